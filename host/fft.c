@@ -370,6 +370,24 @@ static void fft_at_exit(void)
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 static void register_exit(void) { atexit(fft_at_exit); }
 
+void clred_fft_release_context(clred_ctx *ctx)
+{
+    pthread_mutex_lock(&cache_lock);
+    cache_entry **link = &cache_head;
+    while (*link) {
+        cache_entry *e = *link;
+        if (e->plan->context == ctx->context) {
+            *link = e->next;
+            clred_fft_plan_destroy(e->plan);
+            clReleaseContext(ctx->context);
+            free(e);
+        } else {
+            link = &e->next;
+        }
+    }
+    pthread_mutex_unlock(&cache_lock);
+}
+
 clred_status clred_fft_plan_cached(clred_ctx *ctx, clred_fft_backend backend, size_t nx, size_t ny, size_t batch,
                                    clred_fft_plan **plan)
 {

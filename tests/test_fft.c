@@ -147,5 +147,13 @@ int main(void)
     }
     CHECK(ran >= 1);
     clred_ctx_destroy(ctx);
+
+    /* Destroying the context released its cached plans: a new context (which
+     * may get the old one's address) builds and uses fresh plans. */
+    ctx = harness_ctx();
+    for (size_t b = 0; b < 2; b++)
+        if (clred_fft_available(backends[b]))
+            check_size(ctx, backends[b], 15, 9, 1);
+    clred_ctx_destroy(ctx);
     return harness_finish();
 }
