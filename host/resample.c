@@ -127,20 +127,20 @@ static clred_status fourier_shift(clred_ctx *ctx, const clred_image *img, double
                          CLRED_ARG(b->work), CLRED_ARG(offset), CLRED_ARG(pitch), CLRED_ARG(inx), CLRED_ARG(iny),
                          CLRED_ARG(fill), CLRED_ARG(window), CLRED_ARG(alpha), (size_t)0));
     size_t g_pad[2] = {(size_t)pitch, ny};
-    CLRED_TRY(clred_run(ctx, k, "pad_apodise", 2, g_pad, NULL));
+    CLRED_TRY(clred_run_tiled(ctx, k, "pad_apodise", 2, g_pad));
     CLRED_TRY(clred_fft_forward(ctx, plan, b->work));
     CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "phase_ramp", &k));
     float fdx = (float)dx, fdy = (float)dy;
     CLRED_TRY(clred_args(k, "phase_ramp", CLRED_ARG(b->work), CLRED_ARG(inx), CLRED_ARG(iny), CLRED_ARG(fdx),
                          CLRED_ARG(fdy), (size_t)0));
     size_t g_ramp[2] = {nx / 2 + 1, ny};
-    CLRED_TRY(clred_run(ctx, k, "phase_ramp", 2, g_ramp, NULL));
+    CLRED_TRY(clred_run_tiled(ctx, k, "phase_ramp", 2, g_ramp));
     CLRED_TRY(clred_fft_inverse(ctx, plan, b->work));
     CLRED_TRY(clred_kernel(ctx, "resample", NULL, "fourier_merge", &k));
     CLRED_TRY(clred_args(k, "fourier_merge", CLRED_ARG(b->work), CLRED_ARG(pitch), CLRED_ARG(fill), CLRED_ARG(b->dst),
                          CLRED_ARG(b->dst_mask), CLRED_ARG(iw), CLRED_ARG(ih), (size_t)0));
     size_t g_merge[2] = {w, h};
-    return clred_run(ctx, k, "fourier_merge", 2, g_merge, NULL);
+    return clred_run_tiled(ctx, k, "fourier_merge", 2, g_merge);
 }
 
 static clred_status resample_device(clred_ctx *ctx, const clred_image *img, const clred_transform *t,
@@ -171,7 +171,7 @@ static clred_status resample_device(clred_ctx *ctx, const clred_image *img, cons
                          CLRED_ARG(b->dst), CLRED_ARG(b->dst_var), CLRED_ARG(b->dst_mask), CLRED_ARG(iow), CLRED_ARG(ioh),
                          CLRED_ARG(m), CLRED_ARG(kind), CLRED_ARG(flux), (size_t)0));
     size_t global[2] = {ow, oh};
-    CLRED_TRY(clred_run(ctx, k, "resample_affine", 2, global, NULL));
+    CLRED_TRY(clred_run_tiled(ctx, k, "resample_affine", 2, global));
     if (o->interp == CLRED_INTERP_FOURIER)
         CLRED_TRY(fourier_shift(ctx, img, t->m[2], t->m[5], o, b));
     CLRED_TRY(clred_download(ctx, b->dst, 0, ow * oh * sizeof(float), out->sci));

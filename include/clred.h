@@ -691,7 +691,8 @@ typedef struct {
 } clred_shift;
 
 /* Measures the translation of img with respect to ref (same shape). Masked and
- * NaN pixels are set to the median of the valid ones before apodisation. */
+ * NaN pixels are set to the median of the valid ones (estimated from at most
+ * 262144 of them on a regular stride) before apodisation. */
 clred_status clred_measure_shift(clred_ctx *ctx, const clred_image *ref, const clred_image *img,
                                  const clred_phasecorr_opts *opts, clred_shift *shift);
 
