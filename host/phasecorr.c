@@ -21,7 +21,11 @@ clred_phasecorr_opts clred_phasecorr_defaults(void)
     o.tukey_alpha = 0.25;
     o.precision = 0.01;
     o.phase_only = 0;
-    o.ignore_bits = CLRED_MASK_UNUSABLE;
+    /* Saturated pixels are used as they are: their flat tops still sit on the
+     * stars, while filling them carves pixel-aligned holes whose edges pull
+     * the peak towards whole pixels (0.09 px RMS on the simulator's nights
+     * against 0.009 px). */
+    o.ignore_bits = CLRED_MASK_UNUSABLE & ~CLRED_MASK_SATURATED;
     return o;
 }
 

@@ -677,7 +677,8 @@ typedef struct {
     double box_x, box_y;
     size_t box_size;
     double max_shift;          /* peaks further than this from zero are ignored, px; 0 = no limit */
-    uint16_t ignore_bits;      /* mask bits treated like NaN (default CLRED_MASK_UNUSABLE) */
+    uint16_t ignore_bits;      /* mask bits treated like NaN (default CLRED_MASK_UNUSABLE except SATURATED:
+                                  filling saturated cores biases sub-pixel shifts towards whole pixels) */
 } clred_phasecorr_opts;
 
 clred_phasecorr_opts clred_phasecorr_defaults(void);
