@@ -398,6 +398,10 @@ class Peers:
         a["agree"] = bool(a["agree"] and differ <= max(1, 0.001 * flagged.sum()))
         return a
 
+    def background_only(self):
+        path = os.path.join(self.dir, "single.fits")
+        self.background(read_sci(path), path)
+
     def background(self, single, path):
         """SEP's mesh background (64 px boxes, 3x3 filter), as clred_background."""
         import sep
@@ -529,12 +533,14 @@ def main():
     p.add_argument("--work", help="where the peers write their files (default: clred's output folder)")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--steps", default="copy,stacks,stackfiles,calibrate,single",
-                   help="comma-separated: copy, stacks, stackfiles, calibrate, single")
+                   help="comma-separated: copy, stacks, stackfiles, calibrate, single (register, stats, "
+                        "cosmic, background, detect), background")
     args = p.parse_args()
     peers = Peers(args)
     print(f"peers: {peers.depth} x {peers.size}^2 ({peers.values:.3g} values)", file=sys.stderr)
     steps = {"copy": peers.host_copy, "stacks": peers.stacks, "stackfiles": peers.stack_files,
-             "calibrate": peers.calibrate, "single": peers.single_frames}
+             "calibrate": peers.calibrate, "single": peers.single_frames,
+             "background": peers.background_only}
     for name in args.steps.split(","):
         if name not in steps:
             p.error(f"unknown step {name}")

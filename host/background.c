@@ -211,15 +211,30 @@ typedef struct {
     clred_ctx *ctx;
     int w, h;
     const clred_bkg_opts *o;
-    cl_mem img, mask, mask2, scratch, back, sigma, npix, bkg_map, rms_map;
+    cl_mem img, mask, mask2, scratch, back, sigma, npix, rows, bkg_map, rms_map;
 } bkg_state;
 
 static void state_release(bkg_state *s)
 {
     cl_mem *all[] = {&s->img, &s->mask, &s->mask2, &s->scratch, &s->back, &s->sigma, &s->npix,
-                     &s->bkg_map, &s->rms_map};
+                     &s->rows, &s->bkg_map, &s->rms_map};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         clred_release(all[i]);
+}
+
+/* Boxes per launch of bkg_box_stats: each needs a scratch slot of two
+ * words per box pixel (the sort keys and the radix sort's other buffer), and
+ * the scratch must fit one buffer and a quarter of the memory budget. */
+static size_t boxes_per_launch(const bkg_state *s, size_t nbox)
+{
+    uint64_t slot = 2 * (uint64_t)s->o->box_w * (uint64_t)s->o->box_h * sizeof(cl_uint);
+    uint64_t cap = clred_ctx_max_alloc(s->ctx), quarter = clred_ctx_budget(s->ctx) / 4;
+    if (quarter < cap)
+        cap = quarter;
+    uint64_t chunk = cap / slot;
+    if (chunk < 1)
+        chunk = 1;
+    return chunk < nbox ? (size_t)chunk : nbox;
 }
 
 /* Per-box statistics on the device into m (allocated here). */
@@ -237,9 +252,10 @@ static clred_status box_stats(bkg_state *s, cl_mem mask, int have_mask, uint16_t
         free(fb);
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for a %d x %d background mesh", m->nx, m->ny);
     }
+    size_t chunk = boxes_per_launch(s, (size_t)nbox);
     clred_status st = CLRED_OK;
     if (!s->scratch)
-        st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, (size_t)nbox * o->box_w * o->box_h * sizeof(float), NULL,
+        st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, chunk * 2 * (size_t)o->box_w * o->box_h * sizeof(cl_uint), NULL,
                           &s->scratch, "background box scratch");
     if (st == CLRED_OK && !s->back)
         st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, (size_t)nbox * sizeof(float), NULL, &s->back, "box levels");
@@ -250,18 +266,18 @@ static clred_status box_stats(bkg_state *s, cl_mem mask, int have_mask, uint16_t
     cl_kernel k;
     if (st == CLRED_OK)
         st = clred_kernel(s->ctx, "background", NULL, "bkg_box_stats", &k);
-    if (st == CLRED_OK) {
-        cl_ushort ig = ignore;
-        float clip = (float)o->clip_sigma, frac = (float)o->min_good_frac;
+    cl_ushort ig = ignore;
+    float clip = (float)o->clip_sigma, frac = (float)o->min_good_frac;
+    for (int first = 0; st == CLRED_OK && first < nbox; first += (int)chunk) {
         st = clred_args(k, "bkg_box_stats", CLRED_ARG(s->img), CLRED_ARG(mask), CLRED_ARG(have_mask), CLRED_ARG(ig),
                         CLRED_ARG(s->w), CLRED_ARG(s->h), CLRED_ARG(o->box_w), CLRED_ARG(o->box_h),
                         CLRED_ARG(m->nx), CLRED_ARG(m->ny), CLRED_ARG(clip), CLRED_ARG(o->max_iters),
-                        CLRED_ARG(frac), CLRED_ARG(s->scratch), CLRED_ARG(s->back), CLRED_ARG(s->sigma),
-                        CLRED_ARG(s->npix), (size_t)0);
+                        CLRED_ARG(frac), CLRED_ARG(first), CLRED_ARG(s->scratch), CLRED_ARG(s->back),
+                        CLRED_ARG(s->sigma), CLRED_ARG(s->npix), (size_t)0);
+        size_t global = (size_t)nbox - (size_t)first < chunk ? (size_t)nbox - (size_t)first : chunk;
+        if (st == CLRED_OK)
+            st = clred_run(s->ctx, k, "bkg_box_stats", 1, &global, NULL);
     }
-    size_t global = (size_t)nbox;
-    if (st == CLRED_OK)
-        st = clred_run_tiled(s->ctx, k, "bkg_box_stats", 1, &global);
     if (st == CLRED_OK)
         st = clred_download(s->ctx, s->back, 0, (size_t)nbox * sizeof(float), fb);
     if (st == CLRED_OK)
@@ -276,33 +292,50 @@ static clred_status box_stats(bkg_state *s, cl_mem mask, int have_mask, uint16_t
     return st;
 }
 
-/* Spline of one mesh plane to a full-resolution device map. */
-static clred_status interpolate(bkg_state *s, const double *plane, int nx, int ny, cl_mem *out)
+/* The spline of both mesh planes to the full-resolution device maps:
+ * bkg_rows down the mesh columns at every row, then bkg_interp across. */
+static clred_status interpolate(bkg_state *s, const double *back, const double *sigma, int nx, int ny)
 {
-    size_t nbox = (size_t)nx * ny;
-    float *planes = malloc(4 * nbox * sizeof *planes);
+    /* Rows per work-item of bkg_interp: enough to share the column's weights,
+     * few enough to leave every device many work-items. */
+    const int nrows = 4;
+    size_t nbox = (size_t)nx * ny, npix = (size_t)s->w * s->h;
+    float *planes = malloc(8 * nbox * sizeof *planes);
     if (!planes)
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for the background spline");
-    clred_status st = spline_planes(plane, nx, ny, planes);
-    if (st == CLRED_OK && !*out)
-        st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, (size_t)s->w * s->h * sizeof(float), NULL, out,
-                          "background map");
-    cl_mem p[4] = {NULL, NULL, NULL, NULL};
-    for (int i = 0; i < 4 && st == CLRED_OK; i++)
-        st = clred_buffer(s->ctx, CL_MEM_READ_ONLY, nbox * sizeof(float), planes + i * nbox, &p[i], "spline plane");
+    clred_status st = spline_planes(back, nx, ny, planes);
+    if (st == CLRED_OK)
+        st = spline_planes(sigma, nx, ny, planes + 4 * nbox);
+    if (st == CLRED_OK && !s->bkg_map)
+        st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, npix * sizeof(float), NULL, &s->bkg_map, "background map");
+    if (st == CLRED_OK && !s->rms_map)
+        st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, npix * sizeof(float), NULL, &s->rms_map, "rms map");
+    if (st == CLRED_OK && !s->rows)
+        st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, (size_t)s->h * nx * sizeof(cl_float4), NULL, &s->rows,
+                          "background rows");
+    cl_mem p = NULL;
+    if (st == CLRED_OK)
+        st = clred_buffer(s->ctx, CL_MEM_READ_ONLY, 8 * nbox * sizeof(float), planes, &p, "spline planes");
     free(planes);
     cl_kernel k;
     if (st == CLRED_OK)
+        st = clred_kernel(s->ctx, "background", NULL, "bkg_rows", &k);
+    if (st == CLRED_OK)
+        st = clred_args(k, "bkg_rows", CLRED_ARG(p), CLRED_ARG(s->rows), CLRED_ARG(s->h), CLRED_ARG(s->o->box_h),
+                        CLRED_ARG(nx), CLRED_ARG(ny), (size_t)0);
+    size_t grows[2] = {(size_t)nx, (size_t)s->h};
+    if (st == CLRED_OK)
+        st = clred_run(s->ctx, k, "bkg_rows", 2, grows, NULL);
+    if (st == CLRED_OK)
         st = clred_kernel(s->ctx, "background", NULL, "bkg_interp", &k);
     if (st == CLRED_OK)
-        st = clred_args(k, "bkg_interp", CLRED_ARG(p[0]), CLRED_ARG(p[1]), CLRED_ARG(p[2]), CLRED_ARG(p[3]),
-                        CLRED_ARG(*out), CLRED_ARG(s->w), CLRED_ARG(s->h), CLRED_ARG(s->o->box_w),
-                        CLRED_ARG(s->o->box_h), CLRED_ARG(nx), CLRED_ARG(ny), (size_t)0);
-    size_t global[2] = {(size_t)s->w, (size_t)s->h};
+        st = clred_args(k, "bkg_interp", CLRED_ARG(s->rows), CLRED_ARG(s->bkg_map), CLRED_ARG(s->rms_map),
+                        CLRED_ARG(s->w), CLRED_ARG(s->h), CLRED_ARG(s->o->box_w), CLRED_ARG(nx),
+                        CLRED_ARG(nrows), (size_t)0);
+    size_t global[2] = {(size_t)s->w, ((size_t)s->h + (size_t)nrows - 1) / (size_t)nrows};
     if (st == CLRED_OK)
-        st = clred_run_tiled(s->ctx, k, "bkg_interp", 2, global);
-    for (int i = 0; i < 4; i++)
-        clred_release(&p[i]);
+        st = clred_run(s->ctx, k, "bkg_interp", 2, global, NULL);
+    clred_release(&p);
     return st;
 }
 
@@ -336,9 +369,7 @@ static clred_status one_pass(bkg_state *s, cl_mem mask, int have_mask, uint16_t 
         info->nfilled = nfilled;
     }
     if (st == CLRED_OK)
-        st = interpolate(s, m.back, m.nx, m.ny, &s->bkg_map);
-    if (st == CLRED_OK)
-        st = interpolate(s, m.sigma, m.nx, m.ny, &s->rms_map);
+        st = interpolate(s, m.back, m.sigma, m.nx, m.ny);
     mesh_free(&m);
     return st;
 }
