@@ -37,6 +37,8 @@ PAIRS = [
     ("cosmic", "files", "astroscrappy detect_cosmics"),
     ("detect", "memory", "SEP Background + extract"),
     ("detect", "files", "SEP Background + extract"),
+    ("photometry", "memory", "photutils aperture + ApertureStats"),
+    ("photometry", "files", "photutils aperture + ApertureStats"),
 ]
 
 
