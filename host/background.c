@@ -224,14 +224,18 @@ static void state_release(bkg_state *s)
 
 /* Boxes per launch of bkg_box_stats: each needs a scratch slot of two
  * words per box pixel (the sort keys and the radix sort's other buffer), and
- * the scratch must fit one buffer and a quarter of the memory budget. */
+ * the scratch must fit one buffer and a quarter of the memory budget. Beyond
+ * 64 boxes per compute unit a bigger launch gains nothing, while on a CPU
+ * every scratch page is a page fault on first touch. */
 static size_t boxes_per_launch(const bkg_state *s, size_t nbox)
 {
     uint64_t slot = 2 * (uint64_t)s->o->box_w * (uint64_t)s->o->box_h * sizeof(cl_uint);
     uint64_t cap = clred_ctx_max_alloc(s->ctx), quarter = clred_ctx_budget(s->ctx) / 4;
     if (quarter < cap)
         cap = quarter;
-    uint64_t chunk = cap / slot;
+    uint64_t chunk = cap / slot, enough = 64 * (uint64_t)(clred_ctx_device(s->ctx)->compute_units + 1);
+    if (chunk > enough)
+        chunk = enough;
     if (chunk < 1)
         chunk = 1;
     return chunk < nbox ? (size_t)chunk : nbox;

@@ -45,6 +45,51 @@ inline global uint *radix_sort(global uint *a, global uint *tmp, const uint n, u
 /* The value of sorted key i. */
 inline acc_t key_value(global const uint *a, const uint i) { return (acc_t)key_float(a[i]); }
 
+#ifdef CLRED_USE_DOUBLE
+typedef double4 acc4_t;
+#define convert_acc4_t convert_double4
+#else
+typedef float4 acc4_t;
+#define convert_acc4_t convert_float4
+#endif
+
+/* Four sorted keys from a + i as acc_t values. */
+inline acc4_t key_values4(global const uint *a, const size_t i)
+{
+    const uint4 k = vload4(0, a + i);
+    /* key_float, lane by lane: select takes the second where the top bit is set */
+    const uint4 flip = select((uint4)(0xffffffffu), (uint4)(0x80000000u), as_int4(k));
+    return convert_acc4_t(as_float4(k ^ flip));
+}
+
+/* Sums of d and d^2, d = value - pivot, over the sorted keys [lo, hi): one
+ * pass about the median, whose deviations are of the order of the spread,
+ * so the moments lose nothing to cancellation. Eight partial sums in two
+ * vectors, because a single chain of dependent additions is what bounds
+ * this loop on a CPU. */
+inline void moments_about(global const uint *a, const uint lo, const uint hi, const acc_t pivot, acc_t *sum,
+                          acc_t *sum2)
+{
+    acc4_t s0 = 0, s1 = 0, q0 = 0, q1 = 0;
+    size_t i = lo;
+    for (; i + 8 <= hi; i += 8) {
+        const acc4_t d0 = key_values4(a, i) - pivot, d1 = key_values4(a, i + 4) - pivot;
+        s0 += d0;
+        s1 += d1;
+        q0 += d0 * d0;
+        q1 += d1 * d1;
+    }
+    const acc4_t s = s0 + s1, q = q0 + q1;
+    acc_t ts = (s.x + s.y) + (s.z + s.w), tq = (q.x + q.y) + (q.z + q.w);
+    for (; i < hi; i++) {
+        const acc_t d = key_value(a, (uint)i) - pivot;
+        ts += d;
+        tq += d * d;
+    }
+    *sum = ts;
+    *sum2 = tq;
+}
+
 /* First index in sorted a[0..n) whose value is >= x (resp. > x). */
 inline uint lower_index(global const uint *a, uint n, const acc_t x)
 {
@@ -126,14 +171,8 @@ kernel void bkg_box_stats(global const float *img, global const ushort *mask, co
     for (int it = 0;; it++) {
         const uint m = hi - lo;
         med = (m & 1) ? key_value(a, lo + m / 2) : (key_value(a, lo + m / 2 - 1) + key_value(a, lo + m / 2)) / 2;
-        /* One pass about the median: the deviations are of the order of
-         * the spread, so the moments lose nothing to cancellation. */
-        acc_t sum = 0, sum2 = 0;
-        for (uint i = lo; i < hi; i++) {
-            const acc_t d = key_value(a, i) - med;
-            sum += d;
-            sum2 += d * d;
-        }
+        acc_t sum, sum2;
+        moments_about(a, lo, hi, med, &sum, &sum2);
         const acc_t shift = sum / (acc_t)m;
         mean = med + shift;
         std = sqrt(fmax(sum2 / (acc_t)m - shift * shift, (acc_t)0));
