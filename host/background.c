@@ -401,13 +401,56 @@ static clred_status mask_sources(bkg_state *s, int have_mask, size_t *nmasked)
     return st;
 }
 
-static clred_status download_map(bkg_state *s, cl_mem map, clred_image *out)
+/* On a CPU device, device memory is host memory: a buffer over the
+ * caller's own array (CL_MEM_USE_HOST_PTR) spares the copy of the frame in
+ * and of the maps out, and the page faults of fresh buffers. Elsewhere a
+ * plain buffer, with the frame copied in. host may be NULL (a plain buffer). */
+static clred_status host_backed(bkg_state *s, cl_mem_flags flags, size_t bytes, void *host, cl_mem *buf,
+                                const char *what)
 {
-    CLRED_TRY(clred_image_alloc(out, (size_t)s->w, (size_t)s->h, 0, 0));
-    clred_status st = clred_download(s->ctx, map, 0, (size_t)s->w * s->h * sizeof(float), out->sci);
-    if (st != CLRED_OK)
-        clred_image_free(out);
-    return st;
+    if (!host || !clred_ctx_device(s->ctx)->is_cpu)
+        return clred_buffer(s->ctx, flags, bytes, host, buf, what);
+    cl_int err;
+    *buf = clCreateBuffer(s->ctx->context, flags | CL_MEM_USE_HOST_PTR, bytes, host, &err);
+    if (err != CL_SUCCESS) {
+        *buf = NULL;
+        return clred_fail_cl(err, what);
+    }
+    return CLRED_OK;
+}
+
+/* Makes a map's values current in out->sci: a map and unmap where the map
+ * is host-backed (free on a CPU device), else a download. */
+static clred_status deliver_map(bkg_state *s, cl_mem map, clred_image *out, int backed)
+{
+    size_t bytes = (size_t)s->w * s->h * sizeof(float);
+    if (!backed)
+        return clred_download(s->ctx, map, 0, bytes, out->sci);
+    cl_int err;
+    void *p = clEnqueueMapBuffer(s->ctx->queue, map, CL_TRUE, CL_MAP_READ, 0, bytes, 0, NULL, NULL, &err);
+    if (err != CL_SUCCESS)
+        return clred_fail_cl(err, "background: mapping a map");
+    err = clEnqueueUnmapMemObject(s->ctx->queue, map, p, 0, NULL, NULL);
+    if (err == CL_SUCCESS)
+        err = clFinish(s->ctx->queue);
+    return err == CL_SUCCESS ? CLRED_OK : clred_fail_cl(err, "background: unmapping a map");
+}
+
+/* The output images, allocated before the work so that, on a CPU device,
+ * the maps are written straight into them. */
+static clred_status output_maps(bkg_state *s, clred_image *bkg, clred_image *rms, int *backed)
+{
+    size_t bytes = (size_t)s->w * s->h * sizeof(float);
+    clred_image *outs[2] = {bkg, rms};
+    cl_mem *maps[2] = {&s->bkg_map, &s->rms_map};
+    for (int i = 0; i < 2; i++) {
+        if (!outs[i])
+            continue;
+        CLRED_TRY(clred_image_alloc(outs[i], (size_t)s->w, (size_t)s->h, 0, 0));
+        CLRED_TRY(host_backed(s, CL_MEM_READ_WRITE, bytes, outs[i]->sci, maps[i], "background map"));
+    }
+    *backed = clred_ctx_device(s->ctx)->is_cpu;
+    return CLRED_OK;
 }
 
 clred_status clred_background(clred_ctx *ctx, const clred_image *img, const clred_bkg_opts *opts,
@@ -430,11 +473,14 @@ clred_status clred_background(clred_ctx *ctx, const clred_image *img, const clre
     s.h = (int)img->height;
     s.o = &o;
     size_t n = img->width * img->height;
-    int have_mask = img->mask != NULL;
-    clred_status st = clred_buffer(ctx, CL_MEM_READ_ONLY, n * sizeof(float), img->sci, &s.img, "the image");
+    int have_mask = img->mask != NULL, backed = 0;
+    /* read-only: the host arrays are never written through these buffers */
+    clred_status st = host_backed(&s, CL_MEM_READ_ONLY, n * sizeof(float), img->sci, &s.img, "the image");
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_ONLY, have_mask ? n * sizeof(uint16_t) : 4, have_mask ? img->mask : NULL,
-                          &s.mask, "the mask");
+        st = host_backed(&s, CL_MEM_READ_ONLY, have_mask ? n * sizeof(uint16_t) : 4, have_mask ? img->mask : NULL,
+                         &s.mask, "the mask");
+    if (st == CLRED_OK)
+        st = output_maps(&s, bkg, rms, &backed);
     if (st == CLRED_OK)
         st = one_pass(&s, s.mask, have_mask, o.ignore_bits, &local);
     if (st == CLRED_OK && o.mask_sources) {
@@ -443,9 +489,11 @@ clred_status clred_background(clred_ctx *ctx, const clred_image *img, const clre
             st = one_pass(&s, s.mask2, 1, (uint16_t)(o.ignore_bits | CLRED_MASK_DETECTED), &local);
     }
     if (st == CLRED_OK && bkg)
-        st = download_map(&s, s.bkg_map, bkg);
+        st = deliver_map(&s, s.bkg_map, bkg, backed);
     if (st == CLRED_OK && rms)
-        st = download_map(&s, s.rms_map, rms);
+        st = deliver_map(&s, s.rms_map, rms, backed);
+    /* the buffers go before the host arrays they may stand on */
+    state_release(&s);
     if (st != CLRED_OK) {
         if (bkg)
             clred_image_free(bkg);
@@ -454,6 +502,5 @@ clred_status clred_background(clred_ctx *ctx, const clred_image *img, const clre
     } else if (info) {
         *info = local;
     }
-    state_release(&s);
     return st;
 }
