@@ -2,6 +2,7 @@
  * statistics on the device, box filling and the mesh median filter on the
  * host (the mesh is tiny), the bicubic spline to full resolution on the device. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -414,7 +415,9 @@ static clred_status host_backed(bkg_state *s, cl_mem_flags flags, size_t bytes, 
     *buf = clCreateBuffer(s->ctx->context, flags | CL_MEM_USE_HOST_PTR, bytes, host, &err);
     if (err != CL_SUCCESS) {
         *buf = NULL;
-        return clred_fail_cl(err, what);
+        char msg[128];
+        snprintf(msg, sizeof msg, "background: a device buffer over the host's array for %s", what);
+        return clred_fail_cl(err, msg);
     }
     return CLRED_OK;
 }
