@@ -27,6 +27,7 @@ static const bench_step steps[] = {
     {"cosmic", bench_cosmic},
     {"detect", bench_detect},
     {"register", bench_register},
+    {"photometry", bench_photometry},
 };
 
 static void help(void)

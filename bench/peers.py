@@ -15,6 +15,8 @@ Peers (all single-threaded, as they ship):
   register  skimage phase_cross_correlation on pair_ref / pair_mov
   cosmic    astroscrappy.detect_cosmics on single.fits
   background SEP Background and photutils Background2D on single.fits
+  photometry photutils aperture_photometry + ApertureStats (clipped annulus
+            median) at clred's 10,000 positions on pair_ref.fits
   copy      numpy.copyto of 256 MiB (host memory bandwidth)
 
 A peer that would need more memory than is available, or that would take
@@ -357,6 +359,7 @@ class Peers:
         self.cosmic(single, single_path)
         self.background(single, single_path)
         self.detect(os.path.join(self.dir, "pair_ref.fits"))
+        self.photometry()
 
     def register_agreement(self, skimage_shift, skimage_err):
         """Both must find the true shift to 0.02 px (the issue's accuracy) and
@@ -410,6 +413,10 @@ class Peers:
         a["agree"] = bool(a["agree"] and differ <= max(1, 0.001 * flagged.sum()))
         return a
 
+    def background_only(self):
+        path = os.path.join(self.dir, "single.fits")
+        self.background(read_sci(path), path)
+
     def background(self, single, path):
         """SEP's mesh background (64 px boxes, 3x3 filter), as clred_background."""
         import sep
@@ -457,6 +464,67 @@ class Peers:
         a["global_rms"] = float(res[2])
         a["agree"] = bool(a["agree"] and r["agree"] and max(a["max_abs"], r["max_abs"]) <= 0.05 * res[2])
         return a
+
+    def photometry(self):
+        """photutils on clred's 10,000 positions (stars + random, all with
+        their annulus inside the frame): CircularAperture r = 5 summed with
+        method='exact', CircularAnnulus 8..12 through ApertureStats with a
+        3-sigma clipped median (5 iterations, population std: clred's
+        clipping), flux = sum - median * area, as clred_aperture_photometry."""
+        from photutils.aperture import ApertureStats, CircularAnnulus, CircularAperture, aperture_photometry
+        from astropy.stats import SigmaClip
+
+        frame = os.path.join(self.dir, "pair_ref.fits")
+        positions = os.path.join(self.out, "phot_positions.csv")
+        if not os.path.exists(positions):
+            self.record("photometry", "memory", "photutils", skipped="clred wrote no positions in this run")
+            return
+        data = read_sci(frame)
+        xy = np.loadtxt(positions, delimiter=",", skiprows=1)
+        clip = SigmaClip(sigma=3.0, maxiters=5, cenfunc="median", stdfunc="std")
+
+        def phot(d):
+            aper = CircularAperture(xy, r=5.0)
+            ann = CircularAnnulus(xy, r_in=8.0, r_out=12.0)
+            total = aperture_photometry(d, aper, method="exact")["aperture_sum"]
+            bkg = ApertureStats(d, ann, sigma_clip=clip).median
+            return np.asarray(total) - np.asarray(bkg) * aper.area, np.asarray(bkg)
+
+        t, res, n = best_time(lambda: phot(data), self.repeat)
+        note = f"{len(xy)} positions, r 5, annulus 8-12, exact"
+        self.record("photometry", "memory", "photutils aperture + ApertureStats", t, n,
+                    self.photometry_agreement(res), note=note)
+        out = os.path.join(self.out, "photutils_photometry.csv")
+
+        def files():
+            d = native(fits.getdata(frame))
+            flux, bkg = phot(d)
+            np.savetxt(out, np.column_stack([xy, flux, bkg]), delimiter=",", header="x,y,flux,bkg", comments="")
+            return flux, bkg
+
+        t, res, n = best_time(files, self.repeat)
+        self.record("photometry", "files", "photutils aperture + ApertureStats", t, n,
+                    self.photometry_agreement(res), note=note)
+
+    def photometry_agreement(self, res):
+        """Fluxes per position: |photutils - clred| below 1e-4 of the flux or
+        1e-3 of clred's error. The same pixels and the same clipping give the
+        same median; the exact overlaps agree to ~1e-12; clred's float32
+        output rounds the flux to ~6e-8 relative."""
+        path = self.outputs.get(("photometry", "files"), "")
+        if not path or not os.path.exists(path):
+            return {"agree": None, "reason": "clred produced no photometry in this run"}
+        cat = np.atleast_1d(np.genfromtxt(path, delimiter=",", names=True))
+        flux, bkg = res
+        if len(cat) != len(flux):
+            return {"agree": False, "reason": f"{len(flux)} photutils fluxes, {len(cat)} clred rows"}
+        d = np.abs(flux - cat["FLUX"])
+        ok = (d <= 1e-4 * np.abs(cat["FLUX"])) | (d <= 1e-3 * cat["FLUX_ERR"])
+        n_beyond = int(np.sum(~ok))
+        return {"max_abs": float(np.max(d)), "max_rel": float(np.max(d / np.maximum(np.abs(cat["FLUX"]), 1e-30))),
+                "max_in_errors": float(np.max(d / cat["FLUX_ERR"])), "n_beyond": n_beyond,
+                "bkg_max_abs": float(np.max(np.abs(bkg - cat["BKG"]))), "rtol": 1e-4, "atol": 0.0,
+                "agree": n_beyond == 0}
 
     def detect(self, path):
         """SEP's background and extraction at clred's defaults (1.5 x RMS, 5
@@ -541,12 +609,14 @@ def main():
     p.add_argument("--work", help="where the peers write their files (default: clred's output folder)")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--steps", default="copy,stacks,stackfiles,calibrate,single",
-                   help="comma-separated: copy, stacks, stackfiles, calibrate, single")
+                   help="comma-separated: copy, stacks, stackfiles, calibrate, single (register, stats, "
+                        "cosmic, background, detect, photometry), background, photometry")
     args = p.parse_args()
     peers = Peers(args)
     print(f"peers: {peers.depth} x {peers.size}^2 ({peers.values:.3g} values)", file=sys.stderr)
     steps = {"copy": peers.host_copy, "stacks": peers.stacks, "stackfiles": peers.stack_files,
-             "calibrate": peers.calibrate, "single": peers.single_frames}
+             "calibrate": peers.calibrate, "single": peers.single_frames,
+             "background": peers.background_only, "photometry": peers.photometry}
     for name in args.steps.split(","):
         if name not in steps:
             p.error(f"unknown step {name}")

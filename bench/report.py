@@ -38,6 +38,8 @@ PAIRS = [
     ("detect", "memory", "SEP Background + extract"),
     ("detect", "files", "SEP Background + extract"),
     ("register", "memory", "skimage phase_cross_correlation"),
+    ("photometry", "memory", "photutils aperture + ApertureStats"),
+    ("photometry", "files", "photutils aperture + ApertureStats"),
 ]
 
 

@@ -2,6 +2,7 @@
  * statistics on the device, box filling and the mesh median filter on the
  * host (the mesh is tiny), the bicubic spline to full resolution on the device. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,15 +212,34 @@ typedef struct {
     clred_ctx *ctx;
     int w, h;
     const clred_bkg_opts *o;
-    cl_mem img, mask, mask2, scratch, back, sigma, npix, bkg_map, rms_map;
+    cl_mem img, mask, mask2, scratch, back, sigma, npix, rows, bkg_map, rms_map;
 } bkg_state;
 
 static void state_release(bkg_state *s)
 {
     cl_mem *all[] = {&s->img, &s->mask, &s->mask2, &s->scratch, &s->back, &s->sigma, &s->npix,
-                     &s->bkg_map, &s->rms_map};
+                     &s->rows, &s->bkg_map, &s->rms_map};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         clred_release(all[i]);
+}
+
+/* Boxes per launch of bkg_box_stats: each needs a scratch slot of two
+ * words per box pixel (the sort keys and the radix sort's other buffer), and
+ * the scratch must fit one buffer and a quarter of the memory budget. Beyond
+ * 64 boxes per compute unit a bigger launch gains nothing, while on a CPU
+ * every scratch page is a page fault on first touch. */
+static size_t boxes_per_launch(const bkg_state *s, size_t nbox)
+{
+    uint64_t slot = 2 * (uint64_t)s->o->box_w * (uint64_t)s->o->box_h * sizeof(cl_uint);
+    uint64_t cap = clred_ctx_max_alloc(s->ctx), quarter = clred_ctx_budget(s->ctx) / 4;
+    if (quarter < cap)
+        cap = quarter;
+    uint64_t chunk = cap / slot, enough = 64 * (uint64_t)(clred_ctx_device(s->ctx)->compute_units + 1);
+    if (chunk > enough)
+        chunk = enough;
+    if (chunk < 1)
+        chunk = 1;
+    return chunk < nbox ? (size_t)chunk : nbox;
 }
 
 /* Per-box statistics on the device into m (allocated here). */
@@ -237,9 +257,10 @@ static clred_status box_stats(bkg_state *s, cl_mem mask, int have_mask, uint16_t
         free(fb);
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for a %d x %d background mesh", m->nx, m->ny);
     }
+    size_t chunk = boxes_per_launch(s, (size_t)nbox);
     clred_status st = CLRED_OK;
     if (!s->scratch)
-        st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, (size_t)nbox * o->box_w * o->box_h * sizeof(float), NULL,
+        st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, chunk * 2 * (size_t)o->box_w * o->box_h * sizeof(cl_uint), NULL,
                           &s->scratch, "background box scratch");
     if (st == CLRED_OK && !s->back)
         st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, (size_t)nbox * sizeof(float), NULL, &s->back, "box levels");
@@ -250,18 +271,18 @@ static clred_status box_stats(bkg_state *s, cl_mem mask, int have_mask, uint16_t
     cl_kernel k;
     if (st == CLRED_OK)
         st = clred_kernel(s->ctx, "background", NULL, "bkg_box_stats", &k);
-    if (st == CLRED_OK) {
-        cl_ushort ig = ignore;
-        float clip = (float)o->clip_sigma, frac = (float)o->min_good_frac;
+    cl_ushort ig = ignore;
+    float clip = (float)o->clip_sigma, frac = (float)o->min_good_frac;
+    for (int first = 0; st == CLRED_OK && first < nbox; first += (int)chunk) {
         st = clred_args(k, "bkg_box_stats", CLRED_ARG(s->img), CLRED_ARG(mask), CLRED_ARG(have_mask), CLRED_ARG(ig),
                         CLRED_ARG(s->w), CLRED_ARG(s->h), CLRED_ARG(o->box_w), CLRED_ARG(o->box_h),
                         CLRED_ARG(m->nx), CLRED_ARG(m->ny), CLRED_ARG(clip), CLRED_ARG(o->max_iters),
-                        CLRED_ARG(frac), CLRED_ARG(s->scratch), CLRED_ARG(s->back), CLRED_ARG(s->sigma),
-                        CLRED_ARG(s->npix), (size_t)0);
+                        CLRED_ARG(frac), CLRED_ARG(first), CLRED_ARG(s->scratch), CLRED_ARG(s->back),
+                        CLRED_ARG(s->sigma), CLRED_ARG(s->npix), (size_t)0);
+        size_t global = (size_t)nbox - (size_t)first < chunk ? (size_t)nbox - (size_t)first : chunk;
+        if (st == CLRED_OK)
+            st = clred_run(s->ctx, k, "bkg_box_stats", 1, &global, NULL);
     }
-    size_t global = (size_t)nbox;
-    if (st == CLRED_OK)
-        st = clred_run_tiled(s->ctx, k, "bkg_box_stats", 1, &global);
     if (st == CLRED_OK)
         st = clred_download(s->ctx, s->back, 0, (size_t)nbox * sizeof(float), fb);
     if (st == CLRED_OK)
@@ -276,33 +297,50 @@ static clred_status box_stats(bkg_state *s, cl_mem mask, int have_mask, uint16_t
     return st;
 }
 
-/* Spline of one mesh plane to a full-resolution device map. */
-static clred_status interpolate(bkg_state *s, const double *plane, int nx, int ny, cl_mem *out)
+/* The spline of both mesh planes to the full-resolution device maps:
+ * bkg_rows down the mesh columns at every row, then bkg_interp across. */
+static clred_status interpolate(bkg_state *s, const double *back, const double *sigma, int nx, int ny)
 {
-    size_t nbox = (size_t)nx * ny;
-    float *planes = malloc(4 * nbox * sizeof *planes);
+    /* Rows per work-item of bkg_interp: enough to share the column's weights,
+     * few enough to leave every device many work-items. */
+    const int nrows = 4;
+    size_t nbox = (size_t)nx * ny, npix = (size_t)s->w * s->h;
+    float *planes = malloc(8 * nbox * sizeof *planes);
     if (!planes)
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for the background spline");
-    clred_status st = spline_planes(plane, nx, ny, planes);
-    if (st == CLRED_OK && !*out)
-        st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, (size_t)s->w * s->h * sizeof(float), NULL, out,
-                          "background map");
-    cl_mem p[4] = {NULL, NULL, NULL, NULL};
-    for (int i = 0; i < 4 && st == CLRED_OK; i++)
-        st = clred_buffer(s->ctx, CL_MEM_READ_ONLY, nbox * sizeof(float), planes + i * nbox, &p[i], "spline plane");
+    clred_status st = spline_planes(back, nx, ny, planes);
+    if (st == CLRED_OK)
+        st = spline_planes(sigma, nx, ny, planes + 4 * nbox);
+    if (st == CLRED_OK && !s->bkg_map)
+        st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, npix * sizeof(float), NULL, &s->bkg_map, "background map");
+    if (st == CLRED_OK && !s->rms_map)
+        st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, npix * sizeof(float), NULL, &s->rms_map, "rms map");
+    if (st == CLRED_OK && !s->rows)
+        st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, (size_t)s->h * nx * sizeof(cl_float4), NULL, &s->rows,
+                          "background rows");
+    cl_mem p = NULL;
+    if (st == CLRED_OK)
+        st = clred_buffer(s->ctx, CL_MEM_READ_ONLY, 8 * nbox * sizeof(float), planes, &p, "spline planes");
     free(planes);
     cl_kernel k;
     if (st == CLRED_OK)
+        st = clred_kernel(s->ctx, "background", NULL, "bkg_rows", &k);
+    if (st == CLRED_OK)
+        st = clred_args(k, "bkg_rows", CLRED_ARG(p), CLRED_ARG(s->rows), CLRED_ARG(s->h), CLRED_ARG(s->o->box_h),
+                        CLRED_ARG(nx), CLRED_ARG(ny), (size_t)0);
+    size_t grows[2] = {(size_t)nx, (size_t)s->h};
+    if (st == CLRED_OK)
+        st = clred_run(s->ctx, k, "bkg_rows", 2, grows, NULL);
+    if (st == CLRED_OK)
         st = clred_kernel(s->ctx, "background", NULL, "bkg_interp", &k);
     if (st == CLRED_OK)
-        st = clred_args(k, "bkg_interp", CLRED_ARG(p[0]), CLRED_ARG(p[1]), CLRED_ARG(p[2]), CLRED_ARG(p[3]),
-                        CLRED_ARG(*out), CLRED_ARG(s->w), CLRED_ARG(s->h), CLRED_ARG(s->o->box_w),
-                        CLRED_ARG(s->o->box_h), CLRED_ARG(nx), CLRED_ARG(ny), (size_t)0);
-    size_t global[2] = {(size_t)s->w, (size_t)s->h};
+        st = clred_args(k, "bkg_interp", CLRED_ARG(s->rows), CLRED_ARG(s->bkg_map), CLRED_ARG(s->rms_map),
+                        CLRED_ARG(s->w), CLRED_ARG(s->h), CLRED_ARG(s->o->box_w), CLRED_ARG(nx),
+                        CLRED_ARG(nrows), (size_t)0);
+    size_t global[2] = {(size_t)s->w, ((size_t)s->h + (size_t)nrows - 1) / (size_t)nrows};
     if (st == CLRED_OK)
-        st = clred_run_tiled(s->ctx, k, "bkg_interp", 2, global);
-    for (int i = 0; i < 4; i++)
-        clred_release(&p[i]);
+        st = clred_run(s->ctx, k, "bkg_interp", 2, global, NULL);
+    clred_release(&p);
     return st;
 }
 
@@ -336,9 +374,7 @@ static clred_status one_pass(bkg_state *s, cl_mem mask, int have_mask, uint16_t 
         info->nfilled = nfilled;
     }
     if (st == CLRED_OK)
-        st = interpolate(s, m.back, m.nx, m.ny, &s->bkg_map);
-    if (st == CLRED_OK)
-        st = interpolate(s, m.sigma, m.nx, m.ny, &s->rms_map);
+        st = interpolate(s, m.back, m.sigma, m.nx, m.ny);
     mesh_free(&m);
     return st;
 }
@@ -366,13 +402,58 @@ static clred_status mask_sources(bkg_state *s, int have_mask, size_t *nmasked)
     return st;
 }
 
-static clred_status download_map(bkg_state *s, cl_mem map, clred_image *out)
+/* On a CPU device, device memory is host memory: a buffer over the
+ * caller's own array (CL_MEM_USE_HOST_PTR) spares the copy of the frame in
+ * and of the maps out, and the page faults of fresh buffers. Elsewhere a
+ * plain buffer, with the frame copied in. host may be NULL (a plain buffer). */
+static clred_status host_backed(bkg_state *s, cl_mem_flags flags, size_t bytes, void *host, cl_mem *buf,
+                                const char *what)
 {
-    CLRED_TRY(clred_image_alloc(out, (size_t)s->w, (size_t)s->h, 0, 0));
-    clred_status st = clred_download(s->ctx, map, 0, (size_t)s->w * s->h * sizeof(float), out->sci);
-    if (st != CLRED_OK)
-        clred_image_free(out);
-    return st;
+    if (!host || !clred_ctx_device(s->ctx)->is_cpu)
+        return clred_buffer(s->ctx, flags, bytes, host, buf, what);
+    cl_int err;
+    *buf = clCreateBuffer(s->ctx->context, flags | CL_MEM_USE_HOST_PTR, bytes, host, &err);
+    if (err != CL_SUCCESS) {
+        *buf = NULL;
+        char msg[128];
+        snprintf(msg, sizeof msg, "background: a device buffer over the host's array for %s", what);
+        return clred_fail_cl(err, msg);
+    }
+    return CLRED_OK;
+}
+
+/* Makes a map's values current in out->sci: a map and unmap where the map
+ * is host-backed (free on a CPU device), else a download. */
+static clred_status deliver_map(bkg_state *s, cl_mem map, clred_image *out, int backed)
+{
+    size_t bytes = (size_t)s->w * s->h * sizeof(float);
+    if (!backed)
+        return clred_download(s->ctx, map, 0, bytes, out->sci);
+    cl_int err;
+    void *p = clEnqueueMapBuffer(s->ctx->queue, map, CL_TRUE, CL_MAP_READ, 0, bytes, 0, NULL, NULL, &err);
+    if (err != CL_SUCCESS)
+        return clred_fail_cl(err, "background: mapping a map");
+    err = clEnqueueUnmapMemObject(s->ctx->queue, map, p, 0, NULL, NULL);
+    if (err == CL_SUCCESS)
+        err = clFinish(s->ctx->queue);
+    return err == CL_SUCCESS ? CLRED_OK : clred_fail_cl(err, "background: unmapping a map");
+}
+
+/* The output images, allocated before the work so that, on a CPU device,
+ * the maps are written straight into them. */
+static clred_status output_maps(bkg_state *s, clred_image *bkg, clred_image *rms, int *backed)
+{
+    size_t bytes = (size_t)s->w * s->h * sizeof(float);
+    clred_image *outs[2] = {bkg, rms};
+    cl_mem *maps[2] = {&s->bkg_map, &s->rms_map};
+    for (int i = 0; i < 2; i++) {
+        if (!outs[i])
+            continue;
+        CLRED_TRY(clred_image_alloc(outs[i], (size_t)s->w, (size_t)s->h, 0, 0));
+        CLRED_TRY(host_backed(s, CL_MEM_READ_WRITE, bytes, outs[i]->sci, maps[i], "background map"));
+    }
+    *backed = clred_ctx_device(s->ctx)->is_cpu;
+    return CLRED_OK;
 }
 
 clred_status clred_background(clred_ctx *ctx, const clred_image *img, const clred_bkg_opts *opts,
@@ -395,11 +476,14 @@ clred_status clred_background(clred_ctx *ctx, const clred_image *img, const clre
     s.h = (int)img->height;
     s.o = &o;
     size_t n = img->width * img->height;
-    int have_mask = img->mask != NULL;
-    clred_status st = clred_buffer(ctx, CL_MEM_READ_ONLY, n * sizeof(float), img->sci, &s.img, "the image");
+    int have_mask = img->mask != NULL, backed = 0;
+    /* read-only: the host arrays are never written through these buffers */
+    clred_status st = host_backed(&s, CL_MEM_READ_ONLY, n * sizeof(float), img->sci, &s.img, "the image");
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_ONLY, have_mask ? n * sizeof(uint16_t) : 4, have_mask ? img->mask : NULL,
-                          &s.mask, "the mask");
+        st = host_backed(&s, CL_MEM_READ_ONLY, have_mask ? n * sizeof(uint16_t) : 4, have_mask ? img->mask : NULL,
+                         &s.mask, "the mask");
+    if (st == CLRED_OK)
+        st = output_maps(&s, bkg, rms, &backed);
     if (st == CLRED_OK)
         st = one_pass(&s, s.mask, have_mask, o.ignore_bits, &local);
     if (st == CLRED_OK && o.mask_sources) {
@@ -408,9 +492,11 @@ clred_status clred_background(clred_ctx *ctx, const clred_image *img, const clre
             st = one_pass(&s, s.mask2, 1, (uint16_t)(o.ignore_bits | CLRED_MASK_DETECTED), &local);
     }
     if (st == CLRED_OK && bkg)
-        st = download_map(&s, s.bkg_map, bkg);
+        st = deliver_map(&s, s.bkg_map, bkg, backed);
     if (st == CLRED_OK && rms)
-        st = download_map(&s, s.rms_map, rms);
+        st = deliver_map(&s, s.rms_map, rms, backed);
+    /* the buffers go before the host arrays they may stand on */
+    state_release(&s);
     if (st != CLRED_OK) {
         if (bkg)
             clred_image_free(bkg);
@@ -419,6 +505,5 @@ clred_status clred_background(clred_ctx *ctx, const clred_image *img, const clre
     } else if (info) {
         *info = local;
     }
-    state_release(&s);
     return st;
 }

@@ -124,7 +124,7 @@ static void fill_result(const float *r, double x, double y, const clred_phot_opt
 }
 
 typedef struct {
-    cl_mem sci, var, mask, px, py, scratch, out;
+    cl_mem sci, var, mask, ipos, fpos, scratch, out;
 } phot_buffers;
 
 static void phot_release(phot_buffers *b)
@@ -132,10 +132,28 @@ static void phot_release(phot_buffers *b)
     clred_release(&b->sci);
     clred_release(&b->var);
     clred_release(&b->mask);
-    clred_release(&b->px);
-    clred_release(&b->py);
+    clred_release(&b->ipos);
+    clred_release(&b->fpos);
     clred_release(&b->scratch);
     clred_release(&b->out);
+}
+
+/* A position as its integer part and its fraction, which float holds to
+ * ~6e-8 px wherever the position is (a float x near 2000 would only be good
+ * to 1e-4 px, enough to move annulus pixels across its edges). A position
+ * that is not finite or lies beyond 2^30 px is passed as NaN: no measurement. */
+static void split_position(double x, double y, cl_int2 *ip, cl_float2 *fp)
+{
+    if (!(fabs(x) < 1073741824.0) || !(fabs(y) < 1073741824.0)) {
+        ip->s[0] = ip->s[1] = 0;
+        fp->s[0] = fp->s[1] = NAN;
+        return;
+    }
+    double fx = floor(x), fy = floor(y);
+    ip->s[0] = (cl_int)fx;
+    ip->s[1] = (cl_int)fy;
+    fp->s[0] = (cl_float)(x - fx);
+    fp->s[1] = (cl_float)(y - fy);
 }
 
 /* Positions in chunks sized so each work-item's annulus scratch fits the
@@ -162,12 +180,13 @@ static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const clred_imag
     if (chunk > n)
         chunk = n;
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, chunk * stride * sizeof(float), NULL, &b->scratch, "annulus"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, chunk * sizeof(float), NULL, &b->px, "positions"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, chunk * sizeof(float), NULL, &b->py, "positions"));
+    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, chunk * sizeof(cl_int2), NULL, &b->ipos, "positions"));
+    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, chunk * sizeof(cl_float2), NULL, &b->fpos, "positions"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_WRITE_ONLY, chunk * P_NOUT * sizeof(float), NULL, &b->out, "results"));
-    float *hx = malloc(chunk * sizeof *hx), *hy = malloc(chunk * sizeof *hy);
+    cl_int2 *hi = malloc(chunk * sizeof *hi);
+    cl_float2 *hf = malloc(chunk * sizeof *hf);
     float *res = malloc(chunk * P_NOUT * sizeof *res);
-    clred_status st = (hx && hy && res) ? CLRED_OK : clred_fail(CLRED_ERR_MEMORY, "out of memory for photometry");
+    clred_status st = (hi && hf && res) ? CLRED_OK : clred_fail(CLRED_ERR_MEMORY, "out of memory for photometry");
     cl_kernel k = NULL;
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "photometry", NULL, "aperture_photometry", &k);
@@ -178,18 +197,16 @@ static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const clred_imag
     cl_float cs = (cl_float)o->clip_sigma;
     for (size_t s = 0; s < n && st == CLRED_OK; s += chunk) {
         size_t m = n - s < chunk ? n - s : chunk;
-        for (size_t i = 0; i < m; i++) {
-            hx[i] = (float)x[s + i];
-            hy[i] = (float)y[s + i];
-        }
+        for (size_t i = 0; i < m; i++)
+            split_position(x[s + i], y[s + i], &hi[i], &hf[i]);
         cl_uint cm = (cl_uint)m;
-        st = clred_upload(ctx, b->px, 0, m * sizeof *hx, hx);
+        st = clred_upload(ctx, b->ipos, 0, m * sizeof *hi, hi);
         if (st == CLRED_OK)
-            st = clred_upload(ctx, b->py, 0, m * sizeof *hy, hy);
+            st = clred_upload(ctx, b->fpos, 0, m * sizeof *hf, hf);
         if (st == CLRED_OK)
             st = clred_args(k, "aperture_photometry", CLRED_ARG(b->sci), CLRED_ARG(b->var), CLRED_ARG(has_var),
                             CLRED_ARG(b->mask), CLRED_ARG(has_mask), CLRED_ARG(ignore), CLRED_ARG(w), CLRED_ARG(h),
-                            CLRED_ARG(b->px), CLRED_ARG(b->py), CLRED_ARG(cm), CLRED_ARG(radius), CLRED_ARG(rin),
+                            CLRED_ARG(b->ipos), CLRED_ARG(b->fpos), CLRED_ARG(cm), CLRED_ARG(radius), CLRED_ARG(rin),
                             CLRED_ARG(rout), CLRED_ARG(cs), CLRED_ARG(iters), CLRED_ARG(b->scratch),
                             CLRED_ARG(stride), CLRED_ARG(b->out), (size_t)0);
         size_t g = clred_round_up(m, 32); /* the kernel checks bounds */
@@ -200,8 +217,8 @@ static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const clred_imag
         for (size_t i = 0; i < m && st == CLRED_OK; i++)
             fill_result(res + i * P_NOUT, x[s + i], y[s + i], o, &out[s + i]);
     }
-    free(hx);
-    free(hy);
+    free(hi);
+    free(hf);
     free(res);
     return st;
 }

@@ -66,13 +66,12 @@ inline acc_t disc_rect_overlap(acc_t x0, acc_t x1, acc_t y0, acc_t y1, acc_t r)
     return area;
 }
 
-/* Overlap of the circle (cx, cy, r) with pixel (px, py), whose square is
- * [px - 0.5, px + 0.5] x [py - 0.5, py + 0.5]. Pixels wholly inside or outside
- * skip the exact computation. */
-inline acc_t pixel_weight(acc_t cx, acc_t cy, acc_t r, int px, int py)
+/* Overlap of a circle of radius r with a pixel square whose lower-left
+ * corner is (dx0, dy0) relative to the circle's centre. Pixels wholly inside
+ * or outside skip the exact computation. */
+inline acc_t pixel_weight_rel(acc_t dx0, acc_t dy0, acc_t r)
 {
-    acc_t dx0 = (acc_t)px - 0.5 - cx, dx1 = dx0 + 1.0;
-    acc_t dy0 = (acc_t)py - 0.5 - cy, dy1 = dy0 + 1.0;
+    acc_t dx1 = dx0 + 1.0, dy1 = dy0 + 1.0;
     acc_t fx = fmax(fabs(dx0), fabs(dx1)), fy = fmax(fabs(dy0), fabs(dy1));
     if (fx * fx + fy * fy <= r * r)
         return 1;
@@ -81,6 +80,13 @@ inline acc_t pixel_weight(acc_t cx, acc_t cy, acc_t r, int px, int py)
     if (nx * nx + ny * ny >= r * r)
         return 0;
     return disc_rect_overlap(dx0, dx1, dy0, dy1, r);
+}
+
+/* Overlap of the circle (cx, cy, r) with pixel (px, py), whose square is
+ * [px - 0.5, px + 0.5] x [py - 0.5, py + 0.5]. */
+inline acc_t pixel_weight(acc_t cx, acc_t cy, acc_t r, int px, int py)
+{
+    return pixel_weight_rel((acc_t)px - 0.5 - cx, (acc_t)py - 0.5 - cy, r);
 }
 
 /* Weights of one circle over a w x h grid: tests the geometry against references. */
@@ -120,14 +126,19 @@ inline void sort_floats(global float *v, int n)
 #define P_FLAGS 6
 #define P_NOUT 7
 
-/* One work-item per position. The annulus pixels (centres with rin <= d <= rout)
- * are gathered into this work-item's slice of scratch, sorted, and clipped
- * about the median: on a sorted array the kept values are a contiguous window,
- * so clipping only moves its ends. The aperture then loops over its bounding
+/* One work-item per position. A position arrives as its integer part ipos
+ * and fraction fpos (in [0, 1), or NaN for none), so that pixel offsets
+ * (x - ipos) - fpos keep the position's full precision in float as well as
+ * double: the pixels whose centres fall in the annulus, and the overlaps,
+ * are those of the exact position. The annulus pixels (centres with
+ * rin <= d <= rout) are gathered into this work-item's slice of scratch,
+ * sorted, and clipped about the median with the population std (as astropy's
+ * sigma_clip): on a sorted array the kept values are a contiguous window, so
+ * clipping only moves its ends. The aperture then loops over its bounding
  * box with exact weights. */
 kernel void aperture_photometry(global const float *sci, global const float *var, const int has_var,
                                 global const ushort *mask, const int has_mask, const ushort ignore, const int w,
-                                const int h, global const float *px, global const float *py, const uint n,
+                                const int h, global const int2 *ipos, global const float2 *fpos, const uint n,
                                 const float radius, const float rin, const float rout, const float clip_sigma,
                                 const int clip_iters, global float *scratch, const uint stride, global float *out)
 {
@@ -135,15 +146,19 @@ kernel void aperture_photometry(global const float *sci, global const float *var
     if (id >= n)
         return;
     global float *o = out + (size_t)id * P_NOUT;
-    acc_t cx = px[id], cy = py[id];
+    const int ix = ipos[id].x, iy = ipos[id].y;
+    const acc_t fx = fpos[id].x, fy = fpos[id].y;
     uint flags = 0;
-    if (!isfinite(cx) || !isfinite(cy)) {
+    if (!isfinite(fx) || !isfinite(fy)) {
         for (int k = 0; k < P_NOUT; k++)
             o[k] = NAN;
         o[P_NANN] = 0;
         o[P_FLAGS] = (float)SRC_EDGE;
         return;
     }
+    /* the image's edges relative to the position's integer part */
+    const acc_t left = (acc_t)-0.5 - ix, right = (acc_t)(w - 0.5) - ix;
+    const acc_t bottom = (acc_t)-0.5 - iy, top = (acc_t)(h - 0.5) - iy;
 
     /* local background */
     acc_t bkg = 0, bkg_rms = NAN;
@@ -151,20 +166,22 @@ kernel void aperture_photometry(global const float *sci, global const float *var
     if (rout > rin) {
         global float *ann = scratch + (size_t)id * stride;
         int m = 0;
-        if (cx - rout < -0.5 || cy - rout < -0.5 || cx + rout > w - 0.5 || cy + rout > h - 0.5)
+        if (fx - rout < left || fy - rout < bottom || fx + rout > right || fy + rout > top)
             flags |= SRC_EDGE;
-        int x0 = max((int)floor(cx - rout), 0), x1 = min((int)ceil(cx + rout), w - 1);
-        int y0 = max((int)floor(cy - rout), 0), y1 = min((int)ceil(cy + rout), h - 1);
+        int x0 = max(ix + (int)floor(fx - rout), 0), x1 = min(ix + (int)ceil(fx + rout), w - 1);
+        int y0 = max(iy + (int)floor(fy - rout), 0), y1 = min(iy + (int)ceil(fy + rout), h - 1);
         acc_t r2in = (acc_t)rin * rin, r2out = (acc_t)rout * rout;
-        for (int y = y0; y <= y1; y++)
+        for (int y = y0; y <= y1; y++) {
+            const acc_t dy = (acc_t)(y - iy) - fy;
             for (int x = x0; x <= x1; x++) {
-                acc_t dx = x - cx, dy = y - cy, d2 = dx * dx + dy * dy;
+                acc_t dx = (acc_t)(x - ix) - fx, d2 = dx * dx + dy * dy;
                 if (d2 < r2in || d2 > r2out || m >= (int)stride)
                     continue;
                 size_t i = (size_t)y * w + x;
                 if (clred_usable(sci[i], has_mask ? mask[i] : (ushort)0, ignore))
                     ann[m++] = sci[i];
             }
+        }
         sort_floats(ann, m);
         int lo = 0, hi = m;
         acc_t med = NAN, sd = NAN;
@@ -177,7 +194,7 @@ kernel void aperture_photometry(global const float *sci, global const float *var
             acc_t mean = s / k;
             for (int i = lo; i < hi; i++)
                 s2 += (ann[i] - mean) * (ann[i] - mean);
-            sd = k > 1 ? sqrt(s2 / (k - 1)) : (acc_t)0;
+            sd = sqrt(s2 / k);
             if (it == clip_iters)
                 break;
             int nlo = lo, nhi = hi;
@@ -201,16 +218,17 @@ kernel void aperture_photometry(global const float *sci, global const float *var
     }
 
     /* aperture */
-    if (cx - radius < -0.5 || cy - radius < -0.5 || cx + radius > w - 0.5 || cy + radius > h - 0.5)
+    const acc_t r = radius;
+    if (fx - r < left || fy - r < bottom || fx + r > right || fy + r > top)
         flags |= SRC_EDGE;
-    acc_t r = radius;
-    int x0 = max((int)floor(cx - r), 0), x1 = min((int)ceil(cx + r), w - 1);
-    int y0 = max((int)floor(cy - r), 0), y1 = min((int)ceil(cy + r), h - 1);
+    int x0 = max(ix + (int)floor(fx - r), 0), x1 = min(ix + (int)ceil(fx + r), w - 1);
+    int y0 = max(iy + (int)floor(fy - r), 0), y1 = min(iy + (int)ceil(fy + r), h - 1);
     acc_t sum = 0, err2 = 0, area = 0;
     acc_t fallback_var = isnan(bkg_rms) ? (acc_t)NAN : bkg_rms * bkg_rms;
-    for (int y = y0; y <= y1; y++)
+    for (int y = y0; y <= y1; y++) {
+        const acc_t dy0 = (acc_t)(y - iy) - 0.5 - fy;
         for (int x = x0; x <= x1; x++) {
-            acc_t wt = pixel_weight(cx, cy, r, x, y);
+            acc_t wt = pixel_weight_rel((acc_t)(x - ix) - 0.5 - fx, dy0, r);
             if (wt <= 0)
                 continue;
             size_t i = (size_t)y * w + x;
@@ -225,6 +243,7 @@ kernel void aperture_photometry(global const float *sci, global const float *var
             err2 += wt * wt * pv;
             area += wt;
         }
+    }
     acc_t flux = area > 0 ? sum - area * bkg : (acc_t)NAN;
     if (nkept > 0 && !isnan(bkg_rms))
         err2 += area * area * (M_PI_F / 2) * bkg_rms * bkg_rms / nkept;

@@ -127,6 +127,55 @@ static void test_against_reference(clred_ctx *ctx, clred_ctx *fctx)
     clred_image_free(&img);
 }
 
+/* The box sort works on the floats' bit patterns: values of both signs,
+ * signed zeros, subnormals and magnitudes far apart must sort as numbers.
+ * Outliers of +-1e30 are clipped away, so the maps stay near zero and are
+ * compared to 2e-6 of their largest value as above. */
+static void test_signs_and_ranges(clred_ctx *ctx)
+{
+    harness_rng rng = {11};
+    clred_image img;
+    CHECK_OK(clred_image_alloc(&img, 150, 100, 0, 0));
+    for (size_t i = 0; i < 150 * 100; i++) {
+        double u = harness_uniform(&rng);
+        float v = (float)(3.0 * harness_normal(&rng) + 0.01 * (double)(i % 150));
+        if (u < 0.01)
+            v = u < 0.005 ? 1e30f : -1e30f;
+        else if (u < 0.02)
+            v = u < 0.015 ? 0.0f : -0.0f;
+        else if (u < 0.025)
+            v = u < 0.0225 ? 1e-40f : -1e-40f; /* subnormal */
+        else if (u < 0.03)
+            v = (float)(1e5 * (u - 0.0275));   /* far out on either side */
+        img.sci[i] = v;
+    }
+    clred_bkg_opts o = clred_bkg_defaults();
+    o.box_w = 30;
+    o.box_h = 20;
+    compare(ctx, &img, &o, 2e-6, "signs and ranges");
+    clred_image_free(&img);
+}
+
+/* With a small memory limit the boxes are sorted a few at a time (the
+ * scratch holds two words per box pixel): the maps must be the same. */
+static void test_chunked(void)
+{
+    setenv("CLRED_MEMORY_LIMIT", "64K", 1);
+    clred_ctx *small = harness_ctx();
+    unsetenv("CLRED_MEMORY_LIMIT");
+    harness_rng rng = {12};
+    clred_image img;
+    CHECK_OK(clred_image_alloc(&img, 200, 150, 0, 0));
+    for (size_t i = 0; i < 200 * 150; i++)
+        img.sci[i] = (float)(80 + 4 * harness_normal(&rng) + 0.05 * (double)(i / 200));
+    clred_bkg_opts o = clred_bkg_defaults();
+    o.box_w = 32;
+    o.box_h = 24; /* 7 x 7 boxes of 6 KiB scratch each; 16 KiB per launch */
+    compare(small, &img, &o, 2e-6, "boxes in chunks");
+    clred_image_free(&img);
+    clred_ctx_destroy(small);
+}
+
 /* A smooth gradient (a plane and a gentle curvature; the image a whole
  * number of boxes, since SEP's mesh puts a partial box's value at the
  * nominal centre) with noise and stars: away from the stars, the recovered
@@ -212,6 +261,8 @@ int main(void)
     clred_ctx *fctx = harness_ctx();
     unsetenv("CLRED_FLOAT_ACCUM");
     test_against_reference(ctx, fctx);
+    test_signs_and_ranges(ctx);
+    test_chunked();
     test_gradient(ctx);
     clred_ctx_destroy(fctx);
     clred_ctx_destroy(ctx);

@@ -163,7 +163,7 @@ static void test_against_reference(clred_ctx *ctx, harness_rng *rng)
     int bad_flux = 0, bad_bkg = 0, bad_flags = 0;
     for (size_t k = 0; k < n; k++) {
         ref_phot r;
-        ref_aperture(img.sci, img.var, img.mask, o.ignore_bits, img.width, img.height, (float)x[k], (float)y[k],
+        ref_aperture(img.sci, img.var, img.mask, o.ignore_bits, img.width, img.height, x[k], y[k],
                      o.radius, o.annulus_in, o.annulus_out, o.clip_sigma, o.clip_iters, &r);
         /* Tolerances: float pixels summed over ~100 weights in acc_t, output as
          * float: 1e-6 of the summed magnitude; the median is an exact pixel value
@@ -216,7 +216,7 @@ static void test_against_reference(clred_ctx *ctx, harness_rng *rng)
     noann.annulus_in = noann.annulus_out = 0;
     CHECK_OK(clred_aperture_photometry(ctx, &img, x + 4, y + 4, 1, &noann, one));
     ref_phot r;
-    ref_aperture(img.sci, img.var, img.mask, o.ignore_bits, img.width, img.height, (float)x[4], (float)y[4], 5.0, 0,
+    ref_aperture(img.sci, img.var, img.mask, o.ignore_bits, img.width, img.height, x[4], y[4], 5.0, 0,
                  0, 3.0, 5, &r);
     CHECK_NEAR(one[0].flux, r.flux, 2e-6 * fabs(r.flux));
     CHECK(one[0].bkg == 0 && isnan(one[0].bkg_rms));
@@ -262,6 +262,41 @@ static void test_pulls(clred_ctx *ctx, harness_rng *rng)
     CHECK_MSG(fabs(sd - 1.0) < 3.5 / sqrt(2.0 * (double)np), "pull std %.3f over %zu stars", sd, np);
 }
 
+/* Positions far from the origin keep their full precision: at x = 2000.00005
+ * a float holds 2000.0, which would bring the pixel 12.00005 px away into
+ * the 8..12 annulus. The double path must take the reference's pixels
+ * (nannulus) and flux at each position. In float, d^2 itself is rounded to
+ * ~1e-5 px^2, so a pixel within that of an edge (here (0, +-12) at
+ * d^2 = 144 + 2.5e-9) may fall either way: the float path is checked only
+ * at a position with no pixel near the edges. */
+static void test_far_positions(clred_ctx *ctx, harness_rng *rng)
+{
+    setenv("CLRED_FLOAT_ACCUM", "1", 1);
+    clred_ctx *fctx = harness_ctx();
+    unsetenv("CLRED_FLOAT_ACCUM");
+    clred_image img;
+    CHECK_OK(clred_image_alloc(&img, 2100, 41, 0, 0));
+    for (size_t i = 0; i < img.width * img.height; i++)
+        img.sci[i] = (float)(100 + 10 * harness_normal(rng));
+    double x[3] = {2000.00005, 1500.99996, 1777.25}, y[3] = {20.0, 20.00004, 19.5};
+    clred_phot_opts o = clred_phot_defaults();
+    clred_ctx *ctxs[2] = {ctx, fctx};
+    for (int c = 0; c < 2; c++) {
+        clred_phot out[3];
+        CHECK_OK(clred_aperture_photometry(ctxs[c], &img, x, y, 3, &o, out));
+        for (int k = c ? 2 : 0; k < 3; k++) {
+            ref_phot r;
+            ref_aperture(img.sci, NULL, NULL, 0, img.width, img.height, x[k], y[k], 5, 8, 12, 3, 5, &r);
+            CHECK_MSG(out[k].nannulus == r.nannulus, "%s, position %d: %zu annulus pixels, reference %zu",
+                      c ? "float" : "double", k, out[k].nannulus, r.nannulus);
+            /* as test_float_path: float sums of ~100 terms near 100 */
+            CHECK_NEAR(out[k].flux, r.flux, (c ? 2e-5 : 2e-6) * (fabs(r.flux) + r.area * fabs(r.bkg)));
+        }
+    }
+    clred_image_free(&img);
+    clred_ctx_destroy(fctx);
+}
+
 /* The float accumulation path agrees with double within float rounding. */
 static void test_float_path(harness_rng *rng)
 {
@@ -278,7 +313,7 @@ static void test_float_path(harness_rng *rng)
     int bad = 0;
     for (size_t k = 0; k < n; k++) {
         ref_phot r;
-        ref_aperture(img.sci, img.var, NULL, 0, img.width, img.height, (float)x[k], (float)y[k], 5, 8, 12, 3, 5, &r);
+        ref_aperture(img.sci, img.var, NULL, 0, img.width, img.height, x[k], y[k], 5, 8, 12, 3, 5, &r);
         /* float sums of ~100 terms of magnitude ~100: ~1e-5 relative of the total */
         double scale = fabs(r.flux) + r.area * fabs(r.bkg);
         if (fabs(out[k].flux - r.flux) > 2e-5 * scale || fabs(out[k].flux_err - r.err) > 1e-4 * r.err)
@@ -487,6 +522,7 @@ int main(void)
     test_against_reference(ctx, &rng);
     test_pulls(ctx, &rng);
     test_float_path(&rng);
+    test_far_positions(ctx, &rng);
     test_catalog_files();
     test_real_frames(ctx);
     clred_ctx_destroy(ctx);

@@ -83,7 +83,7 @@ void ref_aperture(const float *sci, const float *var, const uint16_t *mask, uint
                 s += v[i];
             for (size_t i = lo; i < hi; i++)
                 s2 += (v[i] - s / k) * (v[i] - s / k);
-            sd = k > 1 ? sqrt(s2 / (k - 1)) : 0;
+            sd = sqrt(s2 / (double)k); /* population std, as astropy's sigma_clip */
             if (it == clip_iters)
                 break;
             size_t nlo = lo, nhi = hi;

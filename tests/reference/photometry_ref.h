@@ -17,7 +17,8 @@ typedef struct {
 } ref_phot;
 
 /* Aperture photometry of one position: weights from ref_overlap, annulus pixel
- * centres with rin <= d <= rout, clipped median by sorting in double. var and
+ * centres with rin <= d <= rout, clipped median (about the median, population
+ * std, as astropy's sigma_clip) by sorting in double. var and
  * mask may be NULL. */
 void ref_aperture(const float *sci, const float *var, const uint16_t *mask, uint16_t ignore, size_t w, size_t h,
                   double x, double y, double r, double rin, double rout, double clip_sigma, int clip_iters,
