@@ -7,7 +7,7 @@ frames (bench only; the product needs no Python). Driven by bench/compare/run.
 1. clred calibrates the CAFOS NGC 2420 V 60 s frames (master bias, master flat);
    both tools then read the same float32 pixels of uamA_0031 (the SCI plane).
 2. source-extractor with clred's defaults (64 px boxes, 3x3 filter, 1.5 x RMS,
-   5 px, Gaussian filter of clred's FWHM on clred's support, r = 5 px apertures)
+   5 px, Gaussian filter of the seeing on clred's support, r = 5 px apertures)
    writes its catalog and BACKGROUND / BACKGROUND_RMS maps.
 3. clred background, sources and photometry (at SExtractor's positions and at
    its own); catalogs matched within 1.5 px (SExtractor is 1-based, clred
@@ -35,7 +35,7 @@ from scipy.spatial import cKDTree
 # biases (std of their difference / sqrt 2) and the gain from the photon
 # transfer of the two calibrated 60 s frames 0032 and 0033 (robust variance of
 # their difference in 32 px boxes, less the read noise, against the sky level).
-FWHM = 3.0          # clred sources' default matched-filter FWHM
+FWHM = 3.0          # matched-filter FWHM: replaced by the frame's seeing (measure_seeing)
 THRESH = 1.5        # clred default, per-pixel RMS units (SExtractor's convention)
 MINAREA = 5
 RADIUS = 5.0        # clred photometry's default aperture radius
@@ -212,6 +212,16 @@ def read_csv(path):
     return t
 
 
+def measure_seeing(clred, image, work):
+    """The frame's seeing from a first clred pass with the default 3 px filter:
+    both tools then filter with a Gaussian of that FWHM, as one would."""
+    bkg, rms = os.path.join(work, "seeing_bkg.fits"), os.path.join(work, "seeing_rms.fits")
+    run([clred, "background", image, "-o", bkg, "--rms", rms, "--overwrite"])
+    out = json.loads(run([clred, "sources", image, "--bkg", bkg, "--rms", rms, "--csv",
+                          os.path.join(work, "seeing_cat.csv"), "--overwrite", "--json"]))
+    return round(float(out["seeing"]), 1), int(out["nseeing"])
+
+
 def clred_side(clred, image, calib, se, se_bkg, work):
     bkg, rms = os.path.join(work, "clred_bkg.fits"), os.path.join(work, "clred_rms.fits")
     run([clred, "background", image, "-o", bkg, "--rms", rms, "--box", 64, "--filter", 3, "--overwrite"])
@@ -256,6 +266,16 @@ def match(xa, ya, xb, yb, r=MATCH):
     return j, d
 
 
+def se_rms_at(rms, x, y):
+    return rms[int(round(min(max(y, 0), rms.shape[0] - 1))), int(round(min(max(x, 0), rms.shape[1] - 1)))]
+
+
+def either(m1, m2):
+    """Matches by the first position, else by the second."""
+    (j1, d1), (j2, d2) = m1, m2
+    return np.where(j1 >= 0, j1, j2)
+
+
 def se_flag_names(v):
     names = {1: "neighbours", 2: "blended", 4: "saturated", 8: "truncated", 16: "aper incomplete",
              32: "iso incomplete", 64: "mem overflow", 128: "extraction overflow"}
@@ -267,8 +287,11 @@ def clred_flag_names(v):
     return [n for b, n in names.items() if v & b]
 
 
-def reason(x, y, shape, se_flags, cl_flags, nn, mask, r=RADIUS, other=None):
+def reason(x, y, shape, se_flags, cl_flags, nn, mask, r=RADIUS, other=None, snr=None, area=None, typical=None):
     why = []
+    if area is not None and typical and area > 4 * typical:
+        why.append(f"large isophote ({int(area)} px, typically {typical:.0f}): a star on extended emission, "
+                   "whose barycentre and windowed centroid part")
     if other is not None and other < 3.0:
         why.append(f"counterpart at {other:.2f} px: same object, centroids differ (close pair split differently)")
     h, w = shape
@@ -282,6 +305,8 @@ def reason(x, y, shape, se_flags, cl_flags, nn, mask, r=RADIUS, other=None):
     y0, y1 = max(int(y - r), 0), min(int(y + r) + 2, h)
     if x1 > x0 and y1 > y0 and np.any(mask[y0:y1, x0:x1] & 0x0002):
         why.append("saturated pixels")
+    if not why and snr is not None and snr < 15:
+        why.append("faint: S/N near the cut, the other tool's isophote or threshold falls just short")
     return ", ".join(dict.fromkeys(why)) or "none found"
 
 
@@ -291,8 +316,12 @@ def sources_comparison(se, src, phot, se_bkg, se_rms, cl_bkg, cl_rms, mask, shap
     cx, cy = np.asarray(src["x"], float), np.asarray(src["y"], float)
     se_snr = np.asarray(se["FLUX_ISO"]) / np.asarray(se["FLUXERR_ISO"])
     cl_snr = np.asarray(src["flux"]) / np.asarray(src["flux_err"])
-    j_se, d_se = match(sx, sy, cx, cy)       # each SE source -> clred
-    j_cl, _ = match(cx, cy, sx, sy)          # each clred source -> SE
+    # SExtractor's windowed centroid of a blended source is pulled towards its
+    # neighbour (its window does not leave the neighbour's pixels out; clred's
+    # does), so a source matches when clred's position is within MATCH of
+    # either XWIN or the isophotal barycentre X_IMAGE.
+    j_se = either(match(sx, sy, cx, cy), match(ax, ay, cx, cy))   # each SE source -> clred
+    j_cl = either(match(cx, cy, sx, sy), match(cx, cy, ax, ay))   # each clred source -> SE
     nn_se = cKDTree(np.c_[sx, sy]).query(np.c_[sx, sy], k=2)[0][:, 1]
     res = {"n_se": len(se), "n_clred": len(src)}
     for label, sel_se, sel_cl in (("all", np.ones(len(se), bool), np.ones(len(src), bool)),
@@ -303,17 +332,18 @@ def sources_comparison(se, src, phot, se_bkg, se_rms, cl_bkg, cl_rms, mask, shap
     m = j_se >= 0
     good = m & (se_snr >= 10)
     mi, mj = np.nonzero(good)[0], j_se[good]
-    dx, dy = cx[mj] - sx[mi], cy[mj] - sy[mi]
-    dx_iso = cx[mj] - (np.asarray(se["X_IMAGE"])[mi] - 1)
-    dy_iso = cy[mj] - (np.asarray(se["Y_IMAGE"])[mi] - 1)
     res["matched_snr10"] = int(good.sum())
-    res["position"] = {
-        "vs XWIN": {"median_dx": float(np.median(dx)), "median_dy": float(np.median(dy)),
-                    "rms_dr": float(np.sqrt(np.mean(dx ** 2 + dy ** 2))), "robust_dx": robust_std(dx),
-                    "robust_dy": robust_std(dy)},
-        "vs X_IMAGE": {"median_dx": float(np.median(dx_iso)), "median_dy": float(np.median(dy_iso)),
-                       "rms_dr": float(np.sqrt(np.mean(dx_iso ** 2 + dy_iso ** 2))),
-                       "robust_dx": robust_std(dx_iso), "robust_dy": robust_std(dy_iso)}}
+    iso_blend = ((np.asarray(se["FLAGS"])[mi] & 2) != 0) | ((np.asarray(src["flags"])[mj] & 8) != 0)
+    res["position"] = {}
+    for label, (px, py) in (("XWIN", (sx, sy)), ("X_IMAGE", (ax, ay))):
+        # pairs within MATCH of this position (the others matched by the other one)
+        near = np.hypot(cx[mj] - px[mi], cy[mj] - py[mi]) < MATCH
+        for sub, keep in (("all", near), ("not blended", near & ~iso_blend)):
+            ddx, ddy = cx[mj][keep] - px[mi][keep], cy[mj][keep] - py[mi][keep]
+            res["position"][f"{label}, {sub}"] = {
+                "n": int(keep.sum()), "median_dx": float(np.median(ddx)), "median_dy": float(np.median(ddy)),
+                "rms_dr": float(np.sqrt(np.mean(ddx ** 2 + ddy ** 2))), "robust_dx": robust_std(ddx),
+                "robust_dy": robust_std(ddy)}
 
     # Shapes: clred's a, b are adaptive Gaussian moments; SExtractor's A/B_IMAGE
     # isophotal, FWHM_IMAGE from the isophotal area; 2 FLUX_RADIUS is the FWHM
@@ -373,13 +403,15 @@ def sources_comparison(se, src, phot, se_bkg, se_rms, cl_bkg, cl_rms, mask, shap
         worst[key] = [{"x": float(ax[i]), "y": float(ay[i]), "flux_se": float(fse[i]), "flux_clred": float(fc[i]),
                        "ratio": float(fc[i] / fse[i]), "dz": float(z[o]),
                        "reason": reason(ax[i], ay[i], shape, se["FLAGS"][i], None, nn_se[i], mask) +
-                       (f"; clred annulus bkg {float(p['bkg'][i]):.1f} vs SE {float(se['BACKGROUND'][i]):.1f}"
+                       (f"; clred annulus level {float(p['bkg'][i]):.1f} vs SE map {float(se['BACKGROUND'][i]):.1f} "
+                        f"({(float(p['bkg'][i]) - float(se['BACKGROUND'][i])) / float(se_rms_at(se_rms, ax[i], ay[i])):+.2f} RMS: "
+                        "the annulus holds star wings or neighbours)"
                         if key != "se_bkg_no_annulus" else "")}
                       for o, i in ((o, idx[o]) for o in order)]
     # At clred's own positions, matched to SExtractor.
     p = phot["annulus_own"]
     px, py = np.asarray(p["x"], float), np.asarray(p["y"], float)
-    jj, _ = match(px, py, sx, sy)
+    jj = either(match(px, py, sx, sy), match(px, py, ax, ay))
     ok = (jj >= 0)
     ok[ok] &= sel[jj[ok]]
     fc = np.asarray(p["flux"], float)[ok]
@@ -391,22 +423,33 @@ def sources_comparison(se, src, phot, se_bkg, se_rms, cl_bkg, cl_rms, mask, shap
     # Detections one side missed, brightest first.
     miss_se = np.nonzero((j_se < 0) & (se_snr >= 10))[0]
     miss_se = miss_se[np.argsort(-se_snr[miss_se])][:10]
-    near_cl = cKDTree(np.c_[cx, cy]).query(np.c_[sx, sy])[0] if len(cx) else np.full(len(sx), np.inf)
+    tree_cl = cKDTree(np.c_[cx, cy])
+    near_cl = np.minimum(tree_cl.query(np.c_[sx, sy])[0], tree_cl.query(np.c_[ax, ay])[0])
     res["missed_by_clred"] = [{"x": float(sx[i]), "y": float(sy[i]), "snr_se": float(se_snr[i]),
                                "nearest_clred_px": float(near_cl[i]),
                                "reason": reason(sx[i], sy[i], shape, se["FLAGS"][i], None, nn_se[i], mask,
-                                                other=near_cl[i])}
+                                                other=near_cl[i], snr=se_snr[i],
+                                                area=se["ISOAREAF_IMAGE"][i], typical=float(np.median(se["ISOAREAF_IMAGE"])))}
                               for i in miss_se]
     miss_cl = np.nonzero((j_cl < 0) & (cl_snr >= 10))[0]
     miss_cl = miss_cl[np.argsort(-cl_snr[miss_cl])][:10]
-    near_se = cKDTree(np.c_[sx, sy]).query(np.c_[cx, cy])[0]
+    near_se = np.minimum(cKDTree(np.c_[sx, sy]).query(np.c_[cx, cy])[0], cKDTree(np.c_[ax, ay]).query(np.c_[cx, cy])[0])
     nn_cl = cKDTree(np.c_[cx, cy]).query(np.c_[cx, cy], k=2)[0][:, 1]
     res["missed_by_se"] = [{"x": float(cx[i]), "y": float(cy[i]), "snr_clred": float(cl_snr[i]),
                             "nearest_se_px": float(near_se[i]),
                             "reason": reason(cx[i], cy[i], shape, None, src["flags"][i], nn_cl[i], mask,
-                                             other=near_se[i])}
+                                             other=near_se[i], snr=cl_snr[i],
+                                             area=src["npix"][i], typical=float(np.median(src["npix"])))}
                            for i in miss_cl]
     res["worst_aperture"] = worst
+
+    # clred falls back to isophotal moments (flag 16) when the adaptive window
+    # does not converge: how often, by S/N.
+    mf = (np.asarray(src["flags"]) & 16) != 0
+    res["moments_failed"] = []
+    for lo, hi in ((0, 10), (10, 20), (20, 50), (50, np.inf)):
+        m = (cl_snr >= lo) & (cl_snr < hi)
+        res["moments_failed"].append({"snr": f"{lo}-{hi:g}", "n": int(m.sum()), "failed": int((m & mf).sum())})
 
     # Background and RMS maps, in units of SExtractor's RMS.
     db = (cl_bkg - se_bkg) / se_rms
@@ -497,6 +540,35 @@ def markdown(R):
       f"{v['sextractor_deb']}), **astroscrappy {v['astroscrappy']}**, numpy {v['numpy']}, astropy {v['astropy']}. "
       f"Made by `bench/compare/run` in {R['seconds']:.0f} s.\n")
     c = R["cafos"]
+    s = R["sources"]
+    a("## Summary\n")
+    pw, ap, mp = s["position"]["XWIN, not blended"], s["aperture"]["se_bkg_no_annulus"], s["maps"]
+    cos = R["cosmic"]
+    a(f"- Detection: clred finds {100 * s['S/N >= 10']['se_found_by_clred']:.1f} % of SExtractor's "
+      f"{s['S/N >= 10']['n_se']} sources with S/N ≥ 10 ({100 * s['all']['se_found_by_clred']:.1f} % of all "
+      f"{s['n_se']}); SExtractor finds {100 * s['S/N >= 10']['clred_found_by_se']:.1f} % of clred's "
+      f"{s['S/N >= 10']['n_clred']} ({100 * s['all']['clred_found_by_se']:.1f} % of all {s['n_clred']}). "
+      "The rest are blends split differently, a star on extended emission, the frame edge and sources at the S/N cut.")
+    a(f"- Windowed centroids (unblended, S/N ≥ 10, n = {pw['n']}): median offset ({pw['median_dx']:+.4f}, "
+      f"{pw['median_dy']:+.4f}) px after the 1-pixel origin shift, robust scatter {pw['robust_dx']:.4f} / "
+      f"{pw['robust_dy']:.4f} px.")
+    a(f"- Aperture sums (r = {RADIUS:g} px, same positions and background): median ratio {ap['median ratio']:.5f}, "
+      f"robust scatter {ap['robust scatter of ratio']:.5f} = {ap['robust scatter of (clred - SE) / FLUXERR_APER']:.3f} σ; "
+      f"errors agree to {abs(1 - ap['median clred err / SE err']) * 100:.1f} %. Isophotal fluxes: median ratio "
+      f"{s['iso_flux']['median ratio']:.4f}.")
+    a(f"- Background map within {mp['background (clred - SE) / SE_RMS']['max_abs']:.3f} RMS of SExtractor's everywhere "
+      f"(99 % within {max(abs(mp['background (clred - SE) / SE_RMS']['p1']), abs(mp['background (clred - SE) / SE_RMS']['p99'])):.3f}); "
+      f"RMS map within {100 * mp['RMS (clred - SE) / SE_RMS']['max_abs']:.2f} %.")
+    a(f"- clred's default photometry annulus (8–12 px) sits in the wings of this frame's stars (FWHM "
+      f"{s['fwhm']['clred median FWHM']:.1f} px): fluxes {100 * (1 - s['aperture']['annulus_at_se']['median ratio']):.1f} % "
+      f"below FLUX_APER (median), against {100 * (1 - s['aperture']['wide_annulus_at_se']['median ratio']):.1f} % with a 15–25 px annulus.")
+    a("- Cosmic rays: " + "; ".join(
+        f"{r['case']} sepmed={r['sepmed']}: {r['clred']} vs {r['astroscrappy']} pixels, {r['only_clred'] + r['only_astroscrappy']} differ"
+        for r in cos) + ". Largest difference of a repaired value: " +
+      f"{max(r['max_abs_clean_diff_at_flagged'] for r in cos):.3g}. GMOS with separable medians: exactly the two known "
+      "cosmic rays flagged by " + ", ".join(t for t in ("astroscrappy", "clred")
+                                            if all(r[f"{t}_exactly_two"] for r in cos if r["case"] == "gmos" and r["sepmed"]))
+      + ".\n")
     a("## Frame\n")
     a(f"{c['frame']}, calibrated by clred (master bias of the two biases, V dome flat uamA_0048, "
       f"`--saturation 65535`). Gain {c['gain']} e-/ADU from the photon transfer of the 60 s frames 0032/0033 in 32 px boxes "
@@ -508,14 +580,15 @@ def markdown(R):
       f"0-based in that cut (add {c['rows_cropped']} to y for the full frame). "
       f"{c['saturated_pixels']} saturated pixels remain.\n")
     a("Settings shared: 64 px boxes, 3×3 mesh filter, threshold 1.5 × per-pixel RMS on the filtered image, "
-      f"5 px minimum area, Gaussian filter FWHM {FWHM} px on clred's {2 * math.ceil(1.5 * FWHM) + 1}² support, "
+      f"5 px minimum area, Gaussian filter of FWHM {FWHM} px (the seeing clred measures on this frame with its default "
+      f"3 px filter, from {c['seeing_stars']} stars) on clred's {2 * math.ceil(1.5 * FWHM) + 1}² support, "
       f"aperture radius {RADIUS} px (SExtractor `PHOT_APERTURES {2 * RADIUS:g}`, a diameter). Not alike by design: "
       "SExtractor deblends with 32 thresholds and MINCONT 0.005 (flux fraction) and cleans; clred splits peaks whose "
       "drop to the saddle exceeds 0.2 of their height. `MASK_TYPE NONE` (clred does not replace neighbours' pixels). "
       "Positions: SExtractor is 1-based, clred 0-based (pixel centres on integers): x_clred = X_IMAGE − 1.\n")
-    s = R["sources"]
     a("## Detection\n")
-    a(f"SExtractor {s['n_se']} sources, clred {s['n_clred']} (matched: nearest within {MATCH} px).\n")
+    a(f"SExtractor {s['n_se']} sources, clred {s['n_clred']} (matched: the nearest clred source within {MATCH} px of SExtractor's XWIN_IMAGE, else of its X_IMAGE; "
+      "the windowed centroid of a SExtractor blend is pulled towards its neighbour).\n")
     a("| sample | SExtractor sources | found by clred | clred sources | found by SExtractor |")
     a("|---|---|---|---|---|")
     for k in ("all", "S/N >= 10"):
@@ -524,10 +597,12 @@ def markdown(R):
           f"{100 * d['clred_found_by_se']:.1f} % |")
     a("")
     a(f"## Positions ({s['matched_snr10']} matched sources with S/N ≥ 10; clred's windowed centroid)\n")
-    a("| against | median Δx | median Δy | robust σ Δx | robust σ Δy | rms Δr |")
-    a("|---|---|---|---|---|---|")
+    a("| against SExtractor's (− 1), sources | n | median Δx | median Δy | robust σ Δx | robust σ Δy | rms Δr |")
+    a("|---|---|---|---|---|---|---|")
     for k, d in s["position"].items():
-        a(f"| {k} − 1 | {d['median_dx']:+.4f} | {d['median_dy']:+.4f} | {d['robust_dx']:.4f} | {d['robust_dy']:.4f} | {d['rms_dr']:.4f} |")
+        a(f"| {k} | {d['n']} | {d['median_dx']:+.4f} | {d['median_dy']:+.4f} | {d['robust_dx']:.4f} | {d['robust_dy']:.4f} | {d['rms_dr']:.4f} |")
+    a("\nEach row takes the pairs within 1.5 px of that position. 'Not blended': neither SExtractor (FLAGS 2) nor clred (flag 8) split the source. XWIN_IMAGE is the like-for-like "
+      "position (both windowed); X_IMAGE is the isophotal barycentre.")
     a("")
     a(f"## Shapes ({s['shape_n']} matched, S/N ≥ 10, unflagged on both sides)\n")
     a("clred's FWHM is 2.3548 √((a²+b²)/2) from adaptive Gaussian-windowed moments (the Gaussian-equivalent width); "
@@ -574,6 +649,12 @@ def markdown(R):
         a(f"| {k} | {d['median']:+.4f} | {d['p1']:+.4f} | {d['p99']:+.4f} | {d['max_abs']:.4f} |")
     a(f"\nMedian background: SExtractor {m['SE global background']:.2f}, clred {m['clred global background']:.2f} ADU; "
       f"median RMS: SExtractor {m['SE median RMS']:.3f}, clred {m['clred median RMS']:.3f} ADU.\n")
+    a("## clred's adaptive moments\n")
+    a("clred sources whose adaptive moments did not converge (flag 16: isophotal centroid and shape reported), by "
+      "clred's isophotal S/N: " + ", ".join(f"S/N {d['snr']}: {d['failed']} of {d['n']}" for d in s["moments_failed"]) +
+      ". They are faint sources whose window keeps growing (noise-dominated), single sharp pixels (cosmic "
+      "rays: the window collapses) and a few that converge only after the 60-iteration cap; SExtractor's fixed "
+      "window has no such failure.\n")
     a("## Outliers\n")
     a("SExtractor sources with S/N ≥ 10 that clred did not find within 1.5 px (brightest first):\n")
     a("| x | y | S/N | nearest clred (px) | why |")
@@ -606,6 +687,10 @@ def markdown(R):
         a(f"| {r['case']} | {r['sepmed']} | {r['astroscrappy']} | {r['clred']} | {r['both']} | {r['only_astroscrappy']} | "
           f"{r['only_clred']} | {r['max_abs_clean_diff_at_flagged']:.3g} | {r['max_abs_clean_diff']:.3g} | {known} |")
     a("")
+    a("'Max |Δ clean| (all)' is astroscrappy's float32 round trip (it multiplies by the gain and divides back, "
+      "also for pixels it leaves alone); clred leaves them untouched. With astroscrappy's satlevel given the same "
+      "number as clred's instead of × gain, the saturated-star masks differ and on CAFOS (sepmed) astroscrappy "
+      "flags 100-odd extra pixels in saturated cores: the units, not the algorithm.\n")
     if R.get("notes"):
         a("## Notes\n")
         for n in R["notes"]:
@@ -632,11 +717,18 @@ def main():
                 "sextractor_deb": deb.stdout.strip() or "?", "astroscrappy": md.version("astroscrappy"),
                 "numpy": np.__version__, "astropy": md.version("astropy"), "scipy": md.version("scipy")}
     plain, calib, sci, mask, info = calibrate(a.clred, a.data, a.work)
+    global FWHM
+    FWHM, info["seeing_stars"] = measure_seeing(a.clred, plain, a.work)
+    info["filter_fwhm"] = FWHM
+    log(f"seeing {FWHM} px: the matched filter of both tools")
     se, se_bkg, se_rms, config = sextractor(plain, a.work, info)
     src, cl_bkg, cl_rms, phot = clred_side(a.clred, plain, calib, se, se_bkg, a.work)
     sources = sources_comparison(se, src, phot, se_bkg, se_rms, cl_bkg, cl_rms, mask, sci.shape)
     cosmic = cosmic_comparison(a.clred, a.data, a.work, plain, info)
     date = datetime.date.today().isoformat()
+    # file names only: the work directory is a temporary one
+    config = {k: (",".join(os.path.basename(x) for x in v.split(",")) if isinstance(v, str) and "/" in v else v)
+              for k, v in config.items()}
     R = {"date": date, "device": dev, "versions": versions, "cafos": info, "sextractor_config": config,
          "sources": sources, "cosmic": cosmic, "seconds": (datetime.datetime.now() - t0).total_seconds(),
          "notes": [l.strip() for l in open(a.notes)] if a.notes and os.path.exists(a.notes) else []}
