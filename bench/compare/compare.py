@@ -222,12 +222,13 @@ def measure_seeing(clred, image, work):
     return round(float(out["seeing"]), 1), int(out["nseeing"])
 
 
-def clred_side(clred, image, calib, se, se_bkg, work):
+def clred_side(clred, image, calib, se, se_bkg, work, satur_level):
     bkg, rms = os.path.join(work, "clred_bkg.fits"), os.path.join(work, "clred_rms.fits")
     run([clred, "background", image, "-o", bkg, "--rms", rms, "--box", 64, "--filter", 3, "--overwrite"])
     cat = os.path.join(work, "clred_cat.csv")
     run([clred, "sources", image, "--bkg", bkg, "--rms", rms, "--thresh", THRESH, "--minarea", MINAREA,
-         "--fwhm", FWHM, "--csv", cat, "--overwrite"])
+         "--fwhm", FWHM, "--csv", cat, "--overwrite"] +
+        (["--saturation", satur_level] if satur_level else []))
     src = read_csv(cat)
     # SExtractor centres FLUX_APER on the isophotal barycentre X_IMAGE, Y_IMAGE
     # (1-based): photometry at those positions, 0-based.
@@ -443,6 +444,15 @@ def sources_comparison(se, src, phot, se_bkg, se_rms, cl_bkg, cl_rms, mask, shap
                            for i in miss_cl]
     res["worst_aperture"] = worst
 
+    # Flags of the matched pairs: the same meaning on both sides.
+    mi_all, mj_all = np.nonzero(j_se >= 0)[0], j_se[j_se >= 0]
+    sef, clf = np.asarray(se["FLAGS"])[mi_all], np.asarray(src["flags"])[mj_all]
+    res["flags"] = {}
+    for name, sb, cb in (("saturated", 4, 1), ("blended", 2, 8), ("truncated / edge", 8, 2)):
+        a_, b_ = (sef & sb) != 0, (clf & cb) != 0
+        res["flags"][name] = {"se_bit": sb, "clred_bit": cb, "both": int((a_ & b_).sum()),
+                              "se_only": int((a_ & ~b_).sum()), "clred_only": int((b_ & ~a_).sum())}
+
     # clred falls back to isophotal moments (flag 16) when the adaptive window
     # does not converge: how often, by S/N.
     mf = (np.asarray(src["flags"]) & 16) != 0
@@ -649,6 +659,14 @@ def markdown(R):
         a(f"| {k} | {d['median']:+.4f} | {d['p1']:+.4f} | {d['p99']:+.4f} | {d['max_abs']:.4f} |")
     a(f"\nMedian background: SExtractor {m['SE global background']:.2f}, clred {m['clred global background']:.2f} ADU; "
       f"median RMS: SExtractor {m['SE median RMS']:.3f}, clred {m['clred median RMS']:.3f} ADU.\n")
+    a("## Flags of the matched sources\n")
+    a("| flag | SExtractor bit | clred bit | both | SExtractor only | clred only |")
+    a("|---|---|---|---|---|---|")
+    for k, d in s["flags"].items():
+        a(f"| {k} | {d['se_bit']} | {d['clred_bit']} | {d['both']} | {d['se_only']} | {d['clred_only']} |")
+    a("\nSaturation: both at the lowest calibrated value of a SATURATED pixel (`SATUR_LEVEL`, `--saturation`). "
+      "Edge: SExtractor's 8 is an isophote touching the frame border, clred's 2 likewise. Blending differs by "
+      "design (multi-threshold with a flux-fraction contrast against a saddle drop of 0.2 of the peak).\n")
     a("## clred's adaptive moments\n")
     a("clred sources whose adaptive moments did not converge (flag 16: isophotal centroid and shape reported), by "
       "clred's isophotal S/N: " + ", ".join(f"S/N {d['snr']}: {d['failed']} of {d['n']}" for d in s["moments_failed"]) +
@@ -722,7 +740,7 @@ def main():
     info["filter_fwhm"] = FWHM
     log(f"seeing {FWHM} px: the matched filter of both tools")
     se, se_bkg, se_rms, config = sextractor(plain, a.work, info)
-    src, cl_bkg, cl_rms, phot = clred_side(a.clred, plain, calib, se, se_bkg, a.work)
+    src, cl_bkg, cl_rms, phot = clred_side(a.clred, plain, calib, se, se_bkg, a.work, info["satur_level"])
     sources = sources_comparison(se, src, phot, se_bkg, se_rms, cl_bkg, cl_rms, mask, sci.shape)
     cosmic = cosmic_comparison(a.clred, a.data, a.work, plain, info)
     date = datetime.date.today().isoformat()
