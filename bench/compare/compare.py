@@ -565,6 +565,20 @@ def cosmic_case(clred, work, name, sci, gain, readnoise, satlevel, sepmed, bkg=N
     return r
 
 
+def satlevel_units_case(plain, info, clred_out):
+    """astroscrappy given clred's satlevel number unscaled (electrons read as ADU)."""
+    import astroscrappy
+    sci = fits.getdata(plain).astype(np.float32)
+    crmask, _ = astroscrappy.detect_cosmics(sci, sigclip=4.5, sigfrac=0.3, objlim=5.0, niter=4, gain=info["gain"],
+                                            readnoise=round(info["readnoise_e"], 3), satlevel=65535.0, sepmed=True,
+                                            cleantype="medmask", fsmode="median")
+    with fits.open(clred_out) as h:
+        cmask = (np.asarray(h["MASK"].data) & 0x0004) != 0
+    crmask = crmask.astype(bool)
+    return {"astroscrappy": int(crmask.sum()), "clred": int(cmask.sum()),
+            "only_astroscrappy": int((crmask & ~cmask).sum()), "only_clred": int((cmask & ~crmask).sum())}
+
+
 def cosmic_comparison(clred, data, work, plain_cafos, cafos_info):
     g = os.path.join(data, "gmos/gmos.fits")
     with fits.open(g) as h:
@@ -760,7 +774,7 @@ def markdown(R):
       "satlevel in ADU for clred, satlevel × gain (electrons) for astroscrappy, the same cut. "
       "GMOS: SCI with inbkg = SKYFIT, invar = VAR, gain 1.933, read noise 4.24, satlevel 65536 ADU. CAFOS: the calibrated "
       f"uamA_0031 SCI (ADU), gain {c['gain']}, read noise {c['readnoise_e']:.3f} e-, satlevel 65535 ADU, noise from the data.\n")
-    a("| frame | sepmed | astroscrappy | clred | both | only astroscrappy | only clred | max |Δ clean| (flagged) | max |Δ clean| (all) | both known CRs, nothing else |")
+    a("| frame | sepmed | astroscrappy | clred | both | only astroscrappy | only clred | max abs Δ clean (flagged) | max abs Δ clean (all) | both known CRs, nothing else |")
     a("|---|---|---|---|---|---|---|---|---|---|")
     for r in R["cosmic"]:
         known = (f"astroscrappy {'yes' if r['astroscrappy_exactly_two'] else 'no'} ({r['astroscrappy_outside_known']} px outside), "
@@ -769,10 +783,13 @@ def markdown(R):
         a(f"| {r['case']} | {r['sepmed']} | {r['astroscrappy']} | {r['clred']} | {r['both']} | {r['only_astroscrappy']} | "
           f"{r['only_clred']} | {r['max_abs_clean_diff_at_flagged']:.3g} | {r['max_abs_clean_diff']:.3g} | {known} |")
     a("")
-    a("'Max |Δ clean| (all)' is astroscrappy's float32 round trip (it multiplies by the gain and divides back, "
+    a("'Max abs Δ clean (all)' is astroscrappy's float32 round trip (it multiplies by the gain and divides back, "
       "also for pixels it leaves alone); clred leaves them untouched. With astroscrappy's satlevel given the same "
-      "number as clred's instead of × gain, the saturated-star masks differ and on CAFOS (sepmed) astroscrappy "
-      "flags 100-odd extra pixels in saturated cores: the units, not the algorithm.\n")
+      f"number as clred's (electrons read as ADU), astroscrappy flags {R['cosmic_satlevel_units']['astroscrappy']} "
+      f"pixels on CAFOS (sepmed) against clred's {R['cosmic_satlevel_units']['clred']} "
+      f"({R['cosmic_satlevel_units']['only_astroscrappy']} only by astroscrappy). At this gain (> 1) that cut is "
+      "lower and masks more; with a gain below 1 it rises above the saturated star cores, which astroscrappy then "
+      "flags as cosmic rays: mind the units when comparing.\n")
     if R.get("notes"):
         a("## Notes\n")
         for n in R["notes"]:
@@ -808,12 +825,13 @@ def main():
     sources = sources_comparison(se, src, phot, se_bkg, se_rms, cl_bkg, cl_rms, mask, sci.shape,
                                  sci.astype(np.float64) - cl_bkg)
     cosmic = cosmic_comparison(a.clred, a.data, a.work, plain, info)
+    units = satlevel_units_case(plain, info, os.path.join(a.work, "cosmic_cafos_sepmed.fits"))
     date = datetime.date.today().isoformat()
     # file names only: the work directory is a temporary one
     config = {k: (",".join(os.path.basename(x) for x in v.split(",")) if isinstance(v, str) and "/" in v else v)
               for k, v in config.items()}
     R = {"date": date, "device": dev, "versions": versions, "cafos": info, "sextractor_config": config,
-         "sources": sources, "cosmic": cosmic, "seconds": (datetime.datetime.now() - t0).total_seconds(),
+         "sources": sources, "cosmic": cosmic, "cosmic_satlevel_units": units, "seconds": (datetime.datetime.now() - t0).total_seconds(),
          "notes": [l.strip() for l in open(a.notes)] if a.notes and os.path.exists(a.notes) else []}
     base = os.path.join(a.results, f"compare-{slug}-{date}")
     with open(base + ".json", "w") as fh:
