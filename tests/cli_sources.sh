@@ -81,6 +81,13 @@ phot_ok() { # the corner row flagged EDGE (2), the six stars unflagged with flux
 check "the corner position is flagged EDGE and the stars measure 8000" phot_ok
 expect_rc 0 "photometry at detected sources" "$BIN" photometry field.fits --detect --radius 4 --annulus 7,11 --csv det.csv
 check "six detected positions measured" test "$(wc -l <det.csv)" -eq 7
+# Without --annulus the annulus follows the seeing (3 and 5 FWHM, at least 8 and 12 px).
+"$BIN" photometry field.fits --detect --csv seeing.csv --json >seeing.json 2>err.txt
+check "default annulus is 3 and 5 x the measured seeing" awk '
+    { match($0, /"annulus": \[[0-9.]*, [0-9.]*\]/); split(substr($0, RSTART + 12, RLENGTH - 13), a, ", ")
+      match($0, /"seeing": [0-9.]*/); s = substr($0, RSTART + 10, RLENGTH - 10) + 0 }
+    END { in_ok = a[1] - (3 * s > 8 ? 3 * s : 8); out_ok = a[2] - (5 * s > 12 ? 5 * s : 12)
+          exit !(s > 0 && in_ok * in_ok < 1e-6 && out_ok * out_ok < 1e-6) }' seeing.json
 expect_rc 1 "malformed positions file" "$BIN" photometry field.fits --positions bad.csv -o bad.fits
 check "message names the line" grep -q "line 3" err.txt
 check "nothing written for bad positions" test ! -e bad.fits
