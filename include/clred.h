@@ -578,7 +578,7 @@ typedef struct {
     double x, y;
     double flux, flux_err; /* background-subtracted sum of exact-overlap weighted pixels and its error */
     double area;           /* sum of the weights of the usable pixels in the aperture */
-    double bkg, bkg_rms;   /* clipped median and standard deviation of the annulus, per pixel */
+    double bkg, bkg_rms;   /* clipped median and population standard deviation (as astropy) of the annulus, per pixel */
     size_t nannulus;       /* annulus pixels kept after clipping */
     double mag, mag_err;   /* NaN when flux <= 0 */
     unsigned flags;        /* CLRED_SRC_EDGE, CLRED_SRC_MASKED, CLRED_SRC_NO_BACKGROUND */
