@@ -14,6 +14,8 @@
 
 #define CUBE_MAXN 127 /* as kernels/cube.cl */
 #define TEMPORAL_MIN_FRAMES 5
+#define NOISY_MIN_FRAMES 8
+#define NOISY_FACTOR 3.0
 
 clred_cube_opts clred_cube_defaults(void)
 {
@@ -364,9 +366,9 @@ typedef struct {
  * where no neighbour is above the background by hot_sigma: the core and wings
  * of a star, bright next to their neighbours in every frame, are not taken for
  * hot pixels (the dark covers hot pixels under the star; two adjacent hot
- * pixels hide each other here). */
-static clred_status temporal_bad(clred_ctx *ctx, const clred_cube_opts *o, size_t w, size_t h, cube_maps *m,
-                                 clred_cube_result *r)
+ * pixels hide each other here). Noisy pixels: see NOISY_FACTOR. */
+static clred_status temporal_bad(clred_ctx *ctx, const clred_cube_opts *o, size_t w, size_t h, size_t n,
+                                 cube_maps *m, clred_cube_result *r)
 {
     size_t np = w * h;
     float *a = malloc(np * sizeof *a), *lm = malloc(np * sizeof *lm), *lmad = malloc(np * sizeof *lmad);
@@ -403,10 +405,10 @@ static clred_status temporal_bad(clred_ctx *ctx, const clred_cube_opts *o, size_
     fill_nonfinite(m->tmad, a, np, work);
     if ((s = clred_median_filter(ctx, a, lmad, w, h, 5, 0)) != CLRED_OK)
         goto done;
-    float *q = lm;
-    for (size_t i = 0; i < np; i++)
-        q[i] = a[i] - lmad[i];
-    double sigq = robust_sigma(q, skip, np, work);
+    /* noisy: a temporal MAD above NOISY_FACTOR times the local median MAD; the
+     * sample MAD of Gaussian noise gets there with probability 2e-4 at 8 frames
+     * (1% at 5), hence the 8-frame minimum for this test */
+    int test_noisy = n >= NOISY_MIN_FRAMES;
     for (size_t i = 0; i < np; i++) {
         if (skip[i] || !(sig > 0)) /* bad already (bit 0) or not quiet (bit 1) */
             continue;
@@ -416,7 +418,7 @@ static clred_status temporal_bad(clred_ctx *ctx, const clred_cube_opts *o, size_
         } else if (res[i] < -o->cold_sigma * sig) {
             m->bad[i] |= CLRED_MASK_BAD;
             r->ncold_temporal++;
-        } else if (sigq > 0 && q[i] > o->hot_sigma * sigq) {
+        } else if (test_noisy && lmad[i] > 0 && a[i] > NOISY_FACTOR * lmad[i]) {
             m->bad[i] |= CLRED_MASK_BAD;
             r->nnoisy_temporal++;
         }
@@ -699,14 +701,17 @@ static clred_status find_bad(clred_ctx *ctx, const clred_image *sub, size_t n, c
         bo.cold_sigma = o->cold_sigma;
         clred_badpix_info bi;
         clred_status s = clred_find_bad_pixels(ctx, dark, &bo, m->bad, &bi);
-        if (s != CLRED_OK)
-            return clred_fail(s, "%s: %s", name_or(o->dark_name, "dark"), clred_last_error());
+        if (s != CLRED_OK) {
+            char why[400]; /* the message lives in the buffer clred_fail writes */
+            snprintf(why, sizeof why, "%s", clred_last_error());
+            return clred_fail(s, "%s: %s", name_or(o->dark_name, "dark"), why);
+        }
         r->nhot_dark = bi.nhot;
         r->ncold_dark = bi.ncold;
     }
     CLRED_TRY(clred_temporal_stats(ctx, sub, n, m->tmed, m->tmad));
     if (o->temporal_badpix && n >= TEMPORAL_MIN_FRAMES)
-        CLRED_TRY(temporal_bad(ctx, o, w, h, m, r));
+        CLRED_TRY(temporal_bad(ctx, o, w, h, n, m, r));
     return CLRED_OK;
 }
 
@@ -931,7 +936,8 @@ clred_status clred_cube_table_write(const char *csv_path, const clred_cube_resul
 {
     CLRED_TRY(clred_output_check(csv_path, NULL, 0, overwrite));
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", csv_path, (long)clred_hash(csv_path, strlen(csv_path), (uint64_t)clred_now()) & 0xffff);
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.part", csv_path) >= sizeof tmp)
+        return clred_fail(CLRED_ERR_USAGE, "%s: the path is too long", csv_path);
     FILE *f = fopen(tmp, "w");
     if (!f)
         return clred_fail(CLRED_ERR_IO, "%s: cannot write the table", csv_path);
