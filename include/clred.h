@@ -756,7 +756,8 @@ clred_status clred_align_images(clred_ctx *ctx, const clred_image *frames, size_
 /* How the frames of a cube are registered before stacking. */
 typedef enum {
     CLRED_ALIGN_NONE = 0,  /* no shifts: the plain sum */
-    CLRED_ALIGN_PEAK,      /* brightest pixel of the 3x3-smoothed frame, parabolic sub-pixel fit */
+    CLRED_ALIGN_PEAK,      /* brightest pixel of the 3x3-smoothed frame, parabolic sub-pixel fit (in open
+                              loop this follows the brightest speckle: classic shift-and-add) */
     CLRED_ALIGN_CENTROID,  /* background-subtracted intensity-weighted centroid in a box around that peak */
     CLRED_ALIGN_PHASECORR  /* phase correlation of the whole frame (clred_measure_shifts) */
 } clred_align_mode;
@@ -780,8 +781,10 @@ typedef struct {
     double saturation_margin;   /* raw values >= ceiling - margin count as saturated; < 0 = 1% of the ceiling
                                    (default -1: 164 ADU below 16383 for a 14-bit camera) */
     double hot_sigma, cold_sigma; /* bad-pixel thresholds, dark and temporal (default 5, 5) */
-    int temporal_badpix;        /* also find hot, cold and noisy pixels from the cube's temporal median / MAD
-                                   (default 1; needs at least 5 frames) */
+    int temporal_badpix;        /* also find pixels from the cube's per-pixel temporal median / MAD (default 1):
+                                   hot / cold when the median leaves the 5x5 local median by hot / cold_sigma
+                                   robust sigmas (5 frames or more), noisy when the MAD exceeds 3 times the
+                                   local one (8 frames or more); only where no neighbour is bright (a star) */
     int repair;                 /* repair bad pixels from their neighbours (default 1) */
     int corner;                 /* corner regions of the flatness check, px (default 50; capped to a quarter) */
     int mesh;                   /* boxes across and down the coarse flatness mesh (default 4) */
