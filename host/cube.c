@@ -517,21 +517,9 @@ static clred_status measure_positions(clred_ctx *ctx, const clred_image *frames,
         clred_phasecorr_opts po = clred_phasecorr_defaults();
         /* a saturated core is still the star: replacing it by the median would leave a hole to align on */
         po.ignore_bits = CLRED_MASK_BAD | CLRED_MASK_NO_DATA;
-        /* a box around the star keeps the static pattern of the detector from pulling the shifts to zero */
-        float *work = malloc(w * h * sizeof *work);
-        double sx, sy;
-        if (!work)
-            return clred_fail(CLRED_ERR_MEMORY, "%s: out of memory", cube);
-        int found = locate_peak(&frames[0], work, &sx, &sy);
-        free(work);
-        size_t side = (w < h ? w : h) / 2;
-        if (side > 128)
-            side = 128;
-        if (found && side >= 16) {
-            po.box_x = sx;
-            po.box_y = sy;
-            po.box_size = side & ~(size_t)1;
-        }
+        /* the whole frame: after the dark and the bad pixels are gone, no static
+         * pattern pulls the shifts to zero, and a box around one frame's peak
+         * would cut an open-loop halo that wanders by more than the box allows */
         clred_shift *sh = malloc(n * sizeof *sh);
         if (!sh)
             return clred_fail(CLRED_ERR_MEMORY, "%s: out of memory", cube);
