@@ -366,7 +366,8 @@ typedef struct {
  * where no neighbour is above the background by hot_sigma: the core and wings
  * of a star, bright next to their neighbours in every frame, are not taken for
  * hot pixels (the dark covers hot pixels under the star; two adjacent hot
- * pixels hide each other here). Noisy pixels: see NOISY_FACTOR. */
+ * pixels hide each other here; so does the 2-pixel border, which the median
+ * filter copies). Noisy pixels: see NOISY_FACTOR. */
 static clred_status temporal_bad(clred_ctx *ctx, const clred_cube_opts *o, size_t w, size_t h, size_t n,
                                  cube_maps *m, clred_cube_result *r)
 {
