@@ -787,7 +787,8 @@ static clred_status add_history(const clred_image *raw, const clred_cube_opts *o
     CLRED_TRY(clred_header_add_history(img->header, text));
     CLRED_TRY(clred_header_set_double(img->header, "NCOMBINE", (double)r->nframes, "frames stacked"));
     CLRED_TRY(clred_header_set_double(img->header, "SATRAW", r->threshold, "raw frame level counted as saturated"));
-    CLRED_TRY(clred_header_set_double(img->header, "NSATVAL", (double)r->nsaturated, "saturated raw values, all frames"));
+    CLRED_TRY(clred_header_set_double(img->header, "NSATVAL", (double)r->nsaturated,
+                                      "saturated raw values, all frames"));
     if (shifted)
         CLRED_TRY(clred_header_set_double(img->header, "TTRMS", r->tiptilt_rms, "tip-tilt rms of the shifts, px"));
     return CLRED_OK;

@@ -170,7 +170,8 @@ static void test_psf_measure(void)
             for (int y = 0; y < 31; y++)
                 for (int x = 0; x < 41; x++) {
                     double dx = x - centres[c][0], dy = y - centres[c][1];
-                    img.sci[y * 41 + x] = (float)(10.0 + 500.0 * exp(-0.5 * (dx * dx + dy * dy) / (sigmas[s] * sigmas[s])));
+                    double r2 = (dx * dx + dy * dy) / (sigmas[s] * sigmas[s]);
+                    img.sci[y * 41 + x] = (float)(10.0 + 500.0 * exp(-0.5 * r2));
                 }
             double x, y, peak, fwhm, truth = 2.3548200450309493 * sigmas[s];
             CHECK_OK(clred_psf_measure(&img, 10.0, &x, &y, &peak, &fwhm));
@@ -206,7 +207,8 @@ static void check_shifts(const clred_cube_result *r, double tol, const char *wha
         worst = fmax(worst, fmax(fabs(ex), fabs(ey)));
     }
     for (int f = 0; f < NF && worst > tol; f++)
-        printf("  frame %d: %.3f %.3f truth %.3f %.3f\n", f, r->frames[f].dx, r->frames[f].dy, SHIFTS[f][0], SHIFTS[f][1]);
+        printf("  frame %d: %.3f %.3f truth %.3f %.3f\n", f, r->frames[f].dx, r->frames[f].dy, SHIFTS[f][0],
+               SHIFTS[f][1]);
     printf("%s: worst shift error %.3f px, tip-tilt rms %.3f px\n", what, worst, r->tiptilt_rms);
     CHECK_MSG(worst <= tol, "%s: worst shift error %.3f px (limit %.2f)", what, worst, tol);
     double sx[NF], sy[NF], vx = 0, vy = 0;

@@ -213,11 +213,12 @@ static void print_json(const cube_args *a, const clred_cube_result *r, double se
            r->plain_x, r->plain_y);
     printf("\"shift_and_add\": {\"peak\": %.9g, \"fwhm\": %.6g, \"x\": %.6g, \"y\": %.6g}, ", r->master_peak,
            r->master_fwhm, r->master_x, r->master_y);
-    printf("\"peak_gain\": %.6g, \"fwhm_ratio\": %.6g, \"seconds\": %.3f, \"per_frame\": [", r->master_peak / r->plain_peak,
-           r->master_fwhm / r->plain_fwhm, seconds);
+    printf("\"peak_gain\": %.6g, \"fwhm_ratio\": %.6g, \"seconds\": %.3f, \"per_frame\": [",
+           r->master_peak / r->plain_peak, r->master_fwhm / r->plain_fwhm, seconds);
     for (size_t i = 0; i < r->nframes; i++) {
         const clred_cube_frame *f = &r->frames[i];
-        printf("%s{\"frame\": %zu, \"dx\": %.6g, \"dy\": %.6g, \"peak\": %.6g, \"nsaturated\": %zu, \"background\": %.6g}",
+        printf("%s{\"frame\": %zu, \"dx\": %.6g, \"dy\": %.6g, \"peak\": %.6g, \"nsaturated\": %zu, "
+               "\"background\": %.6g}",
                i ? ", " : "", i, f->dx, f->dy, f->peak, f->nsaturated, f->background);
     }
     printf("]}\n");
