@@ -783,6 +783,130 @@ clred_status clred_resample_onto_grid(clred_ctx *ctx, const clred_image *frames,
                                       clred_image *aligned, clred_grid_geometry *geometry);
 
 
+/* ---- adaptive-optics cubes */
+
+/* How the frames of a cube are registered before stacking. */
+typedef enum {
+    CLRED_ALIGN_NONE = 0,  /* no shifts: the plain sum */
+    CLRED_ALIGN_PEAK,      /* brightest pixel of the 3x3-smoothed frame, parabolic sub-pixel fit (in open
+                              loop this follows the brightest speckle: classic shift-and-add) */
+    CLRED_ALIGN_CENTROID,  /* background-subtracted intensity-weighted centroid in a box around that peak */
+    CLRED_ALIGN_PHASECORR  /* phase correlation of the whole frame (clred_measure_shifts) */
+} clred_align_mode;
+
+/* Where the saturation ceiling came from. */
+typedef enum {
+    CLRED_CEILING_OPTION = 0, /* opts.saturation */
+    CLRED_CEILING_HEADER,     /* SATURATE keyword of the cube */
+    CLRED_CEILING_ADC         /* 2^b - 1 for the smallest ADC depth b (8..16) holding the raw maximum */
+} clred_ceiling_source;
+
+typedef struct {
+    clred_align_mode align;     /* default PEAK */
+    int integer_shifts;         /* round shifts to whole pixels and move pixels without interpolation (default 0) */
+    int reference_median;       /* 0: align on frame 0 (default); 1: on the median position (peak, centroid)
+                                   or the median frame (phasecorr) */
+    int centroid_box;           /* side of the centroid box in pixels, odd (default 15) */
+    clred_interp interp;        /* sub-pixel shifts: default LANCZOS3 (FOURIER, BICUBIC, BILINEAR allowed) */
+    clred_combine_method stack; /* SUM (default), MEAN or MEDIAN of the aligned frames; the plain stack uses the same */
+    double saturation;          /* raw ceiling in ADU; 0 = SATURATE keyword, else the ADC depth (see above) */
+    double saturation_margin;   /* raw values >= ceiling - margin count as saturated; < 0 = 1% of the ceiling
+                                   (default -1: 164 ADU below 16383 for a 14-bit camera) */
+    double hot_sigma, cold_sigma; /* bad-pixel thresholds, dark and temporal (default 5, 5) */
+    int temporal_badpix;        /* also find pixels from the cube's per-pixel temporal median / MAD (default 1):
+                                   hot / cold when the median leaves the 5x5 local median by hot / cold_sigma
+                                   robust sigmas (5 frames or more), noisy when the MAD exceeds 3 times the
+                                   local one (8 frames or more); only where no neighbour is bright (a star) */
+    int repair;                 /* repair bad pixels from their neighbours (default 1) */
+    int corner;                 /* corner regions of the flatness check, px (default 50; capped to a quarter) */
+    int mesh;                   /* boxes across and down the coarse flatness mesh (default 4) */
+    double flat_limit;          /* flat when corners and mesh differ by less than this many pixel sigmas (default 1) */
+    const char *cube_name, *dark_name; /* for messages and HISTORY (NULL = "cube", "dark") */
+} clred_cube_opts;
+
+clred_cube_opts clred_cube_defaults(void);
+
+/* One line of the per-frame table. Shifts follow clred_shift: the frame is the
+ * reference moved by (+dx, +dy); x, y are the measured star position (NaN for
+ * phasecorr and none). */
+typedef struct {
+    double dx, dy, x, y;
+    double peak;        /* highest pixel of the dark-subtracted, repaired frame above its background */
+    double raw_max;     /* highest raw value */
+    size_t nsaturated;  /* raw pixels >= ceiling - margin */
+    double background;  /* 3-sigma clipped median of the dark-subtracted frame */
+    double noise;       /* its clipped standard deviation */
+} clred_cube_frame;
+
+/* Background flatness of the dark-subtracted temporal median frame: the four
+ * corners (3-sigma clipped means, clred_image_stats) and a coarse mesh
+ * (clred_background, unfiltered, sources masked), in units of the pixel noise
+ * (the median of the corners' standard deviations). */
+typedef struct {
+    double corner_mean[4], corner_std[4]; /* bottom-left, bottom-right, top-left, top-right */
+    size_t corner;                        /* corner side used */
+    size_t mesh_w, mesh_h;
+    double mesh_min, mesh_max;
+    double noise, corner_departure, mesh_departure; /* (max - min) / noise */
+    int flat;                                       /* both departures below flat_limit */
+} clred_cube_flatness;
+
+typedef struct {
+    clred_image master;        /* aligned stack: sci, var, mask (SATURATED where any frame was) */
+    clred_image plain;         /* the same stack without shifts */
+    clred_cube_frame *frames;  /* nframes lines */
+    size_t nframes, width, height;
+    double master_peak, master_fwhm, master_x, master_y; /* above the master's background */
+    double plain_peak, plain_fwhm, plain_x, plain_y;
+    double tiptilt_rms_x, tiptilt_rms_y, tiptilt_rms; /* population std of dx, dy; sqrt of the sum of squares */
+    double ceiling, threshold;   /* saturation ceiling and the level counted (ceiling - margin) */
+    clred_ceiling_source ceiling_source;
+    size_t nsaturated;           /* saturated raw values over all frames */
+    size_t nsaturated_pixels;    /* pixels saturated in at least one frame */
+    size_t nsaturated_bad;       /* of those, pixels also flagged bad (e.g. hot in the dark) */
+    size_t nhot_dark, ncold_dark;                       /* from the dark */
+    size_t nhot_temporal, ncold_temporal, nnoisy_temporal; /* from the cube, not already bad */
+    size_t nrepaired;            /* bad pixels repaired per frame */
+    clred_cube_flatness flatness;
+} clred_cube_result;
+
+void clred_cube_result_free(clred_cube_result *r);
+
+/* Reduces a cube held in memory: frames are the raw frames (at least 2, one
+ * shape), dark (NULL = none) an image of that shape. Saturation is counted on
+ * the raw values; the dark is subtracted from every frame; bad pixels found
+ * in the dark (clred_find_bad_pixels) and in the cube's temporal statistics are
+ * repaired (clred_infill, median); saturated pixels are flagged, never
+ * repaired; the frames are aligned (clred_resample) and stacked
+ * (clred_combine_images, with saturated values used), and the plain stack is
+ * made alongside. Fails (CLRED_ERR_INPUT) on a dark of another shape or a
+ * ceiling below the data's median. */
+clred_status clred_cube_reduce(clred_ctx *ctx, const clred_image *frames, size_t nframes, const clred_image *dark,
+                               const clred_cube_opts *opts, clred_cube_result *out);
+
+/* The same from files: the cube (NAXIS3 >= 2) and a dark image or cube (a
+ * cube is median-combined into a master dark first); dark_path may be NULL. */
+clred_status clred_cube_reduce_files(clred_ctx *ctx, const char *cube_path, const char *dark_path,
+                                     const clred_cube_opts *opts, clred_cube_result *out);
+
+/* Per-pixel temporal median and raw MAD (median |v - median|) of the finite
+ * values across frames, on the device (kernels/cube.cl). With more than 127
+ * frames, 127 evenly spaced ones are used. No finite value gives NaN. median
+ * and mad are width * height, caller-owned. */
+clred_status clred_temporal_stats(clred_ctx *ctx, const clred_image *frames, size_t nframes, float *median,
+                                  float *mad);
+
+/* Peak and FWHM of the brightest source of img above background level bkg
+ * (host): the highest finite pixel, and the mean of the full widths at half
+ * that peak along the row, the column and both diagonals (linear
+ * interpolation between pixels). NaN FWHM when the profile never drops to half. */
+clred_status clred_psf_measure(const clred_image *img, double bkg, double *x, double *y, double *peak,
+                               double *fwhm);
+
+/* Writes the per-frame table as CSV (frame,dx,dy,x,y,peak,raw_max,nsaturated,
+ * background,noise), atomically. */
+clred_status clred_cube_table_write(const char *csv_path, const clred_cube_result *r, int overwrite);
+
 #ifdef __cplusplus
 }
 #endif

@@ -68,5 +68,6 @@ int cmd_register(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_sources(int argc, char **argv);
 int cmd_photometry(int argc, char **argv);
+int cmd_cube(int argc, char **argv);
 
 #endif

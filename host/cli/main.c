@@ -18,6 +18,7 @@ static const cli_command commands[] = {
     {"sources", "detect and measure sources; FITS table and CSV catalog", cmd_sources},
     {"photometry", "exact circular-aperture photometry at given or detected positions", cmd_photometry},
     {"register", "measure shifts by phase correlation and align frames", cmd_register},
+    {"cube", "adaptive-optics cube: dark, saturation, flatness, bad pixels, shift-and-add vs plain sum", cmd_cube},
     {"simulate", "write a simulated raw night with its truth", cmd_simulate},
     {"demo", "simulate a night, reduce it and compare with the truth", cmd_demo},
 };
