@@ -770,10 +770,11 @@ typedef struct {
     clred_match_model model; /* default SIMILARITY */
     double tolerance;        /* radius in triangle-shape space (side ratios) for a triangle match (default 0.015) */
     double radius;           /* px: a transformed star matches a reference star this close (default 2) */
-    size_t min_matches;      /* fewer consistent matches is an error; 0 (default) = max(5, 20 % of the
-                                smaller list used); never below 3 (similarity) or 4 (affine) */
+    size_t min_matches;      /* fewer consistent matches is an error; 0 (default) = max(6 (affine: 7),
+                                25 % of the smaller list used); never below 3 (similarity) or 4 (affine) */
     double clip_sigma;       /* matches with residuals above clip_sigma * rms are dropped (default 3) */
     int allow_mirror;        /* also accept a mirrored frame (det < 0; default 0: refused) */
+    double min_scale, max_scale; /* accepted scale, reference px per image px (default 0.5, 2) */
 } clred_match_opts;
 
 clred_match_opts clred_match_defaults(void);

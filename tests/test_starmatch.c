@@ -254,6 +254,21 @@ static void test_mirror_and_failures(void)
     CHECK(clred_match_stars(l.ref, l.nref, other.ref, other.nref, NULL, &r) == CLRED_ERR_INPUT);
     CHECK_MSG(strstr(clred_last_error(), "agree") || strstr(clred_last_error(), "shape"), "message: %s",
               clred_last_error());
+    /* A scale outside [min_scale, max_scale] is not looked for; widening the range finds it. */
+    {
+        clred_transform big = clred_transform_similarity(3.0, 7.0, 500, 500, 0.0, 0.0);
+        static lists l3;
+        list_spec sp = {40, 0.05, 0.0, 0.0, 0.05, 0};
+        make_lists(&rng, &big, &sp, &l3);
+        CHECK(clred_match_stars(l3.ref, l3.nref, l3.img, l3.nimg, NULL, &r) == CLRED_ERR_INPUT);
+        o = clred_match_defaults();
+        o.max_scale = 4.0;
+        CHECK_OK(clred_match_stars(l3.ref, l3.nref, l3.img, l3.nimg, &o, &r));
+        CHECK_NEAR(r.scale, 3.0, 3e-4); /* the image noise is magnified 3 times */
+        CHECK_NEAR(r.rotation_deg, 7.0, 0.01);
+        o.min_scale = 5.0;
+        CHECK(clred_match_stars(l3.ref, l3.nref, l3.img, l3.nimg, &o, &r) == CLRED_ERR_USAGE);
+    }
     /* Bad options. */
     o = clred_match_defaults();
     o.max_stars = 2;
@@ -492,8 +507,56 @@ static void test_cafos(clred_ctx *ctx)
     printf("CAFOS: %.2f s\n", elapsed(t0));
 }
 
-int main(void)
+/* For tests/cli_register_stars.sh, rendered without resampling: star_ref,
+ * star_rot (the field rotated by 3 degrees about the centre and moved by
+ * (4.3, -2.7)), star_shift (moved by (2.25, -1.5)), star_mirror (x mirrored)
+ * and star_blank (noise only). */
+static int write_fixtures(const char *dir)
 {
+    harness_rng rng = {5};
+    double sx[NSTARS], sy[NSTARS], amp[NSTARS], tx[NSTARS], ty[NSTARS];
+    for (int i = 0; i < NSTARS; i++) {
+        sx[i] = 8 + (IW - 16) * harness_uniform(&rng);
+        sy[i] = 8 + (IH - 16) * harness_uniform(&rng);
+        amp[i] = 60.0 * exp(log(50.0) * harness_uniform(&rng));
+    }
+    const char *names[5] = {"star_ref", "star_rot", "star_shift", "star_mirror", "star_blank"};
+    clred_transform rot = clred_transform_similarity(1.0, 3.0, 127.5, 127.5, 4.3, -2.7);
+    double *scene = malloc(sizeof(double) * IW * IH);
+    float *f = malloc(sizeof(float) * IW * IH);
+    int rc = 0;
+    for (int k = 0; k < 5 && !rc; k++) {
+        for (int i = 0; i < NSTARS; i++) {
+            tx[i] = sx[i], ty[i] = sy[i];
+            if (k == 1)
+                apply(rot.m, sx[i], sy[i], &tx[i], &ty[i]);
+            else if (k == 2)
+                tx[i] += 2.25, ty[i] -= 1.5;
+            else if (k == 3)
+                tx[i] = IW - 1 - sx[i];
+        }
+        render(tx, ty, amp, k == 4 ? 0 : NSTARS, scene);
+        for (size_t i = 0; i < (size_t)IW * IH; i++)
+            f[i] = (float)scene[i];
+        clred_image img;
+        noisy(f, &rng, &img);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s.fits", dir, names[k]);
+        if (clred_image_write(path, &img, 1) != CLRED_OK) {
+            fprintf(stderr, "%s\n", clred_last_error());
+            rc = 1;
+        }
+        clred_image_free(&img);
+    }
+    free(scene);
+    free(f);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--write-fixtures"))
+        return write_fixtures(argv[2]);
     test_similarities();
     test_missing_and_outliers();
     test_affine();
