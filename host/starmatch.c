@@ -471,6 +471,9 @@ static int best_hypothesis(match_work *w, const clred_match_opts *o, clred_trans
             *best = t;
             *best_mirror = w->tm[k].flipped;
         }
+        /* No wrong transform pairs half the stars: the search can stop. */
+        if (2 * best_n >= (w->nr < w->ni ? w->nr : w->ni))
+            break;
     }
     return best_n > 0;
 }
