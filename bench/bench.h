@@ -61,6 +61,7 @@ clred_status bench_stats(bench_run *run, bench_results *out);
 clred_status bench_detect(bench_run *run, bench_results *out);
 clred_status bench_background(bench_run *run, bench_results *out);
 clred_status bench_cosmic(bench_run *run, bench_results *out);
+clred_status bench_register(bench_run *run, bench_results *out);
 
 /* Frame generation: writes the frames a run reads (see frames.c). */
 typedef struct {

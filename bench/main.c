@@ -26,6 +26,7 @@ static const bench_step steps[] = {
     {"background", bench_background},
     {"cosmic", bench_cosmic},
     {"detect", bench_detect},
+    {"register", bench_register},
 };
 
 static void help(void)

@@ -37,6 +37,7 @@ PAIRS = [
     ("cosmic", "files", "astroscrappy detect_cosmics"),
     ("detect", "memory", "SEP Background + extract"),
     ("detect", "files", "SEP Background + extract"),
+    ("register", "memory", "skimage phase_cross_correlation"),
 ]
 
 
@@ -158,6 +159,17 @@ def evaluate_targets(configs, device_type):
         met = None if s is None else (s["speedup"] >= 5 and s["agree"] is not False)
         add(f"files in to file out, {step}: >= 5x faster than a numpy/astropy script", "cpu", ">= 5x", value, met,
             "20x2048^2", "" if s else "20x2048^2 or the peer not run")
+    for step, mode, peer, goal, label in (
+            ("register", "memory", "skimage phase_cross_correlation", 5, "registration 0.01 px >= 5x faster than skimage"),
+            ("background", "memory", "SEP Background", 1 / 1.5, "background within 1.5x of SEP"),
+            ("cosmic", "memory", "astroscrappy detect_cosmics", 5, "cosmic rays (niter 4) >= 5x faster than astroscrappy")):
+        s = speedup(configs, 2048, 20, step, mode, peer)
+        value = None if s is None else round(s["speedup"], 2)
+        met = None if s is None else (s["speedup"] >= goal and s["agree"] is not False)
+        note = "" if s else "2048^2 or the peer not run"
+        if s and s["agree"] is False:
+            note = "outputs disagree: not counted"
+        add(label, "cpu", f">= {goal:.2f}x", value, met, "2048^2", note)
     return targets
 
 

@@ -90,18 +90,8 @@ static clred_status plane_median(const float *sci, const uint16_t *mask, size_t 
         if (isfinite(sci[i]) && !(mask && (mask[i] & ignore)))
             v[c++] = sci[i];
     *count = c;
-    if (c > 0) {
-        size_t k2 = c / 2;
-        clred_select_kth(v, c, k2);
-        double upper = v[k2], lower = upper;
-        if (c % 2 == 0) {
-            lower = v[0];
-            for (size_t i = 1; i < k2; i++)
-                if (v[i] > lower)
-                    lower = v[i];
-        }
-        *median = (lower + upper) / 2.0;
-    }
+    if (c > 0)
+        *median = clred_median_inplace(v, c);
     free(v);
     return CLRED_OK;
 }

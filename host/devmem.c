@@ -73,6 +73,14 @@ clred_status clred_fill_zero(clred_ctx *ctx, cl_mem buf, size_t bytes)
     return CLRED_OK;
 }
 
+clred_status clred_copy(clred_ctx *ctx, cl_mem src, cl_mem dst, size_t bytes)
+{
+    cl_int err = clEnqueueCopyBuffer(ctx->queue, src, dst, 0, 0, bytes, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return clred_fail_cl(err, "copying a device buffer");
+    return CLRED_OK;
+}
+
 void clred_release(cl_mem *buf)
 {
     if (*buf) {

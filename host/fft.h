@@ -39,9 +39,12 @@ void clred_fft_plan_destroy(clred_fft_plan *plan);
 
 /* A plan from a per-process cache keyed by context, backend, size and batch,
  * so repeated calls at one size build it once. Owned by the cache: do not
- * destroy. Cached plans are released at process exit. */
+ * destroy. Cached plans are released by clred_fft_release_context (which
+ * clred_ctx_destroy calls) or at process exit. */
 clred_status clred_fft_plan_cached(clred_ctx *ctx, clred_fft_backend backend, size_t nx, size_t ny, size_t batch,
                                    clred_fft_plan **plan);
+/* Destroys the cached plans made for ctx's OpenCL context. */
+void clred_fft_release_context(clred_ctx *ctx);
 
 /* In-place transforms of the buffer (layout above); both wait for completion. */
 clred_status clred_fft_forward(clred_ctx *ctx, clred_fft_plan *plan, cl_mem buffer);

@@ -70,6 +70,8 @@ clred_status clred_buffer(clred_ctx *ctx, cl_mem_flags flags, size_t bytes, cons
 clred_status clred_upload(clred_ctx *ctx, cl_mem buf, size_t offset, size_t bytes, const void *host);
 clred_status clred_download(clred_ctx *ctx, cl_mem buf, size_t offset, size_t bytes, void *host);
 clred_status clred_fill_zero(clred_ctx *ctx, cl_mem buf, size_t bytes);
+/* Device-side copy of the first bytes of src into dst (enqueued, in order). */
+clred_status clred_copy(clred_ctx *ctx, cl_mem src, cl_mem dst, size_t bytes);
 void clred_release(cl_mem *buf);
 
 /* Sets kernel arguments: pairs of (size, pointer), ending with 0. */
@@ -101,6 +103,8 @@ uint64_t clred_hash(const void *data, size_t n, uint64_t seed);
 /* The k-th smallest of v[0..n), n > 0 (Hoare's selection; v is reordered so
  * that v[k] holds it, smaller values before and larger after). */
 float clred_select_kth(float *v, size_t n, size_t k);
+/* The median of v[0..n), n > 0 (mean of the two middle values when n is even; v is reordered). */
+double clred_median_inplace(float *v, size_t n);
 /* Time in seconds from a monotonic clock. */
 double clred_now(void);
 

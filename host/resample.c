@@ -78,12 +78,6 @@ static void rs_release(rs_buffers *b)
     clred_release(&b->work);
 }
 
-static int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 /* The median of the usable pixels: the level the Fourier shift pads with, so
  * the frame's edges do not ring against a step to zero. */
 static float usable_median(const clred_image *img, uint16_t ignore)
@@ -95,11 +89,7 @@ static float usable_median(const clred_image *img, uint16_t ignore)
     for (size_t i = 0; i < n; i++)
         if (isfinite(img->sci[i]) && !(img->mask && (img->mask[i] & ignore)))
             v[m++] = img->sci[i];
-    float med = 0.0f;
-    if (m) {
-        qsort(v, m, sizeof *v, cmp_float);
-        med = m % 2 ? v[m / 2] : 0.5f * (v[m / 2 - 1] + v[m / 2]);
-    }
+    float med = m ? (float)clred_median_inplace(v, m) : 0.0f;
     free(v);
     return med;
 }
@@ -127,20 +117,20 @@ static clred_status fourier_shift(clred_ctx *ctx, const clred_image *img, double
                          CLRED_ARG(b->work), CLRED_ARG(offset), CLRED_ARG(pitch), CLRED_ARG(inx), CLRED_ARG(iny),
                          CLRED_ARG(fill), CLRED_ARG(window), CLRED_ARG(alpha), (size_t)0));
     size_t g_pad[2] = {(size_t)pitch, ny};
-    CLRED_TRY(clred_run(ctx, k, "pad_apodise", 2, g_pad, NULL));
+    CLRED_TRY(clred_run_tiled(ctx, k, "pad_apodise", 2, g_pad));
     CLRED_TRY(clred_fft_forward(ctx, plan, b->work));
     CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "phase_ramp", &k));
     float fdx = (float)dx, fdy = (float)dy;
     CLRED_TRY(clred_args(k, "phase_ramp", CLRED_ARG(b->work), CLRED_ARG(inx), CLRED_ARG(iny), CLRED_ARG(fdx),
                          CLRED_ARG(fdy), (size_t)0));
     size_t g_ramp[2] = {nx / 2 + 1, ny};
-    CLRED_TRY(clred_run(ctx, k, "phase_ramp", 2, g_ramp, NULL));
+    CLRED_TRY(clred_run_tiled(ctx, k, "phase_ramp", 2, g_ramp));
     CLRED_TRY(clred_fft_inverse(ctx, plan, b->work));
     CLRED_TRY(clred_kernel(ctx, "resample", NULL, "fourier_merge", &k));
     CLRED_TRY(clred_args(k, "fourier_merge", CLRED_ARG(b->work), CLRED_ARG(pitch), CLRED_ARG(fill), CLRED_ARG(b->dst),
                          CLRED_ARG(b->dst_mask), CLRED_ARG(iw), CLRED_ARG(ih), (size_t)0));
     size_t g_merge[2] = {w, h};
-    return clred_run(ctx, k, "fourier_merge", 2, g_merge, NULL);
+    return clred_run_tiled(ctx, k, "fourier_merge", 2, g_merge);
 }
 
 static clred_status resample_device(clred_ctx *ctx, const clred_image *img, const clred_transform *t,
@@ -171,7 +161,7 @@ static clred_status resample_device(clred_ctx *ctx, const clred_image *img, cons
                          CLRED_ARG(b->dst), CLRED_ARG(b->dst_var), CLRED_ARG(b->dst_mask), CLRED_ARG(iow), CLRED_ARG(ioh),
                          CLRED_ARG(m), CLRED_ARG(kind), CLRED_ARG(flux), (size_t)0));
     size_t global[2] = {ow, oh};
-    CLRED_TRY(clred_run(ctx, k, "resample_affine", 2, global, NULL));
+    CLRED_TRY(clred_run_tiled(ctx, k, "resample_affine", 2, global));
     if (o->interp == CLRED_INTERP_FOURIER)
         CLRED_TRY(fourier_shift(ctx, img, t->m[2], t->m[5], o, b));
     CLRED_TRY(clred_download(ctx, b->dst, 0, ow * oh * sizeof(float), out->sci));
@@ -215,32 +205,98 @@ clred_status clred_resample(clred_ctx *ctx, const clred_image *img, const clred_
     return st;
 }
 
+clred_status clred_grid_for(const clred_transform *to_ref, size_t n, size_t width, size_t height, clred_grid grid,
+                            clred_grid_geometry *geometry)
+{
+    memset(geometry, 0, sizeof *geometry);
+    geometry->width = width;
+    geometry->height = height;
+    if (grid == CLRED_GRID_REFERENCE)
+        return CLRED_OK;
+    if (grid != CLRED_GRID_UNION)
+        return clred_fail(CLRED_ERR_USAGE, "unknown output grid %d", (int)grid);
+    /* The reference itself spans [-0.5, width - 0.5) x [-0.5, height - 0.5). */
+    double x0 = -0.5, y0 = -0.5, x1 = (double)width - 0.5, y1 = (double)height - 0.5;
+    for (size_t i = 0; i < n; i++) {
+        const double *m = to_ref[i].m;
+        for (int c = 0; c < 4; c++) {
+            double x = c & 1 ? (double)width - 0.5 : -0.5, y = c & 2 ? (double)height - 0.5 : -0.5;
+            double xr = m[0] * x + m[1] * y + m[2], yr = m[3] * x + m[4] * y + m[5];
+            if (!isfinite(xr) || !isfinite(yr))
+                return clred_fail(CLRED_ERR_USAGE, "frame %zu's transform is not finite", i);
+            x0 = fmin(x0, xr), x1 = fmax(x1, xr), y0 = fmin(y0, yr), y1 = fmax(y1, yr);
+        }
+    }
+    /* A whole-pixel offset keeps the reference's pixel centres on the grid;
+     * the 1e-6 keeps a corner exactly on a pixel edge from adding a column. */
+    geometry->ox = ceil(-0.5 - x0 - 1e-6);
+    geometry->oy = ceil(-0.5 - y0 - 1e-6);
+    double w = ceil(x1 + 0.5 + geometry->ox - 1e-6), h = ceil(y1 + 0.5 + geometry->oy - 1e-6);
+    if (w > 65535.0 * 4 || h > 65535.0 * 4)
+        return clred_fail(CLRED_ERR_USAGE, "the union of the frames is %.0f x %.0f px: transforms too far apart?", w, h);
+    geometry->width = (size_t)w;
+    geometry->height = (size_t)h;
+    return CLRED_OK;
+}
+
+clred_status clred_resample_onto_grid(clred_ctx *ctx, const clred_image *frames, size_t n,
+                                      const clred_transform *to_ref, clred_grid grid, const clred_resample_opts *ropts,
+                                      clred_image *aligned, clred_grid_geometry *geometry)
+{
+    clred_resample_opts o = ropts ? *ropts : clred_resample_defaults();
+    if (n == 0)
+        return clred_fail(CLRED_ERR_USAGE, "aligning needs at least one frame");
+    clred_grid_geometry g;
+    CLRED_TRY(clred_grid_for(to_ref, n, frames[0].width, frames[0].height, grid, &g));
+    if (o.interp == CLRED_INTERP_FOURIER && grid != CLRED_GRID_REFERENCE)
+        return clred_fail(CLRED_ERR_USAGE, "the Fourier interpolant resamples onto the reference grid only");
+    o.out_width = g.width;
+    o.out_height = g.height;
+    clred_status st = CLRED_OK;
+    size_t done = 0;
+    for (; done < n && st == CLRED_OK; done++) {
+        clred_transform t = to_ref[done];
+        t.m[2] += g.ox;
+        t.m[5] += g.oy;
+        st = clred_resample(ctx, &frames[done], &t, &o, &aligned[done]);
+    }
+    if (st != CLRED_OK)
+        for (size_t i = 0; i + 1 < done; i++)
+            clred_image_free(&aligned[i]);
+    if (st == CLRED_OK && geometry)
+        *geometry = g;
+    return st;
+}
+
 clred_status clred_align_images(clred_ctx *ctx, const clred_image *frames, size_t nframes, long ref_index,
                                 const clred_phasecorr_opts *popts, const clred_resample_opts *ropts,
                                 clred_image *aligned, clred_shift *shifts)
 {
     clred_shift *s = shifts ? shifts : calloc(nframes ? nframes : 1, sizeof *s);
-    if (!s)
-        return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu shifts", nframes);
-    clred_status st = clred_measure_shifts(ctx, frames, nframes, ref_index, popts, s);
-    size_t done = 0;
-    for (; done < nframes && st == CLRED_OK; done++) {
-        /* img(x) = ref(x - d): moving it by -d lands it on the reference. */
-        clred_transform t = clred_transform_translation(-s[done].dx, -s[done].dy);
-        st = clred_resample(ctx, &frames[done], &t, ropts, &aligned[done]);
-        if (st == CLRED_OK && aligned[done].header) {
-            char text[160];
-            snprintf(text, sizeof text, "clred register: shifted by dx=%.4f dy=%.4f (measured %+.4f %+.4f, PSR %.1f)",
-                     -s[done].dx, -s[done].dy, s[done].dx, s[done].dy, s[done].psr);
-            st = clred_header_add_history(aligned[done].header, text);
-            if (st != CLRED_OK)
-                clred_image_free(&aligned[done]);
-        }
+    clred_transform *t = calloc(nframes ? nframes : 1, sizeof *t);
+    clred_status st = s && t ? CLRED_OK : clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu shifts", nframes);
+    if (st == CLRED_OK)
+        st = clred_measure_shifts(ctx, frames, nframes, ref_index, popts, s);
+    /* img(x) = ref(x - d): moving it by -d lands it on the reference. */
+    for (size_t i = 0; i < nframes && st == CLRED_OK; i++)
+        t[i] = clred_transform_translation(-s[i].dx, -s[i].dy);
+    clred_resample_opts o = ropts ? *ropts : clred_resample_defaults();
+    o.out_width = o.out_height = 0;
+    if (st == CLRED_OK)
+        st = clred_resample_onto_grid(ctx, frames, nframes, t, CLRED_GRID_REFERENCE, &o, aligned, NULL);
+    for (size_t i = 0; i < nframes && st == CLRED_OK; i++) {
+        if (!aligned[i].header)
+            continue;
+        char text[160];
+        snprintf(text, sizeof text, "clred register: shifted by dx=%.4f dy=%.4f (measured %+.4f %+.4f, PSR %.1f)",
+                 -s[i].dx, -s[i].dy, s[i].dx, s[i].dy, s[i].psr);
+        st = clred_header_add_history(aligned[i].header, text);
+        if (st != CLRED_OK)
+            for (size_t j = 0; j < nframes; j++)
+                clred_image_free(&aligned[j]);
     }
-    if (st != CLRED_OK)
-        for (size_t i = 0; i + 1 < done; i++)
-            clred_image_free(&aligned[i]);
     if (!shifts)
         free(s);
+    free(t);
     return st;
 }

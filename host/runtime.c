@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fft.h"
 #include "internal.h"
 
 #define MAX_PLATFORMS 16
@@ -229,6 +230,7 @@ void clred_ctx_destroy(clred_ctx *ctx)
 {
     if (!ctx)
         return;
+    clred_fft_release_context(ctx);
     clred_programs_release(ctx);
     if (ctx->queue)
         clReleaseCommandQueue(ctx->queue);

@@ -51,3 +51,16 @@ float clred_select_kth(float *v, size_t n, size_t k)
     }
     return v[k];
 }
+
+double clred_median_inplace(float *v, size_t n)
+{
+    size_t k = n / 2;
+    double upper = clred_select_kth(v, n, k), lower = upper;
+    if (n % 2 == 0) {
+        lower = v[0];
+        for (size_t i = 1; i < k; i++)
+            if (v[i] > lower)
+                lower = v[i];
+    }
+    return (lower + upper) / 2.0;
+}

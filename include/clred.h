@@ -677,7 +677,8 @@ typedef struct {
     double box_x, box_y;
     size_t box_size;
     double max_shift;          /* peaks further than this from zero are ignored, px; 0 = no limit */
-    uint16_t ignore_bits;      /* mask bits treated like NaN (default CLRED_MASK_UNUSABLE) */
+    uint16_t ignore_bits;      /* mask bits treated like NaN (default CLRED_MASK_UNUSABLE except SATURATED:
+                                  filling saturated cores biases sub-pixel shifts towards whole pixels) */
 } clred_phasecorr_opts;
 
 clred_phasecorr_opts clred_phasecorr_defaults(void);
@@ -691,7 +692,8 @@ typedef struct {
 } clred_shift;
 
 /* Measures the translation of img with respect to ref (same shape). Masked and
- * NaN pixels are set to the median of the valid ones before apodisation. */
+ * NaN pixels are set to the median of the valid ones (estimated from at most
+ * 262144 of them on a regular stride) before apodisation. */
 clred_status clred_measure_shift(clred_ctx *ctx, const clred_image *ref, const clred_image *img,
                                  const clred_phasecorr_opts *opts, clred_shift *shift);
 
@@ -749,6 +751,36 @@ clred_status clred_resample(clred_ctx *ctx, const clred_image *img, const clred_
 clred_status clred_align_images(clred_ctx *ctx, const clred_image *frames, size_t nframes, long ref_index,
                                 const clred_phasecorr_opts *popts, const clred_resample_opts *ropts,
                                 clred_image *aligned, clred_shift *shifts);
+
+/* The grid aligned frames are resampled onto. */
+typedef enum {
+    CLRED_GRID_REFERENCE = 0, /* the reference frame's pixels */
+    CLRED_GRID_UNION          /* the smallest grid holding every frame's footprint */
+} clred_grid;
+
+/* Where a set of frames lands: the output shape, and the offset added to
+ * reference coordinates (reference pixel (x, y) is output pixel (x + ox, y + oy)). */
+typedef struct {
+    size_t width, height;
+    double ox, oy;
+} clred_grid_geometry;
+
+/* The output grid for frames of width x height that map onto the reference
+ * through to_ref[i] (clred_resample's convention: input pixel -> reference
+ * pixel). REFERENCE: the reference's shape, no offset; UNION: the bounding box
+ * of every transformed frame, with an integer offset so that the reference's
+ * pixels stay on the grid. */
+clred_status clred_grid_for(const clred_transform *to_ref, size_t n, size_t width, size_t height, clred_grid grid,
+                            clred_grid_geometry *geometry);
+
+/* Resamples every frame through to_ref[i] onto the grid (clred_grid_for) with
+ * ropts (its out_width / out_height are ignored). Pixels a frame does not
+ * cover are NaN and NO_DATA, so a combine leaves them out. aligned receives n
+ * new images; geometry (may be NULL) the grid used. The Fourier interpolant
+ * works only on the REFERENCE grid with pure translations. */
+clred_status clred_resample_onto_grid(clred_ctx *ctx, const clred_image *frames, size_t n,
+                                      const clred_transform *to_ref, clred_grid grid, const clred_resample_opts *ropts,
+                                      clred_image *aligned, clred_grid_geometry *geometry);
 
 /* ---- star matching */
 

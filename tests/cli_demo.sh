@@ -89,7 +89,8 @@ if "$BIN" demo --help > "$TMP/out" 2> "$TMP/err"; then
     if [ -z "$(ls -A "$TMP/tmpdir")" ]; then pass "demo removed its temporary night"; else fail "demo left $(ls "$TMP/tmpdir")"; fi
     run "demo --dir keeps the night" 0 demo --size 128x128 --dir "$TMP/demo-night"
     has "demo text says PASS" "$TMP/out" "PASS"
-    has "demo text says the stack is not aligned" "$TMP/out" "NOT aligned"
+    has "demo text says the stack is left unaligned" "$TMP/out" "left unaligned"
+    has "demo checks registration against the dithers" "$TMP/out" "registration_rms_error"
     if [ -s "$TMP/demo-night/truth.json" ]; then pass "demo night kept in --dir"; else fail "no night in --dir"; fi
     run "demo into a non-empty --dir" 1 demo --size 128x128 --dir "$TMP/demo-night"
     run "demo size too small" 2 demo --size 10x10

@@ -118,6 +118,54 @@ static void check_phase_ramp(clred_ctx *ctx, clred_fft_backend backend)
     free(ref);
 }
 
+/* The upsampled DFT's first stage (kernel upsample_columns) against a
+ * double-precision sum on random data: 40 rows cross the kernel's 32-row
+ * float blocks, 8 output rows are two work-items deep. */
+static void check_upsample_columns(clred_ctx *ctx)
+{
+    const int ncx = 9, ny = 40, nrows = 8;
+    float spec[2 * 9 * 40], tw[2 * 40 * 8];
+    harness_rng rng = {99};
+    for (size_t i = 0; i < sizeof spec / sizeof *spec; i++)
+        spec[i] = (float)(harness_normal(&rng) * 100.0);
+    for (size_t i = 0; i < sizeof tw / sizeof *tw; i++)
+        tw[i] = (float)harness_normal(&rng);
+    cl_mem dspec, dtw, dcols;
+    size_t acc = ctx->use_double ? sizeof(double) : sizeof(float);
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, sizeof spec, spec, &dspec, "spectrum"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, sizeof tw, tw, &dtw, "twiddles"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_WRITE_ONLY, 2 * (size_t)nrows * ncx * acc, NULL, &dcols, "columns"));
+    cl_kernel k;
+    CHECK_OK(clred_kernel(ctx, "fft_util", NULL, "upsample_columns", &k));
+    CHECK_OK(clred_args(k, "upsample_columns", CLRED_ARG(dspec), CLRED_ARG(ncx), CLRED_ARG(ny), CLRED_ARG(dtw),
+                        CLRED_ARG(nrows), CLRED_ARG(dcols), (size_t)0));
+    size_t global[2] = {(size_t)ncx, (size_t)nrows / 4};
+    CHECK_OK(clred_run_tiled(ctx, k, "upsample_columns", 2, global));
+    double cols[2 * 8 * 9];
+    float colsf[2 * 8 * 9];
+    CHECK_OK(clred_download(ctx, dcols, 0, 2 * (size_t)nrows * ncx * acc, acc == sizeof(double) ? (void *)cols : (void *)colsf));
+    double worst = 0.0;
+    for (int j = 0; j < nrows; j++)
+        for (int kx = 0; kx < ncx; kx++) {
+            double re = 0.0, im = 0.0, mag = 0.0;
+            for (int ky = 0; ky < ny; ky++) {
+                double rr = spec[2 * (ky * ncx + kx)], ri = spec[2 * (ky * ncx + kx) + 1];
+                double tr = tw[2 * (ky * nrows + j)], ti = tw[2 * (ky * nrows + j) + 1];
+                re += rr * tr - ri * ti;
+                im += rr * ti + ri * tr;
+                mag += hypot(rr, ri) * hypot(tr, ti);
+            }
+            size_t o = 2 * ((size_t)j * ncx + kx);
+            double gr = acc == sizeof(double) ? cols[o] : colsf[o], gi = acc == sizeof(double) ? cols[o + 1] : colsf[o + 1];
+            /* float products and 32-term float sums: a few eps of the summed magnitudes */
+            worst = fmax(worst, fmax(fabs(gr - re), fabs(gi - im)) / mag);
+        }
+    CHECK_MSG(worst < 1e-5, "upsample_columns differs from the double sum by %.3g of the magnitudes", worst);
+    clred_release(&dspec);
+    clred_release(&dtw);
+    clred_release(&dcols);
+}
+
 int main(void)
 {
     CHECK(clred_fft_good_size(1) == 2);
@@ -146,6 +194,15 @@ int main(void)
         check_phase_ramp(ctx, backends[b]);
     }
     CHECK(ran >= 1);
+    check_upsample_columns(ctx);
+    clred_ctx_destroy(ctx);
+
+    /* Destroying the context released its cached plans: a new context (which
+     * may get the old one's address) builds and uses fresh plans. */
+    ctx = harness_ctx();
+    for (size_t b = 0; b < 2; b++)
+        if (clred_fft_available(backends[b]))
+            check_size(ctx, backends[b], 15, 9, 1);
     clred_ctx_destroy(ctx);
     return harness_finish();
 }

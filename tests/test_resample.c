@@ -104,6 +104,50 @@ static double flux_after(clred_ctx *ctx, const clred_image *in, clred_interp kin
     return s;
 }
 
+/* The union grid: two copies of a star frame, one at (+5.25, -3.5) from the
+ * reference, land in a grid 6 px wider and 4 px taller with the reference at
+ * offset (0, 4); each star sits where its transform puts it, and pixels no
+ * frame covers are NO_DATA. */
+static void check_union_grid(clred_ctx *ctx, const clred_image *star)
+{
+    clred_transform t[2] = {clred_transform_identity(), clred_transform_translation(5.25, -3.5)};
+    clred_grid_geometry g;
+    CHECK_OK(clred_grid_for(t, 2, 64, 64, CLRED_GRID_REFERENCE, &g));
+    CHECK(g.width == 64 && g.height == 64 && g.ox == 0 && g.oy == 0);
+    CHECK_OK(clred_grid_for(t, 2, 64, 64, CLRED_GRID_UNION, &g));
+    /* x: [-0.5, 68.75) -> 70 columns, y: [-4, 63.5) -> offset 4, 68 rows */
+    CHECK_MSG(g.width == 70 && g.height == 68 && g.ox == 0 && g.oy == 4, "union grid %zu x %zu offset (%g, %g)", g.width,
+              g.height, g.ox, g.oy);
+    clred_image frames[2] = {*star, *star}, out[2];
+    clred_resample_opts o = clred_resample_defaults();
+    o.interp = CLRED_INTERP_BICUBIC;
+    CHECK_OK(clred_resample_onto_grid(ctx, frames, 2, t, CLRED_GRID_UNION, &o, out, &g));
+    /* The star's centre (31.3, 32.6) lands at (31.3, 36.6) and (36.55, 33.1). */
+    double cx[2] = {31.3, 36.55}, cy[2] = {36.6, 33.1};
+    for (int f = 0; f < 2; f++) {
+        CHECK(out[f].width == 70 && out[f].height == 68);
+        double sx = 0, sy = 0, sw = 0;
+        for (size_t y = 0; y < out[f].height; y++)
+            for (size_t x = 0; x < out[f].width; x++) {
+                float v = out[f].sci[y * out[f].width + x];
+                if (isfinite(v)) {
+                    sx += v * (double)x, sy += v * (double)y, sw += v;
+                }
+            }
+        CHECK_MSG(fabs(sx / sw - cx[f]) < 0.01 && fabs(sy / sw - cy[f]) < 0.01, "frame %d centroid (%.3f, %.3f)", f,
+                  sx / sw, sy / sw);
+    }
+    /* the reference covers rows 4..67, columns 0..63 only */
+    CHECK(out[0].mask[0] & CLRED_MASK_NO_DATA);
+    CHECK(out[0].mask[69 + 10 * 70] & CLRED_MASK_NO_DATA);
+    CHECK(!(out[0].mask[10 + 10 * 70] & CLRED_MASK_NO_DATA));
+    o.interp = CLRED_INTERP_FOURIER;
+    clred_image spare[2];
+    CHECK(clred_resample_onto_grid(ctx, frames, 2, t, CLRED_GRID_UNION, &o, spare, NULL) == CLRED_ERR_USAGE);
+    clred_image_free(&out[0]);
+    clred_image_free(&out[1]);
+}
+
 int main(void)
 {
     clred_ctx *ctx = harness_ctx();
@@ -211,6 +255,8 @@ int main(void)
         free(pad);
         free(shifted);
     }
+
+    check_union_grid(ctx, &star);
 
     /* Bad arguments. */
     clred_image out;

@@ -199,7 +199,7 @@ run() {
   # The project's test configuration; warnings are not fatal because the GPU
   # machine's compiler is not the one the project polices them with.
   say "building in $root/build-gpu (RelWithDebInfo)"
-  cmake -S "$root" -B "$root/build-gpu" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLRED_WERROR=OFF "${cmake_args[@]}" >/dev/null
+  cmake -S "$root" -B "$root/build-gpu" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${cmake_args[@]}" >/dev/null
   cmake --build "$root/build-gpu" -j"$(nproc)" >/dev/null
   say "OpenCL devices before registering anything:"
   "$root/build-gpu/clred" devices >&2 || say "(no OpenCL platform yet)"

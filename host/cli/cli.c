@@ -116,3 +116,69 @@ void cli_json_string(FILE *f, const char *s)
     }
     fputc('"', f);
 }
+
+int cli_list_frames(const char *cmd, const char *const *paths, size_t npaths, cli_frame **frames, size_t *n)
+{
+    cli_frame *list = NULL;
+    size_t count = 0;
+    *frames = NULL;
+    *n = 0;
+    for (size_t i = 0; i < npaths; i++) {
+        clred_file_info info;
+        clred_status s = clred_file_info_read(paths[i], &info);
+        if (s != CLRED_OK) {
+            free(list);
+            return cli_fail(cmd, s);
+        }
+        cli_frame *grown = realloc(list, (count + info.nframes) * sizeof *list);
+        if (!grown) {
+            free(list);
+            fprintf(stderr, "clred %s: out of memory listing %zu frames\n", cmd, count + info.nframes);
+            return EXIT_BAD_INPUT;
+        }
+        list = grown;
+        for (size_t f = 0; f < info.nframes; f++)
+            list[count++] = (cli_frame){paths[i], f, info.nframes > 1};
+    }
+    *frames = list;
+    *n = count;
+    return EXIT_OK;
+}
+
+int cli_read_frames(const char *cmd, const cli_frame *frames, size_t n, clred_image **images)
+{
+    clred_image *list = calloc(n ? n : 1, sizeof *list);
+    if (!list) {
+        fprintf(stderr, "clred %s: out of memory for %zu frames\n", cmd, n);
+        return EXIT_BAD_INPUT;
+    }
+    for (size_t i = 0; i < n; i++) {
+        clred_status s = clred_image_read(frames[i].path, frames[i].frame, &list[i]);
+        if (s != CLRED_OK) {
+            cli_free_images(list, i);
+            return cli_fail(cmd, s);
+        }
+    }
+    *images = list;
+    return EXIT_OK;
+}
+
+void cli_free_images(clred_image *images, size_t n)
+{
+    for (size_t i = 0; images && i < n; i++)
+        clred_image_free(&images[i]);
+    free(images);
+}
+
+const char *const cli_interp_names[5] = {"nearest", "bilinear", "bicubic", "lanczos3", "fourier"};
+
+int cli_parse_interp(const char *cmd, const char *text, clred_interp *out)
+{
+    for (int i = 0; i < 5; i++)
+        if (!strcmp(text, cli_interp_names[i])) {
+            *out = (clred_interp)i;
+            return 1;
+        }
+    cli_usage_error(cmd, "--interp expects nearest, bilinear, bicubic, lanczos3 or fourier, got '%s'", text);
+    return 0;
+}

@@ -26,6 +26,23 @@ void cli_progress_done(void);
 int cli_parse_double(const char *cmd, const char *opt, const char *text, double *out);
 int cli_parse_int(const char *cmd, const char *opt, const char *text, int *out);
 
+/* One frame of the inputs: a 2-D file, or plane `frame` of a cube. */
+typedef struct {
+    const char *path;
+    size_t frame;
+    int cube;
+} cli_frame;
+/* Every frame of every input (cubes expand to their planes); *frames is
+ * malloc'd. On failure prints the error and returns its exit code. */
+int cli_list_frames(const char *cmd, const char *const *paths, size_t npaths, cli_frame **frames, size_t *n);
+/* Reads the listed frames into *images (malloc'd; free with cli_free_images). */
+int cli_read_frames(const char *cmd, const cli_frame *frames, size_t n, clred_image **images);
+void cli_free_images(clred_image *images, size_t n);
+
+/* Interpolant names, in clred_interp order, and their parser. */
+extern const char *const cli_interp_names[5];
+int cli_parse_interp(const char *cmd, const char *text, clred_interp *out);
+
 /* JSON output on stdout: a string with escapes. */
 void cli_json_string(FILE *f, const char *s);
 

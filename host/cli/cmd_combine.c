@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli.h"
+#include "combine_align.h"
 
 static void help(void)
 {
@@ -25,12 +25,23 @@ static void help(void)
            "  --scale S         none (default), mult or add: to the first frame's median\n"
            "  --weights w1,w2,...        one positive weight per frame (mean and sum)\n"
            "  --rejected-map    also write an NREJECT extension\n"
+           "\nalignment (frames are then held in memory):\n"
+           "  --align           measure each frame's shift by phase correlation and\n"
+           "                    resample it onto the reference before combining\n"
+           "  --ref N|median    reference: frame N, counted from 0 over all inputs\n"
+           "                    (default 0), or the median of the stack\n"
+           "  --grid G          reference (default): the reference's pixels;\n"
+           "                    union: every frame's footprint (NCONTRIB shows coverage)\n"
+           "  --interp NAME     nearest, bilinear, bicubic, lanczos3 (default) or fourier\n"
+           "  --precision P     sub-pixel step of the shift measurement (default 0.01 px)\n"
+           "\n"
            "  -o, --output F    output MEF: SCI, VAR, MASK, NCONTRIB [, NREJECT]\n"
            "  --overwrite       replace an existing output\n"
            "  --device D        OpenCL device index or name\n"
            "  --json            print a JSON summary on stdout\n\n"
            "example:\n"
-           "  clred combine --method median --reject sigclip --sigma 3 flat_*.fits -o master.fits\n");
+           "  clred combine --method median --reject sigclip --sigma 3 flat_*.fits -o master.fits\n"
+           "  clred combine --align --grid union --reject sigclip cal_*.fits -o stack.fits\n");
 }
 
 static int parse_choice(const char *cmd, const char *opt, const char *text, const char *const *names, int count,
@@ -98,8 +109,51 @@ static double mean_of(const float *v, size_t n)
 enum {
     OPT_METHOD = 256, OPT_REJECT, OPT_SIGMA, OPT_SIGMA_LOW, OPT_SIGMA_HIGH, OPT_ITERS, OPT_CENTRE, OPT_SPREAD,
     OPT_NLOW, OPT_NHIGH, OPT_PCT_LOW, OPT_PCT_HIGH, OPT_SCALE, OPT_WEIGHTS, OPT_REJMAP, OPT_DEVICE, OPT_JSON,
-    OPT_OVERWRITE
+    OPT_OVERWRITE, OPT_ALIGN, OPT_REF, OPT_GRID, OPT_INTERP, OPT_PRECISION
 };
+
+static int parse_ref(const char *cmd, const char *text, long *ref)
+{
+    char *end;
+    if (!strcmp(text, "median")) {
+        *ref = -1;
+        return 1;
+    }
+    long v = strtol(text, &end, 10);
+    if (end == text || *end || v < 0) {
+        cli_usage_error(cmd, "--ref expects a frame number >= 0 or 'median', got '%s'", text);
+        return 0;
+    }
+    *ref = v;
+    return 1;
+}
+
+static void print_json(const char *output, const clred_combine_result *r, const char *method, const char *reject,
+                       const char *scale, double elapsed, const clred_ctx *ctx, const clred_shift *shifts,
+                       size_t nshifts)
+{
+    double ncombine = 0;
+    clred_header_get_double(r->image.header, "NCOMBINE", &ncombine);
+    size_t npix = r->image.width * r->image.height, nodata = 0;
+    for (size_t i = 0; i < npix; i++)
+        nodata += (r->image.mask[i] & CLRED_MASK_NO_DATA) != 0;
+    printf("{\"output\": ");
+    cli_json_string(stdout, output);
+    printf(", \"frames\": %.0f, \"width\": %zu, \"height\": %zu, \"method\": \"%s\", \"reject\": \"%s\", "
+           "\"scale\": \"%s\", \"seconds\": %.4f, \"bands\": %zu, \"mean_ncontrib\": %.4f, "
+           "\"no_data_pixels\": %zu, \"device\": ",
+           ncombine, r->image.width, r->image.height, method, reject, scale, elapsed, r->bands,
+           mean_of(r->ncontrib, npix), nodata);
+    cli_json_string(stdout, clred_ctx_device(ctx)->name);
+    if (shifts) {
+        printf(", \"shifts\": [");
+        for (size_t i = 0; i < nshifts; i++)
+            printf("%s{\"dx\": %.5f, \"dy\": %.5f, \"psr\": %.3f}", i ? ", " : "", shifts[i].dx, shifts[i].dy,
+                   shifts[i].psr);
+        printf("]");
+    }
+    printf("}\n");
+}
 
 int cmd_combine(int argc, char **argv)
 {
@@ -118,12 +172,17 @@ int cmd_combine(int argc, char **argv)
         {"scale", required_argument, 0, OPT_SCALE},         {"weights", required_argument, 0, OPT_WEIGHTS},
         {"rejected-map", no_argument, 0, OPT_REJMAP},       {"device", required_argument, 0, OPT_DEVICE},
         {"json", no_argument, 0, OPT_JSON},                 {"overwrite", no_argument, 0, OPT_OVERWRITE},
+        {"align", no_argument, 0, OPT_ALIGN},               {"ref", required_argument, 0, OPT_REF},
+        {"grid", required_argument, 0, OPT_GRID},           {"interp", required_argument, 0, OPT_INTERP},
+        {"precision", required_argument, 0, OPT_PRECISION},
         {"output", required_argument, 0, 'o'},              {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *cmd = "combine";
     clred_combine_opts o = clred_combine_defaults();
     const char *output = NULL, *device = NULL;
-    int json = 0, overwrite = 0, c, choice;
+    static const char *grids[] = {"reference", "union"};
+    int json = 0, overwrite = 0, align = 0, c, choice;
+    combine_align_opts ao = {0, CLRED_GRID_REFERENCE, clred_phasecorr_defaults(), clred_resample_defaults()};
     double *weights = NULL;
     size_t nweights = 0;
     double sigma;
@@ -166,6 +225,18 @@ int cmd_combine(int argc, char **argv)
                 ok = !cli_usage_error(cmd, "--weights expects numbers separated by commas, got '%s'", optarg);
             break;
         case OPT_REJMAP: o.want_rejected_map = 1; break;
+        case OPT_ALIGN: align = 1; break;
+        case OPT_REF: ok = parse_ref(cmd, optarg, &ao.ref_index); break;
+        case OPT_GRID:
+            if ((ok = parse_choice(cmd, "--grid", optarg, grids, 2, &choice)))
+                ao.grid = (clred_grid)choice;
+            break;
+        case OPT_INTERP: ok = cli_parse_interp(cmd, optarg, &ao.ropts.interp); break;
+        case OPT_PRECISION:
+            ok = cli_parse_double(cmd, "--precision", optarg, &ao.popts.precision);
+            if (ok && !(ao.popts.precision > 0))
+                ok = !cli_usage_error(cmd, "--precision must be > 0 px, got %s", optarg);
+            break;
         case OPT_DEVICE: device = optarg; break;
         case OPT_JSON: json = 1; break;
         case OPT_OVERWRITE: overwrite = 1; break;
@@ -211,33 +282,29 @@ int cmd_combine(int argc, char **argv)
     cli_progress("combining %zu inputs...", ninputs);
     double t0 = now_seconds();
     clred_combine_result r;
-    s = clred_combine_files(ctx, inputs, ninputs, &o, &r);
+    memset(&r, 0, sizeof r);
+    clred_shift *shifts = NULL;
+    size_t nshifts = 0;
+    if (align) {
+        rc = combine_aligned(cmd, ctx, inputs, ninputs, &o, &ao, &r, &shifts, &nshifts);
+        s = CLRED_OK;
+    } else {
+        s = clred_combine_files(ctx, inputs, ninputs, &o, &r);
+    }
     double elapsed = now_seconds() - t0;
-    if (s == CLRED_OK) {
+    if (rc == EXIT_OK && s == CLRED_OK) {
         clred_extra_plane extra[2] = {{"NCONTRIB", r.ncontrib}, {"NREJECT", r.nrejected}};
         s = clred_image_write_with(output, &r.image, extra, r.nrejected ? 2 : 1, overwrite);
     }
     if (s != CLRED_OK) {
         rc = cli_fail(cmd, s);
-    } else {
+    } else if (rc == EXIT_OK) {
         cli_progress_done();
-        double ncombine = 0;
-        clred_header_get_double(r.image.header, "NCOMBINE", &ncombine);
-        size_t npix = r.image.width * r.image.height, nodata = 0;
-        for (size_t i = 0; i < npix; i++)
-            nodata += (r.image.mask[i] & CLRED_MASK_NO_DATA) != 0;
-        if (json) {
-            printf("{\"output\": ");
-            cli_json_string(stdout, output);
-            printf(", \"frames\": %.0f, \"width\": %zu, \"height\": %zu, \"method\": \"%s\", \"reject\": \"%s\", "
-                   "\"scale\": \"%s\", \"seconds\": %.4f, \"bands\": %zu, \"mean_ncontrib\": %.4f, "
-                   "\"no_data_pixels\": %zu, \"device\": ",
-                   ncombine, r.image.width, r.image.height, methods[o.method], rejects[o.reject], scales[o.scale],
-                   elapsed, r.bands, mean_of(r.ncontrib, npix), nodata);
-            cli_json_string(stdout, clred_ctx_device(ctx)->name);
-            printf("}\n");
-        }
+        if (json)
+            print_json(output, &r, methods[o.method], rejects[o.reject], scales[o.scale], elapsed, ctx, shifts,
+                       nshifts);
     }
+    free(shifts);
     clred_combine_result_free(&r);
     clred_ctx_destroy(ctx);
     free(weights);
