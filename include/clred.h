@@ -782,6 +782,66 @@ clred_status clred_resample_onto_grid(clred_ctx *ctx, const clred_image *frames,
                                       const clred_transform *to_ref, clred_grid grid, const clred_resample_opts *ropts,
                                       clred_image *aligned, clred_grid_geometry *geometry);
 
+/* ---- star matching */
+
+/* Registration of frames that also rotate or change scale (different nights
+ * or telescopes): the brightest stars of both lists form triangles of near
+ * neighbours; triangles are matched by their shape (side ratios and
+ * handedness) and vote for star correspondences; the transforms of the
+ * best-voted triangles are scored by how many stars they bring onto a
+ * reference star, and the best is refined by least squares (double) with
+ * sigma clipping. Phase correlation stays the fast path for translations. */
+
+typedef enum {
+    CLRED_MATCH_SIMILARITY = 0, /* scale, rotation, translation (4 parameters) */
+    CLRED_MATCH_AFFINE          /* the six coefficients */
+} clred_match_model;
+
+typedef struct {
+    size_t max_stars;        /* brightest stars used from each list (default 50; 3 .. 1000) */
+    clred_match_model model; /* default SIMILARITY */
+    double tolerance;        /* radius in triangle-shape space (side ratios) for a triangle match (default 0.015) */
+    double radius;           /* px: a transformed star matches a reference star this close (default 2) */
+    size_t min_matches;      /* fewer consistent matches is an error; 0 (default) = max(6 (affine: 7),
+                                25 % of the smaller list used); never below 3 (similarity) or 4 (affine) */
+    double clip_sigma;       /* matches with residuals above clip_sigma * rms are dropped (default 3) */
+    int allow_mirror;        /* also accept a mirrored frame (det < 0; default 0: refused) */
+    double min_scale, max_scale; /* accepted scale, reference px per image px (default 0.5, 2) */
+} clred_match_opts;
+
+clred_match_opts clred_match_defaults(void);
+
+typedef struct {
+    clred_transform transform; /* image pixel coordinates -> reference pixel coordinates, so that
+                                  clred_resample(image, &transform) lands on the reference grid */
+    size_t nmatched;           /* stars in the final fit */
+    double rms;                /* RMS distance (px, reference frame) of the matched stars after the fit */
+    double scale;              /* sqrt |det| of the linear part */
+    double rotation_deg;       /* counter-clockwise, as clred_transform_similarity's angle (affine: of the
+                                  nearest similarity) */
+    int mirrored;              /* the fit has det < 0 (only with allow_mirror) */
+    size_t nref, nimg;         /* stars used from each list */
+} clred_match_result;
+
+/* Matches two star lists (x, y and flux of clred_source; every entry is used,
+ * the brightest opts->max_stars of each) and fits opts->model. A pure
+ * translation of the image by (dx, dy) (clred_shift) gives the transform
+ * x' = x - dx, y' = y - dy. CLRED_ERR_INPUT when a list is too short or no
+ * transform brings min_matches stars together. opts NULL = defaults. */
+clred_status clred_match_stars(const clred_source *ref, size_t nref, const clred_source *img, size_t nimg,
+                               const clred_match_opts *opts, clred_match_result *out);
+
+/* Sources usable for matching: detected with dopts (NULL = clred_detect_defaults()
+ * with thresh 5), then those flagged SATURATED, EDGE or MASKED are left out.
+ * *list is malloc'd (free()). */
+clred_status clred_detect_stars(clred_ctx *ctx, const clred_image *img, const clred_detect_opts *dopts,
+                                clred_source **list, size_t *n);
+
+/* clred_detect_stars on both images, then clred_match_stars. */
+clred_status clred_find_transform(clred_ctx *ctx, const clred_image *ref, const clred_image *img,
+                                  const clred_detect_opts *dopts, const clred_match_opts *mopts,
+                                  clred_match_result *out);
+
 
 /* ---- adaptive-optics cubes */
 

@@ -1,9 +1,11 @@
 /* clred register: measures the translation of each frame against a reference
- * by phase correlation and writes the aligned frames, or only the table of
+ * by phase correlation, or (--method stars) a similarity or affine transform
+ * from matched stars, and writes the aligned frames, or only the table of
  * measured transforms. */
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -21,11 +23,19 @@ static void help(void)
            "resamples the frames onto the reference. A FRAME may be a cube: each of\n"
            "its planes is a frame. Aligned frames are written to OUTDIR as\n"
            "<name>_reg.fits (cubes: <name>_NNN_reg.fits) with VAR and MASK planes.\n\n"
+           "With --method stars, frames that also rotate or change scale (other nights,\n"
+           "other telescopes) are matched by their stars instead: the brightest stars\n"
+           "of each frame are detected, matched by triangle shapes and a similarity\n"
+           "(or affine) transform is fitted; the table then gives that transform.\n\n"
            "options:\n"
            "  -o, --output DIR      directory for the aligned frames (created if needed)\n"
-           "  --table FILE          write the measured shifts: CSV, or JSON if FILE ends in .json\n"
+           "  --table FILE          write the measured transforms: CSV, or JSON if FILE ends in .json\n"
            "  --ref N|median        reference: frame N (0-based, default 0) or the stack's median\n"
+           "                        (median: phase correlation only)\n"
            "  --interp NAME         nearest, bilinear, bicubic, lanczos3 (default) or fourier\n"
+           "                        (fourier: phase correlation only)\n"
+           "  --method NAME         phasecorr (default) or stars\n"
+           "phase correlation:\n"
            "  --region X1:X2,Y1:Y2  correlate only this region (FITS 1-based, inclusive)\n"
            "  --box X,Y,SIZE        correlate a SIZE px box around (X, Y) (0-based), e.g. a star\n"
            "  --precision PX        sub-pixel step (default 0.01; 1 = whole pixels)\n"
@@ -33,11 +43,19 @@ static void help(void)
            "  --phase               pure phase correlation instead of cross-correlation\n"
            "  --max-shift PX        ignore peaks further than PX from zero\n"
            "  --fft NAME            clfft or vkfft (default: CLRED_FFT, else the faster built in)\n"
+           "stars:\n"
+           "  --model NAME          similarity (default: scale, rotation, shift) or affine\n"
+           "  --max-stars N         brightest stars matched per frame (default 50)\n"
+           "  --thresh SIGMA        star detection threshold in background RMS (default 5)\n"
+           "  --radius PX           a star matches within this distance (default 2)\n"
+           "  --min-matches N       fewest matched stars accepted (default max(6, 25 %% of the stars))\n"
+           "  --mirror              accept a mirrored frame (refused by default)\n"
            "  --overwrite           replace existing outputs\n"
            "  --json                summary on stdout as JSON\n"
            "  --device N|NAME       OpenCL device\n\n"
-           "example:\n"
-           "  clred register --ref median --interp lanczos3 sci_*.fits -o aligned/ --table shifts.csv\n");
+           "examples:\n"
+           "  clred register --ref median --interp lanczos3 sci_*.fits -o aligned/ --table shifts.csv\n"
+           "  clred register --method stars night1.fits night2.fits -o aligned/ --table transforms.csv\n");
 }
 
 typedef struct {
@@ -146,18 +164,80 @@ static int write_table(const char *path, const frame_ref *frames, const clred_sh
     return EXIT_OK;
 }
 
+static const char *model_name(clred_match_model m)
+{
+    return m == CLRED_MATCH_AFFINE ? "affine" : "similarity";
+}
+
+/* One frame's star-matched transform as JSON members (table and summary). */
+static void json_match(FILE *f, const clred_match_result *r)
+{
+    const double *m = r->transform.m;
+    fprintf(f, ", \"nmatched\": %zu, \"rms\": %.4f, \"scale\": %.7f, \"rotation\": %.5f, \"tx\": %.5f, "
+               "\"ty\": %.5f, \"mirrored\": %s, \"transform\": [%.9g, %.9g, %.6f, %.9g, %.9g, %.6f]",
+            r->nmatched, r->rms, r->scale, r->rotation_deg, m[2], m[5], r->mirrored ? "true" : "false", m[0], m[1], m[2],
+            m[3], m[4], m[5]);
+}
+
+/* The star-matched transforms, written like write_table. */
+static int write_star_table(const char *path, const frame_ref *frames, const clred_match_result *res, size_t n,
+                            const char *ref_text, clred_match_model model)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "clred %s: %s: cannot write: %s\n", CMD, path, strerror(errno));
+        return EXIT_BAD_INPUT;
+    }
+    size_t len = strlen(path);
+    if (len > 5 && !strcmp(path + len - 5, ".json")) {
+        fprintf(f, "{\"reference\": ");
+        cli_json_string(f, ref_text);
+        fprintf(f, ", \"method\": \"stars\", \"model\": \"%s\", \"frames\": [", model_name(model));
+        for (size_t i = 0; i < n; i++) {
+            fprintf(f, "%s\n  {\"file\": ", i ? "," : "");
+            cli_json_string(f, frames[i].path);
+            fprintf(f, ", \"frame\": %zu", frames[i].frame);
+            json_match(f, &res[i]);
+            fprintf(f, "}");
+        }
+        fprintf(f, "\n]}\n");
+    } else {
+        fprintf(f, "file,frame,nmatched,rms,scale,rotation,tx,ty,a,b,c,d,e,f\n");
+        for (size_t i = 0; i < n; i++) {
+            const double *m = res[i].transform.m;
+            fprintf(f, "%s,%zu,%zu,%.4f,%.7f,%.5f,%.5f,%.5f,%.9g,%.9g,%.6f,%.9g,%.9g,%.6f\n", frames[i].path,
+                    frames[i].frame, res[i].nmatched, res[i].rms, res[i].scale, res[i].rotation_deg, m[2], m[5], m[0],
+                    m[1], m[2], m[3], m[4], m[5]);
+        }
+    }
+    int bad = ferror(f);
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        unlink(tmp);
+        fprintf(stderr, "clred %s: %s: writing the table failed\n", CMD, path);
+        return EXIT_BAD_INPUT;
+    }
+    return EXIT_OK;
+}
+
 typedef struct {
     const char *outdir, *table, *device, *ref_text;
     long ref_index;
     int overwrite, json;
+    int stars;                 /* --method stars */
+    const char *pc_only, *stars_only; /* an option of the other method, for the usage error */
     clred_phasecorr_opts popts;
     clred_resample_opts ropts;
+    clred_match_opts mopts;
+    clred_detect_opts dopts;
 } reg_args;
 
 static int parse_args(int argc, char **argv, reg_args *a)
 {
     enum { O_TABLE = 256, O_REF, O_INTERP, O_REGION, O_BOX, O_PRECISION, O_WINDOW, O_PHASE, O_MAXSHIFT, O_FFT,
-           O_OVERWRITE, O_JSON, O_DEVICE };
+           O_OVERWRITE, O_JSON, O_DEVICE, O_METHOD, O_MODEL, O_MAXSTARS, O_THRESH, O_RADIUS, O_MINMATCH, O_MIRROR };
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'},   {"table", required_argument, 0, O_TABLE},
         {"ref", required_argument, 0, O_REF},    {"interp", required_argument, 0, O_INTERP},
@@ -166,12 +246,19 @@ static int parse_args(int argc, char **argv, reg_args *a)
         {"phase", no_argument, 0, O_PHASE},      {"max-shift", required_argument, 0, O_MAXSHIFT},
         {"fft", required_argument, 0, O_FFT},    {"overwrite", no_argument, 0, O_OVERWRITE},
         {"json", no_argument, 0, O_JSON},        {"device", required_argument, 0, O_DEVICE},
+        {"method", required_argument, 0, O_METHOD}, {"model", required_argument, 0, O_MODEL},
+        {"max-stars", required_argument, 0, O_MAXSTARS}, {"thresh", required_argument, 0, O_THRESH},
+        {"radius", required_argument, 0, O_RADIUS}, {"min-matches", required_argument, 0, O_MINMATCH},
+        {"mirror", no_argument, 0, O_MIRROR},
         {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->ref_text = "0";
     a->popts = clred_phasecorr_defaults();
     a->ropts = clred_resample_defaults();
-    int c;
+    a->mopts = clred_match_defaults();
+    a->dopts = clred_detect_defaults();
+    a->dopts.thresh = 5.0;
+    int c, n;
     optind = 1;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
         switch (c) {
@@ -196,20 +283,24 @@ static int parse_args(int argc, char **argv, reg_args *a)
                 return EXIT_USAGE;
             break;
         case O_REGION:
+            a->pc_only = "--region";
             if (!parse_region(optarg, &a->popts))
                 return EXIT_USAGE;
             break;
         case O_BOX:
+            a->pc_only = "--box";
             if (!parse_box(optarg, &a->popts))
                 return EXIT_USAGE;
             break;
         case O_PRECISION:
+            a->pc_only = "--precision";
             if (!cli_parse_double(CMD, "--precision", optarg, &a->popts.precision))
                 return EXIT_USAGE;
             if (!(a->popts.precision > 0))
                 return cli_usage_error(CMD, "--precision must be > 0, got '%s'", optarg);
             break;
         case O_WINDOW:
+            a->pc_only = "--window";
             if (!strcmp(optarg, "none"))
                 a->popts.window = CLRED_WINDOW_NONE;
             else if (!strcmp(optarg, "hann"))
@@ -219,12 +310,14 @@ static int parse_args(int argc, char **argv, reg_args *a)
             else
                 return cli_usage_error(CMD, "--window expects none, hann or tukey, got '%s'", optarg);
             break;
-        case O_PHASE: a->popts.phase_only = 1; break;
+        case O_PHASE: a->popts.phase_only = 1, a->pc_only = "--phase"; break;
         case O_MAXSHIFT:
+            a->pc_only = "--max-shift";
             if (!cli_parse_double(CMD, "--max-shift", optarg, &a->popts.max_shift))
                 return EXIT_USAGE;
             break;
         case O_FFT:
+            a->pc_only = "--fft";
             if (!strcmp(optarg, "clfft"))
                 a->popts.backend = a->ropts.backend = CLRED_FFT_CLFFT;
             else if (!strcmp(optarg, "vkfft"))
@@ -237,6 +330,52 @@ static int parse_args(int argc, char **argv, reg_args *a)
         case O_OVERWRITE: a->overwrite = 1; break;
         case O_JSON: a->json = 1; break;
         case O_DEVICE: a->device = optarg; break;
+        case O_METHOD:
+            if (!strcmp(optarg, "stars") || !strcmp(optarg, "phasecorr"))
+                a->stars = !strcmp(optarg, "stars");
+            else
+                return cli_usage_error(CMD, "--method expects phasecorr or stars, got '%s'", optarg);
+            break;
+        case O_MODEL:
+            a->stars_only = "--model";
+            if (!strcmp(optarg, "similarity"))
+                a->mopts.model = CLRED_MATCH_SIMILARITY;
+            else if (!strcmp(optarg, "affine"))
+                a->mopts.model = CLRED_MATCH_AFFINE;
+            else
+                return cli_usage_error(CMD, "--model expects similarity or affine, got '%s'", optarg);
+            break;
+        case O_MAXSTARS:
+            a->stars_only = "--max-stars";
+            if (!cli_parse_int(CMD, "--max-stars", optarg, &n))
+                return EXIT_USAGE;
+            if (n < 3 || n > 1000)
+                return cli_usage_error(CMD, "--max-stars must be 3 .. 1000, got '%s'", optarg);
+            a->mopts.max_stars = (size_t)n;
+            break;
+        case O_THRESH:
+            a->stars_only = "--thresh";
+            if (!cli_parse_double(CMD, "--thresh", optarg, &a->dopts.thresh))
+                return EXIT_USAGE;
+            if (!(a->dopts.thresh > 0))
+                return cli_usage_error(CMD, "--thresh must be > 0, got '%s'", optarg);
+            break;
+        case O_RADIUS:
+            a->stars_only = "--radius";
+            if (!cli_parse_double(CMD, "--radius", optarg, &a->mopts.radius))
+                return EXIT_USAGE;
+            if (!(a->mopts.radius > 0))
+                return cli_usage_error(CMD, "--radius must be > 0, got '%s'", optarg);
+            break;
+        case O_MINMATCH:
+            a->stars_only = "--min-matches";
+            if (!cli_parse_int(CMD, "--min-matches", optarg, &n))
+                return EXIT_USAGE;
+            if (n < 3)
+                return cli_usage_error(CMD, "--min-matches must be >= 3, got '%s'", optarg);
+            a->mopts.min_matches = (size_t)n;
+            break;
+        case O_MIRROR: a->stars_only = "--mirror", a->mopts.allow_mirror = 1; break;
         default: return cli_usage_error(CMD, "unknown option");
         }
     }
@@ -244,6 +383,14 @@ static int parse_args(int argc, char **argv, reg_args *a)
         return cli_usage_error(CMD, "no input frames");
     if (!a->outdir && !a->table)
         return cli_usage_error(CMD, "nothing to write: give -o OUTDIR, --table FILE or both");
+    if (a->stars && a->pc_only)
+        return cli_usage_error(CMD, "%s applies to --method phasecorr only", a->pc_only);
+    if (!a->stars && a->stars_only)
+        return cli_usage_error(CMD, "%s applies to --method stars only", a->stars_only);
+    if (a->stars && a->ref_index < 0)
+        return cli_usage_error(CMD, "--method stars needs a reference frame (--ref N), not the median");
+    if (a->stars && a->ropts.interp == CLRED_INTERP_FOURIER)
+        return cli_usage_error(CMD, "--interp fourier shifts only; --method stars also rotates and scales");
     return EXIT_OK;
 }
 
@@ -297,7 +444,10 @@ static int check_outputs(const reg_args *a, const frame_ref *frames, size_t n, i
     return EXIT_OK;
 }
 
-static int write_aligned(const reg_args *a, const frame_ref *frames, clred_image *aligned, size_t n)
+/* res: the star-matched transforms (NULL for phase correlation, whose
+ * resampling already added its HISTORY card). */
+static int write_aligned(const reg_args *a, const frame_ref *frames, clred_image *aligned, size_t n,
+                         const clred_match_result *res)
 {
     if (mkdir(a->outdir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "clred %s: cannot create %s: %s\n", CMD, a->outdir, strerror(errno));
@@ -309,15 +459,88 @@ static int write_aligned(const reg_args *a, const frame_ref *frames, clred_image
         output_name(a->outdir, &frames[i], path, sizeof path);
         if (!aligned[i].header)
             aligned[i].header = clred_header_new();
-        snprintf(hist, sizeof hist, "clred register: ref=%s interp=%s precision=%g window=%d phase_only=%d",
-                 a->ref_text, names[a->ropts.interp], a->popts.precision, (int)a->popts.window, a->popts.phase_only);
+        if (res)
+            snprintf(hist, sizeof hist, "clred register: method=stars ref=%s interp=%s model=%s max_stars=%zu thresh=%g "
+                     "radius=%g mirror=%d", a->ref_text, names[a->ropts.interp], model_name(a->mopts.model),
+                     a->mopts.max_stars, a->dopts.thresh, a->mopts.radius, a->mopts.allow_mirror);
+        else
+            snprintf(hist, sizeof hist, "clred register: ref=%s interp=%s precision=%g window=%d phase_only=%d",
+                     a->ref_text, names[a->ropts.interp], a->popts.precision, (int)a->popts.window, a->popts.phase_only);
         clred_status s = aligned[i].header ? clred_header_add_history(aligned[i].header, hist) : CLRED_ERR_MEMORY;
+        if (s == CLRED_OK && res) {
+            const double *m = res[i].transform.m;
+            snprintf(hist, sizeof hist, "clred register: transform [%.8g %.8g %.5f; %.8g %.8g %.5f] from %zu stars, rms %.3f px",
+                     m[0], m[1], m[2], m[3], m[4], m[5], res[i].nmatched, res[i].rms);
+            s = clred_header_add_history(aligned[i].header, hist);
+        }
         if (s == CLRED_OK)
             s = clred_image_write(path, &aligned[i], a->overwrite);
         if (s != CLRED_OK)
             return cli_fail(CMD, s);
     }
     return EXIT_OK;
+}
+
+/* Stars of the reference once, then each frame's stars matched against them;
+ * the reference itself gets the identity. Aligned frames when aligned != NULL. */
+static int register_stars(clred_ctx *ctx, const reg_args *a, const frame_ref *frames, const clred_image *images,
+                          size_t n, clred_match_result *res, clred_image *aligned)
+{
+    size_t r = (size_t)a->ref_index, nref = 0;
+    clred_source *ref_stars = NULL;
+    clred_status s = clred_detect_stars(ctx, &images[r], &a->dopts, &ref_stars, &nref);
+    size_t bad = r;
+    for (size_t i = 0; i < n && s == CLRED_OK; i++) {
+        cli_progress("matching stars %zu/%zu", i + 1, n);
+        bad = i;
+        if (i == r) {
+            memset(&res[i], 0, sizeof res[i]);
+            res[i].transform = clred_transform_identity();
+            res[i].nmatched = res[i].nref = res[i].nimg = nref < a->mopts.max_stars ? nref : a->mopts.max_stars;
+            res[i].scale = 1.0;
+            continue;
+        }
+        clred_source *stars = NULL;
+        size_t nstars = 0;
+        s = clred_detect_stars(ctx, &images[i], &a->dopts, &stars, &nstars);
+        if (s == CLRED_OK)
+            s = clred_match_stars(ref_stars, nref, stars, nstars, &a->mopts, &res[i]);
+        free(stars);
+    }
+    free(ref_stars);
+    for (size_t i = 0; i < n && aligned && s == CLRED_OK; i++) {
+        cli_progress("resampling %zu/%zu", i + 1, n);
+        bad = i;
+        s = clred_resample(ctx, &images[i], &res[i].transform, &a->ropts, &aligned[i]);
+    }
+    if (s == CLRED_OK)
+        return EXIT_OK;
+    cli_progress_done();
+    fprintf(stderr, "clred %s: %s[%zu]: %s\n", CMD, frames[bad].path, frames[bad].frame, clred_last_error());
+    return cli_exit_code(s);
+}
+
+static void print_star_summary(const reg_args *a, const frame_ref *frames, const clred_match_result *res, size_t n)
+{
+    if (a->json) {
+        printf("{\"command\": \"register\", \"method\": \"stars\", \"model\": \"%s\", \"reference\": ",
+               model_name(a->mopts.model));
+        cli_json_string(stdout, a->ref_text);
+        printf(", \"frames\": [");
+        for (size_t i = 0; i < n; i++) {
+            printf("%s\n  {\"file\": ", i ? "," : "");
+            cli_json_string(stdout, frames[i].path);
+            printf(", \"frame\": %zu", frames[i].frame);
+            json_match(stdout, &res[i]);
+            printf("}");
+        }
+        printf("\n]}\n");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        printf("%s[%zu]: rotation %+.4f deg, scale %.6f, tx %+.3f ty %+.3f (%zu stars, rms %.3f px)%s\n",
+               frames[i].path, frames[i].frame, res[i].rotation_deg, res[i].scale, res[i].transform.m[2],
+               res[i].transform.m[5], res[i].nmatched, res[i].rms, res[i].mirrored ? "  mirrored" : "");
 }
 
 int cmd_register(int argc, char **argv)
@@ -340,6 +563,7 @@ int cmd_register(int argc, char **argv)
     }
     clred_image *images = calloc(n, sizeof *images), *aligned = calloc(n, sizeof *aligned);
     clred_shift *shifts = calloc(n, sizeof *shifts);
+    clred_match_result *res = calloc(n, sizeof *res);
     clred_ctx *ctx = NULL;
     clred_status s = CLRED_OK;
     for (size_t i = 0; i < n && s == CLRED_OK; i++) {
@@ -350,7 +574,9 @@ int cmd_register(int argc, char **argv)
         rc = cli_fail(CMD, s);
     if (rc == EXIT_OK)
         rc = cli_open(CMD, a.device, &ctx);
-    if (rc == EXIT_OK) {
+    if (rc == EXIT_OK && a.stars) {
+        rc = register_stars(ctx, &a, frames, images, n, res, a.outdir ? aligned : NULL);
+    } else if (rc == EXIT_OK) {
         cli_progress("registering %zu frames", n);
         if (a.outdir)
             s = clred_align_images(ctx, images, n, a.ref_index, &a.popts, &a.ropts, aligned, shifts);
@@ -361,10 +587,13 @@ int cmd_register(int argc, char **argv)
     }
     cli_progress_done();
     if (rc == EXIT_OK && a.table)
-        rc = write_table(a.table, frames, shifts, n, a.ref_text);
+        rc = a.stars ? write_star_table(a.table, frames, res, n, a.ref_text, a.mopts.model)
+                     : write_table(a.table, frames, shifts, n, a.ref_text);
     if (rc == EXIT_OK && a.outdir)
-        rc = write_aligned(&a, frames, aligned, n);
-    if (rc == EXIT_OK) {
+        rc = write_aligned(&a, frames, aligned, n, a.stars ? res : NULL);
+    if (rc == EXIT_OK && a.stars) {
+        print_star_summary(&a, frames, res, n);
+    } else if (rc == EXIT_OK) {
         if (a.json) {
             printf("{\"command\": \"register\", \"reference\": ");
             cli_json_string(stdout, a.ref_text);
@@ -389,6 +618,7 @@ int cmd_register(int argc, char **argv)
     free(images);
     free(aligned);
     free(shifts);
+    free(res);
     free(frames);
     if (ctx)
         clred_ctx_destroy(ctx);
