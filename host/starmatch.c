@@ -658,3 +658,39 @@ clred_status clred_find_transform(clred_ctx *ctx, const clred_image *ref, const 
     free(il);
     return st;
 }
+
+clred_status clred_find_transforms(clred_ctx *ctx, const clred_image *frames, size_t n, size_t ref_index,
+                                   const clred_detect_opts *dopts, const clred_match_opts *mopts,
+                                   clred_match_result *results, size_t *failed)
+{
+    if (ref_index >= n)
+        return clred_fail(CLRED_ERR_USAGE, "reference frame %zu does not exist (%zu frames)", ref_index, n);
+    clred_match_opts defaults = clred_match_defaults();
+    if (!mopts)
+        mopts = &defaults;
+    if (failed)
+        *failed = ref_index;
+    clred_source *ref_stars = NULL;
+    size_t nref = 0;
+    clred_status st = clred_detect_stars(ctx, &frames[ref_index], dopts, &ref_stars, &nref);
+    for (size_t i = 0; i < n && st == CLRED_OK; i++) {
+        memset(&results[i], 0, sizeof results[i]);
+        if (i == ref_index) {
+            size_t used = nref < mopts->max_stars ? nref : mopts->max_stars;
+            results[i].transform = clred_transform_identity();
+            results[i].nmatched = results[i].nref = results[i].nimg = used;
+            results[i].scale = 1.0;
+            continue;
+        }
+        if (failed)
+            *failed = i;
+        clred_source *stars = NULL;
+        size_t nstars = 0;
+        st = clred_detect_stars(ctx, &frames[i], dopts, &stars, &nstars);
+        if (st == CLRED_OK)
+            st = clred_match_stars(ref_stars, nref, stars, nstars, mopts, &results[i]);
+        free(stars);
+    }
+    free(ref_stars);
+    return st;
+}

@@ -842,6 +842,13 @@ clred_status clred_find_transform(clred_ctx *ctx, const clred_image *ref, const 
                                   const clred_detect_opts *dopts, const clred_match_opts *mopts,
                                   clred_match_result *out);
 
+/* Every frame's transform onto frames[ref_index], the reference's stars
+ * detected once; results[ref_index] is the identity. When a frame fails,
+ * *failed (may be NULL) names it. */
+clred_status clred_find_transforms(clred_ctx *ctx, const clred_image *frames, size_t n, size_t ref_index,
+                                   const clred_detect_opts *dopts, const clred_match_opts *mopts,
+                                   clred_match_result *results, size_t *failed);
+
 
 /* ---- adaptive-optics cubes */
 

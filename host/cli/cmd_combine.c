@@ -26,10 +26,14 @@ static void help(void)
            "  --weights w1,w2,...        one positive weight per frame (mean and sum)\n"
            "  --rejected-map    also write an NREJECT extension\n"
            "\nalignment (frames are then held in memory):\n"
-           "  --align           measure each frame's shift by phase correlation and\n"
-           "                    resample it onto the reference before combining\n"
+           "  --align           find each frame's transform onto the reference and\n"
+           "                    resample it there before combining\n"
+           "  --align-by M      phasecorr (default): shifts by phase correlation;\n"
+           "                    stars: similarity or affine transforms from matched stars\n"
+           "                    (frames that also rotate or change scale)\n"
+           "  --model M         stars: similarity (default) or affine\n"
            "  --ref N|median    reference: frame N, counted from 0 over all inputs\n"
-           "                    (default 0), or the median of the stack\n"
+           "                    (default 0), or the median of the stack (phasecorr only)\n"
            "  --grid G          reference (default): the reference's pixels;\n"
            "                    union: every frame's footprint (NCONTRIB shows coverage)\n"
            "  --interp NAME     nearest, bilinear, bicubic, lanczos3 (default) or fourier\n"
@@ -109,7 +113,7 @@ static double mean_of(const float *v, size_t n)
 enum {
     OPT_METHOD = 256, OPT_REJECT, OPT_SIGMA, OPT_SIGMA_LOW, OPT_SIGMA_HIGH, OPT_ITERS, OPT_CENTRE, OPT_SPREAD,
     OPT_NLOW, OPT_NHIGH, OPT_PCT_LOW, OPT_PCT_HIGH, OPT_SCALE, OPT_WEIGHTS, OPT_REJMAP, OPT_DEVICE, OPT_JSON,
-    OPT_OVERWRITE, OPT_ALIGN, OPT_REF, OPT_GRID, OPT_INTERP, OPT_PRECISION
+    OPT_OVERWRITE, OPT_ALIGN, OPT_ALIGN_BY, OPT_MODEL, OPT_REF, OPT_GRID, OPT_INTERP, OPT_PRECISION
 };
 
 static int parse_ref(const char *cmd, const char *text, long *ref)
@@ -129,8 +133,7 @@ static int parse_ref(const char *cmd, const char *text, long *ref)
 }
 
 static void print_json(const char *output, const clred_combine_result *r, const char *method, const char *reject,
-                       const char *scale, double elapsed, const clred_ctx *ctx, const clred_shift *shifts,
-                       size_t nshifts)
+                       const char *scale, double elapsed, const clred_ctx *ctx, const combine_alignment *al)
 {
     double ncombine = 0;
     clred_header_get_double(r->image.header, "NCOMBINE", &ncombine);
@@ -145,11 +148,26 @@ static void print_json(const char *output, const clred_combine_result *r, const 
            ncombine, r->image.width, r->image.height, method, reject, scale, elapsed, r->bands,
            mean_of(r->ncontrib, npix), nodata);
     cli_json_string(stdout, clred_ctx_device(ctx)->name);
-    if (shifts) {
+    if (al->shifts) {
         printf(", \"shifts\": [");
-        for (size_t i = 0; i < nshifts; i++)
-            printf("%s{\"dx\": %.5f, \"dy\": %.5f, \"psr\": %.3f}", i ? ", " : "", shifts[i].dx, shifts[i].dy,
-                   shifts[i].psr);
+        for (size_t i = 0; i < al->n; i++)
+            printf("%s{\"dx\": %.5f, \"dy\": %.5f, \"psr\": %.3f}", i ? ", " : "", al->shifts[i].dx,
+                   al->shifts[i].dy, al->shifts[i].psr);
+        printf("]");
+    }
+    if (al->matches) {
+        printf(", \"matches\": [");
+        for (size_t i = 0; i < al->n; i++)
+            printf("%s{\"nmatched\": %zu, \"rms\": %.4f, \"scale\": %.6f, \"rotation_deg\": %.5f}", i ? ", " : "",
+                   al->matches[i].nmatched, al->matches[i].rms, al->matches[i].scale, al->matches[i].rotation_deg);
+        printf("]");
+    }
+    if (al->to_ref) {
+        printf(", \"transforms\": [");
+        for (size_t i = 0; i < al->n; i++) {
+            const double *m = al->to_ref[i].m;
+            printf("%s[%.6f, %.6f, %.5f, %.6f, %.6f, %.5f]", i ? ", " : "", m[0], m[1], m[2], m[3], m[4], m[5]);
+        }
         printf("]");
     }
     printf("}\n");
@@ -173,6 +191,7 @@ int cmd_combine(int argc, char **argv)
         {"rejected-map", no_argument, 0, OPT_REJMAP},       {"device", required_argument, 0, OPT_DEVICE},
         {"json", no_argument, 0, OPT_JSON},                 {"overwrite", no_argument, 0, OPT_OVERWRITE},
         {"align", no_argument, 0, OPT_ALIGN},               {"ref", required_argument, 0, OPT_REF},
+        {"align-by", required_argument, 0, OPT_ALIGN_BY},   {"model", required_argument, 0, OPT_MODEL},
         {"grid", required_argument, 0, OPT_GRID},           {"interp", required_argument, 0, OPT_INTERP},
         {"precision", required_argument, 0, OPT_PRECISION},
         {"output", required_argument, 0, 'o'},              {"help", no_argument, 0, 'h'},
@@ -181,8 +200,11 @@ int cmd_combine(int argc, char **argv)
     clred_combine_opts o = clred_combine_defaults();
     const char *output = NULL, *device = NULL;
     static const char *grids[] = {"reference", "union"};
+    static const char *aligners[] = {"phasecorr", "stars"};
+    static const char *models[] = {"similarity", "affine"};
     int json = 0, overwrite = 0, align = 0, c, choice;
-    combine_align_opts ao = {0, CLRED_GRID_REFERENCE, clred_phasecorr_defaults(), clred_resample_defaults()};
+    combine_align_opts ao = {0, 0, CLRED_GRID_REFERENCE, clred_phasecorr_defaults(), clred_match_defaults(),
+                             clred_resample_defaults()};
     double *weights = NULL;
     size_t nweights = 0;
     double sigma;
@@ -226,6 +248,11 @@ int cmd_combine(int argc, char **argv)
             break;
         case OPT_REJMAP: o.want_rejected_map = 1; break;
         case OPT_ALIGN: align = 1; break;
+        case OPT_ALIGN_BY: ok = parse_choice(cmd, "--align-by", optarg, aligners, 2, &ao.by_stars); break;
+        case OPT_MODEL:
+            if ((ok = parse_choice(cmd, "--model", optarg, models, 2, &choice)))
+                ao.mopts.model = (clred_match_model)choice;
+            break;
         case OPT_REF: ok = parse_ref(cmd, optarg, &ao.ref_index); break;
         case OPT_GRID:
             if ((ok = parse_choice(cmd, "--grid", optarg, grids, 2, &choice)))
@@ -260,6 +287,14 @@ int cmd_combine(int argc, char **argv)
         fprintf(stderr, "clred combine: no input files given\n");
         return EXIT_BAD_INPUT;
     }
+    if (ao.by_stars && ao.ref_index < 0) {
+        free(weights);
+        return cli_usage_error(cmd, "--align-by stars needs a reference frame (--ref N), not the median");
+    }
+    if (ao.by_stars && ao.ropts.interp == CLRED_INTERP_FOURIER) {
+        free(weights);
+        return cli_usage_error(cmd, "--interp fourier shifts only; --align-by stars also rotates and scales");
+    }
     clred_status s = clred_output_check(output, inputs, ninputs, overwrite);
     if (s != CLRED_OK) {
         free(weights);
@@ -283,10 +318,10 @@ int cmd_combine(int argc, char **argv)
     double t0 = now_seconds();
     clred_combine_result r;
     memset(&r, 0, sizeof r);
-    clred_shift *shifts = NULL;
-    size_t nshifts = 0;
+    combine_alignment al;
+    memset(&al, 0, sizeof al);
     if (align) {
-        rc = combine_aligned(cmd, ctx, inputs, ninputs, &o, &ao, &r, &shifts, &nshifts);
+        rc = combine_aligned(cmd, ctx, inputs, ninputs, &o, &ao, &r, &al);
         s = CLRED_OK;
     } else {
         s = clred_combine_files(ctx, inputs, ninputs, &o, &r);
@@ -301,10 +336,9 @@ int cmd_combine(int argc, char **argv)
     } else if (rc == EXIT_OK) {
         cli_progress_done();
         if (json)
-            print_json(output, &r, methods[o.method], rejects[o.reject], scales[o.scale], elapsed, ctx, shifts,
-                       nshifts);
+            print_json(output, &r, methods[o.method], rejects[o.reject], scales[o.scale], elapsed, ctx, &al);
     }
-    free(shifts);
+    combine_alignment_free(&al);
     clred_combine_result_free(&r);
     clred_ctx_destroy(ctx);
     free(weights);

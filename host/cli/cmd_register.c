@@ -58,12 +58,6 @@ static void help(void)
            "  clred register --method stars night1.fits night2.fits -o aligned/ --table transforms.csv\n");
 }
 
-typedef struct {
-    char *path;   /* file */
-    size_t frame; /* plane of a cube */
-    int cube;     /* the file is a cube: name outputs by plane */
-} frame_ref;
-
 static int parse_region(const char *text, clred_phasecorr_opts *o)
 {
     long x1, x2, y1, y2;
@@ -90,19 +84,8 @@ static int parse_box(const char *text, clred_phasecorr_opts *o)
     return 1;
 }
 
-static int parse_interp(const char *text, clred_interp *out)
-{
-    static const char *names[] = {"nearest", "bilinear", "bicubic", "lanczos3", "fourier"};
-    for (int i = 0; i < 5; i++)
-        if (!strcmp(text, names[i])) {
-            *out = (clred_interp)i;
-            return 1;
-        }
-    return cli_usage_error(CMD, "--interp expects nearest, bilinear, bicubic, lanczos3 or fourier, got '%s'", text), 0;
-}
-
 /* OUTDIR/<name>_reg.fits, or <name>_NNN_reg.fits for a plane of a cube. */
-static void output_name(const char *dir, const frame_ref *f, char *out, size_t size)
+static void output_name(const char *dir, const cli_frame *f, char *out, size_t size)
 {
     char copy[4096];
     snprintf(copy, sizeof copy, "%s", f->path);
@@ -124,7 +107,7 @@ static void output_name(const char *dir, const frame_ref *f, char *out, size_t s
 }
 
 /* Writes the table to a temporary name and renames it into place. */
-static int write_table(const char *path, const frame_ref *frames, const clred_shift *shifts, size_t n,
+static int write_table(const char *path, const cli_frame *frames, const clred_shift *shifts, size_t n,
                                 const char *ref_text)
 {
     char tmp[4200];
@@ -180,7 +163,7 @@ static void json_match(FILE *f, const clred_match_result *r)
 }
 
 /* The star-matched transforms, written like write_table. */
-static int write_star_table(const char *path, const frame_ref *frames, const clred_match_result *res, size_t n,
+static int write_star_table(const char *path, const cli_frame *frames, const clred_match_result *res, size_t n,
                             const char *ref_text, clred_match_model model)
 {
     char tmp[4200];
@@ -279,7 +262,7 @@ static int parse_args(int argc, char **argv, reg_args *a)
             break;
         }
         case O_INTERP:
-            if (!parse_interp(optarg, &a->ropts.interp))
+            if (!cli_parse_interp(CMD, optarg, &a->ropts.interp))
                 return EXIT_USAGE;
             break;
         case O_REGION:
@@ -394,33 +377,7 @@ static int parse_args(int argc, char **argv, reg_args *a)
     return EXIT_OK;
 }
 
-/* Every frame of every input (cubes expand to their planes). */
-static int list_frames(int argc, char **argv, frame_ref **out, size_t *n)
-{
-    size_t cap = 16;
-    frame_ref *list = malloc(cap * sizeof *list);
-    *n = 0;
-    for (int i = optind; i < argc; i++) {
-        clred_file_info info;
-        clred_status s = clred_file_info_read(argv[i], &info);
-        if (s != CLRED_OK) {
-            free(list);
-            return cli_fail(CMD, s);
-        }
-        for (size_t f = 0; f < info.nframes; f++) {
-            if (*n == cap)
-                list = realloc(list, (cap *= 2) * sizeof *list);
-            list[*n].path = argv[i];
-            list[*n].frame = f;
-            list[*n].cube = info.nframes > 1;
-            (*n)++;
-        }
-    }
-    *out = list;
-    return EXIT_OK;
-}
-
-static int check_outputs(const reg_args *a, const frame_ref *frames, size_t n, int argc, char **argv)
+static int check_outputs(const reg_args *a, const cli_frame *frames, size_t n, int argc, char **argv)
 {
     const char *const *inputs = (const char *const *)argv + optind;
     size_t ninputs = (size_t)(argc - optind);
@@ -446,14 +403,13 @@ static int check_outputs(const reg_args *a, const frame_ref *frames, size_t n, i
 
 /* res: the star-matched transforms (NULL for phase correlation, whose
  * resampling already added its HISTORY card). */
-static int write_aligned(const reg_args *a, const frame_ref *frames, clred_image *aligned, size_t n,
+static int write_aligned(const reg_args *a, const cli_frame *frames, clred_image *aligned, size_t n,
                          const clred_match_result *res)
 {
     if (mkdir(a->outdir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "clred %s: cannot create %s: %s\n", CMD, a->outdir, strerror(errno));
         return EXIT_BAD_INPUT;
     }
-    static const char *names[] = {"nearest", "bilinear", "bicubic", "lanczos3", "fourier"};
     for (size_t i = 0; i < n; i++) {
         char path[4400], hist[200];
         output_name(a->outdir, &frames[i], path, sizeof path);
@@ -461,11 +417,11 @@ static int write_aligned(const reg_args *a, const frame_ref *frames, clred_image
             aligned[i].header = clred_header_new();
         if (res)
             snprintf(hist, sizeof hist, "clred register: method=stars ref=%s interp=%s model=%s max_stars=%zu thresh=%g "
-                     "radius=%g mirror=%d", a->ref_text, names[a->ropts.interp], model_name(a->mopts.model),
+                     "radius=%g mirror=%d", a->ref_text, cli_interp_names[a->ropts.interp], model_name(a->mopts.model),
                      a->mopts.max_stars, a->dopts.thresh, a->mopts.radius, a->mopts.allow_mirror);
         else
             snprintf(hist, sizeof hist, "clred register: ref=%s interp=%s precision=%g window=%d phase_only=%d",
-                     a->ref_text, names[a->ropts.interp], a->popts.precision, (int)a->popts.window, a->popts.phase_only);
+                     a->ref_text, cli_interp_names[a->ropts.interp], a->popts.precision, (int)a->popts.window, a->popts.phase_only);
         clred_status s = aligned[i].header ? clred_header_add_history(aligned[i].header, hist) : CLRED_ERR_MEMORY;
         if (s == CLRED_OK && res) {
             const double *m = res[i].transform.m;
@@ -483,31 +439,12 @@ static int write_aligned(const reg_args *a, const frame_ref *frames, clred_image
 
 /* Stars of the reference once, then each frame's stars matched against them;
  * the reference itself gets the identity. Aligned frames when aligned != NULL. */
-static int register_stars(clred_ctx *ctx, const reg_args *a, const frame_ref *frames, const clred_image *images,
+static int register_stars(clred_ctx *ctx, const reg_args *a, const cli_frame *frames, const clred_image *images,
                           size_t n, clred_match_result *res, clred_image *aligned)
 {
-    size_t r = (size_t)a->ref_index, nref = 0;
-    clred_source *ref_stars = NULL;
-    clred_status s = clred_detect_stars(ctx, &images[r], &a->dopts, &ref_stars, &nref);
-    size_t bad = r;
-    for (size_t i = 0; i < n && s == CLRED_OK; i++) {
-        cli_progress("matching stars %zu/%zu", i + 1, n);
-        bad = i;
-        if (i == r) {
-            memset(&res[i], 0, sizeof res[i]);
-            res[i].transform = clred_transform_identity();
-            res[i].nmatched = res[i].nref = res[i].nimg = nref < a->mopts.max_stars ? nref : a->mopts.max_stars;
-            res[i].scale = 1.0;
-            continue;
-        }
-        clred_source *stars = NULL;
-        size_t nstars = 0;
-        s = clred_detect_stars(ctx, &images[i], &a->dopts, &stars, &nstars);
-        if (s == CLRED_OK)
-            s = clred_match_stars(ref_stars, nref, stars, nstars, &a->mopts, &res[i]);
-        free(stars);
-    }
-    free(ref_stars);
+    cli_progress("matching stars in %zu frames", n);
+    size_t bad = (size_t)a->ref_index;
+    clred_status s = clred_find_transforms(ctx, images, n, (size_t)a->ref_index, &a->dopts, &a->mopts, res, &bad);
     for (size_t i = 0; i < n && aligned && s == CLRED_OK; i++) {
         cli_progress("resampling %zu/%zu", i + 1, n);
         bad = i;
@@ -520,7 +457,7 @@ static int register_stars(clred_ctx *ctx, const reg_args *a, const frame_ref *fr
     return cli_exit_code(s);
 }
 
-static void print_star_summary(const reg_args *a, const frame_ref *frames, const clred_match_result *res, size_t n)
+static void print_star_summary(const reg_args *a, const cli_frame *frames, const clred_match_result *res, size_t n)
 {
     if (a->json) {
         printf("{\"command\": \"register\", \"method\": \"stars\", \"model\": \"%s\", \"reference\": ",
@@ -549,9 +486,10 @@ int cmd_register(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc != EXIT_OK)
         return rc < 0 ? EXIT_OK : rc;
-    frame_ref *frames = NULL;
+    cli_frame *frames = NULL;
     size_t n = 0;
-    if ((rc = list_frames(argc, argv, &frames, &n)) != EXIT_OK)
+    if ((rc = cli_list_frames(CMD, (const char *const *)argv + optind, (size_t)(argc - optind), &frames, &n)) !=
+        EXIT_OK)
         return rc;
     if (a.ref_index >= (long)n) {
         free(frames);
