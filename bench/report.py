@@ -35,6 +35,7 @@ PAIRS = [
     ("background", "files", "SEP Background"),
     ("cosmic", "memory", "astroscrappy detect_cosmics"),
     ("cosmic", "files", "astroscrappy detect_cosmics"),
+    ("cosmic-sepmed", "memory", "astroscrappy detect_cosmics"),
     ("detect", "memory", "SEP Background + extract"),
     ("detect", "files", "SEP Background + extract"),
     ("register", "memory", "skimage phase_cross_correlation"),
@@ -164,7 +165,10 @@ def evaluate_targets(configs, device_type):
     for step, mode, peer, goal, label in (
             ("register", "memory", "skimage phase_cross_correlation", 5, "registration 0.01 px >= 5x faster than skimage"),
             ("background", "memory", "SEP Background", 1 / 1.5, "background within 1.5x of SEP"),
-            ("cosmic", "memory", "astroscrappy detect_cosmics", 5, "cosmic rays (niter 4) >= 5x faster than astroscrappy")):
+            ("cosmic", "memory", "astroscrappy detect_cosmics", 5,
+             "cosmic rays (niter 4, true medians) >= 5x faster than astroscrappy"),
+            ("cosmic-sepmed", "memory", "astroscrappy detect_cosmics", 5,
+             "cosmic rays (niter 4, separable medians: astroscrappy's default) >= 5x faster than astroscrappy")):
         s = speedup(configs, 2048, 20, step, mode, peer)
         value = None if s is None else round(s["speedup"], 2)
         met = None if s is None else (s["speedup"] >= goal and s["agree"] is not False)
