@@ -79,6 +79,9 @@ check "union grid has uncovered corners (NO_DATA)" grep -q '"no_data_pixels": [1
 check "--ref beyond the frames exits 2" test $? -eq 2
 check "one-line message names the frame count" grep -q "there are 4 frames" "$TMP/err"
 check "no output after a failure" test ! -e "$TMP/bad1.fits"
+"$BIN" combine --grid union "${S[@]}" -o "$TMP/bad4.fits" 2>"$TMP/err"
+check "--grid without --align exits 2" test $? -eq 2
+check "message says it needs --align" grep -q "applies only with --align" "$TMP/err"
 "$BIN" combine --align --interp cubic "${S[@]}" -o "$TMP/bad2.fits" 2>"$TMP/err"
 check "unknown interpolant exits 2" test $? -eq 2
 "$BIN" combine --align --grid union --interp fourier "${S[@]}" -o "$TMP/bad3.fits" 2>"$TMP/err"

@@ -203,6 +203,7 @@ int cmd_combine(int argc, char **argv)
     static const char *aligners[] = {"phasecorr", "stars"};
     static const char *models[] = {"similarity", "affine"};
     int json = 0, overwrite = 0, align = 0, c, choice;
+    const char *align_only = NULL; /* an alignment option, refused without --align */
     combine_align_opts ao = {0, 0, CLRED_GRID_REFERENCE, clred_phasecorr_defaults(), clred_match_defaults(),
                              clred_resample_defaults()};
     double *weights = NULL;
@@ -248,18 +249,30 @@ int cmd_combine(int argc, char **argv)
             break;
         case OPT_REJMAP: o.want_rejected_map = 1; break;
         case OPT_ALIGN: align = 1; break;
-        case OPT_ALIGN_BY: ok = parse_choice(cmd, "--align-by", optarg, aligners, 2, &ao.by_stars); break;
+        case OPT_ALIGN_BY:
+            align_only = "--align-by";
+            ok = parse_choice(cmd, "--align-by", optarg, aligners, 2, &ao.by_stars);
+            break;
         case OPT_MODEL:
+            align_only = "--model";
             if ((ok = parse_choice(cmd, "--model", optarg, models, 2, &choice)))
                 ao.mopts.model = (clred_match_model)choice;
             break;
-        case OPT_REF: ok = parse_ref(cmd, optarg, &ao.ref_index); break;
+        case OPT_REF:
+            align_only = "--ref";
+            ok = parse_ref(cmd, optarg, &ao.ref_index);
+            break;
         case OPT_GRID:
+            align_only = "--grid";
             if ((ok = parse_choice(cmd, "--grid", optarg, grids, 2, &choice)))
                 ao.grid = (clred_grid)choice;
             break;
-        case OPT_INTERP: ok = cli_parse_interp(cmd, optarg, &ao.ropts.interp); break;
+        case OPT_INTERP:
+            align_only = "--interp";
+            ok = cli_parse_interp(cmd, optarg, &ao.ropts.interp);
+            break;
         case OPT_PRECISION:
+            align_only = "--precision";
             ok = cli_parse_double(cmd, "--precision", optarg, &ao.popts.precision);
             if (ok && !(ao.popts.precision > 0))
                 ok = !cli_usage_error(cmd, "--precision must be > 0 px, got %s", optarg);
@@ -286,6 +299,10 @@ int cmd_combine(int argc, char **argv)
         free(weights);
         fprintf(stderr, "clred combine: no input files given\n");
         return EXIT_BAD_INPUT;
+    }
+    if (align_only && !align) {
+        free(weights);
+        return cli_usage_error(cmd, "%s applies only with --align", align_only);
     }
     if (ao.by_stars && ao.ref_index < 0) {
         free(weights);
