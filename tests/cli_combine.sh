@@ -9,11 +9,7 @@ rm -rf "$TMP"
 mkdir -p "$TMP"
 fails=0
 
-check() { # description, then a command that must succeed
-    local what=$1
-    shift
-    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fails=$((fails + 1)); fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" # check, near
 
 "$FIXTURES" --write-fixtures "$TMP" || { echo "FAIL: cannot write fixtures"; exit 1; }
 A=$TMP/frame_0.fits B=$TMP/frame_1.fits C=$TMP/frame_2.fits CUBE=$TMP/cube.fits

@@ -10,11 +10,7 @@ rm -rf "$TMP"
 mkdir -p "$TMP"
 fails=0
 
-check() { # description, then a command that must succeed
-    local what=$1
-    shift
-    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fails=$((fails + 1)); fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" # check, near
 
 # the value of a numeric header keyword of a FITS file's primary header
 keyword() {

@@ -11,14 +11,7 @@ rm -rf "$TMP"
 mkdir -p "$TMP"
 fails=0
 
-check() { # description, then a command that must succeed
-    local what=$1
-    shift
-    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fails=$((fails + 1)); fi
-}
-near() { # value expected tolerance
-    awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t) }'
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" # check, near
 json_num() { # key file: the first number after "key":
     grep -o "\"$1\": [-0-9.e+]*" "$2" | head -1 | awk '{ print $2 }'
 }

@@ -10,14 +10,7 @@ rm -rf "$TMP"
 mkdir -p "$TMP"
 fails=0
 
-check() { # description, then a command that must succeed
-    local what=$1
-    shift
-    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fails=$((fails + 1)); fi
-}
-near() { # value expected tolerance
-    awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t) }'
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" # check, near
 
 "$FIXTURES" --write-fixtures "$TMP" || { echo "FAIL: cannot write fixtures"; exit 1; }
 A=$TMP/star_0.fits B=$TMP/star_1.fits C=$TMP/star_2.fits

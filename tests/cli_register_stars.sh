@@ -12,14 +12,7 @@ rm -rf "$TMP"
 mkdir -p "$TMP"
 fails=0
 
-check() { # description, then a command that must succeed
-    local what=$1
-    shift
-    if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fails=$((fails + 1)); fi
-}
-near() { # value expected tolerance
-    awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t) }'
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" # check, near
 col() { # file row column-name: the value of a CSV column by its header name
     awk -F, -v row="$2" -v name="$3" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i }
         NR == row { print $c }' "$1"
