@@ -182,3 +182,34 @@ int cli_parse_interp(const char *cmd, const char *text, clred_interp *out)
     cli_usage_error(cmd, "--interp expects nearest, bilinear, bicubic, lanczos3 or fourier, got '%s'", text);
     return 0;
 }
+
+int cli_parse_choice(const char *cmd, const char *opt, const char *text, const char *const *names, int count, int *out)
+{
+    for (int i = 0; i < count; i++)
+        if (strcmp(text, names[i]) == 0) {
+            *out = i;
+            return 1;
+        }
+    char list[256] = "";
+    for (int i = 0; i < count; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? (i + 1 < count ? ", " : " or ") : "",
+                 names[i]);
+    cli_usage_error(cmd, "%s expects %s, got '%s'", opt, list, text);
+    return 0;
+}
+
+int cli_parse_ref(const char *cmd, const char *text, long *ref)
+{
+    if (!strcmp(text, "median")) {
+        *ref = -1;
+        return 1;
+    }
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end || v < 0) {
+        cli_usage_error(cmd, "--ref expects a frame index >= 0 or 'median', got '%s'", text);
+        return 0;
+    }
+    *ref = v;
+    return 1;
+}

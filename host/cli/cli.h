@@ -39,6 +39,12 @@ int cli_list_frames(const char *cmd, const char *const *paths, size_t npaths, cl
 int cli_read_frames(const char *cmd, const cli_frame *frames, size_t n, clred_image **images);
 void cli_free_images(clred_image *images, size_t n);
 
+/* One of count names: its index in *out. Prints a usage error and returns 0
+ * if text is none of them. */
+int cli_parse_choice(const char *cmd, const char *opt, const char *text, const char *const *names, int count, int *out);
+/* --ref: a frame index >= 0, or "median" (-1). */
+int cli_parse_ref(const char *cmd, const char *text, long *ref);
+
 /* Interpolant names, in clred_interp order, and their parser. */
 extern const char *const cli_interp_names[5];
 int cli_parse_interp(const char *cmd, const char *text, clred_interp *out);

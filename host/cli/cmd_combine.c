@@ -48,18 +48,6 @@ static void help(void)
            "  clred combine --align --grid union --reject sigclip cal_*.fits -o stack.fits\n");
 }
 
-static int parse_choice(const char *cmd, const char *opt, const char *text, const char *const *names, int count,
-                        int *out)
-{
-    for (int i = 0; i < count; i++)
-        if (strcmp(text, names[i]) == 0) {
-            *out = i;
-            return 1;
-        }
-    cli_usage_error(cmd, "%s: unknown value '%s'", opt, text);
-    return 0;
-}
-
 /* "1,2.5,3" -> weights; the count is checked against the frames later. */
 static int parse_weights(const char *text, double **weights, size_t *count)
 {
@@ -116,22 +104,6 @@ enum {
     OPT_OVERWRITE, OPT_ALIGN, OPT_ALIGN_BY, OPT_MODEL, OPT_REF, OPT_GRID, OPT_INTERP, OPT_PRECISION
 };
 
-static int parse_ref(const char *cmd, const char *text, long *ref)
-{
-    char *end;
-    if (!strcmp(text, "median")) {
-        *ref = -1;
-        return 1;
-    }
-    long v = strtol(text, &end, 10);
-    if (end == text || *end || v < 0) {
-        cli_usage_error(cmd, "--ref expects a frame number >= 0 or 'median', got '%s'", text);
-        return 0;
-    }
-    *ref = v;
-    return 1;
-}
-
 static void print_json(const char *output, const clred_combine_result *r, const char *method, const char *reject,
                        const char *scale, double elapsed, const clred_ctx *ctx, const combine_alignment *al)
 {
@@ -175,11 +147,11 @@ static void print_json(const char *output, const clred_combine_result *r, const 
 
 int cmd_combine(int argc, char **argv)
 {
-    static const char *methods[] = {"mean", "median", "sum", "min", "max"};
-    static const char *rejects[] = {"none", "sigclip", "minmax", "winsorized", "percentile"};
-    static const char *scales[] = {"none", "mult", "add"};
-    static const char *centres[] = {"median", "mean"};
-    static const char *spreads[] = {"std", "mad"};
+    static const char *const methods[] = {"mean", "median", "sum", "min", "max"};
+    static const char *const rejects[] = {"none", "sigclip", "minmax", "winsorized", "percentile"};
+    static const char *const scales[] = {"none", "mult", "add"};
+    static const char *const centres[] = {"median", "mean"};
+    static const char *const spreads[] = {"std", "mad"};
     static const struct option longopts[] = {
         {"method", required_argument, 0, OPT_METHOD},       {"reject", required_argument, 0, OPT_REJECT},
         {"sigma", required_argument, 0, OPT_SIGMA},         {"sigma-low", required_argument, 0, OPT_SIGMA_LOW},
@@ -199,9 +171,9 @@ int cmd_combine(int argc, char **argv)
     const char *cmd = "combine";
     clred_combine_opts o = clred_combine_defaults();
     const char *output = NULL, *device = NULL;
-    static const char *grids[] = {"reference", "union"};
-    static const char *aligners[] = {"phasecorr", "stars"};
-    static const char *models[] = {"similarity", "affine"};
+    static const char *const grids[] = {"reference", "union"};
+    static const char *const aligners[] = {"phasecorr", "stars"};
+    static const char *const models[] = {"similarity", "affine"};
     int json = 0, overwrite = 0, align = 0, c, choice;
     const char *align_only = NULL; /* an alignment option, refused without --align */
     combine_align_opts ao = {0, 0, CLRED_GRID_REFERENCE, clred_phasecorr_defaults(), clred_match_defaults(),
@@ -217,19 +189,19 @@ int cmd_combine(int argc, char **argv)
         case 'h': help(); free(weights); return EXIT_OK;
         case 'o': output = optarg; break;
         case OPT_METHOD:
-            if ((ok = parse_choice(cmd, "--method", optarg, methods, 5, &choice)))
+            if ((ok = cli_parse_choice(cmd, "--method", optarg, methods, 5, &choice)))
                 o.method = (clred_combine_method)choice;
             break;
         case OPT_REJECT:
-            if ((ok = parse_choice(cmd, "--reject", optarg, rejects, 5, &choice)))
+            if ((ok = cli_parse_choice(cmd, "--reject", optarg, rejects, 5, &choice)))
                 o.reject = (clred_reject_method)choice;
             break;
         case OPT_SCALE:
-            if ((ok = parse_choice(cmd, "--scale", optarg, scales, 3, &choice)))
+            if ((ok = cli_parse_choice(cmd, "--scale", optarg, scales, 3, &choice)))
                 o.scale = (clred_scale_method)choice;
             break;
-        case OPT_CENTRE: ok = parse_choice(cmd, "--centre", optarg, centres, 2, &o.centre_mean); break;
-        case OPT_SPREAD: ok = parse_choice(cmd, "--spread", optarg, spreads, 2, &o.spread_mad); break;
+        case OPT_CENTRE: ok = cli_parse_choice(cmd, "--centre", optarg, centres, 2, &o.centre_mean); break;
+        case OPT_SPREAD: ok = cli_parse_choice(cmd, "--spread", optarg, spreads, 2, &o.spread_mad); break;
         case OPT_SIGMA:
             if ((ok = cli_parse_double(cmd, "--sigma", optarg, &sigma)))
                 o.sigma_lower = o.sigma_upper = sigma;
@@ -251,20 +223,20 @@ int cmd_combine(int argc, char **argv)
         case OPT_ALIGN: align = 1; break;
         case OPT_ALIGN_BY:
             align_only = "--align-by";
-            ok = parse_choice(cmd, "--align-by", optarg, aligners, 2, &ao.by_stars);
+            ok = cli_parse_choice(cmd, "--align-by", optarg, aligners, 2, &ao.by_stars);
             break;
         case OPT_MODEL:
             align_only = "--model";
-            if ((ok = parse_choice(cmd, "--model", optarg, models, 2, &choice)))
+            if ((ok = cli_parse_choice(cmd, "--model", optarg, models, 2, &choice)))
                 ao.mopts.model = (clred_match_model)choice;
             break;
         case OPT_REF:
             align_only = "--ref";
-            ok = parse_ref(cmd, optarg, &ao.ref_index);
+            ok = cli_parse_ref(cmd, optarg, &ao.ref_index);
             break;
         case OPT_GRID:
             align_only = "--grid";
-            if ((ok = parse_choice(cmd, "--grid", optarg, grids, 2, &choice)))
+            if ((ok = cli_parse_choice(cmd, "--grid", optarg, grids, 2, &choice)))
                 ao.grid = (clred_grid)choice;
             break;
         case OPT_INTERP:

@@ -241,26 +241,22 @@ static int parse_args(int argc, char **argv, reg_args *a)
     a->mopts = clred_match_defaults();
     a->dopts = clred_detect_defaults();
     a->dopts.thresh = 5.0;
-    int c, n;
+    static const char *const windows[] = {"none", "hann", "tukey"};
+    static const char *const ffts[] = {"clfft", "vkfft"};
+    static const char *const methods[] = {"phasecorr", "stars"};
+    static const char *const models[] = {"similarity", "affine"};
+    int c, n, choice;
     optind = 1;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
         switch (c) {
         case 'h': help(); return -1;
         case 'o': a->outdir = optarg; break;
         case O_TABLE: a->table = optarg; break;
-        case O_REF: {
+        case O_REF:
             a->ref_text = optarg;
-            int idx;
-            if (!strcmp(optarg, "median"))
-                a->ref_index = -1;
-            else if (!cli_parse_int(CMD, "--ref", optarg, &idx))
+            if (!cli_parse_ref(CMD, optarg, &a->ref_index))
                 return EXIT_USAGE;
-            else if (idx < 0)
-                return cli_usage_error(CMD, "--ref expects a frame index >= 0 or 'median', got '%s'", optarg);
-            else
-                a->ref_index = idx;
             break;
-        }
         case O_INTERP:
             if (!cli_parse_interp(CMD, optarg, &a->ropts.interp))
                 return EXIT_USAGE;
@@ -284,14 +280,9 @@ static int parse_args(int argc, char **argv, reg_args *a)
             break;
         case O_WINDOW:
             a->pc_only = "--window";
-            if (!strcmp(optarg, "none"))
-                a->popts.window = CLRED_WINDOW_NONE;
-            else if (!strcmp(optarg, "hann"))
-                a->popts.window = CLRED_WINDOW_HANN;
-            else if (!strcmp(optarg, "tukey"))
-                a->popts.window = CLRED_WINDOW_TUKEY;
-            else
-                return cli_usage_error(CMD, "--window expects none, hann or tukey, got '%s'", optarg);
+            if (!cli_parse_choice(CMD, "--window", optarg, windows, 3, &choice))
+                return EXIT_USAGE;
+            a->popts.window = (clred_window)choice; /* in clred_window order */
             break;
         case O_PHASE: a->popts.phase_only = 1, a->pc_only = "--phase"; break;
         case O_MAXSHIFT:
@@ -301,12 +292,9 @@ static int parse_args(int argc, char **argv, reg_args *a)
             break;
         case O_FFT:
             a->pc_only = "--fft";
-            if (!strcmp(optarg, "clfft"))
-                a->popts.backend = a->ropts.backend = CLRED_FFT_CLFFT;
-            else if (!strcmp(optarg, "vkfft"))
-                a->popts.backend = a->ropts.backend = CLRED_FFT_VKFFT;
-            else
-                return cli_usage_error(CMD, "--fft expects clfft or vkfft, got '%s'", optarg);
+            if (!cli_parse_choice(CMD, "--fft", optarg, ffts, 2, &choice))
+                return EXIT_USAGE;
+            a->popts.backend = a->ropts.backend = choice ? CLRED_FFT_VKFFT : CLRED_FFT_CLFFT;
             if (!clred_fft_available(a->popts.backend))
                 return cli_usage_error(CMD, "--fft %s: that FFT library was not built into clred", optarg);
             break;
@@ -314,19 +302,14 @@ static int parse_args(int argc, char **argv, reg_args *a)
         case O_JSON: a->json = 1; break;
         case O_DEVICE: a->device = optarg; break;
         case O_METHOD:
-            if (!strcmp(optarg, "stars") || !strcmp(optarg, "phasecorr"))
-                a->stars = !strcmp(optarg, "stars");
-            else
-                return cli_usage_error(CMD, "--method expects phasecorr or stars, got '%s'", optarg);
+            if (!cli_parse_choice(CMD, "--method", optarg, methods, 2, &a->stars))
+                return EXIT_USAGE;
             break;
         case O_MODEL:
             a->stars_only = "--model";
-            if (!strcmp(optarg, "similarity"))
-                a->mopts.model = CLRED_MATCH_SIMILARITY;
-            else if (!strcmp(optarg, "affine"))
-                a->mopts.model = CLRED_MATCH_AFFINE;
-            else
-                return cli_usage_error(CMD, "--model expects similarity or affine, got '%s'", optarg);
+            if (!cli_parse_choice(CMD, "--model", optarg, models, 2, &choice))
+                return EXIT_USAGE;
+            a->mopts.model = (clred_match_model)choice; /* in clred_match_model order */
             break;
         case O_MAXSTARS:
             a->stars_only = "--max-stars";
