@@ -398,30 +398,19 @@ clred_status clred_measure_shift(clred_ctx *ctx, const clred_image *ref, const c
     return st;
 }
 
-/* The pixel-wise median of the usable values of a stack (NaN where none). */
-static clred_status stack_median(const clred_image *frames, size_t n, uint16_t ignore, clred_image *out)
+/* The pixel-wise median of the usable values of a stack (NaN where none),
+ * by the device combine. */
+static clred_status stack_median(clred_ctx *ctx, const clred_image *frames, size_t n, uint16_t ignore,
+                                 clred_image *out)
 {
-    CLRED_TRY(clred_image_alloc(out, frames[0].width, frames[0].height, 0, 0));
-    float *v = malloc(n * sizeof *v);
-    if (!v) {
-        clred_image_free(out);
-        return clred_fail(CLRED_ERR_MEMORY, "out of memory for a median of %zu frames", n);
-    }
-    size_t npix = out->width * out->height;
-    for (size_t i = 0; i < npix; i++) {
-        size_t m = 0;
-        for (size_t f = 0; f < n; f++) {
-            float x = frames[f].sci[i];
-            if (isfinite(x) && !(frames[f].mask && (frames[f].mask[i] & ignore)))
-                v[m++] = x;
-        }
-        if (m == 0) {
-            out->sci[i] = NAN;
-            continue;
-        }
-        out->sci[i] = (float)clred_median_inplace(v, m);
-    }
-    free(v);
+    clred_combine_opts o = clred_combine_defaults();
+    o.method = CLRED_COMBINE_MEDIAN;
+    o.ignore_bits = ignore;
+    clred_combine_result r;
+    CLRED_TRY(clred_combine_images(ctx, frames, n, &o, &r));
+    *out = r.image;
+    memset(&r.image, 0, sizeof r.image);
+    clred_combine_result_free(&r);
     return CLRED_OK;
 }
 
@@ -445,7 +434,7 @@ clred_status clred_measure_shifts(clred_ctx *ctx, const clred_image *frames, siz
     memset(&median, 0, sizeof median);
     const clred_image *ref = ref_index >= 0 ? &frames[ref_index] : NULL;
     if (!ref) {
-        CLRED_TRY(stack_median(frames, nframes, opts->ignore_bits, &median));
+        CLRED_TRY(stack_median(ctx, frames, nframes, opts->ignore_bits, &median));
         ref = &median;
     }
     pc_state s;
