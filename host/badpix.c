@@ -18,17 +18,6 @@ clred_badpix_opts clred_badpix_defaults(void)
     return o;
 }
 
-static int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-static double median_sorted(const float *v, size_t n)
-{
-    return (n & 1) ? v[n / 2] : 0.5 * ((double)v[n / 2 - 1] + (double)v[n / 2]);
-}
-
 /* 1.4826 * MAD of the finite residuals img - med. */
 static clred_status robust_sigma(const float *img, const float *med, size_t n, double *sigma)
 {
@@ -43,12 +32,10 @@ static clred_status robust_sigma(const float *img, const float *med, size_t n, d
     }
     *sigma = 0;
     if (m > 0) {
-        qsort(r, m, sizeof *r, cmp_float);
-        double centre = median_sorted(r, m);
+        double centre = clred_median_inplace(r, m);
         for (size_t i = 0; i < m; i++)
             r[i] = (float)fabs(r[i] - centre);
-        qsort(r, m, sizeof *r, cmp_float);
-        *sigma = 1.4826 * median_sorted(r, m);
+        *sigma = 1.4826 * clred_median_inplace(r, m);
     }
     free(r);
     return CLRED_OK;
