@@ -28,7 +28,7 @@ void bench_results_free(bench_results *r)
     memset(r, 0, sizeof *r);
 }
 
-void bench_keep_best(bench_result *res, const clred_ctx *ctx, double wall_s)
+void bench_keep_best(bench_result *res, clred_ctx *ctx, double wall_s)
 {
     clred_timing t;
     clred_ctx_timing(ctx, &t);

@@ -6,6 +6,7 @@
 #include <CL/cl.h>
 
 #include "clred.h"
+#include "clred_cl.h"
 
 #if defined(__GNUC__)
 #define CLRED_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -32,22 +33,78 @@ void clred_clear_error(void);
 
 /* ---- context (runtime.c) */
 
+/* Thread rule: one thread at a time uses a context (its queue, kernels,
+ * pool and pending events are unsynchronised); several contexts may run in
+ * parallel, since nothing below is process-global. */
 struct clred_ctx {
     cl_platform_id platform;
     cl_device_id device;
     cl_context context;
     cl_command_queue queue;
+    int owns_cl;           /* 0 when made from the caller's OpenCL objects (clred_cl.h): retained, not created */
     clred_device_info info;
+    int unified_memory;    /* the device works in host memory (CPU, integrated GPU): host-backed buffers, no copies */
     uint64_t memory_limit; /* 0 = the device's own */
     int use_double;        /* accumulate in double in kernels */
     struct clred_program_cache *programs;
+    struct clred_fft_cache *fft;     /* FFT plans of this context (fft.c) */
+    struct clred_pool *pool;         /* idle device buffers for reuse (pool.c) */
+    uint64_t resident_bytes;         /* device images and pooled buffers held now */
+    struct clred_events *events;     /* enqueued commands whose timing is not yet collected (events.c) */
     clred_timing timing;
 };
 
-/* Memory clred may plan to use on the device, in bytes (a share of the global
- * memory, capped by the user's limit), and the largest single buffer. */
+/* Memory clred may plan to use on the device for a step's temporaries, in
+ * bytes: a share of the global memory, capped by the user's limit, less what
+ * device images hold; and the largest single buffer. */
 uint64_t clred_ctx_budget(const clred_ctx *ctx);
 uint64_t clred_ctx_max_alloc(const clred_ctx *ctx);
+/* The whole planning budget, before device images are taken off. */
+uint64_t clred_ctx_total_budget(const clred_ctx *ctx);
+
+/* ---- device images (dimage.c) */
+
+enum { CLRED_PLANE_SCI = 0, CLRED_PLANE_VAR, CLRED_PLANE_MASK, CLRED_NPLANES };
+
+/* Where a plane's memory comes from, which says how it is released. */
+typedef enum {
+    CLRED_PLANE_NONE = 0, /* absent */
+    CLRED_PLANE_POOLED,   /* from the context's pool (counted in resident_bytes) */
+    CLRED_PLANE_HOST,     /* over a host array (CL_MEM_USE_HOST_PTR) that the image owns (counted) */
+    CLRED_PLANE_BORROWED, /* over a caller's host array, not owned (a host wrapper's input) */
+    CLRED_PLANE_WRAPPED   /* the caller's cl_mem (clred_dimage_wrap_cl), retained, not counted */
+} clred_plane_kind;
+
+struct clred_dimage {
+    clred_ctx *ctx;
+    size_t width, height;
+    cl_mem plane[CLRED_NPLANES];  /* sci, var, mask; NULL when absent */
+    clred_plane_kind kind[CLRED_NPLANES];
+    void *host[CLRED_NPLANES];    /* the host array of HOST and BORROWED planes */
+    clred_header *header;         /* never NULL */
+};
+
+static inline cl_mem clred_dimage_sci(const clred_dimage *d) { return d->plane[CLRED_PLANE_SCI]; }
+static inline cl_mem clred_dimage_var(const clred_dimage *d) { return d->plane[CLRED_PLANE_VAR]; }
+static inline cl_mem clred_dimage_mask(const clred_dimage *d) { return d->plane[CLRED_PLANE_MASK]; }
+static inline size_t clred_dimage_pixels(const clred_dimage *d) { return d->width * d->height; }
+
+/* The host wrappers' way in: a device image over img's planes. On a device
+ * sharing host memory the device works in img's own arrays (no copy);
+ * elsewhere the planes are uploaded. img must outlive the view and not be
+ * touched while the device may use it. */
+clred_status clred_dimage_borrow(clred_ctx *ctx, const clred_image *img, clred_dimage **out);
+/* After a step changed a borrowed image in place: makes the host arrays
+ * current (a map/unmap where shared, else a download into them). */
+clred_status clred_dimage_sync_borrowed(clred_dimage *d);
+/* Downloads into an existing host image of the same shape (planes it lacks
+ * are allocated; planes the device image lacks are left alone); the header
+ * is not touched. */
+clred_status clred_dimage_download_into(const clred_dimage *d, clred_image *img);
+/* A new device image like d (same shape, the planes asked for), header copied
+ * from d's when copy_header. */
+clred_status clred_dimage_like(const clred_dimage *d, int with_var, int with_mask, int copy_header,
+                               clred_dimage **out);
 
 /* ---- programs (programs.c) */
 
@@ -72,6 +129,8 @@ clred_status clred_download(clred_ctx *ctx, cl_mem buf, size_t offset, size_t by
 clred_status clred_fill_zero(clred_ctx *ctx, cl_mem buf, size_t bytes);
 /* Device-side copy of the first bytes of src into dst (enqueued, in order). */
 clred_status clred_copy(clred_ctx *ctx, cl_mem src, cl_mem dst, size_t bytes);
+clred_status clred_copy_region(clred_ctx *ctx, cl_mem src, size_t src_offset, cl_mem dst, size_t dst_offset,
+                               size_t bytes);
 void clred_release(cl_mem *buf);
 
 /* Sets kernel arguments: pairs of (size, pointer), ending with 0. */
@@ -79,8 +138,9 @@ clred_status clred_args(cl_kernel k, const char *name, ...);
 #define CLRED_ARG(x) sizeof(x), (const void *)&(x)
 #define CLRED_LOCAL(bytes) (size_t)(bytes), (const void *)NULL
 
-/* Enqueues a 1-D or 2-D range; local may be NULL. Waits for completion and
- * adds the kernel time to the context's timing. */
+/* Enqueues a 1-D or 2-D range; local may be NULL. Does not wait: the
+ * kernel's time is added to the context's timing (and trace) when a later
+ * blocking transfer or clred_sync finds it finished. */
 clred_status clred_run(clred_ctx *ctx, cl_kernel k, const char *name, cl_uint dims, const size_t *global,
                        const size_t *local);
 
@@ -90,6 +150,54 @@ clred_status clred_run_tiled(clred_ctx *ctx, cl_kernel k, const char *name, cl_u
 
 /* Rounds n up to a multiple of m. */
 static inline size_t clred_round_up(size_t n, size_t m) { return m ? (n + m - 1) / m * m : n; }
+
+/* Waits for everything enqueued on the context's queue and collects its timing. */
+clred_status clred_sync(clred_ctx *ctx);
+
+/* ---- events, timing and the trace (events.c) */
+
+typedef enum { CLRED_EV_KERNEL = 0, CLRED_EV_UPLOAD, CLRED_EV_DOWNLOAD, CLRED_EV_COPY } clred_event_kind;
+
+/* Takes ownership of ev (an enqueued command of kind, named name, enqueued
+ * at host time t_enqueue): its profiling times are read once it has
+ * finished. Never fails; with too many pending it waits for the queue. */
+void clred_event_track(clred_ctx *ctx, cl_event ev, clred_event_kind kind, const char *name, size_t bytes,
+                       double t_enqueue);
+/* Reads the times of the finished pending events (all of them after a
+ * clFinish), adds them to the timing and the trace, releases them. */
+void clred_events_collect(clred_ctx *ctx, int all_finished);
+void clred_events_release(clred_ctx *ctx);
+/* A host-side span (reading a file, writing a product) for the trace, on the
+ * named lane; thread-safe, so a reader thread may call it. No-op unless
+ * tracing. */
+void clred_trace_host(clred_ctx *ctx, const char *lane, const char *name, double t0, double t1);
+
+/* ---- buffer pool (pool.c) */
+
+/* A READ_WRITE device buffer of exactly bytes, reused from the pool when one
+ * of that size is idle, else new; counted in resident_bytes. Fails with a
+ * message naming what and the budget when it would exceed the budget. */
+clred_status clred_pool_take(clred_ctx *ctx, size_t bytes, const char *what, cl_mem *buf);
+/* Returns a buffer from clred_pool_take to the pool (or releases it when
+ * the pool is full); *buf becomes NULL. */
+void clred_pool_give(clred_ctx *ctx, cl_mem *buf, size_t bytes);
+/* Bytes held by idle pooled buffers (part of resident_bytes). */
+uint64_t clred_pool_idle_bytes(const clred_ctx *ctx);
+/* Releases every idle pooled buffer. */
+void clred_pool_drain(clred_ctx *ctx);
+void clred_pool_destroy(clred_ctx *ctx);
+
+/* ---- atomic writes (atomic.c): every file clred writes goes through these */
+
+#include <stdio.h>
+/* tmp receives a temporary name beside path (".name.<pid>.tmp"), removed if left over. */
+clred_status clred_atomic_temp_name(const char *path, char *tmp, size_t size);
+/* Renames tmp to path; on failure removes tmp. */
+clred_status clred_atomic_commit(const char *tmp, const char *path);
+/* clred_output_check(path, overwrite), then opens a temporary beside path for writing. */
+clred_status clred_atomic_open(const char *path, int overwrite, char *tmp, size_t size, FILE **f);
+/* Closes f and renames it into place; on any write error removes it. */
+clred_status clred_atomic_close(FILE *f, const char *tmp, const char *path);
 
 /* ---- header (header.c) */
 

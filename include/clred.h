@@ -22,6 +22,16 @@ extern "C" {
 
 #define CLRED_VERSION "0.1.0"
 
+/* Exported symbols: the library is built with -fvisibility=hidden, so only
+ * what is marked CLRED_API leaves libclred.so. */
+#if defined(_WIN32)
+#define CLRED_API
+#elif defined(__GNUC__)
+#define CLRED_API __attribute__((visibility("default")))
+#else
+#define CLRED_API
+#endif
+
 /* ---------------------------------------------------------------- status */
 
 typedef enum {
@@ -34,9 +44,9 @@ typedef enum {
 } clred_status;
 
 /* The message of the last failure on this thread ("" if none). */
-const char *clred_last_error(void);
+CLRED_API const char *clred_last_error(void);
 /* Short name of a status ("input", "usage", ...). */
-const char *clred_status_name(clred_status s);
+CLRED_API const char *clred_status_name(clred_status s);
 
 /* ------------------------------------------------------------ mask bits */
 
@@ -53,25 +63,25 @@ const char *clred_status_name(clred_status s);
 #define CLRED_MASK_UNUSABLE (CLRED_MASK_BAD | CLRED_MASK_SATURATED | CLRED_MASK_COSMIC_RAY | CLRED_MASK_NO_DATA)
 
 /* Name of a single mask bit ("BAD", ...), or NULL for an unknown bit. */
-const char *clred_mask_bit_name(uint16_t bit);
+CLRED_API const char *clred_mask_bit_name(uint16_t bit);
 
 /* --------------------------------------------------------------- header */
 
 /* A FITS header kept as 80-character cards, without structural keywords. */
 typedef struct clred_header clred_header;
 
-clred_header *clred_header_new(void);
-clred_header *clred_header_copy(const clred_header *h);
-void clred_header_free(clred_header *h);
-size_t clred_header_count(const clred_header *h);
-const char *clred_header_card(const clred_header *h, size_t i); /* 80 chars, NUL terminated */
+CLRED_API clred_header *clred_header_new(void);
+CLRED_API clred_header *clred_header_copy(const clred_header *h);
+CLRED_API void clred_header_free(clred_header *h);
+CLRED_API size_t clred_header_count(const clred_header *h);
+CLRED_API const char *clred_header_card(const clred_header *h, size_t i); /* 80 chars, NUL terminated */
 /* Value lookups: return 1 and set *value when the keyword exists and parses, else 0. */
-int clred_header_get_double(const clred_header *h, const char *key, double *value);
-int clred_header_get_string(const clred_header *h, const char *key, char *value, size_t size);
-clred_status clred_header_set_double(clred_header *h, const char *key, double value, const char *comment);
-clred_status clred_header_set_string(clred_header *h, const char *key, const char *value, const char *comment);
+CLRED_API int clred_header_get_double(const clred_header *h, const char *key, double *value);
+CLRED_API int clred_header_get_string(const clred_header *h, const char *key, char *value, size_t size);
+CLRED_API clred_status clred_header_set_double(clred_header *h, const char *key, double value, const char *comment);
+CLRED_API clred_status clred_header_set_string(clred_header *h, const char *key, const char *value, const char *comment);
 /* Appends a HISTORY card (long text is split over several cards). */
-clred_status clred_header_add_history(clred_header *h, const char *text);
+CLRED_API clred_status clred_header_add_history(clred_header *h, const char *text);
 
 /* ---------------------------------------------------------------- image */
 
@@ -86,10 +96,10 @@ typedef struct {
 } clred_image;
 
 /* Allocates an image; planes are zeroed. with_var / with_mask choose the planes. */
-clred_status clred_image_alloc(clred_image *img, size_t width, size_t height, int with_var, int with_mask);
-clred_status clred_image_add_var(clred_image *img);
-clred_status clred_image_add_mask(clred_image *img);
-void clred_image_free(clred_image *img);
+CLRED_API clred_status clred_image_alloc(clred_image *img, size_t width, size_t height, int with_var, int with_mask);
+CLRED_API clred_status clred_image_add_var(clred_image *img);
+CLRED_API clred_status clred_image_add_mask(clred_image *img);
+CLRED_API void clred_image_free(clred_image *img);
 
 /* ------------------------------------------------------------------- I/O */
 
@@ -101,19 +111,19 @@ typedef struct {
 
 /* path may carry an HDU selector: "file.fits[1]", "file.fits[SCI]", "file.fits.fz".
  * A file ending in .npy is read as a NumPy array. */
-clred_status clred_file_info_read(const char *path, clred_file_info *info);
+CLRED_API clred_status clred_file_info_read(const char *path, clred_file_info *info);
 
 /* Reads one frame (0 for a 2-D image) into img with sci, and var/mask when the
  * file is a clred MEF that has VAR/MASK extensions. The header is kept. */
-clred_status clred_image_read(const char *path, size_t frame, clred_image *img);
+CLRED_API clred_status clred_image_read(const char *path, size_t frame, clred_image *img);
 
 /* Reads rows [y0, y0 + nrows) of one frame as float (BZERO/BSCALE applied). */
-clred_status clred_rows_read(const char *path, size_t frame, size_t y0, size_t nrows, float *rows);
+CLRED_API clred_status clred_rows_read(const char *path, size_t frame, size_t y0, size_t nrows, float *rows);
 
 /* Writes img as a MEF: SCI (primary HDU, EXTNAME=SCI, with the header), then
  * VAR and MASK if present (MASK carries the bit names). Written to a temporary
  * name and renamed; an existing output is an error unless overwrite is set. */
-clred_status clred_image_write(const char *path, const clred_image *img, int overwrite);
+CLRED_API clred_status clred_image_write(const char *path, const clred_image *img, int overwrite);
 
 /* An extra float plane written as a further extension (e.g. NCONTRIB). */
 typedef struct {
@@ -121,12 +131,12 @@ typedef struct {
     const float *data; /* width * height, same shape as the image */
 } clred_extra_plane;
 /* clred_image_write, then the extra planes after MASK, atomically. */
-clred_status clred_image_write_with(const char *path, const clred_image *img,
+CLRED_API clred_status clred_image_write_with(const char *path, const clred_image *img,
                                     const clred_extra_plane *extra, size_t nextra, int overwrite);
 
 /* Checks, before any work, that an output may be written: it is not one of the
  * inputs and, unless overwrite is set, does not exist. */
-clred_status clred_output_check(const char *output, const char *const *inputs, size_t ninputs, int overwrite);
+CLRED_API clred_status clred_output_check(const char *output, const char *const *inputs, size_t ninputs, int overwrite);
 
 /* --------------------------------------------------------------- devices */
 
@@ -148,25 +158,80 @@ typedef struct {
 } clred_device_info;
 
 /* Lists every OpenCL device of every platform. *list is malloc'd (free()). */
-clred_status clred_devices_list(clred_device_info **list, size_t *count);
+CLRED_API clred_status clred_devices_list(clred_device_info **list, size_t *count);
 
 typedef struct clred_ctx clred_ctx;
 
 /* Opens a device. spec is an index or a name substring; NULL means the
  * CLRED_DEVICE environment variable, else the first GPU, else the first CPU. */
-clred_status clred_ctx_create(const char *spec, clred_ctx **ctx);
-void clred_ctx_destroy(clred_ctx *ctx);
-const clred_device_info *clred_ctx_device(const clred_ctx *ctx);
+CLRED_API clred_status clred_ctx_create(const char *spec, clred_ctx **ctx);
+CLRED_API void clred_ctx_destroy(clred_ctx *ctx);
+CLRED_API const clred_device_info *clred_ctx_device(const clred_ctx *ctx);
 /* Caps the device memory clred plans with (0 = the device's own limit). The
  * CLRED_MEMORY_LIMIT environment variable (bytes, or with K/M/G) does the same. */
-void clred_ctx_set_memory_limit(clred_ctx *ctx, uint64_t bytes);
-/* Kernel time spent so far (seconds, from profiling events), and bytes moved. */
+CLRED_API void clred_ctx_set_memory_limit(clred_ctx *ctx, uint64_t bytes);
+/* Work done so far: device time (seconds, from profiling events, collected
+ * as commands finish), bytes moved and how many transfers and kernels. */
 typedef struct {
     double kernel_s, upload_s, download_s;
     uint64_t upload_bytes, download_bytes;
+    uint64_t uploads, downloads, kernels;
 } clred_timing;
-void clred_ctx_timing(const clred_ctx *ctx, clred_timing *t);
-void clred_ctx_timing_reset(clred_ctx *ctx);
+/* Waits for the device, then reports. */
+CLRED_API void clred_ctx_timing(clred_ctx *ctx, clred_timing *t);
+CLRED_API void clred_ctx_timing_reset(clred_ctx *ctx);
+/* Bytes of device memory held now by device images and the buffer pool, and
+ * the budget they count against (half the device memory, or the limit). */
+CLRED_API void clred_ctx_memory(const clred_ctx *ctx, uint64_t *in_use, uint64_t *budget);
+
+/* A timeline of every kernel and transfer, and of the host's file reads and
+ * writes in recipes, from clred_ctx_trace_start until clred_ctx_trace_write
+ * writes it as a Chrome trace-event JSON file (chrome://tracing, Perfetto). */
+CLRED_API clred_status clred_ctx_trace_start(clred_ctx *ctx);
+CLRED_API clred_status clred_ctx_trace_write(clred_ctx *ctx, const char *path);
+
+/* --------------------------------------------------------- device images */
+
+/* A frame resident on the device: SCI and optional VAR and MASK planes in
+ * device memory, the header on the host. Every step has a device entry point
+ * (clred_<step>_dev) taking and giving device images, so a frame goes up
+ * once and its products come down once; the host functions are thin wrappers
+ * around them with the same results.
+ *
+ * Ownership, as everywhere in this API: what a _create/_upload/_read call
+ * returns the caller frees with clred_dimage_free, before the context is
+ * destroyed. A device image counts against its context's memory budget;
+ * creating one past the budget fails with a message saying so. On a device
+ * that shares memory with the host (POCL, integrated GPUs) the planes live in
+ * host memory and uploads read files straight into them. */
+typedef struct clred_dimage clred_dimage;
+
+/* A new device image with zeroed planes and an empty header. */
+CLRED_API clred_status clred_dimage_create(clred_ctx *ctx, size_t width, size_t height, int with_var, int with_mask,
+                                           clred_dimage **out);
+/* Copies a host image (its planes and header) to the device. */
+CLRED_API clred_status clred_dimage_upload(clred_ctx *ctx, const clred_image *img, clred_dimage **out);
+/* Reads one frame of a file (as clred_image_read) onto the device. */
+CLRED_API clred_status clred_dimage_read(clred_ctx *ctx, const char *path, size_t frame, clred_dimage **out);
+/* A new host image with the device image's planes and a copy of its header
+ * (the caller frees it with clred_image_free). */
+CLRED_API clred_status clred_dimage_download(const clred_dimage *d, clred_image *out);
+/* Downloads and writes as clred_image_write (atomically). */
+CLRED_API clred_status clred_dimage_write(const clred_dimage *d, const char *path, int overwrite);
+/* A device-side copy (planes and header). */
+CLRED_API clred_status clred_dimage_copy(const clred_dimage *d, clred_dimage **out);
+CLRED_API void clred_dimage_free(clred_dimage *d);
+
+CLRED_API size_t clred_dimage_width(const clred_dimage *d);
+CLRED_API size_t clred_dimage_height(const clred_dimage *d);
+CLRED_API int clred_dimage_has_var(const clred_dimage *d);
+CLRED_API int clred_dimage_has_mask(const clred_dimage *d);
+/* The header, owned by the image; steps add HISTORY to it. Never NULL. */
+CLRED_API clred_header *clred_dimage_header(clred_dimage *d);
+CLRED_API const clred_header *clred_dimage_header_const(const clred_dimage *d);
+/* Adds a zeroed VAR or MASK plane (no-op when present). */
+CLRED_API clred_status clred_dimage_add_var(clred_dimage *d);
+CLRED_API clred_status clred_dimage_add_mask(clred_dimage *d);
 
 /* ------------------------------------------------------------ statistics */
 
@@ -189,7 +254,7 @@ typedef struct {
     int iterations;
 } clred_stats;
 
-clred_stats_opts clred_stats_defaults(void);
+CLRED_API clred_stats_opts clred_stats_defaults(void);
 /* Sigma-clipped statistics on the device, as astropy.stats.sigma_clipped_stats
  * (cenfunc median, stdfunc std): each iteration keeps, among the pixels still
  * kept, centre - sigma_lower * spread <= x <= centre + sigma_upper * spread, until
@@ -197,7 +262,7 @@ clred_stats_opts clred_stats_defaults(void);
  * infinite and masked pixels are ignored. The median (of an even count: the
  * mean of the two middle values) and the MAD are exact. opts NULL = defaults.
  * No usable pixel is not an error: CLRED_OK with npix 0 and NaN statistics. */
-clred_status clred_image_stats(clred_ctx *ctx, const clred_image *img, const clred_stats_opts *opts, clred_stats *out);
+CLRED_API clred_status clred_image_stats(clred_ctx *ctx, const clred_image *img, const clred_stats_opts *opts, clred_stats *out);
 
 /* ------------------------------------------------------------ combining */
 
@@ -238,7 +303,7 @@ typedef struct {
     int want_rejected_map;        /* also produce the rejected-count map (default 0) */
 } clred_combine_opts;
 
-clred_combine_opts clred_combine_defaults(void);
+CLRED_API clred_combine_opts clred_combine_defaults(void);
 
 /* Outputs of a combine. image gets sci, var and mask; ncontrib the number of
  * values used per pixel; nrejected (if asked for) the number rejected. */
@@ -250,7 +315,7 @@ typedef struct {
     size_t bands;      /* row bands the stack was processed in (memory planning) */
 } clred_combine_result;
 
-void clred_combine_result_free(clred_combine_result *r);
+CLRED_API void clred_combine_result_free(clred_combine_result *r);
 
 /* Definitions (tests/reference/combine_ref.c implements the same):
  * - a value is used when finite, not flagged by ignore_bits and, when every
@@ -274,7 +339,7 @@ void clred_combine_result_free(clred_combine_result *r);
  *   were all rejected is NaN with NO_DATA | CLIPPED. */
 
 /* Combines frames already in host memory (all the same shape). */
-clred_status clred_combine_images(clred_ctx *ctx, const clred_image *frames, size_t nframes,
+CLRED_API clred_status clred_combine_images(clred_ctx *ctx, const clred_image *frames, size_t nframes,
                                   const clred_combine_opts *opts, clred_combine_result *out);
 
 /* Combines frames read from files (2-D images or frames of cubes). Rows are read
@@ -282,7 +347,7 @@ clred_status clred_combine_images(clred_ctx *ctx, const clred_image *frames, siz
  * or host memory. paths[i] may name a cube: all its frames are taken. Only the
  * SCI data are read (VAR/MASK extensions of inputs are not used here); the
  * output header is the first input's plus NCOMBINE and HISTORY. */
-clred_status clred_combine_files(clred_ctx *ctx, const char *const *paths, size_t npaths,
+CLRED_API clred_status clred_combine_files(clred_ctx *ctx, const char *const *paths, size_t npaths,
                                  const clred_combine_opts *opts, clred_combine_result *out);
 
 /* ----------------------------------------------------------- calibration */
@@ -303,7 +368,7 @@ typedef struct {
 } clred_section;
 
 /* Parses "[x1:x2,y1:y2]" (FITS 1-based inclusive) into a 0-based section. */
-clred_status clred_section_parse(const char *text, clred_section *s);
+CLRED_API clred_status clred_section_parse(const char *text, clred_section *s);
 
 typedef struct {
     clred_overscan_mode overscan;  /* default AUTO: MEDIAN when the header has BIASSEC and use_header_sections,
@@ -324,7 +389,7 @@ typedef struct {
     clred_section flat_region;     /* master flat normalisation region (unset = whole frame) */
 } clred_calib_opts;
 
-clred_calib_opts clred_calib_defaults(void);
+CLRED_API clred_calib_opts clred_calib_defaults(void);
 
 /* Masters are clred images; a NULL master is skipped. The dark is per second. */
 typedef struct {
@@ -348,7 +413,7 @@ typedef struct {
  * NaN SCI and VAR where the flat is not positive or a value is not finite.
  * The overscan estimate's own noise is not added. The header is the raw's,
  * without BIASSEC/TRIMSEC/DATASEC once trimmed, with BUNIT and HISTORY. */
-clred_status clred_calibrate(clred_ctx *ctx, const clred_image *raw, const clred_masters *masters,
+CLRED_API clred_status clred_calibrate(clred_ctx *ctx, const clred_image *raw, const clred_masters *masters,
                              const clred_calib_opts *opts, clred_image *out);
 
 /* Calibrating many frames with the same masters: the masters are checked and
@@ -356,11 +421,11 @@ clred_status clred_calibrate(clred_ctx *ctx, const clred_image *raw, const clred
  * raw frame. The calibrator keeps pointers to neither masters nor opts. name
  * (may be NULL) names the raw frame in messages. */
 typedef struct clred_calibrator clred_calibrator;
-clred_status clred_calibrator_create(clred_ctx *ctx, const clred_masters *masters, const clred_calib_opts *opts,
+CLRED_API clred_status clred_calibrator_create(clred_ctx *ctx, const clred_masters *masters, const clred_calib_opts *opts,
                                      clred_calibrator **cal);
-clred_status clred_calibrator_apply(clred_calibrator *cal, const clred_image *raw, const char *name,
+CLRED_API clred_status clred_calibrator_apply(clred_calibrator *cal, const clred_image *raw, const char *name,
                                     clred_image *out);
-void clred_calibrator_free(clred_calibrator *cal);
+CLRED_API void clred_calibrator_free(clred_calibrator *cal);
 
 /* Masters from lists of files. Each frame is overscan-corrected and trimmed
  * like a science frame (the fused kernel, with the variance model above; no
@@ -377,13 +442,13 @@ void clred_calibrator_free(clred_calibrator *cal);
  * Frames with an IMAGETYP must name their kind (bias/zero, dark, flat). The
  * checks give way to override_checks. Calibrated frames are held in host
  * memory until combined. */
-clred_status clred_master_bias(clred_ctx *ctx, const char *const *paths, size_t n,
+CLRED_API clred_status clred_master_bias(clred_ctx *ctx, const char *const *paths, size_t n,
                                const clred_calib_opts *opts, const clred_combine_opts *copts,
                                clred_image *out);
-clred_status clred_master_dark(clred_ctx *ctx, const char *const *paths, size_t n, const clred_image *bias,
+CLRED_API clred_status clred_master_dark(clred_ctx *ctx, const char *const *paths, size_t n, const clred_image *bias,
                                const clred_calib_opts *opts, const clred_combine_opts *copts,
                                clred_image *out);
-clred_status clred_master_flat(clred_ctx *ctx, const char *const *paths, size_t n, const clred_image *bias,
+CLRED_API clred_status clred_master_flat(clred_ctx *ctx, const char *const *paths, size_t n, const clred_image *bias,
                                const clred_image *dark, const clred_calib_opts *opts,
                                const clred_combine_opts *copts, clred_image *out);
 
@@ -416,12 +481,12 @@ typedef struct {
     size_t nmasked_sources;         /* pixels masked as sources in the second pass */
 } clred_bkg_info;
 
-clred_bkg_opts clred_bkg_defaults(void);
+CLRED_API clred_bkg_opts clred_bkg_defaults(void);
 
 /* Background and RMS maps of img (sci, and mask when present). bkg and rms
  * receive new float images (sci only) of img's shape; either may be NULL, as
  * may info. Fails with CLRED_ERR_INPUT when no box has enough good pixels. */
-clred_status clred_background(clred_ctx *ctx, const clred_image *img, const clred_bkg_opts *opts,
+CLRED_API clred_status clred_background(clred_ctx *ctx, const clred_image *img, const clred_bkg_opts *opts,
                               clred_image *bkg, clred_image *rms, clred_bkg_info *info);
 
 /* L.A.Cosmic (van Dokkum 2001) with astroscrappy's parameters and steps. */
@@ -444,7 +509,7 @@ typedef struct {
     int iterations;   /* iterations run */
 } clred_cosmic_info;
 
-clred_cosmic_opts clred_cosmic_defaults(void);
+CLRED_API clred_cosmic_opts clred_cosmic_defaults(void);
 
 /* Detects and repairs cosmic rays in img in place: repaired pixels get the
  * masked 5x5 median of their neighbours (astroscrappy's 'medmask', the lower
@@ -453,13 +518,13 @@ clred_cosmic_opts clred_cosmic_defaults(void);
  * the cleaned noise model's. Every other pixel is left unchanged. The mask
  * and the repaired values match astroscrappy 1.3.0 (cleantype='medmask')
  * pixel for pixel on a simulated 2048 x 2048 frame. info may be NULL. */
-clred_status clred_cosmic(clred_ctx *ctx, clred_image *img, const clred_cosmic_opts *opts, clred_cosmic_info *info);
+CLRED_API clred_status clred_cosmic(clred_ctx *ctx, clred_image *img, const clred_cosmic_opts *opts, clred_cosmic_info *info);
 
 /* Median filter of a width x height float image on the device: size 3, 5 or 7
  * (square window, exact) or, with separable set, a row then column median of
  * that length (5, 7 or 9). A border of size / 2 pixels is copied from in.
  * Values must be finite. */
-clred_status clred_median_filter(clred_ctx *ctx, const float *in, float *out, size_t width, size_t height,
+CLRED_API clred_status clred_median_filter(clred_ctx *ctx, const float *in, float *out, size_t width, size_t height,
                                  int size, int separable);
 
 /* Bad-pixel maps from master darks and flats. */
@@ -475,7 +540,7 @@ typedef struct {
     size_t nhot, ncold, nsaturated, nbleed;
 } clred_badpix_info;
 
-clred_badpix_opts clred_badpix_defaults(void);
+CLRED_API clred_badpix_opts clred_badpix_defaults(void);
 
 /* Marks BAD (hot or cold) and SATURATED pixels of one master frame, or-ing
  * the bits into mask_out (width * height, caller-owned). Pixels whose value
@@ -483,7 +548,7 @@ clred_badpix_opts clred_badpix_defaults(void);
  * edges, so border pixels are judged too. The robust std is 1.4826 * MAD of
  * the residuals from the local median over the whole frame; a frame with no
  * scatter is CLRED_ERR_INPUT. info may be NULL. */
-clred_status clred_find_bad_pixels(clred_ctx *ctx, const clred_image *frame, const clred_badpix_opts *opts,
+CLRED_API clred_status clred_find_bad_pixels(clred_ctx *ctx, const clred_image *frame, const clred_badpix_opts *opts,
                                    uint16_t *mask_out, clred_badpix_info *info);
 
 typedef enum {
@@ -497,7 +562,7 @@ typedef enum {
  * A pixel with no usable pixel in reach is left as it is. *nfilled (may be
  * NULL) receives the number repaired. The image needs a mask plane unless
  * only non-finite pixels are to be repaired. */
-clred_status clred_infill(clred_ctx *ctx, clred_image *img, uint16_t bits, clred_infill_method method,
+CLRED_API clred_status clred_infill(clred_ctx *ctx, clred_image *img, uint16_t bits, clred_infill_method method,
                           size_t *nfilled);
 /* ---- sources and photometry */
 
@@ -536,7 +601,7 @@ typedef struct {
     int32_t *segmentation;   /* optional output, width * height: source index + 1 per pixel, 0 = none */
 } clred_detect_opts;
 
-clred_detect_opts clred_detect_defaults(void);
+CLRED_API clred_detect_opts clred_detect_defaults(void);
 
 /* Detects and measures sources.
  * The background bkg (its sci plane) is subtracted, else the scalar bkg_value;
@@ -552,18 +617,18 @@ clred_detect_opts clred_detect_defaults(void);
  * filtered noise). Components are 8-connected and labelled on the device;
  * deblending and the component lists are on the host; measurements on the device.
  * *list is malloc'd (free()); *n may be 0. */
-clred_status clred_detect_sources(clred_ctx *ctx, const clred_image *img, const clred_image *bkg,
+CLRED_API clred_status clred_detect_sources(clred_ctx *ctx, const clred_image *img, const clred_image *bkg,
                                   const clred_image *rms, double bkg_value, double rms_value,
                                   const clred_detect_opts *opts, clred_source **list, size_t *n);
 
 /* Global sigma-clipped (3 sigma, up to 10 iterations) median and standard
  * deviation of the usable pixels, on the host. */
-clred_status clred_global_background(const clred_image *img, uint16_t ignore_bits, double *level, double *rms);
+CLRED_API clred_status clred_global_background(const clred_image *img, uint16_t ignore_bits, double *level, double *rms);
 
 /* The frame's seeing: median FWHM of the sources with no flags, ellipticity
  * below 0.5 and flux / flux_err >= 20. Returns NaN in *seeing (and 0 in *nused)
  * when there are none. */
-void clred_sources_seeing(const clred_source *list, size_t n, double *seeing, size_t *nused);
+CLRED_API void clred_sources_seeing(const clred_source *list, size_t n, double *seeing, size_t *nused);
 
 typedef struct {
     double radius;                    /* aperture radius in pixels (default 5) */
@@ -584,29 +649,29 @@ typedef struct {
     unsigned flags;        /* CLRED_SRC_EDGE, CLRED_SRC_MASKED, CLRED_SRC_NO_BACKGROUND */
 } clred_phot;
 
-clred_phot_opts clred_phot_defaults(void);
+CLRED_API clred_phot_opts clred_phot_defaults(void);
 
 /* Aperture photometry at n positions, one work-item per position. Weights are
  * the exact areas of overlap of the circle with each pixel square. The error is
  * sqrt(sum w^2 var + area^2 (pi/2) bkg_rms^2 / nannulus): the variance plane
  * when present (else bkg_rms^2 per pixel) and the error of the annulus median.
  * out has n entries (caller's). */
-clred_status clred_aperture_photometry(clred_ctx *ctx, const clred_image *img, const double *x, const double *y,
+CLRED_API clred_status clred_aperture_photometry(clred_ctx *ctx, const clred_image *img, const double *x, const double *y,
                                        size_t n, const clred_phot_opts *opts, clred_phot *out);
 
 /* Exact area of the intersection of the circle (cx, cy, r) with the pixel
  * square [px - 0.5, px + 0.5] x [py - 0.5, py + 0.5] (host, double). */
-double clred_circle_pixel_overlap(double cx, double cy, double r, double px, double py);
+CLRED_API double clred_circle_pixel_overlap(double cx, double cy, double r, double px, double py);
 
 /* Reads x, y positions from a CSV file: a header line naming columns x and y
  * (any case), or no header and x, y as the first two columns. *x and *y are malloc'd. */
-clred_status clred_positions_read(const char *path, double **x, double **y, size_t *n);
+CLRED_API clred_status clred_positions_read(const char *path, double **x, double **y, size_t *n);
 
 /* Catalogs, written atomically (temporary file and rename). fits_path and/or
  * csv_path may be NULL. header cards (may be NULL) go into the table HDU. */
-clred_status clred_sources_write(const char *fits_path, const char *csv_path, const clred_source *list, size_t n,
+CLRED_API clred_status clred_sources_write(const char *fits_path, const char *csv_path, const clred_source *list, size_t n,
                                  const clred_header *header, int overwrite);
-clred_status clred_phot_write(const char *fits_path, const char *csv_path, const clred_phot *list, size_t n,
+CLRED_API clred_status clred_phot_write(const char *fits_path, const char *csv_path, const clred_phot *list, size_t n,
                               const clred_header *header, int overwrite);
 
 /* ------------------------------------------------------------- simulator */
@@ -630,7 +695,7 @@ typedef struct {
                                (about 63 in a 120 s 512x512 frame) */
 } clred_sim_opts;
 
-clred_sim_opts clred_sim_defaults(void);
+CLRED_API clred_sim_opts clred_sim_defaults(void);
 
 /* Writes a raw night into outdir (created if needed): bias_NNN.fits,
  * dark_NNN.fits, flat_NNN.fits, sci_NNN.fits, epoch2_NNN.fits (NNN from 001;
@@ -641,7 +706,7 @@ clred_sim_opts clred_sim_defaults(void);
  * Everything is written into a staging directory and moved into place at the
  * end, so a failure leaves nothing behind; an outdir that is not empty needs
  * overwrite (which also removes frames of an earlier, larger simulation). */
-clred_status clred_simulate(const clred_sim_opts *opts, const char *outdir, int overwrite);
+CLRED_API clred_status clred_simulate(const clred_sim_opts *opts, const char *outdir, int overwrite);
 
 /* ---- registration */
 
@@ -654,7 +719,7 @@ typedef enum {
 } clred_fft_backend;
 
 /* Whether a backend was built in (1) or not (0); DEFAULT: whether any was. */
-int clred_fft_available(clred_fft_backend backend);
+CLRED_API int clred_fft_available(clred_fft_backend backend);
 
 typedef enum {
     CLRED_WINDOW_NONE = 0,
@@ -681,7 +746,7 @@ typedef struct {
                                   filling saturated cores biases sub-pixel shifts towards whole pixels) */
 } clred_phasecorr_opts;
 
-clred_phasecorr_opts clred_phasecorr_defaults(void);
+CLRED_API clred_phasecorr_opts clred_phasecorr_defaults(void);
 
 /* The position of an image relative to a reference: img(x, y) ~ ref(x - dx, y - dy). */
 typedef struct {
@@ -694,13 +759,13 @@ typedef struct {
 /* Measures the translation of img with respect to ref (same shape). Masked and
  * NaN pixels are set to the median of the valid ones (estimated from at most
  * 262144 of them on a regular stride) before apodisation. */
-clred_status clred_measure_shift(clred_ctx *ctx, const clred_image *ref, const clred_image *img,
+CLRED_API clred_status clred_measure_shift(clred_ctx *ctx, const clred_image *ref, const clred_image *img,
                                  const clred_phasecorr_opts *opts, clred_shift *shift);
 
 /* Measures every frame's shift against frames[ref_index], or against the
  * pixel-wise median of the stack when ref_index < 0. The reference spectrum is
  * computed once. */
-clred_status clred_measure_shifts(clred_ctx *ctx, const clred_image *frames, size_t nframes, long ref_index,
+CLRED_API clred_status clred_measure_shifts(clred_ctx *ctx, const clred_image *frames, size_t nframes, long ref_index,
                                   const clred_phasecorr_opts *opts, clred_shift *shifts);
 
 typedef enum {
@@ -717,13 +782,13 @@ typedef struct {
     double m[6];
 } clred_transform;
 
-clred_transform clred_transform_identity(void);
-clred_transform clred_transform_translation(double dx, double dy);
+CLRED_API clred_transform clred_transform_identity(void);
+CLRED_API clred_transform clred_transform_translation(double dx, double dy);
 /* Rotation by angle_deg (counter-clockwise) and scale about (cx, cy), then a translation. */
-clred_transform clred_transform_similarity(double scale, double angle_deg, double cx, double cy, double tx,
+CLRED_API clred_transform clred_transform_similarity(double scale, double angle_deg, double cx, double cy, double tx,
                                            double ty);
 /* The inverse mapping; CLRED_ERR_USAGE when singular. */
-clred_status clred_transform_invert(const clred_transform *t, clred_transform *inv);
+CLRED_API clred_status clred_transform_invert(const clred_transform *t, clred_transform *inv);
 
 typedef struct {
     clred_interp interp;        /* default LANCZOS3 */
@@ -733,7 +798,7 @@ typedef struct {
     uint16_t ignore_bits;       /* input mask bits that are not used (default CLRED_MASK_UNUSABLE) */
 } clred_resample_opts;
 
-clred_resample_opts clred_resample_defaults(void);
+CLRED_API clred_resample_opts clred_resample_defaults(void);
 
 /* Resamples img through transform into out (a new image with var/mask when the
  * input has them; out always gets a mask). Variance propagates as the sum of
@@ -741,14 +806,14 @@ clred_resample_opts clred_resample_defaults(void);
  * touched an unusable input are flagged INTERPOLATED (the unusable inputs are
  * left out and the weights renormalised), pixels that map outside the input
  * are NaN and NO_DATA. */
-clred_status clred_resample(clred_ctx *ctx, const clred_image *img, const clred_transform *transform,
+CLRED_API clred_status clred_resample(clred_ctx *ctx, const clred_image *img, const clred_transform *transform,
                             const clred_resample_opts *opts, clred_image *out);
 
 /* Measures shifts with popts (reference frames[ref_index], or the median of
  * the stack when ref_index < 0) and resamples every frame onto the reference
  * with ropts. aligned receives nframes new images; shifts (may be NULL)
  * receives the measured shifts. */
-clred_status clred_align_images(clred_ctx *ctx, const clred_image *frames, size_t nframes, long ref_index,
+CLRED_API clred_status clred_align_images(clred_ctx *ctx, const clred_image *frames, size_t nframes, long ref_index,
                                 const clred_phasecorr_opts *popts, const clred_resample_opts *ropts,
                                 clred_image *aligned, clred_shift *shifts);
 
@@ -770,7 +835,7 @@ typedef struct {
  * pixel). REFERENCE: the reference's shape, no offset; UNION: the bounding box
  * of every transformed frame, with an integer offset so that the reference's
  * pixels stay on the grid. */
-clred_status clred_grid_for(const clred_transform *to_ref, size_t n, size_t width, size_t height, clred_grid grid,
+CLRED_API clred_status clred_grid_for(const clred_transform *to_ref, size_t n, size_t width, size_t height, clred_grid grid,
                             clred_grid_geometry *geometry);
 
 /* Resamples every frame through to_ref[i] onto the grid (clred_grid_for) with
@@ -778,7 +843,7 @@ clred_status clred_grid_for(const clred_transform *to_ref, size_t n, size_t widt
  * cover are NaN and NO_DATA, so a combine leaves them out. aligned receives n
  * new images; geometry (may be NULL) the grid used. The Fourier interpolant
  * works only on the REFERENCE grid with pure translations. */
-clred_status clred_resample_onto_grid(clred_ctx *ctx, const clred_image *frames, size_t n,
+CLRED_API clred_status clred_resample_onto_grid(clred_ctx *ctx, const clred_image *frames, size_t n,
                                       const clred_transform *to_ref, clred_grid grid, const clred_resample_opts *ropts,
                                       clred_image *aligned, clred_grid_geometry *geometry);
 
@@ -809,7 +874,7 @@ typedef struct {
     double min_scale, max_scale; /* accepted scale, reference px per image px (default 0.5, 2) */
 } clred_match_opts;
 
-clred_match_opts clred_match_defaults(void);
+CLRED_API clred_match_opts clred_match_defaults(void);
 
 typedef struct {
     clred_transform transform; /* image pixel coordinates -> reference pixel coordinates, so that
@@ -828,24 +893,24 @@ typedef struct {
  * translation of the image by (dx, dy) (clred_shift) gives the transform
  * x' = x - dx, y' = y - dy. CLRED_ERR_INPUT when a list is too short or no
  * transform brings min_matches stars together. opts NULL = defaults. */
-clred_status clred_match_stars(const clred_source *ref, size_t nref, const clred_source *img, size_t nimg,
+CLRED_API clred_status clred_match_stars(const clred_source *ref, size_t nref, const clred_source *img, size_t nimg,
                                const clred_match_opts *opts, clred_match_result *out);
 
 /* Sources usable for matching: detected with dopts (NULL = clred_detect_defaults()
  * with thresh 5), then those flagged SATURATED, EDGE or MASKED are left out.
  * *list is malloc'd (free()). */
-clred_status clred_detect_stars(clred_ctx *ctx, const clred_image *img, const clred_detect_opts *dopts,
+CLRED_API clred_status clred_detect_stars(clred_ctx *ctx, const clred_image *img, const clred_detect_opts *dopts,
                                 clred_source **list, size_t *n);
 
 /* clred_detect_stars on both images, then clred_match_stars. */
-clred_status clred_find_transform(clred_ctx *ctx, const clred_image *ref, const clred_image *img,
+CLRED_API clred_status clred_find_transform(clred_ctx *ctx, const clred_image *ref, const clred_image *img,
                                   const clred_detect_opts *dopts, const clred_match_opts *mopts,
                                   clred_match_result *out);
 
 /* Every frame's transform onto frames[ref_index], the reference's stars
  * detected once; results[ref_index] is the identity. When a frame fails,
  * *failed (may be NULL) names it. */
-clred_status clred_find_transforms(clred_ctx *ctx, const clred_image *frames, size_t n, size_t ref_index,
+CLRED_API clred_status clred_find_transforms(clred_ctx *ctx, const clred_image *frames, size_t n, size_t ref_index,
                                    const clred_detect_opts *dopts, const clred_match_opts *mopts,
                                    clred_match_result *results, size_t *failed);
 
@@ -891,7 +956,7 @@ typedef struct {
     const char *cube_name, *dark_name; /* for messages and HISTORY (NULL = "cube", "dark") */
 } clred_cube_opts;
 
-clred_cube_opts clred_cube_defaults(void);
+CLRED_API clred_cube_opts clred_cube_defaults(void);
 
 /* One line of the per-frame table. Shifts follow clred_shift: the frame is the
  * reference moved by (+dx, +dy); x, y are the measured star position (NaN for
@@ -937,7 +1002,7 @@ typedef struct {
     clred_cube_flatness flatness;
 } clred_cube_result;
 
-void clred_cube_result_free(clred_cube_result *r);
+CLRED_API void clred_cube_result_free(clred_cube_result *r);
 
 /* Reduces a cube held in memory: frames are the raw frames (at least 2, one
  * shape), dark (NULL = none) an image of that shape. Saturation is counted on
@@ -948,31 +1013,31 @@ void clred_cube_result_free(clred_cube_result *r);
  * (clred_combine_images, with saturated values used), and the plain stack is
  * made alongside. Fails (CLRED_ERR_INPUT) on a dark of another shape or a
  * ceiling below the data's median. */
-clred_status clred_cube_reduce(clred_ctx *ctx, const clred_image *frames, size_t nframes, const clred_image *dark,
+CLRED_API clred_status clred_cube_reduce(clred_ctx *ctx, const clred_image *frames, size_t nframes, const clred_image *dark,
                                const clred_cube_opts *opts, clred_cube_result *out);
 
 /* The same from files: the cube (NAXIS3 >= 2) and a dark image or cube (a
  * cube is median-combined into a master dark first); dark_path may be NULL. */
-clred_status clred_cube_reduce_files(clred_ctx *ctx, const char *cube_path, const char *dark_path,
+CLRED_API clred_status clred_cube_reduce_files(clred_ctx *ctx, const char *cube_path, const char *dark_path,
                                      const clred_cube_opts *opts, clred_cube_result *out);
 
 /* Per-pixel temporal median and raw MAD (median |v - median|) of the finite
  * values across frames, on the device (kernels/cube.cl). With more than 127
  * frames, 127 evenly spaced ones are used. No finite value gives NaN. median
  * and mad are width * height, caller-owned. */
-clred_status clred_temporal_stats(clred_ctx *ctx, const clred_image *frames, size_t nframes, float *median,
+CLRED_API clred_status clred_temporal_stats(clred_ctx *ctx, const clred_image *frames, size_t nframes, float *median,
                                   float *mad);
 
 /* Peak and FWHM of the brightest source of img above background level bkg
  * (host): the highest finite pixel, and the mean of the full widths at half
  * that peak along the row, the column and both diagonals (linear
  * interpolation between pixels). NaN FWHM when the profile never drops to half. */
-clred_status clred_psf_measure(const clred_image *img, double bkg, double *x, double *y, double *peak,
+CLRED_API clred_status clred_psf_measure(const clred_image *img, double bkg, double *x, double *y, double *peak,
                                double *fwhm);
 
 /* Writes the per-frame table as CSV (frame,dx,dy,x,y,peak,raw_max,nsaturated,
  * background,noise), atomically. */
-clred_status clred_cube_table_write(const char *csv_path, const clred_cube_result *r, int overwrite);
+CLRED_API clred_status clred_cube_table_write(const char *csv_path, const clred_cube_result *r, int overwrite);
 
 #ifdef __cplusplus
 }

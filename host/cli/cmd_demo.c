@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../json.h"
+#include "json.h"
 #include "cli.h"
 
 #define CMD "demo"

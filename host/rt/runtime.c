@@ -176,6 +176,22 @@ static uint64_t parse_bytes(const char *s)
     return (uint64_t)v;
 }
 
+/* What every context needs once its device, context and queue are set. */
+static void finish_setup(clred_ctx *ctx)
+{
+    cl_bool unified = CL_FALSE;
+    clGetDeviceInfo(ctx->device, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL);
+    ctx->unified_memory = unified == CL_TRUE || ctx->info.is_cpu;
+    const char *no_zero_copy = getenv("CLRED_NO_ZERO_COPY");
+    if (no_zero_copy && *no_zero_copy && *no_zero_copy != '0')
+        ctx->unified_memory = 0; /* the tests run both paths */
+    const char *force_float = getenv("CLRED_FLOAT_ACCUM");
+    ctx->use_double = ctx->info.has_double && !(force_float && *force_float && *force_float != '0');
+    const char *limit = getenv("CLRED_MEMORY_LIMIT");
+    if (limit)
+        ctx->memory_limit = parse_bytes(limit);
+}
+
 clred_status clred_ctx_create(const char *spec, clred_ctx **out)
 {
     *out = NULL;
@@ -202,6 +218,7 @@ clred_status clred_ctx_create(const char *spec, clred_ctx **out)
     ctx->platform = refs[chosen].platform;
     ctx->device = refs[chosen].device;
     ctx->info = infos[chosen];
+    ctx->owns_cl = 1;
     free(infos);
 
     cl_int err;
@@ -217,20 +234,62 @@ clred_status clred_ctx_create(const char *spec, clred_ctx **out)
         free(ctx);
         return clred_fail_cl(err, "clCreateCommandQueue");
     }
-    const char *force_float = getenv("CLRED_FLOAT_ACCUM");
-    ctx->use_double = ctx->info.has_double && !(force_float && *force_float && *force_float != '0');
-    const char *limit = getenv("CLRED_MEMORY_LIMIT");
-    if (limit)
-        ctx->memory_limit = parse_bytes(limit);
+    finish_setup(ctx);
     *out = ctx;
     return CLRED_OK;
 }
+
+clred_status clred_ctx_create_from_cl(cl_context context, cl_device_id device, cl_command_queue queue,
+                                      clred_ctx **out)
+{
+    *out = NULL;
+    clred_clear_error();
+    if (!context || !device || !queue)
+        return clred_fail(CLRED_ERR_USAGE, "clred_ctx_create_from_cl: context, device and queue are all needed");
+    cl_context qctx = NULL;
+    cl_device_id qdev = NULL;
+    cl_command_queue_properties qprops = 0;
+    if (clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof qctx, &qctx, NULL) != CL_SUCCESS ||
+        clGetCommandQueueInfo(queue, CL_QUEUE_DEVICE, sizeof qdev, &qdev, NULL) != CL_SUCCESS ||
+        clGetCommandQueueInfo(queue, CL_QUEUE_PROPERTIES, sizeof qprops, &qprops, NULL) != CL_SUCCESS)
+        return clred_fail(CLRED_ERR_USAGE, "clred_ctx_create_from_cl: the command queue cannot be queried");
+    if (qctx != context || qdev != device)
+        return clred_fail(CLRED_ERR_USAGE,
+                          "clred_ctx_create_from_cl: the command queue belongs to another context or device");
+    if (qprops & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE)
+        return clred_fail(CLRED_ERR_USAGE,
+                          "clred_ctx_create_from_cl: clred needs an in-order command queue (its steps rely on order)");
+    if (!(qprops & CL_QUEUE_PROFILING_ENABLE))
+        return clred_fail(CLRED_ERR_USAGE, "clred_ctx_create_from_cl: the command queue needs "
+                                           "CL_QUEUE_PROFILING_ENABLE (clred times every command)");
+    clred_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory creating the context");
+    cl_platform_id platform = NULL;
+    clGetDeviceInfo(device, CL_DEVICE_PLATFORM, sizeof platform, &platform, NULL);
+    ctx->platform = platform;
+    ctx->device = device;
+    describe(platform, device, -1, &ctx->info);
+    ctx->context = context;
+    ctx->queue = queue;
+    clRetainContext(context);
+    clRetainCommandQueue(queue);
+    finish_setup(ctx);
+    *out = ctx;
+    return CLRED_OK;
+}
+
+cl_context clred_ctx_cl_context(const clred_ctx *ctx) { return ctx->context; }
+cl_device_id clred_ctx_cl_device(const clred_ctx *ctx) { return ctx->device; }
+cl_command_queue clred_ctx_cl_queue(const clred_ctx *ctx) { return ctx->queue; }
 
 void clred_ctx_destroy(clred_ctx *ctx)
 {
     if (!ctx)
         return;
     clred_fft_release_context(ctx);
+    clred_events_release(ctx);
+    clred_pool_destroy(ctx);
     clred_programs_release(ctx);
     if (ctx->queue)
         clReleaseCommandQueue(ctx->queue);
@@ -243,7 +302,7 @@ const clred_device_info *clred_ctx_device(const clred_ctx *ctx) { return &ctx->i
 
 void clred_ctx_set_memory_limit(clred_ctx *ctx, uint64_t bytes) { ctx->memory_limit = bytes; }
 
-uint64_t clred_ctx_budget(const clred_ctx *ctx)
+uint64_t clred_ctx_total_budget(const clred_ctx *ctx)
 {
     /* Plan with half the global memory: the driver, other programs and
      * temporary buffers need the rest. */
@@ -253,6 +312,25 @@ uint64_t clred_ctx_budget(const clred_ctx *ctx)
     return b;
 }
 
+uint64_t clred_ctx_budget(const clred_ctx *ctx)
+{
+    uint64_t total = clred_ctx_total_budget(ctx);
+    /* Idle pooled buffers are released on demand, so they do not count here;
+     * a step left with under a sixteenth of the budget still plans with
+     * that much and bands finely rather than failing outright. */
+    uint64_t held = ctx->resident_bytes - clred_pool_idle_bytes(ctx);
+    uint64_t left = held < total ? total - held : 0;
+    return left > total / 16 ? left : total / 16;
+}
+
+void clred_ctx_memory(const clred_ctx *ctx, uint64_t *in_use, uint64_t *budget)
+{
+    if (in_use)
+        *in_use = ctx->resident_bytes;
+    if (budget)
+        *budget = clred_ctx_total_budget(ctx);
+}
+
 uint64_t clred_ctx_max_alloc(const clred_ctx *ctx)
 {
     uint64_t m = ctx->info.max_alloc;
@@ -260,6 +338,14 @@ uint64_t clred_ctx_max_alloc(const clred_ctx *ctx)
     return m < b ? m : b;
 }
 
-void clred_ctx_timing(const clred_ctx *ctx, clred_timing *t) { *t = ctx->timing; }
+void clred_ctx_timing(clred_ctx *ctx, clred_timing *t)
+{
+    clred_sync(ctx);
+    *t = ctx->timing;
+}
 
-void clred_ctx_timing_reset(clred_ctx *ctx) { memset(&ctx->timing, 0, sizeof ctx->timing); }
+void clred_ctx_timing_reset(clred_ctx *ctx)
+{
+    clred_sync(ctx);
+    memset(&ctx->timing, 0, sizeof ctx->timing);
+}

@@ -4,9 +4,17 @@
 
 #include "internal.h"
 
+/* Planes are page aligned: a device that shares host memory (POCL, an
+ * integrated GPU) then uses them in place (CL_MEM_USE_HOST_PTR) without a
+ * shadow copy. */
+#define PLANE_ALIGN 4096
+
 static clred_status alloc_plane(void **plane, size_t count, size_t elem)
 {
-    *plane = calloc(count ? count : 1, elem);
+    size_t bytes = (count ? count : 1) * elem;
+    *plane = count && bytes / count != elem ? NULL : aligned_alloc(PLANE_ALIGN, clred_round_up(bytes, PLANE_ALIGN));
+    if (*plane)
+        memset(*plane, 0, bytes);
     if (!*plane)
         return clred_fail(CLRED_ERR_MEMORY, "out of memory allocating a %zu-pixel image plane", count);
     return CLRED_OK;

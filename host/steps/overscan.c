@@ -319,7 +319,7 @@ clred_status cal_overscan_rows(clred_ctx *ctx, cl_mem raw, size_t width, size_t 
     clred_release(&out);
     CLRED_TRY(st);
     if (g->mode == CLRED_OVERSCAN_FIT) {
-        double *y = malloc(height * sizeof *y), *fit = malloc(height * sizeof *fit);
+        double *y = calloc(height, sizeof *y), *fit = malloc(height * sizeof *fit);
         if (!y || !fit) {
             free(y), free(fit);
             return clred_fail(CLRED_ERR_MEMORY, "out of memory fitting the overscan");

@@ -19,31 +19,11 @@ typedef struct {
     double *d; /* nrows values (integers are stored exactly in doubles too) */
 } column;
 
-static void temp_name(const char *path, char *tmp, size_t size)
-{
-    const char *slash = strrchr(path, '/');
-    if (slash)
-        snprintf(tmp, size, "%.*s/.%s.%ld.tmp", (int)(slash - path), path, slash + 1, (long)getpid());
-    else
-        snprintf(tmp, size, ".%s.%ld.tmp", path, (long)getpid());
-}
-
-static clred_status finish(const char *tmp, const char *path)
-{
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        return clred_fail(CLRED_ERR_IO, "%s: cannot rename the finished catalog into place (%s)", path, strerror(e));
-    }
-    return CLRED_OK;
-}
-
 static clred_status write_fits(const char *path, const column *cols, int ncols, size_t nrows,
                                const clred_header *header)
 {
     char tmp[PATH_MAX];
-    temp_name(path, tmp, sizeof tmp);
-    remove(tmp);
+    CLRED_TRY(clred_atomic_temp_name(path, tmp, sizeof tmp));
     fitsfile *f;
     int status = 0;
     if (fits_create_file(&f, tmp, &status)) {
@@ -91,13 +71,13 @@ static clred_status write_fits(const char *path, const column *cols, int ncols, 
         remove(tmp);
         return clred_fail(CLRED_ERR_IO, "%s: writing the table failed (%s)", path, text);
     }
-    return finish(tmp, path);
+    return clred_atomic_commit(tmp, path);
 }
 
 static clred_status write_csv(const char *path, const column *cols, int ncols, size_t nrows)
 {
     char tmp[PATH_MAX];
-    temp_name(path, tmp, sizeof tmp);
+    CLRED_TRY(clred_atomic_temp_name(path, tmp, sizeof tmp));
     FILE *fp = fopen(tmp, "w");
     if (!fp)
         return clred_fail(CLRED_ERR_IO, "%s: cannot create (%s)", path, strerror(errno));
@@ -118,12 +98,7 @@ static clred_status write_csv(const char *path, const column *cols, int ncols, s
         }
         fputc('\n', fp);
     }
-    int bad = ferror(fp);
-    if (fclose(fp) != 0 || bad) {
-        remove(tmp);
-        return clred_fail(CLRED_ERR_IO, "%s: writing failed", path);
-    }
-    return finish(tmp, path);
+    return clred_atomic_close(fp, tmp, path);
 }
 
 /* Checks both outputs before writing either, so a refusal leaves nothing behind. */

@@ -928,22 +928,14 @@ clred_status clred_cube_reduce_files(clred_ctx *ctx, const char *cube_path, cons
 
 clred_status clred_cube_table_write(const char *csv_path, const clred_cube_result *r, int overwrite)
 {
-    CLRED_TRY(clred_output_check(csv_path, NULL, 0, overwrite));
     char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.part", csv_path) >= sizeof tmp)
-        return clred_fail(CLRED_ERR_USAGE, "%s: the path is too long", csv_path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return clred_fail(CLRED_ERR_IO, "%s: cannot write the table", csv_path);
+    FILE *f;
+    CLRED_TRY(clred_atomic_open(csv_path, overwrite, tmp, sizeof tmp, &f));
     fprintf(f, "frame,dx,dy,x,y,peak,raw_max,nsaturated,background,noise\n");
     for (size_t i = 0; i < r->nframes; i++) {
         const clred_cube_frame *fr = &r->frames[i];
         fprintf(f, "%zu,%.6f,%.6f,%.6f,%.6f,%.6g,%.6g,%zu,%.6g,%.6g\n", i, fr->dx, fr->dy, fr->x, fr->y, fr->peak,
                 fr->raw_max, fr->nsaturated, fr->background, fr->noise);
     }
-    if (fclose(f) != 0 || rename(tmp, csv_path) != 0) {
-        remove(tmp);
-        return clred_fail(CLRED_ERR_IO, "%s: cannot write the table", csv_path);
-    }
-    return CLRED_OK;
+    return clred_atomic_close(f, tmp, csv_path);
 }

@@ -4,15 +4,6 @@
 
 #include "internal.h"
 
-static double event_seconds(cl_event ev)
-{
-    cl_ulong t0 = 0, t1 = 0;
-    if (clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL) != CL_SUCCESS ||
-        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL) != CL_SUCCESS)
-        return 0.0;
-    return t1 > t0 ? (double)(t1 - t0) * 1e-9 : 0.0;
-}
-
 clred_status clred_buffer(clred_ctx *ctx, cl_mem_flags flags, size_t bytes, const void *host, cl_mem *buf,
                           const char *what)
 {
@@ -31,8 +22,10 @@ clred_status clred_buffer(clred_ctx *ctx, cl_mem_flags flags, size_t bytes, cons
         *buf = NULL;
         return clred_fail_cl(err, msg);
     }
-    if (host)
+    if (host) {
         ctx->timing.upload_bytes += bytes;
+        ctx->timing.uploads++;
+    }
     return CLRED_OK;
 }
 
@@ -41,12 +34,14 @@ clred_status clred_upload(clred_ctx *ctx, cl_mem buf, size_t offset, size_t byte
     if (bytes == 0)
         return CLRED_OK;
     cl_event ev;
+    double t = clred_now();
     cl_int err = clEnqueueWriteBuffer(ctx->queue, buf, CL_TRUE, offset, bytes, host, 0, NULL, &ev);
     if (err != CL_SUCCESS)
         return clred_fail_cl(err, "uploading to the device");
-    ctx->timing.upload_s += event_seconds(ev);
     ctx->timing.upload_bytes += bytes;
-    clReleaseEvent(ev);
+    ctx->timing.uploads++;
+    clred_event_track(ctx, ev, CLRED_EV_UPLOAD, "upload", bytes, t);
+    clred_events_collect(ctx, 1); /* blocking and in order: everything before it has finished */
     return CLRED_OK;
 }
 
@@ -55,12 +50,14 @@ clred_status clred_download(clred_ctx *ctx, cl_mem buf, size_t offset, size_t by
     if (bytes == 0)
         return CLRED_OK;
     cl_event ev;
+    double t = clred_now();
     cl_int err = clEnqueueReadBuffer(ctx->queue, buf, CL_TRUE, offset, bytes, host, 0, NULL, &ev);
     if (err != CL_SUCCESS)
         return clred_fail_cl(err, "downloading from the device");
-    ctx->timing.download_s += event_seconds(ev);
     ctx->timing.download_bytes += bytes;
-    clReleaseEvent(ev);
+    ctx->timing.downloads++;
+    clred_event_track(ctx, ev, CLRED_EV_DOWNLOAD, "download", bytes, t);
+    clred_events_collect(ctx, 1);
     return CLRED_OK;
 }
 
@@ -75,9 +72,20 @@ clred_status clred_fill_zero(clred_ctx *ctx, cl_mem buf, size_t bytes)
 
 clred_status clred_copy(clred_ctx *ctx, cl_mem src, cl_mem dst, size_t bytes)
 {
-    cl_int err = clEnqueueCopyBuffer(ctx->queue, src, dst, 0, 0, bytes, 0, NULL, NULL);
+    return clred_copy_region(ctx, src, 0, dst, 0, bytes);
+}
+
+clred_status clred_copy_region(clred_ctx *ctx, cl_mem src, size_t src_offset, cl_mem dst, size_t dst_offset,
+                               size_t bytes)
+{
+    if (bytes == 0)
+        return CLRED_OK;
+    cl_event ev;
+    double t = clred_now();
+    cl_int err = clEnqueueCopyBuffer(ctx->queue, src, dst, src_offset, dst_offset, bytes, 0, NULL, &ev);
     if (err != CL_SUCCESS)
         return clred_fail_cl(err, "copying a device buffer");
+    clred_event_track(ctx, ev, CLRED_EV_COPY, "device copy", bytes, t);
     return CLRED_OK;
 }
 
@@ -119,21 +127,15 @@ clred_status clred_run(clred_ctx *ctx, cl_kernel k, const char *name, cl_uint di
         if (global[d] == 0)
             return CLRED_OK;
     cl_event ev;
+    double t = clred_now();
     cl_int err = clEnqueueNDRangeKernel(ctx->queue, k, dims, NULL, global, local, 0, NULL, &ev);
     if (err != CL_SUCCESS) {
         char msg[160];
         snprintf(msg, sizeof msg, "running kernel %s", name);
         return clred_fail_cl(err, msg);
     }
-    err = clWaitForEvents(1, &ev);
-    if (err != CL_SUCCESS) {
-        clReleaseEvent(ev);
-        char msg[160];
-        snprintf(msg, sizeof msg, "waiting for kernel %s", name);
-        return clred_fail_cl(err, msg);
-    }
-    ctx->timing.kernel_s += event_seconds(ev);
-    clReleaseEvent(ev);
+    ctx->timing.kernels++;
+    clred_event_track(ctx, ev, CLRED_EV_KERNEL, name, 0, t);
     return CLRED_OK;
 }
 

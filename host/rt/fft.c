@@ -339,29 +339,21 @@ clred_status clred_fft_inverse(clred_ctx *ctx, clred_fft_plan *plan, cl_mem buff
 size_t clred_fft_plan_nx(const clred_fft_plan *plan) { return plan->nx; }
 size_t clred_fft_plan_ny(const clred_fft_plan *plan) { return plan->ny; }
 
-/* ---- the plan cache */
+/* ---- the plan cache: per context (ctx->fft), so contexts on other threads
+ * never share or lock one another's plans */
 
 typedef struct cache_entry {
     clred_fft_plan *plan;
     struct cache_entry *next;
 } cache_entry;
 
-static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static cache_entry *cache_head;
+struct clred_fft_cache {
+    cache_entry *head;
+};
 
-/* At exit: the cached plans first, then clFFT itself, in that order. */
+/* At exit: clFFT's own state (the contexts have released their plans). */
 static void fft_at_exit(void)
 {
-    pthread_mutex_lock(&cache_lock);
-    while (cache_head) {
-        cache_entry *e = cache_head;
-        cache_head = e->next;
-        cl_context context = e->plan->context;
-        clred_fft_plan_destroy(e->plan);
-        clReleaseContext(context);
-        free(e);
-    }
-    pthread_mutex_unlock(&cache_lock);
 #ifdef CLRED_HAVE_CLFFT
     if (clfft_ready)
         clfftTeardown();
@@ -373,52 +365,40 @@ static void register_exit(void) { atexit(fft_at_exit); }
 
 void clred_fft_release_context(clred_ctx *ctx)
 {
-    pthread_mutex_lock(&cache_lock);
-    cache_entry **link = &cache_head;
-    while (*link) {
-        cache_entry *e = *link;
-        if (e->plan->context == ctx->context) {
-            *link = e->next;
-            clred_fft_plan_destroy(e->plan);
-            clReleaseContext(ctx->context);
-            free(e);
-        } else {
-            link = &e->next;
-        }
+    if (!ctx->fft)
+        return;
+    while (ctx->fft->head) {
+        cache_entry *e = ctx->fft->head;
+        ctx->fft->head = e->next;
+        clred_fft_plan_destroy(e->plan);
+        free(e);
     }
-    pthread_mutex_unlock(&cache_lock);
+    free(ctx->fft);
+    ctx->fft = NULL;
 }
 
 clred_status clred_fft_plan_cached(clred_ctx *ctx, clred_fft_backend backend, size_t nx, size_t ny, size_t batch,
                                    clred_fft_plan **plan)
 {
     backend = clred_fft_resolve(backend);
-    pthread_mutex_lock(&cache_lock);
-    for (cache_entry *e = cache_head; e; e = e->next) {
+    if (!ctx->fft && !(ctx->fft = calloc(1, sizeof *ctx->fft)))
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for the FFT plan cache");
+    for (cache_entry *e = ctx->fft->head; e; e = e->next) {
         clred_fft_plan *p = e->plan;
-        if (p->context == ctx->context && p->device == ctx->device && p->backend == backend && p->nx == nx &&
-            p->ny == ny && p->batch == batch) {
+        if (p->backend == backend && p->nx == nx && p->ny == ny && p->batch == batch) {
             *plan = p;
-            pthread_mutex_unlock(&cache_lock);
             return CLRED_OK;
         }
     }
-    clred_status st = clred_fft_plan_create(ctx, backend, nx, ny, batch, plan);
-    if (st == CLRED_OK) {
-        cache_entry *e = calloc(1, sizeof *e);
-        if (!e) {
-            clred_fft_plan_destroy(*plan);
-            *plan = NULL;
-            st = clred_fail(CLRED_ERR_MEMORY, "out of memory for the FFT plan cache");
-        } else {
-            /* The cache holds the context so that its address, the key, cannot be
-             * reused by a later context while the plan lives. */
-            clRetainContext(ctx->context);
-            e->plan = *plan;
-            e->next = cache_head;
-            cache_head = e;
-        }
+    CLRED_TRY(clred_fft_plan_create(ctx, backend, nx, ny, batch, plan));
+    cache_entry *e = calloc(1, sizeof *e);
+    if (!e) {
+        clred_fft_plan_destroy(*plan);
+        *plan = NULL;
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for the FFT plan cache");
     }
-    pthread_mutex_unlock(&cache_lock);
-    return st;
+    e->plan = *plan;
+    e->next = ctx->fft->head;
+    ctx->fft->head = e;
+    return CLRED_OK;
 }

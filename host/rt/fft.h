@@ -37,10 +37,10 @@ clred_status clred_fft_plan_create(clred_ctx *ctx, clred_fft_backend backend, si
                                    clred_fft_plan **plan);
 void clred_fft_plan_destroy(clred_fft_plan *plan);
 
-/* A plan from a per-process cache keyed by context, backend, size and batch,
- * so repeated calls at one size build it once. Owned by the cache: do not
+/* A plan from the context's cache keyed by backend, size and batch, so
+ * repeated calls at one size build it once. Owned by the cache: do not
  * destroy. Cached plans are released by clred_fft_release_context (which
- * clred_ctx_destroy calls) or at process exit. */
+ * clred_ctx_destroy calls). */
 clred_status clred_fft_plan_cached(clred_ctx *ctx, clred_fft_backend backend, size_t nx, size_t ny, size_t batch,
                                    clred_fft_plan **plan);
 /* Destroys the cached plans made for ctx's OpenCL context. */

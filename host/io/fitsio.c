@@ -476,12 +476,7 @@ clred_status clred_image_write_with(const char *path, const clred_image *img, co
 {
     CLRED_TRY(clred_output_check(path, NULL, 0, overwrite));
     char tmp[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    if (slash)
-        snprintf(tmp, sizeof tmp, "%.*s/.%s.%ld.tmp", (int)(slash - path), path, slash + 1, (long)getpid());
-    else
-        snprintf(tmp, sizeof tmp, ".%s.%ld.tmp", path, (long)getpid());
-    remove(tmp);
+    CLRED_TRY(clred_atomic_temp_name(path, tmp, sizeof tmp));
 
     fitsfile *f;
     int status = 0;
@@ -532,12 +527,7 @@ clred_status clred_image_write_with(const char *path, const clred_image *img, co
         remove(tmp);
         return clred_fail(CLRED_ERR_IO, "%s: writing failed (%s)", path, text);
     }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        return clred_fail(CLRED_ERR_IO, "%s: cannot rename the finished output into place (%s)", path, strerror(e));
-    }
-    return CLRED_OK;
+    return clred_atomic_commit(tmp, path);
 }
 
 clred_status clred_image_write(const char *path, const clred_image *img, int overwrite)
