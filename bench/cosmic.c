@@ -16,7 +16,7 @@ static clred_cosmic_opts cosmic_opts(int sepmed)
     o.sigclip = 4.5;
     o.sigfrac = 0.3;
     o.objlim = 5.0;
-    o.niter = 4;
+    o.max_iters = 4;
     o.gain = 1.0;
     o.readnoise = 5.0;
     o.sepmed = sepmed;

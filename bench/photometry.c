@@ -22,7 +22,7 @@ static clred_phot_opts phot_opts(void)
     o.annulus_in = 8.0;
     o.annulus_out = 12.0;
     o.clip_sigma = 3.0;
-    o.clip_iters = 5;
+    o.max_iters = 5;
     return o;
 }
 

@@ -9,6 +9,17 @@
  * Images are float32 pixels with an optional variance plane and an optional
  * 16-bit mask plane whose bits have fixed meanings (CLRED_MASK_*), shared by
  * every step.
+ *
+ * Conventions, the same everywhere:
+ * - ownership: what a _create, _read, _upload or _alloc call returns (and a
+ *   step's new output image or list) the caller frees with the matching
+ *   _free or _destroy; options structs carry settings, not data;
+ * - every step clred_X on host images has clred_X_dev on device images
+ *   (clred_dimage), with the same results; the host function is the device
+ *   one between an upload and a download;
+ * - names: sigma_lower / sigma_upper, max_iters, spread_mad, centre_mean,
+ *   ref_index (long; -1 = the median of the stack where that is offered);
+ * - threads: one thread at a time per context; contexts are independent.
  */
 #ifndef CLRED_H
 #define CLRED_H
@@ -238,8 +249,8 @@ CLRED_API clred_status clred_dimage_add_mask(clred_dimage *d);
 typedef struct {
     double sigma_lower, sigma_upper; /* clipping thresholds in units of the spread; default 3, 3 */
     int max_iters;                   /* default 5; 0 = no clipping */
-    int use_mad;                     /* spread from 1.4826 * MAD instead of std (default 0) */
-    int use_mean_centre;             /* centre on the mean instead of the median (default 0) */
+    int spread_mad;                     /* spread from 1.4826 * MAD instead of std (default 0) */
+    int centre_mean;             /* centre on the mean instead of the median (default 0) */
     /* Region [x0, x1) x [y0, y1); all zero = whole image. */
     size_t x0, x1, y0, y1;
     uint16_t ignore_bits;            /* mask bits that exclude a pixel (default CLRED_MASK_UNUSABLE) */
@@ -263,6 +274,9 @@ CLRED_API clred_stats_opts clred_stats_defaults(void);
  * mean of the two middle values) and the MAD are exact. opts NULL = defaults.
  * No usable pixel is not an error: CLRED_OK with npix 0 and NaN statistics. */
 CLRED_API clred_status clred_image_stats(clred_ctx *ctx, const clred_image *img, const clred_stats_opts *opts, clred_stats *out);
+/* The same on a device image (its SCI, and MASK when present). */
+CLRED_API clred_status clred_stats_dev(clred_ctx *ctx, const clred_dimage *img, const clred_stats_opts *opts,
+                                       clred_stats *out);
 
 /* ------------------------------------------------------------ combining */
 
@@ -350,6 +364,25 @@ CLRED_API clred_status clred_combine_images(clred_ctx *ctx, const clred_image *f
 CLRED_API clred_status clred_combine_files(clred_ctx *ctx, const char *const *paths, size_t npaths,
                                  const clred_combine_opts *opts, clred_combine_result *out);
 
+/* Outputs of a combine of device images, on the device: image (SCI, VAR,
+ * MASK, header as clred_combine_images gives it), the contribution map and,
+ * if asked for, the rejected-count map (SCI-only device images). */
+typedef struct {
+    clred_dimage *image;
+    clred_dimage *ncontrib;
+    clred_dimage *nrejected; /* NULL unless want_rejected_map */
+    double *scales;          /* per frame (malloc'd), NULL if none */
+    size_t bands;
+} clred_combine_dev_result;
+
+CLRED_API void clred_combine_dev_result_free(clred_combine_dev_result *r);
+
+/* Combines device images (one shape) without leaving the device: the frames
+ * are the band source, copied band by band on the device into the stack the
+ * kernels read. Results equal clred_combine_images bit for bit. */
+CLRED_API clred_status clred_combine_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t nframes,
+                                         const clred_combine_opts *opts, clred_combine_dev_result *out);
+
 /* ----------------------------------------------------------- calibration */
 
 typedef enum {
@@ -427,6 +460,24 @@ CLRED_API clred_status clred_calibrator_apply(clred_calibrator *cal, const clred
                                     clred_image *out);
 CLRED_API void clred_calibrator_free(clred_calibrator *cal);
 
+/* Masters already on the device; a NULL master is skipped. */
+typedef struct {
+    const clred_dimage *bias;
+    const clred_dimage *dark;
+    const clred_dimage *flat;
+    const clred_dimage *bad_pixels;
+    const char *bias_name, *dark_name, *flat_name, *bad_pixels_name;
+} clred_masters_dev;
+
+/* A calibrator over masters on the device (checked as clred_calibrator_create
+ * checks them; used in place, not copied: they must outlive the calibrator). */
+CLRED_API clred_status clred_calibrator_create_dev(clred_ctx *ctx, const clred_masters_dev *masters,
+                                                   const clred_calib_opts *opts, clred_calibrator **cal);
+/* Calibrates a raw frame already on the device into a new device image
+ * (SCI, VAR, MASK, header with HISTORY), as clred_calibrator_apply does. */
+CLRED_API clred_status clred_calibrator_apply_dev(clred_calibrator *cal, const clred_dimage *raw, const char *name,
+                                                  clred_dimage **out);
+
 /* Masters from lists of files. Each frame is overscan-corrected and trimmed
  * like a science frame (the fused kernel, with the variance model above; no
  * photon noise for bias frames), then combined with copts, which propagates
@@ -451,6 +502,30 @@ CLRED_API clred_status clred_master_dark(clred_ctx *ctx, const char *const *path
 CLRED_API clred_status clred_master_flat(clred_ctx *ctx, const char *const *paths, size_t n, const clred_image *bias,
                                const clred_image *dark, const clred_calib_opts *opts,
                                const clred_combine_opts *copts, clred_image *out);
+
+/* The masters from raw frames already on the device (names, may be NULL,
+ * name them in messages), and from raw frames in host memory. The results
+ * equal the path versions' bit for bit. */
+CLRED_API clred_status clred_master_bias_dev(clred_ctx *ctx, const clred_dimage *const *frames, const char *const *names,
+                                             size_t n, const clred_calib_opts *opts, const clred_combine_opts *copts,
+                                             clred_dimage **out);
+CLRED_API clred_status clred_master_dark_dev(clred_ctx *ctx, const clred_dimage *const *frames, const char *const *names,
+                                             size_t n, const clred_dimage *bias, const clred_calib_opts *opts,
+                                             const clred_combine_opts *copts, clred_dimage **out);
+CLRED_API clred_status clred_master_flat_dev(clred_ctx *ctx, const clred_dimage *const *frames, const char *const *names,
+                                             size_t n, const clred_dimage *bias, const clred_dimage *dark,
+                                             const clred_calib_opts *opts, const clred_combine_opts *copts,
+                                             clred_dimage **out);
+CLRED_API clred_status clred_master_bias_images(clred_ctx *ctx, const clred_image *frames, size_t n,
+                                                const clred_calib_opts *opts, const clred_combine_opts *copts,
+                                                clred_image *out);
+CLRED_API clred_status clred_master_dark_images(clred_ctx *ctx, const clred_image *frames, size_t n,
+                                                const clred_image *bias, const clred_calib_opts *opts,
+                                                const clred_combine_opts *copts, clred_image *out);
+CLRED_API clred_status clred_master_flat_images(clred_ctx *ctx, const clred_image *frames, size_t n,
+                                                const clred_image *bias, const clred_image *dark,
+                                                const clred_calib_opts *opts, const clred_combine_opts *copts,
+                                                clred_image *out);
 
 /* ---- background, cosmic rays, bad pixels */
 
@@ -488,13 +563,17 @@ CLRED_API clred_bkg_opts clred_bkg_defaults(void);
  * may info. Fails with CLRED_ERR_INPUT when no box has enough good pixels. */
 CLRED_API clred_status clred_background(clred_ctx *ctx, const clred_image *img, const clred_bkg_opts *opts,
                               clred_image *bkg, clred_image *rms, clred_bkg_info *info);
+/* The same on a device image: bkg and rms (either may be NULL) receive new
+ * SCI-only device images. */
+CLRED_API clred_status clred_background_dev(clred_ctx *ctx, const clred_dimage *img, const clred_bkg_opts *opts,
+                                            clred_dimage **bkg, clred_dimage **rms, clred_bkg_info *info);
 
 /* L.A.Cosmic (van Dokkum 2001) with astroscrappy's parameters and steps. */
 typedef struct {
     double sigclip;      /* Laplacian-to-noise limit (default 4.5) */
     double sigfrac;      /* neighbours need sigfrac * sigclip (default 0.3) */
     double objlim;       /* contrast limit against the fine-structure image (default 5) */
-    int niter;           /* iterations, stopping early when none is found (default 4) */
+    int max_iters;         /* iterations, stopping early when none is found (default 4) */
     double gain;         /* e-/ADU (default 1) */
     double readnoise;    /* e- (default 6.5) */
     double satlevel;     /* saturation in ADU (astroscrappy: electrons = this * gain); <= 0: none (default 65536) */
@@ -519,6 +598,12 @@ CLRED_API clred_cosmic_opts clred_cosmic_defaults(void);
  * and the repaired values match astroscrappy 1.3.0 (cleantype='medmask')
  * pixel for pixel on a simulated 2048 x 2048 frame. info may be NULL. */
 CLRED_API clred_status clred_cosmic(clred_ctx *ctx, clred_image *img, const clred_cosmic_opts *opts, clred_cosmic_info *info);
+/* The same on a device image, in place. The sky model and the noise
+ * variance are device images (SCI planes; either may be NULL) in place of
+ * opts->bkg and opts->var, which must be NULL here. */
+CLRED_API clred_status clred_cosmic_dev(clred_ctx *ctx, clred_dimage *img, const clred_dimage *sky,
+                                        const clred_dimage *noise_var, const clred_cosmic_opts *opts,
+                                        clred_cosmic_info *info);
 
 /* Median filter of a width x height float image on the device: size 3, 5 or 7
  * (square window, exact) or, with separable set, a row then column median of
@@ -550,6 +635,11 @@ CLRED_API clred_badpix_opts clred_badpix_defaults(void);
  * scatter is CLRED_ERR_INPUT. info may be NULL. */
 CLRED_API clred_status clred_find_bad_pixels(clred_ctx *ctx, const clred_image *frame, const clred_badpix_opts *opts,
                                    uint16_t *mask_out, clred_badpix_info *info);
+/* The same on a device image: the bits are or-ed into target's MASK plane
+ * (added when absent; target may be frame itself). */
+CLRED_API clred_status clred_find_bad_pixels_dev(clred_ctx *ctx, const clred_dimage *frame,
+                                                 const clred_badpix_opts *opts, clred_dimage *target,
+                                                 clred_badpix_info *info);
 
 typedef enum {
     CLRED_INFILL_MEDIAN = 0, /* median of the usable pixels in the 5x5 window, else 7x7; else their mean within 15x15 */
@@ -564,6 +654,8 @@ typedef enum {
  * only non-finite pixels are to be repaired. */
 CLRED_API clred_status clred_infill(clred_ctx *ctx, clred_image *img, uint16_t bits, clred_infill_method method,
                           size_t *nfilled);
+CLRED_API clred_status clred_infill_dev(clred_ctx *ctx, clred_dimage *img, uint16_t bits, clred_infill_method method,
+                                        size_t *nfilled);
 /* ---- sources and photometry */
 
 /* Pixel coordinates in this block are 0-based with pixel centres on integers:
@@ -620,6 +712,11 @@ CLRED_API clred_detect_opts clred_detect_defaults(void);
 CLRED_API clred_status clred_detect_sources(clred_ctx *ctx, const clred_image *img, const clred_image *bkg,
                                   const clred_image *rms, double bkg_value, double rms_value,
                                   const clred_detect_opts *opts, clred_source **list, size_t *n);
+/* The same on device images (bkg and rms may be NULL); only the catalog
+ * comes back to the host. */
+CLRED_API clred_status clred_detect_sources_dev(clred_ctx *ctx, const clred_dimage *img, const clred_dimage *bkg,
+                                                const clred_dimage *rms, double bkg_value, double rms_value,
+                                                const clred_detect_opts *opts, clred_source **list, size_t *n);
 
 /* Global sigma-clipped (3 sigma, up to 10 iterations) median and standard
  * deviation of the usable pixels, on the host. */
@@ -634,7 +731,7 @@ typedef struct {
     double radius;                    /* aperture radius in pixels (default 5) */
     double annulus_in, annulus_out;   /* local background annulus (default 8, 12); out <= in = no background */
     double clip_sigma;                /* annulus clipping (default 3) */
-    int clip_iters;                   /* default 5 */
+    int max_iters;                    /* default 5 */
     double zeropoint;                 /* magnitude = -2.5 log10(flux) + zeropoint (default 25) */
     uint16_t ignore_bits;             /* default CLRED_MASK_UNUSABLE */
 } clred_phot_opts;
@@ -658,6 +755,9 @@ CLRED_API clred_phot_opts clred_phot_defaults(void);
  * out has n entries (caller's). */
 CLRED_API clred_status clred_aperture_photometry(clred_ctx *ctx, const clred_image *img, const double *x, const double *y,
                                        size_t n, const clred_phot_opts *opts, clred_phot *out);
+CLRED_API clred_status clred_aperture_photometry_dev(clred_ctx *ctx, const clred_dimage *img, const double *x,
+                                                     const double *y, size_t n, const clred_phot_opts *opts,
+                                                     clred_phot *out);
 
 /* Exact area of the intersection of the circle (cx, cy, r) with the pixel
  * square [px - 0.5, px + 0.5] x [py - 0.5, py + 0.5] (host, double). */
@@ -768,6 +868,23 @@ CLRED_API clred_status clred_measure_shift(clred_ctx *ctx, const clred_image *re
 CLRED_API clred_status clred_measure_shifts(clred_ctx *ctx, const clred_image *frames, size_t nframes, long ref_index,
                                   const clred_phasecorr_opts *opts, clred_shift *shifts);
 
+/* Phase correlation on device images. The reference's spectrum is computed
+ * once, when the reference is made, and every measurement finds the integer
+ * peak and the peak-to-sidelobe ratio on the device: only a few numbers come
+ * back per frame. A reference is tied to one frame shape and to opts. */
+typedef struct clred_phasecorr_ref clred_phasecorr_ref;
+CLRED_API clred_status clred_phasecorr_ref_create(clred_ctx *ctx, const clred_dimage *ref,
+                                                  const clred_phasecorr_opts *opts, clred_phasecorr_ref **out);
+CLRED_API clred_status clred_phasecorr_ref_measure(clred_phasecorr_ref *ref, const clred_dimage *img,
+                                                   clred_shift *shift);
+CLRED_API void clred_phasecorr_ref_free(clred_phasecorr_ref *ref);
+/* clred_measure_shift and clred_measure_shifts on device images (the same results). */
+CLRED_API clred_status clred_measure_shift_dev(clred_ctx *ctx, const clred_dimage *ref, const clred_dimage *img,
+                                               const clred_phasecorr_opts *opts, clred_shift *shift);
+CLRED_API clred_status clred_measure_shifts_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t nframes,
+                                                long ref_index, const clred_phasecorr_opts *opts,
+                                                clred_shift *shifts);
+
 typedef enum {
     CLRED_INTERP_NEAREST = 0,
     CLRED_INTERP_BILINEAR,
@@ -808,6 +925,9 @@ CLRED_API clred_resample_opts clred_resample_defaults(void);
  * are NaN and NO_DATA. */
 CLRED_API clred_status clred_resample(clred_ctx *ctx, const clred_image *img, const clred_transform *transform,
                             const clred_resample_opts *opts, clred_image *out);
+/* The same on a device image; out receives a new device image. */
+CLRED_API clred_status clred_resample_dev(clred_ctx *ctx, const clred_dimage *img, const clred_transform *transform,
+                                          const clred_resample_opts *opts, clred_dimage **out);
 
 /* Measures shifts with popts (reference frames[ref_index], or the median of
  * the stack when ref_index < 0) and resamples every frame onto the reference
@@ -846,6 +966,11 @@ CLRED_API clred_status clred_grid_for(const clred_transform *to_ref, size_t n, s
 CLRED_API clred_status clred_resample_onto_grid(clred_ctx *ctx, const clred_image *frames, size_t n,
                                       const clred_transform *to_ref, clred_grid grid, const clred_resample_opts *ropts,
                                       clred_image *aligned, clred_grid_geometry *geometry);
+/* The same on device images: aligned receives n new device images. */
+CLRED_API clred_status clred_resample_onto_grid_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t n,
+                                                    const clred_transform *to_ref, clred_grid grid,
+                                                    const clred_resample_opts *ropts, clred_dimage **aligned,
+                                                    clred_grid_geometry *geometry);
 
 /* ---- star matching */
 
@@ -901,6 +1026,8 @@ CLRED_API clred_status clred_match_stars(const clred_source *ref, size_t nref, c
  * *list is malloc'd (free()). */
 CLRED_API clred_status clred_detect_stars(clred_ctx *ctx, const clred_image *img, const clred_detect_opts *dopts,
                                 clred_source **list, size_t *n);
+CLRED_API clred_status clred_detect_stars_dev(clred_ctx *ctx, const clred_dimage *img, const clred_detect_opts *dopts,
+                                              clred_source **list, size_t *n);
 
 /* clred_detect_stars on both images, then clred_match_stars. */
 CLRED_API clred_status clred_find_transform(clred_ctx *ctx, const clred_image *ref, const clred_image *img,
@@ -910,7 +1037,7 @@ CLRED_API clred_status clred_find_transform(clred_ctx *ctx, const clred_image *r
 /* Every frame's transform onto frames[ref_index], the reference's stars
  * detected once; results[ref_index] is the identity. When a frame fails,
  * *failed (may be NULL) names it. */
-CLRED_API clred_status clred_find_transforms(clred_ctx *ctx, const clred_image *frames, size_t n, size_t ref_index,
+CLRED_API clred_status clred_find_transforms(clred_ctx *ctx, const clred_image *frames, size_t n, long ref_index,
                                    const clred_detect_opts *dopts, const clred_match_opts *mopts,
                                    clred_match_result *results, size_t *failed);
 

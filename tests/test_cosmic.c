@@ -305,9 +305,9 @@ static void test_masks_nan_and_inputs(clred_ctx *ctx)
 
     /* bad options are usage errors naming the parameter */
     o = clred_cosmic_defaults();
-    o.niter = 0;
+    o.max_iters = 0;
     CHECK(clred_cosmic(ctx, &img, &o, NULL) == CLRED_ERR_USAGE);
-    CHECK(strstr(clred_last_error(), "niter") != NULL);
+    CHECK(strstr(clred_last_error(), "max_iters") != NULL);
     o = clred_cosmic_defaults();
     o.gain = 0;
     CHECK(clred_cosmic(ctx, &img, &o, NULL) == CLRED_ERR_USAGE);

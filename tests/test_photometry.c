@@ -164,7 +164,7 @@ static void test_against_reference(clred_ctx *ctx, harness_rng *rng)
     for (size_t k = 0; k < n; k++) {
         ref_phot r;
         ref_aperture(img.sci, img.var, img.mask, o.ignore_bits, img.width, img.height, x[k], y[k],
-                     o.radius, o.annulus_in, o.annulus_out, o.clip_sigma, o.clip_iters, &r);
+                     o.radius, o.annulus_in, o.annulus_out, o.clip_sigma, o.max_iters, &r);
         /* Tolerances: float pixels summed over ~100 weights in acc_t, output as
          * float: 1e-6 of the summed magnitude; the median is an exact pixel value
          * (or the mean of two), the std a float-rounded double. */

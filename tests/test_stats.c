@@ -99,12 +99,12 @@ static void noisy_images(clred_ctx *ctx)
     /* DETECTED is not in the default ignore bits: those pixels are used. */
     CHECK(got.ninvalid < img.width * img.height / 20);
 
-    o.use_mad = 1;
+    o.spread_mad = 1;
     check_case(ctx, "noisy mad spread", &img, &o);
-    o.use_mad = 0;
-    o.use_mean_centre = 1;
+    o.spread_mad = 0;
+    o.centre_mean = 1;
     check_case(ctx, "noisy mean centre", &img, &o);
-    o.use_mad = 1;
+    o.spread_mad = 1;
     check_case(ctx, "noisy mean centre mad spread", &img, &o);
     o = clred_stats_defaults();
     o.sigma_lower = 2.0;
@@ -175,7 +175,7 @@ static void shapes(clred_ctx *ctx)
         snprintf(what, sizeof what, "%zux%zu", img.width, img.height);
         clred_stats_opts o = clred_stats_defaults();
         check_case(ctx, what, &img, &o);
-        o.use_mad = 1;
+        o.spread_mad = 1;
         check_case(ctx, what, &img, &o);
         clred_image_free(&img);
     }
@@ -213,7 +213,7 @@ static void ties(clred_ctx *ctx)
         img.sci[i] = (float)floor(1000.0 + 2.5 * harness_normal(&rng));
     clred_stats_opts o = clred_stats_defaults();
     check_case(ctx, "integer ties", &img, &o);
-    o.use_mad = 1;
+    o.spread_mad = 1;
     check_case(ctx, "integer ties, mad", &img, &o);
     for (size_t i = 0; i < 96 * 50; i++)
         img.sci[i] = (float)floor(2.0 * harness_normal(&rng)) + (i % 7 == 0 ? -0.0f : 0.0f);
@@ -238,7 +238,7 @@ static void constant_and_empty(clred_ctx *ctx)
     CHECK_OK(clred_image_stats(ctx, &img, &o, &got));
     CHECK(got.npix == 67 * 45 && got.nrejected == 0 && got.std == 0 && got.mad == 0 && got.mean == 123.25);
     CHECK(got.iterations == 1);
-    o.use_mad = 1;
+    o.spread_mad = 1;
     check_case(ctx, "constant, mad", &img, &o);
 
     /* More than half the pixels equal: the MAD is 0, so with a MAD spread only
@@ -310,7 +310,7 @@ static void float_accum_path(void)
     }
     clred_stats_opts o = clred_stats_defaults();
     for (int pass = 0; pass < 3; pass++) {
-        o.use_mad = pass == 1;
+        o.spread_mad = pass == 1;
         o.max_iters = pass == 2 ? 0 : 5;
         clred_stats got, ref;
         CHECK_OK(clred_image_stats(fctx, &img, &o, &got));
@@ -344,7 +344,7 @@ static void small_local_memory(void)
     clred_stats_opts o = clred_stats_defaults();
     if (sctx->use_double) {
         check_case(sctx, "4 KiB local memory", &img, &o);
-        o.use_mad = 1;
+        o.spread_mad = 1;
         check_case(sctx, "4 KiB local memory, mad", &img, &o);
     }
     /* Too little local memory for any work-group is a device error, not a crash. */

@@ -53,7 +53,7 @@ int main(void)
     }
     clred_stats_opts o = clred_stats_defaults();
     check(ctx, "bias, defaults", &img, &o);
-    o.use_mad = 1;
+    o.spread_mad = 1;
     check(ctx, "bias, mad spread", &img, &o);
     o = clred_stats_defaults();
     o.x0 = 100, o.x1 = 901, o.y0 = 50, o.y1 = 950;

@@ -60,7 +60,7 @@ static int parse(int argc, char **argv, cosmic_args *a)
         case OPT_SIGCLIP: ok = cli_parse_double("cosmic", "--sigclip", optarg, &a->o.sigclip); break;
         case OPT_SIGFRAC: ok = cli_parse_double("cosmic", "--sigfrac", optarg, &a->o.sigfrac); break;
         case OPT_OBJLIM: ok = cli_parse_double("cosmic", "--objlim", optarg, &a->o.objlim); break;
-        case OPT_NITER: ok = cli_parse_int("cosmic", "--niter", optarg, &a->o.niter); break;
+        case OPT_NITER: ok = cli_parse_int("cosmic", "--niter", optarg, &a->o.max_iters); break;
         case OPT_GAIN: ok = a->have_gain = cli_parse_double("cosmic", "--gain", optarg, &a->o.gain); break;
         case OPT_RN: ok = a->have_rn = cli_parse_double("cosmic", "--readnoise", optarg, &a->o.readnoise); break;
         case OPT_SAT: ok = a->have_sat = cli_parse_double("cosmic", "--satlevel", optarg, &a->o.satlevel); break;
@@ -153,7 +153,7 @@ int cmd_cosmic(int argc, char **argv)
     clred_cosmic_info info;
     memset(&info, 0, sizeof info);
     if (rc == EXIT_OK) {
-        cli_progress("cosmic: %zu x %zu, up to %d iterations", img.width, img.height, a.o.niter);
+        cli_progress("cosmic: %zu x %zu, up to %d iterations", img.width, img.height, a.o.max_iters);
         s = clred_cosmic(ctx, &img, &a.o, &info);
         if (s == CLRED_OK) {
             if (!img.header && !(img.header = clred_header_new()))
@@ -162,7 +162,7 @@ int cmd_cosmic(int argc, char **argv)
             snprintf(hist, sizeof hist,
                      "clred cosmic: L.A.Cosmic sigclip=%g sigfrac=%g objlim=%g niter=%d gain=%g readnoise=%g "
                      "satlevel=%g sepmed=%d bkg=%s var=%s; %zu pixels flagged",
-                     a.o.sigclip, a.o.sigfrac, a.o.objlim, a.o.niter, a.o.gain, a.o.readnoise, a.o.satlevel,
+                     a.o.sigclip, a.o.sigfrac, a.o.objlim, a.o.max_iters, a.o.gain, a.o.readnoise, a.o.satlevel,
                      a.o.sepmed, a.bkg ? a.bkg : "none", a.var ? a.var : "none", info.ncosmic);
             if (s == CLRED_OK)
                 s = clred_header_add_history(img.header, hist);
@@ -182,7 +182,7 @@ int cmd_cosmic(int argc, char **argv)
                "\"sigfrac\": %g, \"objlim\": %g, \"niter\": %d, \"gain\": %g, \"readnoise\": %g, \"satlevel\": %g, "
                "\"sepmed\": %s}\n",
                img.width, img.height, info.ncosmic, info.iterations, a.o.sigclip, a.o.sigfrac, a.o.objlim,
-               a.o.niter, a.o.gain, a.o.readnoise, a.o.satlevel, a.o.sepmed ? "true" : "false");
+               a.o.max_iters, a.o.gain, a.o.readnoise, a.o.satlevel, a.o.sepmed ? "true" : "false");
     } else if (rc == EXIT_OK) {
         fprintf(stderr, "clred cosmic: %zu cosmic-ray pixels repaired in %d iterations -> %s\n", info.ncosmic,
                 info.iterations, a.output);

@@ -426,8 +426,8 @@ static int register_stars(clred_ctx *ctx, const reg_args *a, const cli_frame *fr
                           size_t n, clred_match_result *res, clred_image *aligned)
 {
     cli_progress("matching stars in %zu frames", n);
-    size_t bad = (size_t)a->ref_index;
-    clred_status s = clred_find_transforms(ctx, images, n, (size_t)a->ref_index, &a->dopts, &a->mopts, res, &bad);
+    size_t bad = a->ref_index;
+    clred_status s = clred_find_transforms(ctx, images, n, a->ref_index, &a->dopts, &a->mopts, res, &bad);
     for (size_t i = 0; i < n && aligned && s == CLRED_OK; i++) {
         cli_progress("resampling %zu/%zu", i + 1, n);
         bad = i;

@@ -74,8 +74,8 @@ static void print_json(char **files, const clred_stats *st, size_t n, const clre
     cli_json_string(stdout, device);
     printf(", \"options\": {\"sigma_lower\": %.17g, \"sigma_upper\": %.17g, \"max_iters\": %d, \"centre\": \"%s\", "
            "\"spread\": \"%s\", \"region\": ",
-           o->sigma_lower, o->sigma_upper, o->max_iters, o->use_mean_centre ? "mean" : "median",
-           o->use_mad ? "mad" : "std");
+           o->sigma_lower, o->sigma_upper, o->max_iters, o->centre_mean ? "mean" : "median",
+           o->spread_mad ? "mad" : "std");
     if (o->x1)
         printf("[%zu, %zu, %zu, %zu]", o->x0, o->x1, o->y0, o->y1);
     else
@@ -160,8 +160,8 @@ int cmd_stats(int argc, char **argv)
             if (!cli_parse_int("stats", "--iters", optarg, &o.max_iters))
                 return EXIT_USAGE;
             break;
-        case OPT_MAD: o.use_mad = 1; break;
-        case OPT_MEAN: o.use_mean_centre = 1; break;
+        case OPT_MAD: o.spread_mad = 1; break;
+        case OPT_MEAN: o.centre_mean = 1; break;
         case OPT_JSON: json = 1; break;
         case OPT_DEVICE: device = optarg; break;
         default:

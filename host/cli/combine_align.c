@@ -49,7 +49,7 @@ static clred_status find_transforms(clred_ctx *ctx, const clred_image *frames, c
         f->matches = calloc(n, sizeof *f->matches);
         if (!f->matches)
             return CLRED_ERR_MEMORY;
-        clred_status st = clred_find_transforms(ctx, frames, n, (size_t)a->ref_index, NULL, &a->mopts, f->matches,
+        clred_status st = clred_find_transforms(ctx, frames, n, a->ref_index, NULL, &a->mopts, f->matches,
                                                 failed);
         for (size_t i = 0; i < n && st == CLRED_OK; i++)
             f->to_ref[i] = f->matches[i].transform;

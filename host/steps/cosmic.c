@@ -14,7 +14,7 @@ clred_cosmic_opts clred_cosmic_defaults(void)
     o.sigclip = 4.5;
     o.sigfrac = 0.3;
     o.objlim = 5.0;
-    o.niter = 4;
+    o.max_iters = 4;
     o.gain = 1.0;
     o.readnoise = 6.5;
     o.satlevel = 65536.0;
@@ -289,8 +289,8 @@ static clred_status check_opts(const clred_image *img, const clred_cosmic_opts *
     if (!(o->sigclip > 0) || !(o->sigfrac > 0) || !(o->objlim > 0))
         return clred_fail(CLRED_ERR_USAGE, "cosmic: sigclip (%g), sigfrac (%g) and objlim (%g) must be positive",
                           o->sigclip, o->sigfrac, o->objlim);
-    if (o->niter < 1)
-        return clred_fail(CLRED_ERR_USAGE, "cosmic: niter must be at least 1 (got %d)", o->niter);
+    if (o->max_iters < 1)
+        return clred_fail(CLRED_ERR_USAGE, "cosmic: max_iters must be at least 1 (got %d)", o->max_iters);
     if (!(o->gain > 0) || !(o->readnoise >= 0) || !isfinite(o->gain) || !isfinite(o->readnoise))
         return clred_fail(CLRED_ERR_USAGE, "cosmic: gain (%g) must be positive and readnoise (%g) not negative",
                           o->gain, o->readnoise);
@@ -334,7 +334,7 @@ clred_status clred_cosmic(clred_ctx *ctx, clred_image *img, const clred_cosmic_o
     free(bad);
 
     int iterations = 0;
-    for (int it = 0; st == CLRED_OK && it < o.niter; it++) {
+    for (int it = 0; st == CLRED_OK && it < o.max_iters; it++) {
         cl_uint found = 0;
         st = iterate(&s, &o, &found);
         iterations++;

@@ -16,7 +16,7 @@ clred_phot_opts clred_phot_defaults(void)
     o.annulus_in = 8.0;
     o.annulus_out = 12.0;
     o.clip_sigma = 3.0;
-    o.clip_iters = 5;
+    o.max_iters = 5;
     o.zeropoint = 25.0;
     o.ignore_bits = CLRED_MASK_UNUSABLE;
     return o;
@@ -95,9 +95,9 @@ static clred_status check_phot(const clred_image *img, const clred_phot_opts *o,
     if (o->annulus_out > o->annulus_in && (!(o->annulus_in >= 0) || o->annulus_out > 1000))
         return clred_fail(CLRED_ERR_USAGE, "aperture_photometry: annulus %g,%g must be within [0, 1000]",
                           o->annulus_in, o->annulus_out);
-    if (!(o->clip_sigma > 0) || o->clip_iters < 0)
+    if (!(o->clip_sigma > 0) || o->max_iters < 0)
         return clred_fail(CLRED_ERR_USAGE, "aperture_photometry: clip sigma %g must be > 0, iterations %d >= 0",
-                          o->clip_sigma, o->clip_iters);
+                          o->clip_sigma, o->max_iters);
     if (n > 0xffffffffu)
         return clred_fail(CLRED_ERR_USAGE, "aperture_photometry: %zu positions are too many for one call", n);
     return CLRED_OK;
@@ -191,7 +191,7 @@ static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const clred_imag
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "photometry", NULL, "aperture_photometry", &k);
     cl_int has_var = img->var != NULL, has_mask = img->mask != NULL;
-    cl_int w = (cl_int)img->width, h = (cl_int)img->height, iters = o->clip_iters;
+    cl_int w = (cl_int)img->width, h = (cl_int)img->height, iters = o->max_iters;
     cl_ushort ignore = o->ignore_bits;
     cl_float radius = (cl_float)o->radius, rin = (cl_float)o->annulus_in, rout = (cl_float)o->annulus_out;
     cl_float cs = (cl_float)o->clip_sigma;

@@ -659,12 +659,13 @@ clred_status clred_find_transform(clred_ctx *ctx, const clred_image *ref, const 
     return st;
 }
 
-clred_status clred_find_transforms(clred_ctx *ctx, const clred_image *frames, size_t n, size_t ref_index,
+clred_status clred_find_transforms(clred_ctx *ctx, const clred_image *frames, size_t n, long ref_index,
                                    const clred_detect_opts *dopts, const clred_match_opts *mopts,
                                    clred_match_result *results, size_t *failed)
 {
-    if (ref_index >= n)
-        return clred_fail(CLRED_ERR_USAGE, "reference frame %zu does not exist (%zu frames)", ref_index, n);
+    if (ref_index < 0 || (size_t)ref_index >= n)
+        return clred_fail(CLRED_ERR_USAGE, "reference frame %ld does not exist (%zu frames; star matching needs a "
+                                           "frame as reference, not the median)", ref_index, n);
     clred_match_opts defaults = clred_match_defaults();
     if (!mopts)
         mopts = &defaults;
@@ -675,7 +676,7 @@ clred_status clred_find_transforms(clred_ctx *ctx, const clred_image *frames, si
     clred_status st = clred_detect_stars(ctx, &frames[ref_index], dopts, &ref_stars, &nref);
     for (size_t i = 0; i < n && st == CLRED_OK; i++) {
         memset(&results[i], 0, sizeof results[i]);
-        if (i == ref_index) {
+        if (i == (size_t)ref_index) {
             size_t used = nref < mopts->max_stars ? nref : mopts->max_stars;
             results[i].transform = clred_transform_identity();
             results[i].nmatched = results[i].nref = results[i].nimg = used;

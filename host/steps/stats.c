@@ -455,10 +455,10 @@ static clred_status clip(stats_run *r, const clred_stats_opts *o, clred_stats *o
     int iters = 0;
     while (cur.n > 0 && iters < o->max_iters) {
         iters++;
-        if (o->use_mad)
+        if (o->spread_mad)
             CLRED_TRY(measure_mad(r, range, &cur));
-        double centre = o->use_mean_centre ? cur.mean : cur.median;
-        double spread = o->use_mad ? CLRED_MAD_TO_SIGMA * cur.mad : cur.std;
+        double centre = o->centre_mean ? cur.mean : cur.median;
+        double spread = o->spread_mad ? CLRED_MAD_TO_SIGMA * cur.mad : cur.std;
         kept_range next = {float_at_or_above(centre - o->sigma_lower * spread),
                            float_at_or_below(centre + o->sigma_upper * spread)};
         if (next.lo < range.lo)

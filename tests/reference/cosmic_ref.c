@@ -206,7 +206,7 @@ int cosmic_ref_lacosmic(const float *sci, const uint16_t *mask, int w, int h, co
     double fill_clean = good_median(clean, bad, n), fill_var = good_median(var, bad, n);
 
     int it;
-    for (it = 0; it < o->niter; it++) {
+    for (it = 0; it < o->max_iters; it++) {
         cosmic_ref_median_filter(var, med, w, h, sep ? 7 : 5, sep);
         for (size_t i = 0; i < n; i++) {
             double m = med[i] + bkg[i];
@@ -250,5 +250,5 @@ int cosmic_ref_lacosmic(const float *sci, const uint16_t *mask, int w, int h, co
             cleaned_var[i] = crmask[i] ? fmax(var[i] + bkg[i], 0.0) / (g * g) : NAN;
     free(clean), free(bkg), free(var), free(noise), free(s), free(med), free(f), free(m7), free(sp);
     free(inbad), free(bad), free(sat), free(tmp), free(a), free(b);
-    return it > o->niter ? o->niter : it;
+    return it > o->max_iters ? o->max_iters : it;
 }

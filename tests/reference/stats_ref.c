@@ -77,8 +77,8 @@ int stats_ref(const float *sci, const uint16_t *mask, size_t width, size_t heigh
         iters++;
         memcpy(scratch, v, n * sizeof *v);
         double median = stats_ref_median(scratch, n);
-        double centre = opts->use_mean_centre ? mean_of(v, n) : median;
-        double spread = opts->use_mad ? 1.482602218505602 * mad_of(v, n, median, scratch) : std_of(v, n, mean_of(v, n));
+        double centre = opts->centre_mean ? mean_of(v, n) : median;
+        double spread = opts->spread_mad ? 1.482602218505602 * mad_of(v, n, median, scratch) : std_of(v, n, mean_of(v, n));
         double lo = centre - opts->sigma_lower * spread, hi = centre + opts->sigma_upper * spread;
         size_t kept = 0;
         for (size_t i = 0; i < n; i++)
