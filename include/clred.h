@@ -1042,6 +1042,50 @@ CLRED_API clred_status clred_find_transforms(clred_ctx *ctx, const clred_image *
                                    clred_match_result *results, size_t *failed);
 
 
+/* ---- stacking: registration, resampling and combination in one call */
+
+typedef enum {
+    CLRED_REGISTER_SHIFTS = 0, /* phase correlation (translations) */
+    CLRED_REGISTER_STARS       /* star matching (clred_find_transforms): rotation and scale too */
+} clred_register_method;
+
+typedef struct {
+    clred_register_method method; /* default SHIFTS */
+    long ref_index;               /* reference frame (default 0); -1 = the median of the stack (SHIFTS only) */
+    clred_grid grid;              /* default REFERENCE */
+    clred_phasecorr_opts popts;   /* SHIFTS */
+    clred_detect_opts dopts;      /* STARS: star detection (clred_detect_stars' defaults) */
+    clred_match_opts mopts;       /* STARS */
+    clred_resample_opts ropts;
+    clred_combine_opts copts;
+} clred_stack_opts;
+
+CLRED_API clred_stack_opts clred_stack_defaults(void);
+
+/* What the registration found, one entry per frame. */
+typedef struct {
+    size_t n;
+    clred_transform *to_ref;      /* frame pixel -> reference pixel */
+    clred_shift *shifts;          /* SHIFTS only, else NULL */
+    clred_match_result *matches;  /* STARS only, else NULL */
+    clred_grid_geometry geometry; /* the grid the frames were resampled onto */
+    long failed;                  /* the frame that could not be registered, -1 if none */
+} clred_alignment;
+
+CLRED_API void clred_alignment_free(clred_alignment *a);
+
+/* Registers the frames onto the reference, resamples them onto the grid and
+ * combines them (opts NULL = defaults); the output header is the
+ * reference's with HISTORY for each step. alignment may be NULL. On a
+ * registration failure, alignment->failed names the frame. */
+CLRED_API clred_status clred_stack_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t n,
+                                       const clred_stack_opts *opts, clred_combine_dev_result *out,
+                                       clred_alignment *alignment);
+/* The same from files (2-D images or frames of cubes), each read once onto the device. */
+CLRED_API clred_status clred_stack_files(clred_ctx *ctx, const char *const *paths, size_t npaths,
+                                         const clred_stack_opts *opts, clred_combine_result *out,
+                                         clred_alignment *alignment);
+
 /* ---- adaptive-optics cubes */
 
 /* How the frames of a cube are registered before stacking. */
