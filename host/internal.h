@@ -101,6 +101,10 @@ clred_status clred_dimage_sync_borrowed(clred_dimage *d);
  * are allocated; planes the device image lacks are left alone); the header
  * is not touched. */
 clred_status clred_dimage_download_into(const clred_dimage *d, clred_image *img);
+/* A new device image whose planes (from the pool) hold anything: for a
+ * step that writes every pixel of them. */
+clred_status clred_dimage_new(clred_ctx *ctx, size_t width, size_t height, int with_var, int with_mask,
+                              clred_dimage **out);
 /* A new device image like d (same shape, the planes asked for), header copied
  * from d's when copy_header. */
 clred_status clred_dimage_like(const clred_dimage *d, int with_var, int with_mask, int copy_header,

@@ -129,6 +129,24 @@ clred_status clred_dimage_create(clred_ctx *ctx, size_t width, size_t height, in
     return CLRED_OK;
 }
 
+clred_status clred_dimage_new(clred_ctx *ctx, size_t width, size_t height, int with_var, int with_mask,
+                              clred_dimage **out)
+{
+    clred_dimage *d;
+    CLRED_TRY(new_shell(ctx, width, height, &d));
+    clred_status st = take_plane(d, CLRED_PLANE_SCI);
+    if (st == CLRED_OK && with_var)
+        st = take_plane(d, CLRED_PLANE_VAR);
+    if (st == CLRED_OK && with_mask)
+        st = take_plane(d, CLRED_PLANE_MASK);
+    if (st != CLRED_OK) {
+        clred_dimage_free(d);
+        return st;
+    }
+    *out = d;
+    return CLRED_OK;
+}
+
 clred_status clred_dimage_like(const clred_dimage *d, int with_var, int with_mask, int copy_header,
                                clred_dimage **out)
 {
