@@ -379,7 +379,13 @@ CLRED_API void clred_combine_dev_result_free(clred_combine_dev_result *r);
 
 /* Combines device images (one shape) without leaving the device: the frames
  * are the band source, copied band by band on the device into the stack the
- * kernels read. Results equal clred_combine_images bit for bit. */
+ * kernels read (pooled buffers, reused by the next combine of that shape);
+ * with one band the kernels write the result's planes directly. Frames may
+ * lack VAR (then none is used) or MASK (then all of theirs count as 0).
+ * Results equal clred_combine_images bit for bit, which is this function
+ * between borrowing the host frames and collecting the result (or, on a
+ * device with its own memory that the frames would crowd, the same kernels
+ * fed band by band from host memory). */
 CLRED_API clred_status clred_combine_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t nframes,
                                          const clred_combine_opts *opts, clred_combine_dev_result *out);
 
@@ -491,8 +497,12 @@ CLRED_API clred_status clred_calibrator_apply_dev(clred_calibrator *cal, const c
  *   (clred_stats_defaults) of flat_region, on the device; after combining,
  *   values below flat_floor or not finite are NaN with NO_DATA.
  * Frames with an IMAGETYP must name their kind (bias/zero, dark, flat). The
- * checks give way to override_checks. Calibrated frames are held in host
- * memory until combined. */
+ * checks give way to override_checks. Each frame goes to the device once
+ * (read onto it), is calibrated there, and the calibrated frames are
+ * combined there (clred_combine_dev); the master comes back once. When the
+ * calibrated frames would not fit half of the context's memory budget, each
+ * is downloaded once calibrated and they are combined from host memory in
+ * bands: the same bits. */
 CLRED_API clred_status clred_master_bias(clred_ctx *ctx, const char *const *paths, size_t n,
                                const clred_calib_opts *opts, const clred_combine_opts *copts,
                                clred_image *out);
