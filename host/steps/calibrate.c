@@ -1,6 +1,9 @@
-/* Science calibration: the masters are checked and uploaded once (a
- * calibrator), then each raw frame is uploaded whole, its overscan estimated
- * on the device, and one fused kernel writes the trimmed SCI, VAR and MASK. */
+/* Science calibration: the masters are checked once and used on the device
+ * (a calibrator: device images the caller keeps, or host masters uploaded
+ * once into device images it owns); each raw frame on the device has its
+ * overscan estimated there, and one fused kernel writes a new device image's
+ * trimmed SCI, VAR and MASK. The host functions borrow the raw frame (no copy
+ * where the device shares host memory), calibrate it so and download. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>

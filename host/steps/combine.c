@@ -1,5 +1,13 @@
 /* Frame combination (stacking) on the device, in bands of rows.
  *
+ * One band engine, three sources: device images (clred_combine_dev; each
+ * band copied on the device into a pooled, frame-major stack), host images
+ * (clred_combine_images: borrowed as device images, so the same path; or,
+ * on a device of its own memory that they would crowd, uploaded band by
+ * band), and files read by rows (clred_combine_files, out of core). Results
+ * go to device images (written in place when one band covers the frame) or
+ * to host arrays band by band.
+ *
  * Choices documented here and in clred.h:
  * - scaling is relative to the FIRST frame's median (frame medians over its
  *   usable pixels; an even count takes the mean of the two middle values);
