@@ -340,7 +340,7 @@ class Peers:
 
         t, first, n = best_time(script, self.repeat)
         self.record("calibrate", "files", "numpy/astropy script", t, n, self.agreement("calibrate", first, **tol),
-                     note=f"{self.ncal} frames")
+                     note=f"{len(self.raw16[: self.ncal])} 16-bit frames")
 
     # -- single-frame steps (clred's own versions plug in when they land)
 
