@@ -571,8 +571,8 @@ clred_status clred_calibrator_apply_dev(clred_calibrator *cal, const clred_dimag
     return cal_apply_dev(cal, raw, name, NULL, out);
 }
 
-clred_status cal_apply_host(clred_calibrator *cal, const clred_image *raw, const char *name,
-                            const cal_frame_kind *kind, clred_image *out)
+/* A raw frame in host memory: borrowed, calibrated on the device, downloaded. */
+static clred_status apply_host(clred_calibrator *cal, const clred_image *raw, const char *name, clred_image *out)
 {
     memset(out, 0, sizeof *out);
     if (!cal)
@@ -584,7 +584,7 @@ clred_status cal_apply_host(clred_calibrator *cal, const clred_image *raw, const
     clred_dimage *view = NULL, *d = NULL;
     clred_status st = clred_dimage_borrow(cal->ctx, &sci_only, &view);
     if (st == CLRED_OK)
-        st = cal_apply_dev(cal, view, name, kind, &d);
+        st = cal_apply_dev(cal, view, name, NULL, &d);
     if (st == CLRED_OK)
         st = clred_dimage_download(d, out);
     clred_dimage_free(d);
@@ -595,7 +595,7 @@ clred_status cal_apply_host(clred_calibrator *cal, const clred_image *raw, const
 clred_status clred_calibrator_apply(clred_calibrator *cal, const clred_image *raw, const char *name,
                                     clred_image *out)
 {
-    return cal_apply_host(cal, raw, name, NULL, out);
+    return apply_host(cal, raw, name, out);
 }
 
 clred_status clred_calibrate(clred_ctx *ctx, const clred_image *raw, const clred_masters *masters,

@@ -68,8 +68,5 @@ typedef struct {
  * for a science frame). */
 clred_status cal_apply_dev(clred_calibrator *cal, const clred_dimage *raw, const char *name,
                            const cal_frame_kind *kind, clred_dimage **out);
-/* The same for a raw frame in host memory (borrowed, calibrated, downloaded). */
-clred_status cal_apply_host(clred_calibrator *cal, const clred_image *raw, const char *name,
-                            const cal_frame_kind *kind, clred_image *out);
 
 #endif
