@@ -106,6 +106,13 @@ clred_status clred_dimage_download_into(const clred_dimage *d, clred_image *img)
 clred_status clred_dimage_like(const clred_dimage *d, int with_var, int with_mask, int copy_header,
                                clred_dimage **out);
 
+/* The usable values (finite, no mask bit in ignore) among the samples
+ * k = 0, stride, 2 stride, ... (raster order) of the w x h region at (x0, y0),
+ * in that order, gathered on the device (samples.c). *values is malloc'd
+ * (free()); it may hold no value (*n = 0). */
+clred_status clred_dimage_samples(const clred_dimage *d, size_t x0, size_t y0, size_t w, size_t h, size_t stride,
+                                  uint16_t ignore, float **values, size_t *n);
+
 /* ---- programs (programs.c) */
 
 /* Returns the kernel `name` from program family `family` (kernels/<family>.cl),
