@@ -198,7 +198,7 @@ clred_status clred_resample_dev(clred_ctx *ctx, const clred_dimage *img, const c
     *out = NULL;
     if (!img)
         return clred_fail(CLRED_ERR_USAGE, "resample: no input image");
-    size_t ow, oh;
+    size_t ow = 0, oh = 0;
     CLRED_TRY(check_resample(img->width, img->height, transform, opts, &ow, &oh));
     int has_var = clred_dimage_var(img) != NULL;
     clred_dimage *d;
@@ -235,7 +235,7 @@ clred_status clred_resample(clred_ctx *ctx, const clred_image *img, const clred_
     memset(out, 0, sizeof *out);
     if (!img || !img->sci || img->width == 0 || img->height == 0)
         return clred_fail(CLRED_ERR_USAGE, "resample: the input image is empty");
-    size_t ow, oh;
+    size_t ow = 0, oh = 0;
     CLRED_TRY(check_resample(img->width, img->height, transform, opts, &ow, &oh));
     clred_dimage *src, *dst = NULL;
     CLRED_TRY(clred_dimage_borrow(ctx, img, &src));
