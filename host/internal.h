@@ -80,7 +80,7 @@ struct clred_dimage {
     size_t width, height;
     cl_mem plane[CLRED_NPLANES];  /* sci, var, mask; NULL when absent */
     clred_plane_kind kind[CLRED_NPLANES];
-    void *host[CLRED_NPLANES];    /* the host array of HOST and BORROWED planes */
+    void *host[CLRED_NPLANES];    /* the host array of HOST and BORROWED planes, and the source of a copying borrow */
     clred_header *header;         /* never NULL */
 };
 
