@@ -722,8 +722,10 @@ CLRED_API clred_detect_opts clred_detect_defaults(void);
 CLRED_API clred_status clred_detect_sources(clred_ctx *ctx, const clred_image *img, const clred_image *bkg,
                                   const clred_image *rms, double bkg_value, double rms_value,
                                   const clred_detect_opts *opts, clred_source **list, size_t *n);
-/* The same on device images (bkg and rms may be NULL); only the catalog
- * comes back to the host. */
+/* The same on device images (bkg and rms may be NULL). The frame stays on
+ * the device: the global level comes from samples gathered there, and only
+ * what the host's deblending reads (the filtered map, the labels and an RMS
+ * map when given) and the catalog come back. */
 CLRED_API clred_status clred_detect_sources_dev(clred_ctx *ctx, const clred_dimage *img, const clred_dimage *bkg,
                                                 const clred_dimage *rms, double bkg_value, double rms_value,
                                                 const clred_detect_opts *opts, clred_source **list, size_t *n);
@@ -880,8 +882,12 @@ CLRED_API clred_status clred_measure_shifts(clred_ctx *ctx, const clred_image *f
 
 /* Phase correlation on device images. The reference's spectrum is computed
  * once, when the reference is made, and every measurement finds the integer
- * peak and the peak-to-sidelobe ratio on the device: only a few numbers come
- * back per frame. A reference is tied to one frame shape and to opts. */
+ * peak and the peak-to-sidelobe ratio on the device: per frame only the fill
+ * level's samples (at most 262144 values), the peak, the sidelobe sums and
+ * the refinement's sums come back, never the frame or the correlation
+ * surface. A reference is tied to one frame shape and to opts (copied);
+ * measuring a frame of another shape is CLRED_ERR_INPUT. ref_index -1 in
+ * clred_measure_shifts_dev takes the median of the stack. */
 typedef struct clred_phasecorr_ref clred_phasecorr_ref;
 CLRED_API clred_status clred_phasecorr_ref_create(clred_ctx *ctx, const clred_dimage *ref,
                                                   const clred_phasecorr_opts *opts, clred_phasecorr_ref **out);

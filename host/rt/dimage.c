@@ -219,8 +219,15 @@ clred_status clred_dimage_upload(clred_ctx *ctx, const clred_image *img, clred_d
 
 clred_status clred_dimage_borrow(clred_ctx *ctx, const clred_image *img, clred_dimage **out)
 {
-    if (!ctx->unified_memory)
-        return clred_dimage_upload(ctx, img, out);
+    if (!ctx->unified_memory) {
+        /* A copy; it remembers the arrays it came from so that
+         * clred_dimage_sync_borrowed can bring a step's writes back. */
+        CLRED_TRY(clred_dimage_upload(ctx, img, out));
+        for (int p = 0; p < CLRED_NPLANES; p++)
+            if ((*out)->plane[p])
+                (*out)->host[p] = (void *)host_array(img, p);
+        return CLRED_OK;
+    }
     *out = NULL;
     if (!img || !img->sci)
         return clred_fail(CLRED_ERR_USAGE, "a host image without a SCI plane");
@@ -255,9 +262,12 @@ static clred_status map_sync(clred_dimage *d, int p)
 
 clred_status clred_dimage_sync_borrowed(clred_dimage *d)
 {
-    for (int p = 0; p < CLRED_NPLANES; p++)
+    for (int p = 0; p < CLRED_NPLANES; p++) {
         if (d->kind[p] == CLRED_PLANE_BORROWED || d->kind[p] == CLRED_PLANE_HOST)
             CLRED_TRY(map_sync(d, p));
+        else if (d->kind[p] == CLRED_PLANE_POOLED && d->host[p]) /* a copying borrow */
+            CLRED_TRY(clred_download(d->ctx, d->plane[p], 0, plane_bytes(d, p), d->host[p]));
+    }
     return CLRED_OK;
 }
 
@@ -313,8 +323,8 @@ clred_status clred_dimage_download_into(const clred_dimage *d, clred_image *img)
     for (int p = 0; p < CLRED_NPLANES; p++) {
         if (!d->plane[p])
             continue;
-        if (d->host[p] == arrays[p]) {
-            CLRED_TRY(map_sync((clred_dimage *)d, p)); /* a borrowed view of this very image */
+        if (d->host[p] == arrays[p] && (d->kind[p] == CLRED_PLANE_BORROWED || d->kind[p] == CLRED_PLANE_HOST)) {
+            CLRED_TRY(map_sync((clred_dimage *)d, p)); /* a view of this very image's arrays */
             continue;
         }
         CLRED_TRY(clred_download(d->ctx, d->plane[p], 0, plane_bytes(d, p), arrays[p]));
