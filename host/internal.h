@@ -52,6 +52,12 @@ struct clred_ctx {
     uint64_t resident_bytes;         /* device images and pooled buffers held now */
     struct clred_events *events;     /* enqueued commands whose timing is not yet collected (events.c) */
     clred_timing timing;
+    /* Whole device images that crossed between host and device (a copy, not
+     * a zero-copy view or map): clred_dimage_upload (and a copying borrow or
+     * read) and downloads into host arrays. Recipes report them to show that
+     * a frame goes up once and its products come down once; reset with the
+     * timing. */
+    uint64_t image_uploads, image_downloads;
 };
 
 /* Memory clred may plan to use on the device for a step's temporaries, in
@@ -101,6 +107,10 @@ clred_status clred_dimage_sync_borrowed(clred_dimage *d);
  * are allocated; planes the device image lacks are left alone); the header
  * is not touched. */
 clred_status clred_dimage_download_into(const clred_dimage *d, clred_image *img);
+/* Takes img (planes and header; img is left empty, also on failure) into a
+ * new device image: on a device sharing host memory the image adopts its
+ * arrays without a copy, elsewhere they are uploaded once and freed. */
+clred_status clred_dimage_adopt(clred_ctx *ctx, clred_image *img, clred_dimage **out);
 /* A new device image whose planes (from the pool) hold anything: for a
  * step that writes every pixel of them. */
 clred_status clred_dimage_new(clred_ctx *ctx, size_t width, size_t height, int with_var, int with_mask,
@@ -109,6 +119,10 @@ clred_status clred_dimage_new(clred_ctx *ctx, size_t width, size_t height, int w
  * from d's when copy_header. */
 clred_status clred_dimage_like(const clred_dimage *d, int with_var, int with_mask, int copy_header,
                                clred_dimage **out);
+
+/* img's SCI -= model's SCI on the device (same shape; kernels/arith.cl
+ * subtract), enqueued. */
+clred_status clred_dimage_subtract_sci(clred_dimage *img, const clred_dimage *model);
 
 /* The usable values (finite, no mask bit in ignore) among the samples
  * k = 0, stride, 2 stride, ... (raster order) of the w x h region at (x0, y0),

@@ -8,3 +8,12 @@ kernel void scale_offset(global float *a, const float scale, const float offset,
     if (i < n)
         a[i] = a[i] * scale + offset;
 }
+
+/* a -= b element-wise (NaN in either gives NaN): a model, such as a
+ * background map, taken out of an image on the device. */
+kernel void subtract(global float *a, global const float *b, const uint n)
+{
+    size_t i = get_global_id(0);
+    if (i < n)
+        a[i] = a[i] - b[i];
+}

@@ -213,6 +213,7 @@ clred_status clred_dimage_upload(clred_ctx *ctx, const clred_image *img, clred_d
         clred_dimage_free(d);
         return st;
     }
+    ctx->image_uploads++;
     *out = d;
     return CLRED_OK;
 }
@@ -262,12 +263,57 @@ static clred_status map_sync(clred_dimage *d, int p)
 
 clred_status clred_dimage_sync_borrowed(clred_dimage *d)
 {
+    int copied = 0;
     for (int p = 0; p < CLRED_NPLANES; p++) {
-        if (d->kind[p] == CLRED_PLANE_BORROWED || d->kind[p] == CLRED_PLANE_HOST)
+        if (d->kind[p] == CLRED_PLANE_BORROWED || d->kind[p] == CLRED_PLANE_HOST) {
             CLRED_TRY(map_sync(d, p));
-        else if (d->kind[p] == CLRED_PLANE_POOLED && d->host[p]) /* a copying borrow */
+        } else if (d->kind[p] == CLRED_PLANE_POOLED && d->host[p]) { /* a copying borrow */
             CLRED_TRY(clred_download(d->ctx, d->plane[p], 0, plane_bytes(d, p), d->host[p]));
+            copied = 1;
+        }
     }
+    d->ctx->image_downloads += copied;
+    return CLRED_OK;
+}
+
+clred_status clred_dimage_adopt(clred_ctx *ctx, clred_image *img, clred_dimage **out)
+{
+    *out = NULL;
+    if (!img->sci) {
+        clred_image_free(img);
+        return clred_fail(CLRED_ERR_USAGE, "a host image without a SCI plane");
+    }
+    if (!ctx->unified_memory) {
+        clred_status st = clred_dimage_upload(ctx, img, out);
+        clred_image_free(img);
+        return st;
+    }
+    /* Shared memory: the device image takes the arrays over, no copy. */
+    clred_dimage *d;
+    clred_status st = new_shell(ctx, img->width, img->height, &d);
+    if (st != CLRED_OK) {
+        clred_image_free(img);
+        return st;
+    }
+    clred_header_free(d->header);
+    d->header = img->header ? img->header : clred_header_new();
+    img->header = NULL;
+    void **arrays[CLRED_NPLANES] = {(void **)&img->sci, (void **)&img->var, (void **)&img->mask};
+    for (int p = 0; p < CLRED_NPLANES && st == CLRED_OK; p++) {
+        if (!*arrays[p])
+            continue;
+        st = host_plane(d, p, *arrays[p], CLRED_PLANE_HOST);
+        if (st == CLRED_OK)
+            *arrays[p] = NULL; /* the device image owns it now */
+    }
+    clred_image_free(img);
+    if (st == CLRED_OK && !d->header)
+        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for a header");
+    if (st != CLRED_OK) {
+        clred_dimage_free(d);
+        return st;
+    }
+    *out = d;
     return CLRED_OK;
 }
 
@@ -276,38 +322,7 @@ clred_status clred_dimage_read(clred_ctx *ctx, const char *path, size_t frame, c
     *out = NULL;
     clred_image img;
     CLRED_TRY(clred_image_read(path, frame, &img));
-    if (!ctx->unified_memory) {
-        clred_status st = clred_dimage_upload(ctx, &img, out);
-        clred_image_free(&img);
-        return st;
-    }
-    /* Shared memory: the image adopts the arrays just read, no copy. */
-    clred_dimage *d;
-    clred_status st = new_shell(ctx, img.width, img.height, &d);
-    if (st != CLRED_OK) {
-        clred_image_free(&img);
-        return st;
-    }
-    clred_header_free(d->header);
-    d->header = img.header ? img.header : clred_header_new();
-    img.header = NULL;
-    void **arrays[CLRED_NPLANES] = {(void **)&img.sci, (void **)&img.var, (void **)&img.mask};
-    for (int p = 0; p < CLRED_NPLANES && st == CLRED_OK; p++) {
-        if (!*arrays[p])
-            continue;
-        st = host_plane(d, p, *arrays[p], CLRED_PLANE_HOST);
-        if (st == CLRED_OK)
-            *arrays[p] = NULL; /* the device image owns it now */
-    }
-    clred_image_free(&img);
-    if (!d->header)
-        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for a header");
-    if (st != CLRED_OK) {
-        clred_dimage_free(d);
-        return st;
-    }
-    *out = d;
-    return CLRED_OK;
+    return clred_dimage_adopt(ctx, &img, out);
 }
 
 clred_status clred_dimage_download_into(const clred_dimage *d, clred_image *img)
@@ -320,6 +335,7 @@ clred_status clred_dimage_download_into(const clred_dimage *d, clred_image *img)
     if (d->plane[CLRED_PLANE_MASK])
         CLRED_TRY(clred_image_add_mask(img));
     void *arrays[CLRED_NPLANES] = {img->sci, img->var, img->mask};
+    int copied = 0;
     for (int p = 0; p < CLRED_NPLANES; p++) {
         if (!d->plane[p])
             continue;
@@ -328,7 +344,9 @@ clred_status clred_dimage_download_into(const clred_dimage *d, clred_image *img)
             continue;
         }
         CLRED_TRY(clred_download(d->ctx, d->plane[p], 0, plane_bytes(d, p), arrays[p]));
+        copied = 1;
     }
+    d->ctx->image_downloads += copied;
     return CLRED_OK;
 }
 
@@ -398,6 +416,23 @@ clred_status clred_dimage_copy(const clred_dimage *d, clred_dimage **out)
     }
     *out = n;
     return CLRED_OK;
+}
+
+clred_status clred_dimage_subtract_sci(clred_dimage *img, const clred_dimage *model)
+{
+    if (img->width != model->width || img->height != model->height)
+        return clred_fail(CLRED_ERR_USAGE, "subtracting a %zu x %zu model from a %zu x %zu image", model->width,
+                          model->height, img->width, img->height);
+    size_t n = clred_dimage_pixels(img);
+    if (n > UINT32_MAX)
+        return clred_fail(CLRED_ERR_USAGE, "subtracting a model: %zu pixels exceed the kernel's 32-bit count", n);
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(img->ctx, "arith", NULL, "subtract", &k));
+    cl_mem a = img->plane[CLRED_PLANE_SCI], b = model->plane[CLRED_PLANE_SCI];
+    cl_uint count = (cl_uint)n;
+    CLRED_TRY(clred_args(k, "subtract", CLRED_ARG(a), CLRED_ARG(b), CLRED_ARG(count), (size_t)0));
+    size_t global = n;
+    return clred_run_tiled(img->ctx, k, "subtract", 1, &global);
 }
 
 size_t clred_dimage_width(const clred_dimage *d) { return d->width; }

@@ -348,4 +348,5 @@ void clred_ctx_timing_reset(clred_ctx *ctx)
 {
     clred_sync(ctx);
     memset(&ctx->timing, 0, sizeof ctx->timing);
+    ctx->image_uploads = ctx->image_downloads = 0;
 }
