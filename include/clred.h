@@ -1307,6 +1307,16 @@ typedef struct {
     double read_s, write_s;        /* host time reading inputs and writing products (on their threads) */
     double wall_s;
     clred_timing timing;           /* device work of the run (clred_ctx_timing) */
+    /* Whole images copied between host and device (zero-copy views and
+     * mapped planes are no copies): a frame read goes up at most once, a
+     * product written comes down once. timing counts every transfer,
+     * statistics and other small results included. */
+    uint64_t image_uploads, image_downloads;
+    size_t frames_in;              /* images read for the device: raw frames, unchanged masters and calibrated
+                                      frames reused, calibrated frames read back for a stack */
+    size_t products_out;           /* products brought down to be written */
+    size_t stacks_read_back;       /* stacks whose frames would not fit the device's budget: their calibrated
+                                      frames were written, then read back from the files */
     char *manifest;                /* path of the manifest written */
 } clred_night_report;
 

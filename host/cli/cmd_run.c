@@ -286,9 +286,16 @@ static void print_json(const clred_night_report *r, const char *outdir)
            "\"read\": %.3f, \"write\": %.3f, \"wall\": %.3f},\n",
            r->stage_s[CLRED_NIGHT_CLASSIFY], r->stage_s[CLRED_NIGHT_MASTERS], r->stage_s[CLRED_NIGHT_SCIENCE],
            r->stage_s[CLRED_NIGHT_STACKS], r->read_s, r->write_s, r->wall_s);
-    printf(" \"device\": {\"uploads\": %llu, \"downloads\": %llu, \"kernels\": %llu, \"kernel_s\": %.3f}}\n",
+    printf(" \"device\": {\"uploads\": %llu, \"downloads\": %llu, \"kernels\": %llu, \"kernel_s\": %.3f, "
+           "\"upload_bytes\": %llu, \"download_bytes\": %llu,\n  \"image_uploads\": %llu, \"image_downloads\": %llu, "
+           "\"frames_in\": %zu, \"products_out\": %zu, \"image_uploads_per_frame\": %.3f, "
+           "\"image_downloads_per_product\": %.3f, \"stacks_read_back\": %zu}}\n",
            (unsigned long long)r->timing.uploads, (unsigned long long)r->timing.downloads,
-           (unsigned long long)r->timing.kernels, r->timing.kernel_s);
+           (unsigned long long)r->timing.kernels, r->timing.kernel_s, (unsigned long long)r->timing.upload_bytes,
+           (unsigned long long)r->timing.download_bytes, (unsigned long long)r->image_uploads,
+           (unsigned long long)r->image_downloads, r->frames_in, r->products_out,
+           r->frames_in ? (double)r->image_uploads / r->frames_in : 0.0,
+           r->products_out ? (double)r->image_downloads / r->products_out : 0.0, r->stacks_read_back);
 }
 
 static void print_text(const clred_night_report *r)
@@ -300,6 +307,11 @@ static void print_text(const clred_night_report *r)
     printf("  %.2f s: classify %.2f, masters %.2f, science %.2f, stacks %.2f; reading %.2f, writing %.2f\n",
            r->wall_s, r->stage_s[CLRED_NIGHT_CLASSIFY], r->stage_s[CLRED_NIGHT_MASTERS],
            r->stage_s[CLRED_NIGHT_SCIENCE], r->stage_s[CLRED_NIGHT_STACKS], r->read_s, r->write_s);
+    printf("  device: %zu images in, %llu copied up; %zu products out, %llu copied down; %llu transfers in all%s\n",
+           r->frames_in, (unsigned long long)r->image_uploads, r->products_out,
+           (unsigned long long)r->image_downloads,
+           (unsigned long long)(r->timing.uploads + r->timing.downloads),
+           r->stacks_read_back ? "; some stacks read back from files (device budget)" : "");
     printf("  manifest: %s\n", r->manifest ? r->manifest : "(none)");
 }
 

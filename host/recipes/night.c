@@ -17,7 +17,15 @@
  *   killed at any point leaves a manifest that says what was finished;
  * - a science frame is matched with the master dark of the nearest exposure
  *   time (darks are per second) and the master flat of its filter; with no
- *   such flat it is calibrated without one and the progress says so. */
+ *   such flat it is calibrated without one and the progress says so;
+ * - frames stay on the device: the reader thread reads each into a host
+ *   image, which the main thread hands to the device once (adopted without a
+ *   copy where memory is shared); masters are made and kept there for the
+ *   calibrators; a science frame is calibrated, cleaned and
+ *   background-subtracted there and kept for its stack; every product comes
+ *   down once, for the writer thread. A group whose calibrated frames (with
+ *   their resampled copies) would take more than half of the budget left is
+ *   stacked from its written files instead (report: stacks_read_back). */
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -84,8 +92,7 @@ typedef struct {
     long dark, flat;             /* science and flats: the groups of their masters, -1 = none */
     uint64_t key;
     long product;                /* the master or stack product, -1 = none */
-    clred_image master;          /* masters, when built or loaded */
-    int have_master;
+    clred_dimage *master;        /* masters, when built or loaded: on the device for the calibrators */
 } night_group;
 
 typedef struct {
@@ -116,7 +123,8 @@ typedef struct {
     pthread_mutex_t lock; /* the products' state, the left-out list and the manifest file */
     clred_status write_status;
     char write_error[512];
-    clred_night_report *rep;
+    clred_night_report *rep; /* its counts are filled at the end: the writer's thread reads them for the manifest */
+    size_t frames_in, products_out, stacks_read_back; /* the main thread's counts, for the report */
     double t0;
     char p_calib[512], p_bias[256], p_dark[256], p_flat[256], p_science[768], p_stack[512];
 } night;
@@ -349,9 +357,16 @@ static clred_status write_manifest(night *nt, int complete)
     clred_timing t = nt->rep->timing;
     fprintf(f, "\"read\": %.4f, \"write\": %.4f, \"wall\": %.4f},\n", nt->rep->read_s, nt->rep->write_s,
             clred_now() - nt->t0);
+    const clred_night_report *r = nt->rep;
+    uint64_t up = r->image_uploads, down = r->image_downloads;
     fprintf(f, "  \"transfers\": {\"uploads\": %" PRIu64 ", \"downloads\": %" PRIu64 ", \"kernels\": %" PRIu64
-               ", \"upload_bytes\": %" PRIu64 ", \"download_bytes\": %" PRIu64 "}\n}\n",
-            t.uploads, t.downloads, t.kernels, t.upload_bytes, t.download_bytes);
+               ", \"upload_bytes\": %" PRIu64 ", \"download_bytes\": %" PRIu64 ",\n    \"image_uploads\": %" PRIu64
+               ", \"image_downloads\": %" PRIu64 ", \"frames_in\": %zu, \"products_out\": %zu"
+               ", \"image_uploads_per_frame\": %.3f, \"image_downloads_per_product\": %.3f"
+               ", \"stacks_read_back\": %zu}\n}\n",
+            t.uploads, t.downloads, t.kernels, t.upload_bytes, t.download_bytes, up, down, r->frames_in,
+            r->products_out, r->frames_in ? (double)up / r->frames_in : 0.0,
+            r->products_out ? (double)down / r->products_out : 0.0, r->stacks_read_back);
     return clred_atomic_close(f, tmp, nt->manifest);
 }
 
@@ -603,78 +618,168 @@ static clred_status plan_masters(night *nt)
     return CLRED_OK;
 }
 
-/* ------------------------------------------------- steps (to switch) */
+/* ------------------------------------------------------------ steps */
 
-/* Each helper below is one step of the night on one frame. Until the device
- * entry points (clred_master_*_dev, clred_calibrator_apply_dev,
- * clred_cosmic_dev, clred_background_dev, clred_stack_dev) land on main,
- * they go through the host API, so a frame goes up and down once per step;
- * with them the frame goes up once and its products come down once. */
+/* Each frame goes to the device once: the reader thread reads it into a host
+ * image, and the main thread hands that to the device (adopted without a copy
+ * where the device shares host memory, one upload elsewhere). Every step then
+ * works on device images, and each product comes down once, to the writer. */
 
-/* Master bias, dark (per second) or flat from the group's raw files. */
-static clred_status night_master(night *nt, night_group *gr, const clred_image *bias, const clred_image *dark,
-                                 clred_image *out)
+/* The reader's next image, on the device. */
+static clred_status next_on_device(night *nt, night_reader *r, clred_dimage **out)
 {
-    const char **paths = malloc(gr->n * sizeof *paths);
-    if (!paths)
-        return clred_fail(CLRED_ERR_MEMORY, "night: out of memory");
-    for (size_t m = 0; m < gr->n; m++)
-        paths[m] = nt->frames[gr->members[m]].path;
-    double t0 = clred_now();
-    clred_status st;
-    if (gr->kind == GROUP_BIAS)
-        st = clred_master_bias(nt->ctx, paths, gr->n, &nt->o->calib, &nt->o->bias_combine, out);
-    else if (gr->kind == GROUP_DARK)
-        st = clred_master_dark(nt->ctx, paths, gr->n, bias, &nt->o->calib, &nt->o->dark_combine, out);
-    else
-        st = clred_master_flat(nt->ctx, paths, gr->n, bias, dark, &nt->o->calib, &nt->o->flat_combine, out);
-    clred_trace_host(nt->ctx, "host", gr->name, t0, clred_now());
-    free(paths);
+    *out = NULL;
+    clred_image img;
+    CLRED_TRY(night_reader_next(r, &img));
+    clred_status st = clred_dimage_adopt(nt->ctx, &img, out);
+    if (st == CLRED_OK)
+        nt->frames_in++;
     return st;
 }
 
-/* Calibration of one raw frame. */
-static clred_status night_calibrate(clred_calibrator *cal, const clred_image *raw, const char *name,
-                                    clred_image *out)
+/* Downloads a product once and queues it for the writer. */
+static clred_status put_product(night *nt, night_writer *w, const clred_dimage *d, long index)
 {
-    return clred_calibrator_apply(cal, raw, name, out);
+    clred_image host;
+    CLRED_TRY(clred_dimage_download(d, &host));
+    nt->products_out++;
+    return night_writer_put(w, nt->prod[index].path, &host, 1, (size_t)index);
+}
+
+/* Master bias, dark (per second) or flat from the group's raw frames on the device. */
+static clred_status night_master(night *nt, night_group *gr, clred_dimage *const *frames, const clred_dimage *bias,
+                                 const clred_dimage *dark, clred_dimage **out)
+{
+    const char **names = malloc(gr->n * sizeof *names);
+    if (!names)
+        return clred_fail(CLRED_ERR_MEMORY, "night: out of memory");
+    for (size_t m = 0; m < gr->n; m++)
+        names[m] = nt->frames[gr->members[m]].path;
+    const clred_dimage *const *f = (const clred_dimage *const *)frames;
+    double t0 = clred_now();
+    clred_status st;
+    if (gr->kind == GROUP_BIAS)
+        st = clred_master_bias_dev(nt->ctx, f, names, gr->n, &nt->o->calib, &nt->o->bias_combine, out);
+    else if (gr->kind == GROUP_DARK)
+        st = clred_master_dark_dev(nt->ctx, f, names, gr->n, bias, &nt->o->calib, &nt->o->dark_combine, out);
+    else
+        st = clred_master_flat_dev(nt->ctx, f, names, gr->n, bias, dark, &nt->o->calib, &nt->o->flat_combine, out);
+    clred_trace_host(nt->ctx, "host", gr->name, t0, clred_now());
+    free(names);
+    return st;
 }
 
 /* Cosmic rays, with the calibration's variance as the noise model; the
  * saturated pixels are masked already, so no saturation level. */
-static clred_status night_cosmic(night *nt, clred_image *img, size_t *ncosmic)
+static clred_status night_cosmic(night *nt, clred_dimage *img, size_t *ncosmic)
 {
     clred_cosmic_opts co = nt->o->cosmic_opts;
-    co.var = img->var;
-    co.bkg = NULL;
+    co.var = co.bkg = NULL;
     co.satlevel = -1;
+    /* The VAR plane seen as an image: the step reads it (before it rewrites
+     * the repaired pixels' variance), so a view does, not a copy. */
+    clred_dimage noise = {0};
+    const clred_dimage *nv = NULL;
+    if (img->plane[CLRED_PLANE_VAR]) {
+        noise.ctx = img->ctx;
+        noise.width = img->width;
+        noise.height = img->height;
+        noise.plane[CLRED_PLANE_SCI] = img->plane[CLRED_PLANE_VAR];
+        noise.header = img->header;
+        nv = &noise;
+    }
     clred_cosmic_info info = {0};
-    clred_status st = clred_cosmic(nt->ctx, img, &co, &info);
+    clred_status st = clred_cosmic_dev(nt->ctx, img, NULL, nv, &co, &info);
     *ncosmic = info.ncosmic;
     return st;
 }
 
-/* The background map (kept as a product) is subtracted from SCI. */
-static clred_status night_background(night *nt, clred_image *img, clred_image *bkg)
+/* The background map (kept as a product) is subtracted from SCI on the device. */
+static clred_status night_background(night *nt, clred_dimage *img, clred_dimage **bkg)
 {
     clred_bkg_info info;
-    CLRED_TRY(clred_background(nt->ctx, img, &nt->o->bkg_opts, bkg, NULL, &info));
-    size_t n = img->width * img->height;
-    for (size_t i = 0; i < n; i++)
-        img->sci[i] -= bkg->sci[i];
-    if (img->header) {
-        char text[160];
-        snprintf(text, sizeof text, "clred run: mesh background subtracted (box %dx%d, global %.6g, rms %.6g)",
-                 nt->o->bkg_opts.box_w, nt->o->bkg_opts.box_h, info.global_back, info.global_rms);
-        CLRED_TRY(clred_header_add_history(img->header, text));
-    }
-    if (!bkg->header && img->header)
-        bkg->header = clred_header_copy(img->header);
+    CLRED_TRY(clred_background_dev(nt->ctx, img, &nt->o->bkg_opts, bkg, NULL, &info));
+    CLRED_TRY(clred_dimage_subtract_sci(img, *bkg));
+    char text[160];
+    snprintf(text, sizeof text, "clred run: mesh background subtracted (box %dx%d, global %.6g, rms %.6g)",
+             nt->o->bkg_opts.box_w, nt->o->bkg_opts.box_h, info.global_back, info.global_rms);
+    CLRED_TRY(clred_header_add_history(img->header, text));
+    clred_header *h = clred_header_copy(img->header);
+    if (!h)
+        return clred_fail(CLRED_ERR_MEMORY, "night: out of memory copying a header");
+    clred_header_free((*bkg)->header);
+    (*bkg)->header = h;
     return CLRED_OK;
 }
 
-/* Registration, resampling onto the reference grid and the combine. */
-static clred_status night_stack(night *nt, const clred_image *frames, size_t n, clred_combine_result *out)
+/* Every frame's transform onto the reference, measured on the device. */
+static clred_status register_dev(night *nt, const clred_dimage *const *frames, size_t n, long ref,
+                                 clred_transform *to_ref)
+{
+    const clred_stack_opts *so = &nt->o->stack;
+    if (so->method != CLRED_REGISTER_STARS) {
+        clred_shift *shifts = calloc(n, sizeof *shifts);
+        if (!shifts)
+            return clred_fail(CLRED_ERR_MEMORY, "night: out of memory");
+        clred_status st = clred_measure_shifts_dev(nt->ctx, frames, n, ref, &so->popts, shifts);
+        for (size_t i = 0; i < n && st == CLRED_OK; i++)
+            to_ref[i] = clred_transform_translation(-shifts[i].dx, -shifts[i].dy);
+        free(shifts);
+        return st;
+    }
+    /* As clred_find_transforms: the reference's stars detected once. */
+    size_t r = ref < 0 ? 0 : (size_t)ref, nref = 0;
+    clred_source *rs = NULL;
+    CLRED_TRY(clred_detect_stars_dev(nt->ctx, frames[r], &so->dopts, &rs, &nref));
+    clred_status st = CLRED_OK;
+    for (size_t i = 0; i < n && st == CLRED_OK; i++) {
+        if (i == r) {
+            to_ref[i] = clred_transform_identity();
+            continue;
+        }
+        clred_source *is = NULL;
+        size_t nimg = 0;
+        clred_match_result m;
+        st = clred_detect_stars_dev(nt->ctx, frames[i], &so->dopts, &is, &nimg);
+        if (st == CLRED_OK)
+            st = clred_match_stars(rs, nref, is, nimg, &so->mopts, &m);
+        if (st == CLRED_OK)
+            to_ref[i] = m.transform;
+        free(is);
+    }
+    free(rs);
+    return st;
+}
+
+/* Registration, resampling onto the reference grid and the combine, on the device. */
+static clred_status night_stack_dev(night *nt, const clred_dimage *const *frames, size_t n,
+                                    clred_combine_dev_result *out)
+{
+    const clred_stack_opts *so = &nt->o->stack;
+    if (n == 1)
+        return clred_combine_dev(nt->ctx, frames, n, &so->copts, out);
+    clred_transform *to_ref = calloc(n, sizeof *to_ref);
+    clred_dimage **aligned = calloc(n, sizeof *aligned);
+    clred_status st = to_ref && aligned ? CLRED_OK : clred_fail(CLRED_ERR_MEMORY, "night: out of memory");
+    long ref = so->ref_index < (long)n ? so->ref_index : 0;
+    if (st == CLRED_OK)
+        st = register_dev(nt, frames, n, ref, to_ref);
+    clred_grid_geometry geo;
+    if (st == CLRED_OK)
+        st = clred_resample_onto_grid_dev(nt->ctx, frames, n, to_ref, so->grid, &so->ropts, aligned, &geo);
+    if (st == CLRED_OK)
+        st = clred_combine_dev(nt->ctx, (const clred_dimage *const *)aligned, n, &so->copts, out);
+    for (size_t i = 0; aligned && i < n; i++)
+        clred_dimage_free(aligned[i]);
+    free(aligned);
+    free(to_ref);
+    return st;
+}
+
+/* The same on host images: for a group whose frames do not fit the device
+ * budget, read back from their files; the combine goes in bands from host
+ * memory. */
+static clred_status night_stack_host(night *nt, const clred_image *frames, size_t n, clred_combine_result *out)
 {
     const clred_stack_opts *so = &nt->o->stack;
     if (n == 1)
@@ -714,28 +819,73 @@ static clred_status night_stack(night *nt, const clred_image *frames, size_t n, 
 
 /* ------------------------------------------------------------ masters */
 
-static clred_status masters_stage(night *nt, night_writer *w)
+/* The masters' inputs in the order they are used: the raw frames of a master
+ * to build, the product of an unchanged one. */
+static clred_status master_paths(night *nt, const char ***paths, size_t *n)
 {
-    long bias = find_bias(nt);
+    size_t total = 0;
+    for (size_t g = 0; g < nt->ngroups; g++)
+        if (nt->groups[g].kind != GROUP_SCIENCE && nt->groups[g].needed)
+            total += nt->groups[g].n;
+    *paths = calloc(total + 1, sizeof **paths);
+    if (!*paths)
+        return clred_fail(CLRED_ERR_MEMORY, "night: out of memory");
+    *n = 0;
     for (size_t g = 0; g < nt->ngroups; g++) {
         night_group *gr = &nt->groups[g];
         if (gr->kind == GROUP_SCIENCE || !gr->needed)
             continue;
-        night_product *p = gr->product >= 0 ? &nt->prod[gr->product] : NULL;
-        if (p && p->skip) {
-            say(nt, "%s: unchanged, read from %s", gr->name, p->path);
-            CLRED_TRY(clred_image_read(p->path, 0, &gr->master));
-        } else {
-            say(nt, "%s from %zu frames%s", gr->name, gr->n, gr->here ? "" : " (in memory: another shard writes it)");
-            const clred_image *b = gr->kind != GROUP_BIAS && bias >= 0 ? &nt->groups[bias].master : NULL;
-            const clred_image *d = gr->kind == GROUP_FLAT && gr->dark >= 0 ? &nt->groups[gr->dark].master : NULL;
-            CLRED_TRY(night_master(nt, gr, b, d, &gr->master));
-            if (p)
-                CLRED_TRY(night_writer_put(w, p->path, &gr->master, 0, (size_t)gr->product));
-        }
-        gr->have_master = 1;
+        if (gr->product >= 0 && nt->prod[gr->product].skip)
+            (*paths)[(*n)++] = nt->prod[gr->product].path;
+        else
+            for (size_t m = 0; m < gr->n; m++)
+                (*paths)[(*n)++] = nt->frames[gr->members[m]].path;
     }
     return CLRED_OK;
+}
+
+static clred_status build_master(night *nt, night_group *gr, night_reader *r, night_writer *w)
+{
+    long bias = find_bias(nt);
+    night_product *p = gr->product >= 0 ? &nt->prod[gr->product] : NULL;
+    if (p && p->skip) {
+        say(nt, "%s: unchanged, read from %s", gr->name, p->path);
+        return next_on_device(nt, r, &gr->master);
+    }
+    clred_dimage **frames = calloc(gr->n, sizeof *frames);
+    if (!frames)
+        return clred_fail(CLRED_ERR_MEMORY, "night: out of memory");
+    clred_status st = CLRED_OK;
+    size_t m = 0;
+    for (; m < gr->n && st == CLRED_OK; m++)
+        st = next_on_device(nt, r, &frames[m]);
+    if (st == CLRED_OK) {
+        say(nt, "%s from %zu frames%s", gr->name, gr->n, gr->here ? "" : " (in memory: another shard writes it)");
+        const clred_dimage *b = gr->kind != GROUP_BIAS && bias >= 0 ? nt->groups[bias].master : NULL;
+        const clred_dimage *d = gr->kind == GROUP_FLAT && gr->dark >= 0 ? nt->groups[gr->dark].master : NULL;
+        st = night_master(nt, gr, frames, b, d, &gr->master);
+    }
+    for (size_t i = 0; i < gr->n; i++)
+        clred_dimage_free(frames[i]);
+    free(frames);
+    if (st == CLRED_OK && p)
+        st = put_product(nt, w, gr->master, gr->product);
+    return st;
+}
+
+static clred_status masters_stage(night *nt, night_writer *w)
+{
+    const char **paths = NULL;
+    size_t n = 0;
+    CLRED_TRY(master_paths(nt, &paths, &n));
+    night_reader *r = NULL;
+    clred_status st = night_reader_start(nt->ctx, paths, n, nt->o->read_ahead, nt->o->stream, &r);
+    for (size_t g = 0; g < nt->ngroups && st == CLRED_OK; g++)
+        if (nt->groups[g].kind != GROUP_SCIENCE && nt->groups[g].needed)
+            st = build_master(nt, &nt->groups[g], r, w);
+    night_reader_finish(r, &nt->rep->read_s);
+    free(paths);
+    return st;
 }
 
 /* ------------------------------------------------------------ science */
@@ -761,14 +911,14 @@ static clred_status calibrator_for(night *nt, calibrator_slot *slots, size_t *ns
             return CLRED_OK;
         }
     long bias = find_bias(nt);
-    clred_masters m = {0};
-    m.bias = bias >= 0 ? &nt->groups[bias].master : NULL;
-    m.dark = dark >= 0 ? &nt->groups[dark].master : NULL;
-    m.flat = flat >= 0 ? &nt->groups[flat].master : NULL;
+    clred_masters_dev m = {0};
+    m.bias = bias >= 0 ? nt->groups[bias].master : NULL;
+    m.dark = dark >= 0 ? nt->groups[dark].master : NULL;
+    m.flat = flat >= 0 ? nt->groups[flat].master : NULL;
     m.bias_name = "master bias";
     m.dark_name = dark >= 0 ? nt->groups[dark].name : NULL;
     m.flat_name = flat >= 0 ? nt->groups[flat].name : NULL;
-    CLRED_TRY(clred_calibrator_create(nt->ctx, &m, &nt->o->calib, &slots[*nslots].cal));
+    CLRED_TRY(clred_calibrator_create_dev(nt->ctx, &m, &nt->o->calib, &slots[*nslots].cal));
     slots[*nslots].dark = dark;
     slots[*nslots].flat = flat;
     *out = slots[(*nslots)++].cal;
@@ -850,66 +1000,196 @@ static clred_status plan_science(night *nt, science_job **jobs_out, size_t *njob
     return CLRED_OK;
 }
 
-/* Reduces one raw frame into its calibrated image and background map. */
+/* Reduces one raw frame on the device into its calibrated,
+ * background-subtracted image and the background map. */
 static clred_status reduce_frame(night *nt, calibrator_slot *slots, size_t *nslots, const night_group *gr,
-                                 const night_frame *fr, const clred_image *raw, clred_image *cal, clred_image *bkg)
+                                 const night_frame *fr, const clred_dimage *raw, clred_dimage **cal,
+                                 clred_dimage **bkg)
 {
+    *cal = *bkg = NULL;
     clred_calibrator *c;
     CLRED_TRY(calibrator_for(nt, slots, nslots, nearest_dark(nt, fr->exptime), gr->flat, &c));
-    CLRED_TRY(night_calibrate(c, raw, fr->path, cal));
+    clred_status st = clred_calibrator_apply_dev(c, raw, fr->path, cal);
     size_t ncr = 0;
-    if (nt->o->cosmic)
-        CLRED_TRY(night_cosmic(nt, cal, &ncr));
-    if (nt->o->background)
-        CLRED_TRY(night_background(nt, cal, bkg));
+    if (st == CLRED_OK && nt->o->cosmic)
+        st = night_cosmic(nt, *cal, &ncr);
+    if (st == CLRED_OK && nt->o->background)
+        st = night_background(nt, *cal, bkg);
+    if (st != CLRED_OK) {
+        clred_dimage_free(*cal);
+        clred_dimage_free(*bkg);
+        *cal = *bkg = NULL;
+        return st;
+    }
     say(nt, "%s: calibrated%s%s", fr->name, nt->o->cosmic ? ", cosmic rays removed" : "",
         nt->o->background ? ", background subtracted" : "");
     return CLRED_OK;
 }
 
-static clred_status stack_group(night *nt, night_group *gr, clred_image *frames, const int *ok, night_writer *w)
+/* Whether the group's calibrated frames (SCI, VAR, MASK), held on the device
+ * for the stack beside their resampled copies, fit half of what the budget
+ * leaves; the other half is for the steps' temporaries. The raw shape bounds
+ * the trimmed one. */
+static int stack_fits(night *nt, const night_group *gr)
+{
+    uint64_t in_use = 0, budget = 0, px = 0;
+    clred_ctx_memory(nt->ctx, &in_use, &budget);
+    uint64_t idle = clred_pool_idle_bytes(nt->ctx);
+    uint64_t held = in_use > idle ? in_use - idle : 0;
+    for (size_t m = 0; m < gr->n; m++) {
+        const night_frame *fr = &nt->frames[gr->members[m]];
+        uint64_t p = (uint64_t)fr->width * fr->height;
+        px = p > px ? p : px;
+    }
+    uint64_t need = 2 * (uint64_t)gr->n * px * (2 * sizeof(float) + sizeof(uint16_t));
+    return held < budget && need <= (budget - held) / 2;
+}
+
+/* The stack's key, from the frames that made it; the product's HISTORY. */
+static clred_status stack_done(night *nt, night_group *gr, const int *ok, size_t n, clred_header *h)
+{
+    uint64_t key = hash_text(nt->p_stack, 0x737461636bULL);
+    for (size_t m = 0; m < gr->n; m++)
+        if (ok[m])
+            key = clred_hash(&nt->frames[gr->members[m]].identity, sizeof(uint64_t), key);
+    if (n < gr->n) {
+        pthread_mutex_lock(&nt->lock);
+        nt->prod[gr->product].key = key; /* what it was made of */
+        pthread_mutex_unlock(&nt->lock);
+    }
+    char text[240];
+    snprintf(text, sizeof text, "clred run: stack of %zu frames of %s", n, gr->name);
+    return clred_header_add_history(h, text);
+}
+
+static size_t count_ok(const night_group *gr, const int *ok)
 {
     size_t n = 0;
-    uint64_t key = hash_text(nt->p_stack, 0x737461636bULL);
-    clred_image *used = malloc((gr->n + 1) * sizeof *used);
+    for (size_t m = 0; m < gr->n; m++)
+        n += ok[m] != 0;
+    return n;
+}
+
+static int no_frame_left(night *nt, night_group *gr, size_t n)
+{
+    if (n)
+        return 0;
+    say(nt, "%s: no frame left to stack", gr->name);
+    pthread_mutex_lock(&nt->lock);
+    nt->prod[gr->product].reason = strdup("no usable frame");
+    pthread_mutex_unlock(&nt->lock);
+    return 1;
+}
+
+/* The stack of the group's calibrated frames, held on the device. */
+static clred_status stack_group_dev(night *nt, night_group *gr, clred_dimage **frames, const int *ok,
+                                    night_writer *w)
+{
+    size_t n = count_ok(gr, ok);
+    if (no_frame_left(nt, gr, n))
+        return CLRED_OK;
+    const clred_dimage **used = malloc(n * sizeof *used);
     if (!used)
         return clred_fail(CLRED_ERR_MEMORY, "night: out of memory");
-    for (size_t m = 0; m < gr->n; m++)
-        if (ok[m]) {
-            used[n++] = frames[m];
-            key = clred_hash(&nt->frames[gr->members[m]].identity, sizeof(uint64_t), key);
-        }
-    night_product *p = &nt->prod[gr->product];
-    if (!n) {
-        free(used);
-        say(nt, "%s: no frame left to stack", gr->name);
-        pthread_mutex_lock(&nt->lock);
-        p->reason = strdup("no usable frame");
-        pthread_mutex_unlock(&nt->lock);
-        return CLRED_OK;
-    }
+    for (size_t m = 0, k = 0; m < gr->n; m++)
+        if (ok[m])
+            used[k++] = frames[m];
     say(nt, "%s: aligning and stacking %zu frames", gr->name, n);
-    clred_combine_result res;
+    clred_combine_dev_result res;
     memset(&res, 0, sizeof res);
     double t0 = clred_now();
-    clred_status st = night_stack(nt, used, n, &res);
+    clred_status st = night_stack_dev(nt, used, n, &res);
     clred_trace_host(nt->ctx, "host", "stack", t0, clred_now());
     free(used);
+    if (st == CLRED_OK)
+        st = stack_done(nt, gr, ok, n, clred_dimage_header(res.image));
+    if (st == CLRED_OK)
+        st = put_product(nt, w, res.image, gr->product);
+    clred_combine_dev_result_free(&res);
+    return st;
+}
+
+/* The stack of a group whose frames did not fit the device budget: read back
+ * from the calibrated products just written. */
+static clred_status stack_group_files(night *nt, night_group *gr, const char *const *paths, const int *ok,
+                                      night_writer *w)
+{
+    size_t n = count_ok(gr, ok);
+    if (no_frame_left(nt, gr, n))
+        return CLRED_OK;
+    night_writer_drain(w);
+    clred_image *frames = calloc(n, sizeof *frames);
+    if (!frames)
+        return clred_fail(CLRED_ERR_MEMORY, "night: out of memory");
+    clred_status st = CLRED_OK;
+    say(nt, "%s: aligning and stacking %zu frames read back from their files (too many to hold on the device)",
+        gr->name, n);
+    double t0 = clred_now();
+    for (size_t m = 0, k = 0; m < gr->n && st == CLRED_OK; m++)
+        if (ok[m]) {
+            st = clred_image_read(paths[m], 0, &frames[k++]);
+            nt->frames_in += st == CLRED_OK;
+        }
+    clred_combine_result res;
+    memset(&res, 0, sizeof res);
+    if (st == CLRED_OK)
+        st = night_stack_host(nt, frames, n, &res);
+    clred_trace_host(nt->ctx, "host", "stack", t0, clred_now());
+    for (size_t k = 0; k < n; k++)
+        clred_image_free(&frames[k]);
+    free(frames);
+    if (st == CLRED_OK && !res.image.header && !(res.image.header = clred_header_new()))
+        st = clred_fail(CLRED_ERR_MEMORY, "night: out of memory");
+    if (st == CLRED_OK)
+        st = stack_done(nt, gr, ok, n, res.image.header);
     if (st == CLRED_OK) {
-        if (n < gr->n) {
-            pthread_mutex_lock(&nt->lock);
-            p->key = key; /* what it was made of */
-            pthread_mutex_unlock(&nt->lock);
-        }
-        if (res.image.header) {
-            char text[240];
-            snprintf(text, sizeof text, "clred run: stack of %zu frames of %s", n, gr->name);
-            st = clred_header_add_history(res.image.header, text);
-        }
-        if (st == CLRED_OK)
-            st = night_writer_put(w, p->path, &res.image, 1, (size_t)gr->product);
+        nt->stacks_read_back++;
+        nt->products_out++;
+        st = night_writer_put(w, nt->prod[gr->product].path, &res.image, 1, (size_t)gr->product);
     }
     clred_combine_result_free(&res);
+    return st;
+}
+
+/* One science frame: reduced and its products queued, or (unchanged since
+ * the last run) its calibrated product read back for the stack. The
+ * calibrated frame stays on the device in *keep when asked for. */
+static clred_status science_frame(night *nt, night_reader *r, night_writer *w, calibrator_slot *slots,
+                                  size_t *nslots, const night_group *gr, const science_job *jb, int hold,
+                                  clred_dimage **keep, int *ok)
+{
+    const night_frame *fr = &nt->frames[jb->frame];
+    *ok = 0;
+    clred_dimage *d = NULL;
+    clred_status rs = next_on_device(nt, r, &d);
+    if (rs != CLRED_OK) {
+        if (nt->o->strict || !jb->process)
+            return rs;
+        say(nt, "%s: left out: %s", fr->path, clred_last_error());
+        leave_out(nt, fr->path, clred_last_error());
+        return CLRED_OK;
+    }
+    if (!jb->process) {
+        if (hold)
+            *keep = d;
+        else
+            clred_dimage_free(d); /* read back from its file for the stack */
+        *ok = 1;
+        return CLRED_OK;
+    }
+    clred_dimage *cal = NULL, *bkg = NULL;
+    clred_status st = reduce_frame(nt, slots, nslots, gr, fr, d, &cal, &bkg);
+    clred_dimage_free(d);
+    if (st == CLRED_OK && jb->bkg >= 0)
+        st = put_product(nt, w, bkg, jb->bkg);
+    clred_dimage_free(bkg);
+    if (st == CLRED_OK)
+        st = put_product(nt, w, cal, jb->cal);
+    if (st == CLRED_OK && hold)
+        *keep = cal;
+    else
+        clred_dimage_free(cal);
+    *ok = st == CLRED_OK;
     return st;
 }
 
@@ -939,53 +1219,31 @@ static clred_status science_stage(night *nt, night_writer *w, double *stack_s)
         night_group *gr = &nt->groups[g];
         if (gr->kind != GROUP_SCIENCE || !gr->here)
             continue;
-        clred_image *frames = calloc(gr->n, sizeof *frames);
+        clred_dimage **frames = calloc(gr->n, sizeof *frames);
+        const char **cal_paths = calloc(gr->n, sizeof *cal_paths);
         int *ok = calloc(gr->n, sizeof *ok);
         int stack = gr->product >= 0 && !nt->prod[gr->product].skip;
-        if (!frames || !ok)
+        int hold = stack && stack_fits(nt, gr);
+        if (!frames || !ok || !cal_paths)
             st = clred_fail(CLRED_ERR_MEMORY, "night: out of memory");
+        else if (stack && !hold)
+            say(nt, "%s: %zu calibrated frames and their resampled copies would not fit the device's budget: "
+                "written, then read back for the stack", gr->name, gr->n);
         for (size_t m = 0; m < gr->n && st == CLRED_OK; m++, j++) {
-            science_job *jb = &jobs[j];
-            const night_frame *fr = &nt->frames[jb->frame];
-            if (!jb->needed)
+            if (!jobs[j].needed)
                 continue;
-            clred_image raw;
-            clred_status rs = night_reader_next(r, &raw);
-            if (rs != CLRED_OK) {
-                if (nt->o->strict || !jb->process) {
-                    st = rs;
-                    break;
-                }
-                say(nt, "%s: left out: %s", fr->path, clred_last_error());
-                leave_out(nt, fr->path, clred_last_error());
-                continue;
-            }
-            if (!jb->process) {
-                frames[m] = raw;
-                ok[m] = 1;
-                continue;
-            }
-            clred_image bkg;
-            memset(&bkg, 0, sizeof bkg);
-            st = reduce_frame(nt, slots, &nslots, gr, fr, &raw, &frames[m], &bkg);
-            clred_image_free(&raw);
-            if (st == CLRED_OK && jb->bkg >= 0)
-                st = night_writer_put(w, nt->prod[jb->bkg].path, &bkg, 1, (size_t)jb->bkg);
-            clred_image_free(&bkg);
-            if (st == CLRED_OK)
-                st = night_writer_put(w, nt->prod[jb->cal].path, &frames[m], !stack, (size_t)jb->cal);
-            ok[m] = st == CLRED_OK;
+            cal_paths[m] = nt->prod[jobs[j].cal].path;
+            st = science_frame(nt, r, w, slots, &nslots, gr, &jobs[j], hold, &frames[m], &ok[m]);
         }
         if (st == CLRED_OK && stack) {
             double t0 = clred_now();
-            st = stack_group(nt, gr, frames, ok, w);
+            st = hold ? stack_group_dev(nt, gr, frames, ok, w) : stack_group_files(nt, gr, cal_paths, ok, w);
             *stack_s += clred_now() - t0;
         }
-        /* The writer may still be reading the calibrated frames. */
-        night_writer_drain(w);
         for (size_t m = 0; frames && m < gr->n; m++)
-            clred_image_free(&frames[m]);
+            clred_dimage_free(frames[m]);
         free(frames);
+        free(cal_paths);
         free(ok);
     }
     for (size_t i = 0; i < nslots; i++)
@@ -1093,7 +1351,7 @@ static void night_free(night *nt)
     free(nt->frames);
     for (size_t g = 0; g < nt->ngroups; g++) {
         free(nt->groups[g].members);
-        clred_image_free(&nt->groups[g].master);
+        clred_dimage_free(nt->groups[g].master);
     }
     free(nt->groups);
     for (size_t i = 0; i < nt->nprod; i++) {
@@ -1173,6 +1431,11 @@ clred_status clred_night_run(clred_ctx *ctx, const char *const *inputs, size_t n
     }
     night_writer_finish(w, &rep->write_s);
     clred_ctx_timing(ctx, &rep->timing);
+    rep->image_uploads = ctx->image_uploads;
+    rep->image_downloads = ctx->image_downloads;
+    rep->frames_in = nt.frames_in;
+    rep->products_out = nt.products_out;
+    rep->stacks_read_back = nt.stacks_read_back;
     if (st == CLRED_OK && nt.write_status != CLRED_OK)
         st = clred_fail(nt.write_status, "%s", nt.write_error);
     if (w || st == CLRED_OK) {
