@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # clred run end to end on a small simulated night (128x128): the products and
-# what they must hold, a rerun that skips everything, a truncated frame in the
+# what they must hold, one upload per raw frame and one download per product
+# on the copying path, a stack read back from files under a small budget, a rerun that skips everything, a truncated frame in the
 # middle named and left out (and fatal with --strict, leaving no product),
 # SIGKILL / SIGINT mid-run leaving only complete files and a rerun finishing
 # what is missing, two shards covering every group once, usage errors, and on
@@ -75,6 +76,33 @@ stat_near "master flat normalised" "$OUT/masters/flat_r.fits" median 1 0.01
 stat_near "background subtracted from the calibrated frame" "$OUT/calibrated/sci_002.fits" median 0 3
 stat_near "stack's sky is zero" "$OUT/stacks/SIMFIELD_r.fits" median 0 2
 has "stack HISTORY" "$OUT/stacks/SIMFIELD_r.fits" "clred run: stack of 6 frames"
+
+# ---- transfers: a frame goes up once, a product comes down once
+# image_uploads / image_downloads count whole images copied between host and
+# device (dimage.c); small results (statistics, counts, samples) are not images.
+# On the copying path every raw frame is one upload, every product one download.
+json_ok "zero-copy run: at most one image upload per frame read, one download per product" "$TMP/first.json" \
+    "(lambda v: v['frames_in'] == 15 and v['image_uploads'] <= v['frames_in'] and v['products_out'] == d['written'] and v['image_downloads'] <= v['products_out'])(d['device'])"
+CLRED_NO_ZERO_COPY=1 run "night on the copying path" 0 run "$NIGHT" -o "$TMP/out_copy" --json
+cp "$TMP/out" "$TMP/copy.json"
+json_ok "copying path: one upload per raw frame, one download per product" "$TMP/copy.json" \
+    "(lambda v: v['frames_in'] == 15 and v['image_uploads'] == 15 and v['products_out'] == 16 and v['image_downloads'] == 16)(d['device'])"
+# Where the zero-copy path was taken (no image uploads), the copying path's extra
+# upload bytes are image traffic only (the steps' small uploads are the same on
+# both): at most the 15 raw frames' pixels (128 x 128 float32), with no margin.
+json_ok "copying path: extra upload bytes are at most the raw frames' pixels" "$TMP/copy.json" \
+    "(lambda z: z['image_uploads'] > 0 or d['device']['upload_bytes'] - z['upload_bytes'] <= 15 * 128 * 128 * 4)(json.load(open('$TMP/first.json'))['device'])"
+json_ok "manifest: per-frame transfer counts" "$TMP/out_copy/manifest.json" \
+    "d['transfers']['image_uploads_per_frame'] == 1 and d['transfers']['image_downloads_per_product'] == 1"
+stat_near "copying path: the same stack" "$TMP/out_copy/stacks/SIMFIELD_r.fits" median \
+    "$("$BIN" stats --json "$OUT/stacks/SIMFIELD_r.fits" | grep -o '"median": [^,}]*' | cut -d' ' -f2)" 1e-6
+# A budget too small to hold the 6 calibrated frames and their resampled copies
+# (6 x 2 x 160 KiB against half of 2 MiB): they are written, read back, stacked.
+CLRED_MEMORY_LIMIT=2M run "night with a small device budget" 0 run "$NIGHT" -o "$TMP/out_small" --json
+json_ok "small budget: the stack is made from the files" "$TMP/out" \
+    "d['device']['stacks_read_back'] == 1 and d['written'] == 16"
+stat_near "small budget: the same stack" "$TMP/out_small/stacks/SIMFIELD_r.fits" median \
+    "$("$BIN" stats --json "$OUT/stacks/SIMFIELD_r.fits" | grep -o '"median": [^,}]*' | cut -d' ' -f2)" 1e-6
 
 # ---- rerun: nothing to do
 run "rerun" 0 run "$NIGHT" -o "$OUT" --json
