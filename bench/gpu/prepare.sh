@@ -31,7 +31,8 @@ die() { echo "prepare: $*" >&2; exit 1; }
 # What clred builds against; the rest of what they need comes from the
 # dependency closure below.
 packages=(ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-headers opencl-c-headers opencl-clhpp-headers
-          libcfitsio10 libcfitsio-dev libclfft2 libclfft-dev libvkfft-dev pkgconf pkgconf-bin libpkgconf3)
+          libcfitsio10 libcfitsio-dev libclfft2 libclfft-dev libvkfft-dev libinih1 libinih-dev pkgconf pkgconf-bin
+          libpkgconf3)
 cmake_packages=(cmake cmake-data)
 # Present on any glibc system, or not libraries at all: leaving them out keeps
 # the folder small, and a prefix copy of libc or libstdc++ would shadow the

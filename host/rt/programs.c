@@ -184,6 +184,61 @@ static clred_status build_from_source(clred_ctx *ctx, const char *family, const 
     return CLRED_OK;
 }
 
+/* Appends text to the growing source (*src, *len, *cap). */
+static int append(char **src, size_t *len, size_t *cap, const char *text, size_t n)
+{
+    if (*len + n + 1 > *cap) {
+        size_t cap2 = (*len + n + 1) * 2;
+        char *s = realloc(*src, cap2);
+        if (!s)
+            return 0;
+        *src = s;
+        *cap = cap2;
+    }
+    memcpy(*src + *len, text, n);
+    *len += n;
+    (*src)[*len] = '\0';
+    return 1;
+}
+
+/* The program's full text: the preamble, kernels/common.cl, then the
+ * family, whose lines '#include "NAME.cl"' are replaced by the embedded
+ * kernels/NAME.cl (one level deep; helpers shared by several families, such
+ * as the sorting networks, live once and are included by name). The cache
+ * key hashes this text, so an included helper's change rebuilds its users. */
+static clred_status assemble_source(const char *family, const char *body, char **out)
+{
+    const char *common = family_source("common");
+    if (!common || strcmp(family, "common") == 0)
+        common = "";
+    char *src = NULL;
+    size_t len = 0, cap = 0;
+    int ok = append(&src, &len, &cap, preamble, strlen(preamble)) && append(&src, &len, &cap, common, strlen(common)) &&
+             append(&src, &len, &cap, "\n", 1);
+    for (const char *line = body; ok && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) + 1 : strlen(line);
+        char name[64];
+        if (sscanf(line, "#include \"%63[A-Za-z0-9_].cl\"", name) == 1) {
+            const char *inc = family_source(name);
+            if (!inc) {
+                free(src);
+                return clred_fail(CLRED_ERR_DEVICE, "kernels/%s.cl includes %s.cl, which is not embedded", family, name);
+            }
+            ok = append(&src, &len, &cap, inc, strlen(inc)) && append(&src, &len, &cap, "\n", 1);
+        } else {
+            ok = append(&src, &len, &cap, line, n);
+        }
+        line += n;
+    }
+    if (!ok) {
+        free(src);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory building kernels");
+    }
+    *out = src;
+    return CLRED_OK;
+}
+
 static clred_status get_program(clred_ctx *ctx, const char *family, const char *extra, program_entry **out)
 {
     if (!extra)
@@ -196,16 +251,10 @@ static clred_status get_program(clred_ctx *ctx, const char *family, const char *
     const char *body = family_source(family);
     if (!body)
         return clred_fail(CLRED_ERR_DEVICE, "no embedded kernel program named '%s'", family);
-    const char *common = family_source("common");
-    if (!common || strcmp(family, "common") == 0)
-        common = "";
-    size_t len = strlen(preamble) + strlen(common) + strlen(body) + 2;
-    char *source = malloc(len);
+    char *source = NULL;
+    CLRED_TRY(assemble_source(family, body, &source));
     char options[1024];
     snprintf(options, sizeof options, "-cl-std=CL1.2%s %s", ctx->use_double ? " -DCLRED_USE_DOUBLE" : "", extra);
-    if (!source)
-        return clred_fail(CLRED_ERR_MEMORY, "out of memory building kernels");
-    snprintf(source, len, "%s%s\n%s", preamble, common, body);
 
     cl_program program = NULL;
     const char *dir = clred_cache_dir();
