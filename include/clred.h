@@ -1089,12 +1089,18 @@ CLRED_API void clred_alignment_free(clred_alignment *a);
 
 /* Registers the frames onto the reference, resamples them onto the grid and
  * combines them (opts NULL = defaults); the output header is the
- * reference's with HISTORY for each step. alignment may be NULL. On a
- * registration failure, alignment->failed names the frame. */
+ * reference's (frame 0's for the median) with the combine's NCOMBINE and
+ * HISTORY, one HISTORY card per frame with its shift or star match and one
+ * with the settings and the grid. Frames must share one shape. alignment may
+ * be NULL; the caller frees a filled one with clred_alignment_free. On a
+ * registration failure the message and alignment->failed name the frame
+ * (phase correlation always gives a shift: judge it by its psr). */
 CLRED_API clred_status clred_stack_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t n,
                                        const clred_stack_opts *opts, clred_combine_dev_result *out,
                                        clred_alignment *alignment);
-/* The same from files (2-D images or frames of cubes), each read once onto the device. */
+/* The same from files (2-D images or frames of cubes; frames are numbered
+ * over all inputs), each read once onto the device and freed once resampled;
+ * messages and HISTORY name the file and frame. */
 CLRED_API clred_status clred_stack_files(clred_ctx *ctx, const char *const *paths, size_t npaths,
                                          const clred_stack_opts *opts, clred_combine_result *out,
                                          clred_alignment *alignment);
