@@ -220,6 +220,9 @@ static clred_status check_request(const clred_dimage *const *frames, size_t n, c
 {
     if (n == 0)
         return clred_fail(CLRED_ERR_USAGE, "stack: no frames given");
+    for (size_t i = 0; i < n; i++)
+        if (!frames[i])
+            return clred_fail(CLRED_ERR_USAGE, "stack: frame %zu is NULL", i);
     if (o->ref_index >= (long)n)
         return clred_fail(CLRED_ERR_USAGE, "stack: reference frame %ld does not exist: there are %zu frames "
                                            "(numbered from 0)", o->ref_index, n);
