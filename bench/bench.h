@@ -74,6 +74,11 @@ clred_status bench_generate(const char *dir, const bench_gen_opts *opts);
 
 /* File names inside a run's directories. */
 void bench_raw_path(const bench_run *run, size_t i, char *path, size_t size);
+/* The first BENCH_RAW16_FRAMES raw frames are also written as unsigned 16-bit
+ * integers (rawu16_NNN.fits), as a CCD delivers them: the calibration's
+ * files-in benchmark reads those. */
+#define BENCH_RAW16_FRAMES 10
+void bench_raw16_path(const bench_run *run, size_t i, char *path, size_t size);
 void bench_dir_path(const char *dir, const char *name, char *path, size_t size);
 
 /* JSON output. */

@@ -4,6 +4,7 @@
  * sub-pixel offset and a single frame with cosmic rays. clred and the peers
  * read these same files. */
 #include <errno.h>
+#include <fitsio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,38 @@ static clred_status write_plane(const char *path, const double *v, size_t size, 
     return st;
 }
 
+/* A raw frame as a CCD's controller writes it: unsigned 16-bit integers
+ * (BITPIX 16, BZERO 32768), for the calibration files-in benchmark. */
+static clred_status write_u16(const char *path, const double *v, size_t size, const char *imagetyp, double exptime)
+{
+    uint16_t *a = malloc(size * size * sizeof *a);
+    if (!a)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory writing %s", path);
+    for (size_t i = 0; i < size * size; i++)
+        a[i] = (uint16_t)(v[i] < 0 ? 0 : v[i] > 65535 ? 65535 : floor(v[i] + 0.5));
+    char name[BENCH_PATH + 2];
+    snprintf(name, sizeof name, "!%s", path);
+    fitsfile *f = NULL;
+    int status = 0;
+    long naxes[2] = {(long)size, (long)size};
+    double gain = GAIN, rn = READNOISE;
+    fits_create_file(&f, name, &status);
+    fits_create_img(f, USHORT_IMG, 2, naxes, &status);
+    fits_write_key(f, TSTRING, "IMAGETYP", (void *)imagetyp, "synthetic benchmark frame", &status);
+    fits_write_key(f, TDOUBLE, "EXPTIME", &exptime, "s", &status);
+    fits_write_key(f, TDOUBLE, "GAIN", &gain, "e-/ADU", &status);
+    fits_write_key(f, TDOUBLE, "RDNOISE", &rn, "e-", &status);
+    fits_write_img(f, TUSHORT, 1, (LONGLONG)size * (LONGLONG)size, a, &status);
+    int close_status = 0;
+    if (f)
+        fits_close_file(f, &close_status);
+    free(a);
+    if (status || close_status)
+        return clred_fail(CLRED_ERR_IO, "%s: cfitsio error %d writing a 16-bit raw frame", path,
+                          status ? status : close_status);
+    return CLRED_OK;
+}
+
 static clred_status header_with(clred_header **h, const char *imagetyp, double exptime)
 {
     *h = clred_header_new();
@@ -208,6 +241,10 @@ static clred_status generate_all(const char *dir, const bench_gen_opts *o, const
             st = write_plane(path, e, o->size, h);
         clred_header_free(h);
         h = NULL;
+        if (st == CLRED_OK && f < BENCH_RAW16_FRAMES) {
+            snprintf(path, sizeof path, "%s/rawu16_%03zu.fits", dir, f);
+            st = write_u16(path, e, o->size, "object", o->exptime);
+        }
     }
     struct {
         const char *name, *type;

@@ -125,6 +125,8 @@ class Peers:
         self.results = []
         self.outputs = {(r["step"], r["mode"]): r.get("output", "") for r in self.clred["results"]}
         self.raw = [os.path.join(self.dir, f"raw_{i:03d}.fits") for i in range(self.depth)]
+        # the first ten raw frames as 16-bit integers too: the calibration's files-in input
+        self.raw16 = [os.path.join(self.dir, f"rawu16_{i:03d}.fits") for i in range(min(self.depth, 10))]
 
     # -- bookkeeping
 
@@ -287,9 +289,11 @@ class Peers:
             for mode, tool in (("memory", "numpy"), ("memory", "ccdproc ccd_process"), ("files", "numpy/astropy script")):
                 self.record("calibrate", mode, tool, skipped=reason)
             return
-        exptime = float(fits.getheader(self.raw[0])["EXPTIME"])
+        # the 16-bit raw frames, as clred-bench reads them (the float ones beyond ten)
+        raw_paths = (self.raw16 + self.raw[len(self.raw16):])[: self.ncal]
+        exptime = float(fits.getheader(raw_paths[0])["EXPTIME"])
         bias, dark, flat = self.masters()
-        raws = [read_sci(p) for p in self.raw[: self.ncal]]
+        raws = [read_sci(p) for p in raw_paths]
         # float32 arithmetic on values of up to ~6e4 ADU vs clred's: a few
         # float32 ulps of the raw values, 1e-5 of the sky level is ample.
         scale = float(np.median(raws[0]))
@@ -325,7 +329,7 @@ class Peers:
         def script():
             b, d, f = (native(fits.getdata(os.path.join(self.dir, f"{m}.fits"))) for m in ("bias", "dark", "flat"))
             first = None
-            for i, path in enumerate(self.raw[: self.ncal]):
+            for i, path in enumerate(self.raw16[: self.ncal]):
                 with fits.open(path) as h:
                     t_exp = float(h[0].header["EXPTIME"])
                     cal = (native(h[0].data) - b - d * np.float32(t_exp)) / f
@@ -336,7 +340,7 @@ class Peers:
 
         t, first, n = best_time(script, self.repeat)
         self.record("calibrate", "files", "numpy/astropy script", t, n, self.agreement("calibrate", first, **tol),
-                     note=f"{self.ncal} frames")
+                     note=f"{len(self.raw16[: self.ncal])} 16-bit frames")
 
     # -- single-frame steps (clred's own versions plug in when they land)
 

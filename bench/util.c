@@ -53,6 +53,11 @@ void bench_raw_path(const bench_run *run, size_t i, char *path, size_t size)
     snprintf(path, size, "%s/raw_%03zu.fits", run->dir, i);
 }
 
+void bench_raw16_path(const bench_run *run, size_t i, char *path, size_t size)
+{
+    snprintf(path, size, "%s/rawu16_%03zu.fits", run->dir, i);
+}
+
 double bench_max_abs_diff(const float *a, const float *b, size_t n)
 {
     double worst = 0.0;

@@ -80,7 +80,7 @@ struct clred_dimage {
     size_t width, height;
     cl_mem plane[CLRED_NPLANES];  /* sci, var, mask; NULL when absent */
     clred_plane_kind kind[CLRED_NPLANES];
-    void *host[CLRED_NPLANES];    /* the host array of HOST and BORROWED planes */
+    void *host[CLRED_NPLANES];    /* the host array of HOST and BORROWED planes, and the source of a copying borrow */
     clred_header *header;         /* never NULL */
 };
 
@@ -101,10 +101,21 @@ clred_status clred_dimage_sync_borrowed(clred_dimage *d);
  * are allocated; planes the device image lacks are left alone); the header
  * is not touched. */
 clred_status clred_dimage_download_into(const clred_dimage *d, clred_image *img);
+/* A new device image whose planes (from the pool) hold anything: for a
+ * step that writes every pixel of them. */
+clred_status clred_dimage_new(clred_ctx *ctx, size_t width, size_t height, int with_var, int with_mask,
+                              clred_dimage **out);
 /* A new device image like d (same shape, the planes asked for), header copied
  * from d's when copy_header. */
 clred_status clred_dimage_like(const clred_dimage *d, int with_var, int with_mask, int copy_header,
                                clred_dimage **out);
+
+/* The usable values (finite, no mask bit in ignore) among the samples
+ * k = 0, stride, 2 stride, ... (raster order) of the w x h region at (x0, y0),
+ * in that order, gathered on the device (samples.c). *values is malloc'd
+ * (free()); it may hold no value (*n = 0). */
+clred_status clred_dimage_samples(const clred_dimage *d, size_t x0, size_t y0, size_t w, size_t h, size_t stride,
+                                  uint16_t ignore, float **values, size_t *n);
 
 /* ---- programs (programs.c) */
 

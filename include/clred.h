@@ -379,7 +379,13 @@ CLRED_API void clred_combine_dev_result_free(clred_combine_dev_result *r);
 
 /* Combines device images (one shape) without leaving the device: the frames
  * are the band source, copied band by band on the device into the stack the
- * kernels read. Results equal clred_combine_images bit for bit. */
+ * kernels read (pooled buffers, reused by the next combine of that shape);
+ * with one band the kernels write the result's planes directly. Frames may
+ * lack VAR (then none is used) or MASK (then all of theirs count as 0).
+ * Results equal clred_combine_images bit for bit, which is this function
+ * between borrowing the host frames and collecting the result (or, on a
+ * device with its own memory that the frames would crowd, the same kernels
+ * fed band by band from host memory). */
 CLRED_API clred_status clred_combine_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t nframes,
                                          const clred_combine_opts *opts, clred_combine_dev_result *out);
 
@@ -491,8 +497,12 @@ CLRED_API clred_status clred_calibrator_apply_dev(clred_calibrator *cal, const c
  *   (clred_stats_defaults) of flat_region, on the device; after combining,
  *   values below flat_floor or not finite are NaN with NO_DATA.
  * Frames with an IMAGETYP must name their kind (bias/zero, dark, flat). The
- * checks give way to override_checks. Calibrated frames are held in host
- * memory until combined. */
+ * checks give way to override_checks. Each frame goes to the device once
+ * (read onto it), is calibrated there, and the calibrated frames are
+ * combined there (clred_combine_dev); the master comes back once. When the
+ * calibrated frames would not fit half of the context's memory budget, each
+ * is downloaded once calibrated and they are combined from host memory in
+ * bands: the same bits. */
 CLRED_API clred_status clred_master_bias(clred_ctx *ctx, const char *const *paths, size_t n,
                                const clred_calib_opts *opts, const clred_combine_opts *copts,
                                clred_image *out);
@@ -712,8 +722,10 @@ CLRED_API clred_detect_opts clred_detect_defaults(void);
 CLRED_API clred_status clred_detect_sources(clred_ctx *ctx, const clred_image *img, const clred_image *bkg,
                                   const clred_image *rms, double bkg_value, double rms_value,
                                   const clred_detect_opts *opts, clred_source **list, size_t *n);
-/* The same on device images (bkg and rms may be NULL); only the catalog
- * comes back to the host. */
+/* The same on device images (bkg and rms may be NULL). The frame stays on
+ * the device: the global level comes from samples gathered there, and only
+ * what the host's deblending reads (the filtered map, the labels and an RMS
+ * map when given) and the catalog come back. */
 CLRED_API clred_status clred_detect_sources_dev(clred_ctx *ctx, const clred_dimage *img, const clred_dimage *bkg,
                                                 const clred_dimage *rms, double bkg_value, double rms_value,
                                                 const clred_detect_opts *opts, clred_source **list, size_t *n);
@@ -883,8 +895,12 @@ CLRED_API clred_status clred_measure_shifts(clred_ctx *ctx, const clred_image *f
 
 /* Phase correlation on device images. The reference's spectrum is computed
  * once, when the reference is made, and every measurement finds the integer
- * peak and the peak-to-sidelobe ratio on the device: only a few numbers come
- * back per frame. A reference is tied to one frame shape and to opts. */
+ * peak and the peak-to-sidelobe ratio on the device: per frame only the fill
+ * level's samples (at most 262144 values), the peak, the sidelobe sums and
+ * the refinement's sums come back, never the frame or the correlation
+ * surface. A reference is tied to one frame shape and to opts (copied);
+ * measuring a frame of another shape is CLRED_ERR_INPUT. ref_index -1 in
+ * clred_measure_shifts_dev takes the median of the stack. */
 typedef struct clred_phasecorr_ref clred_phasecorr_ref;
 CLRED_API clred_status clred_phasecorr_ref_create(clred_ctx *ctx, const clred_dimage *ref,
                                                   const clred_phasecorr_opts *opts, clred_phasecorr_ref **out);

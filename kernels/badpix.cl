@@ -147,6 +147,15 @@ kernel void infill_linear(global const float *img, global const ushort *mask, gl
     atomic_inc(filled);
 }
 
+/* The residuals img - med, whose spread the host measures: computed here so
+ * that the frame itself need not come back. */
+kernel void badpix_residual(global const float *img, global const float *med, global float *res, const uint n)
+{
+    const uint i = get_global_id(0);
+    if (i < n)
+        res[i] = img[i] - med[i];
+}
+
 /* Median of the finite values in the (2r+1)^2 window, cut at the image's
  * edges so border pixels are judged too (r <= 3). NaN where none is finite. */
 kernel void badpix_local_median(global const float *img, global float *med, const int w, const int h, const int r)

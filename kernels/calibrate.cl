@@ -159,3 +159,21 @@ kernel void calibrate_frame(global const float *raw, const uint raw_width, globa
     }
     mask[i] = m;
 }
+
+/* The floor of a master flat: pixels below floor (the smallest float not
+ * below the requested floor, so a float comparison decides as the double one
+ * would), not finite, or already NO_DATA become NaN with NO_DATA; count
+ * receives how many. */
+kernel void flat_floor(global float *sci, global float *var, global ushort *mask, const float floor_value,
+                       const uint n, volatile global uint *count)
+{
+    size_t i = get_global_id(0);
+    if (i >= n)
+        return;
+    if (!(sci[i] >= floor_value) || (mask[i] & CLRED_MASK_NO_DATA)) {
+        sci[i] = NAN;
+        var[i] = NAN;
+        mask[i] |= CLRED_MASK_NO_DATA;
+        atomic_inc(count);
+    }
+}

@@ -137,3 +137,87 @@ kernel void upsample_columns(global const float2 *spec, const int ncx, const int
     o[2 * row] = re2, o[2 * row + 1] = im2;
     o[3 * row] = re3, o[3 * row + 1] = im3;
 }
+
+/* The correlation surface's peak and its sidelobes, reduced on the device so
+ * only a few numbers come back. The surface is nx x ny in rows of pitch
+ * floats; pixel i = y * nx + x. Each of nlanes work-items scans pixels lane,
+ * lane + nlanes, ... in increasing order; adjacent lanes read adjacent pixels. */
+#define CORR_NONE 0xffffffffu
+
+/* Per lane: the highest value within lim px of zero shift (lim < 0: no limit;
+ * index x stands for the shift x, or x - nx past nx / 2), the first of equal
+ * values kept. NaN never wins; no candidate leaves CORR_NONE. */
+kernel void corr_peak_lanes(global const float *surf, const int pitch, const int nx, const int ny, const int lim,
+                            const uint nlanes, global float *lane_val, global uint *lane_idx)
+{
+    uint lane = get_global_id(0);
+    if (lane >= nlanes)
+        return;
+    uint n = (uint)nx * (uint)ny, bi = CORR_NONE;
+    float best = -INFINITY;
+    for (uint i = lane; i < n; i += nlanes) {
+        int y = (int)(i / (uint)nx), x = (int)(i % (uint)nx);
+        if (lim >= 0) {
+            int sy = y <= ny / 2 ? y : y - ny, sx = x <= nx / 2 ? x : x - nx;
+            if (abs(sy) > lim || abs(sx) > lim)
+                continue;
+        }
+        float v = surf[(size_t)y * (size_t)pitch + (size_t)x];
+        if (v > best) {
+            best = v;
+            bi = i;
+        }
+    }
+    lane_val[lane] = best;
+    lane_idx[lane] = bi;
+}
+
+/* One work-item: the lanes' best, ties to the lowest pixel index, so the
+ * result is the first highest pixel in raster order (a sequential scan's).
+ * peak[0] = its value's bits, peak[1] = its index (CORR_NONE: none). */
+kernel void corr_peak_final(global const float *lane_val, global const uint *lane_idx, const uint nlanes,
+                            global uint *peak)
+{
+    if (get_global_id(0) != 0)
+        return;
+    float best = -INFINITY;
+    uint bi = CORR_NONE;
+    for (uint l = 0; l < nlanes; l++) {
+        uint i = lane_idx[l];
+        float v = lane_val[l];
+        if (i != CORR_NONE && (v > best || (v == best && i < bi))) {
+            best = v;
+            bi = i;
+        }
+    }
+    peak[0] = as_uint(best);
+    peak[1] = bi;
+}
+
+/* Per lane: sum and sum of squares (acc_t) of the surface outside the
+ * 11 x 11 px (cyclic) box around the peak found by corr_peak_final. */
+kernel void corr_sidelobe_lanes(global const float *surf, const int pitch, const int nx, const int ny,
+                                global const uint *peak, const uint nlanes, global acc_t *lane_sums)
+{
+    uint lane = get_global_id(0);
+    if (lane >= nlanes)
+        return;
+    uint p = peak[1], n = (uint)nx * (uint)ny;
+    acc_t s = 0, s2 = 0;
+    if (p != CORR_NONE) {
+        int bx = (int)(p % (uint)nx), by = (int)(p / (uint)nx);
+        for (uint i = lane; i < n; i += nlanes) {
+            int y = (int)(i / (uint)nx), x = (int)(i % (uint)nx);
+            int dy = abs(y - by), dx = abs(x - bx);
+            dy = dy > ny / 2 ? ny - dy : dy;
+            dx = dx > nx / 2 ? nx - dx : dx;
+            if (dx <= 5 && dy <= 5)
+                continue;
+            acc_t v = (acc_t)surf[(size_t)y * (size_t)pitch + (size_t)x];
+            s += v;
+            s2 += v * v;
+        }
+    }
+    lane_sums[2 * lane] = s;
+    lane_sums[2 * lane + 1] = s2;
+}

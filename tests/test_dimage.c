@@ -76,6 +76,12 @@ static void round_trips(clred_ctx *ctx, const char *dir)
                               NULL) == CL_SUCCESS);
     CHECK_OK(clred_dimage_download_into(b, &img));
     CHECK(img.sci[0] == 7.0f && img.sci[3] == 7.0f);
+    /* and sync_borrowed brings them back too, on either path */
+    float eight = 8.0f;
+    CHECK(clEnqueueFillBuffer(ctx->queue, clred_dimage_sci(b), &eight, sizeof eight, 0, 4 * sizeof(float), 0, NULL,
+                              NULL) == CL_SUCCESS);
+    CHECK_OK(clred_dimage_sync_borrowed(b));
+    CHECK(img.sci[0] == 8.0f && img.sci[3] == 8.0f);
     clred_dimage_free(b);
 
     /* a file read straight onto the device equals the host read */

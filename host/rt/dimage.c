@@ -129,6 +129,24 @@ clred_status clred_dimage_create(clred_ctx *ctx, size_t width, size_t height, in
     return CLRED_OK;
 }
 
+clred_status clred_dimage_new(clred_ctx *ctx, size_t width, size_t height, int with_var, int with_mask,
+                              clred_dimage **out)
+{
+    clred_dimage *d;
+    CLRED_TRY(new_shell(ctx, width, height, &d));
+    clred_status st = take_plane(d, CLRED_PLANE_SCI);
+    if (st == CLRED_OK && with_var)
+        st = take_plane(d, CLRED_PLANE_VAR);
+    if (st == CLRED_OK && with_mask)
+        st = take_plane(d, CLRED_PLANE_MASK);
+    if (st != CLRED_OK) {
+        clred_dimage_free(d);
+        return st;
+    }
+    *out = d;
+    return CLRED_OK;
+}
+
 clred_status clred_dimage_like(const clred_dimage *d, int with_var, int with_mask, int copy_header,
                                clred_dimage **out)
 {
@@ -201,8 +219,15 @@ clred_status clred_dimage_upload(clred_ctx *ctx, const clred_image *img, clred_d
 
 clred_status clred_dimage_borrow(clred_ctx *ctx, const clred_image *img, clred_dimage **out)
 {
-    if (!ctx->unified_memory)
-        return clred_dimage_upload(ctx, img, out);
+    if (!ctx->unified_memory) {
+        /* A copy; it remembers the arrays it came from so that
+         * clred_dimage_sync_borrowed can bring a step's writes back. */
+        CLRED_TRY(clred_dimage_upload(ctx, img, out));
+        for (int p = 0; p < CLRED_NPLANES; p++)
+            if ((*out)->plane[p])
+                (*out)->host[p] = (void *)host_array(img, p);
+        return CLRED_OK;
+    }
     *out = NULL;
     if (!img || !img->sci)
         return clred_fail(CLRED_ERR_USAGE, "a host image without a SCI plane");
@@ -237,9 +262,12 @@ static clred_status map_sync(clred_dimage *d, int p)
 
 clred_status clred_dimage_sync_borrowed(clred_dimage *d)
 {
-    for (int p = 0; p < CLRED_NPLANES; p++)
+    for (int p = 0; p < CLRED_NPLANES; p++) {
         if (d->kind[p] == CLRED_PLANE_BORROWED || d->kind[p] == CLRED_PLANE_HOST)
             CLRED_TRY(map_sync(d, p));
+        else if (d->kind[p] == CLRED_PLANE_POOLED && d->host[p]) /* a copying borrow */
+            CLRED_TRY(clred_download(d->ctx, d->plane[p], 0, plane_bytes(d, p), d->host[p]));
+    }
     return CLRED_OK;
 }
 
@@ -295,8 +323,8 @@ clred_status clred_dimage_download_into(const clred_dimage *d, clred_image *img)
     for (int p = 0; p < CLRED_NPLANES; p++) {
         if (!d->plane[p])
             continue;
-        if (d->host[p] == arrays[p]) {
-            CLRED_TRY(map_sync((clred_dimage *)d, p)); /* a borrowed view of this very image */
+        if (d->host[p] == arrays[p] && (d->kind[p] == CLRED_PLANE_BORROWED || d->kind[p] == CLRED_PLANE_HOST)) {
+            CLRED_TRY(map_sync((clred_dimage *)d, p)); /* a view of this very image's arrays */
             continue;
         }
         CLRED_TRY(clred_download(d->ctx, d->plane[p], 0, plane_bytes(d, p), arrays[p]));
@@ -315,9 +343,38 @@ clred_status clred_dimage_download(const clred_dimage *d, clred_image *out)
     return st;
 }
 
+/* Where the device works in host memory: the planes are mapped for reading
+ * and written from there, with no staging copy. */
+static clred_status write_mapped(const clred_dimage *d, const char *path, int overwrite)
+{
+    void *m[CLRED_NPLANES] = {NULL, NULL, NULL};
+    clred_status st = CLRED_OK;
+    for (int p = 0; p < CLRED_NPLANES && st == CLRED_OK; p++) {
+        if (!d->plane[p])
+            continue;
+        cl_int err;
+        m[p] = clEnqueueMapBuffer(d->ctx->queue, d->plane[p], CL_TRUE, CL_MAP_READ, 0, plane_bytes(d, p), 0, NULL,
+                                  NULL, &err);
+        if (err != CL_SUCCESS) {
+            m[p] = NULL;
+            st = clred_fail_cl(err, "mapping a device image to write it");
+        }
+    }
+    clred_image img = {d->width, d->height, m[CLRED_PLANE_SCI], m[CLRED_PLANE_VAR], m[CLRED_PLANE_MASK], d->header};
+    if (st == CLRED_OK)
+        st = clred_image_write(path, &img, overwrite);
+    for (int p = 0; p < CLRED_NPLANES; p++)
+        if (m[p])
+            clEnqueueUnmapMemObject(d->ctx->queue, d->plane[p], m[p], 0, NULL, NULL);
+    clred_events_collect(d->ctx, 0);
+    return st;
+}
+
 clred_status clred_dimage_write(const clred_dimage *d, const char *path, int overwrite)
 {
     CLRED_TRY(clred_output_check(path, NULL, 0, overwrite));
+    if (d->ctx->unified_memory)
+        return write_mapped(d, path, overwrite);
     clred_image img;
     CLRED_TRY(clred_dimage_download(d, &img));
     clred_status st = clred_image_write(path, &img, overwrite);

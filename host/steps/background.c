@@ -24,12 +24,12 @@ clred_bkg_opts clred_bkg_defaults(void)
     return o;
 }
 
-static clred_status check_opts(const clred_image *img, const clred_bkg_opts *o)
+static clred_status check_opts(size_t width, size_t height, const clred_bkg_opts *o)
 {
-    if (!img || !img->sci || img->width == 0 || img->height == 0)
+    if (width == 0 || height == 0)
         return clred_fail(CLRED_ERR_USAGE, "background: no image given");
-    if (img->width > 1u << 30 || img->height > 1u << 30 || img->width * img->height > 0xffffffffu)
-        return clred_fail(CLRED_ERR_USAGE, "background: %zu x %zu image is too large", img->width, img->height);
+    if (width > 1u << 30 || height > 1u << 30 || width * height > 0xffffffffu)
+        return clred_fail(CLRED_ERR_USAGE, "background: %zu x %zu image is too large", width, height);
     if (o->box_w < 1 || o->box_h < 1 || (size_t)o->box_w * (size_t)o->box_h > (1u << 24))
         return clred_fail(CLRED_ERR_USAGE, "background: box size %d x %d must be positive and at most 2^24 pixels",
                           o->box_w, o->box_h);
@@ -208,17 +208,22 @@ static clred_status spline_planes(const double *a, int nx, int ny, float *planes
     return CLRED_OK;
 }
 
+/* One run: img, mask (NULL when absent) and the two maps are the device
+ * images' planes, not owned; the rest are this run's temporaries. */
 typedef struct {
     clred_ctx *ctx;
     int w, h;
     const clred_bkg_opts *o;
-    cl_mem img, mask, mask2, scratch, back, sigma, npix, rows, bkg_map, rms_map;
+    cl_mem img, mask, bkg_map, rms_map;
+    cl_mem mask2, scratch, back, sigma, npix, rows;
+    size_t scratch_bytes;
 } bkg_state;
 
 static void state_release(bkg_state *s)
 {
-    cl_mem *all[] = {&s->img, &s->mask, &s->mask2, &s->scratch, &s->back, &s->sigma, &s->npix,
-                     &s->rows, &s->bkg_map, &s->rms_map};
+    clred_pool_give(s->ctx, &s->scratch, s->scratch_bytes);
+    clred_pool_give(s->ctx, &s->mask2, (size_t)s->w * s->h * sizeof(uint16_t));
+    cl_mem *all[] = {&s->back, &s->sigma, &s->npix, &s->rows};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         clred_release(all[i]);
 }
@@ -259,9 +264,12 @@ static clred_status box_stats(bkg_state *s, cl_mem mask, int have_mask, uint16_t
     }
     size_t chunk = boxes_per_launch(s, (size_t)nbox);
     clred_status st = CLRED_OK;
-    if (!s->scratch)
-        st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, chunk * 2 * (size_t)o->box_w * o->box_h * sizeof(cl_uint), NULL,
-                          &s->scratch, "background box scratch");
+    /* Pooled: on a CPU device a fresh buffer pays a page fault per page on
+     * first touch, every call. */
+    if (!s->scratch) {
+        s->scratch_bytes = chunk * 2 * (size_t)o->box_w * o->box_h * sizeof(cl_uint);
+        st = clred_pool_take(s->ctx, s->scratch_bytes, "background box scratch", &s->scratch);
+    }
     if (st == CLRED_OK && !s->back)
         st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, (size_t)nbox * sizeof(float), NULL, &s->back, "box levels");
     if (st == CLRED_OK && !s->sigma)
@@ -304,17 +312,13 @@ static clred_status interpolate(bkg_state *s, const double *back, const double *
     /* Rows per work-item of bkg_interp: enough to share the column's weights,
      * few enough to leave every device many work-items. */
     const int nrows = 4;
-    size_t nbox = (size_t)nx * ny, npix = (size_t)s->w * s->h;
+    size_t nbox = (size_t)nx * ny;
     float *planes = malloc(8 * nbox * sizeof *planes);
     if (!planes)
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for the background spline");
     clred_status st = spline_planes(back, nx, ny, planes);
     if (st == CLRED_OK)
         st = spline_planes(sigma, nx, ny, planes + 4 * nbox);
-    if (st == CLRED_OK && !s->bkg_map)
-        st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, npix * sizeof(float), NULL, &s->bkg_map, "background map");
-    if (st == CLRED_OK && !s->rms_map)
-        st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, npix * sizeof(float), NULL, &s->rms_map, "rms map");
     if (st == CLRED_OK && !s->rows)
         st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, (size_t)s->h * nx * sizeof(cl_float4), NULL, &s->rows,
                           "background rows");
@@ -382,12 +386,14 @@ static clred_status one_pass(bkg_state *s, cl_mem mask, int have_mask, uint16_t 
 static clred_status mask_sources(bkg_state *s, int have_mask, size_t *nmasked)
 {
     size_t n = (size_t)s->w * s->h;
-    CLRED_TRY(clred_buffer(s->ctx, CL_MEM_READ_WRITE, n * sizeof(uint16_t), NULL, &s->mask2, "source mask"));
+    if (!s->mask2)
+        CLRED_TRY(clred_pool_take(s->ctx, n * sizeof(uint16_t), "background source mask", &s->mask2));
     cl_kernel k;
     CLRED_TRY(clred_kernel(s->ctx, "background", NULL, "bkg_mask_sources", &k));
     float nsig = (float)s->o->source_sigma;
+    cl_mem mask_arg = s->mask ? s->mask : s->img; /* unread without a mask */
     CLRED_TRY(clred_args(k, "bkg_mask_sources", CLRED_ARG(s->img), CLRED_ARG(s->bkg_map), CLRED_ARG(s->rms_map),
-                         CLRED_ARG(s->mask), CLRED_ARG(have_mask), CLRED_ARG(s->mask2), CLRED_ARG(s->w),
+                         CLRED_ARG(mask_arg), CLRED_ARG(have_mask), CLRED_ARG(s->mask2), CLRED_ARG(s->w),
                          CLRED_ARG(s->h), CLRED_ARG(nsig), CLRED_ARG(s->o->source_grow), (size_t)0));
     size_t global[2] = {(size_t)s->w, (size_t)s->h};
     CLRED_TRY(clred_run_tiled(s->ctx, k, "bkg_mask_sources", 2, global));
@@ -402,101 +408,119 @@ static clred_status mask_sources(bkg_state *s, int have_mask, size_t *nmasked)
     return st;
 }
 
-/* On a CPU device, device memory is host memory: a buffer over the
- * caller's own array (CL_MEM_USE_HOST_PTR) spares the copy of the frame in
- * and of the maps out, and the page faults of fresh buffers. Elsewhere a
- * plain buffer, with the frame copied in. host may be NULL (a plain buffer). */
-static clred_status host_backed(bkg_state *s, cl_mem_flags flags, size_t bytes, void *host, cl_mem *buf,
-                                const char *what)
+/* The maps into bkg_map and rms_map (planes of img's shape). */
+static clred_status background_into(clred_ctx *ctx, const clred_dimage *img, const clred_bkg_opts *o,
+                                    cl_mem bkg_map, cl_mem rms_map, clred_bkg_info *info)
 {
-    if (!host || !clred_ctx_device(s->ctx)->is_cpu)
-        return clred_buffer(s->ctx, flags, bytes, host, buf, what);
-    cl_int err;
-    *buf = clCreateBuffer(s->ctx->context, flags | CL_MEM_USE_HOST_PTR, bytes, host, &err);
-    if (err != CL_SUCCESS) {
-        *buf = NULL;
-        char msg[128];
-        snprintf(msg, sizeof msg, "background: a device buffer over the host's array for %s", what);
-        return clred_fail_cl(err, msg);
+    bkg_state s;
+    memset(&s, 0, sizeof s);
+    s.ctx = ctx;
+    s.w = (int)img->width;
+    s.h = (int)img->height;
+    s.o = o;
+    s.img = clred_dimage_sci(img);
+    s.mask = clred_dimage_mask(img);
+    s.bkg_map = bkg_map;
+    s.rms_map = rms_map;
+    int have_mask = s.mask != NULL;
+    /* a buffer the kernels are given but never read without a mask */
+    cl_mem mask_arg = have_mask ? s.mask : s.img;
+    clred_status st = one_pass(&s, mask_arg, have_mask, o->ignore_bits, info);
+    if (st == CLRED_OK && o->mask_sources) {
+        st = mask_sources(&s, have_mask, &info->nmasked_sources);
+        if (st == CLRED_OK)
+            st = one_pass(&s, s.mask2, 1, (uint16_t)(o->ignore_bits | CLRED_MASK_DETECTED), info);
     }
+    state_release(&s);
+    return st;
+}
+
+clred_status clred_background_dev(clred_ctx *ctx, const clred_dimage *img, const clred_bkg_opts *opts,
+                                  clred_dimage **bkg, clred_dimage **rms, clred_bkg_info *info)
+{
+    if (bkg)
+        *bkg = NULL;
+    if (rms)
+        *rms = NULL;
+    if (!ctx || !img)
+        return clred_fail(CLRED_ERR_USAGE, "background: no device context or image");
+    if (img->ctx != ctx)
+        return clred_fail(CLRED_ERR_USAGE, "background: the device image belongs to another context");
+    clred_bkg_opts o = opts ? *opts : clred_bkg_defaults();
+    CLRED_TRY(check_opts(img->width, img->height, &o));
+    clred_bkg_info local;
+    memset(&local, 0, sizeof local);
+    /* Both maps are made (the source mask needs both); one not asked for is
+     * a temporary. */
+    clred_dimage *maps[2] = {NULL, NULL};
+    clred_status st = clred_dimage_like(img, 0, 0, 0, &maps[0]);
+    if (st == CLRED_OK)
+        st = clred_dimage_like(img, 0, 0, 0, &maps[1]);
+    if (st == CLRED_OK)
+        st = background_into(ctx, img, &o, clred_dimage_sci(maps[0]), clred_dimage_sci(maps[1]), &local);
+    if (st != CLRED_OK || !bkg)
+        clred_dimage_free(maps[0]);
+    if (st != CLRED_OK || !rms)
+        clred_dimage_free(maps[1]);
+    if (st != CLRED_OK)
+        return st;
+    if (bkg)
+        *bkg = maps[0];
+    if (rms)
+        *rms = maps[1];
+    if (info)
+        *info = local;
     return CLRED_OK;
 }
 
-/* Makes a map's values current in out->sci: a map and unmap where the map
- * is host-backed (free on a CPU device), else a download. */
-static clred_status deliver_map(bkg_state *s, cl_mem map, clred_image *out, int backed)
+/* Where a host output image's map is computed: on a device that shares host
+ * memory, a borrowed view of the (freshly allocated) output itself, so the
+ * kernels write straight into it; elsewhere a device plane of that shape. */
+static clred_status output_view(clred_ctx *ctx, const clred_dimage *like, clred_image *out, clred_dimage **view)
 {
-    size_t bytes = (size_t)s->w * s->h * sizeof(float);
-    if (!backed)
-        return clred_download(s->ctx, map, 0, bytes, out->sci);
-    cl_int err;
-    void *p = clEnqueueMapBuffer(s->ctx->queue, map, CL_TRUE, CL_MAP_READ, 0, bytes, 0, NULL, NULL, &err);
-    if (err != CL_SUCCESS)
-        return clred_fail_cl(err, "background: mapping a map");
-    err = clEnqueueUnmapMemObject(s->ctx->queue, map, p, 0, NULL, NULL);
-    if (err == CL_SUCCESS)
-        err = clFinish(s->ctx->queue);
-    return err == CL_SUCCESS ? CLRED_OK : clred_fail_cl(err, "background: unmapping a map");
-}
-
-/* The output images, allocated before the work so that, on a CPU device,
- * the maps are written straight into them. */
-static clred_status output_maps(bkg_state *s, clred_image *bkg, clred_image *rms, int *backed)
-{
-    size_t bytes = (size_t)s->w * s->h * sizeof(float);
-    clred_image *outs[2] = {bkg, rms};
-    cl_mem *maps[2] = {&s->bkg_map, &s->rms_map};
-    for (int i = 0; i < 2; i++) {
-        if (!outs[i])
-            continue;
-        CLRED_TRY(clred_image_alloc(outs[i], (size_t)s->w, (size_t)s->h, 0, 0));
-        CLRED_TRY(host_backed(s, CL_MEM_READ_WRITE, bytes, outs[i]->sci, maps[i], "background map"));
-    }
-    *backed = clred_ctx_device(s->ctx)->is_cpu;
-    return CLRED_OK;
+    *view = NULL;
+    CLRED_TRY(clred_image_alloc(out, like->width, like->height, 0, 0));
+    if (ctx->unified_memory)
+        return clred_dimage_borrow(ctx, out, view);
+    return clred_dimage_like(like, 0, 0, 0, view);
 }
 
 clred_status clred_background(clred_ctx *ctx, const clred_image *img, const clred_bkg_opts *opts,
                               clred_image *bkg, clred_image *rms, clred_bkg_info *info)
 {
     clred_bkg_opts o = opts ? *opts : clred_bkg_defaults();
-    CLRED_TRY(check_opts(img, &o));
-    if (!ctx)
-        return clred_fail(CLRED_ERR_USAGE, "background: no device context");
     if (bkg)
         memset(bkg, 0, sizeof *bkg);
     if (rms)
         memset(rms, 0, sizeof *rms);
+    if (!img || !img->sci)
+        return clred_fail(CLRED_ERR_USAGE, "background: no image given");
+    CLRED_TRY(check_opts(img->width, img->height, &o));
+    if (!ctx)
+        return clred_fail(CLRED_ERR_USAGE, "background: no device context");
+    clred_image view = *img;
+    view.var = NULL;    /* not used: not carried to the device */
+    view.header = NULL; /* nor the header */
+    clred_dimage *d = NULL, *maps[2] = {NULL, NULL};
+    clred_image *outs[2] = {bkg, rms};
     clred_bkg_info local;
     memset(&local, 0, sizeof local);
-    bkg_state s;
-    memset(&s, 0, sizeof s);
-    s.ctx = ctx;
-    s.w = (int)img->width;
-    s.h = (int)img->height;
-    s.o = &o;
-    size_t n = img->width * img->height;
-    int have_mask = img->mask != NULL, backed = 0;
-    /* read-only: the host arrays are never written through these buffers */
-    clred_status st = host_backed(&s, CL_MEM_READ_ONLY, n * sizeof(float), img->sci, &s.img, "the image");
-    if (st == CLRED_OK)
-        st = host_backed(&s, CL_MEM_READ_ONLY, have_mask ? n * sizeof(uint16_t) : 4, have_mask ? img->mask : NULL,
-                         &s.mask, "the mask");
-    if (st == CLRED_OK)
-        st = output_maps(&s, bkg, rms, &backed);
-    if (st == CLRED_OK)
-        st = one_pass(&s, s.mask, have_mask, o.ignore_bits, &local);
-    if (st == CLRED_OK && o.mask_sources) {
-        st = mask_sources(&s, have_mask, &local.nmasked_sources);
-        if (st == CLRED_OK)
-            st = one_pass(&s, s.mask2, 1, (uint16_t)(o.ignore_bits | CLRED_MASK_DETECTED), &local);
+    clred_status st = clred_dimage_borrow(ctx, &view, &d);
+    for (int i = 0; i < 2 && st == CLRED_OK; i++) {
+        if (outs[i])
+            st = output_view(ctx, d, outs[i], &maps[i]);
+        else
+            st = clred_dimage_like(d, 0, 0, 0, &maps[i]);
     }
-    if (st == CLRED_OK && bkg)
-        st = deliver_map(&s, s.bkg_map, bkg, backed);
-    if (st == CLRED_OK && rms)
-        st = deliver_map(&s, s.rms_map, rms, backed);
-    /* the buffers go before the host arrays they may stand on */
-    state_release(&s);
+    if (st == CLRED_OK)
+        st = background_into(ctx, d, &o, clred_dimage_sci(maps[0]), clred_dimage_sci(maps[1]), &local);
+    for (int i = 0; i < 2 && st == CLRED_OK; i++)
+        if (outs[i])
+            st = clred_dimage_download_into(maps[i], outs[i]);
+    /* the views go before the host arrays they stand on */
+    clred_dimage_free(maps[0]);
+    clred_dimage_free(maps[1]);
+    clred_dimage_free(d);
     if (st != CLRED_OK) {
         if (bkg)
             clred_image_free(bkg);

@@ -18,63 +18,94 @@ clred_badpix_opts clred_badpix_defaults(void)
     return o;
 }
 
-/* 1.4826 * MAD of the finite residuals img - med. */
-static clred_status robust_sigma(const float *img, const float *med, size_t n, double *sigma)
+/* 1.4826 * MAD of the finite residuals r[0..n) (reordered). */
+static double robust_sigma(float *r, size_t n)
 {
-    float *r = malloc(n * sizeof *r);
-    if (!r)
-        return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu residuals", n);
     size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        float d = img[i] - med[i];
-        if (isfinite(d))
-            r[m++] = d;
-    }
-    *sigma = 0;
-    if (m > 0) {
-        double centre = clred_median_inplace(r, m);
-        for (size_t i = 0; i < m; i++)
-            r[i] = (float)fabs(r[i] - centre);
-        *sigma = 1.4826 * clred_median_inplace(r, m);
-    }
-    free(r);
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(r[i]))
+            r[m++] = r[i];
+    if (m == 0)
+        return 0;
+    double centre = clred_median_inplace(r, m);
+    for (size_t i = 0; i < m; i++)
+        r[i] = (float)fabs(r[i] - centre);
+    return 1.4826 * clred_median_inplace(r, m);
+}
+
+static clred_status check_shape(size_t width, size_t height, const char *what)
+{
+    if (width == 0 || height == 0)
+        return clred_fail(CLRED_ERR_USAGE, "%s: no image given", what);
+    if (width > 1u << 30 || height > 1u << 30 || width * height > 0xffffffffu)
+        return clred_fail(CLRED_ERR_USAGE, "%s: %zu x %zu image is too large", what, width, height);
     return CLRED_OK;
 }
 
 static clred_status check_image(const clred_image *img, const char *what)
 {
-    if (!img || !img->sci || img->width == 0 || img->height == 0)
+    if (!img || !img->sci)
         return clred_fail(CLRED_ERR_USAGE, "%s: no image given", what);
-    if (img->width > 1u << 30 || img->height > 1u << 30 || img->width * img->height > 0xffffffffu)
-        return clred_fail(CLRED_ERR_USAGE, "%s: %zu x %zu image is too large", what, img->width, img->height);
-    return CLRED_OK;
+    return check_shape(img->width, img->height, what);
 }
 
-clred_status clred_find_bad_pixels(clred_ctx *ctx, const clred_image *frame, const clred_badpix_opts *opts,
-                                   uint16_t *mask_out, clred_badpix_info *info)
+static clred_status check_badpix_opts(const clred_badpix_opts *o)
 {
-    clred_badpix_opts o = opts ? *opts : clred_badpix_defaults();
-    CLRED_TRY(check_image(frame, "bad pixels"));
-    if (!ctx || !mask_out)
-        return clred_fail(CLRED_ERR_USAGE, "bad pixels: no device context or output mask");
-    if (!(o.hot_sigma > 0) || !(o.cold_sigma > 0) || (o.window != 3 && o.window != 5 && o.window != 7) ||
-        !(o.bleed_frac > 0 && o.bleed_frac <= 1))
+    if (!(o->hot_sigma > 0) || !(o->cold_sigma > 0) || (o->window != 3 && o->window != 5 && o->window != 7) ||
+        !(o->bleed_frac > 0 && o->bleed_frac <= 1))
         return clred_fail(CLRED_ERR_USAGE,
                           "bad pixels: hot_sigma (%g) and cold_sigma (%g) must be positive, window (%d) 3, 5 or 7, "
                           "bleed_frac (%g) in (0, 1]",
-                          o.hot_sigma, o.cold_sigma, o.window, o.bleed_frac);
+                          o->hot_sigma, o->cold_sigma, o->window, o->bleed_frac);
+    return CLRED_OK;
+}
+
+/* The robust spread of the frame about its local median dmed. */
+static clred_status residual_sigma(clred_ctx *ctx, cl_mem dimg, cl_mem dmed, size_t n, double *sigma)
+{
+    cl_mem dres = NULL;
+    float *r = malloc(n * sizeof *r);
+    clred_status st = r ? CLRED_OK : clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu residuals", n);
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, n * sizeof(float), NULL, &dres, "the residuals");
+    cl_kernel k;
+    cl_uint nn = (cl_uint)n;
+    size_t global = n;
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "badpix", NULL, "badpix_residual", &k);
+    if (st == CLRED_OK)
+        st = clred_args(k, "badpix_residual", CLRED_ARG(dimg), CLRED_ARG(dmed), CLRED_ARG(dres), CLRED_ARG(nn),
+                        (size_t)0);
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "badpix_residual", 1, &global);
+    if (st == CLRED_OK)
+        st = clred_download(ctx, dres, 0, n * sizeof(float), r);
+    if (st == CLRED_OK)
+        *sigma = robust_sigma(r, n);
+    clred_release(&dres);
+    free(r);
+    return st;
+}
+
+clred_status clred_find_bad_pixels_dev(clred_ctx *ctx, const clred_dimage *frame, const clred_badpix_opts *opts,
+                                       clred_dimage *target, clred_badpix_info *info)
+{
+    clred_badpix_opts o = opts ? *opts : clred_badpix_defaults();
+    if (!ctx || !frame || !target)
+        return clred_fail(CLRED_ERR_USAGE, "bad pixels: no device context, frame or target image");
+    if (frame->ctx != ctx || target->ctx != ctx)
+        return clred_fail(CLRED_ERR_USAGE, "bad pixels: a device image belongs to another context");
+    CLRED_TRY(check_shape(frame->width, frame->height, "bad pixels"));
+    if (target->width != frame->width || target->height != frame->height)
+        return clred_fail(CLRED_ERR_USAGE, "bad pixels: the target is %zu x %zu, the frame %zu x %zu", target->width,
+                          target->height, frame->width, frame->height);
+    CLRED_TRY(check_badpix_opts(&o));
+    CLRED_TRY(clred_dimage_add_mask(target));
     int w = (int)frame->width, h = (int)frame->height, r = o.window / 2;
     size_t n = frame->width * frame->height;
-    cl_mem dimg = NULL, dmed = NULL, dmask = NULL, dcount = NULL;
-    float *med = malloc(n * sizeof *med);
+    cl_mem dimg = clred_dimage_sci(frame), dmask = clred_dimage_mask(target), dmed = NULL, dcount = NULL;
     cl_uint counts[4] = {0, 0, 0, 0};
-    clred_status st = med ? CLRED_OK : clred_fail(CLRED_ERR_MEMORY, "out of memory for a %zu-pixel plane", n);
-    if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_ONLY, n * sizeof(float), frame->sci, &dimg, "the frame");
-    if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, n * sizeof(float), NULL, &dmed, "the local median");
-    if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, n * sizeof(uint16_t), mask_out, &dmask, "the mask");
+    clred_status st = clred_buffer(ctx, CL_MEM_READ_WRITE, n * sizeof(float), NULL, &dmed, "the local median");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, CL_MEM_READ_WRITE, sizeof counts, counts, &dcount, "counters");
     cl_kernel k;
@@ -86,11 +117,9 @@ clred_status clred_find_bad_pixels(clred_ctx *ctx, const clred_image *frame, con
                         CLRED_ARG(r), (size_t)0);
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "badpix_local_median", 2, global2);
-    if (st == CLRED_OK)
-        st = clred_download(ctx, dmed, 0, n * sizeof(float), med);
     double sigma = 0;
     if (st == CLRED_OK)
-        st = robust_sigma(frame->sci, med, n, &sigma);
+        st = residual_sigma(ctx, dimg, dmed, n, &sigma);
     if (st == CLRED_OK && !(sigma > 0))
         st = clred_fail(CLRED_ERR_INPUT,
                         "bad pixels: the frame has no scatter about its local median (robust sigma %g): "
@@ -119,18 +148,88 @@ clred_status clred_find_bad_pixels(clred_ctx *ctx, const clred_image *frame, con
     }
     if (st == CLRED_OK)
         st = clred_download(ctx, dcount, 0, sizeof counts, counts);
-    if (st == CLRED_OK)
-        st = clred_download(ctx, dmask, 0, n * sizeof(uint16_t), mask_out);
     if (st == CLRED_OK && info) {
         info->nhot = counts[0];
         info->ncold = counts[1];
         info->nsaturated = counts[2];
         info->nbleed = counts[3];
     }
-    free(med);
-    clred_release(&dimg);
     clred_release(&dmed);
-    clred_release(&dmask);
+    clred_release(&dcount);
+    return st;
+}
+
+clred_status clred_find_bad_pixels(clred_ctx *ctx, const clred_image *frame, const clred_badpix_opts *opts,
+                                   uint16_t *mask_out, clred_badpix_info *info)
+{
+    CLRED_TRY(check_image(frame, "bad pixels"));
+    if (!ctx || !mask_out)
+        return clred_fail(CLRED_ERR_USAGE, "bad pixels: no device context or output mask");
+    /* The frame's pixels with mask_out as its mask: the bits go straight
+     * into the caller's array where the device shares host memory. */
+    clred_image view = {frame->width, frame->height, frame->sci, NULL, mask_out, NULL};
+    clred_dimage *d;
+    CLRED_TRY(clred_dimage_borrow(ctx, &view, &d));
+    clred_status st = clred_find_bad_pixels_dev(ctx, d, opts, d, info);
+    if (st == CLRED_OK && d->kind[CLRED_PLANE_MASK] == CLRED_PLANE_BORROWED)
+        st = clred_dimage_sync_borrowed(d);
+    else if (st == CLRED_OK)
+        st = clred_download(ctx, clred_dimage_mask(d), 0, frame->width * frame->height * sizeof(uint16_t), mask_out);
+    clred_dimage_free(d);
+    return st;
+}
+
+clred_status clred_infill_dev(clred_ctx *ctx, clred_dimage *img, uint16_t bits, clred_infill_method method,
+                              size_t *nfilled)
+{
+    if (!ctx || !img)
+        return clred_fail(CLRED_ERR_USAGE, "infill: no device context or image");
+    if (img->ctx != ctx)
+        return clred_fail(CLRED_ERR_USAGE, "infill: the device image belongs to another context");
+    CLRED_TRY(check_shape(img->width, img->height, "infill"));
+    if (method != CLRED_INFILL_MEDIAN && method != CLRED_INFILL_LINEAR_ROW && method != CLRED_INFILL_LINEAR_COL)
+        return clred_fail(CLRED_ERR_USAGE, "infill: unknown method %d", (int)method);
+    if (bits && !clred_dimage_mask(img))
+        return clred_fail(CLRED_ERR_USAGE, "infill: mask bits 0x%04x given but the image has no mask plane",
+                          (unsigned)bits);
+    CLRED_TRY(clred_dimage_add_mask(img));
+    int w = (int)img->width, h = (int)img->height;
+    size_t n = img->width * img->height;
+    /* The kernels read a copy and write only the repaired pixels in place,
+     * so every pixel is judged on the original values. */
+    cl_mem sci = clred_dimage_sci(img), mask = clred_dimage_mask(img), dimg = NULL, dmask = NULL, dcount = NULL;
+    cl_uint count = 0;
+    clred_status st = clred_pool_take(ctx, n * sizeof(float), "infill: a copy of the image", &dimg);
+    if (st == CLRED_OK)
+        st = clred_pool_take(ctx, n * sizeof(uint16_t), "infill: a copy of the mask", &dmask);
+    if (st == CLRED_OK)
+        st = clred_copy(ctx, sci, dimg, n * sizeof(float));
+    if (st == CLRED_OK)
+        st = clred_copy(ctx, mask, dmask, n * sizeof(uint16_t));
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, sizeof count, &count, &dcount, "a counter");
+    cl_kernel k;
+    cl_ushort b = bits;
+    size_t global[2] = {(size_t)w, (size_t)h};
+    const char *name = method == CLRED_INFILL_MEDIAN ? "infill_median" : "infill_linear";
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "badpix", NULL, name, &k);
+    if (st == CLRED_OK && method == CLRED_INFILL_MEDIAN)
+        st = clred_args(k, name, CLRED_ARG(dimg), CLRED_ARG(dmask), CLRED_ARG(sci), CLRED_ARG(mask), CLRED_ARG(w),
+                        CLRED_ARG(h), CLRED_ARG(b), CLRED_ARG(dcount), (size_t)0);
+    if (st == CLRED_OK && method != CLRED_INFILL_MEDIAN) {
+        int along_cols = method == CLRED_INFILL_LINEAR_COL;
+        st = clred_args(k, name, CLRED_ARG(dimg), CLRED_ARG(dmask), CLRED_ARG(sci), CLRED_ARG(mask), CLRED_ARG(w),
+                        CLRED_ARG(h), CLRED_ARG(b), CLRED_ARG(along_cols), CLRED_ARG(dcount), (size_t)0);
+    }
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, name, 2, global);
+    if (st == CLRED_OK)
+        st = clred_download(ctx, dcount, 0, sizeof count, &count);
+    if (st == CLRED_OK && nfilled)
+        *nfilled = count;
+    clred_pool_give(ctx, &dimg, n * sizeof(float));
+    clred_pool_give(ctx, &dmask, n * sizeof(uint16_t));
     clred_release(&dcount);
     return st;
 }
@@ -147,48 +246,14 @@ clred_status clred_infill(clred_ctx *ctx, clred_image *img, uint16_t bits, clred
         return clred_fail(CLRED_ERR_USAGE, "infill: mask bits 0x%04x given but the image has no mask plane",
                           (unsigned)bits);
     CLRED_TRY(clred_image_add_mask(img));
-    int w = (int)img->width, h = (int)img->height;
-    size_t n = img->width * img->height;
-    cl_mem dimg = NULL, dout = NULL, dmask = NULL, dmask_out = NULL, dcount = NULL;
-    cl_uint count = 0;
-    clred_status st = clred_buffer(ctx, CL_MEM_READ_ONLY, n * sizeof(float), img->sci, &dimg, "the image");
+    clred_image view = *img;
+    view.var = NULL; /* untouched: not carried */
+    view.header = NULL;
+    clred_dimage *d;
+    CLRED_TRY(clred_dimage_borrow(ctx, &view, &d));
+    clred_status st = clred_infill_dev(ctx, d, bits, method, nfilled);
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, n * sizeof(float), img->sci, &dout, "the repaired image");
-    if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_ONLY, n * sizeof(uint16_t), img->mask, &dmask, "the mask");
-    if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, n * sizeof(uint16_t), img->mask, &dmask_out, "the new mask");
-    if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, sizeof count, &count, &dcount, "a counter");
-    cl_kernel k;
-    cl_ushort b = bits;
-    size_t global[2] = {(size_t)w, (size_t)h};
-    const char *name = method == CLRED_INFILL_MEDIAN ? "infill_median" : "infill_linear";
-    if (st == CLRED_OK)
-        st = clred_kernel(ctx, "badpix", NULL, name, &k);
-    if (st == CLRED_OK && method == CLRED_INFILL_MEDIAN)
-        st = clred_args(k, name, CLRED_ARG(dimg), CLRED_ARG(dmask), CLRED_ARG(dout), CLRED_ARG(dmask_out),
-                        CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b), CLRED_ARG(dcount), (size_t)0);
-    if (st == CLRED_OK && method != CLRED_INFILL_MEDIAN) {
-        int along_cols = method == CLRED_INFILL_LINEAR_COL;
-        st = clred_args(k, name, CLRED_ARG(dimg), CLRED_ARG(dmask), CLRED_ARG(dout), CLRED_ARG(dmask_out),
-                        CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b), CLRED_ARG(along_cols), CLRED_ARG(dcount),
-                        (size_t)0);
-    }
-    if (st == CLRED_OK)
-        st = clred_run_tiled(ctx, k, name, 2, global);
-    if (st == CLRED_OK)
-        st = clred_download(ctx, dcount, 0, sizeof count, &count);
-    if (st == CLRED_OK)
-        st = clred_download(ctx, dout, 0, n * sizeof(float), img->sci);
-    if (st == CLRED_OK)
-        st = clred_download(ctx, dmask_out, 0, n * sizeof(uint16_t), img->mask);
-    if (st == CLRED_OK && nfilled)
-        *nfilled = count;
-    clred_release(&dimg);
-    clred_release(&dout);
-    clred_release(&dmask);
-    clred_release(&dmask_out);
-    clred_release(&dcount);
+        st = clred_dimage_download_into(d, &view);
+    clred_dimage_free(d);
     return st;
 }

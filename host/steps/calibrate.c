@@ -1,6 +1,9 @@
-/* Science calibration: the masters are checked and uploaded once (a
- * calibrator), then each raw frame is uploaded whole, its overscan estimated
- * on the device, and one fused kernel writes the trimmed SCI, VAR and MASK. */
+/* Science calibration: the masters are checked once and used on the device
+ * (a calibrator: device images the caller keeps, or host masters uploaded
+ * once into device images it owns); each raw frame on the device has its
+ * overscan estimated there, and one fused kernel writes a new device image's
+ * trimmed SCI, VAR and MASK. The host functions borrow the raw frame (no copy
+ * where the device shares host memory), calibrate it so and download. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,12 +20,13 @@ struct clred_calibrator {
     clred_ctx *ctx;
     clred_calib_opts opts;
     size_t width, height; /* the masters' shape (0 when there is no master) */
-    cl_mem masters[M_COUNT];
+    cl_mem masters[M_COUNT]; /* the masters' planes, used in place (not released here) */
+    clred_dimage *owned[3];  /* bias, dark, flat uploaded by clred_calibrator_create */
+    cl_mem bpm;              /* a BAD map made from a bad-pixel image's pixels (owned) */
     cl_uint have;
     char bias_name[256], dark_name[256], flat_name[256], bpm_name[256];
-    /* work buffers, reused while frames keep their size */
-    cl_mem raw, overscan, sci, var, mask;
-    size_t raw_pixels, overscan_rows, out_pixels;
+    cl_mem overscan; /* per-row overscan levels, reused while frames keep their height */
+    size_t overscan_rows;
 };
 
 clred_calib_opts clred_calib_defaults(void)
@@ -47,58 +51,31 @@ static void copy_name(char *dst, size_t size, const char *name, const char *fall
     snprintf(dst, size, "%s", name && *name ? name : fallback);
 }
 
-static clred_status check_master_shape(clred_calibrator *cal, const clred_image *m, const char *name,
+static clred_status check_master_shape(clred_calibrator *cal, size_t width, size_t height, const char *name,
                                        const char **first_name)
 {
-    if (!m->sci && !m->mask)
-        return clred_fail(CLRED_ERR_USAGE, "%s: the image has no pixels", name);
     if (cal->width == 0) {
-        cal->width = m->width;
-        cal->height = m->height;
+        cal->width = width;
+        cal->height = height;
         *first_name = name;
         return CLRED_OK;
     }
-    if (m->width != cal->width || m->height != cal->height)
+    if (width != cal->width || height != cal->height)
         return clred_fail(CLRED_ERR_INPUT, "%s is %zu x %zu but %s is %zu x %zu: the masters must have one shape", name,
-                          m->width, m->height, *first_name ? *first_name : "the first master", cal->width,
-                          cal->height);
-    return CLRED_OK;
-}
-
-static clred_status upload_plane(clred_calibrator *cal, int slot, const void *data, size_t elem, const char *what)
-{
-    return clred_buffer(cal->ctx, CL_MEM_READ_ONLY, cal->width * cal->height * elem, data, &cal->masters[slot],
-                        what);
-}
-
-/* A master's SCI, VAR and MASK, with the flags that say which exist. */
-static clred_status upload_master(clred_calibrator *cal, const clred_image *m, int slot, cl_uint flag,
-                                  cl_uint var_flag, cl_uint mask_flag, const char *what)
-{
-    CLRED_TRY(upload_plane(cal, slot, m->sci, sizeof(float), what));
-    cal->have |= flag;
-    if (m->var) {
-        CLRED_TRY(upload_plane(cal, slot + 1, m->var, sizeof(float), what));
-        cal->have |= var_flag;
-    }
-    if (m->mask) {
-        CLRED_TRY(upload_plane(cal, slot + 2, m->mask, sizeof(uint16_t), what));
-        cal->have |= mask_flag;
-    }
+                          width, height, *first_name ? *first_name : "the first master", cal->width, cal->height);
     return CLRED_OK;
 }
 
 /* A flat must be positive wherever it is not already flagged NO_DATA (the
  * floor of clred_master_flat sets those to NaN); anything else means a wrong
  * file or a broken flat, unless the user overrides, when they become NO_DATA. */
-static clred_status check_flat(const clred_image *flat, const char *name, int override)
+static clred_status check_flat(const float *sci, const uint16_t *mask, size_t width, size_t height, const char *name,
+                               int override)
 {
-    if (!flat->sci)
-        return clred_fail(CLRED_ERR_INPUT, "%s: the flat has no SCI plane", name);
-    size_t n = flat->width * flat->height, bad = 0, first = 0;
+    size_t n = width * height, bad = 0, first = 0;
     for (size_t i = 0; i < n; i++) {
-        float f = flat->sci[i];
-        if (isfinite(f) && f <= 0.0f && !(flat->mask && (flat->mask[i] & CLRED_MASK_NO_DATA))) {
+        float f = sci[i];
+        if (isfinite(f) && f <= 0.0f && !(mask && (mask[i] & CLRED_MASK_NO_DATA))) {
             if (bad++ == 0)
                 first = i;
         }
@@ -107,60 +84,111 @@ static clred_status check_flat(const clred_image *flat, const char *name, int ov
         return clred_fail(CLRED_ERR_INPUT,
                           "%s: %zu flat pixels are zero or negative (first at x=%zu, y=%zu, value %g); a flat must "
                           "be positive (override to flag them NO_DATA)",
-                          name, bad, first % flat->width, first / flat->width, (double)flat->sci[first]);
+                          name, bad, first % width, first / width, (double)sci[first]);
     return CLRED_OK;
 }
 
-/* The bad-pixel map: its mask plane, else its nonzero (or NaN) pixels. */
-static clred_status upload_bpm(clred_calibrator *cal, const clred_image *bpm)
+/* The same check on a flat on the device: its planes come to the host once. */
+static clred_status check_flat_dev(const clred_dimage *flat, const char *name, int override)
+{
+    size_t n = clred_dimage_pixels(flat);
+    float *sci = malloc(n * sizeof *sci);
+    uint16_t *mask = clred_dimage_mask(flat) ? malloc(n * sizeof *mask) : NULL;
+    clred_status st = CLRED_OK;
+    if (!sci || (clred_dimage_mask(flat) && !mask))
+        st = clred_fail(CLRED_ERR_MEMORY, "out of memory checking the flat %s", name);
+    if (st == CLRED_OK)
+        st = clred_download(flat->ctx, clred_dimage_sci(flat), 0, n * sizeof *sci, sci);
+    if (st == CLRED_OK && mask)
+        st = clred_download(flat->ctx, clred_dimage_mask(flat), 0, n * sizeof *mask, mask);
+    if (st == CLRED_OK)
+        st = check_flat(sci, mask, flat->width, flat->height, name, override);
+    free(sci);
+    free(mask);
+    return st;
+}
+
+/* The BAD map from a bad-pixel image's pixels: nonzero (or NaN) = BAD. */
+static clred_status bpm_from_pixels(clred_calibrator *cal, const float *sci)
 {
     size_t n = cal->width * cal->height;
-    if (bpm->mask)
-        CLRED_TRY(upload_plane(cal, M_BPM, bpm->mask, sizeof(uint16_t), "bad-pixel map"));
-    else {
-        uint16_t *m = malloc(n * sizeof *m);
-        if (!m)
-            return clred_fail(CLRED_ERR_MEMORY, "out of memory reading the bad-pixel map");
-        for (size_t i = 0; i < n; i++)
-            m[i] = bpm->sci[i] != 0.0f; /* NaN != 0 too */
-        clred_status st = upload_plane(cal, M_BPM, m, sizeof(uint16_t), "bad-pixel map");
-        free(m);
-        CLRED_TRY(st);
-    }
+    uint16_t *m = malloc(n * sizeof *m);
+    if (!m)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory reading the bad-pixel map");
+    for (size_t i = 0; i < n; i++)
+        m[i] = sci[i] != 0.0f; /* NaN != 0 too */
+    clred_status st = clred_buffer(cal->ctx, CL_MEM_READ_ONLY, n * sizeof *m, m, &cal->bpm, "bad-pixel map");
+    free(m);
+    CLRED_TRY(st);
+    cal->masters[M_BPM] = cal->bpm;
     cal->have |= CAL_BPM;
     return CLRED_OK;
 }
 
-static clred_status load_masters(clred_calibrator *cal, const clred_masters *m)
+static clred_status bpm_from_dev(clred_calibrator *cal, const clred_dimage *bpm)
+{
+    if (clred_dimage_mask(bpm)) {
+        cal->masters[M_BPM] = clred_dimage_mask(bpm);
+        cal->have |= CAL_BPM;
+        return CLRED_OK;
+    }
+    size_t n = clred_dimage_pixels(bpm);
+    float *sci = malloc(n * sizeof *sci);
+    if (!sci)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory reading the bad-pixel map");
+    clred_status st = clred_download(cal->ctx, clred_dimage_sci(bpm), 0, n * sizeof *sci, sci);
+    if (st == CLRED_OK)
+        st = bpm_from_pixels(cal, sci);
+    free(sci);
+    return st;
+}
+
+/* A master's SCI, VAR and MASK planes, with the flags that say which exist. */
+static void attach(clred_calibrator *cal, const clred_dimage *m, int slot, cl_uint flag, cl_uint var_flag,
+                   cl_uint mask_flag)
+{
+    cal->masters[slot] = clred_dimage_sci(m);
+    cal->have |= flag;
+    if (clred_dimage_var(m)) {
+        cal->masters[slot + 1] = clred_dimage_var(m);
+        cal->have |= var_flag;
+    }
+    if (clred_dimage_mask(m)) {
+        cal->masters[slot + 2] = clred_dimage_mask(m);
+        cal->have |= mask_flag;
+    }
+}
+
+/* Checks and attaches masters on the device; the flat is checked here unless
+ * the caller checked its host copy already. */
+static clred_status attach_masters(clred_calibrator *cal, const clred_masters_dev *m, int flat_checked)
 {
     const char *first = NULL;
+    const clred_dimage *all[4] = {m->bias, m->dark, m->flat, m->bad_pixels};
+    const char *names[4] = {cal->bias_name, cal->dark_name, cal->flat_name, cal->bpm_name};
+    for (int i = 0; i < 4; i++) {
+        if (!all[i])
+            continue;
+        if (all[i]->ctx != cal->ctx)
+            return clred_fail(CLRED_ERR_USAGE, "%s: a device image of another context", names[i]);
+        CLRED_TRY(check_master_shape(cal, all[i]->width, all[i]->height, names[i], &first));
+    }
+    if (m->flat && !flat_checked)
+        CLRED_TRY(check_flat_dev(m->flat, cal->flat_name, cal->opts.override_checks));
     if (m->bias)
-        CLRED_TRY(check_master_shape(cal, m->bias, cal->bias_name, &first));
+        attach(cal, m->bias, M_BIAS, CAL_BIAS, CAL_BIAS_VAR, CAL_BIAS_MASK);
     if (m->dark)
-        CLRED_TRY(check_master_shape(cal, m->dark, cal->dark_name, &first));
+        attach(cal, m->dark, M_DARK, CAL_DARK, CAL_DARK_VAR, CAL_DARK_MASK);
     if (m->flat)
-        CLRED_TRY(check_master_shape(cal, m->flat, cal->flat_name, &first));
+        attach(cal, m->flat, M_FLAT, CAL_FLAT, CAL_FLAT_VAR, CAL_FLAT_MASK);
     if (m->bad_pixels)
-        CLRED_TRY(check_master_shape(cal, m->bad_pixels, cal->bpm_name, &first));
-    if (m->bias && !m->bias->sci)
-        return clred_fail(CLRED_ERR_INPUT, "%s: the bias has no SCI plane", cal->bias_name);
-    if (m->dark && !m->dark->sci)
-        return clred_fail(CLRED_ERR_INPUT, "%s: the dark has no SCI plane", cal->dark_name);
-    if (m->flat)
-        CLRED_TRY(check_flat(m->flat, cal->flat_name, cal->opts.override_checks));
-    if (m->bias)
-        CLRED_TRY(upload_master(cal, m->bias, M_BIAS, CAL_BIAS, CAL_BIAS_VAR, CAL_BIAS_MASK, "master bias"));
-    if (m->dark)
-        CLRED_TRY(upload_master(cal, m->dark, M_DARK, CAL_DARK, CAL_DARK_VAR, CAL_DARK_MASK, "master dark"));
-    if (m->flat)
-        CLRED_TRY(upload_master(cal, m->flat, M_FLAT, CAL_FLAT, CAL_FLAT_VAR, CAL_FLAT_MASK, "master flat"));
-    if (m->bad_pixels)
-        CLRED_TRY(upload_bpm(cal, m->bad_pixels));
+        CLRED_TRY(bpm_from_dev(cal, m->bad_pixels));
     return CLRED_OK;
 }
 
-clred_status clred_calibrator_create(clred_ctx *ctx, const clred_masters *masters, const clred_calib_opts *opts,
-                                     clred_calibrator **out)
+static clred_status new_calibrator(clred_ctx *ctx, const clred_calib_opts *opts, const char *bias_name,
+                                   const char *dark_name, const char *flat_name, const char *bpm_name,
+                                   clred_calibrator **out)
 {
     *out = NULL;
     if (!ctx)
@@ -170,13 +198,89 @@ clred_status clred_calibrator_create(clred_ctx *ctx, const clred_masters *master
         return clred_fail(CLRED_ERR_MEMORY, "out of memory creating a calibrator");
     cal->ctx = ctx;
     cal->opts = opts ? *opts : clred_calib_defaults();
+    copy_name(cal->bias_name, sizeof cal->bias_name, bias_name, "master bias");
+    copy_name(cal->dark_name, sizeof cal->dark_name, dark_name, "master dark");
+    copy_name(cal->flat_name, sizeof cal->flat_name, flat_name, "master flat");
+    copy_name(cal->bpm_name, sizeof cal->bpm_name, bpm_name, "bad-pixel map");
+    *out = cal;
+    return CLRED_OK;
+}
+
+clred_status clred_calibrator_create_dev(clred_ctx *ctx, const clred_masters_dev *masters,
+                                         const clred_calib_opts *opts, clred_calibrator **out)
+{
+    *out = NULL;
+    clred_masters_dev none = {0};
+    if (!masters)
+        masters = &none;
+    clred_calibrator *cal;
+    CLRED_TRY(new_calibrator(ctx, opts, masters->bias_name, masters->dark_name, masters->flat_name,
+                             masters->bad_pixels_name, &cal));
+    clred_status st = attach_masters(cal, masters, 0);
+    if (st != CLRED_OK) {
+        clred_calibrator_free(cal);
+        return st;
+    }
+    *out = cal;
+    return CLRED_OK;
+}
+
+/* Host masters: checked on the host, uploaded once into device images the
+ * calibrator owns, then attached as on the device path. */
+static clred_status load_masters(clred_calibrator *cal, const clred_masters *m)
+{
+    const clred_image *all[4] = {m->bias, m->dark, m->flat, m->bad_pixels};
+    const char *names[4] = {cal->bias_name, cal->dark_name, cal->flat_name, cal->bpm_name};
+    const char *first = NULL;
+    for (int i = 0; i < 4; i++) {
+        if (!all[i])
+            continue;
+        if (!all[i]->sci && !all[i]->mask)
+            return clred_fail(CLRED_ERR_USAGE, "%s: the image has no pixels", names[i]);
+        CLRED_TRY(check_master_shape(cal, all[i]->width, all[i]->height, names[i], &first));
+    }
+    if (m->bias && !m->bias->sci)
+        return clred_fail(CLRED_ERR_INPUT, "%s: the bias has no SCI plane", cal->bias_name);
+    if (m->dark && !m->dark->sci)
+        return clred_fail(CLRED_ERR_INPUT, "%s: the dark has no SCI plane", cal->dark_name);
+    if (m->flat && !m->flat->sci)
+        return clred_fail(CLRED_ERR_INPUT, "%s: the flat has no SCI plane", cal->flat_name);
+    if (m->flat)
+        CLRED_TRY(check_flat(m->flat->sci, m->flat->mask, m->flat->width, m->flat->height, cal->flat_name,
+                             cal->opts.override_checks));
+    for (int i = 0; i < 3; i++) {
+        if (!all[i])
+            continue;
+        /* the planes only: the calibrator has no use for the header */
+        clred_image planes = *all[i];
+        planes.header = NULL;
+        CLRED_TRY(clred_dimage_upload(cal->ctx, &planes, &cal->owned[i]));
+    }
+    clred_masters_dev dev = {cal->owned[0], cal->owned[1], cal->owned[2], NULL, NULL, NULL, NULL, NULL};
+    CLRED_TRY(attach_masters(cal, &dev, 1));
+    if (m->bad_pixels) {
+        if (m->bad_pixels->mask) {
+            CLRED_TRY(clred_buffer(cal->ctx, CL_MEM_READ_ONLY, cal->width * cal->height * sizeof(uint16_t),
+                                   m->bad_pixels->mask, &cal->bpm, "bad-pixel map"));
+            cal->masters[M_BPM] = cal->bpm;
+            cal->have |= CAL_BPM;
+        } else {
+            CLRED_TRY(bpm_from_pixels(cal, m->bad_pixels->sci));
+        }
+    }
+    return CLRED_OK;
+}
+
+clred_status clred_calibrator_create(clred_ctx *ctx, const clred_masters *masters, const clred_calib_opts *opts,
+                                     clred_calibrator **out)
+{
+    *out = NULL;
     clred_masters none = {0};
     if (!masters)
         masters = &none;
-    copy_name(cal->bias_name, sizeof cal->bias_name, masters->bias_name, "master bias");
-    copy_name(cal->dark_name, sizeof cal->dark_name, masters->dark_name, "master dark");
-    copy_name(cal->flat_name, sizeof cal->flat_name, masters->flat_name, "master flat");
-    copy_name(cal->bpm_name, sizeof cal->bpm_name, masters->bad_pixels_name, "bad-pixel map");
+    clred_calibrator *cal;
+    CLRED_TRY(new_calibrator(ctx, opts, masters->bias_name, masters->dark_name, masters->flat_name,
+                             masters->bad_pixels_name, &cal));
     clred_status st = load_masters(cal, masters);
     if (st != CLRED_OK) {
         clred_calibrator_free(cal);
@@ -190,13 +294,10 @@ void clred_calibrator_free(clred_calibrator *cal)
 {
     if (!cal)
         return;
-    for (int i = 0; i < M_COUNT; i++)
-        clred_release(&cal->masters[i]);
-    clred_release(&cal->raw);
+    for (int i = 0; i < 3; i++)
+        clred_dimage_free(cal->owned[i]);
+    clred_release(&cal->bpm);
     clred_release(&cal->overscan);
-    clred_release(&cal->sci);
-    clred_release(&cal->var);
-    clred_release(&cal->mask);
     free(cal);
 }
 
@@ -207,7 +308,7 @@ typedef struct {
     const char *gain_from, *readnoise_from, *saturation_from;
 } frame_params;
 
-static clred_status resolve_params(const clred_calibrator *cal, const clred_image *raw, const char *name,
+static clred_status resolve_params(const clred_calibrator *cal, const clred_header *header, const char *name,
                                    frame_params *p)
 {
     const clred_calib_opts *o = &cal->opts;
@@ -219,7 +320,7 @@ static clred_status resolve_params(const clred_calibrator *cal, const clred_imag
         p->gain_from = "option";
     } else if (o->gain < 0) {
         return clred_fail(CLRED_ERR_USAGE, "gain %g: must be positive (0 = GAIN from the header)", o->gain);
-    } else if (clred_header_get_double(raw->header, "GAIN", &p->gain)) {
+    } else if (clred_header_get_double(header, "GAIN", &p->gain)) {
         if (!(p->gain > 0))
             return clred_fail(CLRED_ERR_INPUT, "%s: GAIN = %g in the header; give a positive gain", name, p->gain);
         p->gain_from = "GAIN";
@@ -229,9 +330,9 @@ static clred_status resolve_params(const clred_calibrator *cal, const clred_imag
     if (o->readnoise >= 0) {
         p->readnoise = o->readnoise;
         p->readnoise_from = "option";
-    } else if (clred_header_get_double(raw->header, "RDNOISE", &p->readnoise)) {
+    } else if (clred_header_get_double(header, "RDNOISE", &p->readnoise)) {
         p->readnoise_from = "RDNOISE";
-    } else if (clred_header_get_double(raw->header, "READNOIS", &p->readnoise)) {
+    } else if (clred_header_get_double(header, "READNOIS", &p->readnoise)) {
         p->readnoise_from = "READNOIS";
     }
     if (!(p->readnoise >= 0) || !isfinite(p->readnoise))
@@ -241,7 +342,7 @@ static clred_status resolve_params(const clred_calibrator *cal, const clred_imag
     if (o->saturation > 0) {
         p->saturation = o->saturation;
         p->saturation_from = "option";
-    } else if (o->saturation == 0 && clred_header_get_double(raw->header, "SATURATE", &p->saturation) &&
+    } else if (o->saturation == 0 && clred_header_get_double(header, "SATURATE", &p->saturation) &&
                p->saturation > 0) {
         p->saturation_from = "SATURATE";
     } else {
@@ -250,7 +351,7 @@ static clred_status resolve_params(const clred_calibrator *cal, const clred_imag
     p->exptime = NAN;
     if (o->exptime >= 0)
         p->exptime = o->exptime;
-    else if (!clred_header_get_double(raw->header, "EXPTIME", &p->exptime))
+    else if (!clred_header_get_double(header, "EXPTIME", &p->exptime))
         p->exptime = NAN;
     if ((cal->have & CAL_DARK) && !(p->exptime >= 0))
         return clred_fail(CLRED_ERR_INPUT, "%s: no EXPTIME in the header; it is needed to scale the dark %s", name,
@@ -272,25 +373,8 @@ static clred_status ensure_buffer(clred_ctx *ctx, cl_mem *buf, size_t *have, siz
     return CLRED_OK;
 }
 
-/* SCI, VAR and MASK of the output, grown together. */
-static clred_status ensure_outputs(clred_calibrator *cal, size_t pixels)
-{
-    if (cal->sci && cal->out_pixels >= pixels)
-        return CLRED_OK;
-    clred_release(&cal->sci);
-    clred_release(&cal->var);
-    clred_release(&cal->mask);
-    cal->out_pixels = 0;
-    CLRED_TRY(clred_buffer(cal->ctx, CL_MEM_READ_WRITE, pixels * sizeof(float), NULL, &cal->sci, "calibrated SCI"));
-    CLRED_TRY(clred_buffer(cal->ctx, CL_MEM_READ_WRITE, pixels * sizeof(float), NULL, &cal->var, "calibrated VAR"));
-    CLRED_TRY(
-        clred_buffer(cal->ctx, CL_MEM_READ_WRITE, pixels * sizeof(uint16_t), NULL, &cal->mask, "calibrated MASK"));
-    cal->out_pixels = pixels;
-    return CLRED_OK;
-}
-
-static clred_status run_fused(clred_calibrator *cal, const clred_image *raw, const cal_geometry *g,
-                              const frame_params *p, cl_uint have, float out_scale)
+static clred_status run_fused(clred_calibrator *cal, const clred_dimage *raw, const cal_geometry *g,
+                              const frame_params *p, cl_uint have, float out_scale, clred_dimage *out)
 {
     cl_kernel k;
     CLRED_TRY(clred_kernel(cal->ctx, "calibrate", NULL, "calibrate_frame", &k));
@@ -300,13 +384,15 @@ static clred_status run_fused(clred_calibrator *cal, const clred_image *raw, con
     float t = (cal->have & CAL_DARK) ? (float)p->exptime : 0.0f, sat = (float)p->saturation;
     cl_mem os = (have & CAL_OVERSCAN) ? cal->overscan : NULL;
     cl_mem *m = cal->masters;
-    CLRED_TRY(clred_args(k, "calibrate_frame", CLRED_ARG(cal->raw), CLRED_ARG(raw_width), CLRED_ARG(os),
+    cl_mem in = clred_dimage_sci(raw), sci = clred_dimage_sci(out), var = clred_dimage_var(out),
+           mask = clred_dimage_mask(out);
+    CLRED_TRY(clred_args(k, "calibrate_frame", CLRED_ARG(in), CLRED_ARG(raw_width), CLRED_ARG(os),
                          CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(width), CLRED_ARG(height), CLRED_ARG(m[M_BIAS]),
                          CLRED_ARG(m[M_BIAS_VAR]), CLRED_ARG(m[M_BIAS_MASK]), CLRED_ARG(m[M_DARK]),
                          CLRED_ARG(m[M_DARK_VAR]), CLRED_ARG(m[M_DARK_MASK]), CLRED_ARG(m[M_FLAT]),
                          CLRED_ARG(m[M_FLAT_VAR]), CLRED_ARG(m[M_FLAT_MASK]), CLRED_ARG(m[M_BPM]), CLRED_ARG(have),
                          CLRED_ARG(gain), CLRED_ARG(rn2), CLRED_ARG(t), CLRED_ARG(sat), CLRED_ARG(out_scale),
-                         CLRED_ARG(cal->sci), CLRED_ARG(cal->var), CLRED_ARG(cal->mask), (size_t)0));
+                         CLRED_ARG(sci), CLRED_ARG(var), CLRED_ARG(mask), (size_t)0));
     size_t global[2] = {width, height};
     return clred_run(cal->ctx, k, "calibrate_frame", 2, global, NULL);
 }
@@ -406,17 +492,24 @@ static clred_status describe(const clred_calibrator *cal, const cal_geometry *g,
 
 /* ---------------------------------------------------------------- apply */
 
-clred_status cal_apply_device(clred_calibrator *cal, const clred_image *raw, const char *name,
-                              const cal_frame_kind *kind, cal_device_frame *frame, clred_header **header)
+clred_status cal_apply_dev(clred_calibrator *cal, const clred_dimage *raw, const char *name,
+                           const cal_frame_kind *kind, clred_dimage **out)
 {
+    *out = NULL;
     if (!name || !*name)
         name = "raw frame";
-    if (!raw || !raw->sci || raw->width == 0 || raw->height == 0)
+    if (!cal)
+        return clred_fail(CLRED_ERR_USAGE, "calibrate: no calibrator");
+    if (!raw || !clred_dimage_sci(raw))
         return clred_fail(CLRED_ERR_USAGE, "%s: no pixels to calibrate", name);
+    if (raw->ctx != cal->ctx)
+        return clred_fail(CLRED_ERR_USAGE, "%s: a device image of another context than the calibrator's", name);
     if (raw->width > 0xffffffu || raw->height > 0xffffffu)
         return clred_fail(CLRED_ERR_USAGE, "%s: %zu x %zu is too large", name, raw->width, raw->height);
+    /* the geometry needs the shape and the header only */
+    clred_image shape = {raw->width, raw->height, NULL, NULL, NULL, raw->header};
     cal_geometry g;
-    CLRED_TRY(cal_resolve_geometry(raw, name, &cal->opts, &g));
+    CLRED_TRY(cal_resolve_geometry(&shape, name, &cal->opts, &g));
     size_t width = g.trimsec.x1 - g.trimsec.x0, height = g.trimsec.y1 - g.trimsec.y0;
     if (cal->width && (width != cal->width || height != cal->height)) {
         const char *master = (cal->have & CAL_BIAS)   ? cal->bias_name
@@ -427,22 +520,17 @@ clred_status cal_apply_device(clred_calibrator *cal, const clred_image *raw, con
                           master, cal->width, cal->height);
     }
     frame_params p;
-    CLRED_TRY(resolve_params(cal, raw, name, &p));
+    CLRED_TRY(resolve_params(cal, raw->header, name, &p));
 
     clred_ctx *ctx = cal->ctx;
-    size_t raw_pixels = raw->width * raw->height, out_pixels = width * height;
-    CLRED_TRY(ensure_buffer(ctx, &cal->raw, &cal->raw_pixels, raw_pixels, sizeof(float), CL_MEM_READ_ONLY,
-                            "raw frame"));
-    CLRED_TRY(ensure_outputs(cal, out_pixels));
-    CLRED_TRY(clred_upload(ctx, cal->raw, 0, raw_pixels * sizeof(float), raw->sci));
-
     cl_uint have = cal->have | ((kind && kind->no_poisson) ? 0u : CAL_POISSON);
     double level = NAN;
     if (g.mode != CLRED_OVERSCAN_NONE) {
         float *rows = malloc(raw->height * sizeof *rows);
         if (!rows)
             return clred_fail(CLRED_ERR_MEMORY, "out of memory estimating the overscan of %s", name);
-        clred_status st = cal_overscan_rows(ctx, cal->raw, raw->width, raw->height, &g, name, rows, &level);
+        clred_status st = cal_overscan_rows(ctx, clred_dimage_sci(raw), raw->width, raw->height, &g, name, rows,
+                                            &level);
         if (st == CLRED_OK)
             st = ensure_buffer(ctx, &cal->overscan, &cal->overscan_rows, raw->height, sizeof(float),
                                CL_MEM_READ_ONLY, "overscan rows");
@@ -455,55 +543,59 @@ clred_status cal_apply_device(clred_calibrator *cal, const clred_image *raw, con
     double out_scale = cal->opts.to_electrons ? p.gain : 1.0;
     if (kind && kind->extra_scale != 0)
         out_scale *= kind->extra_scale;
-    CLRED_TRY(run_fused(cal, raw, &g, &p, have, (float)out_scale));
 
     int trimmed = width != raw->width || height != raw->height;
     clred_header *h = output_header(raw->header, trimmed, g.mode != CLRED_OVERSCAN_NONE);
     if (!h)
         return clred_fail(CLRED_ERR_MEMORY, "out of memory copying the header of %s", name);
     clred_status st = describe(cal, &g, &p, kind, level, h);
+    clred_dimage *d = NULL;
+    if (st == CLRED_OK)
+        st = clred_dimage_new(ctx, width, height, 1, 1, &d); /* the kernel writes every pixel */
+    if (st == CLRED_OK)
+        st = run_fused(cal, raw, &g, &p, have, (float)out_scale, d);
     if (st != CLRED_OK) {
         clred_header_free(h);
+        clred_dimage_free(d);
         return st;
     }
-    frame->sci = cal->sci;
-    frame->var = cal->var;
-    frame->mask = cal->mask;
-    frame->width = width;
-    frame->height = height;
-    *header = h;
+    clred_header_free(d->header);
+    d->header = h;
+    *out = d;
     return CLRED_OK;
 }
 
-clred_status cal_download(clred_ctx *ctx, const cal_device_frame *frame, clred_header *header, clred_image *out)
+clred_status clred_calibrator_apply_dev(clred_calibrator *cal, const clred_dimage *raw, const char *name,
+                                        clred_dimage **out)
 {
-    clred_status st = clred_image_alloc(out, frame->width, frame->height, 1, 1);
-    if (st != CLRED_OK) {
-        clred_header_free(header);
-        return st;
-    }
-    out->header = header;
-    size_t n = frame->width * frame->height;
-    st = clred_download(ctx, frame->sci, 0, n * sizeof(float), out->sci);
+    return cal_apply_dev(cal, raw, name, NULL, out);
+}
+
+/* A raw frame in host memory: borrowed, calibrated on the device, downloaded. */
+static clred_status apply_host(clred_calibrator *cal, const clred_image *raw, const char *name, clred_image *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!cal)
+        return clred_fail(CLRED_ERR_USAGE, "calibrate: no calibrator");
+    if (!raw || !raw->sci || raw->width == 0 || raw->height == 0)
+        return clred_fail(CLRED_ERR_USAGE, "%s: no pixels to calibrate", name && *name ? name : "raw frame");
+    /* SCI and the header are all the calibration reads */
+    clred_image sci_only = {raw->width, raw->height, raw->sci, NULL, NULL, raw->header};
+    clred_dimage *view = NULL, *d = NULL;
+    clred_status st = clred_dimage_borrow(cal->ctx, &sci_only, &view);
     if (st == CLRED_OK)
-        st = clred_download(ctx, frame->var, 0, n * sizeof(float), out->var);
+        st = cal_apply_dev(cal, view, name, NULL, &d);
     if (st == CLRED_OK)
-        st = clred_download(ctx, frame->mask, 0, n * sizeof(uint16_t), out->mask);
-    if (st != CLRED_OK)
-        clred_image_free(out);
+        st = clred_dimage_download(d, out);
+    clred_dimage_free(d);
+    clred_dimage_free(view);
     return st;
 }
 
 clred_status clred_calibrator_apply(clred_calibrator *cal, const clred_image *raw, const char *name,
                                     clred_image *out)
 {
-    memset(out, 0, sizeof *out);
-    if (!cal)
-        return clred_fail(CLRED_ERR_USAGE, "calibrate: no calibrator");
-    cal_device_frame frame;
-    clred_header *h = NULL;
-    CLRED_TRY(cal_apply_device(cal, raw, name, NULL, &frame, &h));
-    return cal_download(cal->ctx, &frame, h, out);
+    return apply_host(cal, raw, name, out);
 }
 
 clred_status clred_calibrate(clred_ctx *ctx, const clred_image *raw, const clred_masters *masters,

@@ -63,19 +63,10 @@ typedef struct {
     double extra_scale; /* multiplies sci (var by its square) after everything; 0 = 1 */
 } cal_frame_kind;
 
-/* The calibrated frame left on the device (owned by the calibrator, valid
- * until its next use). */
-typedef struct {
-    cl_mem sci, var, mask;
-    size_t width, height;
-} cal_device_frame;
-
-/* Calibrates raw into the calibrator's device buffers and returns their
- * description and the resolved parameters as a new header (a copy of the raw
- * header with HISTORY), without downloading. */
-clred_status cal_apply_device(clred_calibrator *cal, const clred_image *raw, const char *name,
-                              const cal_frame_kind *kind, cal_device_frame *frame, clred_header **header);
-/* Downloads a device frame into a new host image that takes header. */
-clred_status cal_download(clred_ctx *ctx, const cal_device_frame *frame, clred_header *header, clred_image *out);
+/* Calibrates a raw frame on the device into a new device image (SCI, VAR,
+ * MASK, the raw header with HISTORY), with the per-frame variant kind (NULL
+ * for a science frame). */
+clred_status cal_apply_dev(clred_calibrator *cal, const clred_dimage *raw, const char *name,
+                           const cal_frame_kind *kind, clred_dimage **out);
 
 #endif

@@ -1,5 +1,13 @@
 /* Frame combination (stacking) on the device, in bands of rows.
  *
+ * One band engine, three sources: device images (clred_combine_dev; each
+ * band copied on the device into a pooled, frame-major stack), host images
+ * (clred_combine_images: borrowed as device images, so the same path; or,
+ * on a device of its own memory that they would crowd, uploaded band by
+ * band), and files read by rows (clred_combine_files, out of core). Results
+ * go to device images (written in place when one band covers the frame) or
+ * to host arrays band by band.
+ *
  * Choices documented here and in clred.h:
  * - scaling is relative to the FIRST frame's median (frame medians over its
  *   usable pixels; an even count takes the mean of the two middle values);
@@ -58,9 +66,13 @@ void clred_combine_result_free(clred_combine_result *r)
 
 /* ------------------------------------------------------------ sources */
 
-/* Where the frames come from: host images, or frames of files read by rows. */
+/* Where the frames come from: device images (copied band by band on the
+ * device), host images (uploaded band by band: the out-of-core path when the
+ * frames do not fit on a device that does not share host memory), or frames
+ * of files read by rows. */
 typedef struct {
     size_t nframes, width, height;
+    const clred_dimage *const *dframes;
     const clred_image *images;
     const char *const *paths; /* per frame (a cube's path repeats) */
     size_t *frame_in_file;
@@ -96,9 +108,32 @@ static clred_status plane_median(const float *sci, const uint16_t *mask, size_t 
     return CLRED_OK;
 }
 
+/* A device frame's SCI (and MASK) brought to the host for its median. */
+static clred_status dframe_median(const clred_dimage *d, uint16_t ignore, double *median, size_t *count)
+{
+    size_t n = clred_dimage_pixels(d);
+    cl_mem mplane = clred_dimage_mask(d);
+    float *sci = malloc(n * sizeof *sci);
+    uint16_t *mask = mplane ? malloc(n * sizeof *mask) : NULL;
+    clred_status st = CLRED_OK;
+    if (!sci || (mplane && !mask))
+        st = clred_fail(CLRED_ERR_MEMORY, "out of memory computing a frame median (%zu pixels)", n);
+    if (st == CLRED_OK)
+        st = clred_download(d->ctx, clred_dimage_sci(d), 0, n * sizeof *sci, sci);
+    if (st == CLRED_OK && mplane)
+        st = clred_download(d->ctx, mplane, 0, n * sizeof *mask, mask);
+    if (st == CLRED_OK)
+        st = plane_median(sci, mask, n, ignore, median, count);
+    free(sci);
+    free(mask);
+    return st;
+}
+
 static clred_status frame_median(const stack_source *s, size_t f, uint16_t ignore, double *median, size_t *count)
 {
     size_t n = s->width * s->height;
+    if (s->dframes)
+        return dframe_median(s->dframes[f], ignore, median, count);
     if (s->images)
         return plane_median(s->images[f].sci, s->images[f].mask, n, ignore, median, count);
     float *plane = malloc(n * sizeof *plane);
@@ -228,20 +263,55 @@ static clred_status describe_in_header(clred_header *h, const clred_combine_opts
 
 /* ------------------------------------------------------------ device */
 
+/* A buffer from the context's pool, with the size it goes back under. */
 typedef struct {
-    cl_mem sci, var, mask, scratch, scales, factor, offset, weights, win_lo, win_hi;
-    cl_mem out_sci, out_var, out_mask, out_ncontrib, out_nreject;
-    cl_mem unfinished; /* pixels the fast kernel left to the complete one */
+    cl_mem buf;
+    size_t bytes;
+} pooled;
+
+static clred_status take(clred_ctx *ctx, pooled *p, size_t bytes, const char *what)
+{
+    p->bytes = bytes;
+    return clred_pool_take(ctx, bytes, what, &p->buf);
+}
+
+static void give(clred_ctx *ctx, pooled *p)
+{
+    clred_pool_give(ctx, &p->buf, p->bytes);
+}
+
+enum { OUT_SCI, OUT_VAR, OUT_MASK, OUT_NCONTRIB, OUT_NREJECT, OUT_COUNT };
+static const size_t out_elem[OUT_COUNT] = {sizeof(float), sizeof(float), sizeof(uint16_t), sizeof(float),
+                                           sizeof(float)};
+
+/* The stack of one band (frame-major: frame f's pixels at f * band), the
+ * per-frame constants, and the kernel's band outputs when it cannot write
+ * the result's own planes. */
+typedef struct {
+    pooled sci, var, mask, scratch, unfinished;
+    pooled out[OUT_COUNT];
+    cl_mem scales, factor, offset, weights, win_lo, win_hi, placeholder;
 } band_buffers;
 
-static void release_buffers(band_buffers *b)
+static void release_buffers(clred_ctx *ctx, band_buffers *b)
 {
-    cl_mem *all[] = {&b->factor, &b->offset, &b->sci,     &b->var,    &b->mask,    &b->scratch,      &b->scales,
-                     &b->weights, &b->win_lo, &b->win_hi,  &b->out_sci,      &b->out_var,
-                     &b->out_mask, &b->out_ncontrib, &b->out_nreject, &b->unfinished};
+    pooled *all[] = {&b->sci, &b->var, &b->mask, &b->scratch, &b->unfinished};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        clred_release(all[i]);
+        give(ctx, all[i]);
+    for (int i = 0; i < OUT_COUNT; i++)
+        give(ctx, &b->out[i]);
+    cl_mem *small[] = {&b->scales, &b->factor, &b->offset, &b->weights, &b->win_lo, &b->win_hi, &b->placeholder};
+    for (size_t i = 0; i < sizeof small / sizeof *small; i++)
+        clred_release(small[i]);
 }
+
+/* Where a combine's results go: host arrays (downloaded band by band) or
+ * device images (written in place when there is one band, else copied into
+ * band by band on the device). */
+typedef struct {
+    clred_combine_result *host;
+    clred_combine_dev_result *dev;
+} combine_sink;
 
 typedef struct {
     int general;
@@ -299,8 +369,16 @@ static clred_status make_plan(clred_ctx *ctx, const stack_source *s, combine_pla
     return CLRED_OK;
 }
 
+/* The kernel writes the device result's planes itself when one band covers
+ * the frame. */
+static int writes_in_place(const stack_source *s, const combine_plan *p, const combine_sink *k)
+{
+    return k->dev && p->rows == s->height;
+}
+
 static clred_status create_buffers(clred_ctx *ctx, const stack_source *s, const combine_plan *p,
-                                   const clred_combine_opts *o, const double *scales, band_buffers *b)
+                                   const clred_combine_opts *o, const double *scales, const combine_sink *k,
+                                   band_buffers *b)
 {
     size_t n = s->nframes, band = p->rows * s->width;
     float *fs = malloc(n * sizeof *fs), *fw = malloc(n * sizeof *fw);
@@ -318,16 +396,17 @@ static clred_status create_buffers(clred_ctx *ctx, const stack_source *s, const 
         }
         rank_windows(o, n, lo, hi);
     }
-    const cl_mem_flags ro = CL_MEM_READ_ONLY, wo = CL_MEM_WRITE_ONLY;
+    const cl_mem_flags ro = CL_MEM_READ_ONLY;
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, ro, n * band * sizeof(float), NULL, &b->sci, "combine input frames");
+        st = take(ctx, &b->sci, n * band * sizeof(float), "combine input frames");
     if (st == CLRED_OK && s->have_var)
-        st = clred_buffer(ctx, ro, n * band * sizeof(float), NULL, &b->var, "combine input variances");
+        st = take(ctx, &b->var, n * band * sizeof(float), "combine input variances");
     if (st == CLRED_OK && s->have_mask)
-        st = clred_buffer(ctx, ro, n * band * sizeof(uint16_t), NULL, &b->mask, "combine input masks");
+        st = take(ctx, &b->mask, n * band * sizeof(uint16_t), "combine input masks");
     if (st == CLRED_OK && p->general)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, n * band * sizeof(cl_ulong), NULL, &b->scratch,
-                          "combine sort scratch");
+        st = take(ctx, &b->scratch, n * band * sizeof(cl_ulong), "combine sort scratch");
+    if (st == CLRED_OK && !p->general)
+        st = take(ctx, &b->unfinished, band, "combine work list");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, ro, n * sizeof(float), fs, &b->scales, "combine scales");
     if (st == CLRED_OK)
@@ -340,25 +419,15 @@ static clred_status create_buffers(clred_ctx *ctx, const stack_source *s, const 
         st = clred_buffer(ctx, ro, (n + 1) * sizeof(cl_int), lo, &b->win_lo, "combine rank windows");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, ro, (n + 1) * sizeof(cl_int), hi, &b->win_hi, "combine rank windows");
+    /* Band outputs, unless the kernel writes the result's planes (the
+     * rejected counts need one when nobody asked for them). */
+    int in_place = writes_in_place(s, p, k);
+    for (int i = 0; i < OUT_COUNT && st == CLRED_OK; i++)
+        if (!in_place || (i == OUT_NREJECT && !k->dev->nrejected))
+            st = take(ctx, &b->out[i], band * out_elem[i], "combine band output");
+    /* A placeholder keeps the kernel's argument list fixed when a plane is absent. */
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, wo, band * sizeof(float), NULL, &b->out_sci, "combined image");
-    if (st == CLRED_OK)
-        st = clred_buffer(ctx, wo, band * sizeof(float), NULL, &b->out_var, "combined variance");
-    if (st == CLRED_OK)
-        st = clred_buffer(ctx, wo, band * sizeof(uint16_t), NULL, &b->out_mask, "combined mask");
-    if (st == CLRED_OK)
-        st = clred_buffer(ctx, wo, band * sizeof(float), NULL, &b->out_ncontrib, "contribution map");
-    if (st == CLRED_OK)
-        st = clred_buffer(ctx, wo, band * sizeof(float), NULL, &b->out_nreject, "rejection map");
-    if (st == CLRED_OK && !p->general)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, band, NULL, &b->unfinished, "combine work list");
-    /* Placeholders keep the kernel's argument list fixed when a plane is absent. */
-    if (st == CLRED_OK && !b->var)
-        st = clred_buffer(ctx, ro, 4, NULL, &b->var, "combine placeholder");
-    if (st == CLRED_OK && !b->mask)
-        st = clred_buffer(ctx, ro, 4, NULL, &b->mask, "combine placeholder");
-    if (st == CLRED_OK && !b->scratch)
-        st = clred_buffer(ctx, ro, 8, NULL, &b->scratch, "combine placeholder");
+        st = clred_buffer(ctx, CL_MEM_READ_ONLY, 8, NULL, &b->placeholder, "combine placeholder");
     free(fs);
     free(fw);
     free(factor);
@@ -368,7 +437,36 @@ static clred_status create_buffers(clred_ctx *ctx, const stack_source *s, const 
     return st;
 }
 
-/* Uploads rows [y0, y0 + rows) of every frame; staging holds one frame's band. */
+static clred_status fill_zero_region(clred_ctx *ctx, cl_mem buf, size_t offset, size_t bytes)
+{
+    const cl_ushort zero = 0;
+    cl_int err = clEnqueueFillBuffer(ctx->queue, buf, &zero, sizeof zero, offset, bytes, 0, NULL, NULL);
+    return err == CL_SUCCESS ? CLRED_OK : clred_fail_cl(err, "clearing a combine mask band");
+}
+
+/* Rows [y0, y0 + rows) of device frames into the stack, on the device. */
+static clred_status copy_band(clred_ctx *ctx, const stack_source *s, const band_buffers *b, size_t y0,
+                              size_t rows)
+{
+    size_t band = rows * s->width, off = y0 * s->width;
+    for (size_t f = 0; f < s->nframes; f++) {
+        const clred_dimage *d = s->dframes[f];
+        CLRED_TRY(clred_copy_region(ctx, clred_dimage_sci(d), off * sizeof(float), b->sci.buf,
+                                    f * band * sizeof(float), band * sizeof(float)));
+        if (s->have_var)
+            CLRED_TRY(clred_copy_region(ctx, clred_dimage_var(d), off * sizeof(float), b->var.buf,
+                                        f * band * sizeof(float), band * sizeof(float)));
+        if (s->have_mask && clred_dimage_mask(d))
+            CLRED_TRY(clred_copy_region(ctx, clred_dimage_mask(d), off * sizeof(uint16_t), b->mask.buf,
+                                        f * band * sizeof(uint16_t), band * sizeof(uint16_t)));
+        else if (s->have_mask)
+            CLRED_TRY(fill_zero_region(ctx, b->mask.buf, f * band * sizeof(uint16_t), band * sizeof(uint16_t)));
+    }
+    return CLRED_OK;
+}
+
+/* Uploads rows [y0, y0 + rows) of host images or files; staging holds one
+ * frame's band read from a file. */
 static clred_status upload_band(clred_ctx *ctx, const stack_source *s, const band_buffers *b, size_t y0,
                                 size_t rows, float *staging, const uint16_t *zero_mask)
 {
@@ -381,21 +479,38 @@ static clred_status upload_band(clred_ctx *ctx, const stack_source *s, const ban
             CLRED_TRY(clred_rows_read(s->paths[f], s->frame_in_file[f], y0, rows, staging));
             sci = staging;
         }
-        CLRED_TRY(clred_upload(ctx, b->sci, f * band * sizeof(float), band * sizeof(float), sci));
+        CLRED_TRY(clred_upload(ctx, b->sci.buf, f * band * sizeof(float), band * sizeof(float), sci));
         if (s->have_var)
-            CLRED_TRY(clred_upload(ctx, b->var, f * band * sizeof(float), band * sizeof(float),
+            CLRED_TRY(clred_upload(ctx, b->var.buf, f * band * sizeof(float), band * sizeof(float),
                                    s->images[f].var + off));
         if (s->have_mask) {
             const uint16_t *m = s->images[f].mask ? s->images[f].mask + off : zero_mask;
-            CLRED_TRY(clred_upload(ctx, b->mask, f * band * sizeof(uint16_t), band * sizeof(uint16_t), m));
+            CLRED_TRY(clred_upload(ctx, b->mask.buf, f * band * sizeof(uint16_t), band * sizeof(uint16_t), m));
         }
     }
     return CLRED_OK;
 }
 
+/* The buffers the kernel writes for this band. */
+static void band_targets(const stack_source *s, const combine_plan *p, const combine_sink *k, const band_buffers *b,
+                         cl_mem t[OUT_COUNT])
+{
+    for (int i = 0; i < OUT_COUNT; i++)
+        t[i] = b->out[i].buf;
+    if (!writes_in_place(s, p, k))
+        return;
+    const clred_combine_dev_result *r = k->dev;
+    t[OUT_SCI] = clred_dimage_sci(r->image);
+    t[OUT_VAR] = clred_dimage_var(r->image);
+    t[OUT_MASK] = clred_dimage_mask(r->image);
+    t[OUT_NCONTRIB] = clred_dimage_sci(r->ncontrib);
+    if (r->nrejected)
+        t[OUT_NREJECT] = clred_dimage_sci(r->nrejected);
+}
+
 static clred_status run_kernel(clred_ctx *ctx, cl_kernel k, const char *name, const stack_source *s,
-                               const band_buffers *b, cl_mem unfinished, const clred_combine_opts *o, size_t rows,
-                               size_t global)
+                               const band_buffers *b, const cl_mem t[OUT_COUNT], cl_mem unfinished,
+                               const clred_combine_opts *o, size_t rows, size_t global)
 {
     cl_uint npix = (cl_uint)(rows * s->width), nframes = (cl_uint)s->nframes;
     cl_int method = (cl_int)o->method, reject = (cl_int)o->reject, scale_mode = (cl_int)o->scale;
@@ -407,55 +522,70 @@ static clred_status run_kernel(clred_ctx *ctx, cl_kernel k, const char *name, co
     for (size_t f = 0; f < s->nframes; f++)
         wt += o->weights ? o->weights[f] : 1.0;
     cl_float weight_total = (cl_float)wt;
-    CLRED_TRY(clred_args(k, name, CLRED_ARG(b->sci), CLRED_ARG(b->var), CLRED_ARG(b->mask),
-                         CLRED_ARG(b->scratch), CLRED_ARG(b->scales), CLRED_ARG(b->factor), CLRED_ARG(b->offset),
-                         CLRED_ARG(b->weights), CLRED_ARG(b->win_lo),
-                         CLRED_ARG(b->win_hi), CLRED_ARG(b->out_sci), CLRED_ARG(b->out_var), CLRED_ARG(b->out_mask),
-                         CLRED_ARG(b->out_ncontrib), CLRED_ARG(b->out_nreject), CLRED_ARG(unfinished),
-                         CLRED_ARG(npix), CLRED_ARG(nframes),
-                         CLRED_ARG(method), CLRED_ARG(reject), CLRED_ARG(scale_mode), CLRED_ARG(flags),
-                         CLRED_ARG(sl), CLRED_ARG(sh), CLRED_ARG(iters), CLRED_ARG(centre_mean),
-                         CLRED_ARG(spread_mad), CLRED_ARG(ignore), CLRED_ARG(weight_total), (size_t)0));
+    cl_mem var = b->var.buf ? b->var.buf : b->placeholder, mask = b->mask.buf ? b->mask.buf : b->placeholder;
+    cl_mem scratch = b->scratch.buf ? b->scratch.buf : b->placeholder;
+    CLRED_TRY(clred_args(k, name, CLRED_ARG(b->sci.buf), CLRED_ARG(var), CLRED_ARG(mask), CLRED_ARG(scratch),
+                         CLRED_ARG(b->scales), CLRED_ARG(b->factor), CLRED_ARG(b->offset), CLRED_ARG(b->weights),
+                         CLRED_ARG(b->win_lo), CLRED_ARG(b->win_hi), CLRED_ARG(t[OUT_SCI]), CLRED_ARG(t[OUT_VAR]),
+                         CLRED_ARG(t[OUT_MASK]), CLRED_ARG(t[OUT_NCONTRIB]), CLRED_ARG(t[OUT_NREJECT]),
+                         CLRED_ARG(unfinished), CLRED_ARG(npix), CLRED_ARG(nframes), CLRED_ARG(method),
+                         CLRED_ARG(reject), CLRED_ARG(scale_mode), CLRED_ARG(flags), CLRED_ARG(sl), CLRED_ARG(sh),
+                         CLRED_ARG(iters), CLRED_ARG(centre_mean), CLRED_ARG(spread_mad), CLRED_ARG(ignore),
+                         CLRED_ARG(weight_total), (size_t)0));
     return clred_run(ctx, k, name, 1, &global, NULL);
 }
 
 /* The general kernel alone; or the loop-free fast kernel, then the complete
  * one for the pixels whose clipping needed more rounds. */
 static clred_status run_band(clred_ctx *ctx, const combine_plan *p, cl_kernel complete, cl_kernel fast,
-                             const stack_source *s, const band_buffers *b, const clred_combine_opts *o, size_t rows)
+                             const stack_source *s, const band_buffers *b, const cl_mem t[OUT_COUNT],
+                             const clred_combine_opts *o, size_t rows)
 {
     const cl_mem none = NULL;
     const size_t npix = rows * s->width;
     if (p->general)
-        return run_kernel(ctx, complete, "combine_stack", s, b, none, o, rows, npix);
+        return run_kernel(ctx, complete, "combine_stack", s, b, t, none, o, rows, npix);
+    cl_mem unfinished = b->unfinished.buf;
     if (p->vector) {
         /* one work-item per 16 pixels, one more to mark the tail for combine_stack */
-        CLRED_TRY(run_kernel(ctx, fast, "combine_stack_vec", s, b, b->unfinished, o, rows, npix / 16 + 1));
+        CLRED_TRY(run_kernel(ctx, fast, "combine_stack_vec", s, b, t, unfinished, o, rows, npix / 16 + 1));
         if (npix % 16)
-            CLRED_TRY(run_kernel(ctx, complete, "combine_stack", s, b, b->unfinished, o, rows, npix));
+            CLRED_TRY(run_kernel(ctx, complete, "combine_stack", s, b, t, unfinished, o, rows, npix));
         return CLRED_OK;
     }
-    CLRED_TRY(run_kernel(ctx, fast, "combine_stack_fast", s, b, b->unfinished, o, rows, npix));
+    CLRED_TRY(run_kernel(ctx, fast, "combine_stack_fast", s, b, t, unfinished, o, rows, npix));
     if (o->reject == CLRED_REJECT_SIGCLIP || o->reject == CLRED_REJECT_WINSORIZED)
-        CLRED_TRY(run_kernel(ctx, complete, "combine_stack", s, b, b->unfinished, o, rows, npix));
+        CLRED_TRY(run_kernel(ctx, complete, "combine_stack", s, b, t, unfinished, o, rows, npix));
     return CLRED_OK;
 }
 
-static clred_status download_band(clred_ctx *ctx, const stack_source *s, const band_buffers *b, size_t y0,
-                                  size_t rows, clred_combine_result *out)
+/* The band's outputs to where the sink wants them. */
+static clred_status deliver_band(clred_ctx *ctx, const stack_source *s, const combine_plan *p,
+                                 const combine_sink *k, const cl_mem t[OUT_COUNT], size_t y0, size_t rows)
 {
+    if (writes_in_place(s, p, k))
+        return CLRED_OK;
     size_t band = rows * s->width, off = y0 * s->width;
-    CLRED_TRY(clred_download(ctx, b->out_sci, 0, band * sizeof(float), out->image.sci + off));
-    CLRED_TRY(clred_download(ctx, b->out_var, 0, band * sizeof(float), out->image.var + off));
-    CLRED_TRY(clred_download(ctx, b->out_mask, 0, band * sizeof(uint16_t), out->image.mask + off));
-    CLRED_TRY(clred_download(ctx, b->out_ncontrib, 0, band * sizeof(float), out->ncontrib + off));
-    if (out->nrejected)
-        CLRED_TRY(clred_download(ctx, b->out_nreject, 0, band * sizeof(float), out->nrejected + off));
+    if (k->dev) {
+        const clred_combine_dev_result *r = k->dev;
+        cl_mem dst[OUT_COUNT] = {clred_dimage_sci(r->image), clred_dimage_var(r->image), clred_dimage_mask(r->image),
+                                 clred_dimage_sci(r->ncontrib), r->nrejected ? clred_dimage_sci(r->nrejected) : NULL};
+        for (int i = 0; i < OUT_COUNT; i++)
+            if (dst[i])
+                CLRED_TRY(clred_copy_region(ctx, t[i], 0, dst[i], off * out_elem[i], band * out_elem[i]));
+        return CLRED_OK;
+    }
+    clred_combine_result *out = k->host;
+    void *dst[OUT_COUNT] = {out->image.sci + off, out->image.var + off, out->image.mask + off, out->ncontrib + off,
+                            out->nrejected ? out->nrejected + off : NULL};
+    for (int i = 0; i < OUT_COUNT; i++)
+        if (dst[i])
+            CLRED_TRY(clred_download(ctx, t[i], 0, band * out_elem[i], dst[i]));
     return CLRED_OK;
 }
 
 static clred_status combine_bands(clred_ctx *ctx, const stack_source *s, const clred_combine_opts *o,
-                                  combine_plan *p, clred_combine_result *out)
+                                  combine_plan *p, const double *scales, const combine_sink *k, size_t *bands)
 {
     p->vector = vector_eligible(s, o, p);
     char options[64];
@@ -471,29 +601,35 @@ static clred_status combine_bands(clred_ctx *ctx, const stack_source *s, const c
     band_buffers b;
     memset(&b, 0, sizeof b);
     size_t band = p->rows * s->width;
-    float *staging = s->images ? NULL : malloc(band * sizeof *staging);
-    uint16_t *zero_mask = s->have_mask ? calloc(band, sizeof *zero_mask) : NULL;
+    int from_files = !s->dframes && !s->images;
+    float *staging = from_files ? malloc(band * sizeof *staging) : NULL;
+    uint16_t *zero_mask = s->images && s->have_mask ? calloc(band, sizeof *zero_mask) : NULL;
     clred_status st = CLRED_OK;
-    if ((!s->images && !staging) || (s->have_mask && !zero_mask))
+    if ((from_files && !staging) || (s->images && s->have_mask && !zero_mask))
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory staging a band of %zu pixels", band);
     if (st == CLRED_OK)
-        st = create_buffers(ctx, s, p, o, out->scales, &b);
+        st = create_buffers(ctx, s, p, o, scales, k, &b);
+    cl_mem t[OUT_COUNT];
+    band_targets(s, p, k, &b, t);
     for (size_t y0 = 0; st == CLRED_OK && y0 < s->height; y0 += p->rows) {
         size_t rows = s->height - y0 < p->rows ? s->height - y0 : p->rows;
-        st = upload_band(ctx, s, &b, y0, rows, staging, zero_mask);
+        st = s->dframes ? copy_band(ctx, s, &b, y0, rows) : upload_band(ctx, s, &b, y0, rows, staging, zero_mask);
         if (st == CLRED_OK)
-            st = run_band(ctx, p, complete, fast, s, &b, o, rows);
+            st = run_band(ctx, p, complete, fast, s, &b, t, o, rows);
         if (st == CLRED_OK)
-            st = download_band(ctx, s, &b, y0, rows, out);
-        out->bands++;
+            st = deliver_band(ctx, s, p, k, t, y0, rows);
+        (*bands)++;
     }
-    release_buffers(&b);
+    /* The queue is in order: whoever takes a pooled buffer next uses it
+     * after these kernels, so they go back without waiting. */
+    release_buffers(ctx, &b);
     free(staging);
     free(zero_mask);
     return st;
 }
 
-/* Checks, allocates the outputs, scales, plans and runs; out is cleared on failure. */
+/* Host-held frames (host images or files), results in host memory, band by
+ * band; out is cleared on failure. */
 static clred_status combine_source(clred_ctx *ctx, const stack_source *s, const clred_combine_opts *opts,
                                    const clred_header *header, clred_combine_result *out)
 {
@@ -515,13 +651,163 @@ static clred_status combine_source(clred_ctx *ctx, const stack_source *s, const 
                         s->height);
     if (st == CLRED_OK && out->scales)
         st = compute_scales(s, &o, out->scales);
+    combine_sink sink = {out, NULL};
     if (st == CLRED_OK)
-        st = combine_bands(ctx, s, &o, &plan, out);
+        st = combine_bands(ctx, s, &o, &plan, out->scales, &sink, &out->bands);
     if (st == CLRED_OK)
         st = describe_in_header(out->image.header, &o, s->nframes);
     if (st != CLRED_OK)
         clred_combine_result_free(out);
     return st;
+}
+
+/* Replaces *dst with a copy of src. */
+static clred_status copy_header(const clred_header *src, clred_header **dst)
+{
+    clred_header *h = clred_header_copy(src);
+    if (!h)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory copying a header");
+    clred_header_free(*dst);
+    *dst = h;
+    return CLRED_OK;
+}
+
+void clred_combine_dev_result_free(clred_combine_dev_result *r)
+{
+    if (!r)
+        return;
+    clred_dimage_free(r->image);
+    clred_dimage_free(r->ncontrib);
+    clred_dimage_free(r->nrejected);
+    free(r->scales);
+    memset(r, 0, sizeof *r);
+}
+
+/* Checks device frames and describes them as a band source. */
+static clred_status device_source(clred_ctx *ctx, const clred_dimage *const *frames, size_t nframes,
+                                  stack_source *s)
+{
+    memset(s, 0, sizeof *s);
+    if (!ctx || !frames || nframes == 0)
+        return clred_fail(CLRED_ERR_INPUT, "combine: no frames given");
+    s->nframes = nframes;
+    s->dframes = frames;
+    s->have_var = 1;
+    for (size_t f = 0; f < nframes; f++) {
+        const clred_dimage *d = frames[f];
+        if (!d || d->ctx != ctx)
+            return clred_fail(CLRED_ERR_USAGE, "combine: frame %zu is %s", f,
+                              d ? "a device image of another context" : "missing");
+        if (f == 0) {
+            s->width = d->width;
+            s->height = d->height;
+        } else if (d->width != s->width || d->height != s->height) {
+            return clred_fail(CLRED_ERR_INPUT, "combine: frame %zu is %zu x %zu, frame 0 is %zu x %zu", f, d->width,
+                              d->height, s->width, s->height);
+        }
+        s->have_var = s->have_var && clred_dimage_var(d);
+        s->have_mask = s->have_mask || clred_dimage_mask(d);
+    }
+    return CLRED_OK;
+}
+
+/* Combines into out's images, which exist already (image with VAR and MASK,
+ * ncontrib, and nrejected when asked for); sets scales and bands. */
+static clred_status combine_dev_into(clred_ctx *ctx, const stack_source *s, const clred_combine_opts *o,
+                                     clred_combine_dev_result *out)
+{
+    combine_plan plan = {0};
+    CLRED_TRY(make_plan(ctx, s, &plan));
+    if (o->scale != CLRED_SCALE_NONE) {
+        if (!(out->scales = malloc(s->nframes * sizeof(double))))
+            return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu scales", s->nframes);
+        CLRED_TRY(compute_scales(s, o, out->scales));
+    }
+    combine_sink sink = {NULL, out};
+    CLRED_TRY(combine_bands(ctx, s, o, &plan, out->scales, &sink, &out->bands));
+    CLRED_TRY(copy_header(s->dframes[0]->header, &out->image->header));
+    return describe_in_header(out->image->header, o, s->nframes);
+}
+
+clred_status clred_combine_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t nframes,
+                               const clred_combine_opts *opts, clred_combine_dev_result *out)
+{
+    memset(out, 0, sizeof *out);
+    stack_source s;
+    CLRED_TRY(device_source(ctx, frames, nframes, &s));
+    clred_combine_opts o = opts ? *opts : clred_combine_defaults();
+    CLRED_TRY(check_opts(&o, nframes));
+    /* the outputs first, so that the plan counts them as held; the kernels
+     * write every pixel of them */
+    clred_status st = clred_dimage_new(ctx, s.width, s.height, 1, 1, &out->image);
+    if (st == CLRED_OK)
+        st = clred_dimage_new(ctx, s.width, s.height, 0, 0, &out->ncontrib);
+    if (st == CLRED_OK && o.want_rejected_map)
+        st = clred_dimage_new(ctx, s.width, s.height, 0, 0, &out->nrejected);
+    if (st == CLRED_OK)
+        st = combine_dev_into(ctx, &s, &o, out);
+    if (st != CLRED_OK)
+        clred_combine_dev_result_free(out);
+    return st;
+}
+
+/* A one-plane host image over an array (for a borrowed view of it). */
+static clred_image plane_image(size_t width, size_t height, float *array)
+{
+    clred_image img = {width, height, array, NULL, NULL, NULL};
+    return img;
+}
+
+/* The device images a host result is written through: views of its own
+ * arrays where the device shares host memory (the kernels write them, no
+ * copy), else new device images downloaded at the end. */
+static clred_status result_views(clred_ctx *ctx, clred_combine_result *out, clred_combine_dev_result *r)
+{
+    size_t w = out->image.width, h = out->image.height;
+    if (!ctx->unified_memory) {
+        CLRED_TRY(clred_dimage_new(ctx, w, h, 1, 1, &r->image));
+        CLRED_TRY(clred_dimage_new(ctx, w, h, 0, 0, &r->ncontrib));
+        if (out->nrejected)
+            CLRED_TRY(clred_dimage_new(ctx, w, h, 0, 0, &r->nrejected));
+        return CLRED_OK;
+    }
+    clred_image nc = plane_image(w, h, out->ncontrib), nr = plane_image(w, h, out->nrejected);
+    CLRED_TRY(clred_dimage_borrow(ctx, &out->image, &r->image));
+    CLRED_TRY(clred_dimage_borrow(ctx, &nc, &r->ncontrib));
+    if (out->nrejected)
+        CLRED_TRY(clred_dimage_borrow(ctx, &nr, &r->nrejected));
+    return CLRED_OK;
+}
+
+/* Makes the host result current (a map where its arrays are the device's,
+ * else a download) and takes the header. */
+static clred_status collect_result(clred_combine_dev_result *r, clred_combine_result *out)
+{
+    size_t w = out->image.width, h = out->image.height;
+    clred_image nc = plane_image(w, h, out->ncontrib), nr = plane_image(w, h, out->nrejected);
+    CLRED_TRY(clred_dimage_download_into(r->image, &out->image));
+    CLRED_TRY(clred_dimage_download_into(r->ncontrib, &nc));
+    if (r->nrejected)
+        CLRED_TRY(clred_dimage_download_into(r->nrejected, &nr));
+    CLRED_TRY(copy_header(r->image->header, &out->image.header));
+    out->scales = r->scales;
+    r->scales = NULL;
+    out->bands = r->bands;
+    return CLRED_OK;
+}
+
+/* Whether host frames go to the device whole (borrowed: no copy where the
+ * device shares host memory) or band by band from host memory (a device of
+ * its own memory that they would crowd). */
+static int borrow_frames(clred_ctx *ctx, const clred_image *frames, size_t nframes)
+{
+    if (ctx->unified_memory)
+        return 1;
+    uint64_t bytes = 0;
+    for (size_t f = 0; f < nframes; f++)
+        bytes += (uint64_t)frames[f].width * frames[f].height *
+                 (sizeof(float) + (frames[f].var ? sizeof(float) : 0) + (frames[f].mask ? sizeof(uint16_t) : 0));
+    return bytes <= clred_ctx_budget(ctx) / 2;
 }
 
 clred_status clred_combine_images(clred_ctx *ctx, const clred_image *frames, size_t nframes,
@@ -546,7 +832,41 @@ clred_status clred_combine_images(clred_ctx *ctx, const clred_image *frames, siz
     }
     if (s.width == 0 || s.height == 0)
         return clred_fail(CLRED_ERR_INPUT, "combine: frames of zero size");
-    return combine_source(ctx, &s, opts, frames[0].header, out);
+    if (!borrow_frames(ctx, frames, nframes))
+        return combine_source(ctx, &s, opts, frames[0].header, out);
+
+    clred_combine_opts o = opts ? *opts : clred_combine_defaults();
+    CLRED_TRY(check_opts(&o, nframes));
+    size_t npix = s.width * s.height;
+    CLRED_TRY(clred_image_alloc(&out->image, s.width, s.height, 1, 1));
+    out->ncontrib = malloc(npix * sizeof(float));
+    out->nrejected = o.want_rejected_map ? malloc(npix * sizeof(float)) : NULL;
+    clred_status st = CLRED_OK;
+    if (!out->ncontrib || (o.want_rejected_map && !out->nrejected))
+        st = clred_fail(CLRED_ERR_MEMORY, "out of memory allocating a %zu x %zu combine result", s.width, s.height);
+    clred_dimage **views = calloc(nframes, sizeof *views);
+    if (st == CLRED_OK && !views)
+        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu frame views", nframes);
+    for (size_t f = 0; f < nframes && st == CLRED_OK; f++)
+        st = clred_dimage_borrow(ctx, &frames[f], &views[f]);
+    clred_combine_dev_result r;
+    memset(&r, 0, sizeof r);
+    stack_source ds;
+    if (st == CLRED_OK)
+        st = device_source(ctx, (const clred_dimage *const *)views, nframes, &ds);
+    if (st == CLRED_OK)
+        st = result_views(ctx, out, &r);
+    if (st == CLRED_OK)
+        st = combine_dev_into(ctx, &ds, &o, &r);
+    if (st == CLRED_OK)
+        st = collect_result(&r, out);
+    clred_combine_dev_result_free(&r);
+    for (size_t f = 0; views && f < nframes; f++)
+        clred_dimage_free(views[f]);
+    free(views);
+    if (st != CLRED_OK)
+        clred_combine_result_free(out);
+    return st;
 }
 
 /* Expands the paths into frames (a cube gives all its frames) and checks shapes. */

@@ -87,16 +87,19 @@ clred_status clred_median_filter(clred_ctx *ctx, const float *in, float *out, si
 
 /* ---- L.A.Cosmic */
 
-enum { F_CLEAN, F_BKG, F_VAR, F_NOISE, F_S, F_MED, F_FINE, F_M7, F_SP, F_TMP, F_SCI, NFLOAT };
+enum { F_CLEAN, F_BKG, F_VAR, F_NOISE, F_S, F_MED, F_FINE, F_M7, F_SP, F_TMP, NFLOAT };
 enum { B_BAD, B_SAT, B_CAND, B_GROW, B_CR, B_TMP, NBYTE };
 
+/* One run: sci, var and mask are the image's planes (not owned; var NULL
+ * when absent), f and b this run's work planes. */
 typedef struct {
     clred_ctx *ctx;
     int w, h;
     cl_uint n;
+    cl_mem sci, var, mask;
     cl_mem f[NFLOAT];
     cl_mem b[NBYTE];
-    cl_mem mask, count;
+    cl_mem count;
 } cr_state;
 
 static void cr_release(cr_state *s)
@@ -105,7 +108,6 @@ static void cr_release(cr_state *s)
         clred_release(&s->f[i]);
     for (int i = 0; i < NBYTE; i++)
         clred_release(&s->b[i]);
-    clred_release(&s->mask);
     clred_release(&s->count);
 }
 
@@ -138,49 +140,33 @@ static clred_status map_or(cr_state *s, cl_mem a, cl_mem b)
     return run1d(s, "map_or", &k);
 }
 
-/* Uploads the inputs and builds clean, bkg, var (electrons) and the bad map. */
-static clred_status prepare(cr_state *s, const clred_image *img, const clred_cosmic_opts *o)
+/* Builds clean, bkg, var (electrons) and the bad map from the image and the
+ * optional sky model and noise variance (SCI planes, NULL when absent). */
+static clred_status prepare(cr_state *s, cl_mem sky, cl_mem noise_var, const clred_cosmic_opts *o)
 {
     size_t fb = (size_t)s->n * sizeof(float);
-    CLRED_TRY(clred_buffer(s->ctx, CL_MEM_READ_WRITE, fb, img->sci, &s->f[F_SCI], "the image"));
     for (int i = 0; i < NFLOAT; i++)
-        if (i != F_SCI)
-            CLRED_TRY(clred_buffer(s->ctx, CL_MEM_READ_WRITE, fb, NULL, &s->f[i], "a cosmic-ray work plane"));
+        CLRED_TRY(clred_buffer(s->ctx, CL_MEM_READ_WRITE, fb, NULL, &s->f[i], "a cosmic-ray work plane"));
     for (int i = 0; i < NBYTE; i++)
         CLRED_TRY(clred_buffer(s->ctx, CL_MEM_READ_WRITE, s->n, NULL, &s->b[i], "a cosmic-ray map"));
     CLRED_TRY(clred_fill_zero(s->ctx, s->b[B_CR], s->n));
     cl_uint zero = 0;
     CLRED_TRY(clred_buffer(s->ctx, CL_MEM_READ_WRITE, sizeof zero, &zero, &s->count, "a counter"));
-    CLRED_TRY(clred_buffer(s->ctx, CL_MEM_READ_WRITE, (size_t)s->n * sizeof(uint16_t), img->mask, &s->mask,
-                           "the mask"));
 
     /* Inputs that are absent are bound to a buffer of the right size that the
      * kernel does not read; the flags tell it so. */
-    cl_mem inbkg = NULL, invar = NULL;
-    clred_status st = CLRED_OK;
-    if (o->bkg)
-        st = clred_buffer(s->ctx, CL_MEM_READ_ONLY, fb, o->bkg, &inbkg, "the sky model");
-    if (st == CLRED_OK && o->var)
-        st = clred_buffer(s->ctx, CL_MEM_READ_ONLY, fb, o->var, &invar, "the variance");
-    if (st == CLRED_OK) {
-        cl_kernel k;
-        cl_mem bkg_arg = inbkg ? inbkg : s->f[F_SCI], var_arg = invar ? invar : s->f[F_SCI];
-        float gain = (float)o->gain, rn = (float)o->readnoise;
-        int have_bkg = o->bkg != NULL, have_var = o->var != NULL, have_mask = img->mask != NULL;
-        cl_ushort ignore = o->ignore_bits;
-        st = clred_kernel(s->ctx, "cosmic", NULL, "cr_prepare", &k);
-        if (st == CLRED_OK)
-            st = clred_args(k, "cr_prepare", CLRED_ARG(s->f[F_SCI]), CLRED_ARG(bkg_arg), CLRED_ARG(var_arg),
-                            CLRED_ARG(s->mask), CLRED_ARG(s->f[F_CLEAN]), CLRED_ARG(s->f[F_BKG]),
-                            CLRED_ARG(s->f[F_VAR]), CLRED_ARG(s->b[B_TMP]), CLRED_ARG(s->n), CLRED_ARG(gain),
-                            CLRED_ARG(rn), CLRED_ARG(have_bkg), CLRED_ARG(have_var), CLRED_ARG(have_mask),
-                            CLRED_ARG(ignore), (size_t)0);
-        if (st == CLRED_OK)
-            st = run1d(s, "cr_prepare", &k);
-    }
-    clred_release(&inbkg);
-    clred_release(&invar);
-    return st;
+    cl_kernel k;
+    cl_mem bkg_arg = sky ? sky : s->sci, var_arg = noise_var ? noise_var : s->sci;
+    float gain = (float)o->gain, rn = (float)o->readnoise;
+    int have_bkg = sky != NULL, have_var = noise_var != NULL, have_mask = 1;
+    cl_ushort ignore = o->ignore_bits;
+    CLRED_TRY(clred_kernel(s->ctx, "cosmic", NULL, "cr_prepare", &k));
+    CLRED_TRY(clred_args(k, "cr_prepare", CLRED_ARG(s->sci), CLRED_ARG(bkg_arg), CLRED_ARG(var_arg),
+                         CLRED_ARG(s->mask), CLRED_ARG(s->f[F_CLEAN]), CLRED_ARG(s->f[F_BKG]),
+                         CLRED_ARG(s->f[F_VAR]), CLRED_ARG(s->b[B_TMP]), CLRED_ARG(s->n), CLRED_ARG(gain),
+                         CLRED_ARG(rn), CLRED_ARG(have_bkg), CLRED_ARG(have_var), CLRED_ARG(have_mask),
+                         CLRED_ARG(ignore), (size_t)0));
+    return run1d(s, "cr_prepare", &k);
 }
 
 /* astroscrappy's update_mask: bad = dilate3(input mask) | dilate5 twice of
@@ -280,12 +266,12 @@ static clred_status clean_plane(cr_state *s, cl_mem plane, float fill)
     return run2d(s, "clean_medmask", &k);
 }
 
-static clred_status check_opts(const clred_image *img, const clred_cosmic_opts *o)
+static clred_status check_opts(size_t width, size_t height, const clred_cosmic_opts *o)
 {
-    if (!img || !img->sci || img->width == 0 || img->height == 0)
+    if (width == 0 || height == 0)
         return clred_fail(CLRED_ERR_USAGE, "cosmic: no image given");
-    if (img->width > 1u << 30 || img->height > 1u << 30 || img->width * img->height > 0xffffffffu)
-        return clred_fail(CLRED_ERR_USAGE, "cosmic: %zu x %zu image is too large", img->width, img->height);
+    if (width > 1u << 30 || height > 1u << 30 || width * height > 0xffffffffu)
+        return clred_fail(CLRED_ERR_USAGE, "cosmic: %zu x %zu image is too large", width, height);
     if (!(o->sigclip > 0) || !(o->sigfrac > 0) || !(o->objlim > 0))
         return clred_fail(CLRED_ERR_USAGE, "cosmic: sigclip (%g), sigfrac (%g) and objlim (%g) must be positive",
                           o->sigclip, o->sigfrac, o->objlim);
@@ -297,84 +283,83 @@ static clred_status check_opts(const clred_image *img, const clred_cosmic_opts *
     return CLRED_OK;
 }
 
-clred_status clred_cosmic(clred_ctx *ctx, clred_image *img, const clred_cosmic_opts *opts, clred_cosmic_info *info)
+/* Device memory a run needs, checked before anything is made. */
+static clred_status check_budget(clred_ctx *ctx, size_t width, size_t height)
 {
-    clred_cosmic_opts o = opts ? *opts : clred_cosmic_defaults();
-    CLRED_TRY(check_opts(img, &o));
-    if (!ctx)
-        return clred_fail(CLRED_ERR_USAGE, "cosmic: no device context");
-    size_t n = img->width * img->height;
+    size_t n = width * height;
     uint64_t need = (uint64_t)n * (NFLOAT * sizeof(float) + NBYTE + sizeof(uint16_t) + 2 * sizeof(float));
     if (need > clred_ctx_budget(ctx))
         return clred_fail(CLRED_ERR_DEVICE,
                           "cosmic: a %zu x %zu image needs %llu bytes of device memory, more than the %llu planned",
-                          img->width, img->height, (unsigned long long)need,
-                          (unsigned long long)clred_ctx_budget(ctx));
-    CLRED_TRY(clred_image_add_mask(img));
+                          width, height, (unsigned long long)need, (unsigned long long)clred_ctx_budget(ctx));
+    return CLRED_OK;
+}
 
-    cr_state s;
-    memset(&s, 0, sizeof s);
-    s.ctx = ctx;
-    s.w = (int)img->width;
-    s.h = (int)img->height;
-    s.n = (cl_uint)n;
+static clred_status check_input_plane(const clred_dimage *img, const clred_dimage *p, const char *what)
+{
+    if (!p)
+        return CLRED_OK;
+    if (p->ctx != img->ctx)
+        return clred_fail(CLRED_ERR_USAGE, "cosmic: the %s belongs to another context", what);
+    if (p->width != img->width || p->height != img->height)
+        return clred_fail(CLRED_ERR_USAGE, "cosmic: the %s is %zu x %zu, the image %zu x %zu", what, p->width,
+                          p->height, img->width, img->height);
+    return CLRED_OK;
+}
+
+/* Detection and repair; sci, var and mask of img are changed only by the
+ * last kernel, once everything before it has been enqueued. */
+static clred_status cosmic_run(cr_state *s, const clred_cosmic_opts *o, cl_mem sky, cl_mem noise_var,
+                               clred_cosmic_info *info)
+{
+    clred_ctx *ctx = s->ctx;
+    size_t n = s->n;
     uint8_t *bad = NULL;
-    clred_status st = prepare(&s, img, &o);
+    clred_status st = prepare(s, sky, noise_var, o);
     if (st == CLRED_OK)
-        st = mask_saturated(&s, &o);
+        st = mask_saturated(s, o);
     float fill_clean = 0.0f, fill_var = 0.0f;
     if (st == CLRED_OK && !(bad = malloc(n)))
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for a %zu-pixel map", n);
     if (st == CLRED_OK)
-        st = clred_download(ctx, s.b[B_BAD], 0, n, bad);
+        st = clred_download(ctx, s->b[B_BAD], 0, n, bad);
     if (st == CLRED_OK)
-        st = good_median(&s, s.f[F_CLEAN], bad, &fill_clean);
+        st = good_median(s, s->f[F_CLEAN], bad, &fill_clean);
     if (st == CLRED_OK)
-        st = good_median(&s, s.f[F_VAR], bad, &fill_var);
+        st = good_median(s, s->f[F_VAR], bad, &fill_var);
     free(bad);
 
     int iterations = 0;
-    for (int it = 0; st == CLRED_OK && it < o.max_iters; it++) {
+    for (int it = 0; st == CLRED_OK && it < o->max_iters; it++) {
         cl_uint found = 0;
-        st = iterate(&s, &o, &found);
+        st = iterate(s, o, &found);
         iterations++;
         if (st != CLRED_OK || found == 0)
             break;
-        st = clean_plane(&s, s.f[F_CLEAN], fill_clean);
+        st = clean_plane(s, s->f[F_CLEAN], fill_clean);
         if (st == CLRED_OK)
-            st = clean_plane(&s, s.f[F_VAR], fill_var);
+            st = clean_plane(s, s->f[F_VAR], fill_var);
     }
 
-    uint8_t *cr = NULL;
-    cl_mem dvar = NULL;
-    int have_var = img->var != NULL;
-    if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, have_var ? n * sizeof(float) : 4, have_var ? img->var : NULL, &dvar,
-                          "the variance plane");
     if (st == CLRED_OK) {
         cl_kernel k;
-        float gain = (float)o.gain;
+        float gain = (float)o->gain;
         cl_ushort bits = CLRED_MASK_COSMIC_RAY | CLRED_MASK_INTERPOLATED;
+        int have_var = s->var != NULL;
+        cl_mem var_arg = have_var ? s->var : s->sci; /* unread without a variance plane */
         st = clred_kernel(ctx, "cosmic", NULL, "cr_finish", &k);
         if (st == CLRED_OK)
-            st = clred_args(k, "cr_finish", CLRED_ARG(s.f[F_CLEAN]), CLRED_ARG(s.f[F_BKG]), CLRED_ARG(s.f[F_VAR]),
-                            CLRED_ARG(s.b[B_CR]), CLRED_ARG(s.f[F_SCI]), CLRED_ARG(dvar), CLRED_ARG(s.mask),
-                            CLRED_ARG(s.n), CLRED_ARG(gain), CLRED_ARG(bits), CLRED_ARG(have_var), (size_t)0);
+            st = clred_args(k, "cr_finish", CLRED_ARG(s->f[F_CLEAN]), CLRED_ARG(s->f[F_BKG]), CLRED_ARG(s->f[F_VAR]),
+                            CLRED_ARG(s->b[B_CR]), CLRED_ARG(s->sci), CLRED_ARG(var_arg), CLRED_ARG(s->mask),
+                            CLRED_ARG(s->n), CLRED_ARG(gain), CLRED_ARG(bits), CLRED_ARG(have_var), (size_t)0);
         if (st == CLRED_OK)
-            st = run1d(&s, "cr_finish", &k);
+            st = run1d(s, "cr_finish", &k);
     }
-    if (st == CLRED_OK && !(cr = malloc(n)))
+    uint8_t *cr = NULL;
+    if (st == CLRED_OK && info && !(cr = malloc(n)))
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for a %zu-pixel map", n);
-    if (st == CLRED_OK)
-        st = clred_download(ctx, s.b[B_CR], 0, n, cr);
-    /* Only a complete result reaches the caller's image. */
-    if (st == CLRED_OK)
-        st = clred_download(ctx, s.f[F_SCI], 0, n * sizeof(float), img->sci);
-    if (st == CLRED_OK)
-        st = clred_download(ctx, s.mask, 0, n * sizeof(uint16_t), img->mask);
-    if (st == CLRED_OK && have_var)
-        st = clred_download(ctx, dvar, 0, n * sizeof(float), img->var);
-    clred_release(&dvar);
+    if (st == CLRED_OK && info)
+        st = clred_download(ctx, s->b[B_CR], 0, n, cr);
     if (st == CLRED_OK && info) {
         info->ncosmic = 0;
         for (size_t i = 0; i < n; i++)
@@ -382,6 +367,77 @@ clred_status clred_cosmic(clred_ctx *ctx, clred_image *img, const clred_cosmic_o
         info->iterations = iterations;
     }
     free(cr);
+    return st;
+}
+
+clred_status clred_cosmic_dev(clred_ctx *ctx, clred_dimage *img, const clred_dimage *sky,
+                              const clred_dimage *noise_var, const clred_cosmic_opts *opts, clred_cosmic_info *info)
+{
+    clred_cosmic_opts o = opts ? *opts : clred_cosmic_defaults();
+    if (!ctx || !img)
+        return clred_fail(CLRED_ERR_USAGE, "cosmic: no device context or image");
+    if (img->ctx != ctx)
+        return clred_fail(CLRED_ERR_USAGE, "cosmic: the device image belongs to another context");
+    if (o.bkg || o.var)
+        return clred_fail(CLRED_ERR_USAGE,
+                          "cosmic: opts->bkg and opts->var are host arrays for clred_cosmic; on device images pass "
+                          "the sky model and the noise variance as the sky and noise_var device images, and leave "
+                          "opts->bkg and opts->var NULL");
+    CLRED_TRY(check_opts(img->width, img->height, &o));
+    CLRED_TRY(check_input_plane(img, sky, "sky model"));
+    CLRED_TRY(check_input_plane(img, noise_var, "noise variance"));
+    CLRED_TRY(check_budget(ctx, img->width, img->height));
+    CLRED_TRY(clred_dimage_add_mask(img));
+    cr_state s;
+    memset(&s, 0, sizeof s);
+    s.ctx = ctx;
+    s.w = (int)img->width;
+    s.h = (int)img->height;
+    s.n = (cl_uint)(img->width * img->height);
+    s.sci = clred_dimage_sci(img);
+    s.var = clred_dimage_var(img);
+    s.mask = clred_dimage_mask(img);
+    clred_status st = cosmic_run(&s, &o, sky ? clred_dimage_sci(sky) : NULL,
+                                 noise_var ? clred_dimage_sci(noise_var) : NULL, info);
     cr_release(&s);
+    return st;
+}
+
+/* A temporary device image over a caller's host plane (opts->bkg, opts->var). */
+static clred_status borrow_plane(clred_ctx *ctx, const clred_image *like, const float *plane, clred_dimage **out)
+{
+    *out = NULL;
+    if (!plane)
+        return CLRED_OK;
+    clred_image view = {like->width, like->height, (float *)plane, NULL, NULL, NULL};
+    return clred_dimage_borrow(ctx, &view, out);
+}
+
+clred_status clred_cosmic(clred_ctx *ctx, clred_image *img, const clred_cosmic_opts *opts, clred_cosmic_info *info)
+{
+    clred_cosmic_opts o = opts ? *opts : clred_cosmic_defaults();
+    if (!img || !img->sci)
+        return clred_fail(CLRED_ERR_USAGE, "cosmic: no image given");
+    CLRED_TRY(check_opts(img->width, img->height, &o));
+    if (!ctx)
+        return clred_fail(CLRED_ERR_USAGE, "cosmic: no device context");
+    CLRED_TRY(check_budget(ctx, img->width, img->height));
+    CLRED_TRY(clred_image_add_mask(img));
+    clred_image view = *img;
+    view.header = NULL; /* the step does not touch it */
+    clred_dimage *d = NULL, *sky = NULL, *noise_var = NULL;
+    clred_status st = clred_dimage_borrow(ctx, &view, &d);
+    if (st == CLRED_OK)
+        st = borrow_plane(ctx, img, o.bkg, &sky);
+    if (st == CLRED_OK)
+        st = borrow_plane(ctx, img, o.var, &noise_var);
+    o.bkg = o.var = NULL;
+    if (st == CLRED_OK)
+        st = clred_cosmic_dev(ctx, d, sky, noise_var, &o, info);
+    if (st == CLRED_OK)
+        st = clred_dimage_download_into(d, img);
+    clred_dimage_free(noise_var);
+    clred_dimage_free(sky);
+    clred_dimage_free(d);
     return st;
 }

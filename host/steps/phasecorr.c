@@ -3,7 +3,10 @@
  * inverse, then sub-pixel refinement by the upsampled DFT of the cross-power
  * spectrum around the peak (Guizar-Sicairos, Thurman & Fienup 2008) for a
  * small neighbourhood, zooming by 10 per stage: its large sum on the device,
- * the small one on the host in double. */
+ * the small one on the host in double. The integer peak and the
+ * peak-to-sidelobe ratio are reduced on the device (kernels/fft_util.cl):
+ * per frame only the peak, the sidelobe sums and the refinement's sums come
+ * back. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,16 +36,19 @@ clred_phasecorr_opts clred_phasecorr_defaults(void)
  * plan and the device buffers, and the reference spectrum. */
 typedef struct {
     clred_ctx *ctx;
-    const clred_phasecorr_opts *opts;
+    clred_phasecorr_opts opts;
     size_t width, height;         /* of the frames */
     size_t x0, y0, w, h;          /* region used */
     size_t nx, ny, ncx;           /* padded FFT size, bins per row */
     clred_fft_plan *plan;
-    cl_mem src, mask, spec, ref;  /* frame, its mask, work spectrum, reference spectrum */
+    cl_mem no_mask;               /* stands for the mask of frames without one */
+    cl_mem spec, ref;             /* work spectrum, reference spectrum */
     cl_mem cross;                 /* the cross-power spectrum, kept through the inverse FFT */
     cl_mem twiddle, cols;         /* the upsampled DFT's row factors and first-stage sums */
     size_t acc_size;              /* bytes of the device's acc_t */
-    float *host_corr;             /* ny * pitch */
+    cl_uint nlanes;               /* work-items of the peak and sidelobe reductions */
+    cl_mem lane_val, lane_idx, peak, lane_sums;
+    void *host_sums;              /* nlanes * 2 acc_t */
 } pc_state;
 
 /* Upsampled-DFT grids have at most UPS_MAX points a side: +-1 step of a
@@ -51,14 +57,17 @@ typedef struct {
 
 static void pc_release(pc_state *s)
 {
-    clred_release(&s->src);
-    clred_release(&s->mask);
+    clred_release(&s->no_mask);
     clred_release(&s->spec);
     clred_release(&s->ref);
     clred_release(&s->cross);
     clred_release(&s->twiddle);
     clred_release(&s->cols);
-    free(s->host_corr);
+    clred_release(&s->lane_val);
+    clred_release(&s->lane_idx);
+    clred_release(&s->peak);
+    clred_release(&s->lane_sums);
+    free(s->host_sums);
     memset(s, 0, sizeof *s);
 }
 
@@ -68,18 +77,12 @@ static void pc_release(pc_state *s)
  * 2048^2 frame would cost more than the FFTs. */
 #define FILL_SAMPLES 262144
 
-static clred_status region_median(const pc_state *s, const clred_image *img, float *median)
+static clred_status region_median(const pc_state *s, const clred_dimage *img, float *median)
 {
     size_t npix = s->w * s->h, stride = npix > FILL_SAMPLES ? npix / FILL_SAMPLES : 1;
-    float *v = malloc((npix / stride + 1) * sizeof *v);
-    if (!v)
-        return clred_fail(CLRED_ERR_MEMORY, "out of memory for a %zu x %zu region", s->w, s->h);
-    size_t n = 0;
-    for (size_t k = 0; k < npix; k += stride) {
-        size_t i = (s->y0 + k / s->w) * s->width + s->x0 + k % s->w;
-        if (isfinite(img->sci[i]) && !(img->mask && (img->mask[i] & s->opts->ignore_bits)))
-            v[n++] = img->sci[i];
-    }
+    float *v;
+    size_t n;
+    CLRED_TRY(clred_dimage_samples(img, s->x0, s->y0, s->w, s->h, stride, s->opts.ignore_bits, &v, &n));
     if (n == 0) {
         free(v);
         return clred_fail(CLRED_ERR_INPUT, "phase correlation: every pixel of the %zu x %zu region at (%zu, %zu) is NaN or masked",
@@ -94,7 +97,7 @@ static clred_status pc_init(pc_state *s, clred_ctx *ctx, size_t width, size_t he
 {
     memset(s, 0, sizeof *s);
     s->ctx = ctx;
-    s->opts = opts;
+    s->opts = *opts;
     s->width = width;
     s->height = height;
     if (opts->precision <= 0.0 || !isfinite(opts->precision))
@@ -135,12 +138,14 @@ static clred_status pc_init(pc_state *s, clred_ctx *ctx, size_t width, size_t he
     s->nx = clred_fft_good_size(s->w);
     s->ny = clred_fft_good_size(s->h);
     s->ncx = s->nx / 2 + 1;
+    /* The peak reduction indexes the surface with 32-bit pixel numbers. */
+    if ((uint64_t)s->nx * s->ny > 0xffffffffu - 65536u)
+        return clred_fail(CLRED_ERR_USAGE, "phase correlation: a %zu x %zu region is too large; use a box or region",
+                          s->w, s->h);
     size_t bytes = clred_fft_bytes(s->nx, s->ny, 1);
     clred_status st = clred_fft_plan_cached(ctx, opts->backend, s->nx, s->ny, 1, &s->plan);
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_ONLY, width * height * sizeof(float), NULL, &s->src, "phase correlation frame");
-    if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_ONLY, width * height * sizeof(uint16_t), NULL, &s->mask, "phase correlation mask");
+        st = clred_buffer(ctx, CL_MEM_READ_ONLY, sizeof(uint16_t), NULL, &s->no_mask, "phase correlation mask");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, CL_MEM_READ_WRITE, bytes, NULL, &s->spec, "phase correlation spectrum");
     if (st == CLRED_OK)
@@ -154,37 +159,45 @@ static clred_status pc_init(pc_state *s, clred_ctx *ctx, size_t width, size_t he
     if (st == CLRED_OK && opts->precision < 1.0)
         st = clred_buffer(ctx, CL_MEM_WRITE_ONLY, UPS_MAX * s->ncx * 2 * s->acc_size, NULL, &s->cols,
                           "upsampled DFT sums");
-    if (st == CLRED_OK) {
-        s->host_corr = malloc(bytes);
-        if (!s->host_corr)
-            st = clred_fail(CLRED_ERR_MEMORY, "out of memory for a %zu x %zu correlation", s->nx, s->ny);
-    }
+    /* Enough lanes to keep every compute unit busy, few enough that their
+     * partial sums are a small download. */
+    size_t lanes = (size_t)ctx->info.compute_units * 64;
+    lanes = lanes < 256 ? 256 : lanes > 8192 ? 8192 : lanes;
+    s->nlanes = (cl_uint)lanes;
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, lanes * sizeof(cl_float), NULL, &s->lane_val, "peak lanes");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, lanes * sizeof(cl_uint), NULL, &s->lane_idx, "peak lanes");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, 2 * sizeof(cl_uint), NULL, &s->peak, "correlation peak");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, lanes * 2 * s->acc_size, NULL, &s->lane_sums, "sidelobe sums");
+    if (st == CLRED_OK && !(s->host_sums = malloc(lanes * 2 * s->acc_size)))
+        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu sidelobe sums", lanes);
     if (st != CLRED_OK)
         pc_release(s);
     return st;
 }
 
 /* The apodised, median-filled spectrum of img's region into dst. */
-static clred_status pc_spectrum(pc_state *s, const clred_image *img, cl_mem dst)
+static clred_status pc_spectrum(pc_state *s, const clred_dimage *img, cl_mem dst)
 {
-    if (img->width != s->width || img->height != s->height)
+    if (clred_dimage_width(img) != s->width || clred_dimage_height(img) != s->height)
         return clred_fail(CLRED_ERR_INPUT, "phase correlation: frame of %zu x %zu differs from the reference's %zu x %zu",
-                          img->width, img->height, s->width, s->height);
+                          clred_dimage_width(img), clred_dimage_height(img), s->width, s->height);
     float fill;
     CLRED_TRY(region_median(s, img, &fill));
     clred_ctx *ctx = s->ctx;
-    CLRED_TRY(clred_upload(ctx, s->src, 0, s->width * s->height * sizeof(float), img->sci));
-    int has_mask = img->mask != NULL;
-    if (has_mask)
-        CLRED_TRY(clred_upload(ctx, s->mask, 0, s->width * s->height * sizeof(uint16_t), img->mask));
+    int has_mask = clred_dimage_mask(img) != NULL;
+    cl_mem src = clred_dimage_sci(img), mask = has_mask ? clred_dimage_mask(img) : s->no_mask;
     cl_kernel k;
     CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "pad_apodise", &k));
-    cl_ushort ignore = s->opts->ignore_bits;
+    cl_ushort ignore = s->opts.ignore_bits;
     int src_width = (int)s->width, x0 = (int)s->x0, y0 = (int)s->y0, w = (int)s->w, h = (int)s->h;
     cl_uint offset = 0;
-    int pitch = (int)clred_fft_pitch(s->nx), nx = (int)s->nx, ny = (int)s->ny, window = (int)s->opts->window;
-    float alpha = (float)s->opts->tukey_alpha;
-    CLRED_TRY(clred_args(k, "pad_apodise", CLRED_ARG(s->src), CLRED_ARG(s->mask), CLRED_ARG(has_mask), CLRED_ARG(ignore),
+    int pitch = (int)clred_fft_pitch(s->nx), nx = (int)s->nx, ny = (int)s->ny, window = (int)s->opts.window;
+    float alpha = (float)s->opts.tukey_alpha;
+    CLRED_TRY(clred_args(k, "pad_apodise", CLRED_ARG(src), CLRED_ARG(mask), CLRED_ARG(has_mask), CLRED_ARG(ignore),
                          CLRED_ARG(src_width), CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(dst),
                          CLRED_ARG(offset), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny), CLRED_ARG(fill),
                          CLRED_ARG(window), CLRED_ARG(alpha), (size_t)0));
@@ -293,11 +306,63 @@ static clred_status refine(const pc_state *s, double *px, double *py, double *pe
         *px = xs[best % n];
         *py = ys[best / n];
         *peak = grid[best];
-        if (step <= s->opts->precision * 1.001)
+        if (step <= s->opts.precision * 1.001)
             return CLRED_OK;
         half = step;
-        step = fmax(step / 10.0, s->opts->precision);
+        step = fmax(step / 10.0, s->opts.precision);
     }
+}
+
+/* The integer peak of the correlation surface in s->spec (the first highest
+ * value in raster order within max_shift) and the sums of its sidelobes,
+ * reduced on the device; a few numbers come back. *bx < 0: no peak. */
+static clred_status surface_peak(pc_state *s, long *bx, long *by, float *best, double *sum, double *sum2,
+                                 size_t *count)
+{
+    clred_ctx *ctx = s->ctx;
+    cl_int pitch = (cl_int)clred_fft_pitch(s->nx), nx = (cl_int)s->nx, ny = (cl_int)s->ny;
+    /* For a whole shift, |shift| > max_shift is |shift| > floor(max_shift). */
+    double maxs = s->opts.max_shift;
+    cl_int lim = maxs > 0 ? (cl_int)fmin(floor(maxs), 2147483647.0) : -1;
+    size_t lanes = s->nlanes;
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "corr_peak_lanes", &k));
+    CLRED_TRY(clred_args(k, "corr_peak_lanes", CLRED_ARG(s->spec), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny),
+                         CLRED_ARG(lim), CLRED_ARG(s->nlanes), CLRED_ARG(s->lane_val), CLRED_ARG(s->lane_idx),
+                         (size_t)0));
+    size_t global = clred_round_up(lanes, 64);
+    CLRED_TRY(clred_run(ctx, k, "corr_peak_lanes", 1, &global, NULL));
+    CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "corr_peak_final", &k));
+    CLRED_TRY(clred_args(k, "corr_peak_final", CLRED_ARG(s->lane_val), CLRED_ARG(s->lane_idx), CLRED_ARG(s->nlanes),
+                         CLRED_ARG(s->peak), (size_t)0));
+    size_t one = 1;
+    CLRED_TRY(clred_run(ctx, k, "corr_peak_final", 1, &one, NULL));
+    CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "corr_sidelobe_lanes", &k));
+    CLRED_TRY(clred_args(k, "corr_sidelobe_lanes", CLRED_ARG(s->spec), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny),
+                         CLRED_ARG(s->peak), CLRED_ARG(s->nlanes), CLRED_ARG(s->lane_sums), (size_t)0));
+    CLRED_TRY(clred_run(ctx, k, "corr_sidelobe_lanes", 1, &global, NULL));
+    cl_uint peak[2];
+    CLRED_TRY(clred_download(ctx, s->peak, 0, sizeof peak, peak));
+    if (peak[1] == 0xffffffffu) {
+        *bx = *by = -1;
+        return CLRED_OK;
+    }
+    CLRED_TRY(clred_download(ctx, s->lane_sums, 0, lanes * 2 * s->acc_size, s->host_sums));
+    memcpy(best, &peak[0], sizeof *best);
+    *bx = (long)(peak[1] % s->nx);
+    *by = (long)(peak[1] / s->nx);
+    const double *sd = s->host_sums;
+    const float *sf = s->host_sums;
+    double a = 0.0, b = 0.0;
+    for (size_t l = 0; l < lanes; l++) {
+        a += s->acc_size == sizeof(double) ? sd[2 * l] : (double)sf[2 * l];
+        b += s->acc_size == sizeof(double) ? sd[2 * l + 1] : (double)sf[2 * l + 1];
+    }
+    *sum = a;
+    *sum2 = b;
+    /* The 11 x 11 box of cyclic neighbours holds min(n, 11) values per axis. */
+    *count = s->nx * s->ny - (s->nx < 11 ? s->nx : 11) * (s->ny < 11 ? s->ny : 11);
+    return CLRED_OK;
 }
 
 /* Cross-power of the frame's spectrum (in s->spec) with the reference, the
@@ -308,100 +373,109 @@ static clred_status pc_correlate(pc_state *s, clred_shift *out)
     cl_kernel k;
     CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "cross_power", &k));
     cl_uint n = (cl_uint)(s->ncx * s->ny);
-    int phase_only = s->opts->phase_only;
+    int phase_only = s->opts.phase_only;
     CLRED_TRY(clred_args(k, "cross_power", CLRED_ARG(s->spec), CLRED_ARG(s->ref), CLRED_ARG(n), CLRED_ARG(n),
                          CLRED_ARG(phase_only), (size_t)0));
     size_t global = n;
     CLRED_TRY(clred_run_tiled(ctx, k, "cross_power", 1, &global));
     size_t bytes = clred_fft_bytes(s->nx, s->ny, 1);
-    if (s->opts->precision < 1.0)
+    if (s->opts.precision < 1.0)
         CLRED_TRY(clred_copy(ctx, s->spec, s->cross, bytes));
     CLRED_TRY(clred_fft_inverse(ctx, s->plan, s->spec));
-    CLRED_TRY(clred_download(ctx, s->spec, 0, bytes, s->host_corr));
 
-    size_t pitch = clred_fft_pitch(s->nx), nx = s->nx, ny = s->ny;
-    double maxs = s->opts->max_shift;
-    long bx = -1, by = -1;
+    long bx, by;
     float best = -INFINITY;
-    for (size_t y = 0; y < ny; y++) {
-        double sy = y <= ny / 2 ? (double)y : (double)y - (double)ny;
-        if (maxs > 0 && fabs(sy) > maxs)
-            continue;
-        for (size_t x = 0; x < nx; x++) {
-            double sx = x <= nx / 2 ? (double)x : (double)x - (double)nx;
-            if (maxs > 0 && fabs(sx) > maxs)
-                continue;
-            float v = s->host_corr[y * pitch + x];
-            if (v > best) {
-                best = v;
-                bx = (long)x;
-                by = (long)y;
-            }
-        }
-    }
-    if (bx < 0 || !isfinite(best))
-        return clred_fail(CLRED_ERR_INPUT, "phase correlation found no peak within %g px (flat or empty frame?)", maxs);
-    /* Peak-to-sidelobe ratio: the surface outside 11 x 11 px (cyclic) around the peak. */
     double sum = 0.0, sum2 = 0.0;
     size_t count = 0;
-    for (size_t y = 0; y < ny; y++) {
-        long dy = labs((long)y - by);
-        dy = dy > (long)ny / 2 ? (long)ny - dy : dy;
-        for (size_t x = 0; x < nx; x++) {
-            long dx = labs((long)x - bx);
-            dx = dx > (long)nx / 2 ? (long)nx - dx : dx;
-            if (dx <= 5 && dy <= 5)
-                continue;
-            double v = s->host_corr[y * pitch + x];
-            sum += v;
-            sum2 += v * v;
-            count++;
-        }
-    }
+    CLRED_TRY(surface_peak(s, &bx, &by, &best, &sum, &sum2, &count));
+    if (bx < 0 || !isfinite(best))
+        return clred_fail(CLRED_ERR_INPUT, "phase correlation found no peak within %g px (flat or empty frame?)",
+                          s->opts.max_shift);
+    /* Peak-to-sidelobe ratio: the surface outside 11 x 11 px (cyclic) around the peak. */
     double mean = count ? sum / (double)count : 0.0;
     double var = count > 1 ? (sum2 - sum * mean) / (double)(count - 1) : 0.0;
     out->psr = var > 0 ? ((double)best - mean) / sqrt(var) : INFINITY;
+    size_t nx = s->nx, ny = s->ny;
     double px = bx <= (long)nx / 2 ? (double)bx : (double)bx - (double)nx;
     double py = by <= (long)ny / 2 ? (double)by : (double)by - (double)ny;
     out->peak = best;
-    if (s->opts->precision < 1.0)
+    if (s->opts.precision < 1.0)
         CLRED_TRY(refine(s, &px, &py, &out->peak));
     out->dx = px;
     out->dy = py;
     return CLRED_OK;
 }
 
-static clred_status check_image(const clred_image *img, const char *what)
+/* ---- the device entry points */
+
+struct clred_phasecorr_ref {
+    pc_state s;
+};
+
+static clred_status check_dimage(const clred_dimage *img, const char *what)
 {
-    if (!img || !img->sci || img->width == 0 || img->height == 0)
-        return clred_fail(CLRED_ERR_USAGE, "phase correlation: %s image is empty", what);
+    if (!img)
+        return clred_fail(CLRED_ERR_USAGE, "phase correlation: no %s image", what);
     return CLRED_OK;
 }
 
-clred_status clred_measure_shift(clred_ctx *ctx, const clred_image *ref, const clred_image *img,
-                                 const clred_phasecorr_opts *opts, clred_shift *shift)
+clred_status clred_phasecorr_ref_create(clred_ctx *ctx, const clred_dimage *ref, const clred_phasecorr_opts *opts,
+                                        clred_phasecorr_ref **out)
 {
     clred_phasecorr_opts defaults = clred_phasecorr_defaults();
     if (!opts)
         opts = &defaults;
-    CLRED_TRY(check_image(ref, "reference"));
-    CLRED_TRY(check_image(img, "moving"));
+    *out = NULL;
+    CLRED_TRY(check_dimage(ref, "reference"));
+    clred_phasecorr_ref *r = calloc(1, sizeof *r);
+    if (!r)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for a phase correlation reference");
+    clred_status st = pc_init(&r->s, ctx, clred_dimage_width(ref), clred_dimage_height(ref), opts);
+    if (st != CLRED_OK) {
+        free(r);
+        return st;
+    }
+    st = pc_spectrum(&r->s, ref, r->s.ref);
+    if (st != CLRED_OK) {
+        clred_phasecorr_ref_free(r);
+        return st;
+    }
+    *out = r;
+    return CLRED_OK;
+}
+
+clred_status clred_phasecorr_ref_measure(clred_phasecorr_ref *ref, const clred_dimage *img, clred_shift *shift)
+{
     memset(shift, 0, sizeof *shift);
-    pc_state s;
-    CLRED_TRY(pc_init(&s, ctx, ref->width, ref->height, opts));
-    clred_status st = pc_spectrum(&s, ref, s.ref);
-    if (st == CLRED_OK)
-        st = pc_spectrum(&s, img, s.spec);
-    if (st == CLRED_OK)
-        st = pc_correlate(&s, shift);
-    pc_release(&s);
+    CLRED_TRY(check_dimage(img, "moving"));
+    CLRED_TRY(pc_spectrum(&ref->s, img, ref->s.spec));
+    return pc_correlate(&ref->s, shift);
+}
+
+void clred_phasecorr_ref_free(clred_phasecorr_ref *ref)
+{
+    if (!ref)
+        return;
+    pc_release(&ref->s);
+    free(ref);
+}
+
+clred_status clred_measure_shift_dev(clred_ctx *ctx, const clred_dimage *ref, const clred_dimage *img,
+                                     const clred_phasecorr_opts *opts, clred_shift *shift)
+{
+    memset(shift, 0, sizeof *shift);
+    CLRED_TRY(check_dimage(img, "moving"));
+    clred_phasecorr_ref *r;
+    CLRED_TRY(clred_phasecorr_ref_create(ctx, ref, opts, &r));
+    clred_status st = clred_phasecorr_ref_measure(r, img, shift);
+    clred_phasecorr_ref_free(r);
     return st;
 }
 
-/* The pixel-wise median of the usable values of a stack (NaN where none),
- * by the device combine. */
-static clred_status stack_median(clred_ctx *ctx, const clred_image *frames, size_t n, uint16_t ignore,
-                                 clred_image *out)
+/* The pixel-wise median of the usable values of a host stack (NaN where
+ * none), by the device combine. */
+static clred_status host_stack_median(clred_ctx *ctx, const clred_image *frames, size_t n, uint16_t ignore,
+                                      clred_image *out)
 {
     clred_combine_opts o = clred_combine_defaults();
     o.method = CLRED_COMBINE_MEDIAN;
@@ -412,6 +486,108 @@ static clred_status stack_median(clred_ctx *ctx, const clred_image *frames, size
     memset(&r.image, 0, sizeof r.image);
     clred_combine_result_free(&r);
     return CLRED_OK;
+}
+
+/* The same median of a device stack, as a new device image.
+ * TODO(combine_dev): until clred_combine_dev lands, the frames are
+ * downloaded and combined by clred_combine_images (the same values). */
+static clred_status stack_median(clred_ctx *ctx, const clred_dimage *const *frames, size_t n, uint16_t ignore,
+                                 clred_dimage **out)
+{
+    clred_image *host = calloc(n, sizeof *host), median;
+    if (!host)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu frames", n);
+    clred_status st = CLRED_OK;
+    for (size_t i = 0; i < n && st == CLRED_OK; i++)
+        st = clred_dimage_download(frames[i], &host[i]);
+    if (st == CLRED_OK)
+        st = host_stack_median(ctx, host, n, ignore, &median);
+    for (size_t i = 0; i < n; i++)
+        clred_image_free(&host[i]);
+    free(host);
+    CLRED_TRY(st);
+    st = clred_dimage_upload(ctx, &median, out);
+    clred_image_free(&median);
+    return st;
+}
+
+static clred_status check_stack(const clred_dimage *const *frames, size_t nframes, long ref_index)
+{
+    if (nframes == 0 || !frames)
+        return clred_fail(CLRED_ERR_USAGE, "measuring shifts needs at least one frame");
+    if (ref_index >= (long)nframes)
+        return clred_fail(CLRED_ERR_USAGE, "reference frame %ld does not exist (%zu frames)", ref_index, nframes);
+    for (size_t i = 0; i < nframes; i++) {
+        CLRED_TRY(check_dimage(frames[i], "a"));
+        size_t w = clred_dimage_width(frames[i]), h = clred_dimage_height(frames[i]);
+        size_t w0 = clred_dimage_width(frames[0]), h0 = clred_dimage_height(frames[0]);
+        if (w != w0 || h != h0)
+            return clred_fail(CLRED_ERR_INPUT, "frame %zu is %zu x %zu, frame 0 is %zu x %zu", i, w, h, w0, h0);
+    }
+    return CLRED_OK;
+}
+
+clred_status clred_measure_shifts_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t nframes,
+                                      long ref_index, const clred_phasecorr_opts *opts, clred_shift *shifts)
+{
+    clred_phasecorr_opts defaults = clred_phasecorr_defaults();
+    if (!opts)
+        opts = &defaults;
+    CLRED_TRY(check_stack(frames, nframes, ref_index));
+    clred_dimage *median = NULL;
+    if (ref_index < 0)
+        CLRED_TRY(stack_median(ctx, frames, nframes, opts->ignore_bits, &median));
+    clred_phasecorr_ref *r;
+    clred_status st = clred_phasecorr_ref_create(ctx, median ? median : frames[ref_index], opts, &r);
+    clred_dimage_free(median);
+    CLRED_TRY(st);
+    for (size_t i = 0; i < nframes && st == CLRED_OK; i++)
+        st = clred_phasecorr_ref_measure(r, frames[i], &shifts[i]);
+    clred_phasecorr_ref_free(r);
+    return st;
+}
+
+/* ---- host wrappers: one frame borrowed (or uploaded) at a time */
+
+static clred_status check_image(const clred_image *img, const char *what)
+{
+    if (!img || !img->sci || img->width == 0 || img->height == 0)
+        return clred_fail(CLRED_ERR_USAGE, "phase correlation: %s image is empty", what);
+    return CLRED_OK;
+}
+
+static clred_status ref_borrowed(clred_ctx *ctx, const clred_image *img, const clred_phasecorr_opts *opts,
+                                 clred_phasecorr_ref **r)
+{
+    clred_dimage *d;
+    CLRED_TRY(clred_dimage_borrow(ctx, img, &d));
+    clred_status st = clred_phasecorr_ref_create(ctx, d, opts, r);
+    clred_dimage_free(d);
+    return st;
+}
+
+static clred_status measure_borrowed(clred_phasecorr_ref *r, clred_ctx *ctx, const clred_image *img,
+                                     clred_shift *shift)
+{
+    memset(shift, 0, sizeof *shift);
+    clred_dimage *d;
+    CLRED_TRY(clred_dimage_borrow(ctx, img, &d));
+    clred_status st = clred_phasecorr_ref_measure(r, d, shift);
+    clred_dimage_free(d);
+    return st;
+}
+
+clred_status clred_measure_shift(clred_ctx *ctx, const clred_image *ref, const clred_image *img,
+                                 const clred_phasecorr_opts *opts, clred_shift *shift)
+{
+    memset(shift, 0, sizeof *shift);
+    CLRED_TRY(check_image(ref, "reference"));
+    CLRED_TRY(check_image(img, "moving"));
+    clred_phasecorr_ref *r;
+    CLRED_TRY(ref_borrowed(ctx, ref, opts, &r));
+    clred_status st = measure_borrowed(r, ctx, img, shift);
+    clred_phasecorr_ref_free(r);
+    return st;
 }
 
 clred_status clred_measure_shifts(clred_ctx *ctx, const clred_image *frames, size_t nframes, long ref_index,
@@ -430,27 +606,20 @@ clred_status clred_measure_shifts(clred_ctx *ctx, const clred_image *frames, siz
             return clred_fail(CLRED_ERR_INPUT, "frame %zu is %zu x %zu, frame 0 is %zu x %zu", i, frames[i].width,
                               frames[i].height, frames[0].width, frames[0].height);
     }
+    /* One frame on the device at a time, so that a stack larger than the
+     * device's memory is measured too (the median combine bands it). */
     clred_image median;
     memset(&median, 0, sizeof median);
     const clred_image *ref = ref_index >= 0 ? &frames[ref_index] : NULL;
     if (!ref) {
-        CLRED_TRY(stack_median(ctx, frames, nframes, opts->ignore_bits, &median));
+        CLRED_TRY(host_stack_median(ctx, frames, nframes, opts->ignore_bits, &median));
         ref = &median;
     }
-    pc_state s;
-    clred_status st = pc_init(&s, ctx, frames[0].width, frames[0].height, opts);
-    if (st != CLRED_OK) {
-        clred_image_free(&median);
-        return st;
-    }
-    st = pc_spectrum(&s, ref, s.ref);
-    for (size_t i = 0; i < nframes && st == CLRED_OK; i++) {
-        memset(&shifts[i], 0, sizeof shifts[i]);
-        st = pc_spectrum(&s, &frames[i], s.spec);
-        if (st == CLRED_OK)
-            st = pc_correlate(&s, &shifts[i]);
-    }
-    pc_release(&s);
+    clred_phasecorr_ref *r = NULL;
+    clred_status st = ref_borrowed(ctx, ref, opts, &r);
     clred_image_free(&median);
+    for (size_t i = 0; i < nframes && st == CLRED_OK; i++)
+        st = measure_borrowed(r, ctx, &frames[i], &shifts[i]);
+    clred_phasecorr_ref_free(r);
     return st;
 }

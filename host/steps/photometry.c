@@ -86,9 +86,9 @@ double clred_circle_pixel_overlap(double cx, double cy, double r, double px, dou
 
 /* ------------------------------------------------------------ photometry */
 
-static clred_status check_phot(const clred_image *img, const clred_phot_opts *o, size_t n)
+static clred_status check_phot(size_t width, size_t height, const clred_phot_opts *o, size_t n)
 {
-    if (!img || !img->sci || img->width == 0 || img->height == 0)
+    if (width == 0 || height == 0)
         return clred_fail(CLRED_ERR_USAGE, "aperture_photometry: no image");
     if (!(o->radius > 0) || o->radius > 1000)
         return clred_fail(CLRED_ERR_USAGE, "aperture_photometry: radius %g must be in (0, 1000]", o->radius);
@@ -124,14 +124,12 @@ static void fill_result(const float *r, double x, double y, const clred_phot_opt
 }
 
 typedef struct {
-    cl_mem sci, var, mask, ipos, fpos, scratch, out;
+    cl_mem none, ipos, fpos, scratch, out;
 } phot_buffers;
 
 static void phot_release(phot_buffers *b)
 {
-    clred_release(&b->sci);
-    clred_release(&b->var);
-    clred_release(&b->mask);
+    clred_release(&b->none);
     clred_release(&b->ipos);
     clred_release(&b->fpos);
     clred_release(&b->scratch);
@@ -158,15 +156,13 @@ static void split_position(double x, double y, cl_int2 *ip, cl_float2 *fp)
 
 /* Positions in chunks sized so each work-item's annulus scratch fits the
  * device's largest buffer. */
-static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const clred_image *img, const double *x,
+static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const clred_dimage *img, const double *x,
                                const double *y, size_t n, const clred_phot_opts *o, clred_phot *out)
 {
-    size_t npix = img->width * img->height;
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, npix * sizeof(float), img->sci, &b->sci, "image"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, img->var ? npix * sizeof(float) : 4, img->var, &b->var,
-                           "variance"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, img->mask ? npix * sizeof(uint16_t) : 4, img->mask, &b->mask,
-                           "mask"));
+    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, 4, NULL, &b->none, "absent plane"));
+    cl_mem sci = clred_dimage_sci(img);
+    cl_mem var = clred_dimage_var(img) ? clred_dimage_var(img) : b->none;
+    cl_mem mask = clred_dimage_mask(img) ? clred_dimage_mask(img) : b->none;
     int use_annulus = o->annulus_out > o->annulus_in;
     size_t side = use_annulus ? 2 * (size_t)ceil(o->annulus_out) + 3 : 1;
     cl_uint stride = (cl_uint)(side * side);
@@ -190,8 +186,8 @@ static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const clred_imag
     cl_kernel k = NULL;
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "photometry", NULL, "aperture_photometry", &k);
-    cl_int has_var = img->var != NULL, has_mask = img->mask != NULL;
-    cl_int w = (cl_int)img->width, h = (cl_int)img->height, iters = o->max_iters;
+    cl_int has_var = clred_dimage_var(img) != NULL, has_mask = clred_dimage_mask(img) != NULL;
+    cl_int w = (cl_int)clred_dimage_width(img), h = (cl_int)clred_dimage_height(img), iters = o->max_iters;
     cl_ushort ignore = o->ignore_bits;
     cl_float radius = (cl_float)o->radius, rin = (cl_float)o->annulus_in, rout = (cl_float)o->annulus_out;
     cl_float cs = (cl_float)o->clip_sigma;
@@ -204,8 +200,8 @@ static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const clred_imag
         if (st == CLRED_OK)
             st = clred_upload(ctx, b->fpos, 0, m * sizeof *hf, hf);
         if (st == CLRED_OK)
-            st = clred_args(k, "aperture_photometry", CLRED_ARG(b->sci), CLRED_ARG(b->var), CLRED_ARG(has_var),
-                            CLRED_ARG(b->mask), CLRED_ARG(has_mask), CLRED_ARG(ignore), CLRED_ARG(w), CLRED_ARG(h),
+            st = clred_args(k, "aperture_photometry", CLRED_ARG(sci), CLRED_ARG(var), CLRED_ARG(has_var),
+                            CLRED_ARG(mask), CLRED_ARG(has_mask), CLRED_ARG(ignore), CLRED_ARG(w), CLRED_ARG(h),
                             CLRED_ARG(b->ipos), CLRED_ARG(b->fpos), CLRED_ARG(cm), CLRED_ARG(radius), CLRED_ARG(rin),
                             CLRED_ARG(rout), CLRED_ARG(cs), CLRED_ARG(iters), CLRED_ARG(b->scratch),
                             CLRED_ARG(stride), CLRED_ARG(b->out), (size_t)0);
@@ -223,16 +219,34 @@ static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const clred_imag
     return st;
 }
 
-clred_status clred_aperture_photometry(clred_ctx *ctx, const clred_image *img, const double *x, const double *y,
-                                       size_t n, const clred_phot_opts *opts, clred_phot *out)
+clred_status clred_aperture_photometry_dev(clred_ctx *ctx, const clred_dimage *img, const double *x,
+                                           const double *y, size_t n, const clred_phot_opts *opts, clred_phot *out)
 {
     clred_phot_opts o = opts ? *opts : clred_phot_defaults();
-    CLRED_TRY(check_phot(img, &o, n));
+    if (!img)
+        return clred_fail(CLRED_ERR_USAGE, "aperture_photometry: no image");
+    CLRED_TRY(check_phot(clred_dimage_width(img), clred_dimage_height(img), &o, n));
     if (n == 0)
         return CLRED_OK;
     phot_buffers b;
     memset(&b, 0, sizeof b);
     clred_status st = run_chunks(ctx, &b, img, x, y, n, &o, out);
     phot_release(&b);
+    return st;
+}
+
+clred_status clred_aperture_photometry(clred_ctx *ctx, const clred_image *img, const double *x, const double *y,
+                                       size_t n, const clred_phot_opts *opts, clred_phot *out)
+{
+    clred_phot_opts o = opts ? *opts : clred_phot_defaults();
+    if (!img || !img->sci)
+        return clred_fail(CLRED_ERR_USAGE, "aperture_photometry: no image");
+    CLRED_TRY(check_phot(img->width, img->height, &o, n));
+    if (n == 0)
+        return CLRED_OK;
+    clred_dimage *d;
+    CLRED_TRY(clred_dimage_borrow(ctx, img, &d));
+    clred_status st = clred_aperture_photometry_dev(ctx, d, x, y, n, &o, out);
+    clred_dimage_free(d);
     return st;
 }

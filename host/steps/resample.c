@@ -63,91 +63,91 @@ static int is_translation(const clred_transform *t)
     return fabs(t->m[0] - 1.0) < 1e-12 && fabs(t->m[1]) < 1e-12 && fabs(t->m[3]) < 1e-12 && fabs(t->m[4] - 1.0) < 1e-12;
 }
 
-typedef struct {
-    cl_mem src, src_var, src_mask, dst, dst_var, dst_mask, work;
-} rs_buffers;
-
-static void rs_release(rs_buffers *b)
-{
-    clred_release(&b->src);
-    clred_release(&b->src_var);
-    clred_release(&b->src_mask);
-    clred_release(&b->dst);
-    clred_release(&b->dst_var);
-    clred_release(&b->dst_mask);
-    clred_release(&b->work);
-}
-
 /* The median of the usable pixels: the level the Fourier shift pads with, so
  * the frame's edges do not ring against a step to zero. */
-static float usable_median(const clred_image *img, uint16_t ignore)
+static clred_status usable_median(const clred_dimage *img, uint16_t ignore, float *median)
 {
-    size_t n = img->width * img->height, m = 0;
-    float *v = malloc(n * sizeof *v);
-    if (!v)
-        return 0.0f;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(img->sci[i]) && !(img->mask && (img->mask[i] & ignore)))
-            v[m++] = img->sci[i];
-    float med = m ? (float)clred_median_inplace(v, m) : 0.0f;
+    float *v;
+    size_t m;
+    CLRED_TRY(clred_dimage_samples(img, 0, 0, img->width, img->height, 1, ignore, &v, &m));
+    *median = m ? (float)clred_median_inplace(v, m) : 0.0f;
     free(v);
-    return med;
+    return CLRED_OK;
 }
 
-/* Exact band-limited shift of the SCI plane into b->dst where the affine
+/* Exact band-limited shift of the SCI plane into out's SCI where the affine
  * (Lanczos-3) pass left data. */
-static clred_status fourier_shift(clred_ctx *ctx, const clred_image *img, double dx, double dy, const clred_resample_opts *o,
-                                  rs_buffers *b)
+static clred_status fourier_shift(clred_ctx *ctx, const clred_dimage *img, cl_mem no_mask, double dx, double dy,
+                                  const clred_resample_opts *o, clred_dimage *out)
 {
     size_t w = img->width, h = img->height;
     size_t nx = clred_fft_shift_size(w, dx), ny = clred_fft_shift_size(h, dy);
     clred_fft_plan *plan;
     CLRED_TRY(clred_fft_plan_cached(ctx, o->backend, nx, ny, 1, &plan));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, clred_fft_bytes(nx, ny, 1), NULL, &b->work, "Fourier shift"));
-    float fill = usable_median(img, o->ignore_bits);
+    float fill;
+    CLRED_TRY(usable_median(img, o->ignore_bits, &fill));
+    size_t bytes = clred_fft_bytes(nx, ny, 1);
+    cl_mem work;
+    CLRED_TRY(clred_pool_take(ctx, bytes, "Fourier shift", &work));
     cl_kernel k;
-    CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "pad_apodise", &k));
-    int has_mask = img->mask != NULL, iw = (int)w, ih = (int)h, zero = 0, pitch = (int)clred_fft_pitch(nx);
+    clred_status st = clred_kernel(ctx, "fft_util", NULL, "pad_apodise", &k);
+    int has_mask = clred_dimage_mask(img) != NULL, iw = (int)w, ih = (int)h, zero = 0, pitch = (int)clred_fft_pitch(nx);
     int inx = (int)nx, iny = (int)ny, window = 0;
     cl_ushort ignore = o->ignore_bits;
     cl_uint offset = 0;
     float alpha = 0.0f;
-    CLRED_TRY(clred_args(k, "pad_apodise", CLRED_ARG(b->src), CLRED_ARG(b->src_mask), CLRED_ARG(has_mask),
-                         CLRED_ARG(ignore), CLRED_ARG(iw), CLRED_ARG(zero), CLRED_ARG(zero), CLRED_ARG(iw), CLRED_ARG(ih),
-                         CLRED_ARG(b->work), CLRED_ARG(offset), CLRED_ARG(pitch), CLRED_ARG(inx), CLRED_ARG(iny),
-                         CLRED_ARG(fill), CLRED_ARG(window), CLRED_ARG(alpha), (size_t)0));
+    cl_mem src = clred_dimage_sci(img), src_mask = has_mask ? clred_dimage_mask(img) : no_mask;
+    cl_mem dst = clred_dimage_sci(out), dst_mask = clred_dimage_mask(out);
+    if (st == CLRED_OK)
+        st = clred_args(k, "pad_apodise", CLRED_ARG(src), CLRED_ARG(src_mask), CLRED_ARG(has_mask), CLRED_ARG(ignore),
+                        CLRED_ARG(iw), CLRED_ARG(zero), CLRED_ARG(zero), CLRED_ARG(iw), CLRED_ARG(ih), CLRED_ARG(work),
+                        CLRED_ARG(offset), CLRED_ARG(pitch), CLRED_ARG(inx), CLRED_ARG(iny), CLRED_ARG(fill),
+                        CLRED_ARG(window), CLRED_ARG(alpha), (size_t)0);
     size_t g_pad[2] = {(size_t)pitch, ny};
-    CLRED_TRY(clred_run_tiled(ctx, k, "pad_apodise", 2, g_pad));
-    CLRED_TRY(clred_fft_forward(ctx, plan, b->work));
-    CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "phase_ramp", &k));
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "pad_apodise", 2, g_pad);
+    if (st == CLRED_OK)
+        st = clred_fft_forward(ctx, plan, work);
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "fft_util", NULL, "phase_ramp", &k);
     float fdx = (float)dx, fdy = (float)dy;
-    CLRED_TRY(clred_args(k, "phase_ramp", CLRED_ARG(b->work), CLRED_ARG(inx), CLRED_ARG(iny), CLRED_ARG(fdx),
-                         CLRED_ARG(fdy), (size_t)0));
+    if (st == CLRED_OK)
+        st = clred_args(k, "phase_ramp", CLRED_ARG(work), CLRED_ARG(inx), CLRED_ARG(iny), CLRED_ARG(fdx),
+                        CLRED_ARG(fdy), (size_t)0);
     size_t g_ramp[2] = {nx / 2 + 1, ny};
-    CLRED_TRY(clred_run_tiled(ctx, k, "phase_ramp", 2, g_ramp));
-    CLRED_TRY(clred_fft_inverse(ctx, plan, b->work));
-    CLRED_TRY(clred_kernel(ctx, "resample", NULL, "fourier_merge", &k));
-    CLRED_TRY(clred_args(k, "fourier_merge", CLRED_ARG(b->work), CLRED_ARG(pitch), CLRED_ARG(fill), CLRED_ARG(b->dst),
-                         CLRED_ARG(b->dst_mask), CLRED_ARG(iw), CLRED_ARG(ih), (size_t)0));
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "phase_ramp", 2, g_ramp);
+    if (st == CLRED_OK)
+        st = clred_fft_inverse(ctx, plan, work);
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "resample", NULL, "fourier_merge", &k);
+    if (st == CLRED_OK)
+        st = clred_args(k, "fourier_merge", CLRED_ARG(work), CLRED_ARG(pitch), CLRED_ARG(fill), CLRED_ARG(dst),
+                        CLRED_ARG(dst_mask), CLRED_ARG(iw), CLRED_ARG(ih), (size_t)0);
     size_t g_merge[2] = {w, h};
-    return clred_run_tiled(ctx, k, "fourier_merge", 2, g_merge);
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "fourier_merge", 2, g_merge);
+    clred_pool_give(ctx, &work, bytes);
+    return st;
 }
 
-static clred_status resample_device(clred_ctx *ctx, const clred_image *img, const clred_transform *t,
-                                    const clred_resample_opts *o, clred_image *out, rs_buffers *b)
+static clred_status resample_kernels(clred_ctx *ctx, const clred_dimage *img, const clred_transform *t,
+                                     const clred_resample_opts *o, cl_mem no_plane, clred_dimage *out)
 {
     size_t w = img->width, h = img->height, ow = out->width, oh = out->height;
     clred_transform inv;
     CLRED_TRY(clred_transform_invert(t, &inv));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, w * h * sizeof(float), img->sci, &b->src, "resample input"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, w * h * sizeof(float), img->var, &b->src_var, "resample variance"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, w * h * sizeof(uint16_t), img->mask, &b->src_mask, "resample mask"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_WRITE_ONLY, ow * oh * sizeof(float), NULL, &b->dst, "resample output"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_WRITE_ONLY, ow * oh * sizeof(float), NULL, &b->dst_var, "resample output variance"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, ow * oh * sizeof(uint16_t), NULL, &b->dst_mask, "resample output mask"));
     cl_kernel k;
     CLRED_TRY(clred_kernel(ctx, "resample", NULL, "resample_affine", &k));
-    int has_var = img->var != NULL, has_mask = img->mask != NULL, iw = (int)w, ih = (int)h, iow = (int)ow, ioh = (int)oh;
+    int has_var = clred_dimage_var(img) != NULL, has_mask = clred_dimage_mask(img) != NULL;
+    int iw = (int)w, ih = (int)h, iow = (int)ow, ioh = (int)oh;
+    cl_mem src = clred_dimage_sci(img), src_var = has_var ? clred_dimage_var(img) : no_plane;
+    cl_mem src_mask = has_mask ? clred_dimage_mask(img) : no_plane;
+    /* Without an input variance the kernel writes none: a scratch plane takes it. */
+    cl_mem dst = clred_dimage_sci(out), dst_var = has_var ? clred_dimage_var(out) : NULL, dst_mask = clred_dimage_mask(out);
+    size_t var_bytes = ow * oh * sizeof(float);
+    if (!has_var)
+        CLRED_TRY(clred_pool_take(ctx, var_bytes, "resample output variance", &dst_var));
     cl_ushort ignore = o->ignore_bits;
     cl_float8 m;
     memset(&m, 0, sizeof m);
@@ -156,18 +156,74 @@ static clred_status resample_device(clred_ctx *ctx, const clred_image *img, cons
     int kind = o->interp == CLRED_INTERP_FOURIER ? (int)CLRED_INTERP_LANCZOS3 : (int)o->interp;
     /* The input area one output pixel covers: |det| of the inverse map. */
     float flux = o->conserve_flux ? (float)fabs(inv.m[0] * inv.m[4] - inv.m[1] * inv.m[3]) : 1.0f;
-    CLRED_TRY(clred_args(k, "resample_affine", CLRED_ARG(b->src), CLRED_ARG(b->src_var), CLRED_ARG(b->src_mask),
-                         CLRED_ARG(has_var), CLRED_ARG(has_mask), CLRED_ARG(ignore), CLRED_ARG(iw), CLRED_ARG(ih),
-                         CLRED_ARG(b->dst), CLRED_ARG(b->dst_var), CLRED_ARG(b->dst_mask), CLRED_ARG(iow), CLRED_ARG(ioh),
-                         CLRED_ARG(m), CLRED_ARG(kind), CLRED_ARG(flux), (size_t)0));
+    clred_status st = clred_args(k, "resample_affine", CLRED_ARG(src), CLRED_ARG(src_var), CLRED_ARG(src_mask),
+                                 CLRED_ARG(has_var), CLRED_ARG(has_mask), CLRED_ARG(ignore), CLRED_ARG(iw),
+                                 CLRED_ARG(ih), CLRED_ARG(dst), CLRED_ARG(dst_var), CLRED_ARG(dst_mask),
+                                 CLRED_ARG(iow), CLRED_ARG(ioh), CLRED_ARG(m), CLRED_ARG(kind), CLRED_ARG(flux),
+                                 (size_t)0);
     size_t global[2] = {ow, oh};
-    CLRED_TRY(clred_run_tiled(ctx, k, "resample_affine", 2, global));
-    if (o->interp == CLRED_INTERP_FOURIER)
-        CLRED_TRY(fourier_shift(ctx, img, t->m[2], t->m[5], o, b));
-    CLRED_TRY(clred_download(ctx, b->dst, 0, ow * oh * sizeof(float), out->sci));
-    if (out->var)
-        CLRED_TRY(clred_download(ctx, b->dst_var, 0, ow * oh * sizeof(float), out->var));
-    return clred_download(ctx, b->dst_mask, 0, ow * oh * sizeof(uint16_t), out->mask);
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "resample_affine", 2, global);
+    if (!has_var)
+        clred_pool_give(ctx, &dst_var, var_bytes);
+    if (st == CLRED_OK && o->interp == CLRED_INTERP_FOURIER)
+        st = fourier_shift(ctx, img, no_plane, t->m[2], t->m[5], o, out);
+    return st;
+}
+
+static clred_status check_resample(size_t width, size_t height, const clred_transform *transform,
+                                   const clred_resample_opts *opts, size_t *ow, size_t *oh)
+{
+    if ((unsigned)opts->interp > (unsigned)CLRED_INTERP_FOURIER)
+        return clred_fail(CLRED_ERR_USAGE, "resample: unknown interpolation %d", (int)opts->interp);
+    for (int i = 0; i < 6; i++)
+        if (!isfinite(transform->m[i]))
+            return clred_fail(CLRED_ERR_USAGE, "resample: transform coefficient %d is not finite", i);
+    *ow = opts->out_width ? opts->out_width : width;
+    *oh = opts->out_height ? opts->out_height : height;
+    if (opts->interp == CLRED_INTERP_FOURIER && (!is_translation(transform) || *ow != width || *oh != height))
+        return clred_fail(CLRED_ERR_USAGE,
+                          "resample: the Fourier interpolant shifts only (a pure translation, output of the input's shape)");
+    if (*ow > 65535 * 4 || *oh > 65535 * 4 || width > 1u << 30)
+        return clred_fail(CLRED_ERR_USAGE, "resample: output of %zu x %zu is too large", *ow, *oh);
+    return CLRED_OK;
+}
+
+clred_status clred_resample_dev(clred_ctx *ctx, const clred_dimage *img, const clred_transform *transform,
+                                const clred_resample_opts *opts, clred_dimage **out)
+{
+    clred_resample_opts defaults = clred_resample_defaults();
+    if (!opts)
+        opts = &defaults;
+    *out = NULL;
+    if (!img)
+        return clred_fail(CLRED_ERR_USAGE, "resample: no input image");
+    size_t ow = 0, oh = 0;
+    CLRED_TRY(check_resample(img->width, img->height, transform, opts, &ow, &oh));
+    int has_var = clred_dimage_var(img) != NULL;
+    clred_dimage *d;
+    CLRED_TRY(clred_dimage_create(ctx, ow, oh, has_var, 1, &d));
+    /* Stands for the input planes the image lacks (the kernels do not read it). */
+    cl_mem no_plane = NULL;
+    clred_status st = clred_buffer(ctx, CL_MEM_READ_ONLY, sizeof(float), NULL, &no_plane, "resample placeholder");
+    if (st == CLRED_OK)
+        st = resample_kernels(ctx, img, transform, opts, no_plane, d);
+    clred_release(&no_plane);
+    if (st == CLRED_OK) {
+        clred_header *h = clred_header_copy(img->header);
+        if (!h)
+            st = clred_fail(CLRED_ERR_MEMORY, "out of memory copying a header");
+        else {
+            clred_header_free(clred_dimage_header(d));
+            d->header = h;
+        }
+    }
+    if (st != CLRED_OK) {
+        clred_dimage_free(d);
+        return st;
+    }
+    *out = d;
+    return CLRED_OK;
 }
 
 clred_status clred_resample(clred_ctx *ctx, const clred_image *img, const clred_transform *transform,
@@ -179,22 +235,17 @@ clred_status clred_resample(clred_ctx *ctx, const clred_image *img, const clred_
     memset(out, 0, sizeof *out);
     if (!img || !img->sci || img->width == 0 || img->height == 0)
         return clred_fail(CLRED_ERR_USAGE, "resample: the input image is empty");
-    if ((unsigned)opts->interp > (unsigned)CLRED_INTERP_FOURIER)
-        return clred_fail(CLRED_ERR_USAGE, "resample: unknown interpolation %d", (int)opts->interp);
-    for (int i = 0; i < 6; i++)
-        if (!isfinite(transform->m[i]))
-            return clred_fail(CLRED_ERR_USAGE, "resample: transform coefficient %d is not finite", i);
-    size_t ow = opts->out_width ? opts->out_width : img->width, oh = opts->out_height ? opts->out_height : img->height;
-    if (opts->interp == CLRED_INTERP_FOURIER && (!is_translation(transform) || ow != img->width || oh != img->height))
-        return clred_fail(CLRED_ERR_USAGE,
-                          "resample: the Fourier interpolant shifts only (a pure translation, output of the input's shape)");
-    if (ow > 65535 * 4 || oh > 65535 * 4 || img->width > 1u << 30)
-        return clred_fail(CLRED_ERR_USAGE, "resample: output of %zu x %zu is too large", ow, oh);
-    CLRED_TRY(clred_image_alloc(out, ow, oh, img->var != NULL, 1));
-    rs_buffers b;
-    memset(&b, 0, sizeof b);
-    clred_status st = resample_device(ctx, img, transform, opts, out, &b);
-    rs_release(&b);
+    size_t ow = 0, oh = 0;
+    CLRED_TRY(check_resample(img->width, img->height, transform, opts, &ow, &oh));
+    clred_dimage *src, *dst = NULL;
+    CLRED_TRY(clred_dimage_borrow(ctx, img, &src));
+    clred_status st = clred_resample_dev(ctx, src, transform, opts, &dst);
+    clred_dimage_free(src);
+    if (st == CLRED_OK)
+        st = clred_image_alloc(out, ow, oh, img->var != NULL, 1);
+    if (st == CLRED_OK)
+        st = clred_dimage_download_into(dst, out);
+    clred_dimage_free(dst);
     if (st == CLRED_OK && img->header) {
         out->header = clred_header_copy(img->header);
         if (!out->header)
@@ -263,6 +314,42 @@ clred_status clred_resample_onto_grid(clred_ctx *ctx, const clred_image *frames,
     if (st != CLRED_OK)
         for (size_t i = 0; i + 1 < done; i++)
             clred_image_free(&aligned[i]);
+    if (st == CLRED_OK && geometry)
+        *geometry = g;
+    return st;
+}
+
+clred_status clred_resample_onto_grid_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t n,
+                                          const clred_transform *to_ref, clred_grid grid,
+                                          const clred_resample_opts *ropts, clred_dimage **aligned,
+                                          clred_grid_geometry *geometry)
+{
+    clred_resample_opts o = ropts ? *ropts : clred_resample_defaults();
+    if (n == 0 || !frames)
+        return clred_fail(CLRED_ERR_USAGE, "aligning needs at least one frame");
+    for (size_t i = 0; i < n; i++)
+        if (!frames[i])
+            return clred_fail(CLRED_ERR_USAGE, "aligning: frame %zu is missing", i);
+    clred_grid_geometry g;
+    CLRED_TRY(clred_grid_for(to_ref, n, frames[0]->width, frames[0]->height, grid, &g));
+    if (o.interp == CLRED_INTERP_FOURIER && grid != CLRED_GRID_REFERENCE)
+        return clred_fail(CLRED_ERR_USAGE, "the Fourier interpolant resamples onto the reference grid only");
+    o.out_width = g.width;
+    o.out_height = g.height;
+    clred_status st = CLRED_OK;
+    size_t done = 0;
+    for (; done < n && st == CLRED_OK; done++) {
+        clred_transform t = to_ref[done];
+        t.m[2] += g.ox;
+        t.m[5] += g.oy;
+        aligned[done] = NULL;
+        st = clred_resample_dev(ctx, frames[done], &t, &o, &aligned[done]);
+    }
+    if (st != CLRED_OK)
+        for (size_t i = 0; i < done; i++) {
+            clred_dimage_free(aligned[i]);
+            aligned[i] = NULL;
+        }
     if (st == CLRED_OK && geometry)
         *geometry = g;
     return st;

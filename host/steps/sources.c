@@ -33,23 +33,15 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-clred_status clred_global_background(const clred_image *img, uint16_t ignore_bits, double *level, double *rms)
+/* A regular subsample of at most ~1M pixels is plenty for two numbers. */
+static size_t background_step(size_t npix) { return npix / 1000000 + 1; }
+
+/* The 3-sigma clipped median and standard deviation of the samples v[0..m)
+ * (reordered). */
+static clred_status clipped_level(float *v, size_t m, double *level, double *rms)
 {
-    size_t n = img->width * img->height;
-    /* A regular subsample of at most ~1M pixels is plenty for two numbers. */
-    size_t step = n / 1000000 + 1;
-    float *v = malloc((n / step + 1) * sizeof *v);
-    if (!v)
-        return clred_fail(CLRED_ERR_MEMORY, "out of memory estimating the background of a %zu x %zu image",
-                          img->width, img->height);
-    size_t m = 0;
-    for (size_t i = 0; i < n; i += step)
-        if (isfinite(img->sci[i]) && !(img->mask && (img->mask[i] & ignore_bits)))
-            v[m++] = img->sci[i];
-    if (m < 3) {
-        free(v);
+    if (m < 3)
         return clred_fail(CLRED_ERR_INPUT, "too few usable pixels (%zu) for a global background", m);
-    }
     qsort(v, m, sizeof *v, cmp_float);
     /* Clipping a sorted array keeps a contiguous window [lo, hi). */
     size_t lo = 0, hi = m;
@@ -74,10 +66,37 @@ clred_status clred_global_background(const clred_image *img, uint16_t ignore_bit
         lo = nlo;
         hi = nhi;
     }
-    free(v);
     *level = med;
     *rms = sd;
     return CLRED_OK;
+}
+
+clred_status clred_global_background(const clred_image *img, uint16_t ignore_bits, double *level, double *rms)
+{
+    size_t n = img->width * img->height, step = background_step(n);
+    float *v = malloc((n / step + 1) * sizeof *v);
+    if (!v)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory estimating the background of a %zu x %zu image",
+                          img->width, img->height);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i += step)
+        if (isfinite(img->sci[i]) && !(img->mask && (img->mask[i] & ignore_bits)))
+            v[m++] = img->sci[i];
+    clred_status st = clipped_level(v, m, level, rms);
+    free(v);
+    return st;
+}
+
+/* The same from samples gathered on the device. */
+static clred_status global_background_dev(const clred_dimage *img, uint16_t ignore_bits, double *level, double *rms)
+{
+    size_t n = clred_dimage_pixels(img);
+    float *v;
+    size_t m;
+    CLRED_TRY(clred_dimage_samples(img, 0, 0, img->width, img->height, background_step(n), ignore_bits, &v, &m));
+    clred_status st = clipped_level(v, m, level, rms);
+    free(v);
+    return st;
 }
 
 /* -------------------------------------------------------------- filter */
@@ -316,21 +335,21 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, double contrast
 /* ---------------------------------------------------------------- main */
 
 typedef struct {
-    cl_mem sci, mask, bkg, rms, var, d, rms_out, noise_var, kern, filtered, labels, sum_d, sum_k, sum_k2v, changed, count, list, seg, bbox, meas;
+    cl_mem none, d, rms_out, noise_var, kern, filtered, labels, sum_d, sum_k, sum_k2v, changed, count, list, seg, bbox, meas;
 } detect_buffers;
 
 static void release_buffers(detect_buffers *b)
 {
-    cl_mem *all[] = {&b->sci, &b->mask, &b->bkg, &b->rms, &b->var, &b->d, &b->rms_out, &b->noise_var,
+    cl_mem *all[] = {&b->none, &b->d, &b->rms_out, &b->noise_var,
                      &b->kern, &b->filtered, &b->labels, &b->sum_d, &b->sum_k, &b->sum_k2v, &b->changed, &b->count, &b->list, &b->seg, &b->bbox, &b->meas};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         clred_release(all[i]);
 }
 
-static clred_status check_inputs(const clred_image *img, const clred_image *bkg, const clred_image *rms,
+static clred_status check_inputs(const clred_dimage *img, const clred_dimage *bkg, const clred_dimage *rms,
                                  const clred_detect_opts *o)
 {
-    if (!img || !img->sci || img->width == 0 || img->height == 0)
+    if (!img)
         return clred_fail(CLRED_ERR_USAGE, "detect_sources: no image");
     if ((uint64_t)img->width * img->height >= 0xffffffffu)
         return clred_fail(CLRED_ERR_USAGE, "detect_sources: %zu x %zu image has too many pixels for 32-bit labels",
@@ -352,29 +371,29 @@ static clred_status check_inputs(const clred_image *img, const clred_image *bkg,
 
 /* Filter, threshold and label on the device; leaves the filtered image and
  * the labels in host arrays. */
-static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_image *img, const clred_image *bkg,
-                                const clred_image *rms, double bkg_value, double rms_value,
+static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_dimage *img, const clred_dimage *bkg,
+                                const clred_dimage *rms, double bkg_value, double rms_value,
                                 const clred_detect_opts *o, float *filtered, uint32_t *labels)
 {
     size_t n = img->width * img->height, fb = n * sizeof(float);
     cl_uint un = (cl_uint)n;
     cl_int w = (cl_int)img->width, h = (cl_int)img->height;
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, fb, img->sci, &b->sci, "image"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, img->mask ? n * sizeof(uint16_t) : 4, img->mask, &b->mask, "mask"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, bkg ? fb : 4, bkg ? bkg->sci : NULL, &b->bkg, "background"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, rms ? fb : 4, rms ? rms->sci : NULL, &b->rms, "RMS map"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, img->var ? fb : 4, img->var, &b->var, "variance"));
+    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, 4, NULL, &b->none, "absent plane"));
+    cl_mem sci = clred_dimage_sci(img), mask = clred_dimage_mask(img) ? clred_dimage_mask(img) : b->none;
+    cl_mem bkgm = bkg ? clred_dimage_sci(bkg) : b->none, rmsm = rms ? clred_dimage_sci(rms) : b->none;
+    cl_mem var = clred_dimage_var(img) ? clred_dimage_var(img) : b->none;
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->d, "background-subtracted image"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->rms_out, "RMS"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->noise_var, "noise variance"));
     cl_kernel k;
     CLRED_TRY(clred_kernel(ctx, "sources", NULL, "subtract_background", &k));
-    cl_int has_mask = img->mask != NULL, use_bkg = bkg != NULL, use_rms = rms != NULL, has_var = img->var != NULL;
+    cl_int has_mask = clred_dimage_mask(img) != NULL, use_bkg = bkg != NULL, use_rms = rms != NULL;
+    cl_int has_var = clred_dimage_var(img) != NULL;
     cl_ushort ignore = o->ignore_bits;
     cl_float bv = (cl_float)bkg_value, rv = (cl_float)rms_value;
-    CLRED_TRY(clred_args(k, "subtract_background", CLRED_ARG(b->sci), CLRED_ARG(b->mask), CLRED_ARG(has_mask),
-                         CLRED_ARG(ignore), CLRED_ARG(b->bkg), CLRED_ARG(use_bkg), CLRED_ARG(bv), CLRED_ARG(b->rms),
-                         CLRED_ARG(use_rms), CLRED_ARG(rv), CLRED_ARG(b->var), CLRED_ARG(has_var), CLRED_ARG(b->d),
+    CLRED_TRY(clred_args(k, "subtract_background", CLRED_ARG(sci), CLRED_ARG(mask), CLRED_ARG(has_mask),
+                         CLRED_ARG(ignore), CLRED_ARG(bkgm), CLRED_ARG(use_bkg), CLRED_ARG(bv), CLRED_ARG(rmsm),
+                         CLRED_ARG(use_rms), CLRED_ARG(rv), CLRED_ARG(var), CLRED_ARG(has_var), CLRED_ARG(b->d),
                          CLRED_ARG(b->rms_out), CLRED_ARG(b->noise_var), CLRED_ARG(un), (size_t)0));
     /* Global sizes are rounded up (the kernels check bounds) so a GPU can pick
      * full work-groups for any image width. */
@@ -446,7 +465,7 @@ typedef struct {
 
 /* Deblends every component of at least minarea pixels into objects, writing
  * the segmentation map and the boxes. */
-static clred_status build_objects(const components *c, const float *filtered, const clred_image *rms,
+static clred_status build_objects(const components *c, const float *filtered, const float *rms,
                                   double rms_value, const clred_detect_opts *o, objects *ob)
 {
     size_t w = c->w, n = c->w * c->h, maxn = 1;
@@ -482,7 +501,7 @@ static clred_status build_objects(const components *c, const float *filtered, co
         if (np < (size_t)o->minarea)
             continue;
         for (size_t p = 0; p < np; p++)
-            min_drop[p] = o->thresh * (rms ? (double)rms->sci[pix[p]] : rms_value);
+            min_drop[p] = o->thresh * (rms ? (double)rms[pix[p]] : rms_value);
         size_t nk = (o->deblend_contrast > 0 && np >= 2 * (size_t)o->minarea)
                         ? deblend(&d, pix, np, o->deblend_contrast, min_drop, o->minarea)
                         : 1;
@@ -547,21 +566,22 @@ static void shape_from_covariance(double cxx, double cyy, double cxy, clred_sour
     s->ellipticity = s->a > 0 ? 1.0 - s->b / s->a : 0.0;
 }
 
-static clred_status measure(clred_ctx *ctx, detect_buffers *b, const clred_image *img, const clred_detect_opts *o,
+static clred_status measure(clred_ctx *ctx, detect_buffers *b, const clred_dimage *img, const clred_detect_opts *o,
                             const objects *ob, clred_source *out)
 {
     size_t n = img->width * img->height;
+    cl_mem sci = clred_dimage_sci(img), mask = clred_dimage_mask(img) ? clred_dimage_mask(img) : b->none;
     cl_int w = (cl_int)img->width, h = (cl_int)img->height;
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, n * sizeof(int32_t), ob->seg, &b->seg, "segmentation"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, ob->nobj * 4 * sizeof(cl_int), ob->bbox, &b->bbox, "boxes"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_WRITE_ONLY, ob->nobj * M_NOUT * sizeof(float), NULL, &b->meas, "measurements"));
     cl_kernel k;
     CLRED_TRY(clred_kernel(ctx, "sources", NULL, "measure_sources", &k));
-    cl_int has_mask = img->mask != NULL, iters = MAX_MOMENT_ITERS;
+    cl_int has_mask = clred_dimage_mask(img) != NULL, iters = MAX_MOMENT_ITERS;
     cl_uint nobj = (cl_uint)ob->nobj;
     cl_float sat = (cl_float)o->saturation;
-    CLRED_TRY(clred_args(k, "measure_sources", CLRED_ARG(b->d), CLRED_ARG(b->noise_var), CLRED_ARG(b->sci),
-                         CLRED_ARG(b->mask), CLRED_ARG(has_mask), CLRED_ARG(b->seg), CLRED_ARG(b->bbox),
+    CLRED_TRY(clred_args(k, "measure_sources", CLRED_ARG(b->d), CLRED_ARG(b->noise_var), CLRED_ARG(sci),
+                         CLRED_ARG(mask), CLRED_ARG(has_mask), CLRED_ARG(b->seg), CLRED_ARG(b->bbox),
                          CLRED_ARG(nobj), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(sat), CLRED_ARG(iters),
                          CLRED_ARG(b->meas), (size_t)0));
     size_t g = clred_round_up(ob->nobj, 32);
@@ -587,9 +607,9 @@ static clred_status measure(clred_ctx *ctx, detect_buffers *b, const clred_image
     return st;
 }
 
-clred_status clred_detect_sources(clred_ctx *ctx, const clred_image *img, const clred_image *bkg,
-                                  const clred_image *rms, double bkg_value, double rms_value,
-                                  const clred_detect_opts *opts, clred_source **list, size_t *nout)
+clred_status clred_detect_sources_dev(clred_ctx *ctx, const clred_dimage *img, const clred_dimage *bkg,
+                                      const clred_dimage *rms, double bkg_value, double rms_value,
+                                      const clred_detect_opts *opts, clred_source **list, size_t *nout)
 {
     clred_detect_opts o = opts ? *opts : clred_detect_defaults();
     *list = NULL;
@@ -597,7 +617,7 @@ clred_status clred_detect_sources(clred_ctx *ctx, const clred_image *img, const 
     CLRED_TRY(check_inputs(img, bkg, rms, &o));
     if ((!bkg && isnan(bkg_value)) || (!rms && !(rms_value > 0))) {
         double level, sd;
-        CLRED_TRY(clred_global_background(img, o.ignore_bits, &level, &sd));
+        CLRED_TRY(global_background_dev(img, o.ignore_bits, &level, &sd));
         if (!bkg && isnan(bkg_value))
             bkg_value = level;
         if (!rms && !(rms_value > 0))
@@ -605,23 +625,29 @@ clred_status clred_detect_sources(clred_ctx *ctx, const clred_image *img, const 
         if (!rms && !(rms_value > 0))
             return clred_fail(CLRED_ERR_INPUT, "detect_sources: the image has zero background RMS");
     }
+    /* The host deblends: it needs the filtered image, the labels and (for
+     * the deblending threshold) an RMS map; the frame itself stays. */
     size_t n = img->width * img->height;
     detect_buffers b;
     memset(&b, 0, sizeof b);
     float *filtered = malloc(n * sizeof *filtered);
     uint32_t *labels = malloc(n * sizeof *labels);
+    float *rms_host = rms ? malloc(n * sizeof *rms_host) : NULL;
     components c = {0};
     objects ob = {0};
     clred_source *out = NULL;
-    clred_status st = (filtered && labels) ? CLRED_OK
-                                           : clred_fail(CLRED_ERR_MEMORY, "out of memory for a %zu x %zu detection map",
-                                                        img->width, img->height);
+    clred_status st = (filtered && labels && (!rms || rms_host))
+                          ? CLRED_OK
+                          : clred_fail(CLRED_ERR_MEMORY, "out of memory for a %zu x %zu detection map", img->width,
+                                       img->height);
+    if (st == CLRED_OK && rms)
+        st = clred_download(ctx, clred_dimage_sci(rms), 0, n * sizeof *rms_host, rms_host);
     if (st == CLRED_OK)
         st = detect_maps(ctx, &b, img, bkg, rms, bkg_value, rms_value, &o, filtered, labels);
     if (st == CLRED_OK)
         st = group_components(labels, img->width, img->height, &c);
     if (st == CLRED_OK)
-        st = build_objects(&c, filtered, rms, rms_value, &o, &ob);
+        st = build_objects(&c, filtered, rms_host, rms_value, &o, &ob);
     if (st == CLRED_OK && ob.nobj) {
         out = malloc(ob.nobj * sizeof *out);
         st = out ? measure(ctx, &b, img, &o, &ob, out)
@@ -642,6 +668,36 @@ clred_status clred_detect_sources(clred_ctx *ctx, const clred_image *img, const 
     free(ob.blended);
     free(filtered);
     free(labels);
+    free(rms_host);
+    return st;
+}
+
+clred_status clred_detect_sources(clred_ctx *ctx, const clred_image *img, const clred_image *bkg,
+                                  const clred_image *rms, double bkg_value, double rms_value,
+                                  const clred_detect_opts *opts, clred_source **list, size_t *nout)
+{
+    *list = NULL;
+    *nout = 0;
+    if (!img || !img->sci || img->width == 0 || img->height == 0)
+        return clred_fail(CLRED_ERR_USAGE, "detect_sources: no image");
+    if ((bkg && !bkg->sci) || (rms && !rms->sci))
+        return clred_fail(CLRED_ERR_USAGE, "detect_sources: the %s image has no SCI plane", bkg && !bkg->sci ? "background" : "RMS");
+    /* Only the SCI planes of the maps are read. */
+    clred_image bkg_sci = bkg ? *bkg : (clred_image){0}, rms_sci = rms ? *rms : (clred_image){0};
+    bkg_sci.var = rms_sci.var = NULL;
+    bkg_sci.mask = rms_sci.mask = NULL;
+    bkg_sci.header = rms_sci.header = NULL;
+    clred_dimage *d = NULL, *db = NULL, *dr = NULL;
+    clred_status st = clred_dimage_borrow(ctx, img, &d);
+    if (st == CLRED_OK && bkg)
+        st = clred_dimage_borrow(ctx, &bkg_sci, &db);
+    if (st == CLRED_OK && rms)
+        st = clred_dimage_borrow(ctx, &rms_sci, &dr);
+    if (st == CLRED_OK)
+        st = clred_detect_sources_dev(ctx, d, db, dr, bkg_value, rms_value, opts, list, nout);
+    clred_dimage_free(dr);
+    clred_dimage_free(db);
+    clred_dimage_free(d);
     return st;
 }
 

@@ -623,8 +623,8 @@ clred_status clred_match_stars(const clred_source *ref, size_t nref, const clred
     return st;
 }
 
-clred_status clred_detect_stars(clred_ctx *ctx, const clred_image *img, const clred_detect_opts *dopts,
-                                clred_source **list, size_t *n)
+/* The detection options of clred_detect_stars. */
+static clred_detect_opts star_opts(const clred_detect_opts *dopts)
 {
     clred_detect_opts d = clred_detect_defaults();
     d.thresh = 5.0;
@@ -632,13 +632,34 @@ clred_status clred_detect_stars(clred_ctx *ctx, const clred_image *img, const cl
         d = *dopts;
         d.segmentation = NULL;
     }
-    CLRED_TRY(clred_detect_sources(ctx, img, NULL, NULL, NAN, 0.0, &d, list, n));
-    /* Saturated cores and clipped or masked profiles have biased centroids. */
+    return d;
+}
+
+/* Saturated cores and clipped or masked profiles have biased centroids. */
+static void keep_clean_stars(clred_source *list, size_t *n)
+{
     size_t kept = 0;
     for (size_t i = 0; i < *n; i++)
-        if (!((*list)[i].flags & (CLRED_SRC_SATURATED | CLRED_SRC_EDGE | CLRED_SRC_MASKED)))
-            (*list)[kept++] = (*list)[i];
+        if (!(list[i].flags & (CLRED_SRC_SATURATED | CLRED_SRC_EDGE | CLRED_SRC_MASKED)))
+            list[kept++] = list[i];
     *n = kept;
+}
+
+clred_status clred_detect_stars_dev(clred_ctx *ctx, const clred_dimage *img, const clred_detect_opts *dopts,
+                                    clred_source **list, size_t *n)
+{
+    clred_detect_opts d = star_opts(dopts);
+    CLRED_TRY(clred_detect_sources_dev(ctx, img, NULL, NULL, NAN, 0.0, &d, list, n));
+    keep_clean_stars(*list, n);
+    return CLRED_OK;
+}
+
+clred_status clred_detect_stars(clred_ctx *ctx, const clred_image *img, const clred_detect_opts *dopts,
+                                clred_source **list, size_t *n)
+{
+    clred_detect_opts d = star_opts(dopts);
+    CLRED_TRY(clred_detect_sources(ctx, img, NULL, NULL, NAN, 0.0, &d, list, n));
+    keep_clean_stars(*list, n);
     return CLRED_OK;
 }
 

@@ -513,6 +513,16 @@ clred_status clred_stats_device(clred_ctx *ctx, cl_mem sci, cl_mem mask, size_t 
     return st;
 }
 
+clred_status clred_stats_dev(clred_ctx *ctx, const clred_dimage *img, const clred_stats_opts *opts, clred_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!ctx || !img)
+        return clred_fail(CLRED_ERR_USAGE, "stats: no device context or image");
+    if (img->ctx != ctx)
+        return clred_fail(CLRED_ERR_USAGE, "stats: the device image belongs to another context");
+    return clred_stats_device(ctx, clred_dimage_sci(img), clred_dimage_mask(img), img->width, img->height, opts, out);
+}
+
 clred_status clred_image_stats(clred_ctx *ctx, const clred_image *img, const clred_stats_opts *opts, clred_stats *out)
 {
     clred_stats_opts o = opts ? *opts : clred_stats_defaults();
@@ -522,18 +532,15 @@ clred_status clred_image_stats(clred_ctx *ctx, const clred_image *img, const clr
     CLRED_TRY(check_opts(&o));
     size_t region[4];
     CLRED_TRY(resolve_region(&o, img->width, img->height, region));
-    /* Only the rows of the region go to the device. */
-    size_t rows = region[3] - region[2], first = region[2] * img->width;
-    o.x0 = region[0], o.x1 = region[1], o.y0 = 0, o.y1 = rows;
-    cl_mem sci = NULL, mask = NULL;
-    clred_status st = clred_buffer(ctx, CL_MEM_READ_ONLY, rows * img->width * sizeof(float), img->sci + first, &sci,
-                                   "stats image");
-    if (st == CLRED_OK && img->mask)
-        st = clred_buffer(ctx, CL_MEM_READ_ONLY, rows * img->width * sizeof(uint16_t), img->mask + first, &mask,
-                          "stats mask");
-    if (st == CLRED_OK)
-        st = clred_stats_device(ctx, sci, mask, img->width, rows, &o, out);
-    clred_release(&sci);
-    clred_release(&mask);
+    /* A view of the region's rows only: where the device has its own memory,
+     * only those go up. */
+    size_t first = region[2] * img->width;
+    clred_image rows = {img->width, region[3] - region[2], img->sci + first, NULL,
+                        img->mask ? img->mask + first : NULL, NULL};
+    o.x0 = region[0], o.x1 = region[1], o.y0 = 0, o.y1 = rows.height;
+    clred_dimage *d;
+    CLRED_TRY(clred_dimage_borrow(ctx, &rows, &d));
+    clred_status st = clred_stats_dev(ctx, d, &o, out);
+    clred_dimage_free(d);
     return st;
 }

@@ -154,3 +154,137 @@ double ref_interp_at(const float *img, const float *var, const unsigned char *us
         *var_out = sv / (sw * sw);
     return s / sw;
 }
+
+/* As window_weight in kernels/fft_util.cl, in double. */
+static double window_weight_ref(int kind, size_t i, size_t n, double alpha)
+{
+    if (kind == 0 || n < 2)
+        return 1.0;
+    double t = ((double)i + 0.5) / (double)n;
+    if (kind == 1)
+        return 0.5 - 0.5 * cos(2.0 * M_PI * t);
+    double edge = 0.5 * alpha;
+    if (edge <= 0.0)
+        return 1.0;
+    if (t < edge)
+        return 0.5 - 0.5 * cos(M_PI * t / edge);
+    if (t > 1.0 - edge)
+        return 0.5 - 0.5 * cos(M_PI * (1.0 - t) / edge);
+    return 1.0;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* (frame - median of its usable pixels) * window, zero-padded to nx x ny. */
+static void padded_frame(const float *img, const unsigned char *usable, size_t w, size_t h, size_t nx, size_t ny,
+                         int window, double alpha, double *out)
+{
+    double *v = malloc(w * h * sizeof *v);
+    size_t m = 0;
+    for (size_t i = 0; i < w * h; i++)
+        if (isfinite(img[i]) && (!usable || usable[i]))
+            v[m++] = img[i];
+    qsort(v, m, sizeof *v, cmp_dbl);
+    double fill = m ? 0.5 * (v[(m - 1) / 2] + v[m / 2]) : 0.0;
+    free(v);
+    for (size_t y = 0; y < ny; y++)
+        for (size_t x = 0; x < nx; x++) {
+            double o = 0.0;
+            if (x < w && y < h) {
+                size_t i = y * w + x;
+                int ok = isfinite(img[i]) && (!usable || usable[i]);
+                o = ok ? ((double)img[i] - fill) : 0.0;
+                o *= window_weight_ref(window, x, w, alpha) * window_weight_ref(window, y, h, alpha);
+            }
+            out[y * nx + x] = o;
+        }
+}
+
+void ref_phasecorr_surface(const float *ref, const unsigned char *ref_usable, const float *img,
+                           const unsigned char *img_usable, size_t w, size_t h, size_t nx, size_t ny, int window,
+                           double alpha, int phase_only, double *surface)
+{
+    size_t ncx = nx / 2 + 1, n = nx * ny;
+    double *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    double *ar = malloc(ncx * ny * sizeof *ar), *ai = malloc(ncx * ny * sizeof *ai);
+    double *br = malloc(ncx * ny * sizeof *br), *bi = malloc(ncx * ny * sizeof *bi);
+    padded_frame(img, img_usable, w, h, nx, ny, window, alpha, a);
+    padded_frame(ref, ref_usable, w, h, nx, ny, window, alpha, b);
+    ref_dft2_r2c(a, nx, ny, ar, ai);
+    ref_dft2_r2c(b, nx, ny, br, bi);
+    /* cross power a conj(b) into ar, ai */
+    for (size_t k = 0; k < ncx * ny; k++) {
+        double cr = ar[k] * br[k] + ai[k] * bi[k], ci = ai[k] * br[k] - ar[k] * bi[k];
+        if (phase_only) {
+            double m = hypot(cr, ci);
+            cr = m > 1e-30 ? cr / m : 0.0;
+            ci = m > 1e-30 ? ci / m : 0.0;
+        }
+        ar[k] = cr;
+        ai[k] = ci;
+    }
+    /* inverse of the half spectrum: bins 0 < kx < nx / 2 stand for their conjugate twins too */
+    for (size_t y = 0; y < ny; y++)
+        for (size_t x = 0; x < nx; x++) {
+            double acc = 0.0;
+            for (size_t ky = 0; ky < ny; ky++)
+                for (size_t kx = 0; kx < ncx; kx++) {
+                    double wgt = (kx == 0 || (nx % 2 == 0 && kx == nx / 2)) ? 1.0 : 2.0;
+                    double ph = 2.0 * M_PI * ((double)(kx * x % nx) / (double)nx + (double)(ky * y % ny) / (double)ny);
+                    acc += wgt * (ar[ky * ncx + kx] * cos(ph) - ai[ky * ncx + kx] * sin(ph));
+                }
+            surface[y * nx + x] = acc / (double)n;
+        }
+    free(a);
+    free(b);
+    free(ar);
+    free(ai);
+    free(br);
+    free(bi);
+}
+
+void ref_surface_peak_psr(const double *surface, size_t nx, size_t ny, double max_shift, long *px, long *py,
+                          double *psr)
+{
+    long bx = -1, by = -1;
+    double best = -INFINITY;
+    for (size_t y = 0; y < ny; y++)
+        for (size_t x = 0; x < nx; x++) {
+            double sx = x <= nx / 2 ? (double)x : (double)x - (double)nx;
+            double sy = y <= ny / 2 ? (double)y : (double)y - (double)ny;
+            if (max_shift > 0 && (fabs(sx) > max_shift || fabs(sy) > max_shift))
+                continue;
+            if (surface[y * nx + x] > best) {
+                best = surface[y * nx + x];
+                bx = (long)x;
+                by = (long)y;
+            }
+        }
+    *px = bx <= (long)nx / 2 ? bx : bx - (long)nx;
+    *py = by <= (long)ny / 2 ? by : by - (long)ny;
+    /* two passes for the sidelobes' mean and (sample) standard deviation */
+    double sum = 0.0, ss = 0.0;
+    size_t count = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t y = 0; y < ny; y++)
+            for (size_t x = 0; x < nx; x++) {
+                long dx = labs((long)x - bx), dy = labs((long)y - by);
+                dx = dx > (long)nx / 2 ? (long)nx - dx : dx;
+                dy = dy > (long)ny / 2 ? (long)ny - dy : dy;
+                if (dx <= 5 && dy <= 5)
+                    continue;
+                double v = surface[y * nx + x];
+                if (pass == 0) {
+                    sum += v;
+                    count++;
+                } else {
+                    ss += (v - sum / (double)count) * (v - sum / (double)count);
+                }
+            }
+    double mean = sum / (double)count, sd = sqrt(ss / (double)(count - 1));
+    *psr = (best - mean) / sd;
+}

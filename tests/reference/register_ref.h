@@ -24,4 +24,21 @@ double ref_interp_weight(int kind, double t);
 double ref_interp_at(const float *img, const float *var, const unsigned char *usable, size_t w, size_t h, int kind,
                      double u, double v, double *var_out, int *touched_unusable);
 
+/* The phase-correlation surface of img against ref (w x h floats) as
+ * clred computes it, in double: each frame less the median of its usable
+ * pixels (usable[] NULL = every finite pixel; others count as the median),
+ * times the window (0 none, 1 Hann, 2 Tukey(alpha)), zero-padded to nx x ny;
+ * the cross-power spectrum F(img) conj(F(ref)) (normalised to unit modulus
+ * when phase_only), inverted: surface[y * nx + x] (direct DFTs: small frames). */
+void ref_phasecorr_surface(const float *ref, const unsigned char *ref_usable, const float *img,
+                           const unsigned char *img_usable, size_t w, size_t h, size_t nx, size_t ny, int window,
+                           double alpha, int phase_only, double *surface);
+
+/* The first highest value of the surface in raster order within max_shift
+ * px of zero (0 = anywhere) as a signed shift (*px, *py), and its
+ * peak-to-sidelobe ratio: (peak - mean) / std (sample, two-pass) of the
+ * surface outside the 11 x 11 px cyclic box around the peak. */
+void ref_surface_peak_psr(const double *surface, size_t nx, size_t ny, double max_shift, long *px, long *py,
+                          double *psr);
+
 #endif
