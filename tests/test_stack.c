@@ -47,15 +47,6 @@ static void calibrated_frame(const clred_sim_truth *t, size_t fi, clred_image *i
     free(adu);
 }
 
-static void free_dev_result(clred_combine_dev_result *r)
-{
-    clred_dimage_free(r->image);
-    clred_dimage_free(r->ncontrib);
-    clred_dimage_free(r->nrejected);
-    free(r->scales);
-    memset(r, 0, sizeof *r);
-}
-
 /* The device result on the host (image and ncontrib). */
 static void download_result(const clred_combine_dev_result *d, clred_combine_result *r)
 {
@@ -266,7 +257,7 @@ int main(void)
     clred_combine_result_free(&want);
     clred_combine_result_free(&got);
     clred_alignment_free(&al);
-    free_dev_result(&dr);
+    clred_combine_dev_result_free(&dr);
 
     /* ---- the same from files: equal to the device call, HISTORY names files */
     char paths[NFRAMES][4200];
@@ -293,7 +284,7 @@ int main(void)
     clred_combine_result_free(&want);
     clred_combine_result_free(&fr);
     clred_alignment_free(&al);
-    free_dev_result(&dr);
+    clred_combine_dev_result_free(&dr);
 
     /* ---- star matching: the transforms undo the dithers */
     o = clred_stack_defaults();
@@ -313,7 +304,7 @@ int main(void)
     CHECK(has_history(got.image.header, "by=stars ref=frame 0"));
     clred_combine_result_free(&got);
     clred_alignment_free(&al);
-    free_dev_result(&dr);
+    clred_combine_dev_result_free(&dr);
 
     /* ---- a frame without stars cannot be matched: failed names it */
     clred_image blank;

@@ -13,11 +13,7 @@
  *   phase correlation always returns a shift, whose PSR says how sure it is);
  * - clred_stack_files frees each input frame once it is resampled, so at most
  *   the inputs and the aligned frames are on the device together.
- *
- * Interim: a step whose device entry point is not implemented yet goes
- * through its host function in ONE helper named *_via_host (download -> host
- * step -> upload). Switching to the device function replaces that helper's
- * body; nothing else changes. */
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,133 +79,38 @@ static clred_status fail_for_frame(clred_status st, const stack_source *src, siz
     return clred_fail(st, "%s: %s", label, message);
 }
 
-/* ---------------------------------------------- interim host fallbacks */
-
-/* clred_combine_dev_result_free's job until it lands with clred_combine_dev. */
-static void dev_result_free(clred_combine_dev_result *r)
+/* clred_find_transforms on device images (there is no public device
+ * version): the reference's stars once, then each frame's, detected on the
+ * device; only the catalogs come back to be matched. *failed names the frame
+ * being matched when a failure happens. */
+static clred_status find_transforms_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t n, long ref_index,
+                                        const clred_detect_opts *dopts, const clred_match_opts *mopts,
+                                        clred_match_result *results, size_t *failed)
 {
-    clred_dimage_free(r->image);
-    clred_dimage_free(r->ncontrib);
-    clred_dimage_free(r->nrejected);
-    free(r->scales);
-    memset(r, 0, sizeof *r);
-}
-
-static void free_host_frames(clred_image *frames, size_t n)
-{
-    for (size_t i = 0; frames && i < n; i++)
-        clred_image_free(&frames[i]);
-    free(frames);
-}
-
-static clred_status download_frames(const clred_dimage *const *frames, size_t n, clred_image **out)
-{
-    clred_image *h = calloc(n ? n : 1, sizeof *h);
-    if (!h)
-        return clred_fail(CLRED_ERR_MEMORY, "stack: out of memory for %zu frames", n);
-    clred_status st = CLRED_OK;
-    size_t done = 0;
-    for (; done < n && st == CLRED_OK; done++)
-        st = clred_dimage_download(frames[done], &h[done]);
-    if (st != CLRED_OK) {
-        free_host_frames(h, done);
-        return st;
-    }
-    *out = h;
-    return CLRED_OK;
-}
-
-/* Phase correlation; switch to clred_measure_shifts_dev when it lands. */
-static clred_status measure_shifts_via_host(clred_ctx *ctx, const clred_dimage *const *frames, size_t n,
-                                            long ref_index, const clred_phasecorr_opts *popts, clred_shift *shifts)
-{
-    clred_image *h;
-    CLRED_TRY(download_frames(frames, n, &h));
-    clred_status st = clred_measure_shifts(ctx, h, n, ref_index, popts, shifts);
-    free_host_frames(h, n);
-    return st;
-}
-
-/* Star matching; with clred_detect_stars_dev this becomes the reference's
- * stars once, then each frame's stars on the device and clred_match_stars. */
-static clred_status find_transforms_via_host(clred_ctx *ctx, const clred_dimage *const *frames, size_t n,
-                                             long ref_index, const clred_detect_opts *dopts,
-                                             const clred_match_opts *mopts, clred_match_result *results,
-                                             size_t *failed)
-{
-    clred_image *h;
-    CLRED_TRY(download_frames(frames, n, &h));
-    clred_status st = clred_find_transforms(ctx, h, n, ref_index, dopts, mopts, results, failed);
-    free_host_frames(h, n);
-    return st;
-}
-
-/* Resampling onto the grid; switch to clred_resample_onto_grid_dev when it
- * lands. aligned receives n new device images. */
-static clred_status resample_onto_grid_via_host(clred_ctx *ctx, const clred_dimage *const *frames, size_t n,
-                                                const clred_transform *to_ref, clred_grid grid,
-                                                const clred_resample_opts *ropts, clred_dimage **aligned,
-                                                clred_grid_geometry *geometry)
-{
-    clred_image *h, *out = calloc(n ? n : 1, sizeof *out);
-    if (!out)
-        return clred_fail(CLRED_ERR_MEMORY, "stack: out of memory for %zu aligned frames", n);
-    clred_status st = download_frames(frames, n, &h);
-    if (st != CLRED_OK) {
-        free(out);
-        return st;
-    }
-    st = clred_resample_onto_grid(ctx, h, n, to_ref, grid, ropts, out, geometry);
-    int have_out = st == CLRED_OK;
-    free_host_frames(h, n);
-    size_t done = 0;
-    for (; done < n && st == CLRED_OK; done++)
-        st = clred_dimage_upload(ctx, &out[done], &aligned[done]);
-    if (st != CLRED_OK)
-        for (size_t i = 0; i + 1 < done; i++) {
-            clred_dimage_free(aligned[i]);
-            aligned[i] = NULL;
+    *failed = (size_t)ref_index;
+    clred_source *ref_stars = NULL;
+    size_t nref = 0;
+    clred_status st = clred_detect_stars_dev(ctx, frames[ref_index], dopts, &ref_stars, &nref);
+    for (size_t i = 0; i < n && st == CLRED_OK; i++) {
+        memset(&results[i], 0, sizeof results[i]);
+        if (i == (size_t)ref_index) {
+            size_t used = nref < mopts->max_stars ? nref : mopts->max_stars;
+            results[i].transform = clred_transform_identity();
+            results[i].nmatched = results[i].nref = results[i].nimg = used;
+            results[i].scale = 1.0;
+            continue;
         }
-    if (have_out)
-        for (size_t i = 0; i < n; i++)
-            clred_image_free(&out[i]);
-    free(out);
-    return st;
-}
-
-/* A SCI-only device image of a host plane (may be NULL: *out stays NULL). */
-static clred_status upload_plane(clred_ctx *ctx, float *plane, size_t width, size_t height, clred_dimage **out)
-{
-    *out = NULL;
-    if (!plane)
-        return CLRED_OK;
-    clred_image img = {width, height, plane, NULL, NULL, NULL};
-    return clred_dimage_upload(ctx, &img, out);
-}
-
-/* The combine; switch to clred_combine_dev when it lands. */
-static clred_status combine_via_host(clred_ctx *ctx, const clred_dimage *const *frames, size_t n,
-                                     const clred_combine_opts *copts, clred_combine_dev_result *out)
-{
-    clred_image *h;
-    CLRED_TRY(download_frames(frames, n, &h));
-    clred_combine_result r;
-    memset(&r, 0, sizeof r);
-    clred_status st = clred_combine_images(ctx, h, n, copts, &r);
-    free_host_frames(h, n);
-    if (st == CLRED_OK)
-        st = clred_dimage_upload(ctx, &r.image, &out->image);
-    size_t w = r.image.width, ht = r.image.height;
-    if (st == CLRED_OK)
-        st = upload_plane(ctx, r.ncontrib, w, ht, &out->ncontrib);
-    if (st == CLRED_OK)
-        st = upload_plane(ctx, r.nrejected, w, ht, &out->nrejected);
-    if (st == CLRED_OK) {
-        out->scales = r.scales;
-        r.scales = NULL;
-        out->bands = r.bands;
+        *failed = i;
+        clred_source *stars = NULL;
+        size_t nstars = 0;
+        st = clred_detect_stars_dev(ctx, frames[i], dopts, &stars, &nstars);
+        if (st == CLRED_OK)
+            st = clred_match_stars(ref_stars, nref, stars, nstars, mopts, &results[i]);
+        free(stars);
     }
-    clred_combine_result_free(&r);
+    free(ref_stars);
+    if (st == CLRED_OK)
+        *failed = n;
     return st;
 }
 
@@ -257,7 +158,7 @@ static clred_status register_frames(clred_ctx *ctx, const clred_dimage *const *f
         return clred_fail(CLRED_ERR_MEMORY, "stack: out of memory for %zu transforms", n);
     if (o->method == CLRED_REGISTER_STARS) {
         size_t failed = n;
-        clred_status st = find_transforms_via_host(ctx, frames, n, o->ref_index, &o->dopts, &o->mopts, al->matches,
+        clred_status st = find_transforms_dev(ctx, frames, n, o->ref_index, &o->dopts, &o->mopts, al->matches,
                                                    &failed);
         if (st != CLRED_OK && failed < n) {
             al->failed = (long)failed;
@@ -268,7 +169,7 @@ static clred_status register_frames(clred_ctx *ctx, const clred_dimage *const *f
             al->to_ref[i] = al->matches[i].transform;
         return CLRED_OK;
     }
-    CLRED_TRY(measure_shifts_via_host(ctx, frames, n, o->ref_index, &o->popts, al->shifts));
+    CLRED_TRY(clred_measure_shifts_dev(ctx, frames, n, o->ref_index, &o->popts, al->shifts));
     /* img(x) = ref(x - d): moving each frame by -d lands it on the reference. */
     for (size_t i = 0; i < n; i++)
         al->to_ref[i] = clred_transform_translation(-al->shifts[i].dx, -al->shifts[i].dy);
@@ -328,7 +229,7 @@ static clred_status stack_run(clred_ctx *ctx, const clred_dimage *const *frames,
     if (st == CLRED_OK && !aligned)
         st = clred_fail(CLRED_ERR_MEMORY, "stack: out of memory for %zu aligned frames", n);
     if (st == CLRED_OK)
-        st = resample_onto_grid_via_host(ctx, frames, n, al->to_ref, o.grid, &o.ropts, aligned, &al->geometry);
+        st = clred_resample_onto_grid_dev(ctx, frames, n, al->to_ref, o.grid, &o.ropts, aligned, &al->geometry);
     for (size_t i = 0; owned && i < n && st == CLRED_OK; i++) {
         clred_dimage_free(owned[i]);
         owned[i] = NULL;
@@ -340,14 +241,14 @@ static clred_status stack_run(clred_ctx *ctx, const clred_dimage *const *frames,
         aligned[o.ref_index]->header = h;
     }
     if (st == CLRED_OK)
-        st = combine_via_host(ctx, (const clred_dimage *const *)aligned, n, &o.copts, out);
+        st = clred_combine_dev(ctx, (const clred_dimage *const *)aligned, n, &o.copts, out);
     if (st == CLRED_OK)
         st = add_history(clred_dimage_header(out->image), &o, src, al);
     for (size_t i = 0; aligned && i < n; i++)
         clred_dimage_free(aligned[i]);
     free(aligned);
     if (st != CLRED_OK)
-        dev_result_free(out);
+        clred_combine_dev_result_free(out);
     if (al == &local)
         clred_alignment_free(&local);
     else if (st != CLRED_OK && al->failed < 0)
@@ -445,7 +346,7 @@ clred_status clred_stack_files(clred_ctx *ctx, const char *const *paths, size_t 
         st = stack_run(ctx, (const clred_dimage *const *)frames, frames, n, opts, src, &d, alignment);
     if (st == CLRED_OK)
         st = download_result(&d, out);
-    dev_result_free(&d);
+    clred_combine_dev_result_free(&d);
     for (size_t i = 0; frames && i < n; i++)
         clred_dimage_free(frames[i]);
     free(frames);
