@@ -1245,6 +1245,101 @@ CLRED_API clred_status clred_psf_measure(const clred_image *img, double bkg, dou
  * background,noise), atomically. */
 CLRED_API clred_status clred_cube_table_write(const char *csv_path, const clred_cube_result *r, int overwrite);
 
+/* ---- a night: clred run */
+
+/* The night recipe (clred_night_run): every raw frame of a night is
+ * classified by its header, masters are built per exposure (darks) and per
+ * filter (flats), each science frame goes up to the device once and is
+ * calibrated, cleaned of cosmic rays and background-subtracted there (the
+ * background map is kept), and the frames of each (object, filter) group are
+ * aligned and stacked. Every product is written atomically beside a
+ * manifest (manifest.json: inputs with sizes and mtimes, outputs, the
+ * parameters, the software version, timings per stage, what was skipped and
+ * why), which a rerun compares against to finish only what is missing.
+ *
+ * Output layout under outdir: masters/bias.fits, masters/dark_<t>s.fits (per
+ * second, from the darks of exposure t), masters/flat_<filter>.fits,
+ * calibrated/<frame>.fits, background/<frame>.fits,
+ * stacks/<object>_<filter>.fits, manifest.json (manifest.shard-<i>-of-<n>.json
+ * for a shard). */
+
+/* How a frame is classified: the first of the keywords present names it. */
+typedef enum {
+    CLRED_FRAME_UNKNOWN = 0,
+    CLRED_FRAME_BIAS,    /* bias, zero */
+    CLRED_FRAME_DARK,    /* dark */
+    CLRED_FRAME_FLAT,    /* flat, flatfield, dome flat, sky flat, twilight flat */
+    CLRED_FRAME_SCIENCE  /* object, science, light */
+} clred_frame_kind;
+
+/* Progress line of a night (the library never prints; the CLI passes one). */
+typedef void (*clred_progress_fn)(void *user, const char *line);
+
+typedef struct {
+    /* Header keywords, comma-separated lists tried in order (as ccdproc's
+     * ImageFileCollection users set them). */
+    const char *type_keys;    /* default "IMAGETYP,OBSTYPE" */
+    const char *exptime_keys; /* default "EXPTIME,EXPOSURE" */
+    const char *filter_keys;  /* default "FILTER,INSFLNAM" (no keyword: filter "none") */
+    const char *object_keys;  /* default "OBJECT" (none: object "field") */
+    clred_calib_opts calib;   /* clred_calib_defaults() */
+    clred_combine_opts bias_combine; /* default: mean */
+    clred_combine_opts dark_combine; /* default: median-centred 3-sigma clipping with a MAD spread */
+    clred_combine_opts flat_combine; /* default: the same, with multiplicative scaling (lamp drifts) */
+    int cosmic;               /* remove cosmic rays from science frames (default 1) */
+    clred_cosmic_opts cosmic_opts; /* clred_cosmic_defaults(), with the calibration's variance as the noise
+                                      model and no saturation level (SATURATED pixels are masked already) */
+    int background;           /* subtract the mesh background and write its map (default 1) */
+    clred_bkg_opts bkg_opts;  /* clred_bkg_defaults() */
+    clred_stack_opts stack;   /* clred_stack_defaults() with additive scaling and clipping as dark_combine */
+    int strict;               /* an unreadable or unclassifiable frame is fatal (default 0: reported, left out) */
+    int overwrite;            /* rebuild every product, ignoring the previous manifest (default 0) */
+    size_t shard_index, shard_count; /* process groups g with g % shard_count == shard_index (default 0 of 1) */
+    int stream;               /* read ahead and write on threads beside the device work (default 1) */
+    size_t read_ahead;        /* frames read ahead (default 2) */
+    clred_progress_fn progress; /* NULL = silent */
+    void *progress_user;
+} clred_night_opts;
+
+CLRED_API clred_night_opts clred_night_defaults(void);
+
+/* One product of the night (or one input left out). */
+typedef struct {
+    char *path;   /* the product's path (or the input's) */
+    char *what;   /* "master bias", "calibrated", "background", "stack", ... (inputs: "unreadable", ...) */
+    int written;  /* 1 written now, 0 skipped */
+    char *reason; /* why it was skipped or left out (NULL when written) */
+} clred_night_item;
+
+/* Stages whose wall time the report and the manifest carry. */
+enum { CLRED_NIGHT_CLASSIFY = 0, CLRED_NIGHT_MASTERS, CLRED_NIGHT_SCIENCE, CLRED_NIGHT_STACKS,
+       CLRED_NIGHT_NSTAGES };
+
+typedef struct {
+    size_t ninputs, nbias, ndark, nflat, nscience; /* frames classified */
+    size_t ngroups, ngroups_here;  /* independent groups, and those of this shard */
+    clred_night_item *products;    /* every product of this shard's groups */
+    size_t nproducts, nwritten, nskipped;
+    clred_night_item *left_out;    /* inputs not used, with the reason (unreadable, unknown type, ...) */
+    size_t nleft_out;
+    double stage_s[CLRED_NIGHT_NSTAGES];
+    double read_s, write_s;        /* host time reading inputs and writing products (on their threads) */
+    double wall_s;
+    clred_timing timing;           /* device work of the run (clred_ctx_timing) */
+    char *manifest;                /* path of the manifest written */
+} clred_night_report;
+
+/* Reduces the night in inputs (raw FITS files) into outdir (created if
+ * needed). opts NULL = defaults; report (may be NULL) is filled even on
+ * failure as far as the run went, and freed with clred_night_report_free.
+ * A frame that cannot be read is left out and named in report->left_out
+ * (CLRED_ERR_INPUT with strict, before anything is written). */
+CLRED_API clred_status clred_night_run(clred_ctx *ctx, const char *const *inputs, size_t n, const char *outdir,
+                                       const clred_night_opts *opts, clred_night_report *report);
+CLRED_API void clred_night_report_free(clred_night_report *r);
+/* The kind of frame a type value names ("Dome Flat" -> FLAT); UNKNOWN if none. */
+CLRED_API clred_frame_kind clred_frame_kind_parse(const char *value);
+
 #ifdef __cplusplus
 }
 #endif

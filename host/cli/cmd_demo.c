@@ -1,5 +1,5 @@
-/* clred demo: simulates a night, reduces it with the public API (master bias,
- * dark and flat, calibration, a sigma-clipped stack) and compares what it
+/* clred demo: simulates a night, reduces it with the night recipe (clred run:
+ * master bias, dark and flat, calibration) and a sigma-clipped stack, and compares what it
  * recovered with the simulator's truth, each number against a tolerance
  * derived from counting statistics. Exit 0 only if every check passes. */
 #include <dirent.h>
@@ -20,7 +20,9 @@
 static void help(void)
 {
     printf("usage: clred demo [--dir DIR] [--seed N] [--size WxH] [--device D] [--json] [--keep]\n\n"
-           "Simulates a raw night (clred simulate), reduces it and compares the result with the\n"
+           "Simulates a raw night (clred simulate), reduces it with the night recipe (clred run,\n"
+           "without cosmic-ray removal and background subtraction; products in DIR/reduced) and\n"
+           "compares the result with the\n"
            "simulation's truth: master bias against the true bias (RMS against readnoise/sqrt(N)),\n"
            "the dark current and hot pixels from the master dark, the master flat against the\n"
            "true flat (RMS against the photon noise of the flats), saturation flags after\n"
@@ -723,40 +725,70 @@ static clred_status check_registration(demo_report *r, clred_ctx *ctx, const clr
     return s;
 }
 
-/* Reduces the night in dir and fills the report. */
-static int reduce(clred_ctx *ctx, const char *dir, const demo_truth *t, demo_report *r, double *single,
-                  double *stack_noise, size_t *nstack, size_t *ncr_tested)
+/* The product of the night recipe of one kind ("master bias", ...), or NULL. */
+static const char *product_of(const clred_night_report *nr, const char *what, const char *name)
 {
-    clred_calib_opts co = clred_calib_defaults();
-    clred_combine_opts plain = clred_combine_defaults();
-    /* Median-centred clipping with a MAD spread: with a plain std a single
-     * cosmic ray among 5 frames can never pass 3 sigma. */
-    clred_combine_opts clipped = clred_combine_defaults();
-    clipped.reject = CLRED_REJECT_SIGCLIP;
-    clipped.spread_mad = 1;
-    clred_combine_opts stack = clipped;
-    stack.scale = CLRED_SCALE_ADDITIVE; /* the sky level changes from frame to frame */
-    clred_combine_opts flats = clipped;
-    flats.scale = CLRED_SCALE_MULTIPLICATIVE; /* the lamp varies by a few % */
+    for (size_t i = 0; i < nr->nproducts; i++) {
+        const char *p = nr->products[i].path, *slash = strrchr(p, '/');
+        if (!strcmp(nr->products[i].what, what) && (!name || !strcmp(slash ? slash + 1 : p, name)))
+            return p;
+    }
+    return NULL;
+}
 
-    demo_masters m;
-    memset(&m, 0, sizeof m);
+static clred_status read_product(const clred_night_report *nr, const char *what, const char *name, clred_image *img)
+{
+    const char *p = product_of(nr, what, name);
+    if (!p) {
+        fprintf(stderr, "clred demo: the night recipe wrote no %s%s%s\n", what, name ? " " : "", name ? name : "");
+        return CLRED_ERR_INPUT;
+    }
+    return clred_image_read(p, 0, img);
+}
+
+/* Reduces the night in dir with the night recipe (clred run) into outdir and
+ * fills the report from its products. Cosmic-ray removal and background
+ * subtraction are off: the checks measure the combine's rejection of cosmic
+ * rays and the calibrated frames' own sky. */
+static int reduce(clred_ctx *ctx, const char *dir, const char *outdir, const demo_truth *t, demo_report *r,
+                  double *single, double *stack_noise, size_t *nstack, size_t *ncr_tested)
+{
+    clred_night_opts no = clred_night_defaults();
+    no.cosmic = 0;
+    no.background = 0;
+    clred_combine_opts stack = no.stack.copts; /* median-centred MAD clipping, additive scaling */
+
     size_t nb, nd, nfl, ns;
     char **pb = frame_paths(dir, t, 0, &nb), **pd = frame_paths(dir, t, 1, &nd), **pf = frame_paths(dir, t, 2, &nfl),
          **ps = frame_paths(dir, t, 3, &ns);
-    clred_status s = CLRED_OK;
+    size_t nall = nb + nd + nfl + ns;
+    const char **all = calloc(nall + 1, sizeof *all);
+    clred_status s = all ? CLRED_OK : CLRED_ERR_MEMORY;
+    for (size_t i = 0, k = 0; all && i < 4; i++) {
+        char **l = i == 0 ? pb : i == 1 ? pd : i == 2 ? pf : ps;
+        size_t m = i == 0 ? nb : i == 1 ? nd : i == 2 ? nfl : ns;
+        for (size_t j = 0; j < m; j++)
+            all[k++] = l[j];
+    }
+    clred_night_report nr;
+    memset(&nr, 0, sizeof nr);
     int rc = EXIT_OK;
-    cli_progress("master bias from %zu frames", nb);
-    s = clred_master_bias(ctx, (const char *const *)pb, nb, &co, &plain, &m.bias);
+    cli_progress("reducing %zu frames with the night recipe into %s", nall, outdir);
+    if (s == CLRED_OK)
+        s = clred_night_run(ctx, all, nall, outdir, &no, &nr);
+    demo_masters m;
+    memset(&m, 0, sizeof m);
+    char dark_name[64];
+    snprintf(dark_name, sizeof dark_name, "dark_%gs.fits", t->dark_exptime);
+    if (s == CLRED_OK)
+        s = read_product(&nr, "master bias", NULL, &m.bias);
     if (s == CLRED_OK) {
         check_bias(r, t, &m.bias);
-        cli_progress("master dark from %zu frames", nd);
-        s = clred_master_dark(ctx, (const char *const *)pd, nd, &m.bias, &co, &clipped, &m.dark);
+        s = read_product(&nr, "master dark", dark_name, &m.dark);
     }
     if (s == CLRED_OK) {
         rc = check_dark(r, ctx, t, &m.dark);
-        cli_progress("master flat from %zu frames", nfl);
-        s = clred_master_flat(ctx, (const char *const *)pf, nfl, &m.bias, &m.dark, &co, &flats, &m.flat);
+        s = read_product(&nr, "master flat", NULL, &m.flat);
     }
     clred_image *raw = calloc(ns ? ns : 1, sizeof *raw), *cal = calloc(ns ? ns : 1, sizeof *cal);
     const demo_frame **fr = calloc(ns ? ns : 1, sizeof *fr);
@@ -764,15 +796,14 @@ static int reduce(clred_ctx *ctx, const char *dir, const demo_truth *t, demo_rep
         s = CLRED_ERR_MEMORY;
     if (s == CLRED_OK) {
         check_flat(r, t, &m.flat);
-        clred_masters masters = {.bias = &m.bias, .dark = &m.dark, .flat = &m.flat};
         for (size_t f = 0, k = 0; f < t->nframes; f++)
             if (t->frames[f].kind == 3)
                 fr[k++] = &t->frames[f];
         for (size_t k = 0; k < ns && s == CLRED_OK; k++) {
-            cli_progress("calibrating %s", ps[k]);
             s = clred_image_read(ps[k], 0, &raw[k]);
+            const char *slash = strrchr(ps[k], '/');
             if (s == CLRED_OK)
-                s = clred_calibrate(ctx, &raw[k], &masters, &co, &cal[k]);
+                s = read_product(&nr, "calibrated", slash ? slash + 1 : ps[k], &cal[k]);
         }
     }
     clred_combine_result res;
@@ -807,6 +838,8 @@ static int reduce(clred_ctx *ctx, const char *dir, const demo_truth *t, demo_rep
     free(raw);
     free(cal);
     free(fr);
+    free(all);
+    clred_night_report_free(&nr);
     clred_combine_result_free(&res);
     clred_image_free(&m.bias);
     clred_image_free(&m.dark);
@@ -816,6 +849,29 @@ static int reduce(clred_ctx *ctx, const char *dir, const demo_truth *t, demo_rep
     free_paths(pf, nfl);
     free_paths(ps, ns);
     return rc;
+}
+
+/* Removes the night recipe's products (outdir/<sub>/<file> and the manifests). */
+static void remove_products(const char *outdir)
+{
+    static const char *subs[] = {"masters", "calibrated", "background", "stacks", ""};
+    char p[4400];
+    for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
+        snprintf(p, sizeof p, "%s/%s", outdir, subs[i]);
+        DIR *d = opendir(p);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            char f[4800];
+            snprintf(f, sizeof f, "%s/%s", p, e->d_name);
+            if (e->d_name[0] != '.' || strstr(e->d_name, ".tmp"))
+                unlink(f);
+        }
+        if (d)
+            closedir(d);
+        if (*subs[i])
+            rmdir(p);
+    }
+    rmdir(outdir);
 }
 
 int cmd_demo(int argc, char **argv)
@@ -868,8 +924,10 @@ int cmd_demo(int argc, char **argv)
     demo_report report = {0};
     double single = NAN, stack = NAN;
     size_t nstack = 0, ncr_tested = 0;
+    char outdir[4200];
+    snprintf(outdir, sizeof outdir, "%s/reduced", dir);
     if (rc == EXIT_OK)
-        rc = reduce(ctx, dir, &t, &report, &single, &stack, &nstack, &ncr_tested);
+        rc = reduce(ctx, dir, outdir, &t, &report, &single, &stack, &nstack, &ncr_tested);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     if (rc == EXIT_OK) {
@@ -878,8 +936,10 @@ int cmd_demo(int argc, char **argv)
             if (!report.items[i].pass)
                 rc = EXIT_BAD_INPUT;
     }
-    if (!a.dir && !a.keep)
+    if (!a.dir && !a.keep) {
+        remove_products(outdir);
         remove_night(dir, &t);
+    }
     truth_free(&t);
     clred_ctx_destroy(ctx);
     return rc;

@@ -19,6 +19,7 @@ static const cli_command commands[] = {
     {"photometry", "exact circular-aperture photometry at given or detected positions", cmd_photometry},
     {"register", "measure shifts by phase correlation and align frames", cmd_register},
     {"cube", "adaptive-optics cube: dark, saturation, flatness, bad pixels, shift-and-add vs plain sum", cmd_cube},
+    {"run", "a night in one command: masters, calibration, cosmic rays, background, stacks", cmd_run},
     {"simulate", "write a simulated raw night with its truth", cmd_simulate},
     {"demo", "simulate a night, reduce it and compare with the truth", cmd_demo},
 };

@@ -1,0 +1,286 @@
+/* The night's streaming: a reader thread reads the next frames into host
+ * images while the device works on the current one, and a writer thread
+ * writes finished products while the device goes on. cfitsio is built
+ * reentrant here (fits_is_reentrant); each thread opens its own fitsfile
+ * handles (clred_image_read / clred_image_write do). When it is not, or
+ * when streaming is off, both run inline on the caller's thread. Their spans
+ * go to the context's trace on lanes "read" and "write". */
+#include <fitsio.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "night_internal.h"
+
+static int can_thread(int threaded) { return threaded && fits_is_reentrant(); }
+
+/* ------------------------------------------------------------- reader */
+
+struct night_reader {
+    clred_ctx *ctx;
+    const char *const *paths;
+    size_t n, ahead, produced, consumed;
+    clred_image *img;
+    clred_status *st;
+    char **msg;
+    int threaded, stop;
+    double read_s;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+};
+
+static void read_one(night_reader *r, size_t i)
+{
+    double t0 = clred_now();
+    clred_status st = clred_image_read(r->paths[i], 0, &r->img[i]);
+    double t1 = clred_now();
+    const char *slash = strrchr(r->paths[i], '/');
+    clred_trace_host(r->ctx, "read", slash ? slash + 1 : r->paths[i], t0, t1);
+    r->st[i] = st;
+    r->msg[i] = st != CLRED_OK ? strdup(clred_last_error()) : NULL;
+    r->read_s += t1 - t0;
+}
+
+static void *reader_main(void *arg)
+{
+    night_reader *r = arg;
+    for (size_t i = 0; i < r->n; i++) {
+        pthread_mutex_lock(&r->lock);
+        while (!r->stop && i >= r->consumed + r->ahead)
+            pthread_cond_wait(&r->changed, &r->lock);
+        int stop = r->stop;
+        pthread_mutex_unlock(&r->lock);
+        if (stop)
+            break;
+        read_one(r, i);
+        pthread_mutex_lock(&r->lock);
+        r->produced = i + 1;
+        pthread_cond_broadcast(&r->changed);
+        pthread_mutex_unlock(&r->lock);
+    }
+    return NULL;
+}
+
+clred_status night_reader_start(clred_ctx *ctx, const char *const *paths, size_t n, size_t ahead, int threaded,
+                                night_reader **out)
+{
+    night_reader *r = calloc(1, sizeof *r);
+    if (!r || !(r->img = calloc(n + 1, sizeof *r->img)) || !(r->st = calloc(n + 1, sizeof *r->st)) ||
+        !(r->msg = calloc(n + 1, sizeof *r->msg))) {
+        if (r) {
+            free(r->img);
+            free(r->st);
+        }
+        free(r);
+        return clred_fail(CLRED_ERR_MEMORY, "night: out of memory for the reader");
+    }
+    r->ctx = ctx;
+    r->paths = paths;
+    r->n = n;
+    r->ahead = ahead ? ahead : 1;
+    r->threaded = can_thread(threaded);
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->changed, NULL);
+    if (r->threaded && pthread_create(&r->thread, NULL, reader_main, r) != 0)
+        r->threaded = 0;
+    *out = r;
+    return CLRED_OK;
+}
+
+clred_status night_reader_next(night_reader *r, clred_image *img)
+{
+    size_t i = r->consumed;
+    if (i >= r->n)
+        return clred_fail(CLRED_ERR_USAGE, "night: read past the last frame");
+    if (r->threaded) {
+        pthread_mutex_lock(&r->lock);
+        while (r->produced <= i)
+            pthread_cond_wait(&r->changed, &r->lock);
+        pthread_mutex_unlock(&r->lock);
+    } else {
+        read_one(r, i);
+    }
+    *img = r->img[i];
+    memset(&r->img[i], 0, sizeof r->img[i]);
+    clred_status st = r->st[i];
+    if (st != CLRED_OK)
+        clred_fail(st, "%s", r->msg[i] ? r->msg[i] : "read failed");
+    pthread_mutex_lock(&r->lock);
+    r->consumed = i + 1;
+    pthread_cond_broadcast(&r->changed);
+    pthread_mutex_unlock(&r->lock);
+    return st;
+}
+
+void night_reader_finish(night_reader *r, double *read_s)
+{
+    if (!r)
+        return;
+    if (r->threaded) {
+        pthread_mutex_lock(&r->lock);
+        r->stop = 1;
+        pthread_cond_broadcast(&r->changed);
+        pthread_mutex_unlock(&r->lock);
+        pthread_join(r->thread, NULL);
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        clred_image_free(&r->img[i]);
+        free(r->msg[i]);
+    }
+    if (read_s)
+        *read_s += r->read_s;
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->changed);
+    free(r->img);
+    free(r->st);
+    free(r->msg);
+    free(r);
+}
+
+/* ------------------------------------------------------------- writer */
+
+typedef struct write_job {
+    char *path;
+    clred_image *img;
+    int take;
+    size_t index;
+    struct write_job *next;
+} write_job;
+
+struct night_writer {
+    clred_ctx *ctx;
+    night_written_fn done;
+    void *user;
+    write_job *head, *tail;
+    size_t pending;
+    int threaded, stop;
+    double write_s;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+};
+
+static void write_one(night_writer *w, write_job *j)
+{
+    double t0 = clred_now();
+    clred_status st = clred_image_write(j->path, j->img, 1);
+    double t1 = clred_now();
+    const char *slash = strrchr(j->path, '/');
+    clred_trace_host(w->ctx, "write", slash ? slash + 1 : j->path, t0, t1);
+    w->write_s += t1 - t0;
+    w->done(w->user, j->index, st, st != CLRED_OK ? clred_last_error() : NULL);
+    if (j->take) {
+        clred_image_free(j->img);
+        free(j->img);
+    }
+    free(j->path);
+    free(j);
+}
+
+static void *writer_main(void *arg)
+{
+    night_writer *w = arg;
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        while (!w->head && !w->stop)
+            pthread_cond_wait(&w->changed, &w->lock);
+        write_job *j = w->head;
+        if (!j) {
+            pthread_mutex_unlock(&w->lock);
+            return NULL;
+        }
+        w->head = j->next;
+        if (!w->head)
+            w->tail = NULL;
+        pthread_mutex_unlock(&w->lock);
+        write_one(w, j);
+        pthread_mutex_lock(&w->lock);
+        w->pending--;
+        pthread_cond_broadcast(&w->changed);
+        pthread_mutex_unlock(&w->lock);
+    }
+}
+
+clred_status night_writer_start(clred_ctx *ctx, int threaded, night_written_fn done, void *user, night_writer **out)
+{
+    night_writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return clred_fail(CLRED_ERR_MEMORY, "night: out of memory for the writer");
+    w->ctx = ctx;
+    w->done = done;
+    w->user = user;
+    w->threaded = can_thread(threaded);
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->changed, NULL);
+    if (w->threaded && pthread_create(&w->thread, NULL, writer_main, w) != 0)
+        w->threaded = 0;
+    *out = w;
+    return CLRED_OK;
+}
+
+clred_status night_writer_put(night_writer *w, const char *path, clred_image *img, int take, size_t index)
+{
+    write_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->path = strdup(path))) {
+        free(j);
+        return clred_fail(CLRED_ERR_MEMORY, "%s: out of memory queueing the write", path);
+    }
+    j->index = index;
+    j->take = take;
+    j->img = img;
+    if (take) {
+        /* The writer owns a copy of the struct; the caller's is emptied. */
+        j->img = malloc(sizeof *j->img);
+        if (!j->img) {
+            free(j->path);
+            free(j);
+            return clred_fail(CLRED_ERR_MEMORY, "%s: out of memory queueing the write", path);
+        }
+        *j->img = *img;
+        memset(img, 0, sizeof *img);
+    }
+    if (!w->threaded) {
+        write_one(w, j);
+        return CLRED_OK;
+    }
+    pthread_mutex_lock(&w->lock);
+    if (w->tail)
+        w->tail->next = j;
+    else
+        w->head = j;
+    w->tail = j;
+    w->pending++;
+    pthread_cond_broadcast(&w->changed);
+    pthread_mutex_unlock(&w->lock);
+    return CLRED_OK;
+}
+
+void night_writer_drain(night_writer *w)
+{
+    if (!w || !w->threaded)
+        return;
+    pthread_mutex_lock(&w->lock);
+    while (w->pending)
+        pthread_cond_wait(&w->changed, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+}
+
+void night_writer_finish(night_writer *w, double *write_s)
+{
+    if (!w)
+        return;
+    if (w->threaded) {
+        night_writer_drain(w);
+        pthread_mutex_lock(&w->lock);
+        w->stop = 1;
+        pthread_cond_broadcast(&w->changed);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->thread, NULL);
+    }
+    if (write_s)
+        *write_s += w->write_s;
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->changed);
+    free(w);
+}
