@@ -41,6 +41,7 @@ struct clred_ctx {
     cl_device_id device;
     cl_context context;
     cl_command_queue queue;
+    cl_command_queue xfer_queue; /* uploads that overlap the kernels on queue (made on first use) */
     int owns_cl;           /* 0 when made from the caller's OpenCL objects (clred_cl.h): retained, not created */
     clred_device_info info;
     int unified_memory;    /* the device works in host memory (CPU, integrated GPU): host-backed buffers, no copies */
@@ -176,7 +177,13 @@ clred_status clred_run_tiled(clred_ctx *ctx, cl_kernel k, const char *name, cl_u
 /* Rounds n up to a multiple of m. */
 static inline size_t clred_round_up(size_t n, size_t m) { return m ? (n + m - 1) / m * m : n; }
 
-/* Waits for everything enqueued on the context's queue and collects its timing. */
+/* Uploads host to buf on the transfer queue, without waiting, so that it
+ * overlaps the kernels already on the main queue; commands enqueued on the
+ * main queue after this call wait for it. Takes ownership of host: release
+ * (e.g. free) is called on it once the copy is done, from a driver thread. */
+clred_status clred_upload_owned(clred_ctx *ctx, cl_mem buf, size_t bytes, void *host, void (*release)(void *));
+
+/* Waits for everything enqueued on the context's queues and collects its timing. */
 clred_status clred_sync(clred_ctx *ctx);
 
 /* ---- events, timing and the trace (events.c) */
@@ -188,6 +195,10 @@ typedef enum { CLRED_EV_KERNEL = 0, CLRED_EV_UPLOAD, CLRED_EV_DOWNLOAD, CLRED_EV
  * finished. Never fails; with too many pending it waits for the queue. */
 void clred_event_track(clred_ctx *ctx, cl_event ev, clred_event_kind kind, const char *name, size_t bytes,
                        double t_enqueue);
+/* The same for a command on the transfer queue, which the main queue's
+ * order does not cover: it is collected once its own status says done. */
+void clred_event_track_async(clred_ctx *ctx, cl_event ev, clred_event_kind kind, const char *name, size_t bytes,
+                             double t_enqueue);
 /* Reads the times of the finished pending events (all of them after a
  * clFinish), adds them to the timing and the trace, releases them. */
 void clred_events_collect(clred_ctx *ctx, int all_finished);

@@ -805,15 +805,28 @@ typedef struct {
     double saturation;      /* ADU, default 60000 (the 16-bit files also stop at 65535) */
     double cosmic_rate;     /* cosmic-ray events per pixel per second of exposure, default 2e-6
                                (about 63 in a 120 s 512x512 frame) */
+    const char *filters;    /* comma-separated filter names, e.g. "g,r,i" (1 to CLRED_SIM_MAX_FILTERS of
+                               letters, digits, '-', '.', up to 15 characters); NULL or "" = "R", the default.
+                               nflat, nscience, nshort and nepoch2 count frames PER FILTER; each filter has
+                               its own flat field (vignetting, tilt, dust) and sky level; stars are grey */
+    int nshort;             /* science frames per filter at short_exptime, after the long ones, default 0 */
+    double short_exptime;   /* s, default 10 */
 } clred_sim_opts;
+
+#define CLRED_SIM_MAX_FILTERS 8
 
 CLRED_API clred_sim_opts clred_sim_defaults(void);
 
 /* Writes a raw night into outdir (created if needed): bias_NNN.fits,
  * dark_NNN.fits, flat_NNN.fits, sci_NNN.fits, epoch2_NNN.fits (NNN from 001;
- * uint16 FITS with EXPTIME, IMAGETYP, FILTER, GAIN, RDNOISE, SATURATE,
- * DATE-OBS, and SIMDX/SIMDY/SIMFWHM on science frames), and truth.json with
- * truth_flat.fits (normalised to mean 1), truth_bias.fits (ADU) and
+ * with several filters flat_F_NNN.fits, sci_F_NNN.fits, epoch2_F_NNN.fits for
+ * filter F, short exposures numbered after the long ones), as uint16 FITS with
+ * the keywords a pipeline classifies by: IMAGETYP (BIAS, DARK, FLAT, OBJECT),
+ * EXPTIME, FILTER (NONE on bias and dark), OBJECT, DATE-OBS, GAIN, RDNOISE,
+ * SATURATE, and SIMDX/SIMDY/SIMFWHM/SIMSKY on science frames. truth.json has
+ * per frame its file, kind, filter, imagetyp, exptime and (science) dx, dy;
+ * truth_flat.fits is the first filter's flat (normalised to mean 1; with
+ * several filters also truth_flat_F.fits each), truth_bias.fits (ADU) and
  * truth_dark.fits (e-/s). The same options and seed give identical bytes.
  * Everything is written into a staging directory and moved into place at the
  * end, so a failure leaves nothing behind; an outdir that is not empty needs
@@ -1092,12 +1105,18 @@ CLRED_API void clred_alignment_free(clred_alignment *a);
 
 /* Registers the frames onto the reference, resamples them onto the grid and
  * combines them (opts NULL = defaults); the output header is the
- * reference's with HISTORY for each step. alignment may be NULL. On a
- * registration failure, alignment->failed names the frame. */
+ * reference's (frame 0's for the median) with the combine's NCOMBINE and
+ * HISTORY, one HISTORY card per frame with its shift or star match and one
+ * with the settings and the grid. Frames must share one shape. alignment may
+ * be NULL; the caller frees a filled one with clred_alignment_free. On a
+ * registration failure the message and alignment->failed name the frame
+ * (phase correlation always gives a shift: judge it by its psr). */
 CLRED_API clred_status clred_stack_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t n,
                                        const clred_stack_opts *opts, clred_combine_dev_result *out,
                                        clred_alignment *alignment);
-/* The same from files (2-D images or frames of cubes), each read once onto the device. */
+/* The same from files (2-D images or frames of cubes; frames are numbered
+ * over all inputs), each read once onto the device and freed once resampled;
+ * messages and HISTORY name the file and frame. */
 CLRED_API clred_status clred_stack_files(clred_ctx *ctx, const char *const *paths, size_t npaths,
                                          const clred_stack_opts *opts, clred_combine_result *out,
                                          clred_alignment *alignment);

@@ -1,15 +1,11 @@
 /* Mesh background (SExtractor / SEP style): per-box clipped statistics and
  * the bicubic-spline interpolation of the mesh to full resolution. */
 
-/* Float <-> unsigned key whose unsigned order is the float order (positive
- * floats get the sign bit set, negative ones have every bit flipped). */
-inline uint float_key(const float v)
-{
-    const uint u = as_uint(v);
-    return u ^ ((u >> 31) ? 0xffffffffu : 0x80000000u);
-}
+#include "lib_sort.cl"
 
-inline float key_float(const uint k) { return as_float(k ^ ((k >> 31) ? 0x80000000u : 0xffffffffu)); }
+/* Box values are sorted as clred_float_key keys (lib_sort.cl). */
+#define float_key clred_float_key
+#define key_float clred_key_float
 
 /* LSD radix sort of the keys in a[0..n) with tmp[0..n) as the other buffer,
  * one byte per pass. hist holds the four byte histograms, counted while the

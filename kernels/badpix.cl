@@ -1,6 +1,8 @@
 /* Bad-pixel maps (hot, cold, saturated, bleed trails) and the infill of
  * masked pixels. The local median comes from kernels/cosmic.cl. */
 
+#include "lib_sort.cl"
+
 /* BAD where the residual from the local median leaves [-cold, +hot] (or the
  * value is not finite), SATURATED at or above the saturation level (<= 0:
  * none). counts: hot, cold, saturated. */
@@ -80,16 +82,10 @@ kernel void infill_median(global const float *img, global const ushort *mask, gl
                 const int xx = x + dx, yy = y + dy;
                 if (xx < 0 || yy < 0 || xx >= w || yy >= h || !infill_usable(img, mask, yy * w + xx, bits))
                     continue;
-                const float val = img[yy * w + xx];
-                int k = n++;
-                while (k > 0 && v[k - 1] > val) {
-                    v[k] = v[k - 1];
-                    k--;
-                }
-                v[k] = val;
+                clred_insert_sorted(v, n++, img[yy * w + xx]);
             }
         if (n > 0) {
-            out[i] = (n & 1) ? v[n / 2] : 0.5f * (v[n / 2 - 1] + v[n / 2]);
+            out[i] = clred_median_sorted(v, n);
             mask_out[i] = mask[i] | CLRED_MASK_INTERPOLATED;
             atomic_inc(filled);
             return;
@@ -171,14 +167,8 @@ kernel void badpix_local_median(global const float *img, global float *med, cons
             if (xx < 0 || yy < 0 || xx >= w || yy >= h)
                 continue;
             const float val = img[yy * w + xx];
-            if (!isfinite(val))
-                continue;
-            int k = n++;
-            while (k > 0 && v[k - 1] > val) {
-                v[k] = v[k - 1];
-                k--;
-            }
-            v[k] = val;
+            if (isfinite(val))
+                clred_insert_sorted(v, n++, val);
         }
-    med[y * w + x] = n == 0 ? NAN : (n & 1) ? v[n / 2] : 0.5f * (v[n / 2 - 1] + v[n / 2]);
+    med[y * w + x] = n == 0 ? NAN : clred_median_sorted(v, n);
 }

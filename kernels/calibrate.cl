@@ -5,6 +5,8 @@
  * arithmetic, then overscan, bias, dark * t and flat are applied and the
  * variance is propagated, so no intermediate frame ever exists. */
 
+#include "lib_sort.cl"
+
 /* Which optional inputs the fused kernel has; the host (host/calibrate.h)
  * uses the same values. Flags rather than -D variants: one compiled program
  * serves every combination of masters. */
@@ -40,13 +42,7 @@ kernel void overscan_row_median(global const float *raw, const uint raw_width, c
         float a = row[x];
         if (!isfinite(a))
             continue;
-        /* insertion sort as the values arrive */
-        uint j = n++;
-        while (j > 0 && v[j - 1] > a) {
-            v[j] = v[j - 1];
-            j--;
-        }
-        v[j] = a;
+        clred_insert_sorted(v, (int)n++, a);
     }
     float m = NAN;
     if (n > 0)

@@ -12,6 +12,8 @@
  * Borders: like astroscrappy, a filter of half-width r copies its input in
  * the r-pixel border, where the window would leave the image. */
 
+#include "lib_sort.cl"
+
 #define CE(v, a, b)                   \
     {                                 \
         const float lo_ = fmin(v[a], v[b]); \
@@ -276,14 +278,8 @@ kernel void clean_medmask(global float *a, global const uchar *flag, global cons
             const int j = yy * w + xx;
             if (flag[j] || bad[j])
                 continue;
-            /* insertion keeps v[0..n) sorted; only flagged pixels pay for it */
-            const float val = a[j];
-            int k = n++;
-            while (k > 0 && v[k - 1] > val) {
-                v[k] = v[k - 1];
-                k--;
-            }
-            v[k] = val;
+            /* kept sorted as they come; only flagged pixels pay for it */
+            clred_insert_sorted(v, n++, a[j]);
         }
     a[y * w + x] = n == 0 ? fill : v[(n - 1) / 2];
 }

@@ -10,6 +10,8 @@
  * Every kernel walks the region with a grid-stride loop (no barrier inside it);
  * the host sizes work-groups from CL_KERNEL_WORK_GROUP_SIZE and local memory. */
 
+#include "lib_sort.cl"
+
 /* Pixel i of a region rw pixels wide starting at (x0, y0), in an image of the given width. */
 inline size_t stats_pixel(uint i, uint rw, uint x0, uint y0, uint width)
 {
@@ -29,12 +31,7 @@ inline float stats_kept(global const float *sci, global const ushort *mask, usho
 
 /* Order-preserving key of a float, in the top 32 bits. -0 sorts just below +0,
  * which only decides which of two equal values is picked. */
-inline ulong stats_float_key(float v)
-{
-    uint u = as_uint(v);
-    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-    return (ulong)u << 32;
-}
+inline ulong stats_float_key(float v) { return (ulong)clred_float_key(v) << 32; }
 
 /* Key of |v - centre|, computed in acc_t exactly as the host reference does, so
  * the selected deviation is bit-identical to it where acc_t is double. */

@@ -49,6 +49,22 @@ else fail "sci_001.fits is not BITPIX 16 with BZERO 32768"; fi
 has "science frames carry the true dither" "$TMP/night/sci_001.fits" "SIMDX   ="
 ls -A "$TMP" | grep -q "clred-sim" && fail "a staging directory was left in $TMP" || pass "no staging directory left"
 
+run "simulate several filters and short exposures" 0 simulate -o "$TMP/multi" "${SMALL[@]}" --filters g,r \
+    --nshort 1 --short-exptime 15 --json
+json_ok "multi-filter JSON summary" "$TMP/out" \
+    "d['nframes'] == 2 + 2 + 2 * (2 + 3 + 1) and d['nfilters'] == 2 and d['frames']['science'] == 6"
+for f in flat_g_001 flat_r_002 sci_g_003 sci_r_001 epoch2_r_001 truth_flat_g truth_flat_r bias_001; do
+    if [ -s "$TMP/multi/$f.fits" ]; then pass "wrote $f.fits"; else fail "missing $f.fits"; fi
+done
+has "a short exposure says so" "$TMP/multi/sci_r_003.fits" "EXPTIME =                  15."
+has "FILTER names the filter" "$TMP/multi/sci_r_003.fits" "FILTER  = 'r       '"
+json_ok "truth.json: kind, filter and dither per frame" "$TMP/multi/truth.json" \
+    "[f['filter'] for f in d['frames'] if f['file'] == 'sci_r_002.fits'] == ['r'] and
+     all('dx' in f for f in d['frames'] if f['kind'] == 'science') and
+     [f['name'] for f in d['filters']] == ['g', 'r']"
+run "a bad filter list" 2 simulate -o "$TMP/bad" "${SMALL[@]}" --filters g,g
+absent "nothing written for a bad filter list" "$TMP/bad"
+
 run "same seed again" 0 simulate -o "$TMP/night2" "${SMALL[@]}"
 same=1
 for f in "$TMP"/night/*; do cmp -s "$f" "$TMP/night2/$(basename "$f")" || same=0; done

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "internal.h"
@@ -180,6 +181,44 @@ static void interop(clred_ctx *ctx)
     free(data);
 }
 
+static int released;
+static void release_counted(void *p)
+{
+    free(p);
+    __atomic_add_fetch(&released, 1, __ATOMIC_SEQ_CST);
+}
+
+/* An upload on the transfer queue is ordered before what the main queue does
+ * next, and its host memory is released once copied. */
+static void owned_upload(clred_ctx *ctx)
+{
+    size_t n = 1 << 16;
+    clred_dimage *d = NULL;
+    CHECK_OK(clred_dimage_create(ctx, n, 1, 0, 0, &d));
+    for (int round = 0; round < 3; round++) {
+        float *host = malloc(n * sizeof *host);
+        for (size_t i = 0; i < n; i++)
+            host[i] = (float)(i * (round + 1));
+        CHECK_OK(clred_upload_owned(ctx, clred_dimage_sci(d), n * sizeof(float), host, release_counted));
+        /* a main-queue copy right after must see the new values */
+        clred_dimage *c = NULL;
+        CHECK_OK(clred_dimage_copy(d, &c));
+        clred_image back;
+        CHECK_OK(clred_dimage_download(c, &back));
+        CHECK(back.sci[12345] == (float)(12345 * (round + 1)) && back.sci[n - 1] == (float)((n - 1) * (round + 1)));
+        clred_image_free(&back);
+        clred_dimage_free(c);
+    }
+    CHECK_OK(clred_sync(ctx));
+    /* callbacks may run just after the queue reports completion */
+    for (int wait = 0; wait < 1000 && __atomic_load_n(&released, __ATOMIC_SEQ_CST) < 3; wait++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    CHECK(__atomic_load_n(&released, __ATOMIC_SEQ_CST) == 3);
+    clred_dimage_free(d);
+}
+
 static void trace(clred_ctx *ctx, const char *dir)
 {
     CHECK_OK(clred_ctx_trace_start(ctx));
@@ -221,6 +260,7 @@ int main(void)
     round_trips(ctx, dir);
     budget_and_pool(ctx);
     interop(ctx);
+    owned_upload(ctx);
     trace(ctx, dir);
     clred_ctx_destroy(ctx);
     /* the other path: copies instead of host arrays used in place */

@@ -524,7 +524,7 @@ static double *photons(const clred_sim_truth *t, const char *dir, const clred_si
 {
     double *d = read_pixels(dir, f->name, t, NULL);
     for (size_t i = 0; d && i < t->width * t->height; i++)
-        d[i] = ((d[i] - t->bias[i]) * t->opts.gain - t->dark[i] * f->exptime) / t->flat[i];
+        d[i] = ((d[i] - t->bias[i]) * t->opts.gain - t->dark[i] * f->exptime) / clred_sim_flat_of(t, f)[i];
     return d;
 }
 
@@ -711,6 +711,212 @@ static void test_transients(const clred_sim_truth *t, const char *dir)
     }
 }
 
+/* ------------------------------------------------- a multi-filter night */
+
+/* Chi statistics of a flat frame against lamp * its filter's flat (Poisson
+ * and read noise): mean 0 and variance 1 to 5 sigma of counting noise. */
+static void check_flat_frame(const clred_sim_truth *t, const char *dir, const clred_sim_frame *f)
+{
+    size_t w = t->width, n = w * t->height;
+    const double *flat = clred_sim_flat_of(t, f);
+    double *d = read_pixels(dir, f->name, t, NULL);
+    if (!d)
+        return;
+    double g = t->opts.gain, var_adu = adu_noise_var(t), chi = 0, chi2 = 0;
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (is_cr_pixel(f, i % w, i / w))
+            continue;
+        double want = f->lamp * flat[i] + t->dark[i] * f->exptime;
+        double c = ((d[i] - t->bias[i]) * g - want) / sqrt(want + var_adu * g * g);
+        chi += c;
+        chi2 += c * c;
+        used++;
+    }
+    CHECK_MSG(fabs(chi / (double)used) < 5 / sqrt((double)used), "%s: mean chi %g against its filter's flat",
+              f->name, chi / (double)used);
+    CHECK_NEAR(chi2 / (double)used, 1.0, 5 * sqrt(2.0 / (double)used));
+    free(d);
+}
+
+/* Corner-to-centre ratio of a flat over 5x5 boxes. */
+static double corner_ratio(const clred_sim_truth *t, const double *flat)
+{
+    size_t w = t->width, h = t->height;
+    double centre = 0, corner = 0;
+    for (int j = -2; j <= 2; j++)
+        for (int i = -2; i <= 2; i++) {
+            centre += flat[(size_t)((long)(h / 2) + j) * w + (size_t)((long)(w / 2) + i)];
+            corner += flat[(size_t)(2 + j) * w + (size_t)(2 + i)];
+        }
+    return corner / centre;
+}
+
+/* Several filters, flats per filter, short and long science exposures: file
+ * names, the classification keywords, truth.json's per-frame kind, filter and
+ * dither, each filter's flat in its flat frames, and the first filter's
+ * frames equal to the single-filter night's. */
+static void test_filters_night(void)
+{
+    char d[4096], one[4096];
+    path_in(d, sizeof d, root, "night_filters");
+    path_in(one, sizeof one, root, "night_one_filter");
+    remove_tree(d);
+    remove_tree(one);
+    clred_sim_opts o = small_opts(777);
+    o.nbias = 2;
+    o.ndark = 1;
+    o.nflat = 2;
+    o.nscience = 2;
+    o.nshort = 1;
+    o.short_exptime = 20;
+    o.nepoch2 = 1;
+    o.filters = "g,r";
+    clred_sim_truth t;
+    CHECK_OK(clred_sim_truth_build(&o, &t));
+    CHECK_OK(clred_simulate(&o, d, 0));
+    CHECK(t.nfilters == 2 && !strcmp(t.filter_names[0], "g") && !strcmp(t.filter_names[1], "r"));
+    CHECK(t.nframes == 2 + 1 + 2 * (2 + 3 + 1));
+
+    /* Names, headers and the truth agree frame by frame. */
+    int nshort = 0, per_filter[2] = {0, 0};
+    for (size_t i = 0; i < t.nframes; i++) {
+        const clred_sim_frame *f = &t.frames[i];
+        int calib = f->kind == CLRED_SIM_BIAS || f->kind == CLRED_SIM_DARK;
+        const char *filter = calib ? "NONE" : t.filter_names[f->filter];
+        char want_name[64];
+        if (calib)
+            snprintf(want_name, sizeof want_name, "%s_%03d.fits", f->kind == CLRED_SIM_BIAS ? "bias" : "dark",
+                     f->number);
+        else
+            snprintf(want_name, sizeof want_name, "%s_%s_%03d.fits",
+                     f->kind == CLRED_SIM_FLAT ? "flat" : f->kind == CLRED_SIM_SCIENCE ? "sci" : "epoch2", filter,
+                     f->number);
+        CHECK_MSG(!strcmp(f->name, want_name), "frame %zu is %s, expected %s", i, f->name, want_name);
+        clred_header *h = NULL;
+        free(read_pixels(d, f->name, &t, &h));
+        char s[80];
+        double v;
+        CHECK(clred_header_get_string(h, "FILTER", s, sizeof s) && !strcmp(s, filter));
+        CHECK(clred_header_get_string(h, "IMAGETYP", s, sizeof s) && !strcmp(s, clred_sim_imagetyp(f->kind)));
+        CHECK(clred_header_get_string(h, "OBJECT", s, sizeof s));
+        CHECK(clred_header_get_double(h, "EXPTIME", &v) && v == f->exptime);
+        CHECK(clred_header_get_string(h, "DATE-OBS", s, sizeof s) && !strcmp(s, f->date_obs));
+        CHECK(clred_header_get_double(h, "GAIN", &v) && v == o.gain);
+        CHECK(clred_header_get_double(h, "RDNOISE", &v) && v == o.readnoise);
+        clred_header_free(h);
+        if (f->kind == CLRED_SIM_SCIENCE) {
+            nshort += f->exptime == o.short_exptime;
+            CHECK(f->exptime == (f->number <= o.nscience ? o.science_exptime : o.short_exptime));
+            per_filter[f->filter]++;
+        }
+    }
+    CHECK(nshort == 2 && per_filter[0] == 3 && per_filter[1] == 3);
+    /* Exposures start after the previous one ended. */
+    for (size_t i = 1; i < t.nframes; i++)
+        if (t.frames[i].kind == t.frames[i - 1].kind && t.frames[i].kind >= CLRED_SIM_SCIENCE)
+            CHECK_MSG(strcmp(t.frames[i].date_obs, t.frames[i - 1].date_obs) > 0, "%s starts at %s, before %s",
+                      t.frames[i].name, t.frames[i].date_obs, t.frames[i - 1].name);
+
+    char p[4096], err[256];
+    path_in(p, sizeof p, d, "truth.json");
+    clred_json *j = clred_json_parse_file(p, err, sizeof err);
+    CHECK_MSG(j != NULL, "truth.json: %s", err);
+    const clred_json *frames = j ? clred_json_get(j, "frames") : NULL;
+    CHECK(frames && frames->count == t.nframes);
+    for (size_t i = 0; frames && i < frames->count; i++) {
+        const clred_sim_frame *f = &t.frames[i];
+        const clred_json *jf = clred_json_at(frames, i);
+        CHECK(!strcmp(clred_json_str(clred_json_get(jf, "file")), f->name));
+        CHECK(!strcmp(clred_json_str(clred_json_get(jf, "kind")), clred_sim_kind_name(f->kind)));
+        CHECK(!strcmp(clred_json_str(clred_json_get(jf, "filter")),
+                      f->kind <= CLRED_SIM_DARK ? "NONE" : t.filter_names[f->filter]));
+        CHECK(clred_json_num(clred_json_get(jf, "exptime"), -1) == f->exptime);
+        if (f->kind >= CLRED_SIM_SCIENCE) {
+            CHECK_NEAR(clred_json_num(clred_json_get(jf, "dx"), NAN), f->dx, 1e-9);
+            CHECK_NEAR(clred_json_num(clred_json_get(jf, "dy"), NAN), f->dy, 1e-9);
+        }
+    }
+    const clred_json *filters = j ? clred_json_get(j, "filters") : NULL;
+    CHECK(filters && filters->count == 2);
+    if (filters && filters->count == 2)
+        CHECK(!strcmp(clred_json_str(clred_json_get(clred_json_at(filters, 1), "flat_file")), "truth_flat_r.fits"));
+    clred_json_free(j);
+
+    /* Each filter has its own flat: written, of mean 1, and different in
+     * shape (vignetting to 60% and to 68% in the corners, and a tilt). */
+    size_t n = t.width * t.height;
+    const char *flat_files[] = {"truth_flat_g.fits", "truth_flat_r.fits"};
+    for (int k = 0; k < 2; k++) {
+        double *f = read_pixels(d, flat_files[k], &t, NULL);
+        double worst = 0, mean = 0;
+        for (size_t i = 0; f && i < n; i++) {
+            worst = fmax(worst, fabs(f[i] - t.flat[(size_t)k * n + i]));
+            mean += t.flat[(size_t)k * n + i] / (double)n;
+        }
+        CHECK_MSG(f && worst < 1.2e-7 * 2, "%s differs from the truth by %g", flat_files[k], worst);
+        CHECK_NEAR(mean, 1.0, 1e-12);
+        free(f);
+    }
+    double rg = corner_ratio(&t, t.flat), rr = corner_ratio(&t, t.flat + n);
+    CHECK_MSG(fabs(rg - rr) > 0.03, "the filters' flats have the same corner fall-off (%g, %g)", rg, rr);
+    for (size_t i = 0; i < t.nframes; i++)
+        if (t.frames[i].kind == CLRED_SIM_FLAT)
+            check_flat_frame(&t, d, &t.frames[i]);
+
+    /* The first filter's frames are the single-filter night's (same
+     * dithers, seeing, noise), only named without the filter. */
+    clred_sim_opts o1 = o;
+    o1.filters = "g";
+    clred_sim_truth t1;
+    CHECK_OK(clred_sim_truth_build(&o1, &t1));
+    CHECK_OK(clred_simulate(&o1, one, 0));
+    size_t matched = 0;
+    for (size_t i = 0; i < t1.nframes; i++) {
+        const clred_sim_frame *f1 = &t1.frames[i];
+        for (size_t k = 0; k < t.nframes; k++) {
+            const clred_sim_frame *f = &t.frames[k];
+            if (f->kind != f1->kind || f->index != f1->index || f->filter != 0)
+                continue;
+            CHECK(f->dx == f1->dx && f->dy == f1->dy && f->exptime == f1->exptime &&
+                  !strcmp(f->date_obs, f1->date_obs));
+            double *a = read_pixels(d, f->name, &t, NULL), *b = read_pixels(one, f1->name, &t1, NULL);
+            int same = a && b && !memcmp(a, b, n * sizeof *a);
+            CHECK_MSG(same, "%s of the g,r night differs from %s of the g night", f->name, f1->name);
+            matched++;
+            free(a);
+            free(b);
+        }
+    }
+    CHECK(matched == t1.nframes);
+
+    /* Bad filter lists are usage errors naming the list. */
+    const char *bad[] = {"g,,r", "g,g", "a/b", "1,2,3,4,5,6,7,8,9", "abcdefghijklmnopq"};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        clred_sim_opts ob = o;
+        ob.filters = bad[k];
+        CHECK(clred_simulate(&ob, d, 1) == CLRED_ERR_USAGE);
+        CHECK(strstr(clred_last_error(), "filters") != NULL);
+    }
+    clred_sim_opts ob = o;
+    ob.nshort = -1;
+    CHECK(clred_simulate(&ob, d, 1) == CLRED_ERR_USAGE);
+
+    /* Overwriting with one filter removes the other filter's files. */
+    CHECK_OK(clred_simulate(&o1, d, 1));
+    path_in(p, sizeof p, d, "sci_r_001.fits");
+    CHECK_MSG(access(p, F_OK) != 0, "a stale frame of the g,r night survived overwriting");
+    path_in(p, sizeof p, d, "truth_flat_r.fits");
+    CHECK(access(p, F_OK) != 0);
+    path_in(p, sizeof p, d, "sci_001.fits");
+    CHECK(access(p, F_OK) == 0);
+
+    clred_sim_truth_free(&t);
+    clred_sim_truth_free(&t1);
+    remove_tree(d);
+    remove_tree(one);
+}
+
 /* The default night (512x512, 27 frames) must take seconds. */
 static void test_default_speed(void)
 {
@@ -750,6 +956,7 @@ int main(void)
     test_saturation(&t, a);
     test_cosmic_rays(&t, a);
     test_transients(&t, a);
+    test_filters_night();
     test_default_speed();
 
     clred_sim_truth_free(&t);

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "combine_align.h"
+#include "cli.h"
 
 static void help(void)
 {
@@ -105,7 +105,7 @@ enum {
 };
 
 static void print_json(const char *output, const clred_combine_result *r, const char *method, const char *reject,
-                       const char *scale, double elapsed, const clred_ctx *ctx, const combine_alignment *al)
+                       const char *scale, double elapsed, const clred_ctx *ctx, const clred_alignment *al)
 {
     double ncombine = 0;
     clred_header_get_double(r->image.header, "NCOMBINE", &ncombine);
@@ -176,8 +176,8 @@ int cmd_combine(int argc, char **argv)
     static const char *const models[] = {"similarity", "affine"};
     int json = 0, overwrite = 0, align = 0, c, choice;
     const char *align_only = NULL; /* an alignment option, refused without --align */
-    combine_align_opts ao = {0, 0, CLRED_GRID_REFERENCE, clred_phasecorr_defaults(), clred_match_defaults(),
-                             clred_resample_defaults()};
+    clred_stack_opts so = clred_stack_defaults();
+    int by_stars = 0;
     double *weights = NULL;
     size_t nweights = 0;
     double sigma;
@@ -223,30 +223,30 @@ int cmd_combine(int argc, char **argv)
         case OPT_ALIGN: align = 1; break;
         case OPT_ALIGN_BY:
             align_only = "--align-by";
-            ok = cli_parse_choice(cmd, "--align-by", optarg, aligners, 2, &ao.by_stars);
+            ok = cli_parse_choice(cmd, "--align-by", optarg, aligners, 2, &by_stars);
             break;
         case OPT_MODEL:
             align_only = "--model";
             if ((ok = cli_parse_choice(cmd, "--model", optarg, models, 2, &choice)))
-                ao.mopts.model = (clred_match_model)choice;
+                so.mopts.model = (clred_match_model)choice;
             break;
         case OPT_REF:
             align_only = "--ref";
-            ok = cli_parse_ref(cmd, optarg, &ao.ref_index);
+            ok = cli_parse_ref(cmd, optarg, &so.ref_index);
             break;
         case OPT_GRID:
             align_only = "--grid";
             if ((ok = cli_parse_choice(cmd, "--grid", optarg, grids, 2, &choice)))
-                ao.grid = (clred_grid)choice;
+                so.grid = (clred_grid)choice;
             break;
         case OPT_INTERP:
             align_only = "--interp";
-            ok = cli_parse_interp(cmd, optarg, &ao.ropts.interp);
+            ok = cli_parse_interp(cmd, optarg, &so.ropts.interp);
             break;
         case OPT_PRECISION:
             align_only = "--precision";
-            ok = cli_parse_double(cmd, "--precision", optarg, &ao.popts.precision);
-            if (ok && !(ao.popts.precision > 0))
+            ok = cli_parse_double(cmd, "--precision", optarg, &so.popts.precision);
+            if (ok && !(so.popts.precision > 0))
                 ok = !cli_usage_error(cmd, "--precision must be > 0 px, got %s", optarg);
             break;
         case OPT_DEVICE: device = optarg; break;
@@ -276,11 +276,11 @@ int cmd_combine(int argc, char **argv)
         free(weights);
         return cli_usage_error(cmd, "%s applies only with --align", align_only);
     }
-    if (ao.by_stars && ao.ref_index < 0) {
+    if (by_stars && so.ref_index < 0) {
         free(weights);
         return cli_usage_error(cmd, "--align-by stars needs a reference frame (--ref N), not the median");
     }
-    if (ao.by_stars && ao.ropts.interp == CLRED_INTERP_FOURIER) {
+    if (by_stars && so.ropts.interp == CLRED_INTERP_FOURIER) {
         free(weights);
         return cli_usage_error(cmd, "--interp fourier shifts only; --align-by stars also rotates and scales");
     }
@@ -307,11 +307,12 @@ int cmd_combine(int argc, char **argv)
     double t0 = now_seconds();
     clred_combine_result r;
     memset(&r, 0, sizeof r);
-    combine_alignment al;
+    clred_alignment al;
     memset(&al, 0, sizeof al);
     if (align) {
-        rc = combine_aligned(cmd, ctx, inputs, ninputs, &o, &ao, &r, &al);
-        s = CLRED_OK;
+        so.method = by_stars ? CLRED_REGISTER_STARS : CLRED_REGISTER_SHIFTS;
+        so.copts = o;
+        s = clred_stack_files(ctx, inputs, ninputs, &so, &r, &al);
     } else {
         s = clred_combine_files(ctx, inputs, ninputs, &o, &r);
     }
@@ -327,7 +328,7 @@ int cmd_combine(int argc, char **argv)
         if (json)
             print_json(output, &r, methods[o.method], rejects[o.reject], scales[o.scale], elapsed, ctx, &al);
     }
-    combine_alignment_free(&al);
+    clred_alignment_free(&al);
     clred_combine_result_free(&r);
     clred_ctx_destroy(ctx);
     free(weights);

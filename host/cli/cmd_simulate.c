@@ -35,13 +35,18 @@ static void help(void)
            "  --ntransients N         sources new or brightened in epoch 2 [%d]\n"
            "  --saturation ADU        [%g]\n"
            "  --cosmic-rate R         cosmic rays per pixel per second [%g]\n"
+           "  --filters F1,F2,..      filters, each with its own flats, flat field and sky; flat,\n"
+           "                          science, short and epoch-2 counts are per filter [%s]\n"
+           "  --nshort N              science frames per filter at --short-exptime, after the long ones [%d]\n"
+           "  --short-exptime S       s [%g]\n"
            "  --overwrite             replace the simulation in a non-empty DIR\n"
            "  --json                  print a JSON summary on stdout\n\n"
            "example:\n"
-           "  clred simulate -o night --seed 7 --size 256x256 --nscience 4\n",
+           "  clred simulate -o night --seed 7 --size 256x256 --nscience 4\n"
+           "  clred simulate -o survey --size 128x128 --filters g,r --nscience 3 --nshort 2\n",
            (unsigned long long)d.seed, d.width, d.height, d.nbias, d.ndark, d.nflat, d.nscience, d.nepoch2, d.gain,
            d.readnoise, d.bias_level, d.dark_current, d.dark_exptime, d.science_exptime, d.sky, d.nstars, d.dither,
-           d.ntransients, d.saturation, d.cosmic_rate);
+           d.ntransients, d.saturation, d.cosmic_rate, d.filters, d.nshort, d.short_exptime);
 }
 
 /* "512x384" */
@@ -75,7 +80,8 @@ static int parse_seed(const char *text, uint64_t *seed)
 enum {
     OPT_SEED = 256, OPT_SIZE, OPT_NBIAS, OPT_NDARK, OPT_NFLAT, OPT_NSCIENCE, OPT_NEPOCH2, OPT_GAIN, OPT_READNOISE,
     OPT_BIAS_LEVEL, OPT_DARK_CURRENT, OPT_DARK_EXPTIME, OPT_SCIENCE_EXPTIME, OPT_SKY, OPT_NSTARS, OPT_DITHER,
-    OPT_NTRANSIENTS, OPT_SATURATION, OPT_COSMIC_RATE, OPT_OVERWRITE, OPT_JSON
+    OPT_NTRANSIENTS, OPT_SATURATION, OPT_COSMIC_RATE, OPT_FILTERS, OPT_NSHORT, OPT_SHORT_EXPTIME, OPT_OVERWRITE,
+    OPT_JSON
 };
 
 /* One option into o; 0 after a usage error was printed. */
@@ -112,6 +118,9 @@ static int apply_option(int c, const char *arg, clred_sim_opts *o)
     case OPT_NTRANSIENTS: return cli_parse_int(cmd, "--ntransients", arg, &o->ntransients);
     case OPT_SATURATION: return cli_parse_double(cmd, "--saturation", arg, &o->saturation);
     case OPT_COSMIC_RATE: return cli_parse_double(cmd, "--cosmic-rate", arg, &o->cosmic_rate);
+    case OPT_FILTERS: o->filters = arg; return 1;
+    case OPT_NSHORT: return cli_parse_int(cmd, "--nshort", arg, &o->nshort);
+    case OPT_SHORT_EXPTIME: return cli_parse_double(cmd, "--short-exptime", arg, &o->short_exptime);
     }
     cli_usage_error(cmd, "unknown option");
     return 0;
@@ -140,6 +149,9 @@ int cmd_simulate(int argc, char **argv)
         {"ntransients", required_argument, 0, OPT_NTRANSIENTS},
         {"saturation", required_argument, 0, OPT_SATURATION},
         {"cosmic-rate", required_argument, 0, OPT_COSMIC_RATE},
+        {"filters", required_argument, 0, OPT_FILTERS},
+        {"nshort", required_argument, 0, OPT_NSHORT},
+        {"short-exptime", required_argument, 0, OPT_SHORT_EXPTIME},
         {"overwrite", no_argument, 0, OPT_OVERWRITE},
         {"json", no_argument, 0, OPT_JSON},
         {"help", no_argument, 0, 'h'},
@@ -177,19 +189,26 @@ int cmd_simulate(int argc, char **argv)
     cli_progress_done();
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    int nframes = o.nbias + o.ndark + o.nflat + o.nscience + o.nepoch2;
+    int nfilters = 1;
+    for (const char *p = o.filters; p && *p; p++)
+        nfilters += *p == ',';
+    int nflat = nfilters * o.nflat, nscience = nfilters * (o.nscience + o.nshort), nepoch2 = nfilters * o.nepoch2;
+    int nframes = o.nbias + o.ndark + nflat + nscience + nepoch2;
     if (json) {
         printf("{\"outdir\": ");
         cli_json_string(stdout, outdir);
         printf(", \"seed\": %llu, \"width\": %zu, \"height\": %zu, \"frames\": {\"bias\": %d, \"dark\": %d, "
                "\"flat\": %d, \"science\": %d, \"epoch2\": %d}, \"nframes\": %d, \"nstars\": %d, "
-               "\"ntransients\": %d, \"truth\": \"truth.json\", \"seconds\": %.3f}\n",
-               (unsigned long long)o.seed, o.width, o.height, o.nbias, o.ndark, o.nflat, o.nscience, o.nepoch2,
-               nframes, o.nstars, o.ntransients, seconds);
+               "\"ntransients\": %d, \"nfilters\": %d, \"filters\": ",
+               (unsigned long long)o.seed, o.width, o.height, o.nbias, o.ndark, nflat, nscience, nepoch2,
+               nframes, o.nstars, o.ntransients, nfilters);
+        cli_json_string(stdout, o.filters && *o.filters ? o.filters : "R");
+        printf(", \"truth\": \"truth.json\", \"seconds\": %.3f}\n", seconds);
     } else {
-        printf("wrote %d frames (%d bias, %d dark, %d flat, %d science, %d epoch 2) of %zux%zu and the truth "
-               "into %s in %.2f s\n",
-               nframes, o.nbias, o.ndark, o.nflat, o.nscience, o.nepoch2, o.width, o.height, outdir, seconds);
+        printf("wrote %d frames (%d bias, %d dark, %d flat, %d science, %d epoch 2; filters %s) of %zux%zu and the "
+               "truth into %s in %.2f s\n",
+               nframes, o.nbias, o.ndark, nflat, nscience, nepoch2, o.filters && *o.filters ? o.filters : "R",
+               o.width, o.height, outdir, seconds);
     }
     return EXIT_OK;
 }

@@ -45,6 +45,63 @@ clred_status clred_upload(clred_ctx *ctx, cl_mem buf, size_t offset, size_t byte
     return CLRED_OK;
 }
 
+/* What an owned upload frees when it completes. */
+typedef struct {
+    void *host;
+    void (*release)(void *);
+} owned_host;
+
+static void CL_CALLBACK release_owned(cl_event ev, cl_int status, void *user)
+{
+    (void)ev;
+    (void)status;
+    owned_host *o = user;
+    o->release(o->host);
+    free(o);
+}
+
+clred_status clred_upload_owned(clred_ctx *ctx, cl_mem buf, size_t bytes, void *host, void (*release)(void *))
+{
+    owned_host *o = malloc(sizeof *o);
+    if (!o) {
+        release(host);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for an upload");
+    }
+    o->host = host;
+    o->release = release;
+    cl_int err = CL_SUCCESS;
+    if (!ctx->xfer_queue)
+        ctx->xfer_queue = clCreateCommandQueue(ctx->context, ctx->device, CL_QUEUE_PROFILING_ENABLE, &err);
+    if (err != CL_SUCCESS) {
+        ctx->xfer_queue = NULL;
+        release(host);
+        free(o);
+        return clred_fail_cl(err, "creating the transfer queue");
+    }
+    cl_event ev;
+    double t = clred_now();
+    err = clEnqueueWriteBuffer(ctx->xfer_queue, buf, CL_FALSE, 0, bytes, host, 0, NULL, &ev);
+    if (err == CL_SUCCESS)
+        clFlush(ctx->xfer_queue);
+    if (err != CL_SUCCESS) {
+        release(host);
+        free(o);
+        return clred_fail_cl(err, "uploading to the device");
+    }
+    /* The main queue's next commands wait for the copy; the host memory goes
+     * back as soon as it is done. */
+    cl_int err2 = clEnqueueBarrierWithWaitList(ctx->queue, 1, &ev, NULL);
+    cl_int err3 = clSetEventCallback(ev, CL_COMPLETE, release_owned, o);
+    if (err3 != CL_SUCCESS) { /* no callback: wait here and release now */
+        clWaitForEvents(1, &ev);
+        release_owned(ev, CL_COMPLETE, o);
+    }
+    ctx->timing.upload_bytes += bytes;
+    ctx->timing.uploads++;
+    clred_event_track_async(ctx, ev, CLRED_EV_UPLOAD, "upload", bytes, t);
+    return err2 == CL_SUCCESS ? CLRED_OK : clred_fail_cl(err2, "ordering an upload before the kernels");
+}
+
 clred_status clred_download(clred_ctx *ctx, cl_mem buf, size_t offset, size_t bytes, void *host)
 {
     if (bytes == 0)

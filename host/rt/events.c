@@ -18,6 +18,7 @@ typedef struct {
     char name[40];
     size_t bytes;
     double t_enqueue;
+    int async; /* on the transfer queue: not ordered with the main queue */
 } pending;
 
 typedef struct {
@@ -110,7 +111,7 @@ void clred_events_collect(clred_ctx *ctx, int all_finished)
     size_t kept = 0;
     for (size_t i = 0; i < e->n; i++) {
         cl_int status = CL_COMPLETE;
-        if (!all_finished)
+        if (!all_finished || e->p[i].async)
             clGetEventInfo(e->p[i].ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status, NULL);
         if (status == CL_COMPLETE || status < 0) {
             account(ctx, e, &e->p[i]);
@@ -122,8 +123,8 @@ void clred_events_collect(clred_ctx *ctx, int all_finished)
     e->n = kept;
 }
 
-void clred_event_track(clred_ctx *ctx, cl_event ev, clred_event_kind kind, const char *name, size_t bytes,
-                       double t_enqueue)
+static void track(clred_ctx *ctx, cl_event ev, clred_event_kind kind, const char *name, size_t bytes,
+                  double t_enqueue, int async)
 {
     clred_events *e = events_of(ctx);
     if (!e) {
@@ -131,8 +132,7 @@ void clred_event_track(clred_ctx *ctx, cl_event ev, clred_event_kind kind, const
         return;
     }
     if (e->n == PENDING_MAX) {
-        clFinish(ctx->queue);
-        clred_events_collect(ctx, 1);
+        clred_sync(ctx);
     }
     pending *p = &e->p[e->n++];
     p->ev = ev;
@@ -140,11 +140,26 @@ void clred_event_track(clred_ctx *ctx, cl_event ev, clred_event_kind kind, const
     snprintf(p->name, sizeof p->name, "%s", name ? name : "");
     p->bytes = bytes;
     p->t_enqueue = t_enqueue;
+    p->async = async;
+}
+
+void clred_event_track(clred_ctx *ctx, cl_event ev, clred_event_kind kind, const char *name, size_t bytes,
+                       double t_enqueue)
+{
+    track(ctx, ev, kind, name, bytes, t_enqueue, 0);
+}
+
+void clred_event_track_async(clred_ctx *ctx, cl_event ev, clred_event_kind kind, const char *name, size_t bytes,
+                             double t_enqueue)
+{
+    track(ctx, ev, kind, name, bytes, t_enqueue, 1);
 }
 
 clred_status clred_sync(clred_ctx *ctx)
 {
-    cl_int err = clFinish(ctx->queue);
+    cl_int err = ctx->xfer_queue ? clFinish(ctx->xfer_queue) : CL_SUCCESS;
+    if (err == CL_SUCCESS)
+        err = clFinish(ctx->queue);
     clred_events_collect(ctx, 1);
     return err == CL_SUCCESS ? CLRED_OK : clred_fail_cl(err, "waiting for the device");
 }
@@ -161,6 +176,8 @@ void clred_events_release(clred_ctx *ctx)
     clred_events *e = ctx->events;
     if (!e)
         return;
+    if (ctx->xfer_queue)
+        clFinish(ctx->xfer_queue);
     clFinish(ctx->queue);
     for (size_t i = 0; i < e->n; i++)
         clReleaseEvent(e->p[i].ev);

@@ -291,6 +291,8 @@ void clred_ctx_destroy(clred_ctx *ctx)
     clred_events_release(ctx);
     clred_pool_destroy(ctx);
     clred_programs_release(ctx);
+    if (ctx->xfer_queue)
+        clReleaseCommandQueue(ctx->xfer_queue);
     if (ctx->queue)
         clReleaseCommandQueue(ctx->queue);
     if (ctx->context)

@@ -38,6 +38,9 @@ clred_sim_opts clred_sim_defaults(void)
     o.ntransients = 5;
     o.saturation = 60000;
     o.cosmic_rate = 2e-6;
+    o.filters = "R";
+    o.nshort = 0;
+    o.short_exptime = 10;
     return o;
 }
 
@@ -68,7 +71,8 @@ static void frame_keys(fitsfile *f, const clred_sim_truth *t, const clred_sim_fr
     key_string(f, "IMAGETYP", clred_sim_imagetyp(fr->kind), "frame type", status);
     key_string(f, "OBJECT", objects[fr->kind], NULL, status);
     key_double(f, "EXPTIME", fr->exptime, "exposure time (s)", status);
-    key_string(f, "FILTER", fr->kind == CLRED_SIM_BIAS || fr->kind == CLRED_SIM_DARK ? "NONE" : "R", NULL, status);
+    int calibration = fr->kind == CLRED_SIM_BIAS || fr->kind == CLRED_SIM_DARK;
+    key_string(f, "FILTER", calibration ? "NONE" : t->filter_names[fr->filter], NULL, status);
     key_string(f, "DATE-OBS", fr->date_obs, "start of exposure (UTC)", status);
     key_double(f, "GAIN", o->gain, "e-/ADU", status);
     key_double(f, "RDNOISE", o->readnoise, "read noise (e-)", status);
@@ -155,7 +159,20 @@ static void json_options(clred_json_writer *w, const clred_sim_opts *o)
     clred_json_int(w, "ntransients", o->ntransients);
     clred_json_number(w, "saturation", o->saturation);
     clred_json_number(w, "cosmic_rate", o->cosmic_rate);
+    clred_json_string(w, "filters", o->filters && *o->filters ? o->filters : "R");
+    clred_json_int(w, "nshort", o->nshort);
+    clred_json_number(w, "short_exptime", o->short_exptime);
     clred_json_end_object(w);
+}
+
+/* The first filter's flat is truth_flat.fits (as in a single-filter night);
+ * with several filters each also has truth_flat_F.fits. */
+static void truth_flat_name(char *out, size_t size, const clred_sim_truth *t, int k)
+{
+    if (t->nfilters > 1)
+        snprintf(out, size, "truth_flat_%s.fits", t->filter_names[k]);
+    else
+        snprintf(out, size, "truth_flat.fits");
 }
 
 static void json_detector(clred_json_writer *w, const clred_sim_truth *t)
@@ -177,6 +194,18 @@ static void json_detector(clred_json_writer *w, const clred_sim_truth *t)
                                  "(truth_flat.fits)");
     clred_json_number(w, "flat_exptime", CLRED_SIM_FLAT_EXPTIME);
     clred_json_end_object(w);
+    clred_json_begin_array(w, "filters", 0);
+    for (int k = 0; k < t->nfilters; k++) {
+        char file[64];
+        truth_flat_name(file, sizeof file, t, k);
+        clred_json_begin_object(w, NULL, 1);
+        clred_json_string(w, "name", t->filter_names[k]);
+        clred_json_string(w, "flat_file", file);
+        clred_json_number(w, "vignetting", t->vignetting[k]);
+        clred_json_number(w, "sky_scale", t->sky_scale[k]);
+        clred_json_end_object(w);
+    }
+    clred_json_end_array(w);
     clred_json_begin_array(w, "hot_pixels", 0);
     for (size_t i = 0; i < t->nhot; i++) {
         clred_json_begin_array(w, NULL, 1);
@@ -218,12 +247,14 @@ static void json_sources(clred_json_writer *w, const clred_sim_truth *t)
     clred_json_end_array(w);
 }
 
-static void json_frame(clred_json_writer *w, const clred_sim_frame *f)
+static void json_frame(clred_json_writer *w, const clred_sim_truth *t, const clred_sim_frame *f)
 {
     clred_json_begin_object(w, NULL, 0);
     clred_json_string(w, "file", f->name);
     clred_json_string(w, "kind", clred_sim_kind_name(f->kind));
     clred_json_int(w, "index", f->index);
+    clred_json_string(w, "filter", f->kind == CLRED_SIM_BIAS || f->kind == CLRED_SIM_DARK
+                                       ? "NONE" : t->filter_names[f->filter]);
     clred_json_string(w, "imagetyp", clred_sim_imagetyp(f->kind));
     clred_json_number(w, "exptime", f->exptime);
     clred_json_string(w, "date_obs", f->date_obs);
@@ -287,7 +318,7 @@ static clred_status write_truth_json(const char *path, const clred_sim_truth *t)
     json_sources(&w, t);
     clred_json_begin_array(&w, "frames", 0);
     for (size_t i = 0; i < t->nframes; i++)
-        json_frame(&w, &t->frames[i]);
+        json_frame(&w, t, &t->frames[i]);
     clred_json_end_array(&w);
     clred_json_end_object(&w);
     int bad = ferror(f);
@@ -338,24 +369,34 @@ static void remove_stage(const char *stage)
     rmdir(stage);
 }
 
-/* A frame file of an earlier simulation ("sci_012.fits") that this one does
- * not write: with overwrite it goes, so the directory matches truth.json. */
+/* A frame or truth-flat file of an earlier simulation ("sci_012.fits",
+ * "flat_g_002.fits", "truth_flat_g.fits") that this one does not write: with
+ * overwrite it goes, so the directory matches truth.json. */
 static int stale_frame(const char *name, const clred_sim_truth *t)
 {
-    static const char *prefixes[] = {"bias_", "dark_", "flat_", "sci_", "epoch2_"};
-    const clred_sim_opts *o = &t->opts;
-    int counts[5] = {o->nbias, o->ndark, o->nflat, o->nscience, o->nepoch2};
-    for (int k = 0; k < 5; k++) {
-        size_t n = strlen(prefixes[k]);
-        const char *rest = name + n;
-        if (strncmp(name, prefixes[k], n) || strlen(rest) != 8 || strcmp(rest + 3, ".fits"))
-            continue;
-        if (rest[0] < '0' || rest[0] > '9' || rest[1] < '0' || rest[1] > '9' || rest[2] < '0' || rest[2] > '9')
-            continue;
-        int index = atoi(rest);
-        return index < 1 || index > counts[k];
+    static const char *prefixes[] = {"bias_", "dark_", "flat_", "sci_", "epoch2_", "truth_flat_"};
+    size_t len = strlen(name);
+    if (len < 6 || strcmp(name + len - 5, ".fits"))
+        return 0;
+    int ours = 0;
+    for (int k = 0; k < 6 && !ours; k++)
+        ours = !strncmp(name, prefixes[k], strlen(prefixes[k]));
+    /* A frame ends in _NNN.fits; anything else of the user's stays. */
+    const char *num = name + len - 8;
+    int numbered = len >= 10 && num[-1] == '_' && num[0] >= '0' && num[0] <= '9' && num[1] >= '0' &&
+                   num[1] <= '9' && num[2] >= '0' && num[2] <= '9';
+    if (!ours || (strncmp(name, "truth_flat_", 11) && !numbered))
+        return 0;
+    for (size_t i = 0; i < t->nframes; i++)
+        if (!strcmp(name, t->frames[i].name))
+            return 0;
+    for (int k = 0; k < t->nfilters; k++) {
+        char file[64];
+        truth_flat_name(file, sizeof file, t, k);
+        if (!strcmp(name, file))
+            return 0;
     }
-    return 0;
+    return 1;
 }
 
 static clred_status move_into(const char *stage, const char *outdir, const clred_sim_truth *t)
@@ -413,6 +454,14 @@ static clred_status write_night(const char *stage, const clred_sim_truth *t)
         s = join(path, sizeof path, stage, "truth_flat.fits");
     if (s == CLRED_OK)
         s = write_truth_image(path, t, t->flat, "", "true flat field, normalised to mean 1");
+    for (int k = 0; k < t->nfilters && t->nfilters > 1 && s == CLRED_OK; k++) {
+        char file[64], what[80];
+        truth_flat_name(file, sizeof file, t, k);
+        snprintf(what, sizeof what, "true flat field of filter %s, normalised to mean 1", t->filter_names[k]);
+        s = join(path, sizeof path, stage, file);
+        if (s == CLRED_OK)
+            s = write_truth_image(path, t, t->flat + (size_t)k * t->width * t->height, "", what);
+    }
     if (s == CLRED_OK)
         s = join(path, sizeof path, stage, "truth_bias.fits");
     if (s == CLRED_OK)

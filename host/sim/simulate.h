@@ -61,8 +61,10 @@ typedef struct {
 
 typedef struct {
     clred_sim_kind kind;
-    int index;         /* within its kind */
-    char name[32];     /* file name, e.g. "sci_003.fits" */
+    int index;         /* within its kind, over all filters (it keys the frame's random streams) */
+    int filter;        /* index into the truth's filters; 0 for bias and dark (which have FILTER NONE) */
+    int number;        /* 1-based, within its kind and filter: the NNN of the file name */
+    char name[48];     /* file name, e.g. "sci_003.fits", "sci_g_003.fits" */
     char date_obs[32]; /* ISO 8601 */
     double exptime;    /* s */
     int epoch;         /* 1 or 2 (science), 0 for calibrations */
@@ -84,7 +86,12 @@ typedef struct {
     double *bias;          /* noiseless bias, ADU */
     double *column_offset; /* per-column part of the bias, ADU */
     double *dark;          /* dark current, e-/s */
-    double *flat;          /* normalised to mean 1 */
+    double *flat;          /* nfilters flats of width * height, each normalised to mean 1: filter k's at
+                              flat + k * width * height (clred_sim_flat_of) */
+    int nfilters;
+    char filter_names[CLRED_SIM_MAX_FILTERS][16];
+    double sky_scale[CLRED_SIM_MAX_FILTERS];   /* sky of filter k = opts.sky * sky_scale[k] */
+    double vignetting[CLRED_SIM_MAX_FILTERS];  /* fractional fall-off to the corners of filter k's flat */
     clred_sim_hot_pixel *hot;
     size_t nhot;
     clred_sim_star *stars;
@@ -92,7 +99,8 @@ typedef struct {
     size_t nsaturating;    /* stars 0 .. nsaturating-1 are made bright enough to saturate */
     clred_sim_transient *transients;
     size_t ntransients;
-    clred_sim_frame *frames;     /* bias, dark, flat, science, epoch 2, in that order */
+    clred_sim_frame *frames;     /* bias, dark, flat, science, epoch 2, in that order; within a kind by
+                                    filter, long exposures before short ones */
     size_t nframes;
 } clred_sim_truth;
 
@@ -101,6 +109,12 @@ clred_status clred_sim_check_opts(const clred_sim_opts *o);
 /* Draws the whole truth of a night from o. Free with clred_sim_truth_free. */
 clred_status clred_sim_truth_build(const clred_sim_opts *o, clred_sim_truth *t);
 void clred_sim_truth_free(clred_sim_truth *t);
+
+/* The flat field a frame sees (its filter's; filter 0's for bias and dark). */
+const double *clred_sim_flat_of(const clred_sim_truth *t, const clred_sim_frame *f);
+/* Splits opts->filters ("g,r,i"; NULL or "" = "R") into names; a usage error
+ * names a bad list. */
+clred_status clred_sim_parse_filters(const char *filters, char names[CLRED_SIM_MAX_FILTERS][16], int *n);
 
 /* The noiseless charge of frame f, e- per pixel (width * height doubles):
  * flat * (lamp or sky + stars + transients) + dark * t + cosmic rays. */

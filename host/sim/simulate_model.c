@@ -87,7 +87,12 @@ double clred_sim_poisson(clred_sim_rng *r, double mean)
 }
 
 /* Streams, one per part of the night. */
-enum { TAG_DETECTOR = 1, TAG_STARS, TAG_TRANSIENTS, TAG_FRAME = 10, TAG_NOISE = 20 };
+enum { TAG_DETECTOR = 1, TAG_STARS, TAG_TRANSIENTS, TAG_FILTER_FLAT, TAG_FRAME = 10, TAG_NOISE = 20 };
+
+/* Per filter: the sky relative to the first filter's and the vignetting
+ * depth of its flat (the first filter's is the single-filter night's 0.4). */
+static const double filter_sky_scale[CLRED_SIM_MAX_FILTERS] = {1.0, 1.6, 0.7, 2.2, 1.3, 0.9, 1.9, 1.1};
+static const double filter_vignetting[CLRED_SIM_MAX_FILTERS] = {0.40, 0.32, 0.46, 0.28, 0.36, 0.44, 0.30, 0.38};
 
 /* -------------------------------------------------------------- names */
 
@@ -122,10 +127,56 @@ double clred_sim_moffat(double r, double fwhm)
 
 /* ---------------------------------------------------------- options */
 
+static int filter_char_ok(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+}
+
+clred_status clred_sim_parse_filters(const char *filters, char names[CLRED_SIM_MAX_FILTERS][16], int *n)
+{
+    *n = 0;
+    if (!filters || !*filters)
+        filters = "R";
+    const char *p = filters;
+    for (;;) {
+        size_t len = 0;
+        while (p[len] && p[len] != ',')
+            len++;
+        if (len == 0 || len > 15)
+            return clred_fail(CLRED_ERR_USAGE, "simulate: filters '%s': each name must have 1 to 15 characters",
+                              filters);
+        for (size_t i = 0; i < len; i++)
+            if (!filter_char_ok(p[i]))
+                return clred_fail(CLRED_ERR_USAGE, "simulate: filters '%s': names may use letters, digits, '-' "
+                                                   "and '.' only (they become file names)",
+                                  filters);
+        if (*n == CLRED_SIM_MAX_FILTERS)
+            return clred_fail(CLRED_ERR_USAGE, "simulate: filters '%s': at most %d filters", filters,
+                              CLRED_SIM_MAX_FILTERS);
+        memcpy(names[*n], p, len);
+        names[*n][len] = '\0';
+        for (int k = 0; k < *n; k++)
+            if (!strcmp(names[k], names[*n]))
+                return clred_fail(CLRED_ERR_USAGE, "simulate: filters '%s': '%s' appears twice", filters, names[k]);
+        (*n)++;
+        if (!p[len])
+            return CLRED_OK;
+        p += len + 1;
+    }
+}
+
 clred_status clred_sim_check_opts(const clred_sim_opts *o)
 {
     if (!o)
         return clred_fail(CLRED_ERR_USAGE, "simulate: no options given");
+    char names[CLRED_SIM_MAX_FILTERS][16];
+    int nfilters;
+    CLRED_TRY(clred_sim_parse_filters(o->filters, names, &nfilters));
+    if (o->nshort < 0 || o->nscience + o->nshort > 999)
+        return clred_fail(CLRED_ERR_USAGE, "simulate: nshort (%d) must be >= 0 and nscience + nshort <= 999",
+                          o->nshort);
+    if (!(o->short_exptime > 0))
+        return clred_fail(CLRED_ERR_USAGE, "simulate: short exposure time must be > 0 (got %g)", o->short_exptime);
     if (o->width < 16 || o->height < 16 || o->width > 16384 || o->height > 16384)
         return clred_fail(CLRED_ERR_USAGE, "simulate: size %zux%zu is outside 16x16 .. 16384x16384", o->width,
                           o->height);
@@ -195,9 +246,13 @@ static clred_status make_dark(clred_sim_truth *t, clred_sim_rng *r)
     return CLRED_OK;
 }
 
-static void make_flat(clred_sim_truth *t, clred_sim_rng *r)
+/* Filter k's flat (into t->flat + k * w * h): vignetting of depth
+ * t->vignetting[k], dust donuts, a tilt (tx, ty: fractional change across the
+ * frame; zero for the first filter) and the 1% pixel response. */
+static void make_flat(clred_sim_truth *t, clred_sim_rng *r, int k, double tx, double ty)
 {
     size_t w = t->width, h = t->height;
+    double *flat = t->flat + (size_t)k * w * h, depth_v = t->vignetting[k];
     double cx = 0.5 * (double)(w - 1), cy = 0.5 * (double)(h - 1);
     double rc2 = cx * cx + cy * cy;
     double smaller = (double)(w < h ? w : h);
@@ -214,8 +269,10 @@ static void make_flat(clred_sim_truth *t, clred_sim_rng *r)
     for (size_t y = 0; y < h; y++)
         for (size_t x = 0; x < w; x++) {
             double rx = (double)x - cx, ry = (double)y - cy;
-            /* Vignetting: quadratic fall-off to 60% in the corners. */
-            double v = 1.0 - 0.4 * (rx * rx + ry * ry) / rc2;
+            /* Vignetting: quadratic fall-off to 1 - depth_v (60% for the first filter) in the corners. */
+            double v = 1.0 - depth_v * (rx * rx + ry * ry) / rc2;
+            if (k > 0)
+                v *= 1.0 + tx * rx / (double)w + ty * ry / (double)h;
             for (int d = 0; d < ndust; d++) {
                 double ddx = (double)x - dx[d], ddy = (double)y - dy[d];
                 double rd = sqrt(ddx * ddx + ddy * ddy), u = (rd - dr[d]) / dw[d];
@@ -223,12 +280,12 @@ static void make_flat(clred_sim_truth *t, clred_sim_rng *r)
                 v *= 1.0 - depth[d] * exp(-0.5 * u * u) - 0.3 * depth[d] / (1.0 + exp(u * 3.0));
             }
             v *= 1.0 + 0.01 * clred_sim_normal(r); /* pixel-to-pixel sensitivity */
-            t->flat[y * w + x] = v;
+            flat[y * w + x] = v;
             sum += v;
         }
     double mean = sum / (double)(w * h);
     for (size_t i = 0; i < w * h; i++)
-        t->flat[i] /= mean;
+        flat[i] /= mean;
 }
 
 /* ---------------------------------------------------------- the field */
@@ -238,6 +295,9 @@ static void make_flat(clred_sim_truth *t, clred_sim_rng *r)
  * saturates in every frame. */
 static double saturating_flux(const clred_sim_truth *t)
 {
+    /* The first filter's flat only, so that its frames are the single-filter
+     * night's; the 1.5x margin of the saturating stars covers the other
+     * filters' deeper vignetting (corners at 54% instead of 60%). */
     double fmin = 1e300;
     for (size_t i = 0; i < t->width * t->height; i++)
         fmin = fmin < t->flat[i] ? fmin : t->flat[i];
@@ -449,60 +509,92 @@ static void iso_date(char *out, size_t size, int day_offset, double seconds)
     strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
 }
 
-static clred_status make_frame(clred_sim_truth *t, clred_sim_frame *f, clred_sim_kind kind, int index)
+/* One frame: kind, filter, its index within the kind (its random streams),
+ * its number within kind and filter (the file name), exposure and start time
+ * (seconds after 18:00 of the night's day). */
+typedef struct {
+    clred_sim_kind kind;
+    int filter, index, number;
+    double exptime, start;
+} frame_plan;
+
+static clred_status make_frame(clred_sim_truth *t, clred_sim_frame *f, const frame_plan *p)
 {
     const clred_sim_opts *o = &t->opts;
     clred_sim_rng r;
-    clred_sim_rng_init(&r, o->seed, TAG_FRAME + (uint64_t)kind, (uint64_t)index);
-    f->kind = kind;
-    f->index = index;
-    snprintf(f->name, sizeof f->name, "%s_%03d.fits", file_prefix(kind), index + 1);
-    double start = 0, cadence = 0;
-    switch (kind) {
-    case CLRED_SIM_BIAS: f->exptime = 0; start = 0; cadence = 20; break;
-    case CLRED_SIM_DARK: f->exptime = o->dark_exptime; start = 600; cadence = o->dark_exptime + 20; break;
-    case CLRED_SIM_FLAT:
-        f->exptime = CLRED_SIM_FLAT_EXPTIME;
-        start = 600 + o->ndark * (o->dark_exptime + 20);
-        cadence = CLRED_SIM_FLAT_EXPTIME + 20;
+    clred_sim_rng_init(&r, o->seed, TAG_FRAME + (uint64_t)p->kind, (uint64_t)p->index);
+    f->kind = p->kind;
+    f->index = p->index;
+    f->filter = p->filter;
+    f->number = p->number;
+    f->exptime = p->exptime;
+    int by_filter = t->nfilters > 1 && p->kind != CLRED_SIM_BIAS && p->kind != CLRED_SIM_DARK;
+    if (by_filter)
+        snprintf(f->name, sizeof f->name, "%s_%s_%03d.fits", file_prefix(p->kind), t->filter_names[p->filter],
+                 p->number);
+    else
+        snprintf(f->name, sizeof f->name, "%s_%03d.fits", file_prefix(p->kind), p->number);
+    if (p->kind == CLRED_SIM_FLAT)
         f->lamp = 22000.0 * o->gain * uniform_in(&r, 0.97, 1.03);
-        break;
-    case CLRED_SIM_SCIENCE:
-    case CLRED_SIM_EPOCH2:
-        f->exptime = o->science_exptime;
-        f->epoch = kind == CLRED_SIM_SCIENCE ? 1 : 2;
-        start = 3 * 3600.0;
-        cadence = o->science_exptime + 30;
+    if (p->kind == CLRED_SIM_SCIENCE || p->kind == CLRED_SIM_EPOCH2) {
+        f->epoch = p->kind == CLRED_SIM_SCIENCE ? 1 : 2;
         f->dx = uniform_in(&r, -o->dither, o->dither);
         f->dy = uniform_in(&r, -o->dither, o->dither);
         f->fwhm = uniform_in(&r, 2.5, 4.0);
-        f->sky = o->sky * uniform_in(&r, 0.95, 1.10);
+        f->sky = o->sky * t->sky_scale[p->filter] * uniform_in(&r, 0.95, 1.10);
         /* Moonlight or twilight: a few percent across the frame. */
         f->sky_gx = uniform_in(&r, -0.04, 0.04);
         f->sky_gy = uniform_in(&r, -0.04, 0.04);
-        break;
     }
-    iso_date(f->date_obs, sizeof f->date_obs, kind == CLRED_SIM_EPOCH2 ? 30 : 0, start + index * cadence);
+    iso_date(f->date_obs, sizeof f->date_obs, p->kind == CLRED_SIM_EPOCH2 ? 30 : 0, p->start);
     if (f->exptime > 0)
         CLRED_TRY(make_cosmic_rays(t, f, &r));
     return CLRED_OK;
 }
 
+/* The night's schedule: biases, darks, then each filter's flats, then each
+ * filter's science frames (long, then short), and the same on the second
+ * epoch's night. With one filter and no short exposures it is the
+ * single-filter night of earlier versions, frame for frame. */
 static clred_status make_frames(clred_sim_truth *t)
 {
     const clred_sim_opts *o = &t->opts;
-    int counts[5] = {o->nbias, o->ndark, o->nflat, o->nscience, o->nepoch2};
-    size_t n = 0;
-    for (int k = 0; k < 5; k++)
-        n += (size_t)counts[k];
+    int nf = t->nfilters;
+    size_t n = (size_t)o->nbias + (size_t)o->ndark +
+               (size_t)nf * ((size_t)o->nflat + (size_t)o->nscience + (size_t)o->nshort + (size_t)o->nepoch2);
     t->frames = calloc(n ? n : 1, sizeof *t->frames);
     if (!t->frames)
         return clred_fail(CLRED_ERR_MEMORY, "simulate: cannot allocate %zu frames", n);
     t->nframes = n;
     size_t f = 0;
-    for (int k = 0; k < 5; k++)
-        for (int i = 0; i < counts[k]; i++)
-            CLRED_TRY(make_frame(t, &t->frames[f++], (clred_sim_kind)k, i));
+    frame_plan p;
+    for (int i = 0; i < o->nbias; i++) {
+        p = (frame_plan){CLRED_SIM_BIAS, 0, i, i + 1, 0.0, i * 20.0};
+        CLRED_TRY(make_frame(t, &t->frames[f++], &p));
+    }
+    for (int i = 0; i < o->ndark; i++) {
+        p = (frame_plan){CLRED_SIM_DARK, 0, i, i + 1, o->dark_exptime, 600 + i * (o->dark_exptime + 20)};
+        CLRED_TRY(make_frame(t, &t->frames[f++], &p));
+    }
+    double flat_start = 600 + o->ndark * (o->dark_exptime + 20), flat_cadence = CLRED_SIM_FLAT_EXPTIME + 20;
+    for (int k = 0, index = 0; k < nf; k++)
+        for (int i = 0; i < o->nflat; i++, index++) {
+            p = (frame_plan){CLRED_SIM_FLAT, k, index, i + 1, CLRED_SIM_FLAT_EXPTIME,
+                             flat_start + index * flat_cadence};
+            CLRED_TRY(make_frame(t, &t->frames[f++], &p));
+        }
+    for (int kind = CLRED_SIM_SCIENCE; kind <= CLRED_SIM_EPOCH2; kind++) {
+        int nlong = kind == CLRED_SIM_SCIENCE ? o->nscience : o->nepoch2;
+        int nshort = kind == CLRED_SIM_SCIENCE ? o->nshort : 0;
+        double clock = 3 * 3600.0;
+        for (int k = 0, index = 0; k < nf; k++)
+            for (int i = 0; i < nlong + nshort; i++, index++) {
+                double exptime = i < nlong ? o->science_exptime : o->short_exptime;
+                p = (frame_plan){(clred_sim_kind)kind, k, index, i + 1, exptime, clock};
+                CLRED_TRY(make_frame(t, &t->frames[f++], &p));
+                clock += exptime + 30;
+            }
+    }
     return CLRED_OK;
 }
 
@@ -535,11 +627,16 @@ clred_status clred_sim_truth_build(const clred_sim_opts *o, clred_sim_truth *t)
     t->width = o->width;
     t->height = o->height;
     t->ceiling = floor(o->saturation < 65535 ? o->saturation : 65535);
+    CLRED_TRY(clred_sim_parse_filters(o->filters, t->filter_names, &t->nfilters));
+    for (int k = 0; k < t->nfilters; k++) {
+        t->sky_scale[k] = filter_sky_scale[k];
+        t->vignetting[k] = filter_vignetting[k];
+    }
     size_t n = t->width * t->height;
     t->bias = malloc(n * sizeof *t->bias);
     t->column_offset = malloc(t->width * sizeof *t->column_offset);
     t->dark = malloc(n * sizeof *t->dark);
-    t->flat = malloc(n * sizeof *t->flat);
+    t->flat = malloc((size_t)t->nfilters * n * sizeof *t->flat);
     if (!t->bias || !t->column_offset || !t->dark || !t->flat) {
         clred_sim_truth_free(t);
         return clred_fail(CLRED_ERR_MEMORY, "simulate: cannot allocate the %zux%zu detector model", t->width,
@@ -548,8 +645,16 @@ clred_status clred_sim_truth_build(const clred_sim_opts *o, clred_sim_truth *t)
     clred_sim_rng r;
     clred_sim_rng_init(&r, o->seed, TAG_DETECTOR, 0);
     make_bias(t, &r);
-    make_flat(t, &r);
+    make_flat(t, &r, 0, 0.0, 0.0);
     clred_status s = make_dark(t, &r);
+    /* Further filters' flats from their own streams, after the detector's, so
+     * the first filter's night is the single-filter one. */
+    for (int k = 1; k < t->nfilters && s == CLRED_OK; k++) {
+        clred_sim_rng fr;
+        clred_sim_rng_init(&fr, o->seed, TAG_FILTER_FLAT, (uint64_t)k);
+        double tx = uniform_in(&fr, -0.06, 0.06), ty = uniform_in(&fr, -0.06, 0.06);
+        make_flat(t, &fr, k, tx, ty);
+    }
     if (s == CLRED_OK) {
         clred_sim_rng_init(&r, o->seed, TAG_STARS, 0);
         s = make_stars(t, &r);
@@ -618,9 +723,15 @@ static void add_sky(double *img, const clred_sim_truth *t, const clred_sim_frame
                                        f->sky_gy * ((double)y - cy) / (double)h);
 }
 
+const double *clred_sim_flat_of(const clred_sim_truth *t, const clred_sim_frame *f)
+{
+    return t->flat + (size_t)f->filter * t->width * t->height;
+}
+
 void clred_sim_expected(const clred_sim_truth *t, size_t fi, double *e)
 {
     const clred_sim_frame *f = &t->frames[fi];
+    const double *flat = clred_sim_flat_of(t, f);
     size_t w = t->width, h = t->height, n = w * h;
     for (size_t i = 0; i < n; i++)
         e[i] = f->kind == CLRED_SIM_FLAT ? f->lamp : 0.0;
@@ -636,7 +747,7 @@ void clred_sim_expected(const clred_sim_truth *t, size_t fi, double *e)
             }
     }
     for (size_t i = 0; i < n; i++)
-        e[i] = e[i] * t->flat[i] + t->dark[i] * f->exptime;
+        e[i] = e[i] * flat[i] + t->dark[i] * f->exptime;
     /* Cosmic rays deposit charge in the silicon: no flat field applies. */
     for (size_t i = 0; i < f->ncr_pixels; i++) {
         const clred_sim_cr_pixel *p = &f->cr_pixels[i];
