@@ -110,7 +110,8 @@ clred_status clred_dimage_sync_borrowed(clred_dimage *d);
 clred_status clred_dimage_download_into(const clred_dimage *d, clred_image *img);
 /* Takes img (planes and header; img is left empty, also on failure) into a
  * new device image: on a device sharing host memory the image adopts its
- * arrays without a copy, elsewhere they are uploaded once and freed. */
+ * arrays without a copy; elsewhere they are uploaded once, without waiting
+ * (clred_upload_owned), and freed when copied. */
 clred_status clred_dimage_adopt(clred_ctx *ctx, clred_image *img, clred_dimage **out);
 /* A new device image whose planes (from the pool) hold anything: for a
  * step that writes every pixel of them. */

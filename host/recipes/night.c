@@ -61,14 +61,7 @@ clred_night_opts clred_night_defaults(void)
     o.cosmic_opts = clred_cosmic_defaults();
     o.background = 1;
     o.bkg_opts = clred_bkg_defaults();
-    /* clred_stack_defaults() once the stacking recipe lands; its documented defaults meanwhile. */
-    o.stack.method = CLRED_REGISTER_SHIFTS;
-    o.stack.ref_index = 0;
-    o.stack.grid = CLRED_GRID_REFERENCE;
-    o.stack.popts = clred_phasecorr_defaults();
-    o.stack.dopts = clred_detect_defaults();
-    o.stack.mopts = clred_match_defaults();
-    o.stack.ropts = clred_resample_defaults();
+    o.stack = clred_stack_defaults();
     o.stack.copts = o.dark_combine;
     o.stack.copts.scale = CLRED_SCALE_ADDITIVE; /* the sky changes from frame to frame */
     o.shard_index = 0;
@@ -712,68 +705,17 @@ static clred_status night_background(night *nt, clred_dimage *img, clred_dimage 
     return CLRED_OK;
 }
 
-/* Every frame's transform onto the reference, measured on the device. */
-static clred_status register_dev(night *nt, const clred_dimage *const *frames, size_t n, long ref,
-                                 clred_transform *to_ref)
-{
-    const clred_stack_opts *so = &nt->o->stack;
-    if (so->method != CLRED_REGISTER_STARS) {
-        clred_shift *shifts = calloc(n, sizeof *shifts);
-        if (!shifts)
-            return clred_fail(CLRED_ERR_MEMORY, "night: out of memory");
-        clred_status st = clred_measure_shifts_dev(nt->ctx, frames, n, ref, &so->popts, shifts);
-        for (size_t i = 0; i < n && st == CLRED_OK; i++)
-            to_ref[i] = clred_transform_translation(-shifts[i].dx, -shifts[i].dy);
-        free(shifts);
-        return st;
-    }
-    /* As clred_find_transforms: the reference's stars detected once. */
-    size_t r = ref < 0 ? 0 : (size_t)ref, nref = 0;
-    clred_source *rs = NULL;
-    CLRED_TRY(clred_detect_stars_dev(nt->ctx, frames[r], &so->dopts, &rs, &nref));
-    clred_status st = CLRED_OK;
-    for (size_t i = 0; i < n && st == CLRED_OK; i++) {
-        if (i == r) {
-            to_ref[i] = clred_transform_identity();
-            continue;
-        }
-        clred_source *is = NULL;
-        size_t nimg = 0;
-        clred_match_result m;
-        st = clred_detect_stars_dev(nt->ctx, frames[i], &so->dopts, &is, &nimg);
-        if (st == CLRED_OK)
-            st = clred_match_stars(rs, nref, is, nimg, &so->mopts, &m);
-        if (st == CLRED_OK)
-            to_ref[i] = m.transform;
-        free(is);
-    }
-    free(rs);
-    return st;
-}
-
-/* Registration, resampling onto the reference grid and the combine, on the device. */
+/* Registration, resampling onto the reference grid and the combine, on the
+ * device (one frame: the combine alone, as before the recipe existed). */
 static clred_status night_stack_dev(night *nt, const clred_dimage *const *frames, size_t n,
                                     clred_combine_dev_result *out)
 {
-    const clred_stack_opts *so = &nt->o->stack;
+    clred_stack_opts so = nt->o->stack;
     if (n == 1)
-        return clred_combine_dev(nt->ctx, frames, n, &so->copts, out);
-    clred_transform *to_ref = calloc(n, sizeof *to_ref);
-    clred_dimage **aligned = calloc(n, sizeof *aligned);
-    clred_status st = to_ref && aligned ? CLRED_OK : clred_fail(CLRED_ERR_MEMORY, "night: out of memory");
-    long ref = so->ref_index < (long)n ? so->ref_index : 0;
-    if (st == CLRED_OK)
-        st = register_dev(nt, frames, n, ref, to_ref);
-    clred_grid_geometry geo;
-    if (st == CLRED_OK)
-        st = clred_resample_onto_grid_dev(nt->ctx, frames, n, to_ref, so->grid, &so->ropts, aligned, &geo);
-    if (st == CLRED_OK)
-        st = clred_combine_dev(nt->ctx, (const clred_dimage *const *)aligned, n, &so->copts, out);
-    for (size_t i = 0; aligned && i < n; i++)
-        clred_dimage_free(aligned[i]);
-    free(aligned);
-    free(to_ref);
-    return st;
+        return clred_combine_dev(nt->ctx, frames, n, &so.copts, out);
+    if (so.ref_index >= (long)n)
+        so.ref_index = 0; /* a frame left out made the group shorter */
+    return clred_stack_dev(nt->ctx, frames, n, &so, out, NULL);
 }
 
 /* The same on host images: for a group whose frames do not fit the device

@@ -276,6 +276,42 @@ clred_status clred_dimage_sync_borrowed(clred_dimage *d)
     return CLRED_OK;
 }
 
+/* A copying device: each plane is uploaded on the transfer queue without
+ * waiting (the image owns its arrays, which are freed once copied), so the
+ * copy overlaps the kernels already queued; later commands wait for it. */
+static clred_status adopt_by_upload(clred_ctx *ctx, clred_image *img, clred_dimage **out)
+{
+    clred_dimage *d;
+    clred_status st = new_shell(ctx, img->width, img->height, &d);
+    if (st != CLRED_OK) {
+        clred_image_free(img);
+        return st;
+    }
+    clred_header_free(d->header);
+    d->header = img->header ? img->header : clred_header_new();
+    img->header = NULL;
+    void **arrays[CLRED_NPLANES] = {(void **)&img->sci, (void **)&img->var, (void **)&img->mask};
+    for (int p = 0; p < CLRED_NPLANES && st == CLRED_OK; p++) {
+        if (!*arrays[p])
+            continue;
+        st = take_plane(d, p);
+        if (st == CLRED_OK) {
+            st = clred_upload_owned(ctx, d->plane[p], plane_bytes(d, p), *arrays[p], free);
+            *arrays[p] = NULL; /* released by the upload, also when it failed */
+        }
+    }
+    clred_image_free(img);
+    if (st == CLRED_OK && !d->header)
+        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for a header");
+    if (st != CLRED_OK) {
+        clred_dimage_free(d);
+        return st;
+    }
+    ctx->image_uploads++;
+    *out = d;
+    return CLRED_OK;
+}
+
 clred_status clred_dimage_adopt(clred_ctx *ctx, clred_image *img, clred_dimage **out)
 {
     *out = NULL;
@@ -283,11 +319,8 @@ clred_status clred_dimage_adopt(clred_ctx *ctx, clred_image *img, clred_dimage *
         clred_image_free(img);
         return clred_fail(CLRED_ERR_USAGE, "a host image without a SCI plane");
     }
-    if (!ctx->unified_memory) {
-        clred_status st = clred_dimage_upload(ctx, img, out);
-        clred_image_free(img);
-        return st;
-    }
+    if (!ctx->unified_memory)
+        return adopt_by_upload(ctx, img, out);
     /* Shared memory: the device image takes the arrays over, no copy. */
     clred_dimage *d;
     clred_status st = new_shell(ctx, img->width, img->height, &d);
