@@ -385,6 +385,8 @@ clred_status clred_dimage_download_into(const clred_dimage *d, clred_image *img)
 
 clred_status clred_dimage_download(const clred_dimage *d, clred_image *out)
 {
+    if (!d)
+        return clred_fail(CLRED_ERR_USAGE, "no device image (NULL)");
     CLRED_TRY(clred_image_alloc(out, d->width, d->height, 0, 0));
     clred_status st = clred_dimage_download_into(d, out);
     if (st == CLRED_OK && !(out->header = clred_header_copy(d->header)))
@@ -423,6 +425,8 @@ static clred_status write_mapped(const clred_dimage *d, const char *path, int ov
 
 clred_status clred_dimage_write(const clred_dimage *d, const char *path, int overwrite)
 {
+    if (!d)
+        return clred_fail(CLRED_ERR_USAGE, "no device image (NULL)");
     CLRED_TRY(clred_output_check(path, NULL, 0, overwrite));
     if (d->ctx->unified_memory)
         return write_mapped(d, path, overwrite);
@@ -435,6 +439,8 @@ clred_status clred_dimage_write(const clred_dimage *d, const char *path, int ove
 
 clred_status clred_dimage_copy(const clred_dimage *d, clred_dimage **out)
 {
+    if (!d)
+        return clred_fail(CLRED_ERR_USAGE, "no device image (NULL)");
     clred_dimage *n;
     CLRED_TRY(clred_dimage_like(d, d->plane[CLRED_PLANE_VAR] != NULL, 0, 1, &n));
     clred_status st = CLRED_OK;
