@@ -285,3 +285,15 @@ kernel void bkg_mask_sources(global const float *img, global const float *bkg, g
     const ushort m = have_mask ? mask_in[y * w + x] : 0;
     mask_out[y * w + x] = source ? (ushort)(m | CLRED_MASK_DETECTED) : m;
 }
+
+/* count += the pixels of mask (n of them) with any of bits set. A
+ * grid-stride loop and one atomic per work-item: the host reads one word,
+ * not the mask. */
+kernel void bkg_count_bits(global const ushort *mask, const uint n, const ushort bits, volatile global uint *count)
+{
+    uint c = 0;
+    for (uint i = get_global_id(0); i < n; i += get_global_size(0))
+        c += (mask[i] & bits) != 0;
+    if (c)
+        atomic_add(count, c);
+}

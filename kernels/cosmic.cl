@@ -234,7 +234,9 @@ kernel void cr_candidates(global const float *s, global const float *meds, globa
 }
 
 /* One growth step: out = dilate3(in) & !bad & S' > limit. With final set,
- * the result is also or-ed into the cosmic-ray map and counted. */
+ * the result is also or-ed into the cosmic-ray map and counted: count[0]
+ * counts the pixels flagged in this step, count[1] those newly set in the
+ * map, so over a run count[1] is the number of pixels the map holds. */
 kernel void cr_grow(global const uchar *in, global const float *sp, global const uchar *bad, global uchar *out,
                     global uchar *crmask, volatile global uint *count, const int w, const int h, const float limit,
                     const int final)
@@ -253,8 +255,39 @@ kernel void cr_grow(global const uchar *in, global const float *sp, global const
     const uchar keep = (hit && !bad[i] && sp[i] > limit) ? 1 : 0;
     out[i] = keep;
     if (final && keep) {
+        if (!crmask[i])
+            atomic_inc(count + 1);
         crmask[i] = 1;
         atomic_inc(count);
+    }
+}
+
+/* Radix selection of the fill value: histogram of the digit
+ * (key >> shift) & 255 of the order-preserving keys (lib_sort.cl) of the
+ * finite pixels of plane not marked bad whose key matches prefix under
+ * prefix_mask, added into hist (zeroed by the host). Four passes pick the
+ * k-th key byte by byte, so the host receives 4 x 256 counts instead of the
+ * plane. Grid-stride loop; lhist holds 256 counts. */
+kernel void cr_good_histogram(global const float *plane, global const uchar *bad, const uint n, const uint prefix,
+                              const uint prefix_mask, const uint shift, global uint *hist, local uint *lhist)
+{
+    const uint lid = get_local_id(0), lsize = get_local_size(0);
+    for (uint b = lid; b < 256; b += lsize)
+        lhist[b] = 0;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint i = get_global_id(0); i < n; i += get_global_size(0)) {
+        const float v = plane[i];
+        if (bad[i] || !isfinite(v))
+            continue;
+        const uint key = clred_float_key(v);
+        if ((key & prefix_mask) == prefix)
+            atomic_inc(&lhist[(key >> shift) & 255u]);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint b = lid; b < 256; b += lsize) {
+        const uint c = lhist[b];
+        if (c)
+            atomic_add(&hist[b], c);
     }
 }
 

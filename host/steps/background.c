@@ -383,6 +383,37 @@ static clred_status one_pass(bkg_state *s, cl_mem mask, int have_mask, uint16_t 
     return st;
 }
 
+/* Pixels of the source mask flagged CLRED_MASK_DETECTED, counted on the
+ * device so that only the count comes back. */
+static clred_status count_detected(bkg_state *s, size_t n, size_t *nmasked)
+{
+    /* a few work-items per compute unit's lanes: one atomic each */
+    size_t global = 1024 * (size_t)(s->ctx->info.compute_units ? s->ctx->info.compute_units : 1);
+    if (global > n)
+        global = n;
+    cl_uint count = 0, npix = (cl_uint)n;
+    cl_ushort bits = CLRED_MASK_DETECTED;
+    cl_mem counter = NULL;
+    cl_kernel k;
+    clred_status st = clred_pool_take(s->ctx, sizeof count, "a source counter", &counter);
+    if (st == CLRED_OK)
+        st = clred_fill_zero(s->ctx, counter, sizeof count);
+    if (st == CLRED_OK)
+        st = clred_kernel(s->ctx, "background", NULL, "bkg_count_bits", &k);
+    if (st == CLRED_OK)
+        st = clred_args(k, "bkg_count_bits", CLRED_ARG(s->mask2), CLRED_ARG(npix), CLRED_ARG(bits),
+                        CLRED_ARG(counter), (size_t)0);
+    if (st == CLRED_OK)
+        st = clred_run(s->ctx, k, "bkg_count_bits", 1, &global, NULL);
+    if (st == CLRED_OK)
+        st = clred_download(s->ctx, counter, 0, sizeof count, &count);
+    else if (counter)
+        clFinish(s->ctx->queue); /* idle before it goes back to the pool */
+    clred_pool_give(s->ctx, &counter, sizeof count);
+    *nmasked = count;
+    return st;
+}
+
 static clred_status mask_sources(bkg_state *s, int have_mask, size_t *nmasked)
 {
     size_t n = (size_t)s->w * s->h;
@@ -397,15 +428,7 @@ static clred_status mask_sources(bkg_state *s, int have_mask, size_t *nmasked)
                          CLRED_ARG(s->h), CLRED_ARG(nsig), CLRED_ARG(s->o->source_grow), (size_t)0));
     size_t global[2] = {(size_t)s->w, (size_t)s->h};
     CLRED_TRY(clred_run_tiled(s->ctx, k, "bkg_mask_sources", 2, global));
-    uint16_t *m = malloc(n * sizeof *m);
-    if (!m)
-        return clred_fail(CLRED_ERR_MEMORY, "out of memory for the source mask");
-    clred_status st = clred_download(s->ctx, s->mask2, 0, n * sizeof *m, m);
-    *nmasked = 0;
-    for (size_t i = 0; i < n; i++)
-        *nmasked += (m[i] & CLRED_MASK_DETECTED) != 0;
-    free(m);
-    return st;
+    return count_detected(s, n, nmasked);
 }
 
 /* The maps into bkg_map and rms_map (planes of img's shape). */

@@ -90,8 +90,13 @@ clred_status clred_median_filter(clred_ctx *ctx, const float *in, float *out, si
 enum { F_CLEAN, F_BKG, F_VAR, F_NOISE, F_S, F_MED, F_FINE, F_M7, F_SP, F_TMP, NFLOAT };
 enum { B_BAD, B_SAT, B_CAND, B_GROW, B_CR, B_TMP, NBYTE };
 
+/* Counts of one digit of the radix selection (cr_good_histogram). */
+#define SELECT_BINS 256
+
 /* One run: sci, var and mask are the image's planes (not owned; var NULL
- * when absent), f and b this run's work planes. */
+ * when absent), f and b this run's work planes, count the two counters of
+ * cr_grow and hist one selection histogram per plane; all from the pool, so
+ * a night's frames reuse them. */
 typedef struct {
     clred_ctx *ctx;
     int w, h;
@@ -100,15 +105,25 @@ typedef struct {
     cl_mem f[NFLOAT];
     cl_mem b[NBYTE];
     cl_mem count;
+    cl_mem hist[2];
 } cr_state;
 
+#define COUNT_BYTES (2 * sizeof(cl_uint))
+#define HIST_BYTES (SELECT_BINS * sizeof(cl_uint))
+
+/* Must be called only when the device has finished with the buffers (the
+ * run ends with a blocking download): an idle pooled buffer may be taken
+ * next by an upload on the transfer queue, which does not wait for the
+ * kernels of the main queue. */
 static void cr_release(cr_state *s)
 {
     for (int i = 0; i < NFLOAT; i++)
-        clred_release(&s->f[i]);
+        clred_pool_give(s->ctx, &s->f[i], (size_t)s->n * sizeof(float));
     for (int i = 0; i < NBYTE; i++)
-        clred_release(&s->b[i]);
-    clred_release(&s->count);
+        clred_pool_give(s->ctx, &s->b[i], s->n);
+    clred_pool_give(s->ctx, &s->count, COUNT_BYTES);
+    for (int i = 0; i < 2; i++)
+        clred_pool_give(s->ctx, &s->hist[i], HIST_BYTES);
 }
 
 static clred_status run1d(cr_state *s, const char *name, cl_kernel *k)
@@ -145,13 +160,17 @@ static clred_status map_or(cr_state *s, cl_mem a, cl_mem b)
 static clred_status prepare(cr_state *s, cl_mem sky, cl_mem noise_var, const clred_cosmic_opts *o)
 {
     size_t fb = (size_t)s->n * sizeof(float);
+    /* Every work plane but the cosmic-ray map is written in full before it
+     * is read, so what a pooled buffer held does not matter. */
     for (int i = 0; i < NFLOAT; i++)
-        CLRED_TRY(clred_buffer(s->ctx, CL_MEM_READ_WRITE, fb, NULL, &s->f[i], "a cosmic-ray work plane"));
+        CLRED_TRY(clred_pool_take(s->ctx, fb, "a cosmic-ray work plane", &s->f[i]));
     for (int i = 0; i < NBYTE; i++)
-        CLRED_TRY(clred_buffer(s->ctx, CL_MEM_READ_WRITE, s->n, NULL, &s->b[i], "a cosmic-ray map"));
+        CLRED_TRY(clred_pool_take(s->ctx, s->n, "a cosmic-ray map", &s->b[i]));
     CLRED_TRY(clred_fill_zero(s->ctx, s->b[B_CR], s->n));
-    cl_uint zero = 0;
-    CLRED_TRY(clred_buffer(s->ctx, CL_MEM_READ_WRITE, sizeof zero, &zero, &s->count, "a counter"));
+    CLRED_TRY(clred_pool_take(s->ctx, COUNT_BYTES, "cosmic-ray counters", &s->count));
+    CLRED_TRY(clred_fill_zero(s->ctx, s->count, COUNT_BYTES));
+    for (int i = 0; i < 2; i++)
+        CLRED_TRY(clred_pool_take(s->ctx, HIST_BYTES, "a fill-value histogram", &s->hist[i]));
 
     /* Inputs that are absent are bound to a buffer of the right size that the
      * kernel does not read; the flags tell it so. */
@@ -194,24 +213,80 @@ static clred_status mask_saturated(cr_state *s, const clred_cosmic_opts *o)
     return run1d(s, "subtract_in_place", &k);
 }
 
-/* Median (lower middle for an even count, as astroscrappy) of the plane over
- * pixels not marked bad: the fill value for a cosmic ray with no usable
- * neighbour (astroscrappy's background_level). */
-static clred_status good_median(cr_state *s, cl_mem plane, const uint8_t *bad, float *out)
+/* Work-group size and count for cr_good_histogram: a power of two within the
+ * kernel's limit (at most 256, one per bin), a few groups per compute unit. */
+static clred_status histogram_launch(cr_state *s, cl_kernel k, size_t *local, size_t *global)
 {
-    float *v = malloc((size_t)s->n * sizeof *v);
-    if (!v)
-        return clred_fail(CLRED_ERR_MEMORY, "out of memory for a %d x %d median", s->w, s->h);
-    clred_status st = clred_download(s->ctx, plane, 0, (size_t)s->n * sizeof *v, v);
-    size_t m = 0;
-    for (cl_uint i = 0; st == CLRED_OK && i < s->n; i++)
-        if (!bad[i] && isfinite(v[i]))
-            v[m++] = v[i];
-    *out = 0.0f;
-    if (st == CLRED_OK && m > 0)
-        *out = clred_select_kth(v, m, (m - 1) / 2);
-    free(v);
-    return st;
+    size_t kwg = 0;
+    cl_int err = clGetKernelWorkGroupInfo(k, s->ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL);
+    if (err != CL_SUCCESS)
+        return clred_fail_cl(err, "cr_good_histogram");
+    size_t l = 1;
+    while (l * 2 <= kwg && l * 2 <= SELECT_BINS)
+        l *= 2;
+    size_t want = ((size_t)s->n + l - 1) / l;
+    size_t cap = 4 * (size_t)(s->ctx->info.compute_units ? s->ctx->info.compute_units : 1);
+    *local = l;
+    *global = l * (want < cap ? want : cap);
+    return CLRED_OK;
+}
+
+/* Order-preserving key of a float back to the float (lib_sort.cl's clred_key_float). */
+static float key_float(uint32_t k)
+{
+    uint32_t u = k ^ ((k >> 31) ? 0x80000000u : 0xffffffffu);
+    float v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+/* Medians (lower middle for an even count, as astroscrappy) of the two planes
+ * over finite pixels not marked bad: the fill values for a cosmic ray with
+ * no usable neighbour (astroscrappy's background_level); 0 where no pixel is
+ * usable. Radix selection on the device, one byte of the key per pass: the
+ * host reads 256 counts per plane and pass, never the planes. The value is
+ * the one a sort puts at that rank; where zeros of both signs share the rank,
+ * the key order gives -0, which compares equal to +0. */
+static clred_status good_medians(cr_state *s, const cl_mem planes[2], float out[2])
+{
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(s->ctx, "cosmic", NULL, "cr_good_histogram", &k));
+    size_t local, global;
+    CLRED_TRY(histogram_launch(s, k, &local, &global));
+    cl_uint prefix[2] = {0, 0}, prefix_mask = 0, rank[2] = {0, 0}, total[2] = {0, 0};
+    cl_uint hist[SELECT_BINS];
+    for (cl_uint shift = 32; shift > 0;) {
+        shift -= 8;
+        for (int p = 0; p < 2; p++) {
+            CLRED_TRY(clred_fill_zero(s->ctx, s->hist[p], HIST_BYTES));
+            CLRED_TRY(clred_args(k, "cr_good_histogram", CLRED_ARG(planes[p]), CLRED_ARG(s->b[B_BAD]),
+                                 CLRED_ARG(s->n), CLRED_ARG(prefix[p]), CLRED_ARG(prefix_mask), CLRED_ARG(shift),
+                                 CLRED_ARG(s->hist[p]), CLRED_LOCAL(HIST_BYTES), (size_t)0));
+            CLRED_TRY(clred_run(s->ctx, k, "cr_good_histogram", 1, &global, &local));
+        }
+        for (int p = 0; p < 2; p++) {
+            CLRED_TRY(clred_download(s->ctx, s->hist[p], 0, HIST_BYTES, hist));
+            if (shift == 24) {
+                for (int b = 0; b < SELECT_BINS; b++)
+                    total[p] += hist[b];
+                rank[p] = total[p] ? (total[p] - 1) / 2 : 0;
+            }
+            if (total[p] == 0)
+                continue;
+            cl_uint below = 0, b = 0;
+            while (b < SELECT_BINS - 1 && below + hist[b] <= rank[p])
+                below += hist[b++];
+            if (below + hist[b] <= rank[p])
+                return clred_fail(CLRED_ERR_DEVICE, "cosmic: a fill-value histogram of a %d x %d image lost pixels",
+                                  s->w, s->h);
+            rank[p] -= below;
+            prefix[p] |= b << shift;
+        }
+        prefix_mask |= 0xffu << shift;
+    }
+    for (int p = 0; p < 2; p++)
+        out[p] = total[p] ? key_float(prefix[p]) : 0.0f;
+    return CLRED_OK;
 }
 
 /* One L.A.Cosmic iteration; *found receives the pixels flagged in it. */
@@ -313,21 +388,14 @@ static clred_status cosmic_run(cr_state *s, const clred_cosmic_opts *o, cl_mem s
                                clred_cosmic_info *info)
 {
     clred_ctx *ctx = s->ctx;
-    size_t n = s->n;
-    uint8_t *bad = NULL;
     clred_status st = prepare(s, sky, noise_var, o);
     if (st == CLRED_OK)
         st = mask_saturated(s, o);
-    float fill_clean = 0.0f, fill_var = 0.0f;
-    if (st == CLRED_OK && !(bad = malloc(n)))
-        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for a %zu-pixel map", n);
+    float fill[2] = {0.0f, 0.0f};
+    const cl_mem fill_planes[2] = {s->f[F_CLEAN], s->f[F_VAR]};
     if (st == CLRED_OK)
-        st = clred_download(ctx, s->b[B_BAD], 0, n, bad);
-    if (st == CLRED_OK)
-        st = good_median(s, s->f[F_CLEAN], bad, &fill_clean);
-    if (st == CLRED_OK)
-        st = good_median(s, s->f[F_VAR], bad, &fill_var);
-    free(bad);
+        st = good_medians(s, fill_planes, fill);
+    float fill_clean = fill[0], fill_var = fill[1];
 
     int iterations = 0;
     for (int it = 0; st == CLRED_OK && it < o->max_iters; it++) {
@@ -355,18 +423,18 @@ static clred_status cosmic_run(cr_state *s, const clred_cosmic_opts *o, cl_mem s
         if (st == CLRED_OK)
             st = run1d(s, "cr_finish", &k);
     }
-    uint8_t *cr = NULL;
-    if (st == CLRED_OK && info && !(cr = malloc(n)))
-        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for a %zu-pixel map", n);
-    if (st == CLRED_OK && info)
-        st = clred_download(ctx, s->b[B_CR], 0, n, cr);
+    /* Pixels in the cosmic-ray map (cr_grow's second counter). Read after
+     * cr_finish, the blocking download also makes the work planes idle
+     * before they go back to the pool. */
+    cl_uint counts[2] = {0, 0};
+    if (st == CLRED_OK)
+        st = clred_download(ctx, s->count, 0, COUNT_BYTES, counts);
+    else
+        clFinish(ctx->queue); /* the work planes must be idle before they go back to the pool */
     if (st == CLRED_OK && info) {
-        info->ncosmic = 0;
-        for (size_t i = 0; i < n; i++)
-            info->ncosmic += cr[i] != 0;
+        info->ncosmic = counts[1];
         info->iterations = iterations;
     }
-    free(cr);
     return st;
 }
 
