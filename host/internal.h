@@ -181,8 +181,11 @@ static inline size_t clred_round_up(size_t n, size_t m) { return m ? (n + m - 1)
 /* Uploads host to buf on the transfer queue, without waiting, so that it
  * overlaps the kernels already on the main queue; commands enqueued on the
  * main queue after this call wait for it. Takes ownership of host: release
- * (e.g. free) is called on it once the copy is done, from a driver thread. */
-clred_status clred_upload_owned(clred_ctx *ctx, cl_mem buf, size_t bytes, void *host, void (*release)(void *));
+ * (e.g. free) is called on it once the copy is done, from a driver thread.
+ * after (may be NULL; not released here): the copy waits for it, e.g. the
+ * pool's marker for the last main-queue use of buf. */
+clred_status clred_upload_owned(clred_ctx *ctx, cl_mem buf, size_t bytes, void *host, void (*release)(void *),
+                                cl_event after);
 
 /* Waits for everything enqueued on the context's queues and collects its timing. */
 clred_status clred_sync(clred_ctx *ctx);
@@ -215,6 +218,12 @@ void clred_trace_host(clred_ctx *ctx, const char *lane, const char *name, double
  * of that size is idle, else new; counted in resident_bytes. Fails with a
  * message naming what and the budget when it would exceed the budget. */
 clred_status clred_pool_take(clred_ctx *ctx, size_t bytes, const char *what, cl_mem *buf);
+/* The same, for a buffer that a command on another queue will write first:
+ * *released (NULL for a fresh buffer; the caller releases it) completes when
+ * the main queue is done with the buffer's last use, and that command must
+ * wait for it. */
+clred_status clred_pool_take_ordered(clred_ctx *ctx, size_t bytes, const char *what, cl_mem *buf,
+                                     cl_event *released);
 /* Returns a buffer from clred_pool_take to the pool (or releases it when
  * the pool is full); *buf becomes NULL. */
 void clred_pool_give(clred_ctx *ctx, cl_mem *buf, size_t bytes);

@@ -199,7 +199,7 @@ static void owned_upload(clred_ctx *ctx)
         float *host = malloc(n * sizeof *host);
         for (size_t i = 0; i < n; i++)
             host[i] = (float)(i * (round + 1));
-        CHECK_OK(clred_upload_owned(ctx, clred_dimage_sci(d), n * sizeof(float), host, release_counted));
+        CHECK_OK(clred_upload_owned(ctx, clred_dimage_sci(d), n * sizeof(float), host, release_counted, NULL));
         /* a main-queue copy right after must see the new values */
         clred_dimage *c = NULL;
         CHECK_OK(clred_dimage_copy(d, &c));

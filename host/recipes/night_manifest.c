@@ -1,6 +1,10 @@
-/* A previous run's manifest, read back so that a rerun skips the products
- * whose inputs and parameters have not changed. */
+/* The manifest: rewritten (atomically) after every product, so a run killed
+ * at any point leaves one that says what was finished; and a previous run's,
+ * read back so that a rerun skips the products whose inputs and parameters
+ * have not changed. */
 #include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,4 +52,155 @@ void night_previous_free(night_previous *p)
     free(p->path);
     free(p->key);
     memset(p, 0, sizeof *p);
+}
+
+/* ------------------------------------------------------------ writing */
+
+static void json_text(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* before (punctuation and a name) then value as a JSON string. */
+static void json_field(FILE *f, const char *before, const char *value)
+{
+    fputs(before, f);
+    json_text(f, value);
+}
+
+static const char *kind_word(clred_frame_kind k)
+{
+    static const char *w[] = {"unknown", "bias", "dark", "flat", "science"};
+    return w[k];
+}
+
+static const char *stage_names[CLRED_NIGHT_NSTAGES] = {"classify", "masters", "science", "stacks"};
+
+static void write_inputs(FILE *f, const night *nt)
+{
+    fprintf(f, "  \"inputs\": [");
+    for (size_t i = 0; i < nt->nframes; i++) {
+        const night_frame *fr = &nt->frames[i];
+        json_field(f, i ? ",\n    {\"path\": " : "\n    {\"path\": ", fr->path);
+        fprintf(f, ", \"size\": %" PRIu64 ", \"mtime_ns\": %" PRId64 ", \"kind\": \"%s\", \"exptime\": ", fr->size,
+                fr->mtime_ns, kind_word(fr->kind));
+        if (isfinite(fr->exptime))
+            fprintf(f, "%.6g", fr->exptime);
+        else
+            fprintf(f, "null");
+        json_field(f, ", \"filter\": ", fr->filter);
+        json_field(f, ", \"object\": ", fr->object);
+        fprintf(f, "}");
+    }
+    fprintf(f, "\n  ],\n  \"left_out\": [");
+    for (size_t i = 0; i < nt->nleft; i++) {
+        json_field(f, i ? ",\n    {\"path\": " : "\n    {\"path\": ", nt->left[i].path);
+        json_field(f, ", \"reason\": ", nt->left[i].reason);
+        fprintf(f, "}");
+    }
+    fprintf(f, "\n  ],\n");
+}
+
+static void write_products(FILE *f, const night *nt)
+{
+    fprintf(f, "  \"groups\": [");
+    for (size_t g = 0; g < nt->ngroups; g++) {
+        json_field(f, g ? ",\n    {\"name\": " : "\n    {\"name\": ", nt->groups[g].name);
+        fprintf(f, ", \"frames\": %zu, \"here\": %s}", nt->groups[g].n, nt->groups[g].here ? "true" : "false");
+    }
+    fprintf(f, "\n  ],\n  \"products\": [");
+    for (size_t i = 0; i < nt->nprod; i++) {
+        const night_product *p = &nt->prod[i];
+        json_field(f, i ? ",\n    {\"path\": " : "\n    {\"path\": ", p->path);
+        fprintf(f, ", \"what\": \"%s\", \"group\": ", p->what);
+        json_text(f, p->group);
+        fprintf(f, ", \"key\": \"%016" PRIx64 "\", \"done\": %s, \"skipped\": %s, \"reason\": ", p->key,
+                p->done ? "true" : "false", p->skip ? "true" : "false");
+        if (p->reason)
+            json_text(f, p->reason);
+        else
+            fprintf(f, "null");
+        fprintf(f, ", \"inputs\": %s}", p->inputs ? p->inputs : "[]");
+    }
+    fprintf(f, "\n  ],\n");
+}
+
+static void write_timings(FILE *f, const night *nt)
+{
+    const clred_night_report *r = nt->rep;
+    fprintf(f, "  \"timings_s\": {");
+    for (int s = 0; s < CLRED_NIGHT_NSTAGES; s++)
+        fprintf(f, "\"%s\": %.4f, ", stage_names[s], r->stage_s[s]);
+    fprintf(f, "\"read\": %.4f, \"write\": %.4f, \"wall\": %.4f},\n", r->read_s, r->write_s, clred_now() - nt->t0);
+    clred_timing t = r->timing;
+    uint64_t up = r->image_uploads, down = r->image_downloads;
+    fprintf(f, "  \"transfers\": {\"uploads\": %" PRIu64 ", \"downloads\": %" PRIu64 ", \"kernels\": %" PRIu64
+               ", \"upload_bytes\": %" PRIu64 ", \"download_bytes\": %" PRIu64 ",\n    \"image_uploads\": %" PRIu64
+               ", \"image_downloads\": %" PRIu64 ", \"frames_in\": %zu, \"products_out\": %zu"
+               ", \"image_uploads_per_frame\": %.3f, \"image_downloads_per_product\": %.3f"
+               ", \"stacks_read_back\": %zu}\n}\n",
+            t.uploads, t.downloads, t.kernels, t.upload_bytes, t.download_bytes, up, down, r->frames_in,
+            r->products_out, r->frames_in ? (double)up / r->frames_in : 0.0,
+            r->products_out ? (double)down / r->products_out : 0.0, r->stacks_read_back);
+}
+
+/* The caller holds the lock. */
+static clred_status write_manifest(night *nt, int complete)
+{
+    char tmp[4200];
+    FILE *f;
+    CLRED_TRY(clred_atomic_open(nt->manifest, 1, tmp, sizeof tmp, &f));
+    const clred_night_opts *o = nt->o;
+    fprintf(f, "{\n  \"software\": \"clred %s\",\n  \"complete\": %s,\n  \"shard\": [%zu, %zu],\n", CLRED_VERSION,
+            complete ? "true" : "false", o->shard_index + 1, o->shard_count);
+    json_field(f, "  \"device\": ", clred_ctx_device(nt->ctx)->name);
+    json_field(f, ",\n  \"keywords\": {\"type\": ", o->type_keys);
+    json_field(f, ", \"exptime\": ", o->exptime_keys);
+    json_field(f, ", \"filter\": ", o->filter_keys);
+    json_field(f, ", \"object\": ", o->object_keys);
+    json_field(f, "},\n  \"parameters\": {\"calibration\": ", nt->p_calib);
+    json_field(f, ", \"bias_combine\": ", nt->p_bias);
+    json_field(f, ", \"dark_combine\": ", nt->p_dark);
+    json_field(f, ", \"flat_combine\": ", nt->p_flat);
+    json_field(f, ", \"science\": ", nt->p_science);
+    json_field(f, ", \"stack\": ", nt->p_stack);
+    fprintf(f, "},\n");
+    write_inputs(f, nt);
+    write_products(f, nt);
+    write_timings(f, nt);
+    return clred_atomic_close(f, tmp, nt->manifest);
+}
+
+clred_status night_manifest_write(night *nt, int complete)
+{
+    pthread_mutex_lock(&nt->lock);
+    clred_status st = write_manifest(nt, complete);
+    pthread_mutex_unlock(&nt->lock);
+    return st;
+}
+
+void night_product_written(void *user, size_t index, clred_status st, const char *message)
+{
+    night *nt = user;
+    pthread_mutex_lock(&nt->lock);
+    if (st == CLRED_OK) {
+        nt->prod[index].done = 1;
+        st = write_manifest(nt, 0);
+        message = st != CLRED_OK ? clred_last_error() : NULL;
+    }
+    if (st != CLRED_OK && nt->write_status == CLRED_OK) {
+        nt->write_status = st;
+        snprintf(nt->write_error, sizeof nt->write_error, "%s", message ? message : "write failed");
+    }
+    pthread_mutex_unlock(&nt->lock);
 }

@@ -44,39 +44,38 @@ clred_frame_kind clred_frame_kind_parse(const char *value)
     return CLRED_FRAME_UNKNOWN;
 }
 
+/* The next keyword of the comma-separated list at *p, upper case and without
+ * spaces (empty for an empty entry), and *p past it; 0 at the list's end. */
+static int next_key(const char **p, char *key, size_t size)
+{
+    if (!*p || !**p)
+        return 0;
+    size_t n = strcspn(*p, ","), k = 0;
+    for (size_t i = 0; i < n && k + 1 < size; i++)
+        if ((*p)[i] != ' ')
+            key[k++] = (char)toupper((unsigned char)(*p)[i]);
+    key[k] = '\0';
+    *p += n + ((*p)[n] == ',');
+    return 1;
+}
+
 /* The first keyword of the comma-separated list that the header has, as a
  * string; 0 when none. */
 static int first_string(const clred_header *h, const char *keys, char *out, size_t size)
 {
     char key[72];
-    for (const char *p = keys; p && *p;) {
-        size_t n = strcspn(p, ",");
-        size_t k = 0;
-        for (size_t i = 0; i < n && k + 1 < sizeof key; i++)
-            if (p[i] != ' ')
-                key[k++] = (char)toupper((unsigned char)p[i]);
-        key[k] = '\0';
-        if (k && clred_header_get_string(h, key, out, size))
+    for (const char *p = keys; next_key(&p, key, sizeof key);)
+        if (*key && clred_header_get_string(h, key, out, size))
             return 1;
-        p += n + (p[n] == ',');
-    }
     return 0;
 }
 
 static int first_double(const clred_header *h, const char *keys, double *out)
 {
     char key[72];
-    for (const char *p = keys; p && *p;) {
-        size_t n = strcspn(p, ",");
-        size_t k = 0;
-        for (size_t i = 0; i < n && k + 1 < sizeof key; i++)
-            if (p[i] != ' ')
-                key[k++] = (char)toupper((unsigned char)p[i]);
-        key[k] = '\0';
-        if (k && clred_header_get_double(h, key, out))
+    for (const char *p = keys; next_key(&p, key, sizeof key);)
+        if (*key && clred_header_get_double(h, key, out))
             return 1;
-        p += n + (p[n] == ',');
-    }
     return 0;
 }
 

@@ -284,3 +284,29 @@ void night_writer_finish(night_writer *w, double *write_s)
     pthread_cond_destroy(&w->changed);
     free(w);
 }
+
+/* ------------------------------------------- the main thread's ends */
+
+/* Each frame goes to the device once: the reader thread reads it into a host
+ * image, and the main thread hands that to the device (adopted without a copy
+ * where the device shares host memory, one upload elsewhere). Every step then
+ * works on device images, and each product comes down once, to the writer. */
+
+clred_status night_next_on_device(night *nt, night_reader *r, clred_dimage **out)
+{
+    *out = NULL;
+    clred_image img;
+    CLRED_TRY(night_reader_next(r, &img));
+    clred_status st = clred_dimage_adopt(nt->ctx, &img, out);
+    if (st == CLRED_OK)
+        nt->frames_in++;
+    return st;
+}
+
+clred_status night_put_product(night *nt, night_writer *w, const clred_dimage *d, long index)
+{
+    clred_image host;
+    CLRED_TRY(clred_dimage_download(d, &host));
+    nt->products_out++;
+    return night_writer_put(w, nt->prod[index].path, &host, 1, (size_t)index);
+}

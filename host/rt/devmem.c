@@ -60,7 +60,8 @@ static void CL_CALLBACK release_owned(cl_event ev, cl_int status, void *user)
     free(o);
 }
 
-clred_status clred_upload_owned(clred_ctx *ctx, cl_mem buf, size_t bytes, void *host, void (*release)(void *))
+clred_status clred_upload_owned(clred_ctx *ctx, cl_mem buf, size_t bytes, void *host, void (*release)(void *),
+                                cl_event after)
 {
     owned_host *o = malloc(sizeof *o);
     if (!o) {
@@ -80,7 +81,8 @@ clred_status clred_upload_owned(clred_ctx *ctx, cl_mem buf, size_t bytes, void *
     }
     cl_event ev;
     double t = clred_now();
-    err = clEnqueueWriteBuffer(ctx->xfer_queue, buf, CL_FALSE, 0, bytes, host, 0, NULL, &ev);
+    err = clEnqueueWriteBuffer(ctx->xfer_queue, buf, CL_FALSE, 0, bytes, host, after ? 1 : 0, after ? &after : NULL,
+                               &ev);
     if (err == CL_SUCCESS)
         clFlush(ctx->xfer_queue);
     if (err != CL_SUCCESS) {

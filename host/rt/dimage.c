@@ -294,11 +294,20 @@ static clred_status adopt_by_upload(clred_ctx *ctx, clred_image *img, clred_dima
     for (int p = 0; p < CLRED_NPLANES && st == CLRED_OK; p++) {
         if (!*arrays[p])
             continue;
-        st = take_plane(d, p);
+        /* A reused plane may still be in use by queued kernels of an earlier
+         * frame: the copy on the transfer queue waits for the pool's marker. */
+        cl_event released = NULL;
+        st = clred_pool_take_ordered(ctx, plane_bytes(d, p), plane_what[p], &d->plane[p], &released);
         if (st == CLRED_OK) {
-            st = clred_upload_owned(ctx, d->plane[p], plane_bytes(d, p), *arrays[p], free);
+            d->kind[p] = CLRED_PLANE_POOLED;
+            st = clred_upload_owned(ctx, d->plane[p], plane_bytes(d, p), *arrays[p], free, released);
             *arrays[p] = NULL; /* released by the upload, also when it failed */
+        } else {
+            free(*arrays[p]);
+            *arrays[p] = NULL;
         }
+        if (released)
+            clReleaseEvent(released);
     }
     clred_image_free(img);
     if (st == CLRED_OK && !d->header)

@@ -13,6 +13,7 @@
 typedef struct {
     cl_mem buf;
     size_t bytes;
+    cl_event released; /* a marker on the main queue after the last command that used buf (may be NULL) */
 } pool_entry;
 
 typedef struct clred_pool clred_pool;
@@ -33,6 +34,8 @@ static clred_status ensure_pool(clred_ctx *ctx)
 static void release_entry(clred_ctx *ctx, size_t i)
 {
     clred_pool *p = ctx->pool;
+    if (p->idle[i].released)
+        clReleaseEvent(p->idle[i].released);
     clReleaseMemObject(p->idle[i].buf);
     p->idle_bytes -= p->idle[i].bytes;
     ctx->resident_bytes -= p->idle[i].bytes;
@@ -43,7 +46,18 @@ static double mib(uint64_t b) { return (double)b / (1024.0 * 1024.0); }
 
 clred_status clred_pool_take(clred_ctx *ctx, size_t bytes, const char *what, cl_mem *buf)
 {
+    cl_event released = NULL;
+    clred_status st = clred_pool_take_ordered(ctx, bytes, what, buf, &released);
+    if (released)
+        clReleaseEvent(released); /* main-queue users are ordered after it anyway */
+    return st;
+}
+
+clred_status clred_pool_take_ordered(clred_ctx *ctx, size_t bytes, const char *what, cl_mem *buf,
+                                     cl_event *released)
+{
     *buf = NULL;
+    *released = NULL;
     CLRED_TRY(ensure_pool(ctx));
     clred_pool *p = ctx->pool;
     if (bytes == 0)
@@ -51,6 +65,7 @@ clred_status clred_pool_take(clred_ctx *ctx, size_t bytes, const char *what, cl_
     for (size_t i = 0; i < p->n; i++)
         if (p->idle[i].bytes == bytes) {
             *buf = p->idle[i].buf;
+            *released = p->idle[i].released;
             p->idle_bytes -= bytes;
             p->idle[i] = p->idle[--p->n];
             return CLRED_OK;
@@ -83,8 +98,14 @@ void clred_pool_give(clred_ctx *ctx, cl_mem *buf, size_t bytes)
         clReleaseMemObject(*buf);
         ctx->resident_bytes -= bytes;
     } else {
+        /* Kernels that use the buffer may still be queued: a command on
+         * another queue (the transfer queue) must wait for this marker. */
+        cl_event marker = NULL;
+        if (clEnqueueMarkerWithWaitList(ctx->queue, 0, NULL, &marker) != CL_SUCCESS)
+            marker = NULL;
         p->idle[p->n].buf = *buf;
         p->idle[p->n].bytes = bytes;
+        p->idle[p->n].released = marker;
         p->n++;
         p->idle_bytes += bytes;
     }
