@@ -407,8 +407,6 @@ static clred_status count_detected(bkg_state *s, size_t n, size_t *nmasked)
         st = clred_run(s->ctx, k, "bkg_count_bits", 1, &global, NULL);
     if (st == CLRED_OK)
         st = clred_download(s->ctx, counter, 0, sizeof count, &count);
-    else if (counter)
-        clFinish(s->ctx->queue); /* idle before it goes back to the pool */
     clred_pool_give(s->ctx, &counter, sizeof count);
     *nmasked = count;
     return st;

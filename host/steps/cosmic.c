@@ -111,10 +111,6 @@ typedef struct {
 #define COUNT_BYTES (2 * sizeof(cl_uint))
 #define HIST_BYTES (SELECT_BINS * sizeof(cl_uint))
 
-/* Must be called only when the device has finished with the buffers (the
- * run ends with a blocking download): an idle pooled buffer may be taken
- * next by an upload on the transfer queue, which does not wait for the
- * kernels of the main queue. */
 static void cr_release(cr_state *s)
 {
     for (int i = 0; i < NFLOAT; i++)
@@ -423,14 +419,10 @@ static clred_status cosmic_run(cr_state *s, const clred_cosmic_opts *o, cl_mem s
         if (st == CLRED_OK)
             st = run1d(s, "cr_finish", &k);
     }
-    /* Pixels in the cosmic-ray map (cr_grow's second counter). Read after
-     * cr_finish, the blocking download also makes the work planes idle
-     * before they go back to the pool. */
+    /* the pixels in the cosmic-ray map: cr_grow's second counter */
     cl_uint counts[2] = {0, 0};
-    if (st == CLRED_OK)
+    if (st == CLRED_OK && info)
         st = clred_download(ctx, s->count, 0, COUNT_BYTES, counts);
-    else
-        clFinish(ctx->queue); /* the work planes must be idle before they go back to the pool */
     if (st == CLRED_OK && info) {
         info->ncosmic = counts[1];
         info->iterations = iterations;
