@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "json.h"
 
 bench_result *bench_results_add(bench_results *r, const char *step, const char *mode)
 {
@@ -74,20 +75,7 @@ double bench_max_abs_diff(const float *a, const float *b, size_t n)
     return worst;
 }
 
-void bench_json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
+void bench_json_string(FILE *f, const char *s) { clred_json_quote(f, s); }
 
 /* JSON has no NaN or infinity: those become null. */
 static void json_number(FILE *f, double v)

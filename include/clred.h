@@ -1069,6 +1069,12 @@ CLRED_API clred_status clred_find_transform(clred_ctx *ctx, const clred_image *r
 CLRED_API clred_status clred_find_transforms(clred_ctx *ctx, const clred_image *frames, size_t n, long ref_index,
                                    const clred_detect_opts *dopts, const clred_match_opts *mopts,
                                    clred_match_result *results, size_t *failed);
+/* The same on device images: stars are detected on the device and only the
+ * catalogs come back to be matched. */
+CLRED_API clred_status clred_find_transforms_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t n,
+                                                 long ref_index, const clred_detect_opts *dopts,
+                                                 const clred_match_opts *mopts, clred_match_result *results,
+                                                 size_t *failed);
 
 
 /* ---- stacking: registration, resampling and combination in one call */

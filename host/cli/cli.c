@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "json.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -102,20 +103,7 @@ int cli_parse_int(const char *cmd, const char *opt, const char *text, int *out)
     return 1;
 }
 
-void cli_json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
+void cli_json_string(FILE *f, const char *s) { clred_json_quote(f, s); }
 
 int cli_list_frames(const char *cmd, const char *const *paths, size_t npaths, cli_frame **frames, size_t *n)
 {

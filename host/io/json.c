@@ -87,20 +87,25 @@ void clred_json_uint(clred_json_writer *w, const char *key, unsigned long long v
     fprintf(w->f, "%llu", v);
 }
 
+void clred_json_quote(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
 void clred_json_string(clred_json_writer *w, const char *key, const char *s)
 {
     member(w, key);
-    fputc('"', w->f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(w->f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(w->f, "\\u%04x", c);
-        else
-            fputc(c, w->f);
-    }
-    fputc('"', w->f);
+    clred_json_quote(w->f, s);
 }
 
 void clred_json_bool(clred_json_writer *w, const char *key, int v)

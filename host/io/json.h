@@ -25,6 +25,9 @@ void clred_json_number(clred_json_writer *w, const char *key, double v);
 void clred_json_int(clred_json_writer *w, const char *key, long long v);
 void clred_json_uint(clred_json_writer *w, const char *key, unsigned long long v);
 void clred_json_string(clred_json_writer *w, const char *key, const char *s);
+/* s as a quoted JSON string (escaped; NULL as ""): the one escaper every JSON
+ * writer in clred uses. */
+void clred_json_quote(FILE *f, const char *s);
 void clred_json_bool(clred_json_writer *w, const char *key, int v);
 
 

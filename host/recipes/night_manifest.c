@@ -56,20 +56,7 @@ void night_previous_free(night_previous *p)
 
 /* ------------------------------------------------------------ writing */
 
-static void json_text(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; s && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
+static void json_text(FILE *f, const char *s) { clred_json_quote(f, s); }
 
 /* before (punctuation and a name) then value as a JSON string. */
 static void json_field(FILE *f, const char *before, const char *value)

@@ -79,41 +79,6 @@ static clred_status fail_for_frame(clred_status st, const stack_source *src, siz
     return clred_fail(st, "%s: %s", label, message);
 }
 
-/* clred_find_transforms on device images (there is no public device
- * version): the reference's stars once, then each frame's, detected on the
- * device; only the catalogs come back to be matched. *failed names the frame
- * being matched when a failure happens. */
-static clred_status find_transforms_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t n, long ref_index,
-                                        const clred_detect_opts *dopts, const clred_match_opts *mopts,
-                                        clred_match_result *results, size_t *failed)
-{
-    *failed = (size_t)ref_index;
-    clred_source *ref_stars = NULL;
-    size_t nref = 0;
-    clred_status st = clred_detect_stars_dev(ctx, frames[ref_index], dopts, &ref_stars, &nref);
-    for (size_t i = 0; i < n && st == CLRED_OK; i++) {
-        memset(&results[i], 0, sizeof results[i]);
-        if (i == (size_t)ref_index) {
-            size_t used = nref < mopts->max_stars ? nref : mopts->max_stars;
-            results[i].transform = clred_transform_identity();
-            results[i].nmatched = results[i].nref = results[i].nimg = used;
-            results[i].scale = 1.0;
-            continue;
-        }
-        *failed = i;
-        clred_source *stars = NULL;
-        size_t nstars = 0;
-        st = clred_detect_stars_dev(ctx, frames[i], dopts, &stars, &nstars);
-        if (st == CLRED_OK)
-            st = clred_match_stars(ref_stars, nref, stars, nstars, mopts, &results[i]);
-        free(stars);
-    }
-    free(ref_stars);
-    if (st == CLRED_OK)
-        *failed = n;
-    return st;
-}
-
 /* ------------------------------------------------------------ the steps */
 
 static clred_status check_request(const clred_dimage *const *frames, size_t n, const clred_stack_opts *o,
@@ -158,7 +123,7 @@ static clred_status register_frames(clred_ctx *ctx, const clred_dimage *const *f
         return clred_fail(CLRED_ERR_MEMORY, "stack: out of memory for %zu transforms", n);
     if (o->method == CLRED_REGISTER_STARS) {
         size_t failed = n;
-        clred_status st = find_transforms_dev(ctx, frames, n, o->ref_index, &o->dopts, &o->mopts, al->matches,
+        clred_status st = clred_find_transforms_dev(ctx, frames, n, o->ref_index, &o->dopts, &o->mopts, al->matches,
                                                    &failed);
         if (st != CLRED_OK && failed < n) {
             al->failed = (long)failed;

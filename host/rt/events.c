@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "json.h"
 
 #define PENDING_MAX 1024
 
@@ -203,19 +204,6 @@ clred_status clred_ctx_trace_start(clred_ctx *ctx)
     return CLRED_OK;
 }
 
-static void json_escaped(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-}
-
 /* Lanes become threads of one process in the viewer, numbered in order of
  * first appearance. */
 static int lane_id(char lanes[][24], size_t *nlanes, const char *lane)
@@ -245,11 +233,11 @@ clred_status clred_ctx_trace_write(clred_ctx *ctx, const char *path)
     for (size_t i = 0; i < e->nspans; i++) {
         const span *s = &e->spans[i];
         int tid = lane_id(lanes, &nlanes, s->lane);
-        fprintf(f, "{\"name\": \"");
-        json_escaped(f, s->name);
-        fprintf(f, "\", \"cat\": \"");
-        json_escaped(f, s->lane);
-        fprintf(f, "\", \"ph\": \"X\", \"pid\": 1, \"tid\": %d, \"ts\": %.3f, \"dur\": %.3f},\n", tid,
+        fprintf(f, "{\"name\": ");
+        clred_json_quote(f, s->name);
+        fprintf(f, ", \"cat\": ");
+        clred_json_quote(f, s->lane);
+        fprintf(f, ", \"ph\": \"X\", \"pid\": 1, \"tid\": %d, \"ts\": %.3f, \"dur\": %.3f},\n", tid,
                 (s->t0 - e->t_origin) * 1e6, (s->t1 - s->t0) * 1e6);
     }
     for (size_t i = 0; i < nlanes; i++)

@@ -680,9 +680,27 @@ clred_status clred_find_transform(clred_ctx *ctx, const clred_image *ref, const 
     return st;
 }
 
-clred_status clred_find_transforms(clred_ctx *ctx, const clred_image *frames, size_t n, long ref_index,
-                                   const clred_detect_opts *dopts, const clred_match_opts *mopts,
-                                   clred_match_result *results, size_t *failed)
+/* Star lists of frame i, from host or device images: one matching loop
+ * serves both entry points. */
+typedef clred_status (*stars_of_fn)(clred_ctx *ctx, const void *frames, size_t i, const clred_detect_opts *dopts,
+                                    clred_source **list, size_t *n);
+
+static clred_status stars_of_image(clred_ctx *ctx, const void *frames, size_t i, const clred_detect_opts *dopts,
+                                   clred_source **list, size_t *n)
+{
+    return clred_detect_stars(ctx, &((const clred_image *)frames)[i], dopts, list, n);
+}
+
+static clred_status stars_of_dimage(clred_ctx *ctx, const void *frames, size_t i, const clred_detect_opts *dopts,
+                                    clred_source **list, size_t *n)
+{
+    return clred_detect_stars_dev(ctx, ((const clred_dimage *const *)frames)[i], dopts, list, n);
+}
+
+/* The reference's stars once, then each frame's, matched against them. */
+static clred_status find_transforms(clred_ctx *ctx, const void *frames, stars_of_fn stars_of, size_t n,
+                                    long ref_index, const clred_detect_opts *dopts, const clred_match_opts *mopts,
+                                    clred_match_result *results, size_t *failed)
 {
     if (ref_index < 0 || (size_t)ref_index >= n)
         return clred_fail(CLRED_ERR_USAGE, "reference frame %ld does not exist (%zu frames; star matching needs a "
@@ -694,7 +712,7 @@ clred_status clred_find_transforms(clred_ctx *ctx, const clred_image *frames, si
         *failed = ref_index;
     clred_source *ref_stars = NULL;
     size_t nref = 0;
-    clred_status st = clred_detect_stars(ctx, &frames[ref_index], dopts, &ref_stars, &nref);
+    clred_status st = stars_of(ctx, frames, (size_t)ref_index, dopts, &ref_stars, &nref);
     for (size_t i = 0; i < n && st == CLRED_OK; i++) {
         memset(&results[i], 0, sizeof results[i]);
         if (i == (size_t)ref_index) {
@@ -708,11 +726,25 @@ clred_status clred_find_transforms(clred_ctx *ctx, const clred_image *frames, si
             *failed = i;
         clred_source *stars = NULL;
         size_t nstars = 0;
-        st = clred_detect_stars(ctx, &frames[i], dopts, &stars, &nstars);
+        st = stars_of(ctx, frames, i, dopts, &stars, &nstars);
         if (st == CLRED_OK)
             st = clred_match_stars(ref_stars, nref, stars, nstars, mopts, &results[i]);
         free(stars);
     }
     free(ref_stars);
     return st;
+}
+
+clred_status clred_find_transforms(clred_ctx *ctx, const clred_image *frames, size_t n, long ref_index,
+                                   const clred_detect_opts *dopts, const clred_match_opts *mopts,
+                                   clred_match_result *results, size_t *failed)
+{
+    return find_transforms(ctx, frames, stars_of_image, n, ref_index, dopts, mopts, results, failed);
+}
+
+clred_status clred_find_transforms_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t n, long ref_index,
+                                       const clred_detect_opts *dopts, const clred_match_opts *mopts,
+                                       clred_match_result *results, size_t *failed)
+{
+    return find_transforms(ctx, frames, stars_of_dimage, n, ref_index, dopts, mopts, results, failed);
 }
