@@ -13,7 +13,8 @@
 #       On the target: unpack the .debs into bench/gpu/prefix (never into /),
 #       point CMake, pkg-config and LD_LIBRARY_PATH at it, register NVIDIA's
 #       OpenCL driver when no NVIDIA platform is listed, build in
-#       build-gpu/ (RelWithDebInfo), run the whole test suite on the GPU, then bench/run.
+#       build-gpu/ (RelWithDebInfo), run the whole test suite on the GPU, then bench/run
+#       and bench/night/run (clred run on a simulated night, with its trace).
 #       Without a GPU (or with --no-gpu) it says so and does the same on the
 #       CPU OpenCL device (POCL). Results go to DIR (default $OUT if set,
 #       else bench/results). --system uses the system's packages instead
@@ -251,6 +252,13 @@ print(d['name'], '(' + d['type'] + ', ' + d['platform'] + ')')")"
     args+=("${bench_args[@]}")
     say "benchmarks: bench/run ${args[*]}"
     "$root/bench/run" "${args[@]}"
+    # The night in one command, with its trace and transfer counts (on a GPU:
+    # do uploads overlap kernels, and how far is the night from its I/O?).
+    local night_size=2048
+    [ "$quick" = 1 ] && night_size=1024
+    say "night: bench/night/run $out/night-$kind --size $night_size --copying"
+    CLRED_DEVICE="$CLRED_DEVICE" "$root/bench/night/run" "$out/night-$kind" --size "$night_size" --copying ||
+      say "bench/night/run failed (see above)"
   fi
 }
 
