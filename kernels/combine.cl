@@ -698,7 +698,11 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
         a[f] = select((vf)INFINITY, v, ok);
         n -= ok;
     }
-#define CE_VEC(i, j) { vf x_ = a[i], y_ = a[j]; vi c_ = x_ < y_; a[i] = select(y_, x_, c_); a[j] = select(x_, y_, c_); }
+    /* Slots from nframes up hold +inf and stay so: a compare-exchange that
+     * touches one changes nothing, so it is skipped (a uniform branch). For
+     * 20 frames in the 32-input network that is about 40 % of the work. */
+#define CE_VEC(i, j) \
+    if ((j) < nframes) { vf x_ = a[i], y_ = a[j]; vi c_ = x_ < y_; a[i] = select(y_, x_, c_); a[j] = select(x_, y_, c_); }
     NETWORK(CE_VEC)
 #undef CE_VEC
 
