@@ -428,15 +428,27 @@ static int register_stars(clred_ctx *ctx, const reg_args *a, const cli_frame *fr
     cli_progress("matching stars in %zu frames", n);
     size_t bad = a->ref_index;
     clred_status s = clred_find_transforms(ctx, images, n, a->ref_index, &a->dopts, &a->mopts, res, &bad);
-    for (size_t i = 0; i < n && aligned && s == CLRED_OK; i++) {
-        cli_progress("resampling %zu/%zu", i + 1, n);
-        bad = i;
-        s = clred_resample(ctx, &images[i], &res[i].transform, &a->ropts, &aligned[i]);
+    if (s != CLRED_OK) {
+        cli_progress_done();
+        fprintf(stderr, "clred %s: %s[%zu]: %s\n", CMD, frames[bad].path, frames[bad].frame, clred_last_error());
+        return cli_exit_code(s);
     }
+    if (!aligned)
+        return EXIT_OK;
+    clred_transform *to_ref = malloc(n * sizeof *to_ref);
+    if (!to_ref) {
+        fprintf(stderr, "clred %s: out of memory\n", CMD);
+        return cli_exit_code(CLRED_ERR_MEMORY);
+    }
+    for (size_t i = 0; i < n; i++)
+        to_ref[i] = res[i].transform;
+    cli_progress("resampling %zu frames onto the reference", n);
+    s = clred_resample_onto_grid(ctx, images, n, to_ref, CLRED_GRID_REFERENCE, &a->ropts, aligned, NULL);
+    free(to_ref);
     if (s == CLRED_OK)
         return EXIT_OK;
     cli_progress_done();
-    fprintf(stderr, "clred %s: %s[%zu]: %s\n", CMD, frames[bad].path, frames[bad].frame, clred_last_error());
+    fprintf(stderr, "clred %s: resampling: %s\n", CMD, clred_last_error());
     return cli_exit_code(s);
 }
 

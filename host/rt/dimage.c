@@ -111,64 +111,57 @@ static clred_status zero_plane(clred_dimage *d, int p)
     return clred_fill_zero(d->ctx, d->plane[p], plane_bytes(d, p));
 }
 
-clred_status clred_dimage_create(clred_ctx *ctx, size_t width, size_t height, int with_var, int with_mask,
-                                 clred_dimage **out)
+static clred_status copy_header_in(clred_dimage *d, const clred_header *h);
+
+/* Bits of zero_planes: which planes are cleared rather than left as the
+ * pool gave them. */
+#define ZERO_SCI_VAR 1u
+#define ZERO_MASK 2u
+
+/* A new image of the shape with SCI and the planes asked for, pooled. */
+static clred_status with_planes(clred_ctx *ctx, size_t width, size_t height, int with_var, int with_mask,
+                                unsigned zero_planes, clred_dimage **out)
 {
     clred_dimage *d;
     CLRED_TRY(new_shell(ctx, width, height, &d));
-    clred_status st = zero_plane(d, CLRED_PLANE_SCI);
+    int zero_data = (zero_planes & ZERO_SCI_VAR) != 0;
+    clred_status st = zero_data ? zero_plane(d, CLRED_PLANE_SCI) : take_plane(d, CLRED_PLANE_SCI);
     if (st == CLRED_OK && with_var)
-        st = zero_plane(d, CLRED_PLANE_VAR);
+        st = zero_data ? zero_plane(d, CLRED_PLANE_VAR) : take_plane(d, CLRED_PLANE_VAR);
     if (st == CLRED_OK && with_mask)
-        st = zero_plane(d, CLRED_PLANE_MASK);
+        st = (zero_planes & ZERO_MASK) ? zero_plane(d, CLRED_PLANE_MASK) : take_plane(d, CLRED_PLANE_MASK);
     if (st != CLRED_OK) {
         clred_dimage_free(d);
         return st;
     }
     *out = d;
     return CLRED_OK;
+}
+
+clred_status clred_dimage_create(clred_ctx *ctx, size_t width, size_t height, int with_var, int with_mask,
+                                 clred_dimage **out)
+{
+    return with_planes(ctx, width, height, with_var, with_mask, ZERO_SCI_VAR | ZERO_MASK, out);
 }
 
 clred_status clred_dimage_new(clred_ctx *ctx, size_t width, size_t height, int with_var, int with_mask,
                               clred_dimage **out)
 {
-    clred_dimage *d;
-    CLRED_TRY(new_shell(ctx, width, height, &d));
-    clred_status st = take_plane(d, CLRED_PLANE_SCI);
-    if (st == CLRED_OK && with_var)
-        st = take_plane(d, CLRED_PLANE_VAR);
-    if (st == CLRED_OK && with_mask)
-        st = take_plane(d, CLRED_PLANE_MASK);
-    if (st != CLRED_OK) {
-        clred_dimage_free(d);
-        return st;
-    }
-    *out = d;
-    return CLRED_OK;
+    return with_planes(ctx, width, height, with_var, with_mask, 0, out);
 }
 
 clred_status clred_dimage_like(const clred_dimage *d, int with_var, int with_mask, int copy_header,
                                clred_dimage **out)
 {
+    /* The mask is cleared: steps or their bits into it. */
     clred_dimage *n;
-    CLRED_TRY(new_shell(d->ctx, d->width, d->height, &n));
-    clred_status st = take_plane(n, CLRED_PLANE_SCI);
-    if (st == CLRED_OK && with_var)
-        st = take_plane(n, CLRED_PLANE_VAR);
-    if (st == CLRED_OK && with_mask)
-        st = zero_plane(n, CLRED_PLANE_MASK);
-    if (st == CLRED_OK && copy_header) {
-        clred_header *h = clred_header_copy(d->header);
-        if (!h)
-            st = clred_fail(CLRED_ERR_MEMORY, "out of memory copying a header");
-        else {
-            clred_header_free(n->header);
-            n->header = h;
+    CLRED_TRY(with_planes(d->ctx, d->width, d->height, with_var, with_mask, ZERO_MASK, &n));
+    if (copy_header) {
+        clred_status st = copy_header_in(n, d->header);
+        if (st != CLRED_OK) {
+            clred_dimage_free(n);
+            return st;
         }
-    }
-    if (st != CLRED_OK) {
-        clred_dimage_free(n);
-        return st;
     }
     *out = n;
     return CLRED_OK;

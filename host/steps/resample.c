@@ -290,25 +290,41 @@ clred_status clred_grid_for(const clred_transform *to_ref, size_t n, size_t widt
     return CLRED_OK;
 }
 
+/* The grid of a set of frames and the resampling options that land on it. */
+static clred_status grid_setup(const clred_transform *to_ref, size_t n, size_t width, size_t height, clred_grid grid,
+                               const clred_resample_opts *ropts, clred_resample_opts *o, clred_grid_geometry *g)
+{
+    *o = ropts ? *ropts : clred_resample_defaults();
+    CLRED_TRY(clred_grid_for(to_ref, n, width, height, grid, g));
+    if (o->interp == CLRED_INTERP_FOURIER && grid != CLRED_GRID_REFERENCE)
+        return clred_fail(CLRED_ERR_USAGE, "the Fourier interpolant resamples onto the reference grid only");
+    o->out_width = g->width;
+    o->out_height = g->height;
+    return CLRED_OK;
+}
+
+/* A frame's transform onto the reference, moved onto the grid. */
+static clred_transform onto_grid(const clred_transform *to_ref, const clred_grid_geometry *g)
+{
+    clred_transform t = *to_ref;
+    t.m[2] += g->ox;
+    t.m[5] += g->oy;
+    return t;
+}
+
 clred_status clred_resample_onto_grid(clred_ctx *ctx, const clred_image *frames, size_t n,
                                       const clred_transform *to_ref, clred_grid grid, const clred_resample_opts *ropts,
                                       clred_image *aligned, clred_grid_geometry *geometry)
 {
-    clred_resample_opts o = ropts ? *ropts : clred_resample_defaults();
     if (n == 0)
         return clred_fail(CLRED_ERR_USAGE, "aligning needs at least one frame");
+    clred_resample_opts o;
     clred_grid_geometry g;
-    CLRED_TRY(clred_grid_for(to_ref, n, frames[0].width, frames[0].height, grid, &g));
-    if (o.interp == CLRED_INTERP_FOURIER && grid != CLRED_GRID_REFERENCE)
-        return clred_fail(CLRED_ERR_USAGE, "the Fourier interpolant resamples onto the reference grid only");
-    o.out_width = g.width;
-    o.out_height = g.height;
+    CLRED_TRY(grid_setup(to_ref, n, frames[0].width, frames[0].height, grid, ropts, &o, &g));
     clred_status st = CLRED_OK;
     size_t done = 0;
     for (; done < n && st == CLRED_OK; done++) {
-        clred_transform t = to_ref[done];
-        t.m[2] += g.ox;
-        t.m[5] += g.oy;
+        clred_transform t = onto_grid(&to_ref[done], &g);
         st = clred_resample(ctx, &frames[done], &t, &o, &aligned[done]);
     }
     if (st != CLRED_OK)
@@ -324,24 +340,18 @@ clred_status clred_resample_onto_grid_dev(clred_ctx *ctx, const clred_dimage *co
                                           const clred_resample_opts *ropts, clred_dimage **aligned,
                                           clred_grid_geometry *geometry)
 {
-    clred_resample_opts o = ropts ? *ropts : clred_resample_defaults();
     if (n == 0 || !frames)
         return clred_fail(CLRED_ERR_USAGE, "aligning needs at least one frame");
     for (size_t i = 0; i < n; i++)
         if (!frames[i])
             return clred_fail(CLRED_ERR_USAGE, "aligning: frame %zu is missing", i);
+    clred_resample_opts o;
     clred_grid_geometry g;
-    CLRED_TRY(clred_grid_for(to_ref, n, frames[0]->width, frames[0]->height, grid, &g));
-    if (o.interp == CLRED_INTERP_FOURIER && grid != CLRED_GRID_REFERENCE)
-        return clred_fail(CLRED_ERR_USAGE, "the Fourier interpolant resamples onto the reference grid only");
-    o.out_width = g.width;
-    o.out_height = g.height;
+    CLRED_TRY(grid_setup(to_ref, n, frames[0]->width, frames[0]->height, grid, ropts, &o, &g));
     clred_status st = CLRED_OK;
     size_t done = 0;
     for (; done < n && st == CLRED_OK; done++) {
-        clred_transform t = to_ref[done];
-        t.m[2] += g.ox;
-        t.m[5] += g.oy;
+        clred_transform t = onto_grid(&to_ref[done], &g);
         aligned[done] = NULL;
         st = clred_resample_dev(ctx, frames[done], &t, &o, &aligned[done]);
     }
