@@ -269,20 +269,29 @@ clred_status clred_dimage_sync_borrowed(clred_dimage *d)
     return CLRED_OK;
 }
 
+/* A shell of img's shape that takes img's header over; on failure img is freed. */
+static clred_status shell_taking_header(clred_ctx *ctx, clred_image *img, clred_dimage **out)
+{
+    clred_status st = new_shell(ctx, img->width, img->height, out);
+    if (st != CLRED_OK) {
+        clred_image_free(img);
+        return st;
+    }
+    clred_header_free((*out)->header);
+    (*out)->header = img->header ? img->header : clred_header_new();
+    img->header = NULL;
+    return CLRED_OK;
+}
+
 /* A copying device: each plane is uploaded on the transfer queue without
  * waiting (the image owns its arrays, which are freed once copied), so the
  * copy overlaps the kernels already queued; later commands wait for it. */
 static clred_status adopt_by_upload(clred_ctx *ctx, clred_image *img, clred_dimage **out)
 {
     clred_dimage *d;
-    clred_status st = new_shell(ctx, img->width, img->height, &d);
-    if (st != CLRED_OK) {
-        clred_image_free(img);
+    clred_status st = shell_taking_header(ctx, img, &d);
+    if (st != CLRED_OK)
         return st;
-    }
-    clred_header_free(d->header);
-    d->header = img->header ? img->header : clred_header_new();
-    img->header = NULL;
     void **arrays[CLRED_NPLANES] = {(void **)&img->sci, (void **)&img->var, (void **)&img->mask};
     for (int p = 0; p < CLRED_NPLANES && st == CLRED_OK; p++) {
         if (!*arrays[p])
@@ -325,14 +334,9 @@ clred_status clred_dimage_adopt(clred_ctx *ctx, clred_image *img, clred_dimage *
         return adopt_by_upload(ctx, img, out);
     /* Shared memory: the device image takes the arrays over, no copy. */
     clred_dimage *d;
-    clred_status st = new_shell(ctx, img->width, img->height, &d);
-    if (st != CLRED_OK) {
-        clred_image_free(img);
+    clred_status st = shell_taking_header(ctx, img, &d);
+    if (st != CLRED_OK)
         return st;
-    }
-    clred_header_free(d->header);
-    d->header = img->header ? img->header : clred_header_new();
-    img->header = NULL;
     void **arrays[CLRED_NPLANES] = {(void **)&img->sci, (void **)&img->var, (void **)&img->mask};
     for (int p = 0; p < CLRED_NPLANES && st == CLRED_OK; p++) {
         if (!*arrays[p])
