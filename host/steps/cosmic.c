@@ -41,7 +41,8 @@ static clred_status median_on_device(clred_ctx *ctx, cl_mem in, cl_mem out, cl_m
     if (!base)
         return clred_fail(CLRED_ERR_USAGE, "median filter: size %d is not one of %s", size,
                           separable ? "5, 7, 9 (separable)" : "3, 5, 7");
-    size_t global[2] = {(size_t)w, (size_t)h};
+    /* a work-item filters vector_width pixels of a row (kernels/lib_vec.cl) */
+    size_t global[2] = {((size_t)w + (size_t)ctx->vector_width - 1) / (size_t)ctx->vector_width, (size_t)h};
     cl_kernel k;
     if (!separable) {
         CLRED_TRY(clred_kernel(ctx, "cosmic", NULL, base, &k));
