@@ -142,14 +142,13 @@ SEPARABLE_MEDIAN_KERNELS(sepmedian_5, 2, 5)
 SEPARABLE_MEDIAN_KERNELS(sepmedian_7, 3, 7)
 SEPARABLE_MEDIAN_KERNELS(sepmedian_9, 4, 9)
 
-/* ---- binary dilation of a byte map: 3x3 square (radius 1) or the 5x5
+/* ---- binary dilation of a 0/1 byte map: 3x3 square (radius 1) or the 5x5
  * square without its corners (radius 2), as astroscrappy's dilate3/dilate5.
- * Pixels off the image count as unset. */
-kernel void dilate_map(global const uchar *in, global uchar *out, const int w, const int h, const int radius)
+ * Pixels off the image count as unset. VW pixels per work-item; groups that
+ * reach the edge go pixel by pixel. */
+inline uchar dilate_pixel(global const uchar *in, const int w, const int h, const int x, const int y,
+                          const int radius)
 {
-    const int x = get_global_id(0), y = get_global_id(1);
-    if (x >= w || y >= h)
-        return;
     uchar hit = 0;
     for (int dy = -radius; dy <= radius; dy++)
         for (int dx = -radius; dx <= radius; dx++) {
@@ -158,7 +157,32 @@ kernel void dilate_map(global const uchar *in, global uchar *out, const int w, c
             if (!corner && xx >= 0 && yy >= 0 && xx < w && yy < h)
                 hit |= in[yy * w + xx];
         }
-    out[y * w + x] = hit ? 1 : 0;
+    return hit ? 1 : 0;
+}
+
+/* Does the group of VW pixels from (x0, y) have its whole radius-r
+ * neighbourhood inside the image? */
+inline bool group_inside(const int x0, const int y, const int w, const int h, const int r)
+{
+    return y >= r && y < h - r && x0 >= r && x0 + VW <= w - r;
+}
+
+kernel void dilate_map(global const uchar *in, global uchar *out, const int w, const int h, const int radius)
+{
+    const int x0 = get_global_id(0) * VW, y = get_global_id(1);
+    if (x0 >= w || y >= h)
+        return;
+    if (!group_inside(x0, y, w, h, radius)) {
+        for (int x = x0; x < min(x0 + VW, w); x++)
+            out[y * w + x] = dilate_pixel(in, w, h, x, y, radius);
+        return;
+    }
+    vecb hit = (vecb)0;
+    for (int dy = -radius; dy <= radius; dy++)
+        for (int dx = -radius; dx <= radius; dx++)
+            if (!(radius >= 2 && abs(dx) == radius && abs(dy) == radius))
+                hit |= VEC_LOAD(in + (y + dy) * w + x0 + dx);
+    VEC_STORE(select((vecb)0, (vecb)1, TO_VECC(hit != (vecb)0)), out + y * w + x0);
 }
 
 /* ---- preparation: the working arrays of astroscrappy, in electrons.
@@ -277,33 +301,34 @@ kernel void cr_grow(global const uchar *in, global const float *sp, global const
                     global uchar *crmask, volatile global uint *count, const int w, const int h, const float limit,
                     const int final)
 {
-    const int x = get_global_id(0), y = get_global_id(1);
-    if (x >= w || y >= h)
+    const int x0 = get_global_id(0) * VW, y = get_global_id(1);
+    if (x0 >= w || y >= h)
         return;
-    const int i = y * w + x;
-    uchar hit = 0;
-    for (int dy = -1; dy <= 1; dy++)
-        for (int dx = -1; dx <= 1; dx++) {
-            const int xx = x + dx, yy = y + dy;
-            if (xx >= 0 && yy >= 0 && xx < w && yy < h)
-                hit |= in[yy * w + xx];
+    const int i0 = y * w + x0;
+    if (!group_inside(x0, y, w, h, 1)) {
+        for (int x = x0; x < min(x0 + VW, w); x++) {
+            const int i = y * w + x;
+            out[i] = (dilate_pixel(in, w, h, x, y, 1) && !bad[i] && sp[i] > limit) ? 1 : 0;
         }
-    const uchar keep = (hit && !bad[i] && sp[i] > limit) ? 1 : 0;
-    out[i] = keep;
-    if (final && keep) {
-        if (!crmask[i])
-            atomic_inc(count + 1);
-        crmask[i] = 1;
-        atomic_inc(count);
+    } else {
+        vecb hit = (vecb)0;
+        for (int dy = -1; dy <= 1; dy++)
+            for (int dx = -1; dx <= 1; dx++)
+                hit |= VEC_LOAD(in + (y + dy) * w + x0 + dx);
+        const vecc keep = TO_VECC(hit != (vecb)0) & TO_VECC(VEC_LOAD(bad + i0) == (vecb)0) &
+                          TO_VECC(VEC_LOAD(sp + i0) > limit);
+        VEC_STORE(select((vecb)0, (vecb)1, keep), out + i0);
     }
+    if (final)
+        for (int i = i0; i < min(x0 + VW, w) + y * w; i++)
+            if (out[i]) {
+                if (!crmask[i])
+                    atomic_inc(count + 1);
+                crmask[i] = 1;
+                atomic_inc(count);
+            }
 }
 
-/* Radix selection of the fill value: histogram of the digit
- * (key >> shift) & 255 of the order-preserving keys (lib_sort.cl) of the
- * finite pixels of plane not marked bad whose key matches prefix under
- * prefix_mask, added into hist (zeroed by the host). Four passes pick the
- * k-th key byte by byte, so the host receives 4 x 256 counts instead of the
- * plane. Grid-stride loop; lhist holds 256 counts. */
 kernel void cr_good_histogram(global const float *plane, global const uchar *bad, const uint n, const uint prefix,
                               const uint prefix_mask, const uint shift, global uint *hist, local uint *lhist)
 {
