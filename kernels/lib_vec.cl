@@ -14,23 +14,34 @@
 #define CLRED_CAT_(a, b) a##b
 #define CLRED_CAT(a, b) CLRED_CAT_(a, b)
 
-/* vecf: VW floats; vecb: VW bytes (the 0/1 maps); TO_VECC(c) turns a
- * comparison of either into the byte-sized mask select() takes (a scalar
- * comparison gives 1, a vector one -1: both become -1 where true). */
+/* vecf: VW floats; vecb: VW bytes (the 0/1 maps); vecus: VW mask words.
+ * TO_VECC/TO_VECSS/TO_VECI(c) turn a comparison into the byte-, short- or
+ * int-sized condition select() takes for bytes, mask words or floats (a
+ * scalar comparison gives 1, a vector one -1: both become -1 where true). */
 #if VW == 1
 typedef float vecf;
 typedef uchar vecb;
 typedef char vecc;
+typedef ushort vecus;
+typedef short vecss;
+typedef int veci;
 #define VEC_LOAD(p) (*(p))
 #define VEC_STORE(v, p) (*(p) = (v))
 #define TO_VECC(c) ((char)((c) ? -1 : 0))
+#define TO_VECSS(c) ((short)((c) ? -1 : 0))
+#define TO_VECI(c) ((int)((c) ? -1 : 0))
 #else
 typedef CLRED_CAT(float, VW) vecf;
 typedef CLRED_CAT(uchar, VW) vecb;
 typedef CLRED_CAT(char, VW) vecc;
+typedef CLRED_CAT(ushort, VW) vecus;
+typedef CLRED_CAT(short, VW) vecss;
+typedef CLRED_CAT(int, VW) veci;
 #define VEC_LOAD(p) CLRED_CAT(vload, VW)(0, (p))
 #define VEC_STORE(v, p) CLRED_CAT(vstore, VW)((v), 0, (p))
 #define TO_VECC(c) CLRED_CAT(convert_char, VW)(c)
+#define TO_VECSS(c) CLRED_CAT(convert_short, VW)(c)
+#define TO_VECI(c) CLRED_CAT(convert_int, VW)(c)
 #endif
 /* the same loads and stores serve bytes: vloadn is overloaded on the pointer */
 
