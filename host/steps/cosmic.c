@@ -94,7 +94,7 @@ clred_status clred_median_filter(clred_ctx *ctx, const float *in, float *out, si
 
 /* ---- L.A.Cosmic */
 
-enum { F_CLEAN, F_BKG, F_VAR, F_NOISE, F_S, F_MED, F_FINE, F_M7, F_SP, F_TMP, NFLOAT };
+enum { F_CLEAN, F_BKG, F_VAR, F_NOISE, F_S, F_MED, F_FINE, F_SP, F_TMP, NFLOAT };
 enum { B_BAD, B_SAT, B_CAND, B_GROW, B_CR, B_TMP, NBYTE };
 
 /* Counts of one digit of the radix selection (cr_good_histogram). */
@@ -318,14 +318,15 @@ static clred_status iterate(cr_state *s, const clred_cosmic_opts *o, cl_uint *fo
     CLRED_TRY(run2d(s, "cr_laplacian", &k));
     CLRED_TRY(median_on_device(ctx, s->f[F_S], s->f[F_MED], s->f[F_TMP], s->w, s->h, sep ? 7 : 5, sep));
     CLRED_TRY(median_on_device(ctx, s->f[F_CLEAN], s->f[F_FINE], s->f[F_TMP], s->w, s->h, sep ? 5 : 3, sep));
-    CLRED_TRY(median_on_device(ctx, s->f[F_FINE], s->f[F_M7], s->f[F_TMP], s->w, s->h, sep ? 9 : 7, sep));
+    /* the fine structure's own median (7x7, or separable 9) is taken inside
+     * cr_candidates, only where a candidate needs it */
     float sigclip = (float)o->sigclip, objlim = (float)o->objlim;
     CLRED_TRY(clred_kernel(ctx, "cosmic", NULL, "cr_candidates", &k));
     CLRED_TRY(clred_args(k, "cr_candidates", CLRED_ARG(s->f[F_S]), CLRED_ARG(s->f[F_MED]),
-                         CLRED_ARG(s->f[F_FINE]), CLRED_ARG(s->f[F_M7]), CLRED_ARG(s->f[F_NOISE]),
-                         CLRED_ARG(s->b[B_BAD]), CLRED_ARG(s->f[F_SP]), CLRED_ARG(s->b[B_CAND]), CLRED_ARG(s->n),
-                         CLRED_ARG(sigclip), CLRED_ARG(objlim), (size_t)0));
-    CLRED_TRY(run1d(s, "cr_candidates", &k));
+                         CLRED_ARG(s->f[F_FINE]), CLRED_ARG(s->f[F_NOISE]), CLRED_ARG(s->b[B_BAD]),
+                         CLRED_ARG(s->f[F_SP]), CLRED_ARG(s->b[B_CAND]), CLRED_ARG(s->w), CLRED_ARG(s->h),
+                         CLRED_ARG(sigclip), CLRED_ARG(objlim), CLRED_ARG(sep), (size_t)0));
+    CLRED_TRY(run2d(s, "cr_candidates", &k));
     /* grow to neighbours above sigclip, then to neighbours above sigfrac * sigclip */
     cl_uint zero = 0;
     CLRED_TRY(clred_upload(ctx, s->count, 0, sizeof zero, &zero));
