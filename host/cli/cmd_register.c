@@ -499,6 +499,11 @@ int cmd_register(int argc, char **argv)
     clred_match_result *res = calloc(n, sizeof *res);
     clred_ctx *ctx = NULL;
     clred_status s = CLRED_OK;
+    if (!images || !aligned || !shifts || !res) {
+        fprintf(stderr, "clred %s: out of memory for %zu frames\n", CMD, n);
+        rc = cli_exit_code(CLRED_ERR_MEMORY);
+        n = 0;
+    }
     for (size_t i = 0; i < n && s == CLRED_OK; i++) {
         cli_progress("reading %zu/%zu", i + 1, n);
         s = clred_image_read(frames[i].path, frames[i].frame, &images[i]);
@@ -544,10 +549,10 @@ int cmd_register(int argc, char **argv)
                        shifts[i].dy, shifts[i].psr, shifts[i].psr < 10 ? "  low confidence" : "");
         }
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; images && i < n; i++)
         clred_image_free(&images[i]);
+    for (size_t i = 0; aligned && i < n; i++)
         clred_image_free(&aligned[i]);
-    }
     free(images);
     free(aligned);
     free(shifts);

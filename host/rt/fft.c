@@ -92,6 +92,10 @@ size_t clred_fft_good_size(size_t n)
     static const unsigned primes[] = {2, 3, 5, 7};
     if (n < 2)
         n = 2;
+    /* Beyond any image clred reads (CLRED_MAX_AXIS); a caller must refuse 0,
+     * rather than search for a smooth size until m wraps. */
+    if (n > ((size_t)1 << 40))
+        return 0;
     for (size_t m = n + (n & 1);; m += 2)
         if (only_factors(m, primes, 4))
             return m;

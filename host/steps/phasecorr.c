@@ -139,7 +139,7 @@ static clred_status pc_init(pc_state *s, clred_ctx *ctx, size_t width, size_t he
     s->ny = clred_fft_good_size(s->h);
     s->ncx = s->nx / 2 + 1;
     /* The peak reduction indexes the surface with 32-bit pixel numbers. */
-    if ((uint64_t)s->nx * s->ny > 0xffffffffu - 65536u)
+    if (!s->nx || !s->ny || (uint64_t)s->nx * s->ny > 0xffffffffu - 65536u)
         return clred_fail(CLRED_ERR_USAGE, "phase correlation: a %zu x %zu region is too large; use a box or region",
                           s->w, s->h);
     size_t bytes = clred_fft_bytes(s->nx, s->ny, 1);
