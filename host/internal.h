@@ -257,6 +257,8 @@ void clred_pool_destroy(clred_ctx *ctx);
 clred_status clred_atomic_temp_name(const char *path, char *tmp, size_t size);
 /* Renames tmp to path; on failure removes tmp. */
 clred_status clred_atomic_commit(const char *tmp, const char *path);
+/* Removes a temporary that will not be committed (and forgets it). */
+void clred_atomic_discard(const char *tmp);
 /* clred_output_check(path, overwrite), then opens a temporary beside path for writing. */
 clred_status clred_atomic_open(const char *path, int overwrite, char *tmp, size_t size, FILE **f);
 /* Closes f and renames it into place; on any write error removes it. */

@@ -149,6 +149,21 @@ CLRED_API clred_status clred_image_write_with(const char *path, const clred_imag
  * inputs and, unless overwrite is set, does not exist. */
 CLRED_API clred_status clred_output_check(const char *output, const char *const *inputs, size_t ninputs, int overwrite);
 
+/* Every file is written under a temporary name beside its target (".NAME.PID.tmp")
+ * and renamed into place when complete. clred_temp_files_remove deletes this
+ * process's temporaries not yet renamed; it is async-signal-safe, for a signal
+ * handler. clred_temp_files_remove_on_signals installs a handler for SIGINT,
+ * SIGTERM, SIGHUP and SIGQUIT (those not ignored) that calls it and then dies of the
+ * signal as before. */
+CLRED_API void clred_temp_files_remove(void);
+CLRED_API void clred_temp_files_remove_on_signals(void);
+/* Outputs written together: between begin and end, this thread's writes stay
+ * under their temporary names; end(1) renames them all into place (signals
+ * held meanwhile; if one rename fails, those done are removed), end(0) removes
+ * them. A failed or interrupted run then leaves all its outputs or none. */
+CLRED_API void clred_write_batch_begin(void);
+CLRED_API clred_status clred_write_batch_end(int commit);
+
 /* --------------------------------------------------------------- devices */
 
 typedef struct {

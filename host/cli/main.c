@@ -48,6 +48,8 @@ int main(int argc, char **argv)
         printf("clred %s\n", CLRED_VERSION);
         return EXIT_OK;
     }
+    /* An interrupted run leaves no ".NAME.PID.tmp" files behind. */
+    clred_temp_files_remove_on_signals();
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name)) {
             int rc = commands[i].run(argc - 1, argv + 1);

@@ -68,7 +68,7 @@ static clred_status write_fits(const char *path, const column *cols, int ncols, 
         char text[FLEN_STATUS];
         fits_get_errstatus(status ? status : close_status, text);
         fits_clear_errmsg();
-        remove(tmp);
+        clred_atomic_discard(tmp);
         return clred_fail(CLRED_ERR_IO, "%s: writing the table failed (%s)", path, text);
     }
     return clred_atomic_commit(tmp, path);

@@ -609,7 +609,7 @@ clred_status clred_image_write_with(const char *path, const clred_image *img, co
         char text[FLEN_STATUS];
         fits_get_errstatus(status ? status : close_status, text);
         fits_clear_errmsg();
-        remove(tmp);
+        clred_atomic_discard(tmp);
         return clred_fail(CLRED_ERR_IO, "%s: writing failed (%s)", path, text);
     }
     return clred_atomic_commit(tmp, path);
