@@ -127,6 +127,9 @@ CLRED_API clred_status clred_file_info_read(const char *path, clred_file_info *i
 /* Reads one frame (0 for a 2-D image) into img with sci, and var/mask when the
  * file is a clred MEF that has VAR/MASK extensions. The header is kept. */
 CLRED_API clred_status clred_image_read(const char *path, size_t frame, clred_image *img);
+/* clred_image_read of a file that must hold one 2-D image (a master, a raw
+ * frame, an image to measure): a 3-D cube is refused, naming the file. */
+CLRED_API clred_status clred_image_read_2d(const char *path, clred_image *img);
 
 /* Reads rows [y0, y0 + nrows) of one frame as float (BZERO/BSCALE applied). */
 CLRED_API clred_status clred_rows_read(const char *path, size_t frame, size_t y0, size_t nrows, float *rows);

@@ -43,5 +43,28 @@ if grep -q "no such HDU" "$TMP/err"; then pass "missing HDU: says no such HDU"; 
 expect "stats directory" "directory.fits" stats "$F/directory.fits"
 if grep -q "directory" "$TMP/err"; then pass "directory: says directory"; else fail "directory: $(cat "$TMP/err")"; fi
 
+# A cube where one 2-D image is expected, an all-NaN flat, a negative variance or RMS.
+C=$F/cube.fits
+ONES=$F/ones.fits
+expect "calibrate raw cube" "cube.fits" calibrate -o "$TMP/out/k.fits" "$C"
+expect "calibrate --bias cube" "cube.fits" calibrate --bias "$C" -o "$TMP/out/k.fits" "$ONES"
+expect "calibrate --flat cube" "cube.fits" calibrate --flat "$C" -o "$TMP/out/k.fits" "$ONES"
+expect "master-flat cube" "cube.fits" master-flat -o "$TMP/out/f.fits" "$C" "$ONES"
+expect "stats cube" "cube.fits" stats "$C"
+expect "cosmic cube" "cube.fits" cosmic "$C" -o "$TMP/out/c.fits"
+expect "sources cube" "cube.fits" sources "$C" -o "$TMP/out/s.fits"
+expect "sources --rms cube" "cube.fits" sources "$ONES" --rms "$C" -o "$TMP/out/s.fits"
+if grep -q "cube of 3 frames" "$TMP/err"; then pass "cube: says so"; else fail "cube: $(cat "$TMP/err")"; fi
+expect "calibrate --flat all NaN" "nan_flat.fits" calibrate --flat "$F/nan_flat.fits" -o "$TMP/out/k.fits" "$ONES"
+expect "cosmic --var negative" "negative.fits" cosmic "$ONES" --var "$F/negative.fits" -o "$TMP/out/c.fits"
+expect "sources --rms negative" "negative.fits" sources "$ONES" --rms "$F/negative.fits" -o "$TMP/out/s.fits"
+expect "register shapes differ" "wide.fits" register --table "$TMP/out/t.csv" "$ONES" "$F/wide.fits"
+expect "combine --align shapes differ" "wide.fits" combine --align -o "$TMP/out/c.fits" "$ONES" "$F/wide.fits"
+
+# Usage errors exit 2 alike: no inputs.
+timeout 60 "$BIN" combine -o "$TMP/out/c.fits" > /dev/null 2>&1
+rc=$?
+if [ "$rc" -eq 2 ]; then pass "combine with no inputs: exit 2"; else fail "combine with no inputs: exit $rc"; fi
+
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]

@@ -2,6 +2,7 @@
  * with CLRED_ERR_INPUT naming the file, before allocating what they claim.
  * Run with a directory argument it only writes the files (for cli_hostile.sh). */
 #include <fitsio.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,31 @@ static void write_fits(const char *path, const char *const *cards, size_t data)
         fwrite(zero, 1, n, f);
         left -= n;
     }
+    fclose(f);
+}
+
+/* A float FITS image (BITPIX -32) of the given shape with every pixel = value. */
+static void write_fits_filled(const char *path, size_t w, size_t h, size_t frames, float value)
+{
+    char c[6][81];
+    snprintf(c[0], 81, "SIMPLE  =                    T");
+    snprintf(c[1], 81, "BITPIX  =                  -32");
+    snprintf(c[2], 81, "NAXIS   = %20d", frames > 1 ? 3 : 2);
+    snprintf(c[3], 81, "NAXIS1  = %20zu", w);
+    snprintf(c[4], 81, "NAXIS2  = %20zu", h);
+    snprintf(c[5], 81, "NAXIS3  = %20zu", frames);
+    const char *cards[7] = {c[0], c[1], c[2], c[3], c[4], frames > 1 ? c[5] : NULL, NULL};
+    write_fits(path, cards, 0);
+    FILE *f = fopen(path, "ab");
+    uint32_t bits;
+    memcpy(&bits, &value, 4);
+    unsigned char be[4] = {(unsigned char)(bits >> 24), (unsigned char)(bits >> 16), (unsigned char)(bits >> 8),
+                           (unsigned char)bits};
+    size_t n = w * h * frames;
+    for (size_t i = 0; i < n; i++)
+        fwrite(be, 1, 4, f);
+    for (size_t i = (n * 4) % 2880; i && i < 2880; i++)
+        fputc(0, f);
     fclose(f);
 }
 
@@ -144,6 +170,12 @@ static void write_all(const char *dir)
     write_fz(AT("billion_frames.fits.fz"), "ZNAXIS2", "1000000000");
     write_fz(AT("huge_axis.fits.fz"), "ZNAXIS1", "2305843009213693953");
     mkdir(AT("directory.fits"), 0755);
+    /* Valid files that are wrong where a 2-D image, a flat or a variance is expected. */
+    write_fits_filled(AT("cube.fits"), 32, 32, 3, 100.0f);
+    write_fits_filled(AT("nan_flat.fits"), 32, 32, 1, NAN);
+    write_fits_filled(AT("negative.fits"), 32, 32, 1, -1.0f);
+    write_fits_filled(AT("ones.fits"), 32, 32, 1, 1.0f);
+    write_fits_filled(AT("wide.fits"), 40, 32, 1, 1.0f);
 #undef AT
 }
 
@@ -254,6 +286,12 @@ int main(int argc, char **argv)
     test_positions(dir);
     for (size_t i = 0; i < sizeof hostile / sizeof *hostile; i++)
         refused(dir, hostile[i]);
+    char cube[1100];
+    snprintf(cube, sizeof cube, "%s/cube.fits", dir);
+    clred_image img;
+    CHECK(clred_image_read_2d(cube, &img) == CLRED_ERR_INPUT && strstr(clred_last_error(), "cube of 3 frames"));
+    CHECK_OK(clred_image_read(cube, 2, &img)); /* a plane of it is still readable */
+    clred_image_free(&img);
     readable(dir, "good_small.fits", 8, 8);
     readable(dir, "good_small.npy", 8, 8);
     readable(dir, "good_small.fits.fz", 32, 32);

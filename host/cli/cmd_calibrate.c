@@ -251,7 +251,7 @@ static int run_frames(const options *o, clred_calibrator *cal, char **raws, char
     for (size_t i = 0; i < n && rc == EXIT_OK; i++) {
         cli_progress("calibrate: %s (%zu/%zu)", raws[i], i + 1, n);
         clred_image raw, out;
-        clred_status s = clred_image_read(raws[i], 0, &raw);
+        clred_status s = clred_image_read_2d(raws[i], &raw);
         if (s == CLRED_OK) {
             s = clred_calibrator_apply(cal, &raw, raws[i], &out);
             clred_image_free(&raw);

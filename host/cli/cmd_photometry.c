@@ -188,7 +188,7 @@ int cmd_photometry(int argc, char **argv)
     if (a.positions)
         st = clred_positions_read(a.positions, &x, &y, &n);
     if (st == CLRED_OK)
-        st = clred_image_read(a.input, 0, &img);
+        st = clred_image_read_2d(a.input, &img);
     if (st == CLRED_OK)
         st = clred_global_background(&img, a.detect.ignore_bits, &level, &sd);
     if (st != CLRED_OK) {

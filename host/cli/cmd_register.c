@@ -507,6 +507,14 @@ int cmd_register(int argc, char **argv)
     for (size_t i = 0; i < n && s == CLRED_OK; i++) {
         cli_progress("reading %zu/%zu", i + 1, n);
         s = clred_image_read(frames[i].path, frames[i].frame, &images[i]);
+        if (s == CLRED_OK && i > 0 && !a.stars &&
+            (images[i].width != images[0].width || images[i].height != images[0].height)) {
+            fprintf(stderr, "clred %s: %s[%zu]: %zu x %zu does not match %s[%zu] (%zu x %zu)\n", CMD, frames[i].path,
+                    frames[i].frame, images[i].width, images[i].height, frames[0].path, frames[0].frame,
+                    images[0].width, images[0].height);
+            rc = EXIT_BAD_INPUT;
+            break;
+        }
     }
     if (s != CLRED_OK)
         rc = cli_fail(CMD, s);

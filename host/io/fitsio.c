@@ -511,6 +511,19 @@ clred_status clred_image_read(const char *path, size_t frame, clred_image *img)
     return st;
 }
 
+clred_status clred_image_read_2d(const char *path, clred_image *img)
+{
+    memset(img, 0, sizeof *img);
+    clred_file_info info;
+    CLRED_TRY(clred_file_info_read(path, &info));
+    if (info.nframes > 1)
+        return clred_fail(CLRED_ERR_INPUT,
+                          "%s: a cube of %zu frames where one 2-D image is expected (name one plane, e.g. "
+                          "'%s[*,*,1:1]')",
+                          path, info.nframes, path);
+    return clred_image_read(path, 0, img);
+}
+
 /* ------------------------------------------------------------ writing */
 
 static int same_file(const char *a, const char *b)
