@@ -192,6 +192,11 @@ static inline int clred_size_mul(size_t a, size_t b, size_t *out) { return !__bu
 clred_status clred_shape_check(const char *path, size_t width, size_t height, size_t nframes, size_t elem,
                                unsigned long long available);
 
+/* Reads a FITS file's headers before cfitsio does and refuses a tile-compressed
+ * image whose compression parameters would crash cfitsio's decoders. path is
+ * the file itself (no HDU selector). */
+clred_status clred_fits_precheck(const char *path);
+
 /* Rounds n up to a multiple of m. */
 static inline size_t clred_round_up(size_t n, size_t m) { return m ? (n + m - 1) / m * m : n; }
 

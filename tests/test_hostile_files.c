@@ -169,6 +169,15 @@ static void write_all(const char *dir)
     write_fz(AT("good_small.fits.fz"), NULL, NULL);
     write_fz(AT("billion_frames.fits.fz"), "ZNAXIS2", "1000000000");
     write_fz(AT("huge_axis.fits.fz"), "ZNAXIS1", "2305843009213693953");
+    /* Compression parameters that crash cfitsio's decoders unless checked. */
+    write_fz(AT("zval2_zero.fits.fz"), "ZVAL2", "0");
+    write_fz(AT("zval2_neg.fits.fz"), "ZVAL2", "-64");
+    write_fz(AT("zval2_huge.fits.fz"), "ZVAL2", "1E30");
+    write_fz(AT("zval1_zero.fits.fz"), "ZVAL1", "0");
+    write_fz(AT("zval1_huge.fits.fz"), "ZVAL1", "1E30");
+    write_fz(AT("zbitpix.fits.fz"), "ZBITPIX", "7");
+    write_fz(AT("zcmptype.fits.fz"), "ZCMPTYPE", "'BOGUS   '");
+    write_fz(AT("ztile.fits.fz"), "ZTILE1", "0");
     mkdir(AT("directory.fits"), 0755);
     /* Valid files that are wrong where a 2-D image, a flat or a variance is expected. */
     write_fits_filled(AT("cube.fits"), 32, 32, 3, 100.0f);
@@ -183,7 +192,9 @@ static const char *const hostile[] = {"huge_axis.fits", "billion_frames.fits", "
                                       "short_data.fits", "huge_axis.npy", "billion_frames.npy",
                                       "big_square.npy", "negative.npy", "zero.npy",
                                       "billion_frames.fits.fz", "huge_axis.fits.fz", "directory.fits",
-                                      "good_small.fits[5]"};
+                                      "good_small.fits[5]", "zval2_zero.fits.fz", "zval2_neg.fits.fz",
+                                      "zval2_huge.fits.fz", "zval1_zero.fits.fz", "zval1_huge.fits.fz",
+                                      "zbitpix.fits.fz", "zcmptype.fits.fz", "ztile.fits.fz"};
 
 static void refused(const char *dir, const char *name)
 {
@@ -255,6 +266,48 @@ static void test_positions(const char *dir)
     free(y);
 }
 
+/* Damaged tile data (bytes changed past the headers): a read succeeds (with
+ * wrong values) or fails with CLRED_ERR_INPUT naming the file; it never crashes. */
+static void test_damaged_tiles(const char *dir)
+{
+    char good[1100], bad[1100];
+    snprintf(good, sizeof good, "%s/good_small.fits.fz", dir);
+    snprintf(bad, sizeof bad, "%s/damaged.fits.fz", dir);
+    FILE *f = fopen(good, "rb");
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *orig = malloc((size_t)size), *copy = malloc((size_t)size);
+    CHECK(fread(orig, 1, (size_t)size, f) == (size_t)size);
+    fclose(f);
+    harness_rng rng = {7};
+    int failed = 0, read = 0;
+    for (int trial = 0; trial < 150; trial++) {
+        memcpy(copy, orig, (size_t)size);
+        /* The data follow two 2880-byte headers (primary, table). */
+        for (int k = 0; k < 1 + trial % 4; k++) {
+            long at = 5760 + (long)(harness_uniform(&rng) * (double)(size - 5760));
+            copy[at] = (unsigned char)(harness_uniform(&rng) * 256);
+        }
+        f = fopen(bad, "wb");
+        fwrite(copy, 1, (size_t)size, f);
+        fclose(f);
+        clred_image img;
+        clred_status s = clred_image_read(bad, 0, &img);
+        if (s == CLRED_OK) {
+            read++;
+            clred_image_free(&img);
+        } else {
+            failed++;
+            CHECK_MSG(s == CLRED_ERR_INPUT && strstr(clred_last_error(), "damaged.fits.fz"), "trial %d: %d %s",
+                      trial, (int)s, clred_last_error());
+        }
+    }
+    printf("damaged tiles: %d read, %d refused\n", read, failed);
+    free(orig);
+    free(copy);
+}
+
 static void test_shape_check(void)
 {
     CHECK(clred_shape_check("a", 10, 10, 1, 4, 400) == CLRED_OK);
@@ -284,6 +337,7 @@ int main(int argc, char **argv)
     write_all(dir);
     test_shape_check();
     test_positions(dir);
+    test_damaged_tiles(dir);
     for (size_t i = 0; i < sizeof hostile / sizeof *hostile; i++)
         refused(dir, hostile[i]);
     char cube[1100];

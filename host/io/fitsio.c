@@ -328,6 +328,9 @@ static clred_status fits_open(const char *path, fitsfile **f, clred_file_info *i
 {
     int status = 0;
     CLRED_TRY(sniff_fits(path));
+    char base[PATH_MAX];
+    base_path(path, base, sizeof base);
+    CLRED_TRY(clred_fits_precheck(base));
     if (fits_open_image(f, path, READONLY, &status))
         return fits_error(status, path, "opening");
     int bitpix = 0, naxis = 0;
@@ -383,8 +386,16 @@ static clred_status fits_rows(fitsfile *f, const char *path, const clred_file_in
     long fpixel[3] = {1, (long)y0 + 1, (long)frame + 1};
     float nan = NAN;
     int anynul = 0, status = 0;
-    if (fits_read_pix(f, TFLOAT, fpixel, (LONGLONG)(nrows * info->width), &nan, rows, &anynul, &status))
+    if (fits_read_pix(f, TFLOAT, fpixel, (LONGLONG)(nrows * info->width), &nan, rows, &anynul, &status)) {
+        int cstatus = 0;
+        if (fits_is_compressed_image(f, &cstatus) && status != END_OF_FILE && status != READ_ERROR) {
+            char text[FLEN_STATUS] = "";
+            fits_get_errstatus(status, text);
+            fits_clear_errmsg();
+            return clred_fail(CLRED_ERR_INPUT, "%s: damaged tile-compressed data (%s)", path, text);
+        }
         return fits_error(status, path, "reading pixels");
+    }
     return CLRED_OK;
 }
 
