@@ -111,8 +111,14 @@ static int clfft_ready;
 /* clfftSetup must run once per process; fft_at_exit tears it down. */
 static void clfft_setup(void)
 {
+    /* What clfftInitSetupData does: clFFT.h defines it __inline with no
+     * external definition, so an unoptimised (Debug) build cannot link a call. */
     clfftSetupData data;
-    clfftInitSetupData(&data);
+    memset(&data, 0, sizeof data);
+    data.major = clfftVersionMajor;
+    data.minor = clfftVersionMinor;
+    data.patch = clfftVersionPatch;
+    data.debugFlags = 0;
     clfft_setup_status = clfftSetup(&data);
     clfft_ready = clfft_setup_status == CLFFT_SUCCESS;
 }
