@@ -769,6 +769,9 @@ typedef struct {
     int max_iters;                    /* default 5 */
     double zeropoint;                 /* magnitude = -2.5 log10(flux) + zeropoint (default 25) */
     uint16_t ignore_bits;             /* default CLRED_MASK_UNUSABLE */
+    double noise_rms;                 /* per-pixel noise for the errors when there is neither a VAR
+                                         plane nor an annulus (e.g. the global background RMS);
+                                         0 (default): those errors are NaN */
 } clred_phot_opts;
 
 typedef struct {
@@ -786,7 +789,8 @@ CLRED_API clred_phot_opts clred_phot_defaults(void);
 /* Aperture photometry at n positions, one work-item per position. Weights are
  * the exact areas of overlap of the circle with each pixel square. The error is
  * sqrt(sum w^2 var + area^2 (pi/2) bkg_rms^2 / nannulus): the variance plane
- * when present (else bkg_rms^2 per pixel) and the error of the annulus median.
+ * when present (else bkg_rms^2 per pixel, else noise_rms^2) and the error of
+ * the annulus median.
  * out has n entries (caller's). */
 CLRED_API clred_status clred_aperture_photometry(clred_ctx *ctx, const clred_image *img, const double *x, const double *y,
                                        size_t n, const clred_phot_opts *opts, clred_phot *out);

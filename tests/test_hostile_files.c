@@ -327,7 +327,7 @@ int main(int argc, char **argv)
         write_all(argv[1]);
         return 0;
     }
-#if !defined(__SANITIZE_ADDRESS__)
+#if !defined(__SANITIZE_ADDRESS__) && !defined(CLRED_SANITIZED)
     /* Nothing here may allocate what a lying header claims: 2 GiB of address
      * space is far more than the valid files need and far less than any claim. */
     struct rlimit lim = {(rlim_t)2 << 30, (rlim_t)2 << 30};
