@@ -178,6 +178,10 @@ static void write_all(const char *dir)
     write_fz(AT("zbitpix.fits.fz"), "ZBITPIX", "7");
     write_fz(AT("zcmptype.fits.fz"), "ZCMPTYPE", "'BOGUS   '");
     write_fz(AT("ztile.fits.fz"), "ZTILE1", "0");
+    /* A control character in a header (cfitsio read such a header as a table
+     * of petabytes); bytes after the last HDU that are not a whole block. */
+    write_fz(AT("control_char.fits.fz"), "NAXIS1", "\00408");
+    write_fits(AT("partial_block.fits"), good_small, 2880 + 300);
     mkdir(AT("directory.fits"), 0755);
     /* Valid files that are wrong where a 2-D image, a flat or a variance is expected. */
     write_fits_filled(AT("cube.fits"), 32, 32, 3, 100.0f);
@@ -194,7 +198,8 @@ static const char *const hostile[] = {"huge_axis.fits", "billion_frames.fits", "
                                       "billion_frames.fits.fz", "huge_axis.fits.fz", "directory.fits",
                                       "good_small.fits[5]", "zval2_zero.fits.fz", "zval2_neg.fits.fz",
                                       "zval2_huge.fits.fz", "zval1_zero.fits.fz", "zval1_huge.fits.fz",
-                                      "zbitpix.fits.fz", "zcmptype.fits.fz", "ztile.fits.fz"};
+                                      "zbitpix.fits.fz", "zcmptype.fits.fz", "ztile.fits.fz",
+                                      "control_char.fits.fz", "partial_block.fits"};
 
 static void refused(const char *dir, const char *name)
 {

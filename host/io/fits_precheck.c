@@ -415,15 +415,29 @@ clred_status clred_fits_precheck(const char *path)
         int end = 0;
         long blocks = 0;
         char block[2880];
-        while (!end && blocks < MAX_HEADER_BLOCKS && fread(block, 1, sizeof block, f) == sizeof block) {
+        while (!end && st == CLRED_OK && blocks < MAX_HEADER_BLOCKS && fread(block, 1, sizeof block, f) == sizeof block) {
             blocks++;
             for (int c = 0; c < 36 && !end; c++) {
                 const char *card = block + 80 * c;
+                /* A header is printable ASCII: anything else is damage that cfitsio's
+                 * parser may take for huge values (it then asks for petabytes). */
+                for (int k = 0; k < 80; k++)
+                    if (card[k] < 32 || card[k] > 126) {
+                        st = clred_fail(CLRED_ERR_INPUT, "%s: damaged header in HDU %d (byte %d of card %ld is not "
+                                        "printable ASCII)", path, hdu, k + 1, 36 * (blocks - 1) + c + 1);
+                        break;
+                    }
+                if (st != CLRED_OK)
+                    break;
                 if (!strncmp(card, "END     ", 8))
                     end = 1;
                 else
                     read_card(card, h);
             }
+        }
+        if (st != CLRED_OK) {
+            free(h);
+            break;
         }
         if (end && h->zimage)
             st = check_compressed(path, hdu, h);
@@ -436,6 +450,11 @@ clred_status clred_fits_precheck(const char *path)
             break; /* not a header: cfitsio says what is wrong */
         at += 2880.0 * (double)blocks + data;
     }
+    /* Bytes after the last whole HDU that cannot hold a header block: cfitsio
+     * reads them as one, fails inside its open and leaks. */
+    if (st == CLRED_OK && at < size && size - at < 2880)
+        st = clred_fail(CLRED_ERR_INPUT, "%s: truncated file: %.0f bytes after the last HDU are not a whole header "
+                        "block", path, size - at);
     fclose(f);
     return st;
 }
