@@ -11,9 +11,12 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-10}
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_fits fuzz_fz fuzz_npy fuzz_catalog fuzz_config)
-B=build-fuzz
-CC=${FUZZ_CC:-clang} cmake -S . -B $B -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLRED_FUZZ=ON -DBUILD_TESTING=OFF \
-    -DCLRED_WERROR=ON > /dev/null
+# FUZZ_BUILD names an existing build with -DCLRED_FUZZ=ON to reuse (scripts/sanitize.sh's).
+B=${FUZZ_BUILD:-build-fuzz}
+if [ -z "${FUZZ_BUILD:-}" ]; then
+    CC=${FUZZ_CC:-clang} cmake -S . -B $B -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLRED_FUZZ=ON -DBUILD_TESTING=OFF \
+        -DCLRED_WERROR=ON > /dev/null
+fi
 cmake --build $B -j"$(nproc)" --target "${TARGETS[@]}" > /dev/null
 mkdir -p $B/artifacts $B/tmp
 export TMPDIR=$PWD/$B/tmp
