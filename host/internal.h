@@ -177,6 +177,28 @@ clred_status clred_run(clred_ctx *ctx, cl_kernel k, const char *name, cl_uint di
  * the global size rounded up to it (the kernel must check its bounds). */
 clred_status clred_run_tiled(clred_ctx *ctx, cl_kernel k, const char *name, cl_uint dims, const size_t *global);
 
+/* a * b into *out; 0 when it overflows size_t (then *out is unspecified).
+ * Every size computed from a file's header goes through this. */
+static inline int clred_size_mul(size_t a, size_t b, size_t *out) { return !__builtin_mul_overflow(a, b, out); }
+
+/* What a file may claim before anything is allocated for it: each axis and
+ * the frame count are capped, and one frame's pixels too (8 GiB of float). */
+#define CLRED_MAX_AXIS ((size_t)1 << 20)
+#define CLRED_MAX_FRAMES ((size_t)1 << 20)
+#define CLRED_MAX_FRAME_PIXELS ((size_t)1 << 31)
+
+/* Checks a shape a file claims: the caps above, no overflow, and that
+ * width * height * nframes * elem bytes fit in `available` bytes (what the
+ * file can hold, already multiplied by the best compression ratio possible
+ * for a compressed file). Fails CLRED_ERR_INPUT naming path. */
+clred_status clred_shape_check(const char *path, size_t width, size_t height, size_t nframes, size_t elem,
+                               unsigned long long available);
+
+/* Reads a FITS file's headers before cfitsio does and refuses a tile-compressed
+ * image whose compression parameters would crash cfitsio's decoders. path is
+ * the file itself (no HDU selector). */
+clred_status clred_fits_precheck(const char *path);
+
 /* Rounds n up to a multiple of m. */
 static inline size_t clred_round_up(size_t n, size_t m) { return m ? (n + m - 1) / m * m : n; }
 
@@ -242,6 +264,8 @@ void clred_pool_destroy(clred_ctx *ctx);
 clred_status clred_atomic_temp_name(const char *path, char *tmp, size_t size);
 /* Renames tmp to path; on failure removes tmp. */
 clred_status clred_atomic_commit(const char *tmp, const char *path);
+/* Removes a temporary that will not be committed (and forgets it). */
+void clred_atomic_discard(const char *tmp);
 /* clred_output_check(path, overwrite), then opens a temporary beside path for writing. */
 clred_status clred_atomic_open(const char *path, int overwrite, char *tmp, size_t size, FILE **f);
 /* Closes f and renames it into place; on any write error removes it. */

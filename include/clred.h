@@ -127,6 +127,9 @@ CLRED_API clred_status clred_file_info_read(const char *path, clred_file_info *i
 /* Reads one frame (0 for a 2-D image) into img with sci, and var/mask when the
  * file is a clred MEF that has VAR/MASK extensions. The header is kept. */
 CLRED_API clred_status clred_image_read(const char *path, size_t frame, clred_image *img);
+/* clred_image_read of a file that must hold one 2-D image (a master, a raw
+ * frame, an image to measure): a 3-D cube is refused, naming the file. */
+CLRED_API clred_status clred_image_read_2d(const char *path, clred_image *img);
 
 /* Reads rows [y0, y0 + nrows) of one frame as float (BZERO/BSCALE applied). */
 CLRED_API clred_status clred_rows_read(const char *path, size_t frame, size_t y0, size_t nrows, float *rows);
@@ -148,6 +151,21 @@ CLRED_API clred_status clred_image_write_with(const char *path, const clred_imag
 /* Checks, before any work, that an output may be written: it is not one of the
  * inputs and, unless overwrite is set, does not exist. */
 CLRED_API clred_status clred_output_check(const char *output, const char *const *inputs, size_t ninputs, int overwrite);
+
+/* Every file is written under a temporary name beside its target (".NAME.PID.tmp")
+ * and renamed into place when complete. clred_temp_files_remove deletes this
+ * process's temporaries not yet renamed; it is async-signal-safe, for a signal
+ * handler. clred_temp_files_remove_on_signals installs a handler for SIGINT,
+ * SIGTERM, SIGHUP and SIGQUIT (those not ignored) that calls it and then dies of the
+ * signal as before. */
+CLRED_API void clred_temp_files_remove(void);
+CLRED_API void clred_temp_files_remove_on_signals(void);
+/* Outputs written together: between begin and end, this thread's writes stay
+ * under their temporary names; end(1) renames them all into place (signals
+ * held meanwhile; if one rename fails, those done are removed), end(0) removes
+ * them. A failed or interrupted run then leaves all its outputs or none. */
+CLRED_API void clred_write_batch_begin(void);
+CLRED_API clred_status clred_write_batch_end(int commit);
 
 /* --------------------------------------------------------------- devices */
 
@@ -177,6 +195,11 @@ typedef struct clred_ctx clred_ctx;
  * CLRED_DEVICE environment variable, else the first GPU, else the first CPU. */
 CLRED_API clred_status clred_ctx_create(const char *spec, clred_ctx **ctx);
 CLRED_API void clred_ctx_destroy(clred_ctx *ctx);
+/* Compiled kernels are cached on disk (CLRED_CACHE_DIR, else
+ * $XDG_CACHE_HOME/clred or ~/.cache/clred; 'off' disables). A damaged entry is
+ * detected (length and checksum), deleted and rebuilt. If the cache could not
+ * be written in this process, a one-line warning saying so; else NULL. */
+CLRED_API const char *clred_cache_warning(void);
 CLRED_API const clred_device_info *clred_ctx_device(const clred_ctx *ctx);
 /* Caps the device memory clred plans with (0 = the device's own limit). The
  * CLRED_MEMORY_LIMIT environment variable (bytes, or with K/M/G) does the same. */
@@ -746,6 +769,9 @@ typedef struct {
     int max_iters;                    /* default 5 */
     double zeropoint;                 /* magnitude = -2.5 log10(flux) + zeropoint (default 25) */
     uint16_t ignore_bits;             /* default CLRED_MASK_UNUSABLE */
+    double noise_rms;                 /* per-pixel noise for the errors when there is neither a VAR
+                                         plane nor an annulus (e.g. the global background RMS);
+                                         0 (default): those errors are NaN */
 } clred_phot_opts;
 
 typedef struct {
@@ -763,7 +789,8 @@ CLRED_API clred_phot_opts clred_phot_defaults(void);
 /* Aperture photometry at n positions, one work-item per position. Weights are
  * the exact areas of overlap of the circle with each pixel square. The error is
  * sqrt(sum w^2 var + area^2 (pi/2) bkg_rms^2 / nannulus): the variance plane
- * when present (else bkg_rms^2 per pixel) and the error of the annulus median.
+ * when present (else bkg_rms^2 per pixel, else noise_rms^2) and the error of
+ * the annulus median.
  * out has n entries (caller's). */
 CLRED_API clred_status clred_aperture_photometry(clred_ctx *ctx, const clred_image *img, const double *x, const double *y,
                                        size_t n, const clred_phot_opts *opts, clred_phot *out);

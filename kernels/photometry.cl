@@ -140,7 +140,8 @@ kernel void aperture_photometry(global const float *sci, global const float *var
                                 global const ushort *mask, const int has_mask, const ushort ignore, const int w,
                                 const int h, global const int2 *ipos, global const float2 *fpos, const uint n,
                                 const float radius, const float rin, const float rout, const float clip_sigma,
-                                const int clip_iters, global float *scratch, const uint stride, global float *out)
+                                const int clip_iters, const float noise_rms, global float *scratch,
+                                const uint stride, global float *out)
 {
     uint id = get_global_id(0);
     if (id >= n)
@@ -224,7 +225,9 @@ kernel void aperture_photometry(global const float *sci, global const float *var
     int x0 = max(ix + (int)floor(fx - r), 0), x1 = min(ix + (int)ceil(fx + r), w - 1);
     int y0 = max(iy + (int)floor(fy - r), 0), y1 = min(iy + (int)ceil(fy + r), h - 1);
     acc_t sum = 0, err2 = 0, area = 0;
-    acc_t fallback_var = isnan(bkg_rms) ? (acc_t)NAN : bkg_rms * bkg_rms;
+    /* no variance plane: the annulus scatter, else the caller's noise (NaN errors when neither) */
+    acc_t fallback_var = !isnan(bkg_rms) ? bkg_rms * bkg_rms
+                         : noise_rms > 0 ? (acc_t)noise_rms * noise_rms : (acc_t)NAN;
     for (int y = y0; y <= y1; y++) {
         const acc_t dy0 = (acc_t)(y - iy) - 0.5 - fy;
         for (int x = x0; x <= x1; x++) {
@@ -234,7 +237,6 @@ kernel void aperture_photometry(global const float *sci, global const float *var
             size_t i = (size_t)y * w + x;
             acc_t v = sci[i];
             acc_t pv = has_var ? (acc_t)var[i] : fallback_var;
-            /* without a variance plane or an annulus the error is NaN, the flux still good */
             if (!clred_usable(sci[i], has_mask ? mask[i] : (ushort)0, ignore) || (has_var && !isfinite(pv))) {
                 flags |= SRC_MASKED;
                 continue;

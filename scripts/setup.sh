@@ -7,4 +7,6 @@ apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config git \
   ocl-icd-opencl-dev opencl-headers ocl-icd-libopencl1 pocl-opencl-icd clinfo \
   libcfitsio-dev libclfft-dev libvkfft-dev libinih-dev >/dev/null
-echo "setup: build tools, OpenCL (ICD loader + POCL), cfitsio, clFFT, VkFFT and libinih installed"
+# clang and its compiler-rt (libFuzzer, sanitizers) for scripts/sanitize.sh.
+apt-get install -y -qq --no-install-recommends clang libclang-rt-14-dev >/dev/null
+echo "setup: build tools, OpenCL (ICD loader + POCL), cfitsio, clFFT, VkFFT, libinih and clang installed"

@@ -44,7 +44,7 @@ check "message names the missing file" grep -q "missing.fits" "$TMP/err"
 check "no output after missing file" test ! -e "$TMP/bad2.fits"
 
 "$BIN" combine -o "$TMP/bad3.fits" 2>"$TMP/err"
-check "empty input list exits 1" test $? -eq 1
+check "empty input list is a usage error (exit 2, as in the other commands)" test $? -eq 2
 check "no output after empty list" test ! -e "$TMP/bad3.fits"
 
 "$BIN" combine --method mode "$A" "$B" -o "$TMP/bad4.fits" 2>"$TMP/err"

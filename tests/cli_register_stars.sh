@@ -24,7 +24,7 @@ MIRROR=$TMP/star_mirror.fits BLANK=$TMP/star_blank.fits
 
 "$BIN" register --method stars "$REF" "$ROT" "$SHIFT" --table "$TMP/t.csv" >"$TMP/out" 2>"$TMP/err"
 check "table only exits 0" test $? -eq 0
-check "CSV header" grep -q "^file,frame,nmatched,rms,scale,rotation,tx,ty,a,b,c,d,e,f$" "$TMP/t.csv"
+check "CSV header" grep -q "^file,frame,nmatched,rms,scale,rotation,dx,dy,a,b,c,d,e,f$" "$TMP/t.csv"
 check "CSV has three rows" test "$(wc -l <"$TMP/t.csv")" -eq 4
 ROTN=$(col "$TMP/t.csv" 3 rotation)
 # the transform maps the rotated frame back onto the reference: -3 degrees
@@ -43,6 +43,11 @@ PC=$(col "$TMP/p.csv" 3 c) ST=$(col "$TMP/t.csv" 4 c)
 check "shift: stars c $ST vs phasecorr c $PC" near "$ST" "$PC" 0.05
 PC=$(col "$TMP/p.csv" 3 f) ST=$(col "$TMP/t.csv" 4 f)
 check "shift: stars f $ST vs phasecorr f $PC" near "$ST" "$PC" 0.05
+# One sign convention: the star table's dx, dy are phase correlation's dx, dy.
+PC=$(col "$TMP/p.csv" 3 dx) ST=$(col "$TMP/t.csv" 4 dx)
+check "shift: stars dx $ST vs phasecorr dx $PC (same sign)" near "$ST" "$PC" 0.05
+PC=$(col "$TMP/p.csv" 3 dy) ST=$(col "$TMP/t.csv" 4 dy)
+check "shift: stars dy $ST vs phasecorr dy $PC (same sign)" near "$ST" "$PC" 0.05
 
 "$BIN" register --method stars --model affine --json "$REF" "$ROT" -o "$TMP/aligned" --table "$TMP/t.json" \
     >"$TMP/out.json" 2>"$TMP/err"

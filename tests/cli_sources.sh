@@ -88,6 +88,12 @@ check "default annulus is 3 and 5 x the measured seeing" awk '
       match($0, /"seeing": [0-9.]*/); s = substr($0, RSTART + 10, RLENGTH - 10) + 0 }
     END { in_ok = a[1] - (3 * s > 8 ? 3 * s : 8); out_ok = a[2] - (5 * s > 12 ? 5 * s : 12)
           exit !(s > 0 && in_ok * in_ok < 1e-6 && out_ok * out_ok < 1e-6) }' seeing.json
+# No annulus and no VAR plane: errors from the global background RMS, not NaN.
+expect_rc 0 "photometry without an annulus" "$BIN" photometry field.fits --detect --annulus 0,0 --csv noann.csv
+check "errors without an annulus or VAR are finite and positive" awk -F, '
+    NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+    { r++; e = $col["FLUX_ERR"]; if (e == "nan" || !(e + 0 > 0)) bad++ }
+    END { exit !(r > 0 && bad == 0) }' noann.csv
 expect_rc 1 "malformed positions file" "$BIN" photometry field.fits --positions bad.csv -o bad.fits
 check "message names the line" grep -q "line 3" err.txt
 check "nothing written for bad positions" test ! -e bad.fits

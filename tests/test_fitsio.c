@@ -55,7 +55,9 @@ static void write_fits(const char *path, int bitpix, int naxis, const long *naxe
     double exptime = 60.0;
     fits_write_key(f, TDOUBLE, "EXPTIME", &exptime, "exposure", &status);
     fits_write_key(f, TSTRING, "OBJECT", "NGC 2420", NULL, &status);
-    size_t n = (size_t)naxes[0] * (size_t)naxes[1] * (naxis == 3 ? (size_t)naxes[2] : 1);
+    size_t n = 1; /* naxes has naxis entries (a 1-D vector has one) */
+    for (int a = 0; a < naxis; a++)
+        n *= (size_t)naxes[a];
     double *data = malloc(n * sizeof *data);
     for (size_t i = 0; i < n; i++) {
         double stored = pattern(i, bitpix);

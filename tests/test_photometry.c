@@ -220,6 +220,25 @@ static void test_against_reference(clred_ctx *ctx, harness_rng *rng)
                  0, 3.0, 5, &r);
     CHECK_NEAR(one[0].flux, r.flux, 2e-6 * fabs(r.flux));
     CHECK(one[0].bkg == 0 && isnan(one[0].bkg_rms));
+    /* No annulus and no variance plane: with noise_rms the error is that of a
+     * constant variance plane of noise_rms^2 (same weights), else NaN. */
+    clred_image flat_var = img, no_var = img;
+    flat_var.var = malloc(img.width * img.height * sizeof(float));
+    for (size_t i = 0; i < img.width * img.height; i++)
+        flat_var.var[i] = 6.25f;
+    no_var.var = NULL;
+    clred_phot with_var, with_noise;
+    CHECK_OK(clred_aperture_photometry(ctx, &flat_var, x + 4, y + 4, 1, &noann, &with_var));
+    CHECK_OK(clred_aperture_photometry(ctx, &no_var, x + 4, y + 4, 1, &noann, one));
+    CHECK(isnan(one[0].flux_err) && isfinite(one[0].flux));
+    noann.noise_rms = 2.5;
+    CHECK_OK(clred_aperture_photometry(ctx, &no_var, x + 4, y + 4, 1, &noann, &with_noise));
+    CHECK(isfinite(with_noise.flux_err) && with_noise.flux_err > 0);
+    CHECK_NEAR(with_noise.flux_err, with_var.flux_err, 1e-5 * with_var.flux_err);
+    CHECK(with_noise.flux == with_var.flux);
+    noann.noise_rms = -1;
+    CHECK(clred_aperture_photometry(ctx, &no_var, x + 4, y + 4, 1, &noann, one) == CLRED_ERR_USAGE);
+    free(flat_var.var);
     /* bad options are usage errors with the parameter named */
     clred_phot_opts bad = o;
     bad.radius = -1;

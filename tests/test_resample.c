@@ -246,6 +246,7 @@ int main(void)
          * (y + 1.58 > h - 0.5) come from off the input */
         CHECK(nodata == 2 * (int)h + 2 * (int)w - 4);
         CHECK(out.var != NULL && out.var[10 * w + 15] > 0.2f && out.var[10 * w + 15] < 1.5f);
+        clred_image_free(&out); /* before out is reused below (it was leaked) */
         clred_transform rt = clred_transform_similarity(1.0, 5.0, 0, 0, 0, 0);
         CHECK(clred_resample(ctx, &img, &rt, &o, &out) == CLRED_ERR_USAGE);
         CHECK(strstr(clred_last_error(), "Fourier") != NULL);

@@ -325,7 +325,7 @@ static void test_moments(clred_ctx *ctx, harness_rng *rng)
                   s->flux, stars[k].flux);
         /* the same image through the double reference of the windowed moments */
         int32_t label = seg[(size_t)lround(stars[k].y) * 200 + (size_t)lround(stars[k].x)];
-        double rx, ry, rxx, ryy, rxy;
+        double rx = NAN, ry = NAN, rxx = NAN, ryy = NAN, rxy = NAN;
         CHECK(label > 0 && ref_adaptive_moments(d, 200, 150, seg, label, stars[k].x + 0.3, stars[k].y - 0.2, 2.0, &rx,
                                                 &ry, &rxx, &ryy, &rxy));
         /* the device converges to 1e-4 of the window size, in float pixels */

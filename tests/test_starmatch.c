@@ -198,6 +198,28 @@ static void test_affine(void)
     CHECK_MSG(rs.rms > 10 * r.rms, "similarity rms %.3f vs affine %.3f", rs.rms, r.rms);
 }
 
+/* A small cutout with five stars: every star must agree, and then the match
+ * succeeds (the default minimum used to be six); a wrong pairing is refused. */
+static void test_five_stars(void)
+{
+    harness_rng rng = {53};
+    clred_transform truth = clred_transform_similarity(1.0, 2.0, 500, 500, 14.5, -9.25);
+    list_spec s = {5, 0.05, 0.0, 0.0, 0.05, 0};
+    static lists l;
+    make_lists(&rng, &truth, &s, &l);
+    clred_match_result r;
+    CHECK_OK(clred_match_stars(l.ref, l.nref, l.img, l.nimg, NULL, &r));
+    CHECK_MSG(r.nmatched == 5, "five stars: %zu matched", r.nmatched);
+    CHECK(map_distance(r.transform.m, truth.m, 1000.0) < 0.2);
+    /* Five unrelated stars: no transform gathers all five. */
+    static lists other;
+    harness_rng rng2 = {99};
+    make_lists(&rng2, &truth, &s, &other);
+    CHECK(clred_match_stars(l.ref, l.nref, other.img, other.nimg, NULL, &r) == CLRED_ERR_INPUT);
+    CHECK_MSG(strstr(clred_last_error(), "--mirror") && !strstr(clred_last_error(), "allow_mirror"),
+              "message names the options: %s", clred_last_error());
+}
+
 static void test_mirror_and_failures(void)
 {
     harness_rng rng = {41};
@@ -561,6 +583,7 @@ int main(int argc, char **argv)
     test_missing_and_outliers();
     test_affine();
     test_mirror_and_failures();
+    test_five_stars();
     clred_ctx *ctx = harness_ctx();
     test_rotated_field(ctx);
     test_cafos(ctx);

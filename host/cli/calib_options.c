@@ -134,7 +134,7 @@ int combine_option(const char *cmd, int c, const char *arg, clred_combine_opts *
 
 int cli_read_master(const char *cmd, const char *path, clred_image *img)
 {
-    clred_status s = clred_image_read(path, 0, img);
+    clred_status s = clred_image_read_2d(path, img);
     return s == CLRED_OK ? EXIT_OK : cli_fail(cmd, s);
 }
 

@@ -201,3 +201,17 @@ int cli_parse_ref(const char *cmd, const char *text, long *ref)
     *ref = v;
     return 1;
 }
+
+int cli_check_nonnegative(const char *cmd, const char *path, const char *what, const clred_image *img)
+{
+    size_t n = img->width * img->height, bad = 0, first = 0;
+    for (size_t i = 0; i < n; i++)
+        if (img->sci[i] < 0.0f && bad++ == 0)
+            first = i;
+    if (!bad)
+        return EXIT_OK;
+    cli_progress_done();
+    fprintf(stderr, "clred %s: %s: %zu pixels of the %s are negative (first at x=%zu, y=%zu, value %g); a %s cannot be\n",
+            cmd, path, bad, what, first % img->width, first / img->width, (double)img->sci[first], what);
+    return EXIT_BAD_INPUT;
+}

@@ -38,6 +38,9 @@ int cli_list_frames(const char *cmd, const char *const *paths, size_t npaths, cl
 /* Reads the listed frames into *images (malloc'd; free with cli_free_images). */
 int cli_read_frames(const char *cmd, const cli_frame *frames, size_t n, clred_image **images);
 void cli_free_images(clred_image *images, size_t n);
+/* A variance or RMS image must not be negative: prints the error naming path
+ * and returns EXIT_BAD_INPUT if any pixel is (NaN is left to the step). */
+int cli_check_nonnegative(const char *cmd, const char *path, const char *what, const clred_image *img);
 
 /* One of count names: its index in *out. Prints a usage error and returns 0
  * if text is none of them. */

@@ -321,7 +321,7 @@ int cmd_background(int argc, char **argv)
                 return cli_usage_error("background", "%s is given for two outputs", outs[i]);
     }
     clred_image img;
-    clred_status s = clred_image_read(a.input, 0, &img);
+    clred_status s = clred_image_read_2d(a.input, &img);
     if (s != CLRED_OK)
         return cli_fail("background", s);
     rc = a.constant ? run_constant(&a, &img) : run_mesh(&a, &img);

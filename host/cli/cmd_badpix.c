@@ -100,7 +100,7 @@ int cmd_badpix(int argc, char **argv)
     for (int i = 0; i < 2; i++) {
         if (!paths[i])
             continue;
-        if ((s = clred_image_read(paths[i], 0, &frames[i])) != CLRED_OK) {
+        if ((s = clred_image_read_2d(paths[i], &frames[i])) != CLRED_OK) {
             clred_image_free(&frames[0]);
             return cli_fail("badpix", s);
         }

@@ -241,16 +241,17 @@ static void print_json(char **raws, char **outputs, const frame_summary *fs, siz
     printf("}\n");
 }
 
-/* Calibrates and writes every frame; on a failure removes what it wrote. */
+/* Calibrates and writes every frame; the outputs appear together at the end,
+ * so a failure or an interrupt leaves none of them. */
 static int run_frames(const options *o, clred_calibrator *cal, char **raws, char **outputs, size_t n,
                       frame_summary *fs)
 {
-    size_t written = 0;
     int rc = EXIT_OK;
+    clred_write_batch_begin();
     for (size_t i = 0; i < n && rc == EXIT_OK; i++) {
         cli_progress("calibrate: %s (%zu/%zu)", raws[i], i + 1, n);
         clred_image raw, out;
-        clred_status s = clred_image_read(raws[i], 0, &raw);
+        clred_status s = clred_image_read_2d(raws[i], &raw);
         if (s == CLRED_OK) {
             s = clred_calibrator_apply(cal, &raw, raws[i], &out);
             clred_image_free(&raw);
@@ -260,15 +261,13 @@ static int run_frames(const options *o, clred_calibrator *cal, char **raws, char
             s = clred_image_write(outputs[i], &out, o->overwrite);
             clred_image_free(&out);
         }
-        if (s == CLRED_OK)
-            written++;
-        else
+        if (s != CLRED_OK)
             rc = cli_fail(CMD, s);
     }
     cli_progress_done();
-    if (rc != EXIT_OK)
-        for (size_t i = 0; i < written; i++)
-            remove(outputs[i]);
+    clred_status s = clred_write_batch_end(rc == EXIT_OK);
+    if (rc == EXIT_OK && s != CLRED_OK)
+        rc = cli_fail(CMD, s);
     return rc;
 }
 

@@ -269,8 +269,7 @@ int cmd_combine(int argc, char **argv)
     }
     if (ninputs == 0) {
         free(weights);
-        fprintf(stderr, "clred combine: no input files given\n");
-        return EXIT_BAD_INPUT;
+        return cli_usage_error(cmd, "no input files given");
     }
     if (align_only && !align) {
         free(weights);

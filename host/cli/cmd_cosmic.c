@@ -89,7 +89,7 @@ static int parse(int argc, char **argv, cosmic_args *a)
 /* Reads a plane that must match the image's shape; returns an exit code. */
 static int read_plane(const char *path, const clred_image *img, const char *what, clred_image *out)
 {
-    clred_status s = clred_image_read(path, 0, out);
+    clred_status s = clred_image_read_2d(path, out);
     if (s != CLRED_OK)
         return cli_fail("cosmic", s);
     if (out->width != img->width || out->height != img->height) {
@@ -132,7 +132,7 @@ int cmd_cosmic(int argc, char **argv)
     clred_image img, bkg, var;
     memset(&bkg, 0, sizeof bkg);
     memset(&var, 0, sizeof var);
-    s = clred_image_read(a.input, 0, &img);
+    s = clred_image_read_2d(a.input, &img);
     if (s != CLRED_OK)
         return cli_fail("cosmic", s);
     header_defaults(&a, img.header);
@@ -140,9 +140,11 @@ int cmd_cosmic(int argc, char **argv)
         clred_image_free(&img);
         return rc;
     }
-    if (a.var && (rc = read_plane(a.var, &img, "variance", &var)) != EXIT_OK) {
+    if (a.var && ((rc = read_plane(a.var, &img, "variance", &var)) != EXIT_OK ||
+                  (rc = cli_check_nonnegative("cosmic", a.var, "variance", &var)) != EXIT_OK)) {
         clred_image_free(&img);
         clred_image_free(&bkg);
+        clred_image_free(&var);
         return rc;
     }
     a.o.bkg = a.bkg ? bkg.sci : NULL;

@@ -11,7 +11,8 @@ static void help(void)
     printf("usage: clred photometry IMAGE [--positions POS.csv | --detect] -o PHOT.fits [--csv PHOT.csv] [options]\n\n"
            "Circular-aperture photometry with exact pixel overlap, a local background from\n"
            "the sigma-clipped (3 sigma) median of an annulus, errors from the variance plane\n"
-           "(else the annulus scatter) plus the error of the background, and instrumental\n"
+           "(else the annulus scatter; with neither, the image's global background RMS) plus\n"
+           "the error of the background, and instrumental\n"
            "magnitudes. Positions are 0-based pixels: a CSV with a header naming columns x and\n"
            "y (or x, y as the first two columns), or the sources detected on the image\n"
            "(--detect, the default). Sources are always detected to put the frame's seeing\n"
@@ -188,7 +189,7 @@ int cmd_photometry(int argc, char **argv)
     if (a.positions)
         st = clred_positions_read(a.positions, &x, &y, &n);
     if (st == CLRED_OK)
-        st = clred_image_read(a.input, 0, &img);
+        st = clred_image_read_2d(a.input, &img);
     if (st == CLRED_OK)
         st = clred_global_background(&img, a.detect.ignore_bits, &level, &sd);
     if (st != CLRED_OK) {
@@ -223,6 +224,10 @@ int cmd_photometry(int argc, char **argv)
             y[i] = sources[i].y;
         }
     }
+    /* Without a VAR plane and without an annulus the errors come from the
+     * global background RMS (else they would all be NaN). */
+    if (!img.var && !(a.phot.annulus_out > a.phot.annulus_in))
+        a.phot.noise_rms = sd > 0 && isfinite(sd) ? sd : 0;
     cli_progress("photometry of %zu positions", n);
     if (st == CLRED_OK && !(phot = calloc(n ? n : 1, sizeof *phot)))
         st = CLRED_ERR_MEMORY;

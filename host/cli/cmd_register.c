@@ -27,6 +27,11 @@ static void help(void)
            "other telescopes) are matched by their stars instead: the brightest stars\n"
            "of each frame are detected, matched by triangle shapes and a similarity\n"
            "(or affine) transform is fitted; the table then gives that transform.\n\n"
+           "Signs, one convention for both methods: (dx, dy) is where a frame's content sits\n"
+           "relative to the reference (a star at reference pixel (x, y) is at (x + dx, y + dy)\n"
+           "in the frame; for star matching, measured at the frame's centre). The transform\n"
+           "a..f maps frame pixels onto the reference: x' = a x + b y + c, y' = d x + e y + f,\n"
+           "so a pure shift has c = -dx, f = -dy.\n\n"
            "options:\n"
            "  -o, --output DIR      directory for the aligned frames (created if needed)\n"
            "  --table FILE          write the measured transforms: CSV, or JSON if FILE ends in .json\n"
@@ -152,19 +157,31 @@ static const char *model_name(clred_match_model m)
     return m == CLRED_MATCH_AFFINE ? "affine" : "similarity";
 }
 
-/* One frame's star-matched transform as JSON members (table and summary). */
-static void json_match(FILE *f, const clred_match_result *r)
+/* A star-matched frame's offset in phase correlation's convention: a star at
+ * reference pixel q is at q + d in the frame, d = p - T(p) at the frame's centre p. */
+static void star_offset(const clred_match_result *r, const clred_image *img, double *dx, double *dy)
 {
     const double *m = r->transform.m;
-    fprintf(f, ", \"nmatched\": %zu, \"rms\": %.4f, \"scale\": %.7f, \"rotation\": %.5f, \"tx\": %.5f, "
-               "\"ty\": %.5f, \"mirrored\": %s, \"transform\": [%.9g, %.9g, %.6f, %.9g, %.9g, %.6f]",
-            r->nmatched, r->rms, r->scale, r->rotation_deg, m[2], m[5], r->mirrored ? "true" : "false", m[0], m[1], m[2],
+    double cx = 0.5 * ((double)img->width - 1), cy = 0.5 * ((double)img->height - 1);
+    *dx = cx - (m[0] * cx + m[1] * cy + m[2]);
+    *dy = cy - (m[3] * cx + m[4] * cy + m[5]);
+}
+
+/* One frame's star-matched transform as JSON members (table and summary). */
+static void json_match(FILE *f, const clred_match_result *r, const clred_image *img)
+{
+    const double *m = r->transform.m;
+    double dx, dy;
+    star_offset(r, img, &dx, &dy);
+    fprintf(f, ", \"nmatched\": %zu, \"rms\": %.4f, \"scale\": %.7f, \"rotation\": %.5f, \"dx\": %.5f, "
+               "\"dy\": %.5f, \"mirrored\": %s, \"transform\": [%.9g, %.9g, %.6f, %.9g, %.9g, %.6f]",
+            r->nmatched, r->rms, r->scale, r->rotation_deg, dx, dy, r->mirrored ? "true" : "false", m[0], m[1], m[2],
             m[3], m[4], m[5]);
 }
 
 /* The star-matched transforms, written like write_table. */
-static int write_star_table(const char *path, const cli_frame *frames, const clred_match_result *res, size_t n,
-                            const char *ref_text, clred_match_model model)
+static int write_star_table(const char *path, const cli_frame *frames, const clred_match_result *res,
+                            const clred_image *images, size_t n, const char *ref_text, clred_match_model model)
 {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
@@ -182,16 +199,18 @@ static int write_star_table(const char *path, const cli_frame *frames, const clr
             fprintf(f, "%s\n  {\"file\": ", i ? "," : "");
             cli_json_string(f, frames[i].path);
             fprintf(f, ", \"frame\": %zu", frames[i].frame);
-            json_match(f, &res[i]);
+            json_match(f, &res[i], &images[i]);
             fprintf(f, "}");
         }
         fprintf(f, "\n]}\n");
     } else {
-        fprintf(f, "file,frame,nmatched,rms,scale,rotation,tx,ty,a,b,c,d,e,f\n");
+        fprintf(f, "file,frame,nmatched,rms,scale,rotation,dx,dy,a,b,c,d,e,f\n");
         for (size_t i = 0; i < n; i++) {
             const double *m = res[i].transform.m;
+            double dx, dy;
+            star_offset(&res[i], &images[i], &dx, &dy);
             fprintf(f, "%s,%zu,%zu,%.4f,%.7f,%.5f,%.5f,%.5f,%.9g,%.9g,%.6f,%.9g,%.9g,%.6f\n", frames[i].path,
-                    frames[i].frame, res[i].nmatched, res[i].rms, res[i].scale, res[i].rotation_deg, m[2], m[5], m[0],
+                    frames[i].frame, res[i].nmatched, res[i].rms, res[i].scale, res[i].rotation_deg, dx, dy, m[0],
                     m[1], m[2], m[3], m[4], m[5]);
         }
     }
@@ -452,7 +471,8 @@ static int register_stars(clred_ctx *ctx, const reg_args *a, const cli_frame *fr
     return cli_exit_code(s);
 }
 
-static void print_star_summary(const reg_args *a, const cli_frame *frames, const clred_match_result *res, size_t n)
+static void print_star_summary(const reg_args *a, const cli_frame *frames, const clred_match_result *res,
+                               const clred_image *images, size_t n)
 {
     if (a->json) {
         printf("{\"command\": \"register\", \"method\": \"stars\", \"model\": \"%s\", \"reference\": ",
@@ -463,16 +483,19 @@ static void print_star_summary(const reg_args *a, const cli_frame *frames, const
             printf("%s\n  {\"file\": ", i ? "," : "");
             cli_json_string(stdout, frames[i].path);
             printf(", \"frame\": %zu", frames[i].frame);
-            json_match(stdout, &res[i]);
+            json_match(stdout, &res[i], &images[i]);
             printf("}");
         }
         printf("\n]}\n");
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        printf("%s[%zu]: rotation %+.4f deg, scale %.6f, tx %+.3f ty %+.3f (%zu stars, rms %.3f px)%s\n",
-               frames[i].path, frames[i].frame, res[i].rotation_deg, res[i].scale, res[i].transform.m[2],
-               res[i].transform.m[5], res[i].nmatched, res[i].rms, res[i].mirrored ? "  mirrored" : "");
+    for (size_t i = 0; i < n; i++) {
+        double dx, dy;
+        star_offset(&res[i], &images[i], &dx, &dy);
+        printf("%s[%zu]: rotation %+.4f deg, scale %.6f, dx %+.3f dy %+.3f (%zu stars, rms %.3f px)%s\n",
+               frames[i].path, frames[i].frame, res[i].rotation_deg, res[i].scale, dx, dy, res[i].nmatched, res[i].rms,
+               res[i].mirrored ? "  mirrored" : "");
+    }
 }
 
 int cmd_register(int argc, char **argv)
@@ -499,9 +522,22 @@ int cmd_register(int argc, char **argv)
     clred_match_result *res = calloc(n, sizeof *res);
     clred_ctx *ctx = NULL;
     clred_status s = CLRED_OK;
+    if (!images || !aligned || !shifts || !res) {
+        fprintf(stderr, "clred %s: out of memory for %zu frames\n", CMD, n);
+        rc = cli_exit_code(CLRED_ERR_MEMORY);
+        n = 0;
+    }
     for (size_t i = 0; i < n && s == CLRED_OK; i++) {
         cli_progress("reading %zu/%zu", i + 1, n);
         s = clred_image_read(frames[i].path, frames[i].frame, &images[i]);
+        if (s == CLRED_OK && i > 0 && !a.stars &&
+            (images[i].width != images[0].width || images[i].height != images[0].height)) {
+            fprintf(stderr, "clred %s: %s[%zu]: %zu x %zu does not match %s[%zu] (%zu x %zu)\n", CMD, frames[i].path,
+                    frames[i].frame, images[i].width, images[i].height, frames[0].path, frames[0].frame,
+                    images[0].width, images[0].height);
+            rc = EXIT_BAD_INPUT;
+            break;
+        }
     }
     if (s != CLRED_OK)
         rc = cli_fail(CMD, s);
@@ -520,12 +556,12 @@ int cmd_register(int argc, char **argv)
     }
     cli_progress_done();
     if (rc == EXIT_OK && a.table)
-        rc = a.stars ? write_star_table(a.table, frames, res, n, a.ref_text, a.mopts.model)
+        rc = a.stars ? write_star_table(a.table, frames, res, images, n, a.ref_text, a.mopts.model)
                      : write_table(a.table, frames, shifts, n, a.ref_text);
     if (rc == EXIT_OK && a.outdir)
         rc = write_aligned(&a, frames, aligned, n, a.stars ? res : NULL);
     if (rc == EXIT_OK && a.stars) {
-        print_star_summary(&a, frames, res, n);
+        print_star_summary(&a, frames, res, images, n);
     } else if (rc == EXIT_OK) {
         if (a.json) {
             printf("{\"command\": \"register\", \"reference\": ");
@@ -544,10 +580,10 @@ int cmd_register(int argc, char **argv)
                        shifts[i].dy, shifts[i].psr, shifts[i].psr < 10 ? "  low confidence" : "");
         }
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; images && i < n; i++)
         clred_image_free(&images[i]);
+    for (size_t i = 0; aligned && i < n; i++)
         clred_image_free(&aligned[i]);
-    }
     free(images);
     free(aligned);
     free(shifts);

@@ -162,17 +162,19 @@ int cmd_sources(int argc, char **argv)
     int32_t *seg = NULL;
     size_t n = 0;
     double level = NAN, sd = 0;
-    st = clred_image_read(a.input, 0, &img);
+    st = clred_image_read_2d(a.input, &img);
     if (st == CLRED_OK && a.bkg_path)
-        st = clred_image_read(a.bkg_path, 0, &bkg);
+        st = clred_image_read_2d(a.bkg_path, &bkg);
     if (st == CLRED_OK && a.rms_path)
-        st = clred_image_read(a.rms_path, 0, &rms);
+        st = clred_image_read_2d(a.rms_path, &rms);
     if (st == CLRED_OK && (!a.bkg_path || !a.rms_path))
         st = clred_global_background(&img, a.detect.ignore_bits, &level, &sd);
     if (st != CLRED_OK) {
         rc = cli_fail("sources", st);
         goto done;
     }
+    if (a.rms_path && (rc = cli_check_nonnegative("sources", a.rms_path, "background RMS", &rms)) != EXIT_OK)
+        goto done;
     if (!a.rms_path && !(sd > 0)) {
         fprintf(stderr, "clred sources: %s: the background RMS is zero; give --rms\n", a.input);
         rc = EXIT_BAD_INPUT;

@@ -186,7 +186,7 @@ int cmd_stats(int argc, char **argv)
     for (size_t i = 0; rc == EXIT_OK && i < nfiles; i++) {
         cli_progress("stats: %s (%zu/%zu)", files[i], i + 1, nfiles);
         clred_image img = {0};
-        clred_status s = clred_image_read(files[i], 0, &img);
+        clred_status s = clred_image_read_2d(files[i], &img);
         if (s == CLRED_OK) {
             s = clred_image_stats(ctx, &img, &o, &results[i]);
             if (s != CLRED_OK) {

@@ -48,9 +48,16 @@ int main(int argc, char **argv)
         printf("clred %s\n", CLRED_VERSION);
         return EXIT_OK;
     }
+    /* An interrupted run leaves no ".NAME.PID.tmp" files behind. */
+    clred_temp_files_remove_on_signals();
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(argv[1], commands[i].name))
-            return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            int rc = commands[i].run(argc - 1, argv + 1);
+            const char *warning = clred_cache_warning();
+            if (warning)
+                fprintf(stderr, "clred %s: warning: %s\n", argv[1], warning);
+            return rc;
+        }
     fprintf(stderr, "clred: unknown command '%s' (see 'clred --help')\n", argv[1]);
     return EXIT_USAGE;
 }

@@ -1,12 +1,173 @@
 /* The one way clred writes a file: to a temporary name beside the target,
  * then renamed into place, so an interrupted or failed write leaves nothing
- * under the target's name and never a half-written product. */
+ * under the target's name and never a half-written product.
+ *
+ * Every temporary is registered until it is renamed or removed, so that
+ * clred_temp_files_remove (async-signal-safe) can delete them from a signal
+ * handler; and a thread may hold its renames back (clred_write_batch_begin)
+ * so that a run's outputs appear together or not at all. */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "internal.h"
+
+/* ---- the registry of this process's temporaries */
+
+#define MAX_TEMPS 4096
+static char *_Atomic temps[MAX_TEMPS];
+
+static void temp_register(const char *tmp)
+{
+    char *copy = strdup(tmp);
+    if (!copy)
+        return; /* only the clean-up on a signal is lost */
+    for (size_t i = 0; i < MAX_TEMPS; i++) {
+        char *expected = NULL;
+        if (atomic_compare_exchange_strong(&temps[i], &expected, copy))
+            return;
+    }
+    free(copy);
+}
+
+static void temp_unregister(const char *tmp)
+{
+    for (size_t i = 0; i < MAX_TEMPS; i++) {
+        char *name = atomic_load(&temps[i]);
+        if (name && strcmp(name, tmp) == 0 && atomic_compare_exchange_strong(&temps[i], &name, NULL)) {
+            free(name);
+            return;
+        }
+    }
+}
+
+void clred_temp_files_remove(void)
+{
+    for (size_t i = 0; i < MAX_TEMPS; i++) {
+        char *name = atomic_exchange(&temps[i], NULL);
+        if (name)
+            unlink(name); /* not freed: free is not async-signal-safe */
+    }
+}
+
+static void on_signal(int sig)
+{
+    clred_temp_files_remove();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void clred_temp_files_remove_on_signals(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction old;
+        /* A signal the caller ignores (nohup) stays ignored. */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+            continue;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+/* ---- batches: renames held back until the batch ends */
+
+typedef struct {
+    char *tmp, *path;
+} held_rename;
+
+static _Thread_local int batch_open;
+static _Thread_local held_rename *held;
+static _Thread_local size_t nheld, capheld;
+
+void clred_write_batch_begin(void)
+{
+    batch_open = 1;
+}
+
+static void batch_forget(void)
+{
+    for (size_t i = 0; i < nheld; i++) {
+        free(held[i].tmp);
+        free(held[i].path);
+    }
+    free(held);
+    held = NULL;
+    nheld = capheld = 0;
+    batch_open = 0;
+}
+
+clred_status clred_write_batch_end(int commit)
+{
+    clred_status st = CLRED_OK;
+    if (!commit) {
+        for (size_t i = 0; i < nheld; i++)
+            clred_atomic_discard(held[i].tmp);
+        batch_forget();
+        return CLRED_OK;
+    }
+    /* The renames run with the termination signals held, so a signal lands
+     * after all of them: all the outputs exist, or (on a rename failure) none. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGQUIT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    size_t done = 0;
+    for (; done < nheld; done++)
+        if (rename(held[done].tmp, held[done].path) != 0) {
+            st = clred_fail(CLRED_ERR_IO, "%s: cannot rename the finished file into place (%s)", held[done].path,
+                            strerror(errno));
+            break;
+        }
+    if (st != CLRED_OK) {
+        for (size_t i = 0; i < done; i++)
+            remove(held[i].path);
+        for (size_t i = done; i < nheld; i++)
+            clred_atomic_discard(held[i].tmp);
+    } else {
+        for (size_t i = 0; i < nheld; i++)
+            temp_unregister(held[i].tmp);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    batch_forget();
+    return st;
+}
+
+static clred_status batch_hold(const char *tmp, const char *path)
+{
+    if (nheld == capheld) {
+        size_t cap = capheld ? 2 * capheld : 16;
+        held_rename *grown = realloc(held, cap * sizeof *grown);
+        if (!grown)
+            goto fail;
+        held = grown;
+        capheld = cap;
+    }
+    char *t = strdup(tmp), *p = strdup(path);
+    if (!t || !p) {
+        free(t);
+        free(p);
+        goto fail;
+    }
+    held[nheld++] = (held_rename){t, p};
+    return CLRED_OK;
+fail:
+    clred_atomic_discard(tmp);
+    return clred_fail(CLRED_ERR_MEMORY, "%s: out of memory", path);
+}
+
+/* ---- single writes */
 
 clred_status clred_atomic_temp_name(const char *path, char *tmp, size_t size)
 {
@@ -16,16 +177,26 @@ clred_status clred_atomic_temp_name(const char *path, char *tmp, size_t size)
     if (n < 0 || (size_t)n >= size)
         return clred_fail(CLRED_ERR_USAGE, "%s: the path is too long", path);
     remove(tmp);
+    temp_register(tmp);
     return CLRED_OK;
+}
+
+void clred_atomic_discard(const char *tmp)
+{
+    remove(tmp);
+    temp_unregister(tmp);
 }
 
 clred_status clred_atomic_commit(const char *tmp, const char *path)
 {
+    if (batch_open)
+        return batch_hold(tmp, path);
     if (rename(tmp, path) != 0) {
         int e = errno;
-        remove(tmp);
+        clred_atomic_discard(tmp);
         return clred_fail(CLRED_ERR_IO, "%s: cannot rename the finished file into place (%s)", path, strerror(e));
     }
+    temp_unregister(tmp);
     return CLRED_OK;
 }
 
@@ -35,8 +206,11 @@ clred_status clred_atomic_open(const char *path, int overwrite, char *tmp, size_
     CLRED_TRY(clred_output_check(path, NULL, 0, overwrite));
     CLRED_TRY(clred_atomic_temp_name(path, tmp, size));
     *f = fopen(tmp, "w");
-    if (!*f)
-        return clred_fail(CLRED_ERR_IO, "%s: cannot write (%s)", path, strerror(errno));
+    if (!*f) {
+        int e = errno;
+        temp_unregister(tmp);
+        return clred_fail(CLRED_ERR_IO, "%s: cannot write (%s)", path, strerror(e));
+    }
     return CLRED_OK;
 }
 
@@ -45,7 +219,7 @@ clred_status clred_atomic_close(FILE *f, const char *tmp, const char *path)
     int bad = ferror(f);
     bad |= fclose(f) != 0;
     if (bad) {
-        remove(tmp);
+        clred_atomic_discard(tmp);
         return clred_fail(CLRED_ERR_IO, "%s: writing failed (disk full?)", path);
     }
     return clred_atomic_commit(tmp, path);

@@ -68,7 +68,7 @@ static clred_status write_fits(const char *path, const column *cols, int ncols, 
         char text[FLEN_STATUS];
         fits_get_errstatus(status ? status : close_status, text);
         fits_clear_errmsg();
-        remove(tmp);
+        clred_atomic_discard(tmp);
         return clred_fail(CLRED_ERR_IO, "%s: writing the table failed (%s)", path, text);
     }
     return clred_atomic_commit(tmp, path);
@@ -240,6 +240,11 @@ clred_status clred_positions_read(const char *path, double **xo, double **yo, si
     clred_status st = CLRED_OK;
     while (fgets(line, sizeof line, fp)) {
         lineno++;
+        if (!strchr(line, '\n') && !feof(fp)) {
+            st = clred_fail(CLRED_ERR_INPUT, "%s: line %zu is longer than %zu characters", path, lineno,
+                            sizeof line - 2);
+            break;
+        }
         char *t = trim(line);
         if (!*t || *t == '#')
             continue;
@@ -260,7 +265,8 @@ clred_status clred_positions_read(const char *path, double **xo, double **yo, si
             }
             continue;
         }
-        if (nf <= xcol || nf <= ycol || !parse_number(fields[xcol], &vx) || !parse_number(fields[ycol], &vy)) {
+        if (nf <= xcol || nf <= ycol || !parse_number(fields[xcol], &vx) || !parse_number(fields[ycol], &vy) ||
+            !isfinite(vx) || !isfinite(vy)) {
             st = clred_fail(CLRED_ERR_INPUT, "%s: line %zu: expected numbers in columns %d and %d", path, lineno,
                             xcol + 1, ycol + 1);
             break;

@@ -45,6 +45,20 @@ static clred_status fits_error(int status, const char *path, const char *doing)
     struct stat sb;
     if (status == FILE_NOT_OPENED && stat(base, &sb) != 0)
         return clred_fail(CLRED_ERR_INPUT, "%s: no such file", base);
+    if (strcmp(base, path) != 0 && (status == END_OF_FILE || status == BAD_HDU_NUM || status == UNKNOWN_EXT)) {
+        /* The selector names an HDU the file lacks: say so, not "truncated". */
+        fitsfile *whole;
+        int st2 = 0, nhdus = 0;
+        if (!fits_open_file(&whole, base, READONLY, &st2)) {
+            fits_get_num_hdus(whole, &nhdus, &st2);
+            fits_close_file(whole, &st2);
+            fits_clear_errmsg();
+            if (nhdus > 0)
+                return clred_fail(CLRED_ERR_INPUT, "%s: no such HDU (%s has %d, numbered from 0)", path, base,
+                                  nhdus);
+        }
+        fits_clear_errmsg();
+    }
     if (status == FILE_NOT_OPENED || status == UNKNOWN_REC || status == NO_SIMPLE || status == BAD_HEADER_FILL ||
         status == UNKNOWN_EXT)
         return clred_fail(CLRED_ERR_INPUT, "%s: not a FITS file or damaged header (%s)", path, text);
@@ -66,8 +80,13 @@ typedef struct {
     long data_offset;
 } npy_info;
 
+static void npy_shape(const npy_info *ni, clred_file_info *info);
+
 static clred_status npy_open(const char *path, FILE **fp, npy_info *ni)
 {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return clred_fail(CLRED_ERR_INPUT, "%s: is a directory, not a .npy file", path);
     FILE *f = fopen(path, "rb");
     if (!f)
         return clred_fail(CLRED_ERR_INPUT, "%s: %s", path, errno == ENOENT ? "no such file" : strerror(errno));
@@ -90,8 +109,8 @@ static clred_status npy_open(const char *path, FILE **fp, npy_info *ni)
         hlen = magic[8] | (size_t)magic[9] << 8 | (size_t)more[0] << 16 | (size_t)more[1] << 24;
         offset = 12;
     }
-    char *h = calloc(1, hlen + 1);
-    if (!h || hlen > 1 << 20 || fread(h, 1, hlen, f) != hlen) {
+    char *h = hlen > 1 << 20 ? NULL : calloc(1, hlen + 1);
+    if (!h || fread(h, 1, hlen, f) != hlen) {
         free(h);
         fclose(f);
         return clred_fail(CLRED_ERR_INPUT, "%s: truncated .npy header", path);
@@ -128,12 +147,25 @@ static clred_status npy_open(const char *path, FILE **fp, npy_info *ni)
                     p++;
                 if (*p == ')')
                     break;
-                ni->shape[ni->ndim++] = strtoul(p, (char **)&p, 10);
+                errno = 0;
+                const char *digits = p;
+                unsigned long long v = strtoull(digits, (char **)&p, 10);
+                /* A negative or unparsable axis becomes one no file can hold. */
+                ni->shape[ni->ndim++] = errno || *digits == '-' || p == digits || v > SIZE_MAX ? SIZE_MAX : (size_t)v;
                 while (*p == ' ')
                     p++;
             }
             if (ni->ndim < 2 || (p && *p != ')'))
                 st = clred_fail(CLRED_ERR_INPUT, "%s: .npy array must be 2-D or 3-D", path);
+        }
+        if (st == CLRED_OK) {
+            struct stat sb;
+            unsigned long long size = fstat(fileno(f), &sb) == 0 ? (unsigned long long)sb.st_size : 0;
+            unsigned long long start = (unsigned long long)ni->data_offset;
+            clred_file_info info;
+            npy_shape(ni, &info);
+            st = clred_shape_check(path, info.width, info.height, info.nframes, (size_t)ni->size,
+                                   size > start ? size - start : 0);
         }
     }
     free(h);
@@ -232,6 +264,9 @@ static clred_status sniff_fits(const char *path)
 {
     char base[PATH_MAX];
     base_path(path, base, sizeof base);
+    struct stat sb;
+    if (stat(base, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return clred_fail(CLRED_ERR_INPUT, "%s: is a directory, not a FITS file", base);
     FILE *f = fopen(base, "rb");
     if (!f)
         return CLRED_OK; /* cfitsio explains missing files */
@@ -246,10 +281,56 @@ static clred_status sniff_fits(const char *path)
     return clred_fail(CLRED_ERR_INPUT, "%s: not a FITS file (it does not start with SIMPLE)", base);
 }
 
+/* The most a compressed byte can expand to: deflate's limit is about 1032:1,
+ * and Rice or HCOMPRESS on a constant tile do not beat it by much. */
+#define MAX_EXPANSION 4096ULL
+
+/* The bytes the HDU's data can occupy in the file, or for a tile-compressed
+ * HDU or a gzip'd file what they can expand to. Unknown (e.g. a file cfitsio
+ * built in memory from an image section) gives ULLONG_MAX: the caps alone apply. */
+static unsigned long long fits_available_bytes(fitsfile *f, const char *path)
+{
+    char base[PATH_MAX];
+    base_path(path, base, sizeof base);
+    struct stat sb;
+    if (stat(base, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return ULLONG_MAX;
+    unsigned long long size = (unsigned long long)sb.st_size;
+    unsigned char magic[2] = {0, 0};
+    FILE *fp = fopen(base, "rb");
+    if (fp) {
+        if (fread(magic, 1, 2, fp) != 2)
+            magic[0] = 0;
+        fclose(fp);
+    }
+    if (magic[0] == 0x1f && (magic[1] == 0x8b || magic[1] == 0x9d))
+        return size > ULLONG_MAX / MAX_EXPANSION ? ULLONG_MAX : size * MAX_EXPANSION;
+    int status = 0;
+    LONGLONG head = 0, data = 0, end = 0;
+    if (fits_get_hduaddrll(f, &head, &data, &end, &status) || data < 0)
+        return ULLONG_MAX;
+    unsigned long long left = size > (unsigned long long)data ? size - (unsigned long long)data : 0;
+    if (!fits_is_compressed_image(f, &status))
+        return left;
+    return left > ULLONG_MAX / MAX_EXPANSION ? ULLONG_MAX : left * MAX_EXPANSION;
+}
+
+/* Refuses a header whose claimed shape the file cannot hold, before any pixel
+ * buffer is sized from it. */
+static clred_status fits_size_check(fitsfile *f, const char *path, const clred_file_info *info)
+{
+    size_t elem = (size_t)(info->bitpix < 0 ? -info->bitpix : info->bitpix) / 8;
+    return clred_shape_check(path, info->width, info->height, info->nframes, elem ? elem : 1,
+                             fits_available_bytes(f, path));
+}
+
 static clred_status fits_open(const char *path, fitsfile **f, clred_file_info *info)
 {
     int status = 0;
     CLRED_TRY(sniff_fits(path));
+    char base[PATH_MAX];
+    base_path(path, base, sizeof base);
+    CLRED_TRY(clred_fits_precheck(base));
     if (fits_open_image(f, path, READONLY, &status))
         return fits_error(status, path, "opening");
     int bitpix = 0, naxis = 0;
@@ -270,7 +351,12 @@ static clred_status fits_open(const char *path, fitsfile **f, clred_file_info *i
     info->height = (size_t)naxes[1];
     info->nframes = naxis == 3 ? (size_t)naxes[2] : 1;
     info->bitpix = bitpix;
-    return CLRED_OK;
+    clred_status st = fits_size_check(*f, path, info);
+    if (st != CLRED_OK) {
+        status = 0;
+        fits_close_file(*f, &status);
+    }
+    return st;
 }
 
 clred_status clred_file_info_read(const char *path, clred_file_info *info)
@@ -300,8 +386,16 @@ static clred_status fits_rows(fitsfile *f, const char *path, const clred_file_in
     long fpixel[3] = {1, (long)y0 + 1, (long)frame + 1};
     float nan = NAN;
     int anynul = 0, status = 0;
-    if (fits_read_pix(f, TFLOAT, fpixel, (LONGLONG)(nrows * info->width), &nan, rows, &anynul, &status))
+    if (fits_read_pix(f, TFLOAT, fpixel, (LONGLONG)(nrows * info->width), &nan, rows, &anynul, &status)) {
+        int cstatus = 0;
+        if (fits_is_compressed_image(f, &cstatus) && status != END_OF_FILE && status != READ_ERROR) {
+            char text[FLEN_STATUS] = "";
+            fits_get_errstatus(status, text);
+            fits_clear_errmsg();
+            return clred_fail(CLRED_ERR_INPUT, "%s: damaged tile-compressed data (%s)", path, text);
+        }
         return fits_error(status, path, "reading pixels");
+    }
     return CLRED_OK;
 }
 
@@ -390,7 +484,9 @@ clred_status clred_image_read(const char *path, size_t frame, clred_image *img)
         if (frame >= info.nframes)
             return clred_fail(CLRED_ERR_USAGE, "%s: frame %zu requested, the array has %zu", path, frame,
                               info.nframes);
-        CLRED_TRY(clred_image_alloc(img, info.width, info.height, 0, 0));
+        if (clred_image_alloc(img, info.width, info.height, 0, 0) != CLRED_OK)
+            return clred_fail(CLRED_ERR_MEMORY, "%s: out of memory for a %zu x %zu frame", path, info.width,
+                              info.height);
         clred_status st = npy_rows(path, frame, 0, info.height, img->sci);
         if (st == CLRED_OK && !(img->header = clred_header_new()))
             st = clred_fail(CLRED_ERR_MEMORY, "out of memory");
@@ -403,8 +499,8 @@ clred_status clred_image_read(const char *path, size_t frame, clred_image *img)
     clred_status st = CLRED_OK;
     if (frame >= info.nframes)
         st = clred_fail(CLRED_ERR_USAGE, "%s: frame %zu requested, the cube has %zu", path, frame, info.nframes);
-    if (st == CLRED_OK)
-        st = clred_image_alloc(img, info.width, info.height, 0, 0);
+    if (st == CLRED_OK && clred_image_alloc(img, info.width, info.height, 0, 0) != CLRED_OK)
+        st = clred_fail(CLRED_ERR_MEMORY, "%s: out of memory for a %zu x %zu frame", path, info.width, info.height);
     if (st == CLRED_OK)
         st = read_header(f, path, &img->header);
     if (st == CLRED_OK)
@@ -424,6 +520,19 @@ clred_status clred_image_read(const char *path, size_t frame, clred_image *img)
     if (st != CLRED_OK)
         clred_image_free(img);
     return st;
+}
+
+clred_status clred_image_read_2d(const char *path, clred_image *img)
+{
+    memset(img, 0, sizeof *img);
+    clred_file_info info;
+    CLRED_TRY(clred_file_info_read(path, &info));
+    if (info.nframes > 1)
+        return clred_fail(CLRED_ERR_INPUT,
+                          "%s: a cube of %zu frames where one 2-D image is expected (name one plane, e.g. "
+                          "'%s[*,*,1:1]')",
+                          path, info.nframes, path);
+    return clred_image_read(path, 0, img);
 }
 
 /* ------------------------------------------------------------ writing */
@@ -524,7 +633,7 @@ clred_status clred_image_write_with(const char *path, const clred_image *img, co
         char text[FLEN_STATUS];
         fits_get_errstatus(status ? status : close_status, text);
         fits_clear_errmsg();
-        remove(tmp);
+        clred_atomic_discard(tmp);
         return clred_fail(CLRED_ERR_IO, "%s: writing failed (%s)", path, text);
     }
     return clred_atomic_commit(tmp, path);

@@ -771,6 +771,8 @@ static const char *align_name(clred_align_mode a)
 static clred_status add_history(const clred_image *raw, const clred_cube_opts *o, const clred_cube_result *r,
                                 int shifted, clred_image *img)
 {
+    /* The stack may come with a header of its own: the raw frame's replaces it. */
+    clred_header_free(img->header);
     img->header = raw[0].header ? clred_header_copy(raw[0].header) : clred_header_new();
     if (!img->header)
         return clred_fail(CLRED_ERR_MEMORY, "cube: out of memory for the header");

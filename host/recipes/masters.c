@@ -168,6 +168,11 @@ static clred_status raw_frame(clred_ctx *ctx, const raw_source *s, size_t i, clr
         clred_image sci_only = {img->width, img->height, img->sci, NULL, NULL, img->header};
         CLRED_TRY(clred_dimage_borrow(ctx, &sci_only, owned));
     } else {
+        clred_file_info info;
+        CLRED_TRY(clred_file_info_read(s->paths[i], &info));
+        if (info.nframes > 1)
+            return clred_fail(CLRED_ERR_INPUT, "%s: a cube of %zu frames where one 2-D raw frame is expected",
+                              s->paths[i], info.nframes);
         CLRED_TRY(clred_dimage_read(ctx, s->paths[i], 0, owned));
     }
     *raw = *owned;

@@ -303,8 +303,15 @@ clred_status clred_stack_files(clred_ctx *ctx, const char *const *paths, size_t 
     clred_dimage **frames = st == CLRED_OK ? calloc(n ? n : 1, sizeof *frames) : NULL;
     if (st == CLRED_OK && !frames)
         st = clred_fail(CLRED_ERR_MEMORY, "stack: out of memory for %zu frames", n);
-    for (size_t i = 0; i < n && st == CLRED_OK; i++)
+    for (size_t i = 0; i < n && st == CLRED_OK; i++) {
         st = clred_dimage_read(ctx, src[i].path, src[i].frame, &frames[i]);
+        /* The steps see images, not files: a shape mismatch is named here. */
+        if (st == CLRED_OK && i > 0 &&
+            (frames[i]->width != frames[0]->width || frames[i]->height != frames[0]->height))
+            st = clred_fail(CLRED_ERR_INPUT, "%s[%zu]: %zu x %zu does not match %s[%zu] (%zu x %zu)", src[i].path,
+                            src[i].frame, frames[i]->width, frames[i]->height, src[0].path, src[0].frame,
+                            frames[0]->width, frames[0]->height);
+    }
     clred_combine_dev_result d;
     memset(&d, 0, sizeof d);
     if (st == CLRED_OK)

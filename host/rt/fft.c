@@ -92,6 +92,10 @@ size_t clred_fft_good_size(size_t n)
     static const unsigned primes[] = {2, 3, 5, 7};
     if (n < 2)
         n = 2;
+    /* Beyond any image clred reads (CLRED_MAX_AXIS); a caller must refuse 0,
+     * rather than search for a smooth size until m wraps. */
+    if (n > ((size_t)1 << 40))
+        return 0;
     for (size_t m = n + (n & 1);; m += 2)
         if (only_factors(m, primes, 4))
             return m;
@@ -107,8 +111,14 @@ static int clfft_ready;
 /* clfftSetup must run once per process; fft_at_exit tears it down. */
 static void clfft_setup(void)
 {
+    /* What clfftInitSetupData does: clFFT.h defines it __inline with no
+     * external definition, so an unoptimised (Debug) build cannot link a call. */
     clfftSetupData data;
-    clfftInitSetupData(&data);
+    memset(&data, 0, sizeof data);
+    data.major = clfftVersionMajor;
+    data.minor = clfftVersionMinor;
+    data.patch = clfftVersionPatch;
+    data.debugFlags = 0;
     clfft_setup_status = clfftSetup(&data);
     clfft_ready = clfft_setup_status == CLFFT_SUCCESS;
 }

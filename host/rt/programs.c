@@ -1,6 +1,7 @@
 /* Embedded kernel programs: building them for the context's device, keeping
  * them for the context's life, and caching binaries on disk keyed by device,
  * driver, source and options, so a second run does not recompile. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,37 +97,89 @@ static uint64_t cache_key(const clred_ctx *ctx, const char *source, const char *
     return clred_hash(options, strlen(options), h);
 }
 
-static cl_program load_cached(clred_ctx *ctx, const char *path, const char *options)
+/* A cache entry: this header, then the driver's binary. The driver's loader
+ * is not robust against damaged binaries (POCL crashes on a truncated one),
+ * so an entry is handed to it only when its length and checksum match. */
+typedef struct {
+    char magic[8];      /* CACHE_MAGIC */
+    uint64_t key;       /* cache_key: guards against a renamed or swapped file */
+    uint64_t length;    /* bytes of binary after the header */
+    uint64_t checksum;  /* clred_hash of those bytes */
+} cache_header;
+
+#define CACHE_MAGIC "CLREDPB1"
+/* Far above any program binary; a longer claim is damage. */
+#define CACHE_MAX_BINARY ((uint64_t)1 << 30)
+
+static _Atomic int cache_unwritable;
+static char cache_warning_text[1200];
+
+const char *clred_cache_warning(void)
+{
+    return cache_unwritable ? cache_warning_text : NULL;
+}
+
+static void note_unwritable(const char *dir, const char *why)
+{
+    if (!cache_unwritable) {
+        snprintf(cache_warning_text, sizeof cache_warning_text,
+                 "the kernel cache %s cannot be written (%s); kernels are compiled again on every run "
+                 "(set CLRED_CACHE_DIR to a writable directory, or to 'off')",
+                 dir, why);
+        cache_unwritable = 1;
+    }
+}
+
+/* The binary of a verified entry (malloc'd) or NULL; a damaged entry is deleted. */
+static unsigned char *read_entry(const char *path, uint64_t key, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
-    cl_program program = NULL;
+    cache_header h;
     unsigned char *bin = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long size = ftell(f);
-        if (size > 0 && fseek(f, 0, SEEK_SET) == 0 && (bin = malloc((size_t)size)) &&
-            fread(bin, 1, (size_t)size, f) == (size_t)size) {
-            size_t len = (size_t)size;
-            const unsigned char *bins[1] = {bin};
-            cl_int status, err;
-            program = clCreateProgramWithBinary(ctx->context, 1, &ctx->device, &len, bins, &status, &err);
-            if (err != CL_SUCCESS || status != CL_SUCCESS) {
-                if (program)
-                    clReleaseProgram(program);
-                program = NULL;
-            } else if (clBuildProgram(program, 1, &ctx->device, options, NULL, NULL) != CL_SUCCESS) {
-                clReleaseProgram(program);
-                program = NULL;
-            }
-        }
+    struct stat sb;
+    int ok = fstat(fileno(f), &sb) == 0 && fread(&h, sizeof h, 1, f) == 1 &&
+             memcmp(h.magic, CACHE_MAGIC, 8) == 0 && h.key == key && h.length > 0 &&
+             h.length <= CACHE_MAX_BINARY && (uint64_t)sb.st_size == sizeof h + h.length &&
+             (bin = malloc((size_t)h.length)) && fread(bin, 1, (size_t)h.length, f) == (size_t)h.length &&
+             clred_hash(bin, (size_t)h.length, 0) == h.checksum;
+    fclose(f);
+    if (!ok) {
+        free(bin);
+        remove(path);
+        return NULL;
+    }
+    *len = (size_t)h.length;
+    return bin;
+}
+
+static cl_program load_cached(clred_ctx *ctx, const char *path, uint64_t key, const char *options)
+{
+    size_t len = 0;
+    unsigned char *bin = read_entry(path, key, &len);
+    if (!bin)
+        return NULL;
+    const unsigned char *bins[1] = {bin};
+    cl_int status, err;
+    cl_program program = clCreateProgramWithBinary(ctx->context, 1, &ctx->device, &len, bins, &status, &err);
+    if (err != CL_SUCCESS || status != CL_SUCCESS) {
+        if (program)
+            clReleaseProgram(program);
+        program = NULL;
+    } else if (clBuildProgram(program, 1, &ctx->device, options, NULL, NULL) != CL_SUCCESS) {
+        clReleaseProgram(program);
+        program = NULL;
     }
     free(bin);
-    fclose(f);
+    if (!program)
+        remove(path); /* the driver refused it: rebuilt and stored again */
     return program;
 }
 
-static void store_cached(cl_program program, const char *dir, const char *path)
+/* Writes the entry to a temporary, fsyncs it and renames it into place, so a
+ * crash or power cut leaves either the old entry, the new one or none. */
+static void store_cached(cl_program program, const char *dir, const char *path, uint64_t key)
 {
     size_t size = 0;
     if (clGetProgramInfo(program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS || size == 0)
@@ -139,12 +192,25 @@ static void store_cached(cl_program program, const char *dir, const char *path)
         make_dirs(dir);
         char tmp[1100];
         snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+        cache_header h;
+        memcpy(h.magic, CACHE_MAGIC, 8);
+        h.key = key;
+        h.length = size;
+        h.checksum = clred_hash(bin, size, 0);
         FILE *f = fopen(tmp, "wb");
-        if (f) {
-            int ok = fwrite(bin, 1, size, f) == size;
+        if (!f) {
+            note_unwritable(dir, strerror(errno));
+        } else {
+            int ok = fwrite(&h, sizeof h, 1, f) == 1 && fwrite(bin, 1, size, f) == size && fflush(f) == 0 &&
+                     fsync(fileno(f)) == 0;
+            int e = errno;
             ok = (fclose(f) == 0) && ok;
-            if (!ok || rename(tmp, path) != 0)
+            if (!ok || rename(tmp, path) != 0) {
+                if (ok)
+                    e = errno;
                 remove(tmp);
+                note_unwritable(dir, strerror(e));
+            }
         }
     }
     free(bin);
@@ -264,9 +330,11 @@ static clred_status get_program(clred_ctx *ctx, const char *family, const char *
     cl_program program = NULL;
     const char *dir = clred_cache_dir();
     char path[1100] = "";
+    uint64_t key = 0;
     if (dir) {
-        snprintf(path, sizeof path, "%s/%016llx.bin", dir, (unsigned long long)cache_key(ctx, source, options));
-        program = load_cached(ctx, path, options);
+        key = cache_key(ctx, source, options);
+        snprintf(path, sizeof path, "%s/%016llx.bin", dir, (unsigned long long)key);
+        program = load_cached(ctx, path, key, options);
     }
     if (!program) {
         clred_status st = build_from_source(ctx, family, source, options, &program);
@@ -275,7 +343,7 @@ static clred_status get_program(clred_ctx *ctx, const char *family, const char *
             return st;
         }
         if (dir)
-            store_cached(program, dir, path);
+            store_cached(program, dir, path, key);
     }
     free(source);
 

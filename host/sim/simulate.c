@@ -498,10 +498,10 @@ clred_status clred_simulate(const clred_sim_opts *opts, const char *outdir, int 
      * the staging directory renamed; an existing one receives each file by
      * rename. Either way a failure leaves nothing behind. */
     char stage[PATH_MAX];
-    if (exists)
-        snprintf(stage, sizeof stage, "%s/.clred-sim-%ld.tmp", dir, (long)getpid());
-    else
-        snprintf(stage, sizeof stage, "%s.clred-sim-%ld.tmp", dir, (long)getpid());
+    int len = exists ? snprintf(stage, sizeof stage, "%s/.clred-sim-%ld.tmp", dir, (long)getpid())
+                     : snprintf(stage, sizeof stage, "%s.clred-sim-%ld.tmp", dir, (long)getpid());
+    if (len < 0 || (size_t)len >= sizeof stage) /* dir is short enough (checked above); the check tells the compiler */
+        return clred_fail(CLRED_ERR_USAGE, "simulate: output directory name too long");
     remove_stage(stage);
     if (mkdir(stage, 0777) != 0)
         return clred_fail(CLRED_ERR_IO, "%s: cannot create the output directory (%s)", dir, strerror(errno));

@@ -72,14 +72,20 @@ static clred_status check_master_shape(clred_calibrator *cal, size_t width, size
 static clred_status check_flat(const float *sci, const uint16_t *mask, size_t width, size_t height, const char *name,
                                int override)
 {
-    size_t n = width * height, bad = 0, first = 0;
+    size_t n = width * height, bad = 0, first = 0, usable = 0;
     for (size_t i = 0; i < n; i++) {
         float f = sci[i];
         if (isfinite(f) && f <= 0.0f && !(mask && (mask[i] & CLRED_MASK_NO_DATA))) {
             if (bad++ == 0)
                 first = i;
         }
+        usable += isfinite(f) && f > 0.0f;
     }
+    /* A flat with no usable pixel (all NaN) would flag every science pixel
+     * NO_DATA: a wrong file, not a flat. */
+    if (!usable)
+        return clred_fail(CLRED_ERR_INPUT, "%s: the flat has no finite positive pixel (all NaN or not positive)",
+                          name);
     if (bad && !override)
         return clred_fail(CLRED_ERR_INPUT,
                           "%s: %zu flat pixels are zero or negative (first at x=%zu, y=%zu, value %g); a flat must "

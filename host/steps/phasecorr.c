@@ -139,7 +139,7 @@ static clred_status pc_init(pc_state *s, clred_ctx *ctx, size_t width, size_t he
     s->ny = clred_fft_good_size(s->h);
     s->ncx = s->nx / 2 + 1;
     /* The peak reduction indexes the surface with 32-bit pixel numbers. */
-    if ((uint64_t)s->nx * s->ny > 0xffffffffu - 65536u)
+    if (!s->nx || !s->ny || (uint64_t)s->nx * s->ny > 0xffffffffu - 65536u)
         return clred_fail(CLRED_ERR_USAGE, "phase correlation: a %zu x %zu region is too large; use a box or region",
                           s->w, s->h);
     size_t bytes = clred_fft_bytes(s->nx, s->ny, 1);
@@ -511,6 +511,39 @@ static clred_status stack_median(clred_ctx *ctx, const clred_dimage *const *fram
     return st;
 }
 
+/* aligned_median on device images (see there). */
+static clred_status aligned_median_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t n,
+                                       const clred_phasecorr_opts *opts, clred_dimage **median)
+{
+    clred_shift *first = calloc(n, sizeof *first);
+    clred_transform *t = calloc(n, sizeof *t);
+    clred_dimage **aligned = calloc(n, sizeof *aligned);
+    clred_status st = first && t && aligned ? CLRED_OK
+                                            : clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu frames", n);
+    clred_phasecorr_ref *r = NULL;
+    if (st == CLRED_OK)
+        st = clred_phasecorr_ref_create(ctx, frames[0], opts, &r);
+    for (size_t i = 0; i < n && st == CLRED_OK; i++)
+        st = clred_phasecorr_ref_measure(r, frames[i], &first[i]);
+    clred_phasecorr_ref_free(r);
+    for (size_t i = 0; i < n && st == CLRED_OK; i++)
+        t[i] = clred_transform_translation(-first[i].dx, -first[i].dy);
+    clred_resample_opts ro = clred_resample_defaults();
+    ro.interp = CLRED_INTERP_BICUBIC;
+    ro.ignore_bits = opts->ignore_bits;
+    if (st == CLRED_OK)
+        st = clred_resample_onto_grid_dev(ctx, frames, n, t, CLRED_GRID_REFERENCE, &ro, aligned, NULL);
+    if (st == CLRED_OK)
+        st = stack_median(ctx, (const clred_dimage *const *)aligned, n, opts->ignore_bits | CLRED_MASK_NO_DATA,
+                          median);
+    for (size_t i = 0; aligned && i < n; i++)
+        clred_dimage_free(aligned[i]);
+    free(aligned);
+    free(t);
+    free(first);
+    return st;
+}
+
 static clred_status check_stack(const clred_dimage *const *frames, size_t nframes, long ref_index)
 {
     if (nframes == 0 || !frames)
@@ -536,7 +569,7 @@ clred_status clred_measure_shifts_dev(clred_ctx *ctx, const clred_dimage *const 
     CLRED_TRY(check_stack(frames, nframes, ref_index));
     clred_dimage *median = NULL;
     if (ref_index < 0)
-        CLRED_TRY(stack_median(ctx, frames, nframes, opts->ignore_bits, &median));
+        CLRED_TRY(aligned_median_dev(ctx, frames, nframes, opts, &median));
     clred_phasecorr_ref *r;
     clred_status st = clred_phasecorr_ref_create(ctx, median ? median : frames[ref_index], opts, &r);
     clred_dimage_free(median);
@@ -590,6 +623,42 @@ clred_status clred_measure_shift(clred_ctx *ctx, const clred_image *ref, const c
     return st;
 }
 
+/* The median reference of a stack: the frames measured against frame 0,
+ * shifted onto it and their median taken. The median of frames as they are
+ * would smear every star along the drift (tens of pixels between the first
+ * and last frame of a night) and bias every shift measured against it. */
+static clred_status aligned_median(clred_ctx *ctx, const clred_image *frames, size_t n,
+                                   const clred_phasecorr_opts *opts, clred_image *median)
+{
+    clred_shift *first = calloc(n, sizeof *first);
+    clred_transform *t = calloc(n, sizeof *t);
+    clred_image *aligned = calloc(n, sizeof *aligned);
+    clred_status st = first && t && aligned ? CLRED_OK
+                                            : clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu frames", n);
+    clred_phasecorr_ref *r = NULL;
+    if (st == CLRED_OK)
+        st = ref_borrowed(ctx, &frames[0], opts, &r);
+    for (size_t i = 0; i < n && st == CLRED_OK; i++)
+        st = measure_borrowed(r, ctx, &frames[i], &first[i]);
+    clred_phasecorr_ref_free(r);
+    /* img(x) = ref(x - d): moving it by -d lands it on frame 0. */
+    for (size_t i = 0; i < n && st == CLRED_OK; i++)
+        t[i] = clred_transform_translation(-first[i].dx, -first[i].dy);
+    clred_resample_opts ro = clred_resample_defaults();
+    ro.interp = CLRED_INTERP_BICUBIC;
+    ro.ignore_bits = opts->ignore_bits;
+    if (st == CLRED_OK)
+        st = clred_resample_onto_grid(ctx, frames, n, t, CLRED_GRID_REFERENCE, &ro, aligned, NULL);
+    if (st == CLRED_OK)
+        st = host_stack_median(ctx, aligned, n, opts->ignore_bits | CLRED_MASK_NO_DATA, median);
+    for (size_t i = 0; aligned && i < n; i++)
+        clred_image_free(&aligned[i]);
+    free(aligned);
+    free(t);
+    free(first);
+    return st;
+}
+
 clred_status clred_measure_shifts(clred_ctx *ctx, const clred_image *frames, size_t nframes, long ref_index,
                                   const clred_phasecorr_opts *opts, clred_shift *shifts)
 {
@@ -612,7 +681,7 @@ clred_status clred_measure_shifts(clred_ctx *ctx, const clred_image *frames, siz
     memset(&median, 0, sizeof median);
     const clred_image *ref = ref_index >= 0 ? &frames[ref_index] : NULL;
     if (!ref) {
-        CLRED_TRY(host_stack_median(ctx, frames, nframes, opts->ignore_bits, &median));
+        CLRED_TRY(aligned_median(ctx, frames, nframes, opts, &median));
         ref = &median;
     }
     clred_phasecorr_ref *r = NULL;

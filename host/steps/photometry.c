@@ -95,6 +95,8 @@ static clred_status check_phot(size_t width, size_t height, const clred_phot_opt
     if (o->annulus_out > o->annulus_in && (!(o->annulus_in >= 0) || o->annulus_out > 1000))
         return clred_fail(CLRED_ERR_USAGE, "aperture_photometry: annulus %g,%g must be within [0, 1000]",
                           o->annulus_in, o->annulus_out);
+    if (!(o->noise_rms >= 0) || !isfinite(o->noise_rms))
+        return clred_fail(CLRED_ERR_USAGE, "aperture_photometry: noise_rms %g must be finite and >= 0", o->noise_rms);
     if (!(o->clip_sigma > 0) || o->max_iters < 0)
         return clred_fail(CLRED_ERR_USAGE, "aperture_photometry: clip sigma %g must be > 0, iterations %d >= 0",
                           o->clip_sigma, o->max_iters);
@@ -190,7 +192,7 @@ static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const clred_dima
     cl_int w = (cl_int)clred_dimage_width(img), h = (cl_int)clred_dimage_height(img), iters = o->max_iters;
     cl_ushort ignore = o->ignore_bits;
     cl_float radius = (cl_float)o->radius, rin = (cl_float)o->annulus_in, rout = (cl_float)o->annulus_out;
-    cl_float cs = (cl_float)o->clip_sigma;
+    cl_float cs = (cl_float)o->clip_sigma, noise = (cl_float)o->noise_rms;
     for (size_t s = 0; s < n && st == CLRED_OK; s += chunk) {
         size_t m = n - s < chunk ? n - s : chunk;
         for (size_t i = 0; i < m; i++)
@@ -203,7 +205,7 @@ static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const clred_dima
             st = clred_args(k, "aperture_photometry", CLRED_ARG(sci), CLRED_ARG(var), CLRED_ARG(has_var),
                             CLRED_ARG(mask), CLRED_ARG(has_mask), CLRED_ARG(ignore), CLRED_ARG(w), CLRED_ARG(h),
                             CLRED_ARG(b->ipos), CLRED_ARG(b->fpos), CLRED_ARG(cm), CLRED_ARG(radius), CLRED_ARG(rin),
-                            CLRED_ARG(rout), CLRED_ARG(cs), CLRED_ARG(iters), CLRED_ARG(b->scratch),
+                            CLRED_ARG(rout), CLRED_ARG(cs), CLRED_ARG(iters), CLRED_ARG(noise), CLRED_ARG(b->scratch),
                             CLRED_ARG(stride), CLRED_ARG(b->out), (size_t)0);
         size_t g = clred_round_up(m, 32); /* the kernel checks bounds */
         if (st == CLRED_OK)

@@ -81,7 +81,12 @@ static clred_status fourier_shift(clred_ctx *ctx, const clred_dimage *img, cl_me
                                   const clred_resample_opts *o, clred_dimage *out)
 {
     size_t w = img->width, h = img->height;
+    if (!(fabs(dx) <= (double)CLRED_MAX_AXIS && fabs(dy) <= (double)CLRED_MAX_AXIS))
+        return clred_fail(CLRED_ERR_INPUT, "Fourier shift: a shift of (%g, %g) px is not a shift of this frame", dx,
+                          dy);
     size_t nx = clred_fft_shift_size(w, dx), ny = clred_fft_shift_size(h, dy);
+    if (!nx || !ny)
+        return clred_fail(CLRED_ERR_INPUT, "Fourier shift: a %zu x %zu frame is too large to pad", w, h);
     clred_fft_plan *plan;
     CLRED_TRY(clred_fft_plan_cached(ctx, o->backend, nx, ny, 1, &plan));
     float fill;

@@ -574,6 +574,11 @@ static clred_status match_lists(match_work *w, const clred_match_opts *o, clred_
                                  : (size_t)fmax((double)model_min + 3.0, ceil(0.25 * (double)smaller));
     if (need < model_min)
         need = model_min;
+    /* A field of few stars (a small cutout: five) cannot give three
+     * confirmations beyond a triangle: then every star must agree, and at
+     * least two beyond the triangle (three stars always fit their own). */
+    if (!o->min_matches && need > smaller && smaller >= model_min + 2)
+        need = smaller;
     CLRED_TRY(alloc_work(w));
     CLRED_TRY(build_triangles(w->rs, (int)w->nr, &w->rt, &w->nrt));
     CLRED_TRY(build_triangles(w->is, (int)w->ni, &w->it, &w->nit));
@@ -582,21 +587,21 @@ static clred_status match_lists(match_work *w, const clred_match_opts *o, clred_
         return clred_fail(CLRED_ERR_INPUT,
                           "star matching: none of %zu image triangles has the shape of one of %zu reference "
                           "triangles (tolerance %g%s)",
-                          w->nit, w->nrt, o->tolerance, o->allow_mirror ? "" : "; a mirrored frame needs allow_mirror");
+                          w->nit, w->nrt, o->tolerance, o->allow_mirror ? "" : "; a mirrored frame must be allowed (--mirror)");
     vote(w);
     clred_transform t;
     int mirror = 0;
     double rms = 0.0;
     if (!best_hypothesis(w, o, &t, &mirror) || !refine(w, o, mirror, model_min, &t, &rms) || w->p.n < need)
         return clred_fail(CLRED_ERR_INPUT,
-                          "star matching: at best %zu stars agree on %s within %g px (need %zu of %zu reference and "
-                          "%zu image stars): the frames may not overlap%s",
+                          "star matching: at best %zu stars agree on %s within %g px (--radius; need %zu "
+                          "(--min-matches) of %zu reference and %zu image stars): the frames may not overlap%s",
                           w->p.n, model, o->radius, need, w->nr, w->ni,
-                          o->allow_mirror ? "" : ", or one is mirrored (allow_mirror)");
+                          o->allow_mirror ? "" : ", or one is mirrored (allow it with --mirror)");
     double det = t.m[0] * t.m[4] - t.m[1] * t.m[3];
     if (det < 0 && !o->allow_mirror)
         return clred_fail(CLRED_ERR_INPUT, "star matching: the fitted transform mirrors the image (det %.4g); "
-                                           "allow_mirror accepts it", det);
+                                           "--mirror accepts it", det);
     describe(&t, w->p.n, rms, w->nr, w->ni, out);
     if (out->scale < o->min_scale || out->scale > o->max_scale)
         return clred_fail(CLRED_ERR_INPUT, "star matching: the fitted scale %.5f is outside [%g, %g]", out->scale,

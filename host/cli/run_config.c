@@ -1,0 +1,167 @@
+/* clred run's INI configuration (libinih): each [section] key = value sets
+ * one clred_night_opts field; an unknown key or a bad value is an error that
+ * names the line. */
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cli.h"
+#include "run_config.h"
+
+
+static int parse_bool(const char *v, int *out)
+{
+    if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") || !strcmp(v, "1"))
+        return *out = 1, 1;
+    if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") || !strcmp(v, "0"))
+        return *out = 0, 1;
+    return 0;
+}
+
+static int parse_num(const char *v, double *out)
+{
+    char *end;
+    errno = 0;
+    *out = strtod(v, &end);
+    /* Non-finite values are no setting's (and would make the (int) casts below undefined). */
+    return end != v && !*end && !errno && isfinite(*out);
+}
+
+static int choice(const char *v, const char *const *names, int n, int *out)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcasecmp(v, names[i]))
+            return *out = i, 1;
+    return 0;
+}
+
+static int config_entry(void *user, const char *section, const char *key, const char *value)
+{
+    run_config *c = user;
+    clred_night_opts *o = c->o;
+    double d = 0;
+    int b = 0, k = 0, ok = 0;
+#define IS(s, k_) (!strcasecmp(section, s) && !strcasecmp(key, k_))
+    if (!strcasecmp(section, "keywords")) {
+        const char **slot = !strcasecmp(key, "type")      ? &o->type_keys
+                            : !strcasecmp(key, "exptime") ? &o->exptime_keys
+                            : !strcasecmp(key, "filter")  ? &o->filter_keys
+                            : !strcasecmp(key, "object")  ? &o->object_keys
+                                                          : NULL;
+        if (slot && *value && c->nstrings < 8 && (c->strings[c->nstrings] = strdup(value))) {
+            *slot = c->strings[c->nstrings++];
+            ok = 1;
+        }
+    } else if (IS("calibrate", "overscan")) {
+        static const char *const names[] = {"none", "mean", "median", "fit", "auto"};
+        if ((ok = choice(value, names, 5, &k)))
+            o->calib.overscan = (clred_overscan_mode)k;
+    } else if (IS("calibrate", "gain")) {
+        ok = parse_num(value, &o->calib.gain) && o->calib.gain >= 0;
+    } else if (IS("calibrate", "readnoise")) {
+        ok = parse_num(value, &o->calib.readnoise);
+    } else if (IS("calibrate", "saturation")) {
+        ok = parse_num(value, &o->calib.saturation);
+    } else if (IS("calibrate", "flat_floor")) {
+        ok = parse_num(value, &o->calib.flat_floor);
+    } else if (IS("calibrate", "override_checks")) {
+        ok = parse_bool(value, &o->calib.override_checks);
+    } else if (IS("cosmic", "enabled")) {
+        ok = parse_bool(value, &o->cosmic);
+    } else if (IS("cosmic", "sigclip")) {
+        ok = parse_num(value, &o->cosmic_opts.sigclip) && o->cosmic_opts.sigclip > 0;
+    } else if (IS("cosmic", "sigfrac")) {
+        ok = parse_num(value, &o->cosmic_opts.sigfrac) && o->cosmic_opts.sigfrac > 0;
+    } else if (IS("cosmic", "objlim")) {
+        ok = parse_num(value, &o->cosmic_opts.objlim) && o->cosmic_opts.objlim > 0;
+    } else if (IS("cosmic", "max_iters")) {
+        ok = parse_num(value, &d) && d >= 1 && d <= 100 && (o->cosmic_opts.max_iters = (int)d) == d;
+    } else if (IS("cosmic", "sepmed")) {
+        ok = parse_bool(value, &o->cosmic_opts.sepmed);
+    } else if (IS("background", "enabled")) {
+        ok = parse_bool(value, &o->background);
+    } else if (IS("background", "box")) {
+        if ((ok = parse_num(value, &d) && d >= 4 && d <= 4096))
+            o->bkg_opts.box_w = o->bkg_opts.box_h = (int)d;
+    } else if (IS("background", "filter")) {
+        if ((ok = parse_num(value, &d) && d >= 1 && d <= 15 && ((int)d % 2) == 1))
+            o->bkg_opts.filter_w = o->bkg_opts.filter_h = (int)d;
+    } else if (IS("background", "mask_sources")) {
+        ok = parse_bool(value, &o->bkg_opts.mask_sources);
+    } else if (IS("stack", "register")) {
+        static const char *const names[] = {"shifts", "stars"};
+        if ((ok = choice(value, names, 2, &k)))
+            o->stack.method = (clred_register_method)k;
+    } else if (IS("stack", "ref")) {
+        if ((ok = parse_num(value, &d) && d >= 0 && d <= 1e9 && d == floor(d)))
+            o->stack.ref_index = (long)d;
+    } else if (IS("stack", "interp")) {
+        if ((ok = choice(value, cli_interp_names, 5, &k)))
+            o->stack.ropts.interp = (clred_interp)k;
+    } else if (IS("stack", "grid")) {
+        static const char *const names[] = {"reference", "union"};
+        if ((ok = choice(value, names, 2, &k)))
+            o->stack.grid = (clred_grid)k;
+    } else if (IS("stack", "method")) {
+        static const char *const names[] = {"mean", "median", "sum"};
+        if ((ok = choice(value, names, 3, &k)))
+            o->stack.copts.method = (clred_combine_method)k;
+    } else if (IS("stack", "reject")) {
+        static const char *const names[] = {"none", "sigclip", "minmax"};
+        if ((ok = choice(value, names, 3, &k)))
+            o->stack.copts.reject = (clred_reject_method)k;
+    } else if (IS("stack", "sigma")) {
+        if ((ok = parse_num(value, &d) && d > 0))
+            o->stack.copts.sigma_lower = o->stack.copts.sigma_upper = d;
+    } else if (IS("stack", "spread")) {
+        static const char *const names[] = {"std", "mad"};
+        if ((ok = choice(value, names, 2, &k)))
+            o->stack.copts.spread_mad = k;
+    } else if (IS("stack", "scale")) {
+        static const char *const names[] = {"none", "multiplicative", "additive"};
+        if ((ok = choice(value, names, 3, &k)))
+            o->stack.copts.scale = (clred_scale_method)k;
+    } else if (IS("run", "strict")) {
+        ok = parse_bool(value, &o->strict);
+    } else if (IS("run", "read_ahead")) {
+        if ((ok = parse_num(value, &d) && d >= 1 && d <= 64))
+            o->read_ahead = (size_t)d;
+    } else if (IS("run", "stream")) {
+        ok = parse_bool(value, &b);
+        o->stream = b;
+    } else {
+        snprintf(c->error, sizeof c->error, "[%s] %s: no such key (see clred run --help)", section, key);
+        return 0;
+    }
+#undef IS
+    if (!ok && !*c->error)
+        snprintf(c->error, sizeof c->error, "[%s] %s = %s: not a valid value (see clred run --help)", section, key,
+                 value);
+    return ok;
+}
+
+
+int run_config_read(const char *path, clred_night_opts *o, run_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->o = o;
+    int line = ini_parse(path, config_entry, cfg);
+    int rc = EXIT_OK;
+    if (line < 0)
+        rc = (fprintf(stderr, "clred run: %s: cannot read the configuration\n", path), EXIT_BAD_INPUT);
+    else if (line > 0)
+        rc = cli_usage_error("run", "%s:%d: %s", path, line, *cfg->error ? cfg->error : "malformed line");
+    if (rc != EXIT_OK)
+        run_config_free(cfg);
+    return rc;
+}
+
+void run_config_free(run_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nstrings; i++)
+        free(cfg->strings[i]);
+    cfg->nstrings = 0;
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (clang, ASan + UBSan) and runs each for
+# FUZZ_SECONDS (default 10) on its committed seed corpus, after replaying every
+# input kept in tests/fuzz/regressions/<target>/ (crashers found before).
+# A new crash, leak or hang fails the run; its input is left in
+# build-fuzz/artifacts/ -- fix the bug, then commit the input as a regression.
+#   FUZZ_SECONDS=60 scripts/fuzz.sh            # longer
+#   scripts/fuzz.sh fuzz_npy fuzz_fz          # some targets only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH=${FUZZ_SECONDS:-10}
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_fits fuzz_fz fuzz_npy fuzz_catalog fuzz_config)
+# FUZZ_BUILD names an existing build with -DCLRED_FUZZ=ON to reuse (scripts/sanitize.sh's).
+B=${FUZZ_BUILD:-build-fuzz}
+if [ -z "${FUZZ_BUILD:-}" ]; then
+    CC=${FUZZ_CC:-clang} cmake -S . -B $B -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLRED_FUZZ=ON -DBUILD_TESTING=OFF \
+        -DCLRED_WERROR=ON > /dev/null
+fi
+cmake --build $B -j"$(nproc)" --target "${TARGETS[@]}" > /dev/null
+mkdir -p $B/artifacts $B/tmp
+export TMPDIR=$PWD/$B/tmp
+# A request for petabytes (a damaged header read by cfitsio) fails as malloc
+# would outside the sanitizer, instead of aborting.
+export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1
+export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+status=0
+for t in "${TARGETS[@]}"; do
+    seeds=tests/fuzz/corpus/${t#fuzz_}
+    regress=tests/fuzz/regressions/${t#fuzz_}
+    if [ -d "$regress" ] && [ -n "$(ls -A "$regress")" ]; then
+        "$B/tests/fuzz/$t" -timeout=10 -rss_limit_mb=2048 "$regress"/* > $B/$t.regress.log 2>&1 \
+            || { echo "fuzz: $t fails on a kept regression input (see $B/$t.regress.log)"; status=1; continue; }
+    fi
+    # New inputs go to a scratch corpus; the committed seeds stay as they are.
+    rm -rf "$B/corpus/$t" && mkdir -p "$B/corpus/$t"
+    if "$B/tests/fuzz/$t" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=4096 -max_len=65536 \
+        -artifact_prefix="$B/artifacts/$t-" "$B/corpus/$t" "$seeds" > $B/$t.log 2>&1; then
+        echo "fuzz: $t: $(grep -o 'Done [0-9]* runs' $B/$t.log || echo 'done') in ${SECONDS_EACH}s, no crash"
+    else
+        echo "fuzz: $t found a problem:"
+        grep -E "ERROR|SUMMARY|runtime error" $B/$t.log | head -5
+        ls $B/artifacts/$t-* 2> /dev/null | head -3
+        status=1
+    fi
+done
+exit $status

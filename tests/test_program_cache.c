@@ -1,0 +1,156 @@
+/* The on-disk kernel cache heals itself: an entry that is truncated, has
+ * flipped bytes, a wrong header or is empty is detected before the driver
+ * sees it, deleted and rebuilt, and the kernel still runs correctly; an
+ * unwritable cache directory gives a warning and kernels still build. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "internal.h"
+
+static char cache[1024];
+
+/* The one entry in the cache directory (the test builds one program). */
+static int entry_path(char *path, size_t size)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "ls %s/*.bin 2>/dev/null | head -1", cache);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return 0;
+    int ok = fgets(path, (int)size, p) != NULL;
+    pclose(p);
+    if (ok)
+        path[strcspn(path, "\n")] = '\0';
+    return ok && *path;
+}
+
+static long file_size(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+/* The entry starts with the magic and its length field matches the file. */
+static int entry_whole(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    unsigned char h[32];
+    int ok = fread(h, 1, 32, f) == 32;
+    fclose(f);
+    uint64_t len;
+    memcpy(&len, h + 16, 8);
+    return ok && memcmp(h, "CLREDPB1", 8) == 0 && (long)len + 32 == file_size(path);
+}
+
+/* Builds arith in a fresh context and checks scale_offset computes 2x+1. */
+static void run_kernel(const char *what)
+{
+    clred_ctx *ctx = harness_ctx();
+    cl_kernel k;
+    clred_status s = clred_kernel(ctx, "arith", NULL, "scale_offset", &k);
+    CHECK_MSG(s == CLRED_OK, "%s: building: %s", what, clred_last_error());
+    if (s == CLRED_OK) {
+        float host[5] = {0, 1, 2, 3, -4};
+        cl_mem buf;
+        CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, sizeof host, host, &buf, "test"));
+        float scale = 2.0f, offset = 1.0f;
+        cl_uint count = 5;
+        CHECK_OK(clred_args(k, "scale_offset", CLRED_ARG(buf), CLRED_ARG(scale), CLRED_ARG(offset), CLRED_ARG(count),
+                            (size_t)0));
+        size_t global = count;
+        CHECK_OK(clred_run(ctx, k, "scale_offset", 1, &global, NULL));
+        CHECK_OK(clred_download(ctx, buf, 0, sizeof host, host));
+        for (int i = 0; i < 5; i++) /* exact: small integers */
+            CHECK_MSG(host[i] == (float)(2 * (i == 4 ? -4 : i) + 1), "%s: value %d is %g", what, i, host[i]);
+        clReleaseMemObject(buf);
+    }
+    clred_ctx_destroy(ctx);
+}
+
+typedef void (*damage_fn)(const char *path, long size);
+
+static void truncate_half(const char *path, long size) { CHECK(truncate(path, size / 2) == 0); }
+static void truncate_header(const char *path, long size) { (void)size; CHECK(truncate(path, 12) == 0); }
+static void empty(const char *path, long size) { (void)size; CHECK(truncate(path, 0) == 0); }
+static void flip_at(const char *path, long at)
+{
+    FILE *f = fopen(path, "r+b");
+    fseek(f, at, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, at, SEEK_SET);
+    fputc(c ^ 0x5a, f);
+    fclose(f);
+}
+static void flip_payload(const char *path, long size) { flip_at(path, size / 2); flip_at(path, size - 3); }
+static void flip_magic(const char *path, long size) { (void)size; flip_at(path, 1); }
+static void flip_length(const char *path, long size) { (void)size; flip_at(path, 17); }
+static void garbage(const char *path, long size)
+{
+    FILE *f = fopen(path, "wb");
+    for (long i = 0; i < size; i++)
+        fputc((int)((i * 7919) & 0xff), f);
+    fclose(f);
+}
+static void appended(const char *path, long size)
+{
+    (void)size;
+    FILE *f = fopen(path, "ab");
+    fputs("trailing bytes", f);
+    fclose(f);
+}
+
+int main(void)
+{
+    snprintf(cache, sizeof cache, "%s/cache", harness_tmpdir("test_program_cache"));
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", cache);
+    CHECK(system(cmd) == 0);
+    setenv("CLRED_CACHE_DIR", cache, 1);
+
+    run_kernel("fresh cache");
+    char path[1100];
+    CHECK(entry_path(path, sizeof path));
+    long size = file_size(path);
+    CHECK(size > 32);
+    CHECK(entry_whole(path));
+    CHECK(clred_cache_warning() == NULL);
+
+    static const struct {
+        const char *name;
+        damage_fn damage;
+    } cases[] = {{"truncated to half", truncate_half}, {"truncated in the header", truncate_header},
+                 {"empty", empty}, {"flipped payload bytes", flip_payload}, {"flipped magic", flip_magic},
+                 {"flipped length", flip_length}, {"garbage", garbage}, {"trailing bytes", appended}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cases[i].damage(path, size);
+        run_kernel(cases[i].name);
+        /* Rebuilt and stored again, whole (the driver's binary may differ in size between a build from
+         * source and one from its own cache, so the header is checked, not the size). */
+        CHECK_MSG(entry_whole(path), "%s: entry not stored again whole", cases[i].name);
+        size = file_size(path);
+    }
+    run_kernel("healed cache");
+
+    /* A cache directory below a regular file cannot be created. */
+    char blocker[1100], below[1200];
+    snprintf(blocker, sizeof blocker, "%s/blocker", cache);
+    FILE *f = fopen(blocker, "w");
+    fclose(f);
+    snprintf(below, sizeof below, "%s/cache", blocker);
+    setenv("CLRED_CACHE_DIR", below, 1);
+    run_kernel("unwritable cache");
+    const char *w = clred_cache_warning();
+    CHECK_MSG(w && strstr(w, below), "no warning naming %s: %s", below, w ? w : "(none)");
+    return harness_finish();
+}
