@@ -780,7 +780,9 @@ CLRED_API double clred_circle_pixel_overlap(double cx, double cy, double r, doub
 CLRED_API clred_status clred_positions_read(const char *path, double **x, double **y, size_t *n);
 
 /* Catalogs, written atomically (temporary file and rename). fits_path and/or
- * csv_path may be NULL. header cards (may be NULL) go into the table HDU. */
+ * csv_path may be NULL. header cards (may be NULL) go into the table HDU;
+ * when they hold a celestial WCS (clred_header_copy_wcs) the catalog has RA
+ * and DEC columns (degrees) after X and Y. */
 CLRED_API clred_status clred_sources_write(const char *fits_path, const char *csv_path, const clred_source *list, size_t n,
                                  const clred_header *header, int overwrite);
 CLRED_API clred_status clred_phot_write(const char *fits_path, const char *csv_path, const clred_phot *list, size_t n,
@@ -1000,6 +1002,48 @@ CLRED_API clred_status clred_resample_onto_grid_dev(clred_ctx *ctx, const clred_
                                                     const clred_transform *to_ref, clred_grid grid,
                                                     const clred_resample_opts *ropts, clred_dimage **aligned,
                                                     clred_grid_geometry *geometry);
+
+/* ---- world coordinates (wcslib) */
+
+/* A celestial WCS read by wcslib from a header: TAN, TPV, SIP and every other
+ * projection and distortion wcslib knows. Pixel coordinates are clred's
+ * (0-based, centres on integers); sky coordinates are degrees in the
+ * header's frame (RADESYS). A clred_wcs is used by one thread at a time. */
+typedef struct clred_wcs clred_wcs;
+
+/* The header's primary celestial WCS. CLRED_ERR_INPUT when it has none (no
+ * celestial CTYPE pair on axes 1 and 2) or wcslib rejects it. */
+CLRED_API clred_status clred_wcs_from_header(const clred_header *h, clred_wcs **out);
+/* 1 when clred_wcs_from_header would succeed. */
+CLRED_API int clred_header_has_wcs(const clred_header *h);
+CLRED_API void clred_wcs_free(clred_wcs *w);
+/* n positions; a position wcslib cannot convert gives NaN. */
+CLRED_API clred_status clred_wcs_pix2sky(clred_wcs *w, size_t n, const double *x, const double *y, double *ra,
+                                         double *dec);
+CLRED_API clred_status clred_wcs_sky2pix(clred_wcs *w, size_t n, const double *ra, const double *dec, double *x,
+                                         double *y);
+/* Arcsec per pixel at the reference point: sqrt |det| of the linear part. */
+CLRED_API double clred_wcs_pixel_scale(const clred_wcs *w);
+
+/* Rewrites the header's celestial WCS for pixels moved through t (input pixel
+ * -> output pixel, clred_resample's convention): CRPIX goes through t, the
+ * linear part (written as CD, replacing PC/CDELT/CROTA) is composed with t's
+ * inverse, SIP polynomials are re-expanded in the new pixel axes (exact, the
+ * same order), TPV's PV terms act after the linear part and stay. A header
+ * without a celestial WCS is left alone; a lookup-table distortion
+ * (CPDISj/DQDISj) is CLRED_ERR_INPUT. */
+CLRED_API clred_status clred_header_wcs_transform(clred_header *h, const clred_transform *t);
+
+/* Copies the celestial WCS cards of src (when it has a WCS) into dst, e.g.
+ * into a catalog's header so that clred_sources_write / clred_phot_write add
+ * RA and DEC columns. */
+CLRED_API clred_status clred_header_copy_wcs(clred_header *dst, const clred_header *src);
+
+/* Writes a TAN WCS centred on (ra, dec) (degrees) at pixel (x, y), with
+ * scale_arcsec per pixel, north up and east left turned by rotation_deg
+ * counter-clockwise (flip: east right), replacing any celestial WCS. */
+CLRED_API clred_status clred_header_set_tan(clred_header *h, double ra, double dec, double x, double y,
+                                            double scale_arcsec, double rotation_deg, int flip);
 
 /* ---- star matching */
 
