@@ -813,6 +813,10 @@ typedef struct {
                                its own flat field (vignetting, tilt, dust) and sky level; stars are grey */
     int nshort;             /* science frames per filter at short_exptime, after the long ones, default 0 */
     double short_exptime;   /* s, default 10 */
+    double pixel_scale;     /* arcsec per pixel of the science frames' TAN WCS (centre RA 150, Dec 2.2, the
+                               sky turned by 5 degrees), default 0.4; 0 = no WCS */
+    double sip;             /* SIP distortion: about this many pixels of displacement at the corners
+                               (a cubic; default 0 = plain TAN) */
 } clred_sim_opts;
 
 #define CLRED_SIM_MAX_FILTERS 8
@@ -829,7 +833,10 @@ CLRED_API clred_sim_opts clred_sim_defaults(void);
  * per frame its file, kind, filter, imagetyp, exptime and (science) dx, dy;
  * truth_flat.fits is the first filter's flat (normalised to mean 1; with
  * several filters also truth_flat_F.fits each), truth_bias.fits (ADU) and
- * truth_dark.fits (e-/s). The same options and seed give identical bytes.
+ * truth_dark.fits (e-/s). With a pixel scale the science and epoch-2 frames
+ * carry a TAN (or TAN-SIP) WCS that follows their dither, and stars.csv lists
+ * every star with id, ra, dec, mag (-2.5 log10(e-/s) + 25), its field x, y and
+ * flux (e- per exposure). The same options and seed give identical bytes.
  * Everything is written into a staging directory and moved into place at the
  * end, so a failure leaves nothing behind; an outdir that is not empty needs
  * overwrite (which also removes frames of an earlier, larger simulation). */
@@ -1120,6 +1127,65 @@ CLRED_API clred_status clred_find_transforms_dev(clred_ctx *ctx, const clred_dim
                                                  const clred_match_opts *mopts, clred_match_result *results,
                                                  size_t *failed);
 
+
+/* ---- astrometry: a WCS fitted to a reference catalog */
+
+/* A reference catalog (e.g. a Gaia extract): RA, Dec (degrees), magnitude
+ * and, when the file has one, a colour (else NaN). */
+typedef struct {
+    size_t n;
+    double *ra, *dec, *mag, *colour;
+} clred_refcat;
+
+/* Reads a CSV file (a header line naming the columns) or a FITS table (the
+ * first table HDU, or the one named in path as file.fits[NAME]). Columns are
+ * found by name, any case: RA as ra, ra_icrs, raj2000, ra_deg; Dec as dec,
+ * de_icrs, dej2000, dec_deg; the magnitude as mag_column when given, else
+ * mag, phot_g_mean_mag, gmag, rmag, vmag; the colour as colour, color, bp_rp. */
+CLRED_API clred_status clred_refcat_read(const char *path, const char *mag_column, clred_refcat *cat);
+CLRED_API void clred_refcat_free(clred_refcat *cat);
+
+typedef struct {
+    int sip_order;          /* SIP distortion order, 2..9; 0 = plain TAN (default 3) */
+    double clip_sigma;      /* stars further than this many per-axis RMS are left out (default 3) */
+    int max_iters;          /* clipping rounds (default 5) */
+    /* Where to start: the header's WCS when ra / dec are NaN (default); else a
+     * TAN centred on (ra, dec) at the image centre with pixel_scale (arcsec),
+     * at any rotation and either handedness. */
+    double ra, dec, pixel_scale;
+    size_t max_stars;       /* brightest detected and reference stars given to the triangle matcher (default 60) */
+    double match_radius;    /* px: a star and a reference star pair up this close after the match (default 3) */
+    size_t min_stars;       /* fewer stars in the final fit is refused (default 10) */
+    double max_rms_px;      /* a final RMS above this (px) is refused (default 0.5) */
+    clred_detect_opts dopts; /* star detection (clred_detect_stars' defaults) */
+} clred_astrometry_opts;
+
+CLRED_API clred_astrometry_opts clred_astrometry_defaults(void);
+
+typedef struct {
+    size_t ndetected;   /* stars detected (clred_detect_stars) */
+    size_t nref;        /* reference stars on the frame */
+    size_t nmatched;    /* stars paired before the fit's clipping */
+    size_t nused;       /* stars in the final fit */
+    double rms_arcsec;  /* RMS distance of those stars from their reference positions */
+    double rms_px;
+    double pixel_scale; /* arcsec per pixel of the fit */
+    double rotation_deg; /* of north from +y, counter-clockwise */
+    int mirrored;       /* east right of north (det of CD > 0) */
+    int sip_order;
+} clred_astrometry_result;
+
+/* Detects stars, matches the brightest to the reference stars projected
+ * through the starting WCS with the triangle matcher (clred_match_stars),
+ * pairs every star, fits TAN (then TAN + SIP) by least squares with sigma
+ * clipping, and writes the WCS (CD, SIP with its inverse AP/BP) into the
+ * image's header with ASTRRMS (arcsec), ASTRNSTR and a HISTORY card. A match
+ * that is not credible (too few stars, RMS above max_rms_px, no triangle
+ * match) is CLRED_ERR_INPUT and the header is left unchanged. */
+CLRED_API clred_status clred_astrometry_dev(clred_ctx *ctx, clred_dimage *img, const clred_refcat *ref,
+                                            const clred_astrometry_opts *opts, clred_astrometry_result *result);
+CLRED_API clred_status clred_astrometry(clred_ctx *ctx, clred_image *img, const clred_refcat *ref,
+                                        const clred_astrometry_opts *opts, clred_astrometry_result *result);
 
 /* ---- stacking: registration, resampling and combination in one call */
 
