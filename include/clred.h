@@ -1187,6 +1187,43 @@ CLRED_API clred_status clred_astrometry_dev(clred_ctx *ctx, clred_dimage *img, c
 CLRED_API clred_status clred_astrometry(clred_ctx *ctx, clred_image *img, const clred_refcat *ref,
                                         const clred_astrometry_opts *opts, clred_astrometry_result *result);
 
+/* ---- photometric zero point */
+
+typedef struct {
+    clred_phot_opts phot;        /* apertures (clred_phot_defaults; its zeropoint is ignored) */
+    double match_radius_arcsec;  /* a star pairs with a catalog star this close (default 1) */
+    double clip_sigma;           /* default 3 */
+    int max_iters;               /* default 5 */
+    int colour_term;             /* also fit c in mag_cat - mag_inst = ZP + c * colour (default 0) */
+    double mag_min, mag_max;     /* catalog magnitudes used (NaN = no limit, the default) */
+    double min_snr;              /* stars measured below this S/N are not used (default 10) */
+    size_t min_stars;            /* fewer stars is refused (default 5) */
+    clred_detect_opts dopts;     /* star detection (thresh 3) */
+} clred_zeropoint_opts;
+
+CLRED_API clred_zeropoint_opts clred_zeropoint_defaults(void);
+
+typedef struct {
+    double zp, zp_err;           /* mag = -2.5 log10(aperture flux) + zp; error of the clipped mean */
+    double colour, colour_err;   /* colour coefficient (0 without colour_term) */
+    double rms;                  /* scatter of the used stars about the fit (mag) */
+    size_t nmatched, nused;
+    double sky_rms;              /* per-pixel background RMS (image units) */
+    double fwhm;                 /* seeing from the stars (clred_sources_seeing), px; NaN if none */
+    double limit_mag;            /* 5 sigma point source in the aperture: zp - 2.5 log10(5 rms sqrt(pi r^2)) */
+} clred_zeropoint_result;
+
+/* Detects stars, measures them in apertures (stars flagged or below min_snr
+ * are left out), pairs them with the catalog through the image's WCS and
+ * fits the zero point (and the colour term) by unweighted least squares with
+ * sigma clipping (catalog errors are not known; the error is the scatter's).
+ * Writes MAGZP, MAGZPERR, MAGLIM (and MAGCOLOR) and a HISTORY card into the
+ * header. No WCS, or fewer than min_stars, is CLRED_ERR_INPUT. */
+CLRED_API clred_status clred_zeropoint_dev(clred_ctx *ctx, clred_dimage *img, const clred_refcat *ref,
+                                           const clred_zeropoint_opts *opts, clred_zeropoint_result *result);
+CLRED_API clred_status clred_zeropoint(clred_ctx *ctx, clred_image *img, const clred_refcat *ref,
+                                       const clred_zeropoint_opts *opts, clred_zeropoint_result *result);
+
 /* ---- stacking: registration, resampling and combination in one call */
 
 typedef enum {

@@ -42,6 +42,17 @@ check "union stack's sky positions agree with the catalog ($(sky stack.csv))" go
 "$BIN" photometry stack.fits --csv phot.csv >/dev/null 2>&1
 check "photometry catalog has RA and DEC" grep -q "^NUMBER,X,Y,RA,DEC,FLUX" phot.csv
 
+# The zero point of the raw frame (ADU): 25 + 2.5 log10(120 s / gain 1.5) less
+# the ~9 % of a Moffat star outside 5 px: 29.66; vignetting and the bias in
+# the raw frame widen the scatter, so 0.15 mag.
+"$BIN" zeropoint fit.fits --ref stars.csv -o zp.fits --json >zp.json 2>err
+check "zeropoint exits 0" test $? -eq 0
+check "MAGZP of the raw frame is about 29.66 ($(grep -o '"magzp": [0-9.]*' zp.json))" \
+    near "$(grep -o '"magzp": [0-9.]*' zp.json | cut -d' ' -f2)" 29.66 0.15
+check "MAGZP, MAGZPERR and MAGLIM in the header" sh -c "grep -aq 'MAGZP   =' zp.fits && grep -aq 'MAGZPERR=' zp.fits && grep -aq 'MAGLIM  =' zp.fits"
+"$BIN" zeropoint bias_001.fits --ref stars.csv >/dev/null 2>err
+check "zeropoint without a WCS is refused (exit 1)" test $? -eq 1
+
 # Refusals leave no output.
 awk -F, 'NR == 1 { print; next } { OFS = ","; $2 = $2 + 0.05 * (NR % 7) - 0.15; print }' stars.csv >other.csv
 "$BIN" astrometry sci_001.fits --ref other.csv -o bad.fits >/dev/null 2>err
