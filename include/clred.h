@@ -1224,6 +1224,44 @@ CLRED_API clred_status clred_zeropoint_dev(clred_ctx *ctx, clred_dimage *img, co
 CLRED_API clred_status clred_zeropoint(clred_ctx *ctx, clred_image *img, const clred_refcat *ref,
                                        const clred_zeropoint_opts *opts, clred_zeropoint_result *result);
 
+/* ---- frame quality */
+
+/* What a survey asks of a frame. NaN where it cannot be measured. */
+typedef struct {
+    double fwhm;          /* seeing, px: clred_sources_seeing of the stars */
+    double fwhm_arcsec;   /* the same through the WCS's pixel scale (NaN without a WCS) */
+    double ellipticity;   /* median 1 - b/a of the unflagged stars with S/N >= 20 (trailing, tracking) */
+    double sky;           /* sigma-clipped median of the pixels */
+    double sky_noise;     /* per-pixel noise between the stars (the median clipped spread of blank discs of
+                             radius 12 px; the frame's clipped std when there is no blank sky) */
+    size_t nstars;        /* stars detected (clred_detect_stars, thresh 5) */
+    double zeropoint;     /* MAGZP of the header (clred_zeropoint), NaN if none */
+    double limit_mag;     /* 5 sigma point source in an aperture of radius FWHM: MAGZP - 2.5 log10(5 sky_noise
+                             sqrt(pi FWHM^2)); NaN without MAGZP */
+    double astrom_rms;    /* ASTRRMS of the header (clred_astrometry), arcsec; NaN if none */
+} clred_frame_quality;
+
+CLRED_API clred_status clred_measure_quality_dev(clred_ctx *ctx, const clred_dimage *img, clred_frame_quality *q);
+CLRED_API clred_status clred_measure_quality(clred_ctx *ctx, const clred_image *img, clred_frame_quality *q);
+
+/* Limits a frame must meet to enter a reference stack; NaN (or 0 for
+ * min_stars) = no limit. A quantity that could not be measured fails the
+ * limit set on it. */
+typedef struct {
+    double max_fwhm;        /* px */
+    double max_ellipticity;
+    double max_sky_noise;
+    size_t min_stars;
+    double min_limit_mag;
+    double max_astrom_rms;  /* arcsec */
+} clred_quality_limits;
+
+CLRED_API clred_quality_limits clred_quality_no_limits(void);
+/* 1 when q meets every limit; else 0 and why (may be NULL) names the first
+ * limit missed ("FWHM 5.2 px > 4.5"). */
+CLRED_API int clred_quality_passes(const clred_frame_quality *q, const clred_quality_limits *limits, char *why,
+                                   size_t why_size);
+
 /* ---- stacking: registration, resampling and combination in one call */
 
 typedef enum {

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "wcsfit.h"
+#include "blanksky.h"
 
 clred_zeropoint_opts clred_zeropoint_defaults(void)
 {
@@ -117,7 +117,7 @@ static clred_status fit_zeropoint(const double *dm, const double *colour, unsign
  * grid whose centres keep clear of the detected stars. Local, so a gradient
  * across the frame does not inflate it; the median and the clipping keep
  * faint neighbours and wings out. NaN when the frame has no blank sky. */
-static clred_status blank_sky_rms(clred_ctx *ctx, const clred_dimage *img, const clred_source *stars, size_t n,
+clred_status clred_blank_sky_rms(clred_ctx *ctx, const clred_dimage *img, const clred_source *stars, size_t n,
                                   const clred_phot_opts *po, double *rms)
 {
     *rms = NAN;
@@ -184,7 +184,7 @@ static clred_status measure(clred_ctx *ctx, const clred_dimage *img, const clred
     if (st == CLRED_OK)
         st = clred_wcs_pix2sky(w, n, x, y, ra, dec);
     if (st == CLRED_OK)
-        st = blank_sky_rms(ctx, img, stars, n, &o->phot, &r->sky_rms);
+        st = clred_blank_sky_rms(ctx, img, stars, n, &o->phot, &r->sky_rms);
     for (size_t i = 0; st == CLRED_OK && i < n; i++) {
         dm[i] = col[i] = NAN;
         use[i] = 0;
