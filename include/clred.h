@@ -1483,6 +1483,9 @@ typedef struct {
     int background;           /* subtract the mesh background and write its map (default 1) */
     clred_bkg_opts bkg_opts;  /* clred_bkg_defaults() */
     clred_stack_opts stack;   /* clred_stack_defaults() with additive scaling and clipping as dark_combine */
+    int quality;              /* measure each science frame's quality (clred_measure_quality) into the manifest
+                                 (default 1) */
+    clred_quality_limits quality_limits; /* frames outside them are left out of their stack (default: none) */
     int strict;               /* an unreadable or unclassifiable frame is fatal (default 0: reported, left out) */
     int overwrite;            /* rebuild every product, ignoring the previous manifest (default 0) */
     size_t shard_index, shard_count; /* process groups g with g % shard_count == shard_index (default 0 of 1) */

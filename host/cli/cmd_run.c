@@ -55,6 +55,10 @@ static void help(void)
            "               grid = reference|union [reference]   method = mean|median|sum [mean]\n"
            "               reject = none|sigclip|minmax [sigclip]   sigma = [3]\n"
            "               spread = mad|std [mad]   scale = none|additive|multiplicative [additive]\n"
+           "  [quality]    enabled = true|false [true] (each science frame's seeing, ellipticity, sky,\n"
+           "               stars, zero point and limiting magnitude into the manifest); limits that\n"
+           "               leave a frame out of its stack [none]: max_fwhm = px  max_ellipticity =\n"
+           "               max_sky_noise =  min_stars =  min_limit_mag =  max_astrom_rms = arcsec\n"
            "  [run]        strict = true|false [false]   read_ahead = frames [2]\n"
            "               stream = true|false [true] (reader and writer threads)\n\n"
            "Exit status: 0 ok, 1 bad input, 2 usage, 3 device failure.\n\n"
@@ -184,6 +188,21 @@ static int config_entry(void *user, const char *section, const char *key, const 
         static const char *const names[] = {"none", "multiplicative", "additive"};
         if ((ok = choice(value, names, 3, &k)))
             o->stack.copts.scale = (clred_scale_method)k;
+    } else if (IS("quality", "enabled")) {
+        ok = parse_bool(value, &o->quality);
+    } else if (IS("quality", "max_fwhm")) {
+        ok = parse_num(value, &o->quality_limits.max_fwhm) && o->quality_limits.max_fwhm > 0;
+    } else if (IS("quality", "max_ellipticity")) {
+        ok = parse_num(value, &o->quality_limits.max_ellipticity) && o->quality_limits.max_ellipticity >= 0;
+    } else if (IS("quality", "max_sky_noise")) {
+        ok = parse_num(value, &o->quality_limits.max_sky_noise) && o->quality_limits.max_sky_noise > 0;
+    } else if (IS("quality", "min_stars")) {
+        ok = parse_num(value, &d) && d >= 0 && d == (size_t)d;
+        o->quality_limits.min_stars = (size_t)d;
+    } else if (IS("quality", "min_limit_mag")) {
+        ok = parse_num(value, &o->quality_limits.min_limit_mag);
+    } else if (IS("quality", "max_astrom_rms")) {
+        ok = parse_num(value, &o->quality_limits.max_astrom_rms) && o->quality_limits.max_astrom_rms > 0;
     } else if (IS("run", "strict")) {
         ok = parse_bool(value, &o->strict);
     } else if (IS("run", "read_ahead")) {
