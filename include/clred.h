@@ -1262,6 +1262,62 @@ CLRED_API clred_quality_limits clred_quality_no_limits(void);
 CLRED_API int clred_quality_passes(const clred_frame_quality *q, const clred_quality_limits *limits, char *why,
                                    size_t why_size);
 
+/* ---- light curves: forced photometry on a series of images */
+
+/* Mid-exposure time of a frame: MJD-OBS (else DATE-OBS, with TIME-OBS when
+ * DATE-OBS holds the date only) plus half of EXPTIME (0 when absent).
+ * CLRED_ERR_INPUT when the header has neither. */
+CLRED_API clred_status clred_header_mjd(const clred_header *h, double *mjd);
+
+typedef struct {
+    clred_phot_opts phot;  /* aperture and annulus; for difference images the annulus is off by default */
+    int difference;        /* the images are differences (background 0): no annulus unless phot asks for one
+                              with difference_annulus; default 0 */
+    int difference_annulus; /* keep phot's annulus on difference images (default 0) */
+    int sky;               /* targets are RA, Dec (degrees), placed on each image through its WCS (default 0:
+                              pixel x, y, the same on every image) */
+} clred_lightcurve_opts;
+
+CLRED_API clred_lightcurve_opts clred_lightcurve_defaults(void);
+
+/* Forced-photometry targets: positions (x, y or RA, Dec), and for
+ * difference images the flux of each target on the reference (NaN = 0),
+ * added back so that the light curve is the total flux. */
+typedef struct {
+    size_t n;
+    double *a, *b;     /* x, y or RA, Dec */
+    double *ref_flux;
+} clred_lc_targets;
+
+/* Reads targets from a CSV file with a header line: columns x, y (pixels,
+ * 0-based) or ra, dec (degrees; sky set to 1), and optionally ref_flux. */
+CLRED_API clred_status clred_lc_targets_read(const char *path, clred_lc_targets *t, int *sky);
+CLRED_API void clred_lc_targets_free(clred_lc_targets *t);
+
+typedef struct {
+    size_t target, image;  /* indices */
+    double mjd;            /* mid-exposure (clred_header_mjd) */
+    double x, y;           /* where it was measured */
+    double flux, flux_err; /* aperture flux (+ ref_flux), error from the VAR plane (else the annulus RMS) */
+    double mag, mag_err;   /* -2.5 log10(flux) + MAGZP of the image (else phot.zeropoint); NaN when flux <= 0 */
+    unsigned flags;        /* CLRED_SRC_* of the photometry */
+} clred_lc_point;
+
+/* One point per target per image, image by image (each file read once).
+ * *points (n targets x n images, target-major within an image) is malloc'd
+ * (free()). */
+CLRED_API clred_status clred_lightcurve_files(clred_ctx *ctx, const char *const *paths, size_t npaths,
+                                              const clred_lc_targets *targets, const clred_lightcurve_opts *opts,
+                                              clred_lc_point **points, size_t *npoints);
+/* The same on images in memory. */
+CLRED_API clred_status clred_lightcurve_images(clred_ctx *ctx, const clred_image *images, size_t nimages,
+                                               const clred_lc_targets *targets, const clred_lightcurve_opts *opts,
+                                               clred_lc_point **points, size_t *npoints);
+/* Writes the points as a FITS table and/or CSV (TARGET, IMAGE, MJD, X, Y,
+ * FLUX, FLUX_ERR, MAG, MAG_ERR, FLAGS), atomically. */
+CLRED_API clred_status clred_lc_write(const char *fits_path, const char *csv_path, const clred_lc_point *points,
+                                      size_t n, int overwrite);
+
 /* ---- stacking: registration, resampling and combination in one call */
 
 typedef enum {

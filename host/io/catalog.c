@@ -19,6 +19,10 @@ typedef struct {
     double *d; /* nrows values (integers are stored exactly in doubles too) */
 } column;
 
+/* Significant digits in CSV: 10, more for times (d: MJD to 1 ms) and
+ * sky positions (deg: to 0.04 mas). */
+static int csv_digits(const column *c) { return !strcmp(c->unit, "d") ? 15 : !strcmp(c->unit, "deg") ? 13 : 10; }
+
 static clred_status write_fits(const char *path, const column *cols, int ncols, size_t nrows,
                                const clred_header *header)
 {
@@ -94,7 +98,7 @@ static clred_status write_csv(const char *path, const column *cols, int ncols, s
             else if (isnan(v))
                 fputs("nan", fp);
             else
-                fprintf(fp, "%.10g", v);
+                fprintf(fp, "%.*g", csv_digits(&cols[c]), v);
         }
         fputc('\n', fp);
     }
@@ -214,6 +218,30 @@ clred_status clred_phot_write(const char *fits_path, const char *csv_path, const
     clred_status st = add_sky_columns(cols, &nc, n, header);
     if (st == CLRED_OK)
         st = write_catalog(fits_path, csv_path, cols, nc, n, header, overwrite);
+    free_columns(cols, nc);
+    return st;
+}
+
+clred_status clred_lc_write(const char *fits_path, const char *csv_path, const clred_lc_point *list, size_t n,
+                            int overwrite)
+{
+    column cols[] = {{"TARGET", "", 1, NULL},  {"IMAGE", "", 1, NULL},     {"MJD", "d", 0, NULL},
+                     {"X", "pix", 0, NULL},    {"Y", "pix", 0, NULL},      {"FLUX", "adu", 0, NULL},
+                     {"FLUX_ERR", "adu", 0, NULL}, {"MAG", "mag", 0, NULL}, {"MAG_ERR", "mag", 0, NULL},
+                     {"FLAGS", "", 1, NULL}};
+    int nc = (int)(sizeof cols / sizeof *cols);
+    if (!alloc_columns(cols, nc, n)) {
+        free_columns(cols, nc);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for a light curve of %zu points", n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const clred_lc_point *p = &list[i];
+        double row[] = {(double)p->target, (double)p->image, p->mjd,     p->x,       p->y,
+                        p->flux,           p->flux_err,      p->mag,     p->mag_err, (double)p->flags};
+        for (int c = 0; c < nc; c++)
+            cols[c].d[i] = row[c];
+    }
+    clred_status st = write_catalog(fits_path, csv_path, cols, nc, n, NULL, overwrite);
     free_columns(cols, nc);
     return st;
 }
