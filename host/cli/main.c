@@ -18,6 +18,7 @@ static const cli_command commands[] = {
     {"sources", "detect and measure sources; FITS table and CSV catalog", cmd_sources},
     {"photometry", "exact circular-aperture photometry at given or detected positions", cmd_photometry},
     {"astrometry", "fit a TAN-SIP WCS to a reference catalog (CSV or FITS table)", cmd_astrometry},
+    {"lightcurve", "forced photometry of targets (pixel or sky positions) on a series of images", cmd_lightcurve},
     {"zeropoint", "photometric zero point (MAGZP) and limiting magnitude against a reference catalog", cmd_zeropoint},
     {"register", "measure shifts by phase correlation and align frames", cmd_register},
     {"cube", "adaptive-optics cube: dark, saturation, flatness, bad pixels, shift-and-add vs plain sum", cmd_cube},
