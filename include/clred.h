@@ -1047,8 +1047,9 @@ CLRED_API clred_status clred_header_wcs_transform(clred_header *h, const clred_t
 CLRED_API clred_status clred_header_copy_wcs(clred_header *dst, const clred_header *src);
 
 /* Writes a TAN WCS centred on (ra, dec) (degrees) at pixel (x, y), with
- * scale_arcsec per pixel, north up and east left turned by rotation_deg
- * counter-clockwise (flip: east right), replacing any celestial WCS. */
+ * scale_arcsec per pixel, north up and east left at rotation 0, replacing any
+ * celestial WCS: CD = s [[-cos a, sin a], [sin a, cos a]] for rotation_deg a
+ * (flip: east right, the first column negated). */
 CLRED_API clred_status clred_header_set_tan(clred_header *h, double ra, double dec, double x, double y,
                                             double scale_arcsec, double rotation_deg, int flip);
 
@@ -1170,7 +1171,7 @@ typedef struct {
     double rms_arcsec;  /* RMS distance of those stars from their reference positions */
     double rms_px;
     double pixel_scale; /* arcsec per pixel of the fit */
-    double rotation_deg; /* of north from +y, counter-clockwise */
+    double rotation_deg; /* a of CD = s [[-cos a, sin a], [sin a, cos a]] (clred_header_set_tan's rotation) */
     int mirrored;       /* east right of north (det of CD > 0) */
     int sip_order;
 } clred_astrometry_result;

@@ -443,13 +443,14 @@ clred_status clred_header_set_tan(clred_header *h, double ra, double dec, double
     s.crval[1] = dec;
     s.crpix[0] = x;
     s.crpix[1] = y;
-    /* North up, east left (RA grows to -x) at rotation 0; flip mirrors x;
-     * the rotation turns the sky counter-clockwise on the pixels. */
+    /* North up, east left (RA grows to -x) at rotation 0; flip mirrors x:
+     * CD = d [[-cos a, sin a], [sin a, cos a]] (flip: the first column's
+     * sign changes), the form clred_astrometry reports its rotation in. */
     double c = cos(rotation_deg * M_PI / 180), sn = sin(rotation_deg * M_PI / 180), d = scale_arcsec / 3600.0;
     double sx = flip ? d : -d;
     s.cd[0] = sx * c;
-    s.cd[1] = -d * sn;
-    s.cd[2] = sx * sn;
+    s.cd[1] = d * sn;
+    s.cd[2] = -sx * sn;
     s.cd[3] = d * c;
     return clred_tan_sip_write(&s, h);
 }
