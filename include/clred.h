@@ -1147,7 +1147,7 @@ CLRED_API clred_status clred_refcat_read(const char *path, const char *mag_colum
 CLRED_API void clred_refcat_free(clred_refcat *cat);
 
 typedef struct {
-    int sip_order;          /* SIP distortion order, 2..9; 0 = plain TAN (default 3) */
+    int sip_order;          /* SIP distortion order, 2..8; 0 or 1 = plain TAN (default 3) */
     double clip_sigma;      /* stars further than this many per-axis RMS are left out (default 3) */
     int max_iters;          /* clipping rounds (default 5) */
     /* Where to start: the header's WCS when ra / dec are NaN (default); else a
@@ -1158,7 +1158,7 @@ typedef struct {
     double match_radius;    /* px: a star and a reference star pair up this close after the match (default 3) */
     size_t min_stars;       /* fewer stars in the final fit is refused (default 10) */
     double max_rms_px;      /* a final RMS above this (px) is refused (default 0.5) */
-    clred_detect_opts dopts; /* star detection (clred_detect_stars' defaults) */
+    clred_detect_opts dopts; /* star detection (clred_detect_defaults with thresh 3) */
 } clred_astrometry_opts;
 
 CLRED_API clred_astrometry_opts clred_astrometry_defaults(void);
