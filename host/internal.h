@@ -275,6 +275,8 @@ clred_status clred_atomic_close(FILE *f, const char *tmp, const char *path);
 
 /* Appends a raw 80-char card (already formatted). */
 clred_status clred_header_append_card(clred_header *h, const char *card);
+/* Removes every valued card of keyword key; returns how many went. */
+size_t clred_header_delete(clred_header *h, const char *key);
 
 /* ---- misc (util.c) */
 

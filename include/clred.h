@@ -807,7 +807,9 @@ CLRED_API double clred_circle_pixel_overlap(double cx, double cy, double r, doub
 CLRED_API clred_status clred_positions_read(const char *path, double **x, double **y, size_t *n);
 
 /* Catalogs, written atomically (temporary file and rename). fits_path and/or
- * csv_path may be NULL. header cards (may be NULL) go into the table HDU. */
+ * csv_path may be NULL. header cards (may be NULL) go into the table HDU;
+ * when they hold a celestial WCS (clred_header_copy_wcs) the catalog has RA
+ * and DEC columns (degrees) after X and Y. */
 CLRED_API clred_status clred_sources_write(const char *fits_path, const char *csv_path, const clred_source *list, size_t n,
                                  const clred_header *header, int overwrite);
 CLRED_API clred_status clred_phot_write(const char *fits_path, const char *csv_path, const clred_phot *list, size_t n,
@@ -838,6 +840,10 @@ typedef struct {
                                its own flat field (vignetting, tilt, dust) and sky level; stars are grey */
     int nshort;             /* science frames per filter at short_exptime, after the long ones, default 0 */
     double short_exptime;   /* s, default 10 */
+    double pixel_scale;     /* arcsec per pixel of the science frames' TAN WCS (centre RA 150, Dec 2.2, the
+                               sky turned by 5 degrees), default 0.4; 0 = no WCS */
+    double sip;             /* SIP distortion: about this many pixels of displacement at the corners
+                               (a cubic; default 0 = plain TAN) */
 } clred_sim_opts;
 
 #define CLRED_SIM_MAX_FILTERS 8
@@ -854,7 +860,10 @@ CLRED_API clred_sim_opts clred_sim_defaults(void);
  * per frame its file, kind, filter, imagetyp, exptime and (science) dx, dy;
  * truth_flat.fits is the first filter's flat (normalised to mean 1; with
  * several filters also truth_flat_F.fits each), truth_bias.fits (ADU) and
- * truth_dark.fits (e-/s). The same options and seed give identical bytes.
+ * truth_dark.fits (e-/s). With a pixel scale the science and epoch-2 frames
+ * carry a TAN (or TAN-SIP) WCS that follows their dither, and stars.csv lists
+ * every star with id, ra, dec, mag (-2.5 log10(e-/s) + 25), its field x, y and
+ * flux (e- per exposure). The same options and seed give identical bytes.
  * Everything is written into a staging directory and moved into place at the
  * end, so a failure leaves nothing behind; an outdir that is not empty needs
  * overwrite (which also removes frames of an earlier, larger simulation). */
@@ -1028,6 +1037,49 @@ CLRED_API clred_status clred_resample_onto_grid_dev(clred_ctx *ctx, const clred_
                                                     const clred_resample_opts *ropts, clred_dimage **aligned,
                                                     clred_grid_geometry *geometry);
 
+/* ---- world coordinates (wcslib) */
+
+/* A celestial WCS read by wcslib from a header: TAN, TPV, SIP and every other
+ * projection and distortion wcslib knows. Pixel coordinates are clred's
+ * (0-based, centres on integers); sky coordinates are degrees in the
+ * header's frame (RADESYS). A clred_wcs is used by one thread at a time. */
+typedef struct clred_wcs clred_wcs;
+
+/* The header's primary celestial WCS. CLRED_ERR_INPUT when it has none (no
+ * celestial CTYPE pair on axes 1 and 2) or wcslib rejects it. */
+CLRED_API clred_status clred_wcs_from_header(const clred_header *h, clred_wcs **out);
+/* 1 when clred_wcs_from_header would succeed. */
+CLRED_API int clred_header_has_wcs(const clred_header *h);
+CLRED_API void clred_wcs_free(clred_wcs *w);
+/* n positions; a position wcslib cannot convert gives NaN. */
+CLRED_API clred_status clred_wcs_pix2sky(clred_wcs *w, size_t n, const double *x, const double *y, double *ra,
+                                         double *dec);
+CLRED_API clred_status clred_wcs_sky2pix(clred_wcs *w, size_t n, const double *ra, const double *dec, double *x,
+                                         double *y);
+/* Arcsec per pixel at the reference point: sqrt |det| of the linear part. */
+CLRED_API double clred_wcs_pixel_scale(const clred_wcs *w);
+
+/* Rewrites the header's celestial WCS for pixels moved through t (input pixel
+ * -> output pixel, clred_resample's convention): CRPIX goes through t, the
+ * linear part (written as CD, replacing PC/CDELT/CROTA) is composed with t's
+ * inverse, SIP polynomials are re-expanded in the new pixel axes (exact, the
+ * same order), TPV's PV terms act after the linear part and stay. A header
+ * without a celestial WCS is left alone; a lookup-table distortion
+ * (CPDISj/DQDISj) is CLRED_ERR_INPUT. */
+CLRED_API clred_status clred_header_wcs_transform(clred_header *h, const clred_transform *t);
+
+/* Copies the celestial WCS cards of src (when it has a WCS) into dst, e.g.
+ * into a catalog's header so that clred_sources_write / clred_phot_write add
+ * RA and DEC columns. */
+CLRED_API clred_status clred_header_copy_wcs(clred_header *dst, const clred_header *src);
+
+/* Writes a TAN WCS centred on (ra, dec) (degrees) at pixel (x, y), with
+ * scale_arcsec per pixel, north up and east left at rotation 0, replacing any
+ * celestial WCS: CD = s [[-cos a, sin a], [sin a, cos a]] for rotation_deg a
+ * (flip: east right, the first column negated). */
+CLRED_API clred_status clred_header_set_tan(clred_header *h, double ra, double dec, double x, double y,
+                                            double scale_arcsec, double rotation_deg, int flip);
+
 /* ---- star matching */
 
 /* Registration of frames that also rotate or change scale (different nights
@@ -1103,6 +1155,196 @@ CLRED_API clred_status clred_find_transforms_dev(clred_ctx *ctx, const clred_dim
                                                  const clred_match_opts *mopts, clred_match_result *results,
                                                  size_t *failed);
 
+
+/* ---- astrometry: a WCS fitted to a reference catalog */
+
+/* A reference catalog (e.g. a Gaia extract): RA, Dec (degrees), magnitude
+ * and, when the file has one, a colour (else NaN). */
+typedef struct {
+    size_t n;
+    double *ra, *dec, *mag, *colour;
+} clred_refcat;
+
+/* Reads a CSV file (a header line naming the columns) or a FITS table (the
+ * first table HDU, or the one named in path as file.fits[NAME]). Columns are
+ * found by name, any case: RA as ra, ra_icrs, raj2000, ra_deg; Dec as dec,
+ * de_icrs, dej2000, dec_deg; the magnitude as mag_column when given, else
+ * mag, phot_g_mean_mag, gmag, rmag, vmag; the colour as colour, color, bp_rp. */
+CLRED_API clred_status clred_refcat_read(const char *path, const char *mag_column, clred_refcat *cat);
+CLRED_API void clred_refcat_free(clred_refcat *cat);
+
+typedef struct {
+    int sip_order;          /* SIP distortion order, 2..8; 0 or 1 = plain TAN (default 3) */
+    double clip_sigma;      /* stars further than this many per-axis RMS are left out (default 3) */
+    int max_iters;          /* clipping rounds (default 5) */
+    /* Where to start: the header's WCS when ra / dec are NaN (default); else a
+     * TAN centred on (ra, dec) at the image centre with pixel_scale (arcsec),
+     * at any rotation and either handedness. */
+    double ra, dec, pixel_scale;
+    size_t max_stars;       /* brightest detected and reference stars given to the triangle matcher (default 60) */
+    double match_radius;    /* px: a star and a reference star pair up this close after the match (default 3) */
+    size_t min_stars;       /* fewer stars in the final fit is refused (default 10) */
+    double max_rms_px;      /* a final RMS above this (px) is refused (default 0.5) */
+    clred_detect_opts dopts; /* star detection (clred_detect_defaults with thresh 3) */
+} clred_astrometry_opts;
+
+CLRED_API clred_astrometry_opts clred_astrometry_defaults(void);
+
+typedef struct {
+    size_t ndetected;   /* stars detected (clred_detect_stars) */
+    size_t nref;        /* reference stars on the frame */
+    size_t nmatched;    /* stars paired before the fit's clipping */
+    size_t nused;       /* stars in the final fit */
+    double rms_arcsec;  /* RMS distance of those stars from their reference positions */
+    double rms_px;
+    double pixel_scale; /* arcsec per pixel of the fit */
+    double rotation_deg; /* a of CD = s [[-cos a, sin a], [sin a, cos a]] (clred_header_set_tan's rotation) */
+    int mirrored;       /* east right of north (det of CD > 0) */
+    int sip_order;
+} clred_astrometry_result;
+
+/* Detects stars, matches the brightest to the reference stars projected
+ * through the starting WCS with the triangle matcher (clred_match_stars),
+ * pairs every star, fits TAN (then TAN + SIP) by least squares with sigma
+ * clipping, and writes the WCS (CD, SIP with its inverse AP/BP) into the
+ * image's header with ASTRRMS (arcsec), ASTRNSTR and a HISTORY card. A match
+ * that is not credible (too few stars, RMS above max_rms_px, no triangle
+ * match) is CLRED_ERR_INPUT and the header is left unchanged. */
+CLRED_API clred_status clred_astrometry_dev(clred_ctx *ctx, clred_dimage *img, const clred_refcat *ref,
+                                            const clred_astrometry_opts *opts, clred_astrometry_result *result);
+CLRED_API clred_status clred_astrometry(clred_ctx *ctx, clred_image *img, const clred_refcat *ref,
+                                        const clred_astrometry_opts *opts, clred_astrometry_result *result);
+
+/* ---- photometric zero point */
+
+typedef struct {
+    clred_phot_opts phot;        /* apertures (clred_phot_defaults; its zeropoint is ignored) */
+    double match_radius_arcsec;  /* a star pairs with a catalog star this close (default 1) */
+    double clip_sigma;           /* default 3 */
+    int max_iters;               /* default 5 */
+    int colour_term;             /* also fit c in mag_cat - mag_inst = ZP + c * colour (default 0) */
+    double mag_min, mag_max;     /* catalog magnitudes used (NaN = no limit, the default) */
+    double min_snr;              /* stars measured below this S/N are not used (default 10) */
+    size_t min_stars;            /* fewer stars is refused (default 5) */
+    clred_detect_opts dopts;     /* star detection (thresh 3) */
+} clred_zeropoint_opts;
+
+CLRED_API clred_zeropoint_opts clred_zeropoint_defaults(void);
+
+typedef struct {
+    double zp, zp_err;           /* mag = -2.5 log10(aperture flux) + zp; error of the clipped mean */
+    double colour, colour_err;   /* colour coefficient (0 without colour_term) */
+    double rms;                  /* scatter of the used stars about the fit (mag) */
+    size_t nmatched, nused;
+    double sky_rms;              /* per-pixel background RMS (image units) */
+    double fwhm;                 /* seeing from the stars (clred_sources_seeing), px; NaN if none */
+    double limit_mag;            /* 5 sigma point source in the aperture: zp - 2.5 log10(5 rms sqrt(pi r^2)) */
+} clred_zeropoint_result;
+
+/* Detects stars, measures them in apertures (stars flagged or below min_snr
+ * are left out), pairs them with the catalog through the image's WCS and
+ * fits the zero point (and the colour term) by unweighted least squares with
+ * sigma clipping (catalog errors are not known; the error is the scatter's).
+ * Writes MAGZP, MAGZPERR, MAGLIM (and MAGCOLOR) and a HISTORY card into the
+ * header. No WCS, or fewer than min_stars, is CLRED_ERR_INPUT. */
+CLRED_API clred_status clred_zeropoint_dev(clred_ctx *ctx, clred_dimage *img, const clred_refcat *ref,
+                                           const clred_zeropoint_opts *opts, clred_zeropoint_result *result);
+CLRED_API clred_status clred_zeropoint(clred_ctx *ctx, clred_image *img, const clred_refcat *ref,
+                                       const clred_zeropoint_opts *opts, clred_zeropoint_result *result);
+
+/* ---- frame quality */
+
+/* What a survey asks of a frame. NaN where it cannot be measured. */
+typedef struct {
+    double fwhm;          /* seeing, px: clred_sources_seeing of the stars */
+    double fwhm_arcsec;   /* the same through the WCS's pixel scale (NaN without a WCS) */
+    double ellipticity;   /* median 1 - b/a of the unflagged stars with S/N >= 20 (trailing, tracking) */
+    double sky;           /* sigma-clipped median of the pixels */
+    double sky_noise;     /* per-pixel noise between the stars (the median clipped spread of blank discs of
+                             radius 12 px; the frame's clipped std when there is no blank sky) */
+    size_t nstars;        /* stars detected (clred_detect_stars, thresh 5) */
+    double zeropoint;     /* MAGZP of the header (clred_zeropoint), NaN if none */
+    double limit_mag;     /* 5 sigma point source in an aperture of radius FWHM: MAGZP - 2.5 log10(5 sky_noise
+                             sqrt(pi FWHM^2)); NaN without MAGZP */
+    double astrom_rms;    /* ASTRRMS of the header (clred_astrometry), arcsec; NaN if none */
+} clred_frame_quality;
+
+CLRED_API clred_status clred_measure_quality_dev(clred_ctx *ctx, const clred_dimage *img, clred_frame_quality *q);
+CLRED_API clred_status clred_measure_quality(clred_ctx *ctx, const clred_image *img, clred_frame_quality *q);
+
+/* Limits a frame must meet to enter a reference stack; NaN (or 0 for
+ * min_stars) = no limit. A quantity that could not be measured fails the
+ * limit set on it. */
+typedef struct {
+    double max_fwhm;        /* px */
+    double max_ellipticity;
+    double max_sky_noise;
+    size_t min_stars;
+    double min_limit_mag;
+    double max_astrom_rms;  /* arcsec */
+} clred_quality_limits;
+
+CLRED_API clred_quality_limits clred_quality_no_limits(void);
+/* 1 when q meets every limit; else 0 and why (may be NULL) names the first
+ * limit missed ("FWHM 5.2 px > 4.5"). */
+CLRED_API int clred_quality_passes(const clred_frame_quality *q, const clred_quality_limits *limits, char *why,
+                                   size_t why_size);
+
+/* ---- light curves: forced photometry on a series of images */
+
+/* Mid-exposure time of a frame: MJD-OBS (else DATE-OBS, with TIME-OBS when
+ * DATE-OBS holds the date only) plus half of EXPTIME (0 when absent).
+ * CLRED_ERR_INPUT when the header has neither. */
+CLRED_API clred_status clred_header_mjd(const clred_header *h, double *mjd);
+
+typedef struct {
+    clred_phot_opts phot;  /* aperture and annulus; for difference images the annulus is off by default */
+    int difference;        /* the images are differences (background 0): no annulus unless phot asks for one
+                              with difference_annulus; default 0 */
+    int difference_annulus; /* keep phot's annulus on difference images (default 0) */
+    int sky;               /* targets are RA, Dec (degrees), placed on each image through its WCS (default 0:
+                              pixel x, y, the same on every image) */
+} clred_lightcurve_opts;
+
+CLRED_API clred_lightcurve_opts clred_lightcurve_defaults(void);
+
+/* Forced-photometry targets: positions (x, y or RA, Dec), and for
+ * difference images the flux of each target on the reference (NaN = 0),
+ * added back so that the light curve is the total flux. */
+typedef struct {
+    size_t n;
+    double *a, *b;     /* x, y or RA, Dec */
+    double *ref_flux;
+} clred_lc_targets;
+
+/* Reads targets from a CSV file with a header line: columns x, y (pixels,
+ * 0-based) or ra, dec (degrees; sky set to 1), and optionally ref_flux. */
+CLRED_API clred_status clred_lc_targets_read(const char *path, clred_lc_targets *t, int *sky);
+CLRED_API void clred_lc_targets_free(clred_lc_targets *t);
+
+typedef struct {
+    size_t target, image;  /* indices */
+    double mjd;            /* mid-exposure (clred_header_mjd) */
+    double x, y;           /* where it was measured */
+    double flux, flux_err; /* aperture flux (+ ref_flux), error from the VAR plane (else the annulus RMS) */
+    double mag, mag_err;   /* -2.5 log10(flux) + MAGZP of the image (else phot.zeropoint); NaN when flux <= 0 */
+    unsigned flags;        /* CLRED_SRC_* of the photometry */
+} clred_lc_point;
+
+/* One point per target per image, image by image (each file read once).
+ * *points (n targets x n images, target-major within an image) is malloc'd
+ * (free()). */
+CLRED_API clred_status clred_lightcurve_files(clred_ctx *ctx, const char *const *paths, size_t npaths,
+                                              const clred_lc_targets *targets, const clred_lightcurve_opts *opts,
+                                              clred_lc_point **points, size_t *npoints);
+/* The same on images in memory. */
+CLRED_API clred_status clred_lightcurve_images(clred_ctx *ctx, const clred_image *images, size_t nimages,
+                                               const clred_lc_targets *targets, const clred_lightcurve_opts *opts,
+                                               clred_lc_point **points, size_t *npoints);
+/* Writes the points as a FITS table and/or CSV (TARGET, IMAGE, MJD, X, Y,
+ * FLUX, FLUX_ERR, MAG, MAG_ERR, FLAGS), atomically. */
+CLRED_API clred_status clred_lc_write(const char *fits_path, const char *csv_path, const clred_lc_point *points,
+                                      size_t n, int overwrite);
 
 /* ---- stacking: registration, resampling and combination in one call */
 
@@ -1325,6 +1567,9 @@ typedef struct {
     int background;           /* subtract the mesh background and write its map (default 1) */
     clred_bkg_opts bkg_opts;  /* clred_bkg_defaults() */
     clred_stack_opts stack;   /* clred_stack_defaults() with additive scaling and clipping as dark_combine */
+    int quality;              /* measure each science frame's quality (clred_measure_quality) into the manifest
+                                 (default 1) */
+    clred_quality_limits quality_limits; /* frames outside them are left out of their stack (default: none) */
     int strict;               /* an unreadable or unclassifiable frame is fatal (default 0: reported, left out) */
     int overwrite;            /* rebuild every product, ignoring the previous manifest (default 0) */
     size_t shard_index, shard_count; /* process groups g with g % shard_count == shard_index (default 0 of 1) */

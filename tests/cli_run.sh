@@ -77,6 +77,20 @@ stat_near "background subtracted from the calibrated frame" "$OUT/calibrated/sci
 stat_near "stack's sky is zero" "$OUT/stacks/SIMFIELD_r.fits" median 0 2
 has "stack HISTORY" "$OUT/stacks/SIMFIELD_r.fits" "clred run: stack of 6 frames"
 
+# ---- frame quality: each science frame's in the manifest; limits leave frames out of the stack
+json_ok "manifest: each science frame's quality" "$OUT/manifest.json" \
+    "all(i['quality']['fwhm'] > 1 and i['quality']['nstars'] >= 3 and i['quality']['in_stack'] and i['quality']['sky_noise'] > 0 for i in d['inputs'] if i['kind'] == 'science') and all('quality' not in i for i in d['inputs'] if i['kind'] != 'science')"
+if command -v python3 > /dev/null; then
+    # a limit between the frames' third and fourth seeing: three of the six go
+    LIM=$(python3 -c "import json,sys; f=sorted(i['quality']['fwhm'] for i in json.load(open(sys.argv[1]))['inputs'] if i['kind'] == 'science'); print((f[2] + f[3]) / 2)" "$OUT/manifest.json")
+    printf '[quality]\nmax_fwhm = %s\n' "$LIM" > "$TMP/quality.ini"
+    run "night with a seeing limit" 0 run --config "$TMP/quality.ini" "$NIGHT" -o "$TMP/out_q"
+    json_ok "manifest: three frames above the limit left out of the stack, saying why" "$TMP/out_q/manifest.json" \
+        "sum(1 for i in d['inputs'] if i['kind'] == 'science' and not i['quality']['in_stack'] and i['quality']['below_limits'].startswith('FWHM')) == 3"
+    has "stack of the three frames within the limit" "$TMP/out_q/stacks/SIMFIELD_r.fits" "clred run: stack of 3 frames"
+    [ -s "$TMP/out_q/calibrated/sci_001.fits" ] && pass "calibrated frames still written" || fail "calibrated frame missing"
+fi
+
 # ---- transfers: a frame goes up once, a product comes down once
 # image_uploads / image_downloads count whole images copied between host and
 # device (dimage.c); small results (statistics, counts, samples) are not images.

@@ -136,8 +136,8 @@ static void test_determinism(const clred_sim_truth *t, const char *a)
     CHECK_OK(clred_simulate(&o, b, 0));
     o.seed = t->opts.seed + 1;
     CHECK_OK(clred_simulate(&o, c, 0));
-    const char *extra[] = {"truth.json", "truth_flat.fits", "truth_bias.fits", "truth_dark.fits"};
-    for (size_t i = 0; i < t->nframes + 4; i++) {
+    const char *extra[] = {"truth.json", "truth_flat.fits", "truth_bias.fits", "truth_dark.fits", "stars.csv"};
+    for (size_t i = 0; i < t->nframes + 5; i++) {
         const char *name = i < t->nframes ? t->frames[i].name : extra[i - t->nframes];
         path_in(pa, sizeof pa, a, name);
         path_in(pb, sizeof pb, b, name);
@@ -146,7 +146,7 @@ static void test_determinism(const clred_sim_truth *t, const char *a)
         CHECK_MSG(file_size(pb) > 0 && !same_bytes(pa, pb), "%s is the same with another seed", name);
     }
     /* Every frame type has a file, and nothing else but the truth. */
-    CHECK(count_entries(a, "") == (int)t->nframes + 4);
+    CHECK(count_entries(a, "") == (int)t->nframes + 5);
     remove_tree(b);
     remove_tree(c);
 }

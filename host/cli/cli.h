@@ -79,5 +79,8 @@ int cmd_sources(int argc, char **argv);
 int cmd_photometry(int argc, char **argv);
 int cmd_cube(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_astrometry(int argc, char **argv);
+int cmd_zeropoint(int argc, char **argv);
+int cmd_lightcurve(int argc, char **argv);
 
 #endif

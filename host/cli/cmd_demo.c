@@ -649,9 +649,9 @@ static int parse_args(int argc, char **argv, demo_args *a)
 
 static void remove_night(const char *dir, const demo_truth *t)
 {
-    static const char *extra[] = {"truth.json", "truth_bias.fits", "truth_dark.fits", "truth_flat.fits"};
+    static const char *extra[] = {"truth.json", "truth_bias.fits", "truth_dark.fits", "truth_flat.fits", "stars.csv"};
     char p[4096];
-    for (size_t i = 0; i < t->nframes + 4; i++) {
+    for (size_t i = 0; i < t->nframes + 5; i++) {
         if (join(p, dir, i < t->nframes ? t->frames[i].file : extra[i - t->nframes]))
             unlink(p);
     }

@@ -241,6 +241,7 @@ int cmd_photometry(int argc, char **argv)
             nflagged += phot[i].flags != 0;
         char hist[512];
         clred_header_set_string(hdr, "IMAGE", a.input, "image measured");
+        st = clred_header_copy_wcs(hdr, img.header);
         if (isfinite(seeing))
             clred_header_set_double(hdr, "SEEING", seeing, "[pix] median FWHM of good unflagged stars");
         clred_header_set_double(hdr, "NSEEING", (double)nseeing, "stars used for SEEING");
@@ -253,7 +254,8 @@ int cmd_photometry(int argc, char **argv)
                  a.phot.radius, a.phot.annulus_in, a.phot.annulus_out, a.phot.zeropoint,
                  a.positions ? a.positions : "detected");
         clred_header_add_history(hdr, hist);
-        st = clred_phot_write(a.output, a.csv, phot, n, hdr, a.overwrite);
+        if (st == CLRED_OK)
+            st = clred_phot_write(a.output, a.csv, phot, n, hdr, a.overwrite);
     }
     if (st != CLRED_OK) {
         rc = cli_fail("photometry", st);

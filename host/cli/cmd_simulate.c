@@ -39,6 +39,8 @@ static void help(void)
            "                          science, short and epoch-2 counts are per filter [%s]\n"
            "  --nshort N              science frames per filter at --short-exptime, after the long ones [%d]\n"
            "  --short-exptime S       s [%g]\n"
+           "  --pixel-scale AS        arcsec per pixel of the science frames' TAN WCS; 0 = no WCS [%g]\n"
+           "  --sip PX                SIP distortion, about PX pixels at the corners [%g]\n"
            "  --overwrite             replace the simulation in a non-empty DIR\n"
            "  --json                  print a JSON summary on stdout\n\n"
            "example:\n"
@@ -46,7 +48,8 @@ static void help(void)
            "  clred simulate -o survey --size 128x128 --filters g,r --nscience 3 --nshort 2\n",
            (unsigned long long)d.seed, d.width, d.height, d.nbias, d.ndark, d.nflat, d.nscience, d.nepoch2, d.gain,
            d.readnoise, d.bias_level, d.dark_current, d.dark_exptime, d.science_exptime, d.sky, d.nstars, d.dither,
-           d.ntransients, d.saturation, d.cosmic_rate, d.filters, d.nshort, d.short_exptime);
+           d.ntransients, d.saturation, d.cosmic_rate, d.filters, d.nshort, d.short_exptime,
+           d.pixel_scale, d.sip);
 }
 
 /* "512x384" */
@@ -80,7 +83,7 @@ static int parse_seed(const char *text, uint64_t *seed)
 enum {
     OPT_SEED = 256, OPT_SIZE, OPT_NBIAS, OPT_NDARK, OPT_NFLAT, OPT_NSCIENCE, OPT_NEPOCH2, OPT_GAIN, OPT_READNOISE,
     OPT_BIAS_LEVEL, OPT_DARK_CURRENT, OPT_DARK_EXPTIME, OPT_SCIENCE_EXPTIME, OPT_SKY, OPT_NSTARS, OPT_DITHER,
-    OPT_NTRANSIENTS, OPT_SATURATION, OPT_COSMIC_RATE, OPT_FILTERS, OPT_NSHORT, OPT_SHORT_EXPTIME, OPT_OVERWRITE,
+    OPT_NTRANSIENTS, OPT_SATURATION, OPT_COSMIC_RATE, OPT_FILTERS, OPT_NSHORT, OPT_SHORT_EXPTIME, OPT_PIXEL_SCALE, OPT_SIP, OPT_OVERWRITE,
     OPT_JSON
 };
 
@@ -121,6 +124,8 @@ static int apply_option(int c, const char *arg, clred_sim_opts *o)
     case OPT_FILTERS: o->filters = arg; return 1;
     case OPT_NSHORT: return cli_parse_int(cmd, "--nshort", arg, &o->nshort);
     case OPT_SHORT_EXPTIME: return cli_parse_double(cmd, "--short-exptime", arg, &o->short_exptime);
+    case OPT_PIXEL_SCALE: return cli_parse_double(cmd, "--pixel-scale", arg, &o->pixel_scale);
+    case OPT_SIP: return cli_parse_double(cmd, "--sip", arg, &o->sip);
     }
     cli_usage_error(cmd, "unknown option");
     return 0;
@@ -152,6 +157,8 @@ int cmd_simulate(int argc, char **argv)
         {"filters", required_argument, 0, OPT_FILTERS},
         {"nshort", required_argument, 0, OPT_NSHORT},
         {"short-exptime", required_argument, 0, OPT_SHORT_EXPTIME},
+        {"pixel-scale", required_argument, 0, OPT_PIXEL_SCALE},
+        {"sip", required_argument, 0, OPT_SIP},
         {"overwrite", no_argument, 0, OPT_OVERWRITE},
         {"json", no_argument, 0, OPT_JSON},
         {"help", no_argument, 0, 'h'},

@@ -201,6 +201,7 @@ int cmd_sources(int argc, char **argv)
     if (st == CLRED_OK) {
         char hist[512];
         clred_header_set_string(hdr, "IMAGE", a.input, "image the sources were detected on");
+        st = clred_header_copy_wcs(hdr, img.header);
         clred_header_set_double(hdr, "NSOURCES", (double)n, "sources detected");
         if (isfinite(seeing))
             clred_header_set_double(hdr, "SEEING", seeing, "[pix] median FWHM of good unflagged stars");
@@ -214,7 +215,8 @@ int cmd_sources(int argc, char **argv)
                  a.detect.minarea, a.detect.fwhm, a.detect.deblend_contrast, a.detect.saturation,
                  a.bkg_path ? a.bkg_path : "global", a.rms_path ? a.rms_path : "global");
         clred_header_add_history(hdr, hist);
-        st = clred_sources_write(a.output, a.csv, list, n, hdr, a.overwrite);
+        if (st == CLRED_OK)
+            st = clred_sources_write(a.output, a.csv, list, n, hdr, a.overwrite);
     }
     if (st == CLRED_OK && a.seg_path) {
         st = write_segmentation(a.seg_path, seg, img.width, img.height, a.overwrite);

@@ -28,13 +28,18 @@ static void help(void)
            "  --mad                 spread = 1.4826 * MAD instead of the std\n"
            "  --mean-centre         centre on the mean instead of the median\n"
            "  --json                one JSON object on stdout (non-finite values as null)\n"
+           "  --quality             also the frame's quality: seeing FWHM (px, and arcsec with a WCS),\n"
+           "                        ellipticity, sky level and noise, stars detected, MAGZP and the\n"
+           "                        5-sigma limiting magnitude in a radius-FWHM aperture (with MAGZP),\n"
+           "                        astrometric RMS (ASTRRMS)\n"
            "  --device N|NAME       OpenCL device (default: CLRED_DEVICE, else first GPU, else CPU)\n"
            "  -h, --help            this text\n\n"
            "Files are FITS (an HDU may be selected: 'file.fits[1]') or .npy. An image with no\n"
            "usable pixel is reported with npix 0 and NaN (JSON null) statistics.\n\n"
            "example:\n"
            "  clred stats --section '[101:900,51:950]' --sigma 3 --iters 10 bias.fits\n"
-           "  clred stats --json --mad --region 0:512,0:512 flat1.fits flat2.fits\n\n"
+           "  clred stats --json --mad --region 0:512,0:512 flat1.fits flat2.fits\n"
+           "  clred stats --quality --json stack.fits\n\n"
            "exit status: 0 ok, 1 bad input file, 2 usage, 3 device failure.\n");
 }
 
@@ -68,7 +73,22 @@ static void json_number(double v)
         printf("null");
 }
 
-static void print_json(char **files, const clred_stats *st, size_t n, const clred_stats_opts *o, const char *device)
+static void json_quality(const clred_frame_quality *q)
+{
+    const double vals[] = {q->fwhm, q->fwhm_arcsec, q->ellipticity, q->sky, q->sky_noise, q->zeropoint,
+                           q->limit_mag, q->astrom_rms};
+    const char *names[] = {"fwhm", "fwhm_arcsec", "ellipticity", "sky", "sky_noise", "zeropoint", "limit_mag",
+                           "astrom_rms"};
+    printf(", \"quality\": {\"nstars\": %zu", q->nstars);
+    for (int k = 0; k < 8; k++) {
+        printf(", \"%s\": ", names[k]);
+        json_number(vals[k]);
+    }
+    printf("}");
+}
+
+static void print_json(char **files, const clred_stats *st, const clred_frame_quality *q, size_t n,
+                       const clred_stats_opts *o, const char *device)
 {
     printf("{\"device\": ");
     cli_json_string(stdout, device);
@@ -90,10 +110,23 @@ static void print_json(char **files, const clred_stats *st, size_t n, const clre
             printf(", \"%s\": ", names[k]);
             json_number(vals[k]);
         }
-        printf(", \"npix\": %zu, \"rejected\": %zu, \"invalid\": %zu, \"iterations\": %d}", st[i].npix,
+        printf(", \"npix\": %zu, \"rejected\": %zu, \"invalid\": %zu, \"iterations\": %d", st[i].npix,
                st[i].nrejected, st[i].ninvalid, st[i].iterations);
+        if (q)
+            json_quality(&q[i]);
+        printf("}");
     }
     printf("\n]}\n");
+}
+
+static void print_quality(char **files, const clred_frame_quality *q, size_t n)
+{
+    printf("\n%-8s %-8s %-8s %-7s %-12s %-12s %-8s %-8s %-8s  %s\n", "fwhm", "fwhm\"", "ellip", "nstars", "sky",
+           "sky_noise", "magzp", "maglim", "astrms\"", "file");
+    for (size_t i = 0; i < n; i++)
+        printf("%-8.3f %-8.3f %-8.3f %-7zu %-12.6g %-12.6g %-8.3f %-8.3f %-8.3f  %s\n", q[i].fwhm, q[i].fwhm_arcsec,
+               q[i].ellipticity, q[i].nstars, q[i].sky, q[i].sky_noise, q[i].zeropoint, q[i].limit_mag,
+               q[i].astrom_rms, files[i]);
 }
 
 static void print_table(char **files, const clred_stats *st, size_t n)
@@ -107,7 +140,7 @@ static void print_table(char **files, const clred_stats *st, size_t n)
 }
 
 enum { OPT_REGION = 256, OPT_SECTION, OPT_SIGMA, OPT_SIGMA_LOW, OPT_SIGMA_HIGH, OPT_ITERS, OPT_MAD, OPT_MEAN,
-       OPT_JSON, OPT_DEVICE };
+       OPT_JSON, OPT_DEVICE, OPT_QUALITY };
 
 int cmd_stats(int argc, char **argv)
 {
@@ -117,9 +150,10 @@ int cmd_stats(int argc, char **argv)
         {"sigma-high", required_argument, 0, OPT_SIGMA_HIGH}, {"iters", required_argument, 0, OPT_ITERS},
         {"mad", no_argument, 0, OPT_MAD},               {"mean-centre", no_argument, 0, OPT_MEAN},
         {"json", no_argument, 0, OPT_JSON},             {"device", required_argument, 0, OPT_DEVICE},
-        {"help", no_argument, 0, 'h'},                  {0, 0, 0, 0}};
+        {"quality", no_argument, 0, OPT_QUALITY},       {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     clred_stats_opts o = clred_stats_defaults();
-    int json = 0, have_region = 0;
+    int json = 0, have_region = 0, quality = 0;
     const char *device = NULL;
     int c;
     optind = 1;
@@ -163,6 +197,7 @@ int cmd_stats(int argc, char **argv)
         case OPT_MAD: o.spread_mad = 1; break;
         case OPT_MEAN: o.centre_mean = 1; break;
         case OPT_JSON: json = 1; break;
+        case OPT_QUALITY: quality = 1; break;
         case OPT_DEVICE: device = optarg; break;
         default:
             return cli_usage_error("stats", "unknown option or missing value in '%s'", argv[optind - 1]);
@@ -178,7 +213,8 @@ int cmd_stats(int argc, char **argv)
     size_t nfiles = (size_t)(argc - optind);
     char **files = argv + optind;
     clred_stats *results = calloc(nfiles, sizeof *results);
-    if (!results)
+    clred_frame_quality *q = quality ? calloc(nfiles, sizeof *q) : NULL;
+    if (!results || (quality && !q))
         return cli_usage_error("stats", "out of memory");
     clred_ctx *ctx = NULL;
     int rc = cli_open("stats", device, &ctx);
@@ -189,6 +225,8 @@ int cmd_stats(int argc, char **argv)
         clred_status s = clred_image_read_2d(files[i], &img);
         if (s == CLRED_OK) {
             s = clred_image_stats(ctx, &img, &o, &results[i]);
+            if (s == CLRED_OK && q)
+                s = clred_measure_quality(ctx, &img, &q[i]);
             if (s != CLRED_OK) {
                 /* Name the file: the library's message names only the region or device. */
                 fprintf(stderr, "clred stats: %s: %s\n", files[i], clred_last_error());
@@ -202,11 +240,14 @@ int cmd_stats(int argc, char **argv)
     cli_progress_done();
     if (rc == EXIT_OK) {
         if (json)
-            print_json(files, results, nfiles, &o, clred_ctx_device(ctx)->name);
+            print_json(files, results, q, nfiles, &o, clred_ctx_device(ctx)->name);
         else
             print_table(files, results, nfiles);
+        if (!json && q)
+            print_quality(files, q, nfiles);
     }
     clred_ctx_destroy(ctx);
     free(results);
+    free(q);
     return rc;
 }

@@ -124,6 +124,21 @@ static int config_entry(void *user, const char *section, const char *key, const 
         static const char *const names[] = {"none", "multiplicative", "additive"};
         if ((ok = choice(value, names, 3, &k)))
             o->stack.copts.scale = (clred_scale_method)k;
+    } else if (IS("quality", "enabled")) {
+        ok = parse_bool(value, &o->quality);
+    } else if (IS("quality", "max_fwhm")) {
+        ok = parse_num(value, &o->quality_limits.max_fwhm) && o->quality_limits.max_fwhm > 0;
+    } else if (IS("quality", "max_ellipticity")) {
+        ok = parse_num(value, &o->quality_limits.max_ellipticity) && o->quality_limits.max_ellipticity >= 0;
+    } else if (IS("quality", "max_sky_noise")) {
+        ok = parse_num(value, &o->quality_limits.max_sky_noise) && o->quality_limits.max_sky_noise > 0;
+    } else if (IS("quality", "min_stars")) {
+        if ((ok = parse_num(value, &d) && d >= 0 && d <= 1e9 && d == floor(d)))
+            o->quality_limits.min_stars = (size_t)d;
+    } else if (IS("quality", "min_limit_mag")) {
+        ok = parse_num(value, &o->quality_limits.min_limit_mag);
+    } else if (IS("quality", "max_astrom_rms")) {
+        ok = parse_num(value, &o->quality_limits.max_astrom_rms) && o->quality_limits.max_astrom_rms > 0;
     } else if (IS("run", "strict")) {
         ok = parse_bool(value, &o->strict);
     } else if (IS("run", "read_ahead")) {

@@ -19,6 +19,10 @@ typedef struct {
     double *d; /* nrows values (integers are stored exactly in doubles too) */
 } column;
 
+/* Significant digits in CSV: 10, more for times (d: MJD to 1 ms) and
+ * sky positions (deg: to 0.04 mas). */
+static int csv_digits(const column *c) { return !strcmp(c->unit, "d") ? 15 : !strcmp(c->unit, "deg") ? 13 : 10; }
+
 static clred_status write_fits(const char *path, const column *cols, int ncols, size_t nrows,
                                const clred_header *header)
 {
@@ -32,7 +36,7 @@ static clred_status write_fits(const char *path, const column *cols, int ncols, 
         fits_clear_errmsg();
         return clred_fail(CLRED_ERR_IO, "%s: cannot create (%s)", path, text);
     }
-    char *ttype[32], *tform[32], *tunit[32];
+    char *ttype[40], *tform[40], *tunit[40];
     for (int c = 0; c < ncols; c++) {
         ttype[c] = (char *)cols[c].name;
         tform[c] = cols[c].is_int ? "1K" : "1D";
@@ -94,7 +98,7 @@ static clred_status write_csv(const char *path, const column *cols, int ncols, s
             else if (isnan(v))
                 fputs("nan", fp);
             else
-                fprintf(fp, "%.10g", v);
+                fprintf(fp, "%.*g", csv_digits(&cols[c]), v);
         }
         fputc('\n', fp);
     }
@@ -139,6 +143,31 @@ static int alloc_columns(column *cols, int n, size_t nrows)
     return ok;
 }
 
+/* RA and Dec columns after X and Y when the header has a celestial WCS:
+ * cols holds room for two more; the columns from index 3 on move right. */
+static clred_status add_sky_columns(column *cols, int *nc, size_t n, const clred_header *header)
+{
+    if (!header || !clred_header_has_wcs(header))
+        return CLRED_OK;
+    clred_wcs *w;
+    CLRED_TRY(clred_wcs_from_header(header, &w));
+    double *ra = malloc((n ? n : 1) * sizeof *ra), *dec = malloc((n ? n : 1) * sizeof *dec);
+    clred_status st = ra && dec ? CLRED_OK : clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu sky positions", n);
+    if (st == CLRED_OK)
+        st = clred_wcs_pix2sky(w, n, cols[1].d, cols[2].d, ra, dec);
+    clred_wcs_free(w);
+    if (st != CLRED_OK) {
+        free(ra);
+        free(dec);
+        return st;
+    }
+    memmove(&cols[5], &cols[3], (size_t)(*nc - 3) * sizeof *cols);
+    cols[3] = (column){"RA", "deg", 0, ra};
+    cols[4] = (column){"DEC", "deg", 0, dec};
+    *nc += 2;
+    return CLRED_OK;
+}
+
 clred_status clred_sources_write(const char *fits_path, const char *csv_path, const clred_source *list, size_t n,
                                  const clred_header *header, int overwrite)
 {
@@ -146,8 +175,8 @@ clred_status clred_sources_write(const char *fits_path, const char *csv_path, co
                      {"FLUX", "adu", 0, NULL},    {"FLUX_ERR", "adu", 0, NULL}, {"PEAK", "adu", 0, NULL},
                      {"A", "pix", 0, NULL},       {"B", "pix", 0, NULL},     {"THETA", "deg", 0, NULL},
                      {"FWHM", "pix", 0, NULL},    {"ELLIPTICITY", "", 0, NULL}, {"NPIX", "", 1, NULL},
-                     {"FLAGS", "", 1, NULL}};
-    int nc = (int)(sizeof cols / sizeof *cols);
+                     {"FLAGS", "", 1, NULL}, {0}, {0}};
+    int nc = (int)(sizeof cols / sizeof *cols) - 2; /* two spare for RA, Dec */
     if (!alloc_columns(cols, nc, n)) {
         free_columns(cols, nc);
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for a catalog of %zu sources", n);
@@ -159,7 +188,9 @@ clred_status clred_sources_write(const char *fits_path, const char *csv_path, co
         for (int c = 0; c < nc; c++)
             cols[c].d[i] = row[c];
     }
-    clred_status st = write_catalog(fits_path, csv_path, cols, nc, n, header, overwrite);
+    clred_status st = add_sky_columns(cols, &nc, n, header);
+    if (st == CLRED_OK)
+        st = write_catalog(fits_path, csv_path, cols, nc, n, header, overwrite);
     free_columns(cols, nc);
     return st;
 }
@@ -170,8 +201,9 @@ clred_status clred_phot_write(const char *fits_path, const char *csv_path, const
     column cols[] = {{"NUMBER", "", 1, NULL},   {"X", "pix", 0, NULL},        {"Y", "pix", 0, NULL},
                      {"FLUX", "adu", 0, NULL},  {"FLUX_ERR", "adu", 0, NULL}, {"MAG", "mag", 0, NULL},
                      {"MAG_ERR", "mag", 0, NULL}, {"AREA", "pix2", 0, NULL},  {"BKG", "adu", 0, NULL},
-                     {"BKG_RMS", "adu", 0, NULL}, {"NANNULUS", "", 1, NULL},  {"FLAGS", "", 1, NULL}};
-    int nc = (int)(sizeof cols / sizeof *cols);
+                     {"BKG_RMS", "adu", 0, NULL}, {"NANNULUS", "", 1, NULL},  {"FLAGS", "", 1, NULL},
+                     {0}, {0}};
+    int nc = (int)(sizeof cols / sizeof *cols) - 2; /* two spare for RA, Dec */
     if (!alloc_columns(cols, nc, n)) {
         free_columns(cols, nc);
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for a catalog of %zu positions", n);
@@ -183,7 +215,33 @@ clred_status clred_phot_write(const char *fits_path, const char *csv_path, const
         for (int c = 0; c < nc; c++)
             cols[c].d[i] = row[c];
     }
-    clred_status st = write_catalog(fits_path, csv_path, cols, nc, n, header, overwrite);
+    clred_status st = add_sky_columns(cols, &nc, n, header);
+    if (st == CLRED_OK)
+        st = write_catalog(fits_path, csv_path, cols, nc, n, header, overwrite);
+    free_columns(cols, nc);
+    return st;
+}
+
+clred_status clred_lc_write(const char *fits_path, const char *csv_path, const clred_lc_point *list, size_t n,
+                            int overwrite)
+{
+    column cols[] = {{"TARGET", "", 1, NULL},  {"IMAGE", "", 1, NULL},     {"MJD", "d", 0, NULL},
+                     {"X", "pix", 0, NULL},    {"Y", "pix", 0, NULL},      {"FLUX", "adu", 0, NULL},
+                     {"FLUX_ERR", "adu", 0, NULL}, {"MAG", "mag", 0, NULL}, {"MAG_ERR", "mag", 0, NULL},
+                     {"FLAGS", "", 1, NULL}};
+    int nc = (int)(sizeof cols / sizeof *cols);
+    if (!alloc_columns(cols, nc, n)) {
+        free_columns(cols, nc);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for a light curve of %zu points", n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const clred_lc_point *p = &list[i];
+        double row[] = {(double)p->target, (double)p->image, p->mjd,     p->x,       p->y,
+                        p->flux,           p->flux_err,      p->mag,     p->mag_err, (double)p->flags};
+        for (int c = 0; c < nc; c++)
+            cols[c].d[i] = row[c];
+    }
+    clred_status st = write_catalog(fits_path, csv_path, cols, nc, n, NULL, overwrite);
     free_columns(cols, nc);
     return st;
 }

@@ -109,6 +109,26 @@ clred_status clred_header_set_string(clred_header *h, const char *key, const cha
     return put(h, key, card);
 }
 
+size_t clred_header_delete(clred_header *h, const char *key)
+{
+    size_t removed = 0, j = 0;
+    for (size_t i = 0; h && i < h->count; i++) {
+        const char *c = h->cards[i];
+        size_t n = strlen(key);
+        int match = strncmp(c, key, n) == 0 && (c[n] == ' ' || c[n] == '=') && c[8] == '=';
+        if (match) {
+            removed++;
+            continue;
+        }
+        if (j != i)
+            memcpy(h->cards[j], h->cards[i], sizeof h->cards[i]);
+        j++;
+    }
+    if (h)
+        h->count = j;
+    return removed;
+}
+
 clred_status clred_header_add_history(clred_header *h, const char *text)
 {
     /* 72 characters fit after "HISTORY "; break at a space where one is near. */

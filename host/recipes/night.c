@@ -62,6 +62,8 @@ clred_night_opts clred_night_defaults(void)
     o.stack = clred_stack_defaults();
     o.stack.copts = o.dark_combine;
     o.stack.copts.scale = CLRED_SCALE_ADDITIVE; /* the sky changes from frame to frame */
+    o.quality = 1;
+    o.quality_limits = clred_quality_no_limits();
     o.shard_index = 0;
     o.shard_count = 1;
     o.stream = 1;

@@ -29,6 +29,9 @@ typedef struct {
     size_t width, height;
     int usable;             /* 0: left out (problem says why) */
     char problem[256];
+    int has_quality;        /* quality measured in this run (science frames; under the night's lock) */
+    clred_frame_quality quality;
+    char below_limits[160]; /* the limit missed: left out of its stack ("" = in it) */
 } night_frame;
 
 /* Reads the header of path (primary HDU) and classifies the frame with the

@@ -73,6 +73,33 @@ static const char *kind_word(clred_frame_kind k)
 
 static const char *stage_names[CLRED_NIGHT_NSTAGES] = {"classify", "masters", "science", "stacks"};
 
+static void json_number(FILE *f, const char *name, double v)
+{
+    if (isfinite(v))
+        fprintf(f, ", \"%s\": %.6g", name, v);
+    else
+        fprintf(f, ", \"%s\": null", name);
+}
+
+/* A science frame's quality and whether it went into its stack. */
+static void write_quality(FILE *f, const night_frame *fr)
+{
+    const clred_frame_quality *q = &fr->quality;
+    fprintf(f, ", \"quality\": {\"nstars\": %zu", q->nstars);
+    json_number(f, "fwhm", q->fwhm);
+    json_number(f, "fwhm_arcsec", q->fwhm_arcsec);
+    json_number(f, "ellipticity", q->ellipticity);
+    json_number(f, "sky", q->sky);
+    json_number(f, "sky_noise", q->sky_noise);
+    json_number(f, "zeropoint", q->zeropoint);
+    json_number(f, "limit_mag", q->limit_mag);
+    json_number(f, "astrom_rms", q->astrom_rms);
+    fprintf(f, ", \"in_stack\": %s", fr->below_limits[0] ? "false" : "true");
+    if (fr->below_limits[0])
+        json_field(f, ", \"below_limits\": ", fr->below_limits);
+    fprintf(f, "}");
+}
+
 static void write_inputs(FILE *f, const night *nt)
 {
     fprintf(f, "  \"inputs\": [");
@@ -87,6 +114,8 @@ static void write_inputs(FILE *f, const night *nt)
             fprintf(f, "null");
         json_field(f, ", \"filter\": ", fr->filter);
         json_field(f, ", \"object\": ", fr->object);
+        if (fr->has_quality)
+            write_quality(f, fr);
         fprintf(f, "}");
     }
     fprintf(f, "\n  ],\n  \"left_out\": [");

@@ -84,6 +84,17 @@ void night_parameter_texts(night *nt)
     snprintf(nt->p_stack, sizeof nt->p_stack, "register=%d ref=%ld grid=%d interp=%d conserve_flux=%d; %s",
              (int)o->stack.method, o->stack.ref_index, (int)o->stack.grid, (int)o->stack.ropts.interp,
              o->stack.ropts.conserve_flux, cb);
+    /* Quality limits change which frames a stack holds: part of its key
+     * when any is set (so the keys of a night without limits stay). */
+    const clred_quality_limits *l = &o->quality_limits;
+    if (o->quality && (!isnan(l->max_fwhm) || !isnan(l->max_ellipticity) || !isnan(l->max_sky_noise) ||
+                       l->min_stars || !isnan(l->min_limit_mag) || !isnan(l->max_astrom_rms))) {
+        size_t len = strlen(nt->p_stack);
+        snprintf(nt->p_stack + len, sizeof nt->p_stack - len,
+                 "; quality: max_fwhm=%g max_ellipticity=%g max_sky_noise=%g min_stars=%zu min_limit_mag=%g "
+                 "max_astrom_rms=%g",
+                 l->max_fwhm, l->max_ellipticity, l->max_sky_noise, l->min_stars, l->min_limit_mag, l->max_astrom_rms);
+    }
 }
 
 static uint64_t hash_text(const char *text, uint64_t seed) { return clred_hash(text, strlen(text), seed); }

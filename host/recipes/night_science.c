@@ -111,6 +111,34 @@ static clred_status reduce_frame(night *nt, calibrators *cs, const night_group *
     return CLRED_OK;
 }
 
+/* The calibrated frame's quality, kept for the manifest; a frame outside
+ * the limits stays out of its stack (*ok 0), its products still written. */
+static clred_status judge_frame(night *nt, size_t index, const clred_dimage *cal, int *ok)
+{
+    if (!nt->o->quality)
+        return CLRED_OK;
+    clred_frame_quality q;
+    if (clred_measure_quality_dev(nt->ctx, cal, &q) != CLRED_OK) {
+        /* A frame whose stars cannot be measured is still reduced and stacked. */
+        night_say(nt, "%s: quality not measured: %s", nt->frames[index].name, clred_last_error());
+        clred_clear_error();
+        return CLRED_OK;
+    }
+    char why[160] = "";
+    int pass = clred_quality_passes(&q, &nt->o->quality_limits, why, sizeof why);
+    night_frame *fr = &nt->frames[index];
+    pthread_mutex_lock(&nt->lock);
+    fr->quality = q;
+    fr->has_quality = 1;
+    snprintf(fr->below_limits, sizeof fr->below_limits, "%s", pass ? "" : why);
+    pthread_mutex_unlock(&nt->lock);
+    if (!pass) {
+        night_say(nt, "%s: left out of the stack: %s", fr->name, why);
+        *ok = 0;
+    }
+    return CLRED_OK;
+}
+
 /* One science frame: reduced and its products queued, or (unchanged since
  * the last run) its calibrated product read back for the stack. The
  * calibrated frame stays on the device in *keep when hold asks for it. */
@@ -132,12 +160,13 @@ static clred_status science_frame(night *nt, night_reader *r, night_writer *w, c
         return CLRED_OK;
     }
     if (!jb->process) {
-        if (hold)
+        *ok = 1;
+        clred_status qs = judge_frame(nt, jb->frame, d, ok);
+        if (hold && qs == CLRED_OK)
             *keep = d;
         else
             clred_dimage_free(d); /* read back from its file for the stack */
-        *ok = 1;
-        return CLRED_OK;
+        return qs;
     }
     clred_dimage *cal = NULL, *bkg = NULL;
     clred_status st = reduce_frame(nt, cs, gr, fr, d, &cal, &bkg);
@@ -147,11 +176,13 @@ static clred_status science_frame(night *nt, night_reader *r, night_writer *w, c
     clred_dimage_free(bkg);
     if (st == CLRED_OK)
         st = night_put_product(nt, w, cal, jb->cal);
+    *ok = st == CLRED_OK;
+    if (st == CLRED_OK)
+        st = judge_frame(nt, jb->frame, cal, ok);
     if (st == CLRED_OK && hold)
         *keep = cal;
     else
         clred_dimage_free(cal);
-    *ok = st == CLRED_OK;
     return st;
 }
 

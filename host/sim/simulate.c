@@ -41,6 +41,8 @@ clred_sim_opts clred_sim_defaults(void)
     o.filters = "R";
     o.nshort = 0;
     o.short_exptime = 10;
+    o.pixel_scale = 0.4;
+    o.sip = 0;
     return o;
 }
 
@@ -105,6 +107,18 @@ static clred_status write_frame(const char *path, const clred_sim_truth *t, cons
     /* USHORT_IMG: BITPIX 16 with BZERO 32768, as CCD controllers write. */
     fits_create_img(f, USHORT_IMG, 2, naxes, &status);
     frame_keys(f, t, fr, &status);
+    if (t->opts.pixel_scale > 0 && (fr->kind == CLRED_SIM_SCIENCE || fr->kind == CLRED_SIM_EPOCH2)) {
+        clred_header *h = clred_header_new();
+        clred_status s = h ? clred_sim_frame_wcs(t, fr, h) : clred_fail(CLRED_ERR_MEMORY, "out of memory");
+        for (size_t i = 0; s == CLRED_OK && i < clred_header_count(h) && !status; i++)
+            fits_write_record(f, clred_header_card(h, i), &status);
+        clred_header_free(h);
+        if (s != CLRED_OK) {
+            int ignore = 0;
+            fits_close_file(f, &ignore);
+            return s;
+        }
+    }
     fits_write_img(f, TUSHORT, 1, (LONGLONG)(t->width * t->height), (void *)adu, &status);
     int close_status = 0;
     fits_close_file(f, &close_status);
@@ -162,6 +176,8 @@ static void json_options(clred_json_writer *w, const clred_sim_opts *o)
     clred_json_string(w, "filters", o->filters && *o->filters ? o->filters : "R");
     clred_json_int(w, "nshort", o->nshort);
     clred_json_number(w, "short_exptime", o->short_exptime);
+    clred_json_number(w, "pixel_scale", o->pixel_scale);
+    clred_json_number(w, "sip", o->sip);
     clred_json_end_object(w);
 }
 
@@ -470,6 +486,10 @@ static clred_status write_night(const char *stage, const clred_sim_truth *t)
         s = join(path, sizeof path, stage, "truth_dark.fits");
     if (s == CLRED_OK)
         s = write_truth_image(path, t, t->dark, "electron/s", "true dark current");
+    if (s == CLRED_OK && t->opts.pixel_scale > 0)
+        s = join(path, sizeof path, stage, "stars.csv");
+    if (s == CLRED_OK && t->opts.pixel_scale > 0)
+        s = clred_sim_write_stars(path, t);
     if (s == CLRED_OK)
         s = join(path, sizeof path, stage, "truth.json");
     if (s == CLRED_OK)

@@ -9,6 +9,7 @@
 #define CLRED_SIMULATE_H
 
 #include "internal.h"
+#include "wcs_internal.h"
 
 /* ---- deterministic random numbers: xoshiro256** seeded through splitmix64 */
 
@@ -122,6 +123,22 @@ void clred_sim_expected(const clred_sim_truth *t, size_t f, double *electrons);
 /* The raw frame: Poisson(expected), read noise, gain, bias, rounded and
  * clipped to [0, ceiling]. expected is clred_sim_expected's output. */
 void clred_sim_render(const clred_sim_truth *t, size_t f, const double *expected, uint16_t *adu);
+
+/* ---- the sky (simulate_wcs.c): a TAN (+ SIP) WCS centred on (RA, Dec), the
+ * field's centre at the frame's centre, the sky turned by ROTATION degrees;
+ * magnitudes are -2.5 log10(e- per second) + ZEROPOINT. */
+#define CLRED_SIM_RA 150.0
+#define CLRED_SIM_DEC 2.2
+#define CLRED_SIM_ROTATION 5.0
+#define CLRED_SIM_ZEROPOINT 25.0
+
+/* The field's WCS for a frame dithered by (dx, dy) (no inverse polynomials). */
+void clred_sim_field_wcs(const clred_sim_truth *t, double dx, double dy, clred_tan_sip *s);
+/* Frame f's WCS cards (with SIP's inverse) into h. */
+clred_status clred_sim_frame_wcs(const clred_sim_truth *t, const clred_sim_frame *f, clred_header *h);
+double clred_sim_magnitude(const clred_sim_truth *t, double flux);
+/* stars.csv: id, ra, dec, mag, x, y (field grid), flux (e- per exposure). */
+clred_status clred_sim_write_stars(const char *path, const clred_sim_truth *t);
 
 /* Moffat (beta = CLRED_SIM_MOFFAT_BETA) surface brightness per unit flux at radius
  * r (px) for a given FWHM (px). */

@@ -175,6 +175,9 @@ clred_status clred_sim_check_opts(const clred_sim_opts *o)
     if (o->nshort < 0 || o->nscience + o->nshort > 999)
         return clred_fail(CLRED_ERR_USAGE, "simulate: nshort (%d) must be >= 0 and nscience + nshort <= 999",
                           o->nshort);
+    if (!(o->pixel_scale >= 0) || o->pixel_scale > 3600 || !(o->sip >= 0) || o->sip > 50)
+        return clred_fail(CLRED_ERR_USAGE, "simulate: pixel scale %g arcsec must be in [0, 3600] and SIP distortion %g px in [0, 50]",
+                          o->pixel_scale, o->sip);
     if (!(o->short_exptime > 0))
         return clred_fail(CLRED_ERR_USAGE, "simulate: short exposure time must be > 0 (got %g)", o->short_exptime);
     if (o->width < 16 || o->height < 16 || o->width > 16384 || o->height > 16384)

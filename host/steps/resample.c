@@ -228,9 +228,12 @@ clred_status clred_resample_dev(clred_ctx *ctx, const clred_dimage *img, const c
         st = resample_kernels(ctx, img, transform, opts, no_plane, d);
     clred_release(&no_plane);
     if (st == CLRED_OK) {
+        /* The output's WCS describes the output grid. */
         clred_header *h = clred_header_copy(img->header);
         if (!h)
             st = clred_fail(CLRED_ERR_MEMORY, "out of memory copying a header");
+        else if ((st = clred_header_wcs_transform(h, transform)) != CLRED_OK)
+            clred_header_free(h);
         else {
             clred_header_free(clred_dimage_header(d));
             d->header = h;
@@ -263,12 +266,12 @@ clred_status clred_resample(clred_ctx *ctx, const clred_image *img, const clred_
         st = clred_image_alloc(out, ow, oh, img->var != NULL, 1);
     if (st == CLRED_OK)
         st = clred_dimage_download_into(dst, out);
-    clred_dimage_free(dst);
     if (st == CLRED_OK && img->header) {
-        out->header = clred_header_copy(img->header);
+        out->header = clred_header_copy(clred_dimage_header_const(dst));
         if (!out->header)
             st = clred_fail(CLRED_ERR_MEMORY, "out of memory copying a header");
     }
+    clred_dimage_free(dst);
     if (st != CLRED_OK)
         clred_image_free(out);
     return st;
