@@ -578,6 +578,70 @@ CLRED_API clred_status clred_background(clred_ctx *ctx, const clred_image *img, 
 CLRED_API clred_status clred_background_dev(clred_ctx *ctx, const clred_dimage *img, const clred_bkg_opts *opts,
                                             clred_dimage **bkg, clred_dimage **rms, clred_bkg_info *info);
 
+/* A background as an object (like SEP's sep_bkg): the filtered mesh and its
+ * RMS, and what evaluating them needs, so that the background subtracted
+ * from a frame can be saved beside it, evaluated again on any rows, and added
+ * back. clred_background's maps are this model evaluated on the whole grid
+ * (the mesh is held as float32, so a saved model gives the same maps bit for
+ * bit). Evaluation: a natural bicubic spline through the box centres
+ * ((i + 0.5) * box - 0.5), as clred_bkg_opts describes. */
+typedef struct {
+    size_t width, height;   /* the image modelled */
+    int box_w, box_h;       /* box size in pixels */
+    int filter_w, filter_h; /* the mesh median filter applied (kept for the record) */
+    size_t mesh_w, mesh_h;  /* boxes across and down */
+    float *back, *rms;      /* mesh_w * mesh_h each, row-major, after filling and filtering */
+    double global_back, global_rms;
+} clred_bkg_model;
+
+CLRED_API void clred_bkg_model_free(clred_bkg_model *m);
+/* The model of img (sci, and mask when present), estimated as clred_background. */
+CLRED_API clred_status clred_background_model(clred_ctx *ctx, const clred_image *img, const clred_bkg_opts *opts,
+                                              clred_bkg_model *model, clred_bkg_info *info);
+CLRED_API clred_status clred_background_model_dev(clred_ctx *ctx, const clred_dimage *img, const clred_bkg_opts *opts,
+                                                  clred_bkg_model *model, clred_bkg_info *info);
+/* Rows [y0, y0 + nrows) of the background and RMS maps (either may be NULL),
+ * into caller arrays of nrows * width, evaluated on the device. */
+CLRED_API clred_status clred_bkg_model_eval(clred_ctx *ctx, const clred_bkg_model *m, size_t y0, size_t nrows,
+                                            float *bkg, float *rms);
+/* The whole maps as new SCI-only device images (either may be NULL). */
+CLRED_API clred_status clred_bkg_model_eval_dev(clred_ctx *ctx, const clred_bkg_model *m, clred_dimage **bkg,
+                                                clred_dimage **rms);
+/* img's SCI -= the model (subtract) or += it (restore: a frame written with
+ * its model gives back the unsubtracted frame to float32 rounding). */
+CLRED_API clred_status clred_bkg_model_subtract(clred_ctx *ctx, const clred_bkg_model *m, clred_image *img);
+CLRED_API clred_status clred_bkg_model_restore(clred_ctx *ctx, const clred_bkg_model *m, clred_image *img);
+/* The model as a FITS product: primary HDU BKGMESH (mesh_w x mesh_h float32)
+ * whose header holds the model's settings (BKGIMW, BKGIMH, BKGBOXW, BKGBOXH,
+ * BKGFILTW, BKGFILTH, BKGINTRP = 'NATURAL_BICUBIC', BKGGLOB, BKGGRMS) and the
+ * cards of header (may be NULL), then BKGRMS (the RMS mesh) and, when full is
+ * not NULL, BKGMAP (width x height, the evaluated map). Atomic. */
+CLRED_API clred_status clred_bkg_model_write(const char *path, const clred_bkg_model *m, const float *full,
+                                             const clred_header *header, int overwrite);
+CLRED_API clred_status clred_bkg_model_read(const char *path, clred_bkg_model *m);
+/* Whether path is a model product (its primary HDU is BKGMESH). */
+CLRED_API int clred_bkg_model_is_product(const char *path);
+
+/* Statistics of a map (a background): min, max, mean, median, population std
+ * of its finite pixels, the count of NaN (and infinite) pixels, and a
+ * histogram of nbins equal bins over [min, max] (the last bin closed). */
+typedef struct {
+    double min, max, mean, median, std;
+    size_t npix, nnan;
+    size_t nbins;
+    size_t *counts; /* nbins (malloc'd; clred_map_stats_free) */
+} clred_map_stats;
+CLRED_API clred_status clred_map_stats_compute(clred_ctx *ctx, const float *map, size_t width, size_t height,
+                                               size_t nbins, clred_map_stats *out);
+CLRED_API void clred_map_stats_free(clred_map_stats *s);
+
+/* Per-pixel mean and population standard deviation (ddof 0, NumPy's
+ * default) of n same-shaped maps, on the device (Welford's update, one map
+ * at a time, so n is unbounded). A pixel NaN in any map is NaN. mean and std
+ * are caller arrays of width * height (either may be NULL). */
+CLRED_API clred_status clred_pixel_mean_std(clred_ctx *ctx, const float *const *maps, size_t n, size_t width,
+                                            size_t height, float *mean, float *std);
+
 /* L.A.Cosmic (van Dokkum 2001) with astroscrappy's parameters and steps. */
 typedef struct {
     double sigclip;      /* Laplacian-to-noise limit (default 4.5) */
