@@ -621,6 +621,9 @@ CLRED_API clred_status clred_bkg_model_write(const char *path, const clred_bkg_m
 CLRED_API clred_status clred_bkg_model_read(const char *path, clred_bkg_model *m);
 /* Whether path is a model product (its primary HDU is BKGMESH). */
 CLRED_API int clred_bkg_model_is_product(const char *path);
+/* A background map from a file: a model product evaluated on its grid, or
+ * any image (its SCI). out is a new host image. */
+CLRED_API clred_status clred_background_read(clred_ctx *ctx, const char *path, clred_image *out);
 
 /* Statistics of a map (a background): min, max, mean, median, population std
  * of its finite pixels, the count of NaN (and infinite) pixels, and a
@@ -636,11 +639,26 @@ CLRED_API clred_status clred_map_stats_compute(clred_ctx *ctx, const float *map,
 CLRED_API void clred_map_stats_free(clred_map_stats *s);
 
 /* Per-pixel mean and population standard deviation (ddof 0, NumPy's
- * default) of n same-shaped maps, on the device (Welford's update, one map
- * at a time, so n is unbounded). A pixel NaN in any map is NaN. mean and std
- * are caller arrays of width * height (either may be NULL). */
-CLRED_API clred_status clred_pixel_mean_std(clred_ctx *ctx, const float *const *maps, size_t n, size_t width,
-                                            size_t height, float *mean, float *std);
+ * default) of n same-shaped maps (a map of another shape is an error), on the device (Welford's update, one map
+ * at a time, so n is unbounded; their SCI planes). A pixel NaN in any map is
+ * NaN. mean and std are caller arrays of width * height (either may be NULL). */
+CLRED_API clred_status clred_pixel_mean_std(clred_ctx *ctx, const clred_image *maps, size_t n, float *mean,
+                                            float *std);
+
+/* Quick-look PNGs (libpng), 8-bit grey, row 0 at the bottom as FITS viewers
+ * show it. ZSCALE: linear between IRAF's zscale limits (clred_zscale);
+ * ASINH: asinh(10 t) / asinh(10) of t linear between the 0.25 and 99.75
+ * percentiles. NaN pixels are black. Atomic. */
+typedef enum { CLRED_STRETCH_ZSCALE = 0, CLRED_STRETCH_ASINH } clred_stretch;
+CLRED_API clred_status clred_png_write(const char *path, const float *pixels, size_t width, size_t height,
+                                       clred_stretch stretch, int overwrite);
+/* IRAF's zscale display limits, as astropy's ZScaleInterval (1000 samples
+ * spread evenly over the finite pixels, contrast 0.25, 2.5-sigma rejection
+ * grown by 1 % of the samples, at most 5 iterations, at most half rejected). */
+CLRED_API clred_status clred_zscale(const float *pixels, size_t n, double *z1, double *z2);
+/* The histogram of s as a bar chart PNG (width x height pixels, 0 = 512 x 256). */
+CLRED_API clred_status clred_histogram_png(const char *path, const clred_map_stats *s, size_t width, size_t height,
+                                           int overwrite);
 
 /* L.A.Cosmic (van Dokkum 2001) with astroscrappy's parameters and steps. */
 typedef struct {

@@ -178,15 +178,17 @@ static void test_pixel_mean_std(clred_ctx *ctx)
 {
     const size_t w = 40, h = 33, n = w * h, nmaps = 20;
     harness_rng rng = {8};
+    clred_image *imgs = calloc(nmaps, sizeof *imgs);
     float **maps = malloc(nmaps * sizeof *maps);
     for (size_t k = 0; k < nmaps; k++) {
-        maps[k] = malloc(n * sizeof **maps);
+        CHECK_OK(clred_image_alloc(&imgs[k], w, h, 0, 0));
+        maps[k] = imgs[k].sci;
         for (size_t i = 0; i < n; i++)
             maps[k][i] = (float)(5000 + 0.01 * (double)i + (0.5 + 0.001 * (double)i) * harness_normal(&rng));
     }
     maps[7][11] = NAN;
     float *mean = malloc(n * sizeof *mean), *std = malloc(n * sizeof *std);
-    CHECK_OK(clred_pixel_mean_std(ctx, (const float *const *)maps, nmaps, w, h, mean, std));
+    CHECK_OK(clred_pixel_mean_std(ctx, imgs, nmaps, mean, std));
     size_t bad_m = 0, bad_s = 0;
     double worst = 0;
     for (size_t i = 0; i < n; i++) {
@@ -211,10 +213,13 @@ static void test_pixel_mean_std(clred_ctx *ctx)
     fprintf(stderr, "pixel std: worst error %.2f eps of the std\n", worst);
     CHECK_MSG(bad_m == 0, "%zu per-pixel means off", bad_m);
     CHECK_MSG(bad_s == 0, "%zu per-pixel stds off", bad_s);
-    CHECK(clred_pixel_mean_std(ctx, (const float *const *)maps, 0, w, h, mean, std) == CLRED_ERR_USAGE);
+    CHECK(clred_pixel_mean_std(ctx, imgs, 0, mean, std) == CLRED_ERR_USAGE);
+    imgs[3].width--; /* a map of another shape */
+    CHECK(clred_pixel_mean_std(ctx, imgs, nmaps, mean, std) == CLRED_ERR_INPUT);
+    imgs[3].width++;
     for (size_t k = 0; k < nmaps; k++)
-        free(maps[k]);
-    free(maps), free(mean), free(std);
+        clred_image_free(&imgs[k]);
+    free(imgs), free(maps), free(mean), free(std);
 }
 
 int main(void)

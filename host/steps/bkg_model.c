@@ -125,6 +125,24 @@ clred_status clred_bkg_model_restore(clred_ctx *ctx, const clred_bkg_model *m, c
     return apply(ctx, m, img, "add");
 }
 
+clred_status clred_background_read(clred_ctx *ctx, const char *path, clred_image *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!clred_bkg_model_is_product(path))
+        return clred_image_read(path, 0, out);
+    clred_bkg_model m;
+    CLRED_TRY(clred_bkg_model_read(path, &m));
+    clred_status s = clred_image_alloc(out, m.width, m.height, 0, 0);
+    if (s == CLRED_OK && !(out->header = clred_header_new()))
+        s = clred_fail(CLRED_ERR_MEMORY, "out of memory reading %s", path);
+    if (s == CLRED_OK)
+        s = clred_bkg_model_eval(ctx, &m, 0, m.height, out->sci, NULL);
+    clred_bkg_model_free(&m);
+    if (s != CLRED_OK)
+        clred_image_free(out);
+    return s;
+}
+
 /* ------------------------------------------------------------ the product */
 
 static clred_status fits_fail(int status, const char *path, const char *doing)
@@ -331,11 +349,15 @@ clred_status clred_map_stats_compute(clred_ctx *ctx, const float *map, size_t wi
 
 /* ------------------------------------------------- many maps, per pixel */
 
-clred_status clred_pixel_mean_std(clred_ctx *ctx, const float *const *maps, size_t n, size_t width, size_t height,
-                                  float *mean, float *std)
+clred_status clred_pixel_mean_std(clred_ctx *ctx, const clred_image *maps, size_t n, float *mean, float *std)
 {
-    if (!ctx || !maps || n == 0 || width == 0 || height == 0)
+    if (!ctx || !maps || n == 0 || !maps[0].sci || maps[0].width == 0 || maps[0].height == 0)
         return clred_fail(CLRED_ERR_USAGE, "per-pixel mean and std: need a context and at least one map");
+    size_t width = maps[0].width, height = maps[0].height;
+    for (size_t j = 1; j < n; j++)
+        if (!maps[j].sci || maps[j].width != width || maps[j].height != height)
+            return clred_fail(CLRED_ERR_INPUT, "per-pixel mean and std: map %zu is %zu x %zu, map 0 %zu x %zu", j,
+                              maps[j].width, maps[j].height, width, height);
     if (width * height > 0xffffffffu || n > INT_MAX)
         return clred_fail(CLRED_ERR_USAGE, "per-pixel mean and std: %zu maps of %zu x %zu are too many", n, width,
                           height);
@@ -348,11 +370,7 @@ clred_status clred_pixel_mean_std(clred_ctx *ctx, const float *const *maps, size
     cl_uint count = (cl_uint)npix;
     size_t global = npix;
     for (size_t j = 0; j < n && st == CLRED_OK; j++) {
-        if (!maps[j]) {
-            st = clred_fail(CLRED_ERR_USAGE, "per-pixel mean and std: map %zu is missing", j);
-            break;
-        }
-        clred_image view = {width, height, (float *)maps[j], NULL, NULL, NULL};
+        clred_image view = {width, height, maps[j].sci, NULL, NULL, NULL};
         clred_dimage *d = NULL;
         int kk = (int)j + 1;
         st = clred_dimage_borrow(ctx, &view, &d);
