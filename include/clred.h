@@ -645,6 +645,49 @@ CLRED_API void clred_map_stats_free(clred_map_stats *s);
 CLRED_API clred_status clred_pixel_mean_std(clred_ctx *ctx, const clred_image *maps, size_t n, float *mean,
                                             float *std);
 
+/* The coadd's final background (as Rubin's pipelines subtract from a stack
+ * of background-subtracted frames): a mesh model on a larger box, with
+ * sources masked in a second pass; its values may be negative (they undo an
+ * over-subtraction). Defaults: clred_bkg_defaults() with 256-pixel boxes and
+ * mask_sources. */
+CLRED_API clred_bkg_opts clred_coadd_bkg_defaults(void);
+/* Estimates the model of coadd (sci, mask when present), subtracts it from
+ * coadd's SCI in place and returns it (model; info may be NULL), so that
+ * coadd before - coadd after = the model's map. opts NULL = the coadd
+ * defaults. */
+CLRED_API clred_status clred_coadd_background(clred_ctx *ctx, clred_image *coadd, const clred_bkg_opts *opts,
+                                              clred_bkg_model *model, clred_bkg_info *info);
+
+/* Background matching before coaddition: each frame's background
+ * difference to a reference frame (ref - frame, on pixels usable in both) is
+ * measured on a coarse mesh (clred_background's clipped box modes of the
+ * difference, unfiltered), fitted by a 2-D polynomial of total degree order
+ * in x and y scaled to [-1, 1] (least squares over the box centres), and
+ * added to the frame, so that every frame's background equals the
+ * reference's. With order -1 the mesh itself (spline-interpolated) is added
+ * instead of a polynomial. */
+typedef struct {
+    int order;          /* polynomial degree 0..3, or -1 = the coarse mesh itself (default 1: a plane) */
+    int box;            /* box of the difference mesh in pixels (default 64) */
+    long ref_index;     /* reference frame; -1 = the frame whose global background is the median (default) */
+    uint16_t ignore_bits; /* mask bits that exclude a pixel (default CLRED_MASK_UNUSABLE) */
+} clred_bkgmatch_opts;
+
+typedef struct {
+    long ref_index;   /* the reference used */
+    size_t nterms;    /* polynomial terms per frame (0 for the mesh) */
+    double *coeffs;   /* n * nterms: terms 1, u, v, u^2, u v, v^2, u^3, u^2 v, u v^2, v^3 (u = 2 x / (w - 1) - 1) */
+    double *offset;   /* n: the correction at the frame's centre */
+    double *fit_rms;  /* n: rms of the box differences about the fit */
+} clred_bkgmatch_result;
+
+CLRED_API clred_bkgmatch_opts clred_bkgmatch_defaults(void);
+CLRED_API void clred_bkgmatch_result_free(clred_bkgmatch_result *r);
+/* Matches frames[0..n) (one shape; sci, and mask when present) in place;
+ * result may be NULL. On failure some frames may already be matched. */
+CLRED_API clred_status clred_match_backgrounds(clred_ctx *ctx, clred_image *frames, size_t n,
+                                               const clred_bkgmatch_opts *opts, clred_bkgmatch_result *result);
+
 /* Quick-look PNGs (libpng), 8-bit grey, row 0 at the bottom as FITS viewers
  * show it. ZSCALE: linear between IRAF's zscale limits (clred_zscale);
  * ASINH: asinh(10 t) / asinh(10) of t linear between the 0.25 and 99.75

@@ -333,3 +333,35 @@ kernel void bkg_welford_finish(global const float *shift, global float *mean, gl
     const float q = m2[i];
     m2[i] = isnan(q) ? q : sqrt(fmax(q, 0.0f) / (float)k); /* fmax would drop a NaN */
 }
+
+/* out = ref - img where both are usable, else NaN: the background
+ * difference a frame is matched by. */
+kernel void bkg_match_diff(global const float *ref, global const ushort *ref_mask, const int ref_has_mask,
+                           global const float *img, global const ushort *mask, const int has_mask,
+                           const ushort ignore, global float *out, const uint n)
+{
+    const size_t i = get_global_id(0);
+    if (i >= n)
+        return;
+    const float a = ref[i], b = img[i];
+    const bool ok = clred_usable(a, ref_has_mask ? ref_mask[i] : (ushort)0, ignore) &&
+                    clred_usable(b, has_mask ? mask[i] : (ushort)0, ignore);
+    out[i] = ok ? a - b : NAN;
+}
+
+/* img += the polynomial sum_k c[k] t_k(u, v), u = 2 x / (w - 1) - 1 and
+ * v likewise (0 for a single column or row), with the terms 1, u, v, u^2,
+ * u v, v^2, u^3, u^2 v, u v^2, v^3 (nterms of them). */
+kernel void bkg_add_poly(global float *img, const int w, const int h, constant float *c, const int nterms)
+{
+    const int x = get_global_id(0), y = get_global_id(1);
+    if (x >= w || y >= h)
+        return;
+    const float u = w > 1 ? 2.0f * (float)x / (float)(w - 1) - 1.0f : 0.0f;
+    const float v = h > 1 ? 2.0f * (float)y / (float)(h - 1) - 1.0f : 0.0f;
+    const float t[10] = {1.0f, u, v, u * u, u * v, v * v, u * u * u, u * u * v, u * v * v, v * v * v};
+    float p = 0.0f;
+    for (int k = 0; k < nterms; k++)
+        p += c[k] * t[k];
+    img[(size_t)y * w + x] += p;
+}
