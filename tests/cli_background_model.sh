@@ -65,6 +65,24 @@ expect_rc 1 "pixel stats of maps of two shapes" "$BIN" background --pixel-stats 
     --std bad_std.fits
 check "no output after the failure" test ! -e bad_std.fits
 
+# combine: background matching and the stack's final background
+expect_rc 0 "combine with --match-background and --final-background" "$BIN" combine --match-background \
+    --match-box 32 --final-background fb.fits --final-box 64 sim/sci_00[123].fits -o stack_sub.fits --json
+cp out.txt comb.json
+check "JSON names the reference and 3 offsets" grep -q '"background_match": {"ref": [0-2], "offsets": \[[^],]*, [^],]*, [^],]*\]' comb.json
+check "JSON has the final background" grep -q '"final_background": {"global": ' comb.json
+check "final background product written" test -s fb.fits
+expect_rc 0 "combine with matching only" "$BIN" combine --match-background --match-box 32 sim/sci_00[123].fits \
+    -o stack.fits
+expect_rc 0 "restore the final background" "$BIN" background stack_sub.fits --restore fb.fits -o stack_again.fits
+"$BIN" stats --json --iters 0 stack.fits >s1.json
+"$BIN" stats --json --iters 0 stack_again.fits >s2.json
+check "stack after + final background = stack before" near "$(json_num s2.json mean)" "$(json_num s1.json mean)" 1e-3
+expect_rc 2 "--match-order without --match-background" "$BIN" combine --match-order 2 sim/sci_001.fits -o x.fits
+expect_rc 2 "--match-background with --align" "$BIN" combine --match-background --align sim/sci_00[12].fits -o x.fits
+expect_rc 2 "--final-box without --final-background" "$BIN" combine --final-box 64 sim/sci_001.fits -o x.fits
+check "no stack after the usage errors" test ! -e x.fits
+
 # quicklook
 expect_rc 0 "quicklook zscale" "$BIN" quicklook sim/sci_001.fits -o z.png
 check "zscale PNG" is_png z.png
