@@ -703,6 +703,99 @@ CLRED_API clred_status clred_zscale(const float *pixels, size_t n, double *z1, d
 CLRED_API clred_status clred_histogram_png(const char *path, const clred_map_stats *s, size_t width, size_t height,
                                            int overwrite);
 
+/* ---- proxy-pixel background (CUTE)
+ *
+ * For a small spectrograph whose frames carry the spectrum on a band of
+ * rows and dark signal and scattered light everywhere (the CUTE CubeSat):
+ * every usable "spectral" pixel is matched to the usable non-spectral pixel
+ * that behaves the same across the dark frames (its proxy), and each science
+ * frame's background at a spectral pixel is the proxy's value in that frame.
+ *
+ * A pixel is unusable (never matched, never a proxy) when it is missing in
+ * any dark (NaN, infinite, or equal to fill_value) or hot in every dark
+ * (above that dark's median + hot_sigma * 1.4826 MAD of its finite pixels).
+ * For a spectral pixel s and a candidate c the residual series is
+ * r_t = dark_t[s] - dark_t[c] (float32), t over the ndarks frames; from it,
+ * in double: the median (of an even count, the mean of the two middle
+ * values), msr = sum r^2 / n and std = sqrt(max(msr - (sum r / n)^2, 0)).
+ * MEDIAN: the candidate with the smallest |median|; among exact ties the
+ * smallest std; then the lowest pixel index (row-major). Dark frames in
+ * ADU are integers, so ties in |median| are common and exact. LSQ: the
+ * smallest msr, then the lowest index. The search is exhaustive over the
+ * candidates, or over those within window columns of the spectral pixel. */
+typedef enum { CLRED_PROXY_MEDIAN = 0, CLRED_PROXY_LSQ } clred_proxy_method;
+
+typedef struct {
+    clred_proxy_method method; /* default MEDIAN */
+    int window;                /* > 0: candidates within this many columns only (default 0 = all) */
+    double fill_value;         /* a value meaning "not downlinked", besides NaN (default NaN = none) */
+    double hot_sigma;          /* default 10 */
+} clred_proxy_opts;
+
+/* Per pixel (width * height, row-major); scores are NaN where no proxy. */
+typedef struct {
+    size_t width, height, ndarks;
+    size_t nspectral, nmatched, ncandidates; /* spectral pixels, those matched, usable non-spectral ones */
+    int64_t *proxy;   /* the proxy's pixel index for matched spectral pixels, else -1 */
+    double *median, *std, *msr; /* the chosen proxy's scores */
+    uint8_t *unusable; /* 1 hot in every dark, 2 missing in a dark, else 0 */
+} clred_proxy_match;
+
+CLRED_API clred_proxy_opts clred_proxy_defaults(void);
+CLRED_API void clred_proxy_match_free(clred_proxy_match *m);
+/* Matches on the device (kernels/proxy.cl, double precision: a device
+ * without fp64 is refused). darks: ndarks >= 2 frames of one shape, at most
+ * 128; spectral: width * height flags (non-zero = spectral). */
+CLRED_API clred_status clred_proxy_match_pixels(clred_ctx *ctx, const clred_image *darks, size_t ndarks,
+                                                const uint8_t *spectral, const clred_proxy_opts *opts,
+                                                clred_proxy_match *out);
+/* A science frame's background (the proxy's value at matched spectral
+ * pixels, NaN at unmatched spectral pixels, the pixel itself elsewhere) and
+ * its final frame (science - background: the spectrum, zero off it). bkg
+ * and final receive new host images (either may be NULL). */
+CLRED_API clred_status clred_proxy_background(clred_ctx *ctx, const clred_proxy_match *m, const clred_image *sci,
+                                              const uint8_t *spectral, clred_image *bkg, clred_image *final);
+/* Writes the match map as CSV: x,y,proxy_x,proxy_y,median,std,msr per
+ * spectral pixel (empty proxy fields where unmatched). Atomic. */
+CLRED_API clred_status clred_proxy_match_write_csv(const char *path, const clred_proxy_match *m,
+                                                   const uint8_t *spectral, int overwrite);
+
+/* A CUTE-like simulated set: dark and science frames of width (dispersion,
+ * x) by height (cross-dispersion, y) pixels in integer ADU. Dark signal and
+ * scattered light are shared by groups of pixels (each group's level is
+ * a + b * T_t for the frame's temperature T_t), so pixels of one group are
+ * each other's proxies; the trace, centred on row centre, is one Gaussian of
+ * width sigma at x = 0 that splits linearly into two of equal peak,
+ * split_max apart at the last column; hot pixels (hot in every frame),
+ * missing pixels (NaN in one frame), cosmic rays in the science frames,
+ * Gaussian read noise. */
+typedef struct {
+    size_t width, height;   /* default 2048 x 100 */
+    size_t ndarks, nscience; /* default 30, 5 */
+    size_t ngroups;         /* dark-signal groups (default 400) */
+    double read_noise;      /* ADU (default 2) */
+    double centre, sigma, split_max; /* trace (default height / 2, 3, 12) */
+    double peak;            /* spectrum peak per pixel at the trace centre, ADU (default 400) */
+    size_t spectral_half;   /* rows within this of centre are spectral (default 15) */
+    double hot_fraction, missing_fraction; /* default 0.002, 0.001 */
+    double cosmic_fraction; /* science pixels hit (default 0.0005) */
+    uint64_t seed;          /* default 1 */
+} clred_cute_sim_opts;
+
+typedef struct {
+    clred_cute_sim_opts opts;
+    clred_image *darks, *science;  /* ndarks and nscience frames */
+    uint8_t *spectral;             /* width * height flags */
+    int32_t *group;                /* width * height: each pixel's group */
+    uint8_t *hot;                  /* width * height: hot in every frame */
+    float **truth_background;      /* nscience planes: each frame's noiseless background */
+    float *truth_spectrum;         /* width * height: the noiseless spectrum (same in every frame) */
+} clred_cute_sim;
+
+CLRED_API clred_cute_sim_opts clred_cute_sim_defaults(void);
+CLRED_API clred_status clred_cute_simulate(const clred_cute_sim_opts *opts, clred_cute_sim *out);
+CLRED_API void clred_cute_sim_free(clred_cute_sim *s);
+
 /* L.A.Cosmic (van Dokkum 2001) with astroscrappy's parameters and steps. */
 typedef struct {
     double sigclip;      /* Laplacian-to-noise limit (default 4.5) */
