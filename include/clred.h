@@ -760,6 +760,61 @@ CLRED_API clred_status clred_proxy_background(clred_ctx *ctx, const clred_proxy_
 CLRED_API clred_status clred_proxy_match_write_csv(const char *path, const clred_proxy_match *m,
                                                    const uint8_t *spectral, int overwrite);
 
+/* Cross-dispersion profile fits of a spectral frame (rows = y): the
+ * profile of each bin of columns (the mean of the bin's finite values per
+ * row) fitted by Levenberg-Marquardt (double, host: a few hundred points
+ * per bin) with a single Gaussian a G(y; mu, sigma) + c and a double one
+ * a1 G(y; mu1, sigma) + a2 G(y; mu2, sigma) + c (one width), where
+ * G(y; mu, s) = exp(-(y - mu)^2 / (2 s^2)). With tie_ratio (a bin's ratio
+ * a2 / a1 from another fit, e.g. the median frame's) a2 = ratio * a1. */
+typedef struct {
+    size_t x0, x1;                                   /* the bin's columns [x0, x1) */
+    double amp, mu, sigma, offset, chi2;             /* single Gaussian; chi2 = sum of squared residuals */
+    double amp1, mu1, amp2, mu2, sigma2, offset2, chi2_double; /* double Gaussian */
+    int ok_single, ok_double;                        /* the fit converged */
+} clred_trace_bin;
+
+typedef struct {
+    size_t nbins;
+    clred_trace_bin *bins;
+} clred_trace_fit;
+
+/* bin columns per bin (default 25 when 0); tie_ratio NULL or nbins ratios. */
+CLRED_API clred_status clred_trace_fit_frame(const clred_image *img, size_t bin, const double *tie_ratio,
+                                             clred_trace_fit *out);
+CLRED_API void clred_trace_fit_free(clred_trace_fit *f);
+/* Writes nfits fits as CSV, one row per frame and bin: "frame,bin,x0,x1,amp,mu,sigma,offset,chi2,ok,amp1,mu1,
+ * amp2,mu2,sigma2,offset2,chi2_double,ok_double" (names[i] names fit i). Atomic. */
+CLRED_API clred_status clred_trace_fit_write_csv(const char *path, const char *const *names,
+                                                 const clred_trace_fit *fits, size_t nfits, int overwrite);
+
+/* The proxy-pixel reduction of a set (clred proxy): the match, then per
+ * science frame its background and final frame, the median of the science
+ * frames and of the final frames, the profile fits of the median final frame
+ * and of each final frame (the peak ratio tied to the median's), and
+ * quick-look PNGs. Written into outdir (which must exist): match.csv,
+ * match.fits (SCI = proxy x, PROXYY, MEDIAN, STD, MSR; -1 / NaN where
+ * none), background_NNN.fits, final_NNN.fits (NNN from 001),
+ * median_science.fits, median_final.fits, fits.csv, median_final.png,
+ * final_NNN.png (asinh). */
+typedef struct {
+    clred_proxy_opts match;
+    size_t bin;     /* columns per fit bin (default 25) */
+    int png;        /* write the quick-look PNGs (default 1) */
+    int overwrite;
+} clred_proxy_run_opts;
+
+typedef struct {
+    size_t nspectral, nmatched, ncandidates, nhot, nmissing;
+    double match_s, total_s; /* wall seconds of the search and of the whole run */
+} clred_proxy_report;
+
+CLRED_API clred_proxy_run_opts clred_proxy_run_defaults(void);
+CLRED_API clred_status clred_proxy_run(clred_ctx *ctx, const clred_image *darks, size_t ndarks,
+                                       const clred_image *science, size_t nscience, const uint8_t *spectral,
+                                       const char *outdir, const clred_proxy_run_opts *opts,
+                                       clred_proxy_report *report);
+
 /* A CUTE-like simulated set: dark and science frames of width (dispersion,
  * x) by height (cross-dispersion, y) pixels in integer ADU. Dark signal and
  * scattered light are shared by groups of pixels (each group's level is
@@ -795,6 +850,11 @@ typedef struct {
 CLRED_API clred_cute_sim_opts clred_cute_sim_defaults(void);
 CLRED_API clred_status clred_cute_simulate(const clred_cute_sim_opts *opts, clred_cute_sim *out);
 CLRED_API void clred_cute_sim_free(clred_cute_sim *s);
+/* Writes the set into the directory dir (which must exist): darks.fits and
+ * science.fits (cubes), spectral.fits (0/1), truth_spectrum.fits,
+ * truth_background.fits (cube, per science frame), truth_group.fits,
+ * truth_hot.fits and truth.json (the options and the profile's formula). */
+CLRED_API clred_status clred_cute_sim_write(const clred_cute_sim *s, const char *dir, int overwrite);
 
 /* L.A.Cosmic (van Dokkum 2001) with astroscrappy's parameters and steps. */
 typedef struct {

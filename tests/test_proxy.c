@@ -171,6 +171,70 @@ static void check_method(clred_ctx *ctx, const clred_cute_sim *s, clred_proxy_me
     clred_proxy_match_free(&m);
 }
 
+/* The profile fits recover the injected trace: a 200 x 40 set (trace sigma
+ * 1.2, split growing to 4.8 px), matched by least squares, the per-pixel
+ * median of its final frames fitted per 25 columns. Single Gaussian: the
+ * centre within 0.1 px everywhere (the profile is symmetric). Double: where
+ * the split is at least 2 sigma (resolved), both centres within 0.25 px and
+ * the width within 10 % (the median of 3 noisy frames, ~25 columns of photon
+ * noise); the ratio-tied fits of the final frames keep a2 / a1 fixed. */
+static void test_trace_fits(clred_ctx *ctx)
+{
+    clred_cute_sim_opts so = clred_cute_sim_defaults();
+    so.width = 200, so.height = 40, so.ndarks = 8, so.nscience = 3, so.ngroups = 80;
+    so.sigma = 1.2, so.split_max = 4.8, so.spectral_half = 6, so.centre = 20, so.seed = 11;
+    clred_cute_sim s;
+    CHECK_OK(clred_cute_simulate(&so, &s));
+    clred_proxy_opts po = clred_proxy_defaults();
+    po.method = CLRED_PROXY_LSQ;
+    clred_proxy_match m;
+    CHECK_OK(clred_proxy_match_pixels(ctx, s.darks, so.ndarks, s.spectral, &po, &m));
+    size_t np = so.width * so.height;
+    clred_image fin[3], med;
+    CHECK_OK(clred_image_alloc(&med, so.width, so.height, 0, 0));
+    for (size_t k = 0; k < 3; k++)
+        CHECK_OK(clred_proxy_background(ctx, &m, &s.science[k], s.spectral, NULL, &fin[k]));
+    for (size_t i = 0; i < np && fin[0].sci && fin[1].sci && fin[2].sci; i++) {
+        float v[3] = {fin[0].sci[i], fin[1].sci[i], fin[2].sci[i]};
+        qsort(v, 3, sizeof *v, cmp_float);
+        med.sci[i] = isnan(v[0]) || isnan(v[1]) || isnan(v[2]) ? NAN : v[1];
+    }
+    clred_trace_fit f, tied;
+    CHECK_OK(clred_trace_fit_frame(&med, 25, NULL, &f));
+    CHECK(f.nbins == 8);
+    double ratio[8];
+    size_t resolved = 0;
+    for (size_t b = 0; b < f.nbins; b++) {
+        const clred_trace_bin *t = &f.bins[b];
+        double xm = 0.5 * (double)(t->x0 + t->x1 - 1), split = so.split_max * xm / (double)(so.width - 1);
+        CHECK_MSG(t->ok_single && fabs(t->mu - so.centre) < 0.1, "bin %zu: single centre %.3f", b, t->mu);
+        ratio[b] = t->amp2 / t->amp1;
+        if (split < 2 * so.sigma)
+            continue;
+        resolved++;
+        CHECK_MSG(t->ok_double && fabs(t->mu1 - (so.centre - split / 2)) < 0.25 &&
+                      fabs(t->mu2 - (so.centre + split / 2)) < 0.25 && fabs(t->sigma2 / so.sigma - 1) < 0.1,
+                  "bin %zu: double %.3f %.3f width %.3f, truth %.3f %.3f width %.3f", b, t->mu1, t->mu2, t->sigma2,
+                  so.centre - split / 2, so.centre + split / 2, so.sigma);
+    }
+    CHECK(resolved >= 3);
+    CHECK_OK(clred_trace_fit_frame(&fin[0], 25, ratio, &tied));
+    for (size_t b = 0; b < tied.nbins && b < 8; b++)
+        if (tied.bins[b].ok_double) {
+            double r = tied.bins[b].mu1 <= tied.bins[b].mu2 ? tied.bins[b].amp2 / tied.bins[b].amp1
+                                                             : tied.bins[b].amp1 / tied.bins[b].amp2;
+            CHECK_MSG(fabs(r - ratio[b]) < 1e-9 * fabs(ratio[b]) || fabs(1 / r - ratio[b]) < 1e-9 * fabs(ratio[b]),
+                      "bin %zu: tied ratio %.6f, median frame's %.6f", b, r, ratio[b]);
+        }
+    clred_trace_fit_free(&f);
+    clred_trace_fit_free(&tied);
+    for (size_t k = 0; k < 3; k++)
+        clred_image_free(&fin[k]);
+    clred_image_free(&med);
+    clred_proxy_match_free(&m);
+    clred_cute_sim_free(&s);
+}
+
 int main(void)
 {
     clred_ctx *ctx = harness_ctx();
@@ -192,6 +256,7 @@ int main(void)
     CHECK(clred_proxy_match_pixels(ctx, s.darks, so.ndarks, s.spectral, NULL, &m) == CLRED_ERR_INPUT);
     s.darks[1].width++;
     clred_cute_sim_free(&s);
+    test_trace_fits(ctx);
     clred_ctx_destroy(ctx);
     return harness_finish();
 }

@@ -69,6 +69,7 @@ int cmd_combine(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
 int cmd_background(int argc, char **argv);
 int cmd_quicklook(int argc, char **argv);
+int cmd_proxy(int argc, char **argv);
 int cmd_cosmic(int argc, char **argv);
 int cmd_badpix(int argc, char **argv);
 int cmd_register(int argc, char **argv);

@@ -13,6 +13,7 @@ static const cli_command commands[] = {
     {"calibrate", "overscan, bias, dark, flat, gain; variance and mask", cmd_calibrate},
     {"combine", "stack frames: mean/median/sum/min/max with rejection", cmd_combine},
     {"background", "mesh background: maps, model products, statistics; --constant, --restore, --pixel-stats", cmd_background},
+    {"proxy", "proxy-pixel background of CUTE-like spectral frames; --simulate writes a test set", cmd_proxy},
     {"quicklook", "quick-look PNG of an image (zscale or asinh stretch)", cmd_quicklook},
     {"cosmic", "L.A.Cosmic cosmic-ray detection and repair", cmd_cosmic},
     {"badpix", "hot, cold, saturated and bleed-trail pixel map from master darks / flats", cmd_badpix},

@@ -3,7 +3,10 @@
  * of pixels, a trace that splits from one Gaussian into two along the
  * dispersion axis, hot and missing pixels, cosmic rays, read noise; with
  * the truth. Deterministic from the seed (the night simulator's streams). */
+#include <fitsio.h>
+#include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,4 +161,90 @@ clred_status clred_cute_simulate(const clred_cute_sim_opts *opts, clred_cute_sim
     if (st != CLRED_OK)
         clred_cute_sim_free(out);
     return st;
+}
+
+/* ------------------------------------------------------------ writing */
+
+/* planes (n of them, each w x h, of cfitsio type datatype) as one FITS
+ * image (a cube when n > 1), atomically. */
+static clred_status write_planes(const char *path, const void *const *planes, size_t n, size_t w, size_t h,
+                                 int bitpix, int datatype, size_t elem, int overwrite)
+{
+    CLRED_TRY(clred_output_check(path, NULL, 0, overwrite));
+    char tmp[PATH_MAX];
+    CLRED_TRY(clred_atomic_temp_name(path, tmp, sizeof tmp));
+    fitsfile *f;
+    int status = 0;
+    long naxes[3] = {(long)w, (long)h, (long)n};
+    if (fits_create_file(&f, tmp, &status)) {
+        fits_clear_errmsg();
+        return clred_fail(CLRED_ERR_IO, "%s: cannot create", path);
+    }
+    fits_create_img(f, bitpix, n > 1 ? 3 : 2, naxes, &status);
+    fits_update_key(f, TSTRING, "ORIGIN", "clred CUTE-like simulation", NULL, &status);
+    for (size_t k = 0; k < n && !status; k++) {
+        long fpixel[3] = {1, 1, (long)k + 1};
+        fits_write_pix(f, datatype, fpixel, (LONGLONG)(w * h), (void *)((const char *)planes[k]), &status);
+    }
+    (void)elem;
+    int cs = 0;
+    fits_close_file(f, &cs);
+    if (status || cs) {
+        fits_clear_errmsg();
+        remove(tmp);
+        return clred_fail(CLRED_ERR_IO, "%s: writing failed (cfitsio status %d)", path, status ? status : cs);
+    }
+    return clred_atomic_commit(tmp, path);
+}
+
+clred_status clred_cute_sim_write(const clred_cute_sim *s, const char *dir, int overwrite)
+{
+    const clred_cute_sim_opts *o = &s->opts;
+    size_t w = o->width, h = o->height, nmax = o->ndarks > o->nscience ? o->ndarks : o->nscience;
+    const void **planes = malloc((nmax + 1) * sizeof *planes);
+    if (!planes)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory");
+    char path[PATH_MAX];
+    clred_status st = CLRED_OK;
+#define OUT(name) (snprintf(path, sizeof path, "%s/%s", dir, name), path)
+    for (size_t k = 0; k < o->ndarks; k++)
+        planes[k] = s->darks[k].sci;
+    st = write_planes(OUT("darks.fits"), planes, o->ndarks, w, h, FLOAT_IMG, TFLOAT, 4, overwrite);
+    for (size_t k = 0; k < o->nscience; k++)
+        planes[k] = s->science[k].sci;
+    if (st == CLRED_OK)
+        st = write_planes(OUT("science.fits"), planes, o->nscience, w, h, FLOAT_IMG, TFLOAT, 4, overwrite);
+    planes[0] = s->spectral;
+    if (st == CLRED_OK)
+        st = write_planes(OUT("spectral.fits"), planes, 1, w, h, BYTE_IMG, TBYTE, 1, overwrite);
+    planes[0] = s->truth_spectrum;
+    if (st == CLRED_OK)
+        st = write_planes(OUT("truth_spectrum.fits"), planes, 1, w, h, FLOAT_IMG, TFLOAT, 4, overwrite);
+    for (size_t k = 0; k < o->nscience; k++)
+        planes[k] = s->truth_background[k];
+    if (st == CLRED_OK)
+        st = write_planes(OUT("truth_background.fits"), planes, o->nscience, w, h, FLOAT_IMG, TFLOAT, 4, overwrite);
+    planes[0] = s->group;
+    if (st == CLRED_OK)
+        st = write_planes(OUT("truth_group.fits"), planes, 1, w, h, LONG_IMG, TINT, 4, overwrite);
+    planes[0] = s->hot;
+    if (st == CLRED_OK)
+        st = write_planes(OUT("truth_hot.fits"), planes, 1, w, h, BYTE_IMG, TBYTE, 1, overwrite);
+    free(planes);
+    if (st != CLRED_OK)
+        return st;
+    char tmp[PATH_MAX];
+    FILE *f;
+    CLRED_TRY(clred_atomic_open(OUT("truth.json"), overwrite, tmp, sizeof tmp, &f));
+#undef OUT
+    fprintf(f,
+            "{\"width\": %zu, \"height\": %zu, \"ndarks\": %zu, \"nscience\": %zu, \"ngroups\": %zu, "
+            "\"read_noise\": %.9g, \"centre\": %.9g, \"sigma\": %.9g, \"split_max\": %.9g, \"peak\": %.9g, "
+            "\"spectral_half\": %zu, \"hot_fraction\": %.9g, \"missing_fraction\": %.9g, \"cosmic_fraction\": %.9g, "
+            "\"seed\": %llu,\n \"profile\": \"peak(x) * 0.5 * [G(y; centre - split(x)/2, sigma) + G(y; centre + "
+            "split(x)/2, sigma)], split(x) = split_max * x / (width - 1)\"}\n",
+            o->width, o->height, o->ndarks, o->nscience, o->ngroups, o->read_noise, o->centre, o->sigma, o->split_max,
+            o->peak, o->spectral_half, o->hot_fraction, o->missing_fraction, o->cosmic_fraction,
+            (unsigned long long)o->seed);
+    return clred_atomic_close(f, tmp, path);
 }
