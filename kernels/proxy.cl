@@ -24,8 +24,11 @@ inline bool better(const double k1, const double k2, const int idx, const double
  * constant once the loops are unrolled). */
 inline void sort_np(float *v)
 {
+#pragma unroll
     for (int k = 2; k <= NP; k <<= 1)
+#pragma unroll
         for (int j = k >> 1; j > 0; j >>= 1)
+#pragma unroll
             for (int i = 0; i < NP; i++) {
                 const int l = i ^ j;
                 if (l > i) {
@@ -70,14 +73,23 @@ kernel void proxy_match(global const float *spec, global const int *spec_x, cons
             if (window > 0 && abs(cand_x[base + c] - sx) > window)
                 continue;
             float r[NP];
-            double s1 = 0, s2 = 0;
+            /* Pruning, exact: when more than half of the residuals lie
+             * above b1 (or below -b1), both middle values do, so |median|
+             * > b1 and the candidate cannot win (ties are not pruned). Most
+             * candidates of the wrong group end here, after T subtractions. */
+            int above = 0, below = 0;
             for (int t = 0; t < NP; t++) {
                 const float d = t < T ? mine[t] - tile[c * T + t] : INFINITY;
                 r[t] = d;
-                if (t < T) {
-                    s1 += (double)d;
-                    s2 += (double)d * (double)d;
-                }
+                above += t < T && (double)d > b1;
+                below += t < T && (double)d < -b1;
+            }
+            if (method == 0 && (above > T / 2 || below > T / 2))
+                continue;
+            double s1 = 0, s2 = 0;
+            for (int t = 0; t < T; t++) {
+                s1 += (double)r[t];
+                s2 += (double)r[t] * (double)r[t];
             }
             const double msr = s2 / T, m = s1 / T, sd = sqrt(fmax(msr - m * m, 0.0));
             double k1, k2, med = NAN;
