@@ -176,9 +176,11 @@ int cmd_proxy(int argc, char **argv)
         clred_status s = clred_image_read(spectral, 0, &mask);
         if (s != CLRED_OK)
             rc = cli_fail("proxy", s);
-        else if (mask.width != darks[0].width || mask.height != darks[0].height)
-            rc = cli_usage_error("proxy", "%s is %zu x %zu, the darks %zu x %zu", spectral, mask.width, mask.height,
-                                 darks[0].width, darks[0].height);
+        else if (mask.width != darks[0].width || mask.height != darks[0].height) {
+            fprintf(stderr, "clred proxy: %s is %zu x %zu, the darks %zu x %zu\n", spectral, mask.width, mask.height,
+                    darks[0].width, darks[0].height);
+            rc = EXIT_BAD_INPUT;
+        }
     }
     if (rc == EXIT_OK && !(spec = malloc(mask.width * mask.height)))
         rc = EXIT_BAD_INPUT;
