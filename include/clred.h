@@ -703,6 +703,43 @@ CLRED_API clred_status clred_zscale(const float *pixels, size_t n, double *z1, d
 CLRED_API clred_status clred_histogram_png(const char *path, const clred_map_stats *s, size_t width, size_t height,
                                            int overwrite);
 
+/* L.A.Cosmic (van Dokkum 2001) with astroscrappy's parameters and steps. */
+typedef struct {
+    double sigclip;      /* Laplacian-to-noise limit (default 4.5) */
+    double sigfrac;      /* neighbours need sigfrac * sigclip (default 0.3) */
+    double objlim;       /* contrast limit against the fine-structure image (default 5) */
+    int max_iters;         /* iterations, stopping early when none is found (default 4) */
+    double gain;         /* e-/ADU (default 1) */
+    double readnoise;    /* e- (default 6.5) */
+    double satlevel;     /* saturation in ADU (astroscrappy: electrons = this * gain); <= 0: none (default 65536) */
+    int sepmed;          /* separable medians (astroscrappy's default) instead of true ones (default 0) */
+    const float *bkg;    /* sky model in ADU (astroscrappy's inbkg): removed while detecting, kept in the output; or NULL */
+    const float *var;    /* variance in ADU^2 (astroscrappy's invar), or NULL: the noise model then comes from the data */
+    uint16_t ignore_bits; /* input mask bits treated as bad (default CLRED_MASK_UNUSABLE) */
+} clred_cosmic_opts;
+
+typedef struct {
+    size_t ncosmic;   /* pixels flagged COSMIC_RAY */
+    int iterations;   /* iterations run */
+} clred_cosmic_info;
+
+CLRED_API clred_cosmic_opts clred_cosmic_defaults(void);
+
+/* Detects and repairs cosmic rays in img in place: repaired pixels get the
+ * masked 5x5 median of their neighbours (astroscrappy's 'medmask', the lower
+ * middle value for an even count) and the bits COSMIC_RAY | INTERPOLATED in
+ * the mask (added if absent); with a variance plane, their variance becomes
+ * the cleaned noise model's. Every other pixel is left unchanged. The mask
+ * and the repaired values match astroscrappy 1.3.0 (cleantype='medmask')
+ * pixel for pixel on a simulated 2048 x 2048 frame. info may be NULL. */
+CLRED_API clred_status clred_cosmic(clred_ctx *ctx, clred_image *img, const clred_cosmic_opts *opts, clred_cosmic_info *info);
+/* The same on a device image, in place. The sky model and the noise
+ * variance are device images (SCI planes; either may be NULL) in place of
+ * opts->bkg and opts->var, which must be NULL here. */
+CLRED_API clred_status clred_cosmic_dev(clred_ctx *ctx, clred_dimage *img, const clred_dimage *sky,
+                                        const clred_dimage *noise_var, const clred_cosmic_opts *opts,
+                                        clred_cosmic_info *info);
+
 /* ---- proxy-pixel background (CUTE)
  *
  * For a small spectrograph whose frames carry the spectrum on a band of
@@ -783,6 +820,14 @@ typedef struct {
 CLRED_API clred_status clred_trace_fit_frame(const clred_image *img, size_t bin, const double *tie_ratio,
                                              clred_trace_fit *out);
 CLRED_API void clred_trace_fit_free(clred_trace_fit *f);
+/* The fit's model at (x, y): the bin's double Gaussian (the single one when
+ * the double did not converge; NaN when neither did). */
+CLRED_API double clred_trace_fit_model(const clred_trace_fit *fit, size_t x, double y);
+/* Spectral pixels of img that are not finite or are negative take the fit's
+ * model value (MASK gets INTERPOLATED, and loses NO_DATA, when present);
+ * *ninfilled (may be NULL) counts them. */
+CLRED_API clred_status clred_trace_fit_infill(clred_image *img, const clred_trace_fit *fit, const uint8_t *spectral,
+                                              size_t *ninfilled);
 /* Writes nfits fits as CSV, one row per frame and bin: "frame,bin,x0,x1,amp,mu,sigma,offset,chi2,ok,amp1,mu1,
  * amp2,mu2,sigma2,offset2,chi2_double,ok_double" (names[i] names fit i). Atomic. */
 CLRED_API clred_status clred_trace_fit_write_csv(const char *path, const char *const *names,
@@ -796,16 +841,20 @@ CLRED_API clred_status clred_trace_fit_write_csv(const char *path, const char *c
  * match.fits (SCI = proxy x, PROXYY, MEDIAN, STD, MSR; -1 / NaN where
  * none), background_NNN.fits, final_NNN.fits (NNN from 001),
  * median_science.fits, median_final.fits, fits.csv, median_final.png,
- * final_NNN.png (asinh). */
+ * final_NNN.png (asinh), and clean_NNN.fits: the final frame with its empty
+ * and negative spectral pixels infilled from its (ratio-tied) fit, then
+ * cleaned of cosmic rays (clred_cosmic with opts.cosmic). */
 typedef struct {
     clred_proxy_opts match;
     size_t bin;     /* columns per fit bin (default 25) */
     int png;        /* write the quick-look PNGs (default 1) */
+    clred_cosmic_opts cosmic; /* clred_cosmic_defaults() with gain 1, readnoise 3 e-, no saturation level */
     int overwrite;
 } clred_proxy_run_opts;
 
 typedef struct {
     size_t nspectral, nmatched, ncandidates, nhot, nmissing;
+    size_t ninfilled, ncosmic; /* over all final frames */
     double match_s, total_s; /* wall seconds of the search and of the whole run */
 } clred_proxy_report;
 
@@ -855,43 +904,6 @@ CLRED_API void clred_cute_sim_free(clred_cute_sim *s);
  * truth_background.fits (cube, per science frame), truth_group.fits,
  * truth_hot.fits and truth.json (the options and the profile's formula). */
 CLRED_API clred_status clred_cute_sim_write(const clred_cute_sim *s, const char *dir, int overwrite);
-
-/* L.A.Cosmic (van Dokkum 2001) with astroscrappy's parameters and steps. */
-typedef struct {
-    double sigclip;      /* Laplacian-to-noise limit (default 4.5) */
-    double sigfrac;      /* neighbours need sigfrac * sigclip (default 0.3) */
-    double objlim;       /* contrast limit against the fine-structure image (default 5) */
-    int max_iters;         /* iterations, stopping early when none is found (default 4) */
-    double gain;         /* e-/ADU (default 1) */
-    double readnoise;    /* e- (default 6.5) */
-    double satlevel;     /* saturation in ADU (astroscrappy: electrons = this * gain); <= 0: none (default 65536) */
-    int sepmed;          /* separable medians (astroscrappy's default) instead of true ones (default 0) */
-    const float *bkg;    /* sky model in ADU (astroscrappy's inbkg): removed while detecting, kept in the output; or NULL */
-    const float *var;    /* variance in ADU^2 (astroscrappy's invar), or NULL: the noise model then comes from the data */
-    uint16_t ignore_bits; /* input mask bits treated as bad (default CLRED_MASK_UNUSABLE) */
-} clred_cosmic_opts;
-
-typedef struct {
-    size_t ncosmic;   /* pixels flagged COSMIC_RAY */
-    int iterations;   /* iterations run */
-} clred_cosmic_info;
-
-CLRED_API clred_cosmic_opts clred_cosmic_defaults(void);
-
-/* Detects and repairs cosmic rays in img in place: repaired pixels get the
- * masked 5x5 median of their neighbours (astroscrappy's 'medmask', the lower
- * middle value for an even count) and the bits COSMIC_RAY | INTERPOLATED in
- * the mask (added if absent); with a variance plane, their variance becomes
- * the cleaned noise model's. Every other pixel is left unchanged. The mask
- * and the repaired values match astroscrappy 1.3.0 (cleantype='medmask')
- * pixel for pixel on a simulated 2048 x 2048 frame. info may be NULL. */
-CLRED_API clred_status clred_cosmic(clred_ctx *ctx, clred_image *img, const clred_cosmic_opts *opts, clred_cosmic_info *info);
-/* The same on a device image, in place. The sky model and the noise
- * variance are device images (SCI planes; either may be NULL) in place of
- * opts->bkg and opts->var, which must be NULL here. */
-CLRED_API clred_status clred_cosmic_dev(clred_ctx *ctx, clred_dimage *img, const clred_dimage *sky,
-                                        const clred_dimage *noise_var, const clred_cosmic_opts *opts,
-                                        clred_cosmic_info *info);
 
 /* Median filter of a width x height float image on the device: size 3, 5 or 7
  * (square window, exact) or, with separable set, a row then column median of

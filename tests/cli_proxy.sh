@@ -33,13 +33,14 @@ matched=$(json_num run.json matched)
 check "6 spectral rows of 100 (rows within 3 of 10)" [ "$spectral" = "700" ]
 check "nearly every spectral pixel matched" [ "$matched" -gt 650 ]
 check "match.csv has a row per spectral pixel" [ "$(($(wc -l <out/match.csv) - 1))" = "$spectral" ]
-for f in match.fits background_001.fits background_002.fits final_001.fits final_002.fits median_science.fits \
+for f in match.fits clean_001.fits clean_002.fits background_001.fits background_002.fits final_001.fits final_002.fits median_science.fits \
     median_final.fits median_final.png final_001.png; do
     check "out/$f written" test -s "out/$f"
 done
 # fits.csv: the median final frame and two final frames, 4 bins of 25 columns each
 check "fits.csv has 12 rows" [ "$(($(wc -l <out/fits.csv) - 1))" = "12" ]
 check "fits.csv names the median final frame" grep -q '^median_final,0,0,25,' out/fits.csv
+check "infilled pixels reported" [ "$(json_num run.json infilled)" -gt 0 ]
 expect_rc 0 "proxy (lsq, window)" "$BIN" proxy --darks sim/darks.fits --spectral sim/spectral.fits -o out2 \
     sim/science.fits --method lsq --window 20 --no-png --json
 check "lsq reported" grep -q '"method": "lsq"' out.txt

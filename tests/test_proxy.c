@@ -226,6 +226,27 @@ static void test_trace_fits(clred_ctx *ctx)
             CHECK_MSG(fabs(r - ratio[b]) < 1e-9 * fabs(ratio[b]) || fabs(1 / r - ratio[b]) < 1e-9 * fabs(ratio[b]),
                       "bin %zu: tied ratio %.6f, median frame's %.6f", b, r, ratio[b]);
         }
+    /* infill: the empty (no proxy, missing) and negative spectral pixels
+     * take the tied fit's model; it is a bin's mean profile, so columns in
+     * the simulated absorption lines (4 lines of ~2 columns, depth 60 %)
+     * may leave it by more than 3 sigma: at least 85 % are within 3 sigma
+     * of the truth */
+    size_t nfill = 0, within = 0, counted = 0;
+    clred_image before;
+    CHECK_OK(clred_image_alloc(&before, so.width, so.height, 0, 0));
+    memcpy(before.sci, fin[0].sci, np * sizeof *before.sci);
+    CHECK_OK(clred_trace_fit_infill(&fin[0], &tied, s.spectral, &nfill));
+    for (size_t i = 0; i < np; i++) {
+        if (!s.spectral[i] || (isfinite(before.sci[i]) && before.sci[i] >= 0))
+            continue;
+        counted++;
+        double truth = s.truth_spectrum[i], sig = sqrt(2 * so.read_noise * so.read_noise + truth + 1.0 / 6);
+        within += fabs(fin[0].sci[i] - truth) <= 3 * sig;
+    }
+    fprintf(stderr, "infill: %zu pixels, %zu within 3 sigma of the truth\n", nfill, within);
+    CHECK(nfill == counted && nfill > 10);
+    CHECK_MSG(within >= counted * 85 / 100, "only %zu of %zu infilled pixels within 3 sigma", within, counted);
+    clred_image_free(&before);
     clred_trace_fit_free(&f);
     clred_trace_fit_free(&tied);
     for (size_t k = 0; k < 3; k++)

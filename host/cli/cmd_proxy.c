@@ -20,7 +20,8 @@ static void help(void)
            "background_NNN.fits, final_NNN.fits (science - background), median_science.fits,\n"
            "median_final.fits, fits.csv (single and double Gaussian fits of the cross-dispersion profile\n"
            "per bin of columns: the median final frame, then each final frame with the peak ratio tied\n"
-           "to the median's) and quick-look PNGs.\n\n"
+           "to the median's), clean_NNN.fits (final frames with empty and negative spectral pixels infilled\n"
+           "from their fits, then L.A.Cosmic) and quick-look PNGs.\n\n"
            "options:\n"
            "  --darks FILE          dark frames (a cube or a 2-D image; repeat for more)\n"
            "  --spectral FILE       the spectral region (non-zero pixels)\n"
@@ -31,6 +32,7 @@ static void help(void)
            "  --fill V              a value meaning 'not downlinked' besides NaN\n"
            "  --hot-sigma S         hot: above median + S * 1.4826 MAD in every dark (10)\n"
            "  --bin N               columns per fit bin (25)\n"
+           "  --readnoise E         read noise for L.A.Cosmic, e- at gain 1 (3)\n"
            "  --no-png              no quick-look PNGs\n"
            "  --simulate DIR        write a CUTE-like set (darks.fits, science.fits, spectral.fits, truth)\n"
            "  --size WxH, --ndarks N, --nscience N, --seed N   the simulation (2048x100, 30, 5, 1);\n"
@@ -51,7 +53,7 @@ static int make_dir(const char *dir)
 }
 
 enum { OPT_DARKS = 256, OPT_SPECTRAL, OPT_METHOD, OPT_WINDOW, OPT_FILL, OPT_HOT, OPT_BIN, OPT_NOPNG, OPT_SIM,
-       OPT_SIZE, OPT_NDARKS, OPT_NSCI, OPT_SEED, OPT_DEVICE, OPT_JSON, OPT_OVERWRITE };
+       OPT_SIZE, OPT_NDARKS, OPT_NSCI, OPT_SEED, OPT_DEVICE, OPT_JSON, OPT_OVERWRITE, OPT_RN };
 
 static int simulate(const char *dir, const clred_cute_sim_opts *so, int overwrite, int json)
 {
@@ -82,6 +84,7 @@ int cmd_proxy(int argc, char **argv)
         {"seed", required_argument, 0, OPT_SEED},     {"device", required_argument, 0, OPT_DEVICE},
         {"json", no_argument, 0, OPT_JSON},           {"overwrite", no_argument, 0, OPT_OVERWRITE},
         {"output", required_argument, 0, 'o'},        {"help", no_argument, 0, 'h'},
+        {"readnoise", required_argument, 0, OPT_RN},
         {0, 0, 0, 0}};
     static const char *const methods[] = {"median", "lsq"};
     clred_proxy_run_opts ro = clred_proxy_run_defaults();
@@ -111,6 +114,7 @@ int cmd_proxy(int argc, char **argv)
             ro.bin = (size_t)v;
             break;
         case OPT_NOPNG: ro.png = 0; break;
+        case OPT_RN: ok = cli_parse_double("proxy", "--readnoise", optarg, &ro.cosmic.readnoise); break;
         case OPT_SIM: simdir = optarg; break;
         case OPT_SIZE:
             ok = sscanf(optarg, "%ux%u", &w, &h) == 2;
@@ -199,10 +203,10 @@ int cmd_proxy(int argc, char **argv)
     }
     if (rc == EXIT_OK && json)
         printf("{\"output\": \"%s\", \"method\": \"%s\", \"ndarks\": %zu, \"nscience\": %zu, \"spectral\": %zu, "
-               "\"matched\": %zu, \"candidates\": %zu, \"hot\": %zu, \"missing\": %zu, \"match_seconds\": %.4f, "
-               "\"seconds\": %.4f, \"device\": ",
+               "\"matched\": %zu, \"candidates\": %zu, \"hot\": %zu, \"missing\": %zu, \"infilled\": %zu, "
+               "\"cosmic\": %zu, \"match_seconds\": %.4f, \"seconds\": %.4f, \"device\": ",
                outdir, methods[ro.match.method], nd, ns, rep.nspectral, rep.nmatched, rep.ncandidates, rep.nhot,
-               rep.nmissing, rep.match_s, rep.total_s);
+               rep.nmissing, rep.ninfilled, rep.ncosmic, rep.match_s, rep.total_s);
     if (rc == EXIT_OK && json) {
         cli_json_string(stdout, clred_ctx_device(ctx)->name);
         printf("}\n");

@@ -15,6 +15,10 @@ clred_proxy_run_opts clred_proxy_run_defaults(void)
     o.match = clred_proxy_defaults();
     o.bin = 25;
     o.png = 1;
+    o.cosmic = clred_cosmic_defaults();
+    o.cosmic.gain = 1;
+    o.cosmic.readnoise = 3;
+    o.cosmic.satlevel = 0;
     return o;
 }
 
@@ -138,8 +142,24 @@ clred_status clred_proxy_run(clred_ctx *ctx, const clred_image *darks, size_t nd
         const clred_trace_bin *tb = &fits[0].bins[b];
         ratio[b] = tb->ok_double && tb->amp1 > 0 ? tb->amp2 / tb->amp1 : NAN;
     }
-    for (size_t k = 0; k < nscience && st == CLRED_OK; k++)
+    for (size_t k = 0; k < nscience && st == CLRED_OK; k++) {
         st = clred_trace_fit_frame(&finals[k], o.bin, ratio, &fits[k + 1]);
+        /* infill from the frame's own fit, then cosmic rays */
+        size_t nfill = 0;
+        clred_cosmic_info ci;
+        memset(&ci, 0, sizeof ci);
+        if (st == CLRED_OK)
+            st = clred_trace_fit_infill(&finals[k], &fits[k + 1], spectral, &nfill);
+        if (st == CLRED_OK)
+            st = clred_cosmic(ctx, &finals[k], &o.cosmic, &ci);
+        rep.ninfilled += nfill;
+        rep.ncosmic += ci.ncosmic;
+        if (st == CLRED_OK)
+            st = clred_header_add_history(finals[k].header, "clred proxy: empty and negative spectral pixels "
+                                                            "infilled from the profile fit, then L.A.Cosmic");
+        if (st == CLRED_OK)
+            st = clred_image_write(OUT("clean_%03zu.fits", k + 1), &finals[k], o.overwrite);
+    }
     for (size_t k = 0; k <= nscience && st == CLRED_OK; k++) {
         snprintf(name, sizeof name, k ? "final_%03zu" : "median_final", k);
         if (!(names[k] = strdup(name)))

@@ -272,3 +272,43 @@ clred_status clred_trace_fit_write_csv(const char *path, const char *const *name
         }
     return clred_atomic_close(f, tmp, path);
 }
+
+double clred_trace_fit_model(const clred_trace_fit *fit, size_t x, double y)
+{
+    for (size_t k = 0; k < fit->nbins; k++) {
+        const clred_trace_bin *b = &fit->bins[k];
+        if (x < b->x0 || x >= b->x1)
+            continue;
+        if (b->ok_double)
+            return b->amp1 * g(y, b->mu1, b->sigma2) + b->amp2 * g(y, b->mu2, b->sigma2) + b->offset2;
+        if (b->ok_single)
+            return b->amp * g(y, b->mu, b->sigma) + b->offset;
+        return NAN;
+    }
+    return NAN;
+}
+
+clred_status clred_trace_fit_infill(clred_image *img, const clred_trace_fit *fit, const uint8_t *spectral,
+                                    size_t *ninfilled)
+{
+    if (ninfilled)
+        *ninfilled = 0;
+    if (!img || !img->sci || !fit || !spectral)
+        return clred_fail(CLRED_ERR_USAGE, "trace infill: no image, fit or spectral region");
+    size_t w = img->width, n = 0;
+    for (size_t i = 0; i < w * img->height; i++) {
+        float v = img->sci[i];
+        if (!spectral[i] || (isfinite(v) && v >= 0))
+            continue;
+        double m = clred_trace_fit_model(fit, i % w, (double)(i / w));
+        if (!isfinite(m))
+            continue;
+        img->sci[i] = (float)m;
+        if (img->mask)
+            img->mask[i] = (uint16_t)((img->mask[i] & ~CLRED_MASK_NO_DATA) | CLRED_MASK_INTERPOLATED);
+        n++;
+    }
+    if (ninfilled)
+        *ninfilled = n;
+    return CLRED_OK;
+}
