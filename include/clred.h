@@ -687,6 +687,9 @@ CLRED_API void clred_bkgmatch_result_free(clred_bkgmatch_result *r);
  * result may be NULL. On failure some frames may already be matched. */
 CLRED_API clred_status clred_match_backgrounds(clred_ctx *ctx, clred_image *frames, size_t n,
                                                const clred_bkgmatch_opts *opts, clred_bkgmatch_result *result);
+/* The same on device images (SCI and MASK), in place. */
+CLRED_API clred_status clred_match_backgrounds_dev(clred_ctx *ctx, clred_dimage *const *frames, size_t n,
+                                                   const clred_bkgmatch_opts *opts, clred_bkgmatch_result *result);
 
 /* Quick-look PNGs (libpng), 8-bit grey, row 0 at the bottom as FITS viewers
  * show it. ZSCALE: linear between IRAF's zscale limits (clred_zscale);
@@ -1383,6 +1386,9 @@ typedef struct {
     clred_match_opts mopts;       /* STARS */
     clred_resample_opts ropts;
     clred_combine_opts copts;
+    int match_background;         /* match the resampled frames' backgrounds (clred_match_backgrounds_dev)
+                                     before combining (default 0) */
+    clred_bkgmatch_opts bkgmatch; /* default clred_bkgmatch_defaults() */
 } clred_stack_opts;
 
 CLRED_API clred_stack_opts clred_stack_defaults(void);

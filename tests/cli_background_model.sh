@@ -79,9 +79,19 @@ expect_rc 0 "restore the final background" "$BIN" background stack_sub.fits --re
 "$BIN" stats --json --iters 0 stack_again.fits >s2.json
 check "stack after + final background = stack before" near "$(json_num s2.json mean)" "$(json_num s1.json mean)" 1e-3
 expect_rc 2 "--match-order without --match-background" "$BIN" combine --match-order 2 sim/sci_001.fits -o x.fits
-expect_rc 2 "--match-background with --align" "$BIN" combine --match-background --align sim/sci_00[12].fits -o x.fits
+expect_rc 0 "--match-background with --align" "$BIN" combine --match-background --match-box 32 --align \
+    sim/sci_00[123].fits -o aligned.fits
 expect_rc 2 "--final-box without --final-background" "$BIN" combine --final-box 64 sim/sci_001.fits -o x.fits
 check "no stack after the usage errors" test ! -e x.fits
+
+# the night recipe matches the backgrounds of a stack's frames when configured
+printf '[stack]\nmatch_background = true\nmatch_box = 32\n' >match.ini
+expect_rc 0 "night with [stack] match_background" "$BIN" run --config match.ini sim/bias_001.fits sim/dark_001.fits \
+    sim/flat_001.fits sim/sci_00[123].fits -o night
+check "the night's stack" test -s night/stacks/SIMFIELD_r.fits
+check "the manifest records the matching" grep -q 'match_background=1 (order 1 box 32' night/manifest.json
+printf '[stack]\nmatch_order = 5\n' >bad.ini
+expect_rc 2 "match_order out of range" "$BIN" run --config bad.ini sim/sci_001.fits -o night2
 
 # quicklook
 expect_rc 0 "quicklook zscale" "$BIN" quicklook sim/sci_001.fits -o z.png

@@ -232,6 +232,39 @@ static void test_coadd_background(clred_ctx *ctx)
     clred_image_free(&c);
 }
 
+/* The device entry point gives the host one's frames bit for bit. */
+static void test_dev_equals_host(clred_ctx *ctx)
+{
+    const size_t w = 96, h = 80, n = 3;
+    harness_rng rng = {5};
+    clred_image f[3];
+    clred_dimage *d[3];
+    for (size_t k = 0; k < n; k++) {
+        CHECK_OK(clred_image_alloc(&f[k], w, h, 0, 1));
+        for (size_t i = 0; i < w * h; i++)
+            f[k].sci[i] = (float)(50 * (double)k + 0.1 * (double)(i % w) * (double)k + 3 * harness_normal(&rng));
+        CHECK_OK(clred_dimage_upload(ctx, &f[k], &d[k]));
+    }
+    clred_bkgmatch_opts o = clred_bkgmatch_defaults();
+    o.box = 16;
+    o.order = 2;
+    clred_bkgmatch_result rh, rd;
+    CHECK_OK(clred_match_backgrounds(ctx, f, n, &o, &rh));
+    CHECK_OK(clred_match_backgrounds_dev(ctx, d, n, &o, &rd));
+    CHECK(rh.ref_index == rd.ref_index);
+    for (size_t k = 0; k < n; k++) {
+        clred_image back;
+        CHECK_OK(clred_dimage_download(d[k], &back));
+        CHECK_MSG(back.sci && memcmp(back.sci, f[k].sci, w * h * sizeof *back.sci) == 0,
+                  "frame %zu: device and host matching differ", k);
+        clred_image_free(&back);
+        clred_dimage_free(d[k]);
+        clred_image_free(&f[k]);
+    }
+    clred_bkgmatch_result_free(&rh);
+    clred_bkgmatch_result_free(&rd);
+}
+
 int main(void)
 {
     clred_ctx *ctx = harness_ctx();
@@ -239,6 +272,7 @@ int main(void)
     test_gradients_removed(ctx, 1);
     test_gradients_removed(ctx, -1);
     test_coadd_background(ctx);
+    test_dev_equals_host(ctx);
     clred_ctx_destroy(ctx);
     return harness_finish();
 }

@@ -40,8 +40,9 @@ static void help(void)
            "  --interp NAME     nearest, bilinear, bicubic, lanczos3 (default) or fourier\n"
            "  --precision P     sub-pixel step of the shift measurement (default 0.01 px)\n"
            "\nbackgrounds (frames are then held in memory):\n"
-           "  --match-background  match every frame's background to a reference before combining:\n"
-           "                    the difference, measured on a coarse mesh, fitted and added\n"
+           "  --match-background  match every frame's background to a reference before combining\n"
+           "                    (after resampling with --align): the difference, measured on a\n"
+           "                    coarse mesh, fitted and added\n"
            "  --match-order N   polynomial order 0..3 of the fit (default 1); -1 = the mesh itself\n"
            "  --match-box N     mesh box in pixels (default 64)\n"
            "  --match-ref N     reference frame (default: the one whose background is the median)\n"
@@ -349,11 +350,6 @@ int cmd_combine(int argc, char **argv)
         free(weights);
         return cli_usage_error(cmd, "%s applies only with --match-background", match_only);
     }
-    if (match && align) {
-        free(weights);
-        return cli_usage_error(cmd, "--match-background works on frames on one grid: align them first "
-                                    "(clred register) or leave out --align");
-    }
     if (final_box_given && !final_bkg) {
         free(weights);
         return cli_usage_error(cmd, "--final-box applies only with --final-background");
@@ -405,6 +401,8 @@ int cmd_combine(int argc, char **argv)
     if (align) {
         so.method = by_stars ? CLRED_REGISTER_STARS : CLRED_REGISTER_SHIFTS;
         so.copts = o;
+        so.match_background = match;
+        so.bkgmatch = mo;
         s = clred_stack_files(ctx, inputs, ninputs, &so, &r, &al);
     } else if (match) {
         cli_frame *frames = NULL;

@@ -55,6 +55,8 @@ static void help(void)
            "               grid = reference|union [reference]   method = mean|median|sum [mean]\n"
            "               reject = none|sigclip|minmax [sigclip]   sigma = [3]\n"
            "               spread = mad|std [mad]   scale = none|additive|multiplicative [additive]\n"
+           "               match_background = true|false [false] (sky matched to a reference frame\n"
+           "               before combining)   match_order = -1..3 [1; -1 = mesh]   match_box = px [64]\n"
            "  [run]        strict = true|false [false]   read_ahead = frames [2]\n"
            "               stream = true|false [true] (reader and writer threads)\n\n"
            "Exit status: 0 ok, 1 bad input, 2 usage, 3 device failure.\n\n"
@@ -184,6 +186,14 @@ static int config_entry(void *user, const char *section, const char *key, const 
         static const char *const names[] = {"none", "multiplicative", "additive"};
         if ((ok = choice(value, names, 3, &k)))
             o->stack.copts.scale = (clred_scale_method)k;
+    } else if (IS("stack", "match_background")) {
+        ok = parse_bool(value, &o->stack.match_background);
+    } else if (IS("stack", "match_order")) {
+        ok = parse_num(value, &d) && d >= -1 && d <= 3 && d == (int)d;
+        o->stack.bkgmatch.order = (int)d;
+    } else if (IS("stack", "match_box")) {
+        ok = parse_num(value, &d) && d >= 4 && d <= 4096;
+        o->stack.bkgmatch.box = (int)d;
     } else if (IS("run", "strict")) {
         ok = parse_bool(value, &o->strict);
     } else if (IS("run", "read_ahead")) {

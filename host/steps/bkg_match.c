@@ -238,47 +238,26 @@ static clred_status choose_reference(clred_ctx *ctx, clred_dimage *const *d, siz
     return st;
 }
 
-clred_status clred_match_backgrounds(clred_ctx *ctx, clred_image *frames, size_t n, const clred_bkgmatch_opts *opts,
-                                     clred_bkgmatch_result *result)
+/* The matching of device images (one shape) in place. */
+static clred_status match_dev(clred_ctx *ctx, clred_dimage *const *d, size_t n, const clred_bkgmatch_opts *o,
+                              clred_bkgmatch_result *result)
 {
-    clred_bkgmatch_opts o = opts ? *opts : clred_bkgmatch_defaults();
-    if (result)
-        memset(result, 0, sizeof *result);
-    if (!ctx || !frames || n == 0)
-        return clred_fail(CLRED_ERR_USAGE, "background matching: no context or frames given");
-    if (o.order < -1 || o.order > 3 || o.box < 4)
-        return clred_fail(CLRED_ERR_USAGE, "background matching: order %d must be -1..3 and box %d at least 4",
-                          o.order, o.box);
-    if (o.ref_index < -1 || o.ref_index >= (long)n)
-        return clred_fail(CLRED_ERR_USAGE, "background matching: reference %ld is not one of the %zu frames",
-                          o.ref_index, n);
-    size_t w = frames[0].width, h = frames[0].height, k = nterms_of(o.order);
-    for (size_t i = 0; i < n; i++)
-        if (!frames[i].sci || frames[i].width != w || frames[i].height != h)
-            return clred_fail(CLRED_ERR_INPUT, "background matching: frame %zu is %zu x %zu, frame 0 %zu x %zu", i,
-                              frames[i].width, frames[i].height, w, h);
-    if (w * h > 0xffffffffu)
-        return clred_fail(CLRED_ERR_USAGE, "background matching: %zu x %zu frames are too large", w, h);
+    size_t w = d[0]->width, h = d[0]->height, k = nterms_of(o->order);
     clred_bkgmatch_result r;
     memset(&r, 0, sizeof r);
     r.nterms = k;
     r.coeffs = calloc(n * (k ? k : 1), sizeof *r.coeffs);
     r.offset = calloc(n, sizeof *r.offset);
     r.fit_rms = calloc(n, sizeof *r.fit_rms);
-    clred_dimage **d = calloc(n, sizeof *d), *diff = NULL;
-    clred_status st = r.coeffs && r.offset && r.fit_rms && d ? CLRED_OK
-                                                              : clred_fail(CLRED_ERR_MEMORY, "out of memory");
-    for (size_t i = 0; i < n && st == CLRED_OK; i++) {
-        clred_image view = {w, h, frames[i].sci, NULL, frames[i].mask, NULL};
-        st = clred_dimage_borrow(ctx, &view, &d[i]);
-    }
-    r.ref_index = o.ref_index;
+    clred_dimage *diff = NULL;
+    clred_status st = r.coeffs && r.offset && r.fit_rms ? CLRED_OK : clred_fail(CLRED_ERR_MEMORY, "out of memory");
+    r.ref_index = o->ref_index;
     if (st == CLRED_OK && r.ref_index < 0)
-        st = choose_reference(ctx, d, n, o.ignore_bits, &r.ref_index);
+        st = choose_reference(ctx, d, n, o->ignore_bits, &r.ref_index);
     if (st == CLRED_OK)
         st = clred_dimage_new(ctx, w, h, 0, 0, &diff);
     clred_bkg_opts bo = clred_bkg_defaults();
-    bo.box_w = bo.box_h = o.box;
+    bo.box_w = bo.box_h = o->box;
     bo.filter_w = bo.filter_h = 1;
     bo.ignore_bits = 0; /* unusable pixels are NaN in the difference */
     for (size_t i = 0; i < n && st == CLRED_OK; i++) {
@@ -286,11 +265,11 @@ clred_status clred_match_backgrounds(clred_ctx *ctx, clred_image *frames, size_t
             continue;
         clred_bkg_model m;
         memset(&m, 0, sizeof m);
-        st = difference(ctx, d[r.ref_index], d[i], o.ignore_bits, diff);
+        st = difference(ctx, d[r.ref_index], d[i], o->ignore_bits, diff);
         if (st == CLRED_OK)
             st = clred_background_model_dev(ctx, diff, &bo, &m, NULL);
-        if (st == CLRED_OK && o.order >= 0) {
-            st = fit_mesh(&m, o.order, r.coeffs + i * k, &r.fit_rms[i]);
+        if (st == CLRED_OK && o->order >= 0) {
+            st = fit_mesh(&m, o->order, r.coeffs + i * k, &r.fit_rms[i]);
             double t[10];
             poly_terms(0, 0, t);
             for (size_t a = 0; a < k; a++)
@@ -308,15 +287,74 @@ clred_status clred_match_backgrounds(clred_ctx *ctx, clred_image *frames, size_t
             st = clred_fail(st, "frame %zu matched to frame %ld: %s", i, r.ref_index, msg);
         }
     }
-    for (size_t i = 0; i < n && st == CLRED_OK; i++)
-        st = clred_dimage_sync_borrowed(d[i]);
+    if (st == CLRED_OK)
+        st = clred_sync(ctx); /* diff goes back to the pool */
     clred_dimage_free(diff);
-    for (size_t i = 0; d && i < n; i++)
-        clred_dimage_free(d[i]);
-    free(d);
     if (st == CLRED_OK && result)
         *result = r;
     else
         clred_bkgmatch_result_free(&r);
+    return st;
+}
+
+static clred_status check_match(clred_ctx *ctx, size_t n, const clred_bkgmatch_opts *o)
+{
+    if (!ctx || n == 0)
+        return clred_fail(CLRED_ERR_USAGE, "background matching: no context or frames given");
+    if (o->order < -1 || o->order > 3 || o->box < 4)
+        return clred_fail(CLRED_ERR_USAGE, "background matching: order %d must be -1..3 and box %d at least 4",
+                          o->order, o->box);
+    if (o->ref_index < -1 || o->ref_index >= (long)n)
+        return clred_fail(CLRED_ERR_USAGE, "background matching: reference %ld is not one of the %zu frames",
+                          o->ref_index, n);
+    return CLRED_OK;
+}
+
+clred_status clred_match_backgrounds_dev(clred_ctx *ctx, clred_dimage *const *frames, size_t n,
+                                         const clred_bkgmatch_opts *opts, clred_bkgmatch_result *result)
+{
+    clred_bkgmatch_opts o = opts ? *opts : clred_bkgmatch_defaults();
+    if (result)
+        memset(result, 0, sizeof *result);
+    CLRED_TRY(check_match(ctx, frames ? n : 0, &o));
+    for (size_t i = 0; i < n; i++)
+        if (!frames[i] || frames[i]->ctx != ctx || frames[i]->width != frames[0]->width ||
+            frames[i]->height != frames[0]->height)
+            return clred_fail(CLRED_ERR_INPUT, "background matching: frame %zu is missing, of another context or "
+                                               "of another shape than frame 0", i);
+    if (frames[0]->width * frames[0]->height > 0xffffffffu)
+        return clred_fail(CLRED_ERR_USAGE, "background matching: the frames are too large");
+    return match_dev(ctx, frames, n, &o, result);
+}
+
+clred_status clred_match_backgrounds(clred_ctx *ctx, clred_image *frames, size_t n, const clred_bkgmatch_opts *opts,
+                                     clred_bkgmatch_result *result)
+{
+    clred_bkgmatch_opts o = opts ? *opts : clred_bkgmatch_defaults();
+    if (result)
+        memset(result, 0, sizeof *result);
+    CLRED_TRY(check_match(ctx, frames ? n : 0, &o));
+    size_t w = frames[0].width, h = frames[0].height;
+    for (size_t i = 0; i < n; i++)
+        if (!frames[i].sci || frames[i].width != w || frames[i].height != h)
+            return clred_fail(CLRED_ERR_INPUT, "background matching: frame %zu is %zu x %zu, frame 0 %zu x %zu", i,
+                              frames[i].width, frames[i].height, w, h);
+    if (w * h > 0xffffffffu)
+        return clred_fail(CLRED_ERR_USAGE, "background matching: %zu x %zu frames are too large", w, h);
+    clred_dimage **d = calloc(n, sizeof *d);
+    clred_status st = d ? CLRED_OK : clred_fail(CLRED_ERR_MEMORY, "out of memory");
+    for (size_t i = 0; i < n && st == CLRED_OK; i++) {
+        clred_image view = {w, h, frames[i].sci, NULL, frames[i].mask, NULL};
+        st = clred_dimage_borrow(ctx, &view, &d[i]);
+    }
+    if (st == CLRED_OK)
+        st = match_dev(ctx, d, n, &o, result);
+    for (size_t i = 0; i < n && st == CLRED_OK; i++)
+        st = clred_dimage_sync_borrowed(d[i]);
+    for (size_t i = 0; d && i < n; i++)
+        clred_dimage_free(d[i]);
+    free(d);
+    if (st != CLRED_OK && result)
+        clred_bkgmatch_result_free(result);
     return st;
 }
