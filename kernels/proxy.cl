@@ -86,11 +86,18 @@ kernel void proxy_match(global const float *spec, global const int *spec_x, cons
             }
             if (method == 0 && (above > T / 2 || below > T / 2))
                 continue;
+            /* Least squares prunes too, exactly: the partial sums of
+             * squares only grow (rounding is monotone), so once s2 / T
+             * exceeds b1 the final msr does. */
             double s1 = 0, s2 = 0;
-            for (int t = 0; t < T; t++) {
+            bool worse = false;
+            for (int t = 0; t < T && !worse; t++) {
                 s1 += (double)r[t];
                 s2 += (double)r[t] * (double)r[t];
+                worse = method == 1 && s2 / T > b1;
             }
+            if (worse)
+                continue;
             const double msr = s2 / T, m = s1 / T, sd = sqrt(fmax(msr - m * m, 0.0));
             double k1, k2, med = NAN;
             if (method == 0) {

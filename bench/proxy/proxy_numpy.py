@@ -68,6 +68,7 @@ def main():
         spix = spix[: a.limit]
     best = {}
     t0 = time.perf_counter()
+    c0 = time.process_time()
     for p in spix:
         sel = slice(None)
         if a.window > 0:
@@ -92,6 +93,7 @@ def main():
             k = np.lexsort((idx, msr))[0]
             best[p] = (idx[k], math.nan, sd[k], msr[k])
     seconds = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     with open(a.out, "w") as f:
         f.write("x,y,proxy_x,proxy_y,median,std,msr\n")
         for p in np.flatnonzero(spec):
@@ -103,7 +105,8 @@ def main():
             elif not a.limit:
                 f.write("%d,%d,,,,,\n" % (p % w, p // w))
     print(json.dumps({"pixels": int(spix.size), "candidates": int(cpix.size), "ndarks": t, "method": a.method,
-                      "seconds": seconds, "seconds_per_pixel": seconds / max(1, spix.size)}))
+                      "seconds": seconds, "seconds_per_pixel": seconds / max(1, spix.size),
+                      "cpu_seconds": cpu, "cpu_seconds_per_pixel": cpu / max(1, spix.size)}))
 
 
 if __name__ == "__main__":
