@@ -601,6 +601,134 @@ CLRED_API clred_status clred_background(clred_ctx *ctx, const clred_image *img, 
 CLRED_API clred_status clred_background_dev(clred_ctx *ctx, const clred_dimage *img, const clred_bkg_opts *opts,
                                             clred_dimage **bkg, clred_dimage **rms, clred_bkg_info *info);
 
+/* A background as an object (like SEP's sep_bkg): the filtered mesh and its
+ * RMS, and what evaluating them needs, so that the background subtracted
+ * from a frame can be saved beside it, evaluated again on any rows, and added
+ * back. clred_background's maps are this model evaluated on the whole grid
+ * (the mesh is held as float32, so a saved model gives the same maps bit for
+ * bit). Evaluation: a natural bicubic spline through the box centres
+ * ((i + 0.5) * box - 0.5), as clred_bkg_opts describes. */
+typedef struct {
+    size_t width, height;   /* the image modelled */
+    int box_w, box_h;       /* box size in pixels */
+    int filter_w, filter_h; /* the mesh median filter applied (kept for the record) */
+    size_t mesh_w, mesh_h;  /* boxes across and down */
+    float *back, *rms;      /* mesh_w * mesh_h each, row-major, after filling and filtering */
+    double global_back, global_rms;
+} clred_bkg_model;
+
+CLRED_API void clred_bkg_model_free(clred_bkg_model *m);
+/* The model of img (sci, and mask when present), estimated as clred_background. */
+CLRED_API clred_status clred_background_model(clred_ctx *ctx, const clred_image *img, const clred_bkg_opts *opts,
+                                              clred_bkg_model *model, clred_bkg_info *info);
+CLRED_API clred_status clred_background_model_dev(clred_ctx *ctx, const clred_dimage *img, const clred_bkg_opts *opts,
+                                                  clred_bkg_model *model, clred_bkg_info *info);
+/* Rows [y0, y0 + nrows) of the background and RMS maps (either may be NULL),
+ * into caller arrays of nrows * width, evaluated on the device. */
+CLRED_API clred_status clred_bkg_model_eval(clred_ctx *ctx, const clred_bkg_model *m, size_t y0, size_t nrows,
+                                            float *bkg, float *rms);
+/* The whole maps as new SCI-only device images (either may be NULL). */
+CLRED_API clred_status clred_bkg_model_eval_dev(clred_ctx *ctx, const clred_bkg_model *m, clred_dimage **bkg,
+                                                clred_dimage **rms);
+/* img's SCI -= the model (subtract) or += it (restore: a frame written with
+ * its model gives back the unsubtracted frame to float32 rounding). */
+CLRED_API clred_status clred_bkg_model_subtract(clred_ctx *ctx, const clred_bkg_model *m, clred_image *img);
+CLRED_API clred_status clred_bkg_model_restore(clred_ctx *ctx, const clred_bkg_model *m, clred_image *img);
+/* The model as a FITS product: primary HDU BKGMESH (mesh_w x mesh_h float32)
+ * whose header holds the model's settings (BKGIMW, BKGIMH, BKGBOXW, BKGBOXH,
+ * BKGFILTW, BKGFILTH, BKGINTRP = 'NATURAL_BICUBIC', BKGGLOB, BKGGRMS) and the
+ * cards of header (may be NULL), then BKGRMS (the RMS mesh) and, when full is
+ * not NULL, BKGMAP (width x height, the evaluated map). Atomic. */
+CLRED_API clred_status clred_bkg_model_write(const char *path, const clred_bkg_model *m, const float *full,
+                                             const clred_header *header, int overwrite);
+CLRED_API clred_status clred_bkg_model_read(const char *path, clred_bkg_model *m);
+/* Whether path is a model product (its primary HDU is BKGMESH). */
+CLRED_API int clred_bkg_model_is_product(const char *path);
+/* A background map from a file: a model product evaluated on its grid, or
+ * any image (its SCI). out is a new host image. */
+CLRED_API clred_status clred_background_read(clred_ctx *ctx, const char *path, clred_image *out);
+
+/* Statistics of a map (a background): min, max, mean, median, population std
+ * of its finite pixels, the count of NaN (and infinite) pixels, and a
+ * histogram of nbins equal bins over [min, max] (the last bin closed). */
+typedef struct {
+    double min, max, mean, median, std;
+    size_t npix, nnan;
+    size_t nbins;
+    size_t *counts; /* nbins (malloc'd; clred_map_stats_free) */
+} clred_map_stats;
+CLRED_API clred_status clred_map_stats_compute(clred_ctx *ctx, const float *map, size_t width, size_t height,
+                                               size_t nbins, clred_map_stats *out);
+CLRED_API void clred_map_stats_free(clred_map_stats *s);
+
+/* Per-pixel mean and population standard deviation (ddof 0, NumPy's
+ * default) of n same-shaped maps (a map of another shape is an error), on the device (Welford's update, one map
+ * at a time, so n is unbounded; their SCI planes). A pixel NaN in any map is
+ * NaN. mean and std are caller arrays of width * height (either may be NULL). */
+CLRED_API clred_status clred_pixel_mean_std(clred_ctx *ctx, const clred_image *maps, size_t n, float *mean,
+                                            float *std);
+
+/* The coadd's final background (as Rubin's pipelines subtract from a stack
+ * of background-subtracted frames): a mesh model on a larger box, with
+ * sources masked in a second pass; its values may be negative (they undo an
+ * over-subtraction). Defaults: clred_bkg_defaults() with 256-pixel boxes and
+ * mask_sources. */
+CLRED_API clred_bkg_opts clred_coadd_bkg_defaults(void);
+/* Estimates the model of coadd (sci, mask when present), subtracts it from
+ * coadd's SCI in place and returns it (model; info may be NULL), so that
+ * coadd before - coadd after = the model's map. opts NULL = the coadd
+ * defaults. */
+CLRED_API clred_status clred_coadd_background(clred_ctx *ctx, clred_image *coadd, const clred_bkg_opts *opts,
+                                              clred_bkg_model *model, clred_bkg_info *info);
+
+/* Background matching before coaddition: each frame's background
+ * difference to a reference frame (ref - frame, on pixels usable in both) is
+ * measured on a coarse mesh (clred_background's clipped box modes of the
+ * difference, unfiltered), fitted by a 2-D polynomial of total degree order
+ * in x and y scaled to [-1, 1] (least squares over the box centres), and
+ * added to the frame, so that every frame's background equals the
+ * reference's. With order -1 the mesh itself (spline-interpolated) is added
+ * instead of a polynomial. */
+typedef struct {
+    int order;          /* polynomial degree 0..3, or -1 = the coarse mesh itself (default 1: a plane) */
+    int box;            /* box of the difference mesh in pixels (default 64) */
+    long ref_index;     /* reference frame; -1 = the frame whose global background is the median (default) */
+    uint16_t ignore_bits; /* mask bits that exclude a pixel (default CLRED_MASK_UNUSABLE) */
+} clred_bkgmatch_opts;
+
+typedef struct {
+    long ref_index;   /* the reference used */
+    size_t nterms;    /* polynomial terms per frame (0 for the mesh) */
+    double *coeffs;   /* n * nterms: terms 1, u, v, u^2, u v, v^2, u^3, u^2 v, u v^2, v^3 (u = 2 x / (w - 1) - 1) */
+    double *offset;   /* n: the correction at the frame's centre */
+    double *fit_rms;  /* n: rms of the box differences about the fit */
+} clred_bkgmatch_result;
+
+CLRED_API clred_bkgmatch_opts clred_bkgmatch_defaults(void);
+CLRED_API void clred_bkgmatch_result_free(clred_bkgmatch_result *r);
+/* Matches frames[0..n) (one shape; sci, and mask when present) in place;
+ * result may be NULL. On failure some frames may already be matched. */
+CLRED_API clred_status clred_match_backgrounds(clred_ctx *ctx, clred_image *frames, size_t n,
+                                               const clred_bkgmatch_opts *opts, clred_bkgmatch_result *result);
+/* The same on device images (SCI and MASK), in place. */
+CLRED_API clred_status clred_match_backgrounds_dev(clred_ctx *ctx, clred_dimage *const *frames, size_t n,
+                                                   const clred_bkgmatch_opts *opts, clred_bkgmatch_result *result);
+
+/* Quick-look PNGs (libpng), 8-bit grey, row 0 at the bottom as FITS viewers
+ * show it. ZSCALE: linear between IRAF's zscale limits (clred_zscale);
+ * ASINH: asinh(10 t) / asinh(10) of t linear between the 0.25 and 99.75
+ * percentiles. NaN pixels are black. Atomic. */
+typedef enum { CLRED_STRETCH_ZSCALE = 0, CLRED_STRETCH_ASINH } clred_stretch;
+CLRED_API clred_status clred_png_write(const char *path, const float *pixels, size_t width, size_t height,
+                                       clred_stretch stretch, int overwrite);
+/* IRAF's zscale display limits, as astropy's ZScaleInterval (1000 samples
+ * spread evenly over the finite pixels, contrast 0.25, 2.5-sigma rejection
+ * grown by 1 % of the samples, at most 5 iterations, at most half rejected). */
+CLRED_API clred_status clred_zscale(const float *pixels, size_t n, double *z1, double *z2);
+/* The histogram of s as a bar chart PNG (width x height pixels, 0 = 512 x 256). */
+CLRED_API clred_status clred_histogram_png(const char *path, const clred_map_stats *s, size_t width, size_t height,
+                                           int overwrite);
+
 /* L.A.Cosmic (van Dokkum 2001) with astroscrappy's parameters and steps. */
 typedef struct {
     double sigclip;      /* Laplacian-to-noise limit (default 4.5) */
@@ -637,6 +765,171 @@ CLRED_API clred_status clred_cosmic(clred_ctx *ctx, clred_image *img, const clre
 CLRED_API clred_status clred_cosmic_dev(clred_ctx *ctx, clred_dimage *img, const clred_dimage *sky,
                                         const clred_dimage *noise_var, const clred_cosmic_opts *opts,
                                         clred_cosmic_info *info);
+
+/* ---- proxy-pixel background (CUTE)
+ *
+ * For a small spectrograph whose frames carry the spectrum on a band of
+ * rows and dark signal and scattered light everywhere (the CUTE CubeSat):
+ * every usable "spectral" pixel is matched to the usable non-spectral pixel
+ * that behaves the same across the dark frames (its proxy), and each science
+ * frame's background at a spectral pixel is the proxy's value in that frame.
+ *
+ * A pixel is unusable (never matched, never a proxy) when it is missing in
+ * any dark (NaN, infinite, or equal to fill_value) or hot in every dark
+ * (above that dark's median + hot_sigma * 1.4826 MAD of its finite pixels).
+ * For a spectral pixel s and a candidate c the residual series is
+ * r_t = dark_t[s] - dark_t[c] (float32), t over the ndarks frames; from it,
+ * in double: the median (of an even count, the mean of the two middle
+ * values), msr = sum r^2 / n and std = sqrt(max(msr - (sum r / n)^2, 0)).
+ * MEDIAN: the candidate with the smallest |median|; among exact ties the
+ * smallest std; then the lowest pixel index (row-major). Dark frames in
+ * ADU are integers, so ties in |median| are common and exact. LSQ: the
+ * smallest msr, then the lowest index. The search is exhaustive over the
+ * candidates, or over those within window columns of the spectral pixel. */
+typedef enum { CLRED_PROXY_MEDIAN = 0, CLRED_PROXY_LSQ } clred_proxy_method;
+
+typedef struct {
+    clred_proxy_method method; /* default MEDIAN */
+    int window;                /* > 0: candidates within this many columns only (default 0 = all) */
+    double fill_value;         /* a value meaning "not downlinked", besides NaN (default NaN = none) */
+    double hot_sigma;          /* default 10 */
+} clred_proxy_opts;
+
+/* Per pixel (width * height, row-major); scores are NaN where no proxy. */
+typedef struct {
+    size_t width, height, ndarks;
+    size_t nspectral, nmatched, ncandidates; /* spectral pixels, those matched, usable non-spectral ones */
+    int64_t *proxy;   /* the proxy's pixel index for matched spectral pixels, else -1 */
+    double *median, *std, *msr; /* the chosen proxy's scores */
+    uint8_t *unusable; /* 1 hot in every dark, 2 missing in a dark, else 0 */
+} clred_proxy_match;
+
+CLRED_API clred_proxy_opts clred_proxy_defaults(void);
+CLRED_API void clred_proxy_match_free(clred_proxy_match *m);
+/* Matches on the device (kernels/proxy.cl, double precision: a device
+ * without fp64 is refused). darks: ndarks >= 2 frames of one shape, at most
+ * 128; spectral: width * height flags (non-zero = spectral). */
+CLRED_API clred_status clred_proxy_match_pixels(clred_ctx *ctx, const clred_image *darks, size_t ndarks,
+                                                const uint8_t *spectral, const clred_proxy_opts *opts,
+                                                clred_proxy_match *out);
+/* A science frame's background (the proxy's value at matched spectral
+ * pixels, NaN at unmatched spectral pixels, the pixel itself elsewhere) and
+ * its final frame (science - background: the spectrum, zero off it). bkg
+ * and final receive new host images (either may be NULL). */
+CLRED_API clred_status clred_proxy_background(clred_ctx *ctx, const clred_proxy_match *m, const clred_image *sci,
+                                              const uint8_t *spectral, clred_image *bkg, clred_image *final);
+/* Writes the match map as CSV: x,y,proxy_x,proxy_y,median,std,msr per
+ * spectral pixel (empty proxy fields where unmatched). Atomic. */
+CLRED_API clred_status clred_proxy_match_write_csv(const char *path, const clred_proxy_match *m,
+                                                   const uint8_t *spectral, int overwrite);
+
+/* Cross-dispersion profile fits of a spectral frame (rows = y): the
+ * profile of each bin of columns (the mean of the bin's finite values per
+ * row) fitted by Levenberg-Marquardt (double, host: a few hundred points
+ * per bin) with a single Gaussian a G(y; mu, sigma) + c and a double one
+ * a1 G(y; mu1, sigma) + a2 G(y; mu2, sigma) + c (one width), where
+ * G(y; mu, s) = exp(-(y - mu)^2 / (2 s^2)). With tie_ratio (a bin's ratio
+ * a2 / a1 from another fit, e.g. the median frame's) a2 = ratio * a1. */
+typedef struct {
+    size_t x0, x1;                                   /* the bin's columns [x0, x1) */
+    double amp, mu, sigma, offset, chi2;             /* single Gaussian; chi2 = sum of squared residuals */
+    double amp1, mu1, amp2, mu2, sigma2, offset2, chi2_double; /* double Gaussian */
+    int ok_single, ok_double;                        /* the fit converged */
+} clred_trace_bin;
+
+typedef struct {
+    size_t nbins;
+    clred_trace_bin *bins;
+} clred_trace_fit;
+
+/* bin columns per bin (default 25 when 0); tie_ratio NULL or nbins ratios. */
+CLRED_API clred_status clred_trace_fit_frame(const clred_image *img, size_t bin, const double *tie_ratio,
+                                             clred_trace_fit *out);
+CLRED_API void clred_trace_fit_free(clred_trace_fit *f);
+/* The fit's model at (x, y): the bin's double Gaussian (the single one when
+ * the double did not converge; NaN when neither did). */
+CLRED_API double clred_trace_fit_model(const clred_trace_fit *fit, size_t x, double y);
+/* Spectral pixels of img that are not finite or are negative take the fit's
+ * model value (MASK gets INTERPOLATED, and loses NO_DATA, when present);
+ * *ninfilled (may be NULL) counts them. */
+CLRED_API clred_status clred_trace_fit_infill(clred_image *img, const clred_trace_fit *fit, const uint8_t *spectral,
+                                              size_t *ninfilled);
+/* Writes nfits fits as CSV, one row per frame and bin: "frame,bin,x0,x1,amp,mu,sigma,offset,chi2,ok,amp1,mu1,
+ * amp2,mu2,sigma2,offset2,chi2_double,ok_double" (names[i] names fit i). Atomic. */
+CLRED_API clred_status clred_trace_fit_write_csv(const char *path, const char *const *names,
+                                                 const clred_trace_fit *fits, size_t nfits, int overwrite);
+
+/* The proxy-pixel reduction of a set (clred proxy): the match, then per
+ * science frame its background and final frame, the median of the science
+ * frames and of the final frames, the profile fits of the median final frame
+ * and of each final frame (the peak ratio tied to the median's), and
+ * quick-look PNGs. Written into outdir (which must exist): match.csv,
+ * match.fits (SCI = proxy x, PROXYY, MEDIAN, STD, MSR; -1 / NaN where
+ * none), background_NNN.fits, final_NNN.fits (NNN from 001),
+ * median_science.fits, median_final.fits, fits.csv, median_final.png,
+ * final_NNN.png (asinh), and clean_NNN.fits: the final frame with its empty
+ * and negative spectral pixels infilled from its (ratio-tied) fit, then
+ * cleaned of cosmic rays (clred_cosmic with opts.cosmic). */
+typedef struct {
+    clred_proxy_opts match;
+    size_t bin;     /* columns per fit bin (default 25) */
+    int png;        /* write the quick-look PNGs (default 1) */
+    clred_cosmic_opts cosmic; /* clred_cosmic_defaults() with gain 1, readnoise 3 e-, no saturation level */
+    int overwrite;
+} clred_proxy_run_opts;
+
+typedef struct {
+    size_t nspectral, nmatched, ncandidates, nhot, nmissing;
+    size_t ninfilled, ncosmic; /* over all final frames */
+    double match_s, total_s; /* wall seconds of the search and of the whole run */
+} clred_proxy_report;
+
+CLRED_API clred_proxy_run_opts clred_proxy_run_defaults(void);
+CLRED_API clred_status clred_proxy_run(clred_ctx *ctx, const clred_image *darks, size_t ndarks,
+                                       const clred_image *science, size_t nscience, const uint8_t *spectral,
+                                       const char *outdir, const clred_proxy_run_opts *opts,
+                                       clred_proxy_report *report);
+
+/* A CUTE-like simulated set: dark and science frames of width (dispersion,
+ * x) by height (cross-dispersion, y) pixels in integer ADU. Dark signal and
+ * scattered light are shared by groups of pixels (each group's level is
+ * a + b * T_t for the frame's temperature T_t), so pixels of one group are
+ * each other's proxies; the trace, centred on row centre, is one Gaussian of
+ * width sigma at x = 0 that splits linearly into two of equal peak,
+ * split_max apart at the last column; hot pixels (hot in every frame),
+ * missing pixels (NaN in one frame), cosmic rays in the science frames,
+ * Gaussian read noise. */
+typedef struct {
+    size_t width, height;   /* default 2048 x 100 */
+    size_t ndarks, nscience; /* default 30, 5 */
+    size_t ngroups;         /* dark-signal groups (default 400) */
+    double read_noise;      /* ADU (default 2) */
+    double centre, sigma, split_max; /* trace (default height / 2, 3, 12) */
+    double peak;            /* spectrum peak per pixel at the trace centre, ADU (default 400) */
+    size_t spectral_half;   /* rows within this of centre are spectral (default 15) */
+    double hot_fraction, missing_fraction; /* default 0.002, 0.001 */
+    double cosmic_fraction; /* science pixels hit (default 0.0005) */
+    uint64_t seed;          /* default 1 */
+} clred_cute_sim_opts;
+
+typedef struct {
+    clred_cute_sim_opts opts;
+    clred_image *darks, *science;  /* ndarks and nscience frames */
+    uint8_t *spectral;             /* width * height flags */
+    int32_t *group;                /* width * height: each pixel's group */
+    uint8_t *hot;                  /* width * height: hot in every frame */
+    float **truth_background;      /* nscience planes: each frame's noiseless background */
+    float *truth_spectrum;         /* width * height: the noiseless spectrum (same in every frame) */
+} clred_cute_sim;
+
+CLRED_API clred_cute_sim_opts clred_cute_sim_defaults(void);
+CLRED_API clred_status clred_cute_simulate(const clred_cute_sim_opts *opts, clred_cute_sim *out);
+CLRED_API void clred_cute_sim_free(clred_cute_sim *s);
+/* Writes the set into the directory dir (which must exist): darks.fits and
+ * science.fits (cubes), spectral.fits (0/1), truth_spectrum.fits,
+ * truth_background.fits (cube, per science frame), truth_group.fits,
+ * truth_hot.fits and truth.json (the options and the profile's formula). */
+CLRED_API clred_status clred_cute_sim_write(const clred_cute_sim *s, const char *dir, int overwrite);
 
 /* Median filter of a width x height float image on the device: size 3, 5 or 7
  * (square window, exact) or, with separable set, a row then column median of
@@ -1362,6 +1655,9 @@ typedef struct {
     clred_match_opts mopts;       /* STARS */
     clred_resample_opts ropts;
     clred_combine_opts copts;
+    int match_background;         /* match the resampled frames' backgrounds (clred_match_backgrounds_dev)
+                                     before combining (default 0) */
+    clred_bkgmatch_opts bkgmatch; /* default clred_bkgmatch_defaults() */
 } clred_stack_opts;
 
 CLRED_API clred_stack_opts clred_stack_defaults(void);

@@ -17,3 +17,12 @@ kernel void subtract(global float *a, global const float *b, const uint n)
     if (i < n)
         a[i] = a[i] - b[i];
 }
+
+/* a += b element-wise: a model, such as a background, put back into an
+ * image (the inverse of subtract up to float32 rounding). */
+kernel void add(global float *a, global const float *b, const uint n)
+{
+    size_t i = get_global_id(0);
+    if (i < n)
+        a[i] = a[i] + b[i];
+}

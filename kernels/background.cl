@@ -206,14 +206,16 @@ inline float spline_piece(const float y0, const float y1, const float d0, const 
  * and the second derivatives along y of d2x (d2xy). Interpolating a natural
  * spline is linear in the data, so d2x of the column-interpolated row equals
  * the column interpolation of d2x. rows[y * nx + i] receives, for row y and
- * mesh column i, (background, its d2x, rms, its d2x). Box centres sit at
- * (i + 0.5) * box - 0.5. */
-kernel void bkg_rows(global const float *planes, global float4 *rows, const int h, const int box_h, const int nx,
-                     const int ny)
+ * mesh column i, (background, its d2x, rms, its d2x), for the rows
+ * y0 .. y0 + nrows - 1 of the image (row y of the image is rows' row
+ * y - y0). Box centres sit at (i + 0.5) * box - 0.5. */
+kernel void bkg_rows(global const float *planes, global float4 *rows, const int y0, const int nrows,
+                     const int box_h, const int nx, const int ny)
 {
-    const int i = get_global_id(0), y = get_global_id(1);
-    if (i >= nx || y >= h)
+    const int i = get_global_id(0), r = get_global_id(1);
+    if (i >= nx || r >= nrows)
         return;
+    const int y = y0 + r;
     int j = 0;
     float ty = 0.0f;
     if (ny > 1) {
@@ -223,13 +225,13 @@ kernel void bkg_rows(global const float *planes, global float4 *rows, const int 
     }
     const int j1 = ny > 1 ? j + 1 : j;
     const int k0 = j * nx + i, k1 = j1 * nx + i, np = nx * ny;
-    float r[4];
+    float v[4];
     for (int map = 0; map < 2; map++) {
         global const float *mesh = planes + 4 * map * np, *d2y = mesh + np, *d2x = d2y + np, *d2xy = d2x + np;
-        r[2 * map] = spline_piece(mesh[k0], mesh[k1], d2y[k0], d2y[k1], ty);
-        r[2 * map + 1] = spline_piece(d2x[k0], d2x[k1], d2xy[k0], d2xy[k1], ty);
+        v[2 * map] = spline_piece(mesh[k0], mesh[k1], d2y[k0], d2y[k1], ty);
+        v[2 * map + 1] = spline_piece(d2x[k0], d2x[k1], d2xy[k0], d2xy[k1], ty);
     }
-    rows[y * nx + i] = (float4)(r[0], r[1], r[2], r[3]);
+    rows[r * nx + i] = (float4)(v[0], v[1], v[2], v[3]);
 }
 
 /* Both full-resolution maps at once, from bkg_rows' values: one work-item
@@ -296,4 +298,70 @@ kernel void bkg_count_bits(global const ushort *mask, const uint n, const ushort
         c += (mask[i] & bits) != 0;
     if (c)
         atomic_add(count, c);
+}
+
+/* One map x (the k-th, k >= 1) into the per-pixel running mean and sum of
+ * squared deviations (Welford). Values are taken relative to the first map
+ * (shift), which is exact for maps within a factor two of it (Sterbenz), so
+ * the float32 mean and m2 carry errors of the order of the spread, not of
+ * the level. NaN anywhere makes the pixel NaN. */
+kernel void bkg_welford(global const float *x, global float *shift, global float *mean, global float *m2,
+                        const int k, const uint n)
+{
+    const size_t i = get_global_id(0);
+    if (i >= n)
+        return;
+    if (k == 1) {
+        shift[i] = x[i];
+        mean[i] = isfinite(x[i]) ? 0.0f : NAN;
+        m2[i] = mean[i];
+        return;
+    }
+    const float y = x[i] - shift[i], m = mean[i], d = y - m, mk = m + d / (float)k;
+    mean[i] = mk;
+    m2[i] = m2[i] + d * (y - mk);
+}
+
+/* mean = shift + mean, m2 -> population std sqrt(m2 / n). */
+kernel void bkg_welford_finish(global const float *shift, global float *mean, global float *m2, const int k,
+                               const uint n)
+{
+    const size_t i = get_global_id(0);
+    if (i >= n)
+        return;
+    mean[i] = shift[i] + mean[i];
+    const float q = m2[i];
+    m2[i] = isnan(q) ? q : sqrt(fmax(q, 0.0f) / (float)k); /* fmax would drop a NaN */
+}
+
+/* out = ref - img where both are usable, else NaN: the background
+ * difference a frame is matched by. */
+kernel void bkg_match_diff(global const float *ref, global const ushort *ref_mask, const int ref_has_mask,
+                           global const float *img, global const ushort *mask, const int has_mask,
+                           const ushort ignore, global float *out, const uint n)
+{
+    const size_t i = get_global_id(0);
+    if (i >= n)
+        return;
+    const float a = ref[i], b = img[i];
+    const bool ok = clred_usable(a, ref_has_mask ? ref_mask[i] : (ushort)0, ignore) &&
+                    clred_usable(b, has_mask ? mask[i] : (ushort)0, ignore);
+    out[i] = ok ? a - b : NAN;
+}
+
+/* img += the polynomial sum_k c[k] t_k(u, v), u = 2 x / (w - 1) - 1 and
+ * v likewise (0 for a single column or row), with the terms 1, u, v, u^2,
+ * u v, v^2, u^3, u^2 v, u v^2, v^3 (nterms of them). */
+kernel void bkg_add_poly(global float *img, const int w, const int h, constant float *c, const int nterms)
+{
+    const int x = get_global_id(0), y = get_global_id(1);
+    if (x >= w || y >= h)
+        return;
+    const float u = w > 1 ? 2.0f * (float)x / (float)(w - 1) - 1.0f : 0.0f;
+    const float v = h > 1 ? 2.0f * (float)y / (float)(h - 1) - 1.0f : 0.0f;
+    const float t[10] = {1.0f, u, v, u * u, u * v, v * v, u * u * u, u * u * v, u * v * v, v * v * v};
+    float p = 0.0f;
+    for (int k = 0; k < nterms; k++)
+        p += c[k] * t[k];
+    img[(size_t)y * w + x] += p;
 }

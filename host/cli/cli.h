@@ -71,6 +71,8 @@ int cmd_calibrate(int argc, char **argv);
 int cmd_combine(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
 int cmd_background(int argc, char **argv);
+int cmd_quicklook(int argc, char **argv);
+int cmd_proxy(int argc, char **argv);
 int cmd_cosmic(int argc, char **argv);
 int cmd_badpix(int argc, char **argv);
 int cmd_register(int argc, char **argv);

@@ -1,6 +1,7 @@
 /* clred combine: stack frames (files or cubes) with rejection, on the device. */
 #include <getopt.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -38,6 +39,17 @@ static void help(void)
            "                    union: every frame's footprint (NCONTRIB shows coverage)\n"
            "  --interp NAME     nearest, bilinear, bicubic, lanczos3 (default) or fourier\n"
            "  --precision P     sub-pixel step of the shift measurement (default 0.01 px)\n"
+           "\nbackgrounds (frames are then held in memory):\n"
+           "  --match-background  match every frame's background to a reference before combining\n"
+           "                    (after resampling with --align): the difference, measured on a\n"
+           "                    coarse mesh, fitted and added\n"
+           "  --match-order N   polynomial order 0..3 of the fit (default 1); -1 = the mesh itself\n"
+           "  --match-box N     mesh box in pixels (default 64)\n"
+           "  --match-ref N     reference frame (default: the one whose background is the median)\n"
+           "  --final-background F  estimate the stack's own background (larger boxes, sources\n"
+           "                    masked, negative allowed), subtract it and write it to F as a\n"
+           "                    model product (clred background --restore F adds it back)\n"
+           "  --final-box N     box of the final background (default 256)\n"
            "\n"
            "  -o, --output F    output MEF: SCI, VAR, MASK, NCONTRIB [, NREJECT]\n"
            "  --overwrite       replace an existing output\n"
@@ -45,7 +57,8 @@ static void help(void)
            "  --json            print a JSON summary on stdout\n\n"
            "example:\n"
            "  clred combine --method median --reject sigclip --sigma 3 flat_*.fits -o master.fits\n"
-           "  clred combine --align --grid union --reject sigclip cal_*.fits -o stack.fits\n");
+           "  clred combine --align --grid union --reject sigclip cal_*.fits -o stack.fits\n"
+           "  clred combine --match-background --final-background stack_bkg.fits sub_*.fits -o stack.fits\n");
 }
 
 /* "1,2.5,3" -> weights; the count is checked against the frames later. */
@@ -101,11 +114,35 @@ static double mean_of(const float *v, size_t n)
 enum {
     OPT_METHOD = 256, OPT_REJECT, OPT_SIGMA, OPT_SIGMA_LOW, OPT_SIGMA_HIGH, OPT_ITERS, OPT_CENTRE, OPT_SPREAD,
     OPT_NLOW, OPT_NHIGH, OPT_PCT_LOW, OPT_PCT_HIGH, OPT_SCALE, OPT_WEIGHTS, OPT_REJMAP, OPT_DEVICE, OPT_JSON,
-    OPT_OVERWRITE, OPT_ALIGN, OPT_ALIGN_BY, OPT_MODEL, OPT_REF, OPT_GRID, OPT_INTERP, OPT_PRECISION
+    OPT_OVERWRITE, OPT_ALIGN, OPT_ALIGN_BY, OPT_MODEL, OPT_REF, OPT_GRID, OPT_INTERP, OPT_PRECISION,
+    OPT_MATCH_BKG, OPT_MATCH_ORDER, OPT_MATCH_BOX, OPT_MATCH_REF, OPT_FINAL_BKG, OPT_FINAL_BOX
 };
 
+/* What the background options did, for the JSON summary. */
+typedef struct {
+    const clred_bkgmatch_result *match; /* NULL without --match-background */
+    const clred_bkg_model *final;        /* NULL without --final-background */
+} bkg_summary;
+
+static void print_bkg_json(const bkg_summary *b, size_t nframes)
+{
+    if (b->match && b->match->offset) {
+        printf(", \"background_match\": {\"ref\": %ld, \"offsets\": [", b->match->ref_index);
+        for (size_t i = 0; i < nframes; i++)
+            printf("%s%.6g", i ? ", " : "", b->match->offset[i]);
+        printf("], \"fit_rms\": [");
+        for (size_t i = 0; i < nframes; i++)
+            printf("%s%.6g", i ? ", " : "", b->match->fit_rms[i]);
+        printf("]}");
+    }
+    if (b->final)
+        printf(", \"final_background\": {\"global\": %.9g, \"global_rms\": %.9g, \"mesh\": [%zu, %zu]}",
+               b->final->global_back, b->final->global_rms, b->final->mesh_w, b->final->mesh_h);
+}
+
 static void print_json(const char *output, const clred_combine_result *r, const char *method, const char *reject,
-                       const char *scale, double elapsed, const clred_ctx *ctx, const clred_alignment *al)
+                       const char *scale, double elapsed, const clred_ctx *ctx, const clred_alignment *al,
+                       const bkg_summary *bkg)
 {
     double ncombine = 0;
     clred_header_get_double(r->image.header, "NCOMBINE", &ncombine);
@@ -142,6 +179,7 @@ static void print_json(const char *output, const clred_combine_result *r, const 
         }
         printf("]");
     }
+    print_bkg_json(bkg, (size_t)ncombine);
     printf("}\n");
 }
 
@@ -166,6 +204,10 @@ int cmd_combine(int argc, char **argv)
         {"align-by", required_argument, 0, OPT_ALIGN_BY},   {"model", required_argument, 0, OPT_MODEL},
         {"grid", required_argument, 0, OPT_GRID},           {"interp", required_argument, 0, OPT_INTERP},
         {"precision", required_argument, 0, OPT_PRECISION},
+        {"match-background", no_argument, 0, OPT_MATCH_BKG}, {"match-order", required_argument, 0, OPT_MATCH_ORDER},
+        {"match-box", required_argument, 0, OPT_MATCH_BOX}, {"match-ref", required_argument, 0, OPT_MATCH_REF},
+        {"final-background", required_argument, 0, OPT_FINAL_BKG},
+        {"final-box", required_argument, 0, OPT_FINAL_BOX},
         {"output", required_argument, 0, 'o'},              {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *cmd = "combine";
@@ -177,6 +219,10 @@ int cmd_combine(int argc, char **argv)
     int json = 0, overwrite = 0, align = 0, c, choice;
     const char *align_only = NULL; /* an alignment option, refused without --align */
     clred_stack_opts so = clred_stack_defaults();
+    clred_bkgmatch_opts mo = clred_bkgmatch_defaults();
+    clred_bkg_opts fo = clred_coadd_bkg_defaults();
+    int match = 0, final_box_given = 0;
+    const char *match_only = NULL, *final_bkg = NULL;
     int by_stars = 0;
     double *weights = NULL;
     size_t nweights = 0;
@@ -249,6 +295,30 @@ int cmd_combine(int argc, char **argv)
             if (ok && !(so.popts.precision > 0))
                 ok = !cli_usage_error(cmd, "--precision must be > 0 px, got %s", optarg);
             break;
+        case OPT_MATCH_BKG: match = 1; break;
+        case OPT_MATCH_ORDER:
+            match_only = "--match-order";
+            ok = cli_parse_int(cmd, "--match-order", optarg, &mo.order);
+            break;
+        case OPT_MATCH_BOX:
+            match_only = "--match-box";
+            ok = cli_parse_int(cmd, "--match-box", optarg, &mo.box);
+            break;
+        case OPT_MATCH_REF: {
+            int ref = 0;
+            match_only = "--match-ref";
+            ok = cli_parse_int(cmd, "--match-ref", optarg, &ref);
+            mo.ref_index = ref;
+            break;
+        }
+        case OPT_FINAL_BKG: final_bkg = optarg; break;
+        case OPT_FINAL_BOX: {
+            int box = 0;
+            ok = cli_parse_int(cmd, "--final-box", optarg, &box);
+            fo.box_w = fo.box_h = box;
+            final_box_given = 1;
+            break;
+        }
         case OPT_DEVICE: device = optarg; break;
         case OPT_JSON: json = 1; break;
         case OPT_OVERWRITE: overwrite = 1; break;
@@ -275,6 +345,14 @@ int cmd_combine(int argc, char **argv)
         free(weights);
         return cli_usage_error(cmd, "%s applies only with --align", align_only);
     }
+    if (match_only && !match) {
+        free(weights);
+        return cli_usage_error(cmd, "%s applies only with --match-background", match_only);
+    }
+    if (final_box_given && !final_bkg) {
+        free(weights);
+        return cli_usage_error(cmd, "--final-box applies only with --final-background");
+    }
     if (by_stars && so.ref_index < 0) {
         free(weights);
         return cli_usage_error(cmd, "--align-by stars needs a reference frame (--ref N), not the median");
@@ -284,6 +362,12 @@ int cmd_combine(int argc, char **argv)
         return cli_usage_error(cmd, "--interp fourier shifts only; --align-by stars also rotates and scales");
     }
     clred_status s = clred_output_check(output, inputs, ninputs, overwrite);
+    if (s == CLRED_OK && final_bkg)
+        s = clred_output_check(final_bkg, inputs, ninputs, overwrite);
+    if (s == CLRED_OK && final_bkg && strcmp(final_bkg, output) == 0) {
+        free(weights);
+        return cli_usage_error(cmd, "%s is given for both the stack and its final background", output);
+    }
     if (s != CLRED_OK) {
         free(weights);
         return cli_fail(cmd, s);
@@ -308,26 +392,71 @@ int cmd_combine(int argc, char **argv)
     memset(&r, 0, sizeof r);
     clred_alignment al;
     memset(&al, 0, sizeof al);
+    clred_bkgmatch_result mr;
+    clred_bkg_model final;
+    memset(&mr, 0, sizeof mr);
+    memset(&final, 0, sizeof final);
+    bkg_summary bsum = {NULL, NULL};
     if (align) {
         so.method = by_stars ? CLRED_REGISTER_STARS : CLRED_REGISTER_SHIFTS;
         so.copts = o;
+        so.match_background = match;
+        so.bkgmatch = mo;
         s = clred_stack_files(ctx, inputs, ninputs, &so, &r, &al);
+    } else if (match) {
+        cli_frame *frames = NULL;
+        clred_image *images = NULL;
+        size_t nframes = 0;
+        rc = cli_list_frames(cmd, inputs, ninputs, &frames, &nframes);
+        if (rc == EXIT_OK)
+            rc = cli_read_frames(cmd, frames, nframes, &images);
+        if (rc == EXIT_OK) {
+            s = clred_match_backgrounds(ctx, images, nframes, &mo, &mr);
+            bsum.match = &mr;
+            if (s == CLRED_OK)
+                s = clred_combine_images(ctx, images, nframes, &o, &r);
+            cli_free_images(images, nframes);
+        }
+        free(frames);
     } else {
         s = clred_combine_files(ctx, inputs, ninputs, &o, &r);
+    }
+    float *final_map = NULL;
+    if (rc == EXIT_OK && s == CLRED_OK && final_bkg) {
+        s = clred_coadd_background(ctx, &r.image, &fo, &final, NULL);
+        bsum.final = &final;
+        final_map = s == CLRED_OK ? malloc(r.image.width * r.image.height * sizeof *final_map) : NULL;
+        if (s == CLRED_OK && !final_map)
+            s = CLRED_ERR_MEMORY;
+        if (s == CLRED_OK)
+            s = clred_bkg_model_eval(ctx, &final, 0, final.height, final_map, NULL);
+        char line[160];
+        snprintf(line, sizeof line, "clred combine: final background (box %d, global %.6g) subtracted: %s",
+                 fo.box_w, final.global_back, final_bkg);
+        if (s == CLRED_OK)
+            s = clred_header_add_history(r.image.header, line);
     }
     double elapsed = now_seconds() - t0;
     if (rc == EXIT_OK && s == CLRED_OK) {
         clred_extra_plane extra[2] = {{"NCONTRIB", r.ncontrib}, {"NREJECT", r.nrejected}};
         s = clred_image_write_with(output, &r.image, extra, r.nrejected ? 2 : 1, overwrite);
     }
+    if (rc == EXIT_OK && s == CLRED_OK && final_bkg) {
+        s = clred_bkg_model_write(final_bkg, &final, final_map, r.image.header, overwrite);
+        if (s != CLRED_OK)
+            remove(output); /* the stack without its background would be a partial output */
+    }
+    free(final_map);
     if (s != CLRED_OK) {
         rc = cli_fail(cmd, s);
     } else if (rc == EXIT_OK) {
         cli_progress_done();
         if (json)
-            print_json(output, &r, methods[o.method], rejects[o.reject], scales[o.scale], elapsed, ctx, &al);
+            print_json(output, &r, methods[o.method], rejects[o.reject], scales[o.scale], elapsed, ctx, &al, &bsum);
     }
     clred_alignment_free(&al);
+    clred_bkgmatch_result_free(&mr);
+    clred_bkg_model_free(&final);
     clred_combine_result_free(&r);
     clred_ctx_destroy(ctx);
     free(weights);

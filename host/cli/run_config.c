@@ -124,6 +124,14 @@ static int config_entry(void *user, const char *section, const char *key, const 
         static const char *const names[] = {"none", "multiplicative", "additive"};
         if ((ok = choice(value, names, 3, &k)))
             o->stack.copts.scale = (clred_scale_method)k;
+    } else if (IS("stack", "match_background")) {
+        ok = parse_bool(value, &o->stack.match_background);
+    } else if (IS("stack", "match_order")) {
+        if ((ok = parse_num(value, &d) && d >= -1 && d <= 3 && d == floor(d)))
+            o->stack.bkgmatch.order = (int)d;
+    } else if (IS("stack", "match_box")) {
+        if ((ok = parse_num(value, &d) && d >= 4 && d <= 4096))
+            o->stack.bkgmatch.box = (int)d;
     } else if (IS("quality", "enabled")) {
         ok = parse_bool(value, &o->quality);
     } else if (IS("quality", "max_fwhm")) {

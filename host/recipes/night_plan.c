@@ -81,9 +81,11 @@ void night_parameter_texts(night *nt)
              g->box_h, g->filter_w, g->filter_h, g->clip_sigma, g->max_iters, g->min_good_frac, g->mask_sources,
              g->source_sigma, g->source_grow);
     combine_text(&o->stack.copts, cb, sizeof cb);
-    snprintf(nt->p_stack, sizeof nt->p_stack, "register=%d ref=%ld grid=%d interp=%d conserve_flux=%d; %s",
+    snprintf(nt->p_stack, sizeof nt->p_stack,
+             "register=%d ref=%ld grid=%d interp=%d conserve_flux=%d match_background=%d (order %d box %d ref %ld); %s",
              (int)o->stack.method, o->stack.ref_index, (int)o->stack.grid, (int)o->stack.ropts.interp,
-             o->stack.ropts.conserve_flux, cb);
+             o->stack.ropts.conserve_flux, o->stack.match_background, o->stack.bkgmatch.order, o->stack.bkgmatch.box,
+             o->stack.bkgmatch.ref_index, cb);
     /* Quality limits change which frames a stack holds: part of its key
      * when any is set (so the keys of a night without limits stay). */
     const clred_quality_limits *l = &o->quality_limits;

@@ -48,6 +48,8 @@ static clred_status stack_host(night *nt, const clred_image *frames, size_t n, c
     if (st == CLRED_OK)
         have = (st = clred_resample_onto_grid(nt->ctx, frames, n, to_ref, so->grid, &so->ropts, aligned, &geo)) ==
                CLRED_OK;
+    if (st == CLRED_OK && so->match_background)
+        st = clred_match_backgrounds(nt->ctx, aligned, n, &so->bkgmatch, NULL);
     if (st == CLRED_OK)
         st = clred_combine_images(nt->ctx, aligned, n, &so->copts, out);
     for (size_t i = 0; have && i < n; i++)

@@ -34,6 +34,7 @@ clred_stack_opts clred_stack_defaults(void)
     o.mopts = clred_match_defaults();
     o.ropts = clred_resample_defaults();
     o.copts = clred_combine_defaults();
+    o.bkgmatch = clred_bkgmatch_defaults();
     return o;
 }
 
@@ -205,6 +206,8 @@ static clred_status stack_run(clred_ctx *ctx, const clred_dimage *const *frames,
         aligned[0]->header = aligned[o.ref_index]->header;
         aligned[o.ref_index]->header = h;
     }
+    if (st == CLRED_OK && o.match_background && n > 1)
+        st = clred_match_backgrounds_dev(ctx, aligned, n, &o.bkgmatch, NULL);
     if (st == CLRED_OK)
         st = clred_combine_dev(ctx, (const clred_dimage *const *)aligned, n, &o.copts, out);
     if (st == CLRED_OK)

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "background.h"
 
 clred_bkg_opts clred_bkg_defaults(void)
 {
@@ -215,15 +215,25 @@ typedef struct {
     int w, h;
     const clred_bkg_opts *o;
     cl_mem img, mask, bkg_map, rms_map;
-    cl_mem mask2, scratch, back, sigma, npix, rows;
+    cl_mem mask2, scratch, back, sigma, npix;
     size_t scratch_bytes;
+    clred_bkg_model model; /* the last pass's */
 } bkg_state;
+
+void clred_bkg_model_free(clred_bkg_model *m)
+{
+    if (!m)
+        return;
+    free(m->back);
+    free(m->rms);
+    memset(m, 0, sizeof *m);
+}
 
 static void state_release(bkg_state *s)
 {
     clred_pool_give(s->ctx, &s->scratch, s->scratch_bytes);
     clred_pool_give(s->ctx, &s->mask2, (size_t)s->w * s->h * sizeof(uint16_t));
-    cl_mem *all[] = {&s->back, &s->sigma, &s->npix, &s->rows};
+    cl_mem *all[] = {&s->back, &s->sigma, &s->npix};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         clred_release(all[i]);
 }
@@ -305,47 +315,91 @@ static clred_status box_stats(bkg_state *s, cl_mem mask, int have_mask, uint16_t
     return st;
 }
 
-/* The spline of both mesh planes to the full-resolution device maps:
- * bkg_rows down the mesh columns at every row, then bkg_interp across. */
-static clred_status interpolate(bkg_state *s, const double *back, const double *sigma, int nx, int ny)
+/* The spline of both mesh planes to rows [y0, y0 + nrows) of the
+ * full-resolution maps (bkg_map and rms_map hold nrows * width): bkg_rows
+ * down the mesh columns at every row, then bkg_interp across. The mesh is
+ * float32 (the model's), so a model read back from its product evaluates to
+ * the same maps bit for bit. */
+clred_status clred_bkg_eval_into(clred_ctx *ctx, const clred_bkg_model *m, size_t y0, size_t nrows, cl_mem bkg_map,
+                                 cl_mem rms_map)
 {
     /* Rows per work-item of bkg_interp: enough to share the column's weights,
      * few enough to leave every device many work-items. */
-    const int nrows = 4;
-    size_t nbox = (size_t)nx * ny;
+    const int band = 4;
+    int nx = (int)m->mesh_w, ny = (int)m->mesh_h, w = (int)m->width, n = (int)nrows, first = (int)y0;
+    size_t nbox = m->mesh_w * m->mesh_h;
+    if (nrows == 0)
+        return CLRED_OK;
+    double *mesh = calloc(nbox, sizeof *mesh);
     float *planes = malloc(8 * nbox * sizeof *planes);
-    if (!planes)
+    if (!planes || !mesh) {
+        free(mesh), free(planes);
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for the background spline");
-    clred_status st = spline_planes(back, nx, ny, planes);
+    }
+    for (size_t i = 0; i < nbox; i++)
+        mesh[i] = m->back[i];
+    clred_status st = spline_planes(mesh, nx, ny, planes);
+    for (size_t i = 0; i < nbox; i++)
+        mesh[i] = m->rms[i];
     if (st == CLRED_OK)
-        st = spline_planes(sigma, nx, ny, planes + 4 * nbox);
-    if (st == CLRED_OK && !s->rows)
-        st = clred_buffer(s->ctx, CL_MEM_READ_WRITE, (size_t)s->h * nx * sizeof(cl_float4), NULL, &s->rows,
-                          "background rows");
-    cl_mem p = NULL;
+        st = spline_planes(mesh, nx, ny, planes + 4 * nbox);
+    free(mesh);
+    cl_mem p = NULL, rows = NULL;
+    size_t rows_bytes = nrows * m->mesh_w * sizeof(cl_float4);
     if (st == CLRED_OK)
-        st = clred_buffer(s->ctx, CL_MEM_READ_ONLY, 8 * nbox * sizeof(float), planes, &p, "spline planes");
+        st = clred_pool_take(ctx, rows_bytes, "background rows", &rows);
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, CL_MEM_READ_ONLY, 8 * nbox * sizeof(float), planes, &p, "spline planes");
     free(planes);
     cl_kernel k;
     if (st == CLRED_OK)
-        st = clred_kernel(s->ctx, "background", NULL, "bkg_rows", &k);
+        st = clred_kernel(ctx, "background", NULL, "bkg_rows", &k);
     if (st == CLRED_OK)
-        st = clred_args(k, "bkg_rows", CLRED_ARG(p), CLRED_ARG(s->rows), CLRED_ARG(s->h), CLRED_ARG(s->o->box_h),
-                        CLRED_ARG(nx), CLRED_ARG(ny), (size_t)0);
-    size_t grows[2] = {(size_t)nx, (size_t)s->h};
+        st = clred_args(k, "bkg_rows", CLRED_ARG(p), CLRED_ARG(rows), CLRED_ARG(first), CLRED_ARG(n),
+                        CLRED_ARG(m->box_h), CLRED_ARG(nx), CLRED_ARG(ny), (size_t)0);
+    size_t grows[2] = {(size_t)nx, nrows};
     if (st == CLRED_OK)
-        st = clred_run(s->ctx, k, "bkg_rows", 2, grows, NULL);
+        st = clred_run(ctx, k, "bkg_rows", 2, grows, NULL);
     if (st == CLRED_OK)
-        st = clred_kernel(s->ctx, "background", NULL, "bkg_interp", &k);
+        st = clred_kernel(ctx, "background", NULL, "bkg_interp", &k);
     if (st == CLRED_OK)
-        st = clred_args(k, "bkg_interp", CLRED_ARG(s->rows), CLRED_ARG(s->bkg_map), CLRED_ARG(s->rms_map),
-                        CLRED_ARG(s->w), CLRED_ARG(s->h), CLRED_ARG(s->o->box_w), CLRED_ARG(nx),
-                        CLRED_ARG(nrows), (size_t)0);
-    size_t global[2] = {(size_t)s->w, ((size_t)s->h + (size_t)nrows - 1) / (size_t)nrows};
+        st = clred_args(k, "bkg_interp", CLRED_ARG(rows), CLRED_ARG(bkg_map), CLRED_ARG(rms_map), CLRED_ARG(w),
+                        CLRED_ARG(n), CLRED_ARG(m->box_w), CLRED_ARG(nx), CLRED_ARG(band), (size_t)0);
+    size_t global[2] = {m->width, (nrows + (size_t)band - 1) / (size_t)band};
     if (st == CLRED_OK)
-        st = clred_run(s->ctx, k, "bkg_interp", 2, global, NULL);
+        st = clred_run(ctx, k, "bkg_interp", 2, global, NULL);
     clred_release(&p);
+    clred_pool_give(ctx, &rows, rows_bytes);
     return st;
+}
+
+/* The pass's mesh (already float32 values) as the run's model. */
+static clred_status keep_model(bkg_state *s, const mesh *m, const clred_bkg_info *info)
+{
+    clred_bkg_model_free(&s->model);
+    clred_bkg_model *o = &s->model;
+    size_t nbox = (size_t)m->nx * m->ny;
+    o->back = malloc(nbox * sizeof *o->back);
+    o->rms = malloc(nbox * sizeof *o->rms);
+    if (!o->back || !o->rms) {
+        clred_bkg_model_free(o);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for the background model");
+    }
+    for (size_t i = 0; i < nbox; i++) {
+        o->back[i] = (float)m->back[i];
+        o->rms[i] = (float)m->sigma[i];
+    }
+    o->width = (size_t)s->w;
+    o->height = (size_t)s->h;
+    o->box_w = s->o->box_w;
+    o->box_h = s->o->box_h;
+    o->filter_w = s->o->filter_w;
+    o->filter_h = s->o->filter_h;
+    o->mesh_w = (size_t)m->nx;
+    o->mesh_h = (size_t)m->ny;
+    o->global_back = info->global_back;
+    o->global_rms = info->global_rms;
+    return CLRED_OK;
 }
 
 /* Statistics, filling, filtering and the two maps for one pass. */
@@ -363,6 +417,12 @@ static clred_status one_pass(bkg_state *s, cl_mem mask, int have_mask, uint16_t 
         st = filter_mesh(m.sigma, m.nx, m.ny, s->o->filter_w, s->o->filter_h);
     if (st == CLRED_OK) {
         size_t nbox = (size_t)m.nx * m.ny;
+        /* the model holds float32 meshes: round here, so the maps are the
+         * model's evaluation */
+        for (size_t i = 0; i < nbox; i++) {
+            m.back[i] = (float)m.back[i];
+            m.sigma[i] = (float)m.sigma[i];
+        }
         double *tmp = malloc(nbox * sizeof *tmp);
         if (!tmp) {
             st = clred_fail(CLRED_ERR_MEMORY, "out of memory for the background mesh");
@@ -378,7 +438,9 @@ static clred_status one_pass(bkg_state *s, cl_mem mask, int have_mask, uint16_t 
         info->nfilled = nfilled;
     }
     if (st == CLRED_OK)
-        st = interpolate(s, m.back, m.sigma, m.nx, m.ny);
+        st = keep_model(s, &m, info);
+    if (st == CLRED_OK)
+        st = clred_bkg_eval_into(s->ctx, &s->model, 0, (size_t)s->h, s->bkg_map, s->rms_map);
     mesh_free(&m);
     return st;
 }
@@ -431,7 +493,7 @@ static clred_status mask_sources(bkg_state *s, int have_mask, size_t *nmasked)
 
 /* The maps into bkg_map and rms_map (planes of img's shape). */
 static clred_status background_into(clred_ctx *ctx, const clred_dimage *img, const clred_bkg_opts *o,
-                                    cl_mem bkg_map, cl_mem rms_map, clred_bkg_info *info)
+                                    cl_mem bkg_map, cl_mem rms_map, clred_bkg_info *info, clred_bkg_model *model)
 {
     bkg_state s;
     memset(&s, 0, sizeof s);
@@ -452,6 +514,11 @@ static clred_status background_into(clred_ctx *ctx, const clred_dimage *img, con
         if (st == CLRED_OK)
             st = one_pass(&s, s.mask2, 1, (uint16_t)(o->ignore_bits | CLRED_MASK_DETECTED), info);
     }
+    if (st == CLRED_OK && model) {
+        *model = s.model;
+        memset(&s.model, 0, sizeof s.model);
+    }
+    clred_bkg_model_free(&s.model);
     state_release(&s);
     return st;
 }
@@ -478,7 +545,7 @@ clred_status clred_background_dev(clred_ctx *ctx, const clred_dimage *img, const
     if (st == CLRED_OK)
         st = clred_dimage_like(img, 0, 0, 0, &maps[1]);
     if (st == CLRED_OK)
-        st = background_into(ctx, img, &o, clred_dimage_sci(maps[0]), clred_dimage_sci(maps[1]), &local);
+        st = background_into(ctx, img, &o, clred_dimage_sci(maps[0]), clred_dimage_sci(maps[1]), &local, NULL);
     if (st != CLRED_OK || !bkg)
         clred_dimage_free(maps[0]);
     if (st != CLRED_OK || !rms)
@@ -534,7 +601,7 @@ clred_status clred_background(clred_ctx *ctx, const clred_image *img, const clre
             st = clred_dimage_like(d, 0, 0, 0, &maps[i]);
     }
     if (st == CLRED_OK)
-        st = background_into(ctx, d, &o, clred_dimage_sci(maps[0]), clred_dimage_sci(maps[1]), &local);
+        st = background_into(ctx, d, &o, clred_dimage_sci(maps[0]), clred_dimage_sci(maps[1]), &local, NULL);
     for (int i = 0; i < 2 && st == CLRED_OK; i++)
         if (outs[i])
             st = clred_dimage_download_into(maps[i], outs[i]);
@@ -550,5 +617,50 @@ clred_status clred_background(clred_ctx *ctx, const clred_image *img, const clre
     } else if (info) {
         *info = local;
     }
+    return st;
+}
+
+clred_status clred_background_model_dev(clred_ctx *ctx, const clred_dimage *img, const clred_bkg_opts *opts,
+                                        clred_bkg_model *model, clred_bkg_info *info)
+{
+    if (model)
+        memset(model, 0, sizeof *model);
+    if (!ctx || !img || !model)
+        return clred_fail(CLRED_ERR_USAGE, "background model: no device context, image or model given");
+    if (img->ctx != ctx)
+        return clred_fail(CLRED_ERR_USAGE, "background model: the device image belongs to another context");
+    clred_bkg_opts o = opts ? *opts : clred_bkg_defaults();
+    CLRED_TRY(check_opts(img->width, img->height, &o));
+    clred_bkg_info local;
+    memset(&local, 0, sizeof local);
+    /* the maps are scratch here (the source mask needs them) */
+    clred_dimage *maps[2] = {NULL, NULL};
+    clred_status st = clred_dimage_new(ctx, img->width, img->height, 0, 0, &maps[0]);
+    if (st == CLRED_OK)
+        st = clred_dimage_new(ctx, img->width, img->height, 0, 0, &maps[1]);
+    if (st == CLRED_OK)
+        st = background_into(ctx, img, &o, clred_dimage_sci(maps[0]), clred_dimage_sci(maps[1]), &local, model);
+    clred_dimage_free(maps[0]);
+    clred_dimage_free(maps[1]);
+    if (st == CLRED_OK && info)
+        *info = local;
+    return st;
+}
+
+clred_status clred_background_model(clred_ctx *ctx, const clred_image *img, const clred_bkg_opts *opts,
+                                    clred_bkg_model *model, clred_bkg_info *info)
+{
+    if (model)
+        memset(model, 0, sizeof *model);
+    if (!ctx || !img || !img->sci)
+        return clred_fail(CLRED_ERR_USAGE, "background model: no device context or image given");
+    clred_image view = *img;
+    view.var = NULL;
+    view.header = NULL;
+    clred_dimage *d = NULL;
+    clred_status st = clred_dimage_borrow(ctx, &view, &d);
+    if (st == CLRED_OK)
+        st = clred_background_model_dev(ctx, d, opts, model, info);
+    clred_dimage_free(d);
     return st;
 }

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# clred proxy end to end on a small simulated CUTE-like set: the simulator's
+# files, every product of the reduction, JSON, both methods, bad usage.
+set -u
+BIN=${CLRED_BIN:?CLRED_BIN is not set}
+TMP=${CLRED_TEST_TMP:-/tmp}/cli_proxy
+rm -rf "$TMP"
+mkdir -p "$TMP"
+cd "$TMP" || exit 1
+fails=0
+source "$(dirname "$0")/lib_cli.sh"
+expect_rc() { # expected exit code, description, command...
+    local want=$1 what=$2
+    shift 2
+    "$@" >out.txt 2>err.txt
+    local rc=$?
+    if [ "$rc" -eq "$want" ]; then echo "ok: $what (exit $rc)"; else
+        echo "FAIL: $what: exit $rc, expected $want; stderr: $(cat err.txt)"
+        fails=$((fails + 1))
+    fi
+}
+json_num() { grep -o "\"$2\": [-0-9.eE+]*" "$1" | head -1 | awk '{print $2}'; }
+
+expect_rc 0 "simulate" "$BIN" proxy --simulate sim --size 100x20 --ndarks 8 --nscience 2 --seed 5
+for f in darks science spectral truth_spectrum truth_background truth_group truth_hot; do
+    check "sim/$f.fits written" test -s "sim/$f.fits"
+done
+check "truth.json written" grep -q '"ndarks": 8' sim/truth.json
+expect_rc 0 "proxy (median)" "$BIN" proxy --darks sim/darks.fits --spectral sim/spectral.fits -o out sim/science.fits --json
+cp out.txt run.json
+spectral=$(json_num run.json spectral)
+matched=$(json_num run.json matched)
+check "6 spectral rows of 100 (rows within 3 of 10)" [ "$spectral" = "700" ]
+check "nearly every spectral pixel matched" [ "$matched" -gt 650 ]
+check "match.csv has a row per spectral pixel" [ "$(($(wc -l <out/match.csv) - 1))" = "$spectral" ]
+for f in match.fits clean_001.fits clean_002.fits background_001.fits background_002.fits final_001.fits final_002.fits median_science.fits \
+    median_final.fits median_final.png final_001.png; do
+    check "out/$f written" test -s "out/$f"
+done
+# fits.csv: the median final frame and two final frames, 4 bins of 25 columns each
+check "fits.csv has 12 rows" [ "$(($(wc -l <out/fits.csv) - 1))" = "12" ]
+check "fits.csv names the median final frame" grep -q '^median_final,0,0,25,' out/fits.csv
+check "infilled pixels reported" [ "$(json_num run.json infilled)" -gt 0 ]
+expect_rc 0 "proxy (lsq, window)" "$BIN" proxy --darks sim/darks.fits --spectral sim/spectral.fits -o out2 \
+    sim/science.fits --method lsq --window 20 --no-png --json
+check "lsq reported" grep -q '"method": "lsq"' out.txt
+check "no PNG with --no-png" test ! -e out2/median_final.png
+expect_rc 1 "existing products without --overwrite" "$BIN" proxy --darks sim/darks.fits \
+    --spectral sim/spectral.fits -o out sim/science.fits
+expect_rc 2 "no --spectral" "$BIN" proxy --darks sim/darks.fits -o out3 sim/science.fits
+expect_rc 2 "unknown method" "$BIN" proxy --darks sim/darks.fits --spectral sim/spectral.fits -o out3 \
+    sim/science.fits --method mean
+expect_rc 1 "a mask of another shape" "$BIN" proxy --darks sim/darks.fits --spectral 'sim/truth_spectrum.fits[1:10,1:10]' \
+    -o out3 sim/science.fits
+check "no temporary files left" test -z "$(find . -name '*.tmp')"
+
+[ "$fails" -eq 0 ] || { echo "$fails failures"; exit 1; }
+echo "all ok"
