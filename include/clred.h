@@ -1383,7 +1383,7 @@ typedef struct {
     size_t size;          /* model size, odd px (default 25) */
     double thresh;        /* detection threshold in per-pixel RMS (default 5) */
     double min_snr;       /* smallest flux / flux_err of a star used (default 50) */
-    double isolation;     /* no other source within this many px (default 0 = the model size) */
+    double isolation;     /* no other source within this many px (default 0 = 3/4 of the model size) */
     double saturation;    /* stars with a pixel at or above this are left out (0 = mask bit only) */
     int max_stars;        /* brightest usable stars averaged (default 50) */
     uint16_t ignore_bits; /* default CLRED_MASK_UNUSABLE */
@@ -1460,11 +1460,11 @@ typedef struct {
     double ap_flux, ap_flux_err; /* aperture flux (radius ap_radius) on the difference, divided by the
                                     PSF's fraction inside the aperture */
     double snr;             /* |flux| / flux_err */
-    double fwhm;            /* of |D| around the peak, from second moments */
+    double fwhm;            /* from second moments of the pixels of its sign beyond 1 sigma in the aperture */
     double elongation;      /* a / b */
     int nneg, nbad;         /* pixels of the opposite sign / unusable in the 5 x 5 box */
     double sumrat;          /* sum of D over the 5 x 5 box / sum of |D| */
-    double lobe_pos, lobe_neg; /* positive and negative flux in the aperture */
+    double lobe_pos, lobe_neg; /* sums of the pixels above +2 sigma / below -2 sigma within 2 apertures */
     double edge_dist;       /* px to the nearest image edge */
     uint16_t mask_bits;     /* OR of the mask over the 5 x 5 box */
     unsigned flags;         /* CLRED_CAND_* */
@@ -1496,6 +1496,49 @@ CLRED_API clred_status clred_candidates_write(const char *fits_path, const char 
 CLRED_API clred_status clred_cutouts_write(const char *path, const clred_image *new_img, const clred_image *ref,
                                            const clred_image *diff, const clred_candidate *list, size_t n,
                                            size_t size, int overwrite);
+
+/* ---- difference imaging on files: clred subtract, clred candidates */
+
+typedef struct {
+    const char *new_psf, *ref_psf;     /* PSF images; NULL = measured from the image (psf options) */
+    size_t psf_size;                   /* largest size of a PSF read (odd; 0 = uncut) */
+    const char *new_noise, *ref_noise; /* 1-sigma noise images: their squares become the VAR planes */
+    const char *new_mask, *ref_mask;   /* images whose nonzero pixels are flagged BAD */
+    clred_psf_opts psf;                /* for measured PSFs */
+    clred_zogy_opts zogy;
+    clred_cand_opts cand;
+    const char *candidates;            /* candidate catalog: .csv, .json, else a FITS table; NULL = none */
+    const char *cutouts;               /* cutouts of each candidate (clred_cutouts_write); NULL = none */
+    size_t cutout_size;                /* default 63 */
+    const char *psf_out;               /* the difference's PSF written here; NULL = none */
+    int overwrite;
+} clred_subtract_job;
+
+typedef struct {
+    double f_d, f_s, sigma_n, sigma_r, d_off, bkg_n, bkg_r;
+    double fwhm_new, fwhm_ref, fwhm_diff; /* px, of the PSFs used and of the difference's */
+    size_t nstars_new, nstars_ref;        /* stars of measured PSFs (0 when read) */
+    size_t ncandidates, npositive;        /* candidates written, those brighter in the new image */
+    double seconds;                       /* wall time of the subtraction and the candidates */
+} clred_subtract_report;
+
+CLRED_API clred_subtract_job clred_subtract_job_defaults(void);
+/* Reads the new image and the reference (the same pixel grid), their noise
+ * and masks, reads or measures their PSFs, subtracts them by ZOGY on the
+ * device, finds candidates, and writes out_path: SCI = D / F_D, VAR, MASK and
+ * the planes SCORR, FLUX (S / F_S) and FLUXVAR; then the catalog, the cutouts
+ * and P_D as asked. Every output is checked before any work; report may be NULL. */
+CLRED_API clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const char *ref_path,
+                                            const char *out_path, const clred_subtract_job *job,
+                                            clred_subtract_report *report);
+/* Candidates on a difference written by clred_subtract_files (or any MEF with
+ * SCI, VAR and MASK: the score is then SCI / sqrt(VAR)), with the PSF of the
+ * difference in psf_path (NULL: measured from the new image new_path). The
+ * catalog and cutouts are job->candidates and job->cutouts; the cutouts need
+ * new_path and ref_path. *n receives the number of candidates. */
+CLRED_API clred_status clred_candidates_files(clred_ctx *ctx, const char *diff_path, const char *psf_path,
+                                              const char *new_path, const char *ref_path,
+                                              const clred_subtract_job *job, size_t *n, size_t *npositive);
 
 /* ---- simulated pairs for difference imaging */
 

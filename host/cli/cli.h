@@ -76,5 +76,8 @@ int cmd_sources(int argc, char **argv);
 int cmd_photometry(int argc, char **argv);
 int cmd_cube(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_subtract(int argc, char **argv);
+int cmd_candidates(int argc, char **argv);
+int cmd_simulate_pair(int argc, char **argv);
 
 #endif

@@ -137,15 +137,17 @@ static void measure(const measure_ctx *m, size_t pix, clred_candidate *c)
             double a = clred_circle_pixel_overlap(c->x, c->y, m->ap_radius, (double)i, (double)j);
             ap += a * v;
             apv += a * a * var;
-            double r = hypot(dx, dy);
+            /* lobes and moments from pixels beyond 2 and 1 sigma: a sum of the
+             * noise's negative (positive) half alone would be far from 0 */
+            double r = hypot(dx, dy), sd = d->var ? sqrt(var) : 0.0;
             if (r <= rlobe) {
-                if (v > 0)
+                if (v > 2 * sd)
                     pos += v;
-                else
+                else if (v < -2 * sd)
                     neg += v;
             }
-            if (r <= m->ap_radius * 1.5) {
-                double wt = fmax(v * sign, 0);
+            if (r <= m->ap_radius && v * sign > sd) {
+                double wt = v * sign;
                 mxx += wt * dx * dx;
                 myy += wt * dy * dy;
                 mxy += wt * dx * dy;

@@ -3,6 +3,7 @@
  * the device, stamps recentred by sub-pixel bicubic shifts and median-stacked
  * on the host: a few dozen small stamps), with FWHM and ellipticity. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,22 +109,42 @@ clred_status clred_psf_from_array(const float *data, size_t w, size_t h, size_t 
         }
     if (!(total > 0))
         return clred_fail(CLRED_ERR_INPUT, "PSF: the %zu x %zu array sums to %g, not > 0", w, h, total);
-    /* A model centred by construction (odd, peak within a pixel of the middle)
-     * is kept as it is; otherwise its core's centroid moves to the centre. */
-    double cx = (double)(w / 2), cy = (double)(h / 2);
-    int shift = !(w % 2 == 1 && h % 2 == 1 && fabs((double)px - cx) <= 1 && fabs((double)py - cy) <= 1);
-    if (shift) {
+    /* The centre: a Gaussian-windowed centroid (its window's width from the
+     * area above half maximum), iterated from the peak pixel; it converges to
+     * the centre of any symmetric core, where a plain box centroid is pulled
+     * by the box's truncation. */
+    double peak = data[py * w + px];
+    size_t above = 0;
+    for (size_t i = 0; i < w * h; i++)
+        above += data[i] >= 0.5 * peak;
+    double sw = fmax(1.0, 2.0 * sqrt((double)above / 3.14159265358979323846) / 2.3548);
+    double cx = (double)px, cy = (double)py;
+    for (int it = 0; it < 30; it++) {
         double sx = 0, sy = 0, s = 0;
-        for (long j = (long)py - 3; j <= (long)py + 3; j++)
-            for (long i = (long)px - 3; i <= (long)px + 3; i++)
-                if (i >= 0 && j >= 0 && i < (long)w && j < (long)h && data[(size_t)j * w + (size_t)i] > 0) {
-                    double v = data[(size_t)j * w + (size_t)i];
-                    sx += v * (double)i;
-                    sy += v * (double)j;
+        long r = (long)ceil(4 * sw);
+        for (long j = lround(cy) - r; j <= lround(cy) + r; j++)
+            for (long i = lround(cx) - r; i <= lround(cx) + r; i++)
+                if (i >= 0 && j >= 0 && i < (long)w && j < (long)h) {
+                    double dx = (double)i - cx, dy = (double)j - cy;
+                    double v = data[(size_t)j * w + (size_t)i] * exp(-0.5 * (dx * dx + dy * dy) / (sw * sw));
+                    sx += v * dx;
+                    sy += v * dy;
                     s += v;
                 }
-        cx = sx / s;
-        cy = sy / s;
+        if (!(s > 0))
+            break;
+        /* the windowed centroid's step is half the offset for a Gaussian of the window's width */
+        double ddx = 2.0 * sx / s, ddy = 2.0 * sy / s;
+        cx += fmax(-1.0, fmin(1.0, ddx));
+        cy += fmax(-1.0, fmin(1.0, ddy));
+        if (fabs(ddx) < 1e-4 && fabs(ddy) < 1e-4)
+            break;
+    }
+    /* within 0.01 px of a pixel centre: no resampling (a model centred by construction stays exact) */
+    int shift = fabs(cx - round(cx)) > 0.01 || fabs(cy - round(cy)) > 0.01;
+    if (!shift) {
+        cx = round(cx);
+        cy = round(cy);
     }
     size_t half_w = (size_t)fmin(cx, (double)w - 1 - cx), half_h = (size_t)fmin(cy, (double)h - 1 - cy);
     size_t half = half_w < half_h ? half_w : half_h;
@@ -160,8 +181,11 @@ clred_status clred_psf_read(const char *path, size_t max_size, clred_psf *psf)
     CLRED_TRY(clred_image_read(path, 0, &img));
     clred_status st = clred_psf_from_array(img.sci, img.width, img.height, max_size, psf);
     clred_image_free(&img);
-    if (st != CLRED_OK)
-        return clred_fail(st, "%s: %s", path, clred_last_error());
+    if (st != CLRED_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", clred_last_error());
+        return clred_fail(st, "%s: %s", path, msg);
+    }
     return CLRED_OK;
 }
 
@@ -192,7 +216,7 @@ clred_psf_opts clred_psf_defaults(void)
     memset(&o, 0, sizeof o);
     o.size = 25;
     o.thresh = 5.0;
-    o.min_snr = 50.0;
+    o.min_snr = 30.0;
     o.isolation = 0.0;
     o.saturation = 0.0;
     o.max_stars = 50;
@@ -217,7 +241,7 @@ static int cmp_double(const void *a, const void *b)
  * their whole stamp inside the image. Returns how many, brightest first in idx. */
 static size_t pick_stars(const clred_source *src, size_t n, const clred_psf_opts *o, size_t w, size_t h, size_t *idx)
 {
-    double iso = o->isolation > 0 ? o->isolation : (double)o->size;
+    double iso = o->isolation > 0 ? o->isolation : 0.5 * (double)o->size;
     double half = (double)(o->size / 2) + 3;
     double *fw = malloc((n ? n : 1) * sizeof *fw);
     size_t m = 0, k = 0;
