@@ -1410,6 +1410,10 @@ typedef struct {
     int grow;                   /* unusable pixels are grown by this radius (a square) in the outputs'
                                    masks; -1 = the larger PSF's FWHM, rounded up, and SATURATED by the
                                    larger PSF's half size (default -1) */
+    int renormalize;            /* 1 = divide S_corr by its robust standard deviation (1.4826 MAD of the
+                                   unmasked pixels) and scale the flux variance to match: for noise that
+                                   the variance planes understate, e.g. the correlated noise of resampled
+                                   mosaics (default 0) */
     clred_fft_backend backend;  /* default DEFAULT */
 } clred_zogy_opts;
 
@@ -1426,6 +1430,7 @@ typedef struct {
     double sigma_n, sigma_r; /* the background noise used */
     double bkg_n, bkg_r;  /* the levels subtracted (0 when not asked) */
     double d_off;         /* the median of D taken off: the differential background left */
+    double scorr_scale;   /* the robust standard deviation of S_corr (before renormalising, if asked) */
 } clred_zogy_result;
 
 CLRED_API void clred_zogy_result_free(clred_zogy_result *r);
@@ -1516,6 +1521,7 @@ typedef struct {
 
 typedef struct {
     double f_d, f_s, sigma_n, sigma_r, d_off, bkg_n, bkg_r;
+    double scorr_scale;                   /* robust standard deviation of S_corr before any renormalising */
     double fwhm_new, fwhm_ref, fwhm_diff; /* px, of the PSFs used and of the difference's */
     size_t nstars_new, nstars_ref;        /* stars of measured PSFs (0 when read) */
     size_t ncandidates, npositive;        /* candidates written, those brighter in the new image */

@@ -28,6 +28,8 @@ static void subtract_help(void)
            "      --astrom-sigma S    registration noise in px, both axes (default 0)\n"
            "      --no-background     the inputs are background-subtracted already\n"
            "      --grow N            grow unusable pixels by N px in the masks (default: the PSF FWHM)\n"
+           "      --renormalize       divide S_corr by its robust std (noise the VAR planes understate,\n"
+           "                          e.g. the correlated noise of resampled mosaics)\n"
            "      --thresh T          candidate threshold on |S_corr| (default 5)\n"
            "      --positive-only     no fading (negative) candidates\n"
            "      --candidates FILE   candidate catalog: .csv, .json or a FITS table\n"
@@ -52,7 +54,7 @@ typedef struct {
 
 enum { S_METHOD = 256, S_NEW_PSF, S_REF_PSF, S_PSF_SIZE, S_NEW_NOISE, S_REF_NOISE, S_NEW_MASK, S_REF_MASK, S_FN, S_FR,
        S_ASTROM, S_NO_BKG, S_GROW, S_THRESH, S_POSITIVE, S_CANDS, S_CUTOUTS, S_PSF_OUT, S_OVERWRITE, S_DEVICE, S_JSON,
-       S_NEW, S_REF };
+       S_NEW, S_REF, S_RENORM };
 
 static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"method", required_argument, 0, S_METHOD},
@@ -69,6 +71,7 @@ static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"astrom-sigma", required_argument, 0, S_ASTROM},
                                          {"no-background", no_argument, 0, S_NO_BKG},
                                          {"grow", required_argument, 0, S_GROW},
+                                         {"renormalize", no_argument, 0, S_RENORM},
                                          {"thresh", required_argument, 0, S_THRESH},
                                          {"positive-only", no_argument, 0, S_POSITIVE},
                                          {"candidates", required_argument, 0, S_CANDS},
@@ -123,6 +126,7 @@ static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char
             a->job.zogy.astrom_sigma_x = a->job.zogy.astrom_sigma_y = d;
             break;
         case S_NO_BKG: a->job.zogy.subtract_background = 0; break;
+        case S_RENORM: a->job.zogy.renormalize = 1; break;
         case S_GROW:
             if (!cli_parse_int(cmd, "--grow", optarg, &a->job.zogy.grow)) return EXIT_USAGE;
             if (a->job.zogy.grow < 0 || a->job.zogy.grow > 200)
@@ -191,10 +195,10 @@ int cmd_subtract(int argc, char **argv)
         printf("{\"output\": ");
         cli_json_string(stdout, a.output);
         printf(", \"method\": \"zogy\", \"f_d\": %.9g, \"f_s\": %.9g, \"sigma_new\": %.9g, \"sigma_ref\": %.9g, "
-               "\"background_new\": %.9g, \"background_ref\": %.9g, \"d_offset\": %.9g, \"fwhm_new\": %.4f, "
+               "\"background_new\": %.9g, \"background_ref\": %.9g, \"d_offset\": %.9g, \"scorr_std\": %.4f, \"fwhm_new\": %.4f, "
                "\"fwhm_ref\": %.4f, \"fwhm_diff\": %.4f, \"psf_stars_new\": %zu, \"psf_stars_ref\": %zu, "
                "\"candidates\": %zu, \"positive\": %zu, \"seconds\": %.4f}\n",
-               r.f_d, r.f_s, r.sigma_n, r.sigma_r, r.bkg_n, r.bkg_r, r.d_off, r.fwhm_new, r.fwhm_ref, r.fwhm_diff,
+               r.f_d, r.f_s, r.sigma_n, r.sigma_r, r.bkg_n, r.bkg_r, r.d_off, r.scorr_scale, r.fwhm_new, r.fwhm_ref, r.fwhm_diff,
                r.nstars_new, r.nstars_ref, r.ncandidates, r.npositive, r.seconds);
     } else {
         printf("%s: ZOGY, PSF FWHM new %.2f ref %.2f diff %.2f px, noise new %.4g ref %.4g", a.output, r.fwhm_new,

@@ -201,6 +201,7 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
         rep.sigma_n = z.sigma_n;
         rep.sigma_r = z.sigma_r;
         rep.d_off = z.d_off;
+        rep.scorr_scale = z.scorr_scale;
         rep.bkg_n = z.bkg_n;
         rep.bkg_r = z.bkg_r;
         rep.fwhm_new = pn.fwhm;

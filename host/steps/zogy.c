@@ -275,6 +275,43 @@ static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_
     return clred_run_tiled(s->ctx, k, "zogy_finish", 2, g);
 }
 
+static clred_status scale_plane(clred_ctx *ctx, cl_mem plane, size_t n, float scale)
+{
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(ctx, "arith", NULL, "scale_offset", &k));
+    float offset = 0.0f;
+    cl_uint un = (cl_uint)n;
+    CLRED_TRY(clred_args(k, "scale_offset", CLRED_ARG(plane), CLRED_ARG(scale), CLRED_ARG(offset), CLRED_ARG(un),
+                         (size_t)0));
+    size_t g = n;
+    return clred_run_tiled(ctx, k, "scale_offset", 1, &g);
+}
+
+/* The robust spread of S_corr over its unmasked pixels; with renormalize,
+ * S_corr is divided by it and the flux variance multiplied by its square. */
+static clred_status scorr_spread(zogy_state *s, clred_zogy_result *out, const clred_zogy_opts *o)
+{
+    size_t npix = s->w * s->h, stride = npix > 262144 ? npix / 262144 : 1, n;
+    float *v;
+    CLRED_TRY(clred_dimage_samples(out->scorr, 0, 0, s->w, s->h, stride, 0xffffu, &v, &n));
+    double mad = 0;
+    if (n > 16) {
+        double med = clred_median_inplace(v, n);
+        for (size_t i = 0; i < n; i++)
+            v[i] = fabsf(v[i] - (float)med);
+        mad = clred_median_inplace(v, n);
+    }
+    free(v);
+    out->scorr_scale = 1.4826 * mad;
+    if (!o->renormalize)
+        return CLRED_OK;
+    if (!(out->scorr_scale > 0))
+        return clred_fail(CLRED_ERR_INPUT, "ZOGY: S_corr cannot be renormalised: %zu unmasked pixels, spread %g", n,
+                          out->scorr_scale);
+    CLRED_TRY(scale_plane(s->ctx, clred_dimage_sci(out->scorr), npix, (float)(1.0 / out->scorr_scale)));
+    return scale_plane(s->ctx, clred_dimage_var(out->flux), npix, (float)(out->scorr_scale * out->scorr_scale));
+}
+
 static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dimage *rimg, const clred_psf *pn,
                         const clred_psf *pr, const clred_zogy_opts *o, clred_zogy_result *out)
 {
@@ -330,6 +367,8 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
     int grow_sat = o->grow >= 0 ? o->grow : (int)(big / 2);
     CLRED_TRY(finish(s, o, out, grow, grow_sat > grow ? grow_sat : grow, (int)(big / 2)));
 
+    CLRED_TRY(scorr_spread(s, out, o));
+
     clred_header *hd = clred_dimage_header(out->diff);
     CLRED_TRY(clred_header_set_string(hd, "DIFFMETH", "ZOGY", "difference imaging method"));
     CLRED_TRY(clred_header_set_double(hd, "ZOGYFD", out->f_d, "F_D; this image is D / F_D"));
@@ -339,6 +378,8 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
     CLRED_TRY(clred_header_set_double(hd, "ZOGYBKGN", out->bkg_n, "level subtracted from the new image"));
     CLRED_TRY(clred_header_set_double(hd, "ZOGYBKGR", out->bkg_r, "level subtracted from the reference"));
     CLRED_TRY(clred_header_set_double(hd, "ZOGYDOFF", out->d_off, "median of D taken off (differential background)"));
+    CLRED_TRY(clred_header_set_double(hd, "ZOGYSCSD", out->scorr_scale, "robust std of S_corr (before renormalising)"));
+    CLRED_TRY(clred_header_set_double(hd, "ZOGYRENO", o->renormalize ? 1.0 : 0.0, "S_corr renormalised to unit std"));
     CLRED_TRY(clred_header_set_double(hd, "PDFWHM", out->pd.fwhm, "FWHM of the difference's PSF, px"));
     CLRED_TRY(clred_header_set_string(clred_dimage_header(out->scorr), "DIFFMETH", "ZOGY S_corr", "score, sigma"));
     CLRED_TRY(clred_header_set_string(clred_dimage_header(out->flux), "DIFFMETH", "ZOGY S/F_S", "PSF flux map"));
