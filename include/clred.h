@@ -1414,6 +1414,9 @@ typedef struct {
                                    unmasked pixels) and scale the flux variance to match: for noise that
                                    the variance planes understate, e.g. the correlated noise of resampled
                                    mosaics (default 0) */
+    size_t tile_size;           /* core of the tiles, px; 0 = the whole image when its padded planes fit the
+                                   device budget, else 1024 (default 0) */
+    size_t tile_border;         /* overlap each side of a core, px; 0 = max(40, the larger PSF's size) */
     clred_fft_backend backend;  /* default DEFAULT */
 } clred_zogy_opts;
 
@@ -1429,8 +1432,10 @@ typedef struct {
     double f_d, f_s;      /* ZOGY's F_D and F_S */
     double sigma_n, sigma_r; /* the background noise used */
     double bkg_n, bkg_r;  /* the levels subtracted (0 when not asked) */
-    double d_off;         /* the median of D taken off: the differential background left */
+    double d_off;         /* the level of D taken off (3-sigma clipped mean): the differential background
+                             left (mean over tiles) */
     double scorr_scale;   /* the robust standard deviation of S_corr (before renormalising, if asked) */
+    size_t ntiles;        /* tiles the image was processed in */
 } clred_zogy_result;
 
 CLRED_API void clred_zogy_result_free(clred_zogy_result *r);
@@ -1438,10 +1443,12 @@ CLRED_API void clred_zogy_result_free(clred_zogy_result *r);
  * from a new image on the same pixel grid, given each one's PSF: D, P_D, S and
  * S_corr with the source-noise term from the variance planes (their median
  * where absent) and the astrometric term, the flux map and its variance. A
- * constant differential background (the median of D) is taken off D and S. The
+ * constant differential background (D's clipped mean) is taken off D and S. The
  * images are zero-padded by the PSF size so the cyclic FFTs never wrap data
  * onto data; unusable pixels (NaN, ignore_bits) are filled with 0 before any
- * FFT and flagged NO_DATA in the outputs, grown by opts->grow. */
+ * FFT and flagged NO_DATA in the outputs, grown by opts->grow. Large images
+ * go through overlapping tiles; the levels, the noise and the differential
+ * background (the mean of the tiles' levels of D) are the whole image's. */
 CLRED_API clred_status clred_subtract_zogy_dev(clred_ctx *ctx, const clred_dimage *new_img, const clred_dimage *ref,
                                                const clred_psf *psf_new, const clred_psf *psf_ref,
                                                const clred_zogy_opts *opts, clred_zogy_result *out);

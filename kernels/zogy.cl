@@ -3,18 +3,20 @@
  * rows of pitch = 2 * (nx / 2 + 1) floats; spectra are rows of nx / 2 + 1
  * complex bins. */
 
-/* The padded planes of both images: the level taken off, 0 beyond the image
+/* The padded planes of both images' w x h tile at (x0, y0) (rows of src_w
+ * pixels): the level taken off, 0 beyond the image
  * and wherever either image is unusable (NaN, masked), so that a hole in one
  * image never shows as a source of the other. Variances are the VAR planes,
  * or the background variance where an image has none, and 0 where the data
- * are filled. bits (w x h) receives the OR of both masks, NO_DATA where a
+ * are filled. bits (w x h, the tile's) receives the OR of both masks, NO_DATA where a
  * pixel was filled. */
 kernel void zogy_pad(global const float *n_sci, global const float *n_var, global const ushort *n_mask,
                      const int n_flags, const float n_bkg, const float n_var0,
                      global const float *r_sci, global const float *r_var, global const ushort *r_mask,
                      const int r_flags, const float r_bkg, const float r_var0, const ushort ignore,
-                     const int w, const int h, const int pitch, const int ny,
-                     global float *pn, global float *pr, global float *vn, global float *vr, global ushort *bits)
+                     const int src_w, const int x0, const int y0, const int w, const int h, const int pitch,
+                     const int ny, global float *pn, global float *pr, global float *vn, global float *vr,
+                     global ushort *bits)
 {
     int x = get_global_id(0), y = get_global_id(1);
     if (x >= pitch || y >= ny)
@@ -22,7 +24,7 @@ kernel void zogy_pad(global const float *n_sci, global const float *n_var, globa
     size_t o = (size_t)y * (size_t)pitch + (size_t)x;
     float a = 0.0f, b = 0.0f, va = 0.0f, vb = 0.0f;
     if (x < w && y < h) {
-        size_t i = (size_t)y * (size_t)w + (size_t)x;
+        size_t i = (size_t)(y0 + y) * (size_t)src_w + (size_t)(x0 + x);
         ushort ma = (n_flags & 2) ? n_mask[i] : 0, mb = (r_flags & 2) ? r_mask[i] : 0;
         float sa = n_sci[i], sb = r_sci[i];
         bool ok = clred_usable(sa, ma, ignore) && clred_usable(sb, mb, ignore);
@@ -39,7 +41,7 @@ kernel void zogy_pad(global const float *n_sci, global const float *n_var, globa
             va = vb = 0.0f;
             m |= CLRED_MASK_NO_DATA;
         }
-        bits[i] = m;
+        bits[(size_t)y * (size_t)w + (size_t)x] = m;
     }
     pn[o] = a;
     pr[o] = b;
@@ -151,29 +153,34 @@ kernel void zogy_unwrap(global const float *src, const int pitch, const int nx, 
     dst[j * size + i] = src[(size_t)y * (size_t)pitch + (size_t)x];
 }
 
-/* The products on the image's pixels. With S = S_N - S_R:
+/* The products on the pixels of a tile's core [cx0, cx1) x [cy0, cy1) (tile
+ * coordinates; the tile is w x h at (x0, y0) of the out_w x out_h outputs).
+ * With S = S_N - S_R:
  *   V_S = V(S_N) + V(S_R) + sx^2 ((d S_N/dx)^2 + (d S_R/dx)^2) + sy^2 (... /dy)^2   (eqs. 30-34)
  *   S_corr = S / sqrt(V_S), flux = S / F_S with variance V_S / F_S^2,
  *   diff = D / F_D with variance V_D / F_D^2,
- * less the constant differential background d_off (the median of D): a
+ * less the constant differential background d_off (the level of D): a
  * constant c = b_n fr - b_r fn left in the inputs adds c / sqrt(den(0)) to D
  * and F_D times that to S.
- * Derivatives are central differences (one-sided at the edges). Pixels filled
+ * Derivatives are central differences (one-sided at the tile's edges). Pixels filled
  * before the FFTs are NaN in every product. The mask: each pixel's bits, the
  * unusable bits of every pixel within grow px (a square), SATURATED within
  * grow_sat px (a filled saturated core leaves a ring of its wings' residual),
  * and EDGE within edge px of the border. */
 kernel void zogy_finish(global const float *dpl, global const float *sn, global const float *sr,
                         global const float *vs, global const float *vd, global const ushort *bits, const int w,
-                        const int h, const int pitch, const float f_d, const float f_s, const float sx2,
+                        const int h, const int pitch, const int x0, const int y0, const int cx0, const int cy0,
+                        const int cx1, const int cy1, const int out_w, const int out_h, const float f_d,
+                        const float f_s, const float sx2,
                         const float sy2, const float d_off, const int grow, const int grow_sat, const int edge, const ushort unusable,
                         global float *diff, global float *diff_var, global ushort *diff_mask, global float *scorr,
                         global ushort *scorr_mask, global float *flux, global float *flux_var)
 {
-    int x = get_global_id(0), y = get_global_id(1);
-    if (x >= w || y >= h)
+    int x = get_global_id(0) + cx0, y = get_global_id(1) + cy0;
+    if (x >= cx1 || y >= cy1)
         return;
     size_t o = (size_t)y * (size_t)pitch + (size_t)x, i = (size_t)y * (size_t)w + (size_t)x;
+    size_t out = (size_t)(y0 + y) * (size_t)out_w + (size_t)(x0 + x);
     ushort m = bits[i];
     int reach = max(grow, grow_sat);
     for (int j = max(0, y - reach); j <= min(h - 1, y + reach); j++)
@@ -184,9 +191,11 @@ kernel void zogy_finish(global const float *dpl, global const float *sn, global 
             if (abs(j - y) <= grow_sat && abs(k - x) <= grow_sat)
                 m |= b & CLRED_MASK_SATURATED;
         }
-    if (x < edge || y < edge || x >= w - edge || y >= h - edge)
+    int gx = x0 + x, gy = y0 + y;
+    if (gx < edge || gy < edge || gx >= out_w - edge || gy >= out_h - edge)
         m |= CLRED_MASK_EDGE;
     int xl = max(x - 1, 0), xr = min(x + 1, w - 1), yl = max(y - 1, 0), yr = min(y + 1, h - 1);
+    /* the grown mask and derivatives read the tile around the core: its border covers them */
     float hx = 1.0f / (float)max(xr - xl, 1), hy = 1.0f / (float)max(yr - yl, 1);
     size_t oxl = (size_t)y * pitch + xl, oxr = (size_t)y * pitch + xr, oyl = (size_t)yl * pitch + x,
            oyr = (size_t)yr * pitch + x;
@@ -196,13 +205,13 @@ kernel void zogy_finish(global const float *dpl, global const float *sn, global 
     float s = sn[o] - sr[o] - f_d * d_off;
     bool filled = (bits[i] & CLRED_MASK_NO_DATA) != 0;
     float nan = NAN;
-    diff[i] = filled ? nan : (dpl[o] - d_off) / f_d;
-    diff_var[i] = filled ? nan : max(vd[o], 0.0f) / (f_d * f_d);
-    diff_mask[i] = m;
-    scorr[i] = filled || !(v_s > 0.0f) ? nan : s / sqrt(v_s);
-    scorr_mask[i] = m;
-    flux[i] = filled ? nan : s / f_s;
-    flux_var[i] = filled ? nan : v_s / (f_s * f_s);
+    diff[out] = filled ? nan : (dpl[o] - d_off) / f_d;
+    diff_var[out] = filled ? nan : max(vd[o], 0.0f) / (f_d * f_d);
+    diff_mask[out] = m;
+    scorr[out] = filled || !(v_s > 0.0f) ? nan : s / sqrt(v_s);
+    scorr_mask[out] = m;
+    flux[out] = filled ? nan : s / f_s;
+    flux_var[out] = filled ? nan : v_s / (f_s * f_s);
 }
 
 /* Candidates: pixels whose |score| is at or above thresh and the largest of
@@ -234,4 +243,21 @@ kernel void zogy_peaks(global const float *score, global const ushort *mask, con
     uint slot = atomic_inc(count);
     if (slot < cap)
         list[slot] = (uint)i;
+}
+
+/* Moves a tile's core [x0, x1) x [y0, y1) of the products from the tile's
+ * level of D to the image's: D less delta, S less F_D delta (S_corr and the
+ * flux map through S's standard deviation F_S sqrt(flux_var)). */
+kernel void zogy_relevel(global float *diff, global float *scorr, global float *flux, global const float *flux_var,
+                         const int out_w, const int x0, const int y0, const int x1, const int y1, const float delta,
+                         const float f_d, const float f_s)
+{
+    int x = get_global_id(0) + x0, y = get_global_id(1) + y0;
+    if (x >= x1 || y >= y1)
+        return;
+    size_t i = (size_t)y * (size_t)out_w + (size_t)x;
+    float ds = f_d * delta;
+    diff[i] -= delta / f_d;
+    flux[i] -= ds / f_s;
+    scorr[i] -= ds / (f_s * sqrt(flux_var[i]));
 }

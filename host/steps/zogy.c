@@ -42,10 +42,14 @@ enum { B_N, B_R, B_PN, B_PR, B_VN, B_VR, B_D, B_KDN, B_KDR, B_PD, NBUF };
 
 typedef struct {
     clred_ctx *ctx;
-    size_t w, h, nx, ny, pitch, ncx, bytes;
+    size_t fw, fh;                /* the whole image */
+    size_t w, h, x0, y0;          /* the tile now worked on: w x h at (x0, y0) */
+    size_t core_w, core_h, border; /* the tiles' cores and the border around them */
+    size_t nx, ny, pitch, ncx, bytes;
     clred_fft_plan *plan;
     cl_mem buf[NBUF];
     cl_mem bits, psf_n, psf_r, row_fs, stamp;
+    double *tile_level;           /* each tile's level of D */
 } zogy_state;
 
 static void release(zogy_state *s)
@@ -58,6 +62,8 @@ static void release(zogy_state *s)
     clred_release(&s->psf_r);
     clred_release(&s->row_fs);
     clred_release(&s->stamp);
+    free(s->tile_level);
+    s->tile_level = NULL;
 }
 
 /* Robust level and noise of an image from samples gathered on the device:
@@ -144,10 +150,11 @@ static clred_status pad_inputs(zogy_state *s, const clred_dimage *n, const clred
     float fbn = (float)bkg_n, fbr = (float)bkg_r, fvn = (float)var_n, fvr = (float)var_r;
     cl_ushort ig = ignore;
     int w = (int)s->w, h = (int)s->h, pitch = (int)s->pitch, ny = (int)s->ny;
+    int src_w = (int)s->fw, x0 = (int)s->x0, y0 = (int)s->y0;
     CLRED_TRY(clred_args(k, "zogy_pad", CLRED_ARG(nsci), CLRED_ARG(nvar), CLRED_ARG(nmask), CLRED_ARG(nflags),
                          CLRED_ARG(fbn), CLRED_ARG(fvn), CLRED_ARG(rsci), CLRED_ARG(rvar), CLRED_ARG(rmask),
-                         CLRED_ARG(rflags), CLRED_ARG(fbr), CLRED_ARG(fvr), CLRED_ARG(ig), CLRED_ARG(w), CLRED_ARG(h),
-                         CLRED_ARG(pitch), CLRED_ARG(ny), CLRED_ARG(s->buf[B_N]), CLRED_ARG(s->buf[B_R]),
+                         CLRED_ARG(rflags), CLRED_ARG(fbr), CLRED_ARG(fvr), CLRED_ARG(ig), CLRED_ARG(src_w),
+                         CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(pitch), CLRED_ARG(ny), CLRED_ARG(s->buf[B_N]), CLRED_ARG(s->buf[B_R]),
                          CLRED_ARG(s->buf[B_VN]), CLRED_ARG(s->buf[B_VR]), CLRED_ARG(s->bits), (size_t)0));
     size_t g[2] = {s->pitch, s->ny};
     return clred_run_tiled(s->ctx, k, "zogy_pad", 2, g);
@@ -232,7 +239,7 @@ static clred_status extract_pd(zogy_state *s, size_t size, clred_psf *pd)
     return st;
 }
 
-/* The median of D over the image's pixels: the differential background left
+/* The level of D over the tile's pixels: the differential background left
  * by the levels subtracted (a 0.1 sigma error in either level would shift
  * S_corr by a sizeable fraction of a sigma everywhere). */
 static clred_status median_d(zogy_state *s, double *med)
@@ -246,13 +253,42 @@ static clred_status median_d(zogy_state *s, double *med)
     size_t npix = s->w * s->h, stride = npix > 262144 ? npix / 262144 : 1, n;
     float *v;
     CLRED_TRY(clred_dimage_samples(&view, 0, 0, s->w, s->h, stride, 0, &v, &n));
-    *med = n ? clred_median_inplace(v, n) : 0.0;
+    /* A 3-sigma clipped mean (sigma from the MAD, three rounds): D is white
+     * noise of unit variance plus sparse residuals, so this drops the
+     * residuals and averages the rest; a median's larger error counts, as S
+     * sums D over the PSF's footprint (an offset c in D is about c sqrt(4 pi)
+     * sigma_PSF in S_corr). */
+    double centre = n ? clred_median_inplace(v, n) : 0.0, spread = 0;
+    if (n > 16) {
+        float *dev = malloc(n * sizeof *dev);
+        if (!dev) {
+            free(v);
+            return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu samples", n);
+        }
+        for (size_t i = 0; i < n; i++)
+            dev[i] = fabsf(v[i] - (float)centre);
+        spread = 1.4826 * clred_median_inplace(dev, n);
+        free(dev);
+        for (int round = 0; round < 3 && spread > 0; round++) {
+            double sum = 0;
+            size_t m = 0;
+            for (size_t i = 0; i < n; i++)
+                if (fabs(v[i] - centre) <= 3 * spread) {
+                    sum += v[i];
+                    m++;
+                }
+            if (m)
+                centre = sum / (double)m;
+        }
+    }
+    *med = centre;
     free(v);
     return CLRED_OK;
 }
 
-static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_zogy_result *out, int grow,
-                           int grow_sat, int edge)
+/* The tile's core [cx0, cx1) x [cy0, cy1) (tile coordinates) into the outputs. */
+static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_zogy_result *out, double d_off_tile,
+                           int grow, int grow_sat, int edge, int cx0, int cy0, int cx1, int cy1)
 {
     cl_kernel k;
     CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_finish", &k));
@@ -260,19 +296,40 @@ static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_
     float fd = (float)out->f_d, fs = (float)out->f_s;
     float sx2 = (float)(o->astrom_sigma_x * o->astrom_sigma_x), sy2 = (float)(o->astrom_sigma_y * o->astrom_sigma_y);
     cl_ushort unusable = o->ignore_bits | CLRED_MASK_NO_DATA;
-    float d_off = (float)out->d_off;
+    float d_off = (float)d_off_tile;
+    int x0 = (int)s->x0, y0 = (int)s->y0, out_w = (int)s->fw, out_h = (int)s->fh;
     cl_mem dsci = clred_dimage_sci(out->diff), dvar = clred_dimage_var(out->diff), dmask = clred_dimage_mask(out->diff);
     cl_mem ssci = clred_dimage_sci(out->scorr), smask = clred_dimage_mask(out->scorr);
     cl_mem fsci = clred_dimage_sci(out->flux), fvar = clred_dimage_var(out->flux);
     /* After combine_variance: V(S) in B_PN, V(D) in B_KDN. */
     CLRED_TRY(clred_args(k, "zogy_finish", CLRED_ARG(s->buf[B_D]), CLRED_ARG(s->buf[B_N]), CLRED_ARG(s->buf[B_R]),
                          CLRED_ARG(s->buf[B_PN]), CLRED_ARG(s->buf[B_KDN]), CLRED_ARG(s->bits), CLRED_ARG(w),
-                         CLRED_ARG(h), CLRED_ARG(pitch), CLRED_ARG(fd), CLRED_ARG(fs), CLRED_ARG(sx2), CLRED_ARG(sy2),
+                         CLRED_ARG(h), CLRED_ARG(pitch), CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(cx0), CLRED_ARG(cy0),
+                         CLRED_ARG(cx1), CLRED_ARG(cy1), CLRED_ARG(out_w), CLRED_ARG(out_h), CLRED_ARG(fd), CLRED_ARG(fs), CLRED_ARG(sx2), CLRED_ARG(sy2),
                          CLRED_ARG(d_off), CLRED_ARG(grow), CLRED_ARG(grow_sat), CLRED_ARG(edge), CLRED_ARG(unusable), CLRED_ARG(dsci), CLRED_ARG(dvar),
                          CLRED_ARG(dmask), CLRED_ARG(ssci), CLRED_ARG(smask), CLRED_ARG(fsci), CLRED_ARG(fvar),
                          (size_t)0));
-    size_t g[2] = {s->w, s->h};
+    size_t g[2] = {(size_t)(cx1 - cx0), (size_t)(cy1 - cy0)};
     return clred_run_tiled(s->ctx, k, "zogy_finish", 2, g);
+}
+
+/* Core (tx, ty) moved by delta from its tile's level of D to the image's. */
+static clred_status relevel(zogy_state *s, const clred_zogy_result *out, double delta, size_t tx, size_t ty)
+{
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_relevel", &k));
+    int x0 = (int)(tx * s->core_w), y0 = (int)(ty * s->core_h);
+    int x1 = x0 + (int)s->core_w < (int)s->fw ? x0 + (int)s->core_w : (int)s->fw;
+    int y1 = y0 + (int)s->core_h < (int)s->fh ? y0 + (int)s->core_h : (int)s->fh;
+    int out_w = (int)s->fw;
+    float fd = (float)delta, f_d = (float)out->f_d, f_s = (float)out->f_s;
+    cl_mem d = clred_dimage_sci(out->diff), sc = clred_dimage_sci(out->scorr), fl = clred_dimage_sci(out->flux),
+           fv = clred_dimage_var(out->flux);
+    CLRED_TRY(clred_args(k, "zogy_relevel", CLRED_ARG(d), CLRED_ARG(sc), CLRED_ARG(fl), CLRED_ARG(fv), CLRED_ARG(out_w),
+                         CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(x1), CLRED_ARG(y1), CLRED_ARG(fd), CLRED_ARG(f_d),
+                         CLRED_ARG(f_s), (size_t)0));
+    size_t g[2] = {(size_t)(x1 - x0), (size_t)(y1 - y0)};
+    return clred_run_tiled(s->ctx, k, "zogy_relevel", 2, g);
 }
 
 static clred_status scale_plane(clred_ctx *ctx, cl_mem plane, size_t n, float scale)
@@ -291,9 +348,9 @@ static clred_status scale_plane(clred_ctx *ctx, cl_mem plane, size_t n, float sc
  * S_corr is divided by it and the flux variance multiplied by its square. */
 static clred_status scorr_spread(zogy_state *s, clred_zogy_result *out, const clred_zogy_opts *o)
 {
-    size_t npix = s->w * s->h, stride = npix > 262144 ? npix / 262144 : 1, n;
+    size_t npix = s->fw * s->fh, stride = npix > 262144 ? npix / 262144 : 1, n;
     float *v;
-    CLRED_TRY(clred_dimage_samples(out->scorr, 0, 0, s->w, s->h, stride, 0xffffu, &v, &n));
+    CLRED_TRY(clred_dimage_samples(out->scorr, 0, 0, s->fw, s->fh, stride, 0xffffu, &v, &n));
     double mad = 0;
     if (n > 16) {
         double med = clred_median_inplace(v, n);
@@ -337,35 +394,63 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, s->ny * acc, NULL, &s->row_fs, "ZOGY F_S rows"));
     CLRED_TRY(upload_psf(ctx, pn, &s->psf_n));
     CLRED_TRY(upload_psf(ctx, pr, &s->psf_r));
-
-    CLRED_TRY(pad_inputs(s, nimg, rimg, out->bkg_n, out->bkg_r, s2n, s2r, o->ignore_bits));
-    CLRED_TRY(wrap_psf(s, s->psf_n, pn->size, s->buf[B_PN]));
-    CLRED_TRY(wrap_psf(s, s->psf_r, pr->size, s->buf[B_PR]));
-    static const int forward[] = {B_N, B_R, B_PN, B_PR, B_VN, B_VR};
-    for (size_t i = 0; i < sizeof forward / sizeof forward[0]; i++)
-        CLRED_TRY(clred_fft_forward(ctx, s->plan, s->buf[forward[i]]));
-    CLRED_TRY(spectra(s, o, s2n, s2r, out->f_d, &out->f_s));
-    if (!(out->f_s > 0))
-        return clred_fail(CLRED_ERR_INPUT, "ZOGY: F_S = %g: the PSFs' transforms vanish", out->f_s);
-    static const int inverse[] = {B_N, B_R, B_D, B_PD};
-    for (size_t i = 0; i < sizeof inverse / sizeof inverse[0]; i++)
-        CLRED_TRY(clred_fft_inverse(ctx, s->plan, s->buf[inverse[i]]));
-    CLRED_TRY(combine_variance(s, s->buf[B_PN], s->buf[B_PR]));   /* V(S_N) + V(S_R) */
-    CLRED_TRY(combine_variance(s, s->buf[B_KDN], s->buf[B_KDR])); /* V(D) */
-
-    CLRED_TRY(median_d(s, &out->d_off));
-    size_t big = pn->size > pr->size ? pn->size : pr->size;
-    CLRED_TRY(extract_pd(s, big, &out->pd));
     CLRED_TRY(clred_dimage_like(nimg, 1, 1, 1, &out->diff));
     CLRED_TRY(clred_dimage_like(nimg, 0, 1, 1, &out->scorr));
     CLRED_TRY(clred_dimage_like(nimg, 1, 0, 1, &out->flux));
+    size_t big = pn->size > pr->size ? pn->size : pr->size;
     /* A filled pixel changes D and S within a kernel's reach, but by little
      * unless the two images differed there (a star under a hole): a FWHM
      * covers its core, the rest is small against the noise. */
     double fwhm = fmax(pn->fwhm, pr->fwhm);
     int grow = o->grow >= 0 ? o->grow : (int)ceil(fwhm > 0 ? fwhm : 2.0);
     int grow_sat = o->grow >= 0 ? o->grow : (int)(big / 2);
-    CLRED_TRY(finish(s, o, out, grow, grow_sat > grow ? grow_sat : grow, (int)(big / 2)));
+    grow_sat = grow_sat > grow ? grow_sat : grow;
+
+    /* Tiles of s->w x s->h, all the same size (one plan, one set of
+     * buffers): a core grid of `core` px, each tile its core plus the border
+     * each side, moved inwards at the image's edges. */
+    size_t ntx = (s->fw + s->core_w - 1) / s->core_w, nty = (s->fh + s->core_h - 1) / s->core_h;
+    if (!(s->tile_level = malloc(ntx * nty * sizeof *s->tile_level)))
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu tiles", ntx * nty);
+    double d_sum = 0;
+    for (size_t ty = 0; ty < nty; ty++)
+        for (size_t tx = 0; tx < ntx; tx++) {
+            size_t c0x = tx * s->core_w, c1x = c0x + s->core_w < s->fw ? c0x + s->core_w : s->fw;
+            size_t c0y = ty * s->core_h, c1y = c0y + s->core_h < s->fh ? c0y + s->core_h : s->fh;
+            s->x0 = c0x > s->border ? c0x - s->border : 0;
+            s->y0 = c0y > s->border ? c0y - s->border : 0;
+            s->x0 = s->x0 + s->w > s->fw ? s->fw - s->w : s->x0;
+            s->y0 = s->y0 + s->h > s->fh ? s->fh - s->h : s->y0;
+            double f_s = 0, d_off = 0;
+            CLRED_TRY(pad_inputs(s, nimg, rimg, out->bkg_n, out->bkg_r, s2n, s2r, o->ignore_bits));
+            CLRED_TRY(wrap_psf(s, s->psf_n, pn->size, s->buf[B_PN]));
+            CLRED_TRY(wrap_psf(s, s->psf_r, pr->size, s->buf[B_PR]));
+            static const int forward[] = {B_N, B_R, B_PN, B_PR, B_VN, B_VR};
+            for (size_t i = 0; i < sizeof forward / sizeof forward[0]; i++)
+                CLRED_TRY(clred_fft_forward(ctx, s->plan, s->buf[forward[i]]));
+            CLRED_TRY(spectra(s, o, s2n, s2r, out->f_d, &f_s));
+            if (!(f_s > 0))
+                return clred_fail(CLRED_ERR_INPUT, "ZOGY: F_S = %g: the PSFs' transforms vanish", f_s);
+            out->f_s = f_s;
+            static const int inverse[] = {B_N, B_R, B_D, B_PD};
+            for (size_t i = 0; i < sizeof inverse / sizeof inverse[0]; i++)
+                CLRED_TRY(clred_fft_inverse(ctx, s->plan, s->buf[inverse[i]]));
+            CLRED_TRY(combine_variance(s, s->buf[B_PN], s->buf[B_PR]));   /* V(S_N) + V(S_R) */
+            CLRED_TRY(combine_variance(s, s->buf[B_KDN], s->buf[B_KDR])); /* V(D) */
+            CLRED_TRY(median_d(s, &d_off));
+            d_sum += d_off;
+            s->tile_level[ty * ntx + tx] = d_off;
+            if (tx == 0 && ty == 0)
+                CLRED_TRY(extract_pd(s, big, &out->pd));
+            CLRED_TRY(finish(s, o, out, d_off, grow, grow_sat, (int)(big / 2), (int)(c0x - s->x0), (int)(c0y - s->y0),
+                             (int)(c1x - s->x0), (int)(c1y - s->y0)));
+        }
+    out->d_off = d_sum / (double)(ntx * nty);
+    out->ntiles = ntx * nty;
+    /* One level for the whole image: a tile's own would differ from its
+     * neighbours' by its error and leave steps at the seams. */
+    for (size_t t = 0; t < out->ntiles && out->ntiles > 1; t++)
+        CLRED_TRY(relevel(s, out, out->d_off - s->tile_level[t], t % ntx, t / ntx));
 
     CLRED_TRY(scorr_spread(s, out, o));
 
@@ -377,7 +462,8 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
     CLRED_TRY(clred_header_set_double(hd, "ZOGYSIGR", sig_r, "background noise of the reference"));
     CLRED_TRY(clred_header_set_double(hd, "ZOGYBKGN", out->bkg_n, "level subtracted from the new image"));
     CLRED_TRY(clred_header_set_double(hd, "ZOGYBKGR", out->bkg_r, "level subtracted from the reference"));
-    CLRED_TRY(clred_header_set_double(hd, "ZOGYDOFF", out->d_off, "median of D taken off (differential background)"));
+    CLRED_TRY(clred_header_set_double(hd, "ZOGYDOFF", out->d_off, "level of D taken off (mean over tiles)"));
+    CLRED_TRY(clred_header_set_double(hd, "ZOGYNTIL", (double)out->ntiles, "tiles"));
     CLRED_TRY(clred_header_set_double(hd, "ZOGYSCSD", out->scorr_scale, "robust std of S_corr (before renormalising)"));
     CLRED_TRY(clred_header_set_double(hd, "ZOGYRENO", o->renormalize ? 1.0 : 0.0, "S_corr renormalised to unit std"));
     CLRED_TRY(clred_header_set_double(hd, "PDFWHM", out->pd.fwhm, "FWHM of the difference's PSF, px"));
@@ -397,19 +483,33 @@ clred_status clred_subtract_zogy_dev(clred_ctx *ctx, const clred_dimage *new_img
     zogy_state s;
     memset(&s, 0, sizeof s);
     s.ctx = ctx;
-    s.w = new_img->width;
-    s.h = new_img->height;
-    s.nx = clred_fft_good_size(s.w + psf_new->size + psf_ref->size);
-    s.ny = clred_fft_good_size(s.h + psf_new->size + psf_ref->size);
+    s.fw = new_img->width;
+    s.fh = new_img->height;
+    size_t big = psf_new->size > psf_ref->size ? psf_new->size : psf_ref->size;
+    s.border = o->tile_border > 0 ? o->tile_border : (big > 40 ? big : 40);
+    size_t pad = psf_new->size + psf_ref->size;
+    /* Whole-image planes: the inputs, the outputs (six planes) and the mask. */
+    uint64_t fixed = 10 * (uint64_t)s.fw * s.fh * sizeof(float);
+    size_t core = o->tile_size;
+    if (core == 0) {
+        /* the whole image when its padded planes fit the budget, else 1k tiles */
+        uint64_t whole = (uint64_t)NBUF * clred_fft_bytes(clred_fft_good_size(s.fw + pad), clred_fft_good_size(s.fh + pad), 1);
+        core = whole + fixed <= clred_ctx_budget(ctx) ? (s.fw > s.fh ? s.fw : s.fh) : 1024;
+    }
+    s.core_w = core < s.fw ? core : s.fw;
+    s.core_h = core < s.fh ? core : s.fh;
+    s.w = s.core_w + 2 * s.border < s.fw ? s.core_w + 2 * s.border : s.fw;
+    s.h = s.core_h + 2 * s.border < s.fh ? s.core_h + 2 * s.border : s.fh;
+    s.nx = clred_fft_good_size(s.w + pad);
+    s.ny = clred_fft_good_size(s.h + pad);
     s.pitch = clred_fft_pitch(s.nx);
     s.ncx = s.nx / 2 + 1;
     s.bytes = clred_fft_bytes(s.nx, s.ny, 1);
-    /* TODO(tiles): frames larger than the budget's ten padded planes need overlapping tiles. */
-    uint64_t need = (uint64_t)NBUF * s.bytes + 4 * (uint64_t)s.w * s.h * sizeof(float);
+    uint64_t need = (uint64_t)NBUF * s.bytes + 2 * (uint64_t)s.w * s.h;
     if (need > clred_ctx_budget(ctx))
         return clred_fail(CLRED_ERR_USAGE,
-                          "ZOGY: a %zu x %zu pair needs %.0f MB of device memory, over the budget of %.0f MB (tiling is "
-                          "not implemented yet)",
+                          "ZOGY: %zu x %zu tiles need %.0f MB of device memory, over the budget of %.0f MB (use smaller "
+                          "tiles)",
                           s.w, s.h, need / 1e6, clred_ctx_budget(ctx) / 1e6);
     clred_status st = clred_fft_plan_cached(ctx, o->backend, s.nx, s.ny, 1, &s.plan);
     if (st == CLRED_OK)
