@@ -30,6 +30,7 @@ static void subtract_help(void)
            "      --grow N            grow unusable pixels by N px in the masks (default: the PSF FWHM)\n"
            "      --renormalize       divide S_corr by its robust std (noise the VAR planes understate,\n"
            "                          e.g. the correlated noise of resampled mosaics)\n"
+           "      --tile N            tiles of N px cores (default: the whole image when it fits the device)\n"
            "      --thresh T          candidate threshold on |S_corr| (default 5)\n"
            "      --positive-only     no fading (negative) candidates\n"
            "      --candidates FILE   candidate catalog: .csv, .json or a FITS table\n"
@@ -54,7 +55,7 @@ typedef struct {
 
 enum { S_METHOD = 256, S_NEW_PSF, S_REF_PSF, S_PSF_SIZE, S_NEW_NOISE, S_REF_NOISE, S_NEW_MASK, S_REF_MASK, S_FN, S_FR,
        S_ASTROM, S_NO_BKG, S_GROW, S_THRESH, S_POSITIVE, S_CANDS, S_CUTOUTS, S_PSF_OUT, S_OVERWRITE, S_DEVICE, S_JSON,
-       S_NEW, S_REF, S_RENORM };
+       S_NEW, S_REF, S_RENORM, S_TILE };
 
 static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"method", required_argument, 0, S_METHOD},
@@ -72,6 +73,7 @@ static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"no-background", no_argument, 0, S_NO_BKG},
                                          {"grow", required_argument, 0, S_GROW},
                                          {"renormalize", no_argument, 0, S_RENORM},
+                                         {"tile", required_argument, 0, S_TILE},
                                          {"thresh", required_argument, 0, S_THRESH},
                                          {"positive-only", no_argument, 0, S_POSITIVE},
                                          {"candidates", required_argument, 0, S_CANDS},
@@ -127,6 +129,12 @@ static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char
             break;
         case S_NO_BKG: a->job.zogy.subtract_background = 0; break;
         case S_RENORM: a->job.zogy.renormalize = 1; break;
+        case S_TILE:
+            if (!cli_parse_int(cmd, "--tile", optarg, &ival)) return EXIT_USAGE;
+            if (ival != 0 && ival < 64)
+                return cli_usage_error(cmd, "--tile must be 0 (automatic) or at least 64 px");
+            a->job.zogy.tile_size = (size_t)ival;
+            break;
         case S_GROW:
             if (!cli_parse_int(cmd, "--grow", optarg, &a->job.zogy.grow)) return EXIT_USAGE;
             if (a->job.zogy.grow < 0 || a->job.zogy.grow > 200)
