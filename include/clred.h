@@ -1391,10 +1391,10 @@ typedef struct {
 
 CLRED_API clred_psf_opts clred_psf_defaults(void);
 /* Measures the PSF of an image from its isolated, unsaturated, unblended
- * stars: each star's stamp, less the image's global background level, is
- * recentred on its centroid by a sub-pixel bicubic shift, scaled to unit
- * flux, and the stamps' pixel-wise median is the model (a varying background
- * should be subtracted first). Detection runs on the device; the stamps on the host. */
+ * stars: each star's stamp, less its local sky (the median of an annulus
+ * from size to size + 6 px), is recentred on its centroid by a sub-pixel
+ * bicubic shift, scaled to unit flux, and the stamps' pixel-wise median is
+ * the model. Detection runs on the device; the stamps on the host. */
 CLRED_API clred_status clred_psf_model_measure(clred_ctx *ctx, const clred_image *img, const clred_psf_opts *opts,
                                                clred_psf *psf);
 CLRED_API clred_status clred_psf_model_measure_dev(clred_ctx *ctx, const clred_dimage *img,

@@ -276,11 +276,34 @@ static size_t pick_stars(const clred_source *src, size_t n, const clred_psf_opts
     return k;
 }
 
-/* A star's stamp, the image's background level off, recentred on (x, y) and
- * scaled to unit sum; 0 when a pixel of it is unusable. (A level from the
- * stamp's own border would take the PSF's wings for sky: 4 % of a Moffat
- * beta = 3 star's flux at 2.5 FWHM.) */
-static int star_stamp(const clred_image *img, double x, double y, double sky, const clred_psf_opts *o, float *stamp)
+/* The sky around a star: the median of the usable pixels in the annulus
+ * from r_in to r_in + 6 px. Far enough out that the PSF's wings are small
+ * (a ring at the stamp's own border takes a Moffat beta = 3 star's wings,
+ * 4 % of its flux, for sky), and local, where the image's global median is
+ * raised by all its sources' wings. NaN when fewer than 20 pixels count. */
+static double local_sky(const clred_image *img, double x, double y, double r_in, uint16_t ignore, float *buf,
+                        size_t cap)
+{
+    double r_out = r_in + 6;
+    long x0 = (long)floor(x - r_out), x1 = (long)ceil(x + r_out), y0 = (long)floor(y - r_out), y1 = (long)ceil(y + r_out);
+    size_t n = 0;
+    for (long j = y0; j <= y1; j++)
+        for (long i = x0; i <= x1; i++) {
+            if (i < 0 || j < 0 || i >= (long)img->width || j >= (long)img->height)
+                continue;
+            double r = hypot((double)i - x, (double)j - y);
+            size_t p = (size_t)j * img->width + (size_t)i;
+            if (r < r_in || r >= r_out || !isfinite(img->sci[p]) || (img->mask && (img->mask[p] & ignore)) || n >= cap)
+                continue;
+            buf[n++] = img->sci[p];
+        }
+    return n >= 20 ? clred_median_inplace(buf, n) : NAN;
+}
+
+/* A star's stamp, its local sky off, recentred on (x, y) and scaled to unit
+ * sum; 0 when a pixel of it is unusable or the sky cannot be measured. */
+static int star_stamp(const clred_image *img, double x, double y, const clred_psf_opts *o, float *stamp, float *buf,
+                      size_t cap)
 {
     size_t n = o->size, half = n / 2, w = img->width, h = img->height;
     long x0 = lround(x) - (long)half - 2, y0 = lround(y) - (long)half - 2;
@@ -292,7 +315,9 @@ static int star_stamp(const clred_image *img, double x, double y, double sky, co
             if (!isfinite(img->sci[p]) || (img->mask && (img->mask[p] & o->ignore_bits)))
                 return 0;
         }
-    double s = 0;
+    double sky = local_sky(img, x, y, (double)n, o->ignore_bits, buf, cap), s = 0;
+    if (!isfinite(sky))
+        return 0;
     for (size_t j = 0; j < n; j++)
         for (size_t i = 0; i < n; i++) {
             double v = sample_cubic(img->sci, w, h, x + (double)i - (double)half, y + (double)j - (double)half) - sky;
@@ -315,12 +340,13 @@ static clred_status measure_on(const clred_image *img, const clred_source *src, 
     clred_status st = CLRED_OK;
     if (!idx || !stamps || !col || !(psf->data = malloc(n * n * sizeof *psf->data)))
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for PSF stamps");
-    double sky = 0, rms = 0;
-    if (st == CLRED_OK)
-        st = clred_global_background(img, o->ignore_bits, &sky, &rms);
+    size_t cap = (size_t)(4 * (2 * n + 16) * (2 * n + 16));
+    float *buf = malloc(cap * sizeof *buf);
+    if (st == CLRED_OK && !buf)
+        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for PSF sky samples");
     size_t k = st == CLRED_OK ? pick_stars(src, nsrc, o, img->width, img->height, idx) : 0, used = 0;
     for (size_t i = 0; i < k && used < maxs; i++)
-        used += star_stamp(img, src[idx[i]].x, src[idx[i]].y, sky, o, stamps + used * n * n);
+        used += star_stamp(img, src[idx[i]].x, src[idx[i]].y, o, stamps + used * n * n, buf, cap);
     if (st == CLRED_OK && used < 3)
         st = clred_fail(CLRED_ERR_INPUT,
                         "PSF: %zu isolated, unsaturated stars with S/N >= %g found (of %zu sources); at least 3 needed",
@@ -342,6 +368,7 @@ static clred_status measure_on(const clred_image *img, const clred_source *src, 
     free(idx);
     free(stamps);
     free(col);
+    free(buf);
     if (st != CLRED_OK)
         clred_psf_free(psf);
     return st;
