@@ -1487,7 +1487,7 @@ typedef struct {
     double thresh;          /* |score| at or above this (default 5) */
     int both_signs;         /* 1 = fading sources too (default 1) */
     double ap_radius;       /* px (default 1.5 x the PSF's FWHM) */
-    uint16_t reject_bits;   /* a peak on a pixel with these bits is no candidate (default NO_DATA | BAD) */
+    uint16_t reject_bits;   /* a peak on a pixel with these bits is no candidate (default CLRED_MASK_UNUSABLE) */
     size_t max_candidates;  /* default 100000 */
 } clred_cand_opts;
 
