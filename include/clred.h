@@ -1924,6 +1924,258 @@ CLRED_API void clred_night_report_free(clred_night_report *r);
 /* The kind of frame a type value names ("Dome Flat" -> FLAT); UNKNOWN if none. */
 CLRED_API clred_frame_kind clred_frame_kind_parse(const char *value);
 
+
+/* ---------------------------------------------------- difference imaging */
+
+/* A pixel-grid PSF: size x size (size odd), unit sum, its centre on pixel
+ * (size / 2, size / 2). */
+typedef struct {
+    size_t size;
+    float *data;        /* size * size, row-major */
+    double fwhm;        /* px: 2 sqrt(area above half maximum / pi) of the model */
+    double ellipticity; /* 1 - b / a from the second moments inside 3 FWHM */
+    size_t nstars;      /* stars averaged (0 when read or given) */
+} clred_psf;
+
+CLRED_API void clred_psf_free(clred_psf *psf);
+/* A PSF from any w x h array: its centroid is moved to the centre pixel by a
+ * sub-pixel (bicubic) shift when off by more than 0.01 px, it is cut to at
+ * most max_size (odd; 0 = no cut) around it, negative wings are kept and
+ * the whole is scaled to unit sum. */
+CLRED_API clred_status clred_psf_from_array(const float *data, size_t w, size_t h, size_t max_size, clred_psf *psf);
+/* Reads a PSF image (FITS; see clred_psf_from_array for max_size). */
+CLRED_API clred_status clred_psf_read(const char *path, size_t max_size, clred_psf *psf);
+CLRED_API clred_status clred_psf_write(const char *path, const clred_psf *psf, int overwrite);
+
+typedef struct {
+    size_t size;          /* model size, odd px (default 25) */
+    double thresh;        /* detection threshold in per-pixel RMS (default 5) */
+    double min_snr;       /* smallest flux / flux_err of a star used (default 50) */
+    double isolation;     /* no other source within this many px (default 0 = 3/4 of the model size) */
+    double saturation;    /* stars with a pixel at or above this are left out (0 = mask bit only) */
+    int max_stars;        /* brightest usable stars averaged (default 50) */
+    uint16_t ignore_bits; /* default CLRED_MASK_UNUSABLE */
+} clred_psf_opts;
+
+CLRED_API clred_psf_opts clred_psf_defaults(void);
+/* Measures the PSF of an image from its isolated, unsaturated, unblended
+ * stars: each star's stamp, less its local sky (the median of an annulus
+ * from size to size + 6 px), is recentred on its centroid by a sub-pixel
+ * bicubic shift, scaled to unit flux, and the stamps' pixel-wise median is
+ * the model. Detection runs on the device; the stamps on the host. */
+CLRED_API clred_status clred_psf_model_measure(clred_ctx *ctx, const clred_image *img, const clred_psf_opts *opts,
+                                               clred_psf *psf);
+CLRED_API clred_status clred_psf_model_measure_dev(clred_ctx *ctx, const clred_dimage *img,
+                                                   const clred_psf_opts *opts, clred_psf *psf);
+
+typedef struct {
+    double fn, fr;              /* flux zero points of the new and the reference image (default 1, 1): a
+                                   source of flux f in the new image is f fr / fn in the reference */
+    double sigma_n, sigma_r;    /* background noise per pixel; 0 = sqrt of the median of the VAR plane,
+                                   else a clipped standard deviation of the image (default 0) */
+    double astrom_sigma_x, astrom_sigma_y; /* registration noise, px (default 0) */
+    int subtract_background;    /* 1 = subtract each image's clipped median first (default 1) */
+    uint16_t ignore_bits;       /* input pixels filled with 0 and flagged (default CLRED_MASK_UNUSABLE) */
+    int grow;                   /* unusable pixels are grown by this radius (a square) in the outputs'
+                                   masks; -1 = the larger PSF's FWHM, rounded up, and SATURATED by the
+                                   larger PSF's half size (default -1) */
+    int renormalize;            /* 1 = divide S_corr by its robust standard deviation (1.4826 MAD of the
+                                   unmasked pixels) and scale the flux variance to match: for noise that
+                                   the variance planes understate, e.g. the correlated noise of resampled
+                                   mosaics (default 0) */
+    size_t tile_size;           /* core of the tiles, px; 0 = the whole image when its padded planes fit the
+                                   device budget, else 1024 (default 0) */
+    size_t tile_border;         /* overlap each side of a core, px; 0 = max(40, the larger PSF's size) */
+    clred_fft_backend backend;  /* default DEFAULT */
+} clred_zogy_opts;
+
+CLRED_API clred_zogy_opts clred_zogy_defaults(void);
+
+typedef struct {
+    clred_dimage *diff;   /* D / F_D: the proper difference in the new image's flux units (its PSF is pd),
+                             VAR from both inputs' variance planes, MASK: the inputs' bits, grown, with NO_DATA
+                             where either was unusable */
+    clred_dimage *scorr;  /* S_corr: S / sqrt(V(S_N) + V(S_R) + V_ast), in sigma; MASK as diff */
+    clred_dimage *flux;   /* S / F_S: the PSF-fit flux of a point source at each pixel, VAR its variance */
+    clred_psf pd;         /* the PSF of D (unit sum) */
+    double f_d, f_s;      /* ZOGY's F_D and F_S */
+    double sigma_n, sigma_r; /* the background noise used */
+    double bkg_n, bkg_r;  /* the levels subtracted (0 when not asked) */
+    double d_off;         /* the level of D taken off (3-sigma clipped mean): the differential background
+                             left (mean over tiles) */
+    double scorr_scale;   /* the robust standard deviation of S_corr (before renormalising, if asked) */
+    size_t ntiles;        /* tiles the image was processed in */
+} clred_zogy_result;
+
+CLRED_API void clred_zogy_result_free(clred_zogy_result *r);
+/* ZOGY proper image subtraction (Zackay, Ofek & Gal-Yam 2016) of a reference
+ * from a new image on the same pixel grid, given each one's PSF: D, P_D, S and
+ * S_corr with the source-noise term from the variance planes (their median
+ * where absent) and the astrometric term, the flux map and its variance. A
+ * constant differential background (D's clipped mean) is taken off D and S. The
+ * images are zero-padded by the PSF size so the cyclic FFTs never wrap data
+ * onto data; unusable pixels (NaN, ignore_bits) are filled with 0 before any
+ * FFT and flagged NO_DATA in the outputs, grown by opts->grow. Large images
+ * go through overlapping tiles; the levels, the noise and the differential
+ * background (the mean of the tiles' levels of D) are the whole image's. */
+CLRED_API clred_status clred_subtract_zogy_dev(clred_ctx *ctx, const clred_dimage *new_img, const clred_dimage *ref,
+                                               const clred_psf *psf_new, const clred_psf *psf_ref,
+                                               const clred_zogy_opts *opts, clred_zogy_result *out);
+/* The same on host images; the result's images are device images (download
+ * them with clred_dimage_download). */
+CLRED_API clred_status clred_subtract_zogy(clred_ctx *ctx, const clred_image *new_img, const clred_image *ref,
+                                           const clred_psf *psf_new, const clred_psf *psf_ref,
+                                           const clred_zogy_opts *opts, clred_zogy_result *out);
+
+/* Candidate flags. */
+#define CLRED_CAND_DIPOLE 0x01u /* a lobe of the other sign holds over half this one's flux nearby */
+#define CLRED_CAND_MASKED 0x02u /* an unusable pixel in the 5 x 5 box */
+#define CLRED_CAND_EDGE   0x04u /* closer to the image edge than the PSF's half size */
+
+typedef struct {
+    double x, y;            /* flux-weighted centroid of |D| in 5 x 5 around the peak */
+    double x_err, y_err;
+    int isdiffpos;          /* 1: brighter in the new image; 0: fainter (fading) */
+    double score;           /* peak S_corr (signed) */
+    double flux, flux_err;  /* PSF-fit flux on the difference (signed) */
+    double ap_flux, ap_flux_err; /* aperture flux (radius ap_radius) on the difference, divided by the
+                                    PSF's fraction inside the aperture */
+    double snr;             /* |flux| / flux_err */
+    double fwhm;            /* from second moments of the pixels of its sign beyond 1 sigma in the aperture */
+    double elongation;      /* a / b */
+    int nneg, nbad;         /* pixels of the opposite sign / unusable in the 5 x 5 box */
+    double sumrat;          /* sum of D over the 5 x 5 box / sum of |D| */
+    double lobe_pos, lobe_neg; /* sums of the pixels above +2 sigma / below -2 sigma within 2 apertures */
+    double edge_dist;       /* px to the nearest image edge */
+    uint16_t mask_bits;     /* OR of the mask over the 5 x 5 box */
+    unsigned flags;         /* CLRED_CAND_* */
+} clred_candidate;
+
+typedef struct {
+    double thresh;          /* |score| at or above this (default 5) */
+    int both_signs;         /* 1 = fading sources too (default 1) */
+    double ap_radius;       /* px (default 1.5 x the PSF's FWHM) */
+    uint16_t reject_bits;   /* a peak on a pixel with these bits is no candidate (default CLRED_MASK_UNUSABLE) */
+    size_t max_candidates;  /* default 100000 */
+} clred_cand_opts;
+
+CLRED_API clred_cand_opts clred_cand_defaults(void);
+/* Candidates on a score image (S_corr, or D / sigma): local extrema of |score|
+ * over 5 x 5 (the box inside the image) at or above opts->thresh, not on a
+ * pixel with a reject bit, found on the device; then measured on
+ * diff (flux units, with VAR and MASK) with psf (the PSF of diff). *list is
+ * malloc'd (free()), ordered by |score| descending. */
+CLRED_API clred_status clred_find_candidates_dev(clred_ctx *ctx, const clred_dimage *score, const clred_dimage *diff,
+                                                 const clred_psf *psf, const clred_cand_opts *opts,
+                                                 clred_candidate **list, size_t *n);
+/* Catalog of candidates: any of FITS table, CSV and JSON (paths may be NULL). */
+CLRED_API clred_status clred_candidates_write(const char *fits_path, const char *csv_path, const char *json_path,
+                                              const clred_candidate *list, size_t n, int overwrite);
+/* 63 x 63 (size x size) cutouts of the new, reference and difference images
+ * around each candidate as one FITS file: three cubes (EXTNAME NEW, REF, DIFF)
+ * of n planes, NaN off the image. */
+CLRED_API clred_status clred_cutouts_write(const char *path, const clred_image *new_img, const clred_image *ref,
+                                           const clred_image *diff, const clred_candidate *list, size_t n,
+                                           size_t size, int overwrite);
+
+/* ---- difference imaging on files: clred subtract, clred candidates */
+
+typedef struct {
+    const char *new_psf, *ref_psf;     /* PSF images; NULL = measured from the image (psf options) */
+    size_t psf_size;                   /* largest size of a PSF read (odd; 0 = uncut) */
+    const char *new_noise, *ref_noise; /* 1-sigma noise images: their squares become the VAR planes */
+    const char *new_mask, *ref_mask;   /* images whose nonzero pixels are flagged BAD */
+    clred_psf_opts psf;                /* for measured PSFs */
+    clred_zogy_opts zogy;
+    clred_cand_opts cand;
+    const char *candidates;            /* candidate catalog: .csv, .json, else a FITS table; NULL = none */
+    const char *cutouts;               /* cutouts of each candidate (clred_cutouts_write); NULL = none */
+    size_t cutout_size;                /* default 63 */
+    const char *psf_out;               /* the difference's PSF written here; NULL = none */
+    int overwrite;
+} clred_subtract_job;
+
+typedef struct {
+    double f_d, f_s, sigma_n, sigma_r, d_off, bkg_n, bkg_r;
+    double scorr_scale;                   /* robust standard deviation of S_corr before any renormalising */
+    double fwhm_new, fwhm_ref, fwhm_diff; /* px, of the PSFs used and of the difference's */
+    size_t nstars_new, nstars_ref;        /* stars of measured PSFs (0 when read) */
+    size_t ncandidates, npositive;        /* candidates written, those brighter in the new image */
+    double seconds;                       /* wall time of the subtraction and the candidates */
+} clred_subtract_report;
+
+CLRED_API clred_subtract_job clred_subtract_job_defaults(void);
+/* Reads the new image and the reference (the same pixel grid), their noise
+ * and masks, reads or measures their PSFs, subtracts them by ZOGY on the
+ * device, finds candidates, and writes out_path: SCI = D / F_D, VAR, MASK and
+ * the planes SCORR, FLUX (S / F_S) and FLUXVAR; then the catalog, the cutouts
+ * and P_D as asked. Every output is checked before any work; report may be NULL. */
+CLRED_API clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const char *ref_path,
+                                            const char *out_path, const clred_subtract_job *job,
+                                            clred_subtract_report *report);
+/* Candidates on a difference written by clred_subtract_files (or any MEF with
+ * SCI, VAR and MASK: the score is then SCI / sqrt(VAR)), with the PSF of the
+ * difference in psf_path (NULL: measured from the new image new_path). The
+ * catalog and cutouts are job->candidates and job->cutouts; the cutouts need
+ * new_path and ref_path. *n receives the number of candidates. */
+CLRED_API clred_status clred_candidates_files(clred_ctx *ctx, const char *diff_path, const char *psf_path,
+                                              const char *new_path, const char *ref_path,
+                                              const clred_subtract_job *job, size_t *n, size_t *npositive);
+
+/* ---- simulated pairs for difference imaging */
+
+typedef enum { CLRED_PSF_GAUSSIAN = 0, CLRED_PSF_MOFFAT } clred_psf_kind;
+
+typedef struct {
+    uint64_t seed;            /* default 1 */
+    size_t width, height;     /* default 256 x 256 */
+    clred_psf_kind psf_kind;  /* default MOFFAT */
+    double moffat_beta;       /* default 3 */
+    double ref_fwhm, new_fwhm; /* px (default 3.5, 4.5) */
+    double sky;               /* e- per pixel (default 300) */
+    double readnoise;         /* e- (default 5) */
+    double ref_depth;         /* the reference's variance is the new image's / ref_depth (a stack; default 9) */
+    double shift_x, shift_y;  /* the new image sees the field shifted by this, px (default 0, 0) */
+    int nstars;               /* default 80 */
+    int ngalaxies;            /* default 12 */
+    int ntransients;          /* default 40: S/N uniform in [snr_min, snr_max] in the new image; every third on
+                                 a galaxy of its own while galaxies last; fewer when no spot 10 px clear of
+                                 every other source is left */
+    double snr_min, snr_max;  /* default 3, 50 */
+    double fading_fraction;   /* transients present in the reference only (default 0.25) */
+    int ncosmics;             /* in the new image, flagged COSMIC_RAY (default 10) */
+    int nsaturated;           /* stars saturated in both (default 2) */
+    double saturation;        /* e- (default 60000) */
+    int nholes;               /* NaN patches in the reference, flagged NO_DATA (default 0) */
+} clred_pair_opts;
+
+CLRED_API clred_pair_opts clred_pair_defaults(void);
+
+typedef struct {
+    double x, y;   /* in the new image's pixels */
+    double flux;   /* e-: > 0 appears in the new image, < 0 fades (present in the reference only) */
+    double snr;    /* |flux| sqrt(sum P^2) / sigma_new: the PSF-fit S/N in the new image's background noise */
+    int on_galaxy; /* 1 when placed on a galaxy */
+} clred_pair_transient;
+
+typedef struct {
+    clred_image ref, new_img;  /* e-, sky included; VAR (noise variance) and MASK planes */
+    clred_psf ref_psf, new_psf; /* the true PSFs */
+    clred_pair_transient *transients;
+    size_t ntransients;
+    double *cosmic_xy;         /* ncosmics (x, y) pairs, new image */
+    size_t ncosmics;
+    double *hole_xy;           /* nholes (x, y) centres, reference */
+    size_t nholes;
+} clred_pair;
+
+/* Draws a pair (deterministic from the seed). Free with clred_pair_free. */
+CLRED_API clred_status clred_simulate_pair(const clred_pair_opts *opts, clred_pair *out);
+CLRED_API void clred_pair_free(clred_pair *p);
+/* Writes ref.fits, new.fits (MEF SCI/VAR/MASK), ref_psf.fits, new_psf.fits
+ * and truth.csv (x, y, flux, snr, on_galaxy) into outdir (created). */
+CLRED_API clred_status clred_simulate_pair_write(const clred_pair_opts *opts, const char *outdir, int overwrite);
+
 #ifdef __cplusplus
 }
 #endif

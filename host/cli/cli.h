@@ -84,5 +84,8 @@ int cmd_run(int argc, char **argv);
 int cmd_astrometry(int argc, char **argv);
 int cmd_zeropoint(int argc, char **argv);
 int cmd_lightcurve(int argc, char **argv);
+int cmd_subtract(int argc, char **argv);
+int cmd_candidates(int argc, char **argv);
+int cmd_simulate_pair(int argc, char **argv);
 
 #endif

@@ -26,6 +26,9 @@ static const cli_command commands[] = {
     {"cube", "adaptive-optics cube: dark, saturation, flatness, bad pixels, shift-and-add vs plain sum", cmd_cube},
     {"run", "a night in one command: masters, calibration, cosmic rays, background, stacks", cmd_run},
     {"simulate", "write a simulated raw night with its truth", cmd_simulate},
+    {"simulate-pair", "write a simulated reference / new-image pair with injected transients", cmd_simulate_pair},
+    {"subtract", "ZOGY difference imaging of a new image and a reference; candidates", cmd_subtract},
+    {"candidates", "transient candidates on a difference image: catalog and cutouts", cmd_candidates},
     {"demo", "simulate a night, reduce it and compare with the truth", cmd_demo},
 };
 

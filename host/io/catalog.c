@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "json.h"
 
 typedef struct {
     const char *name;
@@ -192,6 +193,98 @@ clred_status clred_sources_write(const char *fits_path, const char *csv_path, co
     if (st == CLRED_OK)
         st = write_catalog(fits_path, csv_path, cols, nc, n, header, overwrite);
     free_columns(cols, nc);
+    return st;
+}
+
+static const char *const cand_names[] = {"NUMBER", "X", "Y", "X_ERR", "Y_ERR", "ISDIFFPOS", "SCORE", "FLUX", "FLUX_ERR",
+                                         "AP_FLUX", "AP_FLUX_ERR", "SNR", "FWHM", "ELONGATION", "NNEG", "NBAD",
+                                         "SUMRAT", "LOBE_POS", "LOBE_NEG", "EDGE_DIST", "MASKBITS", "FLAGS"};
+static const char *const cand_units[] = {"", "pix", "pix", "pix", "pix", "", "sigma", "", "", "", "", "", "pix", "",
+                                         "", "", "", "", "", "pix", "", ""};
+#define CAND_NCOLS ((int)(sizeof cand_names / sizeof *cand_names))
+
+static void cand_row(const clred_candidate *c, size_t i, double *row)
+{
+    double r[] = {(double)(i + 1), c->x, c->y, c->x_err, c->y_err, (double)c->isdiffpos, c->score, c->flux,
+                  c->flux_err, c->ap_flux, c->ap_flux_err, c->snr, c->fwhm, c->elongation, (double)c->nneg,
+                  (double)c->nbad, c->sumrat, c->lobe_pos, c->lobe_neg, c->edge_dist, (double)c->mask_bits,
+                  (double)c->flags};
+    memcpy(row, r, sizeof r);
+}
+
+static int cand_is_int(int c)
+{
+    return c == 0 || c == 5 || c == 14 || c == 15 || c == 20 || c == 21;
+}
+
+static clred_status write_cand_json(const char *path, const clred_candidate *list, size_t n)
+{
+    char tmp[PATH_MAX];
+    FILE *f;
+    CLRED_TRY(clred_atomic_open(path, 1, tmp, sizeof tmp, &f));
+    clred_json_writer w;
+    clred_json_init(&w, f);
+    clred_json_begin_object(&w, NULL, 0);
+    clred_json_int(&w, "count", (long long)n);
+    clred_json_begin_array(&w, "candidates", 0);
+    for (size_t i = 0; i < n; i++) {
+        double row[CAND_NCOLS];
+        cand_row(&list[i], i, row);
+        clred_json_begin_object(&w, NULL, 1);
+        for (int c = 0; c < CAND_NCOLS; c++) {
+            char key[32];
+            size_t k = 0;
+            for (; cand_names[c][k] && k + 1 < sizeof key; k++)
+                key[k] = (char)tolower((unsigned char)cand_names[c][k]);
+            key[k] = '\0';
+            if (cand_is_int(c))
+                clred_json_int(&w, key, (long long)row[c]);
+            else
+                clred_json_number(&w, key, row[c]);
+        }
+        clred_json_end_object(&w);
+    }
+    clred_json_end_array(&w);
+    clred_json_end_object(&w);
+    fputc('\n', f);
+    return clred_atomic_close(f, tmp, path);
+}
+
+clred_status clred_candidates_write(const char *fits_path, const char *csv_path, const char *json_path,
+                                    const clred_candidate *list, size_t n, int overwrite)
+{
+    if (!fits_path && !csv_path && !json_path)
+        return clred_fail(CLRED_ERR_USAGE, "no candidate catalog output given");
+    if (json_path) {
+        CLRED_TRY(clred_output_check(json_path, NULL, 0, overwrite));
+        if ((fits_path && strcmp(fits_path, json_path) == 0) || (csv_path && strcmp(csv_path, json_path) == 0))
+            return clred_fail(CLRED_ERR_USAGE, "%s: the catalogs need different names", json_path);
+    }
+    column cols[CAND_NCOLS];
+    for (int c = 0; c < CAND_NCOLS; c++)
+        cols[c] = (column){cand_names[c], cand_units[c], cand_is_int(c), NULL};
+    if (!alloc_columns(cols, CAND_NCOLS, n)) {
+        free_columns(cols, CAND_NCOLS);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for a catalog of %zu candidates", n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        double row[CAND_NCOLS];
+        cand_row(&list[i], i, row);
+        for (int c = 0; c < CAND_NCOLS; c++)
+            cols[c].d[i] = row[c];
+    }
+    clred_status st = fits_path || csv_path ? write_catalog(fits_path, csv_path, cols, CAND_NCOLS, n, NULL, overwrite)
+                                            : CLRED_OK;
+    free_columns(cols, CAND_NCOLS);
+    if (st == CLRED_OK && json_path) {
+        st = write_cand_json(json_path, list, n);
+        if (st != CLRED_OK) {
+            if (fits_path)
+                remove(fits_path);
+            if (csv_path)
+                remove(csv_path);
+        }
+    }
     return st;
 }
 

@@ -1,0 +1,373 @@
+/* clred subtract, clred candidates, clred simulate-pair: difference imaging. */
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* ---- clred subtract */
+
+static void subtract_help(void)
+{
+    printf("usage: clred subtract NEW REF -o DIFF.fits [options]\n\n"
+           "ZOGY proper image subtraction (Zackay, Ofek & Gal-Yam 2016) of a reference from a\n"
+           "new image on the same pixel grid, on the OpenCL device. DIFF.fits holds SCI (the\n"
+           "difference D / F_D in the new image's flux units), VAR, MASK (inputs' bits grown;\n"
+           "NO_DATA where either input was NaN or masked), SCORR (S_corr, in sigma: the\n"
+           "detection statistic with source-noise and astrometric terms), FLUX (the PSF flux\n"
+           "of a point source at each pixel) and FLUXVAR. PSFs are read or measured from\n"
+           "isolated stars. Candidates: peaks of |S_corr| >= --thresh, both signs.\n\n"
+           "  -o, --output FILE       the difference (MEF)\n"
+           "      --method M          zogy (the only method so far)\n"
+           "      --new-psf F, --ref-psf F     PSF images (default: measured from each image)\n"
+           "      --psf-size N        odd: the largest PSF read / the size measured (default: uncut / 25)\n"
+           "      --new-noise F, --ref-noise F 1-sigma noise images (become VAR)\n"
+           "      --new-mask F, --ref-mask F   nonzero pixels are flagged BAD and left out\n"
+           "      --fn F, --fr F      flux zero points (default 1, 1)\n"
+           "      --astrom-sigma S    registration noise in px, both axes (default 0)\n"
+           "      --no-background     the inputs are background-subtracted already\n"
+           "      --grow N            grow unusable pixels by N px in the masks (default: the PSF FWHM)\n"
+           "      --renormalize       divide S_corr by its robust std (noise the VAR planes understate,\n"
+           "                          e.g. the correlated noise of resampled mosaics)\n"
+           "      --tile N            tiles of N px cores (default: the whole image when it fits the device)\n"
+           "      --thresh T          candidate threshold on |S_corr| (default 5)\n"
+           "      --positive-only     no fading (negative) candidates\n"
+           "      --candidates FILE   candidate catalog: .csv, .json or a FITS table\n"
+           "      --cutouts FILE      63 x 63 cutouts of new, reference and difference (one MEF)\n"
+           "      --psf-out FILE      the difference's PSF P_D\n"
+           "      --overwrite         replace existing outputs\n"
+           "      --device D          OpenCL device (index or name)\n"
+           "      --json              print a JSON summary on stdout\n\n"
+           "example:\n"
+           "  clred simulate-pair -o pair\n"
+           "  clred subtract pair/new.fits pair/ref.fits -o diff.fits --new-psf pair/new_psf.fits \\\n"
+           "      --ref-psf pair/ref_psf.fits --candidates cands.csv --cutouts cutouts.fits\n");
+}
+
+typedef struct {
+    const char *positional[3];
+    int npos;
+    const char *output, *device;
+    clred_subtract_job job;
+    int json;
+} sub_args;
+
+enum { S_METHOD = 256, S_NEW_PSF, S_REF_PSF, S_PSF_SIZE, S_NEW_NOISE, S_REF_NOISE, S_NEW_MASK, S_REF_MASK, S_FN, S_FR,
+       S_ASTROM, S_NO_BKG, S_GROW, S_THRESH, S_POSITIVE, S_CANDS, S_CUTOUTS, S_PSF_OUT, S_OVERWRITE, S_DEVICE, S_JSON,
+       S_NEW, S_REF, S_RENORM, S_TILE };
+
+static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
+                                         {"method", required_argument, 0, S_METHOD},
+                                         {"new-psf", required_argument, 0, S_NEW_PSF},
+                                         {"ref-psf", required_argument, 0, S_REF_PSF},
+                                         {"psf", required_argument, 0, S_NEW_PSF},
+                                         {"psf-size", required_argument, 0, S_PSF_SIZE},
+                                         {"new-noise", required_argument, 0, S_NEW_NOISE},
+                                         {"ref-noise", required_argument, 0, S_REF_NOISE},
+                                         {"new-mask", required_argument, 0, S_NEW_MASK},
+                                         {"ref-mask", required_argument, 0, S_REF_MASK},
+                                         {"fn", required_argument, 0, S_FN},
+                                         {"fr", required_argument, 0, S_FR},
+                                         {"astrom-sigma", required_argument, 0, S_ASTROM},
+                                         {"no-background", no_argument, 0, S_NO_BKG},
+                                         {"grow", required_argument, 0, S_GROW},
+                                         {"renormalize", no_argument, 0, S_RENORM},
+                                         {"tile", required_argument, 0, S_TILE},
+                                         {"thresh", required_argument, 0, S_THRESH},
+                                         {"positive-only", no_argument, 0, S_POSITIVE},
+                                         {"candidates", required_argument, 0, S_CANDS},
+                                         {"cutouts", required_argument, 0, S_CUTOUTS},
+                                         {"psf-out", required_argument, 0, S_PSF_OUT},
+                                         {"new", required_argument, 0, S_NEW},
+                                         {"ref", required_argument, 0, S_REF},
+                                         {"overwrite", no_argument, 0, S_OVERWRITE},
+                                         {"device", required_argument, 0, S_DEVICE},
+                                         {"json", no_argument, 0, S_JSON},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+
+/* Shared by subtract and candidates; cmd names the command in messages. */
+static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char **new_opt, const char **ref_opt,
+                 void (*help)(void))
+{
+    memset(a, 0, sizeof *a);
+    a->job = clred_subtract_job_defaults();
+    int c, ival;
+    double d;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "ho:", sub_opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': a->output = optarg; break;
+        case S_METHOD:
+            if (strcmp(optarg, "zogy") != 0)
+                return cli_usage_error(cmd, "--method %s: only zogy is implemented (Alard-Lupton is not yet)", optarg);
+            break;
+        case S_NEW_PSF: a->job.new_psf = optarg; break;
+        case S_REF_PSF: a->job.ref_psf = optarg; break;
+        case S_PSF_SIZE:
+            if (!cli_parse_int(cmd, "--psf-size", optarg, &ival)) return EXIT_USAGE;
+            if (ival < 0 || (ival > 0 && (ival % 2 == 0 || ival < 5)))
+                return cli_usage_error(cmd, "--psf-size must be odd and >= 5");
+            a->job.psf_size = (size_t)ival;
+            if (ival > 0)
+                a->job.psf.size = (size_t)ival;
+            break;
+        case S_NEW_NOISE: a->job.new_noise = optarg; break;
+        case S_REF_NOISE: a->job.ref_noise = optarg; break;
+        case S_NEW_MASK: a->job.new_mask = optarg; break;
+        case S_REF_MASK: a->job.ref_mask = optarg; break;
+        case S_FN:
+            if (!cli_parse_double(cmd, "--fn", optarg, &a->job.zogy.fn)) return EXIT_USAGE;
+            break;
+        case S_FR:
+            if (!cli_parse_double(cmd, "--fr", optarg, &a->job.zogy.fr)) return EXIT_USAGE;
+            break;
+        case S_ASTROM:
+            if (!cli_parse_double(cmd, "--astrom-sigma", optarg, &d)) return EXIT_USAGE;
+            a->job.zogy.astrom_sigma_x = a->job.zogy.astrom_sigma_y = d;
+            break;
+        case S_NO_BKG: a->job.zogy.subtract_background = 0; break;
+        case S_RENORM: a->job.zogy.renormalize = 1; break;
+        case S_TILE:
+            if (!cli_parse_int(cmd, "--tile", optarg, &ival)) return EXIT_USAGE;
+            if (ival != 0 && ival < 64)
+                return cli_usage_error(cmd, "--tile must be 0 (automatic) or at least 64 px");
+            a->job.zogy.tile_size = (size_t)ival;
+            break;
+        case S_GROW:
+            if (!cli_parse_int(cmd, "--grow", optarg, &a->job.zogy.grow)) return EXIT_USAGE;
+            if (a->job.zogy.grow < 0 || a->job.zogy.grow > 200)
+                return cli_usage_error(cmd, "--grow must be 0..200");
+            break;
+        case S_THRESH:
+            if (!cli_parse_double(cmd, "--thresh", optarg, &a->job.cand.thresh)) return EXIT_USAGE;
+            break;
+        case S_POSITIVE: a->job.cand.both_signs = 0; break;
+        case S_CANDS: a->job.candidates = optarg; break;
+        case S_CUTOUTS: a->job.cutouts = optarg; break;
+        case S_PSF_OUT: a->job.psf_out = optarg; break;
+        case S_NEW:
+            if (!new_opt) return cli_usage_error(cmd, "unknown option --new");
+            *new_opt = optarg;
+            break;
+        case S_REF:
+            if (!ref_opt) return cli_usage_error(cmd, "unknown option --ref");
+            *ref_opt = optarg;
+            break;
+        case S_OVERWRITE: a->job.overwrite = 1; break;
+        case S_DEVICE: a->device = optarg; break;
+        case S_JSON: a->json = 1; break;
+        case 'h': help(); return -1;
+        default: return cli_usage_error(cmd, "unknown option");
+        }
+    }
+    for (; optind < argc; optind++) {
+        if (a->npos >= 3)
+            return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+        a->positional[a->npos++] = argv[optind];
+    }
+    if (!(a->job.cand.thresh > 0))
+        return cli_usage_error(cmd, "--thresh must be positive");
+    if (!(a->job.zogy.fn > 0 && a->job.zogy.fr > 0))
+        return cli_usage_error(cmd, "--fn and --fr must be positive");
+    if (!(a->job.zogy.astrom_sigma_x >= 0 && a->job.zogy.astrom_sigma_x < 10))
+        return cli_usage_error(cmd, "--astrom-sigma must be in [0, 10)");
+    return EXIT_OK;
+}
+
+int cmd_subtract(int argc, char **argv)
+{
+    sub_args a;
+    int rc = parse("subtract", argc, argv, &a, NULL, NULL, subtract_help);
+    if (rc < 0)
+        return EXIT_OK;
+    if (rc != EXIT_OK)
+        return rc;
+    if (a.npos != 2)
+        return cli_usage_error("subtract", "give the new image and the reference (got %d images)", a.npos);
+    if (!a.output)
+        return cli_usage_error("subtract", "no output: give -o DIFF.fits");
+    clred_ctx *ctx;
+    rc = cli_open("subtract", a.device, &ctx);
+    if (rc != EXIT_OK)
+        return rc;
+    clred_subtract_report r;
+    cli_progress("subtracting %s from %s", a.positional[1], a.positional[0]);
+    clred_status st = clred_subtract_files(ctx, a.positional[0], a.positional[1], a.output, &a.job, &r);
+    cli_progress_done();
+    clred_ctx_destroy(ctx);
+    if (st != CLRED_OK)
+        return cli_fail("subtract", st);
+    if (a.json) {
+        printf("{\"output\": ");
+        cli_json_string(stdout, a.output);
+        printf(", \"method\": \"zogy\", \"f_d\": %.9g, \"f_s\": %.9g, \"sigma_new\": %.9g, \"sigma_ref\": %.9g, "
+               "\"background_new\": %.9g, \"background_ref\": %.9g, \"d_offset\": %.9g, \"scorr_std\": %.4f, \"fwhm_new\": %.4f, "
+               "\"fwhm_ref\": %.4f, \"fwhm_diff\": %.4f, \"psf_stars_new\": %zu, \"psf_stars_ref\": %zu, "
+               "\"candidates\": %zu, \"positive\": %zu, \"seconds\": %.4f}\n",
+               r.f_d, r.f_s, r.sigma_n, r.sigma_r, r.bkg_n, r.bkg_r, r.d_off, r.scorr_scale, r.fwhm_new, r.fwhm_ref, r.fwhm_diff,
+               r.nstars_new, r.nstars_ref, r.ncandidates, r.npositive, r.seconds);
+    } else {
+        printf("%s: ZOGY, PSF FWHM new %.2f ref %.2f diff %.2f px, noise new %.4g ref %.4g", a.output, r.fwhm_new,
+               r.fwhm_ref, r.fwhm_diff, r.sigma_n, r.sigma_r);
+        if (a.job.candidates || a.job.cutouts)
+            printf(", %zu candidates (%zu positive)", r.ncandidates, r.npositive);
+        printf(", %.3f s\n", r.seconds);
+    }
+    return EXIT_OK;
+}
+
+/* ---- clred candidates */
+
+static void candidates_help(void)
+{
+    printf("usage: clred candidates DIFF.fits --psf PD.fits -o CATALOG [options]\n\n"
+           "Transient candidates on a difference written by clred subtract (score: its SCORR\n"
+           "plane) or any MEF with SCI, VAR and MASK (score: SCI / sqrt(VAR)): peaks of\n"
+           "|score| >= --thresh, both signs, measured on SCI with the difference's PSF: PSF\n"
+           "and aperture flux, S/N, FWHM, elongation, nneg, nbad, sumrat, dipole lobes, edge\n"
+           "distance and mask bits. CATALOG is .csv, .json or a FITS table.\n\n"
+           "  -o, --output FILE       the catalog\n"
+           "      --psf FILE          the difference's PSF (clred subtract --psf-out)\n"
+           "      --new FILE          the new image (cutouts; measures the PSF when --psf is not given)\n"
+           "      --ref FILE          the reference (cutouts)\n"
+           "      --cutouts FILE      63 x 63 cutouts of new, reference and difference (one MEF)\n"
+           "      --thresh T          threshold (default 5)\n"
+           "      --positive-only     no negative candidates\n"
+           "      --overwrite, --device D, --json\n\n"
+           "example:\n"
+           "  clred candidates diff.fits --psf pd.fits -o cands.json\n");
+}
+
+int cmd_candidates(int argc, char **argv)
+{
+    sub_args a;
+    const char *new_path = NULL, *ref_path = NULL;
+    int rc = parse("candidates", argc, argv, &a, &new_path, &ref_path, candidates_help);
+    if (rc < 0)
+        return EXIT_OK;
+    if (rc != EXIT_OK)
+        return rc;
+    if (a.npos != 1)
+        return cli_usage_error("candidates", "give one difference image (got %d)", a.npos);
+    if (a.output)
+        a.job.candidates = a.output;
+    if (!a.job.candidates && !a.job.cutouts)
+        return cli_usage_error("candidates", "no output: give -o CATALOG and/or --cutouts FILE");
+    clred_ctx *ctx;
+    rc = cli_open("candidates", a.device, &ctx);
+    if (rc != EXIT_OK)
+        return rc;
+    size_t n = 0, npos = 0;
+    clred_status st = clred_candidates_files(ctx, a.positional[0], a.job.new_psf, new_path, ref_path, &a.job, &n, &npos);
+    clred_ctx_destroy(ctx);
+    if (st != CLRED_OK)
+        return cli_fail("candidates", st);
+    if (a.json) {
+        printf("{\"input\": ");
+        cli_json_string(stdout, a.positional[0]);
+        printf(", \"candidates\": %zu, \"positive\": %zu}\n", n, npos);
+    } else {
+        printf("%s: %zu candidates (%zu positive)\n", a.positional[0], n, npos);
+    }
+    return EXIT_OK;
+}
+
+/* ---- clred simulate-pair */
+
+static void pair_help(void)
+{
+    clred_pair_opts d = clred_pair_defaults();
+    printf("usage: clred simulate-pair -o DIR [options]\n\n"
+           "Writes a simulated pair for difference imaging into DIR: ref.fits and new.fits\n"
+           "(calibrated frames in e-, sky included, with VAR and MASK), their true PSFs\n"
+           "ref_psf.fits and new_psf.fits, and truth.csv: the injected point sources (x, y in\n"
+           "the new image, flux: > 0 appears, < 0 fades; snr: the PSF-fit S/N in the new\n"
+           "image's background noise; on_galaxy). Same options and seed, same bytes.\n\n"
+           "  -o, --output DIR        output directory (created)\n"
+           "  --seed N                [%llu]\n"
+           "  --size WxH              [%zux%zu]\n"
+           "  --psf gaussian|moffat   [moffat]\n"
+           "  --ref-fwhm F, --new-fwhm F  px [%g, %g]\n"
+           "  --shift DX,DY           the new image's field shift, px [0,0]\n"
+           "  --ntransients N         [%d]\n"
+           "  --nholes N              NaN patches in the reference [%d]\n"
+           "  --overwrite             replace existing files\n",
+           (unsigned long long)d.seed, d.width, d.height, d.ref_fwhm, d.new_fwhm, d.ntransients, d.nholes);
+}
+
+int cmd_simulate_pair(int argc, char **argv)
+{
+    enum { P_SEED = 256, P_SIZE, P_PSF, P_REF_FWHM, P_NEW_FWHM, P_SHIFT, P_NTR, P_HOLES, P_OVERWRITE };
+    static const struct option opts[] = {{"output", required_argument, 0, 'o'},
+                                         {"seed", required_argument, 0, P_SEED},
+                                         {"size", required_argument, 0, P_SIZE},
+                                         {"psf", required_argument, 0, P_PSF},
+                                         {"ref-fwhm", required_argument, 0, P_REF_FWHM},
+                                         {"new-fwhm", required_argument, 0, P_NEW_FWHM},
+                                         {"shift", required_argument, 0, P_SHIFT},
+                                         {"ntransients", required_argument, 0, P_NTR},
+                                         {"nholes", required_argument, 0, P_HOLES},
+                                         {"overwrite", no_argument, 0, P_OVERWRITE},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    clred_pair_opts o = clred_pair_defaults();
+    const char *out = NULL;
+    int overwrite = 0, c, ival;
+    static const char *const kinds[] = {"gaussian", "moffat"};
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case P_SEED:
+            if (!cli_parse_int("simulate-pair", "--seed", optarg, &ival) || ival < 0)
+                return cli_usage_error("simulate-pair", "--seed must be a non-negative integer");
+            o.seed = (uint64_t)ival;
+            break;
+        case P_SIZE: {
+            unsigned long w, h;
+            char x;
+            if (sscanf(optarg, "%lu%c%lu", &w, &x, &h) != 3 || (x != 'x' && x != 'X'))
+                return cli_usage_error("simulate-pair", "--size expects WxH, got '%s'", optarg);
+            o.width = w;
+            o.height = h;
+            break;
+        }
+        case P_PSF: {
+            int k;
+            if (!cli_parse_choice("simulate-pair", "--psf", optarg, kinds, 2, &k)) return EXIT_USAGE;
+            o.psf_kind = k == 0 ? CLRED_PSF_GAUSSIAN : CLRED_PSF_MOFFAT;
+            break;
+        }
+        case P_REF_FWHM:
+            if (!cli_parse_double("simulate-pair", "--ref-fwhm", optarg, &o.ref_fwhm)) return EXIT_USAGE;
+            break;
+        case P_NEW_FWHM:
+            if (!cli_parse_double("simulate-pair", "--new-fwhm", optarg, &o.new_fwhm)) return EXIT_USAGE;
+            break;
+        case P_SHIFT:
+            if (sscanf(optarg, "%lf,%lf", &o.shift_x, &o.shift_y) != 2)
+                return cli_usage_error("simulate-pair", "--shift expects DX,DY, got '%s'", optarg);
+            break;
+        case P_NTR:
+            if (!cli_parse_int("simulate-pair", "--ntransients", optarg, &o.ntransients)) return EXIT_USAGE;
+            break;
+        case P_HOLES:
+            if (!cli_parse_int("simulate-pair", "--nholes", optarg, &o.nholes)) return EXIT_USAGE;
+            break;
+        case P_OVERWRITE: overwrite = 1; break;
+        case 'h': pair_help(); return EXIT_OK;
+        default: return cli_usage_error("simulate-pair", "unknown option");
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("simulate-pair", "unexpected argument '%s'", argv[optind]);
+    if (!out)
+        return cli_usage_error("simulate-pair", "no output directory: give -o DIR");
+    clred_status st = clred_simulate_pair_write(&o, out, overwrite);
+    if (st != CLRED_OK)
+        return cli_fail("simulate-pair", st);
+    printf("%s: ref.fits new.fits ref_psf.fits new_psf.fits truth.csv\n", out);
+    return EXIT_OK;
+}

@@ -1,0 +1,325 @@
+/* Difference imaging on files (clred subtract, clred candidates): the
+ * inputs with their noise maps and masks read and sent to the device once,
+ * PSFs read or measured, ZOGY, candidates, then the products written. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+clred_subtract_job clred_subtract_job_defaults(void)
+{
+    clred_subtract_job j;
+    memset(&j, 0, sizeof j);
+    j.psf = clred_psf_defaults();
+    j.zogy = clred_zogy_defaults();
+    j.cand = clred_cand_defaults();
+    j.cutout_size = 63;
+    return j;
+}
+
+static int ends_with(const char *s, const char *tail)
+{
+    size_t a = strlen(s), b = strlen(tail);
+    return a >= b && strcasecmp(s + a - b, tail) == 0;
+}
+
+static clred_status write_catalog(const char *path, const clred_candidate *c, size_t n, int overwrite)
+{
+    if (ends_with(path, ".csv"))
+        return clred_candidates_write(NULL, path, NULL, c, n, overwrite);
+    if (ends_with(path, ".json"))
+        return clred_candidates_write(NULL, NULL, path, c, n, overwrite);
+    return clred_candidates_write(path, NULL, NULL, c, n, overwrite);
+}
+
+/* An image with its noise map (squared into VAR) and mask (nonzero -> BAD). */
+static clred_status read_input(const char *path, const char *noise, const char *mask, clred_image *img)
+{
+    CLRED_TRY(clred_image_read(path, 0, img));
+    clred_image aux;
+    memset(&aux, 0, sizeof aux);
+    clred_status st = CLRED_OK;
+    if (noise) {
+        st = clred_image_read(noise, 0, &aux);
+        if (st == CLRED_OK && (aux.width != img->width || aux.height != img->height))
+            st = clred_fail(CLRED_ERR_INPUT, "%s: %zu x %zu, but %s is %zu x %zu", noise, aux.width, aux.height, path,
+                            img->width, img->height);
+        if (st == CLRED_OK && !img->var)
+            st = clred_image_add_var(img);
+        for (size_t i = 0; st == CLRED_OK && i < img->width * img->height; i++)
+            img->var[i] = aux.sci[i] * aux.sci[i];
+        clred_image_free(&aux);
+    }
+    if (st == CLRED_OK && mask) {
+        st = clred_image_read(mask, 0, &aux);
+        if (st == CLRED_OK && (aux.width != img->width || aux.height != img->height))
+            st = clred_fail(CLRED_ERR_INPUT, "%s: %zu x %zu, but %s is %zu x %zu", mask, aux.width, aux.height, path,
+                            img->width, img->height);
+        if (st == CLRED_OK && !img->mask)
+            st = clred_image_add_mask(img);
+        for (size_t i = 0; st == CLRED_OK && i < img->width * img->height; i++)
+            if (aux.sci[i] != 0)
+                img->mask[i] |= CLRED_MASK_BAD;
+        clred_image_free(&aux);
+    }
+    if (st != CLRED_OK)
+        clred_image_free(img);
+    return st;
+}
+
+static clred_status get_psf(clred_ctx *ctx, const char *path, const clred_dimage *img, const clred_subtract_job *job,
+                            const char *what, clred_psf *psf)
+{
+    if (path)
+        return clred_psf_read(path, job->psf_size, psf);
+    clred_status st = clred_psf_model_measure_dev(ctx, img, &job->psf, psf);
+    if (st != CLRED_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", clred_last_error());
+        return clred_fail(st, "%s image: %s (give its PSF instead)", what, msg);
+    }
+    return CLRED_OK;
+}
+
+static clred_status check_outputs(const char *const *outs, size_t nouts, const char *const *ins, size_t nins,
+                                  int overwrite)
+{
+    for (size_t i = 0; i < nouts; i++) {
+        if (!outs[i])
+            continue;
+        for (size_t j = i + 1; j < nouts; j++)
+            if (outs[j] && strcmp(outs[i], outs[j]) == 0)
+                return clred_fail(CLRED_ERR_USAGE, "%s is named for two outputs", outs[i]);
+        CLRED_TRY(clred_output_check(outs[i], ins, nins, overwrite));
+    }
+    return CLRED_OK;
+}
+
+/* The products of a subtraction as one MEF: the difference, then S_corr and the flux map. */
+static clred_status write_difference(const char *path, const clred_zogy_result *z, clred_image *diff, int overwrite)
+{
+    clred_image sc, fl;
+    memset(&sc, 0, sizeof sc);
+    memset(&fl, 0, sizeof fl);
+    clred_status st = clred_dimage_download(z->scorr, &sc);
+    if (st == CLRED_OK)
+        st = clred_dimage_download(z->flux, &fl);
+    if (st == CLRED_OK) {
+        clred_extra_plane extra[3] = {{"SCORR", sc.sci}, {"FLUX", fl.sci}, {"FLUXVAR", fl.var}};
+        st = clred_image_write_with(path, diff, extra, 3, overwrite);
+    }
+    clred_image_free(&sc);
+    clred_image_free(&fl);
+    return st;
+}
+
+static clred_status write_candidate_products(const clred_subtract_job *job, const clred_candidate *c, size_t n,
+                                             const clred_image *new_img, const clred_image *ref,
+                                             const clred_image *diff)
+{
+    if (job->candidates)
+        CLRED_TRY(write_catalog(job->candidates, c, n, job->overwrite));
+    if (job->cutouts) {
+        clred_status st = clred_cutouts_write(job->cutouts, new_img, ref, diff, c, n, job->cutout_size, job->overwrite);
+        if (st != CLRED_OK && job->candidates)
+            remove(job->candidates);
+        return st;
+    }
+    return CLRED_OK;
+}
+
+clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const char *ref_path, const char *out_path,
+                                  const clred_subtract_job *job, clred_subtract_report *report)
+{
+    clred_subtract_job defaults = clred_subtract_job_defaults();
+    const clred_subtract_job *j = job ? job : &defaults;
+    clred_subtract_report rep;
+    memset(&rep, 0, sizeof rep);
+    if (report)
+        memset(report, 0, sizeof *report);
+    if (!new_path || !ref_path || !out_path)
+        return clred_fail(CLRED_ERR_USAGE, "subtract: a new image, a reference and an output are needed");
+    const char *ins[] = {new_path, ref_path, j->new_psf, j->ref_psf, j->new_noise, j->ref_noise, j->new_mask, j->ref_mask};
+    const char *outs[] = {out_path, j->candidates, j->cutouts, j->psf_out};
+    size_t nins = 0;
+    const char *present[8];
+    for (size_t i = 0; i < 8; i++)
+        if (ins[i])
+            present[nins++] = ins[i];
+    CLRED_TRY(check_outputs(outs, 4, present, nins, j->overwrite));
+
+    double t0 = clred_now();
+    clred_image ni, ri, diff;
+    memset(&ni, 0, sizeof ni);
+    memset(&ri, 0, sizeof ri);
+    memset(&diff, 0, sizeof diff);
+    clred_dimage *dn = NULL, *dr = NULL;
+    clred_psf pn, pr;
+    memset(&pn, 0, sizeof pn);
+    memset(&pr, 0, sizeof pr);
+    clred_zogy_result z;
+    memset(&z, 0, sizeof z);
+    clred_candidate *c = NULL;
+    size_t nc = 0;
+    clred_status st = read_input(new_path, j->new_noise, j->new_mask, &ni);
+    if (st == CLRED_OK)
+        st = read_input(ref_path, j->ref_noise, j->ref_mask, &ri);
+    if (st == CLRED_OK && (ni.width != ri.width || ni.height != ri.height))
+        st = clred_fail(CLRED_ERR_INPUT, "%s is %zu x %zu, %s is %zu x %zu: align them onto one grid first", new_path,
+                        ni.width, ni.height, ref_path, ri.width, ri.height);
+    if (st == CLRED_OK)
+        st = clred_dimage_upload(ctx, &ni, &dn);
+    if (st == CLRED_OK)
+        st = clred_dimage_upload(ctx, &ri, &dr);
+    if (st == CLRED_OK)
+        st = get_psf(ctx, j->new_psf, dn, j, "new", &pn);
+    if (st == CLRED_OK)
+        st = get_psf(ctx, j->ref_psf, dr, j, "reference", &pr);
+    if (st == CLRED_OK)
+        st = clred_subtract_zogy_dev(ctx, dn, dr, &pn, &pr, &j->zogy, &z);
+    if (st == CLRED_OK && (j->candidates || j->cutouts))
+        st = clred_find_candidates_dev(ctx, z.scorr, z.diff, &z.pd, &j->cand, &c, &nc);
+    if (st == CLRED_OK)
+        st = clred_dimage_download(z.diff, &diff);
+    rep.seconds = clred_now() - t0;
+    if (st == CLRED_OK)
+        st = write_difference(out_path, &z, &diff, j->overwrite);
+    if (st == CLRED_OK && j->psf_out)
+        st = clred_psf_write(j->psf_out, &z.pd, j->overwrite);
+    if (st == CLRED_OK)
+        st = write_candidate_products(j, c, nc, &ni, &ri, &diff);
+    if (st != CLRED_OK) {
+        for (size_t i = 0; i < 4; i++)
+            if (outs[i])
+                remove(outs[i]);
+    } else {
+        rep.f_d = z.f_d;
+        rep.f_s = z.f_s;
+        rep.sigma_n = z.sigma_n;
+        rep.sigma_r = z.sigma_r;
+        rep.d_off = z.d_off;
+        rep.scorr_scale = z.scorr_scale;
+        rep.bkg_n = z.bkg_n;
+        rep.bkg_r = z.bkg_r;
+        rep.fwhm_new = pn.fwhm;
+        rep.fwhm_ref = pr.fwhm;
+        rep.fwhm_diff = z.pd.fwhm;
+        rep.nstars_new = pn.nstars;
+        rep.nstars_ref = pr.nstars;
+        rep.ncandidates = nc;
+        for (size_t i = 0; i < nc; i++)
+            rep.npositive += c[i].isdiffpos != 0;
+        if (report)
+            *report = rep;
+    }
+    free(c);
+    clred_zogy_result_free(&z);
+    clred_psf_free(&pn);
+    clred_psf_free(&pr);
+    clred_dimage_free(dn);
+    clred_dimage_free(dr);
+    clred_image_free(&ni);
+    clred_image_free(&ri);
+    clred_image_free(&diff);
+    return st;
+}
+
+/* "file.fits[EXT]" */
+static clred_status read_plane(const char *path, const char *ext, clred_image *img, int *found)
+{
+    char sel[4096];
+    if ((size_t)snprintf(sel, sizeof sel, "%s[%s]", path, ext) >= sizeof sel)
+        return clred_fail(CLRED_ERR_USAGE, "%s: path too long", path);
+    clred_status st = clred_image_read(sel, 0, img);
+    *found = st == CLRED_OK;
+    if (st != CLRED_OK)
+        clred_clear_error();
+    return CLRED_OK;
+}
+
+clred_status clred_candidates_files(clred_ctx *ctx, const char *diff_path, const char *psf_path, const char *new_path,
+                                    const char *ref_path, const clred_subtract_job *job, size_t *n, size_t *npositive)
+{
+    clred_subtract_job defaults = clred_subtract_job_defaults();
+    const clred_subtract_job *j = job ? job : &defaults;
+    *n = 0;
+    if (npositive)
+        *npositive = 0;
+    if (!j->candidates && !j->cutouts)
+        return clred_fail(CLRED_ERR_USAGE, "candidates: no catalog or cutout output given");
+    if (j->cutouts && (!new_path || !ref_path))
+        return clred_fail(CLRED_ERR_USAGE, "candidates: cutouts need the new image and the reference");
+    if (!psf_path && !new_path)
+        return clred_fail(CLRED_ERR_USAGE, "candidates: give the difference's PSF, or the new image to measure one");
+    const char *ins[] = {diff_path, psf_path ? psf_path : diff_path, new_path ? new_path : diff_path,
+                         ref_path ? ref_path : diff_path};
+    const char *outs[] = {j->candidates, j->cutouts};
+    CLRED_TRY(check_outputs(outs, 2, ins, 4, j->overwrite));
+
+    clred_image diff, score, ni, ri;
+    memset(&diff, 0, sizeof diff);
+    memset(&score, 0, sizeof score);
+    memset(&ni, 0, sizeof ni);
+    memset(&ri, 0, sizeof ri);
+    clred_psf psf;
+    memset(&psf, 0, sizeof psf);
+    clred_dimage *dd = NULL, *ds = NULL, *dn = NULL;
+    clred_candidate *c = NULL;
+    size_t nc = 0;
+    int has_score = 0;
+    clred_status st = clred_image_read(diff_path, 0, &diff);
+    if (st == CLRED_OK && (!diff.var || !diff.mask))
+        st = clred_fail(CLRED_ERR_INPUT, "%s: a difference needs VAR and MASK planes", diff_path);
+    if (st == CLRED_OK)
+        st = read_plane(diff_path, "SCORR", &score, &has_score);
+    if (st == CLRED_OK && has_score && (score.width != diff.width || score.height != diff.height))
+        st = clred_fail(CLRED_ERR_INPUT, "%s: SCORR differs in shape from SCI", diff_path);
+    if (st == CLRED_OK && !has_score) {
+        /* D / sigma from the difference itself */
+        st = clred_image_alloc(&score, diff.width, diff.height, 0, 0);
+        for (size_t i = 0; st == CLRED_OK && i < diff.width * diff.height; i++)
+            score.sci[i] = diff.var[i] > 0 ? diff.sci[i] / sqrtf(diff.var[i]) : NAN;
+    }
+    if (st == CLRED_OK && !score.mask) {
+        st = clred_image_add_mask(&score);
+        if (st == CLRED_OK)
+            memcpy(score.mask, diff.mask, diff.width * diff.height * sizeof *score.mask);
+    }
+    if (st == CLRED_OK && new_path)
+        st = clred_image_read(new_path, 0, &ni);
+    if (st == CLRED_OK && ref_path)
+        st = clred_image_read(ref_path, 0, &ri);
+    if (st == CLRED_OK && psf_path)
+        st = clred_psf_read(psf_path, j->psf_size, &psf);
+    if (st == CLRED_OK && !psf_path) {
+        st = clred_dimage_upload(ctx, &ni, &dn);
+        if (st == CLRED_OK)
+            st = get_psf(ctx, NULL, dn, j, "new", &psf);
+    }
+    if (st == CLRED_OK)
+        st = clred_dimage_upload(ctx, &diff, &dd);
+    if (st == CLRED_OK)
+        st = clred_dimage_upload(ctx, &score, &ds);
+    if (st == CLRED_OK)
+        st = clred_find_candidates_dev(ctx, ds, dd, &psf, &j->cand, &c, &nc);
+    if (st == CLRED_OK)
+        st = write_candidate_products(j, c, nc, &ni, &ri, &diff);
+    if (st == CLRED_OK) {
+        *n = nc;
+        for (size_t i = 0; npositive && i < nc; i++)
+            *npositive += c[i].isdiffpos != 0;
+    }
+    free(c);
+    clred_psf_free(&psf);
+    clred_dimage_free(dd);
+    clred_dimage_free(ds);
+    clred_dimage_free(dn);
+    clred_image_free(&diff);
+    clred_image_free(&score);
+    clred_image_free(&ni);
+    clred_image_free(&ri);
+    return st;
+}

@@ -1,0 +1,300 @@
+/* Transient candidates on a difference image: the extrema of the score image
+ * (S_corr, or D / sigma) found on the device (kernels/zogy.cl zogy_peaks),
+ * then measured on the host on the difference: PSF-fit and aperture flux,
+ * centroid, shape, the counts real/bogus classifiers use (nneg, nbad,
+ * sumrat), dipole lobes, the edge distance and the mask under the peak. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+clred_cand_opts clred_cand_defaults(void)
+{
+    clred_cand_opts o;
+    memset(&o, 0, sizeof o);
+    o.thresh = 5.0;
+    o.both_signs = 1;
+    o.ap_radius = 0.0;
+    o.reject_bits = CLRED_MASK_UNUSABLE;
+    o.max_candidates = 100000;
+    return o;
+}
+
+static double cubic_w(double t)
+{
+    t = fabs(t);
+    if (t < 1)
+        return (1.5 * t - 2.5) * t * t + 1;
+    if (t < 2)
+        return ((-0.5 * t + 2.5) * t - 4) * t + 2;
+    return 0;
+}
+
+/* The PSF's value at offset (dx, dy) from its centre (bicubic, 0 outside). */
+static double psf_at(const clred_psf *p, double dx, double dy)
+{
+    double half = (double)(p->size / 2), x = dx + half, y = dy + half;
+    long ix = (long)floor(x), iy = (long)floor(y);
+    double fx = x - (double)ix, fy = y - (double)iy, s = 0;
+    for (int j = -1; j <= 2; j++) {
+        long yy = iy + j;
+        if (yy < 0 || yy >= (long)p->size)
+            continue;
+        for (int i = -1; i <= 2; i++) {
+            long xx = ix + i;
+            if (xx >= 0 && xx < (long)p->size)
+                s += cubic_w((double)j - fy) * cubic_w((double)i - fx) * p->data[(size_t)yy * p->size + (size_t)xx];
+        }
+    }
+    return s;
+}
+
+typedef struct {
+    const clred_image *d;
+    const float *score;
+    const clred_psf *psf;
+    const clred_cand_opts *o;
+    double ap_radius;
+    double ap_frac; /* the PSF's flux inside the aperture: the aperture correction */
+} measure_ctx;
+
+static double encircled(const clred_psf *p, double r)
+{
+    long h = (long)(p->size / 2);
+    double s = 0;
+    for (long j = -h; j <= h; j++)
+        for (long i = -h; i <= h; i++)
+            s += clred_circle_pixel_overlap(0, 0, r, (double)i, (double)j) * p->data[(size_t)(j + h) * p->size + (size_t)(i + h)];
+    return s;
+}
+
+static int usable(const clred_image *d, size_t i, uint16_t bits)
+{
+    return isfinite(d->sci[i]) && (!d->mask || !(d->mask[i] & bits)) && (!d->var || (isfinite(d->var[i]) && d->var[i] > 0));
+}
+
+static void measure(const measure_ctx *m, size_t pix, clred_candidate *c)
+{
+    const clred_image *d = m->d;
+    long w = (long)d->width, h = (long)d->height, px = (long)(pix % d->width), py = (long)(pix / d->width);
+    double sc = m->score[pix], sign = sc >= 0 ? 1.0 : -1.0;
+    memset(c, 0, sizeof *c);
+    c->score = sc;
+    c->isdiffpos = sc >= 0;
+    double sum = 0, sumabs = 0, wx = 0, wy = 0, ws = 0;
+    for (long j = py - 2; j <= py + 2; j++)
+        for (long i = px - 2; i <= px + 2; i++) {
+            if (i < 0 || j < 0 || i >= w || j >= h) {
+                c->nbad++;
+                continue;
+            }
+            size_t q = (size_t)j * (size_t)w + (size_t)i;
+            if (d->mask)
+                c->mask_bits |= d->mask[q];
+            if (!usable(d, q, m->o->reject_bits)) {
+                c->nbad++;
+                continue;
+            }
+            double v = d->sci[q];
+            sum += v;
+            sumabs += fabs(v);
+            if (v * sign < 0)
+                c->nneg++;
+            double wt = fmax(v * sign, 0);
+            wx += wt * (double)i;
+            wy += wt * (double)j;
+            ws += wt;
+        }
+    c->x = ws > 0 ? wx / ws : (double)px;
+    c->y = ws > 0 ? wy / ws : (double)py;
+    /* the centroid never leaves the peak's pixel by more than a pixel */
+    if (fabs(c->x - (double)px) > 1 || fabs(c->y - (double)py) > 1) {
+        c->x = (double)px;
+        c->y = (double)py;
+    }
+    c->sumrat = sumabs > 0 ? sign * sum / sumabs : 0;
+
+    /* PSF fit of the amplitude at the centroid, weighted by the variance;
+     * aperture sum; lobes and second moments within 2 apertures. */
+    long half = (long)(m->psf->size / 2);
+    double spd = 0, spp = 0, ap = 0, apv = 0, pos = 0, neg = 0, mxx = 0, myy = 0, mxy = 0, mw = 0;
+    double rlobe = 2.0 * m->ap_radius;
+    long reach = half > (long)ceil(rlobe) + 1 ? half : (long)ceil(rlobe) + 1;
+    for (long j = py - reach; j <= py + reach; j++)
+        for (long i = px - reach; i <= px + reach; i++) {
+            if (i < 0 || j < 0 || i >= w || j >= h)
+                continue;
+            size_t q = (size_t)j * (size_t)w + (size_t)i;
+            if (!usable(d, q, m->o->reject_bits))
+                continue;
+            double v = d->sci[q], var = d->var ? d->var[q] : 1.0, dx = (double)i - c->x, dy = (double)j - c->y;
+            if (labs(i - px) <= half && labs(j - py) <= half) {
+                double p = psf_at(m->psf, dx, dy);
+                spd += p * v / var;
+                spp += p * p / var;
+            }
+            double a = clred_circle_pixel_overlap(c->x, c->y, m->ap_radius, (double)i, (double)j);
+            ap += a * v;
+            apv += a * a * var;
+            /* lobes and moments from pixels beyond 2 and 1 sigma: a sum of the
+             * noise's negative (positive) half alone would be far from 0 */
+            double r = hypot(dx, dy), sd = d->var ? sqrt(var) : 0.0;
+            if (r <= rlobe) {
+                if (v > 2 * sd)
+                    pos += v;
+                else if (v < -2 * sd)
+                    neg += v;
+            }
+            if (r <= m->ap_radius && v * sign > sd) {
+                double wt = v * sign;
+                mxx += wt * dx * dx;
+                myy += wt * dy * dy;
+                mxy += wt * dx * dy;
+                mw += wt;
+            }
+        }
+    c->flux = spp > 0 ? spd / spp : NAN;
+    c->flux_err = spp > 0 ? 1.0 / sqrt(spp) : NAN;
+    c->snr = spp > 0 ? fabs(c->flux) / c->flux_err : 0;
+    c->ap_flux = ap / m->ap_frac;
+    c->ap_flux_err = sqrt(apv) / m->ap_frac;
+    c->lobe_pos = pos;
+    c->lobe_neg = neg;
+    double own = sign > 0 ? pos : -neg, other = sign > 0 ? -neg : pos;
+    if (own > 0 && other > 0.5 * own)
+        c->flags |= CLRED_CAND_DIPOLE;
+    if (mw > 0) {
+        mxx /= mw;
+        myy /= mw;
+        mxy /= mw;
+        double tr = 0.5 * (mxx + myy), det = sqrt(fmax(0.25 * (mxx - myy) * (mxx - myy) + mxy * mxy, 0));
+        double a2 = tr + det, b2 = fmax(tr - det, 1e-6);
+        c->fwhm = 2.3548 * sqrt(0.5 * (a2 + b2));
+        c->elongation = sqrt(a2 / b2);
+    } else {
+        c->fwhm = NAN;
+        c->elongation = NAN;
+    }
+    double sig = fmax(m->psf->fwhm, 1.0) / 2.3548;
+    c->x_err = c->y_err = c->snr > 0 ? sig / c->snr : NAN;
+    c->edge_dist = fmin(fmin(c->x, c->y), fmin((double)(w - 1) - c->x, (double)(h - 1) - c->y));
+    if (c->nbad > 0)
+        c->flags |= CLRED_CAND_MASKED;
+    if (c->edge_dist < (double)half)
+        c->flags |= CLRED_CAND_EDGE;
+}
+
+static int by_score(const void *a, const void *b)
+{
+    const clred_candidate *x = a, *y = b;
+    double u = fabs(x->score), v = fabs(y->score);
+    if (u != v)
+        return u > v ? -1 : 1;
+    if (x->y != y->y)
+        return x->y < y->y ? -1 : 1;
+    return x->x < y->x ? -1 : x->x > y->x;
+}
+
+static int by_index(const void *a, const void *b)
+{
+    cl_uint x = *(const cl_uint *)a, y = *(const cl_uint *)b;
+    return x < y ? -1 : x > y;
+}
+
+static clred_status find_peaks(clred_ctx *ctx, const clred_dimage *score, const clred_cand_opts *o, cl_uint **idx,
+                               size_t *n)
+{
+    size_t cap = o->max_candidates;
+    cl_mem count = NULL, list = NULL;
+    clred_status st = clred_buffer(ctx, CL_MEM_READ_WRITE, sizeof(cl_uint), NULL, &count, "candidate count");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, cap * sizeof(cl_uint), NULL, &list, "candidate list");
+    if (st == CLRED_OK)
+        st = clred_fill_zero(ctx, count, sizeof(cl_uint));
+    cl_kernel k;
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "zogy", NULL, "zogy_peaks", &k);
+    cl_mem sci = clred_dimage_sci(score), mask = clred_dimage_mask(score) ? clred_dimage_mask(score) : sci;
+    int has_mask = clred_dimage_mask(score) != NULL, w = (int)score->width, h = (int)score->height;
+    int both = o->both_signs;
+    cl_ushort reject = o->reject_bits;
+    float thresh = (float)o->thresh;
+    cl_uint ucap = (cl_uint)cap;
+    if (st == CLRED_OK)
+        st = clred_args(k, "zogy_peaks", CLRED_ARG(sci), CLRED_ARG(mask), CLRED_ARG(has_mask), CLRED_ARG(reject),
+                        CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(thresh), CLRED_ARG(both), CLRED_ARG(count),
+                        CLRED_ARG(list), CLRED_ARG(ucap), (size_t)0);
+    size_t g[2] = {score->width, score->height};
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "zogy_peaks", 2, g);
+    cl_uint total = 0;
+    if (st == CLRED_OK)
+        st = clred_download(ctx, count, 0, sizeof total, &total);
+    size_t m = total < cap ? total : cap;
+    *idx = malloc((m ? m : 1) * sizeof **idx);
+    if (st == CLRED_OK && !*idx)
+        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu candidates", m);
+    if (st == CLRED_OK && m)
+        st = clred_download(ctx, list, 0, m * sizeof(cl_uint), *idx);
+    clred_release(&count);
+    clred_release(&list);
+    if (st == CLRED_OK && total > cap)
+        st = clred_fail(CLRED_ERR_INPUT,
+                        "candidates: %u peaks at |score| >= %g exceed the limit of %zu (a failed subtraction?)", total,
+                        o->thresh, cap);
+    if (st != CLRED_OK) {
+        free(*idx);
+        *idx = NULL;
+        return st;
+    }
+    qsort(*idx, m, sizeof **idx, by_index);
+    *n = m;
+    return CLRED_OK;
+}
+
+clred_status clred_find_candidates_dev(clred_ctx *ctx, const clred_dimage *score, const clred_dimage *diff,
+                                       const clred_psf *psf, const clred_cand_opts *opts, clred_candidate **list,
+                                       size_t *n)
+{
+    clred_cand_opts d = clred_cand_defaults();
+    const clred_cand_opts *o = opts ? opts : &d;
+    *list = NULL;
+    *n = 0;
+    if (!score || !diff || !psf || !psf->data)
+        return clred_fail(CLRED_ERR_USAGE, "candidates: a score image, a difference and its PSF are needed");
+    if (score->width != diff->width || score->height != diff->height)
+        return clred_fail(CLRED_ERR_INPUT, "candidates: the score image is %zu x %zu, the difference %zu x %zu",
+                          score->width, score->height, diff->width, diff->height);
+    if (!(o->thresh > 0) || o->max_candidates == 0 || o->max_candidates > 0x7fffffff || o->ap_radius < 0)
+        return clred_fail(CLRED_ERR_USAGE, "candidates: threshold %g must be > 0, the limit 1..2^31, radius >= 0",
+                          o->thresh);
+    cl_uint *idx;
+    size_t m;
+    CLRED_TRY(find_peaks(ctx, score, o, &idx, &m));
+    /* The measurements read pixels around each peak: the difference and the
+     * score come down once. */
+    clred_image dh, sh;
+    memset(&dh, 0, sizeof dh);
+    memset(&sh, 0, sizeof sh);
+    clred_status st = clred_dimage_download(diff, &dh);
+    if (st == CLRED_OK)
+        st = clred_dimage_download(score, &sh);
+    clred_candidate *out = st == CLRED_OK ? calloc(m ? m : 1, sizeof *out) : NULL;
+    if (st == CLRED_OK && !out)
+        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu candidates", m);
+    if (st == CLRED_OK) {
+        measure_ctx mc = {&dh, sh.sci, psf, o, o->ap_radius > 0 ? o->ap_radius : 1.5 * fmax(psf->fwhm, 1.0), 1.0};
+        double f = encircled(psf, mc.ap_radius);
+        mc.ap_frac = f > 0.05 ? f : 1.0;
+        for (size_t i = 0; i < m; i++)
+            measure(&mc, idx[i], &out[i]);
+        qsort(out, m, sizeof *out, by_score);
+        *list = out;
+        *n = m;
+    }
+    free(idx);
+    clred_image_free(&dh);
+    clred_image_free(&sh);
+    return st;
+}

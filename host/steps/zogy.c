@@ -1,0 +1,546 @@
+/* ZOGY proper image subtraction (Zackay, Ofek & Gal-Yam 2016, ApJ 830, 27)
+ * on the device, every transform through the FFT layer (host/rt/fft.h):
+ * the images and PSFs padded and transformed, D, S_N, S_R, their kernels and
+ * P_D formed per frequency (kernels/zogy.cl), the kernels squared in real
+ * space and convolved with the variance planes for the source-noise term,
+ * then S_corr, the flux map and the difference on the image's pixels.
+ *
+ * The padding (the sum of both PSF sizes, rounded up to an FFT size) keeps
+ * the cyclic convolutions from wrapping the image onto itself: the kernels
+ * of D and S reach about a PSF size each way. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fft.h"
+
+clred_zogy_opts clred_zogy_defaults(void)
+{
+    clred_zogy_opts o;
+    memset(&o, 0, sizeof o);
+    o.fn = o.fr = 1.0;
+    o.subtract_background = 1;
+    o.ignore_bits = CLRED_MASK_UNUSABLE;
+    o.grow = -1;
+    o.backend = CLRED_FFT_DEFAULT;
+    return o;
+}
+
+void clred_zogy_result_free(clred_zogy_result *r)
+{
+    if (!r)
+        return;
+    clred_dimage_free(r->diff);
+    clred_dimage_free(r->scorr);
+    clred_dimage_free(r->flux);
+    clred_psf_free(&r->pd);
+    memset(r, 0, sizeof *r);
+}
+
+/* Spectra buffers, in the order the steps fill them. */
+enum { B_N, B_R, B_PN, B_PR, B_VN, B_VR, B_D, B_KDN, B_KDR, B_PD, NBUF };
+
+typedef struct {
+    clred_ctx *ctx;
+    size_t fw, fh;                /* the whole image */
+    size_t w, h, x0, y0;          /* the tile now worked on: w x h at (x0, y0) */
+    size_t core_w, core_h, border; /* the tiles' cores and the border around them */
+    size_t nx, ny, pitch, ncx, bytes;
+    clred_fft_plan *plan;
+    cl_mem buf[NBUF];
+    cl_mem bits, psf_n, psf_r, row_fs, stamp;
+    double *tile_level;           /* each tile's level of D */
+} zogy_state;
+
+static void release(zogy_state *s)
+{
+    for (int i = 0; i < NBUF; i++)
+        if (s->buf[i])
+            clred_pool_give(s->ctx, &s->buf[i], s->bytes);
+    clred_release(&s->bits);
+    clred_release(&s->psf_n);
+    clred_release(&s->psf_r);
+    clred_release(&s->row_fs);
+    clred_release(&s->stamp);
+    free(s->tile_level);
+    s->tile_level = NULL;
+}
+
+/* Robust level and noise of an image from samples gathered on the device:
+ * the median, and 1.4826 MAD (the sqrt of the VAR plane's median when it has one). */
+static clred_status level_and_noise(const clred_dimage *img, uint16_t ignore, const char *what, double *level,
+                                    double *sigma)
+{
+    size_t npix = clred_dimage_pixels(img), stride = npix > 262144 ? npix / 262144 : 1, n;
+    float *v;
+    CLRED_TRY(clred_dimage_samples(img, 0, 0, img->width, img->height, stride, ignore, &v, &n));
+    if (n < 16) {
+        free(v);
+        return clred_fail(CLRED_ERR_INPUT, "ZOGY: the %s image has %zu usable pixels", what, n);
+    }
+    double med = clred_median_inplace(v, n);
+    for (size_t i = 0; i < n; i++)
+        v[i] = fabsf(v[i] - (float)med);
+    double mad = clred_median_inplace(v, n);
+    free(v);
+    *level = med;
+    *sigma = 1.4826 * mad;
+    if (clred_dimage_var(img)) {
+        /* a view whose SCI is the VAR plane, so the same sampler reads it */
+        clred_dimage view = *img;
+        view.plane[CLRED_PLANE_SCI] = clred_dimage_var(img);
+        CLRED_TRY(clred_dimage_samples(&view, 0, 0, img->width, img->height, stride, ignore, &v, &n));
+        if (n > 0)
+            *sigma = sqrt(fmax(clred_median_inplace(v, n), 0.0));
+        free(v);
+    }
+    if (!(*sigma > 0))
+        return clred_fail(CLRED_ERR_INPUT, "ZOGY: the %s image's background noise is %g (a constant image?)", what,
+                          *sigma);
+    return CLRED_OK;
+}
+
+static clred_status check_inputs(const clred_dimage *n, const clred_dimage *r, const clred_psf *pn,
+                                 const clred_psf *pr, const clred_zogy_opts *o)
+{
+    if (!n || !r)
+        return clred_fail(CLRED_ERR_USAGE, "ZOGY: no %s image", n ? "reference" : "new");
+    if (n->width != r->width || n->height != r->height)
+        return clred_fail(CLRED_ERR_INPUT, "ZOGY: the new image is %zu x %zu, the reference %zu x %zu (align them first)",
+                          n->width, n->height, r->width, r->height);
+    if (!pn || !pr || !pn->data || !pr->data || pn->size % 2 == 0 || pr->size % 2 == 0)
+        return clred_fail(CLRED_ERR_USAGE, "ZOGY: both PSFs are needed, odd-sized");
+    if (pn->size > n->width || pn->size > n->height || pr->size > n->width || pr->size > n->height)
+        return clred_fail(CLRED_ERR_INPUT, "ZOGY: PSFs of %zu and %zu px are larger than the %zu x %zu image", pn->size,
+                          pr->size, n->width, n->height);
+    if (!(o->fn > 0 && o->fr > 0 && o->sigma_n >= 0 && o->sigma_r >= 0 && o->astrom_sigma_x >= 0 &&
+          o->astrom_sigma_y >= 0))
+        return clred_fail(CLRED_ERR_USAGE, "ZOGY: zero points must be > 0 and noise terms >= 0");
+    return CLRED_OK;
+}
+
+static clred_status upload_psf(clred_ctx *ctx, const clred_psf *p, cl_mem *buf)
+{
+    return clred_buffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, p->size * p->size * sizeof(float), p->data, buf,
+                        "ZOGY PSF");
+}
+
+static clred_status wrap_psf(zogy_state *s, cl_mem psf, size_t size, cl_mem dst)
+{
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_wrap_psf", &k));
+    int isize = (int)size, pitch = (int)s->pitch, nx = (int)s->nx, ny = (int)s->ny;
+    CLRED_TRY(clred_args(k, "zogy_wrap_psf", CLRED_ARG(psf), CLRED_ARG(isize), CLRED_ARG(dst), CLRED_ARG(pitch),
+                         CLRED_ARG(nx), CLRED_ARG(ny), (size_t)0));
+    size_t g[2] = {s->pitch, s->ny};
+    return clred_run_tiled(s->ctx, k, "zogy_wrap_psf", 2, g);
+}
+
+static clred_status pad_inputs(zogy_state *s, const clred_dimage *n, const clred_dimage *r, double bkg_n,
+                               double bkg_r, double var_n, double var_r, uint16_t ignore)
+{
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_pad", &k));
+    cl_mem nsci = clred_dimage_sci(n), rsci = clred_dimage_sci(r);
+    /* absent planes: any buffer stands in, the flags say it is not read */
+    cl_mem nvar = clred_dimage_var(n) ? clred_dimage_var(n) : nsci, rvar = clred_dimage_var(r) ? clred_dimage_var(r) : rsci;
+    cl_mem nmask = clred_dimage_mask(n) ? clred_dimage_mask(n) : nsci, rmask = clred_dimage_mask(r) ? clred_dimage_mask(r) : rsci;
+    int nflags = (clred_dimage_var(n) ? 1 : 0) | (clred_dimage_mask(n) ? 2 : 0);
+    int rflags = (clred_dimage_var(r) ? 1 : 0) | (clred_dimage_mask(r) ? 2 : 0);
+    float fbn = (float)bkg_n, fbr = (float)bkg_r, fvn = (float)var_n, fvr = (float)var_r;
+    cl_ushort ig = ignore;
+    int w = (int)s->w, h = (int)s->h, pitch = (int)s->pitch, ny = (int)s->ny;
+    int src_w = (int)s->fw, x0 = (int)s->x0, y0 = (int)s->y0;
+    CLRED_TRY(clred_args(k, "zogy_pad", CLRED_ARG(nsci), CLRED_ARG(nvar), CLRED_ARG(nmask), CLRED_ARG(nflags),
+                         CLRED_ARG(fbn), CLRED_ARG(fvn), CLRED_ARG(rsci), CLRED_ARG(rvar), CLRED_ARG(rmask),
+                         CLRED_ARG(rflags), CLRED_ARG(fbr), CLRED_ARG(fvr), CLRED_ARG(ig), CLRED_ARG(src_w),
+                         CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(pitch), CLRED_ARG(ny), CLRED_ARG(s->buf[B_N]), CLRED_ARG(s->buf[B_R]),
+                         CLRED_ARG(s->buf[B_VN]), CLRED_ARG(s->buf[B_VR]), CLRED_ARG(s->bits), (size_t)0));
+    size_t g[2] = {s->pitch, s->ny};
+    return clred_run_tiled(s->ctx, k, "zogy_pad", 2, g);
+}
+
+/* The spectral products; returns F_S. */
+static clred_status spectra(zogy_state *s, const clred_zogy_opts *o, double s2n, double s2r, double f_d, double *f_s)
+{
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_spectra", &k));
+    int nx = (int)s->nx, ny = (int)s->ny;
+    float fn = (float)o->fn, fr = (float)o->fr, fs2n = (float)s2n, fs2r = (float)s2r, ffd = (float)f_d;
+    CLRED_TRY(clred_args(k, "zogy_spectra", CLRED_ARG(s->buf[B_N]), CLRED_ARG(s->buf[B_R]), CLRED_ARG(s->buf[B_PN]),
+                         CLRED_ARG(s->buf[B_PR]), CLRED_ARG(s->buf[B_D]), CLRED_ARG(s->buf[B_KDN]),
+                         CLRED_ARG(s->buf[B_KDR]), CLRED_ARG(s->buf[B_PD]), CLRED_ARG(nx), CLRED_ARG(ny),
+                         CLRED_ARG(fn), CLRED_ARG(fr), CLRED_ARG(fs2n), CLRED_ARG(fs2r), CLRED_ARG(ffd),
+                         CLRED_ARG(s->row_fs), (size_t)0));
+    size_t g = s->ny;
+    CLRED_TRY(clred_run_tiled(s->ctx, k, "zogy_spectra", 1, &g));
+    size_t acc = s->ctx->use_double ? sizeof(double) : sizeof(float);
+    void *rows = malloc(s->ny * acc);
+    if (!rows)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu row sums", s->ny);
+    clred_status st = clred_download(s->ctx, s->row_fs, 0, s->ny * acc, rows);
+    double sum = 0;
+    for (size_t i = 0; i < s->ny && st == CLRED_OK; i++)
+        sum += acc == sizeof(double) ? ((double *)rows)[i] : (double)((float *)rows)[i];
+    free(rows);
+    *f_s = sum / ((double)s->nx * (double)s->ny);
+    return st;
+}
+
+static clred_status square(zogy_state *s, cl_mem a)
+{
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_square", &k));
+    int pitch = (int)s->pitch, nx = (int)s->nx, ny = (int)s->ny;
+    CLRED_TRY(clred_args(k, "zogy_square", CLRED_ARG(a), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny), (size_t)0));
+    size_t g[2] = {s->pitch, s->ny};
+    return clred_run_tiled(s->ctx, k, "zogy_square", 2, g);
+}
+
+/* ka <- inverse(V_a^ (ka^2)^ + V_b^ (kb^2)^): the variance of ka * a - kb * b
+ * for independent a, b of variances V_a, V_b. ka and kb hold spectra on entry. */
+static clred_status combine_variance(zogy_state *s, cl_mem ka, cl_mem kb)
+{
+    CLRED_TRY(clred_fft_inverse(s->ctx, s->plan, ka));
+    CLRED_TRY(clred_fft_inverse(s->ctx, s->plan, kb));
+    CLRED_TRY(square(s, ka));
+    CLRED_TRY(square(s, kb));
+    CLRED_TRY(clred_fft_forward(s->ctx, s->plan, ka));
+    CLRED_TRY(clred_fft_forward(s->ctx, s->plan, kb));
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_var_spectrum", &k));
+    cl_uint n = (cl_uint)(s->ncx * s->ny);
+    CLRED_TRY(clred_args(k, "zogy_var_spectrum", CLRED_ARG(ka), CLRED_ARG(kb), CLRED_ARG(s->buf[B_VN]),
+                         CLRED_ARG(s->buf[B_VR]), CLRED_ARG(n), (size_t)0));
+    size_t g = n;
+    CLRED_TRY(clred_run_tiled(s->ctx, k, "zogy_var_spectrum", 1, &g));
+    return clred_fft_inverse(s->ctx, s->plan, ka);
+}
+
+/* P_D (real, wrapped in buf[B_PD]) as a PSF of the larger input PSF's size. */
+static clred_status extract_pd(zogy_state *s, size_t size, clred_psf *pd)
+{
+    int half = (int)(size / 2), pitch = (int)s->pitch, nx = (int)s->nx, ny = (int)s->ny;
+    size_t bytes = size * size * sizeof(float);
+    CLRED_TRY(clred_buffer(s->ctx, CL_MEM_WRITE_ONLY, bytes, NULL, &s->stamp, "P_D stamp"));
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_unwrap", &k));
+    CLRED_TRY(clred_args(k, "zogy_unwrap", CLRED_ARG(s->buf[B_PD]), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny),
+                         CLRED_ARG(half), CLRED_ARG(s->stamp), (size_t)0));
+    size_t g[2] = {size, size};
+    CLRED_TRY(clred_run_tiled(s->ctx, k, "zogy_unwrap", 2, g));
+    float *host = malloc(bytes);
+    if (!host)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for P_D");
+    clred_status st = clred_download(s->ctx, s->stamp, 0, bytes, host);
+    if (st == CLRED_OK)
+        st = clred_psf_from_array(host, size, size, 0, pd);
+    free(host);
+    return st;
+}
+
+/* The level of D over the tile's pixels: the differential background left
+ * by the levels subtracted (a 0.1 sigma error in either level would shift
+ * S_corr by a sizeable fraction of a sigma everywhere). */
+static clred_status median_d(zogy_state *s, double *med)
+{
+    clred_dimage view;
+    memset(&view, 0, sizeof view);
+    view.ctx = s->ctx;
+    view.width = s->pitch;
+    view.height = s->ny;
+    view.plane[CLRED_PLANE_SCI] = s->buf[B_D];
+    size_t npix = s->w * s->h, stride = npix > 262144 ? npix / 262144 : 1, n;
+    float *v;
+    CLRED_TRY(clred_dimage_samples(&view, 0, 0, s->w, s->h, stride, 0, &v, &n));
+    /* A 3-sigma clipped mean (sigma from the MAD, three rounds): D is white
+     * noise of unit variance plus sparse residuals, so this drops the
+     * residuals and averages the rest; a median's larger error counts, as S
+     * sums D over the PSF's footprint (an offset c in D is about c sqrt(4 pi)
+     * sigma_PSF in S_corr). */
+    double centre = n ? clred_median_inplace(v, n) : 0.0, spread = 0;
+    if (n > 16) {
+        float *dev = malloc(n * sizeof *dev);
+        if (!dev) {
+            free(v);
+            return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu samples", n);
+        }
+        for (size_t i = 0; i < n; i++)
+            dev[i] = fabsf(v[i] - (float)centre);
+        spread = 1.4826 * clred_median_inplace(dev, n);
+        free(dev);
+        for (int round = 0; round < 3 && spread > 0; round++) {
+            double sum = 0;
+            size_t m = 0;
+            for (size_t i = 0; i < n; i++)
+                if (fabs(v[i] - centre) <= 3 * spread) {
+                    sum += v[i];
+                    m++;
+                }
+            if (m)
+                centre = sum / (double)m;
+        }
+    }
+    *med = centre;
+    free(v);
+    return CLRED_OK;
+}
+
+/* The tile's core [cx0, cx1) x [cy0, cy1) (tile coordinates) into the outputs. */
+static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_zogy_result *out, double d_off_tile,
+                           int grow, int grow_sat, int edge, int cx0, int cy0, int cx1, int cy1)
+{
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_finish", &k));
+    int w = (int)s->w, h = (int)s->h, pitch = (int)s->pitch;
+    float fd = (float)out->f_d, fs = (float)out->f_s;
+    float sx2 = (float)(o->astrom_sigma_x * o->astrom_sigma_x), sy2 = (float)(o->astrom_sigma_y * o->astrom_sigma_y);
+    cl_ushort unusable = o->ignore_bits | CLRED_MASK_NO_DATA;
+    float d_off = (float)d_off_tile;
+    int x0 = (int)s->x0, y0 = (int)s->y0, out_w = (int)s->fw, out_h = (int)s->fh;
+    cl_mem dsci = clred_dimage_sci(out->diff), dvar = clred_dimage_var(out->diff), dmask = clred_dimage_mask(out->diff);
+    cl_mem ssci = clred_dimage_sci(out->scorr), smask = clred_dimage_mask(out->scorr);
+    cl_mem fsci = clred_dimage_sci(out->flux), fvar = clred_dimage_var(out->flux);
+    /* After combine_variance: V(S) in B_PN, V(D) in B_KDN. */
+    CLRED_TRY(clred_args(k, "zogy_finish", CLRED_ARG(s->buf[B_D]), CLRED_ARG(s->buf[B_N]), CLRED_ARG(s->buf[B_R]),
+                         CLRED_ARG(s->buf[B_PN]), CLRED_ARG(s->buf[B_KDN]), CLRED_ARG(s->bits), CLRED_ARG(w),
+                         CLRED_ARG(h), CLRED_ARG(pitch), CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(cx0), CLRED_ARG(cy0),
+                         CLRED_ARG(cx1), CLRED_ARG(cy1), CLRED_ARG(out_w), CLRED_ARG(out_h), CLRED_ARG(fd), CLRED_ARG(fs), CLRED_ARG(sx2), CLRED_ARG(sy2),
+                         CLRED_ARG(d_off), CLRED_ARG(grow), CLRED_ARG(grow_sat), CLRED_ARG(edge), CLRED_ARG(unusable), CLRED_ARG(dsci), CLRED_ARG(dvar),
+                         CLRED_ARG(dmask), CLRED_ARG(ssci), CLRED_ARG(smask), CLRED_ARG(fsci), CLRED_ARG(fvar),
+                         (size_t)0));
+    size_t g[2] = {(size_t)(cx1 - cx0), (size_t)(cy1 - cy0)};
+    return clred_run_tiled(s->ctx, k, "zogy_finish", 2, g);
+}
+
+/* Core (tx, ty) moved by delta from its tile's level of D to the image's. */
+static clred_status relevel(zogy_state *s, const clred_zogy_result *out, double delta, size_t tx, size_t ty)
+{
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_relevel", &k));
+    int x0 = (int)(tx * s->core_w), y0 = (int)(ty * s->core_h);
+    int x1 = x0 + (int)s->core_w < (int)s->fw ? x0 + (int)s->core_w : (int)s->fw;
+    int y1 = y0 + (int)s->core_h < (int)s->fh ? y0 + (int)s->core_h : (int)s->fh;
+    int out_w = (int)s->fw;
+    float fd = (float)delta, f_d = (float)out->f_d, f_s = (float)out->f_s;
+    cl_mem d = clred_dimage_sci(out->diff), sc = clred_dimage_sci(out->scorr), fl = clred_dimage_sci(out->flux),
+           fv = clred_dimage_var(out->flux);
+    CLRED_TRY(clred_args(k, "zogy_relevel", CLRED_ARG(d), CLRED_ARG(sc), CLRED_ARG(fl), CLRED_ARG(fv), CLRED_ARG(out_w),
+                         CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(x1), CLRED_ARG(y1), CLRED_ARG(fd), CLRED_ARG(f_d),
+                         CLRED_ARG(f_s), (size_t)0));
+    size_t g[2] = {(size_t)(x1 - x0), (size_t)(y1 - y0)};
+    return clred_run_tiled(s->ctx, k, "zogy_relevel", 2, g);
+}
+
+static clred_status scale_plane(clred_ctx *ctx, cl_mem plane, size_t n, float scale)
+{
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(ctx, "arith", NULL, "scale_offset", &k));
+    float offset = 0.0f;
+    cl_uint un = (cl_uint)n;
+    CLRED_TRY(clred_args(k, "scale_offset", CLRED_ARG(plane), CLRED_ARG(scale), CLRED_ARG(offset), CLRED_ARG(un),
+                         (size_t)0));
+    size_t g = n;
+    return clred_run_tiled(ctx, k, "scale_offset", 1, &g);
+}
+
+/* The robust spread of S_corr over its unmasked pixels; with renormalize,
+ * S_corr is divided by it and the flux variance multiplied by its square. */
+static clred_status scorr_spread(zogy_state *s, clred_zogy_result *out, const clred_zogy_opts *o)
+{
+    size_t npix = s->fw * s->fh, stride = npix > 262144 ? npix / 262144 : 1, n;
+    float *v;
+    CLRED_TRY(clred_dimage_samples(out->scorr, 0, 0, s->fw, s->fh, stride, 0xffffu, &v, &n));
+    double mad = 0;
+    if (n > 16) {
+        double med = clred_median_inplace(v, n);
+        for (size_t i = 0; i < n; i++)
+            v[i] = fabsf(v[i] - (float)med);
+        mad = clred_median_inplace(v, n);
+    }
+    free(v);
+    out->scorr_scale = 1.4826 * mad;
+    if (!o->renormalize)
+        return CLRED_OK;
+    if (!(out->scorr_scale > 0))
+        return clred_fail(CLRED_ERR_INPUT, "ZOGY: S_corr cannot be renormalised: %zu unmasked pixels, spread %g", n,
+                          out->scorr_scale);
+    CLRED_TRY(scale_plane(s->ctx, clred_dimage_sci(out->scorr), npix, (float)(1.0 / out->scorr_scale)));
+    return scale_plane(s->ctx, clred_dimage_var(out->flux), npix, (float)(out->scorr_scale * out->scorr_scale));
+}
+
+static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dimage *rimg, const clred_psf *pn,
+                        const clred_psf *pr, const clred_zogy_opts *o, clred_zogy_result *out)
+{
+    clred_ctx *ctx = s->ctx;
+    double lev_n, lev_r, sig_n, sig_r;
+    CLRED_TRY(level_and_noise(nimg, o->ignore_bits, "new", &lev_n, &sig_n));
+    CLRED_TRY(level_and_noise(rimg, o->ignore_bits, "reference", &lev_r, &sig_r));
+    if (o->sigma_n > 0)
+        sig_n = o->sigma_n;
+    if (o->sigma_r > 0)
+        sig_r = o->sigma_r;
+    out->bkg_n = o->subtract_background ? lev_n : 0.0;
+    out->bkg_r = o->subtract_background ? lev_r : 0.0;
+    out->sigma_n = sig_n;
+    out->sigma_r = sig_r;
+    double s2n = sig_n * sig_n, s2r = sig_r * sig_r;
+    out->f_d = o->fn * o->fr / sqrt(s2n * o->fr * o->fr + s2r * o->fn * o->fn);
+
+    for (int i = 0; i < NBUF; i++)
+        CLRED_TRY(clred_pool_take(ctx, s->bytes, "ZOGY spectrum", &s->buf[i]));
+    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, s->w * s->h * sizeof(cl_ushort), NULL, &s->bits, "ZOGY mask"));
+    size_t acc = ctx->use_double ? sizeof(double) : sizeof(float);
+    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, s->ny * acc, NULL, &s->row_fs, "ZOGY F_S rows"));
+    CLRED_TRY(upload_psf(ctx, pn, &s->psf_n));
+    CLRED_TRY(upload_psf(ctx, pr, &s->psf_r));
+    CLRED_TRY(clred_dimage_like(nimg, 1, 1, 1, &out->diff));
+    CLRED_TRY(clred_dimage_like(nimg, 0, 1, 1, &out->scorr));
+    CLRED_TRY(clred_dimage_like(nimg, 1, 0, 1, &out->flux));
+    size_t big = pn->size > pr->size ? pn->size : pr->size;
+    /* A filled pixel changes D and S within a kernel's reach, but by little
+     * unless the two images differed there (a star under a hole): a FWHM
+     * covers its core, the rest is small against the noise. */
+    double fwhm = fmax(pn->fwhm, pr->fwhm);
+    int grow = o->grow >= 0 ? o->grow : (int)ceil(fwhm > 0 ? fwhm : 2.0);
+    int grow_sat = o->grow >= 0 ? o->grow : (int)(big / 2);
+    grow_sat = grow_sat > grow ? grow_sat : grow;
+
+    /* Tiles of s->w x s->h, all the same size (one plan, one set of
+     * buffers): a core grid of `core` px, each tile its core plus the border
+     * each side, moved inwards at the image's edges. */
+    size_t ntx = (s->fw + s->core_w - 1) / s->core_w, nty = (s->fh + s->core_h - 1) / s->core_h;
+    if (!(s->tile_level = malloc(ntx * nty * sizeof *s->tile_level)))
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu tiles", ntx * nty);
+    double d_sum = 0;
+    for (size_t ty = 0; ty < nty; ty++)
+        for (size_t tx = 0; tx < ntx; tx++) {
+            size_t c0x = tx * s->core_w, c1x = c0x + s->core_w < s->fw ? c0x + s->core_w : s->fw;
+            size_t c0y = ty * s->core_h, c1y = c0y + s->core_h < s->fh ? c0y + s->core_h : s->fh;
+            s->x0 = c0x > s->border ? c0x - s->border : 0;
+            s->y0 = c0y > s->border ? c0y - s->border : 0;
+            s->x0 = s->x0 + s->w > s->fw ? s->fw - s->w : s->x0;
+            s->y0 = s->y0 + s->h > s->fh ? s->fh - s->h : s->y0;
+            double f_s = 0, d_off = 0;
+            CLRED_TRY(pad_inputs(s, nimg, rimg, out->bkg_n, out->bkg_r, s2n, s2r, o->ignore_bits));
+            CLRED_TRY(wrap_psf(s, s->psf_n, pn->size, s->buf[B_PN]));
+            CLRED_TRY(wrap_psf(s, s->psf_r, pr->size, s->buf[B_PR]));
+            static const int forward[] = {B_N, B_R, B_PN, B_PR, B_VN, B_VR};
+            for (size_t i = 0; i < sizeof forward / sizeof forward[0]; i++)
+                CLRED_TRY(clred_fft_forward(ctx, s->plan, s->buf[forward[i]]));
+            CLRED_TRY(spectra(s, o, s2n, s2r, out->f_d, &f_s));
+            if (!(f_s > 0))
+                return clred_fail(CLRED_ERR_INPUT, "ZOGY: F_S = %g: the PSFs' transforms vanish", f_s);
+            out->f_s = f_s;
+            static const int inverse[] = {B_N, B_R, B_D, B_PD};
+            for (size_t i = 0; i < sizeof inverse / sizeof inverse[0]; i++)
+                CLRED_TRY(clred_fft_inverse(ctx, s->plan, s->buf[inverse[i]]));
+            CLRED_TRY(combine_variance(s, s->buf[B_PN], s->buf[B_PR]));   /* V(S_N) + V(S_R) */
+            CLRED_TRY(combine_variance(s, s->buf[B_KDN], s->buf[B_KDR])); /* V(D) */
+            CLRED_TRY(median_d(s, &d_off));
+            d_sum += d_off;
+            s->tile_level[ty * ntx + tx] = d_off;
+            if (tx == 0 && ty == 0)
+                CLRED_TRY(extract_pd(s, big, &out->pd));
+            CLRED_TRY(finish(s, o, out, d_off, grow, grow_sat, (int)(big / 2), (int)(c0x - s->x0), (int)(c0y - s->y0),
+                             (int)(c1x - s->x0), (int)(c1y - s->y0)));
+        }
+    out->d_off = d_sum / (double)(ntx * nty);
+    out->ntiles = ntx * nty;
+    /* One level for the whole image: a tile's own would differ from its
+     * neighbours' by its error and leave steps at the seams. */
+    for (size_t t = 0; t < out->ntiles && out->ntiles > 1; t++)
+        CLRED_TRY(relevel(s, out, out->d_off - s->tile_level[t], t % ntx, t / ntx));
+
+    CLRED_TRY(scorr_spread(s, out, o));
+
+    clred_header *hd = clred_dimage_header(out->diff);
+    CLRED_TRY(clred_header_set_string(hd, "DIFFMETH", "ZOGY", "difference imaging method"));
+    CLRED_TRY(clred_header_set_double(hd, "ZOGYFD", out->f_d, "F_D; this image is D / F_D"));
+    CLRED_TRY(clred_header_set_double(hd, "ZOGYFS", out->f_s, "F_S"));
+    CLRED_TRY(clred_header_set_double(hd, "ZOGYSIGN", sig_n, "background noise of the new image"));
+    CLRED_TRY(clred_header_set_double(hd, "ZOGYSIGR", sig_r, "background noise of the reference"));
+    CLRED_TRY(clred_header_set_double(hd, "ZOGYBKGN", out->bkg_n, "level subtracted from the new image"));
+    CLRED_TRY(clred_header_set_double(hd, "ZOGYBKGR", out->bkg_r, "level subtracted from the reference"));
+    CLRED_TRY(clred_header_set_double(hd, "ZOGYDOFF", out->d_off, "level of D taken off (mean over tiles)"));
+    CLRED_TRY(clred_header_set_double(hd, "ZOGYNTIL", (double)out->ntiles, "tiles"));
+    CLRED_TRY(clred_header_set_double(hd, "ZOGYSCSD", out->scorr_scale, "robust std of S_corr (before renormalising)"));
+    CLRED_TRY(clred_header_set_double(hd, "ZOGYRENO", o->renormalize ? 1.0 : 0.0, "S_corr renormalised to unit std"));
+    CLRED_TRY(clred_header_set_double(hd, "PDFWHM", out->pd.fwhm, "FWHM of the difference's PSF, px"));
+    CLRED_TRY(clred_header_set_string(clred_dimage_header(out->scorr), "DIFFMETH", "ZOGY S_corr", "score, sigma"));
+    CLRED_TRY(clred_header_set_string(clred_dimage_header(out->flux), "DIFFMETH", "ZOGY S/F_S", "PSF flux map"));
+    return CLRED_OK;
+}
+
+clred_status clred_subtract_zogy_dev(clred_ctx *ctx, const clred_dimage *new_img, const clred_dimage *ref,
+                                     const clred_psf *psf_new, const clred_psf *psf_ref, const clred_zogy_opts *opts,
+                                     clred_zogy_result *out)
+{
+    memset(out, 0, sizeof *out);
+    clred_zogy_opts d = clred_zogy_defaults();
+    const clred_zogy_opts *o = opts ? opts : &d;
+    CLRED_TRY(check_inputs(new_img, ref, psf_new, psf_ref, o));
+    zogy_state s;
+    memset(&s, 0, sizeof s);
+    s.ctx = ctx;
+    s.fw = new_img->width;
+    s.fh = new_img->height;
+    size_t big = psf_new->size > psf_ref->size ? psf_new->size : psf_ref->size;
+    s.border = o->tile_border > 0 ? o->tile_border : (big > 40 ? big : 40);
+    size_t pad = psf_new->size + psf_ref->size;
+    /* Whole-image planes: the inputs, the outputs (six planes) and the mask. */
+    uint64_t fixed = 10 * (uint64_t)s.fw * s.fh * sizeof(float);
+    size_t core = o->tile_size;
+    if (core == 0) {
+        /* the whole image when its padded planes fit the budget, else 1k tiles */
+        uint64_t whole = (uint64_t)NBUF * clred_fft_bytes(clred_fft_good_size(s.fw + pad), clred_fft_good_size(s.fh + pad), 1);
+        core = whole + fixed <= clred_ctx_budget(ctx) ? (s.fw > s.fh ? s.fw : s.fh) : 1024;
+    }
+    s.core_w = core < s.fw ? core : s.fw;
+    s.core_h = core < s.fh ? core : s.fh;
+    s.w = s.core_w + 2 * s.border < s.fw ? s.core_w + 2 * s.border : s.fw;
+    s.h = s.core_h + 2 * s.border < s.fh ? s.core_h + 2 * s.border : s.fh;
+    s.nx = clred_fft_good_size(s.w + pad);
+    s.ny = clred_fft_good_size(s.h + pad);
+    s.pitch = clred_fft_pitch(s.nx);
+    s.ncx = s.nx / 2 + 1;
+    s.bytes = clred_fft_bytes(s.nx, s.ny, 1);
+    uint64_t need = (uint64_t)NBUF * s.bytes + 2 * (uint64_t)s.w * s.h;
+    if (need > clred_ctx_budget(ctx))
+        return clred_fail(CLRED_ERR_USAGE,
+                          "ZOGY: %zu x %zu tiles need %.0f MB of device memory, over the budget of %.0f MB (use smaller "
+                          "tiles)",
+                          s.w, s.h, need / 1e6, clred_ctx_budget(ctx) / 1e6);
+    clred_status st = clred_fft_plan_cached(ctx, o->backend, s.nx, s.ny, 1, &s.plan);
+    if (st == CLRED_OK)
+        st = run(&s, new_img, ref, psf_new, psf_ref, o, out);
+    /* the pool orders the buffers' reuse after their last use on the queue */
+    release(&s);
+    if (st != CLRED_OK)
+        clred_zogy_result_free(out);
+    return st;
+}
+
+clred_status clred_subtract_zogy(clred_ctx *ctx, const clred_image *new_img, const clred_image *ref,
+                                 const clred_psf *psf_new, const clred_psf *psf_ref, const clred_zogy_opts *opts,
+                                 clred_zogy_result *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!new_img || !ref || !new_img->sci || !ref->sci)
+        return clred_fail(CLRED_ERR_USAGE, "ZOGY: no %s image", new_img && new_img->sci ? "reference" : "new");
+    clred_dimage *dn = NULL, *dr = NULL;
+    clred_status st = clred_dimage_borrow(ctx, new_img, &dn);
+    if (st == CLRED_OK)
+        st = clred_dimage_borrow(ctx, ref, &dr);
+    if (st == CLRED_OK)
+        st = clred_subtract_zogy_dev(ctx, dn, dr, psf_new, psf_ref, opts, out);
+    /* the caller may change its arrays once this returns */
+    clred_status sync = clred_sync(ctx);
+    if (st == CLRED_OK && sync != CLRED_OK) {
+        clred_zogy_result_free(out);
+        st = sync;
+    }
+    clred_dimage_free(dn);
+    clred_dimage_free(dr);
+    return st;
+}

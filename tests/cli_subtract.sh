@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# clred simulate-pair, clred subtract and clred candidates end to end: the
+# difference MEF with SCORR/FLUX planes, candidates matching the injected truth,
+# the catalog in CSV, JSON and FITS, cutouts, JSON summaries, exit codes for
+# bad input and nothing left behind when a command fails.
+set -u
+BIN=${CLRED_BIN:?CLRED_BIN is not set}
+TMP=${CLRED_TEST_TMP:-/tmp}/cli_subtract
+rm -rf "$TMP"
+mkdir -p "$TMP"
+cd "$TMP" || exit 1
+fails=0
+. "$(dirname "$0")/lib_cli.sh"
+expect_rc() { # expected exit code, description, command...
+    local want=$1 what=$2
+    shift 2
+    "$@" >out.txt 2>err.txt
+    local rc=$?
+    if [ "$rc" -eq "$want" ]; then
+        echo "ok: $what (exit $rc)"
+    else
+        echo "FAIL: $what: exit $rc, expected $want; stderr: $(cat err.txt)"
+        fails=$((fails + 1))
+    fi
+}
+no_leftovers() { [ -z "$(ls -A | grep -E '\.tmp$')" ]; }
+
+expect_rc 0 "subtract --help" "$BIN" subtract --help
+check "help has an example" grep -q "example" out.txt
+expect_rc 0 "simulate-pair" "$BIN" simulate-pair -o pair --size 160x160 --ntransients 16 --nholes 2 --seed 3
+check "pair files" test -s pair/new.fits -a -s pair/ref.fits -a -s pair/new_psf.fits -a -s pair/truth.csv
+expect_rc 0 "simulate-pair is deterministic" "$BIN" simulate-pair -o pair2 --size 160x160 --ntransients 16 --nholes 2 --seed 3
+check "same bytes" cmp -s pair/new.fits pair2/new.fits
+
+expect_rc 0 "subtract with the true PSFs" "$BIN" subtract pair/new.fits pair/ref.fits -o diff.fits \
+    --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits --candidates cands.csv --cutouts cut.fits \
+    --psf-out pd.fits --json
+check "JSON names the method" grep -q '"method": "zogy"' out.txt
+check "difference has SCORR, FLUX and FLUXVAR planes" sh -c "grep -aq \"EXTNAME = 'SCORR\" diff.fits && grep -aq \"EXTNAME = 'FLUXVAR\" diff.fits"
+check "cutouts have NEW, REF and DIFF cubes" sh -c "grep -aq \"EXTNAME = 'NEW\" cut.fits && grep -aq \"EXTNAME = 'DIFF\" cut.fits"
+check "catalog header" grep -q "^NUMBER,X,Y,X_ERR,Y_ERR,ISDIFFPOS,SCORE,FLUX" cands.csv
+# every truth source with S/N >= 10 has a candidate within 2 px, of its sign
+found_all() {
+    awk -F, 'NR == FNR { if (FNR > 1) { cx[FNR] = $2; cy[FNR] = $3; pos[FNR] = $6; n = FNR } next }
+             FNR > 1 && $4 >= 10 { want++; for (i = 2; i <= n; i++) { dx = cx[i] - $1; dy = cy[i] - $2;
+                 if (dx * dx + dy * dy <= 4 && pos[i] == ($3 > 0)) { got++; break } } }
+             END { printf "truth S/N >= 10: %d, found with the right sign: %d\n", want, got; exit !(want >= 5 && got == want) }' \
+        cands.csv pair/truth.csv
+}
+check "bright injected sources found with their signs" found_all
+
+expect_rc 0 "candidates on the written difference" "$BIN" candidates diff.fits --psf pd.fits -o cands.json --json
+check "same count as subtract" sh -c "test \"\$(grep -o '\"candidates\": [0-9]*' out.txt | grep -o '[0-9]*')\" -eq \$((\$(wc -l <cands.csv) - 1))"
+check "JSON catalog" grep -q '"isdiffpos"' cands.json
+expect_rc 0 "candidates as a FITS table" "$BIN" candidates diff.fits --psf pd.fits -o cands.fits
+check "FITS table" grep -aq "TTYPE1  = 'NUMBER" cands.fits
+
+expect_rc 2 "one image is a usage error" "$BIN" subtract pair/new.fits -o x.fits
+expect_rc 2 "no output" "$BIN" subtract pair/new.fits pair/ref.fits
+expect_rc 2 "al is not implemented" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --method al
+expect_rc 1 "an existing output needs --overwrite" "$BIN" subtract pair/new.fits pair/ref.fits -o diff.fits \
+    --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits
+expect_rc 1 "a missing input" "$BIN" subtract pair/none.fits pair/ref.fits -o y.fits
+check "nothing written on failure" sh -c "test ! -e y.fits && test ! -e x.fits"
+check "no temporaries left" no_leftovers
+
+[ "$fails" -eq 0 ] && echo "all passed" || echo "$fails failed"
+exit $((fails > 0))

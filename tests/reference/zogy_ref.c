@@ -1,0 +1,162 @@
+/* ZOGY in double precision: the equations of Zackay, Ofek & Gal-Yam (2016)
+ * written out independently of the device code, full complex spectra by
+ * separable DFTs (O(n^3): small test images only). */
+#include "zogy_ref.h"
+
+#include <complex.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef double complex cplx;
+
+/* In-place 2-D DFT of a nx x ny array (sign -1 forward, +1 inverse with 1/(nx ny)). */
+static void dft2(cplx *a, size_t nx, size_t ny, int sign)
+{
+    size_t m = nx > ny ? nx : ny;
+    cplx *tmp = malloc(m * sizeof *tmp), *tw = malloc(m * sizeof *tw);
+    for (size_t y = 0; y < ny; y++) {
+        for (size_t k = 0; k < nx; k++)
+            tw[k] = cexp(sign * 2.0 * M_PI * I * (double)k / (double)nx);
+        for (size_t k = 0; k < nx; k++) {
+            cplx s = 0;
+            for (size_t x = 0; x < nx; x++)
+                s += a[y * nx + x] * tw[(k * x) % nx];
+            tmp[k] = s;
+        }
+        memcpy(a + y * nx, tmp, nx * sizeof *tmp);
+    }
+    for (size_t k = 0; k < ny; k++)
+        tw[k] = cexp(sign * 2.0 * M_PI * I * (double)k / (double)ny);
+    for (size_t x = 0; x < nx; x++) {
+        for (size_t k = 0; k < ny; k++) {
+            cplx s = 0;
+            for (size_t y = 0; y < ny; y++)
+                s += a[y * nx + x] * tw[(k * y) % ny];
+            tmp[k] = s;
+        }
+        for (size_t k = 0; k < ny; k++)
+            a[k * nx + x] = sign > 0 ? tmp[k] / (double)(nx * ny) : tmp[k];
+    }
+    free(tmp);
+    free(tw);
+}
+
+static void wrap(const float *p, size_t s, size_t nx, size_t ny, cplx *dst)
+{
+    long h = (long)(s / 2);
+    memset(dst, 0, nx * ny * sizeof *dst);
+    for (long j = -h; j <= h; j++)
+        for (long i = -h; i <= h; i++) {
+            size_t x = (size_t)((i + (long)nx) % (long)nx), y = (size_t)((j + (long)ny) % (long)ny);
+            dst[y * nx + x] = p[(size_t)(j + h) * s + (size_t)(i + h)];
+        }
+}
+
+/* out = real(inverse(va^ (k^2)^ + vb^ (kb^2)^)) given real-space kernels ka, kb. */
+static void variance(const cplx *ka, const cplx *kb, const cplx *va, const cplx *vb, size_t nx, size_t ny, cplx *out)
+{
+    size_t n = nx * ny;
+    cplx *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    for (size_t i = 0; i < n; i++) {
+        a[i] = creal(ka[i]) * creal(ka[i]);
+        b[i] = creal(kb[i]) * creal(kb[i]);
+    }
+    dft2(a, nx, ny, -1);
+    dft2(b, nx, ny, -1);
+    for (size_t i = 0; i < n; i++)
+        out[i] = va[i] * a[i] + vb[i] * b[i];
+    dft2(out, nx, ny, +1);
+    free(a);
+    free(b);
+}
+
+int zogy_ref(const zogy_ref_in *in, zogy_ref_out *out)
+{
+    size_t w = in->w, h = in->h, nx = in->nx, ny = in->ny, n = nx * ny;
+    memset(out, 0, sizeof *out);
+    enum { N, R, VN, VR, PN, PR, D, SN, SR, KN, KR, KDN, KDR, VS, VD, NB };
+    cplx *b[NB];
+    for (int i = 0; i < NB; i++)
+        b[i] = calloc(n, sizeof(cplx));
+    char *filled = calloc(w * h, 1);
+    for (size_t y = 0; y < h; y++)
+        for (size_t x = 0; x < w; x++) {
+            size_t i = y * w + x, o = y * nx + x;
+            double a = in->n[i], c = in->r[i];
+            double va = in->vn ? in->vn[i] : in->s2n, vb = in->vr ? in->vr[i] : in->s2r;
+            int ok = isfinite(a) && isfinite(c) && isfinite(va) && isfinite(vb) &&
+                     !(in->mn && (in->mn[i] & in->ignore)) && !(in->mr && (in->mr[i] & in->ignore));
+            filled[i] = !ok;
+            if (ok) {
+                b[N][o] = a - in->bkg_n;
+                b[R][o] = c - in->bkg_r;
+                b[VN][o] = va > 0 ? va : 0;
+                b[VR][o] = vb > 0 ? vb : 0;
+            }
+        }
+    wrap(in->pn, in->sn, nx, ny, b[PN]);
+    wrap(in->pr, in->sr, nx, ny, b[PR]);
+    int fwd[] = {N, R, VN, VR, PN, PR};
+    for (int i = 0; i < 6; i++)
+        dft2(b[fwd[i]], nx, ny, -1);
+    double fn = in->fn, fr = in->fr;
+    out->f_d = fn * fr / sqrt(in->s2n * fr * fr + in->s2r * fn * fn);
+    double fs = 0;
+    for (size_t i = 0; i < n; i++) {
+        cplx Pn = b[PN][i], Pr = b[PR][i];
+        double an = creal(Pn * conj(Pn)), ar = creal(Pr * conj(Pr));
+        double den = in->s2n * fr * fr * ar + in->s2r * fn * fn * an;
+        if (den <= 1e-30)
+            continue;
+        b[KDN][i] = fr * Pr / sqrt(den);
+        b[KDR][i] = fn * Pn / sqrt(den);
+        b[D][i] = b[KDN][i] * b[N][i] - b[KDR][i] * b[R][i];
+        b[KN][i] = fn * fr * fr * ar * conj(Pn) / den;
+        b[KR][i] = fr * fn * fn * an * conj(Pr) / den;
+        b[SN][i] = b[KN][i] * b[N][i];
+        b[SR][i] = b[KR][i] * b[R][i];
+        fs += fn * fn * fr * fr * an * ar / den;
+    }
+    out->f_s = fs / (double)n;
+    int inv[] = {D, SN, SR, KN, KR, KDN, KDR};
+    for (int i = 0; i < 7; i++)
+        dft2(b[inv[i]], nx, ny, +1);
+    variance(b[KN], b[KR], b[VN], b[VR], nx, ny, b[VS]);
+    variance(b[KDN], b[KDR], b[VN], b[VR], nx, ny, b[VD]);
+    out->diff = malloc(w * h * sizeof(double));
+    out->diff_var = malloc(w * h * sizeof(double));
+    out->scorr = malloc(w * h * sizeof(double));
+    out->flux = malloc(w * h * sizeof(double));
+    out->flux_var = malloc(w * h * sizeof(double));
+    for (size_t y = 0; y < h; y++)
+        for (size_t x = 0; x < w; x++) {
+            size_t i = y * w + x, o = y * nx + x;
+            size_t xl = x ? x - 1 : 0, xr = x + 1 < w ? x + 1 : w - 1, yl = y ? y - 1 : 0, yr = y + 1 < h ? y + 1 : h - 1;
+            double hx = 1.0 / (double)(xr - xl), hy = 1.0 / (double)(yr - yl);
+#define RE(B, X, Y) creal(b[B][(Y) * nx + (X)])
+            double gnx = (RE(SN, xr, y) - RE(SN, xl, y)) * hx, gny = (RE(SN, x, yr) - RE(SN, x, yl)) * hy;
+            double grx = (RE(SR, xr, y) - RE(SR, xl, y)) * hx, gry = (RE(SR, x, yr) - RE(SR, x, yl)) * hy;
+            double vs = fmax(creal(b[VS][o]), 0) + in->sx2 * (gnx * gnx + grx * grx) + in->sy2 * (gny * gny + gry * gry);
+            double s = creal(b[SN][o]) - creal(b[SR][o]) - out->f_d * in->d_off;
+            out->diff[i] = filled[i] ? NAN : (creal(b[D][o]) - in->d_off) / out->f_d;
+            out->diff_var[i] = filled[i] ? NAN : fmax(creal(b[VD][o]), 0) / (out->f_d * out->f_d);
+            out->scorr[i] = filled[i] || !(vs > 0) ? NAN : s / sqrt(vs);
+            out->flux[i] = filled[i] ? NAN : s / out->f_s;
+            out->flux_var[i] = filled[i] ? NAN : vs / (out->f_s * out->f_s);
+        }
+    for (int i = 0; i < NB; i++)
+        free(b[i]);
+    free(filled);
+    return 0;
+}
+
+void zogy_ref_free(zogy_ref_out *out)
+{
+    free(out->diff);
+    free(out->diff_var);
+    free(out->scorr);
+    free(out->flux);
+    free(out->flux_var);
+    memset(out, 0, sizeof *out);
+}

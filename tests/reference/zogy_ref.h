@@ -1,0 +1,31 @@
+/* ZOGY in double precision on the host, by plain DFTs on the same padded
+ * grid as the device (the padded size fixes the kernels' frequency sampling),
+ * for tests/test_zogy.c. */
+#ifndef ZOGY_REF_H
+#define ZOGY_REF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    size_t w, h, nx, ny;
+    const float *n, *r;          /* images */
+    const float *vn, *vr;        /* variance planes (NULL: s2n / s2r everywhere) */
+    const uint16_t *mn, *mr;     /* masks (may be NULL) */
+    uint16_t ignore;
+    double bkg_n, bkg_r, s2n, s2r, fn, fr, sx2, sy2;
+    double d_off;                /* constant taken off D (F_D d_off off S) */
+    const float *pn, *pr;        /* PSFs, odd sizes */
+    size_t sn, sr;
+} zogy_ref_in;
+
+typedef struct {
+    double *diff, *diff_var, *scorr, *flux, *flux_var; /* w * h each, NaN where filled */
+    double f_d, f_s;
+} zogy_ref_out;
+
+/* Allocates the output planes (free with zogy_ref_free). Returns 0 on success. */
+int zogy_ref(const zogy_ref_in *in, zogy_ref_out *out);
+void zogy_ref_free(zogy_ref_out *out);
+
+#endif
