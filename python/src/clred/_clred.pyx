@@ -224,6 +224,7 @@ cdef extern from "clred.h" nogil:
         uint16_t ignore_bits
         int32_t *segmentation
     clred_detect_opts clred_detect_defaults()
+    clred_status clred_global_background(const clred_image *img, uint16_t ignore_bits, double *level, double *rms)
     clred_status clred_detect_sources_dev(clred_ctx *ctx, const clred_dimage *img, const clred_dimage *bkg,
                                           const clred_dimage *rms, double bkg_value, double rms_value,
                                           const clred_detect_opts *opts, clred_source **list, size_t *n)
@@ -1317,6 +1318,16 @@ cdef class Context:
         cdef cnp.ndarray seg = None
         cdef clred_dimage *bd
         cdef clred_dimage *rd
+        cdef _HostView hv
+        if bkg is None and rms is None and bkg_value is None and rms_value is None and \
+                not isinstance(image, DeviceImage):
+            # As clred sources: the global clipped level and noise of a host
+            # frame, measured on the host.
+            hv = _HostView()
+            hv.set(read(image) if _convert.is_path(image) else image)
+            with nogil:
+                s = clred_global_background(&hv.img, o.ignore_bits, &bv, &rv)
+            _check(s)
         with self._lock:
             ins = _Inputs(self)
             try:
@@ -1333,7 +1344,9 @@ cdef class Context:
                 ins.release()
         cat = np.zeros(n, dtype=SOURCE_DTYPE)
         if n:
-            cat[...] = np.frombuffer((<char *>lst)[:n * sizeof(clred_source)], dtype=_SOURCE_C)[list(SOURCE_DTYPE.names)]
+            raw = np.frombuffer((<char *>lst)[:n * sizeof(clred_source)], dtype=_SOURCE_C)
+            for name in SOURCE_DTYPE.names:
+                cat[name] = raw[name]
         free(lst)
         return (cat, seg) if segmentation else cat
 

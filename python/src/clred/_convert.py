@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 MASK_BAD = 0x0001
+MASK_UNUSABLE = 0x000F
 
 # Structural keywords: clred's headers carry none (the writer makes them).
 _STRUCTURAL = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "EXTEND", "XTENSION", "PCOUNT",
@@ -47,9 +48,15 @@ class Image:
                 f"mask={self.mask is not None}>")
 
     def to_ccddata(self, unit="adu"):
-        """An astropy CCDData with VarianceUncertainty, the uint16 mask and the header."""
+        """An astropy CCDData with VarianceUncertainty and the header. CCDData
+        keeps a boolean mask (True where a pixel has an unusable bit: BAD,
+        SATURATED, COSMIC_RAY, NO_DATA); the clred bits themselves go into
+        its flags, which the steps read back."""
         from astropy.nddata import CCDData, VarianceUncertainty
-        return CCDData(self.data, unit=unit, mask=self.mask,
+        bits = self.mask
+        return CCDData(self.data, unit=unit,
+                       mask=(bits & MASK_UNUSABLE) != 0 if bits is not None else None,
+                       flags=bits,
                        uncertainty=VarianceUncertainty(self.var) if self.var is not None else None,
                        meta=_fits_header(self.header))
 
@@ -124,6 +131,14 @@ def planes(obj):
         sci = _plane(data, np.float32, "data")
         var = _variance(obj.uncertainty, sci.shape) if obj.uncertainty is not None else None
         mask = _mask_plane(obj.mask, sci.shape) if obj.mask is not None else None
+        flags = getattr(obj, "flags", None)
+        if flags is not None:
+            # CCDData's flags carry clred's bits; its boolean mask adds BAD
+            # where it flags a pixel the bits leave usable.
+            bits = _mask_plane(flags, sci.shape)
+            if mask is not None:
+                bits = bits | np.where(((bits & MASK_UNUSABLE) == 0) & (mask != 0), MASK_BAD, 0).astype(np.uint16)
+            mask = bits
         return sci, var, mask, header_cards(obj.meta)
     if np.ma.isMaskedArray(obj):
         sci = _plane(obj.data, np.float32, "data")
