@@ -6,5 +6,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config git \
   ocl-icd-opencl-dev opencl-headers ocl-icd-libopencl1 pocl-opencl-icd clinfo \
-  libcfitsio-dev libclfft-dev libvkfft-dev libinih-dev >/dev/null
-echo "setup: build tools, OpenCL (ICD loader + POCL), cfitsio, clFFT, VkFFT and libinih installed"
+  libcfitsio-dev libclfft-dev libvkfft-dev libinih-dev python3-venv python3-dev >/dev/null
+echo "setup: build tools, OpenCL (ICD loader + POCL), cfitsio, clFFT, VkFFT, libinih and Python (venv, headers) installed"
