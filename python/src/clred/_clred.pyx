@@ -20,6 +20,7 @@ from libc.math cimport NAN
 from libc.stdint cimport uint16_t, uint64_t, int32_t
 from libc.stdlib cimport free, calloc
 from libc.string cimport memset
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from clred import _convert
 
@@ -103,6 +104,10 @@ cdef extern from "clred.h" nogil:
         size_t npix, nrejected, ninvalid
         int iterations
     clred_stats_opts clred_stats_defaults()
+    clred_status clred_image_stats(clred_ctx *ctx, const clred_image *img, const clred_stats_opts *opts,
+                                   clred_stats *out)
+    clred_status clred_combine_images(clred_ctx *ctx, const clred_image *frames, size_t nframes,
+                                      const clred_combine_opts *opts, clred_combine_result *out)
     clred_status clred_stats_dev(clred_ctx *ctx, const clred_dimage *img, const clred_stats_opts *opts,
                                  clred_stats *out)
 
@@ -1017,6 +1022,8 @@ cdef class Context:
         cdef clred_ctx *c = self.c()
         if all(_convert.is_path(f) for f in frames):
             return self._combine_files(frames, &o)
+        if not any(isinstance(f, DeviceImage) for f in frames):
+            return _convert.like(self._combine_arrays(frames, &o), frames[0])
         cdef const clred_dimage **ds = <const clred_dimage **>calloc(n, sizeof(clred_dimage *))
         cdef clred_combine_dev_result r
         memset(&r, 0, sizeof(r))
@@ -1047,6 +1054,31 @@ cdef class Context:
         finally:
             clred_combine_dev_result_free(&r)
             free(ds)
+
+    cdef _combine_arrays(self, list frames, clred_combine_opts *o):
+        # Host frames in, host result out: clred_combine_images works in the
+        # arrays (zero-copy views where the device shares memory) and writes
+        # the result straight into planes that numpy then owns, no copy.
+        cdef size_t n = len(frames), i
+        cdef clred_status s = CLRED_OK
+        views = [_HostView() for _ in range(n)]
+        cdef clred_image *imgs = <clred_image *>calloc(n, sizeof(clred_image))
+        cdef clred_combine_result r
+        memset(&r, 0, sizeof(r))
+        if imgs == NULL:
+            raise MemoryError()
+        try:
+            for i in range(n):
+                (<_HostView>views[i]).set(frames[i])
+                imgs[i] = (<_HostView>views[i]).img
+            with self._lock:
+                with nogil:
+                    s = clred_combine_images(self.ctx, imgs, n, o, &r)
+                _check(s)
+            return _host_result(&r, n)
+        finally:
+            clred_combine_result_free(&r)
+            free(imgs)
 
     cdef _combine_files(self, list frames, clred_combine_opts *o):
         cdef clred_status s = CLRED_OK
@@ -1633,3 +1665,73 @@ _PHOT_C = np.dtype({"names": list(PHOT_DTYPE.names),
                                 <size_t>&(<clred_phot *>0).mag, <size_t>&(<clred_phot *>0).mag_err,
                                 <size_t>&(<clred_phot *>0).flags],
                     "itemsize": sizeof(clred_phot)})
+
+
+# ------------------------------------------------- the C library's own time
+
+cdef double _now() noexcept nogil:
+    cdef timespec t
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return t.tv_sec + 1e-9 * t.tv_nsec
+
+
+def _c_time_stats(Context ctx, image, int repeat):
+    """Seconds per clred_image_stats (host array) or clred_stats_dev (device
+    image) call, timed in C: bench/python_overhead.py's baseline."""
+    cdef clred_stats_opts o = clred_stats_defaults()
+    cdef clred_stats r
+    cdef clred_status s = CLRED_OK
+    cdef _HostView v
+    cdef clred_dimage *d = NULL
+    cdef int i
+    cdef double t0, t1
+    if isinstance(image, DeviceImage):
+        d = (<DeviceImage>image).ptr()
+    else:
+        v = _HostView()
+        v.set(image)
+    with ctx._lock:
+        with nogil:
+            t0 = _now()
+            for i in range(repeat):
+                if d != NULL:
+                    s = clred_stats_dev(ctx.ctx, d, &o, &r)
+                else:
+                    s = clred_image_stats(ctx.ctx, &v.img, &o, &r)
+                if s != CLRED_OK:
+                    break
+            t1 = _now()
+        _check(s)
+    return (t1 - t0) / repeat
+
+
+def _c_time_combine(Context ctx, frames, str method, int repeat):
+    """Seconds per clred_combine_images call on the arrays, timed in C."""
+    cdef clred_combine_opts o = clred_combine_defaults()
+    o.method = <clred_combine_method>_index("method", method, _METHODS)
+    cdef size_t n = len(frames), i
+    views = [_HostView() for _ in range(n)]
+    cdef clred_image *imgs = <clred_image *>calloc(n, sizeof(clred_image))
+    cdef clred_combine_result r
+    cdef clred_status s = CLRED_OK
+    cdef double t0, t1, best = 1e300
+    cdef int k
+    if imgs == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            (<_HostView>views[i]).set(frames[i])
+            imgs[i] = (<_HostView>views[i]).img
+        with ctx._lock:
+            for k in range(repeat):
+                memset(&r, 0, sizeof(r))
+                with nogil:
+                    t0 = _now()
+                    s = clred_combine_images(ctx.ctx, imgs, n, &o, &r)
+                    t1 = _now()
+                    clred_combine_result_free(&r)
+                _check(s)
+                best = min(best, t1 - t0)
+        return best
+    finally:
+        free(imgs)
