@@ -44,8 +44,9 @@ def test_device_images_of_a_closed_or_other_context(ctx):
     with pytest.raises(clred.Error, match="freed"):
         d.download()
     e = other.upload(np.ones((8, 8), np.float32))
-    e.free()
-    other.close()
+    other.close()  # frees e's device memory first
+    with pytest.raises(clred.Error, match="closed|freed"):
+        e.download()
     with pytest.raises(clred.Error, match="closed"):
         other.stats(np.ones((8, 8), np.float32))
 

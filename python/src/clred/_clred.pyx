@@ -11,6 +11,7 @@ same pixels. Library calls run without the GIL; one thread at a time uses a
 context (each Context holds a lock), contexts are independent.
 """
 import threading
+import weakref
 from collections import namedtuple
 
 import numpy as np
@@ -554,6 +555,7 @@ cdef class DeviceImage:
     cdef clred_dimage *d
     cdef readonly Context context
     cdef public dict info
+    cdef object __weakref__
 
     def __dealloc__(self):
         if self.d != NULL and self.context is not None and self.context.ctx != NULL:
@@ -639,6 +641,7 @@ cdef DeviceImage _wrap(Context ctx, clred_dimage *d):
     out.d = d
     out.context = ctx
     out.info = {}
+    ctx._images.add(out)
     return out
 
 
@@ -872,10 +875,12 @@ cdef class Context:
     (calls take its lock); open one per thread or worker to run in parallel."""
     cdef clred_ctx *ctx
     cdef readonly object _lock
+    cdef object _images  # its live DeviceImages, freed before the context
 
     def __cinit__(self, device=None, memory_limit=None):
         cdef clred_status s = CLRED_OK
         self._lock = threading.RLock()
+        self._images = weakref.WeakSet()
         cdef bytes spec = str(device).encode() if device is not None else b""
         cdef const char *cs = NULL
         if device is not None:
@@ -899,8 +904,11 @@ cdef class Context:
         return self.ctx
 
     def close(self):
-        """Releases the device. Device images of this context must be freed first."""
+        """Releases the device, freeing the context's device images first
+        (they raise clred.Error if used afterwards)."""
         with self._lock:
+            for img in list(self._images):
+                (<DeviceImage>img).free()
             if self.ctx != NULL:
                 clred_ctx_destroy(self.ctx)
                 self.ctx = NULL
