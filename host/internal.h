@@ -47,6 +47,8 @@ struct clred_ctx {
     int unified_memory;    /* the device works in host memory (CPU, integrated GPU): host-backed buffers, no copies */
     uint64_t memory_limit; /* 0 = the device's own */
     int use_double;        /* accumulate in double in kernels */
+    int vector_width;      /* floats a work-item handles at once in window kernels: the device's
+                            * preferred float vector width (8 on AVX2 CPUs, 1 on GPUs), 1..16 */
     struct clred_program_cache *programs;
     struct clred_fft_cache *fft;     /* FFT plans of this context (fft.c) */
     struct clred_pool *pool;         /* idle device buffers for reuse (pool.c) */

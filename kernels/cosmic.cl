@@ -13,10 +13,11 @@
  * the r-pixel border, where the window would leave the image. */
 
 #include "lib_sort.cl"
+#include "lib_vec.cl"
 
 #define CE(v, a, b)                   \
     {                                 \
-        const float lo_ = fmin(v[a], v[b]); \
+        const __typeof__(v[0]) lo_ = fmin(v[a], v[b]); \
         v[b] = fmax(v[a], v[b]);      \
         v[a] = lo_;                   \
     }
@@ -40,25 +41,47 @@
 #define MEDIAN49_NETWORK(v) CE(v,0,1) CE(v,2,3) CE(v,4,5) CE(v,6,7) CE(v,8,9) CE(v,10,11) CE(v,12,13) CE(v,14,15) CE(v,16,17) CE(v,18,19) CE(v,20,21) CE(v,22,23) CE(v,24,25) CE(v,26,27) CE(v,28,29) CE(v,30,31) CE(v,32,33) CE(v,34,35) CE(v,36,37) CE(v,38,39) CE(v,40,41) CE(v,42,43) CE(v,44,45) CE(v,46,47) CE(v,0,2) CE(v,1,3) CE(v,4,6) CE(v,5,7) CE(v,8,10) CE(v,9,11) CE(v,12,14) CE(v,13,15) CE(v,16,18) CE(v,17,19) CE(v,20,22) CE(v,21,23) CE(v,24,26) CE(v,25,27) CE(v,28,30) CE(v,29,31) CE(v,32,34) CE(v,33,35) CE(v,36,38) CE(v,37,39) CE(v,40,42) CE(v,41,43) CE(v,44,46) CE(v,45,47) CE(v,1,2) CE(v,5,6) CE(v,9,10) CE(v,13,14) CE(v,17,18) CE(v,21,22) CE(v,25,26) CE(v,29,30) CE(v,33,34) CE(v,37,38) CE(v,41,42) CE(v,45,46) CE(v,0,4) CE(v,1,5) CE(v,2,6) CE(v,3,7) CE(v,8,12) CE(v,9,13) CE(v,10,14) CE(v,11,15) CE(v,16,20) CE(v,17,21) CE(v,18,22) CE(v,19,23) CE(v,24,28) CE(v,25,29) CE(v,26,30) CE(v,27,31) CE(v,32,36) CE(v,33,37) CE(v,34,38) CE(v,35,39) CE(v,40,44) CE(v,41,45) CE(v,42,46) CE(v,43,47) CE(v,2,4) CE(v,3,5) CE(v,10,12) CE(v,11,13) CE(v,18,20) CE(v,19,21) CE(v,26,28) CE(v,27,29) CE(v,34,36) CE(v,35,37) CE(v,42,44) CE(v,43,45) CE(v,1,2) CE(v,3,4) CE(v,5,6) CE(v,9,10) CE(v,11,12) CE(v,13,14) CE(v,17,18) CE(v,19,20) CE(v,21,22) CE(v,25,26) CE(v,27,28) CE(v,29,30) CE(v,33,34) CE(v,35,36) CE(v,37,38) CE(v,41,42) CE(v,43,44) CE(v,45,46) CE(v,0,8) CE(v,1,9) CE(v,2,10) CE(v,3,11) CE(v,4,12) CE(v,5,13) CE(v,6,14) CE(v,7,15) CE(v,16,24) CE(v,17,25) CE(v,18,26) CE(v,19,27) CE(v,20,28) CE(v,21,29) CE(v,22,30) CE(v,23,31) CE(v,32,40) CE(v,33,41) CE(v,34,42) CE(v,35,43) CE(v,36,44) CE(v,37,45) CE(v,38,46) CE(v,39,47) CE(v,4,8) CE(v,5,9) CE(v,6,10) CE(v,7,11) CE(v,20,24) CE(v,21,25) CE(v,22,26) CE(v,23,27) CE(v,36,40) CE(v,37,41) CE(v,38,42) CE(v,39,43) CE(v,2,4) CE(v,3,5) CE(v,6,8) CE(v,7,9) CE(v,10,12) CE(v,11,13) CE(v,18,20) CE(v,19,21) CE(v,22,24) CE(v,23,25) CE(v,26,28) CE(v,27,29) CE(v,34,36) CE(v,35,37) CE(v,38,40) CE(v,39,41) CE(v,42,44) CE(v,43,45) CE(v,1,2) CE(v,3,4) CE(v,5,6) CE(v,7,8) CE(v,9,10) CE(v,11,12) CE(v,13,14) CE(v,17,18) CE(v,19,20) CE(v,21,22) CE(v,23,24) CE(v,25,26) CE(v,27,28) CE(v,29,30) CE(v,33,34) CE(v,35,36) CE(v,37,38) CE(v,39,40) CE(v,41,42) CE(v,43,44) CE(v,45,46) CE(v,0,16) CE(v,1,17) CE(v,2,18) CE(v,3,19) CE(v,4,20) CE(v,5,21) CE(v,6,22) CE(v,7,23) CE(v,8,24) CE(v,9,25) CE(v,10,26) CE(v,11,27) CE(v,12,28) CE(v,13,29) CE(v,14,30) CE(v,15,31) CE(v,32,48) CE(v,8,16) CE(v,9,17) CE(v,10,18) CE(v,11,19) CE(v,12,20) CE(v,13,21) CE(v,14,22) CE(v,15,23) CE(v,40,48) CE(v,4,8) CE(v,5,9) CE(v,6,10) CE(v,7,11) CE(v,12,16) CE(v,13,17) CE(v,14,18) CE(v,15,19) CE(v,20,24) CE(v,21,25) CE(v,22,26) CE(v,23,27) CE(v,36,40) CE(v,37,41) CE(v,38,42) CE(v,39,43) CE(v,44,48) CE(v,2,4) CE(v,3,5) CE(v,6,8) CE(v,7,9) CE(v,10,12) CE(v,11,13) CE(v,14,16) CE(v,15,17) CE(v,18,20) CE(v,19,21) CE(v,22,24) CE(v,23,25) CE(v,26,28) CE(v,27,29) CE(v,34,36) CE(v,35,37) CE(v,38,40) CE(v,39,41) CE(v,42,44) CE(v,43,45) CE(v,46,48) CE(v,1,2) CE(v,3,4) CE(v,5,6) CE(v,7,8) CE(v,9,10) CE(v,11,12) CE(v,13,14) CE(v,15,16) CE(v,17,18) CE(v,19,20) CE(v,21,22) CE(v,23,24) CE(v,25,26) CE(v,27,28) CE(v,33,34) CE(v,35,36) CE(v,37,38) CE(v,39,40) CE(v,41,42) CE(v,43,44) CE(v,45,46) CE(v,47,48) CE(v,0,32) CE(v,1,33) CE(v,2,34) CE(v,3,35) CE(v,4,36) CE(v,5,37) CE(v,6,38) CE(v,7,39) CE(v,8,40) CE(v,9,41) CE(v,10,42) CE(v,11,43) CE(v,12,44) CE(v,13,45) CE(v,14,46) CE(v,15,47) CE(v,16,48) CE(v,16,32) CE(v,17,33) CE(v,18,34) CE(v,19,35) CE(v,20,36) CE(v,21,37) CE(v,22,38) CE(v,23,39) CE(v,24,40) CE(v,25,41) CE(v,26,42) CE(v,27,43) CE(v,12,20) CE(v,13,21) CE(v,14,22) CE(v,15,23) CE(v,24,32) CE(v,25,33) CE(v,26,34) CE(v,27,35) CE(v,20,24) CE(v,21,25) CE(v,22,26) CE(v,23,27) CE(v,22,24) CE(v,23,25) CE(v,23,24)
 #define MEDIAN49_AT 24
 
-/* ---- square median filters: out = median of the (2r+1)^2 window */
+/* ---- square median filters: out = median of the (2r+1)^2 window.
+ * A work-item filters VW neighbouring pixels of a row with vector
+ * compare-exchanges; a group of VW pixels that touches the border or the
+ * image's end goes pixel by pixel (copy in the border, insertion sort inside:
+ * the same median, and few such pixels). */
+
+/* One pixel of a filter whose window is v[0..n) gathered by the caller. */
+inline float border_or_median(global const float *in, const int w, const int x, const int y, const bool border,
+                              float *v, const int n)
+{
+    if (border)
+        return in[y * w + x];
+    clred_sort(v, n);
+    return v[n / 2];
+}
 
 #define SQUARE_MEDIAN_KERNEL(NAME, R, N)                                                      \
     kernel void NAME(global const float *in, global float *out, const int w, const int h)    \
     {                                                                                         \
-        const int x = get_global_id(0), y = get_global_id(1);                                 \
-        if (x >= w || y >= h)                                                                 \
+        const int x0 = get_global_id(0) * VW, y = get_global_id(1);                           \
+        if (x0 >= w || y >= h)                                                                \
             return;                                                                           \
-        if (x < R || y < R || x >= w - R || y >= h - R) {                                     \
-            out[y * w + x] = in[y * w + x];                                                   \
+        if (y < R || y >= h - R || x0 < R || x0 + VW > w - R) {                               \
+            for (int x = x0; x < min(x0 + VW, w); x++) {                                      \
+                const bool border = x < R || y < R || x >= w - R || y >= h - R;               \
+                float s[N];                                                                   \
+                int k = 0;                                                                    \
+                for (int dy = -R; dy <= R && !border; dy++)                                   \
+                    for (int dx = -R; dx <= R; dx++)                                          \
+                        s[k++] = in[(y + dy) * w + x + dx];                                   \
+                out[y * w + x] = border_or_median(in, w, x, y, border, s, N);                 \
+            }                                                                                 \
             return;                                                                           \
         }                                                                                     \
-        float v[N];                                                                           \
+        vecf v[N];                                                                            \
         int k = 0;                                                                            \
         for (int dy = -R; dy <= R; dy++)                                                      \
             for (int dx = -R; dx <= R; dx++)                                                  \
-                v[k++] = in[(y + dy) * w + x + dx];                                           \
+                v[k++] = VEC_LOAD(in + (y + dy) * w + x0 + dx);                               \
         MEDIAN##N##_NETWORK(v);                                                               \
-        out[y * w + x] = v[MEDIAN##N##_AT];                                                   \
+        VEC_STORE(v[MEDIAN##N##_AT], out + y * w + x0);                                       \
     }
 
 SQUARE_MEDIAN_KERNEL(median_3x3, 1, 9)
@@ -67,53 +90,65 @@ SQUARE_MEDIAN_KERNEL(median_7x7, 3, 49)
 
 /* ---- separable medians (astroscrappy's sepmedfilt): rows first, then columns.
  * The row pass copies its input within R of the left/right edges; the column
- * pass writes the original image (orig) in the whole R-pixel border. */
+ * pass writes the original image (orig) in the whole R-pixel border. VW
+ * pixels per work-item, as the square filters. */
 
 #define SEPARABLE_MEDIAN_KERNELS(NAME, R, N)                                                  \
     kernel void NAME##_rows(global const float *in, global float *out, const int w, const int h) \
     {                                                                                         \
-        const int x = get_global_id(0), y = get_global_id(1);                                 \
-        if (x >= w || y >= h)                                                                 \
+        const int x0 = get_global_id(0) * VW, y = get_global_id(1);                           \
+        if (x0 >= w || y >= h)                                                                \
             return;                                                                           \
-        if (x < R || x >= w - R) {                                                            \
-            out[y * w + x] = in[y * w + x];                                                   \
+        if (x0 < R || x0 + VW > w - R) {                                                      \
+            for (int x = x0; x < min(x0 + VW, w); x++) {                                      \
+                const bool border = x < R || x >= w - R;                                      \
+                float s[N];                                                                   \
+                for (int d = -R; d <= R && !border; d++)                                      \
+                    s[d + R] = in[y * w + x + d];                                             \
+                out[y * w + x] = border_or_median(in, w, x, y, border, s, N);                 \
+            }                                                                                 \
             return;                                                                           \
         }                                                                                     \
-        float v[N];                                                                           \
+        vecf v[N];                                                                            \
         for (int d = -R; d <= R; d++)                                                         \
-            v[d + R] = in[y * w + x + d];                                                     \
+            v[d + R] = VEC_LOAD(in + y * w + x0 + d);                                         \
         MEDIAN##N##_NETWORK(v);                                                               \
-        out[y * w + x] = v[MEDIAN##N##_AT];                                                   \
+        VEC_STORE(v[MEDIAN##N##_AT], out + y * w + x0);                                       \
     }                                                                                         \
     kernel void NAME##_cols(global const float *rows, global const float *orig, global float *out, \
                             const int w, const int h)                                         \
     {                                                                                         \
-        const int x = get_global_id(0), y = get_global_id(1);                                 \
-        if (x >= w || y >= h)                                                                 \
+        const int x0 = get_global_id(0) * VW, y = get_global_id(1);                           \
+        if (x0 >= w || y >= h)                                                                \
             return;                                                                           \
-        if (x < R || y < R || x >= w - R || y >= h - R) {                                     \
-            out[y * w + x] = orig[y * w + x];                                                 \
+        if (y < R || y >= h - R || x0 < R || x0 + VW > w - R) {                               \
+            for (int x = x0; x < min(x0 + VW, w); x++) {                                      \
+                const bool border = x < R || y < R || x >= w - R || y >= h - R;               \
+                float s[N];                                                                   \
+                for (int d = -R; d <= R && !border; d++)                                      \
+                    s[d + R] = rows[(y + d) * w + x];                                         \
+                out[y * w + x] = border_or_median(orig, w, x, y, border, s, N);               \
+            }                                                                                 \
             return;                                                                           \
         }                                                                                     \
-        float v[N];                                                                           \
+        vecf v[N];                                                                            \
         for (int d = -R; d <= R; d++)                                                         \
-            v[d + R] = rows[(y + d) * w + x];                                                 \
+            v[d + R] = VEC_LOAD(rows + (y + d) * w + x0);                                     \
         MEDIAN##N##_NETWORK(v);                                                               \
-        out[y * w + x] = v[MEDIAN##N##_AT];                                                   \
+        VEC_STORE(v[MEDIAN##N##_AT], out + y * w + x0);                                       \
     }
 
 SEPARABLE_MEDIAN_KERNELS(sepmedian_5, 2, 5)
 SEPARABLE_MEDIAN_KERNELS(sepmedian_7, 3, 7)
 SEPARABLE_MEDIAN_KERNELS(sepmedian_9, 4, 9)
 
-/* ---- binary dilation of a byte map: 3x3 square (radius 1) or the 5x5
+/* ---- binary dilation of a 0/1 byte map: 3x3 square (radius 1) or the 5x5
  * square without its corners (radius 2), as astroscrappy's dilate3/dilate5.
- * Pixels off the image count as unset. */
-kernel void dilate_map(global const uchar *in, global uchar *out, const int w, const int h, const int radius)
+ * Pixels off the image count as unset. VW pixels per work-item; groups that
+ * reach the edge go pixel by pixel. */
+inline uchar dilate_pixel(global const uchar *in, const int w, const int h, const int x, const int y,
+                          const int radius)
 {
-    const int x = get_global_id(0), y = get_global_id(1);
-    if (x >= w || y >= h)
-        return;
     uchar hit = 0;
     for (int dy = -radius; dy <= radius; dy++)
         for (int dx = -radius; dx <= radius; dx++) {
@@ -122,7 +157,32 @@ kernel void dilate_map(global const uchar *in, global uchar *out, const int w, c
             if (!corner && xx >= 0 && yy >= 0 && xx < w && yy < h)
                 hit |= in[yy * w + xx];
         }
-    out[y * w + x] = hit ? 1 : 0;
+    return hit ? 1 : 0;
+}
+
+/* Does the group of VW pixels from (x0, y) have its whole radius-r
+ * neighbourhood inside the image? */
+inline bool group_inside(const int x0, const int y, const int w, const int h, const int r)
+{
+    return y >= r && y < h - r && x0 >= r && x0 + VW <= w - r;
+}
+
+kernel void dilate_map(global const uchar *in, global uchar *out, const int w, const int h, const int radius)
+{
+    const int x0 = get_global_id(0) * VW, y = get_global_id(1);
+    if (x0 >= w || y >= h)
+        return;
+    if (!group_inside(x0, y, w, h, radius)) {
+        for (int x = x0; x < min(x0 + VW, w); x++)
+            out[y * w + x] = dilate_pixel(in, w, h, x, y, radius);
+        return;
+    }
+    vecb hit = (vecb)0;
+    for (int dy = -radius; dy <= radius; dy++)
+        for (int dx = -radius; dx <= radius; dx++)
+            if (!(radius >= 2 && abs(dx) == radius && abs(dy) == radius))
+                hit |= VEC_LOAD(in + (y + dy) * w + x0 + dx);
+    VEC_STORE(select((vecb)0, (vecb)1, TO_VECC(hit != (vecb)0)), out + y * w + x0);
 }
 
 /* ---- preparation: the working arrays of astroscrappy, in electrons.
@@ -241,33 +301,34 @@ kernel void cr_grow(global const uchar *in, global const float *sp, global const
                     global uchar *crmask, volatile global uint *count, const int w, const int h, const float limit,
                     const int final)
 {
-    const int x = get_global_id(0), y = get_global_id(1);
-    if (x >= w || y >= h)
+    const int x0 = get_global_id(0) * VW, y = get_global_id(1);
+    if (x0 >= w || y >= h)
         return;
-    const int i = y * w + x;
-    uchar hit = 0;
-    for (int dy = -1; dy <= 1; dy++)
-        for (int dx = -1; dx <= 1; dx++) {
-            const int xx = x + dx, yy = y + dy;
-            if (xx >= 0 && yy >= 0 && xx < w && yy < h)
-                hit |= in[yy * w + xx];
+    const int i0 = y * w + x0;
+    if (!group_inside(x0, y, w, h, 1)) {
+        for (int x = x0; x < min(x0 + VW, w); x++) {
+            const int i = y * w + x;
+            out[i] = (dilate_pixel(in, w, h, x, y, 1) && !bad[i] && sp[i] > limit) ? 1 : 0;
         }
-    const uchar keep = (hit && !bad[i] && sp[i] > limit) ? 1 : 0;
-    out[i] = keep;
-    if (final && keep) {
-        if (!crmask[i])
-            atomic_inc(count + 1);
-        crmask[i] = 1;
-        atomic_inc(count);
+    } else {
+        vecb hit = (vecb)0;
+        for (int dy = -1; dy <= 1; dy++)
+            for (int dx = -1; dx <= 1; dx++)
+                hit |= VEC_LOAD(in + (y + dy) * w + x0 + dx);
+        const vecc keep = TO_VECC(hit != (vecb)0) & TO_VECC(VEC_LOAD(bad + i0) == (vecb)0) &
+                          TO_VECC(VEC_LOAD(sp + i0) > limit);
+        VEC_STORE(select((vecb)0, (vecb)1, keep), out + i0);
     }
+    if (final)
+        for (int i = i0; i < min(x0 + VW, w) + y * w; i++)
+            if (out[i]) {
+                if (!crmask[i])
+                    atomic_inc(count + 1);
+                crmask[i] = 1;
+                atomic_inc(count);
+            }
 }
 
-/* Radix selection of the fill value: histogram of the digit
- * (key >> shift) & 255 of the order-preserving keys (lib_sort.cl) of the
- * finite pixels of plane not marked bad whose key matches prefix under
- * prefix_mask, added into hist (zeroed by the host). Four passes pick the
- * k-th key byte by byte, so the host receives 4 x 256 counts instead of the
- * plane. Grid-stride loop; lhist holds 256 counts. */
 kernel void cr_good_histogram(global const float *plane, global const uchar *bad, const uint n, const uint prefix,
                               const uint prefix_mask, const uint shift, global uint *hist, local uint *lhist)
 {

@@ -328,5 +328,12 @@ int main(void)
     test_pipeline(ctx, 1);
     test_masks_nan_and_inputs(ctx);
     clred_ctx_destroy(ctx);
+
+    /* A GPU filters one pixel per work-item (its preferred float vector
+     * width is 1), a CPU several: the filters must agree both ways. */
+    setenv("CLRED_VECTOR_WIDTH", "1", 1);
+    ctx = harness_ctx();
+    test_median_filters(ctx);
+    clred_ctx_destroy(ctx);
     return harness_finish();
 }

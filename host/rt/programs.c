@@ -253,8 +253,13 @@ static clred_status get_program(clred_ctx *ctx, const char *family, const char *
         return clred_fail(CLRED_ERR_DEVICE, "no embedded kernel program named '%s'", family);
     char *source = NULL;
     CLRED_TRY(assemble_source(family, body, &source));
+    /* Families that include lib_vec.cl get the context's vector width. */
+    char vector_width[32] = "";
+    if (strstr(source, "CLRED_LIB_VEC"))
+        snprintf(vector_width, sizeof vector_width, " -DVW=%d", ctx->vector_width);
     char options[1024];
-    snprintf(options, sizeof options, "-cl-std=CL1.2%s %s", ctx->use_double ? " -DCLRED_USE_DOUBLE" : "", extra);
+    snprintf(options, sizeof options, "-cl-std=CL1.2%s%s %s", ctx->use_double ? " -DCLRED_USE_DOUBLE" : "",
+             vector_width, extra);
 
     cl_program program = NULL;
     const char *dir = clred_cache_dir();

@@ -190,6 +190,18 @@ static void finish_setup(clred_ctx *ctx)
     const char *limit = getenv("CLRED_MEMORY_LIMIT");
     if (limit)
         ctx->memory_limit = parse_bytes(limit);
+    /* A CPU gets its SIMD lanes only from explicit vectors (POCL does not
+     * vectorise window kernels across work-items), a GPU from its threads:
+     * the device's preferred width says which it is. CLRED_VECTOR_WIDTH
+     * overrides it, so the tests can run the scalar path on a CPU. */
+    cl_uint pref = 1;
+    clGetDeviceInfo(ctx->device, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, sizeof pref, &pref, NULL);
+    const char *vw = getenv("CLRED_VECTOR_WIDTH");
+    if (vw && *vw)
+        pref = (cl_uint)atoi(vw);
+    ctx->vector_width = 1;
+    while (ctx->vector_width * 2 <= (int)pref && ctx->vector_width < 16)
+        ctx->vector_width *= 2;
 }
 
 clred_status clred_ctx_create(const char *spec, clred_ctx **out)

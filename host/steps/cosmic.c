@@ -25,6 +25,13 @@ clred_cosmic_opts clred_cosmic_defaults(void)
 
 /* ---- device median filters */
 
+/* Work-items across a row of width w for the kernels that take
+ * vector_width neighbouring pixels each (kernels/lib_vec.cl). */
+static size_t vector_groups(const clred_ctx *ctx, int w)
+{
+    return ((size_t)w + (size_t)ctx->vector_width - 1) / (size_t)ctx->vector_width;
+}
+
 /* The filter name for a window: true medians 3/5/7, separable 5/7/9. */
 static const char *median_name(int size, int separable)
 {
@@ -41,7 +48,7 @@ static clred_status median_on_device(clred_ctx *ctx, cl_mem in, cl_mem out, cl_m
     if (!base)
         return clred_fail(CLRED_ERR_USAGE, "median filter: size %d is not one of %s", size,
                           separable ? "5, 7, 9 (separable)" : "3, 5, 7");
-    size_t global[2] = {(size_t)w, (size_t)h};
+    size_t global[2] = {vector_groups(ctx, w), (size_t)h};
     cl_kernel k;
     if (!separable) {
         CLRED_TRY(clred_kernel(ctx, "cosmic", NULL, base, &k));
@@ -134,13 +141,20 @@ static clred_status run2d(cr_state *s, const char *name, cl_kernel *k)
     return clred_run_tiled(s->ctx, *k, name, 2, global);
 }
 
+/* For the kernels that take vector_width pixels of a row per work-item. */
+static clred_status run2d_groups(cr_state *s, const char *name, cl_kernel *k)
+{
+    size_t global[2] = {vector_groups(s->ctx, s->w), (size_t)s->h};
+    return clred_run_tiled(s->ctx, *k, name, 2, global);
+}
+
 static clred_status dilate(cr_state *s, cl_mem in, cl_mem out, int radius)
 {
     cl_kernel k;
     CLRED_TRY(clred_kernel(s->ctx, "cosmic", NULL, "dilate_map", &k));
     CLRED_TRY(clred_args(k, "dilate_map", CLRED_ARG(in), CLRED_ARG(out), CLRED_ARG(s->w), CLRED_ARG(s->h),
                          CLRED_ARG(radius), (size_t)0));
-    return run2d(s, "dilate_map", &k);
+    return run2d_groups(s, "dilate_map", &k);
 }
 
 static clred_status map_or(cr_state *s, cl_mem a, cl_mem b)
@@ -323,7 +337,7 @@ static clred_status iterate(cr_state *s, const clred_cosmic_opts *o, cl_uint *fo
         CLRED_TRY(clred_args(k, "cr_grow", CLRED_ARG(from[step]), CLRED_ARG(s->f[F_SP]), CLRED_ARG(s->b[B_BAD]),
                              CLRED_ARG(to[step]), CLRED_ARG(s->b[B_CR]), CLRED_ARG(s->count), CLRED_ARG(s->w),
                              CLRED_ARG(s->h), CLRED_ARG(limits[step]), CLRED_ARG(final), (size_t)0));
-        CLRED_TRY(run2d(s, "cr_grow", &k));
+        CLRED_TRY(run2d_groups(s, "cr_grow", &k));
     }
     return clred_download(ctx, s->count, 0, sizeof *found, found);
 }
