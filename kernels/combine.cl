@@ -626,7 +626,7 @@ typedef int16 vm;
 /* The window [lo, hi) of sorted ranks, per lane, as a mask for rank i. */
 #define IN_WINDOW(i, lo, hi) (((vi)(i) >= (lo)) & ((vi)(i) < (hi)))
 
-INLINE va vec_window_median(const vf *a, vi lo, vi hi)
+INLINE va vec_window_median(const vf *a, vi lo, vi hi, const uint nframes)
 {
     vi m = hi - lo;
     vi r1 = lo + (m - 1) / 2, r2 = lo + m / 2;
@@ -634,29 +634,34 @@ INLINE va vec_window_median(const vf *a, vi lo, vi hi)
     vf k1 = (vf)(-INFINITY), k2 = (vf)(-INFINITY);
 #pragma unroll
     for (int i = 0; i < NMAX; i++) {
-        vi below1 = (vi)i <= r1, below2 = (vi)i <= r2;
-        k1 = select(k1, a[i], below1 & (a[i] > k1));
-        k2 = select(k2, a[i], below2 & (a[i] > k2));
+        if (i < nframes) { /* padding past the stack is never in a window */
+            vi below1 = (vi)i <= r1, below2 = (vi)i <= r2;
+            k1 = select(k1, a[i], below1 & (a[i] > k1));
+            k2 = select(k2, a[i], below2 & (a[i] > k2));
+        }
     }
     return (TO_VA(k1) + TO_VA(k2)) / (va)2;
 }
 
-INLINE va vec_window_sum(const vf *a, vi lo, vi hi)
+INLINE va vec_window_sum(const vf *a, vi lo, vi hi, const uint nframes)
 {
     va s = (va)0;
 #pragma unroll
     for (int i = 0; i < NMAX; i++)
-        s += select((va)0, TO_VA(a[i]), TO_VM(IN_WINDOW(i, lo, hi)));
+        if (i < nframes)
+            s += select((va)0, TO_VA(a[i]), TO_VM(IN_WINDOW(i, lo, hi)));
     return s;
 }
 
-INLINE va vec_window_sq(const vf *a, vi lo, vi hi, va mean)
+INLINE va vec_window_sq(const vf *a, vi lo, vi hi, va mean, const uint nframes)
 {
     va q = (va)0;
 #pragma unroll
     for (int i = 0; i < NMAX; i++) {
-        va d = TO_VA(a[i]) - mean;
-        q += select((va)0, d * d, TO_VM(IN_WINDOW(i, lo, hi)));
+        if (i < nframes) {
+            va d = TO_VA(a[i]) - mean;
+            q += select((va)0, d * d, TO_VM(IN_WINDOW(i, lo, hi)));
+        }
     }
     return q;
 }
@@ -686,17 +691,19 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     vi n = (vi)0;
 #pragma unroll
     for (uint f = 0; f < NMAX; f++) {
-        const uint g = min(f, nframes - 1);
-        vf v = vload16(0, sci + (size_t)g * npix + p0);
-        v = v * factor[g] + offset[g];
-        v = v + 0.0f; /* -0 is +0, as make_key does */
-        vi ok = ((as_int16(v) & 0x7fffffff) < 0x7f800000) & (vi)(f < nframes ? -1 : 0);
-        if (flags & FLAG_MASK) {
-            ushort16 mk = vload16(0, mask + (size_t)g * npix + p0);
-            ok &= convert_int16((mk & (ushort)ignore) == (ushort16)0);
+        a[f] = (vf)INFINITY;
+        if (f < nframes) { /* a uniform branch: slots past the stack stay padding */
+            vf v = vload16(0, sci + (size_t)f * npix + p0);
+            v = v * factor[f] + offset[f];
+            v = v + 0.0f; /* -0 is +0, as make_key does */
+            vi ok = (as_int16(v) & 0x7fffffff) < 0x7f800000;
+            if (flags & FLAG_MASK) {
+                ushort16 mk = vload16(0, mask + (size_t)f * npix + p0);
+                ok &= convert_int16((mk & (ushort)ignore) == (ushort16)0);
+            }
+            a[f] = select((vf)INFINITY, v, ok);
+            n -= ok;
         }
-        a[f] = select((vf)INFINITY, v, ok);
-        n -= ok;
     }
     /* Slots from nframes up hold +inf and stay so: a compare-exchange that
      * touches one changes nothing, so it is skipped (a uniform branch). For
@@ -711,17 +718,19 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
         for (int iter = 0; max_iters <= 0 || iter < max_iters; iter++) {
             vi active = hi > lo;
             va m = TO_VA(hi - lo);
-            va mean = vec_window_sum(a, lo, hi) / m;
-            va centre = centre_mean ? mean : vec_window_median(a, lo, hi);
-            va spread = sqrt(vec_window_sq(a, lo, hi, mean) / m);
+            va mean = vec_window_sum(a, lo, hi, nframes) / m;
+            va centre = centre_mean ? mean : vec_window_median(a, lo, hi, nframes);
+            va spread = sqrt(vec_window_sq(a, lo, hi, mean, nframes) / m);
             va tlo = centre - (va)sigma_lower * spread, thi = centre + (va)sigma_upper * spread;
             vi nlo = (vi)0, nhi = (vi)0;
 #pragma unroll
             for (int i = 0; i < NMAX; i++) {
-                vi in = IN_WINDOW(i, lo, hi);
-                va x = TO_VA(a[i]);
-                nlo -= in & convert_int16(x < tlo);
-                nhi -= in & convert_int16(x > thi);
+                if (i < nframes) {
+                    vi in = IN_WINDOW(i, lo, hi);
+                    va x = TO_VA(a[i]);
+                    nlo -= in & convert_int16(x < tlo);
+                    nhi -= in & convert_int16(x > thi);
+                }
             }
             vi changed = active & ((nlo + nhi) > 0);
             lo = select(lo, lo + nlo, changed);
@@ -737,12 +746,12 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     vstore16(convert_float16(kept), 0, out_ncontrib + p0);
     vstore16(convert_float16(n - kept), 0, out_nreject + p0);
     va mm = TO_VA(m);
-    va sv = vec_window_sum(a, lo, hi);
-    va s2 = vec_window_sq(a, lo, hi, sv / mm) / TO_VA(m - 1);
+    va sv = vec_window_sum(a, lo, hi, nframes);
+    va s2 = vec_window_sq(a, lo, hi, sv / mm, nframes) / TO_VA(m - 1);
     s2 = select(s2, (va)NAN, TO_VM(m < 2));
     va result, variance;
     if (method == METHOD_MEDIAN) {
-        result = vec_window_median(a, lo, hi);
+        result = vec_window_median(a, lo, hi, nframes);
         variance = (va)1.5707963267948966 * (s2 / mm);
     } else {
         result = sv / mm;

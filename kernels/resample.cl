@@ -33,6 +33,33 @@ inline acc_t interp_weight(int kind, acc_t t)
     return 3 * sin(pt) * sin(pt / 3) / (pt * pt);
 }
 
+/* The six Lanczos-3 weights of taps -2..3 at t = f - i (0 <= f < 1) with
+ * three sines in place of twelve: sin(pi (f - i)) = (-1)^i sin(pi f), and
+ * sin(pi (f - i) / 3) from sin and cos of pi f / 3 by the angle difference. */
+inline void lanczos3_weights(const acc_t f, acc_t *w)
+{
+    const acc_t half_root3 = 0.86602540378443864676;
+    const acc_t cos_third[6] = {-0.5, 0.5, 1, 0.5, -0.5, -1}; /* cos(pi i / 3), i = -2..3 */
+    const acc_t sin_third[6] = {-half_root3, -half_root3, 0, half_root3, half_root3, 0};
+    const acc_t s1 = sin(ACC_PI * f), s3 = sin(ACC_PI * f / 3), c3 = cos(ACC_PI * f / 3);
+    for (int k = 0; k < 6; k++) {
+        const int i = k - 2;
+        const acc_t t = f - i;
+        if (fabs(t) < 1e-12) {
+            w[k] = 1;
+            continue;
+        }
+        if (fabs(t) >= 3) {
+            w[k] = 0;
+            continue;
+        }
+        const acc_t sin_pt = (i & 1) ? -s1 : s1;
+        const acc_t sin_pt3 = s3 * cos_third[k] - c3 * sin_third[k];
+        const acc_t pt = ACC_PI * t;
+        w[k] = 3 * sin_pt * sin_pt3 / (pt * pt);
+    }
+}
+
 kernel void resample_affine(global const float *src, global const float *src_var, global const ushort *src_mask,
                             const int has_var, const int has_mask, const ushort ignore, const int w, const int h,
                             global float *dst, global float *dst_var, global ushort *dst_mask, const int ow,
@@ -64,9 +91,14 @@ kernel void resample_affine(global const float *src, global const float *src_var
         fv = floor(v);
     }
     acc_t wx[6], wy[6];
-    for (int i = lo; i <= hi; i++) {
-        wx[i - lo] = kind == 0 ? 1 : interp_weight(kind, u - (fu + i));
-        wy[i - lo] = kind == 0 ? 1 : interp_weight(kind, v - (fv + i));
+    if (kind == 3) {
+        lanczos3_weights(u - fu, wx);
+        lanczos3_weights(v - fv, wy);
+    } else {
+        for (int i = lo; i <= hi; i++) {
+            wx[i - lo] = kind == 0 ? 1 : interp_weight(kind, u - (fu + i));
+            wy[i - lo] = kind == 0 ? 1 : interp_weight(kind, v - (fv + i));
+        }
     }
     acc_t sw = 0, s = 0, sv = 0;
     bool touched = false;
