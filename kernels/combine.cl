@@ -598,28 +598,38 @@ kernel void combine_stack_fast(STACK_KERNEL_ARGS)
 #endif
 
 
-#if !defined(GENERAL) && NMAX <= 32
-/* The common stacks, 16 pixels per work-item in vector types: median or mean,
+#if !defined(GENERAL) && NMAX <= 32 && defined(VW)
+/* The common stacks, VW pixels per work-item in vector types: median or mean,
  * no rejection or sigma clipping with a std spread, no variance planes, no
  * weights. CPU drivers do not vectorize the per-pixel kernels above across
  * work-items (the key array and the many paths defeat them), so this one
- * writes the SIMD out: the same network sorts 16 pixels at once. The
+ * writes the SIMD out: the same network sorts VW pixels at once. The
  * arithmetic follows combine_stack step for step and in the same order, so
  * the results are bit-identical (tests/test_combine_vec.c checks it).
  * Pixels past the last whole vector are marked in `unfinished` for
  * combine_stack. */
-#define VW 16
-typedef float16 vf;
-typedef int16 vi;
+/* VW (2..16), the context's vector width, comes from the host with NMAX. */
+#define CLRED_CAT_(a, b) a##b
+#define CLRED_CAT(a, b) CLRED_CAT_(a, b)
+typedef CLRED_CAT(float, VW) vf;
+typedef CLRED_CAT(int, VW) vi;
+typedef CLRED_CAT(short, VW) vs;
+typedef CLRED_CAT(ushort, VW) vus;
+typedef CLRED_CAT(uchar, VW) vb;
+#define VLOAD(p) CLRED_CAT(vload, VW)(0, (p))
+#define VSTORE(v, p) CLRED_CAT(vstore, VW)((v), 0, (p))
+#define TO_VF CLRED_CAT(convert_float, VW)
+#define TO_VI CLRED_CAT(convert_int, VW)
+#define TO_VS CLRED_CAT(convert_short, VW)
 #ifdef CLRED_USE_DOUBLE
-typedef double16 va;
-typedef long16 vm; /* a mask for va selects */
-#define TO_VA convert_double16
-#define TO_VM convert_long16
+typedef CLRED_CAT(double, VW) va;
+typedef CLRED_CAT(long, VW) vm; /* a mask for va selects */
+#define TO_VA CLRED_CAT(convert_double, VW)
+#define TO_VM CLRED_CAT(convert_long, VW)
 #else
-typedef float16 va;
-typedef int16 vm;
-#define TO_VA convert_float16
+typedef CLRED_CAT(float, VW) va;
+typedef CLRED_CAT(int, VW) vm;
+#define TO_VA CLRED_CAT(convert_float, VW)
 #define TO_VM
 #endif
 
@@ -685,7 +695,7 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     (void)scale_mode;
     (void)spread_mad;
     const size_t p0 = gid * VW;
-    vstore16((uchar16)0, 0, unfinished + p0);
+    VSTORE((vb)0, unfinished + p0);
 
     vf a[NMAX];
     vi n = (vi)0;
@@ -693,13 +703,13 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     for (uint f = 0; f < NMAX; f++) {
         a[f] = (vf)INFINITY;
         if (f < nframes) { /* a uniform branch: slots past the stack stay padding */
-            vf v = vload16(0, sci + (size_t)f * npix + p0);
+            vf v = VLOAD(sci + (size_t)f * npix + p0);
             v = v * factor[f] + offset[f];
             v = v + 0.0f; /* -0 is +0, as make_key does */
-            vi ok = (as_int16(v) & 0x7fffffff) < 0x7f800000;
+            vi ok = (CLRED_CAT(as_int, VW)(v) & 0x7fffffff) < 0x7f800000;
             if (flags & FLAG_MASK) {
-                ushort16 mk = vload16(0, mask + (size_t)f * npix + p0);
-                ok &= convert_int16((mk & (ushort)ignore) == (ushort16)0);
+                vus mk = VLOAD(mask + (size_t)f * npix + p0);
+                ok &= TO_VI((mk & (ushort)ignore) == (vus)0);
             }
             a[f] = select((vf)INFINITY, v, ok);
             n -= ok;
@@ -728,8 +738,8 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
                 if (i < nframes) {
                     vi in = IN_WINDOW(i, lo, hi);
                     va x = TO_VA(a[i]);
-                    nlo -= in & convert_int16(x < tlo);
-                    nhi -= in & convert_int16(x > thi);
+                    nlo -= in & TO_VI(x < tlo);
+                    nhi -= in & TO_VI(x > thi);
                 }
             }
             vi changed = active & ((nlo + nhi) > 0);
@@ -743,8 +753,8 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     /* finish_pixel with unit weights and no variance planes */
     vi m = hi - lo;
     vi kept = max(m, (vi)0);
-    vstore16(convert_float16(kept), 0, out_ncontrib + p0);
-    vstore16(convert_float16(n - kept), 0, out_nreject + p0);
+    VSTORE(TO_VF(kept), out_ncontrib + p0);
+    VSTORE(TO_VF(n - kept), out_nreject + p0);
     va mm = TO_VA(m);
     va sv = vec_window_sum(a, lo, hi, nframes);
     va s2 = vec_window_sq(a, lo, hi, sv / mm, nframes) / TO_VA(m - 1);
@@ -758,14 +768,14 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
         variance = s2 * mm / (mm * mm);
     }
     vi empty = m <= 0;
-    vf out_v = select(convert_float16(result), (vf)NAN, empty);
-    vf out_var_v = select(convert_float16(variance), (vf)NAN, empty);
-    vstore16(out_v, 0, out_sci + p0);
-    vstore16(out_var_v, 0, out_var + p0);
-    short16 flag = select((short16)0,
-                          select((short16)(CLRED_MASK_NO_DATA | CLRED_MASK_CLIPPED), (short16)CLRED_MASK_NO_DATA,
-                                 convert_short16(n == 0)),
-                          convert_short16(empty));
-    vstore16(as_ushort16(flag), 0, out_mask + p0);
+    vf out_v = select(TO_VF(result), (vf)NAN, empty);
+    vf out_var_v = select(TO_VF(variance), (vf)NAN, empty);
+    VSTORE(out_v, out_sci + p0);
+    VSTORE(out_var_v, out_var + p0);
+    vs flag = select((vs)0,
+                          select((vs)(CLRED_MASK_NO_DATA | CLRED_MASK_CLIPPED), (vs)CLRED_MASK_NO_DATA,
+                                 TO_VS(n == 0)),
+                          TO_VS(empty));
+    VSTORE(CLRED_CAT(as_ushort, VW)(flag), out_mask + p0);
 }
 #endif

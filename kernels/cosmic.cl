@@ -276,21 +276,57 @@ kernel void cr_laplacian(global const float *clean, global const float *noise, g
     s[i] = lplus / (2.0f * noise[i]);
 }
 
-/* Candidates: S' = S - med(S) above sigclip, not masked, and contrast
- * S' / F above objlim, with F = (med3 - med7(med3)) / noise clipped at 0.01.
- * sp receives S' for the growth steps. */
-kernel void cr_candidates(global const float *s, global const float *meds, global const float *f,
-                          global const float *m7, global const float *noise, global const uchar *bad,
-                          global float *sp, global uchar *cand, const uint n, const float sigclip,
-                          const float objlim)
+/* The median filter of the fine-structure image at one pixel: the 7x7 true
+ * median, or (sep) the separable 9-pixel one, with the filters' border rules
+ * (median_7x7 and sepmedian_9_rows/_cols above). */
+inline float fine_median_at(global const float *f, const int w, const int h, const int x, const int y, const int sep)
 {
-    const uint i = get_global_id(0);
-    if (i >= n)
+    const int r = sep ? 4 : 3;
+    if (x < r || y < r || x >= w - r || y >= h - r)
+        return f[y * w + x];
+    if (!sep) {
+        float v[49];
+        int k = 0;
+        for (int dy = -3; dy <= 3; dy++)
+            for (int dx = -3; dx <= 3; dx++)
+                v[k++] = f[(y + dy) * w + x + dx];
+        MEDIAN49_NETWORK(v);
+        return v[MEDIAN49_AT];
+    }
+    float col[9];
+    for (int dy = -4; dy <= 4; dy++) {
+        float row[9];
+        for (int dx = -4; dx <= 4; dx++)
+            row[dx + 4] = f[(y + dy) * w + x + dx];
+        MEDIAN9_NETWORK(row);
+        col[dy + 4] = row[MEDIAN9_AT];
+    }
+    MEDIAN9_NETWORK(col);
+    return col[MEDIAN9_AT];
+}
+
+/* Candidates: S' = S - med(S) above sigclip, not masked, and contrast
+ * S' / F above objlim, with F = (med3 - med7(med3)) / noise clipped at 0.01
+ * (separable medians: med5 and med9). sp receives S' for the growth steps.
+ * med7(med3) is needed only where the first two hold (a few pixels in a
+ * hundred), so it is taken there and nowhere else: its full-image pass was
+ * the costliest filter of an iteration. */
+kernel void cr_candidates(global const float *s, global const float *meds, global const float *f,
+                          global const float *noise, global const uchar *bad, global float *sp, global uchar *cand,
+                          const int w, const int h, const float sigclip, const float objlim, const int sep)
+{
+    const int x = get_global_id(0), y = get_global_id(1);
+    if (x >= w || y >= h)
         return;
+    const int i = y * w + x;
     const float spv = s[i] - meds[i];
-    const float fine = fmax((f[i] - m7[i]) / noise[i], 0.01f);
     sp[i] = spv;
-    cand[i] = (spv > sigclip && !bad[i] && spv / fine > objlim) ? 1 : 0;
+    uchar c = 0;
+    if (spv > sigclip && !bad[i]) {
+        const float fine = fmax((f[i] - fine_median_at(f, w, h, x, y, sep)) / noise[i], 0.01f);
+        c = spv / fine > objlim ? 1 : 0;
+    }
+    cand[i] = c;
 }
 
 /* One growth step: out = dilate3(in) & !bad & S' > limit. With final set,
@@ -330,10 +366,11 @@ kernel void cr_grow(global const uchar *in, global const float *sp, global const
 }
 
 kernel void cr_good_histogram(global const float *plane, global const uchar *bad, const uint n, const uint prefix,
-                              const uint prefix_mask, const uint shift, global uint *hist, local uint *lhist)
+                              const uint prefix_mask, const uint shift, const uint nbins, global uint *hist,
+                              local uint *lhist)
 {
     const uint lid = get_local_id(0), lsize = get_local_size(0);
-    for (uint b = lid; b < 256; b += lsize)
+    for (uint b = lid; b < nbins; b += lsize)
         lhist[b] = 0;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (uint i = get_global_id(0); i < n; i += get_global_size(0)) {
@@ -342,10 +379,10 @@ kernel void cr_good_histogram(global const float *plane, global const uchar *bad
             continue;
         const uint key = clred_float_key(v);
         if ((key & prefix_mask) == prefix)
-            atomic_inc(&lhist[(key >> shift) & 255u]);
+            atomic_inc(&lhist[(key >> shift) & (nbins - 1)]);
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint b = lid; b < 256; b += lsize) {
+    for (uint b = lid; b < nbins; b += lsize) {
         const uint c = lhist[b];
         if (c)
             atomic_add(&hist[b], c);

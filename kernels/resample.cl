@@ -5,10 +5,38 @@
  * coordinates. kind: 0 nearest, 1 bilinear, 2 bicubic (Keys a = -0.5),
  * 3 Lanczos-3 (a runtime argument: one program serves every interpolant). */
 
+#include "lib_vec.cl"
+
 #ifdef CLRED_USE_DOUBLE
 #define ACC_PI M_PI
+#define ACC_ELEM double
+#define ACC_MASK_ELEM long
 #else
 #define ACC_PI M_PI_F
+#define ACC_ELEM float
+#define ACC_MASK_ELEM int
+#endif
+
+/* VW lanes of acc_t (veca) and the selection mask of that width (vecm), for
+ * resample_shift; with VW = 1 plain scalars and conditionals. */
+#if VW == 1
+typedef acc_t veca;
+typedef ACC_MASK_ELEM vecm;
+#define TO_VECM(c) ((vecm)((c) ? -1 : 0))
+#define TO_VECA(x) ((acc_t)(x))
+#define TO_VECF(x) ((float)(x))
+#define SELECT_A(a, b, m) ((m) ? (b) : (a))
+#define SELECT_F(a, b, m) ((m) ? (b) : (a))
+#define SELECT_US(a, b, m) ((m) ? (b) : (a))
+#else
+typedef CLRED_CAT(ACC_ELEM, VW) veca;
+typedef CLRED_CAT(ACC_MASK_ELEM, VW) vecm;
+#define TO_VECM(c) CLRED_CAT(CLRED_CAT(convert_, ACC_MASK_ELEM), VW)(c)
+#define TO_VECA(x) CLRED_CAT(CLRED_CAT(convert_, ACC_ELEM), VW)(x)
+#define TO_VECF(x) CLRED_CAT(convert_float, VW)(x)
+#define SELECT_A(a, b, m) select((a), (b), (m))
+#define SELECT_F(a, b, m) select((a), (b), CLRED_CAT(convert_int, VW)(m))
+#define SELECT_US(a, b, m) select((a), (b), CLRED_CAT(convert_short, VW)(m))
 #endif
 
 inline acc_t interp_weight(int kind, acc_t t)
@@ -60,17 +88,38 @@ inline void lanczos3_weights(const acc_t f, acc_t *w)
     }
 }
 
-kernel void resample_affine(global const float *src, global const float *src_var, global const ushort *src_mask,
-                            const int has_var, const int has_mask, const ushort ignore, const int w, const int h,
-                            global float *dst, global float *dst_var, global ushort *dst_mask, const int ow,
-                            const int oh, const float8 inv, const int kind, const float flux_scale)
+#define RESAMPLE_ARGS                                                                                     \
+    global const float *src, global const float *src_var, global const ushort *src_mask, const int has_var, \
+        const int has_mask, const ushort ignore, const int w, const int h, global float *dst,                \
+        global float *dst_var, global ushort *dst_mask, const int ow, const int oh
+#define RESAMPLE_PASS src, src_var, src_mask, has_var, has_mask, ignore, w, h, dst, dst_var, dst_mask, ow, oh
+
+/* Taps lo..hi around floor(u) (kind 0: the nearest pixel) and their weights. */
+inline void tap_weights(const int kind, const acc_t u, int *lo, int *hi, acc_t *fu, acc_t *wx)
 {
-    int x = get_global_id(0), y = get_global_id(1);
-    if (x >= ow || y >= oh)
+    if (kind == 0) {
+        *lo = 0;
+        *hi = 0;
+        *fu = floor(u + 0.5);
+        wx[0] = 1;
         return;
+    }
+    *lo = kind == 1 ? 0 : kind == 2 ? -1 : -2;
+    *hi = kind == 1 ? 1 : kind == 2 ? 2 : 3;
+    *fu = floor(u);
+    if (kind == 3) {
+        lanczos3_weights(u - *fu, wx);
+        return;
+    }
+    for (int i = *lo; i <= *hi; i++)
+        wx[i - *lo] = interp_weight(kind, u - (*fu + i));
+}
+
+/* Output pixel (x, y) from source position (u, v). */
+inline void resample_pixel(RESAMPLE_ARGS, const int x, const int y, const acc_t u, const acc_t v, const int kind,
+                           const float flux_scale)
+{
     size_t o = (size_t)y * (size_t)ow + (size_t)x;
-    acc_t u = (acc_t)inv.s0 * x + (acc_t)inv.s1 * y + (acc_t)inv.s2;
-    acc_t v = (acc_t)inv.s3 * x + (acc_t)inv.s4 * y + (acc_t)inv.s5;
     if (!(u >= -0.5 && u <= w - 0.5 && v >= -0.5 && v <= h - 0.5)) {
         dst[o] = NAN;
         dst_var[o] = NAN;
@@ -78,28 +127,9 @@ kernel void resample_affine(global const float *src, global const float *src_var
         return;
     }
     int lo, hi;
-    acc_t fu, fv;
-    if (kind == 0) {
-        lo = 0;
-        hi = 0;
-        fu = floor(u + 0.5);
-        fv = floor(v + 0.5);
-    } else {
-        lo = kind == 1 ? 0 : kind == 2 ? -1 : -2;
-        hi = kind == 1 ? 1 : kind == 2 ? 2 : 3;
-        fu = floor(u);
-        fv = floor(v);
-    }
-    acc_t wx[6], wy[6];
-    if (kind == 3) {
-        lanczos3_weights(u - fu, wx);
-        lanczos3_weights(v - fv, wy);
-    } else {
-        for (int i = lo; i <= hi; i++) {
-            wx[i - lo] = kind == 0 ? 1 : interp_weight(kind, u - (fu + i));
-            wy[i - lo] = kind == 0 ? 1 : interp_weight(kind, v - (fv + i));
-        }
-    }
+    acc_t fu, fv, wx[6], wy[6];
+    tap_weights(kind, u, &lo, &hi, &fu, wx);
+    tap_weights(kind, v, &lo, &hi, &fv, wy);
     acc_t sw = 0, s = 0, sv = 0;
     bool touched = false;
     for (int j = lo; j <= hi; j++) {
@@ -130,6 +160,68 @@ kernel void resample_affine(global const float *src, global const float *src_var
     dst[o] = (float)(s / sw * flux_scale);
     dst_var[o] = has_var ? (float)(sv / (sw * sw) * flux_scale * flux_scale) : 0.0f;
     dst_mask[o] = touched ? CLRED_MASK_INTERPOLATED : 0;
+}
+
+kernel void resample_affine(RESAMPLE_ARGS, const float8 inv, const int kind, const float flux_scale)
+{
+    const int x = get_global_id(0), y = get_global_id(1);
+    if (x >= ow || y >= oh)
+        return;
+    const acc_t u = (acc_t)inv.s0 * x + (acc_t)inv.s1 * y + (acc_t)inv.s2;
+    const acc_t v = (acc_t)inv.s3 * x + (acc_t)inv.s4 * y + (acc_t)inv.s5;
+    resample_pixel(RESAMPLE_PASS, x, y, u, v, kind, flux_scale);
+}
+
+/* A pure translation (u = x + du, v = y + dv): every output pixel has the
+ * same fractional offset, so one set of weights serves the whole image, and
+ * a work-item takes VW pixels of a row with vector loads wherever all their
+ * taps lie inside the image. The arithmetic is resample_pixel's, in the same
+ * order, so both give the same bits; groups near the edges go through it. */
+kernel void resample_shift(RESAMPLE_ARGS, const float du, const float dv, const int kind, const float flux_scale)
+{
+    const int x0 = get_global_id(0) * VW, y = get_global_id(1);
+    if (x0 >= ow || y >= oh)
+        return;
+    const acc_t u0 = (acc_t)x0 + (acc_t)du, v = (acc_t)y + (acc_t)dv;
+    int lo, hi;
+    acc_t fu, fv, wx[6], wy[6];
+    tap_weights(kind, u0, &lo, &hi, &fu, wx);
+    tap_weights(kind, v, &lo, &hi, &fv, wy);
+    const int sx = (int)fu, sy = (int)fv; /* source column of lane 0's first tap is sx + lo */
+    const bool inside = x0 + VW <= ow && sx + lo >= 0 && sx + VW - 1 + hi <= w - 1 && sy + lo >= 0 && sy + hi <= h - 1;
+    if (!inside) {
+        for (int x = x0; x < min(x0 + VW, ow); x++)
+            resample_pixel(RESAMPLE_PASS, x, y, (acc_t)x + (acc_t)du, v, kind, flux_scale);
+        return;
+    }
+    veca sw = (veca)0, s = (veca)0, sv = (veca)0;
+    vecm touched = (vecm)0;
+    for (int j = lo; j <= hi; j++) {
+        const size_t row = (size_t)(sy + j) * (size_t)w + (size_t)(sx);
+        for (int i = lo; i <= hi; i++) {
+            const acc_t wgt = wx[i - lo] * wy[j - lo];
+            if (wgt == 0)
+                continue;
+            const size_t k = row + i;
+            const vecf val = VEC_LOAD(src + k);
+            vecm usable = TO_VECM(isfinite(val));
+            if (has_mask)
+                usable &= TO_VECM((VEC_LOAD(src_mask + k) & (vecus)ignore) == (vecus)0);
+            touched |= ~usable;
+            sw += SELECT_A((veca)0, (veca)wgt, usable);
+            s += SELECT_A((veca)0, wgt * TO_VECA(val), usable);
+            if (has_var)
+                sv += SELECT_A((veca)0, wgt * wgt * TO_VECA(VEC_LOAD(src_var + k)), usable);
+        }
+    }
+    const size_t o = (size_t)y * (size_t)ow + (size_t)x0;
+    const vecm empty = TO_VECM(fabs(sw) < 1e-3);
+    const vecf out = TO_VECF(s / sw * flux_scale);
+    const vecf out_var = has_var ? TO_VECF(sv / (sw * sw) * flux_scale * flux_scale) : (vecf)0.0f;
+    VEC_STORE(SELECT_F(out, (vecf)NAN, empty), dst + o);
+    VEC_STORE(SELECT_F(out_var, (vecf)NAN, empty), dst_var + o);
+    const vecus flagged = SELECT_US((vecus)0, (vecus)CLRED_MASK_INTERPOLATED, touched);
+    VEC_STORE(SELECT_US(flagged, (vecus)CLRED_MASK_NO_DATA, empty), dst_mask + o);
 }
 
 /* The Fourier-shifted pixels (padded rows of pitch floats, offset by add) into

@@ -316,17 +316,20 @@ typedef struct {
 typedef struct {
     int general;
     int nmax;
-    int vector;  /* the 16-pixel vector kernel serves this combine */
+    int vector;  /* the vector kernel (vector_width pixels per work-item) serves this combine */
     size_t rows; /* rows per band */
 } combine_plan;
 
 /* The vector kernel covers the common stacks: median or mean, no rejection or
  * sigma clipping with a std spread, no variance planes, no weights, at most
- * 32 frames. CLRED_COMBINE_NOVEC=1 turns it off (tests compare both). */
-static int vector_eligible(const stack_source *s, const clred_combine_opts *o, const combine_plan *p)
+ * 32 frames, on a device that prefers float vectors (a CPU: a GPU's lanes
+ * are its work-items, and 32 vectors a work-item would starve its registers).
+ * CLRED_COMBINE_NOVEC=1 turns it off (tests compare both). */
+static int vector_eligible(const clred_ctx *ctx, const stack_source *s, const clred_combine_opts *o,
+                           const combine_plan *p)
 {
     const char *e = getenv("CLRED_COMBINE_NOVEC");
-    if (e && *e && *e != '0')
+    if ((e && *e && *e != '0') || ctx->vector_width < 2)
         return 0;
     return !p->general && p->nmax <= 32 && !s->have_var && !o->weights &&
            (o->method == CLRED_COMBINE_MEDIAN || o->method == CLRED_COMBINE_MEAN) &&
@@ -547,9 +550,10 @@ static clred_status run_band(clred_ctx *ctx, const combine_plan *p, cl_kernel co
         return run_kernel(ctx, complete, "combine_stack", s, b, t, none, o, rows, npix);
     cl_mem unfinished = b->unfinished.buf;
     if (p->vector) {
-        /* one work-item per 16 pixels, one more to mark the tail for combine_stack */
-        CLRED_TRY(run_kernel(ctx, fast, "combine_stack_vec", s, b, t, unfinished, o, rows, npix / 16 + 1));
-        if (npix % 16)
+        /* one work-item per vector_width pixels, one more to mark the tail for combine_stack */
+        const size_t vw = (size_t)ctx->vector_width;
+        CLRED_TRY(run_kernel(ctx, fast, "combine_stack_vec", s, b, t, unfinished, o, rows, npix / vw + 1));
+        if (npix % vw)
             CLRED_TRY(run_kernel(ctx, complete, "combine_stack", s, b, t, unfinished, o, rows, npix));
         return CLRED_OK;
     }
@@ -587,10 +591,12 @@ static clred_status deliver_band(clred_ctx *ctx, const stack_source *s, const co
 static clred_status combine_bands(clred_ctx *ctx, const stack_source *s, const clred_combine_opts *o,
                                   combine_plan *p, const double *scales, const combine_sink *k, size_t *bands)
 {
-    p->vector = vector_eligible(s, o, p);
+    p->vector = vector_eligible(ctx, s, o, p);
     char options[64];
     if (p->general)
         snprintf(options, sizeof options, "-DGENERAL");
+    else if (ctx->vector_width > 1)
+        snprintf(options, sizeof options, "-DNMAX=%d -DVW=%d", p->nmax, ctx->vector_width);
     else
         snprintf(options, sizeof options, "-DNMAX=%d", p->nmax);
     cl_kernel complete, fast = NULL;

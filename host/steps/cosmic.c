@@ -94,11 +94,17 @@ clred_status clred_median_filter(clred_ctx *ctx, const float *in, float *out, si
 
 /* ---- L.A.Cosmic */
 
-enum { F_CLEAN, F_BKG, F_VAR, F_NOISE, F_S, F_MED, F_FINE, F_M7, F_SP, F_TMP, NFLOAT };
+enum { F_CLEAN, F_BKG, F_VAR, F_NOISE, F_S, F_MED, F_FINE, F_SP, F_TMP, NFLOAT };
 enum { B_BAD, B_SAT, B_CAND, B_GROW, B_CR, B_TMP, NBYTE };
 
-/* Counts of one digit of the radix selection (cr_good_histogram). */
-#define SELECT_BINS 256
+/* Digits of the radix selection (cr_good_histogram): 16 bits, two passes,
+ * where a 65536-count histogram fits the device's local memory (CPUs), else
+ * 8 bits, four passes (GPUs). Each pass costs an atomic per pixel. */
+#define SELECT_BINS_MAX 65536
+static unsigned select_digit_bits(const clred_ctx *ctx)
+{
+    return ctx->info.local_mem >= SELECT_BINS_MAX * sizeof(cl_uint) ? 16 : 8;
+}
 
 /* One run: sci, var and mask are the image's planes (not owned; var NULL
  * when absent), f and b this run's work planes, count the two counters of
@@ -113,10 +119,11 @@ typedef struct {
     cl_mem b[NBYTE];
     cl_mem count;
     cl_mem hist[2];
+    unsigned digit_bits; /* select_digit_bits */
+    size_t hist_bytes;   /* one histogram of 2^digit_bits counts */
 } cr_state;
 
 #define COUNT_BYTES (2 * sizeof(cl_uint))
-#define HIST_BYTES (SELECT_BINS * sizeof(cl_uint))
 
 static void cr_release(cr_state *s)
 {
@@ -126,7 +133,7 @@ static void cr_release(cr_state *s)
         clred_pool_give(s->ctx, &s->b[i], s->n);
     clred_pool_give(s->ctx, &s->count, COUNT_BYTES);
     for (int i = 0; i < 2; i++)
-        clred_pool_give(s->ctx, &s->hist[i], HIST_BYTES);
+        clred_pool_give(s->ctx, &s->hist[i], s->hist_bytes);
 }
 
 static clred_status run1d(cr_state *s, const char *name, cl_kernel *k)
@@ -179,8 +186,10 @@ static clred_status prepare(cr_state *s, cl_mem sky, cl_mem noise_var, const clr
     CLRED_TRY(clred_fill_zero(s->ctx, s->b[B_CR], s->n));
     CLRED_TRY(clred_pool_take(s->ctx, COUNT_BYTES, "cosmic-ray counters", &s->count));
     CLRED_TRY(clred_fill_zero(s->ctx, s->count, COUNT_BYTES));
+    s->digit_bits = select_digit_bits(s->ctx);
+    s->hist_bytes = ((size_t)1 << s->digit_bits) * sizeof(cl_uint);
     for (int i = 0; i < 2; i++)
-        CLRED_TRY(clred_pool_take(s->ctx, HIST_BYTES, "a fill-value histogram", &s->hist[i]));
+        CLRED_TRY(clred_pool_take(s->ctx, s->hist_bytes, "a fill-value histogram", &s->hist[i]));
 
     /* Inputs that are absent are bound to a buffer of the right size that the
      * kernel does not read; the flags tell it so. */
@@ -232,7 +241,7 @@ static clred_status histogram_launch(cr_state *s, cl_kernel k, size_t *local, si
     if (err != CL_SUCCESS)
         return clred_fail_cl(err, "cr_good_histogram");
     size_t l = 1;
-    while (l * 2 <= kwg && l * 2 <= SELECT_BINS)
+    while (l * 2 <= kwg && l * 2 <= 256)
         l *= 2;
     size_t want = ((size_t)s->n + l - 1) / l;
     size_t cap = 4 * (size_t)(s->ctx->info.compute_units ? s->ctx->info.compute_units : 1);
@@ -264,39 +273,50 @@ static clred_status good_medians(cr_state *s, const cl_mem planes[2], float out[
     size_t local, global;
     CLRED_TRY(histogram_launch(s, k, &local, &global));
     cl_uint prefix[2] = {0, 0}, prefix_mask = 0, rank[2] = {0, 0}, total[2] = {0, 0};
-    cl_uint hist[SELECT_BINS];
-    for (cl_uint shift = 32; shift > 0;) {
-        shift -= 8;
-        for (int p = 0; p < 2; p++) {
-            CLRED_TRY(clred_fill_zero(s->ctx, s->hist[p], HIST_BYTES));
-            CLRED_TRY(clred_args(k, "cr_good_histogram", CLRED_ARG(planes[p]), CLRED_ARG(s->b[B_BAD]),
-                                 CLRED_ARG(s->n), CLRED_ARG(prefix[p]), CLRED_ARG(prefix_mask), CLRED_ARG(shift),
-                                 CLRED_ARG(s->hist[p]), CLRED_LOCAL(HIST_BYTES), (size_t)0));
-            CLRED_TRY(clred_run(s->ctx, k, "cr_good_histogram", 1, &global, &local));
+    const cl_uint nbins = 1u << s->digit_bits;
+    cl_uint *hist = malloc(s->hist_bytes);
+    if (!hist)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for a fill-value histogram");
+    clred_status st = CLRED_OK;
+    for (cl_uint shift = 32; shift > 0 && st == CLRED_OK;) {
+        shift -= s->digit_bits;
+        for (int p = 0; p < 2 && st == CLRED_OK; p++) {
+            st = clred_fill_zero(s->ctx, s->hist[p], s->hist_bytes);
+            if (st == CLRED_OK)
+                st = clred_args(k, "cr_good_histogram", CLRED_ARG(planes[p]), CLRED_ARG(s->b[B_BAD]),
+                                CLRED_ARG(s->n), CLRED_ARG(prefix[p]), CLRED_ARG(prefix_mask), CLRED_ARG(shift),
+                                CLRED_ARG(nbins), CLRED_ARG(s->hist[p]), CLRED_LOCAL(s->hist_bytes), (size_t)0);
+            if (st == CLRED_OK)
+                st = clred_run(s->ctx, k, "cr_good_histogram", 1, &global, &local);
         }
-        for (int p = 0; p < 2; p++) {
-            CLRED_TRY(clred_download(s->ctx, s->hist[p], 0, HIST_BYTES, hist));
-            if (shift == 24) {
-                for (int b = 0; b < SELECT_BINS; b++)
+        for (int p = 0; p < 2 && st == CLRED_OK; p++) {
+            st = clred_download(s->ctx, s->hist[p], 0, s->hist_bytes, hist);
+            if (st != CLRED_OK)
+                break;
+            if (shift + s->digit_bits == 32) {
+                for (cl_uint b = 0; b < nbins; b++)
                     total[p] += hist[b];
                 rank[p] = total[p] ? (total[p] - 1) / 2 : 0;
             }
             if (total[p] == 0)
                 continue;
             cl_uint below = 0, b = 0;
-            while (b < SELECT_BINS - 1 && below + hist[b] <= rank[p])
+            while (b < nbins - 1 && below + hist[b] <= rank[p])
                 below += hist[b++];
-            if (below + hist[b] <= rank[p])
-                return clred_fail(CLRED_ERR_DEVICE, "cosmic: a fill-value histogram of a %d x %d image lost pixels",
-                                  s->w, s->h);
+            if (below + hist[b] <= rank[p]) {
+                st = clred_fail(CLRED_ERR_DEVICE, "cosmic: a fill-value histogram of a %d x %d image lost pixels",
+                                s->w, s->h);
+                break;
+            }
             rank[p] -= below;
             prefix[p] |= b << shift;
         }
-        prefix_mask |= 0xffu << shift;
+        prefix_mask |= (nbins - 1) << shift;
     }
+    free(hist);
     for (int p = 0; p < 2; p++)
         out[p] = total[p] ? key_float(prefix[p]) : 0.0f;
-    return CLRED_OK;
+    return st;
 }
 
 /* One L.A.Cosmic iteration; *found receives the pixels flagged in it. */
@@ -318,14 +338,15 @@ static clred_status iterate(cr_state *s, const clred_cosmic_opts *o, cl_uint *fo
     CLRED_TRY(run2d(s, "cr_laplacian", &k));
     CLRED_TRY(median_on_device(ctx, s->f[F_S], s->f[F_MED], s->f[F_TMP], s->w, s->h, sep ? 7 : 5, sep));
     CLRED_TRY(median_on_device(ctx, s->f[F_CLEAN], s->f[F_FINE], s->f[F_TMP], s->w, s->h, sep ? 5 : 3, sep));
-    CLRED_TRY(median_on_device(ctx, s->f[F_FINE], s->f[F_M7], s->f[F_TMP], s->w, s->h, sep ? 9 : 7, sep));
+    /* the fine structure's own median (7x7, or separable 9) is taken inside
+     * cr_candidates, only where a candidate needs it */
     float sigclip = (float)o->sigclip, objlim = (float)o->objlim;
     CLRED_TRY(clred_kernel(ctx, "cosmic", NULL, "cr_candidates", &k));
     CLRED_TRY(clred_args(k, "cr_candidates", CLRED_ARG(s->f[F_S]), CLRED_ARG(s->f[F_MED]),
-                         CLRED_ARG(s->f[F_FINE]), CLRED_ARG(s->f[F_M7]), CLRED_ARG(s->f[F_NOISE]),
-                         CLRED_ARG(s->b[B_BAD]), CLRED_ARG(s->f[F_SP]), CLRED_ARG(s->b[B_CAND]), CLRED_ARG(s->n),
-                         CLRED_ARG(sigclip), CLRED_ARG(objlim), (size_t)0));
-    CLRED_TRY(run1d(s, "cr_candidates", &k));
+                         CLRED_ARG(s->f[F_FINE]), CLRED_ARG(s->f[F_NOISE]), CLRED_ARG(s->b[B_BAD]),
+                         CLRED_ARG(s->f[F_SP]), CLRED_ARG(s->b[B_CAND]), CLRED_ARG(s->w), CLRED_ARG(s->h),
+                         CLRED_ARG(sigclip), CLRED_ARG(objlim), CLRED_ARG(sep), (size_t)0));
+    CLRED_TRY(run2d(s, "cr_candidates", &k));
     /* grow to neighbours above sigclip, then to neighbours above sigfrac * sigclip */
     cl_uint zero = 0;
     CLRED_TRY(clred_upload(ctx, s->count, 0, sizeof zero, &zero));

@@ -138,7 +138,6 @@ static clred_status resample_kernels(clred_ctx *ctx, const clred_dimage *img, co
     clred_transform inv;
     CLRED_TRY(clred_transform_invert(t, &inv));
     cl_kernel k;
-    CLRED_TRY(clred_kernel(ctx, "resample", NULL, "resample_affine", &k));
     int has_var = clred_dimage_var(img) != NULL, has_mask = clred_dimage_mask(img) != NULL;
     int iw = (int)w, ih = (int)h, iow = (int)ow, ioh = (int)oh;
     cl_mem src = clred_dimage_sci(img), src_var = has_var ? clred_dimage_var(img) : no_plane;
@@ -156,14 +155,28 @@ static clred_status resample_kernels(clred_ctx *ctx, const clred_dimage *img, co
     int kind = o->interp == CLRED_INTERP_FOURIER ? (int)CLRED_INTERP_LANCZOS3 : (int)o->interp;
     /* The input area one output pixel covers: |det| of the inverse map. */
     float flux = o->conserve_flux ? (float)fabs(inv.m[0] * inv.m[4] - inv.m[1] * inv.m[3]) : 1.0f;
-    clred_status st = clred_args(k, "resample_affine", CLRED_ARG(src), CLRED_ARG(src_var), CLRED_ARG(src_mask),
-                                 CLRED_ARG(has_var), CLRED_ARG(has_mask), CLRED_ARG(ignore), CLRED_ARG(iw),
-                                 CLRED_ARG(ih), CLRED_ARG(dst), CLRED_ARG(dst_var), CLRED_ARG(dst_mask),
-                                 CLRED_ARG(iow), CLRED_ARG(ioh), CLRED_ARG(m), CLRED_ARG(kind), CLRED_ARG(flux),
-                                 (size_t)0);
-    size_t global[2] = {ow, oh};
+    /* A pure translation (dithers) has one set of weights for the whole image:
+     * resample_shift gives the same bits with vector loads. In float
+     * arithmetic x + du is not exact, so there only the general kernel. */
+    const int shift_only = ctx->use_double && m.s[0] == 1.0f && m.s[1] == 0.0f && m.s[3] == 0.0f && m.s[4] == 1.0f;
+    const char *name = shift_only ? "resample_shift" : "resample_affine";
+    cl_float du = m.s[2], dv = m.s[5];
+    clred_status st = clred_kernel(ctx, "resample", NULL, name, &k);
+    if (st == CLRED_OK && shift_only)
+        st = clred_args(k, name, CLRED_ARG(src), CLRED_ARG(src_var), CLRED_ARG(src_mask), CLRED_ARG(has_var),
+                        CLRED_ARG(has_mask), CLRED_ARG(ignore), CLRED_ARG(iw), CLRED_ARG(ih), CLRED_ARG(dst),
+                        CLRED_ARG(dst_var), CLRED_ARG(dst_mask), CLRED_ARG(iow), CLRED_ARG(ioh), CLRED_ARG(du),
+                        CLRED_ARG(dv), CLRED_ARG(kind), CLRED_ARG(flux), (size_t)0);
+    else if (st == CLRED_OK)
+        st = clred_args(k, name, CLRED_ARG(src), CLRED_ARG(src_var), CLRED_ARG(src_mask), CLRED_ARG(has_var),
+                        CLRED_ARG(has_mask), CLRED_ARG(ignore), CLRED_ARG(iw), CLRED_ARG(ih), CLRED_ARG(dst),
+                        CLRED_ARG(dst_var), CLRED_ARG(dst_mask), CLRED_ARG(iow), CLRED_ARG(ioh), CLRED_ARG(m),
+                        CLRED_ARG(kind), CLRED_ARG(flux), (size_t)0);
+    /* resample_shift takes vector_width pixels of a row per work-item */
+    const size_t vw = shift_only ? (size_t)ctx->vector_width : 1;
+    size_t global[2] = {(ow + vw - 1) / vw, oh};
     if (st == CLRED_OK)
-        st = clred_run_tiled(ctx, k, "resample_affine", 2, global);
+        st = clred_run_tiled(ctx, k, name, 2, global);
     if (!has_var)
         clred_pool_give(ctx, &dst_var, var_bytes);
     if (st == CLRED_OK && o->interp == CLRED_INTERP_FOURIER)
