@@ -366,11 +366,10 @@ kernel void cr_grow(global const uchar *in, global const float *sp, global const
 }
 
 kernel void cr_good_histogram(global const float *plane, global const uchar *bad, const uint n, const uint prefix,
-                              const uint prefix_mask, const uint shift, const uint nbins, global uint *hist,
-                              local uint *lhist)
+                              const uint prefix_mask, const uint shift, global uint *hist, local uint *lhist)
 {
     const uint lid = get_local_id(0), lsize = get_local_size(0);
-    for (uint b = lid; b < nbins; b += lsize)
+    for (uint b = lid; b < 256; b += lsize)
         lhist[b] = 0;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (uint i = get_global_id(0); i < n; i += get_global_size(0)) {
@@ -379,10 +378,10 @@ kernel void cr_good_histogram(global const float *plane, global const uchar *bad
             continue;
         const uint key = clred_float_key(v);
         if ((key & prefix_mask) == prefix)
-            atomic_inc(&lhist[(key >> shift) & (nbins - 1)]);
+            atomic_inc(&lhist[(key >> shift) & 255u]);
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint b = lid; b < nbins; b += lsize) {
+    for (uint b = lid; b < 256; b += lsize) {
         const uint c = lhist[b];
         if (c)
             atomic_add(&hist[b], c);

@@ -97,14 +97,8 @@ clred_status clred_median_filter(clred_ctx *ctx, const float *in, float *out, si
 enum { F_CLEAN, F_BKG, F_VAR, F_NOISE, F_S, F_MED, F_FINE, F_SP, F_TMP, NFLOAT };
 enum { B_BAD, B_SAT, B_CAND, B_GROW, B_CR, B_TMP, NBYTE };
 
-/* Digits of the radix selection (cr_good_histogram): 16 bits, two passes,
- * where a 65536-count histogram fits the device's local memory (CPUs), else
- * 8 bits, four passes (GPUs). Each pass costs an atomic per pixel. */
-#define SELECT_BINS_MAX 65536
-static unsigned select_digit_bits(const clred_ctx *ctx)
-{
-    return ctx->info.local_mem >= SELECT_BINS_MAX * sizeof(cl_uint) ? 16 : 8;
-}
+/* Counts of one digit of the radix selection (cr_good_histogram). */
+#define SELECT_BINS 256
 
 /* One run: sci, var and mask are the image's planes (not owned; var NULL
  * when absent), f and b this run's work planes, count the two counters of
@@ -119,11 +113,10 @@ typedef struct {
     cl_mem b[NBYTE];
     cl_mem count;
     cl_mem hist[2];
-    unsigned digit_bits; /* select_digit_bits */
-    size_t hist_bytes;   /* one histogram of 2^digit_bits counts */
 } cr_state;
 
 #define COUNT_BYTES (2 * sizeof(cl_uint))
+#define HIST_BYTES (SELECT_BINS * sizeof(cl_uint))
 
 static void cr_release(cr_state *s)
 {
@@ -133,7 +126,7 @@ static void cr_release(cr_state *s)
         clred_pool_give(s->ctx, &s->b[i], s->n);
     clred_pool_give(s->ctx, &s->count, COUNT_BYTES);
     for (int i = 0; i < 2; i++)
-        clred_pool_give(s->ctx, &s->hist[i], s->hist_bytes);
+        clred_pool_give(s->ctx, &s->hist[i], HIST_BYTES);
 }
 
 static clred_status run1d(cr_state *s, const char *name, cl_kernel *k)
@@ -186,10 +179,8 @@ static clred_status prepare(cr_state *s, cl_mem sky, cl_mem noise_var, const clr
     CLRED_TRY(clred_fill_zero(s->ctx, s->b[B_CR], s->n));
     CLRED_TRY(clred_pool_take(s->ctx, COUNT_BYTES, "cosmic-ray counters", &s->count));
     CLRED_TRY(clred_fill_zero(s->ctx, s->count, COUNT_BYTES));
-    s->digit_bits = select_digit_bits(s->ctx);
-    s->hist_bytes = ((size_t)1 << s->digit_bits) * sizeof(cl_uint);
     for (int i = 0; i < 2; i++)
-        CLRED_TRY(clred_pool_take(s->ctx, s->hist_bytes, "a fill-value histogram", &s->hist[i]));
+        CLRED_TRY(clred_pool_take(s->ctx, HIST_BYTES, "a fill-value histogram", &s->hist[i]));
 
     /* Inputs that are absent are bound to a buffer of the right size that the
      * kernel does not read; the flags tell it so. */
@@ -241,7 +232,7 @@ static clred_status histogram_launch(cr_state *s, cl_kernel k, size_t *local, si
     if (err != CL_SUCCESS)
         return clred_fail_cl(err, "cr_good_histogram");
     size_t l = 1;
-    while (l * 2 <= kwg && l * 2 <= 256)
+    while (l * 2 <= kwg && l * 2 <= SELECT_BINS)
         l *= 2;
     size_t want = ((size_t)s->n + l - 1) / l;
     size_t cap = 4 * (size_t)(s->ctx->info.compute_units ? s->ctx->info.compute_units : 1);
@@ -273,50 +264,39 @@ static clred_status good_medians(cr_state *s, const cl_mem planes[2], float out[
     size_t local, global;
     CLRED_TRY(histogram_launch(s, k, &local, &global));
     cl_uint prefix[2] = {0, 0}, prefix_mask = 0, rank[2] = {0, 0}, total[2] = {0, 0};
-    const cl_uint nbins = 1u << s->digit_bits;
-    cl_uint *hist = malloc(s->hist_bytes);
-    if (!hist)
-        return clred_fail(CLRED_ERR_MEMORY, "out of memory for a fill-value histogram");
-    clred_status st = CLRED_OK;
-    for (cl_uint shift = 32; shift > 0 && st == CLRED_OK;) {
-        shift -= s->digit_bits;
-        for (int p = 0; p < 2 && st == CLRED_OK; p++) {
-            st = clred_fill_zero(s->ctx, s->hist[p], s->hist_bytes);
-            if (st == CLRED_OK)
-                st = clred_args(k, "cr_good_histogram", CLRED_ARG(planes[p]), CLRED_ARG(s->b[B_BAD]),
-                                CLRED_ARG(s->n), CLRED_ARG(prefix[p]), CLRED_ARG(prefix_mask), CLRED_ARG(shift),
-                                CLRED_ARG(nbins), CLRED_ARG(s->hist[p]), CLRED_LOCAL(s->hist_bytes), (size_t)0);
-            if (st == CLRED_OK)
-                st = clred_run(s->ctx, k, "cr_good_histogram", 1, &global, &local);
+    cl_uint hist[SELECT_BINS];
+    for (cl_uint shift = 32; shift > 0;) {
+        shift -= 8;
+        for (int p = 0; p < 2; p++) {
+            CLRED_TRY(clred_fill_zero(s->ctx, s->hist[p], HIST_BYTES));
+            CLRED_TRY(clred_args(k, "cr_good_histogram", CLRED_ARG(planes[p]), CLRED_ARG(s->b[B_BAD]),
+                                 CLRED_ARG(s->n), CLRED_ARG(prefix[p]), CLRED_ARG(prefix_mask), CLRED_ARG(shift),
+                                 CLRED_ARG(s->hist[p]), CLRED_LOCAL(HIST_BYTES), (size_t)0));
+            CLRED_TRY(clred_run(s->ctx, k, "cr_good_histogram", 1, &global, &local));
         }
-        for (int p = 0; p < 2 && st == CLRED_OK; p++) {
-            st = clred_download(s->ctx, s->hist[p], 0, s->hist_bytes, hist);
-            if (st != CLRED_OK)
-                break;
-            if (shift + s->digit_bits == 32) {
-                for (cl_uint b = 0; b < nbins; b++)
+        for (int p = 0; p < 2; p++) {
+            CLRED_TRY(clred_download(s->ctx, s->hist[p], 0, HIST_BYTES, hist));
+            if (shift == 24) {
+                for (int b = 0; b < SELECT_BINS; b++)
                     total[p] += hist[b];
                 rank[p] = total[p] ? (total[p] - 1) / 2 : 0;
             }
             if (total[p] == 0)
                 continue;
             cl_uint below = 0, b = 0;
-            while (b < nbins - 1 && below + hist[b] <= rank[p])
+            while (b < SELECT_BINS - 1 && below + hist[b] <= rank[p])
                 below += hist[b++];
-            if (below + hist[b] <= rank[p]) {
-                st = clred_fail(CLRED_ERR_DEVICE, "cosmic: a fill-value histogram of a %d x %d image lost pixels",
-                                s->w, s->h);
-                break;
-            }
+            if (below + hist[b] <= rank[p])
+                return clred_fail(CLRED_ERR_DEVICE, "cosmic: a fill-value histogram of a %d x %d image lost pixels",
+                                  s->w, s->h);
             rank[p] -= below;
             prefix[p] |= b << shift;
         }
-        prefix_mask |= (nbins - 1) << shift;
+        prefix_mask |= 0xffu << shift;
     }
-    free(hist);
     for (int p = 0; p < 2; p++)
         out[p] = total[p] ? key_float(prefix[p]) : 0.0f;
-    return st;
+    return CLRED_OK;
 }
 
 /* One L.A.Cosmic iteration; *found receives the pixels flagged in it. */
