@@ -176,6 +176,12 @@ clred_status clred_run(clred_ctx *ctx, cl_kernel k, const char *name, cl_uint di
 /* clred_run with a fixed work-group shape capped by the kernel's limit and
  * the global size rounded up to it (the kernel must check its bounds). */
 clred_status clred_run_tiled(clred_ctx *ctx, cl_kernel k, const char *name, cl_uint dims, const size_t *global);
+/* Work-items across a row of width pixels for the kernels that take
+ * ctx->vector_width neighbouring pixels each (kernels/lib_vec.cl). */
+static inline size_t clred_vector_groups(const clred_ctx *ctx, size_t width)
+{
+    return (width + (size_t)ctx->vector_width - 1) / (size_t)ctx->vector_width;
+}
 
 /* a * b into *out; 0 when it overflows size_t (then *out is unspecified).
  * Every size computed from a file's header goes through this. */

@@ -399,8 +399,7 @@ static clred_status run_fused(clred_calibrator *cal, const clred_dimage *raw, co
                          CLRED_ARG(m[M_FLAT_VAR]), CLRED_ARG(m[M_FLAT_MASK]), CLRED_ARG(m[M_BPM]), CLRED_ARG(have),
                          CLRED_ARG(gain), CLRED_ARG(rn2), CLRED_ARG(t), CLRED_ARG(sat), CLRED_ARG(out_scale),
                          CLRED_ARG(sci), CLRED_ARG(var), CLRED_ARG(mask), (size_t)0));
-    /* a work-item calibrates vector_width pixels of a row (kernels/lib_vec.cl) */
-    size_t global[2] = {(width + (size_t)cal->ctx->vector_width - 1) / (size_t)cal->ctx->vector_width, height};
+    size_t global[2] = {clred_vector_groups(cal->ctx, width), height};
     return clred_run_tiled(cal->ctx, k, "calibrate_frame", 2, global);
 }
 

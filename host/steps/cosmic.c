@@ -25,13 +25,6 @@ clred_cosmic_opts clred_cosmic_defaults(void)
 
 /* ---- device median filters */
 
-/* Work-items across a row of width w for the kernels that take
- * vector_width neighbouring pixels each (kernels/lib_vec.cl). */
-static size_t vector_groups(const clred_ctx *ctx, int w)
-{
-    return ((size_t)w + (size_t)ctx->vector_width - 1) / (size_t)ctx->vector_width;
-}
-
 /* The filter name for a window: true medians 3/5/7, separable 5/7/9. */
 static const char *median_name(int size, int separable)
 {
@@ -48,7 +41,7 @@ static clred_status median_on_device(clred_ctx *ctx, cl_mem in, cl_mem out, cl_m
     if (!base)
         return clred_fail(CLRED_ERR_USAGE, "median filter: size %d is not one of %s", size,
                           separable ? "5, 7, 9 (separable)" : "3, 5, 7");
-    size_t global[2] = {vector_groups(ctx, w), (size_t)h};
+    size_t global[2] = {clred_vector_groups(ctx, (size_t)w), (size_t)h};
     cl_kernel k;
     if (!separable) {
         CLRED_TRY(clred_kernel(ctx, "cosmic", NULL, base, &k));
@@ -144,7 +137,7 @@ static clred_status run2d(cr_state *s, const char *name, cl_kernel *k)
 /* For the kernels that take vector_width pixels of a row per work-item. */
 static clred_status run2d_groups(cr_state *s, const char *name, cl_kernel *k)
 {
-    size_t global[2] = {vector_groups(s->ctx, s->w), (size_t)s->h};
+    size_t global[2] = {clred_vector_groups(s->ctx, (size_t)s->w), (size_t)s->h};
     return clred_run_tiled(s->ctx, *k, name, 2, global);
 }
 

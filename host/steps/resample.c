@@ -177,9 +177,7 @@ static clred_status resample_kernels(clred_ctx *ctx, const clred_dimage *img, co
                         CLRED_ARG(has_mask), CLRED_ARG(ignore), CLRED_ARG(iw), CLRED_ARG(ih), CLRED_ARG(dst),
                         CLRED_ARG(dst_var), CLRED_ARG(dst_mask), CLRED_ARG(iow), CLRED_ARG(ioh), CLRED_ARG(m),
                         CLRED_ARG(kind), CLRED_ARG(flux), (size_t)0);
-    /* resample_shift takes vector_width pixels of a row per work-item */
-    const size_t vw = shift_only ? (size_t)ctx->vector_width : 1;
-    size_t global[2] = {(ow + vw - 1) / vw, oh};
+    size_t global[2] = {shift_only ? clred_vector_groups(ctx, ow) : ow, oh};
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, name, 2, global);
     if (!has_var)
