@@ -1,6 +1,7 @@
-/* The 16-pixel vector combine kernel against the per-pixel kernel: for every
- * combine it serves (median or mean; no rejection or sigma clipping with a
- * std spread; masks, NaNs, scaling) the two must agree bit for bit in every
+/* The vector combine kernel (the device's vector width in pixels per
+ * work-item) against the per-pixel kernel: for every combine it serves
+ * (median or mean; no rejection or sigma clipping with a std spread; masks,
+ * NaNs, scaling) the two must agree bit for bit in every
  * output plane, on widths that leave a tail of pixels past the last vector.
  * The per-pixel kernel is itself checked against the double-precision
  * reference in test_combine. */
