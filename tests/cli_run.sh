@@ -102,10 +102,12 @@ cp "$TMP/out" "$TMP/copy.json"
 json_ok "copying path: one upload per raw frame, one download per product" "$TMP/copy.json" \
     "(lambda v: v['frames_in'] == 15 and v['image_uploads'] == 15 and v['products_out'] == 16 and v['image_downloads'] == 16)(d['device'])"
 # Where the zero-copy path was taken (no image uploads), the copying path's extra
-# upload bytes are image traffic only (the steps' small uploads are the same on
-# both): at most the 15 raw frames' pixels (128 x 128 float32), with no margin.
+# upload bytes are image traffic: the 15 raw frames' pixels (128 x 128 float32).
+# The steps' small uploads (counters, a few words each) vary by some tens of
+# bytes from run to run, so 4 KiB is allowed on top: any further image (64 KiB
+# each) is still caught.
 json_ok "copying path: extra upload bytes are at most the raw frames' pixels" "$TMP/copy.json" \
-    "(lambda z: z['image_uploads'] > 0 or d['device']['upload_bytes'] - z['upload_bytes'] <= 15 * 128 * 128 * 4)(json.load(open('$TMP/first.json'))['device'])"
+    "(lambda z: z['image_uploads'] > 0 or d['device']['upload_bytes'] - z['upload_bytes'] <= 15 * 128 * 128 * 4 + 4096)(json.load(open('$TMP/first.json'))['device'])"
 json_ok "manifest: per-frame transfer counts" "$TMP/out_copy/manifest.json" \
     "d['transfers']['image_uploads_per_frame'] == 1 and d['transfers']['image_downloads_per_product'] == 1"
 stat_near "copying path: the same stack" "$TMP/out_copy/stacks/SIMFIELD_r.fits" median \
