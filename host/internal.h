@@ -178,6 +178,10 @@ clred_status clred_run(clred_ctx *ctx, cl_kernel k, const char *name, cl_uint di
 clred_status clred_run_tiled(clred_ctx *ctx, cl_kernel k, const char *name, cl_uint dims, const size_t *global);
 /* Work-items across a row of width pixels for the kernels that take
  * ctx->vector_width neighbouring pixels each (kernels/lib_vec.cl). */
+/* A host wrapper's last step after a device step that changed the header
+ * (astrometry, zero points): the host image takes a copy of d's header. */
+clred_status clred_image_header_from(clred_image *img, const clred_dimage *d);
+
 static inline size_t clred_vector_groups(const clred_ctx *ctx, size_t width)
 {
     return (width + (size_t)ctx->vector_width - 1) / (size_t)ctx->vector_width;

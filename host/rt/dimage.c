@@ -538,3 +538,13 @@ clred_status clred_dimage_wrap_cl(clred_ctx *ctx, cl_mem sci, cl_mem var, cl_mem
 cl_mem clred_dimage_cl_sci(const clred_dimage *d) { return d->plane[CLRED_PLANE_SCI]; }
 cl_mem clred_dimage_cl_var(const clred_dimage *d) { return d->plane[CLRED_PLANE_VAR]; }
 cl_mem clred_dimage_cl_mask(const clred_dimage *d) { return d->plane[CLRED_PLANE_MASK]; }
+
+clred_status clred_image_header_from(clred_image *img, const clred_dimage *d)
+{
+    clred_header *h = clred_header_copy(d->header);
+    if (!h)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory copying a header");
+    clred_header_free(img->header);
+    img->header = h;
+    return CLRED_OK;
+}

@@ -400,15 +400,8 @@ clred_status clred_astrometry(clred_ctx *ctx, clred_image *img, const clred_refc
     clred_dimage *d;
     CLRED_TRY(clred_dimage_borrow(ctx, img, &d));
     clred_status st = clred_astrometry_dev(ctx, d, ref, opts, result);
-    if (st == CLRED_OK) {
-        clred_header *h = clred_header_copy(d->header);
-        if (!h)
-            st = clred_fail(CLRED_ERR_MEMORY, "out of memory copying a header");
-        else {
-            clred_header_free(img->header);
-            img->header = h;
-        }
-    }
+    if (st == CLRED_OK)
+        st = clred_image_header_from(img, d);
     clred_dimage_free(d);
     return st;
 }
