@@ -45,10 +45,10 @@ typedef struct {
     cl_mem spec, ref;             /* work spectrum, reference spectrum */
     cl_mem cross;                 /* the cross-power spectrum, kept through the inverse FFT */
     cl_mem twiddle, cols;         /* the upsampled DFT's row factors and first-stage sums */
+    cl_mem win_x, win_y;          /* the window along each axis of the region */
     size_t acc_size;              /* bytes of the device's acc_t */
-    cl_uint nlanes;               /* work-items of the peak and sidelobe reductions */
-    cl_mem lane_val, lane_idx, peak, lane_sums;
-    void *host_sums;              /* nlanes * 2 acc_t */
+    cl_mem row_val, row_x, row_sums; /* per surface row: highest value, its x, sums */
+    cl_mem peak;                  /* the peak's value bits and index, then two acc_t sums */
 } pc_state;
 
 /* Upsampled-DFT grids have at most UPS_MAX points a side: +-1 step of a
@@ -63,11 +63,12 @@ static void pc_release(pc_state *s)
     clred_release(&s->cross);
     clred_release(&s->twiddle);
     clred_release(&s->cols);
-    clred_release(&s->lane_val);
-    clred_release(&s->lane_idx);
+    clred_release(&s->win_x);
+    clred_release(&s->win_y);
+    clred_release(&s->row_val);
+    clred_release(&s->row_x);
+    clred_release(&s->row_sums);
     clred_release(&s->peak);
-    clred_release(&s->lane_sums);
-    free(s->host_sums);
     memset(s, 0, sizeof *s);
 }
 
@@ -91,6 +92,28 @@ static clred_status region_median(const pc_state *s, const clred_dimage *img, fl
     *median = (float)clred_median_inplace(v, n);
     free(v);
     return CLRED_OK;
+}
+
+/* The window along one axis of n samples into a new buffer. */
+static clred_status window_table(clred_ctx *ctx, size_t n, int kind, float alpha, cl_mem *out)
+{
+    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, n * sizeof(cl_float), NULL, out, "window table"));
+    cl_kernel k;
+    int in = (int)n;
+    CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "window_table", &k));
+    CLRED_TRY(clred_args(k, "window_table", CLRED_ARG(*out), CLRED_ARG(in), CLRED_ARG(kind), CLRED_ARG(alpha), (size_t)0));
+    return clred_run_tiled(ctx, k, "window_table", 1, &n);
+}
+
+/* The region's window tables, once per series: per pixel, the window is
+ * then a product of two table entries instead of two cosines. */
+static clred_status window_tables(pc_state *s)
+{
+    if (s->opts.window == CLRED_WINDOW_NONE)
+        return CLRED_OK;
+    float alpha = (float)s->opts.tukey_alpha;
+    CLRED_TRY(window_table(s->ctx, s->w, (int)s->opts.window, alpha, &s->win_x));
+    return window_table(s->ctx, s->h, (int)s->opts.window, alpha, &s->win_y);
 }
 
 static clred_status pc_init(pc_state *s, clred_ctx *ctx, size_t width, size_t height, const clred_phasecorr_opts *opts)
@@ -159,21 +182,17 @@ static clred_status pc_init(pc_state *s, clred_ctx *ctx, size_t width, size_t he
     if (st == CLRED_OK && opts->precision < 1.0)
         st = clred_buffer(ctx, CL_MEM_WRITE_ONLY, UPS_MAX * s->ncx * 2 * s->acc_size, NULL, &s->cols,
                           "upsampled DFT sums");
-    /* Enough lanes to keep every compute unit busy, few enough that their
-     * partial sums are a small download. */
-    size_t lanes = (size_t)ctx->info.compute_units * 64;
-    lanes = lanes < 256 ? 256 : lanes > 8192 ? 8192 : lanes;
-    s->nlanes = (cl_uint)lanes;
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, lanes * sizeof(cl_float), NULL, &s->lane_val, "peak lanes");
+        st = window_tables(s);
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, lanes * sizeof(cl_uint), NULL, &s->lane_idx, "peak lanes");
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, s->ny * sizeof(cl_float), NULL, &s->row_val, "peak rows");
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, 2 * sizeof(cl_uint), NULL, &s->peak, "correlation peak");
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, s->ny * sizeof(cl_int), NULL, &s->row_x, "peak rows");
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, lanes * 2 * s->acc_size, NULL, &s->lane_sums, "sidelobe sums");
-    if (st == CLRED_OK && !(s->host_sums = malloc(lanes * 2 * s->acc_size)))
-        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu sidelobe sums", lanes);
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, s->ny * 2 * s->acc_size, NULL, &s->row_sums, "sidelobe sums");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, 2 * sizeof(cl_uint) + 2 * s->acc_size, NULL, &s->peak,
+                          "correlation peak");
     if (st != CLRED_OK)
         pc_release(s);
     return st;
@@ -195,12 +214,12 @@ static clred_status pc_spectrum(pc_state *s, const clred_dimage *img, cl_mem dst
     cl_ushort ignore = s->opts.ignore_bits;
     int src_width = (int)s->width, x0 = (int)s->x0, y0 = (int)s->y0, w = (int)s->w, h = (int)s->h;
     cl_uint offset = 0;
-    int pitch = (int)clred_fft_pitch(s->nx), nx = (int)s->nx, ny = (int)s->ny, window = (int)s->opts.window;
-    float alpha = (float)s->opts.tukey_alpha;
+    int pitch = (int)clred_fft_pitch(s->nx), nx = (int)s->nx, ny = (int)s->ny, use_window = s->win_x != NULL;
+    cl_mem wx = use_window ? s->win_x : dst, wy = use_window ? s->win_y : dst; /* not read without a window */
     CLRED_TRY(clred_args(k, "pad_apodise", CLRED_ARG(src), CLRED_ARG(mask), CLRED_ARG(has_mask), CLRED_ARG(ignore),
                          CLRED_ARG(src_width), CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(dst),
                          CLRED_ARG(offset), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny), CLRED_ARG(fill),
-                         CLRED_ARG(window), CLRED_ARG(alpha), (size_t)0));
+                         CLRED_ARG(wx), CLRED_ARG(wy), CLRED_ARG(use_window), (size_t)0));
     size_t global[2] = {(size_t)pitch, s->ny};
     CLRED_TRY(clred_run_tiled(ctx, k, "pad_apodise", 2, global));
     return clred_fft_forward(ctx, s->plan, dst);
@@ -250,7 +269,7 @@ static clred_status upsampled_dft(const pc_state *s, const double *xs, size_t np
     if (st == CLRED_OK)
         st = clred_args(k, "upsample_columns", CLRED_ARG(s->cross), CLRED_ARG(incx), CLRED_ARG(iny),
                         CLRED_ARG(s->twiddle), CLRED_ARG(inrows), CLRED_ARG(s->cols), (size_t)0);
-    size_t global[2] = {ncx, nrows / 4};
+    size_t global[2] = {(ncx + 7) / 8, nrows / 4};
     if (st == CLRED_OK)
         st = clred_run_tiled(s->ctx, k, "upsample_columns", 2, global);
     if (st == CLRED_OK)
@@ -315,7 +334,8 @@ static clred_status refine(const pc_state *s, double *px, double *py, double *pe
 
 /* The integer peak of the correlation surface in s->spec (the first highest
  * value in raster order within max_shift) and the sums of its sidelobes,
- * reduced on the device; a few numbers come back. *bx < 0: no peak. */
+ * reduced on the device in one read of the surface; one download of a few
+ * numbers. *bx < 0: no peak. */
 static clred_status surface_peak(pc_state *s, long *bx, long *by, float *best, double *sum, double *sum2,
                                  size_t *count)
 {
@@ -324,42 +344,40 @@ static clred_status surface_peak(pc_state *s, long *bx, long *by, float *best, d
     /* For a whole shift, |shift| > max_shift is |shift| > floor(max_shift). */
     double maxs = s->opts.max_shift;
     cl_int lim = maxs > 0 ? (cl_int)fmin(floor(maxs), 2147483647.0) : -1;
-    size_t lanes = s->nlanes;
     cl_kernel k;
-    CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "corr_peak_lanes", &k));
-    CLRED_TRY(clred_args(k, "corr_peak_lanes", CLRED_ARG(s->spec), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny),
-                         CLRED_ARG(lim), CLRED_ARG(s->nlanes), CLRED_ARG(s->lane_val), CLRED_ARG(s->lane_idx),
+    CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "corr_scan_rows", &k));
+    CLRED_TRY(clred_args(k, "corr_scan_rows", CLRED_ARG(s->spec), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny),
+                         CLRED_ARG(lim), CLRED_ARG(s->row_val), CLRED_ARG(s->row_x), CLRED_ARG(s->row_sums),
                          (size_t)0));
-    size_t global = clred_round_up(lanes, 64);
-    CLRED_TRY(clred_run(ctx, k, "corr_peak_lanes", 1, &global, NULL));
+    size_t rows = s->ny;
+    CLRED_TRY(clred_run_tiled(ctx, k, "corr_scan_rows", 1, &rows));
     CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "corr_peak_final", &k));
-    CLRED_TRY(clred_args(k, "corr_peak_final", CLRED_ARG(s->lane_val), CLRED_ARG(s->lane_idx), CLRED_ARG(s->nlanes),
-                         CLRED_ARG(s->peak), (size_t)0));
+    CLRED_TRY(clred_args(k, "corr_peak_final", CLRED_ARG(s->spec), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny),
+                         CLRED_ARG(s->row_val), CLRED_ARG(s->row_x), CLRED_ARG(s->row_sums), CLRED_ARG(s->peak),
+                         (size_t)0));
     size_t one = 1;
     CLRED_TRY(clred_run(ctx, k, "corr_peak_final", 1, &one, NULL));
-    CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "corr_sidelobe_lanes", &k));
-    CLRED_TRY(clred_args(k, "corr_sidelobe_lanes", CLRED_ARG(s->spec), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny),
-                         CLRED_ARG(s->peak), CLRED_ARG(s->nlanes), CLRED_ARG(s->lane_sums), (size_t)0));
-    CLRED_TRY(clred_run(ctx, k, "corr_sidelobe_lanes", 1, &global, NULL));
-    cl_uint peak[2];
-    CLRED_TRY(clred_download(ctx, s->peak, 0, sizeof peak, peak));
-    if (peak[1] == 0xffffffffu) {
+    union {
+        cl_uint u[2 + 2 * sizeof(double) / sizeof(cl_uint)];
+        double d[1 + 2];
+    } res;
+    CLRED_TRY(clred_download(ctx, s->peak, 0, 2 * sizeof(cl_uint) + 2 * s->acc_size, &res));
+    if (res.u[1] == 0xffffffffu) {
         *bx = *by = -1;
         return CLRED_OK;
     }
-    CLRED_TRY(clred_download(ctx, s->lane_sums, 0, lanes * 2 * s->acc_size, s->host_sums));
-    memcpy(best, &peak[0], sizeof *best);
-    *bx = (long)(peak[1] % s->nx);
-    *by = (long)(peak[1] / s->nx);
-    const double *sd = s->host_sums;
-    const float *sf = s->host_sums;
-    double a = 0.0, b = 0.0;
-    for (size_t l = 0; l < lanes; l++) {
-        a += s->acc_size == sizeof(double) ? sd[2 * l] : (double)sf[2 * l];
-        b += s->acc_size == sizeof(double) ? sd[2 * l + 1] : (double)sf[2 * l + 1];
+    memcpy(best, &res.u[0], sizeof *best);
+    *bx = (long)(res.u[1] % s->nx);
+    *by = (long)(res.u[1] / s->nx);
+    if (s->acc_size == sizeof(double)) {
+        *sum = res.d[1];
+        *sum2 = res.d[2];
+    } else {
+        float f[2];
+        memcpy(f, &res.u[2], sizeof f);
+        *sum = f[0];
+        *sum2 = f[1];
     }
-    *sum = a;
-    *sum2 = b;
     /* The 11 x 11 box of cyclic neighbours holds min(n, 11) values per axis. */
     *count = s->nx * s->ny - (s->nx < 11 ? s->nx : 11) * (s->ny < 11 ? s->ny : 11);
     return CLRED_OK;
@@ -373,14 +391,12 @@ static clred_status pc_correlate(pc_state *s, clred_shift *out)
     cl_kernel k;
     CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "cross_power", &k));
     cl_uint n = (cl_uint)(s->ncx * s->ny);
-    int phase_only = s->opts.phase_only;
+    int phase_only = s->opts.phase_only, has_keep = s->cross != NULL;
+    cl_mem keep = has_keep ? s->cross : s->ref; /* any buffer: not written without has_keep */
     CLRED_TRY(clred_args(k, "cross_power", CLRED_ARG(s->spec), CLRED_ARG(s->ref), CLRED_ARG(n), CLRED_ARG(n),
-                         CLRED_ARG(phase_only), (size_t)0));
+                         CLRED_ARG(phase_only), CLRED_ARG(keep), CLRED_ARG(has_keep), (size_t)0));
     size_t global = n;
     CLRED_TRY(clred_run_tiled(ctx, k, "cross_power", 1, &global));
-    size_t bytes = clred_fft_bytes(s->nx, s->ny, 1);
-    if (s->opts.precision < 1.0)
-        CLRED_TRY(clred_copy(ctx, s->spec, s->cross, bytes));
     CLRED_TRY(clred_fft_inverse(ctx, s->plan, s->spec));
 
     long bx, by;
