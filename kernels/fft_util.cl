@@ -278,7 +278,9 @@ kernel void corr_scan_rows(global const float *surf, const int pitch, const int 
  * result is the first highest pixel in raster order (a sequential scan's),
  * and the sums of the surface outside the 11 x 11 px (cyclic) box around it:
  * the rows' sums less the box's values. out: uint [0] = the peak value's
- * bits, [1] = its index (CORR_NONE: none), then at byte 8 two acc_t. */
+ * bits, [1] = its index (CORR_NONE: none), then at byte 8 two acc_t, then at
+ * byte 24 the 3 x 3 (cyclic) values around the peak, row by row, from which
+ * the host estimates the sub-pixel peak. */
 kernel void corr_peak_final(global const float *surf, const int pitch, const int nx, const int ny,
                             global const float *row_val, global const int *row_x, global const acc_t *row_sums,
                             global uint *out)
@@ -311,6 +313,13 @@ kernel void corr_peak_final(global const float *surf, const int pitch, const int
                 s2 -= v * v;
             }
         }
+    }
+    if (bi != CORR_NONE) {
+        int bx = (int)(bi % (uint)nx), by = (int)(bi / (uint)nx);
+        global float *nb = (global float *)(out + 6);
+        for (int j = 0; j < 3; j++)
+            for (int i = 0; i < 3; i++)
+                nb[3 * j + i] = surf[(size_t)((by + j - 1 + ny) % ny) * (size_t)pitch + (size_t)((bx + i - 1 + nx) % nx)];
     }
     out[0] = as_uint(best);
     out[1] = bi;

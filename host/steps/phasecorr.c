@@ -2,8 +2,9 @@
  * layer on the device, the cross-power spectrum, the integer peak of its
  * inverse, then sub-pixel refinement by the upsampled DFT of the cross-power
  * spectrum around the peak (Guizar-Sicairos, Thurman & Fienup 2008) for a
- * small neighbourhood, zooming by 10 per stage: its large sum on the device,
- * the small one on the host in double. The integer peak and the
+ * small neighbourhood at the final step, started from a parabola through the
+ * integer peak's neighbours: its large sum on the device, the small one on
+ * the host in double. The integer peak and the
  * peak-to-sidelobe ratio are reduced on the device (kernels/fft_util.cl):
  * per frame only the peak, the sidelobe sums and the refinement's sums come
  * back. */
@@ -48,8 +49,12 @@ typedef struct {
     cl_mem win_x, win_y;          /* the window along each axis of the region */
     size_t acc_size;              /* bytes of the device's acc_t */
     cl_mem row_val, row_x, row_sums; /* per surface row: highest value, its x, sums */
-    cl_mem peak;                  /* the peak's value bits and index, then two acc_t sums */
+    cl_mem peak;                  /* PEAK_WORDS: see corr_peak_final */
 } pc_state;
+
+/* corr_peak_final's result: the peak's value bits and index, two acc_t
+ * sums from byte 8, the 3 x 3 neighbourhood's floats from byte 24. */
+#define PEAK_WORDS 16
 
 /* Upsampled-DFT grids have at most UPS_MAX points a side: +-1 step of a
  * tenth of the previous step is 21, padded to 24 for the kernel. */
@@ -191,8 +196,7 @@ static clred_status pc_init(pc_state *s, clred_ctx *ctx, size_t width, size_t he
     if (st == CLRED_OK)
         st = clred_buffer(ctx, CL_MEM_READ_WRITE, s->ny * 2 * s->acc_size, NULL, &s->row_sums, "sidelobe sums");
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, 2 * sizeof(cl_uint) + 2 * s->acc_size, NULL, &s->peak,
-                          "correlation peak");
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, PEAK_WORDS * sizeof(cl_uint), NULL, &s->peak, "correlation peak");
     if (st != CLRED_OK)
         pc_release(s);
     return st;
@@ -304,27 +308,40 @@ static clred_status upsampled_dft(const pc_state *s, const double *xs, size_t np
     return st;
 }
 
-/* Zooms on the peak: a grid of +-0.6 px at 0.1 px around the integer peak,
- * then +-1 step at a tenth of the step (the grid's maximum lies within half
- * a step of the true one), until the step reaches the requested precision. */
-static clred_status refine(const pc_state *s, double *px, double *py, double *peak)
+/* The highest point of the upsampled surface on the (2 half + 1)^2 grid of
+ * the given step centred on (cx, cy); *edge: it lies on the grid's border,
+ * so the surface may rise beyond it. */
+static clred_status grid_best(const pc_state *s, double cx, double cy, double step, size_t half, double *px,
+                              double *py, double *peak, int *edge)
 {
-    double step = 0.1, half = 0.6;
     double xs[UPS_MAX], ys[UPS_MAX], grid[UPS_MAX * UPS_MAX];
+    size_t n = 2 * half + 1;
+    for (size_t i = 0; i < n; i++) {
+        xs[i] = cx + ((double)i - (double)half) * step;
+        ys[i] = cy + ((double)i - (double)half) * step;
+    }
+    CLRED_TRY(upsampled_dft(s, xs, n, ys, n, grid));
+    size_t best = 0;
+    for (size_t i = 1; i < n * n; i++)
+        if (grid[i] > grid[best])
+            best = i;
+    size_t bi = best % n, bj = best / n;
+    *px = xs[bi];
+    *py = ys[bj];
+    *peak = grid[best];
+    *edge = bi == 0 || bi == n - 1 || bj == 0 || bj == n - 1;
+    return CLRED_OK;
+}
+
+/* Zooms on the peak from a grid of +-half px at step: then +-1 step at a
+ * tenth of the step (the grid's maximum lies within half a step of the true
+ * one), until the step reaches the requested precision. */
+static clred_status zoom(const pc_state *s, double step, double half, double *px, double *py, double *peak)
+{
     for (;;) {
         size_t n = (size_t)floor(2.0 * half / step + 0.5) + 1;
-        for (size_t i = 0; i < n; i++) {
-            xs[i] = *px - half + (double)i * step;
-            ys[i] = *py - half + (double)i * step;
-        }
-        CLRED_TRY(upsampled_dft(s, xs, n, ys, n, grid));
-        size_t best = 0;
-        for (size_t i = 1; i < n * n; i++)
-            if (grid[i] > grid[best])
-                best = i;
-        *px = xs[best % n];
-        *py = ys[best / n];
-        *peak = grid[best];
+        int edge;
+        CLRED_TRY(grid_best(s, *px, *py, step, n / 2, px, py, peak, &edge));
         if (step <= s->opts.precision * 1.001)
             return CLRED_OK;
         half = step;
@@ -332,12 +349,63 @@ static clred_status refine(const pc_state *s, double *px, double *py, double *pe
     }
 }
 
+/* The vertex of the parabola through (-1, l), (0, c), (1, r), within half a
+ * pixel; 0 where the three do not make a peak. */
+static double parabola_vertex(double l, double c, double r)
+{
+    double den = l - 2.0 * c + r;
+    if (!(den < 0.0))
+        return 0.0;
+    return fmax(-0.5, fmin(0.5, 0.5 * (l - r) / den));
+}
+
+/* Steps of the fine grid either side of its centre, and how often it may
+ * move before the refinement falls back to zooming from the integer peak. */
+#define FINE_HALF 10
+#define FINE_MOVES 4
+
+/* The sub-pixel peak near the integer peak (*px, *py) whose 3 x 3
+ * neighbourhood is nb. A parabola through the neighbourhood puts the peak
+ * within a few hundredths of a pixel for any star wider than a pixel, so the
+ * upsampled DFT starts at the fine step (0.01 px, or the precision if
+ * coarser) on a +-0.1 px grid around it, one read of the spectrum instead of
+ * a coarse 0.1 px stage first; where the grid's maximum lies on its border
+ * the grid moves there and is measured again, and a peak it cannot hold
+ * falls back to zooming from +-0.6 px at 0.1 px. Either way the result is the
+ * highest point on the same lattice of steps from the integer peak. */
+static clred_status refine(const pc_state *s, const float nb[9], double *px, double *py, double *peak)
+{
+    double prec = s->opts.precision;
+    if (prec * 1.001 >= 0.1)
+        return zoom(s, 0.1, 0.6, px, py, peak);
+    double step = fmax(prec, 0.01);
+    double cx = *px + step * floor(parabola_vertex(nb[3], nb[4], nb[5]) / step + 0.5);
+    double cy = *py + step * floor(parabola_vertex(nb[1], nb[4], nb[7]) / step + 0.5);
+    for (int moves = 0;; moves++) {
+        double bx, by;
+        int edge;
+        CLRED_TRY(grid_best(s, cx, cy, step, FINE_HALF, &bx, &by, peak, &edge));
+        if (!edge) {
+            *px = bx;
+            *py = by;
+            break;
+        }
+        if (moves == FINE_MOVES)
+            return zoom(s, 0.1, 0.6, px, py, peak);
+        cx = bx;
+        cy = by;
+    }
+    if (step <= prec * 1.001)
+        return CLRED_OK;
+    return zoom(s, fmax(step / 10.0, prec), step, px, py, peak);
+}
+
 /* The integer peak of the correlation surface in s->spec (the first highest
  * value in raster order within max_shift) and the sums of its sidelobes,
  * reduced on the device in one read of the surface; one download of a few
  * numbers. *bx < 0: no peak. */
-static clred_status surface_peak(pc_state *s, long *bx, long *by, float *best, double *sum, double *sum2,
-                                 size_t *count)
+static clred_status surface_peak(pc_state *s, long *bx, long *by, float *best, float nb[9], double *sum,
+                                 double *sum2, size_t *count)
 {
     clred_ctx *ctx = s->ctx;
     cl_int pitch = (cl_int)clred_fft_pitch(s->nx), nx = (cl_int)s->nx, ny = (cl_int)s->ny;
@@ -358,10 +426,11 @@ static clred_status surface_peak(pc_state *s, long *bx, long *by, float *best, d
     size_t one = 1;
     CLRED_TRY(clred_run(ctx, k, "corr_peak_final", 1, &one, NULL));
     union {
-        cl_uint u[2 + 2 * sizeof(double) / sizeof(cl_uint)];
-        double d[1 + 2];
+        cl_uint u[PEAK_WORDS];
+        double d[PEAK_WORDS / 2];
     } res;
-    CLRED_TRY(clred_download(ctx, s->peak, 0, 2 * sizeof(cl_uint) + 2 * s->acc_size, &res));
+    CLRED_TRY(clred_download(ctx, s->peak, 0, sizeof res, &res));
+    memcpy(nb, &res.u[6], 9 * sizeof *nb);
     if (res.u[1] == 0xffffffffu) {
         *bx = *by = -1;
         return CLRED_OK;
@@ -400,10 +469,10 @@ static clred_status pc_correlate(pc_state *s, clred_shift *out)
     CLRED_TRY(clred_fft_inverse(ctx, s->plan, s->spec));
 
     long bx, by;
-    float best = -INFINITY;
+    float best = -INFINITY, nb[9];
     double sum = 0.0, sum2 = 0.0;
     size_t count = 0;
-    CLRED_TRY(surface_peak(s, &bx, &by, &best, &sum, &sum2, &count));
+    CLRED_TRY(surface_peak(s, &bx, &by, &best, nb, &sum, &sum2, &count));
     if (bx < 0 || !isfinite(best))
         return clred_fail(CLRED_ERR_INPUT, "phase correlation found no peak within %g px (flat or empty frame?)",
                           s->opts.max_shift);
@@ -416,7 +485,7 @@ static clred_status pc_correlate(pc_state *s, clred_shift *out)
     double py = by <= (long)ny / 2 ? (double)by : (double)by - (double)ny;
     out->peak = best;
     if (s->opts.precision < 1.0)
-        CLRED_TRY(refine(s, &px, &py, &out->peak));
+        CLRED_TRY(refine(s, nb, &px, &py, &out->peak));
     out->dx = px;
     out->dy = py;
     return CLRED_OK;
