@@ -2,9 +2,11 @@
  * them for the context's life, and caching binaries on disk keyed by device,
  * driver, source and options, so a second run does not recompile. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -191,7 +193,10 @@ static void store_cached(cl_program program, const char *dir, const char *path, 
     if (clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS) {
         make_dirs(dir);
         char tmp[1100];
-        snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+        /* unique per process and per store, so two contexts of one process
+         * storing the same program do not write into one temporary */
+        static _Atomic unsigned stores;
+        snprintf(tmp, sizeof tmp, "%s.%ld.%u.tmp", path, (long)getpid(), stores++);
         cache_header h;
         memcpy(h.magic, CACHE_MAGIC, 8);
         h.key = key;
@@ -305,6 +310,29 @@ static clred_status assemble_source(const char *family, const char *body, char *
     return CLRED_OK;
 }
 
+/* CLRED_BUILD_LOG=FILE appends one line per program a process builds or
+ * loads: family, options, "cache" or "compiled", seconds and the process id
+ * (tab-separated). It counts the program variants a command or a test suite
+ * needs and what each costs (bench/latency.sh). One write(2) per line with
+ * O_APPEND, so concurrent processes do not interleave within a line. */
+static void log_build(const char *family, const char *options, int from_cache, double seconds)
+{
+    const char *path = getenv("CLRED_BUILD_LOG");
+    if (!path || !*path)
+        return;
+    char line[1400];
+    int n = snprintf(line, sizeof line, "%s\t%s\t%s\t%.3f\t%ld\n", family, options, from_cache ? "cache" : "compiled",
+                     seconds, (long)getpid());
+    if (n <= 0 || (size_t)n >= sizeof line)
+        return;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    ssize_t w = write(fd, line, (size_t)n);
+    (void)w; /* a diagnostic: a failed write changes nothing */
+    close(fd);
+}
+
 static clred_status get_program(clred_ctx *ctx, const char *family, const char *extra, program_entry **out)
 {
     if (!extra)
@@ -328,6 +356,7 @@ static clred_status get_program(clred_ctx *ctx, const char *family, const char *
              vector_width, extra);
 
     cl_program program = NULL;
+    double t0 = clred_now();
     const char *dir = clred_cache_dir();
     char path[1100] = "";
     uint64_t key = 0;
@@ -336,16 +365,39 @@ static clred_status get_program(clred_ctx *ctx, const char *family, const char *
         snprintf(path, sizeof path, "%s/%016llx.bin", dir, (unsigned long long)key);
         program = load_cached(ctx, path, key, options);
     }
+    int from_cache = program != NULL, lock = -1;
+    if (!program && dir) {
+        /* One process compiles a missing entry while the others wait for it
+         * and load it (parallel tests, a batch of commands started at once),
+         * instead of each compiling the same program. The lock is advisory
+         * and released by the kernel if its holder dies; without one (a
+         * read-only cache) every process compiles for itself, as before. */
+        char lock_path[1120];
+        snprintf(lock_path, sizeof lock_path, "%s.lock", path);
+        make_dirs(dir);
+        lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (lock >= 0 && flock(lock, LOCK_EX) != 0) {
+            close(lock);
+            lock = -1;
+        }
+        if (lock >= 0 && (program = load_cached(ctx, path, key, options)))
+            from_cache = 1;
+    }
     if (!program) {
         clred_status st = build_from_source(ctx, family, source, options, &program);
+        if (st == CLRED_OK && dir)
+            store_cached(program, dir, path, key);
         if (st != CLRED_OK) {
+            if (lock >= 0)
+                close(lock);
             free(source);
             return st;
         }
-        if (dir)
-            store_cached(program, dir, path, key);
     }
+    if (lock >= 0)
+        close(lock); /* releases the flock */
     free(source);
+    log_build(family, options, from_cache, clred_now() - t0);
 
     program_entry *e = calloc(1, sizeof *e);
     if (!e || !(e->family = strdup(family)) || !(e->options = strdup(extra))) {
