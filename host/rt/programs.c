@@ -2,6 +2,7 @@
  * them for the context's life, and caching binaries on disk keyed by device,
  * driver, source and options, so a second run does not recompile. */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -333,15 +334,18 @@ static void log_build(const char *family, const char *options, int from_cache, d
     close(fd);
 }
 
-static clred_status get_program(clred_ctx *ctx, const char *family, const char *extra, program_entry **out)
+static program_entry *find_program(clred_ctx *ctx, const char *family, const char *extra)
 {
-    if (!extra)
-        extra = "";
     for (program_entry *p = ctx->programs; p; p = p->next)
-        if (strcmp(p->family, family) == 0 && strcmp(p->options, extra) == 0) {
-            *out = p;
-            return CLRED_OK;
-        }
+        if (strcmp(p->family, family) == 0 && strcmp(p->options, extra) == 0)
+            return p;
+    return NULL;
+}
+
+/* Builds (or loads from the disk cache) one program into a new entry not
+ * yet in the context's list. Safe to run in several threads at once. */
+static clred_status make_program(clred_ctx *ctx, const char *family, const char *extra, program_entry **out)
+{
     const char *body = family_source(family);
     if (!body)
         return clred_fail(CLRED_ERR_DEVICE, "no embedded kernel program named '%s'", family);
@@ -409,10 +413,95 @@ static clred_status get_program(clred_ctx *ctx, const char *family, const char *
         return clred_fail(CLRED_ERR_MEMORY, "out of memory building kernels");
     }
     e->program = program;
-    e->next = ctx->programs;
-    ctx->programs = e;
     *out = e;
     return CLRED_OK;
+}
+
+static void free_entry(program_entry *p)
+{
+    kernel_entry *k = p->kernels;
+    while (k) {
+        kernel_entry *kn = k->next;
+        clReleaseKernel(k->kernel);
+        free(k->name);
+        free(k);
+        k = kn;
+    }
+    clReleaseProgram(p->program);
+    free(p->family);
+    free(p->options);
+    free(p);
+}
+
+static clred_status get_program(clred_ctx *ctx, const char *family, const char *extra, program_entry **out)
+{
+    if (!extra)
+        extra = "";
+    if ((*out = find_program(ctx, family, extra)))
+        return CLRED_OK;
+    CLRED_TRY(make_program(ctx, family, extra, out));
+    (*out)->next = ctx->programs;
+    ctx->programs = *out;
+    return CLRED_OK;
+}
+
+/* ---- building ahead, in parallel */
+
+typedef struct {
+    clred_ctx *ctx;
+    const char *const *families;
+    size_t n;
+    _Atomic size_t next;
+    pthread_mutex_t lock; /* guards ctx->programs */
+} prefetch_job;
+
+static void *prefetch_worker(void *arg)
+{
+    prefetch_job *j = arg;
+    for (size_t i; (i = j->next++) < j->n;) {
+        pthread_mutex_lock(&j->lock);
+        int have = find_program(j->ctx, j->families[i], "") != NULL;
+        pthread_mutex_unlock(&j->lock);
+        program_entry *e;
+        /* A failure is left for clred_kernel to report when the program is used. */
+        if (have || make_program(j->ctx, j->families[i], "", &e) != CLRED_OK)
+            continue;
+        pthread_mutex_lock(&j->lock);
+        if (find_program(j->ctx, j->families[i], "")) {
+            free_entry(e); /* the same family twice in the list */
+        } else {
+            e->next = j->ctx->programs;
+            j->ctx->programs = e;
+        }
+        pthread_mutex_unlock(&j->lock);
+    }
+    return NULL;
+}
+
+/* Host threads that compile at once: a driver compiles each program in one
+ * thread, so a command that needs several compiles them side by side on the
+ * host's cores, whatever the device. */
+#define PREFETCH_THREADS_MAX 8
+
+void clred_programs_prefetch(clred_ctx *ctx, const char *const *families, size_t n)
+{
+    if (n == 0)
+        return;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t nthreads = cores > 1 ? (size_t)cores : 1;
+    nthreads = nthreads > n ? n : nthreads;
+    nthreads = nthreads > PREFETCH_THREADS_MAX ? PREFETCH_THREADS_MAX : nthreads;
+    prefetch_job j = {.ctx = ctx, .families = families, .n = n, .next = 0};
+    pthread_mutex_init(&j.lock, NULL);
+    pthread_t threads[PREFETCH_THREADS_MAX];
+    size_t started = 0;
+    for (; started + 1 < nthreads; started++)
+        if (pthread_create(&threads[started], NULL, prefetch_worker, &j) != 0)
+            break;
+    prefetch_worker(&j); /* this thread works too; alone if no thread could start */
+    for (size_t t = 0; t < started; t++)
+        pthread_join(threads[t], NULL);
+    pthread_mutex_destroy(&j.lock);
 }
 
 clred_status clred_kernel(clred_ctx *ctx, const char *family, const char *options, const char *name,
@@ -450,18 +539,7 @@ void clred_programs_release(clred_ctx *ctx)
     program_entry *p = ctx->programs;
     while (p) {
         program_entry *next = p->next;
-        kernel_entry *k = p->kernels;
-        while (k) {
-            kernel_entry *kn = k->next;
-            clReleaseKernel(k->kernel);
-            free(k->name);
-            free(k);
-            k = kn;
-        }
-        clReleaseProgram(p->program);
-        free(p->family);
-        free(p->options);
-        free(p);
+        free_entry(p);
         p = next;
     }
     ctx->programs = NULL;
