@@ -1520,6 +1520,10 @@ typedef struct {
     double min_snr;              /* stars measured below this S/N are not used (default 10) */
     size_t min_stars;            /* fewer stars is refused (default 5) */
     clred_detect_opts dopts;     /* star detection (thresh 3) */
+    const struct clred_psf_s *psf; /* PSF magnitudes (clred_psf_photometry) with this PSF instead of aperture
+                                    magnitudes (default NULL) */
+    int psf_measure;             /* PSF magnitudes with a PSF measured on the image (clred_psf_model_measure,
+                                    default options; default 0) */
 } clred_zeropoint_opts;
 
 CLRED_API clred_zeropoint_opts clred_zeropoint_defaults(void);
@@ -1531,7 +1535,9 @@ typedef struct {
     size_t nmatched, nused;
     double sky_rms;              /* per-pixel background RMS (image units) */
     double fwhm;                 /* seeing from the stars (clred_sources_seeing), px; NaN if none */
-    double limit_mag;            /* 5 sigma point source in the aperture: zp - 2.5 log10(5 rms sqrt(pi r^2)) */
+    double limit_mag;            /* 5 sigma point source in the aperture: zp - 2.5 log10(5 rms sqrt(pi r^2));
+                                    with a PSF, of a PSF fit: zp - 2.5 log10(5 rms / sqrt(sum P^2)) */
+    int psf;                     /* 1 when the magnitudes were PSF magnitudes */
 } clred_zeropoint_result;
 
 /* Detects stars, measures them in apertures (stars flagged or below min_snr
@@ -1597,6 +1603,10 @@ typedef struct {
     int difference_annulus; /* keep phot's annulus on difference images (default 0) */
     int sky;               /* targets are RA, Dec (degrees), placed on each image through its WCS (default 0:
                               pixel x, y, the same on every image) */
+    const struct clred_psf_s *psf; /* forced PSF photometry (clred_psf_photometry_dev, positions held) with this
+                              PSF instead of apertures (default NULL) */
+    int psf_measure;       /* forced PSF photometry with a PSF measured on each image (direct images) */
+    double psf_fit_radius; /* the PSF fit's radius, px (0 = clred_psf_phot_defaults') */
 } clred_lightcurve_opts;
 
 CLRED_API clred_lightcurve_opts clred_lightcurve_defaults(void);
@@ -1929,7 +1939,7 @@ CLRED_API clred_frame_kind clred_frame_kind_parse(const char *value);
 
 /* A pixel-grid PSF: size x size (size odd), unit sum, its centre on pixel
  * (size / 2, size / 2). */
-typedef struct {
+typedef struct clred_psf_s {
     size_t size;
     float *data;        /* size * size, row-major */
     double fwhm;        /* px: 2 sqrt(area above half maximum / pi) of the model */
