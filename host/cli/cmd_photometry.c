@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -164,8 +165,15 @@ static int parse_args(int argc, char **argv, phot_args *a)
     return EXIT_OK;
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static void json_summary(const phot_args *a, size_t n, size_t nflagged, double seeing, size_t nseeing,
-                         const clred_psf *psf, size_t npsf_failed, clred_ctx *ctx)
+                         const clred_psf *psf, size_t npsf_failed, double aperture_s, double psf_s, clred_ctx *ctx)
 {
     clred_timing t;
     clred_ctx_timing(ctx, &t);
@@ -184,7 +192,8 @@ static void json_summary(const phot_args *a, size_t n, size_t nflagged, double s
         printf("null");
     printf(", \"nseeing\": %zu, \"psf_fwhm\": ", nseeing);
     if (psf && psf->data && isfinite(psf->fwhm))
-        printf("%.4f, \"psf_nstars\": %zu, \"npsf_failed\": %zu", psf->fwhm, psf->nstars, npsf_failed);
+        printf("%.4f, \"psf_nstars\": %zu, \"npsf_failed\": %zu, \"psf_s\": %.6f", psf->fwhm, psf->nstars,
+               npsf_failed, psf_s);
     else
         printf("null");
     printf(", \"catalog\": ");
@@ -197,7 +206,7 @@ static void json_summary(const phot_args *a, size_t n, size_t nflagged, double s
         cli_json_string(stdout, a->csv);
     else
         printf("null");
-    printf(", \"kernel_s\": %.6f}\n", t.kernel_s);
+    printf(", \"aperture_s\": %.6f, \"kernel_s\": %.6f}\n", aperture_s, t.kernel_s);
 }
 
 int cmd_photometry(int argc, char **argv)
@@ -225,6 +234,7 @@ int cmd_photometry(int argc, char **argv)
     clred_psf model = {0};
     clred_psf_phot *pp = NULL;
     size_t npsf_failed = 0;
+    double aperture_s = 0, psf_s = 0; /* wall time of the photometry calls alone (bench/psfphot) */
     double *x = NULL, *y = NULL, level = 0, sd = 0, seeing = NAN;
     size_t n = 0, nsrc = 0, nseeing = 0, nflagged = 0;
     clred_status st = CLRED_OK;
@@ -273,8 +283,10 @@ int cmd_photometry(int argc, char **argv)
     cli_progress("photometry of %zu positions", n);
     if (st == CLRED_OK && !(phot = calloc(n ? n : 1, sizeof *phot)))
         st = CLRED_ERR_MEMORY;
+    double t0 = now_s();
     if (st == CLRED_OK)
         st = clred_aperture_photometry(ctx, &img, x, y, n, &a.phot, phot);
+    aperture_s = now_s() - t0;
     if (st == CLRED_OK && a.psf) {
         if (strcmp(a.psf, "measure") == 0) {
             clred_psf_opts po = clred_psf_defaults();
@@ -289,8 +301,10 @@ int cmd_photometry(int argc, char **argv)
         a.psfopt.zeropoint = a.phot.zeropoint;
         if (st == CLRED_OK && !(pp = calloc(n ? n : 1, sizeof *pp)))
             st = CLRED_ERR_MEMORY;
+        t0 = now_s();
         if (st == CLRED_OK)
             st = clred_psf_photometry(ctx, &img, &model, x, y, n, &a.psfopt, pp);
+        psf_s = now_s() - t0;
         for (size_t i = 0; st == CLRED_OK && i < n; i++)
             npsf_failed += (pp[i].flags & CLRED_SRC_PSF_FAILED) != 0;
     }
@@ -331,7 +345,7 @@ int cmd_photometry(int argc, char **argv)
         goto done;
     }
     if (a.json)
-        json_summary(&a, n, nflagged, seeing, nseeing, pp ? &model : NULL, npsf_failed, ctx);
+        json_summary(&a, n, nflagged, seeing, nseeing, pp ? &model : NULL, npsf_failed, aperture_s, psf_s, ctx);
     else
         fprintf(stderr, "clred photometry: %zu positions in %s (%zu flagged)\n", n, a.input, nflagged);
     rc = EXIT_OK;
