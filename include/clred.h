@@ -1629,7 +1629,7 @@ typedef struct {
     size_t target, image;  /* indices */
     double mjd;            /* mid-exposure (clred_header_mjd) */
     double x, y;           /* where it was measured */
-    double flux, flux_err; /* aperture flux (+ ref_flux), error from the VAR plane (else the annulus RMS) */
+    double flux, flux_err; /* aperture or PSF flux (+ ref_flux), error from the VAR plane (else the annulus RMS) */
     double mag, mag_err;   /* -2.5 log10(flux) + MAGZP of the image (else phot.zeropoint); NaN when flux <= 0 */
     unsigned flags;        /* CLRED_SRC_* of the photometry */
 } clred_lc_point;
