@@ -859,6 +859,40 @@ CLRED_API clred_status clred_trace_fit_infill(clred_image *img, const clred_trac
 CLRED_API clred_status clred_trace_fit_write_csv(const char *path, const char *const *names,
                                                  const clred_trace_fit *fits, size_t nfits, int overwrite);
 
+/* The spectral region found from the trace (clred proxy without a mask):
+ * the profile of each bin of columns is fitted (clred_trace_fit_frame); a
+ * bin gives its centre, width and peak separation from the double Gaussian
+ * where that is a real pair (both peaks positive, the weaker at least a tenth
+ * of the stronger, a smaller chi2 than the single one), else from the single
+ * Gaussian (separation 0). Polynomials of degree order in u = 2 x / (w - 1) - 1
+ * are fitted to the three over the bins (least squares, refitted once
+ * without the bins beyond 4 robust sigmas), and pixel (x, y) is spectral
+ * when |y - centre(x)| <= split(x) / 2 + k sigma(x). The simulator's band
+ * (spectral_half = 5 trace sigmas) is this with k = 5 where the trace has
+ * not split. Give it a frame with the trace well above the noise and
+ * little else: the median of the science frames less the median dark. */
+#define CLRED_TRACE_REGION_MAX_ORDER 3
+typedef struct {
+    size_t bin;  /* columns per fit bin (default 25) */
+    int order;   /* polynomial degree 0..3 (default 2) */
+    double k;    /* half-width in trace sigmas beyond the peaks (default 5) */
+} clred_trace_region_opts;
+
+typedef struct {
+    int order;
+    double k;
+    double centre[CLRED_TRACE_REGION_MAX_ORDER + 1], sigma[CLRED_TRACE_REGION_MAX_ORDER + 1],
+        split[CLRED_TRACE_REGION_MAX_ORDER + 1]; /* coefficients of 1, u, u^2, u^3 */
+    size_t nbins_used, nspectral;
+} clred_trace_region;
+
+CLRED_API clred_trace_region_opts clred_trace_region_defaults(void);
+/* spectral: width * height flags written (1 = spectral); out may be NULL. */
+CLRED_API clred_status clred_trace_region_find(const clred_image *frame, const clred_trace_region_opts *opts,
+                                               uint8_t *spectral, clred_trace_region *out);
+/* The value of coefficients coef (degree order) at u. */
+CLRED_API double clred_trace_region_poly(const double *coef, int order, double u);
+
 /* The proxy-pixel reduction of a set (clred proxy): the match, then per
  * science frame its background and final frame, the median of the science
  * frames and of the final frames, the profile fits of the median final frame
@@ -869,12 +903,18 @@ CLRED_API clred_status clred_trace_fit_write_csv(const char *path, const char *c
  * median_science.fits, median_final.fits, fits.csv, median_final.png,
  * final_NNN.png (asinh), and clean_NNN.fits: the final frame with its empty
  * and negative spectral pixels infilled from its (ratio-tied) fit, then
- * cleaned of cosmic rays (clred_cosmic with opts.cosmic). */
+ * cleaned of cosmic rays (clred_cosmic with opts.cosmic). With spectral
+ * NULL the spectral region is found from the trace in the median science
+ * frame (clred_trace_region_find with opts.region) and written as
+ * spectral.fits (1 = spectral); the frame fitted is the median science frame
+ * less the median dark, since the dark signal and hot pixels would hide the
+ * trace. */
 typedef struct {
     clred_proxy_opts match;
     size_t bin;     /* columns per fit bin (default 25) */
     int png;        /* write the quick-look PNGs (default 1) */
     clred_cosmic_opts cosmic; /* clred_cosmic_defaults() with gain 1, readnoise 3 e-, no saturation level */
+    clred_trace_region_opts region; /* when no spectral region is given (clred_trace_region_defaults()) */
     int overwrite;
 } clred_proxy_run_opts;
 
@@ -882,6 +922,9 @@ typedef struct {
     size_t nspectral, nmatched, ncandidates, nhot, nmissing;
     size_t ninfilled, ncosmic; /* over all final frames */
     double match_s, total_s; /* wall seconds of the search and of the whole run */
+    double match_cpu_s;      /* CPU seconds of the search (the process's, device threads included on a CPU) */
+    int region_found;         /* spectral was NULL: the region was found from the trace */
+    clred_trace_region region; /* then its polynomials */
 } clred_proxy_report;
 
 CLRED_API clred_proxy_run_opts clred_proxy_run_defaults(void);

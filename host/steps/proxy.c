@@ -83,13 +83,15 @@ static void bufs_release(proxy_bufs *b)
         clred_release(all[i]);
 }
 
-/* The pixels' T dark values, pixel-major, and their columns and indices. */
-static void pack(const clred_image *darks, size_t T, const size_t *pix, size_t n, float *series, int *xs, int *idx)
+/* The pixels' T dark values, pixel-major with stride tp (>= T; the pads
+ * are 0), and their columns and indices. */
+static void pack(const clred_image *darks, size_t T, size_t tp, const size_t *pix, size_t n, float *series, int *xs,
+                 int *idx)
 {
     size_t w = darks[0].width;
     for (size_t k = 0; k < n; k++) {
-        for (size_t t = 0; t < T; t++)
-            series[k * T + t] = darks[t].sci[pix[k]];
+        for (size_t t = 0; t < tp; t++)
+            series[k * tp + t] = t < T ? darks[t].sci[pix[k]] : 0.0f;
         xs[k] = (int)(pix[k] % w);
         if (idx)
             idx[k] = (int)pix[k];
@@ -102,21 +104,24 @@ static clred_status search(clred_ctx *ctx, const clred_image *darks, size_t T, c
     int np = 8;
     while ((size_t)np < T)
         np <<= 1;
-    char options[32];
-    snprintf(options, sizeof options, "-D NP=%d", np);
-    float *spec = malloc(S * T * sizeof *spec), *cand = malloc(C * T * sizeof *cand);
+    /* the series' stride: T rounded up to the kernel's vector width */
+    size_t vw = (size_t)ctx->vector_width, tp = (T + vw - 1) / vw * vw;
+    enum { TILE = 32 };
+    char options[96];
+    snprintf(options, sizeof options, "-D NT=%zu -D TP=%zu -D NP=%d -D TILE=%d", T, tp, np, (int)TILE);
+    float *spec = malloc(S * tp * sizeof *spec), *cand = malloc(C * tp * sizeof *cand);
     int *sx = malloc(S * sizeof *sx), *cx = malloc(C * sizeof *cx), *ci = malloc(C * sizeof *ci);
     const clred_device_info *dev = clred_ctx_device(ctx);
     /* slices of the candidates, so that a device has work-items enough
      * (a GPU wants ~10^5 in flight; a CPU a few per core) */
     size_t target = dev->is_gpu ? 1024 * (size_t)(dev->compute_units + 1) : 64 * (size_t)(dev->compute_units + 1);
-    size_t nslices = (target + S - 1) / S, max_slices = (C + 31) / 32;
+    size_t nslices = (target + S - 1) / S, max_slices = (C + TILE - 1) / TILE;
     if (nslices > max_slices)
         nslices = max_slices;
     if (nslices < 1)
         nslices = 1;
     size_t slice_len = (C + nslices - 1) / nslices;
-    slice_len = (slice_len + 31) / 32 * 32;
+    slice_len = (slice_len + TILE - 1) / TILE * TILE;
     nslices = (C + slice_len - 1) / slice_len;
     size_t nout = nslices * S;
     double *k1 = malloc(S * sizeof *k1), *med = malloc(S * sizeof *med), *sd = malloc(S * sizeof *sd),
@@ -128,16 +133,16 @@ static clred_status search(clred_ctx *ctx, const clred_image *darks, size_t T, c
                           ? CLRED_OK
                           : clred_fail(CLRED_ERR_MEMORY, "proxy: out of memory for %zu x %zu series", S + C, T);
     if (st == CLRED_OK) {
-        pack(darks, T, spix, S, spec, sx, NULL);
-        pack(darks, T, cpix, C, cand, cx, ci);
+        pack(darks, T, tp, spix, S, spec, sx, NULL);
+        pack(darks, T, tp, cpix, C, cand, cx, ci);
     }
     const cl_mem_flags ro = CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR;
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, ro, S * T * sizeof *spec, spec, &b.spec, "spectral series");
+        st = clred_buffer(ctx, ro, S * tp * sizeof *spec, spec, &b.spec, "spectral series");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, ro, S * sizeof *sx, sx, &b.spec_x, "spectral columns");
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, ro, C * T * sizeof *cand, cand, &b.cand, "candidate series");
+        st = clred_buffer(ctx, ro, C * tp * sizeof *cand, cand, &b.cand, "candidate series");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, ro, C * sizeof *cx, cx, &b.cand_x, "candidate columns");
     if (st == CLRED_OK)
@@ -148,16 +153,16 @@ static clred_status search(clred_ctx *ctx, const clred_image *darks, size_t T, c
     if (st == CLRED_OK)
         st = clred_buffer(ctx, CL_MEM_READ_WRITE, nout * sizeof(int), NULL, &b.idx, "proxy indices");
     cl_kernel k;
-    int iS = (int)S, iC = (int)C, iT = (int)T, method = (int)o->method, window = o->window, ilen = (int)slice_len,
+    int iS = (int)S, iC = (int)C, method = (int)o->method, window = o->window, ilen = (int)slice_len,
         ins = (int)nslices;
     size_t local[2] = {dev->max_work_group >= 64 ? 64 : dev->max_work_group, 1};
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "proxy", options, "proxy_match", &k);
     if (st == CLRED_OK)
         st = clred_args(k, "proxy_match", CLRED_ARG(b.spec), CLRED_ARG(b.spec_x), CLRED_ARG(iS), CLRED_ARG(b.cand),
-                        CLRED_ARG(b.cand_x), CLRED_ARG(b.cand_idx), CLRED_ARG(iC), CLRED_ARG(iT), CLRED_ARG(method),
+                        CLRED_ARG(b.cand_x), CLRED_ARG(b.cand_idx), CLRED_ARG(iC), CLRED_ARG(method),
                         CLRED_ARG(window), CLRED_ARG(ilen), CLRED_ARG(b.k1), CLRED_ARG(b.k2), CLRED_ARG(b.idx),
-                        CLRED_ARG(b.med), CLRED_ARG(b.sd), CLRED_ARG(b.msr), CLRED_LOCAL(32 * T * sizeof(float)),
+                        CLRED_ARG(b.med), CLRED_ARG(b.sd), CLRED_ARG(b.msr), CLRED_LOCAL(TILE * tp * sizeof(float)),
                         (size_t)0);
     size_t global[2] = {clred_round_up(S, local[0]), nslices};
     if (st == CLRED_OK)
