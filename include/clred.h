@@ -1865,7 +1865,7 @@ CLRED_API clred_status clred_cube_table_write(const char *csv_path, const clred_
  * classified by its header, masters are built per exposure (darks) and per
  * filter (flats), each science frame goes up to the device once and is
  * calibrated, cleaned of cosmic rays and background-subtracted there (the
- * background map is kept), and the frames of each (object, filter) group are
+ * background model is kept), and the frames of each (object, filter) group are
  * aligned and stacked. Every product is written atomically beside a
  * manifest (manifest.json: inputs with sizes and mtimes, outputs, the
  * parameters, the software version, timings per stage, what was skipped and
@@ -1873,8 +1873,9 @@ CLRED_API clred_status clred_cube_table_write(const char *csv_path, const clred_
  *
  * Output layout under outdir: masters/bias.fits, masters/dark_<t>s.fits (per
  * second, from the darks of exposure t), masters/flat_<filter>.fits,
- * calibrated/<frame>.fits, background/<frame>.fits,
- * stacks/<object>_<filter>.fits, manifest.json (manifest.shard-<i>-of-<n>.json
+ * calibrated/<frame>.fits, background/<frame>.fits (the model product),
+ * stacks/<object>_<filter>.fits (and _bkg.fits: its final background, when
+ * asked for), manifest.json (manifest.shard-<i>-of-<n>.json
  * for a shard). */
 
 /* How a frame is classified: the first of the keywords present names it. */
@@ -1903,8 +1904,15 @@ typedef struct {
     int cosmic;               /* remove cosmic rays from science frames (default 1) */
     clred_cosmic_opts cosmic_opts; /* clred_cosmic_defaults(), with the calibration's variance as the noise
                                       model and no saturation level (SATURATED pixels are masked already) */
-    int background;           /* subtract the mesh background and write its map (default 1) */
+    int background;           /* subtract the mesh background and write its model (default 1): background/<frame>.fits
+                                 is a clred_bkg_model_write product (mesh, RMS mesh, interpolation settings), so
+                                 clred_bkg_model_restore of it on calibrated/<frame>.fits gives the unsubtracted
+                                 frame to float32 rounding */
     clred_bkg_opts bkg_opts;  /* clred_bkg_defaults() */
+    int bkg_save_map;         /* the background products carry the full map too (BKGMAP; default 0) */
+    int coadd_background;     /* subtract a final background from each stack (clred_coadd_background) and write
+                                 its model with the full map as stacks/<object>_<filter>_bkg.fits (default 0) */
+    clred_bkg_opts coadd_bkg_opts; /* clred_coadd_bkg_defaults() (256-pixel boxes, sources masked) */
     clred_stack_opts stack;   /* clred_stack_defaults() with additive scaling and clipping as dark_combine */
     int quality;              /* measure each science frame's quality (clred_measure_quality) into the manifest
                                  (default 1) */
