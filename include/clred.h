@@ -783,7 +783,10 @@ CLRED_API clred_status clred_cosmic_dev(clred_ctx *ctx, clred_dimage *img, const
  * values), msr = sum r^2 / n and std = sqrt(max(msr - (sum r / n)^2, 0)).
  * MEDIAN: the candidate with the smallest |median|; among exact ties the
  * smallest std; then the lowest pixel index (row-major). Dark frames in
- * ADU are integers, so ties in |median| are common and exact. LSQ: the
+ * ADU are integers, so ties in |median| are common and exact. With a tie
+ * tolerance t > 0 the ties are the candidates with |median| <= (the smallest
+ * |median|) + t (computed in double), among which the smallest std wins,
+ * then the lowest index (a second pass over the candidates). LSQ: the
  * smallest msr, then the lowest index. The search is exhaustive over the
  * candidates, or over those within window columns of the spectral pixel. */
 typedef enum { CLRED_PROXY_MEDIAN = 0, CLRED_PROXY_LSQ } clred_proxy_method;
@@ -793,6 +796,7 @@ typedef struct {
     int window;                /* > 0: candidates within this many columns only (default 0 = all) */
     double fill_value;         /* a value meaning "not downlinked", besides NaN (default NaN = none) */
     double hot_sigma;          /* default 10 */
+    double tie_tolerance;      /* MEDIAN: |median| within this of the smallest ties (default 0 = exact ties) */
 } clred_proxy_opts;
 
 /* Per pixel (width * height, row-major); scores are NaN where no proxy. */
@@ -1958,7 +1962,8 @@ typedef struct {
     uint64_t image_uploads, image_downloads;
     size_t frames_in;              /* images read for the device: raw frames, unchanged masters and calibrated
                                       frames reused, calibrated frames read back for a stack */
-    size_t products_out;           /* products brought down to be written */
+    size_t products_out;           /* image products brought down to be written (the background model
+                                      products are meshes, not images: not counted) */
     size_t stacks_read_back;       /* stacks whose frames would not fit the device's budget: their calibrated
                                       frames were written, then read back from the files */
     char *manifest;                /* path of the manifest written */

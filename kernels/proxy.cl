@@ -79,15 +79,17 @@ inline float hsum_f(const vecf v)
  * (pixel-major, stride TP); spec_x / cand_x their columns, cand_idx their
  * pixel indices (ascending, so the lowest index wins ties within a slice).
  * method 0: keys (|median|, std); 1: (msr, 0). Outputs per (slice, s).
+ * With use_limit (the median method's tie tolerance, a second pass) only
+ * candidates with |median| <= limit[s] count, all as ties (key 0, std).
  *
  * Each candidate first meets an exact bound in float vectors (VW lanes):
  * most candidates end there, after NV vector subtractions; only the few
  * that may win get the double scores and the sort. */
 kernel void proxy_match(global const float *spec, global const int *spec_x, const int S, global const float *cand,
                         global const int *cand_x, global const int *cand_idx, const int C, const int method,
-                        const int window, const int slice_len, global double *out_k1, global double *out_k2,
-                        global int *out_idx, global double *out_med, global double *out_std, global double *out_msr,
-                        local float *tile)
+                        const int window, const int slice_len, const int use_limit, global const double *limit,
+                        global double *out_k1, global double *out_k2, global int *out_idx, global double *out_med,
+                        global double *out_std, global double *out_msr, local float *tile)
 {
     const int s = get_global_id(0), slice = get_global_id(1), lid = get_local_id(0), lsz = get_local_size(0);
     const bool active = s < S;
@@ -100,7 +102,8 @@ kernel void proxy_match(global const float *spec, global const int *spec_x, cons
     int bidx = INT_MAX;
     /* hi: the largest float <= b1, so that for a float d, d > hi exactly
      * when (double)d > b1 (and d < -hi when (double)d < -b1) */
-    float hi = INFINITY;
+    const double lim = use_limit && active ? limit[s] : INFINITY;
+    float hi = use_limit ? convert_float_rtn(lim) : INFINITY;
     /* least squares: s2f, the float sum of squares, is within (NT + 1) u of
      * the double one (u = 2^-24, non-negative terms); keep_f = 1 - 2 (NT + 2) u
      * leaves a margin, so s2f * keep_f > b1 * NT proves msr > b1 */
@@ -158,6 +161,11 @@ kernel void proxy_match(global const float *spec, global const int *spec_x, cons
                 med = 0.5 * ((double)r[(NT - 1) / 2] + (double)r[NT / 2]);
                 k1 = fabs(med);
                 k2 = sd;
+                if (use_limit) {
+                    if (k1 > lim)
+                        continue;
+                    k1 = 0.0;
+                }
             } else {
                 k1 = msr;
                 k2 = 0.0;
@@ -166,7 +174,8 @@ kernel void proxy_match(global const float *spec, global const int *spec_x, cons
             if (better(k1, k2, idx, b1, b2, bidx)) {
                 b1 = k1, b2 = k2, bidx = idx;
                 bmed = med, bstd = sd, bmsr = msr;
-                hi = convert_float_rtn(b1);
+                if (!use_limit)
+                    hi = convert_float_rtn(b1);
                 lsq_bound = b1 * NT;
             }
         }

@@ -34,6 +34,8 @@ static void help(void)
            "  --method M            median (default): smallest |median| of the residuals over the darks,\n"
            "                        exact ties by the smallest std, then the lowest pixel index;\n"
            "                        lsq: smallest mean squared residual, then the lowest index\n"
+           "  --tie-tolerance T     median method: |medians| within T of the smallest tie, and the\n"
+           "                        smallest std among them wins (0: exact ties; a second pass)\n"
            "  --window N            candidates only within N columns (default: all)\n"
            "  --fill V              a value meaning 'not downlinked' besides NaN\n"
            "  --hot-sigma S         hot: above median + S * 1.4826 MAD in every dark (10)\n"
@@ -60,7 +62,7 @@ static int make_dir(const char *dir)
 
 enum { OPT_DARKS = 256, OPT_SPECTRAL, OPT_METHOD, OPT_WINDOW, OPT_FILL, OPT_HOT, OPT_BIN, OPT_NOPNG, OPT_SIM,
        OPT_SIZE, OPT_NDARKS, OPT_NSCI, OPT_SEED, OPT_DEVICE, OPT_JSON, OPT_OVERWRITE, OPT_RN, OPT_REGION_K,
-       OPT_REGION_ORDER };
+       OPT_REGION_ORDER, OPT_TIE };
 
 static int simulate(const char *dir, const clred_cute_sim_opts *so, int overwrite, int json)
 {
@@ -92,7 +94,7 @@ int cmd_proxy(int argc, char **argv)
         {"json", no_argument, 0, OPT_JSON},           {"overwrite", no_argument, 0, OPT_OVERWRITE},
         {"output", required_argument, 0, 'o'},        {"help", no_argument, 0, 'h'},
         {"readnoise", required_argument, 0, OPT_RN},  {"region-k", required_argument, 0, OPT_REGION_K},
-        {"region-order", required_argument, 0, OPT_REGION_ORDER},
+        {"region-order", required_argument, 0, OPT_REGION_ORDER}, {"tie-tolerance", required_argument, 0, OPT_TIE},
         {0, 0, 0, 0}};
     static const char *const methods[] = {"median", "lsq"};
     clred_proxy_run_opts ro = clred_proxy_run_defaults();
@@ -121,6 +123,10 @@ int cmd_proxy(int argc, char **argv)
             ok = cli_parse_int("proxy", "--bin", optarg, &v) && v > 0;
             ro.bin = (size_t)v;
             ro.region.bin = (size_t)v;
+            break;
+        case OPT_TIE:
+            ok = cli_parse_double("proxy", "--tie-tolerance", optarg, &ro.match.tie_tolerance) &&
+                 ro.match.tie_tolerance >= 0;
             break;
         case OPT_REGION_K:
             ok = cli_parse_double("proxy", "--region-k", optarg, &ro.region.k) && ro.region.k > 0;

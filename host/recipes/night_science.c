@@ -193,7 +193,6 @@ static clred_status science_frame(night *nt, night_reader *r, night_writer *w, c
     if (st == CLRED_OK && jb->bkg >= 0) {
         clred_header *h = clred_header_copy(clred_dimage_header(cal));
         if (h) {
-            nt->products_out++;
             st = night_writer_put_model(w, nt->prod[jb->bkg].path, &model, map, h, (size_t)jb->bkg);
             map = NULL; /* the writer's now */
         } else {

@@ -127,7 +127,6 @@ static clred_status write_stack(night *nt, night_group *gr, clred_image *stack, 
         if (st == CLRED_OK && !h)
             st = clred_fail(CLRED_ERR_MEMORY, "night: out of memory copying a header");
         if (st == CLRED_OK) {
-            nt->products_out++;
             st = night_writer_put_model(w, nt->prod[gr->coadd_bkg].path, &model, map, h, (size_t)gr->coadd_bkg);
             map = NULL;
         }

@@ -72,13 +72,13 @@ static clred_status find_unusable(const clred_image *darks, size_t n, const clre
 
 /* The search's device state. */
 typedef struct {
-    cl_mem spec, spec_x, cand, cand_x, cand_idx, k1, k2, idx, med, sd, msr;
+    cl_mem spec, spec_x, cand, cand_x, cand_idx, k1, k2, idx, med, sd, msr, limit;
 } proxy_bufs;
 
 static void bufs_release(proxy_bufs *b)
 {
     cl_mem *all[] = {&b->spec, &b->spec_x, &b->cand, &b->cand_x, &b->cand_idx, &b->k1,
-                     &b->k2,   &b->idx,    &b->med,  &b->sd,     &b->msr};
+                     &b->k2,   &b->idx,    &b->med,  &b->sd,     &b->msr, &b->limit};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         clred_release(all[i]);
 }
@@ -156,26 +156,48 @@ static clred_status search(clred_ctx *ctx, const clred_image *darks, size_t T, c
     int iS = (int)S, iC = (int)C, method = (int)o->method, window = o->window, ilen = (int)slice_len,
         ins = (int)nslices;
     size_t local[2] = {dev->max_work_group >= 64 ? 64 : dev->max_work_group, 1};
-    if (st == CLRED_OK)
-        st = clred_kernel(ctx, "proxy", options, "proxy_match", &k);
-    if (st == CLRED_OK)
-        st = clred_args(k, "proxy_match", CLRED_ARG(b.spec), CLRED_ARG(b.spec_x), CLRED_ARG(iS), CLRED_ARG(b.cand),
-                        CLRED_ARG(b.cand_x), CLRED_ARG(b.cand_idx), CLRED_ARG(iC), CLRED_ARG(method),
-                        CLRED_ARG(window), CLRED_ARG(ilen), CLRED_ARG(b.k1), CLRED_ARG(b.k2), CLRED_ARG(b.idx),
-                        CLRED_ARG(b.med), CLRED_ARG(b.sd), CLRED_ARG(b.msr), CLRED_LOCAL(TILE * tp * sizeof(float)),
-                        (size_t)0);
     size_t global[2] = {clred_round_up(S, local[0]), nslices};
+    /* A tie tolerance takes two passes: the smallest |median| of each
+     * spectral pixel, then the smallest std among the candidates within the
+     * tolerance of it. */
+    int passes = o->method == CLRED_PROXY_MEDIAN && o->tie_tolerance > 0 ? 2 : 1;
+    double *limit = passes == 2 ? malloc(S * sizeof *limit) : NULL;
+    if (st == CLRED_OK && passes == 2 && !limit)
+        st = clred_fail(CLRED_ERR_MEMORY, "proxy: out of memory");
     if (st == CLRED_OK)
-        st = clred_run(ctx, k, "proxy_match", 2, global, local);
-    if (st == CLRED_OK && nslices > 1) {
-        st = clred_kernel(ctx, "proxy", options, "proxy_reduce", &k);
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, S * sizeof(double), NULL, &b.limit, "proxy limits");
+    for (int pass = 0; pass < passes && st == CLRED_OK; pass++) {
+        int use_limit = pass == 1;
+        if (use_limit) {
+            st = clred_download(ctx, b.k1, 0, S * sizeof(double), limit);
+            if (st == CLRED_OK)
+                st = clred_sync(ctx);
+            for (size_t j = 0; st == CLRED_OK && j < S; j++)
+                limit[j] = limit[j] + o->tie_tolerance; /* INFINITY stays: no candidate */
+            if (st == CLRED_OK)
+                st = clred_upload(ctx, b.limit, 0, S * sizeof(double), limit);
+        }
         if (st == CLRED_OK)
-            st = clred_args(k, "proxy_reduce", CLRED_ARG(iS), CLRED_ARG(ins), CLRED_ARG(b.k1), CLRED_ARG(b.k2),
-                            CLRED_ARG(b.idx), CLRED_ARG(b.med), CLRED_ARG(b.sd), CLRED_ARG(b.msr), (size_t)0);
-        size_t g = S;
+            st = clred_kernel(ctx, "proxy", options, "proxy_match", &k);
         if (st == CLRED_OK)
-            st = clred_run_tiled(ctx, k, "proxy_reduce", 1, &g);
+            st = clred_args(k, "proxy_match", CLRED_ARG(b.spec), CLRED_ARG(b.spec_x), CLRED_ARG(iS),
+                            CLRED_ARG(b.cand), CLRED_ARG(b.cand_x), CLRED_ARG(b.cand_idx), CLRED_ARG(iC),
+                            CLRED_ARG(method), CLRED_ARG(window), CLRED_ARG(ilen), CLRED_ARG(use_limit),
+                            CLRED_ARG(b.limit), CLRED_ARG(b.k1), CLRED_ARG(b.k2), CLRED_ARG(b.idx), CLRED_ARG(b.med),
+                            CLRED_ARG(b.sd), CLRED_ARG(b.msr), CLRED_LOCAL(TILE * tp * sizeof(float)), (size_t)0);
+        if (st == CLRED_OK)
+            st = clred_run(ctx, k, "proxy_match", 2, global, local);
+        if (st == CLRED_OK && nslices > 1) {
+            st = clred_kernel(ctx, "proxy", options, "proxy_reduce", &k);
+            if (st == CLRED_OK)
+                st = clred_args(k, "proxy_reduce", CLRED_ARG(iS), CLRED_ARG(ins), CLRED_ARG(b.k1), CLRED_ARG(b.k2),
+                                CLRED_ARG(b.idx), CLRED_ARG(b.med), CLRED_ARG(b.sd), CLRED_ARG(b.msr), (size_t)0);
+            size_t g = S;
+            if (st == CLRED_OK)
+                st = clred_run_tiled(ctx, k, "proxy_reduce", 1, &g);
+        }
     }
+    free(limit);
     if (st == CLRED_OK)
         st = clred_download(ctx, b.k1, 0, S * sizeof(double), k1);
     if (st == CLRED_OK)
@@ -214,6 +236,8 @@ clred_status clred_proxy_match_pixels(clred_ctx *ctx, const clred_image *darks, 
         return clred_fail(CLRED_ERR_USAGE, "proxy: %zu dark frames given; 2 to 128 are needed", ndarks);
     if (o.method != CLRED_PROXY_MEDIAN && o.method != CLRED_PROXY_LSQ)
         return clred_fail(CLRED_ERR_USAGE, "proxy: unknown method %d", (int)o.method);
+    if (!(o.tie_tolerance >= 0))
+        return clred_fail(CLRED_ERR_USAGE, "proxy: tie tolerance %g must not be negative", o.tie_tolerance);
     if (o.window < 0 || !(o.hot_sigma > 0))
         return clred_fail(CLRED_ERR_USAGE, "proxy: window (%d) must not be negative and hot_sigma (%g) positive",
                           o.window, o.hot_sigma);
