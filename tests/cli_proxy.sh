@@ -58,6 +58,11 @@ check "the region reported" grep -q '"region": {"k": 5, "order": 2' region.json
 pix=$(grep -o '"pixels": [0-9]*' region.json | awk '{print $2}')
 check "13 to 17 rows of 200 columns found spectral ($pix)" [ "${pix:-0}" -ge 2600 -a "${pix:-0}" -le 3400 ]
 check "the found region's pixels are the spectral ones" [ "$(json_num region.json spectral)" = "$pix" ]
+expect_rc 0 "proxy with a tie tolerance" "$BIN" proxy --darks sim/darks.fits --spectral sim/spectral.fits -o out6 \
+    sim/science.fits --tie-tolerance 1 --no-png --json
+check "tie tolerance: as many matched" [ "$(json_num out.txt matched)" = "$matched" ]
+expect_rc 2 "a negative --tie-tolerance" "$BIN" proxy --darks sim/darks.fits --spectral sim/spectral.fits -o out7 \
+    sim/science.fits --tie-tolerance -1
 expect_rc 2 "a bad --region-order" "$BIN" proxy --darks sim2/darks.fits -o out5 sim2/science.fits --region-order 4
 expect_rc 2 "no darks" "$BIN" proxy -o out3 sim/science.fits
 expect_rc 2 "unknown method" "$BIN" proxy --darks sim/darks.fits --spectral sim/spectral.fits -o out3 \
