@@ -783,7 +783,10 @@ CLRED_API clred_status clred_cosmic_dev(clred_ctx *ctx, clred_dimage *img, const
  * values), msr = sum r^2 / n and std = sqrt(max(msr - (sum r / n)^2, 0)).
  * MEDIAN: the candidate with the smallest |median|; among exact ties the
  * smallest std; then the lowest pixel index (row-major). Dark frames in
- * ADU are integers, so ties in |median| are common and exact. LSQ: the
+ * ADU are integers, so ties in |median| are common and exact. With a tie
+ * tolerance t > 0 the ties are the candidates with |median| <= (the smallest
+ * |median|) + t (computed in double), among which the smallest std wins,
+ * then the lowest index (a second pass over the candidates). LSQ: the
  * smallest msr, then the lowest index. The search is exhaustive over the
  * candidates, or over those within window columns of the spectral pixel. */
 typedef enum { CLRED_PROXY_MEDIAN = 0, CLRED_PROXY_LSQ } clred_proxy_method;
@@ -793,6 +796,7 @@ typedef struct {
     int window;                /* > 0: candidates within this many columns only (default 0 = all) */
     double fill_value;         /* a value meaning "not downlinked", besides NaN (default NaN = none) */
     double hot_sigma;          /* default 10 */
+    double tie_tolerance;      /* MEDIAN: |median| within this of the smallest ties (default 0 = exact ties) */
 } clred_proxy_opts;
 
 /* Per pixel (width * height, row-major); scores are NaN where no proxy. */
@@ -859,6 +863,40 @@ CLRED_API clred_status clred_trace_fit_infill(clred_image *img, const clred_trac
 CLRED_API clred_status clred_trace_fit_write_csv(const char *path, const char *const *names,
                                                  const clred_trace_fit *fits, size_t nfits, int overwrite);
 
+/* The spectral region found from the trace (clred proxy without a mask):
+ * the profile of each bin of columns is fitted (clred_trace_fit_frame); a
+ * bin gives its centre, width and peak separation from the double Gaussian
+ * where that is a real pair (both peaks positive, the weaker at least a tenth
+ * of the stronger, a smaller chi2 than the single one), else from the single
+ * Gaussian (separation 0). Polynomials of degree order in u = 2 x / (w - 1) - 1
+ * are fitted to the three over the bins (least squares, refitted once
+ * without the bins beyond 4 robust sigmas), and pixel (x, y) is spectral
+ * when |y - centre(x)| <= split(x) / 2 + k sigma(x). The simulator's band
+ * (spectral_half = 5 trace sigmas) is this with k = 5 where the trace has
+ * not split. Give it a frame with the trace well above the noise and
+ * little else: the median of the science frames less the median dark. */
+#define CLRED_TRACE_REGION_MAX_ORDER 3
+typedef struct {
+    size_t bin;  /* columns per fit bin (default 25) */
+    int order;   /* polynomial degree 0..3 (default 2) */
+    double k;    /* half-width in trace sigmas beyond the peaks (default 5) */
+} clred_trace_region_opts;
+
+typedef struct {
+    int order;
+    double k;
+    double centre[CLRED_TRACE_REGION_MAX_ORDER + 1], sigma[CLRED_TRACE_REGION_MAX_ORDER + 1],
+        split[CLRED_TRACE_REGION_MAX_ORDER + 1]; /* coefficients of 1, u, u^2, u^3 */
+    size_t nbins_used, nspectral;
+} clred_trace_region;
+
+CLRED_API clred_trace_region_opts clred_trace_region_defaults(void);
+/* spectral: width * height flags written (1 = spectral); out may be NULL. */
+CLRED_API clred_status clred_trace_region_find(const clred_image *frame, const clred_trace_region_opts *opts,
+                                               uint8_t *spectral, clred_trace_region *out);
+/* The value of coefficients coef (degree order) at u. */
+CLRED_API double clred_trace_region_poly(const double *coef, int order, double u);
+
 /* The proxy-pixel reduction of a set (clred proxy): the match, then per
  * science frame its background and final frame, the median of the science
  * frames and of the final frames, the profile fits of the median final frame
@@ -869,12 +907,18 @@ CLRED_API clred_status clred_trace_fit_write_csv(const char *path, const char *c
  * median_science.fits, median_final.fits, fits.csv, median_final.png,
  * final_NNN.png (asinh), and clean_NNN.fits: the final frame with its empty
  * and negative spectral pixels infilled from its (ratio-tied) fit, then
- * cleaned of cosmic rays (clred_cosmic with opts.cosmic). */
+ * cleaned of cosmic rays (clred_cosmic with opts.cosmic). With spectral
+ * NULL the spectral region is found from the trace in the median science
+ * frame (clred_trace_region_find with opts.region) and written as
+ * spectral.fits (1 = spectral); the frame fitted is the median science frame
+ * less the median dark, since the dark signal and hot pixels would hide the
+ * trace. */
 typedef struct {
     clred_proxy_opts match;
     size_t bin;     /* columns per fit bin (default 25) */
     int png;        /* write the quick-look PNGs (default 1) */
     clred_cosmic_opts cosmic; /* clred_cosmic_defaults() with gain 1, readnoise 3 e-, no saturation level */
+    clred_trace_region_opts region; /* when no spectral region is given (clred_trace_region_defaults()) */
     int overwrite;
 } clred_proxy_run_opts;
 
@@ -882,6 +926,9 @@ typedef struct {
     size_t nspectral, nmatched, ncandidates, nhot, nmissing;
     size_t ninfilled, ncosmic; /* over all final frames */
     double match_s, total_s; /* wall seconds of the search and of the whole run */
+    double match_cpu_s;      /* CPU seconds of the search (the process's, device threads included on a CPU) */
+    int region_found;         /* spectral was NULL: the region was found from the trace */
+    clred_trace_region region; /* then its polynomials */
 } clred_proxy_report;
 
 CLRED_API clred_proxy_run_opts clred_proxy_run_defaults(void);
@@ -1832,7 +1879,7 @@ CLRED_API clred_status clred_cube_table_write(const char *csv_path, const clred_
  * classified by its header, masters are built per exposure (darks) and per
  * filter (flats), each science frame goes up to the device once and is
  * calibrated, cleaned of cosmic rays and background-subtracted there (the
- * background map is kept), and the frames of each (object, filter) group are
+ * background model is kept), and the frames of each (object, filter) group are
  * aligned and stacked. Every product is written atomically beside a
  * manifest (manifest.json: inputs with sizes and mtimes, outputs, the
  * parameters, the software version, timings per stage, what was skipped and
@@ -1840,8 +1887,9 @@ CLRED_API clred_status clred_cube_table_write(const char *csv_path, const clred_
  *
  * Output layout under outdir: masters/bias.fits, masters/dark_<t>s.fits (per
  * second, from the darks of exposure t), masters/flat_<filter>.fits,
- * calibrated/<frame>.fits, background/<frame>.fits,
- * stacks/<object>_<filter>.fits, manifest.json (manifest.shard-<i>-of-<n>.json
+ * calibrated/<frame>.fits, background/<frame>.fits (the model product),
+ * stacks/<object>_<filter>.fits (and _bkg.fits: its final background, when
+ * asked for), manifest.json (manifest.shard-<i>-of-<n>.json
  * for a shard). */
 
 /* How a frame is classified: the first of the keywords present names it. */
@@ -1870,8 +1918,15 @@ typedef struct {
     int cosmic;               /* remove cosmic rays from science frames (default 1) */
     clred_cosmic_opts cosmic_opts; /* clred_cosmic_defaults(), with the calibration's variance as the noise
                                       model and no saturation level (SATURATED pixels are masked already) */
-    int background;           /* subtract the mesh background and write its map (default 1) */
+    int background;           /* subtract the mesh background and write its model (default 1): background/<frame>.fits
+                                 is a clred_bkg_model_write product (mesh, RMS mesh, interpolation settings), so
+                                 clred_bkg_model_restore of it on calibrated/<frame>.fits gives the unsubtracted
+                                 frame to float32 rounding */
     clred_bkg_opts bkg_opts;  /* clred_bkg_defaults() */
+    int bkg_save_map;         /* the background products carry the full map too (BKGMAP; default 0) */
+    int coadd_background;     /* subtract a final background from each stack (clred_coadd_background) and write
+                                 its model with the full map as stacks/<object>_<filter>_bkg.fits (default 0) */
+    clred_bkg_opts coadd_bkg_opts; /* clred_coadd_bkg_defaults() (256-pixel boxes, sources masked) */
     clred_stack_opts stack;   /* clred_stack_defaults() with additive scaling and clipping as dark_combine */
     int quality;              /* measure each science frame's quality (clred_measure_quality) into the manifest
                                  (default 1) */
@@ -1917,7 +1972,8 @@ typedef struct {
     uint64_t image_uploads, image_downloads;
     size_t frames_in;              /* images read for the device: raw frames, unchanged masters and calibrated
                                       frames reused, calibrated frames read back for a stack */
-    size_t products_out;           /* products brought down to be written */
+    size_t products_out;           /* image products brought down to be written (the background model
+                                      products are meshes, not images: not counted) */
     size_t stacks_read_back;       /* stacks whose frames would not fit the device's budget: their calibrated
                                       frames were written, then read back from the files */
     char *manifest;                /* path of the manifest written */
