@@ -38,32 +38,27 @@ static void add_noise(harness_rng *rng, clred_image *img, double sky, double sig
 
 /* ------------------------------------------------ filter and threshold */
 
+/* The library's filter passes: rows (background subtracted on the fly) then
+ * columns with the threshold, which also lists the detected pixels. */
 static void run_filter(clred_ctx *ctx, const clred_image *img, const float *rms_map, double fwhm, double thresh,
                        float *filtered, uint32_t *labels, double *norm2_out)
 {
     size_t n = img->width * img->height;
-    cl_mem sci, mask, rms, dummy, d, rms_out, nv, kern, fbuf, lbuf;
+    cl_mem sci, mask, rms, dummy, kern, fbuf, lbuf, list, count;
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 4, img->sci, &sci, "sci"));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 2, img->mask, &mask, "mask"));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 4, rms_map, &rms, "rms"));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, 4, NULL, &dummy, "dummy"));
-    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &d, "d"));
-    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &rms_out, "rms_out"));
-    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &nv, "nv"));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &fbuf, "filtered"));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &lbuf, "labels"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &list, "list"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, 4, NULL, &count, "count"));
     cl_kernel k;
-    CHECK_OK(clred_kernel(ctx, "sources", NULL, "subtract_background", &k));
     cl_int one = 1, zero = 0;
     cl_ushort ignore = CLRED_MASK_UNUSABLE;
     cl_float bv = 100.0f, rv = 0.0f;
-    cl_uint un = (cl_uint)n;
-    CHECK_OK(clred_args(k, "subtract_background", CLRED_ARG(sci), CLRED_ARG(mask), CLRED_ARG(one), CLRED_ARG(ignore),
-                        CLRED_ARG(dummy), CLRED_ARG(zero), CLRED_ARG(bv), CLRED_ARG(rms), CLRED_ARG(one),
-                        CLRED_ARG(rv), CLRED_ARG(dummy), CLRED_ARG(zero), CLRED_ARG(d), CLRED_ARG(rms_out),
-                        CLRED_ARG(nv), CLRED_ARG(un), (size_t)0));
-    size_t g1 = n;
-    CHECK_OK(clred_run(ctx, k, "subtract_background", 1, &g1, NULL));
+    cl_uint nlist = 0;
+    CHECK_OK(clred_upload(ctx, count, 0, 4, &nlist));
     /* the same filter the library builds: K(i, j) = g(i) g(j), unit sum,
      * half-width ceil(1.5 fwhm); sqrt(sum K^2) = sum g^2 */
     cl_int hw = (cl_int)ceil(1.5 * fwhm), size = 2 * hw + 1;
@@ -84,23 +79,42 @@ static void run_filter(clred_ctx *ctx, const clred_image *img, const float *rms_
         CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &rows[i], "row sums"));
     cl_int w = (cl_int)img->width, h = (cl_int)img->height;
     cl_float snr = (cl_float)(thresh / sum2);
-    /* sizes not multiples of any work-group: exact global sizes */
-    size_t g2[2] = {img->width, img->height};
+    /* sizes not multiples of any work-group: exact global sizes (groups of
+     * the context's vector width along x) */
+    size_t g2[2] = {clred_vector_groups(ctx, img->width), img->height};
     CHECK_OK(clred_kernel(ctx, "sources", NULL, "filter_rows", &k));
-    CHECK_OK(clred_args(k, "filter_rows", CLRED_ARG(d), CLRED_ARG(rms_out), CLRED_ARG(w), CLRED_ARG(h),
-                        CLRED_ARG(kern), CLRED_ARG(hw), CLRED_ARG(rows[0]), CLRED_ARG(rows[1]), CLRED_ARG(rows[2]),
-                        (size_t)0));
+    CHECK_OK(clred_args(k, "filter_rows", CLRED_ARG(sci), CLRED_ARG(mask), CLRED_ARG(one), CLRED_ARG(ignore),
+                        CLRED_ARG(dummy), CLRED_ARG(zero), CLRED_ARG(bv), CLRED_ARG(rms), CLRED_ARG(one), CLRED_ARG(rv),
+                        CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(kern), CLRED_ARG(hw), CLRED_ARG(rows[0]),
+                        CLRED_ARG(rows[1]), CLRED_ARG(rows[2]), (size_t)0));
     CHECK_OK(clred_run(ctx, k, "filter_rows", 2, g2, NULL));
     CHECK_OK(clred_kernel(ctx, "sources", NULL, "filter_cols", &k));
     CHECK_OK(clred_args(k, "filter_cols", CLRED_ARG(rows[0]), CLRED_ARG(rows[1]), CLRED_ARG(rows[2]), CLRED_ARG(w),
                         CLRED_ARG(h), CLRED_ARG(kern), CLRED_ARG(hw), CLRED_ARG(snr), CLRED_ARG(fbuf),
-                        CLRED_ARG(lbuf), (size_t)0));
+                        CLRED_ARG(lbuf), CLRED_ARG(list), CLRED_ARG(count), (size_t)0));
     CHECK_OK(clred_run(ctx, k, "filter_cols", 2, g2, NULL));
     for (int i = 0; i < 3; i++)
         clred_release(&rows[i]);
     CHECK_OK(clred_download(ctx, fbuf, 0, n * 4, filtered));
     CHECK_OK(clred_download(ctx, lbuf, 0, n * 4, labels));
-    cl_mem all[] = {sci, mask, rms, dummy, d, rms_out, nv, kern, fbuf, lbuf};
+    CHECK_OK(clred_download(ctx, count, 0, 4, &nlist));
+    /* the list holds exactly the detected pixels, each once */
+    uint32_t *lv = malloc((nlist ? nlist : 1) * sizeof *lv);
+    unsigned char *seen = calloc(n, 1);
+    if (nlist)
+        CHECK_OK(clred_download(ctx, list, 0, nlist * 4, lv));
+    size_t non = 0, bad = 0;
+    for (size_t i = 0; i < n; i++)
+        non += labels[i] != 0;
+    for (cl_uint i = 0; i < nlist; i++) {
+        bad += lv[i] >= n || seen[lv[i]] || labels[lv[i]] == 0;
+        if (lv[i] < n)
+            seen[lv[i]] = 1;
+    }
+    CHECK_MSG(nlist == non && bad == 0, "detected-pixel list: %u entries, %zu detected, %zu wrong", nlist, non, bad);
+    free(lv);
+    free(seen);
+    cl_mem all[] = {sci, mask, rms, dummy, kern, fbuf, lbuf, list, count};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         clred_release(&all[i]);
 }
@@ -162,8 +176,8 @@ static void test_filter(clred_ctx *ctx, harness_rng *rng)
 /* ------------------------------------------------------------ labelling */
 
 /* Labels by the device: over the whole image (label_propagate) or, as the
- * library does, over the list of detected pixels (collect_detected, then
- * label_propagate_list). */
+ * library does, over the list of detected pixels (label_propagate_list; the
+ * library's filter_cols lists them in no particular order, here in reverse). */
 static void device_labels(clred_ctx *ctx, const unsigned char *on, size_t w, size_t h, int use_list,
                           uint32_t *labels, int *passes)
 {
@@ -177,19 +191,16 @@ static void device_labels(clred_ctx *ctx, const unsigned char *on, size_t w, siz
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, 4, NULL, &count, "count"));
     cl_kernel k;
     cl_int cw = (cl_int)w, ch = (cl_int)h;
-    cl_uint un = (cl_uint)n, nlist = 0;
-    size_t g[2] = {w, h}, g1 = n, gl = 0;
+    cl_uint nlist = 0;
+    size_t g[2] = {w, h}, gl = 0;
     if (use_list) {
-        CHECK_OK(clred_upload(ctx, count, 0, 4, &nlist));
-        CHECK_OK(clred_kernel(ctx, "sources", NULL, "collect_detected", &k));
-        CHECK_OK(clred_args(k, "collect_detected", CLRED_ARG(lbuf), CLRED_ARG(un), CLRED_ARG(list), CLRED_ARG(count),
-                            (size_t)0));
-        CHECK_OK(clred_run(ctx, k, "collect_detected", 1, &g1, NULL));
-        CHECK_OK(clred_download(ctx, count, 0, 4, &nlist));
-        size_t non = 0;
-        for (size_t i = 0; i < n; i++)
-            non += on[i] != 0;
-        CHECK(nlist == non);
+        uint32_t *lv = malloc(n * sizeof *lv);
+        for (size_t i = n; i-- > 0;)
+            if (on[i])
+                lv[nlist++] = (uint32_t)i;
+        if (nlist)
+            CHECK_OK(clred_upload(ctx, list, 0, nlist * 4, lv));
+        free(lv);
         gl = nlist;
         CHECK_OK(clred_kernel(ctx, "sources", NULL, "label_propagate_list", &k));
         CHECK_OK(clred_args(k, "label_propagate_list", CLRED_ARG(lbuf), CLRED_ARG(list), CLRED_ARG(nlist),
@@ -328,16 +339,20 @@ static void test_moments(clred_ctx *ctx, harness_rng *rng)
         double rx = NAN, ry = NAN, rxx = NAN, ryy = NAN, rxy = NAN;
         CHECK(label > 0 && ref_adaptive_moments(d, 200, 150, seg, label, stars[k].x + 0.3, stars[k].y - 0.2, 2.0, &rx,
                                                 &ry, &rxx, &ryy, &rxy));
-        /* the device converges to 1e-4 of the window size, in float pixels */
-        CHECK_NEAR(s->x, rx, 1e-3);
-        CHECK_NEAR(s->y, ry, 1e-3);
         double rfwhm = 2.3548200450309493 * sqrt(0.5 * (rxx + ryy));
         CHECK_NEAR(s->fwhm, rfwhm, 1e-3 * rfwhm);
+        /* the reported position is SExtractor's windowed centroid with the
+         * window sigma from these moments; both stop at steps below 1e-4 px */
+        double wx = NAN, wy = NAN;
+        CHECK(ref_winpos(d, 200, 150, seg, label, rx, ry, sqrt(0.5 * (rxx + ryy)), &wx, &wy));
+        CHECK_NEAR(s->x, wx, 1e-3);
+        CHECK_NEAR(s->y, wy, 1e-3);
     }
     double seeing;
     size_t nused;
     clred_sources_seeing(list, n, &seeing, &nused);
-    CHECK(nused == ns);
+    /* one star's true ellipticity is 0.5, the cut itself: noise puts it on either side */
+    CHECK_MSG(nused == ns || nused == ns - 1, "seeing from %zu of %zu stars", nused, ns);
     CHECK(seeing > 3.0 && seeing < 4.6);
     /* the segmentation map marks each source's pixels with its index + 1 */
     size_t count1 = 0;
@@ -487,6 +502,34 @@ static void test_deblend_and_flags(clred_ctx *ctx, harness_rng *rng)
     }
 }
 
+/* The global level (selection, not sorting) against the sorted reference:
+ * the same values kept each round, so the same median; the mean and the
+ * deviation are float pixels summed in double in another order (1e-9). */
+static void test_global_level(harness_rng *rng)
+{
+    const size_t shapes[][2] = {{3, 1}, {4, 1}, {37, 29}, {64, 64}, {101, 77}};
+    for (size_t c = 0; c < sizeof shapes / sizeof *shapes; c++) {
+        clred_image img;
+        size_t w = shapes[c][0], h = shapes[c][1], n = w * h;
+        CHECK_OK(clred_image_alloc(&img, w, h, 0, 0));
+        double *v = malloc(n * sizeof *v);
+        for (size_t i = 0; i < n; i++) {
+            double u = harness_uniform(rng);
+            /* sky with 10% bright outliers and repeated values */
+            img.sci[i] = (float)(u < 0.1 ? 1000 + 500 * u : (c == 3 ? floor(100 + 5 * harness_normal(rng))
+                                                                     : 100 + 5 * harness_normal(rng)));
+            v[i] = img.sci[i];
+        }
+        double lv, sd, rl, rs;
+        CHECK_OK(clred_global_background(&img, 0, &lv, &sd));
+        CHECK(ref_clipped_level(v, n, &rl, &rs));
+        CHECK_MSG(lv == rl, "%zu x %zu: level %.9g, reference %.9g", w, h, lv, rl);
+        CHECK_NEAR(sd, rs, 1e-9 * (rs + 1));
+        free(v);
+        clred_image_free(&img);
+    }
+}
+
 /* Background and RMS maps are used pixel by pixel. */
 static void test_maps(clred_ctx *ctx, harness_rng *rng)
 {
@@ -525,6 +568,7 @@ int main(void)
     test_completeness(ctx, &rng);
     test_deblend_and_flags(ctx, &rng);
     test_maps(ctx, &rng);
+    test_global_level(&rng);
     clred_ctx_destroy(ctx);
     /* the float accumulation path: the filter (same tolerance: float sums of
      * 11 terms twice stay within 1e-6) and the moments of the same stars */
