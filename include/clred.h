@@ -996,7 +996,9 @@ CLRED_API clred_status clred_infill_dev(clred_ctx *ctx, clred_dimage *img, uint1
 #define CLRED_SRC_NO_BACKGROUND  0x20u /* photometry: too few annulus pixels for a local background */
 
 typedef struct {
-    double x, y;        /* windowed (adaptive Gaussian) centroid */
+    double x, y;        /* windowed centroid (SExtractor's XWIN/YWIN): circular Gaussian window of
+                           sigma sqrt((cxx + cyy) / 2) of the adaptive moments (for a Gaussian
+                           profile SExtractor's 2 r_half / 2.3548), iterated to steps < 1e-4 px */
     double flux;        /* isophotal flux above the background */
     double flux_err;    /* sqrt of the summed variance plane over the isophote, else of rms^2 */
     double peak;        /* highest background-subtracted pixel of the source */
@@ -1008,6 +1010,22 @@ typedef struct {
     unsigned flags;     /* CLRED_SRC_* */
 } clred_source;
 
+/* A detection filter from a SExtractor .conv file: "CONV NORM" or "CONV
+ * NONORM", then one row per line (the first row is the lowest y), '#'
+ * comments and blank lines anywhere; odd sides of at most 31. */
+typedef struct {
+    int width, height;
+    int normalize; /* 1: CONV NORM, 0: CONV NONORM */
+    float *k;      /* width * height, row by row */
+} clred_conv_filter;
+
+/* Reads / parses a filter file (name is the file named in errors). A
+ * malformed file fails with CLRED_ERR_INPUT and a message naming it and the
+ * line. clred_conv_filter_free releases k. */
+CLRED_API clred_status clred_conv_filter_read(const char *path, clred_conv_filter *f);
+CLRED_API clred_status clred_conv_filter_parse(const char *text, size_t len, const char *name, clred_conv_filter *f);
+CLRED_API void clred_conv_filter_free(clred_conv_filter *f);
+
 typedef struct {
     double thresh;           /* threshold in units of the per-pixel background RMS (default 1.5), see below */
     int minarea;             /* minimum pixels of a source (default 5) */
@@ -1017,6 +1035,8 @@ typedef struct {
     double saturation;       /* pixel level flagged SATURATED (0 = only the SATURATED mask bit; default 0) */
     uint16_t ignore_bits;    /* mask bits that make a pixel unusable (default CLRED_MASK_UNUSABLE) */
     int32_t *segmentation;   /* optional output, width * height: source index + 1 per pixel, 0 = none */
+    const clred_conv_filter *filter; /* a filter file's kernel K instead of the Gaussian of fwhm (default
+                                        NULL); see below */
 } clred_detect_opts;
 
 CLRED_API clred_detect_opts clred_detect_defaults(void);
@@ -1032,7 +1052,11 @@ CLRED_API clred_detect_opts clred_detect_defaults(void);
  *   F(x) / sigma_F(x) >= thresh / sqrt(sum K^2 over the full kernel),
  * i.e. F(x) >= thresh * rms(x) away from edges and masks (SExtractor's
  * convention: thresh is in per-pixel RMS units; 1.5 at FWHM 3 is 6.6 sigma of the
- * filtered noise). Components are 8-connected and labelled on the device;
+ * filtered noise). With opts->filter, K is the file's kernel: CONV NORM
+ * kernels are renormalised the same way, CONV NONORM ones are not
+ * (F = sum K d, sigma_F = sqrt(sum K^2 rms^2)); the test is the same
+ * F / sigma_F >= thresh / sqrt(sum K^2), i.e. SExtractor's F >= thresh * rms
+ * for unit-sum kernels. Components are 8-connected and labelled on the device;
  * deblending and the component lists are on the host; measurements on the device.
  * *list is malloc'd (free()); *n may be 0. */
 CLRED_API clred_status clred_detect_sources(clred_ctx *ctx, const clred_image *img, const clred_image *bkg,

@@ -173,6 +173,44 @@ kernel void filter_cols(global const float *sum_d, global const float *sum_k, gl
     }
 }
 
+/* A filter file's kernel K (kw x kh, odd, row by row from the lowest y), with
+ * the background subtracted on the fly and the threshold: with renorm
+ * (CONV NORM, K of unit sum) F = sum K d / sum K and sigma_F =
+ * sqrt(sum K^2 rms^2) / sum K over the usable pixels of the window, as the
+ * Gaussian; without (CONV NONORM) F = sum K d and sigma_F = sqrt(sum K^2 rms^2).
+ * Detected when F >= snr_thresh sigma_F; labels and list as filter_cols. */
+kernel void filter_2d(DETECT_PIXEL_ARGS, const int w, const int h, global const float *kern, const int kw,
+                      const int kh, const int renorm, const float snr_thresh, global float *filtered,
+                      global uint *labels, global uint *list, global uint *count)
+{
+    const int x = get_global_id(0), y = get_global_id(1);
+    if (x >= w || y >= h)
+        return;
+    const int rx = kw / 2, ry = kh / 2;
+    float s = 0.0f, sk = 0.0f, sv = 0.0f;
+    int used = 0;
+    for (int j = max(-ry, -y); j <= min(ry, h - 1 - y); j++)
+        for (int i = max(-rx, -x); i <= min(rx, w - 1 - x); i++) {
+            float r2, v = detect_pixel(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms,
+                                       rms_value, (size_t)(y + j) * w + x + i, &r2);
+            if (!isfinite(v))
+                continue;
+            float k = kern[(j + ry) * kw + i + rx];
+            s += k * v;
+            sk += k;
+            sv += k * k * r2;
+            used++;
+        }
+    const size_t q = (size_t)y * w + x;
+    bool has = renorm ? sk > 0.0f : used > 0;
+    float f = renorm ? s / sk : s;
+    bool on = has && s >= snr_thresh * sqrt(sv);
+    filtered[q] = has ? f : NAN;
+    labels[q] = on ? (uint)(q + 1) : 0u;
+    if (on)
+        list[atomic_inc(count)] = (uint)q;
+}
+
 /* One step of 8-connected min-label propagation with pointer jumping for
  * pixel (x, y): a detected pixel takes the smallest label among itself, its
  * detected neighbours and the label of the pixel its label points at (labels

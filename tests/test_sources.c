@@ -173,6 +173,126 @@ static void test_filter(clred_ctx *ctx, harness_rng *rng)
     clred_image_free(&img);
 }
 
+/* A filter file's kernel through filter_2d against the double reference. */
+static void run_filter_2d(clred_ctx *ctx, const clred_image *img, const float *rms_map, const float *kern, int kw,
+                          int kh, int renorm, float snr, float *filtered, uint32_t *labels)
+{
+    size_t n = img->width * img->height;
+    cl_mem sci, mask, rms, dummy, kb, fbuf, lbuf, list, count;
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 4, img->sci, &sci, "sci"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 2, img->mask, &mask, "mask"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 4, rms_map, &rms, "rms"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, 4, NULL, &dummy, "dummy"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, (size_t)(kw * kh) * 4, (void *)kern, &kb, "kernel"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &fbuf, "filtered"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &lbuf, "labels"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &list, "list"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, 4, NULL, &count, "count"));
+    cl_uint nlist = 0;
+    CHECK_OK(clred_upload(ctx, count, 0, 4, &nlist));
+    cl_kernel k;
+    cl_int one = 1, zero = 0, w = (cl_int)img->width, h = (cl_int)img->height, ckw = kw, ckh = kh, rn = renorm;
+    cl_ushort ignore = CLRED_MASK_UNUSABLE;
+    cl_float bv = 100.0f, rv = 0.0f;
+    size_t g2[2] = {img->width, img->height};
+    CHECK_OK(clred_kernel(ctx, "sources", NULL, "filter_2d", &k));
+    CHECK_OK(clred_args(k, "filter_2d", CLRED_ARG(sci), CLRED_ARG(mask), CLRED_ARG(one), CLRED_ARG(ignore),
+                        CLRED_ARG(dummy), CLRED_ARG(zero), CLRED_ARG(bv), CLRED_ARG(rms), CLRED_ARG(one), CLRED_ARG(rv),
+                        CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(kb), CLRED_ARG(ckw), CLRED_ARG(ckh), CLRED_ARG(rn),
+                        CLRED_ARG(snr), CLRED_ARG(fbuf), CLRED_ARG(lbuf), CLRED_ARG(list), CLRED_ARG(count), (size_t)0));
+    CHECK_OK(clred_run(ctx, k, "filter_2d", 2, g2, NULL));
+    CHECK_OK(clred_download(ctx, fbuf, 0, n * 4, filtered));
+    CHECK_OK(clred_download(ctx, lbuf, 0, n * 4, labels));
+    CHECK_OK(clred_download(ctx, count, 0, 4, &nlist));
+    size_t non = 0;
+    for (size_t i = 0; i < n; i++)
+        non += labels[i] != 0;
+    CHECK_MSG(nlist == non, "filter_2d listed %u of %zu detected pixels", nlist, non);
+    cl_mem all[] = {sci, mask, rms, dummy, kb, fbuf, lbuf, list, count};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        clred_release(&all[i]);
+}
+
+static void test_filter_file(clred_ctx *ctx, harness_rng *rng)
+{
+    /* the parser: comments, blank lines, CRLF, a trailing comment on a row */
+    const char *good = "# SExtractor style\nCONV NORM\n# 3x3 all-ground, FWHM 2\n1 2 1\r\n\n2 4 2 # centre\n1 2 1\n";
+    clred_conv_filter f;
+    CHECK_OK(clred_conv_filter_parse(good, strlen(good), "good.conv", &f));
+    CHECK(f.width == 3 && f.height == 3 && f.normalize == 1 && f.k && f.k[4] == 4.0f && f.k[5] == 2.0f);
+    clred_conv_filter_free(&f);
+    const char *bad[] = {"", "# only a comment\n", "CONV NORM\n", "CONV SOMETIMES\n1\n", "1 2 1\n",
+                         "CONV NORM\n1 2 1\n2 4\n1 2 1\n", "CONV NORM\n1 2\n3 4\n", "CONV NORM\n1 x 1\n",
+                         "CONV NORM\n1 nan 1\n", "CONV NORM\n0 0 0\n", "CONV NORM\n-1 -2 -1\n",
+                         "CONV NONORM\n1e400\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        CHECK_MSG(clred_conv_filter_parse(bad[i], strlen(bad[i]), "bad.conv", &f) == CLRED_ERR_INPUT,
+                  "malformed filter %zu accepted", i);
+        CHECK_MSG(strstr(clred_last_error(), "bad.conv") != NULL && !strchr(clred_last_error(), '\n'),
+                  "filter %zu: message '%s' does not name the file on one line", i, clred_last_error());
+        CHECK(f.k == NULL);
+    }
+    CHECK(clred_conv_filter_read("/nonexistent/x.conv", &f) == CLRED_ERR_INPUT);
+    CHECK(strstr(clred_last_error(), "/nonexistent/x.conv") != NULL);
+
+    /* filter_2d against the reference: a NORM kernel (scaled to unit sum as
+     * the library does) and an asymmetric NONORM one, which also tells the
+     * rows' order */
+    clred_image img;
+    CHECK_OK(clred_image_alloc(&img, 41, 33, 0, 1));
+    add_star(img.sci, 41, 33, 12.3, 15.7, 800, 1.3, 1.1, 30);
+    add_star(img.sci, 41, 33, 39.0, 2.0, 500, 1.3, 1.3, 0);
+    add_noise(rng, &img, 100, 5);
+    size_t n = 41 * 33;
+    float *rms = malloc(n * sizeof *rms), *filtered = malloc(n * sizeof *filtered);
+    uint32_t *labels = malloc(n * sizeof *labels);
+    double *d = malloc(n * sizeof *d), *r = malloc(n * sizeof *r), *rf = malloc(n * sizeof *rf),
+           *rs = malloc(n * sizeof *rs);
+    for (size_t i = 0; i < n; i++)
+        rms[i] = (float)(4.0 + 2.0 * (double)(i % 41) / 41.0);
+    img.sci[15 * 41 + 12] = NAN;
+    img.mask[16 * 41 + 13] = CLRED_MASK_COSMIC_RAY;
+    for (size_t y = 20; y < 30; y++)
+        for (size_t x = 30; x < 41; x++)
+            img.mask[y * 41 + x] = CLRED_MASK_NO_DATA;
+    for (size_t i = 0; i < n; i++) {
+        d[i] = (isfinite(img.sci[i]) && !(img.mask[i] & CLRED_MASK_UNUSABLE)) ? (double)img.sci[i] - 100.0 : NAN;
+        r[i] = rms[i];
+    }
+    const float k3[9] = {1 / 16.f, 2 / 16.f, 1 / 16.f, 2 / 16.f, 4 / 16.f, 2 / 16.f, 1 / 16.f, 2 / 16.f, 1 / 16.f};
+    float k5[15];
+    for (int i = 0; i < 15; i++) /* 5 wide, 3 high, no symmetry */
+        k5[i] = (float)(i % 5 == 2 ? 3.0 : (i < 5 ? -0.5 : 0.25 * (i % 5)));
+    const float *ks[2] = {k3, k5};
+    const int kws[2] = {3, 5}, khs[2] = {3, 3};
+    for (int c = 0; c < 2; c++) {
+        double kd[15], s2 = 0;
+        for (int i = 0; i < kws[c] * khs[c]; i++) {
+            kd[i] = ks[c][i];
+            s2 += kd[i] * kd[i];
+        }
+        double cut = 1.5 / sqrt(s2);
+        run_filter_2d(ctx, &img, rms, ks[c], kws[c], khs[c], c == 0, (float)cut, filtered, labels);
+        ref_filter_2d(d, r, 41, 33, kd, kws[c], khs[c], c == 0, rf, rs);
+        int bad_f = 0, bad_l = 0, ndet = 0;
+        for (size_t i = 0; i < n; i++) {
+            /* float pixels, weights and sums of at most 15 terms: 1e-5 of the noise level */
+            if (!((isnan(rf[i]) && isnan(filtered[i])) || fabs(filtered[i] - rf[i]) <= 1e-5 * (fabs(rf[i]) + 5.0)))
+                bad_f++;
+            int ref_on = !isnan(rs[i]) && rs[i] >= cut;
+            if ((ref_on != (labels[i] != 0) && !(fabs(rs[i] - cut) < 1e-4 * cut)) || (labels[i] && labels[i] != i + 1))
+                bad_l++;
+            ndet += ref_on;
+        }
+        CHECK_MSG(bad_f == 0, "filter %d: %d filtered pixels differ from the reference", c, bad_f);
+        CHECK_MSG(bad_l == 0, "filter %d: %d thresholded pixels differ from the reference", c, bad_l);
+        CHECK_MSG(ndet > 5, "filter %d: %d pixels detected", c, ndet);
+        CHECK(isnan(filtered[25 * 41 + 36])); /* inside the masked block */
+    }
+    free(rms), free(filtered), free(labels), free(d), free(r), free(rf), free(rs);
+    clred_image_free(&img);
+}
+
 /* ------------------------------------------------------------ labelling */
 
 /* Labels by the device: over the whole image (label_propagate) or, as the
@@ -563,6 +683,7 @@ int main(void)
     clred_ctx *ctx = harness_ctx();
     harness_rng rng = {77};
     test_filter(ctx, &rng);
+    test_filter_file(ctx, &rng);
     test_labels(ctx, &rng);
     test_moments(ctx, &rng);
     test_completeness(ctx, &rng);

@@ -20,6 +20,8 @@ static void help(void)
            "                        to the filtered image (default 1.5)\n"
            "      --minarea N       minimum pixels per source (default 5)\n"
            "      --fwhm F          FWHM of the matched filter in pixels (default 3; 0 = none)\n"
+           "      --filter FILE     SExtractor filter file (.conv: CONV NORM or CONV NONORM, then\n"
+           "                        one row per line) instead of the Gaussian of --fwhm\n"
            "      --deblend C       deblending contrast (default 0.2; 0 = off)\n"
            "      --saturation L    flag pixels at or above L as saturated (default: mask bit only)\n"
            "      --bkg FILE        background image (default: global sigma-clipped median)\n"
@@ -33,7 +35,7 @@ static void help(void)
 }
 
 typedef struct {
-    const char *input, *output, *csv, *bkg_path, *rms_path, *seg_path, *device;
+    const char *input, *output, *csv, *bkg_path, *rms_path, *seg_path, *device, *filter_path;
     clred_detect_opts detect;
     int json, overwrite;
 } sources_args;
@@ -41,12 +43,13 @@ typedef struct {
 static int parse_args(int argc, char **argv, sources_args *a)
 {
     enum { O_CSV = 256, O_THRESH, O_MINAREA, O_FWHM, O_DEBLEND, O_SAT, O_BKG, O_RMS, O_SEG, O_OVERWRITE, O_DEVICE,
-           O_JSON };
+           O_JSON, O_FILTER };
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
                                          {"csv", required_argument, 0, O_CSV},
                                          {"thresh", required_argument, 0, O_THRESH},
                                          {"minarea", required_argument, 0, O_MINAREA},
                                          {"fwhm", required_argument, 0, O_FWHM},
+                                         {"filter", required_argument, 0, O_FILTER},
                                          {"deblend", required_argument, 0, O_DEBLEND},
                                          {"saturation", required_argument, 0, O_SAT},
                                          {"bkg", required_argument, 0, O_BKG},
@@ -80,6 +83,7 @@ static int parse_args(int argc, char **argv, sources_args *a)
         case O_SAT:
             if (!cli_parse_double("sources", "--saturation", optarg, &a->detect.saturation)) return EXIT_USAGE;
             break;
+        case O_FILTER: a->filter_path = optarg; break;
         case O_BKG: a->bkg_path = optarg; break;
         case O_RMS: a->rms_path = optarg; break;
         case O_SEG: a->seg_path = optarg; break;
@@ -162,7 +166,13 @@ int cmd_sources(int argc, char **argv)
     int32_t *seg = NULL;
     size_t n = 0;
     double level = NAN, sd = 0;
-    st = clred_image_read_2d(a.input, &img);
+    clred_conv_filter filter = {0};
+    /* the filter first: a malformed one fails before the frame is read */
+    st = a.filter_path ? clred_conv_filter_read(a.filter_path, &filter) : CLRED_OK;
+    if (st == CLRED_OK && a.filter_path)
+        a.detect.filter = &filter;
+    if (st == CLRED_OK)
+        st = clred_image_read_2d(a.input, &img);
     if (st == CLRED_OK && a.bkg_path)
         st = clred_image_read_2d(a.bkg_path, &bkg);
     if (st == CLRED_OK && a.rms_path)
@@ -208,12 +218,16 @@ int cmd_sources(int argc, char **argv)
         clred_header_set_double(hdr, "NSEEING", (double)nseeing, "stars used for SEEING");
         clred_header_set_double(hdr, "THRESH", a.detect.thresh, "threshold per pixel RMS, filtered image");
         clred_header_set_double(hdr, "MINAREA", a.detect.minarea, "minimum pixels per source");
-        clred_header_set_double(hdr, "FILTFWHM", a.detect.fwhm, "[pix] FWHM of the matched filter");
+        if (a.filter_path)
+            clred_header_set_string(hdr, "FILTER", a.filter_path, "detection filter file");
+        else
+            clred_header_set_double(hdr, "FILTFWHM", a.detect.fwhm, "[pix] FWHM of the matched filter");
         clred_header_set_string(hdr, "PIXORIG", "0", "X, Y are 0-based, pixel centres on integers");
         snprintf(hist, sizeof hist,
-                 "clred sources: thresh=%g minarea=%d fwhm=%g deblend=%g saturation=%g bkg=%s rms=%s", a.detect.thresh,
-                 a.detect.minarea, a.detect.fwhm, a.detect.deblend_contrast, a.detect.saturation,
-                 a.bkg_path ? a.bkg_path : "global", a.rms_path ? a.rms_path : "global");
+                 "clred sources: thresh=%g minarea=%d fwhm=%g filter=%s deblend=%g saturation=%g bkg=%s rms=%s",
+                 a.detect.thresh, a.detect.minarea, a.detect.fwhm, a.filter_path ? a.filter_path : "gaussian",
+                 a.detect.deblend_contrast, a.detect.saturation, a.bkg_path ? a.bkg_path : "global",
+                 a.rms_path ? a.rms_path : "global");
         clred_header_add_history(hdr, hist);
         if (st == CLRED_OK)
             st = clred_sources_write(a.output, a.csv, list, n, hdr, a.overwrite);
@@ -270,6 +284,7 @@ int cmd_sources(int argc, char **argv)
     }
     rc = EXIT_OK;
 done:
+    clred_conv_filter_free(&filter);
     free(list);
     free(seg);
     clred_header_free(hdr);

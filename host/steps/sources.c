@@ -461,6 +461,10 @@ static clred_status check_inputs(const clred_dimage *img, const clred_dimage *bk
     if (rms && (rms->width != img->width || rms->height != img->height))
         return clred_fail(CLRED_ERR_INPUT, "detect_sources: RMS map is %zu x %zu, image %zu x %zu", rms->width,
                           rms->height, img->width, img->height);
+    if (o->filter && (!o->filter->k || o->filter->width < 1 || o->filter->height < 1 || o->filter->width > 31 ||
+                      o->filter->height > 31 || o->filter->width % 2 == 0 || o->filter->height % 2 == 0))
+        return clred_fail(CLRED_ERR_USAGE, "detect_sources: the filter must have odd sides of at most 31 (%d x %d)",
+                          o->filter->width, o->filter->height);
     if (!(o->thresh > 0) || o->minarea < 1 || !(o->fwhm >= 0) || o->fwhm > 50 || !(o->deblend_contrast >= 0) ||
         !(o->deblend_contrast < 1))
         return clred_fail(CLRED_ERR_USAGE,
@@ -478,34 +482,63 @@ static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_d
     size_t n = img->width * img->height, fb = n * sizeof(float);
     cl_int w = (cl_int)img->width, h = (cl_int)img->height;
     cl_kernel k;
-    cl_int hw = o->fwhm > 0 ? (cl_int)ceil(1.5 * o->fwhm) : 0;
-    float g[2 * 76 + 1];
-    double norm2 = gaussian_factor(o->fwhm, hw, g);
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, (size_t)(2 * hw + 1) * sizeof *g, g, &b->kern, "filter"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->filtered, "filtered image"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, n * sizeof(cl_uint), NULL, &b->labels, "labels"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_d, "row sums"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_k, "row sums"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_k2v, "row sums"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, sizeof(cl_int), NULL, &b->changed, "flag"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, sizeof(cl_uint), NULL, &b->count, "count"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, n * sizeof(cl_uint), NULL, &b->list, "detected pixels"));
     cl_uint count = 0;
     CLRED_TRY(clred_upload(ctx, b->count, 0, sizeof count, &count));
-    /* Global sizes are rounded up (the kernels check bounds) so a GPU can pick
-     * full work-groups for any image width. */
-    size_t g2[2] = {clred_round_up(clred_vector_groups(ctx, img->width), 16), clred_round_up(img->height, 8)};
-    CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_rows", &k));
-    CLRED_TRY(clred_args(k, "filter_rows", PIXEL_ARGS(*pa), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern),
-                         CLRED_ARG(hw), CLRED_ARG(b->sum_d), CLRED_ARG(b->sum_k), CLRED_ARG(b->sum_k2v), (size_t)0));
-    CLRED_TRY(clred_run(ctx, k, "filter_rows", 2, g2, NULL));
-    cl_float snr = (cl_float)(o->thresh / norm2);
-    CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_cols", &k));
-    CLRED_TRY(clred_args(k, "filter_cols", CLRED_ARG(b->sum_d), CLRED_ARG(b->sum_k), CLRED_ARG(b->sum_k2v),
-                         CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern), CLRED_ARG(hw), CLRED_ARG(snr),
-                         CLRED_ARG(b->filtered), CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(b->count),
-                         (size_t)0));
-    CLRED_TRY(clred_run(ctx, k, "filter_cols", 2, g2, NULL));
+    if (o->filter) {
+        /* A filter file: one 2-D pass. NORM kernels are scaled to unit sum
+         * so that thresh keeps its meaning (per-pixel RMS units). */
+        const clred_conv_filter *cf = o->filter;
+        size_t nk = (size_t)cf->width * (size_t)cf->height;
+        float *kv = malloc(nk * sizeof *kv);
+        if (!kv)
+            return clred_fail(CLRED_ERR_MEMORY, "out of memory for the detection filter");
+        double sum = 0, sum2 = 0;
+        for (size_t i = 0; i < nk; i++)
+            sum += cf->k[i];
+        for (size_t i = 0; i < nk; i++) {
+            kv[i] = cf->normalize ? (float)(cf->k[i] / sum) : cf->k[i];
+            sum2 += (double)kv[i] * kv[i];
+        }
+        clred_status st = clred_buffer(ctx, CL_MEM_READ_ONLY, nk * sizeof *kv, kv, &b->kern, "filter");
+        free(kv);
+        CLRED_TRY(st);
+        cl_int kw = cf->width, kh = cf->height, renorm = cf->normalize != 0;
+        cl_float snr = (cl_float)(o->thresh / sqrt(sum2));
+        size_t g2[2] = {clred_round_up(img->width, 16), clred_round_up(img->height, 8)};
+        CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_2d", &k));
+        CLRED_TRY(clred_args(k, "filter_2d", PIXEL_ARGS(*pa), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern),
+                             CLRED_ARG(kw), CLRED_ARG(kh), CLRED_ARG(renorm), CLRED_ARG(snr), CLRED_ARG(b->filtered),
+                             CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(b->count), (size_t)0));
+        CLRED_TRY(clred_run(ctx, k, "filter_2d", 2, g2, NULL));
+    } else {
+        cl_int hw = o->fwhm > 0 ? (cl_int)ceil(1.5 * o->fwhm) : 0;
+        float g[2 * 76 + 1];
+        double norm2 = gaussian_factor(o->fwhm, hw, g);
+        CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, (size_t)(2 * hw + 1) * sizeof *g, g, &b->kern, "filter"));
+        CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_d, "row sums"));
+        CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_k, "row sums"));
+        CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_k2v, "row sums"));
+        /* Global sizes are rounded up (the kernels check bounds) so a GPU can pick
+         * full work-groups for any image width. */
+        size_t g2[2] = {clred_round_up(clred_vector_groups(ctx, img->width), 16), clred_round_up(img->height, 8)};
+        CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_rows", &k));
+        CLRED_TRY(clred_args(k, "filter_rows", PIXEL_ARGS(*pa), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern),
+                             CLRED_ARG(hw), CLRED_ARG(b->sum_d), CLRED_ARG(b->sum_k), CLRED_ARG(b->sum_k2v),
+                             (size_t)0));
+        CLRED_TRY(clred_run(ctx, k, "filter_rows", 2, g2, NULL));
+        cl_float snr = (cl_float)(o->thresh / norm2);
+        CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_cols", &k));
+        CLRED_TRY(clred_args(k, "filter_cols", CLRED_ARG(b->sum_d), CLRED_ARG(b->sum_k), CLRED_ARG(b->sum_k2v),
+                             CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern), CLRED_ARG(hw), CLRED_ARG(snr),
+                             CLRED_ARG(b->filtered), CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(b->count),
+                             (size_t)0));
+        CLRED_TRY(clred_run(ctx, k, "filter_cols", 2, g2, NULL));
+    }
     CLRED_TRY(clred_download(ctx, b->count, 0, sizeof count, &count));
     clred_release(&b->sum_d);
     clred_release(&b->sum_k);

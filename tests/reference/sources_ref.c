@@ -199,3 +199,32 @@ int ref_clipped_level(const double *v0, size_t m, double *level, double *rms)
     *rms = sd;
     return 1;
 }
+
+void ref_filter_2d(const double *d, const double *rms, size_t w, size_t h, const double *k, int kw, int kh,
+                   int renorm, double *filtered, double *snr)
+{
+    int rx = kw / 2, ry = kh / 2;
+    for (size_t y = 0; y < h; y++)
+        for (size_t x = 0; x < w; x++) {
+            double s = 0, sk = 0, sv = 0;
+            int used = 0;
+            for (int j = -ry; j <= ry; j++)
+                for (int i = -rx; i <= rx; i++) {
+                    long xx = (long)x + i, yy = (long)y + j;
+                    if (xx < 0 || yy < 0 || xx >= (long)w || yy >= (long)h)
+                        continue;
+                    size_t p = (size_t)yy * w + (size_t)xx;
+                    if (isnan(d[p]))
+                        continue;
+                    double kk = k[(j + ry) * kw + i + rx];
+                    s += kk * d[p];
+                    sk += kk;
+                    sv += kk * kk * rms[p] * rms[p];
+                    used++;
+                }
+            size_t o = y * w + x;
+            int has = renorm ? sk > 0 : used > 0;
+            filtered[o] = has ? (renorm ? s / sk : s) : NAN;
+            snr[o] = has ? s / sqrt(sv) : NAN;
+        }
+}

@@ -34,4 +34,11 @@ int ref_winpos(const double *d, size_t w, size_t h, const int32_t *seg, int32_t 
  * sorting: the window of the sorted values kept each round. */
 int ref_clipped_level(const double *v, size_t m, double *level, double *rms);
 
+/* A filter file's kernel k (kw x kh, row by row from the lowest y) over d
+ * (NaN = unusable): renorm (CONV NORM, k of unit sum) F = sum k d / sum k,
+ * else F = sum k d, over the usable pixels; snr[i] = sum k d / sqrt(sum k^2
+ * rms^2). NaN where nothing usable (or, renormalising, sum k <= 0). */
+void ref_filter_2d(const double *d, const double *rms, size_t w, size_t h, const double *k, int kw, int kh,
+                   int renorm, double *filtered, double *snr);
+
 #endif
