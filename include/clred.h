@@ -1030,8 +1030,17 @@ typedef struct {
     double thresh;           /* threshold in units of the per-pixel background RMS (default 1.5), see below */
     int minarea;             /* minimum pixels of a source (default 5) */
     double fwhm;             /* FWHM (pixels) of the Gaussian matched filter (default 3); 0 = no filter */
-    double deblend_contrast; /* a secondary peak is kept when its drop to the saddle exceeds this fraction
-                                of its height (default 0.2); 0 = no deblending */
+    double deblend_contrast; /* 0 = no deblending; with deblend_nthresh 0, the older rule: a secondary
+                                peak is kept when its drop to the saddle exceeds this fraction of its
+                                height (default 0.2) */
+    int deblend_nthresh;     /* SExtractor's DEBLEND_NTHRESH: levels between the threshold and a
+                                component's peak at which branches are told apart (default 32);
+                                0 = the contrast rule above */
+    double deblend_mincont;  /* SExtractor's DEBLEND_MINCONT: a branch is kept with more than this
+                                fraction of its component's (filtered) flux (default 0.005; 1 = none) */
+    int clean;               /* SExtractor's CLEAN: a source whose peak a brighter neighbour's Moffat
+                                wing explains is merged into it (default 1; 0 = off), see below */
+    double clean_param;      /* CLEAN_PARAM: scales the wing model (default 1; larger cleans more) */
     double saturation;       /* pixel level flagged SATURATED (0 = only the SATURATED mask bit; default 0) */
     uint16_t ignore_bits;    /* mask bits that make a pixel unusable (default CLRED_MASK_UNUSABLE) */
     int32_t *segmentation;   /* optional output, width * height: source index + 1 per pixel, 0 = none */
@@ -1057,7 +1066,12 @@ CLRED_API clred_detect_opts clred_detect_defaults(void);
  * (F = sum K d, sigma_F = sqrt(sum K^2 rms^2)); the test is the same
  * F / sigma_F >= thresh / sqrt(sum K^2), i.e. SExtractor's F >= thresh * rms
  * for unit-sum kernels. Components are 8-connected and labelled on the device;
- * deblending and the component lists are on the host; measurements on the device.
+ * the device lists the detected pixels; the host groups and deblends them
+ * (deblend_nthresh / deblend_mincont as SExtractor, else the contrast rule),
+ * measurements run on the device, and CLEAN (when opts->clean) merges a
+ * source into a brighter one whose Moffat model (index clean_param, the
+ * brighter source's filtered flux, moments and pixel count, as SExtractor's
+ * CLEAN) exceeds its detection threshold at its centre.
  * *list is malloc'd (free()); *n may be 0. */
 CLRED_API clred_status clred_detect_sources(clred_ctx *ctx, const clred_image *img, const clred_image *bkg,
                                   const clred_image *rms, double bkg_value, double rms_value,

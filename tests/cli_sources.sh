@@ -60,6 +60,11 @@ expect_rc 2 "output named like the input" "$BIN" sources field.fits --csv field.
 expect_rc 2 "no output" "$BIN" sources field.fits
 expect_rc 2 "bad --thresh" "$BIN" sources field.fits -o x.fits --thresh abc
 check "message names --thresh" grep -q -- "--thresh" err.txt
+expect_rc 2 "--deblend-mincont above 1" "$BIN" sources field.fits -o x.fits --deblend-mincont 2
+check "message names --deblend-mincont" grep -q -- "--deblend-mincont" err.txt
+expect_rc 0 "SExtractor deblending and CLEAN options" "$BIN" sources field.fits --csv opts.csv --deblend-nthresh 16 --deblend-mincont 0.01 --clean-param 1.5
+check "the options find the six stars" test "$(wc -l <opts.csv)" -eq 7
+expect_rc 0 "--no-clean" "$BIN" sources field.fits --csv noclean.csv --no-clean
 expect_rc 2 "negative --minarea" "$BIN" sources field.fits -o x.fits --minarea -2
 expect_rc 1 "missing input" "$BIN" sources nothere.fits -o x.fits --csv x.csv
 check "message names the file" grep -q "nothere.fits" err.txt

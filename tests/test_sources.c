@@ -650,6 +650,123 @@ static void test_global_level(harness_rng *rng)
     }
 }
 
+/* Multi-threshold deblending (SExtractor's DEBLEND_NTHRESH 32, MINCONT 0.005)
+ * on close pairs of FWHM-3 stars, one pair or single star per 50 x 50 cell:
+ * pairs at 1.5-3 FWHM with flux ratios 1-10 whose secondary maximum drops
+ * to the saddle by more than the levels' spacing (~16 % here) are split
+ * (with the 3 x 3 filter of SExtractor's default.conv for the closest and
+ * the most unequal: the FWHM-3 Gaussian leaves no secondary maximum there),
+ * single stars from S/N 18 to 18000 are not. Shallower saddles split or not
+ * by where the levels fall, as in SExtractor. */
+static void test_close_pairs(clred_ctx *ctx, harness_rng *rng)
+{
+    typedef struct {
+        double sep, ratio;
+        int conv; /* 1: the 3 x 3 filter file */
+    } pair;
+    const pair pairs[] = {{2.0, 1, 0}, {2.0, 3, 0}, {2.5, 5, 0}, {2.5, 10, 0}, {3.0, 1, 0},
+                          {3.0, 10, 0}, {1.5, 1, 1}, {2.0, 5, 1}, {2.0, 10, 1}};
+    const double singles[] = {400, 1600, 6400, 25600, 102400, 409600}; /* total flux; S/N 18 to 18000 */
+    enum { NP = sizeof pairs / sizeof *pairs, NS = sizeof singles / sizeof *singles, CELL = 50 };
+    double s = 3.0 / 2.3548200450309493, bright = 20000;
+    const char *conv3 = "CONV NORM\n1 2 1\n2 4 2\n1 2 1\n";
+    clred_conv_filter f3;
+    CHECK_OK(clred_conv_filter_parse(conv3, strlen(conv3), "default.conv", &f3));
+    for (int use_conv = 0; use_conv <= 1; use_conv++) {
+        clred_image img;
+        size_t w = CELL * 5, h = CELL * 3;
+        CHECK_OK(clred_image_alloc(&img, w, h, 0, 0));
+        double px[NP][2][2];
+        for (size_t k = 0; k < NP; k++) {
+            double cx = CELL * (k % 5) + 20.3 + 0.1 * (double)k, cy = CELL * (k / 5) + 24.6;
+            double th = 0.4 * (double)k, d = pairs[k].sep * 3.0;
+            px[k][0][0] = cx, px[k][0][1] = cy;
+            px[k][1][0] = cx + d * cos(th), px[k][1][1] = cy + d * sin(th);
+            add_star(img.sci, w, h, px[k][0][0], px[k][0][1], bright, s, s, 0);
+            add_star(img.sci, w, h, px[k][1][0], px[k][1][1], bright / pairs[k].ratio, s, s, 0);
+        }
+        for (size_t k = 0; k < NS; k++)
+            add_star(img.sci, w, h, CELL * ((NP + k) % 5) + 25.2, CELL * ((NP + k) / 5) + 24.7, singles[k], s, s, 0);
+        add_noise(rng, &img, 100, 5.0);
+        clred_detect_opts o = clred_detect_defaults();
+        o.filter = use_conv ? &f3 : NULL;
+        clred_source *list;
+        size_t n;
+        CHECK_OK(clred_detect_sources(ctx, &img, NULL, NULL, 100.0, 5.0, &o, &list, &n));
+        for (size_t k = 0; k < NP; k++) {
+            if (pairs[k].conv != use_conv && !(use_conv && pairs[k].sep >= 2.0 && pairs[k].ratio <= 3))
+                continue;
+            size_t inside = 0;
+            for (size_t i = 0; i < n; i++)
+                inside += (size_t)(list[i].x / CELL) == k % 5 && (size_t)(list[i].y / CELL) == k / 5;
+            const clred_source *a = nearest(list, n, px[k][0][0], px[k][0][1], 1.0);
+            const clred_source *b = nearest(list, n, px[k][1][0], px[k][1][1], 1.0);
+            CHECK_MSG(inside == 2 && a && b && a != b,
+                      "pair at %.1f FWHM, flux ratio %g (%s filter): %zu sources, %s", pairs[k].sep, pairs[k].ratio,
+                      use_conv ? "3 x 3" : "Gaussian", inside, a && b && a != b ? "both found" : "not split");
+            if (a && b && a != b)
+                CHECK((a->flags & CLRED_SRC_BLENDED) && (b->flags & CLRED_SRC_BLENDED));
+        }
+        for (size_t k = 0; k < NS; k++) {
+            size_t cell = NP + k, inside = 0;
+            for (size_t i = 0; i < n; i++)
+                inside += (size_t)(list[i].x / CELL) == cell % 5 && (size_t)(list[i].y / CELL) == cell / 5;
+            CHECK_MSG(inside == 1, "single star of flux %g (%s filter): %zu sources", singles[k],
+                      use_conv ? "3 x 3" : "Gaussian", inside);
+        }
+        free(list);
+        if (!use_conv) {
+            /* for the record: the older contrast rule on the same pairs */
+            o.deblend_nthresh = 0;
+            CHECK_OK(clred_detect_sources(ctx, &img, NULL, NULL, 100.0, 5.0, &o, &list, &n));
+            size_t split = 0;
+            for (size_t k = 0; k < 6; k++) {
+                const clred_source *a = nearest(list, n, px[k][0][0], px[k][0][1], 1.0);
+                const clred_source *b = nearest(list, n, px[k][1][0], px[k][1][1], 1.0);
+                split += a && b && a != b;
+            }
+            fprintf(stderr, "contrast rule: %zu of 6 pairs split\n", split);
+            free(list);
+        }
+        clred_image_free(&img);
+    }
+    clred_conv_filter_free(&f3);
+}
+
+/* CLEAN: a faint bump inside a very bright star's isophote is deblended as a
+ * source of its own without CLEAN and merged into the star with it, fluxes
+ * added. */
+static void test_clean(clred_ctx *ctx, harness_rng *rng)
+{
+    clred_image img;
+    CHECK_OK(clred_image_alloc(&img, 80, 80, 0, 0));
+    double s = 3.0 / 2.3548200450309493;
+    add_star(img.sci, 80, 80, 40.2, 39.7, 2e6, s, s, 0);
+    /* wings: a broad halo as a Moffat-like star has */
+    add_star(img.sci, 80, 80, 40.2, 39.7, 2e5, 4 * s, 4 * s, 0);
+    add_star(img.sci, 80, 80, 52.0, 41.0, 2e4, s, s, 0);
+    add_noise(rng, &img, 100, 5.0);
+    clred_detect_opts o = clred_detect_defaults();
+    clred_source *list;
+    size_t n;
+    o.clean = 0;
+    CHECK_OK(clred_detect_sources(ctx, &img, NULL, NULL, 100.0, 5.0, &o, &list, &n));
+    CHECK_MSG(n == 2, "without CLEAN: %zu sources, expected the star and the bump", n);
+    double total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += list[i].flux;
+    free(list);
+    o.clean = 1;
+    CHECK_OK(clred_detect_sources(ctx, &img, NULL, NULL, 100.0, 5.0, &o, &list, &n));
+    CHECK_MSG(n == 1, "with CLEAN: %zu sources, expected 1", n);
+    if (n == 1) {
+        CHECK_NEAR(list[0].flux, total, 1e-6 * total);
+        CHECK_NEAR(list[0].x, 40.2, 0.05);
+    }
+    free(list);
+    clred_image_free(&img);
+}
+
 /* Background and RMS maps are used pixel by pixel. */
 static void test_maps(clred_ctx *ctx, harness_rng *rng)
 {
@@ -690,6 +807,8 @@ int main(void)
     test_deblend_and_flags(ctx, &rng);
     test_maps(ctx, &rng);
     test_global_level(&rng);
+    test_close_pairs(ctx, &rng);
+    test_clean(ctx, &rng);
     clred_ctx_destroy(ctx);
     /* the float accumulation path: the filter (same tolerance: float sums of
      * 11 terms twice stay within 1e-6) and the moments of the same stars */

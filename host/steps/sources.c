@@ -19,6 +19,10 @@ clred_detect_opts clred_detect_defaults(void)
     o.minarea = 5;
     o.fwhm = 3.0;
     o.deblend_contrast = 0.2;
+    o.deblend_nthresh = 32;
+    o.deblend_mincont = 0.005;
+    o.clean = 1;
+    o.clean_param = 1.0;
     o.saturation = 0.0;
     o.ignore_bits = CLRED_MASK_UNUSABLE;
     o.segmentation = NULL;
@@ -264,7 +268,17 @@ typedef struct {
     size_t *owner;   /* per pixel: index into the kept-peak list */
     size_t *kept_list;
     size_t *kept_count;
+    double *flux;    /* per union-find root: summed filtered value of its region */
+    size_t *area;    /* per union-find root: pixels in its region */
 } deblender;
+
+/* The SExtractor rule's parameters for one component. */
+typedef struct {
+    int nthresh;    /* levels between the detection threshold and the peak; 0 = the contrast rule */
+    double mincont; /* a branch needs this fraction of the component's flux */
+    double contrast;
+    double t0;      /* the detection threshold at the component's peak, filtered units */
+} deblend_rule;
 
 typedef struct {
     float v;
@@ -312,16 +326,24 @@ static void assign_nearest(deblender *d, const size_t *pix, size_t n, size_t nke
     }
 }
 
-/* Splits one component (pixels pix[0..n)) into objects. A peak is kept when,
- * merging pixels from the highest down (union-find), the region it tops meets
- * a higher region at a saddle lower than its own height by more than
- * contrast * height and by more than min_drop (a detection threshold, so noise
- * bumps on a wing do not count). Pixels go to the nearest kept peak; objects
- * smaller than minarea are given back to their neighbours. Returns the number
- * of objects; d->owner holds each pixel's object. */
-static size_t deblend(deblender *d, const size_t *pix, size_t n, double contrast, const double *min_drop,
+/* Splits one component (pixels pix[0..n)) into objects, merging pixels from
+ * the highest down (union-find): when two regions meet at a saddle v,
+ * - SExtractor's multi-threshold rule (nthresh > 0): with the levels
+ *   t_i = t0 (P / t0)^(i / nthresh), i = 1..nthresh-1, between the detection
+ *   threshold t0 and the component's peak P, both branches are kept when a
+ *   level lies above v and at or below the lower branch's peak (the branches
+ *   are separate at that level), each has at least minarea pixels and more
+ *   than mincont of the component's flux (filtered values summed; a region's
+ *   pixels above the saddle stand for its pixels above that level);
+ * - the contrast rule (nthresh 0): the lower peak is kept when its drop to v
+ *   exceeds contrast * height and min_drop (a detection threshold).
+ * Pixels go to the nearest kept peak; objects smaller than minarea are given
+ * back to their neighbours. Returns the number of objects; d->owner holds
+ * each pixel's object. */
+static size_t deblend(deblender *d, const size_t *pix, size_t n, const deblend_rule *rule, const double *min_drop,
                       int minarea)
 {
+    double contrast = rule->contrast;
     size_t x0 = SIZE_MAX, y0 = SIZE_MAX, x1 = 0, y1 = 0;
     for (size_t p = 0; p < n; p++) {
         size_t x = pix[p] % d->w, y = pix[p] / d->w;
@@ -369,13 +391,19 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, double contrast
         rank[p] = (ranked){vals[p], p};
     }
     qsort(rank, n, sizeof *rank, cmp_ranked_desc);
-    for (size_t p = 0; p < n; p++)
+    double total = 0, top = rank[0].v;
+    for (size_t p = 0; p < n; p++) {
         d->order[p] = rank[p].i;
+        total += rank[p].v;
+    }
     free(rank);
     d->kept[d->order[0]] = 1;
+    double span = rule->t0 > 0 && top > rule->t0 ? log(top / rule->t0) : 0.0;
     for (size_t r = 0; r < n; r++) {
         size_t p = d->order[r];
         d->active[p] = 1;
+        d->flux[p] = vals[p];
+        d->area[p] = 1;
         size_t x = pix[p] % d->w - d->bx, y = pix[p] / d->w - d->by;
         for (int dy = -1; dy <= 1; dy++)
             for (int dx = -1; dx <= 1; dx++) {
@@ -391,10 +419,25 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, double contrast
                 size_t low = vals[d->peak[a]] < vals[d->peak[b]] ? a : b;
                 size_t high = low == a ? b : a;
                 double height = vals[d->peak[low]];
-                double drop = height - (double)vals[p];
-                if (contrast > 0 && drop > contrast * height && drop > min_drop[d->peak[low]])
-                    d->kept[d->peak[low]] = 1;
+                if (rule->nthresh > 0) {
+                    if (span > 0 && d->area[low] >= (size_t)minarea && d->area[high] >= (size_t)minarea &&
+                        d->flux[low] > rule->mincont * total && d->flux[high] > rule->mincont * total) {
+                        double v = vals[p];
+                        int i = v > rule->t0 ? (int)floor(rule->nthresh * log(v / rule->t0) / span) + 1 : 1;
+                        double level = rule->t0 * exp(span * i / rule->nthresh);
+                        if (i < rule->nthresh && level > v && level <= height) {
+                            d->kept[d->peak[low]] = 1;
+                            d->kept[d->peak[high]] = 1;
+                        }
+                    }
+                } else {
+                    double drop = height - (double)vals[p];
+                    if (contrast > 0 && drop > contrast * height && drop > min_drop[d->peak[low]])
+                        d->kept[d->peak[low]] = 1;
+                }
                 d->parent[low] = high;
+                d->flux[high] += d->flux[low];
+                d->area[high] += d->area[low];
             }
     }
     size_t nkept = 0;
@@ -465,6 +508,12 @@ static clred_status check_inputs(const clred_dimage *img, const clred_dimage *bk
                       o->filter->height > 31 || o->filter->width % 2 == 0 || o->filter->height % 2 == 0))
         return clred_fail(CLRED_ERR_USAGE, "detect_sources: the filter must have odd sides of at most 31 (%d x %d)",
                           o->filter->width, o->filter->height);
+    if (o->deblend_nthresh < 0 || o->deblend_nthresh > 1024 || !(o->deblend_mincont >= 0) ||
+        !(o->deblend_mincont <= 1) || !(o->clean_param > 0) || o->clean_param > 100)
+        return clred_fail(CLRED_ERR_USAGE,
+                          "detect_sources: invalid options (deblend_nthresh %d in [0, 1024], deblend_mincont %g in "
+                          "[0, 1], clean_param %g in (0, 100])",
+                          o->deblend_nthresh, o->deblend_mincont, o->clean_param);
     if (!(o->thresh > 0) || o->minarea < 1 || !(o->fwhm >= 0) || o->fwhm > 50 || !(o->deblend_contrast >= 0) ||
         !(o->deblend_contrast < 1))
         return clred_fail(CLRED_ERR_USAGE,
@@ -590,6 +639,8 @@ typedef struct {
     size_t npix;
     cl_int *bbox; /* 4 per object */
     unsigned char *blended;
+    double *fdflux;  /* per object: summed filtered value of its pixels (for CLEAN) */
+    double *dthresh; /* per object: the detection threshold at its highest filtered pixel */
     size_t nobj;
 } objects;
 
@@ -599,6 +650,8 @@ static void objects_free(objects *ob)
     free(ob->id);
     free(ob->bbox);
     free(ob->blended);
+    free(ob->fdflux);
+    free(ob->dthresh);
     memset(ob, 0, sizeof *ob);
 }
 
@@ -619,6 +672,8 @@ static clred_status build_objects(const components *c, const clred_detect_opts *
     d.owner = malloc(maxn * sizeof(size_t));
     d.kept_list = malloc(maxn * sizeof(size_t));
     d.kept_count = malloc(maxn * sizeof(size_t));
+    d.flux = malloc(maxn * sizeof(double));
+    d.area = malloc(maxn * sizeof(size_t));
     double *min_drop = malloc(maxn * sizeof *min_drop);
     size_t cap = c->ncomp + 16;
     ob->pix = malloc((total ? total : 1) * sizeof *ob->pix);
@@ -626,10 +681,14 @@ static clred_status build_objects(const components *c, const clred_detect_opts *
     ob->npix = 0;
     ob->bbox = malloc(cap * 4 * sizeof *ob->bbox);
     ob->blended = malloc(cap);
+    ob->fdflux = malloc(cap * sizeof *ob->fdflux);
+    ob->dthresh = malloc(cap * sizeof *ob->dthresh);
+    double *fdpeak = malloc(cap * sizeof *fdpeak);
     ob->nobj = 0;
     clred_status st = CLRED_OK;
     if (!d.order || !d.parent || !d.peak || !d.kept || !d.active || !d.owner || !d.kept_list || !d.kept_count ||
-        !min_drop || !ob->pix || !ob->id || !ob->bbox || !ob->blended)
+        !d.flux || !d.area || !min_drop || !ob->pix || !ob->id || !ob->bbox || !ob->blended || !ob->fdflux ||
+        !ob->dthresh || !fdpeak)
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory deblending %zu components", c->ncomp);
     for (size_t k = 0; k < c->ncomp && st == CLRED_OK; k++) {
         const size_t *pix = c->pix + c->start[k];
@@ -639,8 +698,14 @@ static clred_status build_objects(const components *c, const clred_detect_opts *
         for (size_t p = 0; p < np; p++)
             min_drop[p] = o->thresh * (double)c->rms[c->start[k] + p];
         d.f = c->f + c->start[k];
-        size_t nk = (o->deblend_contrast > 0 && np >= 2 * (size_t)o->minarea)
-                        ? deblend(&d, pix, np, o->deblend_contrast, min_drop, o->minarea)
+        /* the detection threshold at the component's peak, in filtered units */
+        size_t top = 0;
+        for (size_t p = 1; p < np; p++)
+            if (d.f[p] > d.f[top])
+                top = p;
+        deblend_rule rule = {o->deblend_nthresh, o->deblend_mincont, o->deblend_contrast, min_drop[top]};
+        size_t nk = (o->deblend_contrast > 0 && o->deblend_mincont < 1 && np >= 2 * (size_t)o->minarea)
+                        ? deblend(&d, pix, np, &rule, min_drop, o->minarea)
                         : 1;
         if (nk == 1)
             for (size_t p = 0; p < np; p++)
@@ -649,11 +714,20 @@ static clred_status build_objects(const components *c, const clred_detect_opts *
             cap = 2 * (ob->nobj + nk);
             cl_int *nb = realloc(ob->bbox, cap * 4 * sizeof *nb);
             unsigned char *nbl = nb ? realloc(ob->blended, cap) : NULL;
+            double *nf = nbl ? realloc(ob->fdflux, cap * sizeof *nf) : NULL;
+            double *nt = nf ? realloc(ob->dthresh, cap * sizeof *nt) : NULL;
+            double *np2 = nt ? realloc(fdpeak, cap * sizeof *np2) : NULL;
             if (nb)
                 ob->bbox = nb;
             if (nbl)
                 ob->blended = nbl;
-            if (!nb || !nbl) {
+            if (nf)
+                ob->fdflux = nf;
+            if (nt)
+                ob->dthresh = nt;
+            if (np2)
+                fdpeak = np2;
+            if (!nb || !nbl || !nf || !nt || !np2) {
                 st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu sources", cap);
                 break;
             }
@@ -663,6 +737,9 @@ static clred_status build_objects(const components *c, const clred_detect_opts *
             bb[0] = bb[1] = INT32_MAX;
             bb[2] = bb[3] = -1;
             ob->blended[ob->nobj + j] = nk > 1;
+            ob->fdflux[ob->nobj + j] = 0;
+            ob->dthresh[ob->nobj + j] = 0;
+            fdpeak[ob->nobj + j] = -INFINITY;
         }
         for (size_t p = 0; p < np; p++) {
             size_t obj = ob->nobj + d.owner[p];
@@ -670,6 +747,11 @@ static clred_status build_objects(const components *c, const clred_detect_opts *
             cl_int *bb = ob->bbox + 4 * obj;
             ob->pix[ob->npix] = (uint32_t)pix[p];
             ob->id[ob->npix++] = (int32_t)obj + 1;
+            ob->fdflux[obj] += d.f[p];
+            if (d.f[p] > fdpeak[obj]) {
+                fdpeak[obj] = d.f[p];
+                ob->dthresh[obj] = min_drop[p];
+            }
             if (x < bb[0]) bb[0] = x;
             if (y < bb[1]) bb[1] = y;
             if (x > bb[2]) bb[2] = x;
@@ -686,6 +768,9 @@ static clred_status build_objects(const components *c, const clred_detect_opts *
     free(d.owner);
     free(d.kept_list);
     free(d.kept_count);
+    free(d.flux);
+    free(d.area);
+    free(fdpeak);
     free(min_drop);
     return st;
 }
@@ -756,6 +841,86 @@ static clred_status measure(clred_ctx *ctx, detect_buffers *b, const clred_dimag
     return st;
 }
 
+/* SExtractor's CLEAN: each source is modelled by a Moffat profile
+ * A (1 + alpha q)^-beta, beta = clean_param, with q the quadratic form of its
+ * moments' ellipse, A = filtered flux / (2 pi a b) and alpha set so the
+ * model meets its detection threshold on the ellipse whose area is its pixel
+ * count. A fainter source within 10 (a + a') whose threshold this model
+ * exceeds at its centre lies in the brighter one's wings: it is merged into it
+ * (fluxes, variances and pixels added, flags joined). Sources are taken from
+ * the brightest, so a merged source's own victims follow it. Returns the
+ * number kept; map[i] is source i's index after compaction. */
+static size_t clean_sources(clred_source *s, const objects *ob, double beta, size_t *map)
+{
+    size_t n = ob->nobj;
+    size_t *order = malloc(n * sizeof *order), *into = malloc(n * sizeof *into);
+    double *amp = malloc(n * sizeof *amp), *alpha = malloc(n * sizeof *alpha), *q = malloc(3 * n * sizeof *q);
+    if (!order || !into || !amp || !alpha || !q) { /* out of memory: nothing cleaned */
+        for (size_t i = 0; i < n; i++)
+            map[i] = i;
+        free(order), free(into), free(amp), free(alpha), free(q);
+        return n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        order[i] = i;
+        into[i] = i;
+        double a = fmax(s[i].a, 0.3), b = fmax(s[i].b, 0.3), t = s[i].theta * M_PI / 180.0;
+        double c = cos(t), sn = sin(t), unit = M_PI * a * b;
+        q[3 * i] = c * c / (a * a) + sn * sn / (b * b);
+        q[3 * i + 1] = sn * sn / (a * a) + c * c / (b * b);
+        q[3 * i + 2] = 2.0 * c * sn * (1.0 / (a * a) - 1.0 / (b * b));
+        amp[i] = ob->fdflux[i] / (2.0 * unit);
+        alpha[i] = (ob->dthresh[i] > 0 && amp[i] > ob->dthresh[i])
+                       ? (pow(amp[i] / ob->dthresh[i], 1.0 / beta) - 1.0) * unit / (double)s[i].npix
+                       : 0.0;
+    }
+    /* brightest first */
+    ranked *rk = malloc(n * sizeof *rk);
+    if (rk) {
+        for (size_t i = 0; i < n; i++)
+            rk[i] = (ranked){(float)ob->fdflux[i], i};
+        qsort(rk, n, sizeof *rk, cmp_ranked_desc);
+        for (size_t i = 0; i < n; i++)
+            order[i] = rk[i].i;
+        free(rk);
+    }
+    for (size_t r = 1; r < n; r++) {
+        size_t i = order[r];
+        for (size_t k = 0; k < r; k++) {
+            size_t j = order[k];
+            if (!(alpha[j] > 0) || into[j] != j)
+                continue;
+            double dx = s[i].x - s[j].x, dy = s[i].y - s[j].y, zone = 10.0 * (s[i].a + s[j].a);
+            if (dx * dx + dy * dy >= zone * zone)
+                continue;
+            double v = 1.0 + alpha[j] * (q[3 * j] * dx * dx + q[3 * j + 1] * dy * dy + q[3 * j + 2] * dx * dy);
+            if (v > 1.0 && amp[j] * pow(v, -beta) > ob->dthresh[i]) {
+                into[i] = j;
+                break;
+            }
+        }
+        if (into[i] != i) {
+            clred_source *m = &s[into[i]];
+            m->flux += s[i].flux;
+            m->flux_err = sqrt(m->flux_err * m->flux_err + s[i].flux_err * s[i].flux_err);
+            m->npix += s[i].npix;
+            m->peak = fmax(m->peak, s[i].peak);
+            m->flags |= s[i].flags & (CLRED_SRC_SATURATED | CLRED_SRC_EDGE | CLRED_SRC_MASKED);
+        }
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (into[i] == i)
+            map[i] = kept++;
+    for (size_t i = 0; i < n; i++)
+        map[i] = map[into[i]];
+    for (size_t i = 0, k = 0; i < n; i++)
+        if (into[i] == i)
+            s[k++] = s[i];
+    free(order), free(into), free(amp), free(alpha), free(q);
+    return kept;
+}
+
 clred_status clred_detect_sources_dev(clred_ctx *ctx, const clred_dimage *img, const clred_dimage *bkg,
                                       const clred_dimage *rms, double bkg_value, double rms_value,
                                       const clred_detect_opts *opts, clred_source **list, size_t *nout)
@@ -811,6 +976,16 @@ clred_status clred_detect_sources_dev(clred_ctx *ctx, const clred_dimage *img, c
         st = out ? measure(ctx, &b, img, &pa, &o, &ob, out)
                  : clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu sources", ob.nobj);
     }
+    size_t nkept = ob.nobj;
+    if (st == CLRED_OK && o.clean && ob.nobj > 1) {
+        size_t *map = malloc(ob.nobj * sizeof *map);
+        if (map) {
+            nkept = clean_sources(out, &ob, o.clean_param, map);
+            for (size_t i = 0; i < ob.npix; i++)
+                ob.id[i] = (int32_t)map[ob.id[i] - 1] + 1;
+            free(map);
+        }
+    }
     if (st == CLRED_OK && o.segmentation) {
         memset(o.segmentation, 0, n * sizeof *o.segmentation);
         for (size_t i = 0; i < ob.npix; i++)
@@ -818,7 +993,7 @@ clred_status clred_detect_sources_dev(clred_ctx *ctx, const clred_dimage *img, c
     }
     if (st == CLRED_OK) {
         *list = out;
-        *nout = ob.nobj;
+        *nout = nkept;
     } else {
         free(out);
     }
