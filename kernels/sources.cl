@@ -405,7 +405,7 @@ kernel void measure_sources(DETECT_PIXEL_ARGS, global const float *var, const in
                 acc_t q = qxx * dx * dx + 2.0 * qxy * dx * dy + qyy * dy * dy;
                 if (q > 16.0)
                     continue;
-                acc_t wv = exp(-0.5 * q) * v;
+                acc_t wv = (acc_t)(exp((float)(-0.5 * q)) * v); /* float weight: 1e-7 relative is plenty */
                 S += wv;
                 Sx += wv * dx;
                 Sy += wv * dy;
@@ -459,7 +459,7 @@ kernel void measure_sources(DETECT_PIXEL_ARGS, global const float *var, const in
                                            rms_value, i, &r2);
                 if (!isfinite(v))
                     continue;
-                acc_t wv = exp(-r2w * inv2) * v;
+                acc_t wv = (acc_t)(exp((float)(-r2w * inv2)) * v);
                 S += wv;
                 Sx += wv * dx;
                 Sy += wv * dy;

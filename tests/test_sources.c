@@ -485,6 +485,43 @@ static void test_moments(clred_ctx *ctx, harness_rng *rng)
     clred_image_free(&img);
 }
 
+/* The windowed centroids' scatter about the true positions of bright stars:
+ * 36 stars of FWHM 3 (S/N 200 to 2000 of the total flux) at random subpixel
+ * positions, noise 5. The photon-noise limit is ~sigma sqrt(2) / (S/N), 0.009
+ * px at S/N 200 and 0.001 at 2000: the RMS must stay below 0.005 px. */
+static void test_centroid_scatter(clred_ctx *ctx, harness_rng *rng)
+{
+    enum { NSTAR = 36 };
+    double s = 3.0 / 2.3548200450309493, sigma = 5.0, tx[NSTAR], ty[NSTAR];
+    clred_image img;
+    CHECK_OK(clred_image_alloc(&img, 240, 240, 0, 0));
+    for (int k = 0; k < NSTAR; k++) {
+        tx[k] = 20 + 40 * (k % 6) + harness_uniform(rng);
+        ty[k] = 20 + 40 * (k / 6) + harness_uniform(rng);
+        double snr = 200 * exp(harness_uniform(rng) * log(10.0));
+        add_star(img.sci, 240, 240, tx[k], ty[k], snr * sigma * sqrt(4 * M_PI) * s, s, s, 0);
+    }
+    add_noise(rng, &img, 100, sigma);
+    clred_source *list;
+    size_t n;
+    CHECK_OK(clred_detect_sources(ctx, &img, NULL, NULL, 100.0, sigma, NULL, &list, &n));
+    double sum2 = 0;
+    int found = 0;
+    for (int k = 0; k < NSTAR; k++) {
+        const clred_source *m = nearest(list, n, tx[k], ty[k], 1.0);
+        if (!m)
+            continue;
+        found++;
+        sum2 += (m->x - tx[k]) * (m->x - tx[k]) + (m->y - ty[k]) * (m->y - ty[k]);
+    }
+    double rms = found ? sqrt(sum2 / (2.0 * found)) : INFINITY;
+    fprintf(stderr, "windowed centroids: %d stars, RMS %.4f px per axis about the truth\n", found, rms);
+    CHECK_MSG(found == NSTAR, "%d of %d bright stars found", found, NSTAR);
+    CHECK_MSG(rms <= 0.005, "centroid RMS %.4f px about the truth", rms);
+    free(list);
+    clred_image_free(&img);
+}
+
 /* -------------------------------------------------------- completeness */
 
 static void test_completeness(clred_ctx *ctx, harness_rng *rng)
@@ -808,6 +845,7 @@ int main(void)
     test_maps(ctx, &rng);
     test_global_level(&rng);
     test_close_pairs(ctx, &rng);
+    test_centroid_scatter(ctx, &rng);
     test_clean(ctx, &rng);
     clred_ctx_destroy(ctx);
     /* the float accumulation path: the filter (same tolerance: float sums of
