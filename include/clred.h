@@ -1043,7 +1043,9 @@ CLRED_API clred_status clred_infill_dev(clred_ctx *ctx, clred_dimage *img, uint1
 #define CLRED_SRC_NO_BACKGROUND  0x20u /* photometry: too few annulus pixels for a local background */
 
 typedef struct {
-    double x, y;        /* windowed (adaptive Gaussian) centroid */
+    double x, y;        /* windowed centroid (SExtractor's XWIN/YWIN): circular Gaussian window of
+                           sigma sqrt((cxx + cyy) / 2) of the adaptive moments (for a Gaussian
+                           profile SExtractor's 2 r_half / 2.3548), iterated to steps < 1e-4 px */
     double flux;        /* isophotal flux above the background */
     double flux_err;    /* sqrt of the summed variance plane over the isophote, else of rms^2 */
     double peak;        /* highest background-subtracted pixel of the source */
@@ -1055,15 +1057,42 @@ typedef struct {
     unsigned flags;     /* CLRED_SRC_* */
 } clred_source;
 
+/* A detection filter from a SExtractor .conv file: "CONV NORM" or "CONV
+ * NONORM", then one row per line (the first row is the lowest y), '#'
+ * comments and blank lines anywhere; odd sides of at most 31. */
+typedef struct {
+    int width, height;
+    int normalize; /* 1: CONV NORM, 0: CONV NONORM */
+    float *k;      /* width * height, row by row */
+} clred_conv_filter;
+
+/* Reads / parses a filter file (name is the file named in errors). A
+ * malformed file fails with CLRED_ERR_INPUT and a message naming it and the
+ * line. clred_conv_filter_free releases k. */
+CLRED_API clred_status clred_conv_filter_read(const char *path, clred_conv_filter *f);
+CLRED_API clred_status clred_conv_filter_parse(const char *text, size_t len, const char *name, clred_conv_filter *f);
+CLRED_API void clred_conv_filter_free(clred_conv_filter *f);
+
 typedef struct {
     double thresh;           /* threshold in units of the per-pixel background RMS (default 1.5), see below */
     int minarea;             /* minimum pixels of a source (default 5) */
     double fwhm;             /* FWHM (pixels) of the Gaussian matched filter (default 3); 0 = no filter */
-    double deblend_contrast; /* a secondary peak is kept when its drop to the saddle exceeds this fraction
-                                of its height (default 0.2); 0 = no deblending */
+    double deblend_contrast; /* 0 = no deblending; with deblend_nthresh 0, the older rule: a secondary
+                                peak is kept when its drop to the saddle exceeds this fraction of its
+                                height (default 0.2) */
+    int deblend_nthresh;     /* SExtractor's DEBLEND_NTHRESH: levels between the threshold and a
+                                component's peak at which branches are told apart (default 32);
+                                0 = the contrast rule above */
+    double deblend_mincont;  /* SExtractor's DEBLEND_MINCONT: a branch is kept with more than this
+                                fraction of its component's (filtered) flux (default 0.005; 1 = none) */
+    int clean;               /* SExtractor's CLEAN: a source whose peak a brighter neighbour's Moffat
+                                wing explains is merged into it (default 1; 0 = off), see below */
+    double clean_param;      /* CLEAN_PARAM: scales the wing model (default 1; larger cleans more) */
     double saturation;       /* pixel level flagged SATURATED (0 = only the SATURATED mask bit; default 0) */
     uint16_t ignore_bits;    /* mask bits that make a pixel unusable (default CLRED_MASK_UNUSABLE) */
     int32_t *segmentation;   /* optional output, width * height: source index + 1 per pixel, 0 = none */
+    const clred_conv_filter *filter; /* a filter file's kernel K instead of the Gaussian of fwhm (default
+                                        NULL); see below */
 } clred_detect_opts;
 
 CLRED_API clred_detect_opts clred_detect_defaults(void);
@@ -1079,8 +1108,17 @@ CLRED_API clred_detect_opts clred_detect_defaults(void);
  *   F(x) / sigma_F(x) >= thresh / sqrt(sum K^2 over the full kernel),
  * i.e. F(x) >= thresh * rms(x) away from edges and masks (SExtractor's
  * convention: thresh is in per-pixel RMS units; 1.5 at FWHM 3 is 6.6 sigma of the
- * filtered noise). Components are 8-connected and labelled on the device;
- * deblending and the component lists are on the host; measurements on the device.
+ * filtered noise). With opts->filter, K is the file's kernel: CONV NORM
+ * kernels are renormalised the same way, CONV NONORM ones are not
+ * (F = sum K d, sigma_F = sqrt(sum K^2 rms^2)); the test is the same
+ * F / sigma_F >= thresh / sqrt(sum K^2), i.e. SExtractor's F >= thresh * rms
+ * for unit-sum kernels. Components are 8-connected and labelled on the device;
+ * the device lists the detected pixels; the host groups and deblends them
+ * (deblend_nthresh / deblend_mincont as SExtractor, else the contrast rule),
+ * measurements run on the device, and CLEAN (when opts->clean) merges a
+ * source into a brighter one whose Moffat model (index clean_param, the
+ * brighter source's filtered flux, moments and pixel count, as SExtractor's
+ * CLEAN) exceeds its detection threshold at its centre.
  * *list is malloc'd (free()); *n may be 0. */
 CLRED_API clred_status clred_detect_sources(clred_ctx *ctx, const clred_image *img, const clred_image *bkg,
                                   const clred_image *rms, double bkg_value, double rms_value,
