@@ -369,30 +369,47 @@ def main():
     p.add_argument("--hotpants", default=None)
     p.add_argument("--threads", type=int, default=2, help="CPU threads for SFFT's NumPy backend")
     p.add_argument("--methods", default="clred-zogy,clred-al,hotpants,properimage,sfft")
+    p.add_argument("--pairs", default="sim,nircam", help="which pairs: sim, nircam")
     args = p.parse_args()
-    methods = args.methods.split(",")
     os.makedirs(args.results, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
     pairs = []
     d = f"{args.work}/pair{args.size}"
     ntr = max(20, args.size * args.size // 10000)
+    want = args.pairs.split(",")
+    if "sim" in want:
+        make_sim(args, d, ntr, pairs)
+    nc = args.nircam or ("../shared/data/nircam" if os.path.isdir("../shared/data/nircam") else None)
+    if "nircam" in want and nc and os.path.isdir(nc):
+        add_nircam(args, nc, pairs)
+    elif "nircam" in want:
+        print("NIRCam pair skipped: no ../shared/data/nircam (give --nircam DIR)", file=sys.stderr)
+    return run_all(args, pairs, ntr)
+
+
+def make_sim(args, d, ntr, pairs):
     subprocess.run([args.clred, "simulate-pair", "-o", d, "--size", f"{args.size}x{args.size}", "--ntransients",
                     str(ntr), "--overwrite"], check=True, capture_output=True)
     pairs.append(Pair(f"sim {args.size}²", f"{d}/new.fits", f"{d}/ref.fits", f"{d}/new_psf.fits", f"{d}/ref_psf.fits",
                       truth_csv=f"{d}/truth.csv"))
-    nc = args.nircam or ("../shared/data/nircam" if os.path.isdir("../shared/data/nircam") else None)
-    if nc and os.path.isdir(nc):
-        # PSFs cut to 101 px (as in the clred report); S_corr renormalised for the mosaics' correlated noise
-        ncw = f"{args.work}/nircam"
-        os.makedirs(ncw, exist_ok=True)
-        for f in ("sci_psf", "ref_psf"):
-            a = fits.getdata(f"{nc}/{f}.fits").astype(np.float32)
-            c = [s // 2 for s in a.shape]
-            a = a[max(0, c[0] - 50):c[0] + 51, max(0, c[1] - 50):c[1] + 51]
-            fits.writeto(f"{ncw}/{f}.fits", a / a.sum(), overwrite=True)
-        pairs.append(Pair("NIRCam", f"{nc}/sci_jw02561_f200w.fits", f"{nc}/ref_jw01324_f200w.fits",
-                          f"{ncw}/sci_psf.fits", f"{ncw}/ref_psf.fits", f"{nc}/sci_noise.fits", f"{nc}/ref_noise.fits",
-                          clred_extra=["--renormalize", "--astrom-sigma", "0.06"]))
+
+
+def add_nircam(args, nc, pairs):
+    # PSFs cut to 101 px (as in the clred report); S_corr renormalised for the mosaics' correlated noise
+    ncw = f"{args.work}/nircam"
+    os.makedirs(ncw, exist_ok=True)
+    for f in ("sci_psf", "ref_psf"):
+        a = fits.getdata(f"{nc}/{f}.fits").astype(np.float32)
+        c = [s // 2 for s in a.shape]
+        a = a[max(0, c[0] - 50):c[0] + 51, max(0, c[1] - 50):c[1] + 51]
+        fits.writeto(f"{ncw}/{f}.fits", a / a.sum(), overwrite=True)
+    pairs.append(Pair("NIRCam", f"{nc}/sci_jw02561_f200w.fits", f"{nc}/ref_jw01324_f200w.fits",
+                      f"{ncw}/sci_psf.fits", f"{ncw}/ref_psf.fits", f"{nc}/sci_noise.fits", f"{nc}/ref_noise.fits",
+                      clred_extra=["--renormalize", "--astrom-sigma", "0.06"]))
+
+
+def run_all(args, pairs, ntr):
+    methods = args.methods.split(",")
     rows = []
     for pair in pairs:
         work = f"{args.work}/{pair.name.split()[0].lower()}_out"
@@ -409,8 +426,10 @@ def main():
             elif m == "sfft":
                 rows.append(run_sfft(args, pair, work))
             print(json.dumps(rows[-1]), flush=True)
-    header = (f"Difference imaging, one run: simulated {args.size}² pair ({ntr} injected sources, S/N 3-50)"
-              + (" and the NIRCam pair" if len(pairs) > 1 else "") + f"; {os.cpu_count()} CPUs visible")
+    names = [p.name for p in pairs]
+    header = ("Difference imaging, one run: " + ", ".join(names)
+              + (f" ({ntr} injected sources, S/N 3-50)" if any(n.startswith("sim") for n in names) else "")
+              + f"; {os.cpu_count()} CPUs visible")
     md = markdown(rows, header)
     with open(f"{args.results}/diff_bench.md", "w") as f:
         f.write(md)
