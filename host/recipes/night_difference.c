@@ -221,10 +221,11 @@ clred_status night_difference_stage(night *nt, night_writer *w)
             char reason[600];
             snprintf(reason, sizeof reason, "subtraction failed: %s", clred_last_error());
             night_say(nt, "%s: %s", gr->name, reason);
-            mark(nt, all, 3, reason);
             for (int i = 0; i < 3; i++)
-                if (!nt->prod[all[i]].done)
+                if (!nt->prod[all[i]].done) { /* the aligned stack may be written already: it stays */
+                    mark(nt, &all[i], 1, reason);
                     remove(nt->prod[all[i]].path);
+                }
             clred_clear_error();
             st = CLRED_OK;
         }
