@@ -96,6 +96,19 @@ r = json.load(open(sys.argv[1]))
 sys.exit(0 if all(not p['written'] for p in r['products']) else 1)" "$TMP/out" \
     && pass "rerun skips every product" || fail "rerun rewrote: $(head -c 600 "$TMP/out")"
 
+# a reference with no stars (the bias master): this stack's subtraction fails, the night does not
+printf '[subtract]\nreference = %s\n' "$TMP/ref/masters/bias.fits" > "$TMP/nostars.ini"
+# shellcheck disable=SC2086
+run "reference without stars" 0 run --config "$TMP/nostars.ini" $CAL "$N"/epoch2_*.fits -o "$TMP/nostars" --json
+python3 -c "
+import json, sys
+m = json.load(open(sys.argv[1]))
+d = [p for p in m['products'] if p['what'] in ('aligned stack', 'difference', 'candidates')]
+sys.exit(0 if len(d) == 3 and all(not p.get('done') and 'star matching' in (p.get('reason') or '') for p in d) else 1)" \
+    "$TMP/nostars/manifest.json" && pass "its products are not written, the reason is in the manifest" \
+    || fail "failed subtraction: $(grep -A3 difference/ "$TMP/nostars/manifest.json" | head -c 800)"
+[ ! -e "$TMP/nostars/difference/SIMFIELD_r.fits" ] && pass "no partial difference" || fail "a partial difference was left"
+
 printf '[subtract]\nreference = %s/nothing.fits\n' "$TMP" > "$TMP/missing.ini"
 # shellcheck disable=SC2086
 run "missing reference" 2 run --config "$TMP/missing.ini" $CAL "$N"/epoch2_*.fits -o "$TMP/x"
