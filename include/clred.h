@@ -2105,16 +2105,15 @@ CLRED_API clred_status clred_cutouts_write(const char *path, const clred_image *
 
 /* ---- difference imaging on files: clred subtract, clred candidates */
 
-/* How a reference is subtracted. */
-typedef enum { CLRED_SUBTRACT_ZOGY = 0, CLRED_SUBTRACT_AL } clred_subtract_method;
+typedef enum { CLRED_DIFF_ZOGY = 0, CLRED_DIFF_AL } clred_diff_method;
 
 typedef struct clred_subtract_job {
-    clred_subtract_method method;      /* default CLRED_SUBTRACT_ZOGY */
     const char *new_psf, *ref_psf;     /* PSF images; NULL = measured from the image (psf options) */
     size_t psf_size;                   /* largest size of a PSF read (odd; 0 = uncut) */
     const char *new_noise, *ref_noise; /* 1-sigma noise images: their squares become the VAR planes */
     const char *new_mask, *ref_mask;   /* images whose nonzero pixels are flagged BAD */
     clred_psf_opts psf;                /* for measured PSFs */
+    clred_diff_method method;          /* default ZOGY */
     clred_zogy_opts zogy;
     clred_cand_opts cand;
     const char *candidates;            /* candidate catalog: .csv, .json, else a FITS table; NULL = none */

@@ -61,7 +61,7 @@ static int subtract_entry(run_config *c, const char *key, const char *value)
     } else if (!strcasecmp(key, "method")) {
         static const char *const names[] = {"zogy", "al"};
         if ((ok = choice(value, names, 2, &k)))
-            j->method = (clred_subtract_method)k;
+            j->method = (clred_diff_method)k;
     } else if (!strcasecmp(key, "ref_psf")) {
         ok = (j->ref_psf = keep(c, value)) != NULL;
     } else if (!strcasecmp(key, "ref_noise")) {

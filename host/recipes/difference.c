@@ -159,7 +159,7 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
         memset(report, 0, sizeof *report);
     if (!new_path || !ref_path || !out_path)
         return clred_fail(CLRED_ERR_USAGE, "subtract: a new image, a reference and an output are needed");
-    if (j->method != CLRED_SUBTRACT_ZOGY)
+    if (j->method != CLRED_DIFF_ZOGY)
         return clred_fail(CLRED_ERR_USAGE, "subtract: only ZOGY is implemented in this build (Alard-Lupton is not)");
     const char *ins[] = {new_path, ref_path, j->new_psf, j->ref_psf, j->new_noise, j->ref_noise, j->new_mask, j->ref_mask};
     const char *outs[] = {out_path, j->candidates, j->cutouts, j->psf_out};
