@@ -783,7 +783,10 @@ CLRED_API clred_status clred_cosmic_dev(clred_ctx *ctx, clred_dimage *img, const
  * values), msr = sum r^2 / n and std = sqrt(max(msr - (sum r / n)^2, 0)).
  * MEDIAN: the candidate with the smallest |median|; among exact ties the
  * smallest std; then the lowest pixel index (row-major). Dark frames in
- * ADU are integers, so ties in |median| are common and exact. LSQ: the
+ * ADU are integers, so ties in |median| are common and exact. With a tie
+ * tolerance t > 0 the ties are the candidates with |median| <= (the smallest
+ * |median|) + t (computed in double), among which the smallest std wins,
+ * then the lowest index (a second pass over the candidates). LSQ: the
  * smallest msr, then the lowest index. The search is exhaustive over the
  * candidates, or over those within window columns of the spectral pixel. */
 typedef enum { CLRED_PROXY_MEDIAN = 0, CLRED_PROXY_LSQ } clred_proxy_method;
@@ -793,6 +796,7 @@ typedef struct {
     int window;                /* > 0: candidates within this many columns only (default 0 = all) */
     double fill_value;         /* a value meaning "not downlinked", besides NaN (default NaN = none) */
     double hot_sigma;          /* default 10 */
+    double tie_tolerance;      /* MEDIAN: |median| within this of the smallest ties (default 0 = exact ties) */
 } clred_proxy_opts;
 
 /* Per pixel (width * height, row-major); scores are NaN where no proxy. */
@@ -859,6 +863,40 @@ CLRED_API clred_status clred_trace_fit_infill(clred_image *img, const clred_trac
 CLRED_API clred_status clred_trace_fit_write_csv(const char *path, const char *const *names,
                                                  const clred_trace_fit *fits, size_t nfits, int overwrite);
 
+/* The spectral region found from the trace (clred proxy without a mask):
+ * the profile of each bin of columns is fitted (clred_trace_fit_frame); a
+ * bin gives its centre, width and peak separation from the double Gaussian
+ * where that is a real pair (both peaks positive, the weaker at least a tenth
+ * of the stronger, a smaller chi2 than the single one), else from the single
+ * Gaussian (separation 0). Polynomials of degree order in u = 2 x / (w - 1) - 1
+ * are fitted to the three over the bins (least squares, refitted once
+ * without the bins beyond 4 robust sigmas), and pixel (x, y) is spectral
+ * when |y - centre(x)| <= split(x) / 2 + k sigma(x). The simulator's band
+ * (spectral_half = 5 trace sigmas) is this with k = 5 where the trace has
+ * not split. Give it a frame with the trace well above the noise and
+ * little else: the median of the science frames less the median dark. */
+#define CLRED_TRACE_REGION_MAX_ORDER 3
+typedef struct {
+    size_t bin;  /* columns per fit bin (default 25) */
+    int order;   /* polynomial degree 0..3 (default 2) */
+    double k;    /* half-width in trace sigmas beyond the peaks (default 5) */
+} clred_trace_region_opts;
+
+typedef struct {
+    int order;
+    double k;
+    double centre[CLRED_TRACE_REGION_MAX_ORDER + 1], sigma[CLRED_TRACE_REGION_MAX_ORDER + 1],
+        split[CLRED_TRACE_REGION_MAX_ORDER + 1]; /* coefficients of 1, u, u^2, u^3 */
+    size_t nbins_used, nspectral;
+} clred_trace_region;
+
+CLRED_API clred_trace_region_opts clred_trace_region_defaults(void);
+/* spectral: width * height flags written (1 = spectral); out may be NULL. */
+CLRED_API clred_status clred_trace_region_find(const clred_image *frame, const clred_trace_region_opts *opts,
+                                               uint8_t *spectral, clred_trace_region *out);
+/* The value of coefficients coef (degree order) at u. */
+CLRED_API double clred_trace_region_poly(const double *coef, int order, double u);
+
 /* The proxy-pixel reduction of a set (clred proxy): the match, then per
  * science frame its background and final frame, the median of the science
  * frames and of the final frames, the profile fits of the median final frame
@@ -869,12 +907,18 @@ CLRED_API clred_status clred_trace_fit_write_csv(const char *path, const char *c
  * median_science.fits, median_final.fits, fits.csv, median_final.png,
  * final_NNN.png (asinh), and clean_NNN.fits: the final frame with its empty
  * and negative spectral pixels infilled from its (ratio-tied) fit, then
- * cleaned of cosmic rays (clred_cosmic with opts.cosmic). */
+ * cleaned of cosmic rays (clred_cosmic with opts.cosmic). With spectral
+ * NULL the spectral region is found from the trace in the median science
+ * frame (clred_trace_region_find with opts.region) and written as
+ * spectral.fits (1 = spectral); the frame fitted is the median science frame
+ * less the median dark, since the dark signal and hot pixels would hide the
+ * trace. */
 typedef struct {
     clred_proxy_opts match;
     size_t bin;     /* columns per fit bin (default 25) */
     int png;        /* write the quick-look PNGs (default 1) */
     clred_cosmic_opts cosmic; /* clred_cosmic_defaults() with gain 1, readnoise 3 e-, no saturation level */
+    clred_trace_region_opts region; /* when no spectral region is given (clred_trace_region_defaults()) */
     int overwrite;
 } clred_proxy_run_opts;
 
@@ -882,6 +926,9 @@ typedef struct {
     size_t nspectral, nmatched, ncandidates, nhot, nmissing;
     size_t ninfilled, ncosmic; /* over all final frames */
     double match_s, total_s; /* wall seconds of the search and of the whole run */
+    double match_cpu_s;      /* CPU seconds of the search (the process's, device threads included on a CPU) */
+    int region_found;         /* spectral was NULL: the region was found from the trace */
+    clred_trace_region region; /* then its polynomials */
 } clred_proxy_report;
 
 CLRED_API clred_proxy_run_opts clred_proxy_run_defaults(void);
@@ -1520,6 +1567,10 @@ typedef struct {
     double min_snr;              /* stars measured below this S/N are not used (default 10) */
     size_t min_stars;            /* fewer stars is refused (default 5) */
     clred_detect_opts dopts;     /* star detection (thresh 3) */
+    const struct clred_psf_s *psf; /* PSF magnitudes (clred_psf_photometry) with this PSF instead of aperture
+                                    magnitudes (default NULL) */
+    int psf_measure;             /* PSF magnitudes with a PSF measured on the image (clred_psf_model_measure,
+                                    default options; default 0) */
 } clred_zeropoint_opts;
 
 CLRED_API clred_zeropoint_opts clred_zeropoint_defaults(void);
@@ -1531,7 +1582,9 @@ typedef struct {
     size_t nmatched, nused;
     double sky_rms;              /* per-pixel background RMS (image units) */
     double fwhm;                 /* seeing from the stars (clred_sources_seeing), px; NaN if none */
-    double limit_mag;            /* 5 sigma point source in the aperture: zp - 2.5 log10(5 rms sqrt(pi r^2)) */
+    double limit_mag;            /* 5 sigma point source in the aperture: zp - 2.5 log10(5 rms sqrt(pi r^2));
+                                    with a PSF, of a PSF fit: zp - 2.5 log10(5 rms / sqrt(sum P^2)) */
+    int psf;                     /* 1 when the magnitudes were PSF magnitudes */
 } clred_zeropoint_result;
 
 /* Detects stars, measures them in apertures (stars flagged or below min_snr
@@ -1597,6 +1650,10 @@ typedef struct {
     int difference_annulus; /* keep phot's annulus on difference images (default 0) */
     int sky;               /* targets are RA, Dec (degrees), placed on each image through its WCS (default 0:
                               pixel x, y, the same on every image) */
+    const struct clred_psf_s *psf; /* forced PSF photometry (clred_psf_photometry_dev, positions held) with this
+                              PSF instead of apertures (default NULL) */
+    int psf_measure;       /* forced PSF photometry with a PSF measured on each image (direct images) */
+    double psf_fit_radius; /* the PSF fit's radius, px (0 = clred_psf_phot_defaults') */
 } clred_lightcurve_opts;
 
 CLRED_API clred_lightcurve_opts clred_lightcurve_defaults(void);
@@ -1619,7 +1676,7 @@ typedef struct {
     size_t target, image;  /* indices */
     double mjd;            /* mid-exposure (clred_header_mjd) */
     double x, y;           /* where it was measured */
-    double flux, flux_err; /* aperture flux (+ ref_flux), error from the VAR plane (else the annulus RMS) */
+    double flux, flux_err; /* aperture or PSF flux (+ ref_flux), error from the VAR plane (else the annulus RMS) */
     double mag, mag_err;   /* -2.5 log10(flux) + MAGZP of the image (else phot.zeropoint); NaN when flux <= 0 */
     unsigned flags;        /* CLRED_SRC_* of the photometry */
 } clred_lc_point;
@@ -1822,7 +1879,7 @@ CLRED_API clred_status clred_cube_table_write(const char *csv_path, const clred_
  * classified by its header, masters are built per exposure (darks) and per
  * filter (flats), each science frame goes up to the device once and is
  * calibrated, cleaned of cosmic rays and background-subtracted there (the
- * background map is kept), and the frames of each (object, filter) group are
+ * background model is kept), and the frames of each (object, filter) group are
  * aligned and stacked. Every product is written atomically beside a
  * manifest (manifest.json: inputs with sizes and mtimes, outputs, the
  * parameters, the software version, timings per stage, what was skipped and
@@ -1830,8 +1887,9 @@ CLRED_API clred_status clred_cube_table_write(const char *csv_path, const clred_
  *
  * Output layout under outdir: masters/bias.fits, masters/dark_<t>s.fits (per
  * second, from the darks of exposure t), masters/flat_<filter>.fits,
- * calibrated/<frame>.fits, background/<frame>.fits,
- * stacks/<object>_<filter>.fits, manifest.json (manifest.shard-<i>-of-<n>.json
+ * calibrated/<frame>.fits, background/<frame>.fits (the model product),
+ * stacks/<object>_<filter>.fits (and _bkg.fits: its final background, when
+ * asked for), manifest.json (manifest.shard-<i>-of-<n>.json
  * for a shard). */
 
 /* How a frame is classified: the first of the keywords present names it. */
@@ -1862,8 +1920,15 @@ typedef struct {
     int cosmic;               /* remove cosmic rays from science frames (default 1) */
     clred_cosmic_opts cosmic_opts; /* clred_cosmic_defaults(), with the calibration's variance as the noise
                                       model and no saturation level (SATURATED pixels are masked already) */
-    int background;           /* subtract the mesh background and write its map (default 1) */
+    int background;           /* subtract the mesh background and write its model (default 1): background/<frame>.fits
+                                 is a clred_bkg_model_write product (mesh, RMS mesh, interpolation settings), so
+                                 clred_bkg_model_restore of it on calibrated/<frame>.fits gives the unsubtracted
+                                 frame to float32 rounding */
     clred_bkg_opts bkg_opts;  /* clred_bkg_defaults() */
+    int bkg_save_map;         /* the background products carry the full map too (BKGMAP; default 0) */
+    int coadd_background;     /* subtract a final background from each stack (clred_coadd_background) and write
+                                 its model with the full map as stacks/<object>_<filter>_bkg.fits (default 0) */
+    clred_bkg_opts coadd_bkg_opts; /* clred_coadd_bkg_defaults() (256-pixel boxes, sources masked) */
     clred_stack_opts stack;   /* clred_stack_defaults() with additive scaling and clipping as dark_combine */
     int quality;              /* measure each science frame's quality (clred_measure_quality) into the manifest
                                  (default 1) */
@@ -1919,7 +1984,8 @@ typedef struct {
     uint64_t image_uploads, image_downloads;
     size_t frames_in;              /* images read for the device: raw frames, unchanged masters and calibrated
                                       frames reused, calibrated frames read back for a stack */
-    size_t products_out;           /* products brought down to be written */
+    size_t products_out;           /* image products brought down to be written (the background model
+                                      products are meshes, not images: not counted) */
     size_t stacks_read_back;       /* stacks whose frames would not fit the device's budget: their calibrated
                                       frames were written, then read back from the files */
     char *manifest;                /* path of the manifest written */
@@ -1941,7 +2007,7 @@ CLRED_API clred_frame_kind clred_frame_kind_parse(const char *value);
 
 /* A pixel-grid PSF: size x size (size odd), unit sum, its centre on pixel
  * (size / 2, size / 2). */
-typedef struct {
+typedef struct clred_psf_s {
     size_t size;
     float *data;        /* size * size, row-major */
     double fwhm;        /* px: 2 sqrt(area above half maximum / pi) of the model */
@@ -1979,6 +2045,72 @@ CLRED_API clred_status clred_psf_model_measure(clred_ctx *ctx, const clred_image
                                                clred_psf *psf);
 CLRED_API clred_status clred_psf_model_measure_dev(clred_ctx *ctx, const clred_dimage *img,
                                                    const clred_psf_opts *opts, clred_psf *psf);
+
+/* ---- PSF-fit photometry */
+
+/* Flags of a PSF fit (clred_psf_phot.flags), beside CLRED_SRC_EDGE (the fit
+ * disc leaves the image), CLRED_SRC_MASKED (an unusable pixel within one FWHM
+ * of the source) and CLRED_SRC_BLENDED (fitted together with neighbours). */
+#define CLRED_SRC_PSF_FAILED 0x40u /* no fit (too few usable pixels, singular system): flux NaN */
+#define CLRED_SRC_PSF_FIXED  0x80u /* position fit asked for but not done (flux not significant, or the fit
+                                      ran further than max_shift): measured at the given position */
+
+typedef struct {
+    double fit_radius;     /* pixels within this of a source are fitted, px (0 = 2 x the PSF's FWHM, at
+                              least 3, at most half the PSF's size; default 0) */
+    int fit_sky;           /* fit a constant local sky with the fluxes (default 1; 0 = the image's
+                              background is 0, e.g. a difference image) */
+    int fit_position;      /* fit positions too (linearised iterations; default 1); 0 = forced photometry */
+    int max_iters;         /* position iterations (default 20) */
+    double max_shift;      /* a fitted position further than this from its start is put back and held, px
+                              (default 1.5) */
+    double min_snr_position; /* a source's position is fitted only when its flux has this S/N (default 3) */
+    double group_radius;   /* sources closer than this are fitted together, px (0 = fit_radius + the PSF's
+                              FWHM; default 0); -1 = each alone */
+    double zeropoint;      /* mag = -2.5 log10(flux) + zeropoint (default 25) */
+    uint16_t ignore_bits;  /* default CLRED_MASK_UNUSABLE */
+    double noise_rms;      /* per-pixel noise when the image has no VAR plane; 0 (default): unit weights,
+                              the errors scaled by the residuals' scatter and chi2_dof NaN */
+} clred_psf_phot_opts;
+
+/* Most sources fitted together: a source and its nearest PSF_MAX_GROUP - 1
+ * neighbours within group_radius (further ones are left out of its fit). */
+#define CLRED_PSF_MAX_GROUP 6
+
+typedef struct {
+    double x, y;           /* fitted position (the given one when it was not fitted) */
+    double x_err, y_err;   /* NaN when not fitted */
+    double flux, flux_err; /* flux of the unit-sum PSF model; error from the fit's covariance */
+    double sky;            /* fitted local sky per pixel (0 when not fitted) */
+    double chi2_dof;       /* weighted chi^2 per degree of freedom of the (group's) fit */
+    size_t npix;           /* pixels fitted */
+    size_t nfit;           /* sources in the fit (1 + neighbours) */
+    double mag, mag_err;   /* NaN when flux <= 0 */
+    unsigned flags;        /* CLRED_SRC_EDGE, _MASKED, _BLENDED, _PSF_FAILED, _PSF_FIXED */
+} clred_psf_phot;
+
+CLRED_API clred_psf_phot_opts clred_psf_phot_defaults(void);
+
+/* PSF-fit photometry at n positions (0-based pixels) on the device, one
+ * work-item per source: the source, its close neighbours (group_radius) and
+ * a constant sky are fitted by weighted least squares (weights 1 / VAR,
+ * masked and NaN pixels left out) over the pixels within fit_radius of any
+ * of them; the PSF (unit sum) is moved to sub-pixel positions by bicubic
+ * interpolation. With fit_position the positions follow by Gauss-Newton
+ * iterations (steps of at most 0.5 px). out has n entries (caller's). */
+CLRED_API clred_status clred_psf_photometry_dev(clred_ctx *ctx, const clred_dimage *img, const clred_psf *psf,
+                                                const double *x, const double *y, size_t n,
+                                                const clred_psf_phot_opts *opts, clred_psf_phot *out);
+CLRED_API clred_status clred_psf_photometry(clred_ctx *ctx, const clred_image *img, const clred_psf *psf,
+                                            const double *x, const double *y, size_t n,
+                                            const clred_psf_phot_opts *opts, clred_psf_phot *out);
+
+/* clred_phot_write's catalog with the PSF fit's columns after the aperture's:
+ * PSF_X, PSF_Y, PSF_FLUX, PSF_FLUX_ERR, PSF_MAG, PSF_MAG_ERR, PSF_SKY,
+ * PSF_CHI2, PSF_FLAGS (psf has n entries, row for row). */
+CLRED_API clred_status clred_phot_write_psf(const char *fits_path, const char *csv_path, const clred_phot *list,
+                                            const clred_psf_phot *psf, size_t n, const clred_header *header,
+                                            int overwrite);
 
 typedef struct {
     double fn, fr;              /* flux zero points of the new and the reference image (default 1, 1): a
