@@ -1942,6 +1942,8 @@ typedef enum {
 /* Progress line of a night (the library never prints; the CLI passes one). */
 typedef void (*clred_progress_fn)(void *user, const char *line);
 
+struct clred_subtract_job; /* difference imaging on files (below) */
+
 typedef struct {
     /* Header keywords, comma-separated lists tried in order (as ccdproc's
      * ImageFileCollection users set them). */
@@ -1976,6 +1978,16 @@ typedef struct {
     size_t read_ahead;        /* frames read ahead (default 2) */
     clred_progress_fn progress; /* NULL = silent */
     void *progress_user;
+    /* Difference imaging of every stack against a reference (clred_subtract_files): the stack is
+     * registered onto the reference by star matching (stack.dopts, stack.mopts) and resampled onto its
+     * grid (stack.ropts), then
+     * subtracted; products difference/<object>_<filter>_aligned.fits (the stack on the reference's
+     * grid), difference/<object>_<filter>.fits (the difference MEF) and
+     * difference/<object>_<filter>_candidates.csv. A stack that cannot be subtracted (no overlap, no
+     * PSF stars) is reported with the reason, not fatal. */
+    const char *subtract_reference;            /* reference image; NULL = no subtraction (default) */
+    const struct clred_subtract_job *subtract; /* its options; NULL = clred_subtract_job_defaults(); the
+                                                  output fields are the recipe's */
 } clred_night_opts;
 
 CLRED_API clred_night_opts clred_night_defaults(void);
@@ -1990,7 +2002,7 @@ typedef struct {
 
 /* Stages whose wall time the report and the manifest carry. */
 enum { CLRED_NIGHT_CLASSIFY = 0, CLRED_NIGHT_MASTERS, CLRED_NIGHT_SCIENCE, CLRED_NIGHT_STACKS,
-       CLRED_NIGHT_NSTAGES };
+       CLRED_NIGHT_DIFFERENCE, CLRED_NIGHT_NSTAGES };
 
 typedef struct {
     size_t ninputs, nbias, ndark, nflat, nscience; /* frames classified */
@@ -2154,7 +2166,9 @@ typedef struct {
                                    the variance planes understate, e.g. the correlated noise of resampled
                                    mosaics (default 0) */
     size_t tile_size;           /* core of the tiles, px; 0 = the whole image when its padded planes fit the
-                                   device budget, else 1024 (default 0) */
+                                   device budget and its transforms cost less than 1024-px tiles' (the PSFs'
+                                   11 of 20 transforms are done once per call, so tiles win from about
+                                   1.7k px on), else 1024 (default 0) */
     size_t tile_border;         /* overlap each side of a core, px; 0 = max(40, the larger PSF's size) */
     clred_fft_backend backend;  /* default DEFAULT */
 } clred_zogy_opts;
@@ -2219,6 +2233,10 @@ typedef struct {
     double edge_dist;       /* px to the nearest image edge */
     uint16_t mask_bits;     /* OR of the mask over the 5 x 5 box */
     unsigned flags;         /* CLRED_CAND_* */
+    double ra, dec;         /* deg, from the difference's WCS (NaN without one; clred_candidates_context) */
+    double ref_dist;        /* px from the centroid to the nearest source detected on the reference (NaN: none
+                               searched or found) */
+    double ref_flux;        /* that source's isophotal flux on the reference (NaN likewise) */
 } clred_candidate;
 
 typedef struct {
@@ -2238,6 +2256,13 @@ CLRED_API clred_cand_opts clred_cand_defaults(void);
 CLRED_API clred_status clred_find_candidates_dev(clred_ctx *ctx, const clred_dimage *score, const clred_dimage *diff,
                                                  const clred_psf *psf, const clred_cand_opts *opts,
                                                  clred_candidate **list, size_t *n);
+/* What a broker wants beside each candidate: its sky position from the
+ * WCS of header (RA/Dec NaN when header is NULL or has no celestial WCS)
+ * and the distance to and flux of the nearest of the reference's sources
+ * (ref_sources from clred_detect_sources(_dev) on the reference, run once;
+ * NaN when nref is 0). */
+CLRED_API clred_status clred_candidates_context(const clred_header *header, const clred_source *ref_sources,
+                                                size_t nref, clred_candidate *list, size_t n);
 /* Catalog of candidates: any of FITS table, CSV and JSON (paths may be NULL). */
 CLRED_API clred_status clred_candidates_write(const char *fits_path, const char *csv_path, const char *json_path,
                                               const clred_candidate *list, size_t n, int overwrite);
@@ -2250,12 +2275,15 @@ CLRED_API clred_status clred_cutouts_write(const char *path, const clred_image *
 
 /* ---- difference imaging on files: clred subtract, clred candidates */
 
-typedef struct {
+typedef enum { CLRED_DIFF_ZOGY = 0, CLRED_DIFF_AL } clred_diff_method;
+
+typedef struct clred_subtract_job {
     const char *new_psf, *ref_psf;     /* PSF images; NULL = measured from the image (psf options) */
     size_t psf_size;                   /* largest size of a PSF read (odd; 0 = uncut) */
     const char *new_noise, *ref_noise; /* 1-sigma noise images: their squares become the VAR planes */
     const char *new_mask, *ref_mask;   /* images whose nonzero pixels are flagged BAD */
     clred_psf_opts psf;                /* for measured PSFs */
+    clred_diff_method method;          /* default ZOGY */
     clred_zogy_opts zogy;
     clred_cand_opts cand;
     const char *candidates;            /* candidate catalog: .csv, .json, else a FITS table; NULL = none */

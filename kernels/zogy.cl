@@ -68,20 +68,24 @@ kernel void zogy_wrap_psf(global const float *psf, const int size, global float 
 inline float2 cmul(float2 a, float2 b) { return (float2)(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x); }
 inline float2 conj2(float2 a) { return (float2)(a.x, -a.y); }
 
-/* Per frequency (ZOGY eqs. 13, 14, 25-29), with den = s2n fr^2 |P_r|^2 + s2r fn^2 |P_n|^2:
- *   D^   = (fr P_r N^ - fn P_n R^) / sqrt(den)         -> d
- *   k_n^ = fn fr^2 |P_r|^2 conj(P_n) / den, S_N^ = k_n^ N^  -> n (S_N^), pn (k_n^)
- *   k_r^ = fr fn^2 |P_n|^2 conj(P_r) / den, S_R^ = k_r^ R^  -> r (S_R^), pr (k_r^)
- *   D = kd_n * N - kd_r * R: kd_n^ = fr P_r / sqrt(den) -> kdn, kd_r^ = fn P_n / sqrt(den) -> kdr
- *   P_D^ = fr fn P_r P_n / (F_D sqrt(den))              -> pd
- * and per row the sum of fn^2 fr^2 |P_n|^2 |P_r|^2 / den over the full
- * spectrum (a hw-spectrum bin stands for its conjugate twin too), whose
- * total / (nx ny) is F_S. Where den vanishes (both PSFs' transforms 0) every
- * output is 0. */
-kernel void zogy_spectra(global float2 *n, global float2 *r, global float2 *pn, global float2 *pr, global float2 *d,
-                         global float2 *kdn, global float2 *kdr, global float2 *pd, const int nx, const int ny,
-                         const float fn, const float fr, const float s2n, const float s2r, const float f_d,
-                         global acc_t *row_fs)
+/* The PSFs' part of ZOGY, once per call (it is the same for every tile of
+ * one FFT size). Per frequency (ZOGY eqs. 13, 14, 25-29), with
+ * den = s2n fr^2 |P_r|^2 + s2r fn^2 |P_n|^2:
+ *   k_n^  = fn fr^2 |P_r|^2 conj(P_n) / den   (S_N^ = k_n^ N^)     -> kn, kn2
+ *   k_r^  = fr fn^2 |P_n|^2 conj(P_r) / den   (S_R^ = k_r^ R^)     -> kr, kr2
+ *   kd_n^ = fr P_r / sqrt(den), kd_r^ = fn P_n / sqrt(den)
+ *           (D^ = kd_n^ N^ - kd_r^ R^)                            -> kdn, kdn2, kdr, kdr2
+ *   P_D^  = fr fn P_r P_n / (F_D sqrt(den))                        -> pd
+ * (each kernel written twice: the second copy is squared in real space for
+ * the variance terms) and per row the sum of fn^2 fr^2 |P_n|^2 |P_r|^2 / den
+ * over the full spectrum (a hw-spectrum bin stands for its conjugate twin
+ * too), whose total / (nx ny) is F_S. Where den vanishes (both PSFs'
+ * transforms 0) every output is 0. */
+kernel void zogy_psf_spectra(global const float2 *pn, global const float2 *pr, global float2 *kn, global float2 *kr,
+                             global float2 *kdn, global float2 *kdr, global float2 *kn2, global float2 *kr2,
+                             global float2 *kdn2, global float2 *kdr2, global float2 *pd, const int nx, const int ny,
+                             const float fn, const float fr, const float s2n, const float s2r, const float f_d,
+                             global acc_t *row_fs)
 {
     int ncx = nx / 2 + 1;
     int row = get_global_id(0);
@@ -90,33 +94,48 @@ kernel void zogy_spectra(global float2 *n, global float2 *r, global float2 *pn, 
     acc_t fs = 0;
     for (int kx = 0; kx < ncx; kx++) {
         size_t i = (size_t)row * (size_t)ncx + (size_t)kx;
-        float2 N = n[i], R = r[i], Pn = pn[i], Pr = pr[i];
+        float2 Pn = pn[i], Pr = pr[i];
         float an = Pn.x * Pn.x + Pn.y * Pn.y, ar = Pr.x * Pr.x + Pr.y * Pr.y;
         float den = s2n * fr * fr * ar + s2r * fn * fn * an;
-        float2 z = (float2)(0.0f, 0.0f), vd = z, vsn = z, vsr = z, vkn = z, vkr = z, vkdn = z, vkdr = z, vpd = z;
+        float2 z = (float2)(0.0f, 0.0f), vkn = z, vkr = z, vkdn = z, vkdr = z, vpd = z;
         if (den > 1e-30f) {
             float sq = sqrt(den), inv = 1.0f / den;
             vkdn = fr * Pr / sq;
             vkdr = fn * Pn / sq;
-            vd = cmul(vkdn, N) - cmul(vkdr, R);
             vkn = (fn * fr * fr * ar * inv) * conj2(Pn);
             vkr = (fr * fn * fn * an * inv) * conj2(Pr);
-            vsn = cmul(vkn, N);
-            vsr = cmul(vkr, R);
             vpd = (fr * fn / (f_d * sq)) * cmul(Pr, Pn);
             float wgt = (kx == 0 || (nx % 2 == 0 && kx == nx / 2)) ? 1.0f : 2.0f;
             fs += (acc_t)(wgt * fn * fn * fr * fr * an * ar * inv);
         }
-        n[i] = vsn;
-        r[i] = vsr;
-        pn[i] = vkn;
-        pr[i] = vkr;
-        d[i] = vd;
-        kdn[i] = vkdn;
-        kdr[i] = vkdr;
+        kn[i] = kn2[i] = vkn;
+        kr[i] = kr2[i] = vkr;
+        kdn[i] = kdn2[i] = vkdn;
+        kdr[i] = kdr2[i] = vkdr;
         pd[i] = vpd;
     }
     row_fs[row] = fs;
+}
+
+/* A tile's spectra through the PSFs' kernels, in place: N^ -> S_N^ = k_n^ N^,
+ * R^ -> S_R^ = k_r^ R^, and D^ = kd_n^ N^ - kd_r^ R^ into d; the variance
+ * planes' spectra become those of V(S_N) + V(S_R) = V_n * k_n^2 + V_r * k_r^2
+ * (in vn) and V(D) = V_n * kd_n^2 + V_r * kd_r^2 (in vr), k^2 the squared
+ * kernels' spectra. */
+kernel void zogy_apply(global float2 *n, global float2 *r, global float2 *vn, global float2 *vr, global float2 *d,
+                       global const float2 *kn, global const float2 *kr, global const float2 *kdn,
+                       global const float2 *kdr, global const float2 *kn2, global const float2 *kr2,
+                       global const float2 *kdn2, global const float2 *kdr2, const uint count)
+{
+    uint i = get_global_id(0);
+    if (i >= count)
+        return;
+    float2 N = n[i], R = r[i], Vn = vn[i], Vr = vr[i];
+    d[i] = cmul(kdn[i], N) - cmul(kdr[i], R);
+    n[i] = cmul(kn[i], N);
+    r[i] = cmul(kr[i], R);
+    vn[i] = cmul(Vn, kn2[i]) + cmul(Vr, kr2[i]);
+    vr[i] = cmul(Vn, kdn2[i]) + cmul(Vr, kdr2[i]);
 }
 
 /* Squares a padded real plane in place (the kernels whose squares carry the variances). */
@@ -128,16 +147,6 @@ kernel void zogy_square(global float *a, const int pitch, const int nx, const in
     size_t i = (size_t)y * (size_t)pitch + (size_t)x;
     float v = x < nx ? a[i] : 0.0f;
     a[i] = v * v;
-}
-
-/* out^ = va^ ka^ + vb^ kb^ (the variance of a two-kernel combination), into ka. */
-kernel void zogy_var_spectrum(global float2 *ka, global const float2 *kb, global const float2 *va,
-                              global const float2 *vb, const uint n)
-{
-    uint i = get_global_id(0);
-    if (i >= n)
-        return;
-    ka[i] = cmul(va[i], ka[i]) + cmul(vb[i], kb[i]);
 }
 
 /* The (2 hw + 1)^2 centre of a wrapped plane (centre on pixel (0, 0)) as a stamp. */

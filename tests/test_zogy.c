@@ -317,8 +317,74 @@ static void bad_arguments(clred_ctx *ctx)
     clred_pair_free(&p);
 }
 
+/* RA/Dec and the nearest reference source (clred_candidates_context), host
+ * only: the sky positions against the gnomonic projection written here from
+ * its definition (Calabretta & Greisen 2002, TAN with a CD matrix), the
+ * nearest source against a brute-force search over every source. */
+static void candidate_context(void)
+{
+    const double ra0 = 210.5, dec0 = 54.25, crpix[2] = {100.0, 80.0}, scale = 0.4, rot = 30.0;
+    clred_header *h = clred_header_new();
+    CHECK(h != NULL);
+    CHECK_OK(clred_header_set_tan(h, ra0, dec0, crpix[0], crpix[1], scale, rot, 0));
+    enum { NC = 40, NS = 700 };
+    clred_candidate c[NC];
+    clred_source s[NS];
+    memset(c, 0, sizeof c);
+    memset(s, 0, sizeof s);
+    uint64_t r = 12345;
+#define RND() ((double)((r = r * 6364136223846793005ULL + 1442695040888963407ULL) >> 11) / 9007199254740992.0)
+    for (int i = 0; i < NS; i++) {
+        s[i].x = 600 * RND() - 50;
+        s[i].y = 600 * RND() - 50;
+        s[i].flux = 1000 * RND();
+    }
+    for (int i = 0; i < NC; i++) {
+        c[i].x = 500 * RND();
+        c[i].y = 500 * RND();
+    }
+    c[0].x = crpix[0]; /* the reference pixel itself */
+    c[0].y = crpix[1];
+    CHECK_OK(clred_candidates_context(h, s, NS, c, NC));
+    double worst_arcsec = 0, d = scale / 3600.0, cr = cos(rot * M_PI / 180), sr = sin(rot * M_PI / 180);
+    size_t dist_bad = 0;
+    for (int i = 0; i < NC; i++) {
+        /* clred_header_set_tan's pixel is 0-based, as the candidates' are */
+        double px = c[i].x - crpix[0], py = c[i].y - crpix[1];
+        double xi = (-d * cr * px + d * sr * py) * M_PI / 180, eta = (d * sr * px + d * cr * py) * M_PI / 180;
+        double a0 = ra0 * M_PI / 180, d0 = dec0 * M_PI / 180;
+        double den = cos(d0) - eta * sin(d0);
+        double ra = a0 + atan2(xi, den), dec = atan2(sin(d0) + eta * cos(d0), hypot(xi, den));
+        double dra = fmod(ra * 180 / M_PI - c[i].ra + 540.0, 360.0) - 180.0;
+        double sep = hypot(dra * cos(dec), dec * 180 / M_PI - c[i].dec) * 3600.0;
+        worst_arcsec = sep > worst_arcsec ? sep : worst_arcsec;
+        double best = INFINITY, flux = NAN;
+        for (int k = 0; k < NS; k++) {
+            double e = hypot(s[k].x - c[i].x, s[k].y - c[i].y);
+            if (e < best)
+                best = e, flux = s[k].flux;
+        }
+        dist_bad += !(fabs(c[i].ref_dist - best) <= 1e-12 && c[i].ref_flux == flux);
+    }
+    printf("candidate context: RA/Dec within %.2g arcsec of the TAN projection, %zu of %d nearest sources wrong\n",
+           worst_arcsec, dist_bad, NC);
+    CHECK(worst_arcsec < 1e-6);
+    CHECK(dist_bad == 0);
+    /* no WCS, no sources: NaN */
+    clred_header *empty = clred_header_new();
+    for (int i = 0; i < NC; i++)
+        c[i].ra = c[i].dec = c[i].ref_dist = c[i].ref_flux = NAN;
+    CHECK_OK(clred_candidates_context(empty, NULL, 0, c, NC));
+    CHECK(isnan(c[3].ra) && isnan(c[3].dec) && isnan(c[3].ref_dist) && isnan(c[3].ref_flux));
+    CHECK(clred_candidates_context(NULL, NULL, 5, c, NC) == CLRED_ERR_USAGE);
+    clred_header_free(empty);
+    clred_header_free(h);
+#undef RND
+}
+
 int main(void)
 {
+    candidate_context();
     clred_ctx *ctx = harness_ctx();
     if (!clred_fft_available(CLRED_FFT_DEFAULT)) {
         printf("SKIP: no FFT backend built in\n");

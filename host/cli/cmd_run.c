@@ -68,7 +68,16 @@ static void help(void)
            "               leave a frame out of its stack [none]: max_fwhm = px  max_ellipticity =\n"
            "               max_sky_noise =  min_stars =  min_limit_mag =  max_astrom_rms = arcsec\n"
            "  [run]        strict = true|false [false]   read_ahead = frames [2]\n"
-           "               stream = true|false [true] (reader and writer threads)\n\n"
+           "               stream = true|false [true] (reader and writer threads)\n"
+           "  [subtract]   reference = FITS [none: no subtraction]   method = zogy|al [zogy]\n"
+           "               ref_psf = FITS [measured]   ref_noise = FITS   ref_mask = FITS\n"
+           "               psf_size = odd px [25]   threshold = sigma [5]   positive_only = true|false\n"
+           "               [false]   renormalize = true|false [false]   astrom_sigma = px [0]\n"
+           "               tile = px [0: whole image when it fits]\n"
+           "               (each stack is registered onto the reference by star matching,\n"
+           "               resampled onto its grid and subtracted as `clred subtract` does, its PSF\n"
+           "               measured: OUTDIR/difference/<object>_<filter>{_aligned,,_candidates}\n"
+           "               .fits/.fits/.csv; a stack that cannot be subtracted is reported, not fatal)\n\n"
            "Exit status: 0 ok, 1 bad input, 2 usage, 3 device failure.\n\n"
            "examples:\n"
            "  clred simulate -o night --size 256x256 && clred run night -o reduced --trace run.json\n"
@@ -156,9 +165,9 @@ static void print_json(const clred_night_report *r, const char *outdir)
         printf(", \"written\": %s}", r->products[i].written ? "true" : "false");
     }
     printf("],\n \"seconds\": {\"classify\": %.3f, \"masters\": %.3f, \"science\": %.3f, \"stacks\": %.3f, "
-           "\"read\": %.3f, \"write\": %.3f, \"wall\": %.3f},\n",
+           "\"difference\": %.3f, \"read\": %.3f, \"write\": %.3f, \"wall\": %.3f},\n",
            r->stage_s[CLRED_NIGHT_CLASSIFY], r->stage_s[CLRED_NIGHT_MASTERS], r->stage_s[CLRED_NIGHT_SCIENCE],
-           r->stage_s[CLRED_NIGHT_STACKS], r->read_s, r->write_s, r->wall_s);
+           r->stage_s[CLRED_NIGHT_STACKS], r->stage_s[CLRED_NIGHT_DIFFERENCE], r->read_s, r->write_s, r->wall_s);
     printf(" \"device\": {\"uploads\": %llu, \"downloads\": %llu, \"kernels\": %llu, \"kernel_s\": %.3f, "
            "\"upload_bytes\": %llu, \"download_bytes\": %llu,\n  \"image_uploads\": %llu, \"image_downloads\": %llu, "
            "\"frames_in\": %zu, \"products_out\": %zu, \"image_uploads_per_frame\": %.3f, "
@@ -177,9 +186,11 @@ static void print_text(const clred_night_report *r)
            r->nbias, r->ndark, r->nflat, r->nscience, r->nleft_out);
     printf("  %zu groups, %zu in this run; %zu products written, %zu unchanged (skipped)\n", r->ngroups,
            r->ngroups_here, r->nwritten, r->nskipped);
-    printf("  %.2f s: classify %.2f, masters %.2f, science %.2f, stacks %.2f; reading %.2f, writing %.2f\n",
+    printf("  %.2f s: classify %.2f, masters %.2f, science %.2f, stacks %.2f, difference %.2f; reading %.2f, "
+           "writing %.2f\n",
            r->wall_s, r->stage_s[CLRED_NIGHT_CLASSIFY], r->stage_s[CLRED_NIGHT_MASTERS],
-           r->stage_s[CLRED_NIGHT_SCIENCE], r->stage_s[CLRED_NIGHT_STACKS], r->read_s, r->write_s);
+           r->stage_s[CLRED_NIGHT_SCIENCE], r->stage_s[CLRED_NIGHT_STACKS], r->stage_s[CLRED_NIGHT_DIFFERENCE],
+           r->read_s, r->write_s);
     printf("  device: %zu images in, %llu copied up; %zu products out, %llu copied down; %llu transfers in all%s\n",
            r->frames_in, (unsigned long long)r->image_uploads, r->products_out,
            (unsigned long long)r->image_downloads,

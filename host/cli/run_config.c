@@ -38,6 +38,58 @@ static int choice(const char *v, const char *const *names, int n, int *out)
     return 0;
 }
 
+static const char *keep(run_config *c, const char *value)
+{
+    if (!*value || c->nstrings >= 16 || !(c->strings[c->nstrings] = strdup(value)))
+        return NULL;
+    return c->strings[c->nstrings++];
+}
+
+/* [subtract]: difference imaging of each stack against a reference. */
+static int subtract_entry(run_config *c, const char *key, const char *value)
+{
+    clred_night_opts *o = c->o;
+    clred_subtract_job *j = &c->subtract;
+    if (!o->subtract) {
+        *j = clred_subtract_job_defaults();
+        o->subtract = j;
+    }
+    double d = 0;
+    int b = 0, k = 0, ok = 0;
+    if (!strcasecmp(key, "reference")) {
+        ok = (o->subtract_reference = keep(c, value)) != NULL;
+    } else if (!strcasecmp(key, "method")) {
+        static const char *const names[] = {"zogy", "al"};
+        if ((ok = choice(value, names, 2, &k)))
+            j->method = (clred_diff_method)k;
+    } else if (!strcasecmp(key, "ref_psf")) {
+        ok = (j->ref_psf = keep(c, value)) != NULL;
+    } else if (!strcasecmp(key, "ref_noise")) {
+        ok = (j->ref_noise = keep(c, value)) != NULL;
+    } else if (!strcasecmp(key, "ref_mask")) {
+        ok = (j->ref_mask = keep(c, value)) != NULL;
+    } else if (!strcasecmp(key, "psf_size")) {
+        if ((ok = parse_num(value, &d) && d >= 3 && d <= 1001 && d == floor(d) && (int)d % 2 == 1))
+            j->psf_size = j->psf.size = (size_t)d;
+    } else if (!strcasecmp(key, "threshold")) {
+        ok = parse_num(value, &j->cand.thresh) && j->cand.thresh > 0;
+    } else if (!strcasecmp(key, "positive_only")) {
+        if ((ok = parse_bool(value, &b)))
+            j->cand.both_signs = !b;
+    } else if (!strcasecmp(key, "renormalize")) {
+        ok = parse_bool(value, &j->zogy.renormalize);
+    } else if (!strcasecmp(key, "astrom_sigma")) {
+        if ((ok = parse_num(value, &d) && d >= 0))
+            j->zogy.astrom_sigma_x = j->zogy.astrom_sigma_y = d;
+    } else if (!strcasecmp(key, "tile")) {
+        if ((ok = parse_num(value, &d) && d >= 0 && d <= 1e6 && d == floor(d)))
+            j->zogy.tile_size = (size_t)d;
+    } else {
+        snprintf(c->error, sizeof c->error, "[subtract] %s: no such key (see clred run --help)", key);
+    }
+    return ok;
+}
+
 static int config_entry(void *user, const char *section, const char *key, const char *value)
 {
     run_config *c = user;
@@ -51,7 +103,7 @@ static int config_entry(void *user, const char *section, const char *key, const 
                             : !strcasecmp(key, "filter")  ? &o->filter_keys
                             : !strcasecmp(key, "object")  ? &o->object_keys
                                                           : NULL;
-        if (slot && *value && c->nstrings < 8 && (c->strings[c->nstrings] = strdup(value))) {
+        if (slot && *value && c->nstrings < 16 && (c->strings[c->nstrings] = strdup(value))) {
             *slot = c->strings[c->nstrings++];
             ok = 1;
         }
@@ -154,6 +206,8 @@ static int config_entry(void *user, const char *section, const char *key, const 
         ok = parse_num(value, &o->quality_limits.min_limit_mag);
     } else if (IS("quality", "max_astrom_rms")) {
         ok = parse_num(value, &o->quality_limits.max_astrom_rms) && o->quality_limits.max_astrom_rms > 0;
+    } else if (!strcasecmp(section, "subtract")) {
+        ok = subtract_entry(c, key, value);
     } else if (IS("run", "strict")) {
         ok = parse_bool(value, &o->strict);
     } else if (IS("run", "read_ahead")) {

@@ -6,8 +6,9 @@
 
 typedef struct {
     clred_night_opts *o;
-    char *strings[8]; /* the [keywords] values o points to */
+    char *strings[16]; /* the [keywords] and [subtract] paths o points to */
     size_t nstrings;
+    clred_subtract_job subtract; /* o->subtract points here once a [subtract] key is read */
     char error[256];
 } run_config;
 

@@ -198,9 +198,11 @@ clred_status clred_sources_write(const char *fits_path, const char *csv_path, co
 
 static const char *const cand_names[] = {"NUMBER", "X", "Y", "X_ERR", "Y_ERR", "ISDIFFPOS", "SCORE", "FLUX", "FLUX_ERR",
                                          "AP_FLUX", "AP_FLUX_ERR", "SNR", "FWHM", "ELONGATION", "NNEG", "NBAD",
-                                         "SUMRAT", "LOBE_POS", "LOBE_NEG", "EDGE_DIST", "MASKBITS", "FLAGS"};
+                                         "SUMRAT", "LOBE_POS", "LOBE_NEG", "EDGE_DIST", "MASKBITS", "FLAGS",
+                                         "RA", "DEC", "REF_DIST", "REF_FLUX"};
 static const char *const cand_units[] = {"", "pix", "pix", "pix", "pix", "", "sigma", "", "", "", "", "", "pix", "",
-                                         "", "", "", "", "", "pix", "", ""};
+                                         "", "", "", "", "", "pix", "", "", "deg",
+                                         "deg", "pix", ""};
 #define CAND_NCOLS ((int)(sizeof cand_names / sizeof *cand_names))
 
 static void cand_row(const clred_candidate *c, size_t i, double *row)
@@ -208,7 +210,7 @@ static void cand_row(const clred_candidate *c, size_t i, double *row)
     double r[] = {(double)(i + 1), c->x, c->y, c->x_err, c->y_err, (double)c->isdiffpos, c->score, c->flux,
                   c->flux_err, c->ap_flux, c->ap_flux_err, c->snr, c->fwhm, c->elongation, (double)c->nneg,
                   (double)c->nbad, c->sumrat, c->lobe_pos, c->lobe_neg, c->edge_dist, (double)c->mask_bits,
-                  (double)c->flags};
+                  (double)c->flags, c->ra, c->dec, c->ref_dist, c->ref_flux};
     memcpy(row, r, sizeof r);
 }
 

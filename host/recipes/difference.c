@@ -84,6 +84,23 @@ static clred_status get_psf(clred_ctx *ctx, const char *path, const clred_dimage
     return CLRED_OK;
 }
 
+/* Sky positions and the nearest reference source of each candidate: the
+ * reference's sources are detected once, on the device. */
+static clred_status add_context(clred_ctx *ctx, const clred_dimage *ref, const clred_header *header,
+                                clred_candidate *c, size_t n)
+{
+    if (!n)
+        return CLRED_OK;
+    clred_source *src = NULL;
+    size_t ns = 0;
+    clred_detect_opts d = clred_detect_defaults();
+    clred_status st = ref ? clred_detect_sources_dev(ctx, ref, NULL, NULL, NAN, 0.0, &d, &src, &ns) : CLRED_OK;
+    if (st == CLRED_OK)
+        st = clred_candidates_context(header, src, ns, c, n);
+    free(src);
+    return st;
+}
+
 static clred_status check_outputs(const char *const *outs, size_t nouts, const char *const *ins, size_t nins,
                                   int overwrite)
 {
@@ -142,6 +159,8 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
         memset(report, 0, sizeof *report);
     if (!new_path || !ref_path || !out_path)
         return clred_fail(CLRED_ERR_USAGE, "subtract: a new image, a reference and an output are needed");
+    if (j->method != CLRED_DIFF_ZOGY)
+        return clred_fail(CLRED_ERR_USAGE, "subtract: only ZOGY is implemented in this build (Alard-Lupton is not)");
     const char *ins[] = {new_path, ref_path, j->new_psf, j->ref_psf, j->new_noise, j->ref_noise, j->new_mask, j->ref_mask};
     const char *outs[] = {out_path, j->candidates, j->cutouts, j->psf_out};
     size_t nins = 0;
@@ -182,6 +201,8 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
         st = clred_subtract_zogy_dev(ctx, dn, dr, &pn, &pr, &j->zogy, &z);
     if (st == CLRED_OK && (j->candidates || j->cutouts))
         st = clred_find_candidates_dev(ctx, z.scorr, z.diff, &z.pd, &j->cand, &c, &nc);
+    if (st == CLRED_OK)
+        st = add_context(ctx, dr, clred_dimage_header(z.diff), c, nc);
     if (st == CLRED_OK)
         st = clred_dimage_download(z.diff, &diff);
     rep.seconds = clred_now() - t0;
@@ -305,6 +326,12 @@ clred_status clred_candidates_files(clred_ctx *ctx, const char *diff_path, const
         st = clred_dimage_upload(ctx, &score, &ds);
     if (st == CLRED_OK)
         st = clred_find_candidates_dev(ctx, ds, dd, &psf, &j->cand, &c, &nc);
+    clred_dimage *dr = NULL;
+    if (st == CLRED_OK && ref_path)
+        st = clred_dimage_upload(ctx, &ri, &dr);
+    if (st == CLRED_OK)
+        st = add_context(ctx, dr, diff.header, c, nc);
+    clred_dimage_free(dr);
     if (st == CLRED_OK)
         st = write_candidate_products(j, c, nc, &ni, &ri, &diff);
     if (st == CLRED_OK) {

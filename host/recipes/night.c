@@ -132,14 +132,19 @@ static clred_status check_opts(const clred_night_opts *o, const char *outdir, si
                           o->shard_index + 1, o->shard_count);
     if (!o->type_keys || !o->exptime_keys || !o->filter_keys || !o->object_keys)
         return clred_fail(CLRED_ERR_USAGE, "night: a keyword list is NULL");
+    if (o->subtract_reference && access(o->subtract_reference, R_OK) != 0)
+        return clred_fail(CLRED_ERR_USAGE, "night: the reference %s cannot be read (%s)", o->subtract_reference,
+                          strerror(errno));
     return CLRED_OK;
 }
 
 static clred_status prepare_outdir(night *nt)
 {
     CLRED_TRY(make_dir(nt->outdir));
-    static const char *subs[] = {"masters", "calibrated", "background", "stacks"};
+    static const char *subs[] = {"masters", "calibrated", "background", "stacks", "difference"};
     for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
+        if (i == 4 && !nt->o->subtract_reference)
+            continue;
         char *p = night_join_path(nt->outdir, "", subs[i]);
         if (!p)
             return clred_fail(CLRED_ERR_MEMORY, "night: out of memory");
@@ -299,6 +304,11 @@ clred_status clred_night_run(clred_ctx *ctx, const char *const *inputs, size_t n
         st = night_science_stage(&nt, w, &stack_s);
         rep->stage_s[CLRED_NIGHT_SCIENCE] = clred_now() - t - stack_s;
         rep->stage_s[CLRED_NIGHT_STACKS] = stack_s;
+    }
+    if (st == CLRED_OK) {
+        t = clred_now();
+        st = night_difference_stage(&nt, w);
+        rep->stage_s[CLRED_NIGHT_DIFFERENCE] = clred_now() - t;
     }
     night_writer_finish(w, &rep->write_s);
     clred_ctx_timing(ctx, &rep->timing);

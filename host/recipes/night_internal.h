@@ -99,6 +99,7 @@ typedef struct {
     long dark, flat;             /* science and flats: the groups of their masters, -1 = none */
     uint64_t key;
     long product;                /* the master or stack product, -1 = none */
+    long aligned, diff, cands;   /* difference imaging of the stack (products), -1 = none */
     long coadd_bkg;              /* the stack's final background product, -1 = none */
     clred_dimage *master;        /* masters, when built or loaded: on the device for the calibrators */
 } night_group;
@@ -135,7 +136,7 @@ typedef struct {
     size_t frames_in, products_out, stacks_read_back; /* the main thread's counts, for the report */
     double t0;
     /* The stages' parameters as text: hashed into the keys, recorded in the manifest. */
-    char p_calib[512], p_bias[256], p_dark[256], p_flat[256], p_science[768], p_stack[512];
+    char p_calib[512], p_bias[256], p_dark[256], p_flat[256], p_science[768], p_stack[512], p_subtract[1024];
 } night;
 
 /* Progress, when the caller asked for it (night.c). */
@@ -197,6 +198,12 @@ clred_status night_science_stage(night *nt, night_writer *w, double *stack_s);
 int night_stack_fits(night *nt, const night_group *gr);
 clred_status night_stack_group(night *nt, night_group *gr, int held, clred_dimage **frames,
                                const char *const *paths, const int *ok, night_writer *w);
+
+/* night_difference.c: each stack here subtracted from the reference (when
+ * one is configured); a stack that cannot be is reported, not fatal. */
+clred_status night_difference_stage(night *nt, night_writer *w);
+/* The subtraction's parameters and the reference's identity, as text (p_subtract). */
+void night_subtract_parameters(night *nt);
 
 /* ---- manifest (night_manifest.c) */
 

@@ -71,7 +71,8 @@ static const char *kind_word(clred_frame_kind k)
     return w[k];
 }
 
-static const char *stage_names[CLRED_NIGHT_NSTAGES] = {"classify", "masters", "science", "stacks"};
+static const char *stage_names[CLRED_NIGHT_NSTAGES] = {"classify", "masters", "science", "stacks",
+                                                                "difference"};
 
 static void json_number(FILE *f, const char *name, double v)
 {
@@ -190,6 +191,8 @@ static clred_status write_manifest(night *nt, int complete)
     json_field(f, ", \"flat_combine\": ", nt->p_flat);
     json_field(f, ", \"science\": ", nt->p_science);
     json_field(f, ", \"stack\": ", nt->p_stack);
+    if (nt->p_subtract[0])
+        json_field(f, ", \"subtract\": ", nt->p_subtract);
     fprintf(f, "},\n");
     write_inputs(f, nt);
     write_products(f, nt);

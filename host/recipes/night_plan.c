@@ -109,6 +109,7 @@ void night_parameter_texts(night *nt)
                  "max_astrom_rms=%g",
                  l->max_fwhm, l->max_ellipticity, l->max_sky_noise, l->min_stars, l->min_limit_mag, l->max_astrom_rms);
     }
+    night_subtract_parameters(nt);
 }
 
 static uint64_t hash_text(const char *text, uint64_t seed) { return clred_hash(text, strlen(text), seed); }
@@ -457,6 +458,28 @@ static clred_status plan_stack_group(night *nt, night_group *gr, night_science_j
         b->reason = NULL;
     }
     int stack_needed = !stack->skip;
+    gr->aligned = gr->diff = gr->cands = -1;
+    if (nt->o->subtract_reference) {
+        /* The stack's key, the reference's identity and the subtraction's parameters. */
+        uint64_t key = hash_text(nt->p_subtract, stack_key);
+        char *in = inputs_of(nt, gr->members, gr->n);
+        static const char *const tails[] = {"_aligned.fits", ".fits", "_candidates.csv"};
+        static const char *const whats[] = {"aligned stack", "difference", "candidates"};
+        long *slots[] = {&gr->aligned, &gr->diff, &gr->cands};
+        int redo = stack_needed;
+        for (int i = 0; i < 3; i++) {
+            snprintf(file, sizeof file, "%s_%s%s", so, sf, tails[i]);
+            CLRED_TRY(add_product(nt, "difference", file, whats[i], gr->name, key, in ? strdup(in) : NULL, slots[i]));
+            redo |= !nt->prod[*slots[i]].skip;
+        }
+        free(in);
+        for (int i = 0; i < 3 && redo; i++) {
+            night_product *p = &nt->prod[*slots[i]];
+            p->skip = p->done = 0;
+            free(p->reason);
+            p->reason = NULL;
+        }
+    }
     for (size_t m = 0; m < gr->n; m++)
         jobs[m].needed = jobs[m].process || stack_needed;
     return CLRED_OK;

@@ -53,6 +53,7 @@ static void measure(const measure_ctx *m, size_t pix, clred_candidate *c)
     memset(c, 0, sizeof *c);
     c->score = sc;
     c->isdiffpos = sc >= 0;
+    c->ra = c->dec = c->ref_dist = c->ref_flux = NAN; /* clred_candidates_context fills them */
     double sum = 0, sumabs = 0, wx = 0, wy = 0, ws = 0;
     for (long j = py - 2; j <= py + 2; j++)
         for (long i = px - 2; i <= px + 2; i++) {
@@ -294,4 +295,75 @@ clred_status clred_find_candidates_dev(clred_ctx *ctx, const clred_dimage *score
     clred_image_free(&dh);
     clred_image_free(&sh);
     return st;
+}
+
+/* Reference sources ordered by x, so each candidate looks only at those
+ * within its best distance so far along x. */
+static int by_x(const void *a, const void *b)
+{
+    double u = ((const clred_source *)a)->x, v = ((const clred_source *)b)->x;
+    return u < v ? -1 : u > v;
+}
+
+static void nearest_source(const clred_source *s, size_t m, clred_candidate *c)
+{
+    size_t lo = 0, hi = m; /* first source with x >= c->x */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s[mid].x < c->x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    double best = INFINITY;
+    size_t at = m;
+    for (size_t i = lo; i < m && s[i].x - c->x < best; i++) {
+        double d = hypot(s[i].x - c->x, s[i].y - c->y);
+        if (d < best)
+            best = d, at = i;
+    }
+    for (size_t i = lo; i-- > 0 && c->x - s[i].x < best;) {
+        double d = hypot(s[i].x - c->x, s[i].y - c->y);
+        if (d < best)
+            best = d, at = i;
+    }
+    c->ref_dist = at < m ? best : NAN;
+    c->ref_flux = at < m ? s[at].flux : NAN;
+}
+
+clred_status clred_candidates_context(const clred_header *header, const clred_source *ref_sources, size_t nref,
+                                      clred_candidate *list, size_t n)
+{
+    if (n && !list)
+        return clred_fail(CLRED_ERR_USAGE, "candidates: no list given");
+    if (nref && !ref_sources)
+        return clred_fail(CLRED_ERR_USAGE, "candidates: %zu reference sources, but no list", nref);
+    if (n && header && clred_header_has_wcs(header)) {
+        clred_wcs *w;
+        CLRED_TRY(clred_wcs_from_header(header, &w));
+        double *xy = malloc(4 * n * sizeof *xy);
+        if (!xy) {
+            clred_wcs_free(w);
+            return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu candidate positions", n);
+        }
+        for (size_t i = 0; i < n; i++)
+            xy[i] = list[i].x, xy[n + i] = list[i].y;
+        clred_status st = clred_wcs_pix2sky(w, n, xy, xy + n, xy + 2 * n, xy + 3 * n);
+        for (size_t i = 0; st == CLRED_OK && i < n; i++)
+            list[i].ra = xy[2 * n + i], list[i].dec = xy[3 * n + i];
+        free(xy);
+        clred_wcs_free(w);
+        CLRED_TRY(st);
+    }
+    if (!nref || !n)
+        return CLRED_OK;
+    clred_source *s = malloc(nref * sizeof *s);
+    if (!s)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu reference sources", nref);
+    memcpy(s, ref_sources, nref * sizeof *s);
+    qsort(s, nref, sizeof *s, by_x);
+    for (size_t i = 0; i < n; i++)
+        nearest_source(s, nref, &list[i]);
+    free(s);
+    return CLRED_OK;
 }

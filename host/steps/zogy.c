@@ -37,8 +37,11 @@ void clred_zogy_result_free(clred_zogy_result *r)
     memset(r, 0, sizeof *r);
 }
 
-/* Spectra buffers, in the order the steps fill them. */
-enum { B_N, B_R, B_PN, B_PR, B_VN, B_VR, B_D, B_KDN, B_KDR, B_PD, NBUF };
+/* Spectra buffers: each tile's planes (the inputs and their variances,
+ * the products in place, D), then the PSFs' kernels (made once per call:
+ * they do not change from tile to tile; 11 of a whole image's 20
+ * transforms), each also squared in real space for the variance terms. */
+enum { B_N, B_R, B_VN, B_VR, B_D, B_KN, B_KR, B_KDN, B_KDR, B_KN2, B_KR2, B_KDN2, B_KDR2, NBUF };
 
 typedef struct {
     clred_ctx *ctx;
@@ -49,6 +52,7 @@ typedef struct {
     clred_fft_plan *plan;
     cl_mem buf[NBUF];
     cl_mem bits, psf_n, psf_r, row_fs, stamp;
+    size_t psf_n_size, psf_r_size;
     double *tile_level;           /* each tile's level of D */
 } zogy_state;
 
@@ -160,20 +164,23 @@ static clred_status pad_inputs(zogy_state *s, const clred_dimage *n, const clred
     return clred_run_tiled(s->ctx, k, "zogy_pad", 2, g);
 }
 
-/* The spectral products; returns F_S. */
-static clred_status spectra(zogy_state *s, const clred_zogy_opts *o, double s2n, double s2r, double f_d, double *f_s)
+/* The PSFs' kernel spectra (into B_KN..B_KDR2) and P_D's (into B_D) from the
+ * PSFs' spectra in B_N and B_R; returns F_S. */
+static clred_status psf_spectra(zogy_state *s, const clred_zogy_opts *o, double s2n, double s2r, double f_d,
+                                double *f_s)
 {
     cl_kernel k;
-    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_spectra", &k));
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_psf_spectra", &k));
     int nx = (int)s->nx, ny = (int)s->ny;
     float fn = (float)o->fn, fr = (float)o->fr, fs2n = (float)s2n, fs2r = (float)s2r, ffd = (float)f_d;
-    CLRED_TRY(clred_args(k, "zogy_spectra", CLRED_ARG(s->buf[B_N]), CLRED_ARG(s->buf[B_R]), CLRED_ARG(s->buf[B_PN]),
-                         CLRED_ARG(s->buf[B_PR]), CLRED_ARG(s->buf[B_D]), CLRED_ARG(s->buf[B_KDN]),
-                         CLRED_ARG(s->buf[B_KDR]), CLRED_ARG(s->buf[B_PD]), CLRED_ARG(nx), CLRED_ARG(ny),
-                         CLRED_ARG(fn), CLRED_ARG(fr), CLRED_ARG(fs2n), CLRED_ARG(fs2r), CLRED_ARG(ffd),
-                         CLRED_ARG(s->row_fs), (size_t)0));
+    CLRED_TRY(clred_args(k, "zogy_psf_spectra", CLRED_ARG(s->buf[B_N]), CLRED_ARG(s->buf[B_R]),
+                         CLRED_ARG(s->buf[B_KN]), CLRED_ARG(s->buf[B_KR]), CLRED_ARG(s->buf[B_KDN]),
+                         CLRED_ARG(s->buf[B_KDR]), CLRED_ARG(s->buf[B_KN2]), CLRED_ARG(s->buf[B_KR2]),
+                         CLRED_ARG(s->buf[B_KDN2]), CLRED_ARG(s->buf[B_KDR2]), CLRED_ARG(s->buf[B_D]), CLRED_ARG(nx),
+                         CLRED_ARG(ny), CLRED_ARG(fn), CLRED_ARG(fr), CLRED_ARG(fs2n), CLRED_ARG(fs2r),
+                         CLRED_ARG(ffd), CLRED_ARG(s->row_fs), (size_t)0));
     size_t g = s->ny;
-    CLRED_TRY(clred_run_tiled(s->ctx, k, "zogy_spectra", 1, &g));
+    CLRED_TRY(clred_run_tiled(s->ctx, k, "zogy_psf_spectra", 1, &g));
     size_t acc = s->ctx->use_double ? sizeof(double) : sizeof(float);
     void *rows = malloc(s->ny * acc);
     if (!rows)
@@ -197,27 +204,7 @@ static clred_status square(zogy_state *s, cl_mem a)
     return clred_run_tiled(s->ctx, k, "zogy_square", 2, g);
 }
 
-/* ka <- inverse(V_a^ (ka^2)^ + V_b^ (kb^2)^): the variance of ka * a - kb * b
- * for independent a, b of variances V_a, V_b. ka and kb hold spectra on entry. */
-static clred_status combine_variance(zogy_state *s, cl_mem ka, cl_mem kb)
-{
-    CLRED_TRY(clred_fft_inverse(s->ctx, s->plan, ka));
-    CLRED_TRY(clred_fft_inverse(s->ctx, s->plan, kb));
-    CLRED_TRY(square(s, ka));
-    CLRED_TRY(square(s, kb));
-    CLRED_TRY(clred_fft_forward(s->ctx, s->plan, ka));
-    CLRED_TRY(clred_fft_forward(s->ctx, s->plan, kb));
-    cl_kernel k;
-    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_var_spectrum", &k));
-    cl_uint n = (cl_uint)(s->ncx * s->ny);
-    CLRED_TRY(clred_args(k, "zogy_var_spectrum", CLRED_ARG(ka), CLRED_ARG(kb), CLRED_ARG(s->buf[B_VN]),
-                         CLRED_ARG(s->buf[B_VR]), CLRED_ARG(n), (size_t)0));
-    size_t g = n;
-    CLRED_TRY(clred_run_tiled(s->ctx, k, "zogy_var_spectrum", 1, &g));
-    return clred_fft_inverse(s->ctx, s->plan, ka);
-}
-
-/* P_D (real, wrapped in buf[B_PD]) as a PSF of the larger input PSF's size. */
+/* P_D (real, wrapped in buf[B_D]) as a PSF of the larger input PSF's size. */
 static clred_status extract_pd(zogy_state *s, size_t size, clred_psf *pd)
 {
     int half = (int)(size / 2), pitch = (int)s->pitch, nx = (int)s->nx, ny = (int)s->ny;
@@ -225,7 +212,7 @@ static clred_status extract_pd(zogy_state *s, size_t size, clred_psf *pd)
     CLRED_TRY(clred_buffer(s->ctx, CL_MEM_WRITE_ONLY, bytes, NULL, &s->stamp, "P_D stamp"));
     cl_kernel k;
     CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_unwrap", &k));
-    CLRED_TRY(clred_args(k, "zogy_unwrap", CLRED_ARG(s->buf[B_PD]), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny),
+    CLRED_TRY(clred_args(k, "zogy_unwrap", CLRED_ARG(s->buf[B_D]), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny),
                          CLRED_ARG(half), CLRED_ARG(s->stamp), (size_t)0));
     size_t g[2] = {size, size};
     CLRED_TRY(clred_run_tiled(s->ctx, k, "zogy_unwrap", 2, g));
@@ -237,6 +224,52 @@ static clred_status extract_pd(zogy_state *s, size_t size, clred_psf *pd)
         st = clred_psf_from_array(host, size, size, 0, pd);
     free(host);
     return st;
+}
+
+/* A kernel's spectrum replaced by its square's (k^2)^: the variance a
+ * convolution with k carries is V * k^2. */
+static clred_status square_spectrum(zogy_state *s, cl_mem k)
+{
+    CLRED_TRY(clred_fft_inverse(s->ctx, s->plan, k));
+    CLRED_TRY(square(s, k));
+    return clred_fft_forward(s->ctx, s->plan, k);
+}
+
+/* Once per call: the PSFs wrapped and transformed (in B_N, B_R, free until
+ * the first tile), the kernels of S_N, S_R and D and their squares'
+ * spectra, F_S, and P_D. */
+static clred_status psf_part(zogy_state *s, const clred_zogy_opts *o, double s2n, double s2r, double f_d,
+                             size_t big, clred_zogy_result *out)
+{
+    CLRED_TRY(wrap_psf(s, s->psf_n, s->psf_n_size, s->buf[B_N]));
+    CLRED_TRY(wrap_psf(s, s->psf_r, s->psf_r_size, s->buf[B_R]));
+    CLRED_TRY(clred_fft_forward(s->ctx, s->plan, s->buf[B_N]));
+    CLRED_TRY(clred_fft_forward(s->ctx, s->plan, s->buf[B_R]));
+    double f_s = 0;
+    CLRED_TRY(psf_spectra(s, o, s2n, s2r, f_d, &f_s));
+    if (!(f_s > 0))
+        return clred_fail(CLRED_ERR_INPUT, "ZOGY: F_S = %g: the PSFs' transforms vanish", f_s);
+    out->f_s = f_s;
+    static const int squared[] = {B_KN2, B_KR2, B_KDN2, B_KDR2};
+    for (size_t i = 0; i < sizeof squared / sizeof squared[0]; i++)
+        CLRED_TRY(square_spectrum(s, s->buf[squared[i]]));
+    CLRED_TRY(clred_fft_inverse(s->ctx, s->plan, s->buf[B_D]));
+    return extract_pd(s, big, &out->pd);
+}
+
+/* A tile's spectra through the kernels: S_N^, S_R^, D^, V(S)^ and V(D)^ (see zogy_apply). */
+static clred_status apply_kernels(zogy_state *s)
+{
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_apply", &k));
+    cl_uint n = (cl_uint)(s->ncx * s->ny);
+    CLRED_TRY(clred_args(k, "zogy_apply", CLRED_ARG(s->buf[B_N]), CLRED_ARG(s->buf[B_R]), CLRED_ARG(s->buf[B_VN]),
+                         CLRED_ARG(s->buf[B_VR]), CLRED_ARG(s->buf[B_D]), CLRED_ARG(s->buf[B_KN]),
+                         CLRED_ARG(s->buf[B_KR]), CLRED_ARG(s->buf[B_KDN]), CLRED_ARG(s->buf[B_KDR]),
+                         CLRED_ARG(s->buf[B_KN2]), CLRED_ARG(s->buf[B_KR2]), CLRED_ARG(s->buf[B_KDN2]),
+                         CLRED_ARG(s->buf[B_KDR2]), CLRED_ARG(n), (size_t)0));
+    size_t g = n;
+    return clred_run_tiled(s->ctx, k, "zogy_apply", 1, &g);
 }
 
 /* The level of D over the tile's pixels: the differential background left
@@ -301,9 +334,9 @@ static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_
     cl_mem dsci = clred_dimage_sci(out->diff), dvar = clred_dimage_var(out->diff), dmask = clred_dimage_mask(out->diff);
     cl_mem ssci = clred_dimage_sci(out->scorr), smask = clred_dimage_mask(out->scorr);
     cl_mem fsci = clred_dimage_sci(out->flux), fvar = clred_dimage_var(out->flux);
-    /* After combine_variance: V(S) in B_PN, V(D) in B_KDN. */
+    /* After apply_kernels and the inverse transforms: V(S) in B_VN, V(D) in B_VR. */
     CLRED_TRY(clred_args(k, "zogy_finish", CLRED_ARG(s->buf[B_D]), CLRED_ARG(s->buf[B_N]), CLRED_ARG(s->buf[B_R]),
-                         CLRED_ARG(s->buf[B_PN]), CLRED_ARG(s->buf[B_KDN]), CLRED_ARG(s->bits), CLRED_ARG(w),
+                         CLRED_ARG(s->buf[B_VN]), CLRED_ARG(s->buf[B_VR]), CLRED_ARG(s->bits), CLRED_ARG(w),
                          CLRED_ARG(h), CLRED_ARG(pitch), CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(cx0), CLRED_ARG(cy0),
                          CLRED_ARG(cx1), CLRED_ARG(cy1), CLRED_ARG(out_w), CLRED_ARG(out_h), CLRED_ARG(fd), CLRED_ARG(fs), CLRED_ARG(sx2), CLRED_ARG(sy2),
                          CLRED_ARG(d_off), CLRED_ARG(grow), CLRED_ARG(grow_sat), CLRED_ARG(edge), CLRED_ARG(unusable), CLRED_ARG(dsci), CLRED_ARG(dvar),
@@ -394,6 +427,8 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, s->ny * acc, NULL, &s->row_fs, "ZOGY F_S rows"));
     CLRED_TRY(upload_psf(ctx, pn, &s->psf_n));
     CLRED_TRY(upload_psf(ctx, pr, &s->psf_r));
+    s->psf_n_size = pn->size;
+    s->psf_r_size = pr->size;
     CLRED_TRY(clred_dimage_like(nimg, 1, 1, 1, &out->diff));
     CLRED_TRY(clred_dimage_like(nimg, 0, 1, 1, &out->scorr));
     CLRED_TRY(clred_dimage_like(nimg, 1, 0, 1, &out->flux));
@@ -412,6 +447,7 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
     size_t ntx = (s->fw + s->core_w - 1) / s->core_w, nty = (s->fh + s->core_h - 1) / s->core_h;
     if (!(s->tile_level = malloc(ntx * nty * sizeof *s->tile_level)))
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu tiles", ntx * nty);
+    CLRED_TRY(psf_part(s, o, s2n, s2r, out->f_d, big, out));
     double d_sum = 0;
     for (size_t ty = 0; ty < nty; ty++)
         for (size_t tx = 0; tx < ntx; tx++) {
@@ -421,27 +457,18 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
             s->y0 = c0y > s->border ? c0y - s->border : 0;
             s->x0 = s->x0 + s->w > s->fw ? s->fw - s->w : s->x0;
             s->y0 = s->y0 + s->h > s->fh ? s->fh - s->h : s->y0;
-            double f_s = 0, d_off = 0;
+            double d_off = 0;
             CLRED_TRY(pad_inputs(s, nimg, rimg, out->bkg_n, out->bkg_r, s2n, s2r, o->ignore_bits));
-            CLRED_TRY(wrap_psf(s, s->psf_n, pn->size, s->buf[B_PN]));
-            CLRED_TRY(wrap_psf(s, s->psf_r, pr->size, s->buf[B_PR]));
-            static const int forward[] = {B_N, B_R, B_PN, B_PR, B_VN, B_VR};
+            static const int forward[] = {B_N, B_R, B_VN, B_VR};
             for (size_t i = 0; i < sizeof forward / sizeof forward[0]; i++)
                 CLRED_TRY(clred_fft_forward(ctx, s->plan, s->buf[forward[i]]));
-            CLRED_TRY(spectra(s, o, s2n, s2r, out->f_d, &f_s));
-            if (!(f_s > 0))
-                return clred_fail(CLRED_ERR_INPUT, "ZOGY: F_S = %g: the PSFs' transforms vanish", f_s);
-            out->f_s = f_s;
-            static const int inverse[] = {B_N, B_R, B_D, B_PD};
+            CLRED_TRY(apply_kernels(s));
+            static const int inverse[] = {B_N, B_R, B_D, B_VN, B_VR};
             for (size_t i = 0; i < sizeof inverse / sizeof inverse[0]; i++)
                 CLRED_TRY(clred_fft_inverse(ctx, s->plan, s->buf[inverse[i]]));
-            CLRED_TRY(combine_variance(s, s->buf[B_PN], s->buf[B_PR]));   /* V(S_N) + V(S_R) */
-            CLRED_TRY(combine_variance(s, s->buf[B_KDN], s->buf[B_KDR])); /* V(D) */
             CLRED_TRY(median_d(s, &d_off));
             d_sum += d_off;
             s->tile_level[ty * ntx + tx] = d_off;
-            if (tx == 0 && ty == 0)
-                CLRED_TRY(extract_pd(s, big, &out->pd));
             CLRED_TRY(finish(s, o, out, d_off, grow, grow_sat, (int)(big / 2), (int)(c0x - s->x0), (int)(c0y - s->y0),
                              (int)(c1x - s->x0), (int)(c1y - s->y0)));
         }
@@ -472,6 +499,30 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
     return CLRED_OK;
 }
 
+/* Transforms of one whole-image pass (PSF_FFTS + TILE_FFTS of its size)
+ * against 1k tiles (PSF_FFTS once, TILE_FFTS per tile, of the tile's size),
+ * each costing n log2 n: at 2048^2 the tiles need about a third less, at
+ * 1024^2 the whole image (one tile's worth) is cheaper. */
+enum { PSF_FFTS = 11, TILE_FFTS = 9 };
+
+static double fft_cost(size_t nx, size_t ny)
+{
+    double n = (double)nx * (double)ny;
+    return n * log2(n);
+}
+
+static int whole_is_cheaper(size_t fw, size_t fh, size_t pad, size_t border)
+{
+    const size_t core = 1024;
+    if (fw <= core && fh <= core)
+        return 1;
+    size_t tw = core + 2 * border < fw ? core + 2 * border : fw, th = core + 2 * border < fh ? core + 2 * border : fh;
+    double ntiles = (double)((fw + core - 1) / core) * (double)((fh + core - 1) / core);
+    double tile = fft_cost(clred_fft_good_size(tw + pad), clred_fft_good_size(th + pad));
+    double whole = fft_cost(clred_fft_good_size(fw + pad), clred_fft_good_size(fh + pad));
+    return (PSF_FFTS + TILE_FFTS) * whole <= (PSF_FFTS + TILE_FFTS * ntiles) * tile;
+}
+
 clred_status clred_subtract_zogy_dev(clred_ctx *ctx, const clred_dimage *new_img, const clred_dimage *ref,
                                      const clred_psf *psf_new, const clred_psf *psf_ref, const clred_zogy_opts *opts,
                                      clred_zogy_result *out)
@@ -492,9 +543,11 @@ clred_status clred_subtract_zogy_dev(clred_ctx *ctx, const clred_dimage *new_img
     uint64_t fixed = 10 * (uint64_t)s.fw * s.fh * sizeof(float);
     size_t core = o->tile_size;
     if (core == 0) {
-        /* the whole image when its padded planes fit the budget, else 1k tiles */
-        uint64_t whole = (uint64_t)NBUF * clred_fft_bytes(clred_fft_good_size(s.fw + pad), clred_fft_good_size(s.fh + pad), 1);
-        core = whole + fixed <= clred_ctx_budget(ctx) ? (s.fw > s.fh ? s.fw : s.fh) : 1024;
+        /* 1k tiles, or the whole image when its padded planes fit the budget and its transforms cost less */
+        size_t wx = clred_fft_good_size(s.fw + pad), wy = clred_fft_good_size(s.fh + pad);
+        uint64_t whole = (uint64_t)NBUF * clred_fft_bytes(wx, wy, 1);
+        int fits = whole + fixed <= clred_ctx_budget(ctx);
+        core = fits && whole_is_cheaper(s.fw, s.fh, pad, s.border) ? (s.fw > s.fh ? s.fw : s.fh) : 1024;
     }
     s.core_w = core < s.fw ? core : s.fw;
     s.core_h = core < s.fh ? core : s.fh;
