@@ -2094,8 +2094,11 @@ typedef struct {
     clred_dimage *conv;    /* the convolved image (plus the background), in the unconvolved image's system */
     clred_dimage *score;   /* D / sqrt(VAR) (the decorrelated one when decorrelate), MASK as diff */
     clred_dimage *decorr;  /* the decorrelated difference (VAR, MASK), or NULL */
-    clred_psf psf_diff;    /* the PSF of diff (the unconvolved image's; through the decorrelation kernel
-                              for decorr); empty when no PSF was given */
+    clred_dimage *detect;  /* the detection image: the (decorrelated) difference filtered with its PSF over
+                              its noise, sum P D / sqrt(VAR sum P^2), in sigma (a point source's PSF-fit S/N
+                              where the noise is white, i.e. after decorrelation); NULL without PSFs */
+    clred_psf psf_diff;    /* the PSF of the difference the candidates use: the unconvolved image's (through
+                              the decorrelation kernel when decorrelated); empty when no PSF was given */
     clred_al_term *terms;  /* the solution */
     size_t nterms;
     float *kernel_images;  /* kernel_grid^2 images of ksize^2, row-major grid, at kernel_x/kernel_y */
@@ -2233,9 +2236,9 @@ CLRED_API clred_subtract_job clred_subtract_job_defaults(void);
  * the planes SCORR, FLUX (S / F_S) and FLUXVAR; then the catalog, the cutouts
  * and P_D as asked. With method AL (clred_subtract_al_dev): SCI = D, VAR,
  * MASK, CONV (the convolved image), SCORE (D / sigma, of the decorrelated
- * difference when job->al.decorrelate) and, when decorrelated, DECORR and
- * DECORRVAR; candidates on SCORE, measured on the (decorrelated) difference
- * with its PSF; the kernel solution to job->kernel_out; psf_out receives the
+ * difference when job->al.decorrelate), DETECT (the PSF-matched S/N) and,
+ * when decorrelated, DECORR and DECORRVAR; candidates on DETECT, measured on
+ * the (decorrelated) difference with its PSF; the kernel solution to job->kernel_out; psf_out receives the
  * difference's PSF. Every output is checked before any work; report may be NULL. */
 CLRED_API clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const char *ref_path,
                                             const char *out_path, const clred_subtract_job *job,

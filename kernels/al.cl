@@ -141,19 +141,6 @@ kernel void al_stamp_check(global const float *i_sci, global const ushort *i_mas
     nbad[s] = bad;
 }
 
-/* The kernel of each block: kern[blk][t] = sum_b coef[blk][b] basis[b][t]. */
-kernel void al_block_kernels(global const float *coef, global const float *basis, const int nbasis,
-                             const int ntaps, const int nblocks, global float *kern)
-{
-    int t = get_global_id(0), blk = get_global_id(1);
-    if (t >= ntaps || blk >= nblocks)
-        return;
-    float acc = 0.0f;
-    for (int b = 0; b < nbasis; b++)
-        acc += coef[(size_t)blk * nbasis + b] * basis[(size_t)b * ntaps + t];
-    kern[(size_t)blk * ntaps + t] = acc;
-}
-
 /* The spatially varying convolution and the difference, per pixel, with the
  * kernel of the pixel's block:
  *   C = sum K T + B(x, y)           (T less its level; B: the background polynomial, bg[6] over
@@ -244,39 +231,58 @@ kernel void al_pad(global const float *d, const int width, const int height, con
     dst[(size_t)y * (size_t)pitch + (size_t)x] = v;
 }
 
-/* DMTN-021's decorrelation per frequency, with K^ the matching kernel's
- * spectrum (in kspec; replaced by phi^ so its inverse is the kernel phi):
- *   phi^ = sqrt((s2i + ksum^2 s2t) / (s2i + |K^|^2 s2t)),   D^ <- phi^ D^. */
-kernel void al_decorr_spectrum(global float2 *dspec, global float2 *kspec, const uint n, const float s2i,
-                               const float s2t, const float ksum)
+/* Per frequency, with K^ the matching kernel's spectrum and P^ the
+ * difference's PSF's: DMTN-021's decorrelation (when decorrelate; else phi = 1)
+ *   phi^ = sqrt((s2i + ksum^2 s2t) / (s2i + |K^|^2 s2t)),
+ * then D'^ = phi^ D^ (into d), P'^ = phi^ P^ (into p) and the matched filter
+ * D'^ conj(P'^) (into k): its inverse is the PSF-weighted sum of D' at each pixel. */
+kernel void al_fourier(global float2 *d, global float2 *k, global float2 *p, const uint n, const float s2i,
+                       const float s2t, const float ksum, const int decorrelate)
 {
     uint i = get_global_id(0);
     if (i >= n)
         return;
-    float2 k = kspec[i];
-    float den = s2i + (k.x * k.x + k.y * k.y) * s2t;
-    float phi = den > 0.0f ? sqrt((s2i + ksum * ksum * s2t) / den) : 1.0f;
-    dspec[i] *= phi;
-    kspec[i] = (float2)(phi, 0.0f);
+    float phi = 1.0f;
+    if (decorrelate) {
+        float2 kk = k[i];
+        float den = s2i + (kk.x * kk.x + kk.y * kk.y) * s2t;
+        phi = den > 0.0f ? sqrt((s2i + ksum * ksum * s2t) / den) : 1.0f;
+    }
+    float2 dv = d[i] * phi, pv = p[i] * phi;
+    d[i] = dv;
+    p[i] = pv;
+    k[i] = (float2)(dv.x * pv.x + dv.y * pv.y, dv.y * pv.x - dv.x * pv.y);
 }
 
-/* The decorrelated difference back from the padded plane: NaN where the
- * difference was; VAR = (var_I + ksum^2 var_T) / norm^2 (white after
- * decorrelation); the score D / sqrt(VAR). */
-kernel void al_unpad(global const float *src, const int pitch, global const float *d, global const float *i_var,
-                     const int i_flags, const float i_var0, global const float *t_var, const int t_flags,
-                     const float t_var0, const float ksum, const float norm, const int width, const int height,
-                     global float *out, global float *out_var, global float *score)
+/* Back from the padded planes (src: D', filt: the matched filter of D'):
+ * where the difference d is NaN, NaN. Decorrelated: out = D', VAR = (var_I +
+ * ksum^2 var_T) / norm^2 (white after decorrelation); else D and its VAR.
+ * score = D / sqrt(VAR) per pixel; detect = filt / sqrt(VAR sum P'^2), the
+ * PSF-matched S/N (the detection statistic: a point source's S/N over its
+ * PSF, not its peak pixel's). */
+kernel void al_unpad(global const float *src, global const float *filt, const int pitch, global const float *d,
+                     global const float *d_var, global const float *i_var, const int i_flags, const float i_var0,
+                     global const float *t_var, const int t_flags, const float t_var0, const float ksum,
+                     const float norm, const int decorrelate, const float sum_p2, const int width, const int height,
+                     global float *out, global float *out_var, global float *score, global float *detect)
 {
     int x = get_global_id(0), y = get_global_id(1);
     if (x >= width || y >= height)
         return;
-    size_t o = (size_t)y * (size_t)width + (size_t)x;
-    float vi = (i_flags & 1) ? i_var[o] : i_var0, vt = (t_flags & 1) ? t_var[o] : t_var0;
+    size_t o = (size_t)y * (size_t)width + (size_t)x, q = (size_t)y * (size_t)pitch + (size_t)x;
     bool ok = isfinite(d[o]);
-    float v = ok ? src[(size_t)y * (size_t)pitch + (size_t)x] : NAN;
-    float var = ok ? (max(vi, 0.0f) + ksum * ksum * max(vt, 0.0f)) / (norm * norm) : NAN;
-    out[o] = v;
-    out_var[o] = var;
-    score[o] = ok && var > 0.0f ? v / sqrt(var) : NAN;
+    float v, var;
+    if (decorrelate) {
+        float vi = (i_flags & 1) ? i_var[o] : i_var0, vt = (t_flags & 1) ? t_var[o] : t_var0;
+        v = ok ? src[q] : NAN;
+        var = ok ? (max(vi, 0.0f) + ksum * ksum * max(vt, 0.0f)) / (norm * norm) : NAN;
+        out[o] = v;
+        out_var[o] = var;
+    } else {
+        v = d[o];
+        var = d_var[o];
+    }
+    ok = ok && var > 0.0f;
+    score[o] = ok ? v / sqrt(var) : NAN;
+    detect[o] = ok ? filt[q] / sqrt(var * sum_p2) : NAN;
 }

@@ -28,6 +28,40 @@ static int usable(const clred_image *img, size_t i)
     return isfinite(img->sci[i]) && !(img->mask && (img->mask[i] & CLRED_MASK_UNUSABLE));
 }
 
+/* Sum of the stamps' chi^2 for a solution (laid out as al_ref_solve's) under equations S. */
+static double chi2_of(const double *coef, const double *S, int ns, const int *cx, const int *cy, size_t w, size_t h,
+                      int nbasis, int ko, int bo)
+{
+    int nv = nbasis + 2, nk = (ko + 1) * (ko + 2) / 2, nbg = (bo + 1) * (bo + 2) / 2;
+    double *c = malloc((size_t)nv * sizeof *c), total = 0;
+    for (int s = 0; s < ns; s++) {
+        double xs = 2.0 * cx[s] / (double)(w - 1) - 1, ys = 2.0 * cy[s] / (double)(h - 1) - 1, p[10];
+        int n = 0;
+        for (int d = 0; d <= 3; d++)
+            for (int j = 0; j <= d; j++)
+                p[n++] = pow(xs, d - j) * pow(ys, j);
+        c[0] = coef[0];
+        for (int b = 1; b < nbasis; b++) {
+            c[b] = 0;
+            for (int l = 0; l < nk; l++)
+                c[b] += coef[1 + (b - 1) * nk + l] * p[l];
+        }
+        c[nbasis] = 0;
+        for (int m = 0; m < nbg; m++)
+            c[nbasis] += coef[1 + (nbasis - 1) * nk + m] * p[m];
+        const double *M = S + (size_t)s * nv * nv;
+        double x2 = M[nv * nv - 1];
+        for (int a = 0; a <= nbasis; a++) {
+            x2 -= 2 * c[a] * M[a * nv + nv - 1];
+            for (int b = 0; b <= nbasis; b++)
+                x2 += c[a] * c[b] * M[a * nv + b];
+        }
+        total += x2;
+    }
+    free(c);
+    return total;
+}
+
 /* A 144 x 144 pair (Gaussian PSFs 3 -> 4 px), kernel half-width 6, a fitted box of 6. */
 static void against_reference(clred_ctx *ctx)
 {
@@ -62,12 +96,30 @@ static void against_reference(clred_ctx *ctx)
     printf("basis: worst %.3g of peak %.3g\n", eb, peak);
     CHECK(eb <= 1e-6 * peak);
 
-    /* stamps: a grid of centres (stars or not: the sums are what is tested) and one on a template hole */
+    /* stamps: the brightest clean star peak of each of 3 x 3 cells, and one on a template hole */
     enum { NS = 10 };
     int cx[NS], cy[NS];
     for (int i = 0; i < 9; i++) {
+        float best = -INFINITY;
         cx[i] = 24 + (i % 3) * 48;
         cy[i] = 24 + (i / 3) * 48;
+        for (int y = (i / 3) * 48; y < (i / 3 + 1) * 48; y++)
+            for (int x = (i % 3) * 48; x < (i % 3 + 1) * 48; x++) {
+                if (x < r + hw || y < r + hw || x >= (int)w - r - hw || y >= (int)h - r - hw)
+                    continue;
+                float v = p.ref.sci[(size_t)y * w + (size_t)x];
+                if (!(v > best))
+                    continue;
+                int clean = 1;
+                for (int yy = y - r - hw; yy <= y + r + hw && clean; yy++)
+                    for (int xx = x - r - hw; xx <= x + r + hw && clean; xx++)
+                        clean = usable(&p.ref, (size_t)yy * w + (size_t)xx) && usable(&p.new_img, (size_t)yy * w + (size_t)xx);
+                if (clean) {
+                    best = v;
+                    cx[i] = x;
+                    cy[i] = y;
+                }
+            }
     }
     cx[9] = (int)lround(p.hole_xy[0]);
     cy[9] = (int)lround(p.hole_xy[1]);
@@ -115,7 +167,9 @@ static void against_reference(clred_ctx *ctx)
     double *c_lib = malloc((size_t)nunk * sizeof(double)), *c_ref = malloc((size_t)nunk * sizeof(double)),
            *c_dev = malloc((size_t)nunk * sizeof(double));
     CHECK_OK(al_solve(rdots, NS, use, cx, cy, w, h, nbr, ko, bo, c_lib, NULL));
-    CHECK(al_ref_solve(rdots, 9, cx, cy, w, h, nbr, ko, bo, c_ref) == 0);
+    CHECK(al_ref_solve(rdots, 9, cx, cy, w, h, nbr, ko, bo, AL_RIDGE, c_ref) == 0);
+    double *c_ls = malloc((size_t)nunk * sizeof(double));
+    CHECK(al_ref_solve(rdots, 9, cx, cy, w, h, nbr, ko, bo, 0.0, c_ls) == 0);
     CHECK_OK(al_solve(dots, NS, use, cx, cy, w, h, nbr, ko, bo, c_dev, NULL));
     double *k1 = malloc((size_t)nt * sizeof(double)), *k2 = malloc((size_t)nt * sizeof(double)),
            *k3 = malloc((size_t)nt * sizeof(double));
@@ -131,15 +185,25 @@ static void against_reference(clred_ctx *ctx)
         }
     }
     /* Same equations, two solvers in double: the kernels agree to the
-     * system's conditioning times eps. The device's equations differ by 1e-5
-     * or so relative, which the solution amplifies by the condition number
-     * of the (Gaussian x polynomial) basis: 1 % of the peak. */
-    printf("solution: solvers differ by %.3g, device equations move the kernel by %.3g, of a peak %.3g; ksum %.6f "
-           "%.6f\n",
-           es, edv, kp, c_lib[0], c_ref[0]);
+     * system's conditioning times eps (1e-6 of the peak). The device's
+     * equations differ by < 1e-6 relative, but the Gaussian x polynomial
+     * basis is so far from orthogonal that this moves the coefficients
+     * along directions the data barely constrain (the ridge bounds them):
+     * what must agree is the fit, i.e. the chi^2 under the reference's
+     * equations, to 1e-4 of it (its own noise is sqrt(2 / npix) = 4 % of
+     * it), and the kernel to 1 % of its peak. */
+    double x2_ls = chi2_of(c_ls, rdots, 9, cx, cy, w, h, nbr, ko, bo);
+    double x2_ref = chi2_of(c_ref, rdots, 9, cx, cy, w, h, nbr, ko, bo);
+    printf("ridge: chi^2 %.6f, without %.6f\n", x2_ref, x2_ls);
+    free(c_ls);
+    double x2_dev = chi2_of(c_dev, rdots, 9, cx, cy, w, h, nbr, ko, bo);
+    printf("solution: solvers differ by %.3g of a kernel peak %.3g; chi^2 %.6f (reference), %.6f (from the device's "
+           "equations; the kernel moved by %.3g)\n",
+           es, kp, x2_ref, x2_dev, edv);
     CHECK(es <= 1e-6 * kp);
+    CHECK(x2_dev >= x2_ref * (1 - 1e-9));
+    CHECK(x2_dev - x2_ref <= 1e-4 * x2_ref);
     CHECK(edv <= 1e-2 * kp);
-    CHECK_NEAR(c_dev[0], c_ref[0], 1e-3 * fabs(c_ref[0]));
 
     /* the whole subtraction, then its convolution against the reference's from the returned terms */
     clred_al_opts o = clred_al_defaults();
@@ -157,8 +221,16 @@ static void against_reference(clred_ctx *ctx)
     clred_image d;
     download(a.diff, &d);
     double *coef = malloc(a.nterms * sizeof *coef), *kk = malloc((size_t)nt * sizeof *kk);
-    for (size_t u = 0; u < a.nterms; u++)
+    double sub_sig[3] = {0, 0, 0};
+    for (size_t u = 0; u < a.nterms; u++) {
         coef[u] = a.terms[u].coeff;
+        if (a.terms[u].gauss >= 0)
+            sub_sig[a.terms[u].gauss] = a.terms[u].sigma;
+    }
+    /* the basis of the subtraction: sigmas scaled to its matching sigma */
+    CHECK_NEAR(sub_sig[0] / 0.7, a.sigma_match, 1e-9);
+    free(rb);
+    rb = al_ref_basis(3, sub_sig, deg, hw, &nbr);
     double worst = 0, worst_var = 0;
     size_t nan_mismatch = 0, compared = 0;
     for (size_t y = 0; y < h; y++)
@@ -184,13 +256,14 @@ static void against_reference(clred_ctx *ctx)
             double norm = a.photnorm_scale;
             double dref = (p.new_img.sci[i] - a.bkg_new - c - bg) / norm;
             double vref = (p.new_img.var[i] + cv) / (norm * norm);
-            /* float sums of 169 products: a few 1e-6 of the absolute sum, plus the rounding of D's inputs */
-            double tol = 2e-5 * (as + fabs(p.new_img.sci[i]) + fabs(bg)) / norm + 1e-3 * sqrt(vref);
+            /* float sums of 169 products: ~sqrt(169) eps = 8e-7 of the sum of their magnitudes
+             * (13 eps = 1e-5 at worst); 2e-6 of it, plus 1e-4 sigma for the rounding of D itself */
+            double tol = 2e-6 * (as + fabs(p.new_img.sci[i]) + fabs(bg)) / norm + 1e-4 * sqrt(vref);
             worst = fmax(worst, fabs(d.sci[i] - dref) / tol);
-            worst_var = fmax(worst_var, fabs(d.var[i] - vref) / (1e-5 * vref));
+            worst_var = fmax(worst_var, fabs(d.var[i] - vref) / (1e-6 * vref));
             compared++;
         }
-    printf("convolution: %zu pixels, worst %.3g of the tolerance, variance %.3g of 1e-5, NaN pattern mismatches %zu\n",
+    printf("convolution: %zu pixels, worst %.3g of the tolerance, variance %.3g of 1e-6, NaN pattern mismatches %zu\n",
            compared, worst, worst_var, nan_mismatch);
     CHECK(compared > 1000);
     CHECK(worst <= 1.0);
@@ -287,7 +360,7 @@ static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double 
     CHECK(a.convolved_ref == expect_conv_ref);
     clred_candidate *c = NULL;
     size_t nc = 0;
-    CHECK_OK(clred_find_candidates_dev(ctx, a.score, a.decorr, &a.psf_diff, NULL, &c, &nc));
+    CHECK_OK(clred_find_candidates_dev(ctx, a.detect, a.decorr, &a.psf_diff, NULL, &c, &nc));
     clred_image sc;
     download(a.score, &sc);
     size_t bright = 0, found = 0, fading = 0, fading_neg = 0, used = 0;

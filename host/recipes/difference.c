@@ -120,21 +120,26 @@ static clred_status write_difference(const char *path, const clred_zogy_result *
 /* AL's products as one MEF: D, then the convolved image, the score and the decorrelated difference. */
 static clred_status write_al_difference(const char *path, const clred_al_result *a, clred_image *diff, int overwrite)
 {
-    clred_image cv, sc, dc;
+    clred_image cv, sc, de, dc;
     memset(&cv, 0, sizeof cv);
     memset(&sc, 0, sizeof sc);
+    memset(&de, 0, sizeof de);
     memset(&dc, 0, sizeof dc);
     clred_status st = clred_dimage_download(a->conv, &cv);
     if (st == CLRED_OK)
         st = clred_dimage_download(a->score, &sc);
+    if (st == CLRED_OK && a->detect)
+        st = clred_dimage_download(a->detect, &de);
     if (st == CLRED_OK && a->decorr)
         st = clred_dimage_download(a->decorr, &dc);
     if (st == CLRED_OK) {
-        clred_extra_plane extra[4] = {{"CONV", cv.sci}, {"SCORE", sc.sci}, {"DECORR", dc.sci}, {"DECORRVAR", dc.var}};
-        st = clred_image_write_with(path, diff, extra, a->decorr ? 4 : 2, overwrite);
+        clred_extra_plane extra[5] = {{"CONV", cv.sci}, {"SCORE", sc.sci}, {"DETECT", de.sci}, {"DECORR", dc.sci},
+                                      {"DECORRVAR", dc.var}};
+        st = clred_image_write_with(path, diff, extra, a->decorr ? 5 : a->detect ? 3 : 2, overwrite);
     }
     clred_image_free(&cv);
     clred_image_free(&sc);
+    clred_image_free(&de);
     clred_image_free(&dc);
     return st;
 }
@@ -211,10 +216,10 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
         st = clred_subtract_al_dev(ctx, dn, dr, &pn, &pr, &j->al, &al);
     else if (st == CLRED_OK)
         st = clred_subtract_zogy_dev(ctx, dn, dr, &pn, &pr, &j->zogy, &z);
-    /* AL: candidates on D / sigma, measured on the difference they come from */
+    /* AL: candidates on the PSF-matched D / sigma, measured on the difference it comes from */
     const clred_dimage *cand_diff = is_al ? (al.decorr ? al.decorr : al.diff) : z.diff;
     if (st == CLRED_OK && (j->candidates || j->cutouts))
-        st = clred_find_candidates_dev(ctx, is_al ? al.score : z.scorr, cand_diff, is_al ? &al.psf_diff : &z.pd,
+        st = clred_find_candidates_dev(ctx, is_al ? al.detect : z.scorr, cand_diff, is_al ? &al.psf_diff : &z.pd,
                                        &j->cand, &c, &nc);
     if (st == CLRED_OK)
         st = clred_dimage_download(is_al ? al.diff : z.diff, &diff);

@@ -18,12 +18,14 @@ typedef struct {
     int *gauss, *du, *dv; /* per basis: which Gaussian, and its degrees */
     double *sigma;       /* per Gaussian */
     float *bsum;         /* per basis: the raw sum taken off (0 for the first) */
-    float *images;
+    double *images;      /* in double: solutions' coefficients are large and cancel (the basis is
+                            far from orthogonal), so kernels are summed from these in double */
 } al_basis;
 
-/* sigmas: ngauss values in px; deg: their degrees. Filters of basis 0 sum
- * to 1 on each axis; the others are scaled to unit L2 norm (any scale
- * solves the same fit; this keeps float sums well conditioned). */
+/* sigmas: ngauss values in px; deg: their degrees. The filters are
+ * G_k(u) (u / hw)^i; G_0 alone (i = 0) is scaled to unit sum, every other to
+ * unit L2 norm (any scale solves the same fit; this keeps float sums well
+ * conditioned). */
 clred_status al_basis_build(int ngauss, const double *sigmas, const int *deg, int hw, al_basis *b);
 void al_basis_free(al_basis *b);
 
@@ -70,8 +72,10 @@ clred_status al_stamp_ksum(const double *dots_s, int nbasis, double *ksum);
 void al_coef_at(const double *coef, int nbasis, int kernel_order, double x, double y, size_t w, size_t h,
                 double *cb);
 
-/* Solves a symmetric positive (semi)definite n x n system in place (a, rhs ->
- * x), by Gaussian elimination with partial pivoting. Fails when singular. */
+/* Solves a symmetric positive semidefinite n x n system in place (a, rhs ->
+ * x): scaled to a unit diagonal, AL_RIDGE added to it (Tikhonov), Cholesky.
+ * Fails when not positive definite even so (a NaN). */
+#define AL_RIDGE 1e-6
 clred_status al_linsolve(double *a, double *rhs, int n);
 
 #endif

@@ -59,12 +59,18 @@ clred_status al_basis_build(int ngauss, const double *sigmas, const int *deg, in
     b->dv = calloc((size_t)nbasis, sizeof(int));
     b->sigma = calloc((size_t)ngauss, sizeof(double));
     b->bsum = calloc((size_t)nbasis, sizeof(float));
-    b->images = calloc((size_t)nbasis * ks * ks, sizeof(float));
+    b->images = calloc((size_t)nbasis * ks * ks, sizeof(double));
     if (!b->filt || !b->fx || !b->fy || !b->gauss || !b->du || !b->dv || !b->sigma || !b->bsum || !b->images) {
         al_basis_free(b);
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for the Alard-Lupton basis");
     }
-    /* filters: Gaussian k, power i at index first[k] + i */
+    /* filters: Gaussian k, power i at index first[k] + i; in double for the
+     * host's kernel images, rounded to float for the device's stamps */
+    double *dfilt = malloc((size_t)nfilt * ks * sizeof *dfilt);
+    if (!dfilt) {
+        al_basis_free(b);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for the Alard-Lupton basis");
+    }
     int f = 0, bi = 0;
     for (int k = 0; k < ngauss; k++) {
         b->sigma[k] = sigmas[k];
@@ -73,6 +79,7 @@ clred_status al_basis_build(int ngauss, const double *sigmas, const int *deg, in
             double norm = 0, sum = 0;
             double *tmp = malloc((size_t)ks * sizeof *tmp);
             if (!tmp) {
+                free(dfilt);
                 al_basis_free(b);
                 return clred_fail(CLRED_ERR_MEMORY, "out of memory for the Alard-Lupton basis");
             }
@@ -83,8 +90,10 @@ clred_status al_basis_build(int ngauss, const double *sigmas, const int *deg, in
                 sum += v;
             }
             double scale = (k == 0 && i == 0) ? 1.0 / sum : 1.0 / sqrt(norm);
-            for (int u = 0; u < ks; u++)
+            for (int u = 0; u < ks; u++) {
+                dfilt[(size_t)f * ks + u] = tmp[u] * scale;
                 b->filt[(size_t)f * ks + u] = (float)(tmp[u] * scale);
+            }
             free(tmp);
         }
         for (int d = 0; d <= deg[k]; d++)
@@ -96,21 +105,30 @@ clred_status al_basis_build(int ngauss, const double *sigmas, const int *deg, in
                 b->fy[bi] = first + j;
             }
     }
-    /* the images, in double then rounded: basis 0, then each less its sum times basis 0 */
+    /* the images: basis 0, then each less its sum times basis 0 */
+    double *bs = malloc((size_t)nbasis * sizeof *bs);
+    if (!bs) {
+        free(dfilt);
+        al_basis_free(b);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for the Alard-Lupton basis");
+    }
     for (int q = 0; q < nbasis; q++) {
         double sum = 0;
         for (int v = 0; v < ks; v++)
             for (int u = 0; u < ks; u++)
-                sum += (double)b->filt[(size_t)b->fx[q] * ks + u] * b->filt[(size_t)b->fy[q] * ks + v];
+                sum += dfilt[(size_t)b->fx[q] * ks + u] * dfilt[(size_t)b->fy[q] * ks + v];
         /* odd powers sum to 0 exactly; their float sums' rounding is left alone */
-        b->bsum[q] = (q == 0 || b->du[q] % 2 || b->dv[q] % 2) ? 0.0f : (float)sum;
+        bs[q] = (q == 0 || b->du[q] % 2 || b->dv[q] % 2) ? 0.0 : sum;
+        b->bsum[q] = (float)bs[q];
         for (int v = 0; v < ks; v++)
             for (int u = 0; u < ks; u++) {
-                double val = (double)b->filt[(size_t)b->fx[q] * ks + u] * b->filt[(size_t)b->fy[q] * ks + v];
+                double val = dfilt[(size_t)b->fx[q] * ks + u] * dfilt[(size_t)b->fy[q] * ks + v];
                 if (q > 0)
-                    val -= (double)b->bsum[q] * b->filt[(size_t)b->fx[0] * ks + u] * b->filt[(size_t)b->fy[0] * ks + v];
-                b->images[((size_t)q * ks + v) * ks + u] = (float)val;
+                    val -= bs[q] * dfilt[(size_t)b->fx[0] * ks + u] * dfilt[(size_t)b->fy[0] * ks + v];
+                b->images[((size_t)q * ks + v) * ks + u] = val;
             }
     }
+    free(bs);
+    free(dfilt);
     return CLRED_OK;
 }

@@ -10,42 +10,58 @@
 
 clred_status al_linsolve(double *a, double *rhs, int n)
 {
-    double scale = 0;
+    /* Scaled to a unit diagonal, then a ridge of AL_RIDGE added: the
+     * Gaussian x polynomial basis is far from orthogonal, so the system has
+     * directions that the data (and the float equations, good to ~1e-6)
+     * barely constrain; without the ridge they take huge cancelling
+     * coefficients that float kernels cannot hold. */
+    double *d = malloc((size_t)n * sizeof *d);
+    if (!d)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory");
+    for (int i = 0; i < n; i++) {
+        double v = a[(size_t)i * n + i];
+        d[i] = v > 0 ? 1.0 / sqrt(v) : 0.0;
+    }
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < n; j++)
+            a[(size_t)i * n + j] *= d[i] * d[j];
+        a[(size_t)i * n + i] += d[i] > 0 ? AL_RIDGE : 1.0;
+        rhs[i] *= d[i];
+    }
+    /* Cholesky, in the lower triangle */
+    for (int j = 0; j < n; j++) {
+        double s = a[(size_t)j * n + j];
+        for (int k = 0; k < j; k++)
+            s -= a[(size_t)j * n + k] * a[(size_t)j * n + k];
+        if (!(s > 0)) {
+            free(d);
+            return clred_fail(CLRED_ERR_INPUT, "Alard-Lupton: the normal equations are not positive definite "
+                                               "(unknown %d of %d)", j, n);
+        }
+        s = sqrt(s);
+        a[(size_t)j * n + j] = s;
+        for (int i = j + 1; i < n; i++) {
+            double t = a[(size_t)i * n + j];
+            for (int k = 0; k < j; k++)
+                t -= a[(size_t)i * n + k] * a[(size_t)j * n + k];
+            a[(size_t)i * n + j] = t / s;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        double s = rhs[i];
+        for (int k = 0; k < i; k++)
+            s -= a[(size_t)i * n + k] * rhs[k];
+        rhs[i] = s / a[(size_t)i * n + i];
+    }
+    for (int i = n - 1; i >= 0; i--) {
+        double s = rhs[i];
+        for (int k = i + 1; k < n; k++)
+            s -= a[(size_t)k * n + i] * rhs[k];
+        rhs[i] = s / a[(size_t)i * n + i];
+    }
     for (int i = 0; i < n; i++)
-        scale = fmax(scale, fabs(a[(size_t)i * n + i]));
-    for (int c = 0; c < n; c++) {
-        int piv = c;
-        for (int r = c + 1; r < n; r++)
-            if (fabs(a[(size_t)r * n + c]) > fabs(a[(size_t)piv * n + c]))
-                piv = r;
-        if (!(fabs(a[(size_t)piv * n + c]) > 1e-13 * scale))
-            return clred_fail(CLRED_ERR_INPUT, "Alard-Lupton: the normal equations are singular (unknown %d of %d): "
-                                               "too few stamps for the spatial orders?", c, n);
-        if (piv != c) {
-            for (int k = 0; k < n; k++) {
-                double t = a[(size_t)c * n + k];
-                a[(size_t)c * n + k] = a[(size_t)piv * n + k];
-                a[(size_t)piv * n + k] = t;
-            }
-            double t = rhs[c];
-            rhs[c] = rhs[piv];
-            rhs[piv] = t;
-        }
-        for (int r = c + 1; r < n; r++) {
-            double f = a[(size_t)r * n + c] / a[(size_t)c * n + c];
-            if (f == 0)
-                continue;
-            for (int k = c; k < n; k++)
-                a[(size_t)r * n + k] -= f * a[(size_t)c * n + k];
-            rhs[r] -= f * rhs[c];
-        }
-    }
-    for (int r = n - 1; r >= 0; r--) {
-        double s = rhs[r];
-        for (int k = r + 1; k < n; k++)
-            s -= a[(size_t)r * n + k] * rhs[k];
-        rhs[r] = s / a[(size_t)r * n + r];
-    }
+        rhs[i] *= d[i];
+    free(d);
     return CLRED_OK;
 }
 

@@ -6,7 +6,6 @@
  * grown by the kernel's footprint, and optionally Rubin's decorrelation
  * (DMTN-021) of the difference through the FFT layer. */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +50,7 @@ void clred_al_result_free(clred_al_result *r)
     clred_dimage_free(r->conv);
     clred_dimage_free(r->score);
     clred_dimage_free(r->decorr);
+    clred_dimage_free(r->detect);
     clred_psf_free(&r->psf_diff);
     free(r->terms);
     free(r->kernel_images);
@@ -144,16 +144,6 @@ static clred_status pick_stamps(clred_ctx *ctx, const clred_dimage *ref, double 
             alone = j == i || fabs(src[j].x - s->x) > r || fabs(src[j].y - s->y) > r || src[j].flux < 0.5 * s->flux;
         if (alone)
             idx[m++] = i;
-    }
-    if (getenv("AL_DEBUG")) {
-        size_t a = 0, b = 0, c = 0;
-        for (size_t i = 0; i < n; i++) {
-            a += src[i].flags == 0;
-            b += src[i].flags == 0 && src[i].flux_err > 0 && src[i].flux / src[i].flux_err >= o->stamp_snr;
-            c += src[i].flags == 0 && src[i].flux_err > 0 && src[i].flux / src[i].flux_err >= o->stamp_snr &&
-                 !(src[i].x < edge || src[i].y < edge || src[i].x > (double)w - 1 - edge || src[i].y > (double)h - 1 - edge);
-        }
-        fprintf(stderr, "sources %zu unflagged %zu bright %zu inside %zu alone %zu\n", n, a, b, c, m);
     }
     /* brightest first */
     for (size_t a = 1; a < m; a++)
@@ -258,10 +248,6 @@ static clred_status fit(al_state *s, const clred_al_opts *o, clred_al_result *ou
         nuse += s->use[i];
     }
     clred_clear_error();
-    if (getenv("AL_DEBUG"))
-        for (size_t i = 0; i < ns; i++)
-            fprintf(stderr, "stamp %zu (%d,%d) bad %d ksum %g S00 %g SII %g\n", i, s->cx[i], s->cy[i], s->nbad[i], ks[i],
-                    s->dots[i * (size_t)nv * nv], s->dots[i * (size_t)nv * nv + (size_t)nv * nv - 1]);
     double med, sig;
     robust_of(ks, s->use, ns, &med, &sig);
     for (size_t i = 0; i < ns && sig > 0; i++)
@@ -295,6 +281,12 @@ static clred_status fit(al_state *s, const clred_al_opts *o, clred_al_result *ou
         for (size_t i = 0; i < ns; i++)
             fom[i] = s->chi2[i] / npix;
         robust_of(fom, s->use, ns, &med, &sig);
+        /* chi^2 per pixel of good stamps scatters by only sqrt(2 / npix)
+         * (a few %), less than the PSF mismatch of bright stars grows it:
+         * the spread used is at least 10 % of the median, so that the
+         * rejection drops bad stamps (variables, blends, defects), not
+         * bright ones */
+        sig = fmax(sig, 0.1 * med);
         size_t dropped = 0;
         for (size_t i = 0; i < ns && sig > 0; i++)
             if (s->use[i] && fom[i] > med + o->fom_clip * sig) {
@@ -327,49 +319,75 @@ static void side_args(const al_side *s, cl_mem *sci, cl_mem *var, cl_mem *mask, 
     *flags = (clred_dimage_var(s->img) ? 1 : 0) | (clred_dimage_mask(s->img) ? 2 : 0);
 }
 
-/* The per-block kernels and the convolution into out's planes. */
+/* The kernel's spatial components K_l = sum_b a_{b,l} B_b (K_0 with basis
+ * 0's constant term), in double: kernel(x, y) = sum_l P_l(x, y) K_l. */
+static clred_status spatial_components(const al_state *s, double **out)
+{
+    int nb = s->basis.nbasis, nk = al_nterms(s->ko), nt = s->basis.ksize * s->basis.ksize;
+    double *kl = calloc((size_t)nk * nt, sizeof *kl);
+    if (!kl)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for the kernel");
+    for (int t = 0; t < nt; t++)
+        kl[t] = s->coef[0] * s->basis.images[t];
+    for (int b = 1; b < nb; b++)
+        for (int l = 0; l < nk; l++) {
+            double c = s->coef[1 + (size_t)(b - 1) * nk + l];
+            const double *img = s->basis.images + (size_t)b * nt;
+            double *dst = kl + (size_t)l * nt;
+            for (int t = 0; t < nt; t++)
+                dst[t] += c * img[t];
+        }
+    *out = kl;
+    return CLRED_OK;
+}
+
+static void kernel_from(const al_state *s, const double *kl, double x, double y, double *k)
+{
+    int nk = al_nterms(s->ko), nt = s->basis.ksize * s->basis.ksize;
+    double p[10];
+    al_poly(s->ko, x, y, s->w, s->h, p);
+    for (int t = 0; t < nt; t++) {
+        double v = 0;
+        for (int l = 0; l < nk; l++)
+            v += p[l] * kl[(size_t)l * nt + t];
+        k[t] = v;
+    }
+}
+
+/* The per-block kernels (summed on the host in double, a few hundred
+ * thousand values) and the convolution into out's planes. */
 static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, float norm, clred_al_result *out)
 {
     clred_ctx *ctx = s->ctx;
     int B = o->block > 0 ? o->block : 16, nb = s->basis.nbasis, ntaps = s->basis.ksize * s->basis.ksize;
     int nbx = (int)((s->w + B - 1) / B), nby = (int)((s->h + B - 1) / B), nblocks = nbx * nby;
-    float *coef = malloc((size_t)nblocks * nb * sizeof *coef);
-    double *cb = malloc((size_t)nb * sizeof *cb);
+    float *kern = malloc((size_t)nblocks * ntaps * sizeof *kern);
+    double *kl = NULL, *k1 = malloc((size_t)ntaps * sizeof *k1);
     float bg[6] = {0, 0, 0, 0, 0, 0};
     int nk = al_nterms(s->ko), nbg = al_nterms(s->bo);
     for (int m = 0; m < nbg; m++)
         bg[m] = (float)s->coef[1 + (size_t)(nb - 1) * nk + m];
-    cl_mem c_coef = NULL, c_basis = NULL, c_kern = NULL, c_bg = NULL;
+    cl_mem c_kern = NULL, c_bg = NULL;
     clred_status st = CLRED_OK;
-    if (!coef || !cb) {
+    if (!kern || !k1) {
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %d kernel blocks", nblocks);
         goto done;
     }
+    if ((st = spatial_components(s, &kl)) != CLRED_OK)
+        goto done;
     for (int by = 0; by < nby; by++)
         for (int bx = 0; bx < nbx; bx++) {
             double x = fmin(bx * B + 0.5 * (B - 1), (double)s->w - 1), y = fmin(by * B + 0.5 * (B - 1), (double)s->h - 1);
-            al_coef_at(s->coef, nb, s->ko, x, y, s->w, s->h, cb);
-            for (int b = 0; b < nb; b++)
-                coef[((size_t)by * nbx + bx) * nb + b] = (float)cb[b];
+            kernel_from(s, kl, x, y, k1);
+            float *dst = kern + ((size_t)by * nbx + bx) * ntaps;
+            for (int t = 0; t < ntaps; t++)
+                dst[t] = (float)k1[t];
         }
     cl_mem_flags ro = CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR;
-    st = clred_buffer(ctx, ro, (size_t)nblocks * nb * sizeof(float), coef, &c_coef, "AL block coefficients");
-    if (st == CLRED_OK)
-        st = clred_buffer(ctx, ro, (size_t)nb * ntaps * sizeof(float), s->basis.images, &c_basis, "AL basis");
+    st = clred_buffer(ctx, ro, (size_t)nblocks * ntaps * sizeof(float), kern, &c_kern, "AL block kernels");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, ro, sizeof bg, bg, &c_bg, "AL background");
-    if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, (size_t)nblocks * ntaps * sizeof(float), NULL, &c_kern,
-                          "AL block kernels");
     cl_kernel k;
-    if (st == CLRED_OK)
-        st = clred_kernel(ctx, "al", NULL, "al_block_kernels", &k);
-    if (st == CLRED_OK)
-        st = clred_args(k, "al_block_kernels", CLRED_ARG(c_coef), CLRED_ARG(c_basis), CLRED_ARG(nb), CLRED_ARG(ntaps),
-                        CLRED_ARG(nblocks), CLRED_ARG(c_kern), (size_t)0);
-    size_t gk[2] = {(size_t)ntaps, (size_t)nblocks};
-    if (st == CLRED_OK)
-        st = clred_run_tiled(ctx, k, "al_block_kernels", 2, gk);
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "al", NULL, "al_convolve", &k);
     if (st == CLRED_OK) {
@@ -397,32 +415,30 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
     if (st == CLRED_OK)
         st = clred_sync(ctx);
 done:
-    clred_release(&c_coef);
-    clred_release(&c_basis);
     clred_release(&c_kern);
     clred_release(&c_bg);
-    free(coef);
-    free(cb);
+    free(kern);
+    free(kl);
+    free(k1);
     return st;
 }
 
 /* The kernel's image at (x, y). */
-static void kernel_image(const al_state *s, double x, double y, float *img)
+static clred_status kernel_image(const al_state *s, double x, double y, float *img)
 {
-    int nb = s->basis.nbasis, nt = s->basis.ksize * s->basis.ksize;
-    double cb[256];
-    double *c = nb <= 256 ? cb : malloc((size_t)nb * sizeof *c);
-    if (!c)
-        return;
-    al_coef_at(s->coef, nb, s->ko, x, y, s->w, s->h, c);
-    for (int t = 0; t < nt; t++) {
-        double v = 0;
-        for (int b = 0; b < nb; b++)
-            v += c[b] * s->basis.images[(size_t)b * nt + t];
-        img[t] = (float)v;
+    int nt = s->basis.ksize * s->basis.ksize;
+    double *kl, *k = malloc((size_t)nt * sizeof *k);
+    if (!k)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory");
+    clred_status st = spatial_components(s, &kl);
+    if (st == CLRED_OK) {
+        kernel_from(s, kl, x, y, k);
+        for (int t = 0; t < nt; t++)
+            img[t] = (float)k[t];
+        free(kl);
     }
-    if (c != cb)
-        free(c);
+    free(k);
+    return st;
 }
 
 static clred_status solution_products(al_state *s, const clred_al_opts *o, clred_al_result *out)
@@ -471,73 +487,115 @@ static clred_status solution_products(al_state *s, const clred_al_opts *o, clred
             double x = (i + 0.5) * (double)s->w / g - 0.5, y = (j + 0.5) * (double)s->h / g - 0.5;
             out->kernel_x[j * g + i] = x;
             out->kernel_y[j * g + i] = y;
-            kernel_image(s, x, y, out->kernel_images + (size_t)(j * g + i) * nt);
+            CLRED_TRY(kernel_image(s, x, y, out->kernel_images + (size_t)(j * g + i) * nt));
         }
     return CLRED_OK;
 }
 
-/* DMTN-021: D' = D * phi with phi^ = sqrt((s2i + ksum^2 s2t) / (s2i + |K^|^2 s2t)),
- * the kernel K taken at the image's centre; the PSF of D' is the PSF of D * phi. */
-static clred_status decorrelate(al_state *s, const clred_al_opts *o, float norm, clred_al_result *out)
+/* Through the FFT layer: DMTN-021's decorrelation (when asked), D' = D * phi
+ * with phi^ = sqrt((s2i + ksum^2 s2t) / (s2i + |K^|^2 s2t)), the kernel K taken
+ * at the image's centre; the PSF of D' is P' = P * phi; and the detection
+ * image: D' filtered with P' over sqrt(VAR' sum P'^2). */
+static clred_status fourier(al_state *s, const clred_al_opts *o, float norm, clred_al_result *out)
 {
     clred_ctx *ctx = s->ctx;
-    int ks = s->basis.ksize;
-    size_t nx = clred_fft_good_size(s->w + (size_t)ks), ny = clred_fft_good_size(s->h + (size_t)ks);
+    int ks = s->basis.ksize, psize = (int)out->psf_diff.size, phalf = psize / 2;
+    size_t pad = (size_t)(ks > psize ? ks : psize);
+    size_t nx = clred_fft_good_size(s->w + pad), ny = clred_fft_good_size(s->h + pad);
     size_t pitch = clred_fft_pitch(nx), bytes = clred_fft_bytes(nx, ny, 1);
     clred_fft_plan *plan;
     CLRED_TRY(clred_fft_plan_cached(ctx, o->backend, nx, ny, 1, &plan));
-    float *kimg = malloc((size_t)ks * ks * sizeof *kimg);
-    if (!kimg)
+    float *kimg = malloc((size_t)ks * ks * sizeof *kimg), *pw = malloc((size_t)psize * psize * sizeof *pw);
+    if (!kimg || !pw) {
+        free(kimg);
+        free(pw);
         return clred_fail(CLRED_ERR_MEMORY, "out of memory");
-    kernel_image(s, 0.5 * (s->w - 1), 0.5 * (s->h - 1), kimg);
-    cl_mem dplane = NULL, kplane = NULL, kbuf = NULL, phibuf = NULL;
-    int phalf = out->psf_diff.data ? (int)(out->psf_diff.size / 2) : 0;
-    int phsize = 2 * phalf + 1;
-    float *phi = NULL;
-    clred_status st = clred_pool_take(ctx, bytes, "AL decorrelation", &dplane);
+    }
+    cl_mem dplane = NULL, kplane = NULL, pplane = NULL, kbuf = NULL, pbuf = NULL, pwbuf = NULL;
+    clred_status st = kernel_image(s, 0.5 * (s->w - 1), 0.5 * (s->h - 1), kimg);
     if (st == CLRED_OK)
-        st = clred_pool_take(ctx, bytes, "AL decorrelation", &kplane);
+        st = clred_pool_take(ctx, bytes, "AL Fourier plane", &dplane);
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, (size_t)ks * ks * sizeof(float), kimg, &kbuf,
-                          "AL kernel");
+        st = clred_pool_take(ctx, bytes, "AL Fourier plane", &kplane);
     if (st == CLRED_OK)
+        st = clred_pool_take(ctx, bytes, "AL Fourier plane", &pplane);
+    cl_mem_flags ro = CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR;
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, ro, (size_t)ks * ks * sizeof(float), kimg, &kbuf, "AL kernel");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, ro, (size_t)psize * psize * sizeof(float), out->psf_diff.data, &pbuf, "AL PSF");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, CL_MEM_WRITE_ONLY, (size_t)psize * psize * sizeof(float), NULL, &pwbuf, "AL PSF'");
+    if (st == CLRED_OK && o->decorrelate)
         st = clred_dimage_like(out->diff, 1, 1, 1, &out->decorr);
+    if (st == CLRED_OK)
+        st = clred_dimage_like(out->diff, 0, 1, 1, &out->detect);
     cl_kernel k;
     int iw = (int)s->w, ih = (int)s->h, ip = (int)pitch, inx = (int)nx, iny = (int)ny;
-    cl_mem dsci = clred_dimage_sci(out->diff);
+    cl_mem dsci = clred_dimage_sci(out->diff), dvar = clred_dimage_var(out->diff);
+    size_t gp[2] = {pitch, ny};
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "al", NULL, "al_pad", &k);
     if (st == CLRED_OK)
         st = clred_args(k, "al_pad", CLRED_ARG(dsci), CLRED_ARG(iw), CLRED_ARG(ih), CLRED_ARG(ip), CLRED_ARG(iny),
                         CLRED_ARG(dplane), (size_t)0);
-    size_t gp[2] = {pitch, ny};
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "al_pad", 2, gp);
-    if (st == CLRED_OK)
+    cl_mem wrap_src[2] = {kbuf, pbuf}, wrap_dst[2] = {kplane, pplane};
+    int wrap_size[2] = {ks, psize};
+    for (int i = 0; i < 2 && st == CLRED_OK; i++) {
         st = clred_kernel(ctx, "zogy", NULL, "zogy_wrap_psf", &k);
-    if (st == CLRED_OK)
-        st = clred_args(k, "zogy_wrap_psf", CLRED_ARG(kbuf), CLRED_ARG(ks), CLRED_ARG(kplane), CLRED_ARG(ip),
-                        CLRED_ARG(inx), CLRED_ARG(iny), (size_t)0);
-    if (st == CLRED_OK)
-        st = clred_run_tiled(ctx, k, "zogy_wrap_psf", 2, gp);
+        if (st == CLRED_OK)
+            st = clred_args(k, "zogy_wrap_psf", CLRED_ARG(wrap_src[i]), CLRED_ARG(wrap_size[i]), CLRED_ARG(wrap_dst[i]),
+                            CLRED_ARG(ip), CLRED_ARG(inx), CLRED_ARG(iny), (size_t)0);
+        if (st == CLRED_OK)
+            st = clred_run_tiled(ctx, k, "zogy_wrap_psf", 2, gp);
+    }
     if (st == CLRED_OK)
         st = clred_fft_forward(ctx, plan, dplane);
     if (st == CLRED_OK)
         st = clred_fft_forward(ctx, plan, kplane);
+    if (st == CLRED_OK)
+        st = clred_fft_forward(ctx, plan, pplane);
     cl_uint nbin = (cl_uint)((nx / 2 + 1) * ny);
-    float s2i = (float)(s->ii.var0), s2t = (float)(s->ti.var0), ksum = (float)out->ksum;
+    float s2i = s->ii.var0, s2t = s->ti.var0, ksum = (float)out->ksum;
+    int dec = o->decorrelate ? 1 : 0;
     if (st == CLRED_OK)
-        st = clred_kernel(ctx, "al", NULL, "al_decorr_spectrum", &k);
+        st = clred_kernel(ctx, "al", NULL, "al_fourier", &k);
     if (st == CLRED_OK)
-        st = clred_args(k, "al_decorr_spectrum", CLRED_ARG(dplane), CLRED_ARG(kplane), CLRED_ARG(nbin), CLRED_ARG(s2i),
-                        CLRED_ARG(s2t), CLRED_ARG(ksum), (size_t)0);
+        st = clred_args(k, "al_fourier", CLRED_ARG(dplane), CLRED_ARG(kplane), CLRED_ARG(pplane), CLRED_ARG(nbin),
+                        CLRED_ARG(s2i), CLRED_ARG(s2t), CLRED_ARG(ksum), CLRED_ARG(dec), (size_t)0);
     size_t gb = nbin;
     if (st == CLRED_OK)
-        st = clred_run_tiled(ctx, k, "al_decorr_spectrum", 1, &gb);
-    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "al_fourier", 1, &gb);
+    if (st == CLRED_OK && dec)
         st = clred_fft_inverse(ctx, plan, dplane);
     if (st == CLRED_OK)
         st = clred_fft_inverse(ctx, plan, kplane);
+    if (st == CLRED_OK)
+        st = clred_fft_inverse(ctx, plan, pplane);
+    /* P' (the PSF's window of it) for sum P'^2 and the candidates' fits */
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "zogy", NULL, "zogy_unwrap", &k);
+    if (st == CLRED_OK)
+        st = clred_args(k, "zogy_unwrap", CLRED_ARG(pplane), CLRED_ARG(ip), CLRED_ARG(inx), CLRED_ARG(iny),
+                        CLRED_ARG(phalf), CLRED_ARG(pwbuf), (size_t)0);
+    size_t gu[2] = {(size_t)psize, (size_t)psize};
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "zogy_unwrap", 2, gu);
+    if (st == CLRED_OK)
+        st = clred_download(ctx, pwbuf, 0, (size_t)psize * psize * sizeof(float), pw);
+    double sp2 = 0;
+    for (int i = 0; st == CLRED_OK && i < psize * psize; i++)
+        sp2 += (double)pw[i] * pw[i];
+    if (st == CLRED_OK && dec) {
+        clred_psf dp;
+        st = clred_psf_from_array(pw, (size_t)psize, (size_t)psize, 0, &dp);
+        if (st == CLRED_OK) {
+            clred_psf_free(&out->psf_diff);
+            out->psf_diff = dp;
+        }
+    }
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "al", NULL, "al_unpad", &k);
     if (st == CLRED_OK) {
@@ -545,67 +603,36 @@ static clred_status decorrelate(al_state *s, const clred_al_opts *o, float norm,
         int iflags, tflags;
         side_args(&s->ii, &isci, &ivar, &imask, &iflags);
         side_args(&s->ti, &tsci, &tvar, &tmask, &tflags);
-        cl_mem osci = clred_dimage_sci(out->decorr), ovar = clred_dimage_var(out->decorr),
-               score = clred_dimage_sci(out->score);
-        st = clred_args(k, "al_unpad", CLRED_ARG(dplane), CLRED_ARG(ip), CLRED_ARG(dsci), CLRED_ARG(ivar),
-                        CLRED_ARG(iflags), CLRED_ARG(s->ii.var0), CLRED_ARG(tvar), CLRED_ARG(tflags),
-                        CLRED_ARG(s->ti.var0), CLRED_ARG(ksum), CLRED_ARG(norm), CLRED_ARG(iw), CLRED_ARG(ih),
-                        CLRED_ARG(osci), CLRED_ARG(ovar), CLRED_ARG(score), (size_t)0);
+        cl_mem osci = dec ? clred_dimage_sci(out->decorr) : dsci, ovar = dec ? clred_dimage_var(out->decorr) : dsci,
+               score = clred_dimage_sci(out->score), det = clred_dimage_sci(out->detect);
+        float fsp2 = (float)sp2;
+        st = clred_args(k, "al_unpad", CLRED_ARG(dplane), CLRED_ARG(kplane), CLRED_ARG(ip), CLRED_ARG(dsci),
+                        CLRED_ARG(dvar), CLRED_ARG(ivar), CLRED_ARG(iflags), CLRED_ARG(s->ii.var0), CLRED_ARG(tvar),
+                        CLRED_ARG(tflags), CLRED_ARG(s->ti.var0), CLRED_ARG(ksum), CLRED_ARG(norm), CLRED_ARG(dec),
+                        CLRED_ARG(fsp2), CLRED_ARG(iw), CLRED_ARG(ih), CLRED_ARG(osci), CLRED_ARG(ovar),
+                        CLRED_ARG(score), CLRED_ARG(det), (size_t)0);
     }
     size_t gi[2] = {s->w, s->h};
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "al_unpad", 2, gi);
+    size_t mbytes = s->w * s->h * sizeof(cl_ushort);
+    if (st == CLRED_OK && dec)
+        st = clred_copy(ctx, clred_dimage_mask(out->diff), clred_dimage_mask(out->decorr), mbytes);
     if (st == CLRED_OK)
-        st = clred_copy(ctx, clred_dimage_mask(out->diff), clred_dimage_mask(out->decorr), s->w * s->h * sizeof(cl_ushort));
-    if (st == CLRED_OK && phalf > 0 && 2 * (size_t)phalf < nx && 2 * (size_t)phalf < ny) {
-        /* the PSF through phi */
-        st = clred_buffer(ctx, CL_MEM_WRITE_ONLY, (size_t)phsize * phsize * sizeof(float), NULL, &phibuf, "AL phi");
-        if (st == CLRED_OK)
-            st = clred_kernel(ctx, "zogy", NULL, "zogy_unwrap", &k);
-        if (st == CLRED_OK)
-            st = clred_args(k, "zogy_unwrap", CLRED_ARG(kplane), CLRED_ARG(ip), CLRED_ARG(inx), CLRED_ARG(iny),
-                            CLRED_ARG(phalf), CLRED_ARG(phibuf), (size_t)0);
-        size_t gu[2] = {(size_t)phsize, (size_t)phsize};
-        if (st == CLRED_OK)
-            st = clred_run_tiled(ctx, k, "zogy_unwrap", 2, gu);
-        phi = malloc((size_t)phsize * phsize * sizeof *phi);
-        float *conv = calloc((size_t)phsize * phsize, sizeof *conv);
-        if (st == CLRED_OK && (!phi || !conv))
-            st = clred_fail(CLRED_ERR_MEMORY, "out of memory");
-        if (st == CLRED_OK)
-            st = clred_download(ctx, phibuf, 0, (size_t)phsize * phsize * sizeof(float), phi);
-        if (st == CLRED_OK) {
-            const float *p = out->psf_diff.data;
-            for (int y = 0; y < phsize; y++)
-                for (int x = 0; x < phsize; x++) {
-                    double acc = 0;
-                    for (int v = -phalf; v <= phalf; v++)
-                        for (int u = -phalf; u <= phalf; u++) {
-                            int px = x - u, py = y - v;
-                            if (px >= 0 && py >= 0 && px < phsize && py < phsize)
-                                acc += (double)phi[(v + phalf) * phsize + u + phalf] * p[py * phsize + px];
-                        }
-                    conv[y * phsize + x] = (float)acc;
-                }
-            clred_psf dec;
-            st = clred_psf_from_array(conv, (size_t)phsize, (size_t)phsize, 0, &dec);
-            if (st == CLRED_OK) {
-                clred_psf_free(&out->psf_diff);
-                out->psf_diff = dec;
-            }
-        }
-        free(conv);
-    }
+        st = clred_copy(ctx, clred_dimage_mask(out->diff), clred_dimage_mask(out->detect), mbytes);
     if (st == CLRED_OK)
         st = clred_sync(ctx);
-    free(phi);
     free(kimg);
+    free(pw);
     clred_release(&kbuf);
-    clred_release(&phibuf);
+    clred_release(&pbuf);
+    clred_release(&pwbuf);
     if (dplane)
         clred_pool_give(ctx, &dplane, bytes);
     if (kplane)
         clred_pool_give(ctx, &kplane, bytes);
+    if (pplane)
+        clred_pool_give(ctx, &pplane, bytes);
     return st;
 }
 
@@ -686,7 +713,7 @@ clred_status clred_subtract_al_dev(clred_ctx *ctx, const clred_dimage *new_img, 
     double fwhm_t = conv_ref ? fwhm_r : fwhm_n, fwhm_i = conv_ref ? fwhm_n : fwhm_r;
     double sm = sqrt(fabs(fwhm_i * fwhm_i - fwhm_t * fwhm_t)) / 2.354820045;
     sm = sm > 0.5 ? sm : 0.5;
-    int hw = o->half_width > 0 ? o->half_width : (int)ceil(2.5 * fmax(fwhm_n, fwhm_r));
+    int hw = o->half_width > 0 ? o->half_width : (int)ceil(3.0 * fmax(fwhm_n, fwhm_r));
     hw = hw < 3 ? 3 : hw;
     s.r = o->fit_half > 0 ? o->fit_half : hw;
     if ((size_t)(4 * (hw + s.r) + 1) > s.w || (size_t)(4 * (hw + s.r) + 1) > s.h)
@@ -738,8 +765,10 @@ clred_status clred_subtract_al_dev(clred_ctx *ctx, const clred_dimage *new_img, 
         st = solution_products(&s, o, out);
     if (st == CLRED_OK)
         st = copy_psf(conv_ref ? psf_new : psf_ref, &out->psf_diff);
-    if (st == CLRED_OK && o->decorrelate)
-        st = decorrelate(&s, o, norm, out);
+    if (st == CLRED_OK && o->decorrelate && !out->psf_diff.data)
+        st = clred_fail(CLRED_ERR_USAGE, "Alard-Lupton: decorrelation needs the PSFs (for the difference's)");
+    if (st == CLRED_OK && out->psf_diff.data)
+        st = fourier(&s, o, norm, out);
     if (st == CLRED_OK)
         st = score_spread(out);
     if (st == CLRED_OK) {

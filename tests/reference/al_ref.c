@@ -27,7 +27,9 @@ double *al_ref_basis(int ngauss, const double *sigmas, const int *deg, int hw, i
                     su += fu[u + hw];
                     sv += fv[u + hw];
                 }
-                double scu = q == 0 ? 1.0 / su : 1.0 / sqrt(nu), scv = q == 0 ? 1.0 / sv : 1.0 / sqrt(nv);
+                /* each axis' factor: G_0 alone to unit sum, any other to unit L2 norm */
+                double scu = (k == 0 && i == 0) ? 1.0 / su : 1.0 / sqrt(nu);
+                double scv = (k == 0 && j == 0) ? 1.0 / sv : 1.0 / sqrt(nv);
                 double sum = 0;
                 for (int v = 0; v < ks; v++)
                     for (int u = 0; u < ks; u++) {
@@ -94,7 +96,7 @@ static int poly(int order, double x, double y, size_t w, size_t h, double *p)
 }
 
 int al_ref_solve(const double *S, size_t ns, const int *cx, const int *cy, size_t w, size_t h, int nbasis, int ko,
-                 int bo, double *coef)
+                 int bo, double ridge, double *coef)
 {
     int nk = (ko + 1) * (ko + 2) / 2, nbg = (bo + 1) * (bo + 2) / 2, n = 1 + (nbasis - 1) * nk + nbg, nv = nbasis + 2;
     double *a = calloc((size_t)n * n, sizeof *a), *rhs = calloc((size_t)n, sizeof *rhs);
@@ -122,6 +124,16 @@ int al_ref_solve(const double *S, size_t ns, const int *cx, const int *cy, size_
             for (int v = 0; v < n; v++)
                 a[(size_t)u * n + v] += f[u] * f[v] * M[vec[u] * nv + vec[v]];
         }
+    }
+    /* the library's definition of the solution: scaled to a unit diagonal, a ridge of `ridge` */
+    double *dg = malloc((size_t)n * sizeof *dg);
+    for (int i = 0; i < n; i++)
+        dg[i] = a[(size_t)i * n + i] > 0 ? 1.0 / sqrt(a[(size_t)i * n + i]) : 0.0;
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < n; j++)
+            a[(size_t)i * n + j] *= dg[i] * dg[j];
+        a[(size_t)i * n + i] += dg[i] > 0 ? ridge : 1.0;
+        rhs[i] *= dg[i];
     }
     /* Cholesky a = L L^T, in place in the lower triangle */
     int ok = 0;
@@ -155,8 +167,10 @@ int al_ref_solve(const double *S, size_t ns, const int *cx, const int *cy, size_
                 s -= a[(size_t)k * n + i] * rhs[k];
             rhs[i] = s / a[(size_t)i * n + i];
         }
-        memcpy(coef, rhs, (size_t)n * sizeof *coef);
+        for (int i = 0; i < n; i++)
+            coef[i] = rhs[i] * dg[i];
     }
+    free(dg);
     free(a);
     free(rhs);
     free(f);

@@ -9,8 +9,9 @@
 #include <stdint.h>
 
 /* nbasis images of (2 hw + 1)^2 (malloc'd) built as in host/steps/al_basis.c's
- * comment: basis 0 = G_0 (x) G_0 of unit sum; each other G_k u^i (x) G_k v^j
- * of unit L2 norm per axis, less its sum times basis 0 when i and j are even. */
+ * comment: G_k(u) (u / hw)^i (x) G_k(v) (v / hw)^j, each axis' factor scaled to
+ * unit sum when it is G_0 alone, else to unit L2 norm; every function but
+ * the first, when i and j are even, less its sum times the first. */
 double *al_ref_basis(int ngauss, const double *sigmas, const int *deg, int hw, int *nbasis);
 
 /* The stamp at (cx, cy): S (nv x nv, nv = nbasis + 2) of the weighted dot
@@ -22,9 +23,11 @@ void al_ref_stamp(const float *t, const float *tvar, double tvar0, double tlev, 
 
 /* The solution of the global system (basis 0 constant, the others with
  * spatial monomials of kernel order ko, the background of order bo, on
- * xs = 2 x / (w - 1) - 1), by Cholesky. Returns 0 on success. */
+ * xs = 2 x / (w - 1) - 1): the normal matrix scaled to a unit diagonal plus
+ * ridge times the identity (0: plain least squares), by Cholesky. Returns 0
+ * on success. */
 int al_ref_solve(const double *S, size_t ns, const int *cx, const int *cy, size_t w, size_t h, int nbasis, int ko,
-                 int bo, double *coef);
+                 int bo, double ridge, double *coef);
 
 /* The kernel at (x, y) from a solution (as al_ref_solve lays it out). */
 void al_ref_kernel(const double *coef, const double *basis, int nbasis, int hw, int ko, double x, double y, size_t w,
