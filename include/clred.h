@@ -2222,8 +2222,8 @@ typedef struct {
     size_t nstars_new, nstars_ref;        /* stars of measured PSFs (0 when read) */
     size_t ncandidates, npositive;        /* candidates written, those brighter in the new image */
     double seconds;                       /* wall time of the subtraction and the candidates */
-    /* AL: kernel sum, the image convolved, stamps found / kept, their mean chi^2 per pixel, and the
-       robust std of the score D / sigma (also in scorr_scale) */
+    /* AL: kernel sum, the image convolved, stamps found / kept, their mean chi^2 per pixel; scorr_scale is
+       the robust std of the detection image (zogy.renormalize divides it by that) */
     double ksum, fom;
     int convolved_ref;
     size_t nstamps, nstamps_used;

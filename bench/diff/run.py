@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Difference imaging side by side on one simulated pair: clred's ZOGY, and
+"""Difference imaging side by side on one simulated pair: clred's ZOGY and
+Alard-Lupton (decorrelated; score: the PSF-matched DETECT plane), and
 where present ProperImage's ZOGY (PyPI, in bench/.venv) and HOTPANTS (built
 from its public source outside the repository; give its binary with
 --hotpants or $HOTPANTS). A peer that is absent is skipped with the reason.
@@ -93,6 +94,20 @@ def run_clred(args, d):
     return quality("clred ZOGY", wall, sci / np.sqrt(var), scorr, valid, truth(f"{d}/truth.csv")), json.loads(out.stdout)
 
 
+def run_clred_al(args, d):
+    cmd = [args.clred, "subtract", f"{d}/new.fits", f"{d}/ref.fits", "-o", f"{d}/clred_al.fits", "--method", "al",
+           "--decorrelate", "--new-psf", f"{d}/new_psf.fits", "--ref-psf", f"{d}/ref_psf.fits", "--candidates",
+           f"{d}/clred_al.csv", "--overwrite", "--json"]
+    subprocess.run(cmd, check=True, capture_output=True)  # warm-up, as for ZOGY
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    with fits.open(f"{d}/clred_al.fits") as h:
+        mask, det, dec, decvar = (h[e].data.astype(float) for e in ("MASK", "DETECT", "DECORR", "DECORRVAR"))
+    valid = mask == 0
+    return quality("clred AL", wall, dec / np.sqrt(decvar), det, valid, truth(f"{d}/truth.csv")), json.loads(out.stdout)
+
+
 def run_properimage(args, d):
     try:
         from properimage import operations
@@ -153,6 +168,8 @@ def main():
     rows = []
     clred_row, clred_json = run_clred(args, d)
     rows.append(clred_row)
+    al_row, al_json = run_clred_al(args, d)
+    rows.append(al_row)
     rows.append(run_properimage(args, d))
     rows.append(run_hotpants(args, d))
     print(f"{args.size}x{args.size} simulated pair, {ntr} injected sources (S/N 3-50)")
@@ -165,7 +182,7 @@ def main():
                   f"{r['completeness']:>9s} {r['false_positives']:6d}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"size": args.size, "clred": clred_json, "rows": rows}, f, indent=1)
+            json.dump({"size": args.size, "clred": clred_json, "clred_al": al_json, "rows": rows}, f, indent=1)
     return 0
 
 

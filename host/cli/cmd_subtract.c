@@ -28,8 +28,8 @@ static void subtract_help(void)
            "      --astrom-sigma S    registration noise in px, both axes (default 0)\n"
            "      --no-background     the inputs are background-subtracted already\n"
            "      --grow N            grow unusable pixels by N px in the masks (default: the PSF FWHM)\n"
-           "      --renormalize       divide S_corr by its robust std (noise the VAR planes understate,\n"
-           "                          e.g. the correlated noise of resampled mosaics)\n"
+           "      --renormalize       divide S_corr (AL: DETECT) by its robust std (noise the VAR planes\n"
+           "                          understate, e.g. the correlated noise of resampled mosaics)\n"
            "      --tile N            tiles of N px cores (default: the whole image when it fits the device)\n"
            "      --thresh T          candidate threshold on |S_corr| (default 5)\n"
            "      --positive-only     no fading (negative) candidates\n"
@@ -327,14 +327,14 @@ int cmd_subtract(int argc, char **argv)
         printf("{\"output\": ");
         cli_json_string(stdout, a.output);
         printf(", \"method\": \"al\", \"convolved\": \"%s\", \"ksum\": %.9g, \"stamps\": %zu, \"stamps_used\": %zu, "
-               "\"fom\": %.4f, \"score_std\": %.4f, \"sigma_new\": %.9g, \"sigma_ref\": %.9g, \"background_new\": %.9g, "
+               "\"fom\": %.4f, \"detect_std\": %.4f, \"sigma_new\": %.9g, \"sigma_ref\": %.9g, \"background_new\": %.9g, "
                "\"background_ref\": %.9g, \"fwhm_new\": %.4f, \"fwhm_ref\": %.4f, \"fwhm_diff\": %.4f, "
                "\"psf_stars_new\": %zu, \"psf_stars_ref\": %zu, \"candidates\": %zu, \"positive\": %zu, \"seconds\": %.4f}\n",
                r.convolved_ref ? "reference" : "new", r.ksum, r.nstamps, r.nstamps_used, r.fom, r.scorr_scale, r.sigma_n,
                r.sigma_r, r.bkg_n, r.bkg_r, r.fwhm_new, r.fwhm_ref, r.fwhm_diff, r.nstars_new, r.nstars_ref,
                r.ncandidates, r.npositive, r.seconds);
     } else if (a.job.method == CLRED_DIFF_AL) {
-        printf("%s: Alard-Lupton, %s convolved, kernel sum %.4f, %zu of %zu stamps, D/sigma std %.3f", a.output,
+        printf("%s: Alard-Lupton, %s convolved, kernel sum %.4f, %zu of %zu stamps, detection std %.3f", a.output,
                r.convolved_ref ? "reference" : "new image", r.ksum, r.nstamps_used, r.nstamps, r.scorr_scale);
         if (a.job.candidates || a.job.cutouts)
             printf(", %zu candidates (%zu positive)", r.ncandidates, r.npositive);

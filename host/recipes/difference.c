@@ -144,6 +144,43 @@ static clred_status write_al_difference(const char *path, const clred_al_result 
     return st;
 }
 
+/* The robust spread (1.4826 MAD) of AL's detection image over its usable
+ * pixels; with renormalize the image is divided by it: for noise the
+ * variance planes understate, e.g. the correlated noise of resampled mosaics
+ * (as ZOGY's --renormalize does for S_corr). */
+static clred_status detect_spread(clred_ctx *ctx, clred_al_result *a, int renormalize, double *spread)
+{
+    *spread = NAN;
+    if (!a->detect)
+        return CLRED_OK;
+    const clred_dimage *d = a->detect;
+    size_t npix = clred_dimage_pixels(d), stride = npix > 262144 ? npix / 262144 : 1, n;
+    float *v;
+    CLRED_TRY(clred_dimage_samples(d, 0, 0, d->width, d->height, stride, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, &v, &n));
+    if (n > 16) {
+        double med = clred_median_inplace(v, n);
+        for (size_t i = 0; i < n; i++)
+            v[i] = fabsf(v[i] - (float)med);
+        *spread = 1.4826 * clred_median_inplace(v, n);
+    }
+    free(v);
+    if (!renormalize)
+        return CLRED_OK;
+    if (!(*spread > 0))
+        return clred_fail(CLRED_ERR_INPUT, "AL: the detection image cannot be renormalised (%zu usable samples)", n);
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(ctx, "arith", NULL, "scale_offset", &k));
+    float scale = (float)(1.0 / *spread), offset = 0.0f;
+    cl_uint un = (cl_uint)npix;
+    cl_mem plane = clred_dimage_sci(a->detect);
+    CLRED_TRY(clred_args(k, "scale_offset", CLRED_ARG(plane), CLRED_ARG(scale), CLRED_ARG(offset), CLRED_ARG(un),
+                         (size_t)0));
+    size_t g = npix;
+    CLRED_TRY(clred_run_tiled(ctx, k, "scale_offset", 1, &g));
+    return clred_header_set_double(clred_dimage_header(a->diff), "ALDETSD", *spread,
+                                   "DETECT was divided by its robust std");
+}
+
 static clred_status write_candidate_products(const clred_subtract_job *job, const clred_candidate *c, size_t n,
                                              const clred_image *new_img, const clred_image *ref,
                                              const clred_image *diff)
@@ -216,6 +253,9 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
         st = clred_subtract_al_dev(ctx, dn, dr, &pn, &pr, &j->al, &al);
     else if (st == CLRED_OK)
         st = clred_subtract_zogy_dev(ctx, dn, dr, &pn, &pr, &j->zogy, &z);
+    double det_spread = NAN;
+    if (st == CLRED_OK && is_al)
+        st = detect_spread(ctx, &al, j->zogy.renormalize, &det_spread);
     /* AL: candidates on the PSF-matched D / sigma, measured on the difference it comes from */
     const clred_dimage *cand_diff = is_al ? (al.decorr ? al.decorr : al.diff) : z.diff;
     if (st == CLRED_OK && (j->candidates || j->cutouts))
@@ -247,7 +287,7 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
         rep.sigma_r = al.sigma_ref;
         rep.bkg_n = al.bkg_new;
         rep.bkg_r = al.bkg_ref;
-        rep.scorr_scale = al.score_std;
+        rep.scorr_scale = det_spread; /* of the detection image, before any renormalising */
         rep.fwhm_new = pn.fwhm;
         rep.fwhm_ref = pr.fwhm;
         rep.fwhm_diff = al.psf_diff.fwhm;
