@@ -2048,7 +2048,7 @@ typedef struct {
                                                 sqrt(|sigma_broad^2 - sigma_sharp^2|), at least 0.5 px
                                                 (default 0.7, 1.5, 3.0) */
     int gauss_deg[CLRED_AL_MAX_GAUSS];       /* polynomial degree of each Gaussian (default 6, 4, 2) */
-    int half_width;                          /* kernel half-width, px; 0 = 2.5 x the larger FWHM (default 0) */
+    int half_width;                          /* kernel half-width, px; 0 = 3 x the larger FWHM (default 0) */
     int fit_half;                            /* half-size of a stamp's fitted box; 0 = the kernel's (default 0) */
     int kernel_order;                        /* spatial order of the kernel, 0..3 (default 2); lowered while
                                                 fewer than 3 stamps per spatial term are left */
@@ -2128,7 +2128,8 @@ CLRED_API void clred_al_result_free(clred_al_result *r);
  * equations and the spatially varying convolution (the kernel evaluated per
  * block) run on the device; the small system is solved on the host in
  * double. psf_new and psf_ref give the seeing (unless opts give FWHMs) and
- * the difference's PSF for candidates; they may be NULL with the FWHMs set. */
+ * the difference's PSF for candidates and the detection image; they may be
+ * NULL with the FWHMs set (then no detection image, and no decorrelation). */
 CLRED_API clred_status clred_subtract_al_dev(clred_ctx *ctx, const clred_dimage *new_img, const clred_dimage *ref,
                                              const clred_psf *psf_new, const clred_psf *psf_ref,
                                              const clred_al_opts *opts, clred_al_result *out);

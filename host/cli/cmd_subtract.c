@@ -50,7 +50,7 @@ static void subtract_help(void)
            "                          image's (i) photometric system (HOTPANTS -n)\n"
            "      --ng \"N D1 S1 ...\"  N Gaussians, each a degree and a sigma in units of the matching\n"
            "                          sigma (default \"3 6 0.7 4 1.5 2 3.0\"; HOTPANTS -ng)\n"
-           "      --hw N              kernel half-width, px (default 2.5 x the larger FWHM; HOTPANTS -r)\n"
+           "      --hw N              kernel half-width, px (default 3 x the larger FWHM; HOTPANTS -r)\n"
            "      --rss N             half-size of a stamp's fitted box (default: the kernel's; -rss)\n"
            "      --ko N, --bgo N     spatial orders of the kernel (0..3, default 2) and of the\n"
            "                          differential background (0..2, default 1)\n"
