@@ -2211,6 +2211,122 @@ CLRED_API clred_status clred_subtract_zogy(clred_ctx *ctx, const clred_image *ne
                                            const clred_psf *psf_new, const clred_psf *psf_ref,
                                            const clred_zogy_opts *opts, clred_zogy_result *out);
 
+/* ---- Alard-Lupton PSF-matched subtraction (HOTPANTS-like) */
+
+typedef enum {
+    CLRED_AL_CONVOLVE_AUTO = 0, /* the sharper image (smaller FWHM) is convolved to match the broader */
+    CLRED_AL_CONVOLVE_REF,      /* HOTPANTS -c t */
+    CLRED_AL_CONVOLVE_NEW       /* HOTPANTS -c i */
+} clred_al_convolve;
+
+typedef enum {
+    CLRED_AL_NORM_REF = 0, /* the difference in the reference's photometric system (HOTPANTS -n t) */
+    CLRED_AL_NORM_NEW      /* in the new image's */
+} clred_al_normalize;
+
+#define CLRED_AL_MAX_GAUSS 4
+
+typedef struct {
+    int ngauss;                              /* Gaussians of the basis (default 3, at most CLRED_AL_MAX_GAUSS) */
+    double gauss_scale[CLRED_AL_MAX_GAUSS];  /* their sigmas in units of the matching sigma
+                                                sqrt(|sigma_broad^2 - sigma_sharp^2|), at least 0.5 px
+                                                (default 0.7, 1.5, 3.0) */
+    int gauss_deg[CLRED_AL_MAX_GAUSS];       /* polynomial degree of each Gaussian (default 6, 4, 2) */
+    int half_width;                          /* kernel half-width, px; 0 = 3 x the larger FWHM (default 0) */
+    int fit_half;                            /* half-size of a stamp's fitted box; 0 = the kernel's (default 0) */
+    int kernel_order;                        /* spatial order of the kernel, 0..3 (default 2); lowered while
+                                                fewer than 3 stamps per spatial term are left */
+    int bg_order;                            /* spatial order of the differential background, 0..2 (default 1) */
+    clred_al_convolve convolve;              /* default AUTO */
+    clred_al_normalize normalize;            /* default REF */
+    double fwhm_new, fwhm_ref;               /* px; 0 = the PSFs' (then PSFs are needed) */
+    double t_lower, t_upper, i_lower, i_upper; /* valid ranges of the reference (t) and new image (i), raw
+                                                  values as HOTPANTS -tl/-tu/-il/-iu: a pixel outside is
+                                                  unusable (default -inf, +inf) */
+    uint16_t ignore_bits;                    /* unusable input mask bits (default CLRED_MASK_UNUSABLE) */
+    int subtract_background;                 /* 1 = each image's median is taken off first (default 1) */
+    int max_stamps;                          /* stamps kept, brightest per region of a grid (default 150) */
+    double stamp_snr;                        /* smallest flux / flux_err of a stamp star (default 10) */
+    double ksum_clip, fom_clip;              /* stamp rejection, in robust sigmas (default 3, 3) */
+    int max_iters;                           /* rounds of figure-of-merit rejection (default 3) */
+    int block;                               /* the kernel is evaluated once per block x block px (default 16) */
+    int kernel_grid;                         /* kernel images at grid x grid positions (default 3) */
+    int decorrelate;                         /* 1 = also the decorrelated difference (DMTN-021; default 0) */
+    clred_fft_backend backend;               /* for the decorrelation (default DEFAULT) */
+} clred_al_opts;
+
+CLRED_API clred_al_opts clred_al_defaults(void);
+
+/* One term of the kernel solution: the kernel at (x, y) is
+ * sum over terms of coeff * P(x, y) * G_gauss(u, v) u^deg_u v^deg_v, where P is
+ * the spatial monomial xs^sx ys^sy (xs, ys: x, y scaled to [-1, 1] over the
+ * image); gauss = -1 is the differential background's monomial. Basis 0 has
+ * unit sum; every other basis function sums to 0 (the kernel sum is the
+ * coefficient of basis 0, held constant over the image). */
+typedef struct {
+    int gauss, deg_u, deg_v, sx, sy;
+    double sigma; /* px (0 for the background) */
+    double coeff;
+} clred_al_term;
+
+typedef struct {
+    clred_dimage *diff;    /* D = new - reference convolved to match (either way round), in the chosen
+                              photometric system; VAR: both inputs' variances through the kernel (VAR
+                              convolved with K^2); MASK: both inputs' bits, unusable ones grown by the kernel
+                              footprint, NO_DATA (and NaN) where the kernel met an unusable pixel, EDGE|NO_DATA
+                              within the kernel's half-width of the border */
+    clred_dimage *conv;    /* the convolved image (plus the background), in the unconvolved image's system */
+    clred_dimage *score;   /* D / sqrt(VAR) (the decorrelated one when decorrelate), MASK as diff */
+    clred_dimage *decorr;  /* the decorrelated difference (VAR, MASK), or NULL */
+    clred_dimage *detect;  /* the detection image: the (decorrelated) difference filtered with its PSF over
+                              its noise, sum P D / sqrt(VAR sum P^2), in sigma (a point source's PSF-fit S/N
+                              where the noise is white, i.e. after decorrelation); NULL without PSFs */
+    clred_psf psf_diff;    /* the PSF of the difference the candidates use: the unconvolved image's (through
+                              the decorrelation kernel when decorrelated); empty when no PSF was given */
+    clred_al_term *terms;  /* the solution */
+    size_t nterms;
+    float *kernel_images;  /* kernel_grid^2 images of ksize^2, row-major grid, at kernel_x/kernel_y */
+    double *kernel_x, *kernel_y;
+    int kernel_grid;
+    size_t ksize;          /* 2 half_width + 1 */
+    int convolved_ref;     /* 1: the reference was convolved; 0: the new image */
+    double ksum;           /* kernel sum (flux ratio unconvolved / convolved) */
+    double photnorm_scale; /* what D was divided by (ksum, or 1) */
+    double sigma_match;    /* px */
+    double bkg_new, bkg_ref; /* levels taken off */
+    double sigma_new, sigma_ref; /* background noise (median VAR, else MAD) */
+    size_t nstamps, nstamps_used; /* stamps found, stamps kept by the rejection */
+    int kernel_order, bg_order; /* the spatial orders used: lowered from the options' until every term has
+                                   3 stamps */
+    double fom;            /* mean chi^2 per pixel of the kept stamps */
+    double score_std;      /* robust standard deviation of the score image */
+} clred_al_result;
+
+CLRED_API void clred_al_result_free(clred_al_result *r);
+/* Alard & Lupton (1998) / Alard (2000) subtraction of a reference from a new
+ * image on the same pixel grid: a kernel of Gaussians x polynomials, varying
+ * over the image as a polynomial, plus a differential background, fitted by
+ * least squares on stamps around bright isolated stars (found by
+ * clred_detect_sources_dev on the reference), with kernel-sum and
+ * figure-of-merit rejection. The stamps' basis convolutions, their normal
+ * equations and the spatially varying convolution (the kernel evaluated per
+ * block) run on the device; the small system is solved on the host in
+ * double. psf_new and psf_ref give the seeing (unless opts give FWHMs) and
+ * the difference's PSF for candidates and the detection image; they may be
+ * NULL with the FWHMs set (then no detection image, and no decorrelation). */
+CLRED_API clred_status clred_subtract_al_dev(clred_ctx *ctx, const clred_dimage *new_img, const clred_dimage *ref,
+                                             const clred_psf *psf_new, const clred_psf *psf_ref,
+                                             const clred_al_opts *opts, clred_al_result *out);
+/* The same on host images; the result's images are device images. */
+CLRED_API clred_status clred_subtract_al(clred_ctx *ctx, const clred_image *new_img, const clred_image *ref,
+                                         const clred_psf *psf_new, const clred_psf *psf_ref,
+                                         const clred_al_opts *opts, clred_al_result *out);
+/* The kernel solution as FITS: the kernel images at the grid's positions (a
+ * cube; KSUM, CONVOL, PHOTNORM, KGRID and the positions KXnnn/KYnnn in its
+ * header) and the terms (GAUSS, DEG_U, DEG_V, SX, SY, SIGMA, COEFF) as the
+ * binary table SOLUTION. */
+CLRED_API clred_status clred_al_kernel_write(const char *path, const clred_al_result *r, int overwrite);
+
 /* Candidate flags. */
 #define CLRED_CAND_DIPOLE 0x01u /* a lobe of the other sign holds over half this one's flux nearby */
 #define CLRED_CAND_MASKED 0x02u /* an unusable pixel in the 5 x 5 box */
@@ -2285,6 +2401,8 @@ typedef struct clred_subtract_job {
     clred_psf_opts psf;                /* for measured PSFs */
     clred_diff_method method;          /* default ZOGY */
     clred_zogy_opts zogy;
+    clred_al_opts al;                  /* for method AL */
+    const char *kernel_out;            /* AL: the kernel solution (clred_al_kernel_write); NULL = none */
     clred_cand_opts cand;
     const char *candidates;            /* candidate catalog: .csv, .json, else a FITS table; NULL = none */
     const char *cutouts;               /* cutouts of each candidate (clred_cutouts_write); NULL = none */
@@ -2300,6 +2418,11 @@ typedef struct {
     size_t nstars_new, nstars_ref;        /* stars of measured PSFs (0 when read) */
     size_t ncandidates, npositive;        /* candidates written, those brighter in the new image */
     double seconds;                       /* wall time of the subtraction and the candidates */
+    /* AL: kernel sum, the image convolved, stamps found / kept, their mean chi^2 per pixel; scorr_scale is
+       the robust std of the detection image (zogy.renormalize divides it by that) */
+    double ksum, fom;
+    int convolved_ref;
+    size_t nstamps, nstamps_used;
 } clred_subtract_report;
 
 CLRED_API clred_subtract_job clred_subtract_job_defaults(void);
@@ -2307,7 +2430,12 @@ CLRED_API clred_subtract_job clred_subtract_job_defaults(void);
  * and masks, reads or measures their PSFs, subtracts them by ZOGY on the
  * device, finds candidates, and writes out_path: SCI = D / F_D, VAR, MASK and
  * the planes SCORR, FLUX (S / F_S) and FLUXVAR; then the catalog, the cutouts
- * and P_D as asked. Every output is checked before any work; report may be NULL. */
+ * and P_D as asked. With method AL (clred_subtract_al_dev): SCI = D, VAR,
+ * MASK, CONV (the convolved image), SCORE (D / sigma, of the decorrelated
+ * difference when job->al.decorrelate), DETECT (the PSF-matched S/N) and,
+ * when decorrelated, DECORR and DECORRVAR; candidates on DETECT, measured on
+ * the (decorrelated) difference with its PSF; the kernel solution to job->kernel_out; psf_out receives the
+ * difference's PSF. Every output is checked before any work; report may be NULL. */
 CLRED_API clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const char *ref_path,
                                             const char *out_path, const clred_subtract_job *job,
                                             clred_subtract_report *report);

@@ -57,7 +57,7 @@ check "FITS table" grep -aq "TTYPE1  = 'NUMBER" cands.fits
 
 expect_rc 2 "one image is a usage error" "$BIN" subtract pair/new.fits -o x.fits
 expect_rc 2 "no output" "$BIN" subtract pair/new.fits pair/ref.fits
-expect_rc 2 "al is not implemented" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --method al
+expect_rc 2 "an unknown method" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --method hotpants
 expect_rc 1 "an existing output needs --overwrite" "$BIN" subtract pair/new.fits pair/ref.fits -o diff.fits \
     --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits
 expect_rc 1 "a missing input" "$BIN" subtract pair/none.fits pair/ref.fits -o y.fits

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Difference imaging side by side, in one run on the same pairs: clred's ZOGY
-(and its Alard-Lupton when `clred subtract --method al` works), HOTPANTS,
+and Alard-Lupton (decorrelated; score: its PSF-matched DETECT plane), HOTPANTS,
 ProperImage's ZOGY and SFFT (NumPy backend). A peer that is absent is skipped
 with the reason in the table.
 
@@ -188,7 +188,7 @@ def clred_cmd(args, pair, work, method):
     cmd = [args.clred, "subtract", pair.new, pair.ref, "-o", f"{work}/{tag}.fits", "--new-psf", pair.new_psf,
            "--ref-psf", pair.ref_psf, "--candidates", f"{work}/{tag}.csv", "--overwrite", "--json"]
     if method != "zogy":
-        cmd += ["--method", method]
+        cmd += ["--method", method, "--decorrelate"]
     if pair.new_noise:
         cmd += ["--new-noise", pair.new_noise, "--ref-noise", pair.ref_noise]
     return cmd + pair.clred_extra, f"{work}/{tag}.fits"
@@ -210,9 +210,10 @@ def run_clred(args, pair, work, method):
         var = h["VAR"].data.astype(float)
         mask = h["MASK"].data
         names = [x.name for x in h]
-        score = h["SCORR"].data.astype(float) if "SCORR" in names else None
+        # ZOGY's score, or Alard-Lupton's own PSF-matched (decorrelated) D / sigma
+        score = next((h[e].data.astype(float) for e in ("SCORR", "DETECT") if e in names), None)
     valid = mask == 0
-    if score is None:  # an Alard-Lupton difference: the PSF-matched filter (its PSF is the new image's)
+    if score is None:  # no score plane: the PSF-matched filter (its PSF is the new image's)
         score = matched_score(sci, var, fits.getdata(pair.new_psf).astype(float))
     info = json.loads(r.stdout) if r.stdout.strip().startswith("{") else {}
     return quality(pair, name, wall, sci, np.sqrt(var), score, valid,

@@ -19,7 +19,7 @@ static void subtract_help(void)
            "of a point source at each pixel) and FLUXVAR. PSFs are read or measured from\n"
            "isolated stars. Candidates: peaks of |S_corr| >= --thresh, both signs.\n\n"
            "  -o, --output FILE       the difference (MEF)\n"
-           "      --method M          zogy (the only method so far)\n"
+           "      --method M          zogy (default) or al (Alard-Lupton PSF matching, HOTPANTS-like)\n"
            "      --new-psf F, --ref-psf F     PSF images (default: measured from each image)\n"
            "      --psf-size N        odd: the largest PSF read / the size measured (default: uncut / 25)\n"
            "      --new-noise F, --ref-noise F 1-sigma noise images (become VAR)\n"
@@ -28,8 +28,8 @@ static void subtract_help(void)
            "      --astrom-sigma S    registration noise in px, both axes (default 0)\n"
            "      --no-background     the inputs are background-subtracted already\n"
            "      --grow N            grow unusable pixels by N px in the masks (default: the PSF FWHM)\n"
-           "      --renormalize       divide S_corr by its robust std (noise the VAR planes understate,\n"
-           "                          e.g. the correlated noise of resampled mosaics)\n"
+           "      --renormalize       divide S_corr (AL: DETECT) by its robust std (noise the VAR planes\n"
+           "                          understate, e.g. the correlated noise of resampled mosaics)\n"
            "      --tile N            tiles of N px cores (default: the whole image when it fits the device)\n"
            "      --thresh T          candidate threshold on |S_corr| (default 5)\n"
            "      --positive-only     no fading (negative) candidates\n"
@@ -39,6 +39,26 @@ static void subtract_help(void)
            "      --overwrite         replace existing outputs\n"
            "      --device D          OpenCL device (index or name)\n"
            "      --json              print a JSON summary on stdout\n\n"
+           "Alard-Lupton (--method al): DIFF.fits holds SCI (D = new - matched reference),\n"
+           "VAR (both inputs' variances through the kernel), MASK (grown by the kernel),\n"
+           "CONV (the convolved image), SCORE (D / sigma) and with --decorrelate DECORR and\n"
+           "DECORRVAR; KSUM, CONVOL and PHOTNORM in the header. PSFs (given or measured)\n"
+           "set the seeing. Candidates: peaks of |SCORE| >= --thresh.\n"
+           "      --convolve t|i|auto which image is convolved: t the reference, i the new image,\n"
+           "                          auto the sharper one (default; HOTPANTS -c)\n"
+           "      --normalize t|i     the difference in the reference's (t, default) or the new\n"
+           "                          image's (i) photometric system (HOTPANTS -n)\n"
+           "      --ng \"N D1 S1 ...\"  N Gaussians, each a degree and a sigma in units of the matching\n"
+           "                          sigma (default \"3 6 0.7 4 1.5 2 3.0\"; HOTPANTS -ng)\n"
+           "      --hw N              kernel half-width, px (default 3 x the larger FWHM; HOTPANTS -r)\n"
+           "      --rss N             half-size of a stamp's fitted box (default: the kernel's; -rss)\n"
+           "      --ko N, --bgo N     spatial orders of the kernel (0..3, default 2) and of the\n"
+           "                          differential background (0..2, default 1)\n"
+           "      --tl V --tu V --il V --iu V  valid ranges of the reference (t) and new image (i)\n"
+           "      --max-stamps N      stamps on isolated stars (default 150)\n"
+           "      --decorrelate       also the decorrelated difference (Rubin DMTN-021); the score\n"
+           "                          and the candidates then use it\n"
+           "      --kernel-out FILE   the kernel solution: kernel images on a 3 x 3 grid and a table\n\n"
            "example:\n"
            "  clred simulate-pair -o pair\n"
            "  clred subtract pair/new.fits pair/ref.fits -o diff.fits --new-psf pair/new_psf.fits \\\n"
@@ -55,7 +75,8 @@ typedef struct {
 
 enum { S_METHOD = 256, S_NEW_PSF, S_REF_PSF, S_PSF_SIZE, S_NEW_NOISE, S_REF_NOISE, S_NEW_MASK, S_REF_MASK, S_FN, S_FR,
        S_ASTROM, S_NO_BKG, S_GROW, S_THRESH, S_POSITIVE, S_CANDS, S_CUTOUTS, S_PSF_OUT, S_OVERWRITE, S_DEVICE, S_JSON,
-       S_NEW, S_REF, S_RENORM, S_TILE };
+       S_NEW, S_REF, S_RENORM, S_TILE, S_CONVOLVE, S_NORMALIZE, S_NG, S_HW, S_RSS, S_KO, S_BGO, S_TL, S_TU, S_IL,
+       S_IU, S_MAXSTAMPS, S_DECORR, S_KOUT };
 
 static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"method", required_argument, 0, S_METHOD},
@@ -84,6 +105,20 @@ static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"overwrite", no_argument, 0, S_OVERWRITE},
                                          {"device", required_argument, 0, S_DEVICE},
                                          {"json", no_argument, 0, S_JSON},
+                                         {"convolve", required_argument, 0, S_CONVOLVE},
+                                         {"normalize", required_argument, 0, S_NORMALIZE},
+                                         {"ng", required_argument, 0, S_NG},
+                                         {"hw", required_argument, 0, S_HW},
+                                         {"rss", required_argument, 0, S_RSS},
+                                         {"ko", required_argument, 0, S_KO},
+                                         {"bgo", required_argument, 0, S_BGO},
+                                         {"tl", required_argument, 0, S_TL},
+                                         {"tu", required_argument, 0, S_TU},
+                                         {"il", required_argument, 0, S_IL},
+                                         {"iu", required_argument, 0, S_IU},
+                                         {"max-stamps", required_argument, 0, S_MAXSTAMPS},
+                                         {"decorrelate", no_argument, 0, S_DECORR},
+                                         {"kernel-out", required_argument, 0, S_KOUT},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
 
@@ -99,10 +134,92 @@ static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char
     while ((c = getopt_long(argc, argv, "ho:", sub_opts, NULL)) != -1) {
         switch (c) {
         case 'o': a->output = optarg; break;
-        case S_METHOD:
-            if (strcmp(optarg, "zogy") != 0)
-                return cli_usage_error(cmd, "--method %s: only zogy is implemented (Alard-Lupton is not yet)", optarg);
+        case S_METHOD: {
+            static const char *const methods[] = {"zogy", "al"};
+            int m;
+            if (!cli_parse_choice(cmd, "--method", optarg, methods, 2, &m)) return EXIT_USAGE;
+            a->job.method = m == 1 ? CLRED_DIFF_AL : CLRED_DIFF_ZOGY;
             break;
+        }
+        case S_CONVOLVE: {
+            static const char *const conv[] = {"auto", "t", "i"};
+            int m;
+            if (!cli_parse_choice(cmd, "--convolve", optarg, conv, 3, &m)) return EXIT_USAGE;
+            a->job.al.convolve = m == 1 ? CLRED_AL_CONVOLVE_REF : m == 2 ? CLRED_AL_CONVOLVE_NEW : CLRED_AL_CONVOLVE_AUTO;
+            break;
+        }
+        case S_NORMALIZE: {
+            static const char *const norm[] = {"t", "i"};
+            int m;
+            if (!cli_parse_choice(cmd, "--normalize", optarg, norm, 2, &m)) return EXIT_USAGE;
+            a->job.al.normalize = m == 1 ? CLRED_AL_NORM_NEW : CLRED_AL_NORM_REF;
+            break;
+        }
+        case S_NG: {
+            /* "N D1 S1 D2 S2 ..." as HOTPANTS -ng */
+            char *end;
+            const char *p = optarg;
+            long n = strtol(p, &end, 10);
+            if (end == p || n < 1 || n > CLRED_AL_MAX_GAUSS)
+                return cli_usage_error(cmd, "--ng: N Gaussians (1..%d), then a degree and a sigma each", CLRED_AL_MAX_GAUSS);
+            a->job.al.ngauss = (int)n;
+            for (long k = 0; k < n; k++) {
+                p = end;
+                long dg = strtol(p, &end, 10);
+                if (end == p || dg < 0 || dg > 10)
+                    return cli_usage_error(cmd, "--ng: degree %ld of '%s' missing or not in 0..10", k + 1, optarg);
+                p = end;
+                double sg = strtod(p, &end);
+                if (end == p || !(sg > 0))
+                    return cli_usage_error(cmd, "--ng: sigma %ld of '%s' missing or not positive", k + 1, optarg);
+                a->job.al.gauss_deg[k] = (int)dg;
+                a->job.al.gauss_scale[k] = sg;
+            }
+            while (*end == ' ')
+                end++;
+            if (*end)
+                return cli_usage_error(cmd, "--ng: unexpected '%s'", end);
+            break;
+        }
+        case S_HW:
+            if (!cli_parse_int(cmd, "--hw", optarg, &a->job.al.half_width)) return EXIT_USAGE;
+            if (a->job.al.half_width < 1 || a->job.al.half_width > 100)
+                return cli_usage_error(cmd, "--hw must be 1..100");
+            break;
+        case S_RSS:
+            if (!cli_parse_int(cmd, "--rss", optarg, &a->job.al.fit_half)) return EXIT_USAGE;
+            if (a->job.al.fit_half < 1 || a->job.al.fit_half > 100)
+                return cli_usage_error(cmd, "--rss must be 1..100");
+            break;
+        case S_KO:
+            if (!cli_parse_int(cmd, "--ko", optarg, &a->job.al.kernel_order)) return EXIT_USAGE;
+            if (a->job.al.kernel_order < 0 || a->job.al.kernel_order > 3)
+                return cli_usage_error(cmd, "--ko must be 0..3");
+            break;
+        case S_BGO:
+            if (!cli_parse_int(cmd, "--bgo", optarg, &a->job.al.bg_order)) return EXIT_USAGE;
+            if (a->job.al.bg_order < 0 || a->job.al.bg_order > 2)
+                return cli_usage_error(cmd, "--bgo must be 0..2");
+            break;
+        case S_TL:
+            if (!cli_parse_double(cmd, "--tl", optarg, &a->job.al.t_lower)) return EXIT_USAGE;
+            break;
+        case S_TU:
+            if (!cli_parse_double(cmd, "--tu", optarg, &a->job.al.t_upper)) return EXIT_USAGE;
+            break;
+        case S_IL:
+            if (!cli_parse_double(cmd, "--il", optarg, &a->job.al.i_lower)) return EXIT_USAGE;
+            break;
+        case S_IU:
+            if (!cli_parse_double(cmd, "--iu", optarg, &a->job.al.i_upper)) return EXIT_USAGE;
+            break;
+        case S_MAXSTAMPS:
+            if (!cli_parse_int(cmd, "--max-stamps", optarg, &a->job.al.max_stamps)) return EXIT_USAGE;
+            if (a->job.al.max_stamps < 1)
+                return cli_usage_error(cmd, "--max-stamps must be positive");
+            break;
+        case S_DECORR: a->job.al.decorrelate = 1; break;
+        case S_KOUT: a->job.kernel_out = optarg; break;
         case S_NEW_PSF: a->job.new_psf = optarg; break;
         case S_REF_PSF: a->job.ref_psf = optarg; break;
         case S_PSF_SIZE:
@@ -173,6 +290,13 @@ static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char
         return cli_usage_error(cmd, "--fn and --fr must be positive");
     if (!(a->job.zogy.astrom_sigma_x >= 0 && a->job.zogy.astrom_sigma_x < 10))
         return cli_usage_error(cmd, "--astrom-sigma must be in [0, 10)");
+    if (!(a->job.al.t_lower <= a->job.al.t_upper) || !(a->job.al.i_lower <= a->job.al.i_upper))
+        return cli_usage_error(cmd, "--tl/--tu and --il/--iu must give non-empty ranges");
+    if (a->job.kernel_out && a->job.method != CLRED_DIFF_AL)
+        return cli_usage_error(cmd, "--kernel-out needs --method al");
+    /* the ZOGY switches that mean the same for AL */
+    a->job.al.subtract_background = a->job.zogy.subtract_background;
+    a->job.al.ignore_bits = a->job.zogy.ignore_bits;
     return EXIT_OK;
 }
 
@@ -199,7 +323,23 @@ int cmd_subtract(int argc, char **argv)
     clred_ctx_destroy(ctx);
     if (st != CLRED_OK)
         return cli_fail("subtract", st);
-    if (a.json) {
+    if (a.json && a.job.method == CLRED_DIFF_AL) {
+        printf("{\"output\": ");
+        cli_json_string(stdout, a.output);
+        printf(", \"method\": \"al\", \"convolved\": \"%s\", \"ksum\": %.9g, \"stamps\": %zu, \"stamps_used\": %zu, "
+               "\"fom\": %.4f, \"detect_std\": %.4f, \"sigma_new\": %.9g, \"sigma_ref\": %.9g, \"background_new\": %.9g, "
+               "\"background_ref\": %.9g, \"fwhm_new\": %.4f, \"fwhm_ref\": %.4f, \"fwhm_diff\": %.4f, "
+               "\"psf_stars_new\": %zu, \"psf_stars_ref\": %zu, \"candidates\": %zu, \"positive\": %zu, \"seconds\": %.4f}\n",
+               r.convolved_ref ? "reference" : "new", r.ksum, r.nstamps, r.nstamps_used, r.fom, r.scorr_scale, r.sigma_n,
+               r.sigma_r, r.bkg_n, r.bkg_r, r.fwhm_new, r.fwhm_ref, r.fwhm_diff, r.nstars_new, r.nstars_ref,
+               r.ncandidates, r.npositive, r.seconds);
+    } else if (a.job.method == CLRED_DIFF_AL) {
+        printf("%s: Alard-Lupton, %s convolved, kernel sum %.4f, %zu of %zu stamps, detection std %.3f", a.output,
+               r.convolved_ref ? "reference" : "new image", r.ksum, r.nstamps_used, r.nstamps, r.scorr_scale);
+        if (a.job.candidates || a.job.cutouts)
+            printf(", %zu candidates (%zu positive)", r.ncandidates, r.npositive);
+        printf(", %.3f s\n", r.seconds);
+    } else if (a.json) {
         printf("{\"output\": ");
         cli_json_string(stdout, a.output);
         printf(", \"method\": \"zogy\", \"f_d\": %.9g, \"f_s\": %.9g, \"sigma_new\": %.9g, \"sigma_ref\": %.9g, "

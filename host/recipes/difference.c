@@ -15,6 +15,7 @@ clred_subtract_job clred_subtract_job_defaults(void)
     memset(&j, 0, sizeof j);
     j.psf = clred_psf_defaults();
     j.zogy = clred_zogy_defaults();
+    j.al = clred_al_defaults();
     j.cand = clred_cand_defaults();
     j.cutout_size = 63;
     return j;
@@ -133,6 +134,70 @@ static clred_status write_difference(const char *path, const clred_zogy_result *
     return st;
 }
 
+/* AL's products as one MEF: D, then the convolved image, the score and the decorrelated difference. */
+static clred_status write_al_difference(const char *path, const clred_al_result *a, clred_image *diff, int overwrite)
+{
+    clred_image cv, sc, de, dc;
+    memset(&cv, 0, sizeof cv);
+    memset(&sc, 0, sizeof sc);
+    memset(&de, 0, sizeof de);
+    memset(&dc, 0, sizeof dc);
+    clred_status st = clred_dimage_download(a->conv, &cv);
+    if (st == CLRED_OK)
+        st = clred_dimage_download(a->score, &sc);
+    if (st == CLRED_OK && a->detect)
+        st = clred_dimage_download(a->detect, &de);
+    if (st == CLRED_OK && a->decorr)
+        st = clred_dimage_download(a->decorr, &dc);
+    if (st == CLRED_OK) {
+        clred_extra_plane extra[5] = {{"CONV", cv.sci}, {"SCORE", sc.sci}, {"DETECT", de.sci}, {"DECORR", dc.sci},
+                                      {"DECORRVAR", dc.var}};
+        st = clred_image_write_with(path, diff, extra, a->decorr ? 5 : a->detect ? 3 : 2, overwrite);
+    }
+    clred_image_free(&cv);
+    clred_image_free(&sc);
+    clred_image_free(&de);
+    clred_image_free(&dc);
+    return st;
+}
+
+/* The robust spread (1.4826 MAD) of AL's detection image over its usable
+ * pixels; with renormalize the image is divided by it: for noise the
+ * variance planes understate, e.g. the correlated noise of resampled mosaics
+ * (as ZOGY's --renormalize does for S_corr). */
+static clred_status detect_spread(clred_ctx *ctx, clred_al_result *a, int renormalize, double *spread)
+{
+    *spread = NAN;
+    if (!a->detect)
+        return CLRED_OK;
+    const clred_dimage *d = a->detect;
+    size_t npix = clred_dimage_pixels(d), stride = npix > 262144 ? npix / 262144 : 1, n;
+    float *v;
+    CLRED_TRY(clred_dimage_samples(d, 0, 0, d->width, d->height, stride, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, &v, &n));
+    if (n > 16) {
+        double med = clred_median_inplace(v, n);
+        for (size_t i = 0; i < n; i++)
+            v[i] = fabsf(v[i] - (float)med);
+        *spread = 1.4826 * clred_median_inplace(v, n);
+    }
+    free(v);
+    if (!renormalize)
+        return CLRED_OK;
+    if (!(*spread > 0))
+        return clred_fail(CLRED_ERR_INPUT, "AL: the detection image cannot be renormalised (%zu usable samples)", n);
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(ctx, "arith", NULL, "scale_offset", &k));
+    float scale = (float)(1.0 / *spread), offset = 0.0f;
+    cl_uint un = (cl_uint)npix;
+    cl_mem plane = clred_dimage_sci(a->detect);
+    CLRED_TRY(clred_args(k, "scale_offset", CLRED_ARG(plane), CLRED_ARG(scale), CLRED_ARG(offset), CLRED_ARG(un),
+                         (size_t)0));
+    size_t g = npix;
+    CLRED_TRY(clred_run_tiled(ctx, k, "scale_offset", 1, &g));
+    return clred_header_set_double(clred_dimage_header(a->diff), "ALDETSD", *spread,
+                                   "DETECT was divided by its robust std");
+}
+
 static clred_status write_candidate_products(const clred_subtract_job *job, const clred_candidate *c, size_t n,
                                              const clred_image *new_img, const clred_image *ref,
                                              const clred_image *diff)
@@ -159,16 +224,17 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
         memset(report, 0, sizeof *report);
     if (!new_path || !ref_path || !out_path)
         return clred_fail(CLRED_ERR_USAGE, "subtract: a new image, a reference and an output are needed");
-    if (j->method != CLRED_DIFF_ZOGY)
-        return clred_fail(CLRED_ERR_USAGE, "subtract: only ZOGY is implemented in this build (Alard-Lupton is not)");
     const char *ins[] = {new_path, ref_path, j->new_psf, j->ref_psf, j->new_noise, j->ref_noise, j->new_mask, j->ref_mask};
-    const char *outs[] = {out_path, j->candidates, j->cutouts, j->psf_out};
+    const char *outs[] = {out_path, j->candidates, j->cutouts, j->psf_out, j->kernel_out};
     size_t nins = 0;
     const char *present[8];
     for (size_t i = 0; i < 8; i++)
         if (ins[i])
             present[nins++] = ins[i];
-    CLRED_TRY(check_outputs(outs, 4, present, nins, j->overwrite));
+    if (j->kernel_out && j->method != CLRED_DIFF_AL)
+        return clred_fail(CLRED_ERR_USAGE, "subtract: a kernel solution (%s) comes from the Alard-Lupton method only",
+                          j->kernel_out);
+    CLRED_TRY(check_outputs(outs, 5, present, nins, j->overwrite));
 
     double t0 = clred_now();
     clred_image ni, ri, diff;
@@ -181,6 +247,8 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
     memset(&pr, 0, sizeof pr);
     clred_zogy_result z;
     memset(&z, 0, sizeof z);
+    clred_al_result al;
+    memset(&al, 0, sizeof al);
     clred_candidate *c = NULL;
     size_t nc = 0;
     clred_status st = read_input(new_path, j->new_noise, j->new_mask, &ni);
@@ -197,25 +265,63 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
         st = get_psf(ctx, j->new_psf, dn, j, "new", &pn);
     if (st == CLRED_OK)
         st = get_psf(ctx, j->ref_psf, dr, j, "reference", &pr);
-    if (st == CLRED_OK)
+    int is_al = j->method == CLRED_DIFF_AL;
+    if (st == CLRED_OK && is_al)
+        st = clred_subtract_al_dev(ctx, dn, dr, &pn, &pr, &j->al, &al);
+    else if (st == CLRED_OK)
         st = clred_subtract_zogy_dev(ctx, dn, dr, &pn, &pr, &j->zogy, &z);
+    double det_spread = NAN;
+    if (st == CLRED_OK && is_al)
+        st = detect_spread(ctx, &al, j->zogy.renormalize, &det_spread);
+    /* AL: candidates on the PSF-matched D / sigma, measured on the difference it comes from */
+    const clred_dimage *cand_diff = is_al ? (al.decorr ? al.decorr : al.diff) : z.diff;
     if (st == CLRED_OK && (j->candidates || j->cutouts))
-        st = clred_find_candidates_dev(ctx, z.scorr, z.diff, &z.pd, &j->cand, &c, &nc);
+        st = clred_find_candidates_dev(ctx, is_al ? al.detect : z.scorr, cand_diff, is_al ? &al.psf_diff : &z.pd,
+                                       &j->cand, &c, &nc);
     if (st == CLRED_OK)
-        st = add_context(ctx, dr, clred_dimage_header(z.diff), c, nc);
+        st = add_context(ctx, dr, clred_dimage_header(is_al ? al.diff : z.diff), c, nc);
     if (st == CLRED_OK)
-        st = clred_dimage_download(z.diff, &diff);
+        st = clred_dimage_download(is_al ? al.diff : z.diff, &diff);
     rep.seconds = clred_now() - t0;
     if (st == CLRED_OK)
-        st = write_difference(out_path, &z, &diff, j->overwrite);
+        st = is_al ? write_al_difference(out_path, &al, &diff, j->overwrite)
+                   : write_difference(out_path, &z, &diff, j->overwrite);
     if (st == CLRED_OK && j->psf_out)
-        st = clred_psf_write(j->psf_out, &z.pd, j->overwrite);
+        st = clred_psf_write(j->psf_out, is_al ? &al.psf_diff : &z.pd, j->overwrite);
+    if (st == CLRED_OK && j->kernel_out)
+        st = clred_al_kernel_write(j->kernel_out, &al, j->overwrite);
+    if (st == CLRED_OK && is_al && al.decorr && j->cutouts) {
+        /* the cutouts show the difference the candidates were measured on */
+        clred_image_free(&diff);
+        st = clred_dimage_download(al.decorr, &diff);
+    }
     if (st == CLRED_OK)
         st = write_candidate_products(j, c, nc, &ni, &ri, &diff);
     if (st != CLRED_OK) {
-        for (size_t i = 0; i < 4; i++)
+        for (size_t i = 0; i < 5; i++)
             if (outs[i])
                 remove(outs[i]);
+    } else if (is_al) {
+        rep.sigma_n = al.sigma_new;
+        rep.sigma_r = al.sigma_ref;
+        rep.bkg_n = al.bkg_new;
+        rep.bkg_r = al.bkg_ref;
+        rep.scorr_scale = det_spread; /* of the detection image, before any renormalising */
+        rep.fwhm_new = pn.fwhm;
+        rep.fwhm_ref = pr.fwhm;
+        rep.fwhm_diff = al.psf_diff.fwhm;
+        rep.nstars_new = pn.nstars;
+        rep.nstars_ref = pr.nstars;
+        rep.ksum = al.ksum;
+        rep.fom = al.fom;
+        rep.convolved_ref = al.convolved_ref;
+        rep.nstamps = al.nstamps;
+        rep.nstamps_used = al.nstamps_used;
+        rep.ncandidates = nc;
+        for (size_t i = 0; i < nc; i++)
+            rep.npositive += c[i].isdiffpos != 0;
+        if (report)
+            *report = rep;
     } else {
         rep.f_d = z.f_d;
         rep.f_s = z.f_s;
@@ -238,6 +344,7 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
     }
     free(c);
     clred_zogy_result_free(&z);
+    clred_al_result_free(&al);
     clred_psf_free(&pn);
     clred_psf_free(&pr);
     clred_dimage_free(dn);

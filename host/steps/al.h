@@ -1,0 +1,81 @@
+/* Alard-Lupton subtraction: the pieces shared by alard_lupton.c (driver,
+ * convolution, decorrelation), al_basis.c (the kernel basis) and al_fit.c
+ * (stamps, normal equations, solution). Internal; tests use it to compare
+ * each piece with a double-precision reference. */
+#ifndef CLRED_AL_H
+#define CLRED_AL_H
+
+#include "internal.h"
+
+/* The basis: nfilt 1-D filters of ksize taps (G_k(u) u^i, row-major), and
+ * nbasis functions G_k(u) u^i G_k(v) v^j = filt[fx] (x) filt[fy] (outer
+ * product), each but the first less bsum times the first (so they sum to 0;
+ * the first sums to 1). images: the nbasis kernels so formed, ksize^2 each. */
+typedef struct {
+    int hw, ksize, nfilt, nbasis;
+    float *filt;
+    int *fx, *fy;        /* per basis: its row (u) and column (v) filters */
+    int *gauss, *du, *dv; /* per basis: which Gaussian, and its degrees */
+    double *sigma;       /* per Gaussian */
+    float *bsum;         /* per basis: the raw sum taken off (0 for the first) */
+    double *images;      /* in double: solutions' coefficients are large and cancel (the basis is
+                            far from orthogonal), so kernels are summed from these in double */
+} al_basis;
+
+/* sigmas: ngauss values in px; deg: their degrees. The filters are
+ * G_k(u) (u / hw)^i; G_0 alone (i = 0) is scaled to unit sum, every other to
+ * unit L2 norm (any scale solves the same fit; this keeps float sums well
+ * conditioned). */
+clred_status al_basis_build(int ngauss, const double *sigmas, const int *deg, int hw, al_basis *b);
+void al_basis_free(al_basis *b);
+
+/* Spatial monomials of order `order` at (x, y) of a w x h image, over
+ * xs = 2 x / (w - 1) - 1, ys likewise: 1, xs, ys, xs^2, xs ys, ys^2, xs^3, ...
+ * Returns how many ((order + 1)(order + 2) / 2); p receives them. */
+int al_poly(int order, double x, double y, size_t w, size_t h, double *p);
+static inline int al_nterms(int order) { return (order + 1) * (order + 2) / 2; }
+
+/* One side of the subtraction as the kernels read it. */
+typedef struct {
+    const clred_dimage *img;
+    float level;  /* taken off */
+    float var0;   /* the variance where the image has no VAR plane */
+    float lo, hi; /* valid range of raw values */
+} al_side;
+
+/* The stamps' normal equations on the device: for each stamp (centre cx, cy;
+ * fitted box of half-size r) the weighted dot products of the nbasis basis
+ * convolutions of T, the constant 1 and I (less its level): dots[s] is the
+ * full symmetric nv x nv matrix, nv = nbasis + 2, in double. nbad[s]
+ * receives the unusable pixels the stamp reads (such a stamp must not be
+ * used: its vectors hold zeros for them). */
+clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side *ii, uint16_t ignore,
+                               const al_basis *b, int r, const int *cx, const int *cy, size_t ns, double *dots,
+                               int *nbad);
+
+/* The global least-squares problem of the stamps in use[]: the unknowns are
+ * basis 0's coefficient (constant: the kernel sum), each other basis's
+ * coefficients of the kernel_order spatial monomials, and the background's of
+ * bg_order; the stamps' spatial terms are taken at their centres.
+ * coef receives al_nunknowns() values. chi2[s] (may be NULL) receives every
+ * stamp's chi^2 under the solution (used or not). */
+static inline int al_nunknowns(int nbasis, int kernel_order, int bg_order)
+{
+    return 1 + (nbasis - 1) * al_nterms(kernel_order) + al_nterms(bg_order);
+}
+clred_status al_solve(const double *dots, size_t ns, const int *use, const int *cx, const int *cy, size_t w, size_t h,
+                      int nbasis, int kernel_order, int bg_order, double *coef, double *chi2);
+/* The stamp's own fit of a constant kernel and background: its kernel sum. */
+clred_status al_stamp_ksum(const double *dots_s, int nbasis, double *ksum);
+
+/* The kernel's basis coefficients at (x, y) from the solution. */
+void al_coef_at(const double *coef, int nbasis, int kernel_order, double x, double y, size_t w, size_t h,
+                double *cb);
+
+/* Solves a symmetric positive semidefinite n x n system in place (a, rhs ->
+ * x): scaled to a unit diagonal, AL_RIDGE added to it (Tikhonov), Cholesky.
+ * Fails when not positive definite even so (a NaN). */
+#define AL_RIDGE 1e-6
+clred_status al_linsolve(double *a, double *rhs, int n);
+
+#endif

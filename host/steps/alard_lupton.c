@@ -1,0 +1,829 @@
+/* Alard-Lupton PSF-matched subtraction (Alard & Lupton 1998; Alard 2000),
+ * HOTPANTS' way: which image to convolve, the basis scaled to the seeing,
+ * stamps on bright isolated stars with kernel-sum and figure-of-merit
+ * rejection (al_fit.c), then the spatially varying convolution on the
+ * device (the kernel evaluated per block), the variance through K^2, masks
+ * grown by the kernel's footprint, and optionally Rubin's decorrelation
+ * (DMTN-021) of the difference through the FFT layer. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "al.h"
+#include "fft.h"
+
+clred_al_opts clred_al_defaults(void)
+{
+    clred_al_opts o;
+    memset(&o, 0, sizeof o);
+    o.ngauss = 3;
+    o.gauss_scale[0] = 0.7;
+    o.gauss_scale[1] = 1.5;
+    o.gauss_scale[2] = 3.0;
+    o.gauss_deg[0] = 6;
+    o.gauss_deg[1] = 4;
+    o.gauss_deg[2] = 2;
+    o.kernel_order = 2;
+    o.bg_order = 1;
+    o.convolve = CLRED_AL_CONVOLVE_AUTO;
+    o.normalize = CLRED_AL_NORM_REF;
+    o.t_lower = o.i_lower = -INFINITY;
+    o.t_upper = o.i_upper = INFINITY;
+    o.ignore_bits = CLRED_MASK_UNUSABLE;
+    o.subtract_background = 1;
+    o.max_stamps = 150;
+    o.stamp_snr = 10;
+    o.ksum_clip = 3;
+    o.fom_clip = 3;
+    o.max_iters = 3;
+    o.block = 16;
+    o.kernel_grid = 3;
+    o.backend = CLRED_FFT_DEFAULT;
+    return o;
+}
+
+void clred_al_result_free(clred_al_result *r)
+{
+    if (!r)
+        return;
+    clred_dimage_free(r->diff);
+    clred_dimage_free(r->conv);
+    clred_dimage_free(r->score);
+    clred_dimage_free(r->decorr);
+    clred_dimage_free(r->detect);
+    clred_psf_free(&r->psf_diff);
+    free(r->terms);
+    free(r->kernel_images);
+    free(r->kernel_x);
+    free(r->kernel_y);
+    memset(r, 0, sizeof *r);
+}
+
+static double robust_sigma(float *v, size_t n, double *median)
+{
+    double med = clred_median_inplace(v, n);
+    for (size_t i = 0; i < n; i++)
+        v[i] = fabsf(v[i] - (float)med);
+    if (median)
+        *median = med;
+    return 1.4826 * clred_median_inplace(v, n);
+}
+
+/* The median of an image (its level) and its background noise: sqrt of the
+ * VAR plane's median where there is one, else 1.4826 MAD. */
+static clred_status level_and_noise(const clred_dimage *img, uint16_t ignore, const char *what, double *level,
+                                    double *sigma)
+{
+    size_t npix = clred_dimage_pixels(img), stride = npix > 262144 ? npix / 262144 : 1, n;
+    float *v;
+    CLRED_TRY(clred_dimage_samples(img, 0, 0, img->width, img->height, stride, ignore, &v, &n));
+    if (n < 16) {
+        free(v);
+        return clred_fail(CLRED_ERR_INPUT, "Alard-Lupton: the %s image has %zu usable pixels", what, n);
+    }
+    *sigma = robust_sigma(v, n, level);
+    free(v);
+    if (clred_dimage_var(img)) {
+        clred_dimage view = *img;
+        view.plane[CLRED_PLANE_SCI] = clred_dimage_var(img);
+        CLRED_TRY(clred_dimage_samples(&view, 0, 0, img->width, img->height, stride, ignore, &v, &n));
+        if (n > 0)
+            *sigma = sqrt(fmax(clred_median_inplace(v, n), 0.0));
+        free(v);
+    }
+    if (!(*sigma > 0))
+        return clred_fail(CLRED_ERR_INPUT, "Alard-Lupton: the %s image's background noise is %g (a constant image?)",
+                          what, *sigma);
+    return CLRED_OK;
+}
+
+/* A blended star or one whose windowed moments failed still centres a
+ * stamp (the fit takes whatever the box holds); saturated, masked or edge
+ * ones do not. */
+#define STAMP_REJECT (CLRED_SRC_SATURATED | CLRED_SRC_EDGE | CLRED_SRC_MASKED)
+
+/* Stamp centres: sources of the reference (see STAMP_REJECT) with S/N >= stamp_snr,
+ * no brighter-than-half neighbour within the fitted box, far enough from
+ * the border for the box and the kernel; the brightest few of each cell of
+ * a grid, so that the spatial terms see the whole image. */
+static clred_status pick_stamps(clred_ctx *ctx, const clred_dimage *ref, double fwhm, const clred_al_opts *o, int hw,
+                                int r, int **cx, int **cy, size_t *ns)
+{
+    clred_detect_opts d = clred_detect_defaults();
+    d.fwhm = fwhm > 1 ? fwhm : 1;
+    d.ignore_bits = o->ignore_bits;
+    clred_source *src = NULL;
+    size_t n = 0;
+    CLRED_TRY(clred_detect_sources_dev(ctx, ref, NULL, NULL, NAN, 0.0, &d, &src, &n));
+    size_t w = ref->width, h = ref->height;
+    int edge = r + hw + 1;
+    int grid = (int)(fmin((double)w, (double)h) / (2.0 * (r + hw)));
+    grid = grid < 1 ? 1 : grid > 10 ? 10 : grid;
+    size_t per = (size_t)((o->max_stamps + grid * grid - 1) / (grid * grid));
+    per = per < 1 ? 1 : per;
+    size_t *cnt = calloc((size_t)grid * grid, sizeof *cnt);
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    *cx = malloc((n ? n : 1) * sizeof **cx);
+    *cy = malloc((n ? n : 1) * sizeof **cy);
+    *ns = 0;
+    if (!cnt || !idx || !*cx || !*cy) {
+        free(cnt);
+        free(idx);
+        free(src);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu sources", n);
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const clred_source *s = &src[i];
+        if ((s->flags & STAMP_REJECT) || !(s->flux_err > 0) || s->flux / s->flux_err < o->stamp_snr)
+            continue;
+        if (s->x < edge || s->y < edge || s->x > (double)w - 1 - edge || s->y > (double)h - 1 - edge)
+            continue;
+        int alone = 1;
+        for (size_t j = 0; j < n && alone; j++)
+            alone = j == i || fabs(src[j].x - s->x) > r || fabs(src[j].y - s->y) > r || src[j].flux < 0.5 * s->flux;
+        if (alone)
+            idx[m++] = i;
+    }
+    /* brightest first */
+    for (size_t a = 1; a < m; a++)
+        for (size_t b = a; b > 0 && src[idx[b]].flux > src[idx[b - 1]].flux; b--) {
+            size_t t = idx[b];
+            idx[b] = idx[b - 1];
+            idx[b - 1] = t;
+        }
+    for (size_t a = 0; a < m; a++) {
+        const clred_source *s = &src[idx[a]];
+        int gx = (int)(s->x * grid / (double)w), gy = (int)(s->y * grid / (double)h);
+        gx = gx >= grid ? grid - 1 : gx;
+        gy = gy >= grid ? grid - 1 : gy;
+        if (cnt[gy * grid + gx] >= per)
+            continue;
+        cnt[gy * grid + gx]++;
+        (*cx)[*ns] = (int)lround(s->x);
+        (*cy)[*ns] = (int)lround(s->y);
+        (*ns)++;
+    }
+    free(cnt);
+    free(idx);
+    free(src);
+    return CLRED_OK;
+}
+
+typedef struct {
+    clred_ctx *ctx;
+    size_t w, h;
+    al_side ti, ii;
+    al_basis basis;
+    int r, ko, bo;
+    double *coef;
+    int *cx, *cy, *use, *nbad;
+    double *dots, *chi2;
+    size_t ns;
+} al_state;
+
+static void state_free(al_state *s)
+{
+    al_basis_free(&s->basis);
+    free(s->coef);
+    free(s->cx);
+    free(s->cy);
+    free(s->use);
+    free(s->nbad);
+    free(s->dots);
+    free(s->chi2);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* median and 1.4826 MAD of the used stamps' values */
+static void robust_of(const double *v, const int *use, size_t n, double *med, double *sig)
+{
+    double *t = malloc((n ? n : 1) * sizeof *t);
+    size_t m = 0;
+    if (!t) {
+        *med = NAN;
+        *sig = NAN;
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (use[i] && isfinite(v[i]))
+            t[m++] = v[i];
+    if (m == 0) {
+        *med = *sig = NAN;
+        free(t);
+        return;
+    }
+    qsort(t, m, sizeof *t, cmp_double);
+    *med = m % 2 ? t[m / 2] : 0.5 * (t[m / 2 - 1] + t[m / 2]);
+    for (size_t i = 0; i < m; i++)
+        t[i] = fabs(t[i] - *med);
+    qsort(t, m, sizeof *t, cmp_double);
+    *sig = 1.4826 * (m % 2 ? t[m / 2] : 0.5 * (t[m / 2 - 1] + t[m / 2]));
+    free(t);
+}
+
+/* The fit with HOTPANTS' rejections: stamps whose own constant-kernel sum
+ * is an outlier go first (a variable star, a bad stamp), then rounds of the
+ * global fit dropping stamps whose chi^2 per pixel (the figure of merit) is
+ * an outlier. */
+static clred_status fit(al_state *s, const clred_al_opts *o, clred_al_result *out)
+{
+    int nb = s->basis.nbasis, nv = nb + 2;
+    int npix = (2 * s->r + 1) * (2 * s->r + 1);
+    size_t ns = s->ns;
+    double *ks = calloc(ns ? ns : 1, sizeof *ks);
+    if (!(s->chi2 = calloc(ns ? ns : 1, sizeof *s->chi2)) || !ks) {
+        free(ks);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for the fit");
+    }
+    size_t nuse = 0;
+    for (size_t i = 0; i < ns; i++) {
+        ks[i] = NAN;
+        s->use[i] = s->nbad[i] == 0 && al_stamp_ksum(s->dots + i * (size_t)nv * nv, nb, &ks[i]) == CLRED_OK;
+        nuse += s->use[i];
+    }
+    clred_clear_error();
+    double med, sig;
+    robust_of(ks, s->use, ns, &med, &sig);
+    for (size_t i = 0; i < ns && sig > 0; i++)
+        if (s->use[i] && fabs(ks[i] - med) > o->ksum_clip * sig) {
+            s->use[i] = 0;
+            nuse--;
+        }
+    free(ks);
+    for (int it = 0;; it++) {
+        /* Each spatial term of each basis function needs several stamps to
+         * pin it: with few stamps the orders come down (HOTPANTS' defaults
+         * assume hundreds of stamps), down to a constant kernel and background. */
+        while (s->ko > 0 && nuse < 3 * (size_t)al_nterms(s->ko))
+            s->ko--;
+        while (s->bo > 0 && nuse < 3 * (size_t)al_nterms(s->bo))
+            s->bo--;
+        if (nuse < 2)
+            return clred_fail(CLRED_ERR_INPUT,
+                              "Alard-Lupton: %zu usable stamps of %zu: at least 2 isolated stars are needed (lower the "
+                              "stamp S/N)",
+                              nuse, ns);
+        free(s->coef);
+        if (!(s->coef = calloc((size_t)al_nunknowns(nb, s->ko, s->bo), sizeof *s->coef)))
+            return clred_fail(CLRED_ERR_MEMORY, "out of memory for the fit");
+        CLRED_TRY(al_solve(s->dots, ns, s->use, s->cx, s->cy, s->w, s->h, nb, s->ko, s->bo, s->coef, s->chi2));
+        if (it >= o->max_iters)
+            break;
+        double *fom = malloc(ns * sizeof *fom);
+        if (!fom)
+            return clred_fail(CLRED_ERR_MEMORY, "out of memory");
+        for (size_t i = 0; i < ns; i++)
+            fom[i] = s->chi2[i] / npix;
+        robust_of(fom, s->use, ns, &med, &sig);
+        /* chi^2 per pixel of good stamps scatters by only sqrt(2 / npix)
+         * (a few %), less than the PSF mismatch of bright stars grows it:
+         * the spread used is at least 10 % of the median, so that the
+         * rejection drops bad stamps (variables, blends, defects), not
+         * bright ones */
+        sig = fmax(sig, 0.1 * med);
+        size_t dropped = 0;
+        for (size_t i = 0; i < ns && sig > 0; i++)
+            if (s->use[i] && fom[i] > med + o->fom_clip * sig) {
+                s->use[i] = 0;
+                dropped++;
+            }
+        free(fom);
+        nuse -= dropped;
+        if (dropped == 0)
+            break;
+    }
+    double sum = 0;
+    for (size_t i = 0; i < ns; i++)
+        if (s->use[i])
+            sum += s->chi2[i] / npix;
+    out->nstamps = ns;
+    out->nstamps_used = nuse;
+    out->fom = sum / (double)nuse;
+    out->ksum = s->coef[0];
+    out->kernel_order = s->ko;
+    out->bg_order = s->bo;
+    return CLRED_OK;
+}
+
+static void side_args(const al_side *s, cl_mem *sci, cl_mem *var, cl_mem *mask, int *flags)
+{
+    *sci = clred_dimage_sci(s->img);
+    *var = clred_dimage_var(s->img) ? clred_dimage_var(s->img) : *sci;
+    *mask = clred_dimage_mask(s->img) ? clred_dimage_mask(s->img) : *sci;
+    *flags = (clred_dimage_var(s->img) ? 1 : 0) | (clred_dimage_mask(s->img) ? 2 : 0);
+}
+
+/* The kernel's spatial components K_l = sum_b a_{b,l} B_b (K_0 with basis
+ * 0's constant term), in double: kernel(x, y) = sum_l P_l(x, y) K_l. */
+static clred_status spatial_components(const al_state *s, double **out)
+{
+    int nb = s->basis.nbasis, nk = al_nterms(s->ko), nt = s->basis.ksize * s->basis.ksize;
+    double *kl = calloc((size_t)nk * nt, sizeof *kl);
+    if (!kl)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for the kernel");
+    for (int t = 0; t < nt; t++)
+        kl[t] = s->coef[0] * s->basis.images[t];
+    for (int b = 1; b < nb; b++)
+        for (int l = 0; l < nk; l++) {
+            double c = s->coef[1 + (size_t)(b - 1) * nk + l];
+            const double *img = s->basis.images + (size_t)b * nt;
+            double *dst = kl + (size_t)l * nt;
+            for (int t = 0; t < nt; t++)
+                dst[t] += c * img[t];
+        }
+    *out = kl;
+    return CLRED_OK;
+}
+
+static void kernel_from(const al_state *s, const double *kl, double x, double y, double *k)
+{
+    int nk = al_nterms(s->ko), nt = s->basis.ksize * s->basis.ksize;
+    double p[10];
+    al_poly(s->ko, x, y, s->w, s->h, p);
+    for (int t = 0; t < nt; t++) {
+        double v = 0;
+        for (int l = 0; l < nk; l++)
+            v += p[l] * kl[(size_t)l * nt + t];
+        k[t] = v;
+    }
+}
+
+/* The per-block kernels (summed on the host in double, a few hundred
+ * thousand values) and the convolution into out's planes. */
+static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, float norm, clred_al_result *out)
+{
+    clred_ctx *ctx = s->ctx;
+    int B = o->block > 0 ? o->block : 16, nb = s->basis.nbasis, ntaps = s->basis.ksize * s->basis.ksize;
+    int nbx = (int)((s->w + B - 1) / B), nby = (int)((s->h + B - 1) / B), nblocks = nbx * nby;
+    float *kern = malloc((size_t)nblocks * ntaps * sizeof *kern);
+    double *kl = NULL, *k1 = malloc((size_t)ntaps * sizeof *k1);
+    float bg[6] = {0, 0, 0, 0, 0, 0};
+    int nk = al_nterms(s->ko), nbg = al_nterms(s->bo);
+    for (int m = 0; m < nbg; m++)
+        bg[m] = (float)s->coef[1 + (size_t)(nb - 1) * nk + m];
+    cl_mem c_kern = NULL, c_bg = NULL;
+    clred_status st = CLRED_OK;
+    if (!kern || !k1) {
+        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %d kernel blocks", nblocks);
+        goto done;
+    }
+    if ((st = spatial_components(s, &kl)) != CLRED_OK)
+        goto done;
+    for (int by = 0; by < nby; by++)
+        for (int bx = 0; bx < nbx; bx++) {
+            double x = fmin(bx * B + 0.5 * (B - 1), (double)s->w - 1), y = fmin(by * B + 0.5 * (B - 1), (double)s->h - 1);
+            kernel_from(s, kl, x, y, k1);
+            float *dst = kern + ((size_t)by * nbx + bx) * ntaps;
+            for (int t = 0; t < ntaps; t++)
+                dst[t] = (float)k1[t];
+        }
+    cl_mem_flags ro = CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR;
+    st = clred_buffer(ctx, ro, (size_t)nblocks * ntaps * sizeof(float), kern, &c_kern, "AL block kernels");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, ro, sizeof bg, bg, &c_bg, "AL background");
+    cl_kernel k;
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "al", NULL, "al_convolve", &k);
+    if (st == CLRED_OK) {
+        cl_mem tsci, tvar, tmask, isci, ivar, imask;
+        int tflags, iflags, width = (int)s->w, height = (int)s->h, hw = s->basis.hw;
+        side_args(&s->ti, &tsci, &tvar, &tmask, &tflags);
+        side_args(&s->ii, &isci, &ivar, &imask, &iflags);
+        cl_ushort ig = o->ignore_bits;
+        cl_mem dsci = clred_dimage_sci(out->diff), dvar = clred_dimage_var(out->diff),
+               dmask = clred_dimage_mask(out->diff), conv = clred_dimage_sci(out->conv),
+               score = clred_dimage_sci(out->score), smask = clred_dimage_mask(out->score);
+        st = clred_args(k, "al_convolve", CLRED_ARG(tsci), CLRED_ARG(tvar), CLRED_ARG(tmask), CLRED_ARG(tflags),
+                        CLRED_ARG(s->ti.level), CLRED_ARG(s->ti.var0), CLRED_ARG(s->ti.lo), CLRED_ARG(s->ti.hi),
+                        CLRED_ARG(isci), CLRED_ARG(ivar), CLRED_ARG(imask), CLRED_ARG(iflags), CLRED_ARG(s->ii.level),
+                        CLRED_ARG(s->ii.var0), CLRED_ARG(s->ii.lo), CLRED_ARG(s->ii.hi), CLRED_ARG(ig),
+                        CLRED_ARG(width), CLRED_ARG(height), CLRED_ARG(c_kern), CLRED_ARG(hw), CLRED_ARG(B),
+                        CLRED_ARG(nbx), CLRED_ARG(c_bg), CLRED_ARG(sign), CLRED_ARG(norm), CLRED_ARG(dsci),
+                        CLRED_ARG(dvar), CLRED_ARG(dmask), CLRED_ARG(conv), CLRED_ARG(score), CLRED_ARG(smask),
+                        (size_t)0);
+    }
+    size_t g[2] = {s->w, s->h};
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "al_convolve", 2, g);
+    /* the kernels may still run: the buffers are released after the queue is done with them */
+    if (st == CLRED_OK)
+        st = clred_sync(ctx);
+done:
+    clred_release(&c_kern);
+    clred_release(&c_bg);
+    free(kern);
+    free(kl);
+    free(k1);
+    return st;
+}
+
+/* The kernel's image at (x, y). */
+static clred_status kernel_image(const al_state *s, double x, double y, float *img)
+{
+    int nt = s->basis.ksize * s->basis.ksize;
+    double *kl, *k = malloc((size_t)nt * sizeof *k);
+    if (!k)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory");
+    clred_status st = spatial_components(s, &kl);
+    if (st == CLRED_OK) {
+        kernel_from(s, kl, x, y, k);
+        for (int t = 0; t < nt; t++)
+            img[t] = (float)k[t];
+        free(kl);
+    }
+    free(k);
+    return st;
+}
+
+static clred_status solution_products(al_state *s, const clred_al_opts *o, clred_al_result *out)
+{
+    int nb = s->basis.nbasis, nk = al_nterms(s->ko), nbg = al_nterms(s->bo), g = o->kernel_grid > 0 ? o->kernel_grid : 1;
+    size_t nt = (size_t)s->basis.ksize * s->basis.ksize;
+    out->nterms = (size_t)al_nunknowns(nb, s->ko, s->bo);
+    out->terms = calloc(out->nterms, sizeof *out->terms);
+    out->kernel_grid = g;
+    out->ksize = (size_t)s->basis.ksize;
+    out->kernel_images = malloc((size_t)g * g * nt * sizeof(float));
+    out->kernel_x = malloc((size_t)g * g * sizeof(double));
+    out->kernel_y = malloc((size_t)g * g * sizeof(double));
+    if (!out->terms || !out->kernel_images || !out->kernel_x || !out->kernel_y)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for the kernel solution");
+    int sxs[10], sys[10];
+    for (int d = 0, n = 0; d <= 3; d++)
+        for (int j = 0; j <= d; j++, n++) {
+            sxs[n] = d - j;
+            sys[n] = j;
+        }
+    for (size_t u = 0; u < out->nterms; u++) {
+        clred_al_term *t = &out->terms[u];
+        t->coeff = s->coef[u];
+        if (u == 0) {
+            t->gauss = 0;
+            t->sigma = s->basis.sigma[0];
+        } else if (u < 1 + (size_t)(nb - 1) * nk) {
+            int b = 1 + (int)(u - 1) / nk, l = (int)(u - 1) % nk;
+            t->gauss = s->basis.gauss[b];
+            t->sigma = s->basis.sigma[t->gauss];
+            t->deg_u = s->basis.du[b];
+            t->deg_v = s->basis.dv[b];
+            t->sx = sxs[l];
+            t->sy = sys[l];
+        } else {
+            int m = (int)(u - 1 - (size_t)(nb - 1) * nk);
+            t->gauss = -1;
+            t->sx = sxs[m];
+            t->sy = sys[m];
+        }
+    }
+    (void)nbg;
+    for (int j = 0; j < g; j++)
+        for (int i = 0; i < g; i++) {
+            double x = (i + 0.5) * (double)s->w / g - 0.5, y = (j + 0.5) * (double)s->h / g - 0.5;
+            out->kernel_x[j * g + i] = x;
+            out->kernel_y[j * g + i] = y;
+            CLRED_TRY(kernel_image(s, x, y, out->kernel_images + (size_t)(j * g + i) * nt));
+        }
+    return CLRED_OK;
+}
+
+/* Through the FFT layer: DMTN-021's decorrelation (when asked), D' = D * phi
+ * with phi^ = sqrt((s2i + ksum^2 s2t) / (s2i + |K^|^2 s2t)), the kernel K taken
+ * at the image's centre; the PSF of D' is P' = P * phi; and the detection
+ * image: D' filtered with P' over sqrt(VAR' sum P'^2). */
+static clred_status fourier(al_state *s, const clred_al_opts *o, float norm, clred_al_result *out)
+{
+    clred_ctx *ctx = s->ctx;
+    int ks = s->basis.ksize, psize = (int)out->psf_diff.size, phalf = psize / 2;
+    size_t pad = (size_t)(ks > psize ? ks : psize);
+    size_t nx = clred_fft_good_size(s->w + pad), ny = clred_fft_good_size(s->h + pad);
+    size_t pitch = clred_fft_pitch(nx), bytes = clred_fft_bytes(nx, ny, 1);
+    clred_fft_plan *plan;
+    CLRED_TRY(clred_fft_plan_cached(ctx, o->backend, nx, ny, 1, &plan));
+    float *kimg = malloc((size_t)ks * ks * sizeof *kimg), *pw = malloc((size_t)psize * psize * sizeof *pw);
+    if (!kimg || !pw) {
+        free(kimg);
+        free(pw);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory");
+    }
+    cl_mem dplane = NULL, kplane = NULL, pplane = NULL, kbuf = NULL, pbuf = NULL, pwbuf = NULL;
+    clred_status st = kernel_image(s, 0.5 * (s->w - 1), 0.5 * (s->h - 1), kimg);
+    if (st == CLRED_OK)
+        st = clred_pool_take(ctx, bytes, "AL Fourier plane", &dplane);
+    if (st == CLRED_OK)
+        st = clred_pool_take(ctx, bytes, "AL Fourier plane", &kplane);
+    if (st == CLRED_OK)
+        st = clred_pool_take(ctx, bytes, "AL Fourier plane", &pplane);
+    cl_mem_flags ro = CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR;
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, ro, (size_t)ks * ks * sizeof(float), kimg, &kbuf, "AL kernel");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, ro, (size_t)psize * psize * sizeof(float), out->psf_diff.data, &pbuf, "AL PSF");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, CL_MEM_WRITE_ONLY, (size_t)psize * psize * sizeof(float), NULL, &pwbuf, "AL PSF'");
+    if (st == CLRED_OK && o->decorrelate)
+        st = clred_dimage_like(out->diff, 1, 1, 1, &out->decorr);
+    if (st == CLRED_OK)
+        st = clred_dimage_like(out->diff, 0, 1, 1, &out->detect);
+    cl_kernel k;
+    int iw = (int)s->w, ih = (int)s->h, ip = (int)pitch, inx = (int)nx, iny = (int)ny;
+    cl_mem dsci = clred_dimage_sci(out->diff), dvar = clred_dimage_var(out->diff);
+    size_t gp[2] = {pitch, ny};
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "al", NULL, "al_pad", &k);
+    if (st == CLRED_OK)
+        st = clred_args(k, "al_pad", CLRED_ARG(dsci), CLRED_ARG(iw), CLRED_ARG(ih), CLRED_ARG(ip), CLRED_ARG(iny),
+                        CLRED_ARG(dplane), (size_t)0);
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "al_pad", 2, gp);
+    cl_mem wrap_src[2] = {kbuf, pbuf}, wrap_dst[2] = {kplane, pplane};
+    int wrap_size[2] = {ks, psize};
+    for (int i = 0; i < 2 && st == CLRED_OK; i++) {
+        st = clred_kernel(ctx, "zogy", NULL, "zogy_wrap_psf", &k);
+        if (st == CLRED_OK)
+            st = clred_args(k, "zogy_wrap_psf", CLRED_ARG(wrap_src[i]), CLRED_ARG(wrap_size[i]), CLRED_ARG(wrap_dst[i]),
+                            CLRED_ARG(ip), CLRED_ARG(inx), CLRED_ARG(iny), (size_t)0);
+        if (st == CLRED_OK)
+            st = clred_run_tiled(ctx, k, "zogy_wrap_psf", 2, gp);
+    }
+    if (st == CLRED_OK)
+        st = clred_fft_forward(ctx, plan, dplane);
+    if (st == CLRED_OK)
+        st = clred_fft_forward(ctx, plan, kplane);
+    if (st == CLRED_OK)
+        st = clred_fft_forward(ctx, plan, pplane);
+    cl_uint nbin = (cl_uint)((nx / 2 + 1) * ny);
+    float s2i = s->ii.var0, s2t = s->ti.var0, ksum = (float)out->ksum;
+    int dec = o->decorrelate ? 1 : 0;
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "al", NULL, "al_fourier", &k);
+    if (st == CLRED_OK)
+        st = clred_args(k, "al_fourier", CLRED_ARG(dplane), CLRED_ARG(kplane), CLRED_ARG(pplane), CLRED_ARG(nbin),
+                        CLRED_ARG(s2i), CLRED_ARG(s2t), CLRED_ARG(ksum), CLRED_ARG(dec), (size_t)0);
+    size_t gb = nbin;
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "al_fourier", 1, &gb);
+    if (st == CLRED_OK && dec)
+        st = clred_fft_inverse(ctx, plan, dplane);
+    if (st == CLRED_OK)
+        st = clred_fft_inverse(ctx, plan, kplane);
+    if (st == CLRED_OK)
+        st = clred_fft_inverse(ctx, plan, pplane);
+    /* P' (the PSF's window of it) for sum P'^2 and the candidates' fits */
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "zogy", NULL, "zogy_unwrap", &k);
+    if (st == CLRED_OK)
+        st = clred_args(k, "zogy_unwrap", CLRED_ARG(pplane), CLRED_ARG(ip), CLRED_ARG(inx), CLRED_ARG(iny),
+                        CLRED_ARG(phalf), CLRED_ARG(pwbuf), (size_t)0);
+    size_t gu[2] = {(size_t)psize, (size_t)psize};
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "zogy_unwrap", 2, gu);
+    if (st == CLRED_OK)
+        st = clred_download(ctx, pwbuf, 0, (size_t)psize * psize * sizeof(float), pw);
+    double sp2 = 0;
+    for (int i = 0; st == CLRED_OK && i < psize * psize; i++)
+        sp2 += (double)pw[i] * pw[i];
+    if (st == CLRED_OK && dec) {
+        clred_psf dp;
+        st = clred_psf_from_array(pw, (size_t)psize, (size_t)psize, 0, &dp);
+        if (st == CLRED_OK) {
+            clred_psf_free(&out->psf_diff);
+            out->psf_diff = dp;
+        }
+    }
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "al", NULL, "al_unpad", &k);
+    if (st == CLRED_OK) {
+        cl_mem isci, ivar, imask, tsci, tvar, tmask;
+        int iflags, tflags;
+        side_args(&s->ii, &isci, &ivar, &imask, &iflags);
+        side_args(&s->ti, &tsci, &tvar, &tmask, &tflags);
+        cl_mem osci = dec ? clred_dimage_sci(out->decorr) : dsci, ovar = dec ? clred_dimage_var(out->decorr) : dsci,
+               score = clred_dimage_sci(out->score), det = clred_dimage_sci(out->detect);
+        float fsp2 = (float)sp2;
+        st = clred_args(k, "al_unpad", CLRED_ARG(dplane), CLRED_ARG(kplane), CLRED_ARG(ip), CLRED_ARG(dsci),
+                        CLRED_ARG(dvar), CLRED_ARG(ivar), CLRED_ARG(iflags), CLRED_ARG(s->ii.var0), CLRED_ARG(tvar),
+                        CLRED_ARG(tflags), CLRED_ARG(s->ti.var0), CLRED_ARG(ksum), CLRED_ARG(norm), CLRED_ARG(dec),
+                        CLRED_ARG(fsp2), CLRED_ARG(iw), CLRED_ARG(ih), CLRED_ARG(osci), CLRED_ARG(ovar),
+                        CLRED_ARG(score), CLRED_ARG(det), (size_t)0);
+    }
+    size_t gi[2] = {s->w, s->h};
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "al_unpad", 2, gi);
+    size_t mbytes = s->w * s->h * sizeof(cl_ushort);
+    if (st == CLRED_OK && dec)
+        st = clred_copy(ctx, clred_dimage_mask(out->diff), clred_dimage_mask(out->decorr), mbytes);
+    if (st == CLRED_OK)
+        st = clred_copy(ctx, clred_dimage_mask(out->diff), clred_dimage_mask(out->detect), mbytes);
+    if (st == CLRED_OK)
+        st = clred_sync(ctx);
+    free(kimg);
+    free(pw);
+    clred_release(&kbuf);
+    clred_release(&pbuf);
+    clred_release(&pwbuf);
+    if (dplane)
+        clred_pool_give(ctx, &dplane, bytes);
+    if (kplane)
+        clred_pool_give(ctx, &kplane, bytes);
+    if (pplane)
+        clred_pool_give(ctx, &pplane, bytes);
+    return st;
+}
+
+static clred_status score_spread(clred_al_result *out)
+{
+    const clred_dimage *sc = out->score;
+    size_t npix = clred_dimage_pixels(sc), stride = npix > 262144 ? npix / 262144 : 1, n;
+    float *v;
+    CLRED_TRY(clred_dimage_samples(sc, 0, 0, sc->width, sc->height, stride, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, &v,
+                                   &n));
+    out->score_std = n > 16 ? robust_sigma(v, n, NULL) : NAN;
+    free(v);
+    return CLRED_OK;
+}
+
+static clred_status check(const clred_dimage *n, const clred_dimage *r, const clred_psf *pn, const clred_psf *pr,
+                          const clred_al_opts *o, double *fn, double *fr)
+{
+    if (!n || !r)
+        return clred_fail(CLRED_ERR_USAGE, "Alard-Lupton: no %s image", n ? "reference" : "new");
+    if (n->width != r->width || n->height != r->height)
+        return clred_fail(CLRED_ERR_INPUT,
+                          "Alard-Lupton: the new image is %zu x %zu, the reference %zu x %zu (align them first)",
+                          n->width, n->height, r->width, r->height);
+    *fn = o->fwhm_new > 0 ? o->fwhm_new : (pn && pn->data ? pn->fwhm : 0);
+    *fr = o->fwhm_ref > 0 ? o->fwhm_ref : (pr && pr->data ? pr->fwhm : 0);
+    if (!(*fn > 0 && *fr > 0))
+        return clred_fail(CLRED_ERR_USAGE, "Alard-Lupton: the seeing of both images is needed (PSFs or FWHMs)");
+    if (o->ngauss < 1 || o->ngauss > CLRED_AL_MAX_GAUSS)
+        return clred_fail(CLRED_ERR_USAGE, "Alard-Lupton: %d Gaussians (1..%d)", o->ngauss, CLRED_AL_MAX_GAUSS);
+    if (o->kernel_order < 0 || o->kernel_order > 3 || o->bg_order < 0 || o->bg_order > 2)
+        return clred_fail(CLRED_ERR_USAGE, "Alard-Lupton: kernel order %d (0..3), background order %d (0..2)",
+                          o->kernel_order, o->bg_order);
+    if (o->half_width < 0 || o->fit_half < 0 || o->max_stamps < 1 || o->block < 0)
+        return clred_fail(CLRED_ERR_USAGE, "Alard-Lupton: negative half-width, fit size or block, or no stamps");
+    if (!(o->t_lower <= o->t_upper && o->i_lower <= o->i_upper))
+        return clred_fail(CLRED_ERR_USAGE, "Alard-Lupton: empty valid range");
+    return CLRED_OK;
+}
+
+static clred_status copy_psf(const clred_psf *p, clred_psf *out)
+{
+    if (!p || !p->data)
+        return CLRED_OK;
+    return clred_psf_from_array(p->data, p->size, p->size, 0, out);
+}
+
+clred_status clred_subtract_al_dev(clred_ctx *ctx, const clred_dimage *new_img, const clred_dimage *ref,
+                                   const clred_psf *psf_new, const clred_psf *psf_ref, const clred_al_opts *opts,
+                                   clred_al_result *out)
+{
+    memset(out, 0, sizeof *out);
+    clred_al_opts defaults = clred_al_defaults();
+    const clred_al_opts *o = opts ? opts : &defaults;
+    double fwhm_n = 0, fwhm_r = 0;
+    CLRED_TRY(check(new_img, ref, psf_new, psf_ref, o, &fwhm_n, &fwhm_r));
+    int conv_ref = o->convolve == CLRED_AL_CONVOLVE_REF ||
+                   (o->convolve == CLRED_AL_CONVOLVE_AUTO && fwhm_r <= fwhm_n);
+    al_state s;
+    memset(&s, 0, sizeof s);
+    s.ctx = ctx;
+    s.w = new_img->width;
+    s.h = new_img->height;
+    s.ko = o->kernel_order;
+    s.bo = o->bg_order;
+    double lev_n, lev_r, sig_n, sig_r;
+    clred_status st = level_and_noise(new_img, o->ignore_bits, "new", &lev_n, &sig_n);
+    if (st == CLRED_OK)
+        st = level_and_noise(ref, o->ignore_bits, "reference", &lev_r, &sig_r);
+    if (st != CLRED_OK)
+        return st;
+    if (!o->subtract_background)
+        lev_n = lev_r = 0;
+    al_side sn = {new_img, (float)lev_n, (float)(sig_n * sig_n), (float)o->i_lower, (float)o->i_upper};
+    al_side sr = {ref, (float)lev_r, (float)(sig_r * sig_r), (float)o->t_lower, (float)o->t_upper};
+    s.ti = conv_ref ? sr : sn;
+    s.ii = conv_ref ? sn : sr;
+    double fwhm_t = conv_ref ? fwhm_r : fwhm_n, fwhm_i = conv_ref ? fwhm_n : fwhm_r;
+    double sm = sqrt(fabs(fwhm_i * fwhm_i - fwhm_t * fwhm_t)) / 2.354820045;
+    sm = sm > 0.5 ? sm : 0.5;
+    int hw = o->half_width > 0 ? o->half_width : (int)ceil(3.0 * fmax(fwhm_n, fwhm_r));
+    hw = hw < 3 ? 3 : hw;
+    s.r = o->fit_half > 0 ? o->fit_half : hw;
+    if ((size_t)(4 * (hw + s.r) + 1) > s.w || (size_t)(4 * (hw + s.r) + 1) > s.h)
+        return clred_fail(CLRED_ERR_INPUT,
+                          "Alard-Lupton: a %zu x %zu image is too small for a kernel half-width of %d px and stamps "
+                          "of %d px",
+                          s.w, s.h, hw, 2 * s.r + 1);
+    double sig[CLRED_AL_MAX_GAUSS];
+    for (int k = 0; k < o->ngauss; k++)
+        sig[k] = o->gauss_scale[k] * sm;
+    out->convolved_ref = conv_ref;
+    out->sigma_match = sm;
+    out->bkg_new = lev_n;
+    out->bkg_ref = lev_r;
+    out->sigma_new = sig_n;
+    out->sigma_ref = sig_r;
+    st = al_basis_build(o->ngauss, sig, o->gauss_deg, hw, &s.basis);
+    if (st == CLRED_OK)
+        st = pick_stamps(ctx, ref, fwhm_r, o, hw, s.r, &s.cx, &s.cy, &s.ns);
+    int nv = s.basis.nbasis + 2;
+    if (st == CLRED_OK && s.ns == 0)
+        st = clred_fail(CLRED_ERR_INPUT, "Alard-Lupton: no isolated star with S/N >= %g for a stamp", o->stamp_snr);
+    if (st == CLRED_OK) {
+        s.dots = malloc(s.ns * (size_t)nv * nv * sizeof *s.dots);
+        s.nbad = malloc(s.ns * sizeof *s.nbad);
+        s.use = malloc(s.ns * sizeof *s.use);
+        if (!s.dots || !s.nbad || !s.use)
+            st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu stamps", s.ns);
+    }
+    if (st == CLRED_OK)
+        st = al_stamp_dots_dev(ctx, &s.ti, &s.ii, o->ignore_bits, &s.basis, s.r, s.cx, s.cy, s.ns, s.dots, s.nbad);
+    if (st == CLRED_OK)
+        st = fit(&s, o, out);
+    if (st == CLRED_OK && !(out->ksum > 0))
+        st = clred_fail(CLRED_ERR_INPUT, "Alard-Lupton: the kernel sum came out %g", out->ksum);
+    /* D in the convolved image's system is divided by the kernel sum */
+    int norm_to_t = (o->normalize == CLRED_AL_NORM_REF) == conv_ref;
+    float norm = norm_to_t ? (float)out->ksum : 1.0f, sign = conv_ref ? 1.0f : -1.0f;
+    out->photnorm_scale = norm;
+    if (st == CLRED_OK)
+        st = clred_dimage_like(new_img, 1, 1, 1, &out->diff);
+    if (st == CLRED_OK)
+        st = clred_dimage_like(new_img, 0, 0, 1, &out->conv);
+    if (st == CLRED_OK)
+        st = clred_dimage_like(new_img, 0, 1, 1, &out->score);
+    if (st == CLRED_OK)
+        st = convolve(&s, o, sign, norm, out);
+    if (st == CLRED_OK)
+        st = solution_products(&s, o, out);
+    if (st == CLRED_OK)
+        st = copy_psf(conv_ref ? psf_new : psf_ref, &out->psf_diff);
+    if (st == CLRED_OK && o->decorrelate && !out->psf_diff.data)
+        st = clred_fail(CLRED_ERR_USAGE, "Alard-Lupton: decorrelation needs the PSFs (for the difference's)");
+    if (st == CLRED_OK && out->psf_diff.data)
+        st = fourier(&s, o, norm, out);
+    if (st == CLRED_OK)
+        st = score_spread(out);
+    if (st == CLRED_OK) {
+        clred_header *hd = clred_dimage_header(out->diff);
+        st = clred_header_set_string(hd, "DIFFMETH", "AL", "difference imaging method: Alard-Lupton");
+        if (st == CLRED_OK)
+            st = clred_header_set_string(hd, "CONVOL", conv_ref ? "TEMPLATE" : "IMAGE",
+                                         conv_ref ? "the reference was convolved" : "the new image was convolved");
+        if (st == CLRED_OK)
+            st = clred_header_set_double(hd, "KSUM", out->ksum, "kernel sum");
+        if (st == CLRED_OK)
+            st = clred_header_set_string(hd, "PHOTNORM", norm_to_t == conv_ref ? "t" : "i",
+                                         "photometric system of the difference (t: reference, i: new)");
+        if (st == CLRED_OK)
+            st = clred_header_set_double(hd, "ALSIGMA", sm, "matching sigma, px");
+        if (st == CLRED_OK)
+            st = clred_header_set_double(hd, "ALHW", hw, "kernel half-width, px");
+        if (st == CLRED_OK)
+            st = clred_header_set_double(hd, "ALKORD", s.ko, "kernel spatial order used");
+        if (st == CLRED_OK)
+            st = clred_header_set_double(hd, "ALBGORD", s.bo, "background spatial order used");
+        if (st == CLRED_OK)
+            st = clred_header_set_double(hd, "ALNSTAMP", (double)out->nstamps_used, "stamps used");
+        if (st == CLRED_OK)
+            st = clred_header_set_double(hd, "ALFOM", out->fom, "mean chi^2 per pixel of the stamps");
+        if (st == CLRED_OK)
+            st = clred_header_set_double(hd, "ALSCSD", out->score_std, "robust std of D / sigma");
+        if (st == CLRED_OK)
+            st = clred_header_set_double(hd, "ALDECORR", o->decorrelate ? 1.0 : 0.0, "decorrelated (DMTN-021)");
+    }
+    state_free(&s);
+    if (st != CLRED_OK)
+        clred_al_result_free(out);
+    return st;
+}
+
+clred_status clred_subtract_al(clred_ctx *ctx, const clred_image *new_img, const clred_image *ref,
+                               const clred_psf *psf_new, const clred_psf *psf_ref, const clred_al_opts *opts,
+                               clred_al_result *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!new_img || !ref || !new_img->sci || !ref->sci)
+        return clred_fail(CLRED_ERR_USAGE, "Alard-Lupton: no %s image", new_img && new_img->sci ? "reference" : "new");
+    clred_dimage *dn = NULL, *dr = NULL;
+    clred_status st = clred_dimage_borrow(ctx, new_img, &dn);
+    if (st == CLRED_OK)
+        st = clred_dimage_borrow(ctx, ref, &dr);
+    if (st == CLRED_OK)
+        st = clred_subtract_al_dev(ctx, dn, dr, psf_new, psf_ref, opts, out);
+    clred_status sync = clred_sync(ctx);
+    if (st == CLRED_OK && sync != CLRED_OK) {
+        clred_al_result_free(out);
+        st = sync;
+    }
+    clred_dimage_free(dn);
+    clred_dimage_free(dr);
+    return st;
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# clred subtract --method al end to end on a simulated pair: the difference
+# MEF (SCI, VAR, MASK, CONV, SCORE, DETECT, DECORR, DECORRVAR) with KSUM,
+# CONVOL and PHOTNORM in its header, the kernel solution file, candidates
+# that match the injected truth with their signs, the HOTPANTS-like options,
+# usage errors and nothing left behind on failure.
+set -u
+BIN=${CLRED_BIN:?CLRED_BIN is not set}
+TMP=${CLRED_TEST_TMP:-/tmp}/cli_subtract_al
+rm -rf "$TMP"
+mkdir -p "$TMP"
+cd "$TMP" || exit 1
+fails=0
+. "$(dirname "$0")/lib_cli.sh"
+expect_rc() { # expected exit code, description, command...
+    local want=$1 what=$2
+    shift 2
+    "$@" >out.txt 2>err.txt
+    local rc=$?
+    if [ "$rc" -eq "$want" ]; then
+        echo "ok: $what (exit $rc)"
+    else
+        echo "FAIL: $what: exit $rc, expected $want; stderr: $(cat err.txt)"
+        fails=$((fails + 1))
+    fi
+}
+no_leftovers() { [ -z "$(ls -A | grep -E '\.tmp$')" ]; }
+
+expect_rc 0 "simulate-pair" "$BIN" simulate-pair -o pair --size 192x192 --ntransients 20 --nholes 2 --seed 7
+expect_rc 0 "subtract --method al" "$BIN" subtract pair/new.fits pair/ref.fits -o diff.fits --method al \
+    --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits --decorrelate --normalize i --candidates cands.csv \
+    --kernel-out kernel.fits --psf-out pd.fits --json
+check "JSON names the method" grep -q '"method": "al"' out.txt
+check "the reference (sharper) was convolved" grep -q '"convolved": "reference"' out.txt
+ksum=$(grep -o '"ksum": [-0-9.e]*' out.txt | awk '{print $2}')
+check "kernel sum near 1 (same zero points): $ksum" near "$ksum" 1 0.03
+check "difference planes" sh -c "for e in CONV SCORE DETECT DECORR DECORRVAR; do grep -aq \"EXTNAME = '\$e\" diff.fits || exit 1; done"
+check "KSUM, CONVOL, PHOTNORM in the header" sh -c "grep -aq 'KSUM    =' diff.fits && grep -aq \"CONVOL  = 'TEMPLATE\" diff.fits && grep -aq \"PHOTNORM= 'i\" diff.fits"
+check "kernel file: images and the solution table" sh -c "grep -aq 'KGRID   =' kernel.fits && grep -aq \"EXTNAME = 'SOLUTION\" kernel.fits"
+check "the difference's PSF" test -s pd.fits
+# (the difference is NO_DATA within the kernel's half-width, 3 x 4.5 px, of the border)
+found_all() {
+    awk -F, 'NR == FNR { if (FNR > 1) { cx[FNR] = $2; cy[FNR] = $3; pos[FNR] = $6; n = FNR } next }
+             FNR > 1 && $4 >= 10 && $1 >= 15 && $2 >= 15 && $1 <= 176 && $2 <= 176 { want++; for (i = 2; i <= n; i++) { dx = cx[i] - $1; dy = cy[i] - $2;
+                 if (dx * dx + dy * dy <= 4 && pos[i] == ($3 > 0)) { got++; break } } }
+             END { printf "truth S/N >= 10: %d, found with the right sign: %d\n", want, got; exit !(want >= 5 && got == want) }' \
+        cands.csv pair/truth.csv
+}
+check "bright injected sources found with their signs" found_all
+
+expect_rc 0 "HOTPANTS-like options" "$BIN" subtract pair/new.fits pair/ref.fits -o diff2.fits --method al \
+    --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits --convolve i --ng "2 4 1.0 2 2.5" --hw 9 --rss 8 \
+    --ko 0 --bgo 0 --tu 1e9 --iu 1e9 --max-stamps 40 --json
+check "the new image convolved when asked" grep -q '"convolved": "new"' out.txt
+check "no DECORR without --decorrelate" sh -c "! grep -aq \"EXTNAME = 'DECORR\" diff2.fits"
+
+expect_rc 2 "--kernel-out needs --method al" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --kernel-out k.fits
+expect_rc 2 "--ko out of range" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --method al --ko 4
+expect_rc 2 "--ng malformed" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --method al --ng "2 4 1.0"
+expect_rc 2 "--convolve unknown" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --method al --convolve both
+expect_rc 1 "a kernel too large for the image" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --method al \
+    --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits --hw 60
+check "nothing written on failure" sh -c "test ! -e x.fits && test ! -e k.fits"
+check "no temporaries left" no_leftovers
+
+[ "$fails" -eq 0 ] && echo "all passed" || echo "$fails failed"
+exit $((fails > 0))

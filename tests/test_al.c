@@ -1,0 +1,468 @@
+/* Alard-Lupton subtraction (host/steps/alard_lupton.c, al_basis.c, al_fit.c,
+ * kernels/al.cl):
+ *  - the basis, the stamps' normal equations (device), the solution (host)
+ *    and the spatially varying convolution (device) against the
+ *    double-precision reference in tests/reference/al_ref.c;
+ *  - on simulated pairs with their truth: D / sigma after decorrelation in
+ *    sky has standard deviation 1 +- 0.05; completeness >= 95 % at S/N >= 8;
+ *    PSF fluxes of the injected sources unbiased within their errors; fading
+ *    sources negative; no candidate on the template's NaN holes; both ways
+ *    round (the reference convolved, or the new image when it is sharper). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "al.h"
+#include "al_ref.h"
+#include "harness.h"
+
+static void download(const clred_dimage *d, clred_image *img)
+{
+    memset(img, 0, sizeof *img);
+    CHECK_OK(clred_dimage_download(d, img));
+}
+
+static int usable(const clred_image *img, size_t i)
+{
+    return isfinite(img->sci[i]) && !(img->mask && (img->mask[i] & CLRED_MASK_UNUSABLE));
+}
+
+/* Sum of the stamps' chi^2 for a solution (laid out as al_ref_solve's) under equations S. */
+static double chi2_of(const double *coef, const double *S, int ns, const int *cx, const int *cy, size_t w, size_t h,
+                      int nbasis, int ko, int bo)
+{
+    int nv = nbasis + 2, nk = (ko + 1) * (ko + 2) / 2, nbg = (bo + 1) * (bo + 2) / 2;
+    double *c = malloc((size_t)nv * sizeof *c), total = 0;
+    for (int s = 0; s < ns; s++) {
+        double xs = 2.0 * cx[s] / (double)(w - 1) - 1, ys = 2.0 * cy[s] / (double)(h - 1) - 1, p[10];
+        int n = 0;
+        for (int d = 0; d <= 3; d++)
+            for (int j = 0; j <= d; j++)
+                p[n++] = pow(xs, d - j) * pow(ys, j);
+        c[0] = coef[0];
+        for (int b = 1; b < nbasis; b++) {
+            c[b] = 0;
+            for (int l = 0; l < nk; l++)
+                c[b] += coef[1 + (b - 1) * nk + l] * p[l];
+        }
+        c[nbasis] = 0;
+        for (int m = 0; m < nbg; m++)
+            c[nbasis] += coef[1 + (nbasis - 1) * nk + m] * p[m];
+        const double *M = S + (size_t)s * nv * nv;
+        double x2 = M[nv * nv - 1];
+        for (int a = 0; a <= nbasis; a++) {
+            x2 -= 2 * c[a] * M[a * nv + nv - 1];
+            for (int b = 0; b <= nbasis; b++)
+                x2 += c[a] * c[b] * M[a * nv + b];
+        }
+        total += x2;
+    }
+    free(c);
+    return total;
+}
+
+/* A 144 x 144 pair (Gaussian PSFs 3 -> 4 px), kernel half-width 6, a fitted box of 6. */
+static void against_reference(clred_ctx *ctx)
+{
+    clred_pair_opts po = clred_pair_defaults();
+    po.width = po.height = 144;
+    po.psf_kind = CLRED_PSF_GAUSSIAN;
+    po.ref_fwhm = 3.0;
+    po.new_fwhm = 4.0;
+    po.nstars = 60;
+    po.ntransients = 10;
+    po.nholes = 2;
+    po.seed = 11;
+    clred_pair p;
+    CHECK_OK(clred_simulate_pair(&po, &p));
+    const size_t w = 144, h = 144;
+    const int hw = 6, r = 6;
+    double sig[3] = {0.7 * 1.2, 1.5 * 1.2, 3.0 * 1.2};
+    int deg[3] = {6, 4, 2};
+
+    /* basis: float filters against the definition in double */
+    al_basis b;
+    CHECK_OK(al_basis_build(3, sig, deg, hw, &b));
+    int nbr;
+    double *rb = al_ref_basis(3, sig, deg, hw, &nbr);
+    CHECK(nbr == b.nbasis && nbr == 49);
+    int ks = 2 * hw + 1, nt = ks * ks;
+    double eb = 0, peak = 0;
+    for (int i = 0; i < nbr * nt; i++) {
+        eb = fmax(eb, fabs(b.images[i] - rb[i]));
+        peak = fmax(peak, fabs(rb[i]));
+    }
+    printf("basis: worst %.3g of peak %.3g\n", eb, peak);
+    CHECK(eb <= 1e-6 * peak);
+
+    /* stamps: the brightest clean star peak of each of 3 x 3 cells, and one on a template hole */
+    enum { NS = 10 };
+    int cx[NS], cy[NS];
+    for (int i = 0; i < 9; i++) {
+        float best = -INFINITY;
+        cx[i] = 24 + (i % 3) * 48;
+        cy[i] = 24 + (i / 3) * 48;
+        for (int y = (i / 3) * 48; y < (i / 3 + 1) * 48; y++)
+            for (int x = (i % 3) * 48; x < (i % 3 + 1) * 48; x++) {
+                if (x < r + hw || y < r + hw || x >= (int)w - r - hw || y >= (int)h - r - hw)
+                    continue;
+                float v = p.ref.sci[(size_t)y * w + (size_t)x];
+                if (!(v > best))
+                    continue;
+                int clean = 1;
+                for (int yy = y - r - hw; yy <= y + r + hw && clean; yy++)
+                    for (int xx = x - r - hw; xx <= x + r + hw && clean; xx++)
+                        clean = usable(&p.ref, (size_t)yy * w + (size_t)xx) && usable(&p.new_img, (size_t)yy * w + (size_t)xx);
+                if (clean) {
+                    best = v;
+                    cx[i] = x;
+                    cy[i] = y;
+                }
+            }
+    }
+    cx[9] = (int)lround(p.hole_xy[0]);
+    cy[9] = (int)lround(p.hole_xy[1]);
+    CHECK(cx[9] >= r + hw && cy[9] >= r + hw && cx[9] < (int)w - r - hw && cy[9] < (int)h - r - hw);
+    clred_dimage *dn, *dr;
+    CHECK_OK(clred_dimage_upload(ctx, &p.new_img, &dn));
+    CHECK_OK(clred_dimage_upload(ctx, &p.ref, &dr));
+    const float tlev = 300.0f, ilev = 310.0f;
+    al_side ti = {dr, tlev, 1.0f, -INFINITY, INFINITY}, ii = {dn, ilev, 1.0f, -INFINITY, INFINITY};
+    int nv = b.nbasis + 2;
+    double *dots = malloc((size_t)NS * nv * nv * sizeof *dots), *rdots = malloc((size_t)NS * nv * nv * sizeof *rdots);
+    int nbad[NS];
+    CHECK_OK(al_stamp_dots_dev(ctx, &ti, &ii, CLRED_MASK_UNUSABLE, &b, r, cx, cy, NS, dots, nbad));
+    double ed = 0;
+    for (int s = 0; s < NS; s++) {
+        al_ref_stamp(p.ref.sci, p.ref.var, 0, tlev, p.new_img.sci, p.new_img.var, 0, ilev, w, rb, nbr, hw, r, cx[s],
+                     cy[s], rdots + (size_t)s * nv * nv);
+        int bad = 0;
+        for (int y = cy[s] - r - hw; y <= cy[s] + r + hw; y++)
+            for (int x = cx[s] - r - hw; x <= cx[s] + r + hw; x++)
+                bad += !usable(&p.ref, (size_t)y * w + (size_t)x);
+        CHECK_MSG((nbad[s] > 0) == (bad > 0), "stamp %d: %d unusable pixels on the device, %d in the reference", s,
+                  nbad[s], bad);
+        if (bad)
+            continue;
+        const double *S = dots + (size_t)s * nv * nv, *R = rdots + (size_t)s * nv * nv;
+        for (int a = 0; a < nv; a++)
+            for (int c = 0; c < nv; c++)
+                ed = fmax(ed, fabs(S[a * nv + c] - R[a * nv + c]) / sqrt(R[a * nv + a] * R[c * nv + c]));
+    }
+    CHECK(nbad[9] > 0);
+    /* The device sums in float the ~26 products of each of two separable
+     * passes (relative error ~ 26 eps = 1.5e-6 of the absolute sums, which
+     * are within ~10x of the vectors' norms on sky-subtracted data) and the
+     * dot products in acc_t: 1e-4 of sqrt(S_aa S_bb) bounds that with margin. */
+    printf("normal equations: worst %.3g of sqrt(S_aa S_bb)\n", ed);
+    CHECK(ed <= 1e-4);
+
+    /* the solution: the library's solver and the reference's Cholesky on the
+     * same (reference) equations, then the library's on the device's */
+    int use[NS], ko = 1, bo = 1;
+    for (int s = 0; s < NS; s++)
+        use[s] = s < 9;
+    int nunk = al_nunknowns(nbr, ko, bo);
+    double *c_lib = malloc((size_t)nunk * sizeof(double)), *c_ref = malloc((size_t)nunk * sizeof(double)),
+           *c_dev = malloc((size_t)nunk * sizeof(double));
+    CHECK_OK(al_solve(rdots, NS, use, cx, cy, w, h, nbr, ko, bo, c_lib, NULL));
+    CHECK(al_ref_solve(rdots, 9, cx, cy, w, h, nbr, ko, bo, AL_RIDGE, c_ref) == 0);
+    double *c_ls = malloc((size_t)nunk * sizeof(double));
+    CHECK(al_ref_solve(rdots, 9, cx, cy, w, h, nbr, ko, bo, 0.0, c_ls) == 0);
+    CHECK_OK(al_solve(dots, NS, use, cx, cy, w, h, nbr, ko, bo, c_dev, NULL));
+    double *k1 = malloc((size_t)nt * sizeof(double)), *k2 = malloc((size_t)nt * sizeof(double)),
+           *k3 = malloc((size_t)nt * sizeof(double));
+    double es = 0, edv = 0, kp = 0;
+    for (int s = 0; s < 9; s++) {
+        al_ref_kernel(c_lib, rb, nbr, hw, ko, cx[s], cy[s], w, h, k1);
+        al_ref_kernel(c_ref, rb, nbr, hw, ko, cx[s], cy[s], w, h, k2);
+        al_ref_kernel(c_dev, rb, nbr, hw, ko, cx[s], cy[s], w, h, k3);
+        for (int t = 0; t < nt; t++) {
+            es = fmax(es, fabs(k1[t] - k2[t]));
+            edv = fmax(edv, fabs(k3[t] - k2[t]));
+            kp = fmax(kp, fabs(k2[t]));
+        }
+    }
+    /* Same equations, two solvers in double: the kernels agree to the
+     * system's conditioning times eps (1e-6 of the peak). The device's
+     * equations differ by < 1e-6 relative, but the Gaussian x polynomial
+     * basis is so far from orthogonal that this moves the coefficients
+     * along directions the data barely constrain (the ridge bounds them):
+     * what must agree is the fit, i.e. the chi^2 under the reference's
+     * equations, to 1e-4 of it (its own noise is sqrt(2 / npix) = 4 % of
+     * it), and the kernel to 1 % of its peak. */
+    double x2_ls = chi2_of(c_ls, rdots, 9, cx, cy, w, h, nbr, ko, bo);
+    double x2_ref = chi2_of(c_ref, rdots, 9, cx, cy, w, h, nbr, ko, bo);
+    printf("ridge: chi^2 %.6f, without %.6f\n", x2_ref, x2_ls);
+    free(c_ls);
+    double x2_dev = chi2_of(c_dev, rdots, 9, cx, cy, w, h, nbr, ko, bo);
+    printf("solution: solvers differ by %.3g of a kernel peak %.3g; chi^2 %.6f (reference), %.6f (from the device's "
+           "equations; the kernel moved by %.3g)\n",
+           es, kp, x2_ref, x2_dev, edv);
+    CHECK(es <= 1e-6 * kp);
+    CHECK(x2_dev >= x2_ref * (1 - 1e-9));
+    CHECK(x2_dev - x2_ref <= 1e-4 * x2_ref);
+    CHECK(edv <= 1e-2 * kp);
+
+    /* the whole subtraction, then its convolution against the reference's from the returned terms */
+    clred_al_opts o = clred_al_defaults();
+    o.half_width = hw;
+    o.fit_half = r;
+    o.kernel_order = 1;
+    o.bg_order = 1;
+    o.block = 16;
+    clred_al_result a;
+    CHECK_OK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, &o, &a));
+    CHECK(a.convolved_ref == 1);
+    printf("subtraction: %zu of %zu stamps, orders %d/%d, ksum %.5f, fom %.3f\n", a.nstamps_used, a.nstamps,
+           a.kernel_order, a.bg_order, a.ksum, a.fom);
+    CHECK_NEAR(a.ksum, 1.0, 0.03);
+    clred_image d;
+    download(a.diff, &d);
+    double *coef = malloc(a.nterms * sizeof *coef), *kk = malloc((size_t)nt * sizeof *kk);
+    double sub_sig[3] = {0, 0, 0};
+    for (size_t u = 0; u < a.nterms; u++) {
+        coef[u] = a.terms[u].coeff;
+        if (a.terms[u].gauss >= 0)
+            sub_sig[a.terms[u].gauss] = a.terms[u].sigma;
+    }
+    /* the basis of the subtraction: sigmas scaled to its matching sigma */
+    CHECK_NEAR(sub_sig[0] / 0.7, a.sigma_match, 1e-9);
+    free(rb);
+    rb = al_ref_basis(3, sub_sig, deg, hw, &nbr);
+    double worst = 0, worst_var = 0;
+    size_t nan_mismatch = 0, compared = 0;
+    for (size_t y = 0; y < h; y++)
+        for (size_t x = 0; x < w; x++) {
+            size_t i = y * w + x;
+            int inside = (int)x >= hw && (int)y >= hw && (int)x < (int)w - hw && (int)y < (int)h - hw;
+            int clean = inside && usable(&p.new_img, i);
+            for (int v = -hw; clean && v <= hw; v++)
+                for (int u = -hw; clean && u <= hw; u++)
+                    clean = usable(&p.ref, (y - v) * w + x - u);
+            if (clean != (int)isfinite(d.sci[i]))
+                nan_mismatch++;
+            if (!clean || (x * 7 + y * 3) % 5 != 0)
+                continue;
+            double bx = fmin((double)(x / 16) * 16 + 7.5, (double)w - 1), by = fmin((double)(y / 16) * 16 + 7.5, (double)h - 1);
+            al_ref_kernel(coef, rb, nbr, hw, a.kernel_order, bx, by, w, h, kk);
+            double c, cv, as;
+            al_ref_convolve(kk, hw, p.ref.sci, p.ref.var, 0, a.bkg_ref, w, (int)x, (int)y, &c, &cv, &as);
+            double xs = 2.0 * x / (w - 1) - 1, ys = 2.0 * y / (h - 1) - 1, bg = 0;
+            for (size_t u = 0; u < a.nterms; u++)
+                if (a.terms[u].gauss < 0)
+                    bg += a.terms[u].coeff * pow(xs, a.terms[u].sx) * pow(ys, a.terms[u].sy);
+            double norm = a.photnorm_scale;
+            double dref = (p.new_img.sci[i] - a.bkg_new - c - bg) / norm;
+            double vref = (p.new_img.var[i] + cv) / (norm * norm);
+            /* float sums of 169 products: ~sqrt(169) eps = 8e-7 of the sum of their magnitudes
+             * (13 eps = 1e-5 at worst); 2e-6 of it, plus 1e-4 sigma for the rounding of D itself */
+            double tol = 2e-6 * (as + fabs(p.new_img.sci[i]) + fabs(bg)) / norm + 1e-4 * sqrt(vref);
+            worst = fmax(worst, fabs(d.sci[i] - dref) / tol);
+            worst_var = fmax(worst_var, fabs(d.var[i] - vref) / (1e-6 * vref));
+            compared++;
+        }
+    printf("convolution: %zu pixels, worst %.3g of the tolerance, variance %.3g of 1e-6, NaN pattern mismatches %zu\n",
+           compared, worst, worst_var, nan_mismatch);
+    CHECK(compared > 1000);
+    CHECK(worst <= 1.0);
+    CHECK(worst_var <= 1.0);
+    CHECK(nan_mismatch == 0);
+    /* the kernel images are the solution's at their positions */
+    al_ref_kernel(coef, rb, nbr, hw, a.kernel_order, a.kernel_x[4], a.kernel_y[4], w, h, kk);
+    double ek = 0;
+    for (int t = 0; t < nt; t++)
+        ek = fmax(ek, fabs(a.kernel_images[4 * (size_t)nt + t] - kk[t]));
+    CHECK(a.kernel_grid == 3 && a.ksize == (size_t)ks);
+    CHECK(ek <= 1e-5 * kp);
+
+    free(coef);
+    free(kk);
+    clred_image_free(&d);
+    clred_al_result_free(&a);
+    free(k1);
+    free(k2);
+    free(k3);
+    free(c_lib);
+    free(c_ref);
+    free(c_dev);
+    free(dots);
+    free(rdots);
+    free(rb);
+    al_basis_free(&b);
+    clred_dimage_free(dn);
+    clred_dimage_free(dr);
+    clred_pair_free(&p);
+}
+
+/* Standard deviation of the usable values of the score. */
+static double score_std(const clred_image *sc)
+{
+    double s = 0, s2 = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < sc->width * sc->height; i++) {
+        if (!isfinite(sc->sci[i]) || (sc->mask && (sc->mask[i] & (CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE))))
+            continue;
+        s += sc->sci[i];
+        s2 += (double)sc->sci[i] * sc->sci[i];
+        n++;
+    }
+    double m = s / (double)n;
+    return sqrt(s2 / (double)n - m * m);
+}
+
+/* Sky: stars only (they make the stamps; their residuals count with their
+ * own photon noise in VAR); D / sigma of the decorrelated difference over
+ * every usable pixel. */
+static void sky(clred_ctx *ctx)
+{
+    clred_pair_opts po = clred_pair_defaults();
+    po.ngalaxies = po.ntransients = po.ncosmics = po.nsaturated = 0;
+    po.nstars = 50;
+    po.seed = 5;
+    clred_pair p;
+    CHECK_OK(clred_simulate_pair(&po, &p));
+    clred_al_opts o = clred_al_defaults();
+    o.decorrelate = 1;
+    clred_al_result a;
+    CHECK_OK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, &o, &a));
+    clred_image sc;
+    download(a.score, &sc);
+    double s1 = score_std(&sc);
+    printf("sky: std of decorrelated D / sigma %.4f (robust %.4f), ksum %.4f, %zu of %zu stamps, PSF FWHM %.2f -> %.2f\n",
+           s1, a.score_std, a.ksum, a.nstamps_used, a.nstamps, p.new_psf.fwhm, a.psf_diff.fwhm);
+    CHECK_NEAR(s1, 1.0, 0.05);
+    CHECK(a.decorr != NULL);
+    clred_image_free(&sc);
+    clred_al_result_free(&a);
+    clred_pair_free(&p);
+}
+
+/* Candidates against the truth (as test_zogy's with_sources). */
+static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double new_fwhm, clred_psf_kind kind,
+                         int expect_conv_ref)
+{
+    clred_pair_opts po = clred_pair_defaults();
+    po.seed = seed;
+    po.ref_fwhm = ref_fwhm;
+    po.new_fwhm = new_fwhm;
+    po.psf_kind = kind;
+    po.ntransients = 45;
+    po.nholes = 6;
+    clred_pair p;
+    CHECK_OK(clred_simulate_pair(&po, &p));
+    clred_al_opts o = clred_al_defaults();
+    o.decorrelate = 1;
+    o.normalize = CLRED_AL_NORM_NEW; /* fluxes in the new image's e-, as the truth */
+    clred_al_result a;
+    CHECK_OK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, &o, &a));
+    CHECK(a.convolved_ref == expect_conv_ref);
+    clred_candidate *c = NULL;
+    size_t nc = 0;
+    CHECK_OK(clred_find_candidates_dev(ctx, a.detect, a.decorr, &a.psf_diff, NULL, &c, &nc));
+    clred_image sc;
+    download(a.score, &sc);
+    size_t bright = 0, found = 0, fading = 0, fading_neg = 0, used = 0;
+    double pull = 0, pull2 = 0;
+    char *matched = calloc(nc + 1, 1);
+    for (size_t t = 0; t < p.ntransients; t++) {
+        const clred_pair_transient *tr = &p.transients[t];
+        long best = -1;
+        for (size_t k = 0; k < nc; k++)
+            if (hypot(c[k].x - tr->x, c[k].y - tr->y) <= 2.0 && (best < 0 || fabs(c[k].score) > fabs(c[best].score)))
+                best = (long)k;
+        if (best >= 0)
+            matched[best] = 1;
+        size_t q = (size_t)lround(tr->y) * 256 + (size_t)lround(tr->x);
+        if (tr->snr < 8 || (sc.mask[q] & (CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE)))
+            continue;
+        bright++;
+        if (best < 0)
+            printf("  missed transient at (%.1f, %.1f) flux %.0f S/N %.1f on galaxy %d: D/sigma there %.2f\n", tr->x,
+                   tr->y, tr->flux, tr->snr, tr->on_galaxy, sc.sci[q]);
+        found += best >= 0;
+        if (tr->flux < 0) {
+            fading++;
+            fading_neg += best >= 0 && !c[best].isdiffpos;
+        }
+        if (best >= 0 && !(c[best].flags & CLRED_CAND_MASKED)) {
+            double pl = (c[best].flux - tr->flux) / c[best].flux_err;
+            pull += pl;
+            pull2 += pl * pl;
+            used++;
+        }
+    }
+    size_t false_pos = 0;
+    for (size_t k = 0; k < nc; k++)
+        if (!matched[k])
+            false_pos++;
+    for (size_t k = 0; k < nc; k++)
+        for (size_t hI = 0; hI < p.nholes; hI++)
+            CHECK_MSG(fabs(c[k].x - p.hole_xy[2 * hI]) > 4 || fabs(c[k].y - p.hole_xy[2 * hI + 1]) > 4,
+                      "candidate at (%.1f, %.1f) on the template's hole at (%.1f, %.1f)", c[k].x, c[k].y,
+                      p.hole_xy[2 * hI], p.hole_xy[2 * hI + 1]);
+    double mean = used ? pull / (double)used : NAN, sd = used > 1 ? sqrt(pull2 / (double)used - mean * mean) : NAN;
+    printf("seed %llu fwhm %.1f -> %.1f (%s convolved, ksum %.4f, %zu of %zu stamps, orders %d/%d): %zu candidates, "
+           "completeness %zu / %zu at S/N >= 8, fading %zu / %zu negative, %zu unmatched, flux pull %.2f +- %.2f over "
+           "%zu\n",
+           (unsigned long long)seed, ref_fwhm, new_fwhm, a.convolved_ref ? "reference" : "new image", a.ksum,
+           a.nstamps_used, a.nstamps, a.kernel_order, a.bg_order, nc, found, bright, fading_neg, fading, false_pos,
+           mean, sd, used);
+    CHECK(bright >= 20);
+    CHECK((double)found >= 0.95 * (double)bright);
+    CHECK(fading_neg == fading);
+    CHECK(used >= 15);
+    CHECK(fabs(mean) <= 3.0 * sd / sqrt((double)used) + 0.1);
+    CHECK(sd > 0.6 && sd < 1.6);
+    for (size_t t = 0; t < p.ntransients; t++) {
+        const clred_pair_transient *tr = &p.transients[t];
+        for (size_t k = 0; k < nc; k++)
+            if (hypot(c[k].x - tr->x, c[k].y - tr->y) <= 2.0 && tr->snr >= 8)
+                CHECK_MSG(c[k].isdiffpos == (tr->flux > 0), "transient at (%.1f, %.1f) flux %.0f: isdiffpos %d",
+                          tr->x, tr->y, tr->flux, c[k].isdiffpos);
+    }
+    free(matched);
+    free(c);
+    clred_image_free(&sc);
+    clred_al_result_free(&a);
+    clred_pair_free(&p);
+}
+
+static void bad_arguments(clred_ctx *ctx)
+{
+    clred_pair_opts po = clred_pair_defaults();
+    po.width = po.height = 96;
+    clred_pair p;
+    CHECK_OK(clred_simulate_pair(&po, &p));
+    clred_al_result a;
+    clred_image small;
+    CHECK_OK(clred_image_alloc(&small, 90, 96, 0, 0));
+    CHECK(clred_subtract_al(ctx, &small, &p.ref, &p.new_psf, &p.ref_psf, NULL, &a) == CLRED_ERR_INPUT);
+    CHECK(clred_subtract_al(ctx, &p.new_img, &p.ref, NULL, NULL, NULL, &a) == CLRED_ERR_USAGE);
+    clred_al_opts o = clred_al_defaults();
+    o.kernel_order = 4;
+    CHECK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, &o, &a) == CLRED_ERR_USAGE);
+    o = clred_al_defaults();
+    o.half_width = 30; /* too large for 96 px */
+    CHECK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, &o, &a) == CLRED_ERR_INPUT);
+    clred_image_free(&small);
+    clred_pair_free(&p);
+}
+
+int main(void)
+{
+    clred_ctx *ctx = harness_ctx();
+    if (!clred_fft_available(CLRED_FFT_DEFAULT)) {
+        printf("SKIP: no FFT backend built in\n");
+        clred_ctx_destroy(ctx);
+        return 77;
+    }
+    against_reference(ctx);
+    sky(ctx);
+    with_sources(ctx, 3, 3.5, 4.5, CLRED_PSF_MOFFAT, 1);  /* new image worse: the reference is convolved */
+    with_sources(ctx, 4, 4.0, 3.0, CLRED_PSF_GAUSSIAN, 0); /* better: the new image is convolved */
+    bad_arguments(ctx);
+    clred_ctx_destroy(ctx);
+    return harness_finish();
+}
