@@ -322,7 +322,8 @@ typedef enum {
 typedef enum {
     CLRED_SCALE_NONE = 0,
     CLRED_SCALE_MULTIPLICATIVE, /* x * (ref_median / frame_median) */
-    CLRED_SCALE_ADDITIVE        /* x + (ref_median - frame_median) */
+    CLRED_SCALE_ADDITIVE,       /* x + (ref_median - frame_median) */
+    CLRED_SCALE_STARS           /* x * clipped median over shared stars of (ref_flux / frame_flux), see below */
 } clred_scale_method;
 
 typedef struct {
@@ -359,6 +360,14 @@ CLRED_API void clred_combine_result_free(clred_combine_result *r);
  *   frame has a VAR plane, its variance is finite;
  * - scaling is to the FIRST frame's median (of its usable pixels); scaled
  *   values are float32; VAR is scaled by factor^2;
+ * - STARS scaling (frames aligned to the first): the first frame's stars
+ *   (clred_detect_stars, the brightest 1000) are measured in an aperture of
+ *   twice their seeing FWHM with a local annulus, S/N >= 10 kept; each frame's
+ *   stars within max(2, FWHM) px of one are measured alike (S/N >= 5) and the
+ *   factor is the 3-sigma-clipped (MAD) median of ref_flux / frame_flux, so
+ *   that a sky level changing apart from the transparency does not bias it.
+ *   Fewer than 3 such stars in a frame is CLRED_ERR_INPUT naming the frame
+ *   (median scaling needs no stars);
  * - rejection works on the sorted usable values (ties ordered by frame):
  *   sigma clipping rejects x < c - sigma_lower * s or x > c + sigma_upper * s,
  *   c = median or mean, s = population std or 1.4826 * MAD about the median;
