@@ -153,6 +153,8 @@ static char *parse_string(parser *ps)
     while (*ps->p && *ps->p != '"') {
         char c = *ps->p++;
         if (c == '\\') {
+            if (!*ps->p)
+                break; /* a backslash ending the text: unterminated, reported below */
             char e = *ps->p++;
             c = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e == 'b' ? '\b' : e == 'f' ? '\f' : e;
             if (e == 'u') { /* kept as '?': clred's files are ASCII */
