@@ -144,6 +144,21 @@ static int write_table(const char *path, int overwrite, const cli_frame *frames,
     return st == CLRED_OK ? EXIT_OK : cli_fail(CMD, st);
 }
 
+/* The library says which frame of the stack failed ("frame N: ..."): the
+ * message names that frame's file instead. */
+static int fail_naming_frame(clred_status s, const cli_frame *frames, size_t n)
+{
+    const char *msg = clred_last_error();
+    size_t i = 0;
+    int used = 0;
+    if (sscanf(msg, "frame %zu: %n", &i, &used) == 1 && used > 0 && i < n) {
+        cli_progress_done();
+        fprintf(stderr, "clred %s: %s[%zu]: %s\n", CMD, frames[i].path, frames[i].frame, msg + used);
+        return cli_exit_code(s);
+    }
+    return cli_fail(CMD, s);
+}
+
 static const char *model_name(clred_match_model m)
 {
     return m == CLRED_MATCH_AFFINE ? "affine" : "similarity";
@@ -536,7 +551,7 @@ int cmd_register(int argc, char **argv)
         else
             s = clred_measure_shifts(ctx, images, n, a.ref_index, &a.popts, shifts);
         if (s != CLRED_OK)
-            rc = cli_fail(CMD, s);
+            rc = fail_naming_frame(s, frames, n);
     }
     cli_progress_done();
     if (rc == EXIT_OK && a.table)
