@@ -577,7 +577,9 @@ class Peers:
             return sep.extract(d - bkg, 1.5, err=bkg.globalrms, minarea=5), bkg.globalrms
 
         t, (objects, rms), n = best_time(lambda: extract(data), self.repeat)
-        self.record("detect", "memory", "SEP Background + extract", t, n, self.detect_agreement(objects, rms),
+        agreement = self.detect_agreement(objects, rms)
+        agreement.update(self.winpos_agreement(data))
+        self.record("detect", "memory", "SEP Background + extract", t, n, agreement,
                     note=f"{len(objects)} sources")
         out = os.path.join(self.out, "sep_sources.csv")
 
@@ -610,6 +612,29 @@ class Peers:
                 "sep_bright": int(len(bright)), "bright_matched_fraction": matched,
                 "median_offset_px": float(np.median(d)), "max_abs": float(np.median(d)), "n_beyond": int(np.sum(d > 1.0)),
                 "note": "max_abs here: the median distance of matched bright sources, px"}
+
+    def winpos_agreement(self, data):
+        """clred's positions are SExtractor's windowed centroids (XWIN) with
+        the window sigma FWHM / 2.3548: sep.winpos from clred's position with
+        the same sigma, on SEP's background-subtracted frame, for clred's
+        unflagged sources with S/N >= 100. The two differ in the background
+        (SEP's mesh vs clred's global level) and in the pixels of neighbours
+        (clred leaves them out of the window)."""
+        import sep
+
+        path = self.outputs.get(("detect", "files"), "")
+        if not path or not os.path.exists(path):
+            return {}
+        cat = np.atleast_1d(np.genfromtxt(path, delimiter=",", names=True))
+        good = cat[(cat["FLAGS"] == 0) & (cat["FLUX"] >= 100 * cat["FLUX_ERR"])]
+        if len(good) == 0:
+            return {"winpos_n": 0}
+        bkg = sep.Background(data)
+        xw, yw, _ = sep.winpos(data - bkg, good["X"], good["Y"], good["FWHM"] / 2.3548200450309493)
+        d = np.hypot(xw - good["X"], yw - good["Y"])
+        return {"winpos_n": int(len(good)), "winpos_median_px": float(np.median(d)),
+                "winpos_p90_px": float(np.percentile(d, 90)),
+                "winpos_rms_axis_px": float(np.sqrt(np.mean(d ** 2) / 2))}
 
     def stats(self, single, single_path):
         from astropy.stats import sigma_clipped_stats
@@ -649,13 +674,14 @@ def main():
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--steps", default="copy,stacks,stackfiles,calibrate,single",
                    help="comma-separated: copy, stacks, stackfiles, calibrate, single (register, stats, "
-                        "cosmic, background, detect, photometry), background, photometry, cosmic")
+                        "cosmic, background, detect, photometry), background, detect, photometry, cosmic")
     args = p.parse_args()
     peers = Peers(args)
     print(f"peers: {peers.depth} x {peers.size}^2 ({peers.values:.3g} values)", file=sys.stderr)
     steps = {"copy": peers.host_copy, "stacks": peers.stacks, "stackfiles": peers.stack_files,
              "calibrate": peers.calibrate, "single": peers.single_frames,
-             "background": peers.background_only, "photometry": peers.photometry, "cosmic": peers.cosmic_only}
+             "background": peers.background_only,
+             "detect": lambda: peers.detect(os.path.join(peers.dir, "pair_ref.fits")), "photometry": peers.photometry, "cosmic": peers.cosmic_only}
     for name in args.steps.split(","):
         if name not in steps:
             p.error(f"unknown step {name}")

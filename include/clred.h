@@ -804,7 +804,10 @@ CLRED_API clred_status clred_cosmic_dev(clred_ctx *ctx, clred_dimage *img, const
  * values), msr = sum r^2 / n and std = sqrt(max(msr - (sum r / n)^2, 0)).
  * MEDIAN: the candidate with the smallest |median|; among exact ties the
  * smallest std; then the lowest pixel index (row-major). Dark frames in
- * ADU are integers, so ties in |median| are common and exact. LSQ: the
+ * ADU are integers, so ties in |median| are common and exact. With a tie
+ * tolerance t > 0 the ties are the candidates with |median| <= (the smallest
+ * |median|) + t (computed in double), among which the smallest std wins,
+ * then the lowest index (a second pass over the candidates). LSQ: the
  * smallest msr, then the lowest index. The search is exhaustive over the
  * candidates, or over those within window columns of the spectral pixel. */
 typedef enum { CLRED_PROXY_MEDIAN = 0, CLRED_PROXY_LSQ } clred_proxy_method;
@@ -814,6 +817,7 @@ typedef struct {
     int window;                /* > 0: candidates within this many columns only (default 0 = all) */
     double fill_value;         /* a value meaning "not downlinked", besides NaN (default NaN = none) */
     double hot_sigma;          /* default 10 */
+    double tie_tolerance;      /* MEDIAN: |median| within this of the smallest ties (default 0 = exact ties) */
 } clred_proxy_opts;
 
 /* Per pixel (width * height, row-major); scores are NaN where no proxy. */
@@ -880,6 +884,40 @@ CLRED_API clred_status clred_trace_fit_infill(clred_image *img, const clred_trac
 CLRED_API clred_status clred_trace_fit_write_csv(const char *path, const char *const *names,
                                                  const clred_trace_fit *fits, size_t nfits, int overwrite);
 
+/* The spectral region found from the trace (clred proxy without a mask):
+ * the profile of each bin of columns is fitted (clred_trace_fit_frame); a
+ * bin gives its centre, width and peak separation from the double Gaussian
+ * where that is a real pair (both peaks positive, the weaker at least a tenth
+ * of the stronger, a smaller chi2 than the single one), else from the single
+ * Gaussian (separation 0). Polynomials of degree order in u = 2 x / (w - 1) - 1
+ * are fitted to the three over the bins (least squares, refitted once
+ * without the bins beyond 4 robust sigmas), and pixel (x, y) is spectral
+ * when |y - centre(x)| <= split(x) / 2 + k sigma(x). The simulator's band
+ * (spectral_half = 5 trace sigmas) is this with k = 5 where the trace has
+ * not split. Give it a frame with the trace well above the noise and
+ * little else: the median of the science frames less the median dark. */
+#define CLRED_TRACE_REGION_MAX_ORDER 3
+typedef struct {
+    size_t bin;  /* columns per fit bin (default 25) */
+    int order;   /* polynomial degree 0..3 (default 2) */
+    double k;    /* half-width in trace sigmas beyond the peaks (default 5) */
+} clred_trace_region_opts;
+
+typedef struct {
+    int order;
+    double k;
+    double centre[CLRED_TRACE_REGION_MAX_ORDER + 1], sigma[CLRED_TRACE_REGION_MAX_ORDER + 1],
+        split[CLRED_TRACE_REGION_MAX_ORDER + 1]; /* coefficients of 1, u, u^2, u^3 */
+    size_t nbins_used, nspectral;
+} clred_trace_region;
+
+CLRED_API clred_trace_region_opts clred_trace_region_defaults(void);
+/* spectral: width * height flags written (1 = spectral); out may be NULL. */
+CLRED_API clred_status clred_trace_region_find(const clred_image *frame, const clred_trace_region_opts *opts,
+                                               uint8_t *spectral, clred_trace_region *out);
+/* The value of coefficients coef (degree order) at u. */
+CLRED_API double clred_trace_region_poly(const double *coef, int order, double u);
+
 /* The proxy-pixel reduction of a set (clred proxy): the match, then per
  * science frame its background and final frame, the median of the science
  * frames and of the final frames, the profile fits of the median final frame
@@ -890,12 +928,18 @@ CLRED_API clred_status clred_trace_fit_write_csv(const char *path, const char *c
  * median_science.fits, median_final.fits, fits.csv, median_final.png,
  * final_NNN.png (asinh), and clean_NNN.fits: the final frame with its empty
  * and negative spectral pixels infilled from its (ratio-tied) fit, then
- * cleaned of cosmic rays (clred_cosmic with opts.cosmic). */
+ * cleaned of cosmic rays (clred_cosmic with opts.cosmic). With spectral
+ * NULL the spectral region is found from the trace in the median science
+ * frame (clred_trace_region_find with opts.region) and written as
+ * spectral.fits (1 = spectral); the frame fitted is the median science frame
+ * less the median dark, since the dark signal and hot pixels would hide the
+ * trace. */
 typedef struct {
     clred_proxy_opts match;
     size_t bin;     /* columns per fit bin (default 25) */
     int png;        /* write the quick-look PNGs (default 1) */
     clred_cosmic_opts cosmic; /* clred_cosmic_defaults() with gain 1, readnoise 3 e-, no saturation level */
+    clred_trace_region_opts region; /* when no spectral region is given (clred_trace_region_defaults()) */
     int overwrite;
 } clred_proxy_run_opts;
 
@@ -903,6 +947,9 @@ typedef struct {
     size_t nspectral, nmatched, ncandidates, nhot, nmissing;
     size_t ninfilled, ncosmic; /* over all final frames */
     double match_s, total_s; /* wall seconds of the search and of the whole run */
+    double match_cpu_s;      /* CPU seconds of the search (the process's, device threads included on a CPU) */
+    int region_found;         /* spectral was NULL: the region was found from the trace */
+    clred_trace_region region; /* then its polynomials */
 } clred_proxy_report;
 
 CLRED_API clred_proxy_run_opts clred_proxy_run_defaults(void);
@@ -1017,7 +1064,9 @@ CLRED_API clred_status clred_infill_dev(clred_ctx *ctx, clred_dimage *img, uint1
 #define CLRED_SRC_NO_BACKGROUND  0x20u /* photometry: too few annulus pixels for a local background */
 
 typedef struct {
-    double x, y;        /* windowed (adaptive Gaussian) centroid */
+    double x, y;        /* windowed centroid (SExtractor's XWIN/YWIN): circular Gaussian window of
+                           sigma sqrt((cxx + cyy) / 2) of the adaptive moments (for a Gaussian
+                           profile SExtractor's 2 r_half / 2.3548), iterated to steps < 1e-4 px */
     double flux;        /* isophotal flux above the background */
     double flux_err;    /* sqrt of the summed variance plane over the isophote, else of rms^2 */
     double peak;        /* highest background-subtracted pixel of the source */
@@ -1029,15 +1078,42 @@ typedef struct {
     unsigned flags;     /* CLRED_SRC_* */
 } clred_source;
 
+/* A detection filter from a SExtractor .conv file: "CONV NORM" or "CONV
+ * NONORM", then one row per line (the first row is the lowest y), '#'
+ * comments and blank lines anywhere; odd sides of at most 31. */
+typedef struct {
+    int width, height;
+    int normalize; /* 1: CONV NORM, 0: CONV NONORM */
+    float *k;      /* width * height, row by row */
+} clred_conv_filter;
+
+/* Reads / parses a filter file (name is the file named in errors). A
+ * malformed file fails with CLRED_ERR_INPUT and a message naming it and the
+ * line. clred_conv_filter_free releases k. */
+CLRED_API clred_status clred_conv_filter_read(const char *path, clred_conv_filter *f);
+CLRED_API clred_status clred_conv_filter_parse(const char *text, size_t len, const char *name, clred_conv_filter *f);
+CLRED_API void clred_conv_filter_free(clred_conv_filter *f);
+
 typedef struct {
     double thresh;           /* threshold in units of the per-pixel background RMS (default 1.5), see below */
     int minarea;             /* minimum pixels of a source (default 5) */
     double fwhm;             /* FWHM (pixels) of the Gaussian matched filter (default 3); 0 = no filter */
-    double deblend_contrast; /* a secondary peak is kept when its drop to the saddle exceeds this fraction
-                                of its height (default 0.2); 0 = no deblending */
+    double deblend_contrast; /* 0 = no deblending; with deblend_nthresh 0, the older rule: a secondary
+                                peak is kept when its drop to the saddle exceeds this fraction of its
+                                height (default 0.2) */
+    int deblend_nthresh;     /* SExtractor's DEBLEND_NTHRESH: levels between the threshold and a
+                                component's peak at which branches are told apart (default 32);
+                                0 = the contrast rule above */
+    double deblend_mincont;  /* SExtractor's DEBLEND_MINCONT: a branch is kept with more than this
+                                fraction of its component's (filtered) flux (default 0.005; 1 = none) */
+    int clean;               /* SExtractor's CLEAN: a source whose peak a brighter neighbour's Moffat
+                                wing explains is merged into it (default 1; 0 = off), see below */
+    double clean_param;      /* CLEAN_PARAM: scales the wing model (default 1; larger cleans more) */
     double saturation;       /* pixel level flagged SATURATED (0 = only the SATURATED mask bit; default 0) */
     uint16_t ignore_bits;    /* mask bits that make a pixel unusable (default CLRED_MASK_UNUSABLE) */
     int32_t *segmentation;   /* optional output, width * height: source index + 1 per pixel, 0 = none */
+    const clred_conv_filter *filter; /* a filter file's kernel K instead of the Gaussian of fwhm (default
+                                        NULL); see below */
 } clred_detect_opts;
 
 CLRED_API clred_detect_opts clred_detect_defaults(void);
@@ -1053,8 +1129,17 @@ CLRED_API clred_detect_opts clred_detect_defaults(void);
  *   F(x) / sigma_F(x) >= thresh / sqrt(sum K^2 over the full kernel),
  * i.e. F(x) >= thresh * rms(x) away from edges and masks (SExtractor's
  * convention: thresh is in per-pixel RMS units; 1.5 at FWHM 3 is 6.6 sigma of the
- * filtered noise). Components are 8-connected and labelled on the device;
- * deblending and the component lists are on the host; measurements on the device.
+ * filtered noise). With opts->filter, K is the file's kernel: CONV NORM
+ * kernels are renormalised the same way, CONV NONORM ones are not
+ * (F = sum K d, sigma_F = sqrt(sum K^2 rms^2)); the test is the same
+ * F / sigma_F >= thresh / sqrt(sum K^2), i.e. SExtractor's F >= thresh * rms
+ * for unit-sum kernels. Components are 8-connected and labelled on the device;
+ * the device lists the detected pixels; the host groups and deblends them
+ * (deblend_nthresh / deblend_mincont as SExtractor, else the contrast rule),
+ * measurements run on the device, and CLEAN (when opts->clean) merges a
+ * source into a brighter one whose Moffat model (index clean_param, the
+ * brighter source's filtered flux, moments and pixel count, as SExtractor's
+ * CLEAN) exceeds its detection threshold at its centre.
  * *list is malloc'd (free()); *n may be 0. */
 CLRED_API clred_status clred_detect_sources(clred_ctx *ctx, const clred_image *img, const clred_image *bkg,
                                   const clred_image *rms, double bkg_value, double rms_value,
@@ -1853,7 +1938,7 @@ CLRED_API clred_status clred_cube_table_write(const char *csv_path, const clred_
  * classified by its header, masters are built per exposure (darks) and per
  * filter (flats), each science frame goes up to the device once and is
  * calibrated, cleaned of cosmic rays and background-subtracted there (the
- * background map is kept), and the frames of each (object, filter) group are
+ * background model is kept), and the frames of each (object, filter) group are
  * aligned and stacked. Every product is written atomically beside a
  * manifest (manifest.json: inputs with sizes and mtimes, outputs, the
  * parameters, the software version, timings per stage, what was skipped and
@@ -1861,8 +1946,9 @@ CLRED_API clred_status clred_cube_table_write(const char *csv_path, const clred_
  *
  * Output layout under outdir: masters/bias.fits, masters/dark_<t>s.fits (per
  * second, from the darks of exposure t), masters/flat_<filter>.fits,
- * calibrated/<frame>.fits, background/<frame>.fits,
- * stacks/<object>_<filter>.fits, manifest.json (manifest.shard-<i>-of-<n>.json
+ * calibrated/<frame>.fits, background/<frame>.fits (the model product),
+ * stacks/<object>_<filter>.fits (and _bkg.fits: its final background, when
+ * asked for), manifest.json (manifest.shard-<i>-of-<n>.json
  * for a shard). */
 
 /* How a frame is classified: the first of the keywords present names it. */
@@ -1891,8 +1977,15 @@ typedef struct {
     int cosmic;               /* remove cosmic rays from science frames (default 1) */
     clred_cosmic_opts cosmic_opts; /* clred_cosmic_defaults(), with the calibration's variance as the noise
                                       model and no saturation level (SATURATED pixels are masked already) */
-    int background;           /* subtract the mesh background and write its map (default 1) */
+    int background;           /* subtract the mesh background and write its model (default 1): background/<frame>.fits
+                                 is a clred_bkg_model_write product (mesh, RMS mesh, interpolation settings), so
+                                 clred_bkg_model_restore of it on calibrated/<frame>.fits gives the unsubtracted
+                                 frame to float32 rounding */
     clred_bkg_opts bkg_opts;  /* clred_bkg_defaults() */
+    int bkg_save_map;         /* the background products carry the full map too (BKGMAP; default 0) */
+    int coadd_background;     /* subtract a final background from each stack (clred_coadd_background) and write
+                                 its model with the full map as stacks/<object>_<filter>_bkg.fits (default 0) */
+    clred_bkg_opts coadd_bkg_opts; /* clred_coadd_bkg_defaults() (256-pixel boxes, sources masked) */
     clred_stack_opts stack;   /* clred_stack_defaults() with additive scaling and clipping as dark_combine */
     int quality;              /* measure each science frame's quality (clred_measure_quality) into the manifest
                                  (default 1) */
@@ -1938,7 +2031,8 @@ typedef struct {
     uint64_t image_uploads, image_downloads;
     size_t frames_in;              /* images read for the device: raw frames, unchanged masters and calibrated
                                       frames reused, calibrated frames read back for a stack */
-    size_t products_out;           /* products brought down to be written */
+    size_t products_out;           /* image products brought down to be written (the background model
+                                      products are meshes, not images: not counted) */
     size_t stacks_read_back;       /* stacks whose frames would not fit the device's budget: their calibrated
                                       frames were written, then read back from the files */
     char *manifest;                /* path of the manifest written */

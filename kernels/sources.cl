@@ -7,85 +7,208 @@
 #define SRC_MASKED 0x04u
 #define SRC_MOMENTS_FAILED 0x10u
 
-/* d = sci - background on usable pixels, NaN elsewhere; noise_var is the
- * per-pixel variance used for flux errors (the variance plane when present,
- * else rms^2). A map argument is used when its use_* flag is set, else the scalar. */
-kernel void subtract_background(global const float *sci, global const ushort *mask, const int has_mask,
-                                const ushort ignore, global const float *bkg, const int use_bkg_map,
-                                const float bkg_value, global const float *rms, const int use_rms_map,
-                                const float rms_value, global const float *var, const int has_var,
-                                global float *d, global float *rms_out, global float *noise_var, const uint n)
+#include "lib_vec.cl"
+
+/* The background-subtracted pixel. A pixel is usable when its value, its
+ * mask, its background and its RMS (> 0) are; the maps are read when their
+ * use_* flag is set, else the scalars. Unusable pixels give ok = 0. */
+#define DETECT_PIXEL_ARGS                                                                                     \
+    global const float *sci, global const ushort *mask, const int has_mask, const ushort ignore,              \
+        global const float *bkg, const int use_bkg, const float bkg_value, global const float *rms,            \
+        const int use_rms, const float rms_value
+
+inline float detect_pixel(global const float *sci, global const ushort *mask, const int has_mask,
+                          const ushort ignore, global const float *bkg, const int use_bkg, const float bkg_value,
+                          global const float *rms, const int use_rms, const float rms_value, const size_t i,
+                          float *r2)
 {
-    size_t i = get_global_id(0);
-    if (i >= n)
-        return;
-    float b = use_bkg_map ? bkg[i] : bkg_value;
-    float s = use_rms_map ? rms[i] : rms_value;
+    float b = use_bkg ? bkg[i] : bkg_value;
+    float s = use_rms ? rms[i] : rms_value;
     ushort m = has_mask ? mask[i] : (ushort)0;
     bool ok = clred_usable(sci[i], m, ignore) && isfinite(b) && isfinite(s) && s > 0.0f;
-    d[i] = ok ? sci[i] - b : NAN;
-    rms_out[i] = ok ? s : NAN;
-    noise_var[i] = ok ? (has_var ? var[i] : s * s) : NAN;
+    *r2 = ok ? s * s : 0.0f;
+    return ok ? sci[i] - b : NAN;
+}
+
+/* VW pixels' usable flag, value and RMS^2 (0 where unusable), loaded as vectors. */
+inline vecf detect_pixels_vec(global const float *sci, global const ushort *mask, const int has_mask,
+                              const ushort ignore, global const float *bkg, const int use_bkg, const float bkg_value,
+                              global const float *rms, const int use_rms, const float rms_value, const size_t i,
+                              vecf *u, vecf *r2)
+{
+    vecf v = VEC_LOAD(sci + i);
+    vecf b = (vecf)bkg_value, s = (vecf)rms_value;
+    if (use_bkg)
+        b = VEC_LOAD(bkg + i);
+    if (use_rms)
+        s = VEC_LOAD(rms + i);
+    veci ok = TO_VECI(isfinite(v)) & TO_VECI(isfinite(b)) & TO_VECI(isfinite(s)) & TO_VECI(s > 0.0f);
+    if (has_mask) {
+        vecus m = VEC_LOAD(mask + i);
+        ok &= TO_VECI((m & (vecus)ignore) == (vecus)0);
+    }
+    *u = select((vecf)0.0f, (vecf)1.0f, ok);
+    *r2 = select((vecf)0.0f, s * s, ok);
+    return select((vecf)0.0f, v - b, ok);
 }
 
 /* The matched filter is K(i, j) = g(i) g(j) with a unit-sum 1-D Gaussian g,
  * so F = sum K d / sum K over the usable pixels of the window (a unit-sum
  * kernel renormalised where pixels are missing) and its noise
  * sigma_F = sqrt(sum K^2 rms^2) / sum K are made of three separable sums:
- * of g d, g (usable) and g^2 rms^2 along rows, then along columns. */
-kernel void filter_rows(global const float *d, global const float *rms, const int w, const int h,
-                        global const float *g, const int hw, global float *sum_d, global float *sum_k,
-                        global float *sum_k2v)
+ * of g d, g (usable) and g^2 rms^2 along rows, then along columns. The row
+ * pass subtracts the background itself (d is never stored). A work-item does
+ * VW neighbouring pixels with vector loads; a group whose window leaves the
+ * row goes pixel by pixel. Float sums: 11 terms twice stay within 1e-6. */
+kernel void filter_rows(DETECT_PIXEL_ARGS, const int w, const int h, global const float *g, const int hw,
+                        global float *sum_d, global float *sum_k, global float *sum_k2v)
 {
-    int x = get_global_id(0), y = get_global_id(1);
-    if (x >= w || y >= h)
+    const int x0 = get_global_id(0) * VW, y = get_global_id(1);
+    if (x0 >= w || y >= h)
         return;
-    acc_t s = 0, sk = 0, sk2v = 0;
-    for (int i = max(-hw, -x); i <= min(hw, w - 1 - x); i++) {
-        size_t p = (size_t)y * w + x + i;
-        float v = d[p];
-        if (!isfinite(v))
-            continue;
-        acc_t k = g[i + hw], r = rms[p];
-        s += k * v;
-        sk += k;
-        sk2v += k * k * r * r;
+    const size_t row = (size_t)y * w;
+    if (x0 >= hw && x0 + VW + hw <= w) {
+        vecf s = 0.0f, sk = 0.0f, sv = 0.0f;
+        for (int i = -hw; i <= hw; i++) {
+            vecf u, r2;
+            vecf v = detect_pixels_vec(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms,
+                                       rms_value, row + x0 + i, &u, &r2);
+            float k = g[i + hw];
+            s += k * v;
+            sk += k * u;
+            sv += (k * k) * r2;
+        }
+        VEC_STORE(s, sum_d + row + x0);
+        VEC_STORE(sk, sum_k + row + x0);
+        VEC_STORE(sv, sum_k2v + row + x0);
+        return;
     }
-    size_t o = (size_t)y * w + x;
-    sum_d[o] = (float)s;
-    sum_k[o] = (float)sk;
-    sum_k2v[o] = (float)sk2v;
+    for (int x = x0; x < min(x0 + VW, w); x++) {
+        float s = 0.0f, sk = 0.0f, sv = 0.0f;
+        for (int i = max(-hw, -x); i <= min(hw, w - 1 - x); i++) {
+            float r2, v = detect_pixel(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms,
+                                       rms_value, row + x + i, &r2);
+            if (!isfinite(v))
+                continue;
+            float k = g[i + hw];
+            s += k * v;
+            sk += k;
+            sv += k * k * r2;
+        }
+        sum_d[row + x] = s;
+        sum_k[row + x] = sk;
+        sum_k2v[row + x] = sv;
+    }
 }
+
+#if VW == 1
+#define LANE_IDS 0
+#elif VW == 2
+#define LANE_IDS (int2)(0, 1)
+#elif VW == 4
+#define LANE_IDS (int4)(0, 1, 2, 3)
+#elif VW == 8
+#define LANE_IDS (int8)(0, 1, 2, 3, 4, 5, 6, 7)
+#else
+#define LANE_IDS (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+#endif
 
 /* The column pass and the threshold: a pixel is detected when
  * F / sigma_F >= snr_thresh (the host passes thresh / sqrt(sum K^2) of the full
  * kernel, so away from masks and edges this is F >= thresh * rms). labels gets
- * the pixel's linear index + 1 when detected, else 0. */
+ * the pixel's linear index + 1 when detected, else 0, and the detected pixels'
+ * indices are appended to list (in no particular order), so that labelling
+ * touches only them. VW pixels per work-item; the row's last group, when the
+ * width is no multiple of VW, goes pixel by pixel. */
 kernel void filter_cols(global const float *sum_d, global const float *sum_k, global const float *sum_k2v,
                         const int w, const int h, global const float *g, const int hw, const float snr_thresh,
-                        global float *filtered, global uint *labels)
+                        global float *filtered, global uint *labels, global uint *list, global uint *count)
 {
-    int x = get_global_id(0), y = get_global_id(1);
+    const int x0 = get_global_id(0) * VW, y = get_global_id(1);
+    if (x0 >= w || y >= h)
+        return;
+    const int j0 = max(-hw, -y), j1 = min(hw, h - 1 - y);
+    const size_t o = (size_t)y * w + x0;
+    if (x0 + VW <= w) {
+        vecf s = 0.0f, sk = 0.0f, sv = 0.0f;
+        for (int j = j0; j <= j1; j++) {
+            size_t p = o + (ptrdiff_t)j * w;
+            float k = g[j + hw];
+            s += k * VEC_LOAD(sum_d + p);
+            sk += k * VEC_LOAD(sum_k + p);
+            sv += (k * k) * VEC_LOAD(sum_k2v + p);
+        }
+        veci has = TO_VECI(sk > 0.0f);
+        vecf f = select((vecf)NAN, s / sk, has);
+        veci on = has & TO_VECI(s >= snr_thresh * sqrt(sv));
+        VEC_STORE(f, filtered + o);
+        veci lab = select((veci)0, (veci)((int)o + 1) + LANE_IDS, on);
+        VEC_STORE(lab, (global int *)labels + o);
+        int non = 0;
+        for (int l = 0; l < VW; l++)
+            non += (((int *)&lab)[l] != 0);
+        if (non) {
+            uint at = atomic_add(count, (uint)non);
+            for (int l = 0; l < VW; l++)
+                if (((int *)&lab)[l] != 0)
+                    list[at++] = (uint)(o + l);
+        }
+        return;
+    }
+    for (int x = x0; x < w; x++) {
+        float s = 0.0f, sk = 0.0f, sv = 0.0f;
+        size_t q = (size_t)y * w + x;
+        for (int j = j0; j <= j1; j++) {
+            size_t p = q + (ptrdiff_t)j * w;
+            float k = g[j + hw];
+            s += k * sum_d[p];
+            sk += k * sum_k[p];
+            sv += k * k * sum_k2v[p];
+        }
+        bool on = sk > 0.0f && s >= snr_thresh * sqrt(sv);
+        filtered[q] = sk > 0.0f ? s / sk : NAN;
+        labels[q] = on ? (uint)(q + 1) : 0u;
+        if (on)
+            list[atomic_inc(count)] = (uint)q;
+    }
+}
+
+/* A filter file's kernel K (kw x kh, odd, row by row from the lowest y), with
+ * the background subtracted on the fly and the threshold: with renorm
+ * (CONV NORM, K of unit sum) F = sum K d / sum K and sigma_F =
+ * sqrt(sum K^2 rms^2) / sum K over the usable pixels of the window, as the
+ * Gaussian; without (CONV NONORM) F = sum K d and sigma_F = sqrt(sum K^2 rms^2).
+ * Detected when F >= snr_thresh sigma_F; labels and list as filter_cols. */
+kernel void filter_2d(DETECT_PIXEL_ARGS, const int w, const int h, global const float *kern, const int kw,
+                      const int kh, const int renorm, const float snr_thresh, global float *filtered,
+                      global uint *labels, global uint *list, global uint *count)
+{
+    const int x = get_global_id(0), y = get_global_id(1);
     if (x >= w || y >= h)
         return;
-    acc_t s = 0, sk = 0, sk2v = 0;
-    for (int j = max(-hw, -y); j <= min(hw, h - 1 - y); j++) {
-        size_t p = (size_t)(y + j) * w + x;
-        acc_t k = g[j + hw];
-        s += k * sum_d[p];
-        sk += k * sum_k[p];
-        sk2v += k * k * sum_k2v[p];
-    }
-    size_t o = (size_t)y * w + x;
-    if (sk > 0) {
-        acc_t f = s / sk;
-        acc_t sigma = sqrt(sk2v) / sk;
-        filtered[o] = (float)f;
-        labels[o] = (f >= (acc_t)snr_thresh * sigma) ? (uint)(o + 1) : 0u;
-    } else {
-        filtered[o] = NAN;
-        labels[o] = 0u;
-    }
+    const int rx = kw / 2, ry = kh / 2;
+    float s = 0.0f, sk = 0.0f, sv = 0.0f;
+    int used = 0;
+    for (int j = max(-ry, -y); j <= min(ry, h - 1 - y); j++)
+        for (int i = max(-rx, -x); i <= min(rx, w - 1 - x); i++) {
+            float r2, v = detect_pixel(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms,
+                                       rms_value, (size_t)(y + j) * w + x + i, &r2);
+            if (!isfinite(v))
+                continue;
+            float k = kern[(j + ry) * kw + i + rx];
+            s += k * v;
+            sk += k;
+            sv += k * k * r2;
+            used++;
+        }
+    const size_t q = (size_t)y * w + x;
+    bool has = renorm ? sk > 0.0f : used > 0;
+    float f = renorm ? s / sk : s;
+    bool on = has && s >= snr_thresh * sqrt(sv);
+    filtered[q] = has ? f : NAN;
+    labels[q] = on ? (uint)(q + 1) : 0u;
+    if (on)
+        list[atomic_inc(count)] = (uint)q;
 }
 
 /* One step of 8-connected min-label propagation with pointer jumping for
@@ -132,15 +255,6 @@ kernel void label_propagate(global uint *labels, const int w, const int h, globa
         propagate_pixel(labels, x, y, w, h, changed);
 }
 
-/* The detected pixels' indices, in no particular order, so that propagation
- * passes touch only them (a few per cent of a frame). */
-kernel void collect_detected(global const uint *labels, const uint n, global uint *list, global uint *count)
-{
-    uint i = get_global_id(0);
-    if (i < n && labels[i] != 0u)
-        list[atomic_inc(count)] = i;
-}
-
 /* Propagation over a list of detected pixels. */
 kernel void label_propagate_list(global uint *labels, global const uint *list, const uint nlist, const int w,
                                  const int h, global int *changed)
@@ -150,6 +264,30 @@ kernel void label_propagate_list(global uint *labels, global const uint *list, c
         uint i = list[k];
         propagate_pixel(labels, (int)(i % (uint)w), (int)(i / (uint)w), w, h, changed);
     }
+}
+
+/* For each listed detected pixel: its label, filtered value and RMS, so the
+ * host's grouping and deblending download these instead of whole maps. */
+kernel void gather_detected(global const uint *list, const uint nlist, global const uint *labels,
+                            global const float *filtered, global const float *rms, const int use_rms,
+                            const float rms_value, global uint *out_label, global float *out_f,
+                            global float *out_rms)
+{
+    uint k = get_global_id(0);
+    if (k >= nlist)
+        return;
+    uint i = list[k];
+    out_label[k] = labels[i];
+    out_f[k] = filtered[i];
+    out_rms[k] = use_rms ? rms[i] : rms_value;
+}
+
+/* seg[pix[k]] = id[k]: the host's objects written into a zeroed segmentation map. */
+kernel void scatter_segments(global const uint *pix, global const int *id, const uint npix, global int *seg)
+{
+    uint k = get_global_id(0);
+    if (k < npix)
+        seg[pix[k]] = id[k];
 }
 
 /* Output layout per source (floats). */
@@ -165,6 +303,12 @@ kernel void label_propagate_list(global uint *labels, global const uint *list, c
 #define M_FLAGS 9
 #define M_NOUT 10
 
+/* SExtractor's windowed centroid (XWIN_IMAGE): a circular Gaussian window
+ * of sigma sig out to 4 sig, x += 2 sum(w v dx) / sum(w v) until the step is
+ * below 1e-4 px (16 steps at most, as SExtractor). */
+#define WIN_NSIG 4.0
+#define WIN_MAX_ITER 16
+
 /* One work-item per source: isophotal sums over the pixels whose segmentation
  * value is id + 1 inside its bounding box, then adaptive Gaussian-windowed
  * moments: the window covariance W is set to twice the weighted second moment
@@ -172,8 +316,7 @@ kernel void label_propagate_list(global uint *labels, global const uint *list, c
  * point is W = C exactly, so the FWHM is not biased by the isophote's
  * truncation. Pixels of other sources are left out of the window. The loops
  * have no barriers. */
-kernel void measure_sources(global const float *d, global const float *noise_var, global const float *sci,
-                            global const ushort *mask, const int has_mask, global const int *seg,
+kernel void measure_sources(DETECT_PIXEL_ARGS, global const float *var, const int has_var, global const int *seg,
                             global const int4 *bbox, const uint nobj, const int w, const int h,
                             const float saturation, const int max_iter, global float *out)
 {
@@ -193,13 +336,14 @@ kernel void measure_sources(global const float *d, global const float *noise_var
             npix++;
             if ((has_mask && (mask[i] & CLRED_MASK_SATURATED)) || (saturation > 0.0f && sci[i] >= saturation))
                 flags |= SRC_SATURATED;
-            float v = d[i];
+            float r2, v = detect_pixel(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms,
+                                       rms_value, i, &r2);
             if (!isfinite(v)) {
                 flags |= SRC_MASKED;
                 continue;
             }
             flux += v;
-            err2 += noise_var[i];
+            err2 += has_var ? var[i] : r2;
             peak = fmax(peak, v);
             if (v > 0.0f) {
                 acc_t dx = x - bb.x, dy = y - bb.y;
@@ -253,14 +397,15 @@ kernel void measure_sources(global const float *d, global const float *noise_var
                 int s = seg[i];
                 if (s != 0 && s != label)
                     continue;
-                float v = d[i];
+                float r2, v = detect_pixel(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms,
+                                           rms_value, i, &r2);
                 if (!isfinite(v))
                     continue;
                 acc_t dx = x - cx, dy = y - cy;
                 acc_t q = qxx * dx * dx + 2.0 * qxy * dx * dy + qyy * dy * dy;
                 if (q > 16.0)
                     continue;
-                acc_t wv = exp(-0.5 * q) * v;
+                acc_t wv = (acc_t)(exp((float)(-0.5 * q)) * v); /* float weight: 1e-7 relative is plenty */
                 S += wv;
                 Sx += wv * dx;
                 Sy += wv * dy;
@@ -291,6 +436,51 @@ kernel void measure_sources(global const float *d, global const float *noise_var
         wxx = icxx;
         wyy = icyy;
         wxy = icxy;
+    }
+    /* The window's sigma is the source's size from the moments: for a
+     * Gaussian profile it equals SExtractor's 2 r_half / 2.3548. */
+    acc_t sig2 = fmax((acc_t)0.5 * (wxx + wyy), (acc_t)0.25);
+    acc_t px = cx, py = cy, inv2 = (acc_t)0.5 / sig2, reach = (acc_t)WIN_NSIG * sqrt(sig2);
+    int win_ok = reach < 64.0;
+    for (int it = 0; it < WIN_MAX_ITER && win_ok; it++) {
+        int x0 = max((int)floor(px - reach), 0), x1 = min((int)ceil(px + reach), w - 1);
+        int y0 = max((int)floor(py - reach), 0), y1 = min((int)ceil(py + reach), h - 1);
+        acc_t S = 0, Sx = 0, Sy = 0;
+        for (int y = y0; y <= y1; y++)
+            for (int x = x0; x <= x1; x++) {
+                size_t i = (size_t)y * w + x;
+                int s = seg[i];
+                if (s != 0 && s != label)
+                    continue;
+                acc_t dx = x - px, dy = y - py, r2w = dx * dx + dy * dy;
+                if (r2w > reach * reach)
+                    continue;
+                float r2, v = detect_pixel(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms,
+                                           rms_value, i, &r2);
+                if (!isfinite(v))
+                    continue;
+                acc_t wv = (acc_t)(exp((float)(-r2w * inv2)) * v);
+                S += wv;
+                Sx += wv * dx;
+                Sy += wv * dy;
+            }
+        if (!(S > 0)) {
+            win_ok = 0;
+            break;
+        }
+        acc_t sx = (acc_t)2 * Sx / S, sy = (acc_t)2 * Sy / S;
+        px += sx;
+        py += sy;
+        if (fabs(px - cx) > reach || fabs(py - cy) > reach) {
+            win_ok = 0;
+            break;
+        }
+        if (sx * sx + sy * sy < 1e-8)
+            break;
+    }
+    if (win_ok) {
+        cx = px;
+        cy = py;
     }
     global float *o = out + (size_t)id * M_NOUT;
     o[M_X] = (float)cx;

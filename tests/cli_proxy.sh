@@ -47,7 +47,24 @@ check "lsq reported" grep -q '"method": "lsq"' out.txt
 check "no PNG with --no-png" test ! -e out2/median_final.png
 expect_rc 1 "existing products without --overwrite" "$BIN" proxy --darks sim/darks.fits \
     --spectral sim/spectral.fits -o out sim/science.fits
-expect_rc 2 "no --spectral" "$BIN" proxy --darks sim/darks.fits -o out3 sim/science.fits
+# no mask: the region from the trace (200 x 40: trace sigma 1.2, split to
+# 4.8; the simulator's band is rows 14..26, 13 of 40, and the found one is
+# that widened by half the split: 13 to 17 rows per column)
+expect_rc 0 "simulate 200 x 40" "$BIN" proxy --simulate sim2 --size 200x40 --ndarks 6 --nscience 3 --seed 2
+expect_rc 0 "proxy without a mask" "$BIN" proxy --darks sim2/darks.fits -o out4 sim2/science.fits --no-png --json
+cp out.txt region.json
+check "spectral.fits written" test -s out4/spectral.fits
+check "the region reported" grep -q '"region": {"k": 5, "order": 2' region.json
+pix=$(grep -o '"pixels": [0-9]*' region.json | awk '{print $2}')
+check "13 to 17 rows of 200 columns found spectral ($pix)" [ "${pix:-0}" -ge 2600 -a "${pix:-0}" -le 3400 ]
+check "the found region's pixels are the spectral ones" [ "$(json_num region.json spectral)" = "$pix" ]
+expect_rc 0 "proxy with a tie tolerance" "$BIN" proxy --darks sim/darks.fits --spectral sim/spectral.fits -o out6 \
+    sim/science.fits --tie-tolerance 1 --no-png --json
+check "tie tolerance: as many matched" [ "$(json_num out.txt matched)" = "$matched" ]
+expect_rc 2 "a negative --tie-tolerance" "$BIN" proxy --darks sim/darks.fits --spectral sim/spectral.fits -o out7 \
+    sim/science.fits --tie-tolerance -1
+expect_rc 2 "a bad --region-order" "$BIN" proxy --darks sim2/darks.fits -o out5 sim2/science.fits --region-order 4
+expect_rc 2 "no darks" "$BIN" proxy -o out3 sim/science.fits
 expect_rc 2 "unknown method" "$BIN" proxy --darks sim/darks.fits --spectral sim/spectral.fits -o out3 \
     sim/science.fits --method mean
 expect_rc 1 "a mask of another shape" "$BIN" proxy --darks sim/darks.fits --spectral 'sim/truth_spectrum.fits[1:10,1:10]' \

@@ -60,12 +60,29 @@ expect_rc 2 "output named like the input" "$BIN" sources field.fits --csv field.
 expect_rc 2 "no output" "$BIN" sources field.fits
 expect_rc 2 "bad --thresh" "$BIN" sources field.fits -o x.fits --thresh abc
 check "message names --thresh" grep -q -- "--thresh" err.txt
+expect_rc 2 "--deblend-mincont above 1" "$BIN" sources field.fits -o x.fits --deblend-mincont 2
+check "message names --deblend-mincont" grep -q -- "--deblend-mincont" err.txt
+expect_rc 0 "SExtractor deblending and CLEAN options" "$BIN" sources field.fits --csv opts.csv --deblend-nthresh 16 --deblend-mincont 0.01 --clean-param 1.5
+check "the options find the six stars" test "$(wc -l <opts.csv)" -eq 7
+expect_rc 0 "--no-clean" "$BIN" sources field.fits --csv noclean.csv --no-clean
 expect_rc 2 "negative --minarea" "$BIN" sources field.fits -o x.fits --minarea -2
 expect_rc 1 "missing input" "$BIN" sources nothere.fits -o x.fits --csv x.csv
 check "message names the file" grep -q "nothere.fits" err.txt
 check "nothing written on failure" test ! -e x.fits -a ! -e x.csv
 expect_rc 1 "background map of another shape" "$BIN" sources field.fits -o x.fits --bkg cat.fits
 check "nothing written when the background is wrong" test ! -e x.fits
+
+# SExtractor filter files: a good one is used (the six stars), a malformed one
+# is refused before anything is read, with one line naming it.
+printf '# 3x3 all-ground\nCONV NORM\n1 2 1\n2 4 2\n1 2 1\n' >good.conv
+printf 'CONV NORM\n1 2 1\n2 4\n1 2 1\n' >ragged.conv
+expect_rc 0 "sources with a filter file" "$BIN" sources field.fits --csv conv.csv --filter good.conv
+check "the filter file finds the six stars" test "$(wc -l <conv.csv)" -eq 7
+expect_rc 1 "malformed filter file" "$BIN" sources field.fits --csv bad_conv.csv --filter ragged.conv
+check "one-line message naming the filter file and line" sh -c 'test "$(wc -l <err.txt)" -eq 1 && grep -q "ragged.conv: line 3" err.txt'
+check "nothing written for a bad filter" test ! -e bad_conv.csv
+expect_rc 1 "missing filter file" "$BIN" sources field.fits --csv bad_conv.csv --filter nothere.conv
+check "message names the missing filter" grep -q "nothere.conv" err.txt
 
 expect_rc 0 "photometry at positions" "$BIN" photometry field.fits --positions pos.csv -o phot.fits --csv phot.csv --json
 check "one row per position" test "$(wc -l <phot.csv)" -eq 8

@@ -18,8 +18,11 @@ static int cmp_float(const void *a, const void *b)
 
 /* The definition in clred.h, pair by pair: residuals in float32, scores in
  * double, lexicographic keys, lowest index on ties. */
+/* With a tie tolerance tol > 0 (MEDIAN), two passes: the smallest |median|,
+ * then among |median| <= it + tol the smallest std (k1 reported as the
+ * chosen |median|). */
 static void reference(const clred_cute_sim *s, const clred_proxy_match *m, clred_proxy_method method, int window,
-                      int64_t *proxy, double *k1_out, double *k2_out)
+                      double tol, int64_t *proxy, double *k1_out, double *k2_out)
 {
     size_t w = m->width, np = w * m->height, T = m->ndarks;
     float r[128];
@@ -28,8 +31,9 @@ static void reference(const clred_cute_sim *s, const clred_proxy_match *m, clred
         k1_out[p] = k2_out[p] = NAN;
         if (!s->spectral[p] || m->unusable[p])
             continue;
-        double b1 = INFINITY, b2 = INFINITY;
+        double b1 = INFINITY, b2 = INFINITY, limit = INFINITY, chosen = NAN;
         int64_t best = -1;
+        for (int pass = tol > 0 ? 0 : 1; pass < 2; pass++)
         for (size_t c = 0; c < np; c++) {
             if (s->spectral[c] || m->unusable[c])
                 continue;
@@ -50,12 +54,22 @@ static void reference(const clred_cute_sim *s, const clred_proxy_match *m, clred
                 k1 = msr;
                 k2 = 0;
             }
-            if (k1 < b1 || (k1 == b1 && k2 < b2)) { /* ascending c: the lowest index wins ties */
-                b1 = k1, b2 = k2, best = (int64_t)c;
+            if (pass == 0) { /* the smallest |median| */
+                limit = fmin(limit, k1);
+                continue;
+            }
+            double kk = k1;
+            if (tol > 0) {
+                if (k1 > limit + tol)
+                    continue;
+                kk = 0;
+            }
+            if (kk < b1 || (kk == b1 && k2 < b2)) { /* ascending c: the lowest index wins ties */
+                b1 = kk, b2 = k2, best = (int64_t)c, chosen = k1;
             }
         }
         proxy[p] = best;
-        k1_out[p] = b1;
+        k1_out[p] = tol > 0 ? chosen : b1;
         k2_out[p] = b2;
     }
 }
@@ -79,20 +93,33 @@ static clred_cute_sim_opts small_opts(void)
     return o;
 }
 
-static void check_method(clred_ctx *ctx, const clred_cute_sim *s, clred_proxy_method method, int window)
+static void check_method(clred_ctx *ctx, const clred_cute_sim *s, clred_proxy_method method, int window, double tol)
 {
     const clred_cute_sim_opts *so = &s->opts;
     size_t np = so->width * so->height;
     clred_proxy_opts o = clred_proxy_defaults();
     o.method = method;
     o.window = window;
+    o.tie_tolerance = tol;
     clred_proxy_match m;
     CHECK_OK(clred_proxy_match_pixels(ctx, s->darks, so->ndarks, s->spectral, &o, &m));
     if (!m.proxy)
         return;
     int64_t *rp = malloc(np * sizeof *rp);
     double *r1 = malloc(np * sizeof *r1), *r2 = malloc(np * sizeof *r2);
-    reference(s, &m, method, window, rp, r1, r2);
+    reference(s, &m, method, window, tol, rp, r1, r2);
+    if (tol > 0) {
+        /* the tolerance must matter here, or this check shows nothing */
+        int64_t *exact = malloc(np * sizeof *exact);
+        double *e1 = malloc(np * sizeof *e1), *e2 = malloc(np * sizeof *e2);
+        reference(s, &m, method, window, 0, exact, e1, e2);
+        size_t changed = 0;
+        for (size_t p = 0; p < np; p++)
+            changed += exact[p] != rp[p];
+        fprintf(stderr, "tie tolerance %g: %zu proxies other than with exact ties\n", tol, changed);
+        CHECK(changed > 0);
+        free(exact), free(e1), free(e2);
+    }
     size_t differ = 0, score_differ = 0, twins = 0, with_twin = 0, hot = 0, missing = 0;
     for (size_t p = 0; p < np; p++) {
         hot += m.unusable[p] == 1;
@@ -112,8 +139,9 @@ static void check_method(clred_ctx *ctx, const clred_cute_sim *s, clred_proxy_me
         with_twin += has;
         twins += has && s->group[m.proxy[p]] == s->group[p];
     }
-    fprintf(stderr, "%s%s: %zu of %zu spectral pixels matched, %zu of %zu with a twin got one; %zu hot, %zu missing\n",
-            method == CLRED_PROXY_MEDIAN ? "median" : "lsq", window ? " (window)" : "", m.nmatched, m.nspectral,
+    fprintf(stderr, "%s%s%s: %zu of %zu spectral pixels matched, %zu of %zu with a twin got one; %zu hot, %zu missing\n",
+            method == CLRED_PROXY_MEDIAN ? "median" : "lsq", window ? " (window)" : "", tol > 0 ? " (tie tolerance)" : "",
+            m.nmatched, m.nspectral,
             twins, with_twin, hot, missing);
     CHECK_MSG(differ == 0, "%zu proxies differ from the reference", differ);
     CHECK_MSG(score_differ == 0, "%zu scores differ from the reference", score_differ);
@@ -127,7 +155,7 @@ static void check_method(clred_ctx *ctx, const clred_cute_sim *s, clred_proxy_me
      * nearly always (a wrong group's temperature term may tie its median) */
     CHECK_MSG(twins >= with_twin * 95 / 100, "only %zu of %zu spectral pixels got a true twin", twins, with_twin);
 
-    if (method == CLRED_PROXY_MEDIAN && window == 0) {
+    if (method == CLRED_PROXY_MEDIAN && window == 0 && tol == 0) {
         /* final frames: exactly sci - sci[proxy]; where the proxy is a twin,
          * the spectrum within its noise (read noise twice, photon noise) */
         double sum = 0, sum2 = 0;
@@ -267,12 +295,18 @@ int main(void)
     clred_cute_sim_opts so = small_opts();
     clred_cute_sim s;
     CHECK_OK(clred_cute_simulate(&so, &s));
-    check_method(ctx, &s, CLRED_PROXY_MEDIAN, 0);
-    check_method(ctx, &s, CLRED_PROXY_LSQ, 0);
-    check_method(ctx, &s, CLRED_PROXY_MEDIAN, 6);
+    check_method(ctx, &s, CLRED_PROXY_MEDIAN, 0, 0);
+    check_method(ctx, &s, CLRED_PROXY_LSQ, 0, 0);
+    check_method(ctx, &s, CLRED_PROXY_MEDIAN, 6, 0);
+    /* a tolerance of 1 ADU: medians of integer residuals are multiples of
+     * 0.5, so it joins the next two levels to the ties */
+    check_method(ctx, &s, CLRED_PROXY_MEDIAN, 0, 1.0);
     /* bad input */
     clred_proxy_match m;
     CHECK(clred_proxy_match_pixels(ctx, s.darks, 1, s.spectral, NULL, &m) == CLRED_ERR_USAGE);
+    clred_proxy_opts bad = clred_proxy_defaults();
+    bad.tie_tolerance = -1;
+    CHECK(clred_proxy_match_pixels(ctx, s.darks, so.ndarks, s.spectral, &bad, &m) == CLRED_ERR_USAGE);
     s.darks[1].width--;
     CHECK(clred_proxy_match_pixels(ctx, s.darks, so.ndarks, s.spectral, NULL, &m) == CLRED_ERR_INPUT);
     s.darks[1].width++;

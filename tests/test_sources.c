@@ -38,32 +38,27 @@ static void add_noise(harness_rng *rng, clred_image *img, double sky, double sig
 
 /* ------------------------------------------------ filter and threshold */
 
+/* The library's filter passes: rows (background subtracted on the fly) then
+ * columns with the threshold, which also lists the detected pixels. */
 static void run_filter(clred_ctx *ctx, const clred_image *img, const float *rms_map, double fwhm, double thresh,
                        float *filtered, uint32_t *labels, double *norm2_out)
 {
     size_t n = img->width * img->height;
-    cl_mem sci, mask, rms, dummy, d, rms_out, nv, kern, fbuf, lbuf;
+    cl_mem sci, mask, rms, dummy, kern, fbuf, lbuf, list, count;
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 4, img->sci, &sci, "sci"));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 2, img->mask, &mask, "mask"));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 4, rms_map, &rms, "rms"));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, 4, NULL, &dummy, "dummy"));
-    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &d, "d"));
-    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &rms_out, "rms_out"));
-    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &nv, "nv"));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &fbuf, "filtered"));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &lbuf, "labels"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &list, "list"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, 4, NULL, &count, "count"));
     cl_kernel k;
-    CHECK_OK(clred_kernel(ctx, "sources", NULL, "subtract_background", &k));
     cl_int one = 1, zero = 0;
     cl_ushort ignore = CLRED_MASK_UNUSABLE;
     cl_float bv = 100.0f, rv = 0.0f;
-    cl_uint un = (cl_uint)n;
-    CHECK_OK(clred_args(k, "subtract_background", CLRED_ARG(sci), CLRED_ARG(mask), CLRED_ARG(one), CLRED_ARG(ignore),
-                        CLRED_ARG(dummy), CLRED_ARG(zero), CLRED_ARG(bv), CLRED_ARG(rms), CLRED_ARG(one),
-                        CLRED_ARG(rv), CLRED_ARG(dummy), CLRED_ARG(zero), CLRED_ARG(d), CLRED_ARG(rms_out),
-                        CLRED_ARG(nv), CLRED_ARG(un), (size_t)0));
-    size_t g1 = n;
-    CHECK_OK(clred_run(ctx, k, "subtract_background", 1, &g1, NULL));
+    cl_uint nlist = 0;
+    CHECK_OK(clred_upload(ctx, count, 0, 4, &nlist));
     /* the same filter the library builds: K(i, j) = g(i) g(j), unit sum,
      * half-width ceil(1.5 fwhm); sqrt(sum K^2) = sum g^2 */
     cl_int hw = (cl_int)ceil(1.5 * fwhm), size = 2 * hw + 1;
@@ -84,23 +79,42 @@ static void run_filter(clred_ctx *ctx, const clred_image *img, const float *rms_
         CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &rows[i], "row sums"));
     cl_int w = (cl_int)img->width, h = (cl_int)img->height;
     cl_float snr = (cl_float)(thresh / sum2);
-    /* sizes not multiples of any work-group: exact global sizes */
-    size_t g2[2] = {img->width, img->height};
+    /* sizes not multiples of any work-group: exact global sizes (groups of
+     * the context's vector width along x) */
+    size_t g2[2] = {clred_vector_groups(ctx, img->width), img->height};
     CHECK_OK(clred_kernel(ctx, "sources", NULL, "filter_rows", &k));
-    CHECK_OK(clred_args(k, "filter_rows", CLRED_ARG(d), CLRED_ARG(rms_out), CLRED_ARG(w), CLRED_ARG(h),
-                        CLRED_ARG(kern), CLRED_ARG(hw), CLRED_ARG(rows[0]), CLRED_ARG(rows[1]), CLRED_ARG(rows[2]),
-                        (size_t)0));
+    CHECK_OK(clred_args(k, "filter_rows", CLRED_ARG(sci), CLRED_ARG(mask), CLRED_ARG(one), CLRED_ARG(ignore),
+                        CLRED_ARG(dummy), CLRED_ARG(zero), CLRED_ARG(bv), CLRED_ARG(rms), CLRED_ARG(one), CLRED_ARG(rv),
+                        CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(kern), CLRED_ARG(hw), CLRED_ARG(rows[0]),
+                        CLRED_ARG(rows[1]), CLRED_ARG(rows[2]), (size_t)0));
     CHECK_OK(clred_run(ctx, k, "filter_rows", 2, g2, NULL));
     CHECK_OK(clred_kernel(ctx, "sources", NULL, "filter_cols", &k));
     CHECK_OK(clred_args(k, "filter_cols", CLRED_ARG(rows[0]), CLRED_ARG(rows[1]), CLRED_ARG(rows[2]), CLRED_ARG(w),
                         CLRED_ARG(h), CLRED_ARG(kern), CLRED_ARG(hw), CLRED_ARG(snr), CLRED_ARG(fbuf),
-                        CLRED_ARG(lbuf), (size_t)0));
+                        CLRED_ARG(lbuf), CLRED_ARG(list), CLRED_ARG(count), (size_t)0));
     CHECK_OK(clred_run(ctx, k, "filter_cols", 2, g2, NULL));
     for (int i = 0; i < 3; i++)
         clred_release(&rows[i]);
     CHECK_OK(clred_download(ctx, fbuf, 0, n * 4, filtered));
     CHECK_OK(clred_download(ctx, lbuf, 0, n * 4, labels));
-    cl_mem all[] = {sci, mask, rms, dummy, d, rms_out, nv, kern, fbuf, lbuf};
+    CHECK_OK(clred_download(ctx, count, 0, 4, &nlist));
+    /* the list holds exactly the detected pixels, each once */
+    uint32_t *lv = malloc((nlist ? nlist : 1) * sizeof *lv);
+    unsigned char *seen = calloc(n, 1);
+    if (nlist)
+        CHECK_OK(clred_download(ctx, list, 0, nlist * 4, lv));
+    size_t non = 0, bad = 0;
+    for (size_t i = 0; i < n; i++)
+        non += labels[i] != 0;
+    for (cl_uint i = 0; i < nlist; i++) {
+        bad += lv[i] >= n || seen[lv[i]] || labels[lv[i]] == 0;
+        if (lv[i] < n)
+            seen[lv[i]] = 1;
+    }
+    CHECK_MSG(nlist == non && bad == 0, "detected-pixel list: %u entries, %zu detected, %zu wrong", nlist, non, bad);
+    free(lv);
+    free(seen);
+    cl_mem all[] = {sci, mask, rms, dummy, kern, fbuf, lbuf, list, count};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         clred_release(&all[i]);
 }
@@ -159,11 +173,131 @@ static void test_filter(clred_ctx *ctx, harness_rng *rng)
     clred_image_free(&img);
 }
 
+/* A filter file's kernel through filter_2d against the double reference. */
+static void run_filter_2d(clred_ctx *ctx, const clred_image *img, const float *rms_map, const float *kern, int kw,
+                          int kh, int renorm, float snr, float *filtered, uint32_t *labels)
+{
+    size_t n = img->width * img->height;
+    cl_mem sci, mask, rms, dummy, kb, fbuf, lbuf, list, count;
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 4, img->sci, &sci, "sci"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 2, img->mask, &mask, "mask"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 4, rms_map, &rms, "rms"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, 4, NULL, &dummy, "dummy"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, (size_t)(kw * kh) * 4, (void *)kern, &kb, "kernel"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &fbuf, "filtered"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &lbuf, "labels"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &list, "list"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, 4, NULL, &count, "count"));
+    cl_uint nlist = 0;
+    CHECK_OK(clred_upload(ctx, count, 0, 4, &nlist));
+    cl_kernel k;
+    cl_int one = 1, zero = 0, w = (cl_int)img->width, h = (cl_int)img->height, ckw = kw, ckh = kh, rn = renorm;
+    cl_ushort ignore = CLRED_MASK_UNUSABLE;
+    cl_float bv = 100.0f, rv = 0.0f;
+    size_t g2[2] = {img->width, img->height};
+    CHECK_OK(clred_kernel(ctx, "sources", NULL, "filter_2d", &k));
+    CHECK_OK(clred_args(k, "filter_2d", CLRED_ARG(sci), CLRED_ARG(mask), CLRED_ARG(one), CLRED_ARG(ignore),
+                        CLRED_ARG(dummy), CLRED_ARG(zero), CLRED_ARG(bv), CLRED_ARG(rms), CLRED_ARG(one), CLRED_ARG(rv),
+                        CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(kb), CLRED_ARG(ckw), CLRED_ARG(ckh), CLRED_ARG(rn),
+                        CLRED_ARG(snr), CLRED_ARG(fbuf), CLRED_ARG(lbuf), CLRED_ARG(list), CLRED_ARG(count), (size_t)0));
+    CHECK_OK(clred_run(ctx, k, "filter_2d", 2, g2, NULL));
+    CHECK_OK(clred_download(ctx, fbuf, 0, n * 4, filtered));
+    CHECK_OK(clred_download(ctx, lbuf, 0, n * 4, labels));
+    CHECK_OK(clred_download(ctx, count, 0, 4, &nlist));
+    size_t non = 0;
+    for (size_t i = 0; i < n; i++)
+        non += labels[i] != 0;
+    CHECK_MSG(nlist == non, "filter_2d listed %u of %zu detected pixels", nlist, non);
+    cl_mem all[] = {sci, mask, rms, dummy, kb, fbuf, lbuf, list, count};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        clred_release(&all[i]);
+}
+
+static void test_filter_file(clred_ctx *ctx, harness_rng *rng)
+{
+    /* the parser: comments, blank lines, CRLF, a trailing comment on a row */
+    const char *good = "# SExtractor style\nCONV NORM\n# 3x3 all-ground, FWHM 2\n1 2 1\r\n\n2 4 2 # centre\n1 2 1\n";
+    clred_conv_filter f;
+    CHECK_OK(clred_conv_filter_parse(good, strlen(good), "good.conv", &f));
+    CHECK(f.width == 3 && f.height == 3 && f.normalize == 1 && f.k && f.k[4] == 4.0f && f.k[5] == 2.0f);
+    clred_conv_filter_free(&f);
+    const char *bad[] = {"", "# only a comment\n", "CONV NORM\n", "CONV SOMETIMES\n1\n", "1 2 1\n",
+                         "CONV NORM\n1 2 1\n2 4\n1 2 1\n", "CONV NORM\n1 2\n3 4\n", "CONV NORM\n1 x 1\n",
+                         "CONV NORM\n1 nan 1\n", "CONV NORM\n0 0 0\n", "CONV NORM\n-1 -2 -1\n",
+                         "CONV NONORM\n1e400\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        CHECK_MSG(clred_conv_filter_parse(bad[i], strlen(bad[i]), "bad.conv", &f) == CLRED_ERR_INPUT,
+                  "malformed filter %zu accepted", i);
+        CHECK_MSG(strstr(clred_last_error(), "bad.conv") != NULL && !strchr(clred_last_error(), '\n'),
+                  "filter %zu: message '%s' does not name the file on one line", i, clred_last_error());
+        CHECK(f.k == NULL);
+    }
+    CHECK(clred_conv_filter_read("/nonexistent/x.conv", &f) == CLRED_ERR_INPUT);
+    CHECK(strstr(clred_last_error(), "/nonexistent/x.conv") != NULL);
+
+    /* filter_2d against the reference: a NORM kernel (scaled to unit sum as
+     * the library does) and an asymmetric NONORM one, which also tells the
+     * rows' order */
+    clred_image img;
+    CHECK_OK(clred_image_alloc(&img, 41, 33, 0, 1));
+    add_star(img.sci, 41, 33, 12.3, 15.7, 800, 1.3, 1.1, 30);
+    add_star(img.sci, 41, 33, 39.0, 2.0, 500, 1.3, 1.3, 0);
+    add_noise(rng, &img, 100, 5);
+    size_t n = 41 * 33;
+    float *rms = malloc(n * sizeof *rms), *filtered = malloc(n * sizeof *filtered);
+    uint32_t *labels = malloc(n * sizeof *labels);
+    double *d = malloc(n * sizeof *d), *r = malloc(n * sizeof *r), *rf = malloc(n * sizeof *rf),
+           *rs = malloc(n * sizeof *rs);
+    for (size_t i = 0; i < n; i++)
+        rms[i] = (float)(4.0 + 2.0 * (double)(i % 41) / 41.0);
+    img.sci[15 * 41 + 12] = NAN;
+    img.mask[16 * 41 + 13] = CLRED_MASK_COSMIC_RAY;
+    for (size_t y = 20; y < 30; y++)
+        for (size_t x = 30; x < 41; x++)
+            img.mask[y * 41 + x] = CLRED_MASK_NO_DATA;
+    for (size_t i = 0; i < n; i++) {
+        d[i] = (isfinite(img.sci[i]) && !(img.mask[i] & CLRED_MASK_UNUSABLE)) ? (double)img.sci[i] - 100.0 : NAN;
+        r[i] = rms[i];
+    }
+    const float k3[9] = {1 / 16.f, 2 / 16.f, 1 / 16.f, 2 / 16.f, 4 / 16.f, 2 / 16.f, 1 / 16.f, 2 / 16.f, 1 / 16.f};
+    float k5[15];
+    for (int i = 0; i < 15; i++) /* 5 wide, 3 high, no symmetry */
+        k5[i] = (float)(i % 5 == 2 ? 3.0 : (i < 5 ? -0.5 : 0.25 * (i % 5)));
+    const float *ks[2] = {k3, k5};
+    const int kws[2] = {3, 5}, khs[2] = {3, 3};
+    for (int c = 0; c < 2; c++) {
+        double kd[15], s2 = 0;
+        for (int i = 0; i < kws[c] * khs[c]; i++) {
+            kd[i] = ks[c][i];
+            s2 += kd[i] * kd[i];
+        }
+        double cut = 1.5 / sqrt(s2);
+        run_filter_2d(ctx, &img, rms, ks[c], kws[c], khs[c], c == 0, (float)cut, filtered, labels);
+        ref_filter_2d(d, r, 41, 33, kd, kws[c], khs[c], c == 0, rf, rs);
+        int bad_f = 0, bad_l = 0, ndet = 0;
+        for (size_t i = 0; i < n; i++) {
+            /* float pixels, weights and sums of at most 15 terms: 1e-5 of the noise level */
+            if (!((isnan(rf[i]) && isnan(filtered[i])) || fabs(filtered[i] - rf[i]) <= 1e-5 * (fabs(rf[i]) + 5.0)))
+                bad_f++;
+            int ref_on = !isnan(rs[i]) && rs[i] >= cut;
+            if ((ref_on != (labels[i] != 0) && !(fabs(rs[i] - cut) < 1e-4 * cut)) || (labels[i] && labels[i] != i + 1))
+                bad_l++;
+            ndet += ref_on;
+        }
+        CHECK_MSG(bad_f == 0, "filter %d: %d filtered pixels differ from the reference", c, bad_f);
+        CHECK_MSG(bad_l == 0, "filter %d: %d thresholded pixels differ from the reference", c, bad_l);
+        CHECK_MSG(ndet > 5, "filter %d: %d pixels detected", c, ndet);
+        CHECK(isnan(filtered[25 * 41 + 36])); /* inside the masked block */
+    }
+    free(rms), free(filtered), free(labels), free(d), free(r), free(rf), free(rs);
+    clred_image_free(&img);
+}
+
 /* ------------------------------------------------------------ labelling */
 
 /* Labels by the device: over the whole image (label_propagate) or, as the
- * library does, over the list of detected pixels (collect_detected, then
- * label_propagate_list). */
+ * library does, over the list of detected pixels (label_propagate_list; the
+ * library's filter_cols lists them in no particular order, here in reverse). */
 static void device_labels(clred_ctx *ctx, const unsigned char *on, size_t w, size_t h, int use_list,
                           uint32_t *labels, int *passes)
 {
@@ -177,19 +311,16 @@ static void device_labels(clred_ctx *ctx, const unsigned char *on, size_t w, siz
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, 4, NULL, &count, "count"));
     cl_kernel k;
     cl_int cw = (cl_int)w, ch = (cl_int)h;
-    cl_uint un = (cl_uint)n, nlist = 0;
-    size_t g[2] = {w, h}, g1 = n, gl = 0;
+    cl_uint nlist = 0;
+    size_t g[2] = {w, h}, gl = 0;
     if (use_list) {
-        CHECK_OK(clred_upload(ctx, count, 0, 4, &nlist));
-        CHECK_OK(clred_kernel(ctx, "sources", NULL, "collect_detected", &k));
-        CHECK_OK(clred_args(k, "collect_detected", CLRED_ARG(lbuf), CLRED_ARG(un), CLRED_ARG(list), CLRED_ARG(count),
-                            (size_t)0));
-        CHECK_OK(clred_run(ctx, k, "collect_detected", 1, &g1, NULL));
-        CHECK_OK(clred_download(ctx, count, 0, 4, &nlist));
-        size_t non = 0;
-        for (size_t i = 0; i < n; i++)
-            non += on[i] != 0;
-        CHECK(nlist == non);
+        uint32_t *lv = malloc(n * sizeof *lv);
+        for (size_t i = n; i-- > 0;)
+            if (on[i])
+                lv[nlist++] = (uint32_t)i;
+        if (nlist)
+            CHECK_OK(clred_upload(ctx, list, 0, nlist * 4, lv));
+        free(lv);
         gl = nlist;
         CHECK_OK(clred_kernel(ctx, "sources", NULL, "label_propagate_list", &k));
         CHECK_OK(clred_args(k, "label_propagate_list", CLRED_ARG(lbuf), CLRED_ARG(list), CLRED_ARG(nlist),
@@ -328,16 +459,20 @@ static void test_moments(clred_ctx *ctx, harness_rng *rng)
         double rx = NAN, ry = NAN, rxx = NAN, ryy = NAN, rxy = NAN;
         CHECK(label > 0 && ref_adaptive_moments(d, 200, 150, seg, label, stars[k].x + 0.3, stars[k].y - 0.2, 2.0, &rx,
                                                 &ry, &rxx, &ryy, &rxy));
-        /* the device converges to 1e-4 of the window size, in float pixels */
-        CHECK_NEAR(s->x, rx, 1e-3);
-        CHECK_NEAR(s->y, ry, 1e-3);
         double rfwhm = 2.3548200450309493 * sqrt(0.5 * (rxx + ryy));
         CHECK_NEAR(s->fwhm, rfwhm, 1e-3 * rfwhm);
+        /* the reported position is SExtractor's windowed centroid with the
+         * window sigma from these moments; both stop at steps below 1e-4 px */
+        double wx = NAN, wy = NAN;
+        CHECK(ref_winpos(d, 200, 150, seg, label, rx, ry, sqrt(0.5 * (rxx + ryy)), &wx, &wy));
+        CHECK_NEAR(s->x, wx, 1e-3);
+        CHECK_NEAR(s->y, wy, 1e-3);
     }
     double seeing;
     size_t nused;
     clred_sources_seeing(list, n, &seeing, &nused);
-    CHECK(nused == ns);
+    /* one star's true ellipticity is 0.5, the cut itself: noise puts it on either side */
+    CHECK_MSG(nused == ns || nused == ns - 1, "seeing from %zu of %zu stars", nused, ns);
     CHECK(seeing > 3.0 && seeing < 4.6);
     /* the segmentation map marks each source's pixels with its index + 1 */
     size_t count1 = 0;
@@ -347,6 +482,43 @@ static void test_moments(clred_ctx *ctx, harness_rng *rng)
     free(list);
     free(seg);
     free(d);
+    clred_image_free(&img);
+}
+
+/* The windowed centroids' scatter about the true positions of bright stars:
+ * 36 stars of FWHM 3 (S/N 200 to 2000 of the total flux) at random subpixel
+ * positions, noise 5. The photon-noise limit is ~sigma sqrt(2) / (S/N), 0.009
+ * px at S/N 200 and 0.001 at 2000: the RMS must stay below 0.005 px. */
+static void test_centroid_scatter(clred_ctx *ctx, harness_rng *rng)
+{
+    enum { NSTAR = 36 };
+    double s = 3.0 / 2.3548200450309493, sigma = 5.0, tx[NSTAR], ty[NSTAR];
+    clred_image img;
+    CHECK_OK(clred_image_alloc(&img, 240, 240, 0, 0));
+    for (int k = 0; k < NSTAR; k++) {
+        tx[k] = 20 + 40 * (k % 6) + harness_uniform(rng);
+        ty[k] = 20 + 40 * (k / 6) + harness_uniform(rng);
+        double snr = 200 * exp(harness_uniform(rng) * log(10.0));
+        add_star(img.sci, 240, 240, tx[k], ty[k], snr * sigma * sqrt(4 * M_PI) * s, s, s, 0);
+    }
+    add_noise(rng, &img, 100, sigma);
+    clred_source *list;
+    size_t n;
+    CHECK_OK(clred_detect_sources(ctx, &img, NULL, NULL, 100.0, sigma, NULL, &list, &n));
+    double sum2 = 0;
+    int found = 0;
+    for (int k = 0; k < NSTAR; k++) {
+        const clred_source *m = nearest(list, n, tx[k], ty[k], 1.0);
+        if (!m)
+            continue;
+        found++;
+        sum2 += (m->x - tx[k]) * (m->x - tx[k]) + (m->y - ty[k]) * (m->y - ty[k]);
+    }
+    double rms = found ? sqrt(sum2 / (2.0 * found)) : INFINITY;
+    fprintf(stderr, "windowed centroids: %d stars, RMS %.4f px per axis about the truth\n", found, rms);
+    CHECK_MSG(found == NSTAR, "%d of %d bright stars found", found, NSTAR);
+    CHECK_MSG(rms <= 0.005, "centroid RMS %.4f px about the truth", rms);
+    free(list);
     clred_image_free(&img);
 }
 
@@ -487,6 +659,151 @@ static void test_deblend_and_flags(clred_ctx *ctx, harness_rng *rng)
     }
 }
 
+/* The global level (selection, not sorting) against the sorted reference:
+ * the same values kept each round, so the same median; the mean and the
+ * deviation are float pixels summed in double in another order (1e-9). */
+static void test_global_level(harness_rng *rng)
+{
+    const size_t shapes[][2] = {{3, 1}, {4, 1}, {37, 29}, {64, 64}, {101, 77}};
+    for (size_t c = 0; c < sizeof shapes / sizeof *shapes; c++) {
+        clred_image img;
+        size_t w = shapes[c][0], h = shapes[c][1], n = w * h;
+        CHECK_OK(clred_image_alloc(&img, w, h, 0, 0));
+        double *v = malloc(n * sizeof *v);
+        for (size_t i = 0; i < n; i++) {
+            double u = harness_uniform(rng);
+            /* sky with 10% bright outliers and repeated values */
+            img.sci[i] = (float)(u < 0.1 ? 1000 + 500 * u : (c == 3 ? floor(100 + 5 * harness_normal(rng))
+                                                                     : 100 + 5 * harness_normal(rng)));
+            v[i] = img.sci[i];
+        }
+        double lv, sd, rl, rs;
+        CHECK_OK(clred_global_background(&img, 0, &lv, &sd));
+        CHECK(ref_clipped_level(v, n, &rl, &rs));
+        CHECK_MSG(lv == rl, "%zu x %zu: level %.9g, reference %.9g", w, h, lv, rl);
+        CHECK_NEAR(sd, rs, 1e-9 * (rs + 1));
+        free(v);
+        clred_image_free(&img);
+    }
+}
+
+/* Multi-threshold deblending (SExtractor's DEBLEND_NTHRESH 32, MINCONT 0.005)
+ * on close pairs of FWHM-3 stars, one pair or single star per 50 x 50 cell:
+ * pairs at 1.5-3 FWHM with flux ratios 1-10 whose secondary maximum drops
+ * to the saddle by more than the levels' spacing (~16 % here) are split
+ * (with the 3 x 3 filter of SExtractor's default.conv for the closest and
+ * the most unequal: the FWHM-3 Gaussian leaves no secondary maximum there),
+ * single stars from S/N 18 to 18000 are not. Shallower saddles split or not
+ * by where the levels fall, as in SExtractor. */
+static void test_close_pairs(clred_ctx *ctx, harness_rng *rng)
+{
+    typedef struct {
+        double sep, ratio;
+        int conv; /* 1: the 3 x 3 filter file */
+    } pair;
+    const pair pairs[] = {{2.0, 1, 0}, {2.0, 3, 0}, {2.5, 5, 0}, {2.5, 10, 0}, {3.0, 1, 0},
+                          {3.0, 10, 0}, {1.5, 1, 1}, {2.0, 5, 1}, {2.0, 10, 1}};
+    const double singles[] = {400, 1600, 6400, 25600, 102400, 409600}; /* total flux; S/N 18 to 18000 */
+    enum { NP = sizeof pairs / sizeof *pairs, NS = sizeof singles / sizeof *singles, CELL = 50 };
+    double s = 3.0 / 2.3548200450309493, bright = 20000;
+    const char *conv3 = "CONV NORM\n1 2 1\n2 4 2\n1 2 1\n";
+    clred_conv_filter f3;
+    CHECK_OK(clred_conv_filter_parse(conv3, strlen(conv3), "default.conv", &f3));
+    for (int use_conv = 0; use_conv <= 1; use_conv++) {
+        clred_image img;
+        size_t w = CELL * 5, h = CELL * 3;
+        CHECK_OK(clred_image_alloc(&img, w, h, 0, 0));
+        double px[NP][2][2];
+        for (size_t k = 0; k < NP; k++) {
+            double cx = CELL * (k % 5) + 20.3 + 0.1 * (double)k, cy = CELL * (k / 5) + 24.6;
+            double th = 0.4 * (double)k, d = pairs[k].sep * 3.0;
+            px[k][0][0] = cx, px[k][0][1] = cy;
+            px[k][1][0] = cx + d * cos(th), px[k][1][1] = cy + d * sin(th);
+            add_star(img.sci, w, h, px[k][0][0], px[k][0][1], bright, s, s, 0);
+            add_star(img.sci, w, h, px[k][1][0], px[k][1][1], bright / pairs[k].ratio, s, s, 0);
+        }
+        for (size_t k = 0; k < NS; k++)
+            add_star(img.sci, w, h, CELL * ((NP + k) % 5) + 25.2, CELL * ((NP + k) / 5) + 24.7, singles[k], s, s, 0);
+        add_noise(rng, &img, 100, 5.0);
+        clred_detect_opts o = clred_detect_defaults();
+        o.filter = use_conv ? &f3 : NULL;
+        clred_source *list;
+        size_t n;
+        CHECK_OK(clred_detect_sources(ctx, &img, NULL, NULL, 100.0, 5.0, &o, &list, &n));
+        for (size_t k = 0; k < NP; k++) {
+            if (pairs[k].conv != use_conv && !(use_conv && pairs[k].sep >= 2.0 && pairs[k].ratio <= 3))
+                continue;
+            size_t inside = 0;
+            for (size_t i = 0; i < n; i++)
+                inside += (size_t)(list[i].x / CELL) == k % 5 && (size_t)(list[i].y / CELL) == k / 5;
+            const clred_source *a = nearest(list, n, px[k][0][0], px[k][0][1], 1.0);
+            const clred_source *b = nearest(list, n, px[k][1][0], px[k][1][1], 1.0);
+            CHECK_MSG(inside == 2 && a && b && a != b,
+                      "pair at %.1f FWHM, flux ratio %g (%s filter): %zu sources, %s", pairs[k].sep, pairs[k].ratio,
+                      use_conv ? "3 x 3" : "Gaussian", inside, a && b && a != b ? "both found" : "not split");
+            if (a && b && a != b)
+                CHECK((a->flags & CLRED_SRC_BLENDED) && (b->flags & CLRED_SRC_BLENDED));
+        }
+        for (size_t k = 0; k < NS; k++) {
+            size_t cell = NP + k, inside = 0;
+            for (size_t i = 0; i < n; i++)
+                inside += (size_t)(list[i].x / CELL) == cell % 5 && (size_t)(list[i].y / CELL) == cell / 5;
+            CHECK_MSG(inside == 1, "single star of flux %g (%s filter): %zu sources", singles[k],
+                      use_conv ? "3 x 3" : "Gaussian", inside);
+        }
+        free(list);
+        if (!use_conv) {
+            /* for the record: the older contrast rule on the same pairs */
+            o.deblend_nthresh = 0;
+            CHECK_OK(clred_detect_sources(ctx, &img, NULL, NULL, 100.0, 5.0, &o, &list, &n));
+            size_t split = 0;
+            for (size_t k = 0; k < 6; k++) {
+                const clred_source *a = nearest(list, n, px[k][0][0], px[k][0][1], 1.0);
+                const clred_source *b = nearest(list, n, px[k][1][0], px[k][1][1], 1.0);
+                split += a && b && a != b;
+            }
+            fprintf(stderr, "contrast rule: %zu of 6 pairs split\n", split);
+            free(list);
+        }
+        clred_image_free(&img);
+    }
+    clred_conv_filter_free(&f3);
+}
+
+/* CLEAN: a faint bump inside a very bright star's isophote is deblended as a
+ * source of its own without CLEAN and merged into the star with it, fluxes
+ * added. */
+static void test_clean(clred_ctx *ctx, harness_rng *rng)
+{
+    clred_image img;
+    CHECK_OK(clred_image_alloc(&img, 80, 80, 0, 0));
+    double s = 3.0 / 2.3548200450309493;
+    add_star(img.sci, 80, 80, 40.2, 39.7, 2e6, s, s, 0);
+    /* wings: a broad halo as a Moffat-like star has */
+    add_star(img.sci, 80, 80, 40.2, 39.7, 2e5, 4 * s, 4 * s, 0);
+    add_star(img.sci, 80, 80, 52.0, 41.0, 2e4, s, s, 0);
+    add_noise(rng, &img, 100, 5.0);
+    clred_detect_opts o = clred_detect_defaults();
+    clred_source *list;
+    size_t n;
+    o.clean = 0;
+    CHECK_OK(clred_detect_sources(ctx, &img, NULL, NULL, 100.0, 5.0, &o, &list, &n));
+    CHECK_MSG(n == 2, "without CLEAN: %zu sources, expected the star and the bump", n);
+    double total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += list[i].flux;
+    free(list);
+    o.clean = 1;
+    CHECK_OK(clred_detect_sources(ctx, &img, NULL, NULL, 100.0, 5.0, &o, &list, &n));
+    CHECK_MSG(n == 1, "with CLEAN: %zu sources, expected 1", n);
+    if (n == 1) {
+        CHECK_NEAR(list[0].flux, total, 1e-6 * total);
+        CHECK_NEAR(list[0].x, 40.2, 0.05);
+    }
+    free(list);
+    clred_image_free(&img);
+}
+
 /* Background and RMS maps are used pixel by pixel. */
 static void test_maps(clred_ctx *ctx, harness_rng *rng)
 {
@@ -520,11 +837,16 @@ int main(void)
     clred_ctx *ctx = harness_ctx();
     harness_rng rng = {77};
     test_filter(ctx, &rng);
+    test_filter_file(ctx, &rng);
     test_labels(ctx, &rng);
     test_moments(ctx, &rng);
     test_completeness(ctx, &rng);
     test_deblend_and_flags(ctx, &rng);
     test_maps(ctx, &rng);
+    test_global_level(&rng);
+    test_close_pairs(ctx, &rng);
+    test_centroid_scatter(ctx, &rng);
+    test_clean(ctx, &rng);
     clred_ctx_destroy(ctx);
     /* the float accumulation path: the filter (same tolerance: float sums of
      * 11 terms twice stay within 1e-6) and the moments of the same stars */

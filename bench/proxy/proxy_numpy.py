@@ -4,6 +4,7 @@
 
 usage: proxy_numpy.py DARKS.fits SPECTRAL.fits OUT.csv [--method median|lsq]
                       [--window N] [--fill V] [--hot-sigma S] [--limit N]
+                      [--tie-tolerance T]
 
 --limit N matches only the first N usable spectral pixels (row-major) and
 reports the time per pixel, for an extrapolation at sizes where the whole
@@ -50,6 +51,7 @@ def main():
     ap.add_argument("--fill", type=float, default=None)
     ap.add_argument("--hot-sigma", type=float, default=10.0)
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--tie-tolerance", type=float, default=0.0)
     a = ap.parse_args()
 
     darks = fits.getdata(a.darks).astype(np.float32)
@@ -87,7 +89,10 @@ def main():
         if a.method == "median":
             rs = np.sort(r, axis=1)
             med = 0.5 * (rs[:, (t - 1) // 2].astype(np.float64) + rs[:, t // 2].astype(np.float64))
-            k = np.lexsort((idx, sd, np.abs(med)))[0]
+            am = np.abs(med)
+            if a.tie_tolerance > 0:  # |median| within the tolerance of the smallest: all ties
+                am = np.where(am <= am.min() + a.tie_tolerance, 0.0, np.inf)
+            k = np.lexsort((idx, sd, am))[0]
             best[p] = (idx[k], med[k], sd[k], msr[k])
         else:
             k = np.lexsort((idx, msr))[0]

@@ -11,7 +11,7 @@
 
 static void help(void)
 {
-    printf("usage: clred proxy --darks DARKS --spectral MASK -o OUTDIR SCIENCE... [options]\n"
+    printf("usage: clred proxy --darks DARKS [--spectral MASK] -o OUTDIR SCIENCE... [options]\n"
            "       clred proxy --simulate DIR [--size WxH] [--ndarks N] [--nscience N] [--seed N]\n\n"
            "Every usable spectral pixel (MASK non-zero) is matched to the non-spectral pixel that behaves\n"
            "the same across the dark frames (its proxy); each science frame's background at a spectral\n"
@@ -24,10 +24,18 @@ static void help(void)
            "from their fits, then L.A.Cosmic) and quick-look PNGs.\n\n"
            "options:\n"
            "  --darks FILE          dark frames (a cube or a 2-D image; repeat for more)\n"
-           "  --spectral FILE       the spectral region (non-zero pixels)\n"
+           "  --spectral FILE       the spectral region (non-zero pixels); without it the region is found\n"
+           "                        from the trace in the median science frame less the median dark and\n"
+           "                        written as OUTDIR/spectral.fits: Gaussian fits per --bin columns, polynomials in x\n"
+           "                        for the centre, width and peak separation, and rows within half the\n"
+           "                        separation plus K widths of the centre\n"
+           "  --region-k K          that half-width in trace widths (5)\n"
+           "  --region-order N      degree of those polynomials, 0..3 (2)\n"
            "  --method M            median (default): smallest |median| of the residuals over the darks,\n"
            "                        exact ties by the smallest std, then the lowest pixel index;\n"
            "                        lsq: smallest mean squared residual, then the lowest index\n"
+           "  --tie-tolerance T     median method: |medians| within T of the smallest tie, and the\n"
+           "                        smallest std among them wins (0: exact ties; a second pass)\n"
            "  --window N            candidates only within N columns (default: all)\n"
            "  --fill V              a value meaning 'not downlinked' besides NaN\n"
            "  --hot-sigma S         hot: above median + S * 1.4826 MAD in every dark (10)\n"
@@ -53,7 +61,8 @@ static int make_dir(const char *dir)
 }
 
 enum { OPT_DARKS = 256, OPT_SPECTRAL, OPT_METHOD, OPT_WINDOW, OPT_FILL, OPT_HOT, OPT_BIN, OPT_NOPNG, OPT_SIM,
-       OPT_SIZE, OPT_NDARKS, OPT_NSCI, OPT_SEED, OPT_DEVICE, OPT_JSON, OPT_OVERWRITE, OPT_RN };
+       OPT_SIZE, OPT_NDARKS, OPT_NSCI, OPT_SEED, OPT_DEVICE, OPT_JSON, OPT_OVERWRITE, OPT_RN, OPT_REGION_K,
+       OPT_REGION_ORDER, OPT_TIE };
 
 static int simulate(const char *dir, const clred_cute_sim_opts *so, int overwrite, int json)
 {
@@ -84,7 +93,8 @@ int cmd_proxy(int argc, char **argv)
         {"seed", required_argument, 0, OPT_SEED},     {"device", required_argument, 0, OPT_DEVICE},
         {"json", no_argument, 0, OPT_JSON},           {"overwrite", no_argument, 0, OPT_OVERWRITE},
         {"output", required_argument, 0, 'o'},        {"help", no_argument, 0, 'h'},
-        {"readnoise", required_argument, 0, OPT_RN},
+        {"readnoise", required_argument, 0, OPT_RN},  {"region-k", required_argument, 0, OPT_REGION_K},
+        {"region-order", required_argument, 0, OPT_REGION_ORDER}, {"tie-tolerance", required_argument, 0, OPT_TIE},
         {0, 0, 0, 0}};
     static const char *const methods[] = {"median", "lsq"};
     clred_proxy_run_opts ro = clred_proxy_run_defaults();
@@ -112,6 +122,18 @@ int cmd_proxy(int argc, char **argv)
         case OPT_BIN:
             ok = cli_parse_int("proxy", "--bin", optarg, &v) && v > 0;
             ro.bin = (size_t)v;
+            ro.region.bin = (size_t)v;
+            break;
+        case OPT_TIE:
+            ok = cli_parse_double("proxy", "--tie-tolerance", optarg, &ro.match.tie_tolerance) &&
+                 ro.match.tie_tolerance >= 0;
+            break;
+        case OPT_REGION_K:
+            ok = cli_parse_double("proxy", "--region-k", optarg, &ro.region.k) && ro.region.k > 0;
+            break;
+        case OPT_REGION_ORDER:
+            ok = cli_parse_int("proxy", "--region-order", optarg, &ro.region.order) && ro.region.order >= 0 &&
+                 ro.region.order <= CLRED_TRACE_REGION_MAX_ORDER;
             break;
         case OPT_NOPNG: ro.png = 0; break;
         case OPT_RN: ok = cli_parse_double("proxy", "--readnoise", optarg, &ro.cosmic.readnoise); break;
@@ -160,9 +182,9 @@ int cmd_proxy(int argc, char **argv)
     }
     const char *const *sci_paths = (const char *const *)argv + optind;
     size_t nsci_paths = (size_t)(argc - optind);
-    if (!ndark_paths || !spectral || !outdir || !nsci_paths) {
+    if (!ndark_paths || !outdir || !nsci_paths) {
         free(dark_paths);
-        return cli_usage_error("proxy", "needs --darks, --spectral, -o OUTDIR and science frames");
+        return cli_usage_error("proxy", "needs --darks, -o OUTDIR and science frames");
     }
     cli_frame *df = NULL, *sf = NULL;
     clred_image *darks = NULL, *sci = NULL, mask;
@@ -176,7 +198,7 @@ int cmd_proxy(int argc, char **argv)
         rc = cli_read_frames("proxy", df, nd, &darks);
     if (rc == EXIT_OK)
         rc = cli_read_frames("proxy", sf, ns, &sci);
-    if (rc == EXIT_OK) {
+    if (rc == EXIT_OK && spectral) {
         clred_status s = clred_image_read(spectral, 0, &mask);
         if (s != CLRED_OK)
             rc = cli_fail("proxy", s);
@@ -186,9 +208,9 @@ int cmd_proxy(int argc, char **argv)
             rc = EXIT_BAD_INPUT;
         }
     }
-    if (rc == EXIT_OK && !(spec = malloc(mask.width * mask.height)))
+    if (rc == EXIT_OK && spectral && !(spec = malloc(mask.width * mask.height)))
         rc = EXIT_BAD_INPUT;
-    for (size_t i = 0; rc == EXIT_OK && i < mask.width * mask.height; i++)
+    for (size_t i = 0; rc == EXIT_OK && spectral && i < mask.width * mask.height; i++)
         spec[i] = mask.sci[i] != 0 && !isnan(mask.sci[i]);
     if (rc == EXIT_OK && !make_dir(outdir))
         rc = EXIT_BAD_INPUT;
@@ -204,11 +226,26 @@ int cmd_proxy(int argc, char **argv)
     if (rc == EXIT_OK && json)
         printf("{\"output\": \"%s\", \"method\": \"%s\", \"ndarks\": %zu, \"nscience\": %zu, \"spectral\": %zu, "
                "\"matched\": %zu, \"candidates\": %zu, \"hot\": %zu, \"missing\": %zu, \"infilled\": %zu, "
-               "\"cosmic\": %zu, \"match_seconds\": %.4f, \"seconds\": %.4f, \"device\": ",
+               "\"cosmic\": %zu, \"match_seconds\": %.4f, \"match_cpu_seconds\": %.4f, \"seconds\": %.4f, "
+               "\"device\": ",
                outdir, methods[ro.match.method], nd, ns, rep.nspectral, rep.nmatched, rep.ncandidates, rep.nhot,
-               rep.nmissing, rep.ninfilled, rep.ncosmic, rep.match_s, rep.total_s);
+               rep.nmissing, rep.ninfilled, rep.ncosmic, rep.match_s, rep.match_cpu_s, rep.total_s);
     if (rc == EXIT_OK && json) {
         cli_json_string(stdout, clred_ctx_device(ctx)->name);
+        if (rep.region_found) {
+            const clred_trace_region *g = &rep.region;
+            printf(", \"region\": {\"k\": %.9g, \"order\": %d, \"bins_used\": %zu, \"pixels\": %zu", g->k, g->order,
+                   g->nbins_used, g->nspectral);
+            const char *names[] = {"centre", "sigma", "split"};
+            const double *coefs[] = {g->centre, g->sigma, g->split};
+            for (int k = 0; k < 3; k++) {
+                printf(", \"%s\": [", names[k]);
+                for (int j = 0; j <= g->order; j++)
+                    printf("%s%.9g", j ? ", " : "", coefs[k][j]);
+                printf("]");
+            }
+            printf("}");
+        }
         printf("}\n");
     }
     if (ctx)

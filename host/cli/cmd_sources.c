@@ -20,7 +20,17 @@ static void help(void)
            "                        to the filtered image (default 1.5)\n"
            "      --minarea N       minimum pixels per source (default 5)\n"
            "      --fwhm F          FWHM of the matched filter in pixels (default 3; 0 = none)\n"
-           "      --deblend C       deblending contrast (default 0.2; 0 = off)\n"
+           "      --filter FILE     SExtractor filter file (.conv: CONV NORM or CONV NONORM, then\n"
+           "                        one row per line) instead of the Gaussian of --fwhm\n"
+           "      --deblend-nthresh N  SExtractor's DEBLEND_NTHRESH: levels between the threshold and\n"
+           "                        a peak at which touching sources are told apart (default 32)\n"
+           "      --deblend-mincont C  SExtractor's DEBLEND_MINCONT: least flux fraction of a split\n"
+           "                        branch (default 0.005; 1 = no deblending)\n"
+           "      --deblend C       with --deblend-nthresh 0, the older contrast rule (default 0.2);\n"
+           "                        0 = no deblending\n"
+           "      --clean-param P   SExtractor's CLEAN_PARAM: Moffat index of the wing model that\n"
+           "                        merges detections in a brighter source's wings (default 1)\n"
+           "      --no-clean        keep such detections\n"
            "      --saturation L    flag pixels at or above L as saturated (default: mask bit only)\n"
            "      --bkg FILE        background image (default: global sigma-clipped median)\n"
            "      --rms FILE        background RMS image (default: global sigma-clipped std)\n"
@@ -33,7 +43,7 @@ static void help(void)
 }
 
 typedef struct {
-    const char *input, *output, *csv, *bkg_path, *rms_path, *seg_path, *device;
+    const char *input, *output, *csv, *bkg_path, *rms_path, *seg_path, *device, *filter_path;
     clred_detect_opts detect;
     int json, overwrite;
 } sources_args;
@@ -41,13 +51,18 @@ typedef struct {
 static int parse_args(int argc, char **argv, sources_args *a)
 {
     enum { O_CSV = 256, O_THRESH, O_MINAREA, O_FWHM, O_DEBLEND, O_SAT, O_BKG, O_RMS, O_SEG, O_OVERWRITE, O_DEVICE,
-           O_JSON };
+           O_JSON, O_FILTER, O_NTHRESH, O_MINCONT, O_CLEAN_PARAM, O_NO_CLEAN };
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
                                          {"csv", required_argument, 0, O_CSV},
                                          {"thresh", required_argument, 0, O_THRESH},
                                          {"minarea", required_argument, 0, O_MINAREA},
                                          {"fwhm", required_argument, 0, O_FWHM},
+                                         {"filter", required_argument, 0, O_FILTER},
                                          {"deblend", required_argument, 0, O_DEBLEND},
+                                         {"deblend-nthresh", required_argument, 0, O_NTHRESH},
+                                         {"deblend-mincont", required_argument, 0, O_MINCONT},
+                                         {"clean-param", required_argument, 0, O_CLEAN_PARAM},
+                                         {"no-clean", no_argument, 0, O_NO_CLEAN},
                                          {"saturation", required_argument, 0, O_SAT},
                                          {"bkg", required_argument, 0, O_BKG},
                                          {"rms", required_argument, 0, O_RMS},
@@ -77,9 +92,21 @@ static int parse_args(int argc, char **argv, sources_args *a)
         case O_DEBLEND:
             if (!cli_parse_double("sources", "--deblend", optarg, &a->detect.deblend_contrast)) return EXIT_USAGE;
             break;
+        case O_NTHRESH:
+            if (!cli_parse_int("sources", "--deblend-nthresh", optarg, &a->detect.deblend_nthresh)) return EXIT_USAGE;
+            break;
+        case O_MINCONT:
+            if (!cli_parse_double("sources", "--deblend-mincont", optarg, &a->detect.deblend_mincont))
+                return EXIT_USAGE;
+            break;
+        case O_CLEAN_PARAM:
+            if (!cli_parse_double("sources", "--clean-param", optarg, &a->detect.clean_param)) return EXIT_USAGE;
+            break;
+        case O_NO_CLEAN: a->detect.clean = 0; break;
         case O_SAT:
             if (!cli_parse_double("sources", "--saturation", optarg, &a->detect.saturation)) return EXIT_USAGE;
             break;
+        case O_FILTER: a->filter_path = optarg; break;
         case O_BKG: a->bkg_path = optarg; break;
         case O_RMS: a->rms_path = optarg; break;
         case O_SEG: a->seg_path = optarg; break;
@@ -105,6 +132,12 @@ static int parse_args(int argc, char **argv, sources_args *a)
         return cli_usage_error("sources", "--fwhm must be in [0, 50]");
     if (!(a->detect.deblend_contrast >= 0) || a->detect.deblend_contrast >= 1)
         return cli_usage_error("sources", "--deblend must be in [0, 1)");
+    if (a->detect.deblend_nthresh < 0 || a->detect.deblend_nthresh > 1024)
+        return cli_usage_error("sources", "--deblend-nthresh must be in [0, 1024]");
+    if (!(a->detect.deblend_mincont >= 0) || a->detect.deblend_mincont > 1)
+        return cli_usage_error("sources", "--deblend-mincont must be in [0, 1]");
+    if (!(a->detect.clean_param > 0) || a->detect.clean_param > 100)
+        return cli_usage_error("sources", "--clean-param must be in (0, 100]");
     return EXIT_OK;
 }
 
@@ -162,7 +195,13 @@ int cmd_sources(int argc, char **argv)
     int32_t *seg = NULL;
     size_t n = 0;
     double level = NAN, sd = 0;
-    st = clred_image_read_2d(a.input, &img);
+    clred_conv_filter filter = {0};
+    /* the filter first: a malformed one fails before the frame is read */
+    st = a.filter_path ? clred_conv_filter_read(a.filter_path, &filter) : CLRED_OK;
+    if (st == CLRED_OK && a.filter_path)
+        a.detect.filter = &filter;
+    if (st == CLRED_OK)
+        st = clred_image_read_2d(a.input, &img);
     if (st == CLRED_OK && a.bkg_path)
         st = clred_image_read_2d(a.bkg_path, &bkg);
     if (st == CLRED_OK && a.rms_path)
@@ -212,12 +251,18 @@ int cmd_sources(int argc, char **argv)
         clred_header_set_double(hdr, "NSEEING", (double)nseeing, "stars used for SEEING");
         clred_header_set_double(hdr, "THRESH", a.detect.thresh, "threshold per pixel RMS, filtered image");
         clred_header_set_double(hdr, "MINAREA", a.detect.minarea, "minimum pixels per source");
-        clred_header_set_double(hdr, "FILTFWHM", a.detect.fwhm, "[pix] FWHM of the matched filter");
+        if (a.filter_path)
+            clred_header_set_string(hdr, "FILTER", a.filter_path, "detection filter file");
+        else
+            clred_header_set_double(hdr, "FILTFWHM", a.detect.fwhm, "[pix] FWHM of the matched filter");
         clred_header_set_string(hdr, "PIXORIG", "0", "X, Y are 0-based, pixel centres on integers");
         snprintf(hist, sizeof hist,
-                 "clred sources: thresh=%g minarea=%d fwhm=%g deblend=%g saturation=%g bkg=%s rms=%s", a.detect.thresh,
-                 a.detect.minarea, a.detect.fwhm, a.detect.deblend_contrast, a.detect.saturation,
-                 a.bkg_path ? a.bkg_path : "global", a.rms_path ? a.rms_path : "global");
+                 "clred sources: thresh=%g minarea=%d fwhm=%g filter=%s deblend=%g nthresh=%d mincont=%g clean=%s "
+                 "saturation=%g bkg=%s rms=%s",
+                 a.detect.thresh, a.detect.minarea, a.detect.fwhm, a.filter_path ? a.filter_path : "gaussian",
+                 a.detect.deblend_contrast, a.detect.deblend_nthresh, a.detect.deblend_mincont,
+                 a.detect.clean ? "yes" : "no", a.detect.saturation, a.bkg_path ? a.bkg_path : "global",
+                 a.rms_path ? a.rms_path : "global");
         clred_header_add_history(hdr, hist);
         if (st == CLRED_OK)
             st = clred_sources_write(a.output, a.csv, list, n, hdr, a.overwrite);
@@ -274,6 +319,7 @@ int cmd_sources(int argc, char **argv)
     }
     rc = EXIT_OK;
 done:
+    clred_conv_filter_free(&filter);
     free(list);
     free(seg);
     clred_header_free(hdr);

@@ -91,6 +91,8 @@ static int config_entry(void *user, const char *section, const char *key, const 
             o->bkg_opts.filter_w = o->bkg_opts.filter_h = (int)d;
     } else if (IS("background", "mask_sources")) {
         ok = parse_bool(value, &o->bkg_opts.mask_sources);
+    } else if (IS("background", "save_map")) {
+        ok = parse_bool(value, &o->bkg_save_map);
     } else if (IS("stack", "register")) {
         static const char *const names[] = {"shifts", "stars"};
         if ((ok = choice(value, names, 2, &k)))
@@ -129,6 +131,11 @@ static int config_entry(void *user, const char *section, const char *key, const 
     } else if (IS("stack", "match_order")) {
         if ((ok = parse_num(value, &d) && d >= -1 && d <= 3 && d == floor(d)))
             o->stack.bkgmatch.order = (int)d;
+    } else if (IS("stack", "final_background")) {
+        ok = parse_bool(value, &o->coadd_background);
+    } else if (IS("stack", "final_box")) {
+        if ((ok = parse_num(value, &d) && d >= 4 && d <= 4096))
+            o->coadd_bkg_opts.box_w = o->coadd_bkg_opts.box_h = (int)d;
     } else if (IS("stack", "match_box")) {
         if ((ok = parse_num(value, &d) && d >= 4 && d <= 4096))
             o->stack.bkgmatch.box = (int)d;

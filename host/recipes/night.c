@@ -59,6 +59,9 @@ clred_night_opts clred_night_defaults(void)
     o.cosmic_opts = clred_cosmic_defaults();
     o.background = 1;
     o.bkg_opts = clred_bkg_defaults();
+    o.bkg_save_map = 0;
+    o.coadd_background = 0;
+    o.coadd_bkg_opts = clred_coadd_bkg_defaults();
     o.stack = clred_stack_defaults();
     o.stack.copts = o.dark_combine;
     o.stack.copts.scale = CLRED_SCALE_ADDITIVE; /* the sky changes from frame to frame */

@@ -59,6 +59,11 @@ clred_status night_writer_start(clred_ctx *ctx, int threaded, night_written_fn d
 /* Queues img for path; with take, the writer frees it after writing, else
  * the caller keeps it unchanged until night_writer_drain. */
 clred_status night_writer_put(night_writer *w, const char *path, clred_image *img, int take, size_t index);
+/* Queues a background model product (clred_bkg_model_write): the writer
+ * takes model (the caller's is emptied), map (the full map or NULL) and
+ * header (cards for the product, may be NULL), also on failure. */
+clred_status night_writer_put_model(night_writer *w, const char *path, clred_bkg_model *model, float *map,
+                                    clred_header *header, size_t index);
 /* Waits until everything queued is written. */
 void night_writer_drain(night_writer *w);
 void night_writer_finish(night_writer *w, double *write_s);
@@ -94,6 +99,7 @@ typedef struct {
     long dark, flat;             /* science and flats: the groups of their masters, -1 = none */
     uint64_t key;
     long product;                /* the master or stack product, -1 = none */
+    long coadd_bkg;              /* the stack's final background product, -1 = none */
     clred_dimage *master;        /* masters, when built or loaded: on the device for the calibrators */
 } night_group;
 

@@ -80,12 +80,24 @@ void night_parameter_texts(night *nt)
              o->cosmic, k->sigclip, k->sigfrac, k->objlim, k->max_iters, k->sepmed, o->background, g->box_w,
              g->box_h, g->filter_w, g->filter_h, g->clip_sigma, g->max_iters, g->min_good_frac, g->mask_sources,
              g->source_sigma, g->source_grow);
+    /* the background product is the model (the full map on request) */
+    if (o->background) {
+        size_t len = strlen(nt->p_science);
+        snprintf(nt->p_science + len, sizeof nt->p_science - len, " product=model save_map=%d", o->bkg_save_map);
+    }
     combine_text(&o->stack.copts, cb, sizeof cb);
     snprintf(nt->p_stack, sizeof nt->p_stack,
              "register=%d ref=%ld grid=%d interp=%d conserve_flux=%d match_background=%d (order %d box %d ref %ld); %s",
              (int)o->stack.method, o->stack.ref_index, (int)o->stack.grid, (int)o->stack.ropts.interp,
              o->stack.ropts.conserve_flux, o->stack.match_background, o->stack.bkgmatch.order, o->stack.bkgmatch.box,
              o->stack.bkgmatch.ref_index, cb);
+    if (o->coadd_background) {
+        const clred_bkg_opts *f = &o->coadd_bkg_opts;
+        size_t len = strlen(nt->p_stack);
+        snprintf(nt->p_stack + len, sizeof nt->p_stack - len,
+                 "; final_background box=%dx%d filter=%dx%d clip=%g mask_sources=%d", f->box_w, f->box_h,
+                 f->filter_w, f->filter_h, f->clip_sigma, f->mask_sources);
+    }
     /* Quality limits change which frames a stack holds: part of its key
      * when any is set (so the keys of a night without limits stay). */
     const clred_quality_limits *l = &o->quality_limits;
@@ -253,7 +265,7 @@ static clred_status add_member(night *nt, group_kind kind, const night_frame *fr
         gr = &g[nt->ngroups++];
         memset(gr, 0, sizeof *gr);
         gr->kind = kind;
-        gr->dark = gr->flat = gr->product = -1;
+        gr->dark = gr->flat = gr->product = gr->coadd_bkg = -1;
         gr->exptime = fr->exptime;
         snprintf(gr->filter, sizeof gr->filter, "%s", fr->filter);
         snprintf(gr->object, sizeof gr->object, "%s", fr->object);
@@ -422,14 +434,29 @@ static clred_status plan_stack_group(night *nt, night_group *gr, night_science_j
     snprintf(file, sizeof file, "%s_%s.fits", so, sf);
     CLRED_TRY(add_product(nt, "stacks", file, "stack", gr->name, stack_key, inputs_of(nt, gr->members, gr->n),
                           &gr->product));
+    int bkg_new = 0;
+    if (nt->o->coadd_background) {
+        snprintf(file, sizeof file, "%s_%s_bkg.fits", so, sf);
+        CLRED_TRY(add_product(nt, "stacks", file, "coadd background", gr->name, stack_key,
+                              inputs_of(nt, gr->members, gr->n), &gr->coadd_bkg));
+        night_product *b = &nt->prod[gr->coadd_bkg];
+        bkg_new = !b->skip;
+    }
     night_product *stack = &nt->prod[gr->product];
-    int stack_needed = !stack->skip || any_new;
-    if (any_new && stack->skip) {
-        /* A frame was redone: the stack is too. */
+    if ((any_new || bkg_new) && stack->skip) {
+        /* A frame was redone (or the final background is missing): the stack is too. */
         stack->skip = stack->done = 0;
         free(stack->reason);
         stack->reason = NULL;
     }
+    if (gr->coadd_bkg >= 0 && !stack->skip && nt->prod[gr->coadd_bkg].skip) {
+        /* ... and its final background with it */
+        night_product *b = &nt->prod[gr->coadd_bkg];
+        b->skip = b->done = 0;
+        free(b->reason);
+        b->reason = NULL;
+    }
+    int stack_needed = !stack->skip;
     for (size_t m = 0; m < gr->n; m++)
         jobs[m].needed = jobs[m].process || stack_needed;
     return CLRED_OK;

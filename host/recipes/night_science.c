@@ -7,6 +7,7 @@
  * has its calibrated product read back instead. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "night_internal.h"
 
@@ -68,42 +69,58 @@ static clred_status remove_cosmics(night *nt, clred_dimage *img)
     return clred_cosmic_dev(nt->ctx, img, NULL, nv, &co, &info);
 }
 
-/* The background map (kept as a product, with the frame's header) is
- * subtracted from SCI on the device. */
-static clred_status subtract_background(night *nt, clred_dimage *img, clred_dimage **bkg)
+/* The background model (kept as a product: the mesh, its RMS and the
+ * interpolation settings, with the frame's header) is evaluated on the
+ * device and subtracted from SCI; *map (may stay NULL) receives the full
+ * map on the host when the products carry it. */
+static clred_status subtract_background(night *nt, clred_dimage *img, clred_bkg_model *model, float **map)
 {
     clred_bkg_info info;
-    CLRED_TRY(clred_background_dev(nt->ctx, img, &nt->o->bkg_opts, bkg, NULL, &info));
-    CLRED_TRY(clred_dimage_subtract_sci(img, *bkg));
-    char text[160];
-    snprintf(text, sizeof text, "clred run: mesh background subtracted (box %dx%d, global %.6g, rms %.6g)",
+    CLRED_TRY(clred_background_model_dev(nt->ctx, img, &nt->o->bkg_opts, model, &info));
+    clred_dimage *bkg = NULL;
+    clred_status st = clred_bkg_model_eval_dev(nt->ctx, model, &bkg, NULL);
+    if (st == CLRED_OK)
+        st = clred_dimage_subtract_sci(img, bkg);
+    if (st == CLRED_OK && nt->o->bkg_save_map) {
+        clred_image host;
+        st = clred_dimage_download(bkg, &host);
+        if (st == CLRED_OK) {
+            *map = host.sci;
+            host.sci = NULL;
+            clred_image_free(&host);
+        }
+    }
+    clred_dimage_free(bkg);
+    CLRED_TRY(st);
+    char text[200];
+    snprintf(text, sizeof text,
+             "clred run: mesh background subtracted (box %dx%d, global %.6g, rms %.6g); its model is the "
+             "background product (add it back to restore)",
              nt->o->bkg_opts.box_w, nt->o->bkg_opts.box_h, info.global_back, info.global_rms);
-    CLRED_TRY(clred_header_add_history(img->header, text));
-    clred_header *h = clred_header_copy(img->header);
-    if (!h)
-        return clred_fail(CLRED_ERR_MEMORY, "night: out of memory copying a header");
-    clred_header_free((*bkg)->header);
-    (*bkg)->header = h;
-    return CLRED_OK;
+    return clred_header_add_history(img->header, text);
 }
 
 /* One raw frame into its calibrated, background-subtracted image and the
- * background map. */
+ * background model (and map, when kept). */
 static clred_status reduce_frame(night *nt, calibrators *cs, const night_group *gr, const night_frame *fr,
-                                 const clred_dimage *raw, clred_dimage **cal, clred_dimage **bkg)
+                                 const clred_dimage *raw, clred_dimage **cal, clred_bkg_model *model, float **map)
 {
-    *cal = *bkg = NULL;
+    *cal = NULL;
+    *map = NULL;
+    memset(model, 0, sizeof *model);
     clred_calibrator *c;
     CLRED_TRY(calibrator_for(nt, cs, night_nearest_dark(nt, fr->exptime), gr->flat, &c));
     clred_status st = clred_calibrator_apply_dev(c, raw, fr->path, cal);
     if (st == CLRED_OK && nt->o->cosmic)
         st = remove_cosmics(nt, *cal);
     if (st == CLRED_OK && nt->o->background)
-        st = subtract_background(nt, *cal, bkg);
+        st = subtract_background(nt, *cal, model, map);
     if (st != CLRED_OK) {
         clred_dimage_free(*cal);
-        clred_dimage_free(*bkg);
-        *cal = *bkg = NULL;
+        clred_bkg_model_free(model);
+        free(*map);
+        *cal = NULL;
+        *map = NULL;
         return st;
     }
     night_say(nt, "%s: calibrated%s%s", fr->name, nt->o->cosmic ? ", cosmic rays removed" : "",
@@ -168,12 +185,22 @@ static clred_status science_frame(night *nt, night_reader *r, night_writer *w, c
             clred_dimage_free(d); /* read back from its file for the stack */
         return qs;
     }
-    clred_dimage *cal = NULL, *bkg = NULL;
-    clred_status st = reduce_frame(nt, cs, gr, fr, d, &cal, &bkg);
+    clred_dimage *cal = NULL;
+    clred_bkg_model model;
+    float *map = NULL;
+    clred_status st = reduce_frame(nt, cs, gr, fr, d, &cal, &model, &map);
     clred_dimage_free(d);
-    if (st == CLRED_OK && jb->bkg >= 0)
-        st = night_put_product(nt, w, bkg, jb->bkg);
-    clred_dimage_free(bkg);
+    if (st == CLRED_OK && jb->bkg >= 0) {
+        clred_header *h = clred_header_copy(clred_dimage_header(cal));
+        if (h) {
+            st = night_writer_put_model(w, nt->prod[jb->bkg].path, &model, map, h, (size_t)jb->bkg);
+            map = NULL; /* the writer's now */
+        } else {
+            st = clred_fail(CLRED_ERR_MEMORY, "night: out of memory copying a header");
+        }
+    }
+    clred_bkg_model_free(&model);
+    free(map);
     if (st == CLRED_OK)
         st = night_put_product(nt, w, cal, jb->cal);
     *ok = st == CLRED_OK;

@@ -96,6 +96,51 @@ static clred_status stack_done(night *nt, night_group *gr, const int *ok, size_t
     return clred_header_add_history(h, text);
 }
 
+/* The stack written; with [stack] final_background its own background is
+ * subtracted first (the coadd's sky, possibly negative where the frames'
+ * were over-subtracted) and written beside it as a model product with the
+ * full map, so that stack + map = the stack as combined. Takes stack. */
+static clred_status write_stack(night *nt, night_group *gr, clred_image *stack, night_writer *w)
+{
+    clred_status st = CLRED_OK;
+    if (gr->coadd_bkg >= 0) {
+        clred_bkg_model model;
+        clred_bkg_info info;
+        memset(&model, 0, sizeof model);
+        double t0 = clred_now();
+        st = clred_coadd_background(nt->ctx, stack, &nt->o->coadd_bkg_opts, &model, &info);
+        size_t np = stack->width * stack->height;
+        float *map = st == CLRED_OK ? malloc(np * sizeof *map) : NULL;
+        if (st == CLRED_OK && !map)
+            st = clred_fail(CLRED_ERR_MEMORY, "night: out of memory for %s's final background", gr->name);
+        if (st == CLRED_OK)
+            st = clred_bkg_model_eval(nt->ctx, &model, 0, stack->height, map, NULL);
+        clred_trace_host(nt->ctx, "host", "coadd background", t0, clred_now());
+        char text[240];
+        const char *slash = strrchr(nt->prod[gr->coadd_bkg].path, '/');
+        snprintf(text, sizeof text,
+                 "clred run: final background subtracted (box %dx%d, global %.6g): %s (add it back to restore)",
+                 model.box_w, model.box_h, info.global_back, slash ? slash + 1 : nt->prod[gr->coadd_bkg].path);
+        if (st == CLRED_OK)
+            st = clred_header_add_history(stack->header, text);
+        clred_header *h = st == CLRED_OK ? clred_header_copy(stack->header) : NULL;
+        if (st == CLRED_OK && !h)
+            st = clred_fail(CLRED_ERR_MEMORY, "night: out of memory copying a header");
+        if (st == CLRED_OK) {
+            st = night_writer_put_model(w, nt->prod[gr->coadd_bkg].path, &model, map, h, (size_t)gr->coadd_bkg);
+            map = NULL;
+        }
+        clred_bkg_model_free(&model);
+        free(map);
+    }
+    if (st == CLRED_OK) {
+        nt->products_out++;
+        st = night_writer_put(w, nt->prod[gr->product].path, stack, 1, (size_t)gr->product);
+    }
+    clred_image_free(stack);
+    return st;
+}
+
 /* From the frames held on the device. */
 static clred_status stack_held(night *nt, night_group *gr, clred_dimage **frames, const int *ok, size_t n,
                                night_writer *w)
@@ -115,8 +160,14 @@ static clred_status stack_held(night *nt, night_group *gr, clred_dimage **frames
     free(used);
     if (st == CLRED_OK)
         st = stack_done(nt, gr, ok, n, clred_dimage_header(res.image));
-    if (st == CLRED_OK)
+    if (st == CLRED_OK && gr->coadd_bkg < 0)
         st = night_put_product(nt, w, res.image, gr->product);
+    else if (st == CLRED_OK) {
+        clred_image host;
+        st = clred_dimage_download(res.image, &host);
+        if (st == CLRED_OK)
+            st = write_stack(nt, gr, &host, w);
+    }
     clred_combine_dev_result_free(&res);
     return st;
 }
@@ -152,8 +203,7 @@ static clred_status stack_from_files(night *nt, night_group *gr, const char *con
         st = stack_done(nt, gr, ok, n, res.image.header);
     if (st == CLRED_OK) {
         nt->stacks_read_back++;
-        nt->products_out++;
-        st = night_writer_put(w, nt->prod[gr->product].path, &res.image, 1, (size_t)gr->product);
+        st = write_stack(nt, gr, &res.image, w);
     }
     clred_combine_result_free(&res);
     return st;

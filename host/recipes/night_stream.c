@@ -143,6 +143,11 @@ void night_reader_finish(night_reader *r, double *read_s)
 typedef struct write_job {
     char *path;
     clred_image *img;
+    /* or a background model product: the model, its full map (may be NULL)
+     * and the header's cards, all owned by the job */
+    clred_bkg_model *model;
+    float *map;
+    clred_header *header;
     int take;
     size_t index;
     struct write_job *next;
@@ -164,15 +169,22 @@ struct night_writer {
 static void write_one(night_writer *w, write_job *j)
 {
     double t0 = clred_now();
-    clred_status st = clred_image_write(j->path, j->img, 1);
+    clred_status st = j->model ? clred_bkg_model_write(j->path, j->model, j->map, j->header, 1)
+                               : clred_image_write(j->path, j->img, 1);
     double t1 = clred_now();
     const char *slash = strrchr(j->path, '/');
     clred_trace_host(w->ctx, "write", slash ? slash + 1 : j->path, t0, t1);
     w->write_s += t1 - t0;
     w->done(w->user, j->index, st, st != CLRED_OK ? clred_last_error() : NULL);
-    if (j->take) {
+    if (j->take && j->img) {
         clred_image_free(j->img);
         free(j->img);
+    }
+    if (j->model) {
+        clred_bkg_model_free(j->model);
+        free(j->model);
+        free(j->map);
+        clred_header_free(j->header);
     }
     free(j->path);
     free(j);
@@ -219,6 +231,29 @@ clred_status night_writer_start(clred_ctx *ctx, int threaded, night_written_fn d
     return CLRED_OK;
 }
 
+static void enqueue(night_writer *w, write_job *j);
+
+clred_status night_writer_put_model(night_writer *w, const char *path, clred_bkg_model *model, float *map,
+                                    clred_header *header, size_t index)
+{
+    write_job *j = calloc(1, sizeof *j);
+    clred_bkg_model *m = malloc(sizeof *m);
+    if (!j || !m || !(j->path = strdup(path))) {
+        free(j), free(m), free(map);
+        clred_bkg_model_free(model);
+        clred_header_free(header);
+        return clred_fail(CLRED_ERR_MEMORY, "%s: out of memory queueing the write", path);
+    }
+    *m = *model;
+    memset(model, 0, sizeof *model);
+    j->model = m;
+    j->map = map;
+    j->header = header;
+    j->index = index;
+    enqueue(w, j);
+    return CLRED_OK;
+}
+
 clred_status night_writer_put(night_writer *w, const char *path, clred_image *img, int take, size_t index)
 {
     write_job *j = calloc(1, sizeof *j);
@@ -240,9 +275,15 @@ clred_status night_writer_put(night_writer *w, const char *path, clred_image *im
         *j->img = *img;
         memset(img, 0, sizeof *img);
     }
+    enqueue(w, j);
+    return CLRED_OK;
+}
+
+static void enqueue(night_writer *w, write_job *j)
+{
     if (!w->threaded) {
         write_one(w, j);
-        return CLRED_OK;
+        return;
     }
     pthread_mutex_lock(&w->lock);
     if (w->tail)
@@ -253,7 +294,6 @@ clred_status night_writer_put(night_writer *w, const char *path, clred_image *im
     w->pending++;
     pthread_cond_broadcast(&w->changed);
     pthread_mutex_unlock(&w->lock);
-    return CLRED_OK;
 }
 
 void night_writer_drain(night_writer *w)

@@ -5,8 +5,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
+
+/* CPU seconds of the whole process (the device's threads too, on a CPU
+ * device): a figure that other processes' load does not change. */
+static double process_cpu_seconds(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
+        return NAN;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 clred_proxy_run_opts clred_proxy_run_defaults(void)
 {
@@ -19,6 +30,7 @@ clred_proxy_run_opts clred_proxy_run_defaults(void)
     o.cosmic.gain = 1;
     o.cosmic.readnoise = 3;
     o.cosmic.satlevel = 0;
+    o.region = clred_trace_region_defaults();
     return o;
 }
 
@@ -64,6 +76,45 @@ static clred_status median_of(clred_ctx *ctx, const clred_image *frames, size_t 
     return CLRED_OK;
 }
 
+/* No spectral region given: found from the trace in the median science
+ * frame (kept in *med for its product) less the median dark (the dark
+ * signal's pixel groups and the hot pixels would hide the trace), and
+ * written as spectral.fits. */
+static clred_status find_region(clred_ctx *ctx, const clred_image *darks, size_t ndarks, const clred_image *science,
+                                size_t nscience, const char *path, const clred_proxy_run_opts *o, clred_image *med,
+                                uint8_t **found, clred_trace_region *region)
+{
+    CLRED_TRY(median_of(ctx, science, nscience, med));
+    size_t np = med->width * med->height;
+    clred_image mask, med_dark;
+    memset(&mask, 0, sizeof mask);
+    memset(&med_dark, 0, sizeof med_dark);
+    *found = malloc(np);
+    clred_status st = *found ? clred_image_alloc(&mask, med->width, med->height, 0, 0)
+                             : clred_fail(CLRED_ERR_MEMORY, "proxy: out of memory");
+    if (st == CLRED_OK)
+        st = median_of(ctx, darks, ndarks, &med_dark);
+    /* mask.sci holds the difference until the region is found */
+    for (size_t i = 0; st == CLRED_OK && i < np; i++)
+        mask.sci[i] = med->sci[i] - med_dark.sci[i];
+    clred_image_free(&med_dark);
+    if (st == CLRED_OK)
+        st = clred_trace_region_find(&mask, &o->region, *found, region);
+    for (size_t i = 0; st == CLRED_OK && i < np; i++)
+        mask.sci[i] = (*found)[i];
+    if (st == CLRED_OK && !(mask.header = clred_header_new()))
+        st = clred_fail(CLRED_ERR_MEMORY, "proxy: out of memory");
+    char text[160];
+    snprintf(text, sizeof text, "clred proxy: spectral region from the trace (%zu-column bins, degree %d, k %g)",
+             o->region.bin, o->region.order, o->region.k);
+    if (st == CLRED_OK)
+        st = clred_header_add_history(mask.header, text);
+    if (st == CLRED_OK)
+        st = clred_image_write(path, &mask, o->overwrite);
+    clred_image_free(&mask);
+    return st;
+}
+
 clred_status clred_proxy_run(clred_ctx *ctx, const clred_image *darks, size_t ndarks, const clred_image *science,
                              size_t nscience, const uint8_t *spectral, const char *outdir,
                              const clred_proxy_run_opts *opts, clred_proxy_report *report)
@@ -78,23 +129,42 @@ clred_status clred_proxy_run(clred_ctx *ctx, const clred_image *darks, size_t nd
             return clred_fail(CLRED_ERR_INPUT, "proxy: science frame %zu is %zu x %zu, the darks are %zu x %zu", i,
                               science[i].width, science[i].height, darks ? darks[0].width : 0,
                               darks ? darks[0].height : 0);
-    double t0 = clred_now();
+    double t0 = clred_now(), c0;
+    char path[PATH_MAX], name[64];
+    clred_image med_sci, med_final;
+    memset(&med_sci, 0, sizeof med_sci);
+    memset(&med_final, 0, sizeof med_final);
+    uint8_t *found = NULL;
+    if (!spectral) {
+        snprintf(path, sizeof path, "%s/spectral.fits", outdir);
+        clred_status fs = find_region(ctx, darks, ndarks, science, nscience, path, &o, &med_sci, &found, &rep.region);
+        if (fs != CLRED_OK) {
+            clred_image_free(&med_sci);
+            free(found);
+            return fs;
+        }
+        rep.region_found = 1;
+        spectral = found;
+    }
+    c0 = process_cpu_seconds();
     clred_proxy_match m;
-    CLRED_TRY(clred_proxy_match_pixels(ctx, darks, ndarks, spectral, &o.match, &m));
+    clred_status ms = clred_proxy_match_pixels(ctx, darks, ndarks, spectral, &o.match, &m);
+    if (ms != CLRED_OK) {
+        clred_image_free(&med_sci);
+        free(found);
+        return ms;
+    }
     rep.match_s = clred_now() - t0;
+    rep.match_cpu_s = process_cpu_seconds() - c0;
     rep.nspectral = m.nspectral, rep.nmatched = m.nmatched, rep.ncandidates = m.ncandidates;
     for (size_t i = 0; i < m.width * m.height; i++) {
         rep.nhot += m.unusable[i] == 1;
         rep.nmissing += m.unusable[i] == 2;
     }
-    char path[PATH_MAX], name[64];
     clred_image *finals = calloc(nscience, sizeof *finals);
     clred_trace_fit *fits = calloc(nscience + 1, sizeof *fits);
     char **names = calloc(nscience + 1, sizeof *names);
     double *ratio = NULL;
-    clred_image med_sci, med_final;
-    memset(&med_sci, 0, sizeof med_sci);
-    memset(&med_final, 0, sizeof med_final);
     clred_status st = finals && fits && names ? CLRED_OK : clred_fail(CLRED_ERR_MEMORY, "proxy: out of memory");
 #define OUT(...) (snprintf(path, sizeof path, "%s/", outdir), \
                   snprintf(path + strlen(path), sizeof path - strlen(path), __VA_ARGS__), path)
@@ -122,7 +192,7 @@ clred_status clred_proxy_run(clred_ctx *ctx, const clred_image *darks, size_t nd
             st = clred_png_write(OUT("final_%03zu.png", k + 1), finals[k].sci, finals[k].width, finals[k].height,
                                  CLRED_STRETCH_ASINH, o.overwrite);
     }
-    if (st == CLRED_OK)
+    if (st == CLRED_OK && !med_sci.sci)
         st = median_of(ctx, science, nscience, &med_sci);
     if (st == CLRED_OK)
         st = clred_image_write(OUT("median_science.fits"), &med_sci, o.overwrite);
@@ -178,6 +248,7 @@ clred_status clred_proxy_run(clred_ctx *ctx, const clred_image *darks, size_t nd
     clred_image_free(&med_sci);
     clred_image_free(&med_final);
     clred_proxy_match_free(&m);
+    free(found);
     rep.total_s = clred_now() - t0;
     if (report)
         *report = rep;

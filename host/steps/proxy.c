@@ -72,24 +72,26 @@ static clred_status find_unusable(const clred_image *darks, size_t n, const clre
 
 /* The search's device state. */
 typedef struct {
-    cl_mem spec, spec_x, cand, cand_x, cand_idx, k1, k2, idx, med, sd, msr;
+    cl_mem spec, spec_x, cand, cand_x, cand_idx, k1, k2, idx, med, sd, msr, limit;
 } proxy_bufs;
 
 static void bufs_release(proxy_bufs *b)
 {
     cl_mem *all[] = {&b->spec, &b->spec_x, &b->cand, &b->cand_x, &b->cand_idx, &b->k1,
-                     &b->k2,   &b->idx,    &b->med,  &b->sd,     &b->msr};
+                     &b->k2,   &b->idx,    &b->med,  &b->sd,     &b->msr, &b->limit};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         clred_release(all[i]);
 }
 
-/* The pixels' T dark values, pixel-major, and their columns and indices. */
-static void pack(const clred_image *darks, size_t T, const size_t *pix, size_t n, float *series, int *xs, int *idx)
+/* The pixels' T dark values, pixel-major with stride tp (>= T; the pads
+ * are 0), and their columns and indices. */
+static void pack(const clred_image *darks, size_t T, size_t tp, const size_t *pix, size_t n, float *series, int *xs,
+                 int *idx)
 {
     size_t w = darks[0].width;
     for (size_t k = 0; k < n; k++) {
-        for (size_t t = 0; t < T; t++)
-            series[k * T + t] = darks[t].sci[pix[k]];
+        for (size_t t = 0; t < tp; t++)
+            series[k * tp + t] = t < T ? darks[t].sci[pix[k]] : 0.0f;
         xs[k] = (int)(pix[k] % w);
         if (idx)
             idx[k] = (int)pix[k];
@@ -102,21 +104,24 @@ static clred_status search(clred_ctx *ctx, const clred_image *darks, size_t T, c
     int np = 8;
     while ((size_t)np < T)
         np <<= 1;
-    char options[32];
-    snprintf(options, sizeof options, "-D NP=%d", np);
-    float *spec = malloc(S * T * sizeof *spec), *cand = malloc(C * T * sizeof *cand);
+    /* the series' stride: T rounded up to the kernel's vector width */
+    size_t vw = (size_t)ctx->vector_width, tp = (T + vw - 1) / vw * vw;
+    enum { TILE = 32 };
+    char options[96];
+    snprintf(options, sizeof options, "-D NT=%zu -D TP=%zu -D NP=%d -D TILE=%d", T, tp, np, (int)TILE);
+    float *spec = malloc(S * tp * sizeof *spec), *cand = malloc(C * tp * sizeof *cand);
     int *sx = malloc(S * sizeof *sx), *cx = malloc(C * sizeof *cx), *ci = malloc(C * sizeof *ci);
     const clred_device_info *dev = clred_ctx_device(ctx);
     /* slices of the candidates, so that a device has work-items enough
      * (a GPU wants ~10^5 in flight; a CPU a few per core) */
     size_t target = dev->is_gpu ? 1024 * (size_t)(dev->compute_units + 1) : 64 * (size_t)(dev->compute_units + 1);
-    size_t nslices = (target + S - 1) / S, max_slices = (C + 31) / 32;
+    size_t nslices = (target + S - 1) / S, max_slices = (C + TILE - 1) / TILE;
     if (nslices > max_slices)
         nslices = max_slices;
     if (nslices < 1)
         nslices = 1;
     size_t slice_len = (C + nslices - 1) / nslices;
-    slice_len = (slice_len + 31) / 32 * 32;
+    slice_len = (slice_len + TILE - 1) / TILE * TILE;
     nslices = (C + slice_len - 1) / slice_len;
     size_t nout = nslices * S;
     double *k1 = malloc(S * sizeof *k1), *med = malloc(S * sizeof *med), *sd = malloc(S * sizeof *sd),
@@ -128,16 +133,16 @@ static clred_status search(clred_ctx *ctx, const clred_image *darks, size_t T, c
                           ? CLRED_OK
                           : clred_fail(CLRED_ERR_MEMORY, "proxy: out of memory for %zu x %zu series", S + C, T);
     if (st == CLRED_OK) {
-        pack(darks, T, spix, S, spec, sx, NULL);
-        pack(darks, T, cpix, C, cand, cx, ci);
+        pack(darks, T, tp, spix, S, spec, sx, NULL);
+        pack(darks, T, tp, cpix, C, cand, cx, ci);
     }
     const cl_mem_flags ro = CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR;
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, ro, S * T * sizeof *spec, spec, &b.spec, "spectral series");
+        st = clred_buffer(ctx, ro, S * tp * sizeof *spec, spec, &b.spec, "spectral series");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, ro, S * sizeof *sx, sx, &b.spec_x, "spectral columns");
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, ro, C * T * sizeof *cand, cand, &b.cand, "candidate series");
+        st = clred_buffer(ctx, ro, C * tp * sizeof *cand, cand, &b.cand, "candidate series");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, ro, C * sizeof *cx, cx, &b.cand_x, "candidate columns");
     if (st == CLRED_OK)
@@ -148,29 +153,51 @@ static clred_status search(clred_ctx *ctx, const clred_image *darks, size_t T, c
     if (st == CLRED_OK)
         st = clred_buffer(ctx, CL_MEM_READ_WRITE, nout * sizeof(int), NULL, &b.idx, "proxy indices");
     cl_kernel k;
-    int iS = (int)S, iC = (int)C, iT = (int)T, method = (int)o->method, window = o->window, ilen = (int)slice_len,
+    int iS = (int)S, iC = (int)C, method = (int)o->method, window = o->window, ilen = (int)slice_len,
         ins = (int)nslices;
     size_t local[2] = {dev->max_work_group >= 64 ? 64 : dev->max_work_group, 1};
-    if (st == CLRED_OK)
-        st = clred_kernel(ctx, "proxy", options, "proxy_match", &k);
-    if (st == CLRED_OK)
-        st = clred_args(k, "proxy_match", CLRED_ARG(b.spec), CLRED_ARG(b.spec_x), CLRED_ARG(iS), CLRED_ARG(b.cand),
-                        CLRED_ARG(b.cand_x), CLRED_ARG(b.cand_idx), CLRED_ARG(iC), CLRED_ARG(iT), CLRED_ARG(method),
-                        CLRED_ARG(window), CLRED_ARG(ilen), CLRED_ARG(b.k1), CLRED_ARG(b.k2), CLRED_ARG(b.idx),
-                        CLRED_ARG(b.med), CLRED_ARG(b.sd), CLRED_ARG(b.msr), CLRED_LOCAL(32 * T * sizeof(float)),
-                        (size_t)0);
     size_t global[2] = {clred_round_up(S, local[0]), nslices};
+    /* A tie tolerance takes two passes: the smallest |median| of each
+     * spectral pixel, then the smallest std among the candidates within the
+     * tolerance of it. */
+    int passes = o->method == CLRED_PROXY_MEDIAN && o->tie_tolerance > 0 ? 2 : 1;
+    double *limit = passes == 2 ? malloc(S * sizeof *limit) : NULL;
+    if (st == CLRED_OK && passes == 2 && !limit)
+        st = clred_fail(CLRED_ERR_MEMORY, "proxy: out of memory");
     if (st == CLRED_OK)
-        st = clred_run(ctx, k, "proxy_match", 2, global, local);
-    if (st == CLRED_OK && nslices > 1) {
-        st = clred_kernel(ctx, "proxy", options, "proxy_reduce", &k);
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, S * sizeof(double), NULL, &b.limit, "proxy limits");
+    for (int pass = 0; pass < passes && st == CLRED_OK; pass++) {
+        int use_limit = pass == 1;
+        if (use_limit) {
+            st = clred_download(ctx, b.k1, 0, S * sizeof(double), limit);
+            if (st == CLRED_OK)
+                st = clred_sync(ctx);
+            for (size_t j = 0; st == CLRED_OK && j < S; j++)
+                limit[j] = limit[j] + o->tie_tolerance; /* INFINITY stays: no candidate */
+            if (st == CLRED_OK)
+                st = clred_upload(ctx, b.limit, 0, S * sizeof(double), limit);
+        }
         if (st == CLRED_OK)
-            st = clred_args(k, "proxy_reduce", CLRED_ARG(iS), CLRED_ARG(ins), CLRED_ARG(b.k1), CLRED_ARG(b.k2),
-                            CLRED_ARG(b.idx), CLRED_ARG(b.med), CLRED_ARG(b.sd), CLRED_ARG(b.msr), (size_t)0);
-        size_t g = S;
+            st = clred_kernel(ctx, "proxy", options, "proxy_match", &k);
         if (st == CLRED_OK)
-            st = clred_run_tiled(ctx, k, "proxy_reduce", 1, &g);
+            st = clred_args(k, "proxy_match", CLRED_ARG(b.spec), CLRED_ARG(b.spec_x), CLRED_ARG(iS),
+                            CLRED_ARG(b.cand), CLRED_ARG(b.cand_x), CLRED_ARG(b.cand_idx), CLRED_ARG(iC),
+                            CLRED_ARG(method), CLRED_ARG(window), CLRED_ARG(ilen), CLRED_ARG(use_limit),
+                            CLRED_ARG(b.limit), CLRED_ARG(b.k1), CLRED_ARG(b.k2), CLRED_ARG(b.idx), CLRED_ARG(b.med),
+                            CLRED_ARG(b.sd), CLRED_ARG(b.msr), CLRED_LOCAL(TILE * tp * sizeof(float)), (size_t)0);
+        if (st == CLRED_OK)
+            st = clred_run(ctx, k, "proxy_match", 2, global, local);
+        if (st == CLRED_OK && nslices > 1) {
+            st = clred_kernel(ctx, "proxy", options, "proxy_reduce", &k);
+            if (st == CLRED_OK)
+                st = clred_args(k, "proxy_reduce", CLRED_ARG(iS), CLRED_ARG(ins), CLRED_ARG(b.k1), CLRED_ARG(b.k2),
+                                CLRED_ARG(b.idx), CLRED_ARG(b.med), CLRED_ARG(b.sd), CLRED_ARG(b.msr), (size_t)0);
+            size_t g = S;
+            if (st == CLRED_OK)
+                st = clred_run_tiled(ctx, k, "proxy_reduce", 1, &g);
+        }
     }
+    free(limit);
     if (st == CLRED_OK)
         st = clred_download(ctx, b.k1, 0, S * sizeof(double), k1);
     if (st == CLRED_OK)
@@ -209,6 +236,8 @@ clred_status clred_proxy_match_pixels(clred_ctx *ctx, const clred_image *darks, 
         return clred_fail(CLRED_ERR_USAGE, "proxy: %zu dark frames given; 2 to 128 are needed", ndarks);
     if (o.method != CLRED_PROXY_MEDIAN && o.method != CLRED_PROXY_LSQ)
         return clred_fail(CLRED_ERR_USAGE, "proxy: unknown method %d", (int)o.method);
+    if (!(o.tie_tolerance >= 0))
+        return clred_fail(CLRED_ERR_USAGE, "proxy: tie tolerance %g must not be negative", o.tie_tolerance);
     if (o.window < 0 || !(o.hot_sigma > 0))
         return clred_fail(CLRED_ERR_USAGE, "proxy: window (%d) must not be negative and hot_sigma (%g) positive",
                           o.window, o.hot_sigma);

@@ -19,6 +19,10 @@ clred_detect_opts clred_detect_defaults(void)
     o.minarea = 5;
     o.fwhm = 3.0;
     o.deblend_contrast = 0.2;
+    o.deblend_nthresh = 32;
+    o.deblend_mincont = 0.005;
+    o.clean = 1;
+    o.clean_param = 1.0;
     o.saturation = 0.0;
     o.ignore_bits = CLRED_MASK_UNUSABLE;
     o.segmentation = NULL;
@@ -27,44 +31,82 @@ clred_detect_opts clred_detect_defaults(void)
 
 /* ------------------------------------------------------------ background */
 
-static int cmp_float(const void *a, const void *b)
+/* A regular subsample of at most ~250k pixels is plenty for two numbers:
+ * the median's standard error is then 0.0025 of the RMS. */
+static size_t background_step(size_t npix) { return npix / 250000 + 1; }
+
+/* The k-th smallest of v[0..m) (reordered), by quickselect. */
+static float select_kth(float *v, size_t m, size_t k)
 {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
+    size_t lo = 0, hi = m - 1;
+    while (lo < hi) {
+        float a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi];
+        float pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot)
+                i++;
+            while (v[j] > pivot)
+                j--;
+            if (i <= j) {
+                float t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+                i++;
+                if (j == 0)
+                    break;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return v[k];
+    }
+    return v[k];
 }
 
-/* A regular subsample of at most ~1M pixels is plenty for two numbers. */
-static size_t background_step(size_t npix) { return npix / 1000000 + 1; }
-
 /* The 3-sigma clipped median and standard deviation of the samples v[0..m)
- * (reordered). */
+ * (reordered): the kept values are moved to the front each round and the
+ * median found by selection, which gives what sorting would in O(m). */
 static clred_status clipped_level(float *v, size_t m, double *level, double *rms)
 {
     if (m < 3)
         return clred_fail(CLRED_ERR_INPUT, "too few usable pixels (%zu) for a global background", m);
-    qsort(v, m, sizeof *v, cmp_float);
-    /* Clipping a sorted array keeps a contiguous window [lo, hi). */
-    size_t lo = 0, hi = m;
+    size_t k = m;
     double med = 0, sd = 0;
     for (int it = 0; it < 10; it++) {
-        size_t k = hi - lo;
-        med = 0.5 * ((double)v[lo + (k - 1) / 2] + (double)v[lo + k / 2]);
+        float hi_half = select_kth(v, k, k / 2);
+        float lo_half = hi_half;
+        if (k % 2 == 0) { /* the largest of the lower half, which selection left below k / 2 */
+            lo_half = v[0];
+            for (size_t i = 1; i < k / 2; i++)
+                lo_half = v[i] > lo_half ? v[i] : lo_half;
+        }
+        med = 0.5 * ((double)lo_half + (double)hi_half);
         double s = 0, s2 = 0;
-        for (size_t i = lo; i < hi; i++)
+        for (size_t i = 0; i < k; i++)
             s += v[i];
         double mean = s / (double)k;
-        for (size_t i = lo; i < hi; i++)
+        for (size_t i = 0; i < k; i++)
             s2 += (v[i] - mean) * (v[i] - mean);
         sd = k > 1 ? sqrt(s2 / (double)(k - 1)) : 0.0;
-        size_t nlo = lo, nhi = hi;
-        while (nlo < nhi && v[nlo] < med - 3.0 * sd)
-            nlo++;
-        while (nhi > nlo && v[nhi - 1] > med + 3.0 * sd)
-            nhi--;
-        if ((nlo == lo && nhi == hi) || nhi - nlo < 3)
+        double lo = med - 3.0 * sd, hi = med + 3.0 * sd;
+        size_t nk = 0;
+        for (size_t i = 0; i < k; i++)
+            nk += v[i] >= lo && v[i] <= hi;
+        if (nk == k || nk < 3)
             break;
-        lo = nlo;
-        hi = nhi;
+        size_t j = 0;
+        for (size_t i = 0; i < k; i++)
+            if (v[i] >= lo && v[i] <= hi) {
+                float t = v[j];
+                v[j++] = v[i];
+                v[i] = t;
+            }
+        k = nk;
     }
     *level = med;
     *rms = sd;
@@ -121,75 +163,103 @@ static double gaussian_factor(double fwhm, int hw, float *g)
 
 /* --------------------------------------------------------- components */
 
+/* The detected pixels the device handed back: index, label, filtered value
+ * and RMS of each, in no particular order. */
+typedef struct {
+    size_t n;
+    uint32_t *pix, *label;
+    float *f, *rms;
+} detected;
+
+static void detected_free(detected *t)
+{
+    free(t->pix);
+    free(t->label);
+    free(t->f);
+    free(t->rms);
+    memset(t, 0, sizeof *t);
+}
+
 typedef struct {
     size_t w, h;
     size_t ncomp;
     size_t *start; /* ncomp + 1 offsets into pix */
     size_t *pix;   /* pixel indices grouped by component, raster order within */
+    float *f, *rms; /* filtered value and RMS of each pixel of pix */
 } components;
 
 static void components_free(components *c)
 {
     free(c->start);
     free(c->pix);
+    free(c->f);
+    free(c->rms);
     memset(c, 0, sizeof *c);
 }
 
-/* Groups the labelled pixels by label; labels are "smallest linear index + 1"
- * so components come out in raster order of their first pixel. */
-static clred_status group_components(const uint32_t *labels, size_t w, size_t h, components *c)
+typedef struct {
+    uint64_t key; /* label << 32 | pixel index */
+    uint32_t at;  /* position in the detected lists */
+} keyed;
+
+static int cmp_keyed(const void *a, const void *b)
 {
-    size_t n = w * h;
+    uint64_t x = ((const keyed *)a)->key, y = ((const keyed *)b)->key;
+    return (x > y) - (x < y);
+}
+
+/* Groups the detected pixels by label; labels are "smallest linear index + 1"
+ * so components come out in raster order of their first pixel, and sorting
+ * by (label, index) puts each component's pixels in raster order. */
+static clred_status group_components(const detected *t, size_t w, size_t h, components *c)
+{
+    size_t n = t->n;
     memset(c, 0, sizeof *c);
     c->w = w;
     c->h = h;
-    int32_t *id = malloc(n * sizeof *id);
-    size_t *count = NULL;
-    size_t npix = 0, ncomp = 0;
-    if (!id)
-        return clred_fail(CLRED_ERR_MEMORY, "out of memory grouping components");
-    for (size_t i = 0; i < n; i++)
-        id[i] = -1;
-    for (size_t i = 0; i < n; i++) {
-        if (!labels[i])
-            continue;
-        npix++;
-        size_t root = labels[i] - 1;
-        if (id[root] < 0)
-            id[root] = (int32_t)ncomp++;
-    }
-    count = calloc(ncomp + 1, sizeof *count);
-    c->start = calloc(ncomp + 1, sizeof *c->start);
-    c->pix = malloc((npix ? npix : 1) * sizeof *c->pix);
-    if (!count || !c->start || !c->pix) {
-        free(id);
-        free(count);
+    keyed *k = malloc((n ? n : 1) * sizeof *k);
+    c->pix = malloc((n ? n : 1) * sizeof *c->pix);
+    c->f = malloc((n ? n : 1) * sizeof *c->f);
+    c->rms = malloc((n ? n : 1) * sizeof *c->rms);
+    if (!k || !c->pix || !c->f || !c->rms) {
+        free(k);
         components_free(c);
-        return clred_fail(CLRED_ERR_MEMORY, "out of memory grouping %zu detected pixels", npix);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory grouping %zu detected pixels", n);
     }
     for (size_t i = 0; i < n; i++)
-        if (labels[i])
-            count[id[labels[i] - 1]]++;
-    for (size_t k = 0; k < ncomp; k++)
-        c->start[k + 1] = c->start[k] + count[k];
-    memset(count, 0, (ncomp + 1) * sizeof *count);
+        k[i] = (keyed){(uint64_t)t->label[i] << 32 | t->pix[i], (uint32_t)i};
+    qsort(k, n, sizeof *k, cmp_keyed);
+    size_t ncomp = 0;
     for (size_t i = 0; i < n; i++)
-        if (labels[i]) {
-            int32_t k = id[labels[i] - 1];
-            c->pix[c->start[k] + count[k]++] = i;
-        }
+        ncomp += i == 0 || (k[i].key >> 32) != (k[i - 1].key >> 32);
+    c->start = calloc(ncomp + 1, sizeof *c->start);
+    if (!c->start) {
+        free(k);
+        components_free(c);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory grouping %zu components", ncomp);
+    }
+    size_t comp = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && (k[i].key >> 32) != (k[i - 1].key >> 32))
+            c->start[++comp] = i;
+        c->pix[i] = (size_t)(uint32_t)k[i].key;
+        c->f[i] = t->f[k[i].at];
+        c->rms[i] = t->rms[k[i].at];
+    }
+    c->start[ncomp] = n;
     c->ncomp = ncomp;
-    free(id);
-    free(count);
+    free(k);
     return CLRED_OK;
 }
 
 /* ----------------------------------------------------------- deblending */
 
 typedef struct {
-    const float *f;  /* filtered image */
+    const float *f;  /* filtered value of each pixel of the component */
     size_t w, h;
-    int32_t *local;  /* w * h, -1 outside the component being deblended */
+    int32_t *local;  /* the component's bounding box: local index, -1 outside */
+    size_t local_cap;
+    size_t bx, by, bw, bh; /* the box */
     /* per component, sized for the largest */
     size_t *order;
     size_t *parent;
@@ -198,7 +268,17 @@ typedef struct {
     size_t *owner;   /* per pixel: index into the kept-peak list */
     size_t *kept_list;
     size_t *kept_count;
+    double *flux;    /* per union-find root: summed filtered value of its region */
+    size_t *area;    /* per union-find root: pixels in its region */
 } deblender;
+
+/* The SExtractor rule's parameters for one component. */
+typedef struct {
+    int nthresh;    /* levels between the detection threshold and the peak; 0 = the contrast rule */
+    double mincont; /* a branch needs this fraction of the component's flux */
+    double contrast;
+    double t0;      /* the detection threshold at the component's peak, filtered units */
+} deblend_rule;
 
 typedef struct {
     float v;
@@ -246,18 +326,50 @@ static void assign_nearest(deblender *d, const size_t *pix, size_t n, size_t nke
     }
 }
 
-/* Splits one component (pixels pix[0..n)) into objects. A peak is kept when,
- * merging pixels from the highest down (union-find), the region it tops meets
- * a higher region at a saddle lower than its own height by more than
- * contrast * height and by more than min_drop (a detection threshold, so noise
- * bumps on a wing do not count). Pixels go to the nearest kept peak; objects
- * smaller than minarea are given back to their neighbours. Returns the number
- * of objects; d->owner holds each pixel's object. */
-static size_t deblend(deblender *d, const size_t *pix, size_t n, double contrast, const double *min_drop,
+/* Splits one component (pixels pix[0..n)) into objects, merging pixels from
+ * the highest down (union-find): when two regions meet at a saddle v,
+ * - SExtractor's multi-threshold rule (nthresh > 0): with the levels
+ *   t_i = t0 (P / t0)^(i / nthresh), i = 1..nthresh-1, between the detection
+ *   threshold t0 and the component's peak P, both branches are kept when a
+ *   level lies above v and at or below the lower branch's peak (the branches
+ *   are separate at that level), each has at least minarea pixels and more
+ *   than mincont of the component's flux (filtered values summed; a region's
+ *   pixels above the saddle stand for its pixels above that level);
+ * - the contrast rule (nthresh 0): the lower peak is kept when its drop to v
+ *   exceeds contrast * height and min_drop (a detection threshold).
+ * Pixels go to the nearest kept peak; objects smaller than minarea are given
+ * back to their neighbours. Returns the number of objects; d->owner holds
+ * each pixel's object. */
+static size_t deblend(deblender *d, const size_t *pix, size_t n, const deblend_rule *rule, const double *min_drop,
                       int minarea)
 {
+    double contrast = rule->contrast;
+    size_t x0 = SIZE_MAX, y0 = SIZE_MAX, x1 = 0, y1 = 0;
     for (size_t p = 0; p < n; p++) {
-        d->local[pix[p]] = (int32_t)p;
+        size_t x = pix[p] % d->w, y = pix[p] / d->w;
+        x0 = x < x0 ? x : x0;
+        y0 = y < y0 ? y : y0;
+        x1 = x > x1 ? x : x1;
+        y1 = y > y1 ? y : y1;
+    }
+    d->bx = x0;
+    d->by = y0;
+    d->bw = x1 - x0 + 1;
+    d->bh = y1 - y0 + 1;
+    if (d->bw * d->bh > d->local_cap) {
+        int32_t *nl = realloc(d->local, d->bw * d->bh * sizeof *nl);
+        if (!nl) { /* out of memory: keep the component whole rather than fail */
+            for (size_t p = 0; p < n; p++)
+                d->owner[p] = 0;
+            return 1;
+        }
+        d->local = nl;
+        d->local_cap = d->bw * d->bh;
+    }
+    for (size_t i = 0; i < d->bw * d->bh; i++)
+        d->local[i] = -1;
+    for (size_t p = 0; p < n; p++) {
+        d->local[(pix[p] / d->w - y0) * d->bw + pix[p] % d->w - x0] = (int32_t)p;
         d->order[p] = p;
         d->parent[p] = p;
         d->peak[p] = p;
@@ -270,32 +382,35 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, double contrast
     if (!vals || !rank) { /* out of memory: keep the component whole rather than fail */
         free(vals);
         free(rank);
-        for (size_t p = 0; p < n; p++) {
-            d->local[pix[p]] = -1;
+        for (size_t p = 0; p < n; p++)
             d->owner[p] = 0;
-        }
         return 1;
     }
     for (size_t p = 0; p < n; p++) {
-        vals[p] = d->f[pix[p]];
+        vals[p] = d->f[p];
         rank[p] = (ranked){vals[p], p};
     }
     qsort(rank, n, sizeof *rank, cmp_ranked_desc);
-    for (size_t p = 0; p < n; p++)
+    double total = 0, top = rank[0].v;
+    for (size_t p = 0; p < n; p++) {
         d->order[p] = rank[p].i;
+        total += rank[p].v;
+    }
     free(rank);
     d->kept[d->order[0]] = 1;
+    double span = rule->t0 > 0 && top > rule->t0 ? log(top / rule->t0) : 0.0;
     for (size_t r = 0; r < n; r++) {
         size_t p = d->order[r];
         d->active[p] = 1;
-        size_t x = pix[p] % d->w, y = pix[p] / d->w;
+        d->flux[p] = vals[p];
+        d->area[p] = 1;
+        size_t x = pix[p] % d->w - d->bx, y = pix[p] / d->w - d->by;
         for (int dy = -1; dy <= 1; dy++)
             for (int dx = -1; dx <= 1; dx++) {
                 if ((dx == 0 && dy == 0) || (x == 0 && dx < 0) || (y == 0 && dy < 0) ||
-                    (x + 1 == d->w && dx > 0) || (y + 1 == d->h && dy > 0))
+                    (x + 1 == d->bw && dx > 0) || (y + 1 == d->bh && dy > 0))
                     continue;
-                size_t qi = (size_t)((long)pix[p] + dy * (long)d->w + dx);
-                int32_t q = d->local[qi];
+                int32_t q = d->local[(y + dy) * d->bw + x + dx];
                 if (q < 0 || !d->active[q])
                     continue;
                 size_t a = uf_find(d->parent, p), b = uf_find(d->parent, (size_t)q);
@@ -304,10 +419,25 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, double contrast
                 size_t low = vals[d->peak[a]] < vals[d->peak[b]] ? a : b;
                 size_t high = low == a ? b : a;
                 double height = vals[d->peak[low]];
-                double drop = height - (double)vals[p];
-                if (contrast > 0 && drop > contrast * height && drop > min_drop[d->peak[low]])
-                    d->kept[d->peak[low]] = 1;
+                if (rule->nthresh > 0) {
+                    if (span > 0 && d->area[low] >= (size_t)minarea && d->area[high] >= (size_t)minarea &&
+                        d->flux[low] > rule->mincont * total && d->flux[high] > rule->mincont * total) {
+                        double v = vals[p];
+                        int i = v > rule->t0 ? (int)floor(rule->nthresh * log(v / rule->t0) / span) + 1 : 1;
+                        double level = rule->t0 * exp(span * i / rule->nthresh);
+                        if (i < rule->nthresh && level > v && level <= height) {
+                            d->kept[d->peak[low]] = 1;
+                            d->kept[d->peak[high]] = 1;
+                        }
+                    }
+                } else {
+                    double drop = height - (double)vals[p];
+                    if (contrast > 0 && drop > contrast * height && drop > min_drop[d->peak[low]])
+                        d->kept[d->peak[low]] = 1;
+                }
                 d->parent[low] = high;
+                d->flux[high] += d->flux[low];
+                d->area[high] += d->area[low];
             }
     }
     size_t nkept = 0;
@@ -326,8 +456,6 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, double contrast
             break;
         d->kept_list[smallest] = d->kept_list[--nkept];
     }
-    for (size_t p = 0; p < n; p++)
-        d->local[pix[p]] = -1;
     free(vals);
     return nkept;
 }
@@ -335,16 +463,32 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, double contrast
 /* ---------------------------------------------------------------- main */
 
 typedef struct {
-    cl_mem none, d, rms_out, noise_var, kern, filtered, labels, sum_d, sum_k, sum_k2v, changed, count, list, seg, bbox, meas;
+    cl_mem none, kern, filtered, labels, sum_d, sum_k, sum_k2v, changed, count, list, g_label, g_f, g_rms, seg_pix,
+        seg_id, bbox, meas;
 } detect_buffers;
 
 static void release_buffers(detect_buffers *b)
 {
-    cl_mem *all[] = {&b->none, &b->d, &b->rms_out, &b->noise_var,
-                     &b->kern, &b->filtered, &b->labels, &b->sum_d, &b->sum_k, &b->sum_k2v, &b->changed, &b->count, &b->list, &b->seg, &b->bbox, &b->meas};
+    cl_mem *all[] = {&b->none,  &b->kern,  &b->filtered, &b->labels,  &b->sum_d,   &b->sum_k,   &b->sum_k2v,
+                     &b->changed, &b->count, &b->list,   &b->g_label, &b->g_f,     &b->g_rms,   &b->seg_pix,
+                     &b->seg_id,  &b->bbox,  &b->meas};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         clred_release(all[i]);
 }
+
+/* The background and RMS (maps or scalars) and the image's planes, as the
+ * kernels' DETECT_PIXEL_ARGS take them. */
+typedef struct {
+    cl_mem sci, mask, bkg, rms;
+    cl_int has_mask, use_bkg, use_rms;
+    cl_ushort ignore;
+    cl_float bkg_value, rms_value;
+} pixel_args;
+
+#define PIXEL_ARGS(p)                                                                                              \
+    CLRED_ARG((p).sci), CLRED_ARG((p).mask), CLRED_ARG((p).has_mask), CLRED_ARG((p).ignore), CLRED_ARG((p).bkg),   \
+        CLRED_ARG((p).use_bkg), CLRED_ARG((p).bkg_value), CLRED_ARG((p).rms), CLRED_ARG((p).use_rms),              \
+        CLRED_ARG((p).rms_value)
 
 static clred_status check_inputs(const clred_dimage *img, const clred_dimage *bkg, const clred_dimage *rms,
                                  const clred_detect_opts *o)
@@ -360,6 +504,16 @@ static clred_status check_inputs(const clred_dimage *img, const clred_dimage *bk
     if (rms && (rms->width != img->width || rms->height != img->height))
         return clred_fail(CLRED_ERR_INPUT, "detect_sources: RMS map is %zu x %zu, image %zu x %zu", rms->width,
                           rms->height, img->width, img->height);
+    if (o->filter && (!o->filter->k || o->filter->width < 1 || o->filter->height < 1 || o->filter->width > 31 ||
+                      o->filter->height > 31 || o->filter->width % 2 == 0 || o->filter->height % 2 == 0))
+        return clred_fail(CLRED_ERR_USAGE, "detect_sources: the filter must have odd sides of at most 31 (%d x %d)",
+                          o->filter->width, o->filter->height);
+    if (o->deblend_nthresh < 0 || o->deblend_nthresh > 1024 || !(o->deblend_mincont >= 0) ||
+        !(o->deblend_mincont <= 1) || !(o->clean_param > 0) || o->clean_param > 100)
+        return clred_fail(CLRED_ERR_USAGE,
+                          "detect_sources: invalid options (deblend_nthresh %d in [0, 1024], deblend_mincont %g in "
+                          "[0, 1], clean_param %g in (0, 100])",
+                          o->deblend_nthresh, o->deblend_mincont, o->clean_param);
     if (!(o->thresh > 0) || o->minarea < 1 || !(o->fwhm >= 0) || o->fwhm > 50 || !(o->deblend_contrast >= 0) ||
         !(o->deblend_contrast < 1))
         return clred_fail(CLRED_ERR_USAGE,
@@ -369,72 +523,75 @@ static clred_status check_inputs(const clred_dimage *img, const clred_dimage *bk
     return CLRED_OK;
 }
 
-/* Filter, threshold and label on the device; leaves the filtered image and
- * the labels in host arrays. */
-static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_dimage *img, const clred_dimage *bkg,
-                                const clred_dimage *rms, double bkg_value, double rms_value,
-                                const clred_detect_opts *o, float *filtered, uint32_t *labels)
+/* Filter, threshold and label on the device; hands back the detected
+ * pixels (index, label, filtered value, RMS), not whole maps. */
+static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_dimage *img, const pixel_args *pa,
+                                const clred_detect_opts *o, detected *t)
 {
     size_t n = img->width * img->height, fb = n * sizeof(float);
-    cl_uint un = (cl_uint)n;
     cl_int w = (cl_int)img->width, h = (cl_int)img->height;
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, 4, NULL, &b->none, "absent plane"));
-    cl_mem sci = clred_dimage_sci(img), mask = clred_dimage_mask(img) ? clred_dimage_mask(img) : b->none;
-    cl_mem bkgm = bkg ? clred_dimage_sci(bkg) : b->none, rmsm = rms ? clred_dimage_sci(rms) : b->none;
-    cl_mem var = clred_dimage_var(img) ? clred_dimage_var(img) : b->none;
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->d, "background-subtracted image"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->rms_out, "RMS"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->noise_var, "noise variance"));
     cl_kernel k;
-    CLRED_TRY(clred_kernel(ctx, "sources", NULL, "subtract_background", &k));
-    cl_int has_mask = clred_dimage_mask(img) != NULL, use_bkg = bkg != NULL, use_rms = rms != NULL;
-    cl_int has_var = clred_dimage_var(img) != NULL;
-    cl_ushort ignore = o->ignore_bits;
-    cl_float bv = (cl_float)bkg_value, rv = (cl_float)rms_value;
-    CLRED_TRY(clred_args(k, "subtract_background", CLRED_ARG(sci), CLRED_ARG(mask), CLRED_ARG(has_mask),
-                         CLRED_ARG(ignore), CLRED_ARG(bkgm), CLRED_ARG(use_bkg), CLRED_ARG(bv), CLRED_ARG(rmsm),
-                         CLRED_ARG(use_rms), CLRED_ARG(rv), CLRED_ARG(var), CLRED_ARG(has_var), CLRED_ARG(b->d),
-                         CLRED_ARG(b->rms_out), CLRED_ARG(b->noise_var), CLRED_ARG(un), (size_t)0));
-    /* Global sizes are rounded up (the kernels check bounds) so a GPU can pick
-     * full work-groups for any image width. */
-    size_t g1 = clred_round_up(n, 64);
-    CLRED_TRY(clred_run(ctx, k, "subtract_background", 1, &g1, NULL));
-
-    cl_int hw = o->fwhm > 0 ? (cl_int)ceil(1.5 * o->fwhm) : 0;
-    float g[2 * 76 + 1];
-    double norm2 = gaussian_factor(o->fwhm, hw, g);
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, (size_t)(2 * hw + 1) * sizeof *g, g, &b->kern, "filter"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->filtered, "filtered image"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, n * sizeof(cl_uint), NULL, &b->labels, "labels"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_d, "row sums"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_k, "row sums"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_k2v, "row sums"));
-    size_t g2[2] = {clred_round_up(img->width, 16), clred_round_up(img->height, 8)};
-    CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_rows", &k));
-    CLRED_TRY(clred_args(k, "filter_rows", CLRED_ARG(b->d), CLRED_ARG(b->rms_out), CLRED_ARG(w), CLRED_ARG(h),
-                         CLRED_ARG(b->kern), CLRED_ARG(hw), CLRED_ARG(b->sum_d), CLRED_ARG(b->sum_k),
-                         CLRED_ARG(b->sum_k2v), (size_t)0));
-    CLRED_TRY(clred_run(ctx, k, "filter_rows", 2, g2, NULL));
-    cl_float snr = (cl_float)(o->thresh / norm2);
-    CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_cols", &k));
-    CLRED_TRY(clred_args(k, "filter_cols", CLRED_ARG(b->sum_d), CLRED_ARG(b->sum_k), CLRED_ARG(b->sum_k2v),
-                         CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern), CLRED_ARG(hw), CLRED_ARG(snr),
-                         CLRED_ARG(b->filtered), CLRED_ARG(b->labels), (size_t)0));
-    CLRED_TRY(clred_run(ctx, k, "filter_cols", 2, g2, NULL));
-    clred_release(&b->sum_d);
-    clred_release(&b->sum_k);
-    clred_release(&b->sum_k2v);
-
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, sizeof(cl_int), NULL, &b->changed, "flag"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, sizeof(cl_uint), NULL, &b->count, "count"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, n * sizeof(cl_uint), NULL, &b->list, "detected pixels"));
     cl_uint count = 0;
     CLRED_TRY(clred_upload(ctx, b->count, 0, sizeof count, &count));
-    CLRED_TRY(clred_kernel(ctx, "sources", NULL, "collect_detected", &k));
-    CLRED_TRY(clred_args(k, "collect_detected", CLRED_ARG(b->labels), CLRED_ARG(un), CLRED_ARG(b->list),
-                         CLRED_ARG(b->count), (size_t)0));
-    CLRED_TRY(clred_run(ctx, k, "collect_detected", 1, &g1, NULL));
+    if (o->filter) {
+        /* A filter file: one 2-D pass. NORM kernels are scaled to unit sum
+         * so that thresh keeps its meaning (per-pixel RMS units). */
+        const clred_conv_filter *cf = o->filter;
+        size_t nk = (size_t)cf->width * (size_t)cf->height;
+        float *kv = malloc(nk * sizeof *kv);
+        if (!kv)
+            return clred_fail(CLRED_ERR_MEMORY, "out of memory for the detection filter");
+        double sum = 0, sum2 = 0;
+        for (size_t i = 0; i < nk; i++)
+            sum += cf->k[i];
+        for (size_t i = 0; i < nk; i++) {
+            kv[i] = cf->normalize ? (float)(cf->k[i] / sum) : cf->k[i];
+            sum2 += (double)kv[i] * kv[i];
+        }
+        clred_status st = clred_buffer(ctx, CL_MEM_READ_ONLY, nk * sizeof *kv, kv, &b->kern, "filter");
+        free(kv);
+        CLRED_TRY(st);
+        cl_int kw = cf->width, kh = cf->height, renorm = cf->normalize != 0;
+        cl_float snr = (cl_float)(o->thresh / sqrt(sum2));
+        size_t g2[2] = {clred_round_up(img->width, 16), clred_round_up(img->height, 8)};
+        CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_2d", &k));
+        CLRED_TRY(clred_args(k, "filter_2d", PIXEL_ARGS(*pa), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern),
+                             CLRED_ARG(kw), CLRED_ARG(kh), CLRED_ARG(renorm), CLRED_ARG(snr), CLRED_ARG(b->filtered),
+                             CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(b->count), (size_t)0));
+        CLRED_TRY(clred_run(ctx, k, "filter_2d", 2, g2, NULL));
+    } else {
+        cl_int hw = o->fwhm > 0 ? (cl_int)ceil(1.5 * o->fwhm) : 0;
+        float g[2 * 76 + 1];
+        double norm2 = gaussian_factor(o->fwhm, hw, g);
+        CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, (size_t)(2 * hw + 1) * sizeof *g, g, &b->kern, "filter"));
+        CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_d, "row sums"));
+        CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_k, "row sums"));
+        CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_k2v, "row sums"));
+        /* Global sizes are rounded up (the kernels check bounds) so a GPU can pick
+         * full work-groups for any image width. */
+        size_t g2[2] = {clred_round_up(clred_vector_groups(ctx, img->width), 16), clred_round_up(img->height, 8)};
+        CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_rows", &k));
+        CLRED_TRY(clred_args(k, "filter_rows", PIXEL_ARGS(*pa), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern),
+                             CLRED_ARG(hw), CLRED_ARG(b->sum_d), CLRED_ARG(b->sum_k), CLRED_ARG(b->sum_k2v),
+                             (size_t)0));
+        CLRED_TRY(clred_run(ctx, k, "filter_rows", 2, g2, NULL));
+        cl_float snr = (cl_float)(o->thresh / norm2);
+        CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_cols", &k));
+        CLRED_TRY(clred_args(k, "filter_cols", CLRED_ARG(b->sum_d), CLRED_ARG(b->sum_k), CLRED_ARG(b->sum_k2v),
+                             CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern), CLRED_ARG(hw), CLRED_ARG(snr),
+                             CLRED_ARG(b->filtered), CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(b->count),
+                             (size_t)0));
+        CLRED_TRY(clred_run(ctx, k, "filter_cols", 2, g2, NULL));
+    }
     CLRED_TRY(clred_download(ctx, b->count, 0, sizeof count, &count));
+    clred_release(&b->sum_d);
+    clred_release(&b->sum_k);
+    clred_release(&b->sum_k2v);
     CLRED_TRY(clred_kernel(ctx, "sources", NULL, "label_propagate_list", &k));
     CLRED_TRY(clred_args(k, "label_propagate_list", CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(count),
                          CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->changed), (size_t)0));
@@ -451,29 +608,62 @@ static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_d
         if (pass > n)
             return clred_fail(CLRED_ERR_DEVICE, "label_propagate did not converge after %zu passes", pass);
     }
-    CLRED_TRY(clred_download(ctx, b->filtered, 0, fb, filtered));
-    CLRED_TRY(clred_download(ctx, b->labels, 0, n * sizeof(cl_uint), labels));
+    t->n = count;
+    size_t m = count ? count : 1;
+    t->pix = malloc(m * sizeof *t->pix);
+    t->label = malloc(m * sizeof *t->label);
+    t->f = malloc(m * sizeof *t->f);
+    t->rms = malloc(m * sizeof *t->rms);
+    if (!t->pix || !t->label || !t->f || !t->rms)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for %u detected pixels", count);
+    if (!count)
+        return CLRED_OK;
+    CLRED_TRY(clred_buffer(ctx, CL_MEM_WRITE_ONLY, count * sizeof(cl_uint), NULL, &b->g_label, "labels"));
+    CLRED_TRY(clred_buffer(ctx, CL_MEM_WRITE_ONLY, count * sizeof(float), NULL, &b->g_f, "filtered values"));
+    CLRED_TRY(clred_buffer(ctx, CL_MEM_WRITE_ONLY, count * sizeof(float), NULL, &b->g_rms, "RMS values"));
+    CLRED_TRY(clred_kernel(ctx, "sources", NULL, "gather_detected", &k));
+    CLRED_TRY(clred_args(k, "gather_detected", CLRED_ARG(b->list), CLRED_ARG(count), CLRED_ARG(b->labels),
+                         CLRED_ARG(b->filtered), CLRED_ARG(pa->rms), CLRED_ARG(pa->use_rms), CLRED_ARG(pa->rms_value),
+                         CLRED_ARG(b->g_label), CLRED_ARG(b->g_f), CLRED_ARG(b->g_rms), (size_t)0));
+    CLRED_TRY(clred_run(ctx, k, "gather_detected", 1, &gl, NULL));
+    CLRED_TRY(clred_download(ctx, b->list, 0, count * sizeof(cl_uint), t->pix));
+    CLRED_TRY(clred_download(ctx, b->g_label, 0, count * sizeof(cl_uint), t->label));
+    CLRED_TRY(clred_download(ctx, b->g_f, 0, count * sizeof(float), t->f));
+    CLRED_TRY(clred_download(ctx, b->g_rms, 0, count * sizeof(float), t->rms));
     return CLRED_OK;
 }
 
 typedef struct {
-    int32_t *seg;
+    uint32_t *pix;  /* the objects' pixels (image indices) */
+    int32_t *id;    /* object index + 1 of each */
+    size_t npix;
     cl_int *bbox; /* 4 per object */
     unsigned char *blended;
+    double *fdflux;  /* per object: summed filtered value of its pixels (for CLEAN) */
+    double *dthresh; /* per object: the detection threshold at its highest filtered pixel */
     size_t nobj;
 } objects;
 
-/* Deblends every component of at least minarea pixels into objects, writing
- * the segmentation map and the boxes. */
-static clred_status build_objects(const components *c, const float *filtered, const float *rms,
-                                  double rms_value, const clred_detect_opts *o, objects *ob)
+static void objects_free(objects *ob)
 {
-    size_t w = c->w, n = c->w * c->h, maxn = 1;
+    free(ob->pix);
+    free(ob->id);
+    free(ob->bbox);
+    free(ob->blended);
+    free(ob->fdflux);
+    free(ob->dthresh);
+    memset(ob, 0, sizeof *ob);
+}
+
+/* Deblends every component of at least minarea pixels into objects, listing
+ * each object's pixels and its box. */
+static clred_status build_objects(const components *c, const clred_detect_opts *o, objects *ob)
+{
+    size_t w = c->w, maxn = 1, total = c->ncomp ? c->start[c->ncomp] : 0;
     for (size_t k = 0; k < c->ncomp; k++)
         if (c->start[k + 1] - c->start[k] > maxn)
             maxn = c->start[k + 1] - c->start[k];
-    deblender d = {.f = filtered, .w = c->w, .h = c->h};
-    d.local = malloc(n * sizeof *d.local);
+    deblender d = {.w = c->w, .h = c->h};
     d.order = malloc(maxn * sizeof(size_t));
     d.parent = malloc(maxn * sizeof(size_t));
     d.peak = malloc(maxn * sizeof(size_t));
@@ -482,28 +672,40 @@ static clred_status build_objects(const components *c, const float *filtered, co
     d.owner = malloc(maxn * sizeof(size_t));
     d.kept_list = malloc(maxn * sizeof(size_t));
     d.kept_count = malloc(maxn * sizeof(size_t));
+    d.flux = malloc(maxn * sizeof(double));
+    d.area = malloc(maxn * sizeof(size_t));
     double *min_drop = malloc(maxn * sizeof *min_drop);
-    ob->seg = calloc(n, sizeof *ob->seg);
     size_t cap = c->ncomp + 16;
+    ob->pix = malloc((total ? total : 1) * sizeof *ob->pix);
+    ob->id = malloc((total ? total : 1) * sizeof *ob->id);
+    ob->npix = 0;
     ob->bbox = malloc(cap * 4 * sizeof *ob->bbox);
     ob->blended = malloc(cap);
+    ob->fdflux = malloc(cap * sizeof *ob->fdflux);
+    ob->dthresh = malloc(cap * sizeof *ob->dthresh);
+    double *fdpeak = malloc(cap * sizeof *fdpeak);
     ob->nobj = 0;
     clred_status st = CLRED_OK;
-    if (!d.local || !d.order || !d.parent || !d.peak || !d.kept || !d.active || !d.owner || !d.kept_list ||
-        !d.kept_count || !min_drop || !ob->seg || !ob->bbox || !ob->blended)
+    if (!d.order || !d.parent || !d.peak || !d.kept || !d.active || !d.owner || !d.kept_list || !d.kept_count ||
+        !d.flux || !d.area || !min_drop || !ob->pix || !ob->id || !ob->bbox || !ob->blended || !ob->fdflux ||
+        !ob->dthresh || !fdpeak)
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory deblending %zu components", c->ncomp);
-    if (st == CLRED_OK)
-        for (size_t i = 0; i < n; i++)
-            d.local[i] = -1;
     for (size_t k = 0; k < c->ncomp && st == CLRED_OK; k++) {
         const size_t *pix = c->pix + c->start[k];
         size_t np = c->start[k + 1] - c->start[k];
         if (np < (size_t)o->minarea)
             continue;
         for (size_t p = 0; p < np; p++)
-            min_drop[p] = o->thresh * (rms ? (double)rms[pix[p]] : rms_value);
-        size_t nk = (o->deblend_contrast > 0 && np >= 2 * (size_t)o->minarea)
-                        ? deblend(&d, pix, np, o->deblend_contrast, min_drop, o->minarea)
+            min_drop[p] = o->thresh * (double)c->rms[c->start[k] + p];
+        d.f = c->f + c->start[k];
+        /* the detection threshold at the component's peak, in filtered units */
+        size_t top = 0;
+        for (size_t p = 1; p < np; p++)
+            if (d.f[p] > d.f[top])
+                top = p;
+        deblend_rule rule = {o->deblend_nthresh, o->deblend_mincont, o->deblend_contrast, min_drop[top]};
+        size_t nk = (o->deblend_contrast > 0 && o->deblend_mincont < 1 && np >= 2 * (size_t)o->minarea)
+                        ? deblend(&d, pix, np, &rule, min_drop, o->minarea)
                         : 1;
         if (nk == 1)
             for (size_t p = 0; p < np; p++)
@@ -512,11 +714,20 @@ static clred_status build_objects(const components *c, const float *filtered, co
             cap = 2 * (ob->nobj + nk);
             cl_int *nb = realloc(ob->bbox, cap * 4 * sizeof *nb);
             unsigned char *nbl = nb ? realloc(ob->blended, cap) : NULL;
+            double *nf = nbl ? realloc(ob->fdflux, cap * sizeof *nf) : NULL;
+            double *nt = nf ? realloc(ob->dthresh, cap * sizeof *nt) : NULL;
+            double *np2 = nt ? realloc(fdpeak, cap * sizeof *np2) : NULL;
             if (nb)
                 ob->bbox = nb;
             if (nbl)
                 ob->blended = nbl;
-            if (!nb || !nbl) {
+            if (nf)
+                ob->fdflux = nf;
+            if (nt)
+                ob->dthresh = nt;
+            if (np2)
+                fdpeak = np2;
+            if (!nb || !nbl || !nf || !nt || !np2) {
                 st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu sources", cap);
                 break;
             }
@@ -526,12 +737,21 @@ static clred_status build_objects(const components *c, const float *filtered, co
             bb[0] = bb[1] = INT32_MAX;
             bb[2] = bb[3] = -1;
             ob->blended[ob->nobj + j] = nk > 1;
+            ob->fdflux[ob->nobj + j] = 0;
+            ob->dthresh[ob->nobj + j] = 0;
+            fdpeak[ob->nobj + j] = -INFINITY;
         }
         for (size_t p = 0; p < np; p++) {
             size_t obj = ob->nobj + d.owner[p];
             cl_int x = (cl_int)(pix[p] % w), y = (cl_int)(pix[p] / w);
             cl_int *bb = ob->bbox + 4 * obj;
-            ob->seg[pix[p]] = (int32_t)obj + 1;
+            ob->pix[ob->npix] = (uint32_t)pix[p];
+            ob->id[ob->npix++] = (int32_t)obj + 1;
+            ob->fdflux[obj] += d.f[p];
+            if (d.f[p] > fdpeak[obj]) {
+                fdpeak[obj] = d.f[p];
+                ob->dthresh[obj] = min_drop[p];
+            }
             if (x < bb[0]) bb[0] = x;
             if (y < bb[1]) bb[1] = y;
             if (x > bb[2]) bb[2] = x;
@@ -548,6 +768,9 @@ static clred_status build_objects(const components *c, const float *filtered, co
     free(d.owner);
     free(d.kept_list);
     free(d.kept_count);
+    free(d.flux);
+    free(d.area);
+    free(fdpeak);
     free(min_drop);
     return st;
 }
@@ -566,24 +789,35 @@ static void shape_from_covariance(double cxx, double cyy, double cxy, clred_sour
     s->ellipticity = s->a > 0 ? 1.0 - s->b / s->a : 0.0;
 }
 
-static clred_status measure(clred_ctx *ctx, detect_buffers *b, const clred_dimage *img, const clred_detect_opts *o,
-                            const objects *ob, clred_source *out)
+static clred_status measure(clred_ctx *ctx, detect_buffers *b, const clred_dimage *img, const pixel_args *pa,
+                            const clred_detect_opts *o, const objects *ob, clred_source *out)
 {
     size_t n = img->width * img->height;
-    cl_mem sci = clred_dimage_sci(img), mask = clred_dimage_mask(img) ? clred_dimage_mask(img) : b->none;
     cl_int w = (cl_int)img->width, h = (cl_int)img->height;
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, n * sizeof(int32_t), ob->seg, &b->seg, "segmentation"));
+    /* The segmentation map on the device: the labels' buffer, zeroed, takes
+     * the objects' pixels. */
+    cl_kernel k;
+    cl_uint npix = (cl_uint)ob->npix;
+    CLRED_TRY(clred_fill_zero(ctx, b->labels, n * sizeof(cl_int)));
+    if (npix) {
+        CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, ob->npix * sizeof(cl_uint), ob->pix, &b->seg_pix, "pixels"));
+        CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, ob->npix * sizeof(cl_int), ob->id, &b->seg_id, "object ids"));
+        CLRED_TRY(clred_kernel(ctx, "sources", NULL, "scatter_segments", &k));
+        CLRED_TRY(clred_args(k, "scatter_segments", CLRED_ARG(b->seg_pix), CLRED_ARG(b->seg_id), CLRED_ARG(npix),
+                             CLRED_ARG(b->labels), (size_t)0));
+        size_t gs = clred_round_up(ob->npix, 64);
+        CLRED_TRY(clred_run(ctx, k, "scatter_segments", 1, &gs, NULL));
+    }
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, ob->nobj * 4 * sizeof(cl_int), ob->bbox, &b->bbox, "boxes"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_WRITE_ONLY, ob->nobj * M_NOUT * sizeof(float), NULL, &b->meas, "measurements"));
-    cl_kernel k;
     CLRED_TRY(clred_kernel(ctx, "sources", NULL, "measure_sources", &k));
-    cl_int has_mask = clred_dimage_mask(img) != NULL, iters = MAX_MOMENT_ITERS;
+    cl_mem var = clred_dimage_var(img) ? clred_dimage_var(img) : b->none;
+    cl_int has_var = clred_dimage_var(img) != NULL, iters = MAX_MOMENT_ITERS;
     cl_uint nobj = (cl_uint)ob->nobj;
     cl_float sat = (cl_float)o->saturation;
-    CLRED_TRY(clred_args(k, "measure_sources", CLRED_ARG(b->d), CLRED_ARG(b->noise_var), CLRED_ARG(sci),
-                         CLRED_ARG(mask), CLRED_ARG(has_mask), CLRED_ARG(b->seg), CLRED_ARG(b->bbox),
-                         CLRED_ARG(nobj), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(sat), CLRED_ARG(iters),
-                         CLRED_ARG(b->meas), (size_t)0));
+    CLRED_TRY(clred_args(k, "measure_sources", PIXEL_ARGS(*pa), CLRED_ARG(var), CLRED_ARG(has_var),
+                         CLRED_ARG(b->labels), CLRED_ARG(b->bbox), CLRED_ARG(nobj), CLRED_ARG(w), CLRED_ARG(h),
+                         CLRED_ARG(sat), CLRED_ARG(iters), CLRED_ARG(b->meas), (size_t)0));
     size_t g = clred_round_up(ob->nobj, 32);
     CLRED_TRY(clred_run(ctx, k, "measure_sources", 1, &g, NULL));
     float *m = malloc(ob->nobj * M_NOUT * sizeof *m);
@@ -607,6 +841,86 @@ static clred_status measure(clred_ctx *ctx, detect_buffers *b, const clred_dimag
     return st;
 }
 
+/* SExtractor's CLEAN: each source is modelled by a Moffat profile
+ * A (1 + alpha q)^-beta, beta = clean_param, with q the quadratic form of its
+ * moments' ellipse, A = filtered flux / (2 pi a b) and alpha set so the
+ * model meets its detection threshold on the ellipse whose area is its pixel
+ * count. A fainter source within 10 (a + a') whose threshold this model
+ * exceeds at its centre lies in the brighter one's wings: it is merged into it
+ * (fluxes, variances and pixels added, flags joined). Sources are taken from
+ * the brightest, so a merged source's own victims follow it. Returns the
+ * number kept; map[i] is source i's index after compaction. */
+static size_t clean_sources(clred_source *s, const objects *ob, double beta, size_t *map)
+{
+    size_t n = ob->nobj;
+    size_t *order = malloc(n * sizeof *order), *into = malloc(n * sizeof *into);
+    double *amp = malloc(n * sizeof *amp), *alpha = malloc(n * sizeof *alpha), *q = malloc(3 * n * sizeof *q);
+    if (!order || !into || !amp || !alpha || !q) { /* out of memory: nothing cleaned */
+        for (size_t i = 0; i < n; i++)
+            map[i] = i;
+        free(order), free(into), free(amp), free(alpha), free(q);
+        return n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        order[i] = i;
+        into[i] = i;
+        double a = fmax(s[i].a, 0.3), b = fmax(s[i].b, 0.3), t = s[i].theta * M_PI / 180.0;
+        double c = cos(t), sn = sin(t), unit = M_PI * a * b;
+        q[3 * i] = c * c / (a * a) + sn * sn / (b * b);
+        q[3 * i + 1] = sn * sn / (a * a) + c * c / (b * b);
+        q[3 * i + 2] = 2.0 * c * sn * (1.0 / (a * a) - 1.0 / (b * b));
+        amp[i] = ob->fdflux[i] / (2.0 * unit);
+        alpha[i] = (ob->dthresh[i] > 0 && amp[i] > ob->dthresh[i])
+                       ? (pow(amp[i] / ob->dthresh[i], 1.0 / beta) - 1.0) * unit / (double)s[i].npix
+                       : 0.0;
+    }
+    /* brightest first */
+    ranked *rk = malloc(n * sizeof *rk);
+    if (rk) {
+        for (size_t i = 0; i < n; i++)
+            rk[i] = (ranked){(float)ob->fdflux[i], i};
+        qsort(rk, n, sizeof *rk, cmp_ranked_desc);
+        for (size_t i = 0; i < n; i++)
+            order[i] = rk[i].i;
+        free(rk);
+    }
+    for (size_t r = 1; r < n; r++) {
+        size_t i = order[r];
+        for (size_t k = 0; k < r; k++) {
+            size_t j = order[k];
+            if (!(alpha[j] > 0) || into[j] != j)
+                continue;
+            double dx = s[i].x - s[j].x, dy = s[i].y - s[j].y, zone = 10.0 * (s[i].a + s[j].a);
+            if (dx * dx + dy * dy >= zone * zone)
+                continue;
+            double v = 1.0 + alpha[j] * (q[3 * j] * dx * dx + q[3 * j + 1] * dy * dy + q[3 * j + 2] * dx * dy);
+            if (v > 1.0 && amp[j] * pow(v, -beta) > ob->dthresh[i]) {
+                into[i] = j;
+                break;
+            }
+        }
+        if (into[i] != i) {
+            clred_source *m = &s[into[i]];
+            m->flux += s[i].flux;
+            m->flux_err = sqrt(m->flux_err * m->flux_err + s[i].flux_err * s[i].flux_err);
+            m->npix += s[i].npix;
+            m->peak = fmax(m->peak, s[i].peak);
+            m->flags |= s[i].flags & (CLRED_SRC_SATURATED | CLRED_SRC_EDGE | CLRED_SRC_MASKED);
+        }
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (into[i] == i)
+            map[i] = kept++;
+    for (size_t i = 0; i < n; i++)
+        map[i] = map[into[i]];
+    for (size_t i = 0, k = 0; i < n; i++)
+        if (into[i] == i)
+            s[k++] = s[i];
+    free(order), free(into), free(amp), free(alpha), free(q);
+    return kept;
+}
+
 clred_status clred_detect_sources_dev(clred_ctx *ctx, const clred_dimage *img, const clred_dimage *bkg,
                                       const clred_dimage *rms, double bkg_value, double rms_value,
                                       const clred_detect_opts *opts, clred_source **list, size_t *nout)
@@ -616,8 +930,9 @@ clred_status clred_detect_sources_dev(clred_ctx *ctx, const clred_dimage *img, c
     *nout = 0;
     CLRED_TRY(check_inputs(img, bkg, rms, &o));
     if ((!bkg && isnan(bkg_value)) || (!rms && !(rms_value > 0))) {
-        double level, sd;
+        double level, sd, t0 = clred_now();
         CLRED_TRY(global_background_dev(img, o.ignore_bits, &level, &sd));
+        clred_trace_host(ctx, "host", "detect: global level", t0, clred_now());
         if (!bkg && isnan(bkg_value))
             bkg_value = level;
         if (!rms && !(rms_value > 0))
@@ -625,50 +940,65 @@ clred_status clred_detect_sources_dev(clred_ctx *ctx, const clred_dimage *img, c
         if (!rms && !(rms_value > 0))
             return clred_fail(CLRED_ERR_INPUT, "detect_sources: the image has zero background RMS");
     }
-    /* The host deblends: it needs the filtered image, the labels and (for
-     * the deblending threshold) an RMS map; the frame itself stays. */
+    /* The host deblends the detected pixels the device lists; the frame stays. */
     size_t n = img->width * img->height;
     detect_buffers b;
     memset(&b, 0, sizeof b);
-    float *filtered = malloc(n * sizeof *filtered);
-    uint32_t *labels = malloc(n * sizeof *labels);
-    float *rms_host = rms ? malloc(n * sizeof *rms_host) : NULL;
+    detected t = {0};
     components c = {0};
     objects ob = {0};
     clred_source *out = NULL;
-    clred_status st = (filtered && labels && (!rms || rms_host))
-                          ? CLRED_OK
-                          : clred_fail(CLRED_ERR_MEMORY, "out of memory for a %zu x %zu detection map", img->width,
-                                       img->height);
-    if (st == CLRED_OK && rms)
-        st = clred_download(ctx, clred_dimage_sci(rms), 0, n * sizeof *rms_host, rms_host);
+    clred_status st = clred_buffer(ctx, CL_MEM_READ_ONLY, 4, NULL, &b.none, "absent plane");
+    pixel_args pa = {clred_dimage_sci(img),
+                     clred_dimage_mask(img) ? clred_dimage_mask(img) : b.none,
+                     bkg ? clred_dimage_sci(bkg) : b.none,
+                     rms ? clred_dimage_sci(rms) : b.none,
+                     clred_dimage_mask(img) != NULL,
+                     bkg != NULL,
+                     rms != NULL,
+                     o.ignore_bits,
+                     (cl_float)bkg_value,
+                     (cl_float)rms_value};
     if (st == CLRED_OK)
-        st = detect_maps(ctx, &b, img, bkg, rms, bkg_value, rms_value, &o, filtered, labels);
+        st = detect_maps(ctx, &b, img, &pa, &o, &t);
+    double t0 = clred_now();
     if (st == CLRED_OK)
-        st = group_components(labels, img->width, img->height, &c);
+        st = group_components(&t, img->width, img->height, &c);
+    detected_free(&t);
+    double t1 = clred_now();
+    clred_trace_host(ctx, "host", "detect: group", t0, t1);
     if (st == CLRED_OK)
-        st = build_objects(&c, filtered, rms_host, rms_value, &o, &ob);
+        st = build_objects(&c, &o, &ob);
+    clred_trace_host(ctx, "host", "detect: deblend", t1, clred_now());
+    components_free(&c);
     if (st == CLRED_OK && ob.nobj) {
         out = malloc(ob.nobj * sizeof *out);
-        st = out ? measure(ctx, &b, img, &o, &ob, out)
+        st = out ? measure(ctx, &b, img, &pa, &o, &ob, out)
                  : clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu sources", ob.nobj);
     }
-    if (st == CLRED_OK && o.segmentation)
-        memcpy(o.segmentation, ob.seg, n * sizeof *ob.seg);
+    size_t nkept = ob.nobj;
+    if (st == CLRED_OK && o.clean && ob.nobj > 1) {
+        size_t *map = malloc(ob.nobj * sizeof *map);
+        if (map) {
+            nkept = clean_sources(out, &ob, o.clean_param, map);
+            for (size_t i = 0; i < ob.npix; i++)
+                ob.id[i] = (int32_t)map[ob.id[i] - 1] + 1;
+            free(map);
+        }
+    }
+    if (st == CLRED_OK && o.segmentation) {
+        memset(o.segmentation, 0, n * sizeof *o.segmentation);
+        for (size_t i = 0; i < ob.npix; i++)
+            o.segmentation[ob.pix[i]] = ob.id[i];
+    }
     if (st == CLRED_OK) {
         *list = out;
-        *nout = ob.nobj;
+        *nout = nkept;
     } else {
         free(out);
     }
     release_buffers(&b);
-    components_free(&c);
-    free(ob.seg);
-    free(ob.bbox);
-    free(ob.blended);
-    free(filtered);
-    free(labels);
-    free(rms_host);
+    objects_free(&ob);
     return st;
 }
 

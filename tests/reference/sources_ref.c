@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 void ref_matched_filter(const double *d, const double *rms, size_t w, size_t h, double fwhm, double *filtered,
                         double *snr, double *norm2)
@@ -125,4 +126,105 @@ int ref_adaptive_moments(const double *d, size_t w, size_t h, const int32_t *seg
         }
     }
     return 0;
+}
+
+int ref_winpos(const double *d, size_t w, size_t h, const int32_t *seg, int32_t label, double x0, double y0,
+               double sig, double *x, double *y)
+{
+    double px = x0, py = y0, reach = 4.0 * sig;
+    for (int it = 0; it < 16; it++) {
+        double s = 0, sx = 0, sy = 0;
+        for (size_t qy = 0; qy < h; qy++)
+            for (size_t qx = 0; qx < w; qx++) {
+                size_t i = qy * w + qx;
+                if ((seg[i] != 0 && seg[i] != label) || isnan(d[i]))
+                    continue;
+                double dx = (double)qx - px, dy = (double)qy - py, r2 = dx * dx + dy * dy;
+                if (r2 > reach * reach)
+                    continue;
+                double wv = exp(-0.5 * r2 / (sig * sig)) * d[i];
+                s += wv;
+                sx += wv * dx;
+                sy += wv * dy;
+            }
+        if (!(s > 0))
+            return 0;
+        double stx = 2 * sx / s, sty = 2 * sy / s;
+        px += stx;
+        py += sty;
+        if (stx * stx + sty * sty < 1e-8)
+            break;
+    }
+    *x = px;
+    *y = py;
+    return 1;
+}
+
+static int ref_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int ref_clipped_level(const double *v0, size_t m, double *level, double *rms)
+{
+    if (m < 3)
+        return 0;
+    double *v = malloc(m * sizeof *v);
+    memcpy(v, v0, m * sizeof *v);
+    qsort(v, m, sizeof *v, ref_cmp_double);
+    size_t lo = 0, hi = m;
+    double med = 0, sd = 0;
+    for (int it = 0; it < 10; it++) {
+        size_t k = hi - lo;
+        med = 0.5 * (v[lo + (k - 1) / 2] + v[lo + k / 2]);
+        double s = 0, s2 = 0;
+        for (size_t i = lo; i < hi; i++)
+            s += v[i];
+        for (size_t i = lo; i < hi; i++)
+            s2 += (v[i] - s / k) * (v[i] - s / k);
+        sd = k > 1 ? sqrt(s2 / (double)(k - 1)) : 0.0;
+        size_t nlo = lo, nhi = hi;
+        while (nlo < nhi && v[nlo] < med - 3.0 * sd)
+            nlo++;
+        while (nhi > nlo && v[nhi - 1] > med + 3.0 * sd)
+            nhi--;
+        if ((nlo == lo && nhi == hi) || nhi - nlo < 3)
+            break;
+        lo = nlo;
+        hi = nhi;
+    }
+    free(v);
+    *level = med;
+    *rms = sd;
+    return 1;
+}
+
+void ref_filter_2d(const double *d, const double *rms, size_t w, size_t h, const double *k, int kw, int kh,
+                   int renorm, double *filtered, double *snr)
+{
+    int rx = kw / 2, ry = kh / 2;
+    for (size_t y = 0; y < h; y++)
+        for (size_t x = 0; x < w; x++) {
+            double s = 0, sk = 0, sv = 0;
+            int used = 0;
+            for (int j = -ry; j <= ry; j++)
+                for (int i = -rx; i <= rx; i++) {
+                    long xx = (long)x + i, yy = (long)y + j;
+                    if (xx < 0 || yy < 0 || xx >= (long)w || yy >= (long)h)
+                        continue;
+                    size_t p = (size_t)yy * w + (size_t)xx;
+                    if (isnan(d[p]))
+                        continue;
+                    double kk = k[(j + ry) * kw + i + rx];
+                    s += kk * d[p];
+                    sk += kk;
+                    sv += kk * kk * rms[p] * rms[p];
+                    used++;
+                }
+            size_t o = y * w + x;
+            int has = renorm ? sk > 0 : used > 0;
+            filtered[o] = has ? (renorm ? s / sk : s) : NAN;
+            snr[o] = has ? s / sqrt(sv) : NAN;
+        }
 }

@@ -23,4 +23,22 @@ void ref_label(const unsigned char *on, size_t w, size_t h, uint32_t *labels);
 int ref_adaptive_moments(const double *d, size_t w, size_t h, const int32_t *seg, int32_t label, double x0,
                          double y0, double w0, double *x, double *y, double *cxx, double *cyy, double *cxy);
 
+/* SExtractor's windowed centroid (XWIN_IMAGE): a circular Gaussian window of
+ * sigma sig out to 4 sig (pixels of other sources in seg and NaN left out),
+ * x += 2 sum(w d dx) / sum(w d), at most 16 steps, until a step is below
+ * 1e-4 px. Returns 0 when the weighted sum is not positive. */
+int ref_winpos(const double *d, size_t w, size_t h, const int32_t *seg, int32_t label, double x0, double y0,
+               double sig, double *x, double *y);
+
+/* The 3-sigma clipped median and standard deviation (up to 10 rounds) by
+ * sorting: the window of the sorted values kept each round. */
+int ref_clipped_level(const double *v, size_t m, double *level, double *rms);
+
+/* A filter file's kernel k (kw x kh, row by row from the lowest y) over d
+ * (NaN = unusable): renorm (CONV NORM, k of unit sum) F = sum k d / sum k,
+ * else F = sum k d, over the usable pixels; snr[i] = sum k d / sqrt(sum k^2
+ * rms^2). NaN where nothing usable (or, renormalising, sum k <= 0). */
+void ref_filter_2d(const double *d, const double *rms, size_t w, size_t h, const double *k, int kw, int kh,
+                   int renorm, double *filtered, double *snr);
+
 #endif
