@@ -294,6 +294,19 @@ clred_status clred_atomic_open(const char *path, int overwrite, char *tmp, size_
 /* Closes f and renames it into place; on any write error removes it. */
 clred_status clred_atomic_close(FILE *f, const char *tmp, const char *path);
 
+/* ---- photometric scaling from stars (steps/star_scale.c) */
+
+/* Fewer stars shared with the reference than this is an error. */
+#define CLRED_STAR_SCALE_MIN 3
+typedef struct clred_star_ref clred_star_ref;
+/* The reference frame's clean stars, measured in an aperture of twice the seeing. name is for messages. */
+clred_status clred_star_ref_measure(clred_ctx *ctx, const clred_dimage *ref, const char *name, clred_star_ref **out);
+/* A frame's (aligned to the reference) factor: the clipped median of ref_flux / frame_flux over the stars
+ * paired within the seeing; *scale_err its error, *nused the stars kept. */
+clred_status clred_star_scale(clred_ctx *ctx, const clred_star_ref *ref, const clred_dimage *frame, const char *name,
+                              double *scale, double *scale_err, size_t *nused);
+void clred_star_ref_free(clred_star_ref *r);
+
 /* ---- header (header.c) */
 
 /* Appends a raw 80-char card (already formatted). */

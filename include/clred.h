@@ -26,6 +26,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -153,13 +154,24 @@ CLRED_API clred_status clred_image_write_with(const char *path, const clred_imag
 CLRED_API clred_status clred_output_check(const char *output, const char *const *inputs, size_t ninputs, int overwrite);
 
 /* Every file is written under a temporary name beside its target (".NAME.PID.tmp")
- * and renamed into place when complete. clred_temp_files_remove deletes this
+ * and renamed into place when complete; a temporary of the same target left by
+ * a process that no longer runs (killed by SIGKILL, a crash) is removed when
+ * the target is next written. clred_temp_files_remove deletes this
  * process's temporaries not yet renamed; it is async-signal-safe, for a signal
  * handler. clred_temp_files_remove_on_signals installs a handler for SIGINT,
  * SIGTERM, SIGHUP and SIGQUIT (those not ignored) that calls it and then dies of the
  * signal as before. */
 CLRED_API void clred_temp_files_remove(void);
 CLRED_API void clred_temp_files_remove_on_signals(void);
+/* A text output (a table, a report) written the same way: clred_text_open
+ * checks path (clred_output_check without inputs) and opens its temporary;
+ * the caller writes to clred_text_stream(t) (not closing it); clred_text_close(t, 1)
+ * renames it into place (a write error is CLRED_ERR_IO and removes it), and
+ * clred_text_close(t, 0) removes it. Either frees t. */
+typedef struct clred_text_output clred_text_output;
+CLRED_API clred_status clred_text_open(const char *path, int overwrite, clred_text_output **out);
+CLRED_API FILE *clred_text_stream(clred_text_output *t);
+CLRED_API clred_status clred_text_close(clred_text_output *t, int commit);
 /* Outputs written together: between begin and end, this thread's writes stay
  * under their temporary names; end(1) renames them all into place (signals
  * held meanwhile; if one rename fails, those done are removed), end(0) removes
@@ -322,7 +334,8 @@ typedef enum {
 typedef enum {
     CLRED_SCALE_NONE = 0,
     CLRED_SCALE_MULTIPLICATIVE, /* x * (ref_median / frame_median) */
-    CLRED_SCALE_ADDITIVE        /* x + (ref_median - frame_median) */
+    CLRED_SCALE_ADDITIVE,       /* x + (ref_median - frame_median) */
+    CLRED_SCALE_STARS           /* x * clipped median over shared stars of (ref_flux / frame_flux), see below */
 } clred_scale_method;
 
 typedef struct {
@@ -359,6 +372,14 @@ CLRED_API void clred_combine_result_free(clred_combine_result *r);
  *   frame has a VAR plane, its variance is finite;
  * - scaling is to the FIRST frame's median (of its usable pixels); scaled
  *   values are float32; VAR is scaled by factor^2;
+ * - STARS scaling (frames aligned to the first): the first frame's stars
+ *   (clred_detect_stars, the brightest 1000) are measured in an aperture of
+ *   twice their seeing FWHM with a local annulus, S/N >= 10 kept; each frame's
+ *   stars within max(2, FWHM) px of one are measured alike (S/N >= 5) and the
+ *   factor is the 3-sigma-clipped (MAD) median of ref_flux / frame_flux, so
+ *   that a sky level changing apart from the transparency does not bias it.
+ *   Fewer than 3 such stars in a frame is CLRED_ERR_INPUT naming the frame
+ *   (median scaling needs no stars);
  * - rejection works on the sorted usable values (ties ordered by frame):
  *   sigma clipping rejects x < c - sigma_lower * s or x > c + sigma_upper * s,
  *   c = median or mean, s = population std or 1.4826 * MAD about the median;

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-10}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_fits fuzz_fz fuzz_npy fuzz_catalog fuzz_config fuzz_filter)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_fits fuzz_fz fuzz_npy fuzz_catalog fuzz_config fuzz_filter fuzz_json)
 # FUZZ_BUILD names an existing build with -DCLRED_FUZZ=ON to reuse (scripts/sanitize.sh's).
 B=${FUZZ_BUILD:-build-fuzz}
 if [ -z "${FUZZ_BUILD:-}" ]; then

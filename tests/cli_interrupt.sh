@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SIGINT / SIGTERM at chosen moments of a combine and of a multi-output
 # calibrate: no temporary file survives a handled signal, the multi-output
-# calibrate leaves all its outputs or none, and a rerun completes.
+# calibrate leaves all its outputs or none, and a rerun completes; after a
+# SIGKILL the rerun of the same output removes the killed run's temporary.
 set -u
 BIN=${CLRED_BIN:?CLRED_BIN must name the clred executable}
 TMP=${CLRED_TEST_TMP:-/tmp}/cli_interrupt
@@ -74,6 +75,25 @@ for frac in 0.05 0.2 0.35 0.5 0.65 0.8 0.95; do
     if [ -e "$out/stack.fits" ] && ! cmp -s "$out/stack.fits" "$TMP/full.fits"; then
         fail "$what: stack.fits differs from an uninterrupted run's"
     fi
+done
+
+# SIGKILL cannot be handled: what it leaves (the killed run's ".stack.fits.PID.tmp",
+# made here when the kill came before the write) goes at the next run of that output.
+for frac in 0.5 0.9; do
+    out=$TMP/kill_$frac
+    mkdir -p "$out"
+    delay=$(awk -v t="$T_COMB" -v f="$frac" 'BEGIN { print t * f }')
+    "$BIN" combine --method median -o "$out/stack.fits" "${SCI[@]}" > /dev/null 2>&1 &
+    pid=$!
+    sleep "$delay"
+    kill -s KILL "$pid" 2> /dev/null
+    wait "$pid"
+    [ -e "$out/.stack.fits.$pid.tmp" ] || [ -e "$out/stack.fits" ] || : > "$out/.stack.fits.$pid.tmp"
+    what="combine SIGKILL at ${delay}s, then a rerun"
+    if "$BIN" combine --method median --overwrite -o "$out/stack.fits" "${SCI[@]}" > /dev/null 2> "$TMP/err" &&
+        cmp -s "$out/stack.fits" "$TMP/full.fits"; then pass "$what completes"
+    else fail "$what: $(cat "$TMP/err")"; fi
+    no_temps "$what" "$out"
 done
 
 echo "$failures failure(s)"

@@ -1,6 +1,7 @@
 /* Interrupted writes leave nothing behind: a process killed by SIGINT or
  * SIGTERM while writing removes its temporaries (clred_temp_files_remove_on_signals),
- * and a batch of outputs appears all together or not at all. */
+ * and a batch of outputs appears all together or not at all; what SIGKILL
+ * leaves is removed by the next write of the same target. */
 #include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
@@ -129,6 +130,70 @@ static void test_batches(void)
     CHECK(count_files(&temps) == 1 && temps == 0);
 }
 
+static int exists(const char *name)
+{
+    char path[1300];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+static void touch(const char *name)
+{
+    char path[1300];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f)
+        fclose(f);
+}
+
+/* SIGKILL cannot be handled: a child killed while writing leaves its
+ * temporary, and the next write of the same target removes it; temporaries
+ * of live processes and of other targets stay. */
+static void test_sigkill_leftovers(void)
+{
+    int temps;
+    clear_dir();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        open_and_write();
+        raise(SIGKILL);
+        _exit(99);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    CHECK_MSG(count_files(&temps) == 1 && temps == 1, "SIGKILL should leave its temporary (%d files)",
+              count_files(&temps));
+    char live[200], dead_other[200];
+    snprintf(live, sizeof live, ".half.txt.%ld.tmp", (long)getppid()); /* a running process's */
+    snprintf(dead_other, sizeof dead_other, ".other.txt.%ld.tmp", (long)pid);
+    touch(live);
+    touch(dead_other);
+    touch(".half.txt.12x.tmp"); /* not a PID: not ours */
+    clred_text_output *t = NULL;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/half.txt", dir);
+    CHECK_OK(clred_text_open(path, 0, &t));
+    fputs("whole\n", clred_text_stream(t));
+    CHECK_OK(clred_text_close(t, 1));
+    char killed[200];
+    snprintf(killed, sizeof killed, ".half.txt.%ld.tmp", (long)pid);
+    CHECK_MSG(!exists(killed), "the killed writer's temporary %s is still there", killed);
+    CHECK(exists("half.txt") && exists(live) && exists(dead_other) && exists(".half.txt.12x.tmp"));
+    CHECK(count_files(&temps) == 4 && temps == 3);
+
+    /* A text output: refused over an existing file, discarded on request. */
+    CHECK(clred_text_open(path, 0, &t) == CLRED_ERR_IO && strstr(clred_last_error(), "exists"));
+    CHECK(t == NULL);
+    snprintf(path, sizeof path, "%s/dropped.txt", dir);
+    CHECK_OK(clred_text_open(path, 0, &t));
+    fputs("never\n", clred_text_stream(t));
+    CHECK_OK(clred_text_close(t, 0));
+    CHECK(!exists("dropped.txt") && count_files(&temps) == 4);
+}
+
 /* A signal ignored before (nohup) stays ignored. */
 static void test_ignored_signal(void)
 {
@@ -151,5 +216,6 @@ int main(void)
     test_signals();
     test_batches();
     test_ignored_signal();
+    test_sigkill_leftovers();
     return harness_finish();
 }

@@ -119,6 +119,7 @@ static void measured(clred_ctx *ctx)
     clred_psf_free(&md);
     clred_dimage_free(d);
 
+    clred_psf_free(&m); /* the refused call below clears m first */
     o.size = 20;
     CHECK(clred_psf_model_measure(ctx, &pair.new_img, &o, &m) == CLRED_ERR_USAGE);
     clred_psf_free(&m);

@@ -27,6 +27,16 @@ int cli_fail(const char *cmd, clred_status s)
     return cli_exit_code(s);
 }
 
+int cli_fail_on(const char *cmd, const char *path, clred_status s)
+{
+    const char *msg = clred_last_error();
+    if (!path || strstr(msg, path))
+        return cli_fail(cmd, s);
+    cli_progress_done();
+    fprintf(stderr, "clred %s: %s: %s\n", cmd, path, msg);
+    return cli_exit_code(s);
+}
+
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
     cli_progress_done();

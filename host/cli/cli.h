@@ -12,6 +12,9 @@ enum { EXIT_OK = 0, EXIT_BAD_INPUT = 1, EXIT_USAGE = 2, EXIT_DEVICE = 3 };
 int cli_exit_code(clred_status s);
 /* Prints "clred CMD: <clred_last_error()>" on stderr and returns the exit code. */
 int cli_fail(const char *cmd, clred_status s);
+/* The same for a failure while working on the file path: the message names
+ * it ("clred CMD: PATH: <error>") unless the library's message already does. */
+int cli_fail_on(const char *cmd, const char *path, clred_status s);
 /* Prints "clred CMD: <message>" on stderr and returns EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -23,7 +23,10 @@ static void help(void)
            "  --spread S        clipping spread: std (default) or mad (1.4826 x MAD)\n"
            "  --nlow N, --nhigh N        minmax: drop N lowest / highest (default 1, 1)\n"
            "  --pct-low P, --pct-high P  percentile: keep between (default 10, 90)\n"
-           "  --scale S         none (default), mult or add: to the first frame's median\n"
+           "  --scale S         none (default), mult or add: to the first frame's median;\n"
+           "                    stars: by the fluxes of the stars the frames share with\n"
+           "                    the first (transparency, unbiased by the sky level;\n"
+           "                    frames must be aligned or use --align)\n"
            "  --weights w1,w2,...        one positive weight per frame (mean and sum)\n"
            "  --rejected-map    also write an NREJECT extension\n"
            "\nalignment (frames are then held in memory):\n"
@@ -157,6 +160,12 @@ static void print_json(const char *output, const clred_combine_result *r, const 
            ncombine, r->image.width, r->image.height, method, reject, scale, elapsed, r->bands,
            mean_of(r->ncontrib, npix), nodata);
     cli_json_string(stdout, clred_ctx_device(ctx)->name);
+    if (r->scales) {
+        printf(", \"scales\": [");
+        for (size_t i = 0; i < (size_t)ncombine; i++)
+            printf("%s%.6f", i ? ", " : "", r->scales[i]);
+        printf("]");
+    }
     if (al->shifts) {
         printf(", \"shifts\": [");
         for (size_t i = 0; i < al->n; i++)
@@ -187,7 +196,7 @@ int cmd_combine(int argc, char **argv)
 {
     static const char *const methods[] = {"mean", "median", "sum", "min", "max"};
     static const char *const rejects[] = {"none", "sigclip", "minmax", "winsorized", "percentile"};
-    static const char *const scales[] = {"none", "mult", "add"};
+    static const char *const scales[] = {"none", "mult", "add", "stars"};
     static const char *const centres[] = {"median", "mean"};
     static const char *const spreads[] = {"std", "mad"};
     static const struct option longopts[] = {
@@ -243,7 +252,7 @@ int cmd_combine(int argc, char **argv)
                 o.reject = (clred_reject_method)choice;
             break;
         case OPT_SCALE:
-            if ((ok = cli_parse_choice(cmd, "--scale", optarg, scales, 3, &choice)))
+            if ((ok = cli_parse_choice(cmd, "--scale", optarg, scales, 4, &choice)))
                 o.scale = (clred_scale_method)choice;
             break;
         case OPT_CENTRE: ok = cli_parse_choice(cmd, "--centre", optarg, centres, 2, &o.centre_mean); break;

@@ -111,17 +111,15 @@ static void output_name(const char *dir, const cli_frame *f, char *out, size_t s
         snprintf(out, size, "%s/%s_reg.fits", dir, base);
 }
 
-/* Writes the table to a temporary name and renames it into place. */
-static int write_table(const char *path, const cli_frame *frames, const clred_shift *shifts, size_t n,
-                                const char *ref_text)
+/* Writes the table atomically (a signal or a failure leaves nothing). */
+static int write_table(const char *path, int overwrite, const cli_frame *frames, const clred_shift *shifts, size_t n,
+                       const char *ref_text)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        fprintf(stderr, "clred %s: %s: cannot write: %s\n", CMD, path, strerror(errno));
-        return EXIT_BAD_INPUT;
-    }
+    clred_text_output *t = NULL;
+    clred_status st = clred_text_open(path, overwrite, &t);
+    if (st != CLRED_OK)
+        return cli_fail(CMD, st);
+    FILE *f = clred_text_stream(t);
     size_t len = strlen(path);
     int json = len > 5 && !strcmp(path + len - 5, ".json");
     if (json) {
@@ -142,14 +140,23 @@ static int write_table(const char *path, const cli_frame *frames, const clred_sh
             fprintf(f, "%s,%zu,%.5f,%.5f,%.3f,1,0,%.5f,0,1,%.5f\n", frames[i].path, frames[i].frame, shifts[i].dx,
                     shifts[i].dy, shifts[i].psr, -shifts[i].dx, -shifts[i].dy);
     }
-    int bad = ferror(f);
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        unlink(tmp);
-        fprintf(stderr, "clred %s: %s: writing the table failed\n", CMD, path);
-        return EXIT_BAD_INPUT;
+    st = clred_text_close(t, 1);
+    return st == CLRED_OK ? EXIT_OK : cli_fail(CMD, st);
+}
+
+/* The library says which frame of the stack failed ("frame N: ..."): the
+ * message names that frame's file instead. */
+static int fail_naming_frame(clred_status s, const cli_frame *frames, size_t n)
+{
+    const char *msg = clred_last_error();
+    size_t i = 0;
+    int used = 0;
+    if (sscanf(msg, "frame %zu: %n", &i, &used) == 1 && used > 0 && i < n) {
+        cli_progress_done();
+        fprintf(stderr, "clred %s: %s[%zu]: %s\n", CMD, frames[i].path, frames[i].frame, msg + used);
+        return cli_exit_code(s);
     }
-    return EXIT_OK;
+    return cli_fail(CMD, s);
 }
 
 static const char *model_name(clred_match_model m)
@@ -180,16 +187,14 @@ static void json_match(FILE *f, const clred_match_result *r, const clred_image *
 }
 
 /* The star-matched transforms, written like write_table. */
-static int write_star_table(const char *path, const cli_frame *frames, const clred_match_result *res,
+static int write_star_table(const char *path, int overwrite, const cli_frame *frames, const clred_match_result *res,
                             const clred_image *images, size_t n, const char *ref_text, clred_match_model model)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        fprintf(stderr, "clred %s: %s: cannot write: %s\n", CMD, path, strerror(errno));
-        return EXIT_BAD_INPUT;
-    }
+    clred_text_output *t = NULL;
+    clred_status st = clred_text_open(path, overwrite, &t);
+    if (st != CLRED_OK)
+        return cli_fail(CMD, st);
+    FILE *f = clred_text_stream(t);
     size_t len = strlen(path);
     if (len > 5 && !strcmp(path + len - 5, ".json")) {
         fprintf(f, "{\"reference\": ");
@@ -214,14 +219,8 @@ static int write_star_table(const char *path, const cli_frame *frames, const clr
                     m[1], m[2], m[3], m[4], m[5]);
         }
     }
-    int bad = ferror(f);
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        unlink(tmp);
-        fprintf(stderr, "clred %s: %s: writing the table failed\n", CMD, path);
-        return EXIT_BAD_INPUT;
-    }
-    return EXIT_OK;
+    st = clred_text_close(t, 1);
+    return st == CLRED_OK ? EXIT_OK : cli_fail(CMD, st);
 }
 
 typedef struct {
@@ -552,12 +551,12 @@ int cmd_register(int argc, char **argv)
         else
             s = clred_measure_shifts(ctx, images, n, a.ref_index, &a.popts, shifts);
         if (s != CLRED_OK)
-            rc = cli_fail(CMD, s);
+            rc = fail_naming_frame(s, frames, n);
     }
     cli_progress_done();
     if (rc == EXIT_OK && a.table)
-        rc = a.stars ? write_star_table(a.table, frames, res, images, n, a.ref_text, a.mopts.model)
-                     : write_table(a.table, frames, shifts, n, a.ref_text);
+        rc = a.stars ? write_star_table(a.table, a.overwrite, frames, res, images, n, a.ref_text, a.mopts.model)
+                     : write_table(a.table, a.overwrite, frames, shifts, n, a.ref_text);
     if (rc == EXIT_OK && a.outdir)
         rc = write_aligned(&a, frames, aligned, n, a.stars ? res : NULL);
     if (rc == EXIT_OK && a.stars) {

@@ -57,7 +57,7 @@ static void help(void)
            "               interp = nearest|bilinear|bicubic|lanczos3|fourier [lanczos3]\n"
            "               grid = reference|union [reference]   method = mean|median|sum [mean]\n"
            "               reject = none|sigclip|minmax [sigclip]   sigma = [3]\n"
-           "               spread = mad|std [mad]   scale = none|additive|multiplicative [additive]\n"
+           "               spread = mad|std [mad]   scale = none|additive|multiplicative|stars [additive]\n"
            "               match_background = true|false [false] (sky matched to a reference frame\n"
            "               before combining)   match_order = -1..3 [1; -1 = mesh]   match_box = px [64]\n"
            "               final_background = true|false [false] (the stack's own background, maybe\n"

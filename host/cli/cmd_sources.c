@@ -206,10 +206,14 @@ int cmd_sources(int argc, char **argv)
         st = clred_image_read_2d(a.bkg_path, &bkg);
     if (st == CLRED_OK && a.rms_path)
         st = clred_image_read_2d(a.rms_path, &rms);
-    if (st == CLRED_OK && (!a.bkg_path || !a.rms_path))
-        st = clred_global_background(&img, a.detect.ignore_bits, &level, &sd);
     if (st != CLRED_OK) {
         rc = cli_fail("sources", st);
+        goto done;
+    }
+    if (!a.bkg_path || !a.rms_path)
+        st = clred_global_background(&img, a.detect.ignore_bits, &level, &sd);
+    if (st != CLRED_OK) {
+        rc = cli_fail_on("sources", a.input, st);
         goto done;
     }
     if (a.rms_path && (rc = cli_check_nonnegative("sources", a.rms_path, "background RMS", &rms)) != EXIT_OK)

@@ -175,8 +175,8 @@ static int config_entry(void *user, const char *section, const char *key, const 
         if ((ok = choice(value, names, 2, &k)))
             o->stack.copts.spread_mad = k;
     } else if (IS("stack", "scale")) {
-        static const char *const names[] = {"none", "multiplicative", "additive"};
-        if ((ok = choice(value, names, 3, &k)))
+        static const char *const names[] = {"none", "multiplicative", "additive", "stars"};
+        if ((ok = choice(value, names, 4, &k)))
             o->stack.copts.scale = (clred_scale_method)k;
     } else if (IS("stack", "match_background")) {
         ok = parse_bool(value, &o->stack.match_background);

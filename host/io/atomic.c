@@ -6,6 +6,7 @@
  * clred_temp_files_remove (async-signal-safe) can delete them from a signal
  * handler; and a thread may hold its renames back (clred_write_batch_begin)
  * so that a run's outputs appear together or not at all. */
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -169,8 +171,60 @@ fail:
 
 /* ---- single writes */
 
+/* Removes ".NAME.PID.tmp" beside path for every PID that is not a running
+ * process here: what a SIGKILL (or a crash) left of an earlier write of the
+ * same target. A live PID (even a reused one) keeps its file. On a file
+ * system shared between machines another host's live writer is not seen:
+ * give each host its own output directory there. */
+static void remove_stale_temps(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    char dir[4096];
+    if (slash) {
+        size_t len = (size_t)(slash - path);
+        if (len >= sizeof dir)
+            return;
+        memcpy(dir, path, len);
+        dir[len] = 0;
+        if (len == 0)
+            strcpy(dir, "/");
+    } else {
+        strcpy(dir, ".");
+    }
+    size_t blen = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        size_t len = strlen(n);
+        /* "." base "." digits ".tmp" */
+        if (len < blen + 7 || n[0] != '.' || strncmp(n + 1, base, blen) != 0 || n[1 + blen] != '.' ||
+            strcmp(n + len - 4, ".tmp") != 0)
+            continue;
+        const char *digits = n + blen + 2, *end = n + len - 4;
+        if (digits == end || end - digits > 10)
+            continue;
+        long pid = 0;
+        const char *c = digits;
+        for (; c < end && *c >= '0' && *c <= '9'; c++)
+            pid = pid * 10 + (*c - '0');
+        if (c != end || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue; /* running, or not ours to signal: alive */
+        char full[4096 + 256];
+        if (snprintf(full, sizeof full, "%s/%s", dir, n) < (int)sizeof full)
+            unlink(full);
+    }
+    closedir(d);
+}
+
 clred_status clred_atomic_temp_name(const char *path, char *tmp, size_t size)
 {
+    remove_stale_temps(path);
     const char *slash = strrchr(path, '/');
     int n = slash ? snprintf(tmp, size, "%.*s/.%s.%ld.tmp", (int)(slash - path), path, slash + 1, (long)getpid())
                   : snprintf(tmp, size, ".%s.%ld.tmp", path, (long)getpid());
@@ -223,4 +277,49 @@ clred_status clred_atomic_close(FILE *f, const char *tmp, const char *path)
         return clred_fail(CLRED_ERR_IO, "%s: writing failed (disk full?)", path);
     }
     return clred_atomic_commit(tmp, path);
+}
+
+/* ---- text outputs (public) */
+
+struct clred_text_output {
+    FILE *f;
+    char tmp[4200];
+    char path[];
+};
+
+clred_status clred_text_open(const char *path, int overwrite, clred_text_output **out)
+{
+    *out = NULL;
+    size_t len = strlen(path);
+    clred_text_output *t = calloc(1, sizeof *t + len + 1);
+    if (!t)
+        return clred_fail(CLRED_ERR_MEMORY, "%s: out of memory", path);
+    memcpy(t->path, path, len + 1);
+    clred_status st = clred_atomic_open(path, overwrite, t->tmp, sizeof t->tmp, &t->f);
+    if (st != CLRED_OK) {
+        free(t);
+        return st;
+    }
+    *out = t;
+    return CLRED_OK;
+}
+
+FILE *clred_text_stream(clred_text_output *t)
+{
+    return t ? t->f : NULL;
+}
+
+clred_status clred_text_close(clred_text_output *t, int commit)
+{
+    if (!t)
+        return CLRED_OK;
+    clred_status st = CLRED_OK;
+    if (commit) {
+        st = clred_atomic_close(t->f, t->tmp, t->path);
+    } else {
+        fclose(t->f);
+        clred_atomic_discard(t->tmp);
+    }
+    free(t);
+    return st;
 }

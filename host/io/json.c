@@ -2,6 +2,7 @@
  * for the files clred writes itself. */
 #include "json.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,10 +154,13 @@ static char *parse_string(parser *ps)
     while (*ps->p && *ps->p != '"') {
         char c = *ps->p++;
         if (c == '\\') {
+            if (!*ps->p)
+                break; /* a backslash ending the text: unterminated, reported below */
             char e = *ps->p++;
             c = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e == 'b' ? '\b' : e == 'f' ? '\f' : e;
             if (e == 'u') { /* kept as '?': clred's files are ASCII */
-                for (int k = 0; k < 4 && *ps->p; k++)
+                /* hex digits only: skipping a closing quote would run past the string */
+                for (int k = 0; k < 4 && isxdigit((unsigned char)*ps->p); k++)
                     ps->p++;
                 c = '?';
             }

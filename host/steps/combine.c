@@ -146,9 +146,60 @@ static clred_status frame_median(const stack_source *s, size_t f, uint16_t ignor
     return st;
 }
 
-/* Per-frame factor (multiplicative) or offset (additive) to the first frame's median. */
-static clred_status compute_scales(const stack_source *s, const clred_combine_opts *o, double *scales)
+/* Frame f as a device image: the frame itself, a view of the host image, or
+ * the file's frame read whole into *host (freed by the caller) and viewed. */
+static clred_status frame_dimage(clred_ctx *ctx, const stack_source *s, size_t f, clred_image *host,
+                                 clred_dimage **view, const clred_dimage **d)
 {
+    if (s->dframes) {
+        *d = s->dframes[f];
+        return CLRED_OK;
+    }
+    const clred_image *img = s->images ? &s->images[f] : host;
+    if (!s->images) {
+        CLRED_TRY(clred_image_alloc(host, s->width, s->height, 0, 0));
+        CLRED_TRY(clred_rows_read(s->paths[f], s->frame_in_file[f], 0, s->height, host->sci));
+    }
+    CLRED_TRY(clred_dimage_borrow(ctx, img, view));
+    *d = *view;
+    return CLRED_OK;
+}
+
+/* Star flux scaling of frame f (f = 0 measures the reference's stars into *ref). */
+static clred_status frame_star_scale(clred_ctx *ctx, const stack_source *s, size_t f, clred_star_ref **ref,
+                                     double *scale)
+{
+    char name[600];
+    frame_name(s, f, name, sizeof name);
+    clred_image host = {0};
+    clred_dimage *view = NULL;
+    const clred_dimage *d = NULL;
+    clred_status st = frame_dimage(ctx, s, f, &host, &view, &d);
+    double err = 0.0;
+    size_t nused = 0;
+    if (st == CLRED_OK && f == 0)
+        st = clred_star_ref_measure(ctx, d, name, ref);
+    if (st == CLRED_OK && f == 0)
+        *scale = 1.0;
+    else if (st == CLRED_OK)
+        st = clred_star_scale(ctx, *ref, d, name, scale, &err, &nused);
+    clred_dimage_free(view); /* waits for the kernels that read the host planes */
+    clred_image_free(&host);
+    return st;
+}
+
+/* Per-frame factor (multiplicative, stars) or offset (additive) to the first frame. */
+static clred_status compute_scales(clred_ctx *ctx, const stack_source *s, const clred_combine_opts *o,
+                                   double *scales)
+{
+    if (o->scale == CLRED_SCALE_STARS) {
+        clred_star_ref *ref = NULL;
+        clred_status st = CLRED_OK;
+        for (size_t f = 0; st == CLRED_OK && f < s->nframes; f++)
+            st = frame_star_scale(ctx, s, f, &ref, &scales[f]);
+        clred_star_ref_free(ref);
+        return st;
+    }
     double ref = 0.0;
     char name[600];
     for (size_t f = 0; f < s->nframes; f++) {
@@ -175,7 +226,7 @@ static clred_status check_opts(const clred_combine_opts *o, size_t nframes)
         return clred_fail(CLRED_ERR_USAGE, "combine: unknown method %d", (int)o->method);
     if ((unsigned)o->reject > CLRED_REJECT_PERCENTILE)
         return clred_fail(CLRED_ERR_USAGE, "combine: unknown rejection %d", (int)o->reject);
-    if ((unsigned)o->scale > CLRED_SCALE_ADDITIVE)
+    if ((unsigned)o->scale > CLRED_SCALE_STARS)
         return clred_fail(CLRED_ERR_USAGE, "combine: unknown scaling %d", (int)o->scale);
     if (!(o->sigma_lower > 0.0) || !(o->sigma_upper > 0.0) || !isfinite(o->sigma_lower) ||
         !isfinite(o->sigma_upper))
@@ -238,7 +289,7 @@ static const char *reject_name(clred_reject_method r)
 
 static const char *scale_name(clred_scale_method s)
 {
-    static const char *names[] = {"none", "mult", "add"};
+    static const char *names[] = {"none", "mult", "add", "stars"};
     return names[s];
 }
 
@@ -450,7 +501,7 @@ static clred_status create_buffers(clred_ctx *ctx, const stack_source *s, const 
         for (size_t f = 0; f < n; f++) {
             fs[f] = scales ? (float)scales[f] : 1.0f;
             fw[f] = o->weights ? (float)o->weights[f] : 1.0f;
-            factor[f] = o->scale == CLRED_SCALE_MULTIPLICATIVE ? fs[f] : 1.0f;
+            factor[f] = o->scale == CLRED_SCALE_MULTIPLICATIVE || o->scale == CLRED_SCALE_STARS ? fs[f] : 1.0f;
             offset[f] = o->scale == CLRED_SCALE_ADDITIVE ? fs[f] : 0.0f;
         }
         rank_windows(o, n, lo, hi);
@@ -574,7 +625,9 @@ static clred_status run_kernel(clred_ctx *ctx, cl_kernel k, const char *name, co
                                const clred_combine_opts *o, size_t rows, size_t global)
 {
     cl_uint npix = (cl_uint)(rows * s->width), nframes = (cl_uint)s->nframes;
-    cl_int method = (cl_int)o->method, reject = (cl_int)o->reject, scale_mode = (cl_int)o->scale;
+    /* star scaling applies its factors as the multiplicative mode does */
+    cl_int method = (cl_int)o->method, reject = (cl_int)o->reject,
+           scale_mode = (cl_int)(o->scale == CLRED_SCALE_STARS ? CLRED_SCALE_MULTIPLICATIVE : o->scale);
     cl_uint flags = (s->have_var ? 1u : 0u) | (s->have_mask ? 2u : 0u) | (o->weights ? 4u : 0u);
     cl_float sl = (cl_float)o->sigma_lower, sh = (cl_float)o->sigma_upper;
     cl_int iters = o->max_iters, centre_mean = o->centre_mean != 0, spread_mad = o->spread_mad != 0;
@@ -721,7 +774,7 @@ static clred_status combine_source(clred_ctx *ctx, const stack_source *s, const 
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory allocating a %zu x %zu combine result", s->width,
                         s->height);
     if (st == CLRED_OK && out->scales)
-        st = compute_scales(s, &o, out->scales);
+        st = compute_scales(ctx, s, &o, out->scales);
     combine_sink sink = {out, NULL};
     if (st == CLRED_OK)
         st = combine_bands(ctx, s, &o, &plan, out->scales, &sink, &out->bands);
@@ -792,7 +845,7 @@ static clred_status combine_dev_into(clred_ctx *ctx, const stack_source *s, cons
     if (o->scale != CLRED_SCALE_NONE) {
         if (!(out->scales = malloc(s->nframes * sizeof(double))))
             return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu scales", s->nframes);
-        CLRED_TRY(compute_scales(s, o, out->scales));
+        CLRED_TRY(compute_scales(ctx, s, o, out->scales));
     }
     combine_sink sink = {NULL, out};
     CLRED_TRY(combine_bands(ctx, s, o, &plan, out->scales, &sink, &out->bands));

@@ -474,8 +474,10 @@ static clred_status pc_correlate(pc_state *s, clred_shift *out)
     size_t count = 0;
     CLRED_TRY(surface_peak(s, &bx, &by, &best, nb, &sum, &sum2, &count));
     if (bx < 0 || !isfinite(best))
-        return clred_fail(CLRED_ERR_INPUT, "phase correlation found no peak within %g px (flat or empty frame?)",
-                          s->opts.max_shift);
+        return s->opts.max_shift > 0
+                   ? clred_fail(CLRED_ERR_INPUT, "phase correlation found no peak within %g px (flat or empty frame?)",
+                                s->opts.max_shift)
+                   : clred_fail(CLRED_ERR_INPUT, "phase correlation found no peak (flat, empty or non-finite frame?)");
     /* Peak-to-sidelobe ratio: the surface outside 11 x 11 px (cyclic) around the peak. */
     double mean = count ? sum / (double)count : 0.0;
     double var = count > 1 ? (sum2 - sum * mean) / (double)(count - 1) : 0.0;
@@ -595,6 +597,17 @@ static clred_status stack_median(clred_ctx *ctx, const clred_dimage *const *fram
     clred_image_free(&median);
     return st;
 }
+/* A frame's failure in a loop over a stack: the message says which frame
+ * ("frame N: ..."), so that a caller can name its file. */
+static clred_status frame_failed(clred_status st, size_t i)
+{
+    if (st == CLRED_OK)
+        return st;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", clred_last_error());
+    return clred_fail(st, "frame %zu: %s", i, msg);
+}
+
 
 /* aligned_median on device images (see there). */
 static clred_status aligned_median_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t n,
@@ -609,7 +622,7 @@ static clred_status aligned_median_dev(clred_ctx *ctx, const clred_dimage *const
     if (st == CLRED_OK)
         st = clred_phasecorr_ref_create(ctx, frames[0], opts, &r);
     for (size_t i = 0; i < n && st == CLRED_OK; i++)
-        st = clred_phasecorr_ref_measure(r, frames[i], &first[i]);
+        st = frame_failed(clred_phasecorr_ref_measure(r, frames[i], &first[i]), i);
     clred_phasecorr_ref_free(r);
     for (size_t i = 0; i < n && st == CLRED_OK; i++)
         t[i] = clred_transform_translation(-first[i].dx, -first[i].dy);
@@ -660,7 +673,7 @@ clred_status clred_measure_shifts_dev(clred_ctx *ctx, const clred_dimage *const 
     clred_dimage_free(median);
     CLRED_TRY(st);
     for (size_t i = 0; i < nframes && st == CLRED_OK; i++)
-        st = clred_phasecorr_ref_measure(r, frames[i], &shifts[i]);
+        st = frame_failed(clred_phasecorr_ref_measure(r, frames[i], &shifts[i]), i);
     clred_phasecorr_ref_free(r);
     return st;
 }
@@ -724,7 +737,7 @@ static clred_status aligned_median(clred_ctx *ctx, const clred_image *frames, si
     if (st == CLRED_OK)
         st = ref_borrowed(ctx, &frames[0], opts, &r);
     for (size_t i = 0; i < n && st == CLRED_OK; i++)
-        st = measure_borrowed(r, ctx, &frames[i], &first[i]);
+        st = frame_failed(measure_borrowed(r, ctx, &frames[i], &first[i]), i);
     clred_phasecorr_ref_free(r);
     /* img(x) = ref(x - d): moving it by -d lands it on frame 0. */
     for (size_t i = 0; i < n && st == CLRED_OK; i++)
@@ -773,7 +786,7 @@ clred_status clred_measure_shifts(clred_ctx *ctx, const clred_image *frames, siz
     clred_status st = ref_borrowed(ctx, ref, opts, &r);
     clred_image_free(&median);
     for (size_t i = 0; i < nframes && st == CLRED_OK; i++)
-        st = measure_borrowed(r, ctx, &frames[i], &shifts[i]);
+        st = frame_failed(measure_borrowed(r, ctx, &frames[i], &shifts[i]), i);
     clred_phasecorr_ref_free(r);
     return st;
 }
