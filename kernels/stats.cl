@@ -46,7 +46,10 @@ inline ulong stats_key(float v, uint deviation, acc_t centre)
  * - when want_sums, per work-group the count, the sum and sum of squares of
  *   (x - sum_shift) in acc_t, and min and max. The shift (a value next to the
  *   median) keeps the sum of squares from cancelling; sums are formed per row
- *   first so that float accumulation adds short chains. */
+ *   first so that float accumulation adds short chains;
+ * - when want_edges, per work-group the number of kept keys matching edge_lo
+ *   and edge_hi under edge_mask (the first-digit buckets of the range's ends,
+ *   whose counts the host cannot derive from the previous histogram). */
 kernel void stats_select(global const float *sci, global const ushort *mask, const ushort ignore, const uint width,
                          const uint x0, const uint y0, const uint rw, const uint rh, const float lo, const float hi,
                          const uint deviation, const acc_t centre, const ulong prefix, const ulong prefix_mask,
@@ -54,7 +57,8 @@ kernel void stats_select(global const float *sci, global const ushort *mask, con
                          const uint want_above, const ulong above_prefix, const ulong above_mask,
                          global ulong *pabove, local ulong *labove, const uint want_sums, const acc_t sum_shift,
                          global uint *pcount, global acc_t *psums, global float *pminmax, local uint *lcount,
-                         local acc_t *lsums, local float *lminmax)
+                         local acc_t *lsums, local float *lminmax, const uint want_edges, const ulong edge_lo,
+                         const ulong edge_hi, const ulong edge_mask, global uint *pedges, local uint *ledges)
 {
     const uint lid = get_local_id(0), lsize = get_local_size(0);
     const uint g = get_group_id(0), groups = get_num_groups(0);
@@ -65,7 +69,7 @@ kernel void stats_select(global const float *sci, global const ushort *mask, con
 
     const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
     const uint digit_mask = nbins - 1;
-    uint count = 0;
+    uint count = 0, nlo = 0, nhi = 0;
     acc_t sum = 0, sumsq = 0;
     float vmin = INFINITY, vmax = -INFINITY;
     ulong best = ULONG_MAX;
@@ -86,6 +90,10 @@ kernel void stats_select(global const float *sci, global const ushort *mask, con
                     lhist[b]++;
                 else
                     atomic_inc(&lhist[b]);
+            }
+            if (want_edges) {
+                nlo += (key & edge_mask) == edge_lo;
+                nhi += (key & edge_mask) == edge_hi;
             }
             if (want_above && (key & above_mask) == above_prefix)
                 best = min(best, key);
@@ -115,6 +123,8 @@ kernel void stats_select(global const float *sci, global const ushort *mask, con
     lsums[2 * lid + 1] = sumsq;
     lminmax[2 * lid] = vmin;
     lminmax[2 * lid + 1] = vmax;
+    ledges[2 * lid] = nlo;
+    ledges[2 * lid + 1] = nhi;
     barrier(CLK_LOCAL_MEM_FENCE);
     if (lid == 0) {
         for (uint j = 1; j < lsize; j++) {
@@ -124,6 +134,8 @@ kernel void stats_select(global const float *sci, global const ushort *mask, con
             sumsq += lsums[2 * j + 1];
             vmin = fmin(vmin, lminmax[2 * j]);
             vmax = fmax(vmax, lminmax[2 * j + 1]);
+            nlo += ledges[2 * j];
+            nhi += ledges[2 * j + 1];
         }
         if (want_above)
             pabove[g] = best;
@@ -133,6 +145,10 @@ kernel void stats_select(global const float *sci, global const ushort *mask, con
             psums[2 * g + 1] = sumsq;
             pminmax[2 * g] = vmin;
             pminmax[2 * g + 1] = vmax;
+        }
+        if (want_edges) {
+            pedges[2 * g] = nlo;
+            pedges[2 * g + 1] = nhi;
         }
     }
 }

@@ -16,7 +16,9 @@
  * spreads come from per-work-group partial sums in acc_t finished on the host in
  * double; medians and MADs are exact, by radix selection (stats.cl) with digits
  * as wide as local memory allows (16 bits: two passes per float, the second of
- * which also sums). */
+ * which also sums). A clipping iteration after the first takes its first digit
+ * from the previous iteration's histogram, so it reads the image once; the MAD
+ * (64-bit keys of double deviations) takes four passes. */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -31,6 +33,10 @@
 #define STATS_GROUPS_PER_CORE 2
 
 typedef struct {
+    float lo, hi;
+} kept_range;
+
+typedef struct {
     clred_ctx *ctx;
     cl_mem sci, mask;
     cl_ushort ignore;
@@ -39,17 +45,20 @@ typedef struct {
     cl_kernel k;
     unsigned digit_bits; /* radix digit: 16 bits where local memory allows, down to 8 */
     size_t local, groups;
-    cl_mem hist, pabove, pcount, psums, pminmax;
+    cl_mem hist, pabove, pcount, psums, pminmax, pedges;
     cl_uint *hhist;
+    cl_uint *hedges;
+    /* The first-digit histogram of the values in h0_range, kept between
+     * clipping iterations: a narrower range's histogram follows from it but
+     * for the two buckets that hold its ends (see select_median). */
+    cl_uint *h0;
+    int h0_valid;
     cl_ulong *habove;
     cl_uint *hcount;
     void *hsums;
     float *hminmax;
+    kept_range h0_range;
 } stats_run;
-
-typedef struct {
-    float lo, hi;
-} kept_range;
 
 typedef struct {
     size_t n;
@@ -112,11 +121,11 @@ static size_t local_bytes(const stats_run *r, unsigned bits, size_t local)
 {
     size_t acc = r->use_double ? sizeof(cl_double) : sizeof(cl_float);
     return ((size_t)1 << bits) * sizeof(cl_uint) +
-           local * (sizeof(cl_ulong) + sizeof(cl_uint) + 2 * acc + 2 * sizeof(cl_float));
+           local * (sizeof(cl_ulong) + 3 * sizeof(cl_uint) + 2 * acc + 2 * sizeof(cl_float));
 }
 
 /* The local arguments of stats_select. */
-static const cl_uint local_args[] = {17, 22, 28, 29, 30};
+static const cl_uint local_args[] = {17, 22, 28, 29, 30, 36};
 
 /* Picks the digit width and the launch shape. A CPU runs a work-group as a
  * loop on one core: one work-item per group owns its histogram (no atomics)
@@ -206,7 +215,9 @@ static clred_status set_fixed_args(stats_run *r)
     CLRED_TRY(set_arg(k, name, 27, sizeof r->pminmax, &r->pminmax));
     CLRED_TRY(set_arg(k, name, 28, r->local * sizeof(cl_uint), NULL));
     CLRED_TRY(set_arg(k, name, 29, r->local * 2 * acc, NULL));
-    return set_arg(k, name, 30, r->local * 2 * sizeof(cl_float), NULL);
+    CLRED_TRY(set_arg(k, name, 30, r->local * 2 * sizeof(cl_float), NULL));
+    CLRED_TRY(set_arg(k, name, 35, sizeof r->pedges, &r->pedges));
+    return set_arg(k, name, 36, r->local * 2 * sizeof(cl_uint), NULL);
 }
 
 /* ------------------------------------------------------------ setup */
@@ -218,7 +229,10 @@ static void run_release(stats_run *r)
     clred_release(&r->pcount);
     clred_release(&r->psums);
     clred_release(&r->pminmax);
+    clred_release(&r->pedges);
     free(r->hhist);
+    free(r->hedges);
+    free(r->h0);
     free(r->habove);
     free(r->hcount);
     free(r->hsums);
@@ -250,12 +264,15 @@ static clred_status run_init(stats_run *r, clred_ctx *ctx, cl_mem sci, cl_mem ma
     CLRED_TRY(clred_buffer(ctx, CL_MEM_WRITE_ONLY, g * sizeof(cl_uint), NULL, &r->pcount, "stats counts"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_WRITE_ONLY, g * 2 * acc, NULL, &r->psums, "stats sums"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_WRITE_ONLY, g * 2 * sizeof(cl_float), NULL, &r->pminmax, "stats extrema"));
+    CLRED_TRY(clred_buffer(ctx, CL_MEM_WRITE_ONLY, g * 2 * sizeof(cl_uint), NULL, &r->pedges, "stats edge counts"));
     r->hhist = malloc(nbins * sizeof *r->hhist);
     r->habove = malloc(g * sizeof *r->habove);
     r->hcount = malloc(g * sizeof *r->hcount);
     r->hsums = malloc(g * 2 * acc);
     r->hminmax = malloc(g * 2 * sizeof *r->hminmax);
-    if (!r->hhist || !r->habove || !r->hcount || !r->hsums || !r->hminmax)
+    r->hedges = malloc(g * 2 * sizeof *r->hedges);
+    r->h0 = malloc(nbins * sizeof *r->h0);
+    if (!r->hhist || !r->habove || !r->hcount || !r->hsums || !r->hminmax || !r->hedges || !r->h0)
         return clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for partial results");
     return set_fixed_args(r);
 }
@@ -287,6 +304,8 @@ typedef struct {
     cl_ulong above_prefix, above_mask;
     int want_sums;
     double sum_shift;
+    int want_edges;
+    cl_ulong edge_lo, edge_hi, edge_mask;
 } pass_extras;
 
 static clred_status select_pass(stats_run *r, kept_range range, int deviation, double centre, cl_ulong prefix,
@@ -309,6 +328,11 @@ static clred_status select_pass(stats_run *r, kept_range range, int deviation, d
     CLRED_TRY(set_arg(k, name, 20, sizeof x->above_mask, &x->above_mask));
     CLRED_TRY(set_arg(k, name, 23, sizeof want_sums, &want_sums));
     CLRED_TRY(set_acc_arg(r, k, name, 24, x->sum_shift));
+    cl_uint want_edges = (cl_uint)x->want_edges;
+    CLRED_TRY(set_arg(k, name, 31, sizeof want_edges, &want_edges));
+    CLRED_TRY(set_arg(k, name, 32, sizeof x->edge_lo, &x->edge_lo));
+    CLRED_TRY(set_arg(k, name, 33, sizeof x->edge_hi, &x->edge_hi));
+    CLRED_TRY(set_arg(k, name, 34, sizeof x->edge_mask, &x->edge_mask));
     size_t global = r->local * r->groups;
     CLRED_TRY(clred_run(r->ctx, k, name, 1, &global, &r->local));
     return clred_download(r->ctx, r->hist, 0, nbins * sizeof(cl_uint), r->hhist);
@@ -361,51 +385,151 @@ static clred_status finish_sums(stats_run *r, double shift, size_t n, set_stats 
 /* Where the upper middle key of an even count stands after a pass. */
 enum upper_state { UPPER_SAME, UPPER_PENDING, UPPER_KNOWN };
 
+/* The first-digit bucket of a float value's key. */
+static cl_uint float_bucket(float v, unsigned bits)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    u ^= (u >> 31) ? 0xffffffffu : 0x80000000u;
+    return u >> (32 - bits);
+}
+
+static clred_status finish_edges(stats_run *r, size_t *nlo, size_t *nhi)
+{
+    CLRED_TRY(clred_download(r->ctx, r->pedges, 0, r->groups * 2 * sizeof(cl_uint), r->hedges));
+    *nlo = *nhi = 0;
+    for (size_t g = 0; g < r->groups; g++) {
+        *nlo += r->hedges[2 * g];
+        *nhi += r->hedges[2 * g + 1];
+    }
+    return CLRED_OK;
+}
+
+/* The bucket holding rank (0-based) of histogram h, and rank within it. */
+static cl_uint bucket_of(const cl_uint *h, cl_uint nbins, size_t *rank)
+{
+    cl_uint b = 0;
+    while (b < nbins && *rank >= h[b])
+        *rank -= h[b++];
+    return b;
+}
+
+/* The first-digit histogram of the values in range, which lies inside
+ * r->h0_range, from r->h0 without a pass of its own: buckets wholly inside
+ * the range keep their counts, those outside have none, and the two that hold
+ * the range's ends are counted by the pass that refines the median's bucket.
+ * That bucket is guessed from h0 with half of each end bucket kept (clipping
+ * cuts far out in the tails, so the guess rarely misses); a miss costs one
+ * more pass, never exactness. Leaves the exact histogram in r->h0, the
+ * refinement of `*guess` in r->hhist and, when x asks, the sums. */
+static clred_status derive_first_digit(stats_run *r, kept_range range, unsigned bits0, unsigned bits1,
+                                       pass_extras *x, cl_uint *guess)
+{
+    const cl_uint nbins0 = 1u << bits0, shift0 = 64 - bits0, shift1 = shift0 - bits1;
+    const cl_uint bl = float_bucket(range.lo, bits0), bh = float_bucket(range.hi, bits0);
+    for (cl_uint b = 0; b < nbins0; b++)
+        if (b < bl || b > bh)
+            r->h0[b] = 0;
+    size_t total = 0;
+    for (cl_uint b = bl; b <= bh && b < nbins0; b++)
+        total += (b == bl || b == bh) ? r->h0[b] / 2 : r->h0[b];
+    size_t rank = total ? (total - 1) / 2 : 0;
+    cl_uint b = 0;
+    for (size_t below = 0; b < nbins0; b++) {
+        size_t c = (b == bl || b == bh) ? r->h0[b] / 2 : r->h0[b];
+        if (rank < below + c)
+            break;
+        below += c;
+    }
+    *guess = b < nbins0 ? b : bl;
+    x->want_edges = 1;
+    x->edge_lo = (cl_ulong)bl << shift0;
+    x->edge_hi = (cl_ulong)bh << shift0;
+    x->edge_mask = (cl_ulong)(nbins0 - 1) << shift0;
+    x->sum_shift = key_value(r, 0, (cl_ulong)*guess << shift0);
+    CLRED_TRY(select_pass(r, range, 0, 0.0, (cl_ulong)*guess << shift0, x->edge_mask, shift1, 1u << bits1, x));
+    x->want_edges = 0;
+    size_t nlo, nhi;
+    CLRED_TRY(finish_edges(r, &nlo, &nhi));
+    r->h0[bl] = (cl_uint)nlo;
+    r->h0[bh] = (cl_uint)nhi; /* the same count when bl == bh */
+    return CLRED_OK;
+}
+
 /* The median of the kept values (deviation = 0) or of their deviations
  * |x - centre| (deviation = 1), exactly: the middle key by radix selection, and
  * for an even count the mean of the two middle values. *n gets the count. When
  * the count equals stop_if_n (nonzero), returns at once with *n set and no value:
  * the caller's set has not changed. With sums (values only), the last pass also
- * fills s's mean, std, min and max, shifted by a value of the median's bucket. */
+ * fills s's mean, std, min and max, shifted by a value of the median's bucket.
+ * Values in a range inside the previous call's take their first digit from
+ * that call's histogram (derive_first_digit): one pass per clipping iteration
+ * where the key's two 16-bit digits need two. */
 static clred_status select_median(stats_run *r, kept_range range, int deviation, double centre, size_t stop_if_n,
                                   size_t *n, double *value, set_stats *sums)
 {
     const unsigned bits_total = key_bits(r, deviation);
+    const unsigned bits0 = bits_total < r->digit_bits ? bits_total : r->digit_bits;
+    const unsigned bits1 = bits_total - bits0 < r->digit_bits ? bits_total - bits0 : r->digit_bits;
+    const cl_uint nbins0 = 1u << bits0, shift0 = 64 - bits0;
     cl_ulong prefix = 0, prefix_mask = 0, upper_key = 0;
-    pass_extras x = {0, 0, 0, 0, 0.0};
+    pass_extras x = {0, 0, 0, 0, 0.0, 0, 0, 0, 0};
     enum upper_state upper = UPPER_SAME;
     size_t total = 0, rank = 0;
+
+    /* The first digit: from the previous histogram, or a pass of its own. */
+    const int derived = !deviation && r->h0_valid && bits1 > 0 && range.lo >= r->h0_range.lo &&
+                        range.hi <= r->h0_range.hi;
+    cl_uint guess = 0;
+    if (derived) {
+        x.want_sums = bits0 + bits1 == bits_total && sums != NULL;
+        CLRED_TRY(derive_first_digit(r, range, bits0, bits1, &x, &guess));
+    } else {
+        CLRED_TRY(select_pass(r, range, deviation, centre, 0, 0, shift0, nbins0, &x));
+        if (!deviation)
+            memcpy(r->h0, r->hhist, nbins0 * sizeof *r->h0);
+    }
+    const cl_uint *h = deviation ? r->hhist : r->h0;
+    if (!deviation) {
+        r->h0_valid = 1;
+        r->h0_range = range;
+    }
+    for (cl_uint b = 0; b < nbins0; b++)
+        total += h[b];
+    *n = total;
+    if (total == 0 || total == stop_if_n)
+        return CLRED_OK;
+    rank = (total - 1) / 2;
+    int reuse = derived; /* r->hhist holds the refinement of bucket `guess` */
+
     for (unsigned done = 0; done < bits_total;) {
         unsigned bits = bits_total - done < r->digit_bits ? bits_total - done : r->digit_bits;
         cl_uint shift = 64 - done - bits, nbins = 1u << bits;
         int last = done + bits == bits_total;
-        x.want_above = upper == UPPER_PENDING;
-        x.want_sums = last && sums != NULL;
-        x.sum_shift = key_value(r, deviation, prefix);
-        CLRED_TRY(select_pass(r, range, deviation, centre, prefix, prefix_mask, shift, nbins, &x));
-        if (x.want_above) {
-            CLRED_TRY(finish_above(r, &upper_key));
-            upper = UPPER_KNOWN;
+        if (done > 0) {
+            x.want_above = upper == UPPER_PENDING;
+            x.want_sums = last && sums != NULL;
+            x.sum_shift = key_value(r, deviation, prefix);
+            if (!reuse || x.want_above)
+                CLRED_TRY(select_pass(r, range, deviation, centre, prefix, prefix_mask, shift, nbins, &x));
+            reuse = 0;
+            if (x.want_above) {
+                CLRED_TRY(finish_above(r, &upper_key));
+                upper = UPPER_KNOWN;
+            }
         }
-        if (done == 0) {
-            for (cl_uint b = 0; b < nbins; b++)
-                total += r->hhist[b];
-            *n = total;
-            if (total == 0 || total == stop_if_n)
-                return CLRED_OK;
-            rank = (total - 1) / 2;
-        }
-        cl_uint b = 0;
-        while (b < nbins && rank >= r->hhist[b])
-            rank -= r->hhist[b++];
+        const cl_uint *hist = done == 0 ? h : r->hhist;
+        cl_uint b = bucket_of(hist, nbins, &rank);
         if (b == nbins)
             return clred_fail(CLRED_ERR_DEVICE, "stats: inconsistent histogram counts on %s", r->ctx->info.name);
+        if (done == 0 && b != guess)
+            reuse = 0; /* the guess missed: refine the right bucket */
         /* The upper middle value leaves the bucket when the lower one is the
          * bucket's last: it is then the smallest key of the next non-empty
          * bucket, exact at the last digit, else found by the next pass. */
-        if (total % 2 == 0 && upper == UPPER_SAME && rank + 1 >= r->hhist[b]) {
+        if (total % 2 == 0 && upper == UPPER_SAME && rank + 1 >= hist[b]) {
             cl_uint b2 = b + 1;
-            while (b2 < nbins && r->hhist[b2] == 0)
+            while (b2 < nbins && hist[b2] == 0)
                 b2++;
             if (b2 == nbins)
                 return clred_fail(CLRED_ERR_DEVICE, "stats: no upper middle value found on %s", r->ctx->info.name);
