@@ -676,6 +676,48 @@ INLINE va vec_window_sq(const vf *a, vi lo, vi hi, va mean, const uint nframes)
     return q;
 }
 
+/* The same three passes when every lane holds all nframes values and the
+ * window is [0, nframes) in every lane: the ranks are then the same scalars for
+ * every lane, so the masks and selects drop out. The additions are those of
+ * the windowed passes without their exact zeros, in the same order: the same
+ * bits. */
+INLINE va vec_full_median(const vf *a, const uint nframes)
+{
+    const uint r1 = (nframes - 1) / 2, r2 = nframes / 2;
+    vf k1 = a[0], k2 = a[0];
+#pragma unroll
+    for (int i = 0; i < NMAX; i++) {
+        if (i == r1)
+            k1 = a[i];
+        if (i == r2)
+            k2 = a[i];
+    }
+    return (TO_VA(k1) + TO_VA(k2)) / (va)2;
+}
+
+INLINE va vec_full_sum(const vf *a, const uint nframes)
+{
+    va s = (va)0;
+#pragma unroll
+    for (int i = 0; i < NMAX; i++)
+        if (i < nframes)
+            s += TO_VA(a[i]);
+    return s;
+}
+
+INLINE va vec_full_sq(const vf *a, va mean, const uint nframes)
+{
+    va q = (va)0;
+#pragma unroll
+    for (int i = 0; i < NMAX; i++) {
+        if (i < nframes) {
+            va d = TO_VA(a[i]) - mean;
+            q += d * d;
+        }
+    }
+    return q;
+}
+
 kernel void combine_stack_vec(STACK_KERNEL_ARGS)
 {
     const size_t gid = get_global_id(0), nvec = npix / VW;
@@ -724,13 +766,23 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
 #undef CE_VEC
 
     vi lo = (vi)0, hi = n;
+    /* full: every lane holds nframes values and its window is still all of
+     * them (a uniform condition: the fast passes above apply). The window's
+     * sum and squares of the last clipping round are kept: when that round
+     * clipped nothing they are the final window's, as finish_pixel needs. */
+    int full = all(n == (vi)nframes);
+    int have_sums = 0;
+    va sv = (va)0, sq = (va)0;
     if (reject == REJECT_SIGCLIP) {
         for (int iter = 0; max_iters <= 0 || iter < max_iters; iter++) {
             vi active = hi > lo;
             va m = TO_VA(hi - lo);
-            va mean = vec_window_sum(a, lo, hi, nframes) / m;
-            va centre = centre_mean ? mean : vec_window_median(a, lo, hi, nframes);
-            va spread = sqrt(vec_window_sq(a, lo, hi, mean, nframes) / m);
+            sv = full ? vec_full_sum(a, nframes) : vec_window_sum(a, lo, hi, nframes);
+            va mean = sv / m;
+            va centre = centre_mean ? mean
+                                    : (full ? vec_full_median(a, nframes) : vec_window_median(a, lo, hi, nframes));
+            sq = full ? vec_full_sq(a, mean, nframes) : vec_window_sq(a, lo, hi, mean, nframes);
+            va spread = sqrt(sq / m);
             va tlo = centre - (va)sigma_lower * spread, thi = centre + (va)sigma_upper * spread;
             vi nlo = (vi)0, nhi = (vi)0;
 #pragma unroll
@@ -745,8 +797,10 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
             vi changed = active & ((nlo + nhi) > 0);
             lo = select(lo, lo + nlo, changed);
             hi = select(hi, hi - nhi, changed);
-            if (!any(changed))
+            have_sums = !any(changed);
+            if (have_sums)
                 break;
+            full = 0;
         }
     }
 
@@ -756,12 +810,15 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     VSTORE(TO_VF(kept), out_ncontrib + p0);
     VSTORE(TO_VF(n - kept), out_nreject + p0);
     va mm = TO_VA(m);
-    va sv = vec_window_sum(a, lo, hi, nframes);
-    va s2 = vec_window_sq(a, lo, hi, sv / mm, nframes) / TO_VA(m - 1);
+    if (!have_sums) {
+        sv = full ? vec_full_sum(a, nframes) : vec_window_sum(a, lo, hi, nframes);
+        sq = full ? vec_full_sq(a, sv / mm, nframes) : vec_window_sq(a, lo, hi, sv / mm, nframes);
+    }
+    va s2 = sq / TO_VA(m - 1);
     s2 = select(s2, (va)NAN, TO_VM(m < 2));
     va result, variance;
     if (method == METHOD_MEDIAN) {
-        result = vec_window_median(a, lo, hi, nframes);
+        result = full ? vec_full_median(a, nframes) : vec_window_median(a, lo, hi, nframes);
         variance = (va)1.5707963267948966 * (s2 / mm);
     } else {
         result = sv / mm;

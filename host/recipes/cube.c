@@ -96,7 +96,7 @@ clred_status clred_temporal_stats(clred_ctx *ctx, const clred_image *frames, siz
             s = clred_args(k, "temporal_median_mad", CLRED_ARG(stack), CLRED_ARG(cn), CLRED_ARG(cf), CLRED_ARG(dmed),
                            CLRED_ARG(dmad), (size_t)0);
         if (s == CLRED_OK)
-            s = clred_run(ctx, k, "temporal_median_mad", 1, &npix, NULL);
+            s = clred_run_tiled(ctx, k, "temporal_median_mad", 1, &npix);
         if (s == CLRED_OK)
             s = clred_download(ctx, dmed, 0, npix * sizeof(float), median + y0 * w);
         if (s == CLRED_OK)

@@ -99,7 +99,7 @@ static clred_status scale_device(clred_ctx *ctx, cl_mem buf, size_t n, double fa
     cl_uint count = (cl_uint)n;
     CLRED_TRY(clred_args(k, "scale_offset", CLRED_ARG(buf), CLRED_ARG(scale), CLRED_ARG(offset), CLRED_ARG(count),
                          (size_t)0));
-    return clred_run(ctx, k, "scale_offset", 1, &n, NULL);
+    return clred_run_tiled(ctx, k, "scale_offset", 1, &n);
 }
 
 /* Divides a calibrated flat (on the device) by the clipped median of its
@@ -272,7 +272,7 @@ static clred_status apply_floor_dev(clred_ctx *ctx, clred_dimage *flat, double f
     clred_status st = clred_args(k, "flat_floor", CLRED_ARG(sci), CLRED_ARG(var), CLRED_ARG(mask), CLRED_ARG(f),
                                  CLRED_ARG(n), CLRED_ARG(counter), (size_t)0);
     if (st == CLRED_OK)
-        st = clred_run(ctx, k, "flat_floor", 1, &global, NULL);
+        st = clred_run_tiled(ctx, k, "flat_floor", 1, &global);
     if (st == CLRED_OK)
         st = clred_download(ctx, counter, 0, sizeof count, &count);
     clred_release(&counter);

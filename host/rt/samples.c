@@ -33,7 +33,7 @@ clred_status clred_dimage_samples(const clred_dimage *d, size_t x0, size_t y0, s
                         CLRED_ARG(uw), CLRED_ARG(us), CLRED_ARG(uc), CLRED_ARG(out), (size_t)0);
     size_t global = clred_round_up(count, 64);
     if (st == CLRED_OK)
-        st = clred_run(ctx, k, "gather_samples", 1, &global, NULL);
+        st = clred_run_tiled(ctx, k, "gather_samples", 1, &global);
     if (st == CLRED_OK)
         st = clred_download(ctx, out, 0, count * sizeof(float), v);
     if (out)

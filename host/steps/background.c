@@ -359,7 +359,7 @@ clred_status clred_bkg_eval_into(clred_ctx *ctx, const clred_bkg_model *m, size_
                         CLRED_ARG(m->box_h), CLRED_ARG(nx), CLRED_ARG(ny), (size_t)0);
     size_t grows[2] = {(size_t)nx, nrows};
     if (st == CLRED_OK)
-        st = clred_run(ctx, k, "bkg_rows", 2, grows, NULL);
+        st = clred_run_tiled(ctx, k, "bkg_rows", 2, grows);
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "background", NULL, "bkg_interp", &k);
     if (st == CLRED_OK)
@@ -367,7 +367,7 @@ clred_status clred_bkg_eval_into(clred_ctx *ctx, const clred_bkg_model *m, size_
                         CLRED_ARG(n), CLRED_ARG(m->box_w), CLRED_ARG(nx), CLRED_ARG(band), (size_t)0);
     size_t global[2] = {m->width, (nrows + (size_t)band - 1) / (size_t)band};
     if (st == CLRED_OK)
-        st = clred_run(ctx, k, "bkg_interp", 2, global, NULL);
+        st = clred_run_tiled(ctx, k, "bkg_interp", 2, global);
     clred_release(&p);
     clred_pool_give(ctx, &rows, rows_bytes);
     return st;

@@ -535,7 +535,7 @@ static clred_status run_kernel(clred_ctx *ctx, cl_kernel k, const char *name, co
                          CLRED_ARG(reject), CLRED_ARG(scale_mode), CLRED_ARG(flags), CLRED_ARG(sl), CLRED_ARG(sh),
                          CLRED_ARG(iters), CLRED_ARG(centre_mean), CLRED_ARG(spread_mad), CLRED_ARG(ignore),
                          CLRED_ARG(weight_total), (size_t)0));
-    return clred_run(ctx, k, name, 1, &global, NULL);
+    return clred_run_tiled(ctx, k, name, 1, &global);
 }
 
 /* The general kernel alone; or the loop-free fast kernel, then the complete

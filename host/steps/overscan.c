@@ -220,7 +220,7 @@ static clred_status row_medians(clred_ctx *ctx, cl_mem raw, size_t width, const 
     CLRED_TRY(clred_args(k, "overscan_row_median", CLRED_ARG(raw), CLRED_ARG(w), CLRED_ARG(bx0), CLRED_ARG(bx1),
                          CLRED_ARG(by0), CLRED_ARG(by1), CLRED_ARG(out), (size_t)0));
     size_t global = b->y1 - b->y0;
-    return clred_run(ctx, k, "overscan_row_median", 1, &global, NULL);
+    return clred_run_tiled(ctx, k, "overscan_row_median", 1, &global);
 }
 
 /* Count, mean and population std of the overscan values within [lo, hi]:
@@ -236,7 +236,7 @@ static clred_status clipped_pass(clred_ctx *ctx, cl_kernel k, cl_mem raw, size_t
                          CLRED_ARG(by0), CLRED_ARG(by1), CLRED_ARG(lo), CLRED_ARG(hi), CLRED_ARG(c),
                          CLRED_ARG(sums), (size_t)0));
     size_t rows = b->y1 - b->y0;
-    CLRED_TRY(clred_run(ctx, k, "overscan_row_sums", 1, &rows, NULL));
+    CLRED_TRY(clred_run_tiled(ctx, k, "overscan_row_sums", 1, &rows));
     size_t elem = ctx->use_double ? sizeof(double) : sizeof(float);
     CLRED_TRY(clred_download(ctx, sums, 0, 3 * rows * elem, host_sums));
     double n = 0, s = 0, s2 = 0;
