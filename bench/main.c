@@ -1,5 +1,6 @@
 /* clred-bench: benchmark driver. `gen` writes synthetic frames; `run` times
  * clred's steps on them and writes JSON (see bench/README.md). */
+#include <malloc.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -290,8 +291,21 @@ static int cmd_run(int argc, char **argv)
     return rc ? rc : failed;
 }
 
+/* Frames are read, reduced and written one after another in planes of tens
+ * of MB. glibc gives blocks that large back to the kernel when they are
+ * freed, so every frame would pay its page faults and the kernel's zeroing of
+ * fresh pages again; kept in the heap, the next frame's planes reuse the same
+ * pages. 32 MB is the largest threshold glibc takes (4096² planes are still
+ * mapped afresh). A process setting: the library leaves it to its caller. */
+static void keep_freed_planes(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
+
 int main(int argc, char **argv)
 {
+    keep_freed_planes();
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         help();
         return argc < 2 ? 2 : 0;

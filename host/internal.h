@@ -71,6 +71,13 @@ uint64_t clred_ctx_max_alloc(const clred_ctx *ctx);
 /* The whole planning budget, before device images are taken off. */
 uint64_t clred_ctx_total_budget(const clred_ctx *ctx);
 
+/* ---- host images (image.c) */
+/* As clred_image_alloc (SCI only) and clred_image_add_var/_mask, for planes
+ * that are overwritten whole right after (a file read, a download): not
+ * zeroed first. */
+clred_status clred_image_alloc_unset(clred_image *img, size_t width, size_t height);
+clred_status clred_image_add_planes_unset(clred_image *img, int with_var, int with_mask);
+
 /* ---- device images (dimage.c) */
 
 enum { CLRED_PLANE_SCI = 0, CLRED_PLANE_VAR, CLRED_PLANE_MASK, CLRED_NPLANES };

@@ -720,6 +720,16 @@ INLINE va vec_full_sq(const vf *a, va mean, const uint nframes)
 
 kernel void combine_stack_vec(STACK_KERNEL_ARGS)
 {
+    /* NFIX: the stack's depth fixed when the program was built, for the large
+     * stacks where it pays (host/steps/combine.c): the padding slots, their
+     * branches and the network's unused comparators then vanish at compile
+     * time. */
+#ifdef NFIX
+    const uint nf = NFIX;
+    (void)nframes;
+#else
+    const uint nf = nframes;
+#endif
     const size_t gid = get_global_id(0), nvec = npix / VW;
     if (gid >= nvec) {
         if (gid == nvec)
@@ -744,7 +754,7 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
 #pragma unroll
     for (uint f = 0; f < NMAX; f++) {
         a[f] = (vf)INFINITY;
-        if (f < nframes) { /* a uniform branch: slots past the stack stay padding */
+        if (f < nf) { /* a uniform branch: slots past the stack stay padding */
             vf v = VLOAD(sci + (size_t)f * npix + p0);
             v = v * factor[f] + offset[f];
             v = v + 0.0f; /* -0 is +0, as make_key does */
@@ -757,11 +767,11 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
             n -= ok;
         }
     }
-    /* Slots from nframes up hold +inf and stay so: a compare-exchange that
+    /* Slots from nf up hold +inf and stay so: a compare-exchange that
      * touches one changes nothing, so it is skipped (a uniform branch). For
      * 20 frames in the 32-input network that is about 40 % of the work. */
 #define CE_VEC(i, j) \
-    if ((j) < nframes) { vf x_ = a[i], y_ = a[j]; vi c_ = x_ < y_; a[i] = select(y_, x_, c_); a[j] = select(x_, y_, c_); }
+    if ((j) < nf) { vf x_ = a[i], y_ = a[j]; vi c_ = x_ < y_; a[i] = select(y_, x_, c_); a[j] = select(x_, y_, c_); }
     NETWORK(CE_VEC)
 #undef CE_VEC
 
@@ -770,24 +780,24 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
      * them (a uniform condition: the fast passes above apply). The window's
      * sum and squares of the last clipping round are kept: when that round
      * clipped nothing they are the final window's, as finish_pixel needs. */
-    int full = all(n == (vi)nframes);
+    int full = all(n == (vi)nf);
     int have_sums = 0;
     va sv = (va)0, sq = (va)0;
     if (reject == REJECT_SIGCLIP) {
         for (int iter = 0; max_iters <= 0 || iter < max_iters; iter++) {
             vi active = hi > lo;
             va m = TO_VA(hi - lo);
-            sv = full ? vec_full_sum(a, nframes) : vec_window_sum(a, lo, hi, nframes);
+            sv = full ? vec_full_sum(a, nf) : vec_window_sum(a, lo, hi, nf);
             va mean = sv / m;
             va centre = centre_mean ? mean
-                                    : (full ? vec_full_median(a, nframes) : vec_window_median(a, lo, hi, nframes));
-            sq = full ? vec_full_sq(a, mean, nframes) : vec_window_sq(a, lo, hi, mean, nframes);
+                                    : (full ? vec_full_median(a, nf) : vec_window_median(a, lo, hi, nf));
+            sq = full ? vec_full_sq(a, mean, nf) : vec_window_sq(a, lo, hi, mean, nf);
             va spread = sqrt(sq / m);
             va tlo = centre - (va)sigma_lower * spread, thi = centre + (va)sigma_upper * spread;
             vi nlo = (vi)0, nhi = (vi)0;
 #pragma unroll
             for (int i = 0; i < NMAX; i++) {
-                if (i < nframes) {
+                if (i < nf) {
                     vi in = IN_WINDOW(i, lo, hi);
                     va x = TO_VA(a[i]);
                     nlo -= in & TO_VI(x < tlo);
@@ -811,14 +821,14 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     VSTORE(TO_VF(n - kept), out_nreject + p0);
     va mm = TO_VA(m);
     if (!have_sums) {
-        sv = full ? vec_full_sum(a, nframes) : vec_window_sum(a, lo, hi, nframes);
-        sq = full ? vec_full_sq(a, sv / mm, nframes) : vec_window_sq(a, lo, hi, sv / mm, nframes);
+        sv = full ? vec_full_sum(a, nf) : vec_window_sum(a, lo, hi, nf);
+        sq = full ? vec_full_sq(a, sv / mm, nf) : vec_window_sq(a, lo, hi, sv / mm, nf);
     }
     va s2 = sq / TO_VA(m - 1);
     s2 = select(s2, (va)NAN, TO_VM(m < 2));
     va result, variance;
     if (method == METHOD_MEDIAN) {
-        result = full ? vec_full_median(a, nframes) : vec_window_median(a, lo, hi, nframes);
+        result = full ? vec_full_median(a, nf) : vec_window_median(a, lo, hi, nf);
         variance = (va)1.5707963267948966 * (s2 / mm);
     } else {
         result = sv / mm;

@@ -4,7 +4,8 @@
  * NaNs, scaling) the two must agree bit for bit in every
  * output plane, on widths that leave a tail of pixels past the last vector.
  * The per-pixel kernel is itself checked against the double-precision
- * reference in test_combine. */
+ * reference in test_combine. Large stacks take the kernel built for their
+ * depth (-DNFIX): forced here, it must give the same bits too. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,17 @@ int main(void)
     run_case(ctx, 12, 50, 3, 1, o, &rng, 1);
     o.scale = CLRED_SCALE_ADDITIVE;
     run_case(ctx, 12, 50, 3, 0, o, &rng, 1);
+
+    /* the kernel built for its stack's depth (large stacks take it) */
+    setenv("CLRED_COMBINE_FIXED_DEPTH", "1", 1);
+    o = clred_combine_defaults();
+    o.method = CLRED_COMBINE_MEDIAN;
+    run_case(ctx, 20, 37, 5, 1, o, &rng, 1);
+    run_case(ctx, 20, 37, 5, 0, o, &rng, 1);
+    o.method = CLRED_COMBINE_MEAN;
+    o.reject = CLRED_REJECT_SIGCLIP;
+    run_case(ctx, 20, 37, 5, 1, o, &rng, 1);
+    unsetenv("CLRED_COMBINE_FIXED_DEPTH");
 
     /* the float-accumulation path */
     setenv("CLRED_FLOAT_ACCUM", "1", 1);

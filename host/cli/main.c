@@ -1,4 +1,5 @@
 /* The clred command: dispatches to one subcommand per step. */
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -42,8 +43,21 @@ static void usage(FILE *f)
                "Environment: CLRED_DEVICE (index or name), CLRED_CACHE_DIR, CLRED_MEMORY_LIMIT.\n");
 }
 
+/* Frames are read, reduced and written one after another in planes of tens
+ * of MB. glibc gives blocks that large back to the kernel when they are
+ * freed, so every frame would pay its page faults and the kernel's zeroing of
+ * fresh pages again; kept in the heap, the next frame's planes reuse the same
+ * pages. 32 MB is the largest threshold glibc takes (4096² planes are still
+ * mapped afresh). A process setting: the library leaves it to its caller. */
+static void keep_freed_planes(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
+
 int main(int argc, char **argv)
 {
+    keep_freed_planes();
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

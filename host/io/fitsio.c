@@ -484,7 +484,7 @@ clred_status clred_image_read(const char *path, size_t frame, clred_image *img)
         if (frame >= info.nframes)
             return clred_fail(CLRED_ERR_USAGE, "%s: frame %zu requested, the array has %zu", path, frame,
                               info.nframes);
-        if (clred_image_alloc(img, info.width, info.height, 0, 0) != CLRED_OK)
+        if (clred_image_alloc_unset(img, info.width, info.height) != CLRED_OK)
             return clred_fail(CLRED_ERR_MEMORY, "%s: out of memory for a %zu x %zu frame", path, info.width,
                               info.height);
         clred_status st = npy_rows(path, frame, 0, info.height, img->sci);
@@ -499,7 +499,7 @@ clred_status clred_image_read(const char *path, size_t frame, clred_image *img)
     clred_status st = CLRED_OK;
     if (frame >= info.nframes)
         st = clred_fail(CLRED_ERR_USAGE, "%s: frame %zu requested, the cube has %zu", path, frame, info.nframes);
-    if (st == CLRED_OK && clred_image_alloc(img, info.width, info.height, 0, 0) != CLRED_OK)
+    if (st == CLRED_OK && clred_image_alloc_unset(img, info.width, info.height) != CLRED_OK)
         st = clred_fail(CLRED_ERR_MEMORY, "%s: out of memory for a %zu x %zu frame", path, info.width, info.height);
     if (st == CLRED_OK)
         st = read_header(f, path, &img->header);

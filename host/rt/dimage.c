@@ -369,10 +369,7 @@ clred_status clred_dimage_download_into(const clred_dimage *d, clred_image *img)
     if (img->width != d->width || img->height != d->height)
         return clred_fail(CLRED_ERR_USAGE, "downloading a %zu x %zu device image into a %zu x %zu host image",
                           d->width, d->height, img->width, img->height);
-    if (d->plane[CLRED_PLANE_VAR])
-        CLRED_TRY(clred_image_add_var(img));
-    if (d->plane[CLRED_PLANE_MASK])
-        CLRED_TRY(clred_image_add_mask(img));
+    CLRED_TRY(clred_image_add_planes_unset(img, d->plane[CLRED_PLANE_VAR] != NULL, d->plane[CLRED_PLANE_MASK] != NULL));
     void *arrays[CLRED_NPLANES] = {img->sci, img->var, img->mask};
     int copied = 0;
     for (int p = 0; p < CLRED_NPLANES; p++) {
@@ -393,7 +390,7 @@ clred_status clred_dimage_download(const clred_dimage *d, clred_image *out)
 {
     if (!d)
         return clred_fail(CLRED_ERR_USAGE, "no device image (NULL)");
-    CLRED_TRY(clred_image_alloc(out, d->width, d->height, 0, 0));
+    CLRED_TRY(clred_image_alloc_unset(out, d->width, d->height));
     clred_status st = clred_dimage_download_into(d, out);
     if (st == CLRED_OK && !(out->header = clred_header_copy(d->header)))
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory copying a header");
