@@ -54,10 +54,11 @@ MODELS = {
                 "not analysed here"),
     "stats": (lambda s, d, c: 6 * 8.0 * s * s,
               "6 measurements (5 clipping iterations + the last) x 8 per pixel (bounds, key, histogram, sums)",
-              "exact order statistics by radix selection: each clipping iteration reads the frame twice "
-              "(a 16-bit histogram pass, then the refinement pass that also sums) and the MAD four times (64-bit "
-              "keys of double deviations): about 16 reads where the model counts one; each pass does scalar "
-              "per-pixel key and histogram work (data-dependent increments do not vectorise)"),
+              "exact order statistics by radix selection: the first measurement reads the frame twice (a "
+              "16-bit histogram, then the refinement that also sums), each further clipping iteration once (its "
+              "first digit follows from the previous histogram) and the MAD four times (64-bit keys of double "
+              "deviations): about 11 reads where the model counts one; each pass does scalar per-pixel key and "
+              "histogram work (data-dependent increments do not vectorise)"),
     "background": (lambda s, d, c: 30.0 * s * s,
                    "30 per pixel: clipped box statistics (~3 rounds) and the bicubic interpolation",
                    "the clipped box statistics (bkg_box_stats) take most of the time; not analysed here"),
