@@ -42,24 +42,47 @@ static double combine_bytes(const clred_image *in, size_t nframes, const clred_c
     return npix * ((double)nframes * per_input + per_output);
 }
 
+/* The frames' SCI planes are views of one cube (frames[0].sci is its base). */
 static void free_frames(clred_image *frames, size_t n)
 {
+    for (size_t i = 1; i < n; i++)
+        frames[i].sci = NULL;
     for (size_t i = 0; i < n; i++)
         clred_image_free(&frames[i]);
     free(frames);
 }
 
+/* In memory, the frames are one cube (frame after frame), as the peers hold
+ * them (numpy.stack before numpy.median) and as a NumPy user's 3-D array is:
+ * on a CPU device clred stacks such a cube in place. */
 static clred_status read_frames(const bench_run *run, clred_image **out)
 {
     clred_image *frames = calloc(run->depth, sizeof *frames);
     if (!frames)
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu frames", run->depth);
     char path[BENCH_PATH];
+    float *cube = NULL;
     for (size_t i = 0; i < run->depth; i++) {
         bench_raw_path(run, i, path, sizeof path);
         clred_status st = clred_image_read(path, 0, &frames[i]);
+        size_t npix = st == CLRED_OK ? frames[i].width * frames[i].height : 0;
+        if (st == CLRED_OK && i == 0 && !(cube = aligned_alloc(4096, (run->depth * npix * sizeof *cube + 4095) / 4096 * 4096)))
+            st = clred_fail(CLRED_ERR_MEMORY, "out of memory for a cube of %zu frames", run->depth);
+        if (st == CLRED_OK && npix != frames[0].width * frames[0].height)
+            st = clred_fail(CLRED_ERR_INPUT, "%s: not the size of the first frame", path);
+        if (st == CLRED_OK) {
+            memcpy(cube + i * npix, frames[i].sci, npix * sizeof *cube);
+            free(frames[i].sci);
+            frames[i].sci = cube + i * npix;
+        }
         if (st != CLRED_OK) {
-            free_frames(frames, run->depth);
+            if (i > 0 && frames[i].sci != cube + i * npix) { /* its own plane: not a view */
+                free(frames[i].sci);
+                frames[i].sci = NULL;
+            }
+            if (!cube || frames[0].sci != cube)
+                free(cube);
+            free_frames(frames, i + 1);
             return st;
         }
     }

@@ -42,6 +42,7 @@ PAIRS = [
     ("detect", "memory", "SEP Background + extract"),
     ("detect", "files", "SEP Background + extract"),
     ("register", "memory", "skimage phase_cross_correlation"),
+    ("register-stack", "memory", "skimage phase_cross_correlation"),
     ("photometry", "memory", "photutils aperture + ApertureStats"),
     ("photometry", "files", "photutils aperture + ApertureStats"),
 ]
@@ -167,6 +168,8 @@ def evaluate_targets(configs, device_type):
             "20x2048^2", "" if s else "20x2048^2 or the peer not run")
     for step, mode, peer, goal, label in (
             ("register", "memory", "skimage phase_cross_correlation", 5, "registration 0.01 px >= 5x faster than skimage"),
+            ("register-stack", "memory", "skimage phase_cross_correlation", 4,
+             "registration 0.01 px, per frame of a 20-frame stack (reference spectrum reused) >= 4x faster than skimage"),
             ("background", "memory", "SEP Background", 1 / 1.5, "background within 1.5x of SEP"),
             ("cosmic", "memory", "astroscrappy detect_cosmics", 5,
              "cosmic rays (niter 4, true medians) >= 5x faster than astroscrappy"),

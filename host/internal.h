@@ -151,6 +151,12 @@ clred_status clred_dimage_samples(const clred_dimage *d, size_t x0, size_t y0, s
 clred_status clred_kernel(clred_ctx *ctx, const char *family, const char *options, const char *name,
                           cl_kernel *kernel);
 
+/* Builds, side by side in host threads, the programs of the given families
+ * (without extra options) that ctx lacks: a command that knows which families
+ * it will use pays about the longest compilation instead of their sum on a
+ * cold cache. Failures are left for clred_kernel to report. */
+void clred_programs_prefetch(clred_ctx *ctx, const char *const *families, size_t n);
+
 /* The on-disk cache directory (CLRED_CACHE_DIR, else $XDG_CACHE_HOME/clred,
  * else ~/.cache/clred); NULL if none can be used. */
 const char *clred_cache_dir(void);

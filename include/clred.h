@@ -1520,6 +1520,10 @@ typedef struct {
     double min_snr;              /* stars measured below this S/N are not used (default 10) */
     size_t min_stars;            /* fewer stars is refused (default 5) */
     clred_detect_opts dopts;     /* star detection (thresh 3) */
+    const struct clred_psf_s *psf; /* PSF magnitudes (clred_psf_photometry) with this PSF instead of aperture
+                                    magnitudes (default NULL) */
+    int psf_measure;             /* PSF magnitudes with a PSF measured on the image (clred_psf_model_measure,
+                                    default options; default 0) */
 } clred_zeropoint_opts;
 
 CLRED_API clred_zeropoint_opts clred_zeropoint_defaults(void);
@@ -1531,7 +1535,9 @@ typedef struct {
     size_t nmatched, nused;
     double sky_rms;              /* per-pixel background RMS (image units) */
     double fwhm;                 /* seeing from the stars (clred_sources_seeing), px; NaN if none */
-    double limit_mag;            /* 5 sigma point source in the aperture: zp - 2.5 log10(5 rms sqrt(pi r^2)) */
+    double limit_mag;            /* 5 sigma point source in the aperture: zp - 2.5 log10(5 rms sqrt(pi r^2));
+                                    with a PSF, of a PSF fit: zp - 2.5 log10(5 rms / sqrt(sum P^2)) */
+    int psf;                     /* 1 when the magnitudes were PSF magnitudes */
 } clred_zeropoint_result;
 
 /* Detects stars, measures them in apertures (stars flagged or below min_snr
@@ -1597,6 +1603,10 @@ typedef struct {
     int difference_annulus; /* keep phot's annulus on difference images (default 0) */
     int sky;               /* targets are RA, Dec (degrees), placed on each image through its WCS (default 0:
                               pixel x, y, the same on every image) */
+    const struct clred_psf_s *psf; /* forced PSF photometry (clred_psf_photometry_dev, positions held) with this
+                              PSF instead of apertures (default NULL) */
+    int psf_measure;       /* forced PSF photometry with a PSF measured on each image (direct images) */
+    double psf_fit_radius; /* the PSF fit's radius, px (0 = clred_psf_phot_defaults') */
 } clred_lightcurve_opts;
 
 CLRED_API clred_lightcurve_opts clred_lightcurve_defaults(void);
@@ -1619,7 +1629,7 @@ typedef struct {
     size_t target, image;  /* indices */
     double mjd;            /* mid-exposure (clred_header_mjd) */
     double x, y;           /* where it was measured */
-    double flux, flux_err; /* aperture flux (+ ref_flux), error from the VAR plane (else the annulus RMS) */
+    double flux, flux_err; /* aperture or PSF flux (+ ref_flux), error from the VAR plane (else the annulus RMS) */
     double mag, mag_err;   /* -2.5 log10(flux) + MAGZP of the image (else phot.zeropoint); NaN when flux <= 0 */
     unsigned flags;        /* CLRED_SRC_* of the photometry */
 } clred_lc_point;
@@ -1929,7 +1939,7 @@ CLRED_API clred_frame_kind clred_frame_kind_parse(const char *value);
 
 /* A pixel-grid PSF: size x size (size odd), unit sum, its centre on pixel
  * (size / 2, size / 2). */
-typedef struct {
+typedef struct clred_psf_s {
     size_t size;
     float *data;        /* size * size, row-major */
     double fwhm;        /* px: 2 sqrt(area above half maximum / pi) of the model */
@@ -1967,6 +1977,72 @@ CLRED_API clred_status clred_psf_model_measure(clred_ctx *ctx, const clred_image
                                                clred_psf *psf);
 CLRED_API clred_status clred_psf_model_measure_dev(clred_ctx *ctx, const clred_dimage *img,
                                                    const clred_psf_opts *opts, clred_psf *psf);
+
+/* ---- PSF-fit photometry */
+
+/* Flags of a PSF fit (clred_psf_phot.flags), beside CLRED_SRC_EDGE (the fit
+ * disc leaves the image), CLRED_SRC_MASKED (an unusable pixel within one FWHM
+ * of the source) and CLRED_SRC_BLENDED (fitted together with neighbours). */
+#define CLRED_SRC_PSF_FAILED 0x40u /* no fit (too few usable pixels, singular system): flux NaN */
+#define CLRED_SRC_PSF_FIXED  0x80u /* position fit asked for but not done (flux not significant, or the fit
+                                      ran further than max_shift): measured at the given position */
+
+typedef struct {
+    double fit_radius;     /* pixels within this of a source are fitted, px (0 = 2 x the PSF's FWHM, at
+                              least 3, at most half the PSF's size; default 0) */
+    int fit_sky;           /* fit a constant local sky with the fluxes (default 1; 0 = the image's
+                              background is 0, e.g. a difference image) */
+    int fit_position;      /* fit positions too (linearised iterations; default 1); 0 = forced photometry */
+    int max_iters;         /* position iterations (default 20) */
+    double max_shift;      /* a fitted position further than this from its start is put back and held, px
+                              (default 1.5) */
+    double min_snr_position; /* a source's position is fitted only when its flux has this S/N (default 3) */
+    double group_radius;   /* sources closer than this are fitted together, px (0 = fit_radius + the PSF's
+                              FWHM; default 0); -1 = each alone */
+    double zeropoint;      /* mag = -2.5 log10(flux) + zeropoint (default 25) */
+    uint16_t ignore_bits;  /* default CLRED_MASK_UNUSABLE */
+    double noise_rms;      /* per-pixel noise when the image has no VAR plane; 0 (default): unit weights,
+                              the errors scaled by the residuals' scatter and chi2_dof NaN */
+} clred_psf_phot_opts;
+
+/* Most sources fitted together: a source and its nearest PSF_MAX_GROUP - 1
+ * neighbours within group_radius (further ones are left out of its fit). */
+#define CLRED_PSF_MAX_GROUP 6
+
+typedef struct {
+    double x, y;           /* fitted position (the given one when it was not fitted) */
+    double x_err, y_err;   /* NaN when not fitted */
+    double flux, flux_err; /* flux of the unit-sum PSF model; error from the fit's covariance */
+    double sky;            /* fitted local sky per pixel (0 when not fitted) */
+    double chi2_dof;       /* weighted chi^2 per degree of freedom of the (group's) fit */
+    size_t npix;           /* pixels fitted */
+    size_t nfit;           /* sources in the fit (1 + neighbours) */
+    double mag, mag_err;   /* NaN when flux <= 0 */
+    unsigned flags;        /* CLRED_SRC_EDGE, _MASKED, _BLENDED, _PSF_FAILED, _PSF_FIXED */
+} clred_psf_phot;
+
+CLRED_API clred_psf_phot_opts clred_psf_phot_defaults(void);
+
+/* PSF-fit photometry at n positions (0-based pixels) on the device, one
+ * work-item per source: the source, its close neighbours (group_radius) and
+ * a constant sky are fitted by weighted least squares (weights 1 / VAR,
+ * masked and NaN pixels left out) over the pixels within fit_radius of any
+ * of them; the PSF (unit sum) is moved to sub-pixel positions by bicubic
+ * interpolation. With fit_position the positions follow by Gauss-Newton
+ * iterations (steps of at most 0.5 px). out has n entries (caller's). */
+CLRED_API clred_status clred_psf_photometry_dev(clred_ctx *ctx, const clred_dimage *img, const clred_psf *psf,
+                                                const double *x, const double *y, size_t n,
+                                                const clred_psf_phot_opts *opts, clred_psf_phot *out);
+CLRED_API clred_status clred_psf_photometry(clred_ctx *ctx, const clred_image *img, const clred_psf *psf,
+                                            const double *x, const double *y, size_t n,
+                                            const clred_psf_phot_opts *opts, clred_psf_phot *out);
+
+/* clred_phot_write's catalog with the PSF fit's columns after the aperture's:
+ * PSF_X, PSF_Y, PSF_FLUX, PSF_FLUX_ERR, PSF_MAG, PSF_MAG_ERR, PSF_SKY,
+ * PSF_CHI2, PSF_FLAGS (psf has n entries, row for row). */
+CLRED_API clred_status clred_phot_write_psf(const char *fits_path, const char *csv_path, const clred_phot *list,
+                                            const clred_psf_phot *psf, size_t n, const clred_header *header,
+                                            int overwrite);
 
 typedef struct {
     double fn, fr;              /* flux zero points of the new and the reference image (default 1, 1): a

@@ -20,13 +20,24 @@ inline float window_weight(int kind, int i, int n, float alpha)
     return 1.0f;
 }
 
+/* out[i] = window_weight(kind, i, n, alpha): a frame's window along one
+ * axis, computed once per axis instead of twice per pixel. */
+kernel void window_table(global float *out, const int n, const int kind, const float alpha)
+{
+    int i = get_global_id(0);
+    if (i < n)
+        out[i] = window_weight(kind, i, n, alpha);
+}
+
 /* dst (one nx x ny slot at dst_offset floats) = (src region - fill) * window,
- * zero beyond the region. Unusable pixels (NaN, masked when has_mask) take
- * the fill value, so they contribute nothing after the subtraction. */
+ * zero beyond the region; the window is wx[x] * wy[y] (tables of w and h
+ * from window_table) when use_window, else 1. Unusable pixels (NaN, masked
+ * when has_mask) take the fill value, so they contribute nothing after the
+ * subtraction. */
 kernel void pad_apodise(global const float *src, global const ushort *mask, const int has_mask, const ushort ignore,
                         const int src_width, const int x0, const int y0, const int w, const int h,
                         global float *dst, const uint dst_offset, const int pitch, const int nx, const int ny,
-                        const float fill, const int window, const float alpha)
+                        const float fill, global const float *wx, global const float *wy, const int use_window)
 {
     int x = get_global_id(0), y = get_global_id(1);
     if (x >= pitch || y >= ny)
@@ -37,15 +48,18 @@ kernel void pad_apodise(global const float *src, global const ushort *mask, cons
         float s = src[i];
         bool ok = isfinite(s) && !(has_mask && (mask[i] & ignore));
         v = ok ? (s - fill) : 0.0f;
-        v *= window_weight(window, x, w, alpha) * window_weight(window, y, h, alpha);
+        if (use_window)
+            v *= wx[x] * wy[y];
     }
     dst[dst_offset + (size_t)y * (size_t)pitch + (size_t)x] = v;
 }
 
 /* spec[i] = spec[i] * conj(ref[i mod n_ref]), divided by its modulus for
- * phase correlation. Bins where either spectrum vanishes become 0. */
+ * phase correlation, and the same into keep[i] when has_keep (the inverse
+ * FFT overwrites spec; the sub-pixel refinement reads keep): one pass
+ * instead of a further copy. Bins where either spectrum vanishes become 0. */
 kernel void cross_power(global float2 *spec, global const float2 *ref, const uint n_ref, const uint n_total,
-                        const int phase_only)
+                        const int phase_only, global float2 *keep, const int has_keep)
 {
     uint i = get_global_id(0);
     if (i >= n_total)
@@ -57,6 +71,8 @@ kernel void cross_power(global float2 *spec, global const float2 *ref, const uin
         c = m > 1e-30f ? c / m : (float2)(0.0f, 0.0f);
     }
     spec[i] = c;
+    if (has_keep)
+        keep[i] = c;
 }
 
 /* The shift factor along one axis for bin k of n: e^{-2 pi i k d / n} with
@@ -100,124 +116,214 @@ kernel void unpad(global const float *src, const int pitch, global float *dst, c
     dst[(size_t)y * (size_t)w + (size_t)x] = src[(size_t)y * (size_t)pitch + (size_t)x] + add;
 }
 
+#ifdef CLRED_USE_DOUBLE
+typedef double8 acc8_t;
+#define convert_acc8 convert_double8
+#else
+typedef float8 acc8_t;
+#define convert_acc8 convert_float8
+#endif
+
+/* Bins kx0 .. kx0 + 7 of one spectrum row as (re, im) pairs; zeros past
+ * nvalid (the row's last work-item). */
+inline float16 load_bins8(global const float2 *row, int kx0, int nvalid)
+{
+    if (nvalid >= 8)
+        return vload16(0, (global const float *)(row + kx0));
+    float16 r = (float16)(0.0f);
+    float *rp = (float *)&r;
+    for (int i = 0; i < nvalid; i++) {
+        float2 v = row[kx0 + i];
+        rp[2 * i] = v.x;
+        rp[2 * i + 1] = v.y;
+    }
+    return r;
+}
+
 /* First stage of the upsampled DFT around a correlation peak (host/phasecorr.c):
  * cols[j][kx] = sum over ky of spec[ky][kx] * twiddle[ky][j]. One work-item
- * per column kx and 4 rows j (nrows is a multiple of 4): neighbouring
- * work-items read neighbouring bins and share the twiddles, and each bin read
- * serves 4 rows. Blocks of 32 ky are summed in float (fast everywhere), the
- * blocks in acc_t: the peak's curvature at 0.01 px is a few 1e-6 of its
- * height, below float's rounding over 2048 terms but well above it over 32. */
-#define UPS_MAC(n) \
-    b##n += (float2)(r.x * t[n].x - r.y * t[n].y, r.x * t[n].y + r.y * t[n].x)
+ * per 8 neighbouring columns kx and 4 rows j (nrows is a multiple of 4), in
+ * explicit 8-wide vectors: a work-item that loops over ky is not vectorised
+ * across work-items by CPU compilers, and each twiddle read then serves 8
+ * bins, each bin read 4 rows. Blocks of 32 ky are summed in float (fast
+ * everywhere), the blocks in acc_t: the peak's curvature at 0.01 px is a few
+ * 1e-6 of its height, below float's rounding over 2048 terms but well above
+ * it over 32. */
+#define UPS_MAC(n)                                   \
+    do {                                             \
+        float2 t = tw[n];                            \
+        br##n += rr * t.x - ri * t.y;                \
+        bi##n += rr * t.y + ri * t.x;                \
+    } while (0)
+#define UPS_ADD(n) ar##n += convert_acc8(br##n), ai##n += convert_acc8(bi##n)
+#define UPS_STORE(n)                                                              \
+    do {                                                                          \
+        global acc_t *o = cols + 2 * ((size_t)(j0 + n) * (size_t)ncx + (size_t)kx0); \
+        acc_t *pr = (acc_t *)&ar##n, *pi = (acc_t *)&ai##n;                       \
+        for (int i = 0; i < nvalid; i++) {                                        \
+            o[2 * i] = pr[i];                                                     \
+            o[2 * i + 1] = pi[i];                                                 \
+        }                                                                         \
+    } while (0)
 kernel void upsample_columns(global const float2 *spec, const int ncx, const int ny, global const float2 *twiddle,
                              const int nrows, global acc_t *cols)
 {
-    int kx = get_global_id(0), j0 = 4 * get_global_id(1);
-    if (kx >= ncx || j0 >= nrows)
+    int kx0 = 8 * get_global_id(0), j0 = 4 * get_global_id(1);
+    if (kx0 >= ncx || j0 >= nrows)
         return;
-    acc_t re0 = 0, im0 = 0, re1 = 0, im1 = 0, re2 = 0, im2 = 0, re3 = 0, im3 = 0;
+    int nvalid = min(8, ncx - kx0);
+    acc8_t ar0 = 0, ai0 = 0, ar1 = 0, ai1 = 0, ar2 = 0, ai2 = 0, ar3 = 0, ai3 = 0;
     for (int k0 = 0; k0 < ny; k0 += 32) {
-        float2 b0 = (float2)(0.0f), b1 = (float2)(0.0f), b2 = (float2)(0.0f), b3 = (float2)(0.0f);
+        float8 br0 = 0.0f, bi0 = 0.0f, br1 = 0.0f, bi1 = 0.0f, br2 = 0.0f, bi2 = 0.0f, br3 = 0.0f, bi3 = 0.0f;
         int k1 = min(k0 + 32, ny);
         for (int ky = k0; ky < k1; ky++) {
-            float2 r = spec[(size_t)ky * (size_t)ncx + (size_t)kx];
-            global const float2 *t = twiddle + (size_t)ky * (size_t)nrows + (size_t)j0;
+            float16 r = load_bins8(spec + (size_t)ky * (size_t)ncx, kx0, nvalid);
+            float8 rr = r.even, ri = r.odd;
+            global const float2 *tw = twiddle + (size_t)ky * (size_t)nrows + (size_t)j0;
             UPS_MAC(0);
             UPS_MAC(1);
             UPS_MAC(2);
             UPS_MAC(3);
         }
-        re0 += b0.x, im0 += b0.y, re1 += b1.x, im1 += b1.y;
-        re2 += b2.x, im2 += b2.y, re3 += b3.x, im3 += b3.y;
+        UPS_ADD(0);
+        UPS_ADD(1);
+        UPS_ADD(2);
+        UPS_ADD(3);
     }
-    global acc_t *o = cols + 2 * ((size_t)j0 * (size_t)ncx + (size_t)kx);
-    size_t row = 2 * (size_t)ncx;
-    o[0] = re0, o[1] = im0;
-    o[row] = re1, o[row + 1] = im1;
-    o[2 * row] = re2, o[2 * row + 1] = im2;
-    o[3 * row] = re3, o[3 * row + 1] = im3;
+    UPS_STORE(0);
+    UPS_STORE(1);
+    UPS_STORE(2);
+    UPS_STORE(3);
 }
 
-/* The correlation surface's peak and its sidelobes, reduced on the device so
- * only a few numbers come back. The surface is nx x ny in rows of pitch
- * floats; pixel i = y * nx + x. Each of nlanes work-items scans pixels lane,
- * lane + nlanes, ... in increasing order; adjacent lanes read adjacent pixels. */
+/* The correlation surface's peak and its sidelobes, reduced on the device in
+ * one read of the surface so only a few numbers come back. The surface is
+ * nx x ny in rows of pitch floats; pixel i = y * nx + x. */
 #define CORR_NONE 0xffffffffu
 
-/* Per lane: the highest value within lim px of zero shift (lim < 0: no limit;
- * index x stands for the shift x, or x - nx past nx / 2), the first of equal
- * values kept. NaN never wins; no candidate leaves CORR_NONE. */
-kernel void corr_peak_lanes(global const float *surf, const int pitch, const int nx, const int ny, const int lim,
-                            const uint nlanes, global float *lane_val, global uint *lane_idx)
+/* The highest value of row[xa, xb) and its first x, folded into (*best, *bx). */
+inline void row_max(global const float *row, int xa, int xb, float *best, int *bx)
 {
-    uint lane = get_global_id(0);
-    if (lane >= nlanes)
-        return;
-    uint n = (uint)nx * (uint)ny, bi = CORR_NONE;
-    float best = -INFINITY;
-    for (uint i = lane; i < n; i += nlanes) {
-        int y = (int)(i / (uint)nx), x = (int)(i % (uint)nx);
-        if (lim >= 0) {
-            int sy = y <= ny / 2 ? y : y - ny, sx = x <= nx / 2 ? x : x - nx;
-            if (abs(sy) > lim || abs(sx) > lim)
-                continue;
+    int x = xa;
+    float8 bv = (float8)(-INFINITY);
+    int8 bi = (int8)(-1);
+    int8 lane = (int8)(0, 1, 2, 3, 4, 5, 6, 7);
+    for (; x + 8 <= xb; x += 8) {
+        float8 v = vload8(0, row + x);
+        int8 gt = isgreater(v, bv);
+        bv = select(bv, v, gt);
+        bi = select(bi, lane + x, gt);
+    }
+    float *bvp = (float *)&bv;
+    int *bip = (int *)&bi;
+    for (int l = 0; l < 8; l++)
+        if (bip[l] >= 0 && (bvp[l] > *best || (bvp[l] == *best && bip[l] < *bx))) {
+            *best = bvp[l];
+            *bx = bip[l];
         }
-        float v = surf[(size_t)y * (size_t)pitch + (size_t)x];
-        if (v > best) {
-            best = v;
-            bi = i;
+    for (; x < xb; x++) {
+        float v = row[x];
+        if (v > *best) {
+            *best = v;
+            *bx = x;
         }
     }
-    lane_val[lane] = best;
-    lane_idx[lane] = bi;
 }
 
-/* One work-item: the lanes' best, ties to the lowest pixel index, so the
- * result is the first highest pixel in raster order (a sequential scan's).
- * peak[0] = its value's bits, peak[1] = its index (CORR_NONE: none). */
-kernel void corr_peak_final(global const float *lane_val, global const uint *lane_idx, const uint nlanes,
-                            global uint *peak)
+/* One work-item per row y: the row's highest value within lim px of zero
+ * shift (lim < 0: no limit; index x stands for the shift x, or x - nx past
+ * nx / 2), the first of equal values kept, NaN never winning (x = -1 when
+ * none), and the sum and sum of squares of the whole row in acc_t, for the
+ * peak-to-sidelobe ratio. */
+kernel void corr_scan_rows(global const float *surf, const int pitch, const int nx, const int ny, const int lim,
+                           global float *row_val, global int *row_x, global acc_t *row_sums)
+{
+    int y = get_global_id(0);
+    if (y >= ny)
+        return;
+    global const float *row = surf + (size_t)y * (size_t)pitch;
+    float best = -INFINITY;
+    int bx = -1;
+    int sy = y <= ny / 2 ? y : y - ny;
+    if (lim < 0) {
+        row_max(row, 0, nx, &best, &bx);
+    } else if (abs(sy) <= lim) {
+        /* x in [0, min(lim, nx / 2)] and [max(nx - lim, nx / 2 + 1), nx) */
+        row_max(row, 0, min(lim, nx / 2) + 1, &best, &bx);
+        row_max(row, max(nx - lim, nx / 2 + 1), nx, &best, &bx);
+    }
+    acc8_t s = 0, s2 = 0;
+    int x = 0;
+    for (; x + 8 <= nx; x += 8) {
+        acc8_t v = convert_acc8(vload8(0, row + x));
+        s += v;
+        s2 += v * v;
+    }
+    acc_t *sp = (acc_t *)&s, *s2p = (acc_t *)&s2;
+    acc_t a = 0, b = 0;
+    for (int l = 0; l < 8; l++)
+        a += sp[l], b += s2p[l];
+    for (; x < nx; x++) {
+        acc_t v = (acc_t)row[x];
+        a += v;
+        b += v * v;
+    }
+    row_val[y] = best;
+    row_x[y] = bx;
+    row_sums[2 * y] = a;
+    row_sums[2 * y + 1] = b;
+}
+
+/* One work-item: the rows' best, ties to the lowest pixel index, so the
+ * result is the first highest pixel in raster order (a sequential scan's),
+ * and the sums of the surface outside the 11 x 11 px (cyclic) box around it:
+ * the rows' sums less the box's values. out: uint [0] = the peak value's
+ * bits, [1] = its index (CORR_NONE: none), then at byte 8 two acc_t, then at
+ * byte 24 the 3 x 3 (cyclic) values around the peak, row by row, from which
+ * the host estimates the sub-pixel peak. */
+kernel void corr_peak_final(global const float *surf, const int pitch, const int nx, const int ny,
+                            global const float *row_val, global const int *row_x, global const acc_t *row_sums,
+                            global uint *out)
 {
     if (get_global_id(0) != 0)
         return;
     float best = -INFINITY;
     uint bi = CORR_NONE;
-    for (uint l = 0; l < nlanes; l++) {
-        uint i = lane_idx[l];
-        float v = lane_val[l];
-        if (i != CORR_NONE && (v > best || (v == best && i < bi))) {
-            best = v;
-            bi = i;
-        }
-    }
-    peak[0] = as_uint(best);
-    peak[1] = bi;
-}
-
-/* Per lane: sum and sum of squares (acc_t) of the surface outside the
- * 11 x 11 px (cyclic) box around the peak found by corr_peak_final. */
-kernel void corr_sidelobe_lanes(global const float *surf, const int pitch, const int nx, const int ny,
-                                global const uint *peak, const uint nlanes, global acc_t *lane_sums)
-{
-    uint lane = get_global_id(0);
-    if (lane >= nlanes)
-        return;
-    uint p = peak[1], n = (uint)nx * (uint)ny;
     acc_t s = 0, s2 = 0;
-    if (p != CORR_NONE) {
-        int bx = (int)(p % (uint)nx), by = (int)(p / (uint)nx);
-        for (uint i = lane; i < n; i += nlanes) {
-            int y = (int)(i / (uint)nx), x = (int)(i % (uint)nx);
-            int dy = abs(y - by), dx = abs(x - bx);
-            dy = dy > ny / 2 ? ny - dy : dy;
-            dx = dx > nx / 2 ? nx - dx : dx;
-            if (dx <= 5 && dy <= 5)
-                continue;
-            acc_t v = (acc_t)surf[(size_t)y * (size_t)pitch + (size_t)x];
-            s += v;
-            s2 += v * v;
+    for (int y = 0; y < ny; y++) {
+        float v = row_val[y];
+        s += row_sums[2 * y];
+        s2 += row_sums[2 * y + 1];
+        if (row_x[y] >= 0 && v > best) {
+            best = v;
+            bi = (uint)y * (uint)nx + (uint)row_x[y];
         }
     }
-    lane_sums[2 * lane] = s;
-    lane_sums[2 * lane + 1] = s2;
+    if (bi != CORR_NONE) {
+        int bx = (int)(bi % (uint)nx), by = (int)(bi / (uint)nx);
+        /* The box holds min(n, 11) distinct values per axis. */
+        int hx = nx <= 11 ? nx : 11, hy = ny <= 11 ? ny : 11;
+        int ox = nx <= 11 ? 0 : bx - 5, oy = ny <= 11 ? 0 : by - 5;
+        for (int j = 0; j < hy; j++) {
+            int y = (oy + j + ny) % ny;
+            for (int i = 0; i < hx; i++) {
+                int x = (ox + i + nx) % nx;
+                acc_t v = (acc_t)surf[(size_t)y * (size_t)pitch + (size_t)x];
+                s -= v;
+                s2 -= v * v;
+            }
+        }
+    }
+    if (bi != CORR_NONE) {
+        int bx = (int)(bi % (uint)nx), by = (int)(bi / (uint)nx);
+        global float *nb = (global float *)(out + 6);
+        for (int j = 0; j < 3; j++)
+            for (int i = 0; i < 3; i++)
+                nb[3 * j + i] = surf[(size_t)((by + j - 1 + ny) % ny) * (size_t)pitch + (size_t)((bx + i - 1 + nx) % nx)];
+    }
+    out[0] = as_uint(best);
+    out[1] = bi;
+    global acc_t *sums = (global acc_t *)(out + 2);
+    sums[0] = s;
+    sums[1] = s2;
 }

@@ -50,6 +50,12 @@ check "zeropoint exits 0" test $? -eq 0
 check "MAGZP of the raw frame is about 29.66 ($(grep -o '"magzp": [0-9.]*' zp.json))" \
     near "$(grep -o '"magzp": [0-9.]*' zp.json | cut -d' ' -f2)" 29.66 0.15
 check "MAGZP, MAGZPERR and MAGLIM in the header" sh -c "grep -aq 'MAGZP   =' zp.fits && grep -aq 'MAGZPERR=' zp.fits && grep -aq 'MAGLIM  =' zp.fits"
+# PSF magnitudes with a PSF measured on the frame: the PSF's stamp (25 px)
+# holds ~0.5 % more of a Moffat star than the 5 px aperture's 91 %: 29.75
+"$BIN" zeropoint fit.fits --ref stars.csv --psf measure --json >zpp.json 2>err
+check "zeropoint --psf measure exits 0" test $? -eq 0
+check "PSF magnitudes ($(grep -o '"magzp": [0-9.]*' zpp.json))" sh -c "grep -q '\"magnitudes\": \"psf\"' zpp.json && \
+    awk -v z=\"\$(grep -o '\"magzp\": [0-9.]*' zpp.json | cut -d' ' -f2)\" 'BEGIN { exit !(z > 29.6 && z < 29.95) }'"
 "$BIN" zeropoint bias_001.fits --ref stars.csv >/dev/null 2>err
 check "zeropoint without a WCS is refused (exit 1)" test $? -eq 1
 

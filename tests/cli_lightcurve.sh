@@ -33,6 +33,21 @@ check "MJD increases from frame to frame" awk -F, 'NR > 1 && $1 == 0 { if (n++ &
 steady() { awk -F, 'NR > 1 && $1 == 0 { f[n++] = $6 } END { for (i = 1; i < n; i++) if (!(f[i] > 0.8 * f[0] && f[i] < 1.25 * f[0])) exit 1; exit n != 3 }' lc.csv; }
 check "a constant star's fluxes agree" steady
 
+# forced PSF photometry with a PSF file: a simulated pair's Moffat of the
+# seeing of frames 1 and 3 (3.7 and 3.8 px; frame 2 has 2.7): each star's
+# flux ratio between the two raw frames (vignetting, dither) within 5 % of
+# the aperture's
+"$BIN" simulate-pair -o psfsrc --size 64x64 --ntransients 0 --new-fwhm 3.75 >/dev/null 2>&1
+"$BIN" lightcurve sci_001.fits sci_003.fits --targets sky.csv --psf psfsrc/new_psf.fits --csv lcp.csv >/dev/null 2>err
+check "lightcurve --psf exits 0" test $? -eq 0
+check "PSF: the stars' flux ratios agree with the aperture's" awk -F, 'FNR == 1 { file++; next }
+    file == 1 && $2 != 1 { a[$1, $2 ? 1 : 0] = $6 } file == 2 { p[$1, $2] = $6; if ($2 == 1) n++ }
+    END { for (t = 0; t < n; t++) { r = (p[t, 1] / p[t, 0]) / (a[t, 1] / a[t, 0]); if (r < 0.95 || r > 1.05) bad++ }
+          exit !(n == 3 && !bad) }' lc.csv lcp.csv
+"$BIN" lightcurve sci_001.fits --targets sky.csv --difference --psf measure --csv bad.csv >/dev/null 2>err
+check "--psf measure on differences: usage error" test $? -eq 2
+check "no output after it" test ! -e bad.csv
+
 printf 'x,y\n80,64\n' >pix.csv
 "$BIN" lightcurve sci_001.fits --targets pix.csv --csv pix_lc.csv >/dev/null 2>&1
 check "pixel targets" test "$(wc -l <pix_lc.csv)" -eq 2

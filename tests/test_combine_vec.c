@@ -7,6 +7,7 @@
  * reference in test_combine. Large stacks take the kernel built for their
  * depth (-DNFIX): forced here, it must give the same bits too. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +92,67 @@ static void run_case(clred_ctx *ctx, size_t nframes, size_t w, size_t h, int wit
     free(frames);
 }
 
+static int file_has(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strstr(buf, text) != NULL;
+}
+
+/* Frames that are views of one cube (a NumPy 3-D array, a cube read whole)
+ * are stacked in place where the device shares host memory: the same bits as
+ * the same frames held apart. */
+static void cube_case(clred_ctx *ctx, harness_rng *rng)
+{
+    const size_t nframes = 7, w = 37, h = 5, npix = w * h;
+    float *cube = aligned_alloc(4096, 4096 * ((nframes * npix * sizeof(float) + 4095) / 4096));
+    clred_image apart[7], views[7];
+    CHECK(cube != NULL);
+    if (!cube)
+        return;
+    for (size_t f = 0; f < nframes; f++) {
+        CHECK_OK(clred_image_alloc(&apart[f], w, h, 0, 0));
+        for (size_t i = 0; i < npix; i++)
+            apart[f].sci[i] = cube[f * npix + i] = (float)(100.0 + 10.0 * harness_normal(rng));
+        views[f] = apart[f];
+        views[f].sci = cube + f * npix;
+    }
+    cube[2] = NAN;
+    apart[0].sci[2] = NAN;
+    clred_combine_opts o = clred_combine_defaults();
+    o.method = CLRED_COMBINE_MEDIAN;
+    o.want_rejected_map = 1;
+    for (int pass = 0; pass < 2; pass++) {
+        clred_combine_result a, b;
+        memset(&a, 0, sizeof a);
+        memset(&b, 0, sizeof b);
+        CHECK_OK(clred_combine_images(ctx, apart, nframes, &o, &a));
+        CHECK_OK(clred_ctx_trace_start(ctx));
+        CHECK_OK(clred_combine_images(ctx, views, nframes, &o, &b));
+        char trace[512];
+        snprintf(trace, sizeof trace, "%s/cube_trace.json", harness_tmpdir("test_combine_vec"));
+        CHECK_OK(clred_ctx_trace_write(ctx, trace));
+        /* in place: no frame is copied into a stack buffer on the device */
+        if (clred_ctx_device(ctx)->is_cpu && !getenv("CLRED_NO_ZERO_COPY"))
+            CHECK_MSG(!file_has(trace, "device: copies"), "a cube's frames were copied (%s)", trace);
+        if (a.image.sci && b.image.sci)
+            CHECK_MSG(count_diff(&a, &b, npix) == 0, "a cube's frames stacked in place differ (reject=%d)",
+                      (int)o.reject);
+        clred_combine_result_free(&a);
+        clred_combine_result_free(&b);
+        o.method = CLRED_COMBINE_MEAN;
+        o.reject = CLRED_REJECT_SIGCLIP;
+    }
+    for (size_t f = 0; f < nframes; f++)
+        clred_image_free(&apart[f]);
+    free(cube);
+}
+
 int main(void)
 {
     clred_ctx *ctx = harness_ctx();
@@ -119,6 +181,8 @@ int main(void)
     run_case(ctx, 12, 50, 3, 1, o, &rng, 1);
     o.scale = CLRED_SCALE_ADDITIVE;
     run_case(ctx, 12, 50, 3, 0, o, &rng, 1);
+
+    cube_case(ctx, &rng);
 
     /* the kernel built for its stack's depth (large stacks take it) */
     setenv("CLRED_COMBINE_FIXED_DEPTH", "1", 1);

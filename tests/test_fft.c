@@ -120,7 +120,8 @@ static void check_phase_ramp(clred_ctx *ctx, clred_fft_backend backend)
 
 /* The upsampled DFT's first stage (kernel upsample_columns) against a
  * double-precision sum on random data: 40 rows cross the kernel's 32-row
- * float blocks, 8 output rows are two work-items deep. */
+ * float blocks, 8 output rows are two work-items deep, and 9 columns are
+ * one full 8-column work-item and one with a single column. */
 static void check_upsample_columns(clred_ctx *ctx)
 {
     const int ncx = 9, ny = 40, nrows = 8;
@@ -139,7 +140,7 @@ static void check_upsample_columns(clred_ctx *ctx)
     CHECK_OK(clred_kernel(ctx, "fft_util", NULL, "upsample_columns", &k));
     CHECK_OK(clred_args(k, "upsample_columns", CLRED_ARG(dspec), CLRED_ARG(ncx), CLRED_ARG(ny), CLRED_ARG(dtw),
                         CLRED_ARG(nrows), CLRED_ARG(dcols), (size_t)0));
-    size_t global[2] = {(size_t)ncx, (size_t)nrows / 4};
+    size_t global[2] = {((size_t)ncx + 7) / 8, (size_t)nrows / 4};
     CHECK_OK(clred_run_tiled(ctx, k, "upsample_columns", 2, global));
     double cols[2 * 8 * 9];
     float colsf[2 * 8 * 9];

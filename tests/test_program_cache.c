@@ -1,11 +1,14 @@
 /* The on-disk kernel cache heals itself: an entry that is truncated, has
  * flipped bytes, a wrong header or is empty is detected before the driver
  * sees it, deleted and rebuilt, and the kernel still runs correctly; an
- * unwritable cache directory gives a warning and kernels still build. */
+ * unwritable cache directory gives a warning and kernels still build.
+ * Processes that start together on an empty cache compile a program once:
+ * one builds it under the entry's lock, the others wait and load it. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -110,8 +113,65 @@ static void appended(const char *path, long size)
     fclose(f);
 }
 
+/* Lines of the build log saying "compiled" / "cache". */
+static void count_log(const char *log, int *compiled, int *cached)
+{
+    *compiled = *cached = 0;
+    FILE *f = fopen(log, "r");
+    if (!f)
+        return;
+    char line[1500];
+    while (fgets(line, sizeof line, f)) {
+        *compiled += strstr(line, "\tcompiled\t") != NULL;
+        *cached += strstr(line, "\tcache\t") != NULL;
+    }
+    fclose(f);
+}
+
+/* NPROC processes build arith at once on an empty cache. */
+#define NPROC 4
+static void concurrent_processes(const char *dir)
+{
+    char cmd[1200], log[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+    snprintf(log, sizeof log, "%s.log", dir);
+    remove(log);
+    setenv("CLRED_CACHE_DIR", dir, 1);
+    setenv("CLRED_BUILD_LOG", log, 1);
+    fflush(NULL);
+    pid_t pids[NPROC];
+    for (int i = 0; i < NPROC; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            run_kernel("concurrent process");
+            _exit(harness_finish());
+        }
+        CHECK(pids[i] > 0);
+    }
+    for (int i = 0; i < NPROC; i++) {
+        int status = -1;
+        CHECK(pids[i] > 0 && waitpid(pids[i], &status, 0) == pids[i]);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "process %d failed (status %d)", i, status);
+    }
+    unsetenv("CLRED_BUILD_LOG");
+    int compiled, cached;
+    count_log(log, &compiled, &cached);
+    CHECK_MSG(compiled == 1 && cached == NPROC - 1, "%d processes on an empty cache: %d compiled, %d loaded it",
+              NPROC, compiled, cached);
+    char path[1100];
+    snprintf(cache, sizeof cache, "%.1000s", dir);
+    CHECK(entry_path(path, sizeof path) && entry_whole(path));
+}
+
 int main(void)
 {
+    /* First, while this process has not touched OpenCL: a driver's threads
+     * do not survive fork. */
+    char concurrent[1000];
+    snprintf(concurrent, sizeof concurrent, "%.900s/concurrent", harness_tmpdir("test_program_cache"));
+    concurrent_processes(concurrent);
+
     snprintf(cache, sizeof cache, "%s/cache", harness_tmpdir("test_program_cache"));
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", cache);

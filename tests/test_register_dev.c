@@ -144,7 +144,7 @@ static void peak_against_reference(clred_ctx *ctx, const clred_image *fr, clred_
          * while the sidelobes' spread is ~1/PSR of the peak, so the PSR is
          * good to ~1e-5 relative (3e-6 seen here, phase-only the worst); 1e-4
          * leaves a margin for other devices' FFTs. The reduction itself
-         * (lanes summed in double) adds ~1e-14. */
+         * (rows summed in double, less the box) adds ~1e-14. */
         CHECK_MSG(fabs(s.psr - psr) <= 1e-4 * psr, "case %zu: device PSR %.9g, reference %.9g (rel %.2g)", c, s.psr,
                   psr, fabs(s.psr - psr) / psr);
     }

@@ -24,6 +24,10 @@ static void help(void)
            "  --match-radius AS     pairing radius in arcsec (default 1)\n"
            "  --mag-range MIN,MAX   catalog magnitudes used\n"
            "  --min-snr S           leave out stars measured below this S/N (default 10)\n"
+           "  --psf FILE|measure    PSF magnitudes (PSF fit with the PSF image FILE, or one\n"
+           "                        measured from the image) instead of aperture magnitudes;\n"
+           "                        the limit is then a PSF fit's\n"
+           "  --psf-size N          largest size of the PSF read (odd; default uncut)\n"
            "  -o, --output FILE     the image with the zero point in its header\n"
            "  --overwrite           replace an existing output\n"
            "  --device D            OpenCL device (index or name)\n"
@@ -34,7 +38,8 @@ static void help(void)
 
 int cmd_zeropoint(int argc, char **argv)
 {
-    enum { O_REF = 256, O_MAG, O_COLOUR, O_RADIUS, O_ANNULUS, O_MATCH, O_RANGE, O_SNR, O_OVERWRITE, O_DEVICE, O_JSON };
+    enum { O_REF = 256, O_MAG, O_COLOUR, O_RADIUS, O_ANNULUS, O_MATCH, O_RANGE, O_SNR, O_OVERWRITE, O_DEVICE, O_JSON, O_PSF,
+           O_PSF_SIZE };
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
                                          {"ref", required_argument, 0, O_REF},
                                          {"mag-column", required_argument, 0, O_MAG},
@@ -48,10 +53,12 @@ int cmd_zeropoint(int argc, char **argv)
                                          {"overwrite", no_argument, 0, O_OVERWRITE},
                                          {"device", required_argument, 0, O_DEVICE},
                                          {"json", no_argument, 0, O_JSON},
+                                         {"psf", required_argument, 0, O_PSF},
+                                         {"psf-size", required_argument, 0, O_PSF_SIZE},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *cmd = "zeropoint", *output = NULL, *refpath = NULL, *mag = NULL, *device = NULL;
-    int overwrite = 0, json = 0, c;
+    const char *cmd = "zeropoint", *output = NULL, *refpath = NULL, *mag = NULL, *device = NULL, *psfpath = NULL;
+    int overwrite = 0, json = 0, c, psf_size = 0;
     clred_zeropoint_opts o = clred_zeropoint_defaults();
     optind = 1;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
@@ -80,6 +87,12 @@ int cmd_zeropoint(int argc, char **argv)
         case O_OVERWRITE: overwrite = 1; break;
         case O_DEVICE: device = optarg; break;
         case O_JSON: json = 1; break;
+        case O_PSF: psfpath = optarg; break;
+        case O_PSF_SIZE:
+            if (!cli_parse_int(cmd, "--psf-size", optarg, &psf_size)) return EXIT_USAGE;
+            if (psf_size < 0 || (psf_size > 0 && (psf_size % 2 == 0 || psf_size < 3)))
+                return cli_usage_error(cmd, "--psf-size must be odd and >= 3");
+            break;
         case 'h': help(); return EXIT_OK;
         default: return cli_usage_error(cmd, "unknown option");
         }
@@ -91,10 +104,12 @@ int cmd_zeropoint(int argc, char **argv)
     const char *input = argv[optind];
     if (!refpath)
         return cli_usage_error(cmd, "no reference catalog: give --ref CATALOG (CSV or FITS table)");
+    if (psf_size && !psfpath)
+        return cli_usage_error(cmd, "--psf-size needs --psf");
     clred_status st;
     if (output) {
-        const char *inputs[2] = {input, refpath};
-        st = clred_output_check(output, inputs, 2, overwrite);
+        const char *inputs[3] = {input, refpath, psfpath ? psfpath : input};
+        st = clred_output_check(output, inputs, 3, overwrite);
         if (st != CLRED_OK)
             return cli_fail(cmd, st);
     }
@@ -103,12 +118,20 @@ int cmd_zeropoint(int argc, char **argv)
     clred_ctx *ctx = NULL;
     clred_zeropoint_result r;
     memset(&r, 0, sizeof r);
+    clred_psf psf = {0};
     st = clred_refcat_read(refpath, mag, &ref);
+    if (st == CLRED_OK && psfpath && !strcmp(psfpath, "measure"))
+        o.psf_measure = 1;
+    else if (st == CLRED_OK && psfpath) {
+        st = clred_psf_read(psfpath, (size_t)psf_size, &psf);
+        o.psf = &psf;
+    }
     if (st == CLRED_OK)
         st = clred_image_read(input, 0, &img);
     if (st != CLRED_OK) {
         int rc = cli_fail(cmd, st);
         clred_refcat_free(&ref);
+        clred_psf_free(&psf);
         return rc;
     }
     int rc = cli_open(cmd, device, &ctx);
@@ -122,13 +145,16 @@ int cmd_zeropoint(int argc, char **argv)
         printf("{\"input\": ");
         cli_json_string(stdout, input);
         printf(", \"magzp\": %.6f, \"magzp_err\": %.6f, \"colour\": %.6f, \"colour_err\": %.6f, \"rms\": %.6f, "
-               "\"nmatched\": %zu, \"nused\": %zu, \"sky_rms\": %.6g, \"fwhm\": %.4f, \"limit_mag\": %.4f}\n",
-               r.zp, r.zp_err, r.colour, r.colour_err, r.rms, r.nmatched, r.nused, r.sky_rms, r.fwhm, r.limit_mag);
+               "\"nmatched\": %zu, \"nused\": %zu, \"sky_rms\": %.6g, \"fwhm\": %.4f, \"limit_mag\": %.4f, "
+               "\"magnitudes\": \"%s\"}\n",
+               r.zp, r.zp_err, r.colour, r.colour_err, r.rms, r.nmatched, r.nused, r.sky_rms, r.fwhm, r.limit_mag,
+               r.psf ? "psf" : "aperture");
     } else if (rc == EXIT_OK)
         printf("%s: MAGZP %.4f +- %.4f (rms %.3f mag, %zu of %zu stars), 5-sigma limit %.2f mag%s%s\n", input, r.zp,
                r.zp_err, r.rms, r.nused, r.nmatched, r.limit_mag, output ? " -> " : "", output ? output : "");
     clred_image_free(&img);
     clred_refcat_free(&ref);
+    clred_psf_free(&psf);
     clred_ctx_destroy(ctx);
     return rc;
 }

@@ -288,23 +288,33 @@ clred_status clred_candidates_write(const char *fits_path, const char *csv_path,
     return st;
 }
 
-clred_status clred_phot_write(const char *fits_path, const char *csv_path, const clred_phot *list, size_t n,
-                              const clred_header *header, int overwrite)
+clred_status clred_phot_write_psf(const char *fits_path, const char *csv_path, const clred_phot *list,
+                                  const clred_psf_phot *psf, size_t n, const clred_header *header, int overwrite)
 {
     column cols[] = {{"NUMBER", "", 1, NULL},   {"X", "pix", 0, NULL},        {"Y", "pix", 0, NULL},
                      {"FLUX", "adu", 0, NULL},  {"FLUX_ERR", "adu", 0, NULL}, {"MAG", "mag", 0, NULL},
                      {"MAG_ERR", "mag", 0, NULL}, {"AREA", "pix2", 0, NULL},  {"BKG", "adu", 0, NULL},
                      {"BKG_RMS", "adu", 0, NULL}, {"NANNULUS", "", 1, NULL},  {"FLAGS", "", 1, NULL},
+                     {"PSF_X", "pix", 0, NULL}, {"PSF_Y", "pix", 0, NULL}, {"PSF_FLUX", "adu", 0, NULL},
+                     {"PSF_FLUX_ERR", "adu", 0, NULL}, {"PSF_MAG", "mag", 0, NULL}, {"PSF_MAG_ERR", "mag", 0, NULL},
+                     {"PSF_SKY", "adu", 0, NULL}, {"PSF_CHI2", "", 0, NULL}, {"PSF_FLAGS", "", 1, NULL},
                      {0}, {0}};
-    int nc = (int)(sizeof cols / sizeof *cols) - 2; /* two spare for RA, Dec */
+    enum { NAP = 12, NPSF = 9 };
+    int nc = psf ? NAP + NPSF : NAP;
     if (!alloc_columns(cols, nc, n)) {
         free_columns(cols, nc);
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for a catalog of %zu positions", n);
     }
     for (size_t i = 0; i < n; i++) {
         const clred_phot *p = &list[i];
-        double row[] = {(double)(i + 1), p->x,   p->y,   p->flux,    p->flux_err,         p->mag,
-                        p->mag_err,      p->area, p->bkg, p->bkg_rms, (double)p->nannulus, (double)p->flags};
+        double row[NAP + NPSF] = {(double)(i + 1), p->x,   p->y,   p->flux,    p->flux_err,         p->mag,
+                                  p->mag_err,      p->area, p->bkg, p->bkg_rms, (double)p->nannulus, (double)p->flags};
+        if (psf) {
+            const clred_psf_phot *q = &psf[i];
+            double extra[NPSF] = {q->x, q->y, q->flux, q->flux_err, q->mag, q->mag_err, q->sky, q->chi2_dof,
+                                  (double)q->flags};
+            memcpy(row + NAP, extra, sizeof extra);
+        }
         for (int c = 0; c < nc; c++)
             cols[c].d[i] = row[c];
     }
@@ -313,6 +323,12 @@ clred_status clred_phot_write(const char *fits_path, const char *csv_path, const
         st = write_catalog(fits_path, csv_path, cols, nc, n, header, overwrite);
     free_columns(cols, nc);
     return st;
+}
+
+clred_status clred_phot_write(const char *fits_path, const char *csv_path, const clred_phot *list, size_t n,
+                              const clred_header *header, int overwrite)
+{
+    return clred_phot_write_psf(fits_path, csv_path, list, NULL, n, header, overwrite);
 }
 
 clred_status clred_lc_write(const char *fits_path, const char *csv_path, const clred_lc_point *list, size_t n,

@@ -206,6 +206,36 @@ static void night_free(night *nt)
     pthread_mutex_destroy(&nt->lock);
 }
 
+/* The kernel programs the night will use, compiled side by side before the
+ * stages start (on a cold kernel cache, a first night otherwise compiles
+ * them one after the other). Stacks' programs depend on their depth and are
+ * left to the stages. */
+static void prefetch_programs(night *nt)
+{
+    const clred_night_opts *o = nt->o;
+    const char *families[12];
+    size_t n = 0;
+    families[n++] = "calibrate";
+    families[n++] = "stats";
+    families[n++] = "arith";
+    families[n++] = "sample";
+    if (nt->rep->nscience > 0) {
+        if (nt->rep->nscience > 1) {
+            families[n++] = "fft_util"; /* alignment: phase correlation */
+            families[n++] = "resample";
+        }
+        if (o->quality) {
+            families[n++] = "sources";
+            families[n++] = "photometry";
+        }
+        if (o->cosmic)
+            families[n++] = "cosmic";
+        if (o->background)
+            families[n++] = "background";
+    }
+    clred_programs_prefetch(nt->ctx, families, n);
+}
+
 clred_status clred_night_run(clred_ctx *ctx, const char *const *inputs, size_t n, const char *outdir,
                              const clred_night_opts *opts, clred_night_report *report)
 {
@@ -250,6 +280,8 @@ clred_status clred_night_run(clred_ctx *ctx, const char *const *inputs, size_t n
     night_say(&nt, "%zu frames: %zu bias, %zu dark, %zu flat, %zu science, %zu left out; %zu groups, %zu in this shard",
               n, rep->nbias, rep->ndark, rep->nflat, rep->nscience, nt.nleft, nt.ngroups, here);
 
+    if (st == CLRED_OK)
+        prefetch_programs(&nt);
     night_writer *w = NULL;
     if (st == CLRED_OK)
         st = night_writer_start(ctx, o->stream, night_product_written, &nt, &w);

@@ -1,6 +1,7 @@
 /* Per-thread error message and status names. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -12,10 +13,14 @@ void clred_clear_error(void) { last_error[0] = '\0'; }
 
 clred_status clred_fail(clred_status status, const char *fmt, ...)
 {
+    /* formatted aside first: callers pass clred_last_error() as an argument
+     * to prefix it, and vsnprintf into its own source is undefined */
+    char text[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
+    memcpy(last_error, text, sizeof text);
     return status;
 }
 

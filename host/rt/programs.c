@@ -2,9 +2,12 @@
  * them for the context's life, and caching binaries on disk keyed by device,
  * driver, source and options, so a second run does not recompile. */
 #include <errno.h>
+#include <pthread.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -191,7 +194,10 @@ static void store_cached(cl_program program, const char *dir, const char *path, 
     if (clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS) {
         make_dirs(dir);
         char tmp[1100];
-        snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+        /* unique per process and per store, so two contexts of one process
+         * storing the same program do not write into one temporary */
+        static _Atomic unsigned stores;
+        snprintf(tmp, sizeof tmp, "%s.%ld.%u.tmp", path, (long)getpid(), stores++);
         cache_header h;
         memcpy(h.magic, CACHE_MAGIC, 8);
         h.key = key;
@@ -305,15 +311,41 @@ static clred_status assemble_source(const char *family, const char *body, char *
     return CLRED_OK;
 }
 
-static clred_status get_program(clred_ctx *ctx, const char *family, const char *extra, program_entry **out)
+/* CLRED_BUILD_LOG=FILE appends one line per program a process builds or
+ * loads: family, options, "cache" or "compiled", seconds and the process id
+ * (tab-separated). It counts the program variants a command or a test suite
+ * needs and what each costs (bench/latency.sh). One write(2) per line with
+ * O_APPEND, so concurrent processes do not interleave within a line. */
+static void log_build(const char *family, const char *options, int from_cache, double seconds)
 {
-    if (!extra)
-        extra = "";
+    const char *path = getenv("CLRED_BUILD_LOG");
+    if (!path || !*path)
+        return;
+    char line[1400];
+    int n = snprintf(line, sizeof line, "%s\t%s\t%s\t%.3f\t%ld\n", family, options, from_cache ? "cache" : "compiled",
+                     seconds, (long)getpid());
+    if (n <= 0 || (size_t)n >= sizeof line)
+        return;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    ssize_t w = write(fd, line, (size_t)n);
+    (void)w; /* a diagnostic: a failed write changes nothing */
+    close(fd);
+}
+
+static program_entry *find_program(clred_ctx *ctx, const char *family, const char *extra)
+{
     for (program_entry *p = ctx->programs; p; p = p->next)
-        if (strcmp(p->family, family) == 0 && strcmp(p->options, extra) == 0) {
-            *out = p;
-            return CLRED_OK;
-        }
+        if (strcmp(p->family, family) == 0 && strcmp(p->options, extra) == 0)
+            return p;
+    return NULL;
+}
+
+/* Builds (or loads from the disk cache) one program into a new entry not
+ * yet in the context's list. Safe to run in several threads at once. */
+static clred_status make_program(clred_ctx *ctx, const char *family, const char *extra, program_entry **out)
+{
     const char *body = family_source(family);
     if (!body)
         return clred_fail(CLRED_ERR_DEVICE, "no embedded kernel program named '%s'", family);
@@ -328,6 +360,7 @@ static clred_status get_program(clred_ctx *ctx, const char *family, const char *
              vector_width, extra);
 
     cl_program program = NULL;
+    double t0 = clred_now();
     const char *dir = clred_cache_dir();
     char path[1100] = "";
     uint64_t key = 0;
@@ -336,16 +369,39 @@ static clred_status get_program(clred_ctx *ctx, const char *family, const char *
         snprintf(path, sizeof path, "%s/%016llx.bin", dir, (unsigned long long)key);
         program = load_cached(ctx, path, key, options);
     }
+    int from_cache = program != NULL, lock = -1;
+    if (!program && dir) {
+        /* One process compiles a missing entry while the others wait for it
+         * and load it (parallel tests, a batch of commands started at once),
+         * instead of each compiling the same program. The lock is advisory
+         * and released by the kernel if its holder dies; without one (a
+         * read-only cache) every process compiles for itself, as before. */
+        char lock_path[1120];
+        snprintf(lock_path, sizeof lock_path, "%s.lock", path);
+        make_dirs(dir);
+        lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (lock >= 0 && flock(lock, LOCK_EX) != 0) {
+            close(lock);
+            lock = -1;
+        }
+        if (lock >= 0 && (program = load_cached(ctx, path, key, options)))
+            from_cache = 1;
+    }
     if (!program) {
         clred_status st = build_from_source(ctx, family, source, options, &program);
+        if (st == CLRED_OK && dir)
+            store_cached(program, dir, path, key);
         if (st != CLRED_OK) {
+            if (lock >= 0)
+                close(lock);
             free(source);
             return st;
         }
-        if (dir)
-            store_cached(program, dir, path, key);
     }
+    if (lock >= 0)
+        close(lock); /* releases the flock */
     free(source);
+    log_build(family, options, from_cache, clred_now() - t0);
 
     program_entry *e = calloc(1, sizeof *e);
     if (!e || !(e->family = strdup(family)) || !(e->options = strdup(extra))) {
@@ -357,10 +413,95 @@ static clred_status get_program(clred_ctx *ctx, const char *family, const char *
         return clred_fail(CLRED_ERR_MEMORY, "out of memory building kernels");
     }
     e->program = program;
-    e->next = ctx->programs;
-    ctx->programs = e;
     *out = e;
     return CLRED_OK;
+}
+
+static void free_entry(program_entry *p)
+{
+    kernel_entry *k = p->kernels;
+    while (k) {
+        kernel_entry *kn = k->next;
+        clReleaseKernel(k->kernel);
+        free(k->name);
+        free(k);
+        k = kn;
+    }
+    clReleaseProgram(p->program);
+    free(p->family);
+    free(p->options);
+    free(p);
+}
+
+static clred_status get_program(clred_ctx *ctx, const char *family, const char *extra, program_entry **out)
+{
+    if (!extra)
+        extra = "";
+    if ((*out = find_program(ctx, family, extra)))
+        return CLRED_OK;
+    CLRED_TRY(make_program(ctx, family, extra, out));
+    (*out)->next = ctx->programs;
+    ctx->programs = *out;
+    return CLRED_OK;
+}
+
+/* ---- building ahead, in parallel */
+
+typedef struct {
+    clred_ctx *ctx;
+    const char *const *families;
+    size_t n;
+    _Atomic size_t next;
+    pthread_mutex_t lock; /* guards ctx->programs */
+} prefetch_job;
+
+static void *prefetch_worker(void *arg)
+{
+    prefetch_job *j = arg;
+    for (size_t i; (i = j->next++) < j->n;) {
+        pthread_mutex_lock(&j->lock);
+        int have = find_program(j->ctx, j->families[i], "") != NULL;
+        pthread_mutex_unlock(&j->lock);
+        program_entry *e;
+        /* A failure is left for clred_kernel to report when the program is used. */
+        if (have || make_program(j->ctx, j->families[i], "", &e) != CLRED_OK)
+            continue;
+        pthread_mutex_lock(&j->lock);
+        if (find_program(j->ctx, j->families[i], "")) {
+            free_entry(e); /* the same family twice in the list */
+        } else {
+            e->next = j->ctx->programs;
+            j->ctx->programs = e;
+        }
+        pthread_mutex_unlock(&j->lock);
+    }
+    return NULL;
+}
+
+/* Host threads that compile at once: a driver compiles each program in one
+ * thread, so a command that needs several compiles them side by side on the
+ * host's cores, whatever the device. */
+#define PREFETCH_THREADS_MAX 8
+
+void clred_programs_prefetch(clred_ctx *ctx, const char *const *families, size_t n)
+{
+    if (n == 0)
+        return;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t nthreads = cores > 1 ? (size_t)cores : 1;
+    nthreads = nthreads > n ? n : nthreads;
+    nthreads = nthreads > PREFETCH_THREADS_MAX ? PREFETCH_THREADS_MAX : nthreads;
+    prefetch_job j = {.ctx = ctx, .families = families, .n = n, .next = 0};
+    pthread_mutex_init(&j.lock, NULL);
+    pthread_t threads[PREFETCH_THREADS_MAX];
+    size_t started = 0;
+    for (; started + 1 < nthreads; started++)
+        if (pthread_create(&threads[started], NULL, prefetch_worker, &j) != 0)
+            break;
+    prefetch_worker(&j); /* this thread works too; alone if no thread could start */
+    for (size_t t = 0; t < started; t++)
+        pthread_join(threads[t], NULL);
+    pthread_mutex_destroy(&j.lock);
 }
 
 clred_status clred_kernel(clred_ctx *ctx, const char *family, const char *options, const char *name,
@@ -398,18 +539,7 @@ void clred_programs_release(clred_ctx *ctx)
     program_entry *p = ctx->programs;
     while (p) {
         program_entry *next = p->next;
-        kernel_entry *k = p->kernels;
-        while (k) {
-            kernel_entry *kn = k->next;
-            clReleaseKernel(k->kernel);
-            free(k->name);
-            free(k);
-            k = kn;
-        }
-        clReleaseProgram(p->program);
-        free(p->family);
-        free(p->options);
-        free(p);
+        free_entry(p);
         p = next;
     }
     ctx->programs = NULL;

@@ -21,35 +21,6 @@ clred_cand_opts clred_cand_defaults(void)
     return o;
 }
 
-static double cubic_w(double t)
-{
-    t = fabs(t);
-    if (t < 1)
-        return (1.5 * t - 2.5) * t * t + 1;
-    if (t < 2)
-        return ((-0.5 * t + 2.5) * t - 4) * t + 2;
-    return 0;
-}
-
-/* The PSF's value at offset (dx, dy) from its centre (bicubic, 0 outside). */
-static double psf_at(const clred_psf *p, double dx, double dy)
-{
-    double half = (double)(p->size / 2), x = dx + half, y = dy + half;
-    long ix = (long)floor(x), iy = (long)floor(y);
-    double fx = x - (double)ix, fy = y - (double)iy, s = 0;
-    for (int j = -1; j <= 2; j++) {
-        long yy = iy + j;
-        if (yy < 0 || yy >= (long)p->size)
-            continue;
-        for (int i = -1; i <= 2; i++) {
-            long xx = ix + i;
-            if (xx >= 0 && xx < (long)p->size)
-                s += cubic_w((double)j - fy) * cubic_w((double)i - fx) * p->data[(size_t)yy * p->size + (size_t)xx];
-        }
-    }
-    return s;
-}
-
 typedef struct {
     const clred_image *d;
     const float *score;
@@ -115,10 +86,10 @@ static void measure(const measure_ctx *m, size_t pix, clred_candidate *c)
     }
     c->sumrat = sumabs > 0 ? sign * sum / sumabs : 0;
 
-    /* PSF fit of the amplitude at the centroid, weighted by the variance;
-     * aperture sum; lobes and second moments within 2 apertures. */
+    /* aperture sum; lobes and second moments within 2 apertures (the PSF
+     * fit comes from clred_psf_photometry_dev, see psf_fluxes) */
     long half = (long)(m->psf->size / 2);
-    double spd = 0, spp = 0, ap = 0, apv = 0, pos = 0, neg = 0, mxx = 0, myy = 0, mxy = 0, mw = 0;
+    double ap = 0, apv = 0, pos = 0, neg = 0, mxx = 0, myy = 0, mxy = 0, mw = 0;
     double rlobe = 2.0 * m->ap_radius;
     long reach = half > (long)ceil(rlobe) + 1 ? half : (long)ceil(rlobe) + 1;
     for (long j = py - reach; j <= py + reach; j++)
@@ -129,11 +100,6 @@ static void measure(const measure_ctx *m, size_t pix, clred_candidate *c)
             if (!usable(d, q, m->o->reject_bits))
                 continue;
             double v = d->sci[q], var = d->var ? d->var[q] : 1.0, dx = (double)i - c->x, dy = (double)j - c->y;
-            if (labs(i - px) <= half && labs(j - py) <= half) {
-                double p = psf_at(m->psf, dx, dy);
-                spd += p * v / var;
-                spp += p * p / var;
-            }
             double a = clred_circle_pixel_overlap(c->x, c->y, m->ap_radius, (double)i, (double)j);
             ap += a * v;
             apv += a * a * var;
@@ -154,9 +120,6 @@ static void measure(const measure_ctx *m, size_t pix, clred_candidate *c)
                 mw += wt;
             }
         }
-    c->flux = spp > 0 ? spd / spp : NAN;
-    c->flux_err = spp > 0 ? 1.0 / sqrt(spp) : NAN;
-    c->snr = spp > 0 ? fabs(c->flux) / c->flux_err : 0;
     c->ap_flux = ap / m->ap_frac;
     c->ap_flux_err = sqrt(apv) / m->ap_frac;
     c->lobe_pos = pos;
@@ -176,13 +139,43 @@ static void measure(const measure_ctx *m, size_t pix, clred_candidate *c)
         c->fwhm = NAN;
         c->elongation = NAN;
     }
-    double sig = fmax(m->psf->fwhm, 1.0) / 2.3548;
-    c->x_err = c->y_err = c->snr > 0 ? sig / c->snr : NAN;
     c->edge_dist = fmin(fmin(c->x, c->y), fmin((double)(w - 1) - c->x, (double)(h - 1) - c->y));
     if (c->nbad > 0)
         c->flags |= CLRED_CAND_MASKED;
     if (c->edge_dist < (double)half)
         c->flags |= CLRED_CAND_EDGE;
+}
+
+/* PSF-fit flux at each candidate's centroid on the difference (whose
+ * background is 0: no sky), weighted by its variance: the one PSF fit of
+ * clred_psf_photometry_dev; S/N and the centroid's error follow from it. */
+static clred_status psf_fluxes(clred_ctx *ctx, const clred_dimage *diff, const clred_psf *psf,
+                               const clred_cand_opts *o, clred_candidate *c, size_t n)
+{
+    if (n == 0)
+        return CLRED_OK;
+    double *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+    clred_psf_phot *f = malloc(n * sizeof *f);
+    clred_status st = x && y && f ? CLRED_OK : clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu candidates", n);
+    for (size_t i = 0; i < n && st == CLRED_OK; i++)
+        x[i] = c[i].x, y[i] = c[i].y;
+    clred_psf_phot_opts po = clred_psf_phot_defaults();
+    po.fit_radius = (double)(psf->size / 2);
+    po.fit_sky = 0;
+    po.fit_position = 0;
+    po.group_radius = -1;
+    po.ignore_bits = o->reject_bits;
+    if (st == CLRED_OK)
+        st = clred_psf_photometry_dev(ctx, diff, psf, x, y, n, &po, f);
+    double sig = fmax(psf->fwhm, 1.0) / 2.3548;
+    for (size_t i = 0; i < n && st == CLRED_OK; i++) {
+        c[i].flux = f[i].flux;
+        c[i].flux_err = f[i].flux_err;
+        c[i].snr = f[i].flux_err > 0 ? fabs(f[i].flux) / f[i].flux_err : 0;
+        c[i].x_err = c[i].y_err = c[i].snr > 0 ? sig / c[i].snr : NAN;
+    }
+    free(x), free(y), free(f);
+    return st;
 }
 
 static int by_score(const void *a, const void *b)
@@ -289,10 +282,14 @@ clred_status clred_find_candidates_dev(clred_ctx *ctx, const clred_dimage *score
         mc.ap_frac = f > 0.05 ? f : 1.0;
         for (size_t i = 0; i < m; i++)
             measure(&mc, idx[i], &out[i]);
+        st = psf_fluxes(ctx, diff, psf, o, out, m);
+    }
+    if (st == CLRED_OK) {
         qsort(out, m, sizeof *out, by_score);
         *list = out;
         *n = m;
-    }
+    } else
+        free(out);
     free(idx);
     clred_image_free(&dh);
     clred_image_free(&sh);

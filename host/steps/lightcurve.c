@@ -1,6 +1,6 @@
-/* Light curves: forced aperture photometry of fixed targets (pixel or sky
- * positions) on a series of direct or difference images, with the time of
- * each image from its header. */
+/* Light curves: forced aperture or PSF photometry of fixed targets (pixel
+ * or sky positions) on a series of direct or difference images, with the
+ * time of each image from its header. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -169,6 +169,44 @@ clred_status clred_lc_targets_read(const char *path, clred_lc_targets *t, int *s
     return st;
 }
 
+/* Forced PSF photometry of the targets: flux, error and flags into ph. On a
+ * difference image the background is 0 (no sky fitted). */
+static clred_status psf_forced(clred_ctx *ctx, const clred_dimage *img, const char *name, const double *x,
+                               const double *y, size_t n, const clred_lightcurve_opts *o, clred_phot *ph)
+{
+    clred_psf measured = {0};
+    const clred_psf *psf = o->psf;
+    clred_status st = CLRED_OK;
+    if (!psf) {
+        clred_psf_opts po = clred_psf_defaults();
+        st = clred_psf_model_measure_dev(ctx, img, &po, &measured);
+        if (st != CLRED_OK)
+            return clred_fail(st, "%s: measuring the PSF: %s", name, clred_last_error());
+        psf = &measured;
+    }
+    clred_psf_phot *f = malloc(n * sizeof *f);
+    if (!f)
+        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu targets", n);
+    clred_psf_phot_opts fo = clred_psf_phot_defaults();
+    fo.fit_position = 0;
+    fo.fit_sky = !o->difference;
+    fo.fit_radius = o->psf_fit_radius;
+    fo.zeropoint = 0;
+    fo.ignore_bits = o->phot.ignore_bits;
+    fo.noise_rms = o->phot.noise_rms;
+    if (st == CLRED_OK)
+        st = clred_psf_photometry_dev(ctx, img, psf, x, y, n, &fo, f);
+    for (size_t i = 0; st == CLRED_OK && i < n; i++) {
+        memset(&ph[i], 0, sizeof ph[i]);
+        ph[i].flux = f[i].flux;
+        ph[i].flux_err = f[i].flux_err;
+        ph[i].flags = f[i].flags;
+    }
+    free(f);
+    clred_psf_free(&measured);
+    return st;
+}
+
 /* The targets on one image: positions, photometry, time. */
 static clred_status measure_image(clred_ctx *ctx, const clred_dimage *img, const char *name, size_t index,
                                   const clred_lc_targets *tg, const clred_lightcurve_opts *o, clred_lc_point *out)
@@ -207,7 +245,9 @@ static clred_status measure_image(clred_ctx *ctx, const clred_dimage *img, const
     for (size_t i = 0; st == CLRED_OK && i < n; i++)
         if (!isfinite(x[i]) || !isfinite(y[i]))
             x[i] = y[i] = -1e6;
-    if (st == CLRED_OK)
+    if (st == CLRED_OK && (o->psf || o->psf_measure))
+        st = psf_forced(ctx, img, name, x, y, n, o, ph);
+    else if (st == CLRED_OK)
         st = clred_aperture_photometry_dev(ctx, img, x, y, n, &po, ph);
     for (size_t i = 0; st == CLRED_OK && i < n; i++) {
         clred_lc_point *p = &out[i];
@@ -238,6 +278,10 @@ static clred_status check(const clred_lc_targets *t, const clred_lightcurve_opts
         return clred_fail(CLRED_ERR_USAGE, "lightcurve: no images");
     if (!(o->phot.radius > 0))
         return clred_fail(CLRED_ERR_USAGE, "lightcurve: the aperture radius must be > 0");
+    if (o->psf_measure && o->difference && !o->psf)
+        return clred_fail(CLRED_ERR_USAGE, "lightcurve: a PSF cannot be measured on difference images: give one");
+    if (!(o->psf_fit_radius >= 0))
+        return clred_fail(CLRED_ERR_USAGE, "lightcurve: the PSF fit radius must be >= 0");
     return CLRED_OK;
 }
 

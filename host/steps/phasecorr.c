@@ -2,8 +2,9 @@
  * layer on the device, the cross-power spectrum, the integer peak of its
  * inverse, then sub-pixel refinement by the upsampled DFT of the cross-power
  * spectrum around the peak (Guizar-Sicairos, Thurman & Fienup 2008) for a
- * small neighbourhood, zooming by 10 per stage: its large sum on the device,
- * the small one on the host in double. The integer peak and the
+ * small neighbourhood at the final step, started from a parabola through the
+ * integer peak's neighbours: its large sum on the device, the small one on
+ * the host in double. The integer peak and the
  * peak-to-sidelobe ratio are reduced on the device (kernels/fft_util.cl):
  * per frame only the peak, the sidelobe sums and the refinement's sums come
  * back. */
@@ -45,11 +46,15 @@ typedef struct {
     cl_mem spec, ref;             /* work spectrum, reference spectrum */
     cl_mem cross;                 /* the cross-power spectrum, kept through the inverse FFT */
     cl_mem twiddle, cols;         /* the upsampled DFT's row factors and first-stage sums */
+    cl_mem win_x, win_y;          /* the window along each axis of the region */
     size_t acc_size;              /* bytes of the device's acc_t */
-    cl_uint nlanes;               /* work-items of the peak and sidelobe reductions */
-    cl_mem lane_val, lane_idx, peak, lane_sums;
-    void *host_sums;              /* nlanes * 2 acc_t */
+    cl_mem row_val, row_x, row_sums; /* per surface row: highest value, its x, sums */
+    cl_mem peak;                  /* PEAK_WORDS: see corr_peak_final */
 } pc_state;
+
+/* corr_peak_final's result: the peak's value bits and index, two acc_t
+ * sums from byte 8, the 3 x 3 neighbourhood's floats from byte 24. */
+#define PEAK_WORDS 16
 
 /* Upsampled-DFT grids have at most UPS_MAX points a side: +-1 step of a
  * tenth of the previous step is 21, padded to 24 for the kernel. */
@@ -63,11 +68,12 @@ static void pc_release(pc_state *s)
     clred_release(&s->cross);
     clred_release(&s->twiddle);
     clred_release(&s->cols);
-    clred_release(&s->lane_val);
-    clred_release(&s->lane_idx);
+    clred_release(&s->win_x);
+    clred_release(&s->win_y);
+    clred_release(&s->row_val);
+    clred_release(&s->row_x);
+    clred_release(&s->row_sums);
     clred_release(&s->peak);
-    clred_release(&s->lane_sums);
-    free(s->host_sums);
     memset(s, 0, sizeof *s);
 }
 
@@ -91,6 +97,28 @@ static clred_status region_median(const pc_state *s, const clred_dimage *img, fl
     *median = (float)clred_median_inplace(v, n);
     free(v);
     return CLRED_OK;
+}
+
+/* The window along one axis of n samples into a new buffer. */
+static clred_status window_table(clred_ctx *ctx, size_t n, int kind, float alpha, cl_mem *out)
+{
+    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, n * sizeof(cl_float), NULL, out, "window table"));
+    cl_kernel k;
+    int in = (int)n;
+    CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "window_table", &k));
+    CLRED_TRY(clred_args(k, "window_table", CLRED_ARG(*out), CLRED_ARG(in), CLRED_ARG(kind), CLRED_ARG(alpha), (size_t)0));
+    return clred_run_tiled(ctx, k, "window_table", 1, &n);
+}
+
+/* The region's window tables, once per series: per pixel, the window is
+ * then a product of two table entries instead of two cosines. */
+static clred_status window_tables(pc_state *s)
+{
+    if (s->opts.window == CLRED_WINDOW_NONE)
+        return CLRED_OK;
+    float alpha = (float)s->opts.tukey_alpha;
+    CLRED_TRY(window_table(s->ctx, s->w, (int)s->opts.window, alpha, &s->win_x));
+    return window_table(s->ctx, s->h, (int)s->opts.window, alpha, &s->win_y);
 }
 
 static clred_status pc_init(pc_state *s, clred_ctx *ctx, size_t width, size_t height, const clred_phasecorr_opts *opts)
@@ -159,21 +187,16 @@ static clred_status pc_init(pc_state *s, clred_ctx *ctx, size_t width, size_t he
     if (st == CLRED_OK && opts->precision < 1.0)
         st = clred_buffer(ctx, CL_MEM_WRITE_ONLY, UPS_MAX * s->ncx * 2 * s->acc_size, NULL, &s->cols,
                           "upsampled DFT sums");
-    /* Enough lanes to keep every compute unit busy, few enough that their
-     * partial sums are a small download. */
-    size_t lanes = (size_t)ctx->info.compute_units * 64;
-    lanes = lanes < 256 ? 256 : lanes > 8192 ? 8192 : lanes;
-    s->nlanes = (cl_uint)lanes;
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, lanes * sizeof(cl_float), NULL, &s->lane_val, "peak lanes");
+        st = window_tables(s);
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, lanes * sizeof(cl_uint), NULL, &s->lane_idx, "peak lanes");
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, s->ny * sizeof(cl_float), NULL, &s->row_val, "peak rows");
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, 2 * sizeof(cl_uint), NULL, &s->peak, "correlation peak");
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, s->ny * sizeof(cl_int), NULL, &s->row_x, "peak rows");
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_WRITE, lanes * 2 * s->acc_size, NULL, &s->lane_sums, "sidelobe sums");
-    if (st == CLRED_OK && !(s->host_sums = malloc(lanes * 2 * s->acc_size)))
-        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu sidelobe sums", lanes);
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, s->ny * 2 * s->acc_size, NULL, &s->row_sums, "sidelobe sums");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, PEAK_WORDS * sizeof(cl_uint), NULL, &s->peak, "correlation peak");
     if (st != CLRED_OK)
         pc_release(s);
     return st;
@@ -195,12 +218,12 @@ static clred_status pc_spectrum(pc_state *s, const clred_dimage *img, cl_mem dst
     cl_ushort ignore = s->opts.ignore_bits;
     int src_width = (int)s->width, x0 = (int)s->x0, y0 = (int)s->y0, w = (int)s->w, h = (int)s->h;
     cl_uint offset = 0;
-    int pitch = (int)clred_fft_pitch(s->nx), nx = (int)s->nx, ny = (int)s->ny, window = (int)s->opts.window;
-    float alpha = (float)s->opts.tukey_alpha;
+    int pitch = (int)clred_fft_pitch(s->nx), nx = (int)s->nx, ny = (int)s->ny, use_window = s->win_x != NULL;
+    cl_mem wx = use_window ? s->win_x : dst, wy = use_window ? s->win_y : dst; /* not read without a window */
     CLRED_TRY(clred_args(k, "pad_apodise", CLRED_ARG(src), CLRED_ARG(mask), CLRED_ARG(has_mask), CLRED_ARG(ignore),
                          CLRED_ARG(src_width), CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(dst),
                          CLRED_ARG(offset), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny), CLRED_ARG(fill),
-                         CLRED_ARG(window), CLRED_ARG(alpha), (size_t)0));
+                         CLRED_ARG(wx), CLRED_ARG(wy), CLRED_ARG(use_window), (size_t)0));
     size_t global[2] = {(size_t)pitch, s->ny};
     CLRED_TRY(clred_run_tiled(ctx, k, "pad_apodise", 2, global));
     return clred_fft_forward(ctx, s->plan, dst);
@@ -250,7 +273,7 @@ static clred_status upsampled_dft(const pc_state *s, const double *xs, size_t np
     if (st == CLRED_OK)
         st = clred_args(k, "upsample_columns", CLRED_ARG(s->cross), CLRED_ARG(incx), CLRED_ARG(iny),
                         CLRED_ARG(s->twiddle), CLRED_ARG(inrows), CLRED_ARG(s->cols), (size_t)0);
-    size_t global[2] = {ncx, nrows / 4};
+    size_t global[2] = {(ncx + 7) / 8, nrows / 4};
     if (st == CLRED_OK)
         st = clred_run_tiled(s->ctx, k, "upsample_columns", 2, global);
     if (st == CLRED_OK)
@@ -285,27 +308,40 @@ static clred_status upsampled_dft(const pc_state *s, const double *xs, size_t np
     return st;
 }
 
-/* Zooms on the peak: a grid of +-0.6 px at 0.1 px around the integer peak,
- * then +-1 step at a tenth of the step (the grid's maximum lies within half
- * a step of the true one), until the step reaches the requested precision. */
-static clred_status refine(const pc_state *s, double *px, double *py, double *peak)
+/* The highest point of the upsampled surface on the (2 half + 1)^2 grid of
+ * the given step centred on (cx, cy); *edge: it lies on the grid's border,
+ * so the surface may rise beyond it. */
+static clred_status grid_best(const pc_state *s, double cx, double cy, double step, size_t half, double *px,
+                              double *py, double *peak, int *edge)
 {
-    double step = 0.1, half = 0.6;
     double xs[UPS_MAX], ys[UPS_MAX], grid[UPS_MAX * UPS_MAX];
+    size_t n = 2 * half + 1;
+    for (size_t i = 0; i < n; i++) {
+        xs[i] = cx + ((double)i - (double)half) * step;
+        ys[i] = cy + ((double)i - (double)half) * step;
+    }
+    CLRED_TRY(upsampled_dft(s, xs, n, ys, n, grid));
+    size_t best = 0;
+    for (size_t i = 1; i < n * n; i++)
+        if (grid[i] > grid[best])
+            best = i;
+    size_t bi = best % n, bj = best / n;
+    *px = xs[bi];
+    *py = ys[bj];
+    *peak = grid[best];
+    *edge = bi == 0 || bi == n - 1 || bj == 0 || bj == n - 1;
+    return CLRED_OK;
+}
+
+/* Zooms on the peak from a grid of +-half px at step: then +-1 step at a
+ * tenth of the step (the grid's maximum lies within half a step of the true
+ * one), until the step reaches the requested precision. */
+static clred_status zoom(const pc_state *s, double step, double half, double *px, double *py, double *peak)
+{
     for (;;) {
         size_t n = (size_t)floor(2.0 * half / step + 0.5) + 1;
-        for (size_t i = 0; i < n; i++) {
-            xs[i] = *px - half + (double)i * step;
-            ys[i] = *py - half + (double)i * step;
-        }
-        CLRED_TRY(upsampled_dft(s, xs, n, ys, n, grid));
-        size_t best = 0;
-        for (size_t i = 1; i < n * n; i++)
-            if (grid[i] > grid[best])
-                best = i;
-        *px = xs[best % n];
-        *py = ys[best / n];
-        *peak = grid[best];
+        int edge;
+        CLRED_TRY(grid_best(s, *px, *py, step, n / 2, px, py, peak, &edge));
         if (step <= s->opts.precision * 1.001)
             return CLRED_OK;
         half = step;
@@ -313,53 +349,104 @@ static clred_status refine(const pc_state *s, double *px, double *py, double *pe
     }
 }
 
+/* The vertex of the parabola through (-1, l), (0, c), (1, r), within half a
+ * pixel; 0 where the three do not make a peak. */
+static double parabola_vertex(double l, double c, double r)
+{
+    double den = l - 2.0 * c + r;
+    if (!(den < 0.0))
+        return 0.0;
+    return fmax(-0.5, fmin(0.5, 0.5 * (l - r) / den));
+}
+
+/* Steps of the fine grid either side of its centre, and how often it may
+ * move before the refinement falls back to zooming from the integer peak. */
+#define FINE_HALF 10
+#define FINE_MOVES 4
+
+/* The sub-pixel peak near the integer peak (*px, *py) whose 3 x 3
+ * neighbourhood is nb. A parabola through the neighbourhood puts the peak
+ * within a few hundredths of a pixel for any star wider than a pixel, so the
+ * upsampled DFT starts at the fine step (0.01 px, or the precision if
+ * coarser) on a +-0.1 px grid around it, one read of the spectrum instead of
+ * a coarse 0.1 px stage first; where the grid's maximum lies on its border
+ * the grid moves there and is measured again, and a peak it cannot hold
+ * falls back to zooming from +-0.6 px at 0.1 px. Either way the result is the
+ * highest point on the same lattice of steps from the integer peak. */
+static clred_status refine(const pc_state *s, const float nb[9], double *px, double *py, double *peak)
+{
+    double prec = s->opts.precision;
+    if (prec * 1.001 >= 0.1)
+        return zoom(s, 0.1, 0.6, px, py, peak);
+    double step = fmax(prec, 0.01);
+    double cx = *px + step * floor(parabola_vertex(nb[3], nb[4], nb[5]) / step + 0.5);
+    double cy = *py + step * floor(parabola_vertex(nb[1], nb[4], nb[7]) / step + 0.5);
+    for (int moves = 0;; moves++) {
+        double bx, by;
+        int edge;
+        CLRED_TRY(grid_best(s, cx, cy, step, FINE_HALF, &bx, &by, peak, &edge));
+        if (!edge) {
+            *px = bx;
+            *py = by;
+            break;
+        }
+        if (moves == FINE_MOVES)
+            return zoom(s, 0.1, 0.6, px, py, peak);
+        cx = bx;
+        cy = by;
+    }
+    if (step <= prec * 1.001)
+        return CLRED_OK;
+    return zoom(s, fmax(step / 10.0, prec), step, px, py, peak);
+}
+
 /* The integer peak of the correlation surface in s->spec (the first highest
  * value in raster order within max_shift) and the sums of its sidelobes,
- * reduced on the device; a few numbers come back. *bx < 0: no peak. */
-static clred_status surface_peak(pc_state *s, long *bx, long *by, float *best, double *sum, double *sum2,
-                                 size_t *count)
+ * reduced on the device in one read of the surface; one download of a few
+ * numbers. *bx < 0: no peak. */
+static clred_status surface_peak(pc_state *s, long *bx, long *by, float *best, float nb[9], double *sum,
+                                 double *sum2, size_t *count)
 {
     clred_ctx *ctx = s->ctx;
     cl_int pitch = (cl_int)clred_fft_pitch(s->nx), nx = (cl_int)s->nx, ny = (cl_int)s->ny;
     /* For a whole shift, |shift| > max_shift is |shift| > floor(max_shift). */
     double maxs = s->opts.max_shift;
     cl_int lim = maxs > 0 ? (cl_int)fmin(floor(maxs), 2147483647.0) : -1;
-    size_t lanes = s->nlanes;
     cl_kernel k;
-    CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "corr_peak_lanes", &k));
-    CLRED_TRY(clred_args(k, "corr_peak_lanes", CLRED_ARG(s->spec), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny),
-                         CLRED_ARG(lim), CLRED_ARG(s->nlanes), CLRED_ARG(s->lane_val), CLRED_ARG(s->lane_idx),
+    CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "corr_scan_rows", &k));
+    CLRED_TRY(clred_args(k, "corr_scan_rows", CLRED_ARG(s->spec), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny),
+                         CLRED_ARG(lim), CLRED_ARG(s->row_val), CLRED_ARG(s->row_x), CLRED_ARG(s->row_sums),
                          (size_t)0));
-    size_t global = clred_round_up(lanes, 64);
-    CLRED_TRY(clred_run(ctx, k, "corr_peak_lanes", 1, &global, NULL));
+    size_t rows = s->ny;
+    CLRED_TRY(clred_run_tiled(ctx, k, "corr_scan_rows", 1, &rows));
     CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "corr_peak_final", &k));
-    CLRED_TRY(clred_args(k, "corr_peak_final", CLRED_ARG(s->lane_val), CLRED_ARG(s->lane_idx), CLRED_ARG(s->nlanes),
-                         CLRED_ARG(s->peak), (size_t)0));
+    CLRED_TRY(clred_args(k, "corr_peak_final", CLRED_ARG(s->spec), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny),
+                         CLRED_ARG(s->row_val), CLRED_ARG(s->row_x), CLRED_ARG(s->row_sums), CLRED_ARG(s->peak),
+                         (size_t)0));
     size_t one = 1;
     CLRED_TRY(clred_run(ctx, k, "corr_peak_final", 1, &one, NULL));
-    CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "corr_sidelobe_lanes", &k));
-    CLRED_TRY(clred_args(k, "corr_sidelobe_lanes", CLRED_ARG(s->spec), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny),
-                         CLRED_ARG(s->peak), CLRED_ARG(s->nlanes), CLRED_ARG(s->lane_sums), (size_t)0));
-    CLRED_TRY(clred_run(ctx, k, "corr_sidelobe_lanes", 1, &global, NULL));
-    cl_uint peak[2];
-    CLRED_TRY(clred_download(ctx, s->peak, 0, sizeof peak, peak));
-    if (peak[1] == 0xffffffffu) {
+    union {
+        cl_uint u[PEAK_WORDS];
+        double d[PEAK_WORDS / 2];
+    } res;
+    CLRED_TRY(clred_download(ctx, s->peak, 0, sizeof res, &res));
+    memcpy(nb, &res.u[6], 9 * sizeof *nb);
+    if (res.u[1] == 0xffffffffu) {
         *bx = *by = -1;
         return CLRED_OK;
     }
-    CLRED_TRY(clred_download(ctx, s->lane_sums, 0, lanes * 2 * s->acc_size, s->host_sums));
-    memcpy(best, &peak[0], sizeof *best);
-    *bx = (long)(peak[1] % s->nx);
-    *by = (long)(peak[1] / s->nx);
-    const double *sd = s->host_sums;
-    const float *sf = s->host_sums;
-    double a = 0.0, b = 0.0;
-    for (size_t l = 0; l < lanes; l++) {
-        a += s->acc_size == sizeof(double) ? sd[2 * l] : (double)sf[2 * l];
-        b += s->acc_size == sizeof(double) ? sd[2 * l + 1] : (double)sf[2 * l + 1];
+    memcpy(best, &res.u[0], sizeof *best);
+    *bx = (long)(res.u[1] % s->nx);
+    *by = (long)(res.u[1] / s->nx);
+    if (s->acc_size == sizeof(double)) {
+        *sum = res.d[1];
+        *sum2 = res.d[2];
+    } else {
+        float f[2];
+        memcpy(f, &res.u[2], sizeof f);
+        *sum = f[0];
+        *sum2 = f[1];
     }
-    *sum = a;
-    *sum2 = b;
     /* The 11 x 11 box of cyclic neighbours holds min(n, 11) values per axis. */
     *count = s->nx * s->ny - (s->nx < 11 ? s->nx : 11) * (s->ny < 11 ? s->ny : 11);
     return CLRED_OK;
@@ -373,21 +460,19 @@ static clred_status pc_correlate(pc_state *s, clred_shift *out)
     cl_kernel k;
     CLRED_TRY(clred_kernel(ctx, "fft_util", NULL, "cross_power", &k));
     cl_uint n = (cl_uint)(s->ncx * s->ny);
-    int phase_only = s->opts.phase_only;
+    int phase_only = s->opts.phase_only, has_keep = s->cross != NULL;
+    cl_mem keep = has_keep ? s->cross : s->ref; /* any buffer: not written without has_keep */
     CLRED_TRY(clred_args(k, "cross_power", CLRED_ARG(s->spec), CLRED_ARG(s->ref), CLRED_ARG(n), CLRED_ARG(n),
-                         CLRED_ARG(phase_only), (size_t)0));
+                         CLRED_ARG(phase_only), CLRED_ARG(keep), CLRED_ARG(has_keep), (size_t)0));
     size_t global = n;
     CLRED_TRY(clred_run_tiled(ctx, k, "cross_power", 1, &global));
-    size_t bytes = clred_fft_bytes(s->nx, s->ny, 1);
-    if (s->opts.precision < 1.0)
-        CLRED_TRY(clred_copy(ctx, s->spec, s->cross, bytes));
     CLRED_TRY(clred_fft_inverse(ctx, s->plan, s->spec));
 
     long bx, by;
-    float best = -INFINITY;
+    float best = -INFINITY, nb[9];
     double sum = 0.0, sum2 = 0.0;
     size_t count = 0;
-    CLRED_TRY(surface_peak(s, &bx, &by, &best, &sum, &sum2, &count));
+    CLRED_TRY(surface_peak(s, &bx, &by, &best, nb, &sum, &sum2, &count));
     if (bx < 0 || !isfinite(best))
         return clred_fail(CLRED_ERR_INPUT, "phase correlation found no peak within %g px (flat or empty frame?)",
                           s->opts.max_shift);
@@ -400,7 +485,7 @@ static clred_status pc_correlate(pc_state *s, clred_shift *out)
     double py = by <= (long)ny / 2 ? (double)by : (double)by - (double)ny;
     out->peak = best;
     if (s->opts.precision < 1.0)
-        CLRED_TRY(refine(s, &px, &py, &out->peak));
+        CLRED_TRY(refine(s, nb, &px, &py, &out->peak));
     out->dx = px;
     out->dy = py;
     return CLRED_OK;

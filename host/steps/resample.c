@@ -97,17 +97,16 @@ static clred_status fourier_shift(clred_ctx *ctx, const clred_dimage *img, cl_me
     cl_kernel k;
     clred_status st = clred_kernel(ctx, "fft_util", NULL, "pad_apodise", &k);
     int has_mask = clred_dimage_mask(img) != NULL, iw = (int)w, ih = (int)h, zero = 0, pitch = (int)clred_fft_pitch(nx);
-    int inx = (int)nx, iny = (int)ny, window = 0;
+    int inx = (int)nx, iny = (int)ny, use_window = 0;
     cl_ushort ignore = o->ignore_bits;
     cl_uint offset = 0;
-    float alpha = 0.0f;
     cl_mem src = clred_dimage_sci(img), src_mask = has_mask ? clred_dimage_mask(img) : no_mask;
     cl_mem dst = clred_dimage_sci(out), dst_mask = clred_dimage_mask(out);
     if (st == CLRED_OK)
         st = clred_args(k, "pad_apodise", CLRED_ARG(src), CLRED_ARG(src_mask), CLRED_ARG(has_mask), CLRED_ARG(ignore),
                         CLRED_ARG(iw), CLRED_ARG(zero), CLRED_ARG(zero), CLRED_ARG(iw), CLRED_ARG(ih), CLRED_ARG(work),
                         CLRED_ARG(offset), CLRED_ARG(pitch), CLRED_ARG(inx), CLRED_ARG(iny), CLRED_ARG(fill),
-                        CLRED_ARG(window), CLRED_ARG(alpha), (size_t)0);
+                        CLRED_ARG(work), CLRED_ARG(work), CLRED_ARG(use_window), (size_t)0); /* no window: no tables read */
     size_t g_pad[2] = {(size_t)pitch, ny};
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "pad_apodise", 2, g_pad);

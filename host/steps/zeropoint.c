@@ -151,6 +151,27 @@ clred_status clred_blank_sky_rms(clred_ctx *ctx, const clred_dimage *img, const 
     return st;
 }
 
+/* PSF fluxes of the stars in place of the aperture fluxes (position, sky
+ * and neighbours fitted); a star the fit flags is left out as the
+ * aperture's flags leave it out. */
+static clred_status psf_magnitudes(clred_ctx *ctx, const clred_dimage *img, const clred_psf *psf, const double *x,
+                                   const double *y, size_t n, clred_phot *ph)
+{
+    clred_psf_phot *f = malloc(n * sizeof *f);
+    if (!f)
+        return clred_fail(CLRED_ERR_MEMORY, "zeropoint: out of memory for %zu stars", n);
+    clred_psf_phot_opts fo = clred_psf_phot_defaults();
+    fo.zeropoint = 0;
+    clred_status st = clred_psf_photometry_dev(ctx, img, psf, x, y, n, &fo, f);
+    for (size_t i = 0; st == CLRED_OK && i < n; i++) {
+        ph[i].flux = f[i].flux;
+        ph[i].flux_err = f[i].flux_err;
+        ph[i].flags |= f[i].flags & ~CLRED_SRC_BLENDED; /* neighbours are fitted */
+    }
+    free(f);
+    return st;
+}
+
 static clred_status measure(clred_ctx *ctx, const clred_dimage *img, const clred_refcat *ref,
                             const clred_zeropoint_opts *o, clred_zeropoint_result *r)
 {
@@ -181,6 +202,17 @@ static clred_status measure(clred_ctx *ctx, const clred_dimage *img, const clred
         po.zeropoint = 0;
         st = n ? clred_aperture_photometry_dev(ctx, img, x, y, n, &po, ph) : CLRED_OK;
     }
+    clred_psf measured = {0};
+    const clred_psf *psf = o->psf;
+    if (st == CLRED_OK && !psf && o->psf_measure) {
+        clred_psf_opts pso = clred_psf_defaults();
+        st = clred_psf_model_measure_dev(ctx, img, &pso, &measured);
+        if (st != CLRED_OK)
+            st = clred_fail(st, "zeropoint: measuring the PSF: %s", clred_last_error());
+        psf = &measured;
+    }
+    if (st == CLRED_OK && psf && n)
+        st = psf_magnitudes(ctx, img, psf, x, y, n, ph);
     if (st == CLRED_OK)
         st = clred_wcs_pix2sky(w, n, x, y, ra, dec);
     if (st == CLRED_OK)
@@ -205,10 +237,18 @@ static clred_status measure(clred_ctx *ctx, const clred_dimage *img, const clred
     }
     if (st == CLRED_OK)
         st = fit_zeropoint(dm, col, use, n, o, r);
-    if (st == CLRED_OK) {
+    if (st == CLRED_OK && psf) {
+        /* a PSF fit's flux error in sky noise s is s / sqrt(sum P^2) */
+        double p2 = 0;
+        for (size_t i = 0; i < psf->size * psf->size; i++)
+            p2 += (double)psf->data[i] * psf->data[i];
+        r->limit_mag = r->sky_rms > 0 && p2 > 0 ? r->zp - 2.5 * log10(5.0 * r->sky_rms / sqrt(p2)) : NAN;
+        r->psf = 1;
+    } else if (st == CLRED_OK) {
         double area = M_PI * o->phot.radius * o->phot.radius;
         r->limit_mag = r->sky_rms > 0 ? r->zp - 2.5 * log10(5.0 * r->sky_rms * sqrt(area)) : NAN;
     }
+    clred_psf_free(&measured);
     free(x), free(y), free(ra), free(dec), free(dm), free(col), free(ph), free(use), free(stars);
     clred_wcs_free(w);
     return st;
@@ -240,13 +280,17 @@ clred_status clred_zeropoint_dev(clred_ctx *ctx, clred_dimage *img, const clred_
         return clred_fail(CLRED_ERR_MEMORY, "out of memory copying a header");
     char text[200];
     snprintf(text, sizeof text,
-             "clred zeropoint: MAGZP %.4f +- %.4f from %zu of %zu stars (rms %.3f mag), aperture r=%g px",
-             r.zp, r.zp_err, r.nused, r.nmatched, r.rms, o->phot.radius);
-    st = clred_header_set_double(h, "MAGZP", r.zp, "mag = -2.5 log10(aperture flux) + MAGZP");
+             "clred zeropoint: MAGZP %.4f +- %.4f from %zu of %zu stars (rms %.3f mag), %s", r.zp, r.zp_err,
+             r.nused, r.nmatched, r.rms, r.psf ? "PSF fluxes" : "aperture");
+    if (!r.psf) /* the aperture's radius in the history line */
+        snprintf(text + strlen(text), sizeof text - strlen(text), " r=%g px", o->phot.radius);
+    st = clred_header_set_double(h, "MAGZP", r.zp,
+                                 r.psf ? "mag = -2.5 log10(PSF flux) + MAGZP" : "mag = -2.5 log10(aperture flux) + MAGZP");
     if (st == CLRED_OK)
         st = clred_header_set_double(h, "MAGZPERR", r.zp_err, "error of MAGZP");
     if (st == CLRED_OK && isfinite(r.limit_mag))
-        st = clred_header_set_double(h, "MAGLIM", r.limit_mag, "5 sigma point source in the aperture");
+        st = clred_header_set_double(h, "MAGLIM", r.limit_mag,
+                                     r.psf ? "5 sigma point source, PSF fit" : "5 sigma point source in the aperture");
     if (st == CLRED_OK && o->colour_term)
         st = clred_header_set_double(h, "MAGCOLOR", r.colour, "colour coefficient of the zero point");
     if (st == CLRED_OK)

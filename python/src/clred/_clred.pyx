@@ -249,6 +249,28 @@ cdef extern from "clred.h" nogil:
     clred_status clred_aperture_photometry_dev(clred_ctx *ctx, const clred_dimage *img, const double *x,
                                                const double *y, size_t n, const clred_phot_opts *opts,
                                                clred_phot *out)
+    ctypedef struct clred_psf:
+        size_t size
+        float *data
+        double fwhm, ellipticity
+        size_t nstars
+    void clred_psf_free(clred_psf *psf)
+    clred_status clred_psf_from_array(const float *data, size_t w, size_t h, size_t max_size, clred_psf *psf)
+    ctypedef struct clred_psf_phot_opts:
+        double fit_radius
+        int fit_sky, fit_position, max_iters
+        double max_shift, min_snr_position, group_radius, zeropoint
+        uint16_t ignore_bits
+        double noise_rms
+    ctypedef struct clred_psf_phot:
+        double x, y, x_err, y_err, flux, flux_err, sky, chi2_dof
+        size_t npix, nfit
+        double mag, mag_err
+        unsigned flags
+    clred_psf_phot_opts clred_psf_phot_defaults()
+    clred_status clred_psf_photometry_dev(clred_ctx *ctx, const clred_dimage *img, const clred_psf *psf,
+                                          const double *x, const double *y, size_t n,
+                                          const clred_psf_phot_opts *opts, clred_psf_phot *out)
 
     ctypedef enum clred_fft_backend:
         pass
@@ -732,6 +754,10 @@ SOURCE_DTYPE = np.dtype([("x", "f8"), ("y", "f8"), ("flux", "f8"), ("flux_err", 
 PHOT_DTYPE = np.dtype([("x", "f8"), ("y", "f8"), ("flux", "f8"), ("flux_err", "f8"), ("area", "f8"),
                        ("bkg", "f8"), ("bkg_rms", "f8"), ("nannulus", "u8"), ("mag", "f8"), ("mag_err", "f8"),
                        ("flags", "u4")])
+
+PSF_PHOT_DTYPE = np.dtype([("x", "f8"), ("y", "f8"), ("x_err", "f8"), ("y_err", "f8"), ("flux", "f8"),
+                           ("flux_err", "f8"), ("sky", "f8"), ("chi2_dof", "f8"), ("npix", "u8"), ("nfit", "u8"),
+                           ("mag", "f8"), ("mag_err", "f8"), ("flags", "u4")])
 
 _METHODS = ("mean", "median", "sum", "min", "max")
 _REJECTS = ("none", "sigclip", "minmax", "winsorized", "percentile")
@@ -1437,6 +1463,66 @@ cdef class Context:
             res[name] = out[name]
         return res
 
+    def psf_photometry(self, image, psf, x=None, y=None, *, positions=None, fit_radius=None, forced=False,
+                       fit_sky=True, group_radius=None, zeropoint=None, noise_rms=None):
+        """PSF-fit photometry (clred photometry --psf) at x, y (0-based) or
+        positions, with psf a 2-D array (recentred and scaled to unit sum):
+        flux, a constant local sky (fit_sky) and, unless forced, the position
+        of each source with its close neighbours (group_radius; -1 = alone),
+        weighted by the VAR plane. A structured array (x, y, x_err, y_err,
+        flux, flux_err, sky, chi2_dof, npix, nfit, mag, mag_err, flags)."""
+        cdef clred_status s = CLRED_OK
+        cdef _Inputs ins
+        cdef clred_dimage *d = NULL
+        cdef clred_psf model
+        if positions is not None:
+            if getattr(positions, "dtype", None) is not None and positions.dtype.names:
+                x, y = positions["x"], positions["y"]
+            else:
+                p = np.asarray(positions, dtype=np.float64)
+                x, y = p[:, 0], p[:, 1]
+        if x is None or y is None:
+            raise Error("psf_photometry: no positions (x, y or positions)", "usage")
+        cdef cnp.ndarray xs = np.ascontiguousarray(x, dtype=np.float64).ravel()
+        cdef cnp.ndarray ys = np.ascontiguousarray(y, dtype=np.float64).ravel()
+        if xs.shape[0] != ys.shape[0]:
+            raise Error("psf_photometry: x and y differ in length", "usage")
+        cdef cnp.ndarray pa = np.ascontiguousarray(psf, dtype=np.float32)
+        if pa.ndim != 2:
+            raise Error("psf_photometry: the PSF must be a 2-D array", "usage")
+        cdef clred_psf_phot_opts o = clred_psf_phot_defaults()
+        if fit_radius is not None: o.fit_radius = fit_radius
+        if group_radius is not None: o.group_radius = group_radius
+        if zeropoint is not None: o.zeropoint = zeropoint
+        if noise_rms is not None: o.noise_rms = noise_rms
+        o.fit_position = 0 if forced else 1
+        o.fit_sky = 1 if fit_sky else 0
+        cdef size_t n = xs.shape[0]
+        out = np.zeros(n, dtype=_PSFPHOT_C)
+        cdef cnp.ndarray outa = out
+        cdef clred_ctx *c = self.c()
+        memset(&model, 0, sizeof(model))
+        _check(clred_psf_from_array(<float *>cnp.PyArray_DATA(pa), <size_t>pa.shape[1], <size_t>pa.shape[0], 0,
+                                    &model))
+        try:
+            with self._lock:
+                ins = _Inputs(self)
+                try:
+                    d = ins.get(image)
+                    with nogil:
+                        s = clred_psf_photometry_dev(c, d, &model, <double *>cnp.PyArray_DATA(xs),
+                                                     <double *>cnp.PyArray_DATA(ys), n, &o,
+                                                     <clred_psf_phot *>cnp.PyArray_DATA(outa))
+                    _check(s)
+                finally:
+                    ins.release()
+        finally:
+            clred_psf_free(&model)
+        res = np.zeros(n, dtype=PSF_PHOT_DTYPE)
+        for name in PSF_PHOT_DTYPE.names:
+            res[name] = out[name]
+        return res
+
     def register(self, frames, *, ref=0, **kw):
         """Shifts of every frame against frames[ref] (or 'median'), by phase
         correlation (clred register): a structured array (dx, dy, psr, peak)
@@ -1673,6 +1759,17 @@ _PHOT_C = np.dtype({"names": list(PHOT_DTYPE.names),
                                 <size_t>&(<clred_phot *>0).mag, <size_t>&(<clred_phot *>0).mag_err,
                                 <size_t>&(<clred_phot *>0).flags],
                     "itemsize": sizeof(clred_phot)})
+
+_PSFPHOT_C = np.dtype({"names": list(PSF_PHOT_DTYPE.names),
+                       "formats": ["f8"] * 8 + [np.uintp, np.uintp, "f8", "f8", np.uint32],
+                       "offsets": [<size_t>&(<clred_psf_phot *>0).x, <size_t>&(<clred_psf_phot *>0).y,
+                                   <size_t>&(<clred_psf_phot *>0).x_err, <size_t>&(<clred_psf_phot *>0).y_err,
+                                   <size_t>&(<clred_psf_phot *>0).flux, <size_t>&(<clred_psf_phot *>0).flux_err,
+                                   <size_t>&(<clred_psf_phot *>0).sky, <size_t>&(<clred_psf_phot *>0).chi2_dof,
+                                   <size_t>&(<clred_psf_phot *>0).npix, <size_t>&(<clred_psf_phot *>0).nfit,
+                                   <size_t>&(<clred_psf_phot *>0).mag, <size_t>&(<clred_psf_phot *>0).mag_err,
+                                   <size_t>&(<clred_psf_phot *>0).flags],
+                       "itemsize": sizeof(clred_psf_phot)})
 
 
 # ------------------------------------------------- the C library's own time
