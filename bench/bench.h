@@ -22,7 +22,10 @@ typedef struct {
     int repeat;           /* timed repetitions after one warm-up; the best is kept */
     clred_ctx *ctx;
     double copy_gbps;     /* measured by bench_copy, 0 until then */
+    double fma_gflops;    /* measured by bench_fma, 0 until then */
 } bench_run;
+
+#define BENCH_KERNELS 8 /* kernels per step kept in the results */
 
 /* One timed step: the best repetition's figures. */
 typedef struct {
@@ -34,6 +37,10 @@ typedef struct {
     uint64_t upload_bytes, download_bytes;
     double model_bytes; /* the least the kernels must read and write (see README) */
     int repeats;
+    /* Device time per kernel name in the kept repetition, longest first (the
+     * roofline report names where a step's time goes). */
+    clred_kernel_time kernels[BENCH_KERNELS];
+    size_t nkernels;
     char output[BENCH_PATH]; /* a file the peers compare with, or "" */
     char note[256];
 } bench_result;
@@ -54,6 +61,7 @@ void bench_keep_best(bench_result *res, clred_ctx *ctx, double wall_s);
 /* Steps. Each adds its results and returns CLRED_OK, or a status with
  * clred_last_error() set. */
 clred_status bench_copy(bench_run *run, bench_results *out);
+clred_status bench_fma(bench_run *run, bench_results *out);
 clred_status bench_combine(bench_run *run, bench_results *out);
 clred_status bench_calibrate(bench_run *run, bench_results *out);
 clred_status bench_memlimit(bench_run *run, bench_results *out);

@@ -87,3 +87,59 @@ clred_status bench_copy(bench_run *run, bench_results *out)
     run->copy_gbps = best > 0 ? res->model_bytes / best * 1e-9 : 0.0;
     return CLRED_OK;
 }
+
+/* The device's float FMA throughput (kernels/bench.cl fma_rate), the yardstick
+ * of compute-bound kernels in the roofline: enough work-items to fill every
+ * compute unit many times over, and enough rounds that one launch takes about
+ * 50 ms (set from a first, shorter launch). */
+#define FMA_ITEMS 65536
+#define FMA_TARGET_S 0.05
+
+static clred_status time_fma(clred_ctx *ctx, cl_kernel k, cl_mem out, cl_uint iters, double *seconds)
+{
+    size_t global = FMA_ITEMS;
+    cl_float a = 0.999f, b = 0.001f;
+    CLRED_TRY(clred_args(k, "fma_rate", CLRED_ARG(out), CLRED_ARG(iters), CLRED_ARG(a), CLRED_ARG(b), (size_t)0));
+    clred_ctx_timing_reset(ctx);
+    CLRED_TRY(clred_run(ctx, k, "fma_rate", 1, &global, NULL));
+    clred_timing t;
+    clred_ctx_timing(ctx, &t);
+    *seconds = t.kernel_s;
+    return CLRED_OK;
+}
+
+clred_status bench_fma(bench_run *run, bench_results *out)
+{
+    clred_ctx *ctx = run->ctx;
+    cl_mem buf = NULL;
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(ctx, "bench", NULL, "fma_rate", &k));
+    CLRED_TRY(clred_buffer(ctx, CL_MEM_WRITE_ONLY, FMA_ITEMS * sizeof(cl_float), NULL, &buf, "fma results"));
+    cl_uint iters = 64;
+    double t = 0.0, best = 0.0;
+    clred_status st = time_fma(ctx, k, buf, iters, &t); /* also the warm-up */
+    if (st == CLRED_OK && t > 0) {
+        double scale = FMA_TARGET_S / t;
+        double want = iters * (scale > 1 ? scale : 1);
+        iters = want > 1e6 ? 1000000u : (cl_uint)want;
+    }
+    for (int rep = 0; rep < COPY_REPEATS && st == CLRED_OK; rep++) {
+        st = time_fma(ctx, k, buf, iters, &t);
+        if (st == CLRED_OK && t > 0 && (best == 0.0 || t < best))
+            best = t;
+    }
+    clred_release(&buf);
+    if (st != CLRED_OK)
+        return st;
+    bench_result *res = bench_results_add(out, "fma", "device");
+    if (!res)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for results");
+    double flops = (double)FMA_ITEMS * iters * 8.0 * 4.0 * 2.0; /* 8 chains of float4, 2 flops per fma */
+    res->kernel_s = best;
+    res->wall_s = best;
+    res->repeats = COPY_REPEATS;
+    run->fma_gflops = best > 0 ? flops / best * 1e-9 : 0.0;
+    snprintf(res->note, sizeof res->note, "fma_rate: %d work-items x %u rounds of 8 float4 fmas, %.1f GFLOP/s, best of %d",
+             FMA_ITEMS, iters, run->fma_gflops, COPY_REPEATS);
+    return CLRED_OK;
+}

@@ -16,10 +16,11 @@ typedef struct {
     clred_status (*run)(bench_run *, bench_results *);
 } bench_step;
 
-/* Steps in the order they run; copy first, since the others are reported as
- * a fraction of its bandwidth. A step plugs in here once its API exists. */
+/* Steps in the order they run; copy and fma first, since the others are
+ * reported as a fraction of its bandwidth or FLOP rate. A step plugs in here once its API exists. */
 static const bench_step steps[] = {
     {"copy", bench_copy},
+    {"fma", bench_fma},
     {"combine", bench_combine},
     {"memlimit", bench_memlimit},
     {"calibrate", bench_calibrate},

@@ -8,6 +8,7 @@ scaling plot (.png, when matplotlib is there), with where each target stands.
 
 Each WORK/<size>x<depth> folder holds clred.json and, when the peers ran,
 peers.json. Needs only the standard library; the plot needs matplotlib.
+The roofline per step (bench/roofline.py) goes to <stem>-roofline.{json,md}.
 Speed-ups are peer time / clred time from the same run.
 """
 import argparse
@@ -17,6 +18,8 @@ import os
 import platform
 import re
 import sys
+
+import roofline
 
 # (step, clred mode, peer tool) pairs whose ratio is reported.
 PAIRS = [
@@ -87,7 +90,7 @@ def config_entry(folder):
     peers_path = os.path.join(folder, "peers.json")
     peers = load(peers_path) if os.path.exists(peers_path) else None
     entry = {"size": clred["size"], "depth": clred["depth"], "ncal": clred["ncal"],
-             "copy_gbps": clred.get("copy_gbps"), "clred": clred["results"],
+             "copy_gbps": clred.get("copy_gbps"), "fma_gflops": clred.get("fma_gflops"), "clred": clred["results"],
              "peers": peers["results"] if peers else [], "speedups": []}
     for step, mode, tool in PAIRS:
         c = find(clred["results"], step=step, mode=mode)
@@ -350,7 +353,11 @@ def main():
     with open(stem + ".md", "w") as f:
         f.write(md)
     plotted = plot(doc, stem + ".png")
-    print(f"report: {stem}.json, {stem}.md" + (f", {stem}.png" if plotted else ""), file=sys.stderr)
+    roof = roofline.write(doc, stem)
+    print(f"report: {stem}.json, {stem}.md, {stem}-roofline.json, {stem}-roofline.md" +
+          (f", {stem}.png" if plotted else ""), file=sys.stderr)
+    below = [f"{r['step']} ({r['mode']}, {r['depth']}x{r['size']}^2)" for r in roof["rows"] if r["below_half"]]
+    print(f"  roofline: {len(below)} of {len(roof['rows'])} below {100 * roofline.HALF:.0f}%", file=sys.stderr)
     for t in doc["targets"]:
         met = {True: "met", False: "NOT MET", None: "n/a"}[t["met"]]
         print(f"  target {t['target']}: {fmt(t['measured'])} ({t['goal']}) {met}", file=sys.stderr)

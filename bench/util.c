@@ -29,6 +29,24 @@ void bench_results_free(bench_results *r)
     memset(r, 0, sizeof *r);
 }
 
+static int longer_first(const void *a, const void *b)
+{
+    double ta = ((const clred_kernel_time *)a)->seconds, tb = ((const clred_kernel_time *)b)->seconds;
+    return ta < tb ? 1 : ta > tb ? -1 : 0;
+}
+
+/* The context's per-kernel times, the longest BENCH_KERNELS of them. */
+static void keep_kernels(bench_result *res, clred_ctx *ctx)
+{
+    clred_kernel_time all[CLRED_PROFILE_MAX];
+    size_t n = clred_kernel_profile(ctx, all, CLRED_PROFILE_MAX);
+    if (n > CLRED_PROFILE_MAX)
+        n = CLRED_PROFILE_MAX;
+    qsort(all, n, sizeof *all, longer_first);
+    res->nkernels = n < BENCH_KERNELS ? n : BENCH_KERNELS;
+    memcpy(res->kernels, all, res->nkernels * sizeof *all);
+}
+
 void bench_keep_best(bench_result *res, clred_ctx *ctx, double wall_s)
 {
     clred_timing t;
@@ -40,6 +58,7 @@ void bench_keep_best(bench_result *res, clred_ctx *ctx, double wall_s)
         res->download_s = t.download_s;
         res->upload_bytes = t.upload_bytes;
         res->download_bytes = t.download_bytes;
+        keep_kernels(res, ctx);
     }
     res->repeats++;
 }
@@ -125,6 +144,15 @@ static void write_result(FILE *f, const bench_run *run, const bench_result *r)
     json_number(f, gbps);
     fputs(", \"fraction_of_copy\": ", f);
     json_number(f, run->copy_gbps > 0 ? gbps / run->copy_gbps : NAN);
+    fputs(", \"kernels\": [", f);
+    for (size_t i = 0; i < r->nkernels; i++) {
+        fputs(i ? ", {\"name\": " : "{\"name\": ", f);
+        bench_json_string(f, r->kernels[i].name);
+        fputs(", \"s\": ", f);
+        json_number(f, r->kernels[i].seconds);
+        fprintf(f, ", \"launches\": %llu}", (unsigned long long)r->kernels[i].launches);
+    }
+    fputc(']', f);
     fprintf(f, ", \"repeats\": %d, \"output\": ", r->repeats);
     bench_json_string(f, r->output);
     fputs(", \"note\": ", f);
@@ -143,6 +171,8 @@ void bench_write_json(FILE *f, const bench_run *run, const bench_results *r)
     bench_json_string(f, run->out);
     fputs(",\n  \"copy_gbps\": ", f);
     json_number(f, run->copy_gbps);
+    fputs(", \"fma_gflops\": ", f);
+    json_number(f, run->fma_gflops);
     fputs(",\n  \"results\": [\n", f);
     for (size_t i = 0; i < r->n; i++) {
         write_result(f, run, &r->items[i]);

@@ -253,6 +253,18 @@ void clred_event_track_async(clred_ctx *ctx, cl_event ev, clred_event_kind kind,
 /* Reads the times of the finished pending events (all of them after a
  * clFinish), adds them to the timing and the trace, releases them. */
 void clred_events_collect(clred_ctx *ctx, int all_finished);
+/* Device time per kernel name (the name given to clred_run) since the last
+ * clred_ctx_timing_reset, for the benchmarks. clred_kernel_profile waits for
+ * the device, copies up to max entries and returns how many names there are;
+ * the table keeps the first CLRED_PROFILE_MAX names. */
+#define CLRED_PROFILE_MAX 64
+typedef struct {
+    char name[40];
+    double seconds;
+    uint64_t launches;
+} clred_kernel_time;
+size_t clred_kernel_profile(clred_ctx *ctx, clred_kernel_time *out, size_t max);
+void clred_kernel_profile_reset(clred_ctx *ctx);
 void clred_events_release(clred_ctx *ctx);
 /* A host-side span (reading a file, writing a product) for the trace, on the
  * named lane; thread-safe, so a reader thread may call it. No-op unless

@@ -17,3 +17,26 @@ kernel void copy_words(global const uint *src, global uint *dst, const ulong n)
             dst[j] = src[j];
     }
 }
+
+/* The device's float FMA throughput, the yardstick of compute-bound kernels:
+ * each work-item runs 8 independent chains of float4 fused multiply-adds
+ * (enough in flight to hide the FMA latency on a CPU's SIMD units and a GPU's
+ * warps), `iters` rounds of them, 2 flops per lane per fma. The result is
+ * written so that nothing can be optimised away; a = 0.999 keeps it finite. */
+kernel void fma_rate(global float *out, const uint iters, const float a, const float b)
+{
+    const float s = (float)get_global_id(0) * 1e-7f;
+    float4 x0 = s, x1 = s + 1, x2 = s + 2, x3 = s + 3, x4 = s + 4, x5 = s + 5, x6 = s + 6, x7 = s + 7;
+    for (uint i = 0; i < iters; i++) {
+        x0 = fma(x0, a, b);
+        x1 = fma(x1, a, b);
+        x2 = fma(x2, a, b);
+        x3 = fma(x3, a, b);
+        x4 = fma(x4, a, b);
+        x5 = fma(x5, a, b);
+        x6 = fma(x6, a, b);
+        x7 = fma(x7, a, b);
+    }
+    float4 t = ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7));
+    out[get_global_id(0)] = (t.x + t.y) + (t.z + t.w);
+}

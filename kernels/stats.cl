@@ -5,29 +5,16 @@
  * Order statistics are found by radix selection on 64-bit keys whose unsigned
  * order is the order of the values: each pass histograms one digit of the keys
  * that share the prefix chosen so far, and the host picks the bucket. A float
- * value's key sits in the top 32 bits; a double deviation uses all 64.
+ * value's key sits in the top 32 bits; a double deviation uses all 64. With
+ * 16-bit digits a float takes two passes; the last one also sums the kept
+ * pixels, so a sigma-clipping iteration reads the image twice.
  *
- * Every kernel walks the region with a grid-stride loop (no barrier inside it);
- * the host sizes work-groups from CL_KERNEL_WORK_GROUP_SIZE and local memory. */
+ * A work-group walks a contiguous band of rows (its work-items stride along
+ * each row, coalesced on a GPU); a CPU runs one work-item per group, which then
+ * owns its histogram and counts without atomics. The host sizes work-groups
+ * from CL_KERNEL_WORK_GROUP_SIZE and local memory. */
 
 #include "lib_sort.cl"
-
-/* Pixel i of a region rw pixels wide starting at (x0, y0), in an image of the given width. */
-inline size_t stats_pixel(uint i, uint rw, uint x0, uint y0, uint width)
-{
-    uint ry = i / rw;
-    uint rx = i - ry * rw;
-    return (size_t)(y0 + ry) * width + (x0 + rx);
-}
-
-/* The pixel's value when it takes part (usable and within [lo, hi]), else NaN. */
-inline float stats_kept(global const float *sci, global const ushort *mask, ushort ignore, size_t idx, float lo,
-                        float hi)
-{
-    float v = sci[idx];
-    ushort m = mask ? mask[idx] : (ushort)0;
-    return (clred_usable(v, m, ignore) && v >= lo && v <= hi) ? v : NAN;
-}
 
 /* Order-preserving key of a float, in the top 32 bits. -0 sorts just below +0,
  * which only decides which of two equal values is picked. */
@@ -50,103 +37,118 @@ inline ulong stats_key(float v, uint deviation, acc_t centre)
     return deviation ? stats_deviation_key(v, centre) : stats_float_key(v);
 }
 
-/* Histogram of the digit (key >> shift) & (nbins - 1) over the kept pixels whose
- * key matches prefix under prefix_mask, accumulated into hist (zeroed by the host). */
-kernel void stats_histogram(global const float *sci, global const ushort *mask, const ushort ignore,
-                            const uint width, const uint x0, const uint y0, const uint rw, const uint n,
-                            const float lo, const float hi, const uint deviation, const acc_t centre,
-                            const ulong prefix, const ulong prefix_mask, const uint shift, const uint nbins,
-                            global uint *hist, local uint *lhist)
+/* One selection pass over the kept pixels of the region (rw x rh at x0, y0):
+ * - the histogram of the digit (key >> shift) & (nbins - 1) over the keys that
+ *   match prefix under prefix_mask, added into hist (zeroed by the host);
+ * - when want_above, the smallest key matching above_prefix under above_mask
+ *   (the upper middle of an even count, once it has left the median's bucket),
+ *   per work-group in pabove (ULONG_MAX if none);
+ * - when want_sums, per work-group the count, the sum and sum of squares of
+ *   (x - sum_shift) in acc_t, and min and max. The shift (a value next to the
+ *   median) keeps the sum of squares from cancelling; sums are formed per row
+ *   first so that float accumulation adds short chains;
+ * - when want_edges, per work-group the number of kept keys matching edge_lo
+ *   and edge_hi under edge_mask (the first-digit buckets of the range's ends,
+ *   whose counts the host cannot derive from the previous histogram). */
+kernel void stats_select(global const float *sci, global const ushort *mask, const ushort ignore, const uint width,
+                         const uint x0, const uint y0, const uint rw, const uint rh, const float lo, const float hi,
+                         const uint deviation, const acc_t centre, const ulong prefix, const ulong prefix_mask,
+                         const uint shift, const uint nbins, global uint *hist, local uint *lhist,
+                         const uint want_above, const ulong above_prefix, const ulong above_mask,
+                         global ulong *pabove, local ulong *labove, const uint want_sums, const acc_t sum_shift,
+                         global uint *pcount, global acc_t *psums, global float *pminmax, local uint *lcount,
+                         local acc_t *lsums, local float *lminmax, const uint want_edges, const ulong edge_lo,
+                         const ulong edge_hi, const ulong edge_mask, global uint *pedges, local uint *ledges)
 {
     const uint lid = get_local_id(0), lsize = get_local_size(0);
+    const uint g = get_group_id(0), groups = get_num_groups(0);
+    const bool own_hist = lsize == 1; /* nobody else writes this group's histogram */
     for (uint b = lid; b < nbins; b += lsize)
         lhist[b] = 0;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint i = get_global_id(0); i < n; i += get_global_size(0)) {
-        float v = stats_kept(sci, mask, ignore, stats_pixel(i, rw, x0, y0, width), lo, hi);
-        if (isnan(v))
-            continue;
-        ulong key = stats_key(v, deviation, centre);
-        if ((key & prefix_mask) == prefix)
-            atomic_inc(&lhist[(uint)(key >> shift) & (nbins - 1)]);
+
+    const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
+    const uint digit_mask = nbins - 1;
+    uint count = 0, nlo = 0, nhi = 0;
+    acc_t sum = 0, sumsq = 0;
+    float vmin = INFINITY, vmax = -INFINITY;
+    ulong best = ULONG_MAX;
+    for (uint y = r0; y < r1; y++) {
+        const size_t row = (size_t)(y0 + y) * width + x0;
+        global const float *srow = sci + row;
+        global const ushort *mrow = mask ? mask + row : 0;
+        acc_t rsum = 0, rsumsq = 0;
+        for (uint x = lid; x < rw; x += lsize) {
+            const float v = srow[x];
+            const ushort m = mrow ? mrow[x] : (ushort)0;
+            if (!(clred_usable(v, m, ignore) && v >= lo && v <= hi))
+                continue;
+            const ulong key = stats_key(v, deviation, centre);
+            if ((key & prefix_mask) == prefix) {
+                const uint b = (uint)(key >> shift) & digit_mask;
+                if (own_hist)
+                    lhist[b]++;
+                else
+                    atomic_inc(&lhist[b]);
+            }
+            if (want_edges) {
+                nlo += (key & edge_mask) == edge_lo;
+                nhi += (key & edge_mask) == edge_hi;
+            }
+            if (want_above && (key & above_mask) == above_prefix)
+                best = min(best, key);
+            if (want_sums) {
+                const acc_t d = (acc_t)v - sum_shift;
+                count++;
+                rsum += d;
+                rsumsq += d * d;
+                vmin = fmin(vmin, v);
+                vmax = fmax(vmax, v);
+            }
+        }
+        sum += rsum;
+        sumsq += rsumsq;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     for (uint b = lid; b < nbins; b += lsize) {
-        uint c = lhist[b];
+        const uint c = lhist[b];
         if (c)
             atomic_add(&hist[b], c);
     }
-}
-
-/* Per work-group: the smallest key strictly above `above` among kept pixels
- * (ULONG_MAX if none). Finds the upper middle value of an even count. */
-kernel void stats_min_key_above(global const float *sci, global const ushort *mask, const ushort ignore,
-                                const uint width, const uint x0, const uint y0, const uint rw, const uint n,
-                                const float lo, const float hi, const uint deviation, const acc_t centre,
-                                const ulong above, global ulong *partial, local ulong *lmin)
-{
-    const uint lid = get_local_id(0), lsize = get_local_size(0);
-    ulong best = ULONG_MAX;
-    for (uint i = get_global_id(0); i < n; i += get_global_size(0)) {
-        float v = stats_kept(sci, mask, ignore, stats_pixel(i, rw, x0, y0, width), lo, hi);
-        if (isnan(v))
-            continue;
-        ulong key = stats_key(v, deviation, centre);
-        if (key > above && key < best)
-            best = key;
-    }
-    lmin[lid] = best;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (lid == 0) {
-        for (uint j = 1; j < lsize; j++)
-            best = min(best, lmin[j]);
-        partial[get_group_id(0)] = best;
-    }
-}
-
-/* Per work-group: count, sum and sum of squares of (x - shift) in acc_t, min and
- * max, over the kept pixels. The shift (the current median) keeps the sum of
- * squares from cancelling when the spread is small against the level. */
-kernel void stats_reduce(global const float *sci, global const ushort *mask, const ushort ignore,
-                         const uint width, const uint x0, const uint y0, const uint rw, const uint n,
-                         const float lo, const float hi, const acc_t shift, global uint *pcount,
-                         global acc_t *psums, global float *pminmax, local uint *lcount, local acc_t *lsums,
-                         local float *lminmax)
-{
-    const uint lid = get_local_id(0), lsize = get_local_size(0);
-    uint count = 0;
-    acc_t sum = 0, sumsq = 0;
-    float vmin = INFINITY, vmax = -INFINITY;
-    for (uint i = get_global_id(0); i < n; i += get_global_size(0)) {
-        float v = stats_kept(sci, mask, ignore, stats_pixel(i, rw, x0, y0, width), lo, hi);
-        if (isnan(v))
-            continue;
-        acc_t d = (acc_t)v - shift;
-        count++;
-        sum += d;
-        sumsq += d * d;
-        vmin = fmin(vmin, v);
-        vmax = fmax(vmax, v);
-    }
+    /* Every pass reduces, even one that wants no partials: a uniform early
+     * return before this barrier lost one work-item's partial under POCL. */
+    labove[lid] = best;
     lcount[lid] = count;
     lsums[2 * lid] = sum;
     lsums[2 * lid + 1] = sumsq;
     lminmax[2 * lid] = vmin;
     lminmax[2 * lid + 1] = vmax;
+    ledges[2 * lid] = nlo;
+    ledges[2 * lid + 1] = nhi;
     barrier(CLK_LOCAL_MEM_FENCE);
     if (lid == 0) {
         for (uint j = 1; j < lsize; j++) {
+            best = min(best, labove[j]);
             count += lcount[j];
             sum += lsums[2 * j];
             sumsq += lsums[2 * j + 1];
             vmin = fmin(vmin, lminmax[2 * j]);
             vmax = fmax(vmax, lminmax[2 * j + 1]);
+            nlo += ledges[2 * j];
+            nhi += ledges[2 * j + 1];
         }
-        const uint g = get_group_id(0);
-        pcount[g] = count;
-        psums[2 * g] = sum;
-        psums[2 * g + 1] = sumsq;
-        pminmax[2 * g] = vmin;
-        pminmax[2 * g + 1] = vmax;
+        if (want_above)
+            pabove[g] = best;
+        if (want_sums) {
+            pcount[g] = count;
+            psums[2 * g] = sum;
+            psums[2 * g + 1] = sumsq;
+            pminmax[2 * g] = vmin;
+            pminmax[2 * g + 1] = vmax;
+        }
+        if (want_edges) {
+            pedges[2 * g] = nlo;
+            pedges[2 * g + 1] = nhi;
+        }
     }
 }

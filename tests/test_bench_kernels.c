@@ -2,7 +2,8 @@
  * lengths that are not multiples of its four-word vectors nor of any
  * work-group size, and must not write past the end. The benchmarks divide
  * bytes by its time, so a copy that skipped or duplicated words would make
- * every bandwidth figure wrong. */
+ * every bandwidth figure wrong. fma_rate must do the recurrence it is credited
+ * with (a kernel that skipped rounds would report a false FLOP rate). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,39 @@ static void check_copy(clred_ctx *ctx, size_t n, harness_rng *rng)
     free(got);
 }
 
+/* fma_rate against the double recurrence. With a = 0.5, b = 1 every chain
+ * contracts towards 2, so each float rounding (2^-24 relative, |x| <= 8) is
+ * halved at every later round: a chain's error stays below 2 * 8 * 2^-24 ~
+ * 1e-6, and the sum of 32 lanes (~64) adds 32 * 64 * 2^-24 ~ 1.2e-4; 1e-3
+ * absolute. A round skipped or repeated at iters = 3 moves the sum by about 6
+ * (chain c is 2 + (c - 2) / 2^iters); iters = 0 checks the start values. */
+static void check_fma(clred_ctx *ctx)
+{
+    const size_t n = 1000;
+    cl_mem out = NULL;
+    cl_kernel k;
+    float *got = malloc(n * sizeof *got);
+    CHECK_OK(clred_buffer(ctx, CL_MEM_WRITE_ONLY, n * sizeof *got, NULL, &out, "fma results"));
+    CHECK_OK(clred_kernel(ctx, "bench", NULL, "fma_rate", &k));
+    const cl_uint iters_list[] = {0, 1, 3, 40};
+    for (size_t t = 0; t < sizeof iters_list / sizeof *iters_list; t++) {
+        cl_uint iters = iters_list[t];
+        cl_float a = 0.5f, b = 1.0f;
+        CHECK_OK(clred_args(k, "fma_rate", CLRED_ARG(out), CLRED_ARG(iters), CLRED_ARG(a), CLRED_ARG(b), (size_t)0));
+        CHECK_OK(clred_run(ctx, k, "fma_rate", 1, &n, NULL));
+        CHECK_OK(clred_download(ctx, out, 0, n * sizeof *got, got));
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            double want = bench_ref_fma_rate(i, iters, 0.5, 1.0);
+            if (!(fabs(got[i] - want) <= 1e-3) && bad++ == 0)
+                CHECK_MSG(0, "fma_rate iters %u, item %zu: %.9g, reference %.9g", iters, i, got[i], want);
+        }
+        CHECK_MSG(bad == 0, "fma_rate iters %u: %zu of %zu items wrong", iters, bad, n);
+    }
+    clred_release(&out);
+    free(got);
+}
+
 int main(void)
 {
     clred_ctx *ctx = harness_ctx();
@@ -85,6 +119,7 @@ int main(void)
     const size_t sizes[] = {0, 1, 2, 3, 4, 5, 7, 8, 1023, 1025, 65537, 262147};
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
         check_copy(ctx, sizes[s], &rng);
+    check_fma(ctx);
 
     /* The kernel's time is what the benchmarks read: it must be recorded. */
     clred_timing t;

@@ -331,8 +331,8 @@ static void float_accum_path(void)
 }
 
 /* A device with little local memory (4 KiB, as on some embedded GPUs): the
- * histogram falls back to 8-bit digits (4 passes per 32-bit key, 8 per 64-bit)
- * and the reductions to smaller work-groups. Same tolerances as above. */
+ * histogram falls back to narrower digits (9 bits here: 4 passes per 32-bit
+ * key, the last of 5 bits; 8 per 64-bit). Same tolerances as above. */
 static void small_local_memory(void)
 {
     clred_ctx *sctx = harness_ctx();
@@ -354,6 +354,30 @@ static void small_local_memory(void)
     CHECK(strstr(clred_last_error(), "local memory") != NULL);
     clred_image_free(&img);
     clred_ctx_destroy(sctx);
+}
+
+/* The GPU's launch shape on this device: work-groups of many work-items that
+ * share one local histogram through atomics, and 13- to 16-bit digits. The
+ * CPU path (one work-item per group) is what the other cases run here. */
+static void work_group_path(void)
+{
+    clred_ctx *gctx = harness_ctx();
+    gctx->info.is_cpu = 0;
+    harness_rng rng = {99};
+    clred_image img;
+    CHECK_OK(clred_image_alloc(&img, 131, 37, 0, 1));
+    fill_noisy(&img, &rng, 1500.0, 12.0);
+    clred_stats_opts o = clred_stats_defaults();
+    if (gctx->use_double) {
+        check_case(gctx, "work-groups", &img, &o);
+        o.spread_mad = 1;
+        check_case(gctx, "work-groups, mad", &img, &o);
+        for (size_t i = 0; i < 131 * 37; i++)
+            img.sci[i] = i % 2 ? 5.0f : -3.0f;
+        check_case(gctx, "work-groups, two values", &img, &o);
+    }
+    clred_image_free(&img);
+    clred_ctx_destroy(gctx);
 }
 
 static void sections(void)
@@ -395,6 +419,7 @@ int main(void)
     }
     clred_ctx_destroy(ctx);
     small_local_memory();
+    work_group_path();
     float_accum_path();
     fprintf(stderr, "test_stats: %.2f s\n", clred_now() - t0);
     return harness_finish();

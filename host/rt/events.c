@@ -31,6 +31,11 @@ typedef struct {
 typedef struct clred_events {
     pending p[PENDING_MAX];
     size_t n;
+    /* Device time per kernel name since the last timing reset, for the
+     * benchmarks' roofline; names past the table's end go uncounted here
+     * (they are still in ctx->timing). */
+    clred_kernel_time profile[CLRED_PROFILE_MAX];
+    size_t nprofile;
     /* The trace (when on), shared with reader threads: guarded by lock. */
     pthread_mutex_t lock;
     int tracing;
@@ -82,6 +87,38 @@ static const char *lane_of(clred_event_kind k)
     }
 }
 
+static void profile_add(clred_events *e, const char *name, double run)
+{
+    size_t i = 0;
+    while (i < e->nprofile && strcmp(e->profile[i].name, name) != 0)
+        i++;
+    if (i == e->nprofile) {
+        if (i == CLRED_PROFILE_MAX)
+            return;
+        memset(&e->profile[i], 0, sizeof e->profile[i]);
+        snprintf(e->profile[i].name, sizeof e->profile[i].name, "%s", name);
+        e->nprofile++;
+    }
+    e->profile[i].seconds += run;
+    e->profile[i].launches++;
+}
+
+size_t clred_kernel_profile(clred_ctx *ctx, clred_kernel_time *out, size_t max)
+{
+    clred_sync(ctx);
+    clred_events *e = ctx->events;
+    size_t n = e ? (e->nprofile < max ? e->nprofile : max) : 0;
+    for (size_t i = 0; i < n; i++)
+        out[i] = e->profile[i];
+    return e ? e->nprofile : 0;
+}
+
+void clred_kernel_profile_reset(clred_ctx *ctx)
+{
+    if (ctx->events)
+        ctx->events->nprofile = 0;
+}
+
 /* Reads one finished event's times into the timing and the trace. Device
  * timestamps are put on the host clock through the event's own queued time,
  * taken as the host time of its enqueue. */
@@ -93,10 +130,16 @@ static void account(clred_ctx *ctx, clred_events *e, const pending *p)
              clGetEventProfilingInfo(p->ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL) == CL_SUCCESS;
     double run = ok && t1 > t0 ? (double)(t1 - t0) * 1e-9 : 0.0;
     switch (p->kind) {
-    case CLRED_EV_KERNEL: ctx->timing.kernel_s += run; break;
+    case CLRED_EV_KERNEL:
+        ctx->timing.kernel_s += run;
+        profile_add(e, p->name, run);
+        break;
     case CLRED_EV_UPLOAD: ctx->timing.upload_s += run; break;
     case CLRED_EV_DOWNLOAD: ctx->timing.download_s += run; break;
-    case CLRED_EV_COPY: ctx->timing.kernel_s += run; break;
+    case CLRED_EV_COPY:
+        ctx->timing.kernel_s += run;
+        profile_add(e, p->name, run);
+        break;
     }
     if (ok && e->tracing && t0 >= tq) {
         double start = p->t_enqueue + (double)(t0 - tq) * 1e-9;

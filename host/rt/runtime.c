@@ -362,5 +362,6 @@ void clred_ctx_timing_reset(clred_ctx *ctx)
 {
     clred_sync(ctx);
     memset(&ctx->timing, 0, sizeof ctx->timing);
+    clred_kernel_profile_reset(ctx);
     ctx->image_uploads = ctx->image_downloads = 0;
 }
