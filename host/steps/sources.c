@@ -563,7 +563,7 @@ static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_d
         CLRED_TRY(clred_args(k, "filter_2d", PIXEL_ARGS(*pa), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern),
                              CLRED_ARG(kw), CLRED_ARG(kh), CLRED_ARG(renorm), CLRED_ARG(snr), CLRED_ARG(b->filtered),
                              CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(b->count), (size_t)0));
-        CLRED_TRY(clred_run(ctx, k, "filter_2d", 2, g2, NULL));
+        CLRED_TRY(clred_run_tiled(ctx, k, "filter_2d", 2, g2));
     } else {
         cl_int hw = o->fwhm > 0 ? (cl_int)ceil(1.5 * o->fwhm) : 0;
         float g[2 * 76 + 1];
@@ -579,14 +579,14 @@ static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_d
         CLRED_TRY(clred_args(k, "filter_rows", PIXEL_ARGS(*pa), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern),
                              CLRED_ARG(hw), CLRED_ARG(b->sum_d), CLRED_ARG(b->sum_k), CLRED_ARG(b->sum_k2v),
                              (size_t)0));
-        CLRED_TRY(clred_run(ctx, k, "filter_rows", 2, g2, NULL));
+        CLRED_TRY(clred_run_tiled(ctx, k, "filter_rows", 2, g2));
         cl_float snr = (cl_float)(o->thresh / norm2);
         CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_cols", &k));
         CLRED_TRY(clred_args(k, "filter_cols", CLRED_ARG(b->sum_d), CLRED_ARG(b->sum_k), CLRED_ARG(b->sum_k2v),
                              CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern), CLRED_ARG(hw), CLRED_ARG(snr),
                              CLRED_ARG(b->filtered), CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(b->count),
                              (size_t)0));
-        CLRED_TRY(clred_run(ctx, k, "filter_cols", 2, g2, NULL));
+        CLRED_TRY(clred_run_tiled(ctx, k, "filter_cols", 2, g2));
     }
     CLRED_TRY(clred_download(ctx, b->count, 0, sizeof count, &count));
     clred_release(&b->sum_d);

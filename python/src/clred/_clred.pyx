@@ -761,7 +761,7 @@ PSF_PHOT_DTYPE = np.dtype([("x", "f8"), ("y", "f8"), ("x_err", "f8"), ("y_err", 
 
 _METHODS = ("mean", "median", "sum", "min", "max")
 _REJECTS = ("none", "sigclip", "minmax", "winsorized", "percentile")
-_SCALES = ("none", "mult", "add")
+_SCALES = ("none", "mult", "add", "stars")
 _OVERSCANS = ("none", "mean", "median", "fit", "auto")
 _INTERPS = ("nearest", "bilinear", "bicubic", "lanczos3", "fourier")
 _FFTS = ("default", "clfft", "vkfft")
@@ -1035,7 +1035,7 @@ cdef class Context:
         """Combines frames (clred combine): method mean|median|sum|min|max,
         reject none|sigclip|minmax|winsorized|percentile, sigma, sigma_low,
         sigma_high, iters, centre, spread, nlow, nhigh, pct_low, pct_high,
-        scale none|mult|add, weights, rejected_map. Frames are file paths
+        scale none|mult|add|stars, weights, rejected_map. Frames are file paths
         (read in bands, as the CLI does), arrays or device images. The result
         carries info['ncontrib'], info['nrejected'], info['scales']."""
         cdef clred_status s = CLRED_OK
