@@ -25,7 +25,9 @@ float clred_select_kth(float *v, size_t n, size_t k)
 {
     size_t lo = 0, hi = n - 1;
     while (lo < hi) {
-        float pivot = v[lo + (hi - lo) / 2];
+        /* the median of three as pivot: sorted or patterned samples stay O(n) */
+        float a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi];
+        float pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
         size_t i = lo, j = hi;
         while (i <= j) {
             while (v[i] < pivot)

@@ -35,39 +35,6 @@ clred_detect_opts clred_detect_defaults(void)
  * the median's standard error is then 0.0025 of the RMS. */
 static size_t background_step(size_t npix) { return npix / 250000 + 1; }
 
-/* The k-th smallest of v[0..m) (reordered), by quickselect. */
-static float select_kth(float *v, size_t m, size_t k)
-{
-    size_t lo = 0, hi = m - 1;
-    while (lo < hi) {
-        float a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi];
-        float pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
-        size_t i = lo, j = hi;
-        while (i <= j) {
-            while (v[i] < pivot)
-                i++;
-            while (v[j] > pivot)
-                j--;
-            if (i <= j) {
-                float t = v[i];
-                v[i] = v[j];
-                v[j] = t;
-                i++;
-                if (j == 0)
-                    break;
-                j--;
-            }
-        }
-        if (k <= j)
-            hi = j;
-        else if (k >= i)
-            lo = i;
-        else
-            return v[k];
-    }
-    return v[k];
-}
-
 /* The 3-sigma clipped median and standard deviation of the samples v[0..m)
  * (reordered): the kept values are moved to the front each round and the
  * median found by selection, which gives what sorting would in O(m). */
@@ -78,7 +45,7 @@ static clred_status clipped_level(float *v, size_t m, double *level, double *rms
     size_t k = m;
     double med = 0, sd = 0;
     for (int it = 0; it < 10; it++) {
-        float hi_half = select_kth(v, k, k / 2);
+        float hi_half = clred_select_kth(v, k, k / 2);
         float lo_half = hi_half;
         if (k % 2 == 0) { /* the largest of the lower half, which selection left below k / 2 */
             lo_half = v[0];
