@@ -71,6 +71,11 @@ uint64_t clred_ctx_max_alloc(const clred_ctx *ctx);
 /* The whole planning budget, before device images are taken off. */
 uint64_t clred_ctx_total_budget(const clred_ctx *ctx);
 
+/* ---- CSV tables (catalog.c): a line split on commas in place, each field
+ * trimmed of blanks and of surrounding double quotes; at most max fields. */
+char *clred_csv_trim(char *s);
+int clred_csv_split(char *line, char **fields, int max);
+
 /* ---- host images (image.c) */
 /* As clred_image_alloc (SCI only) and clred_image_add_var/_mask, for planes
  * that are overwritten whole right after (a file read, a download): not

@@ -359,18 +359,21 @@ clred_status clred_lc_write(const char *fits_path, const char *csv_path, const c
 
 /* ------------------------------------------------------------ positions */
 
-static char *trim(char *s)
+char *clred_csv_trim(char *s)
 {
     while (isspace((unsigned char)*s))
         s++;
     size_t n = strlen(s);
     while (n && isspace((unsigned char)s[n - 1]))
         s[--n] = '\0';
+    if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
+        s[n - 1] = '\0';
+        s++;
+    }
     return s;
 }
 
-/* Splits a line on commas in place; returns the number of fields. */
-static int split_fields(char *line, char **fields, int max)
+int clred_csv_split(char *line, char **fields, int max)
 {
     int n = 0;
     char *p = line;
@@ -378,7 +381,7 @@ static int split_fields(char *line, char **fields, int max)
         char *comma = strchr(p, ',');
         if (comma)
             *comma = '\0';
-        fields[n++] = trim(p);
+        fields[n++] = clred_csv_trim(p);
         if (!comma)
             break;
         p = comma + 1;
@@ -414,10 +417,10 @@ clred_status clred_positions_read(const char *path, double **xo, double **yo, si
                             sizeof line - 2);
             break;
         }
-        char *t = trim(line);
+        char *t = clred_csv_trim(line);
         if (!*t || *t == '#')
             continue;
-        int nf = split_fields(t, fields, 64);
+        int nf = clred_csv_split(t, fields, 64);
         double vx, vy;
         if (!header_seen && n == 0 && !parse_number(fields[0], &vx)) {
             header_seen = 1;

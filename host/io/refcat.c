@@ -60,20 +60,6 @@ static clred_status grow(clred_refcat *c, size_t *cap)
     return CLRED_OK;
 }
 
-static char *trim(char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1]))
-        s[--n] = '\0';
-    if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
-        s[n - 1] = '\0';
-        s++;
-    }
-    return s;
-}
-
 static double number(const char *s)
 {
     char *end;
@@ -92,20 +78,11 @@ static clred_status read_csv(const char *path, const char *mag_column, clred_ref
     clred_status st = CLRED_OK;
     while (st == CLRED_OK && fgets(line, sizeof line, fp)) {
         lineno++;
-        char *t = trim(line);
+        char *t = clred_csv_trim(line);
         if (!*t || *t == '#')
             continue;
         char *fields[256];
-        int nf = 0;
-        for (char *p = t; nf < 256;) {
-            char *comma = strchr(p, ',');
-            if (comma)
-                *comma = '\0';
-            fields[nf++] = trim(p);
-            if (!comma)
-                break;
-            p = comma + 1;
-        }
+        int nf = clred_csv_split(t, fields, 256);
         if (!header) {
             header = 1;
             for (int k = 0; k < nf; k++) {
@@ -164,7 +141,7 @@ static int find_column(fitsfile *f, const char *const *names, const char *wanted
         snprintf(key, sizeof key, "TTYPE%d", k);
         int s = 0;
         fits_read_key(f, TSTRING, key, name, NULL, &s);
-        if (!s && name_is(trim(name), names, wanted))
+        if (!s && name_is(clred_csv_trim(name), names, wanted))
             return k;
     }
     return 0;

@@ -81,16 +81,6 @@ void clred_lc_targets_free(clred_lc_targets *t)
     memset(t, 0, sizeof *t);
 }
 
-static char *trim(char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1]))
-        s[--n] = '\0';
-    return s;
-}
-
 clred_status clred_lc_targets_read(const char *path, clred_lc_targets *t, int *sky)
 {
     memset(t, 0, sizeof *t);
@@ -103,20 +93,11 @@ clred_status clred_lc_targets_read(const char *path, clred_lc_targets *t, int *s
     clred_status st = CLRED_OK;
     while (st == CLRED_OK && fgets(line, sizeof line, fp)) {
         lineno++;
-        char *s = trim(line);
+        char *s = clred_csv_trim(line);
         if (!*s || *s == '#')
             continue;
         char *f[64];
-        int nf = 0;
-        for (char *p = s; nf < 64;) {
-            char *comma = strchr(p, ',');
-            if (comma)
-                *comma = '\0';
-            f[nf++] = trim(p);
-            if (!comma)
-                break;
-            p = comma + 1;
-        }
+        int nf = clred_csv_split(s, f, 64);
         if (!header) {
             header = 1;
             for (int k = 0; k < nf; k++) {
