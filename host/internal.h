@@ -311,6 +311,11 @@ clred_status clred_atomic_open(const char *path, int overwrite, char *tmp, size_
 /* Closes f and renames it into place; on any write error removes it. */
 clred_status clred_atomic_close(FILE *f, const char *tmp, const char *path);
 
+/* ---- cutouts (io/cutouts.c) */
+
+/* The size x size box of img's SCI centred on candidate c's pixel, NaN off the image. */
+void clred_cutout_plane(const clred_image *img, const clred_candidate *c, size_t size, float *out);
+
 /* ---- photometric scaling from stars (steps/star_scale.c) */
 
 /* Fewer stars shared with the reference than this is an error. */

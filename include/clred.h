@@ -2008,7 +2008,10 @@ typedef struct {
      * PSF stars) is reported with the reason, not fatal. */
     const char *subtract_reference;            /* reference image; NULL = no subtraction (default) */
     const struct clred_subtract_job *subtract; /* its options; NULL = clred_subtract_job_defaults(); the
-                                                  output fields are the recipe's */
+                                                  output fields are the recipe's, except that a non-NULL
+                                                  alerts asks for ZTF Avro alert packets in
+                                                  difference/<object>_<filter>_alerts/ (written with the
+                                                  difference) */
 } clred_night_opts;
 
 CLRED_API clred_night_opts clred_night_defaults(void);
@@ -2410,6 +2413,55 @@ CLRED_API clred_status clred_cutouts_write(const char *path, const clred_image *
                                            const clred_image *diff, const clred_candidate *list, size_t n,
                                            size_t size, int overwrite);
 
+/* ---- alert packets in ZTF's Avro schema */
+
+/* What an alert carries beside its candidate: the exposure, the filter and
+ * the photometric zero points. */
+typedef struct {
+    double jd;             /* Julian date at the start of the exposure (NaN: unknown) */
+    int fid;               /* ZTF filter id: 1 g, 2 r, 3 i, 0 any other */
+    int64_t pid;           /* processing id (>= 0); candid = pid * 1000000 + the candidate's number */
+    double magzpsci;       /* zero point of the difference: mag = magzpsci - 2.5 log10(flux) */
+    double magzpsciunc;    /* its uncertainty (NaN: null) */
+    double magzpref;       /* zero point of the reference's source fluxes (ref_flux; NaN: magzpsci) */
+    double diffmaglim;     /* 5-sigma limiting magnitude of the difference (NaN: null) */
+    double exptime;        /* s (NaN: null) */
+    const char *diff_name; /* the difference's file name (pdiffimfilename; NULL: null) */
+} clred_alert_info;
+
+/* Zero point 25 (CLRED_ALERT_DEFAULT_MAGZP), everything else unknown. */
+#define CLRED_ALERT_DEFAULT_MAGZP 25.0
+CLRED_API clred_alert_info clred_alert_info_defaults(void);
+/* The info of a difference: the time (MJD-OBS or DATE-OBS, less half of
+ * EXPTIME as clred_header_mjd adds it; jd NaN and pid 0 without one), FILTER
+ * (g, r, i; else fid 0), MAGZP and MAGZPERR (default 25, null) and EXPTIME
+ * from diff's header, or the new image's for what diff's lacks (new_hdr may be
+ * NULL); the reference's MAGZP from ref_hdr (NULL: magzpsci); diffmaglim from
+ * diff's median VAR over its usable pixels and psf (5 sigma of a PSF fit:
+ * 5 sqrt(median VAR / sum P^2)), NaN without either. pid is the start MJD in
+ * units of 1e-5 day. diff_name is kept as a pointer. */
+CLRED_API clred_status clred_alert_info_from(const clred_image *diff, const clred_psf *psf,
+                                             const clred_header *new_hdr, const clred_header *ref_hdr,
+                                             const char *diff_name, clred_alert_info *info);
+/* The candid of the k-th (0-based) candidate: pid * 1000000 + k + 1. */
+CLRED_API int64_t clred_alert_candid(const clred_alert_info *info, size_t k);
+/* The schema the alerts are written in (JSON; data/ztf_alert.avsc): a subset
+ * of ZTF's alert schema v3.3 (ztf.alert with its candidate, prv_candidate and
+ * cutout records) with the same names and types, fields clred cannot know
+ * left null. */
+CLRED_API const char *clred_alert_schema(void);
+/* One Avro object container file per candidate, dir/<candid>.avro, each one
+ * ztf.alert record: the candidate's fields (magnitudes through info's zero
+ * points; xpos, ypos in the FITS convention, first pixel 1), prv_candidates
+ * null, and size x size cutouts of new_img, ref and diff (each may be NULL:
+ * that cutout is null) as gzipped FITS (NaN off the image). dir is created
+ * when missing (one level). Every file is written atomically; on any failure
+ * the alerts written by this call are removed (and dir when it created it).
+ * At most 999999 candidates. */
+CLRED_API clred_status clred_alerts_write(const char *dir, const clred_alert_info *info, const clred_image *new_img,
+                                          const clred_image *ref, const clred_image *diff,
+                                          const clred_candidate *list, size_t n, size_t size, int overwrite);
+
 /* ---- difference imaging on files: clred subtract, clred candidates */
 
 typedef enum { CLRED_DIFF_ZOGY = 0, CLRED_DIFF_AL } clred_diff_method;
@@ -2427,6 +2479,8 @@ typedef struct clred_subtract_job {
     clred_cand_opts cand;
     const char *candidates;            /* candidate catalog: .csv, .json, else a FITS table; NULL = none */
     const char *cutouts;               /* cutouts of each candidate (clred_cutouts_write); NULL = none */
+    const char *alerts;                /* directory of ZTF Avro alert packets, one per candidate
+                                          (clred_alerts_write, cutouts of cutout_size); NULL = none */
     size_t cutout_size;                /* default 63 */
     const char *psf_out;               /* the difference's PSF written here; NULL = none */
     int overwrite;

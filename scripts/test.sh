@@ -12,7 +12,7 @@ ctest --test-dir build --output-on-failure -j"$(nproc)"
 # ---- the Python package (python/), as a user installs it
 python3 -m venv build/pyenv
 export CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)"
-build/pyenv/bin/pip install -q --disable-pip-version-check ./python pytest astropy photutils "dask[distributed]"
+build/pyenv/bin/pip install -q --disable-pip-version-check ./python pytest astropy photutils "dask[distributed]" fastavro
 set +e
 CLRED_BIN="$PWD/build/clred" build/pyenv/bin/python -m pytest -q python/tests
 rc=$?

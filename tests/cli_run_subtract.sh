@@ -35,7 +35,7 @@ REF=$TMP/ref/stacks/SIMFIELD_r.fits
 
 # The stacks' noise is correlated by the resampling (S_corr's spread is about 1.7 with the VAR planes
 # alone): renormalised, with a registration noise term, as for the NIRCam mosaics.
-printf '[subtract]\nreference = %s\nthreshold = 5\nrenormalize = true\nastrom_sigma = 0.05\n' "$REF" > "$TMP/sub.ini"
+printf '[subtract]\nreference = %s\nthreshold = 5\nrenormalize = true\nastrom_sigma = 0.05\nalerts = true\n' "$REF" > "$TMP/sub.ini"
 # shellcheck disable=SC2086
 run "second epoch against the reference" 0 run --config "$TMP/sub.ini" $CAL "$N"/epoch2_*.fits -o "$TMP/new" --json
 cp "$TMP/out" "$TMP/new.json"
@@ -87,6 +87,11 @@ print("\n".join(bad) if bad else "all good")
 sys.exit(1 if bad else 0)
 PY
 if [ $? -eq 0 ]; then pass "transients found at their places, REF_DIST and RA/Dec right ($(head -1 "$TMP/check"))"; else fail "candidates: $(cat "$TMP/check")"; fi
+
+ncand=$(($(wc -l < "$D/SIMFIELD_r_candidates.csv") - 1))
+nalert=$(ls "$D/SIMFIELD_r_alerts" 2>/dev/null | grep -c '^[0-9]*\.avro$')
+[ "$ncand" -gt 0 ] && [ "$nalert" -eq "$ncand" ] && pass "alerts = true: one alert per candidate ($nalert)" \
+    || fail "alerts: $nalert alert files for $ncand candidates"
 
 # shellcheck disable=SC2086
 run "rerun" 0 run --config "$TMP/sub.ini" $CAL "$N"/epoch2_*.fits -o "$TMP/new" --json

@@ -35,6 +35,9 @@ static void subtract_help(void)
            "      --positive-only     no fading (negative) candidates\n"
            "      --candidates FILE   candidate catalog: .csv, .json or a FITS table\n"
            "      --cutouts FILE      63 x 63 cutouts of new, reference and difference (one MEF)\n"
+           "      --alerts DIR        one alert packet per candidate, DIR/<candid>.avro, in ZTF's Avro\n"
+           "                          schema (v3.3 subset) with gzipped FITS cutouts; magnitudes from\n"
+           "                          MAGZP (default 25), jd from MJD-OBS/DATE-OBS\n"
            "      --psf-out FILE      the difference's PSF P_D\n"
            "      --overwrite         replace existing outputs\n"
            "      --device D          OpenCL device (index or name)\n"
@@ -76,7 +79,7 @@ typedef struct {
 enum { S_METHOD = 256, S_NEW_PSF, S_REF_PSF, S_PSF_SIZE, S_NEW_NOISE, S_REF_NOISE, S_NEW_MASK, S_REF_MASK, S_FN, S_FR,
        S_ASTROM, S_NO_BKG, S_GROW, S_THRESH, S_POSITIVE, S_CANDS, S_CUTOUTS, S_PSF_OUT, S_OVERWRITE, S_DEVICE, S_JSON,
        S_NEW, S_REF, S_RENORM, S_TILE, S_CONVOLVE, S_NORMALIZE, S_NG, S_HW, S_RSS, S_KO, S_BGO, S_TL, S_TU, S_IL,
-       S_IU, S_MAXSTAMPS, S_DECORR, S_KOUT };
+       S_IU, S_MAXSTAMPS, S_DECORR, S_KOUT, S_ALERTS };
 
 static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"method", required_argument, 0, S_METHOD},
@@ -99,6 +102,7 @@ static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"positive-only", no_argument, 0, S_POSITIVE},
                                          {"candidates", required_argument, 0, S_CANDS},
                                          {"cutouts", required_argument, 0, S_CUTOUTS},
+                                         {"alerts", required_argument, 0, S_ALERTS},
                                          {"psf-out", required_argument, 0, S_PSF_OUT},
                                          {"new", required_argument, 0, S_NEW},
                                          {"ref", required_argument, 0, S_REF},
@@ -263,6 +267,7 @@ static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char
         case S_POSITIVE: a->job.cand.both_signs = 0; break;
         case S_CANDS: a->job.candidates = optarg; break;
         case S_CUTOUTS: a->job.cutouts = optarg; break;
+        case S_ALERTS: a->job.alerts = optarg; break;
         case S_PSF_OUT: a->job.psf_out = optarg; break;
         case S_NEW:
             if (!new_opt) return cli_usage_error(cmd, "unknown option --new");
@@ -336,7 +341,7 @@ int cmd_subtract(int argc, char **argv)
     } else if (a.job.method == CLRED_DIFF_AL) {
         printf("%s: Alard-Lupton, %s convolved, kernel sum %.4f, %zu of %zu stamps, detection std %.3f", a.output,
                r.convolved_ref ? "reference" : "new image", r.ksum, r.nstamps_used, r.nstamps, r.scorr_scale);
-        if (a.job.candidates || a.job.cutouts)
+        if (a.job.candidates || a.job.cutouts || a.job.alerts)
             printf(", %zu candidates (%zu positive)", r.ncandidates, r.npositive);
         printf(", %.3f s\n", r.seconds);
     } else if (a.json) {
@@ -351,7 +356,7 @@ int cmd_subtract(int argc, char **argv)
     } else {
         printf("%s: ZOGY, PSF FWHM new %.2f ref %.2f diff %.2f px, noise new %.4g ref %.4g", a.output, r.fwhm_new,
                r.fwhm_ref, r.fwhm_diff, r.sigma_n, r.sigma_r);
-        if (a.job.candidates || a.job.cutouts)
+        if (a.job.candidates || a.job.cutouts || a.job.alerts)
             printf(", %zu candidates (%zu positive)", r.ncandidates, r.npositive);
         printf(", %.3f s\n", r.seconds);
     }
@@ -373,6 +378,9 @@ static void candidates_help(void)
            "      --new FILE          the new image (cutouts; measures the PSF when --psf is not given)\n"
            "      --ref FILE          the reference (cutouts)\n"
            "      --cutouts FILE      63 x 63 cutouts of new, reference and difference (one MEF)\n"
+           "      --alerts DIR        one alert packet per candidate, DIR/<candid>.avro, in ZTF's Avro\n"
+           "                          schema (v3.3 subset); cutouts of the images given; magnitudes\n"
+           "                          from MAGZP (default 25), jd from MJD-OBS/DATE-OBS\n"
            "      --thresh T          threshold (default 5)\n"
            "      --positive-only     no negative candidates\n"
            "      --overwrite, --device D, --json\n\n"
@@ -393,8 +401,8 @@ int cmd_candidates(int argc, char **argv)
         return cli_usage_error("candidates", "give one difference image (got %d)", a.npos);
     if (a.output)
         a.job.candidates = a.output;
-    if (!a.job.candidates && !a.job.cutouts)
-        return cli_usage_error("candidates", "no output: give -o CATALOG and/or --cutouts FILE");
+    if (!a.job.candidates && !a.job.cutouts && !a.job.alerts)
+        return cli_usage_error("candidates", "no output: give -o CATALOG, --cutouts FILE and/or --alerts DIR");
     clred_ctx *ctx;
     rc = cli_open("candidates", a.device, &ctx);
     if (rc != EXIT_OK)

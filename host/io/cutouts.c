@@ -10,7 +10,7 @@
 
 #include "internal.h"
 
-static void cut(const clred_image *img, const clred_candidate *c, size_t size, float *out)
+void clred_cutout_plane(const clred_image *img, const clred_candidate *c, size_t size, float *out)
 {
     long cx = lround(c->x), cy = lround(c->y), half = (long)(size / 2);
     for (long j = 0; j < (long)size; j++)
@@ -55,7 +55,7 @@ clred_status clred_cutouts_write(const char *path, const clred_image *new_img, c
         fits_create_img(f, FLOAT_IMG, 3, naxes, &status);
         fits_update_key(f, TSTRING, "EXTNAME", (void *)names[k], NULL, &status);
         for (size_t c = 0; c < n && !status; c++) {
-            cut(imgs[k], &list[c], size, plane);
+            clred_cutout_plane(imgs[k], &list[c], size, plane);
             long fpix[3] = {1, 1, (long)c + 1};
             fits_write_pix(f, TFLOAT, fpix, (LONGLONG)(size * size), plane, &status);
         }

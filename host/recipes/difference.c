@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 
@@ -198,19 +199,64 @@ static clred_status detect_spread(clred_ctx *ctx, clred_al_result *a, int renorm
                                    "DETECT was divided by its robust std");
 }
 
+/* An alert directory that exists must be a directory; its files are checked when their names are known. */
+static clred_status check_alert_dir(const char *dir)
+{
+    struct stat sb;
+    if (dir && stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
+        return clred_fail(CLRED_ERR_IO, "%s: exists and is not a directory (alerts go into a directory)", dir);
+    return CLRED_OK;
+}
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* An Alard-Lupton difference in the reference's photometric system (PHOTNORM t). */
+static int in_ref_system(const clred_header *h)
+{
+    char v[16];
+    return h && clred_header_get_string(h, "PHOTNORM", v, sizeof v) && strcmp(v, "t") == 0;
+}
+
+/* Catalog, cutouts, then alerts (psf: the difference's, for their limiting
+ * magnitude; ref_system: the difference is in the reference's photometric
+ * system, so are its magnitudes); what one wrote is removed when a later one
+ * fails. */
 static clred_status write_candidate_products(const clred_subtract_job *job, const clred_candidate *c, size_t n,
                                              const clred_image *new_img, const clred_image *ref,
-                                             const clred_image *diff)
+                                             const clred_image *diff, const clred_psf *psf, const char *diff_path,
+                                             int ref_system)
 {
     if (job->candidates)
         CLRED_TRY(write_catalog(job->candidates, c, n, job->overwrite));
-    if (job->cutouts) {
-        clred_status st = clred_cutouts_write(job->cutouts, new_img, ref, diff, c, n, job->cutout_size, job->overwrite);
-        if (st != CLRED_OK && job->candidates)
-            remove(job->candidates);
-        return st;
+    clred_status st = CLRED_OK;
+    if (job->cutouts)
+        st = clred_cutouts_write(job->cutouts, new_img, ref, diff, c, n, job->cutout_size, job->overwrite);
+    if (st == CLRED_OK && job->alerts) {
+        clred_alert_info info;
+        st = clred_alert_info_from(diff, psf, new_img && new_img->sci ? new_img->header : NULL,
+                                   ref && ref->sci ? ref->header : NULL, base_name(diff_path), &info);
+        double zp_ref;
+        if (st == CLRED_OK && ref_system && ref && ref->header &&
+            clred_header_get_double(ref->header, "MAGZP", &zp_ref) && isfinite(zp_ref)) {
+            info.diffmaglim += zp_ref - info.magzpsci;
+            info.magzpsci = zp_ref;
+            info.magzpsciunc = NAN;
+            if (!clred_header_get_double(ref->header, "MAGZPERR", &info.magzpsciunc))
+                info.magzpsciunc = NAN;
+        }
+        if (st == CLRED_OK)
+            st = clred_alerts_write(job->alerts, &info, new_img && new_img->sci ? new_img : NULL,
+                                    ref && ref->sci ? ref : NULL, diff, c, n, job->cutout_size, job->overwrite);
+        if (st != CLRED_OK && job->cutouts)
+            remove(job->cutouts);
     }
-    return CLRED_OK;
+    if (st != CLRED_OK && job->candidates)
+        remove(job->candidates);
+    return st;
 }
 
 clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const char *ref_path, const char *out_path,
@@ -235,6 +281,7 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
         return clred_fail(CLRED_ERR_USAGE, "subtract: a kernel solution (%s) comes from the Alard-Lupton method only",
                           j->kernel_out);
     CLRED_TRY(check_outputs(outs, 5, present, nins, j->overwrite));
+    CLRED_TRY(check_alert_dir(j->alerts));
 
     double t0 = clred_now();
     clred_image ni, ri, diff;
@@ -275,7 +322,7 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
         st = detect_spread(ctx, &al, j->zogy.renormalize, &det_spread);
     /* AL: candidates on the PSF-matched D / sigma, measured on the difference it comes from */
     const clred_dimage *cand_diff = is_al ? (al.decorr ? al.decorr : al.diff) : z.diff;
-    if (st == CLRED_OK && (j->candidates || j->cutouts))
+    if (st == CLRED_OK && (j->candidates || j->cutouts || j->alerts))
         st = clred_find_candidates_dev(ctx, is_al ? al.detect : z.scorr, cand_diff, is_al ? &al.psf_diff : &z.pd,
                                        &j->cand, &c, &nc);
     if (st == CLRED_OK)
@@ -290,13 +337,14 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
         st = clred_psf_write(j->psf_out, is_al ? &al.psf_diff : &z.pd, j->overwrite);
     if (st == CLRED_OK && j->kernel_out)
         st = clred_al_kernel_write(j->kernel_out, &al, j->overwrite);
-    if (st == CLRED_OK && is_al && al.decorr && j->cutouts) {
+    if (st == CLRED_OK && is_al && al.decorr && (j->cutouts || j->alerts)) {
         /* the cutouts show the difference the candidates were measured on */
         clred_image_free(&diff);
         st = clred_dimage_download(al.decorr, &diff);
     }
     if (st == CLRED_OK)
-        st = write_candidate_products(j, c, nc, &ni, &ri, &diff);
+        st = write_candidate_products(j, c, nc, &ni, &ri, &diff, is_al ? &al.psf_diff : &z.pd, out_path,
+                                      is_al && in_ref_system(clred_dimage_header(al.diff)));
     if (st != CLRED_OK) {
         for (size_t i = 0; i < 5; i++)
             if (outs[i])
@@ -376,8 +424,8 @@ clred_status clred_candidates_files(clred_ctx *ctx, const char *diff_path, const
     *n = 0;
     if (npositive)
         *npositive = 0;
-    if (!j->candidates && !j->cutouts)
-        return clred_fail(CLRED_ERR_USAGE, "candidates: no catalog or cutout output given");
+    if (!j->candidates && !j->cutouts && !j->alerts)
+        return clred_fail(CLRED_ERR_USAGE, "candidates: no catalog, cutout or alert output given");
     if (j->cutouts && (!new_path || !ref_path))
         return clred_fail(CLRED_ERR_USAGE, "candidates: cutouts need the new image and the reference");
     if (!psf_path && !new_path)
@@ -386,6 +434,7 @@ clred_status clred_candidates_files(clred_ctx *ctx, const char *diff_path, const
                          ref_path ? ref_path : diff_path};
     const char *outs[] = {j->candidates, j->cutouts};
     CLRED_TRY(check_outputs(outs, 2, ins, 4, j->overwrite));
+    CLRED_TRY(check_alert_dir(j->alerts));
 
     clred_image diff, score, ni, ri;
     memset(&diff, 0, sizeof diff);
@@ -440,7 +489,7 @@ clred_status clred_candidates_files(clred_ctx *ctx, const char *diff_path, const
         st = add_context(ctx, dr, diff.header, c, nc);
     clred_dimage_free(dr);
     if (st == CLRED_OK)
-        st = write_candidate_products(j, c, nc, &ni, &ri, &diff);
+        st = write_candidate_products(j, c, nc, &ni, &ri, &diff, &psf, diff_path, in_ref_system(diff.header));
     if (st == CLRED_OK) {
         *n = nc;
         for (size_t i = 0; npositive && i < nc; i++)

@@ -14,6 +14,7 @@
  * - a stack that cannot be subtracted (bad input: no overlap, too few PSF
  *   stars) leaves its three products unwritten with the reason and the night
  *   goes on; device and memory failures stop it. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +173,16 @@ static clred_status subtract_group(night *nt, night_group *gr, const clred_image
     clred_subtract_job job = nt->o->subtract ? *nt->o->subtract : d;
     job.candidates = nt->prod[gr->cands].path;
     job.cutouts = NULL;
+    /* alerts asked for (any non-NULL value): difference/<object>_<filter>_alerts/ beside the catalog */
+    char alerts[PATH_MAX];
+    if (job.alerts) {
+        const char *cands = job.candidates, *tail = "_candidates.csv";
+        size_t n = strlen(cands), t = strlen(tail);
+        if (n < t || strcmp(cands + n - t, tail) != 0 || n - t + strlen("_alerts") >= sizeof alerts)
+            return clred_fail(CLRED_ERR_USAGE, "%s: no alert directory can be named after this catalog", cands);
+        snprintf(alerts, sizeof alerts, "%.*s_alerts", (int)(n - t), cands);
+        job.alerts = alerts;
+    }
     job.psf_out = NULL;
     job.new_psf = NULL; /* the stack's own, measured */
     job.new_noise = job.new_mask = NULL;
