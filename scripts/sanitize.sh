@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=build-san
-DEFAULT_TESTS='test_hostile_files|test_fitsio|test_atomic_signals|test_program_cache|test_starmatch|test_resample|test_cube$|test_stats$|test_combine_files|cli_stats'
+DEFAULT_TESTS='test_hostile_files|test_fitsio|test_atomic_signals|test_program_cache|test_starmatch|test_resample|test_cube$|test_stats$|test_combine_files|test_alerts|cli_stats'
 TESTS=${SANITIZE_TESTS:-$DEFAULT_TESTS}
 CC=clang cmake -S . -B $B -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLRED_SANITIZE=ON -DCLRED_FUZZ=ON -DCLRED_WERROR=ON \
     > /dev/null
