@@ -248,7 +248,7 @@ static void check_alert(const char *dir, const clred_alert_info *info, const clr
     avro_schema_t ws = avro_file_reader_get_writer_schema(r);
     CHECK(strcmp(avro_schema_name(ws), "alert") == 0 && strcmp(avro_schema_namespace(ws), "ztf") == 0);
     avro_value_iface_t *iface = avro_generic_class_from_schema(ws);
-    avro_value_t rec, cand, v;
+    avro_value_t rec, cand;
     avro_generic_value_new(iface, &rec);
     CHECK_MSG(avro_file_reader_read_value(r, &rec) == 0, "%s: no record: %s", path, avro_strerror());
     avro_value_t extra;
@@ -304,7 +304,6 @@ static void check_alert(const char *dir, const clred_alert_info *info, const clr
                                         "ssnamenr", "dsnrms", "ssnrms", "drb"};
     for (size_t i = 0; i < sizeof nulls / sizeof *nulls; i++)
         CHECK_MSG(is_null(&cand, nulls[i]), "%s is not null", nulls[i]);
-    (void)v;
     check_cutout(&rec, "cutoutScience", new_img, c, candid, "_targ_sci.fits.gz");
     check_cutout(&rec, "cutoutTemplate", ref, c, candid, "_ref.fits.gz");
     check_cutout(&rec, "cutoutDifference", diff, c, candid, "_targ_scimref.fits.gz");
