@@ -92,10 +92,11 @@ static double number(avro_value_t *rec, const char *name, avro_type_t *type)
     *type = avro_value_get_type(&v);
     if (null)
         return NAN;
-    float f;
-    double d;
-    int32_t i;
-    int64_t l;
+    /* the getters leave these alone on failure: a value no field holds */
+    float f = -12345.0f;
+    double d = -12345.0;
+    int32_t i = -12345;
+    int64_t l = -12345;
     switch (*type) {
     case AVRO_FLOAT: avro_value_get_float(&v, &f); return f;
     case AVRO_DOUBLE: avro_value_get_double(&v, &d); return d;
