@@ -128,6 +128,25 @@ static double gaussian_factor(double fwhm, int hw, float *g)
     return sum2;
 }
 
+/* sum K and sum K^2 rms^2 (scalar rms) of a whole, usable window of
+ * K(i, j) = g(i) g(j), in float in filter_cols' order (rows, then columns),
+ * which uses them away from the image's top and bottom. */
+static void full_window_sums(const float *g, int hw, float rms, float *sk, float *sv)
+{
+    float rk = 0.0f, rk2 = 0.0f, r2 = rms * rms;
+    for (int i = 0; i < 2 * hw + 1; i++) {
+        rk += g[i];
+        rk2 += (g[i] * g[i]) * r2;
+    }
+    float a = 0.0f, b = 0.0f;
+    for (int j = 0; j < 2 * hw + 1; j++) {
+        a += g[j] * rk;
+        b += (g[j] * g[j]) * rk2;
+    }
+    *sk = a;
+    *sv = b;
+}
+
 /* --------------------------------------------------------- components */
 
 /* The detected pixels the device handed back: index, label, filtered value
@@ -430,17 +449,28 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, const deblend_r
 /* ---------------------------------------------------------------- main */
 
 typedef struct {
-    cl_mem none, kern, filtered, labels, sum_d, sum_k, sum_k2v, changed, count, list, g_label, g_f, g_rms, seg_pix,
-        seg_id, bbox, meas;
+    cl_mem none, kern, changed, count, g_label, g_f, g_rms, seg_pix, seg_id, bbox, meas;
+    /* image-sized planes from the context's pool, so that frame after frame
+     * reuses them instead of page-faulting fresh ones in */
+    cl_mem filtered, labels, list, sum_d, sum_k2v;
+    size_t plane_bytes;
 } detect_buffers;
 
-static void release_buffers(detect_buffers *b)
+static clred_status take_plane(clred_ctx *ctx, detect_buffers *b, cl_mem *buf, const char *what)
 {
-    cl_mem *all[] = {&b->none,  &b->kern,  &b->filtered, &b->labels,  &b->sum_d,   &b->sum_k,   &b->sum_k2v,
-                     &b->changed, &b->count, &b->list,   &b->g_label, &b->g_f,     &b->g_rms,   &b->seg_pix,
-                     &b->seg_id,  &b->bbox,  &b->meas};
+    return clred_pool_take(ctx, b->plane_bytes, what, buf);
+}
+
+static void release_buffers(clred_ctx *ctx, detect_buffers *b)
+{
+    cl_mem *all[] = {&b->none,   &b->kern,  &b->changed, &b->count,  &b->g_label, &b->g_f,
+                     &b->g_rms,  &b->seg_pix, &b->seg_id, &b->bbox, &b->meas};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         clred_release(all[i]);
+    cl_mem *planes[] = {&b->filtered, &b->labels, &b->list, &b->sum_d, &b->sum_k2v};
+    for (size_t i = 0; i < sizeof planes / sizeof *planes; i++)
+        if (*planes[i])
+            clred_pool_give(ctx, planes[i], b->plane_bytes);
 }
 
 /* The background and RMS (maps or scalars) and the image's planes, as the
@@ -498,11 +528,12 @@ static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_d
     size_t n = img->width * img->height, fb = n * sizeof(float);
     cl_int w = (cl_int)img->width, h = (cl_int)img->height;
     cl_kernel k;
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->filtered, "filtered image"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, n * sizeof(cl_uint), NULL, &b->labels, "labels"));
+    b->plane_bytes = fb;
+    CLRED_TRY(take_plane(ctx, b, &b->filtered, "filtered image"));
+    CLRED_TRY(take_plane(ctx, b, &b->labels, "labels"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, sizeof(cl_int), NULL, &b->changed, "flag"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, sizeof(cl_uint), NULL, &b->count, "count"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, n * sizeof(cl_uint), NULL, &b->list, "detected pixels"));
+    CLRED_TRY(take_plane(ctx, b, &b->list, "detected pixels"));
     cl_uint count = 0;
     CLRED_TRY(clred_upload(ctx, b->count, 0, sizeof count, &count));
     if (o->filter) {
@@ -536,29 +567,32 @@ static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_d
         float g[2 * 76 + 1];
         double norm2 = gaussian_factor(o->fwhm, hw, g);
         CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, (size_t)(2 * hw + 1) * sizeof *g, g, &b->kern, "filter"));
-        CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_d, "row sums"));
-        CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_k, "row sums"));
-        CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_k2v, "row sums"));
+        CLRED_TRY(take_plane(ctx, b, &b->sum_d, "row sums"));
+        if (pa->use_rms)
+            CLRED_TRY(take_plane(ctx, b, &b->sum_k2v, "row sums"));
+        cl_mem sum_k2v = pa->use_rms ? b->sum_k2v : b->none;
         /* Global sizes are rounded up (the kernels check bounds) so a GPU can pick
          * full work-groups for any image width. */
         size_t g2[2] = {clred_round_up(clred_vector_groups(ctx, img->width), 16), clred_round_up(img->height, 8)};
         CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_rows", &k));
         CLRED_TRY(clred_args(k, "filter_rows", PIXEL_ARGS(*pa), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern),
-                             CLRED_ARG(hw), CLRED_ARG(b->sum_d), CLRED_ARG(b->sum_k), CLRED_ARG(b->sum_k2v),
-                             (size_t)0));
+                             CLRED_ARG(hw), CLRED_ARG(b->sum_d), CLRED_ARG(sum_k2v), (size_t)0));
         CLRED_TRY(clred_run_tiled(ctx, k, "filter_rows", 2, g2));
-        cl_float snr = (cl_float)(o->thresh / norm2);
+        cl_float snr = (cl_float)(o->thresh / norm2), sk_full, sv_full;
+        full_window_sums(g, hw, pa->rms_value, &sk_full, &sv_full);
         CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_cols", &k));
-        CLRED_TRY(clred_args(k, "filter_cols", CLRED_ARG(b->sum_d), CLRED_ARG(b->sum_k), CLRED_ARG(b->sum_k2v),
-                             CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern), CLRED_ARG(hw), CLRED_ARG(snr),
+        CLRED_TRY(clred_args(k, "filter_cols", PIXEL_ARGS(*pa), CLRED_ARG(b->sum_d), CLRED_ARG(sum_k2v),
+                             CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern), CLRED_ARG(hw), CLRED_ARG(sk_full),
+                             CLRED_ARG(sv_full), CLRED_ARG(snr),
                              CLRED_ARG(b->filtered), CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(b->count),
                              (size_t)0));
         CLRED_TRY(clred_run_tiled(ctx, k, "filter_cols", 2, g2));
     }
     CLRED_TRY(clred_download(ctx, b->count, 0, sizeof count, &count));
-    clred_release(&b->sum_d);
-    clred_release(&b->sum_k);
-    clred_release(&b->sum_k2v);
+    if (b->sum_d)
+        clred_pool_give(ctx, &b->sum_d, b->plane_bytes);
+    if (b->sum_k2v)
+        clred_pool_give(ctx, &b->sum_k2v, b->plane_bytes);
     CLRED_TRY(clred_kernel(ctx, "sources", NULL, "label_propagate_list", &k));
     CLRED_TRY(clred_args(k, "label_propagate_list", CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(count),
                          CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->changed), (size_t)0));
@@ -964,7 +998,7 @@ clred_status clred_detect_sources_dev(clred_ctx *ctx, const clred_dimage *img, c
     } else {
         free(out);
     }
-    release_buffers(&b);
+    release_buffers(ctx, &b);
     objects_free(&ob);
     return st;
 }
