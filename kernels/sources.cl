@@ -393,6 +393,64 @@ kernel void scatter_segments(global const uint *pix, global const int *id, const
 #define WIN_NSIG 4.0
 #define WIN_MAX_ITER 16
 
+/* VW neighbouring pixels of a row at a time in the moment loops: veca holds
+ * VW acc_t values; CMP_A turns a veca comparison into a veci condition. */
+#if VW == 1
+#define VSUF
+#define CMP_A(c) ((c) ? -1 : 0)
+#else
+#define VSUF VW
+#define CMP_A(c) CLRED_CAT(convert_int, VSUF)(c)
+#endif
+#ifdef CLRED_USE_DOUBLE
+typedef CLRED_CAT(double, VSUF) veca;
+#define TO_VECA(x) CLRED_CAT(convert_double, VSUF)(x)
+#else
+typedef vecf veca;
+#define TO_VECA(x) CLRED_CAT(convert_float, VSUF)(x)
+#endif
+
+inline acc_t sum_lanes(veca v)
+{
+    acc_t t = 0;
+    for (int l = 0; l < VW; l++)
+        t += ((acc_t *)&v)[l];
+    return t;
+}
+
+/* Pixels x .. x + VW - 1 of row y: the background-subtracted values, and in
+ * *ok the lanes at or left of x1 that are usable and belong to no other
+ * source than label (segmentation 0 or label). Vector loads inside the row;
+ * at the image's right edge lane by lane from clamped indices. */
+inline vecf window_chunk(DETECT_PIXEL_ARGS, global const int *seg, const int label, const int w, const int y,
+                         const int x, const int x1, veci *ok)
+{
+    const size_t row = (size_t)y * w;
+    vecf v, u, r2;
+    veci sg;
+    if (x + VW <= w) {
+        v = detect_pixels_vec(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms, rms_value, row + x,
+                              &u, &r2);
+        sg = VEC_LOAD(seg + row + x);
+    } else {
+        float tv[VW], tu[VW];
+        int ts[VW];
+        for (int l = 0; l < VW; l++) {
+            size_t i = row + min(x + l, w - 1);
+            float pr2, p = detect_pixel(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms,
+                                        rms_value, i, &pr2);
+            tu[l] = isfinite(p) ? 1.0f : 0.0f;
+            tv[l] = isfinite(p) ? p : 0.0f;
+            ts[l] = seg[i];
+        }
+        v = VEC_LOAD(tv);
+        u = VEC_LOAD(tu);
+        sg = VEC_LOAD(ts);
+    }
+    *ok = TO_VECI(u > 0.0f) & (TO_VECI(sg == 0) | TO_VECI(sg == label)) & TO_VECI(x + LANE_IDS <= x1);
+    return v;
+}
+
 /* One work-item per source: isophotal sums over the pixels whose segmentation
  * value is id + 1 inside its bounding box, then adaptive Gaussian-windowed
  * moments: the window covariance W is set to twice the weighted second moment
@@ -474,29 +532,28 @@ kernel void measure_sources(DETECT_PIXEL_ARGS, global const float *var, const in
             break;
         int x0 = max((int)floor(cx - reach), 0), x1 = min((int)ceil(cx + reach), w - 1);
         int y0 = max((int)floor(cy - reach), 0), y1 = min((int)ceil(cy + reach), h - 1);
-        acc_t S = 0, Sx = 0, Sy = 0, Sxx = 0, Syy = 0, Sxy = 0;
-        for (int y = y0; y <= y1; y++)
-            for (int x = x0; x <= x1; x++) {
-                size_t i = (size_t)y * w + x;
-                int s = seg[i];
-                if (s != 0 && s != label)
-                    continue;
-                float r2, v = detect_pixel(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms,
-                                           rms_value, i, &r2);
-                if (!isfinite(v))
-                    continue;
-                acc_t dx = x - cx, dy = y - cy;
-                acc_t q = qxx * dx * dx + 2.0 * qxy * dx * dy + qyy * dy * dy;
-                if (q > 16.0)
-                    continue;
-                acc_t wv = (acc_t)(exp((float)(-0.5 * q)) * v); /* float weight: 1e-7 relative is plenty */
-                S += wv;
-                Sx += wv * dx;
-                Sy += wv * dy;
-                Sxx += wv * dx * dx;
-                Syy += wv * dy * dy;
-                Sxy += wv * dx * dy;
+        veca vS = 0, vSx = 0, vSy = 0, vSxx = 0, vSyy = 0, vSxy = 0;
+        for (int y = y0; y <= y1; y++) {
+            acc_t dy = y - cy;
+            for (int x = x0; x <= x1; x += VW) {
+                veci ok;
+                vecf v = window_chunk(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms, rms_value,
+                                      seg, label, w, y, x, x1, &ok);
+                veca dx = TO_VECA(x + LANE_IDS) - cx;
+                veca q = qxx * dx * dx + (acc_t)2 * qxy * dx * dy + qyy * dy * dy;
+                ok &= CMP_A(q <= (acc_t)16);
+                /* float weight: 1e-7 relative is plenty */
+                veca wv = TO_VECA(select((vecf)0.0f, exp(CLRED_CAT(convert_float, VSUF)((acc_t)-0.5 * q)) * v, ok));
+                vS += wv;
+                vSx += wv * dx;
+                vSy += wv * dy;
+                vSxx += wv * dx * dx;
+                vSyy += wv * dy * dy;
+                vSxy += wv * dx * dy;
             }
+        }
+        acc_t S = sum_lanes(vS), Sx = sum_lanes(vSx), Sy = sum_lanes(vSy), Sxx = sum_lanes(vSxx),
+              Syy = sum_lanes(vSyy), Sxy = sum_lanes(vSxy);
         if (!(S > 0))
             break;
         acc_t mx = Sx / S, my = Sy / S;
@@ -529,25 +586,23 @@ kernel void measure_sources(DETECT_PIXEL_ARGS, global const float *var, const in
     for (int it = 0; it < WIN_MAX_ITER && win_ok; it++) {
         int x0 = max((int)floor(px - reach), 0), x1 = min((int)ceil(px + reach), w - 1);
         int y0 = max((int)floor(py - reach), 0), y1 = min((int)ceil(py + reach), h - 1);
-        acc_t S = 0, Sx = 0, Sy = 0;
-        for (int y = y0; y <= y1; y++)
-            for (int x = x0; x <= x1; x++) {
-                size_t i = (size_t)y * w + x;
-                int s = seg[i];
-                if (s != 0 && s != label)
-                    continue;
-                acc_t dx = x - px, dy = y - py, r2w = dx * dx + dy * dy;
-                if (r2w > reach * reach)
-                    continue;
-                float r2, v = detect_pixel(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms,
-                                           rms_value, i, &r2);
-                if (!isfinite(v))
-                    continue;
-                acc_t wv = (acc_t)(exp((float)(-r2w * inv2)) * v);
-                S += wv;
-                Sx += wv * dx;
-                Sy += wv * dy;
+        veca vS = 0, vSx = 0, vSy = 0;
+        for (int y = y0; y <= y1; y++) {
+            acc_t dy = y - py;
+            for (int x = x0; x <= x1; x += VW) {
+                veci ok;
+                vecf v = window_chunk(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms, rms_value,
+                                      seg, label, w, y, x, x1, &ok);
+                veca dx = TO_VECA(x + LANE_IDS) - px, r2w = dx * dx + dy * dy;
+                ok &= CMP_A(r2w <= reach * reach);
+                veca wv = TO_VECA(
+                    select((vecf)0.0f, exp(CLRED_CAT(convert_float, VSUF)(-r2w * inv2)) * v, ok));
+                vS += wv;
+                vSx += wv * dx;
+                vSy += wv * dy;
             }
+        }
+        acc_t S = sum_lanes(vS), Sx = sum_lanes(vSx), Sy = sum_lanes(vSy);
         if (!(S > 0)) {
             win_ok = 0;
             break;
