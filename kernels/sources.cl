@@ -297,9 +297,9 @@ kernel void filter_2d(DETECT_PIXEL_ARGS, const int w, const int h, global const 
 
 /* One step of 8-connected min-label propagation with pointer jumping for
  * pixel (x, y): a detected pixel takes the smallest label among itself, its
- * detected neighbours and the label of the pixel its label points at (labels
- * are "linear index + 1" of a pixel of the same component, so that pixel is in
- * the component too). Labels only decrease, so reads racing with other
+ * detected neighbours and the labels down the chain its label points along
+ * (labels are "linear index + 1" of a pixel of the same component, so that
+ * pixel is in the component too). Labels only decrease, so reads racing with other
  * work-items' writes still see a label of the same component; changed is set
  * when any label drops. The host repeats until nothing changes. */
 inline void propagate_pixel(global uint *labels, int x, int y, int w, int h, global int *changed)
@@ -322,9 +322,13 @@ inline void propagate_pixel(global uint *labels, int x, int y, int w, int h, glo
                 m = ln;
         }
     }
+    /* follow the chain of labels down to its end: components then settle
+     * in a few passes however long their pixel chains */
     uint r = labels[m - 1u];
-    if (r != 0u && r < m)
+    while (r != 0u && r < m) {
         m = r;
+        r = labels[m - 1u];
+    }
     if (m < l) {
         atomic_min(&labels[i], m);
         *changed = 1;

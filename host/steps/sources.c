@@ -53,26 +53,27 @@ static clred_status clipped_level(float *v, size_t m, double *level, double *rms
                 lo_half = v[i] > lo_half ? v[i] : lo_half;
         }
         med = 0.5 * ((double)lo_half + (double)hi_half);
+        /* one pass: sums about the median (close to the mean, so the
+         * variance's two terms do not cancel) */
         double s = 0, s2 = 0;
-        for (size_t i = 0; i < k; i++)
-            s += v[i];
-        double mean = s / (double)k;
-        for (size_t i = 0; i < k; i++)
-            s2 += (v[i] - mean) * (v[i] - mean);
-        sd = k > 1 ? sqrt(s2 / (double)(k - 1)) : 0.0;
+        for (size_t i = 0; i < k; i++) {
+            double d = (double)v[i] - med;
+            s += d;
+            s2 += d * d;
+        }
+        double dm = s / (double)k;
+        sd = k > 1 ? sqrt(fmax(s2 - dm * s, 0.0) / (double)(k - 1)) : 0.0;
         double lo = med - 3.0 * sd, hi = med + 3.0 * sd;
+        /* the kept values to the front, counted as they go */
         size_t nk = 0;
         for (size_t i = 0; i < k; i++)
-            nk += v[i] >= lo && v[i] <= hi;
-        if (nk == k || nk < 3)
-            break;
-        size_t j = 0;
-        for (size_t i = 0; i < k; i++)
             if (v[i] >= lo && v[i] <= hi) {
-                float t = v[j];
-                v[j++] = v[i];
+                float t = v[nk];
+                v[nk++] = v[i];
                 v[i] = t;
             }
+        if (nk == k || nk < 3)
+            break;
         k = nk;
     }
     *level = med;
@@ -184,14 +185,34 @@ static void components_free(components *c)
 }
 
 typedef struct {
-    uint64_t key; /* label << 32 | pixel index */
+    uint64_t key; /* label << pixel bits | pixel index */
     uint32_t at;  /* position in the detected lists */
 } keyed;
 
-static int cmp_keyed(const void *a, const void *b)
+/* Sorts k[0..n) by key, whose set bits lie below bit `bits`: least
+ * significant digit first, 11 bits a pass, through tmp (n entries). Returns
+ * the sorted array (k or tmp). */
+static keyed *radix_sort_keyed(keyed *k, keyed *tmp, size_t n, unsigned bits)
 {
-    uint64_t x = ((const keyed *)a)->key, y = ((const keyed *)b)->key;
-    return (x > y) - (x < y);
+    enum { DIGIT = 11, BUCKETS = 1 << DIGIT };
+    size_t count[BUCKETS];
+    for (unsigned shift = 0; shift < bits; shift += DIGIT) {
+        memset(count, 0, sizeof count);
+        for (size_t i = 0; i < n; i++)
+            count[(k[i].key >> shift) & (BUCKETS - 1)]++;
+        size_t sum = 0;
+        for (size_t b = 0; b < BUCKETS; b++) {
+            size_t c = count[b];
+            count[b] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[count[(k[i].key >> shift) & (BUCKETS - 1)]++] = k[i];
+        keyed *t = k;
+        k = tmp;
+        tmp = t;
+    }
+    return k;
 }
 
 /* Groups the detected pixels by label; labels are "smallest linear index + 1"
@@ -203,38 +224,43 @@ static clred_status group_components(const detected *t, size_t w, size_t h, comp
     memset(c, 0, sizeof *c);
     c->w = w;
     c->h = h;
-    keyed *k = malloc((n ? n : 1) * sizeof *k);
+    keyed *buf = malloc(2 * (n ? n : 1) * sizeof *buf);
     c->pix = malloc((n ? n : 1) * sizeof *c->pix);
     c->f = malloc((n ? n : 1) * sizeof *c->f);
     c->rms = malloc((n ? n : 1) * sizeof *c->rms);
-    if (!k || !c->pix || !c->f || !c->rms) {
-        free(k);
+    if (!buf || !c->pix || !c->f || !c->rms) {
+        free(buf);
         components_free(c);
         return clred_fail(CLRED_ERR_MEMORY, "out of memory grouping %zu detected pixels", n);
     }
+    /* labels and indices are below w h + 1 */
+    unsigned pb = 1;
+    while (pb < 32 && ((uint64_t)1 << pb) <= (uint64_t)w * h)
+        pb++;
     for (size_t i = 0; i < n; i++)
-        k[i] = (keyed){(uint64_t)t->label[i] << 32 | t->pix[i], (uint32_t)i};
-    qsort(k, n, sizeof *k, cmp_keyed);
+        buf[i] = (keyed){(uint64_t)t->label[i] << pb | t->pix[i], (uint32_t)i};
+    keyed *k = radix_sort_keyed(buf, buf + (n ? n : 1), n, 2 * pb);
     size_t ncomp = 0;
     for (size_t i = 0; i < n; i++)
-        ncomp += i == 0 || (k[i].key >> 32) != (k[i - 1].key >> 32);
+        ncomp += i == 0 || (k[i].key >> pb) != (k[i - 1].key >> pb);
     c->start = calloc(ncomp + 1, sizeof *c->start);
     if (!c->start) {
-        free(k);
+        free(buf);
         components_free(c);
         return clred_fail(CLRED_ERR_MEMORY, "out of memory grouping %zu components", ncomp);
     }
     size_t comp = 0;
+    uint64_t pix_mask = ((uint64_t)1 << pb) - 1;
     for (size_t i = 0; i < n; i++) {
-        if (i > 0 && (k[i].key >> 32) != (k[i - 1].key >> 32))
+        if (i > 0 && (k[i].key >> pb) != (k[i - 1].key >> pb))
             c->start[++comp] = i;
-        c->pix[i] = (size_t)(uint32_t)k[i].key;
+        c->pix[i] = (size_t)(k[i].key & pix_mask);
         c->f[i] = t->f[k[i].at];
         c->rms[i] = t->rms[k[i].at];
     }
     c->start[ncomp] = n;
     c->ncomp = ncomp;
-    free(k);
+    free(buf);
     return CLRED_OK;
 }
 
@@ -256,6 +282,7 @@ typedef struct {
     size_t *kept_count;
     double *flux;    /* per union-find root: summed filtered value of its region */
     size_t *area;    /* per union-find root: pixels in its region */
+    uint32_t *xs, *ys; /* per pixel: its coordinates in the box (one division each, not one per use) */
 } deblender;
 
 /* The SExtractor rule's parameters for one component. */
@@ -290,17 +317,17 @@ static size_t uf_find(size_t *parent, size_t i)
 }
 
 /* Assigns every pixel to the nearest kept peak and counts each peak's pixels. */
-static void assign_nearest(deblender *d, const size_t *pix, size_t n, size_t nkept)
+static void assign_nearest(deblender *d, size_t n, size_t nkept)
 {
     for (size_t k = 0; k < nkept; k++)
         d->kept_count[k] = 0;
     for (size_t p = 0; p < n; p++) {
-        double x = (double)(pix[p] % d->w), y = (double)(pix[p] / d->w);
+        double x = (double)d->xs[p], y = (double)d->ys[p];
         size_t best = 0;
         double bd = INFINITY;
         for (size_t k = 0; k < nkept; k++) {
-            size_t q = pix[d->kept_list[k]];
-            double dx = x - (double)(q % d->w), dy = y - (double)(q / d->w);
+            size_t q = d->kept_list[k];
+            double dx = x - (double)d->xs[q], dy = y - (double)d->ys[q];
             double dd = dx * dx + dy * dy;
             if (dd < bd) {
                 bd = dd;
@@ -332,7 +359,9 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, const deblend_r
     double contrast = rule->contrast;
     size_t x0 = SIZE_MAX, y0 = SIZE_MAX, x1 = 0, y1 = 0;
     for (size_t p = 0; p < n; p++) {
-        size_t x = pix[p] % d->w, y = pix[p] / d->w;
+        size_t y = pix[p] / d->w, x = pix[p] - y * d->w;
+        d->xs[p] = (uint32_t)x;
+        d->ys[p] = (uint32_t)y;
         x0 = x < x0 ? x : x0;
         y0 = y < y0 ? y : y0;
         x1 = x > x1 ? x : x1;
@@ -355,7 +384,9 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, const deblend_r
     for (size_t i = 0; i < d->bw * d->bh; i++)
         d->local[i] = -1;
     for (size_t p = 0; p < n; p++) {
-        d->local[(pix[p] / d->w - y0) * d->bw + pix[p] % d->w - x0] = (int32_t)p;
+        d->xs[p] -= (uint32_t)x0;
+        d->ys[p] -= (uint32_t)y0;
+        d->local[d->ys[p] * d->bw + d->xs[p]] = (int32_t)p;
         d->order[p] = p;
         d->parent[p] = p;
         d->peak[p] = p;
@@ -390,7 +421,7 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, const deblend_r
         d->active[p] = 1;
         d->flux[p] = vals[p];
         d->area[p] = 1;
-        size_t x = pix[p] % d->w - d->bx, y = pix[p] / d->w - d->by;
+        size_t x = d->xs[p], y = d->ys[p];
         for (int dy = -1; dy <= 1; dy++)
             for (int dx = -1; dx <= 1; dx++) {
                 if ((dx == 0 && dy == 0) || (x == 0 && dx < 0) || (y == 0 && dy < 0) ||
@@ -431,7 +462,7 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, const deblend_r
         if (d->kept[p])
             d->kept_list[nkept++] = p;
     for (;;) {
-        assign_nearest(d, pix, n, nkept);
+        assign_nearest(d, n, nkept);
         if (nkept <= 1)
             break;
         size_t smallest = 0;
@@ -675,6 +706,8 @@ static clred_status build_objects(const components *c, const clred_detect_opts *
     d.kept_count = malloc(maxn * sizeof(size_t));
     d.flux = malloc(maxn * sizeof(double));
     d.area = malloc(maxn * sizeof(size_t));
+    d.xs = malloc(maxn * sizeof(uint32_t));
+    d.ys = malloc(maxn * sizeof(uint32_t));
     double *min_drop = malloc(maxn * sizeof *min_drop);
     size_t cap = c->ncomp + 16;
     ob->pix = malloc((total ? total : 1) * sizeof *ob->pix);
@@ -688,7 +721,7 @@ static clred_status build_objects(const components *c, const clred_detect_opts *
     ob->nobj = 0;
     clred_status st = CLRED_OK;
     if (!d.order || !d.parent || !d.peak || !d.kept || !d.active || !d.owner || !d.kept_list || !d.kept_count ||
-        !d.flux || !d.area || !min_drop || !ob->pix || !ob->id || !ob->bbox || !ob->blended || !ob->fdflux ||
+        !d.flux || !d.area || !d.xs || !d.ys || !min_drop || !ob->pix || !ob->id || !ob->bbox || !ob->blended || !ob->fdflux ||
         !ob->dthresh || !fdpeak)
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory deblending %zu components", c->ncomp);
     for (size_t k = 0; k < c->ncomp && st == CLRED_OK; k++) {
@@ -771,6 +804,8 @@ static clred_status build_objects(const components *c, const clred_detect_opts *
     free(d.kept_count);
     free(d.flux);
     free(d.area);
+    free(d.xs);
+    free(d.ys);
     free(fdpeak);
     free(min_drop);
     return st;
