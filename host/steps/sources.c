@@ -42,10 +42,13 @@ static clred_status clipped_level(float *v, size_t m, double *level, double *rms
 {
     if (m < 3)
         return clred_fail(CLRED_ERR_INPUT, "too few usable pixels (%zu) for a global background", m);
-    size_t k = m;
+    size_t k = m, below = 0; /* v[0..below) are no larger than v[below..k) */
     double med = 0, sd = 0;
     for (int it = 0; it < 10; it++) {
-        float hi_half = clred_select_kth(v, k, k / 2);
+        /* the selection of the last round, kept in order through the
+         * compaction, confines the median to one side of below */
+        size_t lo = k / 2 < below ? 0 : below, hi = k / 2 < below ? below : k;
+        float hi_half = clred_select_kth(v + lo, hi - lo, k / 2 - lo);
         float lo_half = hi_half;
         if (k % 2 == 0) { /* the largest of the lower half, which selection left below k / 2 */
             lo_half = v[0];
@@ -63,14 +66,16 @@ static clred_status clipped_level(float *v, size_t m, double *level, double *rms
         }
         double dm = s / (double)k;
         sd = k > 1 ? sqrt(fmax(s2 - dm * s, 0.0) / (double)(k - 1)) : 0.0;
-        double lo = med - 3.0 * sd, hi = med + 3.0 * sd;
-        /* the kept values to the front, counted as they go */
+        double lo_clip = med - 3.0 * sd, hi_clip = med + 3.0 * sd;
+        /* the kept values to the front in their order, counted as they go */
         size_t nk = 0;
+        below = 0;
         for (size_t i = 0; i < k; i++)
-            if (v[i] >= lo && v[i] <= hi) {
+            if (v[i] >= lo_clip && v[i] <= hi_clip) {
                 float t = v[nk];
                 v[nk++] = v[i];
                 v[i] = t;
+                below += i < k / 2;
             }
         if (nk == k || nk < 3)
             break;
@@ -877,6 +882,108 @@ static clred_status measure(clred_ctx *ctx, detect_buffers *b, const clred_dimag
     return st;
 }
 
+/* Whether source j's model swallows source i (SExtractor's CLEAN test):
+ * i lies within 10 (a_i + a_j) of j, where j's profile exceeds i's
+ * detection threshold. */
+static int clean_swallows(const clred_source *s, const objects *ob, const double *q, const double *amp,
+                          const double *alpha, double beta, size_t j, size_t i)
+{
+    double dx = s[i].x - s[j].x, dy = s[i].y - s[j].y, zone = 10.0 * (s[i].a + s[j].a);
+    if (dx * dx + dy * dy >= zone * zone)
+        return 0;
+    double v = 1.0 + alpha[j] * (q[3 * j] * dx * dx + q[3 * j + 1] * dy * dy + q[3 * j + 2] * dx * dy);
+    return v > 1.0 && amp[j] * pow(v, -beta) > ob->dthresh[i];
+}
+
+/* CLEAN's candidates by place: square cells (32 px, more for a wide
+ * extent: at most ~1024 a side) over the sources' extent, each with a list
+ * of the sources whose zone disc touches it. */
+typedef struct {
+    double x0, y0, cell;
+    int nx, ny;
+    size_t *head;        /* per cell: first entry, SIZE_MAX when none */
+    size_t *next, *src;  /* per entry: next entry of the cell, its source */
+    size_t nent, cap;
+    size_t *rank;        /* per source: its place in brightness order, once listed */
+} clean_grid;
+
+static void clean_grid_free(clean_grid *g)
+{
+    free(g->head), free(g->next), free(g->src), free(g->rank);
+    memset(g, 0, sizeof *g);
+}
+
+static int clean_grid_init(clean_grid *g, const clred_source *s, size_t n)
+{
+    memset(g, 0, sizeof *g);
+    double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(s[i].x) || !isfinite(s[i].y) || !isfinite(s[i].a))
+            return 0;
+        x0 = fmin(x0, s[i].x), y0 = fmin(y0, s[i].y);
+        x1 = fmax(x1, s[i].x), y1 = fmax(y1, s[i].y);
+    }
+    if (n == 0 || x1 - x0 > 1e7 || y1 - y0 > 1e7)
+        return 0;
+    g->x0 = x0;
+    g->y0 = y0;
+    g->cell = fmax(32.0, fmax(x1 - x0, y1 - y0) / 1024.0);
+    g->nx = (int)((x1 - x0) / g->cell) + 1;
+    g->ny = (int)((y1 - y0) / g->cell) + 1;
+    size_t cells = (size_t)g->nx * (size_t)g->ny;
+    g->head = malloc(cells * sizeof *g->head);
+    g->rank = malloc(n * sizeof *g->rank);
+    g->cap = 4 * n + 16;
+    g->next = malloc(g->cap * sizeof *g->next);
+    g->src = malloc(g->cap * sizeof *g->src);
+    if (!g->head || !g->rank || !g->next || !g->src) {
+        clean_grid_free(g);
+        return 0;
+    }
+    for (size_t c = 0; c < cells; c++)
+        g->head[c] = SIZE_MAX;
+    return 1;
+}
+
+/* The cells a disc of radius rad about (x, y) touches, clamped to the grid. */
+static void clean_grid_cells(const clean_grid *g, double x, double y, double rad, int *cx0, int *cy0, int *cx1,
+                             int *cy1)
+{
+    double fx0 = floor((x - rad - g->x0) / g->cell), fx1 = floor((x + rad - g->x0) / g->cell);
+    double fy0 = floor((y - rad - g->y0) / g->cell), fy1 = floor((y + rad - g->y0) / g->cell);
+    *cx0 = (int)fmax(fx0, 0.0);
+    *cy0 = (int)fmax(fy0, 0.0);
+    *cx1 = (int)fmin(fx1, (double)(g->nx - 1));
+    *cy1 = (int)fmin(fy1, (double)(g->ny - 1));
+}
+
+/* Lists source i in the cells its zone disc (radius 10 a) touches. */
+static int clean_grid_add(clean_grid *g, const clred_source *s, size_t i)
+{
+    int cx0, cy0, cx1, cy1;
+    clean_grid_cells(g, s[i].x, s[i].y, 10.0 * s[i].a, &cx0, &cy0, &cx1, &cy1);
+    for (int cy = cy0; cy <= cy1; cy++)
+        for (int cx = cx0; cx <= cx1; cx++) {
+            if (g->nent == g->cap) {
+                size_t nc = 2 * g->cap;
+                size_t *nn = realloc(g->next, nc * sizeof *nn);
+                if (!nn)
+                    return 0;
+                g->next = nn;
+                size_t *ns = realloc(g->src, nc * sizeof *ns);
+                if (!ns)
+                    return 0;
+                g->src = ns;
+                g->cap = nc;
+            }
+            size_t c = (size_t)cy * g->nx + cx;
+            g->src[g->nent] = i;
+            g->next[g->nent] = g->head[c];
+            g->head[c] = g->nent++;
+        }
+    return 1;
+}
+
 /* SExtractor's CLEAN: each source is modelled by a Moffat profile
  * A (1 + alpha q)^-beta, beta = clean_param, with q the quadratic form of its
  * moments' ellipse, A = filtered flux / (2 pi a b) and alpha set so the
@@ -920,20 +1027,41 @@ static size_t clean_sources(clred_source *s, const objects *ob, double beta, siz
             order[i] = rk[i].i;
         free(rk);
     }
-    for (size_t r = 1; r < n; r++) {
+    /* The candidates of a source are the brighter kept ones with alpha > 0
+     * whose zone meets its own: each such source is listed in the cells of
+     * a grid that its zone's disc (radius 10 a) touches, and a source looks
+     * in the cells its own disc touches (two discs that meet share a cell),
+     * taking the first candidate in brightness order that swallows it. */
+    clean_grid g;
+    int use_grid = clean_grid_init(&g, s, n);
+    for (size_t r = 0; r < n; r++) {
         size_t i = order[r];
-        for (size_t k = 0; k < r; k++) {
-            size_t j = order[k];
-            if (!(alpha[j] > 0) || into[j] != j)
-                continue;
-            double dx = s[i].x - s[j].x, dy = s[i].y - s[j].y, zone = 10.0 * (s[i].a + s[j].a);
-            if (dx * dx + dy * dy >= zone * zone)
-                continue;
-            double v = 1.0 + alpha[j] * (q[3 * j] * dx * dx + q[3 * j + 1] * dy * dy + q[3 * j + 2] * dx * dy);
-            if (v > 1.0 && amp[j] * pow(v, -beta) > ob->dthresh[i]) {
-                into[i] = j;
-                break;
+        if (use_grid) {
+            size_t best = SIZE_MAX;
+            int cx0, cy0, cx1, cy1;
+            clean_grid_cells(&g, s[i].x, s[i].y, 10.0 * s[i].a, &cx0, &cy0, &cx1, &cy1);
+            for (int cy = cy0; cy <= cy1; cy++)
+                for (int cx = cx0; cx <= cx1; cx++)
+                    for (size_t e = g.head[(size_t)cy * g.nx + cx]; e != SIZE_MAX; e = g.next[e]) {
+                        size_t j = g.src[e];
+                        if (g.rank[j] < best && clean_swallows(s, ob, q, amp, alpha, beta, j, i))
+                            best = g.rank[j];
+                    }
+            if (best != SIZE_MAX)
+                into[i] = order[best];
+        } else {
+            for (size_t k = 0; k < r; k++) {
+                size_t j = order[k];
+                if (alpha[j] > 0 && into[j] == j && clean_swallows(s, ob, q, amp, alpha, beta, j, i)) {
+                    into[i] = j;
+                    break;
+                }
             }
+        }
+        if (use_grid && into[i] == i && alpha[i] > 0) {
+            g.rank[i] = r;
+            if (!clean_grid_add(&g, s, i))
+                use_grid = 0; /* out of memory: the rest go through the plain loop */
         }
         if (into[i] != i) {
             clred_source *m = &s[into[i]];
@@ -953,6 +1081,7 @@ static size_t clean_sources(clred_source *s, const objects *ob, double beta, siz
     for (size_t i = 0, k = 0; i < n; i++)
         if (into[i] == i)
             s[k++] = s[i];
+    clean_grid_free(&g);
     free(order), free(into), free(amp), free(alpha), free(q);
     return kept;
 }
