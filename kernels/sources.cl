@@ -56,48 +56,105 @@ inline vecf detect_pixels_vec(global const float *sci, global const ushort *mask
  * so F = sum K d / sum K over the usable pixels of the window (a unit-sum
  * kernel renormalised where pixels are missing) and its noise
  * sigma_F = sqrt(sum K^2 rms^2) / sum K are made of three separable sums:
- * of g d, g (usable) and g^2 rms^2 along rows, then along columns. The row
- * pass subtracts the background itself (d is never stored). A work-item does
- * VW neighbouring pixels with vector loads; a group whose window leaves the
- * row goes pixel by pixel. Float sums: 11 terms twice stay within 1e-6. */
+ * of g d, g (usable) and g^2 rms^2 along rows, then along columns. Where a
+ * row window is whole and usable the second is sum g and, with a scalar RMS,
+ * the third rms^2 sum g^2, the same for every pixel: so the row pass stores
+ * only sum g d (and sum g^2 rms^2 with an RMS map), and marks with NaN the
+ * windows that are not whole and usable (image edges, masked or NaN pixels).
+ * The column pass sums those planes and takes the constant sums; a pixel
+ * whose column window meets a NaN mark recomputes that row's sums from the
+ * pixels (row_sums), which gives what the three full planes gave. */
+
+/* The three row sums of pixel (x, y) over its usable taps (the window cut
+ * at the image's edges); returns whether every tap of the cut window was
+ * usable. */
+inline int row_sums(DETECT_PIXEL_ARGS, const int w, const int x, const int y, global const float *g, const int hw,
+                     float *s_out, float *sk_out, float *sv_out)
+{
+    const size_t row = (size_t)y * w;
+    float s = 0.0f, sk = 0.0f, sv = 0.0f;
+    int whole = 1;
+    for (int i = max(-hw, -x); i <= min(hw, w - 1 - x); i++) {
+        float r2, v = detect_pixel(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms, rms_value,
+                                   row + x + i, &r2);
+        if (!isfinite(v)) {
+            whole = 0;
+            continue;
+        }
+        float k = g[i + hw];
+        s += k * v;
+        sk += k;
+        sv += k * k * r2;
+    }
+    *s_out = s;
+    *sk_out = sk;
+    *sv_out = sv;
+    return whole;
+}
+
+/* The row sums of g and g^2 rms^2 of pixel x's whole, usable window (cut at
+ * the image's edges) with a scalar RMS r2 = rms^2. */
+inline void whole_row_sums(const int w, const int x, global const float *g, const int hw, const float r2, float *rk,
+                           float *rk2)
+{
+    float a = 0.0f, b = 0.0f;
+    for (int i = max(-hw, -x); i <= min(hw, w - 1 - x); i++) {
+        float k = g[i + hw];
+        a += k;
+        b += k * k * r2;
+    }
+    *rk = a;
+    *rk2 = b;
+}
+
+/* The row pass: VW neighbouring pixels per work-item with vector loads; a
+ * group whose window leaves the row goes pixel by pixel. sum_k2v is written
+ * only with an RMS map (use_rms). */
 kernel void filter_rows(DETECT_PIXEL_ARGS, const int w, const int h, global const float *g, const int hw,
-                        global float *sum_d, global float *sum_k, global float *sum_k2v)
+                        global float *sum_d, global float *sum_k2v)
 {
     const int x0 = get_global_id(0) * VW, y = get_global_id(1);
     if (x0 >= w || y >= h)
         return;
     const size_t row = (size_t)y * w;
+    if (x0 >= hw && x0 + VW + hw <= w && !use_bkg && !use_rms && isfinite(bkg_value) && isfinite(rms_value) &&
+        rms_value > 0.0f) {
+        /* usable scalar background and RMS: a non-finite pixel makes the sum
+         * non-finite, so only the mask needs a test per tap */
+        vecf s = 0.0f;
+        vecus masked = (vecus)0;
+        for (int i = -hw; i <= hw; i++) {
+            s += g[i + hw] * (VEC_LOAD(sci + row + x0 + i) - bkg_value);
+            if (has_mask)
+                masked |= VEC_LOAD(mask + row + x0 + i);
+        }
+        veci whole = TO_VECI(isfinite(s)) & TO_VECI((masked & (vecus)ignore) == (vecus)0);
+        VEC_STORE(select((vecf)NAN, s, whole), sum_d + row + x0);
+        return;
+    }
     if (x0 >= hw && x0 + VW + hw <= w) {
-        vecf s = 0.0f, sk = 0.0f, sv = 0.0f;
+        vecf s = 0.0f, sv = 0.0f, whole = 1.0f;
         for (int i = -hw; i <= hw; i++) {
             vecf u, r2;
             vecf v = detect_pixels_vec(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms,
                                        rms_value, row + x0 + i, &u, &r2);
             float k = g[i + hw];
             s += k * v;
-            sk += k * u;
             sv += (k * k) * r2;
+            whole = fmin(whole, u);
         }
-        VEC_STORE(s, sum_d + row + x0);
-        VEC_STORE(sk, sum_k + row + x0);
-        VEC_STORE(sv, sum_k2v + row + x0);
+        VEC_STORE(select((vecf)NAN, s, TO_VECI(whole > 0.0f)), sum_d + row + x0);
+        if (use_rms)
+            VEC_STORE(sv, sum_k2v + row + x0);
         return;
     }
     for (int x = x0; x < min(x0 + VW, w); x++) {
-        float s = 0.0f, sk = 0.0f, sv = 0.0f;
-        for (int i = max(-hw, -x); i <= min(hw, w - 1 - x); i++) {
-            float r2, v = detect_pixel(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms,
-                                       rms_value, row + x + i, &r2);
-            if (!isfinite(v))
-                continue;
-            float k = g[i + hw];
-            s += k * v;
-            sk += k;
-            sv += k * k * r2;
-        }
-        sum_d[row + x] = s;
-        sum_k[row + x] = sk;
-        sum_k2v[row + x] = sv;
+        float s, sk, sv;
+        int whole = row_sums(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms, rms_value, w, x, y,
+                             g, hw, &s, &sk, &sv);
+        sum_d[row + x] = whole ? s : NAN;
+        if (use_rms)
+            sum_k2v[row + x] = sv;
     }
 }
 
@@ -118,52 +175,79 @@ kernel void filter_rows(DETECT_PIXEL_ARGS, const int w, const int h, global cons
  * kernel, so away from masks and edges this is F >= thresh * rms). labels gets
  * the pixel's linear index + 1 when detected, else 0, and the detected pixels'
  * indices are appended to list (in no particular order), so that labelling
- * touches only them. VW pixels per work-item; the row's last group, when the
- * width is no multiple of VW, goes pixel by pixel. */
-kernel void filter_cols(global const float *sum_d, global const float *sum_k, global const float *sum_k2v,
-                        const int w, const int h, global const float *g, const int hw, const float snr_thresh,
-                        global float *filtered, global uint *labels, global uint *list, global uint *count)
+ * touches only them. VW pixels per work-item; groups at the row's ends or
+ * whose window meets a marked row sum go pixel by pixel. */
+kernel void filter_cols(DETECT_PIXEL_ARGS, global const float *sum_d, global const float *sum_k2v, const int w,
+                        const int h, global const float *g, const int hw, const float sk_full, const float sv_full,
+                        const float snr_thresh, global float *filtered, global uint *labels, global uint *list,
+                        global uint *count)
 {
     const int x0 = get_global_id(0) * VW, y = get_global_id(1);
     if (x0 >= w || y >= h)
         return;
     const int j0 = max(-hw, -y), j1 = min(hw, h - 1 - y);
     const size_t o = (size_t)y * w + x0;
-    if (x0 + VW <= w) {
-        vecf s = 0.0f, sk = 0.0f, sv = 0.0f;
+    const float r2 = rms_value * rms_value;
+    if (x0 >= hw && x0 + VW + hw <= w) {
+        /* sum K and sum K^2 rms^2 of a whole, usable window: the host's for a
+         * full one, summed here where the image's top or bottom cuts it */
+        float sk = sk_full, svs = sv_full;
+        if (j0 != -hw || j1 != hw) {
+            float rk, rk2;
+            whole_row_sums(w, x0, g, hw, r2, &rk, &rk2);
+            sk = 0.0f;
+            svs = 0.0f;
+            for (int j = j0; j <= j1; j++) {
+                float k = g[j + hw];
+                sk += k * rk;
+                svs += (k * k) * rk2;
+            }
+        }
+        vecf s = 0.0f, sv = 0.0f, marked = 0.0f;
         for (int j = j0; j <= j1; j++) {
             size_t p = o + (ptrdiff_t)j * w;
             float k = g[j + hw];
-            s += k * VEC_LOAD(sum_d + p);
-            sk += k * VEC_LOAD(sum_k + p);
-            sv += (k * k) * VEC_LOAD(sum_k2v + p);
+            vecf d = VEC_LOAD(sum_d + p);
+            s += k * d;
+            marked += d - d; /* NaN where a row sum is marked */
+            if (use_rms)
+                sv += (k * k) * VEC_LOAD(sum_k2v + p);
         }
-        veci has = TO_VECI(sk > 0.0f);
-        vecf f = select((vecf)NAN, s / sk, has);
-        veci on = has & TO_VECI(s >= snr_thresh * sqrt(sv));
-        VEC_STORE(f, filtered + o);
-        veci lab = select((veci)0, (veci)((int)o + 1) + LANE_IDS, on);
-        VEC_STORE(lab, (global int *)labels + o);
-        int non = 0;
-        for (int l = 0; l < VW; l++)
-            non += (((int *)&lab)[l] != 0);
-        if (non) {
-            uint at = atomic_add(count, (uint)non);
+        if (!any(TO_VECI(isnan(marked)))) {
+            if (!use_rms)
+                sv = (vecf)svs;
+            veci has = (veci)(sk > 0.0f ? -1 : 0);
+            vecf f = select((vecf)NAN, s / sk, has);
+            veci on = has & TO_VECI(s >= snr_thresh * sqrt(sv));
+            VEC_STORE(f, filtered + o);
+            veci lab = select((veci)0, (veci)((int)o + 1) + LANE_IDS, on);
+            VEC_STORE(lab, (global int *)labels + o);
+            int non = 0;
             for (int l = 0; l < VW; l++)
-                if (((int *)&lab)[l] != 0)
-                    list[at++] = (uint)(o + l);
+                non += (((int *)&lab)[l] != 0);
+            if (non) {
+                uint at = atomic_add(count, (uint)non);
+                for (int l = 0; l < VW; l++)
+                    if (((int *)&lab)[l] != 0)
+                        list[at++] = (uint)(o + l);
+            }
+            return;
         }
-        return;
     }
-    for (int x = x0; x < w; x++) {
-        float s = 0.0f, sk = 0.0f, sv = 0.0f;
+    for (int x = x0; x < min(x0 + VW, w); x++) {
+        float s = 0.0f, sk = 0.0f, sv = 0.0f, rk, rk2;
         size_t q = (size_t)y * w + x;
+        whole_row_sums(w, x, g, hw, r2, &rk, &rk2);
         for (int j = j0; j <= j1; j++) {
             size_t p = q + (ptrdiff_t)j * w;
+            float rs = sum_d[p], rkj = rk, rv = use_rms ? sum_k2v[p] : rk2;
+            if (isnan(rs))
+                row_sums(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms, rms_value, w, x, y + j,
+                         g, hw, &rs, &rkj, &rv);
             float k = g[j + hw];
-            s += k * sum_d[p];
-            sk += k * sum_k[p];
-            sv += k * k * sum_k2v[p];
+            s += k * rs;
+            sk += k * rkj;
+            sv += k * k * rv;
         }
         bool on = sk > 0.0f && s >= snr_thresh * sqrt(sv);
         filtered[q] = sk > 0.0f ? s / sk : NAN;
@@ -213,9 +297,9 @@ kernel void filter_2d(DETECT_PIXEL_ARGS, const int w, const int h, global const 
 
 /* One step of 8-connected min-label propagation with pointer jumping for
  * pixel (x, y): a detected pixel takes the smallest label among itself, its
- * detected neighbours and the label of the pixel its label points at (labels
- * are "linear index + 1" of a pixel of the same component, so that pixel is in
- * the component too). Labels only decrease, so reads racing with other
+ * detected neighbours and the labels down the chain its label points along
+ * (labels are "linear index + 1" of a pixel of the same component, so that
+ * pixel is in the component too). Labels only decrease, so reads racing with other
  * work-items' writes still see a label of the same component; changed is set
  * when any label drops. The host repeats until nothing changes. */
 inline void propagate_pixel(global uint *labels, int x, int y, int w, int h, global int *changed)
@@ -238,9 +322,13 @@ inline void propagate_pixel(global uint *labels, int x, int y, int w, int h, glo
                 m = ln;
         }
     }
+    /* follow the chain of labels down to its end: components then settle
+     * in a few passes however long their pixel chains */
     uint r = labels[m - 1u];
-    if (r != 0u && r < m)
+    while (r != 0u && r < m) {
         m = r;
+        r = labels[m - 1u];
+    }
     if (m < l) {
         atomic_min(&labels[i], m);
         *changed = 1;
@@ -308,6 +396,64 @@ kernel void scatter_segments(global const uint *pix, global const int *id, const
  * below 1e-4 px (16 steps at most, as SExtractor). */
 #define WIN_NSIG 4.0
 #define WIN_MAX_ITER 16
+
+/* VW neighbouring pixels of a row at a time in the moment loops: veca holds
+ * VW acc_t values; CMP_A turns a veca comparison into a veci condition. */
+#if VW == 1
+#define VSUF
+#define CMP_A(c) ((c) ? -1 : 0)
+#else
+#define VSUF VW
+#define CMP_A(c) CLRED_CAT(convert_int, VSUF)(c)
+#endif
+#ifdef CLRED_USE_DOUBLE
+typedef CLRED_CAT(double, VSUF) veca;
+#define TO_VECA(x) CLRED_CAT(convert_double, VSUF)(x)
+#else
+typedef vecf veca;
+#define TO_VECA(x) CLRED_CAT(convert_float, VSUF)(x)
+#endif
+
+inline acc_t sum_lanes(veca v)
+{
+    acc_t t = 0;
+    for (int l = 0; l < VW; l++)
+        t += ((acc_t *)&v)[l];
+    return t;
+}
+
+/* Pixels x .. x + VW - 1 of row y: the background-subtracted values, and in
+ * *ok the lanes at or left of x1 that are usable and belong to no other
+ * source than label (segmentation 0 or label). Vector loads inside the row;
+ * at the image's right edge lane by lane from clamped indices. */
+inline vecf window_chunk(DETECT_PIXEL_ARGS, global const int *seg, const int label, const int w, const int y,
+                         const int x, const int x1, veci *ok)
+{
+    const size_t row = (size_t)y * w;
+    vecf v, u, r2;
+    veci sg;
+    if (x + VW <= w) {
+        v = detect_pixels_vec(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms, rms_value, row + x,
+                              &u, &r2);
+        sg = VEC_LOAD(seg + row + x);
+    } else {
+        float tv[VW], tu[VW];
+        int ts[VW];
+        for (int l = 0; l < VW; l++) {
+            size_t i = row + min(x + l, w - 1);
+            float pr2, p = detect_pixel(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms,
+                                        rms_value, i, &pr2);
+            tu[l] = isfinite(p) ? 1.0f : 0.0f;
+            tv[l] = isfinite(p) ? p : 0.0f;
+            ts[l] = seg[i];
+        }
+        v = VEC_LOAD(tv);
+        u = VEC_LOAD(tu);
+        sg = VEC_LOAD(ts);
+    }
+    *ok = TO_VECI(u > 0.0f) & (TO_VECI(sg == 0) | TO_VECI(sg == label)) & TO_VECI(x + LANE_IDS <= x1);
+    return v;
+}
 
 /* One work-item per source: isophotal sums over the pixels whose segmentation
  * value is id + 1 inside its bounding box, then adaptive Gaussian-windowed
@@ -390,29 +536,28 @@ kernel void measure_sources(DETECT_PIXEL_ARGS, global const float *var, const in
             break;
         int x0 = max((int)floor(cx - reach), 0), x1 = min((int)ceil(cx + reach), w - 1);
         int y0 = max((int)floor(cy - reach), 0), y1 = min((int)ceil(cy + reach), h - 1);
-        acc_t S = 0, Sx = 0, Sy = 0, Sxx = 0, Syy = 0, Sxy = 0;
-        for (int y = y0; y <= y1; y++)
-            for (int x = x0; x <= x1; x++) {
-                size_t i = (size_t)y * w + x;
-                int s = seg[i];
-                if (s != 0 && s != label)
-                    continue;
-                float r2, v = detect_pixel(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms,
-                                           rms_value, i, &r2);
-                if (!isfinite(v))
-                    continue;
-                acc_t dx = x - cx, dy = y - cy;
-                acc_t q = qxx * dx * dx + 2.0 * qxy * dx * dy + qyy * dy * dy;
-                if (q > 16.0)
-                    continue;
-                acc_t wv = (acc_t)(exp((float)(-0.5 * q)) * v); /* float weight: 1e-7 relative is plenty */
-                S += wv;
-                Sx += wv * dx;
-                Sy += wv * dy;
-                Sxx += wv * dx * dx;
-                Syy += wv * dy * dy;
-                Sxy += wv * dx * dy;
+        veca vS = 0, vSx = 0, vSy = 0, vSxx = 0, vSyy = 0, vSxy = 0;
+        for (int y = y0; y <= y1; y++) {
+            acc_t dy = y - cy;
+            for (int x = x0; x <= x1; x += VW) {
+                veci ok;
+                vecf v = window_chunk(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms, rms_value,
+                                      seg, label, w, y, x, x1, &ok);
+                veca dx = TO_VECA(x + LANE_IDS) - cx;
+                veca q = qxx * dx * dx + (acc_t)2 * qxy * dx * dy + qyy * dy * dy;
+                ok &= CMP_A(q <= (acc_t)16);
+                /* float weight: 1e-7 relative is plenty */
+                veca wv = TO_VECA(select((vecf)0.0f, exp(CLRED_CAT(convert_float, VSUF)((acc_t)-0.5 * q)) * v, ok));
+                vS += wv;
+                vSx += wv * dx;
+                vSy += wv * dy;
+                vSxx += wv * dx * dx;
+                vSyy += wv * dy * dy;
+                vSxy += wv * dx * dy;
             }
+        }
+        acc_t S = sum_lanes(vS), Sx = sum_lanes(vSx), Sy = sum_lanes(vSy), Sxx = sum_lanes(vSxx),
+              Syy = sum_lanes(vSyy), Sxy = sum_lanes(vSxy);
         if (!(S > 0))
             break;
         acc_t mx = Sx / S, my = Sy / S;
@@ -445,25 +590,23 @@ kernel void measure_sources(DETECT_PIXEL_ARGS, global const float *var, const in
     for (int it = 0; it < WIN_MAX_ITER && win_ok; it++) {
         int x0 = max((int)floor(px - reach), 0), x1 = min((int)ceil(px + reach), w - 1);
         int y0 = max((int)floor(py - reach), 0), y1 = min((int)ceil(py + reach), h - 1);
-        acc_t S = 0, Sx = 0, Sy = 0;
-        for (int y = y0; y <= y1; y++)
-            for (int x = x0; x <= x1; x++) {
-                size_t i = (size_t)y * w + x;
-                int s = seg[i];
-                if (s != 0 && s != label)
-                    continue;
-                acc_t dx = x - px, dy = y - py, r2w = dx * dx + dy * dy;
-                if (r2w > reach * reach)
-                    continue;
-                float r2, v = detect_pixel(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms,
-                                           rms_value, i, &r2);
-                if (!isfinite(v))
-                    continue;
-                acc_t wv = (acc_t)(exp((float)(-r2w * inv2)) * v);
-                S += wv;
-                Sx += wv * dx;
-                Sy += wv * dy;
+        veca vS = 0, vSx = 0, vSy = 0;
+        for (int y = y0; y <= y1; y++) {
+            acc_t dy = y - py;
+            for (int x = x0; x <= x1; x += VW) {
+                veci ok;
+                vecf v = window_chunk(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms, rms_value,
+                                      seg, label, w, y, x, x1, &ok);
+                veca dx = TO_VECA(x + LANE_IDS) - px, r2w = dx * dx + dy * dy;
+                ok &= CMP_A(r2w <= reach * reach);
+                veca wv = TO_VECA(
+                    select((vecf)0.0f, exp(CLRED_CAT(convert_float, VSUF)(-r2w * inv2)) * v, ok));
+                vS += wv;
+                vSx += wv * dx;
+                vSy += wv * dy;
             }
+        }
+        acc_t S = sum_lanes(vS), Sx = sum_lanes(vSx), Sy = sum_lanes(vSy);
         if (!(S > 0)) {
             win_ok = 0;
             break;

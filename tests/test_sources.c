@@ -39,24 +39,26 @@ static void add_noise(harness_rng *rng, clred_image *img, double sky, double sig
 /* ------------------------------------------------ filter and threshold */
 
 /* The library's filter passes: rows (background subtracted on the fly) then
- * columns with the threshold, which also lists the detected pixels. */
-static void run_filter(clred_ctx *ctx, const clred_image *img, const float *rms_map, double fwhm, double thresh,
-                       float *filtered, uint32_t *labels, double *norm2_out)
+ * columns with the threshold, which also lists the detected pixels. With
+ * rms_map NULL the RMS is the scalar rms_value (the row pass then stores one
+ * plane and the column pass takes the constant sums). */
+static void run_filter(clred_ctx *ctx, const clred_image *img, const float *rms_map, float rms_value, double fwhm,
+                       double thresh, float *filtered, uint32_t *labels, double *norm2_out)
 {
     size_t n = img->width * img->height;
     cl_mem sci, mask, rms, dummy, kern, fbuf, lbuf, list, count;
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 4, img->sci, &sci, "sci"));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 2, img->mask, &mask, "mask"));
-    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 4, rms_map, &rms, "rms"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, rms_map ? n * 4 : 4, rms_map, &rms, "rms"));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, 4, NULL, &dummy, "dummy"));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &fbuf, "filtered"));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &lbuf, "labels"));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &list, "list"));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, 4, NULL, &count, "count"));
     cl_kernel k;
-    cl_int one = 1, zero = 0;
+    cl_int one = 1, zero = 0, use_rms = rms_map != NULL;
     cl_ushort ignore = CLRED_MASK_UNUSABLE;
-    cl_float bv = 100.0f, rv = 0.0f;
+    cl_float bv = 100.0f, rv = rms_value;
     cl_uint nlist = 0;
     CHECK_OK(clred_upload(ctx, count, 0, 4, &nlist));
     /* the same filter the library builds: K(i, j) = g(i) g(j), unit sum,
@@ -73,27 +75,37 @@ static void run_filter(clred_ctx *ctx, const clred_image *img, const float *rms_
     }
     *norm2_out = sum2;
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, (size_t)size * 4, gv, &kern, "g"));
+    /* sum K and sum K^2 rms^2 of a whole window, which the host passes */
+    double gs = 0, gs2 = 0;
+    for (int i = 0; i < size; i++) {
+        gs += gv[i];
+        gs2 += (double)gv[i] * gv[i];
+    }
+    cl_float sk_full = (cl_float)(gs * gs), sv_full = (cl_float)(gs2 * gs2 * rms_value * rms_value);
     free(gv);
-    cl_mem rows[3];
-    for (int i = 0; i < 3; i++)
+    cl_mem rows[2];
+    for (int i = 0; i < 2; i++)
         CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &rows[i], "row sums"));
     cl_int w = (cl_int)img->width, h = (cl_int)img->height;
     cl_float snr = (cl_float)(thresh / sum2);
     /* sizes not multiples of any work-group: exact global sizes (groups of
      * the context's vector width along x) */
     size_t g2[2] = {clred_vector_groups(ctx, img->width), img->height};
+#define FILTER_PIXEL_ARGS                                                                                          \
+    CLRED_ARG(sci), CLRED_ARG(mask), CLRED_ARG(one), CLRED_ARG(ignore), CLRED_ARG(dummy), CLRED_ARG(zero),         \
+        CLRED_ARG(bv), CLRED_ARG(rms), CLRED_ARG(use_rms), CLRED_ARG(rv)
     CHECK_OK(clred_kernel(ctx, "sources", NULL, "filter_rows", &k));
-    CHECK_OK(clred_args(k, "filter_rows", CLRED_ARG(sci), CLRED_ARG(mask), CLRED_ARG(one), CLRED_ARG(ignore),
-                        CLRED_ARG(dummy), CLRED_ARG(zero), CLRED_ARG(bv), CLRED_ARG(rms), CLRED_ARG(one), CLRED_ARG(rv),
-                        CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(kern), CLRED_ARG(hw), CLRED_ARG(rows[0]),
-                        CLRED_ARG(rows[1]), CLRED_ARG(rows[2]), (size_t)0));
+    CHECK_OK(clred_args(k, "filter_rows", FILTER_PIXEL_ARGS, CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(kern),
+                        CLRED_ARG(hw), CLRED_ARG(rows[0]), CLRED_ARG(rows[1]), (size_t)0));
     CHECK_OK(clred_run(ctx, k, "filter_rows", 2, g2, NULL));
     CHECK_OK(clred_kernel(ctx, "sources", NULL, "filter_cols", &k));
-    CHECK_OK(clred_args(k, "filter_cols", CLRED_ARG(rows[0]), CLRED_ARG(rows[1]), CLRED_ARG(rows[2]), CLRED_ARG(w),
-                        CLRED_ARG(h), CLRED_ARG(kern), CLRED_ARG(hw), CLRED_ARG(snr), CLRED_ARG(fbuf),
+    CHECK_OK(clred_args(k, "filter_cols", FILTER_PIXEL_ARGS, CLRED_ARG(rows[0]), CLRED_ARG(rows[1]), CLRED_ARG(w),
+                        CLRED_ARG(h), CLRED_ARG(kern), CLRED_ARG(hw), CLRED_ARG(sk_full), CLRED_ARG(sv_full),
+                        CLRED_ARG(snr), CLRED_ARG(fbuf),
                         CLRED_ARG(lbuf), CLRED_ARG(list), CLRED_ARG(count), (size_t)0));
+#undef FILTER_PIXEL_ARGS
     CHECK_OK(clred_run(ctx, k, "filter_cols", 2, g2, NULL));
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 2; i++)
         clred_release(&rows[i]);
     CHECK_OK(clred_download(ctx, fbuf, 0, n * 4, filtered));
     CHECK_OK(clred_download(ctx, lbuf, 0, n * 4, labels));
@@ -139,36 +151,41 @@ static void test_filter(clred_ctx *ctx, harness_rng *rng)
     float *filtered = malloc(n * sizeof *filtered);
     uint32_t *labels = malloc(n * sizeof *labels);
     double norm2;
-    run_filter(ctx, &img, rms, 3.0, 1.5, filtered, labels, &norm2);
     double *d = malloc(n * sizeof *d), *r = malloc(n * sizeof *r), *rf = malloc(n * sizeof *rf),
            *rs = malloc(n * sizeof *rs);
-    for (size_t i = 0; i < n; i++) {
-        d[i] = (isfinite(img.sci[i]) && !(img.mask[i] & CLRED_MASK_UNUSABLE)) ? (double)img.sci[i] - 100.0 : NAN;
-        r[i] = rms[i];
+    /* an RMS map, then a scalar RMS: there the row pass keeps one plane and
+     * the windows that meet the NaN, the masked pixels or the edges are
+     * recomputed from the pixels */
+    for (int scalar = 0; scalar < 2; scalar++) {
+        run_filter(ctx, &img, scalar ? NULL : rms, 5.0f, 3.0, 1.5, filtered, labels, &norm2);
+        for (size_t i = 0; i < n; i++) {
+            d[i] = (isfinite(img.sci[i]) && !(img.mask[i] & CLRED_MASK_UNUSABLE)) ? (double)img.sci[i] - 100.0 : NAN;
+            r[i] = scalar ? 5.0 : rms[i];
+        }
+        double rnorm2;
+        ref_matched_filter(d, r, 67, 53, 3.0, rf, rs, &rnorm2);
+        CHECK_NEAR(norm2, rnorm2, 1e-7);
+        int bad_f = 0, bad_l = 0, ndet = 0;
+        double cut = 1.5 / rnorm2;
+        for (size_t i = 0; i < n; i++) {
+            /* float pixels and kernel weights (rel. 6e-8) summed over 121 terms in
+             * acc_t: 1e-5 of the noise level bounds the difference */
+            if (!((isnan(rf[i]) && isnan(filtered[i])) || fabs(filtered[i] - rf[i]) <= 1e-5 * (fabs(rf[i]) + 5.0)))
+                bad_f++;
+            int ref_on = !isnan(rs[i]) && rs[i] >= cut;
+            /* pixels within float rounding of the threshold may go either way */
+            if (ref_on != (labels[i] != 0) && !(fabs(rs[i] - cut) < 1e-4 * cut))
+                bad_l++;
+            if (labels[i] && labels[i] != i + 1)
+                bad_l++;
+            ndet += ref_on;
+        }
+        CHECK_MSG(bad_f == 0, "%d filtered pixels differ from the reference", bad_f);
+        CHECK_MSG(bad_l == 0, "%d thresholded pixels differ from the reference", bad_l);
+        CHECK(ndet > 20);                         /* the stars are detected */
+        CHECK(isnan(filtered[20 * 67 + 60]));     /* inside the masked block */
+        CHECK(!isnan(filtered[30 * 67 + 20]));    /* a NaN pixel is filled by its neighbours */
     }
-    double rnorm2;
-    ref_matched_filter(d, r, 67, 53, 3.0, rf, rs, &rnorm2);
-    CHECK_NEAR(norm2, rnorm2, 1e-7);
-    int bad_f = 0, bad_l = 0, ndet = 0;
-    double cut = 1.5 / rnorm2;
-    for (size_t i = 0; i < n; i++) {
-        /* float pixels and kernel weights (rel. 6e-8) summed over 121 terms in
-         * acc_t: 1e-5 of the noise level bounds the difference */
-        if (!((isnan(rf[i]) && isnan(filtered[i])) || fabs(filtered[i] - rf[i]) <= 1e-5 * (fabs(rf[i]) + 5.0)))
-            bad_f++;
-        int ref_on = !isnan(rs[i]) && rs[i] >= cut;
-        /* pixels within float rounding of the threshold may go either way */
-        if (ref_on != (labels[i] != 0) && !(fabs(rs[i] - cut) < 1e-4 * cut))
-            bad_l++;
-        if (labels[i] && labels[i] != i + 1)
-            bad_l++;
-        ndet += ref_on;
-    }
-    CHECK_MSG(bad_f == 0, "%d filtered pixels differ from the reference", bad_f);
-    CHECK_MSG(bad_l == 0, "%d thresholded pixels differ from the reference", bad_l);
-    CHECK(ndet > 20);                         /* the stars are detected */
-    CHECK(isnan(filtered[20 * 67 + 60]));     /* inside the masked block */
-    CHECK(!isnan(filtered[30 * 67 + 20]));    /* a NaN pixel is filled by its neighbours */
     free(d), free(r), free(rf), free(rs), free(filtered), free(labels), free(rms);
     clred_image_free(&img);
 }

@@ -42,10 +42,13 @@ static clred_status clipped_level(float *v, size_t m, double *level, double *rms
 {
     if (m < 3)
         return clred_fail(CLRED_ERR_INPUT, "too few usable pixels (%zu) for a global background", m);
-    size_t k = m;
+    size_t k = m, below = 0; /* v[0..below) are no larger than v[below..k) */
     double med = 0, sd = 0;
     for (int it = 0; it < 10; it++) {
-        float hi_half = clred_select_kth(v, k, k / 2);
+        /* the selection of the last round, kept in order through the
+         * compaction, confines the median to one side of below */
+        size_t lo = k / 2 < below ? 0 : below, hi = k / 2 < below ? below : k;
+        float hi_half = clred_select_kth(v + lo, hi - lo, k / 2 - lo);
         float lo_half = hi_half;
         if (k % 2 == 0) { /* the largest of the lower half, which selection left below k / 2 */
             lo_half = v[0];
@@ -53,26 +56,29 @@ static clred_status clipped_level(float *v, size_t m, double *level, double *rms
                 lo_half = v[i] > lo_half ? v[i] : lo_half;
         }
         med = 0.5 * ((double)lo_half + (double)hi_half);
+        /* one pass: sums about the median (close to the mean, so the
+         * variance's two terms do not cancel) */
         double s = 0, s2 = 0;
-        for (size_t i = 0; i < k; i++)
-            s += v[i];
-        double mean = s / (double)k;
-        for (size_t i = 0; i < k; i++)
-            s2 += (v[i] - mean) * (v[i] - mean);
-        sd = k > 1 ? sqrt(s2 / (double)(k - 1)) : 0.0;
-        double lo = med - 3.0 * sd, hi = med + 3.0 * sd;
+        for (size_t i = 0; i < k; i++) {
+            double d = (double)v[i] - med;
+            s += d;
+            s2 += d * d;
+        }
+        double dm = s / (double)k;
+        sd = k > 1 ? sqrt(fmax(s2 - dm * s, 0.0) / (double)(k - 1)) : 0.0;
+        double lo_clip = med - 3.0 * sd, hi_clip = med + 3.0 * sd;
+        /* the kept values to the front in their order, counted as they go */
         size_t nk = 0;
+        below = 0;
         for (size_t i = 0; i < k; i++)
-            nk += v[i] >= lo && v[i] <= hi;
+            if (v[i] >= lo_clip && v[i] <= hi_clip) {
+                float t = v[nk];
+                v[nk++] = v[i];
+                v[i] = t;
+                below += i < k / 2;
+            }
         if (nk == k || nk < 3)
             break;
-        size_t j = 0;
-        for (size_t i = 0; i < k; i++)
-            if (v[i] >= lo && v[i] <= hi) {
-                float t = v[j];
-                v[j++] = v[i];
-                v[i] = t;
-            }
         k = nk;
     }
     *level = med;
@@ -128,6 +134,25 @@ static double gaussian_factor(double fwhm, int hw, float *g)
     return sum2;
 }
 
+/* sum K and sum K^2 rms^2 (scalar rms) of a whole, usable window of
+ * K(i, j) = g(i) g(j), in float in filter_cols' order (rows, then columns),
+ * which uses them away from the image's top and bottom. */
+static void full_window_sums(const float *g, int hw, float rms, float *sk, float *sv)
+{
+    float rk = 0.0f, rk2 = 0.0f, r2 = rms * rms;
+    for (int i = 0; i < 2 * hw + 1; i++) {
+        rk += g[i];
+        rk2 += (g[i] * g[i]) * r2;
+    }
+    float a = 0.0f, b = 0.0f;
+    for (int j = 0; j < 2 * hw + 1; j++) {
+        a += g[j] * rk;
+        b += (g[j] * g[j]) * rk2;
+    }
+    *sk = a;
+    *sv = b;
+}
+
 /* --------------------------------------------------------- components */
 
 /* The detected pixels the device handed back: index, label, filtered value
@@ -165,14 +190,34 @@ static void components_free(components *c)
 }
 
 typedef struct {
-    uint64_t key; /* label << 32 | pixel index */
+    uint64_t key; /* label << pixel bits | pixel index */
     uint32_t at;  /* position in the detected lists */
 } keyed;
 
-static int cmp_keyed(const void *a, const void *b)
+/* Sorts k[0..n) by key, whose set bits lie below bit `bits`: least
+ * significant digit first, 11 bits a pass, through tmp (n entries). Returns
+ * the sorted array (k or tmp). */
+static keyed *radix_sort_keyed(keyed *k, keyed *tmp, size_t n, unsigned bits)
 {
-    uint64_t x = ((const keyed *)a)->key, y = ((const keyed *)b)->key;
-    return (x > y) - (x < y);
+    enum { DIGIT = 11, BUCKETS = 1 << DIGIT };
+    size_t count[BUCKETS];
+    for (unsigned shift = 0; shift < bits; shift += DIGIT) {
+        memset(count, 0, sizeof count);
+        for (size_t i = 0; i < n; i++)
+            count[(k[i].key >> shift) & (BUCKETS - 1)]++;
+        size_t sum = 0;
+        for (size_t b = 0; b < BUCKETS; b++) {
+            size_t c = count[b];
+            count[b] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[count[(k[i].key >> shift) & (BUCKETS - 1)]++] = k[i];
+        keyed *t = k;
+        k = tmp;
+        tmp = t;
+    }
+    return k;
 }
 
 /* Groups the detected pixels by label; labels are "smallest linear index + 1"
@@ -184,38 +229,43 @@ static clred_status group_components(const detected *t, size_t w, size_t h, comp
     memset(c, 0, sizeof *c);
     c->w = w;
     c->h = h;
-    keyed *k = malloc((n ? n : 1) * sizeof *k);
+    keyed *buf = malloc(2 * (n ? n : 1) * sizeof *buf);
     c->pix = malloc((n ? n : 1) * sizeof *c->pix);
     c->f = malloc((n ? n : 1) * sizeof *c->f);
     c->rms = malloc((n ? n : 1) * sizeof *c->rms);
-    if (!k || !c->pix || !c->f || !c->rms) {
-        free(k);
+    if (!buf || !c->pix || !c->f || !c->rms) {
+        free(buf);
         components_free(c);
         return clred_fail(CLRED_ERR_MEMORY, "out of memory grouping %zu detected pixels", n);
     }
+    /* labels and indices are below w h + 1 */
+    unsigned pb = 1;
+    while (pb < 32 && ((uint64_t)1 << pb) <= (uint64_t)w * h)
+        pb++;
     for (size_t i = 0; i < n; i++)
-        k[i] = (keyed){(uint64_t)t->label[i] << 32 | t->pix[i], (uint32_t)i};
-    qsort(k, n, sizeof *k, cmp_keyed);
+        buf[i] = (keyed){(uint64_t)t->label[i] << pb | t->pix[i], (uint32_t)i};
+    keyed *k = radix_sort_keyed(buf, buf + (n ? n : 1), n, 2 * pb);
     size_t ncomp = 0;
     for (size_t i = 0; i < n; i++)
-        ncomp += i == 0 || (k[i].key >> 32) != (k[i - 1].key >> 32);
+        ncomp += i == 0 || (k[i].key >> pb) != (k[i - 1].key >> pb);
     c->start = calloc(ncomp + 1, sizeof *c->start);
     if (!c->start) {
-        free(k);
+        free(buf);
         components_free(c);
         return clred_fail(CLRED_ERR_MEMORY, "out of memory grouping %zu components", ncomp);
     }
     size_t comp = 0;
+    uint64_t pix_mask = ((uint64_t)1 << pb) - 1;
     for (size_t i = 0; i < n; i++) {
-        if (i > 0 && (k[i].key >> 32) != (k[i - 1].key >> 32))
+        if (i > 0 && (k[i].key >> pb) != (k[i - 1].key >> pb))
             c->start[++comp] = i;
-        c->pix[i] = (size_t)(uint32_t)k[i].key;
+        c->pix[i] = (size_t)(k[i].key & pix_mask);
         c->f[i] = t->f[k[i].at];
         c->rms[i] = t->rms[k[i].at];
     }
     c->start[ncomp] = n;
     c->ncomp = ncomp;
-    free(k);
+    free(buf);
     return CLRED_OK;
 }
 
@@ -237,6 +287,7 @@ typedef struct {
     size_t *kept_count;
     double *flux;    /* per union-find root: summed filtered value of its region */
     size_t *area;    /* per union-find root: pixels in its region */
+    uint32_t *xs, *ys; /* per pixel: its coordinates in the box (one division each, not one per use) */
 } deblender;
 
 /* The SExtractor rule's parameters for one component. */
@@ -271,17 +322,17 @@ static size_t uf_find(size_t *parent, size_t i)
 }
 
 /* Assigns every pixel to the nearest kept peak and counts each peak's pixels. */
-static void assign_nearest(deblender *d, const size_t *pix, size_t n, size_t nkept)
+static void assign_nearest(deblender *d, size_t n, size_t nkept)
 {
     for (size_t k = 0; k < nkept; k++)
         d->kept_count[k] = 0;
     for (size_t p = 0; p < n; p++) {
-        double x = (double)(pix[p] % d->w), y = (double)(pix[p] / d->w);
+        double x = (double)d->xs[p], y = (double)d->ys[p];
         size_t best = 0;
         double bd = INFINITY;
         for (size_t k = 0; k < nkept; k++) {
-            size_t q = pix[d->kept_list[k]];
-            double dx = x - (double)(q % d->w), dy = y - (double)(q / d->w);
+            size_t q = d->kept_list[k];
+            double dx = x - (double)d->xs[q], dy = y - (double)d->ys[q];
             double dd = dx * dx + dy * dy;
             if (dd < bd) {
                 bd = dd;
@@ -313,7 +364,9 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, const deblend_r
     double contrast = rule->contrast;
     size_t x0 = SIZE_MAX, y0 = SIZE_MAX, x1 = 0, y1 = 0;
     for (size_t p = 0; p < n; p++) {
-        size_t x = pix[p] % d->w, y = pix[p] / d->w;
+        size_t y = pix[p] / d->w, x = pix[p] - y * d->w;
+        d->xs[p] = (uint32_t)x;
+        d->ys[p] = (uint32_t)y;
         x0 = x < x0 ? x : x0;
         y0 = y < y0 ? y : y0;
         x1 = x > x1 ? x : x1;
@@ -336,7 +389,9 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, const deblend_r
     for (size_t i = 0; i < d->bw * d->bh; i++)
         d->local[i] = -1;
     for (size_t p = 0; p < n; p++) {
-        d->local[(pix[p] / d->w - y0) * d->bw + pix[p] % d->w - x0] = (int32_t)p;
+        d->xs[p] -= (uint32_t)x0;
+        d->ys[p] -= (uint32_t)y0;
+        d->local[d->ys[p] * d->bw + d->xs[p]] = (int32_t)p;
         d->order[p] = p;
         d->parent[p] = p;
         d->peak[p] = p;
@@ -371,7 +426,7 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, const deblend_r
         d->active[p] = 1;
         d->flux[p] = vals[p];
         d->area[p] = 1;
-        size_t x = pix[p] % d->w - d->bx, y = pix[p] / d->w - d->by;
+        size_t x = d->xs[p], y = d->ys[p];
         for (int dy = -1; dy <= 1; dy++)
             for (int dx = -1; dx <= 1; dx++) {
                 if ((dx == 0 && dy == 0) || (x == 0 && dx < 0) || (y == 0 && dy < 0) ||
@@ -412,7 +467,7 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, const deblend_r
         if (d->kept[p])
             d->kept_list[nkept++] = p;
     for (;;) {
-        assign_nearest(d, pix, n, nkept);
+        assign_nearest(d, n, nkept);
         if (nkept <= 1)
             break;
         size_t smallest = 0;
@@ -430,17 +485,28 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, const deblend_r
 /* ---------------------------------------------------------------- main */
 
 typedef struct {
-    cl_mem none, kern, filtered, labels, sum_d, sum_k, sum_k2v, changed, count, list, g_label, g_f, g_rms, seg_pix,
-        seg_id, bbox, meas;
+    cl_mem none, kern, changed, count, g_label, g_f, g_rms, seg_pix, seg_id, bbox, meas;
+    /* image-sized planes from the context's pool, so that frame after frame
+     * reuses them instead of page-faulting fresh ones in */
+    cl_mem filtered, labels, list, sum_d, sum_k2v;
+    size_t plane_bytes;
 } detect_buffers;
 
-static void release_buffers(detect_buffers *b)
+static clred_status take_plane(clred_ctx *ctx, detect_buffers *b, cl_mem *buf, const char *what)
 {
-    cl_mem *all[] = {&b->none,  &b->kern,  &b->filtered, &b->labels,  &b->sum_d,   &b->sum_k,   &b->sum_k2v,
-                     &b->changed, &b->count, &b->list,   &b->g_label, &b->g_f,     &b->g_rms,   &b->seg_pix,
-                     &b->seg_id,  &b->bbox,  &b->meas};
+    return clred_pool_take(ctx, b->plane_bytes, what, buf);
+}
+
+static void release_buffers(clred_ctx *ctx, detect_buffers *b)
+{
+    cl_mem *all[] = {&b->none,   &b->kern,  &b->changed, &b->count,  &b->g_label, &b->g_f,
+                     &b->g_rms,  &b->seg_pix, &b->seg_id, &b->bbox, &b->meas};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         clred_release(all[i]);
+    cl_mem *planes[] = {&b->filtered, &b->labels, &b->list, &b->sum_d, &b->sum_k2v};
+    for (size_t i = 0; i < sizeof planes / sizeof *planes; i++)
+        if (*planes[i])
+            clred_pool_give(ctx, planes[i], b->plane_bytes);
 }
 
 /* The background and RMS (maps or scalars) and the image's planes, as the
@@ -498,11 +564,12 @@ static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_d
     size_t n = img->width * img->height, fb = n * sizeof(float);
     cl_int w = (cl_int)img->width, h = (cl_int)img->height;
     cl_kernel k;
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->filtered, "filtered image"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, n * sizeof(cl_uint), NULL, &b->labels, "labels"));
+    b->plane_bytes = fb;
+    CLRED_TRY(take_plane(ctx, b, &b->filtered, "filtered image"));
+    CLRED_TRY(take_plane(ctx, b, &b->labels, "labels"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, sizeof(cl_int), NULL, &b->changed, "flag"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, sizeof(cl_uint), NULL, &b->count, "count"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, n * sizeof(cl_uint), NULL, &b->list, "detected pixels"));
+    CLRED_TRY(take_plane(ctx, b, &b->list, "detected pixels"));
     cl_uint count = 0;
     CLRED_TRY(clred_upload(ctx, b->count, 0, sizeof count, &count));
     if (o->filter) {
@@ -536,29 +603,32 @@ static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_d
         float g[2 * 76 + 1];
         double norm2 = gaussian_factor(o->fwhm, hw, g);
         CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, (size_t)(2 * hw + 1) * sizeof *g, g, &b->kern, "filter"));
-        CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_d, "row sums"));
-        CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_k, "row sums"));
-        CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, fb, NULL, &b->sum_k2v, "row sums"));
+        CLRED_TRY(take_plane(ctx, b, &b->sum_d, "row sums"));
+        if (pa->use_rms)
+            CLRED_TRY(take_plane(ctx, b, &b->sum_k2v, "row sums"));
+        cl_mem sum_k2v = pa->use_rms ? b->sum_k2v : b->none;
         /* Global sizes are rounded up (the kernels check bounds) so a GPU can pick
          * full work-groups for any image width. */
         size_t g2[2] = {clred_round_up(clred_vector_groups(ctx, img->width), 16), clred_round_up(img->height, 8)};
         CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_rows", &k));
         CLRED_TRY(clred_args(k, "filter_rows", PIXEL_ARGS(*pa), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern),
-                             CLRED_ARG(hw), CLRED_ARG(b->sum_d), CLRED_ARG(b->sum_k), CLRED_ARG(b->sum_k2v),
-                             (size_t)0));
+                             CLRED_ARG(hw), CLRED_ARG(b->sum_d), CLRED_ARG(sum_k2v), (size_t)0));
         CLRED_TRY(clred_run_tiled(ctx, k, "filter_rows", 2, g2));
-        cl_float snr = (cl_float)(o->thresh / norm2);
+        cl_float snr = (cl_float)(o->thresh / norm2), sk_full, sv_full;
+        full_window_sums(g, hw, pa->rms_value, &sk_full, &sv_full);
         CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_cols", &k));
-        CLRED_TRY(clred_args(k, "filter_cols", CLRED_ARG(b->sum_d), CLRED_ARG(b->sum_k), CLRED_ARG(b->sum_k2v),
-                             CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern), CLRED_ARG(hw), CLRED_ARG(snr),
+        CLRED_TRY(clred_args(k, "filter_cols", PIXEL_ARGS(*pa), CLRED_ARG(b->sum_d), CLRED_ARG(sum_k2v),
+                             CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern), CLRED_ARG(hw), CLRED_ARG(sk_full),
+                             CLRED_ARG(sv_full), CLRED_ARG(snr),
                              CLRED_ARG(b->filtered), CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(b->count),
                              (size_t)0));
         CLRED_TRY(clred_run_tiled(ctx, k, "filter_cols", 2, g2));
     }
     CLRED_TRY(clred_download(ctx, b->count, 0, sizeof count, &count));
-    clred_release(&b->sum_d);
-    clred_release(&b->sum_k);
-    clred_release(&b->sum_k2v);
+    if (b->sum_d)
+        clred_pool_give(ctx, &b->sum_d, b->plane_bytes);
+    if (b->sum_k2v)
+        clred_pool_give(ctx, &b->sum_k2v, b->plane_bytes);
     CLRED_TRY(clred_kernel(ctx, "sources", NULL, "label_propagate_list", &k));
     CLRED_TRY(clred_args(k, "label_propagate_list", CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(count),
                          CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->changed), (size_t)0));
@@ -641,6 +711,8 @@ static clred_status build_objects(const components *c, const clred_detect_opts *
     d.kept_count = malloc(maxn * sizeof(size_t));
     d.flux = malloc(maxn * sizeof(double));
     d.area = malloc(maxn * sizeof(size_t));
+    d.xs = malloc(maxn * sizeof(uint32_t));
+    d.ys = malloc(maxn * sizeof(uint32_t));
     double *min_drop = malloc(maxn * sizeof *min_drop);
     size_t cap = c->ncomp + 16;
     ob->pix = malloc((total ? total : 1) * sizeof *ob->pix);
@@ -654,7 +726,7 @@ static clred_status build_objects(const components *c, const clred_detect_opts *
     ob->nobj = 0;
     clred_status st = CLRED_OK;
     if (!d.order || !d.parent || !d.peak || !d.kept || !d.active || !d.owner || !d.kept_list || !d.kept_count ||
-        !d.flux || !d.area || !min_drop || !ob->pix || !ob->id || !ob->bbox || !ob->blended || !ob->fdflux ||
+        !d.flux || !d.area || !d.xs || !d.ys || !min_drop || !ob->pix || !ob->id || !ob->bbox || !ob->blended || !ob->fdflux ||
         !ob->dthresh || !fdpeak)
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory deblending %zu components", c->ncomp);
     for (size_t k = 0; k < c->ncomp && st == CLRED_OK; k++) {
@@ -737,6 +809,8 @@ static clred_status build_objects(const components *c, const clred_detect_opts *
     free(d.kept_count);
     free(d.flux);
     free(d.area);
+    free(d.xs);
+    free(d.ys);
     free(fdpeak);
     free(min_drop);
     return st;
@@ -808,6 +882,108 @@ static clred_status measure(clred_ctx *ctx, detect_buffers *b, const clred_dimag
     return st;
 }
 
+/* Whether source j's model swallows source i (SExtractor's CLEAN test):
+ * i lies within 10 (a_i + a_j) of j, where j's profile exceeds i's
+ * detection threshold. */
+static int clean_swallows(const clred_source *s, const objects *ob, const double *q, const double *amp,
+                          const double *alpha, double beta, size_t j, size_t i)
+{
+    double dx = s[i].x - s[j].x, dy = s[i].y - s[j].y, zone = 10.0 * (s[i].a + s[j].a);
+    if (dx * dx + dy * dy >= zone * zone)
+        return 0;
+    double v = 1.0 + alpha[j] * (q[3 * j] * dx * dx + q[3 * j + 1] * dy * dy + q[3 * j + 2] * dx * dy);
+    return v > 1.0 && amp[j] * pow(v, -beta) > ob->dthresh[i];
+}
+
+/* CLEAN's candidates by place: square cells (32 px, more for a wide
+ * extent: at most ~1024 a side) over the sources' extent, each with a list
+ * of the sources whose zone disc touches it. */
+typedef struct {
+    double x0, y0, cell;
+    int nx, ny;
+    size_t *head;        /* per cell: first entry, SIZE_MAX when none */
+    size_t *next, *src;  /* per entry: next entry of the cell, its source */
+    size_t nent, cap;
+    size_t *rank;        /* per source: its place in brightness order, once listed */
+} clean_grid;
+
+static void clean_grid_free(clean_grid *g)
+{
+    free(g->head), free(g->next), free(g->src), free(g->rank);
+    memset(g, 0, sizeof *g);
+}
+
+static int clean_grid_init(clean_grid *g, const clred_source *s, size_t n)
+{
+    memset(g, 0, sizeof *g);
+    double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(s[i].x) || !isfinite(s[i].y) || !isfinite(s[i].a))
+            return 0;
+        x0 = fmin(x0, s[i].x), y0 = fmin(y0, s[i].y);
+        x1 = fmax(x1, s[i].x), y1 = fmax(y1, s[i].y);
+    }
+    if (n == 0 || x1 - x0 > 1e7 || y1 - y0 > 1e7)
+        return 0;
+    g->x0 = x0;
+    g->y0 = y0;
+    g->cell = fmax(32.0, fmax(x1 - x0, y1 - y0) / 1024.0);
+    g->nx = (int)((x1 - x0) / g->cell) + 1;
+    g->ny = (int)((y1 - y0) / g->cell) + 1;
+    size_t cells = (size_t)g->nx * (size_t)g->ny;
+    g->head = malloc(cells * sizeof *g->head);
+    g->rank = malloc(n * sizeof *g->rank);
+    g->cap = 4 * n + 16;
+    g->next = malloc(g->cap * sizeof *g->next);
+    g->src = malloc(g->cap * sizeof *g->src);
+    if (!g->head || !g->rank || !g->next || !g->src) {
+        clean_grid_free(g);
+        return 0;
+    }
+    for (size_t c = 0; c < cells; c++)
+        g->head[c] = SIZE_MAX;
+    return 1;
+}
+
+/* The cells a disc of radius rad about (x, y) touches, clamped to the grid. */
+static void clean_grid_cells(const clean_grid *g, double x, double y, double rad, int *cx0, int *cy0, int *cx1,
+                             int *cy1)
+{
+    double fx0 = floor((x - rad - g->x0) / g->cell), fx1 = floor((x + rad - g->x0) / g->cell);
+    double fy0 = floor((y - rad - g->y0) / g->cell), fy1 = floor((y + rad - g->y0) / g->cell);
+    *cx0 = (int)fmax(fx0, 0.0);
+    *cy0 = (int)fmax(fy0, 0.0);
+    *cx1 = (int)fmin(fx1, (double)(g->nx - 1));
+    *cy1 = (int)fmin(fy1, (double)(g->ny - 1));
+}
+
+/* Lists source i in the cells its zone disc (radius 10 a) touches. */
+static int clean_grid_add(clean_grid *g, const clred_source *s, size_t i)
+{
+    int cx0, cy0, cx1, cy1;
+    clean_grid_cells(g, s[i].x, s[i].y, 10.0 * s[i].a, &cx0, &cy0, &cx1, &cy1);
+    for (int cy = cy0; cy <= cy1; cy++)
+        for (int cx = cx0; cx <= cx1; cx++) {
+            if (g->nent == g->cap) {
+                size_t nc = 2 * g->cap;
+                size_t *nn = realloc(g->next, nc * sizeof *nn);
+                if (!nn)
+                    return 0;
+                g->next = nn;
+                size_t *ns = realloc(g->src, nc * sizeof *ns);
+                if (!ns)
+                    return 0;
+                g->src = ns;
+                g->cap = nc;
+            }
+            size_t c = (size_t)cy * g->nx + cx;
+            g->src[g->nent] = i;
+            g->next[g->nent] = g->head[c];
+            g->head[c] = g->nent++;
+        }
+    return 1;
+}
+
 /* SExtractor's CLEAN: each source is modelled by a Moffat profile
  * A (1 + alpha q)^-beta, beta = clean_param, with q the quadratic form of its
  * moments' ellipse, A = filtered flux / (2 pi a b) and alpha set so the
@@ -851,20 +1027,41 @@ static size_t clean_sources(clred_source *s, const objects *ob, double beta, siz
             order[i] = rk[i].i;
         free(rk);
     }
-    for (size_t r = 1; r < n; r++) {
+    /* The candidates of a source are the brighter kept ones with alpha > 0
+     * whose zone meets its own: each such source is listed in the cells of
+     * a grid that its zone's disc (radius 10 a) touches, and a source looks
+     * in the cells its own disc touches (two discs that meet share a cell),
+     * taking the first candidate in brightness order that swallows it. */
+    clean_grid g;
+    int use_grid = clean_grid_init(&g, s, n);
+    for (size_t r = 0; r < n; r++) {
         size_t i = order[r];
-        for (size_t k = 0; k < r; k++) {
-            size_t j = order[k];
-            if (!(alpha[j] > 0) || into[j] != j)
-                continue;
-            double dx = s[i].x - s[j].x, dy = s[i].y - s[j].y, zone = 10.0 * (s[i].a + s[j].a);
-            if (dx * dx + dy * dy >= zone * zone)
-                continue;
-            double v = 1.0 + alpha[j] * (q[3 * j] * dx * dx + q[3 * j + 1] * dy * dy + q[3 * j + 2] * dx * dy);
-            if (v > 1.0 && amp[j] * pow(v, -beta) > ob->dthresh[i]) {
-                into[i] = j;
-                break;
+        if (use_grid) {
+            size_t best = SIZE_MAX;
+            int cx0, cy0, cx1, cy1;
+            clean_grid_cells(&g, s[i].x, s[i].y, 10.0 * s[i].a, &cx0, &cy0, &cx1, &cy1);
+            for (int cy = cy0; cy <= cy1; cy++)
+                for (int cx = cx0; cx <= cx1; cx++)
+                    for (size_t e = g.head[(size_t)cy * g.nx + cx]; e != SIZE_MAX; e = g.next[e]) {
+                        size_t j = g.src[e];
+                        if (g.rank[j] < best && clean_swallows(s, ob, q, amp, alpha, beta, j, i))
+                            best = g.rank[j];
+                    }
+            if (best != SIZE_MAX)
+                into[i] = order[best];
+        } else {
+            for (size_t k = 0; k < r; k++) {
+                size_t j = order[k];
+                if (alpha[j] > 0 && into[j] == j && clean_swallows(s, ob, q, amp, alpha, beta, j, i)) {
+                    into[i] = j;
+                    break;
+                }
             }
+        }
+        if (use_grid && into[i] == i && alpha[i] > 0) {
+            g.rank[i] = r;
+            if (!clean_grid_add(&g, s, i))
+                use_grid = 0; /* out of memory: the rest go through the plain loop */
         }
         if (into[i] != i) {
             clred_source *m = &s[into[i]];
@@ -884,6 +1081,7 @@ static size_t clean_sources(clred_source *s, const objects *ob, double beta, siz
     for (size_t i = 0, k = 0; i < n; i++)
         if (into[i] == i)
             s[k++] = s[i];
+    clean_grid_free(&g);
     free(order), free(into), free(amp), free(alpha), free(q);
     return kept;
 }
@@ -964,7 +1162,7 @@ clred_status clred_detect_sources_dev(clred_ctx *ctx, const clred_dimage *img, c
     } else {
         free(out);
     }
-    release_buffers(&b);
+    release_buffers(ctx, &b);
     objects_free(&ob);
     return st;
 }
