@@ -71,17 +71,17 @@ typedef struct {
  * terms of a Taylor series in y about the grid's centre yc instead of one
  * row of factors per y: e^{2 pi i fy (yc + u S) / ny} = e^{2 pi i fy yc / ny}
  * sum_m (2 pi i fy S / ny)^m u^m / m!, with |fy| <= ny / 2 and S = MOM_SCALE
- * px. For |u S| <= MOM_REACH px the first omitted term is at most
- * (pi MOM_REACH)^12 / 12! = 8e-12 of the sum of |terms| (2e-15 within the
- * grid's own +-0.1 px), far below float's rounding of each term (6e-8); the
- * values at all the grid's y then come from 12 sums instead of 21 (24 with
- * the kernel's padding), and a grid that moves within MOM_REACH of yc
- * reuses them. Rounding also becomes smooth in u: neighbouring 0.01 px
- * values differ by the surface, not by the independent rounding of separate
- * sums. */
-#define UPS_MOMENTS 12
+ * px. Within |u S| <= MOM_REACH px (the grid itself) the first omitted term
+ * is at most (pi MOM_REACH)^8 / 8! = 2.3e-9 of the sum of |terms|, 25 times
+ * below float's rounding of each term (6e-8) that the direct sums carry
+ * too; the values at all the grid's y then come from 8 sums instead of 21
+ * (24 with the kernel's padding). Rounding also becomes smooth in u:
+ * neighbouring 0.01 px values differ by the surface, not by the independent
+ * rounding of separate sums. A grid that moves past MOM_REACH gets new
+ * moments about its own centre. */
+#define UPS_MOMENTS 8
 #define MOM_SCALE 0.1
-#define MOM_REACH 0.2
+#define MOM_REACH 0.1
 
 static void pc_release(pc_state *s)
 {
@@ -262,7 +262,7 @@ static clred_status pc_spectrum(pc_state *s, const clred_dimage *img, cl_mem dst
                          CLRED_ARG(src_width), CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(dst),
                          CLRED_ARG(offset), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny), CLRED_ARG(fill),
                          CLRED_ARG(wx), CLRED_ARG(wy), CLRED_ARG(use_window), (size_t)0));
-    size_t global[2] = {(size_t)pitch, s->ny};
+    size_t global[2] = {((size_t)pitch + 7) / 8, s->ny}; /* 8 columns per work-item */
     CLRED_TRY(clred_run_tiled(ctx, k, "pad_apodise", 2, global));
     return clred_fft_forward(ctx, s->plan, dst);
 }
@@ -359,8 +359,8 @@ static clred_status upsampled_dft(pc_state *s, const double *xs, size_t np, cons
     double norm = 1.0 / ((double)s->nx * (double)ny);
     int fits = s->mom_valid;
     for (size_t j = 0; j < nq && fits; j++)
-        fits = fabs(ys[j] - s->mom_yc) <= MOM_REACH;
-    if (!fits && 0.5 * fabs(ys[nq - 1] - ys[0]) <= MOM_SCALE * 1.001) {
+        fits = fabs(ys[j] - s->mom_yc) <= MOM_REACH * 1.001;
+    if (!fits && 0.5 * fabs(ys[nq - 1] - ys[0]) <= MOM_REACH * 1.001) {
         CLRED_TRY(y_moments(s, 0.5 * (ys[0] + ys[nq - 1])));
         fits = 1;
     }
