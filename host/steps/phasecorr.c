@@ -4,7 +4,8 @@
  * spectrum around the peak (Guizar-Sicairos, Thurman & Fienup 2008) for a
  * small neighbourhood at the final step, started from a parabola through the
  * integer peak's neighbours: its large sum on the device, the small one on
- * the host in double. The integer peak and the
+ * the host in double (the fine grid's y factors as a few Taylor moments, see
+ * UPS_MOMENTS). The integer peak and the
  * peak-to-sidelobe ratio are reduced on the device (kernels/fft_util.cl):
  * per frame only the peak, the sidelobe sums and the refinement's sums come
  * back. */
@@ -277,8 +278,8 @@ static void unit_phasor(double f, double t, double n, double *re, double *im)
 }
 
 /* The first stage of the upsampled DFT on the device: hcols[j][kx] = sum over
- * ky of cross[ky][kx] * tw[ky][j] for the nq rows of factors in s->tw (ny rows
- * of nrows, nrows a multiple of 4, the padding rows zero). */
+ * ky of cross[ky][kx] * tw[ky][j] for the nrows rows of factors j in s->tw
+ * (ny rows of nrows, nrows a multiple of 4, padding rows zero). */
 static clred_status ky_stage(pc_state *s, size_t nrows)
 {
     size_t ncx = s->ncx, ny = s->ny;
