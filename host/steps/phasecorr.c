@@ -4,7 +4,8 @@
  * spectrum around the peak (Guizar-Sicairos, Thurman & Fienup 2008) for a
  * small neighbourhood at the final step, started from a parabola through the
  * integer peak's neighbours: its large sum on the device, the small one on
- * the host in double. The integer peak and the
+ * the host in double (the fine grid's y factors as a few Taylor moments, see
+ * UPS_MOMENTS). The integer peak and the
  * peak-to-sidelobe ratio are reduced on the device (kernels/fft_util.cl):
  * per frame only the peak, the sidelobe sums and the refinement's sums come
  * back. */
@@ -50,6 +51,13 @@ typedef struct {
     size_t acc_size;              /* bytes of the device's acc_t */
     cl_mem row_val, row_x, row_sums; /* per surface row: highest value, its x, sums */
     cl_mem peak;                  /* PEAK_WORDS: see corr_peak_final */
+    /* Host work space of the upsampled DFT, allocated once per series. */
+    float *tw;                    /* ny x UPS_MAX factors */
+    void *hcols;                  /* UPS_MAX x ncx first-stage sums (acc_t) */
+    double *er, *ei;              /* ncx x UPS_MAX second-stage factors */
+    double *gre;                  /* UPS_MOMENTS x UPS_MAX second-stage sums */
+    int mom_valid;                /* hcols holds the moments about mom_yc for this frame */
+    double mom_yc;
 } pc_state;
 
 /* corr_peak_final's result: the peak's value bits and index, two acc_t
@@ -59,6 +67,22 @@ typedef struct {
 /* Upsampled-DFT grids have at most UPS_MAX points a side: +-1 step of a
  * tenth of the previous step is 21, padded to 24 for the kernel. */
 #define UPS_MAX 32
+
+/* The fine grids (+-0.1 px) take their ky sums as the first UPS_MOMENTS
+ * terms of a Taylor series in y about the grid's centre yc instead of one
+ * row of factors per y: e^{2 pi i fy (yc + u S) / ny} = e^{2 pi i fy yc / ny}
+ * sum_m (2 pi i fy S / ny)^m u^m / m!, with |fy| <= ny / 2 and S = MOM_SCALE
+ * px. Within |u S| <= MOM_REACH px (the grid itself) the first omitted term
+ * is at most (pi MOM_REACH)^8 / 8! = 2.3e-9 of the sum of |terms|, 25 times
+ * below float's rounding of each term (6e-8) that the direct sums carry
+ * too; the values at all the grid's y then come from 8 sums instead of 21
+ * (24 with the kernel's padding). Rounding also becomes smooth in u:
+ * neighbouring 0.01 px values differ by the surface, not by the independent
+ * rounding of separate sums. A grid that moves past MOM_REACH gets new
+ * moments about its own centre. */
+#define UPS_MOMENTS 8
+#define MOM_SCALE 0.1
+#define MOM_REACH 0.1
 
 static void pc_release(pc_state *s)
 {
@@ -74,6 +98,11 @@ static void pc_release(pc_state *s)
     clred_release(&s->row_x);
     clred_release(&s->row_sums);
     clred_release(&s->peak);
+    free(s->tw);
+    free(s->hcols);
+    free(s->er);
+    free(s->ei);
+    free(s->gre);
     memset(s, 0, sizeof *s);
 }
 
@@ -187,6 +216,16 @@ static clred_status pc_init(pc_state *s, clred_ctx *ctx, size_t width, size_t he
     if (st == CLRED_OK && opts->precision < 1.0)
         st = clred_buffer(ctx, CL_MEM_WRITE_ONLY, UPS_MAX * s->ncx * 2 * s->acc_size, NULL, &s->cols,
                           "upsampled DFT sums");
+    if (st == CLRED_OK && opts->precision < 1.0) {
+        s->tw = malloc(s->ny * UPS_MAX * 2 * sizeof *s->tw);
+        s->hcols = malloc(UPS_MAX * s->ncx * 2 * s->acc_size);
+        s->er = malloc(s->ncx * UPS_MAX * sizeof *s->er);
+        s->ei = malloc(s->ncx * UPS_MAX * sizeof *s->ei);
+        s->gre = malloc(UPS_MOMENTS * UPS_MAX * sizeof *s->gre);
+        if (!s->tw || !s->hcols || !s->er || !s->ei || !s->gre)
+            st = clred_fail(CLRED_ERR_MEMORY, "out of memory for the upsampled DFT of a %zu x %zu spectrum", s->nx,
+                            s->ny);
+    }
     if (st == CLRED_OK)
         st = window_tables(s);
     if (st == CLRED_OK)
@@ -224,7 +263,7 @@ static clred_status pc_spectrum(pc_state *s, const clred_dimage *img, cl_mem dst
                          CLRED_ARG(src_width), CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(dst),
                          CLRED_ARG(offset), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny), CLRED_ARG(fill),
                          CLRED_ARG(wx), CLRED_ARG(wy), CLRED_ARG(use_window), (size_t)0));
-    size_t global[2] = {(size_t)pitch, s->ny};
+    size_t global[2] = {((size_t)pitch + 7) / 8, s->ny}; /* 8 columns per work-item */
     CLRED_TRY(clred_run_tiled(ctx, k, "pad_apodise", 2, global));
     return clred_fft_forward(ctx, s->plan, dst);
 }
@@ -238,80 +277,133 @@ static void unit_phasor(double f, double t, double n, double *re, double *im)
     *im = sin(TWO_PI * turns);
 }
 
+/* The first stage of the upsampled DFT on the device: hcols[j][kx] = sum over
+ * ky of cross[ky][kx] * tw[ky][j] for the nrows rows of factors j in s->tw
+ * (ny rows of nrows, nrows a multiple of 4, padding rows zero). */
+static clred_status ky_stage(pc_state *s, size_t nrows)
+{
+    size_t ncx = s->ncx, ny = s->ny;
+    cl_kernel k;
+    CLRED_TRY(clred_upload(s->ctx, s->twiddle, 0, ny * nrows * 2 * sizeof *s->tw, s->tw));
+    CLRED_TRY(clred_kernel(s->ctx, "fft_util", NULL, "upsample_columns", &k));
+    int incx = (int)ncx, iny = (int)ny, inrows = (int)nrows;
+    CLRED_TRY(clred_args(k, "upsample_columns", CLRED_ARG(s->cross), CLRED_ARG(incx), CLRED_ARG(iny),
+                         CLRED_ARG(s->twiddle), CLRED_ARG(inrows), CLRED_ARG(s->cols), (size_t)0));
+    size_t global[2] = {(ncx + 7) / 8, nrows / 4};
+    CLRED_TRY(clred_run_tiled(s->ctx, k, "upsample_columns", 2, global));
+    return clred_download(s->ctx, s->cols, 0, nrows * ncx * 2 * s->acc_size, s->hcols);
+}
+
+static double hcol(const pc_state *s, size_t o)
+{
+    return s->acc_size == sizeof(double) ? ((const double *)s->hcols)[o] : ((const float *)s->hcols)[o];
+}
+
+/* s->er/ei[kx * np + i] = w_kx e^{2 pi i kx xs[i] / nx}, where columns kx > 0
+ * (and not Nyquist) stand for their conjugate twins too (w_kx = 2). */
+static void x_factors(pc_state *s, const double *xs, size_t np)
+{
+    size_t nx = s->nx;
+    for (size_t kx = 0; kx < s->ncx; kx++) {
+        double wgt = (kx == 0 || (nx % 2 == 0 && kx == nx / 2)) ? 1.0 : 2.0;
+        for (size_t i = 0; i < np; i++) {
+            unit_phasor((double)kx, xs[i], (double)nx, &s->er[kx * np + i], &s->ei[kx * np + i]);
+            s->er[kx * np + i] *= wgt;
+            s->ei[kx * np + i] *= wgt;
+        }
+    }
+}
+
+/* Re sum_kx hcols[j][kx] (er + i ei)[kx][i] for row j and column i. */
+static double x_sum(const pc_state *s, size_t j, size_t i, size_t np)
+{
+    double acc = 0.0;
+    for (size_t kx = 0; kx < s->ncx; kx++) {
+        size_t o = 2 * (j * s->ncx + kx);
+        acc += hcol(s, o) * s->er[kx * np + i] - hcol(s, o + 1) * s->ei[kx * np + i];
+    }
+    return acc;
+}
+
+/* The moments about yc into s->hcols (see UPS_MOMENTS). */
+static clred_status y_moments(pc_state *s, double yc)
+{
+    size_t ny = s->ny, nrows = UPS_MOMENTS; /* a multiple of 4 */
+    for (size_t ky = 0; ky < ny; ky++) {
+        double fy = ky <= ny / 2 ? (double)ky : (double)ky - (double)ny;
+        double re, im, a = TWO_PI * fy * MOM_SCALE / (double)ny;
+        unit_phasor(fy, yc, (double)ny, &re, &im);
+        for (size_t m = 0; m < UPS_MOMENTS; m++) {
+            s->tw[2 * (ky * nrows + m)] = (float)re;
+            s->tw[2 * (ky * nrows + m) + 1] = (float)im;
+            /* times i a / (m + 1) */
+            double b = a / (double)(m + 1), t = re;
+            re = -im * b;
+            im = t * b;
+        }
+    }
+    CLRED_TRY(ky_stage(s, nrows));
+    s->mom_valid = 1;
+    s->mom_yc = yc;
+    return CLRED_OK;
+}
+
 /* Real part of the upsampled cross-correlation on a P x Q grid of positions
  * (xs, ys) from the half spectrum R in s->cross:
- * c(x, y) = Re sum_ky sum_kx w_kx R[ky][kx] e^{2 pi i (kx x / nx + fy y / ny)} / (nx ny),
- * where columns kx > 0 (and not Nyquist) stand for their conjugate twins too
- * (w_kx = 2). The sum over ky, ny * ncx * Q terms, runs on the device; the
- * one over kx, ncx * P * Q terms, here in double. */
-static clred_status upsampled_dft(const pc_state *s, const double *xs, size_t np, const double *ys, size_t nq,
-                                  double *out)
+ * c(x, y) = Re sum_ky sum_kx w_kx R[ky][kx] e^{2 pi i (kx x / nx + fy y / ny)} / (nx ny).
+ * The sum over ky runs on the device (ny * ncx * rows terms), either one row
+ * of factors per y or, for grids within MOM_REACH of a centre, the moments;
+ * the one over kx, ncx * P * rows terms, here in double. */
+static clred_status upsampled_dft(pc_state *s, const double *xs, size_t np, const double *ys, size_t nq, double *out)
 {
-    size_t ncx = s->ncx, ny = s->ny, nx = s->nx;
-    size_t nrows = (nq + 3) / 4 * 4; /* the kernel's rows per work-item; the padding rows have zero factors */
-    float *tw = calloc(ny * nrows * 2, sizeof *tw);
-    void *cols = malloc(nrows * ncx * 2 * s->acc_size);
-    double *er = malloc(ncx * np * sizeof *er), *ei = malloc(ncx * np * sizeof *ei);
-    clred_status st = CLRED_OK;
-    if (!tw || !cols || !er || !ei)
-        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for the upsampled DFT of a %zu x %zu spectrum", nx, ny);
-    for (size_t ky = 0; ky < ny && st == CLRED_OK; ky++) {
-        double fy = ky <= ny / 2 ? (double)ky : (double)ky - (double)ny;
+    size_t ny = s->ny;
+    double norm = 1.0 / ((double)s->nx * (double)ny);
+    int fits = s->mom_valid;
+    for (size_t j = 0; j < nq && fits; j++)
+        fits = fabs(ys[j] - s->mom_yc) <= MOM_REACH * 1.001;
+    if (!fits && 0.5 * fabs(ys[nq - 1] - ys[0]) <= MOM_REACH * 1.001) {
+        CLRED_TRY(y_moments(s, 0.5 * (ys[0] + ys[nq - 1])));
+        fits = 1;
+    }
+    x_factors(s, xs, np);
+    if (fits) {
+        for (size_t m = 0; m < UPS_MOMENTS; m++)
+            for (size_t i = 0; i < np; i++)
+                s->gre[m * np + i] = x_sum(s, m, i, np);
         for (size_t j = 0; j < nq; j++) {
-            double re, im;
-            unit_phasor(fy, ys[j], (double)ny, &re, &im);
-            tw[2 * (ky * nrows + j)] = (float)re;
-            tw[2 * (ky * nrows + j) + 1] = (float)im;
-        }
-    }
-    cl_kernel k = NULL;
-    if (st == CLRED_OK)
-        st = clred_upload(s->ctx, s->twiddle, 0, ny * nrows * 2 * sizeof *tw, tw);
-    if (st == CLRED_OK)
-        st = clred_kernel(s->ctx, "fft_util", NULL, "upsample_columns", &k);
-    int incx = (int)ncx, iny = (int)ny, inrows = (int)nrows;
-    if (st == CLRED_OK)
-        st = clred_args(k, "upsample_columns", CLRED_ARG(s->cross), CLRED_ARG(incx), CLRED_ARG(iny),
-                        CLRED_ARG(s->twiddle), CLRED_ARG(inrows), CLRED_ARG(s->cols), (size_t)0);
-    size_t global[2] = {(ncx + 7) / 8, nrows / 4};
-    if (st == CLRED_OK)
-        st = clred_run_tiled(s->ctx, k, "upsample_columns", 2, global);
-    if (st == CLRED_OK)
-        st = clred_download(s->ctx, s->cols, 0, nrows * ncx * 2 * s->acc_size, cols);
-    if (st == CLRED_OK) {
-        for (size_t kx = 0; kx < ncx; kx++) {
-            double wgt = (kx == 0 || (nx % 2 == 0 && kx == nx / 2)) ? 1.0 : 2.0;
+            double u = (ys[j] - s->mom_yc) / MOM_SCALE;
             for (size_t i = 0; i < np; i++) {
-                unit_phasor((double)kx, xs[i], (double)nx, &er[kx * np + i], &ei[kx * np + i]);
-                er[kx * np + i] *= wgt;
-                ei[kx * np + i] *= wgt;
+                double acc = 0.0; /* Horner */
+                for (size_t m = UPS_MOMENTS; m-- > 0;)
+                    acc = acc * u + s->gre[m * np + i];
+                out[j * np + i] = acc * norm;
             }
         }
-        const double *cd = cols;
-        const float *cf = cols;
-        for (size_t j = 0; j < nq; j++)
-            for (size_t i = 0; i < np; i++) {
-                double acc = 0.0;
-                for (size_t kx = 0; kx < ncx; kx++) {
-                    size_t o = 2 * (j * ncx + kx);
-                    double cr = s->acc_size == sizeof(double) ? cd[o] : cf[o];
-                    double ci = s->acc_size == sizeof(double) ? cd[o + 1] : cf[o + 1];
-                    acc += cr * er[kx * np + i] - ci * ei[kx * np + i];
-                }
-                out[j * np + i] = acc / ((double)nx * (double)ny);
-            }
+        return CLRED_OK;
     }
-    free(tw);
-    free(cols);
-    free(er);
-    free(ei);
-    return st;
+    size_t nrows = (nq + 3) / 4 * 4; /* the kernel's rows per work-item; the padding rows have zero factors */
+    for (size_t ky = 0; ky < ny; ky++) {
+        double fy = ky <= ny / 2 ? (double)ky : (double)ky - (double)ny;
+        for (size_t j = 0; j < nrows; j++) {
+            double re = 0.0, im = 0.0;
+            if (j < nq)
+                unit_phasor(fy, ys[j], (double)ny, &re, &im);
+            s->tw[2 * (ky * nrows + j)] = (float)re;
+            s->tw[2 * (ky * nrows + j) + 1] = (float)im;
+        }
+    }
+    s->mom_valid = 0; /* hcols is overwritten */
+    CLRED_TRY(ky_stage(s, nrows));
+    for (size_t j = 0; j < nq; j++)
+        for (size_t i = 0; i < np; i++)
+            out[j * np + i] = x_sum(s, j, i, np) * norm;
+    return CLRED_OK;
 }
 
 /* The highest point of the upsampled surface on the (2 half + 1)^2 grid of
  * the given step centred on (cx, cy); *edge: it lies on the grid's border,
  * so the surface may rise beyond it. */
-static clred_status grid_best(const pc_state *s, double cx, double cy, double step, size_t half, double *px,
+static clred_status grid_best(pc_state *s, double cx, double cy, double step, size_t half, double *px,
                               double *py, double *peak, int *edge)
 {
     double xs[UPS_MAX], ys[UPS_MAX], grid[UPS_MAX * UPS_MAX];
@@ -336,7 +428,7 @@ static clred_status grid_best(const pc_state *s, double cx, double cy, double st
 /* Zooms on the peak from a grid of +-half px at step: then +-1 step at a
  * tenth of the step (the grid's maximum lies within half a step of the true
  * one), until the step reaches the requested precision. */
-static clred_status zoom(const pc_state *s, double step, double half, double *px, double *py, double *peak)
+static clred_status zoom(pc_state *s, double step, double half, double *px, double *py, double *peak)
 {
     for (;;) {
         size_t n = (size_t)floor(2.0 * half / step + 0.5) + 1;
@@ -373,7 +465,7 @@ static double parabola_vertex(double l, double c, double r)
  * the grid moves there and is measured again, and a peak it cannot hold
  * falls back to zooming from +-0.6 px at 0.1 px. Either way the result is the
  * highest point on the same lattice of steps from the integer peak. */
-static clred_status refine(const pc_state *s, const float nb[9], double *px, double *py, double *peak)
+static clred_status refine(pc_state *s, const float nb[9], double *px, double *py, double *peak)
 {
     double prec = s->opts.precision;
     if (prec * 1.001 >= 0.1)
@@ -467,6 +559,7 @@ static clred_status pc_correlate(pc_state *s, clred_shift *out)
     size_t global = n;
     CLRED_TRY(clred_run_tiled(ctx, k, "cross_power", 1, &global));
     CLRED_TRY(clred_fft_inverse(ctx, s->plan, s->spec));
+    s->mom_valid = 0; /* a new cross-power spectrum */
 
     long bx, by;
     float best = -INFINITY, nb[9];

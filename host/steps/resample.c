@@ -107,7 +107,7 @@ static clred_status fourier_shift(clred_ctx *ctx, const clred_dimage *img, cl_me
                         CLRED_ARG(iw), CLRED_ARG(zero), CLRED_ARG(zero), CLRED_ARG(iw), CLRED_ARG(ih), CLRED_ARG(work),
                         CLRED_ARG(offset), CLRED_ARG(pitch), CLRED_ARG(inx), CLRED_ARG(iny), CLRED_ARG(fill),
                         CLRED_ARG(work), CLRED_ARG(work), CLRED_ARG(use_window), (size_t)0); /* no window: no tables read */
-    size_t g_pad[2] = {(size_t)pitch, ny};
+    size_t g_pad[2] = {((size_t)pitch + 7) / 8, ny}; /* pad_apodise: 8 columns per work-item */
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "pad_apodise", 2, g_pad);
     if (st == CLRED_OK)

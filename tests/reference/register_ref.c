@@ -204,13 +204,14 @@ static void padded_frame(const float *img, const unsigned char *usable, size_t w
         }
 }
 
-void ref_phasecorr_surface(const float *ref, const unsigned char *ref_usable, const float *img,
+/* The cross-power half spectrum F(img) conj(F(ref)) into ar, ai (ny rows of
+ * nx / 2 + 1 bins), as ref_phasecorr_surface describes. */
+static void cross_spectrum(const float *ref, const unsigned char *ref_usable, const float *img,
                            const unsigned char *img_usable, size_t w, size_t h, size_t nx, size_t ny, int window,
-                           double alpha, int phase_only, double *surface)
+                           double alpha, int phase_only, double *ar, double *ai)
 {
     size_t ncx = nx / 2 + 1, n = nx * ny;
     double *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
-    double *ar = malloc(ncx * ny * sizeof *ar), *ai = malloc(ncx * ny * sizeof *ai);
     double *br = malloc(ncx * ny * sizeof *br), *bi = malloc(ncx * ny * sizeof *bi);
     padded_frame(img, img_usable, w, h, nx, ny, window, alpha, a);
     padded_frame(ref, ref_usable, w, h, nx, ny, window, alpha, b);
@@ -227,6 +228,19 @@ void ref_phasecorr_surface(const float *ref, const unsigned char *ref_usable, co
         ar[k] = cr;
         ai[k] = ci;
     }
+    free(a);
+    free(b);
+    free(br);
+    free(bi);
+}
+
+void ref_phasecorr_surface(const float *ref, const unsigned char *ref_usable, const float *img,
+                           const unsigned char *img_usable, size_t w, size_t h, size_t nx, size_t ny, int window,
+                           double alpha, int phase_only, double *surface)
+{
+    size_t ncx = nx / 2 + 1, n = nx * ny;
+    double *ar = malloc(ncx * ny * sizeof *ar), *ai = malloc(ncx * ny * sizeof *ai);
+    cross_spectrum(ref, ref_usable, img, img_usable, w, h, nx, ny, window, alpha, phase_only, ar, ai);
     /* inverse of the half spectrum: bins 0 < kx < nx / 2 stand for their conjugate twins too */
     for (size_t y = 0; y < ny; y++)
         for (size_t x = 0; x < nx; x++) {
@@ -239,12 +253,31 @@ void ref_phasecorr_surface(const float *ref, const unsigned char *ref_usable, co
                 }
             surface[y * nx + x] = acc / (double)n;
         }
-    free(a);
-    free(b);
     free(ar);
     free(ai);
-    free(br);
-    free(bi);
+}
+
+void ref_phasecorr_at(const float *ref, const unsigned char *ref_usable, const float *img,
+                      const unsigned char *img_usable, size_t w, size_t h, size_t nx, size_t ny, int window,
+                      double alpha, int phase_only, const double *xs, const double *ys, size_t npoints, double *out)
+{
+    size_t ncx = nx / 2 + 1;
+    double *ar = malloc(ncx * ny * sizeof *ar), *ai = malloc(ncx * ny * sizeof *ai);
+    cross_spectrum(ref, ref_usable, img, img_usable, w, h, nx, ny, window, alpha, phase_only, ar, ai);
+    for (size_t p = 0; p < npoints; p++) {
+        double acc = 0.0;
+        for (size_t ky = 0; ky < ny; ky++) {
+            double fy = ky <= ny / 2 ? (double)ky : (double)ky - (double)ny;
+            for (size_t kx = 0; kx < ncx; kx++) {
+                double wgt = (kx == 0 || (nx % 2 == 0 && kx == nx / 2)) ? 1.0 : 2.0;
+                double ph = 2.0 * M_PI * ((double)kx * xs[p] / (double)nx + fy * ys[p] / (double)ny);
+                acc += wgt * (ar[ky * ncx + kx] * cos(ph) - ai[ky * ncx + kx] * sin(ph));
+            }
+        }
+        out[p] = acc / ((double)nx * (double)ny);
+    }
+    free(ar);
+    free(ai);
 }
 
 void ref_surface_peak_psr(const double *surface, size_t nx, size_t ny, double max_shift, long *px, long *py,

@@ -34,6 +34,15 @@ void ref_phasecorr_surface(const float *ref, const unsigned char *ref_usable, co
                            const unsigned char *img_usable, size_t w, size_t h, size_t nx, size_t ny, int window,
                            double alpha, int phase_only, double *surface);
 
+/* The same surface off the integer grid, at the points (xs[p], ys[p]): the
+ * band-limited interpolant that clred's upsampled DFT evaluates,
+ * c(x, y) = Re sum_ky sum_kx w_kx C(kx, ky) e^{2 pi i (kx x / nx + fy y / ny)} / (nx ny)
+ * over the half spectrum C, fy = ky or ky - ny past ny / 2, w_kx = 2 except
+ * for kx = 0 and the Nyquist column (1). */
+void ref_phasecorr_at(const float *ref, const unsigned char *ref_usable, const float *img,
+                      const unsigned char *img_usable, size_t w, size_t h, size_t nx, size_t ny, int window,
+                      double alpha, int phase_only, const double *xs, const double *ys, size_t npoints, double *out);
+
 /* The first highest value of the surface in raster order within max_shift
  * px of zero (0 = anywhere) as a signed shift (*px, *py), and its
  * peak-to-sidelobe ratio: (peak - mean) / std (sample, two-pass) of the
