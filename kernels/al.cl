@@ -17,32 +17,33 @@ inline bool al_ok(float v, ushort m, ushort ignore, float lo, float hi)
 
 /* Row pass (work-items: xx, and yy + fh (s nfilt + f)): rows[s][f][yy][xx] = sum_u filt[f][u + hw] T(x0 + xx - u, y0 + yy) with the
  * stamp's box x0 = cx - r, y0 = cy - r - hw, xx < 2r + 1, yy < 2r + 2hw + 1.
- * Unusable pixels count as 0 (stamps that hold any are dropped by the host). */
-kernel void al_stamp_rows(global const float *t_sci, global const ushort *t_mask, const int t_flags,
-                          const float t_level, const float t_lo, const float t_hi, const ushort ignore,
-                          const int width, const int height, global const int2 *centre, const int nstamps,
-                          global const float *filt, const int nfilt, const int hw, const int r,
-                          global float *rows)
+ * al_stamp_check has counted the unusable pixels this reads (nbad, those
+ * outside the image included): a stamp with any is never used, so its rows
+ * are left at 0 and the others' need no checks. */
+kernel void al_stamp_rows(global const float *t_sci, const float t_level, const int width,
+                          global const int2 *centre, global const int *nbad, const int nstamps,
+                          global const float *filt, const int nfilt, const int hw, const int r, global float *rows)
 {
     int fw = 2 * r + 1, fh = 2 * r + 2 * hw + 1, ksize = 2 * hw + 1;
     int xx = get_global_id(0), g1 = get_global_id(1), yy = g1 % fh, sf = g1 / fh;
     if (xx >= fw || sf >= nstamps * nfilt)
         return;
     int s = sf / nfilt, f = sf % nfilt;
-    int2 c = centre[s];
-    int y = c.y - r - hw + yy, x = c.x - r + xx;
     float acc = 0.0f;
-    if (y >= 0 && y < height) {
-        for (int u = -hw; u <= hw; u++) {
-            int xs = x - u;
-            if (xs < 0 || xs >= width)
-                continue;
-            size_t i = (size_t)y * (size_t)width + (size_t)xs;
-            float v = t_sci[i];
-            ushort m = (t_flags & 2) ? t_mask[i] : 0;
-            if (al_ok(v, m, ignore, t_lo, t_hi))
-                acc += filt[f * ksize + u + hw] * (v - t_level);
+    if (nbad[s] == 0) {
+        int2 c = centre[s];
+        global const float *tp = t_sci + (size_t)(c.y - r - hw + yy) * (size_t)width + (size_t)(c.x - r + xx + hw);
+        global const float *fp = filt + f * ksize;
+        /* two sums (even and odd taps): independent chains of additions */
+        float a1 = 0.0f;
+        int t = 0;
+        for (; t + 1 < ksize; t += 2) {
+            acc = fma(fp[t], tp[-t] - t_level, acc);
+            a1 = fma(fp[t + 1], tp[-t - 1] - t_level, a1);
         }
+        if (t < ksize)
+            acc = fma(fp[t], tp[-t] - t_level, acc);
+        acc += a1;
     }
     rows[(((size_t)s * nfilt + f) * fh + yy) * fw + xx] = acc;
 }
@@ -55,10 +56,18 @@ inline float al_col(global const float *rows, global const float *filt, int s, i
 {
     int ksize = 2 * hw + 1;
     global const float *rp = rows + ((size_t)s * nfilt + fx) * fh * fw;
-    float acc = 0.0f;
-    for (int v = -hw; v <= hw; v++)
-        acc += filt[fy * ksize + v + hw] * rp[(yy + hw - v) * fw + xx];
-    return acc;
+    global const float *fp = filt + fy * ksize;
+    /* tap t = v + hw reads row yy + 2 hw - t; two sums (even and odd taps) */
+    rp += (yy + 2 * hw) * fw + xx;
+    float a0 = 0.0f, a1 = 0.0f;
+    int t = 0;
+    for (; t + 1 < ksize; t += 2) {
+        a0 = fma(fp[t], rp[-t * fw], a0);
+        a1 = fma(fp[t + 1], rp[-(t + 1) * fw], a1);
+    }
+    if (t < ksize)
+        a0 = fma(fp[t], rp[-t * fw], a0);
+    return a0 + a1;
 }
 
 kernel void al_stamp_cols(global const float *rows, global const float *filt, const int nfilt,

@@ -48,7 +48,7 @@ typedef struct {
  * convolutions of T, the constant 1 and I (less its level): dots[s] is the
  * full symmetric nv x nv matrix, nv = nbasis + 2, in double. nbad[s]
  * receives the unusable pixels the stamp reads (such a stamp must not be
- * used: its vectors hold zeros for them). */
+ * used: its basis convolutions are not computed and hold zeros). */
 clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side *ii, uint16_t ignore,
                                const al_basis *b, int r, const int *cx, const int *cy, size_t ns, double *dots,
                                int *nbad);

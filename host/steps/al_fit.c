@@ -260,7 +260,7 @@ clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side 
     if (st == CLRED_OK)
         st = clred_buffer(ctx, CL_MEM_WRITE_ONLY, ns * (size_t)npairs * acc, NULL, &c_dots, "AL stamp dots");
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_WRITE_ONLY, ns * sizeof(cl_int), NULL, &c_bad, "AL stamp checks");
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, ns * sizeof(cl_int), NULL, &c_bad, "AL stamp checks");
     if (st != CLRED_OK)
         goto done;
 
@@ -284,9 +284,8 @@ clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side 
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "al", NULL, "al_stamp_rows", &k);
     if (st == CLRED_OK)
-        st = clred_args(k, "al_stamp_rows", CLRED_ARG(tsci), CLRED_ARG(tmask), CLRED_ARG(tflags), CLRED_ARG(tlev),
-                        CLRED_ARG(tlo), CLRED_ARG(thi), CLRED_ARG(ig), CLRED_ARG(width), CLRED_ARG(height),
-                        CLRED_ARG(c_centre), CLRED_ARG(ins), CLRED_ARG(c_filt), CLRED_ARG(nfilt), CLRED_ARG(hw),
+        st = clred_args(k, "al_stamp_rows", CLRED_ARG(tsci), CLRED_ARG(tlev), CLRED_ARG(width), CLRED_ARG(c_centre),
+                        CLRED_ARG(c_bad), CLRED_ARG(ins), CLRED_ARG(c_filt), CLRED_ARG(nfilt), CLRED_ARG(hw),
                         CLRED_ARG(r), CLRED_ARG(c_rows), (size_t)0);
     size_t g3[2] = {(size_t)fw, (size_t)fh * ns * (size_t)nfilt};
     if (st == CLRED_OK)
