@@ -224,24 +224,27 @@ kernel void al_grow(global const uint *in, const int width, const int height, co
  *                                    xs = 2 x / (w - 1) - 1, ys likewise: 1, xs, ys, xs^2, xs ys, ys^2)
  *   D = sign (I - C) / norm, VAR = (var_I + sum K^2 vz) / norm^2,
  *   conv = C + I's level.
+ * The variance's sum runs over the block's var_hw (<= hw): the host drops the
+ * outer rings that hold a negligible share of sum K^2 (see AL_VAR_TAIL).
  * A pixel whose kernel footprint leaves the image is EDGE | NO_DATA; one whose
  * footprint meets an unusable T pixel (grown != 0), or an unusable I pixel,
  * is NO_DATA (with those T pixels' ignored bits); D, VAR and score are NaN
  * there. The 8 pixels take the vector path when all are inside the border
  * band and in one block; the others (near the border) go one by one. */
-inline void al_conv_one(global const float *tz, global const float *vz, global const float *k, int hw, int width,
-                        int x, int y, float *c, float *cv)
+inline void al_conv_one(global const float *tz, global const float *vz, global const float *k, int hw, int vh,
+                        int width, int x, int y, float *c, float *cv)
 {
     int ksize = 2 * hw + 1;
     float acc = 0.0f, vacc = 0.0f;
     for (int v = -hw; v <= hw; v++) {
         size_t row = (size_t)(y - v) * (size_t)width + (size_t)x;
         global const float *kr = k + (v + hw) * ksize + hw;
-        for (int u = -hw; u <= hw; u++) {
-            float kk = kr[u];
-            acc = fma(kk, tz[row - u], acc);
-            vacc = fma(kk * kk, vz[row - u], vacc);
-        }
+        for (int u = -hw; u <= hw; u++)
+            acc = fma(kr[u], tz[row - u], acc);
+        if (v < -vh || v > vh)
+            continue;
+        for (int u = -vh; u <= vh; u++)
+            vacc = fma(kr[u] * kr[u], vz[row - u], vacc);
     }
     *c = acc;
     *cv = vacc;
@@ -252,8 +255,8 @@ kernel void al_convolve(global const float *tz, global const float *vz, global c
                         global const float *i_var, global const ushort *i_mask, const int i_flags,
                         const float i_level, const float i_var0, const float i_lo, const float i_hi,
                         const ushort ignore, const int width, const int height, global const float *kern,
-                        const int hw, const int block, const int nbx, global const float *bg, const float sign,
-                        const float norm, global float *d_sci, global float *d_var, global ushort *d_mask,
+                        const int hw, global const int *var_hw, const int block, const int nbx,
+                        global const float *bg, const float sign, const float norm, global float *d_sci, global float *d_var, global ushort *d_mask,
                         global float *conv, global float *score, global ushort *s_mask)
 {
     int x0 = 8 * get_global_id(0), y = get_global_id(1);
@@ -263,7 +266,8 @@ kernel void al_convolve(global const float *tz, global const float *vz, global c
     bool yin = y >= hw && y < height - hw;
     float c[8], cv[8];
     if (yin && x0 >= hw && x0 + 7 < width - hw && x0 / block == (x0 + 7) / block) {
-        global const float *k = kern + (size_t)((y / block) * nbx + x0 / block) * (size_t)(ksize * ksize);
+        int kb = (y / block) * nbx + x0 / block, vh = var_hw[kb];
+        global const float *k = kern + (size_t)kb * (size_t)(ksize * ksize);
         float8 a0 = 0.0f, a1 = 0.0f, v0 = 0.0f, v1 = 0.0f;
         for (int v = -hw; v <= hw; v++) {
             size_t row = (size_t)(y - v) * (size_t)width + (size_t)x0;
@@ -272,17 +276,19 @@ kernel void al_convolve(global const float *tz, global const float *vz, global c
             /* two sums per plane, alternating taps: independent chains of additions */
             int u = -hw;
             for (; u < hw; u += 2) {
-                float k0 = kr[u], k1 = kr[u + 1];
-                a0 = fma((float8)k0, vload8(0, tr - u), a0);
-                v0 = fma((float8)(k0 * k0), vload8(0, vr - u), v0);
-                a1 = fma((float8)k1, vload8(0, tr - u - 1), a1);
-                v1 = fma((float8)(k1 * k1), vload8(0, vr - u - 1), v1);
+                a0 = fma((float8)kr[u], vload8(0, tr - u), a0);
+                a1 = fma((float8)kr[u + 1], vload8(0, tr - u - 1), a1);
             }
-            if (u == hw) {
-                float k0 = kr[u];
-                a0 = fma((float8)k0, vload8(0, tr - u), a0);
-                v0 = fma((float8)(k0 * k0), vload8(0, vr - u), v0);
+            if (u == hw)
+                a0 = fma((float8)kr[u], vload8(0, tr - u), a0);
+            if (v < -vh || v > vh)
+                continue;
+            for (u = -vh; u < vh; u += 2) {
+                v0 = fma((float8)(kr[u] * kr[u]), vload8(0, vr - u), v0);
+                v1 = fma((float8)(kr[u + 1] * kr[u + 1]), vload8(0, vr - u - 1), v1);
             }
+            if (u == vh)
+                v0 = fma((float8)(kr[u] * kr[u]), vload8(0, vr - u), v0);
         }
         vstore8(a0 + a1, 0, c);
         vstore8(v0 + v1, 0, cv);
@@ -292,8 +298,9 @@ kernel void al_convolve(global const float *tz, global const float *vz, global c
             c[l] = NAN;
             cv[l] = 0.0f;
             if (yin && x >= hw && x < width - hw) {
-                global const float *k = kern + (size_t)((y / block) * nbx + x / block) * (size_t)(ksize * ksize);
-                al_conv_one(tz, vz, k, hw, width, x, y, &c[l], &cv[l]);
+                int kb = (y / block) * nbx + x / block;
+                global const float *k = kern + (size_t)kb * (size_t)(ksize * ksize);
+                al_conv_one(tz, vz, k, hw, var_hw[kb], width, x, y, &c[l], &cv[l]);
             }
         }
     }

@@ -76,6 +76,13 @@ void al_coef_at(const double *coef, int nbasis, int kernel_order, double x, doub
  * x): scaled to a unit diagonal, AL_RIDGE added to it (Tikhonov), Cholesky.
  * Fails when not positive definite even so (a NaN). */
 #define AL_RIDGE 1e-6
+/* The variance through the kernel, sum K^2 var_T, leaves out the outer
+ * square rings of a block's kernel that together hold at most this share of
+ * sum K^2: the error is below AL_VAR_TAIL sum K^2 max(var_T) over the
+ * footprint (1e-6 of T's variance, or ~1e-3 of it next to a star 1000x the
+ * sky's variance), while the kernel's far wings, whose squares are tiny, cost
+ * most of the taps. */
+#define AL_VAR_TAIL 1e-6
 clred_status al_linsolve(double *a, double *rhs, int n);
 
 #endif

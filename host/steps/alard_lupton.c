@@ -354,6 +354,28 @@ static void kernel_from(const al_state *s, const double *kl, double x, double y,
     }
 }
 
+/* The half-width of the square of k (ksize^2, half-width hw) outside which
+ * the rings hold at most AL_VAR_TAIL of sum k^2. */
+static int var_half_width(const double *k, int hw)
+{
+    double ring[256] = {0}, total = 0;
+    int ks = 2 * hw + 1;
+    for (int v = -hw; v <= hw; v++)
+        for (int u = -hw; u <= hw; u++) {
+            double q = k[(v + hw) * ks + u + hw];
+            int r = abs(u) > abs(v) ? abs(u) : abs(v);
+            ring[r < 255 ? r : 255] += q * q;
+            total += q * q;
+        }
+    if (hw > 255)
+        return hw;
+    double out = 0;
+    int vh = hw;
+    while (vh > 0 && out + ring[vh] <= AL_VAR_TAIL * total)
+        out += ring[vh--];
+    return vh;
+}
+
 /* The per-block kernels (summed on the host in double, a few hundred
  * thousand values) and the convolution into out's planes. */
 static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, float norm, clred_al_result *out)
@@ -362,14 +384,15 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
     int B = o->block > 0 ? o->block : 16, nb = s->basis.nbasis, ntaps = s->basis.ksize * s->basis.ksize;
     int nbx = (int)((s->w + B - 1) / B), nby = (int)((s->h + B - 1) / B), nblocks = nbx * nby;
     float *kern = malloc((size_t)nblocks * ntaps * sizeof *kern);
+    cl_int *vhw = malloc((size_t)nblocks * sizeof *vhw);
     double *kl = NULL, *k1 = malloc((size_t)ntaps * sizeof *k1);
     float bg[6] = {0, 0, 0, 0, 0, 0};
     int nk = al_nterms(s->ko), nbg = al_nterms(s->bo);
     for (int m = 0; m < nbg; m++)
         bg[m] = (float)s->coef[1 + (size_t)(nb - 1) * nk + m];
-    cl_mem c_kern = NULL, c_bg = NULL;
+    cl_mem c_kern = NULL, c_bg = NULL, c_vhw = NULL;
     clred_status st = CLRED_OK;
-    if (!kern || !k1) {
+    if (!kern || !k1 || !vhw) {
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %d kernel blocks", nblocks);
         goto done;
     }
@@ -382,11 +405,14 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
             float *dst = kern + ((size_t)by * nbx + bx) * ntaps;
             for (int t = 0; t < ntaps; t++)
                 dst[t] = (float)k1[t];
+            vhw[(size_t)by * nbx + bx] = var_half_width(k1, s->basis.hw);
         }
     cl_mem_flags ro = CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR;
     st = clred_buffer(ctx, ro, (size_t)nblocks * ntaps * sizeof(float), kern, &c_kern, "AL block kernels");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, ro, sizeof bg, bg, &c_bg, "AL background");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, ro, (size_t)nblocks * sizeof *vhw, vhw, &c_vhw, "AL variance half-widths");
     size_t npix = s->w * s->h, fbytes = npix * sizeof(float), ubytes = npix * sizeof(cl_uint);
     cl_mem tz = NULL, vz = NULL, bad = NULL, tmp = NULL;
     if (st == CLRED_OK)
@@ -434,7 +460,7 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
                         CLRED_ARG(tflags), CLRED_ARG(isci), CLRED_ARG(ivar), CLRED_ARG(imask), CLRED_ARG(iflags),
                         CLRED_ARG(s->ii.level), CLRED_ARG(s->ii.var0), CLRED_ARG(s->ii.lo), CLRED_ARG(s->ii.hi),
                         CLRED_ARG(ig), CLRED_ARG(width), CLRED_ARG(height), CLRED_ARG(c_kern), CLRED_ARG(hw),
-                        CLRED_ARG(B), CLRED_ARG(nbx), CLRED_ARG(c_bg), CLRED_ARG(sign), CLRED_ARG(norm),
+                        CLRED_ARG(c_vhw), CLRED_ARG(B), CLRED_ARG(nbx), CLRED_ARG(c_bg), CLRED_ARG(sign), CLRED_ARG(norm),
                         CLRED_ARG(dsci), CLRED_ARG(dvar), CLRED_ARG(dmask), CLRED_ARG(conv), CLRED_ARG(score),
                         CLRED_ARG(smask), (size_t)0);
     }
@@ -458,7 +484,9 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
 done:
     clred_release(&c_kern);
     clred_release(&c_bg);
+    clred_release(&c_vhw);
     free(kern);
+    free(vhw);
     free(kl);
     free(k1);
     return st;
