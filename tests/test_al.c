@@ -404,8 +404,11 @@ static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double 
     }
     size_t false_pos = 0;
     for (size_t k = 0; k < nc; k++)
-        if (!matched[k])
+        if (!matched[k]) {
             false_pos++;
+            printf("  unmatched candidate at (%.1f, %.1f) score %.1f flags %u bits 0x%x\n", c[k].x, c[k].y, c[k].score,
+                   c[k].flags, c[k].mask_bits);
+        }
     for (size_t k = 0; k < nc; k++)
         for (size_t hI = 0; hI < p.nholes; hI++)
             CHECK_MSG(fabs(c[k].x - p.hole_xy[2 * hI]) > 4 || fabs(c[k].y - p.hole_xy[2 * hI + 1]) > 4,
