@@ -268,30 +268,35 @@ kernel void al_convolve(global const float *tz, global const float *vz, global c
     if (yin && x0 >= hw && x0 + 7 < width - hw && x0 / block == (x0 + 7) / block) {
         int kb = (y / block) * nbx + x0 / block, vh = var_hw[kb];
         global const float *k = kern + (size_t)kb * (size_t)(ksize * ksize);
-        float8 a0 = 0.0f, a1 = 0.0f, v0 = 0.0f, v1 = 0.0f;
+        /* four sums per plane (taps u mod 4): independent chains of additions, enough to keep a CPU's
+         * FMA units busy through their latency */
+        float8 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, v0 = 0.0f, v1 = 0.0f, v2 = 0.0f, v3 = 0.0f;
         for (int v = -hw; v <= hw; v++) {
             size_t row = (size_t)(y - v) * (size_t)width + (size_t)x0;
             global const float *kr = k + (v + hw) * ksize + hw;
             global const float *tr = tz + row, *vr = vz + row;
-            /* two sums per plane, alternating taps: independent chains of additions */
             int u = -hw;
-            for (; u < hw; u += 2) {
+            for (; u + 3 <= hw; u += 4) {
                 a0 = fma((float8)kr[u], vload8(0, tr - u), a0);
                 a1 = fma((float8)kr[u + 1], vload8(0, tr - u - 1), a1);
+                a2 = fma((float8)kr[u + 2], vload8(0, tr - u - 2), a2);
+                a3 = fma((float8)kr[u + 3], vload8(0, tr - u - 3), a3);
             }
-            if (u == hw)
+            for (; u <= hw; u++)
                 a0 = fma((float8)kr[u], vload8(0, tr - u), a0);
             if (v < -vh || v > vh)
                 continue;
-            for (u = -vh; u < vh; u += 2) {
+            for (u = -vh; u + 3 <= vh; u += 4) {
                 v0 = fma((float8)(kr[u] * kr[u]), vload8(0, vr - u), v0);
                 v1 = fma((float8)(kr[u + 1] * kr[u + 1]), vload8(0, vr - u - 1), v1);
+                v2 = fma((float8)(kr[u + 2] * kr[u + 2]), vload8(0, vr - u - 2), v2);
+                v3 = fma((float8)(kr[u + 3] * kr[u + 3]), vload8(0, vr - u - 3), v3);
             }
-            if (u == vh)
+            for (; u <= vh; u++)
                 v0 = fma((float8)(kr[u] * kr[u]), vload8(0, vr - u), v0);
         }
-        vstore8(a0 + a1, 0, c);
-        vstore8(v0 + v1, 0, cv);
+        vstore8((a0 + a1) + (a2 + a3), 0, c);
+        vstore8((v0 + v1) + (v2 + v3), 0, cv);
     } else {
         for (int l = 0; l < 8; l++) {
             int x = x0 + l;
