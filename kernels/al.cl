@@ -17,98 +17,125 @@ inline bool al_ok(float v, ushort m, ushort ignore, float lo, float hi)
 
 /* Row pass (work-items: xx, and yy + fh (s nfilt + f)): rows[s][f][yy][xx] = sum_u filt[f][u + hw] T(x0 + xx - u, y0 + yy) with the
  * stamp's box x0 = cx - r, y0 = cy - r - hw, xx < 2r + 1, yy < 2r + 2hw + 1.
- * Unusable pixels count as 0 (stamps that hold any are dropped by the host). */
-kernel void al_stamp_rows(global const float *t_sci, global const ushort *t_mask, const int t_flags,
-                          const float t_level, const float t_lo, const float t_hi, const ushort ignore,
-                          const int width, const int height, global const int2 *centre, const int nstamps,
-                          global const float *filt, const int nfilt, const int hw, const int r,
-                          global float *rows)
+ * al_stamp_check has counted the unusable pixels this reads (nbad, those
+ * outside the image included): a stamp with any is never used, so its rows
+ * are left at 0 and the others' need no checks. */
+kernel void al_stamp_rows(global const float *t_sci, const float t_level, const int width,
+                          global const int2 *centre, global const int *nbad, const int nstamps,
+                          global const float *filt, const int nfilt, const int hw, const int r, global float *rows)
 {
     int fw = 2 * r + 1, fh = 2 * r + 2 * hw + 1, ksize = 2 * hw + 1;
     int xx = get_global_id(0), g1 = get_global_id(1), yy = g1 % fh, sf = g1 / fh;
     if (xx >= fw || sf >= nstamps * nfilt)
         return;
     int s = sf / nfilt, f = sf % nfilt;
-    int2 c = centre[s];
-    int y = c.y - r - hw + yy, x = c.x - r + xx;
     float acc = 0.0f;
-    if (y >= 0 && y < height) {
-        for (int u = -hw; u <= hw; u++) {
-            int xs = x - u;
-            if (xs < 0 || xs >= width)
-                continue;
-            size_t i = (size_t)y * (size_t)width + (size_t)xs;
-            float v = t_sci[i];
-            ushort m = (t_flags & 2) ? t_mask[i] : 0;
-            if (al_ok(v, m, ignore, t_lo, t_hi))
-                acc += filt[f * ksize + u + hw] * (v - t_level);
+    if (nbad[s] == 0) {
+        int2 c = centre[s];
+        global const float *tp = t_sci + (size_t)(c.y - r - hw + yy) * (size_t)width + (size_t)(c.x - r + xx + hw);
+        global const float *fp = filt + f * ksize;
+        /* two sums (even and odd taps): independent chains of additions */
+        float a1 = 0.0f;
+        int t = 0;
+        for (; t + 1 < ksize; t += 2) {
+            acc = fma(fp[t], tp[-t] - t_level, acc);
+            a1 = fma(fp[t + 1], tp[-t - 1] - t_level, a1);
         }
+        if (t < ksize)
+            acc = fma(fp[t], tp[-t] - t_level, acc);
+        acc += a1;
     }
     rows[(((size_t)s * nfilt + f) * fh + yy) * fw + xx] = acc;
 }
 
-/* Column pass (work-items: p, and b + nbasis s): conv[s][b][p] (p = yy * fw + xx over the fitted box) for basis
- * b = filters (fx[b], fy[b]): sum_v filt[fy][v + hw] rows[s][fx][yy + hw - v][xx],
- * less bsum[b] times basis 0's, so that every basis but the first sums to 0. */
+/* Column pass (work-items: p, and b + nbasis s): conv[s][b][p] (p = yy * fw + xx over the fitted box; a stamp
+ * holds nbasis + 2 vectors) for basis b = filters (fx[b], fy[b]): sum_v filt[fy][v + hw] rows[s][fx][yy + hw - v][xx].
+ * al_stamp_finish then takes bsum[b] times basis 0's off. */
 inline float al_col(global const float *rows, global const float *filt, int s, int nfilt, int fx, int fy, int xx,
                     int yy, int hw, int fw, int fh)
 {
     int ksize = 2 * hw + 1;
     global const float *rp = rows + ((size_t)s * nfilt + fx) * fh * fw;
-    float acc = 0.0f;
-    for (int v = -hw; v <= hw; v++)
-        acc += filt[fy * ksize + v + hw] * rp[(yy + hw - v) * fw + xx];
-    return acc;
+    global const float *fp = filt + fy * ksize;
+    /* tap t = v + hw reads row yy + 2 hw - t; two sums (even and odd taps) */
+    rp += (yy + 2 * hw) * fw + xx;
+    float a0 = 0.0f, a1 = 0.0f;
+    int t = 0;
+    for (; t + 1 < ksize; t += 2) {
+        a0 = fma(fp[t], rp[-t * fw], a0);
+        a1 = fma(fp[t + 1], rp[-(t + 1) * fw], a1);
+    }
+    if (t < ksize)
+        a0 = fma(fp[t], rp[-t * fw], a0);
+    return a0 + a1;
 }
 
 kernel void al_stamp_cols(global const float *rows, global const float *filt, const int nfilt,
-                          global const int2 *basis_f, global const float *bsum, const int nbasis, const int nstamps,
-                          const int hw, const int r, global float *conv)
+                          global const int2 *basis_f, const int nbasis, const int nstamps, const int hw, const int r,
+                          global float *conv)
 {
     int p = get_global_id(0), g1 = get_global_id(1), b = g1 % nbasis, s = g1 / nbasis;
     int fw = 2 * r + 1, fh = 2 * r + 2 * hw + 1, npix = fw * fw;
     if (p >= npix || s >= nstamps)
         return;
-    int xx = p % fw, yy = p / fw;
     int2 f = basis_f[b];
-    float v = al_col(rows, filt, s, nfilt, f.x, f.y, xx, yy, hw, fw, fh);
-    if (b > 0 && bsum[b] != 0.0f) {
-        int2 f0 = basis_f[0];
-        v -= bsum[b] * al_col(rows, filt, s, nfilt, f0.x, f0.y, xx, yy, hw, fw, fh);
-    }
-    conv[((size_t)s * nbasis + b) * npix + p] = v;
+    conv[((size_t)s * (nbasis + 2) + b) * npix + p] = al_col(rows, filt, s, nfilt, f.x, f.y, p % fw, p / fw, hw, fw, fh);
 }
 
-/* The stamps' normal equations: for vectors a <= b among the nbasis basis
- * convolutions, the constant 1 (background) and I, with weights
- * 1 / (var_I + var_T) over the fitted box:
- *   dots[s][pair] = sum_p w_p a(p) b(p)     (pairs in row-major upper-triangle order).
- * One work-item per (pair, stamp). */
-kernel void al_stamp_dots(global const float *conv, const int nbasis, const int nstamps, global const int2 *centre,
-                          const int r, global const float *i_sci, global const float *i_var, const int i_flags,
-                          const float i_var0, const float i_level, global const float *t_var, const int t_flags,
-                          const float t_var0, const int width, global const int2 *pairs, const int npairs,
-                          global acc_t *dots)
+/* Per stamp and pixel of the fitted box, after the column pass: the bases
+ * but the first less bsum[b] times basis 0's (so that they sum to 0), the
+ * background's constant 1 and I less its level as vectors nbasis and
+ * nbasis + 1 of the stamp (conv[s][nbasis + 2][p]), and the weight
+ * wt[s][p] = 1 / (var_I + var_T) (0 where that is not positive and finite). */
+kernel void al_stamp_finish(global float *conv, global const float *bsum, const int nbasis, const int nstamps,
+                            global const int2 *centre, const int r, global const float *i_sci,
+                            global const float *i_var, const int i_flags, const float i_var0, const float i_level,
+                            global const float *t_var, const int t_flags, const float t_var0, const int width,
+                            global float *wt)
+{
+    int p = get_global_id(0), s = get_global_id(1), fw = 2 * r + 1, npix = fw * fw;
+    if (p >= npix || s >= nstamps)
+        return;
+    global float *base = conv + (size_t)s * (nbasis + 2) * npix + p;
+    float c0 = base[0];
+    for (int b = 1; b < nbasis; b++)
+        if (bsum[b] != 0.0f)
+            base[(size_t)b * npix] -= bsum[b] * c0;
+    int2 c = centre[s];
+    size_t i = (size_t)(c.y - r + p / fw) * (size_t)width + (size_t)(c.x - r + p % fw);
+    float vi = (i_flags & 1) ? i_var[i] : i_var0, vt = (t_flags & 1) ? t_var[i] : t_var0;
+    float var = vi + vt;
+    base[(size_t)nbasis * npix] = 1.0f;
+    base[(size_t)(nbasis + 1) * npix] = i_sci[i] - i_level;
+    wt[(size_t)s * npix + p] = (isfinite(var) && var > 0.0f) ? 1.0f / var : 0.0f;
+}
+
+/* The stamps' normal equations: for vectors a <= b among the stamp's nv
+ * (the basis convolutions, the constant 1 and I), weighted by wt:
+ *   dots[s][pair] = sum_p wt_p a(p) b(p)     (pairs in row-major upper-triangle order).
+ * One work-item per (pair, stamp); products in float (4 at a time), summed in
+ * acc_t (four sums: independent chains of additions). */
+kernel void al_stamp_dots(global const float *conv, global const float *wt, const int nv, const int npix,
+                          const int nstamps, global const int2 *pairs, const int npairs, global acc_t *dots)
 {
     int q = get_global_id(0), s = get_global_id(1);
     if (q >= npairs || s >= nstamps)
         return;
-    int fw = 2 * r + 1, npix = fw * fw, nv = nbasis + 2;
     int2 ab = pairs[q];
-    int2 c = centre[s];
-    global const float *base = conv + (size_t)s * nbasis * npix;
-    acc_t acc = 0;
-    for (int p = 0; p < npix; p++) {
-        int x = c.x - r + p % fw, y = c.y - r + p / fw;
-        size_t i = (size_t)y * (size_t)width + (size_t)x;
-        float vi = (i_flags & 1) ? i_var[i] : i_var0, vt = (t_flags & 1) ? t_var[i] : t_var0;
-        float var = vi + vt;
-        float w = (isfinite(var) && var > 0.0f) ? 1.0f / var : 0.0f;
-        float a, bv;
-        a = ab.x < nbasis ? base[(size_t)ab.x * npix + p] : (ab.x == nv - 2 ? 1.0f : i_sci[i] - i_level);
-        bv = ab.y < nbasis ? base[(size_t)ab.y * npix + p] : (ab.y == nv - 2 ? 1.0f : i_sci[i] - i_level);
-        acc += (acc_t)(w * a * bv);
+    global const float *a = conv + ((size_t)s * nv + ab.x) * npix, *b = conv + ((size_t)s * nv + ab.y) * npix,
+                       *w = wt + (size_t)s * npix;
+    acc_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int p = 0;
+    for (; p + 4 <= npix; p += 4) {
+        float4 t = vload4(0, w + p) * vload4(0, a + p) * vload4(0, b + p);
+        s0 += (acc_t)t.x;
+        s1 += (acc_t)t.y;
+        s2 += (acc_t)t.z;
+        s3 += (acc_t)t.w;
     }
+    for (; p < npix; p++)
+        s0 += (acc_t)(w[p] * a[p] * b[p]);
+    acc_t acc = (s0 + s1) + (s2 + s3);
     dots[(size_t)s * npairs + q] = acc;
 }
 
@@ -141,79 +168,182 @@ kernel void al_stamp_check(global const float *i_sci, global const ushort *i_mas
     nbad[s] = bad;
 }
 
-/* The spatially varying convolution and the difference, per pixel, with the
- * kernel of the pixel's block:
- *   C = sum K T + B(x, y)           (T less its level; B: the background polynomial, bg[6] over
- *                                    xs = 2 x / (w - 1) - 1, ys likewise: 1, xs, ys, xs^2, xs ys, ys^2)
- *   D = sign (I - C) / norm, VAR = (var_I + sum K^2 var_T) / norm^2,
- *   conv = C + I's level.
- * A pixel whose kernel footprint leaves the image is EDGE | NO_DATA; one whose
- * footprint meets an unusable T pixel, or an unusable I pixel, is NO_DATA
- * (with those pixels' bits); D, VAR and score are NaN there. */
-kernel void al_convolve(global const float *t_sci, global const float *t_var, global const ushort *t_mask,
-                        const int t_flags, const float t_level, const float t_var0, const float t_lo,
-                        const float t_hi, global const float *i_sci, global const float *i_var,
-                        global const ushort *i_mask, const int i_flags, const float i_level, const float i_var0,
-                        const float i_lo, const float i_hi, const ushort ignore, const int width, const int height,
-                        global const float *kern, const int hw, const int block, const int nbx,
-                        global const float *bg, const float sign, const float norm, global float *d_sci,
-                        global float *d_var, global ushort *d_mask, global float *conv, global float *score,
-                        global ushort *s_mask)
+/* What the convolution reads, so that its inner loop is plain arithmetic:
+ * tz = T less its level where T is usable, else 0; vz = T's variance there,
+ * else 0; bad = 0x10000 | T's ignored mask bits where T is unusable, else 0. */
+kernel void al_prep(global const float *t_sci, global const float *t_var, global const ushort *t_mask,
+                    const int t_flags, const float t_level, const float t_var0, const float t_lo, const float t_hi,
+                    const ushort ignore, const uint n, global float *tz, global float *vz, global uint *bad)
 {
-    int x = get_global_id(0), y = get_global_id(1);
-    if (x >= width || y >= height)
+    uint i = get_global_id(0);
+    if (i >= n)
         return;
-    size_t o = (size_t)y * (size_t)width + (size_t)x;
+    float tv = t_sci[i];
+    ushort tm = (t_flags & 2) ? t_mask[i] : 0;
+    bool ok = al_ok(tv, tm, ignore, t_lo, t_hi);
+    tz[i] = ok ? tv - t_level : 0.0f;
+    vz[i] = ok ? ((t_flags & 1) ? t_var[i] : t_var0) : 0.0f;
+    bad[i] = ok ? 0u : (0x10000u | (uint)(tm & ignore));
+}
+
+/* The unusable-T flags grown by the kernel's footprint, one axis at a time
+ * (dx, dy = 1, 0 along rows, then 0, 1 along columns): out = OR of in over
+ * the 2 hw + 1 pixels centred on each (those inside the image). 8 pixels of a
+ * row per work-item, as vectors away from the left and right borders. */
+kernel void al_grow(global const uint *in, const int width, const int height, const int hw, const int dx,
+                    const int dy, global uint *out)
+{
+    int x0 = 8 * get_global_id(0), y = get_global_id(1);
+    if (x0 >= width || y >= height)
+        return;
+    size_t o = (size_t)y * (size_t)width + (size_t)x0;
+    if (x0 + 7 < width && (dy || (x0 >= hw && x0 + 7 + hw < width))) {
+        uint8 m = 0;
+        int lo = dy ? max(-hw, -y) : -hw, hi = dy ? min(hw, height - 1 - y) : hw;
+        long step = dy ? (long)width : 1;
+        for (int d = lo; d <= hi; d++)
+            m |= vload8(0, in + (long)o + d * step);
+        vstore8(m, 0, out + o);
+        return;
+    }
+    for (int l = 0; l < 8 && x0 + l < width; l++) {
+        uint m = 0;
+        for (int d = -hw; d <= hw; d++) {
+            int xs = x0 + l + d * dx, ys = y + d * dy;
+            if (xs >= 0 && xs < width && ys >= 0 && ys < height)
+                m |= in[(size_t)ys * (size_t)width + (size_t)xs];
+        }
+        out[o + l] = m;
+    }
+}
+
+/* The spatially varying convolution and the difference, with the kernel of
+ * each pixel's block, 8 pixels of a row per work-item (8 independent sums
+ * per tap: vector arithmetic on a CPU, and one kernel value read per 8 pixels):
+ *   C = sum K tz + B(x, y)          (B: the background polynomial, bg[6] over
+ *                                    xs = 2 x / (w - 1) - 1, ys likewise: 1, xs, ys, xs^2, xs ys, ys^2)
+ *   D = sign (I - C) / norm, VAR = (var_I + sum K^2 vz) / norm^2,
+ *   conv = C + I's level.
+ * The variance's sum runs over the block's var_hw (<= hw): the host drops the
+ * outer rings that hold a negligible share of sum K^2 (see AL_VAR_TAIL).
+ * A pixel whose kernel footprint leaves the image is EDGE | NO_DATA; one whose
+ * footprint meets an unusable T pixel (grown != 0), or an unusable I pixel,
+ * is NO_DATA (with those T pixels' ignored bits); D, VAR and score are NaN
+ * there. The 8 pixels take the vector path when all are inside the border
+ * band and in one block; the others (near the border) go one by one. */
+inline void al_conv_one(global const float *tz, global const float *vz, global const float *k, int hw, int vh,
+                        int width, int x, int y, float *c, float *cv)
+{
     int ksize = 2 * hw + 1;
-    ushort mi = (i_flags & 2) ? i_mask[o] : 0, mt = (t_flags & 2) ? t_mask[o] : 0;
-    ushort m = mi | mt;
-    float iv = i_sci[o];
-    bool ok = al_ok(iv, mi, ignore, i_lo, i_hi);
-    float vi = (i_flags & 1) ? i_var[o] : i_var0;
-    float c = NAN, cv = 0.0f;
-    if (x < hw || y < hw || x >= width - hw || y >= height - hw) {
-        m |= CLRED_MASK_EDGE | CLRED_MASK_NO_DATA;
-        ok = false;
-    } else {
-        global const float *k = kern + (size_t)((y / block) * nbx + x / block) * (size_t)(ksize * ksize);
-        float acc = 0.0f, vacc = 0.0f;
-        ushort grown = 0;
-        bool clean = true;
+    float acc = 0.0f, vacc = 0.0f;
+    for (int v = -hw; v <= hw; v++) {
+        size_t row = (size_t)(y - v) * (size_t)width + (size_t)x;
+        global const float *kr = k + (v + hw) * ksize + hw;
+        for (int u = -hw; u <= hw; u++)
+            acc = fma(kr[u], tz[row - u], acc);
+        if (v < -vh || v > vh)
+            continue;
+        for (int u = -vh; u <= vh; u++)
+            vacc = fma(kr[u] * kr[u], vz[row - u], vacc);
+    }
+    *c = acc;
+    *cv = vacc;
+}
+
+kernel void al_convolve(global const float *tz, global const float *vz, global const uint *grown,
+                        global const ushort *t_mask, const int t_flags, global const float *i_sci,
+                        global const float *i_var, global const ushort *i_mask, const int i_flags,
+                        const float i_level, const float i_var0, const float i_lo, const float i_hi,
+                        const ushort ignore, const int width, const int height, global const float *kern,
+                        const int hw, global const int *var_hw, const int block, const int nbx,
+                        global const float *bg, const float sign, const float norm, global float *d_sci, global float *d_var, global ushort *d_mask,
+                        global float *conv, global float *score, global ushort *s_mask)
+{
+    int x0 = 8 * get_global_id(0), y = get_global_id(1);
+    if (x0 >= width || y >= height)
+        return;
+    int ksize = 2 * hw + 1;
+    bool yin = y >= hw && y < height - hw;
+    float c[8], cv[8];
+    if (yin && x0 >= hw && x0 + 7 < width - hw && x0 / block == (x0 + 7) / block) {
+        int kb = (y / block) * nbx + x0 / block, vh = var_hw[kb];
+        global const float *k = kern + (size_t)kb * (size_t)(ksize * ksize);
+        /* four sums per plane (taps u mod 4): independent chains of additions, enough to keep a CPU's
+         * FMA units busy through their latency */
+        float8 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, v0 = 0.0f, v1 = 0.0f, v2 = 0.0f, v3 = 0.0f;
         for (int v = -hw; v <= hw; v++) {
-            size_t row = (size_t)(y - v) * (size_t)width;
+            size_t row = (size_t)(y - v) * (size_t)width + (size_t)x0;
             global const float *kr = k + (v + hw) * ksize + hw;
-            for (int u = -hw; u <= hw; u++) {
-                size_t i = row + (size_t)(x - u);
-                float tv = t_sci[i], kk = kr[u];
-                ushort tm = (t_flags & 2) ? t_mask[i] : 0;
-                if (al_ok(tv, tm, ignore, t_lo, t_hi)) {
-                    acc += kk * (tv - t_level);
-                    vacc += kk * kk * ((t_flags & 1) ? t_var[i] : t_var0);
-                } else {
-                    clean = false;
-                    grown |= tm & ignore;
-                }
+            global const float *tr = tz + row, *vr = vz + row;
+            int u = -hw;
+            for (; u + 3 <= hw; u += 4) {
+                a0 = fma((float8)kr[u], vload8(0, tr - u), a0);
+                a1 = fma((float8)kr[u + 1], vload8(0, tr - u - 1), a1);
+                a2 = fma((float8)kr[u + 2], vload8(0, tr - u - 2), a2);
+                a3 = fma((float8)kr[u + 3], vload8(0, tr - u - 3), a3);
+            }
+            for (; u <= hw; u++)
+                a0 = fma((float8)kr[u], vload8(0, tr - u), a0);
+            if (v < -vh || v > vh)
+                continue;
+            for (u = -vh; u + 3 <= vh; u += 4) {
+                v0 = fma((float8)(kr[u] * kr[u]), vload8(0, vr - u), v0);
+                v1 = fma((float8)(kr[u + 1] * kr[u + 1]), vload8(0, vr - u - 1), v1);
+                v2 = fma((float8)(kr[u + 2] * kr[u + 2]), vload8(0, vr - u - 2), v2);
+                v3 = fma((float8)(kr[u + 3] * kr[u + 3]), vload8(0, vr - u - 3), v3);
+            }
+            for (; u <= vh; u++)
+                v0 = fma((float8)(kr[u] * kr[u]), vload8(0, vr - u), v0);
+        }
+        vstore8((a0 + a1) + (a2 + a3), 0, c);
+        vstore8((v0 + v1) + (v2 + v3), 0, cv);
+    } else {
+        for (int l = 0; l < 8; l++) {
+            int x = x0 + l;
+            c[l] = NAN;
+            cv[l] = 0.0f;
+            if (yin && x >= hw && x < width - hw) {
+                int kb = (y / block) * nbx + x / block;
+                global const float *k = kern + (size_t)kb * (size_t)(ksize * ksize);
+                al_conv_one(tz, vz, k, hw, var_hw[kb], width, x, y, &c[l], &cv[l]);
             }
         }
-        float xs = 2.0f * (float)x / (float)(width - 1) - 1.0f, ys = 2.0f * (float)y / (float)(height - 1) - 1.0f;
-        c = acc + bg[0] + bg[1] * xs + bg[2] * ys + bg[3] * xs * xs + bg[4] * xs * ys + bg[5] * ys * ys;
-        cv = vacc;
-        if (!clean) {
-            m |= grown | CLRED_MASK_NO_DATA;
-            ok = false;
-        }
     }
-    ok = ok && isfinite(vi);
-    if (!ok)
-        m |= CLRED_MASK_NO_DATA;
-    float dv = ok ? sign * (iv - i_level - c) / norm : NAN;
-    float var = ok ? (max(vi, 0.0f) + cv) / (norm * norm) : NAN;
-    d_sci[o] = dv;
-    d_var[o] = var;
-    d_mask[o] = m;
-    conv[o] = c + i_level;
-    score[o] = ok && var > 0.0f ? dv / sqrt(var) : NAN;
-    s_mask[o] = m;
+    float ys = 2.0f * (float)y / (float)(height - 1) - 1.0f;
+    for (int l = 0; l < 8 && x0 + l < width; l++) {
+        int x = x0 + l;
+        size_t o = (size_t)y * (size_t)width + (size_t)x;
+        ushort mi = (i_flags & 2) ? i_mask[o] : 0, mt = (t_flags & 2) ? t_mask[o] : 0;
+        ushort m = mi | mt;
+        float iv = i_sci[o];
+        bool ok = al_ok(iv, mi, ignore, i_lo, i_hi);
+        float vi = (i_flags & 1) ? i_var[o] : i_var0;
+        float cc = NAN, ccv = 0.0f;
+        if (!yin || x < hw || x >= width - hw) {
+            m |= CLRED_MASK_EDGE | CLRED_MASK_NO_DATA;
+            ok = false;
+        } else {
+            float xs = 2.0f * (float)x / (float)(width - 1) - 1.0f;
+            cc = c[l] + bg[0] + bg[1] * xs + bg[2] * ys + bg[3] * xs * xs + bg[4] * xs * ys + bg[5] * ys * ys;
+            ccv = cv[l];
+            uint g = grown[o];
+            if (g) {
+                m |= (ushort)(g & 0xffffu) | CLRED_MASK_NO_DATA;
+                ok = false;
+            }
+        }
+        ok = ok && isfinite(vi);
+        if (!ok)
+            m |= CLRED_MASK_NO_DATA;
+        float dv = ok ? sign * (iv - i_level - cc) / norm : NAN;
+        float var = ok ? (max(vi, 0.0f) + ccv) / (norm * norm) : NAN;
+        d_sci[o] = dv;
+        d_var[o] = var;
+        d_mask[o] = m;
+        conv[o] = cc + i_level;
+        score[o] = ok && var > 0.0f ? dv / sqrt(var) : NAN;
+        s_mask[o] = m;
+    }
 }
 
 /* The difference into a padded FFT plane (rows of pitch floats), 0 where it is NaN. */

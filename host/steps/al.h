@@ -48,7 +48,7 @@ typedef struct {
  * convolutions of T, the constant 1 and I (less its level): dots[s] is the
  * full symmetric nv x nv matrix, nv = nbasis + 2, in double. nbad[s]
  * receives the unusable pixels the stamp reads (such a stamp must not be
- * used: its vectors hold zeros for them). */
+ * used: its basis convolutions are not computed and hold zeros). */
 clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side *ii, uint16_t ignore,
                                const al_basis *b, int r, const int *cx, const int *cy, size_t ns, double *dots,
                                int *nbad);
@@ -76,6 +76,13 @@ void al_coef_at(const double *coef, int nbasis, int kernel_order, double x, doub
  * x): scaled to a unit diagonal, AL_RIDGE added to it (Tikhonov), Cholesky.
  * Fails when not positive definite even so (a NaN). */
 #define AL_RIDGE 1e-6
+/* The variance through the kernel, sum K^2 var_T, leaves out the outer
+ * square rings of a block's kernel that together hold at most this share of
+ * sum K^2: the error is below AL_VAR_TAIL sum K^2 max(var_T) over the
+ * footprint (1e-6 of T's variance, or ~1e-3 of it next to a star 1000x the
+ * sky's variance), while the kernel's far wings, whose squares are tiny, cost
+ * most of the taps. */
+#define AL_VAR_TAIL 1e-6
 clred_status al_linsolve(double *a, double *rhs, int n);
 
 #endif

@@ -220,7 +220,7 @@ clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side 
     size_t acc = ctx->use_double ? sizeof(double) : sizeof(float);
     void *host_dots = malloc(ns * (size_t)npairs * acc);
     cl_mem c_centre = NULL, c_filt = NULL, c_bf = NULL, c_bsum = NULL, c_pairs = NULL, c_rows = NULL, c_conv = NULL,
-           c_dots = NULL, c_bad = NULL;
+           c_dots = NULL, c_bad = NULL, c_wt = NULL;
     clred_status st = CLRED_OK;
     if (!centre || !pairs || !bf || !host_dots) {
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu stamps", ns);
@@ -240,7 +240,7 @@ clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side 
         bf[2 * k + 1] = b->fy[k];
     }
     size_t rows_bytes = ns * (size_t)nfilt * fh * fw * sizeof(float);
-    size_t conv_bytes = ns * (size_t)nbasis * fw * fw * sizeof(float);
+    size_t conv_bytes = ns * (size_t)nv * fw * fw * sizeof(float), wt_bytes = ns * (size_t)fw * fw * sizeof(float);
     cl_mem_flags ro = CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR;
     st = clred_buffer(ctx, ro, ns * 2 * sizeof(cl_int), centre, &c_centre, "AL stamp centres");
     if (st == CLRED_OK)
@@ -256,9 +256,11 @@ clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side 
     if (st == CLRED_OK)
         st = clred_buffer(ctx, CL_MEM_READ_WRITE, conv_bytes, NULL, &c_conv, "AL stamp convolutions");
     if (st == CLRED_OK)
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, wt_bytes, NULL, &c_wt, "AL stamp weights");
+    if (st == CLRED_OK)
         st = clred_buffer(ctx, CL_MEM_WRITE_ONLY, ns * (size_t)npairs * acc, NULL, &c_dots, "AL stamp dots");
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_WRITE_ONLY, ns * sizeof(cl_int), NULL, &c_bad, "AL stamp checks");
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, ns * sizeof(cl_int), NULL, &c_bad, "AL stamp checks");
     if (st != CLRED_OK)
         goto done;
 
@@ -282,9 +284,8 @@ clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side 
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "al", NULL, "al_stamp_rows", &k);
     if (st == CLRED_OK)
-        st = clred_args(k, "al_stamp_rows", CLRED_ARG(tsci), CLRED_ARG(tmask), CLRED_ARG(tflags), CLRED_ARG(tlev),
-                        CLRED_ARG(tlo), CLRED_ARG(thi), CLRED_ARG(ig), CLRED_ARG(width), CLRED_ARG(height),
-                        CLRED_ARG(c_centre), CLRED_ARG(ins), CLRED_ARG(c_filt), CLRED_ARG(nfilt), CLRED_ARG(hw),
+        st = clred_args(k, "al_stamp_rows", CLRED_ARG(tsci), CLRED_ARG(tlev), CLRED_ARG(width), CLRED_ARG(c_centre),
+                        CLRED_ARG(c_bad), CLRED_ARG(ins), CLRED_ARG(c_filt), CLRED_ARG(nfilt), CLRED_ARG(hw),
                         CLRED_ARG(r), CLRED_ARG(c_rows), (size_t)0);
     size_t g3[2] = {(size_t)fw, (size_t)fh * ns * (size_t)nfilt};
     if (st == CLRED_OK)
@@ -293,18 +294,26 @@ clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side 
         st = clred_kernel(ctx, "al", NULL, "al_stamp_cols", &k);
     if (st == CLRED_OK)
         st = clred_args(k, "al_stamp_cols", CLRED_ARG(c_rows), CLRED_ARG(c_filt), CLRED_ARG(nfilt), CLRED_ARG(c_bf),
-                        CLRED_ARG(c_bsum), CLRED_ARG(nbasis), CLRED_ARG(ins), CLRED_ARG(hw), CLRED_ARG(r),
-                        CLRED_ARG(c_conv), (size_t)0);
+                        CLRED_ARG(nbasis), CLRED_ARG(ins), CLRED_ARG(hw), CLRED_ARG(r), CLRED_ARG(c_conv), (size_t)0);
     size_t gc[2] = {(size_t)fw * fw, (size_t)nbasis * ns};
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "al_stamp_cols", 2, gc);
     if (st == CLRED_OK)
+        st = clred_kernel(ctx, "al", NULL, "al_stamp_finish", &k);
+    if (st == CLRED_OK)
+        st = clred_args(k, "al_stamp_finish", CLRED_ARG(c_conv), CLRED_ARG(c_bsum), CLRED_ARG(nbasis), CLRED_ARG(ins),
+                        CLRED_ARG(c_centre), CLRED_ARG(r), CLRED_ARG(isci), CLRED_ARG(ivar), CLRED_ARG(iflags),
+                        CLRED_ARG(iv0), CLRED_ARG(ilev), CLRED_ARG(tvar), CLRED_ARG(tflags), CLRED_ARG(tv0),
+                        CLRED_ARG(width), CLRED_ARG(c_wt), (size_t)0);
+    size_t gf[2] = {(size_t)fw * fw, ns};
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "al_stamp_finish", 2, gf);
+    int npix = fw * fw;
+    if (st == CLRED_OK)
         st = clred_kernel(ctx, "al", NULL, "al_stamp_dots", &k);
     if (st == CLRED_OK)
-        st = clred_args(k, "al_stamp_dots", CLRED_ARG(c_conv), CLRED_ARG(nbasis), CLRED_ARG(ins), CLRED_ARG(c_centre),
-                        CLRED_ARG(r), CLRED_ARG(isci), CLRED_ARG(ivar), CLRED_ARG(iflags), CLRED_ARG(iv0),
-                        CLRED_ARG(ilev), CLRED_ARG(tvar), CLRED_ARG(tflags), CLRED_ARG(tv0), CLRED_ARG(width),
-                        CLRED_ARG(c_pairs), CLRED_ARG(npairs), CLRED_ARG(c_dots), (size_t)0);
+        st = clred_args(k, "al_stamp_dots", CLRED_ARG(c_conv), CLRED_ARG(c_wt), CLRED_ARG(nv), CLRED_ARG(npix),
+                        CLRED_ARG(ins), CLRED_ARG(c_pairs), CLRED_ARG(npairs), CLRED_ARG(c_dots), (size_t)0);
     size_t gd[2] = {(size_t)npairs, ns};
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "al_stamp_dots", 2, gd);
@@ -332,6 +341,7 @@ done:
     clred_release(&c_conv);
     clred_release(&c_dots);
     clred_release(&c_bad);
+    clred_release(&c_wt);
     free(centre);
     free(pairs);
     free(bf);

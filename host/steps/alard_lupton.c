@@ -354,6 +354,28 @@ static void kernel_from(const al_state *s, const double *kl, double x, double y,
     }
 }
 
+/* The half-width of the square of k (ksize^2, half-width hw) outside which
+ * the rings hold at most AL_VAR_TAIL of sum k^2. */
+static int var_half_width(const double *k, int hw)
+{
+    double ring[256] = {0}, total = 0;
+    int ks = 2 * hw + 1;
+    for (int v = -hw; v <= hw; v++)
+        for (int u = -hw; u <= hw; u++) {
+            double q = k[(v + hw) * ks + u + hw];
+            int r = abs(u) > abs(v) ? abs(u) : abs(v);
+            ring[r < 255 ? r : 255] += q * q;
+            total += q * q;
+        }
+    if (hw > 255)
+        return hw;
+    double out = 0;
+    int vh = hw;
+    while (vh > 0 && out + ring[vh] <= AL_VAR_TAIL * total)
+        out += ring[vh--];
+    return vh;
+}
+
 /* The per-block kernels (summed on the host in double, a few hundred
  * thousand values) and the convolution into out's planes. */
 static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, float norm, clred_al_result *out)
@@ -362,14 +384,15 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
     int B = o->block > 0 ? o->block : 16, nb = s->basis.nbasis, ntaps = s->basis.ksize * s->basis.ksize;
     int nbx = (int)((s->w + B - 1) / B), nby = (int)((s->h + B - 1) / B), nblocks = nbx * nby;
     float *kern = malloc((size_t)nblocks * ntaps * sizeof *kern);
+    cl_int *vhw = malloc((size_t)nblocks * sizeof *vhw);
     double *kl = NULL, *k1 = malloc((size_t)ntaps * sizeof *k1);
     float bg[6] = {0, 0, 0, 0, 0, 0};
     int nk = al_nterms(s->ko), nbg = al_nterms(s->bo);
     for (int m = 0; m < nbg; m++)
         bg[m] = (float)s->coef[1 + (size_t)(nb - 1) * nk + m];
-    cl_mem c_kern = NULL, c_bg = NULL;
+    cl_mem c_kern = NULL, c_bg = NULL, c_vhw = NULL;
     clred_status st = CLRED_OK;
-    if (!kern || !k1) {
+    if (!kern || !k1 || !vhw) {
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %d kernel blocks", nblocks);
         goto done;
     }
@@ -382,42 +405,88 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
             float *dst = kern + ((size_t)by * nbx + bx) * ntaps;
             for (int t = 0; t < ntaps; t++)
                 dst[t] = (float)k1[t];
+            vhw[(size_t)by * nbx + bx] = var_half_width(k1, s->basis.hw);
         }
     cl_mem_flags ro = CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR;
     st = clred_buffer(ctx, ro, (size_t)nblocks * ntaps * sizeof(float), kern, &c_kern, "AL block kernels");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, ro, sizeof bg, bg, &c_bg, "AL background");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, ro, (size_t)nblocks * sizeof *vhw, vhw, &c_vhw, "AL variance half-widths");
+    size_t npix = s->w * s->h, fbytes = npix * sizeof(float), ubytes = npix * sizeof(cl_uint);
+    cl_mem tz = NULL, vz = NULL, bad = NULL, tmp = NULL;
+    if (st == CLRED_OK)
+        st = clred_pool_take(ctx, fbytes, "AL T plane", &tz);
+    if (st == CLRED_OK)
+        st = clred_pool_take(ctx, fbytes, "AL T variance plane", &vz);
+    if (st == CLRED_OK)
+        st = clred_pool_take(ctx, ubytes, "AL unusable-T flags", &bad);
+    if (st == CLRED_OK)
+        st = clred_pool_take(ctx, ubytes, "AL unusable-T flags", &tmp);
+    cl_mem tsci, tvar, tmask, isci, ivar, imask;
+    int tflags, iflags, width = (int)s->w, height = (int)s->h, hw = s->basis.hw;
+    side_args(&s->ti, &tsci, &tvar, &tmask, &tflags);
+    side_args(&s->ii, &isci, &ivar, &imask, &iflags);
+    cl_ushort ig = o->ignore_bits;
     cl_kernel k;
+    cl_uint n = (cl_uint)npix;
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "al", NULL, "al_prep", &k);
+    if (st == CLRED_OK)
+        st = clred_args(k, "al_prep", CLRED_ARG(tsci), CLRED_ARG(tvar), CLRED_ARG(tmask), CLRED_ARG(tflags),
+                        CLRED_ARG(s->ti.level), CLRED_ARG(s->ti.var0), CLRED_ARG(s->ti.lo), CLRED_ARG(s->ti.hi),
+                        CLRED_ARG(ig), CLRED_ARG(n), CLRED_ARG(tz), CLRED_ARG(vz), CLRED_ARG(bad), (size_t)0);
+    size_t g1 = npix, g8[2] = {(s->w + 7) / 8, s->h};
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "al_prep", 1, &g1);
+    /* the footprint's OR as two 1-D passes: bad -> tmp along rows, tmp -> bad along columns */
+    for (int pass = 0; pass < 2 && st == CLRED_OK; pass++) {
+        int dx = pass == 0, dy = pass == 1;
+        cl_mem in = pass == 0 ? bad : tmp, outp = pass == 0 ? tmp : bad;
+        st = clred_kernel(ctx, "al", NULL, "al_grow", &k);
+        if (st == CLRED_OK)
+            st = clred_args(k, "al_grow", CLRED_ARG(in), CLRED_ARG(width), CLRED_ARG(height), CLRED_ARG(hw),
+                            CLRED_ARG(dx), CLRED_ARG(dy), CLRED_ARG(outp), (size_t)0);
+        if (st == CLRED_OK)
+            st = clred_run_tiled(ctx, k, "al_grow", 2, g8);
+    }
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "al", NULL, "al_convolve", &k);
     if (st == CLRED_OK) {
-        cl_mem tsci, tvar, tmask, isci, ivar, imask;
-        int tflags, iflags, width = (int)s->w, height = (int)s->h, hw = s->basis.hw;
-        side_args(&s->ti, &tsci, &tvar, &tmask, &tflags);
-        side_args(&s->ii, &isci, &ivar, &imask, &iflags);
-        cl_ushort ig = o->ignore_bits;
         cl_mem dsci = clred_dimage_sci(out->diff), dvar = clred_dimage_var(out->diff),
                dmask = clred_dimage_mask(out->diff), conv = clred_dimage_sci(out->conv),
                score = clred_dimage_sci(out->score), smask = clred_dimage_mask(out->score);
-        st = clred_args(k, "al_convolve", CLRED_ARG(tsci), CLRED_ARG(tvar), CLRED_ARG(tmask), CLRED_ARG(tflags),
-                        CLRED_ARG(s->ti.level), CLRED_ARG(s->ti.var0), CLRED_ARG(s->ti.lo), CLRED_ARG(s->ti.hi),
-                        CLRED_ARG(isci), CLRED_ARG(ivar), CLRED_ARG(imask), CLRED_ARG(iflags), CLRED_ARG(s->ii.level),
-                        CLRED_ARG(s->ii.var0), CLRED_ARG(s->ii.lo), CLRED_ARG(s->ii.hi), CLRED_ARG(ig),
-                        CLRED_ARG(width), CLRED_ARG(height), CLRED_ARG(c_kern), CLRED_ARG(hw), CLRED_ARG(B),
-                        CLRED_ARG(nbx), CLRED_ARG(c_bg), CLRED_ARG(sign), CLRED_ARG(norm), CLRED_ARG(dsci),
-                        CLRED_ARG(dvar), CLRED_ARG(dmask), CLRED_ARG(conv), CLRED_ARG(score), CLRED_ARG(smask),
-                        (size_t)0);
+        st = clred_args(k, "al_convolve", CLRED_ARG(tz), CLRED_ARG(vz), CLRED_ARG(bad), CLRED_ARG(tmask),
+                        CLRED_ARG(tflags), CLRED_ARG(isci), CLRED_ARG(ivar), CLRED_ARG(imask), CLRED_ARG(iflags),
+                        CLRED_ARG(s->ii.level), CLRED_ARG(s->ii.var0), CLRED_ARG(s->ii.lo), CLRED_ARG(s->ii.hi),
+                        CLRED_ARG(ig), CLRED_ARG(width), CLRED_ARG(height), CLRED_ARG(c_kern), CLRED_ARG(hw),
+                        CLRED_ARG(c_vhw), CLRED_ARG(B), CLRED_ARG(nbx), CLRED_ARG(c_bg), CLRED_ARG(sign), CLRED_ARG(norm),
+                        CLRED_ARG(dsci), CLRED_ARG(dvar), CLRED_ARG(dmask), CLRED_ARG(conv), CLRED_ARG(score),
+                        CLRED_ARG(smask), (size_t)0);
     }
-    size_t g[2] = {s->w, s->h};
+    /* 8 pixels of a row per work-item */
+    size_t g[2] = {(s->w + 7) / 8, s->h};
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "al_convolve", 2, g);
     /* the kernels may still run: the buffers are released after the queue is done with them */
     if (st == CLRED_OK)
         st = clred_sync(ctx);
+    else
+        clred_sync(ctx);
+    if (tz)
+        clred_pool_give(ctx, &tz, fbytes);
+    if (vz)
+        clred_pool_give(ctx, &vz, fbytes);
+    if (bad)
+        clred_pool_give(ctx, &bad, ubytes);
+    if (tmp)
+        clred_pool_give(ctx, &tmp, ubytes);
 done:
     clred_release(&c_kern);
     clred_release(&c_bg);
+    clred_release(&c_vhw);
     free(kern);
+    free(vhw);
     free(kl);
     free(k1);
     return st;
