@@ -34,6 +34,7 @@
 #define FLAG_VAR 1u
 #define FLAG_MASK 2u
 #define FLAG_WEIGHTS 4u
+#define FLAG_NO_NREJECT 8u /* nobody wants the rejected counts: not written */
 
 #define NO_KEY ULONG_MAX
 
@@ -905,7 +906,8 @@ INLINE void finish_pixel(keys_t a, int n, int lo, int hi, const stack_args *s, s
     const uint flags = s->flags;
     int m = hi - lo;
     o.ncontrib[pix] = (float)max(m, 0);
-    o.nreject[pix] = (float)(n - max(m, 0));
+    if (!(flags & FLAG_NO_NREJECT))
+        o.nreject[pix] = (float)(n - max(m, 0));
     if (m <= 0) {
         o.sci[pix] = NAN;
         o.var[pix] = NAN;
@@ -1299,7 +1301,8 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     vi m = hi - lo;
     vi kept = max(m, (vi)0);
     VSTORE(TO_VF(kept), out_ncontrib + p0);
-    VSTORE(TO_VF(n - kept), out_nreject + p0);
+    if (!(flags & FLAG_NO_NREJECT))
+        VSTORE(TO_VF(n - kept), out_nreject + p0);
     va mm = TO_VA(m);
     if (!have_sums) {
         sv = full ? vec_full_sum(a, nf) : vec_window_sum(a, lo, hi, nf);
