@@ -45,8 +45,14 @@ static size_t count_far(const clred_combine_result *x, const clred_combine_resul
     return d;
 }
 
-static void run_case(clred_ctx *ctx, size_t nframes, size_t w, size_t h, int with_mask, clred_combine_opts o,
-                     harness_rng *rng, int exact)
+/* Pixels whose every usable value the vector kernel rejected, seen so far. */
+static size_t all_rejected_seen;
+
+/* with_nan: 1 % of the values NaN; without, every lane of a vector is full
+ * but those of pixel 3 (no usable value), which the fixed-depth median's
+ * short network needs. */
+static void run_case_nan(clred_ctx *ctx, size_t nframes, size_t w, size_t h, int with_mask, int with_nan,
+                         clred_combine_opts o, harness_rng *rng, int exact)
 {
     clred_image *frames = calloc(nframes, sizeof *frames);
     for (size_t f = 0; f < nframes; f++) {
@@ -57,7 +63,7 @@ static void run_case(clred_ctx *ctx, size_t nframes, size_t w, size_t h, int wit
             if (u < 0.03)
                 v += 5000.0; /* outliers for the clipping */
             else if (u < 0.04)
-                v = NAN;
+                v = with_nan ? NAN : v;
             else if (u < 0.05)
                 v = 1000.0; /* ties */
             frames[f].sci[i] = (float)v;
@@ -84,12 +90,21 @@ static void run_case(clred_ctx *ctx, size_t nframes, size_t w, size_t h, int wit
         CHECK_MSG(d == 0, "N=%zu %zux%zu mask=%d method=%d reject=%d centre_mean=%d iters=%d: %zu pixels differ",
                   nframes, w, h, with_mask, (int)o.method, (int)o.reject, o.centre_mean, o.max_iters, d);
         CHECK(isnan(vec.image.sci[3]) && (vec.image.mask[3] & CLRED_MASK_NO_DATA));
+        for (size_t i = 0; i < w * h; i++)
+            all_rejected_seen += vec.ncontrib[i] == 0 && vec.nrejected[i] > 0 &&
+                                 vec.image.mask[i] == (CLRED_MASK_NO_DATA | CLRED_MASK_CLIPPED);
     }
     clred_combine_result_free(&vec);
     clred_combine_result_free(&plain);
     for (size_t f = 0; f < nframes; f++)
         clred_image_free(&frames[f]);
     free(frames);
+}
+
+static void run_case(clred_ctx *ctx, size_t nframes, size_t w, size_t h, int with_mask, clred_combine_opts o,
+                     harness_rng *rng, int exact)
+{
+    run_case_nan(ctx, nframes, w, h, with_mask, 1, o, rng, exact);
 }
 
 static int file_has(const char *path, const char *text)
@@ -190,9 +205,24 @@ int main(void)
     o.method = CLRED_COMBINE_MEDIAN;
     run_case(ctx, 20, 37, 5, 1, o, &rng, 1);
     run_case(ctx, 20, 37, 5, 0, o, &rng, 1);
+    run_case_nan(ctx, 20, 37, 5, 0, 0, o, &rng, 1); /* full lanes: the median network of 20 */
     o.method = CLRED_COMBINE_MEAN;
     o.reject = CLRED_REJECT_SIGCLIP;
     run_case(ctx, 20, 37, 5, 1, o, &rng, 1);
+    /* thresholds so tight that some pixels keep no value at all */
+    o.sigma_lower = o.sigma_upper = 0.05;
+    all_rejected_seen = 0;
+    run_case(ctx, 20, 37, 5, 0, o, &rng, 1);
+    run_case_nan(ctx, 20, 37, 5, 0, 0, o, &rng, 1);
+    CHECK_MSG(all_rejected_seen > 0, "no pixel had all its values rejected");
+    /* an odd depth between 17 and 24: one middle rank, its own networks */
+    o = clred_combine_defaults();
+    o.method = CLRED_COMBINE_MEDIAN;
+    run_case_nan(ctx, 23, 37, 5, 0, 0, o, &rng, 1);
+    run_case(ctx, 23, 37, 5, 1, o, &rng, 1);
+    o.method = CLRED_COMBINE_MEAN;
+    o.reject = CLRED_REJECT_SIGCLIP;
+    run_case_nan(ctx, 23, 37, 5, 1, 0, o, &rng, 1);
     unsetenv("CLRED_COMBINE_FIXED_DEPTH");
 
     /* the float-accumulation path */

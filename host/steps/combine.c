@@ -549,11 +549,11 @@ static clred_status create_buffers(clred_ctx *ctx, const stack_source *s, const 
         st = clred_buffer(ctx, ro, (n + 1) * sizeof(cl_int), lo, &b->win_lo, "combine rank windows");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, ro, (n + 1) * sizeof(cl_int), hi, &b->win_hi, "combine rank windows");
-    /* Band outputs, unless the kernel writes the result's planes (the
-     * rejected counts need one when nobody asked for them). */
+    /* Band outputs, unless the kernel writes the result's planes; none for
+     * the rejected counts nobody asked for (the kernels skip them). */
     int in_place = writes_in_place(s, p, k);
     for (int i = 0; i < OUT_COUNT && st == CLRED_OK; i++)
-        if (!in_place || (i == OUT_NREJECT && !k->dev->nrejected))
+        if (!in_place && (i != OUT_NREJECT || o->want_rejected_map))
             st = take(ctx, &b->out[i], band * out_elem[i], "combine band output");
     /* A placeholder keeps the kernel's argument list fixed when a plane is absent. */
     if (st == CLRED_OK)
@@ -648,7 +648,8 @@ static clred_status run_kernel(clred_ctx *ctx, cl_kernel k, const char *name, co
     /* star scaling applies its factors as the multiplicative mode does */
     cl_int method = (cl_int)o->method, reject = (cl_int)o->reject,
            scale_mode = (cl_int)(o->scale == CLRED_SCALE_STARS ? CLRED_SCALE_MULTIPLICATIVE : o->scale);
-    cl_uint flags = (s->have_var ? 1u : 0u) | (s->have_mask ? 2u : 0u) | (o->weights ? 4u : 0u);
+    cl_uint flags = (s->have_var ? 1u : 0u) | (s->have_mask ? 2u : 0u) | (o->weights ? 4u : 0u) |
+                    (o->want_rejected_map ? 0u : 8u); /* 4 bytes a pixel less to write */
     cl_float sl = (cl_float)o->sigma_lower, sh = (cl_float)o->sigma_upper;
     cl_int iters = o->max_iters, centre_mean = o->centre_mean != 0, spread_mad = o->spread_mad != 0;
     cl_uint ignore = o->ignore_bits;
