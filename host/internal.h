@@ -310,6 +310,14 @@ void clred_atomic_discard(const char *tmp);
 clred_status clred_atomic_open(const char *path, int overwrite, char *tmp, size_t size, FILE **f);
 /* Closes f and renames it into place; on any write error removes it. */
 clred_status clred_atomic_close(FILE *f, const char *tmp, const char *path);
+/* A section of a thread other than the signal-handling one that creates,
+ * writes or renames temporaries (the streaming writer's): a termination
+ * signal's handler waits until no other thread is inside one before it removes
+ * the temporaries, and a thread entering one once the handler has started
+ * waits there for the process to end. So no temporary is created after the
+ * removal, and a batch's renames are not cut in two. Nestable. */
+void clred_temp_guard_enter(void);
+void clred_temp_guard_leave(void);
 
 /* ---- photometric scaling from stars (steps/star_scale.c) */
 
