@@ -344,15 +344,17 @@ static void enqueue(clred_stream_writer *w, write_job *j)
     pthread_mutex_unlock(&w->lock);
 }
 
-void clred_stream_writer_drain(clred_stream_writer *w)
+void clred_stream_writer_wait(clred_stream_writer *w, size_t most)
 {
     if (!w || !w->threaded)
         return;
     pthread_mutex_lock(&w->lock);
-    while (w->pending)
+    while (w->pending > most)
         pthread_cond_wait(&w->changed, &w->lock);
     pthread_mutex_unlock(&w->lock);
 }
+
+void clred_stream_writer_drain(clred_stream_writer *w) { clred_stream_writer_wait(w, 0); }
 
 clred_status clred_stream_writer_finish(clred_stream_writer *w, int commit, double *write_s)
 {

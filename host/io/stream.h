@@ -37,6 +37,8 @@ clred_status clred_stream_writer_put(clred_stream_writer *w, const char *path, c
  * takes model (emptied here), map and header, also on failure. */
 clred_status clred_stream_writer_put_model(clred_stream_writer *w, const char *path, clred_bkg_model *model,
                                            float *map, clred_header *header, size_t index);
+/* Waits until at most `most` queued writes are not done yet. */
+void clred_stream_writer_wait(clred_stream_writer *w, size_t most);
 /* Waits until every queued write is done. */
 void clred_stream_writer_drain(clred_stream_writer *w);
 /* Drains, joins the thread and frees w; *write_s (if not NULL) receives the
