@@ -56,6 +56,8 @@ void bench_results_free(bench_results *r);
 
 /* Fills the timing fields of res from the context's counters since the last
  * clred_ctx_timing_reset, keeping the repetition with the smallest wall time. */
+/* CPU seconds of this process, all its threads (POCL's included). */
+double bench_cpu_s(void);
 void bench_keep_best(bench_result *res, clred_ctx *ctx, double wall_s);
 
 /* Steps. Each adds its results and returns CLRED_OK, or a status with

@@ -8,7 +8,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "bench.h"
 #include "fft.h"
@@ -36,17 +35,6 @@ static clred_status register_memory(bench_run *run, const clred_image *ref, cons
     return st;
 }
 
-/* CPU seconds of this process, all its threads (POCL's included): on a
- * shared machine the fairer figure to set beside a peer's. */
-static double process_cpu_s(void)
-{
-    struct rusage u;
-    if (getrusage(RUSAGE_SELF, &u) != 0)
-        return NAN;
-    return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec + (double)u.ru_stime.tv_sec +
-           1e-6 * (double)u.ru_stime.tv_usec;
-}
-
 /* The per-frame time of measuring a stack of STACK_FRAMES frames (pair_mov
  * each time) against one reference whose spectrum is computed once, outside
  * the timing, as clred_measure_shifts does. CLRED_BENCH_TRACE=FILE writes a
@@ -68,10 +56,10 @@ static clred_status register_stack(bench_run *run, const clred_image *ref, const
         if (trace && rep == run->repeat)
             st = clred_ctx_trace_start(run->ctx);
         clred_ctx_timing_reset(run->ctx);
-        double t0 = clred_now(), c0 = process_cpu_s();
+        double t0 = clred_now(), c0 = bench_cpu_s();
         for (int i = 0; i < STACK_FRAMES && st == CLRED_OK; i++)
             st = clred_phasecorr_ref_measure(r, dmov, shift);
-        double cpu = (process_cpu_s() - c0) / STACK_FRAMES;
+        double cpu = (bench_cpu_s() - c0) / STACK_FRAMES;
         if (st == CLRED_OK && rep > 0 && (rep == 1 || cpu < *cpu_s))
             *cpu_s = cpu;
         if (st == CLRED_OK && rep > 0)

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "bench.h"
 #include "json.h"
@@ -180,3 +181,15 @@ void bench_write_json(FILE *f, const bench_run *run, const bench_results *r)
     }
     fputs("  ]\n}\n", f);
 }
+
+/* CPU seconds of this process, all its threads (POCL's included): on a
+ * shared machine the fairer figure to set beside a peer's. */
+double bench_cpu_s(void)
+{
+    struct rusage u;
+    if (getrusage(RUSAGE_SELF, &u) != 0)
+        return NAN;
+    return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec + (double)u.ru_stime.tv_sec +
+           1e-6 * (double)u.ru_stime.tv_usec;
+}
+

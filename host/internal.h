@@ -122,6 +122,12 @@ clred_status clred_dimage_sync_borrowed(clred_dimage *d);
  * are allocated; planes the device image lacks are left alone); the header
  * is not touched. */
 clred_status clred_dimage_download_into(const clred_dimage *d, clred_image *img);
+/* Where the device shares host memory (ctx->unified_memory): maps d's planes
+ * for reading (blocking; no copy), so the host can read them in place, e.g.
+ * to write them; map[p] is NULL for an absent plane. clred_dimage_unmap
+ * gives them back (on the context's thread, before d is changed or freed). */
+clred_status clred_dimage_map_read(const clred_dimage *d, void *map[CLRED_NPLANES]);
+void clred_dimage_unmap(const clred_dimage *d, void *map[CLRED_NPLANES]);
 /* Takes img (planes and header; img is left empty, also on failure) into a
  * new device image: on a device sharing host memory the image adopts its
  * arrays without a copy; elsewhere they are uploaded once, without waiting
@@ -310,6 +316,14 @@ void clred_atomic_discard(const char *tmp);
 clred_status clred_atomic_open(const char *path, int overwrite, char *tmp, size_t size, FILE **f);
 /* Closes f and renames it into place; on any write error removes it. */
 clred_status clred_atomic_close(FILE *f, const char *tmp, const char *path);
+/* A section of a thread other than the signal-handling one that creates,
+ * writes or renames temporaries (the streaming writer's): a termination
+ * signal's handler waits until no other thread is inside one before it removes
+ * the temporaries, and a thread entering one once the handler has started
+ * waits there for the process to end. So no temporary is created after the
+ * removal, and a batch's renames are not cut in two. Nestable. */
+void clred_temp_guard_enter(void);
+void clred_temp_guard_leave(void);
 
 /* ---- cutouts (io/cutouts.c) */
 

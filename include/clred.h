@@ -534,6 +534,38 @@ CLRED_API clred_status clred_calibrator_create_dev(clred_ctx *ctx, const clred_m
 CLRED_API clred_status clred_calibrator_apply_dev(clred_calibrator *cal, const clred_dimage *raw, const char *name,
                                                   clred_dimage **out);
 
+/* Calibrating files to files with a calibrator: raws[i] (one 2-D image each)
+ * is read, calibrated as clred_calibrator_apply does and written to
+ * outputs[i] (checked first, as clred_output_check does with raws as inputs).
+ * The frames stream: a reader thread reads and decodes the next frames and
+ * a writer thread writes the finished ones while the device calibrates
+ * (inline when stream is 0 or cfitsio is not reentrant); the results are the
+ * same bits either way. The outputs are written as one batch: on any failure
+ * (the first one's message names the file) none of them is left, and an
+ * interrupt (clred_temp_files_remove_on_signals) leaves none either. */
+typedef enum {
+    CLRED_WRITE_SCI = 1,
+    CLRED_WRITE_VAR = 2,
+    CLRED_WRITE_MASK = 4,
+    CLRED_WRITE_ALL = 7
+} clred_write_planes;
+
+typedef struct {
+    unsigned planes;   /* clred_write_planes OR'd; must include SCI (default ALL: a MEF of SCI, VAR, MASK) */
+    int overwrite;     /* replace existing outputs (default 0) */
+    int stream;        /* 1 (default): reader and writer threads; 0: one frame after another */
+    size_t read_ahead; /* frames read ahead of the device (default 2) */
+    /* Called on the caller's thread with each calibrated frame (the planes
+     * written) before it is queued for writing; may be NULL. */
+    void (*on_frame)(void *user, size_t index, const clred_image *calibrated);
+    void *user;
+} clred_calib_files_opts;
+
+CLRED_API clred_calib_files_opts clred_calib_files_defaults(void);
+CLRED_API clred_status clred_calibrate_files(clred_calibrator *cal, const char *const *raws,
+                                             const char *const *outputs, size_t n,
+                                             const clred_calib_files_opts *opts);
+
 /* Masters from lists of files. Each frame is overscan-corrected and trimmed
  * like a science frame (the fused kernel, with the variance model above; no
  * photon noise for bias frames), then combined with copts, which propagates

@@ -119,6 +119,23 @@ rm -f "$OUT/x.fits"
 mkdir -p "$OUT/partial"
 run "second of two frames fails" 1 calibrate $M "$IN/sci_1.fits" "$IN/narrow.fits" -o "$OUT/partial"
 absent "second of two frames fails" "$OUT/partial/sci_1.fits" "$OUT/partial/narrow.fits"
+run "a truncated frame in the middle" 1 calibrate $M "$IN/sci_1.fits" "$IN/truncated.fits" "$IN/sci_2.fits" -o "$OUT/partial"
+one_line_naming "a truncated frame in the middle" "truncated.fits"
+absent "a truncated frame in the middle" "$OUT/partial/sci_1.fits" "$OUT/partial/truncated.fits" "$OUT/partial/sci_2.fits"
+if [ -z "$(find "$OUT/partial" -name '.*.tmp')" ]; then pass "a truncated frame in the middle: no temporaries"
+else fail "a truncated frame in the middle: temporaries left"; fi
+
+# ---- --planes: SCI alone (the values as with every plane, checked bit for bit by test_calibrate_files)
+run "calibrate --planes sci" 0 calibrate $M --planes sci --json "$IN/sci_1.fits" -o "$OUT/sci_1_sci.fits"
+has "--planes sci: no mask, no counts" "$TMP/stdout" '"saturated": null'
+stat_near "--planes sci: calibrated sci" "$OUT/sci_1_sci.fits" median 500 1e-3
+if grep -aqF "EXTNAME = 'VAR" "$OUT/sci_1_sci.fits" || grep -aqF "EXTNAME = 'MASK" "$OUT/sci_1_sci.fits"
+then fail "--planes sci wrote VAR or MASK"; else pass "--planes sci: SCI alone"; fi
+run "calibrate --planes sci,mask" 0 calibrate $M --planes sci,mask "$IN/sci_1.fits" -o "$OUT/sci_1_sm.fits"
+has "--planes sci,mask: MASK" "$OUT/sci_1_sm.fits" "EXTNAME = 'MASK"
+run "--planes without sci" 2 calibrate $M --planes var "$IN/sci_1.fits" -o "$OUT/x.fits"
+run "--planes unknown" 2 calibrate $M --planes sci,wcs "$IN/sci_1.fits" -o "$OUT/x.fits"
+absent "--planes usage errors" "$OUT/x.fits"
 
 # ---- usage: exit 2
 run "unknown overscan mode" 2 calibrate --overscan wobble "$IN/sci_1.fits" -o "$OUT/x.fits"

@@ -27,7 +27,12 @@ static void help(void)
            "  --electrons           output in electrons (sci * gain, var * gain^2; GAIN becomes 1)\n\n"
            "%s\n%s"
            "  --suffix SUF          write each output beside its input with SUF before the extension\n"
-           "                        (raw.fits -> rawSUF.fits)\n\n"
+           "                        (raw.fits -> rawSUF.fits)\n"
+           "  --planes LIST         the planes written: all (default: SCI, VAR, MASK) or a comma list\n"
+           "                        of sci, var, mask that includes sci (--planes sci: SCI alone, a\n"
+           "                        plain image, as a script writing only the science array does)\n\n"
+           "Frames stream: the next ones are read and the finished ones written on their own\n"
+           "threads while the device calibrates.\n"
            "With one raw frame, -o names the output file. With several, -o names an existing\n"
            "directory (outputs keep the input file names) or --suffix names them. If any frame\n"
            "fails, the outputs already written by this run are removed.\n\n"
@@ -84,9 +89,41 @@ static void output_name(const char *input, const char *dir, const char *suffix, 
         snprintf(out, size, "%s%s%s", path, suffix ? suffix : "", ext);
 }
 
+/* "all" or a comma list of sci, var, mask that includes sci. */
+static int parse_planes(const char *text, unsigned *planes)
+{
+    if (strcmp(text, "all") == 0) {
+        *planes = CLRED_WRITE_ALL;
+        return 1;
+    }
+    static const char *names[] = {"sci", "var", "mask"};
+    static const unsigned bits[] = {CLRED_WRITE_SCI, CLRED_WRITE_VAR, CLRED_WRITE_MASK};
+    unsigned p = 0;
+    const char *s = text;
+    for (;;) {
+        size_t n = strcspn(s, ",");
+        int found = 0;
+        for (int i = 0; i < 3; i++)
+            if (n == strlen(names[i]) && strncmp(s, names[i], n) == 0) {
+                p |= bits[i];
+                found = 1;
+            }
+        if (!found)
+            return 0;
+        if (!s[n])
+            break;
+        s += n + 1;
+    }
+    if (!(p & CLRED_WRITE_SCI))
+        return 0;
+    *planes = p;
+    return 1;
+}
+
 typedef struct {
     const char *bias, *dark, *flat, *bpm, *output, *suffix, *device;
     int json, overwrite;
+    unsigned planes;
     clred_calib_opts opts;
 } options;
 
@@ -98,9 +135,11 @@ static int parse(int argc, char **argv, options *o)
         {"bias", required_argument, 0, CO_BIAS}, {"dark", required_argument, 0, CO_DARK},
         {"flat", required_argument, 0, CO_FLAT}, {"bpm", required_argument, 0, CO_BPM},
         {"exptime", required_argument, 0, CO_EXPTIME}, {"electrons", no_argument, 0, CO_ELECTRONS},
-        {"suffix", required_argument, 0, CO_SUFFIX}, {0, 0, 0, 0}};
+        {"suffix", required_argument, 0, CO_SUFFIX}, {"planes", required_argument, 0, CO_PLANES},
+        {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->opts = clred_calib_defaults();
+    o->planes = CLRED_WRITE_ALL;
     int c;
     optind = 1;
     opterr = 0;
@@ -121,6 +160,11 @@ static int parse(int argc, char **argv, options *o)
         case CO_FLAT: o->flat = optarg; break;
         case CO_BPM: o->bpm = optarg; break;
         case CO_SUFFIX: o->suffix = optarg; break;
+        case CO_PLANES:
+            if (!parse_planes(optarg, &o->planes))
+                return cli_usage_error(CMD, "--planes takes all or a comma list of sci, var, mask with sci, not '%s'",
+                                       optarg);
+            break;
         case CO_ELECTRONS: o->opts.to_electrons = 1; break;
         case CO_EXPTIME:
             if (!cli_parse_double(CMD, "--exptime", optarg, &o->opts.exptime))
@@ -212,12 +256,16 @@ static void free_masters(master_images *m)
 
 typedef struct {
     size_t width, height, saturated, no_data, bad;
+    int counted; /* 0 when the MASK plane is not written (--planes): the counts are null */
 } frame_summary;
 
 static void summarise(const clred_image *img, frame_summary *s)
 {
     memset(s, 0, sizeof *s);
     s->width = img->width, s->height = img->height;
+    if (!img->mask)
+        return;
+    s->counted = 1;
     for (size_t i = 0; i < img->width * img->height; i++) {
         s->saturated += (img->mask[i] & CLRED_MASK_SATURATED) != 0;
         s->no_data += (img->mask[i] & CLRED_MASK_NO_DATA) != 0;
@@ -233,42 +281,44 @@ static void print_json(char **raws, char **outputs, const frame_summary *fs, siz
         cli_json_string(stdout, raws[i]);
         printf(", \"output\": ");
         cli_json_string(stdout, outputs[i]);
-        printf(", \"width\": %zu, \"height\": %zu, \"saturated\": %zu, \"no_data\": %zu, \"bad\": %zu}",
-               fs[i].width, fs[i].height, fs[i].saturated, fs[i].no_data, fs[i].bad);
+        printf(", \"width\": %zu, \"height\": %zu", fs[i].width, fs[i].height);
+        if (fs[i].counted)
+            printf(", \"saturated\": %zu, \"no_data\": %zu, \"bad\": %zu}", fs[i].saturated, fs[i].no_data, fs[i].bad);
+        else
+            printf(", \"saturated\": null, \"no_data\": null, \"bad\": null}");
     }
     printf("\n ], ");
     cli_json_device(ctx);
     printf("}\n");
 }
 
-/* Calibrates and writes every frame; the outputs appear together at the end,
- * so a failure or an interrupt leaves none of them. */
+typedef struct {
+    char **raws;
+    size_t n;
+    frame_summary *fs;
+} progress;
+
+static void frame_done(void *user, size_t i, const clred_image *calibrated)
+{
+    progress *p = user;
+    cli_progress("calibrate: %s (%zu/%zu)", p->raws[i], i + 1, p->n);
+    summarise(calibrated, &p->fs[i]);
+}
+
+/* Calibrates and writes every frame (clred_calibrate_files: the outputs
+ * appear together at the end, so a failure or an interrupt leaves none). */
 static int run_frames(const options *o, clred_calibrator *cal, char **raws, char **outputs, size_t n,
                       frame_summary *fs)
 {
-    int rc = EXIT_OK;
-    clred_write_batch_begin();
-    for (size_t i = 0; i < n && rc == EXIT_OK; i++) {
-        cli_progress("calibrate: %s (%zu/%zu)", raws[i], i + 1, n);
-        clred_image raw, out;
-        clred_status s = clred_image_read_2d(raws[i], &raw);
-        if (s == CLRED_OK) {
-            s = clred_calibrator_apply(cal, &raw, raws[i], &out);
-            clred_image_free(&raw);
-        }
-        if (s == CLRED_OK) {
-            summarise(&out, &fs[i]);
-            s = clred_image_write(outputs[i], &out, o->overwrite);
-            clred_image_free(&out);
-        }
-        if (s != CLRED_OK)
-            rc = cli_fail(CMD, s);
-    }
+    progress p = {raws, n, fs};
+    clred_calib_files_opts fo = clred_calib_files_defaults();
+    fo.planes = o->planes;
+    fo.overwrite = o->overwrite;
+    fo.on_frame = frame_done;
+    fo.user = &p;
+    clred_status s = clred_calibrate_files(cal, (const char *const *)raws, (const char *const *)outputs, n, &fo);
     cli_progress_done();
-    clred_status s = clred_write_batch_end(rc == EXIT_OK);
-    if (rc == EXIT_OK && s != CLRED_OK)
-        rc = cli_fail(CMD, s);
-    return rc;
+    return s == CLRED_OK ? EXIT_OK : cli_fail(CMD, s);
 }
 
 int cmd_calibrate(int argc, char **argv)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -57,8 +58,45 @@ void clred_temp_files_remove(void)
     }
 }
 
+/* ---- guarded sections: see clred_temp_guard_enter */
+
+static atomic_int guarded;      /* threads' entries into guarded sections, all threads */
+static atomic_int terminating;  /* a handler has started */
+static _Thread_local int guarded_here;
+
+void clred_temp_guard_enter(void)
+{
+    for (;;) {
+        if (atomic_load(&terminating))
+            for (;;)
+                pause(); /* the process is ending: create nothing more */
+        atomic_fetch_add(&guarded, 1);
+        if (!atomic_load(&terminating))
+            break;
+        atomic_fetch_sub(&guarded, 1);
+    }
+    guarded_here++;
+}
+
+void clred_temp_guard_leave(void)
+{
+    guarded_here--;
+    atomic_fetch_sub(&guarded, 1);
+}
+
+/* In the handler (async-signal-safe): the sections of other threads finish
+ * (a write of one product, a batch's renames) before the temporaries go. */
+static void wait_for_guarded(void)
+{
+    atomic_store(&terminating, 1);
+    const struct timespec ms = {0, 1000000};
+    while (atomic_load(&guarded) > guarded_here)
+        nanosleep(&ms, NULL);
+}
+
 static void on_signal(int sig)
 {
+    wait_for_guarded();
     clred_temp_files_remove();
     signal(sig, SIG_DFL);
     raise(sig);
@@ -125,6 +163,7 @@ clred_status clred_write_batch_end(int commit)
     sigaddset(&block, SIGHUP);
     sigaddset(&block, SIGQUIT);
     pthread_sigmask(SIG_BLOCK, &block, &old);
+    clred_temp_guard_enter(); /* a handler on another thread waits for the renames */
     size_t done = 0;
     for (; done < nheld; done++)
         if (rename(held[done].tmp, held[done].path) != 0) {
@@ -141,6 +180,7 @@ clred_status clred_write_batch_end(int commit)
         for (size_t i = 0; i < nheld; i++)
             temp_unregister(held[i].tmp);
     }
+    clred_temp_guard_leave();
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     batch_forget();
     return st;

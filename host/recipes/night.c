@@ -290,9 +290,9 @@ clred_status clred_night_run(clred_ctx *ctx, const char *const *inputs, size_t n
 
     if (st == CLRED_OK)
         prefetch_programs(&nt);
-    night_writer *w = NULL;
+    clred_stream_writer *w = NULL;
     if (st == CLRED_OK)
-        st = night_writer_start(ctx, o->stream, night_product_written, &nt, &w);
+        st = clred_stream_writer_start(ctx, o->stream, 0, night_product_written, &nt, &w);
     if (st == CLRED_OK) {
         t = clred_now();
         st = night_masters_stage(&nt, w);
@@ -310,7 +310,7 @@ clred_status clred_night_run(clred_ctx *ctx, const char *const *inputs, size_t n
         st = night_difference_stage(&nt, w);
         rep->stage_s[CLRED_NIGHT_DIFFERENCE] = clred_now() - t;
     }
-    night_writer_finish(w, &rep->write_s);
+    clred_stream_writer_finish(w, 1, &rep->write_s);
     clred_ctx_timing(ctx, &rep->timing);
     rep->image_uploads = ctx->image_uploads;
     rep->image_downloads = ctx->image_downloads;

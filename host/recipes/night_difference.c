@@ -198,11 +198,11 @@ static clred_status subtract_group(night *nt, night_group *gr, const clred_image
     return night_manifest_write(nt, 0);
 }
 
-clred_status night_difference_stage(night *nt, night_writer *w)
+clred_status night_difference_stage(night *nt, clred_stream_writer *w)
 {
     if (!nt->o->subtract_reference)
         return CLRED_OK;
-    night_writer_drain(w); /* the stacks are on disk */
+    clred_stream_writer_drain(w); /* the stacks are on disk */
     if (nt->write_status != CLRED_OK)
         return CLRED_OK; /* the run reports the writer's failure */
     clred_image ref;

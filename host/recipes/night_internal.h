@@ -5,7 +5,7 @@
  *   night_masters.c   master bias, darks and flats on the device
  *   night_science.c   per frame: calibrate -> cosmic rays -> background on the device, then the stack
  *   night_stacks.c    a group's stack, on the device or (over budget) from its written files
- *   night_stream.c    reader and writer threads, and the one copy each way to the device
+ *   night_stream.c    the one copy each way to the device (the threads: io/stream.c)
  *   night_manifest.c  the manifest written after every product, and the previous run's read back */
 #ifndef CLRED_NIGHT_INTERNAL_H
 #define CLRED_NIGHT_INTERNAL_H
@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "internal.h"
+#include "stream.h"
 
 /* ---- scan (night_scan.c): one raw frame's header, identity and kind */
 
@@ -39,34 +40,7 @@ typedef struct {
  * image or is shorter than its header says leaves usable 0 with the reason. */
 void night_scan_frame(const char *path, const clred_night_opts *o, night_frame *f);
 
-/* ---- streaming (night_stream.c) */
-
-/* Reads files into host images ahead of their use, on a thread. */
-typedef struct night_reader night_reader;
-clred_status night_reader_start(clred_ctx *ctx, const char *const *paths, size_t n, size_t ahead, int threaded,
-                                night_reader **r);
-/* The next image in order (the caller owns it); its status is the read's. */
-clred_status night_reader_next(night_reader *r, clred_image *img);
-/* Joins the thread; *read_s receives the time spent reading. */
-void night_reader_finish(night_reader *r, double *read_s);
-
-/* Writes products atomically on a thread, in order. */
-typedef struct night_writer night_writer;
-/* done(user, index, status) is called on the writer's thread after each write. */
-typedef void (*night_written_fn)(void *user, size_t index, clred_status st, const char *message);
-clred_status night_writer_start(clred_ctx *ctx, int threaded, night_written_fn done, void *user,
-                                night_writer **w);
-/* Queues img for path; with take, the writer frees it after writing, else
- * the caller keeps it unchanged until night_writer_drain. */
-clred_status night_writer_put(night_writer *w, const char *path, clred_image *img, int take, size_t index);
-/* Queues a background model product (clred_bkg_model_write): the writer
- * takes model (the caller's is emptied), map (the full map or NULL) and
- * header (cards for the product, may be NULL), also on failure. */
-clred_status night_writer_put_model(night_writer *w, const char *path, clred_bkg_model *model, float *map,
-                                    clred_header *header, size_t index);
-/* Waits until everything queued is written. */
-void night_writer_drain(night_writer *w);
-void night_writer_finish(night_writer *w, double *write_s);
+/* ---- streaming: the reader and writer threads are the library's (io/stream.h) */
 
 /* ---- manifest (night_manifest.c) */
 
@@ -181,27 +155,27 @@ uint64_t night_stack_key_seed(const night *nt);
 /* ---- the device side of the reader and writer (night_stream.c) */
 
 /* The reader's next image, on the device. */
-clred_status night_next_on_device(night *nt, night_reader *r, clred_dimage **out);
+clred_status night_next_on_device(night *nt, clred_stream_reader *r, clred_dimage **out);
 /* Downloads a product once and queues it for the writer. */
-clred_status night_put_product(night *nt, night_writer *w, const clred_dimage *d, long index);
+clred_status night_put_product(night *nt, clred_stream_writer *w, const clred_dimage *d, long index);
 
 /* ---- the stages */
 
 /* night_masters.c: every master this shard needs, kept in its group. */
-clred_status night_masters_stage(night *nt, night_writer *w);
+clred_status night_masters_stage(night *nt, clred_stream_writer *w);
 /* night_science.c: the science frames and stacks of the groups here;
  * *stack_s receives the time spent stacking. */
-clred_status night_science_stage(night *nt, night_writer *w, double *stack_s);
+clred_status night_science_stage(night *nt, clred_stream_writer *w, double *stack_s);
 /* night_stacks.c: whether the group's calibrated frames may be held on the
  * device for the stack, and the stack of the frames with ok set: from
  * frames (held) or from their files at paths. */
 int night_stack_fits(night *nt, const night_group *gr);
 clred_status night_stack_group(night *nt, night_group *gr, int held, clred_dimage **frames,
-                               const char *const *paths, const int *ok, night_writer *w);
+                               const char *const *paths, const int *ok, clred_stream_writer *w);
 
 /* night_difference.c: each stack here subtracted from the reference (when
  * one is configured); a stack that cannot be is reported, not fatal. */
-clred_status night_difference_stage(night *nt, night_writer *w);
+clred_status night_difference_stage(night *nt, clred_stream_writer *w);
 /* The subtraction's parameters and the reference's identity, as text (p_subtract). */
 void night_subtract_parameters(night *nt);
 
@@ -209,7 +183,7 @@ void night_subtract_parameters(night *nt);
 
 /* Rewrites the manifest atomically; takes the lock. */
 clred_status night_manifest_write(night *nt, int complete);
-/* The writer's report of a finished write (a night_written_fn). */
+/* The writer's report of a finished write (a clred_stream_written_fn). */
 void night_product_written(void *user, size_t index, clred_status st, const char *message);
 
 #endif

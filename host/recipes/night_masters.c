@@ -56,7 +56,7 @@ static clred_status combine_master(night *nt, night_group *gr, clred_dimage *con
     return st;
 }
 
-static clred_status build_master(night *nt, night_group *gr, night_reader *r, night_writer *w)
+static clred_status build_master(night *nt, night_group *gr, clred_stream_reader *r, clred_stream_writer *w)
 {
     night_product *p = gr->product >= 0 ? &nt->prod[gr->product] : NULL;
     if (p && p->skip) {
@@ -86,17 +86,17 @@ static clred_status build_master(night *nt, night_group *gr, night_reader *r, ni
     return st;
 }
 
-clred_status night_masters_stage(night *nt, night_writer *w)
+clred_status night_masters_stage(night *nt, clred_stream_writer *w)
 {
     const char **paths = NULL;
     size_t n = 0;
     CLRED_TRY(master_paths(nt, &paths, &n));
-    night_reader *r = NULL;
-    clred_status st = night_reader_start(nt->ctx, paths, n, nt->o->read_ahead, nt->o->stream, &r);
+    clred_stream_reader *r = NULL;
+    clred_status st = clred_stream_reader_start(nt->ctx, paths, n, nt->o->read_ahead, nt->o->stream, 0, &r);
     for (size_t g = 0; g < nt->ngroups && st == CLRED_OK; g++)
         if (night_master_needed(&nt->groups[g]))
             st = build_master(nt, &nt->groups[g], r, w);
-    night_reader_finish(r, &nt->rep->read_s);
+    clred_stream_reader_finish(r, &nt->rep->read_s);
     free(paths);
     return st;
 }

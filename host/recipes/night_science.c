@@ -159,7 +159,7 @@ static clred_status judge_frame(night *nt, size_t index, const clred_dimage *cal
 /* One science frame: reduced and its products queued, or (unchanged since
  * the last run) its calibrated product read back for the stack. The
  * calibrated frame stays on the device in *keep when hold asks for it. */
-static clred_status science_frame(night *nt, night_reader *r, night_writer *w, calibrators *cs,
+static clred_status science_frame(night *nt, clred_stream_reader *r, clred_stream_writer *w, calibrators *cs,
                                   const night_group *gr, const night_science_job *jb, int hold, clred_dimage **keep,
                                   int *ok)
 {
@@ -193,7 +193,7 @@ static clred_status science_frame(night *nt, night_reader *r, night_writer *w, c
     if (st == CLRED_OK && jb->bkg >= 0) {
         clred_header *h = clred_header_copy(clred_dimage_header(cal));
         if (h) {
-            st = night_writer_put_model(w, nt->prod[jb->bkg].path, &model, map, h, (size_t)jb->bkg);
+            st = clred_stream_writer_put_model(w, nt->prod[jb->bkg].path, &model, map, h, (size_t)jb->bkg);
             map = NULL; /* the writer's now */
         } else {
             st = clred_fail(CLRED_ERR_MEMORY, "night: out of memory copying a header");
@@ -215,7 +215,7 @@ static clred_status science_frame(night *nt, night_reader *r, night_writer *w, c
 
 /* The frames of one (object, filter) group (jobs[0..gr->n)), then its stack
  * when that is not unchanged. */
-static clred_status science_group(night *nt, night_reader *r, night_writer *w, calibrators *cs, night_group *gr,
+static clred_status science_group(night *nt, clred_stream_reader *r, clred_stream_writer *w, calibrators *cs, night_group *gr,
                                   const night_science_job *jobs, double *stack_s)
 {
     clred_dimage **frames = calloc(gr->n, sizeof *frames);
@@ -248,7 +248,7 @@ static clred_status science_group(night *nt, night_reader *r, night_writer *w, c
     return st;
 }
 
-clred_status night_science_stage(night *nt, night_writer *w, double *stack_s)
+clred_status night_science_stage(night *nt, clred_stream_writer *w, double *stack_s)
 {
     night_science_job *jobs = NULL;
     size_t njobs = 0;
@@ -259,9 +259,9 @@ clred_status night_science_stage(night *nt, night_writer *w, double *stack_s)
     for (size_t j = 0; paths && j < njobs; j++)
         if (jobs[j].needed)
             paths[nread++] = jobs[j].process ? nt->frames[jobs[j].frame].path : nt->prod[jobs[j].cal].path;
-    night_reader *r = NULL;
+    clred_stream_reader *r = NULL;
     if (st == CLRED_OK)
-        st = paths ? night_reader_start(nt->ctx, paths, nread, nt->o->read_ahead, nt->o->stream, &r)
+        st = paths ? clred_stream_reader_start(nt->ctx, paths, nread, nt->o->read_ahead, nt->o->stream, 0, &r)
                    : clred_fail(CLRED_ERR_MEMORY, "night: out of memory");
     /* Each job meets at most one new (dark, flat) pair. */
     calibrators cs = {calloc(njobs + 1, sizeof *cs.slot), 0};
@@ -277,7 +277,7 @@ clred_status night_science_stage(night *nt, night_writer *w, double *stack_s)
     for (size_t i = 0; i < cs.n; i++)
         clred_calibrator_free(cs.slot[i].cal);
     free(cs.slot);
-    night_reader_finish(r, &nt->rep->read_s);
+    clred_stream_reader_finish(r, &nt->rep->read_s);
     free(paths);
     free(jobs);
     return st;

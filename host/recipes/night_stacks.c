@@ -100,7 +100,7 @@ static clred_status stack_done(night *nt, night_group *gr, const int *ok, size_t
  * subtracted first (the coadd's sky, possibly negative where the frames'
  * were over-subtracted) and written beside it as a model product with the
  * full map, so that stack + map = the stack as combined. Takes stack. */
-static clred_status write_stack(night *nt, night_group *gr, clred_image *stack, night_writer *w)
+static clred_status write_stack(night *nt, night_group *gr, clred_image *stack, clred_stream_writer *w)
 {
     clred_status st = CLRED_OK;
     if (gr->coadd_bkg >= 0) {
@@ -127,7 +127,7 @@ static clred_status write_stack(night *nt, night_group *gr, clred_image *stack, 
         if (st == CLRED_OK && !h)
             st = clred_fail(CLRED_ERR_MEMORY, "night: out of memory copying a header");
         if (st == CLRED_OK) {
-            st = night_writer_put_model(w, nt->prod[gr->coadd_bkg].path, &model, map, h, (size_t)gr->coadd_bkg);
+            st = clred_stream_writer_put_model(w, nt->prod[gr->coadd_bkg].path, &model, map, h, (size_t)gr->coadd_bkg);
             map = NULL;
         }
         clred_bkg_model_free(&model);
@@ -135,7 +135,7 @@ static clred_status write_stack(night *nt, night_group *gr, clred_image *stack, 
     }
     if (st == CLRED_OK) {
         nt->products_out++;
-        st = night_writer_put(w, nt->prod[gr->product].path, stack, 1, (size_t)gr->product);
+        st = clred_stream_writer_put(w, nt->prod[gr->product].path, stack, 1, (size_t)gr->product);
     }
     clred_image_free(stack);
     return st;
@@ -143,7 +143,7 @@ static clred_status write_stack(night *nt, night_group *gr, clred_image *stack, 
 
 /* From the frames held on the device. */
 static clred_status stack_held(night *nt, night_group *gr, clred_dimage **frames, const int *ok, size_t n,
-                               night_writer *w)
+                               clred_stream_writer *w)
 {
     const clred_dimage **used = malloc(n * sizeof *used);
     if (!used)
@@ -174,9 +174,9 @@ static clred_status stack_held(night *nt, night_group *gr, clred_dimage **frames
 
 /* From the calibrated products just written (once the writer has them on disk). */
 static clred_status stack_from_files(night *nt, night_group *gr, const char *const *paths, const int *ok, size_t n,
-                                     night_writer *w)
+                                     clred_stream_writer *w)
 {
-    night_writer_drain(w);
+    clred_stream_writer_drain(w);
     clred_image *frames = calloc(n, sizeof *frames);
     if (!frames)
         return clred_fail(CLRED_ERR_MEMORY, "night: out of memory");
@@ -210,7 +210,7 @@ static clred_status stack_from_files(night *nt, night_group *gr, const char *con
 }
 
 clred_status night_stack_group(night *nt, night_group *gr, int held, clred_dimage **frames,
-                               const char *const *paths, const int *ok, night_writer *w)
+                               const char *const *paths, const int *ok, clred_stream_writer *w)
 {
     size_t n = 0;
     for (size_t m = 0; m < gr->n; m++)

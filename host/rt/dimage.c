@@ -399,30 +399,45 @@ clred_status clred_dimage_download(const clred_dimage *d, clred_image *out)
     return st;
 }
 
+clred_status clred_dimage_map_read(const clred_dimage *d, void *map[CLRED_NPLANES])
+{
+    clred_status st = CLRED_OK;
+    for (int p = 0; p < CLRED_NPLANES; p++) {
+        map[p] = NULL;
+        if (!d->plane[p] || st != CLRED_OK)
+            continue;
+        cl_int err;
+        map[p] = clEnqueueMapBuffer(d->ctx->queue, d->plane[p], CL_TRUE, CL_MAP_READ, 0, plane_bytes(d, p), 0, NULL,
+                                    NULL, &err);
+        if (err != CL_SUCCESS) {
+            map[p] = NULL;
+            st = clred_fail_cl(err, "mapping a device image to write it");
+        }
+    }
+    if (st != CLRED_OK)
+        clred_dimage_unmap(d, map);
+    return st;
+}
+
+void clred_dimage_unmap(const clred_dimage *d, void *map[CLRED_NPLANES])
+{
+    for (int p = 0; p < CLRED_NPLANES; p++)
+        if (map[p]) {
+            clEnqueueUnmapMemObject(d->ctx->queue, d->plane[p], map[p], 0, NULL, NULL);
+            map[p] = NULL;
+        }
+    clred_events_collect(d->ctx, 0);
+}
+
 /* Where the device works in host memory: the planes are mapped for reading
  * and written from there, with no staging copy. */
 static clred_status write_mapped(const clred_dimage *d, const char *path, int overwrite)
 {
-    void *m[CLRED_NPLANES] = {NULL, NULL, NULL};
-    clred_status st = CLRED_OK;
-    for (int p = 0; p < CLRED_NPLANES && st == CLRED_OK; p++) {
-        if (!d->plane[p])
-            continue;
-        cl_int err;
-        m[p] = clEnqueueMapBuffer(d->ctx->queue, d->plane[p], CL_TRUE, CL_MAP_READ, 0, plane_bytes(d, p), 0, NULL,
-                                  NULL, &err);
-        if (err != CL_SUCCESS) {
-            m[p] = NULL;
-            st = clred_fail_cl(err, "mapping a device image to write it");
-        }
-    }
+    void *m[CLRED_NPLANES];
+    CLRED_TRY(clred_dimage_map_read(d, m));
     clred_image img = {d->width, d->height, m[CLRED_PLANE_SCI], m[CLRED_PLANE_VAR], m[CLRED_PLANE_MASK], d->header};
-    if (st == CLRED_OK)
-        st = clred_image_write(path, &img, overwrite);
-    for (int p = 0; p < CLRED_NPLANES; p++)
-        if (m[p])
-            clEnqueueUnmapMemObject(d->ctx->queue, d->plane[p], m[p], 0, NULL, NULL);
-    clred_events_collect(d->ctx, 0);
+    clred_status st = clred_image_write(path, &img, overwrite);
+    clred_dimage_unmap(d, m);
     return st;
 }
 

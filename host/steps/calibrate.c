@@ -571,6 +571,8 @@ clred_status cal_apply_dev(clred_calibrator *cal, const clred_dimage *raw, const
     return CLRED_OK;
 }
 
+clred_ctx *cal_ctx(const clred_calibrator *cal) { return cal->ctx; }
+
 clred_status clred_calibrator_apply_dev(clred_calibrator *cal, const clred_dimage *raw, const char *name,
                                         clred_dimage **out)
 {

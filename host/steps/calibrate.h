@@ -66,6 +66,8 @@ typedef struct {
 /* Calibrates a raw frame on the device into a new device image (SCI, VAR,
  * MASK, the raw header with HISTORY), with the per-frame variant kind (NULL
  * for a science frame). */
+/* The context a calibrator works in. */
+clred_ctx *cal_ctx(const clred_calibrator *cal);
 clred_status cal_apply_dev(clred_calibrator *cal, const clred_dimage *raw, const char *name,
                            const cal_frame_kind *kind, clred_dimage **out);
 

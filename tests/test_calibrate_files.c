@@ -1,0 +1,204 @@
+/* clred_calibrate_files, the streamed files-to-files calibration, against
+ * the serial path it replaces (each frame read, clred_calibrator_apply,
+ * clred_image_write): the output files are the same bytes, streamed (reader
+ * and writer threads) or not; --planes sci (CLRED_WRITE_SCI) writes the same
+ * SCI alone; and a bad frame in the middle fails with one message naming it
+ * and leaves no output and no temporary, streamed or not. The calibration's
+ * values are checked against the double reference by test_calibrate. */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "harness.h"
+
+#define W 40
+#define H 30
+#define NF 5
+
+static void make_raw(clred_image *raw, double exptime, uint64_t seed)
+{
+    harness_rng rng = {seed};
+    clred_image_alloc(raw, W, H, 0, 0);
+    raw->header = clred_header_new();
+    clred_header_set_double(raw->header, "EXPTIME", exptime, NULL);
+    clred_header_set_double(raw->header, "GAIN", 1.7, NULL);
+    clred_header_set_double(raw->header, "RDNOISE", 4.5, NULL);
+    clred_header_set_double(raw->header, "SATURATE", 60000, NULL);
+    for (size_t i = 0; i < (size_t)W * H; i++) {
+        double u = harness_uniform(&rng);
+        raw->sci[i] = u < 0.01 ? 65000.0f : (float)floor(1000.0 + 30.0 * harness_normal(&rng));
+    }
+}
+
+static void make_master(clred_image *m, double level, double spread, uint64_t seed)
+{
+    harness_rng rng = {seed};
+    clred_image_alloc(m, W, H, 1, 1);
+    m->header = clred_header_new();
+    for (size_t i = 0; i < (size_t)W * H; i++) {
+        m->sci[i] = (float)(level + spread * harness_normal(&rng));
+        m->var[i] = (float)(0.01 * level);
+    }
+}
+
+/* The whole file's bytes; NULL when it does not exist. */
+static unsigned char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(size > 0 ? (size_t)size : 1);
+    *n = b ? fread(b, 1, (size_t)size, f) : 0;
+    fclose(f);
+    return b;
+}
+
+static int same_file_bytes(const char *a, const char *b)
+{
+    size_t na = 0, nb = 0;
+    unsigned char *x = slurp(a, &na), *y = slurp(b, &nb);
+    int same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+static size_t files_in(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void out_paths(const char *dir, const char *stem, char paths[][1024], const char **list)
+{
+    for (size_t i = 0; i < NF; i++) {
+        snprintf(paths[i], 1024, "%s/%s_%zu.fits", dir, stem, i);
+        remove(paths[i]);
+        list[i] = paths[i];
+    }
+}
+
+int main(void)
+{
+    clred_ctx *ctx = harness_ctx();
+    const char *tmp = harness_tmpdir("test_calibrate_files");
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s", tmp);
+
+    clred_image bias, dark, flat, raws[NF];
+    make_master(&bias, 300.0, 2.0, 1);
+    make_master(&dark, 0.5, 0.05, 2);
+    make_master(&flat, 1.0, 0.02, 3);
+    flat.sci[7] = 0.0f; /* NO_DATA */
+    char raw_paths[NF][1024];
+    const char *raw_list[NF];
+    for (size_t i = 0; i < NF; i++) {
+        make_raw(&raws[i], 20.0 + (double)i, 100 + i);
+        snprintf(raw_paths[i], 1024, "%s/raw_%zu.fits", dir, i);
+        CHECK_OK(clred_image_write(raw_paths[i], &raws[i], 1));
+        raw_list[i] = raw_paths[i];
+    }
+    clred_masters m = {&bias, &dark, &flat, NULL, "bias", "dark", "flat", NULL};
+    clred_calib_opts opts = clred_calib_defaults();
+    opts.override_checks = 1; /* the zero flat pixel becomes NO_DATA */
+    clred_calibrator *cal = NULL;
+    CHECK_OK(clred_calibrator_create(ctx, &m, &opts, &cal));
+
+    /* the serial path, as clred calibrate ran before streaming */
+    char ref[NF][1024];
+    const char *ref_list[NF];
+    out_paths(dir, "ref", ref, ref_list);
+    for (size_t i = 0; i < NF; i++) {
+        clred_image raw, out;
+        CHECK_OK(clred_image_read_2d(raw_paths[i], &raw));
+        CHECK_OK(clred_calibrator_apply(cal, &raw, raw_paths[i], &out));
+        CHECK_OK(clred_image_write(ref[i], &out, 1));
+        clred_image_free(&raw);
+        clred_image_free(&out);
+    }
+
+    for (int stream = 0; stream <= 1; stream++) {
+        clred_calib_files_opts fo = clred_calib_files_defaults();
+        fo.stream = stream;
+        char got[NF][1024];
+        const char *got_list[NF];
+        out_paths(dir, stream ? "streamed" : "serial", got, got_list);
+        CHECK_OK(clred_calibrate_files(cal, raw_list, got_list, NF, &fo));
+        for (size_t i = 0; i < NF; i++)
+            CHECK_MSG(same_file_bytes(ref[i], got[i]), "stream %d: %s differs from the serial path's", stream,
+                      got[i]);
+
+        /* SCI alone: the same SCI and header, no VAR or MASK */
+        fo.planes = CLRED_WRITE_SCI;
+        out_paths(dir, stream ? "sci_streamed" : "sci_serial", got, got_list);
+        CHECK_OK(clred_calibrate_files(cal, raw_list, got_list, NF, &fo));
+        for (size_t i = 0; i < NF; i++) {
+            clred_image a, b;
+            CHECK_OK(clred_image_read(ref[i], 0, &a));
+            CHECK_OK(clred_image_read(got[i], 0, &b));
+            CHECK_MSG(b.sci && memcmp(a.sci, b.sci, (size_t)W * H * sizeof(float)) == 0,
+                      "stream %d: SCI-only %s differs", stream, got[i]);
+            CHECK_MSG(!b.var && !b.mask, "stream %d: %s has VAR or MASK", stream, got[i]);
+            CHECK(clred_header_count(a.header) == clred_header_count(b.header));
+            clred_image_free(&a);
+            clred_image_free(&b);
+        }
+        /* existing outputs without overwrite: refused before any work */
+        fo.planes = CLRED_WRITE_ALL;
+        CHECK(clred_calibrate_files(cal, raw_list, got_list, NF, &fo) == CLRED_ERR_IO);
+        fo.planes = CLRED_WRITE_VAR;
+        CHECK(clred_calibrate_files(cal, raw_list, got_list, NF, &fo) == CLRED_ERR_USAGE);
+    }
+
+    /* a truncated frame in the middle: one error naming it, nothing left */
+    char bad[1024];
+    snprintf(bad, sizeof bad, "%s/truncated.fits", dir);
+    {
+        size_t n = 0;
+        unsigned char *b = slurp(raw_paths[1], &n);
+        FILE *f = fopen(bad, "wb");
+        CHECK(b && f && n > 5000);
+        if (b && f)
+            fwrite(b, 1, n - 2880, f); /* the header and part of the data */
+        if (f)
+            fclose(f);
+        free(b);
+    }
+    const char *with_bad[NF] = {raw_list[0], raw_list[1], bad, raw_list[3], raw_list[4]};
+    for (int stream = 0; stream <= 1; stream++) {
+        char sub[500];
+        snprintf(sub, sizeof sub, "%s/bad_%d", dir, stream);
+        mkdir(sub, 0755);
+        char got[NF][1024];
+        const char *got_list[NF];
+        out_paths(sub, "out", got, got_list);
+        clred_calib_files_opts fo = clred_calib_files_defaults();
+        fo.stream = stream;
+        clred_status st = clred_calibrate_files(cal, with_bad, got_list, NF, &fo);
+        CHECK_MSG(st == CLRED_ERR_INPUT, "stream %d: a truncated frame gave %d", stream, (int)st);
+        CHECK_MSG(strstr(clred_last_error(), "truncated.fits") != NULL && !strchr(clred_last_error(), '\n'),
+                  "stream %d: the message should name the file on one line: %s", stream, clred_last_error());
+        CHECK_MSG(files_in(sub, "out_") == 0 && files_in(sub, ".out_") == 0,
+                  "stream %d: outputs or temporaries left in %s", stream, sub);
+    }
+
+    clred_calibrator_free(cal);
+    clred_image_free(&bias);
+    clred_image_free(&dark);
+    clred_image_free(&flat);
+    for (size_t i = 0; i < NF; i++)
+        clred_image_free(&raws[i]);
+    clred_ctx_destroy(ctx);
+    return harness_finish();
+}
