@@ -319,6 +319,13 @@ clred_status clred_atomic_open(const char *path, int overwrite, char *tmp, size_
 /* Closes f and renames it into place; on any write error removes it. */
 clred_status clred_atomic_close(FILE *f, const char *tmp, const char *path);
 
+/* ---- phase correlation of a stack (steps/phasecorr.c): clred_measure_shifts_dev
+ * without the "frame N: " prefix; *failed is the failing frame's index (nframes
+ * when no frame failed), so a recipe can name the frame's file instead. */
+clred_status clred_measure_shifts_which(clred_ctx *ctx, const clred_dimage *const *frames, size_t nframes,
+                                        long ref_index, const clred_phasecorr_opts *opts, clred_shift *shifts,
+                                        size_t *failed);
+
 /* ---- photometric scaling from stars (steps/star_scale.c) */
 
 /* Fewer stars shared with the reference than this is an error. */

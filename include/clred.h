@@ -362,6 +362,10 @@ typedef struct {
     float *ncontrib;   /* width * height */
     float *nrejected;  /* width * height or NULL */
     double *scales;    /* per frame, the factor or offset applied (NULL if none) */
+    double *scale_errors; /* STARS scaling: per frame, the factor's statistical error, 1.2533 s / sqrt(n) of */
+                          /* the clipped ratios (0 for the first frame; aperture losses not included) */
+    size_t *scale_stars;  /* STARS scaling: per frame, the stars the factor rests on (0 for the first); */
+                          /* both NULL for other scalings */
     size_t bands;      /* row bands the stack was processed in (memory planning) */
 } clred_combine_result;
 
@@ -416,6 +420,8 @@ typedef struct {
     clred_dimage *ncontrib;
     clred_dimage *nrejected; /* NULL unless want_rejected_map */
     double *scales;          /* per frame (malloc'd), NULL if none */
+    double *scale_errors;    /* as in clred_combine_result */
+    size_t *scale_stars;
     size_t bands;
 } clred_combine_dev_result;
 

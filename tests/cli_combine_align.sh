@@ -85,6 +85,19 @@ check "Fourier on the union grid exits 2" test $? -eq 2
 check "message says reference grid only" grep -q "reference grid only" "$TMP/err"
 check "no output after a failure" test ! -e "$TMP/bad3.fits"
 
+# A frame phase correlation cannot register (all zeros: no peak) is named by
+# its file, not by its index in the stack.
+{
+    printf '%-80s' "SIMPLE  =                    T" "BITPIX  =                  -32" "NAXIS   =                    2" \
+        "NAXIS1  =                  200" "NAXIS2  =                  160" "END"
+    head -c $((2880 - 6 * 80)) /dev/zero | tr '\0' ' '
+    head -c $((200 * 160 * 4 + 1600)) /dev/zero
+} >"$TMP/flat.fits"
+"$BIN" combine --align "${S[0]}" "$TMP/flat.fits" "${S[1]}" -o "$TMP/bad5.fits" 2>"$TMP/err"
+check "an unregistrable frame exits 1" test $? -eq 1
+check "the message names its file" grep -q "flat.fits\[0\]: .*no peak" "$TMP/err"
+check "no output after a failure" test ! -e "$TMP/bad5.fits"
+
 if [ "$fails" -ne 0 ]; then
     echo "$fails check(s) failed"
     exit 1

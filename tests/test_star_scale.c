@@ -115,13 +115,22 @@ int main(void)
     clred_combine_result stars = {0};
     CHECK_OK(clred_combine_images(ctx, frames, NF, &o, &stars));
     double scales_images[NF] = {0};
-    if (stars.scales) {
+    CHECK(stars.scales && stars.scale_errors && stars.scale_stars);
+    if (stars.scales && stars.scale_errors && stars.scale_stars) {
         CHECK_NEAR(stars.scales[0], 1.0, 0.0);
+        CHECK(stars.scale_errors[0] == 0.0 && stars.scale_stars[0] == 0);
         for (int f = 1; f < NF; f++) {
-            CHECK_NEAR(stars.scales[f], transparency[0] / transparency[f], 0.01 * transparency[0] / transparency[f]);
+            double truth = transparency[0] / transparency[f], err = stars.scale_errors[f];
+            CHECK_NEAR(stars.scales[f], truth, 0.01 * truth);
+            /* The reported error is the clipped median's (1.2533 s / sqrt(n)):
+             * it must be a real, small error that covers the truth at 4 sigma. */
+            CHECK_MSG(err > 0.0 && err < 0.01 * truth, "frame %d: scale error %g", f, err);
+            CHECK_MSG(fabs(stars.scales[f] - truth) < 4.0 * err, "frame %d: scale %.5f is %.1f errors off %.5f", f,
+                      stars.scales[f], fabs(stars.scales[f] - truth) / err, truth);
+            CHECK_MSG(stars.scale_stars[f] >= 3, "frame %d: scale from %zu stars", f, stars.scale_stars[f]);
             scales_images[f] = stars.scales[f];
-            printf("frame %d: star scale %.4f, truth t0/t = %.4f\n", f, stars.scales[f],
-                   transparency[0] / transparency[f]);
+            printf("frame %d: star scale %.4f +- %.4f from %zu stars, truth t0/t = %.4f\n", f, stars.scales[f], err,
+                   stars.scale_stars[f], truth);
         }
         scales_images[0] = stars.scales[0];
     }
@@ -160,6 +169,7 @@ int main(void)
     CHECK_OK(clred_combine_files(ctx, pp, NF, &o, &files));
     for (int f = 0; files.scales && f < NF; f++)
         CHECK_NEAR(files.scales[f], scales_images[f], 1e-12);
+    CHECK(files.scale_errors && files.scale_stars);
     clred_combine_result_free(&files);
 
     /* The align-and-combine recipe: frames drifting by whole pixels are
@@ -190,7 +200,7 @@ int main(void)
     CHECK(s == CLRED_ERR_INPUT);
     CHECK_MSG(strstr(clred_last_error(), "frame 2") && strstr(clred_last_error(), "stars"),
               "message does not name frame 2 and stars: %s", clred_last_error());
-    CHECK(none.scales == NULL && none.image.sci == NULL);
+    CHECK(none.scales == NULL && none.scale_errors == NULL && none.image.sci == NULL);
     free_frames(frames);
     clred_ctx_destroy(ctx);
     return harness_finish();

@@ -166,6 +166,15 @@ static void print_json(const char *output, const clred_combine_result *r, const 
             printf("%s%.6f", i ? ", " : "", r->scales[i]);
         printf("]");
     }
+    if (r->scale_errors) {
+        printf(", \"scale_errors\": [");
+        for (size_t i = 0; i < (size_t)ncombine; i++)
+            printf("%s%.6f", i ? ", " : "", r->scale_errors[i]);
+        printf("], \"scale_stars\": [");
+        for (size_t i = 0; i < (size_t)ncombine; i++)
+            printf("%s%zu", i ? ", " : "", r->scale_stars[i]);
+        printf("]");
+    }
     if (al->shifts) {
         printf(", \"shifts\": [");
         for (size_t i = 0; i < al->n; i++)

@@ -135,7 +135,13 @@ static clred_status register_frames(clred_ctx *ctx, const clred_dimage *const *f
             al->to_ref[i] = al->matches[i].transform;
         return CLRED_OK;
     }
-    CLRED_TRY(clred_measure_shifts_dev(ctx, frames, n, o->ref_index, &o->popts, al->shifts));
+    size_t failed;
+    clred_status st = clred_measure_shifts_which(ctx, frames, n, o->ref_index, &o->popts, al->shifts, &failed);
+    if (st != CLRED_OK && failed < n) {
+        al->failed = (long)failed;
+        return fail_for_frame(st, src, failed);
+    }
+    CLRED_TRY(st);
     /* img(x) = ref(x - d): moving each frame by -d lands it on the reference. */
     for (size_t i = 0; i < n; i++)
         al->to_ref[i] = clred_transform_translation(-al->shifts[i].dx, -al->shifts[i].dy);
@@ -276,7 +282,11 @@ static clred_status download_result(clred_combine_dev_result *d, clred_combine_r
         clred_image_free(&img);
     }
     out->scales = d->scales;
+    out->scale_errors = d->scale_errors;
+    out->scale_stars = d->scale_stars;
     d->scales = NULL;
+    d->scale_errors = NULL;
+    d->scale_stars = NULL;
     out->bands = d->bands;
     return CLRED_OK;
 }

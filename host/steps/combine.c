@@ -61,6 +61,8 @@ void clred_combine_result_free(clred_combine_result *r)
     free(r->ncontrib);
     free(r->nrejected);
     free(r->scales);
+    free(r->scale_errors);
+    free(r->scale_stars);
     memset(r, 0, sizeof *r);
 }
 
@@ -167,7 +169,7 @@ static clred_status frame_dimage(clred_ctx *ctx, const stack_source *s, size_t f
 
 /* Star flux scaling of frame f (f = 0 measures the reference's stars into *ref). */
 static clred_status frame_star_scale(clred_ctx *ctx, const stack_source *s, size_t f, clred_star_ref **ref,
-                                     double *scale)
+                                     double *scale, double *err, size_t *nused)
 {
     char name[600];
     frame_name(s, f, name, sizeof name);
@@ -175,28 +177,30 @@ static clred_status frame_star_scale(clred_ctx *ctx, const stack_source *s, size
     clred_dimage *view = NULL;
     const clred_dimage *d = NULL;
     clred_status st = frame_dimage(ctx, s, f, &host, &view, &d);
-    double err = 0.0;
-    size_t nused = 0;
     if (st == CLRED_OK && f == 0)
         st = clred_star_ref_measure(ctx, d, name, ref);
-    if (st == CLRED_OK && f == 0)
+    if (st == CLRED_OK && f == 0) {
         *scale = 1.0;
-    else if (st == CLRED_OK)
-        st = clred_star_scale(ctx, *ref, d, name, scale, &err, &nused);
+        *err = 0.0;
+        *nused = 0; /* the reference: its factor is 1 by definition */
+    } else if (st == CLRED_OK) {
+        st = clred_star_scale(ctx, *ref, d, name, scale, err, nused);
+    }
     clred_dimage_free(view); /* waits for the kernels that read the host planes */
     clred_image_free(&host);
     return st;
 }
 
-/* Per-frame factor (multiplicative, stars) or offset (additive) to the first frame. */
+/* Per-frame factor (multiplicative, stars) or offset (additive) to the
+ * first frame; star scaling also gives each factor's error and star count. */
 static clred_status compute_scales(clred_ctx *ctx, const stack_source *s, const clred_combine_opts *o,
-                                   double *scales)
+                                   double *scales, double *errors, size_t *nstars)
 {
     if (o->scale == CLRED_SCALE_STARS) {
         clred_star_ref *ref = NULL;
         clred_status st = CLRED_OK;
         for (size_t f = 0; st == CLRED_OK && f < s->nframes; f++)
-            st = frame_star_scale(ctx, s, f, &ref, &scales[f]);
+            st = frame_star_scale(ctx, s, f, &ref, &scales[f], &errors[f], &nstars[f]);
         clred_star_ref_free(ref);
         return st;
     }
@@ -216,6 +220,22 @@ static clred_status compute_scales(clred_ctx *ctx, const stack_source *s, const 
         scales[f] = o->scale == CLRED_SCALE_MULTIPLICATIVE ? ref / med : ref - med;
     }
     return CLRED_OK;
+}
+
+/* Allocates the per-frame scale arrays the options ask for and fills them. */
+static clred_status scale_frames(clred_ctx *ctx, const stack_source *s, const clred_combine_opts *o,
+                                 double **scales, double **errors, size_t **nstars)
+{
+    if (o->scale == CLRED_SCALE_NONE)
+        return CLRED_OK;
+    *scales = malloc(s->nframes * sizeof **scales);
+    if (o->scale == CLRED_SCALE_STARS) {
+        *errors = malloc(s->nframes * sizeof **errors);
+        *nstars = malloc(s->nframes * sizeof **nstars);
+    }
+    if (!*scales || (o->scale == CLRED_SCALE_STARS && (!*errors || !*nstars)))
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu scales", s->nframes);
+    return compute_scales(ctx, s, o, *scales, *errors, *nstars);
 }
 
 /* ------------------------------------------------------------ options */
@@ -767,14 +787,12 @@ static clred_status combine_source(clred_ctx *ctx, const stack_source *s, const 
     }
     out->ncontrib = malloc(npix * sizeof(float));
     out->nrejected = o.want_rejected_map ? malloc(npix * sizeof(float)) : NULL;
-    out->scales = o.scale != CLRED_SCALE_NONE ? malloc(s->nframes * sizeof(double)) : NULL;
     out->image.header = header ? clred_header_copy(header) : clred_header_new();
-    if (!out->ncontrib || (o.want_rejected_map && !out->nrejected) || (o.scale && !out->scales) ||
-        !out->image.header)
+    if (!out->ncontrib || (o.want_rejected_map && !out->nrejected) || !out->image.header)
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory allocating a %zu x %zu combine result", s->width,
                         s->height);
-    if (st == CLRED_OK && out->scales)
-        st = compute_scales(ctx, s, &o, out->scales);
+    if (st == CLRED_OK)
+        st = scale_frames(ctx, s, &o, &out->scales, &out->scale_errors, &out->scale_stars);
     combine_sink sink = {out, NULL};
     if (st == CLRED_OK)
         st = combine_bands(ctx, s, &o, &plan, out->scales, &sink, &out->bands);
@@ -804,6 +822,8 @@ void clred_combine_dev_result_free(clred_combine_dev_result *r)
     clred_dimage_free(r->ncontrib);
     clred_dimage_free(r->nrejected);
     free(r->scales);
+    free(r->scale_errors);
+    free(r->scale_stars);
     memset(r, 0, sizeof *r);
 }
 
@@ -842,11 +862,7 @@ static clred_status combine_dev_into(clred_ctx *ctx, const stack_source *s, cons
 {
     combine_plan plan = {0};
     CLRED_TRY(make_plan(ctx, s, &plan));
-    if (o->scale != CLRED_SCALE_NONE) {
-        if (!(out->scales = malloc(s->nframes * sizeof(double))))
-            return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu scales", s->nframes);
-        CLRED_TRY(compute_scales(ctx, s, o, out->scales));
-    }
+    CLRED_TRY(scale_frames(ctx, s, o, &out->scales, &out->scale_errors, &out->scale_stars));
     combine_sink sink = {NULL, out};
     CLRED_TRY(combine_bands(ctx, s, o, &plan, out->scales, &sink, &out->bands));
     CLRED_TRY(copy_header(s->dframes[0]->header, &out->image->header));
@@ -915,7 +931,11 @@ static clred_status collect_result(clred_combine_dev_result *r, clred_combine_re
         CLRED_TRY(clred_dimage_download_into(r->nrejected, &nr));
     CLRED_TRY(copy_header(r->image->header, &out->image.header));
     out->scales = r->scales;
+    out->scale_errors = r->scale_errors;
+    out->scale_stars = r->scale_stars;
     r->scales = NULL;
+    r->scale_errors = NULL;
+    r->scale_stars = NULL;
     out->bands = r->bands;
     return CLRED_OK;
 }

@@ -473,14 +473,16 @@ static clred_status pc_correlate(pc_state *s, clred_shift *out)
     double sum = 0.0, sum2 = 0.0;
     size_t count = 0;
     CLRED_TRY(surface_peak(s, &bx, &by, &best, nb, &sum, &sum2, &count));
-    if (bx < 0 || !isfinite(best))
+    /* Peak-to-sidelobe ratio: the surface outside 11 x 11 px (cyclic) around the peak. */
+    double mean = count ? sum / (double)count : 0.0;
+    double var = count > 1 ? (sum2 - sum * mean) / (double)(count - 1) : 0.0;
+    /* A flat frame (all zero, or constant) correlates to a flat surface:
+     * its "peak" is not above the sidelobes and its shift means nothing. */
+    if (bx < 0 || !isfinite(best) || !((double)best > mean))
         return s->opts.max_shift > 0
                    ? clred_fail(CLRED_ERR_INPUT, "phase correlation found no peak within %g px (flat or empty frame?)",
                                 s->opts.max_shift)
                    : clred_fail(CLRED_ERR_INPUT, "phase correlation found no peak (flat, empty or non-finite frame?)");
-    /* Peak-to-sidelobe ratio: the surface outside 11 x 11 px (cyclic) around the peak. */
-    double mean = count ? sum / (double)count : 0.0;
-    double var = count > 1 ? (sum2 - sum * mean) / (double)(count - 1) : 0.0;
     out->psr = var > 0 ? ((double)best - mean) / sqrt(var) : INFINITY;
     size_t nx = s->nx, ny = s->ny;
     double px = bx <= (long)nx / 2 ? (double)bx : (double)bx - (double)nx;
@@ -611,7 +613,7 @@ static clred_status frame_failed(clred_status st, size_t i)
 
 /* aligned_median on device images (see there). */
 static clred_status aligned_median_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t n,
-                                       const clred_phasecorr_opts *opts, clred_dimage **median)
+                                       const clred_phasecorr_opts *opts, clred_dimage **median, size_t *failed)
 {
     clred_shift *first = calloc(n, sizeof *first);
     clred_transform *t = calloc(n, sizeof *t);
@@ -622,7 +624,8 @@ static clred_status aligned_median_dev(clred_ctx *ctx, const clred_dimage *const
     if (st == CLRED_OK)
         st = clred_phasecorr_ref_create(ctx, frames[0], opts, &r);
     for (size_t i = 0; i < n && st == CLRED_OK; i++)
-        st = frame_failed(clred_phasecorr_ref_measure(r, frames[i], &first[i]), i);
+        if ((st = clred_phasecorr_ref_measure(r, frames[i], &first[i])) != CLRED_OK)
+            *failed = i;
     clred_phasecorr_ref_free(r);
     for (size_t i = 0; i < n && st == CLRED_OK; i++)
         t[i] = clred_transform_translation(-first[i].dx, -first[i].dy);
@@ -658,24 +661,35 @@ static clred_status check_stack(const clred_dimage *const *frames, size_t nframe
     return CLRED_OK;
 }
 
-clred_status clred_measure_shifts_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t nframes,
-                                      long ref_index, const clred_phasecorr_opts *opts, clred_shift *shifts)
+clred_status clred_measure_shifts_which(clred_ctx *ctx, const clred_dimage *const *frames, size_t nframes,
+                                        long ref_index, const clred_phasecorr_opts *opts, clred_shift *shifts,
+                                        size_t *failed)
 {
     clred_phasecorr_opts defaults = clred_phasecorr_defaults();
     if (!opts)
         opts = &defaults;
+    *failed = nframes;
     CLRED_TRY(check_stack(frames, nframes, ref_index));
     clred_dimage *median = NULL;
     if (ref_index < 0)
-        CLRED_TRY(aligned_median_dev(ctx, frames, nframes, opts, &median));
+        CLRED_TRY(aligned_median_dev(ctx, frames, nframes, opts, &median, failed));
     clred_phasecorr_ref *r;
     clred_status st = clred_phasecorr_ref_create(ctx, median ? median : frames[ref_index], opts, &r);
     clred_dimage_free(median);
     CLRED_TRY(st);
     for (size_t i = 0; i < nframes && st == CLRED_OK; i++)
-        st = frame_failed(clred_phasecorr_ref_measure(r, frames[i], &shifts[i]), i);
+        if ((st = clred_phasecorr_ref_measure(r, frames[i], &shifts[i])) != CLRED_OK)
+            *failed = i;
     clred_phasecorr_ref_free(r);
     return st;
+}
+
+clred_status clred_measure_shifts_dev(clred_ctx *ctx, const clred_dimage *const *frames, size_t nframes,
+                                      long ref_index, const clred_phasecorr_opts *opts, clred_shift *shifts)
+{
+    size_t failed;
+    clred_status st = clred_measure_shifts_which(ctx, frames, nframes, ref_index, opts, shifts, &failed);
+    return failed < nframes ? frame_failed(st, failed) : st;
 }
 
 /* ---- host wrappers: one frame borrowed (or uploaded) at a time */
