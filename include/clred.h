@@ -2071,23 +2071,49 @@ CLRED_API clred_frame_kind clred_frame_kind_parse(const char *value);
 /* ---------------------------------------------------- difference imaging */
 
 /* A pixel-grid PSF: size x size (size odd), unit sum, its centre on pixel
- * (size / 2, size / 2). */
+ * (size / 2, size / 2). It may vary over the image (PSFEx-style): then each
+ * pixel is a polynomial of order 1 or 2 in the position, the PSF at (x, y)
+ * being sum_k T_k basis_k with the terms T = 1, u, v, u^2, u v, v^2 (the
+ * first nterms of them), u = (x - x0) / xscale, v = (y - y0) / yscale (u and
+ * v run over [-1, 1] across the image it was measured on). basis_0 has unit
+ * sum, the others sum to 0, so every evaluation has unit sum. */
 typedef struct clred_psf_s {
     size_t size;
-    float *data;        /* size * size, row-major */
-    double fwhm;        /* px: 2 sqrt(area above half maximum / pi) of the model */
-    double ellipticity; /* 1 - b / a from the second moments inside 3 FWHM */
+    float *data;        /* size * size, row-major: the PSF at (x0, y0) (= basis_0) */
+    double fwhm;        /* px: 2 sqrt(area above half maximum / pi) of the model (at (x0, y0)) */
+    double ellipticity; /* 1 - b / a from the second moments inside 3 FWHM (at (x0, y0)) */
     size_t nstars;      /* stars averaged (0 when read or given) */
+    int order;          /* spatial variation: 0 = constant (basis NULL, nterms 1), 1 or 2 */
+    size_t nterms;      /* (order + 1) (order + 2) / 2 (0 or 1 for a constant PSF) */
+    float *basis;       /* nterms * size * size, term after term; NULL when order is 0 */
+    double x0, y0, xscale, yscale; /* the polynomials' centre and scale, px */
+    double corner_fwhm[4], corner_ellipticity[4]; /* at the image corners (x0 -+ xscale, y0 -+ yscale):
+                                                     (0, 0), (W-1, 0), (0, H-1), (W-1, H-1); the centre's when
+                                                     constant */
 } clred_psf;
 
 CLRED_API void clred_psf_free(clred_psf *psf);
+/* The PSF at (x, y) (0-based px) of a varying model, as a constant one (unit
+ * sum, its FWHM and ellipticity measured); a copy of psf when it is constant.
+ * Free with clred_psf_free. */
+CLRED_API clred_status clred_psf_eval(const clred_psf *psf, double x, double y, clred_psf *out);
+/* A copy (free with clred_psf_free). */
+CLRED_API clred_status clred_psf_copy(const clred_psf *psf, clred_psf *out);
 /* A PSF from any w x h array: its centroid is moved to the centre pixel by a
  * sub-pixel (bicubic) shift when off by more than 0.01 px, it is cut to at
  * most max_size (odd; 0 = no cut) around it, negative wings are kept and
  * the whole is scaled to unit sum. */
 CLRED_API clred_status clred_psf_from_array(const float *data, size_t w, size_t h, size_t max_size, clred_psf *psf);
-/* Reads a PSF image (FITS; see clred_psf_from_array for max_size). */
+/* Reads a PSF file (FITS): a 2-D image is a constant PSF (see
+ * clred_psf_from_array for max_size); a cube of nterms planes (3 or 6) with
+ * PSFORDER (1 or 2), PSFX0, PSFY0, PSFXSCL and PSFYSCL in the header is a
+ * varying model, as clred_psf_write writes one (its planes cut to max_size
+ * around their centre, nothing resampled). */
 CLRED_API clred_status clred_psf_read(const char *path, size_t max_size, clred_psf *psf);
+/* Writes a PSF: a constant one as a 2-D image, a varying one as the cube of
+ * its basis images with PSFORDER, PSFNTERM, PSFX0, PSFY0, PSFXSCL, PSFYSCL
+ * and the FWHM and ellipticity at the centre and the corners (PSFFWHM,
+ * PSFELLIP, PSFFWHM1..4, PSFELL1..4) in the header. */
 CLRED_API clred_status clred_psf_write(const char *path, const clred_psf *psf, int overwrite);
 
 typedef struct {
@@ -2096,16 +2122,33 @@ typedef struct {
     double min_snr;       /* smallest flux / flux_err of a star used (default 50) */
     double isolation;     /* no other source within this many px (default 0 = 3/4 of the model size) */
     double saturation;    /* stars with a pixel at or above this are left out (0 = mask bit only) */
-    int max_stars;        /* brightest usable stars averaged (default 50) */
+    int max_stars;        /* brightest usable stars averaged (default 50; a varying model takes up to
+                             max_stars x (order + 1)) */
     uint16_t ignore_bits; /* default CLRED_MASK_UNUSABLE */
+    int order;            /* spatial variation of the model: 0 = constant (default), 1 or 2 = each pixel a
+                             polynomial of that order in (x, y); lowered while fewer than
+                             CLRED_PSF_STARS_PER_TERM stars per term are left */
 } clred_psf_opts;
+
+/* A varying model of nterms terms needs this many stars per term (order 1:
+ * 15, order 2: 30); with fewer the order is lowered (order 0: 3 stars). */
+#define CLRED_PSF_STARS_PER_TERM 5
 
 CLRED_API clred_psf_opts clred_psf_defaults(void);
 /* Measures the PSF of an image from its isolated, unsaturated, unblended
- * stars: each star's stamp, less its local sky (the median of an annulus
- * from size to size + 6 px), is recentred on its centroid by a sub-pixel
- * bicubic shift, scaled to unit flux, and the stamps' pixel-wise median is
- * the model. Detection runs on the device; the stamps on the host. */
+ * stars: each star's stamp, less its local sky (the clipped mode of an
+ * annulus from size to size + 6 px, less the pixels within 3 FWHM of other
+ * sources), is recentred on its centroid by a sub-pixel bicubic shift,
+ * scaled to unit flux, and the stamps' pixel-wise median is
+ * the model. With opts->order > 0 each pixel is instead fitted as a
+ * polynomial of the stars' positions (least squares weighted by the stars'
+ * S/N squared; pixels within 3 FWHM of another source, up to half way to
+ * it, left out; beyond 3 FWHM of the centre a constant), each star's stamp
+ * is recentred and scaled by the offset and flux that fit the model to its
+ * core, stars whose stamps differ from the model by more than 4 robust
+ * sigma of all stars' differences (and twice their median) are left out,
+ * and the fit is repeated (5 fits at most). Detection runs on the device; the
+ * stamps on the host. */
 CLRED_API clred_status clred_psf_model_measure(clred_ctx *ctx, const clred_image *img, const clred_psf_opts *opts,
                                                clred_psf *psf);
 CLRED_API clred_status clred_psf_model_measure_dev(clred_ctx *ctx, const clred_dimage *img,
@@ -2161,7 +2204,8 @@ CLRED_API clred_psf_phot_opts clred_psf_phot_defaults(void);
  * a constant sky are fitted by weighted least squares (weights 1 / VAR,
  * masked and NaN pixels left out) over the pixels within fit_radius of any
  * of them; the PSF (unit sum) is moved to sub-pixel positions by bicubic
- * interpolation. With fit_position the positions follow by Gauss-Newton
+ * interpolation. A varying PSF is evaluated at each member's start position
+ * on the device (the basis cube goes there whole). With fit_position the positions follow by Gauss-Newton
  * iterations (steps of at most 0.5 px). out has n entries (caller's). */
 CLRED_API clred_status clred_psf_photometry_dev(clred_ctx *ctx, const clred_dimage *img, const clred_psf *psf,
                                                 const double *x, const double *y, size_t n,
@@ -2200,6 +2244,10 @@ typedef struct {
     clred_fft_backend backend;  /* default DEFAULT */
 } clred_zogy_opts;
 
+/* Core of the tiles when a PSF varies (psf->order > 0) and tile_size is 0:
+ * each tile takes both PSFs evaluated at its core's centre. */
+#define CLRED_ZOGY_VARYING_TILE 256
+
 CLRED_API clred_zogy_opts clred_zogy_defaults(void);
 
 typedef struct {
@@ -2208,8 +2256,8 @@ typedef struct {
                              where either was unusable */
     clred_dimage *scorr;  /* S_corr: S / sqrt(V(S_N) + V(S_R) + V_ast), in sigma; MASK as diff */
     clred_dimage *flux;   /* S / F_S: the PSF-fit flux of a point source at each pixel, VAR its variance */
-    clred_psf pd;         /* the PSF of D (unit sum) */
-    double f_d, f_s;      /* ZOGY's F_D and F_S */
+    clred_psf pd;         /* the PSF of D (unit sum; with varying PSFs the one of the tile nearest the centre) */
+    double f_d, f_s;      /* ZOGY's F_D and F_S (with varying PSFs: of the tile nearest the centre) */
     double sigma_n, sigma_r; /* the background noise used */
     double bkg_n, bkg_r;  /* the levels subtracted (0 when not asked) */
     double d_off;         /* the level of D taken off (3-sigma clipped mean): the differential background
@@ -2228,7 +2276,9 @@ CLRED_API void clred_zogy_result_free(clred_zogy_result *r);
  * onto data; unusable pixels (NaN, ignore_bits) are filled with 0 before any
  * FFT and flagged NO_DATA in the outputs, grown by opts->grow. Large images
  * go through overlapping tiles; the levels, the noise and the differential
- * background (the mean of the tiles' levels of D) are the whole image's. */
+ * background (the mean of the tiles' levels of D) are the whole image's.
+ * Varying PSFs (order > 0) are evaluated at each tile's core centre, and
+ * their kernels made per tile (CLRED_ZOGY_VARYING_TILE). */
 CLRED_API clred_status clred_subtract_zogy_dev(clred_ctx *ctx, const clred_dimage *new_img, const clred_dimage *ref,
                                                const clred_psf *psf_new, const clred_psf *psf_ref,
                                                const clred_zogy_opts *opts, clred_zogy_result *out);
@@ -2500,7 +2550,14 @@ typedef struct {
     int nsaturated;           /* stars saturated in both (default 2) */
     double saturation;        /* e- (default 60000) */
     int nholes;               /* NaN patches in the reference, flagged NO_DATA (default 0) */
+    double fwhm_grad_x, fwhm_grad_y; /* both images' FWHM varies linearly over the field: at (x, y) it is
+                                 fwhm (1 + fwhm_grad_x (x / (width - 1) - 0.5) + fwhm_grad_y (y / (height - 1) -
+                                 0.5)), i.e. it changes by that fraction across the full width / height;
+                                 ref_psf and new_psf are the centre's (default 0, 0; |each| <= 1) */
 } clred_pair_opts;
+
+/* The simulated pair's FWHM at (x, y) for a centre FWHM of fwhm (see fwhm_grad_x). */
+CLRED_API double clred_pair_fwhm_at(const clred_pair_opts *opts, double fwhm, double x, double y);
 
 CLRED_API clred_pair_opts clred_pair_defaults(void);
 

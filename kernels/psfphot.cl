@@ -2,7 +2,8 @@
  * itself together with its close neighbours (a list made on the host) and a
  * constant local sky, weighted by the variance plane, over the union of the
  * discs of radius fit_radius around every member's start position. The PSF
- * is a pixel grid (unit sum) evaluated at sub-pixel offsets by Keys' bicubic
+ * is a pixel grid (unit sum; a varying one the sum of its basis planes
+ * weighted by the member's polynomial terms) evaluated at sub-pixel offsets by Keys' bicubic
  * (a = -0.5) interpolation, whose derivatives give the position terms of the
  * linearised (Gauss-Newton) iterations. Only the primary's results are
  * written; a neighbour is reported by its own work-item. */
@@ -52,10 +53,31 @@ inline acc_t keys_dw(acc_t t)
     return 0;
 }
 
-/* The PSF at offset (dx, dy) from its centre, and its derivatives with
- * respect to dx and dy; 0 outside the grid. */
-inline acc_t psf_eval(global const float *psf, int size, acc_t dx, acc_t dy, acc_t *ddx, acc_t *ddy)
+/* Most terms of a varying PSF (1, u, v, u^2, u v, v^2); must equal
+ * CLRED_PSF_MAX_TERMS in host/steps/psf_internal.h */
+#define MAXT 6
+
+/* A member's terms at (x, y): poly = (x0, y0, 1 / xscale, 1 / yscale). */
+inline void psf_terms(int nt, float4 poly, acc_t x, acc_t y, acc_t *c)
 {
+    acc_t u = (x - poly.x) * poly.z, v = (y - poly.y) * poly.w;
+    c[0] = 1;
+    c[1] = u;
+    c[2] = v;
+    c[3] = u * u;
+    c[4] = u * v;
+    c[5] = v * v;
+    for (int k = nt; k < MAXT; k++)
+        c[k] = 0;
+}
+
+/* The PSF at offset (dx, dy) from its centre, and its derivatives with
+ * respect to dx and dy; 0 outside the grid. The PSF is the sum over the nt
+ * basis planes (size^2 each) weighted by the member's terms c. */
+inline acc_t psf_eval(global const float *psf, int size, int nt, const acc_t *c, acc_t dx, acc_t dy, acc_t *ddx,
+                      acc_t *ddy)
+{
+    const int plane = size * size;
     acc_t ctr = size / 2, x = dx + ctr, y = dy + ctr;
     int ix = (int)floor(x), iy = (int)floor(y);
     acc_t fx = x - ix, fy = y - iy;
@@ -77,7 +99,9 @@ inline acc_t psf_eval(global const float *psf, int size, acc_t dx, acc_t dy, acc
             int xx = ix + i - 1;
             if (xx < 0 || xx >= size)
                 continue;
-            acc_t p = psf[yy * size + xx];
+            acc_t p = 0;
+            for (int k = 0; k < nt; k++)
+                p += c[k] * psf[k * plane + yy * size + xx];
             row += wx[i] * p;
             rowd += dwx[i] * p;
         }
@@ -133,7 +157,8 @@ inline void chol_solve(const acc_t *l, acc_t *b, int n)
  * its position offsets from the primary's integer pixel. */
 kernel void psf_photometry(global const float *sci, global const float *var, const int has_var,
                            global const ushort *mask, const int has_mask, const ushort ignore, const int w,
-                           const int h, global const float *psf, const int psf_size, global const int2 *ipos,
+                           const int h, global const float *psf, const int psf_size, const int psf_nterms,
+                           const float4 psf_poly, global const int2 *ipos,
                            global const float2 *fpos, global const uint *nb_start, global const uint *nb,
                            const uint n, const float fit_radius, const float core_radius, const int fit_sky,
                            const int fit_pos, const int max_iters, const float max_shift, const float min_snr_pos,
@@ -167,6 +192,10 @@ kernel void psf_photometry(global const float *sci, global const float *var, con
     }
     if (G > 1)
         flags |= SRC_BLENDED;
+    /* each member's PSF: the basis combined at its start position */
+    acc_t coef[MAXG * MAXT];
+    for (int k = 0; k < G; k++)
+        psf_terms(psf_nterms, psf_poly, (acc_t)ax + sx[k], (acc_t)ay + sy[k], coef + k * MAXT);
     const int np = 1 + 3 * G;
     const acc_t r2 = (acc_t)fit_radius * fit_radius, c2 = (acc_t)core_radius * core_radius;
     /* bounding box of the fit region (relative), clipped to the image */
@@ -238,7 +267,8 @@ kernel void psf_photometry(global const float *sci, global const float *var, con
                 jac[0] = 1;
                 for (int k = 0; k < G; k++) {
                     acc_t gx, gy;
-                    acc_t pk = psf_eval(psf, psf_size, rx - p[1 + G + 2 * k], ry - p[2 + G + 2 * k], &gx, &gy);
+                    acc_t pk = psf_eval(psf, psf_size, psf_nterms, coef + k * MAXT, rx - p[1 + G + 2 * k],
+                                        ry - p[2 + G + 2 * k], &gx, &gy);
                     model += p[1 + k] * pk;
                     jac[1 + k] = pk;
                     /* the model moves with the member: d/dx_k P(x - x_k) = -P_x */

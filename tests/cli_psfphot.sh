@@ -43,6 +43,15 @@ check "forced PSF photometry at given positions" sh -c "test \$(awk -F, 'NR > 1 
 check "photometry --psf measure --forced exits 0" test $? -eq 0
 check "measured PSF from stars" grep -q '"psf_nstars": [1-9]' pm.json
 
+# a varying model (order 1, or lower when the stars are too few) and the order's refusals
+"$BIN" photometry new.fits --psf measure --psf-order 1 --forced --fit-radius 7 --csv po.csv --json >po.json 2>err
+check "photometry --psf measure --psf-order 1 exits 0" test $? -eq 0
+check "the PSF's order and corner FWHMs reported" grep -q '"psf_order": [01], "psf_ellipticity": [0-9.]*, "psf_fwhm_corners": \[[0-9]' po.json
+"$BIN" photometry new.fits --psf measure --psf-order 3 --csv bad.csv >/dev/null 2>err
+check "--psf-order 3: usage error" test $? -eq 2
+"$BIN" photometry new.fits --psf new_psf.fits --psf-order 1 --csv bad.csv >/dev/null 2>err
+check "--psf-order with a PSF file: usage error" test $? -eq 2
+
 "$BIN" photometry new.fits --forced --csv x.csv >/dev/null 2>err
 check "--forced without --psf: usage error" test $? -eq 2
 "$BIN" photometry new.fits --psf missing.fits --csv bad.csv >/dev/null 2>err

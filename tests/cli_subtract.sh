@@ -61,6 +61,10 @@ expect_rc 2 "an unknown method" "$BIN" subtract pair/new.fits pair/ref.fits -o x
 expect_rc 1 "an existing output needs --overwrite" "$BIN" subtract pair/new.fits pair/ref.fits -o diff.fits \
     --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits
 expect_rc 1 "a missing input" "$BIN" subtract pair/none.fits pair/ref.fits -o y.fits
+expect_rc 0 "zogy with PSFs measured as varying (order 1)" "$BIN" subtract pair/new.fits pair/ref.fits -o dv.fits \
+    --psf-order 1
+expect_rc 2 "--psf-order 3 is a usage error" "$BIN" subtract pair/new.fits pair/ref.fits -o z.fits --psf-order 3
+expect_rc 2 "an FWHM gradient beyond 1 is a usage error" "$BIN" simulate-pair -o pairg --fwhm-gradient 2,0
 check "nothing written on failure" sh -c "test ! -e y.fits && test ! -e x.fits"
 check "no temporaries left" no_leftovers
 

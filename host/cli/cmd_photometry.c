@@ -34,6 +34,9 @@ static void help(void)
            "                        held at the given one)\n"
            "      --psf-size N      largest PSF size read, or the measured model's size (odd,\n"
            "                        default 25 measured, uncut read)\n"
+           "      --psf-order N     with --psf measure: the model varies over the image, each\n"
+           "                        pixel a polynomial of order N (0-2, default 0) in x, y;\n"
+           "                        lowered when too few stars (a PSF cube FILE varies as read)\n"
            "      --fit-radius R    PSF fit radius in pixels (default 2 x the PSF's FWHM)\n"
            "      --forced          PSF fluxes at the given positions (no position fit)\n"
            "      --thresh T, --minarea N, --fwhm F   detection, as for 'clred sources'\n"
@@ -49,7 +52,7 @@ typedef struct {
     clred_phot_opts phot;
     clred_detect_opts detect;
     const char *psf;
-    int psf_size;
+    int psf_size, psf_order;
     clred_psf_phot_opts psfopt;
     int json, overwrite;
     int annulus_given;
@@ -69,7 +72,8 @@ static int parse_annulus(const char *text, double *in, double *out)
 static int parse_args(int argc, char **argv, phot_args *a)
 {
     enum { O_CSV = 256, O_POS, O_DETECT, O_RADIUS, O_ANNULUS, O_ZP, O_THRESH, O_MINAREA, O_FWHM, O_OVERWRITE,
-           O_DEVICE, O_JSON, O_PSF, O_PSF_SIZE, O_FIT_RADIUS, O_FORCED };
+           O_DEVICE, O_JSON, O_PSF, O_PSF_SIZE, O_FIT_RADIUS, O_FORCED,
+           O_PSF_ORDER };
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
                                          {"csv", required_argument, 0, O_CSV},
                                          {"positions", required_argument, 0, O_POS},
@@ -85,6 +89,7 @@ static int parse_args(int argc, char **argv, phot_args *a)
                                          {"json", no_argument, 0, O_JSON},
                                          {"psf", required_argument, 0, O_PSF},
                                          {"psf-size", required_argument, 0, O_PSF_SIZE},
+                                         {"psf-order", required_argument, 0, O_PSF_ORDER},
                                          {"fit-radius", required_argument, 0, O_FIT_RADIUS},
                                          {"forced", no_argument, 0, O_FORCED},
                                          {"help", no_argument, 0, 'h'},
@@ -129,6 +134,10 @@ static int parse_args(int argc, char **argv, phot_args *a)
             if (!cli_parse_int("photometry", "--psf-size", optarg, &a->psf_size)) return EXIT_USAGE;
             psf_only = 1;
             break;
+        case O_PSF_ORDER:
+            if (!cli_parse_int("photometry", "--psf-order", optarg, &a->psf_order)) return EXIT_USAGE;
+            psf_only = 1;
+            break;
         case O_FIT_RADIUS:
             if (!cli_parse_double("photometry", "--fit-radius", optarg, &a->psfopt.fit_radius)) return EXIT_USAGE;
             psf_only = 1;
@@ -144,7 +153,11 @@ static int parse_args(int argc, char **argv, phot_args *a)
         return cli_usage_error("photometry", "unexpected argument '%s'", argv[optind + 1]);
     a->input = argv[optind];
     if (psf_only && !a->psf)
-        return cli_usage_error("photometry", "--psf-size, --fit-radius and --forced need --psf");
+        return cli_usage_error("photometry", "--psf-size, --psf-order, --fit-radius and --forced need --psf");
+    if (a->psf_order < 0 || a->psf_order > 2)
+        return cli_usage_error("photometry", "--psf-order must be 0, 1 or 2");
+    if (a->psf_order > 0 && strcmp(a->psf, "measure") != 0)
+        return cli_usage_error("photometry", "--psf-order needs --psf measure (a PSF file has its own order)");
     if (a->psf_size < 0 || (a->psf_size > 0 && (a->psf_size % 2 == 0 || a->psf_size < 3 || a->psf_size > 4095)))
         return cli_usage_error("photometry", "--psf-size must be odd, 3..4095");
     if (!(a->psfopt.fit_radius >= 0))
@@ -192,8 +205,13 @@ static void json_summary(const phot_args *a, size_t n, size_t nflagged, double s
         printf("null");
     printf(", \"nseeing\": %zu, \"psf_fwhm\": ", nseeing);
     if (psf && psf->data && isfinite(psf->fwhm))
-        printf("%.4f, \"psf_nstars\": %zu, \"npsf_failed\": %zu, \"psf_s\": %.6f", psf->fwhm, psf->nstars,
-               npsf_failed, psf_s);
+    {
+        printf("%.4f, \"psf_order\": %d, \"psf_ellipticity\": %.4f, \"psf_fwhm_corners\": [", psf->fwhm, psf->order,
+               psf->ellipticity);
+        for (int c = 0; c < 4; c++) /* NaN where a model does not extrapolate to a corner */
+            printf(isfinite(psf->corner_fwhm[c]) ? "%s%.4f" : "%snull", c ? ", " : "", psf->corner_fwhm[c]);
+        printf("], \"psf_nstars\": %zu, \"npsf_failed\": %zu, \"psf_s\": %.6f", psf->nstars, npsf_failed, psf_s);
+    }
     else
         printf("null");
     printf(", \"catalog\": ");
@@ -292,6 +310,7 @@ int cmd_photometry(int argc, char **argv)
             clred_psf_opts po = clred_psf_defaults();
             if (a.psf_size > 0)
                 po.size = (size_t)a.psf_size;
+            po.order = a.psf_order;
             st = clred_psf_model_measure(ctx, &img, &po, &model);
         } else
             st = clred_psf_read(a.psf, (size_t)a.psf_size, &model);

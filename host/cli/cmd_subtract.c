@@ -22,6 +22,8 @@ static void subtract_help(void)
            "      --method M          zogy (default) or al (Alard-Lupton PSF matching, HOTPANTS-like)\n"
            "      --new-psf F, --ref-psf F     PSF images (default: measured from each image)\n"
            "      --psf-size N        odd: the largest PSF read / the size measured (default: uncut / 25)\n"
+           "      --psf-order N       measured PSFs vary over the image as polynomials of order N\n"
+           "                          (0-2, default 0; zogy takes them at each tile's centre)\n"
            "      --new-noise F, --ref-noise F 1-sigma noise images (become VAR)\n"
            "      --new-mask F, --ref-mask F   nonzero pixels are flagged BAD and left out\n"
            "      --fn F, --fr F      flux zero points (default 1, 1)\n"
@@ -73,7 +75,7 @@ typedef struct {
     int json;
 } sub_args;
 
-enum { S_METHOD = 256, S_NEW_PSF, S_REF_PSF, S_PSF_SIZE, S_NEW_NOISE, S_REF_NOISE, S_NEW_MASK, S_REF_MASK, S_FN, S_FR,
+enum { S_METHOD = 256, S_NEW_PSF, S_REF_PSF, S_PSF_SIZE, S_PSF_ORDER, S_NEW_NOISE, S_REF_NOISE, S_NEW_MASK, S_REF_MASK, S_FN, S_FR,
        S_ASTROM, S_NO_BKG, S_GROW, S_THRESH, S_POSITIVE, S_CANDS, S_CUTOUTS, S_PSF_OUT, S_OVERWRITE, S_DEVICE, S_JSON,
        S_NEW, S_REF, S_RENORM, S_TILE, S_CONVOLVE, S_NORMALIZE, S_NG, S_HW, S_RSS, S_KO, S_BGO, S_TL, S_TU, S_IL,
        S_IU, S_MAXSTAMPS, S_DECORR, S_KOUT };
@@ -84,6 +86,7 @@ static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"ref-psf", required_argument, 0, S_REF_PSF},
                                          {"psf", required_argument, 0, S_NEW_PSF},
                                          {"psf-size", required_argument, 0, S_PSF_SIZE},
+                                         {"psf-order", required_argument, 0, S_PSF_ORDER},
                                          {"new-noise", required_argument, 0, S_NEW_NOISE},
                                          {"ref-noise", required_argument, 0, S_REF_NOISE},
                                          {"new-mask", required_argument, 0, S_NEW_MASK},
@@ -222,6 +225,12 @@ static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char
         case S_KOUT: a->job.kernel_out = optarg; break;
         case S_NEW_PSF: a->job.new_psf = optarg; break;
         case S_REF_PSF: a->job.ref_psf = optarg; break;
+        case S_PSF_ORDER:
+            if (!cli_parse_int(cmd, "--psf-order", optarg, &ival)) return EXIT_USAGE;
+            if (ival < 0 || ival > 2)
+                return cli_usage_error(cmd, "--psf-order must be 0, 1 or 2");
+            a->job.psf.order = ival;
+            break;
         case S_PSF_SIZE:
             if (!cli_parse_int(cmd, "--psf-size", optarg, &ival)) return EXIT_USAGE;
             if (ival < 0 || (ival > 0 && (ival % 2 == 0 || ival < 5)))
@@ -431,6 +440,8 @@ static void pair_help(void)
            "  --psf gaussian|moffat   [moffat]\n"
            "  --ref-fwhm F, --new-fwhm F  px [%g, %g]\n"
            "  --shift DX,DY           the new image's field shift, px [0,0]\n"
+           "  --fwhm-gradient GX,GY   both FWHMs change linearly by these fractions across the\n"
+           "                          width and the height (the PSF files are the centre's) [0,0]\n"
            "  --ntransients N         [%d]\n"
            "  --nholes N              NaN patches in the reference [%d]\n"
            "  --overwrite             replace existing files\n",
@@ -439,7 +450,7 @@ static void pair_help(void)
 
 int cmd_simulate_pair(int argc, char **argv)
 {
-    enum { P_SEED = 256, P_SIZE, P_PSF, P_REF_FWHM, P_NEW_FWHM, P_SHIFT, P_NTR, P_HOLES, P_OVERWRITE };
+    enum { P_SEED = 256, P_SIZE, P_PSF, P_REF_FWHM, P_NEW_FWHM, P_SHIFT, P_NTR, P_HOLES, P_OVERWRITE, P_FWHM_GRAD };
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
                                          {"seed", required_argument, 0, P_SEED},
                                          {"size", required_argument, 0, P_SIZE},
@@ -447,6 +458,7 @@ int cmd_simulate_pair(int argc, char **argv)
                                          {"ref-fwhm", required_argument, 0, P_REF_FWHM},
                                          {"new-fwhm", required_argument, 0, P_NEW_FWHM},
                                          {"shift", required_argument, 0, P_SHIFT},
+                                         {"fwhm-gradient", required_argument, 0, P_FWHM_GRAD},
                                          {"ntransients", required_argument, 0, P_NTR},
                                          {"nholes", required_argument, 0, P_HOLES},
                                          {"overwrite", no_argument, 0, P_OVERWRITE},
@@ -489,6 +501,10 @@ int cmd_simulate_pair(int argc, char **argv)
         case P_SHIFT:
             if (sscanf(optarg, "%lf,%lf", &o.shift_x, &o.shift_y) != 2)
                 return cli_usage_error("simulate-pair", "--shift expects DX,DY, got '%s'", optarg);
+            break;
+        case P_FWHM_GRAD:
+            if (sscanf(optarg, "%lf,%lf", &o.fwhm_grad_x, &o.fwhm_grad_y) != 2)
+                return cli_usage_error("simulate-pair", "--fwhm-gradient expects GX,GY, got '%s'", optarg);
             break;
         case P_NTR:
             if (!cli_parse_int("simulate-pair", "--ntransients", optarg, &o.ntransients)) return EXIT_USAGE;

@@ -56,6 +56,12 @@ static clred_status check_opts(const clred_pair_opts *o)
         return clred_fail(CLRED_ERR_USAGE, "simulated pair: FWHM %g / %g px outside 1..20", o->ref_fwhm, o->new_fwhm);
     if (o->psf_kind == CLRED_PSF_MOFFAT && !(o->moffat_beta > 1.5 && o->moffat_beta < 20))
         return clred_fail(CLRED_ERR_USAGE, "simulated pair: Moffat beta %g outside (1.5, 20)", o->moffat_beta);
+    if (!(fabs(o->fwhm_grad_x) <= 1.0) || !(fabs(o->fwhm_grad_y) <= 1.0))
+        return clred_fail(CLRED_ERR_USAGE, "simulated pair: FWHM gradients %g, %g outside [-1, 1]", o->fwhm_grad_x,
+                          o->fwhm_grad_y);
+    if (!(fabs(o->fwhm_grad_x) + fabs(o->fwhm_grad_y) < 1.5))
+        return clred_fail(CLRED_ERR_USAGE, "simulated pair: FWHM gradients %g, %g leave no FWHM at a corner",
+                          o->fwhm_grad_x, o->fwhm_grad_y);
     if (o->psf_kind != CLRED_PSF_MOFFAT && o->psf_kind != CLRED_PSF_GAUSSIAN)
         return clred_fail(CLRED_ERR_USAGE, "simulated pair: unknown PSF kind %d", (int)o->psf_kind);
     if (!(o->sky >= 0 && o->readnoise >= 0 && o->sky + o->readnoise > 0))
@@ -142,6 +148,22 @@ static clred_status profile_stamp(const profile *p, clred_psf *psf)
     psf->fwhm = p->fwhm;
     psf->ellipticity = 0.0;
     return CLRED_OK;
+}
+
+double clred_pair_fwhm_at(const clred_pair_opts *o, double fwhm, double x, double y)
+{
+    double u = o->width > 1 ? x / (double)(o->width - 1) - 0.5 : 0.0;
+    double v = o->height > 1 ? y / (double)(o->height - 1) - 0.5 : 0.0;
+    return fwhm * (1.0 + o->fwhm_grad_x * u + o->fwhm_grad_y * v);
+}
+
+/* The profile at (x, y): base's own unless the FWHM varies over the field. */
+static void profile_at(const clred_pair_opts *o, const profile *base, double x, double y, profile *out)
+{
+    if (o->fwhm_grad_x == 0 && o->fwhm_grad_y == 0)
+        *out = *base;
+    else
+        profile_init(out, base->kind, clred_pair_fwhm_at(o, base->fwhm, x, y), base->beta);
 }
 
 /* Adds flux (e-) of a point source at (x, y) over the stamp around it. */
@@ -326,8 +348,11 @@ static clred_status build(const clred_pair_opts *o, clred_pair *out, double *e_r
         double flux = (int)s < o->nsaturated ? 3.0 * o->saturation / peak_frac
                                              : pow(10.0, 3.0 + 2.5 * clred_sim_uniform(&r)) * sigma_n / 10.0;
         pts[npts++] = (point){x, y, flux};
-        add_point(e_ref, w, h, &pr, x, y, flux);
-        add_point(e_new, w, h, &pn, x + o->shift_x, y + o->shift_y, flux);
+        profile lr, ln;
+        profile_at(o, &pr, x, y, &lr);
+        profile_at(o, &pn, x + o->shift_x, y + o->shift_y, &ln);
+        add_point(e_ref, w, h, &lr, x, y, flux);
+        add_point(e_new, w, h, &ln, x + o->shift_x, y + o->shift_y, flux);
     }
     clred_sim_rng_init(&r, o->seed, STREAM_GALAXIES, 0);
     for (size_t g = 0; g < ngal && st == CLRED_OK; g++) {
@@ -338,12 +363,15 @@ static clred_status build(const clred_pair_opts *o, clred_pair *out, double *e_r
         G->theta = PI * clred_sim_uniform(&r);
         G->flux = pow(10.0, 2.5 + 1.2 * clred_sim_uniform(&r)) * sigma_n; /* cores below saturation */
         pts[npts++] = (point){G->x, G->y, G->flux};
-        st = add_galaxy(e_ref, w, h, &pr, G);
         galaxy Gn = *G;
         Gn.x += o->shift_x;
         Gn.y += o->shift_y;
+        profile lr, ln;
+        profile_at(o, &pr, G->x, G->y, &lr);
+        profile_at(o, &pn, Gn.x, Gn.y, &ln);
+        st = add_galaxy(e_ref, w, h, &lr, G);
         if (st == CLRED_OK)
-            st = add_galaxy(e_new, w, h, &pn, &Gn);
+            st = add_galaxy(e_new, w, h, &ln, &Gn);
     }
     /* Transients: the S/N is that of a PSF fit in the new image's background noise. */
     double sum_p2 = 0;
@@ -367,10 +395,14 @@ static clred_status build(const clred_pair_opts *o, clred_pair *out, double *e_r
         double flux = snr * sigma_n / sqrt(sum_p2);
         int fading = clred_sim_uniform(&r) < o->fading_fraction;
         pts[npts++] = (point){x, y, flux};
-        if (fading)
-            add_point(e_ref, w, h, &pr, x, y, flux);
-        else
-            add_point(e_new, w, h, &pn, x + o->shift_x, y + o->shift_y, flux);
+        profile lp;
+        if (fading) {
+            profile_at(o, &pr, x, y, &lp);
+            add_point(e_ref, w, h, &lp, x, y, flux);
+        } else {
+            profile_at(o, &pn, x + o->shift_x, y + o->shift_y, &lp);
+            add_point(e_new, w, h, &lp, x + o->shift_x, y + o->shift_y, flux);
+        }
         *t = (clred_pair_transient){x + o->shift_x, y + o->shift_y, fading ? -flux : flux, snr, on_gal};
         out->ntransients++;
     }

@@ -7,13 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "psf_internal.h"
 
 void clred_psf_free(clred_psf *psf)
 {
     if (!psf)
         return;
     free(psf->data);
+    free(psf->basis);
     memset(psf, 0, sizeof *psf);
 }
 
@@ -49,7 +50,7 @@ static double sample_cubic(const float *a, size_t w, size_t h, double x, double 
 
 /* FWHM from the area above half maximum (on a 4x bilinear sub-grid) and
  * ellipticity from Gaussian-windowed second moments. */
-static void psf_shape(clred_psf *p)
+void clred_psf_shape(clred_psf *p)
 {
     size_t n = p->size, c = n / 2;
     float peak = 0;
@@ -85,6 +86,11 @@ static void psf_shape(clred_psf *p)
         double a2 = tr + det, b2 = tr - det;
         p->ellipticity = a2 > 0 && b2 > 0 ? 1.0 - sqrt(b2 / a2) : 0.0;
     }
+    if (p->order <= 0)
+        for (int c = 0; c < 4; c++) {
+            p->corner_fwhm[c] = p->fwhm;
+            p->corner_ellipticity[c] = p->ellipticity;
+        }
 }
 
 clred_status clred_psf_from_array(const float *data, size_t w, size_t h, size_t max_size, clred_psf *psf)
@@ -170,44 +176,8 @@ clred_status clred_psf_from_array(const float *data, size_t w, size_t h, size_t 
     }
     for (size_t i = 0; i < n * n; i++)
         psf->data[i] = (float)(psf->data[i] / s);
-    psf_shape(psf);
+    clred_psf_shape(psf);
     return CLRED_OK;
-}
-
-clred_status clred_psf_read(const char *path, size_t max_size, clred_psf *psf)
-{
-    memset(psf, 0, sizeof *psf);
-    clred_image img;
-    CLRED_TRY(clred_image_read(path, 0, &img));
-    clred_status st = clred_psf_from_array(img.sci, img.width, img.height, max_size, psf);
-    clred_image_free(&img);
-    if (st != CLRED_OK) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", clred_last_error());
-        return clred_fail(st, "%s: %s", path, msg);
-    }
-    return CLRED_OK;
-}
-
-clred_status clred_psf_write(const char *path, const clred_psf *psf, int overwrite)
-{
-    if (!psf || !psf->data || psf->size == 0)
-        return clred_fail(CLRED_ERR_USAGE, "%s: no PSF to write", path);
-    clred_image img;
-    memset(&img, 0, sizeof img);
-    img.width = img.height = psf->size;
-    img.sci = psf->data;
-    if (!(img.header = clred_header_new()))
-        return clred_fail(CLRED_ERR_MEMORY, "out of memory for a header");
-    clred_status st = clred_header_set_double(img.header, "PSFFWHM", psf->fwhm, "FWHM, px");
-    if (st == CLRED_OK)
-        st = clred_header_set_double(img.header, "PSFELLIP", psf->ellipticity, "1 - b/a");
-    if (st == CLRED_OK)
-        st = clred_header_set_double(img.header, "PSFNSTAR", (double)psf->nstars, "stars averaged");
-    if (st == CLRED_OK)
-        st = clred_image_write(path, &img, overwrite);
-    clred_header_free(img.header);
-    return st;
 }
 
 clred_psf_opts clred_psf_defaults(void)
@@ -276,15 +246,79 @@ static size_t pick_stars(const clred_source *src, size_t n, const clred_psf_opts
     return k;
 }
 
-/* The sky around a star: the median of the usable pixels in the annulus
- * from r_in to r_in + 6 px. Far enough out that the PSF's wings are small
- * (a ring at the stamp's own border takes a Moffat beta = 3 star's wings,
- * 4 % of its flux, for sky), and local, where the image's global median is
- * raised by all its sources' wings. NaN when fewer than 20 pixels count. */
-static double local_sky(const clred_image *img, double x, double y, double r_in, uint16_t ignore, float *buf,
-                        size_t cap)
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* SExtractor's background estimate of n samples (sorted here): clipped at
+ * 3 sigma about the median until stable, then the mode 2.5 median - 1.5
+ * mean, or the median where the clipped samples are skewed by more than 0.3
+ * sigma (crowded). Other sources' light only raises samples: the mode comes
+ * closer to the sky under it than the median does. */
+static double clipped_mode(float *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_float);
+    size_t lo = 0, hi = n; /* the window [lo, hi) */
+    double med = v[n / 2], sig = 0;
+    for (int it = 0; it < 10 && hi - lo >= 10; it++) {
+        size_t m = hi - lo;
+        med = v[lo + m / 2];
+        sig = 0.5 * (v[lo + (size_t)(0.8413 * (double)m)] - v[lo + (size_t)(0.1587 * (double)m)]);
+        size_t nlo = lo, nhi = hi;
+        while (nlo < nhi && v[nlo] < med - 3 * sig)
+            nlo++;
+        while (nhi > nlo && v[nhi - 1] > med + 3 * sig)
+            nhi--;
+        if (nlo == lo && nhi == hi)
+            break;
+        lo = nlo;
+        hi = nhi;
+    }
+    if (hi - lo < 10 || !(sig > 0))
+        return med;
+    double mean = 0;
+    for (size_t i = lo; i < hi; i++)
+        mean += v[i];
+    mean /= (double)(hi - lo);
+    return fabs(mean - med) < 0.3 * sig ? 2.5 * med - 1.5 * mean : med;
+}
+
+/* The sky around a star: the clipped mode of the usable pixels in the
+ * annulus from r_in to r_in + 6 px. Far enough out that the PSF's wings are
+ * small (a ring at the stamp's own border takes a Moffat beta = 3 star's
+ * wings, 4 % of its flux, for sky), and local, where the image's global
+ * median is raised by all its sources' wings. NaN when fewer than 20 pixels
+ * count. */
+typedef struct {
+    const clred_source *src; /* the image's sources: their light is no sky */
+    size_t n;
+    double radius;           /* px around each left out of the sky annulus */
+} sky_exclusion;
+
+/* Whether (i, j) lies within ex->radius of a source near (x, y) (in near). */
+static int near_source(const sky_exclusion *ex, const size_t *near, size_t nnear, double i, double j)
+{
+    for (size_t k = 0; k < nnear; k++) {
+        double dx = i - ex->src[near[k]].x, dy = j - ex->src[near[k]].y;
+        if (dx * dx + dy * dy <= ex->radius * ex->radius)
+            return 1;
+    }
+    return 0;
+}
+
+static double local_sky(const clred_image *img, double x, double y, double r_in, uint16_t ignore,
+                        const sky_exclusion *ex, float *buf, size_t cap)
 {
     double r_out = r_in + 6;
+    /* the sources whose exclusion discs reach the annulus, other than the star */
+    size_t near[64], nnear = 0;
+    for (size_t k = 0; ex && k < ex->n && nnear < 64; k++) {
+        double d = hypot(ex->src[k].x - x, ex->src[k].y - y);
+        if (d > 0.5 && d < r_out + ex->radius && d > r_in - ex->radius - 1)
+            near[nnear++] = k;
+    }
     long x0 = (long)floor(x - r_out), x1 = (long)ceil(x + r_out), y0 = (long)floor(y - r_out), y1 = (long)ceil(y + r_out);
     size_t n = 0;
     for (long j = y0; j <= y1; j++)
@@ -293,17 +327,18 @@ static double local_sky(const clred_image *img, double x, double y, double r_in,
                 continue;
             double r = hypot((double)i - x, (double)j - y);
             size_t p = (size_t)j * img->width + (size_t)i;
-            if (r < r_in || r >= r_out || !isfinite(img->sci[p]) || (img->mask && (img->mask[p] & ignore)) || n >= cap)
+            if (r < r_in || r >= r_out || !isfinite(img->sci[p]) || (img->mask && (img->mask[p] & ignore)) || n >= cap ||
+                near_source(ex, near, nnear, (double)i, (double)j))
                 continue;
             buf[n++] = img->sci[p];
         }
-    return n >= 20 ? clred_median_inplace(buf, n) : NAN;
+    return n >= 20 ? clipped_mode(buf, n) : NAN;
 }
 
 /* A star's stamp, its local sky off, recentred on (x, y) and scaled to unit
  * sum; 0 when a pixel of it is unusable or the sky cannot be measured. */
-static int star_stamp(const clred_image *img, double x, double y, const clred_psf_opts *o, float *stamp, float *buf,
-                      size_t cap)
+static int star_stamp(const clred_image *img, double x, double y, const clred_psf_opts *o, const sky_exclusion *ex,
+                      float *stamp, float *buf, size_t cap)
 {
     size_t n = o->size, half = n / 2, w = img->width, h = img->height;
     long x0 = lround(x) - (long)half - 2, y0 = lround(y) - (long)half - 2;
@@ -315,7 +350,7 @@ static int star_stamp(const clred_image *img, double x, double y, const clred_ps
             if (!isfinite(img->sci[p]) || (img->mask && (img->mask[p] & o->ignore_bits)))
                 return 0;
         }
-    double sky = local_sky(img, x, y, (double)n, o->ignore_bits, buf, cap), s = 0;
+    double sky = local_sky(img, x, y, (double)n, o->ignore_bits, ex, buf, cap), s = 0;
     if (!isfinite(sky))
         return 0;
     for (size_t j = 0; j < n; j++)
@@ -331,41 +366,125 @@ static int star_stamp(const clred_image *img, double x, double y, const clred_ps
     return 1;
 }
 
+/* The median FWHM of the stars used (the detection's), at least 1 px. */
+static double typical_fwhm(const clred_source *src, const size_t *star, size_t used)
+{
+    double *f = malloc(used * sizeof *f), r = 2.0;
+    if (!f)
+        return r;
+    for (size_t i = 0; i < used; i++)
+        f[i] = src[star[i]].fwhm;
+    qsort(f, used, sizeof *f, cmp_double);
+    r = fmax(f[used / 2], 1.0);
+    free(f);
+    return r;
+}
+
+/* NaN over each stamp's pixels within radius of another source. */
+static void mask_neighbours(float *stamps, size_t used, size_t n, const clred_source *src, size_t nsrc,
+                            const size_t *star, double radius)
+{
+    double half = (double)(n / 2), reach = half * 1.4143 + radius;
+    for (size_t i = 0; i < used; i++) {
+        const clred_source *s = &src[star[i]];
+        for (size_t j = 0; j < nsrc; j++) {
+            if (j == star[i] || fabs(src[j].x - s->x) > reach || fabs(src[j].y - s->y) > reach)
+                continue;
+            /* the neighbour in stamp coordinates (the stamp is centred on the
+             * star); at most half way to the star, whose core stays whole
+             * (a core masked in some stars and not others bends the fit) */
+            double nx = src[j].x - s->x + half, ny = src[j].y - s->y + half;
+            double r = fmin(radius, 0.5 * hypot(src[j].x - s->x, src[j].y - s->y));
+            for (size_t q = 0; q < n * n; q++) {
+                double dx = (double)(q % n) - nx, dy = (double)(q / n) - ny;
+                if (dx * dx + dy * dy <= r * r)
+                    stamps[i * n * n + q] = NAN;
+            }
+        }
+    }
+}
+
+/* The constant model: the stamps' pixel-wise median. */
+static clred_status median_model(const float *stamps, size_t used, size_t n, float *col, clred_psf *psf)
+{
+    if (!(psf->data = malloc(n * n * sizeof *psf->data)))
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for a %zu px PSF", n);
+    psf->size = n;
+    psf->nstars = used;
+    psf->order = 0;
+    psf->nterms = 1;
+    double s = 0;
+    for (size_t p = 0; p < n * n; p++) {
+        for (size_t i = 0; i < used; i++)
+            col[i] = stamps[i * n * n + p];
+        psf->data[p] = (float)clred_median_inplace(col, used);
+        s += psf->data[p];
+    }
+    for (size_t p = 0; p < n * n; p++)
+        psf->data[p] = (float)(psf->data[p] / s);
+    clred_psf_shape(psf);
+    return CLRED_OK;
+}
+
 static clred_status measure_on(const clred_image *img, const clred_source *src, size_t nsrc, const clred_psf_opts *o,
                                clred_psf *psf)
 {
     size_t n = o->size, *idx = malloc((nsrc ? nsrc : 1) * sizeof *idx);
-    size_t maxs = (size_t)(o->max_stars > 0 ? o->max_stars : 50);
+    size_t maxs = (size_t)(o->max_stars > 0 ? o->max_stars : 50) * (size_t)(o->order + 1);
     float *stamps = malloc(maxs * n * n * sizeof *stamps), *col = malloc(maxs * sizeof *col);
+    double *sx = malloc(maxs * sizeof *sx), *sy = malloc(maxs * sizeof *sy), *wt = malloc(maxs * sizeof *wt);
+    size_t *star = malloc(maxs * sizeof *star);
     clred_status st = CLRED_OK;
-    if (!idx || !stamps || !col || !(psf->data = malloc(n * n * sizeof *psf->data)))
+    if (!idx || !stamps || !col || !sx || !sy || !wt || !star)
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for PSF stamps");
     size_t cap = (size_t)(4 * (2 * n + 16) * (2 * n + 16));
     float *buf = malloc(cap * sizeof *buf);
     if (st == CLRED_OK && !buf)
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for PSF sky samples");
     size_t k = st == CLRED_OK ? pick_stars(src, nsrc, o, img->width, img->height, idx) : 0, used = 0;
-    for (size_t i = 0; i < k && used < maxs; i++)
-        used += star_stamp(img, src[idx[i]].x, src[idx[i]].y, o, stamps + used * n * n, buf, cap);
+    /* other sources' light within 3 FWHM is kept out of each star's sky */
+    double fwhm = k ? typical_fwhm(src, idx, k) : 2.0;
+    sky_exclusion ex = {src, nsrc, 3.0 * fwhm};
+    for (size_t i = 0; i < k && used < maxs; i++) {
+        const clred_source *sr = &src[idx[i]];
+        if (!star_stamp(img, sr->x, sr->y, o, &ex, stamps + used * n * n, buf, cap))
+            continue;
+        /* a normalised stamp's noise goes as 1 / S/N: inverse-variance weights */
+        double snr = sr->flux / sr->flux_err;
+        sx[used] = sr->x;
+        sy[used] = sr->y;
+        star[used] = idx[i];
+        wt[used++] = snr * snr;
+    }
     if (st == CLRED_OK && used < 3)
         st = clred_fail(CLRED_ERR_INPUT,
                         "PSF: %zu isolated, unsaturated stars with S/N >= %g found (of %zu sources); at least 3 needed",
                         used, o->min_snr, nsrc);
-    if (st == CLRED_OK) {
-        psf->size = n;
-        psf->nstars = used;
-        double s = 0;
-        for (size_t p = 0; p < n * n; p++) {
-            for (size_t i = 0; i < used; i++)
-                col[i] = stamps[i * n * n + p];
-            psf->data[p] = (float)clred_median_inplace(col, used);
-            s += psf->data[p];
-        }
-        for (size_t p = 0; p < n * n; p++)
-            psf->data[p] = (float)(psf->data[p] / s);
-        psf_shape(psf);
+    /* the highest order asked for that the stars support (the fit may
+     * still reject stars or find their positions too clustered: lower) */
+    int order = o->order, done = 0;
+    float *masked = NULL;
+    if (st == CLRED_OK && order > 0 && !(masked = malloc(used * n * n * sizeof *masked)))
+        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for PSF stamps");
+    for (; st == CLRED_OK && order > 0 && !done; order--) {
+        /* the median shrugs off neighbours in a stamp, a fit does not */
+        memcpy(masked, stamps, used * n * n * sizeof *masked);
+        mask_neighbours(masked, used, n, src, nsrc, star, 3.0 * fwhm);
+        size_t kept = 0;
+        int r = clred_psf_fit_varying(masked, sx, sy, wt, used, n, order, img->width, img->height,
+                                      fmin((double)(n / 2), 3.0 * fwhm), psf, &kept);
+        if (r < 0)
+            st = CLRED_ERR_MEMORY;
+        done = r > 0;
     }
+    if (st == CLRED_OK && !done)
+        st = median_model(stamps, used, n, col, psf);
+    free(masked);
+    free(star);
     free(idx);
+    free(sx);
+    free(sy);
+    free(wt);
     free(stamps);
     free(col);
     free(buf);
@@ -378,6 +497,8 @@ static clred_status check_psf_opts(const clred_psf_opts *o)
 {
     if (o->size < 5 || o->size % 2 == 0 || o->size > 255)
         return clred_fail(CLRED_ERR_USAGE, "PSF size must be odd, 5..255 px, got %zu", o->size);
+    if (o->order < 0 || o->order > 2)
+        return clred_fail(CLRED_ERR_USAGE, "PSF order must be 0, 1 or 2, got %d", o->order);
     if (!(o->thresh > 0) || !(o->min_snr > 0))
         return clred_fail(CLRED_ERR_USAGE, "PSF: threshold %g and minimum S/N %g must be > 0", o->thresh, o->min_snr);
     return CLRED_OK;

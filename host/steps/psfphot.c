@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "psf_internal.h"
 
 /* must equal MAXG in kernels/psfphot.cl */
 #define PSF_MAX_GROUP CLRED_PSF_MAX_GROUP
@@ -29,6 +29,11 @@ static clred_status check_opts(const clred_psf *psf, const clred_psf_phot_opts *
 {
     if (!psf || !psf->data || psf->size < 3 || psf->size % 2 == 0 || psf->size > 4095)
         return clred_fail(CLRED_ERR_USAGE, "psf_photometry: a PSF of odd size 3..4095 is needed");
+    if (psf->order > 0 && psf->basis &&
+        (psf->nterms != clred_psf_nterms(psf->order) || psf->nterms > CLRED_PSF_MAX_TERMS || !(psf->xscale > 0) ||
+         !(psf->yscale > 0)))
+        return clred_fail(CLRED_ERR_USAGE, "psf_photometry: a varying PSF of order %d with %zu terms, scales %g, %g",
+                          psf->order, psf->nterms, psf->xscale, psf->yscale);
     if (!(o->fit_radius >= 0) || o->fit_radius > 1000)
         return clred_fail(CLRED_ERR_USAGE, "psf_photometry: fit radius %g must be in [0, 1000]", o->fit_radius);
     if (!(o->group_radius >= 0 || o->group_radius == -1) || o->group_radius > 1000)
@@ -208,6 +213,18 @@ static clred_status run_fit(clred_ctx *ctx, psfphot_buffers *b, const clred_dima
     double fit_r = fit_radius_of(psf, o);
     double fwhm = isfinite(psf->fwhm) && psf->fwhm > 0 ? psf->fwhm : 2.0;
     double group_r = o->group_radius == -1 ? 0 : o->group_radius > 0 ? o->group_radius : fit_r + fwhm;
+    /* a varying PSF goes to the device whole: the kernel combines its
+     * terms at each source */
+    int varying = psf->order > 0 && psf->basis;
+    size_t nterms = varying ? psf->nterms : 1;
+    cl_int psf_nt = (cl_int)nterms;
+    cl_float4 poly = {{0, 0, 0, 0}};
+    if (varying) {
+        poly.s[0] = (cl_float)psf->x0;
+        poly.s[1] = (cl_float)psf->y0;
+        poly.s[2] = (cl_float)(1.0 / psf->xscale);
+        poly.s[3] = (cl_float)(1.0 / psf->yscale);
+    }
     cl_uint *start = NULL, *list = NULL;
     size_t nlist = 0;
     CLRED_TRY(neighbours(x, y, n, group_r, &start, &list, &nlist));
@@ -220,7 +237,8 @@ static clred_status run_fit(clred_ctx *ctx, psfphot_buffers *b, const clred_dima
     if (st == CLRED_OK)
         st = clred_buffer(ctx, CL_MEM_READ_ONLY, 4, NULL, &b->none, "absent plane");
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, CL_MEM_READ_ONLY, psf->size * psf->size * sizeof(float), psf->data, &b->psf, "PSF");
+        st = clred_buffer(ctx, CL_MEM_READ_ONLY, nterms * psf->size * psf->size * sizeof(float), varying ? psf->basis
+                          : psf->data, &b->psf, "PSF");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, CL_MEM_READ_ONLY, n * sizeof *hi, hi, &b->ipos, "positions");
     if (st == CLRED_OK)
@@ -248,7 +266,7 @@ static clred_status run_fit(clred_ctx *ctx, psfphot_buffers *b, const clred_dima
     if (st == CLRED_OK)
         st = clred_args(k, "psf_photometry", CLRED_ARG(sci), CLRED_ARG(var), CLRED_ARG(has_var), CLRED_ARG(mask),
                         CLRED_ARG(has_mask), CLRED_ARG(ignore), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->psf),
-                        CLRED_ARG(psz), CLRED_ARG(b->ipos), CLRED_ARG(b->fpos), CLRED_ARG(b->start),
+                        CLRED_ARG(psz), CLRED_ARG(psf_nt), CLRED_ARG(poly), CLRED_ARG(b->ipos), CLRED_ARG(b->fpos), CLRED_ARG(b->start),
                         CLRED_ARG(b->list), CLRED_ARG(cn), CLRED_ARG(fr), CLRED_ARG(core), CLRED_ARG(fit_sky),
                         CLRED_ARG(fit_pos), CLRED_ARG(iters), CLRED_ARG(shift), CLRED_ARG(snr), CLRED_ARG(noise),
                         CLRED_ARG(b->out), (size_t)0);

@@ -54,6 +54,7 @@ typedef struct {
     cl_mem bits, psf_n, psf_r, row_fs, stamp;
     size_t psf_n_size, psf_r_size;
     double *tile_level;           /* each tile's level of D */
+    double *tile_fs;              /* each tile's F_S (all the same unless the PSFs vary) */
 } zogy_state;
 
 static void release(zogy_state *s)
@@ -68,6 +69,8 @@ static void release(zogy_state *s)
     clred_release(&s->stamp);
     free(s->tile_level);
     s->tile_level = NULL;
+    free(s->tile_fs);
+    s->tile_fs = NULL;
 }
 
 /* Robust level and noise of an image from samples gathered on the device:
@@ -239,7 +242,7 @@ static clred_status square_spectrum(zogy_state *s, cl_mem k)
  * the first tile), the kernels of S_N, S_R and D and their squares'
  * spectra, F_S, and P_D. */
 static clred_status psf_part(zogy_state *s, const clred_zogy_opts *o, double s2n, double s2r, double f_d,
-                             size_t big, clred_zogy_result *out)
+                             size_t big, double *f_s_out, clred_psf *pd)
 {
     CLRED_TRY(wrap_psf(s, s->psf_n, s->psf_n_size, s->buf[B_N]));
     CLRED_TRY(wrap_psf(s, s->psf_r, s->psf_r_size, s->buf[B_R]));
@@ -249,12 +252,32 @@ static clred_status psf_part(zogy_state *s, const clred_zogy_opts *o, double s2n
     CLRED_TRY(psf_spectra(s, o, s2n, s2r, f_d, &f_s));
     if (!(f_s > 0))
         return clred_fail(CLRED_ERR_INPUT, "ZOGY: F_S = %g: the PSFs' transforms vanish", f_s);
-    out->f_s = f_s;
+    *f_s_out = f_s;
     static const int squared[] = {B_KN2, B_KR2, B_KDN2, B_KDR2};
     for (size_t i = 0; i < sizeof squared / sizeof squared[0]; i++)
         CLRED_TRY(square_spectrum(s, s->buf[squared[i]]));
+    if (!pd)
+        return CLRED_OK;
     CLRED_TRY(clred_fft_inverse(s->ctx, s->plan, s->buf[B_D]));
-    return extract_pd(s, big, &out->pd);
+    return extract_pd(s, big, pd);
+}
+
+/* Both PSFs at (x, y) onto the device (varying ones evaluated there). */
+static clred_status upload_psfs_at(zogy_state *s, const clred_psf *pn, const clred_psf *pr, double x, double y)
+{
+    clred_psf en, er;
+    CLRED_TRY(clred_psf_eval(pn, x, y, &en));
+    clred_status st = clred_psf_eval(pr, x, y, &er);
+    if (st == CLRED_OK) {
+        clred_release(&s->psf_n);
+        clred_release(&s->psf_r);
+        st = upload_psf(s->ctx, &en, &s->psf_n);
+        if (st == CLRED_OK)
+            st = upload_psf(s->ctx, &er, &s->psf_r);
+        clred_psf_free(&er);
+    }
+    clred_psf_free(&en);
+    return st;
 }
 
 /* A tile's spectra through the kernels: S_N^, S_R^, D^, V(S)^ and V(D)^ (see zogy_apply). */
@@ -321,12 +344,12 @@ static clred_status median_d(zogy_state *s, double *med)
 
 /* The tile's core [cx0, cx1) x [cy0, cy1) (tile coordinates) into the outputs. */
 static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_zogy_result *out, double d_off_tile,
-                           int grow, int grow_sat, int edge, int cx0, int cy0, int cx1, int cy1)
+                           double f_s, int grow, int grow_sat, int edge, int cx0, int cy0, int cx1, int cy1)
 {
     cl_kernel k;
     CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_finish", &k));
     int w = (int)s->w, h = (int)s->h, pitch = (int)s->pitch;
-    float fd = (float)out->f_d, fs = (float)out->f_s;
+    float fd = (float)out->f_d, fs = (float)f_s;
     float sx2 = (float)(o->astrom_sigma_x * o->astrom_sigma_x), sy2 = (float)(o->astrom_sigma_y * o->astrom_sigma_y);
     cl_ushort unusable = o->ignore_bits | CLRED_MASK_NO_DATA;
     float d_off = (float)d_off_tile;
@@ -347,7 +370,8 @@ static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_
 }
 
 /* Core (tx, ty) moved by delta from its tile's level of D to the image's. */
-static clred_status relevel(zogy_state *s, const clred_zogy_result *out, double delta, size_t tx, size_t ty)
+static clred_status relevel(zogy_state *s, const clred_zogy_result *out, double delta, double f_s_tile, size_t tx,
+                            size_t ty)
 {
     cl_kernel k;
     CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_relevel", &k));
@@ -355,7 +379,7 @@ static clred_status relevel(zogy_state *s, const clred_zogy_result *out, double 
     int x1 = x0 + (int)s->core_w < (int)s->fw ? x0 + (int)s->core_w : (int)s->fw;
     int y1 = y0 + (int)s->core_h < (int)s->fh ? y0 + (int)s->core_h : (int)s->fh;
     int out_w = (int)s->fw;
-    float fd = (float)delta, f_d = (float)out->f_d, f_s = (float)out->f_s;
+    float fd = (float)delta, f_d = (float)out->f_d, f_s = (float)f_s_tile;
     cl_mem d = clred_dimage_sci(out->diff), sc = clred_dimage_sci(out->scorr), fl = clred_dimage_sci(out->flux),
            fv = clred_dimage_var(out->flux);
     CLRED_TRY(clred_args(k, "zogy_relevel", CLRED_ARG(d), CLRED_ARG(sc), CLRED_ARG(fl), CLRED_ARG(fv), CLRED_ARG(out_w),
@@ -425,8 +449,11 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, s->w * s->h * sizeof(cl_ushort), NULL, &s->bits, "ZOGY mask"));
     size_t acc = ctx->use_double ? sizeof(double) : sizeof(float);
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, s->ny * acc, NULL, &s->row_fs, "ZOGY F_S rows"));
-    CLRED_TRY(upload_psf(ctx, pn, &s->psf_n));
-    CLRED_TRY(upload_psf(ctx, pr, &s->psf_r));
+    int varying = (pn->order > 0 && pn->basis) || (pr->order > 0 && pr->basis);
+    if (!varying) {
+        CLRED_TRY(upload_psf(ctx, pn, &s->psf_n));
+        CLRED_TRY(upload_psf(ctx, pr, &s->psf_r));
+    }
     s->psf_n_size = pn->size;
     s->psf_r_size = pr->size;
     CLRED_TRY(clred_dimage_like(nimg, 1, 1, 1, &out->diff));
@@ -445,14 +472,27 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
      * buffers): a core grid of `core` px, each tile its core plus the border
      * each side, moved inwards at the image's edges. */
     size_t ntx = (s->fw + s->core_w - 1) / s->core_w, nty = (s->fh + s->core_h - 1) / s->core_h;
-    if (!(s->tile_level = malloc(ntx * nty * sizeof *s->tile_level)))
+    if (!(s->tile_level = malloc(ntx * nty * sizeof *s->tile_level)) ||
+        !(s->tile_fs = malloc(ntx * nty * sizeof *s->tile_fs)))
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu tiles", ntx * nty);
-    CLRED_TRY(psf_part(s, o, s2n, s2r, out->f_d, big, out));
+    if (!varying)
+        CLRED_TRY(psf_part(s, o, s2n, s2r, out->f_d, big, &out->f_s, &out->pd));
+    /* varying PSFs: each tile's kernels from the PSFs at its core's centre;
+     * the result's P_D and F_S are those of the tile holding the image's centre */
+    size_t mid_tx = (s->fw / 2) / s->core_w, mid_ty = (s->fh / 2) / s->core_h;
     double d_sum = 0;
     for (size_t ty = 0; ty < nty; ty++)
         for (size_t tx = 0; tx < ntx; tx++) {
             size_t c0x = tx * s->core_w, c1x = c0x + s->core_w < s->fw ? c0x + s->core_w : s->fw;
             size_t c0y = ty * s->core_h, c1y = c0y + s->core_h < s->fh ? c0y + s->core_h : s->fh;
+            if (varying) {
+                int mid = tx == mid_tx && ty == mid_ty;
+                CLRED_TRY(upload_psfs_at(s, pn, pr, 0.5 * (double)(c0x + c1x - 1), 0.5 * (double)(c0y + c1y - 1)));
+                CLRED_TRY(psf_part(s, o, s2n, s2r, out->f_d, big, &s->tile_fs[ty * ntx + tx], mid ? &out->pd : NULL));
+                if (mid)
+                    out->f_s = s->tile_fs[ty * ntx + tx];
+            } else
+                s->tile_fs[ty * ntx + tx] = out->f_s;
             s->x0 = c0x > s->border ? c0x - s->border : 0;
             s->y0 = c0y > s->border ? c0y - s->border : 0;
             s->x0 = s->x0 + s->w > s->fw ? s->fw - s->w : s->x0;
@@ -469,7 +509,7 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
             CLRED_TRY(median_d(s, &d_off));
             d_sum += d_off;
             s->tile_level[ty * ntx + tx] = d_off;
-            CLRED_TRY(finish(s, o, out, d_off, grow, grow_sat, (int)(big / 2), (int)(c0x - s->x0), (int)(c0y - s->y0),
+            CLRED_TRY(finish(s, o, out, d_off, s->tile_fs[ty * ntx + tx], grow, grow_sat, (int)(big / 2), (int)(c0x - s->x0), (int)(c0y - s->y0),
                              (int)(c1x - s->x0), (int)(c1y - s->y0)));
         }
     out->d_off = d_sum / (double)(ntx * nty);
@@ -477,7 +517,7 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
     /* One level for the whole image: a tile's own would differ from its
      * neighbours' by its error and leave steps at the seams. */
     for (size_t t = 0; t < out->ntiles && out->ntiles > 1; t++)
-        CLRED_TRY(relevel(s, out, out->d_off - s->tile_level[t], t % ntx, t / ntx));
+        CLRED_TRY(relevel(s, out, out->d_off - s->tile_level[t], s->tile_fs[t], t % ntx, t / ntx));
 
     CLRED_TRY(scorr_spread(s, out, o));
 
@@ -542,6 +582,8 @@ clred_status clred_subtract_zogy_dev(clred_ctx *ctx, const clred_dimage *new_img
     /* Whole-image planes: the inputs, the outputs (six planes) and the mask. */
     uint64_t fixed = 10 * (uint64_t)s.fw * s.fh * sizeof(float);
     size_t core = o->tile_size;
+    if (core == 0 && ((psf_new->order > 0 && psf_new->basis) || (psf_ref->order > 0 && psf_ref->basis)))
+        core = CLRED_ZOGY_VARYING_TILE;
     if (core == 0) {
         /* 1k tiles, or the whole image when its padded planes fit the budget and its transforms cost less */
         size_t wx = clred_fft_good_size(s.fw + pad), wy = clred_fft_good_size(s.fh + pad);

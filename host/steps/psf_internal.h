@@ -1,0 +1,31 @@
+/* PSF models: the pieces shared by psf.c (constant models, measurement),
+ * psf_vary.c (the spatially varying model) and host/io/psf_fits.c (files). */
+#ifndef CLRED_PSF_INTERNAL_H
+#define CLRED_PSF_INTERNAL_H
+
+#include "internal.h"
+
+#define CLRED_PSF_MAX_TERMS 6
+
+/* FWHM and ellipticity of p->data into p (the corners' too when p is constant). */
+void clred_psf_shape(clred_psf *p);
+/* Terms (1, u, v, u^2, u v, v^2; the model's first nterms) of p at (x, y);
+ * returns how many (1 for a constant PSF). */
+size_t clred_psf_terms(const clred_psf *p, double x, double y, double t[CLRED_PSF_MAX_TERMS]);
+/* (order + 1) (order + 2) / 2 */
+size_t clred_psf_nterms(int order);
+/* The corners' FWHM and ellipticity of a varying p (evaluated there). */
+clred_status clred_psf_corners(clred_psf *p);
+/* Fits nstars unit-sum stamps (size x size each; NaN = a pixel left out,
+ * e.g. under a neighbour) at (sx, sy) with weights wt as a model of the
+ * given order (> 0) on a w x h image, leaving out outlier stars (*used:
+ * those kept) and rescaling each stamp (in place) by its flux fitted with
+ * the model within norm_radius px. Returns 1 with psf filled (unit sum, its
+ * centre shape and corners measured), 0 when too few stars are left or their
+ * positions do not constrain the terms (the caller lowers the order), -1 on
+ * a failure (reported). */
+int clred_psf_fit_varying(float *stamps, const double *sx, const double *sy, const double *wt, size_t nstars,
+                          size_t size, int order, size_t w, size_t h, double norm_radius, clred_psf *psf,
+                          size_t *used);
+
+#endif
