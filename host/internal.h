@@ -200,6 +200,14 @@ clred_status clred_run(clred_ctx *ctx, cl_kernel k, const char *name, cl_uint di
 /* clred_run with a fixed work-group shape capped by the kernel's limit and
  * the global size rounded up to it (the kernel must check its bounds). */
 clred_status clred_run_tiled(clred_ctx *ctx, cl_kernel k, const char *name, cl_uint dims, const size_t *global);
+
+/* A 1-D range of n independent, heavy work-items (one per star, source or
+ * background box): work-groups of the kernel's preferred multiple (8 on a
+ * CPU, 32 or 64 on a GPU), so a few items still spread over a CPU's cores,
+ * and the count rounded up to it (the kernel must check its bounds). One
+ * work-group shape per device: a NULL local size lets the driver pick one
+ * per count, and POCL compiles the kernel again for every shape. */
+clred_status clred_run_items(clred_ctx *ctx, cl_kernel k, const char *name, size_t n);
 /* Work-items across a row of width pixels for the kernels that take
  * ctx->vector_width neighbouring pixels each (kernels/lib_vec.cl). */
 /* A host wrapper's last step after a device step that changed the header

@@ -26,3 +26,20 @@ kernel void add(global float *a, global const float *b, const uint n)
     if (i < n)
         a[i] = a[i] + b[i];
 }
+
+/* Proxy pixels (clred_proxy_background), here rather than in proxy.cl, whose
+ * program is specialised to the number of darks that this kernel does not
+ * need: bkg = the proxy's value where the pixel has one (proxy >= 0), NaN at
+ * unmatched spectral pixels (-2), the pixel's own value elsewhere (-1);
+ * final = sci - bkg. */
+kernel void proxy_apply(global const float *sci, global const int *proxy, global float *bkg, global float *final,
+                        const uint n)
+{
+    const size_t i = get_global_id(0);
+    if (i >= n)
+        return;
+    const int p = proxy[i];
+    const float b = p >= 0 ? sci[p] : p == -2 ? NAN : sci[i];
+    bkg[i] = b;
+    final[i] = sci[i] - b;
+}

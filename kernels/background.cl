@@ -128,11 +128,12 @@ inline uint upper_index(global const uint *a, uint n, const acc_t x)
 kernel void bkg_box_stats(global const float *img, global const ushort *mask, const int have_mask,
                           const ushort ignore_bits, const int w, const int h, const int box_w, const int box_h,
                           const int nx, const int ny, const float clip, const int max_iters,
-                          const float min_good_frac, const int first_box, global uint *scratch,
-                          global float *back, global float *sigma, global int *npix)
+                          const float min_good_frac, const int first_box, const int nslots,
+                          global uint *scratch, global float *back, global float *sigma, global int *npix)
 {
     const int slot = get_global_id(0), b = first_box + slot;
-    if (b >= nx * ny)
+    /* nslots: this launch's boxes (the range is rounded up to whole work-groups) */
+    if (slot >= nslots || b >= nx * ny)
         return;
     const int bx = b % nx, by = b / nx;
     const int x0 = bx * box_w, y0 = by * box_h;

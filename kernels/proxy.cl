@@ -1,5 +1,6 @@
 /* Proxy pixels (CUTE): every spectral pixel against every candidate over the
- * dark frames, and the background and final frames from the match.
+ * dark frames (the background and final frames from the match: proxy_apply
+ * in arith.cl).
  * Built with -D NT=<the number of darks>, -D TP=<NT rounded up to VW> (the
  * series' stride: pads are 0 in both series, so their residual 0 counts
  * neither above a bound nor into a sum of squares), -D NP=<power of two >=
@@ -205,19 +206,4 @@ kernel void proxy_reduce(const int S, const int nslices, global double *k1, glob
             med[s] = med[o], sd[s] = sd[o], msr[s] = msr[o];
         }
     }
-}
-
-/* bkg = the proxy's value where the pixel has one (proxy >= 0), NaN at
- * unmatched spectral pixels (-2), the pixel's own value elsewhere (-1);
- * final = sci - bkg. */
-kernel void proxy_apply(global const float *sci, global const int *proxy, global float *bkg, global float *final,
-                        const uint n)
-{
-    const size_t i = get_global_id(0);
-    if (i >= n)
-        return;
-    const int p = proxy[i];
-    const float b = p >= 0 ? sci[p] : p == -2 ? NAN : sci[i];
-    bkg[i] = b;
-    final[i] = sci[i] - b;
 }

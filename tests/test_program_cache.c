@@ -3,7 +3,9 @@
  * sees it, deleted and rebuilt, and the kernel still runs correctly; an
  * unwritable cache directory gives a warning and kernels still build.
  * Processes that start together on an empty cache compile a program once:
- * one builds it under the entry's lock, the others wait and load it. */
+ * one builds it under the entry's lock, the others wait and load it. A
+ * family that does not accumulate (arith) is one program for double and
+ * float accumulation: a float context loads the double context's entry. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +166,25 @@ static void concurrent_processes(const char *dir)
     CHECK(entry_path(path, sizeof path) && entry_whole(path));
 }
 
+/* A float-accumulation context on the cache dir that concurrent_processes
+ * filled loads arith from it instead of compiling a second variant. */
+static void shared_across_accumulation(const char *dir)
+{
+    char log[1200];
+    snprintf(log, sizeof log, "%s.float.log", dir);
+    remove(log);
+    setenv("CLRED_CACHE_DIR", dir, 1);
+    setenv("CLRED_BUILD_LOG", log, 1);
+    setenv("CLRED_FLOAT_ACCUM", "1", 1);
+    run_kernel("float accumulation");
+    unsetenv("CLRED_FLOAT_ACCUM");
+    unsetenv("CLRED_BUILD_LOG");
+    int compiled, cached;
+    count_log(log, &compiled, &cached);
+    CHECK_MSG(compiled == 0 && cached == 1, "float accumulation: arith compiled %d times, loaded %d (expected 0, 1)",
+              compiled, cached);
+}
+
 int main(void)
 {
     /* First, while this process has not touched OpenCL: a driver's threads
@@ -171,6 +192,7 @@ int main(void)
     char concurrent[1000];
     snprintf(concurrent, sizeof concurrent, "%.900s/concurrent", harness_tmpdir("test_program_cache"));
     concurrent_processes(concurrent);
+    shared_across_accumulation(concurrent);
 
     snprintf(cache, sizeof cache, "%s/cache", harness_tmpdir("test_program_cache"));
     char cmd[1200];

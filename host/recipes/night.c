@@ -236,8 +236,10 @@ static void prefetch_programs(night *nt)
             families[n++] = "sources";
             families[n++] = "photometry";
         }
-        if (o->cosmic)
+        if (o->cosmic) {
             families[n++] = "cosmic";
+            families[n++] = "median";
+        }
         if (o->background)
             families[n++] = "background";
     }

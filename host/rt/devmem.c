@@ -219,3 +219,19 @@ clred_status clred_run_tiled(clred_ctx *ctx, cl_kernel k, const char *name, cl_u
     size_t rounded[2] = {clred_round_up(global[0], local[0]), dims == 2 ? clred_round_up(global[1], local[1]) : 1};
     return clred_run(ctx, k, name, dims, rounded, local);
 }
+
+clred_status clred_run_items(clred_ctx *ctx, cl_kernel k, const char *name, size_t n)
+{
+    if (n == 0)
+        return CLRED_OK;
+    size_t multiple = 0, wg = 0;
+    if (clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_PREFERRED_WORK_GROUP_SIZE_MULTIPLE, sizeof multiple,
+                                 &multiple, NULL) != CL_SUCCESS ||
+        multiple == 0)
+        multiple = 1;
+    if (clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL) == CL_SUCCESS &&
+        wg > 0 && multiple > wg)
+        multiple = wg;
+    size_t global = clred_round_up(n, multiple);
+    return clred_run(ctx, k, name, 1, &global, &multiple);
+}

@@ -355,8 +355,13 @@ static clred_status make_program(clred_ctx *ctx, const char *family, const char 
     char vector_width[32] = "";
     if (strstr(source, "CLRED_LIB_VEC"))
         snprintf(vector_width, sizeof vector_width, " -DVW=%d", ctx->vector_width);
+    /* Only families that accumulate in acc_t get the accumulation define:
+     * the others build one program for both settings, not two that differ
+     * in a define they ignore. */
+    const char *own = source + strlen(preamble);
+    int accumulates = strstr(own, "acc_t") || strstr(own, "CLRED_USE_DOUBLE");
     char options[1024];
-    snprintf(options, sizeof options, "-cl-std=CL1.2%s%s %s", ctx->use_double ? " -DCLRED_USE_DOUBLE" : "",
+    snprintf(options, sizeof options, "-cl-std=CL1.2%s%s %s", ctx->use_double && accumulates ? " -DCLRED_USE_DOUBLE" : "",
              vector_width, extra);
 
     cl_program program = NULL;

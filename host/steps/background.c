@@ -292,14 +292,14 @@ static clred_status box_stats(bkg_state *s, cl_mem mask, int have_mask, uint16_t
     cl_ushort ig = ignore;
     float clip = (float)o->clip_sigma, frac = (float)o->min_good_frac;
     for (int first = 0; st == CLRED_OK && first < nbox; first += (int)chunk) {
+        cl_int nslots = nbox - first < (int)chunk ? nbox - first : (int)chunk;
         st = clred_args(k, "bkg_box_stats", CLRED_ARG(s->img), CLRED_ARG(mask), CLRED_ARG(have_mask), CLRED_ARG(ig),
                         CLRED_ARG(s->w), CLRED_ARG(s->h), CLRED_ARG(o->box_w), CLRED_ARG(o->box_h),
                         CLRED_ARG(m->nx), CLRED_ARG(m->ny), CLRED_ARG(clip), CLRED_ARG(o->max_iters),
-                        CLRED_ARG(frac), CLRED_ARG(first), CLRED_ARG(s->scratch), CLRED_ARG(s->back),
-                        CLRED_ARG(s->sigma), CLRED_ARG(s->npix), (size_t)0);
-        size_t global = (size_t)nbox - (size_t)first < chunk ? (size_t)nbox - (size_t)first : chunk;
+                        CLRED_ARG(frac), CLRED_ARG(first), CLRED_ARG(nslots), CLRED_ARG(s->scratch),
+                        CLRED_ARG(s->back), CLRED_ARG(s->sigma), CLRED_ARG(s->npix), (size_t)0);
         if (st == CLRED_OK)
-            st = clred_run(s->ctx, k, "bkg_box_stats", 1, &global, NULL);
+            st = clred_run_items(s->ctx, k, "bkg_box_stats", (size_t)nslots);
     }
     if (st == CLRED_OK)
         st = clred_download(s->ctx, s->back, 0, (size_t)nbox * sizeof(float), fb);
@@ -451,8 +451,6 @@ static clred_status count_detected(bkg_state *s, size_t n, size_t *nmasked)
 {
     /* a few work-items per compute unit's lanes: one atomic each */
     size_t global = 1024 * (size_t)(s->ctx->info.compute_units ? s->ctx->info.compute_units : 1);
-    if (global > n)
-        global = n;
     cl_uint count = 0, npix = (cl_uint)n;
     cl_ushort bits = CLRED_MASK_DETECTED;
     cl_mem counter = NULL;
@@ -466,7 +464,7 @@ static clred_status count_detected(bkg_state *s, size_t n, size_t *nmasked)
         st = clred_args(k, "bkg_count_bits", CLRED_ARG(s->mask2), CLRED_ARG(npix), CLRED_ARG(bits),
                         CLRED_ARG(counter), (size_t)0);
     if (st == CLRED_OK)
-        st = clred_run(s->ctx, k, "bkg_count_bits", 1, &global, NULL);
+        st = clred_run_tiled(s->ctx, k, "bkg_count_bits", 1, &global);
     if (st == CLRED_OK)
         st = clred_download(s->ctx, counter, 0, sizeof count, &count);
     clred_pool_give(s->ctx, &counter, sizeof count);

@@ -207,9 +207,8 @@ static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const clred_dima
                             CLRED_ARG(b->ipos), CLRED_ARG(b->fpos), CLRED_ARG(cm), CLRED_ARG(radius), CLRED_ARG(rin),
                             CLRED_ARG(rout), CLRED_ARG(cs), CLRED_ARG(iters), CLRED_ARG(noise), CLRED_ARG(b->scratch),
                             CLRED_ARG(stride), CLRED_ARG(b->out), (size_t)0);
-        size_t g = clred_round_up(m, 32); /* the kernel checks bounds */
         if (st == CLRED_OK)
-            st = clred_run(ctx, k, "aperture_photometry", 1, &g, NULL);
+            st = clred_run_items(ctx, k, "aperture_photometry", m);
         if (st == CLRED_OK)
             st = clred_download(ctx, b->out, 0, m * P_NOUT * sizeof *res, res);
         for (size_t i = 0; i < m && st == CLRED_OK; i++)

@@ -325,7 +325,7 @@ clred_status clred_proxy_background(clred_ctx *ctx, const clred_proxy_match *m, 
     cl_kernel k;
     cl_uint n = (cl_uint)np;
     if (st == CLRED_OK)
-        st = clred_kernel(ctx, "proxy", NULL, "proxy_apply", &k);
+        st = clred_kernel(ctx, "arith", NULL, "proxy_apply", &k);
     if (st == CLRED_OK)
         st = clred_args(k, "proxy_apply", CLRED_ARG(in), CLRED_ARG(cbuf), CLRED_ARG(bb), CLRED_ARG(fb), CLRED_ARG(n),
                         (size_t)0);

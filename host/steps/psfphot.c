@@ -270,9 +270,8 @@ static clred_status run_fit(clred_ctx *ctx, psfphot_buffers *b, const clred_dima
                         CLRED_ARG(b->list), CLRED_ARG(cn), CLRED_ARG(fr), CLRED_ARG(core), CLRED_ARG(fit_sky),
                         CLRED_ARG(fit_pos), CLRED_ARG(iters), CLRED_ARG(shift), CLRED_ARG(snr), CLRED_ARG(noise),
                         CLRED_ARG(b->out), (size_t)0);
-    size_t g = clred_round_up(n, 32); /* the kernel checks bounds */
     if (st == CLRED_OK)
-        st = clred_run(ctx, k, "psf_photometry", 1, &g, NULL);
+        st = clred_run_items(ctx, k, "psf_photometry", n);
     if (st == CLRED_OK)
         st = clred_download(ctx, b->out, 0, n * Q_NOUT * sizeof *res, res);
     for (size_t i = 0; i < n && st == CLRED_OK; i++) {

@@ -632,13 +632,13 @@ static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_d
     CLRED_TRY(clred_kernel(ctx, "sources", NULL, "label_propagate_list", &k));
     CLRED_TRY(clred_args(k, "label_propagate_list", CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(count),
                          CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->changed), (size_t)0));
-    size_t gl = clred_round_up(count, 64);
+    size_t gl = count;
     /* Every pass that changes something lowers at least one label, so this ends;
      * the cap only guards against a broken device. */
     for (size_t pass = 0; count > 0; pass++) {
         cl_int changed = 0;
         CLRED_TRY(clred_upload(ctx, b->changed, 0, sizeof changed, &changed));
-        CLRED_TRY(clred_run(ctx, k, "label_propagate_list", 1, &gl, NULL));
+        CLRED_TRY(clred_run_tiled(ctx, k, "label_propagate_list", 1, &gl));
         CLRED_TRY(clred_download(ctx, b->changed, 0, sizeof changed, &changed));
         if (!changed)
             break;
@@ -662,7 +662,7 @@ static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_d
     CLRED_TRY(clred_args(k, "gather_detected", CLRED_ARG(b->list), CLRED_ARG(count), CLRED_ARG(b->labels),
                          CLRED_ARG(b->filtered), CLRED_ARG(pa->rms), CLRED_ARG(pa->use_rms), CLRED_ARG(pa->rms_value),
                          CLRED_ARG(b->g_label), CLRED_ARG(b->g_f), CLRED_ARG(b->g_rms), (size_t)0));
-    CLRED_TRY(clred_run(ctx, k, "gather_detected", 1, &gl, NULL));
+    CLRED_TRY(clred_run_tiled(ctx, k, "gather_detected", 1, &gl));
     CLRED_TRY(clred_download(ctx, b->list, 0, count * sizeof(cl_uint), t->pix));
     CLRED_TRY(clred_download(ctx, b->g_label, 0, count * sizeof(cl_uint), t->label));
     CLRED_TRY(clred_download(ctx, b->g_f, 0, count * sizeof(float), t->f));
@@ -846,8 +846,8 @@ static clred_status measure(clred_ctx *ctx, detect_buffers *b, const clred_dimag
         CLRED_TRY(clred_kernel(ctx, "sources", NULL, "scatter_segments", &k));
         CLRED_TRY(clred_args(k, "scatter_segments", CLRED_ARG(b->seg_pix), CLRED_ARG(b->seg_id), CLRED_ARG(npix),
                              CLRED_ARG(b->labels), (size_t)0));
-        size_t gs = clred_round_up(ob->npix, 64);
-        CLRED_TRY(clred_run(ctx, k, "scatter_segments", 1, &gs, NULL));
+        size_t gs = ob->npix;
+        CLRED_TRY(clred_run_tiled(ctx, k, "scatter_segments", 1, &gs));
     }
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, ob->nobj * 4 * sizeof(cl_int), ob->bbox, &b->bbox, "boxes"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_WRITE_ONLY, ob->nobj * M_NOUT * sizeof(float), NULL, &b->meas, "measurements"));
@@ -859,8 +859,7 @@ static clred_status measure(clred_ctx *ctx, detect_buffers *b, const clred_dimag
     CLRED_TRY(clred_args(k, "measure_sources", PIXEL_ARGS(*pa), CLRED_ARG(var), CLRED_ARG(has_var),
                          CLRED_ARG(b->labels), CLRED_ARG(b->bbox), CLRED_ARG(nobj), CLRED_ARG(w), CLRED_ARG(h),
                          CLRED_ARG(sat), CLRED_ARG(iters), CLRED_ARG(b->meas), (size_t)0));
-    size_t g = clred_round_up(ob->nobj, 32);
-    CLRED_TRY(clred_run(ctx, k, "measure_sources", 1, &g, NULL));
+    CLRED_TRY(clred_run_items(ctx, k, "measure_sources", ob->nobj));
     float *m = malloc(ob->nobj * M_NOUT * sizeof *m);
     if (!m)
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu measurements", ob->nobj);
