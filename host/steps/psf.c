@@ -18,8 +18,7 @@ void clred_psf_free(clred_psf *psf)
     memset(psf, 0, sizeof *psf);
 }
 
-/* Keys' cubic convolution weight (a = -0.5). */
-static double cubic_w(double t)
+double clred_psf_cubic_w(double t)
 {
     t = fabs(t);
     if (t < 1)
@@ -38,11 +37,11 @@ static double sample_cubic(const float *a, size_t w, size_t h, double x, double 
         long yy = iy + j;
         if (yy < 0 || yy >= (long)h)
             continue;
-        double wy = cubic_w((double)j - fy);
+        double wy = clred_psf_cubic_w((double)j - fy);
         for (int i = -1; i <= 2; i++) {
             long xx = ix + i;
             if (xx >= 0 && xx < (long)w)
-                s += wy * cubic_w((double)i - fx) * a[(size_t)yy * w + (size_t)xx];
+                s += wy * clred_psf_cubic_w((double)i - fx) * a[(size_t)yy * w + (size_t)xx];
         }
     }
     return s;

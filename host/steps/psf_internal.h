@@ -12,6 +12,8 @@ void clred_psf_shape(clred_psf *p);
 /* Terms (1, u, v, u^2, u v, v^2; the model's first nterms) of p at (x, y);
  * returns how many (1 for a constant PSF). */
 size_t clred_psf_terms(const clred_psf *p, double x, double y, double t[CLRED_PSF_MAX_TERMS]);
+/* Keys' cubic convolution weight (a = -0.5), for shifting stamps and models. */
+double clred_psf_cubic_w(double t);
 /* (order + 1) (order + 2) / 2 */
 size_t clred_psf_nterms(int order);
 /* The corners' FWHM and ellipticity of a varying p (evaluated there). */

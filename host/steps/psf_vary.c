@@ -256,17 +256,6 @@ static size_t reject(const float *stamps, const double *t, const double *wt, uns
     return out;
 }
 
-/* Keys' cubic weight (a = -0.5). */
-static double cubic_w(double t)
-{
-    t = fabs(t);
-    if (t < 1)
-        return (1.5 * t - 2.5) * t * t + 1;
-    if (t < 2)
-        return ((-0.5 * t + 2.5) * t - 4) * t + 2;
-    return 0;
-}
-
 /* The stamp moved by (-dx, -dy): out(i, j) = in(i + dx, j + dy), bicubic;
  * NaN where a tap is NaN or outside. */
 static void shift_stamp(const float *in, float *out, size_t n, double dx, double dy)
@@ -277,7 +266,7 @@ static void shift_stamp(const float *in, float *out, size_t n, double dx, double
             long ix = (long)floor(x), iy = (long)floor(y);
             for (long q = iy - 1; q <= iy + 2 && isfinite(v); q++)
                 for (long r = ix - 1; r <= ix + 2 && isfinite(v); r++) {
-                    double wgt = cubic_w((double)r - x) * cubic_w((double)q - y);
+                    double wgt = clred_psf_cubic_w((double)r - x) * clred_psf_cubic_w((double)q - y);
                     if (wgt == 0)
                         continue;
                     v = q < 0 || r < 0 || q >= (long)n || r >= (long)n ? NAN : v + wgt * in[(size_t)q * n + (size_t)r];
