@@ -23,6 +23,7 @@
 #define CAL_FLAT_MASK 0x0200u
 #define CAL_BPM       0x0400u
 #define CAL_POISSON   0x0800u /* add the photon noise of the signal (not for bias frames) */
+#define CAL_SCI_ONLY  0x1000u /* write SCI alone (var and mask may be NULL); its bits as with them */
 
 /* Overscans wider than this are refused by the host: the per-row median sorts
  * the row's overscan values in private memory. */
@@ -146,8 +147,10 @@ kernel void overscan_row_sums(global const float *raw, const uint raw_width, con
         m |= SELECT((VU)CLRED_MASK_NO_DATA, (VU)0, COND_S(isfinite(s)) & COND_S(isfinite(v)));             \
         const VF nan = (VF)NAN;                                                                             \
         STORE(SELECT(s, nan, COND_I((m & (VU)CLRED_MASK_NO_DATA) != (VU)0)), sci + i);                      \
-        STORE(SELECT(v, nan, COND_I((m & (VU)CLRED_MASK_NO_DATA) != (VU)0)), var + i);                      \
-        STORE(m, mask + i);                                                                                 \
+        if (!(have & CAL_SCI_ONLY)) {                                                                       \
+            STORE(SELECT(v, nan, COND_I((m & (VU)CLRED_MASK_NO_DATA) != (VU)0)), var + i);                  \
+            STORE(m, mask + i);                                                                             \
+        }                                                                                                   \
     }
 
 #define ONE_LOAD(p) (*(p))

@@ -475,7 +475,28 @@ static clred_status read_plane_if_present(fitsfile *f, const char *path, const c
     return CLRED_OK;
 }
 
+/* A frame's SCI into *spare when it holds exactly that many pixels (then
+ * *spare becomes NULL), else into a new array. */
+static clred_status image_read(const char *path, size_t frame, clred_image *img, float **spare, size_t spare_pixels);
+
 clred_status clred_image_read(const char *path, size_t frame, clred_image *img)
+{
+    return image_read(path, frame, img, NULL, 0);
+}
+
+static clred_status alloc_or_reuse(clred_image *img, size_t width, size_t height, float **spare, size_t spare_pixels)
+{
+    if (spare && *spare && spare_pixels == width * height) {
+        img->width = width;
+        img->height = height;
+        img->sci = *spare;
+        *spare = NULL;
+        return CLRED_OK;
+    }
+    return clred_image_alloc_unset(img, width, height);
+}
+
+static clred_status image_read(const char *path, size_t frame, clred_image *img, float **spare, size_t spare_pixels)
 {
     memset(img, 0, sizeof *img);
     clred_file_info info;
@@ -484,7 +505,7 @@ clred_status clred_image_read(const char *path, size_t frame, clred_image *img)
         if (frame >= info.nframes)
             return clred_fail(CLRED_ERR_USAGE, "%s: frame %zu requested, the array has %zu", path, frame,
                               info.nframes);
-        if (clred_image_alloc_unset(img, info.width, info.height) != CLRED_OK)
+        if (alloc_or_reuse(img, info.width, info.height, spare, spare_pixels) != CLRED_OK)
             return clred_fail(CLRED_ERR_MEMORY, "%s: out of memory for a %zu x %zu frame", path, info.width,
                               info.height);
         clred_status st = npy_rows(path, frame, 0, info.height, img->sci);
@@ -499,7 +520,7 @@ clred_status clred_image_read(const char *path, size_t frame, clred_image *img)
     clred_status st = CLRED_OK;
     if (frame >= info.nframes)
         st = clred_fail(CLRED_ERR_USAGE, "%s: frame %zu requested, the cube has %zu", path, frame, info.nframes);
-    if (st == CLRED_OK && clred_image_alloc_unset(img, info.width, info.height) != CLRED_OK)
+    if (st == CLRED_OK && alloc_or_reuse(img, info.width, info.height, spare, spare_pixels) != CLRED_OK)
         st = clred_fail(CLRED_ERR_MEMORY, "%s: out of memory for a %zu x %zu frame", path, info.width, info.height);
     if (st == CLRED_OK)
         st = read_header(f, path, &img->header);
@@ -524,6 +545,11 @@ clred_status clred_image_read(const char *path, size_t frame, clred_image *img)
 
 clred_status clred_image_read_2d(const char *path, clred_image *img)
 {
+    return clred_image_read_2d_into(path, img, NULL, 0);
+}
+
+clred_status clred_image_read_2d_into(const char *path, clred_image *img, float **spare, size_t spare_pixels)
+{
     memset(img, 0, sizeof *img);
     clred_file_info info;
     CLRED_TRY(clred_file_info_read(path, &info));
@@ -532,7 +558,7 @@ clred_status clred_image_read_2d(const char *path, clred_image *img)
                           "%s: a cube of %zu frames where one 2-D image is expected (name one plane, e.g. "
                           "'%s[*,*,1:1]')",
                           path, info.nframes, path);
-    return clred_image_read(path, 0, img);
+    return image_read(path, 0, img, spare, spare_pixels);
 }
 
 /* ------------------------------------------------------------ writing */

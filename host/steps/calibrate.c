@@ -400,7 +400,7 @@ static clred_status run_fused(clred_calibrator *cal, const clred_dimage *raw, co
                          CLRED_ARG(gain), CLRED_ARG(rn2), CLRED_ARG(t), CLRED_ARG(sat), CLRED_ARG(out_scale),
                          CLRED_ARG(sci), CLRED_ARG(var), CLRED_ARG(mask), (size_t)0));
     size_t global[2] = {clred_vector_groups(cal->ctx, width), height};
-    return clred_run_tiled(cal->ctx, k, "calibrate_frame", 2, global);
+    return clred_run_rows(cal->ctx, k, "calibrate_frame", global);
 }
 
 /* -------------------------------------------------------------- header */
@@ -530,6 +530,9 @@ clred_status cal_apply_dev(clred_calibrator *cal, const clred_dimage *raw, const
 
     clred_ctx *ctx = cal->ctx;
     cl_uint have = cal->have | ((kind && kind->no_poisson) ? 0u : CAL_POISSON);
+    int sci_only = kind && kind->sci_only;
+    if (sci_only)
+        have |= CAL_SCI_ONLY;
     double level = NAN;
     if (g.mode != CLRED_OVERSCAN_NONE) {
         float *rows = malloc(raw->height * sizeof *rows);
@@ -557,7 +560,7 @@ clred_status cal_apply_dev(clred_calibrator *cal, const clred_dimage *raw, const
     clred_status st = describe(cal, &g, &p, kind, level, h);
     clred_dimage *d = NULL;
     if (st == CLRED_OK)
-        st = clred_dimage_new(ctx, width, height, 1, 1, &d); /* the kernel writes every pixel */
+        st = clred_dimage_new(ctx, width, height, !sci_only, !sci_only, &d); /* the kernel writes every pixel */
     if (st == CLRED_OK)
         st = run_fused(cal, raw, &g, &p, have, (float)out_scale, d);
     if (st != CLRED_OK) {
