@@ -2,7 +2,8 @@
  * the serial path it replaces (each frame read, clred_calibrator_apply,
  * clred_image_write): the output files are the same bytes, streamed (reader
  * and writer threads) or not; --planes sci (CLRED_WRITE_SCI) writes the same
- * SCI alone; and a bad frame in the middle fails with one message naming it
+ * SCI alone, and its data written raw are the bytes cfitsio writes; and a bad
+ * frame in the middle fails with one message naming it
  * and leaves no output and no temporary, streamed or not. The calibration's
  * values are checked against the double reference by test_calibrate. */
 #include <dirent.h>
@@ -154,6 +155,17 @@ int main(void)
             clred_image_free(&a);
             clred_image_free(&b);
         }
+        /* SCI alone is written raw (swapped data after a header cfitsio
+         * formats): the same bytes as cfitsio's own writing */
+        char via[NF][1024];
+        const char *via_list[NF];
+        out_paths(dir, stream ? "cfitsio_streamed" : "cfitsio_serial", via, via_list);
+        setenv("CLRED_NO_RAW_FITS", "1", 1);
+        CHECK_OK(clred_calibrate_files(cal, raw_list, via_list, NF, &fo));
+        unsetenv("CLRED_NO_RAW_FITS");
+        for (size_t i = 0; i < NF; i++)
+            CHECK_MSG(same_file_bytes(via[i], got[i]), "stream %d: raw-written %s differs from cfitsio's %s", stream,
+                      got[i], via[i]);
         /* existing outputs without overwrite: refused before any work */
         fo.planes = CLRED_WRITE_ALL;
         CHECK(clred_calibrate_files(cal, raw_list, got_list, NF, &fo) == CLRED_ERR_IO);
