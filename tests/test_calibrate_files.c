@@ -2,11 +2,14 @@
  * the serial path it replaces (each frame read, clred_calibrator_apply,
  * clred_image_write): the output files are the same bytes, streamed (reader
  * and writer threads) or not; --planes sci (CLRED_WRITE_SCI) writes the same
- * SCI alone, and its data written raw are the bytes cfitsio writes; and a bad
+ * SCI alone, and its data written raw are the bytes cfitsio writes; raw
+ * frames as uint16 with BZERO, int32 or tile-compressed give the SCI of
+ * float32 ones; and a bad
  * frame in the middle fails with one message naming it
  * and leaves no output and no temporary, streamed or not. The calibration's
  * values are checked against the double reference by test_calibrate. */
 #include <dirent.h>
+#include <fitsio.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +49,36 @@ static void make_master(clred_image *m, double level, double spread, uint64_t se
 }
 
 /* The whole file's bytes; NULL when it does not exist. */
+/* A raw frame as a camera writes it: 0 uint16 (BZERO 32768), 1 int32,
+ * 2 uint16 tile-compressed (RICE, lossless for integers). */
+static void write_encoded(const char *path, const clred_image *raw, int kind)
+{
+    static const char *const keys[] = {"EXPTIME", "GAIN", "RDNOISE", "SATURATE"};
+    char name[1200];
+    snprintf(name, sizeof name, "%s%s", path, kind == 2 ? "[compress R]" : "");
+    remove(path);
+    fitsfile *f;
+    int status = 0;
+    long naxes[2] = {W, H};
+    fits_create_file(&f, name, &status);
+    fits_create_img(f, kind == 1 ? LONG_IMG : USHORT_IMG, 2, naxes, &status);
+    for (size_t k = 0; k < 4; k++) {
+        double v = 0;
+        clred_header_get_double(raw->header, keys[k], &v);
+        fits_update_key(f, TDOUBLE, keys[k], &v, NULL, &status);
+    }
+    unsigned short u[W * H];
+    int v[W * H];
+    for (size_t i = 0; i < (size_t)W * H; i++)
+        u[i] = (unsigned short)raw->sci[i], v[i] = (int)raw->sci[i];
+    if (kind == 1)
+        fits_write_img(f, TINT, 1, (LONGLONG)W * H, v, &status);
+    else
+        fits_write_img(f, TUSHORT, 1, (LONGLONG)W * H, u, &status);
+    fits_close_file(f, &status);
+    CHECK_MSG(status == 0, "writing %s: cfitsio status %d", path, status);
+}
+
 static unsigned char *slurp(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");
@@ -171,6 +204,37 @@ int main(void)
         CHECK(clred_calibrate_files(cal, raw_list, got_list, NF, &fo) == CLRED_ERR_IO);
         fo.planes = CLRED_WRITE_VAR;
         CHECK(clred_calibrate_files(cal, raw_list, got_list, NF, &fo) == CLRED_ERR_USAGE);
+    }
+
+    /* raw frames in every encoding a camera writes, mixed in one run (the
+     * reader reads each into the SCI array of an earlier frame): the SCI of
+     * the float32 frames' run, bit for bit */
+    {
+        char mix[NF][1024], out[NF][1024], sci[NF][1024];
+        const char *mix_list[NF], *out_list[NF];
+        for (size_t i = 0; i < NF; i++) {
+            snprintf(mix[i], sizeof mix[i], "%s/mix_%zu.fits", dir, i);
+            if (i == 0 || i == NF - 1)
+                CHECK_OK(clred_image_write(mix[i], &raws[i], 1)); /* float32 */
+            else
+                write_encoded(mix[i], &raws[i], (int)(i - 1) % 3);
+            mix_list[i] = mix[i];
+        }
+        out_paths(dir, "mix_out", out, out_list);
+        for (size_t i = 0; i < NF; i++) /* the float32 frames' SCI-only outputs of above */
+            snprintf(sci[i], sizeof sci[i], "%s/sci_streamed_%zu.fits", dir, i);
+        clred_calib_files_opts fo = clred_calib_files_defaults();
+        fo.planes = CLRED_WRITE_SCI;
+        CHECK_OK(clred_calibrate_files(cal, mix_list, out_list, NF, &fo));
+        for (size_t i = 0; i < NF; i++) {
+            clred_image a, b;
+            CHECK_OK(clred_image_read(sci[i], 0, &a));
+            CHECK_OK(clred_image_read(out[i], 0, &b));
+            CHECK_MSG(a.sci && b.sci && memcmp(a.sci, b.sci, (size_t)W * H * sizeof(float)) == 0,
+                      "%s (encoding %zu) calibrates differently from the float32 frame", mix[i], i);
+            clred_image_free(&a);
+            clred_image_free(&b);
+        }
     }
 
     /* a truncated frame in the middle: one error naming it, nothing left */
