@@ -4,7 +4,8 @@
  * and writer threads) or not; --planes sci (CLRED_WRITE_SCI) writes the same
  * SCI alone, and its data written raw are the bytes cfitsio writes; raw
  * frames as uint16 with BZERO, int32 or tile-compressed give the SCI of
- * float32 ones; and a bad
+ * float32 ones; odd master VAR (NaN, huge) gives SCI alone the NO_DATA
+ * pixels of the full product; and a bad
  * frame in the middle fails with one message naming it
  * and leaves no output and no temporary, streamed or not. The calibration's
  * values are checked against the double reference by test_calibrate. */
@@ -267,6 +268,45 @@ int main(void)
                   "stream %d: the message should name the file on one line: %s", stream, clred_last_error());
         CHECK_MSG(files_in(sub, "out_") == 0 && files_in(sub, ".out_") == 0,
                   "stream %d: outputs or temporaries left in %s", stream, sub);
+    }
+
+    /* SCI alone skips the masters' VAR where a bound on it proves the
+     * variance finite: a VAR that is NaN (not flagged NO_DATA) or huge must
+     * still make the same pixels NO_DATA (NaN SCI) as the full product */
+    for (int odd_case = 0; odd_case < 2; odd_case++) {
+        float keep[4] = {dark.var[21], bias.var[30], dark.var[30], flat.var[11]};
+        /* (away from pixel 7, whose zero flat sends its 8 pixels to the exact path anyway) */
+        if (odd_case == 0) {
+            dark.var[21] = NAN; /* its bound is +inf: the exact variance everywhere */
+        } else {                /* finite bounds, but these pixels' variance overflows */
+            bias.var[30] = 3e38f;
+            dark.var[30] = 3e38f;
+            flat.var[11] = 1e38f;
+        }
+        clred_calibrator *odd = NULL;
+        CHECK_OK(clred_calibrator_create(ctx, &m, &opts, &odd));
+        char all[NF][1024], sci[NF][1024];
+        const char *all_list[NF], *sci_list[NF];
+        out_paths(dir, "odd_all", all, all_list);
+        out_paths(dir, "odd_sci", sci, sci_list);
+        clred_calib_files_opts fo = clred_calib_files_defaults();
+        CHECK_OK(clred_calibrate_files(odd, raw_list, all_list, NF, &fo));
+        fo.planes = CLRED_WRITE_SCI;
+        CHECK_OK(clred_calibrate_files(odd, raw_list, sci_list, NF, &fo));
+        for (size_t i = 0; i < NF; i++) {
+            clred_image a, b;
+            CHECK_OK(clred_image_read(all[i], 0, &a));
+            CHECK_OK(clred_image_read(sci[i], 0, &b));
+            CHECK_MSG(a.sci && b.sci && memcmp(a.sci, b.sci, (size_t)W * H * sizeof(float)) == 0,
+                      "odd VAR (case %d): SCI-only %s differs from the full product's SCI", odd_case, sci[i]);
+            if (a.sci)
+                CHECK_MSG(isnan(odd_case == 0 ? a.sci[21] : a.sci[30]),
+                          "case %d: the pixel of NaN or overflowing variance should be NO_DATA", odd_case);
+            clred_image_free(&a);
+            clred_image_free(&b);
+        }
+        clred_calibrator_free(odd);
+        dark.var[21] = keep[0], bias.var[30] = keep[1], dark.var[30] = keep[2], flat.var[11] = keep[3];
     }
 
     clred_calibrator_free(cal);
