@@ -295,68 +295,70 @@ kernel void filter_2d(DETECT_PIXEL_ARGS, const int w, const int h, global const 
         list[atomic_inc(count)] = (uint)q;
 }
 
-/* One step of 8-connected min-label propagation with pointer jumping for
- * pixel (x, y): a detected pixel takes the smallest label among itself, its
- * detected neighbours and the labels down the chain its label points along
- * (labels are "linear index + 1" of a pixel of the same component, so that
- * pixel is in the component too). Labels only decrease, so reads racing with other
- * work-items' writes still see a label of the same component; changed is set
- * when any label drops. The host repeats until nothing changes. */
-inline void propagate_pixel(global uint *labels, int x, int y, int w, int h, global int *changed)
+/* Connected-component labelling of the listed detected pixels by union-find
+ * (Playne and Hawick's scheme): labels[i] holds i's parent + 1, a detected
+ * pixel starts as its own root (filter_cols writes i + 1) and 0 marks an
+ * undetected one. Links only ever point to a smaller index and are set with
+ * atomic_min on a root, so every component ends with one root, its smallest
+ * pixel: the label "smallest linear index + 1" that label propagation gave,
+ * in one pass instead of one per few rows of chain. */
+inline uint uf_root(volatile global uint *labels, uint i)
 {
-    size_t i = (size_t)y * w + x;
-    uint l = labels[i];
-    if (l == 0u)
-        return;
-    uint m = l;
-    for (int dy = -1; dy <= 1; dy++) {
-        int yy = y + dy;
-        if (yy < 0 || yy >= h)
-            continue;
-        for (int dx = -1; dx <= 1; dx++) {
-            int xx = x + dx;
-            if (xx < 0 || xx >= w)
-                continue;
-            uint ln = labels[(size_t)yy * w + xx];
-            if (ln != 0u && ln < m)
-                m = ln;
+    uint p = labels[i] - 1u;
+    while (p != i) {
+        i = p;
+        p = labels[i] - 1u;
+    }
+    return i;
+}
+
+/* Joins the trees of pixels a and b. A failed atomic_min means b's root was
+ * linked meanwhile (to old); the loop then joins a with that, so no link is
+ * lost. */
+inline void uf_unite(volatile global uint *labels, uint a, uint b)
+{
+    for (;;) {
+        a = uf_root(labels, a);
+        b = uf_root(labels, b);
+        if (a == b)
+            return;
+        if (a > b) {
+            uint t = a;
+            a = b;
+            b = t;
         }
-    }
-    /* follow the chain of labels down to its end: components then settle
-     * in a few passes however long their pixel chains */
-    uint r = labels[m - 1u];
-    while (r != 0u && r < m) {
-        m = r;
-        r = labels[m - 1u];
-    }
-    if (m < l) {
-        atomic_min(&labels[i], m);
-        *changed = 1;
+        uint old = atomic_min(&labels[b], a + 1u) - 1u;
+        if (old == b)
+            return;
+        b = old;
     }
 }
 
-/* Propagation over the whole image. */
-kernel void label_propagate(global uint *labels, const int w, const int h, global int *changed)
-{
-    int x = get_global_id(0), y = get_global_id(1);
-    if (x < w && y < h)
-        propagate_pixel(labels, x, y, w, h, changed);
-}
-
-/* Propagation over a list of detected pixels. */
-kernel void label_propagate_list(global uint *labels, global const uint *list, const uint nlist, const int w,
-                                 const int h, global int *changed)
+/* Each listed pixel joins its detected neighbours that come before it in
+ * raster order (left, and the three above): with 8-connectivity that covers
+ * every pair once. */
+kernel void label_union(volatile global uint *labels, global const uint *list, const uint nlist, const int w,
+                        const int h)
 {
     uint k = get_global_id(0);
-    if (k < nlist) {
-        uint i = list[k];
-        propagate_pixel(labels, (int)(i % (uint)w), (int)(i / (uint)w), w, h, changed);
+    if (k >= nlist)
+        return;
+    uint i = list[k];
+    int x = (int)(i % (uint)w), y = (int)(i / (uint)w);
+    if (x > 0 && labels[i - 1u] != 0u)
+        uf_unite(labels, i, i - 1u);
+    if (y > 0) {
+        uint up = i - (uint)w;
+        for (int dx = -1; dx <= 1; dx++)
+            if (x + dx >= 0 && x + dx < w && labels[up + (uint)dx] != 0u)
+                uf_unite(labels, i, up + (uint)dx);
     }
 }
 
-/* For each listed detected pixel: its label, filtered value and RMS, so the
- * host's grouping and deblending download these instead of whole maps. */
-kernel void gather_detected(global const uint *list, const uint nlist, global const uint *labels,
+/* For each listed detected pixel after label_union: its label (its tree's
+ * root + 1), filtered value and RMS, so the host's grouping and deblending
+ * download these instead of whole maps. */
+kernel void gather_detected(global const uint *list, const uint nlist, volatile global uint *labels,
                             global const float *filtered, global const float *rms, const int use_rms,
                             const float rms_value, global uint *out_label, global float *out_f,
                             global float *out_rms)
@@ -365,7 +367,7 @@ kernel void gather_detected(global const uint *list, const uint nlist, global co
     if (k >= nlist)
         return;
     uint i = list[k];
-    out_label[k] = labels[i];
+    out_label[k] = uf_root(labels, i) + 1u;
     out_f[k] = filtered[i];
     out_rms[k] = use_rms ? rms[i] : rms_value;
 }
