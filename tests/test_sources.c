@@ -83,9 +83,11 @@ static void run_filter(clred_ctx *ctx, const clred_image *img, const float *rms_
     }
     cl_float sk_full = (cl_float)(gs * gs), sv_full = (cl_float)(gs2 * gs2 * rms_value * rms_value);
     free(gv);
+    /* row sums at a pitch past the width, as the library lays them out */
+    cl_int pitch = (cl_int)img->width + 5;
     cl_mem rows[2];
     for (int i = 0; i < 2; i++)
-        CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &rows[i], "row sums"));
+        CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, (size_t)pitch * img->height * 4, NULL, &rows[i], "row sums"));
     cl_int w = (cl_int)img->width, h = (cl_int)img->height;
     cl_float snr = (cl_float)(thresh / sum2);
     /* sizes not multiples of any work-group: exact global sizes (groups of
@@ -96,11 +98,12 @@ static void run_filter(clred_ctx *ctx, const clred_image *img, const float *rms_
         CLRED_ARG(bv), CLRED_ARG(rms), CLRED_ARG(use_rms), CLRED_ARG(rv)
     CHECK_OK(clred_kernel(ctx, "sources", NULL, "filter_rows", &k));
     CHECK_OK(clred_args(k, "filter_rows", FILTER_PIXEL_ARGS, CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(kern),
-                        CLRED_ARG(hw), CLRED_ARG(rows[0]), CLRED_ARG(rows[1]), (size_t)0));
+                        CLRED_ARG(hw), CLRED_ARG(pitch), CLRED_ARG(rows[0]), CLRED_ARG(rows[1]), (size_t)0));
     CHECK_OK(clred_run(ctx, k, "filter_rows", 2, g2, NULL));
     CHECK_OK(clred_kernel(ctx, "sources", NULL, "filter_cols", &k));
     CHECK_OK(clred_args(k, "filter_cols", FILTER_PIXEL_ARGS, CLRED_ARG(rows[0]), CLRED_ARG(rows[1]), CLRED_ARG(w),
-                        CLRED_ARG(h), CLRED_ARG(kern), CLRED_ARG(hw), CLRED_ARG(sk_full), CLRED_ARG(sv_full),
+                        CLRED_ARG(h), CLRED_ARG(kern), CLRED_ARG(hw), CLRED_ARG(pitch), CLRED_ARG(sk_full),
+                        CLRED_ARG(sv_full),
                         CLRED_ARG(snr), CLRED_ARG(fbuf),
                         CLRED_ARG(lbuf), CLRED_ARG(list), CLRED_ARG(count), (size_t)0));
 #undef FILTER_PIXEL_ARGS

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #define M_NOUT 10 /* floats per source from measure_sources (kernels/sources.cl) */
+#define COL_ROWS 4 /* output rows per work-item of filter_cols (kernels/sources.cl) */
 #define MAX_MOMENT_ITERS 60 /* ~15 steps for a bright star; faint or extended sources need more */
 
 clred_detect_opts clred_detect_defaults(void)
@@ -577,7 +578,7 @@ typedef struct {
     /* image-sized planes from the context's pool, so that frame after frame
      * reuses them instead of page-faulting fresh ones in */
     cl_mem filtered, labels, list, sum_d, sum_k2v;
-    size_t plane_bytes;
+    size_t plane_bytes, sum_bytes; /* sum_d and sum_k2v are sum_bytes (a padded pitch) */
 } detect_buffers;
 
 static clred_status take_plane(clred_ctx *ctx, detect_buffers *b, cl_mem *buf, const char *what)
@@ -591,10 +592,14 @@ static void release_buffers(clred_ctx *ctx, detect_buffers *b)
                      &b->g_rms,  &b->seg_pix, &b->seg_id, &b->bbox, &b->meas};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         clred_release(all[i]);
-    cl_mem *planes[] = {&b->filtered, &b->labels, &b->list, &b->sum_d, &b->sum_k2v};
+    cl_mem *planes[] = {&b->filtered, &b->labels, &b->list};
     for (size_t i = 0; i < sizeof planes / sizeof *planes; i++)
         if (*planes[i])
             clred_pool_give(ctx, planes[i], b->plane_bytes);
+    cl_mem *sums[] = {&b->sum_d, &b->sum_k2v};
+    for (size_t i = 0; i < sizeof sums / sizeof *sums; i++)
+        if (*sums[i])
+            clred_pool_give(ctx, sums[i], b->sum_bytes);
 }
 
 /* The background and RMS (maps or scalars) and the image's planes, as the
@@ -690,32 +695,39 @@ static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_d
         float g[2 * 76 + 1];
         double norm2 = gaussian_factor(o->fwhm, hw, g);
         CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, (size_t)(2 * hw + 1) * sizeof *g, g, &b->kern, "filter"));
-        CLRED_TRY(take_plane(ctx, b, &b->sum_d, "row sums"));
+        /* the row sums' pitch: a cache line past a multiple of 16 floats, so
+         * that a power-of-two width does not put a column's rows in one
+         * cache set */
+        cl_int pitch = (cl_int)(clred_round_up(img->width, 16) + 16);
+        b->sum_bytes = (size_t)pitch * img->height * sizeof(float);
+        CLRED_TRY(clred_pool_take(ctx, b->sum_bytes, "row sums", &b->sum_d));
         if (pa->use_rms)
-            CLRED_TRY(take_plane(ctx, b, &b->sum_k2v, "row sums"));
+            CLRED_TRY(clred_pool_take(ctx, b->sum_bytes, "row sums", &b->sum_k2v));
         cl_mem sum_k2v = pa->use_rms ? b->sum_k2v : b->none;
         /* Global sizes are rounded up (the kernels check bounds) so a GPU can pick
          * full work-groups for any image width. */
         size_t g2[2] = {clred_round_up(clred_vector_groups(ctx, img->width), 16), clred_round_up(img->height, 8)};
         CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_rows", &k));
         CLRED_TRY(clred_args(k, "filter_rows", PIXEL_ARGS(*pa), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern),
-                             CLRED_ARG(hw), CLRED_ARG(b->sum_d), CLRED_ARG(sum_k2v), (size_t)0));
+                             CLRED_ARG(hw), CLRED_ARG(pitch), CLRED_ARG(b->sum_d), CLRED_ARG(sum_k2v), (size_t)0));
         CLRED_TRY(clred_run_tiled(ctx, k, "filter_rows", 2, g2));
         cl_float snr = (cl_float)(o->thresh / norm2), sk_full, sv_full;
         full_window_sums(g, hw, pa->rms_value, &sk_full, &sv_full);
         CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_cols", &k));
         CLRED_TRY(clred_args(k, "filter_cols", PIXEL_ARGS(*pa), CLRED_ARG(b->sum_d), CLRED_ARG(sum_k2v),
-                             CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern), CLRED_ARG(hw), CLRED_ARG(sk_full),
+                             CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern), CLRED_ARG(hw), CLRED_ARG(pitch),
+                             CLRED_ARG(sk_full),
                              CLRED_ARG(sv_full), CLRED_ARG(snr),
                              CLRED_ARG(b->filtered), CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(b->count),
                              (size_t)0));
-        CLRED_TRY(clred_run_tiled(ctx, k, "filter_cols", 2, g2));
+        size_t gc[2] = {g2[0], clred_round_up((img->height + COL_ROWS - 1) / COL_ROWS, 8)};
+        CLRED_TRY(clred_run_tiled(ctx, k, "filter_cols", 2, gc));
     }
     CLRED_TRY(clred_download(ctx, b->count, 0, sizeof count, &count));
     if (b->sum_d)
-        clred_pool_give(ctx, &b->sum_d, b->plane_bytes);
+        clred_pool_give(ctx, &b->sum_d, b->sum_bytes);
     if (b->sum_k2v)
-        clred_pool_give(ctx, &b->sum_k2v, b->plane_bytes);
+        clred_pool_give(ctx, &b->sum_k2v, b->sum_bytes);
     size_t gl = count;
     if (count) {
         CLRED_TRY(clred_kernel(ctx, "sources", NULL, "label_union", &k));
