@@ -446,6 +446,16 @@ kernel void gather_detected(global const uint *list, const uint nlist, volatile 
     out_rms[k] = use_rms ? rms[i] : rms_value;
 }
 
+/* labels[list[k]] = 0: the label map after labelling is zero but at the
+ * listed (detected) pixels, so this zeroes it for the segmentation map
+ * without writing the whole plane. */
+kernel void clear_listed(global const uint *list, const uint nlist, global uint *labels)
+{
+    uint k = get_global_id(0);
+    if (k < nlist)
+        labels[list[k]] = 0u;
+}
+
 /* seg[pix[k]] = id[k]: the host's objects written into a zeroed segmentation map. */
 kernel void scatter_segments(global const uint *pix, global const int *id, const uint npix, global int *seg)
 {

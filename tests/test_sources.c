@@ -358,6 +358,17 @@ static void device_labels(clred_ctx *ctx, const unsigned char *on, size_t w, siz
                             CLRED_ARG(out_rms), (size_t)0));
         CHECK_OK(clred_run(ctx, k, "gather_detected", 1, &g, NULL));
         CHECK_OK(clred_download(ctx, out_label, 0, nlist * 4, gl));
+        /* clear_listed then leaves the whole label map zero */
+        CHECK_OK(clred_kernel(ctx, "sources", NULL, "clear_listed", &k));
+        CHECK_OK(clred_args(k, "clear_listed", CLRED_ARG(list), CLRED_ARG(nlist), CLRED_ARG(lbuf), (size_t)0));
+        CHECK_OK(clred_run(ctx, k, "clear_listed", 1, &g, NULL));
+        uint32_t *cleared = malloc(n * sizeof *cleared);
+        CHECK_OK(clred_download(ctx, lbuf, 0, n * 4, cleared));
+        size_t left = 0;
+        for (size_t i = 0; i < n; i++)
+            left += cleared[i] != 0;
+        CHECK_MSG(left == 0, "clear_listed left %zu of %zu pixels nonzero", left, n);
+        free(cleared);
     }
     for (cl_uint i = 0; i < nlist; i++)
         labels[lv[i]] = gl[i];

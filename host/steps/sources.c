@@ -44,17 +44,30 @@ static uint32_t float_order_key(float f)
     return u & 0x80000000u ? ~u : u | 0x80000000u;
 }
 
-/* Sorts the finite v[0..m) ascending through tmp (m floats): least
- * significant digit first, 11 bits a pass (three passes). Returns the
- * sorted array (v or tmp). */
-static float *radix_sort_floats(float *v, float *tmp, size_t m)
+static float key_float(uint32_t k)
+{
+    uint32_t u = k & 0x80000000u ? k & 0x7fffffffu : ~k;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Sorts the finite v[0..m) ascending: their keys, least significant digit
+ * first, 11 bits a pass (three passes). */
+static clred_status sort_floats(float *v, size_t m)
 {
     enum { DIGIT = 11, BUCKETS = 1 << DIGIT };
+    uint32_t *k = malloc(2 * (m ? m : 1) * sizeof *k), *tmp = k + m;
+    if (!k)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory sorting %zu background samples", m);
+    for (size_t i = 0; i < m; i++)
+        k[i] = float_order_key(v[i]);
     size_t count[BUCKETS];
+    uint32_t *src = k, *dst = tmp;
     for (unsigned shift = 0; shift < 32; shift += DIGIT) {
         memset(count, 0, sizeof count);
         for (size_t i = 0; i < m; i++)
-            count[(float_order_key(v[i]) >> shift) & (BUCKETS - 1)]++;
+            count[(src[i] >> shift) & (BUCKETS - 1)]++;
         size_t sum = 0;
         for (size_t b = 0; b < BUCKETS; b++) {
             size_t c = count[b];
@@ -62,23 +75,27 @@ static float *radix_sort_floats(float *v, float *tmp, size_t m)
             sum += c;
         }
         for (size_t i = 0; i < m; i++)
-            tmp[count[(float_order_key(v[i]) >> shift) & (BUCKETS - 1)]++] = v[i];
-        float *t = v;
-        v = tmp;
-        tmp = t;
+            dst[count[(src[i] >> shift) & (BUCKETS - 1)]++] = src[i];
+        uint32_t *t = src;
+        src = dst;
+        dst = t;
     }
-    return v;
+    for (size_t i = 0; i < m; i++)
+        v[i] = key_float(src[i]);
+    free(k);
+    return CLRED_OK;
 }
 
 /* The 3-sigma clipped median and standard deviation of the finite samples
- * v[0..m) (reordered; tmp holds m floats). Sorted once: each round's kept
- * values are a run of the sorted samples, so the median is read off and the
- * clip found by bisection, which keeps what sorting every round would. */
-static clred_status clipped_level(float *v, float *tmp, size_t m, double *level, double *rms)
+ * v[0..m) (sorted in place). Sorted once: each round's kept values are a run
+ * of the sorted samples, so the median is read off and the clip found by
+ * bisection, which keeps what sorting every round would. */
+static clred_status clipped_level(float *v, size_t m, double *level, double *rms)
 {
     if (m < 3)
         return clred_fail(CLRED_ERR_INPUT, "too few usable pixels (%zu) for a global background", m);
-    const float *s = radix_sort_floats(v, tmp, m);
+    CLRED_TRY(sort_floats(v, m));
+    const float *s = v;
     size_t lo = 0, hi = m;
     double med = 0, sd = 0;
     for (int it = 0; it < 10; it++) {
@@ -127,7 +144,7 @@ static clred_status clipped_level(float *v, float *tmp, size_t m, double *level,
 clred_status clred_global_background(const clred_image *img, uint16_t ignore_bits, double *level, double *rms)
 {
     size_t n = img->width * img->height, step = background_step(n);
-    float *v = malloc(2 * (n / step + 1) * sizeof *v);
+    float *v = malloc((n / step + 1) * sizeof *v);
     if (!v)
         return clred_fail(CLRED_ERR_MEMORY, "out of memory estimating the background of a %zu x %zu image",
                           img->width, img->height);
@@ -135,7 +152,7 @@ clred_status clred_global_background(const clred_image *img, uint16_t ignore_bit
     for (size_t i = 0; i < n; i += step)
         if (isfinite(img->sci[i]) && !(img->mask && (img->mask[i] & ignore_bits)))
             v[m++] = img->sci[i];
-    clred_status st = clipped_level(v, v + m, m, level, rms);
+    clred_status st = clipped_level(v, m, level, rms);
     free(v);
     return st;
 }
@@ -147,10 +164,7 @@ static clred_status global_background_dev(const clred_dimage *img, uint16_t igno
     float *v;
     size_t m;
     CLRED_TRY(clred_dimage_samples(img, 0, 0, img->width, img->height, background_step(n), ignore_bits, &v, &m));
-    float *tmp = malloc((m ? m : 1) * sizeof *tmp);
-    clred_status st = tmp ? clipped_level(v, tmp, m, level, rms)
-                          : clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu background samples", m);
-    free(tmp);
+    clred_status st = clipped_level(v, m, level, rms);
     free(v);
     return st;
 }
@@ -579,6 +593,7 @@ typedef struct {
      * reuses them instead of page-faulting fresh ones in */
     cl_mem filtered, labels, list, sum_d, sum_k2v;
     size_t plane_bytes, sum_bytes; /* sum_d and sum_k2v are sum_bytes (a padded pitch) */
+    cl_uint ndetected;             /* the entries of list: the nonzero pixels of labels */
 } detect_buffers;
 
 static clred_status take_plane(clred_ctx *ctx, detect_buffers *b, cl_mem *buf, const char *what)
@@ -736,6 +751,7 @@ static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_d
         CLRED_TRY(clred_run_tiled(ctx, k, "label_union", 1, &gl));
     }
     t->n = count;
+    b->ndetected = count;
     size_t m = count ? count : 1;
     t->pix = malloc(m * sizeof *t->pix);
     t->label = malloc(m * sizeof *t->label);
@@ -923,13 +939,18 @@ static void shape_from_covariance(double cxx, double cyy, double cxy, clred_sour
 static clred_status measure(clred_ctx *ctx, detect_buffers *b, const clred_dimage *img, const pixel_args *pa,
                             const clred_detect_opts *o, const objects *ob, clred_source *out)
 {
-    size_t n = img->width * img->height;
     cl_int w = (cl_int)img->width, h = (cl_int)img->height;
-    /* The segmentation map on the device: the labels' buffer, zeroed, takes
-     * the objects' pixels. */
+    /* The segmentation map on the device: the labels' buffer, zeroed at the
+     * detected pixels (the only nonzero ones), takes the objects' pixels. */
     cl_kernel k;
     cl_uint npix = (cl_uint)ob->npix;
-    CLRED_TRY(clred_fill_zero(ctx, b->labels, n * sizeof(cl_int)));
+    if (b->ndetected) {
+        CLRED_TRY(clred_kernel(ctx, "sources", NULL, "clear_listed", &k));
+        CLRED_TRY(clred_args(k, "clear_listed", CLRED_ARG(b->list), CLRED_ARG(b->ndetected), CLRED_ARG(b->labels),
+                             (size_t)0));
+        size_t gs = b->ndetected;
+        CLRED_TRY(clred_run_tiled(ctx, k, "clear_listed", 1, &gs));
+    }
     if (npix) {
         CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, ob->npix * sizeof(cl_uint), ob->pix, &b->seg_pix, "pixels"));
         CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, ob->npix * sizeof(cl_int), ob->id, &b->seg_id, "object ids"));
