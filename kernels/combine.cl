@@ -1072,11 +1072,11 @@ kernel void combine_stack_fast(STACK_KERNEL_ARGS)
  * no rejection or sigma clipping with a std spread, no variance planes, no
  * weights. CPU drivers do not vectorize the per-pixel kernels above across
  * work-items (the key array and the many paths defeat them), so this one
- * writes the SIMD out: the same network sorts VW pixels at once. The
- * arithmetic follows combine_stack step for step and in the same order, so
- * the results are bit-identical (tests/test_combine_vec.c checks it).
- * Pixels past the last whole vector are marked in `unfinished` for
- * combine_stack. */
+ * writes the SIMD out: the same network sorts VW pixels at once. It keeps
+ * the same values as combine_stack and forms the same medians bit for bit;
+ * its means and variances come from float sums, within the bounds stated
+ * below (tests/test_combine_vec.c checks both). Pixels past the last whole
+ * vector are marked in `unfinished` for combine_stack. */
 /* VW (2..16), the context's vector width, comes from the host with NMAX. */
 #define CLRED_CAT_(a, b) a##b
 #define CLRED_CAT(a, b) CLRED_CAT_(a, b)
@@ -1195,8 +1195,9 @@ INLINE va vec_full_sq(const vf *a, va mean, const uint nframes)
  *
  * The window's mean and spread are summed in float about a shift c taken
  * from the window itself (its lower middle value), d = x - c, with two
- * accumulators per sum: a third of the instructions of the acc_t passes and
- * a quarter of their dependency chains. Each float round also bounds its own
+ * accumulators per sum: one float operation where acc_t takes two
+ * conversions and two double operations on a CPU's 4-lane doubles, and half
+ * the length of its dependency chains. Each float round also bounds its own
  * error (the a-posteriori bounds below, from the standard results for
  * recursive summation: |fl(sum) - sum| <= (k - 1) u sum|x| for k terms,
  * u = 2^-24), so every value is either surely below / surely above a
