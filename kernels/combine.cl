@@ -1412,10 +1412,11 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     const uint nf = nframes;
 #endif
     const size_t gid = get_global_id(0), nvec = npix / VW;
-    if (gid >= nvec) {
-        if (gid == nvec)
-            for (size_t p = nvec * VW; p < npix; p++)
-                unfinished[p] = 1;
+    if (gid > nvec || (gid == nvec && npix % VW == 0))
+        return;
+    if (npix < VW) { /* not one whole vector: the per-pixel kernel does them all */
+        for (size_t p = 0; p < npix; p++)
+            unfinished[p] = 1;
         return;
     }
     (void)scratch;
@@ -1427,7 +1428,12 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     (void)weight_total;
     (void)scale_mode;
     (void)spread_mad;
-    const size_t p0 = gid * VW;
+    /* The pixels past the last whole vector: the last VW pixels again. The
+     * overlapped ones get the same bits twice, since a lane's results depend
+     * on its own values alone (the sums run over its sorted values, in rank
+     * order). So every pixel takes the same arithmetic however the image is
+     * cut into bands. */
+    const size_t p0 = gid == nvec ? npix - VW : gid * VW;
     VSTORE((vb)0, unfinished + p0);
 
     vf a[NMAX];
@@ -1454,13 +1460,12 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
 #define CE_VEC(i, j) \
     if ((j) < nf) { vf x_ = a[i], y_ = a[j]; vi c_ = x_ < y_; a[i] = select(y_, x_, c_); a[j] = select(x_, y_, c_); }
 #ifdef NFIX
-    /* This depth's own networks (scripts/combine_networks.py): a median
-     * without rejection of full lanes needs only the middle ranks placed. */
-    if (method == METHOD_MEDIAN && reject == REJECT_NONE && all(n == (vi)nf)) {
-        CLRED_CAT(MEDIAN_, NFIX)(CE_VEC)
-    } else {
-        CLRED_CAT(SORT_, NFIX)(CE_VEC)
-    }
+    /* This depth's own sort (scripts/combine_networks.py). Not its median
+     * network, although a median alone needs only the middle ranks: that
+     * would leave the other ranks in an order that depends on whether the
+     * vector's other lanes are full, and the float sums of the variance on
+     * that order. */
+    CLRED_CAT(SORT_, NFIX)(CE_VEC)
 #else
     NETWORK(CE_VEC)
 #endif
