@@ -1,17 +1,16 @@
-/* The column pass of the 2-D FFT on CPU devices (host/rt/fft.c): in place,
- * on the half spectrum's layout (rows of pitch floats, ncols complex bins),
- * for a power-of-two column length n.
+/* The 2-D FFT's passes on CPU devices (host/rt/fft.c, VkFFT backend): in
+ * place, on the half spectrum's layout (rows of pitch floats, ncols =
+ * nx / 2 + 1 complex bins), for power-of-two lengths.
  *
- * Why not VkFFT's own column kernel on a CPU: it runs work-groups of
- * 16 x 256 work-items that exchange every stage through local memory and
+ * Why not VkFFT's own kernels on a CPU: they run large work-groups (16 x 256
+ * for the columns) that exchange every stage through local memory at
  * barriers, which a CPU OpenCL runtime executes as loops over the
- * work-items with their live values spilled between barriers. Here one
- * work-item owns 8 neighbouring columns (one float16 of interleaved complex
- * values per row, a cache line) and runs the whole column FFT itself: no
- * local memory, no barriers, and its 8 columns x n rows stay in the core's
- * cache for every stage.
- *
- * Radix-2 decimation in frequency in local memory, see fft_columns. */
+ * work-items with their live values spilled at each barrier. Here one
+ * work-item (a work-group of one) owns 8 columns, or 8 rows, copies them
+ * into local memory, contiguous, and runs the whole transform itself on
+ * float16 vectors: no barriers, and the block stays in the core's cache
+ * for every stage. Radix-2 decimation in frequency, the middle stages two
+ * at a time (four values per read and write of local memory). */
 
 /* v * w for 8 interleaved complex values and one complex factor. */
 inline float16 cmul8(float16 v, float2 w)
