@@ -361,27 +361,84 @@ kernel void al_pad(global const float *d, const int width, const int height, con
     dst[(size_t)y * (size_t)pitch + (size_t)x] = v;
 }
 
+/* The spectra at bins (fx0 .. fx0 + 7, fy) of a small centred image S (size
+ * 2h + 1, S(dx, dy) with dx = dy = 0 in the middle, placed around the origin
+ * of the nx x ny grid as zogy_wrap_psf does): S^ = sum_v rows[v][fx]
+ * e^{-2 pi i fy (v - h) / ny}, where rows[v][fx] = sum_u S(u - h, v - h)
+ * e^{-2 pi i fx (u - h) / nx} (made on the host; real and imaginary parts
+ * apart, rows of rpitch, a multiple of 8) and tw_row[j + th] = e^{-2 pi i fy
+ * j / ny}, |j| <= th. A direct transform of an image this small costs less
+ * than a forward FFT of the whole padded plane. Two sums per part (even and
+ * odd v) for the FMA latency. */
+inline void al_small_spectrum(global const float *re, global const float *im, const int h, const int rpitch,
+                              const int fx0, global const float2 *tw_row, const int th, float8 *sre, float8 *sim)
+{
+    float8 a0 = 0.0f, b0 = 0.0f, a1 = 0.0f, b1 = 0.0f;
+    int v = 0;
+    for (; v + 1 <= 2 * h; v += 2) {
+        float2 t0 = tw_row[v - h + th], t1 = tw_row[v + 1 - h + th];
+        float8 r0 = vload8(0, re + (size_t)v * rpitch + fx0), i0 = vload8(0, im + (size_t)v * rpitch + fx0);
+        float8 r1 = vload8(0, re + (size_t)(v + 1) * rpitch + fx0), i1 = vload8(0, im + (size_t)(v + 1) * rpitch + fx0);
+        a0 = fma(r0, (float8)t0.x, fma(-i0, (float8)t0.y, a0));
+        b0 = fma(r0, (float8)t0.y, fma(i0, (float8)t0.x, b0));
+        a1 = fma(r1, (float8)t1.x, fma(-i1, (float8)t1.y, a1));
+        b1 = fma(r1, (float8)t1.y, fma(i1, (float8)t1.x, b1));
+    }
+    for (; v <= 2 * h; v++) {
+        float2 t0 = tw_row[v - h + th];
+        float8 r0 = vload8(0, re + (size_t)v * rpitch + fx0), i0 = vload8(0, im + (size_t)v * rpitch + fx0);
+        a0 = fma(r0, (float8)t0.x, fma(-i0, (float8)t0.y, a0));
+        b0 = fma(r0, (float8)t0.y, fma(i0, (float8)t0.x, b0));
+    }
+    *sre = a0 + a1;
+    *sim = b0 + b1;
+}
+
 /* Per frequency, with K^ the matching kernel's spectrum and P^ the
- * difference's PSF's: DMTN-021's decorrelation (when decorrelate; else phi = 1)
+ * difference's PSF's (both from al_small_spectrum): DMTN-021's decorrelation
+ * (when decorrelate; else phi = 1)
  *   phi^ = sqrt((s2i + ksum^2 s2t) / (s2i + |K^|^2 s2t)),
  * then D'^ = phi^ D^ (into d), P'^ = phi^ P^ (into p) and the matched filter
- * D'^ conj(P'^) (into k): its inverse is the PSF-weighted sum of D' at each pixel. */
-kernel void al_fourier(global float2 *d, global float2 *k, global float2 *p, const uint n, const float s2i,
-                       const float s2t, const float ksum, const int decorrelate)
+ * D'^ conj(P'^) (into k): its inverse is the PSF-weighted sum of D' at each
+ * pixel. Work-items: 8 bins of a row (nxh = nx / 2 + 1 bins), and the row. */
+kernel void al_fourier(global float *d, global float *k, global float *p, const int nxh, const int ny,
+                       global const float *rows, const int k_half, const int p_half, const int rpitch,
+                       global const float2 *tw, const int th, const float s2i, const float s2t, const float ksum,
+                       const int decorrelate)
 {
-    uint i = get_global_id(0);
-    if (i >= n)
+    int fx0 = 8 * get_global_id(0), fy = get_global_id(1);
+    if (fx0 >= nxh || fy >= ny)
         return;
-    float phi = 1.0f;
+    /* rows: the kernel's real, then imaginary parts, then the PSF's */
+    size_t kn = (size_t)(2 * k_half + 1) * (size_t)rpitch, pn = (size_t)(2 * p_half + 1) * (size_t)rpitch;
+    global const float *k_re = rows, *k_im = rows + kn, *p_re = rows + 2 * kn, *p_im = rows + 2 * kn + pn;
+    global const float2 *tw_row = tw + (size_t)fy * (size_t)(2 * th + 1);
+    float8 phi = 1.0f, pr, pi;
     if (decorrelate) {
-        float2 kk = k[i];
-        float den = s2i + (kk.x * kk.x + kk.y * kk.y) * s2t;
-        phi = den > 0.0f ? sqrt((s2i + ksum * ksum * s2t) / den) : 1.0f;
+        float8 kr, ki;
+        al_small_spectrum(k_re, k_im, k_half, rpitch, fx0, tw_row, th, &kr, &ki);
+        float8 den = s2i + (kr * kr + ki * ki) * s2t;
+        phi = select((float8)1.0f, sqrt((s2i + ksum * ksum * s2t) / den), den > 0.0f);
     }
-    float2 dv = d[i] * phi, pv = p[i] * phi;
-    d[i] = dv;
-    p[i] = pv;
-    k[i] = (float2)(dv.x * pv.x + dv.y * pv.y, dv.y * pv.x - dv.x * pv.y);
+    al_small_spectrum(p_re, p_im, p_half, rpitch, fx0, tw_row, th, &pr, &pi);
+    pr *= phi;
+    pi *= phi;
+    float dre[8], dim[8], vpr[8], vpi[8], vph[8];
+    vstore8(pr, 0, vpr);
+    vstore8(pi, 0, vpi);
+    vstore8(phi, 0, vph);
+    size_t row = (size_t)fy * (size_t)nxh;
+    for (int l = 0; l < 8 && fx0 + l < nxh; l++) {
+        size_t q = 2 * (row + (size_t)(fx0 + l));
+        dre[l] = d[q] * vph[l];
+        dim[l] = d[q + 1] * vph[l];
+        d[q] = dre[l];
+        d[q + 1] = dim[l];
+        p[q] = vpr[l];
+        p[q + 1] = vpi[l];
+        k[q] = dre[l] * vpr[l] + dim[l] * vpi[l];
+        k[q + 1] = dim[l] * vpr[l] - dre[l] * vpi[l];
+    }
 }
 
 /* Back from the padded planes (src: D', filt: the matched filter of D'):

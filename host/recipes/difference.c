@@ -304,10 +304,12 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
     if (st == CLRED_OK && (ni.width != ri.width || ni.height != ri.height))
         st = clred_fail(CLRED_ERR_INPUT, "%s is %zu x %zu, %s is %zu x %zu: align them onto one grid first", new_path,
                         ni.width, ni.height, ref_path, ri.width, ri.height);
+    /* views of the host arrays where the device shares host memory (no copy); ni and ri outlive them and
+     * are only read meanwhile */
     if (st == CLRED_OK)
-        st = clred_dimage_upload(ctx, &ni, &dn);
+        st = clred_dimage_borrow(ctx, &ni, &dn);
     if (st == CLRED_OK)
-        st = clred_dimage_upload(ctx, &ri, &dr);
+        st = clred_dimage_borrow(ctx, &ri, &dr);
     if (st == CLRED_OK)
         st = get_psf(ctx, j->new_psf, dn, j, "new", &pn);
     if (st == CLRED_OK)

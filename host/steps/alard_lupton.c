@@ -346,11 +346,15 @@ static void kernel_from(const al_state *s, const double *kl, double x, double y,
     int nk = al_nterms(s->ko), nt = s->basis.ksize * s->basis.ksize;
     double p[10];
     al_poly(s->ko, x, y, s->w, s->h, p);
-    for (int t = 0; t < nt; t++) {
-        double v = 0;
-        for (int l = 0; l < nk; l++)
-            v += p[l] * kl[(size_t)l * nt + t];
-        k[t] = v;
+    /* term by term, so the inner loop runs over contiguous taps (it vectorises; the host does this for
+     * every block) */
+    for (int t = 0; t < nt; t++)
+        k[t] = p[0] * kl[t];
+    for (int l = 1; l < nk; l++) {
+        const double *src = kl + (size_t)l * nt;
+        double pl = p[l];
+        for (int t = 0; t < nt; t++)
+            k[t] += pl * src[t];
     }
 }
 
@@ -561,6 +565,53 @@ static clred_status solution_products(al_state *s, const clred_al_opts *o, clred
     return CLRED_OK;
 }
 
+/* unit[m] = e^{-2 pi i m / n}, m < n, in double (interleaved re, im). */
+static double *unit_roots(size_t n)
+{
+    double *w = malloc(2 * n * sizeof *w);
+    for (size_t m = 0; w && m < n; m++) {
+        double a = -2.0 * M_PI * (double)m / (double)n;
+        w[2 * m] = cos(a);
+        w[2 * m + 1] = sin(a);
+    }
+    return w;
+}
+
+/* The row transforms al_small_spectrum sums (kernels/al.cl): rows[v][fx] =
+ * sum_u img(u, v) e^{-2 pi i fx (u - h) / nx} for fx < nxh, in double
+ * (unit: unit_roots(nx)), stored as floats, real and imaginary parts apart,
+ * rows of rpitch (the bins past nxh 0). */
+static void small_rows(const float *img, int size, const double *unit, size_t nx, size_t nxh, size_t rpitch,
+                       float *re, float *im)
+{
+    int h = size / 2; /* 2h + 1 rows (an even size's missing last row and column are 0) */
+    for (int v = 0; v <= 2 * h; v++)
+        for (size_t fx = 0; fx < rpitch; fx++) {
+            double sr = 0, si = 0;
+            for (int u = 0; u < size && v < size && fx < nxh; u++) {
+                long long m = ((long long)fx * (u - h)) % (long long)nx;
+                size_t q = (size_t)(m < 0 ? m + (long long)nx : m);
+                double a = img[v * size + u];
+                sr += a * unit[2 * q];
+                si += a * unit[2 * q + 1];
+            }
+            re[(size_t)v * rpitch + fx] = (float)sr;
+            im[(size_t)v * rpitch + fx] = (float)si;
+        }
+}
+
+/* tw[fy][j + th] = e^{-2 pi i fy j / ny}, |j| <= th (unit: unit_roots(ny)). */
+static void column_twiddles(const double *unit, size_t ny, int th, cl_float2 *tw)
+{
+    for (size_t fy = 0; fy < ny; fy++)
+        for (int j = -th; j <= th; j++) {
+            long long m = ((long long)fy * j) % (long long)ny;
+            size_t q = (size_t)(m < 0 ? m + (long long)ny : m);
+            tw[fy * (size_t)(2 * th + 1) + (size_t)(j + th)].s[0] = (float)unit[2 * q];
+            tw[fy * (size_t)(2 * th + 1) + (size_t)(j + th)].s[1] = (float)unit[2 * q + 1];
+        }
+}
+
 /* Through the FFT layer: DMTN-021's decorrelation (when asked), D' = D * phi
  * with phi^ = sqrt((s2i + ksum^2 s2t) / (s2i + |K^|^2 s2t)), the kernel K taken
  * at the image's centre; the PSF of D' is P' = P * phi; and the detection
@@ -574,14 +625,26 @@ static clred_status fourier(al_state *s, const clred_al_opts *o, float norm, clr
     size_t pitch = clred_fft_pitch(nx), bytes = clred_fft_bytes(nx, ny, 1);
     clred_fft_plan *plan;
     CLRED_TRY(clred_fft_plan_cached(ctx, o->backend, nx, ny, 1, &plan));
+    size_t nxh = nx / 2 + 1, rpitch = (nxh + 7) / 8 * 8;
+    int khalf = ks / 2, th = khalf > phalf ? khalf : phalf;
+    size_t kr_n = (size_t)(2 * khalf + 1) * rpitch, pr_n = (size_t)(2 * phalf + 1) * rpitch;
     float *kimg = malloc((size_t)ks * ks * sizeof *kimg), *pw = malloc((size_t)psize * psize * sizeof *pw);
-    if (!kimg || !pw) {
-        free(kimg);
-        free(pw);
-        return clred_fail(CLRED_ERR_MEMORY, "out of memory");
+    double *unit_x = unit_roots(nx), *unit_y = unit_roots(ny);
+    /* the kernel's rows, real then imaginary parts, then the PSF's likewise */
+    float *rows = malloc(2 * (kr_n + pr_n) * sizeof *rows);
+    cl_float2 *tw = malloc(ny * (size_t)(2 * th + 1) * sizeof *tw);
+    cl_mem dplane = NULL, kplane = NULL, pplane = NULL, rbuf = NULL, twbuf = NULL, pwbuf = NULL;
+    clred_status st = CLRED_OK;
+    if (!kimg || !pw || !unit_x || !unit_y || !rows || !tw)
+        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for the Fourier step");
+    if (st == CLRED_OK)
+        st = kernel_image(s, 0.5 * (s->w - 1), 0.5 * (s->h - 1), kimg);
+    /* K^ and P^ from their small images directly (al_small_spectrum), not by two forward FFTs of the plane */
+    if (st == CLRED_OK) {
+        small_rows(kimg, ks, unit_x, nx, nxh, rpitch, rows, rows + kr_n);
+        small_rows(out->psf_diff.data, psize, unit_x, nx, nxh, rpitch, rows + 2 * kr_n, rows + 2 * kr_n + pr_n);
+        column_twiddles(unit_y, ny, th, tw);
     }
-    cl_mem dplane = NULL, kplane = NULL, pplane = NULL, kbuf = NULL, pbuf = NULL, pwbuf = NULL;
-    clred_status st = kernel_image(s, 0.5 * (s->w - 1), 0.5 * (s->h - 1), kimg);
     if (st == CLRED_OK)
         st = clred_pool_take(ctx, bytes, "AL Fourier plane", &dplane);
     if (st == CLRED_OK)
@@ -590,9 +653,9 @@ static clred_status fourier(al_state *s, const clred_al_opts *o, float norm, clr
         st = clred_pool_take(ctx, bytes, "AL Fourier plane", &pplane);
     cl_mem_flags ro = CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR;
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, ro, (size_t)ks * ks * sizeof(float), kimg, &kbuf, "AL kernel");
+        st = clred_buffer(ctx, ro, 2 * (kr_n + pr_n) * sizeof *rows, rows, &rbuf, "AL kernel and PSF rows");
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, ro, (size_t)psize * psize * sizeof(float), out->psf_diff.data, &pbuf, "AL PSF");
+        st = clred_buffer(ctx, ro, ny * (size_t)(2 * th + 1) * sizeof *tw, tw, &twbuf, "AL column twiddles");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, CL_MEM_WRITE_ONLY, (size_t)psize * psize * sizeof(float), NULL, &pwbuf, "AL PSF'");
     if (st == CLRED_OK && o->decorrelate)
@@ -610,33 +673,20 @@ static clred_status fourier(al_state *s, const clred_al_opts *o, float norm, clr
                         CLRED_ARG(dplane), (size_t)0);
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "al_pad", 2, gp);
-    cl_mem wrap_src[2] = {kbuf, pbuf}, wrap_dst[2] = {kplane, pplane};
-    int wrap_size[2] = {ks, psize};
-    for (int i = 0; i < 2 && st == CLRED_OK; i++) {
-        st = clred_kernel(ctx, "zogy", NULL, "zogy_wrap_psf", &k);
-        if (st == CLRED_OK)
-            st = clred_args(k, "zogy_wrap_psf", CLRED_ARG(wrap_src[i]), CLRED_ARG(wrap_size[i]), CLRED_ARG(wrap_dst[i]),
-                            CLRED_ARG(ip), CLRED_ARG(inx), CLRED_ARG(iny), (size_t)0);
-        if (st == CLRED_OK)
-            st = clred_run_tiled(ctx, k, "zogy_wrap_psf", 2, gp);
-    }
     if (st == CLRED_OK)
         st = clred_fft_forward(ctx, plan, dplane);
-    if (st == CLRED_OK)
-        st = clred_fft_forward(ctx, plan, kplane);
-    if (st == CLRED_OK)
-        st = clred_fft_forward(ctx, plan, pplane);
-    cl_uint nbin = (cl_uint)((nx / 2 + 1) * ny);
     float s2i = s->ii.var0, s2t = s->ti.var0, ksum = (float)out->ksum;
-    int dec = o->decorrelate ? 1 : 0;
+    int dec = o->decorrelate ? 1 : 0, inxh = (int)nxh, irp = (int)rpitch;
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "al", NULL, "al_fourier", &k);
     if (st == CLRED_OK)
-        st = clred_args(k, "al_fourier", CLRED_ARG(dplane), CLRED_ARG(kplane), CLRED_ARG(pplane), CLRED_ARG(nbin),
+        st = clred_args(k, "al_fourier", CLRED_ARG(dplane), CLRED_ARG(kplane), CLRED_ARG(pplane), CLRED_ARG(inxh),
+                        CLRED_ARG(iny), CLRED_ARG(rbuf), CLRED_ARG(khalf), CLRED_ARG(phalf), CLRED_ARG(irp),
+                        CLRED_ARG(twbuf), CLRED_ARG(th),
                         CLRED_ARG(s2i), CLRED_ARG(s2t), CLRED_ARG(ksum), CLRED_ARG(dec), (size_t)0);
-    size_t gb = nbin;
+    size_t gb[2] = {(nxh + 7) / 8, ny};
     if (st == CLRED_OK)
-        st = clred_run_tiled(ctx, k, "al_fourier", 1, &gb);
+        st = clred_run_tiled(ctx, k, "al_fourier", 2, gb);
     if (st == CLRED_OK && dec)
         st = clred_fft_inverse(ctx, plan, dplane);
     if (st == CLRED_OK)
@@ -693,8 +743,12 @@ static clred_status fourier(al_state *s, const clred_al_opts *o, float norm, clr
         st = clred_sync(ctx);
     free(kimg);
     free(pw);
-    clred_release(&kbuf);
-    clred_release(&pbuf);
+    free(unit_x);
+    free(unit_y);
+    free(rows);
+    free(tw);
+    clred_release(&rbuf);
+    clred_release(&twbuf);
     clred_release(&pwbuf);
     if (dplane)
         clred_pool_give(ctx, &dplane, bytes);
