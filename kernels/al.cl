@@ -168,6 +168,58 @@ kernel void al_stamp_check(global const float *i_sci, global const ushort *i_mas
     nbad[s] = bad;
 }
 
+/* The kernel of each block (work-items: tap t, block b): kern[b][t] =
+ * sum_l poly[b][l] kl[l][t], the spatial components kl weighted by their
+ * polynomials at the block's centre (host-made, nk per block). */
+kernel void al_block_kernels(global const float *kl, global const float *poly, const int nk, const int ntaps,
+                             const int nblocks, global float *kern)
+{
+    int t = get_global_id(0), b = get_global_id(1);
+    if (t >= ntaps || b >= nblocks)
+        return;
+    global const float *pb = poly + (size_t)b * (size_t)nk;
+    float v = pb[0] * kl[t];
+    for (int l = 1; l < nk; l++)
+        v = fma(pb[l], kl[(size_t)l * (size_t)ntaps + (size_t)t], v);
+    kern[(size_t)b * (size_t)ntaps + (size_t)t] = v;
+}
+
+/* Per block: the half-width of the square outside which the kernel's rings
+ * hold at most tail of sum K^2 (AL_VAR_TAIL; al_convolve leaves them out of
+ * the variance): rings dropped from the outside in while the dropped sum
+ * stays within tail sum K^2. */
+kernel void al_block_var_hw(global const float *kern, const int hw, const int nblocks, const float tail,
+                            global int *var_hw)
+{
+    int b = get_global_id(0);
+    if (b >= nblocks)
+        return;
+    int ks = 2 * hw + 1;
+    global const float *k = kern + (size_t)b * (size_t)(ks * ks);
+    float total = 0.0f;
+    for (int t = 0; t < ks * ks; t++)
+        total = fma(k[t], k[t], total);
+    float out = 0.0f;
+    int vh = hw;
+    while (vh > 0) {
+        /* ring vh: rows -vh and vh whole, columns -vh and vh between them */
+        float ring = 0.0f;
+        for (int u = -vh; u <= vh; u++) {
+            float a = k[(hw - vh) * ks + hw + u], c = k[(hw + vh) * ks + hw + u];
+            ring = fma(a, a, fma(c, c, ring));
+        }
+        for (int v = -vh + 1; v <= vh - 1; v++) {
+            float a = k[(hw + v) * ks + hw - vh], c = k[(hw + v) * ks + hw + vh];
+            ring = fma(a, a, fma(c, c, ring));
+        }
+        if (out + ring > tail * total)
+            break;
+        out += ring;
+        vh--;
+    }
+    var_hw[b] = vh;
+}
+
 /* What the convolution reads, so that its inner loop is plain arithmetic:
  * tz = T less its level where T is usable, else 0; vz = T's variance there,
  * else 0; bad = 0x10000 | T's ignored mask bits where T is unusable, else 0. */

@@ -358,65 +358,68 @@ static void kernel_from(const al_state *s, const double *kl, double x, double y,
     }
 }
 
-/* The half-width of the square of k (ksize^2, half-width hw) outside which
- * the rings hold at most AL_VAR_TAIL of sum k^2. */
-static int var_half_width(const double *k, int hw)
-{
-    double ring[256] = {0}, total = 0;
-    int ks = 2 * hw + 1;
-    for (int v = -hw; v <= hw; v++)
-        for (int u = -hw; u <= hw; u++) {
-            double q = k[(v + hw) * ks + u + hw];
-            int r = abs(u) > abs(v) ? abs(u) : abs(v);
-            ring[r < 255 ? r : 255] += q * q;
-            total += q * q;
-        }
-    if (hw > 255)
-        return hw;
-    double out = 0;
-    int vh = hw;
-    while (vh > 0 && out + ring[vh] <= AL_VAR_TAIL * total)
-        out += ring[vh--];
-    return vh;
-}
-
-/* The per-block kernels (summed on the host in double, a few hundred
- * thousand values) and the convolution into out's planes. */
+/* The per-block kernels (on the device, from the spatial components) and the convolution into out's planes. */
 static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, float norm, clred_al_result *out)
 {
     clred_ctx *ctx = s->ctx;
     int B = o->block > 0 ? o->block : 16, nb = s->basis.nbasis, ntaps = s->basis.ksize * s->basis.ksize;
     int nbx = (int)((s->w + B - 1) / B), nby = (int)((s->h + B - 1) / B), nblocks = nbx * nby;
-    float *kern = malloc((size_t)nblocks * ntaps * sizeof *kern);
-    cl_int *vhw = malloc((size_t)nblocks * sizeof *vhw);
-    double *kl = NULL, *k1 = malloc((size_t)ntaps * sizeof *k1);
+    double *kl = NULL;
     float bg[6] = {0, 0, 0, 0, 0, 0};
     int nk = al_nterms(s->ko), nbg = al_nterms(s->bo);
     for (int m = 0; m < nbg; m++)
         bg[m] = (float)s->coef[1 + (size_t)(nb - 1) * nk + m];
-    cl_mem c_kern = NULL, c_bg = NULL, c_vhw = NULL;
+    /* the spatial components and each block's polynomial weights (small); the blocks' kernels (nblocks x
+     * ntaps, tens of MB) are made on the device */
+    float *klf = malloc((size_t)nk * ntaps * sizeof *klf), *poly = malloc((size_t)nblocks * nk * sizeof *poly);
+    size_t kbytes = (size_t)nblocks * ntaps * sizeof(float), vbytes = (size_t)nblocks * sizeof(cl_int);
+    cl_mem c_kern = NULL, c_bg = NULL, c_vhw = NULL, c_kl = NULL, c_poly = NULL;
     clred_status st = CLRED_OK;
-    if (!kern || !k1 || !vhw) {
+    if (!klf || !poly) {
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %d kernel blocks", nblocks);
         goto done;
     }
     if ((st = spatial_components(s, &kl)) != CLRED_OK)
         goto done;
+    for (size_t t = 0; t < (size_t)nk * ntaps; t++)
+        klf[t] = (float)kl[t];
     for (int by = 0; by < nby; by++)
         for (int bx = 0; bx < nbx; bx++) {
             double x = fmin(bx * B + 0.5 * (B - 1), (double)s->w - 1), y = fmin(by * B + 0.5 * (B - 1), (double)s->h - 1);
-            kernel_from(s, kl, x, y, k1);
-            float *dst = kern + ((size_t)by * nbx + bx) * ntaps;
-            for (int t = 0; t < ntaps; t++)
-                dst[t] = (float)k1[t];
-            vhw[(size_t)by * nbx + bx] = var_half_width(k1, s->basis.hw);
+            double p[10];
+            al_poly(s->ko, x, y, s->w, s->h, p);
+            for (int l = 0; l < nk; l++)
+                poly[((size_t)by * nbx + bx) * nk + l] = (float)p[l];
         }
     cl_mem_flags ro = CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR;
-    st = clred_buffer(ctx, ro, (size_t)nblocks * ntaps * sizeof(float), kern, &c_kern, "AL block kernels");
+    st = clred_buffer(ctx, ro, (size_t)nk * ntaps * sizeof *klf, klf, &c_kl, "AL kernel components");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, ro, (size_t)nblocks * nk * sizeof *poly, poly, &c_poly, "AL block polynomials");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, ro, sizeof bg, bg, &c_bg, "AL background");
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, ro, (size_t)nblocks * sizeof *vhw, vhw, &c_vhw, "AL variance half-widths");
+        st = clred_pool_take(ctx, kbytes, "AL block kernels", &c_kern);
+    if (st == CLRED_OK)
+        st = clred_pool_take(ctx, vbytes, "AL variance half-widths", &c_vhw);
+    cl_kernel k;
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "al", NULL, "al_block_kernels", &k);
+    if (st == CLRED_OK)
+        st = clred_args(k, "al_block_kernels", CLRED_ARG(c_kl), CLRED_ARG(c_poly), CLRED_ARG(nk), CLRED_ARG(ntaps),
+                        CLRED_ARG(nblocks), CLRED_ARG(c_kern), (size_t)0);
+    size_t gk[2] = {(size_t)ntaps, (size_t)nblocks};
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "al_block_kernels", 2, gk);
+    float tail = (float)AL_VAR_TAIL;
+    int khw = s->basis.hw;
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "al", NULL, "al_block_var_hw", &k);
+    if (st == CLRED_OK)
+        st = clred_args(k, "al_block_var_hw", CLRED_ARG(c_kern), CLRED_ARG(khw), CLRED_ARG(nblocks), CLRED_ARG(tail),
+                        CLRED_ARG(c_vhw), (size_t)0);
+    size_t gv = (size_t)nblocks;
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "al_block_var_hw", 1, &gv);
     size_t npix = s->w * s->h, fbytes = npix * sizeof(float), ubytes = npix * sizeof(cl_uint);
     cl_mem tz = NULL, vz = NULL, bad = NULL, tmp = NULL;
     if (st == CLRED_OK)
@@ -432,7 +435,6 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
     side_args(&s->ti, &tsci, &tvar, &tmask, &tflags);
     side_args(&s->ii, &isci, &ivar, &imask, &iflags);
     cl_ushort ig = o->ignore_bits;
-    cl_kernel k;
     cl_uint n = (cl_uint)npix;
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "al", NULL, "al_prep", &k);
@@ -486,13 +488,16 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
     if (tmp)
         clred_pool_give(ctx, &tmp, ubytes);
 done:
-    clred_release(&c_kern);
+    if (c_kern)
+        clred_pool_give(ctx, &c_kern, kbytes);
+    if (c_vhw)
+        clred_pool_give(ctx, &c_vhw, vbytes);
     clred_release(&c_bg);
-    clred_release(&c_vhw);
-    free(kern);
-    free(vhw);
+    clred_release(&c_kl);
+    clred_release(&c_poly);
+    free(klf);
+    free(poly);
     free(kl);
-    free(k1);
     return st;
 }
 
