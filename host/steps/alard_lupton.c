@@ -6,6 +6,8 @@
  * grown by the kernel's footprint, and optionally Rubin's decorrelation
  * (DMTN-021) of the difference through the FFT layer. */
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,9 +172,47 @@ static clred_status pick_stamps(clred_ctx *ctx, const clred_dimage *ref, double 
     return CLRED_OK;
 }
 
+/* The Fourier step's FFT plan, made on a thread while the stamps, the fit
+ * and the convolution run: making it (VkFFT's kernels built) is host work
+ * of a few tenths of a second on POCL. Nothing else touches the context's
+ * plan cache until plan_ahead_join. */
+typedef struct {
+    clred_ctx *ctx;
+    clred_fft_backend backend;
+    size_t nx, ny;
+    pthread_t thread;
+    int started;
+} plan_ahead;
+
+static void *plan_ahead_run(void *arg)
+{
+    plan_ahead *p = arg;
+    clred_fft_plan *plan;
+    /* a failure is left for the Fourier step, which asks the cache again and reports it */
+    if (clred_fft_plan_cached(p->ctx, p->backend, p->nx, p->ny, 1, &plan) != CLRED_OK)
+        clred_clear_error();
+    return NULL;
+}
+
+static void plan_ahead_join(plan_ahead *p)
+{
+    if (p->started)
+        pthread_join(p->thread, NULL);
+    p->started = 0;
+}
+
+/* The padded FFT size of the Fourier step: the image plus the larger of the kernel and the PSF. */
+static void fourier_size(size_t w, size_t h, int ks, int psize, size_t *nx, size_t *ny)
+{
+    size_t pad = (size_t)(ks > psize ? ks : psize);
+    *nx = clred_fft_good_size(w + pad);
+    *ny = clred_fft_good_size(h + pad);
+}
+
 typedef struct {
     clred_ctx *ctx;
     size_t w, h;
+    plan_ahead plan;
     al_side ti, ii;
     al_basis basis;
     int r, ko, bo;
@@ -184,6 +224,7 @@ typedef struct {
 
 static void state_free(al_state *s)
 {
+    plan_ahead_join(&s->plan);
     al_basis_free(&s->basis);
     free(s->coef);
     free(s->cx);
@@ -625,8 +666,9 @@ static clred_status fourier(al_state *s, const clred_al_opts *o, float norm, clr
 {
     clred_ctx *ctx = s->ctx;
     int ks = s->basis.ksize, psize = (int)out->psf_diff.size, phalf = psize / 2;
-    size_t pad = (size_t)(ks > psize ? ks : psize);
-    size_t nx = clred_fft_good_size(s->w + pad), ny = clred_fft_good_size(s->h + pad);
+    size_t nx, ny;
+    fourier_size(s->w, s->h, ks, psize, &nx, &ny);
+    plan_ahead_join(&s->plan);
     size_t pitch = clred_fft_pitch(nx), bytes = clred_fft_bytes(nx, ny, 1);
     clred_fft_plan *plan;
     CLRED_TRY(clred_fft_plan_cached(ctx, o->backend, nx, ny, 1, &plan));
@@ -859,6 +901,13 @@ clred_status clred_subtract_al_dev(clred_ctx *ctx, const clred_dimage *new_img, 
     out->sigma_new = sig_n;
     out->sigma_ref = sig_r;
     st = al_basis_build(o->ngauss, sig, o->gauss_deg, hw, &s.basis);
+    const clred_psf *pd = conv_ref ? psf_new : psf_ref;
+    if (st == CLRED_OK && pd && pd->data) {
+        s.plan.ctx = ctx;
+        s.plan.backend = o->backend;
+        fourier_size(s.w, s.h, s.basis.ksize, (int)pd->size, &s.plan.nx, &s.plan.ny);
+        s.plan.started = pthread_create(&s.plan.thread, NULL, plan_ahead_run, &s.plan) == 0;
+    }
     if (st == CLRED_OK)
         st = pick_stamps(ctx, ref, fwhm_r, o, hw, s.r, &s.cx, &s.cy, &s.ns);
     int nv = s.basis.nbasis + 2;
