@@ -511,8 +511,8 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
                         CLRED_ARG(dsci), CLRED_ARG(dvar), CLRED_ARG(dmask), CLRED_ARG(conv), CLRED_ARG(score),
                         CLRED_ARG(smask), (size_t)0);
     }
-    /* 8 pixels of a row per work-item */
-    size_t g[2] = {(s->w + 7) / 8, s->h};
+    /* 8 pixels of two rows per work-item */
+    size_t g[2] = {(s->w + 7) / 8, (s->h + 1) / 2};
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "al_convolve", 2, g);
     /* the kernels may still run: the buffers are released after the queue is done with them */
