@@ -335,8 +335,8 @@ static void dft_lines(double complex *a, int n, size_t st, int count, size_t dis
         double complex *x = a + (size_t)c * dist;
         for (int k = 0; k < n; k++) {
             double complex acc = 0;
-            for (int j = 0; j < n; j++)
-                acc += x[(size_t)j * st] * w[(size_t)j * k % (size_t)n];
+            for (int j = 0, q = 0; j < n; j++, q = q + k >= n ? q + k - n : q + k) /* q = j k mod n */
+                acc += x[(size_t)j * st] * w[q];
             t[k] = acc;
         }
         for (int k = 0; k < n; k++)
