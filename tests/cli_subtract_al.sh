@@ -47,11 +47,11 @@ expect_rc 0 "--ko 1 --ko-fixed" "$BIN" subtract pair/new.fits pair/ref.fits -o d
     --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits --ko 1 --ko-fixed --json
 check "the order used in the header" grep -aq 'ALKORD  =                    0' diff3.fits
 check "no DECORR without --decorrelate" sh -c "! grep -aq \"EXTNAME = 'DECORR\" diff2.fits"
-expect_rc 0 "--planes conv,score" "$BIN" subtract pair/new.fits pair/ref.fits -o diff3.fits --method al \
+expect_rc 0 "--planes conv,score" "$BIN" subtract pair/new.fits pair/ref.fits -o diff_planes.fits --method al \
     --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits --decorrelate --planes conv,score
-check "--planes conv,score: CONV and SCORE, no DETECT or DECORR" sh -c "grep -aq \"EXTNAME = 'CONV\" diff3.fits && \
-    grep -aq \"EXTNAME = 'SCORE\" diff3.fits && ! grep -aq \"EXTNAME = 'DETECT\" diff3.fits && \
-    ! grep -aq \"EXTNAME = 'DECORR\" diff3.fits && grep -aq \"EXTNAME = 'MASK\" diff3.fits"
+check "--planes conv,score: CONV and SCORE, no DETECT or DECORR" sh -c "grep -aq \"EXTNAME = 'CONV\" diff_planes.fits && \
+    grep -aq \"EXTNAME = 'SCORE\" diff_planes.fits && ! grep -aq \"EXTNAME = 'DETECT\" diff_planes.fits && \
+    ! grep -aq \"EXTNAME = 'DECORR\" diff_planes.fits && grep -aq \"EXTNAME = 'MASK\" diff_planes.fits"
 
 expect_rc 2 "--kernel-out needs --method al" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --kernel-out k.fits
 expect_rc 2 "--ko out of range" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --method al --ko 4
