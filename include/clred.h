@@ -2567,6 +2567,8 @@ typedef struct clred_subtract_job {
     clred_zogy_opts zogy;
     clred_al_opts al;                  /* for method AL */
     const char *kernel_out;            /* AL: the kernel solution (clred_al_kernel_write); NULL = none */
+    unsigned al_planes;                /* AL: the planes written after SCI, VAR and MASK, CLRED_AL_WRITE_* (default
+                                          CLRED_AL_WRITE_DEFAULT) */
     clred_cand_opts cand;
     const char *candidates;            /* candidate catalog: .csv, .json, else a FITS table; NULL = none */
     const char *cutouts;               /* cutouts of each candidate (clred_cutouts_write); NULL = none */
@@ -2576,6 +2578,16 @@ typedef struct clred_subtract_job {
     const char *psf_out;               /* the difference's PSF written here; NULL = none */
     int overwrite;
 } clred_subtract_job;
+
+/* AL's optional planes of the difference file (clred_subtract_job.al_planes); a
+ * plane the result lacks (no PSFs: no DETECT; not decorrelated: no DECORR) is
+ * not written. */
+#define CLRED_AL_WRITE_CONV    0x1u /* CONV: the convolved image */
+#define CLRED_AL_WRITE_SCORE   0x2u /* SCORE: D / sigma per pixel */
+#define CLRED_AL_WRITE_DETECT  0x4u /* DETECT: the PSF-matched S/N the candidates come from */
+#define CLRED_AL_WRITE_DECORR  0x8u /* DECORR and DECORRVAR: the decorrelated difference and its variance */
+#define CLRED_AL_WRITE_DEFAULT (CLRED_AL_WRITE_DETECT | CLRED_AL_WRITE_DECORR)
+#define CLRED_AL_WRITE_ALL     0xfu
 
 typedef struct {
     double f_d, f_s, sigma_n, sigma_r, d_off, bkg_n, bkg_r;
@@ -2599,9 +2611,11 @@ CLRED_API clred_subtract_job clred_subtract_job_defaults(void);
  * device, finds candidates, and writes out_path: SCI = D / F_D, VAR, MASK and
  * the planes SCORR, FLUX (S / F_S) and FLUXVAR; then the catalog, the cutouts
  * and P_D as asked. With method AL (clred_subtract_al_dev): SCI = D, VAR,
- * MASK, CONV (the convolved image), SCORE (D / sigma, of the decorrelated
- * difference when job->al.decorrelate), DETECT (the PSF-matched S/N) and,
- * when decorrelated, DECORR and DECORRVAR; candidates on DETECT, measured on
+ * MASK, then the planes of job->al_planes that the result has: CONV (the
+ * convolved image), SCORE (D / sigma, of the decorrelated difference when
+ * job->al.decorrelate), DETECT (the PSF-matched S/N) and, when decorrelated,
+ * DECORR and DECORRVAR (by default DETECT, DECORR and DECORRVAR; the file is
+ * written while the candidates are found); candidates on DETECT, measured on
  * the (decorrelated) difference with its PSF; the kernel solution to job->kernel_out; psf_out receives the
  * difference's PSF. Every output is checked before any work; report may be NULL. */
 CLRED_API clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const char *ref_path,

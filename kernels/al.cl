@@ -168,6 +168,58 @@ kernel void al_stamp_check(global const float *i_sci, global const ushort *i_mas
     nbad[s] = bad;
 }
 
+/* The kernel of each block (work-items: tap t, block b): kern[b][t] =
+ * sum_l poly[b][l] kl[l][t], the spatial components kl weighted by their
+ * polynomials at the block's centre (host-made, nk per block). */
+kernel void al_block_kernels(global const float *kl, global const float *poly, const int nk, const int ntaps,
+                             const int nblocks, global float *kern)
+{
+    int t = get_global_id(0), b = get_global_id(1);
+    if (t >= ntaps || b >= nblocks)
+        return;
+    global const float *pb = poly + (size_t)b * (size_t)nk;
+    float v = pb[0] * kl[t];
+    for (int l = 1; l < nk; l++)
+        v = fma(pb[l], kl[(size_t)l * (size_t)ntaps + (size_t)t], v);
+    kern[(size_t)b * (size_t)ntaps + (size_t)t] = v;
+}
+
+/* Per block: the half-width of the square outside which the kernel's rings
+ * hold at most tail of sum K^2 (AL_VAR_TAIL; al_convolve leaves them out of
+ * the variance): rings dropped from the outside in while the dropped sum
+ * stays within tail sum K^2. */
+kernel void al_block_var_hw(global const float *kern, const int hw, const int nblocks, const float tail,
+                            global int *var_hw)
+{
+    int b = get_global_id(0);
+    if (b >= nblocks)
+        return;
+    int ks = 2 * hw + 1;
+    global const float *k = kern + (size_t)b * (size_t)(ks * ks);
+    float total = 0.0f;
+    for (int t = 0; t < ks * ks; t++)
+        total = fma(k[t], k[t], total);
+    float out = 0.0f;
+    int vh = hw;
+    while (vh > 0) {
+        /* ring vh: rows -vh and vh whole, columns -vh and vh between them */
+        float ring = 0.0f;
+        for (int u = -vh; u <= vh; u++) {
+            float a = k[(hw - vh) * ks + hw + u], c = k[(hw + vh) * ks + hw + u];
+            ring = fma(a, a, fma(c, c, ring));
+        }
+        for (int v = -vh + 1; v <= vh - 1; v++) {
+            float a = k[(hw + v) * ks + hw - vh], c = k[(hw + v) * ks + hw + vh];
+            ring = fma(a, a, fma(c, c, ring));
+        }
+        if (out + ring > tail * total)
+            break;
+        out += ring;
+        vh--;
+    }
+    var_hw[b] = vh;
+}
+
 /* What the convolution reads, so that its inner loop is plain arithmetic:
  * tz = T less its level where T is usable, else 0; vz = T's variance there,
  * else 0; bad = 0x10000 | T's ignored mask bits where T is unusable, else 0. */
@@ -218,8 +270,9 @@ kernel void al_grow(global const uint *in, const int width, const int height, co
 }
 
 /* The spatially varying convolution and the difference, with the kernel of
- * each pixel's block, 8 pixels of a row per work-item (8 independent sums
- * per tap: vector arithmetic on a CPU, and one kernel value read per 8 pixels):
+ * each pixel's block, 8 pixels of each of two rows per work-item (8
+ * independent sums per tap: vector arithmetic on a CPU, one kernel value read
+ * per 8 pixels, and each T row read once for both rows):
  *   C = sum K tz + B(x, y)          (B: the background polynomial, bg[6] over
  *                                    xs = 2 x / (w - 1) - 1, ys likewise: 1, xs, ys, xs^2, xs ys, ys^2)
  *   D = sign (I - C) / norm, VAR = (var_I + sum K^2 vz) / norm^2,
@@ -229,7 +282,7 @@ kernel void al_grow(global const uint *in, const int width, const int height, co
  * A pixel whose kernel footprint leaves the image is EDGE | NO_DATA; one whose
  * footprint meets an unusable T pixel (grown != 0), or an unusable I pixel,
  * is NO_DATA (with those T pixels' ignored bits); D, VAR and score are NaN
- * there. The 8 pixels take the vector path when all are inside the border
+ * there. The 8 pixels take the vector paths when all are inside the border
  * band and in one block; the others (near the border) go one by one. */
 inline void al_conv_one(global const float *tz, global const float *vz, global const float *k, int hw, int vh,
                         int width, int x, int y, float *c, float *cv)
@@ -250,6 +303,108 @@ inline void al_conv_one(global const float *tz, global const float *vz, global c
     *cv = vacc;
 }
 
+/* 8 pixels of row y, all inside the border band and in one block (kb): the
+ * vector path, four sums per plane (taps u mod 4): independent chains of
+ * additions, enough to keep a CPU's FMA units busy through their latency. */
+inline void al_conv_row8(global const float *tz, global const float *vz, global const float *k, int hw, int vh,
+                         int width, int x0, int y, float *c, float *cv)
+{
+    int ksize = 2 * hw + 1;
+    float8 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, v0 = 0.0f, v1 = 0.0f, v2 = 0.0f, v3 = 0.0f;
+    for (int v = -hw; v <= hw; v++) {
+        size_t row = (size_t)(y - v) * (size_t)width + (size_t)x0;
+        global const float *kr = k + (v + hw) * ksize + hw;
+        global const float *tr = tz + row, *vr = vz + row;
+        int u = -hw;
+        for (; u + 3 <= hw; u += 4) {
+            a0 = fma((float8)kr[u], vload8(0, tr - u), a0);
+            a1 = fma((float8)kr[u + 1], vload8(0, tr - u - 1), a1);
+            a2 = fma((float8)kr[u + 2], vload8(0, tr - u - 2), a2);
+            a3 = fma((float8)kr[u + 3], vload8(0, tr - u - 3), a3);
+        }
+        for (; u <= hw; u++)
+            a0 = fma((float8)kr[u], vload8(0, tr - u), a0);
+        if (v < -vh || v > vh)
+            continue;
+        for (u = -vh; u + 3 <= vh; u += 4) {
+            v0 = fma((float8)(kr[u] * kr[u]), vload8(0, vr - u), v0);
+            v1 = fma((float8)(kr[u + 1] * kr[u + 1]), vload8(0, vr - u - 1), v1);
+            v2 = fma((float8)(kr[u + 2] * kr[u + 2]), vload8(0, vr - u - 2), v2);
+            v3 = fma((float8)(kr[u + 3] * kr[u + 3]), vload8(0, vr - u - 3), v3);
+        }
+        for (; u <= vh; u++)
+            v0 = fma((float8)(kr[u] * kr[u]), vload8(0, vr - u), v0);
+    }
+    vstore8((a0 + a1) + (a2 + a3), 0, c);
+    vstore8((v0 + v1) + (v2 + v3), 0, cv);
+}
+
+/* The same for rows y and y + 1 at once (one block): each T row is loaded
+ * once for both (kernel rows v and v + 1), two sums per row and plane. */
+inline void al_conv_rows2(global const float *tz, global const float *vz, global const float *k, int hw, int vh,
+                          int width, int x0, int y, float *c, float *cv)
+{
+    int ksize = 2 * hw + 1;
+    float8 a0 = 0.0f, a1 = 0.0f, b0 = 0.0f, b1 = 0.0f, v0 = 0.0f, v1 = 0.0f, w0 = 0.0f, w1 = 0.0f;
+    /* T row y + 1 - j serves row y with kernel row j - 1 and row y + 1 with kernel row j */
+    for (int j = -hw; j <= hw + 1; j++) {
+        size_t row = (size_t)(y + 1 - j) * (size_t)width + (size_t)x0;
+        global const float *tr = tz + row, *vr = vz + row;
+        bool top = j - 1 >= -hw, bottom = j <= hw; /* row y uses it / row y + 1 uses it */
+        global const float *ka = k + (j - 1 + hw) * ksize + hw, *kb = k + (j + hw) * ksize + hw;
+        if (top && bottom) {
+            int u = -hw;
+            for (; u + 1 <= hw; u += 2) {
+                float8 t0 = vload8(0, tr - u), t1 = vload8(0, tr - u - 1);
+                a0 = fma((float8)ka[u], t0, a0);
+                b0 = fma((float8)kb[u], t0, b0);
+                a1 = fma((float8)ka[u + 1], t1, a1);
+                b1 = fma((float8)kb[u + 1], t1, b1);
+            }
+            for (; u <= hw; u++) {
+                float8 t0 = vload8(0, tr - u);
+                a0 = fma((float8)ka[u], t0, a0);
+                b0 = fma((float8)kb[u], t0, b0);
+            }
+        } else if (top) {
+            for (int u = -hw; u <= hw; u++)
+                a0 = fma((float8)ka[u], vload8(0, tr - u), a0);
+        } else {
+            for (int u = -hw; u <= hw; u++)
+                b0 = fma((float8)kb[u], vload8(0, tr - u), b0);
+        }
+        bool vtop = top && j - 1 >= -vh && j - 1 <= vh, vbottom = bottom && j >= -vh && j <= vh;
+        if (vtop && vbottom) {
+            int u = -vh;
+            for (; u + 1 <= vh; u += 2) {
+                float8 t0 = vload8(0, vr - u), t1 = vload8(0, vr - u - 1);
+                v0 = fma((float8)(ka[u] * ka[u]), t0, v0);
+                w0 = fma((float8)(kb[u] * kb[u]), t0, w0);
+                v1 = fma((float8)(ka[u + 1] * ka[u + 1]), t1, v1);
+                w1 = fma((float8)(kb[u + 1] * kb[u + 1]), t1, w1);
+            }
+            for (; u <= vh; u++) {
+                float8 t0 = vload8(0, vr - u);
+                v0 = fma((float8)(ka[u] * ka[u]), t0, v0);
+                w0 = fma((float8)(kb[u] * kb[u]), t0, w0);
+            }
+        } else if (vtop) {
+            for (int u = -vh; u <= vh; u++)
+                v0 = fma((float8)(ka[u] * ka[u]), vload8(0, vr - u), v0);
+        } else if (vbottom) {
+            for (int u = -vh; u <= vh; u++)
+                w0 = fma((float8)(kb[u] * kb[u]), vload8(0, vr - u), w0);
+        }
+    }
+    vstore8(a0 + a1, 0, c);
+    vstore8(b0 + b1, 0, c + 8);
+    vstore8(v0 + v1, 0, cv);
+    vstore8(w0 + w1, 0, cv + 8);
+}
+
+/* Work-items: 8 pixels of a row (x0 = 8 gid0) on two rows (y0 = 2 gid1 and
+ * y0 + 1): rows in one block inside the border band take al_conv_rows2, a
+ * row alone al_conv_row8, pixels near the border al_conv_one. */
 kernel void al_convolve(global const float *tz, global const float *vz, global const uint *grown,
                         global const ushort *t_mask, const int t_flags, global const float *i_sci,
                         global const float *i_var, global const ushort *i_mask, const int i_flags,
@@ -259,90 +414,71 @@ kernel void al_convolve(global const float *tz, global const float *vz, global c
                         global const float *bg, const float sign, const float norm, global float *d_sci, global float *d_var, global ushort *d_mask,
                         global float *conv, global float *score, global ushort *s_mask)
 {
-    int x0 = 8 * get_global_id(0), y = get_global_id(1);
-    if (x0 >= width || y >= height)
+    int x0 = 8 * get_global_id(0), y0 = 2 * get_global_id(1);
+    if (x0 >= width || y0 >= height)
         return;
-    int ksize = 2 * hw + 1;
-    bool yin = y >= hw && y < height - hw;
-    float c[8], cv[8];
-    if (yin && x0 >= hw && x0 + 7 < width - hw && x0 / block == (x0 + 7) / block) {
-        int kb = (y / block) * nbx + x0 / block, vh = var_hw[kb];
-        global const float *k = kern + (size_t)kb * (size_t)(ksize * ksize);
-        /* four sums per plane (taps u mod 4): independent chains of additions, enough to keep a CPU's
-         * FMA units busy through their latency */
-        float8 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, v0 = 0.0f, v1 = 0.0f, v2 = 0.0f, v3 = 0.0f;
-        for (int v = -hw; v <= hw; v++) {
-            size_t row = (size_t)(y - v) * (size_t)width + (size_t)x0;
-            global const float *kr = k + (v + hw) * ksize + hw;
-            global const float *tr = tz + row, *vr = vz + row;
-            int u = -hw;
-            for (; u + 3 <= hw; u += 4) {
-                a0 = fma((float8)kr[u], vload8(0, tr - u), a0);
-                a1 = fma((float8)kr[u + 1], vload8(0, tr - u - 1), a1);
-                a2 = fma((float8)kr[u + 2], vload8(0, tr - u - 2), a2);
-                a3 = fma((float8)kr[u + 3], vload8(0, tr - u - 3), a3);
-            }
-            for (; u <= hw; u++)
-                a0 = fma((float8)kr[u], vload8(0, tr - u), a0);
-            if (v < -vh || v > vh)
-                continue;
-            for (u = -vh; u + 3 <= vh; u += 4) {
-                v0 = fma((float8)(kr[u] * kr[u]), vload8(0, vr - u), v0);
-                v1 = fma((float8)(kr[u + 1] * kr[u + 1]), vload8(0, vr - u - 1), v1);
-                v2 = fma((float8)(kr[u + 2] * kr[u + 2]), vload8(0, vr - u - 2), v2);
-                v3 = fma((float8)(kr[u + 3] * kr[u + 3]), vload8(0, vr - u - 3), v3);
-            }
-            for (; u <= vh; u++)
-                v0 = fma((float8)(kr[u] * kr[u]), vload8(0, vr - u), v0);
-        }
-        vstore8((a0 + a1) + (a2 + a3), 0, c);
-        vstore8((v0 + v1) + (v2 + v3), 0, cv);
-    } else {
-        for (int l = 0; l < 8; l++) {
-            int x = x0 + l;
-            c[l] = NAN;
-            cv[l] = 0.0f;
-            if (yin && x >= hw && x < width - hw) {
-                int kb = (y / block) * nbx + x / block;
-                global const float *k = kern + (size_t)kb * (size_t)(ksize * ksize);
-                al_conv_one(tz, vz, k, hw, var_hw[kb], width, x, y, &c[l], &cv[l]);
-            }
-        }
+    int ksize = 2 * hw + 1, nrows = y0 + 1 < height ? 2 : 1;
+    bool xin = x0 >= hw && x0 + 7 < width - hw && x0 / block == (x0 + 7) / block;
+    float c[16], cv[16];
+    bool pair = nrows == 2 && xin && y0 >= hw && y0 + 1 < height - hw && y0 / block == (y0 + 1) / block;
+    if (pair) {
+        int kb = (y0 / block) * nbx + x0 / block;
+        al_conv_rows2(tz, vz, kern + (size_t)kb * (size_t)(ksize * ksize), hw, var_hw[kb], width, x0, y0, c, cv);
     }
-    float ys = 2.0f * (float)y / (float)(height - 1) - 1.0f;
-    for (int l = 0; l < 8 && x0 + l < width; l++) {
-        int x = x0 + l;
-        size_t o = (size_t)y * (size_t)width + (size_t)x;
-        ushort mi = (i_flags & 2) ? i_mask[o] : 0, mt = (t_flags & 2) ? t_mask[o] : 0;
-        ushort m = mi | mt;
-        float iv = i_sci[o];
-        bool ok = al_ok(iv, mi, ignore, i_lo, i_hi);
-        float vi = (i_flags & 1) ? i_var[o] : i_var0;
-        float cc = NAN, ccv = 0.0f;
-        if (!yin || x < hw || x >= width - hw) {
-            m |= CLRED_MASK_EDGE | CLRED_MASK_NO_DATA;
-            ok = false;
-        } else {
-            float xs = 2.0f * (float)x / (float)(width - 1) - 1.0f;
-            cc = c[l] + bg[0] + bg[1] * xs + bg[2] * ys + bg[3] * xs * xs + bg[4] * xs * ys + bg[5] * ys * ys;
-            ccv = cv[l];
-            uint g = grown[o];
-            if (g) {
-                m |= (ushort)(g & 0xffffu) | CLRED_MASK_NO_DATA;
-                ok = false;
+    for (int r = 0; r < nrows; r++) {
+        int y = y0 + r;
+        bool yin = y >= hw && y < height - hw;
+        float *cr = c + 8 * r, *cvr = cv + 8 * r;
+        if (!pair && yin && xin) {
+            int kb = (y / block) * nbx + x0 / block;
+            al_conv_row8(tz, vz, kern + (size_t)kb * (size_t)(ksize * ksize), hw, var_hw[kb], width, x0, y, cr, cvr);
+        } else if (!pair) {
+            for (int l = 0; l < 8; l++) {
+                int x = x0 + l;
+                cr[l] = NAN;
+                cvr[l] = 0.0f;
+                if (yin && x >= hw && x < width - hw) {
+                    int kb = (y / block) * nbx + x / block;
+                    global const float *k = kern + (size_t)kb * (size_t)(ksize * ksize);
+                    al_conv_one(tz, vz, k, hw, var_hw[kb], width, x, y, &cr[l], &cvr[l]);
+                }
             }
         }
-        ok = ok && isfinite(vi);
-        if (!ok)
-            m |= CLRED_MASK_NO_DATA;
-        float dv = ok ? sign * (iv - i_level - cc) / norm : NAN;
-        float var = ok ? (max(vi, 0.0f) + ccv) / (norm * norm) : NAN;
-        d_sci[o] = dv;
-        d_var[o] = var;
-        d_mask[o] = m;
-        conv[o] = cc + i_level;
-        score[o] = ok && var > 0.0f ? dv / sqrt(var) : NAN;
-        s_mask[o] = m;
+        float ys = 2.0f * (float)y / (float)(height - 1) - 1.0f;
+        for (int l = 0; l < 8 && x0 + l < width; l++) {
+            int x = x0 + l;
+            size_t o = (size_t)y * (size_t)width + (size_t)x;
+            ushort mi = (i_flags & 2) ? i_mask[o] : 0, mt = (t_flags & 2) ? t_mask[o] : 0;
+            ushort m = mi | mt;
+            float iv = i_sci[o];
+            bool ok = al_ok(iv, mi, ignore, i_lo, i_hi);
+            float vi = (i_flags & 1) ? i_var[o] : i_var0;
+            float cc = NAN, ccv = 0.0f;
+            if (!yin || x < hw || x >= width - hw) {
+                m |= CLRED_MASK_EDGE | CLRED_MASK_NO_DATA;
+                ok = false;
+            } else {
+                float xs = 2.0f * (float)x / (float)(width - 1) - 1.0f;
+                cc = cr[l] + bg[0] + bg[1] * xs + bg[2] * ys + bg[3] * xs * xs + bg[4] * xs * ys + bg[5] * ys * ys;
+                ccv = cvr[l];
+                uint g = grown[o];
+                if (g) {
+                    m |= (ushort)(g & 0xffffu) | CLRED_MASK_NO_DATA;
+                    ok = false;
+                }
+            }
+            ok = ok && isfinite(vi);
+            if (!ok)
+                m |= CLRED_MASK_NO_DATA;
+            float dv = ok ? sign * (iv - i_level - cc) / norm : NAN;
+            float var = ok ? (max(vi, 0.0f) + ccv) / (norm * norm) : NAN;
+            d_sci[o] = dv;
+            d_var[o] = var;
+            d_mask[o] = m;
+            conv[o] = cc + i_level;
+            score[o] = ok && var > 0.0f ? dv / sqrt(var) : NAN;
+            s_mask[o] = m;
+        }
     }
 }
 
@@ -361,27 +497,84 @@ kernel void al_pad(global const float *d, const int width, const int height, con
     dst[(size_t)y * (size_t)pitch + (size_t)x] = v;
 }
 
+/* The spectra at bins (fx0 .. fx0 + 7, fy) of a small centred image S (size
+ * 2h + 1, S(dx, dy) with dx = dy = 0 in the middle, placed around the origin
+ * of the nx x ny grid as zogy_wrap_psf does): S^ = sum_v rows[v][fx]
+ * e^{-2 pi i fy (v - h) / ny}, where rows[v][fx] = sum_u S(u - h, v - h)
+ * e^{-2 pi i fx (u - h) / nx} (made on the host; real and imaginary parts
+ * apart, rows of rpitch, a multiple of 8) and tw_row[j + th] = e^{-2 pi i fy
+ * j / ny}, |j| <= th. A direct transform of an image this small costs less
+ * than a forward FFT of the whole padded plane. Two sums per part (even and
+ * odd v) for the FMA latency. */
+inline void al_small_spectrum(global const float *re, global const float *im, const int h, const int rpitch,
+                              const int fx0, global const float2 *tw_row, const int th, float8 *sre, float8 *sim)
+{
+    float8 a0 = 0.0f, b0 = 0.0f, a1 = 0.0f, b1 = 0.0f;
+    int v = 0;
+    for (; v + 1 <= 2 * h; v += 2) {
+        float2 t0 = tw_row[v - h + th], t1 = tw_row[v + 1 - h + th];
+        float8 r0 = vload8(0, re + (size_t)v * rpitch + fx0), i0 = vload8(0, im + (size_t)v * rpitch + fx0);
+        float8 r1 = vload8(0, re + (size_t)(v + 1) * rpitch + fx0), i1 = vload8(0, im + (size_t)(v + 1) * rpitch + fx0);
+        a0 = fma(r0, (float8)t0.x, fma(-i0, (float8)t0.y, a0));
+        b0 = fma(r0, (float8)t0.y, fma(i0, (float8)t0.x, b0));
+        a1 = fma(r1, (float8)t1.x, fma(-i1, (float8)t1.y, a1));
+        b1 = fma(r1, (float8)t1.y, fma(i1, (float8)t1.x, b1));
+    }
+    for (; v <= 2 * h; v++) {
+        float2 t0 = tw_row[v - h + th];
+        float8 r0 = vload8(0, re + (size_t)v * rpitch + fx0), i0 = vload8(0, im + (size_t)v * rpitch + fx0);
+        a0 = fma(r0, (float8)t0.x, fma(-i0, (float8)t0.y, a0));
+        b0 = fma(r0, (float8)t0.y, fma(i0, (float8)t0.x, b0));
+    }
+    *sre = a0 + a1;
+    *sim = b0 + b1;
+}
+
 /* Per frequency, with K^ the matching kernel's spectrum and P^ the
- * difference's PSF's: DMTN-021's decorrelation (when decorrelate; else phi = 1)
+ * difference's PSF's (both from al_small_spectrum): DMTN-021's decorrelation
+ * (when decorrelate; else phi = 1)
  *   phi^ = sqrt((s2i + ksum^2 s2t) / (s2i + |K^|^2 s2t)),
  * then D'^ = phi^ D^ (into d), P'^ = phi^ P^ (into p) and the matched filter
- * D'^ conj(P'^) (into k): its inverse is the PSF-weighted sum of D' at each pixel. */
-kernel void al_fourier(global float2 *d, global float2 *k, global float2 *p, const uint n, const float s2i,
-                       const float s2t, const float ksum, const int decorrelate)
+ * D'^ conj(P'^) (into k): its inverse is the PSF-weighted sum of D' at each
+ * pixel. Work-items: 8 bins of a row (nxh = nx / 2 + 1 bins), and the row. */
+kernel void al_fourier(global float *d, global float *k, global float *p, const int nxh, const int ny,
+                       global const float *rows, const int k_half, const int p_half, const int rpitch,
+                       global const float2 *tw, const int th, const float s2i, const float s2t, const float ksum,
+                       const int decorrelate)
 {
-    uint i = get_global_id(0);
-    if (i >= n)
+    int fx0 = 8 * get_global_id(0), fy = get_global_id(1);
+    if (fx0 >= nxh || fy >= ny)
         return;
-    float phi = 1.0f;
+    /* rows: the kernel's real, then imaginary parts, then the PSF's */
+    size_t kn = (size_t)(2 * k_half + 1) * (size_t)rpitch, pn = (size_t)(2 * p_half + 1) * (size_t)rpitch;
+    global const float *k_re = rows, *k_im = rows + kn, *p_re = rows + 2 * kn, *p_im = rows + 2 * kn + pn;
+    global const float2 *tw_row = tw + (size_t)fy * (size_t)(2 * th + 1);
+    float8 phi = 1.0f, pr, pi;
     if (decorrelate) {
-        float2 kk = k[i];
-        float den = s2i + (kk.x * kk.x + kk.y * kk.y) * s2t;
-        phi = den > 0.0f ? sqrt((s2i + ksum * ksum * s2t) / den) : 1.0f;
+        float8 kr, ki;
+        al_small_spectrum(k_re, k_im, k_half, rpitch, fx0, tw_row, th, &kr, &ki);
+        float8 den = s2i + (kr * kr + ki * ki) * s2t;
+        phi = select((float8)1.0f, sqrt((s2i + ksum * ksum * s2t) / den), den > 0.0f);
     }
-    float2 dv = d[i] * phi, pv = p[i] * phi;
-    d[i] = dv;
-    p[i] = pv;
-    k[i] = (float2)(dv.x * pv.x + dv.y * pv.y, dv.y * pv.x - dv.x * pv.y);
+    al_small_spectrum(p_re, p_im, p_half, rpitch, fx0, tw_row, th, &pr, &pi);
+    pr *= phi;
+    pi *= phi;
+    float dre[8], dim[8], vpr[8], vpi[8], vph[8];
+    vstore8(pr, 0, vpr);
+    vstore8(pi, 0, vpi);
+    vstore8(phi, 0, vph);
+    size_t row = (size_t)fy * (size_t)nxh;
+    for (int l = 0; l < 8 && fx0 + l < nxh; l++) {
+        size_t q = 2 * (row + (size_t)(fx0 + l));
+        dre[l] = d[q] * vph[l];
+        dim[l] = d[q + 1] * vph[l];
+        d[q] = dre[l];
+        d[q + 1] = dim[l];
+        p[q] = vpr[l];
+        p[q + 1] = vpi[l];
+        k[q] = dre[l] * vpr[l] + dim[l] * vpi[l];
+        k[q + 1] = dim[l] * vpr[l] - dre[l] * vpi[l];
+    }
 }
 
 /* Back from the padded planes (src: D', filt: the matched filter of D'):

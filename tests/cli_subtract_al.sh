@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # clred subtract --method al end to end on a simulated pair: the difference
-# MEF (SCI, VAR, MASK, CONV, SCORE, DETECT, DECORR, DECORRVAR) with KSUM,
-# CONVOL and PHOTNORM in its header, the kernel solution file, candidates
+# MEF (SCI, VAR, MASK, DETECT, DECORR, DECORRVAR by default; CONV and SCORE
+# with --planes) with KSUM, CONVOL and PHOTNORM in its header, the kernel solution file, candidates
 # that match the injected truth with their signs, the HOTPANTS-like options,
 # usage errors and nothing left behind on failure.
 set -u
@@ -22,7 +22,8 @@ check "JSON names the method" grep -q '"method": "al"' out.txt
 check "the reference (sharper) was convolved" grep -q '"convolved": "reference"' out.txt
 ksum=$(grep -o '"ksum": [-0-9.e]*' out.txt | awk '{print $2}')
 check "kernel sum near 1 (same zero points): $ksum" near "$ksum" 1 0.03
-check "difference planes" sh -c "for e in CONV SCORE DETECT DECORR DECORRVAR; do grep -aq \"EXTNAME = '\$e\" diff.fits || exit 1; done"
+check "difference planes" sh -c "for e in DETECT DECORR DECORRVAR; do grep -aq \"EXTNAME = '\$e\" diff.fits || exit 1; done"
+check "no CONV or SCORE by default" sh -c "! grep -aq \"EXTNAME = 'CONV\" diff.fits && ! grep -aq \"EXTNAME = 'SCORE\" diff.fits"
 check "KSUM, CONVOL, PHOTNORM in the header" sh -c "grep -aq 'KSUM    =' diff.fits && grep -aq \"CONVOL  = 'TEMPLATE\" diff.fits && grep -aq \"PHOTNORM= 'i\" diff.fits"
 check "kernel file: images and the solution table" sh -c "grep -aq 'KGRID   =' kernel.fits && grep -aq \"EXTNAME = 'SOLUTION\" kernel.fits"
 check "the difference's PSF" test -s pd.fits
@@ -46,10 +47,17 @@ expect_rc 0 "--ko 1 --ko-fixed" "$BIN" subtract pair/new.fits pair/ref.fits -o d
     --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits --ko 1 --ko-fixed --json
 check "the order used in the header" grep -aq 'ALKORD  =                    0' diff3.fits
 check "no DECORR without --decorrelate" sh -c "! grep -aq \"EXTNAME = 'DECORR\" diff2.fits"
+expect_rc 0 "--planes conv,score" "$BIN" subtract pair/new.fits pair/ref.fits -o diff_planes.fits --method al \
+    --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits --decorrelate --planes conv,score
+check "--planes conv,score: CONV and SCORE, no DETECT or DECORR" sh -c "grep -aq \"EXTNAME = 'CONV\" diff_planes.fits && \
+    grep -aq \"EXTNAME = 'SCORE\" diff_planes.fits && ! grep -aq \"EXTNAME = 'DETECT\" diff_planes.fits && \
+    ! grep -aq \"EXTNAME = 'DECORR\" diff_planes.fits && grep -aq \"EXTNAME = 'MASK\" diff_planes.fits"
 
 expect_rc 2 "--kernel-out needs --method al" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --kernel-out k.fits
 expect_rc 2 "--ko out of range" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --method al --ko 4
 expect_rc 2 "--ng malformed" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --method al --ng "2 4 1.0"
+expect_rc 2 "--planes unknown" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --method al --planes conv,flux
+expect_rc 2 "--planes needs --method al" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --planes all
 expect_rc 2 "--convolve unknown" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --method al --convolve both
 expect_rc 1 "a kernel too large for the image" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --method al \
     --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits --hw 60

@@ -8,6 +8,7 @@
  *    PSF fluxes of the injected sources unbiased within their errors; fading
  *    sources negative; no candidate on the template's NaN holes; both ways
  *    round (the reference convolved, or the new image when it is sharper). */
+#include <complex.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "al.h"
 #include "al_ref.h"
+#include "fft.h"
 #include "harness.h"
 #include "pair_truth.h"
 
@@ -324,6 +326,131 @@ static double score_std(const clred_image *sc)
     return sqrt(s2 / (double)n - m * m);
 }
 
+/* One 1-D DFT pass in double over n points, stride st, count lines of it
+ * apart by dist: out[k] = sum_j in[j] e^{sign 2 pi i j k / n}. */
+static void dft_lines(double complex *a, int n, size_t st, int count, size_t dist, int sign)
+{
+    double complex *w = malloc((size_t)n * sizeof *w), *t = malloc((size_t)n * sizeof *t);
+    for (int m = 0; m < n; m++)
+        w[m] = cexp(sign * 2.0 * M_PI * I * m / n);
+    for (int c = 0; c < count; c++) {
+        double complex *x = a + (size_t)c * dist;
+        for (int k = 0; k < n; k++) {
+            double complex acc = 0;
+            for (int j = 0, q = 0; j < n; j++, q = q + k >= n ? q + k - n : q + k) /* q = j k mod n */
+                acc += x[(size_t)j * st] * w[q];
+            t[k] = acc;
+        }
+        for (int k = 0; k < n; k++)
+            x[(size_t)k * st] = t[k];
+    }
+    free(w);
+    free(t);
+}
+
+/* 2-D DFT of an nx x ny row-major grid (sign -1 forward, +1 inverse, unscaled). */
+static void dft2(double complex *a, int nx, int ny, int sign)
+{
+    dft_lines(a, nx, 1, ny, (size_t)nx, sign);
+    dft_lines(a, ny, (size_t)nx, nx, 1, sign);
+}
+
+/* A small centred image (odd size) around the origin of an nx x ny grid. */
+static void wrap_small(const float *img, int size, int nx, int ny, double complex *g)
+{
+    int h = size / 2;
+    memset(g, 0, (size_t)nx * ny * sizeof *g);
+    for (int v = -h; v <= h; v++)
+        for (int u = -h; u <= h; u++)
+            g[(size_t)((v + ny) % ny) * nx + (size_t)((u + nx) % nx)] = img[(v + h) * size + u + h];
+}
+
+/* The decorrelation and the detection image (alard_lupton.c's fourier: the
+ * padded grid, K at the centre, DMTN-021's phi, P' = P * phi, the matched
+ * filter over sqrt(VAR sum P'^2)) in double with plain DFTs, against the
+ * device's DECORR and DETECT. */
+static void fourier_against_reference(const clred_pair *p, const clred_al_result *a)
+{
+    const clred_psf *pin = a->convolved_ref ? &p->new_psf : &p->ref_psf;
+    size_t w = p->new_img.width, h = p->new_img.height;
+    int ks = (int)a->ksize, ps = (int)pin->size, g = a->kernel_grid;
+    int pad = ks > ps ? ks : ps, nx = (int)clred_fft_good_size(w + (size_t)pad),
+        ny = (int)clred_fft_good_size(h + (size_t)pad);
+    const float *kc = a->kernel_images + (size_t)((g / 2) * g + g / 2) * ks * ks;
+    CHECK(g % 2 == 1 && fabs(a->kernel_x[(g / 2) * g + g / 2] - 0.5 * (w - 1)) < 1e-9);
+    clred_image d, dc, de;
+    download(a->diff, &d);
+    download(a->decorr, &dc);
+    download(a->detect, &de);
+    size_t n = (size_t)nx * ny;
+    double complex *D = calloc(n, sizeof *D), *K = malloc(n * sizeof *K), *P = malloc(n * sizeof *P),
+                   *F = malloc(n * sizeof *F);
+    for (size_t y = 0; y < h; y++)
+        for (size_t x = 0; x < w; x++) {
+            float v = d.sci[y * w + x];
+            D[y * (size_t)nx + x] = isfinite(v) ? v : 0.0;
+        }
+    wrap_small(kc, ks, nx, ny, K);
+    wrap_small(pin->data, ps, nx, ny, P);
+    dft2(D, nx, ny, -1);
+    dft2(K, nx, ny, -1);
+    dft2(P, nx, ny, -1);
+    double s2i = a->convolved_ref ? a->sigma_new * a->sigma_new : a->sigma_ref * a->sigma_ref;
+    double s2t = a->convolved_ref ? a->sigma_ref * a->sigma_ref : a->sigma_new * a->sigma_new;
+    for (size_t i = 0; i < n; i++) {
+        double kk = creal(K[i]) * creal(K[i]) + cimag(K[i]) * cimag(K[i]);
+        double phi = sqrt((s2i + a->ksum * a->ksum * s2t) / (s2i + kk * s2t));
+        D[i] *= phi;
+        P[i] *= phi;
+        F[i] = D[i] * conj(P[i]);
+    }
+    dft2(D, nx, ny, 1);
+    dft2(F, nx, ny, 1);
+    dft2(P, nx, ny, 1);
+    double sp2 = 0;
+    int ph = ps / 2;
+    for (int v = -ph; v <= ph; v++)
+        for (int u = -ph; u <= ph; u++) {
+            double q = creal(P[(size_t)((v + ny) % ny) * nx + (size_t)((u + nx) % nx)]) / (double)n;
+            sp2 += q * q;
+        }
+    /* errors relative to the noise: D' has sigma ~ sqrt(VAR), DETECT is in sigma */
+    double worst_d = 0, worst_s = 0;
+    size_t nmis = 0, ncmp = 0;
+    for (size_t y = 0; y < h; y++)
+        for (size_t x = 0; x < w; x++) {
+            size_t i = y * w + x, q = y * (size_t)nx + x;
+            if (!isfinite(d.sci[i])) {
+                nmis += isfinite(dc.sci[i]) || isfinite(de.sci[i]);
+                continue;
+            }
+            double var = dc.var[i];
+            if (!(var > 0))
+                continue;
+            double rd = creal(D[q]) / (double)n, rs = creal(F[q]) / (double)n / sqrt(var * sp2);
+            worst_d = fmax(worst_d, fabs(dc.sci[i] - rd) / sqrt(var));
+            worst_s = fmax(worst_s, fabs(de.sci[i] - rs));
+            ncmp++;
+        }
+    printf("decorrelation vs double DFTs (%d x %d grid, %zu px): DECORR worst %.3g sigma, DETECT worst %.3g sigma, "
+           "%zu NaN mismatches\n",
+           nx, ny, ncmp, worst_d, worst_s, nmis);
+    /* float spectra and transforms over ~1e5 points: errors of order 1e-7 (float epsilon) times log2 of the
+     * points times the largest |D| (bright stars' residuals, tens of sigma): ~1e-5 sigma at most; measured
+     * 1.3e-6. s2t off by 1 % in phi moved DECORR by 4e-4 sigma, P^ unconjugated moved DETECT by 2e-3 sigma. */
+    CHECK(ncmp > w * h / 2);
+    CHECK(worst_d <= 1e-4);
+    CHECK(worst_s <= 1e-4);
+    CHECK(nmis == 0);
+    free(D);
+    free(K);
+    free(P);
+    free(F);
+    clred_image_free(&d);
+    clred_image_free(&dc);
+    clred_image_free(&de);
+}
+
 /* Sky: stars only (they make the stamps; their residuals count with their
  * own photon noise in VAR); D / sigma of the decorrelated difference over
  * every usable pixel. */
@@ -346,6 +473,8 @@ static void sky(clred_ctx *ctx)
            s1, a.score_std, a.ksum, a.nstamps_used, a.nstamps, p.new_psf.fwhm, a.psf_diff.fwhm);
     CHECK_NEAR(s1, 1.0, 0.05);
     CHECK(a.decorr != NULL);
+    if (a.decorr)
+        fourier_against_reference(&p, &a);
     clred_image_free(&sc);
     clred_al_result_free(&a);
     clred_pair_free(&p);

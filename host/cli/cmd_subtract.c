@@ -46,9 +46,13 @@ static void subtract_help(void)
            "      --json              print a JSON summary on stdout\n\n"
            "Alard-Lupton (--method al): DIFF.fits holds SCI (D = new - matched reference),\n"
            "VAR (both inputs' variances through the kernel), MASK (grown by the kernel),\n"
-           "CONV (the convolved image), SCORE (D / sigma) and with --decorrelate DECORR and\n"
-           "DECORRVAR; KSUM, CONVOL and PHOTNORM in the header. PSFs (given or measured)\n"
-           "set the seeing. Candidates: peaks of |SCORE| >= --thresh.\n"
+           "DETECT (the PSF-matched S/N) and with --decorrelate DECORR and DECORRVAR; KSUM,\n"
+           "CONVOL and PHOTNORM in the header. PSFs (given or measured) set the seeing.\n"
+           "Candidates: peaks of |DETECT| >= --thresh.\n"
+           "      --planes LIST       the planes written after SCI, VAR and MASK: a comma list of\n"
+           "                          conv (CONV, the convolved image), score (SCORE, D / sigma per\n"
+           "                          pixel), detect, decorr (DECORR and DECORRVAR), or all, or none\n"
+           "                          (default detect,decorr)\n"
            "      --convolve t|i|auto which image is convolved: t the reference, i the new image,\n"
            "                          auto the sharper one (default; HOTPANTS -c)\n"
            "      --normalize t|i     the difference in the reference's (t, default) or the new\n"
@@ -83,7 +87,7 @@ typedef struct {
 enum { S_METHOD = 256, S_NEW_PSF, S_REF_PSF, S_PSF_SIZE, S_PSF_ORDER, S_NEW_NOISE, S_REF_NOISE, S_NEW_MASK, S_REF_MASK, S_FN, S_FR,
        S_ASTROM, S_NO_BKG, S_GROW, S_THRESH, S_POSITIVE, S_CANDS, S_CUTOUTS, S_PSF_OUT, S_OVERWRITE, S_DEVICE, S_JSON,
        S_NEW, S_REF, S_RENORM, S_TILE, S_CONVOLVE, S_NORMALIZE, S_NG, S_HW, S_RSS, S_KO, S_KOFIXED, S_BGO, S_TL, S_TU,
-       S_IL, S_IU, S_MAXSTAMPS, S_DECORR, S_KOUT, S_ALERTS };
+       S_IL, S_IU, S_MAXSTAMPS, S_DECORR, S_KOUT, S_ALERTS, S_PLANES };
 
 static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"method", required_argument, 0, S_METHOD},
@@ -129,8 +133,44 @@ static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"max-stamps", required_argument, 0, S_MAXSTAMPS},
                                          {"decorrelate", no_argument, 0, S_DECORR},
                                          {"kernel-out", required_argument, 0, S_KOUT},
+                                         {"planes", required_argument, 0, S_PLANES},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
+
+/* --planes: all, none or a comma list of conv, score, detect, decorr. */
+static int parse_al_planes(const char *arg, unsigned *planes)
+{
+    if (strcmp(arg, "all") == 0) {
+        *planes = CLRED_AL_WRITE_ALL;
+        return 1;
+    }
+    if (strcmp(arg, "none") == 0) {
+        *planes = 0;
+        return 1;
+    }
+    static const char *const names[] = {"conv", "score", "detect", "decorr"};
+    static const unsigned bits[] = {CLRED_AL_WRITE_CONV, CLRED_AL_WRITE_SCORE, CLRED_AL_WRITE_DETECT,
+                                    CLRED_AL_WRITE_DECORR};
+    unsigned got = 0;
+    const char *p = arg;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        int k = -1;
+        for (int i = 0; i < 4; i++)
+            if (strlen(names[i]) == n && strncmp(p, names[i], n) == 0)
+                k = i;
+        if (k < 0)
+            return 0;
+        got |= bits[k];
+        p += n;
+        if (*p == ',' && *++p == '\0')
+            return 0;
+    }
+    if (!got)
+        return 0;
+    *planes = got;
+    return 1;
+}
 
 /* Shared by subtract and candidates; cmd names the command in messages. */
 static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char **new_opt, const char **ref_opt,
@@ -138,7 +178,7 @@ static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char
 {
     memset(a, 0, sizeof *a);
     a->job = clred_subtract_job_defaults();
-    int c, ival;
+    int c, ival, planes_given = 0;
     double d;
     optind = 1;
     while ((c = getopt_long(argc, argv, "ho:", sub_opts, NULL)) != -1) {
@@ -231,6 +271,13 @@ static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char
             break;
         case S_DECORR: a->job.al.decorrelate = 1; break;
         case S_KOUT: a->job.kernel_out = optarg; break;
+        case S_PLANES:
+            planes_given = 1;
+            if (!parse_al_planes(optarg, &a->job.al_planes))
+                return cli_usage_error(cmd, "--planes takes all, none or a comma list of conv, score, detect, decorr, "
+                                            "not '%s'",
+                                       optarg);
+            break;
         case S_NEW_PSF: a->job.new_psf = optarg; break;
         case S_REF_PSF: a->job.ref_psf = optarg; break;
         case S_PSF_ORDER:
@@ -312,6 +359,8 @@ static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char
         return cli_usage_error(cmd, "--tl/--tu and --il/--iu must give non-empty ranges");
     if (a->job.kernel_out && a->job.method != CLRED_DIFF_AL)
         return cli_usage_error(cmd, "--kernel-out needs --method al");
+    if (planes_given && a->job.method != CLRED_DIFF_AL)
+        return cli_usage_error(cmd, "--planes needs --method al");
     /* the ZOGY switches that mean the same for AL */
     a->job.al.subtract_background = a->job.zogy.subtract_background;
     a->job.al.ignore_bits = a->job.zogy.ignore_bits;

@@ -8,6 +8,9 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include <fitsio.h>
+#include <pthread.h>
+
 #include "internal.h"
 
 clred_subtract_job clred_subtract_job_defaults(void)
@@ -19,6 +22,7 @@ clred_subtract_job clred_subtract_job_defaults(void)
     j.al = clred_al_defaults();
     j.cand = clred_cand_defaults();
     j.cutout_size = 63;
+    j.al_planes = CLRED_AL_WRITE_DEFAULT;
     return j;
 }
 
@@ -135,31 +139,105 @@ static clred_status write_difference(const char *path, const clred_zogy_result *
     return st;
 }
 
-/* AL's products as one MEF: D, then the convolved image, the score and the decorrelated difference. */
-static clred_status write_al_difference(const char *path, const clred_al_result *a, clred_image *diff, int overwrite)
+/* AL's products as one MEF: D (SCI, VAR, MASK), then the planes of
+ * job->al_planes that exist: CONV, SCORE, DETECT, DECORR and DECORRVAR. The
+ * planes are read in place where the device shares host memory (mapped; no
+ * copy), else downloaded; the file is written on a thread while the caller
+ * goes on (candidates), and al_writer_finish waits for it. The device images
+ * must not change meanwhile (the candidates only read them). */
+enum { AL_W_DIFF, AL_W_CONV, AL_W_SCORE, AL_W_DETECT, AL_W_DECORR, AL_W_N };
+
+typedef struct {
+    const clred_dimage *dev[AL_W_N];
+    void *map[AL_W_N][CLRED_NPLANES];
+    clred_image host[AL_W_N];
+    clred_image img;
+    clred_extra_plane extra[5];
+    size_t nextra;
+    const char *path;
+    int overwrite, mapped, started;
+    pthread_t thread;
+    clred_status st;
+    char msg[1024];
+} al_writer;
+
+static void *al_writer_run(void *arg)
 {
-    clred_image cv, sc, de, dc;
-    memset(&cv, 0, sizeof cv);
-    memset(&sc, 0, sizeof sc);
-    memset(&de, 0, sizeof de);
-    memset(&dc, 0, sizeof dc);
-    clred_status st = clred_dimage_download(a->conv, &cv);
-    if (st == CLRED_OK)
-        st = clred_dimage_download(a->score, &sc);
-    if (st == CLRED_OK && a->detect)
-        st = clred_dimage_download(a->detect, &de);
-    if (st == CLRED_OK && a->decorr)
-        st = clred_dimage_download(a->decorr, &dc);
-    if (st == CLRED_OK) {
-        clred_extra_plane extra[5] = {{"CONV", cv.sci}, {"SCORE", sc.sci}, {"DETECT", de.sci}, {"DECORR", dc.sci},
-                                      {"DECORRVAR", dc.var}};
-        st = clred_image_write_with(path, diff, extra, a->decorr ? 5 : a->detect ? 3 : 2, overwrite);
+    al_writer *w = arg;
+    w->st = clred_image_write_with(w->path, &w->img, w->extra, w->nextra, w->overwrite);
+    if (w->st != CLRED_OK)
+        snprintf(w->msg, sizeof w->msg, "%s", clred_last_error());
+    return NULL;
+}
+
+static void *plane_of(al_writer *w, int i, int p)
+{
+    if (w->mapped)
+        return w->map[i][p];
+    const clred_image *h = &w->host[i];
+    return p == CLRED_PLANE_SCI ? (void *)h->sci : p == CLRED_PLANE_VAR ? (void *)h->var : (void *)h->mask;
+}
+
+/* Unmaps or frees what al_writer_start took (after the thread is done). */
+static void al_writer_release(al_writer *w)
+{
+    for (int i = 0; i < AL_W_N; i++) {
+        if (w->dev[i] && w->mapped)
+            clred_dimage_unmap(w->dev[i], w->map[i]);
+        clred_image_free(&w->host[i]);
     }
-    clred_image_free(&cv);
-    clred_image_free(&sc);
-    clred_image_free(&de);
-    clred_image_free(&dc);
-    return st;
+}
+
+static clred_status al_writer_start(al_writer *w, const char *path, const clred_al_result *a, unsigned planes,
+                                    int overwrite)
+{
+    memset(w, 0, sizeof *w);
+    w->path = path;
+    w->overwrite = overwrite;
+    w->dev[AL_W_DIFF] = a->diff;
+    w->dev[AL_W_CONV] = (planes & CLRED_AL_WRITE_CONV) ? a->conv : NULL;
+    w->dev[AL_W_SCORE] = (planes & CLRED_AL_WRITE_SCORE) ? a->score : NULL;
+    w->dev[AL_W_DETECT] = (planes & CLRED_AL_WRITE_DETECT) ? a->detect : NULL;
+    w->dev[AL_W_DECORR] = (planes & CLRED_AL_WRITE_DECORR) ? a->decorr : NULL;
+    w->mapped = a->diff->ctx->unified_memory;
+    clred_status st = CLRED_OK;
+    for (int i = 0; i < AL_W_N && st == CLRED_OK; i++)
+        if (w->dev[i])
+            st = w->mapped ? clred_dimage_map_read(w->dev[i], w->map[i]) : clred_dimage_download(w->dev[i], &w->host[i]);
+    if (st != CLRED_OK) {
+        al_writer_release(w);
+        return st;
+    }
+    w->img.width = a->diff->width;
+    w->img.height = a->diff->height;
+    w->img.sci = plane_of(w, AL_W_DIFF, CLRED_PLANE_SCI);
+    w->img.var = plane_of(w, AL_W_DIFF, CLRED_PLANE_VAR);
+    w->img.mask = plane_of(w, AL_W_DIFF, CLRED_PLANE_MASK);
+    w->img.header = clred_dimage_header(a->diff);
+    static const char *const names[AL_W_N] = {NULL, "CONV", "SCORE", "DETECT", "DECORR"};
+    for (int i = AL_W_CONV; i < AL_W_N; i++)
+        if (w->dev[i]) {
+            w->extra[w->nextra].extname = names[i];
+            w->extra[w->nextra++].data = plane_of(w, i, CLRED_PLANE_SCI);
+            if (i == AL_W_DECORR) {
+                w->extra[w->nextra].extname = "DECORRVAR";
+                w->extra[w->nextra++].data = plane_of(w, i, CLRED_PLANE_VAR);
+            }
+        }
+    /* cfitsio is used by this thread alone until al_writer_finish (the caller reads no file meanwhile) */
+    w->started = fits_is_reentrant() && pthread_create(&w->thread, NULL, al_writer_run, w) == 0;
+    if (!w->started)
+        al_writer_run(w);
+    return CLRED_OK;
+}
+
+static clred_status al_writer_finish(al_writer *w)
+{
+    if (w->started)
+        pthread_join(w->thread, NULL);
+    w->started = 0;
+    al_writer_release(w);
+    return w->st == CLRED_OK ? CLRED_OK : clred_fail(w->st, "%s", w->msg);
 }
 
 /* The robust spread (1.4826 MAD) of AL's detection image over its usable
@@ -304,10 +382,12 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
     if (st == CLRED_OK && (ni.width != ri.width || ni.height != ri.height))
         st = clred_fail(CLRED_ERR_INPUT, "%s is %zu x %zu, %s is %zu x %zu: align them onto one grid first", new_path,
                         ni.width, ni.height, ref_path, ri.width, ri.height);
+    /* views of the host arrays where the device shares host memory (no copy); ni and ri outlive them and
+     * are only read meanwhile */
     if (st == CLRED_OK)
-        st = clred_dimage_upload(ctx, &ni, &dn);
+        st = clred_dimage_borrow(ctx, &ni, &dn);
     if (st == CLRED_OK)
-        st = clred_dimage_upload(ctx, &ri, &dr);
+        st = clred_dimage_borrow(ctx, &ri, &dr);
     if (st == CLRED_OK)
         st = get_psf(ctx, j->new_psf, dn, j, "new", &pn);
     if (st == CLRED_OK)
@@ -320,6 +400,13 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
     double det_spread = NAN;
     if (st == CLRED_OK && is_al)
         st = detect_spread(ctx, &al, j->zogy.renormalize, &det_spread);
+    /* AL's products are final here: written meanwhile */
+    al_writer aw;
+    int writing = 0;
+    if (st == CLRED_OK && is_al) {
+        st = al_writer_start(&aw, out_path, &al, j->al_planes, j->overwrite);
+        writing = st == CLRED_OK;
+    }
     /* AL: candidates on the PSF-matched D / sigma, measured on the difference it comes from */
     const clred_dimage *cand_diff = is_al ? (al.decorr ? al.decorr : al.diff) : z.diff;
     if (st == CLRED_OK && (j->candidates || j->cutouts || j->alerts))
@@ -327,21 +414,22 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
                                        &j->cand, &c, &nc);
     if (st == CLRED_OK)
         st = add_context(ctx, dr, clred_dimage_header(is_al ? al.diff : z.diff), c, nc);
-    if (st == CLRED_OK)
-        st = clred_dimage_download(is_al ? al.diff : z.diff, &diff);
+    if (st == CLRED_OK && !is_al)
+        st = clred_dimage_download(z.diff, &diff);
     rep.seconds = clred_now() - t0;
-    if (st == CLRED_OK)
-        st = is_al ? write_al_difference(out_path, &al, &diff, j->overwrite)
-                   : write_difference(out_path, &z, &diff, j->overwrite);
+    if (writing) {
+        clred_status ws = al_writer_finish(&aw);
+        st = st == CLRED_OK ? ws : st;
+    } else if (st == CLRED_OK && !is_al) {
+        st = write_difference(out_path, &z, &diff, j->overwrite);
+    }
     if (st == CLRED_OK && j->psf_out)
         st = clred_psf_write(j->psf_out, is_al ? &al.psf_diff : &z.pd, j->overwrite);
     if (st == CLRED_OK && j->kernel_out)
         st = clred_al_kernel_write(j->kernel_out, &al, j->overwrite);
-    if (st == CLRED_OK && is_al && al.decorr && (j->cutouts || j->alerts)) {
-        /* the cutouts show the difference the candidates were measured on */
-        clred_image_free(&diff);
-        st = clred_dimage_download(al.decorr, &diff);
-    }
+    /* the cutouts show the difference the candidates were measured on */
+    if (st == CLRED_OK && is_al && (j->cutouts || j->alerts))
+        st = clred_dimage_download(al.decorr ? al.decorr : al.diff, &diff);
     if (st == CLRED_OK)
         st = write_candidate_products(j, c, nc, &ni, &ri, &diff, is_al ? &al.psf_diff : &z.pd, out_path,
                                       is_al && in_ref_system(clred_dimage_header(al.diff)));

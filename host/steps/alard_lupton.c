@@ -6,6 +6,8 @@
  * grown by the kernel's footprint, and optionally Rubin's decorrelation
  * (DMTN-021) of the difference through the FFT layer. */
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,9 +173,47 @@ static clred_status pick_stamps(clred_ctx *ctx, const clred_dimage *ref, double 
     return CLRED_OK;
 }
 
+/* The Fourier step's FFT plan, made on a thread while the stamps, the fit
+ * and the convolution run: making it (VkFFT's kernels built) is host work
+ * of a few tenths of a second on POCL. Nothing else touches the context's
+ * plan cache until plan_ahead_join. */
+typedef struct {
+    clred_ctx *ctx;
+    clred_fft_backend backend;
+    size_t nx, ny;
+    pthread_t thread;
+    int started;
+} plan_ahead;
+
+static void *plan_ahead_run(void *arg)
+{
+    plan_ahead *p = arg;
+    clred_fft_plan *plan;
+    /* a failure is left for the Fourier step, which asks the cache again and reports it */
+    if (clred_fft_plan_cached(p->ctx, p->backend, p->nx, p->ny, 1, &plan) != CLRED_OK)
+        clred_clear_error();
+    return NULL;
+}
+
+static void plan_ahead_join(plan_ahead *p)
+{
+    if (p->started)
+        pthread_join(p->thread, NULL);
+    p->started = 0;
+}
+
+/* The padded FFT size of the Fourier step: the image plus the larger of the kernel and the PSF. */
+static void fourier_size(size_t w, size_t h, int ks, int psize, size_t *nx, size_t *ny)
+{
+    size_t pad = (size_t)(ks > psize ? ks : psize);
+    *nx = clred_fft_good_size(w + pad);
+    *ny = clred_fft_good_size(h + pad);
+}
+
 typedef struct {
     clred_ctx *ctx;
     size_t w, h;
+    plan_ahead plan;
     al_side ti, ii;
     al_basis basis;
     int r, ko, bo;
@@ -185,6 +225,7 @@ typedef struct {
 
 static void state_free(al_state *s)
 {
+    plan_ahead_join(&s->plan);
     al_basis_free(&s->basis);
     free(s->coef);
     free(s->cx);
@@ -375,73 +416,80 @@ static void kernel_from(const al_state *s, const double *kl, double x, double y,
     int nk = al_nterms(s->ko), nt = s->basis.ksize * s->basis.ksize;
     double p[10];
     al_poly(s->ko, x, y, s->w, s->h, p);
-    for (int t = 0; t < nt; t++) {
-        double v = 0;
-        for (int l = 0; l < nk; l++)
-            v += p[l] * kl[(size_t)l * nt + t];
-        k[t] = v;
+    /* term by term, so the inner loop runs over contiguous taps (it vectorises; the host does this for
+     * every block) */
+    for (int t = 0; t < nt; t++)
+        k[t] = p[0] * kl[t];
+    for (int l = 1; l < nk; l++) {
+        const double *src = kl + (size_t)l * nt;
+        double pl = p[l];
+        for (int t = 0; t < nt; t++)
+            k[t] += pl * src[t];
     }
 }
 
-/* The half-width of the square of k (ksize^2, half-width hw) outside which
- * the rings hold at most AL_VAR_TAIL of sum k^2. */
-static int var_half_width(const double *k, int hw)
-{
-    double ring[256] = {0}, total = 0;
-    int ks = 2 * hw + 1;
-    for (int v = -hw; v <= hw; v++)
-        for (int u = -hw; u <= hw; u++) {
-            double q = k[(v + hw) * ks + u + hw];
-            int r = abs(u) > abs(v) ? abs(u) : abs(v);
-            ring[r < 255 ? r : 255] += q * q;
-            total += q * q;
-        }
-    if (hw > 255)
-        return hw;
-    double out = 0;
-    int vh = hw;
-    while (vh > 0 && out + ring[vh] <= AL_VAR_TAIL * total)
-        out += ring[vh--];
-    return vh;
-}
-
-/* The per-block kernels (summed on the host in double, a few hundred
- * thousand values) and the convolution into out's planes. */
+/* The per-block kernels (on the device, from the spatial components) and the convolution into out's planes. */
 static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, float norm, clred_al_result *out)
 {
     clred_ctx *ctx = s->ctx;
     int B = o->block > 0 ? o->block : 16, nb = s->basis.nbasis, ntaps = s->basis.ksize * s->basis.ksize;
     int nbx = (int)((s->w + B - 1) / B), nby = (int)((s->h + B - 1) / B), nblocks = nbx * nby;
-    float *kern = malloc((size_t)nblocks * ntaps * sizeof *kern);
-    cl_int *vhw = malloc((size_t)nblocks * sizeof *vhw);
-    double *kl = NULL, *k1 = malloc((size_t)ntaps * sizeof *k1);
+    double *kl = NULL;
     float bg[6] = {0, 0, 0, 0, 0, 0};
     int nk = al_nterms(s->ko), nbg = al_nterms(s->bo);
     for (int m = 0; m < nbg; m++)
         bg[m] = (float)s->coef[1 + (size_t)(nb - 1) * nk + m];
-    cl_mem c_kern = NULL, c_bg = NULL, c_vhw = NULL;
+    /* the spatial components and each block's polynomial weights (small); the blocks' kernels (nblocks x
+     * ntaps, tens of MB) are made on the device */
+    float *klf = malloc((size_t)nk * ntaps * sizeof *klf), *poly = malloc((size_t)nblocks * nk * sizeof *poly);
+    size_t kbytes = (size_t)nblocks * ntaps * sizeof(float), vbytes = (size_t)nblocks * sizeof(cl_int);
+    cl_mem c_kern = NULL, c_bg = NULL, c_vhw = NULL, c_kl = NULL, c_poly = NULL;
     clred_status st = CLRED_OK;
-    if (!kern || !k1 || !vhw) {
+    if (!klf || !poly) {
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %d kernel blocks", nblocks);
         goto done;
     }
     if ((st = spatial_components(s, &kl)) != CLRED_OK)
         goto done;
+    for (size_t t = 0; t < (size_t)nk * ntaps; t++)
+        klf[t] = (float)kl[t];
     for (int by = 0; by < nby; by++)
         for (int bx = 0; bx < nbx; bx++) {
             double x = fmin(bx * B + 0.5 * (B - 1), (double)s->w - 1), y = fmin(by * B + 0.5 * (B - 1), (double)s->h - 1);
-            kernel_from(s, kl, x, y, k1);
-            float *dst = kern + ((size_t)by * nbx + bx) * ntaps;
-            for (int t = 0; t < ntaps; t++)
-                dst[t] = (float)k1[t];
-            vhw[(size_t)by * nbx + bx] = var_half_width(k1, s->basis.hw);
+            double p[10];
+            al_poly(s->ko, x, y, s->w, s->h, p);
+            for (int l = 0; l < nk; l++)
+                poly[((size_t)by * nbx + bx) * nk + l] = (float)p[l];
         }
     cl_mem_flags ro = CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR;
-    st = clred_buffer(ctx, ro, (size_t)nblocks * ntaps * sizeof(float), kern, &c_kern, "AL block kernels");
+    st = clred_buffer(ctx, ro, (size_t)nk * ntaps * sizeof *klf, klf, &c_kl, "AL kernel components");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, ro, (size_t)nblocks * nk * sizeof *poly, poly, &c_poly, "AL block polynomials");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, ro, sizeof bg, bg, &c_bg, "AL background");
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, ro, (size_t)nblocks * sizeof *vhw, vhw, &c_vhw, "AL variance half-widths");
+        st = clred_pool_take(ctx, kbytes, "AL block kernels", &c_kern);
+    if (st == CLRED_OK)
+        st = clred_pool_take(ctx, vbytes, "AL variance half-widths", &c_vhw);
+    cl_kernel k;
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "al", NULL, "al_block_kernels", &k);
+    if (st == CLRED_OK)
+        st = clred_args(k, "al_block_kernels", CLRED_ARG(c_kl), CLRED_ARG(c_poly), CLRED_ARG(nk), CLRED_ARG(ntaps),
+                        CLRED_ARG(nblocks), CLRED_ARG(c_kern), (size_t)0);
+    size_t gk[2] = {(size_t)ntaps, (size_t)nblocks};
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "al_block_kernels", 2, gk);
+    float tail = (float)AL_VAR_TAIL;
+    int khw = s->basis.hw;
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "al", NULL, "al_block_var_hw", &k);
+    if (st == CLRED_OK)
+        st = clred_args(k, "al_block_var_hw", CLRED_ARG(c_kern), CLRED_ARG(khw), CLRED_ARG(nblocks), CLRED_ARG(tail),
+                        CLRED_ARG(c_vhw), (size_t)0);
+    size_t gv = (size_t)nblocks;
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "al_block_var_hw", 1, &gv);
     size_t npix = s->w * s->h, fbytes = npix * sizeof(float), ubytes = npix * sizeof(cl_uint);
     cl_mem tz = NULL, vz = NULL, bad = NULL, tmp = NULL;
     if (st == CLRED_OK)
@@ -457,7 +505,6 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
     side_args(&s->ti, &tsci, &tvar, &tmask, &tflags);
     side_args(&s->ii, &isci, &ivar, &imask, &iflags);
     cl_ushort ig = o->ignore_bits;
-    cl_kernel k;
     cl_uint n = (cl_uint)npix;
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "al", NULL, "al_prep", &k);
@@ -493,8 +540,8 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
                         CLRED_ARG(dsci), CLRED_ARG(dvar), CLRED_ARG(dmask), CLRED_ARG(conv), CLRED_ARG(score),
                         CLRED_ARG(smask), (size_t)0);
     }
-    /* 8 pixels of a row per work-item */
-    size_t g[2] = {(s->w + 7) / 8, s->h};
+    /* 8 pixels of two rows per work-item */
+    size_t g[2] = {(s->w + 7) / 8, (s->h + 1) / 2};
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "al_convolve", 2, g);
     /* the kernels may still run: the buffers are released after the queue is done with them */
@@ -511,13 +558,16 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
     if (tmp)
         clred_pool_give(ctx, &tmp, ubytes);
 done:
-    clred_release(&c_kern);
+    if (c_kern)
+        clred_pool_give(ctx, &c_kern, kbytes);
+    if (c_vhw)
+        clred_pool_give(ctx, &c_vhw, vbytes);
     clred_release(&c_bg);
-    clred_release(&c_vhw);
-    free(kern);
-    free(vhw);
+    clred_release(&c_kl);
+    clred_release(&c_poly);
+    free(klf);
+    free(poly);
     free(kl);
-    free(k1);
     return st;
 }
 
@@ -590,6 +640,53 @@ static clred_status solution_products(al_state *s, const clred_al_opts *o, clred
     return CLRED_OK;
 }
 
+/* unit[m] = e^{-2 pi i m / n}, m < n, in double (interleaved re, im). */
+static double *unit_roots(size_t n)
+{
+    double *w = malloc(2 * n * sizeof *w);
+    for (size_t m = 0; w && m < n; m++) {
+        double a = -2.0 * M_PI * (double)m / (double)n;
+        w[2 * m] = cos(a);
+        w[2 * m + 1] = sin(a);
+    }
+    return w;
+}
+
+/* The row transforms al_small_spectrum sums (kernels/al.cl): rows[v][fx] =
+ * sum_u img(u, v) e^{-2 pi i fx (u - h) / nx} for fx < nxh, in double
+ * (unit: unit_roots(nx)), stored as floats, real and imaginary parts apart,
+ * rows of rpitch (the bins past nxh 0). */
+static void small_rows(const float *img, int size, const double *unit, size_t nx, size_t nxh, size_t rpitch,
+                       float *re, float *im)
+{
+    int h = size / 2; /* 2h + 1 rows (an even size's missing last row and column are 0) */
+    for (int v = 0; v <= 2 * h; v++)
+        for (size_t fx = 0; fx < rpitch; fx++) {
+            double sr = 0, si = 0;
+            for (int u = 0; u < size && v < size && fx < nxh; u++) {
+                long long m = ((long long)fx * (u - h)) % (long long)nx;
+                size_t q = (size_t)(m < 0 ? m + (long long)nx : m);
+                double a = img[v * size + u];
+                sr += a * unit[2 * q];
+                si += a * unit[2 * q + 1];
+            }
+            re[(size_t)v * rpitch + fx] = (float)sr;
+            im[(size_t)v * rpitch + fx] = (float)si;
+        }
+}
+
+/* tw[fy][j + th] = e^{-2 pi i fy j / ny}, |j| <= th (unit: unit_roots(ny)). */
+static void column_twiddles(const double *unit, size_t ny, int th, cl_float2 *tw)
+{
+    for (size_t fy = 0; fy < ny; fy++)
+        for (int j = -th; j <= th; j++) {
+            long long m = ((long long)fy * j) % (long long)ny;
+            size_t q = (size_t)(m < 0 ? m + (long long)ny : m);
+            tw[fy * (size_t)(2 * th + 1) + (size_t)(j + th)].s[0] = (float)unit[2 * q];
+            tw[fy * (size_t)(2 * th + 1) + (size_t)(j + th)].s[1] = (float)unit[2 * q + 1];
+        }
+}
+
 /* Through the FFT layer: DMTN-021's decorrelation (when asked), D' = D * phi
  * with phi^ = sqrt((s2i + ksum^2 s2t) / (s2i + |K^|^2 s2t)), the kernel K taken
  * at the image's centre; the PSF of D' is P' = P * phi; and the detection
@@ -598,19 +695,32 @@ static clred_status fourier(al_state *s, const clred_al_opts *o, float norm, clr
 {
     clred_ctx *ctx = s->ctx;
     int ks = s->basis.ksize, psize = (int)out->psf_diff.size, phalf = psize / 2;
-    size_t pad = (size_t)(ks > psize ? ks : psize);
-    size_t nx = clred_fft_good_size(s->w + pad), ny = clred_fft_good_size(s->h + pad);
+    size_t nx, ny;
+    fourier_size(s->w, s->h, ks, psize, &nx, &ny);
+    plan_ahead_join(&s->plan);
     size_t pitch = clred_fft_pitch(nx), bytes = clred_fft_bytes(nx, ny, 1);
     clred_fft_plan *plan;
     CLRED_TRY(clred_fft_plan_cached(ctx, o->backend, nx, ny, 1, &plan));
+    size_t nxh = nx / 2 + 1, rpitch = (nxh + 7) / 8 * 8;
+    int khalf = ks / 2, th = khalf > phalf ? khalf : phalf;
+    size_t kr_n = (size_t)(2 * khalf + 1) * rpitch, pr_n = (size_t)(2 * phalf + 1) * rpitch;
     float *kimg = malloc((size_t)ks * ks * sizeof *kimg), *pw = malloc((size_t)psize * psize * sizeof *pw);
-    if (!kimg || !pw) {
-        free(kimg);
-        free(pw);
-        return clred_fail(CLRED_ERR_MEMORY, "out of memory");
+    double *unit_x = unit_roots(nx), *unit_y = unit_roots(ny);
+    /* the kernel's rows, real then imaginary parts, then the PSF's likewise */
+    float *rows = malloc(2 * (kr_n + pr_n) * sizeof *rows);
+    cl_float2 *tw = malloc(ny * (size_t)(2 * th + 1) * sizeof *tw);
+    cl_mem dplane = NULL, kplane = NULL, pplane = NULL, rbuf = NULL, twbuf = NULL, pwbuf = NULL;
+    clred_status st = CLRED_OK;
+    if (!kimg || !pw || !unit_x || !unit_y || !rows || !tw)
+        st = clred_fail(CLRED_ERR_MEMORY, "out of memory for the Fourier step");
+    if (st == CLRED_OK)
+        st = kernel_image(s, 0.5 * (s->w - 1), 0.5 * (s->h - 1), kimg);
+    /* K^ and P^ from their small images directly (al_small_spectrum), not by two forward FFTs of the plane */
+    if (st == CLRED_OK) {
+        small_rows(kimg, ks, unit_x, nx, nxh, rpitch, rows, rows + kr_n);
+        small_rows(out->psf_diff.data, psize, unit_x, nx, nxh, rpitch, rows + 2 * kr_n, rows + 2 * kr_n + pr_n);
+        column_twiddles(unit_y, ny, th, tw);
     }
-    cl_mem dplane = NULL, kplane = NULL, pplane = NULL, kbuf = NULL, pbuf = NULL, pwbuf = NULL;
-    clred_status st = kernel_image(s, 0.5 * (s->w - 1), 0.5 * (s->h - 1), kimg);
     if (st == CLRED_OK)
         st = clred_pool_take(ctx, bytes, "AL Fourier plane", &dplane);
     if (st == CLRED_OK)
@@ -619,9 +729,9 @@ static clred_status fourier(al_state *s, const clred_al_opts *o, float norm, clr
         st = clred_pool_take(ctx, bytes, "AL Fourier plane", &pplane);
     cl_mem_flags ro = CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR;
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, ro, (size_t)ks * ks * sizeof(float), kimg, &kbuf, "AL kernel");
+        st = clred_buffer(ctx, ro, 2 * (kr_n + pr_n) * sizeof *rows, rows, &rbuf, "AL kernel and PSF rows");
     if (st == CLRED_OK)
-        st = clred_buffer(ctx, ro, (size_t)psize * psize * sizeof(float), out->psf_diff.data, &pbuf, "AL PSF");
+        st = clred_buffer(ctx, ro, ny * (size_t)(2 * th + 1) * sizeof *tw, tw, &twbuf, "AL column twiddles");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, CL_MEM_WRITE_ONLY, (size_t)psize * psize * sizeof(float), NULL, &pwbuf, "AL PSF'");
     if (st == CLRED_OK && o->decorrelate)
@@ -639,33 +749,20 @@ static clred_status fourier(al_state *s, const clred_al_opts *o, float norm, clr
                         CLRED_ARG(dplane), (size_t)0);
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "al_pad", 2, gp);
-    cl_mem wrap_src[2] = {kbuf, pbuf}, wrap_dst[2] = {kplane, pplane};
-    int wrap_size[2] = {ks, psize};
-    for (int i = 0; i < 2 && st == CLRED_OK; i++) {
-        st = clred_kernel(ctx, "zogy", NULL, "zogy_wrap_psf", &k);
-        if (st == CLRED_OK)
-            st = clred_args(k, "zogy_wrap_psf", CLRED_ARG(wrap_src[i]), CLRED_ARG(wrap_size[i]), CLRED_ARG(wrap_dst[i]),
-                            CLRED_ARG(ip), CLRED_ARG(inx), CLRED_ARG(iny), (size_t)0);
-        if (st == CLRED_OK)
-            st = clred_run_tiled(ctx, k, "zogy_wrap_psf", 2, gp);
-    }
     if (st == CLRED_OK)
         st = clred_fft_forward(ctx, plan, dplane);
-    if (st == CLRED_OK)
-        st = clred_fft_forward(ctx, plan, kplane);
-    if (st == CLRED_OK)
-        st = clred_fft_forward(ctx, plan, pplane);
-    cl_uint nbin = (cl_uint)((nx / 2 + 1) * ny);
     float s2i = s->ii.var0, s2t = s->ti.var0, ksum = (float)out->ksum;
-    int dec = o->decorrelate ? 1 : 0;
+    int dec = o->decorrelate ? 1 : 0, inxh = (int)nxh, irp = (int)rpitch;
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "al", NULL, "al_fourier", &k);
     if (st == CLRED_OK)
-        st = clred_args(k, "al_fourier", CLRED_ARG(dplane), CLRED_ARG(kplane), CLRED_ARG(pplane), CLRED_ARG(nbin),
+        st = clred_args(k, "al_fourier", CLRED_ARG(dplane), CLRED_ARG(kplane), CLRED_ARG(pplane), CLRED_ARG(inxh),
+                        CLRED_ARG(iny), CLRED_ARG(rbuf), CLRED_ARG(khalf), CLRED_ARG(phalf), CLRED_ARG(irp),
+                        CLRED_ARG(twbuf), CLRED_ARG(th),
                         CLRED_ARG(s2i), CLRED_ARG(s2t), CLRED_ARG(ksum), CLRED_ARG(dec), (size_t)0);
-    size_t gb = nbin;
+    size_t gb[2] = {(nxh + 7) / 8, ny};
     if (st == CLRED_OK)
-        st = clred_run_tiled(ctx, k, "al_fourier", 1, &gb);
+        st = clred_run_tiled(ctx, k, "al_fourier", 2, gb);
     if (st == CLRED_OK && dec)
         st = clred_fft_inverse(ctx, plan, dplane);
     if (st == CLRED_OK)
@@ -722,8 +819,12 @@ static clred_status fourier(al_state *s, const clred_al_opts *o, float norm, clr
         st = clred_sync(ctx);
     free(kimg);
     free(pw);
-    clred_release(&kbuf);
-    clred_release(&pbuf);
+    free(unit_x);
+    free(unit_y);
+    free(rows);
+    free(tw);
+    clred_release(&rbuf);
+    clred_release(&twbuf);
     clred_release(&pwbuf);
     if (dplane)
         clred_pool_give(ctx, &dplane, bytes);
@@ -829,6 +930,13 @@ clred_status clred_subtract_al_dev(clred_ctx *ctx, const clred_dimage *new_img, 
     out->sigma_new = sig_n;
     out->sigma_ref = sig_r;
     st = al_basis_build(o->ngauss, sig, o->gauss_deg, hw, &s.basis);
+    const clred_psf *pd = conv_ref ? psf_new : psf_ref;
+    if (st == CLRED_OK && pd && pd->data) {
+        s.plan.ctx = ctx;
+        s.plan.backend = o->backend;
+        fourier_size(s.w, s.h, s.basis.ksize, (int)pd->size, &s.plan.nx, &s.plan.ny);
+        s.plan.started = pthread_create(&s.plan.thread, NULL, plan_ahead_run, &s.plan) == 0;
+    }
     if (st == CLRED_OK)
         st = pick_stamps(ctx, ref, fwhm_r, o, hw, s.r, &s.cx, &s.cy, &s.ns);
     int nv = s.basis.nbasis + 2;
