@@ -19,7 +19,7 @@
 
 #include "harness.h"
 #include "internal.h"
-#include "stats.h"
+#include "stats_clip.h"
 #include "stats_ref.h"
 
 static int same_or_both_nan(double a, double b) { return (isnan(a) && isnan(b)) || a == b; }
@@ -418,6 +418,9 @@ int main(void)
         fprintf(stderr, "no fp64 on this device: double-path comparisons skipped\n");
     }
     clred_ctx_destroy(ctx);
+    unsigned long answered = 0, gave_up = 0;
+    clred_stats_bins_counts(&answered, &gave_up);
+    fprintf(stderr, "bin method: %lu answered, %lu gave up to radix selection\n", answered, gave_up);
     small_local_memory();
     work_group_path();
     float_accum_path();
