@@ -7,8 +7,8 @@
  * (pixels spread evenly over their bins): each iteration's range, median and
  * MAD. The bins that hold a predicted bound (+-BOUND_WINDOW bins), median
  * (+-1) or MAD end (+-BOUND_WINDOW) are "refined": pass 2 copies their pixels
- * out exactly, value by value where a bin is small, else as a histogram of
- * the key's low 16 bits (which, with the bin, is the whole key). Every other
+ * out (gathers them, contiguous per bin) and the host orders them, a big bin
+ * by counting its keys' low 16 bits (with the bin, the whole key). Every other
  * bin is wholly inside or wholly outside each predicted range, so pass 2 only
  * sums its pixels, into shell s = the last predicted iteration whose range
  * surely holds the bin: iteration j's sums are those of shells >= j, plus the
@@ -36,8 +36,7 @@
 #define BIN_SHIFT 16u
 #define MAX_SHELLS 16           /* as STATS_MAX_SHELLS in stats.cl */
 #define BOUND_WINDOW 2          /* bins refined either side of a predicted bound */
-#define GATHER_MAX 4096u        /* a refined bin with more pixels is histogrammed instead */
-#define MAX_FINE 16             /* fine histograms (256 KiB each, per group on a CPU) */
+#define SORT_MAX 4096u          /* a gathered bin with more pixels is counted, not sorted */
 #define GROUP_CAP 256
 
 /* How often the method answered and gave up (tests check it ran). */
@@ -72,7 +71,6 @@ typedef struct {
     double shift;
     /* bins */
     unsigned char *shell; /* NBINS */
-    int *slot;            /* NBINS: -1 unrefined, else index into refined */
     cl_uint *refined;     /* refined bins, ascending */
     size_t nrefined;
     cl_uint *unref;       /* unrefined nonzero bins, ascending */
@@ -351,77 +349,87 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* A gathered bin's values as runs of equal values in order: a big bin by
+ * counting its keys' low 16 bits (its top 16 are the bin), a small one by
+ * sorting. */
+static void bin_runs(bins_run *b, cl_uint bin, float *v, size_t n, cl_uint *low_count)
+{
+    if (n > SORT_MAX) {
+        memset(low_count, 0, NBINS * sizeof *low_count);
+        for (size_t j = 0; j < n; j++)
+            low_count[float_key(v[j]) & 0xffffu]++;
+        for (cl_uint low = 0; low < NBINS; low++)
+            if (low_count[low])
+                b->runs[b->nruns++] = (run){key_float(bin << BIN_SHIFT | low), low_count[low]};
+        return;
+    }
+    qsort(v, n, sizeof *v, cmp_float);
+    for (size_t j = 0; j < n; j++) {
+        if (j > 0 && b->runs[b->nruns - 1].v == v[j])
+            b->runs[b->nruns - 1].c++;
+        else
+            b->runs[b->nruns++] = (run){v[j], 1};
+    }
+}
+
 /* Pass 2 and the runs, prefix sums and shells it gives. */
-static clred_status scan_bins(bins_run *b, const unsigned char *want, int *fits)
+static clred_status scan_bins(bins_run *b, const unsigned char *want)
 {
     const char *name = "stats_bin_scan";
-    size_t ngather = 0, nfine = 0, total_gather = 0;
+    size_t total_gather = 0;
     b->nrefined = b->nunref = 0;
     for (cl_uint i = 0; i < NBINS; i++) {
-        b->slot[i] = -1;
         if (!b->count[i])
             continue;
         if (want[i]) {
-            b->slot[i] = (int)b->nrefined;
             b->refined[b->nrefined++] = i;
-            if (b->count[i] > GATHER_MAX)
-                nfine++;
-            else
-                ngather++, total_gather += b->count[i];
+            total_gather += b->count[i];
         } else {
             b->unref[b->nunref++] = i;
         }
     }
-    *fits = nfine <= MAX_FINE;
-    if (!*fits)
-        return CLRED_OK;
+    size_t ngather = b->nrefined, ncur = b->slices * ngather + 1;
     cl_uint *table = malloc(NBINS * sizeof *table);
-    cl_uint *cursor = malloc((b->slices * ngather + 1) * sizeof *cursor);
-    cl_uint *cursor_end = malloc((b->slices * ngather + 1) * sizeof *cursor_end);
-    size_t *gbase = malloc((b->nrefined + 1) * sizeof *gbase);
-    size_t nsh = (size_t)b->npred, fine_words = b->slices * nfine * NBINS;
+    cl_uint *cursor = malloc(ncur * sizeof *cursor);
+    cl_uint *cursor_end = malloc(ncur * sizeof *cursor_end);
+    size_t *gbase = malloc((ngather + 1) * sizeof *gbase);
+    size_t nsh = (size_t)b->npred;
     size_t acc = b->use_double ? sizeof(cl_double) : sizeof(cl_float);
     size_t parts = b->groups * nsh;
     cl_uint *pcount = malloc(parts * sizeof *pcount);
     void *psums = malloc(parts * 2 * acc);
     float *pminmax = malloc(parts * 2 * sizeof *pminmax);
     float *gathered = malloc((total_gather + 1) * sizeof *gathered);
-    cl_uint *fine = malloc((fine_words + 1) * sizeof *fine);
-    b->runs = malloc((total_gather + nfine * NBINS + 1) * sizeof *b->runs);
+    cl_uint *low_count = malloc(NBINS * sizeof *low_count);
+    b->runs = malloc((total_gather + 1) * sizeof *b->runs);
     clred_status st = CLRED_OK;
-    if (!table || !cursor || !cursor_end || !gbase || !pcount || !psums || !pminmax || !gathered || !fine || !b->runs)
+    if (!table || !cursor || !cursor_end || !gbase || !pcount || !psums || !pminmax || !gathered || !low_count ||
+        !b->runs)
         st = clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for the bin method");
 
     /* The table, and where each group writes each gathered bin: slot-major,
      * so a bin's pixels end up contiguous whichever group found them. */
-    size_t g_slot = 0, f_slot = 0, pos = 0;
-    for (size_t k = 0; st == CLRED_OK && k < b->nrefined; k++) {
+    for (cl_uint i = 0; st == CLRED_OK && i < NBINS; i++)
+        table[i] = b->shell[i];
+    size_t pos = 0;
+    for (size_t k = 0; st == CLRED_OK && k < ngather; k++) {
         cl_uint i = b->refined[k];
         gbase[k] = pos;
-        if (b->count[i] > GATHER_MAX) {
-            table[i] = 2u << 8 | (cl_uint)f_slot++ << 10;
-            continue;
-        }
         for (size_t g = 0; g < b->slices; g++) {
-            cursor[g * ngather + g_slot] = (cl_uint)pos;
+            cursor[g * ngather + k] = (cl_uint)pos;
             pos += b->own ? b->slice_hist[g * NBINS + i] : b->count[i];
-            cursor_end[g * ngather + g_slot] = (cl_uint)pos;
+            cursor_end[g * ngather + k] = (cl_uint)pos;
         }
-        table[i] = 1u << 8 | (cl_uint)g_slot++ << 10;
+        table[i] = 1u << 8 | (cl_uint)k << 10;
     }
-    for (size_t k = 0; st == CLRED_OK && k < b->nunref; k++)
-        table[b->unref[k]] = b->shell[b->unref[k]];
-    for (cl_uint i = 0; st == CLRED_OK && i < NBINS; i++)
-        if (!b->count[i])
-            table[i] = 0;
 
-    cl_mem dtable = NULL, dcursor = NULL, dcount = NULL, dsums = NULL, dminmax = NULL, dgather = NULL, dfine = NULL;
+    cl_mem dtable = NULL, dcursor = NULL, dcount = NULL, dsums = NULL, dminmax = NULL, dgather = NULL;
     if (st == CLRED_OK)
         st = clred_buffer(b->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, NBINS * sizeof *table, table, &dtable,
                           "stats bin table");
     if (st == CLRED_OK)
-        st = clred_buffer(b->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, (b->slices * ngather + 1) * sizeof *cursor,
-                          cursor, &dcursor, "stats gather cursors");
+        st = clred_buffer(b->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, ncur * sizeof *cursor, cursor, &dcursor,
+                          "stats gather cursors");
     if (st == CLRED_OK)
         st = clred_buffer(b->ctx, CL_MEM_WRITE_ONLY, parts * sizeof *pcount, NULL, &dcount, "stats shell counts");
     if (st == CLRED_OK)
@@ -431,12 +439,7 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want, int *fits)
     if (st == CLRED_OK)
         st = clred_buffer(b->ctx, CL_MEM_WRITE_ONLY, (total_gather + 1) * sizeof *gathered, NULL, &dgather,
                           "stats gathered pixels");
-    if (st == CLRED_OK)
-        st = clred_buffer(b->ctx, CL_MEM_READ_WRITE, (fine_words + 1) * sizeof *fine, NULL, &dfine,
-                          "stats fine histograms");
-    if (st == CLRED_OK)
-        st = clred_fill_zero(b->ctx, dfine, (fine_words + 1) * sizeof *fine);
-    cl_uint nshells = (cl_uint)nsh, ng = (cl_uint)ngather, nf = (cl_uint)nfine;
+    cl_uint nshells = (cl_uint)nsh, ng = (cl_uint)ngather;
     cl_double shift_d = b->shift;
     cl_float shift_f = (cl_float)b->shift;
     cl_kernel k = b->kscan;
@@ -468,10 +471,6 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want, int *fits)
     if (st == CLRED_OK)
         st = set_arg(k, name, 19, sizeof ng, &ng);
     if (st == CLRED_OK)
-        st = set_arg(k, name, 20, sizeof dfine, &dfine);
-    if (st == CLRED_OK)
-        st = set_arg(k, name, 21, sizeof nf, &nf);
-    if (st == CLRED_OK)
         st = run_pass(b, k, name);
     if (st == CLRED_OK)
         st = clred_download(b->ctx, dcount, 0, parts * sizeof *pcount, pcount);
@@ -481,8 +480,6 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want, int *fits)
         st = clred_download(b->ctx, dminmax, 0, parts * 2 * sizeof *pminmax, pminmax);
     if (st == CLRED_OK && total_gather)
         st = clred_download(b->ctx, dgather, 0, total_gather * sizeof *gathered, gathered);
-    if (st == CLRED_OK && fine_words)
-        st = clred_download(b->ctx, dfine, 0, fine_words * sizeof *fine, fine);
     if (st == CLRED_OK && ngather)
         st = clred_download(b->ctx, dcursor, 0, b->slices * ngather * sizeof *cursor, cursor);
     /* A gathered bin's pixels are taken as its count: the cursors must have
@@ -497,11 +494,10 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want, int *fits)
     clred_release(&dsums);
     clred_release(&dminmax);
     clred_release(&dgather);
-    clred_release(&dfine);
 
-    /* Shells, then the refined pixels as runs of equal values in order. */
-    size_t seen = 0;
+    /* Shells, then the gathered pixels as runs of equal values in order. */
     if (st == CLRED_OK) {
+        size_t seen = total_gather;
         for (size_t s = 0; s < nsh; s++) {
             b->shell_n[s] = 0;
             b->shell_s1[s] = b->shell_s2[s] = 0;
@@ -517,47 +513,12 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want, int *fits)
             }
             seen += b->shell_n[s];
         }
-        b->nruns = 0;
-        f_slot = 0;
-        for (size_t k = 0; k < b->nrefined; k++) {
-            cl_uint i = b->refined[k];
-            size_t got = 0;
-            if (b->count[i] > GATHER_MAX) {
-                for (cl_uint low = 0; low < NBINS; low++) {
-                    size_t c = 0;
-                    for (size_t g = 0; g < b->slices; g++)
-                        c += fine[((g * nfine + f_slot) << BIN_SHIFT) + low];
-                    if (c) {
-                        b->runs[b->nruns++] = (run){key_float(i << BIN_SHIFT | low), (cl_uint)c};
-                        got += c;
-                    }
-                }
-                f_slot++;
-            } else {
-                float *v = gathered + gbase[k];
-                qsort(v, b->count[i], sizeof *v, cmp_float);
-                for (size_t j = 0; j < b->count[i]; j++) {
-                    if (b->nruns && j > 0 && b->runs[b->nruns - 1].v == v[j])
-                        b->runs[b->nruns - 1].c++;
-                    else
-                        b->runs[b->nruns++] = (run){v[j], 1};
-                }
-                got = b->count[i];
-            }
-            if (got != b->count[i]) {
-                st = clred_fail(CLRED_ERR_DEVICE, "stats: bin %u refined to %zu pixels, counted %u, on %s", i, got,
-                                b->count[i], b->ctx->info.name);
-                break;
-            }
-            seen += got;
-        }
-    }
-    if (st == CLRED_OK) {
-        /* A gathered bin was counted from its size: check the cursors ran to
-         * the ends the counts gave, and every pixel landed somewhere. */
         if (seen != b->n0)
             st = clred_fail(CLRED_ERR_DEVICE, "stats: second pass saw %zu usable pixels, first %zu, on %s", seen,
                             b->n0, b->ctx->info.name);
+        b->nruns = 0;
+        for (size_t j = 0; st == CLRED_OK && j < ngather; j++)
+            bin_runs(b, b->refined[j], gathered + gbase[j], b->count[b->refined[j]], low_count);
     }
     if (st == CLRED_OK) {
         b->rc = malloc((b->nruns + 1) * sizeof *b->rc);
@@ -584,7 +545,7 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want, int *fits)
     free(psums);
     free(pminmax);
     free(gathered);
-    free(fine);
+    free(low_count);
     return st;
 }
 
@@ -848,7 +809,6 @@ static void bins_release(bins_run *b)
     free(b->slice_hist);
     free(b->count);
     free(b->shell);
-    free(b->slot);
     free(b->refined);
     free(b->unref);
     free(b->runs);
@@ -887,7 +847,6 @@ clred_status clred_stats_bins(clred_ctx *ctx, cl_mem sci, cl_mem mask, cl_ushort
     b.slice_hist = malloc(b.slices * NBINS * sizeof *b.slice_hist);
     b.count = malloc(NBINS * sizeof *b.count);
     b.shell = malloc(NBINS);
-    b.slot = malloc(NBINS * sizeof *b.slot);
     b.refined = malloc(NBINS * sizeof *b.refined);
     b.unref = malloc(NBINS * sizeof *b.unref);
     b.ulo = malloc(NBINS * sizeof *b.ulo);
@@ -895,20 +854,19 @@ clred_status clred_stats_bins(clred_ctx *ctx, cl_mem sci, cl_mem mask, cl_ushort
     b.ucum = malloc((NBINS + 1) * sizeof *b.ucum);
     unsigned char *want = calloc(NBINS, 1);
     clred_status st = CLRED_OK;
-    if (!b.slice_hist || !b.count || !b.shell || !b.slot || !b.refined || !b.unref || !b.ulo || !b.uhi || !b.ucum ||
+    if (!b.slice_hist || !b.count || !b.shell || !b.refined || !b.unref || !b.ulo || !b.uhi || !b.ucum ||
         !want)
         st = clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for the bin method");
     if (st == CLRED_OK)
         st = count_bins(&b);
-    int fits = 0;
     if (st == CLRED_OK && b.n0 > 0) {
         predict(&b, o, want);
         assign_shells(&b);
-        st = scan_bins(&b, want, &fits);
+        st = scan_bins(&b, want);
     }
     clred_stats res;
     memset(&res, 0, sizeof res);
-    if (st == CLRED_OK && fits) {
+    if (st == CLRED_OK && b.n0 > 0) {
         st = clred_stats_clip(&b.base, o, &res);
         if (st == CLRED_OK && !b.base.gave_up) {
             *out = res;
