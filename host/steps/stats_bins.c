@@ -35,12 +35,21 @@
 #define NBINS 65536u
 #define BIN_SHIFT 16u
 #define MAX_SHELLS 16           /* as STATS_MAX_SHELLS in stats.cl */
-#define BOUND_WINDOW 2          /* bins refined either side of a predicted bound */
+/* Bins refined either side of a predicted bound and MAD end; tests narrow
+ * them to make predictions miss (clred_stats_bins_windows). */
+static int BOUND_WINDOW = 2, MAD_WINDOW = 1;
+#define GATHER_ALL 16384u       /* a region with no more usable pixels refines every bin */
 #define SORT_MAX 4096u          /* a gathered bin with more pixels is counted, not sorted */
 #define GROUP_CAP 256
 
 /* How often the method answered and gave up (tests check it ran). */
 static _Atomic unsigned long bins_answered, bins_gave_up;
+
+void clred_stats_bins_windows(int bound, int mad)
+{
+    BOUND_WINDOW = bound;
+    MAD_WINDOW = mad;
+}
 
 void clred_stats_bins_counts(unsigned long *answered, unsigned long *gave_up)
 {
@@ -300,8 +309,8 @@ static void predict(bins_run *b, const clred_stats_opts *o, unsigned char *want)
     for (int it = 0;; it++) {
         b->pred_range[b->npred++] = range;
         mark(b, want, cur.median, 1);
-        mark(b, want, cur.median - cur.mad, BOUND_WINDOW);
-        mark(b, want, cur.median + cur.mad, BOUND_WINDOW);
+        mark(b, want, cur.median - cur.mad, MAD_WINDOW);
+        mark(b, want, cur.median + cur.mad, MAD_WINDOW);
         if (isfinite(range.lo))
             mark(b, want, range.lo, BOUND_WINDOW);
         if (isfinite(range.hi))
@@ -861,12 +870,16 @@ clred_status clred_stats_bins(clred_ctx *ctx, cl_mem sci, cl_mem mask, cl_ushort
         st = count_bins(&b);
     if (st == CLRED_OK && b.n0 > 0) {
         predict(&b, o, want);
+        if (b.n0 <= GATHER_ALL) /* a prediction from few pixels is crude: refine every bin */
+            memset(want, 1, NBINS);
         assign_shells(&b);
         st = scan_bins(&b, want);
     }
+    if (b.n0 == 0)
+        b.npred = 1; /* one empty shell: clipping ends at the first measurement */
     clred_stats res;
     memset(&res, 0, sizeof res);
-    if (st == CLRED_OK && b.n0 > 0) {
+    if (st == CLRED_OK) {
         st = clred_stats_clip(&b.base, o, &res);
         if (st == CLRED_OK && !b.base.gave_up) {
             *out = res;
