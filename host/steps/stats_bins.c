@@ -6,8 +6,9 @@
  * From those counts the host predicts the whole clipping run approximately
  * (pixels spread evenly over their bins): each iteration's range, median and
  * MAD. The bins that hold a predicted bound (+-BOUND_WINDOW bins), median
- * (+-1) or MAD end (+-BOUND_WINDOW) are "refined": pass 2 copies their pixels
- * out (gathers them, contiguous per bin) and the host orders them, a big bin
+ * or MAD end (and the neighbour it lies close to) are "refined": pass 2
+ * copies their pixels out (gathers them, contiguous per bin) and the host
+ * orders them, a big bin
  * by counting its keys' low 16 bits (with the bin, the whole key). Every other
  * bin is wholly inside or wholly outside each predicted range, so pass 2 only
  * sums its pixels, into shell s = the last predicted iteration whose range
@@ -35,8 +36,8 @@
 #define NBINS 65536u
 #define BIN_SHIFT 16u
 #define MAX_SHELLS 16           /* as STATS_MAX_SHELLS in stats.cl */
-/* Bins refined either side of a predicted bound and MAD end; tests narrow
- * them to make predictions miss (clred_stats_bins_windows). */
+/* Bins refined either side of a predicted bound, and whether the MAD's are;
+ * tests narrow them to make predictions miss (clred_stats_bins_windows). */
 static int BOUND_WINDOW = 2, MAD_WINDOW = 1;
 #define GATHER_ALL 16384u       /* a region with no more usable pixels refines every bin */
 #define SORT_MAX 4096u          /* a gathered bin with more pixels is counted, not sorted */
@@ -280,6 +281,24 @@ static void approx_measure(const bins_run *b, const cl_uint *nz, size_t nnz, kep
     s->mad = hi;
 }
 
+/* Refines the bin of v, and its neighbour when v lies within NEAR_EDGE of
+ * a width from their common edge: the prediction's error is far smaller than
+ * that, and a big bin gathered costs a random branch per pixel. */
+#define NEAR_EDGE 0.25
+static void mark_near(bins_run *b, unsigned char *want, double v)
+{
+    if (!(fabs(v) <= FLT_MAX))
+        return;
+    cl_uint c = bin_of((float)v);
+    double lo = bin_lo(c), hi = bin_hi(c), pos = hi > lo ? (v - lo) / (hi - lo) : 0.5;
+    if (b->count[c])
+        want[c] = 1;
+    if (pos < NEAR_EDGE && c > 0 && b->count[c - 1])
+        want[c - 1] = 1;
+    if (pos > 1 - NEAR_EDGE && c + 1 < NBINS && b->count[c + 1])
+        want[c + 1] = 1;
+}
+
 static void mark(bins_run *b, unsigned char *want, double v, int radius)
 {
     if (!(fabs(v) <= FLT_MAX))
@@ -308,9 +327,11 @@ static void predict(bins_run *b, const clred_stats_opts *o, unsigned char *want)
     b->npred = 0;
     for (int it = 0;; it++) {
         b->pred_range[b->npred++] = range;
-        mark(b, want, cur.median, 1);
-        mark(b, want, cur.median - cur.mad, MAD_WINDOW);
-        mark(b, want, cur.median + cur.mad, MAD_WINDOW);
+        mark_near(b, want, cur.median);
+        if (MAD_WINDOW > 0) {
+            mark_near(b, want, cur.median - cur.mad);
+            mark_near(b, want, cur.median + cur.mad);
+        }
         if (isfinite(range.lo))
             mark(b, want, range.lo, BOUND_WINDOW);
         if (isfinite(range.hi))

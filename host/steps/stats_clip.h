@@ -64,9 +64,10 @@ clred_status clred_stats_bins(clred_ctx *ctx, cl_mem sci, cl_mem mask, cl_ushort
 
 /* How often clred_stats_bins answered and gave up in this process. */
 void clred_stats_bins_counts(unsigned long *answered, unsigned long *gave_up);
-/* Tests: how many bins either side of a predicted bound and MAD end are
- * refined (defaults 2 and 1); -1 refines none, so that a bound falls in an
- * unrefined bin and the method gives up. */
+/* Tests: how many bins either side of a predicted bound are refined
+ * (default 2; -1 refines none, so that a bound falls in an unrefined bin and
+ * the method gives up), and whether the predicted MAD's bins are (mad > 0,
+ * the default 1). */
 void clred_stats_bins_windows(int bound, int mad);
 
 #endif
