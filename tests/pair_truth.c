@@ -46,6 +46,7 @@ pair_score pair_score_candidates(const clred_pair *p, const clred_candidate *c, 
     for (size_t k = 0; k < nc; k++)
         if (!matched[k]) {
             r.false_pos++;
+            r.false_clean += !(c[k].flags & (CLRED_CAND_MASKED | CLRED_CAND_EDGE));
             printf("  unmatched candidate at (%.1f, %.1f) score %.1f flags %u bits 0x%x\n", c[k].x, c[k].y, c[k].score,
                    c[k].flags, c[k].mask_bits);
         }
@@ -58,4 +59,10 @@ pair_score pair_score_candidates(const clred_pair *p, const clred_candidate *c, 
     r.pull_sd = r.used > 1 ? sqrt(pull2 / (double)r.used - r.pull_mean * r.pull_mean) : NAN;
     free(matched);
     return r;
+}
+
+double pair_expected_false(size_t w, size_t h, double fwhm, double nu)
+{
+    double sg = fwhm / 2.3548;
+    return 2.0 * (double)w * (double)h / (pow(2, 2.5) * pow(M_PI, 1.5) * sg * sg) * nu * exp(-0.5 * nu * nu);
 }

@@ -14,6 +14,7 @@ typedef struct {
     size_t fading;     /* bright transients that fade ... */
     size_t fading_neg; /* ... and were found with a negative sign */
     size_t false_pos;  /* candidates that match no transient */
+    size_t false_clean; /* of those, no unusable pixel nearby and not at the edge (what a broker keeps) */
     size_t used;       /* matched, unmasked candidates in the flux pull */
     double pull_mean;  /* (flux - truth) / flux_err over those */
     double pull_sd;
@@ -27,5 +28,10 @@ typedef struct {
  * of a bright transient has the transient's sign. `what` names the score plane. */
 pair_score pair_score_candidates(const clred_pair *p, const clred_candidate *c, size_t nc, const clred_image *score,
                                  uint16_t skip_bits, const char *what);
+
+/* DMTN-006: the expected number of peaks above nu sigma, both signs, in a
+ * w x h field of white noise filtered with a Gaussian PSF of this FWHM:
+ * 2 w h / (2^(5/2) pi^(3/2) sigma_g^2) nu exp(-nu^2 / 2). */
+double pair_expected_false(size_t w, size_t h, double fwhm, double nu);
 
 #endif

@@ -176,11 +176,8 @@ static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double 
 
     /* completeness over the area left usable: not on a saturated star's grown mask or a hole */
     pair_score r = pair_score_candidates(&p, c, nc, &sc, CLRED_MASK_UNUSABLE, "S_corr");
-    /* DMTN-006: the expected number of 5 sigma peaks of a PSF-filtered white
-     * noise field of N pixels is N / (2^(5/2) pi^(3/2) sigma_g^2) nu e^{-nu^2 / 2}
-     * per sign; for sigma_g ~ 2 px it is 1e-4 here. */
-    double sg = z.pd.fwhm / 2.3548;
-    double expect = 2.0 * 256.0 * 256.0 / (pow(2, 2.5) * pow(M_PI, 1.5) * sg * sg) * 5.0 * exp(-12.5);
+    /* DMTN-006: for sigma_g ~ 2 px about 0.02 false peaks here */
+    double expect = pair_expected_false(sc.width, sc.height, z.pd.fwhm, 5.0);
     printf("seed %llu fwhm %.1f -> %.1f: %zu candidates, completeness %zu / %zu at S/N >= 8, fading %zu / %zu negative, "
            "%zu false (expected %.2g), flux pull %.2f +- %.2f over %zu\n",
            (unsigned long long)seed, ref_fwhm, new_fwhm, nc, r.found, r.bright, r.fading_neg, r.fading, r.false_pos,
