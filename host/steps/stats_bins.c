@@ -96,6 +96,7 @@ typedef struct {
     float *ulo, *uhi;
     size_t *ucum;
     size_t nu;
+    double *approx_cum; /* prediction: prefix counts over the nonzero bins */
 } bins_run;
 
 /* ------------------------------------------------------------ keys and bins */
@@ -227,14 +228,32 @@ static double bin_overlap(cl_uint i, kept_range r, double *a, double *z)
     return vhi > vlo ? (*z - *a) / (vhi - vlo) : 1.0;
 }
 
+/* The approximate count of values <= x: the bins below it (approx_cum over
+ * the nonzero bins nz), and the even share of the one that holds it. */
+static double approx_below(const bins_run *b, const cl_uint *nz, size_t nnz, double x)
+{
+    size_t lo = 0, hi = nnz;
+    while (lo < hi) { /* the first bin that reaches x */
+        size_t mid = lo + (hi - lo) / 2;
+        if (bin_hi(nz[mid]) < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    double n = b->approx_cum[lo];
+    if (lo < nnz) {
+        double vlo = bin_lo(nz[lo]), vhi = bin_hi(nz[lo]);
+        if (x >= vlo)
+            n += b->count[nz[lo]] * (vhi > vlo ? (x - vlo) / (vhi - vlo) : 1.0);
+    }
+    return n;
+}
+
 /* The approximate count of values within d of m, in range. */
 static double approx_within(const bins_run *b, const cl_uint *nz, size_t nnz, kept_range r, double m, double d)
 {
-    kept_range w = {(float)fmax(r.lo, m - d), (float)fmin(r.hi, m + d)};
-    double n = 0, a, z;
-    for (size_t k = 0; k < nnz; k++)
-        n += b->count[nz[k]] * bin_overlap(nz[k], w, &a, &z);
-    return n;
+    double a = fmax(r.lo, m - d), z = fmin(r.hi, m + d);
+    return a <= z ? approx_below(b, nz, nnz, z) - approx_below(b, nz, nnz, nextafter(a, -INFINITY)) : 0.0;
 }
 
 /* Count, mean, std, median and MAD of the values in r with each bin's pixels
@@ -314,9 +333,12 @@ static void predict(bins_run *b, const clred_stats_opts *o, unsigned char *want)
 {
     cl_uint *nz = b->unref; /* scratch: the nonzero bins */
     size_t nnz = 0;
+    b->approx_cum[0] = 0;
     for (cl_uint i = 0; i < NBINS; i++)
-        if (b->count[i])
+        if (b->count[i]) {
             nz[nnz++] = i;
+            b->approx_cum[nnz] = b->approx_cum[nnz - 1] + b->count[i];
+        }
     kept_range range = {-INFINITY, INFINITY};
     size_t below = 0, i = 0, middle = (b->n0 - 1) / 2;
     for (; i < NBINS && below + b->count[i] <= middle; i++)
@@ -848,6 +870,7 @@ static void bins_release(bins_run *b)
     free(b->ulo);
     free(b->uhi);
     free(b->ucum);
+    free(b->approx_cum);
 }
 
 clred_status clred_stats_bins(clred_ctx *ctx, cl_mem sci, cl_mem mask, cl_ushort ignore, size_t width,
@@ -882,10 +905,11 @@ clred_status clred_stats_bins(clred_ctx *ctx, cl_mem sci, cl_mem mask, cl_ushort
     b.ulo = malloc(NBINS * sizeof *b.ulo);
     b.uhi = malloc(NBINS * sizeof *b.uhi);
     b.ucum = malloc((NBINS + 1) * sizeof *b.ucum);
+    b.approx_cum = malloc((NBINS + 1) * sizeof *b.approx_cum);
     unsigned char *want = calloc(NBINS, 1);
     clred_status st = CLRED_OK;
     if (!b.slice_hist || !b.count || !b.shell || !b.refined || !b.unref || !b.ulo || !b.uhi || !b.ucum ||
-        !want)
+        !b.approx_cum || !want)
         st = clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for the bin method");
     if (st == CLRED_OK)
         st = count_bins(&b);
