@@ -18,7 +18,11 @@
  * as wide as local memory allows (16 bits: two passes per float, the second of
  * which also sums). A clipping iteration after the first takes its first digit
  * from the previous iteration's histogram, so it reads the image once; the MAD
- * (64-bit keys of double deviations) takes four passes. */
+ * (64-bit keys of double deviations) takes four passes.
+ *
+ * The bin method (stats_bins.c) answers first where it applies: two passes
+ * whatever the iterations, with the same results. Radix selection is what it
+ * falls back on, and what a MAD spread or float accumulation uses. */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
