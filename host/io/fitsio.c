@@ -1,6 +1,7 @@
 /* Reading images (FITS through cfitsio, and .npy) and writing clred's MEF
  * outputs atomically. */
 #include <errno.h>
+#include <fcntl.h>
 #include <fitsio.h>
 #include <limits.h>
 #include <math.h>
@@ -377,12 +378,91 @@ clred_status clred_file_info_read(const char *path, clred_file_info *info)
     return CLRED_OK;
 }
 
+/* Big-endian IEEE floats, in place, to host floats as cfitsio's
+ * fits_read_pix with a NaN null value gives them: a NaN or infinity
+ * (exponent all ones) becomes NAN, and a zero or subnormal (exponent zero:
+ * cfitsio's "underflow") becomes +0. */
+static void be_floats_to_host(float *v, size_t n)
+{
+    const float nan = NAN;
+    uint32_t nan_bits;
+    memcpy(&nan_bits, &nan, sizeof nan_bits);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, v + i, sizeof u);
+        u = __builtin_bswap32(u);
+        uint32_t e = u & 0x7f800000u;
+        u = e == 0x7f800000u ? nan_bits : e == 0 ? 0u : u;
+        memcpy(v + i, &u, sizeof u);
+    }
+}
+
+/* Rows of an uncompressed, unscaled BITPIX = -32 image in a plain disk file,
+ * read straight from the file into rows and converted in place (cfitsio
+ * converts through its null check one value at a time; this is the common
+ * case of a frame to measure). Returns 0 when the image is not such a one
+ * (then cfitsio reads it), 1 with *st set otherwise. */
+static int raw_float_rows(fitsfile *f, const char *path, const clred_file_info *info, size_t frame, size_t y0,
+                          size_t nrows, float *rows, clred_status *st)
+{
+    int status = 0;
+    char url[FLEN_FILENAME] = "";
+    double bscale = 1, bzero = 0;
+    LONGLONG head = 0, data = 0, end = 0;
+    if (info->bitpix != FLOAT_IMG || fits_is_compressed_image(f, &status) || status ||
+        fits_url_type(f, url, &status) || strcmp(url, "file://") != 0 ||
+        fits_get_hduaddrll(f, &head, &data, &end, &status))
+        goto not_raw;
+    if (fits_read_key_dbl(f, "BSCALE", &bscale, NULL, &status) == KEY_NO_EXIST)
+        status = 0, bscale = 1;
+    if (status || fits_read_key_dbl(f, "BZERO", &bzero, NULL, &status) == KEY_NO_EXIST)
+        status = 0, bzero = 0;
+    if (status || bscale != 1 || bzero != 0)
+        goto not_raw;
+    size_t n = nrows * info->width;
+    off_t at = (off_t)data + (off_t)(((frame * info->height + y0) * info->width) * sizeof(float));
+    if ((LONGLONG)at + (LONGLONG)(n * sizeof(float)) > end)
+        goto not_raw;
+    char base[PATH_MAX];
+    base_path(path, base, sizeof base);
+    int fd = open(base, O_RDONLY);
+    if (fd < 0)
+        goto not_raw;
+    unsigned char *dst = (unsigned char *)rows;
+    size_t left = n * sizeof(float);
+    while (left > 0) {
+        ssize_t got = pread(fd, dst, left, at);
+        if (got <= 0) {
+            if (got < 0 && errno == EINTR)
+                continue;
+            int err = errno;
+            close(fd);
+            *st = clred_fail(got == 0 ? CLRED_ERR_INPUT : CLRED_ERR_IO, "%s: %s reading pixels", path,
+                             got == 0 ? "the file ends" : strerror(err));
+            return 1;
+        }
+        dst += got;
+        at += got;
+        left -= (size_t)got;
+    }
+    close(fd);
+    be_floats_to_host(rows, n);
+    *st = CLRED_OK;
+    return 1;
+not_raw:
+    fits_clear_errmsg();
+    return 0;
+}
+
 static clred_status fits_rows(fitsfile *f, const char *path, const clred_file_info *info, size_t frame, size_t y0,
                               size_t nrows, float *rows)
 {
     if (frame >= info->nframes || y0 + nrows > info->height)
         return clred_fail(CLRED_ERR_USAGE, "%s: rows %zu..%zu of frame %zu are outside the %zu x %zu x %zu image",
                           path, y0, y0 + nrows, frame, info->width, info->height, info->nframes);
+    clred_status raw;
+    if (raw_float_rows(f, path, info, frame, y0, nrows, rows, &raw))
+        return raw;
     long fpixel[3] = {1, (long)y0 + 1, (long)frame + 1};
     float nan = NAN;
     int anynul = 0, status = 0;
