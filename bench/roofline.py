@@ -79,13 +79,15 @@ MODELS = {
                 "per output pixel the depth's sorting network and the clipping rounds, in float with an exact "
                 "fallback (kernels/combine.cl); a vector of pixels runs as many rounds as its slowest lane, and every "
                 "round after the first runs over windows of ranks (masks and selects the model does not count)"),
-    "stats": (lambda s, d, c: 6 * 8.0 * s * s,
-              "6 measurements (5 clipping iterations + the last) x 8 per pixel (bounds, key, histogram, sums)",
-              "exact order statistics by radix selection: the first measurement reads the frame twice (a "
-              "16-bit histogram, then the refinement that also sums), each further clipping iteration once (its "
-              "first digit follows from the previous histogram) and the MAD four times (64-bit keys of double "
-              "deviations): about 11 reads where the model counts one; each pass does scalar per-pixel key and "
-              "histogram work (data-dependent increments do not vectorise)"),
+    "stats": (lambda s, d, c: 18.0 * s * s,
+              "18 per pixel: the bin counts (usable test, key, increment: 6) and the second read (table lookup, "
+              "shell sums and extrema or a gathered copy: 12)",
+              "exact statistics by the bin method (host/steps/stats_bins.c): two reads of the frame whatever "
+              "the iterations (16-bit bin counts; then shell sums, with the pixels of the bins that hold a "
+              "median, MAD or bound gathered), so at most 50% of the one-read byte model; the second read "
+              "gathers about a fifth of a noise-dominated frame (the median's and MAD's bins) in random order "
+              "and its branch between summing and gathering mispredicts; radix selection (about 11 reads) "
+              "only where the bin method gives up or the spread is the MAD"),
     "background": (lambda s, d, c: 30.0 * s * s,
                    "30 per pixel: clipped box statistics (~3 rounds) and the bicubic interpolation",
                    "the clipped box statistics (bkg_box_stats) take most of the time; not analysed here"),
@@ -118,6 +120,11 @@ MODELS = {
 
 YARDSTICKS = ("copy", "fma")
 
+# Steps whose kernels read the frame once per launch: the reads they made,
+# so that the report also gives the bandwidth of the bytes actually read
+# (model bytes x reads), not only of the least a step must move.
+FRAME_READS = {"stats": ("stats_bin_hist", "stats_bin_scan", "stats_select")}
+
 
 def _row(config, r, copy_gbps, fma_gflops):
     step, kernel_s = r["step"], r.get("kernel_s") or 0.0
@@ -145,6 +152,11 @@ def _row(config, r, copy_gbps, fma_gflops):
            "fraction_of_fma": ops / kernel_s * 1e-9 / fma_gflops if ops and kernel_s > 0 and fma_gflops else None,
            "bound": bound, "roofline_fraction": fraction, "kernels": top,
            "unnamed_s": max(kernel_s - named, 0.0) if kernels else kernel_s}
+    readers = FRAME_READS.get(step)
+    if readers and nbytes and kernel_s > 0 and copy_gbps:
+        reads = sum(k["launches"] for k in kernels if k["name"] in readers)
+        row["frame_reads"] = reads
+        row["fraction_of_copy_read"] = reads * nbytes / kernel_s * 1e-9 / copy_gbps
     row["below_half"] = fraction is not None and fraction < HALF
     if row["below_half"] or fraction is None:
         row["reason"] = _reason(row, model)
@@ -164,6 +176,9 @@ def _reason(row, model):
         other = row["fraction_of_fma"] if row["bound"] == "memory" else row["fraction_of_copy"]
         parts.append(f"{row['bound']}-bound by the model; the other ceiling is at "
                      f"{100 * other:.1f}%" if other is not None else f"{row['bound']}-bound by the model")
+    if row.get("frame_reads"):
+        parts.append(f"{row['frame_reads']} reads of the frame: the bytes actually read move at "
+                     f"{100 * row['fraction_of_copy_read']:.1f}% of copy bandwidth")
     if model:
         parts.append(model[2])
     else:

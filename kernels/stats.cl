@@ -152,3 +152,140 @@ kernel void stats_select(global const float *sci, global const ushort *mask, con
         }
     }
 }
+
+/* ---------------------------------------------------------------- bins
+ * The few-pass method (host/steps/stats_bins.c): one pass counts the usable
+ * pixels per bin of the top 16 bits of their float keys; a second pass, told
+ * per bin by `table` what to do, sums the pixels of the bins it need not see
+ * one by one into nested shells (one per clipping iteration, the shell of a
+ * bin being the last iteration whose kept range surely holds the whole bin)
+ * and copies out, value by value, the pixels of the few bins that hold a
+ * median, a MAD or a clipping bound. The host then replays every clipping
+ * iteration exactly from these. With one work-item per group (a CPU) each
+ * group owns its slice of hist and its gather cursors, so nothing is atomic;
+ * otherwise all groups share one copy through atomics. */
+
+#define STATS_BIN_SHIFT 16u
+#define STATS_MAX_SHELLS 16u
+
+kernel void stats_bin_hist(global const float *sci, global const ushort *mask, const ushort ignore, const uint width,
+                           const uint x0, const uint y0, const uint rw, const uint rh, global uint *hist)
+{
+    const uint lid = get_local_id(0), lsize = get_local_size(0);
+    const uint g = get_group_id(0), groups = get_num_groups(0);
+    const bool own = lsize == 1;
+    global uint *h = own ? hist + ((size_t)g << STATS_BIN_SHIFT) : hist;
+    const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
+    for (uint y = r0; y < r1; y++) {
+        const size_t row = (size_t)(y0 + y) * width + x0;
+        global const float *srow = sci + row;
+        global const ushort *mrow = mask ? mask + row : 0;
+        for (uint x = lid; x < rw; x += lsize) {
+            const float v = srow[x];
+            const ushort m = mrow ? mrow[x] : (ushort)0;
+            if (!clred_usable(v, m, ignore))
+                continue;
+            const uint b = clred_float_key(v) >> STATS_BIN_SHIFT;
+            if (own)
+                h[b]++;
+            else
+                atomic_inc(&h[b]);
+        }
+    }
+}
+
+/* table[bin]: bits 0-7 the shell, bit 8 set for a bin gathered value by
+ * value, bits 10-31 its gather slot. Per group and shell: count,
+ * sum and sum of squares of (x - shift) in acc_t, min and max. gcursor holds
+ * each slot's next position in gather (per group when own). */
+kernel void stats_bin_scan(global const float *sci, global const ushort *mask, const ushort ignore,
+                           const uint width, const uint x0, const uint y0, const uint rw, const uint rh,
+                           global const uint *table, const uint nshells, const acc_t shift, global uint *pcount,
+                           global acc_t *psums, global float *pminmax, local uint *lcount, local acc_t *lsums,
+                           local float *lminmax, global float *gather, global uint *gcursor, const uint ngather)
+{
+    const uint lid = get_local_id(0), lsize = get_local_size(0);
+    const uint g = get_group_id(0), groups = get_num_groups(0);
+    const bool own = lsize == 1;
+    global uint *cursor = own ? gcursor + (size_t)g * ngather : gcursor;
+    uint cnt[STATS_MAX_SHELLS];
+    acc_t s1[STATS_MAX_SHELLS], s2[STATS_MAX_SHELLS];
+    float mn[STATS_MAX_SHELLS], mx[STATS_MAX_SHELLS];
+    for (uint s = 0; s < STATS_MAX_SHELLS; s++) {
+        cnt[s] = 0;
+        s1[s] = s2[s] = 0;
+        mn[s] = INFINITY;
+        mx[s] = -INFINITY;
+    }
+    const uint hot = nshells - 1;
+    uint hcnt = 0;
+    acc_t hs1 = 0, hs2 = 0;
+    float hmn = INFINITY, hmx = -INFINITY;
+    const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
+    for (uint y = r0; y < r1; y++) {
+        const size_t row = (size_t)(y0 + y) * width + x0;
+        global const float *srow = sci + row;
+        global const ushort *mrow = mask ? mask + row : 0;
+        for (uint x = lid; x < rw; x += lsize) {
+            const float v = srow[x];
+            const ushort m = mrow ? mrow[x] : (ushort)0;
+            if (!clred_usable(v, m, ignore))
+                continue;
+            const uint key = clred_float_key(v);
+            const uint e = table[key >> STATS_BIN_SHIFT];
+            const uint kind = (e >> 8) & 1u, slot = e >> 10;
+            if (e == hot) { /* most pixels: the innermost shell, in registers */
+                const acc_t d = (acc_t)v - shift;
+                hcnt++;
+                hs1 += d;
+                hs2 += d * d;
+                hmn = fmin(hmn, v);
+                hmx = fmax(hmx, v);
+            } else if (kind == 0) {
+                const uint s = e & 255u;
+                const acc_t d = (acc_t)v - shift;
+                cnt[s]++;
+                s1[s] += d;
+                s2[s] += d * d;
+                mn[s] = fmin(mn[s], v);
+                mx[s] = fmax(mx[s], v);
+            } else {
+                const uint pos = own ? cursor[slot]++ : atomic_inc(&cursor[slot]);
+                gather[pos] = v;
+            }
+        }
+    }
+    cnt[hot] += hcnt;
+    s1[hot] += hs1;
+    s2[hot] += hs2;
+    mn[hot] = fmin(mn[hot], hmn);
+    mx[hot] = fmax(mx[hot], hmx);
+    /* The group's shells, one at a time through local memory. */
+    for (uint s = 0; s < nshells; s++) {
+        lcount[lid] = cnt[s];
+        lsums[2 * lid] = s1[s];
+        lsums[2 * lid + 1] = s2[s];
+        lminmax[2 * lid] = mn[s];
+        lminmax[2 * lid + 1] = mx[s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid == 0) {
+            uint c = 0;
+            acc_t a = 0, b = 0;
+            float lo = INFINITY, hi = -INFINITY;
+            for (uint j = 0; j < lsize; j++) {
+                c += lcount[j];
+                a += lsums[2 * j];
+                b += lsums[2 * j + 1];
+                lo = fmin(lo, lminmax[2 * j]);
+                hi = fmax(hi, lminmax[2 * j + 1]);
+            }
+            const size_t o = (size_t)g * nshells + s;
+            pcount[o] = c;
+            psums[2 * o] = a;
+            psums[2 * o + 1] = b;
+            pminmax[2 * o] = lo;
+            pminmax[2 * o + 1] = hi;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+}

@@ -12,6 +12,7 @@
  *   float-precision step (~1e-7).
  * - float accumulation: see float_accum_path().
  */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@
 
 #include "harness.h"
 #include "internal.h"
-#include "stats.h"
+#include "stats_clip.h"
 #include "stats_ref.h"
 
 static int same_or_both_nan(double a, double b) { return (isnan(a) && isnan(b)) || a == b; }
@@ -277,6 +278,75 @@ static void constant_and_empty(clred_ctx *ctx)
     clred_image_free(&img);
 }
 
+/* Runs check_case and checks that the bin method answered it (gave_up 0) or
+ * gave it up to radix selection (gave_up 1). */
+static void check_bins(clred_ctx *ctx, const char *what, const clred_image *img, const clred_stats_opts *o,
+                       int gave_up)
+{
+    unsigned long a0, g0, a1, g1;
+    clred_stats_bins_counts(&a0, &g0);
+    check_case(ctx, what, img, o);
+    clred_stats_bins_counts(&a1, &g1);
+    CHECK_MSG(a1 - a0 == (unsigned long)!gave_up && g1 - g0 == (unsigned long)gave_up,
+              "%s: bin method answered %lu, gave up %lu", what, a1 - a0, g1 - g0);
+}
+
+/* The bin method on regions big enough (> 16384 usable pixels) that it
+ * refines only the predicted bins: sums by shells, gathered bins counted or
+ * sorted, and a prediction that misses (no bound bins refined). */
+static void bin_method(clred_ctx *ctx, const char *shape)
+{
+    harness_rng rng = {4242};
+    clred_image img;
+    CHECK_OK(clred_image_alloc(&img, 200, 120, 0, 1));
+    size_t n = img.width * img.height;
+    char what[96];
+    fill_noisy(&img, &rng, 1000.0, 12.0);
+    clred_stats_opts o = clred_stats_defaults();
+    snprintf(what, sizeof what, "%s: bins, noisy", shape);
+    check_bins(ctx, what, &img, &o, 0);
+    o.sigma_lower = 2.0, o.sigma_upper = 4.5, o.max_iters = 50;
+    snprintf(what, sizeof what, "%s: bins, asymmetric to convergence", shape);
+    check_bins(ctx, what, &img, &o, 0);
+    o = clred_stats_defaults();
+    o.centre_mean = 1;
+    snprintf(what, sizeof what, "%s: bins, mean centre", shape);
+    check_bins(ctx, what, &img, &o, 0);
+    o = clred_stats_defaults();
+    o.max_iters = 0;
+    snprintf(what, sizeof what, "%s: bins, no clipping", shape);
+    check_bins(ctx, what, &img, &o, 0);
+
+    /* The prediction misses: radix selection answers, the same. */
+    o = clred_stats_defaults();
+    clred_stats_bins_windows(-1, -1);
+    snprintf(what, sizeof what, "%s: bins give up", shape);
+    check_bins(ctx, what, &img, &o, 1);
+    clred_stats_bins_windows(2, 1);
+
+    /* Integer data at a raw-frame level (bins 128 wide: each holds many
+     * values, and the median's bin thousands of pixels), and a few values
+     * at the ends of the float range. */
+    for (size_t i = 0; i < n; i++) {
+        img.sci[i] = (float)floor(30000.0 + 40.0 * harness_normal(&rng));
+        img.mask[i] = 0;
+    }
+    img.sci[7] = FLT_MAX, img.sci[99] = -FLT_MAX, img.sci[500] = 1e-40f, img.sci[501] = -3e38f;
+    snprintf(what, sizeof what, "%s: bins, integer ties and extremes", shape);
+    check_bins(ctx, what, &img, &o, 0);
+    /* Negative values and both zeros, in few distinct values. */
+    for (size_t i = 0; i < n; i++)
+        img.sci[i] = (float)floor(3.0 * harness_normal(&rng)) * (i % 5 == 0 ? -1.0f : 1.0f) + (i % 7 ? 0.0f : -0.0f);
+    snprintf(what, sizeof what, "%s: bins, ties around zero", shape);
+    check_bins(ctx, what, &img, &o, 0);
+    /* Nearly all equal. */
+    for (size_t i = 0; i < n; i++)
+        img.sci[i] = i % 997 == 0 ? (float)(i % 3) - 1e6f : -17.5f;
+    snprintf(what, sizeof what, "%s: bins, nearly constant", shape);
+    check_bins(ctx, what, &img, &o, 0);
+    clred_image_free(&img);
+}
+
 /* CLRED_FLOAT_ACCUM=1: sums in float and the MAD selected among float
  * deviations. Uniform data on [990, 1010] with gross outliers, so that no kept
  * value lies near a clipping bound and the kept set is the reference's.
@@ -375,6 +445,7 @@ static void work_group_path(void)
         for (size_t i = 0; i < 131 * 37; i++)
             img.sci[i] = i % 2 ? 5.0f : -3.0f;
         check_case(gctx, "work-groups, two values", &img, &o);
+        bin_method(gctx, "work-group shape");
     }
     clred_image_free(&img);
     clred_ctx_destroy(gctx);
@@ -414,10 +485,14 @@ int main(void)
         shapes(ctx);
         ties(ctx);
         constant_and_empty(ctx);
+        bin_method(ctx, "cpu shape");
     } else {
         fprintf(stderr, "no fp64 on this device: double-path comparisons skipped\n");
     }
     clred_ctx_destroy(ctx);
+    unsigned long answered = 0, gave_up = 0;
+    clred_stats_bins_counts(&answered, &gave_up);
+    fprintf(stderr, "bin method: %lu answered, %lu gave up to radix selection\n", answered, gave_up);
     small_local_memory();
     work_group_path();
     float_accum_path();

@@ -18,23 +18,23 @@
  * as wide as local memory allows (16 bits: two passes per float, the second of
  * which also sums). A clipping iteration after the first takes its first digit
  * from the previous iteration's histogram, so it reads the image once; the MAD
- * (64-bit keys of double deviations) takes four passes. */
+ * (64-bit keys of double deviations) takes four passes.
+ *
+ * The bin method (stats_bins.c) answers first where it applies: two passes
+ * whatever the iterations, with the same results. Radix selection is what it
+ * falls back on, and what a MAD spread or float accumulation uses. */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "stats.h"
+#include "stats_clip.h"
 
 /* Work-items per group we aim for; the device may allow fewer. */
 #define STATS_GROUP_CAP 256
 /* Work-groups per core on a CPU: enough to even out a busy core. */
 #define STATS_GROUPS_PER_CORE 2
-
-typedef struct {
-    float lo, hi;
-} kept_range;
 
 typedef struct {
     clred_ctx *ctx;
@@ -59,12 +59,6 @@ typedef struct {
     float *hminmax;
     kept_range h0_range;
 } stats_run;
-
-typedef struct {
-    size_t n;
-    double median, mean, std, min, max, mad;
-    int have_mad;
-} set_stats;
 
 clred_stats_opts clred_stats_defaults(void)
 {
@@ -577,57 +571,46 @@ static clred_status measure_mad(stats_run *r, kept_range range, set_stats *s)
 
 /* ------------------------------------------------------------ clipping */
 
-/* The smallest float >= v, and the largest float <= v: the float range that
- * keeps exactly the floats whose double value lies in [lo, hi]. */
-static float float_at_or_above(double v)
-{
-    if (isnan(v) || v > FLT_MAX)
-        return INFINITY;
-    if (v < -FLT_MAX)
-        return -INFINITY;
-    float f = (float)v;
-    return (double)f < v ? nextafterf(f, INFINITY) : f;
-}
-
-static float float_at_or_below(double v)
-{
-    if (isnan(v) || v < -FLT_MAX)
-        return -INFINITY;
-    if (v > FLT_MAX)
-        return INFINITY;
-    float f = (float)v;
-    return (double)f > v ? nextafterf(f, -INFINITY) : f;
-}
-
-static clred_status clip(stats_run *r, const clred_stats_opts *o, clred_stats *out)
+clred_status clred_stats_clip(stats_measurer *m, const clred_stats_opts *o, clred_stats *out)
 {
     kept_range range = {-INFINITY, INFINITY};
     set_stats cur;
-    int unchanged = 0;
-    CLRED_TRY(measure(r, range, 0, &cur, &unchanged));
+    int unchanged = 0, index = 0;
+    CLRED_TRY(m->measure(m, index++, range, 0, &cur, &unchanged));
+    if (m->gave_up)
+        return CLRED_OK;
     const size_t nvalid = cur.n;
     int iters = 0;
     while (cur.n > 0 && iters < o->max_iters) {
         iters++;
-        if (o->spread_mad)
-            CLRED_TRY(measure_mad(r, range, &cur));
+        if (o->spread_mad) {
+            CLRED_TRY(m->mad(m, range, &cur));
+            if (m->gave_up)
+                return CLRED_OK;
+        }
         double centre = o->centre_mean ? cur.mean : cur.median;
         double spread = o->spread_mad ? CLRED_MAD_TO_SIGMA * cur.mad : cur.std;
-        kept_range next = {float_at_or_above(centre - o->sigma_lower * spread),
-                           float_at_or_below(centre + o->sigma_upper * spread)};
+        kept_range next = {clred_float_at_or_above(centre - o->sigma_lower * spread),
+                           clred_float_at_or_below(centre + o->sigma_upper * spread)};
         if (next.lo < range.lo)
             next.lo = range.lo;
         if (next.hi > range.hi)
             next.hi = range.hi;
-        CLRED_TRY(measure(r, next, cur.n, &cur, &unchanged));
+        CLRED_TRY(m->measure(m, index++, next, cur.n, &cur, &unchanged));
+        if (m->gave_up)
+            return CLRED_OK;
         if (unchanged)
             break;
         range = next;
     }
-    CLRED_TRY(measure_mad(r, range, &cur));
+    if (cur.n > 0) {
+        CLRED_TRY(m->mad(m, range, &cur));
+        if (m->gave_up)
+            return CLRED_OK;
+    }
     out->npix = cur.n;
     out->nrejected = nvalid - cur.n;
-    out->ninvalid = r->n - nvalid;
+    out->ninvalid = m->npix - nvalid;
     out->iterations = iters;
     if (cur.n == 0) {
         out->mean = out->median = out->std = out->mad = out->min = out->max = NAN;
@@ -640,6 +623,30 @@ static clred_status clip(stats_run *r, const clred_stats_opts *o, clred_stats *o
         out->max = cur.max;
     }
     return CLRED_OK;
+}
+
+/* Radix selection as a stats_measurer. */
+typedef struct {
+    stats_measurer base;
+    stats_run *r;
+} select_measurer;
+
+static clred_status select_measure(stats_measurer *m, int index, kept_range range, size_t previous_n, set_stats *s,
+                                   int *unchanged)
+{
+    (void)index;
+    return measure(((select_measurer *)m)->r, range, previous_n, s, unchanged);
+}
+
+static clred_status select_mad(stats_measurer *m, kept_range range, set_stats *s)
+{
+    return measure_mad(((select_measurer *)m)->r, range, s);
+}
+
+static clred_status clip(stats_run *r, const clred_stats_opts *o, clred_stats *out)
+{
+    select_measurer m = {{select_measure, select_mad, r->n, 0}, r};
+    return clred_stats_clip(&m.base, o, out);
 }
 
 /* ------------------------------------------------------------ entry points */
@@ -659,6 +666,15 @@ clred_status clred_stats_device(clred_ctx *ctx, cl_mem sci, cl_mem mask, size_t 
     CLRED_TRY(check_opts(opts));
     size_t region[4];
     CLRED_TRY(resolve_region(opts, width, height, region));
+    /* The bin method where it applies and answers; radix selection otherwise
+     * (CLRED_STATS_METHOD=radix forces it, for comparisons). */
+    const char *method = getenv("CLRED_STATS_METHOD");
+    if (!method || strcmp(method, "radix") != 0) {
+        int done = 0;
+        CLRED_TRY(clred_stats_bins(ctx, sci, mask, opts->ignore_bits, width, region, opts, out, &done));
+        if (done)
+            return CLRED_OK;
+    }
     stats_run r;
     clred_status st = run_init(&r, ctx, sci, mask, width, region, opts->ignore_bits);
     if (st == CLRED_OK)

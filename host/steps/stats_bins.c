@@ -1,0 +1,943 @@
+/* Sigma-clipped statistics in two passes over the image (kernels: stats.cl,
+ * stats_bin_hist and stats_bin_scan), with the results radix selection gives.
+ *
+ * Pass 1 counts the usable pixels per bin of the top 16 bits of their
+ * order-preserving float keys (bins are value intervals, in value order).
+ * From those counts the host predicts the whole clipping run approximately
+ * (pixels spread evenly over their bins): each iteration's range, median and
+ * MAD. The bins that hold a predicted bound (+-BOUND_WINDOW bins), median
+ * or MAD end (and the neighbour it lies close to) are "refined": pass 2
+ * copies their pixels out (gathers them, contiguous per bin) and the host
+ * orders them, a big bin
+ * by counting its keys' low 16 bits (with the bin, the whole key). Every other
+ * bin is wholly inside or wholly outside each predicted range, so pass 2 only
+ * sums its pixels, into shell s = the last predicted iteration whose range
+ * surely holds the bin: iteration j's sums are those of shells >= j, plus the
+ * refined pixels inside its range.
+ *
+ * The host then runs the clipping loop (clred_stats_clip) exactly: a count,
+ * median (a k-th value by bisection over float keys) or MAD (a k-th
+ * deviation by bisection over doubles) is taken only where every unrefined
+ * bin is decidably inside or outside the interval it counts; otherwise the
+ * method gives up and the caller uses radix selection, so a wrong prediction
+ * costs time, never exactness. Means and stds sum (x - shift) in double
+ * (shift: the predicted median), the same error model as radix selection.
+ *
+ * Used where sums are in double and the spread is the std; a MAD spread
+ * needs a MAD every iteration, which radix selection does. */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stats_clip.h"
+
+#define NBINS 65536u
+#define BIN_SHIFT 16u
+#define MAX_SHELLS 16           /* as STATS_MAX_SHELLS in stats.cl */
+/* Bins refined either side of a predicted bound, and whether the MAD's are;
+ * tests narrow them to make predictions miss (clred_stats_bins_windows). */
+static int BOUND_WINDOW = 2, MAD_WINDOW = 1;
+#define GATHER_ALL 16384u       /* a region with no more usable pixels refines every bin */
+#define SORT_MAX 4096u          /* a gathered bin with more pixels is counted, not sorted */
+#define GROUP_CAP 256
+
+/* How often the method answered and gave up (tests check it ran). */
+static _Atomic unsigned long bins_answered, bins_gave_up;
+
+void clred_stats_bins_windows(int bound, int mad)
+{
+    BOUND_WINDOW = bound;
+    MAD_WINDOW = mad;
+}
+
+void clred_stats_bins_counts(unsigned long *answered, unsigned long *gave_up)
+{
+    *answered = bins_answered;
+    *gave_up = bins_gave_up;
+}
+
+typedef struct {
+    float v;
+    cl_uint c;
+} run;
+
+typedef struct {
+    stats_measurer base;
+    clred_ctx *ctx;
+    cl_mem sci, mask;
+    cl_ushort ignore;
+    cl_uint width, x0, y0, rw, rh;
+    int use_double, own;
+    size_t local, groups, slices;
+    cl_kernel khist, kscan;
+    cl_uint *slice_hist; /* slices x NBINS */
+    cl_uint *count;      /* NBINS, merged */
+    size_t n0;           /* usable pixels */
+    /* prediction */
+    int npred;
+    kept_range pred_range[MAX_SHELLS];
+    double shift;
+    /* bins */
+    unsigned char *shell; /* NBINS */
+    cl_uint *refined;     /* refined bins, ascending */
+    size_t nrefined;
+    cl_uint *unref;       /* unrefined nonzero bins, ascending */
+    size_t nunref;
+    run *runs; /* the refined pixels in value order */
+    size_t nruns;
+    size_t *rc;      /* prefix counts over runs */
+    double *r1, *r2; /* prefix sums of c (v - shift), c (v - shift)^2 */
+    size_t shell_n[MAX_SHELLS];
+    double shell_s1[MAX_SHELLS], shell_s2[MAX_SHELLS], shell_min[MAX_SHELLS], shell_max[MAX_SHELLS];
+    /* the unrefined bins of the set last measured: value bounds, prefix counts */
+    int set_index;
+    float *ulo, *uhi;
+    size_t *ucum;
+    size_t nu;
+    double *approx_cum; /* prediction: prefix counts over the nonzero bins */
+} bins_run;
+
+/* ------------------------------------------------------------ keys and bins */
+
+static uint32_t float_key(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return u ^ ((u >> 31) ? 0xffffffffu : 0x80000000u);
+}
+
+static float key_float(uint32_t k)
+{
+    uint32_t u = k ^ ((k >> 31) ? 0x80000000u : 0xffffffffu);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static cl_uint bin_of(float v) { return float_key(v) >> BIN_SHIFT; }
+static float bin_lo(cl_uint b) { return key_float(b << BIN_SHIFT); }
+static float bin_hi(cl_uint b) { return key_float(b << BIN_SHIFT | 0xffffu); }
+
+/* ------------------------------------------------------------ device passes */
+
+static clred_status set_arg(cl_kernel k, const char *name, cl_uint index, size_t size, const void *value)
+{
+    cl_int err = clSetKernelArg(k, index, size, value);
+    return err == CL_SUCCESS ? CLRED_OK : clred_fail_cl(err, name);
+}
+
+static clred_status set_region_args(bins_run *b, cl_kernel k, const char *name)
+{
+    CLRED_TRY(set_arg(k, name, 0, sizeof b->sci, &b->sci));
+    CLRED_TRY(set_arg(k, name, 1, sizeof b->mask, &b->mask));
+    CLRED_TRY(set_arg(k, name, 2, sizeof b->ignore, &b->ignore));
+    CLRED_TRY(set_arg(k, name, 3, sizeof b->width, &b->width));
+    CLRED_TRY(set_arg(k, name, 4, sizeof b->x0, &b->x0));
+    CLRED_TRY(set_arg(k, name, 5, sizeof b->y0, &b->y0));
+    CLRED_TRY(set_arg(k, name, 6, sizeof b->rw, &b->rw));
+    return set_arg(k, name, 7, sizeof b->rh, &b->rh);
+}
+
+/* Reduction bytes per work-item of stats_bin_scan. */
+static size_t scan_local_bytes(const bins_run *b) { return sizeof(cl_uint) + 2 * (b->use_double ? 8 : 4) + 8; }
+
+/* A CPU: one work-item per group owns its slices, groups per core. Elsewhere
+ * power-of-two groups that the kernel and local memory allow, sharing one
+ * copy through atomics. */
+static clred_status plan(bins_run *b)
+{
+    const clred_ctx *ctx = b->ctx;
+    size_t cus = ctx->info.compute_units ? ctx->info.compute_units : 1;
+    if (ctx->info.is_cpu) {
+        b->own = 1;
+        b->local = 1;
+        b->groups = cus * 2;
+    } else {
+        size_t kwg = 0;
+        cl_int err = clGetKernelWorkGroupInfo(b->kscan, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg,
+                                              NULL);
+        if (err != CL_SUCCESS)
+            return clred_fail_cl(err, "stats_bin_scan");
+        size_t l = 1;
+        while (l * 2 <= (kwg < GROUP_CAP ? kwg : GROUP_CAP) && l * 2 * scan_local_bytes(b) <= ctx->info.local_mem / 2)
+            l *= 2;
+        b->own = l == 1;
+        b->local = l;
+        b->groups = cus * 4;
+    }
+    if (b->local * scan_local_bytes(b) > ctx->info.local_mem)
+        return clred_fail(CLRED_ERR_DEVICE, "stats: kernel stats_bin_scan needs %zu bytes of local memory, %s has %llu",
+                          b->local * scan_local_bytes(b), ctx->info.name, (unsigned long long)ctx->info.local_mem);
+    if (b->groups > b->rh)
+        b->groups = b->rh;
+    b->slices = b->own ? b->groups : 1;
+    return CLRED_OK;
+}
+
+static clred_status run_pass(bins_run *b, cl_kernel k, const char *name)
+{
+    size_t global = b->local * b->groups;
+    return clred_run(b->ctx, k, name, 1, &global, &b->local);
+}
+
+/* Pass 1: the merged bin counts, and each group's where groups own slices. */
+static clred_status count_bins(bins_run *b)
+{
+    const char *name = "stats_bin_hist";
+    size_t bytes = b->slices * NBINS * sizeof(cl_uint);
+    cl_mem hist = NULL;
+    clred_status st = clred_buffer(b->ctx, CL_MEM_READ_WRITE, bytes, NULL, &hist, "stats bin counts");
+    if (st == CLRED_OK)
+        st = clred_fill_zero(b->ctx, hist, bytes);
+    if (st == CLRED_OK)
+        st = set_region_args(b, b->khist, name);
+    if (st == CLRED_OK)
+        st = set_arg(b->khist, name, 8, sizeof hist, &hist);
+    if (st == CLRED_OK)
+        st = run_pass(b, b->khist, name);
+    if (st == CLRED_OK)
+        st = clred_download(b->ctx, hist, 0, bytes, b->slice_hist);
+    clred_release(&hist);
+    CLRED_TRY(st);
+    memset(b->count, 0, NBINS * sizeof *b->count);
+    b->n0 = 0;
+    for (size_t g = 0; g < b->slices; g++)
+        for (size_t i = 0; i < NBINS; i++)
+            b->count[i] += b->slice_hist[g * NBINS + i];
+    for (size_t i = 0; i < NBINS; i++)
+        b->n0 += b->count[i];
+    return CLRED_OK;
+}
+
+/* ------------------------------------------------------------ prediction */
+
+typedef struct {
+    double n, mean, std, median, mad;
+} approx_set;
+
+/* The part of bin i inside [lo, hi], as a fraction and a value interval. */
+static double bin_overlap(cl_uint i, kept_range r, double *a, double *z)
+{
+    double vlo = bin_lo(i), vhi = bin_hi(i);
+    *a = vlo > r.lo ? vlo : r.lo;
+    *z = vhi < r.hi ? vhi : r.hi;
+    if (*a > *z)
+        return 0.0;
+    return vhi > vlo ? (*z - *a) / (vhi - vlo) : 1.0;
+}
+
+/* The approximate count of values <= x: the bins below it (approx_cum over
+ * the nonzero bins nz), and the even share of the one that holds it. */
+static double approx_below(const bins_run *b, const cl_uint *nz, size_t nnz, double x)
+{
+    size_t lo = 0, hi = nnz;
+    while (lo < hi) { /* the first bin that reaches x */
+        size_t mid = lo + (hi - lo) / 2;
+        if (bin_hi(nz[mid]) < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    double n = b->approx_cum[lo];
+    if (lo < nnz) {
+        double vlo = bin_lo(nz[lo]), vhi = bin_hi(nz[lo]);
+        if (x >= vlo)
+            n += b->count[nz[lo]] * (vhi > vlo ? (x - vlo) / (vhi - vlo) : 1.0);
+    }
+    return n;
+}
+
+/* The approximate count of values within d of m, in range. */
+static double approx_within(const bins_run *b, const cl_uint *nz, size_t nnz, kept_range r, double m, double d)
+{
+    double a = fmax(r.lo, m - d), z = fmin(r.hi, m + d);
+    return a <= z ? approx_below(b, nz, nnz, z) - approx_below(b, nz, nnz, nextafter(a, -INFINITY)) : 0.0;
+}
+
+/* Count, mean, std, median and MAD of the values in r with each bin's pixels
+ * spread evenly over its value interval. */
+static void approx_measure(const bins_run *b, const cl_uint *nz, size_t nnz, kept_range r, approx_set *s)
+{
+    double n = 0, s1 = 0, s2 = 0, a, z;
+    const double c0 = b->shift;
+    for (size_t k = 0; k < nnz; k++) {
+        double f = bin_overlap(nz[k], r, &a, &z), c = b->count[nz[k]] * f;
+        if (c <= 0)
+            continue;
+        n += c;
+        s1 += c * ((a + z) / 2 - c0);
+        s2 += c * ((a - c0) * (a - c0) + (a - c0) * (z - c0) + (z - c0) * (z - c0)) / 3;
+    }
+    memset(s, 0, sizeof *s);
+    s->n = n;
+    if (n <= 0)
+        return;
+    s->mean = c0 + s1 / n;
+    double var = s2 / n - (s1 / n) * (s1 / n);
+    s->std = var > 0 ? sqrt(var) : 0;
+    double half = n / 2, below = 0;
+    s->median = s->mean;
+    for (size_t k = 0; k < nnz; k++) {
+        double f = bin_overlap(nz[k], r, &a, &z), c = b->count[nz[k]] * f;
+        if (c > 0 && below + c >= half) {
+            s->median = a + (z - a) * (half - below) / c;
+            break;
+        }
+        below += c;
+    }
+    double lo = 0, hi = fmax(fabs(r.hi - s->median), fabs(s->median - r.lo));
+    if (!isfinite(hi))
+        hi = fmax(fabs(bin_hi(nz[nnz - 1]) - s->median), fabs(s->median - bin_lo(nz[0])));
+    for (int it = 0; it < 50; it++) {
+        double mid = (lo + hi) / 2;
+        if (approx_within(b, nz, nnz, r, s->median, mid) >= half)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    s->mad = hi;
+}
+
+/* Refines the bin of v, and its neighbour when v lies within NEAR_EDGE of
+ * a width from their common edge: the prediction's error is far smaller than
+ * that, and a big bin gathered costs a random branch per pixel. */
+#define NEAR_EDGE 0.25
+static void mark_near(bins_run *b, unsigned char *want, double v)
+{
+    if (!(fabs(v) <= FLT_MAX))
+        return;
+    cl_uint c = bin_of((float)v);
+    double lo = bin_lo(c), hi = bin_hi(c), pos = hi > lo ? (v - lo) / (hi - lo) : 0.5;
+    if (b->count[c])
+        want[c] = 1;
+    if (pos < NEAR_EDGE && c > 0 && b->count[c - 1])
+        want[c - 1] = 1;
+    if (pos > 1 - NEAR_EDGE && c + 1 < NBINS && b->count[c + 1])
+        want[c + 1] = 1;
+}
+
+static void mark(bins_run *b, unsigned char *want, double v, int radius)
+{
+    if (!(fabs(v) <= FLT_MAX))
+        return;
+    long c = bin_of((float)v);
+    for (long i = c - radius; i <= c + radius; i++)
+        if (i >= 0 && i < (long)NBINS && b->count[i])
+            want[i] = 1;
+}
+
+/* The predicted clipping run: ranges, and the bins to refine in want. */
+static void predict(bins_run *b, const clred_stats_opts *o, unsigned char *want)
+{
+    cl_uint *nz = b->unref; /* scratch: the nonzero bins */
+    size_t nnz = 0;
+    b->approx_cum[0] = 0;
+    for (cl_uint i = 0; i < NBINS; i++)
+        if (b->count[i]) {
+            nz[nnz++] = i;
+            b->approx_cum[nnz] = b->approx_cum[nnz - 1] + b->count[i];
+        }
+    kept_range range = {-INFINITY, INFINITY};
+    size_t below = 0, i = 0, middle = (b->n0 - 1) / 2;
+    for (; i < NBINS && below + b->count[i] <= middle; i++)
+        below += b->count[i];
+    b->shift = i < NBINS ? (bin_lo(i) + (double)bin_hi(i)) / 2 : 0.0;
+    approx_set cur;
+    approx_measure(b, nz, nnz, range, &cur);
+    b->npred = 0;
+    for (int it = 0;; it++) {
+        b->pred_range[b->npred++] = range;
+        mark_near(b, want, cur.median);
+        if (MAD_WINDOW > 0) {
+            mark_near(b, want, cur.median - cur.mad);
+            mark_near(b, want, cur.median + cur.mad);
+        }
+        if (isfinite(range.lo))
+            mark(b, want, range.lo, BOUND_WINDOW);
+        if (isfinite(range.hi))
+            mark(b, want, range.hi, BOUND_WINDOW);
+        if (it >= o->max_iters || b->npred == MAX_SHELLS || cur.n <= 0)
+            break;
+        double centre = o->centre_mean ? cur.mean : cur.median;
+        kept_range next = {clred_float_at_or_above(centre - o->sigma_lower * cur.std),
+                           clred_float_at_or_below(centre + o->sigma_upper * cur.std)};
+        if (next.lo < range.lo)
+            next.lo = range.lo;
+        if (next.hi > range.hi)
+            next.hi = range.hi;
+        if (it > 0 && bin_of(next.lo) == bin_of(range.lo) && bin_of(next.hi) == bin_of(range.hi))
+            break; /* the same bins as the last prediction: nothing new to refine */
+        range = next;
+        approx_measure(b, nz, nnz, range, &cur);
+    }
+}
+
+/* Shells: the last predicted range whose core (its range less the bound
+ * windows) holds the bin; cores nest as the ranges do. */
+static void assign_shells(bins_run *b)
+{
+    long clo = 0, chi = (long)NBINS - 1;
+    memset(b->shell, 0, NBINS);
+    for (int j = 1; j < b->npred; j++) {
+        kept_range r = b->pred_range[j];
+        long lo = isfinite(r.lo) ? (long)bin_of(r.lo) + BOUND_WINDOW + 1 : 0;
+        long hi = isfinite(r.hi) ? (long)bin_of(r.hi) - BOUND_WINDOW - 1 : (long)NBINS - 1;
+        if (lo > clo)
+            clo = lo;
+        if (hi < chi)
+            chi = hi;
+        for (long i = clo; i <= chi; i++)
+            b->shell[i] = (unsigned char)j;
+    }
+}
+
+/* ------------------------------------------------------------ pass 2 */
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* A gathered bin's values as runs of equal values in order: a big bin by
+ * counting its keys' low 16 bits (its top 16 are the bin), a small one by
+ * sorting. */
+static void bin_runs(bins_run *b, cl_uint bin, float *v, size_t n, cl_uint *low_count)
+{
+    if (n > SORT_MAX) {
+        memset(low_count, 0, NBINS * sizeof *low_count);
+        for (size_t j = 0; j < n; j++)
+            low_count[float_key(v[j]) & 0xffffu]++;
+        for (cl_uint low = 0; low < NBINS; low++)
+            if (low_count[low])
+                b->runs[b->nruns++] = (run){key_float(bin << BIN_SHIFT | low), low_count[low]};
+        return;
+    }
+    qsort(v, n, sizeof *v, cmp_float);
+    for (size_t j = 0; j < n; j++) {
+        if (j > 0 && b->runs[b->nruns - 1].v == v[j])
+            b->runs[b->nruns - 1].c++;
+        else
+            b->runs[b->nruns++] = (run){v[j], 1};
+    }
+}
+
+/* Pass 2 and the runs, prefix sums and shells it gives. */
+static clred_status scan_bins(bins_run *b, const unsigned char *want)
+{
+    const char *name = "stats_bin_scan";
+    size_t total_gather = 0;
+    b->nrefined = b->nunref = 0;
+    for (cl_uint i = 0; i < NBINS; i++) {
+        if (!b->count[i])
+            continue;
+        if (want[i]) {
+            b->refined[b->nrefined++] = i;
+            total_gather += b->count[i];
+        } else {
+            b->unref[b->nunref++] = i;
+        }
+    }
+    size_t ngather = b->nrefined, ncur = b->slices * ngather + 1;
+    cl_uint *table = malloc(NBINS * sizeof *table);
+    cl_uint *cursor = malloc(ncur * sizeof *cursor);
+    cl_uint *cursor_end = malloc(ncur * sizeof *cursor_end);
+    size_t *gbase = malloc((ngather + 1) * sizeof *gbase);
+    size_t nsh = (size_t)b->npred;
+    size_t acc = b->use_double ? sizeof(cl_double) : sizeof(cl_float);
+    size_t parts = b->groups * nsh;
+    cl_uint *pcount = malloc(parts * sizeof *pcount);
+    void *psums = malloc(parts * 2 * acc);
+    float *pminmax = malloc(parts * 2 * sizeof *pminmax);
+    float *gathered = malloc((total_gather + 1) * sizeof *gathered);
+    cl_uint *low_count = malloc(NBINS * sizeof *low_count);
+    b->runs = malloc((total_gather + 1) * sizeof *b->runs);
+    clred_status st = CLRED_OK;
+    if (!table || !cursor || !cursor_end || !gbase || !pcount || !psums || !pminmax || !gathered || !low_count ||
+        !b->runs)
+        st = clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for the bin method");
+
+    /* The table, and where each group writes each gathered bin: slot-major,
+     * so a bin's pixels end up contiguous whichever group found them. */
+    for (cl_uint i = 0; st == CLRED_OK && i < NBINS; i++)
+        table[i] = b->shell[i];
+    size_t pos = 0;
+    for (size_t k = 0; st == CLRED_OK && k < ngather; k++) {
+        cl_uint i = b->refined[k];
+        gbase[k] = pos;
+        for (size_t g = 0; g < b->slices; g++) {
+            cursor[g * ngather + k] = (cl_uint)pos;
+            pos += b->own ? b->slice_hist[g * NBINS + i] : b->count[i];
+            cursor_end[g * ngather + k] = (cl_uint)pos;
+        }
+        table[i] = 1u << 8 | (cl_uint)k << 10;
+    }
+
+    cl_mem dtable = NULL, dcursor = NULL, dcount = NULL, dsums = NULL, dminmax = NULL, dgather = NULL;
+    if (st == CLRED_OK)
+        st = clred_buffer(b->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, NBINS * sizeof *table, table, &dtable,
+                          "stats bin table");
+    if (st == CLRED_OK)
+        st = clred_buffer(b->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, ncur * sizeof *cursor, cursor, &dcursor,
+                          "stats gather cursors");
+    if (st == CLRED_OK)
+        st = clred_buffer(b->ctx, CL_MEM_WRITE_ONLY, parts * sizeof *pcount, NULL, &dcount, "stats shell counts");
+    if (st == CLRED_OK)
+        st = clred_buffer(b->ctx, CL_MEM_WRITE_ONLY, parts * 2 * acc, NULL, &dsums, "stats shell sums");
+    if (st == CLRED_OK)
+        st = clred_buffer(b->ctx, CL_MEM_WRITE_ONLY, parts * 2 * sizeof *pminmax, NULL, &dminmax, "stats shell extrema");
+    if (st == CLRED_OK)
+        st = clred_buffer(b->ctx, CL_MEM_WRITE_ONLY, (total_gather + 1) * sizeof *gathered, NULL, &dgather,
+                          "stats gathered pixels");
+    cl_uint nshells = (cl_uint)nsh, ng = (cl_uint)ngather;
+    cl_double shift_d = b->shift;
+    cl_float shift_f = (cl_float)b->shift;
+    cl_kernel k = b->kscan;
+    if (st == CLRED_OK)
+        st = set_region_args(b, k, name);
+    if (st == CLRED_OK)
+        st = set_arg(k, name, 8, sizeof dtable, &dtable);
+    if (st == CLRED_OK)
+        st = set_arg(k, name, 9, sizeof nshells, &nshells);
+    if (st == CLRED_OK)
+        st = b->use_double ? set_arg(k, name, 10, sizeof shift_d, &shift_d)
+                           : set_arg(k, name, 10, sizeof shift_f, &shift_f);
+    if (st == CLRED_OK)
+        st = set_arg(k, name, 11, sizeof dcount, &dcount);
+    if (st == CLRED_OK)
+        st = set_arg(k, name, 12, sizeof dsums, &dsums);
+    if (st == CLRED_OK)
+        st = set_arg(k, name, 13, sizeof dminmax, &dminmax);
+    if (st == CLRED_OK)
+        st = set_arg(k, name, 14, b->local * sizeof(cl_uint), NULL);
+    if (st == CLRED_OK)
+        st = set_arg(k, name, 15, b->local * 2 * acc, NULL);
+    if (st == CLRED_OK)
+        st = set_arg(k, name, 16, b->local * 2 * sizeof(cl_float), NULL);
+    if (st == CLRED_OK)
+        st = set_arg(k, name, 17, sizeof dgather, &dgather);
+    if (st == CLRED_OK)
+        st = set_arg(k, name, 18, sizeof dcursor, &dcursor);
+    if (st == CLRED_OK)
+        st = set_arg(k, name, 19, sizeof ng, &ng);
+    if (st == CLRED_OK)
+        st = run_pass(b, k, name);
+    if (st == CLRED_OK)
+        st = clred_download(b->ctx, dcount, 0, parts * sizeof *pcount, pcount);
+    if (st == CLRED_OK)
+        st = clred_download(b->ctx, dsums, 0, parts * 2 * acc, psums);
+    if (st == CLRED_OK)
+        st = clred_download(b->ctx, dminmax, 0, parts * 2 * sizeof *pminmax, pminmax);
+    if (st == CLRED_OK && total_gather)
+        st = clred_download(b->ctx, dgather, 0, total_gather * sizeof *gathered, gathered);
+    if (st == CLRED_OK && ngather)
+        st = clred_download(b->ctx, dcursor, 0, b->slices * ngather * sizeof *cursor, cursor);
+    /* A gathered bin's pixels are taken as its count: the cursors must have
+     * run exactly to the ends the first pass's counts gave. */
+    for (size_t c = 0; st == CLRED_OK && c < b->slices * ngather; c++)
+        if (cursor[c] != cursor_end[c])
+            st = clred_fail(CLRED_ERR_DEVICE, "stats: gathered %u pixels where the counts gave %u, on %s",
+                            cursor[c], cursor_end[c], b->ctx->info.name);
+    clred_release(&dtable);
+    clred_release(&dcursor);
+    clred_release(&dcount);
+    clred_release(&dsums);
+    clred_release(&dminmax);
+    clred_release(&dgather);
+
+    /* Shells, then the gathered pixels as runs of equal values in order. */
+    if (st == CLRED_OK) {
+        size_t seen = total_gather;
+        for (size_t s = 0; s < nsh; s++) {
+            b->shell_n[s] = 0;
+            b->shell_s1[s] = b->shell_s2[s] = 0;
+            b->shell_min[s] = INFINITY;
+            b->shell_max[s] = -INFINITY;
+            for (size_t g = 0; g < b->groups; g++) {
+                size_t o = g * nsh + s;
+                b->shell_n[s] += pcount[o];
+                b->shell_s1[s] += b->use_double ? ((double *)psums)[2 * o] : ((float *)psums)[2 * o];
+                b->shell_s2[s] += b->use_double ? ((double *)psums)[2 * o + 1] : ((float *)psums)[2 * o + 1];
+                b->shell_min[s] = fmin(b->shell_min[s], pminmax[2 * o]);
+                b->shell_max[s] = fmax(b->shell_max[s], pminmax[2 * o + 1]);
+            }
+            seen += b->shell_n[s];
+        }
+        if (seen != b->n0)
+            st = clred_fail(CLRED_ERR_DEVICE, "stats: second pass saw %zu usable pixels, first %zu, on %s", seen,
+                            b->n0, b->ctx->info.name);
+        b->nruns = 0;
+        for (size_t j = 0; st == CLRED_OK && j < ngather; j++)
+            bin_runs(b, b->refined[j], gathered + gbase[j], b->count[b->refined[j]], low_count);
+    }
+    if (st == CLRED_OK) {
+        b->rc = malloc((b->nruns + 1) * sizeof *b->rc);
+        b->r1 = malloc((b->nruns + 1) * sizeof *b->r1);
+        b->r2 = malloc((b->nruns + 1) * sizeof *b->r2);
+        if (!b->rc || !b->r1 || !b->r2)
+            st = clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for the bin method");
+    }
+    if (st == CLRED_OK) {
+        b->rc[0] = 0;
+        b->r1[0] = b->r2[0] = 0;
+        for (size_t j = 0; j < b->nruns; j++) {
+            double d = (double)b->runs[j].v - b->shift;
+            b->rc[j + 1] = b->rc[j] + b->runs[j].c;
+            b->r1[j + 1] = b->r1[j] + b->runs[j].c * d;
+            b->r2[j + 1] = b->r2[j] + b->runs[j].c * d * d;
+        }
+    }
+    free(table);
+    free(cursor);
+    free(cursor_end);
+    free(gbase);
+    free(pcount);
+    free(psums);
+    free(pminmax);
+    free(gathered);
+    free(low_count);
+    return st;
+}
+
+/* ------------------------------------------------------------ exact replay */
+
+/* The first run with value >= v, and the first with value > v. */
+static size_t runs_from(const bins_run *b, float v)
+{
+    size_t lo = 0, hi = b->nruns;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (b->runs[mid].v < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static size_t runs_after(const bins_run *b, float v)
+{
+    size_t lo = 0, hi = b->nruns;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (b->runs[mid].v <= v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Takes set j's unrefined bins (those of shell >= j) as the set measured. */
+static void use_set(bins_run *b, int j)
+{
+    b->nu = 0;
+    b->ucum[0] = 0;
+    for (size_t k = 0; k < b->nunref; k++) {
+        cl_uint i = b->unref[k];
+        if (b->shell[i] < j)
+            continue;
+        b->ulo[b->nu] = bin_lo(i);
+        b->uhi[b->nu] = bin_hi(i);
+        b->ucum[b->nu + 1] = b->ucum[b->nu] + b->count[i];
+        b->nu++;
+    }
+    b->set_index = j;
+}
+
+/* Bounds on the number of pixels of the set with value in [a, z]: refined
+ * pixels exactly; an unrefined bin that straddles a or z could hold any
+ * number of them, so it widens *hi. */
+static void count_between(const bins_run *b, kept_range set, float a, float z, size_t *lo, size_t *hi)
+{
+    if (a < set.lo)
+        a = set.lo;
+    if (z > set.hi)
+        z = set.hi;
+    *lo = *hi = 0;
+    if (!(a <= z))
+        return;
+    *lo = b->rc[runs_after(b, z)] - b->rc[runs_from(b, a)];
+    *hi = *lo;
+    /* Unrefined bins: [i0, i1) those not wholly below a or above z. */
+    size_t i0 = 0, i1 = b->nu, l = 0, h = b->nu;
+    while (l < h) {
+        size_t mid = l + (h - l) / 2;
+        if (b->uhi[mid] < a)
+            l = mid + 1;
+        else
+            h = mid;
+    }
+    i0 = l;
+    l = i0, h = b->nu;
+    while (l < h) {
+        size_t mid = l + (h - l) / 2;
+        if (b->ulo[mid] <= z)
+            l = mid + 1;
+        else
+            h = mid;
+    }
+    i1 = l;
+    if (i0 >= i1)
+        return;
+    /* Only the first and the last can reach past a or z. */
+    size_t all = b->ucum[i1] - b->ucum[i0], sure = all;
+    if (b->ulo[i0] < a || b->uhi[i0] > z)
+        sure -= b->ucum[i0 + 1] - b->ucum[i0];
+    if (i1 - 1 > i0 && (b->ulo[i1 - 1] < a || b->uhi[i1 - 1] > z))
+        sure -= b->ucum[i1] - b->ucum[i1 - 1];
+    *lo += sure;
+    *hi += all;
+}
+
+/* The k-th (0-based) smallest value of set j, or gives up. */
+static float kth_value(bins_run *b, kept_range set, double vmin, double vmax, size_t k, int *ok)
+{
+    uint32_t lo = float_key((float)vmin), hi = float_key((float)vmax);
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        size_t cl, ch;
+        count_between(b, set, -INFINITY, key_float(mid), &cl, &ch);
+        if (cl >= k + 1)
+            hi = mid;
+        else if (ch < k + 1)
+            lo = mid + 1;
+        else {
+            *ok = 0;
+            return 0;
+        }
+    }
+    return key_float(hi);
+}
+
+static int within(float x, double m, double d) { return fabs((double)x - m) <= d; }
+
+/* The float interval [*a, *z] of x with |x - m| <= d computed in double as
+ * the reference does (empty: *a > *z). Rounding can stretch it far from
+ * m - d (|tiny - 1| rounds to 1), so its ends are found by bisection over
+ * float keys, where the predicate is monotone on either side of m. */
+static void deviation_interval(double m, double d, float *a, float *z)
+{
+    float below = clred_float_at_or_below(m), above = clred_float_at_or_above(m);
+    *a = 1, *z = 0;
+    if (!(fabs(m) <= FLT_MAX) || (!within(below, m, d) && !within(above, m, d)))
+        return;
+    float inner_lo = within(below, m, d) ? below : above, inner_hi = within(above, m, d) ? above : below;
+    uint32_t lo = float_key(-FLT_MAX), hi = float_key(inner_lo);
+    while (lo < hi) { /* the smallest key that is within */
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (within(key_float(mid), m, d))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    *a = key_float(lo);
+    lo = float_key(inner_hi), hi = float_key(FLT_MAX);
+    while (lo < hi) { /* the largest key that is within */
+        uint32_t mid = lo + (hi - lo + 1) / 2;
+        if (within(key_float(mid), m, d))
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    *z = key_float(lo);
+}
+
+/* The k-th smallest |x - m| over set j, or gives up. */
+static double kth_deviation(bins_run *b, kept_range set, double m, double dmax, size_t k, int *ok)
+{
+    uint64_t lo = 0, hi;
+    memcpy(&hi, &dmax, sizeof hi);
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        double d;
+        memcpy(&d, &mid, sizeof d);
+        float a, z;
+        deviation_interval(m, d, &a, &z);
+        size_t cl = 0, ch = 0;
+        if (a <= z)
+            count_between(b, set, a, z, &cl, &ch);
+        if (cl >= k + 1)
+            hi = mid;
+        else if (ch < k + 1)
+            lo = mid + 1;
+        else {
+            *ok = 0;
+            return 0;
+        }
+    }
+    double d;
+    memcpy(&d, &hi, sizeof d);
+    return d;
+}
+
+static int set_of(const bins_run *b, int index) { return index < b->npred ? index : b->npred - 1; }
+
+static clred_status bins_measure(stats_measurer *m, int index, kept_range range, size_t previous_n, set_stats *s,
+                                 int *unchanged)
+{
+    bins_run *b = (bins_run *)m;
+    int j = set_of(b, index);
+    *unchanged = 0;
+    /* Every unrefined bin must lie wholly inside or outside the range, and
+     * inside exactly when its shell says so. */
+    for (size_t k = 0; k < b->nunref; k++) {
+        cl_uint i = b->unref[k];
+        float vlo = bin_lo(i), vhi = bin_hi(i);
+        int inside = vlo >= range.lo && vhi <= range.hi, outside = vhi < range.lo || vlo > range.hi;
+        if ((!inside && !outside) || inside != (b->shell[i] >= j)) {
+            m->gave_up = 1;
+            return CLRED_OK;
+        }
+    }
+    size_t i0 = runs_from(b, range.lo), i1 = runs_after(b, range.hi);
+    size_t n = i1 > i0 ? b->rc[i1] - b->rc[i0] : 0;
+    double s1 = i1 > i0 ? b->r1[i1] - b->r1[i0] : 0, s2 = i1 > i0 ? b->r2[i1] - b->r2[i0] : 0;
+    double vmin = i1 > i0 ? b->runs[i0].v : INFINITY, vmax = i1 > i0 ? b->runs[i1 - 1].v : -INFINITY;
+    for (int sh = j; sh < b->npred; sh++) {
+        n += b->shell_n[sh];
+        s1 += b->shell_s1[sh];
+        s2 += b->shell_s2[sh];
+        if (b->shell_n[sh]) {
+            vmin = fmin(vmin, b->shell_min[sh]);
+            vmax = fmax(vmax, b->shell_max[sh]);
+        }
+    }
+    if (previous_n != 0 && n == previous_n) {
+        *unchanged = 1;
+        return CLRED_OK;
+    }
+    set_stats next = {0};
+    next.median = NAN;
+    next.n = n;
+    if (n > 0) {
+        use_set(b, j);
+        int ok = 1;
+        size_t k = (n - 1) / 2;
+        double lower = kth_value(b, range, vmin, vmax, k, &ok);
+        double upper = ok && n % 2 == 0 ? kth_value(b, range, vmin, vmax, k + 1, &ok) : lower;
+        if (!ok) {
+            m->gave_up = 1;
+            return CLRED_OK;
+        }
+        next.median = n % 2 ? lower : (lower + upper) / 2.0;
+        double dmean = s1 / (double)n, var = s2 / (double)n - dmean * dmean;
+        next.mean = b->shift + dmean;
+        next.std = var > 0 ? sqrt(var) : 0.0;
+        next.min = vmin;
+        next.max = vmax;
+    }
+    *s = next;
+    return CLRED_OK;
+}
+
+static clred_status bins_mad(stats_measurer *m, kept_range range, set_stats *s)
+{
+    bins_run *b = (bins_run *)m;
+    if (s->have_mad || s->n == 0)
+        return CLRED_OK;
+    /* The set measured last is the one s describes (clred_stats_clip keeps
+     * the last changed measurement). */
+    int ok = 1;
+    double dmax = fmax(fabs(s->max - s->median), fabs(s->min - s->median));
+    size_t k = (s->n - 1) / 2;
+    double lower = kth_deviation(b, range, s->median, dmax, k, &ok);
+    double upper = ok && s->n % 2 == 0 ? kth_deviation(b, range, s->median, dmax, k + 1, &ok) : lower;
+    if (!ok) {
+        m->gave_up = 1;
+        return CLRED_OK;
+    }
+    s->mad = s->n % 2 ? lower : (lower + upper) / 2.0;
+    s->have_mad = 1;
+    return CLRED_OK;
+}
+
+/* ------------------------------------------------------------ entry */
+
+static void bins_release(bins_run *b)
+{
+    free(b->slice_hist);
+    free(b->count);
+    free(b->shell);
+    free(b->refined);
+    free(b->unref);
+    free(b->runs);
+    free(b->rc);
+    free(b->r1);
+    free(b->r2);
+    free(b->ulo);
+    free(b->uhi);
+    free(b->ucum);
+    free(b->approx_cum);
+}
+
+clred_status clred_stats_bins(clred_ctx *ctx, cl_mem sci, cl_mem mask, cl_ushort ignore, size_t width,
+                              const size_t region[4], const clred_stats_opts *o, clred_stats *out, int *done)
+{
+    *done = 0;
+    if (!ctx->use_double || o->spread_mad)
+        return CLRED_OK;
+    bins_run b;
+    memset(&b, 0, sizeof b);
+    b.base.measure = bins_measure;
+    b.base.mad = bins_mad;
+    b.ctx = ctx;
+    b.sci = sci;
+    b.mask = mask;
+    b.ignore = ignore;
+    b.width = (cl_uint)width;
+    b.x0 = (cl_uint)region[0];
+    b.y0 = (cl_uint)region[2];
+    b.rw = (cl_uint)(region[1] - region[0]);
+    b.rh = (cl_uint)(region[3] - region[2]);
+    b.base.npix = (size_t)b.rw * b.rh;
+    b.use_double = ctx->use_double;
+    CLRED_TRY(clred_kernel(ctx, "stats", NULL, "stats_bin_hist", &b.khist));
+    CLRED_TRY(clred_kernel(ctx, "stats", NULL, "stats_bin_scan", &b.kscan));
+    CLRED_TRY(plan(&b));
+    b.slice_hist = malloc(b.slices * NBINS * sizeof *b.slice_hist);
+    b.count = malloc(NBINS * sizeof *b.count);
+    b.shell = malloc(NBINS);
+    b.refined = malloc(NBINS * sizeof *b.refined);
+    b.unref = malloc(NBINS * sizeof *b.unref);
+    b.ulo = malloc(NBINS * sizeof *b.ulo);
+    b.uhi = malloc(NBINS * sizeof *b.uhi);
+    b.ucum = malloc((NBINS + 1) * sizeof *b.ucum);
+    b.approx_cum = malloc((NBINS + 1) * sizeof *b.approx_cum);
+    unsigned char *want = calloc(NBINS, 1);
+    clred_status st = CLRED_OK;
+    if (!b.slice_hist || !b.count || !b.shell || !b.refined || !b.unref || !b.ulo || !b.uhi || !b.ucum ||
+        !b.approx_cum || !want)
+        st = clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for the bin method");
+    if (st == CLRED_OK)
+        st = count_bins(&b);
+    if (st == CLRED_OK && b.n0 > 0) {
+        predict(&b, o, want);
+        if (b.n0 <= GATHER_ALL) /* a prediction from few pixels is crude: refine every bin */
+            memset(want, 1, NBINS);
+        assign_shells(&b);
+        st = scan_bins(&b, want);
+    }
+    if (b.n0 == 0)
+        b.npred = 1; /* one empty shell: clipping ends at the first measurement */
+    clred_stats res;
+    memset(&res, 0, sizeof res);
+    if (st == CLRED_OK) {
+        st = clred_stats_clip(&b.base, o, &res);
+        if (st == CLRED_OK && !b.base.gave_up) {
+            *out = res;
+            *done = 1;
+        }
+    }
+    if (st == CLRED_OK) {
+        if (*done)
+            bins_answered++;
+        else
+            bins_gave_up++;
+    }
+    free(want);
+    bins_release(&b);
+    return st;
+}
