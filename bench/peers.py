@@ -391,7 +391,8 @@ class Peers:
 
     def register_agreement(self, skimage_shift, skimage_err, step="register"):
         """Both must find the true shift to 0.02 px (the issue's accuracy) and
-        agree with each other to 0.02 px."""
+        agree with each other to 0.02 px; "to 0.02" includes 0.02 itself
+        (scikit-image's 0.01 px grid often lands two steps off)."""
         path = self.outputs.get((step, "memory"), "")
         if not path or not os.path.exists(path):
             return {"agree": None, "reason": "clred produced no register output in this run"}
@@ -399,7 +400,8 @@ class Peers:
             c = json.load(f)
         clred_err = float(np.hypot(c["dx"] - c["true_dx"], c["dy"] - c["true_dy"]))
         between = float(np.hypot(c["dx"] + skimage_shift[1], c["dy"] + skimage_shift[0]))
-        return {"agree": bool(clred_err < 0.02 and skimage_err < 0.02 and between < 0.02),
+        tol = 0.02 + 1e-6
+        return {"agree": bool(clred_err <= tol and skimage_err <= tol and between <= tol),
                 "clred_error_px": clred_err, "peer_error_px": skimage_err, "difference_px": between}
 
     def cosmic(self, single, path):

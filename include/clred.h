@@ -2348,6 +2348,9 @@ typedef struct {
     int fit_half;                            /* half-size of a stamp's fitted box; 0 = the kernel's (default 0) */
     int kernel_order;                        /* spatial order of the kernel, 0..3 (default 2); lowered while
                                                 fewer than 3 stamps per spatial term are left */
+    int select_order;                        /* 1 = the order used is the one up to kernel_order that best
+                                                predicts stamps left out of the fit (5-fold cross-validation
+                                                over the stamps); 0 = kernel_order as given (default 1) */
     int bg_order;                            /* spatial order of the differential background, 0..2 (default 1) */
     clred_al_convolve convolve;              /* default AUTO */
     clred_al_normalize normalize;            /* default REF */
@@ -2581,11 +2584,13 @@ typedef struct {
     size_t nstars_new, nstars_ref;        /* stars of measured PSFs (0 when read) */
     size_t ncandidates, npositive;        /* candidates written, those brighter in the new image */
     double seconds;                       /* wall time of the subtraction and the candidates */
-    /* AL: kernel sum, the image convolved, stamps found / kept, their mean chi^2 per pixel; scorr_scale is
-       the robust std of the detection image (zogy.renormalize divides it by that) */
+    /* AL: kernel sum, the image convolved, stamps found / kept, their mean chi^2 per pixel, the spatial
+       orders of the kernel and the background used; scorr_scale is the robust std of the detection image
+       (zogy.renormalize divides it by that) */
     double ksum, fom;
     int convolved_ref;
     size_t nstamps, nstamps_used;
+    int kernel_order, bg_order;
 } clred_subtract_report;
 
 CLRED_API clred_subtract_job clred_subtract_job_defaults(void);

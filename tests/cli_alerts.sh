@@ -11,18 +11,6 @@ mkdir -p "$TMP"
 cd "$TMP" || exit 1
 fails=0
 . "$(dirname "$0")/lib_cli.sh"
-expect_rc() { # expected exit code, description, command...
-    local want=$1 what=$2
-    shift 2
-    "$@" >out.txt 2>err.txt
-    local rc=$?
-    if [ "$rc" -eq "$want" ]; then
-        echo "ok: $what (exit $rc)"
-    else
-        echo "FAIL: $what: exit $rc, expected $want; stderr: $(cat err.txt)"
-        fails=$((fails + 1))
-    fi
-}
 no_leftovers() { [ -z "$(find . -name '*.tmp')" ]; }
 # the candids 1..N as file names, N the catalog's rows
 named_1_to_n() { # dir catalog

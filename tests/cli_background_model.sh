@@ -10,16 +10,6 @@ mkdir -p "$TMP"
 cd "$TMP" || exit 1
 fails=0
 source "$(dirname "$0")/lib_cli.sh"
-expect_rc() { # expected exit code, description, command...
-    local want=$1 what=$2
-    shift 2
-    "$@" >out.txt 2>err.txt
-    local rc=$?
-    if [ "$rc" -eq "$want" ]; then echo "ok: $what (exit $rc)"; else
-        echo "FAIL: $what: exit $rc, expected $want; stderr: $(cat err.txt)"
-        fails=$((fails + 1))
-    fi
-}
 is_png() { [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = "211PNG" ]; }
 json_num() { # file key: the first number after "key":
     grep -o "\"$2\": [-0-9.eE+]*" "$1" | head -1 | awk '{print $2}'

@@ -9,16 +9,6 @@ mkdir -p "$TMP"
 cd "$TMP" || exit 1
 fails=0
 source "$(dirname "$0")/lib_cli.sh"
-expect_rc() { # expected exit code, description, command...
-    local want=$1 what=$2
-    shift 2
-    "$@" >out.txt 2>err.txt
-    local rc=$?
-    if [ "$rc" -eq "$want" ]; then echo "ok: $what (exit $rc)"; else
-        echo "FAIL: $what: exit $rc, expected $want; stderr: $(cat err.txt)"
-        fails=$((fails + 1))
-    fi
-}
 json_num() { grep -o "\"$2\": [-0-9.eE+]*" "$1" | head -1 | awk '{print $2}'; }
 
 expect_rc 0 "simulate" "$BIN" proxy --simulate sim --size 100x20 --ndarks 8 --nscience 2 --seed 5

@@ -9,28 +9,7 @@ rm -rf "$TMP"
 mkdir -p "$TMP"
 cd "$TMP" || exit 1
 fails=0
-check() { # description, then a command that must succeed
-    local what=$1
-    shift
-    if "$@"; then
-        echo "ok: $what"
-    else
-        echo "FAIL: $what"
-        fails=$((fails + 1))
-    fi
-}
-expect_rc() { # expected exit code, description, command...
-    local want=$1 what=$2
-    shift 2
-    "$@" >out.txt 2>err.txt
-    local rc=$?
-    if [ "$rc" -eq "$want" ]; then
-        echo "ok: $what (exit $rc)"
-    else
-        echo "FAIL: $what: exit $rc, expected $want; stderr: $(cat err.txt)"
-        fails=$((fails + 1))
-    fi
-}
+. "$(dirname "$0")/lib_cli.sh"
 no_leftovers() { [ -z "$(ls -A | grep -E '\.tmp$')" ]; }
 
 # A 160 x 120 field with six round stars of FWHM 3, positions and a bad positions file.

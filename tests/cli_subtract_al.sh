@@ -12,18 +12,6 @@ mkdir -p "$TMP"
 cd "$TMP" || exit 1
 fails=0
 . "$(dirname "$0")/lib_cli.sh"
-expect_rc() { # expected exit code, description, command...
-    local want=$1 what=$2
-    shift 2
-    "$@" >out.txt 2>err.txt
-    local rc=$?
-    if [ "$rc" -eq "$want" ]; then
-        echo "ok: $what (exit $rc)"
-    else
-        echo "FAIL: $what: exit $rc, expected $want; stderr: $(cat err.txt)"
-        fails=$((fails + 1))
-    fi
-}
 no_leftovers() { [ -z "$(ls -A | grep -E '\.tmp$')" ]; }
 
 expect_rc 0 "simulate-pair" "$BIN" simulate-pair -o pair --size 192x192 --ntransients 20 --nholes 2 --seed 7
@@ -52,6 +40,11 @@ expect_rc 0 "HOTPANTS-like options" "$BIN" subtract pair/new.fits pair/ref.fits 
     --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits --convolve i --ng "2 4 1.0 2 2.5" --hw 9 --rss 8 \
     --ko 0 --bgo 0 --tu 1e9 --iu 1e9 --max-stamps 40 --json
 check "the new image convolved when asked" grep -q '"convolved": "new"' out.txt
+check "--ko 0 gives a constant kernel" grep -q '"kernel_order": 0' out.txt
+# (this pair has 4 usable stamps: too few for a varying kernel either way; test_al checks --ko-fixed's order)
+expect_rc 0 "--ko 1 --ko-fixed" "$BIN" subtract pair/new.fits pair/ref.fits -o diff3.fits --method al \
+    --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits --ko 1 --ko-fixed --json
+check "the order used in the header" grep -aq 'ALKORD  =                    0' diff3.fits
 check "no DECORR without --decorrelate" sh -c "! grep -aq \"EXTNAME = 'DECORR\" diff2.fits"
 
 expect_rc 2 "--kernel-out needs --method al" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --kernel-out k.fits

@@ -16,6 +16,7 @@
 #include "al.h"
 #include "al_ref.h"
 #include "harness.h"
+#include "pair_truth.h"
 
 static void download(const clred_dimage *d, clred_image *img)
 {
@@ -210,6 +211,7 @@ static void against_reference(clred_ctx *ctx)
     o.half_width = hw;
     o.fit_half = r;
     o.kernel_order = 1;
+    o.select_order = 0; /* the spatially varying kernel is what is checked here */
     o.bg_order = 1;
     o.block = 16;
     clred_al_result a;
@@ -217,6 +219,7 @@ static void against_reference(clred_ctx *ctx)
     CHECK(a.convolved_ref == 1);
     printf("subtraction: %zu of %zu stamps, orders %d/%d, ksum %.5f, fom %.3f\n", a.nstamps_used, a.nstamps,
            a.kernel_order, a.bg_order, a.ksum, a.fom);
+    CHECK(a.kernel_order == 1); /* as asked: 26 stamps are enough for it */
     CHECK_NEAR(a.ksum, 1.0, 0.03);
     clred_image d;
     download(a.diff, &d);
@@ -372,71 +375,48 @@ static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double 
     CHECK_OK(clred_find_candidates_dev(ctx, a.detect, a.decorr, &a.psf_diff, NULL, &c, &nc));
     clred_image sc;
     download(a.score, &sc);
-    size_t bright = 0, found = 0, fading = 0, fading_neg = 0, used = 0;
-    double pull = 0, pull2 = 0;
-    char *matched = calloc(nc + 1, 1);
-    for (size_t t = 0; t < p.ntransients; t++) {
-        const clred_pair_transient *tr = &p.transients[t];
-        long best = -1;
-        for (size_t k = 0; k < nc; k++)
-            if (hypot(c[k].x - tr->x, c[k].y - tr->y) <= 2.0 && (best < 0 || fabs(c[k].score) > fabs(c[best].score)))
-                best = (long)k;
-        if (best >= 0)
-            matched[best] = 1;
-        size_t q = (size_t)lround(tr->y) * 256 + (size_t)lround(tr->x);
-        if (tr->snr < 8 || (sc.mask[q] & (CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE)))
-            continue;
-        bright++;
-        if (best < 0)
-            printf("  missed transient at (%.1f, %.1f) flux %.0f S/N %.1f on galaxy %d: D/sigma there %.2f\n", tr->x,
-                   tr->y, tr->flux, tr->snr, tr->on_galaxy, sc.sci[q]);
-        found += best >= 0;
-        if (tr->flux < 0) {
-            fading++;
-            fading_neg += best >= 0 && !c[best].isdiffpos;
-        }
-        if (best >= 0 && !(c[best].flags & CLRED_CAND_MASKED)) {
-            double pl = (c[best].flux - tr->flux) / c[best].flux_err;
-            pull += pl;
-            pull2 += pl * pl;
-            used++;
-        }
-    }
-    size_t false_pos = 0;
-    for (size_t k = 0; k < nc; k++)
-        if (!matched[k]) {
-            false_pos++;
-            printf("  unmatched candidate at (%.1f, %.1f) score %.1f flags %u bits 0x%x\n", c[k].x, c[k].y, c[k].score,
-                   c[k].flags, c[k].mask_bits);
-        }
-    for (size_t k = 0; k < nc; k++)
-        for (size_t hI = 0; hI < p.nholes; hI++)
-            CHECK_MSG(fabs(c[k].x - p.hole_xy[2 * hI]) > 4 || fabs(c[k].y - p.hole_xy[2 * hI + 1]) > 4,
-                      "candidate at (%.1f, %.1f) on the template's hole at (%.1f, %.1f)", c[k].x, c[k].y,
-                      p.hole_xy[2 * hI], p.hole_xy[2 * hI + 1]);
-    double mean = used ? pull / (double)used : NAN, sd = used > 1 ? sqrt(pull2 / (double)used - mean * mean) : NAN;
+    pair_score r = pair_score_candidates(&p, c, nc, &sc, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, "D/sigma");
     printf("seed %llu fwhm %.1f -> %.1f (%s convolved, ksum %.4f, %zu of %zu stamps, orders %d/%d): %zu candidates, "
            "completeness %zu / %zu at S/N >= 8, fading %zu / %zu negative, %zu unmatched, flux pull %.2f +- %.2f over "
            "%zu\n",
            (unsigned long long)seed, ref_fwhm, new_fwhm, a.convolved_ref ? "reference" : "new image", a.ksum,
-           a.nstamps_used, a.nstamps, a.kernel_order, a.bg_order, nc, found, bright, fading_neg, fading, false_pos,
-           mean, sd, used);
-    CHECK(bright >= 20);
-    CHECK((double)found >= 0.95 * (double)bright);
-    CHECK(fading_neg == fading);
-    CHECK(used >= 15);
-    CHECK(fabs(mean) <= 3.0 * sd / sqrt((double)used) + 0.1);
-    CHECK(sd > 0.6 && sd < 1.6);
-    for (size_t t = 0; t < p.ntransients; t++) {
-        const clred_pair_transient *tr = &p.transients[t];
-        for (size_t k = 0; k < nc; k++)
-            if (hypot(c[k].x - tr->x, c[k].y - tr->y) <= 2.0 && tr->snr >= 8)
-                CHECK_MSG(c[k].isdiffpos == (tr->flux > 0), "transient at (%.1f, %.1f) flux %.0f: isdiffpos %d",
-                          tr->x, tr->y, tr->flux, c[k].isdiffpos);
-    }
-    free(matched);
+           a.nstamps_used, a.nstamps, a.kernel_order, a.bg_order, nc, r.found, r.bright, r.fading_neg, r.fading,
+           r.false_pos, r.pull_mean, r.pull_sd, r.used);
+    CHECK(r.bright >= 20);
+    CHECK((double)r.found >= 0.95 * (double)r.bright);
+    CHECK(r.fading_neg == r.fading);
+    CHECK(r.used >= 15);
+    CHECK(fabs(r.pull_mean) <= 3.0 * r.pull_sd / sqrt((double)r.used) + 0.1);
+    CHECK(r.pull_sd > 0.6 && r.pull_sd < 1.6);
+    /* One PSF over the field: the cross-validated spatial order is 0. An order
+     * fitted to these ~20 stamps (the default 2, lowered to 1 by their count)
+     * followed the Moffat wings star by star and left 21 false candidates
+     * around bright stars (seed 3) where the constant kernel leaves 4, two of
+     * them clean: the bound is DMTN-006's as in test_zogy, with one more
+     * allowed (a dipole on a 16 000 e- star in seed 3). */
+    double expect = pair_expected_false(sc.width, sc.height, a.psf_diff.fwhm, 5.0);
+    printf("  %zu false candidates without a flag (expected %.2g)\n", r.false_clean, expect);
+    CHECK(a.kernel_order == 0);
+    CHECK((double)r.false_clean <= 3.0 * expect + 2.0);
     free(c);
     clred_image_free(&sc);
+    clred_al_result_free(&a);
+    clred_pair_free(&p);
+}
+
+/* A PSF that changes over the field: the cross-validation keeps a varying kernel. */
+static void order_follows_psf(clred_ctx *ctx)
+{
+    clred_pair_opts po = clred_pair_defaults();
+    po.seed = 3;
+    po.fwhm_grad_x = 0.3;
+    po.fwhm_grad_y = 0.15;
+    clred_pair p;
+    CHECK_OK(clred_simulate_pair(&po, &p));
+    clred_al_result a;
+    CHECK_OK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, NULL, &a));
+    printf("FWHM gradient 0.3, 0.15: kernel order %d from %zu stamps\n", a.kernel_order, a.nstamps_used);
+    CHECK(a.kernel_order >= 1);
     clred_al_result_free(&a);
     clred_pair_free(&p);
 }
@@ -474,6 +454,7 @@ int main(void)
     sky(ctx);
     with_sources(ctx, 3, 3.5, 4.5, CLRED_PSF_MOFFAT, 1);  /* new image worse: the reference is convolved */
     with_sources(ctx, 4, 4.0, 3.0, CLRED_PSF_GAUSSIAN, 0); /* better: the new image is convolved */
+    order_follows_psf(ctx);
     bad_arguments(ctx);
     clred_ctx_destroy(ctx);
     return harness_finish();

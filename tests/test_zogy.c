@@ -16,6 +16,7 @@
 
 #include "fft.h"
 #include "harness.h"
+#include "pair_truth.h"
 #include "zogy_ref.h"
 
 static void download(const clred_dimage *d, clred_image *img)
@@ -173,74 +174,21 @@ static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double 
     clred_image sc;
     download(z.scorr, &sc);
 
-    size_t bright = 0, found = 0, fading = 0, fading_neg = 0, used = 0;
-    double pull = 0, pull2 = 0;
-    char *matched = calloc(nc + 1, 1);
-    for (size_t t = 0; t < p.ntransients; t++) {
-        const clred_pair_transient *tr = &p.transients[t];
-        long best = -1;
-        for (size_t k = 0; k < nc; k++)
-            if (hypot(c[k].x - tr->x, c[k].y - tr->y) <= 2.0 && (best < 0 || fabs(c[k].score) > fabs(c[best].score)))
-                best = (long)k;
-        if (best >= 0)
-            matched[best] = 1;
-        size_t q = (size_t)lround(tr->y) * 256 + (size_t)lround(tr->x);
-        /* completeness over the area left usable: not on a saturated star's grown mask or a hole */
-        if (tr->snr < 8 || (sc.mask[q] & CLRED_MASK_UNUSABLE))
-            continue;
-        bright++;
-        if (best < 0)
-            printf("  missed transient at (%.1f, %.1f) flux %.0f S/N %.1f on galaxy %d: S_corr there %.2f\n", tr->x,
-                   tr->y, tr->flux, tr->snr, tr->on_galaxy, sc.sci[q]);
-        found += best >= 0;
-        if (tr->flux < 0) {
-            fading++;
-            fading_neg += best >= 0 && !c[best].isdiffpos;
-        }
-        if (best >= 0 && !(c[best].flags & CLRED_CAND_MASKED)) {
-            double pl = (c[best].flux - tr->flux) / c[best].flux_err;
-            pull += pl;
-            pull2 += pl * pl;
-            used++;
-        }
-    }
-    size_t false_pos = 0;
-    for (size_t k = 0; k < nc; k++)
-        if (!matched[k]) {
-            false_pos++;
-            printf("  unmatched candidate at (%.1f, %.1f) score %.1f flags %u bits 0x%x\n", c[k].x, c[k].y, c[k].score,
-                   c[k].flags, c[k].mask_bits);
-        }
-    for (size_t k = 0; k < nc; k++)
-        for (size_t hI = 0; hI < p.nholes; hI++)
-            CHECK_MSG(fabs(c[k].x - p.hole_xy[2 * hI]) > 4 || fabs(c[k].y - p.hole_xy[2 * hI + 1]) > 4,
-                      "candidate at (%.1f, %.1f) on the template's hole at (%.1f, %.1f)", c[k].x, c[k].y,
-                      p.hole_xy[2 * hI], p.hole_xy[2 * hI + 1]);
-    double mean = used ? pull / (double)used : NAN, sd = used > 1 ? sqrt(pull2 / (double)used - mean * mean) : NAN;
-    /* DMTN-006: the expected number of 5 sigma peaks of a PSF-filtered white
-     * noise field of N pixels is N / (2^(5/2) pi^(3/2) sigma_g^2) nu e^{-nu^2 / 2}
-     * per sign; for sigma_g ~ 2 px it is 1e-4 here. */
-    double sg = z.pd.fwhm / 2.3548;
-    double expect = 2.0 * 256.0 * 256.0 / (pow(2, 2.5) * pow(M_PI, 1.5) * sg * sg) * 5.0 * exp(-12.5);
+    /* completeness over the area left usable: not on a saturated star's grown mask or a hole */
+    pair_score r = pair_score_candidates(&p, c, nc, &sc, CLRED_MASK_UNUSABLE, "S_corr");
+    /* DMTN-006: for sigma_g ~ 2 px about 0.02 false peaks here */
+    double expect = pair_expected_false(sc.width, sc.height, z.pd.fwhm, 5.0);
     printf("seed %llu fwhm %.1f -> %.1f: %zu candidates, completeness %zu / %zu at S/N >= 8, fading %zu / %zu negative, "
            "%zu false (expected %.2g), flux pull %.2f +- %.2f over %zu\n",
-           (unsigned long long)seed, ref_fwhm, new_fwhm, nc, found, bright, fading_neg, fading, false_pos, expect, mean,
-           sd, used);
-    CHECK(bright >= 20);
-    CHECK((double)found >= 0.95 * (double)bright);
-    CHECK(fading_neg == fading);
-    CHECK((double)false_pos <= 3.0 * expect + 1.0);
-    CHECK(used >= 15);
-    CHECK(fabs(mean) <= 3.0 * sd / sqrt((double)used) + 0.1);
-    CHECK(sd > 0.7 && sd < 1.4);
-    for (size_t t = 0; t < p.ntransients; t++) {
-        const clred_pair_transient *tr = &p.transients[t];
-        for (size_t k = 0; k < nc; k++)
-            if (hypot(c[k].x - tr->x, c[k].y - tr->y) <= 2.0 && tr->snr >= 8)
-                CHECK_MSG(c[k].isdiffpos == (tr->flux > 0), "transient at (%.1f, %.1f) flux %.0f: isdiffpos %d",
-                          tr->x, tr->y, tr->flux, c[k].isdiffpos);
-    }
-    free(matched);
+           (unsigned long long)seed, ref_fwhm, new_fwhm, nc, r.found, r.bright, r.fading_neg, r.fading, r.false_pos,
+           expect, r.pull_mean, r.pull_sd, r.used);
+    CHECK(r.bright >= 20);
+    CHECK((double)r.found >= 0.95 * (double)r.bright);
+    CHECK(r.fading_neg == r.fading);
+    CHECK((double)r.false_pos <= 3.0 * expect + 1.0);
+    CHECK(r.used >= 15);
+    CHECK(fabs(r.pull_mean) <= 3.0 * r.pull_sd / sqrt((double)r.used) + 0.1);
+    CHECK(r.pull_sd > 0.7 && r.pull_sd < 1.4);
     free(c);
     clred_image_free(&sc);
     clred_zogy_result_free(&z);

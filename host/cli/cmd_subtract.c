@@ -58,7 +58,9 @@ static void subtract_help(void)
            "      --hw N              kernel half-width, px (default 3 x the larger FWHM; HOTPANTS -r)\n"
            "      --rss N             half-size of a stamp's fitted box (default: the kernel's; -rss)\n"
            "      --ko N, --bgo N     spatial orders of the kernel (0..3, default 2) and of the\n"
-           "                          differential background (0..2, default 1)\n"
+           "                          differential background (0..2, default 1); the kernel's is\n"
+           "                          the one up to N that best predicts stamps left out of the fit\n"
+           "      --ko-fixed          the kernel's spatial order is --ko's (HOTPANTS' -ko)\n"
            "      --tl V --tu V --il V --iu V  valid ranges of the reference (t) and new image (i)\n"
            "      --max-stamps N      stamps on isolated stars (default 150)\n"
            "      --decorrelate       also the decorrelated difference (Rubin DMTN-021); the score\n"
@@ -80,8 +82,8 @@ typedef struct {
 
 enum { S_METHOD = 256, S_NEW_PSF, S_REF_PSF, S_PSF_SIZE, S_PSF_ORDER, S_NEW_NOISE, S_REF_NOISE, S_NEW_MASK, S_REF_MASK, S_FN, S_FR,
        S_ASTROM, S_NO_BKG, S_GROW, S_THRESH, S_POSITIVE, S_CANDS, S_CUTOUTS, S_PSF_OUT, S_OVERWRITE, S_DEVICE, S_JSON,
-       S_NEW, S_REF, S_RENORM, S_TILE, S_CONVOLVE, S_NORMALIZE, S_NG, S_HW, S_RSS, S_KO, S_BGO, S_TL, S_TU, S_IL,
-       S_IU, S_MAXSTAMPS, S_DECORR, S_KOUT, S_ALERTS };
+       S_NEW, S_REF, S_RENORM, S_TILE, S_CONVOLVE, S_NORMALIZE, S_NG, S_HW, S_RSS, S_KO, S_KOFIXED, S_BGO, S_TL, S_TU,
+       S_IL, S_IU, S_MAXSTAMPS, S_DECORR, S_KOUT, S_ALERTS };
 
 static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"method", required_argument, 0, S_METHOD},
@@ -118,6 +120,7 @@ static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"hw", required_argument, 0, S_HW},
                                          {"rss", required_argument, 0, S_RSS},
                                          {"ko", required_argument, 0, S_KO},
+                                         {"ko-fixed", no_argument, 0, S_KOFIXED},
                                          {"bgo", required_argument, 0, S_BGO},
                                          {"tl", required_argument, 0, S_TL},
                                          {"tu", required_argument, 0, S_TU},
@@ -203,6 +206,7 @@ static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char
             if (a->job.al.kernel_order < 0 || a->job.al.kernel_order > 3)
                 return cli_usage_error(cmd, "--ko must be 0..3");
             break;
+        case S_KOFIXED: a->job.al.select_order = 0; break;
         case S_BGO:
             if (!cli_parse_int(cmd, "--bgo", optarg, &a->job.al.bg_order)) return EXIT_USAGE;
             if (a->job.al.bg_order < 0 || a->job.al.bg_order > 2)
@@ -341,11 +345,12 @@ int cmd_subtract(int argc, char **argv)
         printf("{\"output\": ");
         cli_json_string(stdout, a.output);
         printf(", \"method\": \"al\", \"convolved\": \"%s\", \"ksum\": %.9g, \"stamps\": %zu, \"stamps_used\": %zu, "
-               "\"fom\": %.4f, \"detect_std\": %.4f, \"sigma_new\": %.9g, \"sigma_ref\": %.9g, \"background_new\": %.9g, "
+               "\"kernel_order\": %d, \"bg_order\": %d, \"fom\": %.4f, \"detect_std\": %.4f, \"sigma_new\": %.9g, "
+               "\"sigma_ref\": %.9g, \"background_new\": %.9g, "
                "\"background_ref\": %.9g, \"fwhm_new\": %.4f, \"fwhm_ref\": %.4f, \"fwhm_diff\": %.4f, "
                "\"psf_stars_new\": %zu, \"psf_stars_ref\": %zu, \"candidates\": %zu, \"positive\": %zu, \"seconds\": %.4f}\n",
-               r.convolved_ref ? "reference" : "new", r.ksum, r.nstamps, r.nstamps_used, r.fom, r.scorr_scale, r.sigma_n,
-               r.sigma_r, r.bkg_n, r.bkg_r, r.fwhm_new, r.fwhm_ref, r.fwhm_diff, r.nstars_new, r.nstars_ref,
+               r.convolved_ref ? "reference" : "new", r.ksum, r.nstamps, r.nstamps_used, r.kernel_order, r.bg_order,
+               r.fom, r.scorr_scale, r.sigma_n, r.sigma_r, r.bkg_n, r.bkg_r, r.fwhm_new, r.fwhm_ref, r.fwhm_diff, r.nstars_new, r.nstars_ref,
                r.ncandidates, r.npositive, r.seconds);
     } else if (a.job.method == CLRED_DIFF_AL) {
         printf("%s: Alard-Lupton, %s convolved, kernel sum %.4f, %zu of %zu stamps, detection std %.3f", a.output,

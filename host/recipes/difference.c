@@ -365,6 +365,8 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
         rep.convolved_ref = al.convolved_ref;
         rep.nstamps = al.nstamps;
         rep.nstamps_used = al.nstamps_used;
+        rep.kernel_order = al.kernel_order;
+        rep.bg_order = al.bg_order;
         rep.ncandidates = nc;
         for (size_t i = 0; i < nc; i++)
             rep.npositive += c[i].isdiffpos != 0;

@@ -65,6 +65,12 @@ static inline int al_nunknowns(int nbasis, int kernel_order, int bg_order)
 }
 clred_status al_solve(const double *dots, size_t ns, const int *use, const int *cx, const int *cy, size_t w, size_t h,
                       int nbasis, int kernel_order, int bg_order, double *coef, double *chi2);
+/* The chi^2 of stamps predicted by a fit that did not use them: the used
+ * stamps are split into `folds` interleaved folds, each fitted from the
+ * others; *cv is the sum over all used stamps. Fails like al_solve where a
+ * fold's fit is singular. */
+clred_status al_cv_chi2(const double *dots, size_t ns, const int *use, const int *cx, const int *cy, size_t w,
+                        size_t h, int nbasis, int kernel_order, int bg_order, int folds, double *cv);
 /* The stamp's own fit of a constant kernel and background: its kernel sum. */
 clred_status al_stamp_ksum(const double *dots_s, int nbasis, double *ksum);
 

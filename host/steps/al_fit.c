@@ -176,6 +176,39 @@ clred_status al_solve(const double *dots, size_t ns, const int *use, const int *
     return st;
 }
 
+clred_status al_cv_chi2(const double *dots, size_t ns, const int *use, const int *cx, const int *cy, size_t w,
+                        size_t h, int nbasis, int kernel_order, int bg_order, int folds, double *cv)
+{
+    int n = al_nunknowns(nbasis, kernel_order, bg_order);
+    int *train = malloc(ns * sizeof *train);
+    double *coef = malloc((size_t)n * sizeof *coef), *chi2 = malloc(ns * sizeof *chi2);
+    if (!train || !coef || !chi2) {
+        free(train);
+        free(coef);
+        free(chi2);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for the cross-validation");
+    }
+    clred_status st = CLRED_OK;
+    *cv = 0;
+    for (int f = 0; f < folds && st == CLRED_OK; f++) {
+        /* fold f holds out every folds-th used stamp, so that each fold
+         * samples the whole field rather than one part of it */
+        size_t k = 0;
+        for (size_t i = 0; i < ns; i++) {
+            train[i] = use[i] && (int)(k % (size_t)folds) != f;
+            k += use[i] != 0;
+        }
+        st = al_solve(dots, ns, train, cx, cy, w, h, nbasis, kernel_order, bg_order, coef, chi2);
+        for (size_t i = 0; i < ns && st == CLRED_OK; i++)
+            if (use[i] && !train[i])
+                *cv += chi2[i];
+    }
+    free(train);
+    free(coef);
+    free(chi2);
+    return st;
+}
+
 clred_status al_stamp_ksum(const double *S, int nbasis, double *ksum)
 {
     int nv = nbasis + 2, n = nbasis + 1;

@@ -24,6 +24,7 @@ clred_al_opts clred_al_defaults(void)
     o.gauss_deg[1] = 4;
     o.gauss_deg[2] = 2;
     o.kernel_order = 2;
+    o.select_order = 1;
     o.bg_order = 1;
     o.convolve = CLRED_AL_CONVOLVE_AUTO;
     o.normalize = CLRED_AL_NORM_REF;
@@ -227,6 +228,31 @@ static void robust_of(const double *v, const int *use, size_t n, double *med, do
     free(t);
 }
 
+/* The kernel's spatial order, at most the one allowed, that best predicts
+ * stamps left out of the fit (5-fold cross-validation). A spatial variation
+ * the stamps do not support (few stamps, or PSF wings no Gaussian basis
+ * follows, which each star's fit absorbs differently) makes the kernel
+ * wrong away from them, and its residuals around every bright star become
+ * candidates. */
+static void choose_kernel_order(al_state *s, size_t nuse)
+{
+    int nb = s->basis.nbasis, folds = nuse < 5 ? (int)nuse : 5, best = s->ko;
+    size_t train = nuse - (nuse + (size_t)folds - 1) / (size_t)folds;
+    double best_cv = INFINITY;
+    for (int ko = 0; ko <= s->ko && train >= 3 * (size_t)al_nterms(ko); ko++) {
+        double cv;
+        if (al_cv_chi2(s->dots, s->ns, s->use, s->cx, s->cy, s->w, s->h, nb, ko, s->bo, folds, &cv) != CLRED_OK) {
+            clred_clear_error(); /* a fold too poor for this order: not a candidate */
+            continue;
+        }
+        if (cv < best_cv) {
+            best_cv = cv;
+            best = ko;
+        }
+    }
+    s->ko = best;
+}
+
 /* The fit with HOTPANTS' rejections: stamps whose own constant-kernel sum
  * is an outlier go first (a variable star, a bad stamp), then rounds of the
  * global fit dropping stamps whose chi^2 per pixel (the figure of merit) is
@@ -256,6 +282,9 @@ static clred_status fit(al_state *s, const clred_al_opts *o, clred_al_result *ou
             nuse--;
         }
     free(ks);
+    /* before the figure-of-merit rounds, which judge stamps by the order's fit */
+    if (o->select_order && s->ko > 0 && nuse >= 2)
+        choose_kernel_order(s, nuse);
     for (int it = 0;; it++) {
         /* Each spatial term of each basis function needs several stamps to
          * pin it: with few stamps the orders come down (HOTPANTS' defaults

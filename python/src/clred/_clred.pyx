@@ -570,6 +570,24 @@ def simulate(outdir, *, seed=1, size=(512, 512), nbias=5, ndark=5, nflat=5, nsci
 
 # ----------------------------------------------------------- device images
 
+def _positions_xy(str what, x, y, positions):
+    """(x, y) as contiguous float64 vectors, from x and y or from positions
+    (a catalog with x and y fields, or an (n, 2) array)."""
+    if positions is not None:
+        if getattr(positions, "dtype", None) is not None and positions.dtype.names:
+            x, y = positions["x"], positions["y"]
+        else:
+            p = np.asarray(positions, dtype=np.float64)
+            x, y = p[:, 0], p[:, 1]
+    if x is None or y is None:
+        raise Error(f"{what}: no positions (x, y or positions)", "usage")
+    xs = np.ascontiguousarray(x, dtype=np.float64).ravel()
+    ys = np.ascontiguousarray(y, dtype=np.float64).ravel()
+    if xs.shape[0] != ys.shape[0]:
+        raise Error(f"{what}: x and y differ in length", "usage")
+    return xs, ys
+
+
 cdef class DeviceImage:
     """A frame resident on a context's device (SCI, optional VAR and MASK; the
     header on the host). Steps accept it wherever they accept an array and
@@ -1427,18 +1445,9 @@ cdef class Context:
         cdef clred_status s = CLRED_OK
         cdef _Inputs ins
         cdef clred_dimage *d = NULL
-        if positions is not None:
-            if getattr(positions, "dtype", None) is not None and positions.dtype.names:
-                x, y = positions["x"], positions["y"]
-            else:
-                p = np.asarray(positions, dtype=np.float64)
-                x, y = p[:, 0], p[:, 1]
-        if x is None or y is None:
-            raise Error("photometry: no positions (x, y or positions)", "usage")
-        cdef cnp.ndarray xs = np.ascontiguousarray(x, dtype=np.float64).ravel()
-        cdef cnp.ndarray ys = np.ascontiguousarray(y, dtype=np.float64).ravel()
-        if xs.shape[0] != ys.shape[0]:
-            raise Error("photometry: x and y differ in length", "usage")
+        xs_, ys_ = _positions_xy("photometry", x, y, positions)
+        cdef cnp.ndarray xs = xs_
+        cdef cnp.ndarray ys = ys_
         cdef clred_phot_opts o = clred_phot_defaults()
         if radius is not None: o.radius = radius
         if annulus is not None: o.annulus_in, o.annulus_out = annulus
@@ -1475,18 +1484,9 @@ cdef class Context:
         cdef _Inputs ins
         cdef clred_dimage *d = NULL
         cdef clred_psf model
-        if positions is not None:
-            if getattr(positions, "dtype", None) is not None and positions.dtype.names:
-                x, y = positions["x"], positions["y"]
-            else:
-                p = np.asarray(positions, dtype=np.float64)
-                x, y = p[:, 0], p[:, 1]
-        if x is None or y is None:
-            raise Error("psf_photometry: no positions (x, y or positions)", "usage")
-        cdef cnp.ndarray xs = np.ascontiguousarray(x, dtype=np.float64).ravel()
-        cdef cnp.ndarray ys = np.ascontiguousarray(y, dtype=np.float64).ravel()
-        if xs.shape[0] != ys.shape[0]:
-            raise Error("psf_photometry: x and y differ in length", "usage")
+        xs_, ys_ = _positions_xy("psf_photometry", x, y, positions)
+        cdef cnp.ndarray xs = xs_
+        cdef cnp.ndarray ys = ys_
         cdef cnp.ndarray pa = np.ascontiguousarray(psf, dtype=np.float32)
         if pa.ndim != 2:
             raise Error("psf_photometry: the PSF must be a 2-D array", "usage")

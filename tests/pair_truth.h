@@ -1,0 +1,37 @@
+/* Candidates on a simulated pair judged against its truth, the same way for
+ * every subtraction method (test_al, test_zogy). */
+#ifndef CLRED_PAIR_TRUTH_H
+#define CLRED_PAIR_TRUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clred.h"
+
+typedef struct {
+    size_t bright;     /* transients at S/N >= 8 on pixels that count */
+    size_t found;      /* of those, matched by a candidate within 2 px */
+    size_t fading;     /* bright transients that fade ... */
+    size_t fading_neg; /* ... and were found with a negative sign */
+    size_t false_pos;  /* candidates that match no transient */
+    size_t false_clean; /* of those, no unusable pixel nearby and not at the edge (what a broker keeps) */
+    size_t used;       /* matched, unmasked candidates in the flux pull */
+    double pull_mean;  /* (flux - truth) / flux_err over those */
+    double pull_sd;
+} pair_score;
+
+/* Matches each transient to the strongest candidate within 2 px and prints
+ * what was missed or unmatched. A transient on a pixel whose mask in `score`
+ * has any of `skip_bits` set does not count toward completeness (the area
+ * the subtraction could not use). Checks here, for every method: no
+ * candidate on one of the template's holes, and every candidate within 2 px
+ * of a bright transient has the transient's sign. `what` names the score plane. */
+pair_score pair_score_candidates(const clred_pair *p, const clred_candidate *c, size_t nc, const clred_image *score,
+                                 uint16_t skip_bits, const char *what);
+
+/* DMTN-006: the expected number of peaks above nu sigma, both signs, in a
+ * w x h field of white noise filtered with a Gaussian PSF of this FWHM:
+ * 2 w h / (2^(5/2) pi^(3/2) sigma_g^2) nu exp(-nu^2 / 2). */
+double pair_expected_false(size_t w, size_t h, double fwhm, double nu);
+
+#endif
