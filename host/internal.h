@@ -211,6 +211,13 @@ clred_status clred_run(clred_ctx *ctx, cl_kernel k, const char *name, cl_uint di
  * the global size rounded up to it (the kernel must check its bounds). */
 clred_status clred_run_tiled(clred_ctx *ctx, cl_kernel k, const char *name, cl_uint dims, const size_t *global);
 
+/* A 2-D range for a streaming kernel (global[1] rows of global[0] items):
+ * each work-group takes a run of one row (256 items, fewer where the kernel
+ * allows fewer; one shape, so POCL compiles it once), so every plane
+ * is read and written in long contiguous runs that a CPU's prefetchers
+ * follow; run_tiled's 16 x 8 tiles interleave eight rows of every plane
+ * (calibration: about 1.2x less CPU per frame on the 2-core CPU device). */
+clred_status clred_run_rows(clred_ctx *ctx, cl_kernel k, const char *name, const size_t *global);
 /* A 1-D range of n independent, heavy work-items (one per star, source or
  * background box): work-groups of the kernel's preferred multiple (8 on a
  * CPU, 32 or 64 on a GPU), so a few items still spread over a CPU's cores,
@@ -320,6 +327,12 @@ uint64_t clred_pool_idle_bytes(const clred_ctx *ctx);
 /* Releases every idle pooled buffer. */
 void clred_pool_drain(clred_ctx *ctx);
 void clred_pool_destroy(clred_ctx *ctx);
+
+/* clred_image_read_2d with the SCI read into *spare (malloc'd, spare_pixels
+ * floats) when the frame has exactly that many pixels; *spare then becomes
+ * NULL and the image owns it. A reader that recycles its arrays so faults in
+ * no fresh pages per frame. */
+clred_status clred_image_read_2d_into(const char *path, clred_image *img, float **spare, size_t spare_pixels);
 
 /* ---- atomic writes (atomic.c): every file clred writes goes through these */
 

@@ -23,6 +23,7 @@
 #define CAL_FLAT_MASK 0x0200u
 #define CAL_BPM       0x0400u
 #define CAL_POISSON   0x0800u /* add the photon noise of the signal (not for bias frames) */
+#define CAL_SCI_ONLY  0x1000u /* write SCI alone (var and mask may be NULL); its bits as with them */
 
 /* Overscans wider than this are refused by the host: the per-row median sorts
  * the row's overscan values in private memory. */
@@ -100,11 +101,21 @@ kernel void overscan_row_sums(global const float *raw, const uint raw_width, con
         global const float *dark, global const float *dark_var, global const ushort *dark_mask,             \
         global const float *flat, global const float *flat_var, global const ushort *flat_mask,             \
         global const ushort *bpm, const uint have, const float gain, const float readnoise2, const float dark_t, \
-        const float saturation, const float out_scale, global float *sci, global float *var, global ushort *mask
+        const float saturation, const float out_scale, const float bound_bias_var,                         \
+        const float bound_dark_var, const float bound_flat_var, global float *sci, global float *var,      \
+        global ushort *mask
 #define CAL_MASTER_PASS                                                                                     \
     bias, bias_var, bias_mask, dark, dark_var, dark_mask, flat, flat_var, flat_mask, bpm, have, gain, readnoise2, \
-        dark_t, saturation, out_scale, sci, var, mask
+        dark_t, saturation, out_scale, bound_bias_var, bound_dark_var, bound_flat_var, sci, var, mask
 
+/* Where SCI alone is written (CAL_SCI_ONLY) the variance matters only for
+ * whether it is finite (a pixel whose variance is not is NO_DATA, its SCI
+ * NaN). It is first computed with each master's VAR replaced by the bound
+ * bound_*_var >= |VAR| over the master's usable pixels (the host scans them
+ * once; +inf where any is not finite): every operation is monotone in the
+ * magnitudes, so where the bound is finite (with a factor 2 to spare for
+ * rounding) the variance is too, and the VAR planes are not read at all.
+ * Elsewhere (rare) the exact variance decides, as in the full product. */
 #define CALIBRATE_PIXELS(NAME, VF, VU, LOAD, STORE, COND_S, COND_I, SELECT)                                         \
     inline void NAME(global const float *rawp, const float overscan_row, const size_t i, CAL_MASTER_ARGS)   \
     {                                                                                                       \
@@ -113,41 +124,53 @@ kernel void overscan_row_sums(global const float *raw, const uint raw_width, con
         if (saturation > 0.0f)                                                                              \
             m = SELECT((VU)0, (VU)CLRED_MASK_SATURATED, COND_S(r >= saturation));                           \
         VF s = r - overscan_row;                                                                            \
-        VF v_masters = (VF)0.0f;                                                                            \
         if (have & CAL_BIAS) {                                                                              \
             s -= LOAD(bias + i);                                                                            \
-            if (have & CAL_BIAS_VAR)                                                                        \
-                v_masters += LOAD(bias_var + i);                                                            \
             if (have & CAL_BIAS_MASK)                                                                       \
                 m |= LOAD(bias_mask + i);                                                                   \
         }                                                                                                   \
         if (have & CAL_DARK) {                                                                              \
             s -= LOAD(dark + i) * dark_t;                                                                   \
-            if (have & CAL_DARK_VAR)                                                                        \
-                v_masters += (dark_t * dark_t) * LOAD(dark_var + i);                                        \
             if (have & CAL_DARK_MASK)                                                                       \
                 m |= LOAD(dark_mask + i);                                                                   \
         }                                                                                                   \
         const VF poisson = (have & CAL_POISSON) ? fmax(s, (VF)0.0f) * gain : (VF)0.0f;                      \
-        VF v = (poisson + readnoise2) / (gain * gain) + v_masters;                                          \
+        VF f = (VF)1.0f;                                                                                    \
         if (have & CAL_FLAT) {                                                                              \
-            const VF f = LOAD(flat + i);                                                                    \
+            f = LOAD(flat + i);                                                                             \
             if (have & CAL_FLAT_MASK)                                                                       \
                 m |= LOAD(flat_mask + i);                                                                   \
             m |= SELECT((VU)0, (VU)CLRED_MASK_NO_DATA, COND_S((f > 0.0f) == 0));                            \
             s /= f;                                                                                         \
-            const VF rel = (have & CAL_FLAT_VAR) ? LOAD(flat_var + i) / (f * f) : (VF)0.0f;                 \
-            v = v / (f * f) + s * s * rel;                                                                  \
+        }                                                                                                   \
+        VF v = (VF)0.0f;                                                                                    \
+        for (int exact = (have & CAL_SCI_ONLY) ? 0 : 1; exact < 2; exact++) {                               \
+            VF v_masters = (VF)0.0f;                                                                        \
+            if ((have & CAL_BIAS) && (have & CAL_BIAS_VAR))                                                 \
+                v_masters += exact ? LOAD(bias_var + i) : (VF)bound_bias_var;                               \
+            if ((have & CAL_DARK) && (have & CAL_DARK_VAR))                                                 \
+                v_masters += (dark_t * dark_t) * (exact ? LOAD(dark_var + i) : (VF)bound_dark_var);         \
+            v = (poisson + readnoise2) / (gain * gain) + v_masters;                                         \
+            if (have & CAL_FLAT) {                                                                          \
+                const VF rel = (have & CAL_FLAT_VAR)                                                        \
+                                   ? (exact ? LOAD(flat_var + i) : (VF)bound_flat_var) / (f * f)            \
+                                   : (VF)0.0f;                                                              \
+                v = v / (f * f) + s * s * rel;                                                              \
+            }                                                                                               \
+            v *= out_scale * out_scale;                                                                     \
+            if (!exact && all(COND_I(isfinite(v * 2.0f))))                                                  \
+                break;                                                                                      \
         }                                                                                                   \
         if (have & CAL_BPM)                                                                                 \
             m |= SELECT((VU)0, (VU)CLRED_MASK_BAD, COND_S(LOAD(bpm + i) != (VU)0));                         \
         s *= out_scale;                                                                                     \
-        v *= out_scale * out_scale;                                                                         \
         m |= SELECT((VU)CLRED_MASK_NO_DATA, (VU)0, COND_S(isfinite(s)) & COND_S(isfinite(v)));             \
         const VF nan = (VF)NAN;                                                                             \
         STORE(SELECT(s, nan, COND_I((m & (VU)CLRED_MASK_NO_DATA) != (VU)0)), sci + i);                      \
-        STORE(SELECT(v, nan, COND_I((m & (VU)CLRED_MASK_NO_DATA) != (VU)0)), var + i);                      \
-        STORE(m, mask + i);                                                                                 \
+        if (!(have & CAL_SCI_ONLY)) {                                                                       \
+            STORE(SELECT(v, nan, COND_I((m & (VU)CLRED_MASK_NO_DATA) != (VU)0)), var + i);                  \
+            STORE(m, mask + i);                                                                             \
+        }                                                                                                   \
     }
 
 #define ONE_LOAD(p) (*(p))

@@ -108,15 +108,17 @@ inline void whole_row_sums(const int w, const int x, global const float *g, cons
 }
 
 /* The row pass: VW neighbouring pixels per work-item with vector loads; a
- * group whose window leaves the row goes pixel by pixel. sum_k2v is written
+ * group whose window leaves the row goes pixel by pixel. The row sums' rows
+ * are pitch floats apart: a pitch off a power of two keeps the column pass's
+ * 2 hw + 1 loads a row apart out of one cache set. sum_k2v is written
  * only with an RMS map (use_rms). */
 kernel void filter_rows(DETECT_PIXEL_ARGS, const int w, const int h, global const float *g, const int hw,
-                        global float *sum_d, global float *sum_k2v)
+                        const int pitch, global float *sum_d, global float *sum_k2v)
 {
     const int x0 = get_global_id(0) * VW, y = get_global_id(1);
     if (x0 >= w || y >= h)
         return;
-    const size_t row = (size_t)y * w;
+    const size_t row = (size_t)y * w, out = (size_t)y * pitch;
     if (x0 >= hw && x0 + VW + hw <= w && !use_bkg && !use_rms && isfinite(bkg_value) && isfinite(rms_value) &&
         rms_value > 0.0f) {
         /* usable scalar background and RMS: a non-finite pixel makes the sum
@@ -129,7 +131,7 @@ kernel void filter_rows(DETECT_PIXEL_ARGS, const int w, const int h, global cons
                 masked |= VEC_LOAD(mask + row + x0 + i);
         }
         veci whole = TO_VECI(isfinite(s)) & TO_VECI((masked & (vecus)ignore) == (vecus)0);
-        VEC_STORE(select((vecf)NAN, s, whole), sum_d + row + x0);
+        VEC_STORE(select((vecf)NAN, s, whole), sum_d + out + x0);
         return;
     }
     if (x0 >= hw && x0 + VW + hw <= w) {
@@ -143,18 +145,18 @@ kernel void filter_rows(DETECT_PIXEL_ARGS, const int w, const int h, global cons
             sv += (k * k) * r2;
             whole = fmin(whole, u);
         }
-        VEC_STORE(select((vecf)NAN, s, TO_VECI(whole > 0.0f)), sum_d + row + x0);
+        VEC_STORE(select((vecf)NAN, s, TO_VECI(whole > 0.0f)), sum_d + out + x0);
         if (use_rms)
-            VEC_STORE(sv, sum_k2v + row + x0);
+            VEC_STORE(sv, sum_k2v + out + x0);
         return;
     }
     for (int x = x0; x < min(x0 + VW, w); x++) {
         float s, sk, sv;
         int whole = row_sums(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms, rms_value, w, x, y,
                              g, hw, &s, &sk, &sv);
-        sum_d[row + x] = whole ? s : NAN;
+        sum_d[out + x] = whole ? s : NAN;
         if (use_rms)
-            sum_k2v[row + x] = sv;
+            sum_k2v[out + x] = sv;
     }
 }
 
@@ -175,16 +177,36 @@ kernel void filter_rows(DETECT_PIXEL_ARGS, const int w, const int h, global cons
  * kernel, so away from masks and edges this is F >= thresh * rms). labels gets
  * the pixel's linear index + 1 when detected, else 0, and the detected pixels'
  * indices are appended to list (in no particular order), so that labelling
- * touches only them. VW pixels per work-item; groups at the row's ends or
- * whose window meets a marked row sum go pixel by pixel. */
-kernel void filter_cols(DETECT_PIXEL_ARGS, global const float *sum_d, global const float *sum_k2v, const int w,
-                        const int h, global const float *g, const int hw, const float sk_full, const float sv_full,
-                        const float snr_thresh, global float *filtered, global uint *labels, global uint *list,
-                        global uint *count)
+ * touches only them. */
+
+/* VW pixels from o on: F = s / sk, the threshold, the stores and the list. */
+inline void emit_group(const vecf s, const vecf sv, const float sk, const float snr_thresh, const size_t o,
+                       global float *filtered, global uint *labels, global uint *list, global uint *count)
 {
-    const int x0 = get_global_id(0) * VW, y = get_global_id(1);
-    if (x0 >= w || y >= h)
-        return;
+    veci has = (veci)(sk > 0.0f ? -1 : 0);
+    vecf f = select((vecf)NAN, s / sk, has);
+    veci on = has & TO_VECI(s >= snr_thresh * sqrt(sv));
+    VEC_STORE(f, filtered + o);
+    veci lab = select((veci)0, (veci)((int)o + 1) + LANE_IDS, on);
+    VEC_STORE(lab, (global int *)labels + o);
+    int non = 0;
+    for (int l = 0; l < VW; l++)
+        non += (((int *)&lab)[l] != 0);
+    if (non) {
+        uint at = atomic_add(count, (uint)non);
+        for (int l = 0; l < VW; l++)
+            if (((int *)&lab)[l] != 0)
+                list[at++] = (uint)(o + l);
+    }
+}
+
+/* The VW pixels from (x0, y): groups at the row's ends or whose window
+ * meets a marked row sum go pixel by pixel. */
+inline void filter_cols_group(DETECT_PIXEL_ARGS, global const float *sum_d, global const float *sum_k2v, const int w,
+                              const int h, global const float *g, const int hw, const int pitch, const float sk_full,
+                              const float sv_full, const float snr_thresh, global float *filtered,
+                              global uint *labels, global uint *list, global uint *count, const int x0, const int y)
+{
     const int j0 = max(-hw, -y), j1 = min(hw, h - 1 - y);
     const size_t o = (size_t)y * w + x0;
     const float r2 = rms_value * rms_value;
@@ -205,7 +227,7 @@ kernel void filter_cols(DETECT_PIXEL_ARGS, global const float *sum_d, global con
         }
         vecf s = 0.0f, sv = 0.0f, marked = 0.0f;
         for (int j = j0; j <= j1; j++) {
-            size_t p = o + (ptrdiff_t)j * w;
+            size_t p = (size_t)(y + j) * pitch + x0;
             float k = g[j + hw];
             vecf d = VEC_LOAD(sum_d + p);
             s += k * d;
@@ -214,23 +236,7 @@ kernel void filter_cols(DETECT_PIXEL_ARGS, global const float *sum_d, global con
                 sv += (k * k) * VEC_LOAD(sum_k2v + p);
         }
         if (!any(TO_VECI(isnan(marked)))) {
-            if (!use_rms)
-                sv = (vecf)svs;
-            veci has = (veci)(sk > 0.0f ? -1 : 0);
-            vecf f = select((vecf)NAN, s / sk, has);
-            veci on = has & TO_VECI(s >= snr_thresh * sqrt(sv));
-            VEC_STORE(f, filtered + o);
-            veci lab = select((veci)0, (veci)((int)o + 1) + LANE_IDS, on);
-            VEC_STORE(lab, (global int *)labels + o);
-            int non = 0;
-            for (int l = 0; l < VW; l++)
-                non += (((int *)&lab)[l] != 0);
-            if (non) {
-                uint at = atomic_add(count, (uint)non);
-                for (int l = 0; l < VW; l++)
-                    if (((int *)&lab)[l] != 0)
-                        list[at++] = (uint)(o + l);
-            }
+            emit_group(s, use_rms ? sv : (vecf)svs, sk, snr_thresh, o, filtered, labels, list, count);
             return;
         }
     }
@@ -239,7 +245,7 @@ kernel void filter_cols(DETECT_PIXEL_ARGS, global const float *sum_d, global con
         size_t q = (size_t)y * w + x;
         whole_row_sums(w, x, g, hw, r2, &rk, &rk2);
         for (int j = j0; j <= j1; j++) {
-            size_t p = q + (ptrdiff_t)j * w;
+            size_t p = (size_t)(y + j) * pitch + x;
             float rs = sum_d[p], rkj = rk, rv = use_rms ? sum_k2v[p] : rk2;
             if (isnan(rs))
                 row_sums(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms, rms_value, w, x, y + j,
@@ -255,6 +261,74 @@ kernel void filter_cols(DETECT_PIXEL_ARGS, global const float *sum_d, global con
         if (on)
             list[atomic_inc(count)] = (uint)q;
     }
+}
+
+/* Rows of output per work-item: each row sum loaded once serves up to this
+ * many outputs, instead of being loaded once per output (2 hw + 1 loads at
+ * the row pitch, which on a power-of-two width all fall in one cache set). */
+#define COL_ROWS 4
+
+/* The column pass over VW columns and COL_ROWS rows per work-item. Inside the
+ * image each output sums its window's row sums in the same order as
+ * filter_cols_group (so the same floats); an output whose sum is not finite
+ * (its window meets a marked row sum, whose NaN propagates) and groups near
+ * the image's edges go through filter_cols_group. */
+kernel void filter_cols(DETECT_PIXEL_ARGS, global const float *sum_d, global const float *sum_k2v, const int w,
+                        const int h, global const float *g, const int hw, const int pitch, const float sk_full, const float sv_full,
+                        const float snr_thresh, global float *filtered, global uint *labels, global uint *list,
+                        global uint *count)
+{
+    const int x0 = get_global_id(0) * VW, yb = get_global_id(1) * COL_ROWS;
+    if (x0 >= w || yb >= h)
+        return;
+    const int ye = min(yb + COL_ROWS, h);
+    if (x0 >= hw && x0 + VW + hw <= w && yb >= hw && ye - 1 + hw <= h - 1 && ye - yb == COL_ROWS) {
+        vecf s[COL_ROWS], sv[COL_ROWS];
+        for (int r = 0; r < COL_ROWS; r++) {
+            s[r] = 0.0f;
+            sv[r] = 0.0f;
+        }
+        /* with the rows unrolled the sums stay in registers */
+        if (use_rms) {
+            for (int yy = yb - hw; yy <= ye - 1 + hw; yy++) {
+                size_t p = (size_t)yy * pitch + x0;
+                vecf d = VEC_LOAD(sum_d + p), v2 = VEC_LOAD(sum_k2v + p);
+#pragma unroll
+                for (int r = 0; r < COL_ROWS; r++) {
+                    int j = yy - (yb + r);
+                    float k = j >= -hw && j <= hw ? g[j + hw] : 0.0f;
+                    if (j >= -hw && j <= hw) {
+                        s[r] += k * d;
+                        sv[r] += (k * k) * v2;
+                    }
+                }
+            }
+        } else {
+            for (int yy = yb - hw; yy <= ye - 1 + hw; yy++) {
+                vecf d = VEC_LOAD(sum_d + (size_t)yy * pitch + x0);
+#pragma unroll
+                for (int r = 0; r < COL_ROWS; r++) {
+                    int j = yy - (yb + r);
+                    if (j >= -hw && j <= hw)
+                        s[r] += g[j + hw] * d;
+                }
+            }
+        }
+        for (int r = 0; r < COL_ROWS; r++) {
+            if (all(TO_VECI(isfinite(s[r]))))
+                emit_group(s[r], use_rms ? sv[r] : (vecf)sv_full, sk_full, snr_thresh, (size_t)(yb + r) * w + x0,
+                           filtered, labels, list, count);
+            else
+                filter_cols_group(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms, rms_value,
+                                  sum_d, sum_k2v, w, h, g, hw, pitch, sk_full, sv_full, snr_thresh, filtered, labels, list,
+                                  count, x0, yb + r);
+        }
+        return;
+    }
+    for (int y = yb; y < ye; y++)
+        filter_cols_group(sci, mask, has_mask, ignore, bkg, use_bkg, bkg_value, rms, use_rms, rms_value, sum_d,
+                          sum_k2v, w, h, g, hw, pitch, sk_full, sv_full, snr_thresh, filtered, labels, list, count, x0,
+                          y);
 }
 
 /* A filter file's kernel K (kw x kh, odd, row by row from the lowest y), with
@@ -295,68 +369,70 @@ kernel void filter_2d(DETECT_PIXEL_ARGS, const int w, const int h, global const 
         list[atomic_inc(count)] = (uint)q;
 }
 
-/* One step of 8-connected min-label propagation with pointer jumping for
- * pixel (x, y): a detected pixel takes the smallest label among itself, its
- * detected neighbours and the labels down the chain its label points along
- * (labels are "linear index + 1" of a pixel of the same component, so that
- * pixel is in the component too). Labels only decrease, so reads racing with other
- * work-items' writes still see a label of the same component; changed is set
- * when any label drops. The host repeats until nothing changes. */
-inline void propagate_pixel(global uint *labels, int x, int y, int w, int h, global int *changed)
+/* Connected-component labelling of the listed detected pixels by union-find
+ * (Playne and Hawick's scheme): labels[i] holds i's parent + 1, a detected
+ * pixel starts as its own root (filter_cols writes i + 1) and 0 marks an
+ * undetected one. Links only ever point to a smaller index and are set with
+ * atomic_min on a root, so every component ends with one root, its smallest
+ * pixel: the label "smallest linear index + 1" that label propagation gave,
+ * in one pass instead of one per few rows of chain. */
+inline uint uf_root(volatile global uint *labels, uint i)
 {
-    size_t i = (size_t)y * w + x;
-    uint l = labels[i];
-    if (l == 0u)
-        return;
-    uint m = l;
-    for (int dy = -1; dy <= 1; dy++) {
-        int yy = y + dy;
-        if (yy < 0 || yy >= h)
-            continue;
-        for (int dx = -1; dx <= 1; dx++) {
-            int xx = x + dx;
-            if (xx < 0 || xx >= w)
-                continue;
-            uint ln = labels[(size_t)yy * w + xx];
-            if (ln != 0u && ln < m)
-                m = ln;
+    uint p = labels[i] - 1u;
+    while (p != i) {
+        i = p;
+        p = labels[i] - 1u;
+    }
+    return i;
+}
+
+/* Joins the trees of pixels a and b. A failed atomic_min means b's root was
+ * linked meanwhile (to old); the loop then joins a with that, so no link is
+ * lost. */
+inline void uf_unite(volatile global uint *labels, uint a, uint b)
+{
+    for (;;) {
+        a = uf_root(labels, a);
+        b = uf_root(labels, b);
+        if (a == b)
+            return;
+        if (a > b) {
+            uint t = a;
+            a = b;
+            b = t;
         }
-    }
-    /* follow the chain of labels down to its end: components then settle
-     * in a few passes however long their pixel chains */
-    uint r = labels[m - 1u];
-    while (r != 0u && r < m) {
-        m = r;
-        r = labels[m - 1u];
-    }
-    if (m < l) {
-        atomic_min(&labels[i], m);
-        *changed = 1;
+        uint old = atomic_min(&labels[b], a + 1u) - 1u;
+        if (old == b)
+            return;
+        b = old;
     }
 }
 
-/* Propagation over the whole image. */
-kernel void label_propagate(global uint *labels, const int w, const int h, global int *changed)
-{
-    int x = get_global_id(0), y = get_global_id(1);
-    if (x < w && y < h)
-        propagate_pixel(labels, x, y, w, h, changed);
-}
-
-/* Propagation over a list of detected pixels. */
-kernel void label_propagate_list(global uint *labels, global const uint *list, const uint nlist, const int w,
-                                 const int h, global int *changed)
+/* Each listed pixel joins its detected neighbours that come before it in
+ * raster order (left, and the three above): with 8-connectivity that covers
+ * every pair once. */
+kernel void label_union(volatile global uint *labels, global const uint *list, const uint nlist, const int w,
+                        const int h)
 {
     uint k = get_global_id(0);
-    if (k < nlist) {
-        uint i = list[k];
-        propagate_pixel(labels, (int)(i % (uint)w), (int)(i / (uint)w), w, h, changed);
+    if (k >= nlist)
+        return;
+    uint i = list[k];
+    int x = (int)(i % (uint)w), y = (int)(i / (uint)w);
+    if (x > 0 && labels[i - 1u] != 0u)
+        uf_unite(labels, i, i - 1u);
+    if (y > 0) {
+        uint up = i - (uint)w;
+        for (int dx = -1; dx <= 1; dx++)
+            if (x + dx >= 0 && x + dx < w && labels[up + (uint)dx] != 0u)
+                uf_unite(labels, i, up + (uint)dx);
     }
 }
 
-/* For each listed detected pixel: its label, filtered value and RMS, so the
- * host's grouping and deblending download these instead of whole maps. */
-kernel void gather_detected(global const uint *list, const uint nlist, global const uint *labels,
+/* For each listed detected pixel after label_union: its label (its tree's
+ * root + 1), filtered value and RMS, so the host's grouping and deblending
+ * download these instead of whole maps. */
+kernel void gather_detected(global const uint *list, const uint nlist, volatile global uint *labels,
                             global const float *filtered, global const float *rms, const int use_rms,
                             const float rms_value, global uint *out_label, global float *out_f,
                             global float *out_rms)
@@ -365,9 +441,19 @@ kernel void gather_detected(global const uint *list, const uint nlist, global co
     if (k >= nlist)
         return;
     uint i = list[k];
-    out_label[k] = labels[i];
+    out_label[k] = uf_root(labels, i) + 1u;
     out_f[k] = filtered[i];
     out_rms[k] = use_rms ? rms[i] : rms_value;
+}
+
+/* labels[list[k]] = 0: the label map after labelling is zero but at the
+ * listed (detected) pixels, so this zeroes it for the segmentation map
+ * without writing the whole plane. */
+kernel void clear_listed(global const uint *list, const uint nlist, global uint *labels)
+{
+    uint k = get_global_id(0);
+    if (k < nlist)
+        labels[list[k]] = 0u;
 }
 
 /* seg[pix[k]] = id[k]: the host's objects written into a zeroed segmentation map. */

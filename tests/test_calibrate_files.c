@@ -2,10 +2,15 @@
  * the serial path it replaces (each frame read, clred_calibrator_apply,
  * clred_image_write): the output files are the same bytes, streamed (reader
  * and writer threads) or not; --planes sci (CLRED_WRITE_SCI) writes the same
- * SCI alone; and a bad frame in the middle fails with one message naming it
+ * SCI alone, and its data written raw are the bytes cfitsio writes; raw
+ * frames as uint16 with BZERO, int32 or tile-compressed give the SCI of
+ * float32 ones; odd master VAR (NaN, huge) gives SCI alone the NO_DATA
+ * pixels of the full product; and a bad
+ * frame in the middle fails with one message naming it
  * and leaves no output and no temporary, streamed or not. The calibration's
  * values are checked against the double reference by test_calibrate. */
 #include <dirent.h>
+#include <fitsio.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +50,36 @@ static void make_master(clred_image *m, double level, double spread, uint64_t se
 }
 
 /* The whole file's bytes; NULL when it does not exist. */
+/* A raw frame as a camera writes it: 0 uint16 (BZERO 32768), 1 int32,
+ * 2 uint16 tile-compressed (RICE, lossless for integers). */
+static void write_encoded(const char *path, const clred_image *raw, int kind)
+{
+    static const char *const keys[] = {"EXPTIME", "GAIN", "RDNOISE", "SATURATE"};
+    char name[1200];
+    snprintf(name, sizeof name, "%s%s", path, kind == 2 ? "[compress R]" : "");
+    remove(path);
+    fitsfile *f;
+    int status = 0;
+    long naxes[2] = {W, H};
+    fits_create_file(&f, name, &status);
+    fits_create_img(f, kind == 1 ? LONG_IMG : USHORT_IMG, 2, naxes, &status);
+    for (size_t k = 0; k < 4; k++) {
+        double v = 0;
+        clred_header_get_double(raw->header, keys[k], &v);
+        fits_update_key(f, TDOUBLE, keys[k], &v, NULL, &status);
+    }
+    unsigned short u[W * H];
+    int v[W * H];
+    for (size_t i = 0; i < (size_t)W * H; i++)
+        u[i] = (unsigned short)raw->sci[i], v[i] = (int)raw->sci[i];
+    if (kind == 1)
+        fits_write_img(f, TINT, 1, (LONGLONG)W * H, v, &status);
+    else
+        fits_write_img(f, TUSHORT, 1, (LONGLONG)W * H, u, &status);
+    fits_close_file(f, &status);
+    CHECK_MSG(status == 0, "writing %s: cfitsio status %d", path, status);
+}
+
 static unsigned char *slurp(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");
@@ -154,11 +189,53 @@ int main(void)
             clred_image_free(&a);
             clred_image_free(&b);
         }
+        /* SCI alone is written raw (swapped data after a header cfitsio
+         * formats): the same bytes as cfitsio's own writing */
+        char via[NF][1024];
+        const char *via_list[NF];
+        out_paths(dir, stream ? "cfitsio_streamed" : "cfitsio_serial", via, via_list);
+        setenv("CLRED_NO_RAW_FITS", "1", 1);
+        CHECK_OK(clred_calibrate_files(cal, raw_list, via_list, NF, &fo));
+        unsetenv("CLRED_NO_RAW_FITS");
+        for (size_t i = 0; i < NF; i++)
+            CHECK_MSG(same_file_bytes(via[i], got[i]), "stream %d: raw-written %s differs from cfitsio's %s", stream,
+                      got[i], via[i]);
         /* existing outputs without overwrite: refused before any work */
         fo.planes = CLRED_WRITE_ALL;
         CHECK(clred_calibrate_files(cal, raw_list, got_list, NF, &fo) == CLRED_ERR_IO);
         fo.planes = CLRED_WRITE_VAR;
         CHECK(clred_calibrate_files(cal, raw_list, got_list, NF, &fo) == CLRED_ERR_USAGE);
+    }
+
+    /* raw frames in every encoding a camera writes, mixed in one run (the
+     * reader reads each into the SCI array of an earlier frame): the SCI of
+     * the float32 frames' run, bit for bit */
+    {
+        char mix[NF][1024], out[NF][1024], sci[NF][1024];
+        const char *mix_list[NF], *out_list[NF];
+        for (size_t i = 0; i < NF; i++) {
+            snprintf(mix[i], sizeof mix[i], "%s/mix_%zu.fits", dir, i);
+            if (i == 0 || i == NF - 1)
+                CHECK_OK(clred_image_write(mix[i], &raws[i], 1)); /* float32 */
+            else
+                write_encoded(mix[i], &raws[i], (int)(i - 1) % 3);
+            mix_list[i] = mix[i];
+        }
+        out_paths(dir, "mix_out", out, out_list);
+        for (size_t i = 0; i < NF; i++) /* the float32 frames' SCI-only outputs of above */
+            snprintf(sci[i], sizeof sci[i], "%s/sci_streamed_%zu.fits", dir, i);
+        clred_calib_files_opts fo = clred_calib_files_defaults();
+        fo.planes = CLRED_WRITE_SCI;
+        CHECK_OK(clred_calibrate_files(cal, mix_list, out_list, NF, &fo));
+        for (size_t i = 0; i < NF; i++) {
+            clred_image a, b;
+            CHECK_OK(clred_image_read(sci[i], 0, &a));
+            CHECK_OK(clred_image_read(out[i], 0, &b));
+            CHECK_MSG(a.sci && b.sci && memcmp(a.sci, b.sci, (size_t)W * H * sizeof(float)) == 0,
+                      "%s (encoding %zu) calibrates differently from the float32 frame", mix[i], i);
+            clred_image_free(&a);
+            clred_image_free(&b);
+        }
     }
 
     /* a truncated frame in the middle: one error naming it, nothing left */
@@ -191,6 +268,45 @@ int main(void)
                   "stream %d: the message should name the file on one line: %s", stream, clred_last_error());
         CHECK_MSG(files_in(sub, "out_") == 0 && files_in(sub, ".out_") == 0,
                   "stream %d: outputs or temporaries left in %s", stream, sub);
+    }
+
+    /* SCI alone skips the masters' VAR where a bound on it proves the
+     * variance finite: a VAR that is NaN (not flagged NO_DATA) or huge must
+     * still make the same pixels NO_DATA (NaN SCI) as the full product */
+    for (int odd_case = 0; odd_case < 2; odd_case++) {
+        float keep[4] = {dark.var[21], bias.var[30], dark.var[30], flat.var[11]};
+        /* (away from pixel 7, whose zero flat sends its 8 pixels to the exact path anyway) */
+        if (odd_case == 0) {
+            dark.var[21] = NAN; /* its bound is +inf: the exact variance everywhere */
+        } else {                /* finite bounds, but these pixels' variance overflows */
+            bias.var[30] = 3e38f;
+            dark.var[30] = 3e38f;
+            flat.var[11] = 1e38f;
+        }
+        clred_calibrator *odd = NULL;
+        CHECK_OK(clred_calibrator_create(ctx, &m, &opts, &odd));
+        char all[NF][1024], sci[NF][1024];
+        const char *all_list[NF], *sci_list[NF];
+        out_paths(dir, "odd_all", all, all_list);
+        out_paths(dir, "odd_sci", sci, sci_list);
+        clred_calib_files_opts fo = clred_calib_files_defaults();
+        CHECK_OK(clred_calibrate_files(odd, raw_list, all_list, NF, &fo));
+        fo.planes = CLRED_WRITE_SCI;
+        CHECK_OK(clred_calibrate_files(odd, raw_list, sci_list, NF, &fo));
+        for (size_t i = 0; i < NF; i++) {
+            clred_image a, b;
+            CHECK_OK(clred_image_read(all[i], 0, &a));
+            CHECK_OK(clred_image_read(sci[i], 0, &b));
+            CHECK_MSG(a.sci && b.sci && memcmp(a.sci, b.sci, (size_t)W * H * sizeof(float)) == 0,
+                      "odd VAR (case %d): SCI-only %s differs from the full product's SCI", odd_case, sci[i]);
+            if (a.sci)
+                CHECK_MSG(isnan(odd_case == 0 ? a.sci[21] : a.sci[30]),
+                          "case %d: the pixel of NaN or overflowing variance should be NO_DATA", odd_case);
+            clred_image_free(&a);
+            clred_image_free(&b);
+        }
+        clred_calibrator_free(odd);
+        dark.var[21] = keep[0], bias.var[30] = keep[1], dark.var[30] = keep[2], flat.var[11] = keep[3];
     }
 
     clred_calibrator_free(cal);

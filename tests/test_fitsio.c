@@ -346,6 +346,58 @@ static void test_sections(void)
     clred_header_free(h);
 }
 
+/* Unscaled BITPIX -32 images are read straight from the file (not through
+ * cfitsio's conversion): the same bits as cfitsio's fits_read_pix with a NaN
+ * null value gives for every kind of float (NaN and infinity become NaN,
+ * zeros and subnormals +0), at any row of any frame and in an extension. */
+static void test_raw_floats(void)
+{
+    const uint32_t special[] = {0x00000000u, 0x80000000u, 0x00000001u, 0x807fffffu, 0x00800000u, 0x7f7fffffu,
+                                0xff7fffffu, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u, 0xffc12345u,
+                                0x3f800000u, 0xc2c80000u};
+    enum { NS = sizeof special / sizeof *special, W = 37, H = 11, D = 3 };
+    float *data = malloc(W * H * D * sizeof *data);
+    for (size_t i = 0; i < W * H * D; i++) {
+        uint32_t u = i % 5 == 0 ? special[(i / 5) % NS] : 0x3f000000u + (uint32_t)(i * 2654435761u % 0x01000000u);
+        memcpy(&data[i], &u, sizeof u);
+    }
+    for (int mef = 0; mef <= 1; mef++) {
+        const char *p = path_in(mef ? "raw_mef.fits" : "raw_cube.fits");
+        fitsfile *f;
+        int status = 0;
+        remove(p);
+        fits_create_file(&f, p, &status);
+        if (mef)
+            fits_create_img(f, 8, 0, NULL, &status);
+        long naxes[3] = {W, H, D};
+        fits_create_img(f, FLOAT_IMG, mef ? 2 : 3, naxes, &status);
+        fits_write_img(f, TFLOAT, 1, (LONGLONG)W * H * (mef ? 1 : D), data, &status);
+        fits_close_file(f, &status);
+        CHECK_MSG(status == 0, "writing %s: cfitsio status %d", p, status);
+        /* what cfitsio itself reads */
+        float *expect = malloc(W * H * D * sizeof *expect), nul = NAN;
+        int anynul = 0;
+        fits_open_image(&f, p, READONLY, &status);
+        fits_read_img(f, TFLOAT, 1, (LONGLONG)W * H * (mef ? 1 : D), &nul, expect, &anynul, &status);
+        fits_close_file(f, &status);
+        CHECK(status == 0);
+        for (size_t frame = 0; frame < (mef ? 1u : (size_t)D); frame++) {
+            clred_image img;
+            CHECK_OK(clred_image_read(p, frame, &img));
+            if (img.sci)
+                CHECK_MSG(memcmp(img.sci, expect + frame * W * H, W * H * sizeof(float)) == 0,
+                          "%s frame %zu: bits differ from cfitsio's", p, frame);
+            clred_image_free(&img);
+        }
+        float rows[3 * W];
+        size_t frame = mef ? 0 : 2;
+        CHECK_OK(clred_rows_read(p, frame, 4, 3, rows));
+        CHECK_MSG(memcmp(rows, expect + (frame * H + 4) * W, sizeof rows) == 0, "%s rows 4-6: bits differ", p);
+        free(expect);
+    }
+    free(data);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "%s", harness_tmpdir("fitsio"));
@@ -355,9 +407,11 @@ int main(void)
     check_bitpix(LONG_IMG, 0, 1);
     check_bitpix(LONG_IMG, 100.0, 0.5);
     check_bitpix(FLOAT_IMG, 0, 1);
+    check_bitpix(FLOAT_IMG, 10, 2); /* scaled: through cfitsio */
     check_bitpix(DOUBLE_IMG, 0, 1);
     test_npy();
     test_hdus_and_cubes();
+    test_raw_floats();
     test_write_read();
     test_bad_files();
     test_sections();

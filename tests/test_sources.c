@@ -83,9 +83,11 @@ static void run_filter(clred_ctx *ctx, const clred_image *img, const float *rms_
     }
     cl_float sk_full = (cl_float)(gs * gs), sv_full = (cl_float)(gs2 * gs2 * rms_value * rms_value);
     free(gv);
+    /* row sums at a pitch past the width, as the library lays them out */
+    cl_int pitch = (cl_int)img->width + 5;
     cl_mem rows[2];
     for (int i = 0; i < 2; i++)
-        CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &rows[i], "row sums"));
+        CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, (size_t)pitch * img->height * 4, NULL, &rows[i], "row sums"));
     cl_int w = (cl_int)img->width, h = (cl_int)img->height;
     cl_float snr = (cl_float)(thresh / sum2);
     /* sizes not multiples of any work-group: exact global sizes (groups of
@@ -96,11 +98,12 @@ static void run_filter(clred_ctx *ctx, const clred_image *img, const float *rms_
         CLRED_ARG(bv), CLRED_ARG(rms), CLRED_ARG(use_rms), CLRED_ARG(rv)
     CHECK_OK(clred_kernel(ctx, "sources", NULL, "filter_rows", &k));
     CHECK_OK(clred_args(k, "filter_rows", FILTER_PIXEL_ARGS, CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(kern),
-                        CLRED_ARG(hw), CLRED_ARG(rows[0]), CLRED_ARG(rows[1]), (size_t)0));
+                        CLRED_ARG(hw), CLRED_ARG(pitch), CLRED_ARG(rows[0]), CLRED_ARG(rows[1]), (size_t)0));
     CHECK_OK(clred_run(ctx, k, "filter_rows", 2, g2, NULL));
     CHECK_OK(clred_kernel(ctx, "sources", NULL, "filter_cols", &k));
     CHECK_OK(clred_args(k, "filter_cols", FILTER_PIXEL_ARGS, CLRED_ARG(rows[0]), CLRED_ARG(rows[1]), CLRED_ARG(w),
-                        CLRED_ARG(h), CLRED_ARG(kern), CLRED_ARG(hw), CLRED_ARG(sk_full), CLRED_ARG(sv_full),
+                        CLRED_ARG(h), CLRED_ARG(kern), CLRED_ARG(hw), CLRED_ARG(pitch), CLRED_ARG(sk_full),
+                        CLRED_ARG(sv_full),
                         CLRED_ARG(snr), CLRED_ARG(fbuf),
                         CLRED_ARG(lbuf), CLRED_ARG(list), CLRED_ARG(count), (size_t)0));
 #undef FILTER_PIXEL_ARGS
@@ -312,59 +315,67 @@ static void test_filter_file(clred_ctx *ctx, harness_rng *rng)
 
 /* ------------------------------------------------------------ labelling */
 
-/* Labels by the device: over the whole image (label_propagate) or, as the
- * library does, over the list of detected pixels (label_propagate_list; the
- * library's filter_cols lists them in no particular order, here in reverse). */
-static void device_labels(clred_ctx *ctx, const unsigned char *on, size_t w, size_t h, int use_list,
-                          uint32_t *labels, int *passes)
+/* Labels by the device as the library makes them: label_union over the list
+ * of detected pixels, then each listed pixel's root from gather_detected.
+ * The library's filter_cols lists them in no particular order; here in
+ * raster order (order 0), reversed (1) or shuffled (2). */
+static void device_labels(clred_ctx *ctx, const unsigned char *on, size_t w, size_t h, int order, uint32_t *labels)
 {
     size_t n = w * h;
     for (size_t i = 0; i < n; i++)
         labels[i] = on[i] ? (uint32_t)(i + 1) : 0u;
-    cl_mem lbuf, flag, list, count;
-    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, labels, &lbuf, "labels"));
-    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, 4, NULL, &flag, "flag"));
-    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, NULL, &list, "list"));
-    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, 4, NULL, &count, "count"));
-    cl_kernel k;
-    cl_int cw = (cl_int)w, ch = (cl_int)h;
+    uint32_t *lv = malloc(n * sizeof *lv), *gl = malloc(n * sizeof *gl);
     cl_uint nlist = 0;
-    size_t g[2] = {w, h}, gl = 0;
-    if (use_list) {
-        uint32_t *lv = malloc(n * sizeof *lv);
-        for (size_t i = n; i-- > 0;)
-            if (on[i])
-                lv[nlist++] = (uint32_t)i;
-        if (nlist)
-            CHECK_OK(clred_upload(ctx, list, 0, nlist * 4, lv));
-        free(lv);
-        gl = nlist;
-        CHECK_OK(clred_kernel(ctx, "sources", NULL, "label_propagate_list", &k));
-        CHECK_OK(clred_args(k, "label_propagate_list", CLRED_ARG(lbuf), CLRED_ARG(list), CLRED_ARG(nlist),
-                            CLRED_ARG(cw), CLRED_ARG(ch), CLRED_ARG(flag), (size_t)0));
-    } else {
-        CHECK_OK(clred_kernel(ctx, "sources", NULL, "label_propagate", &k));
-        CHECK_OK(clred_args(k, "label_propagate", CLRED_ARG(lbuf), CLRED_ARG(cw), CLRED_ARG(ch), CLRED_ARG(flag),
-                            (size_t)0));
+    for (size_t i = 0; i < n; i++)
+        if (on[order == 1 ? n - 1 - i : i])
+            lv[nlist++] = (uint32_t)(order == 1 ? n - 1 - i : i);
+    harness_rng shuffle = {(uint64_t)n}; /* its own stream: the other tests' noise stays as it was */
+    for (cl_uint i = nlist; order == 2 && i > 1; i--) {
+        cl_uint j = (cl_uint)(harness_uniform(&shuffle) * i) % i, t = lv[i - 1];
+        lv[i - 1] = lv[j];
+        lv[j] = t;
     }
-    *passes = 0;
-    for (;;) {
-        cl_int changed = 0;
-        CHECK_OK(clred_upload(ctx, flag, 0, 4, &changed));
-        if (use_list)
-            CHECK_OK(clred_run(ctx, k, "label_propagate_list", 1, &gl, NULL));
-        else
-            CHECK_OK(clred_run(ctx, k, "label_propagate", 2, g, NULL));
-        CHECK_OK(clred_download(ctx, flag, 0, 4, &changed));
-        ++*passes;
-        if (!changed || *passes > (int)n + 2)
-            break;
+    cl_mem lbuf, list, filt, rms, out_label, out_f, out_rms;
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE, n * 4, labels, &lbuf, "labels"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 4, lv, &list, "list"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, n * 4, NULL, &filt, "filtered"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_READ_ONLY, 4, NULL, &rms, "rms"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_WRITE_ONLY, n * 4, NULL, &out_label, "labels out"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_WRITE_ONLY, n * 4, NULL, &out_f, "values out"));
+    CHECK_OK(clred_buffer(ctx, CL_MEM_WRITE_ONLY, n * 4, NULL, &out_rms, "rms out"));
+    cl_kernel k;
+    cl_int cw = (cl_int)w, ch = (cl_int)h, use_rms = 0;
+    cl_float rv = 1.0f;
+    size_t g = nlist;
+    if (nlist) {
+        CHECK_OK(clred_kernel(ctx, "sources", NULL, "label_union", &k));
+        CHECK_OK(clred_args(k, "label_union", CLRED_ARG(lbuf), CLRED_ARG(list), CLRED_ARG(nlist), CLRED_ARG(cw),
+                            CLRED_ARG(ch), (size_t)0));
+        CHECK_OK(clred_run(ctx, k, "label_union", 1, &g, NULL));
+        CHECK_OK(clred_kernel(ctx, "sources", NULL, "gather_detected", &k));
+        CHECK_OK(clred_args(k, "gather_detected", CLRED_ARG(list), CLRED_ARG(nlist), CLRED_ARG(lbuf), CLRED_ARG(filt),
+                            CLRED_ARG(rms), CLRED_ARG(use_rms), CLRED_ARG(rv), CLRED_ARG(out_label), CLRED_ARG(out_f),
+                            CLRED_ARG(out_rms), (size_t)0));
+        CHECK_OK(clred_run(ctx, k, "gather_detected", 1, &g, NULL));
+        CHECK_OK(clred_download(ctx, out_label, 0, nlist * 4, gl));
+        /* clear_listed then leaves the whole label map zero */
+        CHECK_OK(clred_kernel(ctx, "sources", NULL, "clear_listed", &k));
+        CHECK_OK(clred_args(k, "clear_listed", CLRED_ARG(list), CLRED_ARG(nlist), CLRED_ARG(lbuf), (size_t)0));
+        CHECK_OK(clred_run(ctx, k, "clear_listed", 1, &g, NULL));
+        uint32_t *cleared = malloc(n * sizeof *cleared);
+        CHECK_OK(clred_download(ctx, lbuf, 0, n * 4, cleared));
+        size_t left = 0;
+        for (size_t i = 0; i < n; i++)
+            left += cleared[i] != 0;
+        CHECK_MSG(left == 0, "clear_listed left %zu of %zu pixels nonzero", left, n);
+        free(cleared);
     }
-    CHECK_OK(clred_download(ctx, lbuf, 0, n * 4, labels));
-    clred_release(&lbuf);
-    clred_release(&flag);
-    clred_release(&list);
-    clred_release(&count);
+    for (cl_uint i = 0; i < nlist; i++)
+        labels[lv[i]] = gl[i];
+    free(lv), free(gl);
+    cl_mem all[] = {lbuf, list, filt, rms, out_label, out_f, out_rms};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        clred_release(&all[i]);
 }
 
 static void test_labels(clred_ctx *ctx, harness_rng *rng)
@@ -386,14 +397,13 @@ static void test_labels(clred_ctx *ctx, harness_rng *rng)
         }
         uint32_t *dev = malloc(n * sizeof *dev), *ref = malloc(n * sizeof *ref);
         ref_label(on, w, h, ref);
-        for (int use_list = 0; use_list <= 1; use_list++) {
-            int passes;
-            device_labels(ctx, on, w, h, use_list, dev, &passes);
+        for (int order = 0; order <= 2; order++) {
+            device_labels(ctx, on, w, h, order, dev);
             size_t bad = 0;
             for (size_t i = 0; i < n; i++)
                 bad += dev[i] != ref[i];
-            CHECK_MSG(bad == 0, "labels %zu x %zu (%s): %zu pixels differ from the reference (%d passes)", w, h,
-                      use_list ? "list" : "image", bad, passes);
+            CHECK_MSG(bad == 0, "labels %zu x %zu (list order %d): %zu pixels differ from the reference", w, h, order,
+                      bad);
         }
         free(on), free(dev), free(ref);
     }

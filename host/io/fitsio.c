@@ -1,6 +1,7 @@
 /* Reading images (FITS through cfitsio, and .npy) and writing clred's MEF
  * outputs atomically. */
 #include <errno.h>
+#include <fcntl.h>
 #include <fitsio.h>
 #include <limits.h>
 #include <math.h>
@@ -377,12 +378,91 @@ clred_status clred_file_info_read(const char *path, clred_file_info *info)
     return CLRED_OK;
 }
 
+/* Big-endian IEEE floats, in place, to host floats as cfitsio's
+ * fits_read_pix with a NaN null value gives them: a NaN or infinity
+ * (exponent all ones) becomes NAN, and a zero or subnormal (exponent zero:
+ * cfitsio's "underflow") becomes +0. */
+static void be_floats_to_host(float *v, size_t n)
+{
+    const float nan = NAN;
+    uint32_t nan_bits;
+    memcpy(&nan_bits, &nan, sizeof nan_bits);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, v + i, sizeof u);
+        u = __builtin_bswap32(u);
+        uint32_t e = u & 0x7f800000u;
+        u = e == 0x7f800000u ? nan_bits : e == 0 ? 0u : u;
+        memcpy(v + i, &u, sizeof u);
+    }
+}
+
+/* Rows of an uncompressed, unscaled BITPIX = -32 image in a plain disk file,
+ * read straight from the file into rows and converted in place (cfitsio
+ * converts through its null check one value at a time; this is the common
+ * case of a frame to measure). Returns 0 when the image is not such a one
+ * (then cfitsio reads it), 1 with *st set otherwise. */
+static int raw_float_rows(fitsfile *f, const char *path, const clred_file_info *info, size_t frame, size_t y0,
+                          size_t nrows, float *rows, clred_status *st)
+{
+    int status = 0;
+    char url[FLEN_FILENAME] = "";
+    double bscale = 1, bzero = 0;
+    LONGLONG head = 0, data = 0, end = 0;
+    if (info->bitpix != FLOAT_IMG || fits_is_compressed_image(f, &status) || status ||
+        fits_url_type(f, url, &status) || strcmp(url, "file://") != 0 ||
+        fits_get_hduaddrll(f, &head, &data, &end, &status))
+        goto not_raw;
+    if (fits_read_key_dbl(f, "BSCALE", &bscale, NULL, &status) == KEY_NO_EXIST)
+        status = 0, bscale = 1;
+    if (status || fits_read_key_dbl(f, "BZERO", &bzero, NULL, &status) == KEY_NO_EXIST)
+        status = 0, bzero = 0;
+    if (status || bscale != 1 || bzero != 0)
+        goto not_raw;
+    size_t n = nrows * info->width;
+    off_t at = (off_t)data + (off_t)(((frame * info->height + y0) * info->width) * sizeof(float));
+    if ((LONGLONG)at + (LONGLONG)(n * sizeof(float)) > end)
+        goto not_raw;
+    char base[PATH_MAX];
+    base_path(path, base, sizeof base);
+    int fd = open(base, O_RDONLY);
+    if (fd < 0)
+        goto not_raw;
+    unsigned char *dst = (unsigned char *)rows;
+    size_t left = n * sizeof(float);
+    while (left > 0) {
+        ssize_t got = pread(fd, dst, left, at);
+        if (got <= 0) {
+            if (got < 0 && errno == EINTR)
+                continue;
+            int err = errno;
+            close(fd);
+            *st = clred_fail(got == 0 ? CLRED_ERR_INPUT : CLRED_ERR_IO, "%s: %s reading pixels", path,
+                             got == 0 ? "the file ends" : strerror(err));
+            return 1;
+        }
+        dst += got;
+        at += got;
+        left -= (size_t)got;
+    }
+    close(fd);
+    be_floats_to_host(rows, n);
+    *st = CLRED_OK;
+    return 1;
+not_raw:
+    fits_clear_errmsg();
+    return 0;
+}
+
 static clred_status fits_rows(fitsfile *f, const char *path, const clred_file_info *info, size_t frame, size_t y0,
                               size_t nrows, float *rows)
 {
     if (frame >= info->nframes || y0 + nrows > info->height)
         return clred_fail(CLRED_ERR_USAGE, "%s: rows %zu..%zu of frame %zu are outside the %zu x %zu x %zu image",
                           path, y0, y0 + nrows, frame, info->width, info->height, info->nframes);
+    clred_status raw;
+    if (raw_float_rows(f, path, info, frame, y0, nrows, rows, &raw))
+        return raw;
     long fpixel[3] = {1, (long)y0 + 1, (long)frame + 1};
     float nan = NAN;
     int anynul = 0, status = 0;
@@ -475,7 +555,28 @@ static clred_status read_plane_if_present(fitsfile *f, const char *path, const c
     return CLRED_OK;
 }
 
+/* A frame's SCI into *spare when it holds exactly that many pixels (then
+ * *spare becomes NULL), else into a new array. */
+static clred_status image_read(const char *path, size_t frame, clred_image *img, float **spare, size_t spare_pixels);
+
 clred_status clred_image_read(const char *path, size_t frame, clred_image *img)
+{
+    return image_read(path, frame, img, NULL, 0);
+}
+
+static clred_status alloc_or_reuse(clred_image *img, size_t width, size_t height, float **spare, size_t spare_pixels)
+{
+    if (spare && *spare && spare_pixels == width * height) {
+        img->width = width;
+        img->height = height;
+        img->sci = *spare;
+        *spare = NULL;
+        return CLRED_OK;
+    }
+    return clred_image_alloc_unset(img, width, height);
+}
+
+static clred_status image_read(const char *path, size_t frame, clred_image *img, float **spare, size_t spare_pixels)
 {
     memset(img, 0, sizeof *img);
     clred_file_info info;
@@ -484,7 +585,7 @@ clred_status clred_image_read(const char *path, size_t frame, clred_image *img)
         if (frame >= info.nframes)
             return clred_fail(CLRED_ERR_USAGE, "%s: frame %zu requested, the array has %zu", path, frame,
                               info.nframes);
-        if (clred_image_alloc_unset(img, info.width, info.height) != CLRED_OK)
+        if (alloc_or_reuse(img, info.width, info.height, spare, spare_pixels) != CLRED_OK)
             return clred_fail(CLRED_ERR_MEMORY, "%s: out of memory for a %zu x %zu frame", path, info.width,
                               info.height);
         clred_status st = npy_rows(path, frame, 0, info.height, img->sci);
@@ -499,7 +600,7 @@ clred_status clred_image_read(const char *path, size_t frame, clred_image *img)
     clred_status st = CLRED_OK;
     if (frame >= info.nframes)
         st = clred_fail(CLRED_ERR_USAGE, "%s: frame %zu requested, the cube has %zu", path, frame, info.nframes);
-    if (st == CLRED_OK && clred_image_alloc_unset(img, info.width, info.height) != CLRED_OK)
+    if (st == CLRED_OK && alloc_or_reuse(img, info.width, info.height, spare, spare_pixels) != CLRED_OK)
         st = clred_fail(CLRED_ERR_MEMORY, "%s: out of memory for a %zu x %zu frame", path, info.width, info.height);
     if (st == CLRED_OK)
         st = read_header(f, path, &img->header);
@@ -524,6 +625,11 @@ clred_status clred_image_read(const char *path, size_t frame, clred_image *img)
 
 clred_status clred_image_read_2d(const char *path, clred_image *img)
 {
+    return clred_image_read_2d_into(path, img, NULL, 0);
+}
+
+clred_status clred_image_read_2d_into(const char *path, clred_image *img, float **spare, size_t spare_pixels)
+{
     memset(img, 0, sizeof *img);
     clred_file_info info;
     CLRED_TRY(clred_file_info_read(path, &info));
@@ -532,7 +638,7 @@ clred_status clred_image_read_2d(const char *path, clred_image *img)
                           "%s: a cube of %zu frames where one 2-D image is expected (name one plane, e.g. "
                           "'%s[*,*,1:1]')",
                           path, info.nframes, path);
-    return clred_image_read(path, 0, img);
+    return image_read(path, 0, img, spare, spare_pixels);
 }
 
 /* ------------------------------------------------------------ writing */
@@ -580,10 +686,109 @@ static int write_header_cards(fitsfile *f, const clred_header *h, int *status)
     return *status;
 }
 
+/* ---- SCI alone, data written raw
+ *
+ * cfitsio writes float pixels by copying them into its buffer, swapping the
+ * bytes there and writing 2880-byte records. For a SCI-only product (the
+ * files calibration's usual output) the data are instead swapped in chunks
+ * that stay in cache and written with a few large write()s. cfitsio still
+ * formats the whole header: the image is created with NAXIS2 = 0 (so cfitsio
+ * writes no data and no fill), then that card's value field is set to the
+ * height as cfitsio would have written it. The file is the same bytes as the
+ * cfitsio path's (test_calibrate_files); CLRED_NO_RAW_FITS=1 turns this off. */
+
+#define RAW_CHUNK_FLOATS (64 * 1024)
+
+static int raw_fits_allowed(void)
+{
+    const char *e = getenv("CLRED_NO_RAW_FITS");
+    return !(e && *e && strcmp(e, "0") != 0);
+}
+
+static int write_all(int fd, const void *buf, size_t n, off_t at)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = pwrite(fd, p, n, at);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w, n -= (size_t)w, at += w;
+    }
+    return 0;
+}
+
+/* The header-only file tmp (NAXIS2 = 0) gets NAXIS2 = height and the data
+ * (big-endian floats, zero-filled to a whole 2880-byte record). */
+static clred_status append_raw_sci(const char *tmp, const char *path, const clred_image *img)
+{
+    int fd = open(tmp, O_RDWR);
+    if (fd < 0)
+        return clred_fail(CLRED_ERR_IO, "%s: cannot reopen the temporary (%s)", path, strerror(errno));
+    struct stat sb;
+    char *head = NULL;
+    float *chunk = NULL;
+    clred_status st = CLRED_OK;
+    if (fstat(fd, &sb) != 0 || sb.st_size <= 0 || sb.st_size % 2880 != 0)
+        st = clred_fail(CLRED_ERR_IO, "%s: the header cfitsio wrote is not whole records", path);
+    size_t hbytes = st == CLRED_OK ? (size_t)sb.st_size : 0;
+    if (st == CLRED_OK && (!(head = malloc(hbytes)) || !(chunk = malloc(RAW_CHUNK_FLOATS * sizeof *chunk))))
+        st = clred_fail(CLRED_ERR_MEMORY, "out of memory writing %s", path);
+    if (st == CLRED_OK && pread(fd, head, hbytes, 0) != (ssize_t)hbytes)
+        st = clred_fail(CLRED_ERR_IO, "%s: cannot read back the header (%s)", path, strerror(errno));
+    /* the NAXIS2 card of the (only) HDU, before END */
+    size_t card = hbytes;
+    for (size_t c = 0; st == CLRED_OK && c + 80 <= hbytes; c += 80) {
+        if (memcmp(head + c, "END     ", 8) == 0)
+            break;
+        if (memcmp(head + c, "NAXIS2  = ", 10) == 0) {
+            card = c;
+            break;
+        }
+    }
+    char value[21];
+    if (st == CLRED_OK && (card == hbytes || memcmp(head + card + 10, "                   0", 20) != 0))
+        st = clred_fail(CLRED_ERR_IO, "%s: unexpected header from cfitsio (no NAXIS2 = 0 card)", path);
+    if (st == CLRED_OK) {
+        snprintf(value, sizeof value, "%20zu", img->height);
+        if (write_all(fd, value, 20, (off_t)(card + 10)) != 0)
+            st = clred_fail(CLRED_ERR_IO, "%s: writing failed (%s)", path, strerror(errno));
+    }
+    size_t n = img->width * img->height;
+    off_t at = (off_t)hbytes;
+    for (size_t i = 0; st == CLRED_OK && i < n; i += RAW_CHUNK_FLOATS) {
+        size_t m = n - i < RAW_CHUNK_FLOATS ? n - i : RAW_CHUNK_FLOATS;
+        const uint32_t *src = (const uint32_t *)(img->sci + i);
+        uint32_t *dst = (uint32_t *)chunk;
+        for (size_t k = 0; k < m; k++)
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            dst[k] = __builtin_bswap32(src[k]);
+#else
+            dst[k] = src[k];
+#endif
+        if (write_all(fd, chunk, m * sizeof(float), at) != 0)
+            st = clred_fail(CLRED_ERR_IO, "%s: writing failed (%s)", path, strerror(errno));
+        at += (off_t)(m * sizeof(float));
+    }
+    size_t fill = (2880 - (size_t)(n * sizeof(float)) % 2880) % 2880;
+    if (st == CLRED_OK && fill > 0) {
+        memset(chunk, 0, fill);
+        if (write_all(fd, chunk, fill, at) != 0)
+            st = clred_fail(CLRED_ERR_IO, "%s: writing failed (%s)", path, strerror(errno));
+    }
+    if (close(fd) != 0 && st == CLRED_OK)
+        st = clred_fail(CLRED_ERR_IO, "%s: writing failed (%s)", path, strerror(errno));
+    free(head);
+    free(chunk);
+    return st;
+}
+
 clred_status clred_image_write_with(const char *path, const clred_image *img, const clred_extra_plane *extra,
                                     size_t nextra, int overwrite)
 {
     CLRED_TRY(clred_output_check(path, NULL, 0, overwrite));
+    int raw = !img->var && !img->mask && nextra == 0 && img->height > 0 && raw_fits_allowed();
     char tmp[PATH_MAX];
     CLRED_TRY(clred_atomic_temp_name(path, tmp, sizeof tmp));
 
@@ -596,13 +801,14 @@ clred_status clred_image_write_with(const char *path, const clred_image *img, co
         fits_clear_errmsg();
         return clred_fail(CLRED_ERR_IO, "%s: cannot create (%s)", path, text);
     }
-    long naxes[2] = {(long)img->width, (long)img->height};
+    long naxes[2] = {(long)img->width, raw ? 0 : (long)img->height};
     long fpixel[2] = {1, 1};
     LONGLONG n = (LONGLONG)(img->width * img->height);
     fits_create_img(f, FLOAT_IMG, 2, naxes, &status);
     write_plane_cards(f, "SCI", &status);
     write_header_cards(f, img->header, &status);
-    fits_write_pix(f, TFLOAT, fpixel, n, img->sci, &status);
+    if (!raw)
+        fits_write_pix(f, TFLOAT, fpixel, n, img->sci, &status);
     if (img->var) {
         fits_create_img(f, FLOAT_IMG, 2, naxes, &status);
         write_plane_cards(f, "VAR", &status);
@@ -635,6 +841,13 @@ clred_status clred_image_write_with(const char *path, const clred_image *img, co
         fits_clear_errmsg();
         clred_atomic_discard(tmp);
         return clred_fail(CLRED_ERR_IO, "%s: writing failed (%s)", path, text);
+    }
+    if (raw) {
+        clred_status st = append_raw_sci(tmp, path, img);
+        if (st != CLRED_OK) {
+            clred_atomic_discard(tmp);
+            return st;
+        }
     }
     return clred_atomic_commit(tmp, path);
 }

@@ -50,6 +50,9 @@ struct clred_stream_reader {
     clred_status *st;
     char **msg;
     int threaded, two_d, stop;
+    /* SCI arrays given back (clred_stream_reader_recycle), of spare_pixels each */
+    float *spare[4];
+    size_t nspare, spare_pixels;
     double read_s;
     pthread_t thread;
     pthread_mutex_t lock;
@@ -59,7 +62,19 @@ struct clred_stream_reader {
 static void read_one(clred_stream_reader *r, size_t i)
 {
     double t0 = clred_now();
-    clred_status st = r->two_d ? clred_image_read_2d(r->paths[i], &r->img[i]) : clred_image_read(r->paths[i], 0, &r->img[i]);
+    clred_status st;
+    if (r->two_d) {
+        float *spare = NULL;
+        size_t pixels = 0;
+        pthread_mutex_lock(&r->lock);
+        if (r->nspare > 0)
+            spare = r->spare[--r->nspare], pixels = r->spare_pixels;
+        pthread_mutex_unlock(&r->lock);
+        st = clred_image_read_2d_into(r->paths[i], &r->img[i], &spare, pixels);
+        free(spare); /* not used: the frame had another size */
+    } else {
+        st = clred_image_read(r->paths[i], 0, &r->img[i]);
+    }
     double t1 = clred_now();
     const char *slash = strrchr(r->paths[i], '/');
     clred_trace_host(r->ctx, "read", slash ? slash + 1 : r->paths[i], t0, t1);
@@ -140,6 +155,20 @@ clred_status clred_stream_reader_next(clred_stream_reader *r, clred_image *img)
     return st;
 }
 
+void clred_stream_reader_recycle(clred_stream_reader *r, clred_image *img)
+{
+    size_t pixels = img->width * img->height;
+    pthread_mutex_lock(&r->lock);
+    if (img->sci && !img->var && !img->mask && r->two_d &&
+        r->nspare < sizeof r->spare / sizeof r->spare[0] && (r->nspare == 0 || pixels == r->spare_pixels)) {
+        r->spare[r->nspare++] = img->sci;
+        r->spare_pixels = pixels;
+        img->sci = NULL;
+    }
+    pthread_mutex_unlock(&r->lock);
+    clred_image_free(img);
+}
+
 void clred_stream_reader_finish(clred_stream_reader *r, double *read_s)
 {
     if (!r)
@@ -155,6 +184,8 @@ void clred_stream_reader_finish(clred_stream_reader *r, double *read_s)
         clred_image_free(&r->img[i]);
         free(r->msg[i]);
     }
+    for (size_t i = 0; i < r->nspare; i++)
+        free(r->spare[i]);
     if (read_s)
         *read_s += r->read_s;
     pthread_mutex_destroy(&r->lock);

@@ -15,6 +15,11 @@ clred_status clred_stream_reader_start(clred_ctx *ctx, const char *const *paths,
                                        int two_d, clred_stream_reader **r);
 /* The next image in order (the caller owns it); its status is the read's. */
 clred_status clred_stream_reader_next(clred_stream_reader *r, clred_image *img);
+/* Gives a consumed image back: its SCI array (when the frame is 2-D) is read
+ * into again for a later frame of the same size instead of a fresh one, so
+ * no frame pays for faulting in and zeroing new pages; the rest is freed.
+ * Only when no device command can still use the array. */
+void clred_stream_reader_recycle(clred_stream_reader *r, clred_image *img);
 /* Stops reading ahead, joins the thread; *read_s (if not NULL) receives the
  * time spent reading. */
 void clred_stream_reader_finish(clred_stream_reader *r, double *read_s);

@@ -90,8 +90,10 @@ static clred_status calibrate_one(clred_calibrator *cal, clred_ctx *ctx, clred_i
     clred_image sci_only = {raw->width, raw->height, raw->sci, NULL, NULL, raw->header};
     clred_dimage *view = NULL, *d = NULL;
     clred_status st = clred_dimage_borrow(ctx, &sci_only, &view);
+    /* SCI alone written: the kernel neither writes VAR and MASK nor keeps them */
+    cal_frame_kind kind = {0, 0.0, planes == CLRED_WRITE_SCI};
     if (st == CLRED_OK)
-        st = clred_calibrator_apply_dev(cal, view, name, &d);
+        st = cal_apply_dev(cal, view, name, &kind, &d);
     if (st == CLRED_OK && ctx->unified_memory) {
         /* the blocking map waits for the kernels that read raw */
         st = clred_dimage_map_read(d, f->map);
@@ -151,7 +153,9 @@ clred_status clred_calibrate_files(clred_calibrator *cal, const char *const *raw
         st = clred_stream_reader_next(r, &raw);
         if (st == CLRED_OK) {
             st = calibrate_one(cal, ctx, &raw, raws[i], o.planes, f);
-            clred_image_free(&raw);
+            if (st != CLRED_OK)
+                clred_sync(ctx); /* a failed step may have left commands that read raw */
+            clred_stream_reader_recycle(r, &raw); /* the device is done with it */
         }
         clred_image *img = f->d ? &f->view : &f->host;
         if (st == CLRED_OK && o.on_frame)

@@ -195,7 +195,7 @@ static clred_status calibrate_one(clred_calibrator *cal, clred_ctx *ctx, const r
     clred_status st = check_frame_type(raw->header, name, kind, o->override_checks);
     if (st == CLRED_OK)
         st = check_exptime(raw->header, name, kind, o, first_t, &t);
-    cal_frame_kind fk = {kind == KIND_BIAS, kind == KIND_DARK ? 1.0 / t : 0.0};
+    cal_frame_kind fk = {kind == KIND_BIAS, kind == KIND_DARK ? 1.0 / t : 0.0, 0};
     if (st == CLRED_OK)
         st = cal_apply_dev(cal, raw, name, &fk, out);
     clred_dimage_free(owned);

@@ -220,6 +220,22 @@ clred_status clred_run_tiled(clred_ctx *ctx, cl_kernel k, const char *name, cl_u
     return clred_run(ctx, k, name, dims, rounded, local);
 }
 
+clred_status clred_run_rows(clred_ctx *ctx, cl_kernel k, const char *name, const size_t *global)
+{
+    if (global[0] == 0 || global[1] == 0)
+        return CLRED_OK;
+    size_t wg = 0;
+    if (clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL) != CL_SUCCESS ||
+        wg == 0)
+        wg = 1;
+    /* one shape whatever the width: POCL compiles a kernel once per shape */
+    size_t local[2] = {256, 1};
+    while (local[0] > wg)
+        local[0] /= 2;
+    size_t rounded[2] = {clred_round_up(global[0], local[0]), global[1]};
+    return clred_run(ctx, k, name, 2, rounded, local);
+}
+
 clred_status clred_run_items(clred_ctx *ctx, cl_kernel k, const char *name, size_t n)
 {
     if (n == 0)

@@ -4,6 +4,7 @@
  * overscan estimated there, and one fused kernel writes a new device image's
  * trimmed SCI, VAR and MASK. The host functions borrow the raw frame (no copy
  * where the device shares host memory), calibrate it so and download. */
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +28,12 @@ struct clred_calibrator {
     char bias_name[256], dark_name[256], flat_name[256], bpm_name[256];
     cl_mem overscan; /* per-row overscan levels, reused while frames keep their height */
     size_t overscan_rows;
+    /* bias, dark, flat: max |VAR| over the pixels the master's MASK does not
+     * call NO_DATA (+inf where one is not finite), for the SCI-only kernel;
+     * scanned once at the first SCI-only frame, as the flat is checked once:
+     * masters used in place must not change while the calibrator lives */
+    float var_bound[3];
+    int var_bound_known;
 };
 
 clred_calib_opts clred_calib_defaults(void)
@@ -379,6 +386,50 @@ static clred_status ensure_buffer(clred_ctx *ctx, cl_mem *buf, size_t *have, siz
     return CLRED_OK;
 }
 
+/* ------------------------------------------------------ SCI-only bounds */
+
+/* max |var| over the pixels not flagged NO_DATA; +inf if any is not finite. */
+static float plane_var_bound(const float *var, const uint16_t *mask, size_t n)
+{
+    float most = 0.0f;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float a = (mask && (mask[i] & CLRED_MASK_NO_DATA)) ? 0.0f : fabsf(var[i]);
+        bad |= !(a <= FLT_MAX);
+        most = a > most ? a : most;
+    }
+    return bad ? INFINITY : most;
+}
+
+static clred_status var_bounds(clred_calibrator *cal)
+{
+    static const int slot[3] = {M_BIAS, M_DARK, M_FLAT};
+    size_t n = cal->width * cal->height;
+    for (int k = 0; k < 3; k++) {
+        cal->var_bound[k] = INFINITY;
+        cl_mem var = cal->masters[slot[k] + 1], mask = cal->masters[slot[k] + 2];
+        if (!var)
+            continue;
+        cl_int err = CL_SUCCESS, err2 = CL_SUCCESS;
+        void *v = clEnqueueMapBuffer(cal->ctx->queue, var, CL_TRUE, CL_MAP_READ, 0, n * sizeof(float), 0, NULL, NULL,
+                                     &err);
+        void *m = (mask && err == CL_SUCCESS)
+                      ? clEnqueueMapBuffer(cal->ctx->queue, mask, CL_TRUE, CL_MAP_READ, 0, n * sizeof(uint16_t), 0,
+                                           NULL, NULL, &err2)
+                      : NULL;
+        if (err == CL_SUCCESS && err2 == CL_SUCCESS)
+            cal->var_bound[k] = plane_var_bound(v, m, n);
+        if (m)
+            clEnqueueUnmapMemObject(cal->ctx->queue, mask, m, 0, NULL, NULL);
+        if (v && err == CL_SUCCESS)
+            clEnqueueUnmapMemObject(cal->ctx->queue, var, v, 0, NULL, NULL);
+        if (err != CL_SUCCESS || err2 != CL_SUCCESS)
+            return clred_fail_cl(err != CL_SUCCESS ? err : err2, "reading a master's VAR for the SCI-only calibration");
+    }
+    cal->var_bound_known = 1;
+    return CLRED_OK;
+}
+
 static clred_status run_fused(clred_calibrator *cal, const clred_dimage *raw, const cal_geometry *g,
                               const frame_params *p, cl_uint have, float out_scale, clred_dimage *out)
 {
@@ -398,9 +449,10 @@ static clred_status run_fused(clred_calibrator *cal, const clred_dimage *raw, co
                          CLRED_ARG(m[M_DARK_VAR]), CLRED_ARG(m[M_DARK_MASK]), CLRED_ARG(m[M_FLAT]),
                          CLRED_ARG(m[M_FLAT_VAR]), CLRED_ARG(m[M_FLAT_MASK]), CLRED_ARG(m[M_BPM]), CLRED_ARG(have),
                          CLRED_ARG(gain), CLRED_ARG(rn2), CLRED_ARG(t), CLRED_ARG(sat), CLRED_ARG(out_scale),
+                         CLRED_ARG(cal->var_bound[0]), CLRED_ARG(cal->var_bound[1]), CLRED_ARG(cal->var_bound[2]),
                          CLRED_ARG(sci), CLRED_ARG(var), CLRED_ARG(mask), (size_t)0));
     size_t global[2] = {clred_vector_groups(cal->ctx, width), height};
-    return clred_run_tiled(cal->ctx, k, "calibrate_frame", 2, global);
+    return clred_run_rows(cal->ctx, k, "calibrate_frame", global);
 }
 
 /* -------------------------------------------------------------- header */
@@ -530,6 +582,11 @@ clred_status cal_apply_dev(clred_calibrator *cal, const clred_dimage *raw, const
 
     clred_ctx *ctx = cal->ctx;
     cl_uint have = cal->have | ((kind && kind->no_poisson) ? 0u : CAL_POISSON);
+    int sci_only = kind && kind->sci_only;
+    if (sci_only)
+        have |= CAL_SCI_ONLY;
+    if (sci_only && !cal->var_bound_known)
+        CLRED_TRY(var_bounds(cal));
     double level = NAN;
     if (g.mode != CLRED_OVERSCAN_NONE) {
         float *rows = malloc(raw->height * sizeof *rows);
@@ -557,7 +614,7 @@ clred_status cal_apply_dev(clred_calibrator *cal, const clred_dimage *raw, const
     clred_status st = describe(cal, &g, &p, kind, level, h);
     clred_dimage *d = NULL;
     if (st == CLRED_OK)
-        st = clred_dimage_new(ctx, width, height, 1, 1, &d); /* the kernel writes every pixel */
+        st = clred_dimage_new(ctx, width, height, !sci_only, !sci_only, &d); /* the kernel writes every pixel */
     if (st == CLRED_OK)
         st = run_fused(cal, raw, &g, &p, have, (float)out_scale, d);
     if (st != CLRED_OK) {

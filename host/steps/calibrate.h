@@ -18,6 +18,7 @@
 #define CAL_FLAT_MASK 0x0200u
 #define CAL_BPM 0x0400u
 #define CAL_POISSON 0x0800u
+#define CAL_SCI_ONLY 0x1000u
 
 /* The widest overscan the per-row median sorts in private memory (OVERSCAN_MAX
  * in kernels/calibrate.cl). */
@@ -61,6 +62,8 @@ clred_status cal_poly_fit_eval(const double *y, size_t n, int order, const char 
 typedef struct {
     int no_poisson;     /* a bias frame: no photon noise */
     double extra_scale; /* multiplies sci (var by its square) after everything; 0 = 1 */
+    int sci_only;       /* the output has SCI alone (no VAR, no MASK): less to write and to
+                           keep; the SCI bits are those of the full product */
 } cal_frame_kind;
 
 /* Calibrates a raw frame on the device into a new device image (SCI, VAR,

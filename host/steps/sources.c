@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #define M_NOUT 10 /* floats per source from measure_sources (kernels/sources.cl) */
+#define COL_ROWS 4 /* output rows per work-item of filter_cols (kernels/sources.cl) */
 #define MAX_MOMENT_ITERS 60 /* ~15 steps for a bright star; faint or extended sources need more */
 
 clred_detect_opts clred_detect_defaults(void)
@@ -35,51 +36,105 @@ clred_detect_opts clred_detect_defaults(void)
  * the median's standard error is then 0.0025 of the RMS. */
 static size_t background_step(size_t npix) { return npix / 250000 + 1; }
 
-/* The 3-sigma clipped median and standard deviation of the samples v[0..m)
- * (reordered): the kept values are moved to the front each round and the
- * median found by selection, which gives what sorting would in O(m). */
+/* Float keys that sort as unsigned integers in the floats' order. */
+static uint32_t float_order_key(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+
+static float key_float(uint32_t k)
+{
+    uint32_t u = k & 0x80000000u ? k & 0x7fffffffu : ~k;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Sorts the finite v[0..m) ascending: their keys, least significant digit
+ * first, 11 bits a pass (three passes). */
+static clred_status sort_floats(float *v, size_t m)
+{
+    enum { DIGIT = 11, BUCKETS = 1 << DIGIT };
+    uint32_t *k = malloc(2 * (m ? m : 1) * sizeof *k), *tmp = k + m;
+    if (!k)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory sorting %zu background samples", m);
+    for (size_t i = 0; i < m; i++)
+        k[i] = float_order_key(v[i]);
+    size_t count[BUCKETS];
+    uint32_t *src = k, *dst = tmp;
+    for (unsigned shift = 0; shift < 32; shift += DIGIT) {
+        memset(count, 0, sizeof count);
+        for (size_t i = 0; i < m; i++)
+            count[(src[i] >> shift) & (BUCKETS - 1)]++;
+        size_t sum = 0;
+        for (size_t b = 0; b < BUCKETS; b++) {
+            size_t c = count[b];
+            count[b] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < m; i++)
+            dst[count[(src[i] >> shift) & (BUCKETS - 1)]++] = src[i];
+        uint32_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    for (size_t i = 0; i < m; i++)
+        v[i] = key_float(src[i]);
+    free(k);
+    return CLRED_OK;
+}
+
+/* The 3-sigma clipped median and standard deviation of the finite samples
+ * v[0..m) (sorted in place). Sorted once: each round's kept values are a run
+ * of the sorted samples, so the median is read off and the clip found by
+ * bisection, which keeps what sorting every round would. */
 static clred_status clipped_level(float *v, size_t m, double *level, double *rms)
 {
     if (m < 3)
         return clred_fail(CLRED_ERR_INPUT, "too few usable pixels (%zu) for a global background", m);
-    size_t k = m, below = 0; /* v[0..below) are no larger than v[below..k) */
+    CLRED_TRY(sort_floats(v, m));
+    const float *s = v;
+    size_t lo = 0, hi = m;
     double med = 0, sd = 0;
     for (int it = 0; it < 10; it++) {
-        /* the selection of the last round, kept in order through the
-         * compaction, confines the median to one side of below */
-        size_t lo = k / 2 < below ? 0 : below, hi = k / 2 < below ? below : k;
-        float hi_half = clred_select_kth(v + lo, hi - lo, k / 2 - lo);
-        float lo_half = hi_half;
-        if (k % 2 == 0) { /* the largest of the lower half, which selection left below k / 2 */
-            lo_half = v[0];
-            for (size_t i = 1; i < k / 2; i++)
-                lo_half = v[i] > lo_half ? v[i] : lo_half;
+        size_t k = hi - lo;
+        med = 0.5 * ((double)s[lo + (k - 1) / 2] + (double)s[lo + k / 2]);
+        /* sums about the median (close to the mean, so the variance's two
+         * terms do not cancel) */
+        double sum = 0, sum2 = 0;
+        for (size_t i = lo; i < hi; i++) {
+            double d = (double)s[i] - med;
+            sum += d;
+            sum2 += d * d;
         }
-        med = 0.5 * ((double)lo_half + (double)hi_half);
-        /* one pass: sums about the median (close to the mean, so the
-         * variance's two terms do not cancel) */
-        double s = 0, s2 = 0;
-        for (size_t i = 0; i < k; i++) {
-            double d = (double)v[i] - med;
-            s += d;
-            s2 += d * d;
-        }
-        double dm = s / (double)k;
-        sd = k > 1 ? sqrt(fmax(s2 - dm * s, 0.0) / (double)(k - 1)) : 0.0;
+        double dm = sum / (double)k;
+        sd = k > 1 ? sqrt(fmax(sum2 - dm * sum, 0.0) / (double)(k - 1)) : 0.0;
         double lo_clip = med - 3.0 * sd, hi_clip = med + 3.0 * sd;
-        /* the kept values to the front in their order, counted as they go */
-        size_t nk = 0;
-        below = 0;
-        for (size_t i = 0; i < k; i++)
-            if (v[i] >= lo_clip && v[i] <= hi_clip) {
-                float t = v[nk];
-                v[nk++] = v[i];
-                v[i] = t;
-                below += i < k / 2;
-            }
+        /* the first kept value and the first above the clip */
+        size_t a = lo, b = hi;
+        while (a < b) {
+            size_t c = a + (b - a) / 2;
+            if ((double)s[c] < lo_clip)
+                a = c + 1;
+            else
+                b = c;
+        }
+        size_t nlo = a;
+        b = hi;
+        while (a < b) {
+            size_t c = a + (b - a) / 2;
+            if ((double)s[c] <= hi_clip)
+                a = c + 1;
+            else
+                b = c;
+        }
+        size_t nk = a - nlo;
         if (nk == k || nk < 3)
             break;
-        k = nk;
+        lo = nlo;
+        hi = a;
     }
     *level = med;
     *rms = sd;
@@ -299,17 +354,45 @@ typedef struct {
 } deblend_rule;
 
 typedef struct {
-    float v;
-    size_t i;
+    uint32_t key; /* float_order_key of the value, inverted: ascending keys are descending values */
+    uint32_t i;
 } ranked;
 
-/* Descending value, ties by ascending index, so the order is reproducible. */
-static int cmp_ranked_desc(const void *a, const void *b)
+/* Orders r[0..n) (entries in ascending i) by descending value, ties by
+ * ascending index, so the order is reproducible: insertion for a few, else a
+ * stable least-significant-digit radix sort (11 bits a pass) through tmp.
+ * Returns the sorted array (r or tmp). */
+static ranked *sort_ranked(ranked *r, ranked *tmp, size_t n)
 {
-    const ranked *x = a, *y = b;
-    if (x->v != y->v)
-        return x->v < y->v ? 1 : -1;
-    return (x->i > y->i) - (x->i < y->i);
+    if (n < 64) {
+        for (size_t a = 1; a < n; a++) {
+            ranked t = r[a];
+            size_t b = a;
+            for (; b > 0 && r[b - 1].key > t.key; b--)
+                r[b] = r[b - 1];
+            r[b] = t;
+        }
+        return r;
+    }
+    enum { DIGIT = 11, BUCKETS = 1 << DIGIT };
+    size_t count[BUCKETS];
+    for (unsigned shift = 0; shift < 32; shift += DIGIT) {
+        memset(count, 0, sizeof count);
+        for (size_t i = 0; i < n; i++)
+            count[(r[i].key >> shift) & (BUCKETS - 1)]++;
+        size_t sum = 0;
+        for (size_t b = 0; b < BUCKETS; b++) {
+            size_t c = count[b];
+            count[b] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[count[(r[i].key >> shift) & (BUCKETS - 1)]++] = r[i];
+        ranked *t = r;
+        r = tmp;
+        tmp = t;
+    }
+    return r;
 }
 
 static size_t uf_find(size_t *parent, size_t i)
@@ -398,25 +481,46 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, const deblend_r
         d->kept[p] = 0;
         d->active[p] = 0;
     }
-    /* order holds local indices sorted by the filtered value of their pixel */
-    float *vals = malloc(n * sizeof *vals);
-    ranked *rank = malloc(n * sizeof *rank);
-    if (!vals || !rank) { /* out of memory: keep the component whole rather than fail */
-        free(vals);
-        free(rank);
+    /* Regions start at the pixels that outrank all their neighbours (by
+     * value, ties by index: the merge order below); with one such peak no two
+     * regions ever meet, so the component stays whole. */
+    const float *vals = d->f;
+    size_t npeaks = 0;
+    for (size_t p = 0; p < n && npeaks < 2; p++) {
+        size_t x = d->xs[p], y = d->ys[p];
+        int top = 1;
+        for (int dy = -1; dy <= 1 && top; dy++)
+            for (int dx = -1; dx <= 1; dx++) {
+                if ((dx == 0 && dy == 0) || (x == 0 && dx < 0) || (y == 0 && dy < 0) ||
+                    (x + 1 == d->bw && dx > 0) || (y + 1 == d->bh && dy > 0))
+                    continue;
+                int32_t q = d->local[(y + dy) * d->bw + x + dx];
+                if (q >= 0 && (vals[q] > vals[p] || (vals[q] == vals[p] && (size_t)q < p))) {
+                    top = 0;
+                    break;
+                }
+            }
+        npeaks += top;
+    }
+    if (npeaks < 2) {
         for (size_t p = 0; p < n; p++)
             d->owner[p] = 0;
         return 1;
     }
-    for (size_t p = 0; p < n; p++) {
-        vals[p] = d->f[p];
-        rank[p] = (ranked){vals[p], p};
+    /* order holds local indices sorted by the filtered value of their pixel */
+    ranked *rank = malloc(2 * n * sizeof *rank);
+    if (!rank) { /* out of memory: keep the component whole rather than fail */
+        for (size_t p = 0; p < n; p++)
+            d->owner[p] = 0;
+        return 1;
     }
-    qsort(rank, n, sizeof *rank, cmp_ranked_desc);
-    double total = 0, top = rank[0].v;
+    for (size_t p = 0; p < n; p++)
+        rank[p] = (ranked){~float_order_key(vals[p]), (uint32_t)p};
+    const ranked *sorted = sort_ranked(rank, rank + n, n);
+    double total = 0, top = vals[sorted[0].i];
     for (size_t p = 0; p < n; p++) {
-        d->order[p] = rank[p].i;
-        total += rank[p].v;
+        d->order[p] = sorted[p].i;
+        total += vals[sorted[p].i];
     }
     free(rank);
     d->kept[d->order[0]] = 1;
@@ -478,18 +582,18 @@ static size_t deblend(deblender *d, const size_t *pix, size_t n, const deblend_r
             break;
         d->kept_list[smallest] = d->kept_list[--nkept];
     }
-    free(vals);
     return nkept;
 }
 
 /* ---------------------------------------------------------------- main */
 
 typedef struct {
-    cl_mem none, kern, changed, count, g_label, g_f, g_rms, seg_pix, seg_id, bbox, meas;
+    cl_mem none, kern, count, g_label, g_f, g_rms, seg_pix, seg_id, bbox, meas;
     /* image-sized planes from the context's pool, so that frame after frame
      * reuses them instead of page-faulting fresh ones in */
     cl_mem filtered, labels, list, sum_d, sum_k2v;
-    size_t plane_bytes;
+    size_t plane_bytes, sum_bytes; /* sum_d and sum_k2v are sum_bytes (a padded pitch) */
+    cl_uint ndetected;             /* the entries of list: the nonzero pixels of labels */
 } detect_buffers;
 
 static clred_status take_plane(clred_ctx *ctx, detect_buffers *b, cl_mem *buf, const char *what)
@@ -499,14 +603,18 @@ static clred_status take_plane(clred_ctx *ctx, detect_buffers *b, cl_mem *buf, c
 
 static void release_buffers(clred_ctx *ctx, detect_buffers *b)
 {
-    cl_mem *all[] = {&b->none,   &b->kern,  &b->changed, &b->count,  &b->g_label, &b->g_f,
+    cl_mem *all[] = {&b->none,   &b->kern, &b->count,  &b->g_label, &b->g_f,
                      &b->g_rms,  &b->seg_pix, &b->seg_id, &b->bbox, &b->meas};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         clred_release(all[i]);
-    cl_mem *planes[] = {&b->filtered, &b->labels, &b->list, &b->sum_d, &b->sum_k2v};
+    cl_mem *planes[] = {&b->filtered, &b->labels, &b->list};
     for (size_t i = 0; i < sizeof planes / sizeof *planes; i++)
         if (*planes[i])
             clred_pool_give(ctx, planes[i], b->plane_bytes);
+    cl_mem *sums[] = {&b->sum_d, &b->sum_k2v};
+    for (size_t i = 0; i < sizeof sums / sizeof *sums; i++)
+        if (*sums[i])
+            clred_pool_give(ctx, sums[i], b->sum_bytes);
 }
 
 /* The background and RMS (maps or scalars) and the image's planes, as the
@@ -567,7 +675,6 @@ static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_d
     b->plane_bytes = fb;
     CLRED_TRY(take_plane(ctx, b, &b->filtered, "filtered image"));
     CLRED_TRY(take_plane(ctx, b, &b->labels, "labels"));
-    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, sizeof(cl_int), NULL, &b->changed, "flag"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, sizeof(cl_uint), NULL, &b->count, "count"));
     CLRED_TRY(take_plane(ctx, b, &b->list, "detected pixels"));
     cl_uint count = 0;
@@ -603,49 +710,48 @@ static clred_status detect_maps(clred_ctx *ctx, detect_buffers *b, const clred_d
         float g[2 * 76 + 1];
         double norm2 = gaussian_factor(o->fwhm, hw, g);
         CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, (size_t)(2 * hw + 1) * sizeof *g, g, &b->kern, "filter"));
-        CLRED_TRY(take_plane(ctx, b, &b->sum_d, "row sums"));
+        /* the row sums' pitch: a cache line past a multiple of 16 floats, so
+         * that a power-of-two width does not put a column's rows in one
+         * cache set */
+        cl_int pitch = (cl_int)(clred_round_up(img->width, 16) + 16);
+        b->sum_bytes = (size_t)pitch * img->height * sizeof(float);
+        CLRED_TRY(clred_pool_take(ctx, b->sum_bytes, "row sums", &b->sum_d));
         if (pa->use_rms)
-            CLRED_TRY(take_plane(ctx, b, &b->sum_k2v, "row sums"));
+            CLRED_TRY(clred_pool_take(ctx, b->sum_bytes, "row sums", &b->sum_k2v));
         cl_mem sum_k2v = pa->use_rms ? b->sum_k2v : b->none;
         /* Global sizes are rounded up (the kernels check bounds) so a GPU can pick
          * full work-groups for any image width. */
         size_t g2[2] = {clred_round_up(clred_vector_groups(ctx, img->width), 16), clred_round_up(img->height, 8)};
         CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_rows", &k));
         CLRED_TRY(clred_args(k, "filter_rows", PIXEL_ARGS(*pa), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern),
-                             CLRED_ARG(hw), CLRED_ARG(b->sum_d), CLRED_ARG(sum_k2v), (size_t)0));
+                             CLRED_ARG(hw), CLRED_ARG(pitch), CLRED_ARG(b->sum_d), CLRED_ARG(sum_k2v), (size_t)0));
         CLRED_TRY(clred_run_tiled(ctx, k, "filter_rows", 2, g2));
         cl_float snr = (cl_float)(o->thresh / norm2), sk_full, sv_full;
         full_window_sums(g, hw, pa->rms_value, &sk_full, &sv_full);
         CLRED_TRY(clred_kernel(ctx, "sources", NULL, "filter_cols", &k));
         CLRED_TRY(clred_args(k, "filter_cols", PIXEL_ARGS(*pa), CLRED_ARG(b->sum_d), CLRED_ARG(sum_k2v),
-                             CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern), CLRED_ARG(hw), CLRED_ARG(sk_full),
+                             CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->kern), CLRED_ARG(hw), CLRED_ARG(pitch),
+                             CLRED_ARG(sk_full),
                              CLRED_ARG(sv_full), CLRED_ARG(snr),
                              CLRED_ARG(b->filtered), CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(b->count),
                              (size_t)0));
-        CLRED_TRY(clred_run_tiled(ctx, k, "filter_cols", 2, g2));
+        size_t gc[2] = {g2[0], clred_round_up((img->height + COL_ROWS - 1) / COL_ROWS, 8)};
+        CLRED_TRY(clred_run_tiled(ctx, k, "filter_cols", 2, gc));
     }
     CLRED_TRY(clred_download(ctx, b->count, 0, sizeof count, &count));
     if (b->sum_d)
-        clred_pool_give(ctx, &b->sum_d, b->plane_bytes);
+        clred_pool_give(ctx, &b->sum_d, b->sum_bytes);
     if (b->sum_k2v)
-        clred_pool_give(ctx, &b->sum_k2v, b->plane_bytes);
-    CLRED_TRY(clred_kernel(ctx, "sources", NULL, "label_propagate_list", &k));
-    CLRED_TRY(clred_args(k, "label_propagate_list", CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(count),
-                         CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(b->changed), (size_t)0));
+        clred_pool_give(ctx, &b->sum_k2v, b->sum_bytes);
     size_t gl = count;
-    /* Every pass that changes something lowers at least one label, so this ends;
-     * the cap only guards against a broken device. */
-    for (size_t pass = 0; count > 0; pass++) {
-        cl_int changed = 0;
-        CLRED_TRY(clred_upload(ctx, b->changed, 0, sizeof changed, &changed));
-        CLRED_TRY(clred_run_tiled(ctx, k, "label_propagate_list", 1, &gl));
-        CLRED_TRY(clred_download(ctx, b->changed, 0, sizeof changed, &changed));
-        if (!changed)
-            break;
-        if (pass > n)
-            return clred_fail(CLRED_ERR_DEVICE, "label_propagate did not converge after %zu passes", pass);
+    if (count) {
+        CLRED_TRY(clred_kernel(ctx, "sources", NULL, "label_union", &k));
+        CLRED_TRY(clred_args(k, "label_union", CLRED_ARG(b->labels), CLRED_ARG(b->list), CLRED_ARG(count), CLRED_ARG(w),
+                             CLRED_ARG(h), (size_t)0));
+        CLRED_TRY(clred_run_tiled(ctx, k, "label_union", 1, &gl));
     }
     t->n = count;
+    b->ndetected = count;
     size_t m = count ? count : 1;
     t->pix = malloc(m * sizeof *t->pix);
     t->label = malloc(m * sizeof *t->label);
@@ -833,13 +939,18 @@ static void shape_from_covariance(double cxx, double cyy, double cxy, clred_sour
 static clred_status measure(clred_ctx *ctx, detect_buffers *b, const clred_dimage *img, const pixel_args *pa,
                             const clred_detect_opts *o, const objects *ob, clred_source *out)
 {
-    size_t n = img->width * img->height;
     cl_int w = (cl_int)img->width, h = (cl_int)img->height;
-    /* The segmentation map on the device: the labels' buffer, zeroed, takes
-     * the objects' pixels. */
+    /* The segmentation map on the device: the labels' buffer, zeroed at the
+     * detected pixels (the only nonzero ones), takes the objects' pixels. */
     cl_kernel k;
     cl_uint npix = (cl_uint)ob->npix;
-    CLRED_TRY(clred_fill_zero(ctx, b->labels, n * sizeof(cl_int)));
+    if (b->ndetected) {
+        CLRED_TRY(clred_kernel(ctx, "sources", NULL, "clear_listed", &k));
+        CLRED_TRY(clred_args(k, "clear_listed", CLRED_ARG(b->list), CLRED_ARG(b->ndetected), CLRED_ARG(b->labels),
+                             (size_t)0));
+        size_t gs = b->ndetected;
+        CLRED_TRY(clred_run_tiled(ctx, k, "clear_listed", 1, &gs));
+    }
     if (npix) {
         CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, ob->npix * sizeof(cl_uint), ob->pix, &b->seg_pix, "pixels"));
         CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, ob->npix * sizeof(cl_int), ob->id, &b->seg_id, "object ids"));
@@ -1017,13 +1128,13 @@ static size_t clean_sources(clred_source *s, const objects *ob, double beta, siz
                        : 0.0;
     }
     /* brightest first */
-    ranked *rk = malloc(n * sizeof *rk);
+    ranked *rk = malloc(2 * n * sizeof *rk);
     if (rk) {
         for (size_t i = 0; i < n; i++)
-            rk[i] = (ranked){(float)ob->fdflux[i], i};
-        qsort(rk, n, sizeof *rk, cmp_ranked_desc);
+            rk[i] = (ranked){~float_order_key((float)ob->fdflux[i]), (uint32_t)i};
+        const ranked *sorted = sort_ranked(rk, rk + n, n);
         for (size_t i = 0; i < n; i++)
-            order[i] = rk[i].i;
+            order[i] = sorted[i].i;
         free(rk);
     }
     /* The candidates of a source are the brighter kept ones with alpha > 0
