@@ -36,6 +36,11 @@ typedef struct {
     double upload_s, download_s;
     uint64_t upload_bytes, download_bytes;
     double model_bytes; /* the least the kernels must read and write (see README) */
+    /* Clipping rounds per pixel the result shows at least (1 + the fraction
+     * of pixels that rejected a value: such a pixel clipped in one round and
+     * confirmed in another); 0 where no clipping ran. roofline.py counts the
+     * rounds' operations with it instead of assuming a number. */
+    double clip_rounds;
     int repeats;
     /* Device time per kernel name in the kept repetition, longest first (the
      * roofline report names where a step's time goes). */

@@ -1,6 +1,7 @@
 /* Stacking: median and sigma-clipped mean of the raw frames, in memory
  * (clred_combine_images) and files in to file out (clred_combine_files, then
  * clred_image_write_with), plus the same median under a device memory limit. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,6 +171,21 @@ static void free_paths(char **paths, size_t n)
     free(paths);
 }
 
+/* At least how many clipping rounds a pixel took, on average: one, and one
+ * more where the pixel kept fewer values than it had usable (it clipped in a
+ * round, then a round confirmed that nothing more goes). */
+static double clip_rounds(const clred_image *frames, size_t nframes, const clred_combine_result *r)
+{
+    size_t npix = r->image.width * r->image.height, clipped = 0;
+    for (size_t p = 0; p < npix; p++) {
+        size_t usable = 0;
+        for (size_t f = 0; f < nframes; f++)
+            usable += isfinite(frames[f].sci[p]) && !(frames[f].mask && frames[f].mask[p]);
+        clipped += r->ncontrib[p] < (float)usable;
+    }
+    return npix ? 1.0 + (double)clipped / (double)npix : 0.0;
+}
+
 /* The in-memory and the file result must be the same image; say so. */
 static void compare_modes(bench_result *res, const clred_combine_result *mem, const clred_combine_result *file)
 {
@@ -195,6 +211,8 @@ static clred_status combine_case_run(bench_run *run, const clred_image *frames, 
         st = time_files(run, (const char *const *)paths, c, rf, &file);
     if (st == CLRED_OK)
         compare_modes(rf, &mem, &file);
+    if (st == CLRED_OK && c->opts.reject == CLRED_REJECT_SIGCLIP && mem.ncontrib)
+        rm->clip_rounds = rf->clip_rounds = clip_rounds(frames, run->depth, &mem);
     if (st != CLRED_OK)
         out->n -= rf ? 2 : 1; /* the caller records the failure instead */
     clred_combine_result_free(&mem);

@@ -106,9 +106,12 @@ static clred_status fft_round_trip(bench_run *run, const clred_image *img, clred
     }
     /* A real transform of N points costs about 2.5 N log2 N flops each way. */
     double n = (double)nx * (double)ny;
+    /* On a CPU device the VkFFT backend runs its power-of-two passes in
+     * kernels/fft_columns.cl (host/rt/fft.c); the note says which. */
+    static const char *const passes[] = {"", ", columns by clred's kernel", ", rows and columns by clred's kernels"};
     if (st == CLRED_OK && res->wall_s > 0)
-        snprintf(res->note, sizeof res->note, "%zu x %zu forward + inverse, %.1f GFLOP/s", nx, ny,
-                 2.0 * 2.5 * n * log2(n) / res->wall_s * 1e-9);
+        snprintf(res->note, sizeof res->note, "%zu x %zu forward + inverse, %.1f GFLOP/s%s", nx, ny,
+                 2.0 * 2.5 * n * log2(n) / res->wall_s * 1e-9, passes[clred_fft_plan_columns(plan)]);
     clred_release(&dev);
     free(host);
     return st;

@@ -11,6 +11,8 @@ Standard library only.
 """
 import json
 import math
+import os
+import re
 
 HALF = 0.5
 
@@ -27,6 +29,30 @@ def _network(n):
     n log2(n)^2 / 4; each comparator is a min and a max."""
     lg = math.log2(max(n, 2))
     return n * lg * (lg + 1) / 4
+
+
+def _kernel_network(kind, n):
+    """Comparators of the network kernels/combine.cl compiles for a stack of
+    n (its SORT_n or MEDIAN_n macro, written by scripts/combine_networks.py);
+    Batcher's count where the file or the macro is not there."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernels", "combine.cl")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return _network(n)
+    m = re.search(r"#define %s_%d\(CE\)((?:[^\n]*\\\n)*[^\n]*)" % (kind, n), text)
+    return m.group(1).count("CE(") if m else _network(n)
+
+
+def _sigclip_ops(s, d, c, r):
+    """Per pixel: the full sort (a clipped window is a range of ranks) and,
+    per clipping round, 8 per value: the sum and the sum of squares about a
+    shift (subtract, add, fma) and the two threshold tests with their counts.
+    The rounds are those the bench measured (at least 1 + the fraction of
+    pixels that clipped; see bench/combine.c): 1 where the results lack it."""
+    rounds = (r or {}).get("clip_rounds") or 1.0
+    return (2.0 * _kernel_network("SORT", d) + rounds * 8.0 * d) * s * s
 
 
 def _fft2(size):
@@ -48,10 +74,11 @@ MODELS = {
     "memlimit": (lambda s, d, c: 2.0 * _network(d) * s * s,
                  "as median, in bands under a device memory limit",
                  "the median network in bands, one launch per band"),
-    "sigclip": (lambda s, d, c: (2.0 * _network(d) + 3 * 6.0 * d) * s * s,
-                "median network + 3 clipping rounds of 6 per value",
-                "per output pixel a median network and clipping rounds over the depth's values in private memory; "
-                "not analysed here"),
+    "sigclip": (_sigclip_ops,
+                "2 x (comparators of the kernel's sort for the depth) + clip_rounds (measured) x 8 per value",
+                "per output pixel the depth's sorting network and the clipping rounds, in float with an exact "
+                "fallback (kernels/combine.cl); a vector of pixels runs as many rounds as its slowest lane, and every "
+                "round after the first runs over windows of ranks (masks and selects the model does not count)"),
     "stats": (lambda s, d, c: 6 * 8.0 * s * s,
               "6 measurements (5 clipping iterations + the last) x 8 per pixel (bounds, key, histogram, sums)",
               "exact order statistics by radix selection: the first measurement reads the frame twice (a "
@@ -95,7 +122,10 @@ YARDSTICKS = ("copy", "fma")
 def _row(config, r, copy_gbps, fma_gflops):
     step, kernel_s = r["step"], r.get("kernel_s") or 0.0
     model = MODELS.get(step)
-    ops = model[0](config["size"], config["depth"], config["ncal"]) if model else None
+    ops = None
+    if model:  # models that use the measured result take it as a fourth argument
+        args = (config["size"], config["depth"], config["ncal"])
+        ops = model[0](*args, r) if model[0].__code__.co_argcount == 4 else model[0](*args)
     nbytes = r.get("model_bytes") or None
     t_bytes = nbytes / (copy_gbps * 1e9) if nbytes and copy_gbps else None
     t_ops = ops / (fma_gflops * 1e9) if ops and fma_gflops else None
@@ -107,7 +137,7 @@ def _row(config, r, copy_gbps, fma_gflops):
     top = [{"name": k["name"], "s": k["s"], "launches": k["launches"],
             "share": k["s"] / kernel_s if kernel_s > 0 else None} for k in kernels]
     row = {"size": config["size"], "depth": config["depth"], "step": step, "mode": r["mode"],
-           "kernel_s": kernel_s, "model_bytes": nbytes, "model_ops": ops,
+           "kernel_s": kernel_s, "model_bytes": nbytes, "model_ops": ops, "clip_rounds": r.get("clip_rounds"),
            "ops_formula": model[1] if model else None,
            "gbps": nbytes / kernel_s * 1e-9 if nbytes and kernel_s > 0 else None,
            "fraction_of_copy": nbytes / kernel_s * 1e-9 / copy_gbps if nbytes and kernel_s > 0 and copy_gbps else None,

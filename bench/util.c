@@ -145,6 +145,10 @@ static void write_result(FILE *f, const bench_run *run, const bench_result *r)
     json_number(f, gbps);
     fputs(", \"fraction_of_copy\": ", f);
     json_number(f, run->copy_gbps > 0 ? gbps / run->copy_gbps : NAN);
+    if (r->clip_rounds > 0) {
+        fputs(", \"clip_rounds\": ", f);
+        json_number(f, r->clip_rounds);
+    }
     fputs(", \"kernels\": [", f);
     for (size_t i = 0; i < r->nkernels; i++) {
         fputs(i ? ", {\"name\": " : "{\"name\": ", f);

@@ -1072,11 +1072,11 @@ kernel void combine_stack_fast(STACK_KERNEL_ARGS)
  * no rejection or sigma clipping with a std spread, no variance planes, no
  * weights. CPU drivers do not vectorize the per-pixel kernels above across
  * work-items (the key array and the many paths defeat them), so this one
- * writes the SIMD out: the same network sorts VW pixels at once. The
- * arithmetic follows combine_stack step for step and in the same order, so
- * the results are bit-identical (tests/test_combine_vec.c checks it).
- * Pixels past the last whole vector are marked in `unfinished` for
- * combine_stack. */
+ * writes the SIMD out: the same network sorts VW pixels at once. It keeps
+ * the same values as combine_stack and forms the same medians bit for bit;
+ * its means and variances come from float sums, within the bounds stated
+ * below (tests/test_combine_vec.c checks both). Pixels past the last whole
+ * vector are marked in `unfinished` for combine_stack. */
 /* VW (2..16), the context's vector width, comes from the host with NMAX. */
 #define CLRED_CAT_(a, b) a##b
 #define CLRED_CAT(a, b) CLRED_CAT_(a, b)
@@ -1191,6 +1191,214 @@ INLINE va vec_full_sq(const vf *a, va mean, const uint nframes)
     return q;
 }
 
+/* ---- Float sums with exact clipping decisions.
+ *
+ * The window's mean and spread are summed in float about a shift c taken
+ * from the window itself (its lower middle value), d = x - c, with two
+ * accumulators per sum: one float operation where acc_t takes two
+ * conversions and two double operations on a CPU's 4-lane doubles, and half
+ * the length of its dependency chains. Each float round also bounds its own
+ * error (the a-posteriori bounds below, from the standard results for
+ * recursive summation: |fl(sum) - sum| <= (k - 1) u sum|x| for k terms,
+ * u = 2^-24), so every value is either surely below / surely above a
+ * threshold, decided in float, or within the bound of it: then the vector
+ * repeats that round in acc_t (vec_round_acc, the per-pixel kernel's
+ * arithmetic), so the kept sets are those of the double-precision reference
+ * exactly. The final mean and variance come from the float sums: they differ
+ * from the reference by at most about (m/2 + 2) u sum|x - c| / m for the
+ * mean (plus its rounding to float) and (m + 4) u relative for the variance
+ * (the shift is a median, so sum d^2 <= 2 x the variance's sum of squares:
+ * |mean - median| <= sigma). The median itself is still formed in acc_t
+ * from the two middle values: the same bits as before. */
+
+/* rounding coefficients with room for second-order terms: UA for + - * fma
+ * (correctly rounded, <= u), UD for / and sqrt (OpenCL allows 2.5 and 3 ulp,
+ * <= 6 u) */
+#define UA 0x1p-23f
+#define UD 0x1p-21f
+/* the acc_t round's own error (the reference's), far below the float one */
+#define UREF 0x1p-40f
+
+INLINE vf vabs(vf x) { return CLRED_CAT(as_float, VW)(CLRED_CAT(as_int, VW)(x) & (vi)0x7fffffff); }
+INLINE vi vfinite(vf x) { return (CLRED_CAT(as_int, VW)(x) & (vi)0x7fffffff) < (vi)0x7f800000; }
+
+/* The values of ranks (m - 1) / 2 and m / 2 of the window (m = hi - lo). */
+INLINE void vec_window_mid(const vf *a, vi lo, vi hi, const uint nframes, vf *k1, vf *k2)
+{
+    vi m = hi - lo;
+    vi r1 = lo + (m - 1) / 2, r2 = lo + m / 2;
+    vf x1 = a[0], x2 = a[0];
+#pragma unroll
+    for (int i = 1; i < NMAX; i++) {
+        if (i < nframes) {
+            x1 = select(x1, a[i], (vi)i <= r1);
+            x2 = select(x2, a[i], (vi)i <= r2);
+        }
+    }
+    *k1 = x1;
+    *k2 = x2;
+}
+
+INLINE void vec_full_mid(const vf *a, const uint nframes, vf *k1, vf *k2)
+{
+    const uint r1 = (nframes - 1) / 2, r2 = nframes / 2;
+    vf x1 = a[0], x2 = a[0];
+#pragma unroll
+    for (int i = 0; i < NMAX; i++) {
+        if (i == r1)
+            x1 = a[i];
+        if (i == r2)
+            x2 = a[i];
+    }
+    *k1 = x1;
+    *k2 = x2;
+}
+
+/* S = sum d, Q = sum d^2, A = sum |d| over the window, d = x - c. */
+typedef struct {
+    vf c, s, q, a;
+} vsums;
+
+INLINE vsums vec_shifted_sums(const vf *a, vi lo, vi hi, int full, vf c, const uint nframes)
+{
+    vf s0 = (vf)0, s1 = (vf)0, q0 = (vf)0, q1 = (vf)0, a0 = (vf)0, a1 = (vf)0;
+    if (full) {
+#pragma unroll
+        for (int i = 0; i < NMAX; i += 2) {
+            if (i < nframes) {
+                vf d = a[i] - c;
+                s0 += d;
+                q0 = fma(d, d, q0);
+                a0 += vabs(d);
+            }
+            if (i + 1 < nframes) {
+                vf d = a[i + 1] - c;
+                s1 += d;
+                q1 = fma(d, d, q1);
+                a1 += vabs(d);
+            }
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < NMAX; i += 2) {
+            if (i < nframes) { /* outside the window + 0: padding is +inf, select drops it */
+                vf d = select((vf)0, a[i] - c, IN_WINDOW(i, lo, hi));
+                s0 += d;
+                q0 = fma(d, d, q0);
+                a0 += vabs(d);
+            }
+            if (i + 1 < nframes) {
+                vf d = select((vf)0, a[i + 1] - c, IN_WINDOW(i + 1, lo, hi));
+                s1 += d;
+                q1 = fma(d, d, q1);
+                a1 += vabs(d);
+            }
+        }
+    }
+    vsums r = {c, s0 + s1, q0 + q1, a0 + a1};
+    return r;
+}
+
+/* Mean and (population) variance of the window from its sums, m values. */
+INLINE vf vsums_mean(vsums t, vf mf) { return t.c + t.s / mf; }
+INLINE vf vsums_ssq(vsums t, vf mf) /* sum (x - mean)^2, >= 0 */
+{
+    vf v = t.q - t.s * (t.s / mf);
+    return select(v, (vf)0, v < (vf)0);
+}
+
+/* One clipping round decided in float: the counts below / above the
+ * thresholds (nlo, nhi) and, per lane, whether some value lies within the
+ * error bound of a threshold (amb: the float decision could differ from the
+ * reference's, so the round is repeated in acc_t). */
+INLINE vi vec_round_float(const vf *a, vi lo, vi hi, int full, vsums t, vf k1, vf k2, int centre_mean,
+                          float sl, float su, const uint nframes, vi *nlo_out, vi *nhi_out)
+{
+    vf mf = TO_VF(hi - lo);
+    vf sm = t.s / mf, mean = t.c + sm;
+    /* |S - sum (x - c)|: the subtractions and the two-accumulator sums */
+    vf es = (mf + (vf)2) * UA * t.a;
+    vf emean = es / mf + UD * vabs(sm) + UA * vabs(mean);
+    vf tt = t.s * sm, et = es * ((vf)2 * vabs(t.s) + es) / mf + (UD + UA) * vabs(tt);
+    vf ssq = t.q - tt;
+    vf essq = (mf + (vf)4) * UA * t.q + et + UA * vabs(ssq);
+    vf v = select(ssq, (vf)0, ssq < (vf)0) / mf;
+    vf ev = essq / mf * 1.001f + UD * v;
+    vf sig = sqrt(v);
+    /* |sqrt(v) - sqrt(v*)| <= min(sqrt(ev), ev / (sqrt(v) + sqrt(v - ev))) */
+    vf vlow = v - ev;
+    vf den = (sig + sqrt(select(vlow, (vf)0, vlow < (vf)0))) * (1.0f - UD);
+    vf eroot = sqrt(ev), q = ev / den; /* +inf or NaN where den is 0: the select drops it */
+    vf esig = select(eroot, q, (den > (vf)0) & (q < eroot)) * 1.001f + UD * sig;
+    vf centre, ec;
+    if (centre_mean) {
+        centre = mean;
+        ec = emean;
+    } else {
+        centre = (k1 + k2) * 0.5f; /* one rounding of the exact (k1 + k2) / 2 */
+        ec = UA * vabs(centre) + 0x1p-140f;
+    }
+    vf tlo = centre - sl * sig, thi = centre + su * sig;
+    vf ref = UREF * (vabs(t.c) + t.a + vabs(centre) + vabs(mean) + sig) + 0x1p-140f;
+    vf elo = (ec + sl * esig + (vf)2 * UA * (vabs(centre) + sl * sig) + ref) * 1.001f + UA * vabs(tlo);
+    vf ehi = (ec + su * esig + (vf)2 * UA * (vabs(centre) + su * sig) + ref) * 1.001f + UA * vabs(thi);
+    vi bad = ~(vfinite(elo) & vfinite(ehi) & vfinite(tlo) & vfinite(thi));
+    vf lo_m = tlo - elo, lo_p = tlo + elo, hi_m = thi - ehi, hi_p = thi + ehi;
+    vi nlo = (vi)0, nlo_p = (vi)0, nhi = (vi)0, nhi_p = (vi)0;
+    if (full) {
+#pragma unroll
+        for (int i = 0; i < NMAX; i++) {
+            if (i < nframes) {
+                nlo -= a[i] < lo_m;
+                nlo_p -= a[i] < lo_p;
+                nhi -= a[i] > hi_p;
+                nhi_p -= a[i] > hi_m;
+            }
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < NMAX; i++) {
+            if (i < nframes) {
+                vi in = IN_WINDOW(i, lo, hi);
+                nlo -= in & (a[i] < lo_m);
+                nlo_p -= in & (a[i] < lo_p);
+                nhi -= in & (a[i] > hi_p);
+                nhi_p -= in & (a[i] > hi_m);
+            }
+        }
+    }
+    *nlo_out = nlo;
+    *nhi_out = nhi;
+    return bad | (nlo != nlo_p) | (nhi != nhi_p);
+}
+
+/* The same round in acc_t, step for step as clip_round in the per-pixel
+ * kernel (the float thresholds are those rounded outwards: the same
+ * decisions, see TO_VF_UP). */
+INLINE void vec_round_acc(const vf *a, vi lo, vi hi, int full, int centre_mean, float sl, float su,
+                          const uint nf, vi *nlo_out, vi *nhi_out)
+{
+    va m = TO_VA(hi - lo);
+    va sv = full ? vec_full_sum(a, nf) : vec_window_sum(a, lo, hi, nf);
+    va mean = sv / m;
+    va centre = centre_mean ? mean : (full ? vec_full_median(a, nf) : vec_window_median(a, lo, hi, nf));
+    va sq = full ? vec_full_sq(a, mean, nf) : vec_window_sq(a, lo, hi, mean, nf);
+    va spread = sqrt(sq / m);
+    va tlo = centre - (va)sl * spread, thi = centre + (va)su * spread;
+    vf tlo_f = TO_VF_UP(tlo), thi_f = TO_VF_DOWN(thi);
+    vi nlo = (vi)0, nhi = (vi)0;
+#pragma unroll
+    for (int i = 0; i < NMAX; i++) {
+        if (i < nf) {
+            vi in = IN_WINDOW(i, lo, hi);
+            nlo -= in & (a[i] < tlo_f);
+            nhi -= in & (a[i] > thi_f);
+        }
+    }
+    *nlo_out = nlo;
+    *nhi_out = nhi;
+}
+
 kernel void combine_stack_vec(STACK_KERNEL_ARGS)
 {
     /* NFIX: the stack's depth fixed when the program was built, for the large
@@ -1204,10 +1412,11 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     const uint nf = nframes;
 #endif
     const size_t gid = get_global_id(0), nvec = npix / VW;
-    if (gid >= nvec) {
-        if (gid == nvec)
-            for (size_t p = nvec * VW; p < npix; p++)
-                unfinished[p] = 1;
+    if (gid > nvec || (gid == nvec && npix % VW == 0))
+        return;
+    if (npix < VW) { /* not one whole vector: the per-pixel kernel does them all */
+        for (size_t p = 0; p < npix; p++)
+            unfinished[p] = 1;
         return;
     }
     (void)scratch;
@@ -1219,7 +1428,12 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     (void)weight_total;
     (void)scale_mode;
     (void)spread_mad;
-    const size_t p0 = gid * VW;
+    /* The pixels past the last whole vector: the last VW pixels again. The
+     * overlapped ones get the same bits twice, since a lane's results depend
+     * on its own values alone (the sums run over its sorted values, in rank
+     * order). So every pixel takes the same arithmetic however the image is
+     * cut into bands. */
+    const size_t p0 = gid == nvec ? npix - VW : gid * VW;
     VSTORE((vb)0, unfinished + p0);
 
     vf a[NMAX];
@@ -1246,13 +1460,12 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
 #define CE_VEC(i, j) \
     if ((j) < nf) { vf x_ = a[i], y_ = a[j]; vi c_ = x_ < y_; a[i] = select(y_, x_, c_); a[j] = select(x_, y_, c_); }
 #ifdef NFIX
-    /* This depth's own networks (scripts/combine_networks.py): a median
-     * without rejection of full lanes needs only the middle ranks placed. */
-    if (method == METHOD_MEDIAN && reject == REJECT_NONE && all(n == (vi)nf)) {
-        CLRED_CAT(MEDIAN_, NFIX)(CE_VEC)
-    } else {
-        CLRED_CAT(SORT_, NFIX)(CE_VEC)
-    }
+    /* This depth's own sort (scripts/combine_networks.py). Not its median
+     * network, although a median alone needs only the middle ranks: that
+     * would leave the other ranks in an order that depends on whether the
+     * vector's other lanes are full, and the float sums of the variance on
+     * that order. */
+    CLRED_CAT(SORT_, NFIX)(CE_VEC)
 #else
     NETWORK(CE_VEC)
 #endif
@@ -1260,32 +1473,27 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
 
     vi lo = (vi)0, hi = n;
     /* full: every lane holds nframes values and its window is still all of
-     * them (a uniform condition: the fast passes above apply). The window's
-     * sum and squares of the last clipping round are kept: when that round
-     * clipped nothing they are the final window's, as finish_pixel needs. */
+     * them (a uniform condition: the fast passes above apply). The float sums
+     * of the last clipping round are kept: when that round clipped nothing
+     * they are the final window's. */
     int full = all(n == (vi)nf);
     int have_sums = 0;
-    va sv = (va)0, sq = (va)0;
+    vsums t;
+    vf k1, k2;
     if (reject == REJECT_SIGCLIP) {
-        for (int iter = 0; max_iters <= 0 || iter < max_iters; iter++) {
+        int iter = 0, exact = 0;
+        for (; max_iters <= 0 || iter < max_iters; iter++) {
             vi active = hi > lo;
-            va m = TO_VA(hi - lo);
-            sv = full ? vec_full_sum(a, nf) : vec_window_sum(a, lo, hi, nf);
-            va mean = sv / m;
-            va centre = centre_mean ? mean
-                                    : (full ? vec_full_median(a, nf) : vec_window_median(a, lo, hi, nf));
-            sq = full ? vec_full_sq(a, mean, nf) : vec_window_sq(a, lo, hi, mean, nf);
-            va spread = sqrt(sq / m);
-            va tlo = centre - (va)sigma_lower * spread, thi = centre + (va)sigma_upper * spread;
-            vf tlo_f = TO_VF_UP(tlo), thi_f = TO_VF_DOWN(thi); /* the same decisions in float */
-            vi nlo = (vi)0, nhi = (vi)0;
-#pragma unroll
-            for (int i = 0; i < NMAX; i++) {
-                if (i < nf) {
-                    vi in = IN_WINDOW(i, lo, hi);
-                    nlo -= in & (a[i] < tlo_f);
-                    nhi -= in & (a[i] > thi_f);
-                }
+            if (full)
+                vec_full_mid(a, nf, &k1, &k2);
+            else
+                vec_window_mid(a, lo, hi, nf, &k1, &k2);
+            t = vec_shifted_sums(a, lo, hi, full, k1, nf);
+            vi nlo, nhi;
+            vi amb = vec_round_float(a, lo, hi, full, t, k1, k2, centre_mean, sigma_lower, sigma_upper, nf, &nlo, &nhi);
+            if (any(active & amb)) {
+                exact = 1; /* this round and the rest in acc_t */
+                break;
             }
             vi changed = active & ((nlo + nhi) > 0);
             lo = select(lo, lo + nlo, changed);
@@ -1295,6 +1503,20 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
                 break;
             full = 0;
         }
+        /* A separate loop, entered only by a vector that needs it: the
+         * compiler hoists the values' conversions to acc_t out of it. */
+        if (exact) {
+            for (; max_iters <= 0 || iter < max_iters; iter++) {
+                vi active = hi > lo, nlo, nhi;
+                vec_round_acc(a, lo, hi, full, centre_mean, sigma_lower, sigma_upper, nf, &nlo, &nhi);
+                vi changed = active & ((nlo + nhi) > 0);
+                lo = select(lo, lo + nlo, changed);
+                hi = select(hi, hi - nhi, changed);
+                if (!any(changed))
+                    break;
+                full = 0;
+            }
+        }
     }
 
     /* finish_pixel with unit weights and no variance planes */
@@ -1303,26 +1525,28 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     VSTORE(TO_VF(kept), out_ncontrib + p0);
     if (!(flags & FLAG_NO_NREJECT))
         VSTORE(TO_VF(n - kept), out_nreject + p0);
-    va mm = TO_VA(m);
     if (!have_sums) {
-        sv = full ? vec_full_sum(a, nf) : vec_window_sum(a, lo, hi, nf);
-        sq = full ? vec_full_sq(a, sv / mm, nf) : vec_window_sq(a, lo, hi, sv / mm, nf);
+        if (full)
+            vec_full_mid(a, nf, &k1, &k2);
+        else
+            vec_window_mid(a, lo, hi, nf, &k1, &k2);
+        t = vec_shifted_sums(a, lo, hi, full, k1, nf);
     }
-    va s2 = sq / TO_VA(m - 1);
-    s2 = select(s2, (va)NAN, TO_VM(m < 2));
-    va result, variance;
+    vf mf = TO_VF(m);
+    vf s2 = vsums_ssq(t, mf) / TO_VF(m - 1);
+    s2 = select(s2, (vf)NAN, m < 2);
+    vf result, variance;
     if (method == METHOD_MEDIAN) {
-        result = full ? vec_full_median(a, nf) : vec_window_median(a, lo, hi, nf);
-        variance = (va)1.5707963267948966 * (s2 / mm);
+        /* exact in acc_t before its one rounding to float, as the reference */
+        result = TO_VF((TO_VA(k1) + TO_VA(k2)) / (va)2);
+        variance = 1.5707963f * (s2 / mf);
     } else {
-        result = sv / mm;
-        variance = s2 * mm / (mm * mm);
+        result = vsums_mean(t, mf);
+        variance = s2 / mf;
     }
     vi empty = m <= 0;
-    vf out_v = select(TO_VF(result), (vf)NAN, empty);
-    vf out_var_v = select(TO_VF(variance), (vf)NAN, empty);
-    VSTORE(out_v, out_sci + p0);
-    VSTORE(out_var_v, out_var + p0);
+    VSTORE(select(result, (vf)NAN, empty), out_sci + p0);
+    VSTORE(select(variance, (vf)NAN, empty), out_var + p0);
     vs flag = select((vs)0,
                           select((vs)(CLRED_MASK_NO_DATA | CLRED_MASK_CLIPPED), (vs)CLRED_MASK_NO_DATA,
                                  TO_VS(n == 0)),

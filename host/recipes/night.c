@@ -221,7 +221,7 @@ static void night_free(night *nt)
 static void prefetch_programs(night *nt)
 {
     const clred_night_opts *o = nt->o;
-    const char *families[12];
+    const char *families[16];
     size_t n = 0;
     families[n++] = "calibrate";
     families[n++] = "stats";
@@ -230,6 +230,8 @@ static void prefetch_programs(night *nt)
     if (nt->rep->nscience > 0) {
         if (nt->rep->nscience > 1) {
             families[n++] = "fft_util"; /* alignment: phase correlation */
+            if (nt->ctx->info.is_cpu)
+                families[n++] = "fft_columns"; /* its FFTs on a CPU (host/rt/fft.c) */
             families[n++] = "resample";
         }
         if (o->quality) {

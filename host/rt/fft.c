@@ -3,6 +3,7 @@
  * plan cache, because both libraries compile device kernels per plan. */
 #include "fft.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,11 @@ struct clred_fft_plan {
     cl_command_queue queue;
     cl_device_id vk_device;
     cl_context vk_context;
+    /* Column (and row) passes by fft_columns.cl instead of VkFFT's (see
+     * vkfft_columns, vkfft_rows); with rows, no VkFFT application (app NULL).
+     * Factors e^{2 pi i k / n}: col_tw n = ny, row_tw n = nx / 2, row_twr n = nx. */
+    int columns, rows;
+    cl_mem col_tw, row_tw, row_twr;
 #endif
 };
 
@@ -202,8 +208,114 @@ static clred_status vkfft_check(VkFFTResult r, const char *what, const clred_fft
                       p->ny, p->batch, (int)r);
 }
 
+/* kernels/fft_columns.cl's local buffers: columns of up to FFT_COLUMNS_MAX
+ * values, rows of up to 2 FFT_ROWS_MAX. */
+#define FFT_COLUMNS_MAX 4096
+#define FFT_ROWS_MAX 4096
+
+static int pow2_in(size_t n, size_t lo, size_t hi)
+{
+    return n >= lo && n <= hi && (n & (n - 1)) == 0;
+}
+
+static unsigned log2_of(size_t n)
+{
+    unsigned l = 0;
+    while (((size_t)1 << l) < n)
+        l++;
+    return l;
+}
+
+static int env_off(const char *name)
+{
+    const char *env = getenv(name);
+    return env && strcmp(env, "0") == 0;
+}
+
+/* Whether the column pass runs in fft_columns.cl: on CPU devices, where
+ * VkFFT's kernels (large work-groups exchanging through local memory at
+ * barriers, run by the CPU runtime as loops over the work-items with their
+ * values spilled at each barrier) cost several times the arithmetic, for
+ * power-of-two column lengths (the kernel's radix) that fit its local
+ * buffer. CLRED_FFT_COLUMNS=0 keeps VkFFT's own (comparisons in bench/). */
+static int vkfft_columns(const clred_ctx *ctx, size_t ny)
+{
+    return !env_off("CLRED_FFT_COLUMNS") && ctx->info.is_cpu && pow2_in(ny, 2, FFT_COLUMNS_MAX) &&
+           ctx->info.local_mem >= FFT_COLUMNS_MAX * 16 * sizeof(cl_float);
+}
+
+/* Whether the row pass runs there too (then VkFFT is not used at all):
+ * power-of-two row lengths from 4, where the column pass runs.
+ * CLRED_FFT_ROWS=0 keeps VkFFT's rows. */
+static int vkfft_rows(const clred_ctx *ctx, size_t nx, int columns)
+{
+    return columns && !env_off("CLRED_FFT_ROWS") && pow2_in(nx, 4, 2 * FFT_ROWS_MAX) &&
+           ctx->info.local_mem >= (FFT_ROWS_MAX + 1) * 16 * sizeof(cl_float);
+}
+
+/* e^{2 pi i k / n} for k < count, from double, into a new buffer. */
+static clred_status unit_factors(clred_ctx *ctx, size_t n, size_t count, cl_mem *out)
+{
+    float *tw = malloc(2 * count * sizeof *tw);
+    if (!tw)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for FFT factors of length %zu", n);
+    for (size_t k = 0; k < count; k++) {
+        double a = 6.283185307179586476925286766559 * (double)k / (double)n;
+        tw[2 * k] = (float)cos(a);
+        tw[2 * k + 1] = (float)sin(a);
+    }
+    clred_status st =
+        clred_buffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, 2 * count * sizeof *tw, tw, out, "FFT factors");
+    free(tw);
+    return st;
+}
+
+/* The column FFTs of every batch in place: sign -1 forward, +1 inverse. */
+static clred_status vkfft_column_pass(clred_ctx *ctx, clred_fft_plan *p, cl_mem buffer, float sign, float scale)
+{
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(ctx, "fft_columns", NULL, "fft_columns", &k));
+    cl_int ncols = (cl_int)(p->nx / 2 + 1), n = (cl_int)p->ny, log2n = (cl_int)log2_of(p->ny);
+    cl_int pitch = (cl_int)clred_fft_pitch(p->nx), batch_floats = (cl_int)(clred_fft_pitch(p->nx) * p->ny);
+    CLRED_TRY(clred_args(k, "fft_columns", CLRED_ARG(buffer), CLRED_ARG(ncols), CLRED_ARG(n), CLRED_ARG(log2n),
+                         CLRED_ARG(pitch), CLRED_ARG(batch_floats), CLRED_ARG(p->col_tw), CLRED_ARG(sign),
+                         CLRED_ARG(scale), (size_t)0));
+    /* One work-item per 8 columns, each its own work-group, so that the
+     * runtime spreads them evenly over the cores. */
+    size_t global[2] = {((size_t)ncols + 7) / 8, p->batch}, local[2] = {1, 1};
+    return clred_run(ctx, k, "fft_columns", 2, global, local);
+}
+
+/* The row transforms of every batch in place: real to half spectrum
+ * (forward) or back, normalised by 1 / nx (the exact inverse). */
+static clred_status vkfft_row_pass(clred_ctx *ctx, clred_fft_plan *p, cl_mem buffer, int inverse)
+{
+    const char *name = inverse ? "fft_rows_c2r" : "fft_rows_r2c";
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(ctx, "fft_columns", NULL, name, &k));
+    cl_int nrows = (cl_int)(p->ny * p->batch), m = (cl_int)(p->nx / 2), log2m = (cl_int)log2_of(p->nx / 2);
+    cl_int pitch = (cl_int)clred_fft_pitch(p->nx);
+    cl_float scale = (cl_float)(2.0 / (double)p->nx);
+    if (inverse)
+        CLRED_TRY(clred_args(k, name, CLRED_ARG(buffer), CLRED_ARG(nrows), CLRED_ARG(m), CLRED_ARG(log2m),
+                             CLRED_ARG(pitch), CLRED_ARG(p->row_tw), CLRED_ARG(p->row_twr), CLRED_ARG(scale), (size_t)0));
+    else
+        CLRED_TRY(clred_args(k, name, CLRED_ARG(buffer), CLRED_ARG(nrows), CLRED_ARG(m), CLRED_ARG(log2m),
+                             CLRED_ARG(pitch), CLRED_ARG(p->row_tw), CLRED_ARG(p->row_twr), (size_t)0));
+    size_t global = ((size_t)nrows + 7) / 8, local = 1; /* 8 rows per work-item, as the columns */
+    return clred_run(ctx, k, name, 1, &global, &local);
+}
+
 static clred_status vkfft_create(clred_ctx *ctx, clred_fft_plan *p)
 {
+    p->columns = vkfft_columns(ctx, p->ny);
+    p->rows = vkfft_rows(ctx, p->nx, p->columns);
+    if (p->columns)
+        CLRED_TRY(unit_factors(ctx, p->ny, p->ny / 2, &p->col_tw));
+    if (p->rows) { /* no VkFFT application: none of its kernels compiled */
+        CLRED_TRY(unit_factors(ctx, p->nx / 2, p->nx / 4, &p->row_tw));
+        return unit_factors(ctx, p->nx, p->nx / 4 + 1, &p->row_twr);
+    }
     p->app = calloc(1, sizeof *p->app);
     if (!p->app)
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for a VkFFT plan");
@@ -223,6 +335,8 @@ static clred_status vkfft_create(clred_ctx *ctx, clred_fft_plan *p)
     c.context = &p->vk_context;
     c.commandQueue = &p->queue;
     c.bufferSize = &p->buffer_bytes;
+    if (p->columns)
+        c.omitDimension[1] = 1; /* rows only; normalises by 1 / nx */
     VkFFTResult r = initializeVkFFT(p->app, c);
     if (r != VKFFT_SUCCESS) {
         free(p->app);
@@ -239,7 +353,15 @@ static clred_status vkfft_run(clred_ctx *ctx, clred_fft_plan *p, int inverse, cl
     p->bound = buffer;
     lp.commandQueue = &p->queue;
     lp.buffer = &p->bound;
-    CLRED_TRY(vkfft_check(VkFFTAppend(p->app, inverse ? 1 : -1, &lp), inverse ? "inverse transform" : "forward transform", p));
+    if (p->columns && inverse)
+        CLRED_TRY(vkfft_column_pass(ctx, p, buffer, 1.0f, (float)(1.0 / (double)p->ny)));
+    if (p->rows)
+        CLRED_TRY(vkfft_row_pass(ctx, p, buffer, inverse));
+    else
+        CLRED_TRY(vkfft_check(VkFFTAppend(p->app, inverse ? 1 : -1, &lp),
+                              inverse ? "inverse transform" : "forward transform", p));
+    if (p->columns && !inverse)
+        CLRED_TRY(vkfft_column_pass(ctx, p, buffer, -1.0f, 1.0f));
     cl_int err = clFinish(ctx->queue);
     return err == CL_SUCCESS ? CLRED_OK : clred_fail_cl(err, "waiting for a VkFFT transform");
 }
@@ -326,6 +448,12 @@ void clred_fft_plan_destroy(clred_fft_plan *p)
         deleteVkFFT(p->app);
         free(p->app);
     }
+    if (p->col_tw)
+        clReleaseMemObject(p->col_tw);
+    if (p->row_tw)
+        clReleaseMemObject(p->row_tw);
+    if (p->row_twr)
+        clReleaseMemObject(p->row_twr);
 #endif
     free(p);
 }
@@ -361,6 +489,16 @@ clred_status clred_fft_inverse(clred_ctx *ctx, clred_fft_plan *plan, cl_mem buff
 
 size_t clred_fft_plan_nx(const clred_fft_plan *plan) { return plan->nx; }
 size_t clred_fft_plan_ny(const clred_fft_plan *plan) { return plan->ny; }
+
+int clred_fft_plan_columns(const clred_fft_plan *plan)
+{
+#ifdef CLRED_HAVE_VKFFT
+    return plan->columns + plan->rows;
+#else
+    (void)plan;
+    return 0;
+#endif
+}
 
 /* ---- the plan cache: per context (ctx->fft), so contexts on other threads
  * never share or lock one another's plans */

@@ -52,6 +52,10 @@ clred_status clred_fft_inverse(clred_ctx *ctx, clred_fft_plan *plan, cl_mem buff
 
 size_t clred_fft_plan_nx(const clred_fft_plan *plan);
 size_t clred_fft_plan_ny(const clred_fft_plan *plan);
+/* Which passes of the plan run in kernels/fft_columns.cl (VkFFT backend on a
+ * CPU device): 0 none, 1 the columns (power-of-two ny), 2 the rows too
+ * (power-of-two nx as well; no VkFFT). For tests and bench/. */
+int clred_fft_plan_columns(const clred_fft_plan *plan);
 
 
 /* The padded size for a Fourier shift of n pixels by up to |d| pixels: the

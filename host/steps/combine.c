@@ -682,10 +682,12 @@ static clred_status run_band(clred_ctx *ctx, const combine_plan *p, cl_kernel co
         return run_kernel(ctx, complete, "combine_stack", s, b, t, none, o, rows, npix);
     cl_mem unfinished = b->unfinished.buf;
     if (p->vector) {
-        /* one work-item per vector_width pixels, one more to mark the tail for combine_stack */
+        /* one work-item per vector_width pixels, one more for the tail (the
+         * last vector_width pixels again); a band of less than one vector goes
+         * to combine_stack */
         const size_t vw = (size_t)ctx->vector_width;
         CLRED_TRY(run_kernel(ctx, fast, "combine_stack_vec", s, b, t, unfinished, o, rows, npix / vw + 1));
-        if (npix % vw)
+        if (npix < vw)
             CLRED_TRY(run_kernel(ctx, complete, "combine_stack", s, b, t, unfinished, o, rows, npix));
         return CLRED_OK;
     }
