@@ -9,7 +9,8 @@
 #
 #   bench/latency.sh [--bin PATH] [--work DIR] [--size WxH] [COMMAND...]
 #
-# COMMAND: stats combine calibrate cosmic sources register demo (default all).
+# COMMAND: stats combine calibrate cosmic sources register subtract demo
+# (default all).
 # Prints a Markdown table. Timings taken while other jobs run are noisy: the
 # CPU column (user + system seconds of the command and its threads) is the
 # steadier figure on a shared machine.
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ "${#cmds[@]}" -gt 0 ] || cmds=(stats combine calibrate cosmic sources register demo)
+[ "${#cmds[@]}" -gt 0 ] || cmds=(stats combine calibrate cosmic sources register subtract demo)
 [ -x "$bin" ] || { echo "bench/latency.sh: no clred executable at $bin (--bin PATH)" >&2; exit 2; }
 mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
@@ -46,6 +47,7 @@ args() {
     cosmic) echo "$night/sci_001.fits -o $out/cosmic.fits" ;;
     sources) echo "$night/sci_001.fits -o $out/sources.fits" ;;
     register) echo "$night/sci_001.fits $night/sci_002.fits $night/sci_003.fits --table $out/shifts.csv" ;;
+    subtract) echo "$night/sci_002.fits $night/sci_001.fits -o $out/diff.fits" ;;
     demo) echo "--size $size --dir $out/demo" ;;
     *) echo "bench/latency.sh: unknown command '$2'" >&2; return 1 ;;
   esac
@@ -68,8 +70,8 @@ run() {
   rm -rf "$out"
 }
 
-echo "| command | cold wall s | cold CPU s | warm wall s | warm CPU s | programs compiled cold | their build s |"
-echo "|---|---|---|---|---|---|---|"
+echo "| command | cold wall s | cold CPU s | warm wall s | warm CPU s | programs compiled cold | their build s | their build CPU s | FFT plans |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for c in "${cmds[@]}"; do
   cache="$work/cache-$c" pocl="$work/pocl-$c" log="$work/log-$c"
   rm -rf "$cache" "$pocl" "$log"
@@ -77,6 +79,8 @@ for c in "${cmds[@]}"; do
   read -r cw cc <<<"$(run "$c" "$cache" "$pocl" "$log")"
   n="$(awk -F'\t' '$3 == "compiled"' "$log" 2>/dev/null | wc -l)"
   bs="$(awk -F'\t' '$3 == "compiled" {s += $4} END {printf "%.2f", s}' "$log" 2>/dev/null)"
+  bc="$(awk -F'\t' '$3 == "compiled" {s += $6} END {printf "%.2f", s}' "$log" 2>/dev/null)"
+  np="$(awk -F'\t' '$3 == "plan"' "$log" 2>/dev/null | wc -l)"
   read -r ww wc <<<"$(run "$c" "$cache" "$pocl" "$work/warm-log")"
-  echo "| $c | $cw | $cc | $ww | $wc | $n | $bs |"
+  echo "| $c | $cw | $cc | $ww | $wc | $n | $bs | $bc | $np |"
 done

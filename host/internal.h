@@ -171,6 +171,16 @@ void clred_programs_prefetch(clred_ctx *ctx, const char *const *families, size_t
 /* The on-disk cache directory (CLRED_CACHE_DIR, else $XDG_CACHE_HOME/clred,
  * else ~/.cache/clred); NULL if none can be used. */
 const char *clred_cache_dir(void);
+/* Holds an exclusive cross-process lock keyed by what, the device and the
+ * driver (a file in the cache directory) until clred_cache_unlock: for builds
+ * the driver caches itself (FFT plans). Returns -1, and locks nothing, when
+ * there is no usable cache directory. */
+int clred_cache_lock(const clred_ctx *ctx, const char *what);
+void clred_cache_unlock(int fd);
+/* One line of CLRED_BUILD_LOG (programs.c): a program a process "compiled"
+ * or loaded from "cache", or an FFT "plan" it made (the FFT library compiles
+ * or finds its kernels in the driver's cache), with its wall and thread CPU seconds. */
+void clred_log_build(const char *family, const char *options, const char *outcome, double seconds, double cpu_seconds);
 void clred_programs_release(clred_ctx *ctx);
 
 /* ---- device buffers and enqueueing (devmem.c) */
@@ -389,5 +399,7 @@ float clred_select_kth(float *v, size_t n, size_t k);
 double clred_median_inplace(float *v, size_t n);
 /* Time in seconds from a monotonic clock. */
 double clred_now(void);
+/* CPU seconds the calling thread has used: a compile's cost on a loaded machine. */
+double clred_thread_cpu(void);
 
 #endif

@@ -190,7 +190,12 @@ int main(void)
             continue;
         }
         ran++;
-        check_size(ctx, backends[b], 15, 9, 1);
+        /* Odd x odd on the default backend only: each clFFT plan costs POCL
+         * some 7 CPU seconds of compiling on a cold cache, and clFFT's odd
+         * lengths and batches are checked by 33 x 20 (batch 2) and its odd
+         * rows by the phase ramp's 20 x 15. */
+        if (backends[b] == CLRED_FFT_VKFFT)
+            check_size(ctx, backends[b], 15, 9, 1);
         check_size(ctx, backends[b], 33, 20, 2);
         check_phase_ramp(ctx, backends[b]);
     }
@@ -203,7 +208,7 @@ int main(void)
     ctx = harness_ctx();
     for (size_t b = 0; b < 2; b++)
         if (clred_fft_available(backends[b]))
-            check_size(ctx, backends[b], 15, 9, 1);
+            check_size(ctx, backends[b], 33, 20, 2);
     clred_ctx_destroy(ctx);
     return harness_finish();
 }

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -402,6 +403,16 @@ clred_status clred_fft_plan_create(clred_ctx *ctx, clred_fft_backend backend, si
     p->context = ctx->context;
     p->device = ctx->device;
     clred_status st = CLRED_ERR_USAGE;
+    /* The libraries compile their kernels here, outside clred's program
+     * cache; the driver may cache them (POCL does, keyed by source), but it
+     * does not stop two processes (parallel tests, a batch of commands) from
+     * compiling the same plan side by side: a lock per plan makes the second
+     * wait and find it in the driver's cache. */
+    const char *family = backend == CLRED_FFT_VKFFT ? "fft-VkFFT" : "fft-clFFT";
+    char what[128];
+    snprintf(what, sizeof what, "%s %zux%zu batch %zu", family, nx, ny, batch);
+    int lock = clred_cache_lock(ctx, what);
+    double t0 = clred_now(), c0 = clred_thread_cpu();
 #ifdef CLRED_HAVE_CLFFT
     if (backend == CLRED_FFT_CLFFT)
         st = clfft_create(ctx, p);
@@ -410,6 +421,8 @@ clred_status clred_fft_plan_create(clred_ctx *ctx, clred_fft_backend backend, si
     if (backend == CLRED_FFT_VKFFT)
         st = vkfft_create(ctx, p);
 #endif
+    clred_cache_unlock(lock);
+    clred_log_build(family, what + strlen(family) + 1, "plan", clred_now() - t0, clred_thread_cpu() - c0);
     if (st != CLRED_OK) {
         clred_fft_plan_destroy(p);
         return st;

@@ -100,6 +100,33 @@ static uint64_t cache_key(const clred_ctx *ctx, const char *source, const char *
     return clred_hash(options, strlen(options), h);
 }
 
+/* An exclusive lock on the cache entry named by what (hashed with the
+ * device and driver, like a program's key), for work the driver caches
+ * itself, such as an FFT library's kernels: a second process waits for the
+ * first's build and then finds it in the driver's cache instead of building
+ * it again beside it. -1 without a usable cache directory. */
+int clred_cache_lock(const clred_ctx *ctx, const char *what)
+{
+    const char *dir = clred_cache_dir();
+    if (!dir)
+        return -1;
+    char path[1100];
+    snprintf(path, sizeof path, "%s/%016llx.lock", dir, (unsigned long long)cache_key(ctx, what, ""));
+    make_dirs(dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0 && flock(fd, LOCK_EX) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+void clred_cache_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* releases the flock */
+}
+
 /* A cache entry: this header, then the driver's binary. The driver's loader
  * is not robust against damaged binaries (POCL crashes on a truncated one),
  * so an entry is handed to it only when its length and checksum match. */
@@ -312,18 +339,23 @@ static clred_status assemble_source(const char *family, const char *body, char *
 }
 
 /* CLRED_BUILD_LOG=FILE appends one line per program a process builds or
- * loads: family, options, "cache" or "compiled", seconds and the process id
- * (tab-separated). It counts the program variants a command or a test suite
- * needs and what each costs (bench/latency.sh). One write(2) per line with
- * O_APPEND, so concurrent processes do not interleave within a line. */
-static void log_build(const char *family, const char *options, int from_cache, double seconds)
+ * loads: family, options, "cache" or "compiled", seconds, the process id and
+ * the thread's CPU seconds (tab-separated; CPU, unlike wall time, stays a
+ * measure of the work on a loaded machine). It counts the program variants a
+ * command or a test suite needs and what each costs (bench/latency.sh); FFT
+ * plans, whose kernels the FFT libraries compile, are logged too ("plan",
+ * fft.c). One write(2) per line with O_APPEND, so concurrent processes do not
+ * interleave within a line. POCL compiles each kernel again for its
+ * work-group shape at its first launch, in its own threads: the thread CPU
+ * here is the front end only. */
+void clred_log_build(const char *family, const char *options, const char *outcome, double seconds, double cpu_seconds)
 {
     const char *path = getenv("CLRED_BUILD_LOG");
     if (!path || !*path)
         return;
     char line[1400];
-    int n = snprintf(line, sizeof line, "%s\t%s\t%s\t%.3f\t%ld\n", family, options, from_cache ? "cache" : "compiled",
-                     seconds, (long)getpid());
+    int n = snprintf(line, sizeof line, "%s\t%s\t%s\t%.3f\t%ld\t%.3f\n", family, options, outcome, seconds,
+                     (long)getpid(), cpu_seconds);
     if (n <= 0 || (size_t)n >= sizeof line)
         return;
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -365,7 +397,7 @@ static clred_status make_program(clred_ctx *ctx, const char *family, const char 
              vector_width, extra);
 
     cl_program program = NULL;
-    double t0 = clred_now();
+    double t0 = clred_now(), c0 = clred_thread_cpu();
     const char *dir = clred_cache_dir();
     char path[1100] = "";
     uint64_t key = 0;
@@ -406,7 +438,7 @@ static clred_status make_program(clred_ctx *ctx, const char *family, const char 
     if (lock >= 0)
         close(lock); /* releases the flock */
     free(source);
-    log_build(family, options, from_cache, clred_now() - t0);
+    clred_log_build(family, options, from_cache ? "cache" : "compiled", clred_now() - t0, clred_thread_cpu() - c0);
 
     program_entry *e = calloc(1, sizeof *e);
     if (!e || !(e->family = strdup(family)) || !(e->options = strdup(extra))) {
