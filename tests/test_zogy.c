@@ -102,6 +102,42 @@ static void against_reference(clred_ctx *ctx)
     CHECK(e_sc <= 1.0);
     CHECK(e_fl <= 1.0);
     CHECK(e_fv <= 1.0);
+    /* The masks against a brute-force growth: both inputs' bits, NO_DATA where
+     * the reference left NaN, unusable bits grown by a FWHM and the saturated
+     * bit by half the larger PSF (square boxes), EDGE within that half. */
+    {
+        int w = 80, h = 72, big = (int)(p.new_psf.size > p.ref_psf.size ? p.new_psf.size : p.ref_psf.size);
+        int grow = (int)ceil(fmax(p.new_psf.fwhm, p.ref_psf.fwhm)), grow_sat = big / 2 > grow ? big / 2 : grow;
+        uint16_t unusable = zo.ignore_bits | CLRED_MASK_NO_DATA;
+        uint16_t *b0 = malloc(n * sizeof *b0);
+        for (size_t i = 0; i < n; i++)
+            b0[i] = p.new_img.mask[i] | p.ref.mask[i] | (isnan(ref.diff[i]) ? CLRED_MASK_NO_DATA : 0);
+        size_t mask_bad = 0, nsat = 0;
+        for (size_t i = 0; i < n; i++)
+            nsat += (b0[i] & CLRED_MASK_SATURATED) != 0;
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                uint16_t m = b0[(size_t)y * w + x];
+                for (int j = y - grow_sat; j <= y + grow_sat; j++)
+                    for (int k = x - grow_sat; k <= x + grow_sat; k++) {
+                        if (j < 0 || k < 0 || j >= h || k >= w)
+                            continue;
+                        uint16_t b = b0[(size_t)j * w + k];
+                        if (abs(j - y) <= grow && abs(k - x) <= grow)
+                            m |= b & unusable;
+                        m |= b & CLRED_MASK_SATURATED;
+                    }
+                if (x < big / 2 || y < big / 2 || x >= w - big / 2 || y >= h - big / 2)
+                    m |= CLRED_MASK_EDGE;
+                mask_bad += diff.mask[(size_t)y * w + x] != m || scorr.mask[(size_t)y * w + x] != m;
+            }
+        printf("masks: %zu of %zu pixels differ from the brute-force growth (grow %d, saturated %d, %zu saturated "
+               "pixels)\n",
+               mask_bad, n, grow, grow_sat, nsat);
+        CHECK(mask_bad == 0);
+        CHECK(nsat > 0); /* the saturated growth is exercised */
+        free(b0);
+    }
     /* the holes are NaN in every product and NO_DATA in the masks */
     size_t hole = (size_t)lround(p.hole_xy[1]) * 80 + (size_t)lround(p.hole_xy[0]);
     CHECK(isnan(diff.sci[hole]) && isnan(scorr.sci[hole]));

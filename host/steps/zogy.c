@@ -51,7 +51,7 @@ typedef struct {
     size_t nx, ny, pitch, ncx, bytes;
     clred_fft_plan *plan;
     cl_mem buf[NBUF];
-    cl_mem bits, psf_n, psf_r, row_fs, stamp;
+    cl_mem bits, grown_rows, psf_n, psf_r, row_fs, stamp;
     size_t psf_n_size, psf_r_size;
     double *tile_level;           /* each tile's level of D */
     double *tile_fs;              /* each tile's F_S (all the same unless the PSFs vary) */
@@ -63,6 +63,7 @@ static void release(zogy_state *s)
         if (s->buf[i])
             clred_pool_give(s->ctx, &s->buf[i], s->bytes);
     clred_release(&s->bits);
+    clred_release(&s->grown_rows);
     clred_release(&s->psf_n);
     clred_release(&s->psf_r);
     clred_release(&s->row_fs);
@@ -347,11 +348,16 @@ static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_
                            double f_s, int grow, int grow_sat, int edge, int cx0, int cy0, int cx1, int cy1)
 {
     cl_kernel k;
-    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_finish", &k));
     int w = (int)s->w, h = (int)s->h, pitch = (int)s->pitch;
+    cl_ushort unusable = o->ignore_bits | CLRED_MASK_NO_DATA;
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_grow_rows", &k));
+    CLRED_TRY(clred_args(k, "zogy_grow_rows", CLRED_ARG(s->bits), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(grow),
+                         CLRED_ARG(grow_sat), CLRED_ARG(unusable), CLRED_ARG(s->grown_rows), (size_t)0));
+    size_t gr[2] = {s->w, s->h};
+    CLRED_TRY(clred_run_tiled(s->ctx, k, "zogy_grow_rows", 2, gr));
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_finish", &k));
     float fd = (float)out->f_d, fs = (float)f_s;
     float sx2 = (float)(o->astrom_sigma_x * o->astrom_sigma_x), sy2 = (float)(o->astrom_sigma_y * o->astrom_sigma_y);
-    cl_ushort unusable = o->ignore_bits | CLRED_MASK_NO_DATA;
     float d_off = (float)d_off_tile;
     int x0 = (int)s->x0, y0 = (int)s->y0, out_w = (int)s->fw, out_h = (int)s->fh;
     cl_mem dsci = clred_dimage_sci(out->diff), dvar = clred_dimage_var(out->diff), dmask = clred_dimage_mask(out->diff);
@@ -359,8 +365,8 @@ static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_
     cl_mem fsci = clred_dimage_sci(out->flux), fvar = clred_dimage_var(out->flux);
     /* After apply_kernels and the inverse transforms: V(S) in B_VN, V(D) in B_VR. */
     CLRED_TRY(clred_args(k, "zogy_finish", CLRED_ARG(s->buf[B_D]), CLRED_ARG(s->buf[B_N]), CLRED_ARG(s->buf[B_R]),
-                         CLRED_ARG(s->buf[B_VN]), CLRED_ARG(s->buf[B_VR]), CLRED_ARG(s->bits), CLRED_ARG(w),
-                         CLRED_ARG(h), CLRED_ARG(pitch), CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(cx0), CLRED_ARG(cy0),
+                         CLRED_ARG(s->buf[B_VN]), CLRED_ARG(s->buf[B_VR]), CLRED_ARG(s->bits),
+                         CLRED_ARG(s->grown_rows), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(pitch), CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(cx0), CLRED_ARG(cy0),
                          CLRED_ARG(cx1), CLRED_ARG(cy1), CLRED_ARG(out_w), CLRED_ARG(out_h), CLRED_ARG(fd), CLRED_ARG(fs), CLRED_ARG(sx2), CLRED_ARG(sy2),
                          CLRED_ARG(d_off), CLRED_ARG(grow), CLRED_ARG(grow_sat), CLRED_ARG(edge), CLRED_ARG(unusable), CLRED_ARG(dsci), CLRED_ARG(dvar),
                          CLRED_ARG(dmask), CLRED_ARG(ssci), CLRED_ARG(smask), CLRED_ARG(fsci), CLRED_ARG(fvar),
@@ -447,6 +453,8 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
     for (int i = 0; i < NBUF; i++)
         CLRED_TRY(clred_pool_take(ctx, s->bytes, "ZOGY spectrum", &s->buf[i]));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, s->w * s->h * sizeof(cl_ushort), NULL, &s->bits, "ZOGY mask"));
+    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, s->w * s->h * sizeof(cl_uint), NULL, &s->grown_rows,
+                           "ZOGY mask rows"));
     size_t acc = ctx->use_double ? sizeof(double) : sizeof(float);
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, s->ny * acc, NULL, &s->row_fs, "ZOGY F_S rows"));
     int varying = (pn->order > 0 && pn->basis) || (pr->order > 0 && pr->basis);
@@ -600,7 +608,7 @@ clred_status clred_subtract_zogy_dev(clred_ctx *ctx, const clred_dimage *new_img
     s.pitch = clred_fft_pitch(s.nx);
     s.ncx = s.nx / 2 + 1;
     s.bytes = clred_fft_bytes(s.nx, s.ny, 1);
-    uint64_t need = (uint64_t)NBUF * s.bytes + 2 * (uint64_t)s.w * s.h;
+    uint64_t need = (uint64_t)NBUF * s.bytes + 6 * (uint64_t)s.w * s.h; /* + the mask and its grown rows */
     if (need > clred_ctx_budget(ctx))
         return clred_fail(CLRED_ERR_USAGE,
                           "ZOGY: %zu x %zu tiles need %.0f MB of device memory, over the budget of %.0f MB (use smaller "
