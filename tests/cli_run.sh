@@ -156,8 +156,10 @@ for sig in KILL INT; do
     OI=$TMP/out_$sig
     "$BIN" run "$LONG" -o "$OI" > /dev/null 2>&1 &
     pid=$!
+    # until the manifest records a finished product: a product renamed into
+    # place but not yet in the manifest is rightly written again by the rerun
     for _ in $(seq 1 1000); do
-        [ -e "$OI/masters/bias.fits" ] && break
+        grep -q '"done": true' "$OI/manifest.json" 2> /dev/null && break
         sleep 0.01
     done
     kill -$sig $pid 2> /dev/null
