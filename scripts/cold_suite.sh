@@ -15,6 +15,9 @@
 # tests that loaded it from the cache or waited on its lock), the FFT plans,
 # and POCL's work-group objects. CPU seconds are the figure to compare on a
 # loaded machine; the wall time measures the load as much as the suite.
+# Unlike one `ctest -j`, the separate runs ignore RESOURCE_LOCK and COST, and
+# each test keeps its TIMEOUT (600 s), which the costliest compiles can pass
+# on a loaded machine.
 # --warm keeps the caches. REGEX selects tests (ctest -R).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -31,6 +34,13 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+# ctest runs the tree named in DartConfiguration.tcl, whatever --test-dir says:
+# a copied build tree would run (and empty the caches of) its original.
+dart="$(sed -n 's/^BuildDirectory: //p' "$build/DartConfiguration.tcl" 2>/dev/null)"
+if [ "$(cd "${dart:-/nonexistent}" 2>/dev/null && pwd)" != "$build" ]; then
+  echo "scripts/cold_suite.sh: $build is not a configured build tree (its DartConfiguration.tcl names '${dart}')" >&2
+  exit 2
+fi
 out="${out:-${TMPDIR:-/tmp}/clred-cold-suite.$$}"
 mkdir -p "$out/log"
 out="$(cd "$out" && pwd)"
