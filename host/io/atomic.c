@@ -122,9 +122,10 @@ void clred_temp_files_remove_on_signals(void)
  *
  * An existing target is unlinked just before the temporary is renamed over
  * it. A replacing rename makes ext4 (auto_da_alloc) allocate and start
- * writing back the new file's blocks at once, in the renaming thread: about
- * 10 ms per 16 MB product here, the largest part of writing a calibrated
- * frame into the page cache. What stays the same: no partial file is ever
+ * writing back the new file's blocks at once, in the renaming thread: 5 to
+ * 20 ms per 16 MB product on this project's ext4 machine (bench/calibrate.c's
+ * floor-rename against floor-unlink-rename rows), as much as writing the
+ * whole frame into the page cache. What stays the same: no partial file is ever
  * visible under the target's name (it is the old file, then none, then the
  * finished new one), the temporary is cleaned up as before, and an input is
  * never touched (clred_output_check refused outputs that name one). What is
