@@ -167,25 +167,83 @@ kernel void stats_select(global const float *sci, global const ushort *mask, con
 
 #define STATS_BIN_SHIFT 16u
 #define STATS_MAX_SHELLS 16u
+#define STATS_SLOT0 16u
 
+/* A key's bin: coarse bins of 2^16 keys (the top 16 bits) outside the
+ * window [wlo, whi) of keys, bins of 2^ws keys inside it, numbered in value
+ * order (wb0 = wlo >> 16, wb1 the first bin above the window). wlo = whi = 0
+ * and wb1 = 0 give the plain top-16-bit bins. The host picks the window from
+ * a sample, so that the bins that hold a median, MAD or clipping bound are
+ * narrow next to the noise and hold few pixels. */
+inline uint stats_bin_of(const uint key, const uint wlo, const uint whi, const uint ws, const uint wb0,
+                         const uint wb1)
+{
+    const uint below = key >> STATS_BIN_SHIFT, inside = wb0 + ((key - wlo) >> ws),
+               above = wb1 + ((key - whi) >> STATS_BIN_SHIFT);
+    return key < wlo ? below : key < whi ? inside : above;
+}
+
+/* Eight pixels at a time: both passes are bound by instructions per pixel on
+ * a CPU (one work-item per group walks whole rows), so keys and bins are
+ * formed in vectors, branch-free. */
+inline uint8 stats_key8(const float8 v)
+{
+    const uint8 u = as_uint8(v);
+    return u ^ select((uint8)0x80000000u, (uint8)0xffffffffu, as_int8(u) < 0);
+}
+
+inline uint8 stats_bin_of8(const uint8 key, const uint wlo, const uint whi, const uint ws, const uint wb0,
+                           const uint wb1)
+{
+    const uint8 below = key >> STATS_BIN_SHIFT, inside = (uint8)wb0 + ((key - (uint8)wlo) >> (uint8)ws),
+                above = (uint8)wb1 + ((key - (uint8)whi) >> STATS_BIN_SHIFT);
+    return select(select(above, inside, key < (uint8)whi), below, key < (uint8)wlo);
+}
+
+/* Lanes usable: finite and not masked (as clred_usable), -1 where so. */
+inline int8 stats_usable8(const float8 v, global const ushort *mrow, const uint x, const ushort ignore)
+{
+    int8 use = isfinite(v);
+    if (mrow)
+        use &= convert_int8((vload8(0, mrow + x) & (ushort8)ignore) == (ushort8)0);
+    return use;
+}
+
+#define STATS_LANES(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+
+/* Counts per bin over every row_step-th row of the region (rh rows counted:
+ * rows 0, row_step, ...); each group owns nb counts on a CPU. */
 kernel void stats_bin_hist(global const float *sci, global const ushort *mask, const ushort ignore, const uint width,
-                           const uint x0, const uint y0, const uint rw, const uint rh, global uint *hist)
+                           const uint x0, const uint y0, const uint rw, const uint rh, global uint *hist,
+                           const uint nb, const uint row_step, const uint wlo, const uint whi, const uint ws,
+                           const uint wb0, const uint wb1)
 {
     const uint lid = get_local_id(0), lsize = get_local_size(0);
     const uint g = get_group_id(0), groups = get_num_groups(0);
     const bool own = lsize == 1;
-    global uint *h = own ? hist + ((size_t)g << STATS_BIN_SHIFT) : hist;
+    global uint *h = own ? hist + (size_t)g * nb : hist;
     const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
     for (uint y = r0; y < r1; y++) {
-        const size_t row = (size_t)(y0 + y) * width + x0;
+        const size_t row = (size_t)(y0 + y * row_step) * width + x0;
         global const float *srow = sci + row;
         global const ushort *mrow = mask ? mask + row : 0;
-        for (uint x = lid; x < rw; x += lsize) {
+        uint x = lid;
+        if (own) {
+            for (; x + 8 <= rw; x += 8) {
+                const float8 v = vload8(0, srow + x);
+                const int8 use = stats_usable8(v, mrow, x, ignore);
+                const uint8 b = stats_bin_of8(stats_key8(v), wlo, whi, ws, wb0, wb1);
+#define STATS_COUNT_LANE(i) if (use.s##i) h[b.s##i]++;
+                STATS_LANES(STATS_COUNT_LANE)
+#undef STATS_COUNT_LANE
+            }
+        }
+        for (; x < rw; x += lsize) {
             const float v = srow[x];
             const ushort m = mrow ? mrow[x] : (ushort)0;
             if (!clred_usable(v, m, ignore))
                 continue;
-            const uint b = clred_float_key(v) >> STATS_BIN_SHIFT;
+            const uint b = stats_bin_of(clred_float_key(v), wlo, whi, ws, wb0, wb1);
             if (own)
                 h[b]++;
             else
@@ -194,15 +252,41 @@ kernel void stats_bin_hist(global const float *sci, global const ushort *mask, c
     }
 }
 
-/* table[bin]: bits 0-7 the shell, bit 8 set for a bin gathered value by
- * value, bits 10-31 its gather slot. Per group and shell: count,
+#ifdef CLRED_USE_DOUBLE
+typedef double8 acc8_t;
+#define stats_convert_acc8 convert_double8
+#else
+typedef float8 acc8_t;
+#define stats_convert_acc8 convert_float8
+#endif
+
+inline acc_t stats_sum8(const acc8_t a)
+{
+    return ((a.s0 + a.s1) + (a.s2 + a.s3)) + ((a.s4 + a.s5) + (a.s6 + a.s7));
+}
+
+inline float stats_min8(const float8 a)
+{
+    const float4 m = fmin(a.lo, a.hi);
+    return fmin(fmin(m.s0, m.s1), fmin(m.s2, m.s3));
+}
+
+inline float stats_max8(const float8 a)
+{
+    const float4 m = fmax(a.lo, a.hi);
+    return fmax(fmax(m.s0, m.s1), fmax(m.s2, m.s3));
+}
+
+/* table[bin]: the bin's shell, or STATS_SLOT0 + the gather slot of a bin
+ * gathered value by value (a slot: consecutive such bins). Per group and shell: count,
  * sum and sum of squares of (x - shift) in acc_t, min and max. gcursor holds
  * each slot's next position in gather (per group when own). */
 kernel void stats_bin_scan(global const float *sci, global const ushort *mask, const ushort ignore,
                            const uint width, const uint x0, const uint y0, const uint rw, const uint rh,
-                           global const uint *table, const uint nshells, const acc_t shift, global uint *pcount,
+                           global const uchar *table, const uint nshells, const acc_t shift, global uint *pcount,
                            global acc_t *psums, global float *pminmax, local uint *lcount, local acc_t *lsums,
-                           local float *lminmax, global float *gather, global uint *gcursor, const uint ngather)
+                           local float *lminmax, global float *gather, global uint *gcursor, const uint ngather,
+                           const uint wlo, const uint whi, const uint ws, const uint wb0, const uint wb1)
 {
     const uint lid = get_local_id(0), lsize = get_local_size(0);
     const uint g = get_group_id(0), groups = get_num_groups(0);
@@ -221,40 +305,79 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
     uint hcnt = 0;
     acc_t hs1 = 0, hs2 = 0;
     float hmn = INFINITY, hmx = -INFINITY;
+    acc8_t hs1v = (acc8_t)0, hs2v = (acc8_t)0;
+    float8 hmnv = (float8)INFINITY, hmxv = (float8)-INFINITY;
     const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
     for (uint y = r0; y < r1; y++) {
         const size_t row = (size_t)(y0 + y) * width + x0;
         global const float *srow = sci + row;
         global const ushort *mrow = mask ? mask + row : 0;
-        for (uint x = lid; x < rw; x += lsize) {
+/* One usable pixel v whose bin's table entry is e. */
+#define STATS_SCAN_PIXEL(v, e)                                                                                        \
+    if ((e) == hot) { /* most pixels: the innermost shell, in registers */                                            \
+        const acc_t d = (acc_t)(v) - shift;                                                                           \
+        hcnt++;                                                                                                       \
+        hs1 += d;                                                                                                     \
+        hs2 += d * d;                                                                                                 \
+        hmn = fmin(hmn, (v));                                                                                         \
+        hmx = fmax(hmx, (v));                                                                                         \
+    } else if ((e) < STATS_SLOT0) {                                                                                   \
+        const uint s = (e);                                                                                           \
+        const acc_t d = (acc_t)(v) - shift;                                                                           \
+        cnt[s]++;                                                                                                     \
+        s1[s] += d;                                                                                                   \
+        s2[s] += d * d;                                                                                               \
+        mn[s] = fmin(mn[s], (v));                                                                                     \
+        mx[s] = fmax(mx[s], (v));                                                                                     \
+    } else {                                                                                                          \
+        const uint slot = (e) - STATS_SLOT0;                                                                          \
+        const uint pos = own ? cursor[slot]++ : atomic_inc(&cursor[slot]);                                            \
+        gather[pos] = (v);                                                                                            \
+    }
+        uint x = lid;
+        if (own) {
+            /* Eight at a time; when all eight are usable and in the innermost
+             * shell (nearly always), they are summed as vectors (lane sums
+             * added at the end: the same error model as per-row partials). */
+            for (; x + 8 <= rw; x += 8) {
+                const float8 v = vload8(0, srow + x);
+                const int8 use = stats_usable8(v, mrow, x, ignore);
+                const uint8 b = stats_bin_of8(stats_key8(v), wlo, whi, ws, wb0, wb1);
+                const int8 e = (int8)((int)table[b.s0], (int)table[b.s1], (int)table[b.s2], (int)table[b.s3],
+                                      (int)table[b.s4], (int)table[b.s5], (int)table[b.s6], (int)table[b.s7]);
+                if (all(use & (e == (int8)hot))) {
+                    const acc8_t d = stats_convert_acc8(v) - (acc8_t)shift;
+                    hcnt += 8;
+                    hs1v += d;
+                    hs2v += d * d;
+                    hmnv = fmin(hmnv, v);
+                    hmxv = fmax(hmxv, v);
+                } else {
+#define STATS_SCAN_LANE(i)                                                                                            \
+    if (use.s##i) {                                                                                                   \
+        const float vi = v.s##i;                                                                                      \
+        const uint ei = (uint)e.s##i;                                                                                 \
+        STATS_SCAN_PIXEL(vi, ei)                                                                                      \
+    }
+                    STATS_LANES(STATS_SCAN_LANE)
+#undef STATS_SCAN_LANE
+                }
+            }
+        }
+        for (; x < rw; x += lsize) {
             const float v = srow[x];
             const ushort m = mrow ? mrow[x] : (ushort)0;
             if (!clred_usable(v, m, ignore))
                 continue;
-            const uint key = clred_float_key(v);
-            const uint e = table[key >> STATS_BIN_SHIFT];
-            const uint kind = (e >> 8) & 1u, slot = e >> 10;
-            if (e == hot) { /* most pixels: the innermost shell, in registers */
-                const acc_t d = (acc_t)v - shift;
-                hcnt++;
-                hs1 += d;
-                hs2 += d * d;
-                hmn = fmin(hmn, v);
-                hmx = fmax(hmx, v);
-            } else if (kind == 0) {
-                const uint s = e & 255u;
-                const acc_t d = (acc_t)v - shift;
-                cnt[s]++;
-                s1[s] += d;
-                s2[s] += d * d;
-                mn[s] = fmin(mn[s], v);
-                mx[s] = fmax(mx[s], v);
-            } else {
-                const uint pos = own ? cursor[slot]++ : atomic_inc(&cursor[slot]);
-                gather[pos] = v;
-            }
+            const uint e = table[stats_bin_of(clred_float_key(v), wlo, whi, ws, wb0, wb1)];
+            STATS_SCAN_PIXEL(v, e)
         }
+#undef STATS_SCAN_PIXEL
     }
+    hs1 += stats_sum8(hs1v);
+    hs2 += stats_sum8(hs2v);
+    hmn = fmin(hmn, stats_min8(hmnv));
+    hmx = fmax(hmx, stats_max8(hmxv));
     cnt[hot] += hcnt;
     s1[hot] += hs1;
     s2[hot] += hs2;
