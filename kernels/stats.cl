@@ -155,14 +155,16 @@ kernel void stats_select(global const float *sci, global const ushort *mask, con
 
 /* ---------------------------------------------------------------- bins
  * The few-pass method (host/steps/stats_bins.c): one pass counts the usable
- * pixels per bin of the top 16 bits of their float keys; a second pass, told
- * per bin by `table` what to do, sums the pixels of the bins it need not see
- * one by one into nested shells (one per clipping iteration, the shell of a
- * bin being the last iteration whose kept range surely holds the whole bin)
- * and copies out, value by value, the pixels of the few bins that hold a
- * median, a MAD or a clipping bound. The host then replays every clipping
- * iteration exactly from these. With one work-item per group (a CPU) each
- * group owns its slice of hist and its gather cursors, so nothing is atomic;
+ * pixels per bin (key intervals: coarse top-16-bit bins, finer ones inside a
+ * window the host places from a sample of rows, counted by the same
+ * kernel); a second pass, told per bin by `table` what to do, sums the
+ * pixels of the bins it need not see one by one into nested shells (one per
+ * clipping iteration, the shell of a bin being the last iteration whose kept
+ * range surely holds the bin) and copies out, value by value, the pixels of
+ * the few bins that hold a median, a MAD or a clipping bound. The host then
+ * replays every clipping iteration exactly from these. With one work-item
+ * per group (a CPU) each group owns its slice of hist and its gather
+ * cursors, so nothing is atomic, and walks its rows eight pixels at a time;
  * otherwise all groups share one copy through atomics. */
 
 #define STATS_BIN_SHIFT 16u
@@ -252,17 +254,22 @@ kernel void stats_bin_hist(global const float *sci, global const ushort *mask, c
     }
 }
 
+/* Vector sums in halves of four lanes: eight doubles by value would leave
+ * the AVX2 calling convention. */
 #ifdef CLRED_USE_DOUBLE
-typedef double8 acc8_t;
-#define stats_convert_acc8 convert_double8
+typedef double4 acc4_t;
+#define stats_convert_acc4 convert_double4
+#define STATS_MASK4(m) convert_long4(m)
 #else
-typedef float8 acc8_t;
-#define stats_convert_acc8 convert_float8
+typedef float4 acc4_t;
+#define stats_convert_acc4 convert_float4
+#define STATS_MASK4(m) (m)
 #endif
 
-inline acc_t stats_sum8(const acc8_t a)
+inline acc_t stats_sum4x2(const acc4_t a, const acc4_t b)
 {
-    return ((a.s0 + a.s1) + (a.s2 + a.s3)) + ((a.s4 + a.s5) + (a.s6 + a.s7));
+    const acc4_t c = a + b;
+    return (c.s0 + c.s1) + (c.s2 + c.s3);
 }
 
 inline float stats_min8(const float8 a)
@@ -277,6 +284,26 @@ inline float stats_max8(const float8 a)
     return fmax(fmax(m.s0, m.s1), fmax(m.s2, m.s3));
 }
 
+/* Whether any lane is set: POCL compiles any() lane by lane. */
+inline bool stats_any8(const int8 m)
+{
+    const int4 a = m.lo | m.hi;
+    const int2 b = a.lo | a.hi;
+    return (b.x | b.y) != 0;
+}
+
+/* Lanes whose key lies in the innermost shell's keys [hot_lo, hot_hi] and
+ * in none of the nholes intervals (holes.s01, .s23, ...) of the gather
+ * slots inside it: their table entry is surely the innermost shell. */
+#define STATS_MAX_HOLES 8u
+inline int8 stats_hot8(const uint8 key, const uint hot_lo, const uint hot_hi, const uint nholes, const uint *h)
+{
+    int8 in = (key >= (uint8)hot_lo) & (key <= (uint8)hot_hi);
+    for (uint k = 0; k < nholes; k++)
+        in &= ~((key >= (uint8)h[2 * k]) & (key <= (uint8)h[2 * k + 1]));
+    return in;
+}
+
 /* table[bin]: the bin's shell, or STATS_SLOT0 + the gather slot of a bin
  * gathered value by value (a slot: consecutive such bins). Per group and shell: count,
  * sum and sum of squares of (x - shift) in acc_t, min and max. gcursor holds
@@ -286,7 +313,8 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
                            global const uchar *table, const uint nshells, const acc_t shift, global uint *pcount,
                            global acc_t *psums, global float *pminmax, local uint *lcount, local acc_t *lsums,
                            local float *lminmax, global float *gather, global uint *gcursor, const uint ngather,
-                           const uint wlo, const uint whi, const uint ws, const uint wb0, const uint wb1)
+                           const uint wlo, const uint whi, const uint ws, const uint wb0, const uint wb1,
+                           const uint hot_lo, const uint hot_hi, const uint nholes, const uint16 holes)
 {
     const uint lid = get_local_id(0), lsize = get_local_size(0);
     const uint g = get_group_id(0), groups = get_num_groups(0);
@@ -305,7 +333,10 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
     uint hcnt = 0;
     acc_t hs1 = 0, hs2 = 0;
     float hmn = INFINITY, hmx = -INFINITY;
-    acc8_t hs1v = (acc8_t)0, hs2v = (acc8_t)0;
+    acc4_t hs1a = (acc4_t)0, hs1b = (acc4_t)0, hs2a = (acc4_t)0, hs2b = (acc4_t)0;
+    const uint hk[2 * STATS_MAX_HOLES] = {holes.s0, holes.s1, holes.s2, holes.s3, holes.s4, holes.s5,
+                                          holes.s6, holes.s7, holes.s8, holes.s9, holes.sa, holes.sb,
+                                          holes.sc, holes.sd, holes.se, holes.sf};
     float8 hmnv = (float8)INFINITY, hmxv = (float8)-INFINITY;
     const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
     for (uint y = r0; y < r1; y++) {
@@ -336,27 +367,33 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
     }
         uint x = lid;
         if (own) {
-            /* Eight at a time; when all eight are usable and in the innermost
-             * shell (nearly always), they are summed as vectors (lane sums
-             * added at the end: the same error model as per-row partials). */
+            /* Eight at a time: the lanes surely in the innermost shell (nearly
+             * all) are summed as vectors (lane sums added at the end: the
+             * same error model as per-row partials), the others one by one
+             * through the table. */
             for (; x + 8 <= rw; x += 8) {
                 const float8 v = vload8(0, srow + x);
                 const int8 use = stats_usable8(v, mrow, x, ignore);
-                const uint8 b = stats_bin_of8(stats_key8(v), wlo, whi, ws, wb0, wb1);
-                const int8 e = (int8)((int)table[b.s0], (int)table[b.s1], (int)table[b.s2], (int)table[b.s3],
-                                      (int)table[b.s4], (int)table[b.s5], (int)table[b.s6], (int)table[b.s7]);
-                if (all(use & (e == (int8)hot))) {
-                    const acc8_t d = stats_convert_acc8(v) - (acc8_t)shift;
-                    hcnt += 8;
-                    hs1v += d;
-                    hs2v += d * d;
-                    hmnv = fmin(hmnv, v);
-                    hmxv = fmax(hmxv, v);
-                } else {
+                const uint8 key = stats_key8(v);
+                const int8 inner = use & stats_hot8(key, hot_lo, hot_hi, nholes, hk);
+                const acc4_t da = select((acc4_t)0, stats_convert_acc4(v.lo) - (acc4_t)shift, STATS_MASK4(inner.lo)),
+                             db = select((acc4_t)0, stats_convert_acc4(v.hi) - (acc4_t)shift, STATS_MASK4(inner.hi));
+                const int4 h4 = inner.lo + inner.hi;
+                const int2 h2 = h4.lo + h4.hi;
+                hcnt -= (uint)(h2.x + h2.y); /* inner lanes are -1 */
+                hs1a += da;
+                hs1b += db;
+                hs2a += da * da;
+                hs2b += db * db;
+                hmnv = fmin(hmnv, select((float8)INFINITY, v, inner));
+                hmxv = fmax(hmxv, select((float8)-INFINITY, v, inner));
+                const int8 rest = use & ~inner;
+                if (stats_any8(rest)) {
+                    const uint8 b = stats_bin_of8(key, wlo, whi, ws, wb0, wb1);
 #define STATS_SCAN_LANE(i)                                                                                            \
-    if (use.s##i) {                                                                                                   \
+    if (rest.s##i) {                                                                                                  \
         const float vi = v.s##i;                                                                                      \
-        const uint ei = (uint)e.s##i;                                                                                 \
+        const uint ei = table[b.s##i];                                                                                \
         STATS_SCAN_PIXEL(vi, ei)                                                                                      \
     }
                     STATS_LANES(STATS_SCAN_LANE)
@@ -374,8 +411,8 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
         }
 #undef STATS_SCAN_PIXEL
     }
-    hs1 += stats_sum8(hs1v);
-    hs2 += stats_sum8(hs2v);
+    hs1 += stats_sum4x2(hs1a, hs1b);
+    hs2 += stats_sum4x2(hs2a, hs2b);
     hmn = fmin(hmn, stats_min8(hmnv));
     hmx = fmax(hmx, stats_max8(hmxv));
     cnt[hot] += hcnt;

@@ -1,15 +1,23 @@
 /* Sigma-clipped statistics in two passes over the image (kernels: stats.cl,
  * stats_bin_hist and stats_bin_scan), with the results radix selection gives.
  *
- * Pass 1 counts the usable pixels per bin of the top 16 bits of their
- * order-preserving float keys (bins are value intervals, in value order).
- * From those counts the host predicts the whole clipping run approximately
- * (pixels spread evenly over their bins): each iteration's range, median and
- * MAD. The bins that hold a predicted bound (+-BOUND_WINDOW bins), median
- * or MAD end (and the neighbour it lies close to) are "refined": pass 2
- * copies their pixels out (gathers them, contiguous per bin) and the host
- * orders them, a big bin
- * by counting its keys' low 16 bits (with the bin, the whole key). Every other
+ * Bins are intervals of order-preserving float keys, in value order: the
+ * top 16 bits of the key (coarse bins), except inside a window of keys where
+ * bins are 2^ws keys wide (fine bins). The window is placed around the
+ * clipping run predicted from the counts of a sample of rows (every 32nd of
+ * a 2048^2 frame, counted by the same kernel in coarse bins), so that the
+ * bins holding the median, the MAD's ends and the final bounds are ~1e-3 of
+ * the noise wide instead of ~0.05; where the sample misleads, the full
+ * counts still decide every bin, only more pixels are gathered.
+ *
+ * Pass 1 counts the usable pixels per bin. From those counts the host
+ * predicts the whole clipping run approximately (pixels spread evenly over
+ * their bins): each iteration's range, median and MAD. The bins that hold a
+ * predicted bound (+-BOUND_WINDOW bins, FINE_RADIUS times as many fine
+ * ones), median or MAD end (coarse: and the neighbour it lies close to;
+ * fine: +-FINE_NEAR bins) are "refined": pass 2 copies their pixels out
+ * (gathers them, contiguous per run of refined bins) and the host orders
+ * them, a bin with many pixels for its keys by counting its keys. Every other
  * bin is wholly inside or wholly outside each predicted range, so pass 2 only
  * sums its pixels, into shell s = the last predicted iteration whose range
  * surely holds the bin: iteration j's sums are those of shells >= j, plus the
@@ -26,7 +34,6 @@
  * Used where sums are in double and the spread is the std; a MAD spread
  * needs a MAD every iteration, which radix selection does. */
 #include <float.h>
-#include <stdio.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -59,6 +66,7 @@ static int BOUND_WINDOW = 2, MAD_WINDOW = 1;
  * SLOT0 + a gather slot (as STATS_SLOT0 in stats.cl). */
 #define SLOT0 16u
 #define MAX_SLOTS (256u - SLOT0)
+#define MAX_HOLES 8 /* as STATS_MAX_HOLES in stats.cl */
 
 /* Tests: 0 keeps the coarse bins (no window), 1 places one from a sample. */
 static int ZOOM = 1;
@@ -121,6 +129,7 @@ typedef struct {
     size_t shell_n[MAX_SHELLS];
     double shell_s1[MAX_SHELLS], shell_s2[MAX_SHELLS], shell_min[MAX_SHELLS], shell_max[MAX_SHELLS];
     /* the unrefined bins of the set last measured: value bounds, prefix counts */
+    cl_uint hot_lo_bin, hot_hi_bin; /* the innermost shell's core, empty if lo > hi */
     int set_index;
     float *ulo, *uhi;
     size_t *ucum;
@@ -479,8 +488,6 @@ static void predict(bins_run *b, const clred_stats_opts *o, unsigned char *want)
 static clred_status place_window(bins_run *b, const clred_stats_opts *o, unsigned char *scratch)
 {
     coarse_bins(b);
-    if (getenv("BINS_ZOOM"))
-        ZOOM = atoi(getenv("BINS_ZOOM"));
     if (!ZOOM || b->base.npix <= GATHER_ALL)
         return CLRED_OK;
     size_t step = b->base.npix / SAMPLE_PIXELS;
@@ -526,6 +533,7 @@ static void assign_shells(bins_run *b)
 {
     long clo = 0, chi = (long)b->nb - 1;
     memset(b->shell, 0, b->nb);
+    b->hot_lo_bin = 1, b->hot_hi_bin = 0;
     for (int j = 1; j < b->npred; j++) {
         kept_range r = b->pred_range[j];
         cl_uint blo = bin_of(b, r.lo), bhi = bin_of(b, r.hi);
@@ -537,6 +545,10 @@ static void assign_shells(bins_run *b)
             chi = hi;
         for (long i = clo; i <= chi; i++)
             b->shell[i] = (unsigned char)j;
+    }
+    if (clo <= chi) {
+        b->hot_lo_bin = (cl_uint)clo;
+        b->hot_hi_bin = (cl_uint)chi;
     }
 }
 
@@ -571,6 +583,37 @@ static void bin_runs(bins_run *b, cl_uint bin, float *v, size_t n, cl_uint *low_
         else
             b->runs[b->nruns++] = (run){v[j], 1};
     }
+}
+
+/* The innermost shell's keys for stats_bin_scan's vector test: the keys of
+ * its core [hot_lo, hot_hi] less those of the gather slots inside it (up to
+ * MAX_HOLES; with more, or no core, the interval is empty and every pixel
+ * takes the table). Every key so found is in a bin whose table entry is the
+ * innermost shell; the converse need not hold. */
+static clred_status set_hot_args(bins_run *b, cl_kernel k, const char *name, cl_uint first, const size_t *sfirst,
+                                 size_t nslots)
+{
+    cl_uint lo = 1, hi = 0, nholes = 0, holes[2 * MAX_HOLES] = {0};
+    if (b->hot_lo_bin <= b->hot_hi_bin) {
+        lo = bin_first_key(b, b->hot_lo_bin);
+        hi = bin_first_key(b, b->hot_hi_bin) + (bin_keys(b, b->hot_hi_bin) - 1);
+        for (size_t j = 0; j < nslots; j++) {
+            cl_uint fb = b->refined[sfirst[j]], lb = b->refined[sfirst[j + 1] - 1];
+            if (lb < b->hot_lo_bin || fb > b->hot_hi_bin)
+                continue;
+            if (nholes == MAX_HOLES) {
+                lo = 1, hi = 0, nholes = 0;
+                break;
+            }
+            holes[2 * nholes] = bin_first_key(b, fb);
+            holes[2 * nholes + 1] = bin_first_key(b, lb) + (bin_keys(b, lb) - 1);
+            nholes++;
+        }
+    }
+    CLRED_TRY(set_arg(k, name, first, sizeof lo, &lo));
+    CLRED_TRY(set_arg(k, name, first + 1, sizeof hi, &hi));
+    CLRED_TRY(set_arg(k, name, first + 2, sizeof nholes, &nholes));
+    return set_arg(k, name, first + 3, sizeof holes, holes);
 }
 
 /* A slot's gathered values v (of the nbins ascending bins at bins) as runs
@@ -645,8 +688,6 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want)
         b->base.gave_up = 1;
         return CLRED_OK;
     }
-    if (getenv("BINS_DEBUG"))
-        fprintf(stderr, "DEBUG nb %u ws %u wb0 %u wb1 %u n0 %zu gather %zu slots %zu refined %zu unref %zu npred %d\n", b->nb, b->ws, b->wb0, b->wb1, b->n0, total_gather, ngather, b->nrefined, b->nunref, b->npred);
     size_t ncur = b->slices * ngather + 1;
     cl_uchar *table = malloc(b->nb * sizeof *table);
     float *sorted = malloc((total_gather + 1) * sizeof *sorted);
@@ -735,6 +776,8 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want)
         st = set_arg(k, name, 19, sizeof ng, &ng);
     if (st == CLRED_OK)
         st = set_map_args(b, k, name, 20);
+    if (st == CLRED_OK)
+        st = set_hot_args(b, k, name, 25, sfirst, ngather);
     if (st == CLRED_OK)
         st = run_pass(b, k, name);
     if (st == CLRED_OK)
