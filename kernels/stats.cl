@@ -293,15 +293,19 @@ inline bool stats_any8(const int8 m)
 }
 
 /* Lanes whose key lies in the innermost shell's keys [hot_lo, hot_hi] and
- * in none of the nholes intervals (holes.s01, .s23, ...) of the gather
- * slots inside it: their table entry is surely the innermost shell. */
-#define STATS_MAX_HOLES 8u
-inline int8 stats_hot8(const uint8 key, const uint hot_lo, const uint hot_hi, const uint nholes, const uint *h)
+ * in none of the four intervals that cover the gather slots inside it
+ * (holes.s0: the first key, .s1: the last less the first; .s23, ...; an
+ * unused one is (0, 0), key 0 being a NaN's): their table entry is surely
+ * the innermost shell. Four fixed tests, no loop: a loop here made the
+ * compiler spill the running sums every eight pixels. */
+inline int8 stats_hot8(const uint8 key, const uint hot_lo, const uint hot_hi, const uint8 holes)
 {
-    int8 in = (key >= (uint8)hot_lo) & (key <= (uint8)hot_hi);
-    for (uint k = 0; k < nholes; k++)
-        in &= ~((key >= (uint8)h[2 * k]) & (key <= (uint8)h[2 * k + 1]));
-    return in;
+    int8 out = (key - (uint8)hot_lo) > (uint8)(hot_hi - hot_lo);
+    out |= (key - (uint8)holes.s0) <= (uint8)holes.s1;
+    out |= (key - (uint8)holes.s2) <= (uint8)holes.s3;
+    out |= (key - (uint8)holes.s4) <= (uint8)holes.s5;
+    out |= (key - (uint8)holes.s6) <= (uint8)holes.s7;
+    return ~out;
 }
 
 /* table[bin]: the bin's shell, or STATS_SLOT0 + the gather slot of a bin
@@ -314,7 +318,7 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
                            global acc_t *psums, global float *pminmax, local uint *lcount, local acc_t *lsums,
                            local float *lminmax, global float *gather, global uint *gcursor, const uint ngather,
                            const uint wlo, const uint whi, const uint ws, const uint wb0, const uint wb1,
-                           const uint hot_lo, const uint hot_hi, const uint nholes, const uint16 holes)
+                           const uint hot_lo, const uint hot_hi, const uint8 holes)
 {
     const uint lid = get_local_id(0), lsize = get_local_size(0);
     const uint g = get_group_id(0), groups = get_num_groups(0);
@@ -334,10 +338,8 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
     acc_t hs1 = 0, hs2 = 0;
     float hmn = INFINITY, hmx = -INFINITY;
     acc4_t hs1a = (acc4_t)0, hs1b = (acc4_t)0, hs2a = (acc4_t)0, hs2b = (acc4_t)0;
-    const uint hk[2 * STATS_MAX_HOLES] = {holes.s0, holes.s1, holes.s2, holes.s3, holes.s4, holes.s5,
-                                          holes.s6, holes.s7, holes.s8, holes.s9, holes.sa, holes.sb,
-                                          holes.sc, holes.sd, holes.se, holes.sf};
     float8 hmnv = (float8)INFINITY, hmxv = (float8)-INFINITY;
+    int8 hcntv = (int8)0;
     const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
     for (uint y = r0; y < r1; y++) {
         const size_t row = (size_t)(y0 + y) * width + x0;
@@ -375,18 +377,17 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
                 const float8 v = vload8(0, srow + x);
                 const int8 use = stats_usable8(v, mrow, x, ignore);
                 const uint8 key = stats_key8(v);
-                const int8 inner = use & stats_hot8(key, hot_lo, hot_hi, nholes, hk);
+                const int8 inner = use & stats_hot8(key, hot_lo, hot_hi, holes);
                 const acc4_t da = select((acc4_t)0, stats_convert_acc4(v.lo) - (acc4_t)shift, STATS_MASK4(inner.lo)),
                              db = select((acc4_t)0, stats_convert_acc4(v.hi) - (acc4_t)shift, STATS_MASK4(inner.hi));
-                const int4 h4 = inner.lo + inner.hi;
-                const int2 h2 = h4.lo + h4.hi;
-                hcnt -= (uint)(h2.x + h2.y); /* inner lanes are -1 */
+                hcntv -= inner; /* inner lanes are -1 */
                 hs1a += da;
                 hs1b += db;
                 hs2a += da * da;
                 hs2b += db * db;
-                hmnv = fmin(hmnv, select((float8)INFINITY, v, inner));
-                hmxv = fmax(hmxv, select((float8)-INFINITY, v, inner));
+                /* inner lanes are finite: plain compares, no NaN handling */
+                hmnv = select(hmnv, v, inner & (v < hmnv));
+                hmxv = select(hmxv, v, inner & (v > hmxv));
                 const int8 rest = use & ~inner;
                 if (stats_any8(rest)) {
                     const uint8 b = stats_bin_of8(key, wlo, whi, ws, wb0, wb1);
@@ -411,6 +412,8 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
         }
 #undef STATS_SCAN_PIXEL
     }
+    const int4 c4 = hcntv.lo + hcntv.hi;
+    hcnt += (uint)((c4.s0 + c4.s1) + (c4.s2 + c4.s3));
     hs1 += stats_sum4x2(hs1a, hs1b);
     hs2 += stats_sum4x2(hs2a, hs2b);
     hmn = fmin(hmn, stats_min8(hmnv));

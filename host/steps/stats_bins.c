@@ -66,7 +66,7 @@ static int BOUND_WINDOW = 2, MAD_WINDOW = 1;
  * SLOT0 + a gather slot (as STATS_SLOT0 in stats.cl). */
 #define SLOT0 16u
 #define MAX_SLOTS (256u - SLOT0)
-#define MAX_HOLES 8 /* as STATS_MAX_HOLES in stats.cl */
+#define MAX_HOLES 4 /* as stats_hot8 in stats.cl */
 
 /* Tests: 0 keeps the coarse bins (no window), 1 places one from a sample. */
 static int ZOOM = 1;
@@ -586,14 +586,16 @@ static void bin_runs(bins_run *b, cl_uint bin, float *v, size_t n, cl_uint *low_
 }
 
 /* The innermost shell's keys for stats_bin_scan's vector test: the keys of
- * its core [hot_lo, hot_hi] less those of the gather slots inside it (up to
- * MAX_HOLES; with more, or no core, the interval is empty and every pixel
- * takes the table). Every key so found is in a bin whose table entry is the
- * innermost shell; the converse need not hold. */
+ * its core [hot_lo, hot_hi] less MAX_HOLES holes that cover the gather
+ * slots inside it (where there are more, the closest neighbours share a
+ * hole: a key needlessly in one only takes the table). Every key so found is
+ * in a bin whose table entry is the innermost shell; the converse need not
+ * hold. Holes go as (first key, last - first); unused ones (0, 0). */
 static clred_status set_hot_args(bins_run *b, cl_kernel k, const char *name, cl_uint first, const size_t *sfirst,
                                  size_t nslots)
 {
-    cl_uint lo = 1, hi = 0, nholes = 0, holes[2 * MAX_HOLES] = {0};
+    /* No core: only key 0 (a NaN, never usable) would pass. */
+    cl_uint lo = 0, hi = 0, nholes = 0, from[MAX_SLOTS], to[MAX_SLOTS];
     if (b->hot_lo_bin <= b->hot_hi_bin) {
         lo = bin_first_key(b, b->hot_lo_bin);
         hi = bin_first_key(b, b->hot_hi_bin) + (bin_keys(b, b->hot_hi_bin) - 1);
@@ -601,19 +603,32 @@ static clred_status set_hot_args(bins_run *b, cl_kernel k, const char *name, cl_
             cl_uint fb = b->refined[sfirst[j]], lb = b->refined[sfirst[j + 1] - 1];
             if (lb < b->hot_lo_bin || fb > b->hot_hi_bin)
                 continue;
-            if (nholes == MAX_HOLES) {
-                lo = 1, hi = 0, nholes = 0;
-                break;
-            }
-            holes[2 * nholes] = bin_first_key(b, fb);
-            holes[2 * nholes + 1] = bin_first_key(b, lb) + (bin_keys(b, lb) - 1);
+            from[nholes] = bin_first_key(b, fb);
+            to[nholes] = bin_first_key(b, lb) + (bin_keys(b, lb) - 1);
             nholes++;
         }
+        while (nholes > MAX_HOLES) { /* merge across the smallest gap */
+            cl_uint best = 1;
+            for (cl_uint j = 2; j < nholes; j++)
+                if (from[j] - to[j - 1] < from[best] - to[best - 1])
+                    best = j;
+            to[best - 1] = to[best];
+            for (cl_uint j = best; j + 1 < nholes; j++) {
+                from[j] = from[j + 1];
+                to[j] = to[j + 1];
+            }
+            nholes--;
+        }
+    }
+    cl_uint8 holes;
+    memset(&holes, 0, sizeof holes);
+    for (cl_uint j = 0; j < nholes; j++) {
+        holes.s[2 * j] = from[j];
+        holes.s[2 * j + 1] = to[j] - from[j];
     }
     CLRED_TRY(set_arg(k, name, first, sizeof lo, &lo));
     CLRED_TRY(set_arg(k, name, first + 1, sizeof hi, &hi));
-    CLRED_TRY(set_arg(k, name, first + 2, sizeof nholes, &nholes));
-    return set_arg(k, name, first + 3, sizeof holes, holes);
+    return set_arg(k, name, first + 2, sizeof holes, &holes);
 }
 
 /* A slot's gathered values v (of the nbins ascending bins at bins) as runs
