@@ -214,7 +214,8 @@ inline int8 stats_usable8(const float8 v, global const ushort *mrow, const uint 
 #define STATS_LANES(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
 /* Counts per bin over every row_step-th row of the region (rh rows counted:
- * rows 0, row_step, ...); each group owns nb counts on a CPU. */
+ * rows 0, row_step, ...); each group owns nb + 1 counts on a CPU, the last
+ * one taking the unusable pixels of the eight-lane loop (no branch per lane). */
 kernel void stats_bin_hist(global const float *sci, global const ushort *mask, const ushort ignore, const uint width,
                            const uint x0, const uint y0, const uint rw, const uint rh, global uint *hist,
                            const uint nb, const uint row_step, const uint wlo, const uint whi, const uint ws,
@@ -223,7 +224,7 @@ kernel void stats_bin_hist(global const float *sci, global const ushort *mask, c
     const uint lid = get_local_id(0), lsize = get_local_size(0);
     const uint g = get_group_id(0), groups = get_num_groups(0);
     const bool own = lsize == 1;
-    global uint *h = own ? hist + (size_t)g * nb : hist;
+    global uint *h = own ? hist + (size_t)g * (nb + 1) : hist;
     const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
     for (uint y = r0; y < r1; y++) {
         const size_t row = (size_t)(y0 + y * row_step) * width + x0;
@@ -234,8 +235,8 @@ kernel void stats_bin_hist(global const float *sci, global const ushort *mask, c
             for (; x + 8 <= rw; x += 8) {
                 const float8 v = vload8(0, srow + x);
                 const int8 use = stats_usable8(v, mrow, x, ignore);
-                const uint8 b = stats_bin_of8(stats_key8(v), wlo, whi, ws, wb0, wb1);
-#define STATS_COUNT_LANE(i) if (use.s##i) h[b.s##i]++;
+                const uint8 b = select((uint8)nb, stats_bin_of8(stats_key8(v), wlo, whi, ws, wb0, wb1), use);
+#define STATS_COUNT_LANE(i) h[b.s##i]++;
                 STATS_LANES(STATS_COUNT_LANE)
 #undef STATS_COUNT_LANE
             }

@@ -109,7 +109,7 @@ typedef struct {
      * [wlo, whi), 2^ws keys inside it; bin wb0 starts it, wb1 follows it. */
     uint64_t wlo, whi;
     cl_uint ws, wb0, wb1, nb;
-    cl_uint *slice_hist; /* slices x nb */
+    cl_uint *slice_hist; /* slices x (nb + 1): the last count per slice takes unusable pixels */
     cl_uint *count;      /* nb, merged */
     size_t n0;           /* usable pixels */
     /* prediction */
@@ -268,7 +268,7 @@ static clred_status run_pass(bins_run *b, cl_kernel k, const char *name)
 static clred_status count_bins(bins_run *b, cl_uint row_step)
 {
     const char *name = "stats_bin_hist";
-    size_t bytes = b->slices * b->nb * sizeof(cl_uint);
+    size_t stride = (size_t)b->nb + 1, bytes = b->slices * stride * sizeof(cl_uint);
     cl_uint rows = (b->rh + row_step - 1) / row_step;
     cl_mem hist = NULL;
     clred_status st = clred_buffer(b->ctx, CL_MEM_READ_WRITE, bytes, NULL, &hist, "stats bin counts");
@@ -296,7 +296,7 @@ static clred_status count_bins(bins_run *b, cl_uint row_step)
     b->n0 = 0;
     for (size_t g = 0; g < b->slices; g++)
         for (size_t i = 0; i < b->nb; i++)
-            b->count[i] += b->slice_hist[g * b->nb + i];
+            b->count[i] += b->slice_hist[g * stride + i];
     for (size_t i = 0; i < b->nb; i++)
         b->n0 += b->count[i];
     return CLRED_OK;
@@ -734,7 +734,7 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want)
         for (size_t g = 0; g < b->slices; g++) {
             cursor[g * ngather + k] = (cl_uint)pos;
             for (size_t r = sfirst[k]; r < sfirst[k + 1]; r++)
-                pos += b->own ? b->slice_hist[g * b->nb + b->refined[r]] : b->count[b->refined[r]];
+                pos += b->own ? b->slice_hist[g * ((size_t)b->nb + 1) + b->refined[r]] : b->count[b->refined[r]];
             cursor_end[g * ngather + k] = (cl_uint)pos;
         }
         for (size_t r = sfirst[k]; r < sfirst[k + 1]; r++)
@@ -1171,7 +1171,7 @@ clred_status clred_stats_bins(clred_ctx *ctx, cl_mem sci, cl_mem mask, cl_ushort
     CLRED_TRY(clred_kernel(ctx, "stats", NULL, "stats_bin_hist", &b.khist));
     CLRED_TRY(clred_kernel(ctx, "stats", NULL, "stats_bin_scan", &b.kscan));
     CLRED_TRY(plan(&b));
-    b.slice_hist = malloc(b.slices * NB_MAX * sizeof *b.slice_hist);
+    b.slice_hist = malloc(b.slices * (NB_MAX + 1) * sizeof *b.slice_hist);
     b.count = malloc(NB_MAX * sizeof *b.count);
     b.shell = malloc(NB_MAX);
     b.refined = malloc(NB_MAX * sizeof *b.refined);
