@@ -836,22 +836,7 @@ static clred_status fourier(al_state *s, const clred_al_opts *o, float norm, clr
     return st;
 }
 
-/* The difference's sky, re-fitted. The stamps' fit pins the differential
- * background only in boxes around bright stars, where a constant trades
- * against the kernel's wide components and against whatever else the boxes
- * hold that only one image has (a transient, a variable neighbour): on the
- * simulated Moffat pairs the sky of D came out offset by up to -0.15 sigma
- * per pixel, with gradients of the same size across the field. The
- * PSF-matched filter sums that over the PSF's ~45 effective pixels, i.e. up
- * to -1 sigma in DETECT, enough to turn noise near -5 sigma into fading
- * candidates. The level is measured where it is defined, on D's own sky: D
- * sampled on a grid, a sample dropped when |D / sigma| passes AL_SKY_SCORE
- * within AL_SKY_REACH FWHMs of it (sources' wings would pull a median up: 45
- * transients in 256^2 moved it by +1 e-), a clipped median in each cell of a
- * grid, a polynomial of the background's order through the cells; that is
- * taken off D (and the score) and put into the background of the solution
- * and of CONV, before the decorrelation and DETECT are made from D. */
-
+/* The median of v after values beyond 3 x 1.4826 MAD of it are left out (v is reordered). */
 static double clipped_median(float *v, size_t n)
 {
     double med = clred_median_inplace(v, n);
@@ -871,6 +856,21 @@ static double clipped_median(float *v, size_t n)
     return med;
 }
 
+/* The difference's sky, re-fitted. The stamps' fit pins the differential
+ * background only in boxes around bright stars, where a constant trades
+ * against the kernel's wide components and against whatever else the boxes
+ * hold that only one image has (a transient, a variable neighbour): on the
+ * simulated Moffat pairs the sky of D came out offset by up to -0.15 sigma
+ * per pixel, with gradients of the same size across the field. The
+ * PSF-matched filter sums that over the PSF's ~45 effective pixels, i.e. up
+ * to -1 sigma in DETECT, enough to turn noise near -5 sigma into fading
+ * candidates. The level is measured where it is defined, on D's own sky: D
+ * sampled on a grid, a sample dropped when |D / sigma| passes AL_SKY_SCORE
+ * within AL_SKY_REACH FWHMs of it (sources' wings would pull a median up: 45
+ * transients in 256^2 moved it by +1 e-), a clipped median in each cell of a
+ * grid, a polynomial of the background's order through the cells; that is
+ * taken off D (and the score) and put into the background of the solution
+ * and of CONV, before the decorrelation and DETECT are made from D. */
 static clred_status refit_sky(al_state *s, double fwhm, float sign, float norm, clred_al_result *out)
 {
     clred_ctx *ctx = s->ctx;
