@@ -177,23 +177,50 @@ kernel void zogy_unwrap(global const float *src, const int pitch, const int nx, 
  * grow_sat px (a filled saturated core leaves a ring of its wings' residual),
  * and EDGE within edge px of the border. */
 /* The mask's rows ORed over the growth radii: in the low 16 bits the
- * unusable bits within +-grow, in the high 16 the saturated bit within
- * +-grow_sat. zogy_finish then grows by columns only (a square box is the
- * row box of the column box): the small radius by reading its 2 grow + 1
- * rows, the large one (r = 50 for a 101-px PSF) from zogy_grow_cols. */
-kernel void zogy_grow_rows(global const ushort *bits, const int w, const int h, const int grow, const int grow_sat,
+ * unusable bits within +-grow (here), in the high 16 the saturated bit
+ * within +-grow_sat (zogy_sat_rows, after this). zogy_finish then grows by
+ * columns only (a square box is the row box of the column box): the small
+ * radius by reading its 2 grow + 1 rows, the large one (r = 50 for a 101-px
+ * PSF) from zogy_grow_cols. */
+kernel void zogy_grow_rows(global const ushort *bits, const int w, const int h, const int grow,
                            const ushort unusable, global uint *rows)
 {
     int x = get_global_id(0), y = get_global_id(1);
     if (x >= w || y >= h)
         return;
     const global ushort *r = bits + (size_t)y * (size_t)w;
-    uint u = 0, s = 0;
+    uint u = 0;
     for (int k = max(0, x - grow); k <= min(w - 1, x + grow); k++)
         u |= r[k] & unusable;
-    for (int k = max(0, x - grow_sat); k <= min(w - 1, x + grow_sat); k++)
-        s |= r[k] & CLRED_MASK_SATURATED;
-    rows[(size_t)y * (size_t)w + x] = u | (s << 16);
+    rows[(size_t)y * (size_t)w + x] = u;
+}
+
+/* The saturated bit within +-r along each row into rows' high 16 bits, at
+ * two operations per pixel whatever r: a pixel's window holds a saturated
+ * pixel when the nearest one at or left of it, or right of it, is within
+ * r (a sweep each way). One work-item per row. */
+kernel void zogy_sat_rows(global const ushort *bits, const int w, const int h, const int r, global uint *rows)
+{
+    int y = get_global_id(0);
+    if (y >= h)
+        return;
+    const global ushort *b = bits + (size_t)y * (size_t)w;
+    global uint *o = rows + (size_t)y * (size_t)w;
+    const uint sat = (uint)CLRED_MASK_SATURATED << 16;
+    int last = -(1 << 30);
+    for (int x = 0; x < w; x++) {
+        if (b[x] & CLRED_MASK_SATURATED)
+            last = x;
+        if (x - last <= r)
+            o[x] |= sat;
+    }
+    int next = 1 << 30;
+    for (int x = w - 1; x >= 0; x--) {
+        if (next - x <= r)
+            o[x] |= sat;
+        if (b[x] & CLRED_MASK_SATURATED)
+            next = x;
+    }
 }
 
 /* The saturated bits' column pass over +-r rows at a few operations per

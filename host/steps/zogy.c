@@ -354,9 +354,13 @@ static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_
     cl_ushort unusable = o->ignore_bits | CLRED_MASK_NO_DATA;
     CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_grow_rows", &k));
     CLRED_TRY(clred_args(k, "zogy_grow_rows", CLRED_ARG(s->bits), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(grow),
-                         CLRED_ARG(grow_sat), CLRED_ARG(unusable), CLRED_ARG(s->grown_rows), (size_t)0));
+                         CLRED_ARG(unusable), CLRED_ARG(s->grown_rows), (size_t)0));
     size_t gr[2] = {s->w, s->h};
     CLRED_TRY(clred_run_tiled(s->ctx, k, "zogy_grow_rows", 2, gr));
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_sat_rows", &k));
+    CLRED_TRY(clred_args(k, "zogy_sat_rows", CLRED_ARG(s->bits), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(grow_sat),
+                         CLRED_ARG(s->grown_rows), (size_t)0));
+    CLRED_TRY(clred_run_tiled(s->ctx, k, "zogy_sat_rows", 1, &s->h));
     CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_grow_cols", &k));
     CLRED_TRY(clred_args(k, "zogy_grow_cols", CLRED_ARG(s->grown_rows), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(grow_sat),
                          CLRED_ARG(s->sat_pre), CLRED_ARG(s->sat_suf), (size_t)0));
