@@ -2368,6 +2368,12 @@ typedef struct {
     int kernel_grid;                         /* kernel images at grid x grid positions (default 3) */
     int decorrelate;                         /* 1 = also the decorrelated difference (DMTN-021; default 0) */
     clred_fft_backend backend;               /* for the decorrelation (default DEFAULT) */
+    int sky_refit;                           /* 1 = the differential background re-fitted on D's own sky
+                                                after the convolution (a clipped median per cell of a 4 x 4
+                                                grid, a polynomial of bg_order through them), since the
+                                                stamps' fit, around bright stars only, trades it against the
+                                                kernel's wings; 0 = the stamps' background as fitted
+                                                (HOTPANTS) (default 1) */
 } clred_al_opts;
 
 CLRED_API clred_al_opts clred_al_defaults(void);
@@ -2415,6 +2421,8 @@ typedef struct {
                                    3 stamps */
     double fom;            /* mean chi^2 per pixel of the kept stamps */
     double score_std;      /* robust standard deviation of the score image */
+    double sky_refit[6];   /* what sky_refit took off D (D's units; 0 when not re-fitted): a polynomial in the
+                              background's terms 1, xs, ys, xs^2, xs ys, ys^2 (xs = 2 x / (w - 1) - 1) */
 } clred_al_result;
 
 CLRED_API void clred_al_result_free(clred_al_result *r);
