@@ -92,7 +92,7 @@ load1="$(cut -d' ' -f1-3 /proc/loadavg)"
     printf '| %s | %s | %s | %.1f | %s | %s | %s | %s |\n' "$name" "$rc" "$wall" "$(echo "$user + $sys" | bc)" "$nc" "$cc" "$nl" "$ws"
   done
   echo
-  echo "## Program variants (compiled by, CPU s of the front end; loaded by)"
+  echo "## Program variants (compiled by, CPU s of the build: front end and, on POCL, every kernel's generic work-group function; loaded by)"
   echo
   echo "| family | options | compiled by | CPU s | loaded by (tests) | waits > 1 s |"
   echo "|---|---|---|---|---|---|"
