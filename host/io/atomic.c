@@ -118,6 +118,21 @@ void clred_temp_files_remove_on_signals(void)
     }
 }
 
+/* ---- putting a finished temporary in place
+ *
+ * A plain rename over the target: readers see the old file or the finished
+ * new one, never neither and never a partial one, whatever kills the process
+ * and wherever. Unlinking the target first would be cheaper on ext4 (a
+ * replacing rename makes auto_da_alloc start writing the new blocks back at
+ * once, in the renaming thread: 5 to 20 ms per 16 MB product, the bench's
+ * floor-rename against floor-unlink-rename rows), but it opens a window in
+ * which the product is missing, and a crash there loses both versions; an
+ * output that replaces a product in place is worth that cost. */
+static int put_in_place(const char *tmp, const char *path)
+{
+    return rename(tmp, path);
+}
+
 /* ---- batches: renames held back until the batch ends */
 
 typedef struct {
@@ -166,7 +181,7 @@ clred_status clred_write_batch_end(int commit)
     clred_temp_guard_enter(); /* a handler on another thread waits for the renames */
     size_t done = 0;
     for (; done < nheld; done++)
-        if (rename(held[done].tmp, held[done].path) != 0) {
+        if (put_in_place(held[done].tmp, held[done].path) != 0) {
             st = clred_fail(CLRED_ERR_IO, "%s: cannot rename the finished file into place (%s)", held[done].path,
                             strerror(errno));
             break;
@@ -285,7 +300,7 @@ clred_status clred_atomic_commit(const char *tmp, const char *path)
 {
     if (batch_open)
         return batch_hold(tmp, path);
-    if (rename(tmp, path) != 0) {
+    if (put_in_place(tmp, path) != 0) {
         int e = errno;
         clred_atomic_discard(tmp);
         return clred_fail(CLRED_ERR_IO, "%s: cannot rename the finished file into place (%s)", path, strerror(e));
