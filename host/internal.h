@@ -152,6 +152,11 @@ clred_status clred_dimage_subtract_sci(clred_dimage *img, const clred_dimage *mo
  * (free()); it may hold no value (*n = 0). */
 clred_status clred_dimage_samples(const clred_dimage *d, size_t x0, size_t y0, size_t w, size_t h, size_t stride,
                                   uint16_t ignore, float **values, size_t *n);
+/* The same samples left in place: *n = ceil(w h / stride) values, NaN where
+ * masked or NaN, so that samples of two planes (through views sharing the
+ * mask) pair up by index. */
+clred_status clred_dimage_samples_at(const clred_dimage *d, size_t x0, size_t y0, size_t w, size_t h, size_t stride,
+                                     uint16_t ignore, float **values, size_t *n);
 
 /* ---- programs (programs.c) */
 
