@@ -433,6 +433,11 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
 {
     clred_ctx *ctx = s->ctx;
     int B = o->block > 0 ? o->block : 16, nb = s->basis.nbasis, ntaps = s->basis.ksize * s->basis.ksize;
+    /* A constant kernel (order 0) is one block, not tens of MB of copies of it. D is unchanged, to the
+     * bit where the block is a multiple of 8 (the default): the 8-px runs and row pairs of al_convolve
+     * never straddle such blocks, so every pixel takes the same path. */
+    if (s->ko == 0)
+        B = (int)(s->w > s->h ? s->w : s->h);
     int nbx = (int)((s->w + B - 1) / B), nby = (int)((s->h + B - 1) / B), nblocks = nbx * nby;
     double *kl = NULL;
     float bg[6] = {0, 0, 0, 0, 0, 0};
@@ -490,7 +495,14 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
     size_t gv = (size_t)nblocks;
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "al_block_var_hw", 1, &gv);
+    /* The four scratch planes are taken at the Fourier step's plane size where it follows: given back to
+     * the pool here, they are its planes there, not fresh memory (page faults on POCL) */
     size_t npix = s->w * s->h, fbytes = npix * sizeof(float), ubytes = npix * sizeof(cl_uint);
+    if (s->plan.nx) {
+        size_t fourier_bytes = clred_fft_bytes(s->plan.nx, s->plan.ny, 1);
+        fbytes = fbytes > fourier_bytes ? fbytes : fourier_bytes;
+        ubytes = fbytes;
+    }
     cl_mem tz = NULL, vz = NULL, bad = NULL, tmp = NULL;
     if (st == CLRED_OK)
         st = clred_pool_take(ctx, fbytes, "AL T plane", &tz);
