@@ -56,6 +56,9 @@ size_t clred_fft_plan_ny(const clred_fft_plan *plan);
  * CPU device): 0 none, 1 the columns (power-of-two ny), 2 the rows too
  * (power-of-two nx as well; no VkFFT). For tests and bench/. */
 int clred_fft_plan_columns(const clred_fft_plan *plan);
+/* 1 when the plan's kernels came from clred's cache directory instead of
+ * being compiled (VkFFT on CPU devices; see fft.c). */
+int clred_fft_plan_loaded(const clred_fft_plan *plan);
 
 
 /* The padded size for a Fourier shift of n pixels by up to |d| pixels: the
