@@ -26,6 +26,7 @@ typedef struct {
     char lane[24];
     char name[48];
     double t0, t1; /* host clock, seconds */
+    size_t bytes;  /* a transfer's size (0 for kernels and host spans) */
 } span;
 
 typedef struct clred_events {
@@ -54,7 +55,7 @@ static clred_events *events_of(clred_ctx *ctx)
     return ctx->events;
 }
 
-static void add_span(clred_events *e, const char *lane, const char *name, double t0, double t1)
+static void add_span(clred_events *e, const char *lane, const char *name, double t0, double t1, size_t bytes)
 {
     pthread_mutex_lock(&e->lock);
     if (e->tracing) {
@@ -72,6 +73,7 @@ static void add_span(clred_events *e, const char *lane, const char *name, double
             snprintf(s->name, sizeof s->name, "%s", name);
             s->t0 = t0;
             s->t1 = t1;
+            s->bytes = bytes;
         }
     }
     pthread_mutex_unlock(&e->lock);
@@ -143,7 +145,7 @@ static void account(clred_ctx *ctx, clred_events *e, const pending *p)
     }
     if (ok && e->tracing && t0 >= tq) {
         double start = p->t_enqueue + (double)(t0 - tq) * 1e-9;
-        add_span(e, lane_of(p->kind), p->name, start, start + run);
+        add_span(e, lane_of(p->kind), p->name, start, start + run, p->kind == CLRED_EV_KERNEL ? 0 : p->bytes);
     }
 }
 
@@ -212,7 +214,7 @@ void clred_trace_host(clred_ctx *ctx, const char *lane, const char *name, double
 {
     clred_events *e = ctx->events;
     if (e && e->tracing)
-        add_span(e, lane, name, t0, t1);
+        add_span(e, lane, name, t0, t1, 0);
 }
 
 void clred_events_release(clred_ctx *ctx)
@@ -280,8 +282,11 @@ clred_status clred_ctx_trace_write(clred_ctx *ctx, const char *path)
         clred_json_quote(f, s->name);
         fprintf(f, ", \"cat\": ");
         clred_json_quote(f, s->lane);
-        fprintf(f, ", \"ph\": \"X\", \"pid\": 1, \"tid\": %d, \"ts\": %.3f, \"dur\": %.3f},\n", tid,
+        fprintf(f, ", \"ph\": \"X\", \"pid\": 1, \"tid\": %d, \"ts\": %.3f, \"dur\": %.3f", tid,
                 (s->t0 - e->t_origin) * 1e6, (s->t1 - s->t0) * 1e6);
+        if (s->bytes)
+            fprintf(f, ", \"args\": {\"bytes\": %zu}", s->bytes);
+        fprintf(f, "},\n");
     }
     for (size_t i = 0; i < nlanes; i++)
         fprintf(f, "{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 1, \"tid\": %zu, \"args\": {\"name\": \"%s\"}}%s\n",

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "stats.h"
 
 #define PRIVATE_MAX_FRAMES 64
 
@@ -110,25 +111,21 @@ static clred_status plane_median(const float *sci, const uint16_t *mask, size_t 
     return CLRED_OK;
 }
 
-/* A device frame's SCI (and MASK) brought to the host for its median. */
+/* A device frame's median by the device statistics without clipping: the
+ * same usable pixels and the same exact order statistic as plane_median,
+ * without bringing the frame to the host (on a GPU a whole frame and its
+ * mask would cross the bus for one number). */
 static clred_status dframe_median(const clred_dimage *d, uint16_t ignore, double *median, size_t *count)
 {
-    size_t n = clred_dimage_pixels(d);
-    cl_mem mplane = clred_dimage_mask(d);
-    float *sci = malloc(n * sizeof *sci);
-    uint16_t *mask = mplane ? malloc(n * sizeof *mask) : NULL;
-    clred_status st = CLRED_OK;
-    if (!sci || (mplane && !mask))
-        st = clred_fail(CLRED_ERR_MEMORY, "out of memory computing a frame median (%zu pixels)", n);
-    if (st == CLRED_OK)
-        st = clred_download(d->ctx, clred_dimage_sci(d), 0, n * sizeof *sci, sci);
-    if (st == CLRED_OK && mplane)
-        st = clred_download(d->ctx, mplane, 0, n * sizeof *mask, mask);
-    if (st == CLRED_OK)
-        st = plane_median(sci, mask, n, ignore, median, count);
-    free(sci);
-    free(mask);
-    return st;
+    clred_stats_opts o = clred_stats_defaults();
+    o.max_iters = 0;
+    o.ignore_bits = ignore;
+    clred_stats st;
+    CLRED_TRY(clred_stats_device(d->ctx, clred_dimage_sci(d), clred_dimage_mask(d), d->width, d->height, &o, &st));
+    *count = st.npix;
+    if (st.npix > 0)
+        *median = st.median;
+    return CLRED_OK;
 }
 
 static clred_status frame_median(const stack_source *s, size_t f, uint16_t ignore, double *median, size_t *count)
