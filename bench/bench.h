@@ -30,7 +30,7 @@ typedef struct {
 /* One timed step: the best repetition's figures. */
 typedef struct {
     char step[32];      /* "median", "sigclip", "calibrate", "copy", "memlimit" */
-    char mode[16];      /* "memory" (host frames in, host image out) or "files" */
+    char mode[24];      /* "memory" (host frames in, host image out), "files", "floor-rename", ... */
     double wall_s;      /* end to end as the caller sees it */
     double kernel_s;    /* from profiling events (clred_ctx_timing) */
     double upload_s, download_s;

@@ -2,10 +2,13 @@
  * first ncal raw frames, in memory (one calibrator applied to frames already read)
  * and files in to files out (masters and up to ten raw 16-bit frames read
  * onto the device, calibrated there, outputs written). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench.h"
+#include "io_floor.h"
 
 typedef struct {
     clred_image bias, dark, flat;
@@ -170,6 +173,78 @@ static clred_status time_files(bench_run *run, const clred_calib_opts *opts, siz
     return st;
 }
 
+/* The I/O floor of the files rows, in the same run on the same files: the
+ * masters and the raw frames read once as bytes, and clred's SCI outputs
+ * (read beforehand, untimed) written once by each io_floor scheme under
+ * names of their own, replacing what the warm-up wrote there as clred's and
+ * the script's repetitions replace their outputs. One row per scheme; its
+ * note splits read and write and gives clred's files row over the floor. */
+static clred_status time_floor(bench_run *run, size_t nfiles, double files_wall, bench_results *out)
+{
+    static const char *const names[3] = {"bias.fits", "dark.fits", "flat.fits"};
+    char inputs[3 + BENCH_RAW16_FRAMES][BENCH_PATH], path[BENCH_PATH];
+    size_t nin = 0;
+    for (int i = 0; i < 3; i++)
+        bench_dir_path(run->dir, names[i], inputs[nin++], sizeof inputs[0]);
+    for (size_t i = 0; i < nfiles; i++)
+        bench_raw16_path(run, i, inputs[nin++], sizeof inputs[0]);
+    char *bytes[BENCH_RAW16_FRAMES] = {NULL};
+    size_t len[BENCH_RAW16_FRAMES] = {0};
+    clred_status st = CLRED_OK;
+    for (size_t i = 0; i < nfiles && st == CLRED_OK; i++) {
+        snprintf(path, sizeof path, "%s/clred_sci_%03zu.fits", run->out, i);
+        if (io_floor_read(path, &bytes[i], &len[i]) != 0)
+            st = clred_fail(CLRED_ERR_IO, "%s: cannot read clred's output for the floor (%s)", path, strerror(errno));
+    }
+    for (int s = 0; s < IO_FLOOR_SCHEMES && st == CLRED_OK; s++) {
+        char mode[24];
+        snprintf(mode, sizeof mode, "floor-%s", io_floor_scheme_name((io_floor_scheme)s));
+        bench_result *r = bench_results_add(out, "calibrate", mode);
+        if (!r) {
+            st = clred_fail(CLRED_ERR_MEMORY, "out of memory for results");
+            break;
+        }
+        double best_read = 0, best_write = 0;
+        for (int rep = 0; rep <= run->repeat && st == CLRED_OK; rep++) {
+            double t0 = clred_now();
+            for (size_t i = 0; i < nin && st == CLRED_OK; i++) {
+                char *b;
+                size_t n;
+                if (io_floor_read(inputs[i], &b, &n) != 0)
+                    st = clred_fail(CLRED_ERR_IO, "%s: cannot read (%s)", inputs[i], strerror(errno));
+                free(b);
+            }
+            double t1 = clred_now();
+            for (size_t i = 0; i < nfiles && st == CLRED_OK; i++) {
+                snprintf(path, sizeof path, "%s/floor_%s_%03zu.fits", run->out, io_floor_scheme_name((io_floor_scheme)s), i);
+                if (io_floor_write(path, bytes[i], len[i], (io_floor_scheme)s) != 0)
+                    st = clred_fail(CLRED_ERR_IO, "%s: cannot write (%s)", path, strerror(errno));
+            }
+            double t2 = clred_now();
+            if (st == CLRED_OK && rep > 0) {
+                if (r->repeats == 0 || t2 - t0 < r->wall_s)
+                    best_read = t1 - t0, best_write = t2 - t1;
+                clred_ctx_timing_reset(run->ctx);
+                bench_keep_best(r, run->ctx, t2 - t0);
+            }
+        }
+        if (st != CLRED_OK) {
+            out->n--;
+            break;
+        }
+        snprintf(r->note, sizeof r->note, "%zu inputs read %.3f s + %zu outputs written %.3f s; clred files %.2fx this", nin,
+                 best_read, nfiles, best_write, files_wall / r->wall_s);
+    }
+    for (size_t i = 0; i < nfiles; i++) {
+        free(bytes[i]);
+        for (int s = 0; s < IO_FLOOR_SCHEMES; s++) {
+            snprintf(path, sizeof path, "%s/floor_%s_%03zu.fits", run->out, io_floor_scheme_name((io_floor_scheme)s), i);
+            unlink(path);
+        }
+    }
+    return st;
+}
+
 clred_status bench_calibrate(bench_run *run, bench_results *out)
 {
     clred_calib_opts opts = clred_calib_defaults();
@@ -197,6 +272,8 @@ clred_status bench_calibrate(bench_run *run, bench_results *out)
         st = time_files(run, &opts, nfiles, rows[k].planes, rf);
         if (st != CLRED_OK)
             out->n--;
+        else if (k == 0)
+            st = time_floor(run, nfiles, rf->wall_s, out); /* rf moves as rows are added */
     }
     return st;
 }

@@ -210,6 +210,24 @@ def cell(text):
     return str(text).replace("|", "\\|")
 
 
+def calibrate_floor_lines(c):
+    """The files calibration (SCI written, as the script) and the script over
+    each I/O floor row (inputs read and outputs written as bytes, no
+    computing) measured in the same run: how far each is from the floor."""
+    clred = find(c["clred"], step="calibrate", mode="files")
+    script = find(c["peers"], step="calibrate", mode="files", tool="numpy/astropy script") if c["peers"] else None
+    floors = [r for r in c["clred"] if r["step"] == "calibrate" and r["mode"].startswith("floor-")]
+    if not clred or not floors:
+        return []
+    lines = ["", "Calibration files in, files out, against its I/O floor (every input read and every output "
+             "written once as bytes; how an output replaces the old file differs by row):", "",
+             "| floor | floor s | clred / floor | script / floor |", "|---|---|---|---|"]
+    for f in floors:
+        ratio = lambda r: fmt(r["wall_s"] / f["wall_s"], "x", 3) if r and r.get("wall_s") and f.get("wall_s") else "–"
+        lines.append(f"| {f['mode'][len('floor-'):]} | {fmt(f.get('wall_s'))} | {ratio(clred)} | {ratio(script)} |")
+    return lines
+
+
 def markdown(doc):
     dev = doc["device"]
     lines = [f"# clred benchmarks: {dev['name']} ({dev['type']}), {doc['date']}", ""]
@@ -262,6 +280,7 @@ def markdown(doc):
                     note = f"{note}; {a['reason']}" if note else a["reason"]
                 lines.append(f"| {p['step']} | {p['mode']} | {p['tool']} | {fmt(p.get('wall_s'))} | "
                              f"{fmt(s['speedup'], 'x', 3) if s else '–'} | {agree} | {fmt(a.get('max_abs'), '', 3)} | {cell(note)} |")
+        lines += calibrate_floor_lines(c)
     if doc.get("skipped"):
         lines += ["", "## Not run", ""] + [f"- {s}" for s in doc["skipped"]]
     return "\n".join(lines) + "\n"

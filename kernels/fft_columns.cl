@@ -1,6 +1,7 @@
 /* The 2-D FFT's passes on CPU devices (host/rt/fft.c, VkFFT backend): in
  * place, on the half spectrum's layout (rows of pitch floats, ncols =
- * nx / 2 + 1 complex bins), for power-of-two lengths.
+ * nx / 2 + 1 complex bins), for power-of-two lengths and, at the end, for
+ * lengths with the factors 2, 3, 5 and 7 (mixed radix).
  *
  * Why not VkFFT's own kernels on a CPU: they run large work-groups (16 x 256
  * for the columns) that exchange every stage through local memory at
@@ -189,11 +190,103 @@ inline float16 mul_minus_i(float16 v)
     return (float16)(v.hi, -v.lo);
 }
 
+/* ---- Mixed radix: lengths 2^a 3^b 5^c 7^d that are not powers of two
+ * (the sizes clred_fft_good_size pads to), the same work-item shapes as
+ * above, values in split form throughout (the column pass splits its 8
+ * interleaved columns on the way in). host/rt/fft.c passes tw[k] =
+ * e^{2 pi i k / n} for every k < n and order: order[k] for k < n the slot
+ * where bin k ends up, then the nf radices (4, 2, 3, 5, 7), first stage first.
+ * Decimation in frequency in place: the stage of radix r on blocks of
+ * span = r h values takes x[j + q h] (q < r) of each block to
+ * y_p = sum_q x[j + q h] e^{sign 2 pi i p q / r}, times e^{sign 2 pi i p j / span},
+ * into x[j + p h]; the odd radices pair p with r - p (cosine and sine
+ * sums of x_q + x_{r-q} and x_q - x_{r-q}). */
+
+/* i v in split form */
+inline float16 imul_split(float16 v)
+{
+    return (float16)(-v.hi, v.lo);
+}
+
+/* v e^{sign 2 pi i k / n} */
+inline float16 turn(float16 v, global const float2 *tw, int k, float sign)
+{
+    float2 w = tw[k];
+    w.y *= sign;
+    return cmul_split(v, w);
+}
+
+inline void mixed_dif(local float16 *x, const int n, global const float2 *tw, global const int *radix, const int nf,
+                      const float sign)
+{
+    /* cos and sin of 2 pi k / 5 and 2 pi k / 7 */
+    const float c51 = 0.309016994374947f, c52 = -0.809016994374947f, s51 = 0.951056516295154f,
+                s52 = 0.587785252292473f;
+    const float c71 = 0.623489801858734f, c72 = -0.222520933956314f, c73 = -0.900968867902419f,
+                s71 = 0.781831482468030f, s72 = 0.974927912181824f, s73 = 0.433883739117558f;
+    int span = n;
+    for (int s = 0; s < nf; s++) {
+        const int r = radix[s], h = span / r, ts = n / span;
+        for (int blk = 0; blk < n; blk += span)
+            for (int j = 0; j < h; j++) {
+                local float16 *v = x + blk + j;
+                const int k = j * ts;
+                if (r == 4) {
+                    float16 a0 = v[0], a1 = v[h], a2 = v[2 * h], a3 = v[3 * h];
+                    float16 s02 = a0 + a2, d02 = a0 - a2, s13 = a1 + a3, d13 = sign * imul_split(a1 - a3);
+                    v[0] = s02 + s13;
+                    v[h] = turn(d02 + d13, tw, k, sign);
+                    v[2 * h] = turn(s02 - s13, tw, 2 * k, sign);
+                    v[3 * h] = turn(d02 - d13, tw, 3 * k, sign);
+                } else if (r == 2) {
+                    float16 a0 = v[0], a1 = v[h];
+                    v[0] = a0 + a1;
+                    v[h] = turn(a0 - a1, tw, k, sign);
+                } else if (r == 3) {
+                    float16 a0 = v[0], a = v[h] + v[2 * h], b = v[h] - v[2 * h];
+                    float16 t = a0 - 0.5f * a, u = (sign * 0.866025403784439f) * imul_split(b);
+                    v[0] = a0 + a;
+                    v[h] = turn(t + u, tw, k, sign);
+                    v[2 * h] = turn(t - u, tw, 2 * k, sign);
+                } else if (r == 5) {
+                    float16 a0 = v[0], a1 = v[h] + v[4 * h], b1 = v[h] - v[4 * h], a2 = v[2 * h] + v[3 * h],
+                            b2 = v[2 * h] - v[3 * h];
+                    float16 c1 = a0 + c51 * a1 + c52 * a2, u1 = sign * imul_split(s51 * b1 + s52 * b2);
+                    float16 c2 = a0 + c52 * a1 + c51 * a2, u2 = sign * imul_split(s52 * b1 - s51 * b2);
+                    v[0] = a0 + a1 + a2;
+                    v[h] = turn(c1 + u1, tw, k, sign);
+                    v[2 * h] = turn(c2 + u2, tw, 2 * k, sign);
+                    v[3 * h] = turn(c2 - u2, tw, 3 * k, sign);
+                    v[4 * h] = turn(c1 - u1, tw, 4 * k, sign);
+                } else { /* 7 */
+                    float16 a0 = v[0], a1 = v[h] + v[6 * h], b1 = v[h] - v[6 * h], a2 = v[2 * h] + v[5 * h],
+                            b2 = v[2 * h] - v[5 * h], a3 = v[3 * h] + v[4 * h], b3 = v[3 * h] - v[4 * h];
+                    float16 c1 = a0 + c71 * a1 + c72 * a2 + c73 * a3, u1 = sign * imul_split(s71 * b1 + s72 * b2 + s73 * b3);
+                    float16 c2 = a0 + c72 * a1 + c73 * a2 + c71 * a3, u2 = sign * imul_split(s72 * b1 - s73 * b2 - s71 * b3);
+                    float16 c3 = a0 + c73 * a1 + c71 * a2 + c72 * a3, u3 = sign * imul_split(s73 * b1 - s71 * b2 + s72 * b3);
+                    v[0] = a0 + a1 + a2 + a3;
+                    v[h] = turn(c1 + u1, tw, k, sign);
+                    v[2 * h] = turn(c2 + u2, tw, 2 * k, sign);
+                    v[3 * h] = turn(c3 + u3, tw, 3 * k, sign);
+                    v[4 * h] = turn(c3 - u3, tw, 4 * k, sign);
+                    v[5 * h] = turn(c2 - u2, tw, 5 * k, sign);
+                    v[6 * h] = turn(c1 - u1, tw, 6 * k, sign);
+                }
+            }
+        span = h;
+    }
+}
+
+
+/* Where bin k of the half-row transform is: digit-reversed (mixed radix,
+ * nf > 0) or bit-reversed. */
+#define SLOT(k) (nf > 0 ? order[k] : bit_reverse((k), log2m))
+
 /* Forward real-to-complex along rows 8 g .. 8 g + 7 of the nrows rows (all
  * batches): row r's first nx = 2 m floats become its bins 0 .. m. tw[k] =
  * e^{2 pi i k / m} (k < m / 2), twr[k] = e^{2 pi i k / nx} (k <= m / 2). */
 kernel void fft_rows_r2c(global float *buf, const int nrows, const int m, const int log2m, const int pitch,
-                         global const float2 *tw, global const float2 *twr)
+                         global const float2 *tw, global const float2 *twr, global const int *order, const int nf)
 {
     local float16 z[FFT_ROWS_MAX];
     local float *zf = (local float *)z;
@@ -209,12 +302,15 @@ kernel void fft_rows_r2c(global float *buf, const int nrows, const int m, const 
             zf[16 * k + 8 + r] = v.y;
         }
     }
-    LOCAL_DIF(z, m, tw, -1.0f, cmul_split)
+    if (nf > 0)
+        mixed_dif(z, m, tw, order + m, nf, -1.0f);
+    else
+        LOCAL_DIF(z, m, tw, -1.0f, cmul_split)
     /* X[k] = E + e^{-2 pi i k / nx} O with E = (Z[k] + conj Z[m - k]) / 2,
      * O = -i (Z[k] - conj Z[m - k]) / 2, for k and m - k together. */
     for (int k = 0; k <= m / 2; k++) {
         int kc = k == 0 ? 0 : m - k;
-        float16 zk = z[bit_reverse(k, log2m)], zc = conj_split(z[bit_reverse(kc, log2m)]);
+        float16 zk = z[SLOT(k)], zc = conj_split(z[SLOT(kc)]);
         float16 e = 0.5f * (zk + zc), o = mul_minus_i(0.5f * (zk - zc));
         float2 w = twr[k];
         w.y = -w.y;
@@ -236,7 +332,8 @@ kernel void fft_rows_r2c(global float *buf, const int nrows, const int m, const 
 
 /* The inverse of fft_rows_r2c, times scale (1 / m: the exact inverse). */
 kernel void fft_rows_c2r(global float *buf, const int nrows, const int m, const int log2m, const int pitch,
-                         global const float2 *tw, global const float2 *twr, const float scale)
+                         global const float2 *tw, global const float2 *twr, const float scale, global const int *order,
+                         const int nf)
 {
     local float16 z[FFT_ROWS_MAX + 1];
     local float *zf = (local float *)z;
@@ -264,11 +361,55 @@ kernel void fft_rows_c2r(global float *buf, const int nrows, const int m, const 
         if (k > 0)
             z[kc] = conj_split(a) - mul_minus_i(conj_split(b));
     }
-    LOCAL_DIF(z, m, tw, 1.0f, cmul_split)
+    if (nf > 0)
+        mixed_dif(z, m, tw, order + m, nf, 1.0f);
+    else
+        LOCAL_DIF(z, m, tw, 1.0f, cmul_split)
     for (int n = 0; n < m; n++) {
         float a[16];
-        vstore16(z[bit_reverse(n, log2m)] * scale, 0, a);
+        vstore16(z[SLOT(n)] * scale, 0, a);
         for (int r = 0; r < rows; r++)
             vstore2((float2)(a[r], a[8 + r]), n, buf + (size_t)(r0 + r) * (size_t)pitch);
+    }
+}
+
+/* fft_columns for mixed-radix n: columns 8 g .. 8 g + 7 of batch
+ * get_global_id(1) (the last block's missing columns are copies of its
+ * last, never written back), times scale. */
+kernel void fft_columns_mixed(global float *buf, const int ncols, const int n, const int pitch, const int batch_floats,
+                              global const float2 *tw, global const int *order, const int nf, const float sign,
+                              const float scale)
+{
+    local float16 x[FFT_COLUMNS_MAX];
+    local float *xf = (local float *)x;
+    int c0 = 8 * (int)get_global_id(0);
+    if (c0 >= ncols)
+        return;
+    int cols = min(8, ncols - c0);
+    global float *base = buf + (size_t)get_global_id(1) * (size_t)batch_floats + 2 * (size_t)c0;
+    size_t p = (size_t)pitch;
+    if (cols == 8)
+        for (int i = 0; i < n; i++) {
+            float16 v = vload16(0, base + (size_t)i * p);
+            x[i] = (float16)(v.even, v.odd);
+        }
+    else
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < 8; c++) {
+                float2 v = vload2(min(c, cols - 1), base + (size_t)i * p);
+                xf[16 * i + c] = v.x;
+                xf[16 * i + 8 + c] = v.y;
+            }
+    mixed_dif(x, n, tw, order + n, nf, sign);
+    for (int k = 0; k < n; k++) {
+        float16 v = x[order[k]] * scale;
+        if (cols == 8)
+            vstore16(v.s08192a3b4c5d6e7f, 0, base + (size_t)k * p);
+        else {
+            float a[16];
+            vstore16(v, 0, a);
+            for (int c = 0; c < cols; c++)
+                vstore2((float2)(a[c], a[8 + c]), c, base + (size_t)k * p);
+        }
     }
 }

@@ -177,28 +177,85 @@ kernel void zogy_unwrap(global const float *src, const int pitch, const int nx, 
  * grow_sat px (a filled saturated core leaves a ring of its wings' residual),
  * and EDGE within edge px of the border. */
 /* The mask's rows ORed over the growth radii: in the low 16 bits the
- * unusable bits within +-grow, in the high 16 the saturated bit within
- * +-grow_sat. zogy_finish then grows by columns only: a square box is the
- * row box of the column box, so a pixel costs 2 r + 1 reads, not (2 r + 1)^2
- * (r = 50 for a 101-px PSF). */
-kernel void zogy_grow_rows(global const ushort *bits, const int w, const int h, const int grow, const int grow_sat,
+ * unusable bits within +-grow (here), in the high 16 the saturated bit
+ * within +-grow_sat (zogy_sat_rows, after this). zogy_finish then grows by
+ * columns only (a square box is the row box of the column box): the small
+ * radius by reading its 2 grow + 1 rows, the large one (r = 50 for a 101-px
+ * PSF) from zogy_grow_cols. */
+kernel void zogy_grow_rows(global const ushort *bits, const int w, const int h, const int grow,
                            const ushort unusable, global uint *rows)
 {
     int x = get_global_id(0), y = get_global_id(1);
     if (x >= w || y >= h)
         return;
     const global ushort *r = bits + (size_t)y * (size_t)w;
-    uint u = 0, s = 0;
+    uint u = 0;
     for (int k = max(0, x - grow); k <= min(w - 1, x + grow); k++)
         u |= r[k] & unusable;
-    for (int k = max(0, x - grow_sat); k <= min(w - 1, x + grow_sat); k++)
-        s |= r[k] & CLRED_MASK_SATURATED;
-    rows[(size_t)y * (size_t)w + x] = u | (s << 16);
+    rows[(size_t)y * (size_t)w + x] = u;
+}
+
+/* The saturated bit within +-r along each row into rows' high 16 bits, at
+ * two operations per pixel whatever r: a pixel's window holds a saturated
+ * pixel when the nearest one at or left of it, or right of it, is within
+ * r (a sweep each way). One work-item per row. */
+kernel void zogy_sat_rows(global const ushort *bits, const int w, const int h, const int r, global uint *rows)
+{
+    int y = get_global_id(0);
+    if (y >= h)
+        return;
+    const global ushort *b = bits + (size_t)y * (size_t)w;
+    global uint *o = rows + (size_t)y * (size_t)w;
+    const uint sat = (uint)CLRED_MASK_SATURATED << 16;
+    int last = -(1 << 30);
+    for (int x = 0; x < w; x++) {
+        if (b[x] & CLRED_MASK_SATURATED)
+            last = x;
+        if (x - last <= r)
+            o[x] |= sat;
+    }
+    int next = 1 << 30;
+    for (int x = w - 1; x >= 0; x--) {
+        if (next - x <= r)
+            o[x] |= sat;
+        if (b[x] & CLRED_MASK_SATURATED)
+            next = x;
+    }
+}
+
+/* The saturated bits' column pass over +-r rows at a few operations per
+ * pixel, whatever r (van Herk, Gil-Werman): each column of rows' high
+ * halves, padded with r empty rows each side (padded row p = y + r), is cut
+ * into blocks of 2 r + 1 rows; pre[p] ORs p's block from its start to p,
+ * suf[p] from p to the block's end. Row y's window, padded rows y ..
+ * y + 2 r, is one block or the end of one and the start of the next:
+ * suf[y] | pre[y + 2 r]. One work-item per column. */
+kernel void zogy_grow_cols(global const uint *rows, const int w, const int h, const int r, global ushort *pre,
+                           global ushort *suf)
+{
+    int x = get_global_id(0);
+    if (x >= w)
+        return;
+    int n = h + 2 * r, span = 2 * r + 1;
+    ushort acc = 0;
+    for (int p = 0; p < n; p++) {
+        int y = p - r;
+        ushort v = y >= 0 && y < h ? (ushort)(rows[(size_t)y * (size_t)w + x] >> 16) : (ushort)0;
+        acc = p % span == 0 ? v : (ushort)(acc | v);
+        pre[(size_t)p * (size_t)w + x] = acc;
+    }
+    acc = 0;
+    for (int p = n - 1; p >= 0; p--) {
+        int y = p - r;
+        ushort v = y >= 0 && y < h ? (ushort)(rows[(size_t)y * (size_t)w + x] >> 16) : (ushort)0;
+        acc = p % span == span - 1 || p == n - 1 ? v : (ushort)(acc | v);
+        suf[(size_t)p * (size_t)w + x] = acc;
+    }
 }
 
 kernel void zogy_finish(global const float *dpl, global const float *sn, global const float *sr,
                         global const float *vs, global const float *vd, global const ushort *bits,
-                        global const uint *rows, const int w,
+                        global const uint *rows, global const ushort *sat_pre, global const ushort *sat_suf, const int w,
                         const int h, const int pitch, const int x0, const int y0, const int cx0, const int cy0,
                         const int cx1, const int cy1, const int out_w, const int out_h, const float f_d,
                         const float f_s, const float sx2,
@@ -214,8 +271,7 @@ kernel void zogy_finish(global const float *dpl, global const float *sn, global 
     ushort m = bits[i];
     for (int j = max(0, y - grow); j <= min(h - 1, y + grow); j++)
         m |= (ushort)(rows[(size_t)j * (size_t)w + (size_t)x] & 0xffffu);
-    for (int j = max(0, y - grow_sat); j <= min(h - 1, y + grow_sat); j++)
-        m |= (ushort)(rows[(size_t)j * (size_t)w + (size_t)x] >> 16);
+    m |= sat_suf[i] | sat_pre[(size_t)(y + 2 * grow_sat) * (size_t)w + (size_t)x];
     int gx = x0 + x, gy = y0 + y;
     if (gx < edge || gy < edge || gx >= out_w - edge || gy >= out_h - edge)
         m |= CLRED_MASK_EDGE;

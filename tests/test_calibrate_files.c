@@ -4,7 +4,8 @@
  * and writer threads) or not; --planes sci (CLRED_WRITE_SCI) writes the same
  * SCI alone, and its data written raw are the bytes cfitsio writes; raw
  * frames as uint16 with BZERO, int32 or tile-compressed give the SCI of
- * float32 ones; odd master VAR (NaN, huge) gives SCI alone the NO_DATA
+ * float32 ones, and 16-bit frames read straight from the file are cfitsio's
+ * values bit for bit; odd master VAR (NaN, huge) gives SCI alone the NO_DATA
  * pixels of the full product; and a bad
  * frame in the middle fails with one message naming it
  * and leaves no output and no temporary, streamed or not. The calibration's
@@ -78,6 +79,83 @@ static void write_encoded(const char *path, const clred_image *raw, int kind)
         fits_write_img(f, TUSHORT, 1, (LONGLONG)W * H, u, &status);
     fits_close_file(f, &status);
     CHECK_MSG(status == 0, "writing %s: cfitsio status %d", path, status);
+}
+
+/* A 16-bit frame: type USHORT_IMG (cfitsio adds BZERO 32768) or SHORT_IMG
+ * with the given BZERO, BSCALE and BLANK (when blank) written as cards and
+ * the stored values v[i] = (i * 7919) % 65536 - 32768 (every bit pattern
+ * over a frame, the extremes included). */
+static void write_int16(const char *path, long w, long h, int type, double bzero, double bscale, int blank)
+{
+    remove(path);
+    fitsfile *f;
+    int status = 0;
+    long naxes[2] = {w, h};
+    fits_create_file(&f, path, &status);
+    fits_create_img(f, type, 2, naxes, &status);
+    double exptime = 20.0;
+    fits_update_key(f, TDOUBLE, "EXPTIME", &exptime, NULL, &status);
+    if (type == SHORT_IMG && (bzero != 0 || bscale != 1)) {
+        fits_update_key(f, TDOUBLE, "BZERO", &bzero, NULL, &status);
+        fits_update_key(f, TDOUBLE, "BSCALE", &bscale, NULL, &status);
+    }
+    if (blank) {
+        long b = -32768 + 7919;
+        fits_update_key(f, TLONG, "BLANK", &b, NULL, &status);
+    }
+    fits_set_bscale(f, 1.0, type == USHORT_IMG ? 32768.0 : 0.0, &status); /* the stored values as given */
+    size_t n = (size_t)(w * h);
+    short *v = malloc(n * sizeof *v);
+    unsigned short *u = malloc(n * sizeof *u);
+    for (size_t i = 0; v && u && i < n; i++) {
+        long s = (long)((i * 7919) % 65536) - 32768;
+        v[i] = (short)s, u[i] = (unsigned short)(s + 32768);
+    }
+    if (type == USHORT_IMG)
+        fits_write_img(f, TUSHORT, 1, (LONGLONG)n, u, &status);
+    else
+        fits_write_img(f, TSHORT, 1, (LONGLONG)n, v, &status);
+    fits_close_file(f, &status);
+    free(v);
+    free(u);
+    CHECK_MSG(status == 0, "writing %s: cfitsio status %d", path, status);
+}
+
+/* 16-bit frames read straight from the file (fitsio.c raw_rows) against
+ * cfitsio's own conversion (CLRED_NO_RAW_FITS=1), bit for bit: uint16,
+ * signed int16 of an odd width, a BZERO that is not an integer, one so large
+ * that the sums round in float; BSCALE != 1 and BLANK, which go to cfitsio,
+ * for the same result either way. */
+static void check_int16_reads(const char *dir)
+{
+    static const struct {
+        long w, h;
+        int type;
+        double bzero, bscale;
+        int blank;
+    } cases[] = {{W, H, USHORT_IMG, 32768, 1, 0}, {41, 7, SHORT_IMG, 0, 1, 0}, {257, 3, SHORT_IMG, 1000.3, 1, 0},
+                 {13, 5, SHORT_IMG, 0, 2.5, 0},   {13, 5, SHORT_IMG, 32768, 1, 1},
+                 {13, 5, SHORT_IMG, 33554433.0, 1, 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/int16_%zu.fits", dir, c);
+        write_int16(path, cases[c].w, cases[c].h, cases[c].type, cases[c].bzero, cases[c].bscale, cases[c].blank);
+        clred_image raw, via;
+        CHECK_OK(clred_image_read(path, 0, &raw));
+        setenv("CLRED_NO_RAW_FITS", "1", 1);
+        CHECK_OK(clred_image_read(path, 0, &via));
+        unsetenv("CLRED_NO_RAW_FITS");
+        size_t n = (size_t)(cases[c].w * cases[c].h);
+        CHECK_MSG(raw.sci && via.sci && raw.width == (size_t)cases[c].w &&
+                      memcmp(raw.sci, via.sci, n * sizeof(float)) == 0,
+                  "16-bit case %zu: read straight differs from cfitsio's values", c);
+        if (c == 0 && raw.sci)
+            CHECK(raw.sci[0] == 0.0f && raw.sci[1] == 7919.0f); /* stored -32768 + BZERO 32768 */
+        if (c == 4 && raw.sci)
+            CHECK(isnan(raw.sci[1])); /* the BLANK value */
+        clred_image_free(&raw);
+        clred_image_free(&via);
+    }
 }
 
 static unsigned char *slurp(const char *path, size_t *n)
@@ -238,16 +316,21 @@ int main(void)
         }
     }
 
-    /* a truncated frame in the middle: one error naming it, nothing left */
-    char bad[1024];
+    check_int16_reads(dir);
+
+    /* a truncated frame in the middle (16-bit, as a camera writes it): one
+     * error naming it, nothing left */
+    char bad[1024], bad16[1024];
     snprintf(bad, sizeof bad, "%s/truncated.fits", dir);
+    snprintf(bad16, sizeof bad16, "%s/whole16.fits", dir);
+    write_encoded(bad16, &raws[2], 0);
     {
         size_t n = 0;
-        unsigned char *b = slurp(raw_paths[1], &n);
+        unsigned char *b = slurp(bad16, &n);
         FILE *f = fopen(bad, "wb");
         CHECK(b && f && n > 5000);
         if (b && f)
-            fwrite(b, 1, n - 2880, f); /* the header and part of the data */
+            fwrite(b, 1, n - 1000, f); /* the header and part of the data (2400 bytes) */
         if (f)
             fclose(f);
         free(b);

@@ -1,9 +1,10 @@
 /* The VkFFT backend's own passes on CPU devices (kernels/fft_columns.cl,
  * host/rt/fft.c): the column kernel alone against a direct double-precision
  * DFT of each column (8-column work-items and the single-column tail, both
- * signs, the scale, batches, lengths 2 to 64), and plans with power-of-two
- * column lengths (column pass; with power-of-two rows also the row pass, no
- * VkFFT) against the 2-D DFT and through the round trip. */
+ * signs, the scale, batches, lengths 2 to 64), and plans whose column
+ * lengths the kernels take (powers of two, or mixed radix: factors 2, 3, 5
+ * and 7; the column pass, and where the half rows are such lengths too the
+ * row pass, no VkFFT) against the 2-D DFT and through the round trip. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,7 +82,17 @@ static void check_kernel(clred_ctx *ctx, int ncols, int n, int batch, float sign
     free(tw);
 }
 
-/* A VkFFT plan of nx x ny (ny a power of two) against the 2-D DFT, and back. */
+/* Lengths the kernels transform (as host/rt/fft.c decides): factors 2, 3, 5, 7. */
+static int kernel_length(size_t n)
+{
+    static const size_t primes[] = {2, 3, 5, 7};
+    for (size_t i = 0; i < 4 && n > 1; i++)
+        while (n % primes[i] == 0)
+            n /= primes[i];
+    return n == 1;
+}
+
+/* A VkFFT plan of nx x ny (ny a kernel length) against the 2-D DFT, and back. */
 static void check_plan(clred_ctx *ctx, size_t nx, size_t ny, size_t batch)
 {
     size_t pitch = clred_fft_pitch(nx), ncx = nx / 2 + 1, nfloat = pitch * ny * batch;
@@ -99,8 +110,8 @@ static void check_plan(clred_ctx *ctx, size_t nx, size_t ny, size_t batch)
     if (!plan)
         goto done;
     /* On a CPU with room for the kernels' local buffers (main checks), these
-     * sizes take the column pass, and the row pass where nx is a power of two. */
-    CHECK(clred_fft_plan_columns(plan) == 1 + ((nx & (nx - 1)) == 0));
+     * sizes take the column pass, and the row pass where nx / 2 is a kernel length. */
+    CHECK(clred_fft_plan_columns(plan) == 1 + (nx % 2 == 0 && nx >= 4 && kernel_length(nx / 2)));
     CHECK_OK(clred_buffer(ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, nfloat * sizeof *buf, buf, &dev, "fft test"));
     CHECK_OK(clred_fft_forward(ctx, plan, dev));
     CHECK_OK(clred_download(ctx, dev, 0, nfloat * sizeof *buf, buf));
@@ -159,7 +170,13 @@ int main(void)
     check_plan(ctx, 16, 32, 2); /* rows and columns here, batched */
     check_plan(ctx, 64, 16, 1);
     check_plan(ctx, 8, 4, 1);   /* 4 rows: one partly filled row work-item */
-    check_plan(ctx, 20, 8, 1);  /* VkFFT's rows, the column kernel */
+    check_plan(ctx, 22, 8, 1);  /* VkFFT's rows (11), the column kernel */
+    /* mixed radix, rows and columns: every radix (4, 2, 3, 5, 7), odd
+     * lengths, a batch, partly filled 8-column blocks, columns of 9 (tail only) */
+    check_plan(ctx, 24, 30, 2); /* rows 12 = 4 3, columns 30 = 2 3 5, 13 columns */
+    check_plan(ctx, 70, 21, 1); /* rows 35 = 5 7, columns 21 = 3 7 */
+    check_plan(ctx, 12, 56, 1); /* rows 6 = 2 3, columns 56 = 4 2 7 */
+    check_plan(ctx, 6, 9, 1);   /* rows 3, columns 9 = 3 3, 4 columns */
     clred_ctx_destroy(ctx);
     return harness_finish();
 }

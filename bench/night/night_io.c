@@ -7,7 +7,9 @@
  *
  * Reads every *.fits of INPUT_DIR (timed); then each product under
  * PRODUCTS_DIR/{masters,calibrated,background,stacks} is read (not timed) and
- * written to SCRATCH_DIR (timed), then removed. Prints one JSON object. */
+ * written to SCRATCH_DIR (timed), then removed. The same files are also read
+ * and written as bytes (bench/io_floor.c, temporary + rename as clred writes:
+ * the floor without FITS decoding and encoding). Prints one JSON object. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include "clred.h"
+#include "io_floor.h"
 
 static double now(void)
 {
@@ -71,7 +74,7 @@ int main(int argc, char **argv)
     }
     char **in;
     size_t nin = list(argv[1], &in), nout = 0;
-    double read_s = 0, write_s = 0;
+    double read_s = 0, write_s = 0, bytes_read_s = 0, bytes_write_s = 0;
     uint64_t read_bytes = 0, write_bytes = 0;
     for (size_t i = 0; i < nin; i++) {
         clred_image img;
@@ -82,6 +85,15 @@ int main(int argc, char **argv)
         }
         read_s += now() - t0;
         read_bytes += file_size(in[i]);
+        char *bytes;
+        size_t len;
+        t0 = now();
+        if (io_floor_read(in[i], &bytes, &len) != 0) {
+            fprintf(stderr, "clred-night-io: %s: cannot read\n", in[i]);
+            return 1;
+        }
+        bytes_read_s += now() - t0;
+        free(bytes);
         clred_image_free(&img);
         free(in[i]);
     }
@@ -107,6 +119,19 @@ int main(int argc, char **argv)
             }
             write_s += now() - t0;
             write_bytes += file_size(dest);
+            char *bytes;
+            size_t len;
+            if (io_floor_read(dest, &bytes, &len) != 0) {
+                fprintf(stderr, "clred-night-io: %s: cannot read back\n", dest);
+                return 1;
+            }
+            t0 = now();
+            if (io_floor_write(dest, bytes, len, IO_FLOOR_UNLINK_RENAME) != 0) {
+                fprintf(stderr, "clred-night-io: %s: cannot write\n", dest);
+                return 1;
+            }
+            bytes_write_s += now() - t0;
+            free(bytes);
             unlink(dest);
             clred_image_free(&img);
             free(p[i]);
@@ -115,8 +140,8 @@ int main(int argc, char **argv)
         free(p);
     }
     printf("{\"inputs\": %zu, \"products\": %zu, \"read_s\": %.4f, \"write_s\": %.4f, \"read_plus_write_s\": %.4f, "
-           "\"read_bytes\": %llu, \"write_bytes\": %llu}\n",
+           "\"read_bytes\": %llu, \"write_bytes\": %llu, \"bytes_read_s\": %.4f, \"bytes_write_s\": %.4f}\n",
            nin, nout, read_s, write_s, read_s + write_s, (unsigned long long)read_bytes,
-           (unsigned long long)write_bytes);
+           (unsigned long long)write_bytes, bytes_read_s, bytes_write_s);
     return 0;
 }

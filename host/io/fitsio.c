@@ -397,57 +397,122 @@ static void be_floats_to_host(float *v, size_t n)
     }
 }
 
-/* Rows of an uncompressed, unscaled BITPIX = -32 image in a plain disk file,
- * read straight from the file into rows and converted in place (cfitsio
- * converts through its null check one value at a time; this is the common
- * case of a frame to measure). Returns 0 when the image is not such a one
- * (then cfitsio reads it), 1 with *st set otherwise. */
-static int raw_float_rows(fitsfile *f, const char *path, const clred_file_info *info, size_t frame, size_t y0,
-                          size_t nrows, float *rows, clred_status *st)
+/* Whether the pixel data are read and written straight, without cfitsio's
+ * conversion loops; CLRED_NO_RAW_FITS=1 turns both off (the tests compare
+ * the two paths byte for byte). */
+static int raw_fits_allowed(void)
+{
+    const char *e = getenv("CLRED_NO_RAW_FITS");
+    return !(e && *e && strcmp(e, "0") != 0);
+}
+
+/* Big-endian 16-bit integers to host floats as cfitsio's fits_read_pix
+ * (TFLOAT, fffi2r4) gives them with BSCALE = 1 and no BLANK:
+ * (float)(value * 1.0 + bzero) in double. The product by 1 is exact, so a
+ * contracted multiply-add rounds the same; with BZERO = 32768 (uint16)
+ * every value is an integer below 2^24, exact in float. */
+static void be_int16_to_host(const uint16_t *in, float *out, size_t n, double bzero)
+{
+    if (bzero == floor(bzero) && fabs(bzero) <= 1073741824.0) {
+        /* an integer BZERO: value + bzero is the same integer in int32 as in
+         * double, and both round it to float alike (this loop vectorizes) */
+        int32_t z = (int32_t)bzero;
+        for (size_t i = 0; i < n; i++)
+            out[i] = (float)((int32_t)(int16_t)__builtin_bswap16(in[i]) + z);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = (float)((double)(int16_t)__builtin_bswap16(in[i]) + bzero);
+}
+
+/* Bytes [at, at + len) of fd into dst; 0, or -1 with *ended set when the
+ * file ends first (else errno says why). */
+static int read_exact(int fd, void *dst, size_t len, off_t at, int *ended)
+{
+    unsigned char *p = dst;
+    *ended = 0;
+    while (len > 0) {
+        ssize_t got = pread(fd, p, len, at);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            *ended = got == 0;
+            return -1;
+        }
+        p += got, at += got, len -= (size_t)got;
+    }
+    return 0;
+}
+
+/* 16-bit values go through a buffer this big, which stays in cache. */
+#define RAW_INT16_CHUNK (64 * 1024)
+
+/* Rows of an uncompressed image in a plain disk file, read straight from the
+ * file and converted here, where cfitsio would convert one value at a time
+ * through its own buffers: BITPIX = -32 unscaled (the common frame to
+ * measure), and BITPIX = 16 with BSCALE = 1 and no BLANK (raw CCD frames,
+ * uint16 through BZERO = 32768), each to the floats cfitsio gives. Returns 0
+ * when the image is not such a one (then cfitsio reads it), 1 with *st set
+ * otherwise. */
+static int raw_rows(fitsfile *f, const char *path, const clred_file_info *info, size_t frame, size_t y0,
+                    size_t nrows, float *rows, clred_status *st)
 {
     int status = 0;
-    char url[FLEN_FILENAME] = "";
+    char url[FLEN_FILENAME] = "", blank[FLEN_VALUE];
     double bscale = 1, bzero = 0;
     LONGLONG head = 0, data = 0, end = 0;
-    if (info->bitpix != FLOAT_IMG || fits_is_compressed_image(f, &status) || status ||
-        fits_url_type(f, url, &status) || strcmp(url, "file://") != 0 ||
-        fits_get_hduaddrll(f, &head, &data, &end, &status))
+    if ((info->bitpix != FLOAT_IMG && info->bitpix != SHORT_IMG) || !raw_fits_allowed() ||
+        fits_is_compressed_image(f, &status) || status || fits_url_type(f, url, &status) ||
+        strcmp(url, "file://") != 0 || fits_get_hduaddrll(f, &head, &data, &end, &status))
         goto not_raw;
     if (fits_read_key_dbl(f, "BSCALE", &bscale, NULL, &status) == KEY_NO_EXIST)
         status = 0, bscale = 1;
     if (status || fits_read_key_dbl(f, "BZERO", &bzero, NULL, &status) == KEY_NO_EXIST)
         status = 0, bzero = 0;
-    if (status || bscale != 1 || bzero != 0)
+    if (status || bscale != 1 || (info->bitpix == FLOAT_IMG && bzero != 0))
         goto not_raw;
+    /* a BLANK value reads as NaN through cfitsio: left to it */
+    if (info->bitpix == SHORT_IMG && fits_read_keyword(f, "BLANK", blank, NULL, &status) != KEY_NO_EXIST)
+        goto not_raw;
+    status = 0;
+    size_t elem = info->bitpix == FLOAT_IMG ? sizeof(float) : sizeof(uint16_t);
     size_t n = nrows * info->width;
-    off_t at = (off_t)data + (off_t)(((frame * info->height + y0) * info->width) * sizeof(float));
-    if ((LONGLONG)at + (LONGLONG)(n * sizeof(float)) > end)
+    off_t at = (off_t)data + (off_t)(((frame * info->height + y0) * info->width) * elem);
+    if ((LONGLONG)at + (LONGLONG)(n * elem) > end)
         goto not_raw;
     char base[PATH_MAX];
     base_path(path, base, sizeof base);
     int fd = open(base, O_RDONLY);
     if (fd < 0)
         goto not_raw;
-    unsigned char *dst = (unsigned char *)rows;
-    size_t left = n * sizeof(float);
-    while (left > 0) {
-        ssize_t got = pread(fd, dst, left, at);
-        if (got <= 0) {
-            if (got < 0 && errno == EINTR)
-                continue;
-            int err = errno;
+    int failed = 0, ended = 0;
+    if (info->bitpix == FLOAT_IMG) {
+        failed = read_exact(fd, rows, n * sizeof(float), at, &ended);
+        if (!failed)
+            be_floats_to_host(rows, n);
+    } else {
+        uint16_t *chunk = malloc(RAW_INT16_CHUNK * sizeof *chunk);
+        if (!chunk) {
             close(fd);
-            *st = clred_fail(got == 0 ? CLRED_ERR_INPUT : CLRED_ERR_IO, "%s: %s reading pixels", path,
-                             got == 0 ? "the file ends" : strerror(err));
+            *st = clred_fail(CLRED_ERR_MEMORY, "out of memory reading %s", path);
             return 1;
         }
-        dst += got;
-        at += got;
-        left -= (size_t)got;
+        for (size_t i = 0; i < n && !failed; i += RAW_INT16_CHUNK) {
+            size_t m = n - i < RAW_INT16_CHUNK ? n - i : RAW_INT16_CHUNK;
+            failed = read_exact(fd, chunk, m * sizeof *chunk, at + (off_t)(i * sizeof *chunk), &ended);
+            if (!failed)
+                be_int16_to_host(chunk, rows + i, m, bzero);
+        }
+        free(chunk);
     }
+    int err = errno;
     close(fd);
-    be_floats_to_host(rows, n);
-    *st = CLRED_OK;
+    if (failed && ended)
+        *st = clred_fail(CLRED_ERR_INPUT, "%s: truncated file, data ends early", path);
+    else if (failed)
+        *st = clred_fail(CLRED_ERR_IO, "%s: %s reading pixels", path, strerror(err));
+    else
+        *st = CLRED_OK;
     return 1;
 not_raw:
     fits_clear_errmsg();
@@ -461,7 +526,7 @@ static clred_status fits_rows(fitsfile *f, const char *path, const clred_file_in
         return clred_fail(CLRED_ERR_USAGE, "%s: rows %zu..%zu of frame %zu are outside the %zu x %zu x %zu image",
                           path, y0, y0 + nrows, frame, info->width, info->height, info->nframes);
     clred_status raw;
-    if (raw_float_rows(f, path, info, frame, y0, nrows, rows, &raw))
+    if (raw_rows(f, path, info, frame, y0, nrows, rows, &raw))
         return raw;
     long fpixel[3] = {1, (long)y0 + 1, (long)frame + 1};
     float nan = NAN;
@@ -695,15 +760,10 @@ static int write_header_cards(fitsfile *f, const clred_header *h, int *status)
  * formats the whole header: the image is created with NAXIS2 = 0 (so cfitsio
  * writes no data and no fill), then that card's value field is set to the
  * height as cfitsio would have written it. The file is the same bytes as the
- * cfitsio path's (test_calibrate_files); CLRED_NO_RAW_FITS=1 turns this off. */
+ * cfitsio path's (test_calibrate_files); CLRED_NO_RAW_FITS=1 turns this off
+ * (raw_fits_allowed). */
 
 #define RAW_CHUNK_FLOATS (64 * 1024)
-
-static int raw_fits_allowed(void)
-{
-    const char *e = getenv("CLRED_NO_RAW_FITS");
-    return !(e && *e && strcmp(e, "0") != 0);
-}
 
 static int write_all(int fd, const void *buf, size_t n, off_t at)
 {

@@ -33,9 +33,12 @@ struct clred_fft_plan {
     cl_context vk_context;
     /* Column (and row) passes by fft_columns.cl instead of VkFFT's (see
      * vkfft_columns, vkfft_rows); with rows, no VkFFT application (app NULL).
-     * Factors e^{2 pi i k / n}: col_tw n = ny, row_tw n = nx / 2, row_twr n = nx. */
-    int columns, rows;
-    cl_mem col_tw, row_tw, row_twr;
+     * Factors e^{2 pi i k / n}: col_tw n = ny, row_tw n = nx / 2, row_twr n = nx.
+     * Lengths that are not powers of two run the mixed-radix kernels: col_nf,
+     * row_nf radices (0: power of two), their order tables in col_order,
+     * row_order (see mixed_order). */
+    int columns, rows, col_nf, row_nf;
+    cl_mem col_tw, row_tw, row_twr, col_order, row_order;
 #endif
     int loaded; /* the kernels came from clred's cache directory */
 };
@@ -219,6 +222,56 @@ static int pow2_in(size_t n, size_t lo, size_t hi)
     return n >= lo && n <= hi && (n & (n - 1)) == 0;
 }
 
+/* The lengths the kernels transform: powers of two, or (mixed radix) with
+ * the prime factors 2, 3, 5 and 7 only, as clred_fft_good_size pads to. */
+static int kernel_length(size_t n, size_t lo, size_t hi)
+{
+    static const unsigned primes[] = {2, 3, 5, 7};
+    return n >= lo && n <= hi && only_factors(n, primes, 4);
+}
+
+/* The radices of a mixed-radix length, first stage first: fours, a two,
+ * then threes, fives and sevens. Returns their count. */
+static int mixed_radices(size_t n, int radix[32])
+{
+    static const int order[] = {4, 2, 3, 5, 7};
+    int nf = 0;
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        while (n % (size_t)order[i] == 0) {
+            radix[nf++] = order[i];
+            n /= (size_t)order[i];
+        }
+    return nf;
+}
+
+/* fft_columns.cl's order table for a mixed-radix length n: the slot where
+ * its decimation in frequency leaves bin k (k = p + r k' with p < r, the
+ * first stage's radix r, goes to block p of span n / r, recursively), for
+ * each k < n, then the radices. */
+static clred_status mixed_order(clred_ctx *ctx, size_t n, int *nf_out, cl_mem *out)
+{
+    int radix[32], nf = mixed_radices(n, radix);
+    cl_int *tab = malloc((n + (size_t)nf) * sizeof *tab);
+    if (!tab)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for the FFT order of length %zu", n);
+    for (size_t k = 0; k < n; k++) {
+        size_t rest = k, span = n, slot = 0;
+        for (int s = 0; s < nf; s++) {
+            span /= (size_t)radix[s];
+            slot += (rest % (size_t)radix[s]) * span;
+            rest /= (size_t)radix[s];
+        }
+        tab[k] = (cl_int)slot;
+    }
+    for (int s = 0; s < nf; s++)
+        tab[n + (size_t)s] = radix[s];
+    *nf_out = nf;
+    clred_status st = clred_buffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, (n + (size_t)nf) * sizeof *tab, tab,
+                                   out, "FFT order");
+    free(tab);
+    return st;
+}
+
 static unsigned log2_of(size_t n)
 {
     unsigned l = 0;
@@ -237,20 +290,24 @@ static int env_off(const char *name)
  * VkFFT's kernels (large work-groups exchanging through local memory at
  * barriers, run by the CPU runtime as loops over the work-items with their
  * values spilled at each barrier) cost several times the arithmetic, for
- * power-of-two column lengths (the kernel's radix) that fit its local
- * buffer. CLRED_FFT_COLUMNS=0 keeps VkFFT's own (comparisons in bench/). */
+ * column lengths of the kernels' radices (2, 3, 5, 7) that fit their local
+ * buffer. CLRED_FFT_COLUMNS=0 keeps VkFFT's own (comparisons in bench/);
+ * CLRED_FFT_MIXED=0 keeps VkFFT's for lengths other than powers of two. */
 static int vkfft_columns(const clred_ctx *ctx, size_t ny)
 {
-    return !env_off("CLRED_FFT_COLUMNS") && ctx->info.is_cpu && pow2_in(ny, 2, FFT_COLUMNS_MAX) &&
+    int length = pow2_in(ny, 2, FFT_COLUMNS_MAX) || (!env_off("CLRED_FFT_MIXED") && kernel_length(ny, 2, FFT_COLUMNS_MAX));
+    return !env_off("CLRED_FFT_COLUMNS") && ctx->info.is_cpu && length &&
            ctx->info.local_mem >= FFT_COLUMNS_MAX * 16 * sizeof(cl_float);
 }
 
 /* Whether the row pass runs there too (then VkFFT is not used at all):
- * power-of-two row lengths from 4, where the column pass runs.
- * CLRED_FFT_ROWS=0 keeps VkFFT's rows. */
+ * even row lengths from 4 whose halves the kernels transform, where the
+ * column pass runs. CLRED_FFT_ROWS=0 keeps VkFFT's rows. */
 static int vkfft_rows(const clred_ctx *ctx, size_t nx, int columns)
 {
-    return columns && !env_off("CLRED_FFT_ROWS") && pow2_in(nx, 4, 2 * FFT_ROWS_MAX) &&
+    int length = pow2_in(nx, 4, 2 * FFT_ROWS_MAX) ||
+                 (!env_off("CLRED_FFT_MIXED") && nx % 2 == 0 && kernel_length(nx / 2, 2, FFT_ROWS_MAX));
+    return columns && !env_off("CLRED_FFT_ROWS") && length &&
            ctx->info.local_mem >= (FFT_ROWS_MAX + 1) * 16 * sizeof(cl_float);
 }
 
@@ -275,6 +332,16 @@ static clred_status unit_factors(clred_ctx *ctx, size_t n, size_t count, cl_mem 
 static clred_status vkfft_column_pass(clred_ctx *ctx, clred_fft_plan *p, cl_mem buffer, float sign, float scale)
 {
     cl_kernel k;
+    if (p->col_nf > 0) {
+        CLRED_TRY(clred_kernel(ctx, "fft_columns", NULL, "fft_columns_mixed", &k));
+        cl_int ncols = (cl_int)(p->nx / 2 + 1), n = (cl_int)p->ny, nf = (cl_int)p->col_nf;
+        cl_int pitch = (cl_int)clred_fft_pitch(p->nx), batch_floats = (cl_int)(clred_fft_pitch(p->nx) * p->ny);
+        CLRED_TRY(clred_args(k, "fft_columns_mixed", CLRED_ARG(buffer), CLRED_ARG(ncols), CLRED_ARG(n),
+                             CLRED_ARG(pitch), CLRED_ARG(batch_floats), CLRED_ARG(p->col_tw), CLRED_ARG(p->col_order),
+                             CLRED_ARG(nf), CLRED_ARG(sign), CLRED_ARG(scale), (size_t)0));
+        size_t global[2] = {((size_t)ncols + 7) / 8, p->batch}, local[2] = {1, 1};
+        return clred_run(ctx, k, "fft_columns_mixed", 2, global, local);
+    }
     CLRED_TRY(clred_kernel(ctx, "fft_columns", NULL, "fft_columns", &k));
     cl_int ncols = (cl_int)(p->nx / 2 + 1), n = (cl_int)p->ny, log2n = (cl_int)log2_of(p->ny);
     cl_int pitch = (cl_int)clred_fft_pitch(p->nx), batch_floats = (cl_int)(clred_fft_pitch(p->nx) * p->ny);
@@ -297,12 +364,17 @@ static clred_status vkfft_row_pass(clred_ctx *ctx, clred_fft_plan *p, cl_mem buf
     cl_int nrows = (cl_int)(p->ny * p->batch), m = (cl_int)(p->nx / 2), log2m = (cl_int)log2_of(p->nx / 2);
     cl_int pitch = (cl_int)clred_fft_pitch(p->nx);
     cl_float scale = (cl_float)(2.0 / (double)p->nx);
+    /* powers of two: no order table, the factors stand in (not read) */
+    cl_mem order = p->row_nf > 0 ? p->row_order : p->row_tw;
+    cl_int nf = (cl_int)p->row_nf;
     if (inverse)
         CLRED_TRY(clred_args(k, name, CLRED_ARG(buffer), CLRED_ARG(nrows), CLRED_ARG(m), CLRED_ARG(log2m),
-                             CLRED_ARG(pitch), CLRED_ARG(p->row_tw), CLRED_ARG(p->row_twr), CLRED_ARG(scale), (size_t)0));
+                             CLRED_ARG(pitch), CLRED_ARG(p->row_tw), CLRED_ARG(p->row_twr), CLRED_ARG(scale),
+                             CLRED_ARG(order), CLRED_ARG(nf), (size_t)0));
     else
         CLRED_TRY(clred_args(k, name, CLRED_ARG(buffer), CLRED_ARG(nrows), CLRED_ARG(m), CLRED_ARG(log2m),
-                             CLRED_ARG(pitch), CLRED_ARG(p->row_tw), CLRED_ARG(p->row_twr), (size_t)0));
+                             CLRED_ARG(pitch), CLRED_ARG(p->row_tw), CLRED_ARG(p->row_twr), CLRED_ARG(order),
+                             CLRED_ARG(nf), (size_t)0));
     size_t global = ((size_t)nrows + 7) / 8, local = 1; /* 8 rows per work-item, as the columns */
     return clred_run(ctx, k, name, 1, &global, &local);
 }
@@ -388,10 +460,19 @@ static clred_status vkfft_create(clred_ctx *ctx, clred_fft_plan *p)
 {
     p->columns = vkfft_columns(ctx, p->ny);
     p->rows = vkfft_rows(ctx, p->nx, p->columns);
-    if (p->columns)
-        CLRED_TRY(unit_factors(ctx, p->ny, p->ny / 2, &p->col_tw));
+    /* the mixed-radix kernels read factors of every k < n, the radix-2 ones k < n / 2 */
+    if (p->columns) {
+        int pow2 = pow2_in(p->ny, 2, FFT_COLUMNS_MAX);
+        CLRED_TRY(unit_factors(ctx, p->ny, pow2 ? p->ny / 2 : p->ny, &p->col_tw));
+        if (!pow2)
+            CLRED_TRY(mixed_order(ctx, p->ny, &p->col_nf, &p->col_order));
+    }
     if (p->rows) { /* no VkFFT application: none of its kernels compiled */
-        CLRED_TRY(unit_factors(ctx, p->nx / 2, p->nx / 4, &p->row_tw));
+        size_t m = p->nx / 2;
+        int pow2 = pow2_in(m, 2, FFT_ROWS_MAX);
+        CLRED_TRY(unit_factors(ctx, m, pow2 ? m / 2 : m, &p->row_tw));
+        if (!pow2)
+            CLRED_TRY(mixed_order(ctx, m, &p->row_nf, &p->row_order));
         return unit_factors(ctx, p->nx, p->nx / 4 + 1, &p->row_twr);
     }
     p->app = calloc(1, sizeof *p->app);
@@ -567,6 +648,10 @@ void clred_fft_plan_destroy(clred_fft_plan *p)
         clReleaseMemObject(p->row_tw);
     if (p->row_twr)
         clReleaseMemObject(p->row_twr);
+    if (p->col_order)
+        clReleaseMemObject(p->col_order);
+    if (p->row_order)
+        clReleaseMemObject(p->row_order);
 #endif
     free(p);
 }

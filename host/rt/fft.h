@@ -53,8 +53,9 @@ clred_status clred_fft_inverse(clred_ctx *ctx, clred_fft_plan *plan, cl_mem buff
 size_t clred_fft_plan_nx(const clred_fft_plan *plan);
 size_t clred_fft_plan_ny(const clred_fft_plan *plan);
 /* Which passes of the plan run in kernels/fft_columns.cl (VkFFT backend on a
- * CPU device): 0 none, 1 the columns (power-of-two ny), 2 the rows too
- * (power-of-two nx as well; no VkFFT). For tests and bench/. */
+ * CPU device): 0 none, 1 the columns (ny a power of two, or with the prime
+ * factors 2, 3, 5, 7 only), 2 the rows too (nx / 2 such a length as well;
+ * no VkFFT). For tests and bench/. */
 int clred_fft_plan_columns(const clred_fft_plan *plan);
 /* 1 when the plan's kernels came from clred's cache directory instead of
  * being compiled (VkFFT on CPU devices; see fft.c). */

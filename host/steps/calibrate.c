@@ -101,9 +101,19 @@ static clred_status check_flat(const float *sci, const uint16_t *mask, size_t wi
     return CLRED_OK;
 }
 
-/* The same check on a flat on the device: its planes come to the host once. */
+/* The same check on a flat on the device: where the device shares host
+ * memory its planes are mapped and read in place (no copy into fresh
+ * pages); elsewhere they come to the host once. */
 static clred_status check_flat_dev(const clred_dimage *flat, const char *name, int override)
 {
+    if (flat->ctx->unified_memory) {
+        void *map[CLRED_NPLANES];
+        CLRED_TRY(clred_dimage_map_read(flat, map));
+        clred_status st = check_flat(map[CLRED_PLANE_SCI], map[CLRED_PLANE_MASK], flat->width, flat->height, name,
+                                     override);
+        clred_dimage_unmap(flat, map);
+        return st;
+    }
     size_t n = clred_dimage_pixels(flat);
     float *sci = malloc(n * sizeof *sci);
     uint16_t *mask = clred_dimage_mask(flat) ? malloc(n * sizeof *mask) : NULL;

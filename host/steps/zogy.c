@@ -51,7 +51,7 @@ typedef struct {
     size_t nx, ny, pitch, ncx, bytes;
     clred_fft_plan *plan;
     cl_mem buf[NBUF];
-    cl_mem bits, grown_rows, psf_n, psf_r, row_fs, stamp;
+    cl_mem bits, grown_rows, sat_pre, sat_suf, psf_n, psf_r, row_fs, stamp;
     size_t psf_n_size, psf_r_size;
     double *tile_level;           /* each tile's level of D */
     double *tile_fs;              /* each tile's F_S (all the same unless the PSFs vary) */
@@ -64,6 +64,8 @@ static void release(zogy_state *s)
             clred_pool_give(s->ctx, &s->buf[i], s->bytes);
     clred_release(&s->bits);
     clred_release(&s->grown_rows);
+    clred_release(&s->sat_pre);
+    clred_release(&s->sat_suf);
     clred_release(&s->psf_n);
     clred_release(&s->psf_r);
     clred_release(&s->row_fs);
@@ -352,9 +354,17 @@ static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_
     cl_ushort unusable = o->ignore_bits | CLRED_MASK_NO_DATA;
     CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_grow_rows", &k));
     CLRED_TRY(clred_args(k, "zogy_grow_rows", CLRED_ARG(s->bits), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(grow),
-                         CLRED_ARG(grow_sat), CLRED_ARG(unusable), CLRED_ARG(s->grown_rows), (size_t)0));
+                         CLRED_ARG(unusable), CLRED_ARG(s->grown_rows), (size_t)0));
     size_t gr[2] = {s->w, s->h};
     CLRED_TRY(clred_run_tiled(s->ctx, k, "zogy_grow_rows", 2, gr));
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_sat_rows", &k));
+    CLRED_TRY(clred_args(k, "zogy_sat_rows", CLRED_ARG(s->bits), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(grow_sat),
+                         CLRED_ARG(s->grown_rows), (size_t)0));
+    CLRED_TRY(clred_run_tiled(s->ctx, k, "zogy_sat_rows", 1, &s->h));
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_grow_cols", &k));
+    CLRED_TRY(clred_args(k, "zogy_grow_cols", CLRED_ARG(s->grown_rows), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(grow_sat),
+                         CLRED_ARG(s->sat_pre), CLRED_ARG(s->sat_suf), (size_t)0));
+    CLRED_TRY(clred_run_tiled(s->ctx, k, "zogy_grow_cols", 1, &s->w));
     CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_finish", &k));
     float fd = (float)out->f_d, fs = (float)f_s;
     float sx2 = (float)(o->astrom_sigma_x * o->astrom_sigma_x), sy2 = (float)(o->astrom_sigma_y * o->astrom_sigma_y);
@@ -366,7 +376,7 @@ static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_
     /* After apply_kernels and the inverse transforms: V(S) in B_VN, V(D) in B_VR. */
     CLRED_TRY(clred_args(k, "zogy_finish", CLRED_ARG(s->buf[B_D]), CLRED_ARG(s->buf[B_N]), CLRED_ARG(s->buf[B_R]),
                          CLRED_ARG(s->buf[B_VN]), CLRED_ARG(s->buf[B_VR]), CLRED_ARG(s->bits),
-                         CLRED_ARG(s->grown_rows), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(pitch), CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(cx0), CLRED_ARG(cy0),
+                         CLRED_ARG(s->grown_rows), CLRED_ARG(s->sat_pre), CLRED_ARG(s->sat_suf), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(pitch), CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(cx0), CLRED_ARG(cy0),
                          CLRED_ARG(cx1), CLRED_ARG(cy1), CLRED_ARG(out_w), CLRED_ARG(out_h), CLRED_ARG(fd), CLRED_ARG(fs), CLRED_ARG(sx2), CLRED_ARG(sy2),
                          CLRED_ARG(d_off), CLRED_ARG(grow), CLRED_ARG(grow_sat), CLRED_ARG(edge), CLRED_ARG(unusable), CLRED_ARG(dsci), CLRED_ARG(dvar),
                          CLRED_ARG(dmask), CLRED_ARG(ssci), CLRED_ARG(smask), CLRED_ARG(fsci), CLRED_ARG(fvar),
@@ -475,6 +485,9 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
     int grow = o->grow >= 0 ? o->grow : (int)ceil(fwhm > 0 ? fwhm : 2.0);
     int grow_sat = o->grow >= 0 ? o->grow : (int)(big / 2);
     grow_sat = grow_sat > grow ? grow_sat : grow;
+    size_t sat_bytes = (s->h + 2 * (size_t)grow_sat) * s->w * sizeof(cl_ushort);
+    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, sat_bytes, NULL, &s->sat_pre, "ZOGY mask columns"));
+    CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, sat_bytes, NULL, &s->sat_suf, "ZOGY mask columns"));
 
     /* Tiles of s->w x s->h, all the same size (one plan, one set of
      * buffers): a core grid of `core` px, each tile its core plus the border
@@ -608,7 +621,8 @@ clred_status clred_subtract_zogy_dev(clred_ctx *ctx, const clred_dimage *new_img
     s.pitch = clred_fft_pitch(s.nx);
     s.ncx = s.nx / 2 + 1;
     s.bytes = clred_fft_bytes(s.nx, s.ny, 1);
-    uint64_t need = (uint64_t)NBUF * s.bytes + 6 * (uint64_t)s.w * s.h; /* + the mask and its grown rows */
+    /* + the mask, its grown rows and the column pass's two tables (zogy_grow_cols) */
+    uint64_t need = (uint64_t)NBUF * s.bytes + 6 * (uint64_t)s.w * s.h + 4 * (uint64_t)s.w * (s.h + 2 * big);
     if (need > clred_ctx_budget(ctx))
         return clred_fail(CLRED_ERR_USAGE,
                           "ZOGY: %zu x %zu tiles need %.0f MB of device memory, over the budget of %.0f MB (use smaller "
