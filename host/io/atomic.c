@@ -120,26 +120,16 @@ void clred_temp_files_remove_on_signals(void)
 
 /* ---- putting a finished temporary in place
  *
- * An existing target is unlinked just before the temporary is renamed over
- * it. A replacing rename makes ext4 (auto_da_alloc) allocate and start
- * writing back the new file's blocks at once, in the renaming thread: 5 to
- * 20 ms per 16 MB product on this project's ext4 machine (bench/calibrate.c's
- * floor-rename against floor-unlink-rename rows), as much as writing the
- * whole frame into the page cache. What stays the same: no partial file is ever
- * visible under the target's name (it is the old file, then none, then the
- * finished new one), the temporary is cleaned up as before, and an input is
- * never touched (clred_output_check refused outputs that name one). What is
- * given up: between the unlink and the rename (two system calls) the name
- * does not exist, so a reader polling for it may see it missing, and a crash
- * of the machine there or before the data reach the disk can lose both
- * versions, where the replacing rename's early writeback would usually keep
- * the old file or the new one. clred never fsyncs its outputs, so durability
- * across a power loss was never promised; a process killed at any point
- * (SIGKILL included) leaves the old file, the new one, or, in that window,
- * neither, and never a partial one. */
+ * A plain rename over the target: readers see the old file or the finished
+ * new one, never neither and never a partial one, whatever kills the process
+ * and wherever. Unlinking the target first would be cheaper on ext4 (a
+ * replacing rename makes auto_da_alloc start writing the new blocks back at
+ * once, in the renaming thread: 5 to 20 ms per 16 MB product, the bench's
+ * floor-rename against floor-unlink-rename rows), but it opens a window in
+ * which the product is missing, and a crash there loses both versions; an
+ * output that replaces a product in place is worth that cost. */
 static int put_in_place(const char *tmp, const char *path)
 {
-    (void)unlink(path); /* ENOENT for a new output; any other failure, the rename reports */
     return rename(tmp, path);
 }
 
