@@ -2368,9 +2368,16 @@ typedef struct {
     int kernel_grid;                         /* kernel images at grid x grid positions (default 3) */
     int decorrelate;                         /* 1 = also the decorrelated difference (DMTN-021; default 0) */
     clred_fft_backend backend;               /* for the decorrelation (default DEFAULT) */
+    int sky_refit;                           /* 1 = the differential background re-fitted on D's own sky
+                                                after the convolution (a clipped median per cell of a 4 x 4
+                                                grid, a polynomial of bg_order through them), since the
+                                                stamps' fit, around bright stars only, trades it against the
+                                                kernel's wings; 0 = the stamps' background as fitted
+                                                (HOTPANTS) (default 1) */
     unsigned omit_planes;                    /* CLRED_AL_WRITE_CONV and/or CLRED_AL_WRITE_SCORE: those planes
                                                 are not computed (the result's conv / score NULL; score_std
-                                                is measured all the same) (default 0: both made) */
+                                                is measured all the same; SCORE is made all the same
+                                                with sky_refit, which reads it) (default 0: both made) */
 } clred_al_opts;
 
 CLRED_API clred_al_opts clred_al_defaults(void);
@@ -2396,7 +2403,7 @@ typedef struct {
     clred_dimage *conv;    /* the convolved image (plus the background), in the unconvolved image's system;
                               NULL with omit_planes CONV */
     clred_dimage *score;   /* D / sqrt(VAR) (the decorrelated one when decorrelate), MASK as diff; NULL with
-                              omit_planes SCORE */
+                              omit_planes SCORE and no sky_refit */
     clred_dimage *decorr;  /* the decorrelated difference (VAR, MASK), or NULL */
     clred_dimage *detect;  /* the detection image: the (decorrelated) difference filtered with its PSF over
                               its noise, sum P D / sqrt(VAR sum P^2), in sigma (a point source's PSF-fit S/N
@@ -2420,6 +2427,8 @@ typedef struct {
                                    3 stamps */
     double fom;            /* mean chi^2 per pixel of the kept stamps */
     double score_std;      /* robust standard deviation of the score image */
+    double sky_refit[6];   /* what sky_refit took off D (D's units; 0 when not re-fitted): a polynomial in the
+                              background's terms 1, xs, ys, xs^2, xs ys, ys^2 (xs = 2 x / (w - 1) - 1) */
 } clred_al_result;
 
 CLRED_API void clred_al_result_free(clred_al_result *r);

@@ -487,6 +487,50 @@ kernel void al_convolve(global const float *tz, global const float *vz, global c
     }
 }
 
+/* D's sky samples (alard_lupton.c refit_sky): D at (step i + step / 2,
+ * step j + step / 2), NaN where it is unusable or where |score| passes thr
+ * within reach px (every second pixel of the box each way). */
+kernel void al_sky_samples(global const float *d, global const ushort *d_mask, const ushort ignore,
+                           global const float *score, const float thr, const int reach, const int width,
+                           const int height, const int step, const int nsx, const int nsy, global float *out)
+{
+    int i = get_global_id(0), j = get_global_id(1);
+    if (i >= nsx || j >= nsy)
+        return;
+    int x = i * step + step / 2, y = j * step + step / 2;
+    size_t o = (size_t)y * (size_t)width + (size_t)x;
+    float v = d[o];
+    bool ok = isfinite(v) && !(d_mask[o] & ignore);
+    int y0 = max(y - reach, 0), y1 = min(y + reach, height - 1), x0 = max(x - reach, 0), x1 = min(x + reach, width - 1);
+    for (int yy = y0; yy <= y1 && ok; yy += 2)
+        for (int xx = x0; xx <= x1; xx += 2)
+            if (fabs(score[(size_t)yy * (size_t)width + (size_t)xx]) > thr) {
+                ok = false;
+                break;
+            }
+    out[(size_t)j * (size_t)nsx + (size_t)i] = ok ? v : NAN;
+}
+
+/* The sky re-fitted on D (alard_lupton.c refit_sky): delta (the
+ * background's layout: 1, xs, ys, xs^2, xs ys, ys^2) taken off D, added to
+ * CONV times sign norm, the score D / sqrt(VAR) again. NaN stays NaN. */
+kernel void al_sky_correct(global const float *delta, const float sign_norm, const int width, const int height,
+                           global float *d_sci, global const float *d_var, const int with_conv, global float *conv,
+                           global float *score)
+{
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= width || y >= height)
+        return;
+    size_t o = (size_t)y * (size_t)width + (size_t)x;
+    float xs = 2.0f * (float)x / (float)(width - 1) - 1.0f, ys = 2.0f * (float)y / (float)(height - 1) - 1.0f;
+    float dl = delta[0] + delta[1] * xs + delta[2] * ys + delta[3] * xs * xs + delta[4] * xs * ys + delta[5] * ys * ys;
+    float d = d_sci[o] - dl, var = d_var[o];
+    d_sci[o] = d;
+    if (with_conv)
+        conv[o] += sign_norm * dl;
+    score[o] = isfinite(d) && var > 0.0f ? d / sqrt(var) : NAN;
+}
+
 /* The difference into a padded FFT plane (rows of pitch floats), 0 where it is NaN. */
 kernel void al_pad(global const float *d, const int width, const int height, const int pitch, const int ny,
                    global float *dst)

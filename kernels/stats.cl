@@ -155,37 +155,98 @@ kernel void stats_select(global const float *sci, global const ushort *mask, con
 
 /* ---------------------------------------------------------------- bins
  * The few-pass method (host/steps/stats_bins.c): one pass counts the usable
- * pixels per bin of the top 16 bits of their float keys; a second pass, told
- * per bin by `table` what to do, sums the pixels of the bins it need not see
- * one by one into nested shells (one per clipping iteration, the shell of a
- * bin being the last iteration whose kept range surely holds the whole bin)
- * and copies out, value by value, the pixels of the few bins that hold a
- * median, a MAD or a clipping bound. The host then replays every clipping
- * iteration exactly from these. With one work-item per group (a CPU) each
- * group owns its slice of hist and its gather cursors, so nothing is atomic;
+ * pixels per bin (key intervals: coarse top-16-bit bins, finer ones inside a
+ * window the host places from a sample of rows, counted by the same
+ * kernel); a second pass, told per bin by `table` what to do, sums the
+ * pixels of the bins it need not see one by one into nested shells (one per
+ * clipping iteration, the shell of a bin being the last iteration whose kept
+ * range surely holds the bin) and copies out, value by value, the pixels of
+ * the few bins that hold a median, a MAD or a clipping bound. The host then
+ * replays every clipping iteration exactly from these. With one work-item
+ * per group (a CPU) each group owns its slice of hist and its gather
+ * cursors, so nothing is atomic, and walks its rows eight pixels at a time;
  * otherwise all groups share one copy through atomics. */
 
 #define STATS_BIN_SHIFT 16u
 #define STATS_MAX_SHELLS 16u
+#define STATS_SLOT0 16u
 
+/* A key's bin: coarse bins of 2^16 keys (the top 16 bits) outside the
+ * window [wlo, whi) of keys, bins of 2^ws keys inside it, numbered in value
+ * order (wb0 = wlo >> 16, wb1 the first bin above the window). wlo = whi = 0
+ * and wb1 = 0 give the plain top-16-bit bins. The host picks the window from
+ * a sample, so that the bins that hold a median, MAD or clipping bound are
+ * narrow next to the noise and hold few pixels. */
+inline uint stats_bin_of(const uint key, const uint wlo, const uint whi, const uint ws, const uint wb0,
+                         const uint wb1)
+{
+    const uint below = key >> STATS_BIN_SHIFT, inside = wb0 + ((key - wlo) >> ws),
+               above = wb1 + ((key - whi) >> STATS_BIN_SHIFT);
+    return key < wlo ? below : key < whi ? inside : above;
+}
+
+/* Eight pixels at a time: both passes are bound by instructions per pixel on
+ * a CPU (one work-item per group walks whole rows), so keys and bins are
+ * formed in vectors, branch-free. */
+inline uint8 stats_key8(const float8 v)
+{
+    const uint8 u = as_uint8(v);
+    return u ^ select((uint8)0x80000000u, (uint8)0xffffffffu, as_int8(u) < 0);
+}
+
+inline uint8 stats_bin_of8(const uint8 key, const uint wlo, const uint whi, const uint ws, const uint wb0,
+                           const uint wb1)
+{
+    const uint8 below = key >> STATS_BIN_SHIFT, inside = (uint8)wb0 + ((key - (uint8)wlo) >> (uint8)ws),
+                above = (uint8)wb1 + ((key - (uint8)whi) >> STATS_BIN_SHIFT);
+    return select(select(above, inside, key < (uint8)whi), below, key < (uint8)wlo);
+}
+
+/* Lanes usable: finite and not masked (as clred_usable), -1 where so. */
+inline int8 stats_usable8(const float8 v, global const ushort *mrow, const uint x, const ushort ignore)
+{
+    int8 use = isfinite(v);
+    if (mrow)
+        use &= convert_int8((vload8(0, mrow + x) & (ushort8)ignore) == (ushort8)0);
+    return use;
+}
+
+#define STATS_LANES(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+
+/* Counts per bin over every row_step-th row of the region (rh rows counted:
+ * rows 0, row_step, ...); each group owns nb + 1 counts on a CPU, the last
+ * one taking the unusable pixels of the eight-lane loop (no branch per lane). */
 kernel void stats_bin_hist(global const float *sci, global const ushort *mask, const ushort ignore, const uint width,
-                           const uint x0, const uint y0, const uint rw, const uint rh, global uint *hist)
+                           const uint x0, const uint y0, const uint rw, const uint rh, global uint *hist,
+                           const uint nb, const uint row_step, const uint wlo, const uint whi, const uint ws,
+                           const uint wb0, const uint wb1)
 {
     const uint lid = get_local_id(0), lsize = get_local_size(0);
     const uint g = get_group_id(0), groups = get_num_groups(0);
     const bool own = lsize == 1;
-    global uint *h = own ? hist + ((size_t)g << STATS_BIN_SHIFT) : hist;
+    global uint *h = own ? hist + (size_t)g * (nb + 1) : hist;
     const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
     for (uint y = r0; y < r1; y++) {
-        const size_t row = (size_t)(y0 + y) * width + x0;
+        const size_t row = (size_t)(y0 + y * row_step) * width + x0;
         global const float *srow = sci + row;
         global const ushort *mrow = mask ? mask + row : 0;
-        for (uint x = lid; x < rw; x += lsize) {
+        uint x = lid;
+        if (own) {
+            for (; x + 8 <= rw; x += 8) {
+                const float8 v = vload8(0, srow + x);
+                const int8 use = stats_usable8(v, mrow, x, ignore);
+                const uint8 b = select((uint8)nb, stats_bin_of8(stats_key8(v), wlo, whi, ws, wb0, wb1), use);
+#define STATS_COUNT_LANE(i) h[b.s##i]++;
+                STATS_LANES(STATS_COUNT_LANE)
+#undef STATS_COUNT_LANE
+            }
+        }
+        for (; x < rw; x += lsize) {
             const float v = srow[x];
             const ushort m = mrow ? mrow[x] : (ushort)0;
             if (!clred_usable(v, m, ignore))
                 continue;
-            const uint b = clred_float_key(v) >> STATS_BIN_SHIFT;
+            const uint b = stats_bin_of(clred_float_key(v), wlo, whi, ws, wb0, wb1);
             if (own)
                 h[b]++;
             else
@@ -194,15 +255,71 @@ kernel void stats_bin_hist(global const float *sci, global const ushort *mask, c
     }
 }
 
-/* table[bin]: bits 0-7 the shell, bit 8 set for a bin gathered value by
- * value, bits 10-31 its gather slot. Per group and shell: count,
+/* Vector sums in halves of four lanes: eight doubles by value would leave
+ * the AVX2 calling convention. */
+#ifdef CLRED_USE_DOUBLE
+typedef double4 acc4_t;
+#define stats_convert_acc4 convert_double4
+#define STATS_MASK4(m) convert_long4(m)
+#else
+typedef float4 acc4_t;
+#define stats_convert_acc4 convert_float4
+#define STATS_MASK4(m) (m)
+#endif
+
+inline acc_t stats_sum4x2(const acc4_t a, const acc4_t b)
+{
+    const acc4_t c = a + b;
+    return (c.s0 + c.s1) + (c.s2 + c.s3);
+}
+
+inline float stats_min8(const float8 a)
+{
+    const float4 m = fmin(a.lo, a.hi);
+    return fmin(fmin(m.s0, m.s1), fmin(m.s2, m.s3));
+}
+
+inline float stats_max8(const float8 a)
+{
+    const float4 m = fmax(a.lo, a.hi);
+    return fmax(fmax(m.s0, m.s1), fmax(m.s2, m.s3));
+}
+
+/* Whether any lane is set: POCL compiles any() lane by lane. */
+inline bool stats_any8(const int8 m)
+{
+    const int4 a = m.lo | m.hi;
+    const int2 b = a.lo | a.hi;
+    return (b.x | b.y) != 0;
+}
+
+/* Lanes whose key lies in the innermost shell's keys [hot_lo, hot_hi] and
+ * in none of the four intervals that cover the gather slots inside it
+ * (holes.s0: the first key, .s1: the last less the first; .s23, ...; an
+ * unused one is (0, 0), key 0 being a NaN's): their table entry is surely
+ * the innermost shell. Four fixed tests, no loop: a loop here made the
+ * compiler spill the running sums every eight pixels. */
+inline int8 stats_hot8(const uint8 key, const uint hot_lo, const uint hot_hi, const uint8 holes)
+{
+    int8 out = (key - (uint8)hot_lo) > (uint8)(hot_hi - hot_lo);
+    out |= (key - (uint8)holes.s0) <= (uint8)holes.s1;
+    out |= (key - (uint8)holes.s2) <= (uint8)holes.s3;
+    out |= (key - (uint8)holes.s4) <= (uint8)holes.s5;
+    out |= (key - (uint8)holes.s6) <= (uint8)holes.s7;
+    return ~out;
+}
+
+/* table[bin]: the bin's shell, or STATS_SLOT0 + the gather slot of a bin
+ * gathered value by value (a slot: consecutive such bins). Per group and shell: count,
  * sum and sum of squares of (x - shift) in acc_t, min and max. gcursor holds
  * each slot's next position in gather (per group when own). */
 kernel void stats_bin_scan(global const float *sci, global const ushort *mask, const ushort ignore,
                            const uint width, const uint x0, const uint y0, const uint rw, const uint rh,
-                           global const uint *table, const uint nshells, const acc_t shift, global uint *pcount,
+                           global const uchar *table, const uint nshells, const acc_t shift, global uint *pcount,
                            global acc_t *psums, global float *pminmax, local uint *lcount, local acc_t *lsums,
-                           local float *lminmax, global float *gather, global uint *gcursor, const uint ngather)
+                           local float *lminmax, global float *gather, global uint *gcursor, const uint ngather,
+                           const uint wlo, const uint whi, const uint ws, const uint wb0, const uint wb1,
+                           const uint hot_lo, const uint hot_hi, const uint8 holes)
 {
     const uint lid = get_local_id(0), lsize = get_local_size(0);
     const uint g = get_group_id(0), groups = get_num_groups(0);
@@ -221,40 +338,87 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
     uint hcnt = 0;
     acc_t hs1 = 0, hs2 = 0;
     float hmn = INFINITY, hmx = -INFINITY;
+    acc4_t hs1a = (acc4_t)0, hs1b = (acc4_t)0, hs2a = (acc4_t)0, hs2b = (acc4_t)0;
+    float8 hmnv = (float8)INFINITY, hmxv = (float8)-INFINITY;
+    int8 hcntv = (int8)0;
     const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
     for (uint y = r0; y < r1; y++) {
         const size_t row = (size_t)(y0 + y) * width + x0;
         global const float *srow = sci + row;
         global const ushort *mrow = mask ? mask + row : 0;
-        for (uint x = lid; x < rw; x += lsize) {
+/* One usable pixel v whose bin's table entry is e. */
+#define STATS_SCAN_PIXEL(v, e)                                                                                        \
+    if ((e) == hot) { /* most pixels: the innermost shell, in registers */                                            \
+        const acc_t d = (acc_t)(v) - shift;                                                                           \
+        hcnt++;                                                                                                       \
+        hs1 += d;                                                                                                     \
+        hs2 += d * d;                                                                                                 \
+        hmn = fmin(hmn, (v));                                                                                         \
+        hmx = fmax(hmx, (v));                                                                                         \
+    } else if ((e) < STATS_SLOT0) {                                                                                   \
+        const uint s = (e);                                                                                           \
+        const acc_t d = (acc_t)(v) - shift;                                                                           \
+        cnt[s]++;                                                                                                     \
+        s1[s] += d;                                                                                                   \
+        s2[s] += d * d;                                                                                               \
+        mn[s] = fmin(mn[s], (v));                                                                                     \
+        mx[s] = fmax(mx[s], (v));                                                                                     \
+    } else {                                                                                                          \
+        const uint slot = (e) - STATS_SLOT0;                                                                          \
+        const uint pos = own ? cursor[slot]++ : atomic_inc(&cursor[slot]);                                            \
+        gather[pos] = (v);                                                                                            \
+    }
+        uint x = lid;
+        if (own) {
+            /* Eight at a time: the lanes surely in the innermost shell (nearly
+             * all) are summed as vectors (lane sums added at the end: the
+             * same error model as per-row partials), the others one by one
+             * through the table. */
+            for (; x + 8 <= rw; x += 8) {
+                const float8 v = vload8(0, srow + x);
+                const int8 use = stats_usable8(v, mrow, x, ignore);
+                const uint8 key = stats_key8(v);
+                const int8 inner = use & stats_hot8(key, hot_lo, hot_hi, holes);
+                const acc4_t da = select((acc4_t)0, stats_convert_acc4(v.lo) - (acc4_t)shift, STATS_MASK4(inner.lo)),
+                             db = select((acc4_t)0, stats_convert_acc4(v.hi) - (acc4_t)shift, STATS_MASK4(inner.hi));
+                hcntv -= inner; /* inner lanes are -1 */
+                hs1a += da;
+                hs1b += db;
+                hs2a += da * da;
+                hs2b += db * db;
+                /* inner lanes are finite: plain compares, no NaN handling */
+                hmnv = select(hmnv, v, inner & (v < hmnv));
+                hmxv = select(hmxv, v, inner & (v > hmxv));
+                const int8 rest = use & ~inner;
+                if (stats_any8(rest)) {
+                    const uint8 b = stats_bin_of8(key, wlo, whi, ws, wb0, wb1);
+#define STATS_SCAN_LANE(i)                                                                                            \
+    if (rest.s##i) {                                                                                                  \
+        const float vi = v.s##i;                                                                                      \
+        const uint ei = table[b.s##i];                                                                                \
+        STATS_SCAN_PIXEL(vi, ei)                                                                                      \
+    }
+                    STATS_LANES(STATS_SCAN_LANE)
+#undef STATS_SCAN_LANE
+                }
+            }
+        }
+        for (; x < rw; x += lsize) {
             const float v = srow[x];
             const ushort m = mrow ? mrow[x] : (ushort)0;
             if (!clred_usable(v, m, ignore))
                 continue;
-            const uint key = clred_float_key(v);
-            const uint e = table[key >> STATS_BIN_SHIFT];
-            const uint kind = (e >> 8) & 1u, slot = e >> 10;
-            if (e == hot) { /* most pixels: the innermost shell, in registers */
-                const acc_t d = (acc_t)v - shift;
-                hcnt++;
-                hs1 += d;
-                hs2 += d * d;
-                hmn = fmin(hmn, v);
-                hmx = fmax(hmx, v);
-            } else if (kind == 0) {
-                const uint s = e & 255u;
-                const acc_t d = (acc_t)v - shift;
-                cnt[s]++;
-                s1[s] += d;
-                s2[s] += d * d;
-                mn[s] = fmin(mn[s], v);
-                mx[s] = fmax(mx[s], v);
-            } else {
-                const uint pos = own ? cursor[slot]++ : atomic_inc(&cursor[slot]);
-                gather[pos] = v;
-            }
+            const uint e = table[stats_bin_of(clred_float_key(v), wlo, whi, ws, wb0, wb1)];
+            STATS_SCAN_PIXEL(v, e)
         }
+#undef STATS_SCAN_PIXEL
     }
+    const int4 c4 = hcntv.lo + hcntv.hi;
+    hcnt += (uint)((c4.s0 + c4.s1) + (c4.s2 + c4.s3));
+    hs1 += stats_sum4x2(hs1a, hs1b);
+    hs2 += stats_sum4x2(hs2a, hs2b);
+    hmn = fmin(hmn, stats_min8(hmnv));
+    hmx = fmax(hmx, stats_max8(hmxv));
     cnt[hot] += hcnt;
     s1[hot] += hs1;
     s2[hot] += hs2;

@@ -6,8 +6,11 @@
  *  - on simulated pairs with their truth: D / sigma after decorrelation in
  *    sky has standard deviation 1 +- 0.05; completeness >= 95 % at S/N >= 8;
  *    PSF fluxes of the injected sources unbiased within their errors; fading
- *    sources negative; no candidate on the template's NaN holes; both ways
- *    round (the reference convolved, or the new image when it is sharper). */
+ *    sources negative; no candidate on the template's NaN holes; false
+ *    candidates within 3x DMTN-006's expectation; both ways round (the
+ *    reference convolved, or the new image when it is sharper);
+ *  - the sky of D re-fitted (refit_sky, kernels al_sky_samples and
+ *    al_sky_correct) against the same estimate in double. */
 #include <complex.h>
 #include <math.h>
 #include <stdio.h>
@@ -220,6 +223,8 @@ static void against_reference(clred_ctx *ctx)
         o.bg_order = 1;
         o.block = 16;
         o.omit_planes = ko_run == 0 ? CLRED_AL_WRITE_CONV | CLRED_AL_WRITE_SCORE : 0;
+        if (ko_run == 0)
+            o.sky_refit = 0; /* which reads SCORE (made all the same then): here SCORE is not made at all */
         clred_al_result a;
         CHECK_OK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, &o, &a));
         CHECK(a.convolved_ref == 1);
@@ -475,6 +480,119 @@ static void fourier_against_reference(const clred_pair *p, const clred_al_result
     clred_image_free(&de);
 }
 
+static double median_of(double *v, size_t n)
+{
+    for (size_t a = 1; a < n; a++)
+        for (size_t b = a; b > 0 && v[b] < v[b - 1]; b--) {
+            double t = v[b];
+            v[b] = v[b - 1];
+            v[b - 1] = t;
+        }
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static double poly_at(const double *c, int nt, double xs, double ys)
+{
+    double p[6] = {1, xs, ys, xs * xs, xs * ys, ys * ys}, v = 0;
+    for (int u = 0; u < nt; u++)
+        v += c[u] * p[u];
+    return v;
+}
+
+/* The sky re-fit (alard_lupton.c refit_sky) in double from the difference
+ * before it (D as returned plus what it took off): the samples, their
+ * source mask on |D / sigma|, the cells' clipped medians, the polynomial by
+ * least squares (normal equations, Gaussian elimination), AL_SKY_ROUNDS
+ * rounds. Returns the polynomial's terms in delta (bg_order 1: 3). */
+static void sky_refit_ref(const clred_image *d, const double *taken, int nt, double fwhm, double *delta)
+{
+    size_t w = d->width, h = d->height;
+    int step = (int)floor(sqrt((double)(w * h) / AL_SKY_SAMPLES));
+    step = step < 1 ? 1 : step;
+    int nsx = (int)(w / (size_t)step), nsy = (int)(h / (size_t)step), reach = (int)ceil(AL_SKY_REACH * fwhm);
+    int cells = nt == 1 ? 1 : AL_SKY_CELLS;
+    double *pre = malloc(w * h * sizeof *pre), *cur = malloc(w * h * sizeof *cur), *vals = malloc((size_t)nsx * nsy * sizeof *vals);
+    for (size_t y = 0; y < h; y++)
+        for (size_t x = 0; x < w; x++)
+            pre[y * w + x] = d->sci[y * w + x] + poly_at(taken, nt, 2.0 * x / (w - 1) - 1, 2.0 * y / (h - 1) - 1);
+    for (int u = 0; u < 6; u++)
+        delta[u] = 0;
+    for (int round = 0; round < AL_SKY_ROUNDS; round++) {
+        for (size_t y = 0; y < h; y++)
+            for (size_t x = 0; x < w; x++) {
+                double dl = poly_at(delta, nt, 2.0 * x / (w - 1) - 1, 2.0 * y / (h - 1) - 1);
+                cur[y * w + x] = (pre[y * w + x] - dl) / sqrt(d->var[y * w + x]);
+            }
+        double lev[AL_SKY_CELLS * AL_SKY_CELLS], cx[AL_SKY_CELLS * AL_SKY_CELLS], cy[AL_SKY_CELLS * AL_SKY_CELLS],
+            cw[AL_SKY_CELLS * AL_SKY_CELLS];
+        int ncell = 0;
+        for (int cj = 0; cj < cells; cj++)
+            for (int ci = 0; ci < cells; ci++) {
+                int i0 = ci * nsx / cells, i1 = (ci + 1) * nsx / cells, j0 = cj * nsy / cells, j1 = (cj + 1) * nsy / cells;
+                size_t n = 0;
+                for (int j = j0; j < j1; j++)
+                    for (int i = i0; i < i1; i++) {
+                        int x = i * step + step / 2, y = j * step + step / 2, ok = 1;
+                        size_t o = (size_t)y * w + (size_t)x;
+                        if (!isfinite(pre[o]) || (d->mask[o] & (CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE)))
+                            continue;
+                        for (int yy = y - reach < 0 ? 0 : y - reach; yy <= y + reach && yy < (int)h && ok; yy += 2)
+                            for (int xx = x - reach < 0 ? 0 : x - reach; xx <= x + reach && xx < (int)w; xx += 2)
+                                if (fabs(cur[(size_t)yy * w + (size_t)xx]) > AL_SKY_SCORE) {
+                                    ok = 0;
+                                    break;
+                                }
+                        if (ok)
+                            vals[n++] = pre[o] - poly_at(delta, nt, 2.0 * x / (w - 1) - 1, 2.0 * y / (h - 1) - 1);
+                    }
+                if (n < AL_SKY_MIN_SAMPLES)
+                    continue;
+                double med = median_of(vals, n), *dev = malloc(n * sizeof *dev);
+                for (size_t k = 0; k < n; k++)
+                    dev[k] = fabs(vals[k] - med);
+                double lim = 3.0 * 1.4826 * median_of(dev, n);
+                size_t m = 0;
+                for (size_t k = 0; k < n; k++)
+                    if (fabs(vals[k] - med) <= lim)
+                        dev[m++] = vals[k];
+                lev[ncell] = m > n / 2 ? median_of(dev, m) : med;
+                free(dev);
+                cx[ncell] = 0.5 * (i0 + i1) * step;
+                cy[ncell] = 0.5 * (j0 + j1) * step;
+                cw[ncell] = (double)n;
+                ncell++;
+            }
+        int k = nt;
+        while (k > 1 && ncell < 2 * k)
+            k = k == 6 ? 3 : 1;
+        double a[6][7] = {{0}};
+        for (int c = 0; c < ncell; c++) {
+            double xs = 2.0 * cx[c] / (w - 1) - 1, ys = 2.0 * cy[c] / (h - 1) - 1, p[6] = {1, xs, ys, xs * xs, xs * ys, ys * ys};
+            for (int u = 0; u < k; u++) {
+                a[u][k] += cw[c] * p[u] * lev[c];
+                for (int v = 0; v < k; v++)
+                    a[u][v] += cw[c] * p[u] * p[v];
+            }
+        }
+        for (int u = 0; u < k; u++)
+            for (int r = u + 1; r < k; r++) {
+                double f = a[r][u] / a[u][u];
+                for (int v = u; v <= k; v++)
+                    a[r][v] -= f * a[u][v];
+            }
+        for (int u = k - 1; u >= 0; u--) {
+            double v = a[u][k];
+            for (int q = u + 1; q < k; q++)
+                v -= a[u][q] * a[q][k];
+            a[u][k] = v / a[u][u];
+            delta[u] += a[u][k];
+        }
+    }
+    free(pre);
+    free(cur);
+    free(vals);
+}
+
 /* Sky: stars only (they make the stamps; their residuals count with their
  * own photon noise in VAR); D / sigma of the decorrelated difference over
  * every usable pixel. */
@@ -496,6 +614,21 @@ static void sky(clred_ctx *ctx)
     printf("sky: std of decorrelated D / sigma %.4f (robust %.4f), ksum %.4f, %zu of %zu stamps, PSF FWHM %.2f -> %.2f\n",
            s1, a.score_std, a.ksum, a.nstamps_used, a.nstamps, p.new_psf.fwhm, a.psf_diff.fwhm);
     CHECK_NEAR(s1, 1.0, 0.05);
+    /* the sky re-fit against sky_refit_ref from the difference before it: the samples it kept differ at
+     * most where float and double put |D / sigma| on either side of AL_SKY_SCORE, which moves a cell's
+     * median by ~1e-4 sigma; the polynomial's terms agree to 1e-3 sigma of D */
+    clred_image dd;
+    download(a.diff, &dd);
+    int nt = (a.bg_order + 1) * (a.bg_order + 2) / 2;
+    double dref[6], sig = sqrt(a.sigma_new * a.sigma_new + a.sigma_ref * a.sigma_ref), esky = 0;
+    sky_refit_ref(&dd, a.sky_refit, nt, a.convolved_ref ? p.new_psf.fwhm : p.ref_psf.fwhm, dref);
+    for (int u = 0; u < 6; u++)
+        esky = fmax(esky, fabs(dref[u] - a.sky_refit[u]) / sig);
+    printf("sky re-fit: %.4f %+.4f xs %+.4f ys taken off D, the reference's differ by %.2g sigma at most\n",
+           a.sky_refit[0], a.sky_refit[1], a.sky_refit[2], esky);
+    CHECK(esky <= 1e-3);
+    CHECK(a.sky_refit[0] != 0.0);
+    clred_image_free(&dd);
     CHECK(a.decorr != NULL);
     if (a.decorr)
         fourier_against_reference(&p, &a);
@@ -541,16 +674,20 @@ static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double 
     CHECK(r.used >= 15);
     CHECK(fabs(r.pull_mean) <= 3.0 * r.pull_sd / sqrt((double)r.used) + 0.1);
     CHECK(r.pull_sd > 0.6 && r.pull_sd < 1.6);
-    /* One PSF over the field: the cross-validated spatial order is 0. An order
-     * fitted to these ~20 stamps (the default 2, lowered to 1 by their count)
-     * followed the Moffat wings star by star and left 21 false candidates
-     * around bright stars (seed 3) where the constant kernel leaves 4, two of
-     * them clean: the bound is DMTN-006's as in test_zogy, with one more
-     * allowed (a dipole on a 16 000 e- star in seed 3). */
+    /* One PSF over the field: the cross-validated spatial order is 0 (an
+     * order fitted to these ~20 stamps followed the Moffat wings star by star
+     * and left 21 false candidates around bright stars in seed 3). The false
+     * positives are DMTN-006's Gaussian-noise expectation's, as for ZOGY:
+     * the stamps' differential background left D's sky 0.05-0.15 sigma low,
+     * and DETECT 0.4-1 sigma low, which made fading candidates of noise near
+     * -5 and pushed a saturated star's wing past +5; it is re-fitted on D's
+     * own sky (clred_al_opts.sky_refit). Seeds 1-20 run once outside CI:
+     * 9 clean false candidates in 6 images before, 3 in 3 images after (0.4
+     * expected; what is left are lobes at bright stars, two flagged DIPOLE). */
     double expect = pair_expected_false(sc.width, sc.height, a.psf_diff.fwhm, 5.0);
     printf("  %zu false candidates without a flag (expected %.2g)\n", r.false_clean, expect);
     CHECK(a.kernel_order == 0);
-    CHECK((double)r.false_clean <= 3.0 * expect + 2.0);
+    CHECK((double)r.false_clean <= 3.0 * expect);
     free(c);
     clred_image_free(&sc);
     clred_al_result_free(&a);

@@ -347,6 +347,79 @@ static void bin_method(clred_ctx *ctx, const char *shape)
     clred_image_free(&img);
 }
 
+/* The window of fine bins (placed from a sample of rows; the region 203
+ * wide so that the eight-lane loops leave tails): answered exactly with
+ * NaN, Inf and masked pixels about; all pixels in one fine bin (counted by
+ * key, more than a sort would take); ties inside fine bins; a sample that
+ * misleads (even rows, sampled, at another level than odd ones); and the
+ * coarse bins when the window is refused or turned off. */
+static void bin_window(clred_ctx *ctx, const char *shape)
+{
+    harness_rng rng = {777};
+    clred_image img;
+    CHECK_OK(clred_image_alloc(&img, 203, 119, 0, 1));
+    size_t n = img.width * img.height;
+    char what[96];
+    clred_stats_opts o = clred_stats_defaults();
+    unsigned long z0 = clred_stats_bins_zoomed();
+    fill_noisy(&img, &rng, 5000.0, 20.0);
+    snprintf(what, sizeof what, "%s: window, noisy", shape);
+    check_bins(ctx, what, &img, &o, 0);
+    CHECK_MSG(clred_stats_bins_zoomed() == z0 + 1, "%s: no window placed", what);
+    o.sigma_lower = 2.0, o.sigma_upper = 4.5, o.max_iters = 50;
+    snprintf(what, sizeof what, "%s: window, asymmetric to convergence", shape);
+    check_bins(ctx, what, &img, &o, 0);
+    o = clred_stats_defaults();
+
+    /* Bounds in unrefined fine bins: radix selection answers. */
+    clred_stats_bins_windows(-1, -1);
+    snprintf(what, sizeof what, "%s: window, gives up", shape);
+    check_bins(ctx, what, &img, &o, 1);
+    clred_stats_bins_windows(2, 1);
+    /* The same image in coarse bins. */
+    clred_stats_bins_zoom(0);
+    z0 = clred_stats_bins_zoomed();
+    snprintf(what, sizeof what, "%s: window off", shape);
+    check_bins(ctx, what, &img, &o, 0);
+    CHECK(clred_stats_bins_zoomed() == z0);
+    clred_stats_bins_zoom(1);
+
+    /* Four neighbouring floats and a few outliers: nearly every pixel in
+     * one fine bin, ties of thousands of pixels per value. */
+    for (size_t i = 0; i < n; i++) {
+        img.sci[i] = nextafterf(nextafterf(1000.0f, 2000.0f), 2000.0f);
+        for (size_t k = harness_uniform(&rng) < 0.5 ? 0 : (i % 3) + 1; k > 0; k--)
+            img.sci[i] = nextafterf(img.sci[i], k % 2 ? 0.0f : 2000.0f);
+        img.mask[i] = i % 101 == 3 ? CLRED_MASK_BAD : 0;
+        if (i % 503 == 7)
+            img.sci[i] = i % 2 ? 1500.0f : 500.0f;
+    }
+    img.sci[11] = NAN, img.sci[12] = INFINITY;
+    snprintf(what, sizeof what, "%s: window, one fine bin", shape);
+    check_bins(ctx, what, &img, &o, 0);
+    /* Integers: many pixels per value in each fine bin. */
+    for (size_t i = 0; i < n; i++)
+        img.sci[i] = (float)floor(20000.0 + 15.0 * harness_normal(&rng) + (i % 211 == 0 ? 900.0 : 0.0));
+    snprintf(what, sizeof what, "%s: window, integer ties", shape);
+    check_bins(ctx, what, &img, &o, 0);
+    clred_image_free(&img);
+
+    /* A misleading sample: the even rows (every second row is sampled at
+     * this size) sit 60 sigma below the odd ones, so the window holds one
+     * mode and the median, bounds and one MAD end fall in coarse bins. The
+     * answer must be exact whichever method gives it (here the MAD's ends,
+     * one in fine and one in coarse bins, are not both refined, and radix
+     * selection answers). */
+    CHECK_OK(clred_image_alloc(&img, 400, 400, 0, 0));
+    for (size_t i = 0; i < 400 * 400; i++)
+        img.sci[i] = (float)(((i / 400) % 2 ? 1600.0 : 1000.0) + 10.0 * harness_normal(&rng));
+    z0 = clred_stats_bins_zoomed();
+    snprintf(what, sizeof what, "%s: window, misleading sample", shape);
+    check_case(ctx, what, &img, &o);
+    CHECK(clred_stats_bins_zoomed() == z0 + 1);
+    clred_image_free(&img);
+}
+
 /* CLRED_FLOAT_ACCUM=1: sums in float and the MAD selected among float
  * deviations. Uniform data on [990, 1010] with gross outliers, so that no kept
  * value lies near a clipping bound and the kept set is the reference's.
@@ -446,6 +519,7 @@ static void work_group_path(void)
             img.sci[i] = i % 2 ? 5.0f : -3.0f;
         check_case(gctx, "work-groups, two values", &img, &o);
         bin_method(gctx, "work-group shape");
+        bin_window(gctx, "work-group shape");
     }
     clred_image_free(&img);
     clred_ctx_destroy(gctx);
@@ -486,6 +560,7 @@ int main(void)
         ties(ctx);
         constant_and_empty(ctx);
         bin_method(ctx, "cpu shape");
+        bin_window(ctx, "cpu shape");
     } else {
         fprintf(stderr, "no fp64 on this device: double-path comparisons skipped\n");
     }

@@ -65,6 +65,8 @@ static void subtract_help(void)
            "                          differential background (0..2, default 1); the kernel's is\n"
            "                          the one up to N that best predicts stamps left out of the fit\n"
            "      --ko-fixed          the kernel's spatial order is --ko's (HOTPANTS' -ko)\n"
+           "      --bg-stamps         keep the differential background the stamps' fit gives (HOTPANTS);\n"
+           "                          by default it is re-fitted on the difference's own sky\n"
            "      --tl V --tu V --il V --iu V  valid ranges of the reference (t) and new image (i)\n"
            "      --max-stamps N      stamps on isolated stars (default 150)\n"
            "      --decorrelate       also the decorrelated difference (Rubin DMTN-021); the score\n"
@@ -86,7 +88,7 @@ typedef struct {
 
 enum { S_METHOD = 256, S_NEW_PSF, S_REF_PSF, S_PSF_SIZE, S_PSF_ORDER, S_NEW_NOISE, S_REF_NOISE, S_NEW_MASK, S_REF_MASK, S_FN, S_FR,
        S_ASTROM, S_NO_BKG, S_GROW, S_THRESH, S_POSITIVE, S_CANDS, S_CUTOUTS, S_PSF_OUT, S_OVERWRITE, S_DEVICE, S_JSON,
-       S_NEW, S_REF, S_RENORM, S_TILE, S_CONVOLVE, S_NORMALIZE, S_NG, S_HW, S_RSS, S_KO, S_KOFIXED, S_BGO, S_TL, S_TU,
+       S_NEW, S_REF, S_RENORM, S_TILE, S_CONVOLVE, S_NORMALIZE, S_NG, S_HW, S_RSS, S_KO, S_KOFIXED, S_BGSTAMPS, S_BGO, S_TL, S_TU,
        S_IL, S_IU, S_MAXSTAMPS, S_DECORR, S_KOUT, S_ALERTS, S_PLANES };
 
 static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
@@ -125,6 +127,7 @@ static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"rss", required_argument, 0, S_RSS},
                                          {"ko", required_argument, 0, S_KO},
                                          {"ko-fixed", no_argument, 0, S_KOFIXED},
+                                         {"bg-stamps", no_argument, 0, S_BGSTAMPS},
                                          {"bgo", required_argument, 0, S_BGO},
                                          {"tl", required_argument, 0, S_TL},
                                          {"tu", required_argument, 0, S_TU},
@@ -247,6 +250,7 @@ static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char
                 return cli_usage_error(cmd, "--ko must be 0..3");
             break;
         case S_KOFIXED: a->job.al.select_order = 0; break;
+        case S_BGSTAMPS: a->job.al.sky_refit = 0; break;
         case S_BGO:
             if (!cli_parse_int(cmd, "--bgo", optarg, &a->job.al.bg_order)) return EXIT_USAGE;
             if (a->job.al.bg_order < 0 || a->job.al.bg_order > 2)

@@ -91,4 +91,17 @@ void al_coef_at(const double *coef, int nbasis, int kernel_order, double x, doub
 #define AL_VAR_TAIL 1e-6
 clred_status al_linsolve(double *a, double *rhs, int n);
 
+/* The sky of D re-fitted (alard_lupton.c refit_sky): D sampled on a grid of
+ * about AL_SKY_SAMPLES points, a sample dropped where |D / sigma| passes
+ * AL_SKY_SCORE within AL_SKY_REACH FWHMs (every second pixel each way), a
+ * clipped median per cell of AL_SKY_CELLS^2 (1 for a constant background;
+ * cells of fewer than AL_SKY_MIN_SAMPLES samples left out), the background's
+ * polynomial through them; AL_SKY_ROUNDS rounds. */
+#define AL_SKY_CELLS 4
+#define AL_SKY_MIN_SAMPLES 64
+#define AL_SKY_SAMPLES 65536
+#define AL_SKY_SCORE 3.0f
+#define AL_SKY_REACH 3.0
+#define AL_SKY_ROUNDS 3
+
 #endif

@@ -42,6 +42,7 @@ clred_al_opts clred_al_defaults(void)
     o.block = 16;
     o.kernel_grid = 3;
     o.backend = CLRED_FFT_DEFAULT;
+    o.sky_refit = 1;
     return o;
 }
 
@@ -852,6 +853,150 @@ static clred_status fourier(al_state *s, const clred_al_opts *o, float norm, clr
     return st;
 }
 
+/* The median of v after values beyond 3 x 1.4826 MAD of it are left out (v is reordered). */
+static double clipped_median(float *v, size_t n)
+{
+    double med = clred_median_inplace(v, n);
+    float *t = malloc(n * sizeof *t);
+    if (!t)
+        return med;
+    for (size_t i = 0; i < n; i++)
+        t[i] = fabsf(v[i] - (float)med);
+    double lim = 3.0 * 1.4826 * clred_median_inplace(t, n);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(v[i] - med) <= lim)
+            t[m++] = v[i];
+    if (m > n / 2)
+        med = clred_median_inplace(t, m);
+    free(t);
+    return med;
+}
+
+/* The difference's sky, re-fitted. The stamps' fit pins the differential
+ * background only in boxes around bright stars, where a constant trades
+ * against the kernel's wide components and against whatever else the boxes
+ * hold that only one image has (a transient, a variable neighbour): on the
+ * simulated Moffat pairs the sky of D came out offset by up to -0.15 sigma
+ * per pixel, with gradients of the same size across the field. The
+ * PSF-matched filter sums that over the PSF's ~45 effective pixels, i.e. up
+ * to -1 sigma in DETECT, enough to turn noise near -5 sigma into fading
+ * candidates. The level is measured where it is defined, on D's own sky: D
+ * sampled on a grid, a sample dropped when |D / sigma| passes AL_SKY_SCORE
+ * within AL_SKY_REACH FWHMs of it (sources' wings would pull a median up: 45
+ * transients in 256^2 moved it by +1 e-), a clipped median in each cell of a
+ * grid, a polynomial of the background's order through the cells; that is
+ * taken off D (and the score) and put into the background of the solution
+ * and of CONV, before the decorrelation and DETECT are made from D. */
+static clred_status refit_sky(al_state *s, double fwhm, float sign, float norm, clred_al_result *out)
+{
+    clred_ctx *ctx = s->ctx;
+    int cells = s->bo == 0 ? 1 : AL_SKY_CELLS, nt = al_nterms(s->bo);
+    int step = (int)floor(sqrt((double)(s->w * s->h) / AL_SKY_SAMPLES));
+    step = step < 1 ? 1 : step;
+    int nsx = (int)(s->w / (size_t)step), nsy = (int)(s->h / (size_t)step), width = (int)s->w, height = (int)s->h;
+    int reach = (int)ceil(AL_SKY_REACH * fwhm);
+    size_t nsamp = (size_t)nsx * nsy;
+    float *v = malloc(nsamp * sizeof *v);
+    cl_mem c_samp = NULL, c_delta = NULL;
+    cl_kernel k;
+    if (!v)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu sky samples", nsamp);
+    clred_status st = clred_pool_take(ctx, nsamp * sizeof(float), "AL sky samples", &c_samp);
+    float thr = AL_SKY_SCORE;
+    cl_mem dsci = clred_dimage_sci(out->diff), dmask = clred_dimage_mask(out->diff),
+           score = clred_dimage_sci(out->score);
+    cl_ushort ig = CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE;
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "al", NULL, "al_sky_samples", &k);
+    if (st == CLRED_OK)
+        st = clred_args(k, "al_sky_samples", CLRED_ARG(dsci), CLRED_ARG(dmask), CLRED_ARG(ig), CLRED_ARG(score),
+                        CLRED_ARG(thr), CLRED_ARG(reach), CLRED_ARG(width), CLRED_ARG(height),
+                        CLRED_ARG(step), CLRED_ARG(nsx), CLRED_ARG(nsy), CLRED_ARG(c_samp), (size_t)0);
+    size_t gs[2] = {(size_t)nsx, (size_t)nsy};
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "al_sky_samples", 2, gs);
+    if (st == CLRED_OK)
+        st = clred_download(ctx, c_samp, 0, nsamp * sizeof(float), v);
+    if (c_samp)
+        clred_pool_give(ctx, &c_samp, nsamp * sizeof(float));
+    if (st != CLRED_OK) {
+        free(v);
+        return st;
+    }
+    double lev[AL_SKY_CELLS * AL_SKY_CELLS], cxs[AL_SKY_CELLS * AL_SKY_CELLS], cys[AL_SKY_CELLS * AL_SKY_CELLS],
+        cw[AL_SKY_CELLS * AL_SKY_CELLS];
+    int ncell = 0;
+    float *cv = malloc(nsamp * sizeof *cv);
+    if (!cv) {
+        free(v);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu sky samples", nsamp);
+    }
+    for (int cj = 0; cj < cells; cj++)
+        for (int ci = 0; ci < cells; ci++) {
+            int i0 = ci * nsx / cells, i1 = (ci + 1) * nsx / cells, j0 = cj * nsy / cells, j1 = (cj + 1) * nsy / cells;
+            size_t n = 0;
+            for (int j = j0; j < j1; j++)
+                for (int i = i0; i < i1; i++)
+                    if (!isnan(v[(size_t)j * nsx + i]))
+                        cv[n++] = v[(size_t)j * nsx + i];
+            if (n < AL_SKY_MIN_SAMPLES)
+                continue;
+            lev[ncell] = clipped_median(cv, n);
+            cxs[ncell] = (0.5 * (i0 + i1)) * step;
+            cys[ncell] = (0.5 * (j0 + j1)) * step;
+            cw[ncell] = (double)n;
+            ncell++;
+        }
+    free(v);
+    free(cv);
+    /* a polynomial needs more cells than terms to be a fit rather than an interpolation */
+    while (nt > 1 && ncell < 2 * nt)
+        nt = nt == 6 ? 3 : 1;
+    if (ncell == 0)
+        return CLRED_OK; /* no sky to measure it on: the stamps' background stands */
+    double a[36] = {0}, rhs[6] = {0}, p[10];
+    int order = nt == 6 ? 2 : nt == 3 ? 1 : 0;
+    for (int c = 0; c < ncell; c++) {
+        al_poly(order, cxs[c], cys[c], s->w, s->h, p);
+        for (int u = 0; u < nt; u++) {
+            rhs[u] += cw[c] * p[u] * lev[c];
+            for (int q = 0; q < nt; q++)
+                a[u * nt + q] += cw[c] * p[u] * p[q];
+        }
+    }
+    CLRED_TRY(al_linsolve(a, rhs, nt));
+    /* D = sign (I - level - K*T - bg) / norm: D - delta needs bg + sign norm delta */
+    int nb = s->basis.nbasis, nk = al_nterms(s->ko);
+    float delta[6] = {0, 0, 0, 0, 0, 0};
+    for (int u = 0; u < nt; u++) {
+        delta[u] = (float)rhs[u]; /* float on the device, as the background polynomial */
+        s->coef[1 + (size_t)(nb - 1) * nk + u] += (double)sign * norm * rhs[u];
+    }
+    for (int u = 0; u < nt; u++)
+        out->sky_refit[u] += rhs[u];
+    float sn = sign * norm;
+    st = clred_buffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof delta, delta, &c_delta, "AL sky correction");
+    if (st == CLRED_OK)
+        st = clred_kernel(ctx, "al", NULL, "al_sky_correct", &k);
+    if (st == CLRED_OK) {
+        /* CONV when it is made (any buffer stands in otherwise: the kernel skips it) */
+        int with_conv = out->conv != NULL;
+        cl_mem conv = out->conv ? clred_dimage_sci(out->conv) : dsci, dvar = clred_dimage_var(out->diff);
+        st = clred_args(k, "al_sky_correct", CLRED_ARG(c_delta), CLRED_ARG(sn), CLRED_ARG(width), CLRED_ARG(height),
+                        CLRED_ARG(dsci), CLRED_ARG(dvar), CLRED_ARG(with_conv), CLRED_ARG(conv), CLRED_ARG(score),
+                        (size_t)0);
+    }
+    size_t g[2] = {s->w, s->h};
+    if (st == CLRED_OK)
+        st = clred_run_tiled(ctx, k, "al_sky_correct", 2, g);
+    /* c_delta is read by the enqueued kernel: released after it ran */
+    if (st == CLRED_OK)
+        st = clred_sync(ctx);
+    clred_release(&c_delta);
+    return st;
+}
+
 /* The robust spread of SCORE, from its plane or, where it was not made, from
  * the same samples of the difference it divides (DECORR when decorrelated,
  * else D) and its VAR: SCORE's mask is D's, its pixels v / sqrt(VAR) where
@@ -1002,18 +1147,22 @@ clred_status clred_subtract_al_dev(clred_ctx *ctx, const clred_dimage *new_img, 
         st = clred_dimage_like(new_img, 1, 1, 1, &out->diff);
     if (st == CLRED_OK && !(o->omit_planes & CLRED_AL_WRITE_CONV))
         st = clred_dimage_like(new_img, 0, 0, 1, &out->conv);
-    if (st == CLRED_OK && !(o->omit_planes & CLRED_AL_WRITE_SCORE))
+    /* the sky's re-fit reads D / sigma from SCORE: made all the same then */
+    if (st == CLRED_OK && (!(o->omit_planes & CLRED_AL_WRITE_SCORE) || o->sky_refit))
         st = clred_dimage_like(new_img, 0, 1, 1, &out->score);
     if (st == CLRED_OK)
         st = convolve(&s, o, sign, norm, out);
-    if (st == CLRED_OK)
-        st = solution_products(&s, o, out);
+    /* a few rounds: an offset large enough to push the score past AL_SKY_SCORE would hide its own sky */
+    for (int round = 0; round < AL_SKY_ROUNDS && st == CLRED_OK && o->sky_refit; round++)
+        st = refit_sky(&s, fwhm_i, sign, norm, out);
     if (st == CLRED_OK)
         st = copy_psf(conv_ref ? psf_new : psf_ref, &out->psf_diff);
     if (st == CLRED_OK && o->decorrelate && !out->psf_diff.data)
         st = clred_fail(CLRED_ERR_USAGE, "Alard-Lupton: decorrelation needs the PSFs (for the difference's)");
     if (st == CLRED_OK && out->psf_diff.data)
         st = fourier(&s, o, norm, out);
+    if (st == CLRED_OK)
+        st = solution_products(&s, o, out);
     if (st == CLRED_OK)
         st = score_spread(out);
     if (st == CLRED_OK) {
@@ -1041,6 +1190,9 @@ clred_status clred_subtract_al_dev(clred_ctx *ctx, const clred_dimage *new_img, 
             st = clred_header_set_double(hd, "ALFOM", out->fom, "mean chi^2 per pixel of the stamps");
         if (st == CLRED_OK)
             st = clred_header_set_double(hd, "ALSCSD", out->score_std, "robust std of D / sigma");
+        if (st == CLRED_OK)
+            st = clred_header_set_double(hd, "ALSKYFIT", out->sky_refit[0],
+                                         "D's sky re-fitted: level taken off at the centre");
         if (st == CLRED_OK)
             st = clred_header_set_double(hd, "ALDECORR", o->decorrelate ? 1.0 : 0.0, "decorrelated (DMTN-021)");
     }

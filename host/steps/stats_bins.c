@@ -1,15 +1,23 @@
 /* Sigma-clipped statistics in two passes over the image (kernels: stats.cl,
  * stats_bin_hist and stats_bin_scan), with the results radix selection gives.
  *
- * Pass 1 counts the usable pixels per bin of the top 16 bits of their
- * order-preserving float keys (bins are value intervals, in value order).
- * From those counts the host predicts the whole clipping run approximately
- * (pixels spread evenly over their bins): each iteration's range, median and
- * MAD. The bins that hold a predicted bound (+-BOUND_WINDOW bins), median
- * or MAD end (and the neighbour it lies close to) are "refined": pass 2
- * copies their pixels out (gathers them, contiguous per bin) and the host
- * orders them, a big bin
- * by counting its keys' low 16 bits (with the bin, the whole key). Every other
+ * Bins are intervals of order-preserving float keys, in value order: the
+ * top 16 bits of the key (coarse bins), except inside a window of keys where
+ * bins are 2^ws keys wide (fine bins). The window is placed around the
+ * clipping run predicted from the counts of a sample of rows (every 32nd of
+ * a 2048^2 frame, counted by the same kernel in coarse bins), so that the
+ * bins holding the median, the MAD's ends and the final bounds are ~1e-3 of
+ * the noise wide instead of ~0.05; where the sample misleads, the full
+ * counts still decide every bin, only more pixels are gathered.
+ *
+ * Pass 1 counts the usable pixels per bin. From those counts the host
+ * predicts the whole clipping run approximately (pixels spread evenly over
+ * their bins): each iteration's range, median and MAD. The bins that hold a
+ * predicted bound (+-BOUND_WINDOW bins, FINE_RADIUS times as many fine
+ * ones), median or MAD end (coarse: and the neighbour it lies close to;
+ * fine: +-FINE_NEAR bins) are "refined": pass 2 copies their pixels out
+ * (gathers them, contiguous per run of refined bins) and the host orders
+ * them, a bin with many pixels for its keys by counting its keys. Every other
  * bin is wholly inside or wholly outside each predicted range, so pass 2 only
  * sums its pixels, into shell s = the last predicted iteration whose range
  * surely holds the bin: iteration j's sums are those of shells >= j, plus the
@@ -33,8 +41,20 @@
 
 #include "stats_clip.h"
 
-#define NBINS 65536u
+#define NBINS 65536u            /* coarse bins: the top 16 bits of a key */
 #define BIN_SHIFT 16u
+#define FINE_MAX 16384u         /* bins in the window at most */
+#define NB_MAX (NBINS + FINE_MAX)
+/* A sample of about SAMPLE_PIXELS pixels (every row_step-th row, at most
+ * every 32nd) places the window; a region of fewer pixels is its own sample. */
+#define SAMPLE_PIXELS 65536u
+#define SAMPLE_STEP_MAX 32u
+/* In the window, a bound's refined bins reach FINE_RADIUS times
+ * BOUND_WINDOW bins either side, and a median's or MAD end's FINE_NEAR: fine
+ * bins are ~1e-4 of the noise wide, the prediction's error a few of them,
+ * and so many bins still hold a small share of the pixels. */
+#define FINE_RADIUS 32
+#define FINE_NEAR 4
 #define MAX_SHELLS 16           /* as STATS_MAX_SHELLS in stats.cl */
 /* Bins refined either side of a predicted bound, and whether the MAD's are;
  * tests narrow them to make predictions miss (clred_stats_bins_windows). */
@@ -42,9 +62,22 @@ static int BOUND_WINDOW = 2, MAD_WINDOW = 1;
 #define GATHER_ALL 16384u       /* a region with no more usable pixels refines every bin */
 #define SORT_MAX 4096u          /* a gathered bin with more pixels is counted, not sorted */
 #define GROUP_CAP 256
+/* stats_bin_scan's table: a byte per bin, a shell below SLOT0, else
+ * SLOT0 + a gather slot (as STATS_SLOT0 in stats.cl). */
+#define SLOT0 16u
+#define MAX_SLOTS (256u - SLOT0)
+#define MAX_HOLES 4 /* as stats_hot8 in stats.cl */
 
-/* How often the method answered and gave up (tests check it ran). */
-static _Atomic unsigned long bins_answered, bins_gave_up;
+/* Tests: 0 keeps the coarse bins (no window), 1 places one from a sample. */
+static int ZOOM = 1;
+
+/* How often the method answered and gave up (tests check it ran), and
+ * how often it placed a window of fine bins. */
+static _Atomic unsigned long bins_answered, bins_gave_up, bins_zoomed;
+
+void clred_stats_bins_zoom(int on) { ZOOM = on; }
+
+unsigned long clred_stats_bins_zoomed(void) { return bins_zoomed; }
 
 void clred_stats_bins_windows(int bound, int mad)
 {
@@ -72,15 +105,19 @@ typedef struct {
     int use_double, own;
     size_t local, groups, slices;
     cl_kernel khist, kscan;
-    cl_uint *slice_hist; /* slices x NBINS */
-    cl_uint *count;      /* NBINS, merged */
+    /* Bins in value order: coarse ones (2^16 keys) outside the window of keys
+     * [wlo, whi), 2^ws keys inside it; bin wb0 starts it, wb1 follows it. */
+    uint64_t wlo, whi;
+    cl_uint ws, wb0, wb1, nb;
+    cl_uint *slice_hist; /* slices x (nb + 1): the last count per slice takes unusable pixels */
+    cl_uint *count;      /* nb, merged */
     size_t n0;           /* usable pixels */
     /* prediction */
     int npred;
     kept_range pred_range[MAX_SHELLS];
     double shift;
     /* bins */
-    unsigned char *shell; /* NBINS */
+    unsigned char *shell; /* nb */
     cl_uint *refined;     /* refined bins, ascending */
     size_t nrefined;
     cl_uint *unref;       /* unrefined nonzero bins, ascending */
@@ -92,6 +129,7 @@ typedef struct {
     size_t shell_n[MAX_SHELLS];
     double shell_s1[MAX_SHELLS], shell_s2[MAX_SHELLS], shell_min[MAX_SHELLS], shell_max[MAX_SHELLS];
     /* the unrefined bins of the set last measured: value bounds, prefix counts */
+    cl_uint hot_lo_bin, hot_hi_bin; /* the innermost shell's core, empty if lo > hi */
     int set_index;
     float *ulo, *uhi;
     size_t *ucum;
@@ -116,9 +154,41 @@ static float key_float(uint32_t k)
     return f;
 }
 
-static cl_uint bin_of(float v) { return float_key(v) >> BIN_SHIFT; }
-static float bin_lo(cl_uint b) { return key_float(b << BIN_SHIFT); }
-static float bin_hi(cl_uint b) { return key_float(b << BIN_SHIFT | 0xffffu); }
+/* The same map as stats_bin_of in stats.cl. */
+static cl_uint key_bin(const bins_run *b, uint32_t key)
+{
+    if (key < b->wlo)
+        return key >> BIN_SHIFT;
+    if (key < b->whi)
+        return b->wb0 + (cl_uint)((key - b->wlo) >> b->ws);
+    return b->wb1 + (cl_uint)((key - b->whi) >> BIN_SHIFT);
+}
+
+static int is_fine(const bins_run *b, cl_uint i) { return i >= b->wb0 && i < b->wb1; }
+
+static uint32_t bin_first_key(const bins_run *b, cl_uint i)
+{
+    if (i < b->wb0)
+        return i << BIN_SHIFT;
+    if (i < b->wb1)
+        return (uint32_t)(b->wlo + ((uint64_t)(i - b->wb0) << b->ws));
+    return (uint32_t)(b->whi + ((uint64_t)(i - b->wb1) << BIN_SHIFT));
+}
+
+static uint32_t bin_keys(const bins_run *b, cl_uint i) { return is_fine(b, i) ? 1u << b->ws : 1u << BIN_SHIFT; }
+
+static cl_uint bin_of(const bins_run *b, float v) { return key_bin(b, float_key(v)); }
+static float bin_lo(const bins_run *b, cl_uint i) { return key_float(bin_first_key(b, i)); }
+static float bin_hi(const bins_run *b, cl_uint i) { return key_float(bin_first_key(b, i) + (bin_keys(b, i) - 1)); }
+
+/* No window: the plain top-16-bit bins. */
+static void coarse_bins(bins_run *b)
+{
+    b->wlo = b->whi = 0;
+    b->ws = BIN_SHIFT;
+    b->wb0 = b->wb1 = 0;
+    b->nb = NBINS;
+}
 
 /* ------------------------------------------------------------ device passes */
 
@@ -176,17 +246,30 @@ static clred_status plan(bins_run *b)
     return CLRED_OK;
 }
 
+/* The bin map's arguments, from index first on. */
+static clred_status set_map_args(bins_run *b, cl_kernel k, const char *name, cl_uint first)
+{
+    cl_uint wlo = (cl_uint)b->wlo, whi = (cl_uint)b->whi;
+    CLRED_TRY(set_arg(k, name, first, sizeof wlo, &wlo));
+    CLRED_TRY(set_arg(k, name, first + 1, sizeof whi, &whi));
+    CLRED_TRY(set_arg(k, name, first + 2, sizeof b->ws, &b->ws));
+    CLRED_TRY(set_arg(k, name, first + 3, sizeof b->wb0, &b->wb0));
+    return set_arg(k, name, first + 4, sizeof b->wb1, &b->wb1);
+}
+
 static clred_status run_pass(bins_run *b, cl_kernel k, const char *name)
 {
     size_t global = b->local * b->groups;
     return clred_run(b->ctx, k, name, 1, &global, &b->local);
 }
 
-/* Pass 1: the merged bin counts, and each group's where groups own slices. */
-static clred_status count_bins(bins_run *b)
+/* Pass 1: the merged bin counts, and each group's where groups own slices,
+ * over every row_step-th row of the region. */
+static clred_status count_bins(bins_run *b, cl_uint row_step)
 {
     const char *name = "stats_bin_hist";
-    size_t bytes = b->slices * NBINS * sizeof(cl_uint);
+    size_t stride = (size_t)b->nb + 1, bytes = b->slices * stride * sizeof(cl_uint);
+    cl_uint rows = (b->rh + row_step - 1) / row_step;
     cl_mem hist = NULL;
     clred_status st = clred_buffer(b->ctx, CL_MEM_READ_WRITE, bytes, NULL, &hist, "stats bin counts");
     if (st == CLRED_OK)
@@ -194,19 +277,27 @@ static clred_status count_bins(bins_run *b)
     if (st == CLRED_OK)
         st = set_region_args(b, b->khist, name);
     if (st == CLRED_OK)
+        st = set_arg(b->khist, name, 7, sizeof rows, &rows);
+    if (st == CLRED_OK)
         st = set_arg(b->khist, name, 8, sizeof hist, &hist);
+    if (st == CLRED_OK)
+        st = set_arg(b->khist, name, 9, sizeof b->nb, &b->nb);
+    if (st == CLRED_OK)
+        st = set_arg(b->khist, name, 10, sizeof row_step, &row_step);
+    if (st == CLRED_OK)
+        st = set_map_args(b, b->khist, name, 11);
     if (st == CLRED_OK)
         st = run_pass(b, b->khist, name);
     if (st == CLRED_OK)
         st = clred_download(b->ctx, hist, 0, bytes, b->slice_hist);
     clred_release(&hist);
     CLRED_TRY(st);
-    memset(b->count, 0, NBINS * sizeof *b->count);
+    memset(b->count, 0, b->nb * sizeof *b->count);
     b->n0 = 0;
     for (size_t g = 0; g < b->slices; g++)
-        for (size_t i = 0; i < NBINS; i++)
-            b->count[i] += b->slice_hist[g * NBINS + i];
-    for (size_t i = 0; i < NBINS; i++)
+        for (size_t i = 0; i < b->nb; i++)
+            b->count[i] += b->slice_hist[g * stride + i];
+    for (size_t i = 0; i < b->nb; i++)
         b->n0 += b->count[i];
     return CLRED_OK;
 }
@@ -218,9 +309,9 @@ typedef struct {
 } approx_set;
 
 /* The part of bin i inside [lo, hi], as a fraction and a value interval. */
-static double bin_overlap(cl_uint i, kept_range r, double *a, double *z)
+static double bin_overlap(const bins_run *b, cl_uint i, kept_range r, double *a, double *z)
 {
-    double vlo = bin_lo(i), vhi = bin_hi(i);
+    double vlo = bin_lo(b, i), vhi = bin_hi(b, i);
     *a = vlo > r.lo ? vlo : r.lo;
     *z = vhi < r.hi ? vhi : r.hi;
     if (*a > *z)
@@ -235,14 +326,14 @@ static double approx_below(const bins_run *b, const cl_uint *nz, size_t nnz, dou
     size_t lo = 0, hi = nnz;
     while (lo < hi) { /* the first bin that reaches x */
         size_t mid = lo + (hi - lo) / 2;
-        if (bin_hi(nz[mid]) < x)
+        if (bin_hi(b, nz[mid]) < x)
             lo = mid + 1;
         else
             hi = mid;
     }
     double n = b->approx_cum[lo];
     if (lo < nnz) {
-        double vlo = bin_lo(nz[lo]), vhi = bin_hi(nz[lo]);
+        double vlo = bin_lo(b, nz[lo]), vhi = bin_hi(b, nz[lo]);
         if (x >= vlo)
             n += b->count[nz[lo]] * (vhi > vlo ? (x - vlo) / (vhi - vlo) : 1.0);
     }
@@ -263,7 +354,7 @@ static void approx_measure(const bins_run *b, const cl_uint *nz, size_t nnz, kep
     double n = 0, s1 = 0, s2 = 0, a, z;
     const double c0 = b->shift;
     for (size_t k = 0; k < nnz; k++) {
-        double f = bin_overlap(nz[k], r, &a, &z), c = b->count[nz[k]] * f;
+        double f = bin_overlap(b, nz[k], r, &a, &z), c = b->count[nz[k]] * f;
         if (c <= 0)
             continue;
         n += c;
@@ -280,7 +371,7 @@ static void approx_measure(const bins_run *b, const cl_uint *nz, size_t nnz, kep
     double half = n / 2, below = 0;
     s->median = s->mean;
     for (size_t k = 0; k < nnz; k++) {
-        double f = bin_overlap(nz[k], r, &a, &z), c = b->count[nz[k]] * f;
+        double f = bin_overlap(b, nz[k], r, &a, &z), c = b->count[nz[k]] * f;
         if (c > 0 && below + c >= half) {
             s->median = a + (z - a) * (half - below) / c;
             break;
@@ -289,7 +380,7 @@ static void approx_measure(const bins_run *b, const cl_uint *nz, size_t nnz, kep
     }
     double lo = 0, hi = fmax(fabs(r.hi - s->median), fabs(s->median - r.lo));
     if (!isfinite(hi))
-        hi = fmax(fabs(bin_hi(nz[nnz - 1]) - s->median), fabs(s->median - bin_lo(nz[0])));
+        hi = fmax(fabs(bin_hi(b, nz[nnz - 1]) - s->median), fabs(s->median - bin_lo(b, nz[0])));
     for (int it = 0; it < 50; it++) {
         double mid = (lo + hi) / 2;
         if (approx_within(b, nz, nnz, r, s->median, mid) >= half)
@@ -308,23 +399,36 @@ static void mark_near(bins_run *b, unsigned char *want, double v)
 {
     if (!(fabs(v) <= FLT_MAX))
         return;
-    cl_uint c = bin_of((float)v);
-    double lo = bin_lo(c), hi = bin_hi(c), pos = hi > lo ? (v - lo) / (hi - lo) : 0.5;
+    cl_uint c = bin_of(b, (float)v);
+    if (is_fine(b, c)) {
+        for (long i = (long)c - FINE_NEAR; i <= (long)c + FINE_NEAR; i++)
+            if (i >= 0 && i < (long)b->nb && b->count[i])
+                want[i] = 1;
+        return;
+    }
+    double lo = bin_lo(b, c), hi = bin_hi(b, c), pos = hi > lo ? (v - lo) / (hi - lo) : 0.5;
     if (b->count[c])
         want[c] = 1;
     if (pos < NEAR_EDGE && c > 0 && b->count[c - 1])
         want[c - 1] = 1;
-    if (pos > 1 - NEAR_EDGE && c + 1 < NBINS && b->count[c + 1])
+    if (pos > 1 - NEAR_EDGE && c + 1 < b->nb && b->count[c + 1])
         want[c + 1] = 1;
 }
 
-static void mark(bins_run *b, unsigned char *want, double v, int radius)
+/* Bins refined either side of a bound in bin c; assign_shells leaves them
+ * out of the shells' cores. */
+static long bound_radius(const bins_run *b, cl_uint c)
+{
+    return BOUND_WINDOW > 0 && is_fine(b, c) ? (long)BOUND_WINDOW * FINE_RADIUS : BOUND_WINDOW;
+}
+
+static void mark(bins_run *b, unsigned char *want, double v)
 {
     if (!(fabs(v) <= FLT_MAX))
         return;
-    long c = bin_of((float)v);
+    long c = bin_of(b, (float)v), radius = bound_radius(b, (cl_uint)c);
     for (long i = c - radius; i <= c + radius; i++)
-        if (i >= 0 && i < (long)NBINS && b->count[i])
+        if (i >= 0 && i < (long)b->nb && b->count[i])
             want[i] = 1;
 }
 
@@ -334,16 +438,16 @@ static void predict(bins_run *b, const clred_stats_opts *o, unsigned char *want)
     cl_uint *nz = b->unref; /* scratch: the nonzero bins */
     size_t nnz = 0;
     b->approx_cum[0] = 0;
-    for (cl_uint i = 0; i < NBINS; i++)
+    for (cl_uint i = 0; i < b->nb; i++)
         if (b->count[i]) {
             nz[nnz++] = i;
             b->approx_cum[nnz] = b->approx_cum[nnz - 1] + b->count[i];
         }
     kept_range range = {-INFINITY, INFINITY};
     size_t below = 0, i = 0, middle = (b->n0 - 1) / 2;
-    for (; i < NBINS && below + b->count[i] <= middle; i++)
+    for (; i < b->nb && below + b->count[i] <= middle; i++)
         below += b->count[i];
-    b->shift = i < NBINS ? (bin_lo(i) + (double)bin_hi(i)) / 2 : 0.0;
+    b->shift = i < b->nb ? (bin_lo(b, i) + (double)bin_hi(b, i)) / 2 : 0.0;
     approx_set cur;
     approx_measure(b, nz, nnz, range, &cur);
     b->npred = 0;
@@ -355,9 +459,9 @@ static void predict(bins_run *b, const clred_stats_opts *o, unsigned char *want)
             mark_near(b, want, cur.median + cur.mad);
         }
         if (isfinite(range.lo))
-            mark(b, want, range.lo, BOUND_WINDOW);
+            mark(b, want, range.lo);
         if (isfinite(range.hi))
-            mark(b, want, range.hi, BOUND_WINDOW);
+            mark(b, want, range.hi);
         if (it >= o->max_iters || b->npred == MAX_SHELLS || cur.n <= 0)
             break;
         double centre = o->centre_mean ? cur.mean : cur.median;
@@ -367,29 +471,84 @@ static void predict(bins_run *b, const clred_stats_opts *o, unsigned char *want)
             next.lo = range.lo;
         if (next.hi > range.hi)
             next.hi = range.hi;
-        if (it > 0 && bin_of(next.lo) == bin_of(range.lo) && bin_of(next.hi) == bin_of(range.hi))
+        if (it > 0 && bin_of(b, next.lo) == bin_of(b, range.lo) && bin_of(b, next.hi) == bin_of(b, range.hi))
             break; /* the same bins as the last prediction: nothing new to refine */
         range = next;
         approx_measure(b, nz, nnz, range, &cur);
     }
 }
 
+/* The window of fine bins: around the last clipping range predicted from the
+ * counts of a sample of rows, half as wide again (about +-4.5 sigma), so
+ * that the median's, the MAD's and the bounds' bins are narrow next to the
+ * noise. Wherever the sample misleads, the counts of the full pass still
+ * decide every bin exactly; only more pixels are gathered. A window as wide
+ * as the coarse bins (a range across zero, where keys are dense) gains
+ * nothing and is not placed. */
+static clred_status place_window(bins_run *b, const clred_stats_opts *o, unsigned char *scratch)
+{
+    coarse_bins(b);
+    if (!ZOOM || b->base.npix <= GATHER_ALL)
+        return CLRED_OK;
+    size_t step = b->base.npix / SAMPLE_PIXELS;
+    if (step > SAMPLE_STEP_MAX)
+        step = SAMPLE_STEP_MAX;
+    if (step > b->rh / 2)
+        step = b->rh / 2;
+    if (step < 1)
+        step = 1;
+    CLRED_TRY(count_bins(b, (cl_uint)step));
+    if (b->n0 == 0)
+        return CLRED_OK;
+    predict(b, o, scratch);
+    kept_range r = b->pred_range[b->npred - 1];
+    if (b->npred < 2 || !isfinite(r.lo) || !isfinite(r.hi))
+        return CLRED_OK;
+    double centre = (r.lo + (double)r.hi) / 2, half = 1.5 * (r.hi - (double)r.lo) / 2;
+    uint64_t klo = float_key(clred_float_at_or_below(centre - half)) & ~(uint64_t)0xffff;
+    uint64_t khi = ((uint64_t)float_key(clred_float_at_or_above(centre + half)) | 0xffff) + 1;
+    if (khi > 0xffff0000u) /* the top coarse bin stays above the window */
+        khi = 0xffff0000u;
+    if (khi <= klo)
+        return CLRED_OK;
+    uint64_t span = khi - klo;
+    cl_uint ws = 0;
+    while ((span >> ws) > FINE_MAX)
+        ws++;
+    if (ws >= BIN_SHIFT)
+        return CLRED_OK;
+    b->wlo = klo;
+    b->whi = khi;
+    b->ws = ws;
+    b->wb0 = (cl_uint)(klo >> BIN_SHIFT);
+    b->wb1 = b->wb0 + (cl_uint)(span >> ws);
+    b->nb = b->wb1 + (cl_uint)((((uint64_t)1 << 32) - khi) >> BIN_SHIFT);
+    bins_zoomed++;
+    return CLRED_OK;
+}
+
 /* Shells: the last predicted range whose core (its range less the bound
  * windows) holds the bin; cores nest as the ranges do. */
 static void assign_shells(bins_run *b)
 {
-    long clo = 0, chi = (long)NBINS - 1;
-    memset(b->shell, 0, NBINS);
+    long clo = 0, chi = (long)b->nb - 1;
+    memset(b->shell, 0, b->nb);
+    b->hot_lo_bin = 1, b->hot_hi_bin = 0;
     for (int j = 1; j < b->npred; j++) {
         kept_range r = b->pred_range[j];
-        long lo = isfinite(r.lo) ? (long)bin_of(r.lo) + BOUND_WINDOW + 1 : 0;
-        long hi = isfinite(r.hi) ? (long)bin_of(r.hi) - BOUND_WINDOW - 1 : (long)NBINS - 1;
+        cl_uint blo = bin_of(b, r.lo), bhi = bin_of(b, r.hi);
+        long lo = isfinite(r.lo) ? (long)blo + bound_radius(b, blo) + 1 : 0;
+        long hi = isfinite(r.hi) ? (long)bhi - bound_radius(b, bhi) - 1 : (long)b->nb - 1;
         if (lo > clo)
             clo = lo;
         if (hi < chi)
             chi = hi;
         for (long i = clo; i <= chi; i++)
             b->shell[i] = (unsigned char)j;
+    }
+    if (clo <= chi) {
+        b->hot_lo_bin = (cl_uint)clo;
+        b->hot_hi_bin = (cl_uint)chi;
     }
 }
 
@@ -401,18 +560,20 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* A gathered bin's values as runs of equal values in order: a big bin by
- * counting its keys' low 16 bits (its top 16 are the bin), a small one by
- * sorting. */
+/* A gathered bin's values as runs of equal values in order: by counting
+ * its keys less its first key (at most 2^16 of them) where the bin holds many
+ * pixels for its keys, else by sorting. */
 static void bin_runs(bins_run *b, cl_uint bin, float *v, size_t n, cl_uint *low_count)
 {
-    if (n > SORT_MAX) {
-        memset(low_count, 0, NBINS * sizeof *low_count);
+    uint32_t keys = bin_keys(b, bin);
+    if (n > SORT_MAX || keys <= 16 * n) {
+        uint32_t first = bin_first_key(b, bin);
+        memset(low_count, 0, keys * sizeof *low_count);
         for (size_t j = 0; j < n; j++)
-            low_count[float_key(v[j]) & 0xffffu]++;
-        for (cl_uint low = 0; low < NBINS; low++)
+            low_count[float_key(v[j]) - first]++;
+        for (uint32_t low = 0; low < keys; low++)
             if (low_count[low])
-                b->runs[b->nruns++] = (run){key_float(bin << BIN_SHIFT | low), low_count[low]};
+                b->runs[b->nruns++] = (run){key_float(first + low), low_count[low]};
         return;
     }
     qsort(v, n, sizeof *v, cmp_float);
@@ -424,24 +585,127 @@ static void bin_runs(bins_run *b, cl_uint bin, float *v, size_t n, cl_uint *low_
     }
 }
 
+/* The innermost shell's keys for stats_bin_scan's vector test: the keys of
+ * its core [hot_lo, hot_hi] less MAX_HOLES holes that cover the gather
+ * slots inside it (where there are more, the closest neighbours share a
+ * hole: a key needlessly in one only takes the table). Every key so found is
+ * in a bin whose table entry is the innermost shell; the converse need not
+ * hold. Holes go as (first key, last - first); unused ones (0, 0). */
+static clred_status set_hot_args(bins_run *b, cl_kernel k, const char *name, cl_uint first, const size_t *sfirst,
+                                 size_t nslots)
+{
+    /* No core: only key 0 (a NaN, never usable) would pass. */
+    cl_uint lo = 0, hi = 0, nholes = 0, from[MAX_SLOTS], to[MAX_SLOTS];
+    if (b->hot_lo_bin <= b->hot_hi_bin) {
+        lo = bin_first_key(b, b->hot_lo_bin);
+        hi = bin_first_key(b, b->hot_hi_bin) + (bin_keys(b, b->hot_hi_bin) - 1);
+        for (size_t j = 0; j < nslots; j++) {
+            cl_uint fb = b->refined[sfirst[j]], lb = b->refined[sfirst[j + 1] - 1];
+            if (lb < b->hot_lo_bin || fb > b->hot_hi_bin)
+                continue;
+            from[nholes] = bin_first_key(b, fb);
+            to[nholes] = bin_first_key(b, lb) + (bin_keys(b, lb) - 1);
+            nholes++;
+        }
+        while (nholes > MAX_HOLES) { /* merge across the smallest gap */
+            cl_uint best = 1;
+            for (cl_uint j = 2; j < nholes; j++)
+                if (from[j] - to[j - 1] < from[best] - to[best - 1])
+                    best = j;
+            to[best - 1] = to[best];
+            for (cl_uint j = best; j + 1 < nholes; j++) {
+                from[j] = from[j + 1];
+                to[j] = to[j + 1];
+            }
+            nholes--;
+        }
+    }
+    cl_uint8 holes;
+    memset(&holes, 0, sizeof holes);
+    for (cl_uint j = 0; j < nholes; j++) {
+        holes.s[2 * j] = from[j];
+        holes.s[2 * j + 1] = to[j] - from[j];
+    }
+    CLRED_TRY(set_arg(k, name, first, sizeof lo, &lo));
+    CLRED_TRY(set_arg(k, name, first + 1, sizeof hi, &hi));
+    return set_arg(k, name, first + 2, sizeof holes, &holes);
+}
+
+/* A slot's gathered values v (of the nbins ascending bins at bins) as runs
+ * of equal values in order: placed bin by bin into out, then each bin's
+ * runs. */
+static clred_status slot_runs(bins_run *b, const cl_uint *bins, size_t nbins, const float *v, float *out,
+                              cl_uint *low_count)
+{
+    size_t n = 0;
+    for (size_t j = 0; j < nbins; j++)
+        n += b->count[bins[j]];
+    if (nbins == 1) {
+        memcpy(out, v, n * sizeof *v);
+    } else {
+        size_t *next = malloc(nbins * sizeof *next), at = 0;
+        if (!next)
+            return clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for the bin method");
+        for (size_t j = 0; j < nbins; j++) {
+            next[j] = at;
+            at += b->count[bins[j]];
+        }
+        for (size_t i = 0; i < n; i++) {
+            cl_uint bin = bin_of(b, v[i]);
+            size_t lo = 0, hi = nbins - 1;
+            while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (bins[mid] < bin)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            out[next[lo]++] = v[i];
+        }
+        free(next);
+    }
+    for (size_t j = 0, at = 0; j < nbins; j++) {
+        bin_runs(b, bins[j], out + at, b->count[bins[j]], low_count);
+        at += b->count[bins[j]];
+    }
+    return CLRED_OK;
+}
+
 /* Pass 2 and the runs, prefix sums and shells it gives. */
 static clred_status scan_bins(bins_run *b, const unsigned char *want)
 {
     const char *name = "stats_bin_scan";
     size_t total_gather = 0;
+    /* Gather slots: runs of refined bins with no unrefined nonempty bin
+     * between them (sfirst: each slot's first index into refined). */
+    size_t *sfirst = malloc((b->nb + 1) * sizeof *sfirst), ngather = 0;
+    if (!sfirst)
+        return clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for the bin method");
     b->nrefined = b->nunref = 0;
-    for (cl_uint i = 0; i < NBINS; i++) {
+    int in_slot = 0;
+    for (cl_uint i = 0; i < b->nb; i++) {
         if (!b->count[i])
             continue;
         if (want[i]) {
+            if (!in_slot)
+                sfirst[ngather++] = b->nrefined;
+            in_slot = 1;
             b->refined[b->nrefined++] = i;
             total_gather += b->count[i];
         } else {
+            in_slot = 0;
             b->unref[b->nunref++] = i;
         }
     }
-    size_t ngather = b->nrefined, ncur = b->slices * ngather + 1;
-    cl_uint *table = malloc(NBINS * sizeof *table);
+    sfirst[ngather] = b->nrefined;
+    if (ngather > MAX_SLOTS) { /* cannot happen with <= 5 windows per shell; not worth a wider table */
+        free(sfirst);
+        b->base.gave_up = 1;
+        return CLRED_OK;
+    }
+    size_t ncur = b->slices * ngather + 1;
+    cl_uchar *table = malloc(b->nb * sizeof *table);
+    float *sorted = malloc((total_gather + 1) * sizeof *sorted);
     cl_uint *cursor = malloc(ncur * sizeof *cursor);
     cl_uint *cursor_end = malloc(ncur * sizeof *cursor_end);
     size_t *gbase = malloc((ngather + 1) * sizeof *gbase);
@@ -452,32 +716,35 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want)
     void *psums = malloc(parts * 2 * acc);
     float *pminmax = malloc(parts * 2 * sizeof *pminmax);
     float *gathered = malloc((total_gather + 1) * sizeof *gathered);
-    cl_uint *low_count = malloc(NBINS * sizeof *low_count);
+    cl_uint *low_count = malloc((1u << BIN_SHIFT) * sizeof *low_count);
     b->runs = malloc((total_gather + 1) * sizeof *b->runs);
     clred_status st = CLRED_OK;
-    if (!table || !cursor || !cursor_end || !gbase || !pcount || !psums || !pminmax || !gathered || !low_count ||
-        !b->runs)
+    if (!table || !sorted || !cursor || !cursor_end || !gbase || !pcount || !psums || !pminmax || !gathered ||
+        !low_count || !b->runs)
         st = clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for the bin method");
 
-    /* The table, and where each group writes each gathered bin: slot-major,
-     * so a bin's pixels end up contiguous whichever group found them. */
-    for (cl_uint i = 0; st == CLRED_OK && i < NBINS; i++)
+    /* The table (a byte per bin: its shell, or SLOT0 + its gather slot),
+     * and where each group writes each slot's pixels: slot-major, so a
+     * slot's pixels end up contiguous whichever group found them. */
+    for (cl_uint i = 0; st == CLRED_OK && i < b->nb; i++)
         table[i] = b->shell[i];
     size_t pos = 0;
     for (size_t k = 0; st == CLRED_OK && k < ngather; k++) {
-        cl_uint i = b->refined[k];
         gbase[k] = pos;
         for (size_t g = 0; g < b->slices; g++) {
             cursor[g * ngather + k] = (cl_uint)pos;
-            pos += b->own ? b->slice_hist[g * NBINS + i] : b->count[i];
+            for (size_t r = sfirst[k]; r < sfirst[k + 1]; r++)
+                pos += b->own ? b->slice_hist[g * ((size_t)b->nb + 1) + b->refined[r]] : b->count[b->refined[r]];
             cursor_end[g * ngather + k] = (cl_uint)pos;
         }
-        table[i] = 1u << 8 | (cl_uint)k << 10;
+        for (size_t r = sfirst[k]; r < sfirst[k + 1]; r++)
+            table[b->refined[r]] = (cl_uchar)(SLOT0 + k);
     }
+    gbase[ngather] = pos;
 
     cl_mem dtable = NULL, dcursor = NULL, dcount = NULL, dsums = NULL, dminmax = NULL, dgather = NULL;
     if (st == CLRED_OK)
-        st = clred_buffer(b->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, NBINS * sizeof *table, table, &dtable,
+        st = clred_buffer(b->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, b->nb * sizeof *table, table, &dtable,
                           "stats bin table");
     if (st == CLRED_OK)
         st = clred_buffer(b->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, ncur * sizeof *cursor, cursor, &dcursor,
@@ -522,6 +789,10 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want)
         st = set_arg(k, name, 18, sizeof dcursor, &dcursor);
     if (st == CLRED_OK)
         st = set_arg(k, name, 19, sizeof ng, &ng);
+    if (st == CLRED_OK)
+        st = set_map_args(b, k, name, 20);
+    if (st == CLRED_OK)
+        st = set_hot_args(b, k, name, 25, sfirst, ngather);
     if (st == CLRED_OK)
         st = run_pass(b, k, name);
     if (st == CLRED_OK)
@@ -570,7 +841,8 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want)
                             b->n0, b->ctx->info.name);
         b->nruns = 0;
         for (size_t j = 0; st == CLRED_OK && j < ngather; j++)
-            bin_runs(b, b->refined[j], gathered + gbase[j], b->count[b->refined[j]], low_count);
+            st = slot_runs(b, b->refined + sfirst[j], sfirst[j + 1] - sfirst[j], gathered + gbase[j], sorted + gbase[j],
+                      low_count);
     }
     if (st == CLRED_OK) {
         b->rc = malloc((b->nruns + 1) * sizeof *b->rc);
@@ -590,6 +862,8 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want)
         }
     }
     free(table);
+    free(sorted);
+    free(sfirst);
     free(cursor);
     free(cursor_end);
     free(gbase);
@@ -639,8 +913,8 @@ static void use_set(bins_run *b, int j)
         cl_uint i = b->unref[k];
         if (b->shell[i] < j)
             continue;
-        b->ulo[b->nu] = bin_lo(i);
-        b->uhi[b->nu] = bin_hi(i);
+        b->ulo[b->nu] = bin_lo(b, i);
+        b->uhi[b->nu] = bin_hi(b, i);
         b->ucum[b->nu + 1] = b->ucum[b->nu] + b->count[i];
         b->nu++;
     }
@@ -785,7 +1059,7 @@ static clred_status bins_measure(stats_measurer *m, int index, kept_range range,
      * inside exactly when its shell says so. */
     for (size_t k = 0; k < b->nunref; k++) {
         cl_uint i = b->unref[k];
-        float vlo = bin_lo(i), vhi = bin_hi(i);
+        float vlo = bin_lo(b, i), vhi = bin_hi(b, i);
         int inside = vlo >= range.lo && vhi <= range.hi, outside = vhi < range.lo || vlo > range.hi;
         if ((!inside && !outside) || inside != (b->shell[i] >= j)) {
             m->gave_up = 1;
@@ -897,26 +1171,30 @@ clred_status clred_stats_bins(clred_ctx *ctx, cl_mem sci, cl_mem mask, cl_ushort
     CLRED_TRY(clred_kernel(ctx, "stats", NULL, "stats_bin_hist", &b.khist));
     CLRED_TRY(clred_kernel(ctx, "stats", NULL, "stats_bin_scan", &b.kscan));
     CLRED_TRY(plan(&b));
-    b.slice_hist = malloc(b.slices * NBINS * sizeof *b.slice_hist);
-    b.count = malloc(NBINS * sizeof *b.count);
-    b.shell = malloc(NBINS);
-    b.refined = malloc(NBINS * sizeof *b.refined);
-    b.unref = malloc(NBINS * sizeof *b.unref);
-    b.ulo = malloc(NBINS * sizeof *b.ulo);
-    b.uhi = malloc(NBINS * sizeof *b.uhi);
-    b.ucum = malloc((NBINS + 1) * sizeof *b.ucum);
-    b.approx_cum = malloc((NBINS + 1) * sizeof *b.approx_cum);
-    unsigned char *want = calloc(NBINS, 1);
+    b.slice_hist = malloc(b.slices * (NB_MAX + 1) * sizeof *b.slice_hist);
+    b.count = malloc(NB_MAX * sizeof *b.count);
+    b.shell = malloc(NB_MAX);
+    b.refined = malloc(NB_MAX * sizeof *b.refined);
+    b.unref = malloc(NB_MAX * sizeof *b.unref);
+    b.ulo = malloc(NB_MAX * sizeof *b.ulo);
+    b.uhi = malloc(NB_MAX * sizeof *b.uhi);
+    b.ucum = malloc((NB_MAX + 1) * sizeof *b.ucum);
+    b.approx_cum = malloc((NB_MAX + 1) * sizeof *b.approx_cum);
+    unsigned char *want = calloc(NB_MAX, 1);
     clred_status st = CLRED_OK;
     if (!b.slice_hist || !b.count || !b.shell || !b.refined || !b.unref || !b.ulo || !b.uhi || !b.ucum ||
         !b.approx_cum || !want)
         st = clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for the bin method");
     if (st == CLRED_OK)
-        st = count_bins(&b);
+        st = place_window(&b, o, want);
+    if (st == CLRED_OK) {
+        memset(want, 0, NB_MAX);
+        st = count_bins(&b, 1);
+    }
     if (st == CLRED_OK && b.n0 > 0) {
         predict(&b, o, want);
         if (b.n0 <= GATHER_ALL) /* a prediction from few pixels is crude: refine every bin */
-            memset(want, 1, NBINS);
+            memset(want, 1, b.nb);
         assign_shells(&b);
         st = scan_bins(&b, want);
     }

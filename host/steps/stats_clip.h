@@ -69,5 +69,9 @@ void clred_stats_bins_counts(unsigned long *answered, unsigned long *gave_up);
  * the method gives up), and whether the predicted MAD's bins are (mad > 0,
  * the default 1). */
 void clred_stats_bins_windows(int bound, int mad);
+/* Tests: whether the method may place a window of fine bins from a sample
+ * (default 1; 0 keeps the top-16-bit bins), and how many times it has. */
+void clred_stats_bins_zoom(int on);
+unsigned long clred_stats_bins_zoomed(void);
 
 #endif
