@@ -15,8 +15,10 @@ typedef struct {
 /* The settings the peers use too (bench/peers.py): the median, and the mean
  * after iterative 3-sigma clipping about the median with the standard
  * deviation, up to 10 iterations, as astropy's sigma_clip(cenfunc='median',
- * stdfunc='std', maxiters=10). */
-static void make_cases(combine_case cases[2])
+ * stdfunc='std', maxiters=10); and the plain mean (clred alone: the stacking
+ * target of issue 14 names the mean as well as the clipped mean). */
+#define COMBINE_CASES 3
+static void make_cases(combine_case cases[COMBINE_CASES])
 {
     cases[0].step = "median";
     cases[0].opts = clred_combine_defaults();
@@ -30,6 +32,10 @@ static void make_cases(combine_case cases[2])
     cases[1].opts.max_iters = 10;
     cases[1].opts.centre_mean = 0;
     cases[1].opts.spread_mad = 0;
+    cases[2].step = "mean";
+    cases[2].opts = clred_combine_defaults();
+    cases[2].opts.method = CLRED_COMBINE_MEAN;
+    cases[2].opts.reject = CLRED_REJECT_NONE;
 }
 
 /* The least a combine's kernels must move: every input plane read once, every
@@ -222,13 +228,13 @@ static clred_status combine_case_run(bench_run *run, const clred_image *frames, 
 
 clred_status bench_combine(bench_run *run, bench_results *out)
 {
-    combine_case cases[2];
+    combine_case cases[COMBINE_CASES];
     make_cases(cases);
     clred_image *frames = NULL;
     CLRED_TRY(read_frames(run, &frames));
     char **paths = raw_paths(run);
     clred_status st = paths ? CLRED_OK : clred_fail(CLRED_ERR_MEMORY, "out of memory for paths");
-    for (size_t i = 0; i < 2 && st == CLRED_OK; i++)
+    for (size_t i = 0; i < COMBINE_CASES && st == CLRED_OK; i++)
         st = combine_case_run(run, frames, paths, &cases[i], out);
     free_paths(paths, run->depth);
     free_frames(frames, run->depth);
@@ -240,7 +246,7 @@ clred_status bench_combine(bench_run *run, bench_results *out)
  * must equal the unlimited one. */
 clred_status bench_memlimit(bench_run *run, bench_results *out)
 {
-    combine_case cases[2];
+    combine_case cases[COMBINE_CASES];
     make_cases(cases);
     char **paths = raw_paths(run);
     if (!paths)

@@ -46,13 +46,15 @@ def _kernel_network(kind, n):
 
 
 def _sigclip_ops(s, d, c, r):
-    """Per pixel: the full sort (a clipped window is a range of ranks) and,
-    per clipping round, 8 per value: the sum and the sum of squares about a
-    shift (subtract, add, fma) and the two threshold tests with their counts.
-    The rounds are those the bench measured (at least 1 + the fraction of
-    pixels that clipped; see bench/combine.c): 1 where the results lack it."""
+    """Per pixel: the depth's median network (it places the middle ranks and
+    the extremes; a full sort only for the windows whose middle ranks are
+    others) and, per clipping round, 8 per value: the sum and the sum of
+    squares about a shift (subtract, add, fma) and the two threshold tests
+    with their counts. The rounds are those the bench measured (at least 1 +
+    the fraction of pixels that clipped; see bench/combine.c): 1 where the
+    results lack it."""
     rounds = (r or {}).get("clip_rounds") or 1.0
-    return (2.0 * _kernel_network("SORT", d) + rounds * 8.0 * d) * s * s
+    return (2.0 * _kernel_network("MEDIAN", d) + rounds * 8.0 * d) * s * s
 
 
 def _fft2(size):
@@ -71,14 +73,19 @@ MODELS = {
                "2 x (Batcher comparators for the depth) per output pixel",
                "one launch of the stack kernel; the median network is the lead's work (issue 14 item 3), not "
                "analysed here"),
+    "mean": (lambda s, d, c: (2.0 * _kernel_network("MEDIAN", d) + 4.0 * d) * s * s,
+             "2 x (comparators of the depth's median network) + 4 per value (shifted sum and sum of squares)",
+             "one launch of the stack kernel: the median network places the shift of the float sums (the window's "
+             "middle value), then one pass of sums"),
     "memlimit": (lambda s, d, c: 2.0 * _network(d) * s * s,
                  "as median, in bands under a device memory limit",
                  "the median network in bands, one launch per band"),
     "sigclip": (_sigclip_ops,
-                "2 x (comparators of the kernel's sort for the depth) + clip_rounds (measured) x 8 per value",
-                "per output pixel the depth's sorting network and the clipping rounds, in float with an exact "
-                "fallback (kernels/combine.cl); a vector of pixels runs as many rounds as its slowest lane, and every "
-                "round after the first runs over windows of ranks (masks and selects the model does not count)"),
+                "2 x (comparators of the depth's median network) + clip_rounds (measured) x 8 per value",
+                "per output pixel the depth's median network and the clipping rounds, in float with an exact "
+                "fallback (kernels/combine.cl); a vector of pixels runs as many rounds as its slowest lane, every "
+                "round after the first selects its window by value (masks and selects the model does not count), "
+                "and a window whose middle ranks the network did not place sorts a copy"),
     "stats": (lambda s, d, c: 18.0 * s * s,
               "18 per pixel: the bin counts (usable test, key, increment: 6) and the second read (table lookup, "
               "shell sums and extrema or a gathered copy: 12)",

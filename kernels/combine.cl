@@ -175,7 +175,7 @@
 #define SORT_7(CE) CE(0,2) CE(0,1) CE(1,2) CE(3,4) CE(5,6) CE(3,5) CE(4,6) CE(4,5) CE(0,3) CE(2,5) CE(2,3) CE(1,4) \
     CE(4,6) CE(1,2) CE(3,4) CE(5,6)
 #define MEDIAN_7(CE) CE(0,2) CE(0,1) CE(1,2) CE(3,4) CE(5,6) CE(3,5) CE(4,6) CE(4,5) CE(0,3) CE(2,5) CE(2,3) CE(1,4) \
-    CE(4,6) CE(3,4)
+    CE(4,6) CE(3,4) CE(5,6)
 #define SORT_8(CE) CE(0,1) CE(2,3) CE(0,2) CE(1,3) CE(1,2) CE(4,5) CE(6,7) CE(4,6) CE(5,7) CE(5,6) CE(0,4) CE(2,6) \
     CE(2,4) CE(1,5) CE(3,7) CE(3,5) CE(1,2) CE(3,4) CE(5,6)
 #define MEDIAN_8(CE) CE(0,1) CE(2,3) CE(0,2) CE(1,3) CE(1,2) CE(4,5) CE(6,7) CE(4,6) CE(5,7) CE(5,6) CE(0,4) CE(2,6) \
@@ -184,7 +184,7 @@
     CE(7,8) CE(6,7) CE(0,4) CE(4,8) CE(2,6) CE(2,4) CE(6,8) CE(1,5) CE(3,7) CE(3,5) CE(1,2) CE(3,4) \
     CE(5,6) CE(7,8)
 #define MEDIAN_9(CE) CE(0,1) CE(2,3) CE(0,2) CE(1,3) CE(1,2) CE(4,7) CE(5,8) CE(4,6) CE(5,7) CE(4,5) CE(6,8) CE(5,6) \
-    CE(7,8) CE(6,7) CE(0,4) CE(4,8) CE(2,6) CE(2,4) CE(1,5) CE(3,7) CE(3,5) CE(3,4)
+    CE(7,8) CE(6,7) CE(0,4) CE(4,8) CE(2,6) CE(2,4) CE(6,8) CE(1,5) CE(3,7) CE(3,5) CE(3,4) CE(7,8)
 #define SORT_10(CE) CE(4,9) CE(3,8) CE(2,7) CE(1,6) CE(0,5) CE(1,4) CE(6,9) CE(0,3) CE(5,8) CE(0,2) CE(3,6) CE(7,9) \
     CE(0,1) CE(2,4) CE(5,7) CE(8,9) CE(1,2) CE(4,6) CE(7,8) CE(3,5) CE(2,5) CE(6,8) CE(1,3) CE(4,7) \
     CE(2,3) CE(6,7) CE(3,4) CE(5,6) CE(4,5)
@@ -197,14 +197,14 @@
     CE(9,10)
 #define MEDIAN_11(CE) CE(0,2) CE(0,1) CE(1,2) CE(3,4) CE(5,6) CE(3,5) CE(4,6) CE(4,5) CE(7,8) CE(9,10) CE(7,9) CE(8,10) \
     CE(8,9) CE(3,7) CE(5,9) CE(5,7) CE(4,8) CE(6,10) CE(6,8) CE(4,5) CE(6,7) CE(8,9) CE(0,3) CE(3,7) \
-    CE(2,5) CE(5,9) CE(5,7) CE(1,4) CE(4,8) CE(4,6) CE(5,6)
+    CE(2,5) CE(5,9) CE(5,7) CE(1,4) CE(4,8) CE(4,6) CE(8,10) CE(5,6) CE(9,10)
 #define SORT_12(CE) CE(0,1) CE(2,3) CE(0,2) CE(1,3) CE(1,2) CE(4,5) CE(6,7) CE(4,6) CE(5,7) CE(5,6) CE(8,9) CE(10,11) \
     CE(8,10) CE(9,11) CE(9,10) CE(4,8) CE(6,10) CE(6,8) CE(5,9) CE(7,11) CE(7,9) CE(5,6) CE(7,8) CE(9,10) \
     CE(0,4) CE(4,8) CE(2,6) CE(6,10) CE(2,4) CE(6,8) CE(1,5) CE(5,9) CE(3,7) CE(7,11) CE(3,5) CE(7,9) \
     CE(1,2) CE(3,4) CE(5,6) CE(7,8) CE(9,10)
 #define MEDIAN_12(CE) CE(0,1) CE(2,3) CE(0,2) CE(1,3) CE(1,2) CE(4,5) CE(6,7) CE(4,6) CE(5,7) CE(5,6) CE(8,9) CE(10,11) \
     CE(8,10) CE(9,11) CE(9,10) CE(4,8) CE(6,10) CE(6,8) CE(5,9) CE(7,11) CE(7,9) CE(5,6) CE(7,8) CE(9,10) \
-    CE(0,4) CE(4,8) CE(2,6) CE(6,10) CE(6,8) CE(1,5) CE(5,9) CE(3,7) CE(3,5) CE(5,6)
+    CE(0,4) CE(4,8) CE(2,6) CE(6,10) CE(6,8) CE(1,5) CE(5,9) CE(3,7) CE(7,11) CE(3,5) CE(5,6)
 #define SORT_13(CE) CE(0,3) CE(1,4) CE(0,2) CE(1,3) CE(0,1) CE(2,4) CE(1,2) CE(3,4) CE(2,3) CE(5,6) CE(7,8) CE(5,7) \
     CE(6,8) CE(6,7) CE(9,10) CE(11,12) CE(9,11) CE(10,12) CE(10,11) CE(5,9) CE(7,11) CE(7,9) CE(6,10) \
     CE(8,12) CE(8,10) CE(6,7) CE(8,9) CE(10,11) CE(0,5) CE(4,9) CE(4,5) CE(2,7) CE(7,11) CE(2,4) CE(5,7) \
@@ -212,8 +212,8 @@
     CE(11,12)
 #define MEDIAN_13(CE) CE(0,3) CE(1,4) CE(0,2) CE(1,3) CE(0,1) CE(2,4) CE(1,2) CE(3,4) CE(2,3) CE(5,6) CE(7,8) CE(5,7) \
     CE(6,8) CE(6,7) CE(9,10) CE(11,12) CE(9,11) CE(10,12) CE(10,11) CE(5,9) CE(7,11) CE(7,9) CE(6,10) \
-    CE(8,12) CE(8,10) CE(6,7) CE(8,9) CE(10,11) CE(0,5) CE(4,9) CE(4,5) CE(2,7) CE(7,11) CE(5,7) CE(1,6) \
-    CE(6,10) CE(3,8) CE(3,6) CE(5,6)
+    CE(8,12) CE(8,10) CE(6,7) CE(8,9) CE(10,11) CE(0,5) CE(4,9) CE(4,5) CE(2,7) CE(7,11) CE(5,7) CE(9,11) \
+    CE(1,6) CE(6,10) CE(3,8) CE(8,12) CE(3,6) CE(5,6) CE(11,12)
 #define SORT_14(CE) CE(0,5) CE(1,3) CE(2,4) CE(1,2) CE(3,4) CE(0,3) CE(2,5) CE(0,1) CE(2,3) CE(4,5) CE(1,2) CE(3,4) \
     CE(6,7) CE(8,9) CE(6,8) CE(7,9) CE(7,8) CE(10,11) CE(12,13) CE(10,12) CE(11,13) CE(11,12) CE(6,10) \
     CE(8,12) CE(8,10) CE(7,11) CE(9,13) CE(9,11) CE(7,8) CE(9,10) CE(11,12) CE(0,6) CE(4,10) CE(4,6) \
@@ -222,7 +222,8 @@
 #define MEDIAN_14(CE) CE(0,5) CE(1,3) CE(2,4) CE(1,2) CE(3,4) CE(0,3) CE(2,5) CE(0,1) CE(2,3) CE(4,5) CE(1,2) CE(3,4) \
     CE(6,7) CE(8,9) CE(6,8) CE(7,9) CE(7,8) CE(10,11) CE(12,13) CE(10,12) CE(11,13) CE(11,12) CE(6,10) \
     CE(8,12) CE(8,10) CE(7,11) CE(9,13) CE(9,11) CE(7,8) CE(9,10) CE(11,12) CE(0,6) CE(4,10) CE(4,6) \
-    CE(2,8) CE(8,12) CE(6,8) CE(1,7) CE(5,11) CE(5,7) CE(3,9) CE(9,13) CE(3,5) CE(7,9) CE(5,6) CE(7,8)
+    CE(2,8) CE(8,12) CE(6,8) CE(1,7) CE(5,11) CE(5,7) CE(3,9) CE(9,13) CE(3,5) CE(7,9) CE(11,13) CE(5,6) \
+    CE(7,8)
 #define SORT_15(CE) CE(0,2) CE(0,1) CE(1,2) CE(3,4) CE(5,6) CE(3,5) CE(4,6) CE(4,5) CE(0,3) CE(2,5) CE(2,3) CE(1,4) \
     CE(4,6) CE(1,2) CE(3,4) CE(5,6) CE(7,8) CE(9,10) CE(7,9) CE(8,10) CE(8,9) CE(11,12) CE(13,14) \
     CE(11,13) CE(12,14) CE(12,13) CE(7,11) CE(9,13) CE(9,11) CE(8,12) CE(10,14) CE(10,12) CE(8,9) \
@@ -233,7 +234,7 @@
     CE(4,6) CE(1,2) CE(3,4) CE(5,6) CE(7,8) CE(9,10) CE(7,9) CE(8,10) CE(8,9) CE(11,12) CE(13,14) \
     CE(11,13) CE(12,14) CE(12,13) CE(7,11) CE(9,13) CE(9,11) CE(8,12) CE(10,14) CE(10,12) CE(8,9) \
     CE(10,11) CE(12,13) CE(0,7) CE(4,11) CE(4,7) CE(2,9) CE(6,13) CE(6,9) CE(6,7) CE(1,8) CE(5,12) \
-    CE(5,8) CE(3,10) CE(10,14) CE(8,10) CE(7,8)
+    CE(5,8) CE(3,10) CE(10,14) CE(8,10) CE(12,14) CE(7,8) CE(13,14)
 #define SORT_16(CE) CE(0,1) CE(2,3) CE(0,2) CE(1,3) CE(1,2) CE(4,5) CE(6,7) CE(4,6) CE(5,7) CE(5,6) CE(0,4) CE(2,6) \
     CE(2,4) CE(1,5) CE(3,7) CE(3,5) CE(1,2) CE(3,4) CE(5,6) CE(8,9) CE(10,11) CE(8,10) CE(9,11) CE(9,10) \
     CE(12,13) CE(14,15) CE(12,14) CE(13,15) CE(13,14) CE(8,12) CE(10,14) CE(10,12) CE(9,13) CE(11,15) \
@@ -256,8 +257,8 @@
     CE(2,4) CE(1,5) CE(3,7) CE(3,5) CE(1,2) CE(3,4) CE(5,6) CE(8,9) CE(10,11) CE(8,10) CE(9,11) CE(9,10) \
     CE(12,15) CE(13,16) CE(12,14) CE(13,15) CE(12,13) CE(14,16) CE(13,14) CE(15,16) CE(14,15) CE(8,12) \
     CE(12,16) CE(10,14) CE(10,12) CE(14,16) CE(9,13) CE(11,15) CE(11,13) CE(9,10) CE(11,12) CE(13,14) \
-    CE(15,16) CE(0,8) CE(8,16) CE(4,12) CE(4,8) CE(2,10) CE(6,14) CE(6,10) CE(6,8) CE(1,9) CE(5,13) \
-    CE(5,9) CE(3,11) CE(7,15) CE(7,11) CE(7,9) CE(7,8)
+    CE(15,16) CE(0,8) CE(8,16) CE(4,12) CE(4,8) CE(12,16) CE(2,10) CE(6,14) CE(6,10) CE(6,8) CE(14,16) \
+    CE(1,9) CE(5,13) CE(5,9) CE(3,11) CE(7,15) CE(7,11) CE(7,9) CE(7,8) CE(15,16)
 #define SORT_18(CE) CE(0,1) CE(2,3) CE(0,2) CE(1,3) CE(1,2) CE(4,5) CE(6,7) CE(4,6) CE(5,7) CE(5,6) CE(0,4) CE(2,6) \
     CE(2,4) CE(1,5) CE(3,7) CE(3,5) CE(1,2) CE(3,4) CE(5,6) CE(12,17) CE(11,16) CE(10,15) CE(9,14) \
     CE(8,13) CE(9,12) CE(14,17) CE(8,11) CE(13,16) CE(8,10) CE(11,14) CE(15,17) CE(8,9) CE(10,12) \
@@ -271,8 +272,8 @@
     CE(8,13) CE(9,12) CE(14,17) CE(8,11) CE(13,16) CE(8,10) CE(11,14) CE(15,17) CE(8,9) CE(10,12) \
     CE(13,15) CE(16,17) CE(9,10) CE(12,14) CE(15,16) CE(11,13) CE(10,13) CE(14,16) CE(9,11) CE(12,15) \
     CE(10,11) CE(14,15) CE(11,12) CE(13,14) CE(12,13) CE(0,8) CE(8,16) CE(4,12) CE(4,8) CE(12,16) \
-    CE(2,10) CE(6,14) CE(6,10) CE(6,8) CE(10,12) CE(1,9) CE(9,17) CE(5,13) CE(5,9) CE(3,11) CE(7,15) \
-    CE(7,11) CE(7,9) CE(7,8) CE(9,10)
+    CE(2,10) CE(6,14) CE(6,10) CE(6,8) CE(10,12) CE(1,9) CE(9,17) CE(5,13) CE(5,9) CE(13,17) CE(3,11) \
+    CE(7,15) CE(7,11) CE(7,9) CE(15,17) CE(7,8) CE(9,10)
 #define SORT_19(CE) CE(0,1) CE(2,3) CE(0,2) CE(1,3) CE(1,2) CE(4,7) CE(5,8) CE(4,6) CE(5,7) CE(4,5) CE(6,8) CE(5,6) \
     CE(7,8) CE(6,7) CE(0,4) CE(4,8) CE(2,6) CE(2,4) CE(6,8) CE(1,5) CE(3,7) CE(3,5) CE(1,2) CE(3,4) \
     CE(5,6) CE(7,8) CE(13,18) CE(12,17) CE(11,16) CE(10,15) CE(9,14) CE(10,13) CE(15,18) CE(9,12) \
@@ -288,7 +289,8 @@
     CE(14,17) CE(9,11) CE(12,15) CE(16,18) CE(9,10) CE(11,13) CE(14,16) CE(17,18) CE(10,11) CE(13,15) \
     CE(16,17) CE(12,14) CE(11,14) CE(15,17) CE(10,12) CE(13,16) CE(11,12) CE(15,16) CE(12,13) CE(14,15) \
     CE(13,14) CE(0,9) CE(8,17) CE(8,9) CE(4,13) CE(9,13) CE(2,11) CE(6,15) CE(6,11) CE(9,11) CE(1,10) \
-    CE(10,18) CE(5,14) CE(5,10) CE(3,12) CE(7,16) CE(7,12) CE(7,10) CE(9,10)
+    CE(10,18) CE(5,14) CE(5,10) CE(14,18) CE(3,12) CE(7,16) CE(7,12) CE(7,10) CE(16,18) CE(9,10) \
+    CE(17,18)
 #define SORT_20(CE) CE(4,9) CE(3,8) CE(2,7) CE(1,6) CE(0,5) CE(1,4) CE(6,9) CE(0,3) CE(5,8) CE(0,2) CE(3,6) CE(7,9) \
     CE(0,1) CE(2,4) CE(5,7) CE(8,9) CE(1,2) CE(4,6) CE(7,8) CE(3,5) CE(2,5) CE(6,8) CE(1,3) CE(4,7) \
     CE(2,3) CE(6,7) CE(3,4) CE(5,6) CE(4,5) CE(14,19) CE(13,18) CE(12,17) CE(11,16) CE(10,15) CE(11,14) \
@@ -323,7 +325,8 @@
     CE(14,18) CE(16,20) CE(16,18) CE(14,15) CE(16,17) CE(18,19) CE(10,13) CE(13,17) CE(12,15) CE(15,19) \
     CE(12,13) CE(15,17) CE(11,14) CE(14,18) CE(14,16) CE(18,20) CE(11,12) CE(13,14) CE(15,16) CE(17,18) \
     CE(19,20) CE(0,10) CE(8,18) CE(8,10) CE(4,14) CE(10,14) CE(2,12) CE(12,20) CE(6,16) CE(6,12) \
-    CE(10,12) CE(1,11) CE(9,19) CE(9,11) CE(5,15) CE(5,9) CE(3,13) CE(7,17) CE(7,13) CE(7,9) CE(9,10)
+    CE(16,20) CE(10,12) CE(18,20) CE(1,11) CE(9,19) CE(9,11) CE(5,15) CE(5,9) CE(3,13) CE(7,17) CE(7,13) \
+    CE(7,9) CE(9,10) CE(19,20)
 #define SORT_22(CE) CE(4,9) CE(3,8) CE(2,7) CE(1,6) CE(0,5) CE(1,4) CE(6,9) CE(0,3) CE(5,8) CE(0,2) CE(3,6) CE(7,9) \
     CE(0,1) CE(2,4) CE(5,7) CE(8,9) CE(1,2) CE(4,6) CE(7,8) CE(3,5) CE(2,5) CE(6,8) CE(1,3) CE(4,7) \
     CE(2,3) CE(6,7) CE(3,4) CE(5,6) CE(4,5) CE(10,11) CE(12,13) CE(10,12) CE(11,13) CE(11,12) CE(14,15) \
@@ -343,7 +346,7 @@
     CE(12,16) CE(16,20) CE(12,14) CE(16,18) CE(11,15) CE(15,19) CE(13,17) CE(17,21) CE(13,15) CE(17,19) \
     CE(11,12) CE(13,14) CE(15,16) CE(17,18) CE(19,20) CE(0,10) CE(8,18) CE(8,10) CE(4,14) CE(10,14) \
     CE(2,12) CE(12,20) CE(6,16) CE(6,12) CE(10,12) CE(1,11) CE(9,19) CE(9,11) CE(5,15) CE(5,9) CE(11,15) \
-    CE(3,13) CE(13,21) CE(7,17) CE(7,13) CE(7,9) CE(11,13) CE(9,10) CE(11,12)
+    CE(3,13) CE(13,21) CE(7,17) CE(7,13) CE(17,21) CE(7,9) CE(11,13) CE(19,21) CE(9,10) CE(11,12)
 #define SORT_23(CE) CE(0,2) CE(0,1) CE(1,2) CE(3,4) CE(5,6) CE(3,5) CE(4,6) CE(4,5) CE(0,3) CE(2,5) CE(2,3) CE(1,4) \
     CE(4,6) CE(1,2) CE(3,4) CE(5,6) CE(7,8) CE(9,10) CE(7,9) CE(8,10) CE(8,9) CE(11,12) CE(13,14) \
     CE(11,13) CE(12,14) CE(12,13) CE(7,11) CE(9,13) CE(9,11) CE(8,12) CE(10,14) CE(10,12) CE(8,9) \
@@ -364,8 +367,8 @@
     CE(20,21) CE(7,15) CE(11,19) CE(11,15) CE(9,17) CE(13,21) CE(13,17) CE(9,11) CE(13,15) CE(17,19) \
     CE(8,16) CE(12,20) CE(12,16) CE(10,18) CE(14,22) CE(14,18) CE(10,12) CE(14,16) CE(18,20) CE(8,9) \
     CE(10,11) CE(12,13) CE(14,15) CE(16,17) CE(18,19) CE(20,21) CE(0,7) CE(7,15) CE(4,11) CE(11,19) \
-    CE(11,15) CE(2,9) CE(9,17) CE(6,13) CE(6,9) CE(9,11) CE(1,8) CE(8,16) CE(5,12) CE(12,20) CE(12,16) \
-    CE(3,10) CE(10,18) CE(10,14) CE(12,14) CE(11,12)
+    CE(11,15) CE(2,9) CE(9,17) CE(6,13) CE(13,21) CE(6,9) CE(9,11) CE(1,8) CE(8,16) CE(5,12) CE(12,20) \
+    CE(12,16) CE(3,10) CE(10,18) CE(10,14) CE(18,22) CE(12,14) CE(20,22) CE(11,12) CE(21,22)
 #define SORT_24(CE) CE(0,1) CE(2,3) CE(0,2) CE(1,3) CE(1,2) CE(4,5) CE(6,7) CE(4,6) CE(5,7) CE(5,6) CE(0,4) CE(2,6) \
     CE(2,4) CE(1,5) CE(3,7) CE(3,5) CE(1,2) CE(3,4) CE(5,6) CE(8,9) CE(10,11) CE(8,10) CE(9,11) CE(9,10) \
     CE(12,13) CE(14,15) CE(12,14) CE(13,15) CE(13,14) CE(8,12) CE(10,14) CE(10,12) CE(9,13) CE(11,15) \
@@ -387,7 +390,7 @@
     CE(14,16) CE(18,20) CE(9,17) CE(13,21) CE(13,17) CE(11,19) CE(15,23) CE(15,19) CE(11,13) CE(15,17) \
     CE(19,21) CE(9,10) CE(11,12) CE(13,14) CE(15,16) CE(17,18) CE(19,20) CE(21,22) CE(0,8) CE(8,16) \
     CE(4,12) CE(12,20) CE(12,16) CE(2,10) CE(10,18) CE(6,14) CE(6,10) CE(10,12) CE(1,9) CE(9,17) CE(5,13) \
-    CE(13,21) CE(13,17) CE(3,11) CE(11,19) CE(7,15) CE(7,11) CE(11,13) CE(11,12)
+    CE(13,21) CE(13,17) CE(3,11) CE(11,19) CE(7,15) CE(15,23) CE(7,11) CE(11,13) CE(11,12)
 #define SORT_25(CE) CE(0,1) CE(2,3) CE(0,2) CE(1,3) CE(1,2) CE(4,7) CE(5,8) CE(4,6) CE(5,7) CE(4,5) CE(6,8) CE(5,6) \
     CE(7,8) CE(6,7) CE(0,4) CE(4,8) CE(2,6) CE(2,4) CE(6,8) CE(1,5) CE(3,7) CE(3,5) CE(1,2) CE(3,4) \
     CE(5,6) CE(7,8) CE(9,10) CE(11,12) CE(9,11) CE(10,12) CE(10,11) CE(13,14) CE(15,16) CE(13,15) \
@@ -411,8 +414,9 @@
     CE(9,17) CE(13,21) CE(13,17) CE(11,19) CE(15,23) CE(15,19) CE(11,13) CE(15,17) CE(19,21) CE(10,18) \
     CE(14,22) CE(14,18) CE(12,20) CE(16,24) CE(16,20) CE(12,14) CE(16,18) CE(20,22) CE(10,11) CE(12,13) \
     CE(14,15) CE(16,17) CE(18,19) CE(20,21) CE(22,23) CE(0,9) CE(8,17) CE(8,9) CE(4,13) CE(13,21) \
-    CE(9,13) CE(2,11) CE(11,19) CE(6,15) CE(6,11) CE(9,11) CE(1,10) CE(10,18) CE(5,14) CE(14,22) \
-    CE(14,18) CE(3,12) CE(12,20) CE(7,16) CE(7,12) CE(12,14) CE(11,12)
+    CE(9,13) CE(17,21) CE(2,11) CE(11,19) CE(6,15) CE(15,23) CE(6,11) CE(9,11) CE(21,23) CE(1,10) \
+    CE(10,18) CE(5,14) CE(14,22) CE(14,18) CE(3,12) CE(12,20) CE(7,16) CE(16,24) CE(7,12) CE(12,14) \
+    CE(11,12) CE(23,24)
 #define SORT_26(CE) CE(4,9) CE(3,8) CE(2,7) CE(1,6) CE(0,5) CE(1,4) CE(6,9) CE(0,3) CE(5,8) CE(0,2) CE(3,6) CE(7,9) \
     CE(0,1) CE(2,4) CE(5,7) CE(8,9) CE(1,2) CE(4,6) CE(7,8) CE(3,5) CE(2,5) CE(6,8) CE(1,3) CE(4,7) \
     CE(2,3) CE(6,7) CE(3,4) CE(5,6) CE(4,5) CE(10,11) CE(12,13) CE(10,12) CE(11,13) CE(11,12) CE(14,15) \
@@ -437,8 +441,8 @@
     CE(20,22) CE(11,19) CE(15,23) CE(15,19) CE(13,21) CE(17,25) CE(17,21) CE(13,15) CE(17,19) CE(21,23) \
     CE(11,12) CE(13,14) CE(15,16) CE(17,18) CE(19,20) CE(21,22) CE(23,24) CE(0,10) CE(8,18) CE(8,10) \
     CE(4,14) CE(14,22) CE(10,14) CE(2,12) CE(12,20) CE(6,16) CE(16,24) CE(6,12) CE(16,20) CE(10,12) \
-    CE(14,16) CE(1,11) CE(9,19) CE(9,11) CE(5,15) CE(15,23) CE(11,15) CE(3,13) CE(13,21) CE(7,17) \
-    CE(7,13) CE(11,13) CE(11,12) CE(13,14)
+    CE(14,16) CE(1,11) CE(9,19) CE(9,11) CE(5,15) CE(15,23) CE(11,15) CE(19,23) CE(3,13) CE(13,21) \
+    CE(7,17) CE(17,25) CE(7,13) CE(11,13) CE(23,25) CE(11,12) CE(13,14)
 #define SORT_27(CE) CE(0,2) CE(0,1) CE(1,2) CE(3,4) CE(5,6) CE(3,5) CE(4,6) CE(4,5) CE(7,8) CE(9,10) CE(7,9) CE(8,10) \
     CE(8,9) CE(3,7) CE(5,9) CE(5,7) CE(4,8) CE(6,10) CE(6,8) CE(4,5) CE(6,7) CE(8,9) CE(0,3) CE(3,7) \
     CE(2,5) CE(5,9) CE(2,3) CE(5,7) CE(1,4) CE(4,8) CE(4,6) CE(8,10) CE(1,2) CE(3,4) CE(5,6) CE(7,8) \
@@ -464,8 +468,9 @@
     CE(15,23) CE(15,19) CE(13,21) CE(17,25) CE(17,21) CE(13,15) CE(17,19) CE(21,23) CE(12,20) CE(16,24) \
     CE(16,20) CE(14,22) CE(18,26) CE(18,22) CE(14,16) CE(18,20) CE(22,24) CE(12,13) CE(14,15) CE(16,17) \
     CE(18,19) CE(20,21) CE(22,23) CE(24,25) CE(0,11) CE(8,19) CE(8,11) CE(4,15) CE(15,23) CE(11,15) \
-    CE(2,13) CE(10,21) CE(10,13) CE(6,17) CE(17,25) CE(13,17) CE(13,15) CE(1,12) CE(9,20) CE(9,12) \
-    CE(5,16) CE(16,24) CE(12,16) CE(3,14) CE(14,22) CE(7,18) CE(7,14) CE(12,14) CE(13,14)
+    CE(2,13) CE(10,21) CE(10,13) CE(6,17) CE(17,25) CE(13,17) CE(21,25) CE(13,15) CE(1,12) CE(9,20) \
+    CE(9,12) CE(5,16) CE(16,24) CE(12,16) CE(20,24) CE(3,14) CE(14,22) CE(7,18) CE(18,26) CE(7,14) \
+    CE(12,14) CE(24,26) CE(13,14) CE(25,26)
 #define SORT_28(CE) CE(0,1) CE(2,3) CE(0,2) CE(1,3) CE(1,2) CE(4,5) CE(6,7) CE(4,6) CE(5,7) CE(5,6) CE(8,9) CE(10,11) \
     CE(8,10) CE(9,11) CE(9,10) CE(4,8) CE(6,10) CE(6,8) CE(5,9) CE(7,11) CE(7,9) CE(5,6) CE(7,8) CE(9,10) \
     CE(0,4) CE(4,8) CE(2,6) CE(6,10) CE(2,4) CE(6,8) CE(1,5) CE(5,9) CE(3,7) CE(7,11) CE(3,5) CE(7,9) \
@@ -494,7 +499,7 @@
     CE(13,14) CE(15,16) CE(17,18) CE(19,20) CE(21,22) CE(23,24) CE(25,26) CE(0,12) CE(8,20) CE(8,12) \
     CE(4,16) CE(16,24) CE(12,16) CE(2,14) CE(10,22) CE(10,14) CE(6,18) CE(18,26) CE(14,18) CE(14,16) \
     CE(1,13) CE(9,21) CE(9,13) CE(5,17) CE(17,25) CE(13,17) CE(3,15) CE(11,23) CE(11,15) CE(7,19) \
-    CE(7,11) CE(11,13) CE(13,14)
+    CE(19,27) CE(7,11) CE(23,27) CE(11,13) CE(13,14)
 #define SORT_29(CE) CE(0,3) CE(1,4) CE(0,2) CE(1,3) CE(0,1) CE(2,4) CE(1,2) CE(3,4) CE(2,3) CE(5,6) CE(7,8) CE(5,7) \
     CE(6,8) CE(6,7) CE(9,10) CE(11,12) CE(9,11) CE(10,12) CE(10,11) CE(5,9) CE(7,11) CE(7,9) CE(6,10) \
     CE(8,12) CE(8,10) CE(6,7) CE(8,9) CE(10,11) CE(0,5) CE(4,9) CE(4,5) CE(2,7) CE(7,11) CE(2,4) CE(5,7) \
@@ -523,9 +528,9 @@
     CE(17,25) CE(17,21) CE(15,23) CE(19,27) CE(19,23) CE(15,17) CE(19,21) CE(23,25) CE(14,22) CE(18,26) \
     CE(18,22) CE(16,24) CE(20,28) CE(20,24) CE(16,18) CE(20,22) CE(24,26) CE(14,15) CE(16,17) CE(18,19) \
     CE(20,21) CE(22,23) CE(24,25) CE(26,27) CE(0,13) CE(8,21) CE(8,13) CE(4,17) CE(12,25) CE(12,17) \
-    CE(12,13) CE(2,15) CE(10,23) CE(10,15) CE(6,19) CE(19,27) CE(15,19) CE(13,15) CE(1,14) CE(9,22) \
-    CE(9,14) CE(5,18) CE(18,26) CE(14,18) CE(3,16) CE(11,24) CE(11,16) CE(7,20) CE(7,11) CE(11,14) \
-    CE(13,14)
+    CE(12,13) CE(2,15) CE(10,23) CE(10,15) CE(6,19) CE(19,27) CE(15,19) CE(23,27) CE(13,15) CE(25,27) \
+    CE(1,14) CE(9,22) CE(9,14) CE(5,18) CE(18,26) CE(14,18) CE(3,16) CE(11,24) CE(11,16) CE(7,20) \
+    CE(20,28) CE(7,11) CE(24,28) CE(11,14) CE(13,14) CE(27,28)
 #define SORT_30(CE) CE(0,5) CE(1,3) CE(2,4) CE(1,2) CE(3,4) CE(0,3) CE(2,5) CE(0,1) CE(2,3) CE(4,5) CE(1,2) CE(3,4) \
     CE(6,7) CE(8,9) CE(6,8) CE(7,9) CE(7,8) CE(10,11) CE(12,13) CE(10,12) CE(11,13) CE(11,12) CE(6,10) \
     CE(8,12) CE(8,10) CE(7,11) CE(9,13) CE(9,11) CE(7,8) CE(9,10) CE(11,12) CE(0,6) CE(4,10) CE(4,6) \
@@ -556,8 +561,8 @@
     CE(21,23) CE(25,27) CE(15,16) CE(17,18) CE(19,20) CE(21,22) CE(23,24) CE(25,26) CE(27,28) CE(0,14) \
     CE(8,22) CE(8,14) CE(4,18) CE(12,26) CE(12,18) CE(12,14) CE(2,16) CE(10,24) CE(10,16) CE(6,20) \
     CE(20,28) CE(16,20) CE(14,16) CE(1,15) CE(9,23) CE(9,15) CE(5,19) CE(13,27) CE(13,19) CE(13,15) \
-    CE(3,17) CE(11,25) CE(11,17) CE(7,21) CE(21,29) CE(7,11) CE(17,21) CE(11,13) CE(15,17) CE(13,14) \
-    CE(15,16)
+    CE(3,17) CE(11,25) CE(11,17) CE(7,21) CE(21,29) CE(7,11) CE(17,21) CE(25,29) CE(11,13) CE(15,17) \
+    CE(27,29) CE(13,14) CE(15,16)
 #define SORT_31(CE) CE(0,2) CE(0,1) CE(1,2) CE(3,4) CE(5,6) CE(3,5) CE(4,6) CE(4,5) CE(0,3) CE(2,5) CE(2,3) CE(1,4) \
     CE(4,6) CE(1,2) CE(3,4) CE(5,6) CE(7,8) CE(9,10) CE(7,9) CE(8,10) CE(8,9) CE(11,12) CE(13,14) \
     CE(11,13) CE(12,14) CE(12,13) CE(7,11) CE(9,13) CE(9,11) CE(8,12) CE(10,14) CE(10,12) CE(8,9) \
@@ -590,7 +595,7 @@
     CE(16,17) CE(18,19) CE(20,21) CE(22,23) CE(24,25) CE(26,27) CE(28,29) CE(0,15) CE(8,23) CE(8,15) \
     CE(4,19) CE(12,27) CE(12,19) CE(12,15) CE(2,17) CE(10,25) CE(10,17) CE(6,21) CE(14,29) CE(14,21) \
     CE(14,17) CE(14,15) CE(1,16) CE(9,24) CE(9,16) CE(5,20) CE(13,28) CE(13,20) CE(13,16) CE(3,18) \
-    CE(11,26) CE(11,18) CE(7,22) CE(22,30) CE(18,22) CE(16,18) CE(15,16)
+    CE(11,26) CE(11,18) CE(7,22) CE(22,30) CE(18,22) CE(26,30) CE(16,18) CE(28,30) CE(15,16) CE(29,30)
 #define SORT_32(CE) CE(0,1) CE(2,3) CE(0,2) CE(1,3) CE(1,2) CE(4,5) CE(6,7) CE(4,6) CE(5,7) CE(5,6) CE(0,4) CE(2,6) \
     CE(2,4) CE(1,5) CE(3,7) CE(3,5) CE(1,2) CE(3,4) CE(5,6) CE(8,9) CE(10,11) CE(8,10) CE(9,11) CE(9,10) \
     CE(12,13) CE(14,15) CE(12,14) CE(13,15) CE(13,14) CE(8,12) CE(10,14) CE(10,12) CE(9,13) CE(11,15) \
@@ -1109,6 +1114,14 @@ typedef CLRED_CAT(int, VW) vm;
 
 /* The window [lo, hi) of sorted ranks, per lane, as a mask for rank i. */
 #define IN_WINDOW(i, lo, hi) (((vi)(i) >= (lo)) & ((vi)(i) < (hi)))
+/* The same window as values, wlo <= x <= whi: a clipping round removes every
+ * value beyond a threshold, ties included, so the kept values of a lane are
+ * always those between two bounds, whatever order they lie in (whi is at most
+ * FLT_MAX: the +inf padding is never inside). */
+#define IN_VALUES(x, wlo, whi) (((x) >= (wlo)) & ((x) <= (whi)))
+/* min and max that are defined for infinite bounds (OpenCL's are not) */
+#define VMAX(x, y) select((x), (y), (y) > (x))
+#define VMIN(x, y) select((x), (y), (y) < (x))
 
 INLINE va vec_window_median(const vf *a, vi lo, vi hi, const uint nframes)
 {
@@ -1259,7 +1272,7 @@ typedef struct {
     vf c, s, q, a;
 } vsums;
 
-INLINE vsums vec_shifted_sums(const vf *a, vi lo, vi hi, int full, vf c, const uint nframes)
+INLINE vsums vec_shifted_sums(const vf *a, vf wlo, vf whi, int full, vf c, const uint nframes)
 {
     vf s0 = (vf)0, s1 = (vf)0, q0 = (vf)0, q1 = (vf)0, a0 = (vf)0, a1 = (vf)0;
     if (full) {
@@ -1281,14 +1294,14 @@ INLINE vsums vec_shifted_sums(const vf *a, vi lo, vi hi, int full, vf c, const u
     } else {
 #pragma unroll
         for (int i = 0; i < NMAX; i += 2) {
-            if (i < nframes) { /* outside the window + 0: padding is +inf, select drops it */
-                vf d = select((vf)0, a[i] - c, IN_WINDOW(i, lo, hi));
+            if (i < nframes) { /* outside the window + 0: padding is +inf, above whi */
+                vf d = select((vf)0, a[i] - c, IN_VALUES(a[i], wlo, whi));
                 s0 += d;
                 q0 = fma(d, d, q0);
                 a0 += vabs(d);
             }
             if (i + 1 < nframes) {
-                vf d = select((vf)0, a[i + 1] - c, IN_WINDOW(i + 1, lo, hi));
+                vf d = select((vf)0, a[i + 1] - c, IN_VALUES(a[i + 1], wlo, whi));
                 s1 += d;
                 q1 = fma(d, d, q1);
                 a1 += vabs(d);
@@ -1311,8 +1324,9 @@ INLINE vf vsums_ssq(vsums t, vf mf) /* sum (x - mean)^2, >= 0 */
  * thresholds (nlo, nhi) and, per lane, whether some value lies within the
  * error bound of a threshold (amb: the float decision could differ from the
  * reference's, so the round is repeated in acc_t). */
-INLINE vi vec_round_float(const vf *a, vi lo, vi hi, int full, vsums t, vf k1, vf k2, int centre_mean,
-                          float sl, float su, const uint nframes, vi *nlo_out, vi *nhi_out)
+INLINE vi vec_round_float(const vf *a, vi lo, vi hi, vf wlo, vf whi, int extremes, vsums t, vf k1, vf k2,
+                          int centre_mean, float sl, float su, const uint nframes, vi *lo_out, vi *hi_out,
+                          vf *wlo_out, vf *whi_out)
 {
     vf mf = TO_VF(hi - lo);
     vf sm = t.s / mf, mean = t.c + sm;
@@ -1344,39 +1358,41 @@ INLINE vi vec_round_float(const vf *a, vi lo, vi hi, int full, vsums t, vf k1, v
     vf ehi = (ec + su * esig + (vf)2 * UA * (vabs(centre) + su * sig) + ref) * 1.001f + UA * vabs(thi);
     vi bad = ~(vfinite(elo) & vfinite(ehi) & vfinite(tlo) & vfinite(thi));
     vf lo_m = tlo - elo, lo_p = tlo + elo, hi_m = thi - ehi, hi_p = thi + ehi;
-    vi nlo = (vi)0, nlo_p = (vi)0, nhi = (vi)0, nhi_p = (vi)0;
-    if (full) {
+    *lo_out = lo;
+    *hi_out = hi;
+    *wlo_out = wlo;
+    *whi_out = whi;
+    /* extremes: a[0] and a[nframes - 1] hold each lane's least and greatest
+     * value (the padding is +inf): when every lane's lie surely inside its
+     * thresholds, the round clips nothing and nothing needs counting */
+    if (extremes && !any(bad) && all((a[0] >= lo_p) & (a[nframes - 1] <= hi_m)))
+        return (vi)0;
+    /* the new window's bounds, and those that would differ were a value
+     * within the error bound decided the other way */
+    vf nwlo = VMAX(wlo, lo_m), nwlo_p = VMAX(wlo, lo_p), nwhi = VMIN(whi, hi_p), nwhi_m = VMIN(whi, hi_m);
+    vi below = (vi)0, below_p = (vi)0, above = (vi)0, above_m = (vi)0;
 #pragma unroll
-        for (int i = 0; i < NMAX; i++) {
-            if (i < nframes) {
-                nlo -= a[i] < lo_m;
-                nlo_p -= a[i] < lo_p;
-                nhi -= a[i] > hi_p;
-                nhi_p -= a[i] > hi_m;
-            }
-        }
-    } else {
-#pragma unroll
-        for (int i = 0; i < NMAX; i++) {
-            if (i < nframes) {
-                vi in = IN_WINDOW(i, lo, hi);
-                nlo -= in & (a[i] < lo_m);
-                nlo_p -= in & (a[i] < lo_p);
-                nhi -= in & (a[i] > hi_p);
-                nhi_p -= in & (a[i] > hi_m);
-            }
+    for (int i = 0; i < NMAX; i++) {
+        if (i < nframes) {
+            below -= a[i] < nwlo;
+            below_p -= a[i] < nwlo_p;
+            above -= a[i] > nwhi;
+            above_m -= a[i] > nwhi_m;
         }
     }
-    *nlo_out = nlo;
-    *nhi_out = nhi;
-    return bad | (nlo != nlo_p) | (nhi != nhi_p);
+    /* values below the window are below wlo: the new window's ranks */
+    *lo_out = below;
+    *hi_out = (vi)nframes - above;
+    *wlo_out = nwlo;
+    *whi_out = nwhi;
+    return bad | (below != below_p) | (above != above_m);
 }
 
 /* The same round in acc_t, step for step as clip_round in the per-pixel
  * kernel (the float thresholds are those rounded outwards: the same
  * decisions, see TO_VF_UP). */
 INLINE void vec_round_acc(const vf *a, vi lo, vi hi, int full, int centre_mean, float sl, float su,
-                          const uint nf, vi *nlo_out, vi *nhi_out)
+                          const uint nf, vi *nlo_out, vi *nhi_out, vf *tlo_out, vf *thi_out)
 {
     va m = TO_VA(hi - lo);
     va sv = full ? vec_full_sum(a, nf) : vec_window_sum(a, lo, hi, nf);
@@ -1397,6 +1413,37 @@ INLINE void vec_round_acc(const vf *a, vi lo, vi hi, int full, int centre_mean, 
     }
     *nlo_out = nlo;
     *nhi_out = nhi;
+    *tlo_out = tlo_f; /* kept: x >= tlo_f and x <= thi_f */
+    *thi_out = thi_f;
+}
+
+/* The stack's values of VW pixels from p0, scaled, with +inf for every
+ * unusable one (NaN, masked) and past the stack; returns the usable counts.
+ * Without scaling the factors are 1 and the offsets 0: skipping them gives
+ * the same bits. */
+INLINE vi vec_load_values(vf *a, global const float *sci, global const ushort *mask, global const float *factor,
+                          global const float *offset, const uint npix, const size_t p0, const uint nf,
+                          const int with_mask, const int scaled, const uint ignore)
+{
+    vi n = (vi)0;
+#pragma unroll
+    for (uint f = 0; f < NMAX; f++) {
+        a[f] = (vf)INFINITY;
+        if (f < nf) { /* a uniform branch: slots past the stack stay padding */
+            vf v = VLOAD(sci + (size_t)f * npix + p0);
+            if (scaled)
+                v = v * factor[f] + offset[f];
+            v = v + 0.0f; /* -0 is +0, as make_key does */
+            vi ok = (CLRED_CAT(as_int, VW)(v) & 0x7fffffff) < 0x7f800000;
+            if (with_mask) {
+                vus mk = VLOAD(mask + (size_t)f * npix + p0);
+                ok &= TO_VI((mk & (ushort)ignore) == (vus)0);
+            }
+            a[f] = select((vf)INFINITY, v, ok);
+            n -= ok;
+        }
+    }
+    return n;
 }
 
 kernel void combine_stack_vec(STACK_KERNEL_ARGS)
@@ -1426,7 +1473,6 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     (void)window_lo;
     (void)window_hi;
     (void)weight_total;
-    (void)scale_mode;
     (void)spread_mad;
     /* The pixels past the last whole vector: the last VW pixels again. The
      * overlapped ones get the same bits twice, since a lane's results depend
@@ -1437,41 +1483,78 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     VSTORE((vb)0, unfinished + p0);
 
     vf a[NMAX];
-    vi n = (vi)0;
-#pragma unroll
-    for (uint f = 0; f < NMAX; f++) {
-        a[f] = (vf)INFINITY;
-        if (f < nf) { /* a uniform branch: slots past the stack stay padding */
-            vf v = VLOAD(sci + (size_t)f * npix + p0);
-            v = v * factor[f] + offset[f];
-            v = v + 0.0f; /* -0 is +0, as make_key does */
-            vi ok = (CLRED_CAT(as_int, VW)(v) & 0x7fffffff) < 0x7f800000;
-            if (flags & FLAG_MASK) {
-                vus mk = VLOAD(mask + (size_t)f * npix + p0);
-                ok &= TO_VI((mk & (ushort)ignore) == (vus)0);
-            }
-            a[f] = select((vf)INFINITY, v, ok);
-            n -= ok;
-        }
-    }
+    vi n;
+    /* uniform branches taken once, not per frame: a mask test left inside
+     * the frame loop made the compiler carry each frame's usable-value mask
+     * through a 16-bit form and back */
+    const int with_mask = (flags & FLAG_MASK) != 0, scaled = scale_mode != 0;
+    if (with_mask)
+        n = scaled ? vec_load_values(a, sci, mask, factor, offset, npix, p0, nf, 1, 1, ignore)
+                   : vec_load_values(a, sci, mask, factor, offset, npix, p0, nf, 1, 0, ignore);
+    else
+        n = scaled ? vec_load_values(a, sci, mask, factor, offset, npix, p0, nf, 0, 1, ignore)
+                   : vec_load_values(a, sci, mask, factor, offset, npix, p0, nf, 0, 0, ignore);
     /* Slots from nf up hold +inf and stay so: a compare-exchange that
      * touches one changes nothing, so it is skipped (a uniform branch). For
      * 20 frames in the 32-input network that is about 40 % of the work. */
 #define CE_VEC(i, j) \
     if ((j) < nf) { vf x_ = a[i], y_ = a[j]; vi c_ = x_ < y_; a[i] = select(y_, x_, c_); a[j] = select(x_, y_, c_); }
+#define CE_SORTED(i, j) \
+    if ((j) < nf) { vf x_ = b[i], y_ = b[j]; vi c_ = x_ < y_; b[i] = select(y_, x_, c_); b[j] = select(x_, y_, c_); }
 #ifdef NFIX
-    /* This depth's own sort (scripts/combine_networks.py). Not its median
-     * network, although a median alone needs only the middle ranks: that
-     * would leave the other ranks in an order that depends on whether the
-     * vector's other lanes are full, and the float sums of the variance on
-     * that order. */
-    CLRED_CAT(SORT_, NFIX)(CE_VEC)
+    /* This depth's median network (scripts/combine_networks.py): it places
+     * the middle ranks and the extremes, which is all that the median, the
+     * mean and the first clipping round need. The sums run over the values in
+     * the order it leaves them, which depends on the lane's values alone, and
+     * select the window by its values (IN_VALUES), so a lane's arithmetic
+     * never depends on its neighbours. Only a window whose middle ranks are
+     * others (a clipping that took more values from one side than from the
+     * other, a lane with unusable values) or a round repeated in acc_t (in
+     * the per-pixel kernel's order) needs a sorted copy. */
+    CLRED_CAT(MEDIAN_, NFIX)(CE_VEC)
+    const int extremes = 1;
+    /* b: a sorted copy, local to the block that needs it. Inside the rounds'
+     * loop it sorts the window's values only: a copy of all of them would be
+     * loop-invariant, and the compiler would hoist its sort out of the loop
+     * and out of its branch, to run for every vector. */
+#define MAKE_SORTED(b)                                                                                             \
+    vf b[NMAX];                                                                                                    \
+    _Pragma("unroll") for (int i_ = 0; i_ < NMAX; i_++) b[i_] = a[i_];                                            \
+    CLRED_CAT(SORT_, NFIX)(CE_SORTED)
+#define R1 ((NFIX - 1) / 2)
+#define R2 (NFIX / 2)
+    /* the window's middle values: placed by the network where they are its
+     * middle ranks (every lane's rank counts include the padding above) */
+#define MIDDLE(lo_, hi_)                                                                                           \
+    {                                                                                                              \
+        vi m_ = (hi_) - (lo_), r1_ = (lo_) + (m_ - 1) / 2, r2_ = (lo_) + m_ / 2;                                   \
+        if (all((m_ <= 0) | (((r1_ == R1) | (r1_ == R2)) & ((r2_ == R1) | (r2_ == R2))))) {                        \
+            k1 = select(a[R1], a[R2], r1_ == R2);                                                                  \
+            k2 = select(a[R1], a[R2], r2_ == R2);                                                                  \
+        } else { /* the window's values alone, sorted: ranks [0, m) */                                           \
+            vf b[NMAX];                                                                                            \
+            _Pragma("unroll") for (int i_ = 0; i_ < NMAX; i_++) b[i_] =                                           \
+                select((vf)INFINITY, a[i_], IN_VALUES(a[i_], wlo, whi));                                           \
+            CLRED_CAT(SORT_, NFIX)(CE_SORTED)                                                                      \
+            vec_window_mid(b, (vi)0, m_, nf, &k1, &k2);                                                            \
+        }                                                                                                          \
+    }
 #else
     NETWORK(CE_VEC)
+    const int extremes = 0; /* a[nf - 1] would index the private array at run time */
+#define MAKE_SORTED(b) const vf *b = a;
+#define MIDDLE(lo_, hi_)                                                                                           \
+    {                                                                                                              \
+        if (full)                                                                                                  \
+            vec_full_mid(a, nf, &k1, &k2);                                                                         \
+        else                                                                                                       \
+            vec_window_mid(a, lo_, hi_, nf, &k1, &k2);                                                             \
+    }
 #endif
-#undef CE_VEC
 
+    /* The window: ranks [lo, hi) of the sorted values and values [wlo, whi]. */
     vi lo = (vi)0, hi = n;
+    vf wlo = (vf)(-INFINITY), whi = (vf)MAXFLOAT;
     /* full: every lane holds nframes values and its window is still all of
      * them (a uniform condition: the fast passes above apply). The float sums
      * of the last clipping round are kept: when that round clipped nothing
@@ -1484,34 +1567,40 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
         int iter = 0, exact = 0;
         for (; max_iters <= 0 || iter < max_iters; iter++) {
             vi active = hi > lo;
-            if (full)
-                vec_full_mid(a, nf, &k1, &k2);
-            else
-                vec_window_mid(a, lo, hi, nf, &k1, &k2);
-            t = vec_shifted_sums(a, lo, hi, full, k1, nf);
+            MIDDLE(lo, hi)
+            t = vec_shifted_sums(a, wlo, whi, full, k1, nf);
             vi nlo, nhi;
-            vi amb = vec_round_float(a, lo, hi, full, t, k1, k2, centre_mean, sigma_lower, sigma_upper, nf, &nlo, &nhi);
+            vf nwlo, nwhi;
+            vi amb = vec_round_float(a, lo, hi, wlo, whi, extremes, t, k1, k2, centre_mean, sigma_lower, sigma_upper,
+                                     nf, &nlo, &nhi, &nwlo, &nwhi);
             if (any(active & amb)) {
                 exact = 1; /* this round and the rest in acc_t */
                 break;
             }
-            vi changed = active & ((nlo + nhi) > 0);
-            lo = select(lo, lo + nlo, changed);
-            hi = select(hi, hi - nhi, changed);
+            vi changed = active & ((nlo != lo) | (nhi != hi));
+            lo = select(lo, nlo, changed);
+            hi = select(hi, nhi, changed);
+            wlo = select(wlo, nwlo, changed);
+            whi = select(whi, nwhi, changed);
             have_sums = !any(changed);
             if (have_sums)
                 break;
             full = 0;
         }
         /* A separate loop, entered only by a vector that needs it: the
-         * compiler hoists the values' conversions to acc_t out of it. */
+         * compiler hoists the values' conversions to acc_t out of it. It
+         * runs over the sorted values, as the per-pixel kernel does. */
         if (exact) {
+            MAKE_SORTED(b)
             for (; max_iters <= 0 || iter < max_iters; iter++) {
                 vi active = hi > lo, nlo, nhi;
-                vec_round_acc(a, lo, hi, full, centre_mean, sigma_lower, sigma_upper, nf, &nlo, &nhi);
+                vf tlo, thi;
+                vec_round_acc(b, lo, hi, full, centre_mean, sigma_lower, sigma_upper, nf, &nlo, &nhi, &tlo, &thi);
                 vi changed = active & ((nlo + nhi) > 0);
                 lo = select(lo, lo + nlo, changed);
                 hi = select(hi, hi - nhi, changed);
+                wlo = select(wlo, VMAX(wlo, tlo), changed);
+                whi = select(whi, VMIN(whi, thi), changed);
                 if (!any(changed))
                     break;
                 full = 0;
@@ -1526,11 +1615,8 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     if (!(flags & FLAG_NO_NREJECT))
         VSTORE(TO_VF(n - kept), out_nreject + p0);
     if (!have_sums) {
-        if (full)
-            vec_full_mid(a, nf, &k1, &k2);
-        else
-            vec_window_mid(a, lo, hi, nf, &k1, &k2);
-        t = vec_shifted_sums(a, lo, hi, full, k1, nf);
+        MIDDLE(lo, hi)
+        t = vec_shifted_sums(a, wlo, whi, full, k1, nf);
     }
     vf mf = TO_VF(m);
     vf s2 = vsums_ssq(t, mf) / TO_VF(m - 1);
@@ -1553,4 +1639,12 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
                           TO_VS(empty));
     VSTORE(CLRED_CAT(as_ushort, VW)(flag), out_mask + p0);
 }
+#undef MIDDLE
+#undef MAKE_SORTED
+#undef CE_VEC
+#undef CE_SORTED
+#ifdef NFIX
+#undef R1
+#undef R2
+#endif
 #endif

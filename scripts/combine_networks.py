@@ -3,7 +3,9 @@
 block between its "generated networks" markers) and checks every one.
 
 SORT_n sorts n inputs; MEDIAN_n leaves the two middle ranks, (n-1)/2 and n/2,
-of n inputs in place (the rest unsorted). They serve the vector kernel built
+and the two extremes, 0 and n-1, of n inputs in place (the rest unsorted: the
+extremes cost nothing or one comparator more, and let a clipping round that
+clips nothing skip its counts). They serve the vector kernel built
 for one stack depth (-DNFIX=n), where a network smaller than Batcher's pruned
 one is a direct saving: each comparator is two or three vector instructions
 per VW pixels.
@@ -74,6 +76,11 @@ def middle(n):
     return sorted({(n - 1) // 2, n // 2})
 
 
+def placed(n):
+    """The ranks MEDIAN_n places: the middle ones and the extremes."""
+    return sorted(set(middle(n)) | {0, n - 1})
+
+
 def inputs(n):
     """Input k of every test vector as one integer, a bit per vector: all 2^n
     0-1 vectors up to 20 inputs, 2^18 random ones above. A comparator is then
@@ -108,8 +115,8 @@ def check(n):
     for r in range(n - 1):
         if s[r] & ~s[r + 1] & full:
             raise SystemExit(f"the sorting network for {n} inputs leaves ranks {r}, {r + 1} out of order")
-    m = run(prune(sorter(n), middle(n)), xs)
-    for r in middle(n):
+    m = run(prune(sorter(n), placed(n)), xs)
+    for r in placed(n):
         if m[r] != s[r]:
             raise SystemExit(f"the median network for {n} inputs is wrong at rank {r}")
 
@@ -130,7 +137,7 @@ def block():
     out = ["/* generated networks: scripts/combine_networks.py writes this block */"]
     for n in range(1, MAX_DEPTH + 1):
         s = sorter(n)
-        m = prune(s, middle(n))
+        m = prune(s, placed(n))
         check(n)
         out.append(macro(f"SORT_{n}", s))
         out.append(macro(f"MEDIAN_{n}", m))

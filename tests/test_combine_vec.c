@@ -291,7 +291,11 @@ int main(void)
     run_case(ctx, 20, 37, 5, 1, o, &rng, 1);
     run_case(ctx, 20, 37, 5, 0, o, &rng, 1);
     run_case_nan(ctx, 20, 37, 5, 0, 0, o, &rng, 1); /* full lanes: the median network of 20 */
+    /* the plain mean: the median network only places its shift; lanes with
+     * unusable values take the sorted copy */
     o.method = CLRED_COMBINE_MEAN;
+    run_case(ctx, 20, 37, 5, 1, o, &rng, 1);
+    run_case_nan(ctx, 20, 37, 5, 0, 0, o, &rng, 1);
     o.reject = CLRED_REJECT_SIGCLIP;
     run_case(ctx, 20, 37, 5, 1, o, &rng, 1);
     /* thresholds so tight that some pixels keep no value at all */
