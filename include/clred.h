@@ -2374,6 +2374,10 @@ typedef struct {
                                                 stamps' fit, around bright stars only, trades it against the
                                                 kernel's wings; 0 = the stamps' background as fitted
                                                 (HOTPANTS) (default 1) */
+    unsigned omit_planes;                    /* CLRED_AL_WRITE_CONV and/or CLRED_AL_WRITE_SCORE: those planes
+                                                are not computed (the result's conv / score NULL; score_std
+                                                is measured all the same; SCORE is made all the same
+                                                with sky_refit, which reads it) (default 0: both made) */
 } clred_al_opts;
 
 CLRED_API clred_al_opts clred_al_defaults(void);
@@ -2396,8 +2400,10 @@ typedef struct {
                               convolved with K^2); MASK: both inputs' bits, unusable ones grown by the kernel
                               footprint, NO_DATA (and NaN) where the kernel met an unusable pixel, EDGE|NO_DATA
                               within the kernel's half-width of the border */
-    clred_dimage *conv;    /* the convolved image (plus the background), in the unconvolved image's system */
-    clred_dimage *score;   /* D / sqrt(VAR) (the decorrelated one when decorrelate), MASK as diff */
+    clred_dimage *conv;    /* the convolved image (plus the background), in the unconvolved image's system;
+                              NULL with omit_planes CONV */
+    clred_dimage *score;   /* D / sqrt(VAR) (the decorrelated one when decorrelate), MASK as diff; NULL with
+                              omit_planes SCORE and no sky_refit */
     clred_dimage *decorr;  /* the decorrelated difference (VAR, MASK), or NULL */
     clred_dimage *detect;  /* the detection image: the (decorrelated) difference filtered with its PSF over
                               its noise, sum P D / sqrt(VAR sum P^2), in sigma (a point source's PSF-fit S/N
@@ -2622,8 +2628,9 @@ CLRED_API clred_subtract_job clred_subtract_job_defaults(void);
  * MASK, then the planes of job->al_planes that the result has: CONV (the
  * convolved image), SCORE (D / sigma, of the decorrelated difference when
  * job->al.decorrelate), DETECT (the PSF-matched S/N) and, when decorrelated,
- * DECORR and DECORRVAR (by default DETECT, DECORR and DECORRVAR; the file is
- * written while the candidates are found); candidates on DETECT, measured on
+ * DECORR and DECORRVAR (by default DETECT, DECORR and DECORRVAR; CONV and
+ * SCORE are computed only when written; the file is written while the
+ * candidates are found); candidates on DETECT, measured on
  * the (decorrelated) difference with its PSF; the kernel solution to job->kernel_out; psf_out receives the
  * difference's PSF. Every output is checked before any work; report may be NULL. */
 CLRED_API clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const char *ref_path,

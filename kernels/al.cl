@@ -404,7 +404,9 @@ inline void al_conv_rows2(global const float *tz, global const float *vz, global
 
 /* Work-items: 8 pixels of a row (x0 = 8 gid0) on two rows (y0 = 2 gid1 and
  * y0 + 1): rows in one block inside the border band take al_conv_rows2, a
- * row alone al_conv_row8, pixels near the border al_conv_one. */
+ * row alone al_conv_row8, pixels near the border al_conv_one. planes: bit 0
+ * conv is written, bit 1 score and s_mask (planes nobody asked for cost
+ * their stores). */
 kernel void al_convolve(global const float *tz, global const float *vz, global const uint *grown,
                         global const ushort *t_mask, const int t_flags, global const float *i_sci,
                         global const float *i_var, global const ushort *i_mask, const int i_flags,
@@ -412,7 +414,7 @@ kernel void al_convolve(global const float *tz, global const float *vz, global c
                         const ushort ignore, const int width, const int height, global const float *kern,
                         const int hw, global const int *var_hw, const int block, const int nbx,
                         global const float *bg, const float sign, const float norm, global float *d_sci, global float *d_var, global ushort *d_mask,
-                        global float *conv, global float *score, global ushort *s_mask)
+                        const int planes, global float *conv, global float *score, global ushort *s_mask)
 {
     int x0 = 8 * get_global_id(0), y0 = 2 * get_global_id(1);
     if (x0 >= width || y0 >= height)
@@ -475,9 +477,12 @@ kernel void al_convolve(global const float *tz, global const float *vz, global c
             d_sci[o] = dv;
             d_var[o] = var;
             d_mask[o] = m;
-            conv[o] = cc + i_level;
-            score[o] = ok && var > 0.0f ? dv / sqrt(var) : NAN;
-            s_mask[o] = m;
+            if (planes & 1)
+                conv[o] = cc + i_level;
+            if (planes & 2) {
+                score[o] = ok && var > 0.0f ? dv / sqrt(var) : NAN;
+                s_mask[o] = m;
+            }
         }
     }
 }
@@ -510,7 +515,8 @@ kernel void al_sky_samples(global const float *d, global const ushort *d_mask, c
  * background's layout: 1, xs, ys, xs^2, xs ys, ys^2) taken off D, added to
  * CONV times sign norm, the score D / sqrt(VAR) again. NaN stays NaN. */
 kernel void al_sky_correct(global const float *delta, const float sign_norm, const int width, const int height,
-                           global float *d_sci, global const float *d_var, global float *conv, global float *score)
+                           global float *d_sci, global const float *d_var, const int with_conv, global float *conv,
+                           global float *score)
 {
     int x = get_global_id(0), y = get_global_id(1);
     if (x >= width || y >= height)
@@ -520,7 +526,8 @@ kernel void al_sky_correct(global const float *delta, const float sign_norm, con
     float dl = delta[0] + delta[1] * xs + delta[2] * ys + delta[3] * xs * xs + delta[4] * xs * ys + delta[5] * ys * ys;
     float d = d_sci[o] - dl, var = d_var[o];
     d_sci[o] = d;
-    conv[o] += sign_norm * dl;
+    if (with_conv)
+        conv[o] += sign_norm * dl;
     score[o] = isfinite(d) && var > 0.0f ? d / sqrt(var) : NAN;
 }
 
@@ -629,7 +636,8 @@ kernel void al_unpad(global const float *src, global const float *filt, const in
                      global const float *d_var, global const float *i_var, const int i_flags, const float i_var0,
                      global const float *t_var, const int t_flags, const float t_var0, const float ksum,
                      const float norm, const int decorrelate, const float sum_p2, const int width, const int height,
-                     global float *out, global float *out_var, global float *score, global float *detect)
+                     global float *out, global float *out_var, const int with_score, global float *score,
+                     global float *detect)
 {
     int x = get_global_id(0), y = get_global_id(1);
     if (x >= width || y >= height)
@@ -648,6 +656,7 @@ kernel void al_unpad(global const float *src, global const float *filt, const in
         var = d_var[o];
     }
     ok = ok && var > 0.0f;
-    score[o] = ok ? v / sqrt(var) : NAN;
+    if (with_score)
+        score[o] = ok ? v / sqrt(var) : NAN;
     detect[o] = ok ? filt[q] / sqrt(var * sum_p2) : NAN;
 }

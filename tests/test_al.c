@@ -211,93 +211,119 @@ static void against_reference(clred_ctx *ctx)
     CHECK(x2_dev - x2_ref <= 1e-4 * x2_ref);
     CHECK(edv <= 1e-2 * kp);
 
-    /* the whole subtraction, then its convolution against the reference's from the returned terms */
-    clred_al_opts o = clred_al_defaults();
-    o.half_width = hw;
-    o.fit_half = r;
-    o.kernel_order = 1;
-    o.select_order = 0; /* the spatially varying kernel is what is checked here */
-    o.bg_order = 1;
-    o.block = 16;
-    clred_al_result a;
-    CHECK_OK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, &o, &a));
-    CHECK(a.convolved_ref == 1);
-    printf("subtraction: %zu of %zu stamps, orders %d/%d, ksum %.5f, fom %.3f\n", a.nstamps_used, a.nstamps,
-           a.kernel_order, a.bg_order, a.ksum, a.fom);
-    CHECK(a.kernel_order == 1); /* as asked: 26 stamps are enough for it */
-    CHECK_NEAR(a.ksum, 1.0, 0.03);
-    clred_image d;
-    download(a.diff, &d);
-    double *coef = malloc(a.nterms * sizeof *coef), *kk = malloc((size_t)nt * sizeof *kk);
-    double sub_sig[3] = {0, 0, 0};
-    for (size_t u = 0; u < a.nterms; u++) {
-        coef[u] = a.terms[u].coeff;
-        if (a.terms[u].gauss >= 0)
-            sub_sig[a.terms[u].gauss] = a.terms[u].sigma;
-    }
-    /* the basis of the subtraction: sigmas scaled to its matching sigma */
-    CHECK_NEAR(sub_sig[0] / 0.7, a.sigma_match, 1e-9);
-    free(rb);
-    rb = al_ref_basis(3, sub_sig, deg, hw, &nbr);
-    double worst = 0, worst_var = 0;
-    size_t nan_mismatch = 0, compared = 0;
-    for (size_t y = 0; y < h; y++)
-        for (size_t x = 0; x < w; x++) {
-            size_t i = y * w + x;
-            int inside = (int)x >= hw && (int)y >= hw && (int)x < (int)w - hw && (int)y < (int)h - hw;
-            int clean = inside && usable(&p.new_img, i);
-            for (int v = -hw; clean && v <= hw; v++)
-                for (int u = -hw; clean && u <= hw; u++)
-                    clean = usable(&p.ref, (y - v) * w + x - u);
-            if (clean != (int)isfinite(d.sci[i]))
-                nan_mismatch++;
-            if (!clean || (x * 7 + y * 3) % 5 != 0)
-                continue;
-            double bx = fmin((double)(x / 16) * 16 + 7.5, (double)w - 1), by = fmin((double)(y / 16) * 16 + 7.5, (double)h - 1);
-            al_ref_kernel(coef, rb, nbr, hw, a.kernel_order, bx, by, w, h, kk);
-            double c, cv, as;
-            al_ref_convolve(kk, hw, p.ref.sci, p.ref.var, 0, a.bkg_ref, w, (int)x, (int)y, &c, &cv, &as);
-            double xs = 2.0 * x / (w - 1) - 1, ys = 2.0 * y / (h - 1) - 1, bg = 0;
-            for (size_t u = 0; u < a.nterms; u++)
-                if (a.terms[u].gauss < 0)
-                    bg += a.terms[u].coeff * pow(xs, a.terms[u].sx) * pow(ys, a.terms[u].sy);
-            double norm = a.photnorm_scale;
-            double dref = (p.new_img.sci[i] - a.bkg_new - c - bg) / norm;
-            double vref = (p.new_img.var[i] + cv) / (norm * norm);
-            /* float sums of 169 products: ~sqrt(169) eps = 8e-7 of the sum of their magnitudes
-             * (13 eps = 1e-5 at worst); 2e-6 of it, plus 1e-4 sigma for the rounding of D itself */
-            double tol = 2e-6 * (as + fabs(p.new_img.sci[i]) + fabs(bg)) / norm + 1e-4 * sqrt(vref);
-            worst = fmax(worst, fabs(d.sci[i] - dref) / tol);
-            /* float sums (1e-6 of VAR) and the kernel's outer rings left out of sum K^2 var_T: at most
-             * AL_VAR_TAIL sum K^2 times the largest var_T under the footprint */
-            double sk2 = 0, vmax = 0;
-            for (int v = -hw; v <= hw; v++)
-                for (int u = -hw; u <= hw; u++) {
-                    sk2 += kk[(v + hw) * ks + u + hw] * kk[(v + hw) * ks + u + hw];
-                    vmax = fmax(vmax, p.ref.var[(y - v) * w + x - u]);
-                }
-            double vtol = 1e-6 * vref + AL_VAR_TAIL * sk2 * vmax / (norm * norm);
-            worst_var = fmax(worst_var, fabs(d.var[i] - vref) / vtol);
-            compared++;
+    /* the whole subtraction, then its convolution against the reference's from the returned terms: with
+     * a spatially varying kernel (order 1, one kernel per 16 x 16 block), then with a constant one (order 0,
+     * one block for the image) and CONV and SCORE not made */
+    for (int ko_run = 1; ko_run >= 0; ko_run--) {
+        clred_al_opts o = clred_al_defaults();
+        o.half_width = hw;
+        o.fit_half = r;
+        o.kernel_order = ko_run;
+        o.select_order = 0; /* the order asked for is what is checked here */
+        o.bg_order = 1;
+        o.block = 16;
+        o.omit_planes = ko_run == 0 ? CLRED_AL_WRITE_CONV | CLRED_AL_WRITE_SCORE : 0;
+        if (ko_run == 0)
+            o.sky_refit = 0; /* which reads SCORE (made all the same then): here SCORE is not made at all */
+        clred_al_result a;
+        CHECK_OK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, &o, &a));
+        CHECK(a.convolved_ref == 1);
+        printf("subtraction: %zu of %zu stamps, orders %d/%d, ksum %.5f, fom %.3f\n", a.nstamps_used, a.nstamps,
+               a.kernel_order, a.bg_order, a.ksum, a.fom);
+        CHECK(a.kernel_order == ko_run); /* as asked: 26 stamps are enough for order 1 */
+        CHECK((a.conv == NULL) == (ko_run == 0) && (a.score == NULL) == (ko_run == 0));
+        if (ko_run == 0) {
+            /* the planes not made change nothing else: D, VAR, MASK and the score's spread as with them */
+            clred_al_result full;
+            o.omit_planes = 0;
+            CHECK_OK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, &o, &full));
+            CHECK(full.conv && full.score);
+            clred_image d0, d1;
+            download(a.diff, &d0);
+            download(full.diff, &d1);
+            size_t np = w * h;
+            CHECK(memcmp(d0.sci, d1.sci, np * sizeof(float)) == 0 && memcmp(d0.var, d1.var, np * sizeof(float)) == 0 &&
+                  memcmp(d0.mask, d1.mask, np * sizeof(uint16_t)) == 0);
+            printf("planes left out: score std %.9g, with them %.9g\n", a.score_std, full.score_std);
+            CHECK(isfinite(a.score_std) && a.score_std == full.score_std);
+            clred_image_free(&d0);
+            clred_image_free(&d1);
+            clred_al_result_free(&full);
         }
-    printf("convolution: %zu pixels, worst %.3g of the tolerance, variance %.3g of its tolerance, NaN pattern mismatches %zu\n",
-           compared, worst, worst_var, nan_mismatch);
-    CHECK(compared > 1000);
-    CHECK(worst <= 1.0);
-    CHECK(worst_var <= 1.0);
-    CHECK(nan_mismatch == 0);
-    /* the kernel images are the solution's at their positions */
-    al_ref_kernel(coef, rb, nbr, hw, a.kernel_order, a.kernel_x[4], a.kernel_y[4], w, h, kk);
-    double ek = 0;
-    for (int t = 0; t < nt; t++)
-        ek = fmax(ek, fabs(a.kernel_images[4 * (size_t)nt + t] - kk[t]));
-    CHECK(a.kernel_grid == 3 && a.ksize == (size_t)ks);
-    CHECK(ek <= 1e-5 * kp);
+        CHECK_NEAR(a.ksum, 1.0, 0.03);
+        clred_image d;
+        download(a.diff, &d);
+        double *coef = malloc(a.nterms * sizeof *coef), *kk = malloc((size_t)nt * sizeof *kk);
+        double sub_sig[3] = {0, 0, 0};
+        for (size_t u = 0; u < a.nterms; u++) {
+            coef[u] = a.terms[u].coeff;
+            if (a.terms[u].gauss >= 0)
+                sub_sig[a.terms[u].gauss] = a.terms[u].sigma;
+        }
+        /* the basis of the subtraction: sigmas scaled to its matching sigma */
+        CHECK_NEAR(sub_sig[0] / 0.7, a.sigma_match, 1e-9);
+        free(rb);
+        rb = al_ref_basis(3, sub_sig, deg, hw, &nbr);
+        double worst = 0, worst_var = 0;
+        size_t nan_mismatch = 0, compared = 0;
+        for (size_t y = 0; y < h; y++)
+            for (size_t x = 0; x < w; x++) {
+                size_t i = y * w + x;
+                int inside = (int)x >= hw && (int)y >= hw && (int)x < (int)w - hw && (int)y < (int)h - hw;
+                int clean = inside && usable(&p.new_img, i);
+                for (int v = -hw; clean && v <= hw; v++)
+                    for (int u = -hw; clean && u <= hw; u++)
+                        clean = usable(&p.ref, (y - v) * w + x - u);
+                if (clean != (int)isfinite(d.sci[i]))
+                    nan_mismatch++;
+                if (!clean || (x * 7 + y * 3) % 5 != 0)
+                    continue;
+                double bx = fmin((double)(x / 16) * 16 + 7.5, (double)w - 1), by = fmin((double)(y / 16) * 16 + 7.5, (double)h - 1);
+                al_ref_kernel(coef, rb, nbr, hw, a.kernel_order, bx, by, w, h, kk);
+                double c, cv, as;
+                al_ref_convolve(kk, hw, p.ref.sci, p.ref.var, 0, a.bkg_ref, w, (int)x, (int)y, &c, &cv, &as);
+                double xs = 2.0 * x / (w - 1) - 1, ys = 2.0 * y / (h - 1) - 1, bg = 0;
+                for (size_t u = 0; u < a.nterms; u++)
+                    if (a.terms[u].gauss < 0)
+                        bg += a.terms[u].coeff * pow(xs, a.terms[u].sx) * pow(ys, a.terms[u].sy);
+                double norm = a.photnorm_scale;
+                double dref = (p.new_img.sci[i] - a.bkg_new - c - bg) / norm;
+                double vref = (p.new_img.var[i] + cv) / (norm * norm);
+                /* float sums of 169 products: ~sqrt(169) eps = 8e-7 of the sum of their magnitudes
+                 * (13 eps = 1e-5 at worst); 2e-6 of it, plus 1e-4 sigma for the rounding of D itself */
+                double tol = 2e-6 * (as + fabs(p.new_img.sci[i]) + fabs(bg)) / norm + 1e-4 * sqrt(vref);
+                worst = fmax(worst, fabs(d.sci[i] - dref) / tol);
+                /* float sums (1e-6 of VAR) and the kernel's outer rings left out of sum K^2 var_T: at most
+                 * AL_VAR_TAIL sum K^2 times the largest var_T under the footprint */
+                double sk2 = 0, vmax = 0;
+                for (int v = -hw; v <= hw; v++)
+                    for (int u = -hw; u <= hw; u++) {
+                        sk2 += kk[(v + hw) * ks + u + hw] * kk[(v + hw) * ks + u + hw];
+                        vmax = fmax(vmax, p.ref.var[(y - v) * w + x - u]);
+                    }
+                double vtol = 1e-6 * vref + AL_VAR_TAIL * sk2 * vmax / (norm * norm);
+                worst_var = fmax(worst_var, fabs(d.var[i] - vref) / vtol);
+                compared++;
+            }
+        printf("convolution: %zu pixels, worst %.3g of the tolerance, variance %.3g of its tolerance, NaN pattern mismatches %zu\n",
+               compared, worst, worst_var, nan_mismatch);
+        CHECK(compared > 1000);
+        CHECK(worst <= 1.0);
+        CHECK(worst_var <= 1.0);
+        CHECK(nan_mismatch == 0);
+        /* the kernel images are the solution's at their positions */
+        al_ref_kernel(coef, rb, nbr, hw, a.kernel_order, a.kernel_x[4], a.kernel_y[4], w, h, kk);
+        double ek = 0;
+        for (int t = 0; t < nt; t++)
+            ek = fmax(ek, fabs(a.kernel_images[4 * (size_t)nt + t] - kk[t]));
+        CHECK(a.kernel_grid == 3 && a.ksize == (size_t)ks);
+        CHECK(ek <= 1e-5 * kp);
 
-    free(coef);
-    free(kk);
-    clred_image_free(&d);
-    clred_al_result_free(&a);
+        free(coef);
+        free(kk);
+        clred_image_free(&d);
+        clred_al_result_free(&a);
+    }
     free(k1);
     free(k2);
     free(k3);

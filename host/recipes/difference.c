@@ -76,6 +76,61 @@ static clred_status read_input(const char *path, const char *noise, const char *
     return st;
 }
 
+/* The reference read on a thread while the caller reads the new image: the
+ * two reads (decompression, byte swapping, noise squared) are host work on
+ * the critical path before anything reaches the device. */
+typedef struct {
+    const char *path, *noise, *mask;
+    clred_image *img;
+    pthread_t thread;
+    int started;
+    clred_status st;
+    char msg[1024];
+} input_reader;
+
+static void *input_reader_run(void *arg)
+{
+    input_reader *r = arg;
+    r->st = read_input(r->path, r->noise, r->mask, r->img);
+    if (r->st != CLRED_OK)
+        snprintf(r->msg, sizeof r->msg, "%s", clred_last_error());
+    return NULL;
+}
+
+/* Reads both inputs, the second on a thread where cfitsio allows it; the
+ * new image's failure is reported first, as when read in turn. */
+static clred_status read_inputs(const char *new_path, const char *new_noise, const char *new_mask, clred_image *ni,
+                                const char *ref_path, const char *ref_noise, const char *ref_mask, clred_image *ri)
+{
+    input_reader r;
+    memset(&r, 0, sizeof r);
+    r.path = ref_path;
+    r.noise = ref_noise;
+    r.mask = ref_mask;
+    r.img = ri;
+    r.started = fits_is_reentrant() && pthread_create(&r.thread, NULL, input_reader_run, &r) == 0;
+    clred_status st = read_input(new_path, new_noise, new_mask, ni);
+    if (r.started) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", clred_last_error());
+        pthread_join(r.thread, NULL);
+        if (st != CLRED_OK) {
+            clred_image_free(ri);
+            return clred_fail(st, "%s", msg);
+        }
+        if (r.st != CLRED_OK) {
+            clred_image_free(ni);
+            return clred_fail(r.st, "%s", r.msg);
+        }
+        return CLRED_OK;
+    }
+    if (st == CLRED_OK)
+        st = read_input(ref_path, ref_noise, ref_mask, ri);
+    if (st != CLRED_OK)
+        clred_image_free(ni);
+    return st;
+}
+
 static clred_status get_psf(clred_ctx *ctx, const char *path, const clred_dimage *img, const clred_subtract_job *job,
                             const char *what, clred_psf *psf)
 {
@@ -376,9 +431,7 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
     memset(&al, 0, sizeof al);
     clred_candidate *c = NULL;
     size_t nc = 0;
-    clred_status st = read_input(new_path, j->new_noise, j->new_mask, &ni);
-    if (st == CLRED_OK)
-        st = read_input(ref_path, j->ref_noise, j->ref_mask, &ri);
+    clred_status st = read_inputs(new_path, j->new_noise, j->new_mask, &ni, ref_path, j->ref_noise, j->ref_mask, &ri);
     if (st == CLRED_OK && (ni.width != ri.width || ni.height != ri.height))
         st = clred_fail(CLRED_ERR_INPUT, "%s is %zu x %zu, %s is %zu x %zu: align them onto one grid first", new_path,
                         ni.width, ni.height, ref_path, ri.width, ri.height);
@@ -393,8 +446,11 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
     if (st == CLRED_OK)
         st = get_psf(ctx, j->ref_psf, dr, j, "reference", &pr);
     int is_al = j->method == CLRED_DIFF_AL;
+    /* the planes the file leaves out are not computed */
+    clred_al_opts alo = j->al;
+    alo.omit_planes |= ~j->al_planes & (CLRED_AL_WRITE_CONV | CLRED_AL_WRITE_SCORE);
     if (st == CLRED_OK && is_al)
-        st = clred_subtract_al_dev(ctx, dn, dr, &pn, &pr, &j->al, &al);
+        st = clred_subtract_al_dev(ctx, dn, dr, &pn, &pr, &alo, &al);
     else if (st == CLRED_OK)
         st = clred_subtract_zogy_dev(ctx, dn, dr, &pn, &pr, &j->zogy, &z);
     double det_spread = NAN;

@@ -6,8 +6,8 @@
 
 #include "internal.h"
 
-clred_status clred_dimage_samples(const clred_dimage *d, size_t x0, size_t y0, size_t w, size_t h, size_t stride,
-                                  uint16_t ignore, float **values, size_t *n)
+clred_status clred_dimage_samples_at(const clred_dimage *d, size_t x0, size_t y0, size_t w, size_t h, size_t stride,
+                                     uint16_t ignore, float **values, size_t *n)
 {
     *values = NULL;
     *n = 0;
@@ -42,11 +42,21 @@ clred_status clred_dimage_samples(const clred_dimage *d, size_t x0, size_t y0, s
         free(v);
         return st;
     }
+    *values = v;
+    *n = count;
+    return CLRED_OK;
+}
+
+clred_status clred_dimage_samples(const clred_dimage *d, size_t x0, size_t y0, size_t w, size_t h, size_t stride,
+                                  uint16_t ignore, float **values, size_t *n)
+{
+    size_t count;
+    CLRED_TRY(clred_dimage_samples_at(d, x0, y0, w, h, stride, ignore, values, &count));
+    float *v = *values;
     size_t m = 0;
     for (size_t j = 0; j < count; j++)
         if (!isnan(v[j]))
             v[m++] = v[j];
-    *values = v;
     *n = m;
     return CLRED_OK;
 }

@@ -434,6 +434,11 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
 {
     clred_ctx *ctx = s->ctx;
     int B = o->block > 0 ? o->block : 16, nb = s->basis.nbasis, ntaps = s->basis.ksize * s->basis.ksize;
+    /* A constant kernel (order 0) is one block, not tens of MB of copies of it. D is unchanged, to the
+     * bit where the block is a multiple of 8 (the default): the 8-px runs and row pairs of al_convolve
+     * never straddle such blocks, so every pixel takes the same path. */
+    if (s->ko == 0)
+        B = (int)(s->w > s->h ? s->w : s->h);
     int nbx = (int)((s->w + B - 1) / B), nby = (int)((s->h + B - 1) / B), nblocks = nbx * nby;
     double *kl = NULL;
     float bg[6] = {0, 0, 0, 0, 0, 0};
@@ -491,7 +496,14 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
     size_t gv = (size_t)nblocks;
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "al_block_var_hw", 1, &gv);
+    /* The four scratch planes are taken at the Fourier step's plane size where it follows: given back to
+     * the pool here, they are its planes there, not fresh memory (page faults on POCL) */
     size_t npix = s->w * s->h, fbytes = npix * sizeof(float), ubytes = npix * sizeof(cl_uint);
+    if (s->plan.nx) {
+        size_t fourier_bytes = clred_fft_bytes(s->plan.nx, s->plan.ny, 1);
+        fbytes = fbytes > fourier_bytes ? fbytes : fourier_bytes;
+        ubytes = fbytes;
+    }
     cl_mem tz = NULL, vz = NULL, bad = NULL, tmp = NULL;
     if (st == CLRED_OK)
         st = clred_pool_take(ctx, fbytes, "AL T plane", &tz);
@@ -531,15 +543,19 @@ static clred_status convolve(al_state *s, const clred_al_opts *o, float sign, fl
         st = clred_kernel(ctx, "al", NULL, "al_convolve", &k);
     if (st == CLRED_OK) {
         cl_mem dsci = clred_dimage_sci(out->diff), dvar = clred_dimage_var(out->diff),
-               dmask = clred_dimage_mask(out->diff), conv = clred_dimage_sci(out->conv),
-               score = clred_dimage_sci(out->score), smask = clred_dimage_mask(out->score);
+               dmask = clred_dimage_mask(out->diff);
+        /* planes not made: the kernel skips them (any buffer stands in) */
+        int planes = (out->conv ? 1 : 0) | (out->score ? 2 : 0);
+        cl_mem conv = out->conv ? clred_dimage_sci(out->conv) : dsci,
+               score = out->score ? clred_dimage_sci(out->score) : dsci,
+               smask = out->score ? clred_dimage_mask(out->score) : dmask;
         st = clred_args(k, "al_convolve", CLRED_ARG(tz), CLRED_ARG(vz), CLRED_ARG(bad), CLRED_ARG(tmask),
                         CLRED_ARG(tflags), CLRED_ARG(isci), CLRED_ARG(ivar), CLRED_ARG(imask), CLRED_ARG(iflags),
                         CLRED_ARG(s->ii.level), CLRED_ARG(s->ii.var0), CLRED_ARG(s->ii.lo), CLRED_ARG(s->ii.hi),
                         CLRED_ARG(ig), CLRED_ARG(width), CLRED_ARG(height), CLRED_ARG(c_kern), CLRED_ARG(hw),
                         CLRED_ARG(c_vhw), CLRED_ARG(B), CLRED_ARG(nbx), CLRED_ARG(c_bg), CLRED_ARG(sign), CLRED_ARG(norm),
-                        CLRED_ARG(dsci), CLRED_ARG(dvar), CLRED_ARG(dmask), CLRED_ARG(conv), CLRED_ARG(score),
-                        CLRED_ARG(smask), (size_t)0);
+                        CLRED_ARG(dsci), CLRED_ARG(dvar), CLRED_ARG(dmask), CLRED_ARG(planes), CLRED_ARG(conv),
+                        CLRED_ARG(score), CLRED_ARG(smask), (size_t)0);
     }
     /* 8 pixels of two rows per work-item */
     size_t g[2] = {(s->w + 7) / 8, (s->h + 1) / 2};
@@ -800,13 +816,14 @@ static clred_status fourier(al_state *s, const clred_al_opts *o, float norm, clr
         side_args(&s->ii, &isci, &ivar, &imask, &iflags);
         side_args(&s->ti, &tsci, &tvar, &tmask, &tflags);
         cl_mem osci = dec ? clred_dimage_sci(out->decorr) : dsci, ovar = dec ? clred_dimage_var(out->decorr) : dsci,
-               score = clred_dimage_sci(out->score), det = clred_dimage_sci(out->detect);
+               det = clred_dimage_sci(out->detect), score = out->score ? clred_dimage_sci(out->score) : det;
+        int with_score = out->score != NULL;
         float fsp2 = (float)sp2;
         st = clred_args(k, "al_unpad", CLRED_ARG(dplane), CLRED_ARG(kplane), CLRED_ARG(ip), CLRED_ARG(dsci),
                         CLRED_ARG(dvar), CLRED_ARG(ivar), CLRED_ARG(iflags), CLRED_ARG(s->ii.var0), CLRED_ARG(tvar),
                         CLRED_ARG(tflags), CLRED_ARG(s->ti.var0), CLRED_ARG(ksum), CLRED_ARG(norm), CLRED_ARG(dec),
                         CLRED_ARG(fsp2), CLRED_ARG(iw), CLRED_ARG(ih), CLRED_ARG(osci), CLRED_ARG(ovar),
-                        CLRED_ARG(score), CLRED_ARG(det), (size_t)0);
+                        CLRED_ARG(with_score), CLRED_ARG(score), CLRED_ARG(det), (size_t)0);
     }
     size_t gi[2] = {s->w, s->h};
     if (st == CLRED_OK)
@@ -963,9 +980,12 @@ static clred_status refit_sky(al_state *s, double fwhm, float sign, float norm, 
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "al", NULL, "al_sky_correct", &k);
     if (st == CLRED_OK) {
-        cl_mem conv = clred_dimage_sci(out->conv), dvar = clred_dimage_var(out->diff);
+        /* CONV when it is made (any buffer stands in otherwise: the kernel skips it) */
+        int with_conv = out->conv != NULL;
+        cl_mem conv = out->conv ? clred_dimage_sci(out->conv) : dsci, dvar = clred_dimage_var(out->diff);
         st = clred_args(k, "al_sky_correct", CLRED_ARG(c_delta), CLRED_ARG(sn), CLRED_ARG(width), CLRED_ARG(height),
-                        CLRED_ARG(dsci), CLRED_ARG(dvar), CLRED_ARG(conv), CLRED_ARG(score), (size_t)0);
+                        CLRED_ARG(dsci), CLRED_ARG(dvar), CLRED_ARG(with_conv), CLRED_ARG(conv), CLRED_ARG(score),
+                        (size_t)0);
     }
     size_t g[2] = {s->w, s->h};
     if (st == CLRED_OK)
@@ -977,13 +997,35 @@ static clred_status refit_sky(al_state *s, double fwhm, float sign, float norm, 
     return st;
 }
 
+/* The robust spread of SCORE, from its plane or, where it was not made, from
+ * the same samples of the difference it divides (DECORR when decorrelated,
+ * else D) and its VAR: SCORE's mask is D's, its pixels v / sqrt(VAR) where
+ * both are usable and VAR > 0, as al_convolve and al_unpad make them. */
 static clred_status score_spread(clred_al_result *out)
 {
-    const clred_dimage *sc = out->score;
+    const clred_dimage *sc = out->score ? out->score : out->decorr ? out->decorr : out->diff;
     size_t npix = clred_dimage_pixels(sc), stride = npix > 262144 ? npix / 262144 : 1, n;
+    uint16_t ignore = CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE;
     float *v;
-    CLRED_TRY(clred_dimage_samples(sc, 0, 0, sc->width, sc->height, stride, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, &v,
-                                   &n));
+    if (out->score) {
+        CLRED_TRY(clred_dimage_samples(sc, 0, 0, sc->width, sc->height, stride, ignore, &v, &n));
+    } else {
+        clred_dimage var = *sc;
+        float *vv;
+        var.plane[CLRED_PLANE_SCI] = clred_dimage_var(sc);
+        CLRED_TRY(clred_dimage_samples_at(sc, 0, 0, sc->width, sc->height, stride, ignore, &v, &n));
+        clred_status st = clred_dimage_samples_at(&var, 0, 0, sc->width, sc->height, stride, ignore, &vv, &n);
+        if (st != CLRED_OK) {
+            free(v);
+            return st;
+        }
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!isnan(v[i]) && vv[i] > 0.0f)
+                v[m++] = v[i] / sqrtf(vv[i]);
+        n = m;
+        free(vv);
+    }
     out->score_std = n > 16 ? robust_sigma(v, n, NULL) : NAN;
     free(v);
     return CLRED_OK;
@@ -1103,9 +1145,10 @@ clred_status clred_subtract_al_dev(clred_ctx *ctx, const clred_dimage *new_img, 
     out->photnorm_scale = norm;
     if (st == CLRED_OK)
         st = clred_dimage_like(new_img, 1, 1, 1, &out->diff);
-    if (st == CLRED_OK)
+    if (st == CLRED_OK && !(o->omit_planes & CLRED_AL_WRITE_CONV))
         st = clred_dimage_like(new_img, 0, 0, 1, &out->conv);
-    if (st == CLRED_OK)
+    /* the sky's re-fit reads D / sigma from SCORE: made all the same then */
+    if (st == CLRED_OK && (!(o->omit_planes & CLRED_AL_WRITE_SCORE) || o->sky_refit))
         st = clred_dimage_like(new_img, 0, 1, 1, &out->score);
     if (st == CLRED_OK)
         st = convolve(&s, o, sign, norm, out);

@@ -30,6 +30,41 @@ typedef struct {
     double ap_frac; /* the PSF's flux inside the aperture: the aperture correction */
 } measure_ctx;
 
+/* A device image's planes readable on the host: mapped in place where the
+ * device shares host memory (no copy of tens of MB into fresh pages), else
+ * downloaded. */
+typedef struct {
+    const clred_dimage *d;
+    void *map[CLRED_NPLANES];
+    int mapped;
+    clred_image img;
+} host_planes;
+
+static clred_status host_planes_get(const clred_dimage *d, host_planes *h)
+{
+    memset(h, 0, sizeof *h);
+    h->d = d;
+    if (!d->ctx->unified_memory)
+        return clred_dimage_download(d, &h->img);
+    CLRED_TRY(clred_dimage_map_read(d, h->map));
+    h->mapped = 1;
+    h->img.width = d->width;
+    h->img.height = d->height;
+    h->img.sci = h->map[CLRED_PLANE_SCI];
+    h->img.var = h->map[CLRED_PLANE_VAR];
+    h->img.mask = h->map[CLRED_PLANE_MASK];
+    return CLRED_OK;
+}
+
+static void host_planes_release(host_planes *h)
+{
+    if (h->mapped)
+        clred_dimage_unmap(h->d, h->map);
+    else
+        clred_image_free(&h->img);
+    memset(h, 0, sizeof *h);
+}
+
 static double encircled(const clred_psf *p, double r)
 {
     long h = (long)(p->size / 2);
@@ -267,13 +302,14 @@ clred_status clred_find_candidates_dev(clred_ctx *ctx, const clred_dimage *score
     size_t m;
     CLRED_TRY(find_peaks(ctx, score, o, &idx, &m));
     /* The measurements read pixels around each peak: the difference and the
-     * score come down once. */
-    clred_image dh, sh;
-    memset(&dh, 0, sizeof dh);
-    memset(&sh, 0, sizeof sh);
-    clred_status st = clred_dimage_download(diff, &dh);
+     * score come down once (or are read in place). */
+    host_planes hd, hs;
+    memset(&hd, 0, sizeof hd);
+    memset(&hs, 0, sizeof hs);
+    clred_status st = host_planes_get(diff, &hd);
     if (st == CLRED_OK)
-        st = clred_dimage_download(score, &sh);
+        st = host_planes_get(score, &hs);
+    const clred_image dh = hd.img, sh = hs.img;
     clred_candidate *out = st == CLRED_OK ? calloc(m ? m : 1, sizeof *out) : NULL;
     if (st == CLRED_OK && !out)
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu candidates", m);
@@ -292,8 +328,8 @@ clred_status clred_find_candidates_dev(clred_ctx *ctx, const clred_dimage *score
     } else
         free(out);
     free(idx);
-    clred_image_free(&dh);
-    clred_image_free(&sh);
+    host_planes_release(&hd);
+    host_planes_release(&hs);
     return st;
 }
 
