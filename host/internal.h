@@ -182,14 +182,6 @@ const char *clred_cache_dir(void);
  * there is no usable cache directory. */
 int clred_cache_lock(const clred_ctx *ctx, const char *what);
 void clred_cache_unlock(int fd);
-/* Data other than clred's programs kept in the cache directory under the
- * name what (hashed with the device and driver; an FFT library's kernel
- * binaries), written atomically, read back only when its length and
- * checksum match (else NULL; malloc'd). Nothing happens without a cache
- * directory. */
-unsigned char *clred_cache_blob_read(const clred_ctx *ctx, const char *what, size_t *len);
-void clred_cache_blob_write(const clred_ctx *ctx, const char *what, const void *data, size_t len);
-void clred_cache_blob_remove(const clred_ctx *ctx, const char *what);
 /* One line of CLRED_BUILD_LOG (programs.c): a program a process "compiled"
  * or loaded from "cache", or an FFT "plan" it made (the FFT library compiles
  * or finds its kernels in the driver's cache), with its wall and thread CPU seconds. */

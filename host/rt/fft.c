@@ -40,7 +40,6 @@ struct clred_fft_plan {
     int columns, rows, col_nf, row_nf;
     cl_mem col_tw, row_tw, row_twr, col_order, row_order;
 #endif
-    int loaded; /* the kernels came from clred's cache directory */
 };
 
 int clred_fft_available(clred_fft_backend backend)
@@ -379,83 +378,6 @@ static clred_status vkfft_row_pass(clred_ctx *ctx, clred_fft_plan *p, cl_mem buf
     return clred_run(ctx, k, name, 1, &global, &local);
 }
 
-/* VkFFT's kernel binaries are kept in clred's cache directory, so that a
- * later process loads a plan instead of compiling its kernels again (on
- * POCL about 0.2 CPU-s of the compiler's front end per 2-D plan, mostly
- * preprocessing the source to look it up in POCL's own cache). VkFFT
- * 1.2.26's saveApplicationToString / loadApplicationFromString cannot be
- * used as they are with OpenCL: the saver copies each binary with "%s", cut
- * at its first zero byte, and the loader copies codeSize - 2 bytes of an
- * entry "codeSize\n<bytes>" and hands the driver codeSize bytes. So the
- * string is made here from the axes' binaries, each announced 2 bytes longer
- * than it is: the loader's arithmetic then copies the whole binary (the
- * driver gets two bytes past its end, which POCL's loader ignores) and steps
- * to the next entry exactly. Only plans with plain axes (no Bluestein axes,
- * no multi-upload R2C step, whose loader reads a byte past its copy) and
- * only on CPU devices, where test_fft checks that a loaded plan transforms
- * as a compiled one. Storing costs more than compiling once where POCL's own
- * cache is cold (its binary holds the kernels compiled for any work-group
- * size: about 1 CPU-s more for a 2100^2 plan): by default only plans of
- * frames (at least 2^18 points) are stored, which later runs load for a
- * hundredth of the front end's cost, not the many small plans of a test
- * suite. CLRED_FFT_PLAN_CACHE=1 stores every plan, 0 none. */
-static int vkfft_cacheable(const clred_ctx *ctx, const clred_fft_plan *p)
-{
-    const char *env = getenv("CLRED_FFT_PLAN_CACHE");
-    if (!ctx->info.is_cpu || (env && strcmp(env, "0") == 0))
-        return 0;
-    return (env && strcmp(env, "1") == 0) || p->nx * p->ny >= ((size_t)1 << 18);
-}
-
-static void vkfft_cache_name(const clred_fft_plan *p, char *what, size_t size)
-{
-    snprintf(what, size, "VkFFT %d plan %zux%zu batch %zu%s", VkFFTGetVersion(), p->nx, p->ny, p->batch,
-             p->columns ? " rows only" : "");
-}
-
-/* The loader's string of app's binaries, in the order initializeVkFFT makes the axes (the inverse plan's,
- * then the forward plan's, by dimension and upload), or NULL where the plan is not of the plain kind. */
-static char *vkfft_binaries(const VkFFTApplication *app, size_t *len)
-{
-    const VkFFTPlan *plans[2] = {app->localFFTPlan_inverse, app->localFFTPlan};
-    size_t total = 1;
-    for (int pass = 0; pass < 2; pass++) {
-        /* counted, then written */
-        char *out = pass ? malloc(total) : NULL;
-        if (pass && !out)
-            return NULL;
-        size_t pos = 0;
-        for (int k = 0; k < 2; k++) {
-            const VkFFTPlan *pl = plans[k];
-            if (!pl)
-                continue;
-            if (pl->multiUploadR2C)
-                return NULL;
-            for (uint64_t i = 0; i < app->configuration.FFTdim; i++) {
-                if (app->useBluesteinFFT[i])
-                    return NULL;
-                for (uint64_t j = 0; j < pl->numAxisUploads[i]; j++) {
-                    const VkFFTAxis *a = &pl->axes[i][j];
-                    if (!a->binary || a->binarySize == 0)
-                        return free(out), NULL;
-                    if (!pass) {
-                        total += 24 + a->binarySize;
-                        continue;
-                    }
-                    pos += (size_t)snprintf(out + pos, total - pos, "%llu\n", (unsigned long long)a->binarySize + 2);
-                    memcpy(out + pos, a->binary, a->binarySize);
-                    pos += a->binarySize;
-                }
-            }
-        }
-        if (pass) {
-            *len = pos;
-            return out;
-        }
-    }
-    return NULL;
-}
-
 static clred_status vkfft_create(clred_ctx *ctx, clred_fft_plan *p)
 {
     p->columns = vkfft_columns(ctx, p->ny);
@@ -496,42 +418,7 @@ static clred_status vkfft_create(clred_ctx *ctx, clred_fft_plan *p)
     c.bufferSize = &p->buffer_bytes;
     if (p->columns)
         c.omitDimension[1] = 1; /* rows only; normalises by 1 / nx */
-    char what[160];
-    vkfft_cache_name(p, what, sizeof what);
-    int cacheable = vkfft_cacheable(ctx, p);
-    size_t blen = 0;
-    unsigned char *blob = cacheable ? clred_cache_blob_read(ctx, what, &blen) : NULL;
-    if (blob) {
-        /* zero-terminated, so that the loader's number parsing stops at the end */
-        char *text = malloc(blen + 1);
-        VkFFTResult r = VKFFT_ERROR_MALLOC_FAILED;
-        if (text) {
-            memcpy(text, blob, blen);
-            text[blen] = '\0';
-            VkFFTConfiguration load = c;
-            load.loadApplicationFromString = 1;
-            load.loadApplicationString = text;
-            r = initializeVkFFT(p->app, load);
-        }
-        free(text);
-        free(blob);
-        if (r == VKFFT_SUCCESS) {
-            p->loaded = 1;
-            return CLRED_OK;
-        }
-        /* refused (initializeVkFFT released what it made): compiled and stored again */
-        memset(p->app, 0, sizeof *p->app);
-        clred_cache_blob_remove(ctx, what);
-    }
-    c.saveApplicationToString = cacheable;
     VkFFTResult r = initializeVkFFT(p->app, c);
-    if (r == VKFFT_SUCCESS && cacheable) {
-        size_t len = 0;
-        char *bins = vkfft_binaries(p->app, &len);
-        if (bins)
-            clred_cache_blob_write(ctx, what, bins, len);
-        free(bins);
-    }
     if (r != VKFFT_SUCCESS) {
         free(p->app);
         p->app = NULL;
@@ -687,8 +574,6 @@ clred_status clred_fft_inverse(clred_ctx *ctx, clred_fft_plan *plan, cl_mem buff
 
 size_t clred_fft_plan_nx(const clred_fft_plan *plan) { return plan->nx; }
 size_t clred_fft_plan_ny(const clred_fft_plan *plan) { return plan->ny; }
-
-int clred_fft_plan_loaded(const clred_fft_plan *plan) { return plan->loaded; }
 
 int clred_fft_plan_columns(const clred_fft_plan *plan)
 {

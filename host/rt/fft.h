@@ -57,9 +57,6 @@ size_t clred_fft_plan_ny(const clred_fft_plan *plan);
  * factors 2, 3, 5, 7 only), 2 the rows too (nx / 2 such a length as well;
  * no VkFFT). For tests and bench/. */
 int clred_fft_plan_columns(const clred_fft_plan *plan);
-/* 1 when the plan's kernels came from clred's cache directory instead of
- * being compiled (VkFFT on CPU devices; see fft.c). */
-int clred_fft_plan_loaded(const clred_fft_plan *plan);
 
 
 /* The padded size for a Fourier shift of n pixels by up to |d| pixels: the

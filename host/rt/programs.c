@@ -209,36 +209,6 @@ static cl_program load_cached(clred_ctx *ctx, const char *path, uint64_t key, co
 
 /* Writes the entry to a temporary, fsyncs it and renames it into place, so a
  * crash or power cut leaves either the old entry, the new one or none. */
-static void write_entry(const char *dir, const char *path, uint64_t key, const unsigned char *bin, size_t size)
-{
-    make_dirs(dir);
-    char tmp[1100];
-    /* unique per process and per store, so two contexts of one process
-     * storing the same program do not write into one temporary */
-    static _Atomic unsigned stores;
-    snprintf(tmp, sizeof tmp, "%s.%ld.%u.tmp", path, (long)getpid(), stores++);
-    cache_header h;
-    memcpy(h.magic, CACHE_MAGIC, 8);
-    h.key = key;
-    h.length = size;
-    h.checksum = clred_hash(bin, size, 0);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        note_unwritable(dir, strerror(errno));
-    } else {
-        int ok = fwrite(&h, sizeof h, 1, f) == 1 && fwrite(bin, 1, size, f) == size && fflush(f) == 0 &&
-                 fsync(fileno(f)) == 0;
-        int e = errno;
-        ok = (fclose(f) == 0) && ok;
-        if (!ok || rename(tmp, path) != 0) {
-            if (ok)
-                e = errno;
-            remove(tmp);
-            note_unwritable(dir, strerror(e));
-        }
-    }
-}
-
 static void store_cached(cl_program program, const char *dir, const char *path, uint64_t key)
 {
     size_t size = 0;
@@ -248,42 +218,35 @@ static void store_cached(cl_program program, const char *dir, const char *path, 
     if (!bin)
         return;
     unsigned char *bins[1] = {bin};
-    if (clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS)
-        write_entry(dir, path, key, bin, size);
+    if (clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS) {
+        make_dirs(dir);
+        char tmp[1100];
+        /* unique per process and per store, so two contexts of one process
+         * storing the same program do not write into one temporary */
+        static _Atomic unsigned stores;
+        snprintf(tmp, sizeof tmp, "%s.%ld.%u.tmp", path, (long)getpid(), stores++);
+        cache_header h;
+        memcpy(h.magic, CACHE_MAGIC, 8);
+        h.key = key;
+        h.length = size;
+        h.checksum = clred_hash(bin, size, 0);
+        FILE *f = fopen(tmp, "wb");
+        if (!f) {
+            note_unwritable(dir, strerror(errno));
+        } else {
+            int ok = fwrite(&h, sizeof h, 1, f) == 1 && fwrite(bin, 1, size, f) == size && fflush(f) == 0 &&
+                     fsync(fileno(f)) == 0;
+            int e = errno;
+            ok = (fclose(f) == 0) && ok;
+            if (!ok || rename(tmp, path) != 0) {
+                if (ok)
+                    e = errno;
+                remove(tmp);
+                note_unwritable(dir, strerror(e));
+            }
+        }
+    }
     free(bin);
-}
-
-static int blob_path(const clred_ctx *ctx, const char *what, char *path, size_t size, uint64_t *key)
-{
-    const char *dir = clred_cache_dir();
-    if (!dir)
-        return 0;
-    *key = cache_key(ctx, what, "blob");
-    snprintf(path, size, "%s/%016llx.blob", dir, (unsigned long long)*key);
-    return 1;
-}
-
-unsigned char *clred_cache_blob_read(const clred_ctx *ctx, const char *what, size_t *len)
-{
-    char path[1100];
-    uint64_t key;
-    return blob_path(ctx, what, path, sizeof path, &key) ? read_entry(path, key, len) : NULL;
-}
-
-void clred_cache_blob_write(const clred_ctx *ctx, const char *what, const void *data, size_t len)
-{
-    char path[1100];
-    uint64_t key;
-    if (len > 0 && blob_path(ctx, what, path, sizeof path, &key))
-        write_entry(clred_cache_dir(), path, key, data, len);
-}
-
-void clred_cache_blob_remove(const clred_ctx *ctx, const char *what)
-{
-    char path[1100];
-    uint64_t key;
-    if (blob_path(ctx, what, path, sizeof path, &key))
-        remove(path);
 }
 
 static clred_status build_from_source(clred_ctx *ctx, const char *family, const char *source, const char *options,
