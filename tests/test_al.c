@@ -138,7 +138,7 @@ static void against_reference(clred_ctx *ctx)
     int nv = b.nbasis + 2;
     double *dots = malloc((size_t)NS * nv * nv * sizeof *dots), *rdots = malloc((size_t)NS * nv * nv * sizeof *rdots);
     int nbad[NS];
-    CHECK_OK(al_stamp_dots_dev(ctx, &ti, &ii, CLRED_MASK_UNUSABLE, &b, r, cx, cy, NS, dots, nbad));
+    CHECK_OK(al_stamp_dots_dev(ctx, &ti, &ii, CLRED_MASK_UNUSABLE, &b, r, 4, cx, cy, NS, dots, nbad));
     double ed = 0;
     for (int s = 0; s < NS; s++) {
         al_ref_stamp(p.ref.sci, p.ref.var, 0, tlev, p.new_img.sci, p.new_img.var, 0, ilev, w, rb, nbr, hw, r, cx[s],

@@ -211,6 +211,11 @@ static void fourier_size(size_t w, size_t h, int ks, int psize, size_t *nx, size
     *ny = clred_fft_good_size(h + pad);
 }
 
+/* The half-size of a stamp's core, which an unusable pixel must not reach
+ * (al_stamp_dots_dev): the broader image's FWHM, where most of the star's
+ * weight in the fit lies. */
+static int stamp_core(double fwhm) { return fwhm > 2 ? (int)ceil(fwhm) : 2; }
+
 typedef struct {
     clred_ctx *ctx;
     size_t w, h;
@@ -312,7 +317,7 @@ static clred_status fit(al_state *s, const clred_al_opts *o, clred_al_result *ou
     size_t nuse = 0;
     for (size_t i = 0; i < ns; i++) {
         ks[i] = NAN;
-        s->use[i] = s->nbad[i] == 0 && al_stamp_ksum(s->dots + i * (size_t)nv * nv, nb, &ks[i]) == CLRED_OK;
+        s->use[i] = s->nbad[i] <= 0 && al_stamp_ksum(s->dots + i * (size_t)nv * nv, nb, &ks[i]) == CLRED_OK;
         nuse += s->use[i];
     }
     clred_clear_error();
@@ -1134,7 +1139,8 @@ clred_status clred_subtract_al_dev(clred_ctx *ctx, const clred_dimage *new_img, 
             st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu stamps", s.ns);
     }
     if (st == CLRED_OK)
-        st = al_stamp_dots_dev(ctx, &s.ti, &s.ii, o->ignore_bits, &s.basis, s.r, s.cx, s.cy, s.ns, s.dots, s.nbad);
+        st = al_stamp_dots_dev(ctx, &s.ti, &s.ii, o->ignore_bits, &s.basis, s.r, stamp_core(fwhm_i), s.cx, s.cy, s.ns,
+                               s.dots, s.nbad);
     if (st == CLRED_OK)
         st = fit(&s, o, out);
     if (st == CLRED_OK && !(out->ksum > 0))
