@@ -24,7 +24,7 @@ inline bool al_ok(float v, ushort m, ushort ignore, float lo, float hi)
  * reach); a clean one (0) needs no checks. */
 kernel void al_stamp_rows(global const float *t_sci, global const ushort *t_mask, const int t_flags, const float t_lo,
                           const float t_hi, const ushort ignore, const float t_level, const int width,
-                          global const int2 *centre, global const int *nbad, const int nstamps,
+                          const int height, global const int2 *centre, global const int *nbad, const int nstamps,
                           global const float *filt, const int nfilt, const int hw, const int r, global float *rows)
 {
     int fw = 2 * r + 1, fh = 2 * r + 2 * hw + 1, ksize = 2 * hw + 1;
@@ -49,12 +49,13 @@ kernel void al_stamp_rows(global const float *t_sci, global const ushort *t_mask
         acc += a1;
     } else if (nbad[s] < 0) {
         int2 c = centre[s];
-        size_t i0 = (size_t)(c.y - r - hw + yy) * (size_t)width + (size_t)(c.x - r + xx + hw);
+        int y = c.y - r - hw + yy, x0 = c.x - r + xx + hw;
         global const float *fp = filt + f * ksize;
-        for (int t = 0; t < ksize; t++) {
-            float v = t_sci[i0 - t];
-            if (al_ok(v, (t_flags & 2) ? t_mask[i0 - t] : 0, ignore, t_lo, t_hi))
-                acc = fma(fp[t], v - t_level, acc);
+        for (int t = 0; t < ksize && y >= 0 && y < height; t++) {
+            int x = x0 - t;
+            size_t i = (size_t)y * (size_t)width + (size_t)x;
+            if (x >= 0 && x < width && al_ok(t_sci[i], (t_flags & 2) ? t_mask[i] : 0, ignore, t_lo, t_hi))
+                acc = fma(fp[t], t_sci[i] - t_level, acc);
         }
     }
     rows[(((size_t)s * nfilt + f) * fh + yy) * fw + xx] = acc;
@@ -103,8 +104,10 @@ kernel void al_stamp_cols(global const float *rows, global const float *filt, co
  * where I is unusable or the kernel's footprint holds an unusable T). */
 inline bool al_footprint_ok(global const float *i_sci, global const ushort *i_mask, int i_flags, float i_lo,
                             float i_hi, global const float *t_sci, global const ushort *t_mask, int t_flags,
-                            float t_lo, float t_hi, ushort ignore, int width, int x, int y, int hw)
+                            float t_lo, float t_hi, ushort ignore, int width, int height, int x, int y, int hw)
 {
+    if (x - hw < 0 || y - hw < 0 || x + hw >= width || y + hw >= height)
+        return false;
     size_t i = (size_t)y * (size_t)width + (size_t)x;
     if (!al_ok(i_sci[i], (i_flags & 2) ? i_mask[i] : 0, ignore, i_lo, i_hi))
         return false;
@@ -121,7 +124,7 @@ kernel void al_stamp_finish(global float *conv, global const float *bsum, const 
                             global const int2 *centre, const int r, global const float *i_sci,
                             global const float *i_var, const int i_flags, const float i_var0, const float i_level,
                             global const float *t_var, const int t_flags, const float t_var0, const int width,
-                            global const ushort *i_mask, const float i_lo, const float i_hi,
+                            const int height, global const ushort *i_mask, const float i_lo, const float i_hi,
                             global const float *t_sci, global const ushort *t_mask, const float t_lo,
                             const float t_hi, const ushort ignore, const int hw, global const int *nbad,
                             global float *wt)
@@ -135,11 +138,13 @@ kernel void al_stamp_finish(global float *conv, global const float *bsum, const 
         if (bsum[b] != 0.0f)
             base[(size_t)b * npix] -= bsum[b] * c0;
     int2 c = centre[s];
-    size_t i = (size_t)(c.y - r + p / fw) * (size_t)width + (size_t)(c.x - r + p % fw);
+    int x = c.x - r + p % fw, y = c.y - r + p / fw;
+    /* a stamp with unusable pixels near its star is not used (and may reach past the image) */
+    bool ok = nbad[s] == 0 || (nbad[s] < 0 && al_footprint_ok(i_sci, i_mask, i_flags, i_lo, i_hi, t_sci, t_mask,
+                                                               t_flags, t_lo, t_hi, ignore, width, height, x, y, hw));
+    size_t i = ok ? (size_t)y * (size_t)width + (size_t)x : 0;
     float vi = (i_flags & 1) ? i_var[i] : i_var0, vt = (t_flags & 1) ? t_var[i] : t_var0;
     float var = vi + vt;
-    bool ok = nbad[s] >= 0 || al_footprint_ok(i_sci, i_mask, i_flags, i_lo, i_hi, t_sci, t_mask, t_flags, t_lo, t_hi,
-                                              ignore, width, c.x - r + p % fw, c.y - r + p / fw, hw);
     base[(size_t)nbasis * npix] = 1.0f;
     base[(size_t)(nbasis + 1) * npix] = ok ? i_sci[i] - i_level : 0.0f;
     wt[(size_t)s * npix + p] = (ok && isfinite(var) && var > 0.0f) ? 1.0f / var : 0.0f;
@@ -179,7 +184,7 @@ kernel void al_stamp_dots(global const float *conv, global const float *wt, cons
  * that reach the star's core (I within `core` px of the centre, T within
  * hw + core) make the stamp unusable: nbad = their count (> 0). Others
  * only take the fitted pixels they reach out of the fit: nbad = -(their
- * count). */
+ * count). Pixels past the image's edge count as unusable. */
 kernel void al_stamp_check(global const float *i_sci, global const ushort *i_mask, const int i_flags,
                            const float i_lo, const float i_hi, global const float *t_sci, global const ushort *t_mask,
                            const int t_flags, const float t_lo, const float t_hi, const ushort ignore,
@@ -193,19 +198,16 @@ kernel void al_stamp_check(global const float *i_sci, global const ushort *i_mas
     int bad = 0, outer = 0, R = r + hw;
     for (int y = c.y - R; y <= c.y + R; y++)
         for (int x = c.x - R; x <= c.x + R; x++) {
-            if (x < 0 || y < 0 || x >= width || y >= height) {
-                bad++;
-                continue;
-            }
             int d = max(abs(x - c.x), abs(y - c.y));
-            size_t i = (size_t)y * (size_t)width + (size_t)x;
-            if (!al_ok(t_sci[i], (t_flags & 2) ? t_mask[i] : 0, ignore, t_lo, t_hi)) {
+            bool in = x >= 0 && y >= 0 && x < width && y < height;
+            size_t i = in ? (size_t)y * (size_t)width + (size_t)x : 0;
+            if (!in || !al_ok(t_sci[i], (t_flags & 2) ? t_mask[i] : 0, ignore, t_lo, t_hi)) {
                 if (d <= hw + core)
                     bad++;
                 else
                     outer++;
             }
-            if (d <= r && !al_ok(i_sci[i], (i_flags & 2) ? i_mask[i] : 0, ignore, i_lo, i_hi)) {
+            if (d <= r && (!in || !al_ok(i_sci[i], (i_flags & 2) ? i_mask[i] : 0, ignore, i_lo, i_hi))) {
                 if (d <= core)
                     bad++;
                 else
