@@ -103,7 +103,7 @@ static void against_reference(clred_ctx *ctx)
     CHECK(eb <= 1e-6 * peak);
 
     /* stamps: the brightest clean star peak of each of 3 x 3 cells, and one on a template hole */
-    enum { NS = 10 };
+    enum { NS = 12 };
     int cx[NS], cy[NS];
     for (int i = 0; i < 9; i++) {
         float best = -INFINITY;
@@ -130,6 +130,16 @@ static void against_reference(clred_ctx *ctx)
     cx[9] = (int)lround(p.hole_xy[0]);
     cy[9] = (int)lround(p.hole_xy[1]);
     CHECK(cx[9] >= r + hw && cy[9] >= r + hw && cx[9] < (int)w - r - hw && cy[9] < (int)h - r - hw);
+    /* a stamp with the hole beyond its core's reach (core 4: the 6 x 6 hole's
+     * nearest pixel 11 px away, past hw + core = 10, within r + hw), and one
+     * whose footprint reaches past the left border: both used, the fitted
+     * pixels whose sums reach the hole or the border weighted out */
+    const int core = 4;
+    int hx = (int)lround(p.hole_xy[0]), hy = (int)lround(p.hole_xy[1]);
+    cx[10] = hx + 13 <= (int)w - 1 - r - hw ? hx + 13 : hx - 14;
+    cy[10] = hy;
+    cx[11] = core + hw + 1;
+    cy[11] = (int)h / 2;
     clred_dimage *dn, *dr;
     CHECK_OK(clred_dimage_upload(ctx, &p.new_img, &dn));
     CHECK_OK(clred_dimage_upload(ctx, &p.ref, &dr));
@@ -138,9 +148,27 @@ static void against_reference(clred_ctx *ctx)
     int nv = b.nbasis + 2;
     double *dots = malloc((size_t)NS * nv * nv * sizeof *dots), *rdots = malloc((size_t)NS * nv * nv * sizeof *rdots);
     int nbad[NS];
-    CHECK_OK(al_stamp_dots_dev(ctx, &ti, &ii, CLRED_MASK_UNUSABLE, &b, r, 4, cx, cy, NS, dots, nbad));
-    double ed = 0;
+    CHECK_OK(al_stamp_dots_dev(ctx, &ti, &ii, CLRED_MASK_UNUSABLE, &b, r, core, cx, cy, NS, dots, nbad));
+    unsigned char *t_ok = malloc(w * h), *i_ok = malloc(w * h);
+    for (size_t i = 0; i < w * h; i++) {
+        t_ok[i] = (unsigned char)usable(&p.ref, i);
+        i_ok[i] = (unsigned char)usable(&p.new_img, i);
+    }
+    double ed = 0, edm = 0;
     for (int s = 0; s < NS; s++) {
+        if (s >= 10) {
+            /* the masked stamps */
+            double *R = rdots + (size_t)s * nv * nv;
+            const double *S = dots + (size_t)s * nv * nv;
+            al_ref_stamp_masked(p.ref.sci, p.ref.var, 0, tlev, t_ok, p.new_img.sci, p.new_img.var, 0, ilev, i_ok, w, h,
+                                rb, nbr, hw, r, cx[s], cy[s], R);
+            CHECK_MSG(nbad[s] < 0, "stamp %d at (%d, %d): nbad %d, expected < 0 (unusable pixels away from the core)", s,
+                      cx[s], cy[s], nbad[s]);
+            for (int a = 0; a < nv; a++)
+                for (int c = 0; c < nv; c++)
+                    edm = fmax(edm, fabs(S[a * nv + c] - R[a * nv + c]) / sqrt(R[a * nv + a] * R[c * nv + c]));
+            continue;
+        }
         al_ref_stamp(p.ref.sci, p.ref.var, 0, tlev, p.new_img.sci, p.new_img.var, 0, ilev, w, rb, nbr, hw, r, cx[s],
                      cy[s], rdots + (size_t)s * nv * nv);
         int bad = 0;
@@ -157,6 +185,10 @@ static void against_reference(clred_ctx *ctx)
                 ed = fmax(ed, fabs(S[a * nv + c] - R[a * nv + c]) / sqrt(R[a * nv + a] * R[c * nv + c]));
     }
     CHECK(nbad[9] > 0);
+    printf("normal equations of the masked stamps: worst %.3g of sqrt(S_aa S_bb)\n", edm);
+    CHECK(edm <= 1e-4);
+    free(t_ok);
+    free(i_ok);
     /* The device sums in float the ~26 products of each of two separable
      * passes (relative error ~ 26 eps = 1.5e-6 of the absolute sums, which
      * are within ~10x of the vectors' norms on sky-subtracted data) and the
