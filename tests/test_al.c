@@ -726,19 +726,50 @@ static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double 
     clred_pair_free(&p);
 }
 
-/* A PSF that changes over the field: the cross-validation keeps a varying kernel. */
-static void order_follows_psf(clred_ctx *ctx)
+/* A PSF that changes over the field (Moffat, FWHM +30 % across x and +15 %
+ * across y, both images), with the template's holes: the cross-validation
+ * keeps a varying kernel, and the stamps cover the field. A hole or the
+ * border in a stamp's footprint used to cost the whole stamp: 12 of 31 were
+ * left, none near the edges, and the kernel extrapolated there left 17
+ * false candidates at bright stars. Now such pixels only weigh out the
+ * fitted pixels they reach. Seeds 1-16 run once outside CI (the
+ * report's figures): 128 clean false candidates before, 18 after, still
+ * above DMTN-006's 3x (0.02 per image): what is left are lobes at bright
+ * stars near the corners, most flagged DIPOLE. The bound here guards the
+ * gain, it does not claim that goal. */
+static void varying_psf(clred_ctx *ctx)
 {
     clred_pair_opts po = clred_pair_defaults();
     po.seed = 3;
     po.fwhm_grad_x = 0.3;
     po.fwhm_grad_y = 0.15;
+    po.ntransients = 45;
+    po.nholes = 6;
     clred_pair p;
     CHECK_OK(clred_simulate_pair(&po, &p));
+    clred_al_opts o = clred_al_defaults();
+    o.decorrelate = 1;
+    o.normalize = CLRED_AL_NORM_NEW;
     clred_al_result a;
-    CHECK_OK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, NULL, &a));
-    printf("FWHM gradient 0.3, 0.15: kernel order %d from %zu stamps\n", a.kernel_order, a.nstamps_used);
+    CHECK_OK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, &o, &a));
+    clred_candidate *c = NULL;
+    size_t nc = 0;
+    CHECK_OK(clred_find_candidates_dev(ctx, a.detect, a.decorr, &a.psf_diff, NULL, &c, &nc));
+    clred_image sc;
+    download(a.score, &sc);
+    pair_score r = pair_score_candidates(&p, c, nc, &sc, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, "D/sigma");
+    double expect = pair_expected_false(sc.width, sc.height, a.psf_diff.fwhm, 5.0);
+    printf("FWHM gradient 0.3, 0.15: kernel order %d from %zu of %zu stamps, completeness %zu / %zu at S/N >= 8, "
+           "fading %zu / %zu negative, %zu false candidates without a flag (expected %.2g)\n",
+           a.kernel_order, a.nstamps_used, a.nstamps, r.found, r.bright, r.fading_neg, r.fading, r.false_clean, expect);
     CHECK(a.kernel_order >= 1);
+    CHECK(a.nstamps_used >= 14); /* 12 before */
+    CHECK(r.bright >= 20);
+    CHECK((double)r.found >= 0.95 * (double)r.bright);
+    CHECK(r.fading_neg == r.fading);
+    CHECK(r.false_clean <= 2);
+    free(c);
+    clred_image_free(&sc);
     clred_al_result_free(&a);
     clred_pair_free(&p);
 }
@@ -776,7 +807,7 @@ int main(void)
     sky(ctx);
     with_sources(ctx, 3, 3.5, 4.5, CLRED_PSF_MOFFAT, 1);  /* new image worse: the reference is convolved */
     with_sources(ctx, 4, 4.0, 3.0, CLRED_PSF_GAUSSIAN, 0); /* better: the new image is convolved */
-    order_follows_psf(ctx);
+    varying_psf(ctx);
     bad_arguments(ctx);
     clred_ctx_destroy(ctx);
     return harness_finish();
