@@ -626,16 +626,82 @@ kernel void al_fourier(global float *d, global float *k, global float *p, const 
     }
 }
 
-/* Back from the padded planes (src: D', filt: the matched filter of D'):
- * where the difference d is NaN, NaN. Decorrelated: out = D', VAR = (var_I +
- * ksum^2 var_T) / norm^2 (white after decorrelation); else D and its VAR.
- * score = D / sqrt(VAR) per pixel; detect = filt / sqrt(VAR sum P'^2), the
- * PSF-matched S/N (the detection statistic: a point source's S/N over its
- * PSF, not its peak pixel's). */
-kernel void al_unpad(global const float *src, global const float *filt, const int pitch, global const float *d,
+/* The variance of the difference that al_unpad writes: decorrelated, (var_I
+ * + ksum^2 var_T) / norm^2 (white after decorrelation); else D's own VAR. */
+inline float al_out_var(const size_t o, global const float *d_var, global const float *i_var, const int i_flags,
+                        const float i_var0, global const float *t_var, const int t_flags, const float t_var0,
+                        const float ksum, const float norm, const int decorrelate)
+{
+    if (!decorrelate)
+        return d_var[o];
+    float vi = (i_flags & 1) ? i_var[o] : i_var0, vt = (t_flags & 1) ? t_var[o] : t_var0;
+    return (max(vi, 0.0f) + ksum * ksum * max(vt, 0.0f)) / (norm * norm);
+}
+
+/* The detection statistic's variance, its plane before the FFT: VAR' (as
+ * al_unpad writes it) where the difference d is usable, v0 (the sky's
+ * variance) elsewhere and in the padding, all less v0 (the transforms'
+ * rounding scales with what they hold: what is left is mostly 0). An
+ * unusable pixel adds nothing to the matched filter's sum, so the honest
+ * variance would leave it out; counted at the sky's, DETECT at a mask's edge
+ * stays as conservative as VAR'(x) sum P'^2 made it: the residual wings of a
+ * saturated star at its mask's edge are not noise. */
+kernel void al_var_pad(global const float *d, global const float *d_var, global const float *i_var,
+                       const int i_flags, const float i_var0, global const float *t_var, const int t_flags,
+                       const float t_var0, const float ksum, const float norm, const int decorrelate, const float v0,
+                       const int width, const int height, const int pitch, const int ny, global float *dst)
+{
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= pitch || y >= ny)
+        return;
+    float v = 0.0f;
+    if (x < width && y < height) {
+        size_t o = (size_t)y * (size_t)width + (size_t)x;
+        float var = al_out_var(o, d_var, i_var, i_flags, i_var0, t_var, t_flags, t_var0, ksum, norm, decorrelate);
+        v = isfinite(d[o]) && var > 0.0f ? var - v0 : 0.0f;
+    }
+    dst[(size_t)y * (size_t)pitch + (size_t)x] = v;
+}
+
+/* The spectrum of al_var_pad's plane times conj(S^), S = P'^2 (its rows as
+ * al_small_spectrum reads them): after the inverse transform, sum_u P'(u)^2
+ * VAR'(x + u), the variance of the matched filter's sum at x (al_fourier's
+ * D'^ conj(P'^)). Work-items: 8 bins of a row, and the row. */
+kernel void al_var_filter(global float *v, const int nxh, const int ny, global const float *rows, const int p_half,
+                          const int rpitch, global const float2 *tw, const int th)
+{
+    int fx0 = 8 * get_global_id(0), fy = get_global_id(1);
+    if (fx0 >= nxh || fy >= ny)
+        return;
+    float8 sr, si;
+    al_small_spectrum(rows, rows + (size_t)(2 * p_half + 1) * (size_t)rpitch, p_half, rpitch, fx0,
+                      tw + (size_t)fy * (size_t)(2 * th + 1), th, &sr, &si);
+    float vsr[8], vsi[8];
+    vstore8(sr, 0, vsr);
+    vstore8(si, 0, vsi);
+    size_t row = (size_t)fy * (size_t)nxh;
+    for (int l = 0; l < 8 && fx0 + l < nxh; l++) {
+        size_t q = 2 * (row + (size_t)(fx0 + l));
+        float a = v[q], b = v[q + 1];
+        v[q] = a * vsr[l] + b * vsi[l];
+        v[q + 1] = b * vsr[l] - a * vsi[l];
+    }
+}
+
+/* Back from the padded planes (src: D', filt: the matched filter of D',
+ * vfilt: its variance less v_base, from al_var_filter): where the difference
+ * d is NaN, NaN. out = D' (decorrelated) with VAR' (al_out_var), else D and
+ * its VAR. score = D / sqrt(VAR) per pixel; detect = filt / sqrt(vfilt +
+ * v_base), the PSF-matched S/N (the detection statistic: a point source's S/N
+ * over its PSF, not its peak pixel's). Its variance is sum_u P'(u)^2 VAR'(x +
+ * u) over the usable pixels, not VAR'(x) sum P'^2: beside a bright star the
+ * filter reaches into the star's source noise, and at a mask's edge it sums
+ * fewer pixels. */
+kernel void al_unpad(global const float *src, global const float *filt, global const float *vfilt,
+                     const float v_base, const int pitch, global const float *d,
                      global const float *d_var, global const float *i_var, const int i_flags, const float i_var0,
                      global const float *t_var, const int t_flags, const float t_var0, const float ksum,
-                     const float norm, const int decorrelate, const float sum_p2, const int width, const int height,
+                     const float norm, const int decorrelate, const int width, const int height,
                      global float *out, global float *out_var, const int with_score, global float *score,
                      global float *detect)
 {
@@ -644,19 +710,15 @@ kernel void al_unpad(global const float *src, global const float *filt, const in
         return;
     size_t o = (size_t)y * (size_t)width + (size_t)x, q = (size_t)y * (size_t)pitch + (size_t)x;
     bool ok = isfinite(d[o]);
-    float v, var;
+    float var = al_out_var(o, d_var, i_var, i_flags, i_var0, t_var, t_flags, t_var0, ksum, norm, decorrelate);
+    float v = ok ? (decorrelate ? src[q] : d[o]) : NAN;
     if (decorrelate) {
-        float vi = (i_flags & 1) ? i_var[o] : i_var0, vt = (t_flags & 1) ? t_var[o] : t_var0;
-        v = ok ? src[q] : NAN;
-        var = ok ? (max(vi, 0.0f) + ksum * ksum * max(vt, 0.0f)) / (norm * norm) : NAN;
         out[o] = v;
-        out_var[o] = var;
-    } else {
-        v = d[o];
-        var = d_var[o];
+        out_var[o] = ok ? var : NAN;
     }
     ok = ok && var > 0.0f;
+    float vf = vfilt[q] + v_base;
     if (with_score)
         score[o] = ok ? v / sqrt(var) : NAN;
-    detect[o] = ok ? filt[q] / sqrt(var * sum_p2) : NAN;
+    detect[o] = ok && vf > 0.0f ? filt[q] / sqrt(vf) : NAN;
 }

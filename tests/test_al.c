@@ -396,8 +396,9 @@ static void wrap_small(const float *img, int size, int nx, int ny, double comple
 
 /* The decorrelation and the detection image (alard_lupton.c's fourier: the
  * padded grid, K at the centre, DMTN-021's phi, P' = P * phi, the matched
- * filter over sqrt(VAR sum P'^2)) in double with plain DFTs, against the
- * device's DECORR and DETECT. */
+ * filter over the square root of its variance, VAR' over the usable pixels
+ * correlated with P'^2) in double with plain DFTs, against the device's
+ * DECORR and DETECT. */
 static void fourier_against_reference(const clred_pair *p, const clred_al_result *a)
 {
     const clred_psf *pin = a->convolved_ref ? &p->new_psf : &p->ref_psf;
@@ -436,13 +437,30 @@ static void fourier_against_reference(const clred_pair *p, const clred_al_result
     dft2(D, nx, ny, 1);
     dft2(F, nx, ny, 1);
     dft2(P, nx, ny, 1);
-    double sp2 = 0;
     int ph = ps / 2;
+    float *p2 = malloc((size_t)ps * ps * sizeof *p2);
     for (int v = -ph; v <= ph; v++)
         for (int u = -ph; u <= ph; u++) {
             double q = creal(P[(size_t)((v + ny) % ny) * nx + (size_t)((u + nx) % nx)]) / (double)n;
-            sp2 += q * q;
+            p2[(v + ph) * ps + u + ph] = (float)(q * q);
         }
+    /* the filter's variance: sum_u P'(u)^2 VAR'(x + u), VAR' the sky's where D is not usable and in the
+     * padding */
+    double v0 = (s2i + a->ksum * a->ksum * s2t) / (a->photnorm_scale * a->photnorm_scale);
+    double complex *V = malloc(n * sizeof *V), *S = malloc(n * sizeof *S);
+    for (size_t i = 0; i < n; i++)
+        V[i] = v0;
+    for (size_t y = 0; y < h; y++)
+        for (size_t x = 0; x < w; x++) {
+            float v = dc.var[y * w + x];
+            V[y * (size_t)nx + x] = isfinite(d.sci[y * w + x]) && v > 0 ? v : v0;
+        }
+    wrap_small(p2, ps, nx, ny, S);
+    dft2(V, nx, ny, -1);
+    dft2(S, nx, ny, -1);
+    for (size_t i = 0; i < n; i++)
+        V[i] *= conj(S[i]);
+    dft2(V, nx, ny, 1);
     /* errors relative to the noise: D' has sigma ~ sqrt(VAR), DETECT is in sigma */
     double worst_d = 0, worst_s = 0;
     size_t nmis = 0, ncmp = 0;
@@ -456,7 +474,7 @@ static void fourier_against_reference(const clred_pair *p, const clred_al_result
             double var = dc.var[i];
             if (!(var > 0))
                 continue;
-            double rd = creal(D[q]) / (double)n, rs = creal(F[q]) / (double)n / sqrt(var * sp2);
+            double rd = creal(D[q]) / (double)n, rs = creal(F[q]) / (double)n / sqrt(creal(V[q]) / (double)n);
             worst_d = fmax(worst_d, fabs(dc.sci[i] - rd) / sqrt(var));
             worst_s = fmax(worst_s, fabs(de.sci[i] - rs));
             ncmp++;
@@ -475,6 +493,9 @@ static void fourier_against_reference(const clred_pair *p, const clred_al_result
     free(K);
     free(P);
     free(F);
+    free(V);
+    free(S);
+    free(p2);
     clred_image_free(&d);
     clred_image_free(&dc);
     clred_image_free(&de);
