@@ -715,6 +715,85 @@ static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double 
     clred_pair_free(&p);
 }
 
+/* Transients beside bright stars are still found: DETECT's variance holds
+ * the stars' source noise under the filter (alard_lupton.c's
+ * detect_variance), which lowers a lobe's significance there and would lower
+ * a real source's as much if it were overdone. Point sources of S/N 20 (in
+ * the sky's noise) 6 px from the brightest isolated unsaturated stars of
+ * seed 3's pair: over seeds 1-20, 167 of 174 such sources were found, as
+ * many as with the centre pixel's variance. */
+static void near_stars(clred_ctx *ctx)
+{
+    clred_pair_opts po = clred_pair_defaults();
+    po.seed = 3;
+    po.ntransients = 0;
+    clred_pair p;
+    CHECK_OK(clred_simulate_pair(&po, &p));
+    const clred_psf *ps = &p.new_psf;
+    int W = (int)p.ref.width, H = (int)p.ref.height, ph = (int)ps->size / 2;
+    double sp2 = 0;
+    for (size_t i = 0; i < ps->size * ps->size; i++)
+        sp2 += (double)ps->data[i] * ps->data[i];
+    double flux = 20.0 * sqrt(po.sky + po.readnoise * po.readnoise) / sqrt(sp2);
+    enum { MAXI = 8 };
+    double ix[MAXI], iy[MAXI];
+    int ninj = 0;
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    for (int y = 30; y < H - 30 && ninj < MAXI; y++)
+        for (int x = 30; x < W - 30 && ninj < MAXI; x++) {
+            float v = p.ref.sci[(size_t)y * W + x] - (float)po.sky;
+            if (!(v > 2000 && v < 40000))
+                continue;
+            int peak = 1; /* the brightest within 12 px, nothing unusable there */
+            for (int dy = -12; dy <= 12 && peak; dy++)
+                for (int dx = -12; dx <= 12 && peak; dx++) {
+                    size_t q = (size_t)(y + dy) * W + (size_t)(x + dx);
+                    peak = (!dx && !dy) || (p.ref.sci[q] - (float)po.sky <= v && !p.ref.mask[q] && !p.new_img.mask[q]);
+                }
+            if (!peak)
+                continue;
+            double a = 2.4 * ninj; /* directions spread round the stars */
+            int cx = x + (int)lround(6 * cos(a)), cy = y + (int)lround(6 * sin(a));
+            for (int j = -ph; j <= ph; j++)
+                for (int i = -ph; i <= ph; i++) {
+                    size_t q = (size_t)(cy + j) * W + (size_t)(cx + i);
+                    if (cx + i < 0 || cy + j < 0 || cx + i >= W || cy + j >= H)
+                        continue;
+                    double f = flux * ps->data[(size_t)(j + ph) * ps->size + (size_t)(i + ph)], u[2];
+                    for (int k = 0; k < 2; k++) {
+                        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                        u[k] = ((double)(rng >> 11) + 0.5) / 9007199254740992.0;
+                    }
+                    double g = sqrt(-2 * log(u[0])) * cos(2 * M_PI * u[1]);
+                    p.new_img.sci[q] += (float)(f + g * sqrt(f));
+                    p.new_img.var[q] += (float)f;
+                }
+            ix[ninj] = cx;
+            iy[ninj] = cy;
+            ninj++;
+        }
+    clred_al_opts o = clred_al_defaults();
+    o.decorrelate = 1;
+    clred_al_result a;
+    CHECK_OK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, &o, &a));
+    clred_candidate *c = NULL;
+    size_t nc = 0;
+    CHECK_OK(clred_find_candidates_dev(ctx, a.detect, a.decorr, &a.psf_diff, NULL, &c, &nc));
+    int found = 0;
+    for (int q = 0; q < ninj; q++) {
+        int hit = 0;
+        for (size_t k = 0; k < nc; k++)
+            hit |= hypot(c[k].x - ix[q], c[k].y - iy[q]) <= 2 && c[k].score >= 5;
+        found += hit;
+    }
+    printf("beside stars: %d of %d S/N-20 sources 6 px from bright stars found\n", found, ninj);
+    CHECK(ninj == MAXI);
+    CHECK(found >= ninj - 1);
+    free(c);
+    clred_al_result_free(&a);
+    clred_pair_free(&p);
+}
+
 /* A PSF that changes over the field: the cross-validation keeps a varying kernel. */
 static void order_follows_psf(clred_ctx *ctx)
 {
@@ -765,6 +844,7 @@ int main(void)
     sky(ctx);
     with_sources(ctx, 3, 3.5, 4.5, CLRED_PSF_MOFFAT, 1);  /* new image worse: the reference is convolved */
     with_sources(ctx, 4, 4.0, 3.0, CLRED_PSF_GAUSSIAN, 0); /* better: the new image is convolved */
+    near_stars(ctx);
     order_follows_psf(ctx);
     bad_arguments(ctx);
     clred_ctx_destroy(ctx);
