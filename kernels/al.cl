@@ -638,54 +638,50 @@ inline float al_out_var(const size_t o, global const float *d_var, global const 
     return (max(vi, 0.0f) + ksum * ksum * max(vt, 0.0f)) / (norm * norm);
 }
 
-/* The detection statistic's variance, its plane before the FFT: VAR' (as
- * al_unpad writes it) where the difference d is usable, v0 (the sky's
- * variance) elsewhere and in the padding, all less v0 (the transforms'
- * rounding scales with what they hold: what is left is mostly 0). An
- * unusable pixel adds nothing to the matched filter's sum, so the honest
- * variance would leave it out; counted at the sky's, DETECT at a mask's edge
- * stays as conservative as VAR'(x) sum P'^2 made it: the residual wings of a
- * saturated star at its mask's edge are not noise. */
+/* The detection statistic's variance, step 1: W = VAR' (as al_unpad
+ * writes it) less v0 (the sky's variance) where the difference d is usable,
+ * 0 elsewhere (rows of pitch floats). An unusable pixel adds nothing to the
+ * matched filter's sum, so the honest variance would leave it out; counted at
+ * the sky's (W = 0), DETECT at a mask's edge stays as conservative as VAR'(x)
+ * sum P'^2 made it: the residual wings of a saturated star at its mask's
+ * edge are not noise. */
 kernel void al_var_pad(global const float *d, global const float *d_var, global const float *i_var,
                        const int i_flags, const float i_var0, global const float *t_var, const int t_flags,
                        const float t_var0, const float ksum, const float norm, const int decorrelate, const float v0,
-                       const int width, const int height, const int pitch, const int ny, global float *dst)
+                       const int width, const int height, const int pitch, global float *dst)
 {
     int x = get_global_id(0), y = get_global_id(1);
-    if (x >= pitch || y >= ny)
+    if (x >= width || y >= height)
         return;
-    float v = 0.0f;
-    if (x < width && y < height) {
-        size_t o = (size_t)y * (size_t)width + (size_t)x;
-        float var = al_out_var(o, d_var, i_var, i_flags, i_var0, t_var, t_flags, t_var0, ksum, norm, decorrelate);
-        v = isfinite(d[o]) && var > 0.0f ? var - v0 : 0.0f;
-    }
-    dst[(size_t)y * (size_t)pitch + (size_t)x] = v;
+    size_t o = (size_t)y * (size_t)width + (size_t)x;
+    float var = al_out_var(o, d_var, i_var, i_flags, i_var0, t_var, t_flags, t_var0, ksum, norm, decorrelate);
+    dst[(size_t)y * (size_t)pitch + (size_t)x] = isfinite(d[o]) && var > 0.0f ? var - v0 : 0.0f;
 }
 
-/* The spectrum of al_var_pad's plane times conj(S^), S = P'^2 (its rows as
- * al_small_spectrum reads them): after the inverse transform, sum_u P'(u)^2
- * VAR'(x + u), the variance of the matched filter's sum at x (al_fourier's
- * D'^ conj(P'^)). Work-items: 8 bins of a row, and the row. */
-kernel void al_var_filter(global float *v, const int nxh, const int ny, global const float *rows, const int p_half,
-                          const int rpitch, global const float2 *tw, const int th)
+/* Step 2, one axis at a time (dx, dy = 1, 0 along rows, then 0, 1 along
+ * columns): out(x, y) = sum_{|t| <= r} g[t + r] in(x + t dx, y + t dy), in
+ * read as 0 outside the image (planes of pitch floats). Rows with g = gx,
+ * then columns with g = gy, correlate W with gy(v) gx(u), P'^2's best
+ * separable approximation. */
+kernel void al_var_pass(global const float *in, const int width, const int height, const int pitch,
+                        global const float *g, const int r, const int dx, const int dy, global float *out)
 {
-    int fx0 = 8 * get_global_id(0), fy = get_global_id(1);
-    if (fx0 >= nxh || fy >= ny)
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= width || y >= height)
         return;
-    float8 sr, si;
-    al_small_spectrum(rows, rows + (size_t)(2 * p_half + 1) * (size_t)rpitch, p_half, rpitch, fx0,
-                      tw + (size_t)fy * (size_t)(2 * th + 1), th, &sr, &si);
-    float vsr[8], vsi[8];
-    vstore8(sr, 0, vsr);
-    vstore8(si, 0, vsi);
-    size_t row = (size_t)fy * (size_t)nxh;
-    for (int l = 0; l < 8 && fx0 + l < nxh; l++) {
-        size_t q = 2 * (row + (size_t)(fx0 + l));
-        float a = v[q], b = v[q + 1];
-        v[q] = a * vsr[l] + b * vsi[l];
-        v[q + 1] = b * vsr[l] - a * vsi[l];
+    int lo = dx ? max(-r, -x) : max(-r, -y), hi = dx ? min(r, width - 1 - x) : min(r, height - 1 - y);
+    long step = dx ? 1 : (long)pitch;
+    global const float *p = in + (size_t)y * (size_t)pitch + (size_t)x;
+    /* two sums (even and odd taps): independent chains of additions */
+    float a0 = 0.0f, a1 = 0.0f;
+    int t = lo;
+    for (; t + 1 <= hi; t += 2) {
+        a0 = fma(g[t + r], p[t * step], a0);
+        a1 = fma(g[t + 1 + r], p[(t + 1) * step], a1);
     }
+    if (t <= hi)
+        a0 = fma(g[t + r], p[t * step], a0);
+    out[(size_t)y * (size_t)pitch + (size_t)x] = a0 + a1;
 }
 
 /* Back from the padded planes (src: D', filt: the matched filter of D',
@@ -694,9 +690,8 @@ kernel void al_var_filter(global float *v, const int nxh, const int ny, global c
  * its VAR. score = D / sqrt(VAR) per pixel; detect = filt / sqrt(vfilt +
  * v_base), the PSF-matched S/N (the detection statistic: a point source's S/N
  * over its PSF, not its peak pixel's). Its variance is sum_u P'(u)^2 VAR'(x +
- * u) over the usable pixels, not VAR'(x) sum P'^2: beside a bright star the
- * filter reaches into the star's source noise, and at a mask's edge it sums
- * fewer pixels. */
+ * u), not VAR'(x) sum P'^2: beside a bright star the filter reaches into the
+ * star's source noise. */
 kernel void al_unpad(global const float *src, global const float *filt, global const float *vfilt,
                      const float v_base, const int pitch, global const float *d,
                      global const float *d_var, global const float *i_var, const int i_flags, const float i_var0,

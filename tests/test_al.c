@@ -394,11 +394,66 @@ static void wrap_small(const float *img, int size, int nx, int ny, double comple
             g[(size_t)((v + ny) % ny) * nx + (size_t)((u + nx) % nx)] = img[(v + h) * size + u + h];
 }
 
+/* A (size^2, row v, column u) as gy(v) gx(u): the rank-1 term of its SVD
+ * (power iteration), both positive at the centre, cut at the radius past
+ * which both fall below 1e-4 of their largest, gx scaled so the product sums
+ * to A's sum; taps outside the radius 0. Returns the radius. */
+static int rank1_taps(const double *A, int size, double *gx, double *gy)
+{
+    int h = size / 2;
+    double sum = 0, mx = 0, my = 0;
+    for (int i = 0; i < size * size; i++)
+        sum += A[i];
+    for (int i = 0; i < size; i++)
+        gx[i] = 1;
+    for (int it = 0; it < 200; it++) {
+        double ny2 = 0, nx2 = 0;
+        for (int v = 0; v < size; v++) {
+            gy[v] = 0;
+            for (int u = 0; u < size; u++)
+                gy[v] += A[v * size + u] * gx[u];
+            ny2 += gy[v] * gy[v];
+        }
+        for (int v = 0; v < size; v++)
+            gy[v] /= sqrt(ny2);
+        for (int u = 0; u < size; u++) {
+            gx[u] = 0;
+            for (int v = 0; v < size; v++)
+                gx[u] += A[v * size + u] * gy[v];
+            nx2 += gx[u] * gx[u];
+        }
+        for (int u = 0; u < size; u++)
+            gx[u] /= sqrt(nx2);
+    }
+    double sx = gx[h] < 0 ? -1 : 1, sy = gy[h] < 0 ? -1 : 1;
+    for (int i = 0; i < size; i++) {
+        gx[i] *= sx;
+        gy[i] *= sy;
+        mx = fmax(mx, fabs(gx[i]));
+        my = fmax(my, fabs(gy[i]));
+    }
+    int r = 0;
+    for (int t = 1; t <= h; t++)
+        if (fabs(gx[h - t]) > 1e-4 * mx || fabs(gx[h + t]) > 1e-4 * mx || fabs(gy[h - t]) > 1e-4 * my ||
+            fabs(gy[h + t]) > 1e-4 * my)
+            r = t;
+    double su = 0, sv = 0;
+    for (int t = -h; t <= h; t++) {
+        if (abs(t) > r)
+            gx[h + t] = gy[h + t] = 0;
+        su += gx[h + t];
+        sv += gy[h + t];
+    }
+    for (int i = 0; i < size; i++)
+        gx[i] *= sum / (su * sv);
+    return r;
+}
+
 /* The decorrelation and the detection image (alard_lupton.c's fourier: the
  * padded grid, K at the centre, DMTN-021's phi, P' = P * phi, the matched
- * filter over the square root of its variance, VAR' over the usable pixels
- * correlated with P'^2) in double with plain DFTs, against the device's
- * DECORR and DETECT. */
+ * filter over the square root of its variance, VAR' correlated with P'^2's
+ * separable approximation) in double with plain DFTs and sums, against the
+ * device's DECORR and DETECT. */
 static void fourier_against_reference(const clred_pair *p, const clred_al_result *a)
 {
     const clred_psf *pin = a->convolved_ref ? &p->new_psf : &p->ref_psf;
@@ -438,29 +493,33 @@ static void fourier_against_reference(const clred_pair *p, const clred_al_result
     dft2(F, nx, ny, 1);
     dft2(P, nx, ny, 1);
     int ph = ps / 2;
-    float *p2 = malloc((size_t)ps * ps * sizeof *p2);
+    double *p2 = malloc((size_t)ps * ps * sizeof *p2), sp2 = 0;
     for (int v = -ph; v <= ph; v++)
         for (int u = -ph; u <= ph; u++) {
             double q = creal(P[(size_t)((v + ny) % ny) * nx + (size_t)((u + nx) % nx)]) / (double)n;
-            p2[(v + ph) * ps + u + ph] = (float)(q * q);
+            p2[(v + ph) * ps + u + ph] = q * q;
+            sp2 += q * q;
         }
-    /* the filter's variance: sum_u P'(u)^2 VAR'(x + u), VAR' the sky's where D is not usable and in the
-     * padding */
+    /* the filter's variance: VAR' less the sky's v0 (0 where D is not usable) correlated with gy(v) gx(u), P'^2's
+     * rank-1 approximation cut where both fall below 1e-4 of their peaks and scaled to sum P'^2, plus v0 sum P'^2 */
+    double *gx = malloc((size_t)ps * sizeof *gx), *gy = malloc((size_t)ps * sizeof *gy);
+    int gr = rank1_taps(p2, ps, gx, gy);
     double v0 = (s2i + a->ksum * a->ksum * s2t) / (a->photnorm_scale * a->photnorm_scale);
-    double complex *V = malloc(n * sizeof *V), *S = malloc(n * sizeof *S);
-    for (size_t i = 0; i < n; i++)
-        V[i] = v0;
-    for (size_t y = 0; y < h; y++)
-        for (size_t x = 0; x < w; x++) {
-            float v = dc.var[y * w + x];
-            V[y * (size_t)nx + x] = isfinite(d.sci[y * w + x]) && v > 0 ? v : v0;
+    double *W = calloc(w * h, sizeof *W), *T = calloc(w * h, sizeof *T), *V = calloc(w * h, sizeof *V);
+    for (size_t i = 0; i < w * h; i++)
+        W[i] = isfinite(d.sci[i]) && dc.var[i] > 0 ? dc.var[i] - v0 : 0.0;
+    for (long y = 0; y < (long)h; y++)
+        for (long x = 0; x < (long)w; x++)
+            for (int t = -gr; t <= gr; t++)
+                if (x + t >= 0 && x + t < (long)w)
+                    T[y * w + x] += gx[ph + t] * W[y * w + x + t];
+    for (long y = 0; y < (long)h; y++)
+        for (long x = 0; x < (long)w; x++) {
+            for (int t = -gr; t <= gr; t++)
+                if (y + t >= 0 && y + t < (long)h)
+                    V[y * w + x] += gy[ph + t] * T[(y + t) * w + x];
+            V[y * w + x] += v0 * sp2;
         }
-    wrap_small(p2, ps, nx, ny, S);
-    dft2(V, nx, ny, -1);
-    dft2(S, nx, ny, -1);
-    for (size_t i = 0; i < n; i++)
-        V[i] *= conj(S[i]);
-    dft2(V, nx, ny, 1);
     /* errors relative to the noise: D' has sigma ~ sqrt(VAR), DETECT is in sigma */
     double worst_d = 0, worst_s = 0;
     size_t nmis = 0, ncmp = 0;
@@ -474,7 +533,7 @@ static void fourier_against_reference(const clred_pair *p, const clred_al_result
             double var = dc.var[i];
             if (!(var > 0))
                 continue;
-            double rd = creal(D[q]) / (double)n, rs = creal(F[q]) / (double)n / sqrt(creal(V[q]) / (double)n);
+            double rd = creal(D[q]) / (double)n, rs = creal(F[q]) / (double)n / sqrt(V[i]);
             worst_d = fmax(worst_d, fabs(dc.sci[i] - rd) / sqrt(var));
             worst_s = fmax(worst_s, fabs(de.sci[i] - rs));
             ncmp++;
@@ -493,8 +552,11 @@ static void fourier_against_reference(const clred_pair *p, const clred_al_result
     free(K);
     free(P);
     free(F);
+    free(W);
+    free(T);
     free(V);
-    free(S);
+    free(gx);
+    free(gy);
     free(p2);
     clred_image_free(&d);
     clred_image_free(&dc);
