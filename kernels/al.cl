@@ -662,26 +662,41 @@ kernel void al_var_pad(global const float *d, global const float *d_var, global 
  * columns): out(x, y) = sum_{|t| <= r} g[t + r] in(x + t dx, y + t dy), in
  * read as 0 outside the image (planes of pitch floats). Rows with g = gx,
  * then columns with g = gy, correlate W with gy(v) gx(u), P'^2's best
- * separable approximation. */
+ * separable approximation. Work-items: 8 pixels of a row, and the row. */
 kernel void al_var_pass(global const float *in, const int width, const int height, const int pitch,
                         global const float *g, const int r, const int dx, const int dy, global float *out)
 {
-    int x = get_global_id(0), y = get_global_id(1);
-    if (x >= width || y >= height)
+    int x0 = 8 * get_global_id(0), y = get_global_id(1);
+    if (x0 >= width || y >= height)
         return;
-    int lo = dx ? max(-r, -x) : max(-r, -y), hi = dx ? min(r, width - 1 - x) : min(r, height - 1 - y);
     long step = dx ? 1 : (long)pitch;
-    global const float *p = in + (size_t)y * (size_t)pitch + (size_t)x;
-    /* two sums (even and odd taps): independent chains of additions */
-    float a0 = 0.0f, a1 = 0.0f;
-    int t = lo;
-    for (; t + 1 <= hi; t += 2) {
-        a0 = fma(g[t + r], p[t * step], a0);
-        a1 = fma(g[t + 1 + r], p[(t + 1) * step], a1);
+    global const float *p = in + (size_t)y * (size_t)pitch + (size_t)x0;
+    /* 8 pixels of a row per work-item, as vectors where every tap is inside the image */
+    if (x0 + 7 < width && (dy ? (y >= r && y + r < height) : (x0 >= r && x0 + 7 + r < width))) {
+        float8 a0 = 0.0f, a1 = 0.0f;
+        int t = -r;
+        for (; t + 1 <= r; t += 2) {
+            a0 = fma((float8)g[t + r], vload8(0, p + t * step), a0);
+            a1 = fma((float8)g[t + 1 + r], vload8(0, p + (t + 1) * step), a1);
+        }
+        if (t <= r)
+            a0 = fma((float8)g[t + r], vload8(0, p + t * step), a0);
+        vstore8(a0 + a1, 0, out + (size_t)y * (size_t)pitch + (size_t)x0);
+        return;
     }
-    if (t <= hi)
-        a0 = fma(g[t + r], p[t * step], a0);
-    out[(size_t)y * (size_t)pitch + (size_t)x] = a0 + a1;
+    for (int l = 0; l < 8 && x0 + l < width; l++) {
+        int x = x0 + l;
+        int lo = dx ? max(-r, -x) : max(-r, -y), hi = dx ? min(r, width - 1 - x) : min(r, height - 1 - y);
+        float a0 = 0.0f, a1 = 0.0f;
+        int t = lo;
+        for (; t + 1 <= hi; t += 2) {
+            a0 = fma(g[t + r], p[l + t * step], a0);
+            a1 = fma(g[t + 1 + r], p[l + (t + 1) * step], a1);
+        }
+        if (t <= hi)
+            a0 = fma(g[t + r], p[l + t * step], a0);
+        out[(size_t)y * (size_t)pitch + (size_t)x] = a0 + a1;
+    }
 }
 
 /* Back from the padded planes (src: D', filt: the matched filter of D',

@@ -842,8 +842,9 @@ static clred_status detect_variance(al_state *s, int dec, float ksum, float norm
         if (st == CLRED_OK)
             st = clred_args(k, "al_var_pass", CLRED_ARG(in), CLRED_ARG(iw), CLRED_ARG(ih), CLRED_ARG(pitch),
                             CLRED_ARG(gp), CLRED_ARG(r), CLRED_ARG(dx), CLRED_ARG(dy), CLRED_ARG(outp), (size_t)0);
+        size_t g8[2] = {(s->w + 7) / 8, s->h};
         if (st == CLRED_OK)
-            st = clred_run_tiled(ctx, k, "al_var_pass", 2, gi);
+            st = clred_run_tiled(ctx, k, "al_var_pass", 2, g8);
     }
     /* the passes may still run: tmp and the taps go back after the queue is done with them */
     if (st == CLRED_OK)
