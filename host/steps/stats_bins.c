@@ -50,7 +50,7 @@
  * fewer pixels is its own sample. The single pass's windows narrow as the
  * square root of the sample: every 16th row costs 1/16 of a read and halves
  * the pixels gathered from every 64th. */
-#define SAMPLE_PIXELS 262144u
+#define SAMPLE_PIXELS 131072u
 #define SAMPLE_STEP_MAX 16u
 /* In the window, a bound's refined bins reach FINE_RADIUS times
  * BOUND_WINDOW bins either side, and a median's or MAD end's FINE_NEAR: fine
