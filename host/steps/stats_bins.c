@@ -565,7 +565,7 @@ static double value_at_count(const bins_run *b, const cl_uint *nz, size_t nnz, d
 /* The single pass's bound windows by share of the pixels (see share_lo):
  * in the sparse tails, where the first ranges end, the sample's std is
  * least sure and a wide window costs few pixels. */
-#define BOUND_SHARE 0.001
+#define BOUND_SHARE 0.0002
 static void share_windows(bins_run *b)
 {
     cl_uint *nz = b->unref;
