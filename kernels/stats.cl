@@ -359,6 +359,8 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
     acc4_t hs1a = (acc4_t)0, hs1b = (acc4_t)0, hs2a = (acc4_t)0, hs2b = (acc4_t)0;
     float8 hmnv = (float8)INFINITY, hmxv = (float8)-INFINITY;
     int8 hcntv = (int8)0, gb0 = (int8)0, gb1 = (int8)0, gb2 = (int8)0, gb3 = (int8)0;
+    const int hk0 = as_int(holes.s0 ^ 0x80000000u), hk1 = as_int(holes.s2 ^ 0x80000000u),
+              hk2 = as_int(holes.s4 ^ 0x80000000u), hk3 = as_int(holes.s6 ^ 0x80000000u);
     const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
     for (uint y = r0; y < r1; y++) {
         const size_t row = (size_t)(y0 + y) * width + x0;
@@ -394,10 +396,12 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
                 const acc4_t da = select((acc4_t)0, stats_convert_acc4(v.lo) - (acc4_t)shift, STATS_MASK4(inner.lo)),
                              db = select((acc4_t)0, stats_convert_acc4(v.hi) - (acc4_t)shift, STATS_MASK4(inner.hi));
                 hcntv -= inner; /* inner lanes are -1 */
-                gb0 -= inner & (key < (uint8)holes.s0);
-                gb1 -= inner & (key < (uint8)holes.s2);
-                gb2 -= inner & (key < (uint8)holes.s4);
-                gb3 -= inner & (key < (uint8)holes.s6);
+                /* signed keys: one compare per hole; other lanes never count */
+                const int8 kin = select((int8)INT_MAX, as_int8(key ^ (uint8)0x80000000u), inner);
+                gb0 -= kin < (int8)hk0;
+                gb1 -= kin < (int8)hk1;
+                gb2 -= kin < (int8)hk2;
+                gb3 -= kin < (int8)hk3;
                 hs1a += da;
                 hs1b += db;
                 hs2a += da * da;
