@@ -214,13 +214,14 @@ inline int8 stats_usable8(const float8 v, global const ushort *mrow, const uint 
 
 #define STATS_LANES(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
-/* Counts per bin over every row_step-th row of the region (rh rows counted:
- * rows 0, row_step, ...); each group owns nb + 1 counts on a CPU, the last
- * one taking the unusable pixels of the eight-lane loop (no branch per lane). */
+/* Counts per bin over rh rows of the region's rh_all: every row_step-th row
+ * (rows y row_step + y % row_step, y < rh); each group owns nb + 1 counts on
+ * a CPU, the last one taking the unusable pixels of the eight-lane loop (no
+ * branch per lane). */
 kernel void stats_bin_hist(global const float *sci, global const ushort *mask, const ushort ignore, const uint width,
                            const uint x0, const uint y0, const uint rw, const uint rh, global uint *hist,
                            const uint nb, const uint row_step, const uint wlo, const uint whi, const uint ws,
-                           const uint wb0, const uint wb1)
+                           const uint wb0, const uint wb1, const uint rh_all)
 {
     const uint lid = get_local_id(0), lsize = get_local_size(0);
     const uint g = get_group_id(0), groups = get_num_groups(0);
@@ -228,7 +229,9 @@ kernel void stats_bin_hist(global const float *sci, global const ushort *mask, c
     global uint *h = own ? hist + (size_t)g * (nb + 1) : hist;
     const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
     for (uint y = r0; y < r1; y++) {
-        const size_t row = (size_t)(y0 + y * row_step) * width + x0;
+        /* staggered, so that a sample of every second row still sees both
+         * parities (detectors often alternate rows) */
+        const size_t row = (size_t)(y0 + min(y * row_step + y % row_step, rh_all - 1)) * width + x0;
         global const float *srow = sci + row;
         global const ushort *mrow = mask ? mask + row : 0;
         uint x = lid;

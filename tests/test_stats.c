@@ -404,15 +404,15 @@ static void bin_window(clred_ctx *ctx, const char *shape)
     check_bins(ctx, what, &img, &o, 0);
     clred_image_free(&img);
 
-    /* A misleading sample: the even rows (every second row is sampled at
-     * this size) sit 60 sigma below the odd ones, so the window holds one
+    /* A misleading sample: the rows the window's sample takes at this size
+     * (4y + y % 4) sit 60 sigma below the others, so the window holds one
      * mode and the median, bounds and one MAD end fall in coarse bins. The
-     * answer must be exact whichever method gives it (here the MAD's ends,
-     * one in fine and one in coarse bins, are not both refined, and radix
-     * selection answers). */
+     * answer must be exact whichever method gives it. */
     CHECK_OK(clred_image_alloc(&img, 400, 400, 0, 0));
-    for (size_t i = 0; i < 400 * 400; i++)
-        img.sci[i] = (float)(((i / 400) % 2 ? 1600.0 : 1000.0) + 10.0 * harness_normal(&rng));
+    for (size_t i = 0; i < 400 * 400; i++) {
+        size_t row = i / 400;
+        img.sci[i] = (float)((row % 4 != (row / 4) % 4 ? 1600.0 : 1000.0) + 10.0 * harness_normal(&rng));
+    }
     z0 = clred_stats_bins_zoomed();
     snprintf(what, sizeof what, "%s: window, misleading sample", shape);
     check_case(ctx, what, &img, &o);
@@ -493,13 +493,15 @@ static void single_pass(clred_ctx *ctx, const char *shape)
     check_case(ctx, what, &img, &o);
     clred_image_free(&img);
 
-    /* A sample that misleads: 512 x 512 samples every second row, and the
-     * even rows sit 60 sigma below the odd ones, so the sample sees one
-     * mode; the single pass misses and the answer is exact. */
+    /* A sample that misleads: 512 x 512 samples rows 2y + y % 2, and these
+     * sit 60 sigma below the others, so the sample sees one mode; the
+     * single pass misses and the answer is exact. */
     o = clred_stats_defaults();
     CHECK_OK(clred_image_alloc(&img, 512, 512, 0, 0));
-    for (size_t i = 0; i < 512 * 512; i++)
-        img.sci[i] = (float)(((i / 512) % 2 ? 1600.0 : 1000.0) + 10.0 * harness_normal(&rng));
+    for (size_t i = 0; i < 512 * 512; i++) {
+        size_t row = i / 512;
+        img.sci[i] = (float)((row % 2 != (row / 2) % 2 ? 1600.0 : 1000.0) + 10.0 * harness_normal(&rng));
+    }
     snprintf(what, sizeof what, "%s: single pass, misleading sample", shape);
     check_one_pass(ctx, what, &img, &o, 0);
     clred_image_free(&img);

@@ -145,7 +145,7 @@ typedef struct {
     /* prediction */
     int npred;
     kept_range pred_range[MAX_SHELLS];
-    double pred_median[MAX_SHELLS], pred_mad[MAX_SHELLS], pred_std[MAX_SHELLS];
+    double pred_median[MAX_SHELLS], pred_mad[MAX_SHELLS], pred_std[MAX_SHELLS], pred_kurt[MAX_SHELLS];
     /* per predicted range, value windows around its ends that hold
      * BOUND_SHARE of the sample's pixels either side of each */
     double share_lo[MAX_SHELLS][2], share_hi[MAX_SHELLS][2];
@@ -342,6 +342,8 @@ static clred_status count_bins(bins_run *b, cl_uint row_step)
     if (st == CLRED_OK)
         st = set_map_args(b, b->khist, name, 11);
     if (st == CLRED_OK)
+        st = set_arg(b->khist, name, 16, sizeof b->rh, &b->rh);
+    if (st == CLRED_OK)
         st = run_pass(b, b->khist, name);
     if (st == CLRED_OK)
         st = clred_download(b->ctx, hist, 0, bytes, b->slice_hist);
@@ -360,7 +362,7 @@ static clred_status count_bins(bins_run *b, cl_uint row_step)
 /* ------------------------------------------------------------ prediction */
 
 typedef struct {
-    double n, mean, std, median, mad;
+    double n, mean, std, median, mad, kurtosis;
 } approx_set;
 
 /* The part of bin i inside [lo, hi], as a fraction and a value interval. */
@@ -406,7 +408,7 @@ static double approx_within(const bins_run *b, const cl_uint *nz, size_t nnz, ke
  * spread evenly over its value interval. */
 static void approx_measure(const bins_run *b, const cl_uint *nz, size_t nnz, kept_range r, approx_set *s)
 {
-    double n = 0, s1 = 0, s2 = 0, a, z;
+    double n = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, a, z;
     const double c0 = b->shift;
     for (size_t k = 0; k < nnz; k++) {
         double f = bin_overlap(b, nz[k], r, &a, &z), c = b->count[nz[k]] * f;
@@ -415,6 +417,9 @@ static void approx_measure(const bins_run *b, const cl_uint *nz, size_t nnz, kep
         n += c;
         s1 += c * ((a + z) / 2 - c0);
         s2 += c * ((a - c0) * (a - c0) + (a - c0) * (z - c0) + (z - c0) * (z - c0)) / 3;
+        double v = (a + z) / 2 - c0;
+        s3 += c * v * v * v;
+        s4 += c * v * v * v * v;
     }
     memset(s, 0, sizeof *s);
     s->n = n;
@@ -423,6 +428,8 @@ static void approx_measure(const bins_run *b, const cl_uint *nz, size_t nnz, kep
     s->mean = c0 + s1 / n;
     double var = s2 / n - (s1 / n) * (s1 / n);
     s->std = var > 0 ? sqrt(var) : 0;
+    double u = s1 / n, m4 = s4 / n - 4 * u * s3 / n + 6 * u * u * s2 / n - 3 * u * u * u * u;
+    s->kurtosis = var > 0 && m4 > 0 ? m4 / (var * var) : 3.0;
     double half = n / 2, below = 0;
     s->median = s->mean;
     for (size_t k = 0; k < nnz; k++) {
@@ -510,6 +517,7 @@ static void predict(bins_run *b, const clred_stats_opts *o, unsigned char *want)
         b->pred_median[b->npred] = cur.median;
         b->pred_mad[b->npred] = cur.mad;
         b->pred_std[b->npred] = cur.std;
+        b->pred_kurt[b->npred] = cur.kurtosis;
         b->pred_range[b->npred++] = range;
         mark_near(b, want, cur.median);
         if (MAD_WINDOW > 0) {
@@ -692,7 +700,7 @@ static void mark_values(bins_run *b, unsigned char *want, double a, double z)
  * predicted median, MAD end and bound (the errors of a sample of n pixels
  * with robust sigma sr: 1.25 sr / sqrt(n) for a median, 1.36 sr / sqrt(n)
  * for a quartile, and for a bound centre +- k std that of the centre plus
- * k std / sqrt(2n) for the std; the centre's taken as median's plus
+ * k std sqrt((kurtosis - 1) / 4n) for the std; the centre's taken as median's plus
  * std / sqrt(n), so that a mean centre is covered too). Shell j's core lies
  * strictly between range j's bound windows. Each prediction the sample
  * misses makes the exact replay give up (or a slot overflow), and the two
@@ -727,9 +735,12 @@ static void plan_one_pass(bins_run *b, const clred_stats_opts *o, unsigned char 
     b->hot_lo_bin = 1, b->hot_hi_bin = 0;
     for (int j = 1; j < b->npred; j++) {
         kept_range r = b->pred_range[j];
+        /* a std's standard error is std sqrt((kurtosis - 1) / 4n): 1 / sqrt(2n)
+         * for normal noise, far more with stars in */
         double sd = b->pred_std[j - 1], centre = 1.2533 * sr + sd;
-        double mlo = BOUND_WINDOW >= 0 ? ONE_PASS_SD * (centre + o->sigma_lower * sd / M_SQRT2) / rn : 0;
-        double mhi = BOUND_WINDOW >= 0 ? ONE_PASS_SD * (centre + o->sigma_upper * sd / M_SQRT2) / rn : 0;
+        double esd = sd * sqrt(fmax(b->pred_kurt[j - 1] - 1.0, 2.0) / 4.0);
+        double mlo = BOUND_WINDOW >= 0 ? ONE_PASS_SD * (centre + o->sigma_lower * esd) / rn : 0;
+        double mhi = BOUND_WINDOW >= 0 ? ONE_PASS_SD * (centre + o->sigma_upper * esd) / rn : 0;
         long lo = 0, hi = (long)b->nb - 1;
         if (isfinite(r.lo)) {
             double a = r.lo + skew - mlo, z = r.lo + skew + mlo;
