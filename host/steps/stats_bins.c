@@ -82,6 +82,10 @@ static int ZOOM = 1;
  * there, plus CAP_SLACK and four Poisson deviations. Tests skew the
  * prediction (in robust sigmas) or scale the capacities to make it miss. */
 #define ONE_PASS_SD 4.0
+/* Bounds get three times the margin: a sample's std is the least sure of
+ * its figures (a few bright stars decide it), and at the clipping bounds,
+ * in the wings, a wide window costs few pixels. */
+#define ONE_PASS_SD_BOUND 12.0
 #define CAP_SCALE 1.25
 #define CAP_SLACK 256.0
 static int ONE_PASS = 1;
@@ -739,8 +743,8 @@ static void plan_one_pass(bins_run *b, const clred_stats_opts *o, unsigned char 
          * for normal noise, far more with stars in */
         double sd = b->pred_std[j - 1], centre = 1.2533 * sr + sd;
         double esd = sd * sqrt(fmax(b->pred_kurt[j - 1] - 1.0, 2.0) / 4.0);
-        double mlo = BOUND_WINDOW >= 0 ? ONE_PASS_SD * (centre + o->sigma_lower * esd) / rn : 0;
-        double mhi = BOUND_WINDOW >= 0 ? ONE_PASS_SD * (centre + o->sigma_upper * esd) / rn : 0;
+        double mlo = BOUND_WINDOW >= 0 ? ONE_PASS_SD_BOUND * (centre + o->sigma_lower * esd) / rn : 0;
+        double mhi = BOUND_WINDOW >= 0 ? ONE_PASS_SD_BOUND * (centre + o->sigma_upper * esd) / rn : 0;
         long lo = 0, hi = (long)b->nb - 1;
         if (isfinite(r.lo)) {
             double a = r.lo + skew - mlo, z = r.lo + skew + mlo;
