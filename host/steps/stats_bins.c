@@ -1,16 +1,23 @@
-/* Sigma-clipped statistics in two passes over the image (kernels: stats.cl,
- * stats_bin_hist and stats_bin_scan), with the results radix selection gives.
+/* Sigma-clipped statistics in one read of the image where a sample of rows
+ * predicts the clipping run, else two (kernels: stats.cl, stats_bin_hist and
+ * stats_bin_scan), with the results radix selection gives.
  *
  * Bins are intervals of order-preserving float keys, in value order: the
  * top 16 bits of the key (coarse bins), except inside a window of keys where
  * bins are 2^ws keys wide (fine bins). The window is placed around the
- * clipping run predicted from the counts of a sample of rows (every 32nd of
- * a 2048^2 frame, counted by the same kernel in coarse bins), so that the
- * bins holding the median, the MAD's ends and the final bounds are ~1e-3 of
- * the noise wide instead of ~0.05; where the sample misleads, the full
- * counts still decide every bin, only more pixels are gathered.
+ * clipping run predicted from the counts of a coarse sample of rows (every
+ * 64th of a 2048^2 frame), so that the bins holding the median, the MAD's
+ * ends and the final bounds are ~1e-3 of the noise wide instead of ~0.05.
  *
- * Pass 1 counts the usable pixels per bin. From those counts the host
+ * The single read: a finer sample (every 16th row, in the window's bins)
+ * predicts each iteration's median, MAD and range; the read gathers the
+ * pixels of the bins within a few of the sample's standard errors of them
+ * (into slots of capacities predicted per group) and sums every other pixel
+ * into its shell and side; the host replays the clipping on the gathered
+ * values and these sums ("items": a count and the pixels' extrema). A slot
+ * that overflows or a count the items cannot decide falls back to:
+ *
+ * Two passes. Pass 1 counts the usable pixels per bin. From those counts the host
  * predicts the whole clipping run approximately (pixels spread evenly over
  * their bins): each iteration's range, median and MAD. The bins that hold a
  * predicted bound (+-BOUND_WINDOW bins, FINE_RADIUS times as many fine
@@ -23,10 +30,10 @@
  * surely holds the bin: iteration j's sums are those of shells >= j, plus the
  * refined pixels inside its range.
  *
- * The host then runs the clipping loop (clred_stats_clip) exactly: a count,
+ * Either way the host then runs the clipping loop (clred_stats_clip) exactly: a count,
  * median (a k-th value by bisection over float keys) or MAD (a k-th
  * deviation by bisection over doubles) is taken only where every unrefined
- * bin is decidably inside or outside the interval it counts; otherwise the
+ * bin (or item) is decidably inside or outside the interval it counts; otherwise the
  * method gives up and the caller uses radix selection, so a wrong prediction
  * costs time, never exactness. Means and stds sum (x - shift) in double
  * (shift: the predicted median), the same error model as radix selection.
