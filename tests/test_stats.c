@@ -493,6 +493,17 @@ static void single_pass(clred_ctx *ctx, const char *shape)
     check_case(ctx, what, &img, &o);
     clred_image_free(&img);
 
+    /* Every pixel gathered (a region of <= 16384 pixels, two passes) with
+     * FLT_MAX and -FLT_MAX among them: sums over the gathered values must
+     * not cancel against the extremes' squares (~1e77). */
+    CHECK_OK(clred_image_alloc(&img, 100, 90, 0, 0));
+    for (size_t i = 0; i < 100 * 90; i++)
+        img.sci[i] = (float)floor(30000.0 + 40.0 * harness_normal(&rng));
+    img.sci[5] = FLT_MAX, img.sci[77] = -FLT_MAX, img.sci[300] = 3e38f;
+    snprintf(what, sizeof what, "%s: all gathered, extremes", shape);
+    check_bins(ctx, what, &img, &o, 0);
+    clred_image_free(&img);
+
     /* A sample that misleads: 512 x 512 samples rows 2y + y % 2, and these
      * sit 60 sigma below the others, so the sample sees one mode; the
      * single pass misses and the answer is exact. */
