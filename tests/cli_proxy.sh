@@ -40,7 +40,7 @@ expect_rc 1 "existing products without --overwrite" "$BIN" proxy --darks sim/dar
 # no mask: the region from the trace (200 x 40: trace sigma 1.2, split to
 # 4.8; the simulator's band is rows 14..26, 13 of 40, and the found one is
 # that widened by half the split: 13 to 17 rows per column)
-expect_rc 0 "simulate 200 x 40" "$BIN" proxy --simulate sim2 --size 200x40 --ndarks 6 --nscience 3 --seed 2
+expect_rc 0 "simulate 200 x 40" "$BIN" proxy --simulate sim2 --size 200x40 --ndarks 8 --nscience 3 --seed 2
 expect_rc 0 "proxy without a mask" "$BIN" proxy --darks sim2/darks.fits -o out4 sim2/science.fits --no-png --json
 cp out.txt region.json
 check "spectral.fits written" test -s out4/spectral.fits
