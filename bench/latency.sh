@@ -4,8 +4,10 @@
 # what a first run pays) and once more with the caches it left ("warm"), on
 # a small simulated night (256 x 256), so the times are start-up and kernel
 # compilation, not work. Also counts the programs each cold run compiled and
-# their front-end seconds (CLRED_BUILD_LOG; POCL compiles each kernel again
-# for its work-group size at its first launch, which only the wall time sees).
+# their front-end seconds (CLRED_BUILD_LOG; POCL compiles each launched kernel
+# at its first launch, in its own threads, which only the process's wall and
+# CPU columns see), and the lines the cold run wrote on stderr (a successful
+# command says nothing there: compiler noise shows up in this column).
 #
 #   bench/latency.sh [--bin PATH] [--work DIR] [--size WxH] [COMMAND...]
 #
@@ -53,7 +55,8 @@ args() {
   esac
 }
 
-# run CMD CACHE_DIR POCL_DIR LOG: wall and CPU seconds of one run, "wall cpu".
+# run CMD CACHE_DIR POCL_DIR LOG: wall and CPU seconds of one run and its
+# lines on stderr, "wall cpu lines".
 run() {
   local cmd=$1 out="$work/out.$RANDOM"
   mkdir -p "$out"
@@ -66,21 +69,25 @@ run() {
     /usr/bin/env time -f "%U %S" -o "$out/time" "$bin" "$cmd" $a >"$out/stdout" 2>"$out/stderr" ||
     { echo "bench/latency.sh: clred $cmd failed: $(head -c 300 "$out/stderr")" >&2; return 1; }
   t1="$(date +%s.%N)"
-  awk -v a="$t0" -v b="$t1" '{printf "%.2f %.2f\n", b - a, $1 + $2}' "$out/time"
+  awk -v a="$t0" -v b="$t1" -v e="$(wc -l <"$out/stderr")" '{printf "%.2f %.2f %d\n", b - a, $1 + $2, e}' "$out/time"
   rm -rf "$out"
 }
 
-echo "| command | cold wall s | cold CPU s | warm wall s | warm CPU s | programs compiled cold | their build s | their build CPU s | FFT plans |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| command | cold wall s | cold CPU s | warm wall s | warm CPU s | programs compiled cold | their build s | their build CPU s | FFT plans | cold stderr lines |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for c in "${cmds[@]}"; do
   cache="$work/cache-$c" pocl="$work/pocl-$c" log="$work/log-$c"
   rm -rf "$cache" "$pocl" "$log"
   mkdir -p "$cache" "$pocl"
-  read -r cw cc <<<"$(run "$c" "$cache" "$pocl" "$log")"
+  read -r cw cc ce <<<"$(run "$c" "$cache" "$pocl" "$log")"
   n="$(awk -F'\t' '$3 == "compiled"' "$log" 2>/dev/null | wc -l)"
   bs="$(awk -F'\t' '$3 == "compiled" {s += $4} END {printf "%.2f", s}' "$log" 2>/dev/null)"
   bc="$(awk -F'\t' '$3 == "compiled" {s += $6} END {printf "%.2f", s}' "$log" 2>/dev/null)"
   np="$(awk -F'\t' '$3 == "plan"' "$log" 2>/dev/null | wc -l)"
-  read -r ww wc <<<"$(run "$c" "$cache" "$pocl" "$work/warm-log")"
-  echo "| $c | $cw | $cc | $ww | $wc | $n | $bs | $bc | $np |"
+  read -r ww wc _ <<<"$(run "$c" "$cache" "$pocl" "$work/warm-log")"
+  echo "| $c | $cw | $cc | $ww | $wc | $n | $bs | $bc | $np | $ce |"
 done
+echo
+echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -209,8 +209,12 @@ CLRED_API clred_status clred_ctx_create(const char *spec, clred_ctx **ctx);
 CLRED_API void clred_ctx_destroy(clred_ctx *ctx);
 /* Compiled kernels are cached on disk (CLRED_CACHE_DIR, else
  * $XDG_CACHE_HOME/clred or ~/.cache/clred; 'off' disables). A damaged entry is
- * detected (length and checksum), deleted and rebuilt. If the cache could not
- * be written in this process, a one-line warning saying so; else NULL. */
+ * detected (length and checksum), deleted and rebuilt. On POCL the programs
+ * stay in POCL's own cache (POCL_CACHE_DIR), so only the kernels a run
+ * launches are compiled, and clred's directory keeps a marker and a lock per
+ * program (CLRED_PROGRAM_BINARIES=1 stores binaries there instead). If the
+ * cache could not be written in this process, a one-line warning saying so;
+ * else NULL. */
 CLRED_API const char *clred_cache_warning(void);
 CLRED_API const clred_device_info *clred_ctx_device(const clred_ctx *ctx);
 /* Caps the device memory clred plans with (0 = the device's own limit). The

@@ -14,7 +14,12 @@
  *   -DGENERAL          keys in a global scratch buffer [frame][pixel], sorted
  *                      by heapsort: any number of frames, no private array.
  * After sorting, every rejection shrinks the rank window [lo, hi) of the valid
- * keys, and the same code (through KEY / FOR_RANGE) serves both variants. */
+ * keys, and the same code (through KEY / FOR_RANGE) serves both variants.
+ *
+ * Programs: one built without -DVW holds the per-pixel kernels (combine_stack,
+ * and combine_stack_fast for NMAX <= 32); one built with -DVW (and -DNMAX <= 32)
+ * holds combine_stack_vec alone. POCL compiles every kernel of a program when
+ * the binary is cached, so a combine builds only the kernels it launches. */
 
 #define METHOD_MEAN 0
 #define METHOD_MEDIAN 1
@@ -998,6 +1003,7 @@ INLINE void finish_pixel(keys_t a, int n, int lo, int hi, const stack_args *s, s
     const clip_params p = {sigma_lower, sigma_upper, max_iters, centre_mean, spread_mad,                          \
                            reject == REJECT_WINSORIZED}
 
+#ifndef VW /* the per-pixel kernels' program */
 /* The complete combine of each pixel: clipping iterates as long as it must.
  * With `unfinished` set (after combine_stack_fast) only the pixels it marks
  * are done; the others keep what the fast kernel wrote. */
@@ -1030,8 +1036,10 @@ kernel void combine_stack(STACK_KERNEL_ARGS)
     finish_pixel(a, n, lo, hi, &s, o, pix);
 }
 
-#ifndef GENERAL
-/* Clipping rounds the fast kernel unrolls; most pixels converge within them. */
+#if !defined(GENERAL) && NMAX <= 32
+/* Clipping rounds the fast kernel unrolls; most pixels converge within them.
+ * Not built for 33-64 frames: three unrolled rounds over 64 keys ran slower
+ * than combine_stack's loop (host/steps/combine.c). */
 #define FAST_ROUNDS 3
 
 /* The same combine without any loop left after unrolling, so that CPU
@@ -1070,6 +1078,7 @@ kernel void combine_stack_fast(STACK_KERNEL_ARGS)
         finish_pixel(a, n, lo, hi, &s, o, pix);
 }
 #endif
+#endif /* VW */
 
 
 #if !defined(GENERAL) && NMAX <= 32 && defined(VW)

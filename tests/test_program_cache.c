@@ -5,7 +5,11 @@
  * Processes that start together on an empty cache compile a program once:
  * one builds it under the entry's lock, the others wait and load it. A
  * family that does not accumulate (arith) is one program for double and
- * float accumulation: a float context loads the double context's entry. */
+ * float accumulation: a float context loads the double context's entry.
+ * On POCL the entry is a marker and the program lives in POCL's cache
+ * (programs.c, driver_keeps_programs): the concurrent and float checks run
+ * that way too, and CLRED_PROGRAM_BINARIES=1 runs the binary cache's checks
+ * on POCL. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,12 +21,15 @@
 #include "internal.h"
 
 static char cache[1024];
+/* What the device's default mode left: a marker, a binary. */
+static int default_marker, default_binary;
 
-/* The one entry in the cache directory (the test builds one program). */
-static int entry_path(char *path, size_t size)
+/* The one entry with this extension in the cache directory (the test
+ * builds one program). */
+static int entry_path_ext(char *path, size_t size, const char *ext)
 {
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "ls %s/*.bin 2>/dev/null | head -1", cache);
+    snprintf(cmd, sizeof cmd, "ls %s/*.%s 2>/dev/null | head -1", cache, ext);
     FILE *p = popen(cmd, "r");
     if (!p)
         return 0;
@@ -32,6 +39,8 @@ static int entry_path(char *path, size_t size)
         path[strcspn(path, "\n")] = '\0';
     return ok && *path;
 }
+
+static int entry_path(char *path, size_t size) { return entry_path_ext(path, size, "bin"); }
 
 static long file_size(const char *path)
 {
@@ -130,10 +139,12 @@ static void count_log(const char *log, int *compiled, int *cached)
     fclose(f);
 }
 
-/* NPROC processes build arith at once on an empty cache. */
+/* NPROC processes build arith at once on an empty cache; binaries: clred
+ * keeps the driver's binary (else whatever the device's default is). */
 #define NPROC 4
-static void concurrent_processes(const char *dir)
+static void concurrent_processes(const char *dir, int binaries)
 {
+    setenv("CLRED_PROGRAM_BINARIES", binaries ? "1" : "", 1);
     char cmd[1200], log[1200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0);
@@ -163,7 +174,13 @@ static void concurrent_processes(const char *dir)
               NPROC, compiled, cached);
     char path[1100];
     snprintf(cache, sizeof cache, "%.1000s", dir);
-    CHECK(entry_path(path, sizeof path) && entry_whole(path));
+    if (binaries)
+        CHECK(entry_path(path, sizeof path) && entry_whole(path));
+    else {
+        default_marker = entry_path_ext(path, sizeof path, "built");
+        default_binary = entry_path(path, sizeof path);
+    }
+    unsetenv("CLRED_PROGRAM_BINARIES");
 }
 
 /* A float-accumulation context on the cache dir that concurrent_processes
@@ -191,8 +208,25 @@ int main(void)
      * do not survive fork. */
     char concurrent[1000];
     snprintf(concurrent, sizeof concurrent, "%.900s/concurrent", harness_tmpdir("test_program_cache"));
-    concurrent_processes(concurrent);
+    char concurrent_bin[1000];
+    snprintf(concurrent_bin, sizeof concurrent_bin, "%.900s/concurrent-bin", harness_tmpdir("test_program_cache"));
+    concurrent_processes(concurrent_bin, 1);
+    concurrent_processes(concurrent, 0);
     shared_across_accumulation(concurrent);
+
+    /* Now that this process may use OpenCL: POCL keeps the program in its
+     * own cache and clred only a marker; other drivers, the binary. */
+    clred_ctx *probe = harness_ctx();
+    const char *pocl_cache = getenv("POCL_KERNEL_CACHE");
+    int pocl = strcmp(clred_ctx_device(probe)->platform, "Portable Computing Language") == 0 &&
+               !(pocl_cache && *pocl_cache == '0');
+    clred_ctx_destroy(probe);
+    CHECK_MSG(pocl ? default_marker && !default_binary : default_binary && !default_marker,
+              "%s: the default cache holds a marker %d, a binary %d", pocl ? "POCL" : "not POCL", default_marker,
+              default_binary);
+
+    /* The rest damages binary entries. */
+    setenv("CLRED_PROGRAM_BINARIES", "1", 1);
 
     snprintf(cache, sizeof cache, "%s/cache", harness_tmpdir("test_program_cache"));
     char cmd[1200];

@@ -1,6 +1,9 @@
 /* Embedded kernel programs: building them for the context's device, keeping
- * them for the context's life, and caching binaries on disk keyed by device,
- * driver, source and options, so a second run does not recompile. */
+ * them for the context's life, and caching them on disk keyed by device,
+ * driver, source and options, so a second run does not recompile: as the
+ * driver's binaries in clred's cache, or, on a driver that keeps its own
+ * cache of programs (POCL), in that cache with clred's entry only a marker
+ * (see driver_keeps_programs). */
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
@@ -48,6 +51,29 @@ typedef struct clred_program_cache {
     kernel_entry *kernels;
     struct clred_program_cache *next;
 } program_entry;
+
+/* POCL keeps programs built from source in its own cache (POCL_CACHE_DIR,
+ * else under ~/.cache/pocl) and finds them again in a new process in a few
+ * tens of milliseconds. Asking it for CL_PROGRAM_BINARIES instead makes it
+ * compile a work-group function of every kernel in the program so the
+ * binary is complete (1-5 CPU s per family), although a run launches only
+ * some of them, and each launched kernel is compiled again at its first
+ * launch with a new shape anyway. On POCL, clred's entry is therefore an
+ * empty marker saying the program was built (its lock still makes one
+ * process compile while the others wait, then hit POCL's cache), and only
+ * launched kernels are compiled. Elsewhere (GPU drivers, whose binaries cost
+ * nothing extra, and POCL with its cache off) clred stores the binary.
+ * CLRED_PROGRAM_BINARIES=1 or 0 forces either way (the tests run both). */
+static int is_pocl(const clred_ctx *ctx) { return strcmp(ctx->info.platform, "Portable Computing Language") == 0; }
+
+static int driver_keeps_programs(const clred_ctx *ctx)
+{
+    const char *force = getenv("CLRED_PROGRAM_BINARIES");
+    if (force && *force)
+        return *force == '0';
+    const char *pocl_cache = getenv("POCL_KERNEL_CACHE");
+    return is_pocl(ctx) && !(pocl_cache && *pocl_cache == '0');
+}
 
 static const char *family_source(const char *family)
 {
@@ -153,7 +179,7 @@ static void note_unwritable(const char *dir, const char *why)
 {
     if (!cache_unwritable) {
         snprintf(cache_warning_text, sizeof cache_warning_text,
-                 "the kernel cache %s cannot be written (%s); kernels are compiled again on every run "
+                 "the kernel cache %s cannot be written (%s); kernels may be compiled again on every run "
                  "(set CLRED_CACHE_DIR to a writable directory, or to 'off')",
                  dir, why);
         cache_unwritable = 1;
@@ -247,6 +273,18 @@ static void store_cached(cl_program program, const char *dir, const char *path, 
         }
     }
     free(bin);
+}
+
+/* The marker of a program that POCL's cache holds: an empty file, created
+ * once the build succeeded (so it is never seen before the program is in
+ * the driver's cache). */
+static void mark_built(const char *dir, const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        note_unwritable(dir, strerror(errno));
+    else
+        close(fd);
 }
 
 static clred_status build_from_source(clred_ctx *ctx, const char *family, const char *source, const char *options,
@@ -392,22 +430,38 @@ static clred_status make_program(clred_ctx *ctx, const char *family, const char 
      * in a define they ignore. */
     const char *own = source + strlen(preamble);
     int accumulates = strstr(own, "acc_t") || strstr(own, "CLRED_USE_DOUBLE");
+    /* POCL's clang prints "N warnings generated." on the process's stderr
+     * (the warnings themselves go to the build log): notes that 8-wide
+     * double vectors passed to its builtins would change the ABI without
+     * AVX-512, which cannot matter where the kernel and the builtins are
+     * compiled together. -w keeps a first run's output to what clred says;
+     * POCL refuses -Wno-psabi. */
     char options[1024];
-    snprintf(options, sizeof options, "-cl-std=CL1.2%s%s %s", ctx->use_double && accumulates ? " -DCLRED_USE_DOUBLE" : "",
-             vector_width, extra);
+    snprintf(options, sizeof options, "-cl-std=CL1.2%s%s%s %s", is_pocl(ctx) ? " -w" : "",
+             ctx->use_double && accumulates ? " -DCLRED_USE_DOUBLE" : "", vector_width, extra);
 
     cl_program program = NULL;
     double t0 = clred_now(), c0 = clred_thread_cpu();
     const char *dir = clred_cache_dir();
+    int driver = driver_keeps_programs(ctx);
     char path[1100] = "";
     uint64_t key = 0;
+    int from_cache = 0, lock = -1;
     if (dir) {
         key = cache_key(ctx, source, options);
-        snprintf(path, sizeof path, "%s/%016llx.bin", dir, (unsigned long long)key);
-        program = load_cached(ctx, path, key, options);
+        if (driver) {
+            /* The marker vouches for the driver's cache it was made beside. */
+            const char *pocl_dir = getenv("POCL_CACHE_DIR");
+            pocl_dir = pocl_dir ? pocl_dir : "";
+            key = clred_hash(pocl_dir, strlen(pocl_dir), key);
+        }
+        snprintf(path, sizeof path, "%s/%016llx.%s", dir, (unsigned long long)key, driver ? "built" : "bin");
+        if (driver)
+            from_cache = access(path, F_OK) == 0;
+        else
+            from_cache = (program = load_cached(ctx, path, key, options)) != NULL;
     }
-    int from_cache = program != NULL, lock = -1;
-    if (!program && dir) {
+    if (!from_cache && dir) {
         /* One process compiles a missing entry while the others wait for it
          * and load it (parallel tests, a batch of commands started at once),
          * instead of each compiling the same program. The lock is advisory
@@ -421,13 +475,22 @@ static clred_status make_program(clred_ctx *ctx, const char *family, const char 
             close(lock);
             lock = -1;
         }
-        if (lock >= 0 && (program = load_cached(ctx, path, key, options)))
-            from_cache = 1;
+        if (lock >= 0) {
+            if (driver)
+                from_cache = access(path, F_OK) == 0;
+            else
+                from_cache = (program = load_cached(ctx, path, key, options)) != NULL;
+        }
     }
     if (!program) {
+        /* On POCL with its marker present this is a hit in POCL's cache. */
         clred_status st = build_from_source(ctx, family, source, options, &program);
-        if (st == CLRED_OK && dir)
-            store_cached(program, dir, path, key);
+        if (st == CLRED_OK && dir && !from_cache) {
+            if (driver)
+                mark_built(dir, path);
+            else
+                store_cached(program, dir, path, key);
+        }
         if (st != CLRED_OK) {
             if (lock >= 0)
                 close(lock);

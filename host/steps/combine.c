@@ -387,6 +387,7 @@ typedef struct {
 typedef struct {
     int general;
     int nmax;
+    int fast;    /* combine_stack_fast runs first (kernels/combine.cl builds it for NMAX <= 32) */
     int vector;  /* the vector kernel (vector_width pixels per work-item) serves this combine */
     size_t rows; /* rows per band */
 } combine_plan;
@@ -434,6 +435,11 @@ static clred_status make_plan(clred_ctx *ctx, const stack_source *s, combine_pla
     p->nmax = 8;
     while (!p->general && (size_t)p->nmax < n)
         p->nmax *= 2;
+    /* At 33-64 frames the loop-free kernel is slower than the looping one
+     * (its three unrolled clipping rounds over 64 keys: 9-20 % more CPU per
+     * 40- or 64-frame 768² combine, measured with both kernels warm) and its
+     * compile took about half of the 42 CPU s of that program on POCL. */
+    p->fast = !p->general && p->nmax <= 32;
     size_t per_value = sizeof(float) + (s->have_var ? sizeof(float) : 0) + (s->have_mask ? sizeof(uint16_t) : 0) +
                        (p->general ? sizeof(cl_ulong) : 0);
     size_t per_pixel_out = 4 * sizeof(float) + sizeof(uint16_t) + 1;
@@ -532,7 +538,7 @@ static clred_status create_buffers(clred_ctx *ctx, const stack_source *s, const 
         st = take(ctx, &b->mask, n * band * sizeof(uint16_t), "combine input masks");
     if (st == CLRED_OK && p->general)
         st = take(ctx, &b->scratch, n * band * sizeof(cl_ulong), "combine sort scratch");
-    if (st == CLRED_OK && !p->general)
+    if (st == CLRED_OK && (p->fast || p->vector))
         st = take(ctx, &b->unfinished, band, "combine work list");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, ro, n * sizeof(float), fs, &b->scales, "combine scales");
@@ -667,16 +673,25 @@ static clred_status run_kernel(clred_ctx *ctx, cl_kernel k, const char *name, co
     return clred_run_tiled(ctx, k, name, 1, &global);
 }
 
-/* The general kernel alone; or the loop-free fast kernel, then the complete
- * one for the pixels whose clipping needed more rounds. */
+/* The per-pixel kernels' program: -DGENERAL or -DNMAX (no -DVW: the vector
+ * kernel is a program of its own, see combine_bands). */
+static void pixel_program_options(const combine_plan *p, char *options, size_t size)
+{
+    if (p->general)
+        snprintf(options, size, "-DGENERAL");
+    else
+        snprintf(options, size, "-DNMAX=%d", p->nmax);
+}
+
+/* The complete kernel alone; or the loop-free fast kernel, then the complete
+ * one for the pixels whose clipping needed more rounds; or the vector kernel
+ * (complete is then NULL, built only for a band under one vector). */
 static clred_status run_band(clred_ctx *ctx, const combine_plan *p, cl_kernel complete, cl_kernel fast,
                              const stack_source *s, const band_buffers *b, const cl_mem t[OUT_COUNT],
                              const clred_combine_opts *o, size_t rows)
 {
     const cl_mem none = NULL;
     const size_t npix = rows * s->width;
-    if (p->general)
-        return run_kernel(ctx, complete, "combine_stack", s, b, t, none, o, rows, npix);
     cl_mem unfinished = b->unfinished.buf;
     if (p->vector) {
         /* one work-item per vector_width pixels, one more for the tail (the
@@ -684,10 +699,16 @@ static clred_status run_band(clred_ctx *ctx, const combine_plan *p, cl_kernel co
          * to combine_stack */
         const size_t vw = (size_t)ctx->vector_width;
         CLRED_TRY(run_kernel(ctx, fast, "combine_stack_vec", s, b, t, unfinished, o, rows, npix / vw + 1));
-        if (npix < vw)
+        if (npix < vw) {
+            char options[64];
+            pixel_program_options(p, options, sizeof options);
+            CLRED_TRY(clred_kernel(ctx, "combine", options, "combine_stack", &complete));
             CLRED_TRY(run_kernel(ctx, complete, "combine_stack", s, b, t, unfinished, o, rows, npix));
+        }
         return CLRED_OK;
     }
+    if (!p->fast)
+        return run_kernel(ctx, complete, "combine_stack", s, b, t, none, o, rows, npix);
     CLRED_TRY(run_kernel(ctx, fast, "combine_stack_fast", s, b, t, unfinished, o, rows, npix));
     if (o->reject == CLRED_REJECT_SIGCLIP || o->reject == CLRED_REJECT_WINSORIZED)
         CLRED_TRY(run_kernel(ctx, complete, "combine_stack", s, b, t, unfinished, o, rows, npix));
@@ -723,20 +744,27 @@ static clred_status combine_bands(clred_ctx *ctx, const stack_source *s, const c
                                   combine_plan *p, const double *scales, const combine_sink *k, size_t *bands)
 {
     p->vector = vector_eligible(ctx, s, o, p);
+    /* Two programs, each built only when a combine launches its kernels: POCL
+     * compiles every kernel of a program when clred's cache asks for the
+     * binary. The 32-frame program with all three kernels took 22 CPU s cold;
+     * the vector kernel's program alone takes 10, the per-pixel one 15, and a
+     * command's stack takes one of them (a fixed-depth build, -DNFIX, 3.5
+     * instead of 17). */
     char options[64];
-    if (p->general)
-        snprintf(options, sizeof options, "-DGENERAL");
-    else if (p->vector && fixed_depth_pays(s))
-        snprintf(options, sizeof options, "-DNMAX=%d -DVW=%d -DNFIX=%zu", p->nmax, ctx->vector_width, s->nframes);
-    else if (ctx->vector_width > 1)
-        snprintf(options, sizeof options, "-DNMAX=%d -DVW=%d", p->nmax, ctx->vector_width);
-    else
-        snprintf(options, sizeof options, "-DNMAX=%d", p->nmax);
-    cl_kernel complete, fast = NULL;
-    CLRED_TRY(clred_kernel(ctx, "combine", options, "combine_stack", &complete));
-    if (!p->general)
-        CLRED_TRY(clred_kernel(ctx, "combine", options, p->vector ? "combine_stack_vec" : "combine_stack_fast",
-                               &fast));
+    cl_kernel complete = NULL, fast = NULL;
+    if (p->vector) {
+        if (fixed_depth_pays(s))
+            snprintf(options, sizeof options, "-DNMAX=%d -DVW=%d -DNFIX=%zu", p->nmax, ctx->vector_width,
+                     s->nframes);
+        else
+            snprintf(options, sizeof options, "-DNMAX=%d -DVW=%d", p->nmax, ctx->vector_width);
+        CLRED_TRY(clred_kernel(ctx, "combine", options, "combine_stack_vec", &fast));
+    } else {
+        pixel_program_options(p, options, sizeof options);
+        CLRED_TRY(clred_kernel(ctx, "combine", options, "combine_stack", &complete));
+        if (p->fast)
+            CLRED_TRY(clred_kernel(ctx, "combine", options, "combine_stack_fast", &fast));
+    }
     band_buffers b;
     memset(&b, 0, sizeof b);
     size_t band = p->rows * s->width;
