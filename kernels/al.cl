@@ -17,11 +17,14 @@ inline bool al_ok(float v, ushort m, ushort ignore, float lo, float hi)
 
 /* Row pass (work-items: xx, and yy + fh (s nfilt + f)): rows[s][f][yy][xx] = sum_u filt[f][u + hw] T(x0 + xx - u, y0 + yy) with the
  * stamp's box x0 = cx - r, y0 = cy - r - hw, xx < 2r + 1, yy < 2r + 2hw + 1.
- * al_stamp_check has counted the unusable pixels this reads (nbad, those
- * outside the image included): a stamp with any is never used, so its rows
- * are left at 0 and the others' need no checks. */
-kernel void al_stamp_rows(global const float *t_sci, const float t_level, const int width,
-                          global const int2 *centre, global const int *nbad, const int nstamps,
+ * al_stamp_check has sorted the stamps by the unusable pixels they read
+ * (nbad): a stamp with some near its star (nbad > 0) is never used, so its
+ * rows are left at 0; one with some only further out (nbad < 0) reads them
+ * as 0 (al_stamp_finish weights out every fitted pixel whose sums they
+ * reach); a clean one (0) needs no checks. */
+kernel void al_stamp_rows(global const float *t_sci, global const ushort *t_mask, const int t_flags, const float t_lo,
+                          const float t_hi, const ushort ignore, const float t_level, const int width,
+                          const int height, global const int2 *centre, global const int *nbad, const int nstamps,
                           global const float *filt, const int nfilt, const int hw, const int r, global float *rows)
 {
     int fw = 2 * r + 1, fh = 2 * r + 2 * hw + 1, ksize = 2 * hw + 1;
@@ -44,6 +47,16 @@ kernel void al_stamp_rows(global const float *t_sci, const float t_level, const 
         if (t < ksize)
             acc = fma(fp[t], tp[-t] - t_level, acc);
         acc += a1;
+    } else if (nbad[s] < 0) {
+        int2 c = centre[s];
+        int y = c.y - r - hw + yy, x0 = c.x - r + xx + hw;
+        global const float *fp = filt + f * ksize;
+        for (int t = 0; t < ksize && y >= 0 && y < height; t++) {
+            int x = x0 - t;
+            size_t i = (size_t)y * (size_t)width + (size_t)x;
+            if (x >= 0 && x < width && al_ok(t_sci[i], (t_flags & 2) ? t_mask[i] : 0, ignore, t_lo, t_hi))
+                acc = fma(fp[t], t_sci[i] - t_level, acc);
+        }
     }
     rows[(((size_t)s * nfilt + f) * fh + yy) * fw + xx] = acc;
 }
@@ -86,11 +99,34 @@ kernel void al_stamp_cols(global const float *rows, global const float *filt, co
  * but the first less bsum[b] times basis 0's (so that they sum to 0), the
  * background's constant 1 and I less its level as vectors nbasis and
  * nbasis + 1 of the stamp (conv[s][nbasis + 2][p]), and the weight
- * wt[s][p] = 1 / (var_I + var_T) (0 where that is not positive and finite). */
+ * wt[s][p] = 1 / (var_I + var_T) (0 where that is not positive and finite,
+ * and, in a stamp with unusable pixels away from its star (nbad < 0),
+ * where I is unusable or the kernel's footprint holds an unusable T). */
+inline bool al_footprint_ok(global const float *i_sci, global const ushort *i_mask, int i_flags, float i_lo,
+                            float i_hi, global const float *t_sci, global const ushort *t_mask, int t_flags,
+                            float t_lo, float t_hi, ushort ignore, int width, int height, int x, int y, int hw)
+{
+    if (x - hw < 0 || y - hw < 0 || x + hw >= width || y + hw >= height)
+        return false;
+    size_t i = (size_t)y * (size_t)width + (size_t)x;
+    if (!al_ok(i_sci[i], (i_flags & 2) ? i_mask[i] : 0, ignore, i_lo, i_hi))
+        return false;
+    for (int v = y - hw; v <= y + hw; v++)
+        for (int u = x - hw; u <= x + hw; u++) {
+            size_t j = (size_t)v * (size_t)width + (size_t)u;
+            if (!al_ok(t_sci[j], (t_flags & 2) ? t_mask[j] : 0, ignore, t_lo, t_hi))
+                return false;
+        }
+    return true;
+}
+
 kernel void al_stamp_finish(global float *conv, global const float *bsum, const int nbasis, const int nstamps,
                             global const int2 *centre, const int r, global const float *i_sci,
                             global const float *i_var, const int i_flags, const float i_var0, const float i_level,
                             global const float *t_var, const int t_flags, const float t_var0, const int width,
+                            const int height, global const ushort *i_mask, const float i_lo, const float i_hi,
+                            global const float *t_sci, global const ushort *t_mask, const float t_lo,
+                            const float t_hi, const ushort ignore, const int hw, global const int *nbad,
                             global float *wt)
 {
     int p = get_global_id(0), s = get_global_id(1), fw = 2 * r + 1, npix = fw * fw;
@@ -102,12 +138,16 @@ kernel void al_stamp_finish(global float *conv, global const float *bsum, const 
         if (bsum[b] != 0.0f)
             base[(size_t)b * npix] -= bsum[b] * c0;
     int2 c = centre[s];
-    size_t i = (size_t)(c.y - r + p / fw) * (size_t)width + (size_t)(c.x - r + p % fw);
+    int x = c.x - r + p % fw, y = c.y - r + p / fw;
+    /* a stamp with unusable pixels near its star is not used (and may reach past the image) */
+    bool ok = nbad[s] == 0 || (nbad[s] < 0 && al_footprint_ok(i_sci, i_mask, i_flags, i_lo, i_hi, t_sci, t_mask,
+                                                               t_flags, t_lo, t_hi, ignore, width, height, x, y, hw));
+    size_t i = ok ? (size_t)y * (size_t)width + (size_t)x : 0;
     float vi = (i_flags & 1) ? i_var[i] : i_var0, vt = (t_flags & 1) ? t_var[i] : t_var0;
     float var = vi + vt;
     base[(size_t)nbasis * npix] = 1.0f;
-    base[(size_t)(nbasis + 1) * npix] = i_sci[i] - i_level;
-    wt[(size_t)s * npix + p] = (isfinite(var) && var > 0.0f) ? 1.0f / var : 0.0f;
+    base[(size_t)(nbasis + 1) * npix] = ok ? i_sci[i] - i_level : 0.0f;
+    wt[(size_t)s * npix + p] = (ok && isfinite(var) && var > 0.0f) ? 1.0f / var : 0.0f;
 }
 
 /* The stamps' normal equations: for vectors a <= b among the stamp's nv
@@ -140,32 +180,41 @@ kernel void al_stamp_dots(global const float *conv, global const float *wt, cons
 }
 
 /* Counts the unusable pixels of each stamp: I over the fitted box, T over
- * the box grown by the kernel (what the basis convolutions read). */
+ * the box grown by the kernel (what the basis convolutions read). Those
+ * that reach the star's core (I within `core` px of the centre, T within
+ * hw + core) make the stamp unusable: nbad = their count (> 0). Others
+ * only take the fitted pixels they reach out of the fit: nbad = -(their
+ * count). Pixels past the image's edge count as unusable. */
 kernel void al_stamp_check(global const float *i_sci, global const ushort *i_mask, const int i_flags,
                            const float i_lo, const float i_hi, global const float *t_sci, global const ushort *t_mask,
                            const int t_flags, const float t_lo, const float t_hi, const ushort ignore,
                            const int width, const int height, global const int2 *centre, const int nstamps,
-                           const int hw, const int r, global int *nbad)
+                           const int hw, const int r, const int core, global int *nbad)
 {
     int s = get_global_id(0);
     if (s >= nstamps)
         return;
     int2 c = centre[s];
-    int bad = 0, R = r + hw;
+    int bad = 0, outer = 0, R = r + hw;
     for (int y = c.y - R; y <= c.y + R; y++)
         for (int x = c.x - R; x <= c.x + R; x++) {
-            if (x < 0 || y < 0 || x >= width || y >= height) {
-                bad++;
-                continue;
+            int d = max(abs(x - c.x), abs(y - c.y));
+            bool in = x >= 0 && y >= 0 && x < width && y < height;
+            size_t i = in ? (size_t)y * (size_t)width + (size_t)x : 0;
+            if (!in || !al_ok(t_sci[i], (t_flags & 2) ? t_mask[i] : 0, ignore, t_lo, t_hi)) {
+                if (d <= hw + core)
+                    bad++;
+                else
+                    outer++;
             }
-            size_t i = (size_t)y * (size_t)width + (size_t)x;
-            if (!al_ok(t_sci[i], (t_flags & 2) ? t_mask[i] : 0, ignore, t_lo, t_hi))
-                bad++;
-            if (abs(x - c.x) <= r && abs(y - c.y) <= r &&
-                !al_ok(i_sci[i], (i_flags & 2) ? i_mask[i] : 0, ignore, i_lo, i_hi))
-                bad++;
+            if (d <= r && (!in || !al_ok(i_sci[i], (i_flags & 2) ? i_mask[i] : 0, ignore, i_lo, i_hi))) {
+                if (d <= core)
+                    bad++;
+                else
+                    outer++;
+            }
         }
-    nbad[s] = bad;
+    nbad[s] = bad > 0 ? bad : -outer;
 }
 
 /* The kernel of each block (work-items: tap t, block b): kern[b][t] =

@@ -42,10 +42,11 @@ expect_rc 0 "HOTPANTS-like options" "$BIN" subtract pair/new.fits pair/ref.fits 
     --ko 0 --bgo 0 --tu 1e9 --iu 1e9 --max-stamps 40 --json
 check "the new image convolved when asked" grep -q '"convolved": "new"' out.txt
 check "--ko 0 gives a constant kernel" grep -q '"kernel_order": 0' out.txt
-# (this pair has 4 usable stamps: too few for a varying kernel either way; test_al checks --ko-fixed's order)
+# (the order used depends on how many stamps this small pair has; test_al checks --ko-fixed's order)
 expect_rc 0 "--ko 1 --ko-fixed" "$BIN" subtract pair/new.fits pair/ref.fits -o diff3.fits --method al \
     --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits --ko 1 --ko-fixed --bg-stamps --json
-check "the order used in the header" grep -aq 'ALKORD  =                    0' diff3.fits
+ko_used=$(grep -o '"kernel_order": [0-9]*' out.txt | awk '{print $2}')
+check "the order used ($ko_used) in the header" grep -aq "ALKORD  =                    ${ko_used:-x}" diff3.fits
 check "the sky re-fitted by default, not with --bg-stamps" sh -c "grep -aq 'ALSKYFIT=' diff.fits && \
     ! grep -aq 'ALSKYFIT=                    0 ' diff.fits && grep -aq 'ALSKYFIT=                    0 ' diff3.fits"
 check "no DECORR without --decorrelate" sh -c "! grep -aq \"EXTNAME = 'DECORR\" diff2.fits"

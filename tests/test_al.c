@@ -103,7 +103,7 @@ static void against_reference(clred_ctx *ctx)
     CHECK(eb <= 1e-6 * peak);
 
     /* stamps: the brightest clean star peak of each of 3 x 3 cells, and one on a template hole */
-    enum { NS = 10 };
+    enum { NS = 12 };
     int cx[NS], cy[NS];
     for (int i = 0; i < 9; i++) {
         float best = -INFINITY;
@@ -130,6 +130,16 @@ static void against_reference(clred_ctx *ctx)
     cx[9] = (int)lround(p.hole_xy[0]);
     cy[9] = (int)lround(p.hole_xy[1]);
     CHECK(cx[9] >= r + hw && cy[9] >= r + hw && cx[9] < (int)w - r - hw && cy[9] < (int)h - r - hw);
+    /* a stamp with the hole beyond its core's reach (core 4: the 6 x 6 hole's
+     * nearest pixel 11 px away, past hw + core = 10, within r + hw), and one
+     * whose footprint reaches past the left border: both used, the fitted
+     * pixels whose sums reach the hole or the border weighted out */
+    const int core = 4;
+    int hx = (int)lround(p.hole_xy[0]), hy = (int)lround(p.hole_xy[1]);
+    cx[10] = hx + 13 <= (int)w - 1 - r - hw ? hx + 13 : hx - 14;
+    cy[10] = hy;
+    cx[11] = core + hw + 1;
+    cy[11] = (int)h / 2;
     clred_dimage *dn, *dr;
     CHECK_OK(clred_dimage_upload(ctx, &p.new_img, &dn));
     CHECK_OK(clred_dimage_upload(ctx, &p.ref, &dr));
@@ -138,9 +148,27 @@ static void against_reference(clred_ctx *ctx)
     int nv = b.nbasis + 2;
     double *dots = malloc((size_t)NS * nv * nv * sizeof *dots), *rdots = malloc((size_t)NS * nv * nv * sizeof *rdots);
     int nbad[NS];
-    CHECK_OK(al_stamp_dots_dev(ctx, &ti, &ii, CLRED_MASK_UNUSABLE, &b, r, cx, cy, NS, dots, nbad));
-    double ed = 0;
+    CHECK_OK(al_stamp_dots_dev(ctx, &ti, &ii, CLRED_MASK_UNUSABLE, &b, r, core, cx, cy, NS, dots, nbad));
+    unsigned char *t_ok = malloc(w * h), *i_ok = malloc(w * h);
+    for (size_t i = 0; i < w * h; i++) {
+        t_ok[i] = (unsigned char)usable(&p.ref, i);
+        i_ok[i] = (unsigned char)usable(&p.new_img, i);
+    }
+    double ed = 0, edm = 0;
     for (int s = 0; s < NS; s++) {
+        if (s >= 10) {
+            /* the masked stamps */
+            double *R = rdots + (size_t)s * nv * nv;
+            const double *S = dots + (size_t)s * nv * nv;
+            al_ref_stamp_masked(p.ref.sci, p.ref.var, 0, tlev, t_ok, p.new_img.sci, p.new_img.var, 0, ilev, i_ok, w, h,
+                                rb, nbr, hw, r, cx[s], cy[s], R);
+            CHECK_MSG(nbad[s] < 0, "stamp %d at (%d, %d): nbad %d, expected < 0 (unusable pixels away from the core)", s,
+                      cx[s], cy[s], nbad[s]);
+            for (int a = 0; a < nv; a++)
+                for (int c = 0; c < nv; c++)
+                    edm = fmax(edm, fabs(S[a * nv + c] - R[a * nv + c]) / sqrt(R[a * nv + a] * R[c * nv + c]));
+            continue;
+        }
         al_ref_stamp(p.ref.sci, p.ref.var, 0, tlev, p.new_img.sci, p.new_img.var, 0, ilev, w, rb, nbr, hw, r, cx[s],
                      cy[s], rdots + (size_t)s * nv * nv);
         int bad = 0;
@@ -157,6 +185,10 @@ static void against_reference(clred_ctx *ctx)
                 ed = fmax(ed, fabs(S[a * nv + c] - R[a * nv + c]) / sqrt(R[a * nv + a] * R[c * nv + c]));
     }
     CHECK(nbad[9] > 0);
+    printf("normal equations of the masked stamps: worst %.3g of sqrt(S_aa S_bb)\n", edm);
+    CHECK(edm <= 1e-4);
+    free(t_ok);
+    free(i_ok);
     /* The device sums in float the ~26 products of each of two separable
      * passes (relative error ~ 26 eps = 1.5e-6 of the absolute sums, which
      * are within ~10x of the vectors' norms on sky-subtracted data) and the
@@ -863,19 +895,50 @@ static void near_stars(clred_ctx *ctx)
     clred_pair_free(&p);
 }
 
-/* A PSF that changes over the field: the cross-validation keeps a varying kernel. */
-static void order_follows_psf(clred_ctx *ctx)
+/* A PSF that changes over the field (Moffat, FWHM +30 % across x and +15 %
+ * across y, both images), with the template's holes: the cross-validation
+ * keeps a varying kernel, and the stamps cover the field. A hole or the
+ * border in a stamp's footprint used to cost the whole stamp: 12 of 31 were
+ * left, none near the edges, and the kernel extrapolated there left 17
+ * false candidates at bright stars. Now such pixels only weigh out the
+ * fitted pixels they reach. Seeds 1-16 run once outside CI (the
+ * report's figures): 128 clean false candidates before, 18 after, still
+ * above DMTN-006's 3x (0.02 per image): what is left are lobes at bright
+ * stars near the corners, most flagged DIPOLE. The bound here guards the
+ * gain, it does not claim that goal. */
+static void varying_psf(clred_ctx *ctx)
 {
     clred_pair_opts po = clred_pair_defaults();
     po.seed = 3;
     po.fwhm_grad_x = 0.3;
     po.fwhm_grad_y = 0.15;
+    po.ntransients = 45;
+    po.nholes = 6;
     clred_pair p;
     CHECK_OK(clred_simulate_pair(&po, &p));
+    clred_al_opts o = clred_al_defaults();
+    o.decorrelate = 1;
+    o.normalize = CLRED_AL_NORM_NEW;
     clred_al_result a;
-    CHECK_OK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, NULL, &a));
-    printf("FWHM gradient 0.3, 0.15: kernel order %d from %zu stamps\n", a.kernel_order, a.nstamps_used);
+    CHECK_OK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, &o, &a));
+    clred_candidate *c = NULL;
+    size_t nc = 0;
+    CHECK_OK(clred_find_candidates_dev(ctx, a.detect, a.decorr, &a.psf_diff, NULL, &c, &nc));
+    clred_image sc;
+    download(a.score, &sc);
+    pair_score r = pair_score_candidates(&p, c, nc, &sc, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, "D/sigma");
+    double expect = pair_expected_false(sc.width, sc.height, a.psf_diff.fwhm, 5.0);
+    printf("FWHM gradient 0.3, 0.15: kernel order %d from %zu of %zu stamps, completeness %zu / %zu at S/N >= 8, "
+           "fading %zu / %zu negative, %zu false candidates without a flag (expected %.2g)\n",
+           a.kernel_order, a.nstamps_used, a.nstamps, r.found, r.bright, r.fading_neg, r.fading, r.false_clean, expect);
     CHECK(a.kernel_order >= 1);
+    CHECK(a.nstamps_used >= 14); /* 12 before */
+    CHECK(r.bright >= 20);
+    CHECK((double)r.found >= 0.95 * (double)r.bright);
+    CHECK(r.fading_neg == r.fading);
+    CHECK(r.false_clean <= 2);
+    free(c);
+    clred_image_free(&sc);
     clred_al_result_free(&a);
     clred_pair_free(&p);
 }
@@ -914,7 +977,7 @@ int main(void)
     with_sources(ctx, 3, 3.5, 4.5, CLRED_PSF_MOFFAT, 1);  /* new image worse: the reference is convolved */
     with_sources(ctx, 4, 4.0, 3.0, CLRED_PSF_GAUSSIAN, 0); /* better: the new image is convolved */
     near_stars(ctx);
-    order_follows_psf(ctx);
+    varying_psf(ctx);
     bad_arguments(ctx);
     clred_ctx_destroy(ctx);
     return harness_finish();

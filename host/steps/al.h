@@ -47,11 +47,15 @@ typedef struct {
  * fitted box of half-size r) the weighted dot products of the nbasis basis
  * convolutions of T, the constant 1 and I (less its level): dots[s] is the
  * full symmetric nv x nv matrix, nv = nbasis + 2, in double. nbad[s]
- * receives the unusable pixels the stamp reads (such a stamp must not be
- * used: its basis convolutions are not computed and hold zeros). */
+ * counts the unusable pixels the stamp reads: > 0 where some reach its
+ * star's core (I within `core` px of the centre, T within hw + core; such a
+ * stamp must not be used: its basis convolutions are not computed and hold
+ * zeros), else minus those further out (0: none), whose fitted pixels are
+ * left out of the sums (weight 0), so that one masked pixel (a template's
+ * hole, a cosmic ray) in a stamp's wide footprint does not cost the stamp. */
 clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side *ii, uint16_t ignore,
-                               const al_basis *b, int r, const int *cx, const int *cy, size_t ns, double *dots,
-                               int *nbad);
+                               const al_basis *b, int r, int core, const int *cx, const int *cy, size_t ns,
+                               double *dots, int *nbad);
 
 /* The global least-squares problem of the stamps in use[]: the unknowns are
  * basis 0's coefficient (constant: the kernel sum), each other basis's

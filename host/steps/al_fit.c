@@ -240,8 +240,8 @@ static clred_status set_side_args(cl_mem *sci, cl_mem *var, cl_mem *mask, int *f
 }
 
 clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side *ii, uint16_t ignore,
-                               const al_basis *b, int r, const int *cx, const int *cy, size_t ns, double *dots,
-                               int *nbad)
+                               const al_basis *b, int r, int core, const int *cx, const int *cy, size_t ns,
+                               double *dots, int *nbad)
 {
     if (ns == 0)
         return CLRED_OK;
@@ -310,14 +310,16 @@ clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side 
     st = clred_args(k, "al_stamp_check", CLRED_ARG(isci), CLRED_ARG(imask), CLRED_ARG(iflags), CLRED_ARG(ilo),
                     CLRED_ARG(ihi), CLRED_ARG(tsci), CLRED_ARG(tmask), CLRED_ARG(tflags), CLRED_ARG(tlo),
                     CLRED_ARG(thi), CLRED_ARG(ig), CLRED_ARG(width), CLRED_ARG(height), CLRED_ARG(c_centre),
-                    CLRED_ARG(ins), CLRED_ARG(hw), CLRED_ARG(r), CLRED_ARG(c_bad), (size_t)0);
+                    CLRED_ARG(ins), CLRED_ARG(hw), CLRED_ARG(r), CLRED_ARG(core), CLRED_ARG(c_bad), (size_t)0);
     size_t g1 = ns;
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "al_stamp_check", 1, &g1);
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "al", NULL, "al_stamp_rows", &k);
     if (st == CLRED_OK)
-        st = clred_args(k, "al_stamp_rows", CLRED_ARG(tsci), CLRED_ARG(tlev), CLRED_ARG(width), CLRED_ARG(c_centre),
+        st = clred_args(k, "al_stamp_rows", CLRED_ARG(tsci), CLRED_ARG(tmask), CLRED_ARG(tflags), CLRED_ARG(tlo),
+                        CLRED_ARG(thi), CLRED_ARG(ig), CLRED_ARG(tlev), CLRED_ARG(width), CLRED_ARG(height),
+                        CLRED_ARG(c_centre),
                         CLRED_ARG(c_bad), CLRED_ARG(ins), CLRED_ARG(c_filt), CLRED_ARG(nfilt), CLRED_ARG(hw),
                         CLRED_ARG(r), CLRED_ARG(c_rows), (size_t)0);
     size_t g3[2] = {(size_t)fw, (size_t)fh * ns * (size_t)nfilt};
@@ -337,7 +339,9 @@ clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side 
         st = clred_args(k, "al_stamp_finish", CLRED_ARG(c_conv), CLRED_ARG(c_bsum), CLRED_ARG(nbasis), CLRED_ARG(ins),
                         CLRED_ARG(c_centre), CLRED_ARG(r), CLRED_ARG(isci), CLRED_ARG(ivar), CLRED_ARG(iflags),
                         CLRED_ARG(iv0), CLRED_ARG(ilev), CLRED_ARG(tvar), CLRED_ARG(tflags), CLRED_ARG(tv0),
-                        CLRED_ARG(width), CLRED_ARG(c_wt), (size_t)0);
+                        CLRED_ARG(width), CLRED_ARG(height), CLRED_ARG(imask), CLRED_ARG(ilo), CLRED_ARG(ihi), CLRED_ARG(tsci),
+                        CLRED_ARG(tmask), CLRED_ARG(tlo), CLRED_ARG(thi), CLRED_ARG(ig), CLRED_ARG(hw), CLRED_ARG(c_bad),
+                        CLRED_ARG(c_wt), (size_t)0);
     size_t gf[2] = {(size_t)fw * fw, ns};
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "al_stamp_finish", 2, gf);

@@ -106,12 +106,20 @@ static clred_status level_and_noise(const clred_dimage *img, uint16_t ignore, co
  * ones do not. */
 #define STAMP_REJECT (CLRED_SRC_SATURATED | CLRED_SRC_EDGE | CLRED_SRC_MASKED)
 
+/* The half-size of a stamp's core, which an unusable pixel must not reach
+ * (al_stamp_dots_dev): the broader image's FWHM, where most of the star's
+ * weight in the fit lies. */
+static int stamp_core(double fwhm) { return fwhm > 2 ? (int)ceil(fwhm) : 2; }
+
 /* Stamp centres: sources of the reference (see STAMP_REJECT) with S/N >= stamp_snr,
  * no brighter-than-half neighbour within the fitted box, far enough from
- * the border for the box and the kernel; the brightest few of each cell of
- * a grid, so that the spatial terms see the whole image. */
+ * the border for the core and the kernel (the fitted pixels whose sums
+ * reach past the border are left out of the fit: al_stamp_dots_dev), so
+ * that the kernel near the edges and corners, where it varies most, is fitted
+ * rather than extrapolated; the brightest few of each cell of a grid, so
+ * that the spatial terms see the whole image. */
 static clred_status pick_stamps(clred_ctx *ctx, const clred_dimage *ref, double fwhm, const clred_al_opts *o, int hw,
-                                int r, int **cx, int **cy, size_t *ns)
+                                int r, int core, int **cx, int **cy, size_t *ns)
 {
     clred_detect_opts d = clred_detect_defaults();
     d.fwhm = fwhm > 1 ? fwhm : 1;
@@ -120,7 +128,7 @@ static clred_status pick_stamps(clred_ctx *ctx, const clred_dimage *ref, double 
     size_t n = 0;
     CLRED_TRY(clred_detect_sources_dev(ctx, ref, NULL, NULL, NAN, 0.0, &d, &src, &n));
     size_t w = ref->width, h = ref->height;
-    int edge = r + hw + 1;
+    int edge = core + hw + 1;
     int grid = (int)(fmin((double)w, (double)h) / (2.0 * (r + hw)));
     grid = grid < 1 ? 1 : grid > 10 ? 10 : grid;
     size_t per = (size_t)((o->max_stamps + grid * grid - 1) / (grid * grid));
@@ -312,7 +320,7 @@ static clred_status fit(al_state *s, const clred_al_opts *o, clred_al_result *ou
     size_t nuse = 0;
     for (size_t i = 0; i < ns; i++) {
         ks[i] = NAN;
-        s->use[i] = s->nbad[i] == 0 && al_stamp_ksum(s->dots + i * (size_t)nv * nv, nb, &ks[i]) == CLRED_OK;
+        s->use[i] = s->nbad[i] <= 0 && al_stamp_ksum(s->dots + i * (size_t)nv * nv, nb, &ks[i]) == CLRED_OK;
         nuse += s->use[i];
     }
     clred_clear_error();
@@ -1280,7 +1288,7 @@ clred_status clred_subtract_al_dev(clred_ctx *ctx, const clred_dimage *new_img, 
         s.plan.started = pthread_create(&s.plan.thread, NULL, plan_ahead_run, &s.plan) == 0;
     }
     if (st == CLRED_OK)
-        st = pick_stamps(ctx, ref, fwhm_r, o, hw, s.r, &s.cx, &s.cy, &s.ns);
+        st = pick_stamps(ctx, ref, fwhm_r, o, hw, s.r, stamp_core(fwhm_i), &s.cx, &s.cy, &s.ns);
     int nv = s.basis.nbasis + 2;
     if (st == CLRED_OK && s.ns == 0)
         st = clred_fail(CLRED_ERR_INPUT, "Alard-Lupton: no isolated star with S/N >= %g for a stamp", o->stamp_snr);
@@ -1292,7 +1300,8 @@ clred_status clred_subtract_al_dev(clred_ctx *ctx, const clred_dimage *new_img, 
             st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu stamps", s.ns);
     }
     if (st == CLRED_OK)
-        st = al_stamp_dots_dev(ctx, &s.ti, &s.ii, o->ignore_bits, &s.basis, s.r, s.cx, s.cy, s.ns, s.dots, s.nbad);
+        st = al_stamp_dots_dev(ctx, &s.ti, &s.ii, o->ignore_bits, &s.basis, s.r, stamp_core(fwhm_i), s.cx, s.cy, s.ns,
+                               s.dots, s.nbad);
     if (st == CLRED_OK)
         st = fit(&s, o, out);
     if (st == CLRED_OK && !(out->ksum > 0))

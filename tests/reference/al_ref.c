@@ -85,6 +85,44 @@ void al_ref_stamp(const float *t, const float *tvar, double tvar0, double tlev, 
     free(wt);
 }
 
+void al_ref_stamp_masked(const float *t, const float *tvar, double tvar0, double tlev, const unsigned char *t_ok,
+                         const float *i, const float *ivar, double ivar0, double ilev, const unsigned char *i_ok,
+                         size_t w, size_t h, const double *basis, int nbasis, int hw, int r, int cx, int cy, double *S)
+{
+    int fw = 2 * r + 1, npix = fw * fw, nv = nbasis + 2, ks = 2 * hw + 1;
+    double *vec = calloc((size_t)nv * npix, sizeof *vec), *wt = calloc((size_t)npix, sizeof *wt);
+    for (int p = 0; p < npix; p++) {
+        long x = cx - r + p % fw, y = cy - r + p / fw;
+        int ok = x - hw >= 0 && y - hw >= 0 && x + hw < (long)w && y + hw < (long)h && i_ok[(size_t)y * w + (size_t)x];
+        for (long v = y - hw; ok && v <= y + hw; v++)
+            for (long u = x - hw; ok && u <= x + hw; u++)
+                ok = t_ok[(size_t)v * w + (size_t)u];
+        if (!ok)
+            continue; /* weight 0, vectors 0 */
+        size_t o = (size_t)y * w + (size_t)x;
+        for (int b = 0; b < nbasis; b++) {
+            double acc = 0;
+            for (int v = -hw; v <= hw; v++)
+                for (int u = -hw; u <= hw; u++)
+                    acc += basis[((size_t)b * ks + v + hw) * ks + u + hw] * (t[(size_t)(y - v) * w + (size_t)(x - u)] - tlev);
+            vec[(size_t)b * npix + p] = acc;
+        }
+        vec[(size_t)nbasis * npix + p] = 1.0;
+        vec[(size_t)(nbasis + 1) * npix + p] = i[o] - ilev;
+        double var = (ivar ? ivar[o] : ivar0) + (tvar ? tvar[o] : tvar0);
+        wt[p] = var > 0 ? 1.0 / var : 0.0;
+    }
+    for (int a = 0; a < nv; a++)
+        for (int b = a; b < nv; b++) {
+            double acc = 0;
+            for (int p = 0; p < npix; p++)
+                acc += wt[p] * vec[(size_t)a * npix + p] * vec[(size_t)b * npix + p];
+            S[a * nv + b] = S[b * nv + a] = acc;
+        }
+    free(vec);
+    free(wt);
+}
+
 static int poly(int order, double x, double y, size_t w, size_t h, double *p)
 {
     double xs = 2.0 * x / (double)(w - 1) - 1.0, ys = 2.0 * y / (double)(h - 1) - 1.0;

@@ -21,6 +21,13 @@ void al_ref_stamp(const float *t, const float *tvar, double tvar0, double tlev, 
                   double ivar0, double ilev, size_t w, const double *basis, int nbasis, int hw, int r, int cx, int cy,
                   double *S);
 
+/* al_ref_stamp where some pixels are unusable (t_ok, i_ok: 1 where usable,
+ * w x h): a fitted pixel counts only where I is usable and T over the
+ * kernel's footprint is, all within the image (the others weigh 0). */
+void al_ref_stamp_masked(const float *t, const float *tvar, double tvar0, double tlev, const unsigned char *t_ok,
+                         const float *i, const float *ivar, double ivar0, double ilev, const unsigned char *i_ok,
+                         size_t w, size_t h, const double *basis, int nbasis, int hw, int r, int cx, int cy, double *S);
+
 /* The solution of the global system (basis 0 constant, the others with
  * spatial monomials of kernel order ko, the background of order bo, on
  * xs = 2 x / (w - 1) - 1): the normal matrix scaled to a unit diagonal plus
