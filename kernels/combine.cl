@@ -1574,9 +1574,10 @@ INLINE vthresh vec_thresholds(vi lo, vi hi, vsums t, vf k1, vf k2, int centre_me
     vf v = select(ssq, (vf)0, ssq < (vf)0) * inv;
     vf ev = essq * inv * 1.001f + UD * v;
     vf sig = sqrt(v);
-    /* |sqrt(v) - sqrt(v*)| <= min(sqrt(ev), ev / (sqrt(v) + sqrt(v - ev))) */
-    vf vlow = v - ev;
-    vf den = (sig + sqrt(select(vlow, (vf)0, vlow < (vf)0))) * (1.0f - UD);
+    /* |sqrt(v) - sqrt(v*)| = |v - v*| / (sqrt(v) + sqrt(v*)) <= min(sqrt(ev),
+     * ev / sqrt(v)), sqrt(v) >= sig (1 - UD); at most twice the tightest
+     * bound, and no square root on the round's critical path */
+    vf den = sig * (1.0f - UD);
     vf eroot = sqrt(ev), q = ev / den; /* +inf or NaN where den is 0: the select drops it */
     vf esig = select(eroot, q, (den > (vf)0) & (q < eroot)) * 1.001f + UD * sig;
     vf centre, ec;
@@ -1592,7 +1593,9 @@ INLINE vthresh vec_thresholds(vi lo, vi hi, vsums t, vf k1, vf k2, int centre_me
     vf elo = (ec + sl * esig + (vf)2 * UA * (vabs(centre) + sl * sig) + ref) * 1.001f + UA * vabs(tlo);
     vf ehi = (ec + su * esig + (vf)2 * UA * (vabs(centre) + su * sig) + ref) * 1.001f + UA * vabs(thi);
     vthresh r;
-    r.bad = ~(vfinite(elo) & vfinite(ehi) & vfinite(tlo) & vfinite(thi));
+    /* unusable where one is not finite (the sum is then NaN or infinite) or
+     * where the sum overflows (huge values: the round in acc_t decides) */
+    r.bad = ~vfinite((elo + ehi) + (tlo + thi));
     r.lo_m = tlo - elo;
     r.lo_p = tlo + elo;
     r.hi_m = thi - ehi;
@@ -1692,17 +1695,21 @@ INLINE vsums vec_edge_inner(const vf *a)
 /* The window's sums (see vec_shifted_sums): the inner ones and positions 0
  * and n-1 where the window holds them (+ 0 otherwise). The order depends on
  * the lane's values alone, as everywhere. Instead of summing |d| (two more
- * operations a value), A is bounded by Cauchy-Schwarz, sum |d| <=
- * sqrt(m sum d^2), with room for Q's rounding: only the error bounds use it,
- * and the looser bound puts a value within it of a threshold about once in
- * 10^6 clipping rounds (then the round is repeated in acc_t, as ever). */
+ * operations a value), A is bounded by m times the window's largest |d|
+ * (its least or its greatest value, a[lo] or a[hi - 1]), with room for the
+ * roundings: only the error bounds use A, and for a lane without outliers
+ * the bound is about 3 x A, so a value falls within the float error bound of
+ * a threshold (the round is then repeated in acc_t) a few times more often,
+ * still rarely. */
 INLINE vsums vec_edge_sums(vsums in, const vf *a, vi lo, vi hi)
 {
     vf d = select((vf)0, a[0] - in.c, lo == (vi)0);
     vf e = select((vf)0, a[NFIX - 1] - in.c, hi == (vi)NFIX);
     vf s = (in.s + d) + e;
     vf q = fma(e, e, fma(d, d, in.q));
-    vsums r = {in.c, s, q, sqrt(TO_VF(hi - lo) * q) * 1.001f};
+    vf least = select(a[1], a[0], lo == (vi)0), greatest = select(a[NFIX - 2], a[NFIX - 1], hi == (vi)NFIX);
+    vf dmax = VMAX(in.c - least, greatest - in.c); /* both >= 0: c is in the window */
+    vsums r = {in.c, s, q, TO_VF(hi - lo) * dmax * 1.001f};
     return r;
 }
 
@@ -1887,18 +1894,17 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
 #define CE_SORTED(i, j) \
     if ((j) < nf) { vf x_ = b[i], y_ = b[j]; vi c_ = x_ < y_; b[i] = select(y_, x_, c_); b[j] = select(x_, y_, c_); }
 #ifdef NFIX
-    /* This depth's median network (scripts/combine_networks.py): it places
-     * the middle ranks and the extremes, which is all that the median, the
-     * mean and the first clipping round need. The sums run over the values in
+    /* This depth's clipping network (scripts/combine_networks.py): it places
+     * the middle ranks, the extremes and the next ranks in, which is all that
+     * the median, the mean and the clipping rounds of edge windows need. The sums run over the values in
      * the order it leaves them, which depends on the lane's values alone, and
      * select the window by its values (IN_VALUES), so a lane's arithmetic
      * never depends on its neighbours. Only a window whose middle ranks are
      * others (a clipping that took more values from one side than from the
      * other, a lane with unusable values) or a round repeated in acc_t (in
      * the per-pixel kernel's order) needs a sorted copy. */
-    /* ranks 1 and n-2 too, for the edge windows of sigma clipping below
-     * (six comparators more for 20 frames). Not only when clipping: the
-     * compiler evaluates both networks of a branch on the method. */
+    /* CLIP_n rather than MEDIAN_n (six comparators more for 20 frames) for
+     * every method: with a branch on the method the compiler ran both. */
     CLRED_CAT(CLIP_, NFIX)(CE_VEC)
     const int extremes = 1;
     /* b: a sorted copy, local to the block that needs it. Inside the rounds'
