@@ -626,16 +626,92 @@ kernel void al_fourier(global float *d, global float *k, global float *p, const 
     }
 }
 
-/* Back from the padded planes (src: D', filt: the matched filter of D'):
- * where the difference d is NaN, NaN. Decorrelated: out = D', VAR = (var_I +
- * ksum^2 var_T) / norm^2 (white after decorrelation); else D and its VAR.
- * score = D / sqrt(VAR) per pixel; detect = filt / sqrt(VAR sum P'^2), the
- * PSF-matched S/N (the detection statistic: a point source's S/N over its
- * PSF, not its peak pixel's). */
-kernel void al_unpad(global const float *src, global const float *filt, const int pitch, global const float *d,
+/* The variance of the difference that al_unpad writes: decorrelated, (var_I
+ * + ksum^2 var_T) / norm^2 (white after decorrelation); else D's own VAR. */
+inline float al_out_var(const size_t o, global const float *d_var, global const float *i_var, const int i_flags,
+                        const float i_var0, global const float *t_var, const int t_flags, const float t_var0,
+                        const float ksum, const float norm, const int decorrelate)
+{
+    if (!decorrelate)
+        return d_var[o];
+    float vi = (i_flags & 1) ? i_var[o] : i_var0, vt = (t_flags & 1) ? t_var[o] : t_var0;
+    return (max(vi, 0.0f) + ksum * ksum * max(vt, 0.0f)) / (norm * norm);
+}
+
+/* The detection statistic's variance, step 1: W = VAR' (as al_unpad
+ * writes it) less v0 (the sky's variance) where the difference d is usable,
+ * 0 elsewhere (rows of pitch floats). An unusable pixel adds nothing to the
+ * matched filter's sum, so the honest variance would leave it out; counted at
+ * the sky's (W = 0), DETECT at a mask's edge stays as conservative as VAR'(x)
+ * sum P'^2 made it: the residual wings of a saturated star at its mask's
+ * edge are not noise. */
+kernel void al_var_pad(global const float *d, global const float *d_var, global const float *i_var,
+                       const int i_flags, const float i_var0, global const float *t_var, const int t_flags,
+                       const float t_var0, const float ksum, const float norm, const int decorrelate, const float v0,
+                       const int width, const int height, const int pitch, global float *dst)
+{
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= width || y >= height)
+        return;
+    size_t o = (size_t)y * (size_t)width + (size_t)x;
+    float var = al_out_var(o, d_var, i_var, i_flags, i_var0, t_var, t_flags, t_var0, ksum, norm, decorrelate);
+    dst[(size_t)y * (size_t)pitch + (size_t)x] = isfinite(d[o]) && var > 0.0f ? var - v0 : 0.0f;
+}
+
+/* Step 2, one axis at a time (dx, dy = 1, 0 along rows, then 0, 1 along
+ * columns): out(x, y) = sum_{|t| <= r} g[t + r] in(x + t dx, y + t dy), in
+ * read as 0 outside the image (planes of pitch floats). Rows with g = gx,
+ * then columns with g = gy, correlate W with gy(v) gx(u), P'^2's best
+ * separable approximation. Work-items: 8 pixels of a row, and the row. */
+kernel void al_var_pass(global const float *in, const int width, const int height, const int pitch,
+                        global const float *g, const int r, const int dx, const int dy, global float *out)
+{
+    int x0 = 8 * get_global_id(0), y = get_global_id(1);
+    if (x0 >= width || y >= height)
+        return;
+    long step = dx ? 1 : (long)pitch;
+    global const float *p = in + (size_t)y * (size_t)pitch + (size_t)x0;
+    /* 8 pixels of a row per work-item, as vectors where every tap is inside the image */
+    if (x0 + 7 < width && (dy ? (y >= r && y + r < height) : (x0 >= r && x0 + 7 + r < width))) {
+        float8 a0 = 0.0f, a1 = 0.0f;
+        int t = -r;
+        for (; t + 1 <= r; t += 2) {
+            a0 = fma((float8)g[t + r], vload8(0, p + t * step), a0);
+            a1 = fma((float8)g[t + 1 + r], vload8(0, p + (t + 1) * step), a1);
+        }
+        if (t <= r)
+            a0 = fma((float8)g[t + r], vload8(0, p + t * step), a0);
+        vstore8(a0 + a1, 0, out + (size_t)y * (size_t)pitch + (size_t)x0);
+        return;
+    }
+    for (int l = 0; l < 8 && x0 + l < width; l++) {
+        int x = x0 + l;
+        int lo = dx ? max(-r, -x) : max(-r, -y), hi = dx ? min(r, width - 1 - x) : min(r, height - 1 - y);
+        float a0 = 0.0f, a1 = 0.0f;
+        int t = lo;
+        for (; t + 1 <= hi; t += 2) {
+            a0 = fma(g[t + r], p[l + t * step], a0);
+            a1 = fma(g[t + 1 + r], p[l + (t + 1) * step], a1);
+        }
+        if (t <= hi)
+            a0 = fma(g[t + r], p[l + t * step], a0);
+        out[(size_t)y * (size_t)pitch + (size_t)x] = a0 + a1;
+    }
+}
+
+/* Back from the padded planes (src: D', filt: the matched filter of D',
+ * vfilt: its variance less v_base, from al_var_filter): where the difference
+ * d is NaN, NaN. out = D' (decorrelated) with VAR' (al_out_var), else D and
+ * its VAR. score = D / sqrt(VAR) per pixel; detect = filt / sqrt(vfilt +
+ * v_base), the PSF-matched S/N (the detection statistic: a point source's S/N
+ * over its PSF, not its peak pixel's). Its variance is sum_u P'(u)^2 VAR'(x +
+ * u), not VAR'(x) sum P'^2: beside a bright star the filter reaches into the
+ * star's source noise. */
+kernel void al_unpad(global const float *src, global const float *filt, global const float *vfilt,
+                     const float v_base, const int pitch, global const float *d,
                      global const float *d_var, global const float *i_var, const int i_flags, const float i_var0,
                      global const float *t_var, const int t_flags, const float t_var0, const float ksum,
-                     const float norm, const int decorrelate, const float sum_p2, const int width, const int height,
+                     const float norm, const int decorrelate, const int width, const int height,
                      global float *out, global float *out_var, const int with_score, global float *score,
                      global float *detect)
 {
@@ -644,19 +720,15 @@ kernel void al_unpad(global const float *src, global const float *filt, const in
         return;
     size_t o = (size_t)y * (size_t)width + (size_t)x, q = (size_t)y * (size_t)pitch + (size_t)x;
     bool ok = isfinite(d[o]);
-    float v, var;
+    float var = al_out_var(o, d_var, i_var, i_flags, i_var0, t_var, t_flags, t_var0, ksum, norm, decorrelate);
+    float v = ok ? (decorrelate ? src[q] : d[o]) : NAN;
     if (decorrelate) {
-        float vi = (i_flags & 1) ? i_var[o] : i_var0, vt = (t_flags & 1) ? t_var[o] : t_var0;
-        v = ok ? src[q] : NAN;
-        var = ok ? (max(vi, 0.0f) + ksum * ksum * max(vt, 0.0f)) / (norm * norm) : NAN;
         out[o] = v;
-        out_var[o] = var;
-    } else {
-        v = d[o];
-        var = d_var[o];
+        out_var[o] = ok ? var : NAN;
     }
     ok = ok && var > 0.0f;
+    float vf = vfilt[q] + v_base;
     if (with_score)
         score[o] = ok ? v / sqrt(var) : NAN;
-    detect[o] = ok ? filt[q] / sqrt(var * sum_p2) : NAN;
+    detect[o] = ok && vf > 0.0f ? filt[q] / sqrt(vf) : NAN;
 }

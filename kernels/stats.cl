@@ -169,7 +169,8 @@ kernel void stats_select(global const float *sci, global const ushort *mask, con
 
 #define STATS_BIN_SHIFT 16u
 #define STATS_MAX_SHELLS 16u
-#define STATS_SLOT0 16u
+#define STATS_MAX_ENTRIES (2u * STATS_MAX_SHELLS) /* a shell's pixels below and above its centre */
+#define STATS_SLOT0 STATS_MAX_ENTRIES
 
 /* A key's bin: coarse bins of 2^16 keys (the top 16 bits) outside the
  * window [wlo, whi) of keys, bins of 2^ws keys inside it, numbered in value
@@ -213,13 +214,14 @@ inline int8 stats_usable8(const float8 v, global const ushort *mrow, const uint 
 
 #define STATS_LANES(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
-/* Counts per bin over every row_step-th row of the region (rh rows counted:
- * rows 0, row_step, ...); each group owns nb + 1 counts on a CPU, the last
- * one taking the unusable pixels of the eight-lane loop (no branch per lane). */
+/* Counts per bin over rh rows of the region's rh_all: every row_step-th row
+ * (rows y row_step + y % row_step, y < rh); each group owns nb + 1 counts on
+ * a CPU, the last one taking the unusable pixels of the eight-lane loop (no
+ * branch per lane). */
 kernel void stats_bin_hist(global const float *sci, global const ushort *mask, const ushort ignore, const uint width,
                            const uint x0, const uint y0, const uint rw, const uint rh, global uint *hist,
                            const uint nb, const uint row_step, const uint wlo, const uint whi, const uint ws,
-                           const uint wb0, const uint wb1)
+                           const uint wb0, const uint wb1, const uint rh_all)
 {
     const uint lid = get_local_id(0), lsize = get_local_size(0);
     const uint g = get_group_id(0), groups = get_num_groups(0);
@@ -227,7 +229,9 @@ kernel void stats_bin_hist(global const float *sci, global const ushort *mask, c
     global uint *h = own ? hist + (size_t)g * (nb + 1) : hist;
     const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
     for (uint y = r0; y < r1; y++) {
-        const size_t row = (size_t)(y0 + y * row_step) * width + x0;
+        /* staggered, so that a sample of every second row still sees both
+         * parities (detectors often alternate rows) */
+        const size_t row = (size_t)(y0 + min(y * row_step + y % row_step, rh_all - 1)) * width + x0;
         global const float *srow = sci + row;
         global const ushort *mrow = mask ? mask + row : 0;
         uint x = lid;
@@ -309,53 +313,65 @@ inline int8 stats_hot8(const uint8 key, const uint hot_lo, const uint hot_hi, co
     return ~out;
 }
 
-/* table[bin]: the bin's shell, or STATS_SLOT0 + the gather slot of a bin
- * gathered value by value (a slot: consecutive such bins). Per group and shell: count,
- * sum and sum of squares of (x - shift) in acc_t, min and max. gcursor holds
- * each slot's next position in gather (per group when own). */
+/* Whether a key is in the innermost shell's fast set (as stats_hot8, one
+ * lane): the scalar loops classify pixels the same way as the vector one, so
+ * that every key is summed the same way whichever loop sees it. */
+inline bool stats_hot1(const uint key, const uint hot_lo, const uint hot_hi, const uint8 holes)
+{
+    return key - hot_lo <= hot_hi - hot_lo && key - holes.s0 > holes.s1 && key - holes.s2 > holes.s3 &&
+           key - holes.s4 > holes.s5 && key - holes.s6 > holes.s7;
+}
+
+/* table[bin]: an accumulator (below STATS_SLOT0: the host's shell and side
+ * of the bin), or STATS_SLOT0 + the gather slot of a bin gathered value by
+ * value (a slot: consecutive such bins). Keys in the innermost shell's fast
+ * set (stats_hot1/8) skip the table and go to one more accumulator, nent,
+ * kept in registers, and are also counted below each hole's first key
+ * (pgap: 4 per group), which splits them between the holes for the host.
+ * Per group and accumulator: count, sum and sum of squares of (x - shift)
+ * in acc_t, min and max. gcursor holds each slot's next position in gather
+ * (per group when own); a pixel is written only below its slot's gend, and
+ * the cursor counts on, so the host sees an overflow (the single pass's
+ * capacities are predicted from a sample). */
 kernel void stats_bin_scan(global const float *sci, global const ushort *mask, const ushort ignore,
                            const uint width, const uint x0, const uint y0, const uint rw, const uint rh,
-                           global const uchar *table, const uint nshells, const acc_t shift, global uint *pcount,
+                           global const uchar *table, const uint nent, const acc_t shift, global uint *pcount,
                            global acc_t *psums, global float *pminmax, local uint *lcount, local acc_t *lsums,
-                           local float *lminmax, global float *gather, global uint *gcursor, const uint ngather,
-                           const uint wlo, const uint whi, const uint ws, const uint wb0, const uint wb1,
-                           const uint hot_lo, const uint hot_hi, const uint8 holes)
+                           local float *lminmax, global float *gather, global uint *gcursor,
+                           global const uint *gend, const uint ngather, const uint wlo, const uint whi,
+                           const uint ws, const uint wb0, const uint wb1, const uint hot_lo, const uint hot_hi,
+                           const uint8 holes, global uint *pgap)
 {
     const uint lid = get_local_id(0), lsize = get_local_size(0);
     const uint g = get_group_id(0), groups = get_num_groups(0);
     const bool own = lsize == 1;
     global uint *cursor = own ? gcursor + (size_t)g * ngather : gcursor;
-    uint cnt[STATS_MAX_SHELLS];
-    acc_t s1[STATS_MAX_SHELLS], s2[STATS_MAX_SHELLS];
-    float mn[STATS_MAX_SHELLS], mx[STATS_MAX_SHELLS];
-    for (uint s = 0; s < STATS_MAX_SHELLS; s++) {
+    global const uint *cend = own ? gend + (size_t)g * ngather : gend;
+    uint cnt[STATS_MAX_ENTRIES + 1];
+    acc_t s1[STATS_MAX_ENTRIES + 1], s2[STATS_MAX_ENTRIES + 1];
+    float mn[STATS_MAX_ENTRIES + 1], mx[STATS_MAX_ENTRIES + 1];
+    for (uint s = 0; s <= STATS_MAX_ENTRIES; s++) {
         cnt[s] = 0;
         s1[s] = s2[s] = 0;
         mn[s] = INFINITY;
         mx[s] = -INFINITY;
     }
-    const uint hot = nshells - 1;
-    uint hcnt = 0;
+    uint hcnt = 0, gb[4] = {0, 0, 0, 0};
     acc_t hs1 = 0, hs2 = 0;
     float hmn = INFINITY, hmx = -INFINITY;
     acc4_t hs1a = (acc4_t)0, hs1b = (acc4_t)0, hs2a = (acc4_t)0, hs2b = (acc4_t)0;
     float8 hmnv = (float8)INFINITY, hmxv = (float8)-INFINITY;
-    int8 hcntv = (int8)0;
+    int8 hcntv = (int8)0, gb0 = (int8)0, gb1 = (int8)0, gb2 = (int8)0, gb3 = (int8)0;
+    const int hk0 = as_int(holes.s0 ^ 0x80000000u), hk1 = as_int(holes.s2 ^ 0x80000000u),
+              hk2 = as_int(holes.s4 ^ 0x80000000u), hk3 = as_int(holes.s6 ^ 0x80000000u);
     const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
     for (uint y = r0; y < r1; y++) {
         const size_t row = (size_t)(y0 + y) * width + x0;
         global const float *srow = sci + row;
         global const ushort *mrow = mask ? mask + row : 0;
-/* One usable pixel v whose bin's table entry is e. */
+/* One usable pixel v, not in the fast set, whose bin's table entry is e. */
 #define STATS_SCAN_PIXEL(v, e)                                                                                        \
-    if ((e) == hot) { /* most pixels: the innermost shell, in registers */                                            \
-        const acc_t d = (acc_t)(v) - shift;                                                                           \
-        hcnt++;                                                                                                       \
-        hs1 += d;                                                                                                     \
-        hs2 += d * d;                                                                                                 \
-        hmn = fmin(hmn, (v));                                                                                         \
-        hmx = fmax(hmx, (v));                                                                                         \
-    } else if ((e) < STATS_SLOT0) {                                                                                   \
+    if ((e) < STATS_SLOT0) {                                                                                          \
         const uint s = (e);                                                                                           \
         const acc_t d = (acc_t)(v) - shift;                                                                           \
         cnt[s]++;                                                                                                     \
@@ -366,14 +382,15 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
     } else {                                                                                                          \
         const uint slot = (e) - STATS_SLOT0;                                                                          \
         const uint pos = own ? cursor[slot]++ : atomic_inc(&cursor[slot]);                                            \
-        gather[pos] = (v);                                                                                            \
+        if (pos < cend[slot])                                                                                         \
+            gather[pos] = (v);                                                                                        \
     }
         uint x = lid;
         if (own) {
-            /* Eight at a time: the lanes surely in the innermost shell (nearly
-             * all) are summed as vectors (lane sums added at the end: the
-             * same error model as per-row partials), the others one by one
-             * through the table. */
+            /* Eight at a time: the lanes in the fast set (nearly all) are
+             * summed as vectors (lane sums added at the end: the same error
+             * model as per-row partials), the others one by one through the
+             * table. */
             for (; x + 8 <= rw; x += 8) {
                 const float8 v = vload8(0, srow + x);
                 const int8 use = stats_usable8(v, mrow, x, ignore);
@@ -382,6 +399,12 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
                 const acc4_t da = select((acc4_t)0, stats_convert_acc4(v.lo) - (acc4_t)shift, STATS_MASK4(inner.lo)),
                              db = select((acc4_t)0, stats_convert_acc4(v.hi) - (acc4_t)shift, STATS_MASK4(inner.hi));
                 hcntv -= inner; /* inner lanes are -1 */
+                /* signed keys: one compare per hole; other lanes never count */
+                const int8 kin = select((int8)INT_MAX, as_int8(key ^ (uint8)0x80000000u), inner);
+                gb0 -= kin < (int8)hk0;
+                gb1 -= kin < (int8)hk1;
+                gb2 -= kin < (int8)hk2;
+                gb3 -= kin < (int8)hk3;
                 hs1a += da;
                 hs1b += db;
                 hs2a += da * da;
@@ -408,29 +431,49 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
             const ushort m = mrow ? mrow[x] : (ushort)0;
             if (!clred_usable(v, m, ignore))
                 continue;
-            const uint e = table[stats_bin_of(clred_float_key(v), wlo, whi, ws, wb0, wb1)];
+            const uint key = clred_float_key(v);
+            if (stats_hot1(key, hot_lo, hot_hi, holes)) {
+                const acc_t d = (acc_t)v - shift;
+                hcnt++;
+                gb[0] += key < holes.s0;
+                gb[1] += key < holes.s2;
+                gb[2] += key < holes.s4;
+                gb[3] += key < holes.s6;
+                hs1 += d;
+                hs2 += d * d;
+                hmn = fmin(hmn, v);
+                hmx = fmax(hmx, v);
+                continue;
+            }
+            const uint e = table[stats_bin_of(key, wlo, whi, ws, wb0, wb1)];
             STATS_SCAN_PIXEL(v, e)
         }
 #undef STATS_SCAN_PIXEL
     }
     const int4 c4 = hcntv.lo + hcntv.hi;
     hcnt += (uint)((c4.s0 + c4.s1) + (c4.s2 + c4.s3));
+#define STATS_SUM8(a) ((uint)(((a).s0 + (a).s1) + ((a).s2 + (a).s3) + ((a).s4 + (a).s5) + ((a).s6 + (a).s7)))
+    gb[0] += STATS_SUM8(gb0);
+    gb[1] += STATS_SUM8(gb1);
+    gb[2] += STATS_SUM8(gb2);
+    gb[3] += STATS_SUM8(gb3);
+#undef STATS_SUM8
     hs1 += stats_sum4x2(hs1a, hs1b);
     hs2 += stats_sum4x2(hs2a, hs2b);
     hmn = fmin(hmn, stats_min8(hmnv));
     hmx = fmax(hmx, stats_max8(hmxv));
-    cnt[hot] += hcnt;
-    s1[hot] += hs1;
-    s2[hot] += hs2;
-    mn[hot] = fmin(mn[hot], hmn);
-    mx[hot] = fmax(mx[hot], hmx);
-    /* The group's shells, one at a time through local memory. */
-    for (uint s = 0; s < nshells; s++) {
-        lcount[lid] = cnt[s];
-        lsums[2 * lid] = s1[s];
-        lsums[2 * lid + 1] = s2[s];
-        lminmax[2 * lid] = mn[s];
-        lminmax[2 * lid + 1] = mx[s];
+    cnt[nent] = hcnt;
+    s1[nent] = hs1;
+    s2[nent] = hs2;
+    mn[nent] = hmn;
+    mx[nent] = hmx;
+    /* The group's accumulators, one at a time through local memory. */
+    for (uint s = 0; s <= nent + 4; s++) {
+        lcount[lid] = s <= nent ? cnt[s] : gb[s - nent - 1];
+        lsums[2 * lid] = s <= nent ? s1[s] : 0;
+        lsums[2 * lid + 1] = s <= nent ? s2[s] : 0;
+        lminmax[2 * lid] = s <= nent ? mn[s] : 0;
+        lminmax[2 * lid + 1] = s <= nent ? mx[s] : 0;
         barrier(CLK_LOCAL_MEM_FENCE);
         if (lid == 0) {
             uint c = 0;
@@ -443,12 +486,16 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
                 lo = fmin(lo, lminmax[2 * j]);
                 hi = fmax(hi, lminmax[2 * j + 1]);
             }
-            const size_t o = (size_t)g * nshells + s;
-            pcount[o] = c;
-            psums[2 * o] = a;
-            psums[2 * o + 1] = b;
-            pminmax[2 * o] = lo;
-            pminmax[2 * o + 1] = hi;
+            if (s > nent) {
+                pgap[(size_t)g * 4 + (s - nent - 1)] = c;
+            } else {
+                const size_t o = (size_t)g * (nent + 1) + s;
+                pcount[o] = c;
+                psums[2 * o] = a;
+                psums[2 * o + 1] = b;
+                pminmax[2 * o] = lo;
+                pminmax[2 * o + 1] = hi;
+            }
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }

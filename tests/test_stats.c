@@ -404,19 +404,117 @@ static void bin_window(clred_ctx *ctx, const char *shape)
     check_bins(ctx, what, &img, &o, 0);
     clred_image_free(&img);
 
-    /* A misleading sample: the even rows (every second row is sampled at
-     * this size) sit 60 sigma below the odd ones, so the window holds one
+    /* A misleading sample: the rows the window's sample takes at this size
+     * (4y + y % 4) sit 60 sigma below the others, so the window holds one
      * mode and the median, bounds and one MAD end fall in coarse bins. The
-     * answer must be exact whichever method gives it (here the MAD's ends,
-     * one in fine and one in coarse bins, are not both refined, and radix
-     * selection answers). */
+     * answer must be exact whichever method gives it. */
     CHECK_OK(clred_image_alloc(&img, 400, 400, 0, 0));
-    for (size_t i = 0; i < 400 * 400; i++)
-        img.sci[i] = (float)(((i / 400) % 2 ? 1600.0 : 1000.0) + 10.0 * harness_normal(&rng));
+    for (size_t i = 0; i < 400 * 400; i++) {
+        size_t row = i / 400;
+        img.sci[i] = (float)((row % 4 != (row / 4) % 4 ? 1600.0 : 1000.0) + 10.0 * harness_normal(&rng));
+    }
     z0 = clred_stats_bins_zoomed();
     snprintf(what, sizeof what, "%s: window, misleading sample", shape);
     check_case(ctx, what, &img, &o);
     CHECK(clred_stats_bins_zoomed() == z0 + 1);
+    clred_image_free(&img);
+}
+
+/* Runs check_case and checks that the single pass answered it (hit 1) or
+ * missed, so that the two passes or radix selection answered (hit 0). */
+static void check_one_pass(clred_ctx *ctx, const char *what, const clred_image *img, const clred_stats_opts *o,
+                           int hit)
+{
+    unsigned long h0, m0, h1, m1;
+    clred_stats_bins_one_pass_counts(&h0, &m0);
+    check_case(ctx, what, img, o);
+    clred_stats_bins_one_pass_counts(&h1, &m1);
+    CHECK_MSG(h1 - h0 == (unsigned long)hit && m1 - m0 == (unsigned long)!hit,
+              "%s: single pass answered %lu, missed %lu", what, h1 - h0, m1 - m0);
+}
+
+/* The single pass (the sample's prediction decides what is gathered, with
+ * capacities from the sample): it answers a noisy frame with NaN, Inf and
+ * masked pixels and outliers exactly; a prediction skewed below or above
+ * by 6 robust sigmas misses its median and MAD windows, and capacities
+ * scaled to nothing overflow, and the two passes answer, exactly; all
+ * pixels in one fine bin; a bimodal frame, whichever answers. 203 wide,
+ * so that the eight-lane loops leave tails. */
+static void single_pass(clred_ctx *ctx, const char *shape)
+{
+    harness_rng rng = {31337};
+    clred_image img;
+    CHECK_OK(clred_image_alloc(&img, 203, 119, 0, 1));
+    size_t n = img.width * img.height;
+    char what[96];
+    clred_stats_opts o = clred_stats_defaults();
+    fill_noisy(&img, &rng, 3000.0, 15.0);
+    snprintf(what, sizeof what, "%s: single pass, noisy", shape);
+    check_one_pass(ctx, what, &img, &o, 1);
+    o.sigma_lower = 2.5, o.sigma_upper = 4.0, o.max_iters = 20;
+    snprintf(what, sizeof what, "%s: single pass, asymmetric to convergence", shape);
+    check_one_pass(ctx, what, &img, &o, 1);
+    o = clred_stats_defaults();
+    o.centre_mean = 1;
+    snprintf(what, sizeof what, "%s: single pass, mean centre", shape);
+    check_one_pass(ctx, what, &img, &o, 1);
+    o = clred_stats_defaults();
+    static const double skews[] = {-6.0, 6.0};
+    for (int k = 0; k < 2; k++) {
+        clred_stats_bins_one_pass(1, skews[k], 1.0);
+        snprintf(what, sizeof what, "%s: single pass misses %s", shape, k ? "above" : "below");
+        check_one_pass(ctx, what, &img, &o, 0);
+        check_bins(ctx, what, &img, &o, 0); /* the two passes answered */
+    }
+    clred_stats_bins_one_pass(1, 0.0, 0.0);
+    snprintf(what, sizeof what, "%s: single pass overflows", shape);
+    check_one_pass(ctx, what, &img, &o, 0);
+    clred_stats_bins_one_pass(1, 0.0, 1.0);
+
+    /* Nearly all pixels on four neighbouring floats. */
+    for (size_t i = 0; i < n; i++) {
+        img.sci[i] = nextafterf(700.0f, (float)(i % 4));
+        for (size_t k = i % 3; k > 0; k--)
+            img.sci[i] = nextafterf(img.sci[i], 1000.0f);
+        img.mask[i] = i % 89 == 5 ? CLRED_MASK_BAD : 0;
+        if (i % 401 == 3)
+            img.sci[i] = i % 2 ? 900.0f : -INFINITY;
+    }
+    snprintf(what, sizeof what, "%s: single pass, one fine bin", shape);
+    check_one_pass(ctx, what, &img, &o, 1);
+    /* Two modes 8 sigma apart, 60/40: clipping keeps both; the median
+     * lies in the higher mode. */
+    for (size_t i = 0; i < n; i++)
+        img.sci[i] = (float)((harness_uniform(&rng) < 0.6 ? 1200.0 : 1080.0) + 15.0 * harness_normal(&rng));
+    snprintf(what, sizeof what, "%s: single pass, bimodal", shape);
+    check_case(ctx, what, &img, &o);
+    o.max_iters = 30;
+    snprintf(what, sizeof what, "%s: single pass, bimodal to convergence", shape);
+    check_case(ctx, what, &img, &o);
+    clred_image_free(&img);
+
+    /* Every pixel gathered (a region of <= 16384 pixels, two passes) with
+     * FLT_MAX and -FLT_MAX among them: sums over the gathered values must
+     * not cancel against the extremes' squares (~1e77). */
+    CHECK_OK(clred_image_alloc(&img, 100, 90, 0, 0));
+    for (size_t i = 0; i < 100 * 90; i++)
+        img.sci[i] = (float)floor(30000.0 + 40.0 * harness_normal(&rng));
+    img.sci[5] = FLT_MAX, img.sci[77] = -FLT_MAX, img.sci[300] = 3e38f;
+    snprintf(what, sizeof what, "%s: all gathered, extremes", shape);
+    check_bins(ctx, what, &img, &o, 0);
+    clred_image_free(&img);
+
+    /* A sample that misleads: 512 x 512 samples rows 2y + y % 2, and these
+     * sit 60 sigma below the others, so the sample sees one mode; the
+     * single pass misses and the answer is exact. */
+    o = clred_stats_defaults();
+    CHECK_OK(clred_image_alloc(&img, 512, 512, 0, 0));
+    for (size_t i = 0; i < 512 * 512; i++) {
+        size_t row = i / 512;
+        img.sci[i] = (float)((row % 2 != (row / 2) % 2 ? 1600.0 : 1000.0) + 10.0 * harness_normal(&rng));
+    }
+    snprintf(what, sizeof what, "%s: single pass, misleading sample", shape);
+    check_one_pass(ctx, what, &img, &o, 0);
     clred_image_free(&img);
 }
 
@@ -520,6 +618,7 @@ static void work_group_path(void)
         check_case(gctx, "work-groups, two values", &img, &o);
         bin_method(gctx, "work-group shape");
         bin_window(gctx, "work-group shape");
+        single_pass(gctx, "work-group shape");
     }
     clred_image_free(&img);
     clred_ctx_destroy(gctx);
@@ -561,6 +660,7 @@ int main(void)
         constant_and_empty(ctx);
         bin_method(ctx, "cpu shape");
         bin_window(ctx, "cpu shape");
+        single_pass(ctx, "cpu shape");
     } else {
         fprintf(stderr, "no fp64 on this device: double-path comparisons skipped\n");
     }
@@ -568,6 +668,9 @@ int main(void)
     unsigned long answered = 0, gave_up = 0;
     clred_stats_bins_counts(&answered, &gave_up);
     fprintf(stderr, "bin method: %lu answered, %lu gave up to radix selection\n", answered, gave_up);
+    unsigned long hit = 0, missed = 0;
+    clred_stats_bins_one_pass_counts(&hit, &missed);
+    fprintf(stderr, "single pass: %lu answered, %lu missed\n", hit, missed);
     small_local_memory();
     work_group_path();
     float_accum_path();

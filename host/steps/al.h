@@ -104,4 +104,8 @@ clred_status al_linsolve(double *a, double *rhs, int n);
 #define AL_SKY_REACH 3.0
 #define AL_SKY_ROUNDS 3
 
+/* DETECT's variance: P'^2's separable taps are cut where both fall below
+ * this fraction of their peaks (alard_lupton.c's p2_separable). */
+#define AL_DETVAR_CUT 1e-4
+
 #endif

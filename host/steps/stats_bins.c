@@ -1,16 +1,23 @@
-/* Sigma-clipped statistics in two passes over the image (kernels: stats.cl,
- * stats_bin_hist and stats_bin_scan), with the results radix selection gives.
+/* Sigma-clipped statistics in one read of the image where a sample of rows
+ * predicts the clipping run, else two (kernels: stats.cl, stats_bin_hist and
+ * stats_bin_scan), with the results radix selection gives.
  *
  * Bins are intervals of order-preserving float keys, in value order: the
  * top 16 bits of the key (coarse bins), except inside a window of keys where
  * bins are 2^ws keys wide (fine bins). The window is placed around the
- * clipping run predicted from the counts of a sample of rows (every 32nd of
- * a 2048^2 frame, counted by the same kernel in coarse bins), so that the
- * bins holding the median, the MAD's ends and the final bounds are ~1e-3 of
- * the noise wide instead of ~0.05; where the sample misleads, the full
- * counts still decide every bin, only more pixels are gathered.
+ * clipping run predicted from the counts of a coarse sample of rows (every
+ * 64th of a 2048^2 frame), so that the bins holding the median, the MAD's
+ * ends and the final bounds are ~1e-3 of the noise wide instead of ~0.05.
  *
- * Pass 1 counts the usable pixels per bin. From those counts the host
+ * The single read: a finer sample (every 16th row, in the window's bins)
+ * predicts each iteration's median, MAD and range; the read gathers the
+ * pixels of the bins within a few of the sample's standard errors of them
+ * (into slots of capacities predicted per group) and sums every other pixel
+ * into its shell and side; the host replays the clipping on the gathered
+ * values and these sums ("items": a count and the pixels' extrema). A slot
+ * that overflows or a count the items cannot decide falls back to:
+ *
+ * Two passes. Pass 1 counts the usable pixels per bin. From those counts the host
  * predicts the whole clipping run approximately (pixels spread evenly over
  * their bins): each iteration's range, median and MAD. The bins that hold a
  * predicted bound (+-BOUND_WINDOW bins, FINE_RADIUS times as many fine
@@ -23,10 +30,10 @@
  * surely holds the bin: iteration j's sums are those of shells >= j, plus the
  * refined pixels inside its range.
  *
- * The host then runs the clipping loop (clred_stats_clip) exactly: a count,
+ * Either way the host then runs the clipping loop (clred_stats_clip) exactly: a count,
  * median (a k-th value by bisection over float keys) or MAD (a k-th
  * deviation by bisection over doubles) is taken only where every unrefined
- * bin is decidably inside or outside the interval it counts; otherwise the
+ * bin (or item) is decidably inside or outside the interval it counts; otherwise the
  * method gives up and the caller uses radix selection, so a wrong prediction
  * costs time, never exactness. Means and stds sum (x - shift) in double
  * (shift: the predicted median), the same error model as radix selection.
@@ -46,9 +53,12 @@
 #define FINE_MAX 16384u         /* bins in the window at most */
 #define NB_MAX (NBINS + FINE_MAX)
 /* A sample of about SAMPLE_PIXELS pixels (every row_step-th row, at most
- * every 32nd) places the window; a region of fewer pixels is its own sample. */
-#define SAMPLE_PIXELS 65536u
-#define SAMPLE_STEP_MAX 32u
+ * every 16th) places the window and predicts the single pass; a region of
+ * fewer pixels is its own sample. The single pass's windows narrow as the
+ * square root of the sample: every 16th row costs 1/16 of a read and halves
+ * the pixels gathered from every 64th. */
+#define SAMPLE_PIXELS 131072u
+#define SAMPLE_STEP_MAX 16u
 /* In the window, a bound's refined bins reach FINE_RADIUS times
  * BOUND_WINDOW bins either side, and a median's or MAD end's FINE_NEAR: fine
  * bins are ~1e-4 of the noise wide, the prediction's error a few of them,
@@ -62,14 +72,45 @@ static int BOUND_WINDOW = 2, MAD_WINDOW = 1;
 #define GATHER_ALL 16384u       /* a region with no more usable pixels refines every bin */
 #define SORT_MAX 4096u          /* a gathered bin with more pixels is counted, not sorted */
 #define GROUP_CAP 256
-/* stats_bin_scan's table: a byte per bin, a shell below SLOT0, else
- * SLOT0 + a gather slot (as STATS_SLOT0 in stats.cl). */
-#define SLOT0 16u
+/* stats_bin_scan's table: a byte per bin, an accumulator below SLOT0 (2 x
+ * shell + side: below or above the predicted median's bin), else SLOT0 + a
+ * gather slot (as STATS_SLOT0 in stats.cl). */
+#define SLOT0 (2u * MAX_SHELLS)
 #define MAX_SLOTS (256u - SLOT0)
 #define MAX_HOLES 4 /* as stats_hot8 in stats.cl */
+#define MAX_ITEMS (2 * MAX_SHELLS + MAX_HOLES + 1)
 
 /* Tests: 0 keeps the coarse bins (no window), 1 places one from a sample. */
 static int ZOOM = 1;
+
+/* The single pass: the bins it gathers reach ONE_PASS_SD standard errors of
+ * the sample's prediction either side of each predicted value; a slot's
+ * capacity per group is CAP_SCALE times the pixels the sample predicts
+ * there, plus CAP_SLACK and four Poisson deviations. Tests skew the
+ * prediction (in robust sigmas) or scale the capacities to make it miss. */
+#define ONE_PASS_SD 4.0
+/* Bounds get three times the margin: a sample's std is the least sure of
+ * its figures (a few bright stars decide it), and at the clipping bounds,
+ * in the wings, a wide window costs few pixels. */
+#define ONE_PASS_SD_BOUND 12.0
+#define CAP_SCALE 1.25
+#define CAP_SLACK 256.0
+static int ONE_PASS = 1;
+static double SKEW = 0.0, CAP_TEST_SCALE = 1.0;
+static _Atomic unsigned long one_pass_hit, one_pass_missed;
+
+void clred_stats_bins_one_pass(int on, double skew, double cap_scale)
+{
+    ONE_PASS = on;
+    SKEW = skew;
+    CAP_TEST_SCALE = cap_scale;
+}
+
+void clred_stats_bins_one_pass_counts(unsigned long *hit, unsigned long *missed)
+{
+    *hit = one_pass_hit;
+    *missed = one_pass_missed;
+}
 
 /* How often the method answered and gave up (tests check it ran), and
  * how often it placed a window of fine bins. */
@@ -115,7 +156,27 @@ typedef struct {
     /* prediction */
     int npred;
     kept_range pred_range[MAX_SHELLS];
+    double pred_median[MAX_SHELLS], pred_mad[MAX_SHELLS], pred_std[MAX_SHELLS], pred_kurt[MAX_SHELLS];
+    /* per predicted range, value windows around its ends that hold
+     * BOUND_SHARE of the sample's pixels either side of each */
+    double share_lo[MAX_SHELLS][2], share_hi[MAX_SHELLS][2];
     double shift;
+    /* the sample of rows that placed the window: usable pixels, rows; its
+     * per-slice coarse counts stay in slice_hist until a full count */
+    size_t sample_n;
+    cl_uint sample_rows, sample_step;
+    /* the single pass: gather capacities from the sample (one_pass), and
+     * whether a slot overflowed (missed); the set measured is then a list of
+     * items (count and value bounds per shell and side, and the fast set's
+     * pixels between the holes) instead of bins */
+    int one_pass, missed;
+    cl_uint side_bin;
+    float it_lo[MAX_ITEMS], it_hi[MAX_ITEMS];
+    size_t it_n[MAX_ITEMS];
+    unsigned char it_shell[MAX_ITEMS];
+    size_t nitems;
+    /* stats_bin_scan's fast set: keys [hot_lo_key, hot_hi_key] less the holes */
+    cl_uint hot_lo_key, hot_hi_key, hole_from[MAX_HOLES], hole_to[MAX_HOLES], nholes;
     /* bins */
     unsigned char *shell; /* nb */
     cl_uint *refined;     /* refined bins, ascending */
@@ -125,7 +186,12 @@ typedef struct {
     run *runs; /* the refined pixels in value order */
     size_t nruns;
     size_t *rc;      /* prefix counts over runs */
-    double *r1, *r2; /* prefix sums of c (v - shift), c (v - shift)^2 */
+    double *r1, *r2; /* sums of c (v - shift), c (v - shift)^2 from the anchor run outward */
+    size_t anchor;
+    /* the single pass's MAD windows (values), gathered: a deviation whose
+     * ends lie in both is counted exactly */
+    double madwin[2][2];
+    int have_madwin;
     size_t shell_n[MAX_SHELLS];
     double shell_s1[MAX_SHELLS], shell_s2[MAX_SHELLS], shell_min[MAX_SHELLS], shell_max[MAX_SHELLS];
     /* the unrefined bins of the set last measured: value bounds, prefix counts */
@@ -287,6 +353,8 @@ static clred_status count_bins(bins_run *b, cl_uint row_step)
     if (st == CLRED_OK)
         st = set_map_args(b, b->khist, name, 11);
     if (st == CLRED_OK)
+        st = set_arg(b->khist, name, 16, sizeof b->rh, &b->rh);
+    if (st == CLRED_OK)
         st = run_pass(b, b->khist, name);
     if (st == CLRED_OK)
         st = clred_download(b->ctx, hist, 0, bytes, b->slice_hist);
@@ -305,7 +373,7 @@ static clred_status count_bins(bins_run *b, cl_uint row_step)
 /* ------------------------------------------------------------ prediction */
 
 typedef struct {
-    double n, mean, std, median, mad;
+    double n, mean, std, median, mad, kurtosis;
 } approx_set;
 
 /* The part of bin i inside [lo, hi], as a fraction and a value interval. */
@@ -351,7 +419,7 @@ static double approx_within(const bins_run *b, const cl_uint *nz, size_t nnz, ke
  * spread evenly over its value interval. */
 static void approx_measure(const bins_run *b, const cl_uint *nz, size_t nnz, kept_range r, approx_set *s)
 {
-    double n = 0, s1 = 0, s2 = 0, a, z;
+    double n = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, a, z;
     const double c0 = b->shift;
     for (size_t k = 0; k < nnz; k++) {
         double f = bin_overlap(b, nz[k], r, &a, &z), c = b->count[nz[k]] * f;
@@ -360,6 +428,9 @@ static void approx_measure(const bins_run *b, const cl_uint *nz, size_t nnz, kep
         n += c;
         s1 += c * ((a + z) / 2 - c0);
         s2 += c * ((a - c0) * (a - c0) + (a - c0) * (z - c0) + (z - c0) * (z - c0)) / 3;
+        double v = (a + z) / 2 - c0;
+        s3 += c * v * v * v;
+        s4 += c * v * v * v * v;
     }
     memset(s, 0, sizeof *s);
     s->n = n;
@@ -368,6 +439,8 @@ static void approx_measure(const bins_run *b, const cl_uint *nz, size_t nnz, kep
     s->mean = c0 + s1 / n;
     double var = s2 / n - (s1 / n) * (s1 / n);
     s->std = var > 0 ? sqrt(var) : 0;
+    double u = s1 / n, m4 = s4 / n - 4 * u * s3 / n + 6 * u * u * s2 / n - 3 * u * u * u * u;
+    s->kurtosis = var > 0 && m4 > 0 ? m4 / (var * var) : 3.0;
     double half = n / 2, below = 0;
     s->median = s->mean;
     for (size_t k = 0; k < nnz; k++) {
@@ -452,6 +525,10 @@ static void predict(bins_run *b, const clred_stats_opts *o, unsigned char *want)
     approx_measure(b, nz, nnz, range, &cur);
     b->npred = 0;
     for (int it = 0;; it++) {
+        b->pred_median[b->npred] = cur.median;
+        b->pred_mad[b->npred] = cur.mad;
+        b->pred_std[b->npred] = cur.std;
+        b->pred_kurt[b->npred] = cur.kurtosis;
         b->pred_range[b->npred++] = range;
         mark_near(b, want, cur.median);
         if (MAD_WINDOW > 0) {
@@ -485,6 +562,48 @@ static void predict(bins_run *b, const clred_stats_opts *o, unsigned char *want)
  * decide every bin exactly; only more pixels are gathered. A window as wide
  * as the coarse bins (a range across zero, where keys are dense) gains
  * nothing and is not placed. */
+/* The value below which the sample's counts put `target` pixels (the
+ * approximate count, by bisection). */
+static double value_at_count(const bins_run *b, const cl_uint *nz, size_t nnz, double target)
+{
+    double lo = bin_lo(b, nz[0]), hi = bin_hi(b, nz[nnz - 1]);
+    if (target <= 0)
+        return lo;
+    if (target >= b->approx_cum[nnz])
+        return hi;
+    for (int it = 0; it < 64; it++) {
+        double mid = lo / 2 + hi / 2;
+        if (approx_below(b, nz, nnz, mid) < target)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return hi;
+}
+
+/* The single pass's bound windows by share of the pixels (see share_lo):
+ * in the sparse tails, where the first ranges end, the sample's std is
+ * least sure and a wide window costs few pixels. */
+#define BOUND_SHARE 0.0002
+static void share_windows(bins_run *b)
+{
+    cl_uint *nz = b->unref;
+    size_t nnz = 0;
+    for (cl_uint i = 0; i < b->nb; i++)
+        if (b->count[i])
+            nz[nnz++] = i;
+    double q = BOUND_SHARE * (double)b->n0;
+    for (int j = 0; j < b->npred; j++) {
+        kept_range r = b->pred_range[j];
+        double nlo = isfinite(r.lo) ? approx_below(b, nz, nnz, r.lo) : 0;
+        double nhi = isfinite(r.hi) ? approx_below(b, nz, nnz, r.hi) : 0;
+        b->share_lo[j][0] = isfinite(r.lo) ? value_at_count(b, nz, nnz, nlo - q) : r.lo;
+        b->share_lo[j][1] = isfinite(r.lo) ? value_at_count(b, nz, nnz, nlo + q) : r.lo;
+        b->share_hi[j][0] = isfinite(r.hi) ? value_at_count(b, nz, nnz, nhi - q) : r.hi;
+        b->share_hi[j][1] = isfinite(r.hi) ? value_at_count(b, nz, nnz, nhi + q) : r.hi;
+    }
+}
+
 static clred_status place_window(bins_run *b, const clred_stats_opts *o, unsigned char *scratch)
 {
     coarse_bins(b);
@@ -493,6 +612,13 @@ static clred_status place_window(bins_run *b, const clred_stats_opts *o, unsigne
     size_t step = b->base.npix / SAMPLE_PIXELS;
     if (step > SAMPLE_STEP_MAX)
         step = SAMPLE_STEP_MAX;
+    if (step > b->rh / 2)
+        step = b->rh / 2;
+    if (step < 1)
+        step = 1;
+    b->sample_step = (cl_uint)step;
+    /* A smaller sample places the window: it need only find the noise. */
+    step *= 4;
     if (step > b->rh / 2)
         step = b->rh / 2;
     if (step < 1)
@@ -527,6 +653,23 @@ static clred_status place_window(bins_run *b, const clred_stats_opts *o, unsigne
     return CLRED_OK;
 }
 
+/* The single pass's prediction: the sample's counts in the bins of the
+ * window (a window placed from coarse bins 0.05 of the noise wide would
+ * predict the MAD's ends to a few per cent only), per slice for the gather
+ * capacities. */
+static clred_status sample_fine(bins_run *b, const clred_stats_opts *o, unsigned char *scratch)
+{
+    cl_uint step = b->sample_step;
+    CLRED_TRY(count_bins(b, step));
+    b->sample_n = b->n0;
+    b->sample_rows = (b->rh + step - 1) / step;
+    if (b->n0 == 0)
+        return CLRED_OK;
+    predict(b, o, scratch);
+    share_windows(b);
+    return CLRED_OK;
+}
+
 /* Shells: the last predicted range whose core (its range less the bound
  * windows) holds the bin; cores nest as the ranges do. */
 static void assign_shells(bins_run *b)
@@ -550,6 +693,94 @@ static void assign_shells(bins_run *b)
         b->hot_lo_bin = (cl_uint)clo;
         b->hot_hi_bin = (cl_uint)chi;
     }
+    b->side_bin = bin_of(b, (float)b->pred_median[b->npred - 1]);
+}
+
+/* Marks the bins that hold any value of [a, z], and one more either side. */
+static void mark_values(bins_run *b, unsigned char *want, double a, double z)
+{
+    if (!(a <= z))
+        return;
+    long i0 = (long)bin_of(b, clred_float_at_or_below(a)) - 1, i1 = (long)bin_of(b, clred_float_at_or_above(z)) + 1;
+    for (long i = i0 < 0 ? 0 : i0; i <= i1 && i < (long)b->nb; i++)
+        want[i] = 1;
+}
+
+/* The single pass's bins and shells, from the sample's prediction alone:
+ * gathered are the bins within ONE_PASS_SD standard errors of every
+ * predicted median, MAD end and bound (the errors of a sample of n pixels
+ * with robust sigma sr: 1.25 sr / sqrt(n) for a median, 1.36 sr / sqrt(n)
+ * for a quartile, and for a bound centre +- k std that of the centre plus
+ * k std sqrt((kurtosis - 1) / 4n) for the std; the centre's taken as median's plus
+ * std / sqrt(n), so that a mean centre is covered too). Shell j's core lies
+ * strictly between range j's bound windows. Each prediction the sample
+ * misses makes the exact replay give up (or a slot overflow), and the two
+ * passes answer. */
+static void plan_one_pass(bins_run *b, const clred_stats_opts *o, unsigned char *want)
+{
+    memset(want, 0, b->nb);
+    double rn = sqrt((double)b->sample_n), sr = 0;
+    for (int j = 0; j < b->npred; j++)
+        sr = fmax(sr, 1.4826 * b->pred_mad[j]);
+    double skew = SKEW * sr, mmed = ONE_PASS_SD * 1.2533 * sr / rn, mmad = ONE_PASS_SD * 1.36 * sr / rn;
+    double med_lo = INFINITY, med_hi = -INFINITY, dlo_lo = INFINITY, dlo_hi = -INFINITY, dhi_lo = INFINITY,
+           dhi_hi = -INFINITY;
+    for (int j = 0; j < b->npred; j++) {
+        double m = b->pred_median[j] + skew, d = b->pred_mad[j];
+        med_lo = fmin(med_lo, m), med_hi = fmax(med_hi, m);
+        if (j + 2 < b->npred)
+            continue; /* the MAD is of the last set only: the last two predicted, in case one more or fewer run */
+        dlo_lo = fmin(dlo_lo, m - d), dlo_hi = fmax(dlo_hi, m - d);
+        dhi_lo = fmin(dhi_lo, m + d), dhi_hi = fmax(dhi_hi, m + d);
+    }
+    mark_values(b, want, med_lo - mmed, med_hi + mmed);
+    if (MAD_WINDOW > 0) {
+        mark_values(b, want, dlo_lo - mmad, dlo_hi + mmad);
+        mark_values(b, want, dhi_lo - mmad, dhi_hi + mmad);
+        b->madwin[0][0] = dlo_lo - mmad, b->madwin[0][1] = dlo_hi + mmad;
+        b->madwin[1][0] = dhi_lo - mmad, b->madwin[1][1] = dhi_hi + mmad;
+        b->have_madwin = 1;
+    }
+    long clo = 0, chi = (long)b->nb - 1;
+    memset(b->shell, 0, b->nb);
+    b->hot_lo_bin = 1, b->hot_hi_bin = 0;
+    for (int j = 1; j < b->npred; j++) {
+        kept_range r = b->pred_range[j];
+        /* a std's standard error is std sqrt((kurtosis - 1) / 4n): 1 / sqrt(2n)
+         * for normal noise, far more with stars in */
+        double sd = b->pred_std[j - 1], centre = 1.2533 * sr + sd;
+        double esd = sd * sqrt(fmax(b->pred_kurt[j - 1] - 1.0, 2.0) / 4.0);
+        double mlo = BOUND_WINDOW >= 0 ? ONE_PASS_SD_BOUND * (centre + o->sigma_lower * esd) / rn : 0;
+        double mhi = BOUND_WINDOW >= 0 ? ONE_PASS_SD_BOUND * (centre + o->sigma_upper * esd) / rn : 0;
+        long lo = 0, hi = (long)b->nb - 1;
+        if (isfinite(r.lo)) {
+            double a = r.lo + skew - mlo, z = r.lo + skew + mlo;
+            if (BOUND_WINDOW >= 0) {
+                a = fmin(a, b->share_lo[j][0] + skew), z = fmax(z, b->share_lo[j][1] + skew);
+                mark_values(b, want, a, z);
+            }
+            lo = (long)bin_of(b, clred_float_at_or_above(z)) + 2;
+        }
+        if (isfinite(r.hi)) {
+            double a = r.hi + skew - mhi, z = r.hi + skew + mhi;
+            if (BOUND_WINDOW >= 0) {
+                a = fmin(a, b->share_hi[j][0] + skew), z = fmax(z, b->share_hi[j][1] + skew);
+                mark_values(b, want, a, z);
+            }
+            hi = (long)bin_of(b, clred_float_at_or_below(a)) - 2;
+        }
+        if (lo > clo)
+            clo = lo;
+        if (hi < chi)
+            chi = hi;
+        for (long i = clo; i <= chi; i++)
+            b->shell[i] = (unsigned char)j;
+    }
+    if (clo <= chi) {
+        b->hot_lo_bin = (cl_uint)clo;
+        b->hot_hi_bin = (cl_uint)chi;
+    }
+    b->side_bin = bin_of(b, (float)(b->pred_median[b->npred - 1] + skew));
 }
 
 /* ------------------------------------------------------------ pass 2 */
@@ -625,7 +856,12 @@ static clred_status set_hot_args(bins_run *b, cl_kernel k, const char *name, cl_
     for (cl_uint j = 0; j < nholes; j++) {
         holes.s[2 * j] = from[j];
         holes.s[2 * j + 1] = to[j] - from[j];
+        b->hole_from[j] = from[j];
+        b->hole_to[j] = to[j];
     }
+    b->nholes = nholes;
+    b->hot_lo_key = lo;
+    b->hot_hi_key = hi;
     CLRED_TRY(set_arg(k, name, first, sizeof lo, &lo));
     CLRED_TRY(set_arg(k, name, first + 1, sizeof hi, &hi));
     return set_arg(k, name, first + 2, sizeof holes, &holes);
@@ -643,25 +879,18 @@ static clred_status slot_runs(bins_run *b, const cl_uint *bins, size_t nbins, co
     if (nbins == 1) {
         memcpy(out, v, n * sizeof *v);
     } else {
-        size_t *next = malloc(nbins * sizeof *next), at = 0;
+        /* Each value's place by its bin's offset from the slot's first bin
+         * (the slot's bins ascend; any bin between them is empty). */
+        size_t span = (size_t)bins[nbins - 1] - bins[0] + 1, at = 0;
+        size_t *next = malloc(span * sizeof *next);
         if (!next)
             return clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for the bin method");
         for (size_t j = 0; j < nbins; j++) {
-            next[j] = at;
+            next[bins[j] - bins[0]] = at;
             at += b->count[bins[j]];
         }
-        for (size_t i = 0; i < n; i++) {
-            cl_uint bin = bin_of(b, v[i]);
-            size_t lo = 0, hi = nbins - 1;
-            while (lo < hi) {
-                size_t mid = (lo + hi) / 2;
-                if (bins[mid] < bin)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-            }
-            out[next[lo]++] = v[i];
-        }
+        for (size_t i = 0; i < n; i++)
+            out[next[bin_of(b, v[i]) - bins[0]]++] = v[i];
         free(next);
     }
     for (size_t j = 0, at = 0; j < nbins; j++) {
@@ -671,19 +900,72 @@ static clred_status slot_runs(bins_run *b, const cl_uint *bins, size_t nbins, co
     return CLRED_OK;
 }
 
-/* Pass 2 and the runs, prefix sums and shells it gives. */
+/* The pixels bins [i0, i1] should hold in slice g, from the sample's
+ * per-slice counts, scaled from the sampled rows to the slice's rows. */
+static double sample_expect(const bins_run *b, size_t g, cl_uint i0, cl_uint i1)
+{
+    const cl_uint *h = b->slice_hist + g * ((size_t)b->nb + 1);
+    double n = 0;
+    for (cl_uint i = i0; i <= i1; i++)
+        n += h[i];
+    return n * (double)b->rh / (double)b->sample_rows;
+}
+
+/* The capacity of a slot in one slice (or, shared, in all). */
+static size_t slot_capacity(const bins_run *b, cl_uint i0, cl_uint i1, size_t g)
+{
+    double e = 0;
+    if (b->own)
+        e = sample_expect(b, g, i0, i1);
+    else
+        for (size_t s = 0; s < b->slices; s++)
+            e += sample_expect(b, s, i0, i1);
+    double cap = (CAP_SCALE * e + 4.0 * sqrt(e) + CAP_SLACK) * CAP_TEST_SCALE;
+    return cap < (double)b->base.npix ? (size_t)cap : b->base.npix;
+}
+
+/* The set's items in the single pass: per shell and side the count and the
+ * pixels' extrema, and the fast set's pixels between consecutive holes
+ * (bounded by their keys and the fast set's extrema); they stand for the
+ * unrefined bins in the exact replay. */
+static void add_item(bins_run *b, int shell, size_t n, float lo, float hi)
+{
+    if (!n)
+        return;
+    b->it_lo[b->nitems] = lo;
+    b->it_hi[b->nitems] = hi;
+    b->it_n[b->nitems] = n;
+    b->it_shell[b->nitems] = (unsigned char)shell;
+    b->nitems++;
+}
+
+/* Pass 2 (or, with b->one_pass, the single pass) and the runs, prefix sums
+ * and shells it gives. Two passes: slots are runs of refined nonempty bins
+ * with no unrefined nonempty bin between them, and every group's position
+ * per slot is exact from pass 1's counts. One pass: slots are runs of
+ * wanted bins, their capacities predicted from the sample; a slot that
+ * overflows sets b->missed. */
+static size_t runs_from(const bins_run *b, float v);
+
 static clred_status scan_bins(bins_run *b, const unsigned char *want)
 {
     const char *name = "stats_bin_scan";
     size_t total_gather = 0;
-    /* Gather slots: runs of refined bins with no unrefined nonempty bin
-     * between them (sfirst: each slot's first index into refined). */
     size_t *sfirst = malloc((b->nb + 1) * sizeof *sfirst), ngather = 0;
     if (!sfirst)
         return clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for the bin method");
     b->nrefined = b->nunref = 0;
     int in_slot = 0;
     for (cl_uint i = 0; i < b->nb; i++) {
+        if (b->one_pass) {
+            if (want[i]) {
+                if (!in_slot)
+                    sfirst[ngather++] = b->nrefined;
+                b->refined[b->nrefined++] = i;
+            }
+            in_slot = want[i];
+            continue;
+        }
         if (!b->count[i])
             continue;
         if (want[i]) {
@@ -704,51 +986,69 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want)
         return CLRED_OK;
     }
     size_t ncur = b->slices * ngather + 1;
-    cl_uchar *table = malloc(b->nb * sizeof *table);
-    float *sorted = malloc((total_gather + 1) * sizeof *sorted);
     cl_uint *cursor = malloc(ncur * sizeof *cursor);
     cl_uint *cursor_end = malloc(ncur * sizeof *cursor_end);
     size_t *gbase = malloc((ngather + 1) * sizeof *gbase);
-    size_t nsh = (size_t)b->npred;
-    size_t acc = b->use_double ? sizeof(cl_double) : sizeof(cl_float);
-    size_t parts = b->groups * nsh;
-    cl_uint *pcount = malloc(parts * sizeof *pcount);
-    void *psums = malloc(parts * 2 * acc);
-    float *pminmax = malloc(parts * 2 * sizeof *pminmax);
-    float *gathered = malloc((total_gather + 1) * sizeof *gathered);
-    cl_uint *low_count = malloc((1u << BIN_SHIFT) * sizeof *low_count);
-    b->runs = malloc((total_gather + 1) * sizeof *b->runs);
     clred_status st = CLRED_OK;
-    if (!table || !sorted || !cursor || !cursor_end || !gbase || !pcount || !psums || !pminmax || !gathered ||
-        !low_count || !b->runs)
+    if (!cursor || !cursor_end || !gbase)
         st = clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for the bin method");
-
-    /* The table (a byte per bin: its shell, or SLOT0 + its gather slot),
-     * and where each group writes each slot's pixels: slot-major, so a
-     * slot's pixels end up contiguous whichever group found them. */
-    for (cl_uint i = 0; st == CLRED_OK && i < b->nb; i++)
-        table[i] = b->shell[i];
+    /* Where each group writes each slot's pixels: slot-major, so a slot's
+     * pixels end up together whichever group found them. */
     size_t pos = 0;
     for (size_t k = 0; st == CLRED_OK && k < ngather; k++) {
         gbase[k] = pos;
         for (size_t g = 0; g < b->slices; g++) {
             cursor[g * ngather + k] = (cl_uint)pos;
-            for (size_t r = sfirst[k]; r < sfirst[k + 1]; r++)
-                pos += b->own ? b->slice_hist[g * ((size_t)b->nb + 1) + b->refined[r]] : b->count[b->refined[r]];
+            if (b->one_pass)
+                pos += slot_capacity(b, b->refined[sfirst[k]], b->refined[sfirst[k + 1] - 1], g);
+            else
+                for (size_t r = sfirst[k]; r < sfirst[k + 1]; r++)
+                    pos += b->own ? b->slice_hist[g * ((size_t)b->nb + 1) + b->refined[r]] : b->count[b->refined[r]];
             cursor_end[g * ngather + k] = (cl_uint)pos;
         }
-        for (size_t r = sfirst[k]; r < sfirst[k + 1]; r++)
-            table[b->refined[r]] = (cl_uchar)(SLOT0 + k);
     }
     gbase[ngather] = pos;
+    if (b->one_pass)
+        total_gather = pos;
+    if (st == CLRED_OK && pos > UINT32_MAX - 1) {
+        b->missed = 1;
+        st = CLRED_OK;
+        free(sfirst), free(cursor), free(cursor_end), free(gbase);
+        return st;
+    }
+    size_t nsh = (size_t)b->npred, nent = 2 * nsh;
+    size_t acc = b->use_double ? sizeof(cl_double) : sizeof(cl_float);
+    size_t parts = b->groups * (nent + 1);
+    cl_uchar *table = malloc(b->nb * sizeof *table);
+    float *sorted = malloc((total_gather + 1) * sizeof *sorted);
+    cl_uint *pcount = malloc(parts * sizeof *pcount);
+    cl_uint *pgap = malloc(b->groups * 4 * sizeof *pgap);
+    void *psums = malloc(parts * 2 * acc);
+    float *pminmax = malloc(parts * 2 * sizeof *pminmax);
+    float *gathered = malloc((total_gather + 1) * sizeof *gathered);
+    cl_uint *low_count = malloc((1u << BIN_SHIFT) * sizeof *low_count);
+    b->runs = malloc((total_gather + 1) * sizeof *b->runs);
+    if (!table || !sorted || !pcount || !pgap || !psums || !pminmax || !gathered || !low_count || !b->runs)
+        st = clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for the bin method");
 
-    cl_mem dtable = NULL, dcursor = NULL, dcount = NULL, dsums = NULL, dminmax = NULL, dgather = NULL;
+    /* The table: a byte per bin, its shell and side, or SLOT0 + its slot. */
+    for (cl_uint i = 0; st == CLRED_OK && i < b->nb; i++)
+        table[i] = (cl_uchar)(2 * b->shell[i] + (i > b->side_bin));
+    for (size_t k = 0; st == CLRED_OK && k < ngather; k++)
+        for (size_t r = sfirst[k]; r < sfirst[k + 1]; r++)
+            table[b->refined[r]] = (cl_uchar)(SLOT0 + k);
+
+    cl_mem dtable = NULL, dcursor = NULL, dend = NULL, dcount = NULL, dsums = NULL, dminmax = NULL, dgather = NULL,
+           dgap = NULL;
     if (st == CLRED_OK)
         st = clred_buffer(b->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, b->nb * sizeof *table, table, &dtable,
                           "stats bin table");
     if (st == CLRED_OK)
         st = clred_buffer(b->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, ncur * sizeof *cursor, cursor, &dcursor,
                           "stats gather cursors");
+    if (st == CLRED_OK)
+        st = clred_buffer(b->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, ncur * sizeof *cursor_end, cursor_end,
+                          &dend, "stats gather ends");
     if (st == CLRED_OK)
         st = clred_buffer(b->ctx, CL_MEM_WRITE_ONLY, parts * sizeof *pcount, NULL, &dcount, "stats shell counts");
     if (st == CLRED_OK)
@@ -758,7 +1058,9 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want)
     if (st == CLRED_OK)
         st = clred_buffer(b->ctx, CL_MEM_WRITE_ONLY, (total_gather + 1) * sizeof *gathered, NULL, &dgather,
                           "stats gathered pixels");
-    cl_uint nshells = (cl_uint)nsh, ng = (cl_uint)ngather;
+    if (st == CLRED_OK)
+        st = clred_buffer(b->ctx, CL_MEM_WRITE_ONLY, b->groups * 4 * sizeof *pgap, NULL, &dgap, "stats gap counts");
+    cl_uint nentries = (cl_uint)nent, ng = (cl_uint)ngather;
     cl_double shift_d = b->shift;
     cl_float shift_f = (cl_float)b->shift;
     cl_kernel k = b->kscan;
@@ -767,7 +1069,7 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want)
     if (st == CLRED_OK)
         st = set_arg(k, name, 8, sizeof dtable, &dtable);
     if (st == CLRED_OK)
-        st = set_arg(k, name, 9, sizeof nshells, &nshells);
+        st = set_arg(k, name, 9, sizeof nentries, &nentries);
     if (st == CLRED_OK)
         st = b->use_double ? set_arg(k, name, 10, sizeof shift_d, &shift_d)
                            : set_arg(k, name, 10, sizeof shift_f, &shift_f);
@@ -788,11 +1090,15 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want)
     if (st == CLRED_OK)
         st = set_arg(k, name, 18, sizeof dcursor, &dcursor);
     if (st == CLRED_OK)
-        st = set_arg(k, name, 19, sizeof ng, &ng);
+        st = set_arg(k, name, 19, sizeof dend, &dend);
     if (st == CLRED_OK)
-        st = set_map_args(b, k, name, 20);
+        st = set_arg(k, name, 20, sizeof ng, &ng);
     if (st == CLRED_OK)
-        st = set_hot_args(b, k, name, 25, sfirst, ngather);
+        st = set_map_args(b, k, name, 21);
+    if (st == CLRED_OK)
+        st = set_hot_args(b, k, name, 26, sfirst, ngather);
+    if (st == CLRED_OK)
+        st = set_arg(k, name, 29, sizeof dgap, &dgap);
     if (st == CLRED_OK)
         st = run_pass(b, k, name);
     if (st == CLRED_OK)
@@ -801,64 +1107,132 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want)
         st = clred_download(b->ctx, dsums, 0, parts * 2 * acc, psums);
     if (st == CLRED_OK)
         st = clred_download(b->ctx, dminmax, 0, parts * 2 * sizeof *pminmax, pminmax);
-    if (st == CLRED_OK && total_gather)
-        st = clred_download(b->ctx, dgather, 0, total_gather * sizeof *gathered, gathered);
+    if (st == CLRED_OK)
+        st = clred_download(b->ctx, dgap, 0, b->groups * 4 * sizeof *pgap, pgap);
     if (st == CLRED_OK && ngather)
         st = clred_download(b->ctx, dcursor, 0, b->slices * ngather * sizeof *cursor, cursor);
-    /* A gathered bin's pixels are taken as its count: the cursors must have
-     * run exactly to the ends the first pass's counts gave. */
-    for (size_t c = 0; st == CLRED_OK && c < b->slices * ngather; c++)
-        if (cursor[c] != cursor_end[c])
-            st = clred_fail(CLRED_ERR_DEVICE, "stats: gathered %u pixels where the counts gave %u, on %s",
-                            cursor[c], cursor_end[c], b->ctx->info.name);
+    /* Two passes: a gathered bin's pixels are taken as its count, so the
+     * cursors must have run exactly to the ends pass 1's counts gave. One
+     * pass: a cursor past its end is a slot that overflowed. */
+    for (size_t c = 0; st == CLRED_OK && c < b->slices * ngather; c++) {
+        if (b->one_pass && cursor[c] > cursor_end[c])
+            b->missed = 1;
+        else if (!b->one_pass && cursor[c] != cursor_end[c])
+            st = clred_fail(CLRED_ERR_DEVICE, "stats: gathered %u pixels where the counts gave %u, on %s", cursor[c],
+                            cursor_end[c], b->ctx->info.name);
+    }
+    if (st == CLRED_OK && !b->missed && total_gather)
+        st = clred_download(b->ctx, dgather, 0, total_gather * sizeof *gathered, gathered);
     clred_release(&dtable);
     clred_release(&dcursor);
+    clred_release(&dend);
     clred_release(&dcount);
     clred_release(&dsums);
     clred_release(&dminmax);
     clred_release(&dgather);
+    clred_release(&dgap);
 
-    /* Shells, then the gathered pixels as runs of equal values in order. */
-    if (st == CLRED_OK) {
-        size_t seen = total_gather;
+    /* One pass: each slot's pixels together, and the gathered bins' counts. */
+    if (st == CLRED_OK && !b->missed && b->one_pass) {
+        size_t at = 0;
+        for (size_t j = 0; j < ngather; j++) {
+            size_t from = at;
+            for (size_t g = 0; g < b->slices; g++) {
+                size_t c = g * ngather + j, start = g ? cursor_end[c - ngather] : gbase[j];
+                memmove(gathered + at, gathered + start, (cursor[c] - start) * sizeof *gathered);
+                at += cursor[c] - start;
+            }
+            gbase[j] = from;
+        }
+        gbase[ngather] = at;
+        total_gather = at;
+        for (size_t r = 0; r < b->nrefined; r++)
+            b->count[b->refined[r]] = 0;
+        for (size_t j = 0; j < at; j++)
+            b->count[bin_of(b, gathered[j])]++;
+    }
+
+    /* Shells, items, then the gathered pixels as runs of equal values in order. */
+    if (st == CLRED_OK && !b->missed) {
+        size_t seen = total_gather, hot = nsh - 1;
+        size_t fast_n = 0, below[MAX_HOLES + 1] = {0};
+        float fast_min = INFINITY, fast_max = -INFINITY;
+        b->nitems = 0;
         for (size_t s = 0; s < nsh; s++) {
             b->shell_n[s] = 0;
             b->shell_s1[s] = b->shell_s2[s] = 0;
             b->shell_min[s] = INFINITY;
             b->shell_max[s] = -INFINITY;
+        }
+        for (size_t e = 0; e <= nent; e++) {
+            size_t s = e < nent ? e / 2 : hot, n = 0;
+            float lo = INFINITY, hi = -INFINITY;
             for (size_t g = 0; g < b->groups; g++) {
-                size_t o = g * nsh + s;
-                b->shell_n[s] += pcount[o];
+                size_t o = g * (nent + 1) + e;
+                n += pcount[o];
                 b->shell_s1[s] += b->use_double ? ((double *)psums)[2 * o] : ((float *)psums)[2 * o];
                 b->shell_s2[s] += b->use_double ? ((double *)psums)[2 * o + 1] : ((float *)psums)[2 * o + 1];
-                b->shell_min[s] = fmin(b->shell_min[s], pminmax[2 * o]);
-                b->shell_max[s] = fmax(b->shell_max[s], pminmax[2 * o + 1]);
+                lo = fminf(lo, pminmax[2 * o]);
+                hi = fmaxf(hi, pminmax[2 * o + 1]);
             }
-            seen += b->shell_n[s];
+            b->shell_n[s] += n;
+            if (n) {
+                b->shell_min[s] = fmin(b->shell_min[s], lo);
+                b->shell_max[s] = fmax(b->shell_max[s], hi);
+            }
+            seen += n;
+            if (e < nent)
+                add_item(b, (int)s, n, lo, hi);
+            else
+                fast_n = n, fast_min = lo, fast_max = hi;
         }
-        if (seen != b->n0)
+        /* The fast set between the holes: gap j holds the keys from the end
+         * of hole j - 1 to the start of hole j. */
+        for (cl_uint h = 0; h < b->nholes; h++)
+            for (size_t g = 0; g < b->groups; g++)
+                below[h] += pgap[g * 4 + h];
+        below[b->nholes] = fast_n;
+        for (cl_uint h = 0; h <= b->nholes; h++) {
+            uint32_t k0 = h ? b->hole_to[h - 1] + 1 : b->hot_lo_key, k1 = h < b->nholes ? b->hole_from[h] - 1 : b->hot_hi_key;
+            add_item(b, (int)hot, below[h] - (h ? below[h - 1] : 0), fmaxf(key_float(k0), fast_min),
+                     fminf(key_float(k1), fast_max));
+        }
+        if (b->one_pass)
+            b->n0 = seen;
+        else if (seen != b->n0)
             st = clred_fail(CLRED_ERR_DEVICE, "stats: second pass saw %zu usable pixels, first %zu, on %s", seen,
                             b->n0, b->ctx->info.name);
         b->nruns = 0;
         for (size_t j = 0; st == CLRED_OK && j < ngather; j++)
             st = slot_runs(b, b->refined + sfirst[j], sfirst[j + 1] - sfirst[j], gathered + gbase[j], sorted + gbase[j],
-                      low_count);
+                           low_count);
     }
-    if (st == CLRED_OK) {
+    if (st == CLRED_OK && !b->missed) {
         b->rc = malloc((b->nruns + 1) * sizeof *b->rc);
         b->r1 = malloc((b->nruns + 1) * sizeof *b->r1);
         b->r2 = malloc((b->nruns + 1) * sizeof *b->r2);
         if (!b->rc || !b->r1 || !b->r2)
             st = clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for the bin method");
     }
-    if (st == CLRED_OK) {
+    if (st == CLRED_OK && !b->missed) {
         b->rc[0] = 0;
-        b->r1[0] = b->r2[0] = 0;
-        for (size_t j = 0; j < b->nruns; j++) {
-            double d = (double)b->runs[j].v - b->shift;
+        for (size_t j = 0; j < b->nruns; j++)
             b->rc[j + 1] = b->rc[j] + b->runs[j].c;
+        /* Sums anchored at the shift's run, outward: a set's sums add only
+         * its own runs (a prefix difference would cancel, e.g. against a
+         * gathered FLT_MAX). */
+        size_t a = runs_from(b, (float)b->shift);
+        b->anchor = a;
+        b->r1[a] = b->r2[a] = 0;
+        for (size_t j = a; j < b->nruns; j++) {
+            double d = (double)b->runs[j].v - b->shift;
             b->r1[j + 1] = b->r1[j] + b->runs[j].c * d;
             b->r2[j + 1] = b->r2[j] + b->runs[j].c * d * d;
+        }
+        for (size_t j = a; j-- > 0;) {
+            double d = (double)b->runs[j].v - b->shift;
+            b->r1[j] = b->r1[j + 1] + b->runs[j].c * d;
+            b->r2[j] = b->r2[j + 1] + b->runs[j].c * d * d;
         }
     }
     free(table);
@@ -868,6 +1242,7 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want)
     free(cursor_end);
     free(gbase);
     free(pcount);
+    free(pgap);
     free(psums);
     free(pminmax);
     free(gathered);
@@ -904,11 +1279,42 @@ static size_t runs_after(const bins_run *b, float v)
     return lo;
 }
 
+/* The sums over runs [i0, i1): from the anchored sums where the runs reach
+ * the anchor, else one by one. */
+static void runs_sums(const bins_run *b, size_t i0, size_t i1, double *s1, double *s2)
+{
+    *s1 = *s2 = 0;
+    if (i1 <= i0)
+        return;
+    if (i0 <= b->anchor && b->anchor <= i1) {
+        *s1 = b->r1[i0] + b->r1[i1];
+        *s2 = b->r2[i0] + b->r2[i1];
+        return;
+    }
+    for (size_t j = i0; j < i1; j++) {
+        double d = (double)b->runs[j].v - b->shift;
+        *s1 += b->runs[j].c * d;
+        *s2 += b->runs[j].c * d * d;
+    }
+}
+
 /* Takes set j's unrefined bins (those of shell >= j) as the set measured. */
 static void use_set(bins_run *b, int j)
 {
     b->nu = 0;
     b->ucum[0] = 0;
+    if (b->one_pass) { /* the items of shell >= j (few: counted one by one) */
+        for (size_t k = 0; k < b->nitems; k++) {
+            if (b->it_shell[k] < j)
+                continue;
+            b->ulo[b->nu] = b->it_lo[k];
+            b->uhi[b->nu] = b->it_hi[k];
+            b->ucum[b->nu + 1] = b->ucum[b->nu] + b->it_n[k];
+            b->nu++;
+        }
+        b->set_index = j;
+        return;
+    }
     for (size_t k = 0; k < b->nunref; k++) {
         cl_uint i = b->unref[k];
         if (b->shell[i] < j)
@@ -935,6 +1341,17 @@ static void count_between(const bins_run *b, kept_range set, float a, float z, s
         return;
     *lo = b->rc[runs_after(b, z)] - b->rc[runs_from(b, a)];
     *hi = *lo;
+    if (b->one_pass) { /* items need not be disjoint: each on its own */
+        for (size_t k = 0; k < b->nu; k++) {
+            size_t n = b->ucum[k + 1] - b->ucum[k];
+            if (b->uhi[k] < a || b->ulo[k] > z)
+                continue;
+            *hi += n;
+            if (b->ulo[k] >= a && b->uhi[k] <= z)
+                *lo += n;
+        }
+        return;
+    }
     /* Unrefined bins: [i0, i1) those not wholly below a or above z. */
     size_t i0 = 0, i1 = b->nu, l = 0, h = b->nu;
     while (l < h) {
@@ -1020,10 +1437,34 @@ static void deviation_interval(double m, double d, float *a, float *z)
 }
 
 /* The k-th smallest |x - m| over set j, or gives up. */
+static int deviation_count(bins_run *b, kept_range set, double m, double d, size_t *cl, size_t *ch)
+{
+    float a, z;
+    deviation_interval(m, d, &a, &z);
+    *cl = *ch = 0;
+    if (a <= z)
+        count_between(b, set, a, z, cl, ch);
+    return *cl == *ch;
+}
+
 static double kth_deviation(bins_run *b, kept_range set, double m, double dmax, size_t k, int *ok)
 {
     uint64_t lo = 0, hi;
     memcpy(&hi, &dmax, sizeof hi);
+    /* The single pass counts exactly only where both ends lie in the MAD
+     * windows: [dlo, dhi]. Where the k-th deviation lies there, bisect only
+     * there. */
+    if (b->one_pass && b->have_madwin) {
+        double dlo = fmax(m - b->madwin[0][1], b->madwin[1][0] - m), dhi = fmin(m - b->madwin[0][0], b->madwin[1][1] - m);
+        size_t cl, ch;
+        if (dlo >= 0 && dlo <= dhi && dhi <= dmax && deviation_count(b, set, m, dlo, &cl, &ch) && ch < k + 1 &&
+            deviation_count(b, set, m, dhi, &cl, &ch) && cl >= k + 1) {
+            uint64_t l, h;
+            memcpy(&l, &dlo, sizeof l);
+            memcpy(&h, &dhi, sizeof h);
+            lo = l + 1, hi = h;
+        }
+    }
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
         double d;
@@ -1057,18 +1498,21 @@ static clred_status bins_measure(stats_measurer *m, int index, kept_range range,
     *unchanged = 0;
     /* Every unrefined bin must lie wholly inside or outside the range, and
      * inside exactly when its shell says so. */
-    for (size_t k = 0; k < b->nunref; k++) {
-        cl_uint i = b->unref[k];
-        float vlo = bin_lo(b, i), vhi = bin_hi(b, i);
+    size_t nchecks = b->one_pass ? b->nitems : b->nunref;
+    for (size_t k = 0; k < nchecks; k++) {
+        cl_uint i = b->one_pass ? 0 : b->unref[k];
+        float vlo = b->one_pass ? b->it_lo[k] : bin_lo(b, i), vhi = b->one_pass ? b->it_hi[k] : bin_hi(b, i);
+        int shell = b->one_pass ? b->it_shell[k] : b->shell[i];
         int inside = vlo >= range.lo && vhi <= range.hi, outside = vhi < range.lo || vlo > range.hi;
-        if ((!inside && !outside) || inside != (b->shell[i] >= j)) {
+        if ((!inside && !outside) || inside != (shell >= j)) {
             m->gave_up = 1;
             return CLRED_OK;
         }
     }
     size_t i0 = runs_from(b, range.lo), i1 = runs_after(b, range.hi);
     size_t n = i1 > i0 ? b->rc[i1] - b->rc[i0] : 0;
-    double s1 = i1 > i0 ? b->r1[i1] - b->r1[i0] : 0, s2 = i1 > i0 ? b->r2[i1] - b->r2[i0] : 0;
+    double s1 = 0, s2 = 0;
+    runs_sums(b, i0, i1, &s1, &s2);
     double vmin = i1 > i0 ? b->runs[i0].v : INFINITY, vmax = i1 > i0 ? b->runs[i1 - 1].v : -INFINITY;
     for (int sh = j; sh < b->npred; sh++) {
         n += b->shell_n[sh];
@@ -1187,6 +1631,35 @@ clred_status clred_stats_bins(clred_ctx *ctx, cl_mem sci, cl_mem mask, cl_ushort
         st = clred_fail(CLRED_ERR_MEMORY, "stats: out of host memory for the bin method");
     if (st == CLRED_OK)
         st = place_window(&b, o, want);
+    clred_stats res;
+    memset(&res, 0, sizeof res);
+    /* One read where the sample's prediction holds. */
+    if (st == CLRED_OK && ONE_PASS && b.sample_step > 0)
+        st = sample_fine(&b, o, want);
+    if (st == CLRED_OK && ONE_PASS && b.sample_n > 0 && b.npred > 0) {
+        b.one_pass = 1;
+        plan_one_pass(&b, o, want);
+        st = scan_bins(&b, want);
+        if (st == CLRED_OK && !b.missed && !b.base.gave_up)
+            st = clred_stats_clip(&b.base, o, &res);
+        if (st == CLRED_OK && !b.missed && !b.base.gave_up) {
+            *out = res;
+            *done = 1;
+            one_pass_hit++;
+            bins_answered++;
+        } else if (st == CLRED_OK) {
+            one_pass_missed++;
+        }
+        free(b.runs), free(b.rc), free(b.r1), free(b.r2);
+        b.runs = NULL, b.rc = NULL, b.r1 = b.r2 = NULL;
+        b.one_pass = b.missed = b.base.gave_up = 0;
+        memset(&res, 0, sizeof res);
+    }
+    if (st != CLRED_OK || *done) {
+        free(want);
+        bins_release(&b);
+        return st;
+    }
     if (st == CLRED_OK) {
         memset(want, 0, NB_MAX);
         st = count_bins(&b, 1);
@@ -1200,8 +1673,6 @@ clred_status clred_stats_bins(clred_ctx *ctx, cl_mem sci, cl_mem mask, cl_ushort
     }
     if (b.n0 == 0)
         b.npred = 1; /* one empty shell: clipping ends at the first measurement */
-    clred_stats res;
-    memset(&res, 0, sizeof res);
     if (st == CLRED_OK) {
         st = clred_stats_clip(&b.base, o, &res);
         if (st == CLRED_OK && !b.base.gave_up) {

@@ -73,5 +73,12 @@ void clred_stats_bins_windows(int bound, int mad);
  * (default 1; 0 keeps the top-16-bit bins), and how many times it has. */
 void clred_stats_bins_zoom(int on);
 unsigned long clred_stats_bins_zoomed(void);
+/* Tests: whether the single pass is tried (default 1), a skew of its
+ * prediction in robust sigmas (default 0; a few sigmas make it miss on that
+ * side) and a factor on its gather capacities (default 1; 0 makes them
+ * overflow), and how often it answered and missed (the two passes then
+ * answered or gave up) in this process. */
+void clred_stats_bins_one_pass(int on, double skew, double cap_scale);
+void clred_stats_bins_one_pass_counts(unsigned long *hit, unsigned long *missed);
 
 #endif
