@@ -5,7 +5,11 @@ block between its "generated networks" markers) and checks every one.
 SORT_n sorts n inputs; MEDIAN_n leaves the two middle ranks, (n-1)/2 and n/2,
 and the two extremes, 0 and n-1, of n inputs in place (the rest unsorted: the
 extremes cost nothing or one comparator more, and let a clipping round that
-clips nothing skip its counts). They serve the vector kernel built
+clips nothing skip its counts). CLIP_n places ranks 0, 1, n-2 and n-1 and the
+middle ranks of every window that drops at most those extremes, one from
+each side ((n-2)/2 to (n+1)/2): a sigma-clipping round that clips at most
+one value from a side then counts, sums and finds its window's median from
+those positions alone (the "edge" windows of combine_stack_vec). They serve the vector kernel built
 for one stack depth (-DNFIX=n), where a network smaller than Batcher's pruned
 one is a direct saving: each comparator is two or three vector instructions
 per VW pixels.
@@ -81,6 +85,12 @@ def placed(n):
     return sorted(set(middle(n)) | {0, n - 1})
 
 
+def clip_placed(n):
+    """The ranks CLIP_n places: the extremes and the next ones in, and the
+    middle ranks of the windows [lo, hi), lo in {0, 1}, hi in {n-1, n}."""
+    return sorted({0, 1, n - 2, n - 1} | set(range((n - 2) // 2, (n + 1) // 2 + 1))) if n >= 2 else [0]
+
+
 def inputs(n):
     """Input k of every test vector as one integer, a bit per vector: all 2^n
     0-1 vectors up to 20 inputs, 2^18 random ones above. A comparator is then
@@ -119,6 +129,10 @@ def check(n):
     for r in placed(n):
         if m[r] != s[r]:
             raise SystemExit(f"the median network for {n} inputs is wrong at rank {r}")
+    c = run(prune(sorter(n), clip_placed(n)), xs)
+    for r in clip_placed(n):
+        if c[r] != s[r]:
+            raise SystemExit(f"the clipping network for {n} inputs is wrong at rank {r}")
 
 
 def macro(name, net):
@@ -141,6 +155,7 @@ def block():
         check(n)
         out.append(macro(f"SORT_{n}", s))
         out.append(macro(f"MEDIAN_{n}", m))
+        out.append(macro(f"CLIP_{n}", prune(s, clip_placed(n))))
     out.append("/* end of generated networks */")
     return "\n".join(out) + "\n"
 

@@ -252,6 +252,79 @@ static void near_threshold_case(clred_ctx *ctx, harness_rng *rng)
         clred_image_free(&frames[f]);
 }
 
+/* The edge windows' own exact fallback (fixed depth, full lanes): 19 values
+ * within half a unit of a level of 1e6 (float spacing 1/16) and a 20th, the
+ * greatest, at the float nearest to the 3-sigma upper threshold it makes
+ * itself (median + 3 std of all 20, solved in double). Only that value is
+ * near a threshold, so the round stays an edge window, and its float error
+ * bound (~0.05) cannot settle the decision: the vector kernel must repeat
+ * the round in double and keep what the per-pixel kernel keeps (about half
+ * of these pixels clip their greatest value). */
+static double thi_of(const double *v, size_t n)
+{
+    double s[32], mean = 0.0, q = 0.0;
+    memcpy(s, v, n * sizeof *v);
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && s[j - 1] > s[j]; j--) {
+            double t = s[j];
+            s[j] = s[j - 1];
+            s[j - 1] = t;
+        }
+    for (size_t i = 0; i < n; i++)
+        mean += v[i] / (double)n;
+    for (size_t i = 0; i < n; i++)
+        q += (v[i] - mean) * (v[i] - mean);
+    return 0.5 * (s[(n - 1) / 2] + s[n / 2]) + 3.0 * sqrt(q / (double)n);
+}
+
+static void edge_threshold_case(clred_ctx *ctx, harness_rng *rng)
+{
+    const size_t nframes = 20, w = 37, h = 5, npix = w * h;
+    clred_image frames[20];
+    for (size_t f = 0; f < nframes; f++)
+        CHECK_OK(clred_image_alloc(&frames[f], w, h, 0, 0));
+    for (size_t i = 0; i < npix; i++) {
+        double level = 1000000.0 + 64.0 * (double)i, v[20];
+        for (size_t f = 0; f + 1 < nframes; f++)
+            v[f] = level + 0.0625 * (double)((int)(harness_uniform(rng) * 17.0) - 8);
+        double lo = level + 0.5, hi = level + 50.0;
+        for (int it = 0; it < 100; it++) {
+            v[19] = 0.5 * (lo + hi);
+            if (v[19] > thi_of(v, nframes))
+                hi = v[19];
+            else
+                lo = v[19];
+        }
+        v[19] = (double)(float)v[19];
+        for (size_t f = 0; f < nframes; f++) /* the greatest in another frame per pixel */
+            frames[(f + i) % nframes].sci[i] = (float)v[f];
+    }
+    clred_combine_opts o = clred_combine_defaults();
+    o.method = CLRED_COMBINE_MEAN;
+    o.reject = CLRED_REJECT_SIGCLIP;
+    o.sigma_lower = o.sigma_upper = 3.0;
+    o.want_rejected_map = 1;
+    clred_combine_result vec, plain;
+    memset(&vec, 0, sizeof vec);
+    memset(&plain, 0, sizeof plain);
+    CHECK_OK(clred_combine_images(ctx, frames, nframes, &o, &vec));
+    setenv("CLRED_COMBINE_NOVEC", "1", 1);
+    CHECK_OK(clred_combine_images(ctx, frames, nframes, &o, &plain));
+    unsetenv("CLRED_COMBINE_NOVEC");
+    if (vec.image.sci && plain.image.sci) {
+        size_t clipped = 0;
+        for (size_t i = 0; i < npix; i++)
+            clipped += plain.ncontrib[i] < 20.0f;
+        CHECK_MSG(clipped > npix / 5 && clipped < npix - npix / 5, "%zu of %zu pixels clipped at the threshold",
+                  clipped, npix);
+        CHECK_MSG(count_off(&vec, &plain, npix, 0) == 0, "edge windows at the threshold: vector and per-pixel differ");
+    }
+    clred_combine_result_free(&vec);
+    clred_combine_result_free(&plain);
+    for (size_t f = 0; f < nframes; f++)
+        clred_image_free(&frames[f]);
+}
+
 int main(void)
 {
     clred_ctx *ctx = harness_ctx();
@@ -298,6 +371,16 @@ int main(void)
     run_case_nan(ctx, 20, 37, 5, 0, 0, o, &rng, 1);
     o.reject = CLRED_REJECT_SIGCLIP;
     run_case(ctx, 20, 37, 5, 1, o, &rng, 1);
+    /* full lanes: the edge windows (one value clipped from a side, from the
+     * clipping network's ranks alone), and lanes that clip two or more from
+     * a side (3 % outliers: counted over every value); about the mean too */
+    o.sigma_lower = o.sigma_upper = 3.0;
+    run_case_nan(ctx, 20, 37, 5, 0, 0, o, &rng, 1);
+    o.sigma_lower = 2.0;
+    o.sigma_upper = 2.5;
+    o.centre_mean = 1;
+    run_case_nan(ctx, 20, 37, 5, 0, 0, o, &rng, 1);
+    o.centre_mean = 0;
     /* thresholds so tight that some pixels keep no value at all */
     o.sigma_lower = o.sigma_upper = 0.05;
     all_rejected_seen = 0;
@@ -305,6 +388,7 @@ int main(void)
     run_case_nan(ctx, 20, 37, 5, 0, 0, o, &rng, 1);
     CHECK_MSG(all_rejected_seen > 0, "no pixel had all its values rejected");
     near_threshold_case(ctx, &rng);
+    edge_threshold_case(ctx, &rng);
     /* an odd depth between 17 and 24: one middle rank, its own networks */
     o = clred_combine_defaults();
     o.method = CLRED_COMBINE_MEDIAN;
@@ -313,6 +397,7 @@ int main(void)
     o.method = CLRED_COMBINE_MEAN;
     o.reject = CLRED_REJECT_SIGCLIP;
     run_case_nan(ctx, 23, 37, 5, 1, 0, o, &rng, 1);
+    run_case_nan(ctx, 23, 37, 5, 0, 0, o, &rng, 1); /* full lanes: edge windows of an odd depth */
     unsetenv("CLRED_COMBINE_FIXED_DEPTH");
 
     /* the float-accumulation path, at test_combine's float depth (8: the
