@@ -9,6 +9,8 @@
 #include "harness.h"
 #include "internal.h"
 
+/* Entries of the program cache: a driver's binary (.bin), or on POCL, which
+ * keeps the programs in its own cache, clred's marker (.built). */
 static size_t count_cache_files(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -17,7 +19,7 @@ static size_t count_cache_files(const char *dir)
         return 0;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (strstr(e->d_name, ".bin"))
+        if (strstr(e->d_name, ".bin") || strstr(e->d_name, ".built"))
             n++;
     closedir(d);
     return n;
