@@ -22,7 +22,7 @@ mkdir -p $B/artifacts $B/tmp
 export TMPDIR=$PWD/$B/tmp
 # A request for petabytes (a damaged header read by cfitsio) fails as malloc
 # would outside the sanitizer, instead of aborting.
-export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1
+export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:intercept_tls_get_addr=0
 export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 status=0
