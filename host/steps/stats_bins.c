@@ -670,29 +670,49 @@ static clred_status sample_fine(bins_run *b, const clred_stats_opts *o, unsigned
     return CLRED_OK;
 }
 
+/* Shells: the bins of the window start in shell 0, and no bin is hot. */
+static void open_shells(bins_run *b, long *clo, long *chi)
+{
+    *clo = 0, *chi = (long)b->nb - 1;
+    memset(b->shell, 0, b->nb);
+    b->hot_lo_bin = 1, b->hot_hi_bin = 0;
+}
+
+/* Narrows the core to [lo, hi] and gives its bins to predicted range j:
+ * cores nest as the ranges do. */
+static void nest_shell(bins_run *b, int j, long lo, long hi, long *clo, long *chi)
+{
+    if (lo > *clo)
+        *clo = lo;
+    if (hi < *chi)
+        *chi = hi;
+    for (long i = *clo; i <= *chi; i++)
+        b->shell[i] = (unsigned char)j;
+}
+
+/* The innermost core's bins are the hot ones. */
+static void close_shells(bins_run *b, long clo, long chi)
+{
+    if (clo <= chi) {
+        b->hot_lo_bin = (cl_uint)clo;
+        b->hot_hi_bin = (cl_uint)chi;
+    }
+}
+
 /* Shells: the last predicted range whose core (its range less the bound
  * windows) holds the bin; cores nest as the ranges do. */
 static void assign_shells(bins_run *b)
 {
-    long clo = 0, chi = (long)b->nb - 1;
-    memset(b->shell, 0, b->nb);
-    b->hot_lo_bin = 1, b->hot_hi_bin = 0;
+    long clo, chi;
+    open_shells(b, &clo, &chi);
     for (int j = 1; j < b->npred; j++) {
         kept_range r = b->pred_range[j];
         cl_uint blo = bin_of(b, r.lo), bhi = bin_of(b, r.hi);
         long lo = isfinite(r.lo) ? (long)blo + bound_radius(b, blo) + 1 : 0;
         long hi = isfinite(r.hi) ? (long)bhi - bound_radius(b, bhi) - 1 : (long)b->nb - 1;
-        if (lo > clo)
-            clo = lo;
-        if (hi < chi)
-            chi = hi;
-        for (long i = clo; i <= chi; i++)
-            b->shell[i] = (unsigned char)j;
+        nest_shell(b, j, lo, hi, &clo, &chi);
     }
-    if (clo <= chi) {
-        b->hot_lo_bin = (cl_uint)clo;
-        b->hot_hi_bin = (cl_uint)chi;
-    }
+    close_shells(b, clo, chi);
     b->side_bin = bin_of(b, (float)b->pred_median[b->npred - 1]);
 }
 
@@ -741,9 +761,8 @@ static void plan_one_pass(bins_run *b, const clred_stats_opts *o, unsigned char 
         b->madwin[1][0] = dhi_lo - mmad, b->madwin[1][1] = dhi_hi + mmad;
         b->have_madwin = 1;
     }
-    long clo = 0, chi = (long)b->nb - 1;
-    memset(b->shell, 0, b->nb);
-    b->hot_lo_bin = 1, b->hot_hi_bin = 0;
+    long clo, chi;
+    open_shells(b, &clo, &chi);
     for (int j = 1; j < b->npred; j++) {
         kept_range r = b->pred_range[j];
         /* a std's standard error is std sqrt((kurtosis - 1) / 4n): 1 / sqrt(2n)
@@ -769,17 +788,9 @@ static void plan_one_pass(bins_run *b, const clred_stats_opts *o, unsigned char 
             }
             hi = (long)bin_of(b, clred_float_at_or_below(a)) - 2;
         }
-        if (lo > clo)
-            clo = lo;
-        if (hi < chi)
-            chi = hi;
-        for (long i = clo; i <= chi; i++)
-            b->shell[i] = (unsigned char)j;
+        nest_shell(b, j, lo, hi, &clo, &chi);
     }
-    if (clo <= chi) {
-        b->hot_lo_bin = (cl_uint)clo;
-        b->hot_hi_bin = (cl_uint)chi;
-    }
+    close_shells(b, clo, chi);
     b->side_bin = bin_of(b, (float)(b->pred_median[b->npred - 1] + skew));
 }
 

@@ -50,6 +50,18 @@ double *al_ref_basis(int ngauss, const double *sigmas, const int *deg, int hw, i
     return img;
 }
 
+
+/* S = the weighted dot products of the nv vectors of npix values (rows of vec). */
+static void weighted_dots(const double *vec, const double *wt, int nv, int npix, double *S)
+{
+    for (int a = 0; a < nv; a++)
+        for (int b = a; b < nv; b++) {
+            double acc = 0;
+            for (int p = 0; p < npix; p++)
+                acc += wt[p] * vec[(size_t)a * npix + p] * vec[(size_t)b * npix + p];
+            S[a * nv + b] = S[b * nv + a] = acc;
+        }
+}
 void al_ref_stamp(const float *t, const float *tvar, double tvar0, double tlev, const float *i, const float *ivar,
                   double ivar0, double ilev, size_t w, const double *basis, int nbasis, int hw, int r, int cx, int cy,
                   double *S)
@@ -74,13 +86,7 @@ void al_ref_stamp(const float *t, const float *tvar, double tvar0, double tlev, 
         double var = (ivar ? ivar[o] : ivar0) + (tvar ? tvar[o] : tvar0);
         wt[p] = var > 0 ? 1.0 / var : 0.0;
     }
-    for (int a = 0; a < nv; a++)
-        for (int b = a; b < nv; b++) {
-            double acc = 0;
-            for (int p = 0; p < npix; p++)
-                acc += wt[p] * vec[(size_t)a * npix + p] * vec[(size_t)b * npix + p];
-            S[a * nv + b] = S[b * nv + a] = acc;
-        }
+    weighted_dots(vec, wt, nv, npix, S);
     free(vec);
     free(wt);
 }
@@ -112,13 +118,7 @@ void al_ref_stamp_masked(const float *t, const float *tvar, double tvar0, double
         double var = (ivar ? ivar[o] : ivar0) + (tvar ? tvar[o] : tvar0);
         wt[p] = var > 0 ? 1.0 / var : 0.0;
     }
-    for (int a = 0; a < nv; a++)
-        for (int b = a; b < nv; b++) {
-            double acc = 0;
-            for (int p = 0; p < npix; p++)
-                acc += wt[p] * vec[(size_t)a * npix + p] * vec[(size_t)b * npix + p];
-            S[a * nv + b] = S[b * nv + a] = acc;
-        }
+    weighted_dots(vec, wt, nv, npix, S);
     free(vec);
     free(wt);
 }
