@@ -854,11 +854,9 @@ static clred_status detect_variance(al_state *s, int dec, float ksum, float norm
         if (st == CLRED_OK)
             st = clred_run_tiled(ctx, k, "al_var_pass", 2, g8);
     }
-    /* the passes may still run: tmp and the taps go back after the queue is done with them */
-    if (st == CLRED_OK)
-        st = clred_sync(ctx);
-    else
-        clred_sync(ctx);
+    /* No wait: the queue is in order, so whoever takes tmp from the pool next
+     * uses it after these passes; the taps were copied at creation and the
+     * queued kernels hold their own references to the buffers. */
     if (tmp)
         clred_pool_give(ctx, &tmp, bytes);
     clred_release(&gbuf[0]);
