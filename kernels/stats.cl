@@ -525,7 +525,7 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
  * through the table after the chunk. A branch per eight pixels on "any other
  * lane" (stats_bin_scan's) is taken about a quarter of the time on a sky
  * frame and mispredicted: it cost more than the vector work. */
-#define STATS_ONE_CHUNK 512u
+#define STATS_ONE_CHUNK 2048u
 #define STATS_ONE_LANE (STATS_ONE_CHUNK / 8u)
 
 /* The vector loop over [c0, c1) of a row: the fast lanes summed, every
@@ -534,9 +534,10 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
  * mask plane, so that no branch on it stays inside. */
 #define STATS_ONE_VECTORS(MASKED)                                                                                     \
     for (uint x = c0; x < c1; x += 8) {                                                                               \
-        float8 v = vload8(0, srow + x);                                                                               \
+        float8 v = vload8(0, p);                                                                                      \
         if (MASKED)                                                                                                   \
             v = select(v, (float8)NAN, convert_int8((vload8(0, mrow + x) & (ushort8)ignore) != (ushort8)0));          \
+        p += 8;                                                                                                       \
         const int8 core = (v >= thr.s0) & (v <= thr.s1);                                                              \
         const int8 b0 = v < thr.s2, b1 = v < thr.s4, b2 = v < thr.s6;                                                 \
         const int8 hole = (~b0 & (v <= thr.s3)) | (~b1 & (v <= thr.s5)) | (~b2 & (v <= thr.s7));                      \
@@ -599,6 +600,7 @@ kernel void stats_bin_one(global const float *sci, global const ushort *mask, co
         for (uint c0 = 0; c0 < vend; c0 += STATS_ONE_CHUNK) {
             const uint c1 = min(vend, c0 + STATS_ONE_CHUNK);
             int8 nl = lane0;
+            global const float *p = srow + c0; /* indexing srow + x split the vector load in four */
             if (mrow)
                 STATS_ONE_VECTORS(1)
             else
