@@ -1,6 +1,7 @@
 /* Sigma-clipped statistics in one read of the image where a sample of rows
- * predicts the clipping run, else two (kernels: stats.cl, stats_bin_hist and
- * stats_bin_scan), with the results radix selection gives.
+ * predicts the clipping run, else two (kernels: stats.cl, stats_bin_hist,
+ * stats_bin_scan and, for the single read on a CPU, stats_bin_one), with the
+ * results radix selection gives.
  *
  * Bins are intervals of order-preserving float keys, in value order: the
  * top 16 bits of the key (coarse bins), except inside a window of keys where
