@@ -99,10 +99,11 @@ MODELS = {
               "predicted median and MAD ends), sums the fast set in double vectors with no branch and notes the "
               "other lanes in per-lane lists taken through the table after each 2048-pixel chunk; elsewhere "
               "stats_bin_scan (keys, one branch per eight pixels). Where the prediction misses, the two-pass "
-              "method (and then radix selection) answers. The read is bound by instructions, not bytes: ~80 "
-              "per eight pixels in POCL's code (the vector work ~50, noting the lanes 24) and ~20 per pixel "
-              "outside the fast set, about 2.2 cycles a pixel on one core against the ~1 cycle a pixel that "
-              "50% of copy bandwidth allows on 2 cores; exact double sums alone take ~0.4 cycle a pixel"),
+              "method (and then radix selection) answers. The read is bound by instructions, not bytes: "
+              "stats_bin_one takes ~2.2 cycles a pixel on one core (2026-12-07, POCL pthread on an AMD EPYC), "
+              "53% in the vector loop (~50 instructions per eight pixels), 15% noting the other lanes (24) and "
+              "32% taking the ~4% other pixels through the table (~16 cycles each), against the ~1 cycle a "
+              "pixel that 50% of copy bandwidth allows on 2 cores; exact double sums alone take ~0.4"),
     "background": (lambda s, d, c: 30.0 * s * s,
                    "30 per pixel: clipped box statistics (~3 rounds) and the bicubic interpolation",
                    "the clipped box statistics (bkg_box_stats) take most of the time; not analysed here"),
