@@ -86,17 +86,24 @@ MODELS = {
                 "fallback (kernels/combine.cl); a vector of pixels runs as many rounds as its slowest lane, every "
                 "round after the first selects its window by value (masks and selects the model does not count), "
                 "and a window whose middle ranks the network did not place sorts a copy"),
-    "stats": (lambda s, d, c: 12.5 * s * s,
-              "12.5 per pixel: one read (usable test, key, fast-set test and shell sums, or a table lookup and a "
-              "gathered copy: 12) and the sample counts (6 per pixel over 5/64 of a 2048^2 frame's rows: 0.5)",
+    "stats": (lambda s, d, c: 19.3 * s * s,
+              "19.3 per pixel: the single read's fast set (2 compares for the core, 6 for three holes, 3 gap "
+              "counts, 1 count, 4 for the shifted sum and square in double, 2 for the extrema: 18), the ~4% of "
+              "pixels outside it one by one through the table (~20 each: 0.8) and the sample counts (6 per pixel "
+              "over 5/64 of a 2048^2 frame's rows: 0.5)",
               "exact statistics by the bin method (host/steps/stats_bins.c) in ONE read where a sample of rows "
-              "(every 16th, counted in fine bins after every 64th placed them) predicts the clipping run: the "
-              "read sums the pixels into shells and gathers those within 4 standard errors of each predicted "
-              "median, MAD end and bound (about 4% of a noise-dominated 2048^2 frame), and the host replays the "
-              "clipping exactly; where the prediction misses, the two-pass method (and then radix selection) "
-              "answers. The byte model is one read of the frame, the least any method must move; on this CPU "
-              "the read is bound by instructions (about 15 per pixel in POCL's code, 5 cycles, against the 2 "
-              "cycles a pixel that 50% of copy bandwidth allows on 2 cores), not by bytes"),
+              "(every 16th, counted in fine bins after every 64th placed them) predicts the clipping run. The "
+              "single read must move the frame once (4 bytes a pixel, 6 with a mask plane; the byte model), plus "
+              "the sample's 5/64 of the rows and ~4% of the pixels copied to the gather slots. On a CPU "
+              "stats_bin_one classifies eight pixels at a time by float compares (core, three holes around the "
+              "predicted median and MAD ends), sums the fast set in double vectors with no branch and notes the "
+              "other lanes in per-lane lists taken through the table after each 2048-pixel chunk; elsewhere "
+              "stats_bin_scan (keys, one branch per eight pixels). Where the prediction misses, the two-pass "
+              "method (and then radix selection) answers. The read is bound by instructions, not bytes: "
+              "stats_bin_one takes ~2.2 cycles a pixel on one core (2026-12-07, POCL pthread on an AMD EPYC), "
+              "53% in the vector loop (~50 instructions per eight pixels), 15% noting the other lanes (24) and "
+              "32% taking the ~4% other pixels through the table (~16 cycles each), against the ~1 cycle a "
+              "pixel that 50% of copy bandwidth allows on 2 cores; exact double sums alone take ~0.4"),
     "background": (lambda s, d, c: 30.0 * s * s,
                    "30 per pixel: clipped box statistics (~3 rounds) and the bicubic interpolation",
                    "the clipped box statistics (bkg_box_stats) take most of the time; not analysed here"),
@@ -146,7 +153,8 @@ def _stats_sample_share(size):
     return (1.0 / step + 1.0 / min(4 * step, size // 2 or 1)) / 2
 
 
-FRAME_READS = {"stats": {"stats_bin_hist": _stats_sample_share, "stats_bin_scan": 1.0, "stats_select": 1.0}}
+FRAME_READS = {"stats": {"stats_bin_hist": _stats_sample_share, "stats_bin_one": 1.0, "stats_bin_scan": 1.0,
+                         "stats_select": 1.0}}
 
 
 def _row(config, r, copy_gbps, fma_gflops):

@@ -322,6 +322,54 @@ inline bool stats_hot1(const uint key, const uint hot_lo, const uint hot_hi, con
            key - holes.s4 > holes.s5 && key - holes.s6 > holes.s7;
 }
 
+/* One usable pixel v, not in the fast set, whose bin's table entry is e
+ * (stats_bin_scan and stats_bin_one). */
+#define STATS_SCAN_PIXEL(v, e)                                                                                        \
+    if ((e) < STATS_SLOT0) {                                                                                          \
+        const uint s = (e);                                                                                           \
+        const acc_t d = (acc_t)(v) - shift;                                                                           \
+        cnt[s]++;                                                                                                     \
+        s1[s] += d;                                                                                                   \
+        s2[s] += d * d;                                                                                               \
+        mn[s] = fmin(mn[s], (v));                                                                                     \
+        mx[s] = fmax(mx[s], (v));                                                                                     \
+    } else {                                                                                                          \
+        const uint slot = (e) - STATS_SLOT0;                                                                          \
+        const uint pos = own ? cursor[slot]++ : atomic_inc(&cursor[slot]);                                            \
+        if (pos < cend[slot])                                                                                         \
+            gather[pos] = (v);                                                                                        \
+    }
+
+/* A row's pixels from from on, step apart, one by one: those of the
+ * fast set (stats_hot1) into its scalar sums, the others through the table
+ * (stats_bin_scan and stats_bin_one). */
+#define STATS_SCAN_SCALAR(from, step)                                                                                 \
+    for (uint px = (from); px < rw; px += (step)) {                                                                   \
+        const float v = srow[px];                                                                                     \
+        const ushort m = mrow ? mrow[px] : (ushort)0;                                                                 \
+        if (!clred_usable(v, m, ignore))                                                                              \
+            continue;                                                                                                 \
+        const uint key = clred_float_key(v);                                                                          \
+        if (stats_hot1(key, hot_lo, hot_hi, holes)) {                                                                 \
+            const acc_t d = (acc_t)v - shift;                                                                         \
+            hcnt++;                                                                                                   \
+            gb[0] += key < holes.s0;                                                                                  \
+            gb[1] += key < holes.s2;                                                                                  \
+            gb[2] += key < holes.s4;                                                                                  \
+            gb[3] += key < holes.s6;                                                                                  \
+            hs1 += d;                                                                                                 \
+            hs2 += d * d;                                                                                             \
+            hmn = fmin(hmn, v);                                                                                       \
+            hmx = fmax(hmx, v);                                                                                       \
+            continue;                                                                                                 \
+        }                                                                                                             \
+        const uint e = table[stats_bin_of(key, wlo, whi, ws, wb0, wb1)];                                              \
+        STATS_SCAN_PIXEL(v, e)                                                                                        \
+    }
+
+/* The lanes of an int8 counter added up. */
+#define STATS_SUM8(a) ((uint)(((a).s0 + (a).s1) + ((a).s2 + (a).s3) + ((a).s4 + (a).s5) + ((a).s6 + (a).s7)))
+
 /* table[bin]: an accumulator (below STATS_SLOT0: the host's shell and side
  * of the bin), or STATS_SLOT0 + the gather slot of a bin gathered value by
  * value (a slot: consecutive such bins). Keys in the innermost shell's fast
@@ -369,22 +417,6 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
         const size_t row = (size_t)(y0 + y) * width + x0;
         global const float *srow = sci + row;
         global const ushort *mrow = mask ? mask + row : 0;
-/* One usable pixel v, not in the fast set, whose bin's table entry is e. */
-#define STATS_SCAN_PIXEL(v, e)                                                                                        \
-    if ((e) < STATS_SLOT0) {                                                                                          \
-        const uint s = (e);                                                                                           \
-        const acc_t d = (acc_t)(v) - shift;                                                                           \
-        cnt[s]++;                                                                                                     \
-        s1[s] += d;                                                                                                   \
-        s2[s] += d * d;                                                                                               \
-        mn[s] = fmin(mn[s], (v));                                                                                     \
-        mx[s] = fmax(mx[s], (v));                                                                                     \
-    } else {                                                                                                          \
-        const uint slot = (e) - STATS_SLOT0;                                                                          \
-        const uint pos = own ? cursor[slot]++ : atomic_inc(&cursor[slot]);                                            \
-        if (pos < cend[slot])                                                                                         \
-            gather[pos] = (v);                                                                                        \
-    }
         uint x = lid;
         if (own) {
             /* Eight at a time: the lanes in the fast set (nearly all) are
@@ -426,38 +458,14 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
                 }
             }
         }
-        for (; x < rw; x += lsize) {
-            const float v = srow[x];
-            const ushort m = mrow ? mrow[x] : (ushort)0;
-            if (!clred_usable(v, m, ignore))
-                continue;
-            const uint key = clred_float_key(v);
-            if (stats_hot1(key, hot_lo, hot_hi, holes)) {
-                const acc_t d = (acc_t)v - shift;
-                hcnt++;
-                gb[0] += key < holes.s0;
-                gb[1] += key < holes.s2;
-                gb[2] += key < holes.s4;
-                gb[3] += key < holes.s6;
-                hs1 += d;
-                hs2 += d * d;
-                hmn = fmin(hmn, v);
-                hmx = fmax(hmx, v);
-                continue;
-            }
-            const uint e = table[stats_bin_of(key, wlo, whi, ws, wb0, wb1)];
-            STATS_SCAN_PIXEL(v, e)
-        }
-#undef STATS_SCAN_PIXEL
+        STATS_SCAN_SCALAR(x, lsize)
     }
     const int4 c4 = hcntv.lo + hcntv.hi;
     hcnt += (uint)((c4.s0 + c4.s1) + (c4.s2 + c4.s3));
-#define STATS_SUM8(a) ((uint)(((a).s0 + (a).s1) + ((a).s2 + (a).s3) + ((a).s4 + (a).s5) + ((a).s6 + (a).s7)))
     gb[0] += STATS_SUM8(gb0);
     gb[1] += STATS_SUM8(gb1);
     gb[2] += STATS_SUM8(gb2);
     gb[3] += STATS_SUM8(gb3);
-#undef STATS_SUM8
     hs1 += stats_sum4x2(hs1a, hs1b);
     hs2 += stats_sum4x2(hs2a, hs2b);
     hmn = fmin(hmn, stats_min8(hmnv));
@@ -499,4 +507,138 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
+}
+
+/* ---------------------------------------------------------------- one read
+ * stats_bin_one: stats_bin_scan's single pass for one work-item per group (a
+ * CPU), with the same outputs, classified by float compares instead of keys.
+ * The host sends it only where that is the same partition (thr's values
+ * finite and nonzero: away from 0, float order is key order), with at most
+ * three unmerged holes (each exactly one gather slot) inside the core:
+ * thr = (core lo, core hi, hole 0 first, last, hole 1 ..., hole 2 ...), an
+ * unused hole NaN (no compare holds).
+ *
+ * Per eight pixels the fast set (in the core, in no hole) is summed as
+ * vectors with no branch; the other lanes (a few per cent: the wings, the
+ * holes, unusable pixels) are only noted, lane by lane, in per-lane lists of
+ * a chunk of the row (one store each, no branch), and taken one by one
+ * through the table after the chunk. A branch per eight pixels on "any other
+ * lane" (stats_bin_scan's) is taken about a quarter of the time on a sky
+ * frame and mispredicted: it cost more than the vector work. */
+#define STATS_ONE_CHUNK 2048u
+#define STATS_ONE_LANE (STATS_ONE_CHUNK / 8u)
+
+/* The vector loop over [c0, c1) of a row: the fast lanes summed, every
+ * lane's list told x, the other lanes' lists moved on. MASKED: masked lanes
+ * as NaN (no compare holds); the loop is written out with and without the
+ * mask plane, so that no branch on it stays inside. */
+#define STATS_ONE_VECTORS(MASKED)                                                                                     \
+    for (uint x = c0; x < c1; x += 8) {                                                                               \
+        float8 v = vload8(0, p);                                                                                      \
+        if (MASKED)                                                                                                   \
+            v = select(v, (float8)NAN, convert_int8((vload8(0, mrow + x) & (ushort8)ignore) != (ushort8)0));          \
+        p += 8;                                                                                                       \
+        const int8 core = (v >= thr.s0) & (v <= thr.s1);                                                              \
+        const int8 b0 = v < thr.s2, b1 = v < thr.s4, b2 = v < thr.s6;                                                 \
+        const int8 hole = (~b0 & (v <= thr.s3)) | (~b1 & (v <= thr.s5)) | (~b2 & (v <= thr.s7));                      \
+        const int8 fast = core & ~hole;                                                                               \
+        hcntv -= fast;                                                                                                \
+        gb0 -= fast & b0;                                                                                             \
+        gb1 -= fast & b1;                                                                                             \
+        gb2 -= fast & b2;                                                                                             \
+        const float8 vf = select((float8)shf, v, fast);                                                               \
+        const acc4_t da = stats_convert_acc4(vf.lo) - (acc4_t)shift, db = stats_convert_acc4(vf.hi) - (acc4_t)shift;  \
+        hs1a += da;                                                                                                   \
+        hs1b += db;                                                                                                   \
+        hs2a += da * da;                                                                                              \
+        hs2b += db * db;                                                                                              \
+        hmnv = select(hmnv, v, fast & (v < hmnv));                                                                    \
+        hmxv = select(hmxv, v, fast & (v > hmxv));                                                                    \
+        const ushort xs = (ushort)(x - c0);                                                                           \
+        STATS_LANES(STATS_ONE_NOTE)                                                                                   \
+        nl += ~fast & (int8)1;                                                                                        \
+    }
+#define STATS_ONE_NOTE(i) list[nl.s##i] = xs;
+
+kernel void stats_bin_one(global const float *sci, global const ushort *mask, const ushort ignore,
+                          const uint width, const uint x0, const uint y0, const uint rw, const uint rh,
+                          global const uchar *table, const uint nent, const acc_t shift, global uint *pcount,
+                          global acc_t *psums, global float *pminmax, global float *gather, global uint *gcursor,
+                          global const uint *gend, const uint ngather, const uint wlo, const uint whi,
+                          const uint ws, const uint wb0, const uint wb1, const uint hot_lo, const uint hot_hi,
+                          const uint8 holes, const float8 thr, global uint *pgap)
+{
+    const uint g = get_group_id(0), groups = get_num_groups(0);
+    global uint *cursor = gcursor + (size_t)g * ngather;
+    global const uint *cend = gend + (size_t)g * ngather;
+    uint cnt[STATS_MAX_ENTRIES + 1];
+    acc_t s1[STATS_MAX_ENTRIES + 1], s2[STATS_MAX_ENTRIES + 1];
+    float mn[STATS_MAX_ENTRIES + 1], mx[STATS_MAX_ENTRIES + 1];
+    for (uint s = 0; s <= STATS_MAX_ENTRIES; s++) {
+        cnt[s] = 0;
+        s1[s] = s2[s] = 0;
+        mn[s] = INFINITY;
+        mx[s] = -INFINITY;
+    }
+    const bool own = true;
+    uint hcnt = 0, gb[4] = {0, 0, 0, 0};
+    acc_t hs1 = 0, hs2 = 0;
+    float hmn = INFINITY, hmx = -INFINITY;
+    float8 hmnv = (float8)INFINITY, hmxv = (float8)-INFINITY;
+    acc4_t hs1a = (acc4_t)0, hs1b = (acc4_t)0, hs2a = (acc4_t)0, hs2b = (acc4_t)0;
+    int8 hcntv = (int8)0, gb0 = (int8)0, gb1 = (int8)0, gb2 = (int8)0;
+    /* fast lanes leave 0 in the sums: the host sends a shift that is a float */
+    const float shf = (float)shift;
+    ushort list[8 * STATS_ONE_LANE];
+    const int8 lane0 = (int8)(0, 1, 2, 3, 4, 5, 6, 7) * (int)STATS_ONE_LANE;
+    const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
+    for (uint y = r0; y < r1; y++) {
+        const size_t row = (size_t)(y0 + y) * width + x0;
+        global const float *srow = sci + row;
+        global const ushort *mrow = mask ? mask + row : 0;
+        const uint vend = rw & ~7u;
+        for (uint c0 = 0; c0 < vend; c0 += STATS_ONE_CHUNK) {
+            const uint c1 = min(vend, c0 + STATS_ONE_CHUNK);
+            int8 nl = lane0;
+            global const float *p = srow + c0; /* indexing srow + x split the vector load in four */
+            if (mrow)
+                STATS_ONE_VECTORS(1)
+            else
+                STATS_ONE_VECTORS(0)
+#define STATS_ONE_LANE_TAKE(i)                                                                                        \
+    for (int k = lane0.s##i; k < nl.s##i; k++) {                                                                      \
+        const uint xi = c0 + list[k] + i;                                                                             \
+        const float vi = srow[xi];                                                                                    \
+        if (clred_usable(vi, mrow ? mrow[xi] : (ushort)0, ignore)) {                                                  \
+            const uint ei = table[stats_bin_of(clred_float_key(vi), wlo, whi, ws, wb0, wb1)];                         \
+            STATS_SCAN_PIXEL(vi, ei)                                                                                  \
+        }                                                                                                             \
+    }
+            STATS_LANES(STATS_ONE_LANE_TAKE)
+#undef STATS_ONE_LANE_TAKE
+        }
+        STATS_SCAN_SCALAR(vend, 1)
+    }
+    const int4 c4 = hcntv.lo + hcntv.hi;
+    hcnt += (uint)((c4.s0 + c4.s1) + (c4.s2 + c4.s3));
+    gb[0] += STATS_SUM8(gb0);
+    gb[1] += STATS_SUM8(gb1);
+    gb[2] += STATS_SUM8(gb2);
+    hs1 += stats_sum4x2(hs1a, hs1b);
+    hs2 += stats_sum4x2(hs2a, hs2b);
+    cnt[nent] = hcnt;
+    s1[nent] = hs1;
+    s2[nent] = hs2;
+    mn[nent] = fmin(hmn, stats_min8(hmnv));
+    mx[nent] = fmax(hmx, stats_max8(hmxv));
+    for (uint s = 0; s <= nent; s++) {
+        const size_t o = (size_t)g * (nent + 1) + s;
+        pcount[o] = cnt[s];
+        psums[2 * o] = s1[s];
+        psums[2 * o + 1] = s2[s];
+        pminmax[2 * o] = mn[s];
+        pminmax[2 * o + 1] = mx[s];
+    }
+    for (uint h = 0; h < 4; h++)
+        pgap[(size_t)g * 4 + h] = gb[h];
 }

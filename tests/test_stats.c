@@ -518,6 +518,60 @@ static void single_pass(clred_ctx *ctx, const char *shape)
     clred_image_free(&img);
 }
 
+/* Runs check_one_pass and checks which kernel the single pass ran: the
+ * vector one (stats_bin_one, vector 1) or the key one (stats_bin_scan). */
+static void check_one_read(clred_ctx *ctx, const char *what, const clred_image *img, const clred_stats_opts *o,
+                           int hit, int vector)
+{
+    unsigned long v0, k0, v1, k1;
+    clred_stats_bins_one_read_counts(&v0, &k0);
+    check_one_pass(ctx, what, img, o, hit);
+    clred_stats_bins_one_read_counts(&v1, &k1);
+    CHECK_MSG(v1 - v0 == (unsigned long)vector && k1 - k0 == (unsigned long)!vector,
+              "%s: single pass ran the vector kernel %lu times, the key kernel %lu", what, v1 - v0, k1 - k0);
+}
+
+/* The single pass's vector kernel (a CPU; float compares for the key
+ * partition), each case against the double reference: a noisy frame with
+ * NaN, Inf, masked pixels and outliers, with and without the mask plane
+ * (203 wide: a chunk's tail of eight-lane vectors and a scalar tail), and
+ * with asymmetric sigmas; noise around zero with both zeros among the
+ * pixels; uniform data (clipping keeps everything: the set's extremes lie
+ * next to the fast set); and the key kernel where the core's bounds are
+ * not finite (no clipping: the core is every bin). */
+static void one_read(clred_ctx *ctx)
+{
+    harness_rng rng = {4242};
+    clred_image img;
+    CHECK_OK(clred_image_alloc(&img, 203, 131, 0, 1));
+    size_t n = img.width * img.height;
+    clred_stats_opts o = clred_stats_defaults();
+    fill_noisy(&img, &rng, 2500.0, 11.0);
+    check_one_read(ctx, "one read, noisy, masked", &img, &o, 1, 1);
+    o.sigma_lower = 2.0, o.sigma_upper = 4.0, o.max_iters = 20;
+    check_one_read(ctx, "one read, asymmetric to convergence", &img, &o, 1, 1);
+    o = clred_stats_defaults();
+    ushort *mask = img.mask;
+    img.mask = NULL;
+    check_one_read(ctx, "one read, no mask plane", &img, &o, 1, 1);
+    img.mask = mask;
+
+    o.max_iters = 0;
+    check_one_read(ctx, "one read, no clipping", &img, &o, 1, 0);
+    o = clred_stats_defaults();
+
+    for (size_t i = 0; i < n; i++) {
+        img.sci[i] = i % 5 ? (float)(3.0 * harness_normal(&rng)) : i % 2 ? 0.0f : -0.0f;
+        img.mask[i] = 0;
+    }
+    check_one_read(ctx, "one read, noise around zero", &img, &o, 1, 1);
+
+    for (size_t i = 0; i < n; i++)
+        img.sci[i] = (float)(100.0 + 10.0 * harness_uniform(&rng));
+    check_one_read(ctx, "one read, uniform", &img, &o, 1, 1);
+    clred_image_free(&img);
+}
+
 /* CLRED_FLOAT_ACCUM=1: sums in float and the MAD selected among float
  * deviations. Uniform data on [990, 1010] with gross outliers, so that no kept
  * value lies near a clipping bound and the kept set is the reference's.
@@ -661,6 +715,7 @@ int main(void)
         bin_method(ctx, "cpu shape");
         bin_window(ctx, "cpu shape");
         single_pass(ctx, "cpu shape");
+        one_read(ctx);
     } else {
         fprintf(stderr, "no fp64 on this device: double-path comparisons skipped\n");
     }

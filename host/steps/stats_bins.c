@@ -1,6 +1,7 @@
 /* Sigma-clipped statistics in one read of the image where a sample of rows
- * predicts the clipping run, else two (kernels: stats.cl, stats_bin_hist and
- * stats_bin_scan), with the results radix selection gives.
+ * predicts the clipping run, else two (kernels: stats.cl, stats_bin_hist,
+ * stats_bin_scan and, for the single read on a CPU, stats_bin_one), with the
+ * results radix selection gives.
  *
  * Bins are intervals of order-preserving float keys, in value order: the
  * top 16 bits of the key (coarse bins), except inside a window of keys where
@@ -97,7 +98,7 @@ static int ZOOM = 1;
 #define CAP_SLACK 256.0
 static int ONE_PASS = 1;
 static double SKEW = 0.0, CAP_TEST_SCALE = 1.0;
-static _Atomic unsigned long one_pass_hit, one_pass_missed;
+static _Atomic unsigned long one_pass_hit, one_pass_missed, one_read_vector, one_read_keys;
 
 void clred_stats_bins_one_pass(int on, double skew, double cap_scale)
 {
@@ -110,6 +111,12 @@ void clred_stats_bins_one_pass_counts(unsigned long *hit, unsigned long *missed)
 {
     *hit = one_pass_hit;
     *missed = one_pass_missed;
+}
+
+void clred_stats_bins_one_read_counts(unsigned long *vector, unsigned long *keys)
+{
+    *vector = one_read_vector;
+    *keys = one_read_keys;
 }
 
 /* How often the method answered and gave up (tests check it ran), and
@@ -145,7 +152,7 @@ typedef struct {
     cl_uint width, x0, y0, rw, rh;
     int use_double, own;
     size_t local, groups, slices;
-    cl_kernel khist, kscan;
+    cl_kernel khist, kscan, kone;
     /* Bins in value order: coarse ones (2^16 keys) outside the window of keys
      * [wlo, whi), 2^ws keys inside it; bin wb0 starts it, wb1 follows it. */
     uint64_t wlo, whi;
@@ -878,6 +885,39 @@ static clred_status set_hot_args(bins_run *b, cl_kernel k, const char *name, cl_
     return set_arg(k, name, first + 2, sizeof holes, &holes);
 }
 
+/* stats_bin_one's float partition (thr: the core, then up to ONE_HOLES
+ * holes, unused NaN), where it is the key partition of stats_bin_scan: the
+ * single pass on a CPU (one work-item per group), a nonempty core, at most
+ * ONE_HOLES slots inside it (holes unmerged) and every bound finite and
+ * nonzero (-0 and +0 compare equal as floats but are different keys). */
+#define ONE_HOLES 3
+static int one_read_partition(const bins_run *b, const size_t *sfirst, size_t nslots, cl_float8 *thr)
+{
+    if (!b->one_pass || !b->own || !b->kone || b->hot_lo_bin > b->hot_hi_bin)
+        return 0;
+    float t[8];
+    t[0] = key_float(bin_first_key(b, b->hot_lo_bin));
+    t[1] = key_float(bin_first_key(b, b->hot_hi_bin) + (bin_keys(b, b->hot_hi_bin) - 1));
+    for (int j = 2; j < 8; j++)
+        t[j] = NAN;
+    int nholes = 0;
+    for (size_t j = 0; j < nslots; j++) {
+        cl_uint fb = b->refined[sfirst[j]], lb = b->refined[sfirst[j + 1] - 1];
+        if (lb < b->hot_lo_bin || fb > b->hot_hi_bin)
+            continue;
+        if (nholes == ONE_HOLES)
+            return 0;
+        t[2 + 2 * nholes] = bin_lo(b, fb);
+        t[3 + 2 * nholes] = bin_hi(b, lb);
+        nholes++;
+    }
+    for (int j = 0; j < 2 + 2 * nholes; j++)
+        if (!(fabsf(t[j]) <= FLT_MAX) || t[j] == 0.0f)
+            return 0;
+    memcpy(thr->s, t, sizeof t);
+    return 1;
+}
+
 /* A slot's gathered values v (of the nbins ascending bins at bins) as runs
  * of equal values in order: placed bin by bin into out, then each bin's
  * runs. */
@@ -1072,9 +1112,24 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want)
     if (st == CLRED_OK)
         st = clred_buffer(b->ctx, CL_MEM_WRITE_ONLY, b->groups * 4 * sizeof *pgap, NULL, &dgap, "stats gap counts");
     cl_uint nentries = (cl_uint)nent, ng = (cl_uint)ngather;
+    cl_float8 thr;
+    /* stats_bin_one where its float partition is the key one; its fast
+     * lanes add exactly 0 to the sums with a shift that is a float */
+    int one = one_read_partition(b, sfirst, ngather, &thr);
+    if (one) {
+        name = "stats_bin_one";
+        b->shift = (float)b->shift;
+    }
+    if (b->one_pass) {
+        if (one)
+            one_read_vector++;
+        else
+            one_read_keys++;
+    }
     cl_double shift_d = b->shift;
     cl_float shift_f = (cl_float)b->shift;
-    cl_kernel k = b->kscan;
+    cl_kernel k = one ? b->kone : b->kscan;
+    cl_uint loc = one ? 0 : 3; /* stats_bin_scan's local reduction arguments */
     if (st == CLRED_OK)
         st = set_region_args(b, k, name);
     if (st == CLRED_OK)
@@ -1090,26 +1145,28 @@ static clred_status scan_bins(bins_run *b, const unsigned char *want)
         st = set_arg(k, name, 12, sizeof dsums, &dsums);
     if (st == CLRED_OK)
         st = set_arg(k, name, 13, sizeof dminmax, &dminmax);
-    if (st == CLRED_OK)
+    if (st == CLRED_OK && !one)
         st = set_arg(k, name, 14, b->local * sizeof(cl_uint), NULL);
-    if (st == CLRED_OK)
+    if (st == CLRED_OK && !one)
         st = set_arg(k, name, 15, b->local * 2 * acc, NULL);
-    if (st == CLRED_OK)
+    if (st == CLRED_OK && !one)
         st = set_arg(k, name, 16, b->local * 2 * sizeof(cl_float), NULL);
     if (st == CLRED_OK)
-        st = set_arg(k, name, 17, sizeof dgather, &dgather);
+        st = set_arg(k, name, 14 + loc, sizeof dgather, &dgather);
     if (st == CLRED_OK)
-        st = set_arg(k, name, 18, sizeof dcursor, &dcursor);
+        st = set_arg(k, name, 15 + loc, sizeof dcursor, &dcursor);
     if (st == CLRED_OK)
-        st = set_arg(k, name, 19, sizeof dend, &dend);
+        st = set_arg(k, name, 16 + loc, sizeof dend, &dend);
     if (st == CLRED_OK)
-        st = set_arg(k, name, 20, sizeof ng, &ng);
+        st = set_arg(k, name, 17 + loc, sizeof ng, &ng);
     if (st == CLRED_OK)
-        st = set_map_args(b, k, name, 21);
+        st = set_map_args(b, k, name, 18 + loc);
     if (st == CLRED_OK)
-        st = set_hot_args(b, k, name, 26, sfirst, ngather);
+        st = set_hot_args(b, k, name, 23 + loc, sfirst, ngather);
+    if (st == CLRED_OK && one)
+        st = set_arg(k, name, 26, sizeof thr, &thr);
     if (st == CLRED_OK)
-        st = set_arg(k, name, 29, sizeof dgap, &dgap);
+        st = set_arg(k, name, one ? 27 : 29, sizeof dgap, &dgap);
     if (st == CLRED_OK)
         st = run_pass(b, k, name);
     if (st == CLRED_OK)
@@ -1626,6 +1683,8 @@ clred_status clred_stats_bins(clred_ctx *ctx, cl_mem sci, cl_mem mask, cl_ushort
     CLRED_TRY(clred_kernel(ctx, "stats", NULL, "stats_bin_hist", &b.khist));
     CLRED_TRY(clred_kernel(ctx, "stats", NULL, "stats_bin_scan", &b.kscan));
     CLRED_TRY(plan(&b));
+    if (b.own) /* the single read's vector kernel: one work-item per group */
+        CLRED_TRY(clred_kernel(ctx, "stats", NULL, "stats_bin_one", &b.kone));
     b.slice_hist = malloc(b.slices * (NB_MAX + 1) * sizeof *b.slice_hist);
     b.count = malloc(NB_MAX * sizeof *b.count);
     b.shell = malloc(NB_MAX);

@@ -80,5 +80,9 @@ unsigned long clred_stats_bins_zoomed(void);
  * answered or gave up) in this process. */
 void clred_stats_bins_one_pass(int on, double skew, double cap_scale);
 void clred_stats_bins_one_pass_counts(unsigned long *hit, unsigned long *missed);
+/* Tests: how many single passes ran the vector kernel (stats_bin_one) and
+ * how many the key kernel (stats_bin_scan: not a CPU, more than three holes,
+ * or a bound at zero or infinite) in this process. */
+void clred_stats_bins_one_read_counts(unsigned long *vector, unsigned long *keys);
 
 #endif
