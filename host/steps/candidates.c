@@ -198,10 +198,13 @@ static void measure_aperture(const measure_ctx *m, clred_candidate *c)
  * and the position's error follow from it. The position is fitted because
  * the score's peak need not be the source's: beside a mask, the matched
  * filter counts the masked pixels at the sky's variance and finds less of
- * the source there, so its peak moves away from the mask (an S/N 6.8 source
- * 2.4 px from a saturated star's mask peaked 2.9 px off in test_al's seed 19),
- * while a fit over the usable pixels alone is unbiased. A fit that runs
- * further than the PSF's FWHM has left the peak's source and is held at the
+ * the source there, so its peak moves away from the mask, while a fit over
+ * the usable pixels alone is not biased by it; and the fit's covariance gives
+ * the position an error to match it by. (In test_al's seed 19 an S/N 6.8
+ * source 2.4 px from a mask peaked 2.9 px off and was fitted 2.4 px off, 4
+ * sigma: the rest is a positive residual under it, +0.3 sigma a pixel over
+ * that part of the field in ZOGY's difference too.) A fit that runs further
+ * than the PSF's FWHM has left the peak's source and is held at the
  * centroid, as is one of a flux below 3 sigma. */
 static clred_status psf_fluxes(clred_ctx *ctx, const clred_dimage *diff, const clred_psf *psf,
                                const clred_cand_opts *o, clred_candidate *c, size_t n)
