@@ -2413,7 +2413,9 @@ typedef struct {
                               its noise, sum P D / sqrt(VAR sum P^2), in sigma (a point source's PSF-fit S/N
                               where the noise is white, i.e. after decorrelation); NULL without PSFs */
     clred_psf psf_diff;    /* the PSF of the difference the candidates use: the unconvolved image's (through
-                              the decorrelation kernel when decorrelated); empty when no PSF was given */
+                              the decorrelation kernel when decorrelated); a varying model when that image's
+                              PSF is one (each basis image through the kernel), so that candidates are
+                              fitted with the PSF where they lie; empty when no PSF was given */
     clred_al_term *terms;  /* the solution */
     size_t nterms;
     float *kernel_images;  /* kernel_grid^2 images of ksize^2, row-major grid, at kernel_x/kernel_y */
