@@ -2468,8 +2468,10 @@ CLRED_API clred_status clred_al_kernel_write(const char *path, const clred_al_re
 #define CLRED_CAND_EDGE   0x04u /* closer to the image edge than the PSF's half size */
 
 typedef struct {
-    double x, y;            /* flux-weighted centroid of |D| in 5 x 5 around the peak */
-    double x_err, y_err;
+    double x, y;            /* PSF-fit position on the difference (the fit's start: the flux-weighted centroid
+                               of |D| in 5 x 5 around the peak, kept where the flux is below 3 sigma or the fit
+                               ran further than one FWHM) */
+    double x_err, y_err;    /* the fit's; sigma_PSF / snr where the centroid was kept */
     int isdiffpos;          /* 1: brighter in the new image; 0: fainter (fading) */
     double score;           /* peak S_corr (signed) */
     double flux, flux_err;  /* PSF-fit flux on the difference (signed) */
