@@ -2413,7 +2413,9 @@ typedef struct {
                               its noise, sum P D / sqrt(VAR sum P^2), in sigma (a point source's PSF-fit S/N
                               where the noise is white, i.e. after decorrelation); NULL without PSFs */
     clred_psf psf_diff;    /* the PSF of the difference the candidates use: the unconvolved image's (through
-                              the decorrelation kernel when decorrelated); empty when no PSF was given */
+                              the decorrelation kernel when decorrelated); a varying model when that image's
+                              PSF is one (each basis image through the kernel), so that candidates are
+                              fitted with the PSF where they lie; empty when no PSF was given */
     clred_al_term *terms;  /* the solution */
     size_t nterms;
     float *kernel_images;  /* kernel_grid^2 images of ksize^2, row-major grid, at kernel_x/kernel_y */
@@ -2466,8 +2468,10 @@ CLRED_API clred_status clred_al_kernel_write(const char *path, const clred_al_re
 #define CLRED_CAND_EDGE   0x04u /* closer to the image edge than the PSF's half size */
 
 typedef struct {
-    double x, y;            /* flux-weighted centroid of |D| in 5 x 5 around the peak */
-    double x_err, y_err;
+    double x, y;            /* PSF-fit position on the difference (the fit's start: the flux-weighted centroid
+                               of |D| in 5 x 5 around the peak, kept where the flux is below 3 sigma or the fit
+                               ran further than one FWHM) */
+    double x_err, y_err;    /* the fit's; sigma_PSF / snr where the centroid was kept */
     int isdiffpos;          /* 1: brighter in the new image; 0: fainter (fading) */
     double score;           /* peak S_corr (signed) */
     double flux, flux_err;  /* PSF-fit flux on the difference (signed) */

@@ -10,7 +10,7 @@
 
 typedef struct {
     size_t bright;     /* transients at S/N >= 8 on pixels that count */
-    size_t found;      /* of those, matched by a candidate within 2 px */
+    size_t found;      /* of those, matched by a candidate (pair_score_candidates) */
     size_t fading;     /* bright transients that fade ... */
     size_t fading_neg; /* ... and were found with a negative sign */
     size_t false_pos;  /* candidates that match no transient */
@@ -20,12 +20,19 @@ typedef struct {
     double pull_sd;
 } pair_score;
 
-/* Matches each transient to the strongest candidate within 2 px and prints
+/* How far a candidate may lie from the transient it is taken for: within
+ * PAIR_MATCH_SIGMAS of its own position error, and always within
+ * PAIR_MATCH_FLOOR px (pair_truth.c's matches says why). */
+#define PAIR_MATCH_SIGMAS 5.0
+#define PAIR_MATCH_FLOOR 2.0
+
+/* Matches each transient to the strongest candidate that matches it and prints
  * what was missed or unmatched. A transient on a pixel whose mask in `score`
  * has any of `skip_bits` set does not count toward completeness (the area
  * the subtraction could not use). Checks here, for every method: no
- * candidate on one of the template's holes, and every candidate within 2 px
- * of a bright transient has the transient's sign. `what` names the score plane. */
+ * candidate on one of the template's holes, and every candidate within
+ * PAIR_MATCH_FLOOR px of a bright transient has the transient's sign (a wider
+ * radius would take in a bright transient's PSF-mismatch ring). `what` names the score plane. */
 pair_score pair_score_candidates(const clred_pair *p, const clred_candidate *c, size_t nc, const clred_image *score,
                                  uint16_t skip_bits, const char *what);
 

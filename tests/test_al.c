@@ -796,13 +796,17 @@ static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double 
      * the stamps' differential background left D's sky 0.05-0.15 sigma low,
      * and DETECT 0.4-1 sigma low, which made fading candidates of noise near
      * -5 and pushed a saturated star's wing past +5; it is re-fitted on D's
-     * own sky (clred_al_opts.sky_refit). Seeds 1-20 run once outside CI:
-     * 9 clean false candidates in 6 images before, 3 in 3 images after (0.4
-     * expected): seed 19's is a real transient of S/N 6.8 found 2.2 px off
-     * beside a saturated star's mask, seed 16's a 5.0 peak of noise in empty
-     * sky, seed 12's a -5.1 of noise on a fading transient's wing (S/N 36, 11
-     * px) and a 275 000 e- star's Moffat wing residual (about -0.8 sigma of
-     * DETECT at 10 px). Below 5 sigma, peaks past 4 within 12 px of stars: 21
+     * own sky (clred_al_opts.sky_refit). Seeds 1-20 (tests/sweep_pairs, run
+     * by hand): 9 clean false candidates in 6 images before that, 3 in 3
+     * after; since candidates are matched by their PSF-fitted position's
+     * error (pair_truth.c), 2 in 2 (0.42 expected, ZOGY 1): seed 12's -5.4
+     * of noise 11 px from a fading transient (S/N 36), which ZOGY finds too,
+     * and seed 16's 5.1 in empty sky. At |DETECT| >= 4, where the count is
+     * 70 times larger, the same seeds give 30 clean false candidates against
+     * DMTN-006's 30.4 (ZOGY 40): AL's false positives are Gaussian noise's,
+     * and 2 where 0.42 are expected happens 7 % of the time (Poisson). The
+     * Gaussian 4.0 -> 3.0 pair: 0 at 5 (0.73 expected), 27 at 4 (52.6).
+     * Below 5 sigma, peaks past 4 within 12 px of stars: 21
      * with DETECT over the centre pixel's variance, 14 over the filter's own
      * (5.9 expected). The stars' residual shifts are 0.003 px (57 isolated
      * stars, noise taken off): an astrometric variance term adds nothing. */

@@ -112,4 +112,14 @@ clred_status al_linsolve(double *a, double *rhs, int n);
  * this fraction of their peaks (alard_lupton.c's p2_separable). */
 #define AL_DETVAR_CUT 1e-4
 
+/* The decorrelated difference's PSF as a varying model (al_local.c): p is
+ * the unconvolved image's model (order >= 1), p0 the centre's P' as
+ * decorrelated on the device (p's size squared), kimg the matching kernel at the
+ * image centre (ks x ks, summing to ksum); s2i, s2t the unconvolved and the
+ * convolved image's sky variances, as in the decorrelation. out: p's terms,
+ * basis 0 = p0 at unit sum, basis k = p's basis k through the decorrelation
+ * kernel. */
+clred_status al_decorrelated_psf_model(const clred_psf *p, const float *p0, const float *kimg, int ks, double s2i,
+                                       double s2t, double ksum, clred_psf *out);
+
 #endif

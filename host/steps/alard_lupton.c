@@ -963,7 +963,10 @@ static clred_status fourier(al_state *s, const clred_al_opts *o, float norm, clr
         sp2 += (double)pw[i] * pw[i];
     if (st == CLRED_OK && dec) {
         clred_psf dp;
-        st = clred_psf_from_array(pw, (size_t)psize, (size_t)psize, 0, &dp);
+        if (out->psf_diff.order > 0)
+            st = al_decorrelated_psf_model(&out->psf_diff, pw, kimg, ks, s2i, s2t, ksum, &dp);
+        else
+            st = clred_psf_from_array(pw, (size_t)psize, (size_t)psize, 0, &dp);
         if (st == CLRED_OK) {
             clred_psf_free(&out->psf_diff);
             out->psf_diff = dp;
@@ -1220,10 +1223,14 @@ static clred_status check(const clred_dimage *n, const clred_dimage *r, const cl
     return CLRED_OK;
 }
 
+/* A varying model is kept whole: the difference's PSF varies as it does
+ * (al_decorrelated_psf_model carries it through the decorrelation). */
 static clred_status copy_psf(const clred_psf *p, clred_psf *out)
 {
     if (!p || !p->data)
         return CLRED_OK;
+    if (p->order > 0 && p->basis)
+        return clred_psf_copy(p, out);
     return clred_psf_from_array(p->data, p->size, p->size, 0, out);
 }
 
