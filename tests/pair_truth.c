@@ -99,3 +99,15 @@ double pair_expected_false(size_t w, size_t h, double fwhm, double nu)
     double sg = fwhm / 2.3548;
     return 2.0 * (double)w * (double)h / (pow(2, 2.5) * pow(M_PI, 1.5) * sg * sg) * nu * exp(-0.5 * nu * nu);
 }
+
+clred_pair_opts pair_sources_opts(uint64_t seed, clred_psf_kind kind, double ref_fwhm, double new_fwhm)
+{
+    clred_pair_opts po = clred_pair_defaults();
+    po.seed = seed;
+    po.ref_fwhm = ref_fwhm;
+    po.new_fwhm = new_fwhm;
+    po.psf_kind = kind;
+    po.ntransients = 45;
+    po.nholes = 6;
+    return po;
+}

@@ -36,6 +36,10 @@ typedef struct {
 pair_score pair_score_candidates(const clred_pair *p, const clred_candidate *c, size_t nc, const clred_image *score,
                                  uint16_t skip_bits, const char *what);
 
+/* The pair the candidate tests score: 45 transients (a third fading) and 6
+ * holes in the template, with this seed and seeing. */
+clred_pair_opts pair_sources_opts(uint64_t seed, clred_psf_kind kind, double ref_fwhm, double new_fwhm);
+
 /* DMTN-006: the expected number of peaks above nu sigma, both signs, in a
  * w x h field of white noise filtered with a Gaussian PSF of this FWHM:
  * 2 w h / (2^(5/2) pi^(3/2) sigma_g^2) nu exp(-nu^2 / 2). */

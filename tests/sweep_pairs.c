@@ -34,13 +34,7 @@ typedef struct {
 
 static clred_pair make_pair(uint64_t seed, clred_psf_kind kind, double ref_fwhm, double new_fwhm)
 {
-    clred_pair_opts po = clred_pair_defaults();
-    po.seed = seed;
-    po.ref_fwhm = ref_fwhm;
-    po.new_fwhm = new_fwhm;
-    po.psf_kind = kind;
-    po.ntransients = 45;
-    po.nholes = 6;
+    clred_pair_opts po = pair_sources_opts(seed, kind, ref_fwhm, new_fwhm);
     clred_pair p;
     CHECK_OK(clred_simulate_pair(&po, &p));
     return p;

@@ -756,13 +756,7 @@ static void sky(clred_ctx *ctx)
 static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double new_fwhm, clred_psf_kind kind,
                          int expect_conv_ref)
 {
-    clred_pair_opts po = clred_pair_defaults();
-    po.seed = seed;
-    po.ref_fwhm = ref_fwhm;
-    po.new_fwhm = new_fwhm;
-    po.psf_kind = kind;
-    po.ntransients = 45;
-    po.nholes = 6;
+    clred_pair_opts po = pair_sources_opts(seed, kind, ref_fwhm, new_fwhm);
     clred_pair p;
     CHECK_OK(clred_simulate_pair(&po, &p));
     clred_al_opts o = clred_al_defaults();

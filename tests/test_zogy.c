@@ -192,13 +192,7 @@ static void empty_sky(clred_ctx *ctx)
 /* Candidates against the truth on a pair (seed, seeing) with holes in the template. */
 static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double new_fwhm, clred_psf_kind kind)
 {
-    clred_pair_opts po = clred_pair_defaults();
-    po.seed = seed;
-    po.ref_fwhm = ref_fwhm;
-    po.new_fwhm = new_fwhm;
-    po.psf_kind = kind;
-    po.ntransients = 45;
-    po.nholes = 6;
+    clred_pair_opts po = pair_sources_opts(seed, kind, ref_fwhm, new_fwhm);
     po.shift_x = 0.0;
     clred_pair p;
     CHECK_OK(clred_simulate_pair(&po, &p));
