@@ -421,6 +421,20 @@ static int fixed_depth_pays(const stack_source *s)
     return (double)s->nframes * (double)s->width * (double)s->height >= 16777216.0;
 }
 
+/* The loop-free kernel (combine_stack_fast) is the costliest compile of the
+ * per-pixel program: on POCL its work-group function took 1-2 CPU s of a
+ * first run's ~6 (clred demo), to save a few ms a combine over the looping
+ * kernel alone, which gives the same bits (tests: test_combine). So it
+ * serves stacks of 16M values or more, as the fixed-depth build does;
+ * CLRED_COMBINE_FAST=1 or 0 forces it on or off (tests). */
+static int fast_kernel_pays(const stack_source *s)
+{
+    const char *e = getenv("CLRED_COMBINE_FAST");
+    if (e && *e)
+        return *e != '0';
+    return (double)s->nframes * (double)s->width * (double)s->height >= 16777216.0;
+}
+
 static int force_general(void)
 {
     const char *e = getenv("CLRED_COMBINE_GENERAL");
@@ -439,7 +453,7 @@ static clred_status make_plan(clred_ctx *ctx, const stack_source *s, combine_pla
      * (its three unrolled clipping rounds over 64 keys: 9-20 % more CPU per
      * 40- or 64-frame 768² combine, measured with both kernels warm) and its
      * compile took about half of the 42 CPU s of that program on POCL. */
-    p->fast = !p->general && p->nmax <= 32;
+    p->fast = !p->general && p->nmax <= 32 && fast_kernel_pays(s);
     size_t per_value = sizeof(float) + (s->have_var ? sizeof(float) : 0) + (s->have_mask ? sizeof(uint16_t) : 0) +
                        (p->general ? sizeof(cl_ulong) : 0);
     size_t per_pixel_out = 4 * sizeof(float) + sizeof(uint16_t) + 1;
