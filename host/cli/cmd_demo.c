@@ -260,18 +260,54 @@ static void free_paths(char **paths, size_t n)
 
 /* --------------------------------------------------------- statistics */
 
-static int cmp_double(const void *a, const void *b)
+/* The k-th smallest of v (reordered; Hoare's selection, median-of-three
+ * pivots). The checks take medians of a few 100k values each: sorting them
+ * (qsort) was a third of a second of a cold demo's serial tail. */
+static double select_kth(double *v, size_t n, size_t k)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        double a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi];
+        double pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot)
+                i++;
+            while (v[j] > pivot)
+                j--;
+            if (i <= j) {
+                double t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+                i++;
+                if (j == 0)
+                    break;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            break;
+    }
+    return v[k];
 }
 
 static double median_of(double *v, size_t n)
 {
     if (!n)
         return NAN;
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    size_t k = n / 2;
+    double upper = select_kth(v, n, k);
+    if (n % 2)
+        return upper;
+    /* the values below k are the lower half: its largest is the other middle */
+    double lower = v[0];
+    for (size_t i = 1; i < k; i++)
+        lower = v[i] > lower ? v[i] : lower;
+    return 0.5 * (lower + upper);
 }
 
 /* Pixel noise of img over the sky mask from differences of horizontal
