@@ -626,29 +626,46 @@ struct clred_build_ahead {
     const char *families[32];
     size_t n;
     _Atomic size_t next;
+    cl_context shared; /* the threads' one context, or NULL: one each */
     pthread_t threads[PREFETCH_THREADS_MAX];
     size_t started;
 };
 
-/* Why contexts of their own: POCL (3.x) compiles one program at a time per
- * context (each holds one LLVM context behind a lock), and the work-group
- * functions of launched kernels one at a time per process. Programs built
- * in other contexts compile beside each other and beside ctx's own
- * launches, and come back to ctx as hits in POCL's cache (tens of ms); on a
- * driver that stores binaries, as binaries in clred's cache. */
+/* A new context on ctx's device, or NULL. */
+static cl_context helper_context(const clred_ctx *ctx)
+{
+    cl_platform_id platform;
+    cl_int err = clGetDeviceInfo(ctx->device, CL_DEVICE_PLATFORM, sizeof platform, &platform, NULL);
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)platform, 0};
+    return err == CL_SUCCESS ? clCreateContext(props, 1, &ctx->device, NULL, NULL, &err) : NULL;
+}
+
+/* Why contexts other than ctx's: POCL (3.x) compiles one program at a time
+ * per context (each holds one LLVM context behind a lock), and the
+ * work-group functions of launched kernels one at a time per process.
+ * Programs built in a context per thread compile beside each other and
+ * beside ctx's own launches, and come back to ctx as hits in POCL's cache
+ * (tens of ms). Other drivers share one context among the threads (a GPU's
+ * context holds device memory) and hand the binaries over in clred's
+ * cache. */
 static void *build_ahead_worker(void *arg)
 {
     clred_build_ahead *b = arg;
-    cl_platform_id platform;
-    cl_int err = clGetDeviceInfo(b->ctx->device, CL_DEVICE_PLATFORM, sizeof platform, &platform, NULL);
-    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)platform, 0};
-    cl_context context = err == CL_SUCCESS ? clCreateContext(props, 1, &b->ctx->device, NULL, NULL, &err) : NULL;
+    cl_context context = b->shared ? b->shared : helper_context(b->ctx);
     if (!context)
         return NULL;
     for (size_t i; (i = b->next++) < b->n;)
         build_into_cache(b->ctx, context, b->dir, b->families[i]);
-    clReleaseContext(context);
+    if (context != b->shared)
+        clReleaseContext(context);
     return NULL;
+}
+
+static void free_build_ahead(clred_build_ahead *b)
+{
+    if (b->shared)
+        clReleaseContext(b->shared);
+    free(b);
 }
 
 /* The build ahead (malloc'd, threads started) or NULL if none could start. */
@@ -663,11 +680,15 @@ static clred_build_ahead *start_build_ahead(const clred_ctx *ctx, const char *co
     snprintf(b->dir, sizeof b->dir, "%s", dir);
     b->n = n < sizeof b->families / sizeof *b->families ? n : sizeof b->families / sizeof *b->families;
     memcpy(b->families, families, b->n * sizeof *families);
+    if (!is_pocl(ctx) && !(b->shared = helper_context(ctx))) {
+        free(b);
+        return NULL;
+    }
     size_t nthreads = host_threads(threads, b->n);
     while (b->started < nthreads && pthread_create(&b->threads[b->started], NULL, build_ahead_worker, b) == 0)
         b->started++;
     if (!b->started) {
-        free(b);
+        free_build_ahead(b);
         return NULL;
     }
     return b;
@@ -687,7 +708,7 @@ void clred_programs_wait_ahead(clred_ctx *ctx)
         return;
     for (size_t t = 0; t < b->started; t++)
         pthread_join(b->threads[t], NULL);
-    free(b);
+    free_build_ahead(b);
     ctx->ahead = NULL;
 }
 
