@@ -50,6 +50,7 @@ struct clred_ctx {
     int vector_width;      /* floats a work-item handles at once in window kernels: the device's
                             * preferred float vector width (8 on AVX2 CPUs, 1 on GPUs), 1..16 */
     struct clred_program_cache *programs;
+    struct clred_build_ahead *ahead; /* programs being built in the background (programs.c) */
     struct clred_fft_cache *fft;     /* FFT plans of this context (fft.c) */
     struct clred_pool *pool;         /* idle device buffers for reuse (pool.c) */
     uint64_t resident_bytes;         /* device images and pooled buffers held now */
@@ -172,6 +173,19 @@ clred_status clred_kernel(clred_ctx *ctx, const char *family, const char *option
  * it will use pays about the longest compilation instead of their sum on a
  * cold cache. Failures are left for clred_kernel to report. */
 void clred_programs_prefetch(clred_ctx *ctx, const char *const *families, size_t n);
+
+/* Starts building the programs of the given families (without extra
+ * options, at most 32; the names must outlive the build) into the disk
+ * cache, in `threads` host threads (0: one per core), each with an OpenCL
+ * context of its own, and returns at once: ctx's thread goes on using ctx
+ * meanwhile and takes each program from the cache when it needs it (waiting
+ * for one still being built). ctx keeps one build ahead at a time (a new
+ * one waits for the one before) and waits for it in
+ * clred_programs_wait_ahead or when destroyed. Returns 0 when nothing was
+ * started (no usable cache directory). */
+typedef struct clred_build_ahead clred_build_ahead;
+int clred_programs_build_ahead(clred_ctx *ctx, const char *const *families, size_t n, size_t threads);
+void clred_programs_wait_ahead(clred_ctx *ctx);
 
 /* The on-disk cache directory (CLRED_CACHE_DIR, else $XDG_CACHE_HOME/clred,
  * else ~/.cache/clred); NULL if none can be used. */

@@ -2095,6 +2095,14 @@ typedef struct {
     char *manifest;                /* path of the manifest written */
 } clred_night_report;
 
+/* Starts compiling, in the background, the kernel programs a night with
+ * these options (NULL = defaults) will use, and returns at once: a caller
+ * with other work before clred_night_run (reading, simulating) overlaps a
+ * first run's compilation with it. Optional; clred_night_run starts it
+ * itself otherwise. The context may be used meanwhile; the end of its
+ * night, and its destruction, wait for what is still compiling. */
+CLRED_API clred_status clred_night_prepare(clred_ctx *ctx, const clred_night_opts *opts);
+
 /* Reduces the night in inputs (raw FITS files) into outdir (created if
  * needed). opts NULL = defaults; report (may be NULL) is filled even on
  * failure as far as the run went, and freed with clred_night_report_free.

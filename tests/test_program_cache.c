@@ -9,7 +9,8 @@
  * On POCL the entry is a marker and the program lives in POCL's cache
  * (programs.c, driver_keeps_programs): the concurrent and float checks run
  * that way too, and CLRED_PROGRAM_BINARIES=1 runs the binary cache's checks
- * on POCL. */
+ * on POCL. A program built ahead in another context reaches a context
+ * through the cache, in both modes. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,10 +68,9 @@ static int entry_whole(const char *path)
     return ok && memcmp(h, "CLREDPB1", 8) == 0 && (long)len + 32 == file_size(path);
 }
 
-/* Builds arith in a fresh context and checks scale_offset computes 2x+1. */
-static void run_kernel(const char *what)
+/* Builds arith in ctx and checks scale_offset computes 2x+1. */
+static void run_kernel_on(clred_ctx *ctx, const char *what)
 {
-    clred_ctx *ctx = harness_ctx();
     cl_kernel k;
     clred_status s = clred_kernel(ctx, "arith", NULL, "scale_offset", &k);
     CHECK_MSG(s == CLRED_OK, "%s: building: %s", what, clred_last_error());
@@ -89,6 +89,13 @@ static void run_kernel(const char *what)
             CHECK_MSG(host[i] == (float)(2 * (i == 4 ? -4 : i) + 1), "%s: value %d is %g", what, i, host[i]);
         clReleaseMemObject(buf);
     }
+}
+
+/* The same in a fresh context. */
+static void run_kernel(const char *what)
+{
+    clred_ctx *ctx = harness_ctx();
+    run_kernel_on(ctx, what);
     clred_ctx_destroy(ctx);
 }
 
@@ -202,6 +209,33 @@ static void shared_across_accumulation(const char *dir)
               compiled, cached);
 }
 
+/* A build ahead (a thread with a context of its own) puts arith into an
+ * empty cache; the context it was started for then loads it from there
+ * instead of compiling it, and the kernel computes right. */
+static void built_ahead(const char *dir, int binaries)
+{
+    setenv("CLRED_PROGRAM_BINARIES", binaries ? "1" : "", 1);
+    char cmd[1200], log[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+    snprintf(log, sizeof log, "%s.log", dir);
+    remove(log);
+    setenv("CLRED_CACHE_DIR", dir, 1);
+    setenv("CLRED_BUILD_LOG", log, 1);
+    clred_ctx *ctx = harness_ctx();
+    static const char *const families[] = {"arith"};
+    CHECK_MSG(clred_programs_build_ahead(ctx, families, 1, 1), "binaries %d: no build ahead started", binaries);
+    clred_programs_wait_ahead(ctx);
+    run_kernel_on(ctx, "built ahead");
+    clred_ctx_destroy(ctx);
+    unsetenv("CLRED_BUILD_LOG");
+    int compiled, cached;
+    count_log(log, &compiled, &cached);
+    CHECK_MSG(compiled == 1 && cached == 1, "binaries %d: built ahead %d times, loaded %d (expected 1, 1)", binaries,
+              compiled, cached);
+    unsetenv("CLRED_PROGRAM_BINARIES");
+}
+
 int main(void)
 {
     /* First, while this process has not touched OpenCL: a driver's threads
@@ -224,6 +258,12 @@ int main(void)
     CHECK_MSG(pocl ? default_marker && !default_binary : default_binary && !default_marker,
               "%s: the default cache holds a marker %d, a binary %d", pocl ? "POCL" : "not POCL", default_marker,
               default_binary);
+
+    char ahead[1000];
+    snprintf(ahead, sizeof ahead, "%.900s/ahead", harness_tmpdir("test_program_cache"));
+    built_ahead(ahead, 0);
+    snprintf(ahead, sizeof ahead, "%.900s/ahead-bin", harness_tmpdir("test_program_cache"));
+    built_ahead(ahead, 1);
 
     /* The rest damages binary entries. */
     setenv("CLRED_PROGRAM_BINARIES", "1", 1);

@@ -214,26 +214,17 @@ static void night_free(night *nt)
     pthread_mutex_destroy(&nt->lock);
 }
 
-/* The kernel programs the night will use, compiled side by side before the
- * stages start (on a cold kernel cache, a first night otherwise compiles
- * them one after the other). Stacks' programs depend on their depth and are
- * left to the stages. */
-static void prefetch_programs(night *nt)
+/* The kernel program families a night with options o uses (at most 16), in
+ * the order its stages first use them: one thread builds them ahead.
+ * Stacks' programs depend on their depth and are left to the stages. */
+static size_t night_families(const clred_night_opts *o, int is_cpu, size_t nscience, const char **families)
 {
-    const clred_night_opts *o = nt->o;
-    const char *families[16];
     size_t n = 0;
     families[n++] = "calibrate";
     families[n++] = "stats";
     families[n++] = "arith";
     families[n++] = "sample";
-    if (nt->rep->nscience > 0) {
-        if (nt->rep->nscience > 1) {
-            families[n++] = "fft_util"; /* alignment: phase correlation */
-            if (nt->ctx->info.is_cpu)
-                families[n++] = "fft_columns"; /* its FFTs on a CPU (host/rt/fft.c) */
-            families[n++] = "resample";
-        }
+    if (nscience > 0) {
         if (o->quality) {
             families[n++] = "sources";
             families[n++] = "photometry";
@@ -244,8 +235,41 @@ static void prefetch_programs(night *nt)
         }
         if (o->background)
             families[n++] = "background";
+        if (nscience > 1) {
+            families[n++] = "fft_util"; /* alignment: phase correlation */
+            if (is_cpu)
+                families[n++] = "fft_columns"; /* its FFTs on a CPU (host/rt/fft.c) */
+            families[n++] = "resample";
+        }
     }
-    clred_programs_prefetch(nt->ctx, families, n);
+    return n;
+}
+
+/* Compiles the night's programs in the background while the stages start
+ * (on a cold kernel cache, a first night otherwise compiles them one after
+ * the other, each when first needed), unless clred_night_prepare started
+ * that already. One thread on a two-core host: the stages' own compiles
+ * and work take the other core. */
+static void build_programs_ahead(clred_ctx *ctx, const clred_night_opts *o, size_t nscience)
+{
+    if (ctx->ahead)
+        return;
+    const char *families[16];
+    size_t n = night_families(o, ctx->info.is_cpu, nscience, families);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!clred_programs_build_ahead(ctx, families, n, cores > 2 ? (size_t)cores - 1 : 1))
+        clred_programs_prefetch(ctx, families, n); /* no disk cache to build into: into the context, now */
+}
+
+clred_status clred_night_prepare(clred_ctx *ctx, const clred_night_opts *opts)
+{
+    if (!ctx)
+        return clred_fail(CLRED_ERR_USAGE, "night: no device context");
+    clred_night_opts defaults = clred_night_defaults();
+    /* as if the night had several science frames: the programs of a night
+     * without them are a subset */
+    build_programs_ahead(ctx, opts ? opts : &defaults, 2);
+    return CLRED_OK;
 }
 
 clred_status clred_night_run(clred_ctx *ctx, const char *const *inputs, size_t n, const char *outdir,
@@ -293,7 +317,7 @@ clred_status clred_night_run(clred_ctx *ctx, const char *const *inputs, size_t n
               n, rep->nbias, rep->ndark, rep->nflat, rep->nscience, nt.nleft, nt.ngroups, here);
 
     if (st == CLRED_OK)
-        prefetch_programs(&nt);
+        build_programs_ahead(ctx, o, rep->nscience);
     clred_stream_writer *w = NULL;
     if (st == CLRED_OK)
         st = clred_stream_writer_start(ctx, o->stream, 0, night_product_written, &nt, &w);
@@ -314,6 +338,7 @@ clred_status clred_night_run(clred_ctx *ctx, const char *const *inputs, size_t n
         st = night_difference_stage(&nt, w);
         rep->stage_s[CLRED_NIGHT_DIFFERENCE] = clred_now() - t;
     }
+    clred_programs_wait_ahead(ctx);
     clred_stream_writer_finish(w, 1, &rep->write_s);
     clred_ctx_timing(ctx, &rep->timing);
     rep->image_uploads = ctx->image_uploads;

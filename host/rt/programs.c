@@ -287,12 +287,14 @@ static void mark_built(const char *dir, const char *path)
         close(fd);
 }
 
-static clred_status build_from_source(clred_ctx *ctx, const char *family, const char *source, const char *options,
-                                      cl_program *out)
+/* Builds the program in context, a context of ctx's device: ctx's own, or
+ * one that builds ahead (see build_ahead_worker). */
+static clred_status build_from_source(const clred_ctx *ctx, cl_context context, const char *family,
+                                      const char *source, const char *options, cl_program *out)
 {
     cl_int err;
     const char *parts[1] = {source};
-    cl_program program = clCreateProgramWithSource(ctx->context, 1, parts, NULL, &err);
+    cl_program program = clCreateProgramWithSource(context, 1, parts, NULL, &err);
     if (err != CL_SUCCESS)
         return clred_fail_cl(err, "clCreateProgramWithSource");
     err = clBuildProgram(program, 1, &ctx->device, options, NULL, NULL);
@@ -412,23 +414,22 @@ static program_entry *find_program(clred_ctx *ctx, const char *family, const cha
     return NULL;
 }
 
-/* Builds (or loads from the disk cache) one program into a new entry not
- * yet in the context's list. Safe to run in several threads at once. */
-static clred_status make_program(clred_ctx *ctx, const char *family, const char *extra, program_entry **out)
+/* The program's full source (malloc'd) and its build options. */
+static clred_status program_text(const clred_ctx *ctx, const char *family, const char *extra, char **source,
+                                 char options[1024])
 {
     const char *body = family_source(family);
     if (!body)
         return clred_fail(CLRED_ERR_DEVICE, "no embedded kernel program named '%s'", family);
-    char *source = NULL;
-    CLRED_TRY(assemble_source(family, body, &source));
+    CLRED_TRY(assemble_source(family, body, source));
     /* Families that include lib_vec.cl get the context's vector width. */
     char vector_width[32] = "";
-    if (strstr(source, "CLRED_LIB_VEC"))
+    if (strstr(*source, "CLRED_LIB_VEC"))
         snprintf(vector_width, sizeof vector_width, " -DVW=%d", ctx->vector_width);
     /* Only families that accumulate in acc_t get the accumulation define:
      * the others build one program for both settings, not two that differ
      * in a define they ignore. */
-    const char *own = source + strlen(preamble);
+    const char *own = *source + strlen(preamble);
     int accumulates = strstr(own, "acc_t") || strstr(own, "CLRED_USE_DOUBLE");
     /* POCL's clang prints "N warnings generated." on the process's stderr
      * (the warnings themselves go to the build log): notes that 8-wide
@@ -436,9 +437,53 @@ static clred_status make_program(clred_ctx *ctx, const char *family, const char 
      * AVX-512, which cannot matter where the kernel and the builtins are
      * compiled together. -w keeps a first run's output to what clred says;
      * POCL refuses -Wno-psabi. */
-    char options[1024];
-    snprintf(options, sizeof options, "-cl-std=CL1.2%s%s%s %s", is_pocl(ctx) ? " -w" : "",
+    snprintf(options, 1024, "-cl-std=CL1.2%s%s%s %s", is_pocl(ctx) ? " -w" : "",
              ctx->use_double && accumulates ? " -DCLRED_USE_DOUBLE" : "", vector_width, extra);
+    return CLRED_OK;
+}
+
+/* The disk cache entry of a program (path, 1100 bytes) and its key: the
+ * driver's binary, or on a driver that keeps programs the marker, which
+ * vouches for the driver's cache it was made beside. */
+static uint64_t entry_path(const clred_ctx *ctx, const char *dir, const char *source, const char *options,
+                           int driver, char *path)
+{
+    uint64_t key = cache_key(ctx, source, options);
+    if (driver) {
+        const char *pocl_dir = getenv("POCL_CACHE_DIR");
+        pocl_dir = pocl_dir ? pocl_dir : "";
+        key = clred_hash(pocl_dir, strlen(pocl_dir), key);
+    }
+    snprintf(path, 1100, "%s/%016llx.%s", dir, (unsigned long long)key, driver ? "built" : "bin");
+    return key;
+}
+
+/* The advisory lock of a cache entry (released by closing it), or -1. One
+ * process or thread compiles a missing entry while the others wait for it
+ * and load it (parallel tests, a batch of commands started at once, a
+ * build ahead in another context) instead of each compiling the same
+ * program; it is released by the kernel if its holder dies. flock locks
+ * belong to the open file, so two threads of one process exclude each
+ * other too. */
+static int lock_entry(const char *dir, const char *path)
+{
+    char lock_path[1120];
+    snprintf(lock_path, sizeof lock_path, "%s.lock", path);
+    make_dirs(dir);
+    int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock >= 0 && flock(lock, LOCK_EX) != 0) {
+        close(lock);
+        lock = -1;
+    }
+    return lock;
+}
+
+/* Builds (or loads from the disk cache) one program into a new entry not
+ * yet in the context's list. Safe to run in several threads at once. */
+static clred_status make_program(clred_ctx *ctx, const char *family, const char *extra, program_entry **out)
+{
+    char *source = NULL, options[1024];
+    CLRED_TRY(program_text(ctx, family, extra, &source, options));
 
     cl_program program = NULL;
     double t0 = clred_now(), c0 = clred_thread_cpu();
@@ -448,33 +493,16 @@ static clred_status make_program(clred_ctx *ctx, const char *family, const char 
     uint64_t key = 0;
     int from_cache = 0, lock = -1;
     if (dir) {
-        key = cache_key(ctx, source, options);
-        if (driver) {
-            /* The marker vouches for the driver's cache it was made beside. */
-            const char *pocl_dir = getenv("POCL_CACHE_DIR");
-            pocl_dir = pocl_dir ? pocl_dir : "";
-            key = clred_hash(pocl_dir, strlen(pocl_dir), key);
-        }
-        snprintf(path, sizeof path, "%s/%016llx.%s", dir, (unsigned long long)key, driver ? "built" : "bin");
+        key = entry_path(ctx, dir, source, options, driver, path);
         if (driver)
             from_cache = access(path, F_OK) == 0;
         else
             from_cache = (program = load_cached(ctx, path, key, options)) != NULL;
     }
     if (!from_cache && dir) {
-        /* One process compiles a missing entry while the others wait for it
-         * and load it (parallel tests, a batch of commands started at once),
-         * instead of each compiling the same program. The lock is advisory
-         * and released by the kernel if its holder dies; without one (a
-         * read-only cache) every process compiles for itself, as before. */
-        char lock_path[1120];
-        snprintf(lock_path, sizeof lock_path, "%s.lock", path);
-        make_dirs(dir);
-        lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-        if (lock >= 0 && flock(lock, LOCK_EX) != 0) {
-            close(lock);
-            lock = -1;
-        }
+        /* without a lock (a read-only cache) every process compiles for
+         * itself, as before */
+        lock = lock_entry(dir, path);
         if (lock >= 0) {
             if (driver)
                 from_cache = access(path, F_OK) == 0;
@@ -484,7 +512,7 @@ static clred_status make_program(clred_ctx *ctx, const char *family, const char 
     }
     if (!program) {
         /* On POCL with its marker present this is a hit in POCL's cache. */
-        clred_status st = build_from_source(ctx, family, source, options, &program);
+        clred_status st = build_from_source(ctx, ctx->context, family, source, options, &program);
         if (st == CLRED_OK && dir && !from_cache) {
             if (driver)
                 mark_built(dir, path);
@@ -547,6 +575,146 @@ static clred_status get_program(clred_ctx *ctx, const char *family, const char *
 
 /* ---- building ahead, in parallel */
 
+/* Host threads that compile at once: a driver compiles each program in one
+ * thread, so a command that needs several compiles them side by side on the
+ * host's cores, whatever the device. */
+#define PREFETCH_THREADS_MAX 8
+
+static size_t host_threads(size_t wanted, size_t n)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t t = wanted ? wanted : cores > 1 ? (size_t)cores : 1;
+    t = t > n ? n : t;
+    return t > PREFETCH_THREADS_MAX ? PREFETCH_THREADS_MAX : t;
+}
+
+/* Puts one program (default options) into the disk cache by building it in
+ * context, a context of this thread's own on ctx's device; a program the
+ * cache holds is left alone. Only the disk cache carries the result to ctx,
+ * whose thread finds it there when it needs the program, or waits on the
+ * entry's lock while it is being built. Failures are left for clred_kernel
+ * to report when the program is used; so is a cache that cannot be locked
+ * (read-only), where building ahead could not store anything. */
+static void build_into_cache(const clred_ctx *ctx, cl_context context, const char *dir, const char *family)
+{
+    char *source = NULL, options[1024], path[1100];
+    if (program_text(ctx, family, "", &source, options) != CLRED_OK)
+        return;
+    int driver = driver_keeps_programs(ctx);
+    uint64_t key = entry_path(ctx, dir, source, options, driver, path);
+    int lock = -1;
+    if (access(path, F_OK) != 0 && (lock = lock_entry(dir, path)) >= 0 && access(path, F_OK) != 0) {
+        double t0 = clred_now(), c0 = clred_thread_cpu();
+        cl_program program;
+        if (build_from_source(ctx, context, family, source, options, &program) == CLRED_OK) {
+            if (driver)
+                mark_built(dir, path);
+            else
+                store_cached(program, dir, path, key);
+            clReleaseProgram(program);
+            clred_log_build(family, options, "compiled", clred_now() - t0, clred_thread_cpu() - c0);
+        }
+    }
+    if (lock >= 0)
+        close(lock); /* releases the flock */
+    free(source);
+}
+
+struct clred_build_ahead {
+    const clred_ctx *ctx;
+    char dir[1024];
+    const char *families[32];
+    size_t n;
+    _Atomic size_t next;
+    cl_context shared; /* the threads' one context, or NULL: one each */
+    pthread_t threads[PREFETCH_THREADS_MAX];
+    size_t started;
+};
+
+/* A new context on ctx's device, or NULL. */
+static cl_context helper_context(const clred_ctx *ctx)
+{
+    cl_platform_id platform;
+    cl_int err = clGetDeviceInfo(ctx->device, CL_DEVICE_PLATFORM, sizeof platform, &platform, NULL);
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)platform, 0};
+    return err == CL_SUCCESS ? clCreateContext(props, 1, &ctx->device, NULL, NULL, &err) : NULL;
+}
+
+/* Why contexts other than ctx's: POCL (3.x) compiles one program at a time
+ * per context (each holds one LLVM context behind a lock), and the
+ * work-group functions of launched kernels one at a time per process.
+ * Programs built in a context per thread compile beside each other and
+ * beside ctx's own launches, and come back to ctx as hits in POCL's cache
+ * (tens of ms). Other drivers share one context among the threads (a GPU's
+ * context holds device memory) and hand the binaries over in clred's
+ * cache. */
+static void *build_ahead_worker(void *arg)
+{
+    clred_build_ahead *b = arg;
+    cl_context context = b->shared ? b->shared : helper_context(b->ctx);
+    if (!context)
+        return NULL;
+    for (size_t i; (i = b->next++) < b->n;)
+        build_into_cache(b->ctx, context, b->dir, b->families[i]);
+    if (context != b->shared)
+        clReleaseContext(context);
+    return NULL;
+}
+
+static void free_build_ahead(clred_build_ahead *b)
+{
+    if (b->shared)
+        clReleaseContext(b->shared);
+    free(b);
+}
+
+/* The build ahead (malloc'd, threads started) or NULL if none could start. */
+static clred_build_ahead *start_build_ahead(const clred_ctx *ctx, const char *const *families, size_t n,
+                                            size_t threads)
+{
+    const char *dir = clred_cache_dir();
+    clred_build_ahead *b = dir && n ? calloc(1, sizeof *b) : NULL;
+    if (!b)
+        return NULL;
+    b->ctx = ctx;
+    snprintf(b->dir, sizeof b->dir, "%s", dir);
+    b->n = n < sizeof b->families / sizeof *b->families ? n : sizeof b->families / sizeof *b->families;
+    memcpy(b->families, families, b->n * sizeof *families);
+    if (!is_pocl(ctx) && !(b->shared = helper_context(ctx))) {
+        free(b);
+        return NULL;
+    }
+    size_t nthreads = host_threads(threads, b->n);
+    while (b->started < nthreads && pthread_create(&b->threads[b->started], NULL, build_ahead_worker, b) == 0)
+        b->started++;
+    if (!b->started) {
+        free_build_ahead(b);
+        return NULL;
+    }
+    return b;
+}
+
+int clred_programs_build_ahead(clred_ctx *ctx, const char *const *families, size_t n, size_t threads)
+{
+    clred_programs_wait_ahead(ctx);
+    ctx->ahead = start_build_ahead(ctx, families, n, threads);
+    return ctx->ahead != NULL;
+}
+
+void clred_programs_wait_ahead(clred_ctx *ctx)
+{
+    clred_build_ahead *b = ctx->ahead;
+    if (!b)
+        return;
+    for (size_t t = 0; t < b->started; t++)
+        pthread_join(b->threads[t], NULL);
+    free_build_ahead(b);
+    ctx->ahead = NULL;
+}
+
+/* Without a disk cache to carry programs between contexts, the prefetch
+ * builds into ctx itself from several threads (clBuildProgram is thread
+ * safe; POCL then compiles them one after the other). */
 typedef struct {
     clred_ctx *ctx;
     const char *const *families;
@@ -578,19 +746,9 @@ static void *prefetch_worker(void *arg)
     return NULL;
 }
 
-/* Host threads that compile at once: a driver compiles each program in one
- * thread, so a command that needs several compiles them side by side on the
- * host's cores, whatever the device. */
-#define PREFETCH_THREADS_MAX 8
-
-void clred_programs_prefetch(clred_ctx *ctx, const char *const *families, size_t n)
+static void prefetch_into_ctx(clred_ctx *ctx, const char *const *families, size_t n)
 {
-    if (n == 0)
-        return;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t nthreads = cores > 1 ? (size_t)cores : 1;
-    nthreads = nthreads > n ? n : nthreads;
-    nthreads = nthreads > PREFETCH_THREADS_MAX ? PREFETCH_THREADS_MAX : nthreads;
+    size_t nthreads = host_threads(0, n);
     prefetch_job j = {.ctx = ctx, .families = families, .n = n, .next = 0};
     pthread_mutex_init(&j.lock, NULL);
     pthread_t threads[PREFETCH_THREADS_MAX];
@@ -602,6 +760,16 @@ void clred_programs_prefetch(clred_ctx *ctx, const char *const *families, size_t
     for (size_t t = 0; t < started; t++)
         pthread_join(threads[t], NULL);
     pthread_mutex_destroy(&j.lock);
+}
+
+void clred_programs_prefetch(clred_ctx *ctx, const char *const *families, size_t n)
+{
+    if (n == 0)
+        return;
+    if (clred_programs_build_ahead(ctx, families, n, 0))
+        clred_programs_wait_ahead(ctx);
+    else
+        prefetch_into_ctx(ctx, families, n);
 }
 
 clred_status clred_kernel(clred_ctx *ctx, const char *family, const char *options, const char *name,
@@ -636,6 +804,7 @@ clred_status clred_kernel(clred_ctx *ctx, const char *family, const char *option
 
 void clred_programs_release(clred_ctx *ctx)
 {
+    clred_programs_wait_ahead(ctx);
     program_entry *p = ctx->programs;
     while (p) {
         program_entry *next = p->next;

@@ -408,24 +408,36 @@ static int vector_eligible(const clred_ctx *ctx, const stack_source *s, const cl
            (o->reject == CLRED_REJECT_NONE || (o->reject == CLRED_REJECT_SIGCLIP && !o->spread_mad));
 }
 
-/* The vector kernel built for this very depth (-DNFIX) drops the padding
- * slots and their branches: a 20-frame 2048² median takes a third less time.
- * It costs one program build per depth (then cached on disk), so only stacks
- * of 16M values or more take it, where the kernel runs for tens of ms;
- * CLRED_COMBINE_FIXED_DEPTH=1 forces it (tests). */
-static int fixed_depth_pays(const stack_source *s)
+/* Stacks of 16M values or more, where a kernel runs for tens of ms: there
+ * a faster variant pays for a compile of its own. */
+static int large_stack(const stack_source *s)
 {
-    const char *e = getenv("CLRED_COMBINE_FIXED_DEPTH");
-    if (e && *e)
-        return *e != '0';
     return (double)s->nframes * (double)s->width * (double)s->height >= 16777216.0;
 }
 
-static int force_general(void)
+/* The environment variable name set to 1 or 0 forces a choice (tests);
+ * unset, the choice is otherwise. */
+static int forced_or(const char *name, int otherwise)
 {
-    const char *e = getenv("CLRED_COMBINE_GENERAL");
-    return e && *e && *e != '0';
+    const char *e = getenv(name);
+    return e && *e ? *e != '0' : otherwise;
 }
+
+/* The vector kernel built for this very depth (-DNFIX) drops the padding
+ * slots and their branches: a 20-frame 2048² median takes a third less time.
+ * It costs one program build per depth (then cached on disk), so only large
+ * stacks take it; CLRED_COMBINE_FIXED_DEPTH=1 forces it (tests). */
+static int fixed_depth_pays(const stack_source *s) { return forced_or("CLRED_COMBINE_FIXED_DEPTH", large_stack(s)); }
+
+/* The loop-free kernel (combine_stack_fast) is the costliest compile of the
+ * per-pixel program: on POCL its work-group function took 1-2 CPU s of a
+ * cold clred demo's ~6, to save 10-20 ms (POCL kernel times, warm) on the
+ * demo's 8-frame 512² stack over the looping kernel alone, which gives the
+ * same bits (test_combine). So only large stacks take it;
+ * CLRED_COMBINE_FAST=1 or 0 forces it on or off (tests). */
+static int fast_kernel_pays(const stack_source *s) { return forced_or("CLRED_COMBINE_FAST", large_stack(s)); }
+
+static int force_general(void) { return forced_or("CLRED_COMBINE_GENERAL", 0); }
 
 /* Chooses the kernel variant and the rows per band from the device's memory. */
 static clred_status make_plan(clred_ctx *ctx, const stack_source *s, combine_plan *p)
@@ -439,7 +451,7 @@ static clred_status make_plan(clred_ctx *ctx, const stack_source *s, combine_pla
      * (its three unrolled clipping rounds over 64 keys: 9-20 % more CPU per
      * 40- or 64-frame 768² combine, measured with both kernels warm) and its
      * compile took about half of the 42 CPU s of that program on POCL. */
-    p->fast = !p->general && p->nmax <= 32;
+    p->fast = !p->general && p->nmax <= 32 && fast_kernel_pays(s);
     size_t per_value = sizeof(float) + (s->have_var ? sizeof(float) : 0) + (s->have_mask ? sizeof(uint16_t) : 0) +
                        (p->general ? sizeof(cl_ulong) : 0);
     size_t per_pixel_out = 4 * sizeof(float) + sizeof(uint16_t) + 1;
