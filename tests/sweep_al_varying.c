@@ -50,7 +50,8 @@ static void score_of(clred_ctx *ctx, const clred_pair *p, const clred_dimage *sc
 }
 
 /* Overrides for experiments: SWEEP_KO (kernel_order), SWEEP_SELECT
- * (select_order), SWEEP_SNR (stamp_snr), SWEEP_STAMPS (max_stamps), SWEEP_FOM (fom_clip), SWEEP_BLOCK (block); SWEEP_NSTARS sets the pair's stars. */
+ * (select_order), SWEEP_SNR (stamp_snr), SWEEP_STAMPS (max_stamps), SWEEP_FOM (fom_clip), SWEEP_BLOCK (block); SWEEP_NSTARS, SWEEP_NTRANSIENTS and SWEEP_NHOLES set the
+ * pair's. */
 static void env_opts(clred_al_opts *o)
 {
     const char *v;
@@ -129,6 +130,10 @@ int main(int argc, char **argv)
             po.fwhm_grad_x = 2 * (po.fwhm_grad_y = 0.15 * atof(getenv("SWEEP_GRAD")));
         if (getenv("SWEEP_NSTARS")) /* a denser field, for experiments */
             po.nstars = atoi(getenv("SWEEP_NSTARS"));
+        if (getenv("SWEEP_NTRANSIENTS"))
+            po.ntransients = atoi(getenv("SWEEP_NTRANSIENTS"));
+        if (getenv("SWEEP_NHOLES"))
+            po.nholes = atoi(getenv("SWEEP_NHOLES"));
         clred_pair p;
         CHECK_OK(clred_simulate_pair(&po, &p));
         pair_score ra, rz;
