@@ -899,11 +899,26 @@ static void near_stars(clred_ctx *ctx)
  * border in a stamp's footprint used to cost the whole stamp: 12 of 31 were
  * left, none near the edges, and the kernel extrapolated there left 17
  * false candidates at bright stars. Now such pixels only weigh out the
- * fitted pixels they reach. Seeds 1-16 run once outside CI (the
- * report's figures): 128 clean false candidates before, 18 after, still
- * above DMTN-006's 3x (0.02 per image): what is left are lobes at bright
- * stars near the corners, most flagged DIPOLE. The bound here guards the
- * gain, it does not claim that goal. */
+ * fitted pixels they reach. The stamps were still what limited the kernel
+ * (its order-1 model has 148 unknowns): 16 of this seed's ~80 stars were
+ * used; a stamp is now the brightest source of its box (a neighbour of
+ * half its flux no longer drops it) and only its peak (half the FWHM, not
+ * the whole) must be clean: 28 used. Seeds 1-16 run once outside CI
+ * (tests/sweep_al_varying): 128 clean false candidates before the
+ * weighting, 21 before the stamp rules, 13 after (0 to 3 an image, 0 in
+ * this seed), still above DMTN-006's 3x (0.02 per image); the one-PSF
+ * pair of the same seeds has 2. What is left are lobes 8-12 px from the
+ * brightest stars and, most of it, the wings of saturated stars just past
+ * their grown masks (with 20 transients and no holes, where the stamp
+ * rules change nothing, 10 -> 11, 10 of the 11): a 5e6 e- star shows a
+ * kernel centroid error of 0.02 px, what the order-1 model's 148 unknowns
+ * leave from 20-30 stamps (its kernel grid's centroids wander by that in
+ * seed 8, whose PSFs are symmetric). The same sweep with 200 stars (45-50
+ * stamps) has 2 in 8 images: the fit is short of stamps, not of spatial
+ * order (order 2, a ridge on the spatial terms, a spatial order per
+ * Gaussian or the varying part restricted to the stamps' principal kernel
+ * directions did no better by the sweep). The bounds guard the stamps'
+ * gain and this seed's 0, not that goal. */
 static void varying_psf(clred_ctx *ctx)
 {
     clred_pair_opts po = clred_pair_defaults();
@@ -930,11 +945,11 @@ static void varying_psf(clred_ctx *ctx)
            "fading %zu / %zu negative, %zu false candidates without a flag (expected %.2g)\n",
            a.kernel_order, a.nstamps_used, a.nstamps, r.found, r.bright, r.fading_neg, r.fading, r.false_clean, expect);
     CHECK(a.kernel_order >= 1);
-    CHECK(a.nstamps_used >= 14); /* 12 before */
+    CHECK(a.nstamps_used >= 24); /* 12, then 16 before */
     CHECK(r.bright >= 20);
     CHECK((double)r.found >= 0.95 * (double)r.bright);
     CHECK(r.fading_neg == r.fading);
-    CHECK(r.false_clean <= 2);
+    CHECK(r.false_clean <= 1); /* 0 here; 1 for another device's rounding */
     free(c);
     clred_image_free(&sc);
     clred_al_result_free(&a);

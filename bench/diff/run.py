@@ -399,6 +399,9 @@ def main():
     p.add_argument("--threads", type=int, default=2, help="CPU threads for SFFT's NumPy backend")
     p.add_argument("--methods", default="clred-zogy,clred-al,hotpants,properimage,sfft")
     p.add_argument("--pairs", default="sim,nircam", help="which pairs: sim, nircam")
+    p.add_argument("--seed", type=int, default=None, help="the simulated pair's seed (default: simulate-pair's)")
+    p.add_argument("--fwhm-gradient", default=None, metavar="GX,GY",
+                   help="the simulated pair's PSF varies over the field (simulate-pair --fwhm-gradient)")
     args = p.parse_args()
     os.makedirs(args.results, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
@@ -417,8 +420,10 @@ def main():
 
 
 def make_sim(args, d, ntr, pairs):
+    extra = (["--seed", str(args.seed)] if args.seed is not None else []) + \
+        (["--fwhm-gradient", args.fwhm_gradient] if args.fwhm_gradient else [])
     subprocess.run([args.clred, "simulate-pair", "-o", d, "--size", f"{args.size}x{args.size}", "--ntransients",
-                    str(ntr), "--overwrite"], check=True, capture_output=True)
+                    str(ntr), "--overwrite"] + extra, check=True, capture_output=True)
     pairs.append(Pair(f"sim {args.size}²", f"{d}/new.fits", f"{d}/ref.fits", f"{d}/new_psf.fits", f"{d}/ref_psf.fits",
                       truth_csv=f"{d}/truth.csv"))
 

@@ -107,12 +107,21 @@ static clred_status level_and_noise(const clred_dimage *img, uint16_t ignore, co
 #define STAMP_REJECT (CLRED_SRC_SATURATED | CLRED_SRC_EDGE | CLRED_SRC_MASKED)
 
 /* The half-size of a stamp's core, which an unusable pixel must not reach
- * (al_stamp_dots_dev): the broader image's FWHM, where most of the star's
- * weight in the fit lies. */
-static int stamp_core(double fwhm) { return fwhm > 2 ? (int)ceil(fwhm) : 2; }
+ * (al_stamp_dots_dev): half the broader image's FWHM, at least 2 px: the
+ * star's peak, without which the stamp says little about the kernel.
+ * Unusable pixels further out only take the fitted pixels they reach out of
+ * the fit. A core of the whole FWHM cost a sparse field a quarter of its
+ * stamps (a cosmic ray, a hole's or a saturated star's grown mask within
+ * hw + FWHM of the star) and 2 px more of border each side; with a varying
+ * PSF, stamps are what pins the kernel between and beyond them (the seed
+ * sweep in tests/sweep_al_varying.c). */
+static int stamp_core(double fwhm) { return fwhm > 4 ? (int)ceil(0.5 * fwhm) : 2; }
 
 /* Stamp centres: sources of the reference (see STAMP_REJECT) with S/N >= stamp_snr,
- * no brighter-than-half neighbour within the fitted box, far enough from
+ * the brightest source of their fitted box (a fainter neighbour is fitted
+ * with the star, by the same kernel: it does not bias the fit, and a rule
+ * that dropped stars with a neighbour of half their flux lost a fifth of a
+ * sparse field's stamps; a brighter one would be the stamp), far enough from
  * the border for the core and the kernel (the fitted pixels whose sums
  * reach past the border are left out of the fit: al_stamp_dots_dev), so
  * that the kernel near the edges and corners, where it varies most, is fitted
@@ -153,7 +162,7 @@ static clred_status pick_stamps(clred_ctx *ctx, const clred_dimage *ref, double 
             continue;
         int alone = 1;
         for (size_t j = 0; j < n && alone; j++)
-            alone = j == i || fabs(src[j].x - s->x) > r || fabs(src[j].y - s->y) > r || src[j].flux < 0.5 * s->flux;
+            alone = j == i || fabs(src[j].x - s->x) > r || fabs(src[j].y - s->y) > r || src[j].flux < s->flux;
         if (alone)
             idx[m++] = i;
     }
