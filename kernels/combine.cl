@@ -1800,9 +1800,11 @@ INLINE vi vec_load_values(vf *a, global const float *sci, global const ushort *m
                           const int with_mask, const int scaled, const uint ignore)
 {
     if (!with_mask) {
-        /* the common stack has no unusable value: test that once, with the
-         * greatest magnitude's bits, and mark values only where it fails */
-        vi big = (vi)0;
+        /* the common stack has no unusable value: test that once, and mark
+         * values only where it fails. x * 0 is a zero for a finite x and NaN
+         * otherwise, so sums of them (two, for shorter chains) stay +0 unless
+         * some value is not finite: one fused operation a value */
+        vf z0 = (vf)0, z1 = (vf)0;
 #pragma unroll
         for (uint f = 0; f < NMAX; f++) {
             a[f] = (vf)INFINITY;
@@ -1811,10 +1813,14 @@ INLINE vi vec_load_values(vf *a, global const float *sci, global const ushort *m
                 if (scaled)
                     v = v * factor[f] + offset[f];
                 a[f] = v + 0.0f; /* -0 is +0, as make_key does */
-                big = max(big, CLRED_CAT(as_int, VW)(a[f]) & 0x7fffffff);
+                if (f & 1)
+                    z1 = fma(a[f], (vf)0, z1);
+                else
+                    z0 = fma(a[f], (vf)0, z0);
             }
         }
-        if (!vor_all(big >= (vi)0x7f800000))
+        vf z = z0 + z1;
+        if (!vor_all(z != z))
             return (vi)nf;
         vi n = (vi)0;
 #pragma unroll
