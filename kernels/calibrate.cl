@@ -118,7 +118,8 @@ kernel void overscan_row_sums(global const float *raw, const uint raw_width, con
  * rounding) the variance is too, and the VAR planes are not read at all.
  * Elsewhere (rare) the exact variance decides, as in the full product. */
 #define CALIBRATE_PIXELS(NAME, VF, VU, LOAD, STORE, COND_S, COND_I, SELECT)                                         \
-    inline __attribute__((always_inline)) void NAME(global const float *rawp, const float overscan_row, const size_t i, CAL_MASTER_ARGS)   \
+    inline __attribute__((always_inline)) void NAME(global const float *rawp, const float overscan_row,     \
+                                                    const size_t i, CAL_MASTER_ARGS)                        \
     {                                                                                                       \
         const VF r = LOAD(rawp);                                                                            \
         VU m = (VU)0;                                                                                       \

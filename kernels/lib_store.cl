@@ -11,12 +11,12 @@
 #define CLRED_STORE_CAT(a, b) CLRED_STORE_CAT_(a, b)
 
 /* VSTORE_WHOLE(v, p): vstoren as one vector store. POCL's vstoren split a
- * float16 into three stores and a ushort16 into sixteen 16-bit ones (as many
- * instructions as the rest of calibrate_frame). A pointer to the vector type
- * aligned to its elements alone allows what vstoren allows: VW pixels that
- * start anywhere (a row's tail, an odd width). +(v): the value's type without
- * the private address space of a variable. Compilers other than clang keep
- * vstoren. */
+ * float16 into three stores and a ushort16 into sixteen 16-bit ones (about 45
+ * instructions, more than calibrate_frame's arithmetic for the 16 pixels). A
+ * pointer to the vector type aligned to its elements alone allows what
+ * vstoren allows: VW pixels that start anywhere (a row's tail, an odd width).
+ * +(v): the value's type without the private address space of a variable.
+ * Compilers other than clang keep vstoren. */
 #if defined(__clang__)
 #define VSTORE_WHOLE(v, p)                                                                \
     do {                                                                                  \
