@@ -66,9 +66,10 @@ def _fft2(size):
 MODELS = {
     "calibrate": (lambda s, d, c: 8.0 * s * s * c,
                   "8 per pixel per frame: (raw - bias - dark t) / flat and its variance",
-                  "one fused, VW-vectorised pass per frame (raw and masters in, SCI, VAR, MASK out); up to four "
-                  "vector divisions per pixel ((poisson + rn^2) / gain^2, s / f, v / f^2, var_flat / f^2) are the "
-                  "first suspect, not yet measured"),
+                  "one fused, VW-vectorised pass per frame (raw and masters in, SCI, VAR, MASK out), whole-vector "
+                  "stores (POCL's vstore16 had written the mask as sixteen 16-bit stores) and non-temporal ones "
+                  "for frames larger than a cache; in POCL's code the samples gather on the loads: bound by "
+                  "memory, not by its divisions"),
     "median": (lambda s, d, c: 2.0 * _network(d) * s * s,
                "2 x (Batcher comparators for the depth) per output pixel",
                "one launch of the stack kernel; the median network is the lead's work (issue 14 item 3), not "

@@ -7,6 +7,7 @@
 
 #include "lib_sort.cl"
 #include "lib_vec.cl"
+#include "lib_store.cl"
 
 /* Which optional inputs the fused kernel has; the host (host/calibrate.h)
  * uses the same values. Flags rather than -D variants: one compiled program
@@ -117,7 +118,8 @@ kernel void overscan_row_sums(global const float *raw, const uint raw_width, con
  * rounding) the variance is too, and the VAR planes are not read at all.
  * Elsewhere (rare) the exact variance decides, as in the full product. */
 #define CALIBRATE_PIXELS(NAME, VF, VU, LOAD, STORE, COND_S, COND_I, SELECT)                                         \
-    inline void NAME(global const float *rawp, const float overscan_row, const size_t i, CAL_MASTER_ARGS)   \
+    inline __attribute__((always_inline)) void NAME(global const float *rawp, const float overscan_row,     \
+                                                    const size_t i, CAL_MASTER_ARGS)                        \
     {                                                                                                       \
         const VF r = LOAD(rawp);                                                                            \
         VU m = (VU)0;                                                                                       \
@@ -180,7 +182,9 @@ kernel void overscan_row_sums(global const float *raw, const uint raw_width, con
 #define ONE_SELECT(a, b, c) ((c) ? (b) : (a))
 CALIBRATE_PIXELS(calibrate_one, float, ushort, ONE_LOAD, ONE_STORE, ONE_COND_S, ONE_COND_I, ONE_SELECT)
 #if VW > 1
-CALIBRATE_PIXELS(calibrate_lanes, vecf, vecus, VEC_LOAD, VEC_STORE, TO_VECSS, TO_VECI, select)
+/* a frame larger than a cache is written past it (VSTREAM_WHOLE) */
+#define LANES_STORE(v, p) VSTREAM_WHOLE(v, p, get_global_size(0) * get_global_size(1) * VW >= VSTREAM_PIXELS)
+CALIBRATE_PIXELS(calibrate_lanes, vecf, vecus, VEC_LOAD, LANES_STORE, TO_VECSS, TO_VECI, select)
 #endif
 
 kernel void calibrate_frame(global const float *raw, const uint raw_width, global const float *overscan,

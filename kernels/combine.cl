@@ -1317,18 +1317,17 @@ kernel void combine_stack_fast(STACK_KERNEL_ARGS)
  * writes the SIMD out: the same network sorts VW pixels at once. It keeps
  * the same values as combine_stack and forms the same medians bit for bit;
  * its means and variances come from float sums, within the bounds stated
- * below (tests/test_combine_vec.c checks both). Pixels past the last whole
- * vector are marked in `unfinished` for combine_stack. */
+ * below (tests/test_combine_vec.c checks both). A band of fewer than VW
+ * pixels is marked whole in `unfinished` for combine_stack. */
 /* VW (2..16), the context's vector width, comes from the host with NMAX. */
 #define CLRED_CAT_(a, b) a##b
 #define CLRED_CAT(a, b) CLRED_CAT_(a, b)
+#include "lib_store.cl"
 typedef CLRED_CAT(float, VW) vf;
 typedef CLRED_CAT(int, VW) vi;
 typedef CLRED_CAT(short, VW) vs;
 typedef CLRED_CAT(ushort, VW) vus;
-typedef CLRED_CAT(uchar, VW) vb;
 #define VLOAD(p) CLRED_CAT(vload, VW)(0, (p))
-#define VSTORE(v, p) CLRED_CAT(vstore, VW)((v), 0, (p))
 #define TO_VF CLRED_CAT(convert_float, VW)
 /* va to float rounded up / down: a float x is below a threshold t exactly
  * when x < (t rounded up to a float), and above it when x > (t rounded down),
@@ -1801,9 +1800,11 @@ INLINE vi vec_load_values(vf *a, global const float *sci, global const ushort *m
                           const int with_mask, const int scaled, const uint ignore)
 {
     if (!with_mask) {
-        /* the common stack has no unusable value: test that once, with the
-         * greatest magnitude's bits, and mark values only where it fails */
-        vi big = (vi)0;
+        /* the common stack has no unusable value: test that once, and mark
+         * values only where it fails. x * 0 is a zero for a finite x and NaN
+         * otherwise, so sums of them (two, for shorter chains) stay +0 unless
+         * some value is not finite: one fused operation a value */
+        vf z0 = (vf)0, z1 = (vf)0;
 #pragma unroll
         for (uint f = 0; f < NMAX; f++) {
             a[f] = (vf)INFINITY;
@@ -1812,10 +1813,14 @@ INLINE vi vec_load_values(vf *a, global const float *sci, global const ushort *m
                 if (scaled)
                     v = v * factor[f] + offset[f];
                 a[f] = v + 0.0f; /* -0 is +0, as make_key does */
-                big = max(big, CLRED_CAT(as_int, VW)(a[f]) & 0x7fffffff);
+                if (f & 1)
+                    z1 = fma(a[f], (vf)0, z1);
+                else
+                    z0 = fma(a[f], (vf)0, z0);
             }
         }
-        if (!vor_all(big >= (vi)0x7f800000))
+        vf z = z0 + z1;
+        if (!vor_all(z != z))
             return (vi)nf;
         vi n = (vi)0;
 #pragma unroll
@@ -1881,7 +1886,9 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
      * order). So every pixel takes the same arithmetic however the image is
      * cut into bands. */
     const size_t p0 = gid == nvec ? npix - VW : gid * VW;
-    VSTORE((vb)0, unfinished + p0);
+    /* no store to `unfinished`: with one vector or more every pixel is done
+     * here, and combine_stack is not launched (host/steps/combine.c) */
+    const int stream = npix >= VSTREAM_PIXELS; /* outputs larger than a cache */
 
     vf a[NMAX];
     vi n;
@@ -2054,9 +2061,9 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     /* finish_pixel with unit weights and no variance planes */
     vi m = hi - lo;
     vi kept = max(m, (vi)0);
-    VSTORE(TO_VF(kept), out_ncontrib + p0);
+    VSTREAM_WHOLE(TO_VF(kept), out_ncontrib + p0, stream);
     if (!(flags & FLAG_NO_NREJECT))
-        VSTORE(TO_VF(n - kept), out_nreject + p0);
+        VSTREAM_WHOLE(TO_VF(n - kept), out_nreject + p0, stream);
     if (!have_sums) {
 #ifdef EDGE_MID_LO
         if (edge) {
@@ -2082,13 +2089,13 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
         variance = s2 / mf;
     }
     vi empty = m <= 0;
-    VSTORE(select(result, (vf)NAN, empty), out_sci + p0);
-    VSTORE(select(variance, (vf)NAN, empty), out_var + p0);
+    VSTREAM_WHOLE(select(result, (vf)NAN, empty), out_sci + p0, stream);
+    VSTREAM_WHOLE(select(variance, (vf)NAN, empty), out_var + p0, stream);
     vs flag = select((vs)0,
                           select((vs)(CLRED_MASK_NO_DATA | CLRED_MASK_CLIPPED), (vs)CLRED_MASK_NO_DATA,
                                  TO_VS(n == 0)),
                           TO_VS(empty));
-    VSTORE(CLRED_CAT(as_ushort, VW)(flag), out_mask + p0);
+    VSTREAM_WHOLE(CLRED_CAT(as_ushort, VW)(flag), out_mask + p0, stream);
 }
 #undef MIDDLE
 #undef MAKE_SORTED
