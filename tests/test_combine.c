@@ -428,7 +428,7 @@ static void test_float_accumulation(clred_ctx *unused)
 /* The parts, one per family of kernel programs (POCL compiles each on a
  * cold cache, 4-18 CPU s): the suite runs each part as a test of its own
  * (tests/CMakeLists.txt), so ctest -j runs them side by side instead of one
- * ~45 CPU s test that ends last. Every part checks its programs in full. */
+ * ~41 CPU s test that ends last. Every part checks its programs in full. */
 static void part_nmax8(clred_ctx *ctx)
 {
     static const size_t counts[] = {1, 2, 3, 4}, general[] = {1, 2, 5};
