@@ -13,7 +13,9 @@
 # seconds, the wall time of the whole run, the load average before and after,
 # every program variant compiled (by which test, at what CPU cost, and the
 # tests that loaded it from the cache or waited on its lock), the FFT plans,
-# and POCL's work-group objects. CPU seconds are the figure to compare on a
+# and POCL's work-group objects. On POCL most of a cold test's CPU is its
+# kernels' compiles at their first launch, which the variants table does not
+# count: POCL_DEBUG=timing,llvm on one test shows each (llvm_codegen). CPU seconds are the figure to compare on a
 # loaded machine; the wall time measures the load as much as the suite.
 # Unlike one `ctest -j`, the separate runs ignore RESOURCE_LOCK and COST, and
 # each test keeps its TIMEOUT (600 s), which the costliest compiles can pass
@@ -92,7 +94,10 @@ load1="$(cut -d' ' -f1-3 /proc/loadavg)"
     printf '| %s | %s | %s | %.1f | %s | %s | %s | %s |\n' "$name" "$rc" "$wall" "$(echo "$user + $sys" | bc)" "$nc" "$cc" "$nl" "$ws"
   done
   echo
-  echo "## Program variants (compiled by, CPU s of the build: front end and, on POCL, every kernel's generic work-group function; loaded by)"
+  # On POCL a program's build is its front end only: each kernel's work-group
+  # function compiles at the kernel's first launch (host/rt/programs.c), in
+  # the CPU seconds of the test that launches it first, not in this table.
+  echo "## Program variants (compiled by, CPU s of the build: the front end, and on a driver other than POCL the kernels; loaded by)"
   echo
   echo "| family | options | compiled by | CPU s | loaded by (tests) | waits > 1 s |"
   echo "|---|---|---|---|---|---|"

@@ -158,11 +158,12 @@ static void all_methods(clred_ctx *ctx, const clred_image *fr, size_t n, clred_c
         }
 }
 
-static void test_counts_of_frames(clred_ctx *ctx)
+/* Every method x rejection on stacks of the given depths (1..4: NMAX=8; 9:
+ * 16; 20: 32; 40: 64; 65: the general kernel). */
+static void test_counts_of_frames(clred_ctx *ctx, const size_t *counts, size_t ncounts)
 {
-    const size_t counts[] = {1, 2, 3, 4, 9, 20, 40, 65};
     stack_kind k = {.nan = 1, .masks = 1, .outliers = 1};
-    for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
+    for (size_t i = 0; i < ncounts; i++) {
         size_t n = counts[i];
         clred_image *fr = make_stack(n, W, H, k, 100 + n);
         all_methods(ctx, fr, n, clred_combine_defaults(), tol_double, "nan+mask+outliers");
@@ -202,26 +203,26 @@ static void test_clipping_options(clred_ctx *ctx)
     free_stack(fr, 20);
 }
 
-static void test_weights_variance_ties(clred_ctx *ctx)
+/* Integer values tie often: weights and variances must follow the frame
+ * each kept value came from, with ties ordered by frame (depths 3, 20, 66). */
+static void test_weights_variance_ties(clred_ctx *ctx, size_t n)
 {
-    /* Integer values tie often: weights and variances must follow the frame
-     * each kept value came from, with ties ordered by frame. */
     stack_kind k = {.var = 1, .ties = 1, .outliers = 1, .masks = 1};
-    const size_t counts[] = {3, 20, 66};
-    for (size_t i = 0; i < 3; i++) {
-        size_t n = counts[i];
-        clred_image *fr = make_stack(n, W, H, k, 300 + n);
-        double *weights = malloc(n * sizeof *weights);
-        for (size_t f = 0; f < n; f++)
-            weights[f] = 0.5 + (double)(f % 7) * 0.25;
-        clred_combine_opts o = clred_combine_defaults();
-        all_methods(ctx, fr, n, o, tol_double, "var+ties");
-        o.weights = weights;
-        all_methods(ctx, fr, n, o, tol_double, "var+ties+weights");
-        free(weights);
-        free_stack(fr, n);
-    }
-    /* Weights without VAR planes: variance from the scatter. */
+    clred_image *fr = make_stack(n, W, H, k, 300 + n);
+    double *weights = malloc(n * sizeof *weights);
+    for (size_t f = 0; f < n; f++)
+        weights[f] = 0.5 + (double)(f % 7) * 0.25;
+    clred_combine_opts o = clred_combine_defaults();
+    all_methods(ctx, fr, n, o, tol_double, "var+ties");
+    o.weights = weights;
+    all_methods(ctx, fr, n, o, tol_double, "var+ties+weights");
+    free(weights);
+    free_stack(fr, n);
+}
+
+/* Weights without VAR planes: variance from the scatter; bad weights. */
+static void test_weights_scatter(clred_ctx *ctx)
+{
     stack_kind k2 = {.outliers = 1};
     clred_image *fr = make_stack(9, W, H, k2, 11);
     double weights[9] = {1, 2, 3, 1, 2, 3, 1, 2, 3};
@@ -315,11 +316,10 @@ static int same_result(const clred_combine_result *a, const clred_combine_result
 /* The general kernel, forced for small N, gives the private kernel's bits;
  * so does the loop-free fast kernel, which only larger stacks take unless
  * forced (CLRED_COMBINE_FAST). */
-static void test_general_path_identical(clred_ctx *ctx)
+static void test_general_path_identical(clred_ctx *ctx, const size_t *counts, size_t ncounts)
 {
     stack_kind k = {.nan = 1, .masks = 1, .outliers = 1, .var = 1, .ties = 1};
-    const size_t counts[] = {1, 2, 5, 20};
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < ncounts; i++) {
         size_t n = counts[i];
         clred_image *fr = make_stack(n, W, H, k, 500 + n);
         for (int m = 0; m <= CLRED_COMBINE_MAX; m++)
@@ -411,8 +411,9 @@ static void test_bad_input(clred_ctx *ctx)
 }
 
 /* The float-accumulation kernels (devices without fp64) against the reference. */
-static void test_float_accumulation(void)
+static void test_float_accumulation(clred_ctx *unused)
 {
+    (void)unused;
     setenv("CLRED_FLOAT_ACCUM", "1", 1);
     clred_ctx *fctx = harness_ctx();
     unsetenv("CLRED_FLOAT_ACCUM");
@@ -432,19 +433,73 @@ static void test_float_accumulation(void)
     clred_ctx_destroy(fctx);
 }
 
-int main(void)
+/* The parts, one per family of kernel programs (POCL compiles each on a
+ * cold cache, 4-18 CPU s): the suite runs each part as a test of its own
+ * (tests/CMakeLists.txt), so ctest -j runs them side by side instead of one
+ * ~41 CPU s test that ends last. Every part checks its programs in full. */
+static void part_nmax8(clred_ctx *ctx)
 {
-    unsetenv("CLRED_COMBINE_GENERAL");
-    clred_ctx *ctx = harness_ctx();
+    static const size_t counts[] = {1, 2, 3, 4}, general[] = {1, 2, 5};
     test_known_values(ctx);
     test_bad_input(ctx);
-    test_counts_of_frames(ctx);
-    test_clipping_options(ctx);
-    test_weights_variance_ties(ctx);
+    test_counts_of_frames(ctx, counts, 4);
+    test_weights_variance_ties(ctx, 3);
     test_scaling(ctx);
-    test_general_path_identical(ctx);
+    test_general_path_identical(ctx, general, 3);
+}
+
+static void part_nmax16(clred_ctx *ctx)
+{
+    static const size_t counts[] = {9};
+    test_counts_of_frames(ctx, counts, 1);
+    test_weights_scatter(ctx);
+}
+
+static void part_nmax32(clred_ctx *ctx)
+{
+    static const size_t counts[] = {20};
+    test_counts_of_frames(ctx, counts, 1);
+    test_clipping_options(ctx);
+    test_weights_variance_ties(ctx, 20);
+    test_general_path_identical(ctx, counts, 1);
     test_banding(ctx);
-    clred_ctx_destroy(ctx);
-    test_float_accumulation();
+}
+
+/* 33-64 frames (NMAX=64) and beyond (the general kernel). */
+static void part_nmax64(clred_ctx *ctx)
+{
+    static const size_t counts[] = {40, 65};
+    test_counts_of_frames(ctx, counts, 2);
+    test_weights_variance_ties(ctx, 66);
+}
+
+static const struct {
+    const char *name;
+    void (*run)(clred_ctx *ctx);
+    int own_ctx; /* makes its own contexts */
+} parts[] = {
+    {"nmax8", part_nmax8, 0},   {"nmax16", part_nmax16, 0},          {"nmax32", part_nmax32, 0},
+    {"nmax64", part_nmax64, 0}, {"float", test_float_accumulation, 1},
+};
+
+/* test_combine [PART]: one part, or every part. */
+int main(int argc, char **argv)
+{
+    unsetenv("CLRED_COMBINE_GENERAL");
+    const size_t nparts = sizeof parts / sizeof *parts;
+    int found = 0;
+    for (size_t i = 0; i < nparts; i++) {
+        if (argc > 1 && strcmp(argv[1], parts[i].name) != 0)
+            continue;
+        found = 1;
+        clred_ctx *ctx = parts[i].own_ctx ? NULL : harness_ctx();
+        parts[i].run(ctx);
+        if (ctx)
+            clred_ctx_destroy(ctx);
+    }
+    if (!found) {
+        fprintf(stderr, "test_combine: no part '%s'\n", argv[1]);
+        return 2;
+    }
     return harness_finish();
 }
