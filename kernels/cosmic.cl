@@ -5,6 +5,7 @@
 
 #include "lib_sort.cl"
 #include "lib_vec.cl"
+#include "lib_store.cl"
 #include "lib_median.cl"
 
 /* ---- binary dilation of a 0/1 byte map: 3x3 square (radius 1) or the 5x5
@@ -47,7 +48,7 @@ kernel void dilate_map(global const uchar *in, global uchar *out, const int w, c
         for (int dx = -radius; dx <= radius; dx++)
             if (!(radius >= 2 && abs(dx) == radius && abs(dy) == radius))
                 hit |= VEC_LOAD(in + (y + dy) * w + x0 + dx);
-    VEC_STORE(select((vecb)0, (vecb)1, TO_VECC(hit != (vecb)0)), out + y * w + x0);
+    VSTORE_WHOLE(select((vecb)0, (vecb)1, TO_VECC(hit != (vecb)0)), out + y * w + x0);
 }
 
 /* ---- preparation: the working arrays of astroscrappy, in electrons.
@@ -218,7 +219,7 @@ kernel void cr_grow(global const uchar *in, global const float *sp, global const
                 hit |= VEC_LOAD(in + (y + dy) * w + x0 + dx);
         const vecc keep = TO_VECC(hit != (vecb)0) & TO_VECC(VEC_LOAD(bad + i0) == (vecb)0) &
                           TO_VECC(VEC_LOAD(sp + i0) > limit);
-        VEC_STORE(select((vecb)0, (vecb)1, keep), out + i0);
+        VSTORE_WHOLE(select((vecb)0, (vecb)1, keep), out + i0);
     }
     if (final)
         for (int i = i0; i < min(x0 + VW, w) + y * w; i++)

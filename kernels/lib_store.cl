@@ -1,5 +1,6 @@
 /* Whole-vector stores of VW lanes to global memory, for kernels that write
- * VW pixels per work-item (VW > 1, defined before this is included). Kept
+ * VW pixels per work-item (VW defined before this is included; with VW = 1
+ * they are plain stores). Kept
  * apart from lib_vec.cl, whose inclusion makes the host build a family with
  * the context's -DVW (host/rt/programs.c): combine's per-pixel program must
  * not get it. Included by name. */
@@ -17,7 +18,10 @@
  * vstoren allows: VW pixels that start anywhere (a row's tail, an odd width).
  * +(v): the value's type without the private address space of a variable.
  * Compilers other than clang keep vstoren. */
-#if defined(__clang__)
+#if VW == 1
+/* a scalar: no vstore1 exists, and +(v) would promote a uchar or ushort */
+#define VSTORE_WHOLE(v, p) (*(p) = (v))
+#elif defined(__clang__)
 #define VSTORE_WHOLE(v, p)                                                                \
     do {                                                                                  \
         typedef __typeof__(+(v)) clred_whole_ __attribute__((aligned(sizeof *(p))));      \
@@ -33,7 +37,7 @@
  * traffic). A kernel sets `stream` (uniform) from its launch's size, so that
  * small outputs, which the next step may read from cache, stay there. */
 #define VSTREAM_PIXELS (1u << 20)
-#if defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#if VW > 1 && defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
 #define VSTREAM_WHOLE(v, p, stream)                                                       \
     do {                                                                                  \
         __typeof__(+(v)) v_ = (v);                                                        \

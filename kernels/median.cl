@@ -8,6 +8,7 @@
 
 #include "lib_sort.cl"
 #include "lib_vec.cl"
+#include "lib_store.cl"
 #include "lib_median.cl"
 
 /* ---- square median filters: out = median of the (2r+1)^2 window.
@@ -50,7 +51,7 @@ inline float border_or_median(global const float *in, const int w, const int x, 
             for (int dx = -R; dx <= R; dx++)                                                  \
                 v[k++] = VEC_LOAD(in + (y + dy) * w + x0 + dx);                               \
         MEDIAN##N##_NETWORK(v);                                                               \
-        VEC_STORE(v[MEDIAN##N##_AT], out + y * w + x0);                                       \
+        VSTORE_WHOLE(v[MEDIAN##N##_AT], out + y * w + x0);                                       \
     }
 
 SQUARE_MEDIAN_KERNEL(median_3x3, 1, 9)
@@ -82,7 +83,7 @@ SQUARE_MEDIAN_KERNEL(median_7x7, 3, 49)
         for (int d = -R; d <= R; d++)                                                         \
             v[d + R] = VEC_LOAD(in + y * w + x0 + d);                                         \
         MEDIAN##N##_NETWORK(v);                                                               \
-        VEC_STORE(v[MEDIAN##N##_AT], out + y * w + x0);                                       \
+        VSTORE_WHOLE(v[MEDIAN##N##_AT], out + y * w + x0);                                       \
     }                                                                                         \
     kernel void NAME##_cols(global const float *rows, global const float *orig, global float *out, \
                             const int w, const int h)                                         \
@@ -104,7 +105,7 @@ SQUARE_MEDIAN_KERNEL(median_7x7, 3, 49)
         for (int d = -R; d <= R; d++)                                                         \
             v[d + R] = VEC_LOAD(rows + (y + d) * w + x0);                                     \
         MEDIAN##N##_NETWORK(v);                                                               \
-        VEC_STORE(v[MEDIAN##N##_AT], out + y * w + x0);                                       \
+        VSTORE_WHOLE(v[MEDIAN##N##_AT], out + y * w + x0);                                       \
     }
 
 SEPARABLE_MEDIAN_KERNELS(sepmedian_5, 2, 5)

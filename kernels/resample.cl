@@ -6,6 +6,7 @@
  * 3 Lanczos-3 (a runtime argument: one program serves every interpolant). */
 
 #include "lib_vec.cl"
+#include "lib_store.cl"
 
 #ifdef CLRED_USE_DOUBLE
 #define ACC_PI M_PI
@@ -218,10 +219,10 @@ kernel void resample_shift(RESAMPLE_ARGS, const float du, const float dv, const 
     const vecm empty = TO_VECM(fabs(sw) < 1e-3);
     const vecf out = TO_VECF(s / sw * flux_scale);
     const vecf out_var = has_var ? TO_VECF(sv / (sw * sw) * flux_scale * flux_scale) : (vecf)0.0f;
-    VEC_STORE(SELECT_F(out, (vecf)NAN, empty), dst + o);
-    VEC_STORE(SELECT_F(out_var, (vecf)NAN, empty), dst_var + o);
+    VSTORE_WHOLE(SELECT_F(out, (vecf)NAN, empty), dst + o);
+    VSTORE_WHOLE(SELECT_F(out_var, (vecf)NAN, empty), dst_var + o);
     const vecus flagged = SELECT_US((vecus)0, (vecus)CLRED_MASK_INTERPOLATED, touched);
-    VEC_STORE(SELECT_US(flagged, (vecus)CLRED_MASK_NO_DATA, empty), dst_mask + o);
+    VSTORE_WHOLE(SELECT_US(flagged, (vecus)CLRED_MASK_NO_DATA, empty), dst_mask + o);
 }
 
 /* The Fourier-shifted pixels (padded rows of pitch floats, offset by add) into

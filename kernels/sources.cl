@@ -8,6 +8,7 @@
 #define SRC_MOMENTS_FAILED 0x10u
 
 #include "lib_vec.cl"
+#include "lib_store.cl"
 
 /* The background-subtracted pixel. A pixel is usable when its value, its
  * mask, its background and its RMS (> 0) are; the maps are read when their
@@ -131,7 +132,7 @@ kernel void filter_rows(DETECT_PIXEL_ARGS, const int w, const int h, global cons
                 masked |= VEC_LOAD(mask + row + x0 + i);
         }
         veci whole = TO_VECI(isfinite(s)) & TO_VECI((masked & (vecus)ignore) == (vecus)0);
-        VEC_STORE(select((vecf)NAN, s, whole), sum_d + out + x0);
+        VSTORE_WHOLE(select((vecf)NAN, s, whole), sum_d + out + x0);
         return;
     }
     if (x0 >= hw && x0 + VW + hw <= w) {
@@ -145,9 +146,9 @@ kernel void filter_rows(DETECT_PIXEL_ARGS, const int w, const int h, global cons
             sv += (k * k) * r2;
             whole = fmin(whole, u);
         }
-        VEC_STORE(select((vecf)NAN, s, TO_VECI(whole > 0.0f)), sum_d + out + x0);
+        VSTORE_WHOLE(select((vecf)NAN, s, TO_VECI(whole > 0.0f)), sum_d + out + x0);
         if (use_rms)
-            VEC_STORE(sv, sum_k2v + out + x0);
+            VSTORE_WHOLE(sv, sum_k2v + out + x0);
         return;
     }
     for (int x = x0; x < min(x0 + VW, w); x++) {
@@ -186,9 +187,9 @@ inline void emit_group(const vecf s, const vecf sv, const float sk, const float 
     veci has = (veci)(sk > 0.0f ? -1 : 0);
     vecf f = select((vecf)NAN, s / sk, has);
     veci on = has & TO_VECI(s >= snr_thresh * sqrt(sv));
-    VEC_STORE(f, filtered + o);
+    VSTORE_WHOLE(f, filtered + o);
     veci lab = select((veci)0, (veci)((int)o + 1) + LANE_IDS, on);
-    VEC_STORE(lab, (global int *)labels + o);
+    VSTORE_WHOLE(lab, (global int *)labels + o);
     int non = 0;
     for (int l = 0; l < VW; l++)
         non += (((int *)&lab)[l] != 0);
