@@ -2186,9 +2186,11 @@ CLRED_API clred_psf_opts clred_psf_defaults(void);
  * stars: each star's stamp, less its local sky (the clipped mode of an
  * annulus from size to size + 6 px, less the pixels within 3 FWHM of other
  * sources), is recentred on its centroid by a sub-pixel bicubic shift,
- * scaled to unit flux, and the stamps' pixel-wise median is
- * the model. With opts->order > 0 each pixel is instead fitted as a
- * polynomial of the stars' positions (least squares weighted by the stars'
+ * scaled to unit flux, and the model is the stamps' pixel-wise mean weighted
+ * by their S/N squared, of the values within 4 robust sigma of the median
+ * (pixels within 3 FWHM of another source, up to half way to it, left
+ * out). With opts->order > 0 each pixel is instead fitted as a polynomial
+ * of the stars' positions (least squares weighted by the stars'
  * S/N squared; pixels within 3 FWHM of another source, up to half way to
  * it, left out; beyond 3 FWHM of the centre a constant), each star's stamp
  * is recentred and scaled by the offset and flux that fit the model to its

@@ -225,6 +225,81 @@ static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double 
     clred_pair_free(&p);
 }
 
+/* sum |measured - true| over the measured model's pixels, the truth cut to
+ * the model's size and renormalised (its wings beyond are not the model's
+ * to find: both have unit sum over the model's area) */
+static double psf_distance(const clred_psf *m, const clred_psf *truth)
+{
+    clred_psf t;
+    CHECK_OK(clred_psf_from_array(truth->data, truth->size, truth->size, m->size, &t));
+    double d = 0;
+    int hm = (int)m->size / 2, ht = (int)t.size / 2;
+    for (int y = -hm; y <= hm; y++)
+        for (int x = -hm; x <= hm; x++) {
+            double tv = abs(x) <= ht && abs(y) <= ht ? t.data[(y + ht) * (int)t.size + x + ht] : 0.0;
+            d += fabs(m->data[(y + hm) * (int)m->size + x + hm] - tv);
+        }
+    clred_psf_free(&t);
+    return d;
+}
+
+/* ZOGY with PSFs measured on each image (constant models, as clred
+ * subtract measures them without --new-psf / --ref-psf) on a pair whose
+ * PSF is the same over the field (issue 10).
+ *
+ * The models against the truth: on seeds 1-10 (tests/sweep_zogy_psf.c,
+ * ZP_ORDER=0) the pixel-wise median of the stamps was 0.027-0.064 from the
+ * truth in sum |difference| for the reference (0.045 on average; its
+ * wings raised by neighbours, its noise that of its faintest stars), the
+ * clipped S/N^2-weighted mean with neighbours masked is 0.011-0.037 (0.018);
+ * for the new image (14-27 stars, 4.5 px) 0.028-0.13 against 0.014-0.072.
+ * 0.035 fails the median on both images of these seeds (0.042-0.048) and
+ * leaves the weighted mean its spread on them (0.014-0.033).
+ *
+ * What is not solved: ZOGY leaves a bright star's PSF error times its flux
+ * in D, and S_corr has no term for it: with the truth's PSFs these pairs
+ * give 0-1 false candidates in 16 seeds (DMTN-006: 0.02 a seed), with the
+ * measured ones still 85 in seeds 1-10 (the median gave 347), 2 and 1 on
+ * these seeds (the median 12 and 9). The bound below (3 a seed, 100x
+ * DMTN-006's expectation) catches a return to the median's errors, not the
+ * expectation the true PSFs meet. */
+static void measured_psfs(clred_ctx *ctx, uint64_t seed)
+{
+    clred_pair_opts po = pair_sources_opts(seed, CLRED_PSF_MOFFAT, 3.5, 4.5);
+    clred_pair p;
+    CHECK_OK(clred_simulate_pair(&po, &p));
+    clred_psf_opts pso = clred_psf_defaults();
+    pso.saturation = po.saturation;
+    clred_psf pn, pr;
+    CHECK_OK(clred_psf_model_measure(ctx, &p.new_img, &pso, &pn));
+    CHECK_OK(clred_psf_model_measure(ctx, &p.ref, &pso, &pr));
+    double dn = psf_distance(&pn, &p.new_psf), dr = psf_distance(&pr, &p.ref_psf);
+    clred_zogy_result z;
+    CHECK_OK(clred_subtract_zogy(ctx, &p.new_img, &p.ref, &pn, &pr, NULL, &z));
+    clred_candidate *c = NULL;
+    size_t nc = 0;
+    CHECK_OK(clred_find_candidates_dev(ctx, z.scorr, z.diff, &z.pd, NULL, &c, &nc));
+    clred_image sc;
+    download(z.scorr, &sc);
+    pair_score r = pair_score_candidates(&p, c, nc, &sc, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, "S_corr");
+    double expect = pair_expected_false(sc.width, sc.height, z.pd.fwhm, 5.0);
+    printf("measured PSFs, seed %llu: |new - true| %.4f (%zu stars), |ref - true| %.4f (%zu stars); completeness %zu / "
+           "%zu, fading %zu / %zu negative, %zu clean false (expected %.2g)\n",
+           (unsigned long long)seed, dn, pn.nstars, dr, pr.nstars, r.found, r.bright, r.fading_neg, r.fading,
+           r.false_clean, expect);
+    CHECK(dn < 0.035 && dr < 0.035);
+    CHECK(r.bright >= 20);
+    CHECK((double)r.found >= 0.95 * (double)r.bright);
+    CHECK(r.fading_neg == r.fading);
+    CHECK(r.false_clean <= 3);
+    free(c);
+    clred_image_free(&sc);
+    clred_zogy_result_free(&z);
+    clred_psf_free(&pn);
+    clred_psf_free(&pr);
+    clred_pair_free(&p);
+}
+
 /* Tiles: 96 px cores with 40 px borders against the whole image at once. The
  * tiles' kernels are sampled on a smaller FFT grid and the differential
  * background is the mean of the tiles' levels of D rather than the level of
@@ -373,6 +448,8 @@ int main(void)
     empty_sky(ctx);
     with_sources(ctx, 3, 3.5, 4.5, CLRED_PSF_MOFFAT); /* new image worse than the reference */
     with_sources(ctx, 4, 4.0, 3.0, CLRED_PSF_GAUSSIAN); /* better */
+    measured_psfs(ctx, 2);
+    measured_psfs(ctx, 3);
     tiles(ctx);
     bad_arguments(ctx);
     clred_ctx_destroy(ctx);

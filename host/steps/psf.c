@@ -1,7 +1,7 @@
 /* Pixel-grid PSF models: from an array or a FITS file (recentred, cut, unit
  * sum), or measured from an image's isolated, unsaturated stars (detection on
- * the device, stamps recentred by sub-pixel bicubic shifts and median-stacked
- * on the host: a few dozen small stamps), with FWHM and ellipticity. */
+ * the device, stamps recentred by sub-pixel bicubic shifts and stacked by a
+ * clipped, S/N-weighted mean on the host: a few dozen small stamps), with FWHM and ellipticity. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -403,11 +403,49 @@ static void mask_neighbours(float *stamps, size_t used, size_t n, const clred_so
     }
 }
 
-/* The constant model: the stamps' pixel-wise median. */
-static clred_status median_model(const float *stamps, size_t used, size_t n, float *col, clred_psf *psf)
+/* One pixel of the constant model from its value in each stamp (col, with
+ * the stamps' weights wt, their S/N squared): the inverse-variance mean of
+ * the values within 4 robust sigma of the median, where a stamp's sigma goes
+ * as 1 / its S/N. A plain median weighs a star at S/N 30 as much as one at
+ * S/N 3000, and its noise (a few 1e-3 of the flux per pixel in the wings)
+ * then dominates the model: in ZOGY every bright star leaves that noise
+ * times its flux in D. The clip keeps the median's immunity to a neighbour
+ * or a cosmic ray in some stamps; NaN values (under a neighbour) are left
+ * out. tmp is scratch of used values. */
+static double weighted_pixel(const float *col, const double *wt, size_t used, float *tmp)
 {
-    if (!(psf->data = malloc(n * n * sizeof *psf->data)))
+    size_t m = 0;
+    for (size_t i = 0; i < used; i++)
+        if (isfinite(col[i]))
+            tmp[m++] = col[i];
+    if (m == 0)
+        return 0.0; /* under a neighbour in every stamp: renormalised away with the rest */
+    double med = clred_median_inplace(tmp, m);
+    m = 0;
+    for (size_t i = 0; i < used; i++)
+        if (isfinite(col[i]))
+            tmp[m++] = (float)(fabs((double)col[i] - med) * sqrt(wt[i]));
+    /* the normalised residuals' robust sigma: 1.4826 MAD */
+    double sig = 1.4826 * clred_median_inplace(tmp, m), s = 0, sw = 0;
+    for (size_t i = 0; i < used; i++) {
+        double r = fabs((double)col[i] - med) * sqrt(wt[i]);
+        if (!isfinite(col[i]) || (sig > 0 && r > 4.0 * sig))
+            continue;
+        s += wt[i] * col[i];
+        sw += wt[i];
+    }
+    return sw > 0 ? s / sw : med;
+}
+
+/* The constant model: each pixel the stamps' clipped, S/N-weighted mean (weighted_pixel). */
+static clred_status weighted_model(const float *stamps, const double *wt, size_t used, size_t n, float *col,
+                                   clred_psf *psf)
+{
+    float *tmp = malloc(used * sizeof *tmp);
+    if (!tmp || !(psf->data = malloc(n * n * sizeof *psf->data))) {
+        free(tmp);
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for a %zu px PSF", n);
+    }
     psf->size = n;
     psf->nstars = used;
     psf->order = 0;
@@ -416,9 +454,10 @@ static clred_status median_model(const float *stamps, size_t used, size_t n, flo
     for (size_t p = 0; p < n * n; p++) {
         for (size_t i = 0; i < used; i++)
             col[i] = stamps[i * n * n + p];
-        psf->data[p] = (float)clred_median_inplace(col, used);
+        psf->data[p] = (float)weighted_pixel(col, wt, used, tmp);
         s += psf->data[p];
     }
+    free(tmp);
     for (size_t p = 0; p < n * n; p++)
         psf->data[p] = (float)(psf->data[p] / s);
     clred_psf_shape(psf);
@@ -463,10 +502,9 @@ static clred_status measure_on(const clred_image *img, const clred_source *src, 
      * still reject stars or find their positions too clustered: lower) */
     int order = o->order, done = 0;
     float *masked = NULL;
-    if (st == CLRED_OK && order > 0 && !(masked = malloc(used * n * n * sizeof *masked)))
+    if (st == CLRED_OK && !(masked = malloc(used * n * n * sizeof *masked)))
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for PSF stamps");
     for (; st == CLRED_OK && order > 0 && !done; order--) {
-        /* the median shrugs off neighbours in a stamp, a fit does not */
         memcpy(masked, stamps, used * n * n * sizeof *masked);
         mask_neighbours(masked, used, n, src, nsrc, star, 3.0 * fwhm);
         size_t kept = 0;
@@ -476,8 +514,13 @@ static clred_status measure_on(const clred_image *img, const clred_source *src, 
             st = CLRED_ERR_MEMORY;
         done = r > 0;
     }
-    if (st == CLRED_OK && !done)
-        st = median_model(stamps, used, n, col, psf);
+    if (st == CLRED_OK && !done) {
+        /* neighbours' light, at most 4 sigma above the other stamps, would
+         * pass the clip and raise the model's wings */
+        memcpy(masked, stamps, used * n * n * sizeof *masked);
+        mask_neighbours(masked, used, n, src, nsrc, star, 3.0 * fwhm);
+        st = weighted_model(masked, wt, used, n, col, psf);
+    }
     free(masked);
     free(star);
     free(idx);
