@@ -808,6 +808,7 @@ static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double 
     printf("  %zu false candidates without a flag (expected %.2g)\n", r.false_clean, expect);
     CHECK(a.kernel_order == 0);
     CHECK((double)r.false_clean <= 3.0 * expect);
+    pair_check_sky(&p, a.diff, "AL D");
     free(c);
     clred_image_free(&sc);
     clred_al_result_free(&a);
