@@ -166,21 +166,22 @@ size_t pair_block_medians(const clred_pair *p, const clred_image *d, size_t bloc
     return nb;
 }
 
-/* The bounds: over seeds 1-4 (Moffat 3.5 -> 4.5) and 8-11 (Gaussian 4.0 ->
- * 3.0) of pair_sources_opts (tests/sweep_pairs blocks), the blocks' medians
- * spread by 0.03-0.11 (D's pixels are correlated: 1024 of them count for
- * fewer) and the worst of 16-53 blocks reached 0.29; 0.4 is over 3.5 times
- * the largest spread. The transients' own light taken for sky (a scoring
- * that kept them saw medians of +0.25 to +0.45 in both methods) or a sky
- * offset of half D's sigma fails it. What it does not see: a saturated
- * star's ring just outside its grown mask (AL, 16-20 px: +0.36 to +0.50
- * with the whole Moffat rendered, +0.54 to +0.74 with both images' wings
- * cut at 4 FWHM), a few hundred pixels that no block keeps.
- * The blocks' mean: AL's -0.03..+0.03; ZOGY's -0.07..-0.09 on the Moffat
- * pairs, -0.01 on the Gaussian ones and without transients: ZOGY's D is
- * low by about 1.3 e- everywhere when the transients (net +1 e- a pixel)
- * are in, an open question about ZOGY's level, not the pair's; 0.15 holds
- * that and fails a sky a third of the 0.4 worst block off. */
+/* The bounds: over seeds 1-20 of pair_sources_opts, Moffat 3.5 -> 4.5 and
+ * Gaussian 4.0 -> 3.0 (tests/sweep_pairs blocks), the blocks' medians
+ * spread by 0.035-0.11 in an image (D's pixels are correlated: 1024 of them
+ * count for fewer) and the worst of 16-56 blocks reached 0.33 (AL,
+ * Gaussian); 0.4 is over 3.5 times the largest spread. The transients' own
+ * light taken for sky (a scoring that kept them saw medians of +0.26 to
+ * +0.45 in both methods) or a sky offset of half D's sigma fails it. What it
+ * does not see: a saturated star's ring just outside its grown mask (AL,
+ * 16-20 px: +0.36 to +0.50 with the whole Moffat rendered, +0.54 to +0.74
+ * with both images' wings cut at 4 FWHM), a few hundred pixels that no
+ * block keeps. The blocks' mean: AL's within +-0.033 over the 40 pairs,
+ * ZOGY's within +-0.028 on the Gaussian pairs but -0.034 to -0.088 on the
+ * Moffat ones, and about 0.06 lower with the transients in than without
+ * (seeds 1, 2), far from them too: an open question about ZOGY's level of
+ * D, not about the pair. 0.15 holds that and fails a sky offset of a
+ * sixth of D's sigma or more. */
 void pair_check_sky(const clred_pair *p, const clred_dimage *d, const char *what)
 {
     clred_image im;
