@@ -170,10 +170,11 @@ size_t pair_block_medians(const clred_pair *p, const clred_image *d, size_t bloc
  * Gaussian 4.0 -> 3.0 (tests/sweep_pairs blocks), the blocks' medians
  * spread by 0.035-0.11 in an image (D's pixels are correlated: 1024 of them
  * count for fewer) and the worst of 16-56 blocks reached 0.33 (AL,
- * Gaussian); 0.4 is over 3.5 times the largest spread. The transients' own
- * light taken for sky (a scoring that kept them saw medians of +0.26 to
- * +0.45 in both methods) or a sky offset of half D's sigma fails it. What it
- * does not see: a saturated star's ring just outside its grown mask (AL,
+ * Gaussian); 0.4 is over 3.5 times the largest spread. A scoring that took
+ * the transients' light for sky saw worst blocks of +0.26 to +0.45 in both
+ * methods (seeds 1-4, Moffat): a check of the worst block alone would catch
+ * only the last; the mean's bound below is the finer one. What it does not
+ * see: a saturated star's ring just outside its grown mask (AL,
  * 16-20 px: +0.36 to +0.50 with the whole Moffat rendered, +0.54 to +0.74
  * with both images' wings cut at 4 FWHM), a few hundred pixels that no
  * block keeps. The blocks' mean: AL's within +-0.033 over the 40 pairs,
