@@ -2701,20 +2701,24 @@ CLRED_API clred_pair_opts clred_pair_defaults(void);
 
 typedef struct {
     double x, y;   /* in the new image's pixels */
-    double flux;   /* e-: > 0 appears in the new image, < 0 fades (present in the reference only) */
+    double flux;   /* e-, the whole profile's: > 0 appears in the new image, < 0 fades (present in the reference
+                      only) */
     double snr;    /* |flux| sqrt(sum P^2) / sigma_new: the PSF-fit S/N in the new image's background noise */
     int on_galaxy; /* 1 when placed on a galaxy */
 } clred_pair_transient;
 
 typedef struct {
     clred_image ref, new_img;  /* e-, sky included; VAR (noise variance) and MASK planes */
-    clred_psf ref_psf, new_psf; /* the true PSFs */
+    clred_psf ref_psf, new_psf; /* the true PSFs' cores: +-4 FWHM, scaled to unit sum (the images hold the
+                                   whole profiles; a Moffat's wings beyond the stamp carry about 0.2 % of it) */
     clred_pair_transient *transients;
     size_t ntransients;
     double *cosmic_xy;         /* ncosmics (x, y) pairs, new image */
     size_t ncosmics;
-    double *hole_xy;           /* nholes (x, y) centres, reference */
+    double *hole_xy;           /* nholes (x, y): where each hole was put, reference */
     size_t nholes;
+    double *hole_box;          /* nholes (x0, y0, x1, y1): the hole's extent in pixel coordinates (pixel
+                                  centres on integers), its NaN pixels' outer edges */
 } clred_pair;
 
 /* Draws a pair (deterministic from the seed). Free with clred_pair_free. */

@@ -30,11 +30,27 @@ typedef struct {
  * what was missed or unmatched. A transient on a pixel whose mask in `score`
  * has any of `skip_bits` set does not count toward completeness (the area
  * the subtraction could not use). Checks here, for every method: no
- * candidate on one of the template's holes, and every candidate within
+ * candidate that no transient explains lies on one of the template's holes
+ * (their extent, grown by the candidate's position error), and every candidate within
  * PAIR_MATCH_FLOOR px of a bright transient has the transient's sign (a wider
  * radius would take in a bright transient's PSF-mismatch ring). `what` names the score plane. */
 pair_score pair_score_candidates(const clred_pair *p, const clred_candidate *c, size_t nc, const clred_image *score,
                                  uint16_t skip_bits, const char *what);
+
+/* The sky left in a difference of p, block by block: the median of
+ * D / sqrt(VAR) over each block x block px block's pixels with no mask bit
+ * and over 3 FWHM from every transient (what is left there is sky and the
+ * residuals of sources both images hold), blocks with under half their
+ * pixels usable skipped. Returns the blocks' count; the largest |median| in
+ * *worst, at the block whose centre is (*wx, *wy), and the blocks' mean and
+ * standard deviation of the medians in *mean, *sd. */
+size_t pair_block_medians(const clred_pair *p, const clred_image *d, size_t block, double *worst, double *wx,
+                          double *wy, double *mean, double *sd);
+
+/* Checks that the sky left in d (a difference of p, with VAR and MASK) is
+ * zero within its noise on 32 x 32 blocks (pair_block_medians; the bounds
+ * are argued in pair_truth.c) and prints the blocks' figures under `what`. */
+void pair_check_sky(const clred_pair *p, const clred_dimage *d, const char *what);
 
 /* The pair the candidate tests score: 45 transients (a third fading) and 6
  * holes in the template, with this seed and seeing. */

@@ -141,12 +141,23 @@ static void pairs(void)
     CHECK(memcmp(a.ref.mask, b.ref.mask, n * sizeof(uint16_t)) == 0);
     CHECK(a.ntransients == b.ntransients && a.ntransients > 0);
     /* The truth S/N: a PSF fit of the noiseless source in the new image's
-     * background noise is |flux| sqrt(sum P^2) / sigma. */
+     * background noise is |flux| sqrt(sum P^2) / sigma, P the whole profile
+     * (the images hold it all; flux is the source's total). The stamp handed
+     * out is its core scaled to unit sum, so P = stamp * f, f the core's
+     * share of the flux: at most 1, at least the share inside the circle the
+     * stamp holds, 1 - (1 + R^2 / a^2)^(1 - beta) for the Moffat (R the
+     * stamp's half size, a its scale), 0.9968 here. */
     double sp2 = 0, sig = sqrt(po.sky + po.readnoise * po.readnoise);
     for (size_t i = 0; i < a.new_psf.size * a.new_psf.size; i++)
         sp2 += (double)a.new_psf.data[i] * a.new_psf.data[i];
-    for (size_t k = 0; k < a.ntransients; k++)
-        CHECK_NEAR(a.transients[k].snr, fabs(a.transients[k].flux) * sqrt(sp2) / sig, 1e-9 * a.transients[k].snr);
+    double R = (double)(a.new_psf.size / 2), am = po.new_fwhm / (2.0 * sqrt(pow(2.0, 1.0 / po.moffat_beta) - 1.0));
+    double fmin_core = 1.0 - pow(1.0 + R * R / (am * am), 1.0 - po.moffat_beta);
+    for (size_t k = 0; k < a.ntransients; k++) {
+        double stamp_snr = fabs(a.transients[k].flux) * sqrt(sp2) / sig;
+        CHECK_MSG(a.transients[k].snr <= stamp_snr * (1 + 1e-9) && a.transients[k].snr >= fmin_core * stamp_snr,
+                  "transient %zu: S/N %.6f, the stamp's %.6f (core share at least %.4f)", k, a.transients[k].snr,
+                  stamp_snr, fmin_core);
+    }
     /* the reference is ref_depth times deeper; the holes are NaN and NO_DATA */
     size_t h = (size_t)lround(a.hole_xy[1]) * 128 + (size_t)lround(a.hole_xy[0]);
     CHECK(isnan(a.ref.sci[h]) && (a.ref.mask[h] & CLRED_MASK_NO_DATA));

@@ -219,6 +219,7 @@ static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double 
     CHECK(r.used >= 15);
     CHECK(fabs(r.pull_mean) <= 3.0 * r.pull_sd / sqrt((double)r.used) + 0.1);
     CHECK(r.pull_sd > 0.7 && r.pull_sd < 1.4);
+    pair_check_sky(&p, z.diff, "ZOGY D");
     free(c);
     clred_image_free(&sc);
     clred_zogy_result_free(&z);

@@ -16,7 +16,8 @@
 #include "simulate.h"
 
 #define PI 3.14159265358979323846
-#define SUB 5 /* sub-samples per pixel axis when integrating a profile */
+#define SUB 5  /* sub-samples per pixel axis when integrating a profile */
+#define HOLE 6 /* side of the reference's NaN holes, px */
 
 /* Random streams of the pair, one per part, so that e.g. more transients do not move the stars. */
 enum { STREAM_STARS = 101, STREAM_GALAXIES, STREAM_TRANSIENTS, STREAM_NOISE_REF, STREAM_NOISE_NEW, STREAM_COSMICS,
@@ -83,14 +84,21 @@ static clred_status check_opts(const clred_pair_opts *o)
     return CLRED_OK;
 }
 
-/* ---- PSF profiles (per unit flux, unnormalised over a finite stamp) */
+/* ---- PSF profiles: unit integral over the plane. Sources are rendered with
+ * the whole profile (out to where it falls below a cut far under either
+ * image's noise, render_half), so each image holds its source's whole flux
+ * and the two images differ by a convolution, as a PSF-matched subtraction
+ * assumes; cutting both at a few FWHM would leave the wider PSF's image
+ * short of more of its wings (a bright star's ring in the difference). The
+ * PSF stamps handed out are the cores, scaled to unit sum, as a measured PSF
+ * would be. */
 
 typedef struct {
     clred_psf_kind kind;
     double fwhm, beta;
     double inv_a2, norm; /* profile(r) = norm * f(r^2 inv_a2) */
-    int half;            /* stamp half size: the profile is cut there */
-    double stamp_sum;    /* the profile's sum over the centred stamp: renders divide by it */
+    int half;            /* the PSF stamp's half size */
+    double stamp_sum;    /* the profile's sum over the centred stamp: the stamp is divided by it */
 } profile;
 
 static double profile_raw(const profile *p, double dx, double dy)
@@ -134,7 +142,20 @@ static void profile_init(profile *p, clred_psf_kind kind, double fwhm, double be
     p->stamp_sum = s;
 }
 
-/* The model as a stamp: unit sum. */
+/* The profile's half size out to which a source of this flux is rendered:
+ * where |flux| times the profile falls below cut (e- per pixel), never
+ * inside the stamp; the image's diagonal at most. */
+static int render_half(const profile *p, double flux, double cut, size_t w, size_t h)
+{
+    double k = fabs(flux) * p->norm / cut, r = 0;
+    if (k > 1)
+        r = p->kind == CLRED_PSF_GAUSSIAN ? sqrt(2.0 * log(k) / p->inv_a2)
+                                          : sqrt((pow(k, 1.0 / p->beta) - 1.0) / p->inv_a2);
+    r = fmin(r, hypot((double)w, (double)h));
+    return (int)fmax((double)p->half, ceil(r) + 1.0);
+}
+
+/* The model's core as a stamp: unit sum. */
 static clred_status profile_stamp(const profile *p, clred_psf *psf)
 {
     size_t n = (size_t)(2 * p->half + 1);
@@ -166,16 +187,16 @@ static void profile_at(const clred_pair_opts *o, const profile *base, double x, 
         profile_init(out, base->kind, clred_pair_fwhm_at(o, base->fwhm, x, y), base->beta);
 }
 
-/* Adds flux (e-) of a point source at (x, y) over the stamp around it. */
-static void add_point(double *img, size_t w, size_t h, const profile *p, double x, double y, double flux)
+/* Adds flux (e-) of a point source at (x, y), rendered out to render_half. */
+static void add_point(double *img, size_t w, size_t h, const profile *p, double x, double y, double flux, double cut)
 {
-    long cx = lround(x), cy = lround(y);
-    for (long j = cy - p->half; j <= cy + p->half; j++) {
+    long cx = lround(x), cy = lround(y), half = render_half(p, flux, cut, w, h);
+    for (long j = cy - half; j <= cy + half; j++) {
         if (j < 0 || j >= (long)h)
             continue;
-        for (long i = cx - p->half; i <= cx + p->half; i++)
+        for (long i = cx - half; i <= cx + half; i++)
             if (i >= 0 && i < (long)w)
-                img[(size_t)j * w + (size_t)i] += flux * profile_pixel(p, (double)i - x, (double)j - y) / p->stamp_sum;
+                img[(size_t)j * w + (size_t)i] += flux * profile_pixel(p, (double)i - x, (double)j - y);
     }
 }
 
@@ -184,10 +205,10 @@ typedef struct {
 } galaxy;
 
 /* Adds a galaxy: its exponential disk integrated over each pixel, convolved
- * with the PSF stamp (both on the pixel grid). */
-static clred_status add_galaxy(double *img, size_t w, size_t h, const profile *p, const galaxy *g)
+ * with the PSF (both on the pixel grid) out to render_half of its flux. */
+static clred_status add_galaxy(double *img, size_t w, size_t h, const profile *p, const galaxy *g, double cut)
 {
-    int gh = (int)ceil(7.0 * g->scale), ph = p->half, bh = gh + ph;
+    int gh = (int)ceil(7.0 * g->scale), ph = render_half(p, g->flux, cut, w, h), bh = gh + ph;
     size_t gn = (size_t)(2 * gh + 1), pn = (size_t)(2 * ph + 1);
     double *disk = calloc(gn * gn, sizeof *disk), *kern = malloc(pn * pn * sizeof *kern);
     if (!disk || !kern) {
@@ -212,7 +233,7 @@ static clred_status add_galaxy(double *img, size_t w, size_t h, const profile *p
         }
     for (int j = -ph; j <= ph; j++)
         for (int i = -ph; i <= ph; i++)
-            kern[(size_t)(j + ph) * pn + (size_t)(i + ph)] = profile_pixel(p, i, j) / p->stamp_sum;
+            kern[(size_t)(j + ph) * pn + (size_t)(i + ph)] = profile_pixel(p, i, j);
     for (int j = -bh; j <= bh; j++) {
         long y = cy + j;
         if (y < 0 || y >= (long)h)
@@ -251,6 +272,7 @@ void clred_pair_free(clred_pair *p)
     free(p->transients);
     free(p->cosmic_xy);
     free(p->hole_xy);
+    free(p->hole_box);
     memset(p, 0, sizeof *p);
 }
 
@@ -330,7 +352,8 @@ static clred_status build(const clred_pair_opts *o, clred_pair *out, double *e_r
     out->transients = calloc(ntr + 1, sizeof *out->transients);
     out->cosmic_xy = calloc(2 * (size_t)o->ncosmics + 1, sizeof *out->cosmic_xy);
     out->hole_xy = calloc(2 * (size_t)o->nholes + 1, sizeof *out->hole_xy);
-    if (!pts || !gals || !out->transients || !out->cosmic_xy || !out->hole_xy) {
+    out->hole_box = calloc(4 * (size_t)o->nholes + 1, sizeof *out->hole_box);
+    if (!pts || !gals || !out->transients || !out->cosmic_xy || !out->hole_xy || !out->hole_box) {
         free(pts);
         free(gals);
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for the simulated pair's sources");
@@ -338,8 +361,10 @@ static clred_status build(const clred_pair_opts *o, clred_pair *out, double *e_r
     size_t npts = 0;
     clred_status st = CLRED_OK;
     double sigma_n = sqrt(o->sky + o->readnoise * o->readnoise);
+    /* Where sources' profiles are cut: a hundredth of the quieter image's sky noise. */
+    double cut = 0.01 * sigma_n / sqrt(fmax(o->ref_depth, 1.0));
     /* The flux that makes a star saturate: its peak pixel at 3x the level. */
-    double peak_frac = profile_pixel(&pr, 0, 0) / pr.stamp_sum;
+    double peak_frac = profile_pixel(&pr, 0, 0);
     clred_sim_rng r;
     clred_sim_rng_init(&r, o->seed, STREAM_STARS, 0);
     for (size_t s = 0; s < nstars; s++) {
@@ -351,8 +376,8 @@ static clred_status build(const clred_pair_opts *o, clred_pair *out, double *e_r
         profile lr, ln;
         profile_at(o, &pr, x, y, &lr);
         profile_at(o, &pn, x + o->shift_x, y + o->shift_y, &ln);
-        add_point(e_ref, w, h, &lr, x, y, flux);
-        add_point(e_new, w, h, &ln, x + o->shift_x, y + o->shift_y, flux);
+        add_point(e_ref, w, h, &lr, x, y, flux, cut);
+        add_point(e_new, w, h, &ln, x + o->shift_x, y + o->shift_y, flux, cut);
     }
     clred_sim_rng_init(&r, o->seed, STREAM_GALAXIES, 0);
     for (size_t g = 0; g < ngal && st == CLRED_OK; g++) {
@@ -369,14 +394,17 @@ static clred_status build(const clred_pair_opts *o, clred_pair *out, double *e_r
         profile lr, ln;
         profile_at(o, &pr, G->x, G->y, &lr);
         profile_at(o, &pn, Gn.x, Gn.y, &ln);
-        st = add_galaxy(e_ref, w, h, &lr, G);
+        st = add_galaxy(e_ref, w, h, &lr, G, cut);
         if (st == CLRED_OK)
-            st = add_galaxy(e_new, w, h, &ln, &Gn);
+            st = add_galaxy(e_new, w, h, &ln, &Gn, cut);
     }
-    /* Transients: the S/N is that of a PSF fit in the new image's background noise. */
+    /* Transients: the S/N is that of a PSF fit with the true profile in the
+     * new image's background noise (sum P^2 over the stamp: the wings beyond
+     * it, where P is under 1e-4 of its peak, add nothing that shows). */
     double sum_p2 = 0;
-    for (size_t i = 0; i < out->new_psf.size * out->new_psf.size; i++)
-        sum_p2 += (double)out->new_psf.data[i] * out->new_psf.data[i];
+    for (int j = -pn.half; j <= pn.half; j++)
+        for (int i = -pn.half; i <= pn.half; i++)
+            sum_p2 += profile_pixel(&pn, i, j) * profile_pixel(&pn, i, j);
     clred_sim_rng_init(&r, o->seed, STREAM_TRANSIENTS, 0);
     for (size_t k = 0; k < ntr; k++) {
         clred_pair_transient *t = &out->transients[out->ntransients];
@@ -398,10 +426,10 @@ static clred_status build(const clred_pair_opts *o, clred_pair *out, double *e_r
         profile lp;
         if (fading) {
             profile_at(o, &pr, x, y, &lp);
-            add_point(e_ref, w, h, &lp, x, y, flux);
+            add_point(e_ref, w, h, &lp, x, y, flux, cut);
         } else {
             profile_at(o, &pn, x + o->shift_x, y + o->shift_y, &lp);
-            add_point(e_new, w, h, &lp, x + o->shift_x, y + o->shift_y, flux);
+            add_point(e_new, w, h, &lp, x + o->shift_x, y + o->shift_y, flux, cut);
         }
         *t = (clred_pair_transient){x + o->shift_x, y + o->shift_y, fading ? -flux : flux, snr, on_gal};
         out->ntransients++;
@@ -432,7 +460,7 @@ static clred_status build(const clred_pair_opts *o, clred_pair *out, double *e_r
         out->cosmic_xy[2 * c + 1] = (double)cy;
     }
     out->ncosmics = (size_t)o->ncosmics;
-    /* NaN holes (6 x 6) in the reference, half of them on stars, where a
+    /* NaN holes (HOLE x HOLE) in the reference, half of them on stars, where a
      * difference would show the star as a false source unless masked. */
     clred_sim_rng_init(&r, o->seed, STREAM_HOLES, 0);
     for (int k = 0; k < o->nholes; k++) {
@@ -444,9 +472,9 @@ static clred_status build(const clred_pair_opts *o, clred_pair *out, double *e_r
         } else {
             place(&r, w, h, 8.0, NULL, 0, 0, &x, &y);
         }
-        long x0 = lround(x) - 3, y0 = lround(y) - 3;
-        for (long j = y0; j < y0 + 6; j++)
-            for (long i = x0; i < x0 + 6; i++)
+        long x0 = lround(x) - HOLE / 2, y0 = lround(y) - HOLE / 2;
+        for (long j = y0; j < y0 + HOLE; j++)
+            for (long i = x0; i < x0 + HOLE; i++)
                 if (i >= 0 && j >= 0 && i < (long)w && j < (long)h) {
                     size_t p = (size_t)j * w + (size_t)i;
                     out->ref.sci[p] = NAN;
@@ -454,6 +482,11 @@ static clred_status build(const clred_pair_opts *o, clred_pair *out, double *e_r
                 }
         out->hole_xy[2 * k] = x;
         out->hole_xy[2 * k + 1] = y;
+        double *box = &out->hole_box[4 * k];
+        box[0] = (double)x0 - 0.5;
+        box[1] = (double)y0 - 0.5;
+        box[2] = (double)(x0 + HOLE) - 0.5;
+        box[3] = (double)(y0 + HOLE) - 0.5;
     }
     out->nholes = (size_t)o->nholes;
     free(pts);
