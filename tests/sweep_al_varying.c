@@ -12,8 +12,11 @@
  *   sweep_al_varying [FIRST LAST]      (seeds, default 1 16)
  *
  * with CLRED_CACHE_DIR and POCL_CACHE_DIR set as for the tests (SWEEP_*
- * variables change AL's options: env_opts). The
+ * variables change AL's options: env_opts; SWEEP_SATDIST=1 adds
+ * saturated_distances' lines). The
  * unmatched candidates are listed (pair_score_candidates) under each seed. */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -35,6 +38,29 @@ static void add(tally *t, const pair_score *r, double expect)
     t->expect += expect;
 }
 
+/* With SWEEP_SATDIST=1: each candidate without an unusable pixel near, its distance to the nearest saturated
+ * pixel of either image and how many lie within 40 px (to tell saturated stars' wings from other residuals). */
+static void saturated_distances(const clred_pair *p, const clred_candidate *c, size_t nc, size_t w, size_t h)
+{
+    const uint16_t *ms[2] = {p->new_img.mask, p->ref.mask};
+    for (size_t k = 0; k < nc; k++) {
+        if (c[k].mask_bits & (CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE))
+            continue;
+        double best = INFINITY;
+        size_t nsat = 0;
+        for (int m = 0; m < 2; m++)
+            for (size_t y = 0; ms[m] && y < h; y++)
+                for (size_t x = 0; x < w; x++)
+                    if (ms[m][y * w + x] & CLRED_MASK_SATURATED) {
+                        double d = hypot((double)x - c[k].x, (double)y - c[k].y);
+                        best = fmin(best, d);
+                        nsat += d < 40;
+                    }
+        printf("  clean candidate (%.1f, %.1f) score %.1f: nearest saturated pixel %.1f px, %zu within 40 px\n",
+               c[k].x, c[k].y, c[k].score, best, nsat);
+    }
+}
+
 static void score_of(clred_ctx *ctx, const clred_pair *p, const clred_dimage *score, const clred_dimage *diff,
                      const clred_psf *pd, const char *what, pair_score *r, double *expect)
 {
@@ -45,6 +71,8 @@ static void score_of(clred_ctx *ctx, const clred_pair *p, const clred_dimage *sc
     CHECK_OK(clred_dimage_download(score, &sc));
     *r = pair_score_candidates(p, c, nc, &sc, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, what);
     *expect = pair_expected_false(sc.width, sc.height, pd->fwhm, 5.0);
+    if (getenv("SWEEP_SATDIST"))
+        saturated_distances(p, c, nc, sc.width, sc.height);
     free(c);
     clred_image_free(&sc);
 }
@@ -65,6 +93,8 @@ static void env_opts(clred_al_opts *o)
         o->block = atoi(v);
     if ((v = getenv("SWEEP_FOM")))
         o->fom_clip = atof(v);
+    if ((v = getenv("SWEEP_HW")))
+        o->half_width = atoi(v);
     if ((v = getenv("SWEEP_STAMPS")))
         o->max_stamps = atoi(v);
 }
