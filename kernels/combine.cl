@@ -1565,7 +1565,28 @@ typedef struct {
     vi bad;
 } vthresh;
 
-INLINE vthresh vec_thresholds(vi lo, vi hi, vsums t, vf k1, vf k2, int centre_mean, float sl, float su)
+/* The margins of the fast round (rigorous too, but from a priori bounds in
+ * place of the ~35 a-posteriori terms, the error bounds' division and square
+ * root; derived in units of u = 2^-24, m <= 32, sigma the computed spread):
+ * c lies within one rank of the window's middle, so |mean - c| <= 1.12 sigma
+ * (see vec_edge_inner), Q = m (sigma^2 + (mean - c)^2) <= 2.26 m v,
+ * |S| <= 1.12 m sigma and, by Cauchy-Schwarz, A <= sqrt(m Q) <= 1.51 m sigma.
+ * Into the terms of the rigorous bound below (UA = 2u, UD = 8u):
+ *   es <= (m + 2) 2u A <= 3.02 m (m + 2) u sigma,
+ *   emean <= es / m + 8u |S / m| + 2u |mean| <= u ((3.02 m + 15.1) sigma + 2 |mean|),
+ *   et <= es (2 |S| + es) / m + 10u |S^2 / m| <= m u v (6.77 m + 26.2),
+ *   essq <= (m + 4) 2u Q + et + 2u ssq <= m u v (11.29 m + 46.3),
+ *   ev <= u v (11.31 m + 54.5), esig <= ev / sigma + 8u sigma <= u sigma (11.4 m + 63),
+ *   ref <= u (0.001 |centre| + 0.001 m sigma) (|mean| <= |centre| + 1.12 sigma),
+ * so elo <= u (sigma (3.03 m + 15.2 + sl (11.42 m + 67.1)) + 6.01 |centre|)
+ * (the median's ec, 2u |centre|, is below the mean's), and ehi with su. The
+ * margin used is twice that with rounded-up coefficients:
+ * 2u (sigma ((4 m + 16) + sl (12 m + 68)) + 7 |centre|); the doubling covers
+ * the margin's own roundings and sigma's relative error (< 1e-4). Underflow
+ * is outside that argument (d^2 below FLT_MIN loses its relative bound; a
+ * flushed square at most 2^-126 each moves sigma by at most about 2^-62): the
+ * absolute 2^-56 (1 + sl) sends every such lane to the rigorous bound. */
+INLINE vthresh vec_thresholds_m(vi lo, vi hi, vsums t, vf k1, vf k2, int centre_mean, float sl, float su, int fast)
 {
     vf mf = TO_VF(hi - lo);
     /* one division: every quotient below is x * inv, within 6 u of x / mf
@@ -1573,33 +1594,36 @@ INLINE vthresh vec_thresholds(vi lo, vi hi, vsums t, vf k1, vf k2, int centre_me
      * covers; the bound terms' own roundings are in their 1.001 */
     vf inv = (vf)1 / mf;
     vf sm = t.s * inv, mean = t.c + sm;
-    /* |S - sum (x - c)|: the subtractions and the two-accumulator sums */
-    vf es = (mf + (vf)2) * UA * t.a;
-    vf emean = es * inv + UD * vabs(sm) + UA * vabs(mean);
-    vf tt = t.s * sm, et = es * ((vf)2 * vabs(t.s) + es) * inv + (UD + UA) * vabs(tt);
+    vf tt = t.s * sm;
     vf ssq = t.q - tt;
-    vf essq = (mf + (vf)4) * UA * t.q + et + UA * vabs(ssq);
     vf v = select(ssq, (vf)0, ssq < (vf)0) * inv;
-    vf ev = essq * inv * 1.001f + UD * v;
     vf sig = sqrt(v);
-    /* |sqrt(v) - sqrt(v*)| = |v - v*| / (sqrt(v) + sqrt(v*)) <= min(sqrt(ev),
-     * ev / sqrt(v)), sqrt(v) >= sig (1 - UD); at most twice the tightest
-     * bound, and no square root on the round's critical path */
-    vf den = sig * (1.0f - UD);
-    vf eroot = sqrt(ev), q = ev / den; /* +inf or NaN where den is 0: the select drops it */
-    vf esig = select(eroot, q, (den > (vf)0) & (q < eroot)) * 1.001f + UD * sig;
-    vf centre, ec;
-    if (centre_mean) {
-        centre = mean;
-        ec = emean;
-    } else {
-        centre = (k1 + k2) * 0.5f; /* one rounding of the exact (k1 + k2) / 2 */
-        ec = UA * vabs(centre) + 0x1p-140f;
-    }
+    vf centre = centre_mean ? mean : (k1 + k2) * 0.5f; /* one rounding of the exact (k1 + k2) / 2 */
     vf tlo = centre - sl * sig, thi = centre + su * sig;
-    vf ref = UREF * (vabs(t.c) + t.a + vabs(centre) + vabs(mean) + sig) + 0x1p-140f;
-    vf elo = (ec + sl * esig + (vf)2 * UA * (vabs(centre) + sl * sig) + ref) * 1.001f + UA * vabs(tlo);
-    vf ehi = (ec + su * esig + (vf)2 * UA * (vabs(centre) + su * sig) + ref) * 1.001f + UA * vabs(thi);
+    vf elo, ehi;
+    if (fast) {
+        const float al = fabs(sl), au = fabs(su);
+        vf c7 = (vf)7 * vabs(centre);
+        elo = fma(fma(mf, (vf)(4 + 12 * al), (vf)(16 + 68 * al)), sig, c7) * 0x1p-23f + 0x1p-56f * (1 + al);
+        ehi = fma(fma(mf, (vf)(4 + 12 * au), (vf)(16 + 68 * au)), sig, c7) * 0x1p-23f + 0x1p-56f * (1 + au);
+    } else {
+        /* |S - sum (x - c)|: the subtractions and the two-accumulator sums */
+        vf es = (mf + (vf)2) * UA * t.a;
+        vf emean = es * inv + UD * vabs(sm) + UA * vabs(mean);
+        vf et = es * ((vf)2 * vabs(t.s) + es) * inv + (UD + UA) * vabs(tt);
+        vf essq = (mf + (vf)4) * UA * t.q + et + UA * vabs(ssq);
+        vf ev = essq * inv * 1.001f + UD * v;
+        /* |sqrt(v) - sqrt(v*)| = |v - v*| / (sqrt(v) + sqrt(v*)) <= min(sqrt(ev),
+         * ev / sqrt(v)), sqrt(v) >= sig (1 - UD); at most twice the tightest
+         * bound, and no square root on the round's critical path */
+        vf den = sig * (1.0f - UD);
+        vf eroot = sqrt(ev), q = ev / den; /* +inf or NaN where den is 0: the select drops it */
+        vf esig = select(eroot, q, (den > (vf)0) & (q < eroot)) * 1.001f + UD * sig;
+        vf ec = centre_mean ? emean : UA * vabs(centre) + 0x1p-140f;
+        vf ref = UREF * (vabs(t.c) + t.a + vabs(centre) + vabs(mean) + sig) + 0x1p-140f;
+        elo = (ec + sl * esig + (vf)2 * UA * (vabs(centre) + sl * sig) + ref) * 1.001f + UA * vabs(tlo);
+        ehi = (ec + su * esig + (vf)2 * UA * (vabs(centre) + su * sig) + ref) * 1.001f + UA * vabs(thi);
+    }
     vthresh r;
     /* unusable where one is not finite (the sum is then NaN or infinite) or
      * where the sum overflows (huge values: the round in acc_t decides) */
@@ -1610,6 +1634,11 @@ INLINE vthresh vec_thresholds(vi lo, vi hi, vsums t, vf k1, vf k2, int centre_me
     r.hi_p = thi + ehi;
     return r;
 }
+
+/* The rigorous (tight) bounds, and the fast ones tried first: a vector with
+ * a value within the fast margin of a threshold retries with the tight ones. */
+#define vec_thresholds(lo, hi, t, k1, k2, cm, sl, su) vec_thresholds_m(lo, hi, t, k1, k2, cm, sl, su, 0)
+#define vec_thresholds_fast(lo, hi, t, k1, k2, cm, sl, su) vec_thresholds_m(lo, hi, t, k1, k2, cm, sl, su, 1)
 
 /* One clipping round decided in float over every value: the new window's
  * ranks [lo_out, hi_out) and values [wlo_out, whi_out] and, per lane, whether
@@ -1760,6 +1789,20 @@ INLINE int vor_all(vi x)
     int2 x2 = x;
 #endif
     return x2.x | x2.y;
+}
+
+/* vec_round_float with the fast thresholds th, retried with the tight ones
+ * (from the same sums) where an active lane has a value within the fast
+ * margin of a threshold; returns the tight round's ambiguous lanes. */
+INLINE vi vec_round_checked(const vf *a, vi lo, vi hi, vf wlo, vf whi, int extremes, vthresh th, vi active,
+                            vsums t, vf k1, vf k2, int centre_mean, float sl, float su, const uint nframes,
+                            vi *lo_out, vi *hi_out, vf *wlo_out, vf *whi_out)
+{
+    vi amb = vec_round_float(a, lo, hi, wlo, whi, extremes, th, nframes, lo_out, hi_out, wlo_out, whi_out);
+    if (!vor_all(active & amb))
+        return amb;
+    th = vec_thresholds(lo, hi, t, k1, k2, centre_mean, sl, su);
+    return vec_round_float(a, lo, hi, wlo, whi, extremes, th, nframes, lo_out, hi_out, wlo_out, whi_out);
 }
 
 /* The same round in acc_t, step for step as clip_round in the per-pixel
@@ -1990,8 +2033,12 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
             if (edge) { /* every window holds at least NFIX - 2 values: all active */
                 vec_edge_mid(a, lo, hi, &k1, &k2);
                 t = vec_edge_sums(inner, a, lo, hi);
-                vthresh th = vec_thresholds(lo, hi, t, k1, k2, centre_mean, sigma_lower, sigma_upper);
+                vthresh th = vec_thresholds_fast(lo, hi, t, k1, k2, centre_mean, sigma_lower, sigma_upper);
                 int f = vor_all(vec_edge_round(a, lo, hi, wlo, whi, th, &nlo, &nhi, &nwlo, &nwhi));
+                if (f & 1) { /* a value within the fast margin: the tight bounds */
+                    th = vec_thresholds(lo, hi, t, k1, k2, centre_mean, sigma_lower, sigma_upper);
+                    f = vor_all(vec_edge_round(a, lo, hi, wlo, whi, th, &nlo, &nhi, &nwlo, &nwhi));
+                }
                 if (!(f & 2)) {
                     if (f & 1) {
                         exact = 1;
@@ -2010,14 +2057,16 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
                 }
                 /* a lane may clip two or more values from a side: count them all */
                 edge = 0;
-                amb = vec_round_float(a, lo, hi, wlo, whi, 0, th, nf, &nlo, &nhi, &nwlo, &nwhi);
+                amb = vec_round_checked(a, lo, hi, wlo, whi, 0, th, active, t, k1, k2, centre_mean, sigma_lower,
+                                        sigma_upper, nf, &nlo, &nhi, &nwlo, &nwhi);
             } else
 #endif
             {
                 MIDDLE(lo, hi)
                 t = vec_shifted_sums(a, wlo, whi, full, k1, nf);
-                vthresh th = vec_thresholds(lo, hi, t, k1, k2, centre_mean, sigma_lower, sigma_upper);
-                amb = vec_round_float(a, lo, hi, wlo, whi, extremes, th, nf, &nlo, &nhi, &nwlo, &nwhi);
+                vthresh th = vec_thresholds_fast(lo, hi, t, k1, k2, centre_mean, sigma_lower, sigma_upper);
+                amb = vec_round_checked(a, lo, hi, wlo, whi, extremes, th, active, t, k1, k2, centre_mean,
+                                        sigma_lower, sigma_upper, nf, &nlo, &nhi, &nwlo, &nwhi);
             }
             vi changed = active & ((nlo != lo) | (nhi != hi));
             int f = vor_all(((active & amb) & 1) | (changed & 2));

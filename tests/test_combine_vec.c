@@ -253,14 +253,14 @@ static void near_threshold_case(clred_ctx *ctx, harness_rng *rng)
 }
 
 /* The edge windows' own exact fallback (fixed depth, full lanes): 19 values
- * within half a unit of a level of 1e6 (float spacing 1/16) and a 20th, the
+ * within half a unit of a level (1e6: float spacing 1/16) and a 20th, the
  * greatest, at the float nearest to the 3-sigma upper threshold it makes
  * itself (median + 3 std of all 20, solved in double). Only that value is
  * near a threshold, so the round stays an edge window, and its float error
  * bound (~0.05) cannot settle the decision: the vector kernel must repeat
  * the round in double and keep what the per-pixel kernel keeps (about half
  * of these pixels clip their greatest value). */
-static double thi_of(const double *v, size_t n)
+static double thi_of(const double *v, size_t n, int centre_mean)
 {
     double s[32], mean = 0.0, q = 0.0;
     memcpy(s, v, n * sizeof *v);
@@ -274,23 +274,35 @@ static double thi_of(const double *v, size_t n)
         mean += v[i] / (double)n;
     for (size_t i = 0; i < n; i++)
         q += (v[i] - mean) * (v[i] - mean);
-    return 0.5 * (s[(n - 1) / 2] + s[n / 2]) + 3.0 * sqrt(q / (double)n);
+    return (centre_mean ? mean : 0.5 * (s[(n - 1) / 2] + s[n / 2])) + 3.0 * sqrt(q / (double)n);
 }
 
-static void edge_threshold_case(clred_ctx *ctx, harness_rng *rng)
+/* base, spacing: pixel i's level is base + spacing * i. At a level of 1e6
+ * the thresholds' error is dominated by the centre's size; at a level of 0
+ * by the spread's (the fast margin's sigma terms then decide which rounds
+ * are settled in float, and a margin too small to cover them fails here). */
+static void edge_threshold_case(clred_ctx *ctx, harness_rng *rng, double base, double spacing, int centre_mean)
 {
     const size_t nframes = 20, w = 37, h = 5, npix = w * h;
     clred_image frames[20];
+    /* on the float grid of 1e6 (1/16) there; at 0, of full precision (so
+     * that the float sums round) and symmetric about 0 with three zeros in
+     * the middle: the median is 0, and only the margin's sigma terms cover
+     * the float thresholds' error */
+    const int grid = base != 0.0;
     for (size_t f = 0; f < nframes; f++)
         CHECK_OK(clred_image_alloc(&frames[f], w, h, 0, 0));
     for (size_t i = 0; i < npix; i++) {
-        double level = 1000000.0 + 64.0 * (double)i, v[20];
+        double level = base + spacing * (double)i, v[20];
         for (size_t f = 0; f + 1 < nframes; f++)
-            v[f] = level + 0.0625 * (double)((int)(harness_uniform(rng) * 17.0) - 8);
+            v[f] = grid ? level + 0.0625 * (double)((int)(harness_uniform(rng) * 17.0) - 8)
+                 : f < 8    ? (double)(float)(0.5 * harness_uniform(rng))
+                 : f < 16   ? -v[f - 8]
+                            : 0.0;
         double lo = level + 0.5, hi = level + 50.0;
         for (int it = 0; it < 100; it++) {
             v[19] = 0.5 * (lo + hi);
-            if (v[19] > thi_of(v, nframes))
+            if (v[19] > thi_of(v, nframes, centre_mean))
                 hi = v[19];
             else
                 lo = v[19];
@@ -303,6 +315,7 @@ static void edge_threshold_case(clred_ctx *ctx, harness_rng *rng)
     o.method = CLRED_COMBINE_MEAN;
     o.reject = CLRED_REJECT_SIGCLIP;
     o.sigma_lower = o.sigma_upper = 3.0;
+    o.centre_mean = centre_mean;
     o.want_rejected_map = 1;
     clred_combine_result vec, plain;
     memset(&vec, 0, sizeof vec);
@@ -317,7 +330,9 @@ static void edge_threshold_case(clred_ctx *ctx, harness_rng *rng)
             clipped += plain.ncontrib[i] < 20.0f;
         CHECK_MSG(clipped > npix / 5 && clipped < npix - npix / 5, "%zu of %zu pixels clipped at the threshold",
                   clipped, npix);
-        CHECK_MSG(count_off(&vec, &plain, npix, 0) == 0, "edge windows at the threshold: vector and per-pixel differ");
+        CHECK_MSG(count_off(&vec, &plain, npix, 0) == 0,
+                  "edge windows at the threshold (level %g, centre_mean %d): vector and per-pixel differ", base,
+                  centre_mean);
     }
     clred_combine_result_free(&vec);
     clred_combine_result_free(&plain);
@@ -388,7 +403,9 @@ int main(void)
     run_case_nan(ctx, 20, 37, 5, 0, 0, o, &rng, 1);
     CHECK_MSG(all_rejected_seen > 0, "no pixel had all its values rejected");
     near_threshold_case(ctx, &rng);
-    edge_threshold_case(ctx, &rng);
+    edge_threshold_case(ctx, &rng, 1000000.0, 64.0, 0);
+    edge_threshold_case(ctx, &rng, 0.0, 0.0, 0);
+    edge_threshold_case(ctx, &rng, 0.0, 0.0, 1);
     /* an odd depth between 17 and 24: one middle rank, its own networks */
     o = clred_combine_defaults();
     o.method = CLRED_COMBINE_MEDIAN;
