@@ -1611,7 +1611,11 @@ INLINE vthresh vec_thresholds_m(vi lo, vi hi, vsums t, vf k1, vf k2, int centre_
         vf es = (mf + (vf)2) * UA * t.a;
         vf emean = es * inv + UD * vabs(sm) + UA * vabs(mean);
         vf et = es * ((vf)2 * vabs(t.s) + es) * inv + (UD + UA) * vabs(tt);
-        vf essq = (mf + (vf)4) * UA * t.q + et + UA * vabs(ssq);
+        /* (m + 1) 2^-126: each square (and S^2 / m) that falls below FLT_MIN
+         * may be flushed to zero, an absolute error no relative term covers;
+         * with it, values of order 1e-20 or less (flux densities in cgs units)
+         * have margins wider than their spread and are decided in acc_t */
+        vf essq = (mf + (vf)4) * UA * t.q + et + UA * vabs(ssq) + (mf + (vf)1) * 0x1p-126f;
         vf ev = essq * inv * 1.001f + UD * v;
         /* |sqrt(v) - sqrt(v*)| = |v - v*| / (sqrt(v) + sqrt(v*)) <= min(sqrt(ev),
          * ev / sqrt(v)), sqrt(v) >= sig (1 - UD); at most twice the tightest

@@ -77,6 +77,9 @@ static size_t count_far(const clred_combine_result *x, const clred_combine_resul
 
 /* Pixels whose every usable value the vector kernel rejected, seen so far. */
 static size_t all_rejected_seen;
+/* every value is multiplied by this (values near 1e-22, like flux densities
+ * in cgs units, square below FLT_MIN) */
+static double value_scale = 1.0;
 
 /* with_nan: 1 % of the values NaN; without, every lane of a vector is full
  * but those of pixel 3 (no usable value), which the fixed-depth median's
@@ -96,7 +99,7 @@ static void run_case_nan(clred_ctx *ctx, size_t nframes, size_t w, size_t h, int
                 v = with_nan ? NAN : v;
             else if (u < 0.05)
                 v = 1000.0; /* ties */
-            frames[f].sci[i] = (float)v;
+            frames[f].sci[i] = (float)(v * value_scale);
             if (with_mask)
                 frames[f].mask[i] = harness_uniform(rng) < 0.05 ? CLRED_MASK_BAD : 0;
         }
@@ -403,6 +406,21 @@ int main(void)
     run_case_nan(ctx, 20, 37, 5, 0, 0, o, &rng, 1);
     CHECK_MSG(all_rejected_seen > 0, "no pixel had all its values rejected");
     near_threshold_case(ctx, &rng);
+    /* tiny values: squares below FLT_MIN (the float rounds' margins must
+     * send them to acc_t) and just above it; the general windows and the
+     * edge windows, about the median and the mean */
+    const double scales[] = {1e-25, 1e-21, 1e-19};
+    for (size_t k = 0; k < sizeof scales / sizeof *scales; k++) {
+        value_scale = scales[k];
+        o = clred_combine_defaults();
+        o.method = CLRED_COMBINE_MEAN;
+        o.reject = CLRED_REJECT_SIGCLIP;
+        run_case(ctx, 20, 37, 5, 1, o, &rng, 1);
+        run_case_nan(ctx, 20, 37, 5, 0, 0, o, &rng, 1);
+        o.centre_mean = 1;
+        run_case_nan(ctx, 20, 37, 5, 0, 0, o, &rng, 1);
+    }
+    value_scale = 1.0;
     edge_threshold_case(ctx, &rng, 1000000.0, 64.0, 0);
     edge_threshold_case(ctx, &rng, 0.0, 0.0, 0);
     edge_threshold_case(ctx, &rng, 0.0, 0.0, 1);
