@@ -14,7 +14,8 @@
  * with CLRED_CACHE_DIR and POCL_CACHE_DIR set as for the tests (SWEEP_*
  * variables change AL's options: env_opts; SWEEP_SATDIST=1 adds
  * saturated_distances' lines; SWEEP_PROFILE=1 prints DETECT's profile by
- * distance to saturated pixels, saturated_profile; SWEEP_NOZOGY=1 skips
+ * distance to saturated pixels, saturated_profile (SWEEP_PROFILE=zogy: ZOGY's
+ * S_corr); SWEEP_NOZOGY=1 skips
  * ZOGY). The
  * unmatched candidates are listed (pair_score_candidates) under each seed. */
 #include <math.h>
@@ -142,7 +143,8 @@ static void score_of(clred_ctx *ctx, const clred_pair *p, const clred_dimage *sc
     *expect = pair_expected_false(sc.width, sc.height, pd->fwhm, 5.0);
     if (getenv("SWEEP_SATDIST"))
         saturated_distances(p, c, nc, sc.width, sc.height);
-    if (getenv("SWEEP_PROFILE") && strcmp(what, "AL DETECT") == 0)
+    const char *prof = getenv("SWEEP_PROFILE"); /* "zogy": ZOGY's S_corr instead of AL's DETECT */
+    if (prof && strcmp(what, strcmp(prof, "zogy") == 0 ? "ZOGY S_corr" : "AL DETECT") == 0)
         saturated_profile(p, &sc);
     free(c);
     clred_image_free(&sc);
