@@ -13,12 +13,16 @@
  *
  * with CLRED_CACHE_DIR and POCL_CACHE_DIR set as for the tests (SWEEP_*
  * variables change AL's options: env_opts; SWEEP_SATDIST=1 adds
- * saturated_distances' lines). The
+ * saturated_distances' lines; SWEEP_PROFILE=1 prints DETECT's profile by
+ * distance to saturated pixels, saturated_profile (SWEEP_PROFILE=zogy: ZOGY's
+ * S_corr); SWEEP_NOZOGY=1 skips
+ * ZOGY). The
  * unmatched candidates are listed (pair_score_candidates) under each seed. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "harness.h"
 #include "pair_truth.h"
@@ -61,6 +65,72 @@ static void saturated_distances(const clred_pair *p, const clred_candidate *c, s
     }
 }
 
+/* With SWEEP_PROFILE=1: DETECT's median, 16/84 % quantiles, mean and rms by distance to the nearest saturated
+ * pixel of either image, in 2-px annuli summed over the seeds, over pixels no mask leaves out. A residual ring
+ * around bright stars (a kernel cut too short, say) shows as a median above 0 at a fixed distance whatever the
+ * masked area is; the median, because transients and other stars' residuals dominate the mean and rms. */
+enum { PROF_BINS = 40 };
+enum { PROF_H = 400 }; /* a histogram of DETECT per annulus, 0.05 wide over [-10, 10) */
+static double prof_n[PROF_BINS], prof_s[PROF_BINS], prof_ss[PROF_BINS], prof_hi[PROF_BINS];
+static double prof_hist[PROF_BINS][PROF_H];
+
+static void saturated_profile(const clred_pair *p, const clred_image *sc)
+{
+    size_t w = sc->width, h = sc->height, ns = 0;
+    const uint16_t *ms[2] = {p->new_img.mask, p->ref.mask};
+    size_t *sx = malloc(w * h * sizeof *sx), *sy = malloc(w * h * sizeof *sy);
+    if (!sx || !sy)
+        ns = w = h = 0; /* out of memory: this seed adds nothing */
+    for (size_t y = 0; y < h; y++)
+        for (size_t x = 0; x < w; x++)
+            if ((ms[0] && (ms[0][y * w + x] & CLRED_MASK_SATURATED)) ||
+                (ms[1] && (ms[1][y * w + x] & CLRED_MASK_SATURATED))) {
+                sx[ns] = x;
+                sy[ns++] = y;
+            }
+    for (size_t y = 0; ns && y < h; y++)
+        for (size_t x = 0; x < w; x++) {
+            float v = sc->sci[y * w + x];
+            if (!isfinite(v) || (sc->mask && (sc->mask[y * w + x] & (CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE))))
+                continue;
+            double d2 = INFINITY;
+            for (size_t k = 0; k < ns; k++) {
+                double dx = (double)x - (double)sx[k], dy = (double)y - (double)sy[k];
+                d2 = fmin(d2, dx * dx + dy * dy);
+            }
+            int b = (int)(sqrt(d2) / 2);
+            if (b >= PROF_BINS)
+                continue;
+            prof_n[b]++;
+            prof_s[b] += v;
+            prof_ss[b] += (double)v * v;
+            prof_hi[b] += fabs(v) > 4;
+            int hb = (int)floor((v + 10.0) / 0.05);
+            prof_hist[b][hb < 0 ? 0 : hb >= PROF_H ? PROF_H - 1 : hb]++;
+        }
+    free(sx);
+    free(sy);
+}
+
+static double prof_quantile(int b, double q)
+{
+    double c = 0;
+    for (int k = 0; k < PROF_H; k++)
+        if ((c += prof_hist[b][k]) >= q * prof_n[b])
+            return -10.0 + 0.05 * (k + 0.5);
+    return 10.0;
+}
+
+static void print_profile(void)
+{
+    for (int b = 0; b < PROF_BINS; b++)
+        if (prof_n[b] > 0)
+            printf("PROFILE %2d-%2d px: n %8.0f  median %+.3f  q16 %+.3f  q84 %+.3f  mean %+.3f  rms %.3f  |D|>4 "
+                   "%.5f\n",
+                   2 * b, 2 * b + 2, prof_n[b], prof_quantile(b, 0.5), prof_quantile(b, 0.16), prof_quantile(b, 0.84),
+                   prof_s[b] / prof_n[b], sqrt(prof_ss[b] / prof_n[b]), prof_hi[b] / prof_n[b]);
+}
+
 static void score_of(clred_ctx *ctx, const clred_pair *p, const clred_dimage *score, const clred_dimage *diff,
                      const clred_psf *pd, const char *what, pair_score *r, double *expect)
 {
@@ -73,6 +143,9 @@ static void score_of(clred_ctx *ctx, const clred_pair *p, const clred_dimage *sc
     *expect = pair_expected_false(sc.width, sc.height, pd->fwhm, 5.0);
     if (getenv("SWEEP_SATDIST"))
         saturated_distances(p, c, nc, sc.width, sc.height);
+    const char *prof = getenv("SWEEP_PROFILE"); /* "zogy": ZOGY's S_corr instead of AL's DETECT */
+    if (prof && strcmp(what, strcmp(prof, "zogy") == 0 ? "ZOGY S_corr" : "AL DETECT") == 0)
+        saturated_profile(p, &sc);
     free(c);
     clred_image_free(&sc);
 }
@@ -95,6 +168,10 @@ static void env_opts(clred_al_opts *o)
         o->fom_clip = atof(v);
     if ((v = getenv("SWEEP_HW")))
         o->half_width = atoi(v);
+    if ((v = getenv("SWEEP_GWIDE"))) /* the widest Gaussian's scale (default 3) */
+        o->gauss_scale[o->ngauss - 1] = atof(v);
+    if ((v = getenv("SWEEP_FITHALF")))
+        o->fit_half = atoi(v);
     if ((v = getenv("SWEEP_STAMPS")))
         o->max_stamps = atoi(v);
 }
@@ -173,7 +250,10 @@ int main(int argc, char **argv)
         printf("seed %u AL:\n", seed);
         al(ctx, &p, &ra, &ea, &order, &nused);
         printf("seed %u ZOGY:\n", seed);
-        zogy(ctx, &p, &rz, &ez);
+        memset(&rz, 0, sizeof rz);
+        ez = 0;
+        if (!getenv("SWEEP_NOZOGY")) /* AL alone, for AL's experiments */
+            zogy(ctx, &p, &rz, &ez);
         printf("SEED %2u  AL: order %d, %2zu stamps, false %2zu (exp %.3f), found %2zu/%2zu, fading %zu/%zu  |  "
                "ZOGY: false %2zu (exp %.3f), found %2zu/%2zu, fading %zu/%zu\n",
                seed, order, nused, ra.false_clean, ea, ra.found, ra.bright, ra.fading_neg, ra.fading, rz.false_clean,
@@ -189,6 +269,8 @@ int main(int argc, char **argv)
            100.0 * (double)ta.found / (double)(ta.bright ? ta.bright : 1), ta.fading_neg, ta.fading, tz.false_clean,
            tz.expect, tz.found, tz.bright, 100.0 * (double)tz.found / (double)(tz.bright ? tz.bright : 1),
            tz.fading_neg, tz.fading);
+    if (getenv("SWEEP_PROFILE"))
+        print_profile();
     clred_ctx_destroy(ctx);
     return harness_finish();
 }
