@@ -370,6 +370,19 @@ inline bool stats_hot1(const uint key, const uint hot_lo, const uint hot_hi, con
 /* The lanes of an int8 counter added up. */
 #define STATS_SUM8(a) ((uint)(((a).s0 + (a).s1) + ((a).s2 + (a).s3) + ((a).s4 + (a).s5) + ((a).s6 + (a).s7)))
 
+/* A work-item's count, sums and extrema per table entry (plus the one past
+ * the last), empty; stats_bin_scan and stats_bin_one fill them alike. */
+#define STATS_ENTRY_ACCUMULATORS                                                                                    \
+    uint cnt[STATS_MAX_ENTRIES + 1];                                                                               \
+    acc_t s1[STATS_MAX_ENTRIES + 1], s2[STATS_MAX_ENTRIES + 1];                                                    \
+    float mn[STATS_MAX_ENTRIES + 1], mx[STATS_MAX_ENTRIES + 1];                                                    \
+    for (uint s = 0; s <= STATS_MAX_ENTRIES; s++) {                                                                \
+        cnt[s] = 0;                                                                                                \
+        s1[s] = s2[s] = 0;                                                                                         \
+        mn[s] = INFINITY;                                                                                          \
+        mx[s] = -INFINITY;                                                                                         \
+    }
+
 /* table[bin]: an accumulator (below STATS_SLOT0: the host's shell and side
  * of the bin), or STATS_SLOT0 + the gather slot of a bin gathered value by
  * value (a slot: consecutive such bins). Keys in the innermost shell's fast
@@ -395,15 +408,7 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
     const bool own = lsize == 1;
     global uint *cursor = own ? gcursor + (size_t)g * ngather : gcursor;
     global const uint *cend = own ? gend + (size_t)g * ngather : gend;
-    uint cnt[STATS_MAX_ENTRIES + 1];
-    acc_t s1[STATS_MAX_ENTRIES + 1], s2[STATS_MAX_ENTRIES + 1];
-    float mn[STATS_MAX_ENTRIES + 1], mx[STATS_MAX_ENTRIES + 1];
-    for (uint s = 0; s <= STATS_MAX_ENTRIES; s++) {
-        cnt[s] = 0;
-        s1[s] = s2[s] = 0;
-        mn[s] = INFINITY;
-        mx[s] = -INFINITY;
-    }
+    STATS_ENTRY_ACCUMULATORS;
     uint hcnt = 0, gb[4] = {0, 0, 0, 0};
     acc_t hs1 = 0, hs2 = 0;
     float hmn = INFINITY, hmx = -INFINITY;
@@ -571,15 +576,7 @@ kernel void stats_bin_one(global const float *sci, global const ushort *mask, co
     const uint g = get_group_id(0), groups = get_num_groups(0);
     global uint *cursor = gcursor + (size_t)g * ngather;
     global const uint *cend = gend + (size_t)g * ngather;
-    uint cnt[STATS_MAX_ENTRIES + 1];
-    acc_t s1[STATS_MAX_ENTRIES + 1], s2[STATS_MAX_ENTRIES + 1];
-    float mn[STATS_MAX_ENTRIES + 1], mx[STATS_MAX_ENTRIES + 1];
-    for (uint s = 0; s <= STATS_MAX_ENTRIES; s++) {
-        cnt[s] = 0;
-        s1[s] = s2[s] = 0;
-        mn[s] = INFINITY;
-        mx[s] = -INFINITY;
-    }
+    STATS_ENTRY_ACCUMULATORS;
     const bool own = true;
     uint hcnt = 0, gb[4] = {0, 0, 0, 0};
     acc_t hs1 = 0, hs2 = 0;

@@ -146,19 +146,27 @@ static void count_log(const char *log, int *compiled, int *cached)
     fclose(f);
 }
 
+/* An empty cache in dir, its build log in dir.log (written into log), in
+ * either cache mode. */
+static void empty_cache(const char *dir, int binaries, char *log, size_t size)
+{
+    setenv("CLRED_PROGRAM_BINARIES", binaries ? "1" : "", 1);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+    snprintf(log, size, "%s.log", dir);
+    remove(log);
+    setenv("CLRED_CACHE_DIR", dir, 1);
+    setenv("CLRED_BUILD_LOG", log, 1);
+}
+
 /* NPROC processes build arith at once on an empty cache; binaries: clred
  * keeps the driver's binary (else whatever the device's default is). */
 #define NPROC 4
 static void concurrent_processes(const char *dir, int binaries)
 {
-    setenv("CLRED_PROGRAM_BINARIES", binaries ? "1" : "", 1);
-    char cmd[1200], log[1200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0);
-    snprintf(log, sizeof log, "%s.log", dir);
-    remove(log);
-    setenv("CLRED_CACHE_DIR", dir, 1);
-    setenv("CLRED_BUILD_LOG", log, 1);
+    char log[1200];
+    empty_cache(dir, binaries, log, sizeof log);
     fflush(NULL);
     pid_t pids[NPROC];
     for (int i = 0; i < NPROC; i++) {
@@ -214,14 +222,8 @@ static void shared_across_accumulation(const char *dir)
  * instead of compiling it, and the kernel computes right. */
 static void built_ahead(const char *dir, int binaries)
 {
-    setenv("CLRED_PROGRAM_BINARIES", binaries ? "1" : "", 1);
-    char cmd[1200], log[1200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0);
-    snprintf(log, sizeof log, "%s.log", dir);
-    remove(log);
-    setenv("CLRED_CACHE_DIR", dir, 1);
-    setenv("CLRED_BUILD_LOG", log, 1);
+    char log[1200];
+    empty_cache(dir, binaries, log, sizeof log);
     clred_ctx *ctx = harness_ctx();
     static const char *const families[] = {"arith"};
     CHECK_MSG(clred_programs_build_ahead(ctx, families, 1, 1), "binaries %d: no build ahead started", binaries);
