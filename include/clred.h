@@ -2476,6 +2476,7 @@ CLRED_API clred_status clred_al_kernel_write(const char *path, const clred_al_re
 #define CLRED_CAND_DIPOLE 0x01u /* a lobe of the other sign holds over half this one's flux nearby */
 #define CLRED_CAND_MASKED 0x02u /* an unusable pixel in the 5 x 5 box */
 #define CLRED_CAND_EDGE   0x04u /* closer to the image edge than the PSF's half size */
+#define CLRED_CAND_BRIGHT 0x08u /* in a saturated star's wings: clred_candidates_bright */
 
 typedef struct {
     double x, y;            /* PSF-fit position on the difference (the fit's start: the flux-weighted centroid
@@ -2526,6 +2527,16 @@ CLRED_API clred_status clred_find_candidates_dev(clred_ctx *ctx, const clred_dim
  * NaN when nref is 0). */
 CLRED_API clred_status clred_candidates_context(const clred_header *header, const clred_source *ref_sources,
                                                 size_t nref, clred_candidate *list, size_t n);
+/* Flags CLRED_CAND_BRIGHT on the candidates that lie where a saturated star
+ * of img (MASK's SATURATED areas; img in the difference's flux units, e.g.
+ * the new image the difference is normalised to) puts wing light that,
+ * fitted as a point source under the candidate, is at least the candidate's
+ * flux_err: there an error of the wings in the subtraction is as large as
+ * the noise. Each star's flux is fitted to its unsaturated pixels with psf
+ * (img's PSF), continued beyond its stamp as the power law of its outer
+ * annuli. Nothing is dropped (host/steps/bright_wings.c says why). */
+CLRED_API clred_status clred_candidates_bright(const clred_image *img, const clred_psf *psf, clred_candidate *list,
+                                               size_t n);
 /* Catalog of candidates: any of FITS table, CSV and JSON (paths may be NULL). */
 CLRED_API clred_status clred_candidates_write(const char *fits_path, const char *csv_path, const char *json_path,
                                               const clred_candidate *list, size_t n, int overwrite);
@@ -2692,6 +2703,9 @@ typedef struct {
                                  fwhm (1 + fwhm_grad_x (x / (width - 1) - 0.5) + fwhm_grad_y (y / (height - 1) -
                                  0.5)), i.e. it changes by that fraction across the full width / height;
                                  ref_psf and new_psf are the centre's (default 0, 0; |each| <= 1) */
+    double psf_stamp_fwhm;    /* ref_psf and new_psf are cut at this many FWHM from the centre and scaled to unit
+                                 sum, as a measured PSF has a finite support (default 4; 2..12); the images
+                                 always hold each source's whole profile */
 } clred_pair_opts;
 
 /* The simulated pair's FWHM at (x, y) for a centre FWHM of fwhm (see fwhm_grad_x). */
@@ -2709,8 +2723,8 @@ typedef struct {
 
 typedef struct {
     clred_image ref, new_img;  /* e-, sky included; VAR (noise variance) and MASK planes */
-    clred_psf ref_psf, new_psf; /* the true PSFs' cores: +-4 FWHM, scaled to unit sum (the images hold the
-                                   whole profiles; a Moffat's wings beyond the stamp carry about 0.2 % of it) */
+    clred_psf ref_psf, new_psf; /* the true PSFs' cores: +-psf_stamp_fwhm FWHM, scaled to unit sum (the images
+                                   hold the whole profiles; a Moffat's wings beyond 4 FWHM carry about 0.2 % of it) */
     clred_pair_transient *transients;
     size_t ntransients;
     double *cosmic_xy;         /* ncosmics (x, y) pairs, new image */

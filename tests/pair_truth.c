@@ -71,6 +71,7 @@ pair_score pair_score_candidates(const clred_pair *p, const clred_candidate *c, 
             printf("  missed transient at (%.1f, %.1f) flux %.0f S/N %.1f on galaxy %d: %s there %.2f\n", tr->x, tr->y,
                    tr->flux, tr->snr, tr->on_galaxy, what, score->sci[q]);
         r.found += best >= 0;
+        r.found_bright += best >= 0 && (c[best].flags & CLRED_CAND_BRIGHT);
         if (tr->flux < 0) {
             r.fading++;
             r.fading_neg += best >= 0 && !c[best].isdiffpos;
@@ -85,7 +86,7 @@ pair_score pair_score_candidates(const clred_pair *p, const clred_candidate *c, 
     for (size_t k = 0; k < nc; k++)
         if (!matched[k]) {
             r.false_pos++;
-            r.false_clean += !(c[k].flags & (CLRED_CAND_MASKED | CLRED_CAND_EDGE));
+            r.false_clean += !(c[k].flags & (CLRED_CAND_MASKED | CLRED_CAND_EDGE | CLRED_CAND_BRIGHT));
             long near = nearest_transient(p, c[k].x, c[k].y);
             printf("  unmatched candidate at (%.1f, %.1f) +- (%.2f, %.2f) score %.1f flags %u bits 0x%x", c[k].x, c[k].y,
                    c[k].x_err, c[k].y_err, c[k].score, c[k].flags, c[k].mask_bits);
@@ -112,6 +113,33 @@ pair_score pair_score_candidates(const clred_pair *p, const clred_candidate *c, 
     r.pull_sd = r.used > 1 ? sqrt(pull2 / (double)r.used - r.pull_mean * r.pull_mean) : NAN;
     free(matched);
     return r;
+}
+
+/* 1 when a saturated pixel of either image of p lies within r px of (x, y). */
+static int near_saturated(const clred_pair *p, double x, double y, double r)
+{
+    const clred_image *im[2] = {&p->new_img, &p->ref};
+    long x0 = (long)floor(x - r), x1 = (long)ceil(x + r), y0 = (long)floor(y - r), y1 = (long)ceil(y + r);
+    for (int m = 0; m < 2; m++)
+        for (long j = y0 > 0 ? y0 : 0; im[m]->mask && j <= y1 && j < (long)im[m]->height; j++)
+            for (long i = x0 > 0 ? x0 : 0; i <= x1 && i < (long)im[m]->width; i++)
+                if ((im[m]->mask[(size_t)j * im[m]->width + (size_t)i] & CLRED_MASK_SATURATED) &&
+                    hypot((double)i - x, (double)j - y) <= r)
+                    return 1;
+    return 0;
+}
+
+size_t pair_exclude_saturated(const clred_pair *p, double r, clred_image *score, clred_candidate *c, size_t nc)
+{
+    for (size_t y = 0; y < score->height; y++)
+        for (size_t x = 0; x < score->width; x++)
+            if (near_saturated(p, (double)x, (double)y, r))
+                score->mask[y * score->width + x] |= CLRED_MASK_SATURATED;
+    size_t kept = 0;
+    for (size_t k = 0; k < nc; k++)
+        if (!near_saturated(p, c[k].x, c[k].y, r))
+            c[kept++] = c[k];
+    return kept;
 }
 
 static int cmp_double(const void *a, const void *b)

@@ -14,7 +14,9 @@ typedef struct {
     size_t fading;     /* bright transients that fade ... */
     size_t fading_neg; /* ... and were found with a negative sign */
     size_t false_pos;  /* candidates that match no transient */
-    size_t false_clean; /* of those, no unusable pixel nearby and not at the edge (what a broker keeps) */
+    size_t false_clean; /* of those, no unusable pixel nearby, not at the edge and not in a saturated star's
+                           wings (CLRED_CAND_BRIGHT, where the caller flagged it): what a broker keeps */
+    size_t found_bright; /* bright transients found whose candidate is flagged CLRED_CAND_BRIGHT */
     size_t used;       /* matched, unmasked candidates in the flux pull */
     double pull_mean;  /* (flux - truth) / flux_err over those */
     double pull_sd;
@@ -51,6 +53,14 @@ size_t pair_block_medians(const clred_pair *p, const clred_image *d, size_t bloc
  * zero within its noise on 32 x 32 blocks (pair_block_medians; the bounds
  * are argued in pair_truth.c) and prints the blocks' figures under `what`. */
 void pair_check_sky(const clred_pair *p, const clred_dimage *d, const char *what);
+
+/* Scores a fixed area whatever the subtraction masked: sets CLRED_MASK_SATURATED
+ * in score's MASK on every pixel within r px of a pixel either image of p
+ * flags SATURATED (so no transient there counts toward completeness when
+ * the scoring skips UNUSABLE bits), and drops the candidates within r px of
+ * one (compacting c). Returns the candidates kept. For comparing runs whose
+ * saturated masks differ (a longer kernel or PSF stamp grows them). */
+size_t pair_exclude_saturated(const clred_pair *p, double r, clred_image *score, clred_candidate *c, size_t nc);
 
 /* The pair the candidate tests score: 45 transients (a third fading) and 6
  * holes in the template, with this seed and seeing. */

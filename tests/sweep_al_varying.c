@@ -16,7 +16,7 @@
  * saturated_distances' lines; SWEEP_PROFILE=1 prints DETECT's profile by
  * distance to saturated pixels, saturated_profile (SWEEP_PROFILE=zogy: ZOGY's
  * S_corr); SWEEP_NOZOGY=1 skips
- * ZOGY). The
+ * ZOGY; SWEEP_STAMP, SWEEP_SATDISC, SWEEP_ZOGY_GROW and SWEEP_BRIGHT as in sweep_pairs). The
  * unmatched candidates are listed (pair_score_candidates) under each seed. */
 #include <math.h>
 #include <stdint.h>
@@ -28,7 +28,7 @@
 #include "pair_truth.h"
 
 typedef struct {
-    size_t false_clean, found, bright, fading, fading_neg;
+    size_t false_clean, found, bright, fading, fading_neg, found_bright;
     double expect;
 } tally;
 
@@ -39,6 +39,7 @@ static void add(tally *t, const pair_score *r, double expect)
     t->bright += r->bright;
     t->fading += r->fading;
     t->fading_neg += r->fading_neg;
+    t->found_bright += r->found_bright;
     t->expect += expect;
 }
 
@@ -137,8 +138,12 @@ static void score_of(clred_ctx *ctx, const clred_pair *p, const clred_dimage *sc
     clred_candidate *c = NULL;
     size_t nc = 0;
     CHECK_OK(clred_find_candidates_dev(ctx, score, diff, pd, NULL, &c, &nc));
+    if (getenv("SWEEP_BRIGHT")) /* flag candidates in saturated stars' wings (clred_candidates_bright) */
+        CHECK_OK(clred_candidates_bright(&p->new_img, &p->new_psf, c, nc));
     clred_image sc;
     CHECK_OK(clred_dimage_download(score, &sc));
+    if (getenv("SWEEP_SATDISC")) /* score a fixed area: nothing within this many px of a saturated pixel */
+        nc = pair_exclude_saturated(p, atof(getenv("SWEEP_SATDISC")), &sc, c, nc);
     *r = pair_score_candidates(p, c, nc, &sc, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, what);
     *expect = pair_expected_false(sc.width, sc.height, pd->fwhm, 5.0);
     if (getenv("SWEEP_SATDIST"))
@@ -209,6 +214,8 @@ static void zogy(clred_ctx *ctx, const clred_pair *p, pair_score *r, double *exp
         CHECK_OK(clred_psf_model_measure(ctx, &p->ref, &po, &pr));
         zo.tile_size = 64;
     }
+    if (getenv("SWEEP_ZOGY_GROW")) /* one growth for every unusable pixel, whatever the stamps' size */
+        zo.grow = atoi(getenv("SWEEP_ZOGY_GROW"));
     clred_zogy_result z;
     clred_status st = clred_subtract_zogy(ctx, &p->new_img, &p->ref, order > 0 ? &pn : &p->new_psf,
                                           order > 0 ? &pr : &p->ref_psf, &zo, &z);
@@ -241,6 +248,8 @@ int main(int argc, char **argv)
             po.ntransients = atoi(getenv("SWEEP_NTRANSIENTS"));
         if (getenv("SWEEP_NHOLES"))
             po.nholes = atoi(getenv("SWEEP_NHOLES"));
+        if (getenv("SWEEP_STAMP")) /* the PSF stamps' half size in FWHM (default 4) */
+            po.psf_stamp_fwhm = atof(getenv("SWEEP_STAMP"));
         clred_pair p;
         CHECK_OK(clred_simulate_pair(&po, &p));
         pair_score ra, rz;
@@ -263,12 +272,12 @@ int main(int argc, char **argv)
         add(&tz, &rz, ez);
         clred_pair_free(&p);
     }
-    printf("TOTAL seeds %u-%u  AL: false %zu (expected %.3f, 3x %.3f), found %zu/%zu (%.1f %%), fading %zu/%zu  |  "
-           "ZOGY: false %zu (expected %.3f), found %zu/%zu (%.1f %%), fading %zu/%zu\n",
+    printf("TOTAL seeds %u-%u  AL: false %zu (expected %.3f, 3x %.3f), found %zu/%zu (%.1f %%, %zu flagged BRIGHT), "
+           "fading %zu/%zu  |  ZOGY: false %zu (expected %.3f), found %zu/%zu (%.1f %%, %zu BRIGHT), fading %zu/%zu\n",
            first, last, ta.false_clean, ta.expect, 3 * ta.expect, ta.found, ta.bright,
-           100.0 * (double)ta.found / (double)(ta.bright ? ta.bright : 1), ta.fading_neg, ta.fading, tz.false_clean,
-           tz.expect, tz.found, tz.bright, 100.0 * (double)tz.found / (double)(tz.bright ? tz.bright : 1),
-           tz.fading_neg, tz.fading);
+           100.0 * (double)ta.found / (double)(ta.bright ? ta.bright : 1), ta.found_bright, ta.fading_neg, ta.fading,
+           tz.false_clean, tz.expect, tz.found, tz.bright, 100.0 * (double)tz.found / (double)(tz.bright ? tz.bright : 1),
+           tz.found_bright, tz.fading_neg, tz.fading);
     if (getenv("SWEEP_PROFILE"))
         print_profile();
     clred_ctx_destroy(ctx);

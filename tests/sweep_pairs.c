@@ -27,7 +27,12 @@
  * Defaults: seeds 1-20, Moffat 3.5 -> 4.5 (test_al's first case), candidates
  * at |score| >= 5. A lower threshold (4: about 70 times DMTN-006's count at
  * 5) gives enough false peaks to compare with the expectation per seed. Run with
- * the tests' environment (CLRED_CACHE_DIR, POCL_CACHE_DIR). */
+ * the tests' environment (CLRED_CACHE_DIR, POCL_CACHE_DIR). For experiments:
+ * SWEEP_STAMP (the PSF stamps' half size in FWHM, clred_pair_opts.psf_stamp_fwhm),
+ * SWEEP_SATDISC (score only beyond this many px from saturated pixels,
+ * pair_exclude_saturated), SWEEP_ZOGY_GROW (ZOGY's grow) and SWEEP_BRIGHT=1
+ * (flag the candidates in saturated stars' wings, clred_candidates_bright,
+ * which then are not clean). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,13 +42,15 @@
 #include "pair_truth.h"
 
 typedef struct {
-    size_t false_clean, found, bright;
+    size_t false_clean, found, bright, found_bright;
     double expect;
 } sweep_line;
 
 static clred_pair make_pair(uint64_t seed, clred_psf_kind kind, double ref_fwhm, double new_fwhm)
 {
     clred_pair_opts po = pair_sources_opts(seed, kind, ref_fwhm, new_fwhm);
+    if (getenv("SWEEP_STAMP")) /* the PSF stamps' half size in FWHM (default 4) */
+        po.psf_stamp_fwhm = atof(getenv("SWEEP_STAMP"));
     clred_pair p;
     CHECK_OK(clred_simulate_pair(&po, &p));
     return p;
@@ -62,11 +69,16 @@ static sweep_line score_of(clred_ctx *ctx, const clred_pair *p, const clred_dima
     clred_cand_opts co = clred_cand_defaults();
     co.thresh = thresh;
     CHECK_OK(clred_find_candidates_dev(ctx, score, diff, psf, &co, &c, &nc));
+    if (getenv("SWEEP_BRIGHT")) /* flag candidates in saturated stars' wings (clred_candidates_bright) */
+        CHECK_OK(clred_candidates_bright(&p->new_img, &p->new_psf, c, nc));
     CHECK_OK(clred_dimage_download(score, &sc));
+    if (getenv("SWEEP_SATDISC")) /* score a fixed area: nothing within this many px of a saturated pixel */
+        nc = pair_exclude_saturated(p, atof(getenv("SWEEP_SATDISC")), &sc, c, nc);
     pair_score r = pair_score_candidates(p, c, nc, &sc, skip, what);
     s.false_clean = r.false_clean;
     s.found = r.found;
     s.bright = r.bright;
+    s.found_bright = r.found_bright;
     s.expect = pair_expected_false(sc.width, sc.height, psf->fwhm, thresh);
     free(c);
     clred_image_free(&sc);
@@ -88,7 +100,10 @@ static sweep_line run_al(clred_ctx *ctx, const clred_pair *p)
 static sweep_line run_zogy(clred_ctx *ctx, const clred_pair *p)
 {
     clred_zogy_result z;
-    CHECK_OK(clred_subtract_zogy(ctx, &p->new_img, &p->ref, &p->new_psf, &p->ref_psf, NULL, &z));
+    clred_zogy_opts zo = clred_zogy_defaults();
+    if (getenv("SWEEP_ZOGY_GROW")) /* one growth for every unusable pixel, whatever the stamps' size */
+        zo.grow = atoi(getenv("SWEEP_ZOGY_GROW"));
+    CHECK_OK(clred_subtract_zogy(ctx, &p->new_img, &p->ref, &p->new_psf, &p->ref_psf, &zo, &z));
     sweep_line s = score_of(ctx, p, z.scorr, z.diff, &z.pd, CLRED_MASK_UNUSABLE, "ZOGY S_corr");
     clred_zogy_result_free(&z);
     return s;
@@ -228,20 +243,24 @@ int main(int argc, char **argv)
         clred_pair p = make_pair((uint64_t)seed, kind, ref_fwhm, new_fwhm);
         printf("seed %d:\n", seed);
         sweep_line a = run_al(ctx, &p), z = run_zogy(ctx, &p);
-        printf("SEED %2d  AL false %zu complete %zu/%zu expect %.3f | ZOGY false %zu complete %zu/%zu expect %.3f\n",
-               seed, a.false_clean, a.found, a.bright, a.expect, z.false_clean, z.found, z.bright, z.expect);
+        printf("SEED %2d  AL false %zu complete %zu/%zu (%zu flagged BRIGHT) expect %.3f | ZOGY false %zu complete "
+               "%zu/%zu (%zu BRIGHT) expect %.3f\n",
+               seed, a.false_clean, a.found, a.bright, a.found_bright, a.expect, z.false_clean, z.found, z.bright,
+               z.found_bright, z.expect);
         fflush(stdout);
         al_images += a.false_clean > 0;
         zo_images += z.false_clean > 0;
         al_sum.false_clean += a.false_clean, al_sum.found += a.found, al_sum.bright += a.bright;
         zo_sum.false_clean += z.false_clean, zo_sum.found += z.found, zo_sum.bright += z.bright;
+        al_sum.found_bright += a.found_bright, zo_sum.found_bright += z.found_bright;
         al_sum.expect += a.expect, zo_sum.expect += z.expect;
         clred_pair_free(&p);
     }
-    printf("TOTAL seeds %d-%d  AL %zu clean false in %zu images (expected %.2f, 3x %.2f), complete %zu/%zu | "
-           "ZOGY %zu in %zu images (expected %.2f), complete %zu/%zu\n",
+    printf("TOTAL seeds %d-%d  AL %zu clean false in %zu images (expected %.2f, 3x %.2f), complete %zu/%zu (%zu "
+           "flagged BRIGHT) | ZOGY %zu in %zu images (expected %.2f), complete %zu/%zu (%zu BRIGHT)\n",
            first, last, al_sum.false_clean, al_images, al_sum.expect, 3 * al_sum.expect, al_sum.found, al_sum.bright,
-           zo_sum.false_clean, zo_images, zo_sum.expect, zo_sum.found, zo_sum.bright);
+           al_sum.found_bright, zo_sum.false_clean, zo_images, zo_sum.expect, zo_sum.found, zo_sum.bright,
+           zo_sum.found_bright);
     clred_ctx_destroy(ctx);
     return harness_finish();
 }

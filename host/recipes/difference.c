@@ -470,6 +470,11 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
                                        &j->cand, &c, &nc);
     if (st == CLRED_OK)
         st = add_context(ctx, dr, clred_dimage_header(is_al ? al.diff : z.diff), c, nc);
+    /* saturated stars' wings flagged, with the image whose flux units the difference is in */
+    if (st == CLRED_OK) {
+        int ref_units = is_al && in_ref_system(clred_dimage_header(al.diff));
+        st = clred_candidates_bright(ref_units ? &ri : &ni, ref_units ? &pr : &pn, c, nc);
+    }
     if (st == CLRED_OK && !is_al)
         st = clred_dimage_download(z.diff, &diff);
     rep.seconds = clred_now() - t0;

@@ -46,6 +46,7 @@ clred_pair_opts clred_pair_defaults(void)
     o.nsaturated = 2;
     o.saturation = 60000.0;
     o.nholes = 0;
+    o.psf_stamp_fwhm = 4.0;
     return o;
 }
 
@@ -63,6 +64,9 @@ static clred_status check_opts(const clred_pair_opts *o)
     if (!(fabs(o->fwhm_grad_x) + fabs(o->fwhm_grad_y) < 1.5))
         return clred_fail(CLRED_ERR_USAGE, "simulated pair: FWHM gradients %g, %g leave no FWHM at a corner",
                           o->fwhm_grad_x, o->fwhm_grad_y);
+    if (!(o->psf_stamp_fwhm >= 2.0 && o->psf_stamp_fwhm <= 12.0))
+        return clred_fail(CLRED_ERR_USAGE, "simulated pair: PSF stamp half size %g FWHM outside 2..12",
+                          o->psf_stamp_fwhm);
     if (o->psf_kind != CLRED_PSF_MOFFAT && o->psf_kind != CLRED_PSF_GAUSSIAN)
         return clred_fail(CLRED_ERR_USAGE, "simulated pair: unknown PSF kind %d", (int)o->psf_kind);
     if (!(o->sky >= 0 && o->readnoise >= 0 && o->sky + o->readnoise > 0))
@@ -96,6 +100,7 @@ static clred_status check_opts(const clred_pair_opts *o)
 typedef struct {
     clred_psf_kind kind;
     double fwhm, beta;
+    double stamp_fwhm;   /* the stamp's half size in FWHM (clred_pair_opts.psf_stamp_fwhm) */
     double inv_a2, norm; /* profile(r) = norm * f(r^2 inv_a2) */
     int half;            /* the PSF stamp's half size */
     double stamp_sum;    /* the profile's sum over the centred stamp: the stamp is divided by it */
@@ -119,22 +124,22 @@ static double profile_pixel(const profile *p, double dx, double dy)
     return s / (SUB * SUB);
 }
 
-static void profile_init(profile *p, clred_psf_kind kind, double fwhm, double beta)
+static void profile_init(profile *p, clred_psf_kind kind, double fwhm, double beta, double stamp_fwhm)
 {
     p->kind = kind;
     p->fwhm = fwhm;
     p->beta = beta;
+    p->stamp_fwhm = stamp_fwhm;
     if (kind == CLRED_PSF_GAUSSIAN) {
         double sigma = fwhm / 2.3548200450309493;
         p->inv_a2 = 1.0 / (sigma * sigma);
         p->norm = 1.0 / (2 * PI * sigma * sigma);
-        p->half = (int)ceil(4.0 * fwhm);
     } else {
         double a = fwhm / (2.0 * sqrt(pow(2.0, 1.0 / beta) - 1.0));
         p->inv_a2 = 1.0 / (a * a);
         p->norm = (beta - 1.0) / (PI * a * a);
-        p->half = (int)ceil(4.0 * fwhm);
     }
+    p->half = (int)ceil(stamp_fwhm * fwhm);
     double s = 0;
     for (int j = -p->half; j <= p->half; j++)
         for (int i = -p->half; i <= p->half; i++)
@@ -184,7 +189,7 @@ static void profile_at(const clred_pair_opts *o, const profile *base, double x, 
     if (o->fwhm_grad_x == 0 && o->fwhm_grad_y == 0)
         *out = *base;
     else
-        profile_init(out, base->kind, clred_pair_fwhm_at(o, base->fwhm, x, y), base->beta);
+        profile_init(out, base->kind, clred_pair_fwhm_at(o, base->fwhm, x, y), base->beta, base->stamp_fwhm);
 }
 
 /* Adds flux (e-) of a point source at (x, y), rendered out to render_half. */
@@ -335,8 +340,8 @@ static clred_status build(const clred_pair_opts *o, clred_pair *out, double *e_r
 {
     size_t w = o->width, h = o->height;
     profile pr, pn;
-    profile_init(&pr, o->psf_kind, o->ref_fwhm, o->moffat_beta);
-    profile_init(&pn, o->psf_kind, o->new_fwhm, o->moffat_beta);
+    profile_init(&pr, o->psf_kind, o->ref_fwhm, o->moffat_beta, o->psf_stamp_fwhm);
+    profile_init(&pn, o->psf_kind, o->new_fwhm, o->moffat_beta, o->psf_stamp_fwhm);
     CLRED_TRY(profile_stamp(&pr, &out->ref_psf));
     CLRED_TRY(profile_stamp(&pn, &out->new_psf));
     CLRED_TRY(clred_image_alloc(&out->ref, w, h, 1, 1));
