@@ -1,17 +1,19 @@
 /* Candidates in the wings of saturated stars: flagged CLRED_CAND_BRIGHT,
  * never dropped (a broker decides, as ZTF's alerts carry the nearest bright
  * Gaia star's distance and magnitude, neargaiabright / maggaiabright, for
- * the filters to use). A PSF-matched difference leaves a fraction of a star's
- * wing light wherever the PSF models or the matching kernel get the wings
- * slightly wrong (a measured PSF has finite support; a fitted kernel's wings
- * are constrained by noisy stamps). That fraction cannot be known from the
- * difference alone, so the flag marks where the wing light itself, measured
- * as a point source under the candidate, reaches the candidate's own flux
- * error: there any error in the wings is as large as the noise. Stars are
- * the image's saturated areas; each one's flux is fitted to its unsaturated
- * pixels with the PSF model, whose wing beyond its stamp is extrapolated as
- * the power law of its outer annuli (a Moffat's or a seeing halo's; a
- * Gaussian's real wing falls faster, so that errs toward flagging). */
+ * its filters). A saturated core is unusable, so a subtraction fills it
+ * (ZOGY with 0 before its FFTs, AL with 0 in the template it convolves):
+ * the core's flux, millions of e- for a bright star, differs between the
+ * two images' filled cores and comes back through the convolutions and the
+ * matched filter as a ring of that flux times a PSF's (or the kernel's)
+ * wing at each distance, with whole PSFs as with cut ones. The filled
+ * flux is at most the star's flux F, so the ring at r is at most about
+ * F P(r): the flag marks where that light, fitted as a point source under
+ * the candidate, reaches the candidate's own flux error. Each star's flux is
+ * fitted to its unsaturated pixels with the PSF model, whose wing beyond
+ * its stamp is continued as the power law of its outer annuli (a Moffat's
+ * or a seeing halo's; a Gaussian's real wing falls faster, so that errs
+ * toward flagging). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
