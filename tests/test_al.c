@@ -831,6 +831,36 @@ static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double 
  * the sky's noise) 6 px from the brightest isolated unsaturated stars of
  * seed 3's pair: over seeds 1-20, 167 of 174 such sources were found, as
  * many as with the centre pixel's variance. */
+/* Adds a point source of this flux with the stamp ps centred on pixel (cx, cy)
+ * to img, with its Poisson noise (rng: a 64-bit LCG state). */
+static void inject_point(clred_image *img, const clred_psf *ps, double flux, int cx, int cy, uint64_t *rng)
+{
+    int W = (int)img->width, H = (int)img->height, ph = (int)ps->size / 2;
+    for (int j = -ph; j <= ph; j++)
+        for (int i = -ph; i <= ph; i++) {
+            size_t q = (size_t)(cy + j) * W + (size_t)(cx + i);
+            if (cx + i < 0 || cy + j < 0 || cx + i >= W || cy + j >= H)
+                continue;
+            double f = flux * ps->data[(size_t)(j + ph) * ps->size + (size_t)(i + ph)], u[2];
+            for (int k = 0; k < 2; k++) {
+                *rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+                u[k] = ((double)(*rng >> 11) + 0.5) / 9007199254740992.0;
+            }
+            double g = sqrt(-2 * log(u[0])) * cos(2 * M_PI * u[1]);
+            img->sci[q] += (float)(f + g * sqrt(f));
+            img->var[q] += (float)f;
+        }
+}
+
+/* A pixel of a saturated star in img: the first in raster order (-1, -1 without one). */
+static void first_saturated(const clred_image *img, int *sx, int *sy)
+{
+    *sx = *sy = -1;
+    for (size_t q = 0; q < img->width * img->height && *sx < 0; q++)
+        if (img->mask[q] & CLRED_MASK_SATURATED)
+            *sx = (int)(q % img->width), *sy = (int)(q / img->width);
+}
+
 static void near_stars(clred_ctx *ctx)
 {
     clred_pair_opts po = clred_pair_defaults();
@@ -839,7 +869,7 @@ static void near_stars(clred_ctx *ctx)
     clred_pair p;
     CHECK_OK(clred_simulate_pair(&po, &p));
     const clred_psf *ps = &p.new_psf;
-    int W = (int)p.ref.width, H = (int)p.ref.height, ph = (int)ps->size / 2;
+    int W = (int)p.ref.width, H = (int)p.ref.height;
     double sp2 = 0;
     for (size_t i = 0; i < ps->size * ps->size; i++)
         sp2 += (double)ps->data[i] * ps->data[i];
@@ -863,24 +893,20 @@ static void near_stars(clred_ctx *ctx)
                 continue;
             double a = 2.4 * ninj; /* directions spread round the stars */
             int cx = x + (int)lround(6 * cos(a)), cy = y + (int)lround(6 * sin(a));
-            for (int j = -ph; j <= ph; j++)
-                for (int i = -ph; i <= ph; i++) {
-                    size_t q = (size_t)(cy + j) * W + (size_t)(cx + i);
-                    if (cx + i < 0 || cy + j < 0 || cx + i >= W || cy + j >= H)
-                        continue;
-                    double f = flux * ps->data[(size_t)(j + ph) * ps->size + (size_t)(i + ph)], u[2];
-                    for (int k = 0; k < 2; k++) {
-                        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-                        u[k] = ((double)(rng >> 11) + 0.5) / 9007199254740992.0;
-                    }
-                    double g = sqrt(-2 * log(u[0])) * cos(2 * M_PI * u[1]);
-                    p.new_img.sci[q] += (float)(f + g * sqrt(f));
-                    p.new_img.var[q] += (float)f;
-                }
+            inject_point(&p.new_img, ps, flux, cx, cy, &rng);
             ix[ninj] = cx;
             iy[ninj] = cy;
             ninj++;
         }
+    /* And one in a saturated star's wing ring, 22 px from it toward the
+     * image's centre (past AL's grown mask, inside the ring the BRIGHT flag
+     * marks): found, and reported with the flag. */
+    int sx, sy;
+    first_saturated(&p.new_img, &sx, &sy);
+    CHECK(sx >= 0);
+    double ang = atan2(0.5 * H - sy, 0.5 * W - sx);
+    int wx = sx + (int)lround(22 * cos(ang)), wy = sy + (int)lround(22 * sin(ang));
+    inject_point(&p.new_img, ps, flux, wx, wy, &rng);
     clred_al_opts o = clred_al_defaults();
     o.decorrelate = 1;
     clred_al_result a;
@@ -888,16 +914,32 @@ static void near_stars(clred_ctx *ctx)
     clred_candidate *c = NULL;
     size_t nc = 0;
     CHECK_OK(clred_find_candidates_dev(ctx, a.detect, a.decorr, &a.psf_diff, NULL, &c, &nc));
-    int found = 0;
+    CHECK_OK(clred_candidates_bright(&p.new_img, &p.new_psf, c, nc));
+    int found = 0, flagged = 0;
     for (int q = 0; q < ninj; q++) {
-        int hit = 0;
+        int hit = 0, bright = 0;
         for (size_t k = 0; k < nc; k++)
-            hit |= hypot(c[k].x - ix[q], c[k].y - iy[q]) <= 2 && c[k].score >= 5;
+            if (hypot(c[k].x - ix[q], c[k].y - iy[q]) <= 2 && c[k].score >= 5) {
+                hit = 1;
+                bright |= (c[k].flags & CLRED_CAND_BRIGHT) != 0;
+            }
         found += hit;
+        flagged += bright;
     }
-    printf("beside stars: %d of %d S/N-20 sources 6 px from bright stars found\n", found, ninj);
+    printf("beside stars: %d of %d S/N-20 sources 6 px from bright stars found, %d flagged BRIGHT\n", found, ninj,
+           flagged);
     CHECK(ninj == MAXI);
     CHECK(found >= ninj - 1);
+    /* Beside an unsaturated star the BRIGHT flag stays off: it follows the
+     * saturated stars' wings only (these 8 lie 68 px or more from one). */
+    CHECK(flagged == 0);
+    int wing_hit = 0;
+    for (size_t k = 0; k < nc; k++)
+        if (hypot(c[k].x - wx, c[k].y - wy) <= 2 && c[k].score >= 5)
+            wing_hit = 1 + ((c[k].flags & CLRED_CAND_BRIGHT) != 0);
+    printf("in a saturated star's wings (%d, %d): %s\n", wx, wy,
+           wing_hit == 2 ? "found, flagged BRIGHT" : wing_hit ? "found, not flagged" : "missed");
+    CHECK(wing_hit == 2);
     free(c);
     clred_al_result_free(&a);
     clred_pair_free(&p);
