@@ -1,15 +1,15 @@
 /* Candidates in the wings of saturated stars: flagged CLRED_CAND_BRIGHT,
  * never dropped (a broker decides, as ZTF's alerts carry the nearest bright
  * Gaia star's distance and magnitude, neargaiabright / maggaiabright, for
- * its filters). A saturated core is unusable, so a subtraction fills it
- * (ZOGY with 0 before its FFTs, AL with 0 in the template it convolves):
- * the core's flux, millions of e- for a bright star, differs between the
- * two images' filled cores and comes back through the convolutions and the
- * matched filter as a ring of that flux times a PSF's (or the kernel's)
- * wing at each distance, with whole PSFs as with cut ones. The filled
- * flux is at most the star's flux F, so the ring at r is at most about
- * F P(r): the flag marks where that light, fitted as a point source under
- * the candidate, reaches the candidate's own flux error. Each star's flux is
+ * its filters). Around a bright star a PSF-matched difference leaves a
+ * ring that scales with the star's flux F and a PSF's wing: ZOGY fills the
+ * unusable core with 0 before its FFTs, so the core's flux (millions of e-,
+ * not the same share in both images) comes back as that flux times the
+ * other image's PSF at each distance, with whole PSFs as with cut ones; AL's
+ * kernel, cut at its half-width and fitted on noisy wings, leaves a share
+ * of the star's wing just past its grown mask. Either is at most about
+ * F P(r) at r, so the flag marks where that light, fitted as a point source
+ * under the candidate, reaches the candidate's own flux error. Each star's flux is
  * fitted to its unsaturated pixels with the PSF model, whose wing beyond
  * its stamp is continued as the power law of its outer annuli (a Moffat's
  * or a seeing halo's; a Gaussian's real wing falls faster, so that errs
