@@ -138,7 +138,8 @@ static void score_of(clred_ctx *ctx, const clred_pair *p, const clred_dimage *sc
     clred_candidate *c = NULL;
     size_t nc = 0;
     CHECK_OK(clred_find_candidates_dev(ctx, score, diff, pd, NULL, &c, &nc));
-    if (getenv("SWEEP_BRIGHT")) /* flag candidates in saturated stars' wings (clred_candidates_bright) */
+    /* saturated stars' wings flagged, as clred subtract does; SWEEP_BRIGHT=0: not */
+    if (!getenv("SWEEP_BRIGHT") || atoi(getenv("SWEEP_BRIGHT")))
         CHECK_OK(clred_candidates_bright(&p->new_img, &p->new_psf, c, nc));
     clred_image sc;
     CHECK_OK(clred_dimage_download(score, &sc));

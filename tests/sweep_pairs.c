@@ -30,9 +30,9 @@
  * the tests' environment (CLRED_CACHE_DIR, POCL_CACHE_DIR). For experiments:
  * SWEEP_STAMP (the PSF stamps' half size in FWHM, clred_pair_opts.psf_stamp_fwhm),
  * SWEEP_SATDISC (score only beyond this many px from saturated pixels,
- * pair_exclude_saturated), SWEEP_ZOGY_GROW (ZOGY's grow) and SWEEP_BRIGHT=1
- * (flag the candidates in saturated stars' wings, clred_candidates_bright,
- * which then are not clean). */
+ * pair_exclude_saturated), SWEEP_ZOGY_GROW (ZOGY's grow) and SWEEP_BRIGHT=0
+ * (candidates in saturated stars' wings not flagged: by default they are,
+ * clred_candidates_bright, as clred subtract does, and are then not clean). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +69,8 @@ static sweep_line score_of(clred_ctx *ctx, const clred_pair *p, const clred_dima
     clred_cand_opts co = clred_cand_defaults();
     co.thresh = thresh;
     CHECK_OK(clred_find_candidates_dev(ctx, score, diff, psf, &co, &c, &nc));
-    if (getenv("SWEEP_BRIGHT")) /* flag candidates in saturated stars' wings (clred_candidates_bright) */
+    /* saturated stars' wings flagged, as clred subtract does; SWEEP_BRIGHT=0: not */
+    if (!getenv("SWEEP_BRIGHT") || atoi(getenv("SWEEP_BRIGHT")))
         CHECK_OK(clred_candidates_bright(&p->new_img, &p->new_psf, c, nc));
     CHECK_OK(clred_dimage_download(score, &sc));
     if (getenv("SWEEP_SATDISC")) /* score a fixed area: nothing within this many px of a saturated pixel */
