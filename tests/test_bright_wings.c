@@ -91,7 +91,10 @@ static void rays_against_reference(void)
      * here) on a stamp scaled to unit sum inside 4 FWHM (0.3 % high) and
      * continues the stamp as a power law of its outer annuli, whose slope
      * (the Moffat's local slope over 2-4 FWHM, about -5.3) is shallower than
-     * the true tail's -6: 10-20 % high at 25-35 px. Where the reference's
+     * the true tail's -5.7..-5.9 there: 13-30 % high at 25-35 px. Near the
+     * flag's radius here (about 27 px) the flux (up to 10 % high beside a
+     * neighbour) and the wing together put the library up to about 1.3 x the
+     * reference. Where the reference's
      * ratio lies within 0.75..1.33 of 1 either answer is accepted; that
      * band is under 5 % in radius (the wing falls as r^-5..-6), so a
      * wrong flux scale, PSF or distance (which move the radius by far more)
