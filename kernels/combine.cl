@@ -2063,38 +2063,38 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     vf k1, k2;
     if (reject == REJECT_SIGCLIP) {
         int iter = 0, exact = 0;
-        for (; max_iters <= 0 || iter < max_iters; iter++) {
+#ifdef EDGE_MID_LO
+        if (edge && (max_iters <= 0 || max_iters >= 2)) {
+            /* The first two rounds with no branch between them: whether a
+             * lane clips in the first round is the data's coin toss (nearly
+             * half the vectors of a 20-frame stack), a branch the processor
+             * cannot predict, and the second round of a vector that clipped
+             * nothing repeats the first one's decisions and sums. The first
+             * window is every lane's full one, (0, NFIX): its middle values,
+             * sums and size fold. Where a lane of either round needs more
+             * than the fast round, the loop decides from the start. */
+            vi lo2 = (vi)0, hi2 = (vi)NFIX;
+            vf wlo2 = wlo, whi2 = whi;
+            vi f1 = vec_edge_step(a, inner, centre_mean, sigma_lower, sigma_upper, &lo2, &hi2, &wlo2, &whi2, &t, &k1,
+                                  &k2);
+            vi f2 = vec_edge_step(a, inner, centre_mean, sigma_lower, sigma_upper, &lo2, &hi2, &wlo2, &whi2, &t, &k1,
+                                  &k2);
+            int f = vor_all(((f1 | f2) & 3) | (f2 & 4) | ((f1 & 4) << 1));
+            if (!(f & 3)) {
+                iter = 2;
+                have_sums = !(f & 4);
+                full = !(f & 12);
+                lo = lo2;
+                hi = hi2;
+                wlo = wlo2;
+                whi = whi2;
+            }
+        }
+#endif
+        for (; !have_sums && (max_iters <= 0 || iter < max_iters); iter++) {
             vi active = hi > lo, nlo, nhi, amb;
             vf nwlo, nwhi;
 #ifdef EDGE_MID_LO
-            if (edge && (max_iters <= 0 || iter + 2 <= max_iters)) {
-                /* Two rounds with no branch between them: whether a lane
-                 * clips in the first round is the data's coin toss (nearly
-                 * half the vectors of a 20-frame stack), a branch the
-                 * processor cannot predict, and the second round of a vector
-                 * that clipped nothing repeats the first one's decisions and
-                 * sums. Where a lane of either round needs more than the
-                 * fast round, the round is taken again below, as before. */
-                vi lo2 = lo, hi2 = hi;
-                vf wlo2 = wlo, whi2 = whi;
-                vi f1 = vec_edge_step(a, inner, centre_mean, sigma_lower, sigma_upper, &lo2, &hi2, &wlo2, &whi2, &t,
-                                      &k1, &k2);
-                vi f2 = vec_edge_step(a, inner, centre_mean, sigma_lower, sigma_upper, &lo2, &hi2, &wlo2, &whi2, &t,
-                                      &k1, &k2);
-                int f = vor_all(((f1 | f2) & 3) | (f2 & 4));
-                if (!(f & 3)) {
-                    iter++;
-                    have_sums = !(f & 4);
-                    lo = lo2;
-                    hi = hi2;
-                    wlo = wlo2;
-                    whi = whi2;
-                    if (have_sums)
-                        break;
-                    full = 0;
-                    continue;
-                }
-            }
             if (edge) { /* every window holds at least NFIX - 2 values: all active */
                 vec_edge_mid(a, lo, hi, &k1, &k2);
                 t = vec_edge_sums(inner, a, lo, hi);
