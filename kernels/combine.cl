@@ -1586,13 +1586,14 @@ typedef struct {
  * is outside that argument (d^2 below FLT_MIN loses its relative bound; a
  * flushed square at most 2^-126 each moves sigma by at most about 2^-62): the
  * absolute 2^-56 (1 + sl) sends every such lane to the rigorous bound. */
-INLINE vthresh vec_thresholds_m(vi lo, vi hi, vsums t, vf k1, vf k2, int centre_mean, float sl, float su, int fast)
+INLINE vthresh vec_thresholds_m(vi lo, vi hi, vf inv, vsums t, vf k1, vf k2, int centre_mean, float sl, float su,
+                                int fast)
 {
     vf mf = TO_VF(hi - lo);
-    /* one division: every quotient below is x * inv, within 6 u of x / mf
-     * (inv within 2.5 ulp, the product within one rounding), the error UD
-     * covers; the bound terms' own roundings are in their 1.001 */
-    vf inv = (vf)1 / mf;
+    /* inv = 1 / mf (one division, or a constant): every quotient below is
+     * x * inv, within 6 u of x / mf (inv within 2.5 ulp, the product within
+     * one rounding), the error UD covers; the bound terms' own roundings are
+     * in their 1.001 */
     vf sm = t.s * inv, mean = t.c + sm;
     vf tt = t.s * sm;
     vf ssq = t.q - tt;
@@ -1641,8 +1642,10 @@ INLINE vthresh vec_thresholds_m(vi lo, vi hi, vsums t, vf k1, vf k2, int centre_
 
 /* The rigorous (tight) bounds, and the fast ones tried first: a vector with
  * a value within the fast margin of a threshold retries with the tight ones. */
-#define vec_thresholds(lo, hi, t, k1, k2, cm, sl, su) vec_thresholds_m(lo, hi, t, k1, k2, cm, sl, su, 0)
-#define vec_thresholds_fast(lo, hi, t, k1, k2, cm, sl, su) vec_thresholds_m(lo, hi, t, k1, k2, cm, sl, su, 1)
+#define vec_thresholds(lo, hi, t, k1, k2, cm, sl, su)                                                              \
+    vec_thresholds_m(lo, hi, (vf)1 / TO_VF((hi) - (lo)), t, k1, k2, cm, sl, su, 0)
+#define vec_thresholds_fast(lo, hi, t, k1, k2, cm, sl, su)                                                         \
+    vec_thresholds_m(lo, hi, (vf)1 / TO_VF((hi) - (lo)), t, k1, k2, cm, sl, su, 1)
 
 /* One clipping round decided in float over every value: the new window's
  * ranks [lo_out, hi_out) and values [wlo_out, whi_out] and, per lane, whether
@@ -1772,6 +1775,36 @@ INLINE vi vec_edge_round(const vf *a, vi lo, vi hi, vf wlo, vf whi, vthresh th, 
     *whi_out = nwhi;
     vi amb = th.bad | (below != below_p) | (above != above_m);
     return (amb & 1) | (~inner & 2) | (((nlo != lo) | (nhi != hi)) & 4);
+}
+
+/* 1 / m for an edge window, m in NFIX - 2 .. NFIX: constants, correctly
+ * rounded, where a division would sit on the chain from one round to the
+ * next */
+INLINE vf vec_edge_inv(vi lo, vi hi)
+{
+    vi m = hi - lo;
+    return select(select((vf)(1.0f / NFIX), (vf)(1.0f / (NFIX - 1)), m == (vi)(NFIX - 1)), (vf)(1.0f / (NFIX - 2)),
+                  m == (vi)(NFIX - 2));
+}
+
+/* One fast edge round on the window (lo, hi), [wlo, whi], which it moves as
+ * the loop below does; k1, k2 and t get the window's middle values and sums.
+ * Returns vec_edge_round's bits. */
+INLINE vi vec_edge_step(const vf *a, vsums inner, int centre_mean, float sl, float su, vi *lo, vi *hi, vf *wlo,
+                        vf *whi, vsums *t, vf *k1, vf *k2)
+{
+    vi nlo, nhi;
+    vf nwlo, nwhi;
+    vec_edge_mid(a, *lo, *hi, k1, k2);
+    *t = vec_edge_sums(inner, a, *lo, *hi);
+    vthresh th = vec_thresholds_m(*lo, *hi, vec_edge_inv(*lo, *hi), *t, *k1, *k2, centre_mean, sl, su, 1);
+    vi f = vec_edge_round(a, *lo, *hi, *wlo, *whi, th, &nlo, &nhi, &nwlo, &nwhi);
+    vi changed = (nlo != *lo) | (nhi != *hi);
+    *lo = nlo;
+    *hi = nhi;
+    *wlo = select(*wlo, nwlo, changed);
+    *whi = select(*whi, nwhi, changed);
+    return f;
 }
 #endif
 
@@ -2030,7 +2063,35 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     vf k1, k2;
     if (reject == REJECT_SIGCLIP) {
         int iter = 0, exact = 0;
-        for (; max_iters <= 0 || iter < max_iters; iter++) {
+#ifdef EDGE_MID_LO
+        if (edge && (max_iters <= 0 || max_iters >= 2)) {
+            /* The first two rounds with no branch between them: whether a
+             * lane clips in the first round is the data's coin toss (nearly
+             * half the vectors of a 20-frame stack), a branch the processor
+             * cannot predict, and the second round of a vector that clipped
+             * nothing repeats the first one's decisions and sums. The first
+             * window is every lane's full one, (0, NFIX): its middle values,
+             * sums and size fold. Where a lane of either round needs more
+             * than the fast round, the loop decides from the start. */
+            vi lo2 = (vi)0, hi2 = (vi)NFIX;
+            vf wlo2 = wlo, whi2 = whi;
+            vi f1 = vec_edge_step(a, inner, centre_mean, sigma_lower, sigma_upper, &lo2, &hi2, &wlo2, &whi2, &t, &k1,
+                                  &k2);
+            vi f2 = vec_edge_step(a, inner, centre_mean, sigma_lower, sigma_upper, &lo2, &hi2, &wlo2, &whi2, &t, &k1,
+                                  &k2);
+            int f = vor_all(((f1 | f2) & 3) | (f2 & 4) | ((f1 & 4) << 1));
+            if (!(f & 3)) {
+                iter = 2;
+                have_sums = !(f & 4);
+                full = !(f & 12);
+                lo = lo2;
+                hi = hi2;
+                wlo = wlo2;
+                whi = whi2;
+            }
+        }
+#endif
+        for (; !have_sums && (max_iters <= 0 || iter < max_iters); iter++) {
             vi active = hi > lo, nlo, nhi, amb;
             vf nwlo, nwhi;
 #ifdef EDGE_MID_LO

@@ -280,6 +280,18 @@ static double thi_of(const double *v, size_t n, int centre_mean)
     return (centre_mean ? mean : 0.5 * (s[(n - 1) / 2] + s[n / 2])) + 3.0 * sqrt(q / (double)n);
 }
 
+/* The stack with the vector kernel and with the per-pixel one. */
+static void stack_both(clred_ctx *ctx, const clred_image *frames, size_t nframes, const clred_combine_opts *o,
+                       clred_combine_result *vec, clred_combine_result *plain)
+{
+    memset(vec, 0, sizeof *vec);
+    memset(plain, 0, sizeof *plain);
+    CHECK_OK(clred_combine_images(ctx, frames, nframes, o, vec));
+    setenv("CLRED_COMBINE_NOVEC", "1", 1);
+    CHECK_OK(clred_combine_images(ctx, frames, nframes, o, plain));
+    unsetenv("CLRED_COMBINE_NOVEC");
+}
+
 /* base, spacing: pixel i's level is base + spacing * i. At a level of 1e6
  * the thresholds' error is dominated by the centre's size; at a level of 0
  * by the spread's (the fast margin's sigma terms then decide which rounds
@@ -321,12 +333,7 @@ static void edge_threshold_case(clred_ctx *ctx, harness_rng *rng, double base, d
     o.centre_mean = centre_mean;
     o.want_rejected_map = 1;
     clred_combine_result vec, plain;
-    memset(&vec, 0, sizeof vec);
-    memset(&plain, 0, sizeof plain);
-    CHECK_OK(clred_combine_images(ctx, frames, nframes, &o, &vec));
-    setenv("CLRED_COMBINE_NOVEC", "1", 1);
-    CHECK_OK(clred_combine_images(ctx, frames, nframes, &o, &plain));
-    unsetenv("CLRED_COMBINE_NOVEC");
+    stack_both(ctx, frames, nframes, &o, &vec, &plain);
     if (vec.image.sci && plain.image.sci) {
         size_t clipped = 0;
         for (size_t i = 0; i < npix; i++)
@@ -336,6 +343,47 @@ static void edge_threshold_case(clred_ctx *ctx, harness_rng *rng, double base, d
         CHECK_MSG(count_off(&vec, &plain, npix, 0) == 0,
                   "edge windows at the threshold (level %g, centre_mean %d): vector and per-pixel differ", base,
                   centre_mean);
+    }
+    clred_combine_result_free(&vec);
+    clred_combine_result_free(&plain);
+    for (size_t f = 0; f < nframes; f++)
+        clred_image_free(&frames[f]);
+}
+
+/* Full lanes whose second round clips again: one outlier per pixel (high
+ * or low) inflates the first round's spread so that a value 5 sigma out on
+ * the other side is kept until the second round. The vector kernel takes
+ * the edge windows' first two rounds together where max_iters allows two:
+ * with max_iters 1 it must stop after the first, as the loop does. */
+static void two_round_case(clred_ctx *ctx, harness_rng *rng, int max_iters)
+{
+    const size_t nframes = 20, w = 37, h = 5, npix = w * h;
+    clred_image frames[20];
+    for (size_t f = 0; f < nframes; f++)
+        CHECK_OK(clred_image_alloc(&frames[f], w, h, 0, 0));
+    for (size_t i = 0; i < npix; i++) {
+        double side = i % 2 ? 1.0 : -1.0;
+        for (size_t f = 0; f < nframes; f++) {
+            double v = f == 0 ? 5000.0 * side : f == 1 ? -150.0 * side : 30.0 * harness_normal(rng);
+            frames[(f + i) % nframes].sci[i] = (float)(1000.0 + v);
+        }
+    }
+    clred_combine_opts o = clred_combine_defaults();
+    o.method = CLRED_COMBINE_MEAN;
+    o.reject = CLRED_REJECT_SIGCLIP;
+    o.sigma_lower = o.sigma_upper = 3.0;
+    o.max_iters = max_iters;
+    o.want_rejected_map = 1;
+    clred_combine_result vec, plain;
+    stack_both(ctx, frames, nframes, &o, &vec, &plain);
+    if (vec.image.sci && plain.image.sci) {
+        size_t second = 0; /* pixels whose second round clipped (or would have) */
+        for (size_t i = 0; i < npix; i++)
+            second += plain.nrejected[i] >= 2.0f;
+        if (max_iters != 1)
+            CHECK_MSG(second > npix / 2, "%zu of %zu pixels clipped in a second round", second, npix);
+        CHECK_MSG(count_off(&vec, &plain, npix, 0) == 0, "two rounds (max_iters %d): vector and per-pixel differ",
+                  max_iters);
     }
     clred_combine_result_free(&vec);
     clred_combine_result_free(&plain);
@@ -424,6 +472,8 @@ int main(void)
     edge_threshold_case(ctx, &rng, 1000000.0, 64.0, 0);
     edge_threshold_case(ctx, &rng, 0.0, 0.0, 0);
     edge_threshold_case(ctx, &rng, 0.0, 0.0, 1);
+    for (int iters = 0; iters <= 3; iters++)
+        two_round_case(ctx, &rng, iters);
     /* an odd depth between 17 and 24: one middle rank, its own networks */
     o = clred_combine_defaults();
     o.method = CLRED_COMBINE_MEDIAN;
