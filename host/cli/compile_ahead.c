@@ -21,6 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <unistd.h>
 
 #include "cli.h"
@@ -154,6 +157,12 @@ int cmd_compile_ahead(int argc, char **argv)
     sa.sa_handler = ask_stop;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+#ifdef __linux__
+    /* a parent that dies without reaping it stops it too */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1)
+        return EXIT_OK;
+#endif
 
     clred_ctx *ctx = NULL;
     if (clred_ctx_create(device, &ctx) != CLRED_OK)
@@ -168,7 +177,7 @@ int cmd_compile_ahead(int argc, char **argv)
     clred_sim_opts so = clred_sim_defaults();
     so.width = w;
     so.height = h;
-    so.nbias = so.ndark = so.nflat = 1;
+    so.nbias = so.ndark = so.nflat = 0; /* the night's calibration is the parent's to compile */
     so.nscience = 2;
     so.nepoch2 = 0;
     clred_image frames[2];
