@@ -858,8 +858,7 @@ int clred_first_launch_lock(clred_ctx *ctx, cl_kernel k, cl_uint dims, const siz
 {
     uint64_t program_key = 0;
     kernel_entry *e = find_kernel_entry(ctx, k, &program_key);
-    const char *dir = clred_cache_dir();
-    if (!e || !program_key || !dir || !driver_keeps_programs(ctx))
+    if (!e || !program_key)
         return -1;
     uint64_t shape = launch_shape(e->name, dims, global, local);
     for (size_t i = 0; i < e->nshapes; i++)
@@ -870,6 +869,10 @@ int clred_first_launch_lock(clred_ctx *ctx, cl_kernel k, cl_uint dims, const siz
         return -1;
     e->shapes = grown;
     e->shapes[e->nshapes++] = shape;
+    /* only a new shape asks the environment */
+    const char *dir = clred_cache_dir();
+    if (!dir || !driver_keeps_programs(ctx))
+        return -1;
     char path[1100];
     snprintf(path, sizeof path, "%s/%016llx.wg", dir, (unsigned long long)clred_hash(&shape, sizeof shape, program_key));
     return lock_entry(dir, path);
