@@ -158,10 +158,9 @@ int cmd_compile_ahead(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
 #ifdef __linux__
-    /* a parent that dies without reaping it stops it too */
+    /* a parent that dies without reaping it stops it too (one that died
+     * before this line leaves it to finish its few calls alone) */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() == 1)
-        return EXIT_OK;
 #endif
 
     clred_ctx *ctx = NULL;
