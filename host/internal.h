@@ -190,6 +190,11 @@ void clred_programs_wait_ahead(clred_ctx *ctx);
 /* The on-disk cache directory (CLRED_CACHE_DIR, else $XDG_CACHE_HOME/clred,
  * else ~/.cache/clred); NULL if none can be used. */
 const char *clred_cache_dir(void);
+/* An advisory lock (a file descriptor, to close once the launch completes)
+ * on the work-group shape of a kernel's first launch with it in ctx, on a
+ * driver that compiles at first launch into a disk cache shared by
+ * processes (POCL); -1 when there is nothing to coordinate (programs.c). */
+int clred_first_launch_lock(clred_ctx *ctx, cl_kernel k, cl_uint dims, const size_t *global, const size_t *local);
 /* Holds an exclusive cross-process lock keyed by what, the device and the
  * driver (a file in the cache directory) until clred_cache_unlock: for builds
  * the driver caches itself (FFT plans). Returns -1, and locks nothing, when

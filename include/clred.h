@@ -216,6 +216,19 @@ CLRED_API void clred_ctx_destroy(clred_ctx *ctx);
  * cache could not be written in this process, a one-line warning saying so;
  * else NULL. */
 CLRED_API const char *clred_cache_warning(void);
+/* Compiling ahead in a helper process. POCL compiles each kernel's
+ * work-group function at its first launch, one kernel at a time per process,
+ * into its disk cache; a second process launching the kernels a run will
+ * need later (the same programs and work-group shapes) compiles them on
+ * another core while this one works, and this process then finds them there.
+ * Two processes never compile one shape twice: the first launch of a shape
+ * waits for another process compiling it. 1 when that pays on ctx: a CPU
+ * device of a driver that caches what it compiles (POCL, with both caches
+ * on), more than one core, CLRED_COMPILE_AHEAD not "0", and no helper having
+ * finished work named what for this device, driver, kernels and caches yet
+ * (clred_compile_ahead_done). Helps speed only: results never depend on it. */
+CLRED_API int clred_compile_ahead_pays(const clred_ctx *ctx, const char *what);
+CLRED_API void clred_compile_ahead_done(const clred_ctx *ctx, const char *what);
 CLRED_API const clred_device_info *clred_ctx_device(const clred_ctx *ctx);
 /* Caps the device memory clred plans with (0 = the device's own limit). The
  * CLRED_MEMORY_LIMIT environment variable (bytes, or with K/M/G) does the same. */

@@ -10,7 +10,9 @@
  * (programs.c, driver_keeps_programs): the concurrent and float checks run
  * that way too, and CLRED_PROGRAM_BINARIES=1 runs the binary cache's checks
  * on POCL. A program built ahead in another context reaches a context
- * through the cache, in both modes. */
+ * through the cache, in both modes. A kernel's first launch with a
+ * work-group shape takes that shape's lock where POCL compiles it, and a
+ * helper compiling ahead pays until its work is marked done. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,6 +240,62 @@ static void built_ahead(const char *dir, int binaries)
     unsetenv("CLRED_PROGRAM_BINARIES");
 }
 
+/* Files in dir whose names end in suffix. */
+static int count_suffix(const char *dir, const char *suffix)
+{
+    char cmd[1300];
+    snprintf(cmd, sizeof cmd, "ls -A %s | grep -c -- '%s$'", dir, suffix);
+    FILE *f = popen(cmd, "r");
+    int n = -1;
+    if (f) {
+        if (fscanf(f, "%d", &n) != 1)
+            n = -1;
+        pclose(f);
+    }
+    return n;
+}
+
+/* The first launch of a work-group shape in a context takes the shape's lock
+ * (a ".wg.lock" file) where POCL compiles at first launch into the cache it
+ * shares with other processes; a second launch of the same shape takes none,
+ * and a driver's binaries in clred's cache need none. */
+static void first_launch_lock(const char *dir, int binaries, int pocl)
+{
+    char log[1200];
+    empty_cache(dir, binaries, log, sizeof log);
+    clred_ctx *ctx = harness_ctx();
+    run_kernel_on(ctx, "first launch");
+    run_kernel_on(ctx, "second launch");
+    clred_ctx_destroy(ctx);
+    int want = pocl && !binaries;
+    int n = count_suffix(dir, ".wg.lock");
+    CHECK_MSG(n == want, "binaries %d: %d shape locks, expected %d", binaries, n, want);
+    unsetenv("CLRED_BUILD_LOG");
+    unsetenv("CLRED_PROGRAM_BINARIES");
+}
+
+/* A helper compiling ahead pays on a POCL CPU device with both caches on and
+ * more than one core, until its work is marked done, per name of the work;
+ * CLRED_COMPILE_AHEAD=0 turns it off. */
+static void compile_ahead_marker(const char *dir, int pocl)
+{
+    char log[1200];
+    empty_cache(dir, 0, log, sizeof log);
+    unsetenv("CLRED_BUILD_LOG");
+    clred_ctx *ctx = harness_ctx();
+    int want = pocl && clred_ctx_device(ctx)->is_cpu && sysconf(_SC_NPROCESSORS_ONLN) > 1;
+    CHECK_MSG(clred_compile_ahead_pays(ctx, "work a") == want, "an empty cache: pays %d, expected %d",
+              clred_compile_ahead_pays(ctx, "work a"), want);
+    clred_compile_ahead_done(ctx, "work a");
+    CHECK_MSG(!clred_compile_ahead_pays(ctx, "work a"), "work a done, and still pays");
+    CHECK_MSG(clred_compile_ahead_pays(ctx, "work b") == want, "work b: pays %d after work a, expected %d",
+              clred_compile_ahead_pays(ctx, "work b"), want);
+    setenv("CLRED_COMPILE_AHEAD", "0", 1);
+    CHECK_MSG(!clred_compile_ahead_pays(ctx, "work b"), "CLRED_COMPILE_AHEAD=0, and it pays");
+    unsetenv("CLRED_COMPILE_AHEAD");
+    clred_ctx_destroy(ctx);
+}
+
 int main(void)
 {
     /* First, while this process has not touched OpenCL: a driver's threads
@@ -266,6 +324,12 @@ int main(void)
     built_ahead(ahead, 0);
     snprintf(ahead, sizeof ahead, "%.900s/ahead-bin", harness_tmpdir("test_program_cache"));
     built_ahead(ahead, 1);
+
+    char launch[1000];
+    snprintf(launch, sizeof launch, "%.900s/launch", harness_tmpdir("test_program_cache"));
+    first_launch_lock(launch, 0, pocl);
+    first_launch_lock(launch, 1, pocl);
+    compile_ahead_marker(launch, pocl);
 
     /* The rest damages binary entries. */
     setenv("CLRED_PROGRAM_BINARIES", "1", 1);

@@ -956,7 +956,9 @@ int cmd_demo(int argc, char **argv)
     so.height = a.height;
     /* The default star density of a 512x512 frame. */
     so.nstars = (int)fmax(20.0, 300.0 * (double)(a.width * a.height) / (512.0 * 512.0));
-    /* a first run compiles the night's kernels while the night is simulated */
+    /* A first run compiles the night's kernels while the night is simulated:
+     * the programs in this process, the later steps' kernels in a helper. */
+    pid_t helper = cli_compile_ahead_start(ctx, a.device, a.width, a.height);
     clred_night_opts no = demo_night_opts();
     clred_status s = clred_night_prepare(ctx, &no);
     cli_progress("simulating a %zux%zu night into %s", a.width, a.height, dir);
@@ -965,6 +967,7 @@ int cmd_demo(int argc, char **argv)
     if (s != CLRED_OK) {
         if (!a.dir)
             rmdir(dir);
+        cli_compile_ahead_finish(helper);
         clred_ctx_destroy(ctx);
         return cli_fail(CMD, s);
     }
@@ -990,6 +993,7 @@ int cmd_demo(int argc, char **argv)
         remove_night(dir, &t);
     }
     truth_free(&t);
+    cli_compile_ahead_finish(helper);
     clred_ctx_destroy(ctx);
     return rc;
 }

@@ -72,6 +72,9 @@ int main(int argc, char **argv)
     }
     /* An interrupted run leaves no ".NAME.PID.tmp" files behind. */
     clred_temp_files_remove_on_signals();
+    /* not listed: started by clred itself (clred demo) */
+    if (!strcmp(argv[1], "__compile-ahead"))
+        return cmd_compile_ahead(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name)) {
             int rc = commands[i].run(argc - 1, argv + 1);

@@ -1,6 +1,8 @@
 /* Device buffers, transfers and kernel launches, with timing from profiling events. */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -179,6 +181,25 @@ clred_status clred_args(cl_kernel k, const char *name, ...)
     return CLRED_OK;
 }
 
+static void CL_CALLBACK release_lock(cl_event ev, cl_int status, void *fd)
+{
+    (void)ev;
+    (void)status;
+    close((int)(intptr_t)fd); /* releases the flock */
+}
+
+/* Keeps a first launch's lock (clred_first_launch_lock) until the launch,
+ * and so its compile, completes; flushed so that it starts without this
+ * thread, which may next wait for another process's lock. */
+static void hold_until_complete(clred_ctx *ctx, cl_event ev, int lock)
+{
+    if (clSetEventCallback(ev, CL_COMPLETE, release_lock, (void *)(intptr_t)lock) != CL_SUCCESS) {
+        clWaitForEvents(1, &ev);
+        close(lock);
+    }
+    clFlush(ctx->queue);
+}
+
 clred_status clred_run(clred_ctx *ctx, cl_kernel k, const char *name, cl_uint dims, const size_t *global,
                        const size_t *local)
 {
@@ -187,12 +208,17 @@ clred_status clred_run(clred_ctx *ctx, cl_kernel k, const char *name, cl_uint di
             return CLRED_OK;
     cl_event ev;
     double t = clred_now();
+    int lock = clred_first_launch_lock(ctx, k, dims, global, local);
     cl_int err = clEnqueueNDRangeKernel(ctx->queue, k, dims, NULL, global, local, 0, NULL, &ev);
     if (err != CL_SUCCESS) {
+        if (lock >= 0)
+            close(lock);
         char msg[160];
         snprintf(msg, sizeof msg, "running kernel %s", name);
         return clred_fail_cl(err, msg);
     }
+    if (lock >= 0)
+        hold_until_complete(ctx, ev, lock);
     ctx->timing.kernels++;
     clred_event_track(ctx, ev, CLRED_EV_KERNEL, name, 0, t);
     return CLRED_OK;

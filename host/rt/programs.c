@@ -41,12 +41,15 @@ static const char preamble[] =
 typedef struct kernel_entry {
     char *name;
     cl_kernel kernel;
+    uint64_t *shapes; /* launch_shape of each work-group shape launched in this context */
+    size_t nshapes;
     struct kernel_entry *next;
 } kernel_entry;
 
 typedef struct clred_program_cache {
     char *family;
     char *options;
+    uint64_t key; /* its disk cache entry's key (entry_path), 0 without a cache */
     cl_program program;
     kernel_entry *kernels;
     struct clred_program_cache *next;
@@ -541,6 +544,7 @@ static clred_status make_program(clred_ctx *ctx, const char *family, const char 
         return clred_fail(CLRED_ERR_MEMORY, "out of memory building kernels");
     }
     e->program = program;
+    e->key = key;
     *out = e;
     return CLRED_OK;
 }
@@ -552,6 +556,7 @@ static void free_entry(program_entry *p)
         kernel_entry *kn = k->next;
         clReleaseKernel(k->kernel);
         free(k->name);
+        free(k->shapes);
         free(k);
         k = kn;
     }
@@ -800,6 +805,116 @@ clred_status clred_kernel(clred_ctx *ctx, const char *family, const char *option
     p->kernels = e;
     *kernel = k;
     return CLRED_OK;
+}
+
+/* ---- first launches: one process compiles each work-group function
+ *
+ * POCL compiles a kernel's work-group function at its first launch with a
+ * new shape, in the launching process, and keeps it in its disk cache keyed
+ * by the program, the kernel, the local size, whether the global offset is
+ * zero (always, for clred_run) and whether every grid dimension is below
+ * 65535 work-items ("smallgrid", POCL 3.x's grid_width_specialization_limit
+ * for CPU devices). Two processes launching the same new shape at once (a
+ * helper compiling ahead, parallel tests, a batch of commands) would both
+ * compile it; instead the first launch of a shape in a context takes an
+ * advisory lock named after it, released when the launch completes, so a
+ * second process waits for the first's compile and then finds it in POCL's
+ * cache. The rule only decides who compiles: were POCL to key its cache
+ * differently, a shape would at worst be compiled twice, or wait for a
+ * compile it does not use; what a kernel computes never depends on it. */
+
+#define POCL_SMALL_GRID_LIMIT 65535
+
+static uint64_t launch_shape(const char *name, cl_uint dims, const size_t *global, const size_t *local)
+{
+    uint64_t l[4] = {dims, 0, 0, 0};
+    size_t width = 0;
+    for (cl_uint d = 0; d < dims && d < 3; d++) {
+        l[d + 1] = local ? local[d] : 0;
+        width = global[d] > width ? global[d] : width;
+    }
+    uint64_t h = clred_hash(name, strlen(name), 0);
+    h = clred_hash(l, sizeof l, h);
+    int small = width < POCL_SMALL_GRID_LIMIT;
+    h = clred_hash(&small, sizeof small, h);
+    /* POCL picks the local size of a NULL one from the global size */
+    for (cl_uint d = 0; !local && d < dims && d < 3; d++)
+        h = clred_hash(&global[d], sizeof global[d], h);
+    return h;
+}
+
+static kernel_entry *find_kernel_entry(const clred_ctx *ctx, cl_kernel k, uint64_t *program_key)
+{
+    for (program_entry *p = ctx->programs; p; p = p->next)
+        for (kernel_entry *e = p->kernels; e; e = e->next)
+            if (e->kernel == k) {
+                *program_key = p->key;
+                return e;
+            }
+    return NULL;
+}
+
+int clred_first_launch_lock(clred_ctx *ctx, cl_kernel k, cl_uint dims, const size_t *global, const size_t *local)
+{
+    uint64_t program_key = 0;
+    kernel_entry *e = find_kernel_entry(ctx, k, &program_key);
+    if (!e || !program_key)
+        return -1;
+    uint64_t shape = launch_shape(e->name, dims, global, local);
+    for (size_t i = 0; i < e->nshapes; i++)
+        if (e->shapes[i] == shape)
+            return -1; /* launched before: compiled, or being compiled, by this context */
+    uint64_t *grown = realloc(e->shapes, (e->nshapes + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    e->shapes = grown;
+    e->shapes[e->nshapes++] = shape;
+    /* only a new shape asks the environment */
+    const char *dir = clred_cache_dir();
+    if (!dir || !driver_keeps_programs(ctx))
+        return -1;
+    char path[1100];
+    snprintf(path, sizeof path, "%s/%016llx.wg", dir, (unsigned long long)clred_hash(&shape, sizeof shape, program_key));
+    return lock_entry(dir, path);
+}
+
+/* ---- compiling ahead in a helper process (clred.h) */
+
+/* The marker of work named what done ahead: keyed like a program marker
+ * (device, driver, POCL's cache) and by every embedded kernel's text, so a
+ * changed kernel makes the work worth doing again. */
+static void ahead_marker(const clred_ctx *ctx, const char *dir, const char *what, char path[1100])
+{
+    uint64_t h = cache_key(ctx, what, "compile ahead");
+    for (size_t i = 0; i < clred_embedded_kernel_count; i++)
+        h = clred_hash(clred_embedded_kernels[i].source, strlen(clred_embedded_kernels[i].source), h);
+    const char *pocl_dir = getenv("POCL_CACHE_DIR");
+    pocl_dir = pocl_dir ? pocl_dir : "";
+    h = clred_hash(pocl_dir, strlen(pocl_dir), h);
+    snprintf(path, 1100, "%s/%016llx.ahead", dir, (unsigned long long)h);
+}
+
+int clred_compile_ahead_pays(const clred_ctx *ctx, const char *what)
+{
+    const char *env = getenv("CLRED_COMPILE_AHEAD");
+    const char *dir = clred_cache_dir();
+    if ((env && *env == '0') || !dir || !ctx->info.is_cpu || !driver_keeps_programs(ctx) ||
+        sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        return 0;
+    char path[1100];
+    ahead_marker(ctx, dir, what, path);
+    return access(path, F_OK) != 0;
+}
+
+void clred_compile_ahead_done(const clred_ctx *ctx, const char *what)
+{
+    const char *dir = clred_cache_dir();
+    if (!dir)
+        return;
+    char path[1100];
+    ahead_marker(ctx, dir, what, path);
+    make_dirs(dir);
+    mark_built(dir, path);
 }
 
 void clred_programs_release(clred_ctx *ctx)
