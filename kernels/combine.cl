@@ -2038,8 +2038,22 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
      * others (a clipping that took more values from one side than from the
      * other, a lane with unusable values) or a round repeated in acc_t (in
      * the per-pixel kernel's order) needs a sorted copy. */
+    if (method == METHOD_MEDIAN && reject == REJECT_NONE && !vor_all(n != (vi)nf)) {
+        /* the plain median of full lanes: the median network (fewer
+         * comparators) places the middle ranks; the sums for the variance run
+         * about the lower one, in the order the network leaves the values */
+        CLRED_CAT(MEDIAN_, NFIX)(CE_VEC)
+        vf k1 = a[(NFIX - 1) / 2], k2 = a[NFIX / 2];
+        vsums t = vec_shifted_sums(a, (vf)(-INFINITY), (vf)MAXFLOAT, 1, k1, nf);
+        vf s2 = vsums_sample_var(t, n);
+        /* exact in acc_t before its one rounding to float, as the reference */
+        vf result = TO_VF((TO_VA(k1) + TO_VA(k2)) / (va)2);
+        vec_store_outputs(result, 1.5707963f * (s2 / TO_VF(n)), n, n, out_sci, out_var, out_mask, out_ncontrib,
+                          out_nreject, flags, p0, stream);
+        return;
+    }
     /* CLIP_n rather than MEDIAN_n (six comparators more for 20 frames) for
-     * every method: with a branch on the method the compiler ran both. */
+     * every other combine: with a branch on the method the compiler ran both. */
     CLRED_CAT(CLIP_, NFIX)(CE_VEC)
     const int extremes = 1;
     /* b: a sorted copy, local to the block that needs it. Inside the rounds'
