@@ -1562,6 +1562,19 @@ INLINE vf vsums_sample_var(vsums t, vi m)
     return select(s2, (vf)NAN, m < 2);
 }
 
+/* The mean and the variance of the mean of m values from their sums, with
+ * the reciprocals of m and m - 1 formed once (uniform scalars in full
+ * lanes): one product in place of each division, within the division's
+ * error that the bounds above allow (UD). NaN variance below two values. */
+INLINE void vsums_moments(vsums t, vi m, vf inv, vf inv1, vf *mean, vf *var_mean)
+{
+    vf sm = t.s * inv;
+    *mean = t.c + sm;
+    vf ssq = t.q - t.s * sm;
+    ssq = select(ssq, (vf)0, ssq < (vf)0);
+    *var_mean = select(ssq * inv1, (vf)NAN, m < 2) * inv;
+}
+
 /* The sums of the plain mean (no rejection: the window is every usable
  * value, n of them) without ordering the values: two passes in float. The
  * first sums about a pivot p, a value of the lane (a[0] in full lanes, else
@@ -1576,7 +1589,7 @@ INLINE vf vsums_sample_var(vsums t, vi m)
  * pass) would give sum d^2 up to m x the sum of squares when p is an
  * outlier. Unusable values are +inf (vec_load_values): outside [-inf,
  * FLT_MAX]. */
-INLINE vsums vec_mean_sums(const vf *a, vi n, int full, const uint nframes)
+INLINE vsums vec_mean_sums(const vf *a, vi n, vf inv, int full, const uint nframes)
 {
     vf p = a[0];
     if (!full) {
@@ -1594,7 +1607,7 @@ INLINE vsums vec_mean_sums(const vf *a, vi n, int full, const uint nframes)
         if (i + 1 < nframes)
             s1 += full ? a[i + 1] - p : select((vf)0, a[i + 1] - p, a[i + 1] <= (vf)MAXFLOAT);
     }
-    vf c = p + (s0 + s1) / TO_VF(max(n, (vi)1));
+    vf c = p + (s0 + s1) * inv; /* NaN where n = 0: no value kept, the outputs are NaN */
     return vec_shifted_sums(a, (vf)(-INFINITY), (vf)MAXFLOAT, full, c, nframes);
 }
 
@@ -2014,11 +2027,13 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     if (method == METHOD_MEAN && reject == REJECT_NONE) {
         /* the plain mean needs no order of the values: one streaming
          * reduction (vec_mean_sums), no network */
-        vsums t = vec_mean_sums(a, n, !vor_all(n != (vi)nf), nf);
-        vf s2 = vsums_sample_var(t, n);
-        vf mf = TO_VF(n);
-        vec_store_outputs(vsums_mean(t, mf), s2 / mf, n, n, out_sci, out_var, out_mask, out_ncontrib, out_nreject,
-                          flags, p0, stream);
+        const int full = !vor_all(n != (vi)nf);
+        vf inv = full ? (vf)(1.0f / (float)nf) : (vf)1 / TO_VF(n);
+        vf inv1 = full ? (vf)(1.0f / (float)(nf - 1)) : (vf)1 / TO_VF(n - 1);
+        vf mean, var_mean;
+        vsums_moments(vec_mean_sums(a, n, inv, full, nf), n, inv, inv1, &mean, &var_mean);
+        vec_store_outputs(mean, var_mean, n, n, out_sci, out_var, out_mask, out_ncontrib, out_nreject, flags, p0,
+                          stream);
         return;
     }
     /* Slots from nf up hold +inf and stay so: a compare-exchange that
@@ -2045,11 +2060,12 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
         CLRED_CAT(MEDIAN_, NFIX)(CE_VEC)
         vf k1 = a[(NFIX - 1) / 2], k2 = a[NFIX / 2];
         vsums t = vec_shifted_sums(a, (vf)(-INFINITY), (vf)MAXFLOAT, 1, k1, nf);
-        vf s2 = vsums_sample_var(t, n);
+        vf mean, var_mean;
+        vsums_moments(t, n, (vf)(1.0f / NFIX), (vf)(1.0f / (NFIX - 1)), &mean, &var_mean);
         /* exact in acc_t before its one rounding to float, as the reference */
         vf result = TO_VF((TO_VA(k1) + TO_VA(k2)) / (va)2);
-        vec_store_outputs(result, 1.5707963f * (s2 / TO_VF(n)), n, n, out_sci, out_var, out_mask, out_ncontrib,
-                          out_nreject, flags, p0, stream);
+        vec_store_outputs(result, 1.5707963f * var_mean, n, n, out_sci, out_var, out_mask, out_ncontrib, out_nreject,
+                          flags, p0, stream);
         return;
     }
     /* CLIP_n rather than MEDIAN_n (six comparators more for 20 frames) for
