@@ -1955,15 +1955,21 @@ INLINE vi vec_load_values(vf *a, global const float *sci, global const ushort *m
 }
 
 /* finish_pixel's outputs for VW pixels: n usable values, m kept (<= 0: no
- * value kept, NaN and the mask's flags). */
-INLINE void vec_store_outputs(vf result, vf variance, vi n, vi m, global float *out_sci, global float *out_var,
-                              global ushort *out_mask, global float *out_ncontrib, global float *out_nreject,
-                              const uint flags, const size_t p0, const int stream)
+ * value kept, NaN and the mask's flags). The counts apart, stored as soon as
+ * they are known: storing them after the final sums cost the clipping path
+ * about 3 % (registers). */
+INLINE void vec_store_counts(vi n, vi m, global float *out_ncontrib, global float *out_nreject, const uint flags,
+                             const size_t p0, const int stream)
 {
     vi kept = max(m, (vi)0);
     VSTREAM_WHOLE(TO_VF(kept), out_ncontrib + p0, stream);
     if (!(flags & FLAG_NO_NREJECT))
         VSTREAM_WHOLE(TO_VF(n - kept), out_nreject + p0, stream);
+}
+
+INLINE void vec_store_values(vf result, vf variance, vi n, vi m, global float *out_sci, global float *out_var,
+                             global ushort *out_mask, const size_t p0, const int stream)
+{
     vi empty = m <= 0;
     VSTREAM_WHOLE(select(result, (vf)NAN, empty), out_sci + p0, stream);
     VSTREAM_WHOLE(select(variance, (vf)NAN, empty), out_var + p0, stream);
@@ -2031,9 +2037,9 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
         vf inv = full ? (vf)(1.0f / (float)nf) : (vf)1 / TO_VF(n);
         vf inv1 = full ? (vf)(1.0f / (float)(nf - 1)) : (vf)1 / TO_VF(n - 1);
         vf mean, var_mean;
+        vec_store_counts(n, n, out_ncontrib, out_nreject, flags, p0, stream);
         vsums_moments(vec_mean_sums(a, n, inv, full, nf), n, inv, inv1, &mean, &var_mean);
-        vec_store_outputs(mean, var_mean, n, n, out_sci, out_var, out_mask, out_ncontrib, out_nreject, flags, p0,
-                          stream);
+        vec_store_values(mean, var_mean, n, n, out_sci, out_var, out_mask, p0, stream);
         return;
     }
     /* Slots from nf up hold +inf and stay so: a compare-exchange that
@@ -2064,8 +2070,8 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
         vsums_moments(t, n, (vf)(1.0f / NFIX), (vf)(1.0f / (NFIX - 1)), &mean, &var_mean);
         /* exact in acc_t before its one rounding to float, as the reference */
         vf result = TO_VF((TO_VA(k1) + TO_VA(k2)) / (va)2);
-        vec_store_outputs(result, 1.5707963f * var_mean, n, n, out_sci, out_var, out_mask, out_ncontrib, out_nreject,
-                          flags, p0, stream);
+        vec_store_counts(n, n, out_ncontrib, out_nreject, flags, p0, stream);
+        vec_store_values(result, 1.5707963f * var_mean, n, n, out_sci, out_var, out_mask, p0, stream);
         return;
     }
     /* CLIP_n rather than MEDIAN_n (six comparators more for 20 frames) for
@@ -2215,6 +2221,7 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
 
     /* finish_pixel with unit weights and no variance planes */
     vi m = hi - lo;
+    vec_store_counts(n, m, out_ncontrib, out_nreject, flags, p0, stream);
     if (!have_sums) {
 #ifdef EDGE_MID_LO
         if (edge) {
@@ -2238,8 +2245,7 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
         result = vsums_mean(t, mf);
         variance = s2 / mf;
     }
-    vec_store_outputs(result, variance, n, m, out_sci, out_var, out_mask, out_ncontrib, out_nreject, flags, p0,
-                      stream);
+    vec_store_values(result, variance, n, m, out_sci, out_var, out_mask, p0, stream);
 }
 #undef MIDDLE
 #undef MAKE_SORTED
