@@ -2037,8 +2037,8 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
         vf inv = full ? (vf)(1.0f / (float)nf) : (vf)1 / TO_VF(n);
         vf inv1 = full ? (vf)(1.0f / (float)(nf - 1)) : (vf)1 / TO_VF(n - 1);
         vf mean, var_mean;
-        vec_store_counts(n, n, out_ncontrib, out_nreject, flags, p0, stream);
         vsums_moments(vec_mean_sums(a, n, inv, full, nf), n, inv, inv1, &mean, &var_mean);
+        vec_store_counts(n, n, out_ncontrib, out_nreject, flags, p0, stream);
         vec_store_values(mean, var_mean, n, n, out_sci, out_var, out_mask, p0, stream);
         return;
     }
