@@ -74,10 +74,12 @@ MODELS = {
                "2 x (Batcher comparators for the depth) per output pixel",
                "one launch of the stack kernel; the median network is the lead's work (issue 14 item 3), not "
                "analysed here"),
-    "mean": (lambda s, d, c: (2.0 * _kernel_network("MEDIAN", d) + 4.0 * d) * s * s,
-             "2 x (comparators of the depth's median network) + 4 per value (shifted sum and sum of squares)",
-             "one launch of the stack kernel: the median network places the shift of the float sums (the window's "
-             "middle value), then one pass of sums"),
+    "mean": (lambda s, d, c: 6.0 * d * s * s,
+             "6 per value: the finiteness test, the pivot's sum (2) for the mean's estimate, then the shifted sum "
+             "and sum of squares about it (3)",
+             "one launch of the stack kernel, no network (the plain mean needs no order): two float passes over "
+             "the values held in registers (vec_mean_sums in kernels/combine.cl); in POCL's code the samples "
+             "sit on the loads of the 20 frames' streams: bound by memory"),
     "memlimit": (lambda s, d, c: 2.0 * _network(d) * s * s,
                  "as median, in bands under a device memory limit",
                  "the median network in bands, one launch per band"),

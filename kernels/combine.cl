@@ -1555,6 +1555,61 @@ INLINE vf vsums_ssq(vsums t, vf mf) /* sum (x - mean)^2, >= 0 */
     vf v = t.q - t.s * (t.s / mf);
     return select(v, (vf)0, v < (vf)0);
 }
+/* The sample variance of m values from their sums; NaN below two values. */
+INLINE vf vsums_sample_var(vsums t, vi m)
+{
+    vf s2 = vsums_ssq(t, TO_VF(m)) / TO_VF(m - 1);
+    return select(s2, (vf)NAN, m < 2);
+}
+
+/* The mean and the variance of the mean of m values from their sums, with
+ * the reciprocals of m and m - 1 formed once (uniform scalars in full
+ * lanes): one product in place of each division, within the division's
+ * error that the bounds above allow (UD). NaN variance below two values. */
+INLINE void vsums_moments(vsums t, vi m, vf inv, vf inv1, vf *mean, vf *var_mean)
+{
+    vf sm = t.s * inv;
+    *mean = t.c + sm;
+    vf ssq = t.q - t.s * sm;
+    ssq = select(ssq, (vf)0, ssq < (vf)0);
+    *var_mean = select(ssq * inv1, (vf)NAN, m < 2) * inv;
+}
+
+/* The sums of the plain mean (no rejection: the window is every usable
+ * value, n of them) without ordering the values: two passes in float. The
+ * first sums about a pivot p, a value of the lane (a[0] in full lanes, else
+ * the least usable one), for an estimate c of the mean; the second is
+ * vec_shifted_sums about c. The bounds stated above hold with c in place of
+ * the median: c is within (m/2 + 2) u mean|x - p| of the mean, and with no
+ * rejection every value, p too, lies within 2 sqrt(m - 1) sigma of the mean
+ * (sigma the population spread), so c is within 1e-5 sigma of it (m <= 32):
+ * sum d^2 exceeds the sum of squares by a factor below 1 + 1e-9, not 2, and
+ * sum|x - c| <= sum|x - mean| + 1e-5 m sigma <= 2 sum|x - median| +
+ * 1e-5 m sigma (|mean - median| <= mean|x - median|). A pivot alone (one
+ * pass) would give sum d^2 up to m x the sum of squares when p is an
+ * outlier. Unusable values are +inf (vec_load_values): outside [-inf,
+ * FLT_MAX]. */
+INLINE vsums vec_mean_sums(const vf *a, vi n, vf inv, int full, const uint nframes)
+{
+    vf p = a[0];
+    if (!full) {
+#pragma unroll
+        for (int i = 1; i < NMAX; i++)
+            if (i < nframes)
+                p = VMIN(p, a[i]);
+        p = select((vf)0, p, n > (vi)0); /* no usable value: any finite pivot */
+    }
+    vf s0 = (vf)0, s1 = (vf)0;
+#pragma unroll
+    for (int i = 0; i < NMAX; i += 2) {
+        if (i < nframes)
+            s0 += full ? a[i] - p : select((vf)0, a[i] - p, a[i] <= (vf)MAXFLOAT);
+        if (i + 1 < nframes)
+            s1 += full ? a[i + 1] - p : select((vf)0, a[i + 1] - p, a[i + 1] <= (vf)MAXFLOAT);
+    }
+    vf c = p + (s0 + s1) * inv; /* NaN where n = 0: no value kept, the outputs are NaN */
+    return vec_shifted_sums(a, (vf)(-INFINITY), (vf)MAXFLOAT, full, c, nframes);
+}
 
 /* A clipping round's thresholds decided in float, with their error bounds:
  * a value below lo_m is surely below the reference's lower threshold and one
@@ -1932,6 +1987,32 @@ INLINE vi vec_load_values(vf *a, global const float *sci, global const ushort *m
     return n;
 }
 
+/* finish_pixel's outputs for VW pixels: n usable values, m kept (<= 0: no
+ * value kept, NaN and the mask's flags). The counts apart, stored as soon as
+ * they are known: storing them after the final sums cost the clipping path
+ * about 3 % (registers). */
+INLINE void vec_store_counts(vi n, vi m, global float *out_ncontrib, global float *out_nreject, const uint flags,
+                             const size_t p0, const int stream)
+{
+    vi kept = max(m, (vi)0);
+    VSTREAM_WHOLE(TO_VF(kept), out_ncontrib + p0, stream);
+    if (!(flags & FLAG_NO_NREJECT))
+        VSTREAM_WHOLE(TO_VF(n - kept), out_nreject + p0, stream);
+}
+
+INLINE void vec_store_values(vf result, vf variance, vi n, vi m, global float *out_sci, global float *out_var,
+                             global ushort *out_mask, const size_t p0, const int stream)
+{
+    vi empty = m <= 0;
+    VSTREAM_WHOLE(select(result, (vf)NAN, empty), out_sci + p0, stream);
+    VSTREAM_WHOLE(select(variance, (vf)NAN, empty), out_var + p0, stream);
+    vs flag = select((vs)0,
+                          select((vs)(CLRED_MASK_NO_DATA | CLRED_MASK_CLIPPED), (vs)CLRED_MASK_NO_DATA,
+                                 TO_VS(n == 0)),
+                          TO_VS(empty));
+    VSTREAM_WHOLE(CLRED_CAT(as_ushort, VW)(flag), out_mask + p0, stream);
+}
+
 kernel void combine_stack_vec(STACK_KERNEL_ARGS)
 {
     /* NFIX: the stack's depth fixed when the program was built, for the large
@@ -1982,6 +2063,18 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
     else
         n = scaled ? vec_load_values(a, sci, mask, factor, offset, npix, p0, nf, 0, 1, ignore)
                    : vec_load_values(a, sci, mask, factor, offset, npix, p0, nf, 0, 0, ignore);
+    if (method == METHOD_MEAN && reject == REJECT_NONE) {
+        /* the plain mean needs no order of the values: one streaming
+         * reduction (vec_mean_sums), no network */
+        const int full = !vor_all(n != (vi)nf);
+        vf inv = full ? (vf)(1.0f / (float)nf) : (vf)1 / TO_VF(n);
+        vf inv1 = full ? (vf)(1.0f / (float)(nf - 1)) : (vf)1 / TO_VF(n - 1);
+        vf mean, var_mean;
+        vsums_moments(vec_mean_sums(a, n, inv, full, nf), n, inv, inv1, &mean, &var_mean);
+        vec_store_counts(n, n, out_ncontrib, out_nreject, flags, p0, stream);
+        vec_store_values(mean, var_mean, n, n, out_sci, out_var, out_mask, p0, stream);
+        return;
+    }
     /* Slots from nf up hold +inf and stay so: a compare-exchange that
      * touches one changes nothing, so it is skipped (a uniform branch). For
      * 20 frames in the 32-input network that is about 40 % of the work. */
@@ -1999,8 +2092,23 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
      * others (a clipping that took more values from one side than from the
      * other, a lane with unusable values) or a round repeated in acc_t (in
      * the per-pixel kernel's order) needs a sorted copy. */
+    if (method == METHOD_MEDIAN && reject == REJECT_NONE && !vor_all(n != (vi)nf)) {
+        /* the plain median of full lanes: the median network (fewer
+         * comparators) places the middle ranks; the sums for the variance run
+         * about the lower one, in the order the network leaves the values */
+        CLRED_CAT(MEDIAN_, NFIX)(CE_VEC)
+        vf k1 = a[(NFIX - 1) / 2], k2 = a[NFIX / 2];
+        vsums t = vec_shifted_sums(a, (vf)(-INFINITY), (vf)MAXFLOAT, 1, k1, nf);
+        vf mean, var_mean;
+        vsums_moments(t, n, (vf)(1.0f / NFIX), (vf)(1.0f / (NFIX - 1)), &mean, &var_mean);
+        /* exact in acc_t before its one rounding to float, as the reference */
+        vf result = TO_VF((TO_VA(k1) + TO_VA(k2)) / (va)2);
+        vec_store_counts(n, n, out_ncontrib, out_nreject, flags, p0, stream);
+        vec_store_values(result, 1.5707963f * var_mean, n, n, out_sci, out_var, out_mask, p0, stream);
+        return;
+    }
     /* CLIP_n rather than MEDIAN_n (six comparators more for 20 frames) for
-     * every method: with a branch on the method the compiler ran both. */
+     * every other combine: with a branch on the method the compiler ran both. */
     CLRED_CAT(CLIP_, NFIX)(CE_VEC)
     const int extremes = 1;
     /* b: a sorted copy, local to the block that needs it. Inside the rounds'
@@ -2174,10 +2282,7 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
 
     /* finish_pixel with unit weights and no variance planes */
     vi m = hi - lo;
-    vi kept = max(m, (vi)0);
-    VSTREAM_WHOLE(TO_VF(kept), out_ncontrib + p0, stream);
-    if (!(flags & FLAG_NO_NREJECT))
-        VSTREAM_WHOLE(TO_VF(n - kept), out_nreject + p0, stream);
+    vec_store_counts(n, m, out_ncontrib, out_nreject, flags, p0, stream);
     if (!have_sums) {
 #ifdef EDGE_MID_LO
         if (edge) {
@@ -2191,8 +2296,7 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
         }
     }
     vf mf = TO_VF(m);
-    vf s2 = vsums_ssq(t, mf) / TO_VF(m - 1);
-    s2 = select(s2, (vf)NAN, m < 2);
+    vf s2 = vsums_sample_var(t, m);
     vf result, variance;
     if (method == METHOD_MEDIAN) {
         /* exact in acc_t before its one rounding to float, as the reference */
@@ -2202,14 +2306,7 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
         result = vsums_mean(t, mf);
         variance = s2 / mf;
     }
-    vi empty = m <= 0;
-    VSTREAM_WHOLE(select(result, (vf)NAN, empty), out_sci + p0, stream);
-    VSTREAM_WHOLE(select(variance, (vf)NAN, empty), out_var + p0, stream);
-    vs flag = select((vs)0,
-                          select((vs)(CLRED_MASK_NO_DATA | CLRED_MASK_CLIPPED), (vs)CLRED_MASK_NO_DATA,
-                                 TO_VS(n == 0)),
-                          TO_VS(empty));
-    VSTREAM_WHOLE(CLRED_CAT(as_ushort, VW)(flag), out_mask + p0, stream);
+    vec_store_values(result, variance, n, m, out_sci, out_var, out_mask, p0, stream);
 }
 #undef MIDDLE
 #undef MAKE_SORTED
