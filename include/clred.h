@@ -2477,6 +2477,8 @@ CLRED_API clred_status clred_al_kernel_write(const char *path, const clred_al_re
 #define CLRED_CAND_MASKED 0x02u /* an unusable pixel in the 5 x 5 box */
 #define CLRED_CAND_EDGE   0x04u /* closer to the image edge than the PSF's half size */
 #define CLRED_CAND_BRIGHT 0x08u /* in a saturated star's wings: clred_candidates_bright */
+#define CLRED_CAND_BLEND  0x10u /* a secondary peak: below the threshold once the PSF-matched light of the brighter
+                                    candidates near it (their score x the PSF's autocorrelation) is taken off */
 
 typedef struct {
     double x, y;            /* PSF-fit position on the difference (the fit's start: the flux-weighted centroid

@@ -4,6 +4,7 @@
  * centroid, shape, the counts real/bogus classifiers use (nneg, nbad,
  * sumrat), dipole lobes, the edge distance and the mask under the peak. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -253,6 +254,115 @@ static int by_score(const void *a, const void *b)
     return x->x < y->x ? -1 : x->x > y->x;
 }
 
+/* The PSF's autocorrelation A(d) = sum_q P(q) P(q + d) / sum_q P(q)^2: a
+ * matched-filter score (AL's DETECT, ZOGY's S_corr) of a point source of
+ * score S reads S A(d) at offset d from it. Kept per integer offset
+ * |dx|, |dy| < size, each summed when first asked for (NaN until then), so
+ * a large PSF costs only the offsets its candidates' pairs use. */
+typedef struct {
+    const clred_psf *p;
+    long n, side;
+    double a0;
+    double *a; /* side x side, row-major */
+} autocorr;
+
+static double autocorr_sum(const clred_psf *p, long n, long dx, long dy)
+{
+    double s = 0;
+    for (long y = dy > 0 ? 0 : -dy; y < n && y + dy < n; y++)
+        for (long x = dx > 0 ? 0 : -dx; x < n && x + dx < n; x++)
+            s += (double)p->data[y * n + x] * (double)p->data[(y + dy) * n + x + dx];
+    return s;
+}
+
+static int autocorr_init(autocorr *ac, const clred_psf *p)
+{
+    ac->p = p;
+    ac->n = (long)p->size;
+    ac->side = 2 * ac->n - 1;
+    ac->a0 = autocorr_sum(p, ac->n, 0, 0);
+    ac->a = malloc((size_t)(ac->side * ac->side) * sizeof *ac->a);
+    for (long i = 0; ac->a && i < ac->side * ac->side; i++)
+        ac->a[i] = NAN;
+    return ac->a != NULL && ac->a0 > 0;
+}
+
+static double autocorr_int(autocorr *ac, long dx, long dy)
+{
+    if (labs(dx) >= ac->n || labs(dy) >= ac->n)
+        return 0;
+    double *v = &ac->a[(dy + ac->n - 1) * ac->side + dx + ac->n - 1];
+    if (isnan(*v))
+        *v = autocorr_sum(ac->p, ac->n, dx, dy) / ac->a0;
+    return *v;
+}
+
+/* A(dx, dy) between the integer offsets, bilinear. */
+static double autocorr_at(autocorr *ac, double dx, double dy)
+{
+    long x0 = (long)floor(dx), y0 = (long)floor(dy);
+    double tx = dx - (double)x0, ty = dy - (double)y0;
+    return (1 - ty) * ((1 - tx) * autocorr_int(ac, x0, y0) + tx * autocorr_int(ac, x0 + 1, y0)) +
+           ty * ((1 - tx) * autocorr_int(ac, x0, y0 + 1) + tx * autocorr_int(ac, x0 + 1, y0 + 1));
+}
+
+/* Deblending of secondary peaks, as SExtractor splits a footprint and DAOPHOT
+ * re-detects on the image with its fitted stars taken off: a peak is an
+ * independent detection at the threshold only when what is left of its
+ * score, once the light of the brighter independent candidates near it is
+ * taken off, still reaches the threshold. That light is each one's score
+ * times the PSF's autocorrelation at the offset (what a point source of that
+ * score puts into a matched-filter score there; the PSF's centre model where
+ * it varies). A peak in a bright transient's wings that needed that light
+ * to cross the threshold is flagged CLRED_CAND_BLEND, never dropped; a real
+ * second source keeps its own S/N (its score less the parent's light), so
+ * it is flagged only where its own S/N is below the threshold. The one level
+ * is the detection threshold itself. The list is sorted by |score|: parents
+ * come first, and a flagged peak is no one's parent (its score is mostly its
+ * parent's light). Neighbours are looked up in cells of the PSF's size (the
+ * autocorrelation's reach), so a crowded list costs no n^2. */
+static clred_status flag_blends(const clred_psf *psf, double thresh, clred_candidate *c, size_t n, size_t w,
+                                size_t h)
+{
+    if (n < 2)
+        return CLRED_OK;
+    autocorr ac;
+    double cell = (double)(2 * psf->size);
+    size_t cw = (size_t)ceil((double)w / cell) + 1, ch = (size_t)ceil((double)h / cell) + 1;
+    size_t *head = malloc(cw * ch * sizeof *head), *next = malloc(n * sizeof *next);
+    int ok = autocorr_init(&ac, psf) && head && next;
+    for (size_t k = 0; ok && k < cw * ch; k++)
+        head[k] = SIZE_MAX;
+    for (size_t i = 0; ok && i < n; i++) {
+        if (!isfinite(c[i].x) || !isfinite(c[i].y))
+            continue;
+        long gx = lround(fmax(c[i].x, 0) / cell), gy = lround(fmax(c[i].y, 0) / cell);
+        double sign = c[i].score >= 0 ? 1.0 : -1.0, light = 0;
+        /* (gx, gy) is the cell corner nearest the candidate: the 2 x 2 cells round it hold every parent
+         * within the cell's half, the autocorrelation's reach */
+        for (long y = gy - 1; y <= gy; y++)
+            for (long x = gx - 1; x <= gx; x++) {
+                if (x < 0 || y < 0 || (size_t)x >= cw || (size_t)y >= ch)
+                    continue;
+                for (size_t j = head[(size_t)y * cw + (size_t)x]; j != SIZE_MAX; j = next[j])
+                    if (fabs(c[j].score) > fabs(c[i].score))
+                        light += c[j].score * autocorr_at(&ac, c[j].x - c[i].x, c[j].y - c[i].y);
+            }
+        if (sign * light > 0 && sign * (c[i].score - light) < thresh) {
+            c[i].flags |= CLRED_CAND_BLEND;
+            continue;
+        }
+        size_t k = (size_t)fmin(fmax(floor(c[i].y / cell), 0), (double)(ch - 1)) * cw +
+                   (size_t)fmin(fmax(floor(c[i].x / cell), 0), (double)(cw - 1));
+        next[i] = head[k];
+        head[k] = i;
+    }
+    free(ac.a);
+    free(head);
+    free(next);
+    return ok ? CLRED_OK : clred_fail(CLRED_ERR_MEMORY, "out of memory deblending %zu candidates", n);
+}
+
 static int by_index(const void *a, const void *b)
 {
     cl_uint x = *(const cl_uint *)a, y = *(const cl_uint *)b;
@@ -353,6 +463,9 @@ clred_status clred_find_candidates_dev(clred_ctx *ctx, const clred_dimage *score
     }
     if (st == CLRED_OK) {
         qsort(out, m, sizeof *out, by_score);
+        st = flag_blends(psf, o->thresh, out, m, diff->width, diff->height);
+    }
+    if (st == CLRED_OK) {
         *list = out;
         *n = m;
     } else
