@@ -363,9 +363,11 @@ static double own_score(autocorr *ac, const clred_candidate *c, const size_t *id
  * peak in a bright transient's wings that needed that light to cross the
  * threshold is flagged CLRED_CAND_BLEND, never dropped; a real second source
  * keeps its own S/N, so it is flagged only where its own S/N is below the
- * threshold. The one level is the detection threshold itself (seed 12 of
- * tests/sweep_pairs: a -5.4 peak 11 px from a -33 transient, of which the
- * transient's light is -0.66 and a +26 one's 13 px away +0.18). The list is sorted by |score|: parents
+ * threshold. The one level is the detection threshold itself. (Seed 12 of
+ * tests/sweep_pairs: ZOGY's -5.4 peak 11 px from a -33 transient is flagged;
+ * AL's, -5.5 in DETECT, holds -0.66 of that transient's light and +0.18 of
+ * a +26 one's 13 px away, and keeps -5.0 of its own: kept, as noise that
+ * deep is DMTN-006's business, not a blend.) The list is sorted by |score|: parents
  * come first, and a flagged peak is no one's parent (its score is mostly its
  * parent's light). Neighbours are looked up in cells of the PSF's size (the
  * autocorrelation's reach), so a crowded list costs no n^2. */
