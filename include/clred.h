@@ -2490,6 +2490,8 @@ CLRED_API clred_status clred_al_kernel_write(const char *path, const clred_al_re
 #define CLRED_CAND_MASKED 0x02u /* an unusable pixel in the 5 x 5 box */
 #define CLRED_CAND_EDGE   0x04u /* closer to the image edge than the PSF's half size */
 #define CLRED_CAND_BRIGHT 0x08u /* in a saturated star's wings: clred_candidates_bright */
+#define CLRED_CAND_BLEND  0x10u /* a secondary peak: below the threshold once the PSF-matched light of the brighter
+                                    candidates near it (their score x the PSF's autocorrelation) is taken off */
 
 typedef struct {
     double x, y;            /* PSF-fit position on the difference (the fit's start: the flux-weighted centroid
@@ -2550,6 +2552,14 @@ CLRED_API clred_status clred_candidates_context(const clred_header *header, cons
  * annuli. Nothing is dropped (host/steps/bright_wings.c says why). */
 CLRED_API clred_status clred_candidates_bright(const clred_image *img, const clred_psf *psf, clred_candidate *list,
                                                size_t n);
+/* Flags CLRED_CAND_BLEND on each secondary peak of list (sorted by |score|,
+ * largest first, as clred_find_candidates_dev returns it and calls this)
+ * whose score, less the light of the brighter unflagged candidates within
+ * the PSF's reach (each one's score times psf's autocorrelation at the
+ * offset), no longer reaches thresh: a peak in a bright source's wings, not
+ * an independent detection at the threshold. Nothing is dropped
+ * (host/steps/candidates.c says why). */
+CLRED_API clred_status clred_candidates_deblend(const clred_psf *psf, double thresh, clred_candidate *list, size_t n);
 /* Catalog of candidates: any of FITS table, CSV and JSON (paths may be NULL). */
 CLRED_API clred_status clred_candidates_write(const char *fits_path, const char *csv_path, const char *json_path,
                                               const clred_candidate *list, size_t n, int overwrite);

@@ -15,7 +15,8 @@ typedef struct {
     size_t fading_neg; /* ... and were found with a negative sign */
     size_t false_pos;  /* candidates that match no transient */
     size_t false_clean; /* of those, no unusable pixel nearby, not at the edge and not in a saturated star's
-                           wings (CLRED_CAND_BRIGHT, where the caller flagged it): what a broker keeps */
+                           wings (CLRED_CAND_BRIGHT, where the caller flagged it), not a blend of a brighter
+                           candidate's light (CLRED_CAND_BLEND): what a broker keeps */
     size_t found_bright; /* bright transients found whose candidate is flagged CLRED_CAND_BRIGHT */
     size_t used;       /* matched, unmasked candidates in the flux pull */
     double pull_mean;  /* (flux - truth) / flux_err over those */
