@@ -2173,9 +2173,8 @@ typedef struct {
                              max_stars x (order + 1)) */
     uint16_t ignore_bits; /* default CLRED_MASK_UNUSABLE */
     int order;            /* spatial variation of the model: 0 = constant (default), 1 or 2 = each pixel a
-                             polynomial of that order in (x, y); 0 instead where the constant model
-                             predicts held-out stars as well (5-fold cross-validation), and lowered while
-                             fewer than CLRED_PSF_STARS_PER_TERM stars per term are left */
+                             polynomial of that order in (x, y); lowered while fewer than
+                             CLRED_PSF_STARS_PER_TERM stars per term are left */
 } clred_psf_opts;
 
 /* A varying model of nterms terms needs this many stars per term (order 1:
