@@ -625,95 +625,6 @@ static clred_status weighted_model(const float *stamps, const double *wt, size_t
     return CLRED_OK;
 }
 
-/* Held-out stars' misfit of a model of this order fitted without them:
- * the stars split into CV_FOLDS folds (every CV_FOLDS-th, brightest first, so
- * each fold spans the fluxes); each fold's stamps compared with the model
- * fitted on the others and evaluated at their positions, as the weighted sum
- * of squares of their unmasked pixels. The stamps are the unit-sum ones of
- * star_stamp, normalised and centred by themselves, not against any
- * candidate model: a varying fit recentres and rescales its stamps against
- * itself, so its own residuals always favour it. INFINITY when some fold's
- * fit fails (too few stars for the order); -1 on a failure (reported). */
-enum { CV_FOLDS = 5 };
-
-static double cv_misfit(const float *stamps, const double *sx, const double *sy, const double *wt, size_t used,
-                        size_t n, int order, const clred_image *img, double norm_radius)
-{
-    size_t n2 = n * n;
-    float *tr = malloc(used * n2 * sizeof *tr), *col = malloc(used * sizeof *col);
-    double *tx = malloc(used * sizeof *tx), *ty = malloc(used * sizeof *ty), *tw = malloc(used * sizeof *tw);
-    double total = 0;
-    if (!tr || !col || !tx || !ty || !tw) {
-        clred_fail(CLRED_ERR_MEMORY, "out of memory for the PSF's cross-validation");
-        total = -1;
-    }
-    for (size_t f = 0; f < CV_FOLDS && total >= 0 && isfinite(total); f++) {
-        size_t m = 0;
-        for (size_t i = 0; i < used; i++)
-            if (i % CV_FOLDS != f) {
-                memcpy(tr + m * n2, stamps + i * n2, n2 * sizeof *tr);
-                tx[m] = sx[i];
-                ty[m] = sy[i];
-                tw[m++] = wt[i];
-            }
-        clred_psf model;
-        memset(&model, 0, sizeof model);
-        size_t kept = 0;
-        int ok;
-        if (order == 0)
-            ok = m >= 3 && weighted_model(tr, tw, m, n, col, &model) == CLRED_OK ? 1 : -1;
-        else
-            ok = clred_psf_fit_varying(tr, tx, ty, tw, m, n, order, img->width, img->height, norm_radius, &model,
-                                       &kept);
-        if (ok < 0 && order == 0 && m < 3)
-            ok = 0;
-        if (ok <= 0) {
-            total = ok < 0 ? -1 : INFINITY;
-            break;
-        }
-        for (size_t i = f; i < used && total >= 0; i += CV_FOLDS) {
-            clred_psf e;
-            if (clred_psf_eval(&model, sx[i], sy[i], &e) != CLRED_OK) {
-                total = INFINITY; /* the polynomial vanishes at a held-out star */
-                break;
-            }
-            double ss = 0;
-            for (size_t p = 0; p < n2; p++) {
-                double v = stamps[i * n2 + p];
-                if (isfinite(v))
-                    ss += (v - e.data[p]) * (v - e.data[p]);
-            }
-            total += wt[i] * ss;
-            clred_psf_free(&e);
-        }
-        clred_psf_free(&model);
-    }
-    free(tr);
-    free(col);
-    free(tx);
-    free(ty);
-    free(tw);
-    return total;
-}
-
-/* The order asked for when its model predicts held-out stars better than
- * the constant one does (cv_misfit), else 0: the variation is then not
- * there or the stars cannot pin it down, and a polynomial fitted to their
- * noise only adds error where it is evaluated (on a one-PSF pair, order 2
- * left 7 times the constant model's false candidates in ZOGY). Between
- * orders 1 and 2 the caller's choice stands (the held-out stars sit inside
- * the field; the corners, where order 2's curvature matters most, are
- * extrapolated). -1 on a failure (reported). */
-static int cv_order(const float *stamps, const double *sx, const double *sy, const double *wt, size_t used, size_t n,
-                    int order, const clred_image *img, double norm_radius)
-{
-    double e0 = cv_misfit(stamps, sx, sy, wt, used, n, 0, img, norm_radius);
-    double ek = e0 < 0 ? e0 : cv_misfit(stamps, sx, sy, wt, used, n, order, img, norm_radius);
-    if (e0 < 0 || ek < 0)
-        return -1;
-    return ek < e0 ? order : 0;
-}
-
 static clred_status measure_on(const clred_image *img, const clred_source *src, size_t nsrc, const clred_psf_opts *o,
                                clred_psf *psf)
 {
@@ -754,20 +665,12 @@ static clred_status measure_on(const clred_image *img, const clred_source *src, 
     float *masked = NULL;
     if (st == CLRED_OK && !(masked = malloc(used * n * n * sizeof *masked)))
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for PSF stamps");
-    double norm_radius = fmin((double)(n / 2), 3.0 * fwhm);
-    if (st == CLRED_OK && order > 0) {
-        memcpy(masked, stamps, used * n * n * sizeof *masked);
-        mask_neighbours(masked, used, n, src, nsrc, star, 3.0 * fwhm);
-        order = cv_order(masked, sx, sy, wt, used, n, order, img, norm_radius);
-        if (order < 0)
-            st = CLRED_ERR_MEMORY;
-    }
     for (; st == CLRED_OK && order > 0 && !done; order--) {
         memcpy(masked, stamps, used * n * n * sizeof *masked);
         mask_neighbours(masked, used, n, src, nsrc, star, 3.0 * fwhm);
         size_t kept = 0;
-        int r = clred_psf_fit_varying(masked, sx, sy, wt, used, n, order, img->width, img->height, norm_radius,
-                                      psf, &kept);
+        int r = clred_psf_fit_varying(masked, sx, sy, wt, used, n, order, img->width, img->height,
+                                      fmin((double)(n / 2), 3.0 * fwhm), psf, &kept);
         if (r < 0)
             st = CLRED_ERR_MEMORY;
         done = r > 0;
