@@ -2202,7 +2202,10 @@ CLRED_API clred_psf_opts clred_psf_defaults(void);
  * scaled to unit flux, and the model is the stamps' pixel-wise mean weighted
  * by their S/N squared, of the values within 4 robust sigma of the median
  * (pixels within 3 FWHM of another source, up to half way to it, left
- * out). With opts->order > 0 each pixel is instead fitted as a polynomial
+ * out); its wings beyond 2 FWHM are then a Moffat profile fitted from 1 to 2
+ * FWHM (elliptical radii from the core's second moments, blended in over
+ * half a FWHM), unless that profile misses the model's ring means there by
+ * more than 10 % (a diffraction-limited PSF keeps its own). With opts->order > 0 each pixel is instead fitted as a polynomial
  * of the stars' positions (least squares weighted by the stars'
  * S/N squared; pixels within 3 FWHM of another source, up to half way to
  * it, left out; beyond 3 FWHM of the centre a constant), each star's stamp

@@ -112,6 +112,33 @@ static void hybrid(clred_psf *m, const clred_psf *t, double r, int inner)
         m->data[i] = (float)(m->data[i] / s);
 }
 
+/* Diagnostic: each candidate more than 6 px from every transient, with the
+ * brightest reference pixel (less its median) within 20 px and its distance:
+ * is it a bright star's ring, and how far out? */
+static void near_stars(const clred_pair *p, const clred_candidate *c, size_t nc)
+{
+    const clred_image *r = &p->ref;
+    for (size_t k = 0; k < nc; k++) {
+        double dmin = 1e9;
+        for (size_t t = 0; t < p->ntransients; t++)
+            dmin = fmin(dmin, hypot(p->transients[t].x - c[k].x, p->transients[t].y - c[k].y));
+        if (dmin < 6)
+            continue;
+        double best = -1e30, bd = 0;
+        for (long j = lround(c[k].y) - 20; j <= lround(c[k].y) + 20; j++)
+            for (long i = lround(c[k].x) - 20; i <= lround(c[k].x) + 20; i++) {
+                if (i < 0 || j < 0 || i >= (long)r->width || j >= (long)r->height)
+                    continue;
+                double v = r->sci[(size_t)j * r->width + (size_t)i], d = hypot((double)i - c[k].x, (double)j - c[k].y);
+                if (d <= 20 && isfinite(v) && v > best) {
+                    best = v;
+                    bd = d;
+                }
+            }
+        printf("  NEAR score %+.1f star peak %.0f at %.1f px\n", c[k].score, best - 300, bd);
+    }
+}
+
 int main(int argc, char **argv)
 {
     unsigned first = argc > 2 ? (unsigned)atoi(argv[1]) : 1, last = argc > 2 ? (unsigned)atoi(argv[2]) : 8;
@@ -157,6 +184,8 @@ int main(int argc, char **argv)
         clred_image sc;
         CHECK_OK(clred_dimage_download(z.scorr, &sc));
         pair_score r = pair_score_candidates(&p, c, nc, &sc, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, "S_corr");
+        if (getenv("ZP_NEAR"))
+            near_stars(&p, c, nc);
         double e = pair_expected_false(sc.width, sc.height, z.pd.fwhm, 5.0);
         printf("SEED %2u false %2zu (exp %.3f) found %2zu/%2zu scorr_sd %.3f ntiles %zu", seed, r.false_clean, e,
                r.found, r.bright, z.scorr_scale, z.ntiles);

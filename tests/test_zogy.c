@@ -244,27 +244,54 @@ static double psf_distance(const clred_psf *m, const clred_psf *truth)
     return d;
 }
 
+/* The relative error of the model's flux beyond r px of its centre (the
+ * truth cut and renormalised as in psf_distance): its wings as a whole. */
+static double wing_error(const clred_psf *m, const clred_psf *truth, double r)
+{
+    clred_psf t;
+    CHECK_OK(clred_psf_from_array(truth->data, truth->size, truth->size, m->size, &t));
+    double sm = 0, st = 0;
+    int hm = (int)m->size / 2, ht = (int)t.size / 2;
+    for (int y = -hm; y <= hm; y++)
+        for (int x = -hm; x <= hm; x++)
+            if (x * x + y * y >= r * r && abs(x) <= ht && abs(y) <= ht) {
+                sm += m->data[(y + hm) * (int)m->size + x + hm];
+                st += t.data[(y + ht) * (int)t.size + x + ht];
+            }
+    clred_psf_free(&t);
+    return sm / st - 1;
+}
+
 /* ZOGY with PSFs measured on each image (constant models, as clred
  * subtract measures them without --new-psf / --ref-psf) on a pair whose
- * PSF is the same over the field (issue 10).
+ * PSF is the same over the field (issue 10), seeds 1-8.
  *
  * The models against the truth: on seeds 1-10 (tests/sweep_zogy_psf.c,
  * ZP_ORDER=0) the pixel-wise median of the stamps was 0.027-0.064 from the
  * truth in sum |difference| for the reference (0.045 on average; its
  * wings raised by neighbours, its noise that of its faintest stars), the
- * clipped S/N^2-weighted mean with neighbours masked is 0.011-0.037 (0.018);
- * for the new image (14-27 stars, 4.5 px) 0.028-0.13 against 0.014-0.072.
- * 0.035 fails the median on both images of these seeds (0.042-0.048) and
- * leaves the weighted mean its spread on them (0.014-0.033).
+ * clipped S/N^2-weighted mean with neighbours masked 0.011-0.037 (0.018);
+ * with the fitted Moffat wings 0.0075-0.031 on seeds 1-8 (the new image's
+ * and the reference's). 0.035 fails the median on both images (0.042-0.048).
+ *
+ * The wings: the models' flux beyond 2.5 FWHM against the truth's. The
+ * stacked stamps' wings were 2-59 % high (their mean |error| over the 16
+ * models of seeds 1-8: 0.29), with the Moffat fitted from 1 to 2 FWHM
+ * -4 to +26 % (0.08); 0.15 fails the stacked wings.
  *
  * What is not solved: ZOGY leaves a bright star's PSF error times its flux
  * in D, and S_corr has no term for it: with the truth's PSFs these pairs
- * give 0-1 false candidates in 16 seeds (DMTN-006: 0.02 a seed), with the
- * measured ones still 85 in seeds 1-10 (the median gave 347), 2 and 1 on
- * these seeds (the median 12 and 9). The bound below (3 a seed, 100x
- * DMTN-006's expectation) catches a return to the median's errors, not the
- * expectation the true PSFs meet. */
-static void measured_psfs(clred_ctx *ctx, uint64_t seed)
+ * give 0 false candidates in seeds 1-8 (DMTN-006: 0.02 a seed), with the
+ * measured ones 60 (stacked wings; the median gave 285) and 37 (fitted
+ * wings), 0-12 a seed. The bound on the total (48) catches a return to the
+ * stacked wings, not the expectation the true PSFs meet. */
+typedef struct {
+    size_t false_clean; /* over the seeds */
+    double wing_abs;    /* sum of |wing_error| over the models */
+    size_t models;
+} measured_tally;
+
+static void measured_psfs(clred_ctx *ctx, uint64_t seed, measured_tally *tally)
 {
     clred_pair_opts po = pair_sources_opts(seed, CLRED_PSF_MOFFAT, 3.5, 4.5);
     clred_pair p;
@@ -275,6 +302,7 @@ static void measured_psfs(clred_ctx *ctx, uint64_t seed)
     CHECK_OK(clred_psf_model_measure(ctx, &p.new_img, &pso, &pn));
     CHECK_OK(clred_psf_model_measure(ctx, &p.ref, &pso, &pr));
     double dn = psf_distance(&pn, &p.new_psf), dr = psf_distance(&pr, &p.ref_psf);
+    double wn = wing_error(&pn, &p.new_psf, 2.5 * pn.fwhm), wr = wing_error(&pr, &p.ref_psf, 2.5 * pr.fwhm);
     clred_zogy_result z;
     CHECK_OK(clred_subtract_zogy(ctx, &p.new_img, &p.ref, &pn, &pr, NULL, &z));
     clred_candidate *c = NULL;
@@ -284,15 +312,17 @@ static void measured_psfs(clred_ctx *ctx, uint64_t seed)
     download(z.scorr, &sc);
     pair_score r = pair_score_candidates(&p, c, nc, &sc, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, "S_corr");
     double expect = pair_expected_false(sc.width, sc.height, z.pd.fwhm, 5.0);
-    printf("measured PSFs, seed %llu: |new - true| %.4f (%zu stars), |ref - true| %.4f (%zu stars); completeness %zu / "
-           "%zu, fading %zu / %zu negative, %zu clean false (expected %.2g)\n",
-           (unsigned long long)seed, dn, pn.nstars, dr, pr.nstars, r.found, r.bright, r.fading_neg, r.fading,
+    printf("measured PSFs, seed %llu: |new - true| %.4f (%zu stars, wings %+.3f), |ref - true| %.4f (%zu stars, wings "
+           "%+.3f); completeness %zu / %zu, fading %zu / %zu negative, %zu clean false (expected %.2g)\n",
+           (unsigned long long)seed, dn, pn.nstars, wn, dr, pr.nstars, wr, r.found, r.bright, r.fading_neg, r.fading,
            r.false_clean, expect);
     CHECK(dn < 0.035 && dr < 0.035);
     CHECK(r.bright >= 20);
     CHECK((double)r.found >= 0.95 * (double)r.bright);
     CHECK(r.fading_neg == r.fading);
-    CHECK(r.false_clean <= 3);
+    tally->false_clean += r.false_clean;
+    tally->wing_abs += fabs(wn) + fabs(wr);
+    tally->models += 2;
     free(c);
     clred_image_free(&sc);
     clred_zogy_result_free(&z);
@@ -449,8 +479,13 @@ int main(void)
     empty_sky(ctx);
     with_sources(ctx, 3, 3.5, 4.5, CLRED_PSF_MOFFAT); /* new image worse than the reference */
     with_sources(ctx, 4, 4.0, 3.0, CLRED_PSF_GAUSSIAN); /* better */
-    measured_psfs(ctx, 2);
-    measured_psfs(ctx, 3);
+    measured_tally mt = {0, 0, 0};
+    for (uint64_t sd = 1; sd <= 8; sd++)
+        measured_psfs(ctx, sd, &mt);
+    printf("measured PSFs, seeds 1-8: %zu clean false, mean |wing error| %.3f\n", mt.false_clean,
+           mt.wing_abs / (double)mt.models);
+    CHECK(mt.false_clean <= 48);
+    CHECK(mt.wing_abs / (double)mt.models < 0.15);
     tiles(ctx);
     bad_arguments(ctx);
     clred_ctx_destroy(ctx);
