@@ -453,6 +453,9 @@ static void part_nmax16(clred_ctx *ctx)
     static const size_t counts[] = {9};
     test_counts_of_frames(ctx, counts, 1);
     test_weights_scatter(ctx);
+    /* the NMAX=16 fast kernel, which large 9-16-frame stacks the vector
+     * kernel does not take (VAR planes, weights) run on */
+    test_general_path_identical(ctx, counts, 1);
 }
 
 static void part_nmax32(clred_ctx *ctx)
