@@ -2490,7 +2490,8 @@ CLRED_API clred_status clred_al_kernel_write(const char *path, const clred_al_re
 
 /* Candidate flags. */
 #define CLRED_CAND_DIPOLE 0x01u /* a lobe of the other sign holds over half this one's flux nearby */
-#define CLRED_CAND_MASKED 0x02u /* an unusable pixel in the 5 x 5 box */
+#define CLRED_CAND_MASKED 0x02u /* an unusable pixel (or the image's edge) in the 5 x 5 box around the score's peak
+                                    or in that around the fitted position (x, y): a mask moves either one */
 #define CLRED_CAND_EDGE   0x04u /* closer to the image edge than the PSF's half size */
 #define CLRED_CAND_BRIGHT 0x08u /* in a saturated star's wings: clred_candidates_bright */
 #define CLRED_CAND_BLEND  0x10u /* a secondary peak: below the threshold once the PSF-matched light of the brighter
@@ -2509,11 +2510,12 @@ typedef struct {
     double snr;             /* |flux| / flux_err */
     double fwhm;            /* from second moments of the pixels of its sign beyond 1 sigma in the aperture */
     double elongation;      /* a / b */
-    int nneg, nbad;         /* pixels of the opposite sign / unusable in the 5 x 5 box */
+    int nneg, nbad;         /* pixels of the opposite sign in the 5 x 5 box around the peak / unusable (or off
+                               the image) in the union of the 5 x 5 boxes around the peak and around (x, y) */
     double sumrat;          /* sum of D over the 5 x 5 box / sum of |D| */
     double lobe_pos, lobe_neg; /* sums of the pixels above +2 sigma / below -2 sigma within 2 apertures */
     double edge_dist;       /* px to the nearest image edge */
-    uint16_t mask_bits;     /* OR of the mask over the 5 x 5 box */
+    uint16_t mask_bits;     /* OR of the mask over the boxes nbad counts over */
     unsigned flags;         /* CLRED_CAND_* */
     double ra, dec;         /* deg, from the difference's WCS (NaN without one; clred_candidates_context) */
     double ref_dist;        /* px from the centroid to the nearest source detected on the reference (NaN: none

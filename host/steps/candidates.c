@@ -82,8 +82,8 @@ static int usable(const clred_image *d, size_t i, uint16_t bits)
 }
 
 /* What the 5 x 5 box around the peak gives: the start of the position fit
- * (flux-weighted centroid of the peak's sign), nneg, nbad, sumrat and the
- * mask's bits. */
+ * (flux-weighted centroid of the peak's sign), nneg and sumrat (nbad, the
+ * mask's bits and MASKED come later, from measure_unusable). */
 static void measure_box(const measure_ctx *m, size_t pix, clred_candidate *c)
 {
     const clred_image *d = m->d;
@@ -96,17 +96,11 @@ static void measure_box(const measure_ctx *m, size_t pix, clred_candidate *c)
     double sum = 0, sumabs = 0, wx = 0, wy = 0, ws = 0;
     for (long j = py - 2; j <= py + 2; j++)
         for (long i = px - 2; i <= px + 2; i++) {
-            if (i < 0 || j < 0 || i >= w || j >= h) {
-                c->nbad++;
+            if (i < 0 || j < 0 || i >= w || j >= h)
                 continue;
-            }
             size_t q = (size_t)j * (size_t)w + (size_t)i;
-            if (d->mask)
-                c->mask_bits |= d->mask[q];
-            if (!usable(d, q, m->o->reject_bits)) {
-                c->nbad++;
+            if (!usable(d, q, m->o->reject_bits))
                 continue;
-            }
             double v = d->sci[q];
             sum += v;
             sumabs += fabs(v);
@@ -125,6 +119,41 @@ static void measure_box(const measure_ctx *m, size_t pix, clred_candidate *c)
         c->y = (double)py;
     }
     c->sumrat = sumabs > 0 ? sign * sum / sumabs : 0;
+}
+
+static int in_box(long i, long j, long cx, long cy)
+{
+    return labs(i - cx) <= 2 && labs(j - cy) <= 2;
+}
+
+/* nbad, the mask's bits and MASKED over the union of the 5 x 5 boxes around
+ * the score's peak and around the fitted position (each pixel once; one
+ * outside the image counts as unusable). Both, because a mask moves either:
+ * beside a hole the matched filter finds less of the source and its peak
+ * moves away from the hole (by 2 px for an S/N 11.5 source 0.6 px from one
+ * in sweep_al_varying's seed 13), while a fit that follows the source there
+ * leaves the peak's box clean; and a fit can run off a peak that sits on
+ * one. Called after psf_fluxes, once the position is fitted. */
+static void measure_unusable(const measure_ctx *m, size_t pix, clred_candidate *c)
+{
+    const clred_image *d = m->d;
+    long w = (long)d->width, h = (long)d->height, px = (long)(pix % d->width), py = (long)(pix / d->width);
+    long fx = lround(c->x), fy = lround(c->y);
+    c->nbad = 0;
+    c->mask_bits = 0;
+    for (long j = (py < fy ? py : fy) - 2; j <= (py > fy ? py : fy) + 2; j++)
+        for (long i = (px < fx ? px : fx) - 2; i <= (px > fx ? px : fx) + 2; i++) {
+            if (!in_box(i, j, px, py) && !in_box(i, j, fx, fy))
+                continue;
+            if (i < 0 || j < 0 || i >= w || j >= h) {
+                c->nbad++;
+                continue;
+            }
+            size_t q = (size_t)j * (size_t)w + (size_t)i;
+            if (d->mask)
+                c->mask_bits |= d->mask[q];
+            c->nbad += !usable(d, q, m->o->reject_bits);
+        }
     if (c->nbad > 0)
         c->flags |= CLRED_CAND_MASKED;
 }
@@ -522,8 +551,10 @@ clred_status clred_find_candidates_dev(clred_ctx *ctx, const clred_dimage *score
         for (size_t i = 0; i < m; i++)
             measure_box(&mc, idx[i], &out[i]);
         st = psf_fluxes(ctx, diff, psf, o, out, m);
-        for (size_t i = 0; i < m && st == CLRED_OK; i++)
+        for (size_t i = 0; i < m && st == CLRED_OK; i++) {
             measure_aperture(&mc, &out[i]);
+            measure_unusable(&mc, idx[i], &out[i]);
+        }
     }
     if (st == CLRED_OK) {
         qsort(out, m, sizeof *out, by_score);
