@@ -2237,7 +2237,8 @@ typedef struct {
     int max_iters;         /* position iterations (default 20) */
     double max_shift;      /* a fitted position further than this from its start is put back and held, px
                               (default 1.5) */
-    double min_snr_position; /* a source's position is fitted only when its flux has this S/N (default 3) */
+    double min_snr_position; /* a source's position is fitted only when |flux| has this S/N (default 3; a fading
+                                source's flux on a difference is negative) */
     double group_radius;   /* sources closer than this are fitted together, px (0 = fit_radius + the PSF's
                               FWHM; default 0); -1 = each alone */
     double zeropoint;      /* mag = -2.5 log10(flux) + zeropoint (default 25) */

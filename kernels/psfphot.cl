@@ -334,13 +334,14 @@ kernel void psf_photometry(global const float *sci, global const float *var, con
             for (int k = 0; k < np; k++)
                 p[k] += b[k];
             /* positions only for members whose flux is significant: a faint
-             * one has no position to find, and its derivative vanishes */
+             * one has no position to find, and its derivative vanishes; |flux|,
+             * as a fading source on a difference has a significant negative one */
             for (int k = 0; k < G && fit_pos; k++) {
                 acc_t e[MAXP];
                 for (int l = 0; l < np; l++)
                     e[l] = l == 1 + k;
                 chol_solve(a, e, np);
-                if (!(p[1 + k] >= min_snr_pos * sqrt(fmax(e[1 + k], (acc_t)0))))
+                if (!(fabs(p[1 + k]) >= min_snr_pos * sqrt(fmax(e[1 + k], (acc_t)0))))
                     posfix[k] = 1;
             }
             if (fit_pos && posfix[0])

@@ -4,8 +4,9 @@
  * the 5 x 5 boxes around the score's peak pixel and around the fitted
  * position. The case that matters: a source beside a hole whose score peak
  * sits 5 px away from it (as a mask moves a matched filter's peak), so the
- * peak's box is clean and only the fitted position's box holds the hole. A
- * clean source and a peak at the image's edge are checked likewise. */
+ * peak's box is clean and only the fitted position's box holds the hole; the
+ * same fading (its position fitted too). A clean source and a fitted box off
+ * the image's edge are checked likewise. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,14 +68,16 @@ static void reference(const clred_image *d, long px, long py, double x, double y
         }
 }
 
-/* One candidate: a score image 0 but for a spike of 20 at (px, py), the
- * difference d. Returns the candidate (the one expected). */
-static clred_candidate one_candidate(clred_ctx *ctx, const clred_image *d, const clred_psf *psf, long px, long py)
+/* One candidate: a score image 0 but for a spike of +-20 (the sign of
+ * the difference's source) at (px, py), the difference d. Returns the
+ * candidate (the one expected). */
+static clred_candidate one_candidate(clred_ctx *ctx, const clred_image *d, const clred_psf *psf, long px, long py,
+                                     double sign)
 {
     clred_image sc;
     CHECK_OK(clred_image_alloc(&sc, W, H, 0, 0));
     memset(sc.sci, 0, sizeof(float) * W * H);
-    sc.sci[py * W + px] = 20;
+    sc.sci[py * W + px] = (float)(20 * sign);
     clred_dimage *ds = NULL, *dd = NULL;
     CHECK_OK(clred_dimage_upload(ctx, &sc, &ds));
     CHECK_OK(clred_dimage_upload(ctx, d, &dd));
@@ -93,9 +96,9 @@ static clred_candidate one_candidate(clred_ctx *ctx, const clred_image *d, const
 }
 
 static void check_case(clred_ctx *ctx, const clred_image *d, const clred_psf *psf, long px, long py, double x0,
-                       double y0, int expect_masked)
+                       double y0, double flux, int expect_masked)
 {
-    clred_candidate c = one_candidate(ctx, d, psf, px, py);
+    clred_candidate c = one_candidate(ctx, d, psf, px, py, flux > 0 ? 1.0 : -1.0);
     /* the fit has to reach the source for the case to test the fitted box:
      * noise-free, it lands within a few 0.01 px; 0.3 px leaves room for the
      * PSF's sampling while keeping lround's pixel */
@@ -123,6 +126,19 @@ static void new_diff(clred_image *d)
     }
 }
 
+/* The hole case: a source of this flux at (32, 32), NO_DATA (values 0)
+ * from column 33 on. */
+static void hole_case(clred_image *d, double flux)
+{
+    new_diff(d);
+    add_source(d, 32, 32, flux);
+    for (int j = 0; j < H; j++)
+        for (int i = 33; i < W; i++) {
+            d->sci[j * W + i] = 0;
+            d->mask[j * W + i] = CLRED_MASK_NO_DATA;
+        }
+}
+
 int main(void)
 {
     clred_ctx *ctx = harness_ctx();
@@ -133,14 +149,14 @@ int main(void)
     /* A hole (NO_DATA, values 0) from column 33 on; the source at (32, 32),
      * 1 px from it; the score's peak at (28, 32), 5 px from the hole: its box
      * (26..30) is clean, the fitted position's (30..34) holds it. */
-    new_diff(&d);
-    add_source(&d, 32, 32, 400);
-    for (int j = 0; j < H; j++)
-        for (int i = 33; i < W; i++) {
-            d.sci[j * W + i] = 0;
-            d.mask[j * W + i] = CLRED_MASK_NO_DATA;
-        }
-    check_case(ctx, &d, &psf, 28, 32, 32, 32, 1);
+    hole_case(&d, 400);
+    check_case(ctx, &d, &psf, 28, 32, 32, 32, 400, 1);
+    clred_image_free(&d);
+
+    /* The same fading (negative flux, score -20): its position is fitted as
+     * well (|flux| is significant), so its box holds the hole too. */
+    hole_case(&d, -400);
+    check_case(ctx, &d, &psf, 28, 32, 32, 32, -400, 1);
     clred_image_free(&d);
 
     /* The same source without the hole: nothing unusable in either box (an
@@ -148,7 +164,7 @@ int main(void)
     new_diff(&d);
     add_source(&d, 32, 32, 400);
     d.mask[32 * W + 33] = CLRED_MASK_INTERPOLATED;
-    check_case(ctx, &d, &psf, 28, 32, 32, 32, 0);
+    check_case(ctx, &d, &psf, 28, 32, 32, 32, 400, 0);
     clred_image_free(&d);
 
     /* A source 1 px from the image's edge, the score's peak 4 px in (peaks
@@ -156,7 +172,7 @@ int main(void)
      * position's box leaves the image (5 pixels off it), the peak's does not. */
     new_diff(&d);
     add_source(&d, 1, 32, 400);
-    check_case(ctx, &d, &psf, 5, 32, 1, 32, 1);
+    check_case(ctx, &d, &psf, 5, 32, 1, 32, 400, 1);
     clred_image_free(&d);
 
     clred_psf_free(&psf);

@@ -235,7 +235,7 @@ static void measure_aperture(const measure_ctx *m, clred_candidate *c)
  * sigma: the rest is a positive residual under it, +0.3 sigma a pixel over
  * that part of the field in ZOGY's difference too.) A fit that runs further
  * than the PSF's FWHM has left the peak's source and is held at the
- * centroid, as is one of a flux below 3 sigma. */
+ * centroid, as is one of a |flux| below 3 sigma. */
 static clred_status psf_fluxes(clred_ctx *ctx, const clred_dimage *diff, const clred_psf *psf,
                                const clred_cand_opts *o, clred_candidate *c, size_t n)
 {

@@ -208,7 +208,7 @@ static void fit_one(const clred_image *img, const clred_psf *psf, const double *
             f[k] += step[1 + k];
         if (pass == 0) {
             for (int k = 0; k < g && fit_pos; k++)
-                if (!(f[k] >= min_snr_pos * sqrt(fmax(inv[(1 + k) * MAXQ + 1 + k], 0))))
+                if (!(fabs(f[k]) >= min_snr_pos * sqrt(fmax(inv[(1 + k) * MAXQ + 1 + k], 0))))
                     held[k] = 1;
             if (fit_pos && held[0])
                 flags |= CLRED_SRC_PSF_FIXED;
