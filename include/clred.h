@@ -2024,7 +2024,8 @@ typedef void (*clred_progress_fn)(void *user, const char *line);
 typedef struct {
     size_t width, height; /* the raw science frames' size (the first group of this run's) */
     int quality;          /* science frames' quality is measured */
-    int align;            /* a stack of two or more frames is registered and resampled */
+    int align;            /* a group of this run has two or more frames to register and resample (its stack
+                             may still turn out unchanged since a previous run) */
 } clred_night_plan;
 typedef void (*clred_night_planned_fn)(void *user, const clred_night_plan *plan);
 

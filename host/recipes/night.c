@@ -284,7 +284,7 @@ static void tell_plan(const night *nt)
             p.width = nt->frames[gr->members[0]].width;
             p.height = nt->frames[gr->members[0]].height;
         }
-        if (gr->n > 1 && gr->product >= 0 && !nt->prod[gr->product].skip)
+        if (gr->n > 1) /* (its stack may turn out unchanged: planned later, with the science frames) */
             p.align = 1;
     }
     if (p.width == 0)
