@@ -2018,6 +2018,17 @@ typedef enum {
 /* Progress line of a night (the library never prints; the CLI passes one). */
 typedef void (*clred_progress_fn)(void *user, const char *line);
 
+/* What the rest of a night will launch, known once its frames are scanned and
+ * planned, before any master is built (clred_night_opts.planned): enough for
+ * a caller to compile those kernels ahead (clred_compile_ahead_pays). */
+typedef struct {
+    size_t width, height; /* the raw science frames' size (the first group of this run's) */
+    int quality;          /* science frames' quality is measured */
+    int align;            /* a group of this run has two or more frames to register and resample (its stack
+                             may still turn out unchanged since a previous run) */
+} clred_night_plan;
+typedef void (*clred_night_planned_fn)(void *user, const clred_night_plan *plan);
+
 struct clred_subtract_job; /* difference imaging on files (below) */
 
 typedef struct {
@@ -2067,6 +2078,10 @@ typedef struct {
                                                   alerts asks for ZTF Avro alert packets in
                                                   difference/<object>_<filter>_alerts/ (written with the
                                                   difference) */
+    clred_night_planned_fn planned; /* called once, when the night has science frames to reduce, after its
+                                       plan and before its masters; must not change anything the night
+                                       reads (NULL = none) */
+    void *planned_user;
 } clred_night_opts;
 
 CLRED_API clred_night_opts clred_night_defaults(void);

@@ -57,12 +57,15 @@ extern const char *const cli_interp_names[5];
 int cli_parse_interp(const char *cmd, const char *text, clred_interp *out);
 
 /* A helper process compiling a night's later kernels ahead for frames of
- * w x h on ctx's device (compile_ahead.c), when that pays
- * (clred_compile_ahead_pays): its process id, else -1. Finish reaps it (asked
- * to stop, it ends after the call it is in). */
-pid_t cli_compile_ahead_start(const clred_ctx *ctx, const char *device, size_t w, size_t h);
+ * w x h on ctx's device (compile_ahead.c): the frame-quality metrics when
+ * quality, registration and resampling with the night's default options when
+ * align. When that pays (clred_compile_ahead_pays) and there is any: its
+ * process id, else -1. Finish reaps it (asked to stop, it ends after the call
+ * it is in). */
+pid_t cli_compile_ahead_start(const clred_ctx *ctx, const char *device, size_t w, size_t h, int quality,
+                             int align);
 void cli_compile_ahead_finish(pid_t pid);
-/* The helper itself: clred __compile-ahead --size WxH [--device D]. */
+/* The helper itself: clred __compile-ahead --size WxH [--no-quality] [--no-align] [--device D]. */
 int cmd_compile_ahead(int argc, char **argv);
 
 /* JSON output on stdout: a string with escapes. */

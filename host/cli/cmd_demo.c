@@ -958,7 +958,7 @@ int cmd_demo(int argc, char **argv)
     so.nstars = (int)fmax(20.0, 300.0 * (double)(a.width * a.height) / (512.0 * 512.0));
     /* A first run compiles the night's kernels while the night is simulated:
      * the programs in this process, the later steps' kernels in a helper. */
-    pid_t helper = cli_compile_ahead_start(ctx, a.device, a.width, a.height);
+    pid_t helper = cli_compile_ahead_start(ctx, a.device, a.width, a.height, 1, 1);
     clred_night_opts no = demo_night_opts();
     clred_status s = clred_night_prepare(ctx, &no);
     cli_progress("simulating a %zux%zu night into %s", a.width, a.height, dir);

@@ -200,6 +200,29 @@ static void print_text(const clred_night_report *r)
     printf("  manifest: %s\n", r->manifest ? r->manifest : "(none)");
 }
 
+/* ------------------------------------------------------------- compiling ahead */
+
+typedef struct {
+    const clred_ctx *ctx;
+    const char *device;
+    const clred_night_opts *o;
+    pid_t helper; /* -1: none */
+} run_ahead;
+
+/* Once the night is planned: a helper compiling the kernels of its later
+ * steps that it will use (compile_ahead.c). The helper registers and
+ * resamples with the default stack options, so it leaves alignment out of a
+ * night whose stacks match stars or interpolate otherwise: those kernels
+ * would go unused. */
+static void start_ahead(void *user, const clred_night_plan *p)
+{
+    run_ahead *ra = user;
+    clred_stack_opts d = clred_stack_defaults();
+    int align = p->align && ra->o->stack.method == d.method && ra->o->stack.ropts.interp == d.ropts.interp;
+    if (ra->helper < 0)
+        ra->helper = cli_compile_ahead_start(ra->ctx, ra->device, p->width, p->height, p->quality, align);
+}
+
 /* ------------------------------------------------------------- main */
 
 int cmd_run(int argc, char **argv)
@@ -282,8 +305,12 @@ int cmd_run(int argc, char **argv)
         rc = cli_fail(CMD, CLRED_ERR_DEVICE);
     clred_night_report report;
     memset(&report, 0, sizeof report);
+    run_ahead ra = {ctx, device, &o, -1};
+    o.planned = start_ahead;
+    o.planned_user = &ra;
     if (rc == EXIT_OK) {
         clred_status st = clred_night_run(ctx, (const char *const *)inputs, n, outdir, &o, &report);
+        cli_compile_ahead_finish(ra.helper);
         for (size_t i = 0; i < report.nleft_out; i++)
             fprintf(stderr, "clred run: left out %s: %s\n", report.left_out[i].path, report.left_out[i].reason);
         if (st != CLRED_OK) {

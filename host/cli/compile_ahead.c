@@ -1,8 +1,8 @@
 /* Compiling a night's later kernels ahead, in a helper process
  * (clred_compile_ahead_pays in clred.h says why a process and not a thread).
  *
- * The parent (clred demo) starts `clred __compile-ahead` before it
- * simulates. The helper simulates a small night of its own at the same frame
+ * The parent (clred demo before it simulates, clred run once its night is
+ * planned) starts `clred __compile-ahead`. The helper simulates a small night of its own at the same frame
  * size and runs, on it, the library calls the night makes after masters and
  * calibration, in the order the night meets them: the frame-quality metrics
  * of a calibrated frame, then registration and resampling onto the
@@ -38,22 +38,35 @@ static void ask_stop(int sig)
     stop_asked = 1;
 }
 
-/* The marker name of the helper's work for frames of w x h. */
-static void work_name(char *out, size_t size, size_t w, size_t h)
+/* The marker name of the helper's work for frames of w x h: the parts it
+ * does are in it, so a night that skips one does not mark the other done. */
+static void work_name(char *out, size_t size, size_t w, size_t h, int quality, int align)
 {
-    snprintf(out, size, "night quality+alignment %zux%zu", w, h);
+    snprintf(out, size, "night %s%s%s %zux%zu", quality ? "quality" : "", quality && align ? "+" : "",
+             align ? "alignment" : "", w, h);
 }
 
-pid_t cli_compile_ahead_start(const clred_ctx *ctx, const char *device, size_t w, size_t h)
+pid_t cli_compile_ahead_start(const clred_ctx *ctx, const char *device, size_t w, size_t h, int quality, int align)
 {
     char what[96], size[64];
-    work_name(what, sizeof what, w, h);
-    if (!clred_compile_ahead_pays(ctx, what))
+    work_name(what, sizeof what, w, h, quality, align);
+    if ((!quality && !align) || !clred_compile_ahead_pays(ctx, what))
         return -1;
     snprintf(size, sizeof size, "%zux%zu", w, h);
     char name[] = "clred", cmd[] = CMD, size_opt[] = "--size", device_opt[] = "--device", dev[256];
+    char no_quality[] = "--no-quality", no_align[] = "--no-align";
     snprintf(dev, sizeof dev, "%s", device ? device : "");
-    char *argv[] = {name, cmd, size_opt, size, device ? device_opt : NULL, dev, NULL};
+    char *argv[8] = {name, cmd, size_opt, size};
+    size_t argc = 4;
+    if (!quality)
+        argv[argc++] = no_quality;
+    if (!align)
+        argv[argc++] = no_align;
+    if (device) {
+        argv[argc++] = device_opt;
+        argv[argc++] = dev;
+    }
+    argv[argc] = NULL;
     posix_spawn_file_actions_t fa;
     if (posix_spawn_file_actions_init(&fa) != 0)
         return -1;
@@ -111,13 +124,14 @@ static clred_status read_as_calibrated(const char *dir, const char *name, clred_
     return st;
 }
 
-/* The night's calls after calibration, in its order; stops early when asked. */
-static clred_status night_calls(clred_ctx *ctx, clred_image *frames)
+/* The night's calls after calibration, in its order, those asked for only;
+ * stops early when asked. */
+static clred_status night_calls(clred_ctx *ctx, clred_image *frames, int quality, int align)
 {
     clred_night_opts no = clred_night_defaults();
     clred_frame_quality q;
-    clred_status st = no.quality ? clred_measure_quality(ctx, &frames[0], &q) : CLRED_OK;
-    if (st != CLRED_OK || stop_asked)
+    clred_status st = quality ? clred_measure_quality(ctx, &frames[0], &q) : CLRED_OK;
+    if (st != CLRED_OK || stop_asked || !align)
         return st;
     clred_shift shifts[2];
     st = clred_measure_shifts(ctx, frames, 2, 0, &no.stack.popts, shifts);
@@ -138,12 +152,19 @@ int cmd_compile_ahead(int argc, char **argv)
 {
     const char *device = NULL;
     size_t w = 0, h = 0;
+    int quality = 1, align = 1;
     static const struct option longopts[] = {{"size", required_argument, 0, 's'},
                                              {"device", required_argument, 0, 'd'},
+                                             {"no-quality", no_argument, 0, 'q'},
+                                             {"no-align", no_argument, 0, 'a'},
                                              {0, 0, 0, 0}};
     for (int c; (c = getopt_long(argc, argv, "", longopts, NULL)) != -1;) {
         if (c == 's' && sscanf(optarg, "%zux%zu", &w, &h) == 2)
             continue;
+        if (c == 'q' || c == 'a') {
+            *(c == 'q' ? &quality : &align) = 0;
+            continue;
+        }
         if (c == 'd') {
             device = optarg;
             continue;
@@ -188,10 +209,10 @@ int cmd_compile_ahead(int argc, char **argv)
         st = read_as_calibrated(dir, "sci_002.fits", &frames[1]);
     remove_dir(dir);
     if (st == CLRED_OK && !stop_asked)
-        st = night_calls(ctx, frames);
+        st = night_calls(ctx, frames, quality, align);
     if (st == CLRED_OK && !stop_asked) {
         char what[96];
-        work_name(what, sizeof what, w, h);
+        work_name(what, sizeof what, w, h, quality, align);
         clred_compile_ahead_done(ctx, what);
     }
     clred_image_free(&frames[0]);

@@ -267,6 +267,32 @@ static void build_programs_ahead(clred_ctx *ctx, const clred_night_opts *o, size
         clred_programs_prefetch(ctx, families, n); /* no disk cache to build into: into the context, now */
 }
 
+/* Tells the caller what the rest of the night will launch (opts.planned),
+ * from the science groups of this run: their frames' size, and whether any
+ * stack registers two or more frames. Nothing when no science frame is here. */
+static void tell_plan(const night *nt)
+{
+    if (!nt->o->planned)
+        return;
+    clred_night_plan p;
+    memset(&p, 0, sizeof p);
+    for (size_t g = 0; g < nt->ngroups; g++) {
+        const night_group *gr = &nt->groups[g];
+        if (!night_stack_here(gr) || gr->n == 0)
+            continue;
+        if (p.width == 0) {
+            p.width = nt->frames[gr->members[0]].width;
+            p.height = nt->frames[gr->members[0]].height;
+        }
+        if (gr->n > 1) /* (its stack may turn out unchanged: planned later, with the science frames) */
+            p.align = 1;
+    }
+    if (p.width == 0)
+        return;
+    p.quality = nt->o->quality;
+    nt->o->planned(nt->o->planned_user, &p);
+}
+
 clred_status clred_night_prepare(clred_ctx *ctx, const clred_night_opts *opts)
 {
     if (!ctx)
@@ -322,8 +348,10 @@ clred_status clred_night_run(clred_ctx *ctx, const char *const *inputs, size_t n
     night_say(&nt, "%zu frames: %zu bias, %zu dark, %zu flat, %zu science, %zu left out; %zu groups, %zu in this shard",
               n, rep->nbias, rep->ndark, rep->nflat, rep->nscience, nt.nleft, nt.ngroups, here);
 
-    if (st == CLRED_OK)
+    if (st == CLRED_OK) {
         build_programs_ahead(ctx, o, rep->nscience);
+        tell_plan(&nt);
+    }
     clred_stream_writer *w = NULL;
     if (st == CLRED_OK)
         st = clred_stream_writer_start(ctx, o->stream, 0, night_product_written, &nt, &w);
