@@ -122,4 +122,18 @@ clred_status al_linsolve(double *a, double *rhs, int n);
 clred_status al_decorrelated_psf_model(const clred_psf *p, const float *p0, const float *kimg, int ks, double s2i,
                                        double s2t, double ksum, clred_psf *out);
 
+/* img (size x size, centred) through the decorrelation kernel phi of
+ * al_decorrelated_psf_model (same kimg, ks, s2i, s2t, ksum), cut to size x
+ * size, in double. */
+clred_status al_through_phi(const float *img, int size, const float *kimg, int ks, double s2i, double s2t,
+                            double ksum, double *out);
+
+/* The covariance of the kernel's unknowns (al_solve's first 1 + (nbasis - 1)
+ * al_nterms(kernel_order): basis 0's constant, then each other basis's
+ * spatial terms) from the stamps' normal equations, inverted as al_solve
+ * solves them (scaled, AL_RIDGE): cov receives that many squared, row-major,
+ * in the units of the weights (1 / variance: the fit's statistical error). */
+clred_status al_kernel_covariance(const double *dots, size_t ns, const int *use, const int *cx, const int *cy,
+                                  size_t w, size_t h, int nbasis, int kernel_order, int bg_order, double *cov);
+
 #endif

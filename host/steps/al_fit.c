@@ -8,16 +8,15 @@
 
 #include "al.h"
 
-clred_status al_linsolve(double *a, double *rhs, int n)
+/* a (n x n, symmetric) scaled to a unit diagonal (d: the scales), AL_RIDGE
+ * added, and replaced by its Cholesky factor in the lower triangle. */
+static clred_status cholesky_scaled(double *a, int n, double *d)
 {
     /* Scaled to a unit diagonal, then a ridge of AL_RIDGE added: the
      * Gaussian x polynomial basis is far from orthogonal, so the system has
      * directions that the data (and the float equations, good to ~1e-6)
      * barely constrain; without the ridge they take huge cancelling
      * coefficients that float kernels cannot hold. */
-    double *d = malloc((size_t)n * sizeof *d);
-    if (!d)
-        return clred_fail(CLRED_ERR_MEMORY, "out of memory");
     for (int i = 0; i < n; i++) {
         double v = a[(size_t)i * n + i];
         d[i] = v > 0 ? 1.0 / sqrt(v) : 0.0;
@@ -26,18 +25,14 @@ clred_status al_linsolve(double *a, double *rhs, int n)
         for (int j = 0; j < n; j++)
             a[(size_t)i * n + j] *= d[i] * d[j];
         a[(size_t)i * n + i] += d[i] > 0 ? AL_RIDGE : 1.0;
-        rhs[i] *= d[i];
     }
-    /* Cholesky, in the lower triangle */
     for (int j = 0; j < n; j++) {
         double s = a[(size_t)j * n + j];
         for (int k = 0; k < j; k++)
             s -= a[(size_t)j * n + k] * a[(size_t)j * n + k];
-        if (!(s > 0)) {
-            free(d);
+        if (!(s > 0))
             return clred_fail(CLRED_ERR_INPUT, "Alard-Lupton: the normal equations are not positive definite "
                                                "(unknown %d of %d)", j, n);
-        }
         s = sqrt(s);
         a[(size_t)j * n + j] = s;
         for (int i = j + 1; i < n; i++) {
@@ -47,22 +42,41 @@ clred_status al_linsolve(double *a, double *rhs, int n)
             a[(size_t)i * n + j] = t / s;
         }
     }
+    return CLRED_OK;
+}
+
+/* x = L^-T L^-1 x in place, L the factor cholesky_scaled left in a's lower triangle */
+static void cholesky_solve(const double *a, int n, double *x)
+{
     for (int i = 0; i < n; i++) {
-        double s = rhs[i];
+        double s = x[i];
         for (int k = 0; k < i; k++)
-            s -= a[(size_t)i * n + k] * rhs[k];
-        rhs[i] = s / a[(size_t)i * n + i];
+            s -= a[(size_t)i * n + k] * x[k];
+        x[i] = s / a[(size_t)i * n + i];
     }
     for (int i = n - 1; i >= 0; i--) {
-        double s = rhs[i];
+        double s = x[i];
         for (int k = i + 1; k < n; k++)
-            s -= a[(size_t)k * n + i] * rhs[k];
-        rhs[i] = s / a[(size_t)i * n + i];
+            s -= a[(size_t)k * n + i] * x[k];
+        x[i] = s / a[(size_t)i * n + i];
     }
-    for (int i = 0; i < n; i++)
-        rhs[i] *= d[i];
+}
+
+clred_status al_linsolve(double *a, double *rhs, int n)
+{
+    double *d = malloc((size_t)n * sizeof *d);
+    if (!d)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory");
+    clred_status st = cholesky_scaled(a, n, d);
+    if (st == CLRED_OK) {
+        for (int i = 0; i < n; i++)
+            rhs[i] *= d[i];
+        cholesky_solve(a, n, rhs);
+        for (int i = 0; i < n; i++)
+            rhs[i] *= d[i];
+    }
     free(d);
-    return CLRED_OK;
+    return st;
 }
 
 /* Unknown u's vector (0..nbasis: a basis, nbasis: the constant) and its spatial factor at a stamp. */
@@ -106,20 +120,15 @@ void al_coef_at(const double *coef, int nbasis, int kernel_order, double x, doub
     }
 }
 
-clred_status al_solve(const double *dots, size_t ns, const int *use, const int *cx, const int *cy, size_t w, size_t h,
-                      int nbasis, int kernel_order, int bg_order, double *coef, double *chi2)
+/* The global system of the stamps in use[] (a: n x n, both triangles; rhs: n;
+ * vec, fac: scratch of n), zeroed first. */
+static void normal_equations(const double *dots, size_t ns, const int *use, const int *cx, const int *cy, size_t w,
+                             size_t h, int nbasis, int kernel_order, int bg_order, int *vec, double *fac, double *a,
+                             double *rhs)
 {
     int nv = nbasis + 2, n = al_nunknowns(nbasis, kernel_order, bg_order);
-    double *a = calloc((size_t)n * n, sizeof *a), *rhs = calloc((size_t)n, sizeof *rhs);
-    int *vec = malloc((size_t)n * sizeof *vec);
-    double *fac = malloc((size_t)n * sizeof *fac);
-    if (!a || !rhs || !vec || !fac) {
-        free(a);
-        free(rhs);
-        free(vec);
-        free(fac);
-        return clred_fail(CLRED_ERR_MEMORY, "out of memory for %d Alard-Lupton unknowns", n);
-    }
+    memset(a, 0, (size_t)n * n * sizeof *a);
+    memset(rhs, 0, (size_t)n * sizeof *rhs);
     layout l;
     for (size_t s = 0; s < ns; s++) {
         if (!use[s])
@@ -137,6 +146,55 @@ clred_status al_solve(const double *dots, size_t ns, const int *use, const int *
     for (int u = 0; u < n; u++)
         for (int v = 0; v < u; v++)
             a[(size_t)u * n + v] = a[(size_t)v * n + u];
+}
+
+clred_status al_kernel_covariance(const double *dots, size_t ns, const int *use, const int *cx, const int *cy,
+                                  size_t w, size_t h, int nbasis, int kernel_order, int bg_order, double *cov)
+{
+    int n = al_nunknowns(nbasis, kernel_order, bg_order), nk = 1 + (nbasis - 1) * al_nterms(kernel_order);
+    double *a = malloc((size_t)n * n * sizeof *a), *rhs = malloc((size_t)n * sizeof *rhs),
+           *fac = malloc((size_t)n * sizeof *fac), *d = malloc((size_t)n * sizeof *d);
+    int *vec = malloc((size_t)n * sizeof *vec);
+    clred_status st = a && rhs && fac && d && vec ? CLRED_OK
+                                                  : clred_fail(CLRED_ERR_MEMORY, "out of memory for %d unknowns", n);
+    if (st == CLRED_OK) {
+        normal_equations(dots, ns, use, cx, cy, w, h, nbasis, kernel_order, bg_order, vec, fac, a, rhs);
+        st = cholesky_scaled(a, n, d);
+    }
+    /* column j of the inverse, of which the kernel's rows are kept: the
+     * same scaled, ridged system the solution came from, so that the
+     * directions the ridge holds have the small variance it gives them */
+    for (int j = 0; j < nk && st == CLRED_OK; j++) {
+        for (int i = 0; i < n; i++)
+            rhs[i] = i == j ? d[j] : 0.0;
+        cholesky_solve(a, n, rhs);
+        for (int i = 0; i < nk; i++)
+            cov[(size_t)i * nk + j] = rhs[i] * d[i];
+    }
+    free(a);
+    free(rhs);
+    free(fac);
+    free(d);
+    free(vec);
+    return st;
+}
+
+clred_status al_solve(const double *dots, size_t ns, const int *use, const int *cx, const int *cy, size_t w, size_t h,
+                      int nbasis, int kernel_order, int bg_order, double *coef, double *chi2)
+{
+    int nv = nbasis + 2, n = al_nunknowns(nbasis, kernel_order, bg_order);
+    double *a = calloc((size_t)n * n, sizeof *a), *rhs = calloc((size_t)n, sizeof *rhs);
+    int *vec = malloc((size_t)n * sizeof *vec);
+    double *fac = malloc((size_t)n * sizeof *fac);
+    if (!a || !rhs || !vec || !fac) {
+        free(a);
+        free(rhs);
+        free(vec);
+        free(fac);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for %d Alard-Lupton unknowns", n);
+    }
+    normal_equations(dots, ns, use, cx, cy, w, h, nbasis, kernel_order, bg_order, vec, fac, a, rhs);
+    layout l;
     clred_status st = al_linsolve(a, rhs, n);
     if (st == CLRED_OK) {
         memcpy(coef, rhs, (size_t)n * sizeof *coef);
