@@ -2440,6 +2440,8 @@ typedef struct {
     double coeff;
 } clred_al_term;
 
+typedef struct clred_al_kerr clred_al_kerr; /* opaque: the kernel fit's error (clred_al_candidates_kernel) */
+
 typedef struct {
     clred_dimage *diff;    /* D = new - reference convolved to match (either way round), in the chosen
                               photometric system; VAR: both inputs' variances through the kernel (VAR
@@ -2467,6 +2469,8 @@ typedef struct {
     int convolved_ref;     /* 1: the reference was convolved; 0: the new image */
     double ksum;           /* kernel sum (flux ratio unconvolved / convolved) */
     double photnorm_scale; /* what D was divided by (ksum, or 1) */
+    clred_al_kerr *kernel_error; /* the kernel fit's error, propagated to DETECT at candidates by
+                                    clred_al_candidates_kernel; NULL without PSFs */
     double sigma_match;    /* px */
     double bkg_new, bkg_ref; /* levels taken off */
     double sigma_new, sigma_ref; /* background noise (median VAR, else MAD) */
@@ -2512,6 +2516,8 @@ CLRED_API clred_status clred_al_kernel_write(const char *path, const clred_al_re
 #define CLRED_CAND_BRIGHT 0x08u /* in a saturated star's wings: clred_candidates_bright */
 #define CLRED_CAND_BLEND  0x10u /* a secondary peak: below the threshold once the PSF-matched light of the brighter
                                     candidates near it (their score x the PSF's autocorrelation) is taken off */
+#define CLRED_CAND_KERNEL 0x20u /* below the threshold once the matching kernel fit's own error at it is added to
+                                    the score's noise: clred_al_candidates_kernel */
 
 typedef struct {
     double x, y;            /* PSF-fit position on the difference (the fit's start: the flux-weighted centroid
@@ -2581,6 +2587,17 @@ CLRED_API clred_status clred_candidates_bright(const clred_image *img, const clr
  * an independent detection at the threshold. Nothing is dropped
  * (host/steps/candidates.c says why). */
 CLRED_API clred_status clred_candidates_deblend(const clred_psf *psf, double thresh, clred_candidate *list, size_t n);
+/* Flags CLRED_CAND_KERNEL on AL's candidates (list from
+ * clred_find_candidates_dev on al->detect) whose |score| / sqrt(1 + s^2) falls
+ * below thresh, s being DETECT's error at the candidate that the kernel
+ * solution's uncertainty (the fit's covariance, scaled by its chi^2 per
+ * pixel where above 1) makes through the convolved image: the residual of a
+ * bright star's wings where the kernel is least pinned. new_img and ref are
+ * the images al came from. Nothing is dropped; nothing is flagged without a
+ * model (al->kernel_error NULL: no PSFs). host/steps/al_kerr.c says why. */
+CLRED_API clred_status clred_al_candidates_kernel(const clred_al_result *al, const clred_image *new_img,
+                                                  const clred_image *ref, double thresh, clred_candidate *list,
+                                                  size_t n);
 /* Catalog of candidates: any of FITS table, CSV and JSON (paths may be NULL). */
 CLRED_API clred_status clred_candidates_write(const char *fits_path, const char *csv_path, const char *json_path,
                                               const clred_candidate *list, size_t n, int overwrite);

@@ -136,4 +136,50 @@ clred_status al_through_phi(const float *img, int size, const float *kimg, int k
 clred_status al_kernel_covariance(const double *dots, size_t ns, const int *use, const int *cx, const int *cy,
                                   size_t w, size_t h, int nbasis, int kernel_order, int bg_order, double *cov);
 
+/* The kernel fit's error at the candidates (al_kerr.c). g, the filter from
+ * D to DETECT's numerator, is cut to the square that holds all but this
+ * share of sum g^2: by Cauchy-Schwarz the cut changes a candidate's
+ * dDETECT / da by at most sqrt(AL_KERR_TAIL) = 1e-4 of |g| |B * T| there. */
+#define AL_KERR_TAIL 1e-8
+
+/* What the model needs of the subtraction: the image's size, the convolved
+ * image's level taken off, valid range and ignored bits as the fit read it,
+ * what D was divided by, and the covariance's scale (the fit's chi^2 per
+ * pixel where above 1). */
+typedef struct {
+    size_t w, h;
+    double level, norm, scale;
+    float lo, hi;
+    uint16_t ignore;
+} al_kerr_frame;
+
+struct clred_al_kerr {
+    int nbasis, ko, ks, hw, nfilt, nk;
+    float *filt, *bsum; /* the basis's (al_basis) */
+    int *fx, *fy;
+    double *cov;  /* nk x nk: the kernel's unknowns (al_kernel_covariance) */
+    int gh, ph;
+    double *g;    /* (2 gh + 1)^2: the correlation filter from D to DETECT's numerator */
+    double *p2;   /* (2 ph + 1)^2: P'^2, DETECT's noise filter */
+    al_kerr_frame frame;
+};
+
+/* The model from the basis, the kernel unknowns' covariance, DETECT's PSF
+ * P' (pw, psize^2) and, when decorrelated, the decorrelation's kernel and
+ * variances (as al_decorrelated_psf_model). */
+clred_status al_kerr_create(const al_basis *b, const double *cov, int kernel_order, const float *pw, int psize,
+                            const float *kimg, double s2i, double s2t, double ksum, int decorrelated,
+                            const al_kerr_frame *frame, clred_al_kerr **out);
+void al_kerr_free(clred_al_kerr *k);
+/* doubles of scratch al_kerr_sigma needs */
+size_t al_kerr_work_size(const clred_al_kerr *k);
+/* The kernel's error in DETECT (sigma units) at pixel (x, y): t the
+ * convolved image, dvar the image whose VAR DETECT's noise comes from (the
+ * decorrelated difference, or the difference). NaN where that noise is 0. */
+double al_kerr_sigma(const clred_al_kerr *k, const clred_image *t, const clred_image *dvar, long x, long y,
+                     double *work);
+/* clred_al_candidates_kernel's flagging, on host images */
+clred_status al_kerr_flag(const clred_al_kerr *k, const clred_image *t, const clred_image *dvar, double thresh,
+                          clred_candidate *list, size_t n);
+
 #endif

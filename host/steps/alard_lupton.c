@@ -56,6 +56,7 @@ void clred_al_result_free(clred_al_result *r)
     clred_dimage_free(r->decorr);
     clred_dimage_free(r->detect);
     clred_psf_free(&r->psf_diff);
+    al_kerr_free(r->kernel_error);
     free(r->terms);
     free(r->kernel_images);
     free(r->kernel_x);
@@ -874,6 +875,28 @@ static clred_status detect_variance(al_state *s, int dec, float ksum, float norm
     return st;
 }
 
+/* The kernel fit's error as clred_al_candidates_kernel propagates it
+ * (al_kerr.c): the covariance of the solution's kernel unknowns, scaled by
+ * the fit's chi^2 per pixel where that is above 1 (Birge's ratio: the
+ * stamps' residuals beyond their noise are the model's error, and the same
+ * share of it is assumed elsewhere), and DETECT's filter. */
+static clred_status kernel_error_model(const al_state *s, const clred_al_opts *o, clred_al_result *out,
+                                       const float *pw, int psize, const float *kimg, int dec, float norm)
+{
+    int nk = 1 + (s->basis.nbasis - 1) * al_nterms(s->ko);
+    double *cov = malloc((size_t)nk * nk * sizeof *cov);
+    if (!cov)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for the kernel's covariance");
+    clred_status st = al_kernel_covariance(s->dots, s->ns, s->use, s->cx, s->cy, s->w, s->h, s->basis.nbasis, s->ko,
+                                           s->bo, cov);
+    al_kerr_frame f = {s->w, s->h, s->ti.level, norm, fmax(1.0, out->fom), s->ti.lo, s->ti.hi, o->ignore_bits};
+    if (st == CLRED_OK)
+        st = al_kerr_create(&s->basis, cov, s->ko, pw, psize, kimg, s->ii.var0, s->ti.var0, out->ksum, dec, &f,
+                            &out->kernel_error);
+    free(cov);
+    return st;
+}
+
 /* Through the FFT layer: DMTN-021's decorrelation (when asked), D' = D * phi
  * with phi^ = sqrt((s2i + ksum^2 s2t) / (s2i + |K^|^2 s2t)), the kernel K taken
  * at the image's centre; the PSF of D' is P' = P * phi; and the detection
@@ -981,6 +1004,8 @@ static clred_status fourier(al_state *s, const clred_al_opts *o, float norm, clr
             out->psf_diff = dp;
         }
     }
+    if (st == CLRED_OK)
+        st = kernel_error_model(s, o, out, pw, psize, kimg, dec, norm);
     if (st == CLRED_OK)
         st = detect_variance(s, dec, ksum, norm, dsci, dvar, pw, psize, ip, pplane);
     if (st == CLRED_OK)
