@@ -75,6 +75,9 @@ pair_score pair_score_candidates(const clred_pair *p, const clred_candidate *c, 
         if (best >= 0 && (c[best].flags & CLRED_CAND_BLEND))
             printf("  found transient at (%.1f, %.1f) flux %.0f S/N %.1f flagged BLEND (score %.1f)\n", tr->x, tr->y,
                    tr->flux, tr->snr, c[best].score);
+        if (best >= 0 && (c[best].flags & CLRED_CAND_KERNEL))
+            printf("  found transient at (%.1f, %.1f) flux %.0f S/N %.1f flagged KERNEL (score %.1f)\n", tr->x, tr->y,
+                   tr->flux, tr->snr, c[best].score);
         if (tr->flux < 0) {
             r.fading++;
             r.fading_neg += best >= 0 && !c[best].isdiffpos;
@@ -89,7 +92,8 @@ pair_score pair_score_candidates(const clred_pair *p, const clred_candidate *c, 
     for (size_t k = 0; k < nc; k++)
         if (!matched[k]) {
             r.false_pos++;
-            r.false_clean += !(c[k].flags & (CLRED_CAND_MASKED | CLRED_CAND_EDGE | CLRED_CAND_BRIGHT | CLRED_CAND_BLEND));
+            r.false_clean += !(c[k].flags & (CLRED_CAND_MASKED | CLRED_CAND_EDGE | CLRED_CAND_BRIGHT |
+                                             CLRED_CAND_BLEND | CLRED_CAND_KERNEL));
             long near = nearest_transient(p, c[k].x, c[k].y);
             printf("  unmatched candidate at (%.1f, %.1f) +- (%.2f, %.2f) score %.1f flags %u bits 0x%x", c[k].x, c[k].y,
                    c[k].x_err, c[k].y_err, c[k].score, c[k].flags, c[k].mask_bits);

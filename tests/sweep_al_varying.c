@@ -132,8 +132,8 @@ static void print_profile(void)
                    prof_s[b] / prof_n[b], sqrt(prof_ss[b] / prof_n[b]), prof_hi[b] / prof_n[b]);
 }
 
-static void score_of(clred_ctx *ctx, const clred_pair *p, const clred_dimage *score, const clred_dimage *diff,
-                     const clred_psf *pd, const char *what, pair_score *r, double *expect)
+static void score_of(clred_ctx *ctx, const clred_pair *p, const clred_al_result *al, const clred_dimage *score,
+                     const clred_dimage *diff, const clred_psf *pd, const char *what, pair_score *r, double *expect)
 {
     clred_candidate *c = NULL;
     size_t nc = 0;
@@ -141,6 +141,9 @@ static void score_of(clred_ctx *ctx, const clred_pair *p, const clred_dimage *sc
     /* saturated stars' wings flagged, as clred subtract does; SWEEP_BRIGHT=0: not */
     if (!getenv("SWEEP_BRIGHT") || atoi(getenv("SWEEP_BRIGHT")))
         CHECK_OK(clred_candidates_bright(&p->new_img, &p->new_psf, c, nc));
+    /* AL's kernel-error flag, as clred subtract sets it; SWEEP_KERR=0: not */
+    if (al && (!getenv("SWEEP_KERR") || atoi(getenv("SWEEP_KERR"))))
+        CHECK_OK(clred_al_candidates_kernel(al, &p->new_img, &p->ref, 5.0, c, nc));
     clred_image sc;
     CHECK_OK(clred_dimage_download(score, &sc));
     if (getenv("SWEEP_SATDISC")) /* score a fixed area: nothing within this many px of a saturated pixel */
@@ -193,7 +196,7 @@ static void al(clred_ctx *ctx, const clred_pair *p, pair_score *r, double *expec
     CHECK_OK(st);
     if (st != CLRED_OK)
         exit(harness_finish());
-    score_of(ctx, p, a.detect, a.decorr, &a.psf_diff, "AL DETECT", r, expect);
+    score_of(ctx, p, &a, a.detect, a.decorr, &a.psf_diff, "AL DETECT", r, expect);
     *order = a.kernel_order;
     *nused = a.nstamps_used;
     clred_al_result_free(&a);
@@ -223,7 +226,7 @@ static void zogy(clred_ctx *ctx, const clred_pair *p, pair_score *r, double *exp
     CHECK_OK(st);
     if (st != CLRED_OK)
         exit(harness_finish());
-    score_of(ctx, p, z.scorr, z.diff, &z.pd, "ZOGY S_corr", r, expect);
+    score_of(ctx, p, NULL, z.scorr, z.diff, &z.pd, "ZOGY S_corr", r, expect);
     clred_zogy_result_free(&z);
     clred_psf_free(&pn);
     clred_psf_free(&pr);

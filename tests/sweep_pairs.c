@@ -58,8 +58,8 @@ static clred_pair make_pair(uint64_t seed, clred_psf_kind kind, double ref_fwhm,
 
 static double thresh = 5.0;
 
-static sweep_line score_of(clred_ctx *ctx, const clred_pair *p, const clred_dimage *score, const clred_dimage *diff,
-                           const clred_psf *psf, uint16_t skip, const char *what)
+static sweep_line score_of(clred_ctx *ctx, const clred_pair *p, const clred_al_result *al, const clred_dimage *score,
+                           const clred_dimage *diff, const clred_psf *psf, uint16_t skip, const char *what)
 {
     clred_candidate *c = NULL;
     size_t nc = 0;
@@ -72,6 +72,9 @@ static sweep_line score_of(clred_ctx *ctx, const clred_pair *p, const clred_dima
     /* saturated stars' wings flagged, as clred subtract does; SWEEP_BRIGHT=0: not */
     if (!getenv("SWEEP_BRIGHT") || atoi(getenv("SWEEP_BRIGHT")))
         CHECK_OK(clred_candidates_bright(&p->new_img, &p->new_psf, c, nc));
+    /* AL's kernel-error flag, as clred subtract sets it; SWEEP_KERR=0: not */
+    if (al && (!getenv("SWEEP_KERR") || atoi(getenv("SWEEP_KERR"))))
+        CHECK_OK(clred_al_candidates_kernel(al, &p->new_img, &p->ref, thresh, c, nc));
     CHECK_OK(clred_dimage_download(score, &sc));
     if (getenv("SWEEP_SATDISC")) /* score a fixed area: nothing within this many px of a saturated pixel */
         nc = pair_exclude_saturated(p, atof(getenv("SWEEP_SATDISC")), &sc, c, nc);
@@ -93,7 +96,8 @@ static sweep_line run_al(clred_ctx *ctx, const clred_pair *p)
     o.normalize = CLRED_AL_NORM_NEW;
     clred_al_result a;
     CHECK_OK(clred_subtract_al(ctx, &p->new_img, &p->ref, &p->new_psf, &p->ref_psf, &o, &a));
-    sweep_line s = score_of(ctx, p, a.detect, a.decorr, &a.psf_diff, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, "AL D/sigma");
+    sweep_line s =
+        score_of(ctx, p, &a, a.detect, a.decorr, &a.psf_diff, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, "AL D/sigma");
     clred_al_result_free(&a);
     return s;
 }
@@ -105,7 +109,7 @@ static sweep_line run_zogy(clred_ctx *ctx, const clred_pair *p)
     if (getenv("SWEEP_ZOGY_GROW")) /* one growth for every unusable pixel, whatever the stamps' size */
         zo.grow = atoi(getenv("SWEEP_ZOGY_GROW"));
     CHECK_OK(clred_subtract_zogy(ctx, &p->new_img, &p->ref, &p->new_psf, &p->ref_psf, &zo, &z));
-    sweep_line s = score_of(ctx, p, z.scorr, z.diff, &z.pd, CLRED_MASK_UNUSABLE, "ZOGY S_corr");
+    sweep_line s = score_of(ctx, p, NULL, z.scorr, z.diff, &z.pd, CLRED_MASK_UNUSABLE, "ZOGY S_corr");
     clred_zogy_result_free(&z);
     return s;
 }

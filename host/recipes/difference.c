@@ -475,6 +475,9 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
         int ref_units = is_al && in_ref_system(clred_dimage_header(al.diff));
         st = clred_candidates_bright(ref_units ? &ri : &ni, ref_units ? &pr : &pn, c, nc);
     }
+    /* AL: those that the kernel fit's own error could make */
+    if (st == CLRED_OK && is_al)
+        st = clred_al_candidates_kernel(&al, &ni, &ri, j->cand.thresh, c, nc);
     if (st == CLRED_OK && !is_al)
         st = clred_dimage_download(z.diff, &diff);
     rep.seconds = clred_now() - t0;
