@@ -154,12 +154,14 @@ typedef struct {
 } al_kerr_frame;
 
 struct clred_al_kerr {
-    int nbasis, ko, ks, hw, nfilt, nk;
-    float *filt, *bsum; /* the basis's (al_basis) */
-    int *fx, *fy;
+    int nbasis, ko, nk;
     double *cov;  /* nk x nk: the kernel's unknowns (al_kernel_covariance) */
-    int gh, ph;
-    double *g;    /* (2 gh + 1)^2: the correlation filter from D to DETECT's numerator */
+    int gh, rh, ph;
+    /* G_{b,m}(r) = sum_q g(q) q^m B_b(q - r), |r| <= rh = gh + hw: g the
+     * correlation filter from D to DETECT's numerator (cut to |q| <= gh), q^m
+     * the spatial monomials' powers of the offset (qx^a qy^c, a + c <= ko, in
+     * al_poly's order); nbasis x nterms images of (2 rh + 1)^2 */
+    double *gm;
     double *p2;   /* (2 ph + 1)^2: P'^2, DETECT's noise filter */
     al_kerr_frame frame;
 };

@@ -24,7 +24,13 @@
  * one, |score| / sqrt(1 + s^2) < thresh, is flagged CLRED_CAND_KERNEL:
  * nothing is dropped. Left out: the kernel sum's effect through norm (D / a
  * at a residual of D, second order) and phi's and den's dependence on the
- * kernel (likewise). */
+ * kernel (likewise).
+ *
+ * The spatial monomials are polynomials of degree ko, so P_l(x + q) =
+ * sum_m c_lm(x) q^m over the monomials m of the offset, and
+ *   sum_q g(q) P_l(x + q) (B_b * T)(x + q) = sum_m c_lm(x) sum_r T(x + r) G_bm(r)
+ * with G_bm(r) = sum_q g(q) q^m B_b(q - r), made once per subtraction: a
+ * candidate then costs nbasis x nterms dot products over T's cutout. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,14 +41,85 @@ void al_kerr_free(clred_al_kerr *k)
 {
     if (!k)
         return;
-    free(k->filt);
-    free(k->fx);
-    free(k->fy);
-    free(k->bsum);
     free(k->cov);
-    free(k->g);
+    free(k->gm);
     free(k->p2);
     free(k);
+}
+
+/* the degrees (a in x, c in y) of al_poly's monomial l: by degree d, then c = 0..d */
+static void monomial_degrees(int l, int *a, int *c)
+{
+    int d = 0;
+    while ((d + 1) * (d + 2) / 2 <= l)
+        d++;
+    *c = l - d * (d + 1) / 2;
+    *a = d - *c;
+}
+
+static double binomial(int n, int r)
+{
+    double c = 1;
+    for (int i = 1; i <= r; i++)
+        c = c * (n - r + i) / i;
+    return c;
+}
+
+/* G_{b,m} (struct clred_al_kerr) from the cut g ((2 gh + 1)^2), by the
+ * basis's separable filters: the row pass with each filter, then the
+ * column pass per basis, each but basis 0 less bsum_b times basis 0's. */
+static clred_status moment_filters(clred_al_kerr *k, const al_basis *b, const double *g, int gh)
+{
+    int hw = b->hw, ks = b->ksize, rh = gh + hw, rn = 2 * rh + 1, gn = 2 * gh + 1, nt = al_nterms(k->ko);
+    size_t rn2 = (size_t)rn * rn;
+    double *gq = malloc((size_t)gn * gn * sizeof *gq), *rows = malloc((size_t)b->nfilt * rn * gn * sizeof *rows);
+    k->gm = calloc((size_t)b->nbasis * nt * rn2, sizeof *k->gm);
+    if (!gq || !rows || !k->gm) {
+        free(gq);
+        free(rows);
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for the kernel's error model");
+    }
+    for (int m = 0; m < nt; m++) {
+        int ea, ec;
+        monomial_degrees(m, &ea, &ec);
+        for (int j = -gh; j <= gh; j++)
+            for (int i = -gh; i <= gh; i++)
+                gq[(size_t)(j + gh) * gn + (size_t)(i + gh)] =
+                    g[(size_t)(j + gh) * gn + (size_t)(i + gh)] * pow(i, ea) * pow(j, ec);
+        /* rows[f](rx, qy) = sum_u f(u) gq(rx + u - hw, qy) */
+        for (int f = 0; f < b->nfilt; f++)
+            for (int j = 0; j < gn; j++)
+                for (int rx = -rh; rx <= rh; rx++) {
+                    double s = 0;
+                    for (int u = 0; u < ks; u++) {
+                        int qx = rx + u - hw;
+                        if (qx >= -gh && qx <= gh)
+                            s += b->filt[(size_t)f * ks + u] * gq[(size_t)j * gn + (size_t)(qx + gh)];
+                    }
+                    rows[((size_t)f * gn + j) * rn + (size_t)(rx + rh)] = s;
+                }
+        /* G_bm(rx, ry) = sum_v fy(v) rows[fx](rx, ry + v - hw) */
+        for (int bb = 0; bb < b->nbasis; bb++) {
+            double *dst = k->gm + ((size_t)bb * nt + m) * rn2;
+            const double *g0 = k->gm + (size_t)m * rn2;
+            const float *fl = b->filt + (size_t)b->fy[bb] * ks;
+            const double *rp = rows + (size_t)b->fx[bb] * gn * rn;
+            for (int ry = -rh; ry <= rh; ry++)
+                for (int rx = 0; rx < rn; rx++) {
+                    double s = 0;
+                    for (int v = 0; v < ks; v++) {
+                        int qy = ry + v - hw;
+                        if (qy >= -gh && qy <= gh)
+                            s += fl[v] * rp[(size_t)(qy + gh) * rn + (size_t)rx];
+                    }
+                    size_t at = (size_t)(ry + rh) * rn + (size_t)rx;
+                    dst[at] = bb == 0 ? s : s - b->bsum[bb] * g0[at];
+                }
+        }
+    }
+    free(gq);
+    free(rows);
+    return CLRED_OK;
 }
 
 /* The smallest half size whose square window holds all but AL_KERR_TAIL of
@@ -91,32 +168,20 @@ clred_status al_kerr_create(const al_basis *b, const double *cov, int kernel_ord
     /* g = P' * phi reaches phi's width (the kernel's) past P' */
     int gsize = decorrelated ? psize + ks - 1 : psize;
     float *pad = calloc((size_t)gsize * gsize, sizeof *pad);
-    double *g = malloc((size_t)gsize * gsize * sizeof *g), *p2 = malloc((size_t)psize * psize * sizeof *p2);
+    double *g = malloc((size_t)gsize * gsize * sizeof *g), *gcut = NULL;
     clred_status st = CLRED_OK;
-    if (!k || !pad || !g || !p2)
+    if (!k || !pad || !g || !(k->cov = malloc((size_t)nk * nk * sizeof *k->cov)) ||
+        !(k->p2 = malloc((size_t)psize * psize * sizeof *k->p2)))
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for the kernel's error model");
     if (st == CLRED_OK) {
         k->nbasis = b->nbasis;
         k->ko = kernel_order;
-        k->ks = ks;
-        k->hw = b->hw;
-        k->nfilt = b->nfilt;
         k->nk = nk;
         k->frame = *frame;
-        k->filt = malloc((size_t)b->nfilt * ks * sizeof *k->filt);
-        k->fx = malloc((size_t)b->nbasis * sizeof *k->fx);
-        k->fy = malloc((size_t)b->nbasis * sizeof *k->fy);
-        k->bsum = malloc((size_t)b->nbasis * sizeof *k->bsum);
-        k->cov = malloc((size_t)nk * nk * sizeof *k->cov);
-        if (!k->filt || !k->fx || !k->fy || !k->bsum || !k->cov)
-            st = clred_fail(CLRED_ERR_MEMORY, "out of memory for the kernel's error model");
-    }
-    if (st == CLRED_OK) {
-        memcpy(k->filt, b->filt, (size_t)b->nfilt * ks * sizeof *k->filt);
-        memcpy(k->fx, b->fx, (size_t)b->nbasis * sizeof *k->fx);
-        memcpy(k->fy, b->fy, (size_t)b->nbasis * sizeof *k->fy);
-        memcpy(k->bsum, b->bsum, (size_t)b->nbasis * sizeof *k->bsum);
         memcpy(k->cov, cov, (size_t)nk * nk * sizeof *k->cov);
+        k->ph = psize / 2;
+        for (int i = 0; i < psize * psize; i++)
+            k->p2[i] = (double)pw[i] * pw[i];
         int off = (gsize - psize) / 2;
         for (int j = 0; j < psize; j++)
             for (int i = 0; i < psize; i++)
@@ -129,18 +194,14 @@ clred_status al_kerr_create(const al_basis *b, const double *cov, int kernel_ord
     }
     if (st == CLRED_OK) {
         k->gh = trim_half(g, gsize);
-        k->g = window(g, gsize, k->gh);
-        k->ph = psize / 2;
-        for (int i = 0; i < psize * psize; i++)
-            p2[i] = (double)pw[i] * pw[i];
-        k->p2 = p2;
-        p2 = NULL;
-        if (!k->g)
-            st = clred_fail(CLRED_ERR_MEMORY, "out of memory for the kernel's error model");
+        k->rh = k->gh + b->hw;
+        gcut = window(g, gsize, k->gh);
+        st = gcut ? moment_filters(k, b, gcut, k->gh)
+                  : clred_fail(CLRED_ERR_MEMORY, "out of memory for the kernel's error model");
     }
     free(pad);
     free(g);
-    free(p2);
+    free(gcut);
     if (st != CLRED_OK)
         al_kerr_free(k);
     else
@@ -160,64 +221,61 @@ static double t_at(const clred_al_kerr *k, const clred_image *t, long x, long y)
     return (double)v - k->frame.level;
 }
 
+/* sum a b over n, in four independent sums (they vectorise; one sum's chain of additions would not) */
+static double dot4(const double *a, const double *b, size_t n)
+{
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++)
+        s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
 size_t al_kerr_work_size(const clred_al_kerr *k)
 {
-    size_t gn = (size_t)(2 * k->gh + 1), rows = gn + (size_t)(2 * k->hw);
-    /* T's cutout, the row pass per filter, W_0, one basis image, the spatial terms per pixel, h */
-    return rows * rows + (size_t)k->nfilt * rows * gn + 2 * gn * gn + gn * gn * (size_t)al_nterms(k->ko) +
-           (size_t)k->nk;
+    size_t rn = (size_t)(2 * k->rh + 1), nt = (size_t)al_nterms(k->ko);
+    /* T's cutout, the dot products per basis and offset monomial, h */
+    return rn * rn + (size_t)k->nbasis * nt + (size_t)k->nk;
 }
 
 double al_kerr_sigma(const clred_al_kerr *k, const clred_image *t, const clred_image *dvar, long x, long y,
                      double *work)
 {
-    int gh = k->gh, hw = k->hw, ks = k->ks, gn = 2 * gh + 1, rows = gn + 2 * hw;
-    int nterms = al_nterms(k->ko);
-    size_t gn2 = (size_t)gn * gn;
-    double *tc = work, *rowp = tc + (size_t)rows * rows, *w0 = rowp + (size_t)k->nfilt * rows * gn,
-           *wb = w0 + gn2, *poly = wb + gn2, *hv = poly + gn2 * (size_t)nterms;
-    /* T over (x, y) +- (gh + hw) */
-    for (int j = 0; j < rows; j++)
-        for (int i = 0; i < rows; i++)
-            tc[(size_t)j * rows + i] = t_at(k, t, x - gh - hw + i, y - gh - hw + j);
-    /* the row pass: R_f(x - gh + i, row j) = sum_u f(u) T(x - gh + i - (u - hw), row j) */
-    for (int f = 0; f < k->nfilt; f++) {
-        const float *fl = k->filt + (size_t)f * ks;
-        for (int j = 0; j < rows; j++)
-            for (int i = 0; i < gn; i++) {
-                const double *tr = tc + (size_t)j * rows + i + 2 * hw;
-                double s = 0;
-                for (int u = 0; u < ks; u++)
-                    s += fl[u] * tr[-u];
-                rowp[((size_t)f * rows + j) * gn + i] = s;
+    int rh = k->rh, rn = 2 * rh + 1, nt = al_nterms(k->ko);
+    size_t rn2 = (size_t)rn * rn;
+    double *tc = work, *dot = tc + rn2, *hv = dot + (size_t)k->nbasis * nt;
+    for (int j = 0; j < rn; j++)
+        for (int i = 0; i < rn; i++)
+            tc[(size_t)j * rn + i] = t_at(k, t, x - rh + i, y - rh + j);
+    /* basis 0 is constant over the field: its monomial 1 alone */
+    for (int b = 0; b < k->nbasis; b++)
+        for (int m = 0; m < (b == 0 ? 1 : nt); m++) {
+            dot[(size_t)b * nt + m] = dot4(tc, k->gm + ((size_t)b * nt + m) * rn2, rn2);
+        }
+    /* P_l(x + q) = prod xs^a ys^c with xs(x + q) = xs(x) + qx 2 / (w - 1): the binomial expansion */
+    double xs = 2.0 * (double)x / (double)(k->frame.w - 1) - 1.0, ys = 2.0 * (double)y / (double)(k->frame.h - 1) - 1.0;
+    double sx = 2.0 / (double)(k->frame.w - 1), sy = 2.0 / (double)(k->frame.h - 1);
+    hv[0] = dot[0];
+    for (int l = 0; l < nt; l++) {
+        int la, lc;
+        monomial_degrees(l, &la, &lc);
+        for (int b = 1; b < k->nbasis; b++) {
+            double s = 0;
+            for (int m = 0; m < nt; m++) {
+                int ma, mc;
+                monomial_degrees(m, &ma, &mc);
+                if (ma > la || mc > lc)
+                    continue;
+                s += binomial(la, ma) * binomial(lc, mc) * pow(xs, la - ma) * pow(ys, lc - mc) * pow(sx, ma) *
+                     pow(sy, mc) * dot[(size_t)b * nt + m];
             }
-    }
-    for (int j = 0; j < gn; j++)
-        for (int i = 0; i < gn; i++)
-            al_poly(k->ko, (double)(x - gh + i), (double)(y - gh + j), k->frame.w, k->frame.h,
-                    poly + ((size_t)j * gn + i) * nterms);
-    memset(hv, 0, (size_t)k->nk * sizeof *hv);
-    for (int b = 0; b < k->nbasis; b++) {
-        const float *fl = k->filt + (size_t)k->fy[b] * ks;
-        const double *rp = rowp + (size_t)k->fx[b] * rows * gn;
-        /* B_b * T; B_b is its filters' product less bsum_b B_0 (al_basis_build) */
-        double *dst = b == 0 ? w0 : wb;
-        for (int j = 0; j < gn; j++)
-            for (int i = 0; i < gn; i++) {
-                double s = 0;
-                /* output row y - gh + j reads rows y - gh + j - (v - hw): row index j + 2 hw - v */
-                for (int v = 0; v < ks; v++)
-                    s += fl[v] * rp[(size_t)(j + 2 * hw - v) * gn + i];
-                dst[(size_t)j * gn + i] = b == 0 ? s : s - k->bsum[b] * w0[(size_t)j * gn + i];
-            }
-        for (size_t q = 0; q < gn2; q++) {
-            double gw = k->g[q] * dst[q];
-            if (b == 0) {
-                hv[0] += gw;
-                continue;
-            }
-            for (int l = 0; l < nterms; l++)
-                hv[1 + (size_t)(b - 1) * nterms + l] += gw * poly[q * nterms + l];
+            hv[1 + (size_t)(b - 1) * nt + l] = s;
         }
     }
     /* DETECT's noise at (x, y) */
