@@ -161,9 +161,11 @@ clred_status al_kernel_covariance(const double *dots, size_t ns, const int *use,
         normal_equations(dots, ns, use, cx, cy, w, h, nbasis, kernel_order, bg_order, vec, fac, a, rhs);
         st = cholesky_scaled(a, n, d);
     }
-    /* column j of the inverse, of which the kernel's rows are kept: the
-     * same scaled, ridged system the solution came from, so that the
-     * directions the ridge holds have the small variance it gives them */
+    /* column j of the inverse, of which the kernel's rows are kept, of the
+     * same scaled, ridged system the solution came from: a direction the
+     * stamps leave free has the variance the ridge bounds it to (1 /
+     * AL_RIDGE in the scaled unknowns), as the solution there has the
+     * value the ridge gives it */
     for (int j = 0; j < nk && st == CLRED_OK; j++) {
         for (int i = 0; i < n; i++)
             rhs[i] = i == j ? d[j] : 0.0;
