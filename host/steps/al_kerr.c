@@ -13,9 +13,9 @@
  * At a candidate (x, y) DETECT = N / den with N = sum_q g(q) D(x + q), g the
  * correlation filter that takes D to DETECT's numerator (P' when D is not
  * decorrelated; P' * phi when it is, phi even) and den^2 = sum_q P'(q)^2
- * VAR'(x + q), VAR' that image's variance plane (the device builds DETECT's
- * noise from the inputs' variances with a separable cut of P'^2,
- * detect_variance: the same to that cut). D depends on unknown u (basis b, spatial monomial l) through
+ * VAR'(x + q), VAR' that image's variance plane (DETECT's own noise,
+ * detect_variance, is the same sum over P'^2's separable cut, with unusable
+ * pixels at the sky's variance where this leaves them out). D depends on unknown u (basis b, spatial monomial l) through
  * -P_l(p) (B_b * T)(p) / norm, so
  *   dDETECT / da_u = -sum_q g(q) P_l(x + q) (B_b * T)(x + q) / (norm den)
  * and the kernel's share of DETECT's variance is h^T C h, C the unknowns'
