@@ -1,19 +1,9 @@
 #include "al_kerr_ref.h"
+#include "al_ref.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* the spatial monomials of order ko at (x, y): 1, xs, ys, xs^2, xs ys, ys^2, ... */
-static int monomials(int ko, double x, double y, size_t w, size_t h, double *p)
-{
-    double xs = 2.0 * x / (double)(w - 1) - 1.0, ys = 2.0 * y / (double)(h - 1) - 1.0;
-    int n = 0;
-    for (int d = 0; d <= ko; d++)
-        for (int j = 0; j <= d; j++)
-            p[n++] = pow(xs, d - j) * pow(ys, j);
-    return n;
-}
 
 void al_kerr_ref_covariance(const double *dots, size_t ns, const int *use, const int *cx, const int *cy, size_t w,
                             size_t h, int nbasis, int ko, int bo, double *cov)
@@ -26,8 +16,8 @@ void al_kerr_ref_covariance(const double *dots, size_t ns, const int *use, const
     for (size_t s = 0; s < ns; s++) {
         if (!use[s])
             continue;
-        monomials(ko, cx[s], cy[s], w, h, pk);
-        monomials(bo, cx[s], cy[s], w, h, pb);
+        al_ref_poly(ko, cx[s], cy[s], w, h, pk);
+        al_ref_poly(bo, cx[s], cy[s], w, h, pb);
         vec[0] = 0;
         fac[0] = 1;
         for (int b = 1; b < nbasis; b++)
@@ -87,7 +77,7 @@ double al_kerr_ref_sigma(const double *images, int nbasis, int ks, int ko, const
             long px = x + qx, py = y + qy;
             double gq = g[(size_t)(qy + gh) * gsize + (size_t)(qx + gh)];
             g2 += gq * gq;
-            monomials(ko, (double)px, (double)py, w, h, pk);
+            al_ref_poly(ko, (double)px, (double)py, w, h, pk);
             for (int b = 0; b < nbasis; b++) {
                 double wb = 0;
                 for (int v = -hw; v <= hw; v++)

@@ -123,7 +123,7 @@ void al_ref_stamp_masked(const float *t, const float *tvar, double tvar0, double
     free(wt);
 }
 
-static int poly(int order, double x, double y, size_t w, size_t h, double *p)
+int al_ref_poly(int order, double x, double y, size_t w, size_t h, double *p)
 {
     double xs = 2.0 * x / (double)(w - 1) - 1.0, ys = 2.0 * y / (double)(h - 1) - 1.0;
     int n = 0;
@@ -142,8 +142,8 @@ int al_ref_solve(const double *S, size_t ns, const int *cx, const int *cy, size_
     int *vec = malloc((size_t)n * sizeof *vec);
     for (size_t s = 0; s < ns; s++) {
         double pk[10], pb[6];
-        poly(ko, cx[s], cy[s], w, h, pk);
-        poly(bo, cx[s], cy[s], w, h, pb);
+        al_ref_poly(ko, cx[s], cy[s], w, h, pk);
+        al_ref_poly(bo, cx[s], cy[s], w, h, pb);
         for (int u = 0; u < n; u++) {
             if (u == 0) {
                 vec[u] = 0;
@@ -221,7 +221,7 @@ void al_ref_kernel(const double *coef, const double *basis, int nbasis, int hw, 
 {
     int ks = 2 * hw + 1, nk = (ko + 1) * (ko + 2) / 2;
     double p[10];
-    poly(ko, x, y, w, h, p);
+    al_ref_poly(ko, x, y, w, h, p);
     for (int t = 0; t < ks * ks; t++)
         k[t] = coef[0] * basis[t];
     for (int b = 1; b < nbasis; b++) {

@@ -36,6 +36,10 @@ void al_ref_stamp_masked(const float *t, const float *tvar, double tvar0, double
 int al_ref_solve(const double *S, size_t ns, const int *cx, const int *cy, size_t w, size_t h, int nbasis, int ko,
                  int bo, double ridge, double *coef);
 
+/* The spatial monomials of order `order` at (x, y) into p: 1, xs, ys, xs^2,
+ * xs ys, ys^2, ... with xs = 2 x / (w - 1) - 1 (likewise ys); returns their count. */
+int al_ref_poly(int order, double x, double y, size_t w, size_t h, double *p);
+
 /* The kernel at (x, y) from a solution (as al_ref_solve lays it out). */
 void al_ref_kernel(const double *coef, const double *basis, int nbasis, int hw, int ko, double x, double y, size_t w,
                    size_t h, double *k);
