@@ -63,6 +63,8 @@ static void against_reference(clred_ctx *ctx)
     clred_zogy_opts zo = clred_zogy_defaults();
     zo.astrom_sigma_x = 0.1;
     zo.astrom_sigma_y = 0.05;
+    zo.psf_err_n = 0.02; /* large enough to change S_corr by many tolerances near the bright stars */
+    zo.psf_err_r = 0.01;
     zo.fr = 1.1;
     clred_zogy_result z;
     CHECK_OK(clred_subtract_zogy(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, &zo, &z));
@@ -70,7 +72,7 @@ static void against_reference(clred_ctx *ctx)
     zogy_ref_in in = {.w = 80, .h = 72, .n = p.new_img.sci, .r = p.ref.sci, .vn = p.new_img.var, .vr = p.ref.var,
                       .mn = p.new_img.mask, .mr = p.ref.mask, .ignore = zo.ignore_bits, .bkg_n = z.bkg_n,
                       .bkg_r = z.bkg_r, .s2n = z.sigma_n * z.sigma_n, .s2r = z.sigma_r * z.sigma_r, .fn = zo.fn,
-                      .fr = zo.fr, .d_off = z.d_off, .sx2 = 0.01, .sy2 = 0.0025, .pn = p.new_psf.data, .pr = p.ref_psf.data,
+                      .fr = zo.fr, .d_off = z.d_off, .sx2 = 0.01, .sy2 = 0.0025, .en2 = 4e-4, .er2 = 1e-4, .pn = p.new_psf.data, .pr = p.ref_psf.data,
                       .sn = p.new_psf.size, .sr = p.ref_psf.size};
     in.nx = clred_fft_good_size(80 + in.sn + in.sr);
     in.ny = clred_fft_good_size(72 + in.sn + in.sr);
@@ -78,6 +80,7 @@ static void against_reference(clred_ctx *ctx)
     CHECK(zogy_ref(&in, &ref) == 0);
     CHECK_NEAR(z.f_d, ref.f_d, 1e-6 * ref.f_d);
     CHECK_NEAR(z.f_s, ref.f_s, 1e-5 * ref.f_s);
+    CHECK(z.psf_err_n == 0.02 && z.psf_err_r == 0.01);
 
     clred_image diff, scorr, flux;
     download(z.diff, &diff);
@@ -279,12 +282,14 @@ static double wing_error(const clred_psf *m, const clred_psf *truth, double r)
  * models of seeds 1-8: 0.29), with the Moffat fitted from 1 to 2 FWHM
  * -4 to +26 % (0.08); 0.15 fails the stacked wings.
  *
- * What is not solved: ZOGY leaves a bright star's PSF error times its flux
- * in D, and S_corr has no term for it: with the truth's PSFs these pairs
- * give 0 false candidates in seeds 1-8 (DMTN-006: 0.02 a seed), with the
- * measured ones 60 (stacked wings; the median gave 285) and 37 (fitted
- * wings), 0-12 a seed. The bound on the total (48) catches a return to the
- * stacked wings, not the expectation the true PSFs meet. */
+ * ZOGY leaves a bright star's PSF error times its flux in D: with the
+ * truth's PSFs these pairs give 0 false candidates in seeds 1-8 (DMTN-006:
+ * 0.02 a seed), with the measured ones 60 (stacked wings; the median gave
+ * 285) and 33 (fitted wings) while S_corr had no term for the models'
+ * error; with each model's estimated error (model_err, 0.002-0.036 here)
+ * in V(S): 6, at a completeness of 301 / 308 (305 without). Still 12x
+ * DMTN-006's 3x (0.5 in 8 seeds): the bound on the total (12, twice what
+ * is measured) catches the term's loss, not the expectation. */
 typedef struct {
     size_t false_clean; /* over the seeds */
     double wing_abs;    /* sum of |wing_error| over the models */
@@ -484,7 +489,7 @@ int main(void)
         measured_psfs(ctx, sd, &mt);
     printf("measured PSFs, seeds 1-8: %zu clean false, mean |wing error| %.3f\n", mt.false_clean,
            mt.wing_abs / (double)mt.models);
-    CHECK(mt.false_clean <= 48);
+    CHECK(mt.false_clean <= 12);
     CHECK(mt.wing_abs / (double)mt.models < 0.15);
     tiles(ctx);
     bad_arguments(ctx);
