@@ -2230,8 +2230,12 @@ CLRED_API clred_psf_opts clred_psf_defaults(void);
  * is recentred and scaled by the offset and flux that fit the model to its
  * core, stars whose stamps differ from the model by more than 4 robust
  * sigma of all stars' differences (and twice their median) are left out,
- * and the fit is repeated (5 fits at most). Detection runs on the device; the
- * stamps on the host. */
+ * and the fit is repeated (5 fits at most). psf->model_err is the model's
+ * error as a matched filter sees it (each star's stamp against the model
+ * left without it, filtered with the model out to one FWHM, relative to the
+ * filtered peak, less the stamps' noise from the VAR plane, or from the sky
+ * annulus' spread without one; stars whose residual is far above the rest
+ * left out). Detection runs on the device; the stamps on the host. */
 CLRED_API clred_status clred_psf_model_measure(clred_ctx *ctx, const clred_image *img, const clred_psf_opts *opts,
                                                clred_psf *psf);
 CLRED_API clred_status clred_psf_model_measure_dev(clred_ctx *ctx, const clred_dimage *img,
