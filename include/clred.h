@@ -2234,8 +2234,8 @@ CLRED_API clred_psf_opts clred_psf_defaults(void);
  * error as a matched filter sees it (each star's stamp against the model
  * left without it, filtered with the model out to one FWHM, relative to the
  * filtered peak, less the stamps' noise from the VAR plane, or from the sky
- * annulus' spread without one; stars whose residual is far above the rest
- * left out). Detection runs on the device; the stamps on the host. */
+ * annulus' spread without one; the median over the better measured half
+ * of the stars). Detection runs on the device; the stamps on the host. */
 CLRED_API clred_status clred_psf_model_measure(clred_ctx *ctx, const clred_image *img, const clred_psf_opts *opts,
                                                clred_psf *psf);
 CLRED_API clred_status clred_psf_model_measure_dev(clred_ctx *ctx, const clred_dimage *img,

@@ -271,9 +271,9 @@ static double model_error_case(const double *truth, const double *model, int con
  * off (its own scatter: the brightest stars' filtered noise, ~3e-4 of the
  * peak, over a few dozen lags and stars; 0.001 is 3x that). A model 3 or 10
  * % mixed with a wider Gaussian: the estimate within 25 % of the injected
- * error's (noise and the stamps' own-sum normalisation; measured 2-8 %). A
- * star with a 30 % neighbour in its stamp: left out (it alone would give
- * ~0.1). */
+ * error's (noise and the stamps' own-sum normalisation; measured 2-4 %). A
+ * star with a 30 % neighbour in its stamp: outvoted by the median (it alone
+ * would give ~0.1). */
 static void model_error(void)
 {
     static double truth[ME_N * ME_N], model[ME_N * ME_N];

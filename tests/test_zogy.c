@@ -286,12 +286,15 @@ static double wing_error(const clred_psf *m, const clred_psf *truth, double r)
  * truth's PSFs these pairs give 0 false candidates in seeds 1-8 (DMTN-006:
  * 0.02 a seed), with the measured ones 60 (stacked wings; the median gave
  * 285) and 33 (fitted wings) while S_corr had no term for the models'
- * error; with each model's estimated error (model_err, 0.002-0.036 here)
- * in V(S): 6, at a completeness of 301 / 308 (305 without). Still 12x
- * DMTN-006's 3x (0.5 in 8 seeds): the bound on the total (12, twice what
- * is measured) catches the term's loss, not the expectation. */
+ * error; with each model's estimated error (model_err, 0-0.023 here, 1-5x
+ * what the truth gives) in V(S): 2, at a completeness of 302 / 308 (305
+ * without; the misses are transients on galaxies, whose S_N the term
+ * counts too); seeds 9-16: 7 (30 without). Still 4x DMTN-006's 3x (0.5 in
+ * 8 seeds): the bound on the total (6, 3x what is measured) catches the
+ * term's loss (33), not the expectation. */
 typedef struct {
     size_t false_clean; /* over the seeds */
+    size_t found, bright; /* transients at S/N >= 8 found, and all of them */
     double wing_abs;    /* sum of |wing_error| over the models */
     size_t models;
 } measured_tally;
@@ -323,8 +326,14 @@ static void measured_psfs(clred_ctx *ctx, uint64_t seed, measured_tally *tally)
            r.false_clean, expect);
     CHECK(dn < 0.035 && dr < 0.035);
     CHECK(r.bright >= 20);
-    CHECK((double)r.found >= 0.95 * (double)r.bright);
+    /* 95 % holds over the 8 seeds (main); a seed's ~37 transients put a
+     * second miss at 94.6 %: the PSF-error term costs a transient on a
+     * galaxy where a model's error is overestimated (seed 2: 0.023 against
+     * 0.0055 measured from the truth), so a seed is held to 90 % */
+    CHECK((double)r.found >= 0.90 * (double)r.bright);
     CHECK(r.fading_neg == r.fading);
+    tally->found += r.found;
+    tally->bright += r.bright;
     tally->false_clean += r.false_clean;
     tally->wing_abs += fabs(wn) + fabs(wr);
     tally->models += 2;
@@ -484,12 +493,13 @@ int main(void)
     empty_sky(ctx);
     with_sources(ctx, 3, 3.5, 4.5, CLRED_PSF_MOFFAT); /* new image worse than the reference */
     with_sources(ctx, 4, 4.0, 3.0, CLRED_PSF_GAUSSIAN); /* better */
-    measured_tally mt = {0, 0, 0};
+    measured_tally mt = {0, 0, 0, 0, 0};
     for (uint64_t sd = 1; sd <= 8; sd++)
         measured_psfs(ctx, sd, &mt);
-    printf("measured PSFs, seeds 1-8: %zu clean false, mean |wing error| %.3f\n", mt.false_clean,
-           mt.wing_abs / (double)mt.models);
-    CHECK(mt.false_clean <= 12);
+    printf("measured PSFs, seeds 1-8: %zu clean false, completeness %zu / %zu, mean |wing error| %.3f\n",
+           mt.false_clean, mt.found, mt.bright, mt.wing_abs / (double)mt.models);
+    CHECK((double)mt.found >= 0.95 * (double)mt.bright);
+    CHECK(mt.false_clean <= 6);
     CHECK(mt.wing_abs / (double)mt.models < 0.15);
     tiles(ctx);
     bad_arguments(ctx);
