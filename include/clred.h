@@ -2165,6 +2165,9 @@ typedef struct clred_psf_s {
     double corner_fwhm[4], corner_ellipticity[4]; /* at the image corners (x0 -+ xscale, y0 -+ yscale):
                                                      (0, 0), (W-1, 0), (0, H-1), (W-1, H-1); the centre's when
                                                      constant */
+    double model_err;   /* the model's shape error as a matched filter sees it, relative to a star's
+                           filtered peak (clred_psf_model_measure estimates it from the stars' residuals;
+                           0 when read, given or analytic): ZOGY's S_corr counts it as noise */
 } clred_psf;
 
 CLRED_API void clred_psf_free(clred_psf *psf);
@@ -2227,8 +2230,12 @@ CLRED_API clred_psf_opts clred_psf_defaults(void);
  * is recentred and scaled by the offset and flux that fit the model to its
  * core, stars whose stamps differ from the model by more than 4 robust
  * sigma of all stars' differences (and twice their median) are left out,
- * and the fit is repeated (5 fits at most). Detection runs on the device; the
- * stamps on the host. */
+ * and the fit is repeated (5 fits at most). psf->model_err is the model's
+ * error as a matched filter sees it (each star's stamp against the model
+ * left without it, filtered with the model out to one FWHM, relative to the
+ * filtered peak, less the stamps' noise from the VAR plane, or from the sky
+ * annulus' spread without one; the median over the better measured half
+ * of the stars). Detection runs on the device; the stamps on the host. */
 CLRED_API clred_status clred_psf_model_measure(clred_ctx *ctx, const clred_image *img, const clred_psf_opts *opts,
                                                clred_psf *psf);
 CLRED_API clred_status clred_psf_model_measure_dev(clred_ctx *ctx, const clred_dimage *img,
@@ -2323,6 +2330,11 @@ typedef struct {
                                    1.7k px on), else 1024 (default 0) */
     size_t tile_border;         /* overlap each side of a core, px; 0 = max(40, the larger PSF's size) */
     clred_fft_backend backend;  /* default DEFAULT */
+    double psf_err_n, psf_err_r; /* relative error of each PSF model (its shape, as a matched filter sees it):
+                                   V(S) gains psf_err_n^2 S_N^2 + psf_err_r^2 S_R^2, so a static star's
+                                   residual from a PSF that is off by that fraction is not a detection;
+                                   NaN = the PSF's model_err (measured PSFs: estimated; given ones: 0)
+                                   (default NaN) */
 } clred_zogy_opts;
 
 /* Core of the tiles when a PSF varies (psf->order > 0) and tile_size is 0:
@@ -2335,7 +2347,7 @@ typedef struct {
     clred_dimage *diff;   /* D / F_D: the proper difference in the new image's flux units (its PSF is pd),
                              VAR from both inputs' variance planes, MASK: the inputs' bits, grown, with NO_DATA
                              where either was unusable */
-    clred_dimage *scorr;  /* S_corr: S / sqrt(V(S_N) + V(S_R) + V_ast), in sigma; MASK as diff */
+    clred_dimage *scorr;  /* S_corr: S / sqrt(V(S_N) + V(S_R) + V_ast + V_psf), in sigma; MASK as diff */
     clred_dimage *flux;   /* S / F_S: the PSF-fit flux of a point source at each pixel, VAR its variance */
     clred_psf pd;         /* the PSF of D (unit sum; with varying PSFs the one of the tile nearest the centre) */
     double f_d, f_s;      /* ZOGY's F_D and F_S (with varying PSFs: of the tile nearest the centre) */
@@ -2345,6 +2357,7 @@ typedef struct {
                              left (mean over tiles) */
     double scorr_scale;   /* the robust standard deviation of S_corr (before renormalising, if asked) */
     size_t ntiles;        /* tiles the image was processed in */
+    double psf_err_n, psf_err_r; /* the PSF-model errors counted in V(S) (opts or the PSFs' model_err) */
 } clred_zogy_result;
 
 CLRED_API void clred_zogy_result_free(clred_zogy_result *r);

@@ -166,6 +166,10 @@ kernel void zogy_unwrap(global const float *src, const int pitch, const int nx, 
  * coordinates; the tile is w x h at (x0, y0) of the out_w x out_h outputs).
  * With S = S_N - S_R:
  *   V_S = V(S_N) + V(S_R) + sx^2 ((d S_N/dx)^2 + (d S_R/dx)^2) + sy^2 (... /dy)^2   (eqs. 30-34)
+ *         + en2 S_N^2 + er2 S_R^2
+ * (the last the PSF models' errors: a model off by a fraction e of a star's
+ * filtered signal leaves e times it in S, coherently over the kernel, so it
+ * scales with S_N and S_R themselves, as the astrometric term with their gradients),
  *   S_corr = S / sqrt(V_S), flux = S / F_S with variance V_S / F_S^2,
  *   diff = D / F_D with variance V_D / F_D^2,
  * less the constant differential background d_off (the level of D): a
@@ -259,7 +263,7 @@ kernel void zogy_finish(global const float *dpl, global const float *sn, global 
                         const int h, const int pitch, const int x0, const int y0, const int cx0, const int cy0,
                         const int cx1, const int cy1, const int out_w, const int out_h, const float f_d,
                         const float f_s, const float sx2,
-                        const float sy2, const float d_off, const int grow, const int grow_sat, const int edge, const ushort unusable,
+                        const float sy2, const float en2, const float er2, const float d_off, const int grow, const int grow_sat, const int edge, const ushort unusable,
                         global float *diff, global float *diff_var, global ushort *diff_mask, global float *scorr,
                         global ushort *scorr_mask, global float *flux, global float *flux_var)
 {
@@ -282,7 +286,8 @@ kernel void zogy_finish(global const float *dpl, global const float *sn, global 
            oyr = (size_t)yr * pitch + x;
     float gnx = (sn[oxr] - sn[oxl]) * hx, gny = (sn[oyr] - sn[oyl]) * hy;
     float grx = (sr[oxr] - sr[oxl]) * hx, gry = (sr[oyr] - sr[oyl]) * hy;
-    float v_s = max(vs[o], 0.0f) + sx2 * (gnx * gnx + grx * grx) + sy2 * (gny * gny + gry * gry);
+    float v_s = max(vs[o], 0.0f) + sx2 * (gnx * gnx + grx * grx) + sy2 * (gny * gny + gry * gry) +
+                en2 * sn[o] * sn[o] + er2 * sr[o] * sr[o];
     float s = sn[o] - sr[o] - f_d * d_off;
     bool filled = (bits[i] & CLRED_MASK_NO_DATA) != 0;
     float nan = NAN;

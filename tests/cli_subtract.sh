@@ -52,6 +52,12 @@ expect_rc 1 "a missing input" "$BIN" subtract pair/none.fits pair/ref.fits -o y.
 expect_rc 0 "zogy with PSFs measured as varying (order 1)" "$BIN" subtract pair/new.fits pair/ref.fits -o dv.fits \
     --psf-order 1
 expect_rc 2 "--psf-order 3 is a usage error" "$BIN" subtract pair/new.fits pair/ref.fits -o z.fits --psf-order 3
+# measured PSFs carry their estimated error into S_corr (PSFERRN/R > 0); given PSF files none (0, in diff.fits above)
+check "measured PSFs' errors in the header" sh -c "grep -ao 'PSFERRN = *[0-9.E+-]*' dv.fits | grep -vq ' 0$\| 0.0*$'"
+check "given PSFs' errors are 0" sh -c "grep -aqE 'PSFERRN = +0(\.0*)?( |E)' diff.fits"
+expect_rc 0 "--psf-err sets both" "$BIN" subtract pair/new.fits pair/ref.fits -o de.fits --psf-err 0.02
+check "--psf-err in the header" sh -c "grep -aqE 'PSFERRR = +0?\.02' de.fits"
+expect_rc 2 "--psf-err 1 is a usage error" "$BIN" subtract pair/new.fits pair/ref.fits -o z.fits --psf-err 1
 expect_rc 2 "an FWHM gradient beyond 1 is a usage error" "$BIN" simulate-pair -o pairg --fwhm-gradient 2,0
 check "nothing written on failure" sh -c "test ! -e y.fits && test ! -e x.fits"
 check "no temporaries left" no_leftovers

@@ -10,7 +10,8 @@
  * default); ZP_GRAD: the FWHM gradient (x: 0.3 GRAD, y: 0.15 GRAD; default
  * 0); ZP_HYBRID=R (order 0): the measured models' pixels beyond R px
  * replaced by the truth's (-R: within R px), to tell core from wing
- * errors; ZP_RADIAL: the models' error ring by ring. Prints
+ * errors; ZP_RADIAL: the models' error ring by ring; ZP_EPS: a fixed
+ * PSF-model error in S_corr for both images (clred_zogy_opts psf_err_n/r). Prints
  * per seed the clean false candidates against DMTN-006's expectation,
  * completeness at S/N >= 8, S_corr's robust spread and the measured PSF's
  * distance from the truth at the centre. */
@@ -20,6 +21,7 @@
 
 #include "harness.h"
 #include "pair_truth.h"
+#include "psf_internal.h"
 
 static double env_num(const char *name, double dflt)
 {
@@ -67,6 +69,57 @@ static void psf_moments(const clred_psf *m, double *cx, double *cy, double *m2)
     clred_psf_free(&e);
 }
 
+/* The model's error as clred_psf_model_error defines it, measured against
+ * the truth (cut to the model's size, noiseless, no leave-one-out) at lags
+ * out to r FWHM: what the estimate from the stamps is after. */
+static double oracle_err(const clred_psf *m, const clred_psf *t, double r)
+{
+    clred_psf tc;
+    if (clred_psf_from_array(t->data, t->size, t->size, m->size, &tc) != CLRED_OK)
+        return NAN;
+    size_t n2 = m->size * m->size;
+    float *v = calloc(n2, sizeof *v);
+    double loo = 0, vb = 0;
+    double e = tc.size == m->size ? clred_psf_model_error(tc.data, v, &vb, m->data, 0, &loo, 1, m->size, r * m->fwhm)
+                                  : NAN;
+    free(v);
+    clred_psf_free(&tc);
+    return e;
+}
+
+/* Unfitted (unit sums) filtered error: max and RMS over |d| <= r px of (m * (t - m))(d) / (m * m)(0), and its max relative to (m * m)(d) */
+static void oracle_raw(const clred_psf *m, const clred_psf *t, double r)
+{
+    clred_psf tc;
+    if (clred_psf_from_array(t->data, t->size, t->size, m->size, &tc) != CLRED_OK || tc.size != m->size)
+        return;
+    int n = (int)m->size, L = (int)r;
+    double mm0 = 0, mx = 0, ss = 0, mxl = 0;
+    size_t k = 0;
+    for (int p = 0; p < n * n; p++)
+        mm0 += (double)m->data[p] * m->data[p];
+    for (int dy = -L; dy <= L; dy++)
+        for (int dx = -L; dx <= L; dx++) {
+            if (dx * dx + dy * dy > r * r)
+                continue;
+            double c = 0, cm = 0;
+            for (int y = 0; y < n; y++)
+                for (int x = 0; x < n; x++) {
+                    int u = x - dx, w = y - dy;
+                    if (u < 0 || w < 0 || u >= n || w >= n)
+                        continue;
+                    c += m->data[w * n + u] * ((double)tc.data[y * n + x] - m->data[y * n + x]);
+                    cm += m->data[w * n + u] * m->data[y * n + x];
+                }
+            mx = fmax(mx, fabs(c) / mm0);
+            mxl = fmax(mxl, fabs(c) / cm);
+            ss += c * c / (mm0 * mm0);
+            k++;
+        }
+    printf(" raw(r=%g) max %.4f rms %.4f maxlocal %.3f", r, mx, sqrt(ss / (double)k), mxl);
+    clred_psf_free(&tc);
+}
+
 static void print_psf(const char *what, const clred_psf *m, const clred_psf *t)
 {
     double cx, cy, m2, tx, ty, t2;
@@ -91,6 +144,14 @@ static void print_psf(const char *what, const clred_psf *m, const clred_psf *t)
             printf("\n");
             clred_psf_free(&e);
         }
+    }
+    if (m->order == 0)
+        printf("  %s: eps est %.4f truth(1 FWHM) %.4f truth(2.5 FWHM) %.4f", what, m->model_err, oracle_err(m, t, 1.0),
+               oracle_err(m, t, 2.5));
+    if (m->order == 0 && getenv("ZP_ORACLE")) {
+        oracle_raw(m, t, 0.0);
+        oracle_raw(m, t, 3.0);
+        oracle_raw(m, t, 10.0);
     }
     printf("  %s: order %d n %zu size %zu fwhm %.3f/%.3f L1 %.4f dc (%+.3f %+.3f) m2 %.3f/%.3f", what, m->order,
            m->nstars, m->size, m->fwhm, t->fwhm, psf_l1(m, t), cx - tx, cy - ty, m2, t2);
@@ -175,6 +236,8 @@ int main(int argc, char **argv)
         }
         clred_zogy_opts zo = clred_zogy_defaults();
         zo.tile_size = tile;
+        if (getenv("ZP_EPS")) /* a fixed PSF-model error for both images instead of the models' own */
+            zo.psf_err_n = zo.psf_err_r = env_num("ZP_EPS", 0);
         clred_zogy_result z;
         CHECK_OK(clred_subtract_zogy(ctx, &p.new_img, &p.ref, order >= 0 ? &pn : &p.new_psf,
                                      order >= 0 ? &pr : &p.ref_psf, &zo, &z));
@@ -187,8 +250,8 @@ int main(int argc, char **argv)
         if (getenv("ZP_NEAR"))
             near_stars(&p, c, nc);
         double e = pair_expected_false(sc.width, sc.height, z.pd.fwhm, 5.0);
-        printf("SEED %2u false %2zu (exp %.3f) found %2zu/%2zu scorr_sd %.3f ntiles %zu", seed, r.false_clean, e,
-               r.found, r.bright, z.scorr_scale, z.ntiles);
+        printf("SEED %2u false %2zu (exp %.3f) found %2zu/%2zu scorr_sd %.3f ntiles %zu eps %.4f %.4f", seed,
+               r.false_clean, e, r.found, r.bright, z.scorr_scale, z.ntiles, z.psf_err_n, z.psf_err_r);
         if (order >= 0) {
             print_psf("new", &pn, &p.new_psf);
             print_psf("ref", &pr, &p.ref_psf);

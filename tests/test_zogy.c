@@ -63,6 +63,8 @@ static void against_reference(clred_ctx *ctx)
     clred_zogy_opts zo = clred_zogy_defaults();
     zo.astrom_sigma_x = 0.1;
     zo.astrom_sigma_y = 0.05;
+    zo.psf_err_n = 0.02; /* large enough to change S_corr by many tolerances near the bright stars */
+    zo.psf_err_r = 0.01;
     zo.fr = 1.1;
     clred_zogy_result z;
     CHECK_OK(clred_subtract_zogy(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, &zo, &z));
@@ -70,7 +72,7 @@ static void against_reference(clred_ctx *ctx)
     zogy_ref_in in = {.w = 80, .h = 72, .n = p.new_img.sci, .r = p.ref.sci, .vn = p.new_img.var, .vr = p.ref.var,
                       .mn = p.new_img.mask, .mr = p.ref.mask, .ignore = zo.ignore_bits, .bkg_n = z.bkg_n,
                       .bkg_r = z.bkg_r, .s2n = z.sigma_n * z.sigma_n, .s2r = z.sigma_r * z.sigma_r, .fn = zo.fn,
-                      .fr = zo.fr, .d_off = z.d_off, .sx2 = 0.01, .sy2 = 0.0025, .pn = p.new_psf.data, .pr = p.ref_psf.data,
+                      .fr = zo.fr, .d_off = z.d_off, .sx2 = 0.01, .sy2 = 0.0025, .en2 = 4e-4, .er2 = 1e-4, .pn = p.new_psf.data, .pr = p.ref_psf.data,
                       .sn = p.new_psf.size, .sr = p.ref_psf.size};
     in.nx = clred_fft_good_size(80 + in.sn + in.sr);
     in.ny = clred_fft_good_size(72 + in.sn + in.sr);
@@ -78,6 +80,7 @@ static void against_reference(clred_ctx *ctx)
     CHECK(zogy_ref(&in, &ref) == 0);
     CHECK_NEAR(z.f_d, ref.f_d, 1e-6 * ref.f_d);
     CHECK_NEAR(z.f_s, ref.f_s, 1e-5 * ref.f_s);
+    CHECK(z.psf_err_n == 0.02 && z.psf_err_r == 0.01);
 
     clred_image diff, scorr, flux;
     download(z.diff, &diff);
@@ -279,14 +282,19 @@ static double wing_error(const clred_psf *m, const clred_psf *truth, double r)
  * models of seeds 1-8: 0.29), with the Moffat fitted from 1 to 2 FWHM
  * -4 to +26 % (0.08); 0.15 fails the stacked wings.
  *
- * What is not solved: ZOGY leaves a bright star's PSF error times its flux
- * in D, and S_corr has no term for it: with the truth's PSFs these pairs
- * give 0 false candidates in seeds 1-8 (DMTN-006: 0.02 a seed), with the
- * measured ones 60 (stacked wings; the median gave 285) and 37 (fitted
- * wings), 0-12 a seed. The bound on the total (48) catches a return to the
- * stacked wings, not the expectation the true PSFs meet. */
+ * ZOGY leaves a bright star's PSF error times its flux in D: with the
+ * truth's PSFs these pairs give 0 false candidates in seeds 1-8 (DMTN-006:
+ * 0.02 a seed), with the measured ones 60 (stacked wings; the median gave
+ * 285) and 33 (fitted wings) while S_corr had no term for the models'
+ * error; with each model's estimated error (model_err, 0-0.023 here, 1-5x
+ * what the truth gives) in V(S): 2, at a completeness of 302 / 308 (305
+ * without; the misses are transients on galaxies, whose S_N the term
+ * counts too); seeds 9-16: 7 (30 without). Still 4x DMTN-006's 3x (0.5 in
+ * 8 seeds): the bound on the total (6, 3x what is measured) catches the
+ * term's loss (33), not the expectation. */
 typedef struct {
     size_t false_clean; /* over the seeds */
+    size_t found, bright; /* transients at S/N >= 8 found, and all of them */
     double wing_abs;    /* sum of |wing_error| over the models */
     size_t models;
 } measured_tally;
@@ -318,8 +326,14 @@ static void measured_psfs(clred_ctx *ctx, uint64_t seed, measured_tally *tally)
            r.false_clean, expect);
     CHECK(dn < 0.035 && dr < 0.035);
     CHECK(r.bright >= 20);
-    CHECK((double)r.found >= 0.95 * (double)r.bright);
+    /* 95 % holds over the 8 seeds (main); a seed's ~37 transients put a
+     * second miss at 94.6 %: the PSF-error term costs a transient on a
+     * galaxy where a model's error is overestimated (seed 2: 0.023 against
+     * 0.0055 measured from the truth), so a seed is held to 90 % */
+    CHECK((double)r.found >= 0.90 * (double)r.bright);
     CHECK(r.fading_neg == r.fading);
+    tally->found += r.found;
+    tally->bright += r.bright;
     tally->false_clean += r.false_clean;
     tally->wing_abs += fabs(wn) + fabs(wr);
     tally->models += 2;
@@ -479,12 +493,13 @@ int main(void)
     empty_sky(ctx);
     with_sources(ctx, 3, 3.5, 4.5, CLRED_PSF_MOFFAT); /* new image worse than the reference */
     with_sources(ctx, 4, 4.0, 3.0, CLRED_PSF_GAUSSIAN); /* better */
-    measured_tally mt = {0, 0, 0};
+    measured_tally mt = {0, 0, 0, 0, 0};
     for (uint64_t sd = 1; sd <= 8; sd++)
         measured_psfs(ctx, sd, &mt);
-    printf("measured PSFs, seeds 1-8: %zu clean false, mean |wing error| %.3f\n", mt.false_clean,
-           mt.wing_abs / (double)mt.models);
-    CHECK(mt.false_clean <= 48);
+    printf("measured PSFs, seeds 1-8: %zu clean false, completeness %zu / %zu, mean |wing error| %.3f\n",
+           mt.false_clean, mt.found, mt.bright, mt.wing_abs / (double)mt.models);
+    CHECK((double)mt.found >= 0.95 * (double)mt.bright);
+    CHECK(mt.false_clean <= 6);
     CHECK(mt.wing_abs / (double)mt.models < 0.15);
     tiles(ctx);
     bad_arguments(ctx);

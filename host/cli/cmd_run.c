@@ -73,6 +73,7 @@ static void help(void)
            "               ref_psf = FITS [measured]   ref_noise = FITS   ref_mask = FITS\n"
            "               psf_size = odd px [25]   threshold = sigma [5]   positive_only = true|false\n"
            "               [false]   renormalize = true|false [false]   astrom_sigma = px [0]\n"
+           "               psf_err = fraction [the measured PSF's estimate]\n"
            "               tile = px [0: whole image when it fits]   alerts = true|false [false]:\n"
            "               ZTF Avro alert packets in OUTDIR/difference/<object>_<filter>_alerts/\n"
            "               (each stack is registered onto the reference by star matching,\n"

@@ -28,6 +28,9 @@ static void subtract_help(void)
            "      --new-mask F, --ref-mask F   nonzero pixels are flagged BAD and left out\n"
            "      --fn F, --fr F      flux zero points (default 1, 1)\n"
            "      --astrom-sigma S    registration noise in px, both axes (default 0)\n"
+           "      --psf-err E         the PSF models' relative error counted in S_corr's variance, both\n"
+           "                          images (default: each measured model's estimate, 0 for PSF files;\n"
+           "                          0 turns it off); the diff's PSFERRN / PSFERRR say what was used\n"
            "      --no-background     the inputs are background-subtracted already\n"
            "      --grow N            grow unusable pixels by N px in the masks (default: the PSF FWHM)\n"
            "      --renormalize       divide S_corr (AL: DETECT) by its robust std (noise the VAR planes\n"
@@ -87,7 +90,7 @@ typedef struct {
 } sub_args;
 
 enum { S_METHOD = 256, S_NEW_PSF, S_REF_PSF, S_PSF_SIZE, S_PSF_ORDER, S_NEW_NOISE, S_REF_NOISE, S_NEW_MASK, S_REF_MASK, S_FN, S_FR,
-       S_ASTROM, S_NO_BKG, S_GROW, S_THRESH, S_POSITIVE, S_CANDS, S_CUTOUTS, S_PSF_OUT, S_OVERWRITE, S_DEVICE, S_JSON,
+       S_ASTROM, S_PSF_ERR, S_NO_BKG, S_GROW, S_THRESH, S_POSITIVE, S_CANDS, S_CUTOUTS, S_PSF_OUT, S_OVERWRITE, S_DEVICE, S_JSON,
        S_NEW, S_REF, S_RENORM, S_TILE, S_CONVOLVE, S_NORMALIZE, S_NG, S_HW, S_RSS, S_KO, S_KOFIXED, S_BGSTAMPS, S_BGO, S_TL, S_TU,
        S_IL, S_IU, S_MAXSTAMPS, S_DECORR, S_KOUT, S_ALERTS, S_PLANES };
 
@@ -105,6 +108,7 @@ static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"fn", required_argument, 0, S_FN},
                                          {"fr", required_argument, 0, S_FR},
                                          {"astrom-sigma", required_argument, 0, S_ASTROM},
+                                         {"psf-err", required_argument, 0, S_PSF_ERR},
                                          {"no-background", no_argument, 0, S_NO_BKG},
                                          {"grow", required_argument, 0, S_GROW},
                                          {"renormalize", no_argument, 0, S_RENORM},
@@ -311,6 +315,12 @@ static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char
         case S_ASTROM:
             if (!cli_parse_double(cmd, "--astrom-sigma", optarg, &d)) return EXIT_USAGE;
             a->job.zogy.astrom_sigma_x = a->job.zogy.astrom_sigma_y = d;
+            break;
+        case S_PSF_ERR:
+            if (!cli_parse_double(cmd, "--psf-err", optarg, &d)) return EXIT_USAGE;
+            if (!(d >= 0 && d < 1))
+                return cli_usage_error(cmd, "--psf-err must be in [0, 1) (a fraction of a star's signal)");
+            a->job.zogy.psf_err_n = a->job.zogy.psf_err_r = d;
             break;
         case S_NO_BKG: a->job.zogy.subtract_background = 0; break;
         case S_RENORM: a->job.zogy.renormalize = 1; break;

@@ -81,6 +81,9 @@ static int subtract_entry(run_config *c, const char *key, const char *value)
     } else if (!strcasecmp(key, "astrom_sigma")) {
         if ((ok = parse_num(value, &d) && d >= 0))
             j->zogy.astrom_sigma_x = j->zogy.astrom_sigma_y = d;
+    } else if (!strcasecmp(key, "psf_err")) {
+        if ((ok = parse_num(value, &d) && d >= 0 && d < 1))
+            j->zogy.psf_err_n = j->zogy.psf_err_r = d;
     } else if (!strcasecmp(key, "alerts")) {
         /* the recipe names the directory (difference/<object>_<filter>_alerts) */
         if ((ok = parse_bool(value, &b)))

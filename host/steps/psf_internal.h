@@ -30,4 +30,14 @@ int clred_psf_fit_varying(float *stamps, const double *sx, const double *sy, con
                           size_t size, int order, size_t w, size_t h, double norm_radius, clred_psf *psf,
                           size_t *used);
 
+/* The relative error of a PSF model as a matched filter sees it (psf.c):
+ * nstars unit-sum stamps (NaN = left out) with their pixels' variances and
+ * their sky levels' (vb, on the same unit-sum scale),
+ * each star's model (models + i model_stride; stride 0: one for all) and
+ * leave-one-out factor loo[i] (the star's weight over the others'), the
+ * filtered residuals' RMS at lags 0..lag_radius px relative to the filtered
+ * peak, less their noise, combined over the stars. NaN with no usable star. */
+double clred_psf_model_error(const float *stamps, const float *vars, const double *vb, const float *models,
+                             size_t model_stride, const double *loo, size_t nstars, size_t size, double lag_radius);
+
 #endif

@@ -73,6 +73,7 @@ clred_status clred_psf_eval(const clred_psf *psf, double x, double y, clred_psf 
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for a %zu px PSF", psf->size);
     out->size = psf->size;
     out->nstars = psf->nstars;
+    out->model_err = psf->model_err;
     out->nterms = 1;
     double t[CLRED_PSF_MAX_TERMS], s = 0;
     size_t nt = clred_psf_terms(psf, x, y, t);

@@ -23,6 +23,7 @@ clred_zogy_opts clred_zogy_defaults(void)
     o.ignore_bits = CLRED_MASK_UNUSABLE;
     o.grow = -1;
     o.backend = CLRED_FFT_DEFAULT;
+    o.psf_err_n = o.psf_err_r = NAN;
     return o;
 }
 
@@ -126,6 +127,10 @@ static clred_status check_inputs(const clred_dimage *n, const clred_dimage *r, c
     if (!(o->fn > 0 && o->fr > 0 && o->sigma_n >= 0 && o->sigma_r >= 0 && o->astrom_sigma_x >= 0 &&
           o->astrom_sigma_y >= 0))
         return clred_fail(CLRED_ERR_USAGE, "ZOGY: zero points must be > 0 and noise terms >= 0");
+    if (!(isnan(o->psf_err_n) || (o->psf_err_n >= 0 && o->psf_err_n < 1)) ||
+        !(isnan(o->psf_err_r) || (o->psf_err_r >= 0 && o->psf_err_r < 1)))
+        return clred_fail(CLRED_ERR_USAGE, "ZOGY: PSF errors %g, %g must be in [0, 1) (fractions of a star's signal)",
+                          o->psf_err_n, o->psf_err_r);
     return CLRED_OK;
 }
 
@@ -368,6 +373,7 @@ static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_
     CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_finish", &k));
     float fd = (float)out->f_d, fs = (float)f_s;
     float sx2 = (float)(o->astrom_sigma_x * o->astrom_sigma_x), sy2 = (float)(o->astrom_sigma_y * o->astrom_sigma_y);
+    float en2 = (float)(out->psf_err_n * out->psf_err_n), er2 = (float)(out->psf_err_r * out->psf_err_r);
     float d_off = (float)d_off_tile;
     int x0 = (int)s->x0, y0 = (int)s->y0, out_w = (int)s->fw, out_h = (int)s->fh;
     cl_mem dsci = clred_dimage_sci(out->diff), dvar = clred_dimage_var(out->diff), dmask = clred_dimage_mask(out->diff);
@@ -378,7 +384,7 @@ static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_
                          CLRED_ARG(s->buf[B_VN]), CLRED_ARG(s->buf[B_VR]), CLRED_ARG(s->bits),
                          CLRED_ARG(s->grown_rows), CLRED_ARG(s->sat_pre), CLRED_ARG(s->sat_suf), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(pitch), CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(cx0), CLRED_ARG(cy0),
                          CLRED_ARG(cx1), CLRED_ARG(cy1), CLRED_ARG(out_w), CLRED_ARG(out_h), CLRED_ARG(fd), CLRED_ARG(fs), CLRED_ARG(sx2), CLRED_ARG(sy2),
-                         CLRED_ARG(d_off), CLRED_ARG(grow), CLRED_ARG(grow_sat), CLRED_ARG(edge), CLRED_ARG(unusable), CLRED_ARG(dsci), CLRED_ARG(dvar),
+                         CLRED_ARG(en2), CLRED_ARG(er2), CLRED_ARG(d_off), CLRED_ARG(grow), CLRED_ARG(grow_sat), CLRED_ARG(edge), CLRED_ARG(unusable), CLRED_ARG(dsci), CLRED_ARG(dvar),
                          CLRED_ARG(dmask), CLRED_ARG(ssci), CLRED_ARG(smask), CLRED_ARG(fsci), CLRED_ARG(fvar),
                          (size_t)0));
     size_t g[2] = {(size_t)(cx1 - cx0), (size_t)(cy1 - cy0)};
@@ -458,6 +464,9 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
     out->sigma_n = sig_n;
     out->sigma_r = sig_r;
     double s2n = sig_n * sig_n, s2r = sig_r * sig_r;
+    /* a model's own estimate unless the caller gives one (0 for given PSFs) */
+    out->psf_err_n = isnan(o->psf_err_n) ? fmax(pn->model_err, 0.0) : o->psf_err_n;
+    out->psf_err_r = isnan(o->psf_err_r) ? fmax(pr->model_err, 0.0) : o->psf_err_r;
     out->f_d = o->fn * o->fr / sqrt(s2n * o->fr * o->fr + s2r * o->fn * o->fn);
 
     for (int i = 0; i < NBUF; i++)
@@ -555,6 +564,8 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
     CLRED_TRY(clred_header_set_double(hd, "ZOGYSCSD", out->scorr_scale, "robust std of S_corr (before renormalising)"));
     CLRED_TRY(clred_header_set_double(hd, "ZOGYRENO", o->renormalize ? 1.0 : 0.0, "S_corr renormalised to unit std"));
     CLRED_TRY(clred_header_set_double(hd, "PDFWHM", out->pd.fwhm, "FWHM of the difference's PSF, px"));
+    CLRED_TRY(clred_header_set_double(hd, "PSFERRN", out->psf_err_n, "new PSF model's relative error in V(S)"));
+    CLRED_TRY(clred_header_set_double(hd, "PSFERRR", out->psf_err_r, "reference PSF model's rel. error in V(S)"));
     CLRED_TRY(clred_header_set_string(clred_dimage_header(out->scorr), "DIFFMETH", "ZOGY S_corr", "score, sigma"));
     CLRED_TRY(clred_header_set_string(clred_dimage_header(out->flux), "DIFFMETH", "ZOGY S/F_S", "PSF flux map"));
     return CLRED_OK;

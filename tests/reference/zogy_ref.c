@@ -137,7 +137,8 @@ int zogy_ref(const zogy_ref_in *in, zogy_ref_out *out)
 #define RE(B, X, Y) creal(b[B][(Y) * nx + (X)])
             double gnx = (RE(SN, xr, y) - RE(SN, xl, y)) * hx, gny = (RE(SN, x, yr) - RE(SN, x, yl)) * hy;
             double grx = (RE(SR, xr, y) - RE(SR, xl, y)) * hx, gry = (RE(SR, x, yr) - RE(SR, x, yl)) * hy;
-            double vs = fmax(creal(b[VS][o]), 0) + in->sx2 * (gnx * gnx + grx * grx) + in->sy2 * (gny * gny + gry * gry);
+            double vs = fmax(creal(b[VS][o]), 0) + in->sx2 * (gnx * gnx + grx * grx) + in->sy2 * (gny * gny + gry * gry) +
+                        in->en2 * RE(SN, x, y) * RE(SN, x, y) + in->er2 * RE(SR, x, y) * RE(SR, x, y);
             double s = creal(b[SN][o]) - creal(b[SR][o]) - out->f_d * in->d_off;
             out->diff[i] = filled[i] ? NAN : (creal(b[D][o]) - in->d_off) / out->f_d;
             out->diff_var[i] = filled[i] ? NAN : fmax(creal(b[VD][o]), 0) / (out->f_d * out->f_d);

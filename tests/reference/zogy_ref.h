@@ -14,6 +14,7 @@ typedef struct {
     const uint16_t *mn, *mr;     /* masks (may be NULL) */
     uint16_t ignore;
     double bkg_n, bkg_r, s2n, s2r, fn, fr, sx2, sy2;
+    double en2, er2;             /* squared PSF-model errors: V(S) += en2 S_N^2 + er2 S_R^2 */
     double d_off;                /* constant taken off D (F_D d_off off S) */
     const float *pn, *pr;        /* PSFs, odd sizes */
     size_t sn, sr;
