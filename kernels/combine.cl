@@ -1832,15 +1832,15 @@ INLINE vi vec_edge_round(const vf *a, vi lo, vi hi, vf wlo, vf whi, vthresh th, 
     return (amb & 1) | (~inner & 2) | (((nlo != lo) | (nhi != hi)) & 4);
 }
 
-/* 1 / m for an edge window, m in NFIX - 2 .. NFIX: constants, correctly
- * rounded, where a division would sit on the chain from one round to the
- * next */
-INLINE vf vec_edge_inv(vi lo, vi hi)
+/* 1 / (m - k) for an edge window, m in NFIX - 2 .. NFIX: constants,
+ * correctly rounded, where a division would sit on the chain from one round
+ * to the next, or take the divider's slow vector steps */
+INLINE vf vec_edge_recip(vi m, const int k)
 {
-    vi m = hi - lo;
-    return select(select((vf)(1.0f / NFIX), (vf)(1.0f / (NFIX - 1)), m == (vi)(NFIX - 1)), (vf)(1.0f / (NFIX - 2)),
-                  m == (vi)(NFIX - 2));
+    return select(select((vf)(1.0f / (NFIX - k)), (vf)(1.0f / (NFIX - 1 - k)), m == (vi)(NFIX - 1)),
+                  (vf)(1.0f / (NFIX - 2 - k)), m == (vi)(NFIX - 2));
 }
+INLINE vf vec_edge_inv(vi lo, vi hi) { return vec_edge_recip(hi - lo, 0); }
 
 /* The fast thresholds of the edge window (lo, hi); t, k1 and k2 get its sums
  * and middle values. */
@@ -2331,16 +2331,23 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
             t = vec_shifted_sums(a, wlo, whi, full, k1, nf);
         }
     }
-    vf mf = TO_VF(m);
-    vf s2 = vsums_sample_var(t, m);
     vf result, variance;
+#ifdef EDGE_MID_LO
+    if (edge) {
+        /* m and m - 1 of an edge window: reciprocals as constants
+         * (vsums_moments) in place of four vector divisions */
+        vsums_moments(t, m, vec_edge_recip(m, 0), vec_edge_recip(m, 1), &result, &variance);
+    } else
+#endif
+    {
+        vf mf = TO_VF(m);
+        result = vsums_mean(t, mf);
+        variance = vsums_sample_var(t, m) / mf;
+    }
     if (method == METHOD_MEDIAN) {
         /* exact in acc_t before its one rounding to float, as the reference */
         result = TO_VF((TO_VA(k1) + TO_VA(k2)) / (va)2);
-        variance = 1.5707963f * (s2 / mf);
-    } else {
-        result = vsums_mean(t, mf);
-        variance = s2 / mf;
+        variance = 1.5707963f * variance;
     }
     vec_store_values(result, variance, n, m, out_sci, out_var, out_mask, p0, stream);
 }
