@@ -1832,27 +1832,33 @@ INLINE vi vec_edge_round(const vf *a, vi lo, vi hi, vf wlo, vf whi, vthresh th, 
     return (amb & 1) | (~inner & 2) | (((nlo != lo) | (nhi != hi)) & 4);
 }
 
-/* 1 / m for an edge window, m in NFIX - 2 .. NFIX: constants, correctly
- * rounded, where a division would sit on the chain from one round to the
- * next */
-INLINE vf vec_edge_inv(vi lo, vi hi)
+/* 1 / (m - k) for an edge window, m in NFIX - 2 .. NFIX: constants,
+ * correctly rounded, where a division would sit on the chain from one round
+ * to the next, or take the divider's slow vector steps */
+INLINE vf vec_edge_recip(vi m, const int k)
 {
-    vi m = hi - lo;
-    return select(select((vf)(1.0f / NFIX), (vf)(1.0f / (NFIX - 1)), m == (vi)(NFIX - 1)), (vf)(1.0f / (NFIX - 2)),
-                  m == (vi)(NFIX - 2));
+    return select(select((vf)(1.0f / (NFIX - k)), (vf)(1.0f / (NFIX - 1 - k)), m == (vi)(NFIX - 1)),
+                  (vf)(1.0f / (NFIX - 2 - k)), m == (vi)(NFIX - 2));
+}
+INLINE vf vec_edge_inv(vi lo, vi hi) { return vec_edge_recip(hi - lo, 0); }
+
+/* The fast thresholds of the edge window (lo, hi); t, k1 and k2 get its sums
+ * and middle values. */
+INLINE vthresh vec_edge_thresholds(const vf *a, vsums inner, int centre_mean, float sl, float su, vi lo, vi hi,
+                                   vsums *t, vf *k1, vf *k2)
+{
+    vec_edge_mid(a, lo, hi, k1, k2);
+    *t = vec_edge_sums(inner, a, lo, hi);
+    return vec_thresholds_m(lo, hi, vec_edge_inv(lo, hi), *t, *k1, *k2, centre_mean, sl, su, 1);
 }
 
-/* One fast edge round on the window (lo, hi), [wlo, whi], which it moves as
- * the loop below does; k1, k2 and t get the window's middle values and sums.
- * Returns vec_edge_round's bits. */
-INLINE vi vec_edge_step(const vf *a, vsums inner, int centre_mean, float sl, float su, vi *lo, vi *hi, vf *wlo,
-                        vf *whi, vsums *t, vf *k1, vf *k2)
+/* A fast edge round with the thresholds th of the window (lo, hi), [wlo,
+ * whi], which it moves as the loop below does. Returns vec_edge_round's
+ * bits. */
+INLINE vi vec_edge_move(const vf *a, vthresh th, vi *lo, vi *hi, vf *wlo, vf *whi)
 {
     vi nlo, nhi;
     vf nwlo, nwhi;
-    vec_edge_mid(a, *lo, *hi, k1, k2);
-    *t = vec_edge_sums(inner, a, *lo, *hi);
-    vthresh th = vec_thresholds_m(*lo, *hi, vec_edge_inv(*lo, *hi), *t, *k1, *k2, centre_mean, sl, su, 1);
     vi f = vec_edge_round(a, *lo, *hi, *wlo, *whi, th, &nlo, &nhi, &nwlo, &nwhi);
     vi changed = (nlo != *lo) | (nhi != *hi);
     *lo = nlo;
@@ -1860,6 +1866,19 @@ INLINE vi vec_edge_step(const vf *a, vsums inner, int centre_mean, float sl, flo
     *wlo = select(*wlo, nwlo, changed);
     *whi = select(*whi, nwhi, changed);
     return f;
+}
+
+/* per lane, y where c is set, else x */
+INLINE vthresh vthresh_select(vthresh x, vthresh y, vi c)
+{
+    vthresh r = {select(x.lo_m, y.lo_m, c), select(x.lo_p, y.lo_p, c), select(x.hi_m, y.hi_m, c),
+                 select(x.hi_p, y.hi_p, c), select(x.bad, y.bad, c)};
+    return r;
+}
+INLINE vsums vsums_select(vsums x, vsums y, vi c)
+{
+    vsums r = {select(x.c, y.c, c), select(x.s, y.s, c), select(x.q, y.q, c), select(x.a, y.a, c)};
+    return r;
 }
 #endif
 
@@ -2183,10 +2202,27 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
              * than the fast round, the loop decides from the start. */
             vi lo2 = (vi)0, hi2 = (vi)NFIX;
             vf wlo2 = wlo, whi2 = whi;
-            vi f1 = vec_edge_step(a, inner, centre_mean, sigma_lower, sigma_upper, &lo2, &hi2, &wlo2, &whi2, &t, &k1,
-                                  &k2);
-            vi f2 = vec_edge_step(a, inner, centre_mean, sigma_lower, sigma_upper, &lo2, &hi2, &wlo2, &whi2, &t, &k1,
-                                  &k2);
+            vsums tl, th;
+            vf k1l, k2l, k1h, k2h;
+            vthresh c0 = vec_edge_thresholds(a, inner, centre_mean, sigma_lower, sigma_upper, lo2, hi2, &t, &k1, &k2);
+            /* A lane's second window is its first one, or that without its
+             * least value, or without its greatest one (without both: the
+             * loop decides, flag bit 1). Their thresholds are formed here,
+             * beside the first round's and off the chain from the first
+             * round's decisions to the second's, which only selects them:
+             * the same arithmetic on the same window's sums as a round on
+             * that window, so the same bits. */
+            vthresh cl = vec_edge_thresholds(a, inner, centre_mean, sigma_lower, sigma_upper, (vi)1, (vi)NFIX, &tl,
+                                             &k1l, &k2l);
+            vthresh ch = vec_edge_thresholds(a, inner, centre_mean, sigma_lower, sigma_upper, (vi)0,
+                                             (vi)(NFIX - 1), &th, &k1h, &k2h);
+            vi f1 = vec_edge_move(a, c0, &lo2, &hi2, &wlo2, &whi2);
+            vi dl = lo2 != (vi)0, dh = hi2 != (vi)NFIX;
+            vi f2 = vec_edge_move(a, vthresh_select(vthresh_select(c0, cl, dl), ch, dh), &lo2, &hi2, &wlo2, &whi2) |
+                    (dl & dh & 2);
+            t = vsums_select(vsums_select(t, tl, dl), th, dh);
+            k1 = select(select(k1, k1l, dl), k1h, dh);
+            k2 = select(select(k2, k2l, dl), k2h, dh);
             int f = vor_all(((f1 | f2) & 3) | (f2 & 4) | ((f1 & 4) << 1));
             if (!(f & 3)) {
                 iter = 2;
@@ -2295,16 +2331,23 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
             t = vec_shifted_sums(a, wlo, whi, full, k1, nf);
         }
     }
-    vf mf = TO_VF(m);
-    vf s2 = vsums_sample_var(t, m);
     vf result, variance;
+#ifdef EDGE_MID_LO
+    if (edge) {
+        /* m and m - 1 of an edge window: reciprocals as constants
+         * (vsums_moments) in place of four vector divisions */
+        vsums_moments(t, m, vec_edge_recip(m, 0), vec_edge_recip(m, 1), &result, &variance);
+    } else
+#endif
+    {
+        vf mf = TO_VF(m);
+        result = vsums_mean(t, mf);
+        variance = vsums_sample_var(t, m) / mf;
+    }
     if (method == METHOD_MEDIAN) {
         /* exact in acc_t before its one rounding to float, as the reference */
         result = TO_VF((TO_VA(k1) + TO_VA(k2)) / (va)2);
-        variance = 1.5707963f * (s2 / mf);
-    } else {
-        result = vsums_mean(t, mf);
-        variance = s2 / mf;
+        variance = 1.5707963f * variance;
     }
     vec_store_values(result, variance, n, m, out_sci, out_var, out_mask, p0, stream);
 }
