@@ -255,6 +255,13 @@ clred_status clred_run_rows(clred_ctx *ctx, cl_kernel k, const char *name, const
  * local size lets the driver pick one per count, and POCL compiles the
  * kernel again for every shape. */
 clred_status clred_run_items(clred_ctx *ctx, cl_kernel k, const char *name, size_t n);
+
+/* clred_aperture_photometry_dev's local background alone (bkg, bkg_rms,
+ * nannulus; flags SRC_EDGE of the annulus and SRC_NO_BACKGROUND; flux, its
+ * error and area NaN), which needs an annulus (annulus_out > annulus_in):
+ * a smaller kernel to compile where only the sky is wanted (photometry.c). */
+clred_status clred_aperture_background_dev(clred_ctx *ctx, const clred_dimage *img, const double *x,
+                                           const double *y, size_t n, const clred_phot_opts *opts, clred_phot *out);
 /* Work-items across a row of width pixels for the kernels that take
  * ctx->vector_width neighbouring pixels each (kernels/lib_vec.cl). */
 /* A host wrapper's last step after a device step that changed the header
