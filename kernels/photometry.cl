@@ -126,37 +126,119 @@ inline void sort_floats(global float *v, int n)
 #define P_FLAGS 6
 #define P_NOUT 7
 
+/* The local background of one position (annulus pixel centres with
+ * rin <= d <= rout, d measured from ix + fx, iy + fy): its usable pixels are
+ * gathered into ann (stride floats), sorted, and clipped about the median
+ * with the population std (as astropy's sigma_clip): on a sorted array the
+ * kept values are a contiguous window, so clipping only moves its ends.
+ * Returns how many were kept (bkg NaN, SRC_NO_BACKGROUND where fewer than
+ * 5); SRC_EDGE where the annulus leaves the image, whose edges are given
+ * relative to the position's integer part. */
+inline int annulus_background(global const float *sci, global const ushort *mask, const int has_mask,
+                              const ushort ignore, const int w, const int h, const int ix, const int iy,
+                              const acc_t fx, const acc_t fy, const acc_t left, const acc_t right,
+                              const acc_t bottom, const acc_t top, const float rin, const float rout,
+                              const float clip_sigma, const int clip_iters, global float *ann, const uint stride,
+                              acc_t *bkg_out, acc_t *rms_out, uint *flags)
+{
+    int m = 0;
+    if (fx - rout < left || fy - rout < bottom || fx + rout > right || fy + rout > top)
+        *flags |= SRC_EDGE;
+    int x0 = max(ix + (int)floor(fx - rout), 0), x1 = min(ix + (int)ceil(fx + rout), w - 1);
+    int y0 = max(iy + (int)floor(fy - rout), 0), y1 = min(iy + (int)ceil(fy + rout), h - 1);
+    acc_t r2in = (acc_t)rin * rin, r2out = (acc_t)rout * rout;
+    for (int y = y0; y <= y1; y++) {
+        const acc_t dy = (acc_t)(y - iy) - fy;
+        for (int x = x0; x <= x1; x++) {
+            acc_t dx = (acc_t)(x - ix) - fx, d2 = dx * dx + dy * dy;
+            if (d2 < r2in || d2 > r2out || m >= (int)stride)
+                continue;
+            size_t i = (size_t)y * w + x;
+            if (clred_usable(sci[i], has_mask ? mask[i] : (ushort)0, ignore))
+                ann[m++] = sci[i];
+        }
+    }
+    sort_floats(ann, m);
+    int lo = 0, hi = m;
+    acc_t med = NAN, sd = NAN;
+    for (int it = 0; it <= clip_iters && hi - lo >= 1; it++) {
+        int k = hi - lo;
+        med = 0.5 * ((acc_t)ann[lo + (k - 1) / 2] + (acc_t)ann[lo + k / 2]);
+        acc_t s = 0, s2 = 0;
+        for (int i = lo; i < hi; i++)
+            s += ann[i];
+        acc_t mean = s / k;
+        for (int i = lo; i < hi; i++)
+            s2 += (ann[i] - mean) * (ann[i] - mean);
+        sd = sqrt(s2 / k);
+        if (it == clip_iters)
+            break;
+        int nlo = lo, nhi = hi;
+        while (nlo < nhi && ann[nlo] < med - clip_sigma * sd)
+            nlo++;
+        while (nhi > nlo && ann[nhi - 1] > med + clip_sigma * sd)
+            nhi--;
+        if ((nlo == lo && nhi == hi) || nhi - nlo < 3)
+            break;
+        lo = nlo;
+        hi = nhi;
+    }
+    int nkept = hi - lo;
+    if (nkept < 5) {
+        *flags |= SRC_NO_BACKGROUND;
+        *bkg_out = NAN;
+    } else {
+        *bkg_out = med;
+        *rms_out = sd;
+    }
+    return nkept;
+}
+
+/* The arguments of both photometry kernels (aperture_background leaves the
+ * aperture's unused: one host path runs either). */
+#define PHOT_ARGS                                                                                            \
+    global const float *sci, global const float *var, const int has_var, global const ushort *mask,          \
+        const int has_mask, const ushort ignore, const int w, const int h, global const int2 *ipos,          \
+        global const float2 *fpos, const uint n, const float radius, const float rin, const float rout,      \
+        const float clip_sigma, const int clip_iters, const float noise_rms, global float *scratch,          \
+        const uint stride, global float *out
+
+/* Position id's integer part and fraction, or 0 (and an unmeasured result,
+ * SRC_EDGE, in o) for a position that is not finite. */
+inline int phot_position(global const int2 *ipos, global const float2 *fpos, const uint id, global float *o,
+                         int *ix, int *iy, acc_t *fx, acc_t *fy)
+{
+    *ix = ipos[id].x;
+    *iy = ipos[id].y;
+    *fx = fpos[id].x;
+    *fy = fpos[id].y;
+    if (isfinite(*fx) && isfinite(*fy))
+        return 1;
+    for (int k = 0; k < P_NOUT; k++)
+        o[k] = NAN;
+    o[P_NANN] = 0;
+    o[P_FLAGS] = (float)SRC_EDGE;
+    return 0;
+}
+
 /* One work-item per position. A position arrives as its integer part ipos
  * and fraction fpos (in [0, 1), or NaN for none), so that pixel offsets
  * (x - ipos) - fpos keep the position's full precision in float as well as
  * double: the pixels whose centres fall in the annulus, and the overlaps,
- * are those of the exact position. The annulus pixels (centres with
- * rin <= d <= rout) are gathered into this work-item's slice of scratch,
- * sorted, and clipped about the median with the population std (as astropy's
- * sigma_clip): on a sorted array the kept values are a contiguous window, so
- * clipping only moves its ends. The aperture then loops over its bounding
- * box with exact weights. */
-kernel void aperture_photometry(global const float *sci, global const float *var, const int has_var,
-                                global const ushort *mask, const int has_mask, const ushort ignore, const int w,
-                                const int h, global const int2 *ipos, global const float2 *fpos, const uint n,
-                                const float radius, const float rin, const float rout, const float clip_sigma,
-                                const int clip_iters, const float noise_rms, global float *scratch,
-                                const uint stride, global float *out)
+ * are those of the exact position. The local background is
+ * annulus_background's; the aperture then loops over its bounding box with
+ * exact weights. */
+kernel void aperture_photometry(PHOT_ARGS)
 {
     uint id = get_global_id(0);
     if (id >= n)
         return;
     global float *o = out + (size_t)id * P_NOUT;
-    const int ix = ipos[id].x, iy = ipos[id].y;
-    const acc_t fx = fpos[id].x, fy = fpos[id].y;
-    uint flags = 0;
-    if (!isfinite(fx) || !isfinite(fy)) {
-        for (int k = 0; k < P_NOUT; k++)
-            o[k] = NAN;
-        o[P_NANN] = 0;
-        o[P_FLAGS] = (float)SRC_EDGE;
+    int ix, iy;
+    acc_t fx, fy;
+    if (!phot_position(ipos, fpos, id, o, &ix, &iy, &fx, &fy))
         return;
-    }
+    uint flags = 0;
     /* the image's edges relative to the position's integer part */
     const acc_t left = (acc_t)-0.5 - ix, right = (acc_t)(w - 0.5) - ix;
     const acc_t bottom = (acc_t)-0.5 - iy, top = (acc_t)(h - 0.5) - iy;
@@ -164,59 +246,10 @@ kernel void aperture_photometry(global const float *sci, global const float *var
     /* local background */
     acc_t bkg = 0, bkg_rms = NAN;
     int nkept = 0;
-    if (rout > rin) {
-        global float *ann = scratch + (size_t)id * stride;
-        int m = 0;
-        if (fx - rout < left || fy - rout < bottom || fx + rout > right || fy + rout > top)
-            flags |= SRC_EDGE;
-        int x0 = max(ix + (int)floor(fx - rout), 0), x1 = min(ix + (int)ceil(fx + rout), w - 1);
-        int y0 = max(iy + (int)floor(fy - rout), 0), y1 = min(iy + (int)ceil(fy + rout), h - 1);
-        acc_t r2in = (acc_t)rin * rin, r2out = (acc_t)rout * rout;
-        for (int y = y0; y <= y1; y++) {
-            const acc_t dy = (acc_t)(y - iy) - fy;
-            for (int x = x0; x <= x1; x++) {
-                acc_t dx = (acc_t)(x - ix) - fx, d2 = dx * dx + dy * dy;
-                if (d2 < r2in || d2 > r2out || m >= (int)stride)
-                    continue;
-                size_t i = (size_t)y * w + x;
-                if (clred_usable(sci[i], has_mask ? mask[i] : (ushort)0, ignore))
-                    ann[m++] = sci[i];
-            }
-        }
-        sort_floats(ann, m);
-        int lo = 0, hi = m;
-        acc_t med = NAN, sd = NAN;
-        for (int it = 0; it <= clip_iters && hi - lo >= 1; it++) {
-            int k = hi - lo;
-            med = 0.5 * ((acc_t)ann[lo + (k - 1) / 2] + (acc_t)ann[lo + k / 2]);
-            acc_t s = 0, s2 = 0;
-            for (int i = lo; i < hi; i++)
-                s += ann[i];
-            acc_t mean = s / k;
-            for (int i = lo; i < hi; i++)
-                s2 += (ann[i] - mean) * (ann[i] - mean);
-            sd = sqrt(s2 / k);
-            if (it == clip_iters)
-                break;
-            int nlo = lo, nhi = hi;
-            while (nlo < nhi && ann[nlo] < med - clip_sigma * sd)
-                nlo++;
-            while (nhi > nlo && ann[nhi - 1] > med + clip_sigma * sd)
-                nhi--;
-            if ((nlo == lo && nhi == hi) || nhi - nlo < 3)
-                break;
-            lo = nlo;
-            hi = nhi;
-        }
-        nkept = hi - lo;
-        if (nkept < 5) {
-            flags |= SRC_NO_BACKGROUND;
-            bkg = NAN;
-        } else {
-            bkg = med;
-            bkg_rms = sd;
-        }
-    }
+    if (rout > rin)
+        nkept = annulus_background(sci, mask, has_mask, ignore, w, h, ix, iy, fx, fy, left, right, bottom, top, rin,
+                                   rout, clip_sigma, clip_iters, scratch + (size_t)id * stride, stride, &bkg,
+                                   &bkg_rms, &flags);
 
     /* aperture */
     const acc_t r = radius;
@@ -252,6 +285,36 @@ kernel void aperture_photometry(global const float *sci, global const float *var
     o[P_FLUX] = (float)flux;
     o[P_ERR] = (float)sqrt(err2);
     o[P_AREA] = (float)area;
+    o[P_BKG] = (float)bkg;
+    o[P_BKGRMS] = (float)bkg_rms;
+    o[P_NANN] = (float)nkept;
+    o[P_FLAGS] = (float)flags;
+}
+
+/* aperture_photometry's local background alone (flux, error and area NaN;
+ * flags SRC_EDGE of the annulus and SRC_NO_BACKGROUND): the sky noise of
+ * blank discs (annulus 0..rout) in frame quality, whose first run then
+ * compiles a work-group function of half the size (0.07 against 0.16 CPU s
+ * with one work-item per group, 0.31 for aperture_photometry in groups of 8). */
+kernel void aperture_background(PHOT_ARGS)
+{
+    uint id = get_global_id(0);
+    if (id >= n)
+        return;
+    global float *o = out + (size_t)id * P_NOUT;
+    int ix, iy;
+    acc_t fx, fy;
+    if (!phot_position(ipos, fpos, id, o, &ix, &iy, &fx, &fy))
+        return;
+    uint flags = 0;
+    acc_t bkg = NAN, bkg_rms = NAN;
+    int nkept = 0;
+    if (rout > rin)
+        nkept = annulus_background(sci, mask, has_mask, ignore, w, h, ix, iy, fx, fy, (acc_t)-0.5 - ix,
+                                   (acc_t)(w - 0.5) - ix, (acc_t)-0.5 - iy, (acc_t)(h - 0.5) - iy, rin, rout,
+                                   clip_sigma, clip_iters, scratch + (size_t)id * stride, stride, &bkg, &bkg_rms,
+                                   &flags);
+    o[P_FLUX] = o[P_ERR] = o[P_AREA] = NAN;
     o[P_BKG] = (float)bkg;
     o[P_BKGRMS] = (float)bkg_rms;
     o[P_NANN] = (float)nkept;

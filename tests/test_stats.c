@@ -542,6 +542,7 @@ static void check_one_read(clred_ctx *ctx, const char *what, const clred_image *
 static void one_read(clred_ctx *ctx)
 {
     harness_rng rng = {4242};
+    clred_stats_bins_one_read_min(0); /* these frames are below the vector kernel's default size */
     clred_image img;
     CHECK_OK(clred_image_alloc(&img, 203, 131, 0, 1));
     size_t n = img.width * img.height;
@@ -569,6 +570,9 @@ static void one_read(clred_ctx *ctx)
     for (size_t i = 0; i < n; i++)
         img.sci[i] = (float)(100.0 + 10.0 * harness_uniform(&rng));
     check_one_read(ctx, "one read, uniform", &img, &o, 1, 1);
+    clred_stats_bins_one_read_min((size_t)1 << 20);
+    fill_noisy(&img, &rng, 2500.0, 11.0);
+    check_one_read(ctx, "one read, below the vector kernel's size", &img, &o, 1, 0);
     clred_image_free(&img);
 }
 

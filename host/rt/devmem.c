@@ -267,8 +267,8 @@ clred_status clred_run_items(clred_ctx *ctx, cl_kernel k, const char *name, size
     if (n == 0)
         return CLRED_OK;
     size_t multiple = 0, wg = 0;
-    if (clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_PREFERRED_WORK_GROUP_SIZE_MULTIPLE, sizeof multiple,
-                                 &multiple, NULL) != CL_SUCCESS ||
+    if (ctx->info.is_cpu || clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_PREFERRED_WORK_GROUP_SIZE_MULTIPLE,
+                                                     sizeof multiple, &multiple, NULL) != CL_SUCCESS ||
         multiple == 0)
         multiple = 1;
     if (clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL) == CL_SUCCESS &&

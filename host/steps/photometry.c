@@ -157,9 +157,10 @@ static void split_position(double x, double y, cl_int2 *ip, cl_float2 *fp)
 }
 
 /* Positions in chunks sized so each work-item's annulus scratch fits the
- * device's largest buffer. */
-static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const clred_dimage *img, const double *x,
-                               const double *y, size_t n, const clred_phot_opts *o, clred_phot *out)
+ * device's largest buffer, through kernel name (aperture_photometry, or
+ * aperture_background: the same arguments and results). */
+static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const char *name, const clred_dimage *img,
+                               const double *x, const double *y, size_t n, const clred_phot_opts *o, clred_phot *out)
 {
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_ONLY, 4, NULL, &b->none, "absent plane"));
     cl_mem sci = clred_dimage_sci(img);
@@ -187,7 +188,7 @@ static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const clred_dima
     clred_status st = (hi && hf && res) ? CLRED_OK : clred_fail(CLRED_ERR_MEMORY, "out of memory for photometry");
     cl_kernel k = NULL;
     if (st == CLRED_OK)
-        st = clred_kernel(ctx, "photometry", NULL, "aperture_photometry", &k);
+        st = clred_kernel(ctx, "photometry", NULL, name, &k);
     cl_int has_var = clred_dimage_var(img) != NULL, has_mask = clred_dimage_mask(img) != NULL;
     cl_int w = (cl_int)clred_dimage_width(img), h = (cl_int)clred_dimage_height(img), iters = o->max_iters;
     cl_ushort ignore = o->ignore_bits;
@@ -202,13 +203,13 @@ static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const clred_dima
         if (st == CLRED_OK)
             st = clred_upload(ctx, b->fpos, 0, m * sizeof *hf, hf);
         if (st == CLRED_OK)
-            st = clred_args(k, "aperture_photometry", CLRED_ARG(sci), CLRED_ARG(var), CLRED_ARG(has_var),
+            st = clred_args(k, name, CLRED_ARG(sci), CLRED_ARG(var), CLRED_ARG(has_var),
                             CLRED_ARG(mask), CLRED_ARG(has_mask), CLRED_ARG(ignore), CLRED_ARG(w), CLRED_ARG(h),
                             CLRED_ARG(b->ipos), CLRED_ARG(b->fpos), CLRED_ARG(cm), CLRED_ARG(radius), CLRED_ARG(rin),
                             CLRED_ARG(rout), CLRED_ARG(cs), CLRED_ARG(iters), CLRED_ARG(noise), CLRED_ARG(b->scratch),
                             CLRED_ARG(stride), CLRED_ARG(b->out), (size_t)0);
         if (st == CLRED_OK)
-            st = clred_run_items(ctx, k, "aperture_photometry", m);
+            st = clred_run_items(ctx, k, name, m);
         if (st == CLRED_OK)
             st = clred_download(ctx, b->out, 0, m * P_NOUT * sizeof *res, res);
         for (size_t i = 0; i < m && st == CLRED_OK; i++)
@@ -220,8 +221,8 @@ static clred_status run_chunks(clred_ctx *ctx, phot_buffers *b, const clred_dima
     return st;
 }
 
-clred_status clred_aperture_photometry_dev(clred_ctx *ctx, const clred_dimage *img, const double *x,
-                                           const double *y, size_t n, const clred_phot_opts *opts, clred_phot *out)
+static clred_status phot_dev(clred_ctx *ctx, const char *name, const clred_dimage *img, const double *x,
+                             const double *y, size_t n, const clred_phot_opts *opts, clred_phot *out)
 {
     clred_phot_opts o = opts ? *opts : clred_phot_defaults();
     if (!img)
@@ -231,9 +232,28 @@ clred_status clred_aperture_photometry_dev(clred_ctx *ctx, const clred_dimage *i
         return CLRED_OK;
     phot_buffers b;
     memset(&b, 0, sizeof b);
-    clred_status st = run_chunks(ctx, &b, img, x, y, n, &o, out);
+    clred_status st = run_chunks(ctx, &b, name, img, x, y, n, &o, out);
     phot_release(&b);
     return st;
+}
+
+clred_status clred_aperture_photometry_dev(clred_ctx *ctx, const clred_dimage *img, const double *x,
+                                           const double *y, size_t n, const clred_phot_opts *opts, clred_phot *out)
+{
+    return phot_dev(ctx, "aperture_photometry", img, x, y, n, opts, out);
+}
+
+clred_status clred_aperture_background_dev(clred_ctx *ctx, const clred_dimage *img, const double *x,
+                                           const double *y, size_t n, const clred_phot_opts *opts, clred_phot *out)
+{
+    const clred_phot_opts *o = opts;
+    clred_phot_opts defaults = clred_phot_defaults();
+    if (!o)
+        o = &defaults;
+    if (!(o->annulus_out > o->annulus_in))
+        return clred_fail(CLRED_ERR_USAGE, "aperture_photometry: a background needs an annulus (%g,%g given)",
+                          o->annulus_in, o->annulus_out);
+    return phot_dev(ctx, "aperture_background", img, x, y, n, o, out);
 }
 
 clred_status clred_aperture_photometry(clred_ctx *ctx, const clred_image *img, const double *x, const double *y,

@@ -113,6 +113,16 @@ void clred_stats_bins_one_pass_counts(unsigned long *hit, unsigned long *missed)
     *missed = one_pass_missed;
 }
 
+/* Regions of fewer pixels take the single read through stats_bin_scan:
+ * there stats_bin_one saves little (0.14 ms of 0.4 per call at 512^2,
+ * against 1.7 of 3.6 at 2048^2: warm kernel times, clred-bench stats) and
+ * compiling it costs a first run about 0.4 CPU s (a cold 512^2 clred demo
+ * compiles stats_bin_scan for its masters anyway). The same results either
+ * way. Tests lower it (clred_stats_bins_one_read_min). */
+static size_t ONE_READ_MIN_PIXELS = (size_t)1 << 20;
+
+void clred_stats_bins_one_read_min(size_t pixels) { ONE_READ_MIN_PIXELS = pixels; }
+
 void clred_stats_bins_one_read_counts(unsigned long *vector, unsigned long *keys)
 {
     *vector = one_read_vector;
@@ -1683,7 +1693,7 @@ clred_status clred_stats_bins(clred_ctx *ctx, cl_mem sci, cl_mem mask, cl_ushort
     CLRED_TRY(clred_kernel(ctx, "stats", NULL, "stats_bin_hist", &b.khist));
     CLRED_TRY(clred_kernel(ctx, "stats", NULL, "stats_bin_scan", &b.kscan));
     CLRED_TRY(plan(&b));
-    if (b.own) /* the single read's vector kernel: one work-item per group */
+    if (b.own && b.base.npix >= ONE_READ_MIN_PIXELS) /* the single read's vector kernel: one work-item per group */
         CLRED_TRY(clred_kernel(ctx, "stats", NULL, "stats_bin_one", &b.kone));
     b.slice_hist = malloc(b.slices * (NB_MAX + 1) * sizeof *b.slice_hist);
     b.count = malloc(NB_MAX * sizeof *b.count);

@@ -81,8 +81,12 @@ unsigned long clred_stats_bins_zoomed(void);
 void clred_stats_bins_one_pass(int on, double skew, double cap_scale);
 void clred_stats_bins_one_pass_counts(unsigned long *hit, unsigned long *missed);
 /* Tests: how many single passes ran the vector kernel (stats_bin_one) and
- * how many the key kernel (stats_bin_scan: not a CPU, more than three holes,
- * or a bound at zero or infinite) in this process. */
+ * how many the key kernel (stats_bin_scan: not a CPU, a region below
+ * clred_stats_bins_one_read_min, more than three holes, or a bound at zero
+ * or infinite) in this process. */
 void clred_stats_bins_one_read_counts(unsigned long *vector, unsigned long *keys);
+/* The fewest pixels a region needs for the single read's vector kernel
+ * (default 2^20; tests set 0). */
+void clred_stats_bins_one_read_min(size_t pixels);
 
 #endif

@@ -139,7 +139,7 @@ clred_status clred_blank_sky_rms(clred_ctx *ctx, const clred_dimage *img, const 
     o.annulus_in = 0;
     o.annulus_out = rout;
     if (st == CLRED_OK && m)
-        st = clred_aperture_photometry_dev(ctx, img, x, y, m, &o, ph);
+        st = clred_aperture_background_dev(ctx, img, x, y, m, &o, ph);
     float *v = st == CLRED_OK ? malloc((m ? m : 1) * sizeof *v) : NULL;
     size_t k = 0;
     for (size_t i = 0; v && i < m; i++)
