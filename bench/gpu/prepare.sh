@@ -33,12 +33,18 @@ die() { echo "prepare: $*" >&2; exit 1; }
 # dependency closure below.
 packages=(ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-headers opencl-c-headers opencl-clhpp-headers
           libcfitsio10 libcfitsio-dev libclfft2 libclfft-dev libvkfft-dev libinih1 libinih-dev pkgconf pkgconf-bin
-          libpkgconf3)
+          libpkgconf3 libpng16-16 libpng-dev libwcs7 wcslib-dev libavro23 libavro-dev zlib1g-dev)
 cmake_packages=(cmake cmake-data)
 # Present on any glibc system, or not libraries at all: leaving them out keeps
 # the folder small, and a prefix copy of libc or libstdc++ would shadow the
 # system's, which other programs on the machine were built against.
-skip_regex='^(libc6|libgcc-s1|libstdc\+\+6|gcc-[0-9]+-base|dpkg|tar|perl.*|libperl.*|lib.*-perl|procps|libproc2-.*|usr-is-merged|usrmerge|init-system-helpers|libsystemd0|libelogind0|libselinux1|libcrypt1|libncursesw6|libtinfo6|libacl1|libcap2|libmd0|libpcre2-.*|libgdbm.*|zlib1g|debconf|sensible-utils)$'
+skip_base='libc6|libgcc-s1|libstdc\+\+6|gcc-[0-9]+-base|dpkg|tar|perl.*|libperl.*|lib.*-perl|procps|libproc2-.*|usr-is-merged|usrmerge|init-system-helpers|libsystemd0|libelogind0|libselinux1|libcrypt1|libncursesw6|libtinfo6|libacl1|libcap2|libmd0|libpcre2-.*|libgdbm.*|zlib1g|debconf|sensible-utils'
+# wcslib-dev pulls PGPLOT's plotting stack (fonts, X, cairo, Fortran) and
+# libpng-dev/zlib1g-dev the C library's headers: clred links only libwcs, and
+# a machine with a C compiler has libc6-dev. Leaving them out keeps the
+# folder within what one carry holds (64 MiB).
+skip_unused='fonts-.*|ttf-.*|xfonts-.*|x11-common|libx11-.*|libxau6|libxcb.*|libxdmcp6|libxext6|libxrender1|libcairo2|libpixman-1-0|libfontconfig1|fontconfig-config|libfreetype6|libfontenc1|libbrotli1|libexpat1|libpgplot0|libgiza0|libpgsbox7|libgfortran5|libquadmath0|libc6-dev|libc-dev-bin|linux-libc-dev|libcrypt-dev|libnsl-dev|libtirpc-dev|rpcsvc-proto|install-info|cdebconf|libdebian-installer4|libnewt0\.52|libslang2|libtextwrap1|lsb-base|sysvinit-utils|readline-common|libreadline8'
+skip_regex="^(${skip_base}|${skip_unused})\$"
 
 download() {
   local with_cmake=0
