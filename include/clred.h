@@ -2167,7 +2167,9 @@ typedef struct clred_psf_s {
                                                      constant */
     double model_err;   /* the model's shape error as a matched filter sees it, relative to a star's
                            filtered peak (clred_psf_model_measure estimates it from the stars' residuals;
-                           0 when read, given or analytic): ZOGY's S_corr counts it as noise */
+                           clred_psf_write keeps it as PSFERR and clred_psf_read restores it; 0 when
+                           given, analytic or read from a file without PSFERR): ZOGY's S_corr counts it
+                           as noise */
 } clred_psf;
 
 CLRED_API void clred_psf_free(clred_psf *psf);

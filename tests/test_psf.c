@@ -56,10 +56,12 @@ static void from_array(void)
     const char *dir = harness_tmpdir("test_psf");
     char path[4096];
     snprintf(path, sizeof path, "%s/psf.fits", dir);
+    p.model_err = 0.0123; /* as a measured model's: kept in the file as PSFERR */
     CHECK_OK(clred_psf_write(path, &p, 1));
     clred_psf q;
     CHECK_OK(clred_psf_read(path, 0, &q));
     CHECK(q.size == p.size);
+    CHECK_NEAR(q.model_err, 0.0123, 1e-12);
     double worst = 0;
     for (size_t i = 0; q.data && i < q.size * q.size; i++)
         worst = fmax(worst, fabs(q.data[i] - p.data[i]));

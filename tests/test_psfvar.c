@@ -125,6 +125,9 @@ static void files(const clred_psf *m2, const clred_psf *m0)
     CHECK_OK(clred_psf_read(path, 0, &q));
     CHECK(q.order == 2 && q.nterms == 6 && q.size == m2->size && q.basis);
     CHECK(q.x0 == m2->x0 && q.y0 == m2->y0 && q.xscale == m2->xscale && q.yscale == m2->yscale);
+    /* cfitsio writes a double key to 15 significant digits */
+    CHECK_MSG(m2->model_err > 0 && fabs(q.model_err - m2->model_err) < 1e-14, "PSFERR round trip: %g -> %g", m2->model_err,
+              q.model_err);
     double worst = 0;
     for (size_t i = 0; q.basis && i < 6 * q.size * q.size; i++)
         worst = fmax(worst, fabs(q.basis[i] - m2->basis[i]));

@@ -9,6 +9,15 @@
 
 #include "psf_internal.h"
 
+/* A measured model's shape error (PSFERR, written by clred_psf_write): ZOGY
+ * counts it in S_corr's variance; a file from elsewhere has none (0). */
+static double model_error_key(const clred_header *h)
+{
+    double e = NAN;
+    clred_header_get_double(h, "PSFERR", &e);
+    return isfinite(e) && e >= 0 && e < 1 ? e : 0.0;
+}
+
 /* The varying model in a cube of nterms planes (written by clred_psf_write). */
 static clred_status read_varying(const char *path, const clred_file_info *info, size_t max_size, clred_psf *psf)
 {
@@ -20,6 +29,7 @@ static clred_status read_varying(const char *path, const clred_file_info *info, 
     clred_header_get_double(img.header, "PSFY0", &y0);
     clred_header_get_double(img.header, "PSFXSCL", &xs);
     clred_header_get_double(img.header, "PSFYSCL", &ys);
+    double model_err = model_error_key(img.header);
     clred_image_free(&img);
     int ord = order == 1 ? 1 : order == 2 ? 2 : 0;
     size_t nt = clred_psf_nterms(ord), n = info->width;
@@ -84,6 +94,7 @@ static clred_status read_varying(const char *path, const clred_file_info *info, 
     psf->y0 = y0;
     psf->xscale = xs;
     psf->yscale = ys;
+    psf->model_err = model_err;
     clred_psf_shape(psf);
     return clred_psf_corners(psf);
 }
@@ -98,6 +109,8 @@ clred_status clred_psf_read(const char *path, size_t max_size, clred_psf *psf)
     clred_image img;
     CLRED_TRY(clred_image_read(path, 0, &img));
     clred_status st = clred_psf_from_array(img.sci, img.width, img.height, max_size, psf);
+    if (st == CLRED_OK)
+        psf->model_err = model_error_key(img.header);
     clred_image_free(&img);
     if (st != CLRED_OK) {
         char msg[1024];
@@ -106,6 +119,8 @@ clred_status clred_psf_read(const char *path, size_t max_size, clred_psf *psf)
     }
     return CLRED_OK;
 }
+
+#define MODEL_ERR_COMMENT "model's shape error, of a star's filtered peak"
 
 static clred_status write_constant(const char *path, const clred_psf *psf, int overwrite)
 {
@@ -120,6 +135,8 @@ static clred_status write_constant(const char *path, const clred_psf *psf, int o
         st = clred_header_set_double(img.header, "PSFELLIP", psf->ellipticity, "1 - b/a");
     if (st == CLRED_OK)
         st = clred_header_set_double(img.header, "PSFNSTAR", (double)psf->nstars, "stars averaged");
+    if (st == CLRED_OK)
+        st = clred_header_set_double(img.header, "PSFERR", psf->model_err, MODEL_ERR_COMMENT);
     if (st == CLRED_OK)
         st = clred_image_write(path, &img, overwrite);
     clred_header_free(img.header);
@@ -163,6 +180,7 @@ clred_status clred_psf_write(const char *path, const clred_psf *psf, int overwri
     key_double(f, "PSFELLIP", psf->ellipticity, "1 - b/a at the centre", &status);
     double nstars = (double)psf->nstars;
     key_double(f, "PSFNSTAR", nstars, "stars fitted", &status);
+    key_double(f, "PSFERR", psf->model_err, MODEL_ERR_COMMENT, &status);
     static const char *const where[4] = {"(0, 0)", "(W-1, 0)", "(0, H-1)", "(W-1, H-1)"};
     for (int c = 0; c < 4; c++) {
         char key[16], comment[64];
