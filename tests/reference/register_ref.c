@@ -72,15 +72,16 @@ static void axis_factor(size_t k, size_t n, double d, double *re, double *im)
     *im = -sin(TWO_PI * f * d / (double)n);
 }
 
-/* One line of n samples (stride apart) shifted by d through its DFT. */
-static void shift_line(double *line, size_t n, size_t stride, double d, double *fr, double *fi)
+/* One line of n samples (stride apart) shifted by d through its DFT; tw is
+ * unit_circle(n). */
+static void shift_line(double *line, size_t n, size_t stride, double d, const double *tw, double *fr, double *fi)
 {
     for (size_t k = 0; k < n; k++) {
         double sr = 0.0, si = 0.0;
         for (size_t u = 0; u < n; u++) {
-            double ph = -TWO_PI * (double)((k * u) % n) / (double)n;
-            sr += line[u * stride] * cos(ph);
-            si += line[u * stride] * sin(ph);
+            size_t m = (k * u) % n; /* e^{-2 pi i m / n} */
+            sr += line[u * stride] * tw[2 * m];
+            si -= line[u * stride] * tw[2 * m + 1];
         }
         double mr, mi;
         axis_factor(k, n, d, &mr, &mi);
@@ -90,8 +91,8 @@ static void shift_line(double *line, size_t n, size_t stride, double d, double *
     for (size_t u = 0; u < n; u++) {
         double s = 0.0;
         for (size_t k = 0; k < n; k++) {
-            double ph = TWO_PI * (double)((k * u) % n) / (double)n;
-            s += fr[k] * cos(ph) - fi[k] * sin(ph);
+            size_t m = (k * u) % n; /* e^{+2 pi i m / n} */
+            s += fr[k] * tw[2 * m] - fi[k] * tw[2 * m + 1];
         }
         line[u * stride] = s / (double)n;
     }
@@ -103,14 +104,17 @@ void ref_fourier_shift(const double *in, size_t nx, size_t ny, double dx, double
 {
     size_t nmax = nx > ny ? nx : ny;
     double *fr = malloc(nmax * sizeof *fr), *fi = malloc(nmax * sizeof *fi);
+    double *twx = unit_circle(nx), *twy = unit_circle(ny);
     for (size_t i = 0; i < nx * ny; i++)
         out[i] = in[i];
     for (size_t y = 0; y < ny; y++)
-        shift_line(out + y * nx, nx, 1, dx, fr, fi);
+        shift_line(out + y * nx, nx, 1, dx, twx, fr, fi);
     for (size_t x = 0; x < nx; x++)
-        shift_line(out + x, ny, nx, dy, fr, fi);
+        shift_line(out + x, ny, nx, dy, twy, fr, fi);
     free(fr);
     free(fi);
+    free(twx);
+    free(twy);
 }
 
 static double sinc(double x)
