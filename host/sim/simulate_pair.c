@@ -195,7 +195,7 @@ double clred_pair_fwhm_at(const clred_pair_opts *o, double fwhm, double x, doubl
 /* The profile at (x, y) to render a source with: base's own unless the
  * FWHM varies over the field (then its shape only: a source is rendered from
  * the profile itself, never from a stamp, so its stamp sum, 5x5 samples per
- * pixel of the stamp, was most of the simulator's time with a gradient). */
+ * pixel of the stamp, was a third of the simulator's time with a gradient). */
 static void profile_at(const clred_pair_opts *o, const profile *base, double x, double y, profile *out)
 {
     if (o->fwhm_grad_x == 0 && o->fwhm_grad_y == 0)
