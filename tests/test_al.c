@@ -22,6 +22,7 @@
 #include "fft.h"
 #include "harness.h"
 #include "pair_truth.h"
+#include "stats_ref.h"
 
 static void download(const clred_dimage *d, clred_image *img)
 {
@@ -595,17 +596,6 @@ static void fourier_against_reference(const clred_pair *p, const clred_al_result
     clred_image_free(&de);
 }
 
-static double median_of(double *v, size_t n)
-{
-    for (size_t a = 1; a < n; a++)
-        for (size_t b = a; b > 0 && v[b] < v[b - 1]; b--) {
-            double t = v[b];
-            v[b] = v[b - 1];
-            v[b - 1] = t;
-        }
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 static double poly_at(const double *c, int nt, double xs, double ys)
 {
     double p[6] = {1, xs, ys, xs * xs, xs * ys, ys * ys}, v = 0;
@@ -662,15 +652,15 @@ static void sky_refit_ref(const clred_image *d, const double *taken, int nt, dou
                     }
                 if (n < AL_SKY_MIN_SAMPLES)
                     continue;
-                double med = median_of(vals, n), *dev = malloc(n * sizeof *dev);
+                double med = stats_ref_median(vals, n), *dev = malloc(n * sizeof *dev);
                 for (size_t k = 0; k < n; k++)
                     dev[k] = fabs(vals[k] - med);
-                double lim = 3.0 * 1.4826 * median_of(dev, n);
+                double lim = 3.0 * 1.4826 * stats_ref_median(dev, n);
                 size_t m = 0;
                 for (size_t k = 0; k < n; k++)
                     if (fabs(vals[k] - med) <= lim)
                         dev[m++] = vals[k];
-                lev[ncell] = m > n / 2 ? median_of(dev, m) : med;
+                lev[ncell] = m > n / 2 ? stats_ref_median(dev, m) : med;
                 free(dev);
                 cx[ncell] = 0.5 * (i0 + i1) * step;
                 cy[ncell] = 0.5 * (j0 + j1) * step;

@@ -527,64 +527,93 @@ static double moffat(double a, double alpha, double beta, double r2)
 }
 
 /* The relative misfit (sum of ((v - a f) / v)^2) of a Moffat of this alpha
- * and beta to the model's positive pixels with r2 in [r0^2, r1^2], with
- * the amplitude that minimises it (*amp, linear least squares); *np pixels. */
-static double moffat_misfit(const float *m, const double *r2, size_t n2, double r0, double r1, double alpha,
-                            double beta, double *amp, size_t *np)
+ * and beta to the np pixels v (at squared radii r2), with the amplitude
+ * that minimises it (*amp, linear least squares). */
+static double moffat_misfit(const double *v, const double *r2, size_t np, double alpha, double beta, double *amp)
 {
     double sf = 0, sff = 0;
-    size_t k = 0;
-    for (size_t p = 0; p < n2; p++) {
-        if (r2[p] < r0 * r0 || r2[p] > r1 * r1 || !(m[p] > 0))
-            continue;
-        double f = moffat(1.0, alpha, beta, r2[p]) / m[p];
+    for (size_t p = 0; p < np; p++) {
+        double f = moffat(1.0, alpha, beta, r2[p]) / v[p];
         sf += f;
         sff += f * f;
-        k++;
     }
-    *np = k;
     *amp = sff > 0 ? sf / sff : 0;
-    return (double)k - 2 * *amp * sf + *amp * *amp * sff;
+    return (double)np - 2 * *amp * sf + *amp * *amp * sff;
 }
 
-/* The Moffat profile (*a, *alpha, *beta) fitted to the model from r0 to r1:
- * beta on a grid of 0.05 over 1.2-8, alpha by golden-section search for each.
- * Returns the fit's RMS relative residual, INFINITY with fewer than 20
- * pixels. */
+/* The misfit of the Moffat of this beta with the best alpha (golden-section
+ * search) to the np pixels v at squared radii r2 out to r1: *alpha, *amp. */
+static double best_alpha(const double *v, const double *r2, size_t np, double r1, double beta, double *alpha,
+                         double *amp)
+{
+    const double g = 0.6180339887498949;
+    double lo = 0.3, hi = 4.0 * r1;
+    double x1 = hi - g * (hi - lo), x2 = lo + g * (hi - lo);
+    double f1 = moffat_misfit(v, r2, np, x1, beta, amp);
+    double f2 = moffat_misfit(v, r2, np, x2, beta, amp);
+    for (int it = 0; it < 40; it++) {
+        if (f1 < f2) {
+            hi = x2;
+            x2 = x1;
+            f2 = f1;
+            x1 = hi - g * (hi - lo);
+            f1 = moffat_misfit(v, r2, np, x1, beta, amp);
+        } else {
+            lo = x1;
+            x1 = x2;
+            f1 = f2;
+            x2 = lo + g * (hi - lo);
+            f2 = moffat_misfit(v, r2, np, x2, beta, amp);
+        }
+    }
+    *alpha = 0.5 * (lo + hi);
+    return moffat_misfit(v, r2, np, *alpha, beta, amp);
+}
+
+/* beta's grid: 0.05 over 1.2-8, searched every FIT_COARSE-th point, then
+ * every point within FIT_COARSE of the best of those (the misfit is smooth
+ * in beta on that scale: the same minimum at a quarter of the cost) */
+#define FIT_NBETA 137
+#define FIT_COARSE 5
+
+/* The Moffat profile (*a, *alpha, *beta) fitted to the model's positive
+ * pixels with r2 in [r0^2, r1^2], alpha by golden-section search for each
+ * beta of the grid. Returns the fit's RMS relative residual, INFINITY with
+ * fewer than 20 pixels. The pixels are gathered once and beta's grid is
+ * searched coarse to fine: ZOGY fits every tile's PSFs. */
 static double fit_moffat(const float *m, const double *r2, size_t n2, double r0, double r1, double *a, double *alpha,
                          double *beta)
 {
-    double best = INFINITY;
+    double *v = malloc(2 * n2 * sizeof *v), *rr = v + n2;
     size_t np = 0;
-    const double g = 0.6180339887498949;
-    for (double b = 1.2; b <= 8.0; b += 0.05) {
-        double lo = 0.3, hi = 4.0 * r1, amp;
-        double x1 = hi - g * (hi - lo), x2 = lo + g * (hi - lo);
-        double f1 = moffat_misfit(m, r2, n2, r0, r1, x1, b, &amp, &np);
-        double f2 = moffat_misfit(m, r2, n2, r0, r1, x2, b, &amp, &np);
-        for (int it = 0; it < 40; it++) {
-            if (f1 < f2) {
-                hi = x2;
-                x2 = x1;
-                f2 = f1;
-                x1 = hi - g * (hi - lo);
-                f1 = moffat_misfit(m, r2, n2, r0, r1, x1, b, &amp, &np);
-            } else {
-                lo = x1;
-                x1 = x2;
-                f1 = f2;
-                x2 = lo + g * (hi - lo);
-                f2 = moffat_misfit(m, r2, n2, r0, r1, x2, b, &amp, &np);
+    if (!v)
+        return INFINITY; /* no fit: the caller keeps the empirical wings */
+    for (size_t p = 0; p < n2; p++)
+        if (r2[p] >= r0 * r0 && r2[p] <= r1 * r1 && m[p] > 0) {
+            v[np] = m[p];
+            rr[np++] = r2[p];
+        }
+    double bs[FIT_NBETA], best = INFINITY, b = 1.2;
+    for (size_t k = 0; k < FIT_NBETA; k++, b += 0.05)
+        bs[k] = b;
+    size_t kbest = 0;
+    for (int pass = 0; pass < 2 && np >= 20; pass++) {
+        size_t k0 = pass ? (kbest > FIT_COARSE ? kbest - FIT_COARSE : 0) : 0;
+        size_t k1 = pass ? kbest + FIT_COARSE : FIT_NBETA - 1;
+        for (size_t k = k0; k <= k1 && k < FIT_NBETA; k++) {
+            if ((k % FIT_COARSE == 0) == (pass == 1))
+                continue; /* each point once: the coarse ones in pass 0 */
+            double al, amp, e = best_alpha(v, rr, np, r1, bs[k], &al, &amp);
+            if (e < best && amp > 0) {
+                best = e;
+                kbest = k;
+                *a = amp;
+                *alpha = al;
+                *beta = bs[k];
             }
         }
-        double al = 0.5 * (lo + hi), e = moffat_misfit(m, r2, n2, r0, r1, al, b, &amp, &np);
-        if (np >= 20 && e < best && amp > 0) {
-            best = e;
-            *a = amp;
-            *alpha = al;
-            *beta = b;
-        }
     }
+    free(v);
     return np >= 20 && isfinite(best) ? sqrt(best / (double)np) : INFINITY;
 }
 
@@ -621,7 +650,7 @@ static double ring_misfit(const float *m, const double *r2, size_t n2, double r0
  * Moffat stars' models: 0.5-3 %). */
 #define WING_FIT_RMS 0.1
 
-static void analytic_wings(clred_psf *psf)
+void clred_psf_analytic_wings(clred_psf *psf)
 {
     size_t n = psf->size, n2 = n * n;
     double f = psf->fwhm, c = (double)(n / 2), a = 0, alpha = 1, beta = 3;
@@ -1044,7 +1073,7 @@ static clred_status measure_on(const clred_image *img, const clred_source *src, 
         mask_neighbours(masked, used, n, src, nsrc, star, 3.0 * fwhm);
         st = weighted_model(masked, wt, used, n, col, psf);
         if (st == CLRED_OK)
-            analytic_wings(psf);
+            clred_psf_analytic_wings(psf);
     }
     if (st == CLRED_OK)
         st = estimate_model_error(img, o, &ex, buf, cap, sx, sy, wt, used, n, src, nsrc, star, fwhm, psf);

@@ -30,6 +30,13 @@ int clred_psf_fit_varying(float *stamps, const double *sx, const double *sy, con
                           size_t size, int order, size_t w, size_t h, double norm_radius, clred_psf *psf,
                           size_t *used);
 
+/* The wings of the constant model psf (measured, or a varying model
+ * evaluated at a position) beyond 2 FWHM replaced by a Moffat profile
+ * fitted to its pixels from 1 to 2 FWHM, unit sum again; left as they are
+ * where the fit misses the model's rings there (a diffraction-limited PSF)
+ * or memory is short: the model is then only less good. */
+void clred_psf_analytic_wings(clred_psf *psf);
+
 /* The relative error of a PSF model as a matched filter sees it (psf.c):
  * nstars unit-sum stamps (NaN = left out) with their pixels' variances and
  * their sky levels' (vb, on the same unit-sum scale),

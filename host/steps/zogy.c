@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "fft.h"
+#include "psf_internal.h"
 
 clred_zogy_opts clred_zogy_defaults(void)
 {
@@ -270,12 +271,24 @@ static clred_status psf_part(zogy_state *s, const clred_zogy_opts *o, double s2n
     return extract_pd(s, big, pd);
 }
 
+/* psf at (x, y); a varying model's wings fitted there as a measured
+ * constant model's are (psf.c): its own wings beyond the core are the
+ * stamps' mean, too high where the stars' noise and neighbours lift them,
+ * and a too-wide P leaves negative rings around every bright star in D. */
+static clred_status eval_psf(const clred_psf *psf, double x, double y, clred_psf *out)
+{
+    CLRED_TRY(clred_psf_eval(psf, x, y, out));
+    if (psf->order > 0 && psf->basis)
+        clred_psf_analytic_wings(out);
+    return CLRED_OK;
+}
+
 /* Both PSFs at (x, y) onto the device (varying ones evaluated there). */
 static clred_status upload_psfs_at(zogy_state *s, const clred_psf *pn, const clred_psf *pr, double x, double y)
 {
     clred_psf en, er;
-    CLRED_TRY(clred_psf_eval(pn, x, y, &en));
-    clred_status st = clred_psf_eval(pr, x, y, &er);
+    CLRED_TRY(eval_psf(pn, x, y, &en));
+    clred_status st = eval_psf(pr, x, y, &er);
     if (st == CLRED_OK) {
         clred_release(&s->psf_n);
         clred_release(&s->psf_r);

@@ -5,7 +5,8 @@
 
 #include <stddef.h>
 
-/* Half spectrum of a real nx x ny image by the direct O(N^2) DFT:
+/* Half spectrum of a real nx x ny image by the plain DFT sums (each row's,
+ * then each column's: O(N^1.5) for N pixels, no FFT):
  * re/im hold ny rows of nx / 2 + 1 bins, F(kx, ky) = sum x(u, v) e^{-2 pi i (kx u / nx + ky v / ny)}. */
 void ref_dft2_r2c(const double *x, size_t nx, size_t ny, double *re, double *im);
 
@@ -29,7 +30,8 @@ double ref_interp_at(const float *img, const float *var, const unsigned char *us
  * pixels (usable[] NULL = every finite pixel; others count as the median),
  * times the window (0 none, 1 Hann, 2 Tukey(alpha)), zero-padded to nx x ny;
  * the cross-power spectrum F(img) conj(F(ref)) (normalised to unit modulus
- * when phase_only), inverted: surface[y * nx + x] (direct DFTs: small frames). */
+ * when phase_only), inverted: surface[y * nx + x] (plain DFT sums, row by row then column by
+ * column: small frames). */
 void ref_phasecorr_surface(const float *ref, const unsigned char *ref_usable, const float *img,
                            const unsigned char *img_usable, size_t w, size_t h, size_t nx, size_t ny, int window,
                            double alpha, int phase_only, double *surface);

@@ -1,4 +1,4 @@
-/* Double-precision, sort-based reference for image statistics (tests only). */
+/* Double-precision reference for image statistics (tests only). */
 #ifndef CLRED_STATS_REF_H
 #define CLRED_STATS_REF_H
 
@@ -9,12 +9,12 @@
 
 /* Sigma-clipped statistics with the semantics of clred_image_stats, computed the
  * plain way: the usable pixels of the region copied into a double array,
- * sorted each iteration, clipped with bounds from the sorted data. mask may be
+ * their exact median (by selection) each iteration, clipped with bounds from it. mask may be
  * NULL. Returns 0, or -1 when the options or region are invalid. */
 int stats_ref(const float *sci, const uint16_t *mask, size_t width, size_t height, const clred_stats_opts *opts,
               clred_stats *out);
 
-/* Median of n doubles (sorts them in place); NaN for n = 0. */
+/* Median of n doubles (permutes them); NaN for n = 0. */
 double stats_ref_median(double *v, size_t n);
 
 #endif
