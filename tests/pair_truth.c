@@ -80,6 +80,7 @@ pair_score pair_score_candidates(const clred_pair *p, const clred_candidate *c, 
                    tr->flux, tr->snr, c[best].score);
         if (tr->flux < 0) {
             r.fading++;
+            r.fading_found += best >= 0;
             r.fading_neg += best >= 0 && !c[best].isdiffpos;
         }
         if (best >= 0 && !(c[best].flags & CLRED_CAND_MASKED)) {

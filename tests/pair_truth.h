@@ -12,6 +12,7 @@ typedef struct {
     size_t bright;     /* transients at S/N >= 8 on pixels that count */
     size_t found;      /* of those, matched by a candidate (pair_score_candidates) */
     size_t fading;     /* bright transients that fade ... */
+    size_t fading_found; /* ... and were found (any sign) */
     size_t fading_neg; /* ... and were found with a negative sign */
     size_t false_pos;  /* candidates that match no transient */
     size_t false_clean; /* of those, no unusable pixel nearby, not at the edge and not in a saturated star's

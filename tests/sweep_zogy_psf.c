@@ -80,7 +80,7 @@ static double oracle_err(const clred_psf *m, const clred_psf *t, double r)
     size_t n2 = m->size * m->size;
     float *v = calloc(n2, sizeof *v);
     double loo = 0, vb = 0;
-    double e = tc.size == m->size ? clred_psf_model_error(tc.data, v, &vb, m->data, 0, &loo, 1, m->size, r * m->fwhm)
+    double e = tc.size == m->size ? clred_psf_model_error(tc.data, v, &vb, m->data, 0, &loo, 1, 1, m->size, r * m->fwhm)
                                   : NAN;
     free(v);
     clred_psf_free(&tc);

@@ -265,7 +265,7 @@ static double model_error_case(const double *truth, const double *model, int con
         }
         loo[i] = 0.0; /* the model is not made of these stamps */
     }
-    return clred_psf_model_error(stamps, vars, vb, mf, 0, loo, NS, ME_N, 4.0);
+    return clred_psf_model_error(stamps, vars, vb, mf, 0, loo, 1, NS, ME_N, 4.0);
 }
 
 /* The error of a model against the stars it is used on, as a ZOGY S_N sees

@@ -41,10 +41,12 @@ void clred_psf_analytic_wings(clred_psf *psf);
  * nstars unit-sum stamps (NaN = left out) with their pixels' variances and
  * their sky levels' (vb, on the same unit-sum scale),
  * each star's model (models + i model_stride; stride 0: one for all) and
- * leave-one-out factor loo[i] (the star's weight over the others'), the
+ * leave-one-out factor loo[i] (the star's weight over the others'; loo_exact:
+ * exactly that, not a varying fit's lower bound), the
  * filtered residuals' RMS at lags 0..lag_radius px relative to the filtered
  * peak, less their noise, combined over the stars. NaN with no usable star. */
 double clred_psf_model_error(const float *stamps, const float *vars, const double *vb, const float *models,
-                             size_t model_stride, const double *loo, size_t nstars, size_t size, double lag_radius);
+                             size_t model_stride, const double *loo, int loo_exact, size_t nstars, size_t size,
+                             double lag_radius);
 
 #endif
