@@ -352,11 +352,17 @@ static double local_sky(const clred_image *img, double x, double y, double r_in,
         if (d > 0.5 && d < r_out + ex->radius && d > r_in - ex->radius - 1)
             near[nnear++] = k;
     }
-    *spread = *err2 = NAN;
+    double level_err2;
+    *spread = level_err2 = NAN;
+    if (err2)
+        *err2 = NAN;
     size_t n = sky_samples(img, x, y, r_in, r_out, ignore, ex, near, nnear, -1, buf, cap);
     if (n < 20)
         return NAN;
-    double sky = clipped_mode(buf, n, spread, err2);
+    double sky = clipped_mode(buf, n, spread, &level_err2);
+    if (!err2) /* the level alone: the quadrants below only refine its error */
+        return sky;
+    *err2 = level_err2;
     /* The level's error also holds the faint sources and wings in the
      * annulus, which differ from star to star: the scatter of the four
      * quadrants' levels, over 4, where it is larger than the noise's */
@@ -377,10 +383,11 @@ static double local_sky(const clred_image *img, double x, double y, double r_in,
 }
 
 /* A star's stamp, its local sky off, recentred on (x, y) and scaled to unit
- * sum, and its pixels' noise variance on that scale (var: the VAR plane's
- * nearest pixel; without one the sky annulus' spread squared, which leaves
- * out the star's own photon noise) and its sky level's (sky_var); 0 when a pixel of it is unusable or the
- * sky cannot be measured. */
+ * sum, and, when var and sky_var are not NULL, its pixels' noise variance on
+ * that scale (var: the VAR plane's nearest pixel; without one the sky
+ * annulus' spread squared, which leaves out the star's own photon noise) and
+ * its sky level's (sky_var); 0 when a pixel of it is unusable or the sky
+ * cannot be measured. */
 static int star_stamp(const clred_image *img, double x, double y, const clred_psf_opts *o, const sky_exclusion *ex,
                       float *stamp, float *var, double *sky_var, float *buf, size_t cap)
 {
@@ -394,7 +401,8 @@ static int star_stamp(const clred_image *img, double x, double y, const clred_ps
             if (!isfinite(img->sci[p]) || (img->mask && (img->mask[p] & o->ignore_bits)))
                 return 0;
         }
-    double spread, err2, sky = local_sky(img, x, y, (double)n, o->ignore_bits, ex, buf, cap, &spread, &err2), s = 0;
+    double spread, err2, s = 0;
+    double sky = local_sky(img, x, y, (double)n, o->ignore_bits, ex, buf, cap, &spread, sky_var ? &err2 : NULL);
     if (!isfinite(sky))
         return 0;
     for (size_t j = 0; j < n; j++)
@@ -407,6 +415,8 @@ static int star_stamp(const clred_image *img, double x, double y, const clred_ps
         return 0;
     for (size_t i = 0; i < n * n; i++)
         stamp[i] = (float)(stamp[i] / s);
+    if (!var || !sky_var)
+        return 1;
     for (size_t j = 0; j < n; j++)
         for (size_t i = 0; i < n; i++) {
             size_t p = (size_t)lround(y + (double)j - (double)half) * w + (size_t)lround(x + (double)i - (double)half);
@@ -1025,12 +1035,10 @@ static clred_status measure_on(const clred_image *img, const clred_source *src, 
     size_t n = o->size, *idx = malloc((nsrc ? nsrc : 1) * sizeof *idx);
     size_t maxs = (size_t)(o->max_stars > 0 ? o->max_stars : 50) * (size_t)(o->order + 1);
     float *stamps = malloc(maxs * n * n * sizeof *stamps), *col = malloc(maxs * sizeof *col);
-    float *vars = malloc(maxs * n * n * sizeof *vars);
-    double *skyv = malloc(maxs * sizeof *skyv);
     double *sx = malloc(maxs * sizeof *sx), *sy = malloc(maxs * sizeof *sy), *wt = malloc(maxs * sizeof *wt);
     size_t *star = malloc(maxs * sizeof *star);
     clred_status st = CLRED_OK;
-    if (!idx || !stamps || !vars || !skyv || !col || !sx || !sy || !wt || !star)
+    if (!idx || !stamps || !col || !sx || !sy || !wt || !star)
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for PSF stamps");
     size_t cap = (size_t)(4 * (2 * n + 16) * (2 * n + 16));
     float *buf = malloc(cap * sizeof *buf);
@@ -1042,8 +1050,7 @@ static clred_status measure_on(const clred_image *img, const clred_source *src, 
     sky_exclusion ex = {src, nsrc, 3.0 * fwhm};
     for (size_t i = 0; i < k && used < maxs; i++) {
         const clred_source *sr = &src[idx[i]];
-        if (!star_stamp(img, sr->x, sr->y, o, &ex, stamps + used * n * n, vars + used * n * n, skyv + used, buf,
-                        cap))
+        if (!star_stamp(img, sr->x, sr->y, o, &ex, stamps + used * n * n, NULL, NULL, buf, cap))
             continue;
         /* a normalised stamp's noise goes as 1 / S/N: inverse-variance weights */
         double snr = sr->flux / sr->flux_err;
@@ -1085,8 +1092,6 @@ static clred_status measure_on(const clred_image *img, const clred_source *src, 
         st = estimate_model_error(img, o, &ex, buf, cap, sx, sy, wt, used, n, src, nsrc, star, fwhm, psf);
 
     free(masked);
-    free(vars);
-    free(skyv);
     free(star);
     free(idx);
     free(sx);
