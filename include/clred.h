@@ -2423,7 +2423,10 @@ typedef struct {
     int subtract_background;                 /* 1 = each image's median is taken off first (default 1) */
     int max_stamps;                          /* stamps kept, brightest per region of a grid (default 150) */
     double stamp_snr;                        /* smallest flux / flux_err of a stamp star (default 10) */
-    double ksum_clip, fom_clip;              /* stamp rejection, in robust sigmas (default 3, 3) */
+    double ksum_clip, fom_clip;              /* stamp rejection (default 3, 3): a stamp's kernel sum in robust
+                                                sigmas of the stamps'; its chi^2 in standard deviations of
+                                                that the noise and the fit's model error common to the stars
+                                                predict */
     int max_iters;                           /* rounds of figure-of-merit rejection (default 3) */
     int block;                               /* the kernel is evaluated once per block x block px (default 16) */
     int kernel_grid;                         /* kernel images at grid x grid positions (default 3) */

@@ -742,6 +742,16 @@ static void sky(clred_ctx *ctx)
     clred_pair_free(&p);
 }
 
+/* The flags clred subtract sets after finding AL's candidates (difference.c):
+ * BRIGHT in saturated stars' wings, then KERNEL where the kernel fit's own
+ * error explains the score; the false candidates counted are then those a
+ * broker keeps, as tests/sweep_pairs counts them. */
+static void flag_as_subtract(const clred_pair *p, const clred_al_result *a, clred_candidate *c, size_t nc)
+{
+    CHECK_OK(clred_candidates_bright(&p->new_img, &p->new_psf, c, nc));
+    CHECK_OK(clred_al_candidates_kernel(a, &p->new_img, &p->ref, 5.0, c, nc));
+}
+
 /* Candidates against the truth (as test_zogy's with_sources). */
 static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double new_fwhm, clred_psf_kind kind,
                          int expect_conv_ref)
@@ -758,6 +768,7 @@ static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double 
     clred_candidate *c = NULL;
     size_t nc = 0;
     CHECK_OK(clred_find_candidates_dev(ctx, a.detect, a.decorr, &a.psf_diff, NULL, &c, &nc));
+    flag_as_subtract(&p, &a, c, nc);
     clred_image sc;
     download(a.score, &sc);
     pair_score r = pair_score_candidates(&p, c, nc, &sc, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, "D/sigma");
@@ -802,7 +813,16 @@ static void with_sources(clred_ctx *ctx, uint64_t seed, double ref_fwhm, double 
      * Below 5 sigma, peaks past 4 within 12 px of stars: 21
      * with DETECT over the centre pixel's variance, 14 over the filter's own
      * (5.9 expected). The stars' residual shifts are 0.003 px (57 isolated
-     * stars, noise taken off): an astrometric variance term adds nothing. */
+     * stars, noise taken off): an astrometric variance term adds nothing.
+     * The lobes in bright stars' wings were not the kernel's reach, though:
+     * stamps holding one of the 45 transients (a fading one, on a galaxy,
+     * even chosen as a stamp's source) bent the kernel's wings (seed 26:
+     * kernel centroid 0.054 px, sum 1.0049; without transients 0.009 px,
+     * 0.9978, and its -7.8 lobe gone), and the chi^2-per-pixel rule kept
+     * them. Judged by the chi^2 test with the fit's common model error
+     * (al_stamp_outliers), with BRIGHT and KERNEL flagged as clred subtract
+     * flags them: seeds 1-20 2 -> 1 clean false (seed 16's 5.1 in empty
+     * sky), 21-60 3 -> 0, completeness 668 / 669 and 1349 -> 1350 / 1358. */
     double expect = pair_expected_false(sc.width, sc.height, a.psf_diff.fwhm, 5.0);
     printf("  %zu false candidates without a flag (expected %.2g)\n", r.false_clean, expect);
     CHECK(a.kernel_order == 0);
@@ -987,6 +1007,7 @@ static void varying_psf(clred_ctx *ctx)
     clred_candidate *c = NULL;
     size_t nc = 0;
     CHECK_OK(clred_find_candidates_dev(ctx, a.detect, a.decorr, &a.psf_diff, NULL, &c, &nc));
+    flag_as_subtract(&p, &a, c, nc);
     clred_image sc;
     download(a.score, &sc);
     pair_score r = pair_score_candidates(&p, c, nc, &sc, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, "D/sigma");
@@ -995,7 +1016,13 @@ static void varying_psf(clred_ctx *ctx)
            "fading %zu / %zu negative, %zu false candidates without a flag (expected %.2g)\n",
            a.kernel_order, a.nstamps_used, a.nstamps, r.found, r.bright, r.fading_neg, r.fading, r.false_clean, expect);
     CHECK(a.kernel_order >= 1);
-    CHECK(a.nstamps_used >= 24); /* 12, then 16 before */
+    /* 12, then 16 before, 28 after the stamp rules; then the chi^2 test
+     * with the fit's model error (al_stamp_outliers) dropped the stamps whose
+     * boxes hold one of the 45 transients, a third of them in this crowded
+     * field: 15, with completeness and false candidates as before (the
+     * sweep: 2 -> 1 clean false in 16 images). 13 leaves two stamps to
+     * another device's rounding at the test's edge. */
+    CHECK(a.nstamps_used >= 13);
     CHECK(r.bright >= 20);
     CHECK((double)r.found >= 0.95 * (double)r.bright);
     CHECK(r.fading_neg == r.fading);

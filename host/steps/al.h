@@ -78,6 +78,25 @@ clred_status al_cv_chi2(const double *dots, size_t ns, const int *use, const int
 /* The stamp's own fit of a constant kernel and background: its kernel sum. */
 clred_status al_stamp_ksum(const double *dots_s, int nbasis, double *ksum);
 
+/* The stamp's signal under the solution: sum_p w_p (K * T)(p)^2 over its
+ * fitted pixels (dots_s: its nv x nv products, al_stamp_dots_dev), K the
+ * kernel at (x, y) without the background: the convolved star's S/N^2,
+ * against which a model error relative to the star is measured. */
+double al_stamp_signal(const double *dots_s, const double *coef, int nbasis, int kernel_order, double x, double y,
+                       size_t w, size_t h);
+
+/* The stamps' chi^2 under the fit as noise plus a model error relative to
+ * each star (al_fit.c says why): chi2_s ~ f0 nu + e2 signal_s over the
+ * stamps in use (nu: the fitted pixels of a stamp), f0 and e2 >= 0 by
+ * Theil-Sen (the median of the pairs' slopes, then the median intercept),
+ * robust to the contaminated stamps it is there to find. Flags in drop[]
+ * (0 or 1 for every stamp; only stamps in use can be 1) those whose chi^2
+ * exceeds that by more than clip times its standard deviation, sqrt(2 nu
+ * f0^2 + 4 f0 e2 signal_s), and their count in *ndrop. *f0, *e2 receive
+ * the fit (1, 0 with under 2 stamps in use). */
+clred_status al_stamp_outliers(const double *chi2, const double *signal, const int *use, size_t ns, double nu,
+                               double clip, int *drop, double *f0, double *e2, size_t *ndrop);
+
 /* The kernel's basis coefficients at (x, y) from the solution. */
 void al_coef_at(const double *coef, int nbasis, int kernel_order, double x, double y, size_t w, size_t h,
                 double *cb);

@@ -269,6 +269,101 @@ clred_status al_cv_chi2(const double *dots, size_t ns, const int *use, const int
     return st;
 }
 
+double al_stamp_signal(const double *dots_s, const double *coef, int nbasis, int kernel_order, double x, double y,
+                       size_t w, size_t h)
+{
+    int nv = nbasis + 2;
+    double cb[64], *c = nbasis <= 64 ? cb : malloc((size_t)nbasis * sizeof *c);
+    if (!c)
+        return NAN;
+    al_coef_at(coef, nbasis, kernel_order, x, y, w, h, c);
+    double s = 0;
+    for (int p = 0; p < nbasis; p++)
+        for (int q = 0; q < nbasis; q++)
+            s += c[p] * c[q] * dots_s[(size_t)p * nv + q];
+    if (c != cb)
+        free(c);
+    return s;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* the median of v (n > 0; v is sorted) */
+static double median_of(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_dbl);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Why a model error: the stamps' chi^2 per pixel grows with their stars'
+ * brightness where the kernel cannot match them exactly (PSFs that a
+ * compact basis does not map onto each other, a kernel varying faster than
+ * its spatial order), so a rule on chi^2 per pixel alone must either clip
+ * the brightest stars or tolerate a spread so wide (10 % of the median was
+ * the floor here) that a stamp holding a transient, a variable or a fading
+ * source, whose excess is a point source's S/N^2 spread over the stamp's
+ * hundreds of pixels, passes: on simulated pairs with a transient per few
+ * stamps, such stamps bent the kernel's wings and left false candidates in
+ * bright stars' wings (tests/sweep_pairs, seeds 26 and 37). Modelled as
+ * noise (f0: the weights' scale) plus a share e2 of each star's S/N^2, the
+ * fit's error common to all stars, a stamp is judged by the chi^2 test's own
+ * spread: 2 nu f0^2 from the noise, 4 f0 e2 signal from the noise against
+ * the model's residual (the cross term of (n + m)^2). Theil-Sen, not least
+ * squares: the brightest stamps have the leverage, and one of them
+ * contaminated must not set e2. */
+clred_status al_stamp_outliers(const double *chi2, const double *signal, const int *use, size_t ns, double nu,
+                               double clip, int *drop, double *f0, double *e2, size_t *ndrop)
+{
+    size_t n = 0;
+    *ndrop = 0;
+    for (size_t i = 0; i < ns; i++) {
+        drop[i] = 0;
+        n += use[i] && isfinite(chi2[i]) && isfinite(signal[i]);
+    }
+    *f0 = 1.0;
+    *e2 = 0.0;
+    if (n < 2 || !(nu > 0))
+        return CLRED_OK;
+    size_t npair = n * (n - 1) / 2; /* >= n for n >= 3; the intercepts need n */
+    double *v = malloc((npair > n ? npair : n) * sizeof *v);
+    if (!v)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu stamps' chi^2 model", n);
+    size_t m = 0;
+    for (size_t i = 0; i < ns; i++)
+        for (size_t j = i + 1; j < ns; j++) {
+            int ok = use[i] && use[j] && isfinite(chi2[i]) && isfinite(chi2[j]) && isfinite(signal[i]) &&
+                     isfinite(signal[j]) && signal[i] != signal[j];
+            if (ok)
+                v[m++] = (chi2[j] - chi2[i]) / (signal[j] - signal[i]);
+        }
+    double slope = m ? fmax(median_of(v, m), 0.0) : 0.0;
+    m = 0;
+    for (size_t i = 0; i < ns; i++)
+        if (use[i] && isfinite(chi2[i]) && isfinite(signal[i]))
+            v[m++] = chi2[i] - slope * signal[i];
+    double f = median_of(v, m) / nu;
+    free(v);
+    if (!(f > 0))
+        return CLRED_OK;
+    *f0 = f;
+    *e2 = slope;
+    for (size_t i = 0; i < ns; i++) {
+        if (!use[i] || !isfinite(chi2[i]) || !isfinite(signal[i]))
+            continue;
+        double excess = chi2[i] - f * nu - slope * signal[i];
+        double sd = sqrt(2.0 * nu * f * f + 4.0 * f * slope * fmax(signal[i], 0.0));
+        if (excess > clip * sd) {
+            drop[i] = 1;
+            (*ndrop)++;
+        }
+    }
+    return CLRED_OK;
+}
+
 clred_status al_stamp_ksum(const double *S, int nbasis, double *ksum)
 {
     int nv = nbasis + 2, n = nbasis + 1;

@@ -315,8 +315,10 @@ static void choose_kernel_order(al_state *s, size_t nuse)
 
 /* The fit with HOTPANTS' rejections: stamps whose own constant-kernel sum
  * is an outlier go first (a variable star, a bad stamp), then rounds of the
- * global fit dropping stamps whose chi^2 per pixel (the figure of merit) is
- * an outlier. */
+ * global fit dropping stamps whose chi^2 is an outlier against its noise
+ * plus the model error the stamps share (al_stamp_outliers; a rule on chi^2
+ * per pixel with a spread of at least 10 % of the median, to spare bright
+ * stars, kept stamps holding a transient). */
 static clred_status fit(al_state *s, const clred_al_opts *o, clred_al_result *out)
 {
     int nb = s->basis.nbasis, nv = nb + 2;
@@ -364,25 +366,29 @@ static clred_status fit(al_state *s, const clred_al_opts *o, clred_al_result *ou
         CLRED_TRY(al_solve(s->dots, ns, s->use, s->cx, s->cy, s->w, s->h, nb, s->ko, s->bo, s->coef, s->chi2));
         if (it >= o->max_iters)
             break;
-        double *fom = malloc(ns * sizeof *fom);
-        if (!fom)
+        /* stamps whose chi^2 the noise and the fit's common model error do not
+         * explain (al_stamp_outliers): a variable, a transient, a fading
+         * source or a blend in the box, never a star for its brightness */
+        double *signal = malloc(ns * sizeof *signal), f0, e2;
+        int *drop = malloc(ns * sizeof *drop);
+        if (!signal || !drop) {
+            free(signal);
+            free(drop);
             return clred_fail(CLRED_ERR_MEMORY, "out of memory");
+        }
         for (size_t i = 0; i < ns; i++)
-            fom[i] = s->chi2[i] / npix;
-        robust_of(fom, s->use, ns, &med, &sig);
-        /* chi^2 per pixel of good stamps scatters by only sqrt(2 / npix)
-         * (a few %), less than the PSF mismatch of bright stars grows it:
-         * the spread used is at least 10 % of the median, so that the
-         * rejection drops bad stamps (variables, blends, defects), not
-         * bright ones */
-        sig = fmax(sig, 0.1 * med);
+            signal[i] = s->use[i] ? al_stamp_signal(s->dots + i * (size_t)nv * nv, s->coef, nb, s->ko, s->cx[i],
+                                                    s->cy[i], s->w, s->h)
+                                  : NAN;
         size_t dropped = 0;
-        for (size_t i = 0; i < ns && sig > 0; i++)
-            if (s->use[i] && fom[i] > med + o->fom_clip * sig) {
+        clred_status st = al_stamp_outliers(s->chi2, signal, s->use, ns, npix, o->fom_clip, drop, &f0, &e2, &dropped);
+        for (size_t i = 0; st == CLRED_OK && i < ns; i++)
+            if (drop[i])
                 s->use[i] = 0;
-                dropped++;
-            }
-        free(fom);
+        free(signal);
+        free(drop);
+        if (st != CLRED_OK)
+            return st;
         nuse -= dropped;
         if (dropped == 0)
             break;
