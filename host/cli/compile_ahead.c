@@ -187,6 +187,8 @@ int cmd_compile_ahead(int argc, char **argv)
     clred_ctx *ctx = NULL;
     if (clred_ctx_create(device, &ctx) != CLRED_OK)
         return EXIT_DEVICE;
+    clred_night_plan plan = {.width = w, .height = h, .quality = quality, .align = align};
+    clred_night_use_programs(ctx, &plan);
     char dir[4096];
     const char *base = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/clred-ahead-XXXXXX", base && *base ? base : "/tmp");
