@@ -11,7 +11,12 @@
  * functions the parent will ask for into the shared disk cache; the parent's
  * first launch of a shape waits for a helper compiling it (programs.c), so
  * nothing is compiled twice. Nothing the helper computes is kept: only
- * POCL's cache and clred's markers carry anything to the parent. */
+ * POCL's cache and clred's markers carry anything to the parent. clred demo
+ * starts two, one per part (quality, alignment), so that the two chains of
+ * compiles run beside each other and beside the parent's; a helper whose
+ * programs the parent's build-ahead thread has not reached yet builds them
+ * itself (the alignment helper does, paying the compiler's start-up on the
+ * core that the parent's start-up leaves idle). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
