@@ -50,6 +50,7 @@ struct clred_ctx {
     int vector_width;      /* floats a work-item handles at once in window kernels: the device's
                             * preferred float vector width (8 on AVX2 CPUs, 1 on GPUs), 1..16 */
     struct clred_program_cache *programs;
+    char *program_groups[8];         /* families built as one program, "a+b+c" (clred_programs_group) */
     struct clred_build_ahead *ahead; /* programs being built in the background (programs.c) */
     struct clred_fft_cache *fft;     /* FFT plans of this context (fft.c) */
     struct clred_pool *pool;         /* idle device buffers for reuse (pool.c) */
@@ -167,6 +168,16 @@ clred_status clred_dimage_samples_at(const clred_dimage *d, size_t x0, size_t y0
  * must be used from one thread at a time. */
 clred_status clred_kernel(clred_ctx *ctx, const char *family, const char *options, const char *name,
                           cl_kernel *kernel);
+
+/* Makes ctx build the families of group ("a+b+c", kernels/a.cl, b.cl and
+ * c.cl) as one program from now on, wherever one of them is asked for
+ * without extra options: a caller that will use them all (a night) pays one
+ * program's fixed costs instead of one per family (programs.c). A family
+ * belongs to one group at a time (a new group replaces the one it was in),
+ * and every group name clred_programs_build_ahead or _prefetch are given is
+ * built as it is. At most 8 groups; a failure (memory) leaves the families
+ * apart, which changes no result. */
+void clred_programs_group(clred_ctx *ctx, const char *group);
 
 /* Builds, side by side in host threads, the programs of the given families
  * (without extra options) that ctx lacks: a command that knows which families

@@ -2130,6 +2130,12 @@ typedef struct {
  * itself otherwise. The context may be used meanwhile; the end of its
  * night, and its destruction, wait for what is still compiling. */
 CLRED_API clred_status clred_night_prepare(clred_ctx *ctx, const clred_night_opts *opts);
+/* Makes ctx build the kernels a night with this plan launches (its width and
+ * height are not used) in the programs that night builds them in, without
+ * building anything now: a night builds families it always uses together as
+ * one program, and a process compiling kernels ahead for a night (clred run's
+ * helper) shares compiled kernels with it only through the same programs. */
+CLRED_API void clred_night_use_programs(clred_ctx *ctx, const clred_night_plan *plan);
 
 /* Reduces the night in inputs (raw FITS files) into outdir (created if
  * needed). opts NULL = defaults; report (may be NULL) is filled even on

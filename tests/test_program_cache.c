@@ -10,7 +10,8 @@
  * (programs.c, driver_keeps_programs): the concurrent and float checks run
  * that way too, and CLRED_PROGRAM_BINARIES=1 runs the binary cache's checks
  * on POCL. A program built ahead in another context reaches a context
- * through the cache, in both modes. A kernel's first launch with a
+ * through the cache, in both modes, and so does a group of families built as
+ * one program. A kernel's first launch with a
  * work-group shape takes that shape's lock where POCL compiles it, and a
  * helper compiling ahead pays until its work is marked done. */
 #include <math.h>
@@ -240,6 +241,60 @@ static void built_ahead(const char *dir, int binaries)
     unsetenv("CLRED_PROGRAM_BINARIES");
 }
 
+/* The program a kernel belongs to. */
+static cl_program program_of(cl_kernel k)
+{
+    cl_program p = NULL;
+    CHECK(clGetKernelInfo(k, CL_KERNEL_PROGRAM, sizeof p, &p, NULL) == CL_SUCCESS);
+    return p;
+}
+
+/* Families grouped in a context (clred_programs_group) build as one
+ * program, built ahead and loaded once: each member's kernels come from it
+ * and compute what they compute alone; with extra options a family builds
+ * apart; a group naming a family that does not exist fails with its name;
+ * a family joins one group at a time. */
+static void grouped_families(const char *dir, int binaries)
+{
+    char log[1200];
+    empty_cache(dir, binaries, log, sizeof log);
+    clred_ctx *ctx = harness_ctx();
+    clred_programs_group(ctx, "sample+arith");
+    static const char *const families[] = {"sample+arith"};
+    CHECK_MSG(clred_programs_build_ahead(ctx, families, 1, 1), "binaries %d: no build ahead started", binaries);
+    clred_programs_wait_ahead(ctx);
+    run_kernel_on(ctx, "grouped");
+    cl_kernel arith, sample, apart;
+    CHECK_OK(clred_kernel(ctx, "arith", NULL, "scale_offset", &arith));
+    CHECK_OK(clred_kernel(ctx, "sample", NULL, "gather_samples", &sample));
+    CHECK_MSG(program_of(arith) == program_of(sample), "binaries %d: grouped families in two programs", binaries);
+    unsetenv("CLRED_BUILD_LOG");
+    int compiled, cached;
+    count_log(log, &compiled, &cached);
+    CHECK_MSG(compiled == 1 && cached == 1, "binaries %d: the group built %d times, loaded %d (expected 1, 1)",
+              binaries, compiled, cached);
+    CHECK_OK(clred_kernel(ctx, "arith", "-DCLRED_TEST_APART=1", "scale_offset", &apart));
+    CHECK_MSG(program_of(apart) != program_of(arith), "binaries %d: arith with extra options in the group",
+              binaries);
+    clred_programs_group(ctx, "arith+cube");
+    size_t groups = 0, new_one = 0;
+    for (size_t i = 0; i < sizeof ctx->program_groups / sizeof *ctx->program_groups; i++) {
+        groups += ctx->program_groups[i] != NULL;
+        new_one += ctx->program_groups[i] && !strcmp(ctx->program_groups[i], "arith+cube");
+    }
+    CHECK_MSG(groups == 1 && new_one == 1, "a family's new group: %zu groups, the new one %zu times (expected 1, 1)",
+              groups, new_one);
+    clred_ctx_destroy(ctx);
+
+    ctx = harness_ctx();
+    clred_programs_group(ctx, "arith+no_such_family");
+    CHECK_MSG(clred_kernel(ctx, "arith", NULL, "scale_offset", &arith) != CLRED_OK &&
+                  strstr(clred_last_error(), "no_such_family"),
+              "a group with an unknown family: %s", clred_last_error());
+    clred_ctx_destroy(ctx);
+    unsetenv("CLRED_PROGRAM_BINARIES");
+}
+
 /* Files in dir whose names end in suffix. */
 static int count_suffix(const char *dir, const char *suffix)
 {
@@ -325,6 +380,10 @@ int main(void)
     built_ahead(ahead, 0);
     snprintf(ahead, sizeof ahead, "%.900s/ahead-bin", harness_tmpdir("test_program_cache"));
     built_ahead(ahead, 1);
+    snprintf(ahead, sizeof ahead, "%.900s/grouped", harness_tmpdir("test_program_cache"));
+    grouped_families(ahead, 0);
+    snprintf(ahead, sizeof ahead, "%.900s/grouped-bin", harness_tmpdir("test_program_cache"));
+    grouped_families(ahead, 1);
 
     char launch[1000];
     snprintf(launch, sizeof launch, "%.900s/launch", harness_tmpdir("test_program_cache"));

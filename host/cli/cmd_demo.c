@@ -957,8 +957,14 @@ int cmd_demo(int argc, char **argv)
     /* The default star density of a 512x512 frame. */
     so.nstars = (int)fmax(20.0, 300.0 * (double)(a.width * a.height) / (512.0 * 512.0));
     /* A first run compiles the night's kernels while the night is simulated:
-     * the programs in this process, the later steps' kernels in a helper. */
-    pid_t helper = cli_compile_ahead_start(ctx, a.device, a.width, a.height, 1, 1);
+     * the programs in this process, the later steps' kernels in two helpers,
+     * one for the frames' quality and one for the alignment. Alone, one
+     * helper's chain of compiles (quality, then alignment) was the demo's
+     * critical path, while this process waited for it at the end; the
+     * alignment helper builds its programs itself meanwhile, on the core
+     * that the compiler's start-up here leaves idle (compile_ahead.c). */
+    pid_t quality_helper = cli_compile_ahead_start(ctx, a.device, a.width, a.height, 1, 0);
+    pid_t align_helper = cli_compile_ahead_start(ctx, a.device, a.width, a.height, 0, 1);
     clred_night_opts no = demo_night_opts();
     clred_status s = clred_night_prepare(ctx, &no);
     cli_progress("simulating a %zux%zu night into %s", a.width, a.height, dir);
@@ -967,7 +973,8 @@ int cmd_demo(int argc, char **argv)
     if (s != CLRED_OK) {
         if (!a.dir)
             rmdir(dir);
-        cli_compile_ahead_finish(helper);
+        cli_compile_ahead_finish(quality_helper);
+        cli_compile_ahead_finish(align_helper);
         clred_ctx_destroy(ctx);
         return cli_fail(CMD, s);
     }
@@ -993,7 +1000,8 @@ int cmd_demo(int argc, char **argv)
         remove_night(dir, &t);
     }
     truth_free(&t);
-    cli_compile_ahead_finish(helper);
+    cli_compile_ahead_finish(quality_helper);
+    cli_compile_ahead_finish(align_helper);
     clred_ctx_destroy(ctx);
     return rc;
 }

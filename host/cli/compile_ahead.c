@@ -11,7 +11,12 @@
  * functions the parent will ask for into the shared disk cache; the parent's
  * first launch of a shape waits for a helper compiling it (programs.c), so
  * nothing is compiled twice. Nothing the helper computes is kept: only
- * POCL's cache and clred's markers carry anything to the parent. */
+ * POCL's cache and clred's markers carry anything to the parent. clred demo
+ * starts two, one per part (quality, alignment), so that the two chains of
+ * compiles run beside each other and beside the parent's; a helper whose
+ * programs the parent's build-ahead thread has not reached yet builds them
+ * itself (the alignment helper does, paying the compiler's start-up on the
+ * core that the parent's start-up leaves idle). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -187,6 +192,8 @@ int cmd_compile_ahead(int argc, char **argv)
     clred_ctx *ctx = NULL;
     if (clred_ctx_create(device, &ctx) != CLRED_OK)
         return EXIT_DEVICE;
+    clred_night_plan plan = {.width = w, .height = h, .quality = quality, .align = align};
+    clred_night_use_programs(ctx, &plan);
     char dir[4096];
     const char *base = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/clred-ahead-XXXXXX", base && *base ? base : "/tmp");

@@ -214,26 +214,27 @@ static void night_free(night *nt)
     pthread_mutex_destroy(&nt->lock);
 }
 
-/* The kernel program families a night with options o uses (at most 16),
- * which one thread builds ahead, in the order its stages first use them but
- * one: stacks' programs depend on their depth and are left to the stages,
- * and the frames' quality comes before calibration: a helper compiling the
- * quality kernels ahead (clred demo) needs its programs before anything
- * else, and built here it only loads them, where building one program
- * itself would cost it the compiler's start-up (about 0.4 CPU s); the
- * night's own thread builds calibration's programs meanwhile when it needs
- * them first. */
+/* The kernel programs a night with options o uses (at most 16), which one
+ * thread builds ahead in the order its stages first use them, but for the
+ * stacks' programs, which depend on their depth and are left to the stages.
+ * Families the night always uses together are one program ("a+b", see
+ * clred_programs_group): statistics with the frames' quality (sources and
+ * photometry), calibration with the arithmetic, and alignment's phase
+ * correlation with its FFTs on a CPU (host/rt/fft.c) and the resampling.
+ * The samples' program, used by masters-only nights, the quality and the
+ * alignment alike, stays apart, so that each group's makeup depends only on
+ * whether that part runs: all a helper compiling ahead for the night is
+ * told (clred_night_use_programs). The first program any process builds
+ * also pays the compiler's start-up (about 0.4 CPU s); helpers started
+ * before this thread gets to their programs build those themselves
+ * (clred demo's alignment helper does, on the core this thread leaves
+ * idle), the others wait for it and load them. */
 static size_t night_families(const clred_night_opts *o, int is_cpu, size_t nscience, const char **families)
 {
     size_t n = 0;
-    families[n++] = "stats";
+    families[n++] = nscience > 0 && o->quality ? "stats+sources+photometry" : "stats";
+    families[n++] = "calibrate+arith";
     families[n++] = "sample";
-    if (nscience > 0 && o->quality) {
-        families[n++] = "sources";
-        families[n++] = "photometry";
-    }
-    families[n++] = "calibrate";
-    families[n++] = "arith";
     if (nscience > 0) {
         if (o->cosmic) {
             families[n++] = "cosmic";
@@ -241,14 +242,18 @@ static size_t night_families(const clred_night_opts *o, int is_cpu, size_t nscie
         }
         if (o->background)
             families[n++] = "background";
-        if (nscience > 1) {
-            families[n++] = "fft_util"; /* alignment: phase correlation */
-            if (is_cpu)
-                families[n++] = "fft_columns"; /* its FFTs on a CPU (host/rt/fft.c) */
-            families[n++] = "resample";
-        }
+        if (nscience > 1)
+            families[n++] = is_cpu ? "fft_util+fft_columns+resample" : "fft_util+resample";
     }
     return n;
+}
+
+/* Makes ctx build the night's families in the night's programs. */
+static void group_families(clred_ctx *ctx, const char *const *families, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strchr(families[i], '+'))
+            clred_programs_group(ctx, families[i]);
 }
 
 /* Compiles the night's programs in the background while the stages start
@@ -262,9 +267,21 @@ static void build_programs_ahead(clred_ctx *ctx, const clred_night_opts *o, size
         return;
     const char *families[16];
     size_t n = night_families(o, ctx->info.is_cpu, nscience, families);
+    group_families(ctx, families, n);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (!clred_programs_build_ahead(ctx, families, n, cores > 2 ? (size_t)cores - 1 : 1))
         clred_programs_prefetch(ctx, families, n); /* no disk cache to build into: into the context, now */
+}
+
+void clred_night_use_programs(clred_ctx *ctx, const clred_night_plan *plan)
+{
+    if (!ctx || !plan)
+        return;
+    clred_night_opts o = clred_night_defaults();
+    o.quality = plan->quality;
+    const char *families[16];
+    size_t n = night_families(&o, ctx->info.is_cpu, plan->align ? 2 : 1, families);
+    group_families(ctx, families, n);
 }
 
 /* Tells the caller what the rest of the night will launch (opts.planned),

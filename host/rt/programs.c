@@ -343,39 +343,70 @@ static int append(char **src, size_t *len, size_t *cap, const char *text, size_t
     return 1;
 }
 
-/* The program's full text: the preamble, kernels/common.cl, then the
- * family, whose lines '#include "NAME.cl"' are replaced by the embedded
- * kernels/NAME.cl (one level deep; helpers shared by several families, such
- * as the sorting networks, live once and are included by name). The cache
- * key hashes this text, so an included helper's change rebuilds its users. */
-static clred_status assemble_source(const char *family, const char *body, char **out)
+/* The first '+'-separated member of a group "a+b+c" (a lone family is a
+ * group of one) into name; returns what follows it. */
+static const char *next_member(const char *group, char name[64])
 {
-    const char *common = family_source("common");
-    if (!common || strcmp(family, "common") == 0)
-        common = "";
-    char *src = NULL;
-    size_t len = 0, cap = 0;
-    int ok = append(&src, &len, &cap, preamble, strlen(preamble)) && append(&src, &len, &cap, common, strlen(common)) &&
-             append(&src, &len, &cap, "\n", 1);
+    size_t n = strcspn(group, "+");
+    snprintf(name, 64, "%.*s", (int)(n < 64 ? n : 63), group);
+    return group + n + (group[n] == '+');
+}
+
+/* Appends a family's body to the growing source, its lines
+ * '#include "NAME.cl"' replaced by the embedded kernels/NAME.cl (one level
+ * deep). */
+static clred_status append_family(const char *family, char **src, size_t *len, size_t *cap)
+{
+    const char *body = family_source(family);
+    if (!body)
+        return clred_fail(CLRED_ERR_DEVICE, "no embedded kernel program named '%s'", family);
+    int ok = 1;
     for (const char *line = body; ok && *line;) {
         const char *end = strchr(line, '\n');
         size_t n = end ? (size_t)(end - line) + 1 : strlen(line);
         char name[64];
         if (sscanf(line, "#include \"%63[A-Za-z0-9_].cl\"", name) == 1) {
             const char *inc = family_source(name);
-            if (!inc) {
-                free(src);
-                return clred_fail(CLRED_ERR_DEVICE, "kernels/%s.cl includes %s.cl, which is not embedded", family, name);
-            }
-            ok = append(&src, &len, &cap, inc, strlen(inc)) && append(&src, &len, &cap, "\n", 1);
+            if (!inc)
+                return clred_fail(CLRED_ERR_DEVICE, "kernels/%s.cl includes %s.cl, which is not embedded", family,
+                                  name);
+            ok = append(src, len, cap, inc, strlen(inc)) && append(src, len, cap, "\n", 1);
         } else {
-            ok = append(&src, &len, &cap, line, n);
+            ok = append(src, len, cap, line, n);
         }
         line += n;
     }
-    if (!ok) {
+    return ok ? CLRED_OK : clred_fail(CLRED_ERR_MEMORY, "out of memory building kernels");
+}
+
+/* The program's full text: the preamble, kernels/common.cl, then the
+ * family, or each family of a group "a+b+c" in turn (see
+ * clred_programs_group), whose includes are resolved by append_family
+ * (helpers shared by several families, such as the sorting networks, live
+ * once and are included by name; each guards its text, so a group including
+ * one twice defines it once). The cache key hashes this text, so an
+ * included helper's change rebuilds its users. */
+static clred_status assemble_source(const char *family, char **out)
+{
+    const char *common = family_source("common");
+    if (!common || strcmp(family, "common") == 0)
+        common = "";
+    char *src = NULL;
+    size_t len = 0, cap = 0;
+    if (!(append(&src, &len, &cap, preamble, strlen(preamble)) && append(&src, &len, &cap, common, strlen(common)) &&
+          append(&src, &len, &cap, "\n", 1))) {
         free(src);
         return clred_fail(CLRED_ERR_MEMORY, "out of memory building kernels");
+    }
+    clred_status st = CLRED_OK;
+    char name[64];
+    for (const char *m = family; st == CLRED_OK && *m;) {
+        m = next_member(m, name);
+        st = append_family(name, &src, &len, &cap);
+    }
+    if (st != CLRED_OK) {
+        free(src);
+        return st;
     }
     *out = src;
     return CLRED_OK;
@@ -421,10 +452,7 @@ static program_entry *find_program(clred_ctx *ctx, const char *family, const cha
 static clred_status program_text(const clred_ctx *ctx, const char *family, const char *extra, char **source,
                                  char options[1024])
 {
-    const char *body = family_source(family);
-    if (!body)
-        return clred_fail(CLRED_ERR_DEVICE, "no embedded kernel program named '%s'", family);
-    CLRED_TRY(assemble_source(family, body, source));
+    CLRED_TRY(assemble_source(family, source));
     /* Families that include lib_vec.cl get the context's vector width. */
     char vector_width[32] = "";
     if (strstr(*source, "CLRED_LIB_VEC"))
@@ -566,10 +594,69 @@ static void free_entry(program_entry *p)
     free(p);
 }
 
+/* ---- groups of families in one program
+ *
+ * A program costs a driver a fixed part besides its source: on POCL 3.1
+ * about 0.09 CPU s to build (its OpenCL C headers, its kernel library) and
+ * about 0.025 s to find again in its cache in each further context or
+ * process, even for a one-line kernel. A night builds ten programs, and a
+ * helper compiling ahead for it loads seven of them again. Families always
+ * used together are therefore built as one program where the caller says so.
+ * A kernel is the same code in either program (a driver compiles each
+ * kernel with what it calls, not with the whole program). */
+
+/* Whether family is one of group's '+'-separated members. */
+static int group_has(const char *group, const char *family)
+{
+    char name[64];
+    for (const char *m = group; *m;) {
+        m = next_member(m, name);
+        if (strcmp(name, family) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The group family belongs to in ctx, or NULL. */
+static const char *group_of(const clred_ctx *ctx, const char *family)
+{
+    for (size_t i = 0; i < sizeof ctx->program_groups / sizeof *ctx->program_groups; i++)
+        if (ctx->program_groups[i] && group_has(ctx->program_groups[i], family))
+            return ctx->program_groups[i];
+    return NULL;
+}
+
+void clred_programs_group(clred_ctx *ctx, const char *group)
+{
+    size_t slots = sizeof ctx->program_groups / sizeof *ctx->program_groups, free_slot = slots;
+    for (size_t i = 0; i < slots; i++) {
+        char *g = ctx->program_groups[i];
+        if (g && strcmp(g, group) == 0)
+            return;
+        int overlaps = 0;
+        char name[64];
+        for (const char *m = group; g && *m && !overlaps;) {
+            m = next_member(m, name);
+            overlaps = group_has(g, name);
+        }
+        if (overlaps) {
+            free(g);
+            ctx->program_groups[i] = g = NULL;
+        }
+        if (!g && free_slot == slots)
+            free_slot = i;
+    }
+    if (free_slot < slots)
+        ctx->program_groups[free_slot] = strdup(group);
+}
+
 static clred_status get_program(clred_ctx *ctx, const char *family, const char *extra, program_entry **out)
 {
     if (!extra)
         extra = "";
+    const char *group = *extra ? NULL : group_of(ctx, family);
+    if (group)
+        family = group;
     if ((*out = find_program(ctx, family, extra)))
         return CLRED_OK;
     CLRED_TRY(make_program(ctx, family, extra, out));
@@ -920,6 +1007,10 @@ void clred_compile_ahead_done(const clred_ctx *ctx, const char *what)
 void clred_programs_release(clred_ctx *ctx)
 {
     clred_programs_wait_ahead(ctx);
+    for (size_t i = 0; i < sizeof ctx->program_groups / sizeof *ctx->program_groups; i++) {
+        free(ctx->program_groups[i]);
+        ctx->program_groups[i] = NULL;
+    }
     program_entry *p = ctx->programs;
     while (p) {
         program_entry *next = p->next;
