@@ -2152,6 +2152,7 @@ CLRED_API clred_frame_kind clred_frame_kind_parse(const char *value);
  * first nterms of them), u = (x - x0) / xscale, v = (y - y0) / yscale (u and
  * v run over [-1, 1] across the image it was measured on). basis_0 has unit
  * sum, the others sum to 0, so every evaluation has unit sum. */
+#define CLRED_PSF_WING_RINGS 32 /* rings of a PSF model's wing-error profile */
 typedef struct clred_psf_s {
     size_t size;
     float *data;        /* size * size, row-major: the PSF at (x0, y0) (= basis_0) */
@@ -2170,6 +2171,12 @@ typedef struct clred_psf_s {
                            clred_psf_write keeps it as PSFERR and clred_psf_read restores it; 0 when
                            given, analytic or read from a file without PSFERR): ZOGY's S_corr counts it
                            as noise */
+    /* The model's wing error, ring by ring: model_err's measure (the filtered residual relative to
+       the filtered peak) at the lags in ring k (|d| / wing_ring_px rounded = k), beyond the core
+       (|d| > max(1, fwhm), where model_err counts it) and 0 within it. ZOGY adds every source's wing
+       error to V(S) (clred_zogy_opts). wing_ring_px 0: no profile (given, analytic or read PSFs). */
+    double wing_err[CLRED_PSF_WING_RINGS];
+    double wing_ring_px;
 } clred_psf;
 
 CLRED_API void clred_psf_free(clred_psf *psf);
