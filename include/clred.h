@@ -2343,7 +2343,10 @@ typedef struct {
                                    V(S) gains psf_err_n^2 S_N^2 + psf_err_r^2 S_R^2, so a static star's
                                    residual from a PSF that is off by that fraction is not a detection;
                                    NaN = the PSF's model_err (measured PSFs: estimated; given ones: 0)
-                                   (default NaN) */
+                                   and its wing_err profile: V(S) also gains every source's wing error,
+                                   the sum over the pixels x' of S_N(x')^2 wing_err_n(|x - x'|)^2 / A
+                                   (and S_R's), A a point source's sum of (S_N / its peak)^2; a value
+                                   given here is a constant error, without the wings (default NaN) */
 } clred_zogy_opts;
 
 /* Core of the tiles when a PSF varies (psf->order > 0) and tile_size is 0:
@@ -2367,6 +2370,7 @@ typedef struct {
     double scorr_scale;   /* the robust standard deviation of S_corr (before renormalising, if asked) */
     size_t ntiles;        /* tiles the image was processed in */
     double psf_err_n, psf_err_r; /* the PSF-model errors counted in V(S) (opts or the PSFs' model_err) */
+    double wing_err_n, wing_err_r; /* the largest wing error counted in V(S) (0: no wing term) */
 } clred_zogy_result;
 
 CLRED_API void clred_zogy_result_free(clred_zogy_result *r);
