@@ -12,7 +12,8 @@
  * replaced by the truth's (-R: within R px), to tell core from wing
  * errors; ZP_RADIAL: the models' error ring by ring; ZP_WING: their wing
  * error profile, estimate against the truth; ZP_NOWING: without it in
- * S_corr; ZP_EPS: a fixed
+ * S_corr; ZP_BRIGHT: candidates in saturated stars' wings flagged
+ * (clred_candidates_bright, as clred subtract does); ZP_EPS: a fixed
  * PSF-model error in S_corr for both images (clred_zogy_opts psf_err_n/r). Prints
  * per seed the clean false candidates against DMTN-006's expectation,
  * completeness at S/N >= 8, S_corr's robust spread and the measured PSF's
@@ -281,6 +282,8 @@ int main(int argc, char **argv)
         clred_candidate *c = NULL;
         size_t nc = 0;
         CHECK_OK(clred_find_candidates_dev(ctx, z.scorr, z.diff, &z.pd, NULL, &c, &nc));
+        if (getenv("ZP_BRIGHT")) /* saturated stars' wings flagged, as clred subtract does */
+            CHECK_OK(clred_candidates_bright(&p.new_img, order >= 0 ? &pn : &p.new_psf, c, nc));
         clred_image sc;
         CHECK_OK(clred_dimage_download(z.scorr, &sc));
         pair_score r = pair_score_candidates(&p, c, nc, &sc, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, "S_corr");
