@@ -1062,9 +1062,13 @@ static void model_wing_error(const float *st, const float *vars, const double *s
  * neighbours are masked again (the masked copy the fit used is gone), the
  * leave-one-out factor is each star's share of the weights (exact for the
  * constant model's weighted mean; for a varying fit's a lower bound, its
- * leverage being larger). Lags out to the model's FWHM: the filtered
- * residual's structure within the filtered star's core, where S_N and S_R
- * are large enough for the term to matter. A star whose unshifted stamp
+ * leverage being larger). A varying fit is evaluated with its wings
+ * fitted (clred_psf_analytic_wings), as ZOGY evaluates it: the error of the
+ * model ZOGY uses (order 2, seeds 1-8: 302 / 308 transients found, 3 false
+ * candidates, against 294 / 308 and 2 measured on its raw stacked wings).
+ * Lags out to the model's FWHM: the filtered residual's structure within
+ * the filtered star's core, where S_N and S_R are large enough for the
+ * term to matter (beyond it, the wing profile: model_wing_error). A star whose unshifted stamp
  * cannot be cut is left out (all NaN). The neighbours' masks are placed
  * from the star's centroid, half a pixel at most from the stamp's centre:
  * within the 3 FWHM radius' margin. */
@@ -1096,6 +1100,8 @@ static clred_status estimate_model_error(const clred_image *img, const clred_psf
         if (varying || i == 0) {
             clred_psf e;
             status = clred_psf_eval(psf, varying ? sx[i] : psf->x0, varying ? sy[i] : psf->y0, &e);
+            if (status == CLRED_OK && varying)
+                clred_psf_analytic_wings(&e);
             if (status == CLRED_OK)
                 memcpy(base, e.data, n2 * sizeof *base);
             clred_psf_free(&e);
