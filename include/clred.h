@@ -2158,6 +2158,7 @@ CLRED_API clred_frame_kind clred_frame_kind_parse(const char *value);
  * first nterms of them), u = (x - x0) / xscale, v = (y - y0) / yscale (u and
  * v run over [-1, 1] across the image it was measured on). basis_0 has unit
  * sum, the others sum to 0, so every evaluation has unit sum. */
+#define CLRED_PSF_WING_RINGS 32 /* rings of a PSF model's wing-error profile */
 typedef struct clred_psf_s {
     size_t size;
     float *data;        /* size * size, row-major: the PSF at (x0, y0) (= basis_0) */
@@ -2176,6 +2177,12 @@ typedef struct clred_psf_s {
                            clred_psf_write keeps it as PSFERR and clred_psf_read restores it; 0 when
                            given, analytic or read from a file without PSFERR): ZOGY's S_corr counts it
                            as noise */
+    /* The model's wing error, ring by ring: model_err's measure (the filtered residual relative to
+       the filtered peak) at the lags in ring k (|d| / wing_ring_px rounded = k), beyond the core
+       (|d| > max(1, fwhm), where model_err counts it) and 0 within it. ZOGY adds every source's wing
+       error to V(S) (clred_zogy_opts). wing_ring_px 0: no profile (given, analytic or read PSFs). */
+    double wing_err[CLRED_PSF_WING_RINGS];
+    double wing_ring_px;
 } clred_psf;
 
 CLRED_API void clred_psf_free(clred_psf *psf);
@@ -2342,7 +2349,10 @@ typedef struct {
                                    V(S) gains psf_err_n^2 S_N^2 + psf_err_r^2 S_R^2, so a static star's
                                    residual from a PSF that is off by that fraction is not a detection;
                                    NaN = the PSF's model_err (measured PSFs: estimated; given ones: 0)
-                                   (default NaN) */
+                                   and its wing_err profile: V(S) also gains every source's wing error,
+                                   the sum over the pixels x' of S_N(x')^2 wing_err_n(|x - x'|)^2 / A
+                                   (and S_R's), A a point source's sum of (S_N / its peak)^2; a value
+                                   given here is a constant error, without the wings (default NaN) */
 } clred_zogy_opts;
 
 /* Core of the tiles when a PSF varies (psf->order > 0) and tile_size is 0:
@@ -2366,6 +2376,7 @@ typedef struct {
     double scorr_scale;   /* the robust standard deviation of S_corr (before renormalising, if asked) */
     size_t ntiles;        /* tiles the image was processed in */
     double psf_err_n, psf_err_r; /* the PSF-model errors counted in V(S) (opts or the PSFs' model_err) */
+    double wing_err_n, wing_err_r; /* the largest wing error counted in V(S) (0: no wing term) */
 } clred_zogy_result;
 
 CLRED_API void clred_zogy_result_free(clred_zogy_result *r);

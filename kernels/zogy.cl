@@ -138,6 +138,31 @@ kernel void zogy_apply(global float2 *n, global float2 *r, global float2 *vn, gl
     vr[i] = cmul(Vn, kdn2[i]) + cmul(Vr, kdr2[i]);
 }
 
+/* The sources' filtered signals squared, S_N^2 and S_R^2 of a padded tile
+ * (sn, sr) into wn, wr: the weights of every source's wing error
+ * (zogy_wing_mix spreads them over the wing-error kernels). */
+kernel void zogy_wing_in(global const float *sn, global const float *sr, global float *wn, global float *wr,
+                         const int pitch, const int nx, const int ny)
+{
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= pitch || y >= ny)
+        return;
+    size_t i = (size_t)y * (size_t)pitch + (size_t)x;
+    float a = x < nx ? sn[i] : 0.0f, b = x < nx ? sr[i] : 0.0f;
+    wn[i] = a * a;
+    wr[i] = b * b;
+}
+
+/* The wing errors' variance spectrum, (S_N^2)^ wk_n^ + (S_R^2)^ wk_r^, into wn. */
+kernel void zogy_wing_mix(global float2 *wn, global const float2 *wr, global const float2 *wkn,
+                          global const float2 *wkr, const uint count)
+{
+    uint i = get_global_id(0);
+    if (i >= count)
+        return;
+    wn[i] = cmul(wn[i], wkn[i]) + cmul(wr[i], wkr[i]);
+}
+
 /* Squares a padded real plane in place (the kernels whose squares carry the variances). */
 kernel void zogy_square(global float *a, const int pitch, const int nx, const int ny)
 {
@@ -166,10 +191,12 @@ kernel void zogy_unwrap(global const float *src, const int pitch, const int nx, 
  * coordinates; the tile is w x h at (x0, y0) of the out_w x out_h outputs).
  * With S = S_N - S_R:
  *   V_S = V(S_N) + V(S_R) + sx^2 ((d S_N/dx)^2 + (d S_R/dx)^2) + sy^2 (... /dy)^2   (eqs. 30-34)
- *         + en2 S_N^2 + er2 S_R^2
- * (the last the PSF models' errors: a model off by a fraction e of a star's
+ *         + en2 S_N^2 + er2 S_R^2 + V_wing
+ * (the PSF models' errors: a model off by a fraction e of a star's
  * filtered signal leaves e times it in S, coherently over the kernel, so it
- * scales with S_N and S_R themselves, as the astrometric term with their gradients),
+ * scales with S_N and S_R themselves, as the astrometric term with their
+ * gradients; V_wing, when wing is set, the sources' wing errors beyond the
+ * core, from zogy_wing_mix, in vw),
  *   S_corr = S / sqrt(V_S), flux = S / F_S with variance V_S / F_S^2,
  *   diff = D / F_D with variance V_D / F_D^2,
  * less the constant differential background d_off (the level of D): a
@@ -263,7 +290,8 @@ kernel void zogy_finish(global const float *dpl, global const float *sn, global 
                         const int h, const int pitch, const int x0, const int y0, const int cx0, const int cy0,
                         const int cx1, const int cy1, const int out_w, const int out_h, const float f_d,
                         const float f_s, const float sx2,
-                        const float sy2, const float en2, const float er2, const float d_off, const int grow, const int grow_sat, const int edge, const ushort unusable,
+                        const float sy2, const float en2, const float er2, global const float *vw, const int wing,
+                        const float d_off, const int grow, const int grow_sat, const int edge, const ushort unusable,
                         global float *diff, global float *diff_var, global ushort *diff_mask, global float *scorr,
                         global ushort *scorr_mask, global float *flux, global float *flux_var)
 {
@@ -287,7 +315,7 @@ kernel void zogy_finish(global const float *dpl, global const float *sn, global 
     float gnx = (sn[oxr] - sn[oxl]) * hx, gny = (sn[oyr] - sn[oyl]) * hy;
     float grx = (sr[oxr] - sr[oxl]) * hx, gry = (sr[oyr] - sr[oyl]) * hy;
     float v_s = max(vs[o], 0.0f) + sx2 * (gnx * gnx + grx * grx) + sy2 * (gny * gny + gry * gry) +
-                en2 * sn[o] * sn[o] + er2 * sr[o] * sr[o];
+                en2 * sn[o] * sn[o] + er2 * sr[o] * sr[o] + (wing ? max(vw[o], 0.0f) : 0.0f);
     float s = sn[o] - sr[o] - f_d * d_off;
     bool filled = (bits[i] & CLRED_MASK_NO_DATA) != 0;
     float nan = NAN;

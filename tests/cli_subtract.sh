@@ -57,6 +57,9 @@ check "measured PSFs' errors in the header" sh -c "grep -ao 'PSFERRN = *[0-9.E+-
 check "given PSFs' errors are 0" sh -c "grep -aqE 'PSFERRN = +0(\.0*)?( |E)' diff.fits"
 expect_rc 0 "--psf-err sets both" "$BIN" subtract pair/new.fits pair/ref.fits -o de.fits --psf-err 0.02
 check "--psf-err in the header" sh -c "grep -aqE 'PSFERRR = +0?\.02' de.fits"
+# measured models' wing errors count in S_corr too (PSFWINGN > 0); a given --psf-err is a constant error, no wings
+check "measured PSFs' wing errors in the header" sh -c "grep -ao 'PSFWINGN= *[0-9.E+-]*' dv.fits | grep -vq ' 0$\| 0.0*$'"
+check "--psf-err leaves the wings out" sh -c "grep -aqE 'PSFWINGN= +0(\.0*)?( |E)' de.fits"
 expect_rc 2 "--psf-err 1 is a usage error" "$BIN" subtract pair/new.fits pair/ref.fits -o z.fits --psf-err 1
 expect_rc 2 "an FWHM gradient beyond 1 is a usage error" "$BIN" simulate-pair -o pairg --fwhm-gradient 2,0
 check "nothing written on failure" sh -c "test ! -e y.fits && test ! -e x.fits"

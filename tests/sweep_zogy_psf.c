@@ -10,7 +10,10 @@
  * default); ZP_GRAD: the FWHM gradient (x: 0.3 GRAD, y: 0.15 GRAD; default
  * 0); ZP_HYBRID=R (order 0): the measured models' pixels beyond R px
  * replaced by the truth's (-R: within R px), to tell core from wing
- * errors; ZP_RADIAL: the models' error ring by ring; ZP_EPS: a fixed
+ * errors; ZP_RADIAL: the models' error ring by ring; ZP_WING: their wing
+ * error profile, estimate against the truth; ZP_NOWING: without it in
+ * S_corr; ZP_BRIGHT: candidates in saturated stars' wings flagged
+ * (clred_candidates_bright, as clred subtract does); ZP_EPS: a fixed
  * PSF-model error in S_corr for both images (clred_zogy_opts psf_err_n/r). Prints
  * per seed the clean false candidates against DMTN-006's expectation,
  * completeness at S/N >= 8, S_corr's robust spread and the measured PSF's
@@ -87,6 +90,32 @@ static double oracle_err(const clred_psf *m, const clred_psf *t, double r)
     return e;
 }
 
+/* The wing profile as clred_psf_wing_error defines it, against the truth
+ * (as oracle_err), printed ring by ring next to the model's estimate. */
+static void truth_wing(const clred_psf *m, const clred_psf *t, double *rings)
+{
+    clred_psf tc;
+    if (clred_psf_from_array(t->data, t->size, t->size, m->size, &tc) != CLRED_OK)
+        return;
+    size_t n2 = m->size * m->size;
+    float *v = calloc(n2, sizeof *v);
+    double loo = 0, vb = 0;
+    if (tc.size == m->size)
+        clred_psf_wing_error(tc.data, v, &vb, m->data, 0, &loo, 1, 1, m->size, fmax(1.0, m->fwhm), 1.0, rings);
+    free(v);
+    clred_psf_free(&tc);
+}
+
+static void oracle_wing(const clred_psf *m, const clred_psf *t)
+{
+    double rings[CLRED_PSF_WING_RINGS] = {0};
+    truth_wing(m, t, rings);
+    printf("\n   wing est/truth:");
+    for (int k = 2; k < 14; k++)
+        printf(" %d:%.4f/%.4f", k, m->wing_err[k], rings[k]);
+    printf("\n");
+}
+
 /* Unfitted (unit sums) filtered error: max and RMS over |d| <= r px of (m * (t - m))(d) / (m * m)(0), and its max relative to (m * m)(d) */
 static void oracle_raw(const clred_psf *m, const clred_psf *t, double r)
 {
@@ -148,6 +177,8 @@ static void print_psf(const char *what, const clred_psf *m, const clred_psf *t)
     if (m->order == 0)
         printf("  %s: eps est %.4f truth(1 FWHM) %.4f truth(2.5 FWHM) %.4f", what, m->model_err, oracle_err(m, t, 1.0),
                oracle_err(m, t, 2.5));
+    if (getenv("ZP_WING"))
+        oracle_wing(m, t);
     if (m->order == 0 && getenv("ZP_ORACLE")) {
         oracle_raw(m, t, 0.0);
         oracle_raw(m, t, 3.0);
@@ -224,6 +255,13 @@ int main(int argc, char **argv)
             CHECK_OK(clred_psf_model_measure(ctx, &p.new_img, &pso, &pn));
             CHECK_OK(clred_psf_model_measure(ctx, &p.ref, &pso, &pr));
         }
+        if (order >= 0 && getenv("ZP_TRUEWING")) { /* the wing profiles from the truth */
+            truth_wing(&pn, &p.new_psf, pn.wing_err);
+            truth_wing(&pr, &p.ref_psf, pr.wing_err);
+            pn.wing_ring_px = pr.wing_ring_px = 1.0;
+        }
+        if (getenv("ZP_NOWING")) /* the models' constant error only, without their wing profiles */
+            pn.wing_ring_px = pr.wing_ring_px = 0;
         if (order == 0 && getenv("ZP_HYBRID")) {
             double r = env_num("ZP_HYBRID", 6);
             hybrid(&pn, &p.new_psf, fabs(r), r < 0);
@@ -244,6 +282,8 @@ int main(int argc, char **argv)
         clred_candidate *c = NULL;
         size_t nc = 0;
         CHECK_OK(clred_find_candidates_dev(ctx, z.scorr, z.diff, &z.pd, NULL, &c, &nc));
+        if (getenv("ZP_BRIGHT")) /* saturated stars' wings flagged, as clred subtract does */
+            CHECK_OK(clred_candidates_bright(&p.new_img, order >= 0 ? &pn : &p.new_psf, c, nc));
         clred_image sc;
         CHECK_OK(clred_dimage_download(z.scorr, &sc));
         pair_score r = pair_score_candidates(&p, c, nc, &sc, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, "S_corr");
@@ -252,6 +292,7 @@ int main(int argc, char **argv)
         double e = pair_expected_false(sc.width, sc.height, z.pd.fwhm, 5.0);
         printf("SEED %2u false %2zu (exp %.3f) found %2zu/%2zu scorr_sd %.3f ntiles %zu eps %.4f %.4f", seed,
                r.false_clean, e, r.found, r.bright, z.scorr_scale, z.ntiles, z.psf_err_n, z.psf_err_r);
+        printf(" wing %.4f %.4f", z.wing_err_n, z.wing_err_r);
         if (order >= 0) {
             print_psf("new", &pn, &p.new_psf);
             print_psf("ref", &pr, &p.ref_psf);

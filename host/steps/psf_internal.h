@@ -48,5 +48,15 @@ void clred_psf_analytic_wings(clred_psf *psf);
 double clred_psf_model_error(const float *stamps, const float *vars, const double *vb, const float *models,
                              size_t model_stride, const double *loo, int loo_exact, size_t nstars, size_t size,
                              double lag_radius);
+/* The wing error's profile (psf.c): the same measure in rings of ring_px
+ * beyond core_radius out to the stamps' half size, into rings
+ * (CLRED_PSF_WING_RINGS); returns the stars used, 0 (rings all 0) with none. */
+size_t clred_psf_wing_error(const float *stamps, const float *vars, const double *vb, const float *models,
+                            size_t model_stride, const double *loo, int loo_exact, size_t nstars, size_t size,
+                            double core_radius, double ring_px, double *rings);
+/* A point source's footprint in ZOGY's S_N (zogy.c): sum of (S_N / its peak)^2
+ * for these PSFs (odd sizes), noise variances and zero points. */
+double clred_zogy_point_area(const float *pn, size_t sn, const float *pr, size_t sr, double s2n, double s2r,
+                             double fn, double fr);
 
 #endif

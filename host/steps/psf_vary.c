@@ -74,6 +74,8 @@ clred_status clred_psf_eval(const clred_psf *psf, double x, double y, clred_psf 
     out->size = psf->size;
     out->nstars = psf->nstars;
     out->model_err = psf->model_err;
+    memcpy(out->wing_err, psf->wing_err, sizeof out->wing_err);
+    out->wing_ring_px = psf->wing_ring_px;
     out->nterms = 1;
     double t[CLRED_PSF_MAX_TERMS], s = 0;
     size_t nt = clred_psf_terms(psf, x, y, t);

@@ -44,6 +44,9 @@ void clred_zogy_result_free(clred_zogy_result *r)
  * they do not change from tile to tile; 11 of a whole image's 20
  * transforms), each also squared in real space for the variance terms. */
 enum { B_N, B_R, B_VN, B_VR, B_D, B_KN, B_KR, B_KDN, B_KDR, B_KN2, B_KR2, B_KDN2, B_KDR2, NBUF };
+/* With the wing term (wing_errors): S_N^2 then the wing variance, S_R^2, and
+ * the two wing-error kernels' spectra (made once per call). */
+enum { B_WN = NBUF, B_WR, B_WKN, B_WKR, NBUF_WING };
 
 typedef struct {
     clred_ctx *ctx;
@@ -52,7 +55,8 @@ typedef struct {
     size_t core_w, core_h, border; /* the tiles' cores and the border around them */
     size_t nx, ny, pitch, ncx, bytes;
     clred_fft_plan *plan;
-    cl_mem buf[NBUF];
+    cl_mem buf[NBUF_WING];
+    int wing;                     /* the wing term: the B_W* buffers are taken */
     cl_mem bits, grown_rows, sat_pre, sat_suf, psf_n, psf_r, row_fs, stamp;
     size_t psf_n_size, psf_r_size;
     double *tile_level;           /* each tile's level of D */
@@ -61,7 +65,7 @@ typedef struct {
 
 static void release(zogy_state *s)
 {
-    for (int i = 0; i < NBUF; i++)
+    for (int i = 0; i < NBUF_WING; i++)
         if (s->buf[i])
             clred_pool_give(s->ctx, &s->buf[i], s->bytes);
     clred_release(&s->bits);
@@ -316,6 +320,167 @@ static clred_status apply_kernels(zogy_state *s)
     return clred_run_tiled(s->ctx, k, "zogy_apply", 1, &g);
 }
 
+/* |P^|^2 of a PSF of size s (centre on pixel (0, 0), wrapped) on an m x m
+ * grid, by separable DFTs in double (once per call, m a few dozen to a few
+ * hundred). re, im: scratch of m * m; pw: m * m out. */
+static void psf_power(const float *p, size_t s, size_t m, double *re, double *im, double *pw)
+{
+    const double tau = 6.283185307179586;
+    long h = (long)(s / 2);
+    double *tr = malloc(2 * m * sizeof *tr), *ti = tr ? tr + m : NULL;
+    if (!tr) {
+        for (size_t i = 0; i < m * m; i++)
+            pw[i] = NAN;
+        return;
+    }
+    memset(re, 0, m * m * sizeof *re);
+    memset(im, 0, m * m * sizeof *im);
+    for (long j = -h; j <= h; j++)
+        for (long i = -h; i <= h; i++)
+            re[(size_t)((j + (long)m) % (long)m) * m + (size_t)((i + (long)m) % (long)m)] +=
+                p[(size_t)(j + h) * s + (size_t)(i + h)];
+    for (int pass = 0; pass < 2; pass++) { /* rows, then columns */
+        size_t step = pass ? m : 1, stride = pass ? 1 : m;
+        for (size_t l = 0; l < m; l++) {
+            double *a = re + l * stride, *b = im + l * stride;
+            for (size_t k = 0; k < m; k++) {
+                double sr = 0, si = 0;
+                for (size_t x = 0; x < m; x++) {
+                    double ph = -tau * (double)((k * x) % m) / (double)m, c = cos(ph), sn = sin(ph);
+                    sr += a[x * step] * c - b[x * step] * sn;
+                    si += a[x * step] * sn + b[x * step] * c;
+                }
+                tr[k] = sr;
+                ti[k] = si;
+            }
+            for (size_t k = 0; k < m; k++) {
+                a[k * step] = tr[k];
+                b[k * step] = ti[k];
+            }
+        }
+    }
+    for (size_t i = 0; i < m * m; i++)
+        pw[i] = re[i] * re[i] + im[i] * im[i];
+    free(tr);
+}
+
+/* A point source's footprint in S_N, A = sum_x s(x)^2 / s(0)^2 (s its S_N,
+ * the same shape as its S_R: both spectra go as |P_n|^2 |P_r|^2 / den), by
+ * Parseval on an m x m grid, m twice the larger PSF's size (s reaches about
+ * a PSF size each way): A = m^2 sum q^2 / (sum q)^2, q = |P_n|^2 |P_r|^2 /
+ * den. Spreading S_N^2 over a kernel e^2 / A leaves a point source's peak
+ * S_N^2 times e^2, smoothed over its core. NaN when out of memory. */
+double clred_zogy_point_area(const float *pn, size_t sn, const float *pr, size_t sr, double s2n, double s2r,
+                             double fn, double fr)
+{
+    size_t m = 2 * (sn > sr ? sn : sr), m2 = m * m;
+    double *w = malloc(4 * m2 * sizeof *w), sq = 0, sq2 = 0;
+    if (!w)
+        return NAN;
+    double *an = w, *ar = w + m2, *re = w + 2 * m2, *im = w + 3 * m2;
+    psf_power(pn, sn, m, re, im, an);
+    psf_power(pr, sr, m, re, im, ar);
+    for (size_t i = 0; i < m2; i++) {
+        double den = s2n * fr * fr * ar[i] + s2r * fn * fn * an[i];
+        double q = den > 0 ? an[i] * ar[i] / den : 0.0;
+        sq += q;
+        sq2 += q * q;
+    }
+    free(w);
+    return sq > 0 ? (double)m2 * sq2 / (sq * sq) : NAN;
+}
+
+/* Whether a PSF's wing-error profile counts: the model's own error (the
+ * caller gave none) and a profile with a ring above 0. */
+static int wing_profile(const clred_psf *p, double opt_err, double *emax)
+{
+    *emax = 0;
+    if (!isnan(opt_err) || !(p->wing_ring_px > 0))
+        return 0;
+    for (int k = 0; k < CLRED_PSF_WING_RINGS; k++)
+        *emax = isfinite(p->wing_err[k]) && p->wing_err[k] > *emax ? p->wing_err[k] : *emax;
+    return *emax > 0;
+}
+
+/* A PSF's wing-error kernel, e(|d|)^2 / area at the lags d beyond its core
+ * (|d| > max(1, FWHM), where model_err counts) out to its outermost ring
+ * with an error, at most the PSF's half size; *size: odd, 1 (a single 0)
+ * without a profile. */
+static float *wing_kernel(const clred_psf *p, int use, double area, size_t *size)
+{
+    long h = 0;
+    if (use)
+        for (int k = 0; k < CLRED_PSF_WING_RINGS; k++)
+            if (isfinite(p->wing_err[k]) && p->wing_err[k] > 0)
+                h = (long)floor(((double)k + 0.5) * p->wing_ring_px);
+    h = h < (long)(p->size / 2) ? h : (long)(p->size / 2);
+    size_t n = (size_t)(2 * h + 1);
+    float *kern = calloc(n * n, sizeof *kern);
+    double core = fmax(1.0, p->fwhm);
+    for (long j = -h; kern && j <= h; j++)
+        for (long i = -h; i <= h; i++) {
+            double r = hypot((double)i, (double)j);
+            long k = lround(r / p->wing_ring_px);
+            if (r > core && k < CLRED_PSF_WING_RINGS && isfinite(p->wing_err[k]) && p->wing_err[k] > 0)
+                kern[(size_t)(j + h) * n + (size_t)(i + h)] = (float)(p->wing_err[k] * p->wing_err[k] / area);
+        }
+    *size = n;
+    return kern;
+}
+
+/* Once per call: both wing-error kernels wrapped and transformed into
+ * B_WKN and B_WKR (their PSFs' evaluated at the polynomials' centre for the
+ * footprint: it changes little over a field). */
+static clred_status wing_kernels(zogy_state *s, const clred_psf *pn, const clred_psf *pr, double s2n, double s2r,
+                                 const clred_zogy_opts *o, clred_zogy_result *out)
+{
+    int use_n = wing_profile(pn, o->psf_err_n, &out->wing_err_n), use_r = wing_profile(pr, o->psf_err_r, &out->wing_err_r);
+    double area = clred_zogy_point_area(pn->data, pn->size, pr->data, pr->size, s2n, s2r, o->fn, o->fr);
+    if (!(area > 0))
+        return clred_fail(CLRED_ERR_MEMORY, "ZOGY: out of memory for the wing term's footprint");
+    const clred_psf *ps[2] = {pn, pr};
+    int use[2] = {use_n, use_r}, dst[2] = {B_WKN, B_WKR};
+    for (int i = 0; i < 2; i++) {
+        size_t n;
+        float *kern = wing_kernel(ps[i], use[i], area, &n);
+        if (!kern)
+            return clred_fail(CLRED_ERR_MEMORY, "out of memory for a wing-error kernel");
+        cl_mem kb = NULL;
+        clred_status st = clred_buffer(s->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, n * n * sizeof *kern, kern,
+                                       &kb, "ZOGY wing kernel");
+        free(kern);
+        if (st == CLRED_OK)
+            st = wrap_psf(s, kb, n, s->buf[dst[i]]);
+        if (st == CLRED_OK)
+            st = clred_fft_forward(s->ctx, s->plan, s->buf[dst[i]]);
+        /* the pool and the queue order the release after the wrap */
+        clred_release(&kb);
+        CLRED_TRY(st);
+    }
+    return CLRED_OK;
+}
+
+/* A tile's wing variance (into B_WN): S_N^2 and S_R^2 through their wing kernels. */
+static clred_status wing_variance(zogy_state *s)
+{
+    cl_kernel k;
+    int pitch = (int)s->pitch, nx = (int)s->nx, ny = (int)s->ny;
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_wing_in", &k));
+    CLRED_TRY(clred_args(k, "zogy_wing_in", CLRED_ARG(s->buf[B_N]), CLRED_ARG(s->buf[B_R]), CLRED_ARG(s->buf[B_WN]),
+                         CLRED_ARG(s->buf[B_WR]), CLRED_ARG(pitch), CLRED_ARG(nx), CLRED_ARG(ny), (size_t)0));
+    size_t g[2] = {s->pitch, s->ny};
+    CLRED_TRY(clred_run_tiled(s->ctx, k, "zogy_wing_in", 2, g));
+    CLRED_TRY(clred_fft_forward(s->ctx, s->plan, s->buf[B_WN]));
+    CLRED_TRY(clred_fft_forward(s->ctx, s->plan, s->buf[B_WR]));
+    CLRED_TRY(clred_kernel(s->ctx, "zogy", NULL, "zogy_wing_mix", &k));
+    cl_uint n = (cl_uint)(s->ncx * s->ny);
+    CLRED_TRY(clred_args(k, "zogy_wing_mix", CLRED_ARG(s->buf[B_WN]), CLRED_ARG(s->buf[B_WR]),
+                         CLRED_ARG(s->buf[B_WKN]), CLRED_ARG(s->buf[B_WKR]), CLRED_ARG(n), (size_t)0));
+    size_t gn = n;
+    CLRED_TRY(clred_run_tiled(s->ctx, k, "zogy_wing_mix", 1, &gn));
+    return clred_fft_inverse(s->ctx, s->plan, s->buf[B_WN]);
+}
+
 /* The level of D over the tile's pixels: the differential background left
  * by the levels subtracted (a 0.1 sigma error in either level would shift
  * S_corr by a sizeable fraction of a sigma everywhere). */
@@ -388,6 +553,7 @@ static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_
     float sx2 = (float)(o->astrom_sigma_x * o->astrom_sigma_x), sy2 = (float)(o->astrom_sigma_y * o->astrom_sigma_y);
     float en2 = (float)(out->psf_err_n * out->psf_err_n), er2 = (float)(out->psf_err_r * out->psf_err_r);
     float d_off = (float)d_off_tile;
+    cl_mem vw = s->buf[s->wing ? B_WN : B_VN]; /* not read without the wing term */
     int x0 = (int)s->x0, y0 = (int)s->y0, out_w = (int)s->fw, out_h = (int)s->fh;
     cl_mem dsci = clred_dimage_sci(out->diff), dvar = clred_dimage_var(out->diff), dmask = clred_dimage_mask(out->diff);
     cl_mem ssci = clred_dimage_sci(out->scorr), smask = clred_dimage_mask(out->scorr);
@@ -397,7 +563,7 @@ static clred_status finish(zogy_state *s, const clred_zogy_opts *o, const clred_
                          CLRED_ARG(s->buf[B_VN]), CLRED_ARG(s->buf[B_VR]), CLRED_ARG(s->bits),
                          CLRED_ARG(s->grown_rows), CLRED_ARG(s->sat_pre), CLRED_ARG(s->sat_suf), CLRED_ARG(w), CLRED_ARG(h), CLRED_ARG(pitch), CLRED_ARG(x0), CLRED_ARG(y0), CLRED_ARG(cx0), CLRED_ARG(cy0),
                          CLRED_ARG(cx1), CLRED_ARG(cy1), CLRED_ARG(out_w), CLRED_ARG(out_h), CLRED_ARG(fd), CLRED_ARG(fs), CLRED_ARG(sx2), CLRED_ARG(sy2),
-                         CLRED_ARG(en2), CLRED_ARG(er2), CLRED_ARG(d_off), CLRED_ARG(grow), CLRED_ARG(grow_sat), CLRED_ARG(edge), CLRED_ARG(unusable), CLRED_ARG(dsci), CLRED_ARG(dvar),
+                         CLRED_ARG(en2), CLRED_ARG(er2), CLRED_ARG(vw), CLRED_ARG(s->wing), CLRED_ARG(d_off), CLRED_ARG(grow), CLRED_ARG(grow_sat), CLRED_ARG(edge), CLRED_ARG(unusable), CLRED_ARG(dsci), CLRED_ARG(dvar),
                          CLRED_ARG(dmask), CLRED_ARG(ssci), CLRED_ARG(smask), CLRED_ARG(fsci), CLRED_ARG(fvar),
                          (size_t)0));
     size_t g[2] = {(size_t)(cx1 - cx0), (size_t)(cy1 - cy0)};
@@ -482,13 +648,15 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
     out->psf_err_r = isnan(o->psf_err_r) ? fmax(pr->model_err, 0.0) : o->psf_err_r;
     out->f_d = o->fn * o->fr / sqrt(s2n * o->fr * o->fr + s2r * o->fn * o->fn);
 
-    for (int i = 0; i < NBUF; i++)
+    for (int i = 0; i < (s->wing ? NBUF_WING : NBUF); i++)
         CLRED_TRY(clred_pool_take(ctx, s->bytes, "ZOGY spectrum", &s->buf[i]));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, s->w * s->h * sizeof(cl_ushort), NULL, &s->bits, "ZOGY mask"));
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, s->w * s->h * sizeof(cl_uint), NULL, &s->grown_rows,
                            "ZOGY mask rows"));
     size_t acc = ctx->use_double ? sizeof(double) : sizeof(float);
     CLRED_TRY(clred_buffer(ctx, CL_MEM_READ_WRITE, s->ny * acc, NULL, &s->row_fs, "ZOGY F_S rows"));
+    if (s->wing)
+        CLRED_TRY(wing_kernels(s, pn, pr, s2n, s2r, o, out));
     int varying = (pn->order > 0 && pn->basis) || (pr->order > 0 && pr->basis);
     if (!varying) {
         CLRED_TRY(upload_psf(ctx, pn, &s->psf_n));
@@ -549,6 +717,8 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
             static const int inverse[] = {B_N, B_R, B_D, B_VN, B_VR};
             for (size_t i = 0; i < sizeof inverse / sizeof inverse[0]; i++)
                 CLRED_TRY(clred_fft_inverse(ctx, s->plan, s->buf[inverse[i]]));
+            if (s->wing)
+                CLRED_TRY(wing_variance(s));
             CLRED_TRY(median_d(s, &d_off));
             d_sum += d_off;
             s->tile_level[ty * ntx + tx] = d_off;
@@ -579,6 +749,8 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
     CLRED_TRY(clred_header_set_double(hd, "PDFWHM", out->pd.fwhm, "FWHM of the difference's PSF, px"));
     CLRED_TRY(clred_header_set_double(hd, "PSFERRN", out->psf_err_n, "new PSF model's relative error in V(S)"));
     CLRED_TRY(clred_header_set_double(hd, "PSFERRR", out->psf_err_r, "reference PSF model's rel. error in V(S)"));
+    CLRED_TRY(clred_header_set_double(hd, "PSFWINGN", out->wing_err_n, "new PSF model's largest wing error in V(S)"));
+    CLRED_TRY(clred_header_set_double(hd, "PSFWINGR", out->wing_err_r, "ref. PSF model's largest wing error in V(S)"));
     CLRED_TRY(clred_header_set_string(clred_dimage_header(out->scorr), "DIFFMETH", "ZOGY S_corr", "score, sigma"));
     CLRED_TRY(clred_header_set_string(clred_dimage_header(out->flux), "DIFFMETH", "ZOGY S/F_S", "PSF flux map"));
     return CLRED_OK;
@@ -623,6 +795,9 @@ clred_status clred_subtract_zogy_dev(clred_ctx *ctx, const clred_dimage *new_img
     s.fh = new_img->height;
     size_t big = psf_new->size > psf_ref->size ? psf_new->size : psf_ref->size;
     s.border = o->tile_border > 0 ? o->tile_border : (big > 40 ? big : 40);
+    double emax;
+    s.wing = wing_profile(psf_new, o->psf_err_n, &emax) || wing_profile(psf_ref, o->psf_err_r, &emax);
+    size_t nbuf = s.wing ? NBUF_WING : NBUF;
     size_t pad = psf_new->size + psf_ref->size;
     /* Whole-image planes: the inputs, the outputs (six planes) and the mask. */
     uint64_t fixed = 10 * (uint64_t)s.fw * s.fh * sizeof(float);
@@ -632,7 +807,7 @@ clred_status clred_subtract_zogy_dev(clred_ctx *ctx, const clred_dimage *new_img
     if (core == 0) {
         /* 1k tiles, or the whole image when its padded planes fit the budget and its transforms cost less */
         size_t wx = clred_fft_good_size(s.fw + pad), wy = clred_fft_good_size(s.fh + pad);
-        uint64_t whole = (uint64_t)NBUF * clred_fft_bytes(wx, wy, 1);
+        uint64_t whole = (uint64_t)nbuf * clred_fft_bytes(wx, wy, 1);
         int fits = whole + fixed <= clred_ctx_budget(ctx);
         core = fits && whole_is_cheaper(s.fw, s.fh, pad, s.border) ? (s.fw > s.fh ? s.fw : s.fh) : 1024;
     }
@@ -646,7 +821,7 @@ clred_status clred_subtract_zogy_dev(clred_ctx *ctx, const clred_dimage *new_img
     s.ncx = s.nx / 2 + 1;
     s.bytes = clred_fft_bytes(s.nx, s.ny, 1);
     /* + the mask, its grown rows and the column pass's two tables (zogy_grow_cols) */
-    uint64_t need = (uint64_t)NBUF * s.bytes + 6 * (uint64_t)s.w * s.h + 4 * (uint64_t)s.w * (s.h + 2 * big);
+    uint64_t need = (uint64_t)nbuf * s.bytes + 6 * (uint64_t)s.w * s.h + 4 * (uint64_t)s.w * (s.h + 2 * big);
     if (need > clred_ctx_budget(ctx))
         return clred_fail(CLRED_ERR_USAGE,
                           "ZOGY: %zu x %zu tiles need %.0f MB of device memory, over the budget of %.0f MB (use smaller "

@@ -71,11 +71,46 @@ static void variance(const cplx *ka, const cplx *kb, const cplx *va, const cplx 
     free(b);
 }
 
+/* A PSF's wing-error kernel (zogy_ref_in's K) wrapped onto the nx x ny grid. */
+static void wing_kernel(const double *wing, size_t nrings, double ring_px, double core, size_t s, double area,
+                        size_t nx, size_t ny, cplx *dst)
+{
+    long h = (long)(s / 2);
+    memset(dst, 0, nx * ny * sizeof *dst);
+    for (long j = -h; wing && j <= h; j++)
+        for (long i = -h; i <= h; i++) {
+            double r = sqrt((double)(i * i + j * j));
+            long k = lround(r / ring_px);
+            if (r > core && k < (long)nrings)
+                dst[(size_t)((j + (long)ny) % (long)ny) * nx + (size_t)((i + (long)nx) % (long)nx)] =
+                    wing[k] * wing[k] / area;
+        }
+}
+
+/* out = real(inverse((a^2)^ ka^ + (b^2)^ kb^)) for real planes a, b and kernels ka, kb. */
+static void wing_variance(const cplx *a, const cplx *b, cplx *ka, cplx *kb, size_t nx, size_t ny, cplx *out)
+{
+    size_t n = nx * ny;
+    cplx *b2 = malloc(n * sizeof *b2);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = creal(a[i]) * creal(a[i]);
+        b2[i] = creal(b[i]) * creal(b[i]);
+    }
+    dft2(out, nx, ny, -1);
+    dft2(b2, nx, ny, -1);
+    dft2(ka, nx, ny, -1);
+    dft2(kb, nx, ny, -1);
+    for (size_t i = 0; i < n; i++)
+        out[i] = out[i] * ka[i] + b2[i] * kb[i];
+    dft2(out, nx, ny, +1);
+    free(b2);
+}
+
 int zogy_ref(const zogy_ref_in *in, zogy_ref_out *out)
 {
     size_t w = in->w, h = in->h, nx = in->nx, ny = in->ny, n = nx * ny;
     memset(out, 0, sizeof *out);
-    enum { N, R, VN, VR, PN, PR, D, SN, SR, KN, KR, KDN, KDR, VS, VD, NB };
+    enum { N, R, VN, VR, PN, PR, D, SN, SR, KN, KR, KDN, KDR, VS, VD, WN, WR, VW, NB };
     cplx *b[NB];
     for (int i = 0; i < NB; i++)
         b[i] = calloc(n, sizeof(cplx));
@@ -102,7 +137,7 @@ int zogy_ref(const zogy_ref_in *in, zogy_ref_out *out)
         dft2(b[fwd[i]], nx, ny, -1);
     double fn = in->fn, fr = in->fr;
     out->f_d = fn * fr / sqrt(in->s2n * fr * fr + in->s2r * fn * fn);
-    double fs = 0;
+    double fs = 0, q1 = 0, q2 = 0;
     for (size_t i = 0; i < n; i++) {
         cplx Pn = b[PN][i], Pr = b[PR][i];
         double an = creal(Pn * conj(Pn)), ar = creal(Pr * conj(Pr));
@@ -117,13 +152,22 @@ int zogy_ref(const zogy_ref_in *in, zogy_ref_out *out)
         b[SN][i] = b[KN][i] * b[N][i];
         b[SR][i] = b[KR][i] * b[R][i];
         fs += fn * fn * fr * fr * an * ar / den;
+        q1 += an * ar / den;
+        q2 += (an * ar / den) * (an * ar / den);
     }
+    /* a point source's S_N is the inverse transform of q = an ar / den (times
+     * constants): sum s^2 / s(0)^2 = n sum q^2 / (sum q)^2 by Parseval */
+    double area = (double)n * q2 / (q1 * q1);
     out->f_s = fs / (double)n;
     int inv[] = {D, SN, SR, KN, KR, KDN, KDR};
     for (int i = 0; i < 7; i++)
         dft2(b[inv[i]], nx, ny, +1);
     variance(b[KN], b[KR], b[VN], b[VR], nx, ny, b[VS]);
     variance(b[KDN], b[KDR], b[VN], b[VR], nx, ny, b[VD]);
+    wing_kernel(in->wing_n, in->nrings, in->ring_px_n, in->core_n, in->sn, area, nx, ny, b[WN]);
+    wing_kernel(in->wing_r, in->nrings, in->ring_px_r, in->core_r, in->sr, area, nx, ny, b[WR]);
+    if (in->wing_n || in->wing_r)
+        wing_variance(b[SN], b[SR], b[WN], b[WR], nx, ny, b[VW]);
     out->diff = malloc(w * h * sizeof(double));
     out->diff_var = malloc(w * h * sizeof(double));
     out->scorr = malloc(w * h * sizeof(double));
@@ -138,7 +182,8 @@ int zogy_ref(const zogy_ref_in *in, zogy_ref_out *out)
             double gnx = (RE(SN, xr, y) - RE(SN, xl, y)) * hx, gny = (RE(SN, x, yr) - RE(SN, x, yl)) * hy;
             double grx = (RE(SR, xr, y) - RE(SR, xl, y)) * hx, gry = (RE(SR, x, yr) - RE(SR, x, yl)) * hy;
             double vs = fmax(creal(b[VS][o]), 0) + in->sx2 * (gnx * gnx + grx * grx) + in->sy2 * (gny * gny + gry * gry) +
-                        in->en2 * RE(SN, x, y) * RE(SN, x, y) + in->er2 * RE(SR, x, y) * RE(SR, x, y);
+                        in->en2 * RE(SN, x, y) * RE(SN, x, y) + in->er2 * RE(SR, x, y) * RE(SR, x, y) +
+                        fmax(creal(b[VW][o]), 0);
             double s = creal(b[SN][o]) - creal(b[SR][o]) - out->f_d * in->d_off;
             out->diff[i] = filled[i] ? NAN : (creal(b[D][o]) - in->d_off) / out->f_d;
             out->diff_var[i] = filled[i] ? NAN : fmax(creal(b[VD][o]), 0) / (out->f_d * out->f_d);

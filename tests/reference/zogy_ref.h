@@ -15,6 +15,12 @@ typedef struct {
     uint16_t ignore;
     double bkg_n, bkg_r, s2n, s2r, fn, fr, sx2, sy2;
     double en2, er2;             /* squared PSF-model errors: V(S) += en2 S_N^2 + er2 S_R^2 */
+    const double *wing_n, *wing_r; /* the PSFs' wing errors in rings of ring_px (nrings; NULL: none):
+                                    V(S) += S_N^2 * K_n + S_R^2 * K_r (cyclic), K(d) = wing[lround(|d| /
+                                    ring_px)]^2 / A for |d| > core and |dx|, |dy| <= the PSF's half size, A
+                                    a point source's sum of (S_N / its peak)^2 */
+    size_t nrings;
+    double ring_px_n, ring_px_r, core_n, core_r;
     double d_off;                /* constant taken off D (F_D d_off off S) */
     const float *pn, *pr;        /* PSFs, odd sizes */
     size_t sn, sr;
