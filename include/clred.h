@@ -2221,6 +2221,9 @@ typedef struct {
     int order;            /* spatial variation of the model: 0 = constant (default), 1 or 2 = each pixel a
                              polynomial of that order in (x, y); lowered while fewer than
                              CLRED_PSF_STARS_PER_TERM stars per term are left */
+    int select_order;     /* 1 = the order used is the one up to order whose model best predicts the stars
+                             left out of its fit (see clred_psf_model_measure); 0 = order as given, lowered
+                             only as above (default 1) */
 } clred_psf_opts;
 
 /* A varying model of nterms terms needs this many stars per term (order 1:
@@ -2245,7 +2248,14 @@ CLRED_API clred_psf_opts clred_psf_defaults(void);
  * is recentred and scaled by the offset and flux that fit the model to its
  * core, stars whose stamps differ from the model by more than 4 robust
  * sigma of all stars' differences (and twice their median) are left out,
- * and the fit is repeated (5 fits at most). psf->model_err is the model's
+ * and the fit is repeated (5 fits at most); with opts->select_order the
+ * constant model and each order up to opts->order are fitted, and an order
+ * replaces a lower one only when its model predicts the stars left out of
+ * it better (each star's filtered residual against the model fitted
+ * without it, its exact leave-one-out by the fit's leverage, less the
+ * star's own noise: over the better measured half of the stars, the median
+ * of the star-by-star differences is negative), so that a variation the
+ * stars do not support is not fitted to their noise. psf->model_err is the model's
  * error as a matched filter sees it (each star's stamp against the model
  * left without it, filtered with the model out to one FWHM, relative to the
  * filtered peak, less the stamps' noise from the VAR plane, or from the sky

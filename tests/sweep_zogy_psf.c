@@ -6,7 +6,8 @@
  *
  * ZP_ORDER: -1 the pair's true PSFs (default), -2 the true PSFs cut to
  * ZP_SIZE (default 25) px, 0|1|2 PSFs measured on each image with that
- * order (ZP_SIZE: the model's size); ZP_TILE: zogy tile_size (0 =
+ * order (ZP_SIZE: the model's size; ZP_SELECT=0: that order as given,
+ * not the one up to it chosen by held-out prediction); ZP_TILE: zogy tile_size (0 =
  * default); ZP_GRAD: the FWHM gradient (x: 0.3 GRAD, y: 0.15 GRAD; default
  * 0); ZP_HYBRID=R (order 0): the measured models' pixels beyond R px
  * replaced by the truth's (-R: within R px), to tell core from wing
@@ -250,6 +251,7 @@ int main(int argc, char **argv)
         if (order >= 0) {
             clred_psf_opts pso = clred_psf_defaults();
             pso.order = order;
+            pso.select_order = (int)env_num("ZP_SELECT", 1);
             pso.saturation = po.saturation;
             pso.size = (size_t)env_num("ZP_SIZE", (double)pso.size);
             CHECK_OK(clred_psf_model_measure(ctx, &p.new_img, &pso, &pn));

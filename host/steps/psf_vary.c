@@ -158,6 +158,32 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+int clred_psf_leverage(const clred_psf *p, const double *sx, const double *sy, const double *wt, size_t nstars,
+                       double *h)
+{
+    double a[CLRED_PSF_MAX_TERMS * CLRED_PSF_MAX_TERMS] = {0}, t[CLRED_PSF_MAX_TERMS];
+    size_t nt = 1;
+    for (size_t i = 0; i < nstars; i++) {
+        nt = clred_psf_terms(p, sx[i], sy[i], t);
+        for (size_t k = 0; k < nt; k++)
+            for (size_t l = 0; l < nt; l++)
+                a[k * nt + l] += wt[i] * t[k] * t[l];
+    }
+    if (!nstars || !cholesky(a, nt))
+        return 0;
+    for (size_t i = 0; i < nstars; i++) {
+        double b[CLRED_PSF_MAX_TERMS];
+        clred_psf_terms(p, sx[i], sy[i], t);
+        memcpy(b, t, nt * sizeof *b);
+        chol_solve(a, b, nt);
+        double q = 0;
+        for (size_t k = 0; k < nt; k++)
+            q += t[k] * b[k];
+        h[i] = wt[i] * q;
+    }
+    return 1;
+}
+
 /* One weighted fit of the kept stars, pixel by pixel over the stars whose
  * pixel is not masked (NaN): coef (nt planes of n2). A pixel whose stars do
  * not constrain the terms takes their weighted mean as its constant term.
@@ -336,7 +362,7 @@ static void recentre(float *stamps, const float *orig, double *off, const double
 
 int clred_psf_fit_varying(float *stamps, const double *sx, const double *sy, const double *wt, size_t nstars,
                           size_t size, int order, size_t w, size_t h, double norm_radius, clred_psf *psf,
-                          size_t *used)
+                          size_t *used, unsigned char *kept_mask)
 {
     size_t n2 = size * size, nt = clred_psf_nterms(order), need = CLRED_PSF_STARS_PER_TERM * nt;
     if (nstars < need)
@@ -413,6 +439,8 @@ int clred_psf_fit_varying(float *stamps, const double *sx, const double *sy, con
         clred_psf_shape(psf);
         clred_psf_corners(psf);
         *used = kept;
+        if (kept_mask)
+            memcpy(kept_mask, keep, nstars);
     }
     free(t);
     free(coef);
