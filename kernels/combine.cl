@@ -2050,8 +2050,8 @@ INLINE void vec_store_values(vf result, vf variance, vi n, vi m, global float *o
 
 kernel void combine_stack_vec(STACK_KERNEL_ARGS)
 {
-    /* NFIX: the stack's depth fixed when the program was built, for the large
-     * stacks where it pays (host/steps/combine.c): the padding slots, their
+    /* NFIX: the stack's depth fixed when the program was built, for large
+     * stacks and 17-32 frames (host/steps/combine.c): the padding slots, their
      * branches and the network's unused comparators then vanish at compile
      * time. */
 #ifdef NFIX
