@@ -446,7 +446,7 @@ static void test_float_accumulation(clred_ctx *unused)
 }
 
 /* The parts, one per family of kernel programs (POCL compiles each on a
- * cold cache, 4-18 CPU s): the suite runs each part as a test of its own
+ * cold cache, 3-10 CPU s): the suite runs each part as a test of its own
  * (tests/CMakeLists.txt), so ctest -j runs them side by side instead of one
  * ~41 CPU s test that ends last. Every part checks its programs in full. */
 static void part_nmax8(clred_ctx *ctx)
