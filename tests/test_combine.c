@@ -314,8 +314,11 @@ static int same_result(const clred_combine_result *a, const clred_combine_result
 }
 
 /* The general kernel, forced for small N, gives the private kernel's bits;
- * so does the loop-free fast kernel, which only larger stacks take unless
- * forced (CLRED_COMBINE_FAST). */
+ * so does the fast kernel, which only larger stacks take unless forced
+ * (CLRED_COMBINE_FAST); and so does the private key array's other form
+ * (CLRED_COMBINE_INDEXED_KEYS: keys in registers, a GPU's, or read at their
+ * ranks, a CPU's), checked at NMAX=8 only: its code is the same at every
+ * NMAX but the network, which this device's form checks at each. */
 static void test_general_path_identical(clred_ctx *ctx, const size_t *counts, size_t ncounts)
 {
     stack_kind k = {.nan = 1, .masks = 1, .outliers = 1, .var = 1, .ties = 1};
@@ -330,7 +333,7 @@ static void test_general_path_identical(clred_ctx *ctx, const size_t *counts, si
                     o.reject = (clred_reject_method)j;
                     o.spread_mad = mad;
                     o.want_rejected_map = 1;
-                    clred_combine_result a, b, c;
+                    clred_combine_result a, b, c, d;
                     unsetenv("CLRED_COMBINE_GENERAL");
                     CHECK_OK(clred_combine_images(ctx, fr, n, &o, &a));
                     setenv("CLRED_COMBINE_GENERAL", "1", 1);
@@ -343,6 +346,15 @@ static void test_general_path_identical(clred_ctx *ctx, const size_t *counts, si
                               method_names[m], reject_names[j], mad);
                     CHECK_MSG(same_result(&a, &c, W * H), "fast kernel differs: N=%zu %s/%s mad=%d", n,
                               method_names[m], reject_names[j], mad);
+                    if (n <= 8) {
+                        /* the other form than this device's */
+                        setenv("CLRED_COMBINE_INDEXED_KEYS", clred_ctx_device(ctx)->is_cpu ? "0" : "1", 1);
+                        CHECK_OK(clred_combine_images(ctx, fr, n, &o, &d));
+                        unsetenv("CLRED_COMBINE_INDEXED_KEYS");
+                        CHECK_MSG(same_result(&a, &d, W * H), "keys in registers differ: N=%zu %s/%s mad=%d", n,
+                                  method_names[m], reject_names[j], mad);
+                        clred_combine_result_free(&d);
+                    }
                     clred_combine_result_free(&a);
                     clred_combine_result_free(&b);
                     clred_combine_result_free(&c);
@@ -434,7 +446,7 @@ static void test_float_accumulation(clred_ctx *unused)
 }
 
 /* The parts, one per family of kernel programs (POCL compiles each on a
- * cold cache, 4-18 CPU s): the suite runs each part as a test of its own
+ * cold cache, 3-10 CPU s): the suite runs each part as a test of its own
  * (tests/CMakeLists.txt), so ctest -j runs them side by side instead of one
  * ~41 CPU s test that ends last. Every part checks its programs in full. */
 static void part_nmax8(clred_ctx *ctx)

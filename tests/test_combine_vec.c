@@ -3,8 +3,10 @@
  * (median or mean; no rejection or sigma clipping with a std spread; masks,
  * NaNs, scaling), on widths that leave a tail of pixels past the last vector.
  * The per-pixel kernel is itself checked against the double-precision
- * reference in test_combine. Large stacks take the kernel built for their
- * depth (-DNFIX): forced here, it is checked the same way.
+ * reference in test_combine. Large stacks and every stack of 17-32 frames
+ * take the kernel built for their depth (-DNFIX; forced here for the rest):
+ * it is checked the same way. The kernel padded to 32 frames serves no
+ * stack now, so no case builds it.
  *
  * What must agree exactly: the kept set of every pixel (NCONTRIB, NREJECT,
  * MASK), because the vector kernel decides each clipping in float only where
@@ -439,7 +441,8 @@ int main(void)
     cube_case(ctx, &rng);
     near_threshold_case(ctx, &rng);
 
-    /* the kernel built for its stack's depth (large stacks take it) */
+    /* the kernel built for its stack's depth (large stacks and 17-32
+     * frames take it) */
     setenv("CLRED_COMBINE_FIXED_DEPTH", "1", 1);
     o = clred_combine_defaults();
     o.method = CLRED_COMBINE_MEDIAN;

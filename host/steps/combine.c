@@ -426,8 +426,18 @@ static int forced_or(const char *name, int otherwise)
 /* The vector kernel built for this very depth (-DNFIX) drops the padding
  * slots and their branches: a 20-frame 2048² median takes a third less time.
  * It costs one program build per depth (then cached on disk), so only large
- * stacks take it; CLRED_COMBINE_FIXED_DEPTH=1 forces it (tests). */
-static int fixed_depth_pays(const stack_source *s) { return forced_or("CLRED_COMBINE_FIXED_DEPTH", large_stack(s)); }
+ * stacks take it, and every stack of 17-32 frames: there the build for any
+ * depth is cheaper than the one padded to 32 (cold CPU s on POCL, sigma
+ * clip: 20 frames 3.9, 32 frames 5.5, padded 9.2), and runs faster (20 x
+ * 1024x512, CPU s a combine: median 0.0125 -> 0.0104, sigma clip 0.019 ->
+ * 0.016). Below 17 the padded build costs about what one depth's does (8
+ * frames 2.0 both, 16 frames 3.7 against 2.2-2.9 a depth from 9 to 16), and
+ * small stacks of several depths share it. CLRED_COMBINE_FIXED_DEPTH=1 or 0
+ * forces the choice (tests). */
+static int fixed_depth_pays(const stack_source *s)
+{
+    return forced_or("CLRED_COMBINE_FIXED_DEPTH", large_stack(s) || s->nframes > 16);
+}
 
 /* The loop-free kernel (combine_stack_fast) is the costliest compile of the
  * per-pixel program: on POCL its work-group function took 1-2 CPU s of a
@@ -685,14 +695,24 @@ static clred_status run_kernel(clred_ctx *ctx, cl_kernel k, const char *name, co
     return clred_run_tiled(ctx, k, name, 1, &global);
 }
 
+/* The private key array read at the keys' ranks (-DINDEXED_KEYS) rather than
+ * at constant indices that keep it in registers: on a CPU it lives in memory
+ * either way. Same bits (test_combine); on POCL, cold and warm CPU s, 20
+ * frames with VAR planes, 1024x512 sigma clip: compile 3.6 -> 1.6, a combine
+ * 0.21 -> 0.15; 40 frames (NMAX=64) median: compile 10.6 -> 3.4, a combine
+ * 0.44 -> 0.40; 20 x 1024^2 sigma clip (fast kernel first): compile 8.5 ->
+ * 2.8, a combine 0.43 -> 0.31. A GPU keeps the registers (its private memory
+ * is slow); CLRED_COMBINE_INDEXED_KEYS=0 forces them (tests). */
+static int indexed_keys(const clred_ctx *ctx) { return forced_or("CLRED_COMBINE_INDEXED_KEYS", ctx->info.is_cpu); }
+
 /* The per-pixel kernels' program: -DGENERAL or -DNMAX (no -DVW: the vector
  * kernel is a program of its own, see combine_bands). */
-static void pixel_program_options(const combine_plan *p, char *options, size_t size)
+static void pixel_program_options(const clred_ctx *ctx, const combine_plan *p, char *options, size_t size)
 {
     if (p->general)
         snprintf(options, size, "-DGENERAL");
     else
-        snprintf(options, size, "-DNMAX=%d", p->nmax);
+        snprintf(options, size, "-DNMAX=%d%s", p->nmax, indexed_keys(ctx) ? " -DINDEXED_KEYS" : "");
 }
 
 /* The complete kernel alone; or the loop-free fast kernel, then the complete
@@ -713,7 +733,7 @@ static clred_status run_band(clred_ctx *ctx, const combine_plan *p, cl_kernel co
         CLRED_TRY(run_kernel(ctx, fast, "combine_stack_vec", s, b, t, unfinished, o, rows, npix / vw + 1));
         if (npix < vw) {
             char options[64];
-            pixel_program_options(p, options, sizeof options);
+            pixel_program_options(ctx, p, options, sizeof options);
             CLRED_TRY(clred_kernel(ctx, "combine", options, "combine_stack", &complete));
             CLRED_TRY(run_kernel(ctx, complete, "combine_stack", s, b, t, unfinished, o, rows, npix));
         }
@@ -772,7 +792,7 @@ static clred_status combine_bands(clred_ctx *ctx, const stack_source *s, const c
             snprintf(options, sizeof options, "-DNMAX=%d -DVW=%d", p->nmax, ctx->vector_width);
         CLRED_TRY(clred_kernel(ctx, "combine", options, "combine_stack_vec", &fast));
     } else {
-        pixel_program_options(p, options, sizeof options);
+        pixel_program_options(ctx, p, options, sizeof options);
         CLRED_TRY(clred_kernel(ctx, "combine", options, "combine_stack", &complete));
         if (p->fast)
             CLRED_TRY(clred_kernel(ctx, "combine", options, "combine_stack_fast", &fast));
