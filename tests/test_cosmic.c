@@ -17,11 +17,12 @@ static void fill_random(float *v, size_t n, harness_rng *r)
         v[i] = harness_uniform(r) < 0.3 ? (float)(int)(harness_uniform(r) * 4) : (float)(harness_normal(r) * 50);
 }
 
-/* A median is one of its inputs, so float and double must agree exactly. */
-static void test_median_filters(clred_ctx *ctx)
+/* A median is one of its inputs, so float and double must agree exactly.
+ * all_square 0 leaves out the 7 x 7 filter (see main). */
+static void test_median_filters(clred_ctx *ctx, int all_square)
 {
     const int shapes[][2] = {{1, 1}, {2, 2}, {7, 3}, {37, 29}, {64, 9}, {129, 31}};
-    const int sizes[][2] = {{3, 0}, {5, 0}, {7, 0}, {5, 1}, {7, 1}, {9, 1}};
+    const int sizes[][2] = {{3, 0}, {5, 0}, {5, 1}, {7, 1}, {9, 1}, {7, 0}};
     harness_rng rng = {7};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         int w = shapes[s][0], h = shapes[s][1];
@@ -31,7 +32,7 @@ static void test_median_filters(clred_ctx *ctx)
         fill_random(in, n, &rng);
         for (size_t i = 0; i < n; i++)
             din[i] = in[i];
-        for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        for (size_t k = 0; k < sizeof sizes / sizeof *sizes - !all_square; k++) {
             int size = sizes[k][0], sep = sizes[k][1];
             CHECK_OK(clred_median_filter(ctx, in, out, (size_t)w, (size_t)h, size, sep));
             cosmic_ref_median_filter(din, ref, w, h, size, sep);
@@ -322,7 +323,7 @@ static void test_masks_nan_and_inputs(clred_ctx *ctx)
 int main(void)
 {
     clred_ctx *ctx = harness_ctx();
-    test_median_filters(ctx);
+    test_median_filters(ctx, 1);
     test_dilate_and_laplacian(ctx);
     test_pipeline(ctx, 0);
     test_pipeline(ctx, 1);
@@ -330,10 +331,15 @@ int main(void)
     clred_ctx_destroy(ctx);
 
     /* A GPU filters one pixel per work-item (its preferred float vector
-     * width is 1), a CPU several: the filters must agree both ways. */
+     * width is 1), a CPU several: the filters must agree both ways. What VW
+     * changes is each kernel template's (square, separable rows, columns)
+     * loads, stores and border test, which the 3 x 3, 5 x 5 and separable
+     * filters run at VW=1; the 7 x 7 differs from the 5 x 5 only by R and its
+     * 49-input network (fmin/fmax, the same per lane), which VW=16 checks
+     * above. Its VW=1 variant alone would cost POCL ~3.7 CPU s to compile. */
     setenv("CLRED_VECTOR_WIDTH", "1", 1);
     ctx = harness_ctx();
-    test_median_filters(ctx);
+    test_median_filters(ctx, 0);
     clred_ctx_destroy(ctx);
     return harness_finish();
 }

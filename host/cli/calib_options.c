@@ -303,11 +303,13 @@ int master_command(const master_spec *spec, int argc, char **argv)
 
     clred_ctx *ctx = NULL;
     clred_image bias = {0}, dark = {0}, master = {0};
-    rc = cli_open(cmd, o.device, &ctx);
-    if (rc == EXIT_OK && o.bias)
-        rc = cli_read_master(cmd, o.bias, &bias);
+    rc = o.bias ? cli_read_master(cmd, o.bias, &bias) : EXIT_OK;
     if (rc == EXIT_OK && o.dark)
         rc = cli_read_master(cmd, o.dark, &dark);
+    if (rc == EXIT_OK)
+        rc = cli_check_inputs(cmd, (const char *const *)inputs, n);
+    if (rc == EXIT_OK)
+        rc = cli_open(cmd, o.device, &ctx);
     if (rc == EXIT_OK) {
         cli_progress("%s: %zu frames", cmd, n);
         s = build_master(spec, ctx, &o, (const char *const *)inputs, n, o.bias ? &bias : NULL,

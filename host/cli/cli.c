@@ -115,6 +115,23 @@ int cli_parse_int(const char *cmd, const char *opt, const char *text, int *out)
 
 void cli_json_string(FILE *f, const char *s) { clred_json_quote(f, s); }
 
+/* clred_file_info_read, printing the failure (the message names the file). */
+static int read_info(const char *cmd, const char *path, clred_file_info *info)
+{
+    clred_status s = clred_file_info_read(path, info);
+    return s == CLRED_OK ? EXIT_OK : cli_fail_on(cmd, path, s);
+}
+
+int cli_check_inputs(const char *cmd, const char *const *paths, size_t npaths)
+{
+    int rc = EXIT_OK;
+    for (size_t i = 0; i < npaths && rc == EXIT_OK; i++) {
+        clred_file_info info;
+        rc = read_info(cmd, paths[i], &info);
+    }
+    return rc;
+}
+
 int cli_list_frames(const char *cmd, const char *const *paths, size_t npaths, cli_frame **frames, size_t *n)
 {
     cli_frame *list = NULL;
@@ -123,10 +140,10 @@ int cli_list_frames(const char *cmd, const char *const *paths, size_t npaths, cl
     *n = 0;
     for (size_t i = 0; i < npaths; i++) {
         clred_file_info info;
-        clred_status s = clred_file_info_read(paths[i], &info);
-        if (s != CLRED_OK) {
+        int rc = read_info(cmd, paths[i], &info);
+        if (rc != EXIT_OK) {
             free(list);
-            return cli_fail(cmd, s);
+            return rc;
         }
         cli_frame *grown = realloc(list, (count + info.nframes) * sizeof *list);
         if (!grown) {

@@ -19,8 +19,15 @@ int cli_fail_on(const char *cmd, const char *path, clred_status s);
 /* Prints "clred CMD: <message>" on stderr and returns EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Opens the device named by --device (NULL: CLRED_DEVICE or the default). */
+/* Opens the device named by --device (NULL: CLRED_DEVICE or the default).
+ * Loading the OpenCL driver costs tens of ms of CPU (POCL maps LLVM), so a
+ * command checks its options and inputs first (cli_check_inputs): bad input
+ * then fails at once. */
 int cli_open(const char *cmd, const char *device, clred_ctx **ctx);
+/* Reads every input's header (as clred_file_info_read: the file exists, is a
+ * FITS or .npy image whose claimed shape the file can hold). On the first
+ * failure prints one line naming the file and returns its exit code. */
+int cli_check_inputs(const char *cmd, const char *const *paths, size_t npaths);
 
 /* A progress line on stderr (when stderr is a terminal or CLRED_PROGRESS=1). */
 void cli_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

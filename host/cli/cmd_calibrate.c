@@ -337,9 +337,11 @@ int cmd_calibrate(int argc, char **argv)
     clred_masters cm;
     memset(&mi, 0, sizeof mi);
     if (rc == EXIT_OK)
-        rc = cli_open(CMD, o.device, &ctx);
-    if (rc == EXIT_OK)
         rc = load_masters(&o, &mi, &cm);
+    if (rc == EXIT_OK)
+        rc = cli_check_inputs(CMD, (const char *const *)raws, n);
+    if (rc == EXIT_OK)
+        rc = cli_open(CMD, o.device, &ctx);
     clred_calibrator *cal = NULL;
     if (rc == EXIT_OK) {
         clred_status s = clred_calibrator_create(ctx, &cm, &o.opts, &cal);

@@ -390,6 +390,11 @@ int cmd_combine(int argc, char **argv)
         free(weights);
         return cli_fail(cmd, s);
     }
+    int rc = cli_check_inputs(cmd, inputs, ninputs);
+    if (rc != EXIT_OK) {
+        free(weights);
+        return rc;
+    }
     if (weights) {
         size_t nframes = total_frames(inputs, ninputs);
         if (nframes != nweights) {
@@ -399,7 +404,7 @@ int cmd_combine(int argc, char **argv)
         o.weights = weights;
     }
     clred_ctx *ctx;
-    int rc = cli_open(cmd, device, &ctx);
+    rc = cli_open(cmd, device, &ctx);
     if (rc != EXIT_OK) {
         free(weights);
         return rc;

@@ -212,12 +212,15 @@ int cmd_stats(int argc, char **argv)
 
     size_t nfiles = (size_t)(argc - optind);
     char **files = argv + optind;
+    int rc = cli_check_inputs("stats", (const char *const *)files, nfiles);
+    if (rc != EXIT_OK)
+        return rc;
     clred_stats *results = calloc(nfiles, sizeof *results);
     clred_frame_quality *q = quality ? calloc(nfiles, sizeof *q) : NULL;
     if (!results || (quality && !q))
         return cli_usage_error("stats", "out of memory");
     clred_ctx *ctx = NULL;
-    int rc = cli_open("stats", device, &ctx);
+    rc = cli_open("stats", device, &ctx);
     /* Every file is measured before anything is printed, so a bad file leaves no partial table or JSON. */
     for (size_t i = 0; rc == EXIT_OK && i < nfiles; i++) {
         cli_progress("stats: %s (%zu/%zu)", files[i], i + 1, nfiles);
