@@ -204,6 +204,19 @@ static void moffat_stamp(double mix, double *t)
         t[p] = (1.0 - mix) * t[p] / s + mix * g[p] / sg;
 }
 
+/* (m * (t - m))(dx, dy): the residual t - m filtered with the model m at one lag */
+static double filtered_residual_ref(const double *t, const double *m, int dx, int dy)
+{
+    double c = 0;
+    for (int y = 0; y < ME_N; y++)
+        for (int x = 0; x < ME_N; x++) {
+            int u = x - dx, w = y - dy;
+            if (u >= 0 && w >= 0 && u < ME_N && w < ME_N)
+                c += m[w * ME_N + u] * (t[y * ME_N + x] - m[y * ME_N + x]);
+        }
+    return c;
+}
+
 /* The reference: the RMS of (m * (t - m))(d) over |d| <= lag px, over (m * m)(0). */
 static double model_error_ref(const double *t, const double *m, double lag)
 {
@@ -215,13 +228,7 @@ static double model_error_ref(const double *t, const double *m, double lag)
         for (int dx = -12; dx <= 12; dx++) {
             if (dx * dx + dy * dy > lag * lag)
                 continue;
-            double c = 0;
-            for (int y = 0; y < ME_N; y++)
-                for (int x = 0; x < ME_N; x++) {
-                    int u = x - dx, w = y - dy;
-                    if (u >= 0 && w >= 0 && u < ME_N && w < ME_N)
-                        c += m[w * ME_N + u] * (t[y * ME_N + x] - m[y * ME_N + x]);
-                }
+            double c = filtered_residual_ref(t, m, dx, dy);
             ss += c * c;
             k++;
         }
@@ -241,13 +248,7 @@ static double wing_error_ref(const double *t, const double *m, double core, int 
             double r = sqrt((double)(dx * dx + dy * dy));
             if (r <= core || r > 12 || lround(r) != k)
                 continue;
-            double c = 0;
-            for (int y = 0; y < ME_N; y++)
-                for (int x = 0; x < ME_N; x++) {
-                    int u = x - dx, w = y - dy;
-                    if (u >= 0 && w >= 0 && u < ME_N && w < ME_N)
-                        c += m[w * ME_N + u] * (t[y * ME_N + x] - m[y * ME_N + x]);
-                }
+            double c = filtered_residual_ref(t, m, dx, dy);
             ss += c * c;
             nl++;
         }
