@@ -2180,7 +2180,9 @@ typedef struct clred_psf_s {
     /* The model's wing error, ring by ring: model_err's measure (the filtered residual relative to
        the filtered peak) at the lags in ring k (|d| / wing_ring_px rounded = k), beyond the core
        (|d| > max(1, fwhm), where model_err counts it) and 0 within it. ZOGY adds every source's wing
-       error to V(S) (clred_zogy_opts). wing_ring_px 0: no profile (given, analytic or read PSFs). */
+       error to V(S) (clred_zogy_opts). clred_psf_write keeps it as PSFWRING and PSFWE1..32 and
+       clred_psf_read restores it. wing_ring_px 0: no profile (given, analytic, or read from a file
+       without it). */
     double wing_err[CLRED_PSF_WING_RINGS];
     double wing_ring_px;
 } clred_psf;

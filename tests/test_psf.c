@@ -60,12 +60,26 @@ static void from_array(void)
     const char *dir = harness_tmpdir("test_psf");
     char path[4096];
     snprintf(path, sizeof path, "%s/psf.fits", dir);
-    p.model_err = 0.0123; /* as a measured model's: kept in the file as PSFERR */
+    /* written without a wing profile, read back without one */
     CHECK_OK(clred_psf_write(path, &p, 1));
     clred_psf q;
     CHECK_OK(clred_psf_read(path, 0, &q));
+    CHECK(q.wing_ring_px == 0 && q.model_err == 0);
+    clred_psf_free(&q);
+    /* as a measured model's: the shape error kept as PSFERR, the wing profile
+     * as PSFWRING and PSFWEn (a header card holds 12 significant digits:
+     * 1e-12 of values below 0.004) */
+    p.model_err = 0.0123;
+    p.wing_ring_px = 1.0;
+    for (int r = 0; r < CLRED_PSF_WING_RINGS; r++)
+        p.wing_err[r] = r < 3 ? 0.0 : 0.004 / (r + 1);
+    CHECK_OK(clred_psf_write(path, &p, 1));
+    CHECK_OK(clred_psf_read(path, 0, &q));
     CHECK(q.size == p.size);
     CHECK_NEAR(q.model_err, 0.0123, 1e-12);
+    CHECK(q.wing_ring_px == 1.0);
+    for (int r = 0; r < CLRED_PSF_WING_RINGS; r++)
+        CHECK_NEAR(q.wing_err[r], p.wing_err[r], 1e-14);
     double worst = 0;
     for (size_t i = 0; q.data && i < q.size * q.size; i++)
         worst = fmax(worst, fabs(q.data[i] - p.data[i]));

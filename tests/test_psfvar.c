@@ -129,6 +129,12 @@ static void files(const clred_psf *m2, const clred_psf *m0)
     /* cfitsio writes a double key to 15 significant digits */
     CHECK_MSG(m2->model_err > 0 && fabs(q.model_err - m2->model_err) < 1e-14, "PSFERR round trip: %g -> %g", m2->model_err,
               q.model_err);
+    CHECK_MSG(m2->wing_ring_px > 0 && q.wing_ring_px == m2->wing_ring_px, "wing rings of %g px read as %g",
+              m2->wing_ring_px, q.wing_ring_px);
+    double wing_worst = 0;
+    for (int r = 0; r < CLRED_PSF_WING_RINGS; r++)
+        wing_worst = fmax(wing_worst, fabs(q.wing_err[r] - m2->wing_err[r]));
+    CHECK_MSG(wing_worst < 1e-14, "wing profile round trip: %g", wing_worst);
     double worst = 0;
     for (size_t i = 0; q.basis && i < 6 * q.size * q.size; i++)
         worst = fmax(worst, fabs(q.basis[i] - m2->basis[i]));

@@ -9,13 +9,49 @@
 
 #include "psf_internal.h"
 
-/* A measured model's shape error (PSFERR, written by clred_psf_write): ZOGY
- * counts it in S_corr's variance; a file from elsewhere has none (0). */
-static double model_error_key(const clred_header *h)
+/* A measured model's errors, written by clred_psf_write: its shape error
+ * (PSFERR) and its wing-error profile (rings of PSFWRING px, PSFWE1 ...);
+ * ZOGY counts both in S_corr's variance, so a model saved and read again
+ * must subtract as it did when measured. A file from elsewhere has none
+ * (0), and a profile with a ring missing or out of range counts as none. */
+typedef struct {
+    double model_err, ring_px, wing[CLRED_PSF_WING_RINGS];
+} psf_error_keys;
+
+static void wing_key(int ring, char key[16], char comment[48])
 {
-    double e = NAN;
+    snprintf(key, 16, "PSFWE%d", ring + 1);
+    snprintf(comment, 48, "wing error in ring %d, of the filtered peak", ring + 1);
+}
+
+static psf_error_keys error_keys_read(const clred_header *h)
+{
+    psf_error_keys k;
+    memset(&k, 0, sizeof k);
+    double e = NAN, ring = NAN;
     clred_header_get_double(h, "PSFERR", &e);
-    return isfinite(e) && e >= 0 && e < 1 ? e : 0.0;
+    k.model_err = isfinite(e) && e >= 0 && e < 1 ? e : 0.0;
+    if (!clred_header_get_double(h, "PSFWRING", &ring) || !(ring > 0 && ring < 1e3))
+        return k;
+    for (int r = 0; r < CLRED_PSF_WING_RINGS; r++) {
+        char key[16], comment[48];
+        wing_key(r, key, comment);
+        double v = NAN;
+        if (!clred_header_get_double(h, key, &v) || !(v >= 0 && v < 1)) {
+            memset(k.wing, 0, sizeof k.wing);
+            return k;
+        }
+        k.wing[r] = v;
+    }
+    k.ring_px = ring;
+    return k;
+}
+
+static void error_keys_apply(const psf_error_keys *k, clred_psf *psf)
+{
+    psf->model_err = k->model_err;
+    psf->wing_ring_px = k->ring_px;
+    memcpy(psf->wing_err, k->wing, sizeof psf->wing_err);
 }
 
 /* The varying model in a cube of nterms planes (written by clred_psf_write). */
@@ -29,7 +65,7 @@ static clred_status read_varying(const char *path, const clred_file_info *info, 
     clred_header_get_double(img.header, "PSFY0", &y0);
     clred_header_get_double(img.header, "PSFXSCL", &xs);
     clred_header_get_double(img.header, "PSFYSCL", &ys);
-    double model_err = model_error_key(img.header);
+    psf_error_keys errors = error_keys_read(img.header);
     clred_image_free(&img);
     int ord = order == 1 ? 1 : order == 2 ? 2 : 0;
     size_t nt = clred_psf_nterms(ord), n = info->width;
@@ -94,7 +130,7 @@ static clred_status read_varying(const char *path, const clred_file_info *info, 
     psf->y0 = y0;
     psf->xscale = xs;
     psf->yscale = ys;
-    psf->model_err = model_err;
+    error_keys_apply(&errors, psf);
     clred_psf_shape(psf);
     return clred_psf_corners(psf);
 }
@@ -109,8 +145,10 @@ clred_status clred_psf_read(const char *path, size_t max_size, clred_psf *psf)
     clred_image img;
     CLRED_TRY(clred_image_read(path, 0, &img));
     clred_status st = clred_psf_from_array(img.sci, img.width, img.height, max_size, psf);
-    if (st == CLRED_OK)
-        psf->model_err = model_error_key(img.header);
+    if (st == CLRED_OK) {
+        psf_error_keys errors = error_keys_read(img.header);
+        error_keys_apply(&errors, psf);
+    }
     clred_image_free(&img);
     if (st != CLRED_OK) {
         char msg[1024];
@@ -121,6 +159,7 @@ clred_status clred_psf_read(const char *path, size_t max_size, clred_psf *psf)
 }
 
 #define MODEL_ERR_COMMENT "model's shape error, of a star's filtered peak"
+#define WING_RING_COMMENT "px per ring of the wing-error profile PSFWEn"
 
 static clred_status write_constant(const char *path, const clred_psf *psf, int overwrite)
 {
@@ -137,6 +176,14 @@ static clred_status write_constant(const char *path, const clred_psf *psf, int o
         st = clred_header_set_double(img.header, "PSFNSTAR", (double)psf->nstars, "stars averaged");
     if (st == CLRED_OK)
         st = clred_header_set_double(img.header, "PSFERR", psf->model_err, MODEL_ERR_COMMENT);
+    if (st == CLRED_OK && psf->wing_ring_px > 0) {
+        st = clred_header_set_double(img.header, "PSFWRING", psf->wing_ring_px, WING_RING_COMMENT);
+        for (int r = 0; st == CLRED_OK && r < CLRED_PSF_WING_RINGS; r++) {
+            char key[16], comment[48];
+            wing_key(r, key, comment);
+            st = clred_header_set_double(img.header, key, psf->wing_err[r], comment);
+        }
+    }
     if (st == CLRED_OK)
         st = clred_image_write(path, &img, overwrite);
     clred_header_free(img.header);
@@ -181,6 +228,14 @@ clred_status clred_psf_write(const char *path, const clred_psf *psf, int overwri
     double nstars = (double)psf->nstars;
     key_double(f, "PSFNSTAR", nstars, "stars fitted", &status);
     key_double(f, "PSFERR", psf->model_err, MODEL_ERR_COMMENT, &status);
+    if (psf->wing_ring_px > 0) {
+        key_double(f, "PSFWRING", psf->wing_ring_px, WING_RING_COMMENT, &status);
+        for (int r = 0; r < CLRED_PSF_WING_RINGS; r++) {
+            char key[16], comment[48];
+            wing_key(r, key, comment);
+            key_double(f, key, psf->wing_err[r], comment, &status);
+        }
+    }
     static const char *const where[4] = {"(0, 0)", "(W-1, 0)", "(0, H-1)", "(W-1, H-1)"};
     for (int c = 0; c < 4; c++) {
         char key[16], comment[64];
