@@ -759,8 +759,10 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
 /* Transforms of one whole-image pass (PSF_FFTS + TILE_FFTS of its size)
  * against 1k tiles (PSF_FFTS once, TILE_FFTS per tile, of the tile's size),
  * each costing n log2 n: at 2048^2 the tiles need about a third less, at
- * 1024^2 the whole image (one tile's worth) is cheaper. */
-enum { PSF_FFTS = 11, TILE_FFTS = 9 };
+ * 1024^2 the whole image (one tile's worth) is cheaper. The wing term adds
+ * its two kernels' spectra once (wing_kernels) and three transforms a tile
+ * (wing_variance). */
+enum { PSF_FFTS = 11, TILE_FFTS = 9, WING_PSF_FFTS = 2, WING_TILE_FFTS = 3 };
 
 static double fft_cost(size_t nx, size_t ny)
 {
@@ -768,8 +770,9 @@ static double fft_cost(size_t nx, size_t ny)
     return n * log2(n);
 }
 
-static int whole_is_cheaper(size_t fw, size_t fh, size_t pad, size_t border)
+static int whole_is_cheaper(size_t fw, size_t fh, size_t pad, size_t border, int wing)
 {
+    double once = PSF_FFTS + (wing ? WING_PSF_FFTS : 0), per_tile = TILE_FFTS + (wing ? WING_TILE_FFTS : 0);
     const size_t core = 1024;
     if (fw <= core && fh <= core)
         return 1;
@@ -777,7 +780,7 @@ static int whole_is_cheaper(size_t fw, size_t fh, size_t pad, size_t border)
     double ntiles = (double)((fw + core - 1) / core) * (double)((fh + core - 1) / core);
     double tile = fft_cost(clred_fft_good_size(tw + pad), clred_fft_good_size(th + pad));
     double whole = fft_cost(clred_fft_good_size(fw + pad), clred_fft_good_size(fh + pad));
-    return (PSF_FFTS + TILE_FFTS) * whole <= (PSF_FFTS + TILE_FFTS * ntiles) * tile;
+    return (once + per_tile) * whole <= (once + per_tile * ntiles) * tile;
 }
 
 clred_status clred_subtract_zogy_dev(clred_ctx *ctx, const clred_dimage *new_img, const clred_dimage *ref,
@@ -809,7 +812,7 @@ clred_status clred_subtract_zogy_dev(clred_ctx *ctx, const clred_dimage *new_img
         size_t wx = clred_fft_good_size(s.fw + pad), wy = clred_fft_good_size(s.fh + pad);
         uint64_t whole = (uint64_t)nbuf * clred_fft_bytes(wx, wy, 1);
         int fits = whole + fixed <= clred_ctx_budget(ctx);
-        core = fits && whole_is_cheaper(s.fw, s.fh, pad, s.border) ? (s.fw > s.fh ? s.fw : s.fh) : 1024;
+        core = fits && whole_is_cheaper(s.fw, s.fh, pad, s.border, s.wing) ? (s.fw > s.fh ? s.fw : s.fh) : 1024;
     }
     s.core_w = core < s.fw ? core : s.fw;
     s.core_h = core < s.fh ? core : s.fh;
