@@ -13,7 +13,8 @@
  * precision from the truth; a varying fit's leverage (clred_psf_leverage)
  * against leave-one-out refits in double; the paired comparison of two
  * models' held-out errors (clred_psf_paired_median) against a plain
- * reference. */
+ * reference; the variation of two models over the field as ZOGY's tiles
+ * see it (clred_psf_pair_variation) against a double reference. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -590,9 +591,154 @@ static void paired_median(void)
     CHECK(clred_psf_paired_median(a, b, k, 6, tmp) == -1.0);
 }
 
+/* A unit-sum Gaussian of sigma s at (cx + dx, cy + dy) on an n x n stamp, in double. */
+static void gauss_stamp(size_t n, double s, double dx, double dy, double *g)
+{
+    double c = 0.5 * (double)(n - 1), sum = 0;
+    for (size_t q = 0; q < n * n; q++) {
+        double x = (double)(q % n) - c - dx, y = (double)(q / n) - c - dy;
+        g[q] = exp(-0.5 * (x * x + y * y) / (s * s));
+        sum += g[q];
+    }
+    for (size_t q = 0; q < n * n; q++)
+        g[q] /= sum;
+}
+
+/* An order-2 model over a 200 x 160 image: basis_0 a Gaussian of sigma s0,
+ * term k > 0 amp[k] times (a Gaussian of another width and centre less
+ * basis_0), so the terms sum to 0. */
+static void varying_model(size_t n, double s0, const double *amp, clred_psf *p)
+{
+    memset(p, 0, sizeof *p);
+    size_t n2 = n * n;
+    double *g0 = malloc(n2 * sizeof *g0), *g = malloc(n2 * sizeof *g);
+    p->size = n;
+    p->order = 2;
+    p->nterms = 6;
+    p->data = malloc(n2 * sizeof *p->data);
+    p->basis = malloc(6 * n2 * sizeof *p->basis);
+    p->x0 = 99.5;
+    p->y0 = 79.5;
+    p->xscale = 99.5;
+    p->yscale = 79.5;
+    p->fwhm = 2.3548 * s0;
+    gauss_stamp(n, s0, 0, 0, g0);
+    for (size_t q = 0; q < n2; q++)
+        p->data[q] = p->basis[q] = (float)g0[q];
+    for (int k = 1; k < 6; k++) {
+        gauss_stamp(n, s0 * (1.0 + 0.1 * k), 0.2 * (k % 3) - 0.2, 0.1 * (k % 2), g);
+        for (size_t q = 0; q < n2; q++)
+            p->basis[(size_t)k * n2 + q] = (float)(amp[k] * (g[q] - g0[q]));
+    }
+    free(g0);
+    free(g);
+}
+
+/* The model at (x, y) in double from its basis, unit sum (clred_psf_eval's
+ * definition, without its float result). */
+static void eval_ref(const clred_psf *p, double x, double y, double *m)
+{
+    size_t n2 = p->size * p->size;
+    double t[CLRED_PSF_MAX_TERMS], s = 0;
+    size_t nt = clred_psf_terms(p, x, y, t);
+    for (size_t q = 0; q < n2; q++) {
+        m[q] = 0;
+        for (size_t k = 0; k < nt; k++)
+            m[q] += t[k] * (p->order > 0 ? p->basis[k * n2 + q] : p->data[q]);
+        s += m[q];
+    }
+    for (size_t q = 0; q < n2; q++)
+        m[q] /= s;
+}
+
+/* v(d) of clred_psf_pair_variation in double: the full correlation of the
+ * centre's model with the difference, by pairs of pixels, at the lags
+ * within r, over the centre model's sum of squares. */
+static size_t variation_ref(const clred_psf *p, double cx, double cy, double x, double y, double r, double *v)
+{
+    int n = (int)p->size;
+    double *mc = malloc((size_t)(n * n) * sizeof *mc), *mk = malloc((size_t)(n * n) * sizeof *mk), mm = 0;
+    eval_ref(p, cx, cy, mc);
+    eval_ref(p, x, y, mk);
+    for (int q = 0; q < n * n; q++)
+        mm += mc[q] * mc[q];
+    size_t nl = 0;
+    for (int dy = -n; dy <= n; dy++)
+        for (int dx = -n; dx <= n; dx++) {
+            if (sqrt((double)(dx * dx + dy * dy)) > r)
+                continue;
+            double c = 0;
+            for (int a = 0; a < n * n; a++) {
+                int ax = a % n + dx, ay = a / n + dy; /* pixel a of m_c against pixel a + d of the difference */
+                if (ax >= 0 && ay >= 0 && ax < n && ay < n)
+                    c += mc[a] * (mk[ay * n + ax] - mc[ay * n + ax]);
+            }
+            v[nl++] = c / mm;
+        }
+    free(mc);
+    free(mk);
+    return nl;
+}
+
+/* clred_psf_pair_variation against variation_ref at points over the image.
+ * The library evaluates the models in float (clred_psf_eval): each pixel
+ * is off by ~6e-8 of itself, and the moments are sums of products of
+ * differences a few per cent of the model: 1e-4 of each moment (plus 1e-12
+ * absolute) holds with room, while a wrong lag disk, normalisation or sign
+ * is off by far more. A model against itself (both the same) leaves a
+ * static source nothing, a constant one contributes 0 and the centre
+ * itself is 0. */
+static void pair_variation(void)
+{
+    const double an[6] = {0, 0.8, -0.5, 0.3, 0.6, -0.4}, ar[6] = {0, -0.6, 0.7, 0.2, -0.3, 0.5};
+    clred_psf pn, pr;
+    varying_model(17, 1.6, an, &pn);
+    varying_model(15, 1.2, ar, &pr);
+    double cx = 70.0, cy = 90.0, r = fmax(1.0, fmax(pn.fwhm, pr.fwhm));
+    enum { NP = 7 };
+    double xy[2 * NP] = {0, 0, 199, 159, 70, 90, 150, 20, 10, 140, 100, 80, 185, 5};
+    double vnn[NP], vrr[NP], vnr[NP], bad = 0;
+    CHECK(clred_psf_pair_variation(&pn, &pr, cx, cy, xy, NP, vnn, vrr, vnr));
+    double *a = malloc(4 * 35 * 35 * sizeof *a), *b = a + 2 * 35 * 35;
+    for (int k = 0; k < NP; k++) {
+        size_t la = variation_ref(&pn, cx, cy, xy[2 * k], xy[2 * k + 1], r, a);
+        size_t lb = variation_ref(&pr, cx, cy, xy[2 * k], xy[2 * k + 1], r, b);
+        CHECK(la == lb && la > 0);
+        double snn = 0, srr = 0, snr = 0;
+        for (size_t l = 0; l < la; l++) {
+            snn += a[l] * a[l];
+            srr += b[l] * b[l];
+            snr += a[l] * b[l];
+        }
+        double ref[3] = {snn / (double)la, srr / (double)la, snr / (double)la}, got[3] = {vnn[k], vrr[k], vnr[k]};
+        for (int m = 0; m < 3; m++)
+            bad = fmax(bad, fabs(got[m] - ref[m]) / (1e-12 + 1e-4 * fabs(ref[m])));
+    }
+    printf("pair variation: worst %.3f of the tolerance; at (0, 0): vnn %.3g vrr %.3g vnr %.3g\n", bad, vnn[0], vrr[0],
+           vnr[0]);
+    CHECK(bad <= 1.0);
+    CHECK(vnn[0] > 1e-4 && vrr[0] > 1e-4); /* the variation is large enough to test */
+    CHECK(vnn[2] == 0 && vrr[2] == 0 && vnr[2] == 0);
+    /* the same model twice: S_N v - S_R v leaves a static source (S_N = S_R) nothing */
+    CHECK(clred_psf_pair_variation(&pn, &pn, cx, cy, xy, NP, vnn, vrr, vnr));
+    for (int k = 0; k < NP; k++)
+        CHECK(vnn[k] == vrr[k] && vnn[k] == vnr[k]);
+    /* a constant reference */
+    clred_psf pc = pr;
+    pc.order = 0;
+    pc.basis = NULL;
+    CHECK(clred_psf_pair_variation(&pn, &pc, cx, cy, xy, NP, vnn, vrr, vnr));
+    for (int k = 0; k < NP; k++)
+        CHECK(vrr[k] == 0 && vnr[k] == 0);
+    free(a);
+    clred_psf_free(&pn);
+    clred_psf_free(&pr);
+}
+
 int main(void)
 {
     paired_median();
+    pair_variation();
     leverage();
     model_error();
     wing_error();

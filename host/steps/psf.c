@@ -1024,6 +1024,80 @@ int clred_psf_star_errors(const float *stamps, const float *vars, const double *
     return ok;
 }
 
+/* psf's variation from (cx, cy) to each of the npts points xy as a matched
+ * filter sees it: v[k nlag + l] = (m_c * (m_k - m_c))(d_l) / (m_c * m_c)(0),
+ * m_c the model at (cx, cy), m_k at point k (unit sums), * the
+ * correlation, d_l the nlag lags (dx, dy pairs). Signed, and without
+ * clred_psf_model_error's gradient projection: a model's centroid moving
+ * over the field is a real difference. All 0 for a constant psf. Returns 0
+ * on a failure (an evaluation, memory). */
+static int variation_residuals(const clred_psf *psf, double cx, double cy, const double *xy, size_t npts,
+                               const int *lags, size_t nlag, double *v)
+{
+    memset(v, 0, npts * nlag * sizeof *v);
+    if (!(psf->order > 0 && psf->basis))
+        return 1;
+    clred_psf mc;
+    memset(&mc, 0, sizeof mc);
+    if (clred_psf_eval(psf, cx, cy, &mc) != CLRED_OK)
+        return 0;
+    int n = (int)mc.size, ok = 1;
+    double mm = 0;
+    for (int p = 0; p < n * n; p++)
+        mm += (double)mc.data[p] * mc.data[p];
+    for (size_t k = 0; ok && k < npts; k++) {
+        clred_psf m;
+        memset(&m, 0, sizeof m);
+        ok = clred_psf_eval(psf, xy[2 * k], xy[2 * k + 1], &m) == CLRED_OK && (int)m.size == n && mm > 0;
+        for (size_t l = 0; ok && l < nlag; l++) {
+            int dx = lags[2 * l], dy = lags[2 * l + 1];
+            double c = 0;
+            for (int y = 0; y < n; y++)
+                for (int x = 0; x < n; x++) {
+                    int u = x - dx, w = y - dy;
+                    if (u >= 0 && w >= 0 && u < n && w < n)
+                        c += (double)mc.data[w * n + u] * ((double)m.data[y * n + x] - mc.data[y * n + x]);
+                }
+            v[k * nlag + l] = c / mm;
+        }
+        clred_psf_free(&m);
+    }
+    clred_psf_free(&mc);
+    return ok;
+}
+
+int clred_psf_pair_variation(const clred_psf *pn, const clred_psf *pr, double cx, double cy, const double *xy,
+                             size_t npts, double *vnn, double *vrr, double *vnr)
+{
+    double r = fmax(1.0, fmax(pn->fwhm, pr->fwhm));
+    int L = (int)floor(r), nlag = 0;
+    int *lags = malloc(2 * (size_t)(2 * L + 1) * (size_t)(2 * L + 1) * sizeof *lags);
+    for (int dy = -L; lags && dy <= L; dy++)
+        for (int dx = -L; dx <= L; dx++)
+            if (hypot(dx, dy) <= r) {
+                lags[2 * nlag] = dx;
+                lags[2 * nlag++ + 1] = dy;
+            }
+    double *v = malloc(2 * npts * (size_t)(nlag ? nlag : 1) * sizeof *v), *w = v ? v + npts * (size_t)nlag : NULL;
+    int ok = lags && v && variation_residuals(pn, cx, cy, xy, npts, lags, (size_t)nlag, v) &&
+             variation_residuals(pr, cx, cy, xy, npts, lags, (size_t)nlag, w);
+    for (size_t k = 0; ok && k < npts; k++) {
+        double snn = 0, srr = 0, snr = 0;
+        for (int l = 0; l < nlag; l++) {
+            double a = v[k * (size_t)nlag + (size_t)l], b = w[k * (size_t)nlag + (size_t)l];
+            snn += a * a;
+            srr += b * b;
+            snr += a * b;
+        }
+        vnn[k] = nlag ? snn / nlag : 0.0;
+        vrr[k] = nlag ? srr / nlag : 0.0;
+        vnr[k] = nlag ? snr / nlag : 0.0;
+    }
+    free(lags);
+    free(v);
+    return ok;
+}
+
 /* The model's wing error ring by ring (psf->wing_err): clred_psf_model_error's
  * measure at the lags beyond core_radius out to the stamp's half size, in
  * rings of ring_px (ring k: |d| / ring_px rounded = k; 0 within the core).

@@ -57,6 +57,19 @@ void clred_psf_analytic_wings(clred_psf *psf);
 double clred_psf_model_error(const float *stamps, const float *vars, const double *vb, const float *models,
                              size_t model_stride, const double *loo, int loo_exact, size_t nstars, size_t size,
                              double lag_radius);
+/* What filtering a tile with the PSFs at its centre (cx, cy) leaves of a
+ * source at each of the npts points xy (x, y pairs), where the images hold
+ * the PSFs there: each model's variation as a matched filter sees it, the
+ * signed residual v(d) = (m_c * (m_x - m_c))(d) / (m_c * m_c)(0) at the
+ * lags |d| <= max(1, both FWHM) (m_c, m_x the model at the centre and at
+ * the point, * the correlation), and its second moments over the lags:
+ * vnn = <v_n^2>, vrr = <v_r^2>, vnr = <v_n v_r> per point. A source
+ * whose filtered signals are S_N and S_R leaves S_N v_n - S_R v_r in S,
+ * of variance S_N^2 vnn - 2 S_N S_R vnr + S_R^2 vrr: a static source's
+ * two errors cancel as far as both PSFs vary alike. A constant model's v
+ * is 0. Returns 0 on a failure (an evaluation, memory). */
+int clred_psf_pair_variation(const clred_psf *pn, const clred_psf *pr, double cx, double cy, const double *xy,
+                             size_t npts, double *vnn, double *vrr, double *vnr);
 /* clred_psf_model_error's pieces for each star (NaN where a star has no
  * usable stamp): e2, its filtered residual's mean square over the lags
  * relative to the filtered peak squared; nu2, that residual's noise (the
