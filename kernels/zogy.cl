@@ -191,12 +191,16 @@ kernel void zogy_unwrap(global const float *src, const int pitch, const int nx, 
  * coordinates; the tile is w x h at (x0, y0) of the out_w x out_h outputs).
  * With S = S_N - S_R:
  *   V_S = V(S_N) + V(S_R) + sx^2 ((d S_N/dx)^2 + (d S_R/dx)^2) + sy^2 (... /dy)^2   (eqs. 30-34)
- *         + en2 S_N^2 + er2 S_R^2 + V_wing
+ *         + en2 S_N^2 + er2 S_R^2 + V_wing + V_var
  * (the PSF models' errors: a model off by a fraction e of a star's
  * filtered signal leaves e times it in S, coherently over the kernel, so it
  * scales with S_N and S_R themselves, as the astrometric term with their
  * gradients; V_wing, when wing is set, the sources' wing errors beyond the
- * core, from zogy_wing_mix, in vw),
+ * core, from zogy_wing_mix, in vw; V_var, when vgrid_n > 1, what filtering
+ * the tile with its centre's PSFs leaves of a source imaged with the PSFs
+ * at its own position, S_N^2 vnn - 2 S_N S_R vnr + S_R^2 vrr, the three
+ * moments interpolated bilinearly from vgrid_n x vgrid_n nodes each, node
+ * (i, j) at image pixel (gx0 + i gdx, gy0 + j gdy)),
  *   S_corr = S / sqrt(V_S), flux = S / F_S with variance V_S / F_S^2,
  *   diff = D / F_D with variance V_D / F_D^2,
  * less the constant differential background d_off (the level of D): a
@@ -284,13 +288,27 @@ kernel void zogy_grow_cols(global const uint *rows, const int w, const int h, co
     }
 }
 
+/* Bilinear interpolation of an n x n grid (n >= 2) at node coordinates
+ * (u, v), clamped to the grid. */
+float grid_bilinear(global const float *g, const int n, float u, float v)
+{
+    u = clamp(u, 0.0f, (float)(n - 1));
+    v = clamp(v, 0.0f, (float)(n - 1));
+    int i = min((int)u, n - 2), j = min((int)v, n - 2);
+    float a = u - (float)i, b = v - (float)j;
+    global const float *r0 = g + j * n + i, *r1 = r0 + n;
+    return (1.0f - b) * ((1.0f - a) * r0[0] + a * r0[1]) + b * ((1.0f - a) * r1[0] + a * r1[1]);
+}
+
 kernel void zogy_finish(global const float *dpl, global const float *sn, global const float *sr,
                         global const float *vs, global const float *vd, global const ushort *bits,
                         global const uint *rows, global const ushort *sat_pre, global const ushort *sat_suf, const int w,
                         const int h, const int pitch, const int x0, const int y0, const int cx0, const int cy0,
                         const int cx1, const int cy1, const int out_w, const int out_h, const float f_d,
                         const float f_s, const float sx2,
-                        const float sy2, const float en2, const float er2, global const float *vw, const int wing,
+                        const float sy2, const float en2, const float er2, global const float *vgrid,
+                        const int vgrid_n, const int gx0, const int gy0, const float gdx, const float gdy,
+                        global const float *vw, const int wing,
                         const float d_off, const int grow, const int grow_sat, const int edge, const ushort unusable,
                         global float *diff, global float *diff_var, global ushort *diff_mask, global float *scorr,
                         global ushort *scorr_mask, global float *flux, global float *flux_var)
@@ -316,6 +334,14 @@ kernel void zogy_finish(global const float *dpl, global const float *sn, global 
     float grx = (sr[oxr] - sr[oxl]) * hx, gry = (sr[oyr] - sr[oyl]) * hy;
     float v_s = max(vs[o], 0.0f) + sx2 * (gnx * gnx + grx * grx) + sy2 * (gny * gny + gry * gry) +
                 en2 * sn[o] * sn[o] + er2 * sr[o] * sr[o] + (wing ? max(vw[o], 0.0f) : 0.0f);
+    if (vgrid_n > 1) {
+        float u = ((float)gx - (float)gx0) / gdx, v = ((float)gy - (float)gy0) / gdy;
+        int nn = vgrid_n * vgrid_n;
+        float vnn = grid_bilinear(vgrid, vgrid_n, u, v), vrr = grid_bilinear(vgrid + nn, vgrid_n, u, v),
+              vnr = grid_bilinear(vgrid + 2 * nn, vgrid_n, u, v);
+        /* a quadratic form in (S_N, S_R) of a positive semidefinite matrix: >= 0 up to rounding */
+        v_s += max(vnn * sn[o] * sn[o] - 2.0f * vnr * sn[o] * sr[o] + vrr * sr[o] * sr[o], 0.0f);
+    }
     float s = sn[o] - sr[o] - f_d * d_off;
     bool filled = (bits[i] & CLRED_MASK_NO_DATA) != 0;
     float nan = NAN;

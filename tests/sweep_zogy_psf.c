@@ -15,7 +15,10 @@
  * error profile, estimate against the truth; ZP_NOWING: without it in
  * S_corr; ZP_BRIGHT: candidates in saturated stars' wings flagged
  * (clred_candidates_bright, as clred subtract does); ZP_EPS: a fixed
- * PSF-model error in S_corr for both images (clred_zogy_opts psf_err_n/r). Prints
+ * PSF-model error in S_corr for both images (clred_zogy_opts psf_err_n/r);
+ * ZP_VARY=1: the models' variation over a tile in V(S) (psf_variation);
+ * ZP_FIELD: on a 3 x 3 grid, each model's error against the truth there,
+ * evaluated there and at the centre, and the pair's variation moments. Prints
  * per seed the clean false candidates against DMTN-006's expectation,
  * completeness at S/N >= 8, S_corr's robust spread and the measured PSF's
  * distance from the truth at the centre. */
@@ -150,6 +153,48 @@ static void oracle_raw(const clred_psf *m, const clred_psf *t, double r)
     clred_psf_free(&tc);
 }
 
+
+/* The true PSFs at (x, y): a small starless pair whose centre FWHM is
+ * po's at (x, y) (the simulator's PSFs are the centre's). */
+static int truth_at(const clred_pair_opts *po, double x, double y, clred_pair *t)
+{
+    clred_pair_opts o = *po;
+    o.new_fwhm = clred_pair_fwhm_at(po, po->new_fwhm, x, y);
+    o.ref_fwhm = clred_pair_fwhm_at(po, po->ref_fwhm, x, y);
+    o.fwhm_grad_x = o.fwhm_grad_y = 0;
+    o.width = o.height = 64;
+    o.nstars = o.ngalaxies = o.ntransients = o.ncosmics = o.nsaturated = o.nholes = 0;
+    return clred_simulate_pair(&o, t) == CLRED_OK;
+}
+
+/* Diagnostic (ZP_FIELD): on a 3 x 3 grid over the field, the model's error
+ * (oracle_err, 1 FWHM) against the truth there, for the model evaluated
+ * there and for the one at the field's centre (what a single tile uses). */
+static void field_errors(const clred_pair_opts *po, const clred_psf *m, int ref)
+{
+    double cx = 0.5 * (double)(po->width - 1), cy = 0.5 * (double)(po->height - 1);
+    clred_psf mc;
+    if (clred_psf_eval(m, cx, cy, &mc) != CLRED_OK)
+        return;
+    printf("\n   %s field err (at / centre's):", ref ? "ref" : "new");
+    for (int j = 0; j < 3; j++)
+        for (int i = 0; i < 3; i++) {
+            double x = (0.125 + 0.375 * i) * (double)(po->width - 1), y = (0.125 + 0.375 * j) * (double)(po->height - 1);
+            clred_pair t;
+            clred_psf me;
+            if (!truth_at(po, x, y, &t))
+                continue;
+            if (clred_psf_eval(m, x, y, &me) == CLRED_OK) {
+                const clred_psf *tp = ref ? &t.ref_psf : &t.new_psf;
+                me.fwhm = mc.fwhm = m->fwhm;
+                printf(" (%3.0f,%3.0f) %.4f/%.4f", x, y, oracle_err(&me, tp, 1.0), oracle_err(&mc, tp, 1.0));
+                clred_psf_free(&me);
+            }
+            clred_pair_free(&t);
+        }
+    clred_psf_free(&mc);
+}
+
 static void print_psf(const char *what, const clred_psf *m, const clred_psf *t)
 {
     double cx, cy, m2, tx, ty, t2;
@@ -276,6 +321,7 @@ int main(int argc, char **argv)
         }
         clred_zogy_opts zo = clred_zogy_defaults();
         zo.tile_size = tile;
+        zo.psf_variation = (int)env_num("ZP_VARY", 0); /* the models' variation over a tile in V(S) */
         if (getenv("ZP_EPS")) /* a fixed PSF-model error for both images instead of the models' own */
             zo.psf_err_n = zo.psf_err_r = env_num("ZP_EPS", 0);
         clred_zogy_result z;
@@ -295,6 +341,22 @@ int main(int argc, char **argv)
         printf("SEED %2u false %2zu (exp %.3f) found %2zu/%2zu scorr_sd %.3f ntiles %zu eps %.4f %.4f", seed,
                r.false_clean, e, r.found, r.bright, z.scorr_scale, z.ntiles, z.psf_err_n, z.psf_err_r);
         printf(" wing %.4f %.4f", z.wing_err_n, z.wing_err_r);
+        if (order >= 0 && getenv("ZP_FIELD")) {
+            printf(" eps %.4f %.4f", pn.model_err, pr.model_err);
+            field_errors(&po, &pn, 0);
+            field_errors(&po, &pr, 1);
+            double xy[18], vnn[9], vrr[9], vnr[9], c = 0.5 * (double)(po.width - 1);
+            for (int k = 0; k < 9; k++) {
+                xy[2 * k] = (0.125 + 0.375 * (k % 3)) * (double)(po.width - 1);
+                xy[2 * k + 1] = (0.125 + 0.375 * (k / 3)) * (double)(po.height - 1);
+            }
+            if (clred_psf_pair_variation(&pn, &pr, c, c, xy, 9, vnn, vrr, vnr)) {
+                printf("\n   variation sqrt(vnn) sqrt(vrr) pair:");
+                for (int k = 0; k < 9; k++)
+                    printf(" %.4f %.4f %.4f |", sqrt(vnn[k]), sqrt(vrr[k]), sqrt(fmax(vnn[k] - 2 * vnr[k] + vrr[k], 0)));
+            }
+            printf("\n");
+        }
         if (order >= 0) {
             print_psf("new", &pn, &p.new_psf);
             print_psf("ref", &pr, &p.ref_psf);

@@ -106,6 +106,22 @@ static void wing_variance(const cplx *a, const cplx *b, cplx *ka, cplx *kb, size
     free(b2);
 }
 
+/* g (n x n nodes, spacing 1) at (u, v) in node units: the weights of the
+ * four nodes around the point, the point clamped into the grid. */
+static double bilinear(const double *g, size_t n, double u, double v)
+{
+    u = fmin(fmax(u, 0.0), (double)(n - 1));
+    v = fmin(fmax(v, 0.0), (double)(n - 1));
+    double sum = 0;
+    for (size_t j = 0; j < n; j++)
+        for (size_t i = 0; i < n; i++) {
+            double wu = 1.0 - fabs(u - (double)i), wv = 1.0 - fabs(v - (double)j);
+            if (wu > 0 && wv > 0)
+                sum += wu * wv * g[j * n + i];
+        }
+    return sum;
+}
+
 int zogy_ref(const zogy_ref_in *in, zogy_ref_out *out)
 {
     size_t w = in->w, h = in->h, nx = in->nx, ny = in->ny, n = nx * ny;
@@ -184,6 +200,14 @@ int zogy_ref(const zogy_ref_in *in, zogy_ref_out *out)
             double vs = fmax(creal(b[VS][o]), 0) + in->sx2 * (gnx * gnx + grx * grx) + in->sy2 * (gny * gny + gry * gry) +
                         in->en2 * RE(SN, x, y) * RE(SN, x, y) + in->er2 * RE(SR, x, y) * RE(SR, x, y) +
                         fmax(creal(b[VW][o]), 0);
+            if (in->vnn) {
+                double u = ((double)x - in->gx0) / in->gdx, v = ((double)y - in->gy0) / in->gdy;
+                double sn = RE(SN, x, y), sr = RE(SR, x, y);
+                vs += fmax(sn * sn * bilinear(in->vnn, in->vgrid_n, u, v) -
+                               2 * sn * sr * bilinear(in->vnr, in->vgrid_n, u, v) +
+                               sr * sr * bilinear(in->vrr, in->vgrid_n, u, v),
+                           0);
+            }
             double s = creal(b[SN][o]) - creal(b[SR][o]) - out->f_d * in->d_off;
             out->diff[i] = filled[i] ? NAN : (creal(b[D][o]) - in->d_off) / out->f_d;
             out->diff_var[i] = filled[i] ? NAN : fmax(creal(b[VD][o]), 0) / (out->f_d * out->f_d);

@@ -21,6 +21,12 @@ typedef struct {
                                     a point source's sum of (S_N / its peak)^2 */
     size_t nrings;
     double ring_px_n, ring_px_r, core_n, core_r;
+    const double *vnn, *vrr, *vnr; /* the PSFs' variation moments on vgrid_n x vgrid_n nodes at (gx0 + i gdx,
+                                    gy0 + j gdy), node (i, j) at j vgrid_n + i (NULL: none): V(S) +=
+                                    S_N^2 vnn - 2 S_N S_R vnr + S_R^2 vrr, each interpolated bilinearly,
+                                    constant beyond the outer nodes */
+    size_t vgrid_n;
+    double gx0, gy0, gdx, gdy;
     double d_off;                /* constant taken off D (F_D d_off off S) */
     const float *pn, *pr;        /* PSFs, odd sizes */
     size_t sn, sr;
