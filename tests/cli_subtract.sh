@@ -51,6 +51,14 @@ expect_rc 1 "an existing output needs --overwrite" "$BIN" subtract pair/new.fits
 expect_rc 1 "a missing input" "$BIN" subtract pair/none.fits pair/ref.fits -o y.fits
 expect_rc 0 "zogy with PSFs measured as varying (order 1)" "$BIN" subtract pair/new.fits pair/ref.fits -o dv.fits \
     --psf-order 1
+# a field whose seeing varies: the models vary, and --psf-variation counts it (PSFVARY)
+expect_rc 0 "simulate-pair with an FWHM gradient" "$BIN" simulate-pair -o pairv --size 256x256 --ntransients 8 \
+    --fwhm-gradient 0.3,0.15 --seed 1
+expect_rc 0 "zogy with varying PSFs and their variation over a tile" "$BIN" subtract pairv/new.fits \
+    pairv/ref.fits -o dw.fits --psf-order 2 --psf-variation
+expect_rc 0 "the same without the variation term" "$BIN" subtract pairv/new.fits pairv/ref.fits -o dw0.fits \
+    --psf-order 2
+check "the variation term only when asked" sh -c "grep -aqE 'PSFVARY = +1(\.0*)?( |E)' dw.fits && grep -aqE 'PSFVARY = +0(\.0*)?( |E)' dw0.fits"
 expect_rc 2 "--psf-order 3 is a usage error" "$BIN" subtract pair/new.fits pair/ref.fits -o z.fits --psf-order 3
 # measured PSFs carry their estimated error into S_corr (PSFERRN/R > 0); given PSF files none (0, in diff.fits above)
 check "measured PSFs' errors in the header" sh -c "grep -ao 'PSFERRN = *[0-9.E+-]*' dv.fits | grep -vq ' 0$\| 0.0*$'"

@@ -26,6 +26,9 @@ static void subtract_help(void)
            "                          at most (0-2, default 0; each image's the order that best\n"
            "                          predicts its stars left out of the fit; zogy takes them at\n"
            "                          each tile's centre)\n"
+           "      --psf-variation     with --psf-order: S_corr's variance also counts how far the models\n"
+           "                          vary over a tile (fewer false candidates where the seeing varies,\n"
+           "                          some transients on galaxies lost; off by default)\n"
            "      --new-noise F, --ref-noise F 1-sigma noise images (become VAR)\n"
            "      --new-mask F, --ref-mask F   nonzero pixels are flagged BAD and left out\n"
            "      --fn F, --fr F      flux zero points (default 1, 1)\n"
@@ -95,7 +98,7 @@ typedef struct {
 enum { S_METHOD = 256, S_NEW_PSF, S_REF_PSF, S_PSF_SIZE, S_PSF_ORDER, S_NEW_NOISE, S_REF_NOISE, S_NEW_MASK, S_REF_MASK, S_FN, S_FR,
        S_ASTROM, S_PSF_ERR, S_NO_BKG, S_GROW, S_THRESH, S_POSITIVE, S_CANDS, S_CUTOUTS, S_PSF_OUT, S_OVERWRITE, S_DEVICE, S_JSON,
        S_NEW, S_REF, S_RENORM, S_TILE, S_CONVOLVE, S_NORMALIZE, S_NG, S_HW, S_RSS, S_KO, S_KOFIXED, S_BGSTAMPS, S_BGO, S_TL, S_TU,
-       S_IL, S_IU, S_MAXSTAMPS, S_DECORR, S_KOUT, S_ALERTS, S_PLANES };
+       S_IL, S_IU, S_MAXSTAMPS, S_DECORR, S_KOUT, S_ALERTS, S_PLANES, S_PSF_VARIATION };
 
 static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"method", required_argument, 0, S_METHOD},
@@ -104,6 +107,7 @@ static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"psf", required_argument, 0, S_NEW_PSF},
                                          {"psf-size", required_argument, 0, S_PSF_SIZE},
                                          {"psf-order", required_argument, 0, S_PSF_ORDER},
+                                         {"psf-variation", no_argument, 0, S_PSF_VARIATION},
                                          {"new-noise", required_argument, 0, S_NEW_NOISE},
                                          {"ref-noise", required_argument, 0, S_REF_NOISE},
                                          {"new-mask", required_argument, 0, S_NEW_MASK},
@@ -297,6 +301,7 @@ static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char
                 return cli_usage_error(cmd, "--psf-order must be 0, 1 or 2");
             a->job.psf.order = ival;
             break;
+        case S_PSF_VARIATION: a->job.zogy.psf_variation = 1; break;
         case S_PSF_SIZE:
             if (!cli_parse_int(cmd, "--psf-size", optarg, &ival)) return EXIT_USAGE;
             if (ival < 0 || (ival > 0 && (ival % 2 == 0 || ival < 5)))

@@ -806,6 +806,7 @@ static clred_status run(zogy_state *s, const clred_dimage *nimg, const clred_dim
     CLRED_TRY(clred_header_set_double(hd, "PSFERRR", out->psf_err_r, "reference PSF model's rel. error in V(S)"));
     CLRED_TRY(clred_header_set_double(hd, "PSFWINGN", out->wing_err_n, "new PSF model's largest wing error in V(S)"));
     CLRED_TRY(clred_header_set_double(hd, "PSFWINGR", out->wing_err_r, "ref. PSF model's largest wing error in V(S)"));
+    CLRED_TRY(clred_header_set_double(hd, "PSFVARY", s->vgrid ? 1.0 : 0.0, "PSF models' variation over tiles in V(S)"));
     CLRED_TRY(clred_header_set_string(clred_dimage_header(out->scorr), "DIFFMETH", "ZOGY S_corr", "score, sigma"));
     CLRED_TRY(clred_header_set_string(clred_dimage_header(out->flux), "DIFFMETH", "ZOGY S/F_S", "PSF flux map"));
     return CLRED_OK;
