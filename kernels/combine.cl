@@ -1614,6 +1614,10 @@ INLINE vsums vec_mean_sums(const vf *a, vi n, vf inv, int full, const uint nfram
             if (i < nframes)
                 p = VMIN(p, a[i]);
         p = select((vf)0, p, n > (vi)0); /* no usable value: any finite pivot */
+        /* a lane whose every value is usable pivots on a[0], as in a full
+         * vector: its bits must not depend on its neighbours, which change
+         * with the cut of the image into bands */
+        p = select(p, a[0], n == (vi)nframes);
     }
     vf s0 = (vf)0, s1 = (vf)0;
 #pragma unroll
