@@ -1105,7 +1105,7 @@ INLINE bool clip_round(keys_t a, int *lo_io, int *hi_io, clip_params p, size_t s
 typedef struct {
     global const float *sci, *var, *scales, *weights, *factor, *offset;
     global const ushort *mask;
-    uint npix, nframes, flags, ignore;
+    uint npix, pitch, nframes, flags, ignore; /* pitch: values from a frame's plane to the next's */
     int method, scale_mode;
     float weight_total;
 } stack_args;
@@ -1114,7 +1114,7 @@ typedef struct {
  * them; returns how many are usable. */
 INLINE int load_and_sort(keys_t a, const stack_args *s, size_t pix)
 {
-    const size_t stride = s->npix;
+    const size_t stride = s->pitch;
     int n = 0;
 #ifdef GENERAL
     for (uint f = 0; f < s->nframes; f++) {
@@ -1156,7 +1156,7 @@ typedef struct {
 /* Combines the kept window [lo, hi) of the n usable sorted keys. */
 INLINE void finish_pixel(keys_t a, int n, int lo, int hi, const stack_args *s, stack_outputs o, size_t pix)
 {
-    const size_t stride = s->npix;
+    const size_t stride = s->pitch;
     const uint flags = s->flags;
     int m = hi - lo;
     o.ncontrib[pix] = (float)max(m, 0);
@@ -1236,13 +1236,13 @@ INLINE void finish_pixel(keys_t a, int n, int lo, int hi, const stack_args *s, s
         global const float *weights, global const int *window_lo,                                                  \
         global const int *window_hi, global float *out_sci, global float *out_var, global ushort *out_mask,        \
         global float *out_ncontrib, global float *out_nreject, global uchar *unfinished, const uint npix,          \
-        const uint nframes, const int method, const int reject, const int scale_mode, const uint flags,            \
-        const float sigma_lower, const float sigma_upper, const int max_iters, const int centre_mean,              \
-        const int spread_mad, const uint ignore, const float weight_total
+        const uint pitch, const uint nframes, const int method, const int reject, const int scale_mode,           \
+        const uint flags, const float sigma_lower, const float sigma_upper, const int max_iters,                  \
+        const int centre_mean, const int spread_mad, const uint ignore, const float weight_total
 
 #define STACK_SETUP                                                                                                \
-    const stack_args s = {sci, var, scales, weights, factor, offset, mask, npix, nframes, flags, ignore, method, scale_mode,        \
-                          weight_total};                                                                           \
+    const stack_args s = {sci, var, scales, weights, factor, offset, mask, npix, pitch, nframes, flags, ignore,   \
+                          method, scale_mode, weight_total};                                                     \
     const stack_outputs o = {out_sci, out_var, out_ncontrib, out_nreject, out_mask};                               \
     const clip_params p = {sigma_lower, sigma_upper, max_iters, centre_mean, spread_mad,                          \
                            reject == REJECT_WINSORIZED}
@@ -1271,7 +1271,7 @@ kernel void combine_stack(STACK_KERNEL_ARGS)
         hi = window_hi[n];
     } else if ((reject == REJECT_SIGCLIP || reject == REJECT_WINSORIZED) && n > 0) {
         int iter = 0;
-        while (hi > lo && clip_round(a, &lo, &hi, p, npix)) {
+        while (hi > lo && clip_round(a, &lo, &hi, p, pitch)) {
             iter++;
             if (max_iters > 0 && iter >= max_iters)
                 break;
@@ -1311,7 +1311,7 @@ kernel void combine_stack_fast(STACK_KERNEL_ARGS)
 #pragma unroll
         for (int r = 0; r < FAST_ROUNDS; r++) {
             if (!done) {
-                done = !clip_round(a, &lo, &hi, p, npix);
+                done = !clip_round(a, &lo, &hi, p, pitch);
                 iter += !done;
                 done = done || hi <= lo || (max_iters > 0 && iter >= max_iters);
             }
@@ -1614,6 +1614,10 @@ INLINE vsums vec_mean_sums(const vf *a, vi n, vf inv, int full, const uint nfram
             if (i < nframes)
                 p = VMIN(p, a[i]);
         p = select((vf)0, p, n > (vi)0); /* no usable value: any finite pivot */
+        /* a lane whose every value is usable pivots on a[0], as in a full
+         * vector: its bits must not depend on its neighbours, which change
+         * with the cut of the image into bands */
+        p = select(p, a[0], n == (vi)nframes);
     }
     vf s0 = (vf)0, s1 = (vf)0;
 #pragma unroll
@@ -1963,7 +1967,9 @@ INLINE void vec_round_acc(const vf *a, vi lo, vi hi, int full, int centre_mean, 
 
 /* A hint to fetch a frame's line for a work-item a few vectors on (the next
  * ones of the same work-group) into the cache below L1. The frames of a
- * stack lie npix apart, 16 MB for 2048^2: their 20 streams map to the same
+ * caller's cube stacked in place lie npix apart (the stacks clred lays out
+ * are padded: stack_pitch, host/steps/combine.c), 16 MB for 2048^2: their
+ * 20 streams map to the same
  * cache sets, more than their ways (8 in L1 and L2 on Zen 4), which seems
  * to defeat the processor's own prefetching: on a 2-core Zen 4 under POCL
  * the loads held about 28 % of the sigma-clipped kernel's samples, and with
@@ -1988,8 +1994,8 @@ INLINE void vec_round_acc(const vf *a, vi lo, vi hi, int full, int centre_mean, 
  * Without scaling the factors are 1 and the offsets 0: skipping them gives
  * the same bits. */
 INLINE vi vec_load_values(vf *a, global const float *sci, global const ushort *mask, global const float *factor,
-                          global const float *offset, const uint npix, const size_t p0, const uint nf,
-                          const int with_mask, const int scaled, const uint ignore)
+                          global const float *offset, const uint npix, const uint pitch, const size_t p0,
+                          const uint nf, const int with_mask, const int scaled, const uint ignore)
 {
     /* npix >= VW here: the last vectors hint their own line again */
     const size_t ahead = min(p0 + (size_t)(VEC_PREFETCH_AHEAD * VW), (size_t)(npix - VW));
@@ -2003,8 +2009,8 @@ INLINE vi vec_load_values(vf *a, global const float *sci, global const ushort *m
         for (uint f = 0; f < NMAX; f++) {
             a[f] = (vf)INFINITY;
             if (f < nf) {
-                VEC_PREFETCH(sci + (size_t)f * npix + ahead);
-                vf v = VLOAD(sci + (size_t)f * npix + p0);
+                VEC_PREFETCH(sci + (size_t)f * pitch + ahead);
+                vf v = VLOAD(sci + (size_t)f * pitch + p0);
                 if (scaled)
                     v = v * factor[f] + offset[f];
                 a[f] = v + 0.0f; /* -0 is +0, as make_key does */
@@ -2033,14 +2039,14 @@ INLINE vi vec_load_values(vf *a, global const float *sci, global const ushort *m
     for (uint f = 0; f < NMAX; f++) {
         a[f] = (vf)INFINITY;
         if (f < nf) { /* a uniform branch: slots past the stack stay padding */
-            VEC_PREFETCH(sci + (size_t)f * npix + ahead);
-            VEC_PREFETCH(mask + (size_t)f * npix + ahead);
-            vf v = VLOAD(sci + (size_t)f * npix + p0);
+            VEC_PREFETCH(sci + (size_t)f * pitch + ahead);
+            VEC_PREFETCH(mask + (size_t)f * pitch + ahead);
+            vf v = VLOAD(sci + (size_t)f * pitch + p0);
             if (scaled)
                 v = v * factor[f] + offset[f];
             v = v + 0.0f; /* -0 is +0, as make_key does */
             vi ok = vfinite(v);
-            vus mk = VLOAD(mask + (size_t)f * npix + p0);
+            vus mk = VLOAD(mask + (size_t)f * pitch + p0);
             ok &= TO_VI((mk & (ushort)ignore) == (vus)0);
             a[f] = select((vf)INFINITY, v, ok);
             n -= ok;
@@ -2120,11 +2126,11 @@ kernel void combine_stack_vec(STACK_KERNEL_ARGS)
      * through a 16-bit form and back */
     const int with_mask = (flags & FLAG_MASK) != 0, scaled = scale_mode != 0;
     if (with_mask)
-        n = scaled ? vec_load_values(a, sci, mask, factor, offset, npix, p0, nf, 1, 1, ignore)
-                   : vec_load_values(a, sci, mask, factor, offset, npix, p0, nf, 1, 0, ignore);
+        n = scaled ? vec_load_values(a, sci, mask, factor, offset, npix, pitch, p0, nf, 1, 1, ignore)
+                   : vec_load_values(a, sci, mask, factor, offset, npix, pitch, p0, nf, 1, 0, ignore);
     else
-        n = scaled ? vec_load_values(a, sci, mask, factor, offset, npix, p0, nf, 0, 1, ignore)
-                   : vec_load_values(a, sci, mask, factor, offset, npix, p0, nf, 0, 0, ignore);
+        n = scaled ? vec_load_values(a, sci, mask, factor, offset, npix, pitch, p0, nf, 0, 1, ignore)
+                   : vec_load_values(a, sci, mask, factor, offset, npix, pitch, p0, nf, 0, 0, ignore);
     if (method == METHOD_MEAN && reject == REJECT_NONE) {
         /* the plain mean needs no order of the values: one streaming
          * reduction (vec_mean_sums), no network */

@@ -135,6 +135,32 @@ static clred_combine_opts opts_for(const combine_case *c)
     return o;
 }
 
+/* The same bits however bands cut the image: limits from 8 KB to 160 KB
+ * give bands of one row to all 23, so the vector kernel's vectors take other
+ * pixels (a lane's bits once depended on its neighbours' NaNs), and the
+ * padded pitch of the band's stacks (stack_pitch) changes with its length.
+ * Under the smallest limits one row does not fit: a refusal, not a result. */
+static void band_cuts(clred_ctx *ctx, const clred_image *fr, const clred_combine_opts *o,
+                      const clred_combine_result *host, const char *what)
+{
+    size_t counts = 0, last = 0;
+    for (size_t kb = 8; kb <= 160; kb += 3) {
+        clred_combine_result banded;
+        clred_ctx_set_memory_limit(ctx, kb * 1024);
+        clred_status st = combine_on_device(ctx, fr, o, &banded);
+        CHECK_MSG(st == CLRED_OK || st == CLRED_ERR_DEVICE, "%s, limit %zu KB: %s", what, kb, clred_last_error());
+        if (st == CLRED_OK) {
+            char label[200];
+            snprintf(label, sizeof label, "%s, limit %zu KB (%zu bands)", what, kb, banded.bands);
+            check_same(host, &banded, label);
+            counts += banded.bands != last;
+            last = banded.bands;
+        }
+        clred_combine_result_free(&banded);
+    }
+    CHECK_MSG(counts >= 5, "%s: the limits gave %zu band counts", what, counts);
+}
+
 /* Every case on one context; the first context's results are the reference
  * for the second's (ref[i] NULL-filled on the first pass). */
 static void run_context(clred_ctx *ctx, const char *label, clred_combine_result ref[][2])
@@ -159,6 +185,7 @@ static void run_context(clred_ctx *ctx, const char *label, clred_combine_result 
             CHECK_OK(combine_on_device(ctx, fr, &o, &banded));
             CHECK_MSG(banded.bands > 1, "%s: %zu band under the limit", what, banded.bands);
             check_same(&host, &banded, what);
+            band_cuts(ctx, fr, &o, &host, what);
             clred_ctx_set_memory_limit(ctx, (planes ? 48 : 32) * 1024);
             CHECK_OK(clred_combine_images(ctx, fr, N, &o, &host_banded));
             CHECK_MSG(host_banded.bands > 1, "%s: %zu band under the limit", what, host_banded.bands);

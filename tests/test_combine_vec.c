@@ -160,7 +160,9 @@ static int file_has(const char *path, const char *text)
 
 /* Frames that are views of one cube (a NumPy 3-D array, a cube read whole)
  * are stacked in place where the device shares host memory: the same bits as
- * the same frames held apart. */
+ * the same frames held apart, which are copied into a stack of clred's own
+ * whose frames lie a padded pitch apart (stack_pitch: 192 + 48 values here,
+ * against the cube's 185). */
 static void cube_case(clred_ctx *ctx, harness_rng *rng)
 {
     const size_t nframes = 7, w = 37, h = 5, npix = w * h;

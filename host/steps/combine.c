@@ -352,7 +352,35 @@ enum { OUT_SCI, OUT_VAR, OUT_MASK, OUT_NCONTRIB, OUT_NREJECT, OUT_COUNT };
 static const size_t out_elem[OUT_COUNT] = {sizeof(float), sizeof(float), sizeof(uint16_t), sizeof(float),
                                            sizeof(float)};
 
-/* The stack of one band (frame-major: frame f's pixels at f * band), the
+/* Values of one 64-byte cache line of floats, and the odd number of lines
+ * that stack_pitch puts between a band's end and the next frame. */
+#define LINE_VALUES 16
+#define PITCH_PAD_LINES 3
+/* the most stack_pitch adds to a band */
+#define PITCH_PAD_MAX (LINE_VALUES - 1 + PITCH_PAD_LINES * LINE_VALUES)
+
+/* The values from one frame's plane to the next in a stack the library lays
+ * out itself (the pooled SCI, VAR, MASK and sort-scratch stacks of a band):
+ * the band rounded up to whole cache lines, plus an odd number of lines.
+ * Every kernel reads all frames' values of a pixel together, so nframes
+ * streams run this far apart. A band of a power-of-two frame (2048^2: 16 MB)
+ * would put them a multiple of 4 KB apart, and a cache indexed by address
+ * bits 6-11 (L1 on x86 cores, 8-way on Zen 4) then keeps them all in one set:
+ * 20 streams in 8 ways evict each other's lines and the ones the processor
+ * fetches ahead. An odd line count moves each frame's stream to a set of its
+ * own (3 lines: up to 21 frames before the sets wrap around, odd so that none
+ * share one up to 64). On a 2-core Zen 4 under POCL a 20 x 2048^2 stack so
+ * padded took 24 % fewer kernel samples for the sigma clip, 15 % for the
+ * mean (2026-12-07, the same bits). It costs a few KB a frame on any device
+ * and nothing else where nothing aliases (on a GPU adjacent work-items read
+ * adjacent pixels). A caller's contiguous cube used in place keeps its own
+ * pitch (sci_in_place). */
+static size_t stack_pitch(size_t band)
+{
+    return clred_round_up(band, LINE_VALUES) + PITCH_PAD_LINES * LINE_VALUES;
+}
+
+/* The stack of one band (frame-major: frame f's pixels at f * pitch), the
  * per-frame constants, and the kernel's band outputs when it cannot write
  * the result's own planes. */
 typedef struct {
@@ -360,6 +388,7 @@ typedef struct {
     pooled out[OUT_COUNT];
     cl_mem scales, factor, offset, weights, win_lo, win_hi, placeholder;
     int sci_in_place; /* sci is a view of the caller's contiguous cube, not pooled */
+    size_t pitch;     /* values from a frame's plane to the next's, in every stack above */
 } band_buffers;
 
 static void release_buffers(clred_ctx *ctx, band_buffers *b)
@@ -466,12 +495,13 @@ static clred_status make_plan(clred_ctx *ctx, const stack_source *s, combine_pla
                        (p->general ? sizeof(cl_ulong) : 0);
     size_t per_pixel_out = 4 * sizeof(float) + sizeof(uint16_t) + 1;
     size_t row_bytes = s->width * (n * per_value + per_pixel_out);
-    size_t fixed = (n + 1) * 2 * sizeof(cl_int) + n * 2 * sizeof(float) + 4096;
+    size_t fixed = (n + 1) * 2 * sizeof(cl_int) + n * 2 * sizeof(float) + n * per_value * PITCH_PAD_MAX + 4096;
     uint64_t budget = clred_ctx_budget(ctx);
     uint64_t max_alloc = clred_ctx_max_alloc(ctx);
     size_t largest_elem = p->general ? sizeof(cl_ulong) : sizeof(float);
     size_t rows = budget > fixed ? (size_t)((budget - fixed) / row_bytes) : 0;
-    size_t rows_alloc = (size_t)(max_alloc / (n * s->width * largest_elem));
+    uint64_t frame_alloc = max_alloc / (n * largest_elem); /* values a frame's plane may take */
+    size_t rows_alloc = frame_alloc > PITCH_PAD_MAX ? (size_t)((frame_alloc - PITCH_PAD_MAX) / s->width) : 0;
     if (rows_alloc < rows)
         rows = rows_alloc;
     if (rows == 0)
@@ -552,14 +582,16 @@ static clred_status create_buffers(clred_ctx *ctx, const stack_source *s, const 
         rank_windows(o, n, lo, hi);
     }
     const cl_mem_flags ro = CL_MEM_READ_ONLY;
-    if (st == CLRED_OK && !sci_in_place(ctx, s, p, b))
-        st = take(ctx, &b->sci, n * band * sizeof(float), "combine input frames");
+    int in_place = st == CLRED_OK && sci_in_place(ctx, s, p, b);
+    b->pitch = in_place ? band : stack_pitch(band); /* one pitch for all the stacks: the kernels take one */
+    if (st == CLRED_OK && !in_place)
+        st = take(ctx, &b->sci, n * b->pitch * sizeof(float), "combine input frames");
     if (st == CLRED_OK && s->have_var)
-        st = take(ctx, &b->var, n * band * sizeof(float), "combine input variances");
+        st = take(ctx, &b->var, n * b->pitch * sizeof(float), "combine input variances");
     if (st == CLRED_OK && s->have_mask)
-        st = take(ctx, &b->mask, n * band * sizeof(uint16_t), "combine input masks");
+        st = take(ctx, &b->mask, n * b->pitch * sizeof(uint16_t), "combine input masks");
     if (st == CLRED_OK && p->general)
-        st = take(ctx, &b->scratch, n * band * sizeof(cl_ulong), "combine sort scratch");
+        st = take(ctx, &b->scratch, n * b->pitch * sizeof(cl_ulong), "combine sort scratch");
     if (st == CLRED_OK && (p->fast || p->vector))
         st = take(ctx, &b->unfinished, band, "combine work list");
     if (st == CLRED_OK)
@@ -576,9 +608,9 @@ static clred_status create_buffers(clred_ctx *ctx, const stack_source *s, const 
         st = clred_buffer(ctx, ro, (n + 1) * sizeof(cl_int), hi, &b->win_hi, "combine rank windows");
     /* Band outputs, unless the kernel writes the result's planes; none for
      * the rejected counts nobody asked for (the kernels skip them). */
-    int in_place = writes_in_place(s, p, k);
+    int out_in_place = writes_in_place(s, p, k);
     for (int i = 0; i < OUT_COUNT && st == CLRED_OK; i++)
-        if (!in_place && (i != OUT_NREJECT || o->want_rejected_map))
+        if (!out_in_place && (i != OUT_NREJECT || o->want_rejected_map))
             st = take(ctx, &b->out[i], band * out_elem[i], "combine band output");
     /* A placeholder keeps the kernel's argument list fixed when a plane is absent. */
     if (st == CLRED_OK)
@@ -606,17 +638,18 @@ static clred_status copy_band(clred_ctx *ctx, const stack_source *s, const band_
     size_t band = rows * s->width, off = y0 * s->width;
     for (size_t f = 0; f < s->nframes; f++) {
         const clred_dimage *d = s->dframes[f];
+        const size_t at = f * b->pitch;
         if (!b->sci_in_place)
             CLRED_TRY(clred_copy_region(ctx, clred_dimage_sci(d), off * sizeof(float), b->sci.buf,
-                                        f * band * sizeof(float), band * sizeof(float)));
+                                        at * sizeof(float), band * sizeof(float)));
         if (s->have_var)
             CLRED_TRY(clred_copy_region(ctx, clred_dimage_var(d), off * sizeof(float), b->var.buf,
-                                        f * band * sizeof(float), band * sizeof(float)));
+                                        at * sizeof(float), band * sizeof(float)));
         if (s->have_mask && clred_dimage_mask(d))
             CLRED_TRY(clred_copy_region(ctx, clred_dimage_mask(d), off * sizeof(uint16_t), b->mask.buf,
-                                        f * band * sizeof(uint16_t), band * sizeof(uint16_t)));
+                                        at * sizeof(uint16_t), band * sizeof(uint16_t)));
         else if (s->have_mask)
-            CLRED_TRY(fill_zero_region(ctx, b->mask.buf, f * band * sizeof(uint16_t), band * sizeof(uint16_t)));
+            CLRED_TRY(fill_zero_region(ctx, b->mask.buf, at * sizeof(uint16_t), band * sizeof(uint16_t)));
     }
     return CLRED_OK;
 }
@@ -635,14 +668,15 @@ static clred_status upload_band(clred_ctx *ctx, const stack_source *s, const ban
             CLRED_TRY(clred_rows_read(s->paths[f], s->frame_in_file[f], y0, rows, staging));
             sci = staging;
         }
+        const size_t at = f * b->pitch;
         if (!b->sci_in_place)
-            CLRED_TRY(clred_upload(ctx, b->sci.buf, f * band * sizeof(float), band * sizeof(float), sci));
+            CLRED_TRY(clred_upload(ctx, b->sci.buf, at * sizeof(float), band * sizeof(float), sci));
         if (s->have_var)
-            CLRED_TRY(clred_upload(ctx, b->var.buf, f * band * sizeof(float), band * sizeof(float),
+            CLRED_TRY(clred_upload(ctx, b->var.buf, at * sizeof(float), band * sizeof(float),
                                    s->images[f].var + off));
         if (s->have_mask) {
             const uint16_t *m = s->images[f].mask ? s->images[f].mask + off : zero_mask;
-            CLRED_TRY(clred_upload(ctx, b->mask.buf, f * band * sizeof(uint16_t), band * sizeof(uint16_t), m));
+            CLRED_TRY(clred_upload(ctx, b->mask.buf, at * sizeof(uint16_t), band * sizeof(uint16_t), m));
         }
     }
     return CLRED_OK;
@@ -669,7 +703,7 @@ static clred_status run_kernel(clred_ctx *ctx, cl_kernel k, const char *name, co
                                const band_buffers *b, const cl_mem t[OUT_COUNT], cl_mem unfinished,
                                const clred_combine_opts *o, size_t rows, size_t global)
 {
-    cl_uint npix = (cl_uint)(rows * s->width), nframes = (cl_uint)s->nframes;
+    cl_uint npix = (cl_uint)(rows * s->width), pitch = (cl_uint)b->pitch, nframes = (cl_uint)s->nframes;
     /* star scaling applies its factors as the multiplicative mode does */
     cl_int method = (cl_int)o->method, reject = (cl_int)o->reject,
            scale_mode = (cl_int)(o->scale == CLRED_SCALE_STARS ? CLRED_SCALE_MULTIPLICATIVE : o->scale);
@@ -688,10 +722,10 @@ static clred_status run_kernel(clred_ctx *ctx, cl_kernel k, const char *name, co
                          CLRED_ARG(b->scales), CLRED_ARG(b->factor), CLRED_ARG(b->offset), CLRED_ARG(b->weights),
                          CLRED_ARG(b->win_lo), CLRED_ARG(b->win_hi), CLRED_ARG(t[OUT_SCI]), CLRED_ARG(t[OUT_VAR]),
                          CLRED_ARG(t[OUT_MASK]), CLRED_ARG(t[OUT_NCONTRIB]), CLRED_ARG(t[OUT_NREJECT]),
-                         CLRED_ARG(unfinished), CLRED_ARG(npix), CLRED_ARG(nframes), CLRED_ARG(method),
-                         CLRED_ARG(reject), CLRED_ARG(scale_mode), CLRED_ARG(flags), CLRED_ARG(sl), CLRED_ARG(sh),
-                         CLRED_ARG(iters), CLRED_ARG(centre_mean), CLRED_ARG(spread_mad), CLRED_ARG(ignore),
-                         CLRED_ARG(weight_total), (size_t)0));
+                         CLRED_ARG(unfinished), CLRED_ARG(npix), CLRED_ARG(pitch), CLRED_ARG(nframes),
+                         CLRED_ARG(method), CLRED_ARG(reject), CLRED_ARG(scale_mode), CLRED_ARG(flags), CLRED_ARG(sl),
+                         CLRED_ARG(sh), CLRED_ARG(iters), CLRED_ARG(centre_mean), CLRED_ARG(spread_mad),
+                         CLRED_ARG(ignore), CLRED_ARG(weight_total), (size_t)0));
     return clred_run_tiled(ctx, k, name, 1, &global);
 }
 
