@@ -537,48 +537,93 @@ static double moffat(double a, double alpha, double beta, double r2)
     return a * pow(1.0 + r2 / (alpha * alpha), -beta);
 }
 
+/* The pixels a Moffat profile is fitted to: their values v and, for each,
+ * its squared radius's index at[p] into the distinct squared radii r2 (nr
+ * of them; prof: scratch of nr). A model's elliptical radius is the same
+ * bits at (dx, dy) and (-dx, -dy), and a round one's at 8 pixels, so the
+ * profile is evaluated once a distinct radius, not once a pixel: these
+ * fits were a third of a varying PSF's measurement (one for every star,
+ * each some 2300 profiles over its ring), most of it in pow. */
+typedef struct {
+    const double *v, *r2;
+    const size_t *at;
+    size_t np, nr;
+    double *prof;
+} moffat_pixels;
+
 /* The relative misfit (sum of ((v - a f) / v)^2) of a Moffat of this alpha
- * and beta to the np pixels v (at squared radii r2), with the amplitude
- * that minimises it (*amp, linear least squares). */
-static double moffat_misfit(const double *v, const double *r2, size_t np, double alpha, double beta, double *amp)
+ * and beta to the pixels, with the amplitude that minimises it (*amp,
+ * linear least squares). */
+static double moffat_misfit(const moffat_pixels *px, double alpha, double beta, double *amp)
 {
     double sf = 0, sff = 0;
-    for (size_t p = 0; p < np; p++) {
-        double f = moffat(1.0, alpha, beta, r2[p]) / v[p];
+    for (size_t k = 0; k < px->nr; k++)
+        px->prof[k] = moffat(1.0, alpha, beta, px->r2[k]);
+    for (size_t p = 0; p < px->np; p++) {
+        double f = px->prof[px->at[p]] / px->v[p];
         sf += f;
         sff += f * f;
     }
     *amp = sff > 0 ? sf / sff : 0;
-    return (double)np - 2 * *amp * sf + *amp * *amp * sff;
+    return (double)px->np - 2 * *amp * sf + *amp * *amp * sff;
 }
 
 /* The misfit of the Moffat of this beta with the best alpha (golden-section
- * search) to the np pixels v at squared radii r2 out to r1: *alpha, *amp. */
-static double best_alpha(const double *v, const double *r2, size_t np, double r1, double beta, double *alpha,
-                         double *amp)
+ * search) to the pixels, at squared radii out to r1: *alpha, *amp. */
+static double best_alpha(const moffat_pixels *px, double r1, double beta, double *alpha, double *amp)
 {
     const double g = 0.6180339887498949;
     double lo = 0.3, hi = 4.0 * r1;
     double x1 = hi - g * (hi - lo), x2 = lo + g * (hi - lo);
-    double f1 = moffat_misfit(v, r2, np, x1, beta, amp);
-    double f2 = moffat_misfit(v, r2, np, x2, beta, amp);
+    double f1 = moffat_misfit(px, x1, beta, amp);
+    double f2 = moffat_misfit(px, x2, beta, amp);
     for (int it = 0; it < 40; it++) {
         if (f1 < f2) {
             hi = x2;
             x2 = x1;
             f2 = f1;
             x1 = hi - g * (hi - lo);
-            f1 = moffat_misfit(v, r2, np, x1, beta, amp);
+            f1 = moffat_misfit(px, x1, beta, amp);
         } else {
             lo = x1;
             x1 = x2;
             f1 = f2;
             x2 = lo + g * (hi - lo);
-            f2 = moffat_misfit(v, r2, np, x2, beta, amp);
+            f2 = moffat_misfit(px, x2, beta, amp);
         }
     }
     *alpha = 0.5 * (lo + hi);
-    return moffat_misfit(v, r2, np, *alpha, beta, amp);
+    return moffat_misfit(px, *alpha, beta, amp);
+}
+
+static int cmp_radius(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The distinct values of the np squared radii rr into r2 (sorted; returns
+ * their count) and each radius's index among them into at. */
+static size_t distinct_radii(const double *rr, size_t np, double *r2, size_t *at)
+{
+    memcpy(r2, rr, np * sizeof *r2);
+    qsort(r2, np, sizeof *r2, cmp_radius);
+    size_t nr = 0;
+    for (size_t k = 0; k < np; k++)
+        if (nr == 0 || r2[k] != r2[nr - 1])
+            r2[nr++] = r2[k];
+    for (size_t p = 0; p < np; p++) {
+        size_t lo = 0, hi = nr - 1;
+        while (lo < hi) { /* the first distinct radius not below rr[p]: rr[p] itself */
+            size_t mid = lo + (hi - lo) / 2;
+            if (r2[mid] < rr[p])
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        at[p] = lo;
+    }
+    return nr;
 }
 
 /* beta's grid: 0.05 over 1.2-8, searched every FIT_COARSE-th point, then
@@ -595,15 +640,20 @@ static double best_alpha(const double *v, const double *r2, size_t np, double r1
 static double fit_moffat(const float *m, const double *r2, size_t n2, double r0, double r1, double *a, double *alpha,
                          double *beta)
 {
-    double *v = malloc(2 * n2 * sizeof *v), *rr = v + n2;
-    size_t np = 0;
-    if (!v)
+    double *v = malloc(4 * n2 * sizeof *v), *rr = v + n2;
+    size_t *at = malloc(n2 * sizeof *at), np = 0;
+    if (!v || !at) {
+        free(v);
+        free(at);
         return INFINITY; /* no fit: the caller keeps the empirical wings */
+    }
     for (size_t p = 0; p < n2; p++)
         if (r2[p] >= r0 * r0 && r2[p] <= r1 * r1 && m[p] > 0) {
             v[np] = m[p];
             rr[np++] = r2[p];
         }
+    moffat_pixels px = {.v = v, .r2 = v + 2 * n2, .at = at, .np = np, .prof = v + 3 * n2};
+    px.nr = np ? distinct_radii(rr, np, v + 2 * n2, at) : 0;
     double bs[FIT_NBETA], best = INFINITY, b = 1.2;
     for (size_t k = 0; k < FIT_NBETA; k++, b += 0.05)
         bs[k] = b;
@@ -614,7 +664,7 @@ static double fit_moffat(const float *m, const double *r2, size_t n2, double r0,
         for (size_t k = k0; k <= k1 && k < FIT_NBETA; k++) {
             if ((k % FIT_COARSE == 0) == (pass == 1))
                 continue; /* each point once: the coarse ones in pass 0 */
-            double al, amp, e = best_alpha(v, rr, np, r1, bs[k], &al, &amp);
+            double al, amp, e = best_alpha(&px, r1, bs[k], &al, &amp);
             if (e < best && amp > 0) {
                 best = e;
                 kbest = k;
@@ -625,6 +675,7 @@ static double fit_moffat(const float *m, const double *r2, size_t n2, double r0,
         }
     }
     free(v);
+    free(at);
     return np >= 20 && isfinite(best) ? sqrt(best / (double)np) : INFINITY;
 }
 
