@@ -53,20 +53,31 @@ static void wrap(const float *p, size_t s, size_t nx, size_t ny, cplx *dst)
         }
 }
 
+/* The transform of a real plane's square (malloc'd). */
+static cplx *squared_transform(const cplx *x, size_t nx, size_t ny)
+{
+    size_t n = nx * ny;
+    cplx *sq = malloc(n * sizeof *sq);
+    for (size_t i = 0; i < n; i++)
+        sq[i] = creal(x[i]) * creal(x[i]);
+    dft2(sq, nx, ny, -1);
+    return sq;
+}
+
+/* out = real(inverse(p^ q^ + r^ s^)) given the transforms p^, q^, r^, s^. */
+static void inverse_of_products(const cplx *p, const cplx *q, const cplx *r, const cplx *s, size_t nx, size_t ny,
+                                cplx *out)
+{
+    for (size_t i = 0; i < nx * ny; i++)
+        out[i] = p[i] * q[i] + r[i] * s[i];
+    dft2(out, nx, ny, +1);
+}
+
 /* out = real(inverse(va^ (k^2)^ + vb^ (kb^2)^)) given real-space kernels ka, kb. */
 static void variance(const cplx *ka, const cplx *kb, const cplx *va, const cplx *vb, size_t nx, size_t ny, cplx *out)
 {
-    size_t n = nx * ny;
-    cplx *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
-    for (size_t i = 0; i < n; i++) {
-        a[i] = creal(ka[i]) * creal(ka[i]);
-        b[i] = creal(kb[i]) * creal(kb[i]);
-    }
-    dft2(a, nx, ny, -1);
-    dft2(b, nx, ny, -1);
-    for (size_t i = 0; i < n; i++)
-        out[i] = va[i] * a[i] + vb[i] * b[i];
-    dft2(out, nx, ny, +1);
+    cplx *a = squared_transform(ka, nx, ny), *b = squared_transform(kb, nx, ny);
+    inverse_of_products(va, a, vb, b, nx, ny, out);
     free(a);
     free(b);
 }
@@ -90,19 +101,11 @@ static void wing_kernel(const double *wing, size_t nrings, double ring_px, doubl
 /* out = real(inverse((a^2)^ ka^ + (b^2)^ kb^)) for real planes a, b and kernels ka, kb. */
 static void wing_variance(const cplx *a, const cplx *b, cplx *ka, cplx *kb, size_t nx, size_t ny, cplx *out)
 {
-    size_t n = nx * ny;
-    cplx *b2 = malloc(n * sizeof *b2);
-    for (size_t i = 0; i < n; i++) {
-        out[i] = creal(a[i]) * creal(a[i]);
-        b2[i] = creal(b[i]) * creal(b[i]);
-    }
-    dft2(out, nx, ny, -1);
-    dft2(b2, nx, ny, -1);
+    cplx *a2 = squared_transform(a, nx, ny), *b2 = squared_transform(b, nx, ny);
     dft2(ka, nx, ny, -1);
     dft2(kb, nx, ny, -1);
-    for (size_t i = 0; i < n; i++)
-        out[i] = out[i] * ka[i] + b2[i] * kb[i];
-    dft2(out, nx, ny, +1);
+    inverse_of_products(a2, ka, b2, kb, nx, ny, out);
+    free(a2);
     free(b2);
 }
 
