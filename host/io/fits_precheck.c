@@ -28,6 +28,13 @@ typedef struct {
     double bitpix, naxis, naxisn[1000], pcount, gcount, theap;
     int have_theap, tfields;
     char ttype[1000][24], tform[1000][24];
+    /* How often each keyword read here appeared, and the first one seen twice:
+     * cfitsio looks a keyword up from where its last lookup stopped, so with two
+     * copies which one it takes depends on its reading order, and this check
+     * would be of a different header. */
+    unsigned char n_scalar[16], n_znaxisn[10], n_ztile[10], n_zname[10], n_zval[10], n_naxisn[1000],
+        n_ttype[1000], n_tform[1000];
+    char twice[9];
 } hdu_keys;
 
 /* The value of a card as a number (FITS allows a D exponent); 0 if it is none. */
@@ -79,46 +86,79 @@ static int key_index(const char *card, const char *prefix)
     return *end == '\0' && v >= 1 && v <= 999 ? (int)v : -1;
 }
 
+static void count(hdu_keys *h, unsigned char *n, const char *card)
+{
+    if (*n && !h->twice[0]) {
+        size_t len = 8;
+        while (len && card[len - 1] == ' ')
+            len--;
+        memcpy(h->twice, card, len);
+        h->twice[len] = '\0';
+    }
+    *n = 1;
+}
+
 static void read_card(const char *card, hdu_keys *h)
 {
     if (card[8] != '=')
         return;
     double v;
     int i;
-    if (!strncmp(card, "ZIMAGE  ", 8))
-        h->zimage = memchr(card + 10, 'T', 20) != NULL;
-    else if (!strncmp(card, "ZCMPTYPE", 8))
+    unsigned char *n = h->n_scalar;
+    if (!strncmp(card, "ZIMAGE  ", 8)) {
+        count(h, &n[0], card);
+        h->zimage |= memchr(card + 10, 'T', 20) != NULL; /* any copy that says T: see twice */
+    } else if (!strncmp(card, "ZCMPTYPE", 8)) {
+        count(h, &n[1], card);
         card_string(card, h->zcmptype, sizeof h->zcmptype);
-    else if (!strncmp(card, "ZBITPIX ", 8))
+    } else if (!strncmp(card, "ZBITPIX ", 8)) {
+        count(h, &n[2], card);
         h->have_zbitpix = card_number(card, &h->zbitpix);
-    else if (!strncmp(card, "ZNAXIS  ", 8))
+    } else if (!strncmp(card, "ZNAXIS  ", 8)) {
+        count(h, &n[3], card);
         h->have_znaxis = card_number(card, &h->znaxis);
-    else if ((i = key_index(card, "ZNAXIS")) > 0 && i < 10 && card_number(card, &v))
-        h->znaxisn[i] = v;
-    else if ((i = key_index(card, "ZTILE")) > 0 && i < 10)
+    } else if ((i = key_index(card, "ZNAXIS")) > 0 && i < 10) {
+        count(h, &h->n_znaxisn[i], card);
+        h->znaxisn[i] = card_number(card, &v) ? v : NAN;
+    } else if ((i = key_index(card, "ZTILE")) > 0 && i < 10) {
+        count(h, &h->n_ztile[i], card);
         h->ztile[i] = card_number(card, &v) ? v : -1;
-    else if ((i = key_index(card, "ZNAME")) > 0 && i < 10)
+    } else if ((i = key_index(card, "ZNAME")) > 0 && i < 10) {
+        count(h, &h->n_zname[i], card);
         card_string(card, h->zname[i], sizeof h->zname[i]);
-    else if ((i = key_index(card, "ZVAL")) > 0 && i < 10)
+    } else if ((i = key_index(card, "ZVAL")) > 0 && i < 10) {
+        count(h, &h->n_zval[i], card);
         h->have_zval[i] = card_number(card, &h->zval[i]) ? 1 : -1;
-    else if (!strncmp(card, "BITPIX  ", 8))
+    } else if (!strncmp(card, "BITPIX  ", 8)) {
+        count(h, &n[4], card);
         card_number(card, &h->bitpix);
-    else if (!strncmp(card, "NAXIS   ", 8))
+    } else if (!strncmp(card, "NAXIS   ", 8)) {
+        count(h, &n[5], card);
         card_number(card, &h->naxis);
-    else if ((i = key_index(card, "NAXIS")) > 0 && i < 1000 && card_number(card, &v))
-        h->naxisn[i] = v;
-    else if ((i = key_index(card, "TTYPE")) > 0 && i < 1000)
+    } else if ((i = key_index(card, "NAXIS")) > 0 && i < 1000) {
+        count(h, &h->n_naxisn[i], card);
+        if (card_number(card, &v))
+            h->naxisn[i] = v;
+    } else if ((i = key_index(card, "TTYPE")) > 0 && i < 1000) {
+        count(h, &h->n_ttype[i], card);
         card_string(card, h->ttype[i], sizeof h->ttype[i]);
-    else if ((i = key_index(card, "TFORM")) > 0 && i < 1000)
+    } else if ((i = key_index(card, "TFORM")) > 0 && i < 1000) {
+        count(h, &h->n_tform[i], card);
         card_string(card, h->tform[i], sizeof h->tform[i]);
-    else if (!strncmp(card, "TFIELDS ", 8) && card_number(card, &v))
-        h->tfields = v >= 0 && v < 1000 ? (int)v : 0;
-    else if (!strncmp(card, "THEAP   ", 8))
+    } else if (!strncmp(card, "TFIELDS ", 8)) {
+        count(h, &n[6], card);
+        if (card_number(card, &v))
+            h->tfields = v >= 0 && v < 1000 ? (int)v : 0;
+    } else if (!strncmp(card, "THEAP   ", 8)) {
+        count(h, &n[7], card);
         h->have_theap = card_number(card, &h->theap);
-    else if (!strncmp(card, "PCOUNT  ", 8))
+    } else if (!strncmp(card, "PCOUNT  ", 8)) {
+        count(h, &n[8], card);
         card_number(card, &h->pcount);
-    else if (!strncmp(card, "GCOUNT  ", 8))
+    } else if (!strncmp(card, "GCOUNT  ", 8)) {
+        count(h, &n[9], card);
         card_number(card, &h->gcount);
+    }
 }
 
 static int integral(double v, double lo, double hi) { return v >= lo && v <= hi && v == floor(v); }
@@ -266,6 +306,43 @@ static int rice_stream_ok(const unsigned char *data, size_t len, size_t nx, int 
     return 1;
 }
 
+/* The block size and bytes per pixel cfitsio will decode a Rice HDU with.
+ * cfitsio takes them by position, whatever ZNAMEn says (ZVAL1 the block size;
+ * ZVAL2 the bytes per pixel unless ZNAME2 is the old format's NOISEBIT or
+ * ZVAL2 is absent, then 4; the two swapped when the block size is under 16 and
+ * the bytes over 8), so the walk below must use the same rule: a stream that
+ * checks out as one layout and is decoded as another is read past its end. */
+static clred_status rice_parameters(const char *path, int hdu, const hdu_keys *h, int *nblock, int *bytepix)
+{
+    if (h->have_zval[1] != 1 || !integral(h->zval[1], -2147483648.0, 2147483647.0))
+        return clred_fail(CLRED_ERR_INPUT, "%s: HDU %d: damaged compressed image: Rice without a whole-number ZVAL1 "
+                          "(its block size)", path, hdu);
+    double block = h->zval[1], bytes = 4;
+    if (strcmp(h->zname[2], "NOISEBIT") != 0 && h->have_zval[2] != 0) {
+        if (h->have_zval[2] != 1)
+            return clred_fail(CLRED_ERR_INPUT, "%s: HDU %d: damaged compressed image: ZVAL2 (bytes per pixel) is not "
+                              "a number", path, hdu);
+        if (!integral(h->zval[2], -2147483648.0, 2147483647.0))
+            return clred_fail(CLRED_ERR_INPUT, "%s: HDU %d: damaged compressed image: ZVAL2 = %g is not a whole "
+                              "number of bytes per pixel", path, hdu, h->zval[2]);
+        bytes = h->zval[2];
+    }
+    if (block < 16 && bytes > 8) {
+        double t = block;
+        block = bytes;
+        bytes = t;
+    }
+    if (!(block == 16 || block == 32))
+        return clred_fail(CLRED_ERR_INPUT, "%s: HDU %d: damaged compressed image: Rice block size %g (ZVAL1) is not "
+                          "16 or 32", path, hdu, block);
+    if (!(bytes == 1 || bytes == 2 || bytes == 4))
+        return clred_fail(CLRED_ERR_INPUT, "%s: HDU %d: Rice compression with %g bytes per pixel (ZVAL2) does not "
+                          "exist", path, hdu, bytes);
+    *nblock = (int)block;
+    *bytepix = (int)bytes;
+    return CLRED_OK;
+}
+
 /* Bytes one row of a binary table column takes, from its TFORM. */
 static long column_width(const char *tform)
 {
@@ -314,20 +391,14 @@ static clred_status check_rice_tiles(FILE *f, const char *path, int hdu, const h
     if (!col || (fmt != 'P' && fmt != 'Q') || width != (long)h->naxisn[1])
         return clred_fail(CLRED_ERR_INPUT, "%s: HDU %d: damaged compressed image: no COMPRESSED_DATA column that "
                           "matches the row width", path, hdu);
-    int bytepix = 4, nblock = 32;
-    for (int i = 1; i < 10 && h->zname[i][0]; i++) {
-        if (!strcmp(h->zname[i], "BYTEPIX"))
-            bytepix = (int)h->zval[i];
-        if (!strcmp(h->zname[i], "BLOCKSIZE"))
-            nblock = (int)h->zval[i];
-    }
-    if (bytepix == 8)
-        return clred_fail(CLRED_ERR_INPUT, "%s: HDU %d: Rice compression with BYTEPIX = 8 does not exist", path, hdu);
+    int nblock = 32, bytepix = 4;
+    clred_status st = rice_parameters(path, hdu, h, &nblock, &bytepix);
+    if (st != CLRED_OK)
+        return st;
     double rows = h->naxisn[2], heap = data + (h->have_theap ? h->theap : h->naxisn[1] * rows);
     double heap_size = h->pcount - (h->have_theap ? h->theap - h->naxisn[1] * rows : 0);
     int dsize = fmt == 'P' ? 4 : 8;
     unsigned char *buf = NULL, desc[16];
-    clred_status st = CLRED_OK;
     /* The tile grid, first axis fastest, as the table's rows run. */
     int nax = (int)h->znaxis;
     double tile[10], ntiles[10];
