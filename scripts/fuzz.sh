@@ -6,9 +6,17 @@
 # build-fuzz/artifacts/ -- fix the bug, then commit the input as a regression.
 #   FUZZ_SECONDS=60 scripts/fuzz.sh            # longer
 #   scripts/fuzz.sh fuzz_npy fuzz_fz          # some targets only
+#   FUZZ_SEED=1 scripts/fuzz.sh                # reproducible (CI's choice)
+# FUZZ_SEED (default 0: a new random seed each run) fixes libFuzzer's
+# mutation sequence: a run with a seed is a prefix of a longer run with the
+# same seed, so a long local run vouches for CI's short one, and a red CI is
+# a change's doing, not the luck of the draw. Exploring (a random seed, many
+# minutes) is for a developer's machine; what it finds is fixed and kept in
+# tests/fuzz/regressions/, which every run replays first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-10}
+SEED=${FUZZ_SEED:-0}
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_fits fuzz_fz fuzz_npy fuzz_catalog fuzz_config fuzz_filter fuzz_json)
 # FUZZ_BUILD names an existing build with -DCLRED_FUZZ=ON to reuse (scripts/sanitize.sh's).
@@ -36,7 +44,7 @@ for t in "${TARGETS[@]}"; do
     # New inputs go to a scratch corpus; the committed seeds stay as they are.
     rm -rf "$B/corpus/$t" && mkdir -p "$B/corpus/$t"
     if "$B/tests/fuzz/$t" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=4096 -max_len=65536 \
-        -artifact_prefix="$B/artifacts/$t-" "$B/corpus/$t" "$seeds" > $B/$t.log 2>&1; then
+        -seed="$SEED" -artifact_prefix="$B/artifacts/$t-" "$B/corpus/$t" "$seeds" > $B/$t.log 2>&1; then
         echo "fuzz: $t: $(grep -o 'Done [0-9]* runs' $B/$t.log || echo 'done') in ${SECONDS_EACH}s, no crash"
     else
         echo "fuzz: $t found a problem:"

@@ -86,8 +86,8 @@ static void write_npy(const char *path, const char *descr, const char *shape, si
     fclose(f);
 }
 
-/* Rewrites the value of a FITS card in place (the first card whose keyword is key). */
-static int patch_card(const char *path, const char *key, const char *value)
+/* Replaces the first card whose keyword is key by `text` (blank-padded to 80). */
+static int replace_card(const char *path, const char *key, const char *text)
 {
     FILE *f = fopen(path, "r+b");
     if (!f)
@@ -99,8 +99,7 @@ static int patch_card(const char *path, const char *key, const char *value)
     for (long pos = 0; !done && fread(card, 1, 80, f) == 80; pos += 80) {
         if (memcmp(card, want, 8) == 0 && card[8] == '=') {
             char fresh[81];
-            snprintf(fresh, sizeof fresh, "%-8s= %20s", key, value);
-            snprintf(fresh + strlen(fresh), sizeof fresh - strlen(fresh), "%*s", (int)(80 - strlen(fresh)), "");
+            snprintf(fresh, sizeof fresh, "%-80.80s", text);
             fseek(f, pos, SEEK_SET);
             fwrite(fresh, 1, 80, f);
             done = 1;
@@ -108,6 +107,14 @@ static int patch_card(const char *path, const char *key, const char *value)
     }
     fclose(f);
     return done;
+}
+
+/* Rewrites the value of a FITS card in place (the first card whose keyword is key). */
+static int patch_card(const char *path, const char *key, const char *value)
+{
+    char text[81];
+    snprintf(text, sizeof text, "%-8s= %20s", key, value);
+    return replace_card(path, key, text);
 }
 
 /* A small Rice-compressed 32 x 32 image written by cfitsio, then its header
@@ -127,7 +134,9 @@ static void write_fz(const char *path, const char *key, const char *value)
     fits_create_img(f, SHORT_IMG, 2, naxes, &status);
     fits_write_img(f, TSHORT, 1, 32 * 32, pix, &status);
     fits_close_file(f, &status);
-    if (status || (key && !patch_card(path, key, value))) {
+    /* A key of "ZSIMPLE" (a card nothing reads) takes `value` as a whole card. */
+    int patched = !key || (!strcmp(key, "ZSIMPLE") ? replace_card(path, key, value) : patch_card(path, key, value));
+    if (status || !patched) {
         fprintf(stderr, "cannot write %s (cfitsio status %d)\n", path, status);
         exit(1);
     }
@@ -178,6 +187,17 @@ static void write_all(const char *dir)
     write_fz(AT("zbitpix.fits.fz"), "ZBITPIX", "7");
     write_fz(AT("zcmptype.fits.fz"), "ZCMPTYPE", "'BOGUS   '");
     write_fz(AT("ztile.fits.fz"), "ZTILE1", "0");
+    /* cfitsio takes a keyword in any case, without "= " in column 9, or under
+     * HIERARCH, and of two copies the one its lookup order meets first: a
+     * second tile size of 0 in any of these forms divided by zero inside it. */
+    write_fz(AT("ztile_twice.fits.fz"), "ZSIMPLE", "ZTILE2  =                    0");
+    write_fz(AT("ztile_lower.fits.fz"), "ZSIMPLE", "ztile2  =                    0");
+    write_fz(AT("ztile_hierarch.fits.fz"), "ZSIMPLE", "HIERARCH ZTILE2 = 0");
+    write_fz(AT("ztile_odd.fits.fz"), "ZSIMPLE", "ZTILE2 ETY' = BPIX '");
+    /* cfitsio reads the bytes per pixel from ZVAL2 whatever ZNAME2 says, and a
+     * logical T there as 1. */
+    write_fz(AT("zval2_logical.fits.fz"), "ZVAL2", "T");
+    write_fz(AT("zname2_other.fits.fz"), "ZNAME2", "'BYTES   '"); /* valid: still 2 bytes a pixel */
     /* A control character in a header (cfitsio read such a header as a table
      * of petabytes); bytes after the last HDU that are not a whole block. */
     write_fz(AT("control_char.fits.fz"), "NAXIS1", "\00408");
@@ -199,7 +219,9 @@ static const char *const hostile[] = {"huge_axis.fits", "billion_frames.fits", "
                                       "good_small.fits[5]", "zval2_zero.fits.fz", "zval2_neg.fits.fz",
                                       "zval2_huge.fits.fz", "zval1_zero.fits.fz", "zval1_huge.fits.fz",
                                       "zbitpix.fits.fz", "zcmptype.fits.fz", "ztile.fits.fz",
-                                      "control_char.fits.fz", "partial_block.fits"};
+                                      "control_char.fits.fz", "partial_block.fits", "ztile_twice.fits.fz",
+                                      "ztile_lower.fits.fz", "ztile_hierarch.fits.fz", "ztile_odd.fits.fz",
+                                      "zval2_logical.fits.fz"};
 
 static void refused(const char *dir, const char *name)
 {
@@ -230,6 +252,23 @@ static void readable(const char *dir, const char *name, size_t w, size_t h)
     clred_image img;
     CHECK_OK(clred_image_read(path, 0, &img));
     CHECK_MSG(img.width == w && img.height == h, "%s: %zu x %zu", name, img.width, img.height);
+    clred_image_free(&img);
+}
+
+/* A Rice file from write_fz reads back as written: the bytes per pixel come
+ * from ZVAL2 whatever ZNAME2 says, in the check before cfitsio as in cfitsio. */
+static void rice_pixels_as_written(const char *dir, const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    clred_image img;
+    CHECK_OK(clred_image_read(path, 0, &img));
+    if (!img.sci)
+        return;
+    size_t wrong = 0;
+    for (size_t i = 0; i < 32 * 32; i++)
+        wrong += img.sci[i] != (float)(i % 97);
+    CHECK_MSG(img.width == 32 && img.height == 32 && wrong == 0, "%s: %zu pixels differ", name, wrong);
     clred_image_free(&img);
 }
 
@@ -354,5 +393,6 @@ int main(int argc, char **argv)
     readable(dir, "good_small.fits", 8, 8);
     readable(dir, "good_small.npy", 8, 8);
     readable(dir, "good_small.fits.fz", 32, 32);
+    rice_pixels_as_written(dir, "zname2_other.fits.fz");
     return harness_finish();
 }

@@ -34,7 +34,7 @@ typedef struct {
      * would be of a different header. */
     unsigned char n_scalar[16], n_znaxisn[10], n_ztile[10], n_zname[10], n_zval[10], n_naxisn[1000],
         n_ttype[1000], n_tform[1000];
-    char twice[9];
+    char twice[9], odd[9]; /* a keyword seen twice; one in a form not read here */
 } hdu_keys;
 
 /* The value of a card as a number (FITS allows a D exponent); 0 if it is none. */
@@ -52,7 +52,8 @@ static int card_number(const char *card, double *v)
     *v = strtod(text, &end);
     while (*end == ' ')
         end++;
-    return end != text && *end == '\0';
+    /* strtod also reads hex, inf and nan, which FITS (and cfitsio) do not */
+    return end != text && *end == '\0' && strspn(text, " +-.0123456789E") == strlen(text);
 }
 
 static void card_string(const char *card, char *out, size_t size)
@@ -69,96 +70,157 @@ static void card_string(const char *card, char *out, size_t size)
     out[n] = '\0';
 }
 
-static int key_index(const char *card, const char *prefix)
+/* n of a name `prefix`n (n = 1..999 written without sign or leading zero,
+ * as cfitsio composes the names it looks up), or -1. */
+static int key_index(const char *name, const char *prefix)
 {
     size_t n = strlen(prefix);
-    if (strncmp(card, prefix, n) != 0)
+    if (strncmp(name, prefix, n) != 0 || name[n] < '1' || name[n] > '9')
         return -1;
-    char digits[9] = "";
-    size_t k = 0;
-    for (size_t i = n; i < 8 && card[i] != ' '; i++)
-        digits[k++] = card[i];
-    digits[k] = '\0';
-    if (!k)
-        return -1;
-    char *end;
-    long v = strtol(digits, &end, 10);
-    return *end == '\0' && v >= 1 && v <= 999 ? (int)v : -1;
-}
-
-static void count(hdu_keys *h, unsigned char *n, const char *card)
-{
-    if (*n && !h->twice[0]) {
-        size_t len = 8;
-        while (len && card[len - 1] == ' ')
-            len--;
-        memcpy(h->twice, card, len);
-        h->twice[len] = '\0';
+    int v = 0;
+    for (size_t i = n; i < 8 && name[i] != ' ' && name[i] != '\0'; i++) {
+        if (name[i] < '0' || name[i] > '9' || v > 99)
+            return -1;
+        v = 10 * v + (name[i] - '0');
     }
-    *n = 1;
+    return v;
 }
 
-static void read_card(const char *card, hdu_keys *h)
+/* The keyword a card names as cfitsio matches it (ffgknm, then ffgcrd):
+ * everything up to the first blank or '=' (after "HIERARCH ", up to the
+ * '='), in upper case, as 8 blank-padded characters ("" if longer, which no
+ * keyword read here is). Returns 1 if the card is the standard form of
+ * that name, the name in upper case in columns 1-8 and '=' in column 9,
+ * the only form whose value is read here. */
+static int cfitsio_key(const char *card, char name[9])
 {
-    if (card[8] != '=')
-        return;
+    const char *start = card, *end;
+    if (!strncmp(card, "HIERARCH ", 9)) {
+        const char *eq = memchr(card, '=', 80);
+        start = card + 9;
+        while (start < card + 80 && *start == ' ')
+            start++;
+        end = eq ? eq : start;
+        while (end > start && end[-1] == ' ')
+            end--;
+    } else {
+        end = card;
+        while (end < card + 80 && *end != ' ' && *end != '=')
+            end++;
+    }
+    size_t len = (size_t)(end - start);
+    memset(name, ' ', 8);
+    name[8] = '\0';
+    if (len > 8) {
+        name[0] = '\0';
+        return 0;
+    }
+    int standard = start == card && card[8] == '=' && card[9] == ' ';
+    for (size_t i = 0; i < len; i++) {
+        name[i] = (char)((start[i] >= 'a' && start[i] <= 'z') ? start[i] - 32 : start[i]);
+        standard &= name[i] == start[i];
+    }
+    for (size_t i = len; i < 8; i++)
+        standard &= card[i] == ' ';
+    return standard;
+}
+
+/* Where the count of a keyword read here is kept, or NULL for any other name. */
+static unsigned char *key_count(hdu_keys *h, const char *name)
+{
+    static const char *const scalars[] = {"ZIMAGE  ", "ZCMPTYPE", "ZBITPIX ", "ZNAXIS  ", "BITPIX  ",
+                                          "NAXIS   ", "TFIELDS ", "THEAP   ", "PCOUNT  ", "GCOUNT  "};
+    for (size_t k = 0; k < sizeof scalars / sizeof *scalars; k++)
+        if (!strcmp(name, scalars[k]))
+            return &h->n_scalar[k];
+    int i;
+    if ((i = key_index(name, "ZNAXIS")) > 0 && i < 10)
+        return &h->n_znaxisn[i];
+    if ((i = key_index(name, "ZTILE")) > 0 && i < 10)
+        return &h->n_ztile[i];
+    if ((i = key_index(name, "ZNAME")) > 0 && i < 10)
+        return &h->n_zname[i];
+    if ((i = key_index(name, "ZVAL")) > 0 && i < 10)
+        return &h->n_zval[i];
+    if ((i = key_index(name, "NAXIS")) > 0 && i < 1000)
+        return &h->n_naxisn[i];
+    if ((i = key_index(name, "TTYPE")) > 0 && i < 1000)
+        return &h->n_ttype[i];
+    if ((i = key_index(name, "TFORM")) > 0 && i < 1000)
+        return &h->n_tform[i];
+    return NULL;
+}
+
+static void trimmed(char out[9], const char *name)
+{
+    size_t len = strcspn(name, " ");
+    memcpy(out, name, len);
+    out[len] = '\0';
+}
+
+/* The value of a standard card, by its (upper-case, padded) name. */
+static void read_value(const char *card, const char *name, hdu_keys *h)
+{
     double v;
     int i;
-    unsigned char *n = h->n_scalar;
-    if (!strncmp(card, "ZIMAGE  ", 8)) {
-        count(h, &n[0], card);
+    if (!strcmp(name, "ZIMAGE  "))
         h->zimage |= memchr(card + 10, 'T', 20) != NULL; /* any copy that says T: see twice */
-    } else if (!strncmp(card, "ZCMPTYPE", 8)) {
-        count(h, &n[1], card);
+    else if (!strcmp(name, "ZCMPTYPE"))
         card_string(card, h->zcmptype, sizeof h->zcmptype);
-    } else if (!strncmp(card, "ZBITPIX ", 8)) {
-        count(h, &n[2], card);
+    else if (!strcmp(name, "ZBITPIX "))
         h->have_zbitpix = card_number(card, &h->zbitpix);
-    } else if (!strncmp(card, "ZNAXIS  ", 8)) {
-        count(h, &n[3], card);
+    else if (!strcmp(name, "ZNAXIS  "))
         h->have_znaxis = card_number(card, &h->znaxis);
-    } else if ((i = key_index(card, "ZNAXIS")) > 0 && i < 10) {
-        count(h, &h->n_znaxisn[i], card);
+    else if ((i = key_index(name, "ZNAXIS")) > 0 && i < 10)
         h->znaxisn[i] = card_number(card, &v) ? v : NAN;
-    } else if ((i = key_index(card, "ZTILE")) > 0 && i < 10) {
-        count(h, &h->n_ztile[i], card);
+    else if ((i = key_index(name, "ZTILE")) > 0 && i < 10)
         h->ztile[i] = card_number(card, &v) ? v : -1;
-    } else if ((i = key_index(card, "ZNAME")) > 0 && i < 10) {
-        count(h, &h->n_zname[i], card);
+    else if ((i = key_index(name, "ZNAME")) > 0 && i < 10)
         card_string(card, h->zname[i], sizeof h->zname[i]);
-    } else if ((i = key_index(card, "ZVAL")) > 0 && i < 10) {
-        count(h, &h->n_zval[i], card);
+    else if ((i = key_index(name, "ZVAL")) > 0 && i < 10)
         h->have_zval[i] = card_number(card, &h->zval[i]) ? 1 : -1;
-    } else if (!strncmp(card, "BITPIX  ", 8)) {
-        count(h, &n[4], card);
+    else if (!strcmp(name, "BITPIX  "))
         card_number(card, &h->bitpix);
-    } else if (!strncmp(card, "NAXIS   ", 8)) {
-        count(h, &n[5], card);
+    else if (!strcmp(name, "NAXIS   "))
         card_number(card, &h->naxis);
-    } else if ((i = key_index(card, "NAXIS")) > 0 && i < 1000) {
-        count(h, &h->n_naxisn[i], card);
-        if (card_number(card, &v))
-            h->naxisn[i] = v;
-    } else if ((i = key_index(card, "TTYPE")) > 0 && i < 1000) {
-        count(h, &h->n_ttype[i], card);
+    else if ((i = key_index(name, "NAXIS")) > 0 && i < 1000 && card_number(card, &v))
+        h->naxisn[i] = v;
+    else if ((i = key_index(name, "TTYPE")) > 0 && i < 1000)
         card_string(card, h->ttype[i], sizeof h->ttype[i]);
-    } else if ((i = key_index(card, "TFORM")) > 0 && i < 1000) {
-        count(h, &h->n_tform[i], card);
+    else if ((i = key_index(name, "TFORM")) > 0 && i < 1000)
         card_string(card, h->tform[i], sizeof h->tform[i]);
-    } else if (!strncmp(card, "TFIELDS ", 8)) {
-        count(h, &n[6], card);
-        if (card_number(card, &v))
-            h->tfields = v >= 0 && v < 1000 ? (int)v : 0;
-    } else if (!strncmp(card, "THEAP   ", 8)) {
-        count(h, &n[7], card);
+    else if (!strcmp(name, "TFIELDS ") && card_number(card, &v))
+        h->tfields = v >= 0 && v < 1000 ? (int)v : 0;
+    else if (!strcmp(name, "THEAP   "))
         h->have_theap = card_number(card, &h->theap);
-    } else if (!strncmp(card, "PCOUNT  ", 8)) {
-        count(h, &n[8], card);
+    else if (!strcmp(name, "PCOUNT  "))
         card_number(card, &h->pcount);
-    } else if (!strncmp(card, "GCOUNT  ", 8)) {
-        count(h, &n[9], card);
+    else if (!strcmp(name, "GCOUNT  "))
         card_number(card, &h->gcount);
+}
+
+/* A keyword read here is taken by cfitsio whatever its case, with or without
+ * the standard "= " and under HIERARCH; this check reads only the standard
+ * form, so any other form of such a name, or a second copy, is recorded (and
+ * refused in a compressed HDU): cfitsio might take it where this took another. */
+static void read_card(const char *card, hdu_keys *h)
+{
+    char name[9];
+    int standard = cfitsio_key(card, name);
+    unsigned char *n = key_count(h, name);
+    if (!n)
+        return;
+    if (*n && !h->twice[0])
+        trimmed(h->twice, name);
+    *n = 1;
+    if (!standard) {
+        if (!h->odd[0])
+            trimmed(h->odd, name);
+        if (!strcmp(name, "ZIMAGE  "))
+            h->zimage = 1; /* checked, then refused for the odd card */
+        return;
     }
+    read_value(card, name, h);
 }
 
 static int integral(double v, double lo, double hi) { return v >= lo && v <= hi && v == floor(v); }
@@ -173,6 +235,12 @@ static clred_status check_compressed(const char *path, int hdu, const hdu_keys *
     if (!ok)
         return clred_fail(CLRED_ERR_INPUT, "%s: HDU %d: unknown tile compression ZCMPTYPE = '%s'", path, hdu,
                           h->zcmptype);
+    if (h->twice[0])
+        return clred_fail(CLRED_ERR_INPUT, "%s: HDU %d: damaged compressed image: keyword %s appears twice", path, hdu,
+                          h->twice);
+    if (h->odd[0])
+        return clred_fail(CLRED_ERR_INPUT, "%s: HDU %d: damaged compressed image: keyword %s is not a standard "
+                          "'%s = value' card", path, hdu, h->odd, h->odd);
     double b = h->zbitpix;
     if (!h->have_zbitpix || !(b == 8 || b == 16 || b == 32 || b == 64 || b == -32 || b == -64))
         return clred_fail(CLRED_ERR_INPUT, "%s: HDU %d: damaged compressed image: ZBITPIX missing or not a BITPIX",
