@@ -8,11 +8,12 @@
 #   scripts/fuzz.sh fuzz_npy fuzz_fz          # some targets only
 #   FUZZ_SEED=1 scripts/fuzz.sh                # reproducible (CI's choice)
 # FUZZ_SEED (default 0: a new random seed each run) fixes libFuzzer's
-# mutation sequence: a run with a seed is a prefix of a longer run with the
-# same seed, so a long local run vouches for CI's short one, and a red CI is
-# a change's doing, not the luck of the draw. Exploring (a random seed, many
-# minutes) is for a developer's machine; what it finds is fixed and kept in
-# tests/fuzz/regressions/, which every run replays first.
+# mutation sequence: in the same checkout, a run with a seed is a prefix of a
+# longer run with that seed (the scratch input's name is fixed too, since the
+# readers' string comparisons steer the mutations), so a red CI is a change's
+# doing, not the luck of the draw, and a long run vouches for shorter ones.
+# Exploring (a random seed, many minutes) is for a developer's machine; what
+# it finds is fixed and kept in tests/fuzz/regressions/, replayed first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-10}
