@@ -2533,7 +2533,7 @@ typedef struct {
     size_t nstamps, nstamps_used; /* stamps found, stamps kept by the rejection */
     int kernel_order, bg_order; /* the spatial orders used: lowered from the options' until every term has
                                    3 stamps */
-    double fom;            /* mean chi^2 per pixel of the kept stamps */
+    double fom;            /* mean chi^2 per pixel of the kept stamps (each over the pixels it fitted) */
     double score_std;      /* robust standard deviation of the score image */
     double sky_refit[6];   /* what sky_refit took off D (D's units; 0 when not re-fitted): a polynomial in the
                               background's terms 1, xs, ys, xs^2, xs ys, ys^2 (xs = 2 x / (w - 1) - 1) */

@@ -154,13 +154,26 @@ kernel void al_stamp_finish(global float *conv, global const float *bsum, const 
  * (the basis convolutions, the constant 1 and I), weighted by wt:
  *   dots[s][pair] = sum_p wt_p a(p) b(p)     (pairs in row-major upper-triangle order).
  * One work-item per (pair, stamp); products in float (4 at a time), summed in
- * acc_t (four sums: independent chains of additions). */
+ * acc_t (four sums: independent chains of additions). Work-item q = npairs
+ * counts the stamp's pixels of weight > 0 instead (nfit[s]): those alone add
+ * to its chi^2, which the stamp rejection judges against their number
+ * (al_stamp_outliers), and counted from wt itself they are exactly the
+ * pixels the sums take, whatever left the others out. */
 kernel void al_stamp_dots(global const float *conv, global const float *wt, const int nv, const int npix,
-                          const int nstamps, global const int2 *pairs, const int npairs, global acc_t *dots)
+                          const int nstamps, global const int2 *pairs, const int npairs, global acc_t *dots,
+                          global int *nfit)
 {
     int q = get_global_id(0), s = get_global_id(1);
-    if (q >= npairs || s >= nstamps)
+    if (q > npairs || s >= nstamps)
         return;
+    if (q == npairs) {
+        global const float *w = wt + (size_t)s * npix;
+        int n = 0;
+        for (int p = 0; p < npix; p++)
+            n += w[p] > 0.0f;
+        nfit[s] = n;
+        return;
+    }
     int2 ab = pairs[q];
     global const float *a = conv + ((size_t)s * nv + ab.x) * npix, *b = conv + ((size_t)s * nv + ab.y) * npix,
                        *w = wt + (size_t)s * npix;

@@ -52,10 +52,15 @@ typedef struct {
  * stamp must not be used: its basis convolutions are not computed and hold
  * zeros), else minus those further out (0: none), whose fitted pixels are
  * left out of the sums (weight 0), so that one masked pixel (a template's
- * hole, a cosmic ray) in a stamp's wide footprint does not cost the stamp. */
+ * hole, a cosmic ray) in a stamp's wide footprint does not cost the stamp.
+ * nfit[s] counts the stamp's pixels of weight > 0, the only ones its sums
+ * and so its chi^2 take (0 for a stamp with nbad > 0; fewer than the box's
+ * (2r + 1)^2 where unusable pixels, a variance not positive and finite or
+ * the border left some out): the chi^2's degrees of freedom, against which
+ * al_stamp_outliers judges it. */
 clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side *ii, uint16_t ignore,
                                const al_basis *b, int r, int core, const int *cx, const int *cy, size_t ns,
-                               double *dots, int *nbad);
+                               double *dots, int *nbad, int *nfit);
 
 /* The global least-squares problem of the stamps in use[]: the unknowns are
  * basis 0's coefficient (constant: the kernel sum), each other basis's
@@ -86,15 +91,18 @@ double al_stamp_signal(const double *dots_s, const double *coef, int nbasis, int
                        size_t w, size_t h);
 
 /* The stamps' chi^2 under the fit as noise plus a model error relative to
- * each star (al_fit.c says why): chi2_s ~ f0 nu + e2 signal_s over the
- * stamps in use (nu: the fitted pixels of a stamp), f0 and e2 >= 0 by
- * Theil-Sen (the median of the pairs' slopes, then the median intercept),
- * robust to the contaminated stamps it is there to find. Flags in drop[]
- * (0 or 1 for every stamp; only stamps in use can be 1) those whose chi^2
- * exceeds that by more than clip times its standard deviation, sqrt(2 nu
- * f0^2 + 4 f0 e2 signal_s), and their count in *ndrop. *f0, *e2 receive
- * the fit (1, 0 with under 2 stamps in use). */
-clred_status al_stamp_outliers(const double *chi2, const double *signal, const int *use, size_t ns, double nu,
+ * each star (al_fit.c says why): chi2_s ~ f0 nu_s + e2 signal_s over the
+ * stamps in use (nu_s: the pixels that enter stamp s's chi^2, nfit of
+ * al_stamp_dots_dev), fitted per pixel, chi2_s / nu_s ~ f0 + e2 signal_s /
+ * nu_s, f0 and e2 >= 0 by Theil-Sen (the median of the pairs' slopes, then
+ * the median intercept, (chi2_s - e2 signal_s) / nu_s), robust to the
+ * contaminated stamps it is there to find. A stamp takes part where it is
+ * in use, its chi2 and signal are finite and nu_s > 0. Flags in drop[]
+ * (0 or 1 for every stamp; only those taking part can be 1) those whose
+ * chi^2 exceeds that by more than clip times its standard deviation,
+ * sqrt(2 nu_s f0^2 + 4 f0 e2 signal_s), and their count in *ndrop. *f0,
+ * *e2 receive the fit (1, 0 with under 2 stamps taking part). */
+clred_status al_stamp_outliers(const double *chi2, const double *signal, const double *nu, const int *use, size_t ns,
                                double clip, int *drop, double *f0, double *e2, size_t *ndrop);
 
 /* The kernel's basis coefficients at (x, y) from the solution. */

@@ -299,6 +299,12 @@ static double median_of(double *v, size_t n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* a stamp that takes part in the chi^2 model (al.h) */
+static int outlier_usable(const double *chi2, const double *signal, const double *nu, const int *use, size_t i)
+{
+    return use[i] && isfinite(chi2[i]) && isfinite(signal[i]) && nu[i] > 0 && isfinite(nu[i]);
+}
+
 /* Why a model error: the stamps' chi^2 per pixel grows with their stars'
  * brightness where the kernel cannot match them exactly (PSFs that a
  * compact basis does not map onto each other, a kernel varying faster than
@@ -314,48 +320,61 @@ static double median_of(double *v, size_t n)
  * spread: 2 nu f0^2 from the noise, 4 f0 e2 signal from the noise against
  * the model's residual (the cross term of (n + m)^2). Theil-Sen, not least
  * squares: the brightest stamps have the leverage, and one of them
- * contaminated must not set e2. */
-clred_status al_stamp_outliers(const double *chi2, const double *signal, const int *use, size_t ns, double nu,
+ * contaminated must not set e2.
+ * nu is per stamp, the pixels that enter its chi^2: unusable pixels away
+ * from the star, a variance that is not positive, the border take fitted
+ * pixels out, and they add nothing to chi^2. Judged against the box's pixel
+ * count, such a stamp reads low by f0 per pixel lost, enough to hide a
+ * transient's excess (so it was never dropped), and many of them pulled
+ * f0's median intercept down. The fit is per pixel, chi2 / nu = f0 + e2
+ * signal / nu (the model divided by nu_s, exact), so that the pairs'
+ * slopes do not take the stamps' differences in nu for a model error. */
+clred_status al_stamp_outliers(const double *chi2, const double *signal, const double *nu, const int *use, size_t ns,
                                double clip, int *drop, double *f0, double *e2, size_t *ndrop)
 {
     size_t n = 0;
     *ndrop = 0;
     for (size_t i = 0; i < ns; i++) {
         drop[i] = 0;
-        n += use[i] && isfinite(chi2[i]) && isfinite(signal[i]);
+        n += outlier_usable(chi2, signal, nu, use, i);
     }
     *f0 = 1.0;
     *e2 = 0.0;
-    if (n < 2 || !(nu > 0))
+    if (n < 2)
         return CLRED_OK;
     size_t npair = n * (n - 1) / 2; /* >= n for n >= 3; the intercepts need n */
     double *v = malloc((npair > n ? npair : n) * sizeof *v);
     if (!v)
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu stamps' chi^2 model", n);
     size_t m = 0;
-    for (size_t i = 0; i < ns; i++)
+    for (size_t i = 0; i < ns; i++) {
+        if (!outlier_usable(chi2, signal, nu, use, i))
+            continue;
+        double xi = signal[i] / nu[i], yi = chi2[i] / nu[i];
         for (size_t j = i + 1; j < ns; j++) {
-            int ok = use[i] && use[j] && isfinite(chi2[i]) && isfinite(chi2[j]) && isfinite(signal[i]) &&
-                     isfinite(signal[j]) && signal[i] != signal[j];
-            if (ok)
-                v[m++] = (chi2[j] - chi2[i]) / (signal[j] - signal[i]);
+            if (!outlier_usable(chi2, signal, nu, use, j))
+                continue;
+            double xj = signal[j] / nu[j], yj = chi2[j] / nu[j];
+            if (xi != xj)
+                v[m++] = (yj - yi) / (xj - xi);
         }
+    }
     double slope = m ? fmax(median_of(v, m), 0.0) : 0.0;
     m = 0;
     for (size_t i = 0; i < ns; i++)
-        if (use[i] && isfinite(chi2[i]) && isfinite(signal[i]))
-            v[m++] = chi2[i] - slope * signal[i];
-    double f = median_of(v, m) / nu;
+        if (outlier_usable(chi2, signal, nu, use, i))
+            v[m++] = (chi2[i] - slope * signal[i]) / nu[i];
+    double f = median_of(v, m);
     free(v);
     if (!(f > 0))
         return CLRED_OK;
     *f0 = f;
     *e2 = slope;
     for (size_t i = 0; i < ns; i++) {
-        if (!use[i] || !isfinite(chi2[i]) || !isfinite(signal[i]))
+        if (!outlier_usable(chi2, signal, nu, use, i))
             continue;
-        double excess = chi2[i] - f * nu - slope * signal[i];
-        double sd = sqrt(2.0 * nu * f * f + 4.0 * f * slope * fmax(signal[i], 0.0));
+        double excess = chi2[i] - f * nu[i] - slope * signal[i];
+        double sd = sqrt(2.0 * nu[i] * f * f + 4.0 * f * slope * fmax(signal[i], 0.0));
         if (excess > clip * sd) {
             drop[i] = 1;
             (*ndrop)++;
@@ -396,7 +415,7 @@ static clred_status set_side_args(cl_mem *sci, cl_mem *var, cl_mem *mask, int *f
 
 clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side *ii, uint16_t ignore,
                                const al_basis *b, int r, int core, const int *cx, const int *cy, size_t ns,
-                               double *dots, int *nbad)
+                               double *dots, int *nbad, int *nfit)
 {
     if (ns == 0)
         return CLRED_OK;
@@ -408,7 +427,7 @@ clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side 
     size_t acc = ctx->use_double ? sizeof(double) : sizeof(float);
     void *host_dots = malloc(ns * (size_t)npairs * acc);
     cl_mem c_centre = NULL, c_filt = NULL, c_bf = NULL, c_bsum = NULL, c_pairs = NULL, c_rows = NULL, c_conv = NULL,
-           c_dots = NULL, c_bad = NULL, c_wt = NULL;
+           c_dots = NULL, c_bad = NULL, c_wt = NULL, c_nfit = NULL;
     clred_status st = CLRED_OK;
     if (!centre || !pairs || !bf || !host_dots) {
         st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu stamps", ns);
@@ -449,6 +468,8 @@ clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side 
         st = clred_buffer(ctx, CL_MEM_WRITE_ONLY, ns * (size_t)npairs * acc, NULL, &c_dots, "AL stamp dots");
     if (st == CLRED_OK)
         st = clred_buffer(ctx, CL_MEM_READ_WRITE, ns * sizeof(cl_int), NULL, &c_bad, "AL stamp checks");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, CL_MEM_WRITE_ONLY, ns * sizeof(cl_int), NULL, &c_nfit, "AL stamp pixel counts");
     if (st != CLRED_OK)
         goto done;
 
@@ -505,14 +526,17 @@ clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side 
         st = clred_kernel(ctx, "al", NULL, "al_stamp_dots", &k);
     if (st == CLRED_OK)
         st = clred_args(k, "al_stamp_dots", CLRED_ARG(c_conv), CLRED_ARG(c_wt), CLRED_ARG(nv), CLRED_ARG(npix),
-                        CLRED_ARG(ins), CLRED_ARG(c_pairs), CLRED_ARG(npairs), CLRED_ARG(c_dots), (size_t)0);
-    size_t gd[2] = {(size_t)npairs, ns};
+                        CLRED_ARG(ins), CLRED_ARG(c_pairs), CLRED_ARG(npairs), CLRED_ARG(c_dots),
+                        CLRED_ARG(c_nfit), (size_t)0);
+    size_t gd[2] = {(size_t)npairs + 1, ns}; /* the last work-item of a stamp counts its fitted pixels */
     if (st == CLRED_OK)
         st = clred_run_tiled(ctx, k, "al_stamp_dots", 2, gd);
     if (st == CLRED_OK)
         st = clred_download(ctx, c_dots, 0, ns * (size_t)npairs * acc, host_dots);
     if (st == CLRED_OK)
         st = clred_download(ctx, c_bad, 0, ns * sizeof(cl_int), nbad);
+    if (st == CLRED_OK)
+        st = clred_download(ctx, c_nfit, 0, ns * sizeof(cl_int), nfit);
     if (st == CLRED_OK)
         for (size_t s = 0; s < ns; s++) {
             double *S = dots + s * (size_t)nv * nv;
@@ -534,6 +558,7 @@ done:
     clred_release(&c_dots);
     clred_release(&c_bad);
     clred_release(&c_wt);
+    clred_release(&c_nfit);
     free(centre);
     free(pairs);
     free(bf);

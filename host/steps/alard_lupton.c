@@ -237,7 +237,7 @@ typedef struct {
     al_basis basis;
     int r, ko, bo;
     double *coef;
-    int *cx, *cy, *use, *nbad;
+    int *cx, *cy, *use, *nbad, *nfit;
     double *dots, *chi2;
     size_t ns;
 } al_state;
@@ -251,6 +251,7 @@ static void state_free(al_state *s)
     free(s->cy);
     free(s->use);
     free(s->nbad);
+    free(s->nfit);
     free(s->dots);
     free(s->chi2);
 }
@@ -322,7 +323,6 @@ static void choose_kernel_order(al_state *s, size_t nuse)
 static clred_status fit(al_state *s, const clred_al_opts *o, clred_al_result *out)
 {
     int nb = s->basis.nbasis, nv = nb + 2;
-    int npix = (2 * s->r + 1) * (2 * s->r + 1);
     size_t ns = s->ns;
     double *ks = calloc(ns ? ns : 1, sizeof *ks);
     if (!(s->chi2 = calloc(ns ? ns : 1, sizeof *s->chi2)) || !ks) {
@@ -332,7 +332,9 @@ static clred_status fit(al_state *s, const clred_al_opts *o, clred_al_result *ou
     size_t nuse = 0;
     for (size_t i = 0; i < ns; i++) {
         ks[i] = NAN;
-        s->use[i] = s->nbad[i] <= 0 && al_stamp_ksum(s->dots + i * (size_t)nv * nv, nb, &ks[i]) == CLRED_OK;
+        /* a stamp without a fitted pixel says nothing (and has no chi^2 per pixel) */
+        s->use[i] = s->nbad[i] <= 0 && s->nfit[i] > 0 &&
+                    al_stamp_ksum(s->dots + i * (size_t)nv * nv, nb, &ks[i]) == CLRED_OK;
         nuse += s->use[i];
     }
     clred_clear_error();
@@ -369,23 +371,27 @@ static clred_status fit(al_state *s, const clred_al_opts *o, clred_al_result *ou
         /* stamps whose chi^2 the noise and the fit's common model error do not
          * explain (al_stamp_outliers): a variable, a transient, a fading
          * source or a blend in the box, never a star for its brightness */
-        double *signal = malloc(ns * sizeof *signal), f0, e2;
+        double *signal = malloc(ns * sizeof *signal), *nu = malloc(ns * sizeof *nu), f0, e2;
         int *drop = malloc(ns * sizeof *drop);
-        if (!signal || !drop) {
+        if (!signal || !nu || !drop) {
             free(signal);
+            free(nu);
             free(drop);
             return clred_fail(CLRED_ERR_MEMORY, "out of memory");
         }
-        for (size_t i = 0; i < ns; i++)
+        for (size_t i = 0; i < ns; i++) {
             signal[i] = s->use[i] ? al_stamp_signal(s->dots + i * (size_t)nv * nv, s->coef, nb, s->ko, s->cx[i],
                                                     s->cy[i], s->w, s->h)
                                   : NAN;
+            nu[i] = s->nfit[i];
+        }
         size_t dropped = 0;
-        clred_status st = al_stamp_outliers(s->chi2, signal, s->use, ns, npix, o->fom_clip, drop, &f0, &e2, &dropped);
+        clred_status st = al_stamp_outliers(s->chi2, signal, nu, s->use, ns, o->fom_clip, drop, &f0, &e2, &dropped);
         for (size_t i = 0; st == CLRED_OK && i < ns; i++)
             if (drop[i])
                 s->use[i] = 0;
         free(signal);
+        free(nu);
         free(drop);
         if (st != CLRED_OK)
             return st;
@@ -396,7 +402,7 @@ static clred_status fit(al_state *s, const clred_al_opts *o, clred_al_result *ou
     double sum = 0;
     for (size_t i = 0; i < ns; i++)
         if (s->use[i])
-            sum += s->chi2[i] / npix;
+            sum += s->chi2[i] / s->nfit[i]; /* over the box's pixel count a stamp with some left out reads low */
     out->nstamps = ns;
     out->nstamps_used = nuse;
     out->fom = sum / (double)nuse;
@@ -1340,13 +1346,14 @@ clred_status clred_subtract_al_dev(clred_ctx *ctx, const clred_dimage *new_img, 
     if (st == CLRED_OK) {
         s.dots = malloc(s.ns * (size_t)nv * nv * sizeof *s.dots);
         s.nbad = malloc(s.ns * sizeof *s.nbad);
+        s.nfit = malloc(s.ns * sizeof *s.nfit);
         s.use = malloc(s.ns * sizeof *s.use);
-        if (!s.dots || !s.nbad || !s.use)
+        if (!s.dots || !s.nbad || !s.nfit || !s.use)
             st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu stamps", s.ns);
     }
     if (st == CLRED_OK)
         st = al_stamp_dots_dev(ctx, &s.ti, &s.ii, o->ignore_bits, &s.basis, s.r, stamp_core(fwhm_i), s.cx, s.cy, s.ns,
-                               s.dots, s.nbad);
+                               s.dots, s.nbad, s.nfit);
     if (st == CLRED_OK)
         st = fit(&s, o, out);
     if (st == CLRED_OK && !(out->ksum > 0))

@@ -91,12 +91,13 @@ void al_ref_stamp(const float *t, const float *tvar, double tvar0, double tlev, 
     free(wt);
 }
 
-void al_ref_stamp_masked(const float *t, const float *tvar, double tvar0, double tlev, const unsigned char *t_ok,
-                         const float *i, const float *ivar, double ivar0, double ilev, const unsigned char *i_ok,
-                         size_t w, size_t h, const double *basis, int nbasis, int hw, int r, int cx, int cy, double *S)
+int al_ref_stamp_masked(const float *t, const float *tvar, double tvar0, double tlev, const unsigned char *t_ok,
+                        const float *i, const float *ivar, double ivar0, double ilev, const unsigned char *i_ok,
+                        size_t w, size_t h, const double *basis, int nbasis, int hw, int r, int cx, int cy, double *S)
 {
     int fw = 2 * r + 1, npix = fw * fw, nv = nbasis + 2, ks = 2 * hw + 1;
     double *vec = calloc((size_t)nv * npix, sizeof *vec), *wt = calloc((size_t)npix, sizeof *wt);
+    int nfit = 0;
     for (int p = 0; p < npix; p++) {
         long x = cx - r + p % fw, y = cy - r + p / fw;
         int ok = x - hw >= 0 && y - hw >= 0 && x + hw < (long)w && y + hw < (long)h && i_ok[(size_t)y * w + (size_t)x];
@@ -117,10 +118,12 @@ void al_ref_stamp_masked(const float *t, const float *tvar, double tvar0, double
         vec[(size_t)(nbasis + 1) * npix + p] = i[o] - ilev;
         double var = (ivar ? ivar[o] : ivar0) + (tvar ? tvar[o] : tvar0);
         wt[p] = var > 0 ? 1.0 / var : 0.0;
+        nfit += wt[p] > 0;
     }
     weighted_dots(vec, wt, nv, npix, S);
     free(vec);
     free(wt);
+    return nfit;
 }
 
 int al_ref_poly(int order, double x, double y, size_t w, size_t h, double *p)

@@ -23,10 +23,12 @@ void al_ref_stamp(const float *t, const float *tvar, double tvar0, double tlev, 
 
 /* al_ref_stamp where some pixels are unusable (t_ok, i_ok: 1 where usable,
  * w x h): a fitted pixel counts only where I is usable and T over the
- * kernel's footprint is, all within the image (the others weigh 0). */
-void al_ref_stamp_masked(const float *t, const float *tvar, double tvar0, double tlev, const unsigned char *t_ok,
-                         const float *i, const float *ivar, double ivar0, double ilev, const unsigned char *i_ok,
-                         size_t w, size_t h, const double *basis, int nbasis, int hw, int r, int cx, int cy, double *S);
+ * kernel's footprint is, all within the image (the others weigh 0).
+ * Returns the fitted pixels of weight > 0 (usable, variance > 0): those in
+ * the stamp's chi^2. */
+int al_ref_stamp_masked(const float *t, const float *tvar, double tvar0, double tlev, const unsigned char *t_ok,
+                        const float *i, const float *ivar, double ivar0, double ilev, const unsigned char *i_ok,
+                        size_t w, size_t h, const double *basis, int nbasis, int hw, int r, int cx, int cy, double *S);
 
 /* The solution of the global system (basis 0 constant, the others with
  * spatial monomials of kernel order ko, the background of order bo, on

@@ -46,36 +46,40 @@ static double median_count(const double *v, size_t n)
     return 0.5 * (lo + hi);
 }
 
-static int usable(const double *chi2, const double *signal, const int *use, size_t i)
+static int usable(const double *chi2, const double *signal, const double *nu, const int *use, size_t i)
 {
-    return use[i] && isfinite(chi2[i]) && isfinite(signal[i]);
+    return use[i] && isfinite(chi2[i]) && isfinite(signal[i]) && isfinite(nu[i]) && nu[i] > 0;
 }
 
-size_t al_stamps_ref_outliers(const double *chi2, const double *signal, const int *use, size_t ns, double nu,
+size_t al_stamps_ref_outliers(const double *chi2, const double *signal, const double *nu, const int *use, size_t ns,
                               double clip, int *drop, double *f0, double *e2)
 {
     size_t n = 0;
     for (size_t i = 0; i < ns; i++) {
         drop[i] = 0;
-        n += usable(chi2, signal, use, i);
+        n += usable(chi2, signal, nu, use, i);
     }
     *f0 = 1.0;
     *e2 = 0.0;
-    if (n < 2 || !(nu > 0))
+    if (n < 2)
         return 0;
     double *slopes = malloc(n * n * sizeof *slopes), *icpt = malloc(n * sizeof *icpt);
     size_t m = 0;
     for (size_t i = 0; i < ns; i++)
-        for (size_t j = i + 1; j < ns; j++)
-            if (usable(chi2, signal, use, i) && usable(chi2, signal, use, j) && signal[i] != signal[j])
-                slopes[m++] = (chi2[j] - chi2[i]) / (signal[j] - signal[i]);
+        for (size_t j = i + 1; j < ns; j++) {
+            if (!usable(chi2, signal, nu, use, i) || !usable(chi2, signal, nu, use, j))
+                continue;
+            double xi = signal[i] / nu[i], xj = signal[j] / nu[j];
+            if (xi != xj)
+                slopes[m++] = (chi2[j] / nu[j] - chi2[i] / nu[i]) / (xj - xi);
+        }
     double slope = m ? median_count(slopes, m) : 0.0;
     slope = slope > 0 ? slope : 0.0;
     size_t k = 0;
     for (size_t i = 0; i < ns; i++)
-        if (usable(chi2, signal, use, i))
-            icpt[k++] = chi2[i] - slope * signal[i];
-    double f = median_count(icpt, k) / nu;
+        if (usable(chi2, signal, nu, use, i))
+            icpt[k++] = chi2[i] / nu[i] - slope * (signal[i] / nu[i]);
+    double f = median_count(icpt, k);
     free(slopes);
     free(icpt);
     if (!(f > 0))
@@ -84,9 +88,9 @@ size_t al_stamps_ref_outliers(const double *chi2, const double *signal, const in
     *e2 = slope;
     size_t dropped = 0;
     for (size_t i = 0; i < ns; i++)
-        if (usable(chi2, signal, use, i)) {
-            double sd = sqrt(2.0 * nu * f * f + 4.0 * f * slope * (signal[i] > 0 ? signal[i] : 0.0));
-            if (chi2[i] - f * nu - slope * signal[i] > clip * sd) {
+        if (usable(chi2, signal, nu, use, i)) {
+            double sd = sqrt(2.0 * nu[i] * f * f + 4.0 * f * slope * (signal[i] > 0 ? signal[i] : 0.0));
+            if (chi2[i] - f * nu[i] - slope * signal[i] > clip * sd) {
                 drop[i] = 1;
                 dropped++;
             }
