@@ -35,6 +35,16 @@ static int usable(const clred_image *img, size_t i)
     return isfinite(img->sci[i]) && !(img->mask && (img->mask[i] & CLRED_MASK_UNUSABLE));
 }
 
+/* usable() of every pixel, as the references take it (malloc'd; NULL when out of memory). */
+static unsigned char *usable_map(const clred_image *img)
+{
+    size_t n = img->width * img->height;
+    unsigned char *ok = malloc(n);
+    for (size_t i = 0; ok && i < n; i++)
+        ok[i] = (unsigned char)usable(img, i);
+    return ok;
+}
+
 /* Sum of the stamps' chi^2 for a solution (laid out as al_ref_solve's) under equations S. */
 static double chi2_of(const double *coef, const double *S, int ns, const int *cx, const int *cy, size_t w, size_t h,
                       int nbasis, int ko, int bo)
@@ -69,6 +79,19 @@ static double chi2_of(const double *coef, const double *S, int ns, const int *cx
     return total;
 }
 
+/* A 144 x 144 pair of 60 stars, Gaussian PSFs 3 -> 4 px: the stamp tests' field. */
+static clred_pair_opts small_gaussian_pair(unsigned seed)
+{
+    clred_pair_opts po = clred_pair_defaults();
+    po.width = po.height = 144;
+    po.psf_kind = CLRED_PSF_GAUSSIAN;
+    po.ref_fwhm = 3.0;
+    po.new_fwhm = 4.0;
+    po.nstars = 60;
+    po.seed = seed;
+    return po;
+}
+
 /* The fitted pixels each stamp's chi^2 takes (al_stamp_dots_dev's nfit,
  * counted on the device from the weights) against the reference's count
  * of the pixels it weights above 0, on stamps of a pair with unusable
@@ -81,16 +104,10 @@ static double chi2_of(const double *coef, const double *S, int ns, const int *cx
  * a wrong rule (the box's count, the mask alone) fails too. */
 static void stamp_counts(clred_ctx *ctx)
 {
-    clred_pair_opts po = clred_pair_defaults();
-    po.width = po.height = 144;
-    po.psf_kind = CLRED_PSF_GAUSSIAN;
-    po.ref_fwhm = 3.0;
-    po.new_fwhm = 4.0;
-    po.nstars = 60;
+    clred_pair_opts po = small_gaussian_pair(12);
     po.nholes = 0; /* the unusable pixels are planted where the counts below say */
     po.ncosmics = 0;
     po.nsaturated = 0;
-    po.seed = 12;
     clred_pair p;
     CHECK_OK(clred_simulate_pair(&po, &p));
     const size_t w = 144, h = 144;
@@ -140,11 +157,7 @@ static void stamp_counts(clred_ctx *ctx)
     double *dots = malloc((size_t)NS * nv * nv * sizeof *dots), *R = malloc((size_t)nv * nv * sizeof *R);
     int nbad[NS], nfit[NS];
     CHECK_OK(al_stamp_dots_dev(ctx, &ti, &ii, CLRED_MASK_UNUSABLE, &b, r, core, cx, cy, NS, dots, nbad, nfit));
-    unsigned char *t_ok = malloc(w * h), *i_ok = malloc(w * h);
-    for (size_t i = 0; i < w * h; i++) {
-        t_ok[i] = (unsigned char)usable(&p.ref, i);
-        i_ok[i] = (unsigned char)usable(&p.new_img, i);
-    }
+    unsigned char *t_ok = usable_map(&p.ref), *i_ok = usable_map(&p.new_img);
     for (int s = 0; s < NS; s++) {
         /* a stamp with an unusable pixel in its core is not used: its weights are all 0 */
         int rfit = nbad[s] > 0 ? 0
@@ -171,15 +184,9 @@ static void stamp_counts(clred_ctx *ctx)
 /* A 144 x 144 pair (Gaussian PSFs 3 -> 4 px), kernel half-width 6, a fitted box of 6. */
 static void against_reference(clred_ctx *ctx)
 {
-    clred_pair_opts po = clred_pair_defaults();
-    po.width = po.height = 144;
-    po.psf_kind = CLRED_PSF_GAUSSIAN;
-    po.ref_fwhm = 3.0;
-    po.new_fwhm = 4.0;
-    po.nstars = 60;
+    clred_pair_opts po = small_gaussian_pair(11);
     po.ntransients = 10;
     po.nholes = 2;
-    po.seed = 11;
     clred_pair p;
     CHECK_OK(clred_simulate_pair(&po, &p));
     const size_t w = 144, h = 144;
@@ -249,11 +256,7 @@ static void against_reference(clred_ctx *ctx)
     double *dots = malloc((size_t)NS * nv * nv * sizeof *dots), *rdots = malloc((size_t)NS * nv * nv * sizeof *rdots);
     int nbad[NS], nfit[NS];
     CHECK_OK(al_stamp_dots_dev(ctx, &ti, &ii, CLRED_MASK_UNUSABLE, &b, r, core, cx, cy, NS, dots, nbad, nfit));
-    unsigned char *t_ok = malloc(w * h), *i_ok = malloc(w * h);
-    for (size_t i = 0; i < w * h; i++) {
-        t_ok[i] = (unsigned char)usable(&p.ref, i);
-        i_ok[i] = (unsigned char)usable(&p.new_img, i);
-    }
+    unsigned char *t_ok = usable_map(&p.ref), *i_ok = usable_map(&p.new_img);
     double ed = 0, edm = 0;
     for (int s = 0; s < NS; s++) {
         if (s >= 10) {
