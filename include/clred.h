@@ -70,6 +70,8 @@ CLRED_API const char *clred_status_name(clred_status s);
 #define CLRED_MASK_EDGE         0x0020u
 #define CLRED_MASK_DETECTED     0x0040u /* part of a detected source */
 #define CLRED_MASK_CLIPPED      0x0080u /* every input was rejected while combining */
+#define CLRED_MASK_NOFIT        0x0100u /* left out of a fit (a user's fit mask: Alard-Lupton's kernel), usable
+                                           otherwise: subtracted, measured and searched as any pixel */
 
 /* Bits that make a pixel unusable as an input to a combine or a statistic. */
 #define CLRED_MASK_UNUSABLE (CLRED_MASK_BAD | CLRED_MASK_SATURATED | CLRED_MASK_COSMIC_RAY | CLRED_MASK_NO_DATA)
@@ -2458,6 +2460,11 @@ typedef struct {
                                                   values as HOTPANTS -tl/-tu/-il/-iu: a pixel outside is
                                                   unusable (default -inf, +inf) */
     uint16_t ignore_bits;                    /* unusable input mask bits (default CLRED_MASK_UNUSABLE) */
+    uint16_t fit_ignore_bits;                /* mask bits that leave a pixel out of the kernel's fit only: no
+                                                stamp is centred on such a pixel and the fit takes nothing
+                                                that depends on it, as on an unusable one, but it is
+                                                convolved, subtracted and flagged only with its own bits
+                                                (default CLRED_MASK_NOFIT) */
     int subtract_background;                 /* 1 = each image's median is taken off first (default 1) */
     int max_stamps;                          /* stamps kept, brightest per region of a grid (default 150) */
     double stamp_snr;                        /* smallest flux / flux_err of a stamp star (default 10) */
@@ -2722,6 +2729,9 @@ typedef struct clred_subtract_job {
     size_t psf_size;                   /* largest size of a PSF read (odd; 0 = uncut) */
     const char *new_noise, *ref_noise; /* 1-sigma noise images: their squares become the VAR planes */
     const char *new_mask, *ref_mask;   /* images whose nonzero pixels are flagged BAD */
+    const char *fit_mask;              /* AL: an image on the pair's grid whose nonzero pixels are left out of the
+                                          kernel's fit, flagged NOFIT in both images (clred_al_opts
+                                          fit_ignore_bits), and subtracted and searched as any; NULL = none */
     clred_psf_opts psf;                /* for measured PSFs */
     clred_diff_method method;          /* default ZOGY */
     clred_zogy_opts zogy;

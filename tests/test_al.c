@@ -1184,6 +1184,85 @@ static void masked_weights(clred_ctx *ctx)
     clred_pair_free(&p);
 }
 
+/* A fit mask (CLRED_MASK_NOFIT, clred_al_opts.fit_ignore_bits) leaves its
+ * pixels out of the kernel's fit exactly as unusable ones are left out (the
+ * same stamps, the same kernel), but not out of the difference: the same
+ * pair subtracted with a band of columns flagged BAD in both images, then
+ * NOFIT. The levels are not estimated (subtract_background and sky_refit
+ * off), since those count BAD pixels out and NOFIT ones in. */
+static void fit_mask(clred_ctx *ctx)
+{
+    clred_pair_opts po = pair_sources_opts(7, CLRED_PSF_MOFFAT, 3.5, 4.5);
+    po.nholes = 0;
+    clred_pair p;
+    CHECK_OK(clred_simulate_pair(&po, &p));
+    size_t w = p.new_img.width, h = p.new_img.height, x0 = w / 3, x1 = w / 2;
+    clred_al_opts o = clred_al_defaults();
+    o.subtract_background = 0;
+    o.sky_refit = 0;
+    o.omit_planes = CLRED_AL_WRITE_CONV;
+    clred_al_result all, bad, nofit;
+    CHECK_OK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, &o, &all));
+    uint16_t *keep_n = malloc(w * h * sizeof *keep_n), *keep_r = malloc(w * h * sizeof *keep_r);
+    memcpy(keep_n, p.new_img.mask, w * h * sizeof *keep_n);
+    memcpy(keep_r, p.ref.mask, w * h * sizeof *keep_r);
+    clred_al_result *runs[2] = {&bad, &nofit};
+    const uint16_t bits[2] = {CLRED_MASK_BAD, CLRED_MASK_NOFIT};
+    for (int k = 0; k < 2; k++) {
+        for (size_t y = 0; y < h; y++)
+            for (size_t x = x0; x < x1; x++) {
+                p.new_img.mask[y * w + x] = (uint16_t)(keep_n[y * w + x] | bits[k]);
+                p.ref.mask[y * w + x] = (uint16_t)(keep_r[y * w + x] | bits[k]);
+            }
+        CHECK_OK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, &o, runs[k]));
+    }
+    printf("fit mask: %zu of %zu stamps kept without it, %zu of %zu with the band BAD, %zu of %zu with it NOFIT; "
+           "ksum %.6f, %.6f, %.6f\n",
+           all.nstamps_used, all.nstamps, bad.nstamps_used, bad.nstamps, nofit.nstamps_used, nofit.nstamps, all.ksum,
+           bad.ksum, nofit.ksum);
+    /* the band took stars away from the stamps, the same ones either way */
+    CHECK(bad.nstamps < all.nstamps && nofit.nstamps == bad.nstamps && nofit.nstamps_used == bad.nstamps_used);
+    CHECK(nofit.kernel_order == bad.kernel_order && nofit.bg_order == bad.bg_order);
+    /* the same fit: the same sums on the device, solved on the host in double */
+    CHECK_NEAR(nofit.ksum, bad.ksum, 1e-9 * bad.ksum);
+    double kd = 0, kp = 0;
+    size_t nk = (size_t)bad.kernel_grid * bad.kernel_grid * bad.ksize * bad.ksize;
+    for (size_t i = 0; nofit.kernel_grid == bad.kernel_grid && nofit.ksize == bad.ksize && i < nk; i++) {
+        kd = fmax(kd, fabs((double)nofit.kernel_images[i] - bad.kernel_images[i]));
+        kp = fmax(kp, fabs((double)bad.kernel_images[i]));
+    }
+    CHECK_MSG(nofit.kernel_grid == bad.kernel_grid && nofit.ksize == bad.ksize && kd <= 1e-6 * kp,
+              "kernel images differ by %g (peak %g)", kd, kp);
+    /* the difference: NaN and NO_DATA over the BAD band, whole over the NOFIT one (inside it, past the
+     * kernel's reach from its edges), with NOFIT in its mask */
+    clred_image db, dn;
+    CHECK_OK(clred_dimage_download(bad.diff, &db));
+    CHECK_OK(clred_dimage_download(nofit.diff, &dn));
+    size_t hw = bad.ksize / 2, nbad_nan = 0, nofit_nan = 0, nofit_flag = 0, inside = 0;
+    for (size_t y = hw; y < h - hw; y++)
+        for (size_t x = x0 + hw; x < x1 - hw; x++) {
+            size_t i = y * w + x;
+            if (keep_n[i] || keep_r[i])
+                continue; /* the simulator's own flags */
+            inside++;
+            nbad_nan += !isfinite(db.sci[i]) && (db.mask[i] & CLRED_MASK_NO_DATA);
+            nofit_nan += !isfinite(dn.sci[i]) || (dn.mask[i] & CLRED_MASK_UNUSABLE);
+            nofit_flag += (dn.mask[i] & CLRED_MASK_NOFIT) != 0;
+        }
+    CHECK(inside > 1000);
+    CHECK_MSG(nbad_nan == inside && nofit_nan == 0 && nofit_flag == inside,
+              "%zu pixels in the band: %zu NaN with it BAD; %zu NaN or unusable, %zu NOFIT with it NOFIT", inside,
+              nbad_nan, nofit_nan, nofit_flag);
+    clred_image_free(&db);
+    clred_image_free(&dn);
+    free(keep_n);
+    free(keep_r);
+    clred_al_result_free(&all);
+    clred_al_result_free(&bad);
+    clred_al_result_free(&nofit);
+    clred_pair_free(&p);
+}
+
 static void bad_arguments(clred_ctx *ctx)
 {
     clred_pair_opts po = clred_pair_defaults();
@@ -1221,6 +1300,7 @@ int main(void)
     near_stars(ctx);
     varying_psf(ctx);
     masked_weights(ctx);
+    fit_mask(ctx);
     bad_arguments(ctx);
     clred_ctx_destroy(ctx);
     return harness_finish();

@@ -76,6 +76,27 @@ static clred_status read_input(const char *path, const char *noise, const char *
     return st;
 }
 
+/* The fit mask's nonzero pixels flagged NOFIT in both images (on one grid). */
+static clred_status apply_fit_mask(const char *path, clred_image *ni, clred_image *ri)
+{
+    clred_image m;
+    CLRED_TRY(clred_image_read(path, 0, &m));
+    clred_status st = CLRED_OK;
+    if (m.width != ni->width || m.height != ni->height)
+        st = clred_fail(CLRED_ERR_INPUT, "%s: %zu x %zu, but the images are %zu x %zu", path, m.width, m.height,
+                        ni->width, ni->height);
+    clred_image *both[2] = {ni, ri};
+    for (int k = 0; k < 2 && st == CLRED_OK; k++) {
+        if (!both[k]->mask)
+            st = clred_image_add_mask(both[k]);
+        for (size_t i = 0; st == CLRED_OK && i < m.width * m.height; i++)
+            if (m.sci[i] != 0)
+                both[k]->mask[i] |= CLRED_MASK_NOFIT;
+    }
+    clred_image_free(&m);
+    return st;
+}
+
 /* The reference read on a thread while the caller reads the new image: the
  * two reads (decompression, byte swapping, noise squared) are host work on
  * the critical path before anything reaches the device. */
@@ -403,16 +424,20 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
         memset(report, 0, sizeof *report);
     if (!new_path || !ref_path || !out_path)
         return clred_fail(CLRED_ERR_USAGE, "subtract: a new image, a reference and an output are needed");
-    const char *ins[] = {new_path, ref_path, j->new_psf, j->ref_psf, j->new_noise, j->ref_noise, j->new_mask, j->ref_mask};
+    const char *ins[] = {new_path,     ref_path,    j->new_psf,  j->ref_psf, j->new_noise,
+                         j->ref_noise, j->new_mask, j->ref_mask, j->fit_mask};
     const char *outs[] = {out_path, j->candidates, j->cutouts, j->psf_out, j->kernel_out};
     size_t nins = 0;
-    const char *present[8];
-    for (size_t i = 0; i < 8; i++)
+    const char *present[9];
+    for (size_t i = 0; i < 9; i++)
         if (ins[i])
             present[nins++] = ins[i];
     if (j->kernel_out && j->method != CLRED_DIFF_AL)
         return clred_fail(CLRED_ERR_USAGE, "subtract: a kernel solution (%s) comes from the Alard-Lupton method only",
                           j->kernel_out);
+    if (j->fit_mask && j->method != CLRED_DIFF_AL)
+        return clred_fail(CLRED_ERR_USAGE, "subtract: a fit mask (%s) is for the Alard-Lupton method: ZOGY fits no "
+                          "kernel", j->fit_mask);
     CLRED_TRY(check_outputs(outs, 5, present, nins, j->overwrite));
     CLRED_TRY(check_alert_dir(j->alerts));
 
@@ -435,6 +460,8 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
     if (st == CLRED_OK && (ni.width != ri.width || ni.height != ri.height))
         st = clred_fail(CLRED_ERR_INPUT, "%s is %zu x %zu, %s is %zu x %zu: align them onto one grid first", new_path,
                         ni.width, ni.height, ref_path, ri.width, ri.height);
+    if (st == CLRED_OK && j->fit_mask)
+        st = apply_fit_mask(j->fit_mask, &ni, &ri);
     /* views of the host arrays where the device shares host memory (no copy); ni and ri outlive them and
      * are only read meanwhile */
     if (st == CLRED_OK)

@@ -76,6 +76,7 @@ const char *clred_mask_bit_name(uint16_t bit)
     case CLRED_MASK_EDGE: return "EDGE";
     case CLRED_MASK_DETECTED: return "DETECTED";
     case CLRED_MASK_CLIPPED: return "CLIPPED";
+    case CLRED_MASK_NOFIT: return "NOFIT";
     }
     return NULL;
 }

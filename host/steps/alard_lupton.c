@@ -33,6 +33,7 @@ clred_al_opts clred_al_defaults(void)
     o.t_lower = o.i_lower = -INFINITY;
     o.t_upper = o.i_upper = INFINITY;
     o.ignore_bits = CLRED_MASK_UNUSABLE;
+    o.fit_ignore_bits = CLRED_MASK_NOFIT;
     o.subtract_background = 1;
     o.max_stamps = 150;
     o.stamp_snr = 10;
@@ -133,7 +134,7 @@ static clred_status pick_stamps(clred_ctx *ctx, const clred_dimage *ref, double 
 {
     clred_detect_opts d = clred_detect_defaults();
     d.fwhm = fwhm > 1 ? fwhm : 1;
-    d.ignore_bits = o->ignore_bits;
+    d.ignore_bits = o->ignore_bits | o->fit_ignore_bits; /* a star on them is MASKED: no stamp */
     clred_source *src = NULL;
     size_t n = 0;
     CLRED_TRY(clred_detect_sources_dev(ctx, ref, NULL, NULL, NAN, 0.0, &d, &src, &n));
@@ -1352,8 +1353,8 @@ clred_status clred_subtract_al_dev(clred_ctx *ctx, const clred_dimage *new_img, 
             st = clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu stamps", s.ns);
     }
     if (st == CLRED_OK)
-        st = al_stamp_dots_dev(ctx, &s.ti, &s.ii, o->ignore_bits, &s.basis, s.r, stamp_core(fwhm_i), s.cx, s.cy, s.ns,
-                               s.dots, s.nbad, s.nfit);
+        st = al_stamp_dots_dev(ctx, &s.ti, &s.ii, o->ignore_bits | o->fit_ignore_bits, &s.basis, s.r,
+                               stamp_core(fwhm_i), s.cx, s.cy, s.ns, s.dots, s.nbad, s.nfit);
     if (st == CLRED_OK)
         st = fit(&s, o, out);
     if (st == CLRED_OK && !(out->ksum > 0))

@@ -16,9 +16,9 @@ device images back, so a pipeline keeps its frames on the device until
 Failures raise clred.Error with the library's message.
 """
 from clred._clred import (MASK_BAD, MASK_CLIPPED, MASK_COSMIC_RAY, MASK_DETECTED, MASK_EDGE,  # noqa: F401
-                          MASK_INTERPOLATED, MASK_NO_DATA, MASK_SATURATED, MASK_UNUSABLE, PHOT_DTYPE, PSF_PHOT_DTYPE,
-                          SOURCE_DTYPE, Background, Context, DeviceImage, Error, ShiftResult, devices, read,
-                          simulate, write)
+                          MASK_INTERPOLATED, MASK_NO_DATA, MASK_NOFIT, MASK_SATURATED, MASK_UNUSABLE,
+                          PHOT_DTYPE, PSF_PHOT_DTYPE, SOURCE_DTYPE, Background, Context, DeviceImage, Error,
+                          ShiftResult, devices, read, simulate, write)
 from clred._convert import Image  # noqa: F401
 
 __version__ = "0.1.0"

@@ -426,6 +426,7 @@ MASK_INTERPOLATED = 0x0010
 MASK_EDGE = 0x0020
 MASK_DETECTED = 0x0040
 MASK_CLIPPED = 0x0080
+MASK_NOFIT = 0x0100
 MASK_UNUSABLE = 0x000F
 
 # ------------------------------------------------------------- host arrays
