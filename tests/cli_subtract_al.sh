@@ -33,9 +33,33 @@ found_all() {
              FNR > 1 && $4 >= 10 && $1 >= 15 && $2 >= 15 && $1 <= 176 && $2 <= 176 { want++; for (i = 2; i <= n; i++) { dx = cx[i] - $1; dy = cy[i] - $2;
                  if (dx * dx + dy * dy <= 4 && pos[i] == ($3 > 0)) { got++; break } } }
              END { printf "truth S/N >= 10: %d, found with the right sign: %d\n", want, got; exit !(want >= 5 && got == want) }' \
-        cands.csv pair/truth.csv
+        "${1:-cands.csv}" pair/truth.csv
 }
 check "bright injected sources found with their signs" found_all
+
+# --fit-mask: the bottom half left out of the kernel's fit, not out of the difference
+{
+    printf '%-80s' "SIMPLE  =                    T" "BITPIX  =                    8" "NAXIS   =                    2" \
+        "NAXIS1  =                  192" "NAXIS2  =                  192" "END"
+    head -c $((2880 - 6 * 80)) /dev/zero | tr '\0' ' '
+    head -c $((192 * 96)) /dev/zero | tr '\0' '\1'
+    head -c $((192 * 96 + 576)) /dev/zero
+} > fitmask.fits
+al_args=(pair/new.fits pair/ref.fits --method al --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits --json)
+expect_rc 0 "without a fit mask" "$BIN" subtract "${al_args[@]}" -o diff_nofm.fits
+stamps_all=$(grep -o '"stamps": [0-9]*' out.txt | awk '{print $2}')
+expect_rc 0 "--fit-mask" "$BIN" subtract "${al_args[@]}" -o diff_fm.fits --fit-mask fitmask.fits --candidates cands_fm.csv
+stamps_fm=$(grep -o '"stamps": [0-9]*' out.txt | awk '{print $2}')
+ksum=$(grep -o '"ksum": [-0-9.e]*' out.txt | awk '{print $2}')
+check "no stamp in the fit mask's half: ${stamps_fm:-?} stamps, ${stamps_all:-?} without it" \
+    test "${stamps_fm:-0}" -gt 0 -a "${stamps_fm:-0}" -lt "${stamps_all:-0}"
+check "kernel sum near 1 with the fit mask: $ksum" near "$ksum" 1 0.03
+check "the fit mask's half is searched: bright injected sources found with their signs" found_all cands_fm.csv
+expect_rc 2 "--fit-mask needs --method al" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --fit-mask fitmask.fits
+check "the usage error says why" grep -q "fit-mask needs --method al" err.txt
+expect_rc 1 "a fit mask of another size" "$BIN" subtract "${al_args[@]}" -o x.fits --fit-mask pair/new_psf.fits
+check "the message names the fit mask" grep -q "new_psf.fits: .* but the images are 192 x 192" err.txt
+check "no output after a failure" test ! -e x.fits
 
 expect_rc 0 "HOTPANTS-like options" "$BIN" subtract pair/new.fits pair/ref.fits -o diff2.fits --method al \
     --new-psf pair/new_psf.fits --ref-psf pair/ref_psf.fits --convolve i --ng "2 4 1.0 2 2.5" --hw 9 --rss 8 \
