@@ -2732,6 +2732,8 @@ typedef struct clred_subtract_job {
     const char *fit_mask;              /* AL: an image on the pair's grid whose nonzero pixels are left out of the
                                           kernel's fit, flagged NOFIT in both images (clred_al_opts
                                           fit_ignore_bits), and subtracted and searched as any; NULL = none */
+    int fit_mask_selects;              /* 1 = the other way round: fit_mask's nonzero pixels are the only ones the
+                                          fit may use (the convention of SFFT's masked images); default 0 */
     clred_psf_opts psf;                /* for measured PSFs */
     clred_diff_method method;          /* default ZOGY */
     clred_zogy_opts zogy;

@@ -55,8 +55,14 @@ check "no stamp in the fit mask's half: ${stamps_fm:-?} stamps, ${stamps_all:-?}
     test "${stamps_fm:-0}" -gt 0 -a "${stamps_fm:-0}" -lt "${stamps_all:-0}"
 check "kernel sum near 1 with the fit mask: $ksum" near "$ksum" 1 0.03
 check "the fit mask's half is searched: bright injected sources found with their signs" found_all cands_fm.csv
+expect_rc 0 "--fit-only: the same mask selects the pixels to fit" "$BIN" subtract "${al_args[@]}" -o diff_fo.fits \
+    --fit-only fitmask.fits
+stamps_fo=$(grep -o '"stamps": [0-9]*' out.txt | awk '{print $2}')
+check "--fit-only leaves the other half's stamps: ${stamps_fo:-?} + ${stamps_fm:-?} of ${stamps_all:-?}" \
+    test "${stamps_fo:-0}" -gt 0 -a "${stamps_fo:-0}" -lt "${stamps_all:-0}" -a "$((${stamps_fo:-0} + ${stamps_fm:-0}))" -le "${stamps_all:-0}"
+expect_rc 2 "one fit mask at a time" "$BIN" subtract "${al_args[@]}" -o x.fits --fit-mask fitmask.fits --fit-only fitmask.fits
 expect_rc 2 "--fit-mask needs --method al" "$BIN" subtract pair/new.fits pair/ref.fits -o x.fits --fit-mask fitmask.fits
-check "the usage error says why" grep -q "fit-mask needs --method al" err.txt
+check "the usage error says why" grep -q "fit-mask and --fit-only need --method al" err.txt
 expect_rc 1 "a fit mask of another size" "$BIN" subtract "${al_args[@]}" -o x.fits --fit-mask pair/new_psf.fits
 check "the message names the fit mask" grep -q "new_psf.fits: .* but the images are 192 x 192" err.txt
 check "no output after a failure" test ! -e x.fits

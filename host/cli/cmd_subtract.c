@@ -81,6 +81,8 @@ static void subtract_help(void)
            "      --fit-mask F        an image on the pair's grid whose nonzero pixels are left out of\n"
            "                          the kernel's fit (no stamp on them, nothing fitted that reads\n"
            "                          them) but subtracted and searched as any; flagged NOFIT\n"
+           "      --fit-only F        the other way round: only F's nonzero pixels are fitted (the\n"
+           "                          convention of SFFT's masked images)\n"
            "      --decorrelate       also the decorrelated difference (Rubin DMTN-021); the score\n"
            "                          and the candidates then use it\n"
            "      --kernel-out FILE   the kernel solution: kernel images on a 3 x 3 grid and a table\n\n"
@@ -101,7 +103,7 @@ typedef struct {
 enum { S_METHOD = 256, S_NEW_PSF, S_REF_PSF, S_PSF_SIZE, S_PSF_ORDER, S_NEW_NOISE, S_REF_NOISE, S_NEW_MASK, S_REF_MASK, S_FN, S_FR,
        S_ASTROM, S_PSF_ERR, S_NO_BKG, S_GROW, S_THRESH, S_POSITIVE, S_CANDS, S_CUTOUTS, S_PSF_OUT, S_OVERWRITE, S_DEVICE, S_JSON,
        S_NEW, S_REF, S_RENORM, S_TILE, S_CONVOLVE, S_NORMALIZE, S_NG, S_HW, S_RSS, S_KO, S_KOFIXED, S_BGSTAMPS, S_BGO, S_TL, S_TU,
-       S_IL, S_IU, S_MAXSTAMPS, S_DECORR, S_KOUT, S_ALERTS, S_PLANES, S_PSF_VARIATION, S_FIT_MASK };
+       S_IL, S_IU, S_MAXSTAMPS, S_DECORR, S_KOUT, S_ALERTS, S_PLANES, S_PSF_VARIATION, S_FIT_MASK, S_FIT_ONLY };
 
 static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"method", required_argument, 0, S_METHOD},
@@ -116,6 +118,7 @@ static const struct option sub_opts[] = {{"output", required_argument, 0, 'o'},
                                          {"new-mask", required_argument, 0, S_NEW_MASK},
                                          {"ref-mask", required_argument, 0, S_REF_MASK},
                                          {"fit-mask", required_argument, 0, S_FIT_MASK},
+                                         {"fit-only", required_argument, 0, S_FIT_ONLY},
                                          {"fn", required_argument, 0, S_FN},
                                          {"fr", required_argument, 0, S_FR},
                                          {"astrom-sigma", required_argument, 0, S_ASTROM},
@@ -318,7 +321,13 @@ static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char
         case S_REF_NOISE: a->job.ref_noise = optarg; break;
         case S_NEW_MASK: a->job.new_mask = optarg; break;
         case S_REF_MASK: a->job.ref_mask = optarg; break;
-        case S_FIT_MASK: a->job.fit_mask = optarg; break;
+        case S_FIT_MASK:
+        case S_FIT_ONLY:
+            if (a->job.fit_mask)
+                return cli_usage_error(cmd, "give one fit mask: --fit-mask or --fit-only");
+            a->job.fit_mask = optarg;
+            a->job.fit_mask_selects = c == S_FIT_ONLY;
+            break;
         case S_FN:
             if (!cli_parse_double(cmd, "--fn", optarg, &a->job.zogy.fn)) return EXIT_USAGE;
             break;
@@ -387,7 +396,7 @@ static int parse(const char *cmd, int argc, char **argv, sub_args *a, const char
     if (a->job.kernel_out && a->job.method != CLRED_DIFF_AL)
         return cli_usage_error(cmd, "--kernel-out needs --method al");
     if (a->job.fit_mask && a->job.method != CLRED_DIFF_AL)
-        return cli_usage_error(cmd, "--fit-mask needs --method al (ZOGY fits no kernel)");
+        return cli_usage_error(cmd, "--fit-mask and --fit-only need --method al (ZOGY fits no kernel)");
     if (planes_given && a->job.method != CLRED_DIFF_AL)
         return cli_usage_error(cmd, "--planes needs --method al");
     /* the ZOGY switches that mean the same for AL */

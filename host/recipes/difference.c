@@ -76,8 +76,9 @@ static clred_status read_input(const char *path, const char *noise, const char *
     return st;
 }
 
-/* The fit mask's nonzero pixels flagged NOFIT in both images (on one grid). */
-static clred_status apply_fit_mask(const char *path, clred_image *ni, clred_image *ri)
+/* The fit mask's nonzero pixels (its zero ones when it selects the pixels
+ * to fit) flagged NOFIT in both images (on one grid). */
+static clred_status apply_fit_mask(const char *path, int selects, clred_image *ni, clred_image *ri)
 {
     clred_image m;
     CLRED_TRY(clred_image_read(path, 0, &m));
@@ -90,7 +91,7 @@ static clred_status apply_fit_mask(const char *path, clred_image *ni, clred_imag
         if (!both[k]->mask)
             st = clred_image_add_mask(both[k]);
         for (size_t i = 0; st == CLRED_OK && i < m.width * m.height; i++)
-            if (m.sci[i] != 0)
+            if ((m.sci[i] != 0) != (selects != 0))
                 both[k]->mask[i] |= CLRED_MASK_NOFIT;
     }
     clred_image_free(&m);
@@ -461,7 +462,7 @@ clred_status clred_subtract_files(clred_ctx *ctx, const char *new_path, const ch
         st = clred_fail(CLRED_ERR_INPUT, "%s is %zu x %zu, %s is %zu x %zu: align them onto one grid first", new_path,
                         ni.width, ni.height, ref_path, ri.width, ri.height);
     if (st == CLRED_OK && j->fit_mask)
-        st = apply_fit_mask(j->fit_mask, &ni, &ri);
+        st = apply_fit_mask(j->fit_mask, j->fit_mask_selects, &ni, &ri);
     /* views of the host arrays where the device shares host memory (no copy); ni and ri outlive them and
      * are only read meanwhile */
     if (st == CLRED_OK)
