@@ -1140,6 +1140,14 @@ static void varying_psf(clred_ctx *ctx)
     clred_pair_free(&p);
 }
 
+/* A pair of pair_sources_opts' Moffat field (FWHM 3.5 -> 4.5 px) without template holes. */
+static void moffat_pair(uint64_t seed, clred_pair *p)
+{
+    clred_pair_opts po = pair_sources_opts(seed, CLRED_PSF_MOFFAT, 3.5, 4.5);
+    po.nholes = 0;
+    CHECK_OK(clred_simulate_pair(&po, p));
+}
+
 /* The stamps' chi^2 per pixel through the whole subtraction when many of
  * their fitted pixels weigh 0: the same pair subtracted as drawn, then with
  * the new image's VAR NaN on every third column of the left half (the mask
@@ -1153,10 +1161,8 @@ static void varying_psf(clred_ctx *ctx)
  * rejection over the box's count kept 17). */
 static void masked_weights(clred_ctx *ctx)
 {
-    clred_pair_opts po = pair_sources_opts(5, CLRED_PSF_MOFFAT, 3.5, 4.5);
-    po.nholes = 0;
     clred_pair p;
-    CHECK_OK(clred_simulate_pair(&po, &p));
+    moffat_pair(5, &p);
     clred_al_opts o = clred_al_defaults();
     o.omit_planes = CLRED_AL_WRITE_CONV;
     clred_al_result a, b;
@@ -1192,10 +1198,8 @@ static void masked_weights(clred_ctx *ctx)
  * off), since those count BAD pixels out and NOFIT ones in. */
 static void fit_mask(clred_ctx *ctx)
 {
-    clred_pair_opts po = pair_sources_opts(7, CLRED_PSF_MOFFAT, 3.5, 4.5);
-    po.nholes = 0;
     clred_pair p;
-    CHECK_OK(clred_simulate_pair(&po, &p));
+    moffat_pair(7, &p);
     size_t w = p.new_img.width, h = p.new_img.height, x0 = w / 3, x1 = w / 2;
     clred_al_opts o = clred_al_defaults();
     o.subtract_background = 0;
