@@ -16,7 +16,9 @@
  * saturated_distances' lines; SWEEP_PROFILE=1 prints DETECT's profile by
  * distance to saturated pixels, saturated_profile (SWEEP_PROFILE=zogy: ZOGY's
  * S_corr); SWEEP_HOLECF=0 judges the hole check without the pair made again
- * without its holes (pair_score_candidates_holes); SWEEP_NOZOGY=1 skips
+ * without its holes (pair_score_candidates_holes); SWEEP_HOLEPROFILE=1 prints
+ * what the holes did to S_corr by distance from them (hole_profile);
+ * SWEEP_NOZOGY=1 skips
  * ZOGY; SWEEP_STAMP, SWEEP_SATDISC, SWEEP_ZOGY_GROW and SWEEP_BRIGHT as in sweep_pairs). The
  * unmatched candidates are listed (pair_score_candidates) under each seed. */
 #include <math.h>
@@ -131,6 +133,60 @@ static void print_profile(void)
                    "%.5f\n",
                    2 * b, 2 * b + 2, prof_n[b], prof_quantile(b, 0.5), prof_quantile(b, 0.16), prof_quantile(b, 0.84),
                    prof_s[b] / prof_n[b], sqrt(prof_ss[b] / prof_n[b]), prof_hi[b] / prof_n[b]);
+}
+
+/* With SWEEP_HOLEPROFILE=1 (and the holeless pair, SWEEP_HOLECF not 0): what
+ * the template's holes did to ZOGY's S_corr, |S_corr - S_corr without holes|
+ * by Chebyshev distance in px from the nearest hole (1-29), histograms of
+ * 0.01 up to 100, split by whether that hole was put on a star (the
+ * simulator puts the even-numbered ones on stars). */
+enum { HP_D = 30, HP_H = 10000 };
+static double hp_hist[2][HP_D][HP_H], hp_max[2][HP_D];
+
+static void hole_profile(const clred_pair *p, const clred_image *sc, const clred_image *s0)
+{
+    size_t w = sc->width, h = sc->height;
+    for (size_t j = 0; j < h; j++)
+        for (size_t i = 0; i < w; i++) {
+            long best = HP_D, star = 0;
+            for (size_t k = 0; k < p->nholes; k++) {
+                const double *b = &p->hole_box[4 * k];
+                double dx = fmax(fmax(b[0] - (double)i, (double)i - b[2]), 0), dy = fmax(fmax(b[1] - (double)j, (double)j - b[3]), 0);
+                long d = dx > 0 || dy > 0 ? lround(fmax(dx, dy) + 0.5) : 0; /* 0 on the hole, 1 next to it */
+                if (d < best) {
+                    best = d;
+                    star = k % 2 == 0;
+                }
+            }
+            double dd = fabs((double)sc->sci[j * w + i] - (double)s0->sci[j * w + i]);
+            if (best < 1 || best >= HP_D || !isfinite(dd))
+                continue;
+            long bin = lround(floor(dd / 0.01));
+            hp_hist[star][best][bin < HP_H ? bin : HP_H - 1]++;
+            hp_max[star][best] = fmax(hp_max[star][best], dd);
+        }
+}
+
+static double hp_quantile(int star, int d, double q)
+{
+    double n = 0, c = 0;
+    for (int k = 0; k < HP_H; k++)
+        n += hp_hist[star][d][k];
+    for (int k = 0; k < HP_H; k++)
+        if ((c += hp_hist[star][d][k]) >= q * n)
+            return 0.01 * (k + 1);
+    return NAN;
+}
+
+static void print_hole_profile(void)
+{
+    for (int d = 1; d < HP_D; d++) {
+        printf("HOLES %2d px:", d);
+        for (int star = 1; star >= 0; star--)
+            printf("  %s |dS_corr| q50 %.2f q90 %.2f q99 %.2f max %.2f", star ? "on stars" : "elsewhere",
+                   hp_quantile(star, d, 0.5), hp_quantile(star, d, 0.9), hp_quantile(star, d, 0.99), hp_max[star][d]);
+        printf("\n");
+    }
 }
 
 static void score_of(clred_ctx *ctx, const clred_pair *p, const clred_al_result *al, const clred_dimage *score,
@@ -258,6 +314,12 @@ static void zogy(clred_ctx *ctx, const clred_pair *p, const clred_pair *p0, pair
     }
     zogy_run(ctx, p, &z);
     score_of(ctx, p, NULL, z.scorr, z.diff, &z.pd, "ZOGY S_corr", p0 ? &s0 : NULL, r, expect);
+    if (p0 && getenv("SWEEP_HOLEPROFILE")) {
+        clred_image sc;
+        CHECK_OK(clred_dimage_download(z.scorr, &sc));
+        hole_profile(p, &sc, &s0);
+        clred_image_free(&sc);
+    }
     clred_zogy_result_free(&z);
     clred_image_free(&s0);
 }
@@ -325,6 +387,8 @@ int main(int argc, char **argv)
            tz.found_bright, tz.fading_neg, tz.fading);
     if (getenv("SWEEP_PROFILE"))
         print_profile();
+    if (getenv("SWEEP_HOLEPROFILE"))
+        print_hole_profile();
     clred_ctx_destroy(ctx);
     return harness_finish();
 }
