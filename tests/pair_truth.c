@@ -54,7 +54,8 @@ static int peak_pixel(const clred_image *score, const clred_candidate *c, long *
     double best = INFINITY;
     for (long j = cy - 8; j <= cy + 8; j++)
         for (long i = cx - 8; i <= cx + 8; i++)
-            if (i >= 0 && j >= 0 && i < w && j < h && score->sci[(size_t)j * (size_t)w + (size_t)i] == (float)c->score &&
+            if (i >= 0 && j >= 0 && i < w && j < h &&
+                score->sci[(size_t)j * (size_t)w + (size_t)i] == (float)c->score &&
                 hypot((double)i - c->x, (double)j - c->y) < best) {
                 best = hypot((double)i - c->x, (double)j - c->y);
                 *px = i;

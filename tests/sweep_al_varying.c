@@ -151,7 +151,8 @@ static void hole_profile(const clred_pair *p, const clred_image *sc, const clred
             long best = HP_D, star = 0;
             for (size_t k = 0; k < p->nholes; k++) {
                 const double *b = &p->hole_box[4 * k];
-                double dx = fmax(fmax(b[0] - (double)i, (double)i - b[2]), 0), dy = fmax(fmax(b[1] - (double)j, (double)j - b[3]), 0);
+                double dx = fmax(fmax(b[0] - (double)i, (double)i - b[2]), 0),
+                       dy = fmax(fmax(b[1] - (double)j, (double)j - b[3]), 0);
                 long d = dx > 0 || dy > 0 ? lround(fmax(dx, dy) + 0.5) : 0; /* 0 on the hole, 1 next to it */
                 if (d < best) {
                     best = d;
