@@ -41,6 +41,15 @@ typedef struct {
 pair_score pair_score_candidates(const clred_pair *p, const clred_candidate *c, size_t nc, const clred_image *score,
                                  uint16_t skip_bits, const char *what);
 
+/* pair_score_candidates, the hole check judged by what the holes did: a
+ * candidate near a hole is its hole's unless holeless (the score of the same
+ * pair simulated without holes, by the same method) reaches thresh with the
+ * candidate's sign at its peak pixel. holeless NULL: any candidate near a
+ * hole is its hole's. */
+pair_score pair_score_candidates_holes(const clred_pair *p, const clred_candidate *c, size_t nc,
+                                       const clred_image *score, uint16_t skip_bits, const char *what,
+                                       const clred_image *holeless, double thresh);
+
 /* The sky left in a difference of p, block by block: the median of
  * D / sqrt(VAR) over each block x block px block's pixels with no mask bit
  * and over 3 FWHM from every transient (what is left there is sky and the

@@ -15,7 +15,10 @@
  * variables change AL's options: env_opts; SWEEP_SATDIST=1 adds
  * saturated_distances' lines; SWEEP_PROFILE=1 prints DETECT's profile by
  * distance to saturated pixels, saturated_profile (SWEEP_PROFILE=zogy: ZOGY's
- * S_corr); SWEEP_NOZOGY=1 skips
+ * S_corr); SWEEP_HOLECF=0 judges the hole check without the pair made again
+ * without its holes (pair_score_candidates_holes); SWEEP_HOLEPROFILE=1 prints
+ * what the holes did to S_corr by distance from them (hole_profile);
+ * SWEEP_NOZOGY=1 skips
  * ZOGY; SWEEP_STAMP, SWEEP_SATDISC, SWEEP_ZOGY_GROW and SWEEP_BRIGHT as in sweep_pairs). The
  * unmatched candidates are listed (pair_score_candidates) under each seed. */
 #include <math.h>
@@ -132,8 +135,64 @@ static void print_profile(void)
                    prof_s[b] / prof_n[b], sqrt(prof_ss[b] / prof_n[b]), prof_hi[b] / prof_n[b]);
 }
 
+/* With SWEEP_HOLEPROFILE=1 (and the holeless pair, SWEEP_HOLECF not 0): what
+ * the template's holes did to ZOGY's S_corr, |S_corr - S_corr without holes|
+ * by Chebyshev distance in px from the nearest hole (1-29), histograms of
+ * 0.01 up to 100, split by whether that hole was put on a star (the
+ * simulator puts the even-numbered ones on stars). */
+enum { HP_D = 30, HP_H = 10000 };
+static double hp_hist[2][HP_D][HP_H], hp_max[2][HP_D];
+
+static void hole_profile(const clred_pair *p, const clred_image *sc, const clred_image *s0)
+{
+    size_t w = sc->width, h = sc->height;
+    for (size_t j = 0; j < h; j++)
+        for (size_t i = 0; i < w; i++) {
+            long best = HP_D, star = 0;
+            for (size_t k = 0; k < p->nholes; k++) {
+                const double *b = &p->hole_box[4 * k];
+                double dx = fmax(fmax(b[0] - (double)i, (double)i - b[2]), 0),
+                       dy = fmax(fmax(b[1] - (double)j, (double)j - b[3]), 0);
+                long d = dx > 0 || dy > 0 ? lround(fmax(dx, dy) + 0.5) : 0; /* 0 on the hole, 1 next to it */
+                if (d < best) {
+                    best = d;
+                    star = k % 2 == 0;
+                }
+            }
+            double dd = fabs((double)sc->sci[j * w + i] - (double)s0->sci[j * w + i]);
+            if (best < 1 || best >= HP_D || !isfinite(dd))
+                continue;
+            long bin = lround(floor(dd / 0.01));
+            hp_hist[star][best][bin < HP_H ? bin : HP_H - 1]++;
+            hp_max[star][best] = fmax(hp_max[star][best], dd);
+        }
+}
+
+static double hp_quantile(int star, int d, double q)
+{
+    double n = 0, c = 0;
+    for (int k = 0; k < HP_H; k++)
+        n += hp_hist[star][d][k];
+    for (int k = 0; k < HP_H; k++)
+        if ((c += hp_hist[star][d][k]) >= q * n)
+            return 0.01 * (k + 1);
+    return NAN;
+}
+
+static void print_hole_profile(void)
+{
+    for (int d = 1; d < HP_D; d++) {
+        printf("HOLES %2d px:", d);
+        for (int star = 1; star >= 0; star--)
+            printf("  %s |dS_corr| q50 %.2f q90 %.2f q99 %.2f max %.2f", star ? "on stars" : "elsewhere",
+                   hp_quantile(star, d, 0.5), hp_quantile(star, d, 0.9), hp_quantile(star, d, 0.99), hp_max[star][d]);
+        printf("\n");
+    }
+}
+
 static void score_of(clred_ctx *ctx, const clred_pair *p, const clred_al_result *al, const clred_dimage *score,
-                     const clred_dimage *diff, const clred_psf *pd, const char *what, pair_score *r, double *expect)
+                     const clred_dimage *diff, const clred_psf *pd, const char *what, const clred_image *holeless,
+                     pair_score *r, double *expect)
 {
     clred_candidate *c = NULL;
     size_t nc = 0;
@@ -148,7 +207,7 @@ static void score_of(clred_ctx *ctx, const clred_pair *p, const clred_al_result 
     CHECK_OK(clred_dimage_download(score, &sc));
     if (getenv("SWEEP_SATDISC")) /* score a fixed area: nothing within this many px of a saturated pixel */
         nc = pair_exclude_saturated(p, atof(getenv("SWEEP_SATDISC")), &sc, c, nc);
-    *r = pair_score_candidates(p, c, nc, &sc, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, what);
+    *r = pair_score_candidates_holes(p, c, nc, &sc, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, what, holeless, 5.0);
     *expect = pair_expected_false(sc.width, sc.height, pd->fwhm, 5.0);
     if (getenv("SWEEP_SATDIST"))
         saturated_distances(p, c, nc, sc.width, sc.height);
@@ -185,18 +244,33 @@ static void env_opts(clred_al_opts *o)
         o->max_stamps = atoi(v);
 }
 
-static void al(clred_ctx *ctx, const clred_pair *p, pair_score *r, double *expect, int *order, size_t *nused)
+static void al_run(clred_ctx *ctx, const clred_pair *p, clred_al_result *a)
 {
     clred_al_opts o = clred_al_defaults();
     o.decorrelate = 1;
     o.normalize = CLRED_AL_NORM_NEW;
     env_opts(&o);
-    clred_al_result a;
-    clred_status st = clred_subtract_al(ctx, &p->new_img, &p->ref, &p->new_psf, &p->ref_psf, &o, &a);
+    clred_status st = clred_subtract_al(ctx, &p->new_img, &p->ref, &p->new_psf, &p->ref_psf, &o, a);
     CHECK_OK(st);
     if (st != CLRED_OK)
         exit(harness_finish());
-    score_of(ctx, p, &a, a.detect, a.decorr, &a.psf_diff, "AL DETECT", r, expect);
+}
+
+/* p0: the same pair without holes (NULL: none), whose score judges the hole check. */
+static void al(clred_ctx *ctx, const clred_pair *p, const clred_pair *p0, pair_score *r, double *expect, int *order,
+               size_t *nused)
+{
+    clred_al_result a;
+    clred_image s0;
+    memset(&s0, 0, sizeof s0);
+    if (p0) {
+        al_run(ctx, p0, &a);
+        CHECK_OK(clred_dimage_download(a.detect, &s0));
+        clred_al_result_free(&a);
+    }
+    al_run(ctx, p, &a);
+    score_of(ctx, p, &a, a.detect, a.decorr, &a.psf_diff, "AL DETECT", p0 ? &s0 : NULL, r, expect);
+    clred_image_free(&s0);
     *order = a.kernel_order;
     *nused = a.nstamps_used;
     clred_al_result_free(&a);
@@ -205,7 +279,7 @@ static void al(clred_ctx *ctx, const clred_pair *p, pair_score *r, double *expec
 /* ZOGY with the pair's true PSFs (the field's centre's: one PSF each, as a
  * user without a PSF model runs it), or with SWEEP_ZOGY_ORDER=1|2 with PSF
  * models of that order measured on each image, evaluated per 64-px tile. */
-static void zogy(clred_ctx *ctx, const clred_pair *p, pair_score *r, double *expect)
+static void zogy_run(clred_ctx *ctx, const clred_pair *p, clred_zogy_result *z)
 {
     int order = getenv("SWEEP_ZOGY_ORDER") ? atoi(getenv("SWEEP_ZOGY_ORDER")) : 0;
     clred_psf pn = {0}, pr = {0};
@@ -220,16 +294,35 @@ static void zogy(clred_ctx *ctx, const clred_pair *p, pair_score *r, double *exp
     }
     if (getenv("SWEEP_ZOGY_GROW")) /* one growth for every unusable pixel, whatever the stamps' size */
         zo.grow = atoi(getenv("SWEEP_ZOGY_GROW"));
-    clred_zogy_result z;
     clred_status st = clred_subtract_zogy(ctx, &p->new_img, &p->ref, order > 0 ? &pn : &p->new_psf,
-                                          order > 0 ? &pr : &p->ref_psf, &zo, &z);
+                                          order > 0 ? &pr : &p->ref_psf, &zo, z);
     CHECK_OK(st);
     if (st != CLRED_OK)
         exit(harness_finish());
-    score_of(ctx, p, NULL, z.scorr, z.diff, &z.pd, "ZOGY S_corr", r, expect);
-    clred_zogy_result_free(&z);
     clred_psf_free(&pn);
     clred_psf_free(&pr);
+}
+
+static void zogy(clred_ctx *ctx, const clred_pair *p, const clred_pair *p0, pair_score *r, double *expect)
+{
+    clred_zogy_result z;
+    clred_image s0;
+    memset(&s0, 0, sizeof s0);
+    if (p0) {
+        zogy_run(ctx, p0, &z);
+        CHECK_OK(clred_dimage_download(z.scorr, &s0));
+        clred_zogy_result_free(&z);
+    }
+    zogy_run(ctx, p, &z);
+    score_of(ctx, p, NULL, z.scorr, z.diff, &z.pd, "ZOGY S_corr", p0 ? &s0 : NULL, r, expect);
+    if (p0 && getenv("SWEEP_HOLEPROFILE")) {
+        clred_image sc;
+        CHECK_OK(clred_dimage_download(z.scorr, &sc));
+        hole_profile(p, &sc, &s0);
+        clred_image_free(&sc);
+    }
+    clred_zogy_result_free(&z);
+    clred_image_free(&s0);
 }
 
 int main(int argc, char **argv)
@@ -254,19 +347,28 @@ int main(int argc, char **argv)
             po.nholes = atoi(getenv("SWEEP_NHOLES"));
         if (getenv("SWEEP_STAMP")) /* the PSF stamps' half size in FWHM (default 4) */
             po.psf_stamp_fwhm = atof(getenv("SWEEP_STAMP"));
-        clred_pair p;
+        clred_pair p, p0;
         CHECK_OK(clred_simulate_pair(&po, &p));
+        /* the same pair without its holes, to tell a candidate the holes made
+         * from one beside them (pair_score_candidates_holes); SWEEP_HOLECF=0:
+         * any candidate near a hole counts as its */
+        int cf = po.nholes > 0 && (!getenv("SWEEP_HOLECF") || atoi(getenv("SWEEP_HOLECF")));
+        if (cf) {
+            clred_pair_opts po0 = po;
+            po0.nholes = 0;
+            CHECK_OK(clred_simulate_pair(&po0, &p0));
+        }
         pair_score ra, rz;
         double ea, ez;
         int order;
         size_t nused;
         printf("seed %u AL:\n", seed);
-        al(ctx, &p, &ra, &ea, &order, &nused);
+        al(ctx, &p, cf ? &p0 : NULL, &ra, &ea, &order, &nused);
         printf("seed %u ZOGY:\n", seed);
         memset(&rz, 0, sizeof rz);
         ez = 0;
         if (!getenv("SWEEP_NOZOGY")) /* AL alone, for AL's experiments */
-            zogy(ctx, &p, &rz, &ez);
+            zogy(ctx, &p, cf ? &p0 : NULL, &rz, &ez);
         printf("SEED %2u  AL: order %d, %2zu stamps, false %2zu (exp %.3f), found %2zu/%2zu, fading %zu/%zu  |  "
                "ZOGY: false %2zu (exp %.3f), found %2zu/%2zu, fading %zu/%zu\n",
                seed, order, nused, ra.false_clean, ea, ra.found, ra.bright, ra.fading_neg, ra.fading, rz.false_clean,
@@ -275,6 +377,8 @@ int main(int argc, char **argv)
         add(&ta, &ra, ea);
         add(&tz, &rz, ez);
         clred_pair_free(&p);
+        if (cf)
+            clred_pair_free(&p0);
     }
     printf("TOTAL seeds %u-%u  AL: false %zu (expected %.3f, 3x %.3f), found %zu/%zu (%.1f %%, %zu flagged BRIGHT), "
            "fading %zu/%zu  |  ZOGY: false %zu (expected %.3f), found %zu/%zu (%.1f %%, %zu BRIGHT), fading %zu/%zu\n",
@@ -284,6 +388,8 @@ int main(int argc, char **argv)
            tz.found_bright, tz.fading_neg, tz.fading);
     if (getenv("SWEEP_PROFILE"))
         print_profile();
+    if (getenv("SWEEP_HOLEPROFILE"))
+        print_hole_profile();
     clred_ctx_destroy(ctx);
     return harness_finish();
 }

@@ -30,7 +30,9 @@
  * the tests' environment (CLRED_CACHE_DIR, POCL_CACHE_DIR). For experiments:
  * SWEEP_STAMP (the PSF stamps' half size in FWHM, clred_pair_opts.psf_stamp_fwhm),
  * SWEEP_SATDISC (score only beyond this many px from saturated pixels,
- * pair_exclude_saturated), SWEEP_ZOGY_GROW (ZOGY's grow) and SWEEP_BRIGHT=0
+ * pair_exclude_saturated), SWEEP_ZOGY_GROW (ZOGY's grow), SWEEP_HOLECF=0 (the
+ * hole check without the pair made again without its holes:
+ * pair_score_candidates_holes) and SWEEP_BRIGHT=0
  * (candidates in saturated stars' wings not flagged: by default they are,
  * clred_candidates_bright, as clred subtract does, and are then not clean). */
 #include <math.h>
@@ -46,9 +48,13 @@ typedef struct {
     double expect;
 } sweep_line;
 
-static clred_pair make_pair(uint64_t seed, clred_psf_kind kind, double ref_fwhm, double new_fwhm)
+/* holes 0: the pair made again without its template holes (the simulator
+ * draws them last, on their own stream: nothing else changes). */
+static clred_pair make_pair(uint64_t seed, clred_psf_kind kind, double ref_fwhm, double new_fwhm, int holes)
 {
     clred_pair_opts po = pair_sources_opts(seed, kind, ref_fwhm, new_fwhm);
+    if (!holes)
+        po.nholes = 0;
     if (getenv("SWEEP_STAMP")) /* the PSF stamps' half size in FWHM (default 4) */
         po.psf_stamp_fwhm = atof(getenv("SWEEP_STAMP"));
     clred_pair p;
@@ -59,7 +65,8 @@ static clred_pair make_pair(uint64_t seed, clred_psf_kind kind, double ref_fwhm,
 static double thresh = 5.0;
 
 static sweep_line score_of(clred_ctx *ctx, const clred_pair *p, const clred_al_result *al, const clred_dimage *score,
-                           const clred_dimage *diff, const clred_psf *psf, uint16_t skip, const char *what)
+                           const clred_dimage *diff, const clred_psf *psf, uint16_t skip, const char *what,
+                           const clred_image *holeless)
 {
     clred_candidate *c = NULL;
     size_t nc = 0;
@@ -78,7 +85,7 @@ static sweep_line score_of(clred_ctx *ctx, const clred_pair *p, const clred_al_r
     CHECK_OK(clred_dimage_download(score, &sc));
     if (getenv("SWEEP_SATDISC")) /* score a fixed area: nothing within this many px of a saturated pixel */
         nc = pair_exclude_saturated(p, atof(getenv("SWEEP_SATDISC")), &sc, c, nc);
-    pair_score r = pair_score_candidates(p, c, nc, &sc, skip, what);
+    pair_score r = pair_score_candidates_holes(p, c, nc, &sc, skip, what, holeless, thresh);
     s.false_clean = r.false_clean;
     s.found = r.found;
     s.bright = r.bright;
@@ -89,28 +96,55 @@ static sweep_line score_of(clred_ctx *ctx, const clred_pair *p, const clred_al_r
     return s;
 }
 
-static sweep_line run_al(clred_ctx *ctx, const clred_pair *p)
+static void al_run(clred_ctx *ctx, const clred_pair *p, clred_al_result *a)
 {
     clred_al_opts o = clred_al_defaults();
     o.decorrelate = 1;
     o.normalize = CLRED_AL_NORM_NEW;
+    CHECK_OK(clred_subtract_al(ctx, &p->new_img, &p->ref, &p->new_psf, &p->ref_psf, &o, a));
+}
+
+/* p0: the same pair without holes (NULL: none), whose score judges the hole check. */
+static sweep_line run_al(clred_ctx *ctx, const clred_pair *p, const clred_pair *p0)
+{
     clred_al_result a;
-    CHECK_OK(clred_subtract_al(ctx, &p->new_img, &p->ref, &p->new_psf, &p->ref_psf, &o, &a));
-    sweep_line s =
-        score_of(ctx, p, &a, a.detect, a.decorr, &a.psf_diff, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE, "AL D/sigma");
+    clred_image s0;
+    memset(&s0, 0, sizeof s0);
+    if (p0) {
+        al_run(ctx, p0, &a);
+        CHECK_OK(clred_dimage_download(a.detect, &s0));
+        clred_al_result_free(&a);
+    }
+    al_run(ctx, p, &a);
+    sweep_line s = score_of(ctx, p, &a, a.detect, a.decorr, &a.psf_diff, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE,
+                            "AL D/sigma", p0 ? &s0 : NULL);
     clred_al_result_free(&a);
+    clred_image_free(&s0);
     return s;
 }
 
-static sweep_line run_zogy(clred_ctx *ctx, const clred_pair *p)
+static void zogy_run(clred_ctx *ctx, const clred_pair *p, clred_zogy_result *z)
 {
-    clred_zogy_result z;
     clred_zogy_opts zo = clred_zogy_defaults();
     if (getenv("SWEEP_ZOGY_GROW")) /* one growth for every unusable pixel, whatever the stamps' size */
         zo.grow = atoi(getenv("SWEEP_ZOGY_GROW"));
-    CHECK_OK(clred_subtract_zogy(ctx, &p->new_img, &p->ref, &p->new_psf, &p->ref_psf, &zo, &z));
-    sweep_line s = score_of(ctx, p, NULL, z.scorr, z.diff, &z.pd, CLRED_MASK_UNUSABLE, "ZOGY S_corr");
+    CHECK_OK(clred_subtract_zogy(ctx, &p->new_img, &p->ref, &p->new_psf, &p->ref_psf, &zo, z));
+}
+
+static sweep_line run_zogy(clred_ctx *ctx, const clred_pair *p, const clred_pair *p0)
+{
+    clred_zogy_result z;
+    clred_image s0;
+    memset(&s0, 0, sizeof s0);
+    if (p0) {
+        zogy_run(ctx, p0, &z);
+        CHECK_OK(clred_dimage_download(z.scorr, &s0));
+        clred_zogy_result_free(&z);
+    }
+    zogy_run(ctx, p, &z);
+    sweep_line s = score_of(ctx, p, NULL, z.scorr, z.diff, &z.pd, CLRED_MASK_UNUSABLE, "ZOGY S_corr", p0 ? &s0 : NULL);
     clred_zogy_result_free(&z);
+    clred_image_free(&s0);
     return s;
 }
 
@@ -211,7 +245,7 @@ static void print_blocks(const clred_pair *p, const char *what, const clred_dima
 static int sweep_blocks(clred_ctx *ctx, int first, int last, clred_psf_kind kind, double ref_fwhm, double new_fwhm)
 {
     for (int seed = first; seed <= last; seed++) {
-        clred_pair p = make_pair((uint64_t)seed, kind, ref_fwhm, new_fwhm);
+        clred_pair p = make_pair((uint64_t)seed, kind, ref_fwhm, new_fwhm, 1);
         printf("SEED %2d\n", seed);
         clred_al_result a;
         CHECK_OK(clred_subtract_al(ctx, &p.new_img, &p.ref, &p.new_psf, &p.ref_psf, NULL, &a));
@@ -245,9 +279,13 @@ int main(int argc, char **argv)
     sweep_line al_sum = {0}, zo_sum = {0};
     size_t al_images = 0, zo_images = 0;
     for (int seed = first; seed <= last; seed++) {
-        clred_pair p = make_pair((uint64_t)seed, kind, ref_fwhm, new_fwhm);
+        clred_pair p = make_pair((uint64_t)seed, kind, ref_fwhm, new_fwhm, 1), p0;
+        /* SWEEP_HOLECF=0: any candidate near a hole counts as its (pair_score_candidates_holes) */
+        int cf = p.nholes > 0 && (!getenv("SWEEP_HOLECF") || atoi(getenv("SWEEP_HOLECF")));
+        if (cf)
+            p0 = make_pair((uint64_t)seed, kind, ref_fwhm, new_fwhm, 0);
         printf("seed %d:\n", seed);
-        sweep_line a = run_al(ctx, &p), z = run_zogy(ctx, &p);
+        sweep_line a = run_al(ctx, &p, cf ? &p0 : NULL), z = run_zogy(ctx, &p, cf ? &p0 : NULL);
         printf("SEED %2d  AL false %zu complete %zu/%zu (%zu flagged BRIGHT) expect %.3f | ZOGY false %zu complete "
                "%zu/%zu (%zu BRIGHT) expect %.3f\n",
                seed, a.false_clean, a.found, a.bright, a.found_bright, a.expect, z.false_clean, z.found, z.bright,
@@ -260,6 +298,8 @@ int main(int argc, char **argv)
         al_sum.found_bright += a.found_bright, zo_sum.found_bright += z.found_bright;
         al_sum.expect += a.expect, zo_sum.expect += z.expect;
         clred_pair_free(&p);
+        if (cf)
+            clred_pair_free(&p0);
     }
     printf("TOTAL seeds %d-%d  AL %zu clean false in %zu images (expected %.2f, 3x %.2f), complete %zu/%zu (%zu "
            "flagged BRIGHT) | ZOGY %zu in %zu images (expected %.2f), complete %zu/%zu (%zu BRIGHT)\n",
