@@ -4,13 +4,14 @@
 # candid (1, 2, ... for frames without a time), the same set from both; bad
 # input exits 1 with one line and leaves no alert, catalog or temporary.
 set -u
+HERE=$(cd "$(dirname "$0")" && pwd) # before any cd: $0 may be relative
 BIN=${CLRED_BIN:?CLRED_BIN is not set}
 TMP=${CLRED_TEST_TMP:-/tmp}/cli_alerts
 rm -rf "$TMP"
 mkdir -p "$TMP"
 cd "$TMP" || exit 1
 fails=0
-. "$(dirname "$0")/lib_cli.sh"
+. "$HERE/lib_cli.sh" || exit 1
 no_leftovers() { [ -z "$(find . -name '*.tmp')" ]; }
 # the candids 1..N as file names, N the catalog's rows
 named_1_to_n() { # dir catalog

@@ -3,13 +3,14 @@
 # statistics and histogram (JSON, PNG), --pixel-stats over many backgrounds,
 # clred quicklook; exit codes and no partial output on bad input.
 set -u
+HERE=$(cd "$(dirname "$0")" && pwd) # before any cd: $0 may be relative
 BIN=${CLRED_BIN:?CLRED_BIN is not set}
 TMP=${CLRED_TEST_TMP:-/tmp}/cli_background_model
 rm -rf "$TMP"
 mkdir -p "$TMP"
 cd "$TMP" || exit 1
 fails=0
-source "$(dirname "$0")/lib_cli.sh"
+source "$HERE/lib_cli.sh" || exit 1
 is_png() { [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = "211PNG" ]; }
 json_num() { # file key: the first number after "key":
     grep -o "\"$2\": [-0-9.eE+]*" "$1" | head -1 | awk '{print $2}'

@@ -2,13 +2,14 @@
 # clred proxy end to end on a small simulated CUTE-like set: the simulator's
 # files, every product of the reduction, JSON, both methods, bad usage.
 set -u
+HERE=$(cd "$(dirname "$0")" && pwd) # before any cd: $0 may be relative
 BIN=${CLRED_BIN:?CLRED_BIN is not set}
 TMP=${CLRED_TEST_TMP:-/tmp}/cli_proxy
 rm -rf "$TMP"
 mkdir -p "$TMP"
 cd "$TMP" || exit 1
 fails=0
-source "$(dirname "$0")/lib_cli.sh"
+source "$HERE/lib_cli.sh" || exit 1
 json_num() { grep -o "\"$2\": [-0-9.eE+]*" "$1" | head -1 | awk '{print $2}'; }
 
 expect_rc 0 "simulate" "$BIN" proxy --simulate sim --size 100x20 --ndarks 8 --nscience 2 --seed 5

@@ -3,13 +3,14 @@
 # CSV), JSON summaries, SEEING in the header, exit codes and messages for bad
 # input, and nothing left behind when a command fails.
 set -u
+HERE=$(cd "$(dirname "$0")" && pwd) # before any cd: $0 may be relative
 BIN=${CLRED_BIN:?CLRED_BIN is not set}
 TMP=${CLRED_TEST_TMP:-/tmp}/cli_sources
 rm -rf "$TMP"
 mkdir -p "$TMP"
 cd "$TMP" || exit 1
 fails=0
-. "$(dirname "$0")/lib_cli.sh"
+. "$HERE/lib_cli.sh" || exit 1
 no_leftovers() { [ -z "$(ls -A | grep -E '\.tmp$')" ]; }
 
 # A 160 x 120 field with six round stars of FWHM 3, positions and a bad positions file.

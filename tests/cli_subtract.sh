@@ -4,13 +4,14 @@
 # the catalog in CSV, JSON and FITS, cutouts, JSON summaries, exit codes for
 # bad input and nothing left behind when a command fails.
 set -u
+HERE=$(cd "$(dirname "$0")" && pwd) # before any cd: $0 may be relative
 BIN=${CLRED_BIN:?CLRED_BIN is not set}
 TMP=${CLRED_TEST_TMP:-/tmp}/cli_subtract
 rm -rf "$TMP"
 mkdir -p "$TMP"
 cd "$TMP" || exit 1
 fails=0
-. "$(dirname "$0")/lib_cli.sh"
+. "$HERE/lib_cli.sh" || exit 1
 no_leftovers() { [ -z "$(ls -A | grep -E '\.tmp$')" ]; }
 
 expect_rc 0 "subtract --help" "$BIN" subtract --help

@@ -5,13 +5,14 @@
 # that match the injected truth with their signs, the HOTPANTS-like options,
 # usage errors and nothing left behind on failure.
 set -u
+HERE=$(cd "$(dirname "$0")" && pwd) # before any cd: $0 may be relative
 BIN=${CLRED_BIN:?CLRED_BIN is not set}
 TMP=${CLRED_TEST_TMP:-/tmp}/cli_subtract_al
 rm -rf "$TMP"
 mkdir -p "$TMP"
 cd "$TMP" || exit 1
 fails=0
-. "$(dirname "$0")/lib_cli.sh"
+. "$HERE/lib_cli.sh" || exit 1
 no_leftovers() { [ -z "$(ls -A | grep -E '\.tmp$')" ]; }
 
 expect_rc 0 "simulate-pair" "$BIN" simulate-pair -o pair --size 192x192 --ntransients 20 --nholes 2 --seed 7
