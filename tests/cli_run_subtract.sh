@@ -114,6 +114,23 @@ sys.exit(0 if len(d) == 3 and all(not p.get('done') and 'star matching' in (p.ge
     || fail "failed subtraction: $(grep -A3 difference/ "$TMP/nostars/manifest.json" | head -c 800)"
 [ ! -e "$TMP/nostars/difference/SIMFIELD_r.fits" ] && pass "no partial difference" || fail "a partial difference was left"
 
+# a fit mask reaches the night's subtraction: the reference itself as fit_mask leaves every pixel out of
+# the kernel's fit, so Alard-Lupton finds no stamp and this stack's subtraction fails with that reason
+printf '[subtract]\nreference = %s\nmethod = al\nfit_mask = %s\n' "$REF" "$REF" > "$TMP/nofit.ini"
+# shellcheck disable=SC2086
+run "fit mask over the whole field" 0 run --config "$TMP/nofit.ini" $CAL "$N"/epoch2_*.fits -o "$TMP/nofit" --json
+python3 -c "
+import json, sys
+m = json.load(open(sys.argv[1]))
+d = [p for p in m['products'] if p['what'] == 'difference']
+ok = len(d) == 1 and not d[0].get('done') and 'no stamps' in (d[0].get('reason') or '')
+sys.exit(0 if ok and 'fit_mask=' + sys.argv[2] + ',0' in m['parameters']['subtract'] else 1)" \
+    "$TMP/nofit/manifest.json" "$REF" && pass "no stamp left: the difference not written, the reason in the manifest" \
+    || fail "fit mask: $(grep -A3 difference/ "$TMP/nofit/manifest.json" | head -c 800)"
+printf '[subtract]\nreference = %s\nfit_only = %s\n' "$REF" "$REF" > "$TMP/fitzogy.ini"
+run "a fit mask without method = al" 2 run --config "$TMP/fitzogy.ini" "$N" -o "$TMP/x"
+grep -q "fit_only need method = al" "$TMP/err" && pass "the message says why" || fail "message: $(cat "$TMP/err")"
+
 printf '[subtract]\nreference = %s/nothing.fits\n' "$TMP" > "$TMP/missing.ini"
 # shellcheck disable=SC2086
 run "missing reference" 2 run --config "$TMP/missing.ini" $CAL "$N"/epoch2_*.fits -o "$TMP/x"

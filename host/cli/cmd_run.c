@@ -71,6 +71,8 @@ static void help(void)
            "               stream = true|false [true] (reader and writer threads)\n"
            "  [subtract]   reference = FITS [none: no subtraction]   method = zogy|al [zogy]\n"
            "               ref_psf = FITS [measured]   ref_noise = FITS   ref_mask = FITS\n"
+           "               fit_mask = FITS or fit_only = FITS (method = al, on the reference's grid:\n"
+           "               as clred subtract --fit-mask / --fit-only)\n"
            "               psf_size = odd px [25]   threshold = sigma [5]   positive_only = true|false\n"
            "               [false]   renormalize = true|false [false]   astrom_sigma = px [0]\n"
            "               psf_err = fraction [the measured PSF's estimate]\n"

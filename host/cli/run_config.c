@@ -68,6 +68,11 @@ static int subtract_entry(run_config *c, const char *key, const char *value)
         ok = (j->ref_noise = keep(c, value)) != NULL;
     } else if (!strcasecmp(key, "ref_mask")) {
         ok = (j->ref_mask = keep(c, value)) != NULL;
+    } else if (!strcasecmp(key, "fit_mask") || !strcasecmp(key, "fit_only")) {
+        if (j->fit_mask)
+            snprintf(c->error, sizeof c->error, "[subtract] %s: one fit mask (fit_mask or fit_only)", key);
+        else if ((ok = (j->fit_mask = keep(c, value)) != NULL))
+            j->fit_mask_selects = !strcasecmp(key, "fit_only");
     } else if (!strcasecmp(key, "psf_size")) {
         if ((ok = parse_num(value, &d) && d >= 3 && d <= 1001 && d == floor(d) && (int)d % 2 == 1))
             j->psf_size = j->psf.size = (size_t)d;
@@ -245,6 +250,8 @@ int run_config_read(const char *path, clred_night_opts *o, run_config *cfg)
         rc = (fprintf(stderr, "clred run: %s: cannot read the configuration\n", path), EXIT_BAD_INPUT);
     else if (line > 0)
         rc = cli_usage_error("run", "%s:%d: %s", path, line, *cfg->error ? cfg->error : "malformed line");
+    else if (o->subtract && o->subtract->fit_mask && o->subtract->method != CLRED_DIFF_AL)
+        rc = cli_usage_error("run", "%s: [subtract] fit_mask and fit_only need method = al (ZOGY fits no kernel)", path);
     if (rc != EXIT_OK)
         run_config_free(cfg);
     return rc;

@@ -36,12 +36,13 @@ void night_subtract_parameters(night *nt)
     stat(o->subtract_reference, &sb); /* a reference that is not there fails the stage with its name */
     const clred_zogy_opts *z = &j->zogy;
     snprintf(nt->p_subtract, sizeof nt->p_subtract,
-             "reference=%s size=%lld mtime=%lld.%09ld method=%d ref_psf=%s ref_noise=%s ref_mask=%s psf_size=%zu "
+             "reference=%s size=%lld mtime=%lld.%09ld method=%d ref_psf=%s ref_noise=%s ref_mask=%s fit_mask=%s,%d "
+             "psf_size=%zu "
              "psf=%zu,%g,%g,%g,%d fn=%g fr=%g astrom=%g,%g psferr=%g,%g renormalize=%d grow=%d tile=%zu,%zu thresh=%g both=%d "
              "ap=%g reject=%u",
              o->subtract_reference, (long long)sb.st_size, (long long)sb.st_mtim.tv_sec, (long)sb.st_mtim.tv_nsec,
              (int)j->method, j->ref_psf ? j->ref_psf : "-", j->ref_noise ? j->ref_noise : "-",
-             j->ref_mask ? j->ref_mask : "-", j->psf_size, j->psf.size, j->psf.thresh, j->psf.min_snr,
+             j->ref_mask ? j->ref_mask : "-", j->fit_mask ? j->fit_mask : "-", j->fit_mask_selects, j->psf_size, j->psf.size, j->psf.thresh, j->psf.min_snr,
              j->psf.isolation, j->psf.max_stars, z->fn, z->fr, z->astrom_sigma_x, z->astrom_sigma_y, z->psf_err_n, z->psf_err_r, z->renormalize,
              z->grow, z->tile_size, z->tile_border, j->cand.thresh, j->cand.both_signs, j->cand.ap_radius,
              (unsigned)j->cand.reject_bits);

@@ -110,7 +110,7 @@ typedef struct {
     size_t frames_in, products_out, stacks_read_back; /* the main thread's counts, for the report */
     double t0;
     /* The stages' parameters as text: hashed into the keys, recorded in the manifest. */
-    char p_calib[512], p_bias[256], p_dark[256], p_flat[256], p_science[768], p_stack[512], p_subtract[1024];
+    char p_calib[512], p_bias[256], p_dark[256], p_flat[256], p_science[768], p_stack[512], p_subtract[2048];
 } night;
 
 /* Progress, when the caller asked for it (night.c). */

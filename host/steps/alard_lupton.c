@@ -137,7 +137,13 @@ static clred_status pick_stamps(clred_ctx *ctx, const clred_dimage *ref, double 
     d.ignore_bits = o->ignore_bits | o->fit_ignore_bits; /* a star on them is MASKED: no stamp */
     clred_source *src = NULL;
     size_t n = 0;
-    CLRED_TRY(clred_detect_sources_dev(ctx, ref, NULL, NULL, NAN, 0.0, &d, &src, &n));
+    clred_status st = clred_detect_sources_dev(ctx, ref, NULL, NULL, NAN, 0.0, &d, &src, &n);
+    if (st != CLRED_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", clred_last_error());
+        return clred_fail(st, "Alard-Lupton: no stamps: the stars off the unusable%s pixels could not be found: %s",
+                          o->fit_ignore_bits ? " and fit-masked" : "", why);
+    }
     size_t w = ref->width, h = ref->height;
     int edge = core + hw + 1;
     int grid = (int)(fmin((double)w, (double)h) / (2.0 * (r + hw)));
