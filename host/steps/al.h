@@ -58,6 +58,10 @@ typedef struct {
  * (2r + 1)^2 where unusable pixels, a variance not positive and finite or
  * the border left some out): the chi^2's degrees of freedom, against which
  * al_stamp_outliers judges it. */
+/* al_stamp_dots_dev's nbad alone: whether an unusable pixel reaches each
+ * stamp's core (> 0), lies further out (< 0, minus their count) or none (0). */
+clred_status al_stamp_check_dev(clred_ctx *ctx, const al_side *ti, const al_side *ii, uint16_t ignore, int hw, int r,
+                                int core, const int *cx, const int *cy, size_t ns, int *nbad);
 clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side *ii, uint16_t ignore,
                                const al_basis *b, int r, int core, const int *cx, const int *cy, size_t ns,
                                double *dots, int *nbad, int *nfit);

@@ -413,6 +413,53 @@ static clred_status set_side_args(cl_mem *sci, cl_mem *var, cl_mem *mask, int *f
     return CLRED_OK;
 }
 
+/* al_stamp_check over the ns centres in c_centre into c_bad (al.h: nbad). */
+static clred_status run_stamp_check(clred_ctx *ctx, const al_side *ti, const al_side *ii, uint16_t ignore, int hw,
+                                    int r, int core, cl_mem c_centre, size_t ns, cl_mem c_bad)
+{
+    cl_mem tsci, tvar, tmask, isci, ivar, imask;
+    int tflags, iflags, ins = (int)ns, width = (int)ti->img->width, height = (int)ti->img->height;
+    set_side_args(&tsci, &tvar, &tmask, &tflags, ti);
+    set_side_args(&isci, &ivar, &imask, &iflags, ii);
+    cl_ushort ig = ignore;
+    float ilo = ii->lo, ihi = ii->hi, tlo = ti->lo, thi = ti->hi;
+    cl_kernel k;
+    CLRED_TRY(clred_kernel(ctx, "al", NULL, "al_stamp_check", &k));
+    CLRED_TRY(clred_args(k, "al_stamp_check", CLRED_ARG(isci), CLRED_ARG(imask), CLRED_ARG(iflags), CLRED_ARG(ilo),
+                         CLRED_ARG(ihi), CLRED_ARG(tsci), CLRED_ARG(tmask), CLRED_ARG(tflags), CLRED_ARG(tlo),
+                         CLRED_ARG(thi), CLRED_ARG(ig), CLRED_ARG(width), CLRED_ARG(height), CLRED_ARG(c_centre),
+                         CLRED_ARG(ins), CLRED_ARG(hw), CLRED_ARG(r), CLRED_ARG(core), CLRED_ARG(c_bad), (size_t)0));
+    size_t g1 = ns;
+    return clred_run_tiled(ctx, k, "al_stamp_check", 1, &g1);
+}
+
+clred_status al_stamp_check_dev(clred_ctx *ctx, const al_side *ti, const al_side *ii, uint16_t ignore, int hw, int r,
+                                int core, const int *cx, const int *cy, size_t ns, int *nbad)
+{
+    if (ns == 0)
+        return CLRED_OK;
+    cl_int *centre = malloc(ns * 2 * sizeof *centre);
+    if (!centre)
+        return clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu stamps", ns);
+    for (size_t s = 0; s < ns; s++) {
+        centre[2 * s] = cx[s];
+        centre[2 * s + 1] = cy[s];
+    }
+    cl_mem c_centre = NULL, c_bad = NULL;
+    clred_status st = clred_buffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, ns * 2 * sizeof(cl_int), centre,
+                                   &c_centre, "AL stamp centres");
+    if (st == CLRED_OK)
+        st = clred_buffer(ctx, CL_MEM_READ_WRITE, ns * sizeof(cl_int), NULL, &c_bad, "AL stamp checks");
+    if (st == CLRED_OK)
+        st = run_stamp_check(ctx, ti, ii, ignore, hw, r, core, c_centre, ns, c_bad);
+    if (st == CLRED_OK)
+        st = clred_download(ctx, c_bad, 0, ns * sizeof(cl_int), nbad);
+    clred_release(&c_centre);
+    clred_release(&c_bad);
+    free(centre);
+    return st;
+}
+
 clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side *ii, uint16_t ignore,
                                const al_basis *b, int r, int core, const int *cx, const int *cy, size_t ns,
                                double *dots, int *nbad, int *nfit)
@@ -479,17 +526,9 @@ clred_status al_stamp_dots_dev(clred_ctx *ctx, const al_side *ti, const al_side 
     set_side_args(&isci, &ivar, &imask, &iflags, ii);
     cl_ushort ig = ignore;
     cl_kernel k;
-    if ((st = clred_kernel(ctx, "al", NULL, "al_stamp_check", &k)) != CLRED_OK)
-        goto done;
     float ilo = ii->lo, ihi = ii->hi, tlo = ti->lo, thi = ti->hi, tlev = ti->level, ilev = ii->level,
           tv0 = ti->var0, iv0 = ii->var0;
-    st = clred_args(k, "al_stamp_check", CLRED_ARG(isci), CLRED_ARG(imask), CLRED_ARG(iflags), CLRED_ARG(ilo),
-                    CLRED_ARG(ihi), CLRED_ARG(tsci), CLRED_ARG(tmask), CLRED_ARG(tflags), CLRED_ARG(tlo),
-                    CLRED_ARG(thi), CLRED_ARG(ig), CLRED_ARG(width), CLRED_ARG(height), CLRED_ARG(c_centre),
-                    CLRED_ARG(ins), CLRED_ARG(hw), CLRED_ARG(r), CLRED_ARG(core), CLRED_ARG(c_bad), (size_t)0);
-    size_t g1 = ns;
-    if (st == CLRED_OK)
-        st = clred_run_tiled(ctx, k, "al_stamp_check", 1, &g1);
+    st = run_stamp_check(ctx, ti, ii, ignore, hw, r, core, c_centre, ns, c_bad);
     if (st == CLRED_OK)
         st = clred_kernel(ctx, "al", NULL, "al_stamp_rows", &k);
     if (st == CLRED_OK)

@@ -128,9 +128,12 @@ static int stamp_core(double fwhm) { return fwhm > 4 ? (int)ceil(0.5 * fwhm) : 2
  * reach past the border are left out of the fit: al_stamp_dots_dev), so
  * that the kernel near the edges and corners, where it varies most, is fitted
  * rather than extrapolated; the brightest few of each cell of a grid, so
- * that the spatial terms see the whole image. */
+ * that the spatial terms see the whole image, among the stars whose core
+ * no unusable or fit-masked pixel reaches (al_stamp_check_dev on ti and
+ * ii, before the choice: a star the fit would drop must not take its
+ * cell's place, as HOTPANTS moves on to the region's next star). */
 static clred_status pick_stamps(clred_ctx *ctx, const clred_dimage *ref, double fwhm, const clred_al_opts *o, int hw,
-                                int r, int core, int **cx, int **cy, size_t *ns)
+                                int r, int core, const al_side *ti, const al_side *ii, int **cx, int **cy, size_t *ns)
 {
     clred_detect_opts d = clred_detect_defaults();
     d.fwhm = fwhm > 1 ? fwhm : 1;
@@ -181,8 +184,26 @@ static clred_status pick_stamps(clred_ctx *ctx, const clred_dimage *ref, double 
             idx[b] = idx[b - 1];
             idx[b - 1] = t;
         }
+    /* the candidates' cores checked (in *cx, *cy for the while) */
+    int *nbad = malloc((m ? m : 1) * sizeof *nbad);
+    for (size_t a = 0; a < m; a++) {
+        (*cx)[a] = (int)lround(src[idx[a]].x);
+        (*cy)[a] = (int)lround(src[idx[a]].y);
+    }
+    clred_status cs = nbad ? al_stamp_check_dev(ctx, ti, ii, o->ignore_bits | o->fit_ignore_bits, hw, r, core, *cx,
+                                                *cy, m, nbad)
+                           : clred_fail(CLRED_ERR_MEMORY, "out of memory for %zu stamps", m);
+    if (cs != CLRED_OK) {
+        free(nbad);
+        free(cnt);
+        free(idx);
+        free(src);
+        return cs;
+    }
     for (size_t a = 0; a < m; a++) {
         const clred_source *s = &src[idx[a]];
+        if (nbad[a] > 0)
+            continue;
         int gx = (int)(s->x * grid / (double)w), gy = (int)(s->y * grid / (double)h);
         gx = gx >= grid ? grid - 1 : gx;
         gy = gy >= grid ? grid - 1 : gy;
@@ -193,6 +214,7 @@ static clred_status pick_stamps(clred_ctx *ctx, const clred_dimage *ref, double 
         (*cy)[*ns] = (int)lround(s->y);
         (*ns)++;
     }
+    free(nbad);
     free(cnt);
     free(idx);
     free(src);
@@ -1346,7 +1368,7 @@ clred_status clred_subtract_al_dev(clred_ctx *ctx, const clred_dimage *new_img, 
         s.plan.started = pthread_create(&s.plan.thread, NULL, plan_ahead_run, &s.plan) == 0;
     }
     if (st == CLRED_OK)
-        st = pick_stamps(ctx, ref, fwhm_r, o, hw, s.r, stamp_core(fwhm_i), &s.cx, &s.cy, &s.ns);
+        st = pick_stamps(ctx, ref, fwhm_r, o, hw, s.r, stamp_core(fwhm_i), &s.ti, &s.ii, &s.cx, &s.cy, &s.ns);
     int nv = s.basis.nbasis + 2;
     if (st == CLRED_OK && s.ns == 0)
         st = clred_fail(CLRED_ERR_INPUT, "Alard-Lupton: no isolated star with S/N >= %g for a stamp", o->stamp_snr);
