@@ -256,18 +256,26 @@ static void al_run(clred_ctx *ctx, const clred_pair *p, clred_al_result *a)
         exit(harness_finish());
 }
 
+/* AL's DETECT of p, downloaded (the hole check's score of the pair without holes; p NULL: an empty image). */
+static clred_image al_score(clred_ctx *ctx, const clred_pair *p)
+{
+    clred_image score;
+    memset(&score, 0, sizeof score);
+    clred_al_result a;
+    if (!p)
+        return score; /* no pair without holes: the distance-only check */
+    al_run(ctx, p, &a);
+    CHECK_OK(clred_dimage_download(a.detect, &score));
+    clred_al_result_free(&a);
+    return score;
+}
+
 /* p0: the same pair without holes (NULL: none), whose score judges the hole check. */
 static void al(clred_ctx *ctx, const clred_pair *p, const clred_pair *p0, pair_score *r, double *expect, int *order,
                size_t *nused)
 {
     clred_al_result a;
-    clred_image s0;
-    memset(&s0, 0, sizeof s0);
-    if (p0) {
-        al_run(ctx, p0, &a);
-        CHECK_OK(clred_dimage_download(a.detect, &s0));
-        clred_al_result_free(&a);
-    }
+    clred_image s0 = al_score(ctx, p0);
     al_run(ctx, p, &a);
     score_of(ctx, p, &a, a.detect, a.decorr, &a.psf_diff, "AL DETECT", p0 ? &s0 : NULL, r, expect);
     clred_image_free(&s0);
@@ -303,16 +311,24 @@ static void zogy_run(clred_ctx *ctx, const clred_pair *p, clred_zogy_result *z)
     clred_psf_free(&pr);
 }
 
+/* ZOGY's S_corr of p, downloaded (p NULL: an empty image). */
+static clred_image zogy_score(clred_ctx *ctx, const clred_pair *p)
+{
+    clred_image score;
+    memset(&score, 0, sizeof score);
+    clred_zogy_result z;
+    if (!p)
+        return score; /* no pair without holes: the distance-only check */
+    zogy_run(ctx, p, &z);
+    CHECK_OK(clred_dimage_download(z.scorr, &score));
+    clred_zogy_result_free(&z);
+    return score;
+}
+
 static void zogy(clred_ctx *ctx, const clred_pair *p, const clred_pair *p0, pair_score *r, double *expect)
 {
     clred_zogy_result z;
-    clred_image s0;
-    memset(&s0, 0, sizeof s0);
-    if (p0) {
-        zogy_run(ctx, p0, &z);
-        CHECK_OK(clred_dimage_download(z.scorr, &s0));
-        clred_zogy_result_free(&z);
-    }
+    clred_image s0 = zogy_score(ctx, p0);
     zogy_run(ctx, p, &z);
     score_of(ctx, p, NULL, z.scorr, z.diff, &z.pd, "ZOGY S_corr", p0 ? &s0 : NULL, r, expect);
     if (p0 && getenv("SWEEP_HOLEPROFILE")) {

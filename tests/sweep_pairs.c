@@ -104,17 +104,25 @@ static void al_run(clred_ctx *ctx, const clred_pair *p, clred_al_result *a)
     CHECK_OK(clred_subtract_al(ctx, &p->new_img, &p->ref, &p->new_psf, &p->ref_psf, &o, a));
 }
 
+/* AL's DETECT of p, downloaded (the hole check's score of the pair without holes; p NULL: an empty image). */
+static clred_image al_score(clred_ctx *ctx, const clred_pair *p)
+{
+    clred_image score;
+    memset(&score, 0, sizeof score);
+    clred_al_result a;
+    if (!p)
+        return score; /* no pair without holes: the distance-only check */
+    al_run(ctx, p, &a);
+    CHECK_OK(clred_dimage_download(a.detect, &score));
+    clred_al_result_free(&a);
+    return score;
+}
+
 /* p0: the same pair without holes (NULL: none), whose score judges the hole check. */
 static sweep_line run_al(clred_ctx *ctx, const clred_pair *p, const clred_pair *p0)
 {
     clred_al_result a;
-    clred_image s0;
-    memset(&s0, 0, sizeof s0);
-    if (p0) {
-        al_run(ctx, p0, &a);
-        CHECK_OK(clred_dimage_download(a.detect, &s0));
-        clred_al_result_free(&a);
-    }
+    clred_image s0 = al_score(ctx, p0);
     al_run(ctx, p, &a);
     sweep_line s = score_of(ctx, p, &a, a.detect, a.decorr, &a.psf_diff, CLRED_MASK_UNUSABLE | CLRED_MASK_EDGE,
                             "AL D/sigma", p0 ? &s0 : NULL);
@@ -131,16 +139,24 @@ static void zogy_run(clred_ctx *ctx, const clred_pair *p, clred_zogy_result *z)
     CHECK_OK(clred_subtract_zogy(ctx, &p->new_img, &p->ref, &p->new_psf, &p->ref_psf, &zo, z));
 }
 
+/* ZOGY's S_corr of p, downloaded (p NULL: an empty image). */
+static clred_image zogy_score(clred_ctx *ctx, const clred_pair *p)
+{
+    clred_image score;
+    memset(&score, 0, sizeof score);
+    clred_zogy_result z;
+    if (!p)
+        return score; /* no pair without holes: the distance-only check */
+    zogy_run(ctx, p, &z);
+    CHECK_OK(clred_dimage_download(z.scorr, &score));
+    clred_zogy_result_free(&z);
+    return score;
+}
+
 static sweep_line run_zogy(clred_ctx *ctx, const clred_pair *p, const clred_pair *p0)
 {
     clred_zogy_result z;
-    clred_image s0;
-    memset(&s0, 0, sizeof s0);
-    if (p0) {
-        zogy_run(ctx, p0, &z);
-        CHECK_OK(clred_dimage_download(z.scorr, &s0));
-        clred_zogy_result_free(&z);
-    }
+    clred_image s0 = zogy_score(ctx, p0);
     zogy_run(ctx, p, &z);
     sweep_line s = score_of(ctx, p, NULL, z.scorr, z.diff, &z.pd, CLRED_MASK_UNUSABLE, "ZOGY S_corr", p0 ? &s0 : NULL);
     clred_zogy_result_free(&z);
