@@ -525,16 +525,18 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
  *
  * Per eight pixels the fast set (in the core, in no hole) is summed as
  * vectors with no branch; the other lanes (a few per cent: the wings, the
- * holes, unusable pixels) are only noted, lane by lane, in per-lane lists of
- * a chunk of the row (one store each, no branch), and taken one by one
- * through the table after the chunk. A branch per eight pixels on "any other
- * lane" (stats_bin_scan's) is taken about a quarter of the time on a sky
- * frame and mispredicted: it cost more than the vector work. */
+ * holes, unusable pixels) are only noted, as one byte of bits per eight
+ * pixels of a chunk of the row (one store, no branch), and taken one by one
+ * through the table after the chunk, 64 pixels' bits a word. A branch per
+ * eight pixels on "any other lane" (stats_bin_scan's) is taken about a
+ * quarter of the time on a sky frame and mispredicted: it cost more than the
+ * vector work; per-lane lists of pixel offsets (one store per lane, eight
+ * per vector, whatever its lanes) cost a third of the loop's instructions. */
 #define STATS_ONE_CHUNK 2048u
-#define STATS_ONE_LANE (STATS_ONE_CHUNK / 8u)
+#define STATS_ONE_WORDS (STATS_ONE_CHUNK / 64u)
 
-/* The vector loop over [c0, c1) of a row: the fast lanes summed, every
- * lane's list told x, the other lanes' lists moved on. MASKED: masked lanes
+/* The vector loop over [c0, c1) of a row: the fast lanes summed, the other
+ * lanes' bits stored in the chunk's byte for these eight. MASKED: masked lanes
  * as NaN (no compare holds); the loop is written out with and without the
  * mask plane, so that no branch on it stays inside. */
 #define STATS_ONE_VECTORS(MASKED)                                                                                     \
@@ -559,11 +561,11 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
         hs2b += db * db;                                                                                              \
         hmnv = select(hmnv, v, fast & (v < hmnv));                                                                    \
         hmxv = select(hmxv, v, fast & (v > hmxv));                                                                    \
-        const ushort xs = (ushort)(x - c0);                                                                           \
-        STATS_LANES(STATS_ONE_NOTE)                                                                                   \
-        nl += ~fast & (int8)1;                                                                                        \
+        const int8 lb = ~fast & (int8)(1, 2, 4, 8, 16, 32, 64, 128);                                                  \
+        const int4 l4 = lb.lo | lb.hi;                                                                                \
+        const int2 l2 = l4.lo | l4.hi;                                                                                \
+        notes[(x - c0) >> 3] = (uchar)(l2.x | l2.y);                                                                  \
     }
-#define STATS_ONE_NOTE(i) list[nl.s##i] = xs;
 
 kernel void stats_bin_one(global const float *sci, global const ushort *mask, const ushort ignore,
                           const uint width, const uint x0, const uint y0, const uint rw, const uint rh,
@@ -586,8 +588,8 @@ kernel void stats_bin_one(global const float *sci, global const ushort *mask, co
     int8 hcntv = (int8)0, gb0 = (int8)0, gb1 = (int8)0, gb2 = (int8)0;
     /* fast lanes leave 0 in the sums: the host sends a shift that is a float */
     const float shf = (float)shift;
-    ushort list[8 * STATS_ONE_LANE];
-    const int8 lane0 = (int8)(0, 1, 2, 3, 4, 5, 6, 7) * (int)STATS_ONE_LANE;
+    ulong words[STATS_ONE_WORDS];
+    uchar *notes = (uchar *)words; /* byte k: the eight pixels from 8 k, bit i: pixel 8 k + i (little-endian words) */
     const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
     for (uint y = r0; y < r1; y++) {
         const size_t row = (size_t)(y0 + y) * width + x0;
@@ -595,24 +597,22 @@ kernel void stats_bin_one(global const float *sci, global const ushort *mask, co
         global const ushort *mrow = mask ? mask + row : 0;
         const uint vend = rw & ~7u;
         for (uint c0 = 0; c0 < vend; c0 += STATS_ONE_CHUNK) {
-            const uint c1 = min(vend, c0 + STATS_ONE_CHUNK);
-            int8 nl = lane0;
+            const uint c1 = min(vend, c0 + STATS_ONE_CHUNK), nw = (c1 - c0 + 63) >> 6;
+            words[nw - 1] = 0; /* a short chunk's last word: its bytes past c1 stay clear */
             global const float *p = srow + c0; /* indexing srow + x split the vector load in four */
             if (mrow)
                 STATS_ONE_VECTORS(1)
             else
                 STATS_ONE_VECTORS(0)
-#define STATS_ONE_LANE_TAKE(i)                                                                                        \
-    for (int k = lane0.s##i; k < nl.s##i; k++) {                                                                      \
-        const uint xi = c0 + list[k] + i;                                                                             \
-        const float vi = srow[xi];                                                                                    \
-        if (clred_usable(vi, mrow ? mrow[xi] : (ushort)0, ignore)) {                                                  \
-            const uint ei = table[stats_bin_of(clred_float_key(vi), wlo, whi, ws, wb0, wb1)];                         \
-            STATS_SCAN_PIXEL(vi, ei)                                                                                  \
-        }                                                                                                             \
-    }
-            STATS_LANES(STATS_ONE_LANE_TAKE)
-#undef STATS_ONE_LANE_TAKE
+            for (uint k = 0; k < nw; k++)
+                for (ulong bits = words[k]; bits; bits &= bits - 1) {
+                    const uint xi = c0 + 64 * k + (uint)popcount((bits & (0 - bits)) - 1); /* its lowest set bit */
+                    const float vi = srow[xi];
+                    if (clred_usable(vi, mrow ? mrow[xi] : (ushort)0, ignore)) {
+                        const uint ei = table[stats_bin_of(clred_float_key(vi), wlo, whi, ws, wb0, wb1)];
+                        STATS_SCAN_PIXEL(vi, ei)
+                    }
+                }
         }
         STATS_SCAN_SCALAR(vend, 1)
     }
