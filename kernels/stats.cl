@@ -549,10 +549,7 @@ kernel void stats_bin_scan(global const float *sci, global const ushort *mask, c
         const int8 b0 = v < thr.s2, b1 = v < thr.s4, b2 = v < thr.s6;                                                 \
         const int8 hole = (~b0 & (v <= thr.s3)) | (~b1 & (v <= thr.s5)) | (~b2 & (v <= thr.s7));                      \
         const int8 fast = core & ~hole;                                                                               \
-        hcntv -= fast;                                                                                                \
-        gb0 -= fast & b0;                                                                                             \
-        gb1 -= fast & b1;                                                                                             \
-        gb2 -= fast & b2;                                                                                             \
+        gaps += fast & ((b0 & (int8)1) | (b1 & (int8)(1 << 10)) | (b2 & (int8)(1 << 20)));                           \
         const float8 vf = select((float8)shf, v, fast);                                                               \
         const acc4_t da = stats_convert_acc4(vf.lo) - (acc4_t)shift, db = stats_convert_acc4(vf.hi) - (acc4_t)shift;  \
         hs1a += da;                                                                                                   \
@@ -585,7 +582,11 @@ kernel void stats_bin_one(global const float *sci, global const ushort *mask, co
     float hmn = INFINITY, hmx = -INFINITY;
     float8 hmnv = (float8)INFINITY, hmxv = (float8)-INFINITY;
     acc4_t hs1a = (acc4_t)0, hs1b = (acc4_t)0, hs2a = (acc4_t)0, hs2b = (acc4_t)0;
-    int8 hcntv = (int8)0, gb0 = (int8)0, gb1 = (int8)0, gb2 = (int8)0;
+    /* the fast lanes below each hole's first value, per lane and chunk (at
+     * most 256 each): three 10-bit fields of one counter, one register for
+     * three in a loop that spilled; the fast lanes themselves are counted
+     * from the notes (the lanes without a bit) */
+    int8 gaps;
     /* fast lanes leave 0 in the sums: the host sends a shift that is a float */
     const float shf = (float)shift;
     ulong words[STATS_ONE_WORDS];
@@ -600,11 +601,17 @@ kernel void stats_bin_one(global const float *sci, global const ushort *mask, co
             const uint c1 = min(vend, c0 + STATS_ONE_CHUNK), nw = (c1 - c0 + 63) >> 6;
             words[nw - 1] = 0; /* a short chunk's last word: its bytes past c1 stay clear */
             global const float *p = srow + c0; /* indexing srow + x split the vector load in four */
+            gaps = (int8)0;
             if (mrow)
                 STATS_ONE_VECTORS(1)
             else
                 STATS_ONE_VECTORS(0)
-            for (uint k = 0; k < nw; k++)
+            gb[0] += STATS_SUM8(gaps & (int8)1023);
+            gb[1] += STATS_SUM8((gaps >> 10) & (int8)1023);
+            gb[2] += STATS_SUM8(gaps >> 20);
+            hcnt += c1 - c0;
+            for (uint k = 0; k < nw; k++) {
+                hcnt -= (uint)popcount(words[k]);
                 for (ulong bits = words[k]; bits; bits &= bits - 1) {
                     const uint xi = c0 + 64 * k + (uint)popcount((bits & (0 - bits)) - 1); /* its lowest set bit */
                     const float vi = srow[xi];
@@ -613,14 +620,10 @@ kernel void stats_bin_one(global const float *sci, global const ushort *mask, co
                         STATS_SCAN_PIXEL(vi, ei)
                     }
                 }
+            }
         }
         STATS_SCAN_SCALAR(vend, 1)
     }
-    const int4 c4 = hcntv.lo + hcntv.hi;
-    hcnt += (uint)((c4.s0 + c4.s1) + (c4.s2 + c4.s3));
-    gb[0] += STATS_SUM8(gb0);
-    gb[1] += STATS_SUM8(gb1);
-    gb[2] += STATS_SUM8(gb2);
     hs1 += stats_sum4x2(hs1a, hs1b);
     hs2 += stats_sum4x2(hs2a, hs2b);
     cnt[nent] = hcnt;
