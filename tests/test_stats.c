@@ -574,6 +574,16 @@ static void one_read(clred_ctx *ctx)
     fill_noisy(&img, &rng, 2500.0, 11.0);
     check_one_read(ctx, "one read, below the vector kernel's size", &img, &o, 1, 0);
     clred_image_free(&img);
+
+    /* rows of two chunks, a whole one and a short one (2048 + 200 pixels
+     * in vectors, 3 in the scalar tail): the short chunk's notes must not
+     * keep the whole one's bits past its end */
+    clred_stats_bins_one_read_min(0);
+    CHECK_OK(clred_image_alloc(&img, 2251, 11, 0, 1));
+    fill_noisy(&img, &rng, 2500.0, 11.0);
+    check_one_read(ctx, "one read, two chunks a row", &img, &o, 1, 1);
+    clred_stats_bins_one_read_min((size_t)1 << 20);
+    clred_image_free(&img);
 }
 
 /* CLRED_FLOAT_ACCUM=1: sums in float and the MAD selected among float
