@@ -265,7 +265,52 @@ print(d['name'], '(' + d['type'] + ', ' + d['platform'] + ')')")"
     say "night: bench/night/run $out/night-$kind --size $night_size --copying"
     CLRED_DEVICE="$CLRED_DEVICE" "$root/bench/night/run" "$out/night-$kind" --size "$night_size" --copying ||
       say "bench/night/run failed (see above)"
+    diff_timing "$out" "$kind" "$([ "$quick" = 1 ] && echo 2048 || echo 4096)"
   fi
+}
+
+# Issue 10's device check: a simulated pair subtracted by each method and its
+# candidates written, the whole `clred subtract` command timed after a
+# warm-up run that compiles its kernels (aim on a GPU at 4096^2: < 0.5 s).
+# The true PSFs are given, as bench/diff/run.py gives them to every method;
+# no peers here (they need PyPI): bench/diff/run.py compares them elsewhere.
+diff_timing() {
+  local out="$1" kind="$2" size="$3" work="$root/build-gpu/diff-work" bin="$root/build-gpu/clred"
+  local report="$out/diff-timing-$kind-$size.md"
+  say "difference imaging: a ${size}^2 pair, each method timed after a warm-up (report: $report)"
+  mkdir -p "$work"
+  if ! "$bin" simulate-pair -o "$work/pair" --size "${size}x${size}" --ntransients 200 --overwrite >/dev/null; then
+    say "simulate-pair failed (see above)"
+    return 0
+  fi
+  {
+    echo "# clred subtract, ${size}^2 simulated pair, device $CLRED_DEVICE ($kind)"
+    echo
+    echo "Command per method (after one untimed warm-up): \`clred subtract new.fits ref.fits --method M --new-psf new_psf.fits --ref-psf ref_psf.fits --candidates cand.csv --json --overwrite\`"
+    echo
+    echo "| method | wall s (3 runs) | candidates |"
+    echo "|---|---|---|"
+  } >"$report"
+  local m
+  for m in zogy al; do
+    local args=("$work/pair/new.fits" "$work/pair/ref.fits" -o "$work/diff-$m.fits" --method "$m"
+      --new-psf "$work/pair/new_psf.fits" --ref-psf "$work/pair/ref_psf.fits"
+      --candidates "$work/cand-$m.csv" --json --overwrite)
+    if ! "$bin" subtract "${args[@]}" >/dev/null; then
+      say "clred subtract --method $m failed (see above)"
+      echo "| $m | failed | – |" >>"$report"
+      continue
+    fi
+    local times="" r t0 t1
+    for r in 1 2 3; do
+      t0=$(date +%s.%N)
+      "$bin" subtract "${args[@]}" >/dev/null
+      t1=$(date +%s.%N)
+      times="$times $(python3 -c "print(f'{$t1 - $t0:.3f}')")"
+    done
+    echo "| $m |$times | $(($(wc -l <"$work/cand-$m.csv") - 1)) |" >>"$report"
+  done
+  cat "$report" >&2
 }
 
 case "${1:-}" in
