@@ -49,6 +49,8 @@ struct clred_ctx {
     int use_double;        /* accumulate in double in kernels */
     int vector_width;      /* floats a work-item handles at once in window kernels: the device's
                             * preferred float vector width (8 on AVX2 CPUs, 1 on GPUs), 1..16 */
+    int line_width;        /* the same for kernels that stream whole rows (kernels marked
+                            * CLRED_WHOLE_LINES): at least a cache line's floats on a CPU, 1..16 */
     struct clred_program_cache *programs;
     char *program_groups[8];         /* families built as one program, "a+b+c" (clred_programs_group) */
     struct clred_build_ahead *ahead; /* programs being built in the background (programs.c) */
@@ -273,15 +275,21 @@ clred_status clred_run_items(clred_ctx *ctx, cl_kernel k, const char *name, size
  * a smaller kernel to compile where only the sky is wanted (photometry.c). */
 clred_status clred_aperture_background_dev(clred_ctx *ctx, const clred_dimage *img, const double *x,
                                            const double *y, size_t n, const clred_phot_opts *opts, clred_phot *out);
-/* Work-items across a row of width pixels for the kernels that take
- * ctx->vector_width neighbouring pixels each (kernels/lib_vec.cl). */
 /* A host wrapper's last step after a device step that changed the header
  * (astrometry, zero points): the host image takes a copy of d's header. */
 clred_status clred_image_header_from(clred_image *img, const clred_dimage *d);
 
+/* Work-items across a row of width pixels for the kernels that take
+ * ctx->vector_width neighbouring pixels each (kernels/lib_vec.cl), and for
+ * those marked CLRED_WHOLE_LINES, which take ctx->line_width. */
 static inline size_t clred_vector_groups(const clred_ctx *ctx, size_t width)
 {
     return (width + (size_t)ctx->vector_width - 1) / (size_t)ctx->vector_width;
+}
+
+static inline size_t clred_line_groups(const clred_ctx *ctx, size_t width)
+{
+    return (width + (size_t)ctx->line_width - 1) / (size_t)ctx->line_width;
 }
 
 /* a * b into *out; 0 when it overflows size_t (then *out is unspecified).

@@ -9,6 +9,10 @@
 #include "lib_vec.cl"
 #include "lib_store.cl"
 
+/* CLRED_WHOLE_LINES: the fused kernel streams whole rows, so VW is the
+ * context's line width (a cache line's floats on a CPU: host/rt/runtime.c),
+ * and the host launches it with clred_line_groups. */
+
 /* Which optional inputs the fused kernel has; the host (host/calibrate.h)
  * uses the same values. Flags rather than -D variants: one compiled program
  * serves every combination of masters. */

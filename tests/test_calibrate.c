@@ -483,8 +483,12 @@ int main(void)
      * it cost a program variant of its own (the 8-frame combine in float). */
     test_master_dark(ctx);
     clred_ctx_destroy(ctx);
-    /* the float-accumulation path of the calibration kernels (devices without fp64) */
+    /* A GPU-like context: the float-accumulation path of the calibration
+     * kernels (devices without fp64) and one pixel a work-item (a GPU's
+     * preferred width; the first pass ran the CPU's line width, 16 lanes), in
+     * one program variant. */
     setenv("CLRED_FLOAT_ACCUM", "1", 1);
+    setenv("CLRED_VECTOR_WIDTH", "1", 1);
     ctx = harness_ctx();
     run_all(ctx);
     clred_ctx_destroy(ctx);

@@ -453,10 +453,14 @@ static clred_status program_text(const clred_ctx *ctx, const char *family, const
                                  char options[1024])
 {
     CLRED_TRY(assemble_source(family, source));
-    /* Families that include lib_vec.cl get the context's vector width. */
+    /* Families that include lib_vec.cl get the context's vector width, or
+     * its line width where a family of the program streams whole rows (its
+     * source says CLRED_WHOLE_LINES; the host launches it with
+     * clred_line_groups). */
     char vector_width[32] = "";
     if (strstr(*source, "CLRED_LIB_VEC"))
-        snprintf(vector_width, sizeof vector_width, " -DVW=%d", ctx->vector_width);
+        snprintf(vector_width, sizeof vector_width, " -DVW=%d",
+                 strstr(*source, "CLRED_WHOLE_LINES") ? ctx->line_width : ctx->vector_width);
     /* Only families that accumulate in acc_t get the accumulation define:
      * the others build one program for both settings, not two that differ
      * in a define they ignore. */

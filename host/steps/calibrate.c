@@ -461,7 +461,7 @@ static clred_status run_fused(clred_calibrator *cal, const clred_dimage *raw, co
                          CLRED_ARG(gain), CLRED_ARG(rn2), CLRED_ARG(t), CLRED_ARG(sat), CLRED_ARG(out_scale),
                          CLRED_ARG(cal->var_bound[0]), CLRED_ARG(cal->var_bound[1]), CLRED_ARG(cal->var_bound[2]),
                          CLRED_ARG(sci), CLRED_ARG(var), CLRED_ARG(mask), (size_t)0));
-    size_t global[2] = {clred_vector_groups(cal->ctx, width), height};
+    size_t global[2] = {clred_line_groups(cal->ctx, width), height};
     return clred_run_rows(cal->ctx, k, "calibrate_frame", global);
 }
 
