@@ -251,10 +251,12 @@ static void test_variance_by_hand(clred_ctx *ctx)
 
 /* Sizes that are not multiples of any work-group size, no masters, header
  * GAIN/RDNOISE/SATURATE; one calibrator reused across shapes (its buffers
- * grow and shrink in use). */
+ * grow and shrink in use). A row wider than a row launch's 256 work-items
+ * cover at 16 pixels each (4100): the kernel's pixels per work-item and the
+ * host's count of work-items must agree. */
 static void test_sizes(clred_ctx *ctx)
 {
-    const size_t shapes[][2] = {{1, 1}, {1, 9}, {13, 1}, {257, 3}, {300, 200}, {64, 48}, {31, 7}};
+    const size_t shapes[][2] = {{1, 1}, {1, 9}, {13, 1}, {257, 3}, {300, 200}, {64, 48}, {31, 7}, {4100, 2}};
     harness_rng rng = {99};
     clred_calib_opts o = clred_calib_defaults();
     clred_calibrator *cal;
