@@ -421,24 +421,18 @@ typedef struct {
     size_t rows; /* rows per band */
 } combine_plan;
 
-/* The vector kernel's pixels per work-item: the context's width, but 16 on a
- * CPU that prefers 8 (AVX2), so a work-item reads whole 64-byte lines of its
- * frames. At 8 two work-items share each frame's line, and in a caller's cube
- * stacked in place (frames 16 MB apart for 2048^2, so a vector's 20 lines
- * fall in one cache set of 8 or 16 ways) the line is often evicted before the
- * second one reads it. 20 x 2048^2 on a 2-core AVX2 EPYC (POCL haswell),
- * kernel time on one core, in place: sigma clipping -34 %, median -39 %,
- * mean -52 %; padded stacks (files) -4 %, the same, -8 %. Kept sets and
- * medians are the same at either width, means and variances within the float
- * bounds of kernels/combine.cl (which lanes share a vector decides which
- * path sums them). CLRED_VECTOR_WIDTH, when set, is taken as is. */
-static int combine_width(const clred_ctx *ctx)
-{
-    const char *e = getenv("CLRED_VECTOR_WIDTH");
-    if (ctx->info.is_cpu && ctx->vector_width == 8 && !(e && *e))
-        return 16;
-    return ctx->vector_width;
-}
+/* The vector kernel's pixels per work-item: the context's line width (a
+ * cache line's floats on a CPU: 16 with AVX2 too, whose preferred width is
+ * 8), so a work-item reads whole lines of its frames. At 8 two work-items
+ * share each frame's line, and in a caller's cube stacked in place (frames
+ * 16 MB apart for 2048^2, so a vector's 20 lines fall in one cache set of 8
+ * or 16 ways) the line is often evicted before the second one reads it.
+ * 20 x 2048^2 on a 2-core AVX2 EPYC (POCL haswell), kernel time on one core,
+ * in place: sigma clipping -34 %, median -39 %, mean -52 %; padded stacks
+ * (files) -4 %, the same, -8 %. Kept sets and medians are the same at either
+ * width, means and variances within the float bounds of kernels/combine.cl
+ * (which lanes share a vector decides which path sums them). */
+static int combine_width(const clred_ctx *ctx) { return ctx->line_width; }
 
 /* The vector kernel covers the common stacks: median or mean, no rejection or
  * sigma clipping with a std spread, no variance planes, no weights, at most
