@@ -88,7 +88,10 @@ MODELS = {
                 "per output pixel the depth's median network and the clipping rounds, in float with an exact "
                 "fallback (kernels/combine.cl); a vector of pixels runs as many rounds as its slowest lane, every "
                 "round after the first selects its window by value (masks and selects the model does not count), "
-                "and a window whose middle ranks the network did not place sorts a copy"),
+                "and a window whose middle ranks the network did not place sorts a copy; with AVX2's 16 vector "
+                "registers the 20-input network spills about one move per min/max (perf, 2026-12-08), and each "
+                "vector waits on one chain (loads, network, sums, thresholds, decision) more than on its "
+                "operations"),
     "stats": (lambda s, d, c: 19.3 * s * s,
               "19.3 per pixel: the single read's fast set (2 compares for the core, 6 for three holes, 3 gap "
               "counts, 1 count, 4 for the shifted sum and square in double, 2 for the extrema: 18), the ~4% of "
