@@ -590,7 +590,7 @@ kernel void stats_bin_one(global const float *sci, global const ushort *mask, co
     /* fast lanes leave 0 in the sums: the host sends a shift that is a float */
     const float shf = (float)shift;
     ulong words[STATS_ONE_WORDS];
-    uchar *notes = (uchar *)words; /* byte k: the eight pixels from 8 k, bit i: pixel 8 k + i (little-endian words) */
+    uchar *notes = (uchar *)words; /* byte k: the eight pixels from 8 k, bit i: pixel 8 k + i */
     const uint r0 = (uint)(((ulong)rh * g) / groups), r1 = (uint)(((ulong)rh * (g + 1)) / groups);
     for (uint y = r0; y < r1; y++) {
         const size_t row = (size_t)(y0 + y) * width + x0;
@@ -613,7 +613,12 @@ kernel void stats_bin_one(global const float *sci, global const ushort *mask, co
             for (uint k = 0; k < nw; k++) {
                 hcnt -= (uint)popcount(words[k]);
                 for (ulong bits = words[k]; bits; bits &= bits - 1) {
-                    const uint xi = c0 + 64 * k + (uint)popcount((bits & (0 - bits)) - 1); /* its lowest set bit */
+                    const uint b = (uint)popcount((bits & (0 - bits)) - 1); /* the lowest set bit */
+#ifdef __ENDIAN_LITTLE__
+                    const uint xi = c0 + 64 * k + b;
+#else
+                    const uint xi = c0 + 64 * k + ((7u - (b >> 3)) << 3) + (b & 7u); /* byte j is the word's 7 - j */
+#endif
                     const float vi = srow[xi];
                     if (clred_usable(vi, mrow ? mrow[xi] : (ushort)0, ignore)) {
                         const uint ei = table[stats_bin_of(clred_float_key(vi), wlo, whi, ws, wb0, wb1)];
