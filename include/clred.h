@@ -2187,6 +2187,14 @@ typedef struct clred_psf_s {
        without it). */
     double wing_err[CLRED_PSF_WING_RINGS];
     double wing_ring_px;
+    /* A measured varying model's terms' relative covariance, nterms x nterms (row-major, at most 6 x 6):
+       the inverse of its fit's normal matrix (sum over the stars kept of weight T T^T) over that
+       inverse's (0, 0) element, so that T^T term_cov T is the noise variance of the model evaluated
+       where the terms are T against that at the polynomials' centre. wing_err is measured from the
+       stars' residuals, which a varying fit follows (about its error near the centre):
+       clred_psf_eval scales it by the square root of that ratio (at least 1); model_err stays. All 0
+       when unknown (constant, given, read from a file): no scaling. */
+    double term_cov[36];
 } clred_psf;
 
 CLRED_API void clred_psf_free(clred_psf *psf);

@@ -140,17 +140,18 @@ kernel void zogy_apply(global float2 *n, global float2 *r, global float2 *vn, gl
 
 /* The sources' filtered signals squared, S_N^2 and S_R^2 of a padded tile
  * (sn, sr) into wn, wr: the weights of every source's wing error
- * (zogy_wing_mix spreads them over the wing-error kernels). */
+ * (zogy_wing_mix spreads them over the wing-error kernels), times the
+ * squared gains gn, gr of the tile's models' errors over their centre's. */
 kernel void zogy_wing_in(global const float *sn, global const float *sr, global float *wn, global float *wr,
-                         const int pitch, const int nx, const int ny)
+                         const int pitch, const int nx, const int ny, const float gn, const float gr)
 {
     int x = get_global_id(0), y = get_global_id(1);
     if (x >= pitch || y >= ny)
         return;
     size_t i = (size_t)y * (size_t)pitch + (size_t)x;
     float a = x < nx ? sn[i] : 0.0f, b = x < nx ? sr[i] : 0.0f;
-    wn[i] = a * a;
-    wr[i] = b * b;
+    wn[i] = gn * a * a;
+    wr[i] = gr * b * b;
 }
 
 /* The wing errors' variance spectrum, (S_N^2)^ wk_n^ + (S_R^2)^ wk_r^, into wn. */

@@ -18,7 +18,9 @@
  * PSF-model error in S_corr for both images (clred_zogy_opts psf_err_n/r);
  * ZP_VARY=1: the models' variation over a tile in V(S) (psf_variation);
  * ZP_FIELD: on a 3 x 3 grid, each model's error against the truth there,
- * evaluated there and at the centre, and the pair's variation moments. Prints
+ * evaluated there and at the centre, its noise gain there (g,
+ * clred_psf_noise_gain) and the pair's variation moments (ZP_FIELDWING: and
+ * the evaluated model's wing error ring by ring, truth / its estimate there). Prints
  * per seed the clean false candidates against DMTN-006's expectation,
  * completeness at S/N >= 8, S_corr's robust spread and the measured PSF's
  * distance from the truth at the centre. */
@@ -187,7 +189,18 @@ static void field_errors(const clred_pair_opts *po, const clred_psf *m, int ref)
             if (clred_psf_eval(m, x, y, &me) == CLRED_OK) {
                 const clred_psf *tp = ref ? &t.ref_psf : &t.new_psf;
                 me.fwhm = mc.fwhm = m->fwhm;
-                printf(" (%3.0f,%3.0f) %.4f/%.4f", x, y, oracle_err(&me, tp, 1.0), oracle_err(&mc, tp, 1.0));
+                printf(" (%3.0f,%3.0f) %.4f/%.4f g %.2f", x, y, oracle_err(&me, tp, 1.0), oracle_err(&mc, tp, 1.0),
+                       clred_psf_noise_gain(m, x, y));
+                if (getenv("ZP_FIELDWING")) {
+                    double rings[CLRED_PSF_WING_RINGS] = {0};
+                    if (m->order > 0)
+                        clred_psf_analytic_wings(&me);
+                    truth_wing(&me, tp, rings);
+                    printf("\n     wing truth/est:");
+                    for (int k = 2; k < 12; k++)
+                        printf(" %d:%.4f/%.4f", k, rings[k], me.wing_err[k]);
+                    printf("\n");
+                }
                 clred_psf_free(&me);
             }
             clred_pair_free(&t);

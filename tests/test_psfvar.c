@@ -112,6 +112,27 @@ static void corners(const clred_pair_opts *po, clred_psf models[3])
         worst = fmax(worst, fabs(e.data[i] - models[2].data[i]));
     CHECK(worst < 1e-7 && e.order == 0 && e.basis == NULL);
     clred_psf_free(&e);
+    /* the fit's term covariance (relative to the centre's) is kept, the
+     * wing-error profile grows with it towards a corner, model_err stays,
+     * and the constant model has none */
+    for (int ord = 1; ord < 3; ord++) {
+        const clred_psf *m = &models[ord];
+        CHECK(m->term_cov[0] == 1.0);
+        for (size_t k = 1; k < m->nterms; k++)
+            CHECK(m->term_cov[k * m->nterms + k] > 0);
+        int ring = -1;
+        for (int k = 0; k < CLRED_PSF_WING_RINGS && ring < 0; k++)
+            ring = m->wing_err[k] > 0 ? k : -1;
+        CHECK(ring >= 0);
+        if (ring < 0)
+            continue;
+        CHECK_OK(clred_psf_eval(m, 0, 0, &e));
+        double g = e.wing_err[ring] / m->wing_err[ring];
+        printf("order %d: wing error at (0, 0) %.2f x the centre's\n", ord, g);
+        CHECK(g > 1.5 && e.model_err == m->model_err);
+        clred_psf_free(&e);
+    }
+    CHECK(models[0].term_cov[0] == 0.0);
 }
 
 static void files(const clred_psf *m2, const clred_psf *m0)

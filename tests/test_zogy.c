@@ -651,6 +651,76 @@ static void candidate_context(void)
 #undef RND
 }
 
+/* Tiles of varying models take each model's wing-error profile where they
+ * evaluate it (clred_psf_eval): grown by the model's noise gain,
+ * sqrt(T^T term_cov T), away from the polynomials' centre. On 3 x 3
+ * tiles of 32 px the centre tile's S_corr (gain 1) is the same with and
+ * without a term_cov, every other tile's is no larger in size and is
+ * smaller near the bright stars (more variance). */
+static void tile_error_gain(clred_ctx *ctx)
+{
+    clred_pair_opts po = clred_pair_defaults();
+    po.width = po.height = 96;
+    po.psf_kind = CLRED_PSF_GAUSSIAN;
+    po.ref_fwhm = 2.5;
+    po.new_fwhm = 3.0;
+    po.nstars = 20;
+    po.ngalaxies = po.ncosmics = po.nsaturated = po.nholes = 0;
+    po.ntransients = 3;
+    clred_pair p;
+    CHECK_OK(clred_simulate_pair(&po, &p));
+    clred_psf vn = {0}, vr = {0};
+    p.new_psf.model_err = 0.02;
+    p.ref_psf.model_err = 0.01;
+    for (int k = 2; k < 12; k++)
+        p.new_psf.wing_err[k] = p.ref_psf.wing_err[k] = 0.01;
+    p.new_psf.wing_ring_px = p.ref_psf.wing_ring_px = 1.0;
+    tilted(&p.new_psf, 0.1, 0.05, 96, 96, &vn);
+    tilted(&p.ref_psf, -0.1, 0.05, 96, 96, &vr);
+    clred_zogy_opts zo = clred_zogy_defaults();
+    zo.tile_size = 32;
+    clred_zogy_result z0, z1;
+    CHECK_OK(clred_subtract_zogy(ctx, &p.new_img, &p.ref, &vn, &vr, &zo, &z0));
+    /* the terms' noise 4x the constant's: gain sqrt(1 + 4 u^2 + 4 v^2) */
+    vn.term_cov[0] = vr.term_cov[0] = 1.0;
+    vn.term_cov[4] = vn.term_cov[8] = vr.term_cov[4] = vr.term_cov[8] = 4.0;
+    clred_psf e;
+    CHECK_OK(clred_psf_eval(&vn, 95.0, 47.5, &e));
+    CHECK_NEAR(e.model_err, 0.02, 1e-12);
+    CHECK_NEAR(e.wing_err[5], 0.01 * sqrt(5.0), 1e-9);
+    clred_psf_free(&e);
+    CHECK_OK(clred_subtract_zogy(ctx, &p.new_img, &p.ref, &vn, &vr, &zo, &z1));
+    clred_image a, b;
+    download(z0.scorr, &a);
+    download(z1.scorr, &b);
+    double centre = 0, grown = 0, drop = 0;
+    for (size_t y = 0; y < 96; y++)
+        for (size_t x = 0; x < 96; x++) {
+            size_t i = y * 96 + x;
+            if (isnan(a.sci[i]) || isnan(b.sci[i]))
+                continue;
+            double d = fabs(a.sci[i]) - fabs(b.sci[i]);
+            if (x >= 32 && x < 64 && y >= 32 && y < 64)
+                centre = fmax(centre, fabs(d));
+            else {
+                grown = fmax(grown, -d);
+                drop = fmax(drop, d);
+            }
+        }
+    printf("tile error gain: centre tile S_corr change %.2g, others |S_corr| up by at most %.2g, down by up to %.2f\n",
+           centre, grown, drop);
+    CHECK(centre < 1e-5);
+    CHECK(grown < 1e-3);
+    CHECK(drop > 0.5);
+    clred_image_free(&a);
+    clred_image_free(&b);
+    clred_zogy_result_free(&z0);
+    clred_zogy_result_free(&z1);
+    clred_psf_free(&vn);
+    clred_psf_free(&vr);
+    clred_pair_free(&p);
+}
+
 int main(void)
 {
     candidate_context();
@@ -686,6 +756,7 @@ int main(void)
     CHECK(vt.false_clean <= 12);
     CHECK((double)vt.found >= 0.95 * (double)vt.bright);
     tiles(ctx);
+    tile_error_gain(ctx);
     bad_arguments(ctx);
     clred_ctx_destroy(ctx);
     return harness_finish();

@@ -9,6 +9,9 @@
 
 /* FWHM and ellipticity of p->data into p (the corners' too when p is constant). */
 void clred_psf_shape(clred_psf *p);
+/* sqrt(T^T term_cov T) at (x, y), at least 1: how much more the noise of
+ * psf evaluated there is than at its centre (1 when constant or unknown). */
+double clred_psf_noise_gain(const clred_psf *psf, double x, double y);
 /* Terms (1, u, v, u^2, u v, v^2; the model's first nterms) of p at (x, y);
  * returns how many (1 for a constant PSF). */
 size_t clred_psf_terms(const clred_psf *p, double x, double y, double t[CLRED_PSF_MAX_TERMS]);

@@ -53,6 +53,20 @@ clred_status clred_psf_copy(const clred_psf *psf, clred_psf *out)
     return CLRED_OK;
 }
 
+double clred_psf_noise_gain(const clred_psf *psf, double x, double y)
+{
+    double t[CLRED_PSF_MAX_TERMS], q = 0;
+    size_t nt = clred_psf_terms(psf, x, y, t);
+    if (nt != psf->nterms || nt < 2 || psf->term_cov[0] != 1.0)
+        return 1.0;
+    for (size_t k = 0; k < nt; k++)
+        for (size_t l = 0; l < nt; l++)
+            q += t[k] * psf->term_cov[k * nt + l] * t[l];
+    /* below the centre's only near the stars' weighted mean: keep the
+     * measured error as a floor, it is the stars' typical one */
+    return q > 1.0 ? sqrt(q) : 1.0;
+}
+
 clred_status clred_psf_eval(const clred_psf *psf, double x, double y, clred_psf *out)
 {
     memset(out, 0, sizeof *out);
@@ -73,12 +87,14 @@ clred_status clred_psf_eval(const clred_psf *psf, double x, double y, clred_psf 
         return clred_fail(CLRED_ERR_MEMORY, "out of memory for a %zu px PSF", psf->size);
     out->size = psf->size;
     out->nstars = psf->nstars;
-    out->model_err = psf->model_err;
-    memcpy(out->wing_err, psf->wing_err, sizeof out->wing_err);
     out->wing_ring_px = psf->wing_ring_px;
     out->nterms = 1;
     double t[CLRED_PSF_MAX_TERMS], s = 0;
     size_t nt = clred_psf_terms(psf, x, y, t);
+    double g = clred_psf_noise_gain(psf, x, y);
+    out->model_err = psf->model_err;
+    for (int k = 0; k < CLRED_PSF_WING_RINGS; k++)
+        out->wing_err[k] = psf->wing_err[k] * g;
     for (size_t p = 0; p < n2; p++) {
         double v = 0;
         for (size_t k = 0; k < nt; k++)
@@ -360,6 +376,37 @@ static void recentre(float *stamps, const float *orig, double *off, const double
     }
 }
 
+/* clred_psf's term_cov from the kept stars' terms t and weights wt (left 0
+ * when their normal matrix is singular). */
+static void term_covariance(const double *t, const double *wt, const unsigned char *keep, size_t nst, size_t nt,
+                            double *cov)
+{
+    double a[CLRED_PSF_MAX_TERMS * CLRED_PSF_MAX_TERMS] = {0};
+    memset(cov, 0, 36 * sizeof *cov);
+    for (size_t i = 0; i < nst; i++)
+        if (keep[i])
+            for (size_t k = 0; k < nt; k++)
+                for (size_t l = 0; l < nt; l++)
+                    a[k * nt + l] += wt[i] * t[i * CLRED_PSF_MAX_TERMS + k] * t[i * CLRED_PSF_MAX_TERMS + l];
+    if (!cholesky(a, nt))
+        return;
+    for (size_t l = 0; l < nt; l++) {
+        double b[CLRED_PSF_MAX_TERMS] = {0};
+        b[l] = 1.0;
+        chol_solve(a, b, nt);
+        for (size_t k = 0; k < nt; k++)
+            cov[k * nt + l] = b[k];
+    }
+    double c0 = cov[0];
+    if (!(c0 > 0)) {
+        memset(cov, 0, 36 * sizeof *cov);
+        return;
+    }
+    for (size_t k = 0; k < nt * nt; k++)
+        cov[k] /= c0;
+    cov[0] = 1.0;
+}
+
 int clred_psf_fit_varying(float *stamps, const double *sx, const double *sy, const double *wt, size_t nstars,
                           size_t size, int order, size_t w, size_t h, double norm_radius, clred_psf *psf,
                           size_t *used, unsigned char *kept_mask)
@@ -436,6 +483,7 @@ int clred_psf_fit_varying(float *stamps, const double *sx, const double *sy, con
         psf->xscale = xs;
         psf->yscale = ys;
         psf->nstars = kept;
+        term_covariance(t, wt, keep, nstars, nt, psf->term_cov);
         clred_psf_shape(psf);
         clred_psf_corners(psf);
         *used = kept;
