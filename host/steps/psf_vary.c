@@ -200,6 +200,25 @@ int clred_psf_leverage(const clred_psf *p, const double *sx, const double *sy, c
     return 1;
 }
 
+_Static_assert(sizeof(((clred_psf *)0)->term_cov) == CLRED_PSF_MAX_TERMS * CLRED_PSF_MAX_TERMS * sizeof(double),
+               "clred_psf.term_cov holds the largest model's term covariance");
+
+/* The kept stars' normal matrix over the terms (sum of weight T T^T, nt x
+ * nt) into a, Cholesky-factored; 0 when it is singular (the stars do not
+ * spread over the terms). */
+static int stars_normal_matrix(const double *t, const double *wt, const unsigned char *keep, size_t nst, size_t nt,
+                               double a[CLRED_PSF_MAX_TERMS * CLRED_PSF_MAX_TERMS])
+{
+    const size_t M = CLRED_PSF_MAX_TERMS;
+    memset(a, 0, M * M * sizeof *a);
+    for (size_t i = 0; i < nst; i++)
+        if (keep[i])
+            for (size_t k = 0; k < nt; k++)
+                for (size_t l = 0; l < nt; l++)
+                    a[k * nt + l] += wt[i] * t[i * M + k] * t[i * M + l];
+    return cholesky(a, nt);
+}
+
 /* One weighted fit of the kept stars, pixel by pixel over the stars whose
  * pixel is not masked (NaN): coef (nt planes of n2). A pixel whose stars do
  * not constrain the terms takes their weighted mean as its constant term.
@@ -211,13 +230,8 @@ static int fit_once(const float *stamps, const double *t, const double *wt, cons
     size_t n2 = size * size, nt = nt_core;
     double c = (double)(size / 2);
     const size_t M = CLRED_PSF_MAX_TERMS;
-    double a[CLRED_PSF_MAX_TERMS * CLRED_PSF_MAX_TERMS] = {0};
-    for (size_t i = 0; i < nst; i++)
-        if (keep[i])
-            for (size_t k = 0; k < nt; k++)
-                for (size_t l = 0; l < nt; l++)
-                    a[k * nt + l] += wt[i] * t[i * M + k] * t[i * M + l];
-    if (!cholesky(a, nt))
+    double a[CLRED_PSF_MAX_TERMS * CLRED_PSF_MAX_TERMS];
+    if (!stars_normal_matrix(t, wt, keep, nst, nt, a))
         return 0;
     for (size_t p = 0; p < n2; p++) {
         double ap[CLRED_PSF_MAX_TERMS * CLRED_PSF_MAX_TERMS] = {0}, b[CLRED_PSF_MAX_TERMS] = {0}, sw = 0, swv = 0;
@@ -381,14 +395,10 @@ static void recentre(float *stamps, const float *orig, double *off, const double
 static void term_covariance(const double *t, const double *wt, const unsigned char *keep, size_t nst, size_t nt,
                             double *cov)
 {
-    double a[CLRED_PSF_MAX_TERMS * CLRED_PSF_MAX_TERMS] = {0};
-    memset(cov, 0, 36 * sizeof *cov);
-    for (size_t i = 0; i < nst; i++)
-        if (keep[i])
-            for (size_t k = 0; k < nt; k++)
-                for (size_t l = 0; l < nt; l++)
-                    a[k * nt + l] += wt[i] * t[i * CLRED_PSF_MAX_TERMS + k] * t[i * CLRED_PSF_MAX_TERMS + l];
-    if (!cholesky(a, nt))
+    const size_t cov_bytes = CLRED_PSF_MAX_TERMS * CLRED_PSF_MAX_TERMS * sizeof *cov;
+    double a[CLRED_PSF_MAX_TERMS * CLRED_PSF_MAX_TERMS];
+    memset(cov, 0, cov_bytes);
+    if (!stars_normal_matrix(t, wt, keep, nst, nt, a))
         return;
     for (size_t l = 0; l < nt; l++) {
         double b[CLRED_PSF_MAX_TERMS] = {0};
@@ -399,7 +409,7 @@ static void term_covariance(const double *t, const double *wt, const unsigned ch
     }
     double c0 = cov[0];
     if (!(c0 > 0)) {
-        memset(cov, 0, 36 * sizeof *cov);
+        memset(cov, 0, cov_bytes);
         return;
     }
     for (size_t k = 0; k < nt * nt; k++)
